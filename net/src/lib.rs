@@ -1,0 +1,36 @@
+//! cellio's sockets. Each socket owns exactly one receive cell and one send
+//! cell in its reactor slot; its operations are small futures that complete
+//! on their first poll when the kernel already has what they need, and park
+//! on the cell otherwise.
+//!
+//! * [`TcpListener`] — bind with `SO_REUSEADDR` and a backlog, `accept`.
+//! * [`TcpStream`] — `connect`, `recv`, `send`, `send_all`, `recv_exact`,
+//!   `shutdown`, options and addresses.
+//!
+//! Operations must run inside a cellio runtime (`cellio_runtime::Runtime`),
+//! whose reactor drives the sockets.
+//!
+//! # Example: an echo loop
+//!
+//! ```no_run
+//! use cellio_net::TcpStream;
+//!
+//! async fn echo(stream: TcpStream) -> std::io::Result<()> {
+//!     let mut buf = [0u8; 4096];
+//!     loop {
+//!         let n = stream.recv(&mut buf).await?;
+//!         if n == 0 {
+//!             return Ok(()); // the peer closed
+//!         }
+//!         stream.send_all(&buf[..n]).await?;
+//!     }
+//! }
+//! ```
+#![warn(missing_docs)]
+
+mod op;
+mod stats;
+pub mod tcp;
+
+pub use stats::OpStats;
+pub use tcp::{ListenOptions, TcpListener, TcpStream};

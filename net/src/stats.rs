@@ -1,0 +1,32 @@
+//! Per-socket counters of how operations completed.
+
+use cellio_reactor::Registration;
+
+/// How a socket's operations completed: on their first attempt, without the
+/// reactor (`*_sync`), or after parking on the socket's cell and being woken
+/// (`*_parked`). Failed operations are not counted.
+///
+/// A server whose receives are mostly `recv_parked` is waiting on its peers;
+/// mostly `recv_sync` means data is usually already buffered when it asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpStats {
+    /// Receives (or accepts) that completed on the first attempt.
+    pub recv_sync: u64,
+    /// Receives (or accepts) that completed after parking.
+    pub recv_parked: u64,
+    /// Sends (or connects) that completed on the first attempt.
+    pub send_sync: u64,
+    /// Sends (or connects) that completed after parking.
+    pub send_parked: u64,
+}
+
+impl OpStats {
+    pub(crate) fn of(registration: &Registration) -> Self {
+        Self {
+            recv_sync: registration.rx().sync_completions(),
+            recv_parked: registration.rx().parked_completions(),
+            send_sync: registration.tx().sync_completions(),
+            send_parked: registration.tx().parked_completions(),
+        }
+    }
+}

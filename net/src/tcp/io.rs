@@ -1,0 +1,288 @@
+//! The futures returned by [`TcpStream`]'s receive and send methods.
+//!
+//! Each is a plain struct holding borrows and an [`OpState`] (two words):
+//! creating one does nothing, polling it runs the cell protocol described in
+//! `crate::op`, dropping it mid-flight releases its cell.
+
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use cellio_reactor::CellError;
+
+use crate::op::OpState;
+use crate::tcp::TcpStream;
+
+fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let n = (&*stream.io()).read(buf)?;
+    // A short read leaves the socket drained: the next receive can park
+    // without a syscall that would only say EAGAIN. (0 is end of stream.)
+    Ok((n, n > 0 && n < buf.len()))
+}
+
+fn send_attempt(stream: &TcpStream, buf: &[u8]) -> io::Result<(usize, bool)> {
+    // std's TCP write uses `send(.., MSG_NOSIGNAL)` on Linux and mio sets
+    // SO_NOSIGPIPE on Apple platforms: a reset peer never raises SIGPIPE.
+    let n = (&*stream.io()).write(buf)?;
+    // A partial write means the send buffer is full.
+    Ok((n, n < buf.len()))
+}
+
+/// Future of [`TcpStream::recv`]: resolves to the number of bytes received.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Recv<'a> {
+    stream: &'a TcpStream,
+    buf: &'a mut [u8],
+    op: OpState,
+}
+
+impl<'a> Recv<'a> {
+    pub(crate) fn new(stream: &'a TcpStream, buf: &'a mut [u8]) -> Self {
+        Self {
+            stream,
+            buf,
+            op: OpState::new(),
+        }
+    }
+
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
+        let (stream, buf) = (self.stream, &mut *self.buf);
+        self.op.poll(stream.registration().rx(), waker, || {
+            recv_attempt(stream, buf)
+        })
+    }
+
+    /// Attempts the receive now, without waiting: `Some(result)` if it
+    /// completed on this first attempt (the `IsCompletedSuccessfully` fast
+    /// path), `None` if it would have to wait — then `.await` the future.
+    ///
+    /// After `Some`, the future is finished; awaiting it yields a
+    /// [`CellError::Consumed`] error.
+    ///
+    /// ```no_run
+    /// # async fn f(stream: &cellio_net::TcpStream) -> std::io::Result<()> {
+    /// let mut buf = [0u8; 1024];
+    /// let mut op = stream.recv(&mut buf);
+    /// let n = match op.try_complete() {
+    ///     Some(result) => result?, // data was already buffered
+    ///     None => op.await?,       // park until the reactor wakes us
+    /// };
+    /// # let _ = n; Ok(()) }
+    /// ```
+    pub fn try_complete(&mut self) -> Option<io::Result<usize>> {
+        match self.poll_with(None) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
+    }
+
+    /// `true` once the future has delivered its result.
+    pub fn is_terminated(&self) -> bool {
+        self.op.is_done()
+    }
+}
+
+impl Future for Recv<'_> {
+    type Output = io::Result<usize>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(Some(cx.waker()))
+    }
+}
+
+impl Drop for Recv<'_> {
+    fn drop(&mut self) {
+        self.op.cancel(self.stream.registration().rx());
+    }
+}
+
+/// Future of [`TcpStream::send`]: resolves to the number of bytes sent.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Send<'a> {
+    stream: &'a TcpStream,
+    buf: &'a [u8],
+    op: OpState,
+}
+
+impl<'a> Send<'a> {
+    pub(crate) fn new(stream: &'a TcpStream, buf: &'a [u8]) -> Self {
+        Self {
+            stream,
+            buf,
+            op: OpState::new(),
+        }
+    }
+
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
+        let (stream, buf) = (self.stream, self.buf);
+        self.op.poll(stream.registration().tx(), waker, || {
+            send_attempt(stream, buf)
+        })
+    }
+
+    /// Attempts the send now, without waiting: `Some(result)` if it
+    /// completed on this first attempt, `None` if it would have to wait.
+    /// See [`Recv::try_complete`].
+    pub fn try_complete(&mut self) -> Option<io::Result<usize>> {
+        match self.poll_with(None) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
+    }
+
+    /// `true` once the future has delivered its result.
+    pub fn is_terminated(&self) -> bool {
+        self.op.is_done()
+    }
+}
+
+impl Future for Send<'_> {
+    type Output = io::Result<usize>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(Some(cx.waker()))
+    }
+}
+
+impl Drop for Send<'_> {
+    fn drop(&mut self) {
+        self.op.cancel(self.stream.registration().tx());
+    }
+}
+
+/// Future of [`TcpStream::send_all`]: sends the whole buffer.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct SendAll<'a> {
+    stream: &'a TcpStream,
+    buf: &'a [u8],
+    sent: usize,
+    op: OpState,
+    finished: bool,
+}
+
+impl<'a> SendAll<'a> {
+    pub(crate) fn new(stream: &'a TcpStream, buf: &'a [u8]) -> Self {
+        Self {
+            stream,
+            buf,
+            sent: 0,
+            op: OpState::new(),
+            finished: false,
+        }
+    }
+
+    /// Bytes sent so far.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+}
+
+impl Future for SendAll<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(Err(CellError::Consumed.into()));
+        }
+        let stream = this.stream;
+        let result = loop {
+            let rest = &this.buf[this.sent..];
+            if rest.is_empty() {
+                break Ok(());
+            }
+            match this
+                .op
+                .poll(stream.registration().tx(), Some(cx.waker()), || {
+                    send_attempt(stream, rest)
+                }) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => break Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    this.sent += n;
+                    this.op = OpState::new();
+                }
+                Poll::Ready(Err(e)) => break Err(e),
+            }
+        };
+        this.finished = true;
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for SendAll<'_> {
+    fn drop(&mut self) {
+        self.op.cancel(self.stream.registration().tx());
+    }
+}
+
+/// Future of [`TcpStream::recv_exact`]: fills the whole buffer.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct RecvExact<'a> {
+    stream: &'a TcpStream,
+    buf: &'a mut [u8],
+    filled: usize,
+    op: OpState,
+    finished: bool,
+}
+
+impl<'a> RecvExact<'a> {
+    pub(crate) fn new(stream: &'a TcpStream, buf: &'a mut [u8]) -> Self {
+        Self {
+            stream,
+            buf,
+            filled: 0,
+            op: OpState::new(),
+            finished: false,
+        }
+    }
+
+    /// Bytes received so far.
+    pub fn filled(&self) -> usize {
+        self.filled
+    }
+}
+
+impl Future for RecvExact<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(Err(CellError::Consumed.into()));
+        }
+        let stream = this.stream;
+        let result = loop {
+            let rest = &mut this.buf[this.filled..];
+            if rest.is_empty() {
+                break Ok(());
+            }
+            match this
+                .op
+                .poll(stream.registration().rx(), Some(cx.waker()), || {
+                    recv_attempt(stream, rest)
+                }) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => break Err(io::ErrorKind::UnexpectedEof.into()),
+                Poll::Ready(Ok(n)) => {
+                    this.filled += n;
+                    this.op = OpState::new();
+                }
+                Poll::Ready(Err(e)) => break Err(e),
+            }
+        };
+        this.finished = true;
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for RecvExact<'_> {
+    fn drop(&mut self) {
+        self.op.cancel(self.stream.registration().rx());
+    }
+}

@@ -1,0 +1,217 @@
+//! [`TcpListener`]: a listening socket whose `accept` parks on its receive
+//! cell.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use cellio_reactor::{Handle, Registration};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::op::OpState;
+use crate::tcp::TcpStream;
+
+/// How [`TcpListener::bind_with`] sets up the socket.
+///
+/// ```
+/// let options = cellio_net::ListenOptions { backlog: 4096, ..Default::default() };
+/// assert!(!options.reuse_port);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// Length of the kernel's queue of completed connections not yet
+    /// accepted (`listen(2)`'s backlog; the kernel caps it at
+    /// `net.core.somaxconn`). Default: 1024.
+    pub backlog: i32,
+    /// `SO_REUSEADDR`: bind even while old connections on the port linger
+    /// in `TIME_WAIT`. Default: `true`.
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT`: let several listeners (one per worker thread) bind
+    /// the same port; the kernel spreads connections among them. Default:
+    /// `false`.
+    pub reuse_port: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        Self {
+            backlog: 1024,
+            reuse_address: true,
+            reuse_port: false,
+        }
+    }
+}
+
+/// A TCP listening socket driven by a cellio reactor.
+///
+/// # Examples
+///
+/// ```no_run
+/// use cellio_net::TcpListener;
+///
+/// # fn main() -> std::io::Result<()> {
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0")?;
+///     println!("listening on {}", listener.local_addr()?);
+///     let (stream, peer) = listener.accept().await?;
+///     println!("{peer} connected");
+///     # drop(stream);
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub struct TcpListener {
+    io: mio::net::TcpListener,
+    registration: Registration,
+}
+
+impl TcpListener {
+    /// Binds to the first address of `addr` that works, with the default
+    /// [`ListenOptions`] (backlog 1024, `SO_REUSEADDR`).
+    ///
+    /// # Notes
+    ///
+    /// An address already in use fails with `ErrorKind::AddrInUse`. Must be
+    /// called inside a cellio runtime.
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        Self::bind_with(addr, ListenOptions::default())
+    }
+
+    /// Binds with explicit [`ListenOptions`].
+    pub fn bind_with<A: ToSocketAddrs>(addr: A, options: ListenOptions) -> io::Result<TcpListener> {
+        let handle = Handle::current()?;
+        let mut last = None;
+        for addr in addr.to_socket_addrs()? {
+            match listen_socket(addr, &options) {
+                Ok(socket) => {
+                    let std: std::net::TcpListener = socket.into();
+                    return Self::register(mio::net::TcpListener::from_std(std), &handle);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "could not resolve to any address",
+            )
+        }))
+    }
+
+    /// Wraps a bound and listening `std` listener, registering it with the
+    /// current runtime's reactor. The listener is switched to non-blocking
+    /// mode.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Self::register(
+            mio::net::TcpListener::from_std(listener),
+            &Handle::current()?,
+        )
+    }
+
+    fn register(mut io: mio::net::TcpListener, handle: &Handle) -> io::Result<Self> {
+        let registration = handle.register(&mut io)?;
+        Ok(Self { io, registration })
+    }
+
+    /// Accepts a connection. The new stream is registered with the reactor
+    /// of the runtime thread that polls the future.
+    ///
+    /// # Notes
+    ///
+    /// Cancel-safe: a dropped `Accept` leaves pending connections queued.
+    /// Errors such as `EMFILE` (too many open files) are returned as they
+    /// are; the listener stays usable.
+    pub fn accept(&self) -> Accept<'_> {
+        Accept {
+            listener: self,
+            op: OpState::new(),
+        }
+    }
+
+    /// The address the listener is bound to (with the port the kernel chose
+    /// if it was bound to port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+}
+
+fn listen_socket(addr: SocketAddr, options: &ListenOptions) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    if options.reuse_address {
+        socket.set_reuse_address(true)?;
+    }
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(options.backlog)?;
+    Ok(socket)
+}
+
+/// Future of [`TcpListener::accept`]: the new stream and its peer address.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Accept<'a> {
+    listener: &'a TcpListener,
+    op: OpState,
+}
+
+impl Future for Accept<'_> {
+    type Output = io::Result<(TcpStream, SocketAddr)>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let listener = this.listener;
+        let accepted = this
+            .op
+            .poll(listener.registration.rx(), Some(cx.waker()), || {
+                Ok((listener.io.accept()?, false))
+            });
+        accepted.map(|result| {
+            let (io, peer) = result?;
+            let handle = Handle::current().unwrap_or_else(|_| listener.registration.handle());
+            Ok((TcpStream::register(io, &handle)?, peer))
+        })
+    }
+}
+
+impl Drop for Accept<'_> {
+    fn drop(&mut self) {
+        self.op.cancel(self.listener.registration.rx());
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        if let Err(e) = self.registration.deregister(&mut self.io) {
+            tracing::debug!(error = %e, "deregister failed");
+        }
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("local", &self.io.local_addr().ok())
+            .field("fd", &self.io.as_raw_fd())
+            .finish()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}

@@ -1,0 +1,298 @@
+//! [`TcpStream`]: a connected TCP socket with one receive cell and one send
+//! cell.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use cellio_reactor::{Handle, Registration};
+
+use crate::op::{Attempt, OpState};
+use crate::stats::OpStats;
+use crate::tcp::io::{Recv, RecvExact, Send, SendAll};
+
+/// A TCP connection driven by a cellio reactor.
+///
+/// Each stream owns exactly one receive cell and one send cell, stored
+/// inline in its reactor slot. [`recv`](TcpStream::recv) and
+/// [`send`](TcpStream::send) return small futures that complete on their
+/// first poll when data (or buffer space) is already there, and otherwise
+/// park on the cell until the reactor wakes them.
+///
+/// One receive and one send may be in flight at the same time (from the
+/// same task, e.g. with a join, or from two). A second operation in the same
+/// direction while one is in flight fails with `ErrorKind::ResourceBusy`
+/// (see [`CellError`](cellio_reactor::CellError)).
+///
+/// # Examples
+///
+/// ```no_run
+/// use cellio_net::TcpStream;
+///
+/// # fn main() -> std::io::Result<()> {
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let stream = TcpStream::connect("127.0.0.1:7000").await?;
+///     stream.send_all(b"ping").await?;
+///     let mut buf = [0u8; 4];
+///     stream.recv_exact(&mut buf).await?;
+///     assert_eq!(&buf, b"ping");
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub struct TcpStream {
+    // Field order matters: the fd closes before the slot is freed.
+    io: mio::net::TcpStream,
+    registration: Registration,
+}
+
+impl TcpStream {
+    /// Opens a connection to the first address of `addr` that accepts.
+    ///
+    /// # Notes
+    ///
+    /// Host names resolve synchronously (through `ToSocketAddrs`); pass a
+    /// `SocketAddr` or an IP literal to keep the call fully asynchronous. If
+    /// every address fails, the last error is returned.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # cellio_runtime::Runtime::new().unwrap().block_on(async {
+    /// let stream = cellio_net::TcpStream::connect("127.0.0.1:7000").await?;
+    /// println!("connected to {}", stream.peer_addr()?);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
+    pub async fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        let mut last = None;
+        for addr in addr.to_socket_addrs()? {
+            match Self::connect_addr(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "could not resolve to any address",
+            )
+        }))
+    }
+
+    async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
+        let handle = Handle::current()?;
+        let stream = Self::register(mio::net::TcpStream::connect(addr)?, &handle)?;
+        stream.wait_connected().await?;
+        Ok(stream)
+    }
+
+    /// Waits on the send cell until the non-blocking connect resolves.
+    async fn wait_connected(&self) -> io::Result<()> {
+        let mut op = OpStateGuard {
+            cell: self.registration.tx(),
+            state: OpState::new(),
+        };
+        std::future::poll_fn(|cx| {
+            let io = &self.io;
+            op.state.poll(op.cell, Some(cx.waker()), || -> Attempt<()> {
+                if let Some(e) = io.take_error()? {
+                    return Err(e);
+                }
+                match io.peer_addr() {
+                    Ok(_) => Ok(((), false)),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+        })
+        .await
+    }
+
+    pub(crate) fn register(mut io: mio::net::TcpStream, handle: &Handle) -> io::Result<Self> {
+        let registration = handle.register(&mut io)?;
+        Ok(Self { io, registration })
+    }
+
+    /// Wraps a connected `std` stream, registering it with the current
+    /// runtime's reactor. The stream is switched to non-blocking mode.
+    ///
+    /// Fails outside a cellio runtime.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Self::register(mio::net::TcpStream::from_std(stream), &Handle::current()?)
+    }
+
+    /// Receives into `buf`, returning how many bytes arrived; `0` means the
+    /// peer closed its sending side (or `buf` is empty).
+    ///
+    /// # Notes
+    ///
+    /// * Completes on its first poll, without touching the reactor, when
+    ///   data is already buffered; see [`Recv::try_complete`] for checking
+    ///   that without `.await`.
+    /// * Cancel-safe: dropping the future before it completes loses no data.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(stream: &cellio_net::TcpStream) -> std::io::Result<()> {
+    /// let mut buf = [0u8; 4096];
+    /// let n = stream.recv(&mut buf).await?;
+    /// println!("got {:?}", &buf[..n]);
+    /// # Ok(()) }
+    /// ```
+    pub fn recv<'a>(&'a self, buf: &'a mut [u8]) -> Recv<'a> {
+        Recv::new(self, buf)
+    }
+
+    /// Sends some of `buf`, returning how many bytes the kernel took.
+    ///
+    /// # Notes
+    ///
+    /// Never raises `SIGPIPE`: a write to a connection the peer reset fails
+    /// with `BrokenPipe` or `ConnectionReset`. Cancel-safe.
+    pub fn send<'a>(&'a self, buf: &'a [u8]) -> Send<'a> {
+        Send::new(self, buf)
+    }
+
+    /// Sends all of `buf`.
+    ///
+    /// # Notes
+    ///
+    /// Not cancel-safe: if the future is dropped part-way, an unknown prefix
+    /// of `buf` has been sent.
+    pub fn send_all<'a>(&'a self, buf: &'a [u8]) -> SendAll<'a> {
+        SendAll::new(self, buf)
+    }
+
+    /// Same as [`send_all`](Self::send_all), under the name tokio's
+    /// `AsyncWriteExt` uses.
+    pub fn write_all<'a>(&'a self, buf: &'a [u8]) -> SendAll<'a> {
+        self.send_all(buf)
+    }
+
+    /// Receives exactly `buf.len()` bytes; fails with `UnexpectedEof` if the
+    /// peer closes first.
+    ///
+    /// # Notes
+    ///
+    /// Not cancel-safe: if the future is dropped part-way, the bytes already
+    /// received are in `buf` but their count is lost.
+    pub fn recv_exact<'a>(&'a self, buf: &'a mut [u8]) -> RecvExact<'a> {
+        RecvExact::new(self, buf)
+    }
+
+    /// Same as [`recv_exact`](Self::recv_exact), under the name tokio's
+    /// `AsyncReadExt` uses.
+    pub fn read_exact<'a>(&'a self, buf: &'a mut [u8]) -> RecvExact<'a> {
+        self.recv_exact(buf)
+    }
+
+    /// Receives without waiting: `WouldBlock` if nothing is buffered.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.io).read(buf)
+    }
+
+    /// Sends without waiting: `WouldBlock` if the send buffer is full.
+    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        (&self.io).write(buf)
+    }
+
+    /// Shuts down the read, write, or both halves. `Shutdown::Write` sends
+    /// FIN: the peer's next read returns 0 while this side can still read.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.shutdown(how)
+    }
+
+    /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.io.set_nodelay(nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.io.nodelay()
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// Gets and clears the socket's pending error (`SO_ERROR`).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.take_error()
+    }
+
+    /// How this stream's operations completed so far: on the first attempt
+    /// (synchronously) or after parking.
+    ///
+    /// ```no_run
+    /// # async fn f(stream: &cellio_net::TcpStream) {
+    /// let stats = stream.stats();
+    /// println!("{} of {} receives never waited", stats.recv_sync, stats.recv_sync + stats.recv_parked);
+    /// # }
+    /// ```
+    pub fn stats(&self) -> OpStats {
+        OpStats::of(&self.registration)
+    }
+
+    pub(crate) fn io(&self) -> &mio::net::TcpStream {
+        &self.io
+    }
+
+    pub(crate) fn registration(&self) -> &Registration {
+        &self.registration
+    }
+}
+
+/// Releases the reservation of an operation written as an `async fn` if its
+/// future is dropped mid-flight.
+pub(crate) struct OpStateGuard<'a> {
+    pub(crate) cell: &'a cellio_reactor::OpCell,
+    pub(crate) state: OpState,
+}
+
+impl Drop for OpStateGuard<'_> {
+    fn drop(&mut self) {
+        self.state.cancel(self.cell);
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        if let Err(e) = self.registration.deregister(&mut self.io) {
+            tracing::debug!(error = %e, "deregister failed");
+        }
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local", &self.io.local_addr().ok())
+            .field("peer", &self.io.peer_addr().ok())
+            .field("fd", &self.io.as_raw_fd())
+            .finish()
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}

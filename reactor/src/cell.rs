@@ -1,0 +1,635 @@
+//! The reusable, token-stamped operation cell: cellio's
+//! `ManualResetValueTaskSourceCore`.
+//!
+//! Every socket owns exactly one cell per direction (receive, send). An
+//! operation that can complete at once never touches it beyond one load; an
+//! operation that must wait *reserves* the cell, *parks* its task's waker in
+//! it, and is woken when the reactor *notifies* the cell. Finishing or
+//! cancelling the operation *releases* the cell, which bumps its generation so
+//! that any handle still carrying the old [`Token`] is refused.
+//!
+//! # State
+//!
+//! All state lives in one `AtomicU64`, changed only by compare-and-swap (or,
+//! by the notifier inside its exclusive `NOTIFYING` window, a plain store):
+//!
+//! ```text
+//!  63            36 35                  4   3        2        1 0
+//! +----------------+---------------------+--------+-----------+---+
+//! | readiness seq  | generation (u32)    | CLOSED | EXHAUSTED | phase
+//! +----------------+---------------------+--------+-----------+---+
+//! ```
+//!
+//! * **phase** says who may touch the waker slot (diagram below).
+//!   `IDLE`: no operation holds the cell; whoever reserves it next owns the
+//!   waker slot. `RESERVED`: the holder (the future with the current token)
+//!   owns the slot. `PARKED`: the holder published a waker (Release) and the
+//!   notifier may take it. `NOTIFYING`: the notifier won the `PARKED →
+//!   NOTIFYING` CAS and owns the slot until it stores `RESERVED`; everyone
+//!   else waits (a bounded spin: the window holds no user code, only a copy
+//!   of the waker out of the slot).
+//! * **readiness seq** counts the reactor's notifications for this direction.
+//!   An operation snapshots it ([`Readiness`]) *before* its syscall; `park`
+//!   refuses to sleep if the sequence moved since, because the readiness that
+//!   arrived meanwhile may be the only one that will ever come (edge-triggered
+//!   epoll/kqueue report each change once). Checking the sequence and moving
+//!   to `PARKED` happen in one CAS on one word, so no interleaving can lose a
+//!   notification.
+//! * **EXHAUSTED** records that an attempt at the current sequence proved the
+//!   socket had nothing more to give (a short read) or take (a partial
+//!   write). Until the next notification clears it, an operation may park
+//!   without a syscall that would only return `EAGAIN`.
+//! * **CLOSED**: the reactor is gone; parking would sleep forever, so `park`
+//!   fails with [`CellError::Closed`].
+//! * **generation** is the token handed to the holder; `release` adds one.
+//!
+//! ```text
+//!            reserve()               park(): seq unchanged
+//!   IDLE ---------------> RESERVED ----------------------> PARKED
+//!    ^                     |   ^  <-- re-poll by holder --   |
+//!    |  release()          |   |                             | notify():
+//!    |  generation + 1     |   |  notifier stores RESERVED   | seq + 1
+//!    +---------------------+   +------ NOTIFYING <-----------+
+//!    +-------------- release() from PARKED (cancel) ---------+
+//! ```
+//!
+//! # Invariants
+//!
+//! 1. Only the party named by the phase reads or writes the waker slot.
+//! 2. While the phase is `NOTIFYING`, only the notifier changes the word.
+//! 3. A token is honoured only while the generation equals it: a released,
+//!    reused or reset cell refuses every older token with
+//!    [`CellError::Stale`] and never hands out another operation's state.
+//! 4. Every notification after a readiness snapshot is seen by the holder:
+//!    either `park` fails its CAS (the sequence moved) or the notifier finds
+//!    `PARKED` and wakes the parked waker.
+//!
+//! The waker stays in the slot after the operation ends and passes, with slot
+//! ownership, to the next holder, which overwrites it only if
+//! [`Waker::will_wake`] says it differs: a task parking on the same socket
+//! again and again clones nothing.
+
+use std::fmt;
+use std::io;
+use std::task::Waker;
+
+use crate::sync::{spin_wait, AtomicU64, Ordering, UnsafeCell};
+
+const PHASE_MASK: u64 = 0b11;
+const IDLE: u64 = 0;
+const RESERVED: u64 = 1;
+const PARKED: u64 = 2;
+const NOTIFYING: u64 = 3;
+
+const EXHAUSTED: u64 = 1 << 2;
+const CLOSED: u64 = 1 << 3;
+
+const GEN_SHIFT: u32 = 4;
+const GEN_MASK: u64 = 0xffff_ffff << GEN_SHIFT;
+
+const SEQ_SHIFT: u32 = 36;
+const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
+
+#[inline]
+fn phase(word: u64) -> u64 {
+    word & PHASE_MASK
+}
+
+#[inline]
+fn generation(word: u64) -> u32 {
+    ((word & GEN_MASK) >> GEN_SHIFT) as u32
+}
+
+#[inline]
+fn seq(word: u64) -> u64 {
+    word >> SEQ_SHIFT
+}
+
+#[inline]
+fn with_phase(word: u64, phase: u64) -> u64 {
+    (word & !PHASE_MASK) | phase
+}
+
+/// Releases: phase back to `IDLE`, generation + 1; sequence and flags kept.
+#[inline]
+fn released(word: u64) -> u64 {
+    let next_gen = u64::from(generation(word).wrapping_add(1)) << GEN_SHIFT;
+    (word & !(GEN_MASK | PHASE_MASK)) | next_gen | IDLE
+}
+
+/// A notification: sequence + 1 (wrapping out of the word), `EXHAUSTED`
+/// cleared because whatever was exhausted may have changed.
+#[inline]
+fn notified(word: u64) -> u64 {
+    word.wrapping_add(SEQ_ONE) & !EXHAUSTED
+}
+
+/// The generation an operation holds the cell under.
+///
+/// Handed out by [`OpCell::reserve`]; every later call by the holder passes
+/// it back and is refused with [`CellError::Stale`] once the cell has been
+/// released, reused or reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Token(u32);
+
+impl Token {
+    /// The generation number this token stands for.
+    pub fn generation(self) -> u32 {
+        self.0
+    }
+}
+
+/// A snapshot of a cell's readiness, taken before attempting a syscall.
+///
+/// Passed back to [`OpCell::park`] so that the cell can tell whether a
+/// notification arrived between the snapshot and the decision to sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness(u64);
+
+impl Readiness {
+    /// `true` when an earlier attempt at this same readiness proved the
+    /// socket exhausted (a short read or a partial write): the syscall would
+    /// return `EAGAIN`, so the operation may park straight away.
+    #[inline]
+    pub fn is_exhausted(self) -> bool {
+        self.0 & EXHAUSTED != 0
+    }
+
+    /// How many notifications the cell had received when the snapshot was
+    /// taken (modulo 2^28).
+    #[inline]
+    pub fn sequence(self) -> u64 {
+        seq(self.0)
+    }
+}
+
+/// What [`OpCell::park`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Park {
+    /// The waker is stored; the reactor will wake it on the next
+    /// notification. Return `Poll::Pending`.
+    Parked,
+    /// Readiness moved since the snapshot: do not sleep, attempt the syscall
+    /// again with a fresh snapshot.
+    Retry,
+}
+
+/// Misuse of a cell, or a cell whose reactor is gone.
+///
+/// Converted into [`io::Error`] with the kinds below; recover the variant with
+/// [`CellError::of`].
+///
+/// | variant | `io::ErrorKind` | when |
+/// |---|---|---|
+/// | `Busy` | `ResourceBusy` | a second operation in the same direction while one is in flight |
+/// | `Stale` | `InvalidInput` | a token whose operation was already released, reused or reset |
+/// | `Consumed` | `InvalidInput` | a future polled again after it returned its result |
+/// | `Closed` | `NotConnected` | the reactor that drives the socket has shut down |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellError {
+    /// Another operation in this direction holds the cell.
+    Busy,
+    /// The token's generation is no longer current.
+    Stale,
+    /// The operation already delivered its result.
+    Consumed,
+    /// The reactor shut down; no notification will ever come.
+    Closed,
+}
+
+impl CellError {
+    /// The `io::ErrorKind` this error converts to.
+    pub fn kind(self) -> io::ErrorKind {
+        match self {
+            CellError::Busy => io::ErrorKind::ResourceBusy,
+            CellError::Stale | CellError::Consumed => io::ErrorKind::InvalidInput,
+            CellError::Closed => io::ErrorKind::NotConnected,
+        }
+    }
+
+    /// Recovers the `CellError` inside an `io::Error` made from one.
+    ///
+    /// ```
+    /// use cellio_reactor::CellError;
+    /// let err = std::io::Error::from(CellError::Busy);
+    /// assert_eq!(CellError::of(&err), Some(CellError::Busy));
+    /// assert_eq!(err.kind(), std::io::ErrorKind::ResourceBusy);
+    /// ```
+    pub fn of(err: &io::Error) -> Option<CellError> {
+        err.get_ref()?.downcast_ref::<CellError>().copied()
+    }
+}
+
+impl fmt::Display for CellError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CellError::Busy => {
+                "another operation in the same direction is already in flight on this socket"
+            }
+            CellError::Stale => "stale operation: its cell was released and reused",
+            CellError::Consumed => "operation polled again after it completed",
+            CellError::Closed => "the reactor driving this socket has shut down",
+        })
+    }
+}
+
+impl std::error::Error for CellError {}
+
+impl From<CellError> for io::Error {
+    fn from(err: CellError) -> io::Error {
+        io::Error::new(err.kind(), err)
+    }
+}
+
+/// One direction's reusable completion cell. See the [module docs](self) for
+/// the state machine and its invariants.
+///
+/// # Examples
+///
+/// The protocol an operation follows, driven by hand:
+///
+/// ```
+/// use cellio_reactor::{OpCell, Park};
+/// use std::task::Waker;
+///
+/// let cell = OpCell::new();
+/// let seen = cell.observe().unwrap(); // before the syscall
+/// // ... the syscall returned EAGAIN ...
+/// let token = cell.reserve().unwrap();
+/// assert_eq!(cell.park(token, seen, Waker::noop()).unwrap(), Park::Parked);
+/// assert!(cell.reserve().is_err()); // one operation per direction
+///
+/// cell.notify(); // the reactor saw readiness and woke the task
+///
+/// let again = cell.observe_reserved(token).unwrap();
+/// assert_ne!(again.sequence(), seen.sequence());
+/// // ... the syscall succeeded ...
+/// cell.release(token).unwrap();
+/// assert!(cell.release(token).is_err()); // the token is stale now
+/// ```
+pub struct OpCell {
+    word: AtomicU64,
+    waker: UnsafeCell<Option<Waker>>,
+    sync_completions: AtomicU64,
+    parked_completions: AtomicU64,
+}
+
+// SAFETY: the waker slot is the only non-`Sync` field; the phase protocol in
+// the module docs (invariant 1) gives exactly one party access to it at a
+// time, with Release/Acquire edges on every hand-over.
+unsafe impl Sync for OpCell {}
+// SAFETY: `Waker` is `Send`; the atomics are `Send`.
+unsafe impl Send for OpCell {}
+
+impl Default for OpCell {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for OpCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = self.word.load(Ordering::Relaxed);
+        f.debug_struct("OpCell")
+            .field(
+                "phase",
+                &["idle", "reserved", "parked", "notifying"][phase(word) as usize],
+            )
+            .field("generation", &generation(word))
+            .field("sequence", &seq(word))
+            .field("exhausted", &(word & EXHAUSTED != 0))
+            .field("closed", &(word & CLOSED != 0))
+            .finish()
+    }
+}
+
+impl OpCell {
+    /// A new idle cell, generation 0.
+    pub fn new() -> Self {
+        Self {
+            word: AtomicU64::new(0),
+            waker: UnsafeCell::new(None),
+            sync_completions: AtomicU64::new(0),
+            parked_completions: AtomicU64::new(0),
+        }
+    }
+
+    /// Snapshots readiness for an operation that does not hold the cell.
+    ///
+    /// Fails with [`CellError::Busy`] when another operation holds it: two
+    /// operations in one direction at once would steal each other's
+    /// readiness.
+    #[inline]
+    pub fn observe(&self) -> Result<Readiness, CellError> {
+        // Acquire: the syscall that follows must not be hoisted above the
+        // snapshot it is judged against.
+        let word = self.word.load(Ordering::Acquire);
+        if phase(word) != IDLE {
+            return Err(CellError::Busy);
+        }
+        Ok(Readiness(word))
+    }
+
+    /// Snapshots readiness for the holder of `token`.
+    ///
+    /// If the holder had parked (it is being polled again, perhaps with a
+    /// new waker), the cell is taken back to `RESERVED` first so the holder
+    /// owns the waker slot again.
+    pub fn observe_reserved(&self, token: Token) -> Result<Readiness, CellError> {
+        let mut spins = 0;
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            if generation(word) != token.0 || phase(word) == IDLE {
+                return Err(CellError::Stale);
+            }
+            match phase(word) {
+                RESERVED => return Ok(Readiness(word)),
+                PARKED => {
+                    // Acquire: we take the slot back; nothing was written to
+                    // it by others, but keep the edge for symmetry.
+                    let back = with_phase(word, RESERVED);
+                    if self
+                        .word
+                        .compare_exchange(word, back, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return Ok(Readiness(back));
+                    }
+                }
+                _ => spin_wait(&mut spins), // NOTIFYING: bounded window
+            }
+        }
+    }
+
+    /// Reserves the cell for an operation that must wait.
+    ///
+    /// Fails with [`CellError::Busy`] when another operation holds it.
+    pub fn reserve(&self) -> Result<Token, CellError> {
+        let mut word = self.word.load(Ordering::Relaxed);
+        loop {
+            if phase(word) != IDLE {
+                return Err(CellError::Busy);
+            }
+            // Acquire: the previous holder's writes to the waker slot
+            // (published by its Release in `release`) happen before ours.
+            match self.word.compare_exchange_weak(
+                word,
+                with_phase(word, RESERVED),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(Token(generation(word))),
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Parks the holder's waker until the next notification.
+    ///
+    /// Returns [`Park::Retry`] instead if readiness moved since `seen` was
+    /// taken. Fails with [`CellError::Stale`] for an old token and
+    /// [`CellError::Closed`] once the reactor is gone.
+    pub fn park(&self, token: Token, seen: Readiness, waker: &Waker) -> Result<Park, CellError> {
+        let word = self.word.load(Ordering::Acquire);
+        if generation(word) != token.0 || phase(word) != RESERVED {
+            return Err(CellError::Stale);
+        }
+        if word & CLOSED != 0 {
+            return Err(CellError::Closed);
+        }
+        if seq(word) != seq(seen.0) {
+            return Ok(Park::Retry);
+        }
+        // SAFETY: the phase is RESERVED under our token, so by invariant 1
+        // the holder (us) has exclusive access to the slot.
+        self.waker.with_mut(|slot| unsafe {
+            match &mut *slot {
+                Some(stored) if stored.will_wake(waker) => {}
+                other => *other = Some(waker.clone()),
+            }
+        });
+        // Release: publishes the waker to the notifier, which Acquires it in
+        // its PARKED -> NOTIFYING CAS. Failing means a notification (or
+        // close) changed the word since our load: do not sleep.
+        match self.word.compare_exchange(
+            word,
+            with_phase(word, PARKED),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                tracing::trace!(generation = token.0, "op parked");
+                Ok(Park::Parked)
+            }
+            Err(actual) if actual & CLOSED != 0 => Err(CellError::Closed),
+            Err(_) => Ok(Park::Retry),
+        }
+    }
+
+    /// Releases the cell after the operation completed or was cancelled: the
+    /// phase returns to `IDLE` and the generation moves on, so `token` is
+    /// stale from now on.
+    pub fn release(&self, token: Token) -> Result<(), CellError> {
+        self.release_inner(token, None)
+    }
+
+    /// Like [`release`](Self::release), and records that the attempt made at
+    /// `seen` proved the socket exhausted (a short read or a partial write),
+    /// unless a notification has arrived since.
+    pub fn release_exhausted(&self, token: Token, seen: Readiness) -> Result<(), CellError> {
+        self.release_inner(token, Some(seen))
+    }
+
+    fn release_inner(
+        &self,
+        token: Token,
+        exhausted_at: Option<Readiness>,
+    ) -> Result<(), CellError> {
+        let mut spins = 0;
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            if generation(word) != token.0 || phase(word) == IDLE {
+                return Err(CellError::Stale);
+            }
+            if phase(word) == NOTIFYING {
+                spin_wait(&mut spins);
+                word = self.word.load(Ordering::Acquire);
+                continue;
+            }
+            let mut next = released(word);
+            if let Some(seen) = exhausted_at {
+                if seq(word) == seq(seen.0) {
+                    next |= EXHAUSTED;
+                }
+            }
+            // Release: hands the waker slot (and our writes to it) to the
+            // next holder, who Acquires in `reserve`.
+            match self
+                .word
+                .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Records, for an operation that completed without holding the cell,
+    /// that its attempt at `seen` proved the socket exhausted. Does nothing
+    /// if a notification arrived since or the cell is held.
+    #[inline]
+    pub fn mark_exhausted(&self, seen: Readiness) {
+        // Only from exactly the snapshot's word: any change in between
+        // (notification, reservation) makes the mark meaningless.
+        let _ = self.word.compare_exchange(
+            seen.0,
+            seen.0 | EXHAUSTED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The reactor's side: readiness arrived for this direction. Bumps the
+    /// sequence, clears `EXHAUSTED`, and wakes the parked waker if there is
+    /// one. The wake happens after the cell is consistent again, never inside
+    /// the exclusive window.
+    pub fn notify(&self) {
+        if let Some(waker) = self.advance(0) {
+            tracing::trace!("op woken");
+            waker.wake();
+        }
+    }
+
+    /// Marks the cell closed (its reactor is shutting down) and wakes a
+    /// parked operation so that it observes [`CellError::Closed`] instead of
+    /// sleeping forever.
+    pub fn close(&self) {
+        if let Some(waker) = self.advance(CLOSED) {
+            waker.wake();
+        }
+    }
+
+    /// `notified(word) | extra`, taking the waker out if the phase was
+    /// `PARKED`.
+    fn advance(&self, extra: u64) -> Option<Waker> {
+        let mut spins = 0;
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            let next = notified(word) | extra;
+            match phase(word) {
+                NOTIFYING => {
+                    spin_wait(&mut spins);
+                    word = self.word.load(Ordering::Acquire);
+                }
+                PARKED => {
+                    // Acquire: pairs with `park`'s Release so the waker
+                    // written there is visible to us.
+                    match self.word.compare_exchange_weak(
+                        word,
+                        with_phase(next, NOTIFYING),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => {
+                            // SAFETY: we won PARKED -> NOTIFYING, so by
+                            // invariant 1 the slot is ours until we store
+                            // RESERVED below.
+                            let waker = self.waker.with_mut(|slot| unsafe { (*slot).clone() });
+                            // Invariant 2: nobody else changes the word while
+                            // NOTIFYING, so a plain store is exact. Release
+                            // hands the slot back to the holder.
+                            self.word
+                                .store(with_phase(next, RESERVED), Ordering::Release);
+                            return waker;
+                        }
+                        Err(actual) => word = actual,
+                    }
+                }
+                _ => match self.word.compare_exchange_weak(
+                    word,
+                    next,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return None,
+                    Err(actual) => word = actual,
+                },
+            }
+        }
+    }
+
+    /// Returns the cell to a fresh idle state for a new socket: the
+    /// generation moves on (every outstanding token becomes stale), flags are
+    /// cleared and the stored waker is dropped.
+    pub fn reset(&self) {
+        let mut spins = 0;
+        let mut word = self.word.load(Ordering::Acquire);
+        let reserved = loop {
+            if phase(word) == NOTIFYING {
+                spin_wait(&mut spins);
+                word = self.word.load(Ordering::Acquire);
+                continue;
+            }
+            // Take the slot (RESERVED, new generation, flags cleared) so that
+            // neither a late notifier nor a reserver touches it meanwhile.
+            let next = with_phase(released(word) & !(EXHAUSTED | CLOSED), RESERVED);
+            match self
+                .word
+                .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break next,
+                Err(actual) => word = actual,
+            }
+        };
+        // SAFETY: we moved the phase to RESERVED under a generation no token
+        // names, so the slot is ours (invariant 1).
+        let old = self.waker.with_mut(|slot| unsafe { (*slot).take() });
+        drop(old);
+        // A notification may have bumped the sequence meanwhile; keep it.
+        let mut word = reserved;
+        loop {
+            match self.word.compare_exchange_weak(
+                word,
+                with_phase(word, IDLE),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Counts a completed operation: `parked` says whether it had to wait
+    /// for the reactor. Only the operation in flight calls this (one per
+    /// direction), so a relaxed load and store cannot lose counts in correct
+    /// use.
+    #[inline]
+    pub fn record_completion(&self, parked: bool) {
+        let counter = if parked {
+            &self.parked_completions
+        } else {
+            &self.sync_completions
+        };
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Operations completed on their first attempt, without parking.
+    pub fn sync_completions(&self) -> u64 {
+        self.sync_completions.load(Ordering::Relaxed)
+    }
+
+    /// Operations completed after parking and being woken by the reactor.
+    pub fn parked_completions(&self) -> u64 {
+        self.parked_completions.load(Ordering::Relaxed)
+    }
+
+    /// The current generation: the token the next [`reserve`](Self::reserve)
+    /// hands out.
+    pub fn generation(&self) -> u32 {
+        generation(self.word.load(Ordering::Acquire))
+    }
+}

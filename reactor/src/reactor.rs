@@ -1,0 +1,334 @@
+//! The event loop: a mio `Poll`, the registration table, and the turn that
+//! turns readiness events into cell notifications.
+//!
+//! # Invariants
+//!
+//! * Every source is registered **once**, edge-triggered, for read and write,
+//!   and never re-armed. Readiness changes arrive as events exactly once, so
+//!   each one is recorded in the cell's readiness sequence (see
+//!   [`crate::cell`]) and cannot be lost to a racing `EAGAIN`.
+//! * An event is delivered only if the generation in its token equals the
+//!   slot's current generation: events for a closed socket die here.
+//! * A turn never polls a task inline: [`OpCell::notify`](crate::OpCell::notify)
+//!   calls `Waker::wake`, and the runtime's waker only *schedules* the task
+//!   (.NET's `RunContinuationsAsynchronously`), so stacks stay flat and one
+//!   busy socket cannot run inside another's event.
+//! * When the [`Reactor`] is dropped, every live cell is closed: parked
+//!   operations wake and fail with `NotConnected` instead of sleeping forever.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::event::Source;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::cell::OpCell;
+use crate::table::{Slot, Table};
+
+/// The token of the reactor's own `mio::Waker`; no slot can produce it
+/// because slot indices stay below `MAX_SLOTS`.
+const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// Events fetched per `epoll_wait`/`kevent` call.
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+
+struct Shared {
+    registry: mio::Registry,
+    waker: mio::Waker,
+    table: Table,
+    /// Set when the `Reactor` is dropped: no more events will be dispatched.
+    shut_down: AtomicBool,
+}
+
+/// An epoll/kqueue reactor: owns the poller and dispatches readiness to the
+/// cells of registered sockets.
+///
+/// A runtime worker owns one reactor and calls [`turn`](Reactor::turn) when
+/// it has nothing else to do. Sockets reach the reactor through a
+/// [`Handle`].
+///
+/// # Examples
+///
+/// ```
+/// use cellio_reactor::Reactor;
+/// use std::time::Duration;
+///
+/// let mut reactor = Reactor::new()?;
+/// let handle = reactor.handle();
+/// handle.wake()?; // from any thread: interrupts a blocking turn
+/// reactor.turn(Some(Duration::from_secs(1)))?; // returns at once
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Reactor {
+    poll: Poll,
+    events: Events,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("registrations", &self.shared.table.len())
+            .field("event_capacity", &self.events.capacity())
+            .finish()
+    }
+}
+
+impl Reactor {
+    /// A reactor fetching up to [`DEFAULT_EVENT_CAPACITY`] events per turn.
+    pub fn new() -> io::Result<Self> {
+        Self::with_event_capacity(DEFAULT_EVENT_CAPACITY)
+    }
+
+    /// A reactor fetching up to `capacity` events per turn (at least 1).
+    pub fn with_event_capacity(capacity: usize) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(capacity.max(1)),
+            shared: Arc::new(Shared {
+                registry,
+                waker,
+                table: Table::new(),
+                shut_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// A cloneable, thread-safe handle for registering sockets and waking
+    /// this reactor.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Waits up to `timeout` (`None`: until something happens) for events
+    /// and notifies the cells they name. Returns the number of events
+    /// received, including wake-ups from [`Handle::wake`].
+    ///
+    /// An interrupted wait (`EINTR`) counts as a turn with no events.
+    pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
+            Err(e) => {
+                tracing::error!(error = %e, "reactor poll failed");
+                return Err(e);
+            }
+        }
+        let mut count = 0;
+        for event in self.events.iter() {
+            count += 1;
+            let token = event.token();
+            if token == WAKER_TOKEN {
+                continue;
+            }
+            let (index, generation) = (token.0 & 0xffff_ffff, (token.0 >> 32) as u32);
+            let Some(slot) = self.shared.table.get(index) else {
+                continue;
+            };
+            if slot.generation.load(Ordering::Acquire) != generation {
+                tracing::trace!(index, generation, "stale event dropped");
+                continue;
+            }
+            let error = event.is_error();
+            if error || event.is_readable() || event.is_read_closed() {
+                slot.rx.notify();
+            }
+            if error || event.is_writable() || event.is_write_closed() {
+                slot.tx.notify();
+            }
+        }
+        Ok(count)
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        // Parked operations would otherwise wait for events that can no
+        // longer come; new registrations are refused from now on.
+        self.shared.shut_down.store(true, Ordering::Release);
+        self.shared.table.for_each_live(|slot| {
+            slot.rx.close();
+            slot.tx.close();
+        });
+    }
+}
+
+/// A cheap, cloneable, `Send + Sync` reference to a [`Reactor`]: registers
+/// sockets with it and wakes it from other threads.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("registrations", &self.shared.table.len())
+            .finish()
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+impl Handle {
+    /// The reactor of the runtime running on this thread.
+    ///
+    /// Fails with `ErrorKind::Other` and a message saying so when called
+    /// outside a cellio runtime (for example, creating a socket before
+    /// `block_on`).
+    pub fn current() -> io::Result<Handle> {
+        CURRENT
+            .with(|current| current.borrow().clone())
+            .ok_or_else(|| {
+                io::Error::other(
+                    "no cellio reactor on this thread: create sockets inside Runtime::block_on or a spawned task",
+                )
+            })
+    }
+
+    /// Makes this the thread's current reactor until the guard drops; the
+    /// previous one (if any) is restored then. Runtimes call this around
+    /// everything they run.
+    pub fn enter(&self) -> EnterGuard {
+        let previous = CURRENT.with(|current| current.replace(Some(self.clone())));
+        EnterGuard { previous }
+    }
+
+    /// Wakes the reactor from a blocking [`Reactor::turn`]. Callable from any
+    /// thread.
+    pub fn wake(&self) -> io::Result<()> {
+        self.shared.waker.wake()
+    }
+
+    /// Registers `source` once, edge-triggered, for reading and writing, and
+    /// gives it a slot with its receive and send cells.
+    ///
+    /// Fails with `ErrorKind::NotConnected` once the reactor has been
+    /// dropped.
+    pub fn register<S: Source + ?Sized>(&self, source: &mut S) -> io::Result<Registration> {
+        if self.shared.shut_down.load(Ordering::Acquire) {
+            return Err(io::Error::from(crate::CellError::Closed));
+        }
+        let (index, generation, slot) = self.shared.table.insert()?;
+        let token = Token(((generation as usize) << 32) | index);
+        if let Err(e) =
+            self.shared
+                .registry
+                .register(source, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            self.shared.table.remove(index);
+            tracing::debug!(error = %e, "registration failed");
+            return Err(e);
+        }
+        tracing::debug!(index, generation, "registered");
+        Ok(Registration {
+            slot: NonNull::from(slot),
+            index,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Number of live registrations.
+    pub fn registrations(&self) -> usize {
+        self.shared.table.len()
+    }
+
+    /// `true` if both handles point at the same reactor.
+    pub fn same_reactor(&self, other: &Handle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+/// Restores the previous current reactor when dropped. See [`Handle::enter`].
+#[derive(Debug)]
+pub struct EnterGuard {
+    previous: Option<Handle>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = CURRENT.try_with(|current| *current.borrow_mut() = previous);
+    }
+}
+
+/// A socket's place in the reactor: its receive cell, its send cell, and its
+/// slot, freed (generation moved on, cells reset) when this is dropped.
+///
+/// The owner must [`deregister`](Registration::deregister) its source before
+/// dropping the registration, while the file descriptor is still open.
+pub struct Registration {
+    /// Points into a page of `shared.table`.
+    slot: NonNull<Slot>,
+    index: usize,
+    shared: Arc<Shared>,
+}
+
+// SAFETY: `slot` points at a `Slot` (atomics and `OpCell`s, which are
+// `Sync`) in a page that lives as long as `shared`, which we own a reference
+// to; sending or sharing the pointer is as safe as sharing `&Slot`.
+unsafe impl Send for Registration {}
+// SAFETY: as above; all access through the pointer is shared (`&Slot`).
+unsafe impl Sync for Registration {}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("index", &self.index)
+            .field("rx", self.rx())
+            .field("tx", self.tx())
+            .finish()
+    }
+}
+
+impl Registration {
+    #[inline]
+    fn slot(&self) -> &Slot {
+        // SAFETY: table invariant 1: pages are never freed or moved while
+        // the table lives, and `self.shared` keeps the table alive.
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// The receive-direction cell (also used by `accept`).
+    #[inline]
+    pub fn rx(&self) -> &OpCell {
+        &self.slot().rx
+    }
+
+    /// The send-direction cell (also used by `connect`).
+    #[inline]
+    pub fn tx(&self) -> &OpCell {
+        &self.slot().tx
+    }
+
+    /// Removes `source` from the poller. Call before closing it.
+    pub fn deregister<S: Source + ?Sized>(&self, source: &mut S) -> io::Result<()> {
+        self.shared.registry.deregister(source)
+    }
+
+    /// A handle to the reactor this registration belongs to.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        tracing::debug!(index = self.index, "deregistered");
+        self.shared.table.remove(self.index);
+    }
+}

@@ -1,0 +1,58 @@
+//! The synchronization primitives the reactor is built on, swapped for
+//! [loom](https://docs.rs/loom)'s model-checked versions under `cfg(loom)`.
+//!
+//! Every concurrent structure in this crate imports its atomics and cells from
+//! here and nowhere else, so `RUSTFLAGS="--cfg loom" cargo test -p
+//! cellio-reactor --test loom_cell --release` checks the same code that ships.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An `UnsafeCell` with loom's closure-based access API, so that loom can
+/// track every read and write of the cell's contents.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// An `UnsafeCell` with loom's closure-based access API (std version).
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Runs `f` with a mutable pointer to the contents. The caller upholds
+    /// exclusivity; see the users' `// SAFETY:` comments.
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Backs off inside a short spin: the other side holds the cell for a bounded
+/// handful of instructions, so spinning is cheaper than sleeping. Under loom
+/// it yields to let the model schedule the other thread.
+#[inline]
+pub(crate) fn spin_wait(spins: &mut u32) {
+    #[cfg(loom)]
+    {
+        let _ = spins;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    {
+        *spins += 1;
+        if *spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            // The holder was preempted mid-section: let it run.
+            std::thread::yield_now();
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The registration table: where every registered socket's two cells live.
+//!
+//! # Invariants
+//!
+//! 1. **Stable addresses.** Slots live in pages that are allocated once, on
+//!    first use, and freed only when the table is dropped. Page `p` holds
+//!    `FIRST_PAGE << p` slots, so the table grows without ever moving a slot:
+//!    a [`Registration`](crate::Registration) may keep a pointer to its slot
+//!    for as long as it keeps the table alive.
+//! 2. **Generations.** Each slot carries a generation that moves on when the
+//!    slot is freed. A mio `Token` is `generation << 32 | index`, so an event
+//!    for a closed socket is recognised (its generation no longer matches)
+//!    and dropped before it can reach a socket that reused the slot.
+//! 3. **Key allocation** (which indices are free) sits behind a mutex and is
+//!    touched only when a socket is registered or dropped, never per
+//!    operation or per event. A `slab` keeps the free list, so the lowest
+//!    free index is reused first and pages fill from the front.
+//!
+//! Nothing here allocates per socket once the pages and the slab have grown
+//! to the peak number of live sockets.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use slab::Slab;
+
+use crate::cell::OpCell;
+
+/// Slots in the first page; page `p` holds `FIRST_PAGE << p`.
+const FIRST_PAGE: usize = 64;
+/// Number of pages: room for `FIRST_PAGE * (2^PAGES - 1)` (about 67 million)
+/// sockets per reactor.
+const PAGES: usize = 20;
+/// Largest index the table hands out (exclusive).
+pub(crate) const MAX_SLOTS: usize = FIRST_PAGE * ((1 << PAGES) - 1);
+
+/// One registered socket's entry: its two cells, stored inline.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    pub(crate) generation: AtomicU32,
+    pub(crate) rx: OpCell,
+    pub(crate) tx: OpCell,
+}
+
+/// Page and offset of slot `index`.
+#[inline]
+fn locate(index: usize) -> (usize, usize) {
+    let n = index / FIRST_PAGE + 1;
+    let page = (usize::BITS - 1 - n.leading_zeros()) as usize;
+    let start = FIRST_PAGE * ((1 << page) - 1);
+    (page, index - start)
+}
+
+pub(crate) struct Table {
+    pages: [OnceLock<Box<[Slot]>>; PAGES],
+    keys: Mutex<Slab<()>>,
+}
+
+impl Table {
+    pub(crate) fn new() -> Self {
+        Self {
+            pages: std::array::from_fn(|_| OnceLock::new()),
+            keys: Mutex::new(Slab::new()),
+        }
+    }
+
+    /// Takes a free slot: its index, its current generation and the slot.
+    pub(crate) fn insert(&self) -> io::Result<(usize, u32, &Slot)> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() >= MAX_SLOTS {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "cellio reactor: registration table is full",
+            ));
+        }
+        let index = keys.insert(());
+        let (page, offset) = locate(index);
+        let slots = self.pages[page].get_or_init(|| {
+            tracing::debug!(
+                page,
+                slots = FIRST_PAGE << page,
+                "registration page allocated"
+            );
+            (0..FIRST_PAGE << page).map(|_| Slot::default()).collect()
+        });
+        let slot = &slots[offset];
+        Ok((index, slot.generation.load(Ordering::Acquire), slot))
+    }
+
+    /// The slot at `index`, if its page exists.
+    #[inline]
+    pub(crate) fn get(&self, index: usize) -> Option<&Slot> {
+        if index >= MAX_SLOTS {
+            return None;
+        }
+        let (page, offset) = locate(index);
+        self.pages[page].get().map(|slots| &slots[offset])
+    }
+
+    /// Frees slot `index`: moves its generation on (so late events for it
+    /// are dropped), resets both cells and returns the index to the free
+    /// list.
+    pub(crate) fn remove(&self, index: usize) {
+        if let Some(slot) = self.get(index) {
+            // Release: a reactor thread that Acquires the new generation
+            // also sees everything the old owner did.
+            slot.generation.fetch_add(1, Ordering::AcqRel);
+            slot.rx.reset();
+            slot.tx.reset();
+        }
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.contains(index) {
+            keys.remove(index);
+        }
+    }
+
+    /// Runs `f` on every slot currently handed out.
+    pub(crate) fn for_each_live(&self, mut f: impl FnMut(&Slot)) {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        for (index, ()) in keys.iter() {
+            if let Some(slot) = self.get(index) {
+                f(slot);
+            }
+        }
+    }
+
+    /// Number of live registrations.
+    pub(crate) fn len(&self) -> usize {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_tile_the_index_space() {
+        let mut expected = (0, 0);
+        for index in 0..FIRST_PAGE * 15 {
+            assert_eq!(locate(index), expected, "index {index}");
+            expected.1 += 1;
+            if expected.1 == FIRST_PAGE << expected.0 {
+                expected = (expected.0 + 1, 0);
+            }
+        }
+        assert_eq!(
+            locate(MAX_SLOTS - 1),
+            (PAGES - 1, (FIRST_PAGE << (PAGES - 1)) - 1)
+        );
+    }
+
+    #[test]
+    fn freed_slots_are_reused_with_a_new_generation() {
+        let table = Table::new();
+        let (a, gen_a, _) = table.insert().unwrap();
+        let (b, _, _) = table.insert().unwrap();
+        assert_ne!(a, b);
+        table.remove(a);
+        let (c, gen_c, _) = table.insert().unwrap();
+        assert_eq!(c, a);
+        assert_eq!(gen_c, gen_a.wrapping_add(1));
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn slot_addresses_survive_growth() {
+        let table = Table::new();
+        let (_, _, first) = table.insert().unwrap();
+        let first = first as *const Slot;
+        for _ in 0..FIRST_PAGE * 8 {
+            table.insert().unwrap();
+        }
+        assert!(std::ptr::eq(first, table.get(0).unwrap()));
+    }
+}

@@ -1,0 +1,40 @@
+//! cellio's runtime: [`Runtime`] and [`Builder`], [`Runtime::block_on`],
+//! [`spawn`] with [`JoinHandle`], and [`yield_now`].
+//!
+//! A runtime is one worker thread's executor plus the reactor that drives
+//! its sockets. Tasks are polled only by the worker loop, never inline in a
+//! wake; wakers are plain integers naming `(worker, slot, generation)`, so
+//! cloning one costs nothing and a stale one cannot reach a task that reused
+//! its slot.
+//!
+//! # Example
+//!
+//! ```
+//! use cellio_runtime::{spawn, yield_now, Runtime};
+//!
+//! let rt = Runtime::new()?;
+//! let sum = rt.block_on(async {
+//!     let tasks: Vec<_> = (0..10u64)
+//!         .map(|i| spawn(async move {
+//!             yield_now().await;
+//!             i * i
+//!         }))
+//!         .collect();
+//!     let mut sum = 0;
+//!     for task in tasks {
+//!         sum += task.await.unwrap();
+//!     }
+//!     sum
+//! });
+//! assert_eq!(sum, 285);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod join;
+mod runtime;
+mod task;
+mod waker;
+
+pub use join::{JoinError, JoinHandle};
+pub use runtime::{spawn, spawn_local, yield_now, Builder, Runtime, DEFAULT_EVENT_INTERVAL};

@@ -1,0 +1,337 @@
+//! Wakers that carry a task's address, not a pointer: `(worker, epoch, slot,
+//! generation)` packed into the `RawWaker`'s data word.
+//!
+//! Cloning or dropping such a waker does nothing (there is no reference
+//! count), and waking it never allocates:
+//!
+//! * **same thread** (the common case: the reactor, turned by the worker,
+//!   wakes one of that worker's tasks): the task is pushed on the worker's
+//!   local run queue;
+//! * **another thread**: the task goes into the worker's [`Inbox`] under a
+//!   mutex, and the reactor is woken if the worker sleeps in it.
+//!
+//! # Invariants
+//!
+//! * Inboxes are leaked once and reused by later workers (with a new
+//!   `epoch`), so the pointer a waker's worker number names is valid for the
+//!   life of the process: a waker that outlives its runtime wakes into an
+//!   inbox nobody drains, or into a later worker that drops it because the
+//!   epoch or the task generation does not match.
+//! * A wake for a slot whose generation moved on is dropped by the executor:
+//!   a stale waker cannot poll the task that reused its slot. (Both counters
+//!   wrap, so after 2^20 reuses of one slot a very old waker could cause one
+//!   spurious poll, which the `Future` contract allows.)
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{RawWaker, RawWakerVTable, Waker};
+
+use cellio_reactor::Handle;
+
+use crate::runtime::Executor;
+
+/// Maximum number of workers alive at once in one process.
+pub(crate) const MAX_WORKERS: usize = 1 << WORKER_BITS;
+
+const WORKER_BITS: u32 = 12;
+const EPOCH_BITS: u32 = 8;
+const SLOT_BITS: u32 = 24;
+const GEN_BITS: u32 = 20;
+const _: () = assert!(WORKER_BITS + EPOCH_BITS + SLOT_BITS + GEN_BITS == 64);
+
+/// Largest task slot index a waker can name; [`MAIN_SLOT`] is reserved.
+pub(crate) const MAX_TASKS: u32 = (1 << SLOT_BITS) - 1;
+/// The slot number of the future passed to `block_on`.
+pub(crate) const MAIN_SLOT: u32 = MAX_TASKS;
+
+/// What a waker names: a task of a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TaskAddr {
+    pub(crate) worker: u16,
+    pub(crate) epoch: u8,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl TaskAddr {
+    /// The address of `slot` at `generation` (truncated to the bits a waker
+    /// carries) on a worker.
+    pub(crate) fn new(worker: u16, epoch: u8, slot: u32, generation: u32) -> Self {
+        Self {
+            worker,
+            epoch,
+            slot,
+            generation: generation & ((1 << GEN_BITS) - 1),
+        }
+    }
+
+    fn pack(self) -> u64 {
+        let gen = u64::from(self.generation) & ((1 << GEN_BITS) - 1);
+        (u64::from(self.worker) << (EPOCH_BITS + SLOT_BITS + GEN_BITS))
+            | (u64::from(self.epoch) << (SLOT_BITS + GEN_BITS))
+            | (u64::from(self.slot) << GEN_BITS)
+            | gen
+    }
+
+    fn unpack(word: u64) -> Self {
+        Self {
+            worker: (word >> (EPOCH_BITS + SLOT_BITS + GEN_BITS)) as u16,
+            epoch: (word >> (SLOT_BITS + GEN_BITS)) as u8,
+            slot: ((word >> GEN_BITS) & ((1 << SLOT_BITS) - 1)) as u32,
+            generation: (word & ((1 << GEN_BITS) - 1)) as u32,
+        }
+    }
+
+    /// Whether `generation` (a full counter) matches this address's
+    /// truncated one.
+    pub(crate) fn names_generation(self, generation: u32) -> bool {
+        generation & ((1 << GEN_BITS) - 1) == self.generation
+    }
+
+    /// A waker for this task. No allocation, no reference count.
+    pub(crate) fn waker(self) -> Waker {
+        let data = self.pack() as usize as *const ();
+        // SAFETY: the vtable's functions treat `data` as a packed integer
+        // and never dereference it, so any value is valid for any thread and
+        // any lifetime; clone copies it, drop does nothing.
+        unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) }
+    }
+}
+
+const _: () = assert!(usize::BITS == 64, "packed wakers need a 64-bit usize");
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, drop_waker);
+
+fn clone(data: *const ()) -> RawWaker {
+    RawWaker::new(data, &VTABLE)
+}
+
+fn wake(data: *const ()) {
+    let addr = TaskAddr::unpack(data as usize as u64);
+    let local = LOCAL.with(|local| local.get());
+    if let Some(local) = local {
+        if local.worker == addr.worker && local.epoch == addr.epoch {
+            // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid
+            // while it is this thread's current worker.
+            unsafe { (*local.executor).schedule(addr) };
+            return;
+        }
+    }
+    Inbox::get(addr.worker).push(addr);
+}
+
+fn drop_waker(_: *const ()) {}
+
+/// The worker running on this thread, for same-thread wakes.
+#[derive(Clone, Copy)]
+pub(crate) struct LocalWorker {
+    pub(crate) worker: u16,
+    pub(crate) epoch: u8,
+    /// The worker's executor, for same-thread wakes and `spawn`.
+    pub(crate) executor: *const Executor,
+}
+
+thread_local! {
+    static LOCAL: Cell<Option<LocalWorker>> = const { Cell::new(None) };
+}
+
+/// Sets the thread's worker for the guard's life; same-thread wakes go
+/// straight to its run queue meanwhile.
+pub(crate) struct LocalGuard {
+    previous: Option<LocalWorker>,
+}
+
+impl LocalGuard {
+    /// # Safety
+    ///
+    /// `worker.executor` must stay valid (not moved, not dropped) until the
+    /// guard is dropped.
+    pub(crate) unsafe fn enter(worker: LocalWorker) -> Self {
+        Self {
+            previous: LOCAL.with(|local| local.replace(Some(worker))),
+        }
+    }
+
+    /// The worker running on this thread, if any.
+    pub(crate) fn current() -> Option<LocalWorker> {
+        LOCAL.with(|local| local.get())
+    }
+}
+
+impl Drop for LocalGuard {
+    fn drop(&mut self) {
+        let _ = LOCAL.try_with(|local| local.set(self.previous));
+    }
+}
+
+/// Where other threads leave wakes for a worker.
+pub(crate) struct Inbox {
+    has_items: AtomicBool,
+    state: Mutex<InboxState>,
+}
+
+struct InboxState {
+    woken: Vec<TaskAddr>,
+    /// The worker is blocked in (or about to block in) its reactor.
+    sleeping: bool,
+    /// The worker's reactor, while a worker owns this inbox.
+    reactor: Option<Handle>,
+}
+
+static INBOXES: [AtomicPtr<Inbox>; MAX_WORKERS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_WORKERS];
+static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
+static FREE_WORKERS: Mutex<Vec<(u16, u8)>> = Mutex::new(Vec::new());
+
+impl Inbox {
+    fn get(worker: u16) -> &'static Inbox {
+        let inbox = INBOXES[usize::from(worker)].load(Ordering::Acquire);
+        // SAFETY: a waker can only name a worker number that `claim` handed
+        // out, after storing a leaked (never freed) inbox at that index with
+        // Release; the Acquire load above sees it.
+        unsafe { &*inbox }
+    }
+
+    /// Claims a worker number (reusing a released one first) and its inbox
+    /// for a new worker driving `reactor`.
+    pub(crate) fn claim(reactor: Handle) -> std::io::Result<(u16, u8, &'static Inbox)> {
+        let reused = FREE_WORKERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let (worker, epoch) = match reused {
+            Some((worker, epoch)) => (worker, epoch.wrapping_add(1)),
+            None => {
+                let worker = NEXT_WORKER.fetch_add(1, Ordering::Relaxed);
+                if worker >= MAX_WORKERS {
+                    NEXT_WORKER.fetch_sub(1, Ordering::Relaxed);
+                    return Err(std::io::Error::other(format!(
+                        "cellio: more than {MAX_WORKERS} runtime workers alive at once"
+                    )));
+                }
+                let inbox = Box::leak(Box::new(Inbox {
+                    has_items: AtomicBool::new(false),
+                    state: Mutex::new(InboxState {
+                        woken: Vec::new(),
+                        sleeping: false,
+                        reactor: None,
+                    }),
+                }));
+                INBOXES[worker].store(inbox, Ordering::Release);
+                (worker as u16, 0)
+            }
+        };
+        let inbox = Inbox::get(worker);
+        inbox.lock().reactor = Some(reactor);
+        Ok((worker, epoch, inbox))
+    }
+
+    /// Returns the worker number for reuse; wakes still in flight for it
+    /// are dropped.
+    pub(crate) fn release(&'static self, worker: u16, epoch: u8) {
+        {
+            let mut state = self.lock();
+            state.woken.clear();
+            state.reactor = None;
+            state.sleeping = false;
+        }
+        self.has_items.store(false, Ordering::Relaxed);
+        FREE_WORKERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((worker, epoch));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, InboxState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, addr: TaskAddr) {
+        let reactor = {
+            let mut state = self.lock();
+            if state.reactor.is_none() {
+                return; // no worker: the runtime is gone
+            }
+            state.woken.push(addr);
+            self.has_items.store(true, Ordering::Release);
+            if state.sleeping {
+                state.sleeping = false;
+                state.reactor.clone()
+            } else {
+                None
+            }
+        };
+        if let Some(reactor) = reactor {
+            if let Err(e) = reactor.wake() {
+                tracing::error!(error = %e, "failed to wake a worker's reactor");
+            }
+        }
+    }
+
+    /// Moves every wake left by other threads into `into`.
+    pub(crate) fn drain(&self, into: &mut impl FnMut(TaskAddr)) {
+        if !self.has_items.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.lock();
+        self.has_items.store(false, Ordering::Relaxed);
+        for addr in state.woken.drain(..) {
+            into(addr);
+        }
+    }
+
+    /// Declares that the worker is about to block in its reactor. Returns
+    /// `false` (and does not sleep) if wakes arrived meanwhile: the caller
+    /// must drain them first.
+    pub(crate) fn prepare_sleep(&self) -> bool {
+        let mut state = self.lock();
+        if !state.woken.is_empty() {
+            return false;
+        }
+        state.sleeping = true;
+        true
+    }
+
+    /// The worker is awake again: other threads need not wake the reactor.
+    pub(crate) fn woke_up(&self) {
+        self.lock().sleeping = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_through_the_data_word() {
+        let addr = TaskAddr {
+            worker: 4095,
+            epoch: 200,
+            slot: MAX_TASKS,
+            generation: (1 << GEN_BITS) - 1,
+        };
+        assert_eq!(TaskAddr::unpack(addr.pack()), addr);
+        let small = TaskAddr {
+            worker: 1,
+            epoch: 2,
+            slot: 3,
+            generation: 4,
+        };
+        assert_eq!(TaskAddr::unpack(small.pack()), small);
+    }
+
+    #[test]
+    fn generations_compare_truncated() {
+        let addr = TaskAddr {
+            worker: 0,
+            epoch: 0,
+            slot: 0,
+            generation: 5,
+        };
+        assert!(addr.names_generation(5));
+        assert!(addr.names_generation(5 + (1 << GEN_BITS)));
+        assert!(!addr.names_generation(6));
+    }
+}

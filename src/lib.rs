@@ -1,0 +1,52 @@
+//! # cellio
+//!
+//! An async socket runtime with no heap allocation on its hot paths.
+//!
+//! Every socket owns exactly one reusable receive cell and one reusable send
+//! cell. [`TcpStream::recv`] and [`TcpStream::send`] return small,
+//! token-stamped futures that complete on their first poll when the kernel
+//! already has the data (or the buffer space), and otherwise park on the
+//! socket's cell until the epoll/kqueue reactor wakes them — the design of
+//! .NET Core 2.1's `Socket` (`ValueTask` over a reusable
+//! `IValueTaskSource`), carried over to Rust.
+//!
+//! This crate re-exports the three member crates:
+//!
+//! * [`reactor`] (`cellio-reactor`) — the op cells, the registration table,
+//!   the event loop;
+//! * [`net`] (`cellio-net`) — [`TcpListener`], [`TcpStream`];
+//! * [`runtime`] (`cellio-runtime`) — [`Runtime`], [`spawn`],
+//!   [`JoinHandle`], [`yield_now`].
+//!
+//! # Example: an echo server
+//!
+//! ```no_run
+//! use cellio::{spawn, Runtime, TcpListener};
+//!
+//! fn main() -> std::io::Result<()> {
+//!     Runtime::new()?.block_on(async {
+//!         let listener = TcpListener::bind("127.0.0.1:7000")?;
+//!         loop {
+//!             let (stream, _peer) = listener.accept().await?;
+//!             spawn(async move {
+//!                 let mut buf = [0u8; 4096];
+//!                 // recv returns 0 when the peer closes; errors end the task.
+//!                 while let Ok(n @ 1..) = stream.recv(&mut buf).await {
+//!                     if stream.send_all(&buf[..n]).await.is_err() {
+//!                         break;
+//!                     }
+//!                 }
+//!             });
+//!         }
+//!     })
+//! }
+//! ```
+#![warn(missing_docs)]
+
+pub use cellio_net as net;
+pub use cellio_reactor as reactor;
+pub use cellio_runtime as runtime;
+
+pub use cellio_net::{ListenOptions, OpStats, TcpListener, TcpStream};
+pub use cellio_reactor::CellError;
+pub use cellio_runtime::{spawn, spawn_local, yield_now, Builder, JoinError, JoinHandle, Runtime};
