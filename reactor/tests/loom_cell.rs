@@ -1,0 +1,222 @@
+//! loom models of the op cell: every interleaving (up to loom's preemption
+//! bound) of an operation parking, cancelling or being reused while the
+//! reactor notifies or closes the cell from another thread.
+//!
+//! Run with:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test -p cellio-reactor --release --test loom_cell
+//! ```
+#![cfg(loom)]
+
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+
+use cellio_reactor::{CellError, OpCell, Park};
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+/// A waker that counts its wakes.
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<CountingWaker>, Waker) {
+    let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    (counter.clone(), Waker::from(counter))
+}
+
+fn wakes(counter: &CountingWaker) -> usize {
+    counter.0.load(Ordering::SeqCst)
+}
+
+/// An operation parks while the reactor notifies from another thread: a
+/// notification that arrives after the operation's snapshot is never lost.
+/// Either `park` sees it (Retry), or the parked waker is woken exactly once.
+/// (A notification before the snapshot is already in it.)
+#[test]
+fn park_vs_notify_never_loses_a_wake() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (counter, waker) = counting_waker();
+
+        let notifier = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.notify())
+        };
+
+        let seen = cell.observe().unwrap();
+        let token = cell.reserve().unwrap();
+        let parked = cell.park(token, seen, &waker).unwrap();
+        notifier.join().unwrap();
+
+        let after = cell.observe_reserved(token).unwrap();
+        assert_eq!(after.sequence(), 1, "the notification is counted once");
+        let notified_after_snapshot = seen.sequence() == 0;
+        match parked {
+            Park::Parked if notified_after_snapshot => {
+                assert_eq!(wakes(&counter), 1, "parked but never woken")
+            }
+            _ => assert_eq!(wakes(&counter), 0, "woken without being parked"),
+        }
+        cell.release(token).unwrap();
+        assert_eq!(cell.reserve().map(|t| t.generation()), Ok(1));
+    });
+}
+
+/// The holder is polled again (perhaps with a new waker) while a
+/// notification races: every notification that came after the holder's
+/// last snapshot wakes the waker it finally parked with.
+#[test]
+fn repoll_with_new_waker_vs_notify() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (_first_counter, first) = counting_waker();
+        let (second_counter, second) = counting_waker();
+
+        let seen = cell.observe().unwrap();
+        let token = cell.reserve().unwrap();
+        assert_eq!(cell.park(token, seen, &first).unwrap(), Park::Parked);
+
+        let notifier = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.notify())
+        };
+
+        // A spurious re-poll: take the cell back, "attempt", park again.
+        let last_seen = cell.observe_reserved(token).unwrap();
+        let parked = cell.park(token, last_seen, &second).unwrap();
+        notifier.join().unwrap();
+
+        let now = cell.observe_reserved(token).unwrap();
+        let notified_after_snapshot = now.sequence() != last_seen.sequence();
+        if parked == Park::Parked && notified_after_snapshot {
+            assert_eq!(wakes(&second_counter), 1, "late notification lost");
+        }
+        cell.release(token).unwrap();
+    });
+}
+
+/// The holder cancels (its future is dropped) while the reactor notifies:
+/// the cell ends idle with the next generation, the waker is woken at most
+/// once, and the cancelled token is stale.
+#[test]
+fn cancel_vs_notify_leaves_the_cell_reusable() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (counter, waker) = counting_waker();
+
+        let seen = cell.observe().unwrap();
+        let token = cell.reserve().unwrap();
+        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
+
+        let notifier = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.notify())
+        };
+        cell.release(token).unwrap();
+        notifier.join().unwrap();
+
+        assert!(wakes(&counter) <= 1);
+        assert_eq!(cell.observe_reserved(token), Err(CellError::Stale));
+        let next = cell.reserve().unwrap();
+        assert_eq!(next.generation(), token.generation() + 1);
+        assert_eq!(cell.release(token), Err(CellError::Stale));
+        cell.release(next).unwrap();
+    });
+}
+
+/// A released cell is reserved again by a new operation while the reactor
+/// keeps notifying: the old (stale) token is refused everywhere, the new
+/// operation's park is woken or retried, never lost.
+#[test]
+fn release_and_reuse_with_a_stale_future() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (counter, waker) = counting_waker();
+
+        let old = cell.reserve().unwrap();
+        cell.release(old).unwrap();
+
+        let notifier = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.notify())
+        };
+
+        let seen = cell.observe().unwrap();
+        let new = cell.reserve().unwrap();
+        assert_ne!(old, new);
+        assert_eq!(cell.park(old, seen, &waker), Err(CellError::Stale));
+        assert_eq!(cell.observe_reserved(old), Err(CellError::Stale));
+        let parked = cell.park(new, seen, &waker).unwrap();
+        notifier.join().unwrap();
+
+        let now = cell.observe_reserved(new).unwrap();
+        if parked == Park::Parked && now.sequence() != seen.sequence() {
+            assert_eq!(wakes(&counter), 1);
+        }
+        assert_eq!(cell.release(old), Err(CellError::Stale));
+        cell.release(new).unwrap();
+    });
+}
+
+/// The reactor shuts down (closes the cell) while an operation parks: the
+/// operation is either refused with `Closed` or woken, and any later park
+/// is refused: nothing sleeps forever.
+#[test]
+fn close_vs_park_never_strands_an_operation() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (counter, waker) = counting_waker();
+
+        let closer = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.close())
+        };
+
+        let seen = cell.observe().unwrap();
+        let token = cell.reserve().unwrap();
+        let parked = cell.park(token, seen, &waker);
+        closer.join().unwrap();
+
+        match parked {
+            Ok(Park::Parked) => assert_eq!(wakes(&counter), 1),
+            Ok(Park::Retry) | Err(CellError::Closed) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+        let again = cell.observe_reserved(token).unwrap();
+        assert_eq!(cell.park(token, again, &waker), Err(CellError::Closed));
+        cell.release(token).unwrap();
+    });
+}
+
+/// Two notifiers (e.g. a readiness event and a close) race a parked
+/// operation: exactly one of them takes the waker, and the sequence counts
+/// both.
+#[test]
+fn two_notifiers_wake_once_and_count_twice() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (counter, waker) = counting_waker();
+
+        let seen = cell.observe().unwrap();
+        let token = cell.reserve().unwrap();
+        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
+
+        let a = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.notify())
+        };
+        cell.notify();
+        a.join().unwrap();
+
+        assert_eq!(wakes(&counter), 1);
+        let now = cell.observe_reserved(token).unwrap();
+        assert_eq!(now.sequence(), seen.sequence() + 2);
+        cell.release(token).unwrap();
+    });
+}
