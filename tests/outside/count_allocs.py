@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Counts a running echo server's heap allocations from outside the process.
+
+Builds malloc_count.so (beside this file) with cc, starts the server with it
+preloaded, warms up, then asks the server for its allocation count (SIGUSR2)
+before and after two phases:
+
+* messages: C connections echo M messages each (64 bytes), closed loop;
+* connections: K short connection lives (connect, echo, close).
+
+Prints allocations per message and per connection. Exits 1 if the message
+phase allocated anything (the zero-allocation promise), 2 on a setup error.
+
+    tests/outside/count_allocs.py --server target/release/examples/echo_server
+"""
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def build_shim(out_dir):
+    shim = os.path.join(out_dir, "malloc_count.so")
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", shim,
+                    os.path.join(HERE, "malloc_count.c")], check=True)
+    return shim
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def echo_round(socks, payload):
+    for s in socks:
+        s.sendall(payload)
+    for s in socks:
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(len(payload) - len(got))
+            if not chunk:
+                raise RuntimeError("server closed a connection")
+            got += chunk
+        if got != payload:
+            raise RuntimeError("echo mismatch")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--server", required=True, help="echo server binary (takes --addr)")
+    ap.add_argument("--server-arg", action="append", default=[], help="extra server argument")
+    ap.add_argument("--connections", type=int, default=20)
+    ap.add_argument("--messages", type=int, default=2000, help="per connection")
+    ap.add_argument("--lives", type=int, default=200, help="connection lives to count")
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="cellio-allocs-")
+    counts = os.path.join(work, "counts")
+    shim = build_shim(work)
+    port = free_port()
+    env = dict(os.environ, LD_PRELOAD=shim, MALLOC_COUNT_FILE=counts)
+    server = subprocess.Popen([args.server, "--addr", f"127.0.0.1:{port}", *args.server_arg],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        if "listening" not in line:
+            print(f"count_allocs: server did not start: {line}{server.stderr.read()}", file=sys.stderr)
+            return 2
+
+        def snapshot():
+            time.sleep(0.3)  # let the server finish the last echo
+            before = len(open(counts).read().split()) if os.path.exists(counts) else 0
+            server.send_signal(signal.SIGUSR2)
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                values = open(counts).read().split() if os.path.exists(counts) else []
+                if len(values) > before:
+                    return int(values[-1])
+                time.sleep(0.05)
+            raise RuntimeError("server did not report its allocation count")
+
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(args.connections)]
+        for s in socks:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(200):  # warm-up
+            echo_round(socks, bytes([i % 251]) * 64)
+        a = snapshot()
+        for i in range(args.messages):
+            echo_round(socks, bytes([(i * 7) % 251]) * 64)
+        b = snapshot()
+        for s in socks:
+            s.close()
+        for i in range(20):  # warm-up of connection lives
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                echo_round([c], b"warm")
+        c0 = snapshot()
+        for i in range(args.lives):
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                echo_round([c], b"life %d" % i)
+        c1 = snapshot()
+    finally:
+        server.kill()
+        server.wait()
+
+    messages = args.connections * args.messages
+    print(f"count_allocs: {messages} messages: {b - a} allocations "
+          f"({(b - a) / messages:.4f} per message)")
+    print(f"count_allocs: {args.lives} connection lives: {c1 - c0} allocations "
+          f"({(c1 - c0) / args.lives:.2f} per connection)")
+    return 1 if b != a else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
