@@ -34,7 +34,9 @@
 mod join;
 mod runtime;
 mod task;
+pub mod time;
 mod waker;
 
 pub use join::{JoinError, JoinHandle};
 pub use runtime::{spawn, spawn_local, yield_now, Builder, Runtime, DEFAULT_EVENT_INTERVAL};
+pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval, Sleep, Timeout};

@@ -30,12 +30,13 @@ use std::io;
 use std::marker::PhantomData;
 use std::pin::pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cellio_reactor::{Handle, Reactor, DEFAULT_EVENT_CAPACITY};
 
 use crate::join::{JoinHandle, Spawned};
 use crate::task::{BoxFuture, Tasks};
+use crate::time::Timers;
 use crate::waker::{Inbox, LocalGuard, LocalWorker, TaskAddr, MAIN_SLOT, MAX_TASKS};
 
 /// Default for [`Builder::event_interval`].
@@ -103,6 +104,7 @@ impl Builder {
                 tasks: RefCell::new(Tasks::default()),
                 queue: RefCell::new(VecDeque::new()),
                 main_woken: Cell::new(false),
+                timers: RefCell::new(Timers::default()),
             }),
             reactor: RefCell::new(reactor),
             handle,
@@ -201,11 +203,16 @@ impl Runtime {
                 }
             }
             executor.drain_inbox();
+            executor.fire_timers();
             executor.run_batch(self.event_interval);
             executor.drain_inbox();
             let idle = executor.queue.borrow().is_empty() && !executor.main_woken.get();
             let sleep = idle && executor.inbox.prepare_sleep();
-            let timeout = if sleep { None } else { Some(Duration::ZERO) };
+            let timeout = if sleep {
+                executor.time_to_next_timer()
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = reactor.turn(timeout) {
                 panic!("cellio: the reactor failed and cannot continue: {e}");
             }
@@ -262,9 +269,47 @@ pub(crate) struct Executor {
     /// `(slot, generation)` of queued tasks.
     queue: RefCell<VecDeque<(u32, u32)>>,
     main_woken: Cell<bool>,
+    pub(crate) timers: RefCell<Timers>,
 }
 
 impl Executor {
+    pub(crate) fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    pub(crate) fn epoch(&self) -> u8 {
+        self.epoch
+    }
+
+    /// `true` if this executor is the worker `(worker, epoch)`.
+    pub(crate) fn is(&self, worker: u16, epoch: u8) -> bool {
+        self.worker == worker && self.epoch == epoch
+    }
+
+    /// Wakes every timer whose deadline has passed. Reads the clock only
+    /// when timers are armed.
+    fn fire_timers(&self) {
+        if self.timers.borrow().armed() == 0 {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            // One at a time: no borrow of the table is held while waking.
+            let fired = self.timers.borrow_mut().pop_expired(now);
+            match fired {
+                Some(Some(waker)) => waker.wake(),
+                Some(None) => {}
+                None => return,
+            }
+        }
+    }
+
+    /// How long the reactor may block: until the next timer, or forever.
+    fn time_to_next_timer(&self) -> Option<Duration> {
+        let next = self.timers.borrow().next_deadline()?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
     /// Queues the task `addr` names, if it is live and not queued yet.
     pub(crate) fn schedule(&self, addr: TaskAddr) {
         if addr.slot == MAIN_SLOT {
@@ -291,7 +336,7 @@ impl Executor {
     }
 
     fn drain_inbox(&self) {
-        self.inbox.drain(&mut |addr| self.schedule(addr));
+        self.inbox.drain(self);
     }
 
     fn run_batch(&self, max: usize) {

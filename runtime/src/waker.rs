@@ -31,6 +31,7 @@ use std::task::{RawWaker, RawWakerVTable, Waker};
 use cellio_reactor::Handle;
 
 use crate::runtime::Executor;
+use crate::time::TimerKey;
 
 /// Maximum number of workers alive at once in one process.
 pub(crate) const MAX_WORKERS: usize = 1 << WORKER_BITS;
@@ -173,7 +174,11 @@ pub(crate) struct Inbox {
 }
 
 struct InboxState {
+    /// The epoch of the worker that owns the inbox now.
+    epoch: u8,
     woken: Vec<TaskAddr>,
+    /// Timers dropped on other threads, to remove from the table.
+    cancelled_timers: Vec<TimerKey>,
     /// The worker is blocked in (or about to block in) its reactor.
     sleeping: bool,
     /// The worker's reactor, while a worker owns this inbox.
@@ -214,7 +219,9 @@ impl Inbox {
                 let inbox = Box::leak(Box::new(Inbox {
                     has_items: AtomicBool::new(false),
                     state: Mutex::new(InboxState {
+                        epoch: 0,
                         woken: Vec::new(),
+                        cancelled_timers: Vec::new(),
                         sleeping: false,
                         reactor: None,
                     }),
@@ -224,7 +231,10 @@ impl Inbox {
             }
         };
         let inbox = Inbox::get(worker);
-        inbox.lock().reactor = Some(reactor);
+        let mut state = inbox.lock();
+        state.reactor = Some(reactor);
+        state.epoch = epoch;
+        drop(state);
         Ok((worker, epoch, inbox))
     }
 
@@ -234,6 +244,7 @@ impl Inbox {
         {
             let mut state = self.lock();
             state.woken.clear();
+            state.cancelled_timers.clear();
             state.reactor = None;
             state.sleeping = false;
         }
@@ -249,12 +260,23 @@ impl Inbox {
     }
 
     fn push(&self, addr: TaskAddr) {
+        self.post(addr.epoch, |state| state.woken.push(addr));
+    }
+
+    /// Asks worker `(worker, epoch)` to remove a timer dropped elsewhere.
+    pub(crate) fn cancel_timer(worker: u16, epoch: u8, key: TimerKey) {
+        Inbox::get(worker).post(epoch, |state| state.cancelled_timers.push(key));
+    }
+
+    /// Leaves a message for the worker `epoch` (dropped if that worker is
+    /// gone) and wakes it if it sleeps.
+    fn post(&self, epoch: u8, message: impl FnOnce(&mut InboxState)) {
         let reactor = {
             let mut state = self.lock();
-            if state.reactor.is_none() {
-                return; // no worker: the runtime is gone
+            if state.reactor.is_none() || state.epoch != epoch {
+                return; // that worker is gone
             }
-            state.woken.push(addr);
+            message(&mut state);
             self.has_items.store(true, Ordering::Release);
             if state.sleeping {
                 state.sleeping = false;
@@ -270,24 +292,28 @@ impl Inbox {
         }
     }
 
-    /// Moves every wake left by other threads into `into`.
-    pub(crate) fn drain(&self, into: &mut impl FnMut(TaskAddr)) {
+    /// Hands every message left by other threads to `executor`.
+    pub(crate) fn drain(&self, executor: &Executor) {
         if !self.has_items.load(Ordering::Acquire) {
             return;
         }
         let mut state = self.lock();
         self.has_items.store(false, Ordering::Relaxed);
         for addr in state.woken.drain(..) {
-            into(addr);
+            executor.schedule(addr);
+        }
+        let mut timers = executor.timers.borrow_mut();
+        for key in state.cancelled_timers.drain(..) {
+            timers.remove(key);
         }
     }
 
     /// Declares that the worker is about to block in its reactor. Returns
-    /// `false` (and does not sleep) if wakes arrived meanwhile: the caller
-    /// must drain them first.
+    /// `false` (and does not sleep) if messages arrived meanwhile: the
+    /// caller must drain them first.
     pub(crate) fn prepare_sleep(&self) -> bool {
         let mut state = self.lock();
-        if !state.woken.is_empty() {
+        if !state.woken.is_empty() || !state.cancelled_timers.is_empty() {
             return false;
         }
         state.sleeping = true;

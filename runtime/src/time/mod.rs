@@ -1,0 +1,336 @@
+//! Timers: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`].
+//!
+//! Each worker keeps its own timer table (pooled entries in an indexed
+//! min-heap, see `timers`), and the earliest deadline bounds how long the
+//! worker blocks in its reactor. A timer future registers on the worker that
+//! first polls it; arming, re-arming ([`Sleep::reset`]) and cancelling
+//! (dropping) allocate nothing once the table has grown to the peak number
+//! of live timers.
+//!
+//! Timer futures are `Send`. If one is polled on another worker than the
+//! one it registered on, it moves: the old entry is cancelled through that
+//! worker's inbox and a new one is armed here.
+//!
+//! Resolution: the reactor waits in whole milliseconds (rounded up), so a
+//! timer fires at or after its deadline, typically within a millisecond.
+
+mod timers;
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+pub(crate) use timers::{TimerKey, Timers};
+
+use crate::runtime::Executor;
+use crate::waker::{Inbox, LocalGuard};
+
+/// Where a timer is armed.
+#[derive(Clone, Copy, Debug)]
+struct Armed {
+    worker: u16,
+    epoch: u8,
+    key: TimerKey,
+}
+
+/// Runs `f` on the executor of the worker running on this thread.
+fn with_executor<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
+    let local = LocalGuard::current()?;
+    // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid while
+    // it is this thread's current worker, which it is for this whole call.
+    Some(f(unsafe { &*local.executor }))
+}
+
+/// Future of [`sleep`] and [`sleep_until`]: completes at its deadline.
+///
+/// # Panics
+///
+/// Polling it outside a cellio runtime panics (there is no worker to keep
+/// the timer).
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Sleep {
+    deadline: Instant,
+    armed: Option<Armed>,
+}
+
+/// Waits until `duration` has passed.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let start = Instant::now();
+///     cellio_runtime::sleep(Duration::from_millis(20)).await;
+///     assert!(start.elapsed() >= Duration::from_millis(20));
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    // A duration too large to add saturates to "practically never".
+    let deadline = Instant::now()
+        .checked_add(duration)
+        .unwrap_or_else(far_future);
+    sleep_until(deadline)
+}
+
+/// Waits until `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        armed: None,
+    }
+}
+
+fn far_future() -> Instant {
+    // About 30 years: far enough, and safe to add small durations to.
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+impl Sleep {
+    /// The instant this sleep completes at.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// `true` if the deadline has passed.
+    pub fn is_elapsed(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Moves the deadline (earlier or later) without allocating; a sleep
+    /// that already completed can be reset and awaited again. This is how
+    /// idle timeouts are pushed back on every message.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        if let Some(armed) = self.armed {
+            let moved = with_executor(|executor| {
+                executor.is(armed.worker, armed.epoch)
+                    && executor.timers.borrow_mut().reset(armed.key, deadline)
+            });
+            if moved != Some(true) {
+                self.disarm();
+            }
+        }
+    }
+
+    fn disarm(&mut self) {
+        let Some(armed) = self.armed.take() else {
+            return;
+        };
+        let local = with_executor(|executor| {
+            if executor.is(armed.worker, armed.epoch) {
+                executor.timers.borrow_mut().remove(armed.key);
+                true
+            } else {
+                false
+            }
+        });
+        if local != Some(true) {
+            Inbox::cancel_timer(armed.worker, armed.epoch, armed.key);
+        }
+    }
+
+    fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(armed) = self.armed {
+            let polled = with_executor(|executor| {
+                executor
+                    .is(armed.worker, armed.epoch)
+                    .then(|| executor.timers.borrow_mut().poll(armed.key, cx.waker()))
+            })
+            .flatten();
+            match polled {
+                Some(Poll::Ready(())) => {
+                    self.armed = None;
+                    return Poll::Ready(());
+                }
+                Some(Poll::Pending) => return Poll::Pending,
+                // Polled on another worker (or none): move the timer.
+                None => self.disarm(),
+            }
+        }
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        let armed = with_executor(|executor| Armed {
+            worker: executor.worker(),
+            epoch: executor.epoch(),
+            key: executor.timers.borrow_mut().insert(deadline, cx.waker()),
+        });
+        match armed {
+            Some(armed) => {
+                self.armed = Some(armed);
+                Poll::Pending
+            }
+            None => {
+                panic!("cellio: a timer was polled outside a runtime; timers need a cellio worker")
+            }
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_mut().poll_sleep(cx)
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
+/// The error of a [`timeout`] whose deadline passed first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(err: Elapsed) -> Self {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, err)
+    }
+}
+
+/// Runs `future` with a deadline: its output, or [`Elapsed`] if `duration`
+/// passes first (the future is then dropped, which cancels it).
+///
+/// ```
+/// use std::time::Duration;
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let slow = cellio_runtime::sleep(Duration::from_secs(10));
+///     let result = cellio_runtime::timeout(Duration::from_millis(10), slow).await;
+///     assert!(result.is_err());
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        sleep: sleep(duration),
+    }
+}
+
+/// Future of [`timeout`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Timeout<F> {
+    future: F,
+    sleep: Sleep,
+}
+
+impl<F> Timeout<F> {
+    /// The deadline.
+    pub fn deadline(&self) -> Instant {
+        self.sleep.deadline
+    }
+
+    /// Moves the deadline; see [`Sleep::reset`].
+    pub fn reset(self: Pin<&mut Self>, deadline: Instant) {
+        // SAFETY: `sleep` is not structurally pinned (it is `Unpin` and
+        // never pinned by us); `future` is not touched.
+        unsafe { self.get_unchecked_mut() }.sleep.reset(deadline);
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `future` is structurally pinned: `Timeout` never moves it
+        // and has no `Unpin` impl unless `F: Unpin`; `sleep` is `Unpin` and
+        // only used through `&mut`.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        if let Poll::Ready(output) = future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match this.sleep.poll_sleep(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A stream of ticks, one every `period`; the first completes at once.
+///
+/// If ticks are missed (the task was busy for longer than a period), the
+/// next tick completes at once and the schedule skips ahead: ticks never
+/// pile up.
+///
+/// # Panics
+///
+/// If `period` is zero.
+///
+/// ```
+/// use std::time::Duration;
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let mut ticks = cellio_runtime::interval(Duration::from_millis(5));
+///     for _ in 0..3 {
+///         ticks.tick().await;
+///     }
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn interval(period: Duration) -> Interval {
+    assert!(
+        !period.is_zero(),
+        "cellio: interval period must be non-zero"
+    );
+    Interval {
+        period,
+        sleep: sleep_until(Instant::now()),
+    }
+}
+
+/// Returned by [`interval`].
+#[derive(Debug)]
+pub struct Interval {
+    period: Duration,
+    sleep: Sleep,
+}
+
+impl Interval {
+    /// Waits for the next tick; returns the instant it was scheduled for.
+    pub async fn tick(&mut self) -> Instant {
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    /// Polls for the next tick.
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        match self.sleep.poll_sleep(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                let scheduled = self.sleep.deadline;
+                let now = Instant::now();
+                let mut next = scheduled + self.period;
+                if next <= now {
+                    // Missed ticks: skip to the first one still ahead.
+                    let behind = now - scheduled;
+                    let periods = behind.as_nanos() / self.period.as_nanos() + 1;
+                    next = scheduled + self.period * periods as u32;
+                }
+                self.sleep.reset(next);
+                Poll::Ready(scheduled)
+            }
+        }
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}

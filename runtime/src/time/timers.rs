@@ -1,0 +1,289 @@
+//! One worker's timer table: pooled entries and an indexed min-heap of
+//! deadlines.
+//!
+//! # Invariants
+//!
+//! * Entries live in a slab (`entries` + `free`) and are reused; the heap
+//!   (`heap`, entry indices ordered by deadline) and the slab grow to the
+//!   peak number of live timers and then allocate nothing.
+//! * `entries[i].heap_pos` is `i`'s position in `heap` while the timer is
+//!   armed, `NOT_IN_HEAP` otherwise. Every heap move updates it, so a timer
+//!   is removed or re-armed in `O(log n)` — a cancelled timer leaves nothing
+//!   behind (no lazy deletion, no growth from timeouts that never fire).
+//! * A `(slot, generation)` key is honoured only while the entry's
+//!   generation equals it; freeing an entry moves the generation on.
+
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+const NOT_IN_HEAP: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Entry {
+    deadline: Instant,
+    generation: u32,
+    heap_pos: u32,
+    live: bool,
+    waker: Option<Waker>,
+}
+
+/// Identifies a live timer in its table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TimerKey {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    heap: Vec<u32>,
+}
+
+impl Timers {
+    /// Arms a new timer for `deadline` that wakes `waker`.
+    pub(crate) fn insert(&mut self, deadline: Instant, waker: &Waker) -> TimerKey {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.entries.push(Entry {
+                    deadline,
+                    generation: 0,
+                    heap_pos: NOT_IN_HEAP,
+                    live: false,
+                    waker: None,
+                });
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let entry = &mut self.entries[slot as usize];
+        entry.deadline = deadline;
+        entry.live = true;
+        set_waker(&mut entry.waker, waker);
+        let generation = entry.generation;
+        self.push_heap(slot);
+        TimerKey { slot, generation }
+    }
+
+    fn entry(&mut self, key: TimerKey) -> Option<&mut Entry> {
+        self.entries
+            .get_mut(key.slot as usize)
+            .filter(|e| e.live && e.generation == key.generation)
+    }
+
+    /// `Ready` (and the entry freed) once the timer fired; otherwise
+    /// remembers `waker` and stays `Pending`. A stale key is `Ready`.
+    pub(crate) fn poll(&mut self, key: TimerKey, waker: &Waker) -> Poll<()> {
+        let Some(entry) = self.entry(key) else {
+            return Poll::Ready(());
+        };
+        if entry.heap_pos == NOT_IN_HEAP {
+            self.free_entry(key.slot);
+            return Poll::Ready(());
+        }
+        set_waker(&mut entry.waker, waker);
+        Poll::Pending
+    }
+
+    /// Moves an armed (or fired) timer to a new deadline and re-arms it.
+    /// Returns `false` for a stale key.
+    pub(crate) fn reset(&mut self, key: TimerKey, deadline: Instant) -> bool {
+        let Some(entry) = self.entry(key) else {
+            return false;
+        };
+        entry.deadline = deadline;
+        let pos = entry.heap_pos;
+        if pos == NOT_IN_HEAP {
+            self.push_heap(key.slot);
+        } else {
+            self.sift_up(pos as usize);
+            let pos = self.entries[key.slot as usize].heap_pos;
+            self.sift_down(pos as usize);
+        }
+        true
+    }
+
+    /// Cancels and frees a timer. A stale key is ignored.
+    pub(crate) fn remove(&mut self, key: TimerKey) {
+        let Some(entry) = self.entry(key) else {
+            return;
+        };
+        let pos = entry.heap_pos;
+        if pos != NOT_IN_HEAP {
+            self.remove_heap(pos as usize);
+        }
+        self.free_entry(key.slot);
+    }
+
+    /// The earliest armed deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap
+            .first()
+            .map(|&slot| self.entries[slot as usize].deadline)
+    }
+
+    /// Number of armed timers.
+    pub(crate) fn armed(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Fires the earliest timer if its deadline is at or before `now`:
+    /// takes it out of the heap (its entry stays until its future sees it)
+    /// and returns the waker to wake. Call until `None`.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Option<Waker>> {
+        let &slot = self.heap.first()?;
+        if self.entries[slot as usize].deadline > now {
+            return None;
+        }
+        self.remove_heap(0);
+        Some(self.entries[slot as usize].waker.clone())
+    }
+
+    fn free_entry(&mut self, slot: u32) {
+        let entry = &mut self.entries[slot as usize];
+        entry.live = false;
+        entry.generation = entry.generation.wrapping_add(1);
+        self.free.push(slot);
+    }
+
+    fn push_heap(&mut self, slot: u32) {
+        let pos = self.heap.len();
+        self.heap.push(slot);
+        self.entries[slot as usize].heap_pos = pos as u32;
+        self.sift_up(pos);
+    }
+
+    fn remove_heap(&mut self, pos: usize) {
+        let slot = self.heap[pos];
+        let last = self.heap.len() - 1;
+        self.swap(pos, last);
+        self.heap.pop();
+        self.entries[slot as usize].heap_pos = NOT_IN_HEAP;
+        if pos < self.heap.len() {
+            // The former last element now sits at `pos`: restore order
+            // around it in whichever direction it must go.
+            let moved = self.heap[pos];
+            self.sift_up(pos);
+            let pos = self.entries[moved as usize].heap_pos as usize;
+            self.sift_down(pos);
+        }
+    }
+
+    fn deadline_at(&self, pos: usize) -> Instant {
+        self.entries[self.heap[pos] as usize].deadline
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.entries[self.heap[a] as usize].heap_pos = a as u32;
+        self.entries[self.heap[b] as usize].heap_pos = b as u32;
+    }
+
+    fn sift_up(&mut self, mut pos: usize) {
+        while pos > 0 {
+            let parent = (pos - 1) / 2;
+            if self.deadline_at(pos) >= self.deadline_at(parent) {
+                break;
+            }
+            self.swap(pos, parent);
+            pos = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut pos: usize) {
+        loop {
+            let (left, right) = (2 * pos + 1, 2 * pos + 2);
+            let mut smallest = pos;
+            if left < self.heap.len() && self.deadline_at(left) < self.deadline_at(smallest) {
+                smallest = left;
+            }
+            if right < self.heap.len() && self.deadline_at(right) < self.deadline_at(smallest) {
+                smallest = right;
+            }
+            if smallest == pos {
+                return;
+            }
+            self.swap(pos, smallest);
+            pos = smallest;
+        }
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(stored) if stored.will_wake(waker) => {}
+        other => *other = Some(waker.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn fire_all(timers: &mut Timers, now: Instant) -> usize {
+        let mut fired = 0;
+        while timers.pop_expired(now).is_some() {
+            fired += 1;
+        }
+        fired
+    }
+
+    #[test]
+    fn timers_fire_in_deadline_order_and_removal_keeps_the_heap_valid() {
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        let waker = Waker::noop();
+        // Deadlines in a scrambled order.
+        let keys: Vec<_> = (0..200u64)
+            .map(|i| {
+                let ms = (i * 7919) % 200;
+                (ms, timers.insert(t0 + Duration::from_millis(ms), waker))
+            })
+            .collect();
+        // Remove every third.
+        for (_, key) in keys.iter().step_by(3) {
+            timers.remove(*key);
+        }
+        let mut last = t0;
+        let mut count = 0;
+        while let Some(&slot) = timers.heap.first() {
+            let deadline = timers.entries[slot as usize].deadline;
+            assert!(deadline >= last, "heap order broken");
+            last = deadline;
+            assert!(timers.pop_expired(deadline).is_some());
+            count += 1;
+        }
+        assert_eq!(count, 200 - 67);
+    }
+
+    #[test]
+    fn reset_moves_a_timer_both_ways() {
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        let a = timers.insert(t0 + Duration::from_millis(10), Waker::noop());
+        let _b = timers.insert(t0 + Duration::from_millis(20), Waker::noop());
+        assert!(timers.reset(a, t0 + Duration::from_millis(30)));
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_millis(20)));
+        assert!(timers.reset(a, t0 + Duration::from_millis(5)));
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_millis(5)));
+        assert_eq!(fire_all(&mut timers, t0 + Duration::from_millis(25)), 2);
+    }
+
+    #[test]
+    fn fired_timers_complete_once_and_keys_go_stale() {
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        let key = timers.insert(t0, Waker::noop());
+        assert_eq!(timers.poll(key, Waker::noop()), Poll::Pending);
+        assert_eq!(fire_all(&mut timers, t0), 1);
+        assert_eq!(timers.poll(key, Waker::noop()), Poll::Ready(()));
+        // The slot is reused under a new generation; the old key is stale.
+        let again = timers.insert(t0, Waker::noop());
+        assert_eq!(again.slot, key.slot);
+        assert!(!timers.reset(key, t0));
+        timers.remove(key); // ignored
+        assert_eq!(timers.armed(), 1);
+    }
+}
