@@ -20,13 +20,14 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7000")]
     addr: SocketAddr,
-    /// Receive buffer per connection, in bytes.
-    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
-    buffer: u32,
 }
 
-async fn echo(stream: TcpStream, buffer: usize) -> std::io::Result<()> {
-    let mut buf = vec![0u8; buffer];
+/// Receive buffer per connection. It lives inside the connection's task,
+/// whose memory the runtime reuses from one connection to the next.
+const BUFFER: usize = 16 * 1024;
+
+async fn echo(stream: TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; BUFFER];
     loop {
         let n = stream.recv(&mut buf).await?;
         if n == 0 {
@@ -50,12 +51,11 @@ fn main() -> ExitCode {
             std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", args.addr))
         })?;
         println!("listening on {}", listener.local_addr()?);
-        let buffer = args.buffer as usize;
         loop {
             match listener.accept().await {
                 Ok((stream, _peer)) => {
                     spawn(async move {
-                        if let Err(e) = echo(stream, buffer).await {
+                        if let Err(e) = echo(stream).await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                     });

@@ -627,6 +627,14 @@ impl OpCell {
         self.parked_completions.load(Ordering::Relaxed)
     }
 
+    /// Reads the readiness without changing anything — unlike
+    /// [`observe_reserved`](Self::observe_reserved), it does not take a
+    /// parked holder's waker back, so a parked operation stays parked.
+    #[inline]
+    pub fn peek(&self) -> Readiness {
+        Readiness(self.word.load(Ordering::Acquire))
+    }
+
     /// The current generation: the token the next [`reserve`](Self::reserve)
     /// hands out.
     pub fn generation(&self) -> u32 {

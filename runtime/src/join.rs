@@ -1,27 +1,24 @@
 //! [`JoinHandle`]: awaiting a spawned task's output.
 //!
-//! The handle and the task share a [`JoinState`]: one [`OpCell`] (the same
-//! completion cell sockets use) and the output slot. The handle reserves the
-//! cell when the task is spawned and is its only holder; the task writes the
-//! output once and then notifies the cell.
+//! The handle holds one of the two references to the task's block (see
+//! `task::raw`) and reserves the block's join cell — the same
+//! [`OpCell`](cellio_reactor::OpCell) sockets use — when the task is
+//! spawned: it is the cell's only holder. The task writes its output once
+//! and notifies the cell; the handle parks on the cell until then.
 //!
-//! # Invariants
-//!
-//! * The output is written by the task exactly once, before `notify`
-//!   (whose AcqRel CAS publishes it), and read by the handle at most once,
-//!   after an Acquire snapshot shows the notification (sequence ≠ 0).
-//! * A task that is dropped before finishing (runtime shut down) still
-//!   writes an output: [`JoinError::Cancelled`].
+//! A task dropped before it finishes (its runtime shut down) still leaves an
+//! output: [`JoinError::Cancelled`].
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use cellio_reactor::{CellError, OpCell, Park, Token};
+use cellio_reactor::{Park, Token};
+
+use crate::task::{RawTask, Typed};
 
 /// Why a task produced no output.
 pub enum JoinError {
@@ -90,17 +87,6 @@ impl From<JoinError> for std::io::Error {
     }
 }
 
-pub(crate) struct JoinState<T> {
-    cell: OpCell,
-    output: std::cell::UnsafeCell<Option<Result<T, JoinError>>>,
-}
-
-// SAFETY: `output` is written once by the task before `cell.notify()` and
-// read once by the handle after observing that notification (module
-// invariants); the cell's atomics order the two. `T: Send` because the
-// output moves from the task's thread to the handle's.
-unsafe impl<T: Send> Sync for JoinState<T> {}
-
 /// An owned permission to await a spawned task's output.
 ///
 /// Dropping the handle detaches the task: it keeps running and its output
@@ -118,10 +104,21 @@ unsafe impl<T: Send> Sync for JoinState<T> {}
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct JoinHandle<T> {
-    state: Arc<JoinState<T>>,
+    /// `None` once the handle gave its reference up.
+    raw: Option<RawTask>,
     token: Token,
     done: bool,
+    _output: PhantomData<T>,
 }
+
+// SAFETY: the handle touches only the block's header and, after the task
+// finished, its output `T` (moved out or dropped on the handle's thread):
+// sending the handle sends a `T`.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: `&JoinHandle` only reads the header's atomics (`is_finished`).
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+
+impl<T> Unpin for JoinHandle<T> {}
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -132,14 +129,38 @@ impl<T> fmt::Debug for JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
-    /// `true` once the task has finished (its output is ready).
+    /// Wraps the join reference of a freshly spawned task.
+    pub(crate) fn new(raw: RawTask) -> Self {
+        let token = raw
+            .header()
+            .join
+            .reserve()
+            .expect("a fresh task's join cell is idle");
+        Self {
+            raw: Some(raw),
+            token,
+            done: false,
+            _output: PhantomData,
+        }
+    }
+
+    /// `true` once the task has finished (its output is ready, or was
+    /// already taken).
     pub fn is_finished(&self) -> bool {
-        self.done
-            || self
-                .state
-                .cell
-                .observe_reserved(self.token)
-                .is_ok_and(|seen| seen.sequence() != 0)
+        match &self.raw {
+            None => true,
+            // A read-only peek: a parked handle must stay parked.
+            Some(raw) => raw.header().join.peek().sequence() != 0,
+        }
+    }
+
+    /// Gives the task reference up (into the owner's pool if this is its
+    /// worker thread).
+    fn release(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            let _ = raw.header().join.release(self.token);
+            crate::runtime::release_task(raw);
+        }
     }
 }
 
@@ -148,31 +169,31 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.done {
+        let Some(raw) = this.raw.as_ref().filter(|_| !this.done) else {
             return Poll::Ready(Err(JoinError::Consumed));
-        }
+        };
+        let cell = &raw.header().join;
         loop {
-            let seen = match this.state.cell.observe_reserved(this.token) {
-                Ok(seen) => seen,
-                Err(CellError::Closed) | Err(_) => {
-                    this.done = true;
-                    return Poll::Ready(Err(JoinError::Cancelled));
-                }
+            let Ok(seen) = cell.observe_reserved(this.token) else {
+                this.done = true;
+                this.release();
+                return Poll::Ready(Err(JoinError::Cancelled));
             };
             if seen.sequence() != 0 {
-                // SAFETY: the Acquire snapshot saw the task's notification,
-                // which it made after its only write of the output; we read
-                // once (`done` guards re-entry).
-                let output = unsafe { (*this.state.output.get()).take() };
-                let _ = this.state.cell.release(this.token);
+                // SAFETY: the snapshot (Acquire) saw the task's
+                // notification; `T` is the output type of the task this
+                // handle was created for.
+                let output = unsafe { Typed::<T>::take(raw) };
                 this.done = true;
+                this.release();
                 return Poll::Ready(output.unwrap_or(Err(JoinError::Cancelled)));
             }
-            match this.state.cell.park(this.token, seen, cx.waker()) {
+            match cell.park(this.token, seen, cx.waker()) {
                 Ok(Park::Parked) => return Poll::Pending,
                 Ok(Park::Retry) => continue,
                 Err(_) => {
                     this.done = true;
+                    this.release();
                     return Poll::Ready(Err(JoinError::Cancelled));
                 }
             }
@@ -182,84 +203,6 @@ impl<T> Future for JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = self.state.cell.release(self.token);
-        }
-    }
-}
-
-/// The future the runtime stores for `spawn(future)`: runs `future`, catches
-/// its panic, and hands the output to the [`JoinHandle`].
-pub(crate) struct Spawned<F: Future> {
-    future: Option<F>,
-    state: Arc<JoinState<F::Output>>,
-}
-
-impl<F: Future> Spawned<F> {
-    pub(crate) fn new(future: F) -> (Self, JoinHandle<F::Output>) {
-        let state = Arc::new(JoinState {
-            cell: OpCell::new(),
-            output: std::cell::UnsafeCell::new(None),
-        });
-        let token = state
-            .cell
-            .reserve()
-            .expect("a fresh cell is idle and can be reserved");
-        let handle = JoinHandle {
-            state: state.clone(),
-            token,
-            done: false,
-        };
-        (
-            Self {
-                future: Some(future),
-                state,
-            },
-            handle,
-        )
-    }
-
-    fn complete(&mut self, output: Result<F::Output, JoinError>) {
-        self.future = None;
-        // SAFETY: the task writes the output once (the future is gone after
-        // this, so neither `poll` nor `drop` reaches here again) and the
-        // handle reads it only after the notification below.
-        unsafe { *self.state.output.get() = Some(output) };
-        self.state.cell.notify();
-    }
-}
-
-impl<F: Future> Future for Spawned<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: `future` is structurally pinned: it is never moved out of
-        // the `Option` (only dropped in place by `complete`), and `Spawned`
-        // has no `Unpin` impl that would let it move while pinned.
-        let this = unsafe { self.get_unchecked_mut() };
-        let Some(future) = this.future.as_mut() else {
-            return Poll::Ready(());
-        };
-        // SAFETY: see above: pinned in place inside `this`.
-        let future = unsafe { Pin::new_unchecked(future) };
-        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => {
-                this.complete(Ok(output));
-                Poll::Ready(())
-            }
-            Err(panic) => {
-                this.complete(Err(JoinError::Panicked(panic)));
-                Poll::Ready(())
-            }
-        }
-    }
-}
-
-impl<F: Future> Drop for Spawned<F> {
-    fn drop(&mut self) {
-        if self.future.is_some() {
-            self.complete(Err(JoinError::Cancelled));
-        }
+        self.release();
     }
 }

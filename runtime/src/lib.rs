@@ -33,10 +33,12 @@
 
 mod join;
 mod runtime;
+mod sync;
 mod task;
 pub mod time;
 mod waker;
 
 pub use join::{JoinError, JoinHandle};
 pub use runtime::{spawn, spawn_local, yield_now, Builder, Runtime, DEFAULT_EVENT_INTERVAL};
+pub use task::DEFAULT_TASK_POOL_CAP;
 pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval, Sleep, Timeout};

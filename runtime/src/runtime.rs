@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 
 use cellio_reactor::{Handle, Reactor, DEFAULT_EVENT_CAPACITY};
 
-use crate::join::{JoinHandle, Spawned};
-use crate::task::{BoxFuture, Tasks};
+use crate::join::JoinHandle;
+use crate::task::pool::Pool;
+use crate::task::{RawTask, Tasks, DEFAULT_TASK_POOL_CAP};
 use crate::time::Timers;
 use crate::waker::{Inbox, LocalGuard, LocalWorker, TaskAddr, MAIN_SLOT, MAX_TASKS};
 
@@ -56,6 +57,8 @@ pub const DEFAULT_EVENT_INTERVAL: usize = 128;
 pub struct Builder {
     event_capacity: usize,
     event_interval: usize,
+    task_pooling: bool,
+    task_pool_cap: usize,
 }
 
 impl Default for Builder {
@@ -71,7 +74,30 @@ impl Builder {
         Self {
             event_capacity: DEFAULT_EVENT_CAPACITY,
             event_interval: DEFAULT_EVENT_INTERVAL,
+            task_pooling: true,
+            task_pool_cap: DEFAULT_TASK_POOL_CAP,
         }
+    }
+
+    /// Whether `spawn` reuses the memory of finished tasks (default: on).
+    ///
+    /// With pooling, a task's block (header, future, output) goes back to a
+    /// per-worker free list for its size class when the task and its
+    /// `JoinHandle` are done, and the next task of that class takes it: a
+    /// connection's life then allocates nothing in steady state. Off, every
+    /// `spawn` allocates from the system allocator; useful to measure what
+    /// the pool buys.
+    pub fn task_pooling(mut self, enabled: bool) -> Self {
+        self.task_pooling = enabled;
+        self
+    }
+
+    /// At most this many free blocks are kept per size class and worker
+    /// (default [`DEFAULT_TASK_POOL_CAP`]); blocks freed beyond it go back
+    /// to the system allocator. See also [`Runtime::trim_task_pool`].
+    pub fn task_pool_cap(mut self, blocks: usize) -> Self {
+        self.task_pool_cap = blocks;
+        self
     }
 
     /// How many readiness events one reactor turn fetches (one
@@ -105,6 +131,7 @@ impl Builder {
                 queue: RefCell::new(VecDeque::new()),
                 main_woken: Cell::new(false),
                 timers: RefCell::new(Timers::default()),
+                pool: RefCell::new(Pool::new(self.task_pooling, self.task_pool_cap)),
             }),
             reactor: RefCell::new(reactor),
             handle,
@@ -242,16 +269,39 @@ impl Runtime {
     pub fn live_tasks(&self) -> usize {
         self.executor.tasks.borrow().live()
     }
+
+    /// Frees every task block held in this worker's pool; returns how many.
+    /// The pool refills as tasks finish.
+    pub fn trim_task_pool(&self) -> usize {
+        self.executor.pool.borrow_mut().trim()
+    }
+
+    /// Task-pool figures: `(blocks reused, blocks freshly allocated, blocks
+    /// pooled now)`.
+    pub fn task_pool_stats(&self) -> (u64, u64, usize) {
+        let pool = self.executor.pool.borrow();
+        let (reused, allocated) = pool.counts();
+        (reused, allocated, pool.pooled())
+    }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        // Drop the tasks outside the table's borrow: their destructors may
-        // wake, spawn or drop sockets.
-        let futures = self.executor.tasks.borrow_mut().drain();
+        // Cancel the tasks outside any table borrow: their destructors may
+        // wake, spawn or drop sockets. The executor is current meanwhile so
+        // that blocks return to its pool.
         {
             let _reactor_context = self.handle.enter();
-            drop(futures);
+            let executor: &Executor = &self.executor;
+            // SAFETY: the executor outlives the guard (dropped in this block).
+            let _local = unsafe {
+                LocalGuard::enter(LocalWorker {
+                    worker: executor.worker,
+                    epoch: executor.epoch,
+                    executor,
+                })
+            };
+            executor.cancel_all();
         }
         self.executor.queue.borrow_mut().clear();
         self.executor
@@ -270,6 +320,7 @@ pub(crate) struct Executor {
     queue: RefCell<VecDeque<(u32, u32)>>,
     main_woken: Cell<bool>,
     pub(crate) timers: RefCell<Timers>,
+    pool: RefCell<Pool>,
 }
 
 impl Executor {
@@ -326,13 +377,30 @@ impl Executor {
     where
         F: Future + 'static,
     {
-        let (task, handle) = Spawned::new(future);
-        let boxed: BoxFuture = Box::pin(task);
-        match self.tasks.borrow_mut().insert(boxed, MAX_TASKS) {
+        let (task, join) = {
+            let mut pool = self.pool.borrow_mut();
+            RawTask::new(future, (self.worker, self.epoch), Some(&mut pool))
+        };
+        let inserted = self.tasks.borrow_mut().insert(task, MAX_TASKS);
+        match inserted {
             Ok(slot) => self.queue.borrow_mut().push_back(slot),
-            Err(_) => panic!("cellio: more than {MAX_TASKS} live tasks on one worker"),
+            Err(task) => {
+                // SAFETY: never polled; we are its worker.
+                unsafe { task.cancel() };
+                self.release(task);
+                drop(JoinHandle::<F::Output>::new(join));
+                panic!("cellio: more than {MAX_TASKS} live tasks on one worker");
+            }
         }
-        handle
+        JoinHandle::new(join)
+    }
+
+    /// Gives up a task reference on its owner's thread: the block, if this
+    /// was the last reference, returns to the pool.
+    fn release(&self, task: RawTask) {
+        if let Some(block) = task.release() {
+            block.free(Some(&mut self.pool.borrow_mut()));
+        }
     }
 
     fn drain_inbox(&self) {
@@ -350,18 +418,48 @@ impl Executor {
     }
 
     fn run_task(&self, slot: u32, generation: u32) {
-        let Some(mut future) = self.tasks.borrow_mut().take_for_poll(slot, generation) else {
+        let Some(task) = self.tasks.borrow_mut().take_for_poll(slot, generation) else {
             return;
         };
         let waker = TaskAddr::new(self.worker, self.epoch, slot, generation).waker();
         let mut cx = Context::from_waker(&waker);
-        match future.as_mut().poll(&mut cx) {
-            Poll::Pending => self.tasks.borrow_mut().put_back(slot, future),
+        // SAFETY: this is the task's worker, polling it from its loop only.
+        match unsafe { task.poll(&mut cx) } {
+            Poll::Pending => self.tasks.borrow_mut().put_back(slot, task),
             Poll::Ready(()) => {
-                self.tasks.borrow_mut().finish(slot);
-                drop(future);
+                let _ = self.tasks.borrow_mut().finish(slot);
+                self.release(task);
             }
         }
+    }
+
+    /// Cancels every unfinished task (dropping its future) and releases it.
+    fn cancel_all(&self) {
+        loop {
+            let next = self.tasks.borrow_mut().pop_live();
+            let Some(task) = next else { return };
+            // SAFETY: this is the task's worker; it is not being polled.
+            unsafe { task.cancel() };
+            self.release(task);
+        }
+    }
+}
+
+/// Gives up a task reference from wherever it is dropped: into the owner's
+/// pool on the owner's thread, else to the system allocator.
+pub(crate) fn release_task(task: RawTask) {
+    let owner = task.header().owner;
+    let Some(block) = task.release() else {
+        return;
+    };
+    let local = LocalGuard::current().filter(|l| (l.worker, l.epoch) == owner);
+    match local {
+        Some(local) => {
+            // SAFETY: `LocalGuard::enter`'s contract: valid while current.
+            let executor = unsafe { &*local.executor };
+            block.free(Some(&mut executor.pool.borrow_mut()));
+        }
+        None => block.free(None),
     }
 }
 

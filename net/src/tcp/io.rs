@@ -15,7 +15,7 @@ use crate::op::OpState;
 use crate::tcp::TcpStream;
 
 fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
-    let n = (&*stream.io()).read(buf)?;
+    let n = { stream.io() }.read(buf)?;
     // A short read leaves the socket drained: the next receive can park
     // without a syscall that would only say EAGAIN. (0 is end of stream.)
     Ok((n, n > 0 && n < buf.len()))
@@ -24,7 +24,7 @@ fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)>
 fn send_attempt(stream: &TcpStream, buf: &[u8]) -> io::Result<(usize, bool)> {
     // std's TCP write uses `send(.., MSG_NOSIGNAL)` on Linux and mio sets
     // SO_NOSIGPIPE on Apple platforms: a reset peer never raises SIGPIPE.
-    let n = (&*stream.io()).write(buf)?;
+    let n = { stream.io() }.write(buf)?;
     // A partial write means the send buffer is full.
     Ok((n, n < buf.len()))
 }

@@ -1,28 +1,34 @@
-//! The task table: one slot per spawned task, reused after the task ends.
+//! Tasks: the worker's task table, the task blocks it points to, and the
+//! pool those blocks come from.
 //!
-//! # Invariants
+//! * `raw` — one task's block (header, future, output) and the hand-over
+//!   between the task and its `JoinHandle`;
+//! * `pool` — per-worker size-class free lists the blocks are reused from.
+//!
+//! # The table's invariants
 //!
 //! * A slot's `generation` moves on when its task ends; wakes carry the
 //!   generation they were made for and are dropped if it no longer matches.
 //! * `scheduled` is `true` exactly while the task sits in the run queue, so
 //!   a task is queued at most once however often it is woken.
-//! * While a task is being polled its future is out of the table (`None`),
-//!   so a wake during its own poll only queues it; nothing re-enters it.
+//! * While a task is being polled its reference is out of the table
+//!   (`None`), so a wake during its own poll only queues it; nothing
+//!   re-enters it.
 
-use std::future::Future;
-use std::pin::Pin;
+pub(crate) mod pool;
+pub(crate) mod raw;
 
-/// A spawned task's type-erased future.
-pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + 'static>>;
+pub use pool::DEFAULT_TASK_POOL_CAP;
+pub(crate) use raw::{RawTask, Typed};
 
 #[derive(Default)]
 struct Slot {
     generation: u32,
     scheduled: bool,
-    /// `true` from spawn until the task ends (even while its future is out
-    /// being polled).
+    /// `true` from spawn until the task ends (even while it is out being
+    /// polled).
     live: bool,
-    future: Option<BoxFuture>,
+    task: Option<RawTask>,
 }
 
 /// The slots of one worker's tasks.
@@ -35,24 +41,20 @@ pub(crate) struct Tasks {
 
 impl Tasks {
     /// Stores a new task and returns its `(slot, generation)`, or gives the
-    /// future back when the table is full (`limit` slots).
-    pub(crate) fn insert(
-        &mut self,
-        future: BoxFuture,
-        limit: u32,
-    ) -> Result<(u32, u32), BoxFuture> {
+    /// task back when the table is full (`limit` slots).
+    pub(crate) fn insert(&mut self, task: RawTask, limit: u32) -> Result<(u32, u32), RawTask> {
         let index = match self.free.pop() {
             Some(index) => index,
             None if (self.slots.len() as u64) < u64::from(limit) => {
                 self.slots.push(Slot::default());
                 (self.slots.len() - 1) as u32
             }
-            None => return Err(future),
+            None => return Err(task),
         };
         let slot = &mut self.slots[index as usize];
         slot.live = true;
         slot.scheduled = true;
-        slot.future = Some(future);
+        slot.task = Some(task);
         self.live += 1;
         Ok((index, slot.generation))
     }
@@ -70,31 +72,31 @@ impl Tasks {
         }
     }
 
-    /// Takes the future out for polling. `None` if the wake is stale.
-    pub(crate) fn take_for_poll(&mut self, index: u32, generation: u32) -> Option<BoxFuture> {
+    /// Takes the task out for polling. `None` if the wake is stale.
+    pub(crate) fn take_for_poll(&mut self, index: u32, generation: u32) -> Option<RawTask> {
         let slot = self.slots.get_mut(index as usize)?;
         if !slot.live || slot.generation != generation {
             return None;
         }
         slot.scheduled = false;
-        slot.future.take()
+        slot.task.take()
     }
 
-    /// Puts a pending future back after its poll.
-    pub(crate) fn put_back(&mut self, index: u32, future: BoxFuture) {
-        self.slots[index as usize].future = Some(future);
+    /// Puts a pending task back after its poll.
+    pub(crate) fn put_back(&mut self, index: u32, task: RawTask) {
+        self.slots[index as usize].task = Some(task);
     }
 
     /// Ends the task in `index`: the slot's generation moves on and it
-    /// becomes free.
-    pub(crate) fn finish(&mut self, index: u32) {
+    /// becomes free. Returns the task's reference if it was in the table.
+    pub(crate) fn finish(&mut self, index: u32) -> Option<RawTask> {
         let slot = &mut self.slots[index as usize];
         slot.live = false;
         slot.scheduled = false;
-        slot.future = None;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(index);
         self.live -= 1;
+        slot.task.take()
     }
 
     /// Number of tasks spawned and not yet finished.
@@ -102,18 +104,11 @@ impl Tasks {
         self.live
     }
 
-    /// Removes every task's future (to drop them outside the borrow).
-    pub(crate) fn drain(&mut self) -> Vec<BoxFuture> {
-        let mut futures = Vec::new();
-        for index in 0..self.slots.len() {
-            if self.slots[index].live {
-                if let Some(future) = self.slots[index].future.take() {
-                    futures.push(future);
-                }
-                self.finish(index as u32);
-            }
-        }
-        futures
+    /// Ends the first live task and returns its reference (to cancel and
+    /// release it outside the table's borrow); `None` when none is left.
+    pub(crate) fn pop_live(&mut self) -> Option<RawTask> {
+        let index = self.slots.iter().position(|slot| slot.live)?;
+        self.finish(index as u32)
     }
 }
 
@@ -121,41 +116,61 @@ impl Tasks {
 mod tests {
     use super::*;
 
-    fn noop() -> BoxFuture {
-        Box::pin(async {})
+    fn task() -> RawTask {
+        let (task, handle) = RawTask::new(async {}, (0, 0), None);
+        assert!(
+            handle.release().is_none(),
+            "the task still holds a reference"
+        );
+        task
+    }
+
+    fn release(task: Option<RawTask>) {
+        let task = task.unwrap();
+        // SAFETY: this test thread is the task's only worker.
+        unsafe { task.cancel() };
+        task.release().expect("last reference").free(None);
     }
 
     #[test]
     fn finished_slots_are_reused_with_a_new_generation() {
         let mut tasks = Tasks::default();
-        let (a, gen_a) = tasks.insert(noop(), 10).ok().unwrap();
-        assert!(tasks.take_for_poll(a, gen_a).is_some());
-        tasks.finish(a);
-        let (b, gen_b) = tasks.insert(noop(), 10).ok().unwrap();
+        let (a, gen_a) = tasks.insert(task(), 10).ok().unwrap();
+        let taken = tasks.take_for_poll(a, gen_a);
+        assert!(taken.is_some());
+        tasks.put_back(a, taken.unwrap());
+        release(tasks.finish(a));
+        let (b, gen_b) = tasks.insert(task(), 10).ok().unwrap();
         assert_eq!(a, b);
         assert_ne!(gen_a, gen_b);
         assert!(tasks.take_for_poll(a, gen_a).is_none(), "stale wake");
+        release(tasks.pop_live());
+        assert_eq!(tasks.live(), 0);
     }
 
     #[test]
     fn a_task_is_queued_at_most_once() {
         let mut tasks = Tasks::default();
-        let (a, gen) = tasks.insert(noop(), 10).ok().unwrap();
+        let (a, gen) = tasks.insert(task(), 10).ok().unwrap();
         assert_eq!(
             tasks.schedule(a, |g| g == gen),
             None,
             "queued at spawn already"
         );
-        let future = tasks.take_for_poll(a, gen).unwrap();
+        let taken = tasks.take_for_poll(a, gen).unwrap();
         assert_eq!(tasks.schedule(a, |g| g == gen), Some(gen));
         assert_eq!(tasks.schedule(a, |g| g == gen), None);
-        tasks.put_back(a, future);
+        tasks.put_back(a, taken);
+        release(tasks.pop_live());
     }
 
     #[test]
     fn the_limit_is_enforced() {
         let mut tasks = Tasks::default();
-        assert!(tasks.insert(noop(), 1).is_ok());
-        assert!(tasks.insert(noop(), 1).is_err());
+        assert!(tasks.insert(task(), 1).is_ok());
+        let refused = tasks.insert(task(), 1);
+        assert!(refused.is_err());
+        release(refused.err());
+        release(tasks.pop_live());
     }
 }

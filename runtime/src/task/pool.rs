@@ -1,0 +1,188 @@
+//! Pooled task storage: per-worker free lists of memory blocks by size class.
+//!
+//! A spawned task lives in one block (header, future, output). When the
+//! task and its `JoinHandle` are both done, the block returns to the free
+//! list of its class on the worker that owns it, and the next `spawn` of a
+//! task of that class reuses it: a connection's task costs no allocation in
+//! steady state. This is the Rust counterpart of .NET 5's pooled
+//! async-method boxes (seed 002), and the same caveat applies: a pool is a
+//! custom allocator, so it is capped, can be trimmed, and can be turned off
+//! (`Builder::task_pooling(false)`) to measure it against the system
+//! allocator.
+//!
+//! # Invariants
+//!
+//! * Classes are powers of two from 64 B to 64 KiB, aligned to 64 bytes.
+//!   Tasks larger than that, or aligned more strictly, bypass the pool.
+//! * A block is allocated and freed with its class layout, whether it comes
+//!   from the pool or the system allocator, so a block may always be handed
+//!   back to the system allocator (that is what a block released on another
+//!   thread does).
+//! * At most `cap` blocks per class are kept; the rest are freed.
+
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::ptr::NonNull;
+
+/// Smallest class: 64 bytes (one cache line).
+const MIN_SHIFT: u32 = 6;
+/// Number of classes: 64 B .. 64 KiB.
+pub(crate) const CLASSES: usize = 11;
+/// Alignment of every pooled block.
+const ALIGN: usize = 64;
+
+/// Default cap on pooled blocks per size class and worker.
+pub const DEFAULT_TASK_POOL_CAP: usize = 4096;
+
+/// The size class a block of `layout` uses, if it is poolable.
+pub(crate) fn class_of(layout: Layout) -> Option<u8> {
+    if layout.align() > ALIGN {
+        return None;
+    }
+    let size = layout.size().max(1 << MIN_SHIFT).next_power_of_two();
+    let class = size.trailing_zeros() - MIN_SHIFT;
+    ((class as usize) < CLASSES).then_some(class as u8)
+}
+
+/// The layout every block of `class` is allocated with.
+pub(crate) fn class_layout(class: u8) -> Layout {
+    // SAFETY-free: a power of two size and alignment 64 always form a
+    // valid layout.
+    Layout::from_size_align(1 << (MIN_SHIFT + u32::from(class)), ALIGN)
+        .expect("class layouts are valid")
+}
+
+/// One worker's free lists.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    enabled: bool,
+    cap: usize,
+    free: [Vec<NonNull<u8>>; CLASSES],
+    reused: u64,
+    allocated: u64,
+}
+
+impl Pool {
+    pub(crate) fn new(enabled: bool, cap: usize) -> Self {
+        Self {
+            enabled,
+            cap,
+            free: Default::default(),
+            reused: 0,
+            allocated: 0,
+        }
+    }
+
+    /// Whether blocks of `layout` go through this pool (else: the system
+    /// allocator with the exact layout).
+    pub(crate) fn class_for(&self, layout: Layout) -> Option<u8> {
+        if self.enabled {
+            class_of(layout)
+        } else {
+            None
+        }
+    }
+
+    /// A block of `class`: reused if one is free, else fresh.
+    pub(crate) fn take(&mut self, class: u8) -> NonNull<u8> {
+        if let Some(block) = self.free[usize::from(class)].pop() {
+            self.reused += 1;
+            return block;
+        }
+        self.allocated += 1;
+        alloc_layout(class_layout(class))
+    }
+
+    /// Returns a block of `class` to the free list, or to the system
+    /// allocator when the list is at its cap.
+    ///
+    /// # Safety
+    ///
+    /// `block` was allocated with `class_layout(class)`, holds no live value
+    /// and is not used again by the caller.
+    pub(crate) unsafe fn give_back(&mut self, class: u8, block: NonNull<u8>) {
+        let list = &mut self.free[usize::from(class)];
+        if list.len() < self.cap {
+            list.push(block);
+        } else {
+            // SAFETY: the caller's contract: allocated with this layout.
+            unsafe { dealloc(block.as_ptr(), class_layout(class)) };
+        }
+    }
+
+    /// Frees every pooled block; returns how many.
+    pub(crate) fn trim(&mut self) -> usize {
+        let mut freed = 0;
+        for (class, list) in self.free.iter_mut().enumerate() {
+            for block in list.drain(..) {
+                // SAFETY: every pooled block was allocated with its class
+                // layout (module invariant) and is unused while pooled.
+                unsafe { dealloc(block.as_ptr(), class_layout(class as u8)) };
+                freed += 1;
+            }
+            list.shrink_to_fit();
+        }
+        freed
+    }
+
+    /// Blocks currently pooled (free), over all classes.
+    pub(crate) fn pooled(&self) -> usize {
+        self.free.iter().map(Vec::len).sum()
+    }
+
+    /// `(reused, freshly allocated)` blocks handed out so far.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.reused, self.allocated)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.trim();
+    }
+}
+
+/// Allocates `layout` (non-zero size) or aborts like `Box` does.
+pub(crate) fn alloc_layout(layout: Layout) -> NonNull<u8> {
+    // SAFETY: every layout used for tasks has a non-zero size (it holds at
+    // least the task header).
+    let ptr = unsafe { alloc(layout) };
+    NonNull::new(ptr).unwrap_or_else(|| handle_alloc_error(layout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_up_to_powers_of_two() {
+        assert_eq!(class_of(Layout::from_size_align(1, 1).unwrap()), Some(0));
+        assert_eq!(class_of(Layout::from_size_align(64, 8).unwrap()), Some(0));
+        assert_eq!(class_of(Layout::from_size_align(65, 8).unwrap()), Some(1));
+        assert_eq!(
+            class_of(Layout::from_size_align(65536, 8).unwrap()),
+            Some(10)
+        );
+        assert_eq!(class_of(Layout::from_size_align(65537, 8).unwrap()), None);
+        assert_eq!(class_of(Layout::from_size_align(64, 128).unwrap()), None);
+        assert_eq!(class_layout(3).size(), 512);
+    }
+
+    #[test]
+    fn blocks_are_reused_and_the_cap_holds() {
+        let mut pool = Pool::new(true, 1);
+        let a = pool.take(2);
+        let b = pool.take(2);
+        // SAFETY: both came from `take(2)` and are unused.
+        unsafe {
+            pool.give_back(2, a);
+            pool.give_back(2, b); // over the cap: freed
+        }
+        assert_eq!(pool.pooled(), 1);
+        assert_eq!(pool.take(2), a);
+        assert_eq!(pool.counts(), (1, 2));
+        // SAFETY: from `take(2)`.
+        unsafe { pool.give_back(2, a) };
+        assert_eq!(pool.trim(), 1);
+        assert_eq!(pool.pooled(), 0);
+    }
+}

@@ -1,0 +1,371 @@
+//! A spawned task's memory block and the protocol between the task and its
+//! `JoinHandle`.
+//!
+//! ```text
+//! block (from the worker's pool or the system allocator)
+//! +--------------------------------------------+
+//! | Header: vtable, refs, join cell, class,    |
+//! |         owner worker                       |
+//! | Stage:  Running(future)                    |
+//! |       | Finished(Result<output, JoinError>)|
+//! |       | Taken                              |
+//! +--------------------------------------------+
+//! ```
+//!
+//! # Invariants
+//!
+//! * **Two references** at spawn: the worker's task table and the
+//!   `JoinHandle`. Whoever drops the count to zero drops the stage and frees
+//!   the block (Release on every decrement, Acquire before freeing: the
+//!   `Arc` protocol).
+//! * **The future is touched only by the owning worker**: polled there,
+//!   dropped there (when it completes, or by `cancel` when the runtime shuts
+//!   down). The task's reference is released only after the stage left
+//!   `Running`, so the last reference, wherever it is, never drops a future.
+//! * **The output** is written once, by the worker, before the join cell is
+//!   notified (AcqRel CAS), and taken once, by the handle, after it observed
+//!   that notification (Acquire): the cell orders the hand-over, exactly as
+//!   it orders a socket's readiness.
+
+use std::alloc::Layout;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::task::{Context, Poll};
+
+use cellio_reactor::OpCell;
+
+use crate::join::JoinError;
+use crate::sync::{fence, AtomicUsize, Ordering};
+use crate::task::pool::{alloc_layout, class_layout, Pool};
+
+/// Marks a block allocated with its exact layout, outside the pool.
+const NOT_POOLED: u8 = u8::MAX;
+
+pub(crate) struct Header {
+    vtable: &'static VTable,
+    refs: AtomicUsize,
+    /// Notified once the stage is `Finished`; reserved by the `JoinHandle`.
+    pub(crate) join: OpCell,
+    class: u8,
+    /// The worker whose pool the block returns to: `(worker, epoch)`.
+    pub(crate) owner: (u16, u8),
+}
+
+struct VTable {
+    poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
+    cancel: unsafe fn(NonNull<Header>),
+    take_output: unsafe fn(NonNull<Header>, *mut ()),
+    drop_stage: unsafe fn(NonNull<Header>),
+    layout: Layout,
+}
+
+/// The vtable of `Block<F>`, as a constant so `&VTABLE` is `'static`.
+struct VTableOf<F>(PhantomData<F>);
+
+impl<F: Future> VTableOf<F> {
+    const VTABLE: VTable = VTable {
+        poll: poll::<F>,
+        cancel: cancel::<F>,
+        take_output: take_output::<F>,
+        drop_stage: drop_stage::<F>,
+        layout: Layout::new::<Block<F>>(),
+    };
+}
+
+enum Stage<F: Future> {
+    Running(F),
+    Finished(Result<F::Output, JoinError>),
+    Taken,
+}
+
+#[repr(C)]
+struct Block<F: Future> {
+    header: Header,
+    stage: std::cell::UnsafeCell<Stage<F>>,
+}
+
+/// One counted reference to a task block.
+pub(crate) struct RawTask {
+    ptr: NonNull<Header>,
+}
+
+// SAFETY: a `RawTask` reference only reaches the header (atomics, an
+// `OpCell`) from any thread; the future is reached only through `poll` and
+// `cancel`, which the runtime calls on the owning worker (module
+// invariants).
+unsafe impl Send for RawTask {}
+
+impl RawTask {
+    /// Moves `future` into a new block with two references (task table and
+    /// join handle). `pool: None` means the system allocator.
+    pub(crate) fn new<F: Future>(
+        future: F,
+        owner: (u16, u8),
+        pool: Option<&mut Pool>,
+    ) -> (RawTask, RawTask) {
+        let layout = Layout::new::<Block<F>>();
+        let (class, memory) = match pool {
+            Some(pool) => match pool.class_for(layout) {
+                Some(class) => (class, pool.take(class)),
+                None => (NOT_POOLED, alloc_layout(layout)),
+            },
+            None => (NOT_POOLED, alloc_layout(layout)),
+        };
+        let block = memory.cast::<Block<F>>();
+        // SAFETY: `memory` is fresh or pooled (unused) memory of at least
+        // `layout`'s size and alignment (class layouts are 64-aligned and
+        // only used for `align <= 64`).
+        unsafe {
+            block.as_ptr().write(Block {
+                header: Header {
+                    vtable: &VTableOf::<F>::VTABLE,
+                    refs: AtomicUsize::new(2),
+                    join: OpCell::new(),
+                    class,
+                    owner,
+                },
+                stage: std::cell::UnsafeCell::new(Stage::Running(future)),
+            });
+        }
+        let ptr = block.cast::<Header>();
+        (RawTask { ptr }, RawTask { ptr })
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the block lives while a reference (this one) exists.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Polls the future; `Ready` once the stage is `Finished`.
+    ///
+    /// # Safety
+    ///
+    /// Only the owning worker calls this, never concurrently with itself or
+    /// `cancel`.
+    pub(crate) unsafe fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: forwarded contract.
+        unsafe { (self.header().vtable.poll)(self.ptr, cx) }
+    }
+
+    /// Drops an unfinished future, recording `JoinError::Cancelled`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`poll`](Self::poll).
+    pub(crate) unsafe fn cancel(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { (self.header().vtable.cancel)(self.ptr) }
+    }
+
+    /// Moves the output out into `out`, which must point to an
+    /// `Option<Result<F::Output, JoinError>>` for this task's `F`.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the join handle, it observed the join cell's
+    /// notification, and `out` has the right type.
+    pub(crate) unsafe fn take_output(&self, out: *mut ()) {
+        // SAFETY: forwarded contract.
+        unsafe { (self.header().vtable.take_output)(self.ptr, out) }
+    }
+
+    /// Gives up this reference. The last one drops the stage (an output,
+    /// or nothing) and returns the block's memory, to be freed with
+    /// [`FreeBlock::free`] — after the drop, so that user destructors run
+    /// while no pool is borrowed.
+    #[must_use = "the last reference must free the block"]
+    pub(crate) fn release(self) -> Option<FreeBlock> {
+        let ptr = self.ptr;
+        // Release: our uses of the block happen before whoever frees it.
+        if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+            return None;
+        }
+        // Acquire: everything the other reference did happens before this.
+        fence(Ordering::Acquire);
+        // SAFETY: we held the last reference: nobody else can reach the
+        // block. The stage is not `Running` (invariant 2), so dropping it
+        // drops only an output or nothing.
+        unsafe {
+            let vtable = ptr.as_ref().vtable;
+            let class = ptr.as_ref().class;
+            (vtable.drop_stage)(ptr);
+            Some(FreeBlock {
+                memory: ptr.cast(),
+                class,
+                layout: vtable.layout,
+            })
+        }
+    }
+}
+
+/// The memory of a task block whose contents were dropped.
+pub(crate) struct FreeBlock {
+    memory: NonNull<u8>,
+    class: u8,
+    layout: Layout,
+}
+
+impl FreeBlock {
+    /// Returns the memory to `pool` (the owner's, on the owner's thread) or
+    /// to the system allocator.
+    pub(crate) fn free(self, pool: Option<&mut Pool>) {
+        // SAFETY: the block was allocated with `layout` (not pooled) or its
+        // class layout (pooled, module invariant of `pool`), and its
+        // contents were dropped by `release`.
+        unsafe {
+            match (self.class, pool) {
+                (NOT_POOLED, _) => std::alloc::dealloc(self.memory.as_ptr(), self.layout),
+                (class, Some(pool)) => pool.give_back(class, self.memory),
+                (class, None) => std::alloc::dealloc(self.memory.as_ptr(), class_layout(class)),
+            }
+        }
+    }
+}
+
+/// # Safety
+///
+/// `ptr` heads a live `Block<F>`; called by the owning worker only.
+unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()> {
+    // SAFETY: the caller's contract; the block never moves, so the future
+    // is pinned in place.
+    let block = unsafe { ptr.cast::<Block<F>>().as_ref() };
+    // SAFETY: only the owning worker touches the stage while `Running`.
+    let stage = unsafe { &mut *block.stage.get() };
+    let Stage::Running(future) = stage else {
+        return Poll::Ready(());
+    };
+    // SAFETY: see above: pinned in the block until dropped in place.
+    let future = unsafe { Pin::new_unchecked(future) };
+    let output = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+        Ok(Poll::Pending) => return Poll::Pending,
+        Ok(Poll::Ready(output)) => Ok(output),
+        Err(panic) => Err(JoinError::Panicked(panic)),
+    };
+    // Drops the future in place, then publishes the output.
+    *stage = Stage::Finished(output);
+    block.header.join.notify();
+    Poll::Ready(())
+}
+
+/// # Safety
+///
+/// As for [`poll`].
+unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: the caller's contract.
+    let block = unsafe { ptr.cast::<Block<F>>().as_ref() };
+    // SAFETY: only the owning worker touches the stage while `Running`.
+    let stage = unsafe { &mut *block.stage.get() };
+    if let Stage::Running(_) = stage {
+        *stage = Stage::Finished(Err(JoinError::Cancelled));
+        block.header.join.notify();
+    }
+}
+
+/// # Safety
+///
+/// `out` points to an `Option<Result<F::Output, JoinError>>`; the stage was
+/// published by the join cell's notification, observed by the caller.
+unsafe fn take_output<F: Future>(ptr: NonNull<Header>, out: *mut ()) {
+    // SAFETY: the caller's contract.
+    let block = unsafe { ptr.cast::<Block<F>>().as_ref() };
+    // SAFETY: after the notification only the join handle touches the
+    // stage (the worker wrote it before notifying and never again).
+    let stage = unsafe { &mut *block.stage.get() };
+    if let Stage::Finished(_) = stage {
+        if let Stage::Finished(output) = std::mem::replace(stage, Stage::Taken) {
+            // SAFETY: the caller's contract on `out`'s type.
+            unsafe { *out.cast::<Option<Result<F::Output, JoinError>>>() = Some(output) };
+        }
+    }
+}
+
+/// # Safety
+///
+/// The caller holds the last reference to a `Block<F>` at `ptr`.
+unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: the caller's contract: exclusive access; dropped once.
+    unsafe { std::ptr::drop_in_place(ptr.cast::<Block<F>>().as_ptr()) };
+}
+
+/// Typed view for the join handle.
+pub(crate) struct Typed<T>(PhantomData<T>);
+
+impl<T> Typed<T> {
+    /// Takes the output of the task behind `raw`, whose output type is `T`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`RawTask::take_output`], and `T` is the task's output type.
+    pub(crate) unsafe fn take(raw: &RawTask) -> Option<Result<T, JoinError>> {
+        let mut out: Option<Result<T, JoinError>> = None;
+        // SAFETY: forwarded; `out` has the type the vtable expects.
+        unsafe { raw.take_output((&mut out as *mut Option<Result<T, JoinError>>).cast()) };
+        out
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The task/handle hand-over under every interleaving loom explores:
+    //! the worker finishes the task and drops its reference while the
+    //! handle, on another thread, polls for the output or drops.
+
+    use super::*;
+    use loom::thread;
+    use std::sync::Arc;
+    use std::task::Waker;
+
+    struct Payload(Arc<AtomicUsize>);
+
+    impl Drop for Payload {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The handle reads the output exactly once, or the output is dropped
+    /// exactly once with the block, whoever releases last.
+    #[test]
+    fn finish_vs_join_and_release() {
+        loom::model(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let payload = Payload(drops.clone());
+            let (task, handle) = RawTask::new(async move { payload }, (0, 0), None);
+            let token = handle.header().join.reserve().unwrap();
+
+            let worker = thread::spawn(move || {
+                let mut cx = Context::from_waker(Waker::noop());
+                // SAFETY: this thread is the task's only worker.
+                assert_eq!(unsafe { task.poll(&mut cx) }, Poll::Ready(()));
+                if let Some(block) = task.release() {
+                    block.free(None);
+                }
+            });
+
+            let cell = &handle.header().join;
+            let seen = cell.observe_reserved(token).unwrap();
+            let got = if seen.sequence() != 0 {
+                // SAFETY: we observed the notification; the type matches.
+                unsafe { Typed::<Payload>::take(&handle) }
+            } else {
+                let _ = cell.park(token, seen, Waker::noop());
+                None
+            };
+            worker.join().unwrap();
+            let took = got.is_some();
+            drop(got);
+            let _ = cell.release(token);
+            if let Some(block) = handle.release() {
+                block.free(None);
+            }
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                1,
+                "output dropped once (took: {took})"
+            );
+        });
+    }
+}
