@@ -17,11 +17,13 @@
 //!   `done`: polling again yields [`CellError::Consumed`].
 //! * Dropping an unfinished operation releases its reservation. No data was
 //!   moved by a parked operation, so cancelling loses nothing.
+//! * Each poll that may do work spends one unit of the task's cooperative
+//!   budget first; with the budget spent it yields before any syscall.
 
 use std::io;
 use std::task::{Poll, Waker};
 
-use cellio_reactor::{CellError, OpCell, Park, Readiness, Token};
+use cellio_reactor::{budget, CellError, OpCell, Park, Readiness, Token};
 
 /// What one attempt of the syscall produced: the result, and whether it
 /// proved the socket exhausted in this direction (a short read or partial
@@ -60,6 +62,13 @@ impl OpState {
     ) -> Poll<io::Result<R>> {
         if self.done {
             return Poll::Ready(Err(CellError::Consumed.into()));
+        }
+        if let Some(waker) = waker {
+            // Fairness: a task whose sockets are always ready yields after
+            // its budget (see `cellio_reactor::budget`).
+            if budget::poll_proceed(waker).is_pending() {
+                return Poll::Pending;
+            }
         }
         loop {
             let seen = match self.token {

@@ -14,10 +14,11 @@
 //! by the notifier inside its exclusive `NOTIFYING` window, a plain store):
 //!
 //! ```text
-//!  63            36 35                  4   3        2        1 0
-//! +----------------+---------------------+--------+-----------+---+
-//! | readiness seq  | generation (u32)    | CLOSED | EXHAUSTED | phase
-//! +----------------+---------------------+--------+-----------+---+
+//!  63         37  36   35               4   3        2        1 0
+//! +-------------+-----+--------------------+--------+-----------+---+
+//! | readiness   | HUP | generation (u32)   | CLOSED | EXHAUSTED | phase
+//! | seq         |     |                    |        |           |
+//! +-------------+-----+--------------------+--------+-----------+---+
 //! ```
 //!
 //! * **phase** says who may touch the waker slot (diagram below).
@@ -39,6 +40,11 @@
 //!   socket had nothing more to give (a short read) or take (a partial
 //!   write). Until the next notification clears it, an operation may park
 //!   without a syscall that would only return `EAGAIN`.
+//! * **HUP** (sticky until reset): the reactor reported end-of-stream or an
+//!   error for this direction. Such a state never produces another edge, so
+//!   from then on `EXHAUSTED` is never set: a short read that leaves only
+//!   the FIN (or the RST) behind must not let the next receive park — it
+//!   must read the 0 or the error.
 //! * **CLOSED**: the reactor is gone; parking would sleep forever, so `park`
 //!   fails with [`CellError::Closed`].
 //! * **generation** is the token handed to the holder; `release` adds one.
@@ -87,7 +93,9 @@ const CLOSED: u64 = 1 << 3;
 const GEN_SHIFT: u32 = 4;
 const GEN_MASK: u64 = 0xffff_ffff << GEN_SHIFT;
 
-const SEQ_SHIFT: u32 = 36;
+const HUP: u64 = 1 << 36;
+
+const SEQ_SHIFT: u32 = 37;
 const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
 
 #[inline]
@@ -458,7 +466,7 @@ impl OpCell {
             }
             let mut next = released(word);
             if let Some(seen) = exhausted_at {
-                if seq(word) == seq(seen.0) {
+                if seq(word) == seq(seen.0) && word & HUP == 0 {
                     next |= EXHAUSTED;
                 }
             }
@@ -480,7 +488,11 @@ impl OpCell {
     #[inline]
     pub fn mark_exhausted(&self, seen: Readiness) {
         // Only from exactly the snapshot's word: any change in between
-        // (notification, reservation) makes the mark meaningless.
+        // (notification, reservation) makes the mark meaningless. After a
+        // hang-up it is never true (see HUP).
+        if seen.0 & HUP != 0 {
+            return;
+        }
         let _ = self.word.compare_exchange(
             seen.0,
             seen.0 | EXHAUSTED,
@@ -496,6 +508,16 @@ impl OpCell {
     pub fn notify(&self) {
         if let Some(waker) = self.advance(0) {
             tracing::trace!("op woken");
+            waker.wake();
+        }
+    }
+
+    /// Like [`notify`](Self::notify), for readiness that is final: the peer
+    /// closed this direction or the socket failed. Records `HUP`, after
+    /// which the exhausted shortcut is off for good.
+    pub fn notify_hangup(&self) {
+        if let Some(waker) = self.advance(HUP) {
+            tracing::trace!("op woken by hang-up");
             waker.wake();
         }
     }
@@ -572,7 +594,7 @@ impl OpCell {
             }
             // Take the slot (RESERVED, new generation, flags cleared) so that
             // neither a late notifier nor a reserver touches it meanwhile.
-            let next = with_phase(released(word) & !(EXHAUSTED | CLOSED), RESERVED);
+            let next = with_phase(released(word) & !(EXHAUSTED | CLOSED | HUP), RESERVED);
             match self
                 .word
                 .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
@@ -639,5 +661,60 @@ impl OpCell {
     /// hands out.
     pub fn generation(&self) -> u32 {
         generation(self.word.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_read_marks_the_cell_exhausted_until_the_next_notification() {
+        let cell = OpCell::new();
+        let seen = cell.observe().unwrap();
+        cell.mark_exhausted(seen);
+        assert!(cell.observe().unwrap().is_exhausted());
+        cell.notify();
+        assert!(!cell.observe().unwrap().is_exhausted());
+    }
+
+    #[test]
+    fn after_a_hang_up_the_exhausted_shortcut_stays_off() {
+        let cell = OpCell::new();
+        cell.notify_hangup(); // data and FIN reported in one event
+        let seen = cell.observe().unwrap();
+        cell.mark_exhausted(seen); // the short read that took the data
+        assert!(!cell.observe().unwrap().is_exhausted());
+        let token = cell.reserve().unwrap();
+        cell.release_exhausted(token, seen).unwrap();
+        assert!(!cell.observe().unwrap().is_exhausted());
+        cell.reset(); // a new socket in the slot starts clean
+        let seen = cell.observe().unwrap();
+        cell.mark_exhausted(seen);
+        assert!(cell.observe().unwrap().is_exhausted());
+    }
+
+    #[test]
+    fn misuse_errors_have_the_documented_kinds() {
+        let cell = OpCell::new();
+        let token = cell.reserve().unwrap();
+        assert_eq!(cell.reserve(), Err(CellError::Busy));
+        assert_eq!(cell.observe(), Err(CellError::Busy));
+        cell.release(token).unwrap();
+        assert_eq!(cell.release(token), Err(CellError::Stale));
+        let busy = io::Error::from(CellError::Busy);
+        assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy);
+        assert_eq!(
+            io::Error::from(CellError::Stale).kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            io::Error::from(CellError::Consumed).kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            io::Error::from(CellError::Closed).kind(),
+            io::ErrorKind::NotConnected
+        );
     }
 }

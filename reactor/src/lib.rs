@@ -30,6 +30,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod cell;
 mod reactor;
 mod sync;

@@ -139,11 +139,17 @@ impl Reactor {
                 tracing::trace!(index, generation, "stale event dropped");
                 continue;
             }
+            // End-of-stream and errors are final states that no later edge
+            // will report again: they switch the exhausted shortcut off.
             let error = event.is_error();
-            if error || event.is_readable() || event.is_read_closed() {
+            if error || event.is_read_closed() {
+                slot.rx.notify_hangup();
+            } else if event.is_readable() {
                 slot.rx.notify();
             }
-            if error || event.is_writable() || event.is_write_closed() {
+            if error || event.is_write_closed() {
+                slot.tx.notify_hangup();
+            } else if event.is_writable() {
                 slot.tx.notify();
             }
         }

@@ -159,7 +159,7 @@ impl<T> JoinHandle<T> {
     fn release(&mut self) {
         if let Some(raw) = self.raw.take() {
             let _ = raw.header().join.release(self.token);
-            crate::runtime::release_task(raw);
+            crate::worker::release_task(raw);
         }
     }
 }

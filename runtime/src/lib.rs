@@ -31,14 +31,21 @@
 //! ```
 #![warn(missing_docs)]
 
+mod builder;
 mod join;
 mod runtime;
+mod shutdown;
 mod sync;
 mod task;
 pub mod time;
 mod waker;
+mod worker;
 
+pub use builder::{Builder, DEFAULT_EVENT_INTERVAL};
 pub use join::{JoinError, JoinHandle};
-pub use runtime::{spawn, spawn_local, yield_now, Builder, Runtime, DEFAULT_EVENT_INTERVAL};
+pub use runtime::{
+    current_worker, spawn, spawn_local, spawn_on, yield_now, Runtime, RuntimeHandle,
+};
+pub use shutdown::{shutdown_requested, until_shutdown, ShutdownRequested, UntilShutdown};
 pub use task::DEFAULT_TASK_POOL_CAP;
 pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval, Sleep, Timeout};

@@ -30,8 +30,9 @@ use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use cellio_reactor::Handle;
 
-use crate::runtime::Executor;
+use crate::task::RawTask;
 use crate::time::TimerKey;
+use crate::worker::Executor;
 
 /// Maximum number of workers alive at once in one process.
 pub(crate) const MAX_WORKERS: usize = 1 << WORKER_BITS;
@@ -179,6 +180,10 @@ struct InboxState {
     woken: Vec<TaskAddr>,
     /// Timers dropped on other threads, to remove from the table.
     cancelled_timers: Vec<TimerKey>,
+    /// Tasks spawned onto this worker from other threads.
+    spawned: Vec<RawTask>,
+    /// The runtime's shutdown state moved.
+    state_changed: bool,
     /// The worker is blocked in (or about to block in) its reactor.
     sleeping: bool,
     /// The worker's reactor, while a worker owns this inbox.
@@ -222,6 +227,8 @@ impl Inbox {
                         epoch: 0,
                         woken: Vec::new(),
                         cancelled_timers: Vec::new(),
+                        spawned: Vec::new(),
+                        state_changed: false,
                         sleeping: false,
                         reactor: None,
                     }),
@@ -245,6 +252,14 @@ impl Inbox {
             let mut state = self.lock();
             state.woken.clear();
             state.cancelled_timers.clear();
+            state.state_changed = false;
+            // Tasks sent to a worker that is gone: never polled, `Send`.
+            for task in state.spawned.drain(..) {
+                // SAFETY: never polled; its future is `Send`, so dropping it
+                // here is what its worker would have done.
+                unsafe { task.cancel() };
+                crate::worker::release_task(task);
+            }
             state.reactor = None;
             state.sleeping = false;
         }
@@ -268,8 +283,25 @@ impl Inbox {
         Inbox::get(worker).post(epoch, |state| state.cancelled_timers.push(key));
     }
 
-    /// Leaves a message for the worker `epoch` (dropped if that worker is
-    /// gone) and wakes it if it sleeps.
+    /// Sends a task spawned elsewhere to worker `(worker, epoch)`; gives it
+    /// back if that worker is gone.
+    pub(crate) fn spawn(worker: u16, epoch: u8, task: RawTask) -> Result<(), RawTask> {
+        let mut task = Some(task);
+        Inbox::get(worker).post(epoch, |state| state.spawned.extend(task.take()));
+        match task {
+            None => Ok(()),
+            Some(task) => Err(task),
+        }
+    }
+
+    /// Tells worker `(worker, epoch)` that its runtime's shutdown state
+    /// moved.
+    pub(crate) fn state_changed(worker: u16, epoch: u8) {
+        Inbox::get(worker).post(epoch, |state| state.state_changed = true);
+    }
+
+    /// Leaves a message for the worker `epoch` (not called if that worker
+    /// is gone) and wakes it if it sleeps.
     fn post(&self, epoch: u8, message: impl FnOnce(&mut InboxState)) {
         let reactor = {
             let mut state = self.lock();
@@ -302,9 +334,19 @@ impl Inbox {
         for addr in state.woken.drain(..) {
             executor.schedule(addr);
         }
-        let mut timers = executor.timers.borrow_mut();
-        for key in state.cancelled_timers.drain(..) {
-            timers.remove(key);
+        {
+            let mut timers = executor.timers.borrow_mut();
+            for key in state.cancelled_timers.drain(..) {
+                timers.remove(key);
+            }
+        }
+        for task in state.spawned.drain(..) {
+            executor.adopt(task);
+        }
+        let state_changed = std::mem::take(&mut state.state_changed);
+        drop(state);
+        if state_changed && executor.shared.draining() {
+            executor.begin_shutdown();
         }
     }
 
@@ -313,7 +355,11 @@ impl Inbox {
     /// caller must drain them first.
     pub(crate) fn prepare_sleep(&self) -> bool {
         let mut state = self.lock();
-        if !state.woken.is_empty() || !state.cancelled_timers.is_empty() {
+        if !state.woken.is_empty()
+            || !state.cancelled_timers.is_empty()
+            || !state.spawned.is_empty()
+            || state.state_changed
+        {
             return false;
         }
         state.sleeping = true;

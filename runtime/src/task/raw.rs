@@ -114,6 +114,32 @@ impl RawTask {
             },
             None => (NOT_POOLED, alloc_layout(layout)),
         };
+        Self::init(future, owner, class, memory)
+    }
+
+    /// Like [`new`](Self::new), for a task created on another thread than
+    /// its owner's (`spawn_on`): the block comes from the system allocator,
+    /// with its class layout when `poolable`, so that it can join the
+    /// owner's pool when it ends.
+    pub(crate) fn new_remote<F: Future>(
+        future: F,
+        owner: (u16, u8),
+        poolable: bool,
+    ) -> (RawTask, RawTask) {
+        let layout = Layout::new::<Block<F>>();
+        let (class, memory) = match crate::task::pool::class_of(layout).filter(|_| poolable) {
+            Some(class) => (class, alloc_layout(class_layout(class))),
+            None => (NOT_POOLED, alloc_layout(layout)),
+        };
+        Self::init(future, owner, class, memory)
+    }
+
+    fn init<F: Future>(
+        future: F,
+        owner: (u16, u8),
+        class: u8,
+        memory: NonNull<u8>,
+    ) -> (RawTask, RawTask) {
         let block = memory.cast::<Block<F>>();
         // SAFETY: `memory` is fresh or pooled (unused) memory of at least
         // `layout`'s size and alignment (class layouts are 64-aligned and

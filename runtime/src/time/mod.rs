@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 pub(crate) use timers::{TimerKey, Timers};
 
-use crate::runtime::Executor;
-use crate::waker::{Inbox, LocalGuard};
+use crate::waker::Inbox;
+use crate::worker::with_current as with_executor;
 
 /// Where a timer is armed.
 #[derive(Clone, Copy, Debug)]
@@ -34,14 +34,6 @@ struct Armed {
     worker: u16,
     epoch: u8,
     key: TimerKey,
-}
-
-/// Runs `f` on the executor of the worker running on this thread.
-fn with_executor<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
-    let local = LocalGuard::current()?;
-    // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid while
-    // it is this thread's current worker, which it is for this whole call.
-    Some(f(unsafe { &*local.executor }))
 }
 
 /// Future of [`sleep`] and [`sleep_until`]: completes at its deadline.

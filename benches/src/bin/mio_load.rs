@@ -1,0 +1,358 @@
+//! `mio_load`: a minimal, independent, closed-loop echo load client on a raw mio loop.
+//!
+//! What it measures: how many echo round trips C connections complete in a fixed window, and
+//! whether every echoed byte is right. It exists to cross-check cellio's own load client, so it
+//! is deliberately small and plain:
+//! - one thread, one mio `Poll`, C connections opened up front (blocking connect, then
+//!   non-blocking);
+//! - each connection sends one S-byte message, waits until all S bytes came back, compares
+//!   every byte with what it sent, and only then sends the next message (closed loop, one
+//!   message in flight per connection);
+//! - message contents differ per connection and per message ([`fill_message`]), so stale,
+//!   misrouted or reordered bytes are caught; bytes beyond what was sent are a mismatch too;
+//! - the run is `--warmup` seconds (not counted) followed by `--duration` seconds (counted);
+//!   it is always bounded in time.
+//!
+//! Output: a summary line; with `--json` one JSON object
+//! `{connections,size,secs,msgs,msgs_per_sec,mismatches,errors,warmup_msgs}` on stdout (the
+//! summary then goes to stderr). With `--phase-marks` it also prints `# warmup-done` and
+//! `# window-done` on stdout, flushed, the moment each phase ends; `echo_compare` samples the
+//! server's CPU time on those lines. Exits non-zero on any mismatch or error, or if no message
+//! completed.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cellio_benches::{
+    fill_message, parse_args, raise_fd_limit, run_main, MARK_WARMUP_DONE, MARK_WINDOW_DONE,
+};
+use clap::Parser;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+const PROG: &str = "mio_load";
+const RX_BUF: usize = 64 * 1024;
+/// At most this many mismatch/error details are printed.
+const MAX_REPORTS: u64 = 5;
+
+/// Minimal closed-loop mio echo load client that checks every byte.
+#[derive(Parser, Debug)]
+#[command(name = PROG, version)]
+struct Args {
+    /// Server address.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Number of connections.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    connections: u32,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
+    size: u32,
+    /// Measured window in seconds.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
+    duration: f64,
+    /// Warm-up before the window, in seconds (messages not counted).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_secs)]
+    warmup: f64,
+    /// Print one JSON object with the results on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Print `# warmup-done` / `# window-done` on stdout when each phase ends.
+    #[arg(long)]
+    phase_marks: bool,
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` is not between 0 and 86400 seconds"))
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    id: u64,
+    seq: u64,
+    /// The message in flight (also the expected echo).
+    msg: Vec<u8>,
+    written: usize,
+    received: usize,
+    /// Readiness as last reported by an event and not yet consumed by `WouldBlock` or a
+    /// short read (mio is edge-triggered).
+    readable: bool,
+    writable: bool,
+    /// The peer closed or the socket errored: read until EOF/error to find out.
+    read_closed: bool,
+}
+
+enum Failure {
+    Mismatch(String),
+    Error(String),
+}
+
+#[derive(Default)]
+struct Totals {
+    warmup_msgs: u64,
+    msgs: u64,
+    mismatches: u64,
+    errors: u64,
+}
+
+fn main() -> ExitCode {
+    let args: Args = parse_args(PROG);
+    run_main(PROG, || run(&args))
+}
+
+fn mark(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    raise_fd_limit();
+    let size = args.size as usize;
+    let poll = Poll::new().map_err(|e| format!("epoll_create: {e}"))?;
+    let mut conns = Vec::with_capacity(args.connections as usize);
+    for id in 0..args.connections as usize {
+        let std_stream = std::net::TcpStream::connect_timeout(&args.addr, Duration::from_secs(5))
+            .map_err(|e| format!("connect {} (connection {id}): {e}", args.addr))?;
+        std_stream
+            .set_nodelay(true)
+            .and_then(|()| std_stream.set_nonblocking(true))
+            .map_err(|e| format!("socket setup: {e}"))?;
+        let mut stream = TcpStream::from_std(std_stream);
+        poll.registry()
+            .register(
+                &mut stream,
+                Token(id),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| format!("register: {e}"))?;
+        let mut msg = vec![0u8; size];
+        fill_message(&mut msg, id as u64, 0);
+        conns.push(Some(Conn {
+            stream,
+            id: id as u64,
+            seq: 0,
+            msg,
+            written: 0,
+            received: 0,
+            readable: false,
+            writable: false,
+            read_closed: false,
+        }));
+    }
+
+    let (totals, secs) = drive_all(args, poll, &mut conns)?;
+    drop(conns);
+
+    let rate = if secs > 0.0 {
+        totals.msgs as f64 / secs
+    } else {
+        0.0
+    };
+    let summary = format!(
+        "{PROG}: {} connections, {} B, {:.3} s: {} msgs, {:.0} msg/s, {} mismatches, {} errors",
+        args.connections, args.size, secs, totals.msgs, rate, totals.mismatches, totals.errors
+    );
+    if args.json {
+        eprintln!("{summary}");
+        let obj = serde_json::json!({
+            "connections": args.connections,
+            "size": args.size,
+            "secs": secs,
+            "msgs": totals.msgs,
+            "msgs_per_sec": rate,
+            "mismatches": totals.mismatches,
+            "errors": totals.errors,
+            "warmup_msgs": totals.warmup_msgs,
+        });
+        mark(&obj.to_string());
+    } else {
+        mark(&summary);
+    }
+    if totals.mismatches > 0 || totals.errors > 0 {
+        return Err(format!(
+            "{} mismatches, {} errors",
+            totals.mismatches, totals.errors
+        ));
+    }
+    if totals.msgs == 0 && args.duration > 0.0 {
+        return Err("no message completed in the measured window".into());
+    }
+    Ok(())
+}
+
+/// Runs warm-up and window; returns the totals and the measured window's length in seconds.
+fn drive_all(
+    args: &Args,
+    mut poll: Poll,
+    conns: &mut [Option<Conn>],
+) -> Result<(Totals, f64), String> {
+    let mut events = Events::with_capacity(1024);
+    let mut rx = vec![0u8; RX_BUF].into_boxed_slice();
+    let mut totals = Totals::default();
+    let mut alive = conns.len();
+
+    let start = Instant::now();
+    let warm_end = start + Duration::from_secs_f64(args.warmup);
+    let end = warm_end + Duration::from_secs_f64(args.duration);
+    let mut measuring = false;
+    let mut window_start = start;
+
+    loop {
+        // Phase changes are decided right after each wake-up; events of a batch are counted
+        // in the phase current when the batch is handled.
+        let now = Instant::now();
+        if !measuring && now >= warm_end {
+            measuring = true;
+            window_start = now;
+            if args.phase_marks {
+                mark(MARK_WARMUP_DONE);
+            }
+        }
+        if now >= end || alive == 0 {
+            let window_end = Instant::now();
+            if args.phase_marks {
+                if !measuring {
+                    mark(MARK_WARMUP_DONE);
+                }
+                mark(MARK_WINDOW_DONE);
+            }
+            let secs = if measuring {
+                (window_end - window_start).as_secs_f64()
+            } else {
+                0.0
+            };
+            return Ok((totals, secs));
+        }
+        let next = if measuring { end } else { warm_end };
+        if !events.is_empty() {
+            for event in events.iter() {
+                let key = event.token().0;
+                let Some(conn) = conns[key].as_mut() else {
+                    continue;
+                };
+                if event.is_readable() {
+                    conn.readable = true;
+                }
+                if event.is_writable() {
+                    conn.writable = true;
+                }
+                if event.is_read_closed() || event.is_error() {
+                    conn.read_closed = true;
+                    conn.readable = true;
+                }
+                match drive(conn, &mut rx) {
+                    Ok(done) if measuring => totals.msgs += done,
+                    Ok(done) => totals.warmup_msgs += done,
+                    Err(failure) => {
+                        let (what, count) = match failure {
+                            Failure::Mismatch(m) => {
+                                totals.mismatches += 1;
+                                (format!("mismatch: {m}"), totals.mismatches)
+                            }
+                            Failure::Error(m) => {
+                                totals.errors += 1;
+                                (format!("error: {m}"), totals.errors)
+                            }
+                        };
+                        if count <= MAX_REPORTS {
+                            eprintln!("{PROG}: connection {key}: {what}");
+                        }
+                        if let Some(mut c) = conns[key].take() {
+                            let _ = poll.registry().deregister(&mut c.stream);
+                        }
+                        alive -= 1;
+                    }
+                }
+            }
+            if alive == 0 {
+                continue; // every connection failed: stop now rather than at the deadline
+            }
+        }
+        let timeout = next.saturating_duration_since(Instant::now());
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => events.clear(),
+            Err(e) => return Err(format!("epoll_wait: {e}")),
+        }
+    }
+}
+
+/// Makes all the progress the known readiness allows; returns the messages completed.
+fn drive(c: &mut Conn, rx: &mut [u8]) -> Result<u64, Failure> {
+    let size = c.msg.len();
+    let mut done = 0;
+    loop {
+        let mut progress = false;
+        if c.writable && c.written < size {
+            match c.stream.write(&c.msg[c.written..]) {
+                Ok(0) => return Err(Failure::Error("write returned 0".into())),
+                Ok(n) => {
+                    c.written += n;
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => c.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => progress = true,
+                Err(e) => return Err(Failure::Error(format!("write: {e}"))),
+            }
+        }
+        if c.readable && (c.received < c.written || c.read_closed) {
+            match c.stream.read(rx) {
+                Ok(0) => return Err(Failure::Error("server closed the connection".into())),
+                Ok(n) => {
+                    check(c, &rx[..n])?;
+                    c.received += n;
+                    progress = true;
+                    if n < rx.len() && !c.read_closed {
+                        c.readable = false; // short read: drained
+                    }
+                    if c.received == size {
+                        done += 1;
+                        c.seq += 1;
+                        fill_message(&mut c.msg, c.id, c.seq);
+                        c.written = 0;
+                        c.received = 0;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => c.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => progress = true,
+                Err(e) => return Err(Failure::Error(format!("read: {e}"))),
+            }
+        }
+        if !progress {
+            return Ok(done);
+        }
+    }
+}
+
+/// Checks freshly received bytes against the part of the message they must echo.
+fn check(c: &Conn, got: &[u8]) -> Result<(), Failure> {
+    let from = c.received;
+    if from + got.len() > c.written {
+        return Err(Failure::Mismatch(format!(
+            "message {}: {} bytes echoed but only {} sent",
+            c.seq,
+            from + got.len(),
+            c.written
+        )));
+    }
+    let want = &c.msg[from..from + got.len()];
+    if got != want {
+        let i = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
+        return Err(Failure::Mismatch(format!(
+            "message {} byte {}: got {:#04x}, want {:#04x}",
+            c.seq,
+            from + i,
+            got[i],
+            want[i]
+        )));
+    }
+    Ok(())
+}

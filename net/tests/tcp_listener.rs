@@ -1,0 +1,240 @@
+//! `TcpListener`: binding, address errors, accept, options, use outside a
+//! runtime and the cancel-safety of `accept`.
+
+mod util;
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use cellio_net::{ListenOptions, TcpListener, TcpStream};
+use util::{poll_once, run};
+
+#[test]
+fn bind_port_zero_gets_a_real_port() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        assert_eq!(addr.ip().to_string(), "127.0.0.1");
+        assert_ne!(addr.port(), 0, "the kernel should pick a port");
+        // And it really listens there.
+        let client = std::net::TcpStream::connect(addr)?;
+        let (_stream, peer) = listener.accept().await?;
+        assert_eq!(peer, client.local_addr()?);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn bind_to_an_address_in_use_fails_with_addr_in_use() {
+    run(|| async {
+        let first = TcpListener::bind("127.0.0.1:0")?;
+        let addr = first.local_addr()?;
+        let err = TcpListener::bind(addr).expect_err("second bind must fail");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err:?}");
+
+        // Also when the port is held by a plain std listener.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let err = TcpListener::bind(std_listener.local_addr()?).expect_err("bind must fail");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err:?}");
+
+        // The failed binds did not disturb the first listener.
+        let client = std::net::TcpStream::connect(addr)?;
+        let (_s, peer) = first.accept().await?;
+        assert_eq!(peer, client.local_addr()?);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn accepted_stream_peer_addr_is_the_clients_local_addr() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let client = TcpStream::connect(addr).await?;
+        let (server, peer) = listener.accept().await?;
+        assert_eq!(peer, client.local_addr()?);
+        assert_eq!(server.peer_addr()?, client.local_addr()?);
+        assert_eq!(server.local_addr()?, addr);
+        assert_eq!(client.peer_addr()?, addr);
+
+        // Several clients are told apart.
+        let clients: Vec<std::net::TcpStream> = (0..5)
+            .map(|_| std::net::TcpStream::connect(addr))
+            .collect::<io::Result<_>>()?;
+        for c in &clients {
+            let (s, peer) = listener.accept().await?;
+            assert_eq!(peer, c.local_addr()?, "accept order follows connect order");
+            assert_eq!(s.peer_addr()?, c.local_addr()?);
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn listen_options_backlog_and_reuse_port_are_accepted() {
+    run(|| async {
+        let defaults = ListenOptions::default();
+        assert_eq!(defaults.backlog, 1024);
+        assert!(defaults.reuse_address);
+        assert!(!defaults.reuse_port);
+
+        let small = TcpListener::bind_with(
+            "127.0.0.1:0",
+            ListenOptions {
+                backlog: 1,
+                ..Default::default()
+            },
+        )?;
+        let c = std::net::TcpStream::connect(small.local_addr()?)?;
+        let (_s, peer) = small.accept().await?;
+        assert_eq!(peer, c.local_addr()?);
+
+        // SO_REUSEPORT: two listeners on one port.
+        let options = ListenOptions {
+            backlog: 64,
+            reuse_port: true,
+            ..Default::default()
+        };
+        let a = TcpListener::bind_with("127.0.0.1:0", options)?;
+        let addr = a.local_addr()?;
+        let b = TcpListener::bind_with(addr, options)?;
+        assert_eq!(b.local_addr()?, addr);
+
+        // Without reuse_port on the second, the port is taken.
+        let err = TcpListener::bind_with(addr, ListenOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+
+        // The kernel spreads connections over both; every connection is
+        // accepted by one of them.
+        let clients: Vec<std::net::TcpStream> = (0..16)
+            .map(|_| std::net::TcpStream::connect(addr))
+            .collect::<io::Result<_>>()?;
+        let mut accepted = Vec::new();
+        let mut budget = 0;
+        while accepted.len() < clients.len() {
+            budget += 1;
+            assert!(budget < 10_000, "connections were lost between listeners");
+            for l in [&a, &b] {
+                let mut fut = pin!(l.accept());
+                if let Poll::Ready(r) = poll_once(fut.as_mut()).await {
+                    accepted.push(r?.1);
+                }
+            }
+            cellio_runtime::yield_now().await;
+        }
+        let mut expected: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+        expected.sort();
+        accepted.sort();
+        assert_eq!(accepted, expected);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn creating_sockets_outside_a_runtime_is_an_error_not_a_panic() {
+    let result = std::panic::catch_unwind(|| TcpListener::bind("127.0.0.1:0"));
+    let err = result
+        .expect("bind outside a runtime must not panic")
+        .expect_err("bind outside a runtime must fail");
+    assert!(
+        err.to_string().to_lowercase().contains("runtime"),
+        "the message should say why: {err}"
+    );
+
+    let result = std::panic::catch_unwind(|| {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        TcpListener::from_std(std_listener)
+    });
+    assert!(result.expect("from_std must not panic").is_err());
+
+    // Connecting outside a runtime fails on the first poll.
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let mut connect = pin!(TcpStream::connect(addr));
+        connect
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    });
+    match result.expect("connect outside a runtime must not panic") {
+        Poll::Ready(Err(_)) => {}
+        Poll::Ready(Ok(_)) => panic!("connect outside a runtime succeeded"),
+        Poll::Pending => panic!("connect outside a runtime parked (would hang)"),
+    }
+
+    let result = std::panic::catch_unwind(|| {
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        TcpStream::from_std(client)
+    });
+    assert!(result.expect("from_std must not panic").is_err());
+}
+
+#[test]
+fn a_dropped_accept_leaves_the_connection_for_a_later_accept() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+
+        // An accept parks (nothing pending), then is dropped after the
+        // connection arrived and the reactor saw it.
+        {
+            let mut accept = Box::pin(listener.accept());
+            assert!(poll_once(accept.as_mut()).await.is_pending());
+            let client = std::net::TcpStream::connect(addr)?;
+            // Let the reactor turn so the readiness reaches the cell (and
+            // wakes us) while the accept is still parked.
+            cellio_runtime::yield_now().await;
+            cellio_runtime::yield_now().await;
+            drop(accept);
+            let (_s, peer) = listener.accept().await?;
+            assert_eq!(peer, client.local_addr()?);
+        }
+
+        // A dropped accept that never saw the connection.
+        {
+            let mut accept = Box::pin(listener.accept());
+            assert!(poll_once(accept.as_mut()).await.is_pending());
+            drop(accept);
+            let client = std::net::TcpStream::connect(addr)?;
+            let (_s, peer) = listener.accept().await?;
+            assert_eq!(peer, client.local_addr()?);
+        }
+
+        // Two pending connections, accept dropped in between: both arrive.
+        {
+            let c1 = std::net::TcpStream::connect(addr)?;
+            let c2 = std::net::TcpStream::connect(addr)?;
+            let (_s1, p1) = listener.accept().await?;
+            let dropped = listener.accept();
+            drop(dropped);
+            let (_s2, p2) = listener.accept().await?;
+            assert_eq!(p1, c1.local_addr()?);
+            assert_eq!(p2, c2.local_addr()?);
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn accept_parks_and_is_woken_by_a_later_connection() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let connector = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            std::net::TcpStream::connect(addr)
+        });
+        let (_s, peer) = listener.accept().await?;
+        let client = connector.join().unwrap()?;
+        assert_eq!(peer, client.local_addr()?);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

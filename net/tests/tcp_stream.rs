@@ -1,0 +1,242 @@
+//! `TcpStream`: connect, round trips, options, addresses, the non-waiting
+//! `try_*` calls, the tokio-named aliases and a large two-way transfer.
+
+mod util;
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use cellio_net::{TcpListener, TcpStream};
+use util::{cellio_pair, join2, pattern, run, spawn_echo_server, std_peer};
+
+#[test]
+fn connect_and_round_trip_through_an_echo_server() {
+    run(|| async {
+        let addr = spawn_echo_server()?;
+        let stream = TcpStream::connect(addr).await?;
+        for size in [1usize, 7, 100, 1500, 4096, 65_536, 200_000] {
+            let msg: Vec<u8> = (0..size).map(|i| pattern(i + size)).collect();
+            let mut back = vec![0u8; size];
+            join2(stream.send_all(&msg), stream.recv_exact(&mut back))
+                .await
+                .0?;
+            // recv_exact's result is checked through the buffer.
+            assert!(back == msg, "echo of {size} bytes differs");
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn connect_accepts_a_host_string() {
+    run(|| async {
+        let addr = spawn_echo_server()?;
+        let stream = TcpStream::connect(format!("127.0.0.1:{}", addr.port())).await?;
+        stream.send_all(b"ping").await?;
+        let mut buf = [0u8; 4];
+        stream.recv_exact(&mut buf).await?;
+        assert_eq!(&buf, b"ping");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn connect_to_a_closed_port_is_refused_promptly() {
+    run(|| async {
+        // Take a free port, then close it.
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?
+        };
+        let started = Instant::now();
+        let err = TcpStream::connect(addr)
+            .await
+            .expect_err("nobody listens there");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "refusal took too long"
+        );
+
+        // The runtime is fine afterwards.
+        let (a, b) = cellio_pair().await?;
+        a.send_all(b"ok").await?;
+        let mut buf = [0u8; 2];
+        b.recv_exact(&mut buf).await?;
+        assert_eq!(&buf, b"ok");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn nodelay_can_be_set_and_read_back() {
+    run(|| async {
+        let (client, server) = cellio_pair().await?;
+        for s in [&client, &server] {
+            s.set_nodelay(true)?;
+            assert!(s.nodelay()?);
+            s.set_nodelay(false)?;
+            assert!(!s.nodelay()?);
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn local_and_peer_addresses_mirror_each_other() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let client = TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        assert_eq!(client.local_addr()?, server.peer_addr()?);
+        assert_eq!(client.peer_addr()?, server.local_addr()?);
+        assert_eq!(client.peer_addr()?, listener.local_addr()?);
+        assert_ne!(client.local_addr()?.port(), 0);
+        assert!(client.take_error()?.is_none());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn try_recv_says_would_block_when_nothing_is_buffered() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut buf = [0u8; 16];
+        let err = ours.try_recv(&mut buf).expect_err("nothing was sent");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+
+        peer.write_all(b"hello")?;
+        util::wait_buffered(&ours, 5);
+        assert_eq!(ours.try_recv(&mut buf)?, 5);
+        assert_eq!(&buf[..5], b"hello");
+        let err = ours.try_recv(&mut buf).expect_err("drained");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+
+        // try_send goes straight through.
+        assert_eq!(ours.try_send(b"back")?, 4);
+        let mut got = [0u8; 4];
+        peer.read_exact(&mut got)?;
+        assert_eq!(&got, b"back");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn write_all_and_read_exact_aliases_work() {
+    run(|| async {
+        let (a, b) = cellio_pair().await?;
+        let msg: Vec<u8> = (0..10_000).map(pattern).collect();
+        a.write_all(&msg).await?;
+        let mut got = vec![0u8; msg.len()];
+        b.read_exact(&mut got).await?;
+        assert!(got == msg);
+
+        // read_exact reports a premature end of stream.
+        a.write_all(b"abc").await?;
+        a.shutdown(std::net::Shutdown::Write)?;
+        let mut four = [0u8; 4];
+        let err = b
+            .read_exact(&mut four)
+            .await
+            .expect_err("only 3 bytes left");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(&four[..3], b"abc");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// 8 MiB each way at once, against a blocking std peer (one thread writing,
+/// one reading): exercises partial writes, the send cell parking while the
+/// peer is slow, and receives racing with sends on one stream.
+#[test]
+fn large_transfer_both_directions_concurrently_is_byte_exact() {
+    const SIZE: usize = 8 << 20;
+    run(|| async {
+        let (ours, peer) = std_peer().await?;
+        let mut peer_reader = peer.try_clone()?;
+        let mut peer_writer = peer;
+
+        let writer = std::thread::spawn(move || -> io::Result<()> {
+            let data: Vec<u8> = (0..SIZE).map(|i| pattern(i + 3)).collect();
+            // Odd-sized chunks so the boundaries never line up.
+            for chunk in data.chunks(99_991) {
+                peer_writer.write_all(chunk)?;
+            }
+            peer_writer.shutdown(std::net::Shutdown::Write)?;
+            Ok(())
+        });
+        let reader = std::thread::spawn(move || -> io::Result<usize> {
+            let mut buf = vec![0u8; 128 * 1024];
+            let mut total = 0;
+            loop {
+                let n = peer_reader.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                for (k, &b) in buf[..n].iter().enumerate() {
+                    if b != pattern(total + k) {
+                        return Err(io::Error::other(format!(
+                            "peer got a bad byte at {}",
+                            total + k
+                        )));
+                    }
+                }
+                total += n;
+            }
+        });
+
+        let outgoing: Vec<u8> = (0..SIZE).map(pattern).collect();
+        let mut incoming = vec![0u8; SIZE];
+        let (sent, received) = join2(
+            async {
+                ours.send_all(&outgoing).await?;
+                ours.shutdown(std::net::Shutdown::Write)
+            },
+            ours.recv_exact(&mut incoming),
+        )
+        .await;
+        sent?;
+        received?;
+        let mut tail = [0u8; 1];
+        assert_eq!(ours.recv(&mut tail).await?, 0, "peer sent more than {SIZE}");
+        for (i, &b) in incoming.iter().enumerate() {
+            assert_eq!(b, pattern(i + 3), "we got a bad byte at {i}");
+        }
+        writer.join().unwrap()?;
+        assert_eq!(reader.join().unwrap()?, SIZE);
+        let stats = ours.stats();
+        assert!(
+            stats.send_parked > 0,
+            "8 MiB to a slow peer should have parked the send cell at least once: {stats:?}"
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn streams_moved_into_spawned_tasks_work() {
+    run(|| async {
+        let (a, b) = cellio_pair().await?;
+        let task = cellio_runtime::spawn(async move {
+            let mut buf = [0u8; 5];
+            b.recv_exact(&mut buf).await?;
+            b.send_all(&buf).await?;
+            io::Result::Ok(buf)
+        });
+        a.send_all(b"hello").await?;
+        let mut back = [0u8; 5];
+        a.recv_exact(&mut back).await?;
+        assert_eq!(&back, b"hello");
+        assert_eq!(&task.await.unwrap()?, b"hello");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

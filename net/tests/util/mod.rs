@@ -1,0 +1,277 @@
+//! Shared helpers for cellio-net's integration tests.
+//!
+//! Every test runs its body through [`run`], which builds a fresh runtime on
+//! a watchdog thread: a hang (a lost wake-up, a future that parks forever)
+//! fails the test after [`LIMIT`] instead of blocking the test binary.
+#![allow(dead_code)]
+
+use std::future::{poll_fn, Future};
+use std::io::{self, Read};
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use cellio_net::{TcpListener, TcpStream};
+use cellio_runtime::{spawn, Runtime};
+
+/// How long any single test body may run before it counts as hung.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `body` on its own thread and fails the test if it does not finish
+/// within `limit`. Panics inside `body` propagate with their payload.
+pub fn with_timeout<T, F>(limit: Duration, body: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("test-body".into())
+        .spawn(move || {
+            let out = body();
+            let _ = done_tx.send(());
+            out
+        })
+        .expect("spawn test thread");
+    match done_rx.recv_timeout(limit) {
+        Ok(()) | Err(RecvTimeoutError::Disconnected) => match thread.join() {
+            Ok(out) => out,
+            Err(payload) => std::panic::resume_unwind(payload),
+        },
+        Err(RecvTimeoutError::Timeout) => {
+            panic!("test body did not finish within {limit:?}: something hangs")
+        }
+    }
+}
+
+/// Builds a runtime on a watchdog thread and `block_on`s the future that
+/// `make` returns (created on that thread, so it need not be `Send`).
+pub fn run<M, Fut>(make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    run_within(LIMIT, make)
+}
+
+/// [`run`] with an explicit time limit.
+pub fn run_within<M, Fut>(limit: Duration, make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    with_timeout(limit, move || {
+        let rt = Runtime::new().expect("runtime");
+        rt.block_on(make())
+    })
+}
+
+/// Echoes everything it receives until the peer closes; returns the number
+/// of bytes echoed.
+pub async fn echo(stream: TcpStream) -> io::Result<u64> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = stream.recv(&mut buf).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        stream.send_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+}
+
+/// Binds an echo listener on `127.0.0.1:0` inside the current runtime and
+/// spawns its accept loop (one task per connection). Returns its address.
+pub fn spawn_echo_server() -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind_with(
+        "127.0.0.1:0",
+        cellio_net::ListenOptions {
+            backlog: 4096,
+            ..Default::default()
+        },
+    )?;
+    let addr = listener.local_addr()?;
+    spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    spawn(async move {
+                        if let Err(e) = echo(stream).await {
+                            eprintln!("echo connection failed: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    eprintln!("echo accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    Ok(addr)
+}
+
+/// A connected pair of cellio streams: `(client, server)`.
+pub async fn cellio_pair() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let client = TcpStream::connect(listener.local_addr()?).await?;
+    let (server, _) = listener.accept().await?;
+    Ok((client, server))
+}
+
+/// A cellio stream connected to a blocking `std` peer (with 5 s read and
+/// write timeouts, so a test never blocks forever on it):
+/// `(ours, peer)`.
+pub async fn std_peer() -> io::Result<(TcpStream, std::net::TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    // The kernel completes the handshake from the backlog: this blocking
+    // connect returns before we accept.
+    let peer = std::net::TcpStream::connect(listener.local_addr()?)?;
+    peer.set_read_timeout(Some(Duration::from_secs(5)))?;
+    peer.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let (ours, from) = listener.accept().await?;
+    assert_eq!(from, peer.local_addr()?);
+    Ok((ours, peer))
+}
+
+/// Polls `fut` exactly once with the current task's context.
+pub async fn poll_once<F: Future + ?Sized>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
+    poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+}
+
+/// Runs both futures concurrently on the current task.
+pub async fn join2<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    let mut out_a = None;
+    let mut out_b = None;
+    poll_fn(|cx| {
+        if out_a.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                out_a = Some(v);
+            }
+        }
+        if out_b.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                out_b = Some(v);
+            }
+        }
+        if out_a.is_some() && out_b.is_some() {
+            Poll::Ready((out_a.take().unwrap(), out_b.take().unwrap()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Blocks (briefly, polling with `MSG_PEEK`) until at least `n` bytes are
+/// buffered on `stream`'s receive side, without consuming them. Panics after
+/// 5 s.
+pub fn wait_buffered(stream: &TcpStream, n: usize) {
+    let sock = socket2::SockRef::from(stream);
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); n];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match sock.peek(&mut buf) {
+            Ok(got) if got >= n => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("peek failed: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} bytes never arrived in the receive buffer"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Blocks (briefly, with `poll(2)` and `POLLRDHUP`, which does not touch
+/// the reactor's edge-triggered registration) until the peer's FIN has
+/// arrived on `stream`. Panics after 5 s.
+pub fn wait_read_closed(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut fd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let rc = unsafe { libc::poll(&mut fd, 1, 0) };
+        assert!(rc >= 0, "poll: {}", io::Error::last_os_error());
+        if fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the peer's FIN never arrived");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Bytes available to read on `stream` right now (`FIONREAD`).
+pub fn bytes_buffered(stream: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "ioctl(FIONREAD): {}", io::Error::last_os_error());
+    n as usize
+}
+
+/// Fills `stream`'s send path (send buffer plus the peer's receive buffer)
+/// with `try_send` until it says `WouldBlock`; returns the bytes written.
+/// The bytes are `pattern(offset)`.
+pub fn fill_send_buffer(stream: &TcpStream) -> usize {
+    let mut total = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // Continue the byte pattern where the last (maybe partial) write
+        // stopped.
+        let piece: Vec<u8> = (total..total + 64 * 1024).map(pattern).collect();
+        match stream.try_send(&piece) {
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
+            Err(e) => panic!("try_send failed while filling: {e}"),
+        }
+        assert!(Instant::now() < deadline, "send buffer never filled");
+    }
+}
+
+/// The test byte at stream offset `i`: not periodic at any power of two, so
+/// a lost, duplicated or reordered chunk is caught.
+pub fn pattern(i: usize) -> u8 {
+    (i % 251) as u8 ^ ((i / 251) % 7) as u8
+}
+
+/// Reads from the std peer until EOF, checking every byte against
+/// [`pattern`] from offset 0, and returns the count.
+pub fn drain_checking(peer: &mut std::net::TcpStream) -> io::Result<usize> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0usize;
+    loop {
+        let n = peer.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        for (k, &byte) in buf[..n].iter().enumerate() {
+            assert_eq!(byte, pattern(total + k), "byte {} corrupted", total + k);
+        }
+        total += n;
+    }
+}
+
+/// Sets `SIGPIPE` back to its default action (terminate). Rust programs
+/// ignore it by default, which would hide a write that raises it.
+pub fn default_sigpipe() {
+    // SAFETY: installing the default disposition for a signal.
+    let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    assert_ne!(previous, libc::SIG_ERR, "signal(SIGPIPE, SIG_DFL) failed");
+}

@@ -1,0 +1,73 @@
+//! The cooperative budget: how many socket operations a task may complete
+//! in one poll before it must yield.
+//!
+//! Without it, a task whose socket is always ready (a fast peer, a full
+//! receive buffer) would loop `recv → send → recv …` inside one poll
+//! forever, because every operation completes synchronously — and every
+//! other task on its worker would starve. The runtime gives each task poll a
+//! budget with [`run_with`]; every operation spends one unit through
+//! [`poll_proceed`], and once the budget is spent the operation schedules
+//! its task again and returns `Pending` (without touching its cell or the
+//! socket), so the worker moves on to the others.
+//!
+//! Outside a budgeted poll (a future polled by some other executor) there is
+//! no limit.
+
+use std::cell::Cell;
+use std::task::{Poll, Waker};
+
+/// Units a task poll gets by default: enough that a busy connection is not
+/// interrupted more than every 128 operations, few enough that a worker
+/// cycles through its tasks quickly.
+pub const DEFAULT_BUDGET: u32 = 128;
+
+thread_local! {
+    static BUDGET: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Runs `f` (a task poll) with `units` of budget, then restores the
+/// previous budget. Returns `f`'s result and whether the budget ran out.
+pub fn run_with<R>(units: u32, f: impl FnOnce() -> R) -> (R, bool) {
+    let previous = BUDGET.with(|b| b.replace(Some(units)));
+    let result = f();
+    let left = BUDGET.with(|b| b.replace(previous));
+    (result, left == Some(0))
+}
+
+/// Spends one unit: `Ready` if the operation may proceed, otherwise wakes
+/// `waker` (so the task is polled again soon) and returns `Pending`.
+#[inline]
+pub fn poll_proceed(waker: &Waker) -> Poll<()> {
+    BUDGET.with(|b| match b.get() {
+        None => Poll::Ready(()),
+        Some(0) => {
+            waker.wake_by_ref();
+            Poll::Pending
+        }
+        Some(n) => {
+            b.set(Some(n - 1));
+            Poll::Ready(())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_runs_out_and_is_restored() {
+        assert_eq!(
+            poll_proceed(Waker::noop()),
+            Poll::Ready(()),
+            "unlimited outside"
+        );
+        let ((), exhausted) = run_with(2, || {
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Pending);
+        });
+        assert!(exhausted);
+        assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()), "restored");
+    }
+}

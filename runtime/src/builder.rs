@@ -1,0 +1,115 @@
+//! [`Builder`]: how a [`Runtime`] is configured.
+
+use std::io;
+use std::num::NonZeroUsize;
+
+use cellio_reactor::{budget::DEFAULT_BUDGET, DEFAULT_EVENT_CAPACITY};
+
+use crate::runtime::Runtime;
+use crate::task::DEFAULT_TASK_POOL_CAP;
+use crate::worker::WorkerConfig;
+
+/// Default for [`Builder::event_interval`].
+pub const DEFAULT_EVENT_INTERVAL: usize = 128;
+
+/// Configures and builds a [`Runtime`].
+///
+/// ```
+/// let rt = cellio_runtime::Builder::new()
+///     .workers(2)
+///     .event_capacity(256)
+///     .task_pooling(true)
+///     .build()?;
+/// assert_eq!(rt.workers(), 2);
+/// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    pub(crate) workers: usize,
+    pub(crate) event_capacity: usize,
+    pub(crate) worker: WorkerConfig,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// The defaults: one worker per available core, 1024 events per reactor
+    /// turn, the reactor checked at least every 128 task polls, a budget of
+    /// 128 socket operations per task poll, task pooling on.
+    pub fn new() -> Self {
+        Self {
+            workers: std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            worker: WorkerConfig {
+                event_interval: DEFAULT_EVENT_INTERVAL,
+                task_pooling: true,
+                task_pool_cap: DEFAULT_TASK_POOL_CAP,
+                budget: DEFAULT_BUDGET,
+            },
+        }
+    }
+
+    /// Number of workers (at least 1): thread-per-core, each with its own
+    /// reactor, run queue, timers and task pool. Worker 0 runs on the
+    /// thread that calls [`Runtime::block_on`]; the others get threads of
+    /// their own (`cellio-worker-N`).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// How many readiness events one reactor turn fetches (one
+    /// `epoll_wait`). Values below 1 are raised to 1.
+    pub fn event_capacity(mut self, events: usize) -> Self {
+        self.event_capacity = events.max(1);
+        self
+    }
+
+    /// How many tasks a worker polls before it checks its reactor for I/O
+    /// again while tasks are still queued. Smaller is fairer to I/O, larger
+    /// makes fewer `epoll_wait` calls. Values below 1 are raised to 1.
+    pub fn event_interval(mut self, polls: usize) -> Self {
+        self.worker.event_interval = polls.max(1);
+        self
+    }
+
+    /// How many socket operations a task may complete in one poll before it
+    /// yields to the others (see `cellio_reactor::budget`). Values below 1
+    /// are raised to 1.
+    pub fn budget(mut self, operations: u32) -> Self {
+        self.worker.budget = operations.max(1);
+        self
+    }
+
+    /// Whether `spawn` reuses the memory of finished tasks (default: on).
+    ///
+    /// With pooling, a task's block (header, future, output) goes back to a
+    /// per-worker free list for its size class when the task and its
+    /// `JoinHandle` are done, and the next task of that class takes it: a
+    /// connection's life then allocates nothing in steady state. Off, every
+    /// `spawn` allocates from the system allocator; useful to measure what
+    /// the pool buys.
+    pub fn task_pooling(mut self, enabled: bool) -> Self {
+        self.worker.task_pooling = enabled;
+        self
+    }
+
+    /// At most this many free blocks are kept per size class and worker
+    /// (default [`DEFAULT_TASK_POOL_CAP`]); blocks freed beyond it go back
+    /// to the system allocator. See also [`Runtime::trim_task_pool`].
+    pub fn task_pool_cap(mut self, blocks: usize) -> Self {
+        self.worker.task_pool_cap = blocks;
+        self
+    }
+
+    /// Creates the runtime: a reactor (epoll or kqueue instance) and an
+    /// executor per worker, and the threads of workers 1 and up.
+    pub fn build(self) -> io::Result<Runtime> {
+        Runtime::from_builder(self)
+    }
+}

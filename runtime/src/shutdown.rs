@@ -1,0 +1,242 @@
+//! Graceful shutdown: the runtime-wide state every worker watches, and the
+//! futures tasks use to learn that shutdown has begun.
+//!
+//! A runtime moves `Running → Draining → Stopping`, never back:
+//!
+//! * **Draining** ([`RuntimeHandle::shutdown`](crate::RuntimeHandle::shutdown)):
+//!   every task waiting in [`shutdown_requested`] or [`until_shutdown`] is
+//!   woken, so accept loops stop accepting; other tasks run on and finish.
+//!   A background worker whose tasks have all finished exits.
+//! * **Stopping** (the grace period is over, or the runtime is dropped):
+//!   every worker drops its remaining tasks (their `JoinHandle`s report
+//!   `Cancelled`) and exits.
+//!
+//! # Invariants
+//!
+//! * The state is set before the workers are told (through their inboxes),
+//!   so a worker that wakes for the message sees it.
+//! * Once draining, nothing registers as a shutdown waiter again (the
+//!   futures see the state and complete), so the waiter list is emptied
+//!   once and its keys are never reused afterwards.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use crate::waker::Inbox;
+use crate::worker::with_current;
+
+const RUNNING: u8 = 0;
+const DRAINING: u8 = 1;
+const STOPPING: u8 = 2;
+
+/// State shared by every worker of one runtime.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// `(worker, epoch)` of each worker's inbox, by index.
+    pub(crate) workers: Vec<(u16, u8)>,
+    state: AtomicU8,
+    cancelled: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(workers: Vec<(u16, u8)>) -> Self {
+        Self {
+            workers,
+            state: AtomicU8::new(RUNNING),
+            cancelled: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn draining(&self) -> bool {
+        self.state.load(Ordering::Acquire) >= DRAINING
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.state.load(Ordering::Acquire) >= STOPPING
+    }
+
+    /// Moves to `state` (if that is forward) and tells every worker.
+    fn advance(&self, state: u8) {
+        if self.state.fetch_max(state, Ordering::AcqRel) < state {
+            for &(worker, epoch) in &self.workers {
+                Inbox::state_changed(worker, epoch);
+            }
+        }
+    }
+
+    pub(crate) fn begin_drain(&self) {
+        self.advance(DRAINING);
+    }
+
+    pub(crate) fn stop(&self) {
+        self.advance(STOPPING);
+    }
+
+    pub(crate) fn count_cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn cancelled(&self) -> usize {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// One worker's tasks waiting for shutdown: a slab of wakers.
+#[derive(Debug, Default)]
+pub(crate) struct ShutdownWaiters {
+    wakers: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+impl ShutdownWaiters {
+    fn register(&mut self, waker: &Waker) -> usize {
+        let key = self.free.pop().unwrap_or_else(|| {
+            self.wakers.push(None);
+            self.wakers.len() - 1
+        });
+        self.wakers[key] = Some(waker.clone());
+        key
+    }
+
+    fn update(&mut self, key: usize, waker: &Waker) {
+        if let Some(slot) = self.wakers.get_mut(key) {
+            match slot {
+                Some(stored) if stored.will_wake(waker) => {}
+                other => *other = Some(waker.clone()),
+            }
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if let Some(slot) = self.wakers.get_mut(key) {
+            if slot.take().is_some() {
+                self.free.push(key);
+            }
+        }
+    }
+
+    /// Empties the list, returning every waker.
+    pub(crate) fn take_all(&mut self) -> Vec<Waker> {
+        self.free.clear();
+        self.wakers.drain(..).flatten().collect()
+    }
+}
+
+/// Where a [`ShutdownRequested`] future is registered.
+#[derive(Clone, Copy, Debug)]
+struct Registered {
+    worker: u16,
+    epoch: u8,
+    key: usize,
+}
+
+/// Future of [`shutdown_requested`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug, Default)]
+pub struct ShutdownRequested {
+    registered: Option<Registered>,
+}
+
+/// Completes when the runtime running this task begins a graceful shutdown.
+///
+/// Accept loops use it (or [`until_shutdown`]) to stop accepting; the
+/// connections they spawned keep running until they finish or the grace
+/// period ends.
+///
+/// # Panics
+///
+/// Polling it outside a cellio runtime panics.
+pub fn shutdown_requested() -> ShutdownRequested {
+    ShutdownRequested::default()
+}
+
+impl Future for ShutdownRequested {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let polled = with_current(|executor| {
+            if executor.shared.draining() {
+                // Registrations are dropped wholesale when draining begins.
+                this.registered = None;
+                return Poll::Ready(());
+            }
+            let mut waiters = executor.shutdown_waiters.borrow_mut();
+            match this.registered {
+                Some(r) if executor.is(r.worker, r.epoch) => waiters.update(r.key, cx.waker()),
+                // Not registered, or registered on another worker (the
+                // future moved): register here. A stale entry elsewhere
+                // only causes one spurious wake at shutdown.
+                _ => {
+                    this.registered = Some(Registered {
+                        worker: executor.worker(),
+                        epoch: executor.epoch(),
+                        key: waiters.register(cx.waker()),
+                    });
+                }
+            }
+            Poll::Pending
+        });
+        polled.unwrap_or_else(|| panic!("cellio: shutdown_requested polled outside a runtime"))
+    }
+}
+
+impl Drop for ShutdownRequested {
+    fn drop(&mut self) {
+        let Some(r) = self.registered.take() else {
+            return;
+        };
+        with_current(|executor| {
+            if executor.is(r.worker, r.epoch) && !executor.shared.draining() {
+                executor.shutdown_waiters.borrow_mut().remove(r.key);
+            }
+        });
+    }
+}
+
+/// Runs `future` until it completes (`Some(output)`) or the runtime begins
+/// a graceful shutdown (`None`; the future is dropped, which cancels it).
+///
+/// ```no_run
+/// # async fn f(listener: cellio_stub::Listener) {}
+/// # mod cellio_stub { pub struct Listener; }
+/// use cellio_runtime::until_shutdown;
+/// # cellio_runtime::Runtime::new().unwrap().block_on(async {
+/// // An accept loop that stops accepting when shutdown begins:
+/// while let Some(()) = until_shutdown(std::future::ready(())).await {
+///     # break;
+/// }
+/// # });
+/// ```
+pub fn until_shutdown<F: Future>(future: F) -> UntilShutdown<F> {
+    UntilShutdown {
+        future,
+        shutdown: shutdown_requested(),
+    }
+}
+
+/// Future of [`until_shutdown`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct UntilShutdown<F> {
+    future: F,
+    shutdown: ShutdownRequested,
+}
+
+impl<F: Future> Future for UntilShutdown<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `future` is structurally pinned (never moved out, no
+        // `Unpin` impl unless `F: Unpin`); `shutdown` is `Unpin`.
+        let this = unsafe { self.get_unchecked_mut() };
+        if Pin::new(&mut this.shutdown).poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        // SAFETY: see above.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        future.poll(cx).map(Some)
+    }
+}

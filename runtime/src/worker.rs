@@ -1,0 +1,324 @@
+//! A worker: one thread's executor (task table, local run queue, timers,
+//! task pool) and the loop that runs it together with its reactor.
+//!
+//! # The worker loop
+//!
+//! ```text
+//! loop:
+//!   if the stop condition holds (block_on's future is ready, shutdown): return
+//!   take messages other threads left in the inbox (wakes, spawns, timer
+//!     cancellations, shutdown)
+//!   wake expired timers
+//!   poll up to `event_interval` queued tasks, each with a cooperative budget
+//!   if nothing is queued: declare sleep, block in the reactor until the
+//!     next timer (or an event, or a wake from another thread)
+//!   else: turn the reactor without blocking, so I/O is never starved
+//! ```
+//!
+//! # Invariants
+//!
+//! * A task is polled only from the loop, never inside a wake: the reactor
+//!   notifies cells, their wakers queue tasks.
+//! * No borrow of the task table, the queue, the timers or the pool is held
+//!   while user code runs (a poll, or dropping a future or an output), so a
+//!   task may spawn, wake, sleep and drop freely.
+//! * The executor is confined to its thread; other threads reach it only
+//!   through its [`Inbox`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use cellio_reactor::{budget, Reactor};
+
+use crate::join::JoinHandle;
+use crate::shutdown::{Shared, ShutdownWaiters};
+use crate::task::pool::Pool;
+use crate::task::{RawTask, Tasks};
+use crate::time::Timers;
+use crate::waker::{Inbox, LocalGuard, LocalWorker, TaskAddr, MAX_TASKS};
+
+/// What a worker is configured with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WorkerConfig {
+    pub(crate) event_interval: usize,
+    pub(crate) task_pooling: bool,
+    pub(crate) task_pool_cap: usize,
+    pub(crate) budget: u32,
+}
+
+/// The thread-confined half of a worker.
+pub(crate) struct Executor {
+    worker: u16,
+    epoch: u8,
+    /// This worker's position in its runtime (0 = the `block_on` thread).
+    pub(crate) index: usize,
+    pub(crate) inbox: &'static Inbox,
+    pub(crate) shared: Arc<Shared>,
+    config: WorkerConfig,
+    tasks: RefCell<Tasks>,
+    /// `(slot, generation)` of queued tasks.
+    queue: RefCell<VecDeque<(u32, u32)>>,
+    /// The `block_on` future was woken.
+    pub(crate) main_woken: Cell<bool>,
+    pub(crate) timers: RefCell<Timers>,
+    pool: RefCell<Pool>,
+    pub(crate) shutdown_waiters: RefCell<ShutdownWaiters>,
+}
+
+impl Executor {
+    pub(crate) fn new(
+        (worker, epoch, inbox): (u16, u8, &'static Inbox),
+        index: usize,
+        shared: Arc<Shared>,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            worker,
+            epoch,
+            index,
+            inbox,
+            shared,
+            config,
+            tasks: RefCell::new(Tasks::default()),
+            queue: RefCell::new(VecDeque::new()),
+            main_woken: Cell::new(false),
+            timers: RefCell::new(Timers::default()),
+            pool: RefCell::new(Pool::new(config.task_pooling, config.task_pool_cap)),
+            shutdown_waiters: RefCell::new(ShutdownWaiters::default()),
+        }
+    }
+
+    pub(crate) fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    pub(crate) fn epoch(&self) -> u8 {
+        self.epoch
+    }
+
+    /// `true` if this executor is the worker `(worker, epoch)`.
+    pub(crate) fn is(&self, worker: u16, epoch: u8) -> bool {
+        self.worker == worker && self.epoch == epoch
+    }
+
+    /// Makes this executor the thread's current worker until the guard
+    /// drops.
+    pub(crate) fn enter(&self) -> LocalGuard {
+        // SAFETY: callers keep `self` alive and in place for the guard's
+        // life: the guard is always a local of a function borrowing `self`.
+        unsafe {
+            LocalGuard::enter(LocalWorker {
+                worker: self.worker,
+                epoch: self.epoch,
+                executor: self,
+            })
+        }
+    }
+
+    /// Runs the worker loop until `done()` says so. `done` is checked at
+    /// the top of every iteration (after the `block_on` future, if any,
+    /// was polled by it).
+    pub(crate) fn run(&self, reactor: &mut Reactor, mut done: impl FnMut() -> bool) {
+        loop {
+            if done() {
+                return;
+            }
+            self.drain_inbox();
+            self.fire_timers();
+            self.run_batch();
+            self.drain_inbox();
+            let idle = self.queue.borrow().is_empty() && !self.main_woken.get();
+            let sleep = idle && self.inbox.prepare_sleep();
+            let timeout = if sleep {
+                self.time_to_next_timer()
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = reactor.turn(timeout) {
+                panic!("cellio: the reactor failed and cannot continue: {e}");
+            }
+            if sleep {
+                self.inbox.woke_up();
+            }
+        }
+    }
+
+    /// Wakes every timer whose deadline has passed. Reads the clock only
+    /// when timers are armed.
+    fn fire_timers(&self) {
+        if self.timers.borrow().armed() == 0 {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            // One at a time: no borrow of the table is held while waking.
+            let fired = self.timers.borrow_mut().pop_expired(now);
+            match fired {
+                Some(Some(waker)) => waker.wake(),
+                Some(None) => {}
+                None => return,
+            }
+        }
+    }
+
+    /// How long the reactor may block: until the next timer, or forever.
+    fn time_to_next_timer(&self) -> Option<Duration> {
+        let next = self.timers.borrow().next_deadline()?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    /// Queues the task `addr` names, if it is live and not queued yet.
+    pub(crate) fn schedule(&self, addr: TaskAddr) {
+        if addr.slot == crate::waker::MAIN_SLOT {
+            self.main_woken.set(true);
+            return;
+        }
+        let mut tasks = self.tasks.borrow_mut();
+        if let Some(generation) = tasks.schedule(addr.slot, |g| addr.names_generation(g)) {
+            self.queue.borrow_mut().push_back((addr.slot, generation));
+        }
+    }
+
+    /// Spawns a task on this worker, its block from this worker's pool.
+    pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        let (task, join) = {
+            let mut pool = self.pool.borrow_mut();
+            RawTask::new(future, (self.worker, self.epoch), Some(&mut pool))
+        };
+        self.adopt(task);
+        JoinHandle::new(join)
+    }
+
+    /// Takes a task created elsewhere (`spawn_on`) into the table.
+    pub(crate) fn adopt(&self, task: RawTask) {
+        let inserted = self.tasks.borrow_mut().insert(task, MAX_TASKS);
+        match inserted {
+            Ok(slot) => self.queue.borrow_mut().push_back(slot),
+            Err(task) => {
+                // SAFETY: never polled; we are its worker.
+                unsafe { task.cancel() };
+                self.release(task);
+                tracing::error!(
+                    "cellio: more than {MAX_TASKS} live tasks on one worker; task dropped"
+                );
+            }
+        }
+    }
+
+    /// Gives up a task reference on its owner's thread: the block, if this
+    /// was the last reference, returns to the pool.
+    pub(crate) fn release(&self, task: RawTask) {
+        if let Some(block) = task.release() {
+            block.free(Some(&mut self.pool.borrow_mut()));
+        }
+    }
+
+    fn drain_inbox(&self) {
+        self.inbox.drain(self);
+    }
+
+    fn run_batch(&self) {
+        for _ in 0..self.config.event_interval {
+            let next = self.queue.borrow_mut().pop_front();
+            let Some((slot, generation)) = next else {
+                return;
+            };
+            self.run_task(slot, generation);
+        }
+    }
+
+    fn run_task(&self, slot: u32, generation: u32) {
+        let Some(task) = self.tasks.borrow_mut().take_for_poll(slot, generation) else {
+            return;
+        };
+        let waker = TaskAddr::new(self.worker, self.epoch, slot, generation).waker();
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: this is the task's worker, polling it from its loop only.
+        let (polled, _) = budget::run_with(self.config.budget, || unsafe { task.poll(&mut cx) });
+        match polled {
+            Poll::Pending => self.tasks.borrow_mut().put_back(slot, task),
+            Poll::Ready(()) => {
+                let _ = self.tasks.borrow_mut().finish(slot);
+                self.release(task);
+            }
+        }
+    }
+
+    /// Cancels every unfinished task (dropping its future) and releases it.
+    pub(crate) fn cancel_all(&self) {
+        loop {
+            let next = self.tasks.borrow_mut().pop_live();
+            let Some(task) = next else { return };
+            // SAFETY: this is the task's worker; it is not being polled.
+            unsafe { task.cancel() };
+            self.release(task);
+            self.shared.count_cancelled();
+        }
+    }
+
+    /// Number of spawned tasks that have not finished.
+    pub(crate) fn live_tasks(&self) -> usize {
+        self.tasks.borrow().live()
+    }
+
+    pub(crate) fn pool(&self) -> &RefCell<Pool> {
+        &self.pool
+    }
+
+    /// Wakes every task waiting for shutdown on this worker.
+    pub(crate) fn begin_shutdown(&self) {
+        let waiters = self.shutdown_waiters.borrow_mut().take_all();
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+}
+
+/// Runs `f` with the executor of the worker running on this thread.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
+    let local = LocalGuard::current()?;
+    // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid while
+    // it is this thread's current worker, which it is for this whole call.
+    Some(f(unsafe { &*local.executor }))
+}
+
+/// Gives up a task reference from wherever it is dropped: into the owner's
+/// pool on the owner's thread, else to the system allocator.
+pub(crate) fn release_task(task: RawTask) {
+    let owner = task.header().owner;
+    let Some(block) = task.release() else {
+        return;
+    };
+    let mut block = Some(block);
+    with_current(|executor| {
+        if executor.is(owner.0, owner.1) {
+            if let Some(block) = block.take() {
+                block.free(Some(&mut executor.pool.borrow_mut()));
+            }
+        }
+    });
+    if let Some(block) = block {
+        block.free(None);
+    }
+}
+
+/// A background worker thread's life: run until the runtime stops it (or
+/// it drains during a graceful shutdown), then cancel what is left.
+pub(crate) fn run_background(mut reactor: Reactor, executor: Executor) -> io::Result<()> {
+    let _reactor_context = reactor.handle().enter();
+    let _local = executor.enter();
+    let shared = executor.shared.clone();
+    executor.run(&mut reactor, || {
+        shared.stopping() || (shared.draining() && executor.live_tasks() == 0)
+    });
+    executor.cancel_all();
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Shared helpers for cellio-runtime's integration tests.
+//!
+//! Every test runs its body through [`run`] (or [`with_timeout`]), on a
+//! watchdog thread: a lost wake-up fails the test after [`LIMIT`] instead of
+//! blocking the test binary forever.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use cellio_runtime::Runtime;
+
+/// How long any single test body may run before it counts as hung.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `body` on its own thread and fails the test if it does not finish
+/// within `limit`. Panics inside `body` propagate with their payload.
+pub fn with_timeout<T, F>(limit: Duration, body: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("test-body".into())
+        .spawn(move || {
+            let out = body();
+            let _ = done_tx.send(());
+            out
+        })
+        .expect("spawn test thread");
+    match done_rx.recv_timeout(limit) {
+        Ok(()) | Err(RecvTimeoutError::Disconnected) => match thread.join() {
+            Ok(out) => out,
+            Err(payload) => std::panic::resume_unwind(payload),
+        },
+        Err(RecvTimeoutError::Timeout) => {
+            panic!(
+                "test body did not finish within {limit:?}: a wake-up was lost or something hangs"
+            )
+        }
+    }
+}
+
+/// Builds a runtime on a watchdog thread and `block_on`s the future that
+/// `make` returns (created on that thread, so it need not be `Send`).
+pub fn run<M, Fut>(make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    run_within(LIMIT, make)
+}
+
+/// [`run`] with an explicit time limit.
+pub fn run_within<M, Fut>(limit: Duration, make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    with_timeout(limit, move || {
+        let rt = Runtime::new().expect("runtime");
+        rt.block_on(make())
+    })
+}
+
+/// The text of a panic payload (`&str` or `String`).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
+}
+
+/// A one-shot signal another thread can fire: the future completes once
+/// [`Signal::fire`] was called, whichever thread calls it.
+#[derive(Clone, Default)]
+pub struct Signal {
+    inner: Arc<Mutex<(bool, Option<Waker>)>>,
+}
+
+impl Signal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the signal and wakes the waiting task, if any.
+    pub fn fire(&self) {
+        let waker = {
+            let mut state = self.inner.lock().unwrap();
+            state.0 = true;
+            state.1.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Completes once fired.
+    pub fn wait(&self) -> SignalWait {
+        SignalWait {
+            signal: self.clone(),
+        }
+    }
+}
+
+/// Future of [`Signal::wait`].
+pub struct SignalWait {
+    signal: Signal,
+}
+
+impl Future for SignalWait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.signal.inner.lock().unwrap();
+        if state.0 {
+            Poll::Ready(())
+        } else {
+            state.1 = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
