@@ -1,18 +1,32 @@
 //! A TCP echo server: every byte a client sends comes back, exactly.
 //!
 //! ```text
-//! cargo run --release --example echo_server -- --addr 127.0.0.1:7000
+//! cargo run --release --example echo_server -- --addr 127.0.0.1:7000 --workers 2
 //! ```
 //!
-//! One task per connection, each with its own buffer; the steady state
-//! (receive, send back, receive again) allocates nothing. A connection's
-//! error ends that connection only.
+//! * One task per connection, each with its own buffer inside the task; the
+//!   runtime reuses a finished connection's task memory for the next one, so
+//!   in steady state neither a message nor a whole connection allocates.
+//! * `--workers N`: thread-per-core; each worker has its own listener on the
+//!   same port (`SO_REUSEPORT`), and the kernel spreads connections.
+//! * `--idle-timeout-ms MS`: a connection silent that long is closed.
+//! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
+//!   finish, then exit 0.
+//!
+//! A connection's error ends that connection only.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use cellio::{spawn, Runtime, TcpListener, TcpStream};
+use cellio::runtime::{sleep, spawn_on, until_shutdown, RuntimeHandle};
+use cellio::{spawn, Builder, ListenOptions, TcpListener, TcpStream};
 use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 #[derive(Parser, Debug)]
 #[command(about = "cellio echo server: echoes every byte back to its sender")]
@@ -20,60 +34,149 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7000")]
     addr: SocketAddr,
+    /// Worker threads (each with its own reactor and listener).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: u16,
+    /// Close a connection after this many milliseconds without data
+    /// (0: never).
+    #[arg(long, default_value_t = 0)]
+    idle_timeout_ms: u64,
+    /// On SIGINT/SIGTERM, how long open connections may take to finish.
+    #[arg(long, default_value_t = 1000)]
+    grace_ms: u64,
 }
+
+/// Set when a worker could not start: the server shuts down and exits 1.
+static WORKER_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Receive buffer per connection. It lives inside the connection's task,
 /// whose memory the runtime reuses from one connection to the next.
 const BUFFER: usize = 16 * 1024;
 
-async fn echo(stream: TcpStream) -> std::io::Result<()> {
+/// Echoes until the peer closes, an error, or `idle` passes without data.
+async fn echo(stream: TcpStream, idle: Option<Duration>) -> std::io::Result<()> {
     let mut buf = [0u8; BUFFER];
-    loop {
-        let n = stream.recv(&mut buf).await?;
-        if n == 0 {
-            return Ok(()); // the client closed its side: we are done
+    let Some(idle) = idle else {
+        loop {
+            let n = stream.recv(&mut buf).await?;
+            if n == 0 {
+                return Ok(()); // the client closed its side: we are done
+            }
+            stream.send_all(&buf[..n]).await?;
         }
+    };
+    // One timer per connection, re-armed only when it fires: a message
+    // costs a clock read, not a timer update.
+    let mut last_data = Instant::now();
+    let mut timer = sleep(idle);
+    loop {
+        let mut recv = stream.recv(&mut buf);
+        let received = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = Pin::new(&mut recv).poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            while Pin::new(&mut timer).poll(cx).is_ready() {
+                if last_data.elapsed() >= idle {
+                    return Poll::Ready(None);
+                }
+                timer.reset(last_data + idle);
+            }
+            Poll::Pending
+        })
+        .await;
+        drop(recv);
+        let n = match received {
+            None => return Ok(()), // idle too long: close
+            Some(result) => result?,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        last_data = Instant::now();
         stream.send_all(&buf[..n]).await?;
+    }
+}
+
+/// Accepts until shutdown begins, one task per connection.
+async fn serve(listener: TcpListener, idle: Option<Duration>) {
+    while let Some(accepted) = until_shutdown(listener.accept()).await {
+        match accepted {
+            Ok((stream, _peer)) => {
+                spawn(async move {
+                    if let Err(e) = echo(stream, idle).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            // Out of file descriptors, a connection reset before we took
+            // it...: this one is lost, the server goes on.
+            Err(e) => {
+                eprintln!("echo_server: accept failed: {e}");
+                cellio::yield_now().await;
+            }
+        }
     }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("echo_server: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: std::io::Result<()> = runtime.block_on(async {
-        let listener = TcpListener::bind(args.addr).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", args.addr))
-        })?;
-        println!("listening on {}", listener.local_addr()?);
-        loop {
-            match listener.accept().await {
-                Ok((stream, _peer)) => {
-                    spawn(async move {
-                        if let Err(e) = echo(stream).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                // Out of file descriptors, a connection reset before we took
-                // it...: this one is lost, the server goes on.
-                Err(e) => {
-                    eprintln!("echo_server: accept failed: {e}");
-                    cellio::yield_now().await;
-                }
-            }
-        }
-    });
-    match result {
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echo_server: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(args: &Args) -> std::io::Result<()> {
+    let workers = usize::from(args.workers);
+    let idle = (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms));
+    let runtime = Builder::new().workers(workers).build()?;
+
+    // Signals: a plain thread waits for them and begins the shutdown.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let handle = runtime.handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            handle.shutdown();
+        }
+    });
+
+    runtime.block_on(async {
+        let options = ListenOptions {
+            reuse_port: workers > 1,
+            ..ListenOptions::default()
+        };
+        let listener = TcpListener::bind_with(args.addr, options).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", args.addr))
+        })?;
+        let addr = listener.local_addr()?;
+        println!("listening on {addr}");
+        for worker in 1..workers {
+            spawn_on(worker, async move {
+                match TcpListener::bind_with(addr, options) {
+                    Ok(listener) => serve(listener, idle).await,
+                    Err(e) => {
+                        eprintln!("echo_server: worker {worker} cannot listen on {addr}: {e}");
+                        WORKER_FAILED.store(true, Ordering::SeqCst);
+                        if let Some(runtime) = RuntimeHandle::current() {
+                            runtime.shutdown();
+                        }
+                    }
+                }
+            });
+        }
+        serve(listener, idle).await;
+        Ok::<(), std::io::Error>(())
+    })?;
+
+    let cancelled = runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
+    if cancelled > 0 {
+        eprintln!("echo_server: closed {cancelled} connections still open after the grace period");
+    }
+    if WORKER_FAILED.load(Ordering::SeqCst) {
+        return Err(std::io::Error::other("a worker failed to start"));
+    }
+    Ok(())
 }
