@@ -164,7 +164,7 @@ impl Readiness {
     }
 
     /// How many notifications the cell had received when the snapshot was
-    /// taken (modulo 2^28).
+    /// taken (modulo 2^27).
     #[inline]
     pub fn sequence(self) -> u64 {
         seq(self.0)

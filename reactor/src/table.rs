@@ -13,8 +13,9 @@
 //!    and dropped before it can reach a socket that reused the slot.
 //! 3. **Key allocation** (which indices are free) sits behind a mutex and is
 //!    touched only when a socket is registered or dropped, never per
-//!    operation or per event. A `slab` keeps the free list, so the lowest
-//!    free index is reused first and pages fill from the front.
+//!    operation or per event. A `slab` keeps the free list (the most
+//!    recently freed index is reused first, so hot slots stay hot) and
+//!    pages are only added when every existing slot is taken.
 //!
 //! Nothing here allocates per socket once the pages and the slab have grown
 //! to the peak number of live sockets.

@@ -1,0 +1,149 @@
+//! criterion micro-benchmarks of cellio's hot paths:
+//!
+//! * `recv/sync` — a `recv` that completes on its first poll (data already
+//!   buffered): one atomic load, one `read(2)`, the completion bookkeeping;
+//! * `recv/park_wake` — a message whose `recv` parks and is woken by the
+//!   reactor: write on one end, the receiving task parks, the reactor turn
+//!   notifies the cell, the task runs again;
+//! * `cell/park_notify` — the op cell alone: reserve, park, notify,
+//!   release (no syscalls);
+//! * `spawn/pooled` and `spawn/unpooled` — spawning and finishing a task,
+//!   with the task pool on and off.
+//!
+//! ```text
+//! cargo bench -p cellio-benches --bench hot_paths
+//! ```
+
+use std::hint::black_box;
+use std::task::Waker;
+
+use cellio::reactor::{OpCell, Park};
+use cellio::{Builder, Runtime, TcpListener, TcpStream};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn one_worker(pooling: bool) -> Runtime {
+    Builder::new()
+        .workers(1)
+        .task_pooling(pooling)
+        .build()
+        .expect("runtime")
+}
+
+/// A connected pair inside `rt`.
+fn pair(rt: &Runtime) -> (TcpStream, TcpStream) {
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.set_nodelay(true).unwrap();
+        server.set_nodelay(true).unwrap();
+        (client, server)
+    })
+}
+
+fn recv_sync(c: &mut Criterion) {
+    let rt = one_worker(true);
+    let (client, server) = pair(&rt);
+    let mut buf = [0u8; 64];
+    c.bench_function("recv/sync", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                // 64 bytes buffered before recv is called: the receive
+                // completes on its first poll. try_send cannot block here:
+                // the receiver drains what we write each iteration.
+                client.try_send(&[7u8; 64]).unwrap();
+                let mut op = server.recv(&mut buf);
+                match op.try_complete() {
+                    Some(n) => black_box(n.unwrap()),
+                    None => black_box(op.await.unwrap()),
+                }
+            })
+        })
+    });
+}
+
+fn recv_park_wake(c: &mut Criterion) {
+    let rt = one_worker(true);
+    let (client, server) = pair(&rt);
+    c.bench_function("recv/park_wake", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut buf = [0u8; 64];
+                // recv parks (nothing buffered), the send below makes the
+                // socket readable, the reactor wakes the receiver.
+                let receiver = async {
+                    let n = server.recv(&mut buf).await.unwrap();
+                    black_box(n)
+                };
+                let sender = async {
+                    cellio::yield_now().await;
+                    client.send_all(&[1u8; 64]).await.unwrap();
+                };
+                join(receiver, sender).await
+            })
+        })
+    });
+}
+
+/// Polls two futures together until both are done (no allocation).
+async fn join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> A::Output {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut out_a, mut done_b) = (None, false);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none() {
+            if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+                out_a = Some(v);
+            }
+        }
+        if !done_b {
+            done_b = b.as_mut().poll(cx).is_ready();
+        }
+        if done_b {
+            if let Some(v) = out_a.take() {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+fn cell_park_notify(c: &mut Criterion) {
+    let cell = OpCell::new();
+    c.bench_function("cell/park_notify", |b| {
+        b.iter(|| {
+            let seen = cell.observe().unwrap();
+            let token = cell.reserve().unwrap();
+            assert_eq!(cell.park(token, seen, Waker::noop()), Ok(Park::Parked));
+            cell.notify();
+            black_box(cell.observe_reserved(token).unwrap());
+            cell.release(token).unwrap();
+        })
+    });
+}
+
+fn spawn(c: &mut Criterion) {
+    for (name, pooling) in [("spawn/pooled", true), ("spawn/unpooled", false)] {
+        let rt = one_worker(pooling);
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let handle = cellio::spawn(async { black_box(1u64) });
+                    handle.await.unwrap()
+                })
+            })
+        });
+    }
+}
+
+criterion_group!(
+    benches,
+    cell_park_notify,
+    recv_sync,
+    recv_park_wake,
+    spawn
+);
+criterion_main!(benches);
