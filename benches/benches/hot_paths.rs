@@ -139,11 +139,5 @@ fn spawn(c: &mut Criterion) {
     }
 }
 
-criterion_group!(
-    benches,
-    cell_park_notify,
-    recv_sync,
-    recv_park_wake,
-    spawn
-);
+criterion_group!(benches, cell_park_notify, recv_sync, recv_park_wake, spawn);
 criterion_main!(benches);
