@@ -30,6 +30,7 @@
 
 mod op;
 mod stats;
+mod sys;
 pub mod tcp;
 
 pub use stats::OpStats;

@@ -54,6 +54,7 @@ impl OpState {
 
     /// Drives the operation. With `waker: None` it never parks: it returns
     /// `Pending` where it would have slept (the `try_complete` fast path).
+    #[inline]
     pub(crate) fn poll<R>(
         &mut self,
         cell: &OpCell,
@@ -110,6 +111,7 @@ impl OpState {
         }
     }
 
+    #[inline]
     fn finish<R>(
         &mut self,
         cell: &OpCell,
@@ -133,10 +135,19 @@ impl OpState {
 
     /// Releases a reservation held by an unfinished operation (its future is
     /// being dropped).
+    #[inline]
     pub(crate) fn cancel(&mut self, cell: &OpCell) {
         if let Some(token) = self.token.take() {
-            let _ = cell.release(token);
-            tracing::trace!(generation = token.generation(), "op cancelled");
+            cancel_reserved(cell, token);
         }
     }
+}
+
+/// The rare half of [`OpState::cancel`], out of line so that dropping a
+/// finished operation costs one branch.
+#[cold]
+#[inline(never)]
+fn cancel_reserved(cell: &OpCell, token: Token) {
+    let _ = cell.release(token);
+    tracing::trace!(generation = token.generation(), "op cancelled");
 }

@@ -125,6 +125,26 @@ fn released(word: u64) -> u64 {
     (word & !(GEN_MASK | PHASE_MASK)) | next_gen | IDLE
 }
 
+/// `released(word)`, plus `EXHAUSTED` if the attempt made at `seen` proved
+/// the socket exhausted and nothing changed since (no notification, no
+/// hang-up).
+#[inline]
+fn released_after(word: u64, exhausted_at: Option<Readiness>) -> u64 {
+    let next = released(word);
+    match exhausted_at {
+        Some(seen) if seq(word) == seq(seen.0) && word & HUP == 0 => next | EXHAUSTED,
+        _ => next,
+    }
+}
+
+/// Emits a park/wake trace event; out of line so that the hot paths carry
+/// no formatting code when nobody listens.
+#[cold]
+#[inline(never)]
+fn trace_event(generation: u32, what: &'static str) {
+    tracing::trace!(generation, "{what}");
+}
+
 /// A notification: sequence + 1 (wrapping out of the word), `EXHAUSTED`
 /// cleared because whatever was exhausted may have changed.
 #[inline]
@@ -141,6 +161,12 @@ fn notified(word: u64) -> u64 {
 pub struct Token(u32);
 
 impl Token {
+    /// The token's generation in its place in the state word.
+    #[inline]
+    fn bits(self) -> u64 {
+        u64::from(self.0) << GEN_SHIFT
+    }
+
     /// The generation number this token stands for.
     pub fn generation(self) -> u32 {
         self.0
@@ -343,7 +369,19 @@ impl OpCell {
     /// If the holder had parked (it is being polled again, perhaps with a
     /// new waker), the cell is taken back to `RESERVED` first so the holder
     /// owns the waker slot again.
+    #[inline]
     pub fn observe_reserved(&self, token: Token) -> Result<Readiness, CellError> {
+        let word = self.word.load(Ordering::Acquire);
+        // Fast path: still ours and not parked (the common case after a
+        // wake, whose notifier stored RESERVED).
+        if word & (GEN_MASK | PHASE_MASK) == token.bits() | RESERVED {
+            return Ok(Readiness(word));
+        }
+        self.observe_reserved_slow(token)
+    }
+
+    #[cold]
+    fn observe_reserved_slow(&self, token: Token) -> Result<Readiness, CellError> {
         let mut spins = 0;
         loop {
             let word = self.word.load(Ordering::Acquire);
@@ -353,8 +391,8 @@ impl OpCell {
             match phase(word) {
                 RESERVED => return Ok(Readiness(word)),
                 PARKED => {
-                    // Acquire: we take the slot back; nothing was written to
-                    // it by others, but keep the edge for symmetry.
+                    // Take the slot back (we are being polled again, perhaps
+                    // with a new waker); the notifier must not take it now.
                     let back = with_phase(word, RESERVED);
                     if self
                         .word
@@ -372,6 +410,7 @@ impl OpCell {
     /// Reserves the cell for an operation that must wait.
     ///
     /// Fails with [`CellError::Busy`] when another operation holds it.
+    #[inline]
     pub fn reserve(&self) -> Result<Token, CellError> {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
@@ -380,7 +419,7 @@ impl OpCell {
             }
             // Acquire: the previous holder's writes to the waker slot
             // (published by its Release in `release`) happen before ours.
-            match self.word.compare_exchange_weak(
+            match self.word.compare_exchange(
                 word,
                 with_phase(word, RESERVED),
                 Ordering::Acquire,
@@ -397,9 +436,10 @@ impl OpCell {
     /// Returns [`Park::Retry`] instead if readiness moved since `seen` was
     /// taken. Fails with [`CellError::Stale`] for an old token and
     /// [`CellError::Closed`] once the reactor is gone.
+    #[inline]
     pub fn park(&self, token: Token, seen: Readiness, waker: &Waker) -> Result<Park, CellError> {
         let word = self.word.load(Ordering::Acquire);
-        if generation(word) != token.0 || phase(word) != RESERVED {
+        if word & (GEN_MASK | PHASE_MASK) != token.bits() | RESERVED {
             return Err(CellError::Stale);
         }
         if word & CLOSED != 0 {
@@ -426,7 +466,9 @@ impl OpCell {
             Ordering::Acquire,
         ) {
             Ok(_) => {
-                tracing::trace!(generation = token.0, "op parked");
+                if tracing::level_enabled!(tracing::Level::TRACE) {
+                    trace_event(token.0, "op parked");
+                }
                 Ok(Park::Parked)
             }
             Err(actual) if actual & CLOSED != 0 => Err(CellError::Closed),
@@ -448,11 +490,31 @@ impl OpCell {
         self.release_inner(token, Some(seen))
     }
 
+    #[inline]
     fn release_inner(
         &self,
         token: Token,
         exhausted_at: Option<Readiness>,
     ) -> Result<(), CellError> {
+        let word = self.word.load(Ordering::Relaxed);
+        // Fast path: ours, not parked, nobody racing.
+        if word & (GEN_MASK | PHASE_MASK) == token.bits() | RESERVED {
+            let next = released_after(word, exhausted_at);
+            // Release: hands the waker slot (and our writes to it) to the
+            // next holder, who Acquires in `reserve`.
+            if self
+                .word
+                .compare_exchange(word, next, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        self.release_slow(token, exhausted_at)
+    }
+
+    #[cold]
+    fn release_slow(&self, token: Token, exhausted_at: Option<Readiness>) -> Result<(), CellError> {
         let mut spins = 0;
         let mut word = self.word.load(Ordering::Acquire);
         loop {
@@ -464,18 +526,12 @@ impl OpCell {
                 word = self.word.load(Ordering::Acquire);
                 continue;
             }
-            let mut next = released(word);
-            if let Some(seen) = exhausted_at {
-                if seq(word) == seq(seen.0) && word & HUP == 0 {
-                    next |= EXHAUSTED;
-                }
-            }
-            // Release: hands the waker slot (and our writes to it) to the
-            // next holder, who Acquires in `reserve`.
-            match self
-                .word
-                .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.word.compare_exchange_weak(
+                word,
+                released_after(word, exhausted_at),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(actual) => word = actual,
             }
@@ -505,9 +561,22 @@ impl OpCell {
     /// sequence, clears `EXHAUSTED`, and wakes the parked waker if there is
     /// one. The wake happens after the cell is consistent again, never inside
     /// the exclusive window.
+    #[inline]
     pub fn notify(&self) {
+        let word = self.word.load(Ordering::Acquire);
+        // Fast path: nobody parked (IDLE or RESERVED): just count it.
+        if word & PARKED == 0
+            && self
+                .word
+                .compare_exchange(word, notified(word), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return;
+        }
         if let Some(waker) = self.advance(0) {
-            tracing::trace!("op woken");
+            if tracing::level_enabled!(tracing::Level::TRACE) {
+                trace_event(generation(word), "op woken");
+            }
             waker.wake();
         }
     }
@@ -517,7 +586,9 @@ impl OpCell {
     /// which the exhausted shortcut is off for good.
     pub fn notify_hangup(&self) {
         if let Some(waker) = self.advance(HUP) {
-            tracing::trace!("op woken by hang-up");
+            if tracing::level_enabled!(tracing::Level::TRACE) {
+                trace_event(self.generation(), "op woken by hang-up");
+            }
             waker.wake();
         }
     }
@@ -533,6 +604,7 @@ impl OpCell {
 
     /// `notified(word) | extra`, taking the waker out if the phase was
     /// `PARKED`.
+    #[inline]
     fn advance(&self, extra: u64) -> Option<Waker> {
         let mut spins = 0;
         let mut word = self.word.load(Ordering::Acquire);

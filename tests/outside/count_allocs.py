@@ -9,7 +9,9 @@ before and after two phases:
 * connections: K short connection lives (connect, echo, close).
 
 Prints allocations per message and per connection. Exits 1 if the message
-phase allocated anything (the zero-allocation promise), 2 on a setup error.
+phase allocated anything (the zero-allocation promise) or, with
+--max-per-connection, if a connection life allocated more than that; 2 on a
+setup error.
 
     tests/outside/count_allocs.py --server target/release/examples/echo_server
 """
@@ -59,6 +61,8 @@ def main():
     ap.add_argument("--connections", type=int, default=20)
     ap.add_argument("--messages", type=int, default=2000, help="per connection")
     ap.add_argument("--lives", type=int, default=200, help="connection lives to count")
+    ap.add_argument("--max-per-connection", type=float, default=None,
+                    help="also fail (exit 1) if a connection life allocates more than this")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="cellio-allocs-")
@@ -114,7 +118,11 @@ def main():
           f"({(b - a) / messages:.4f} per message)")
     print(f"count_allocs: {args.lives} connection lives: {c1 - c0} allocations "
           f"({(c1 - c0) / args.lives:.2f} per connection)")
-    return 1 if b != a else 0
+    if b != a:
+        return 1
+    if args.max_per_connection is not None and (c1 - c0) / args.lives > args.max_per_connection:
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,26 +5,30 @@
 //! `crate::op`, dropping it mid-flight releases its cell.
 
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use cellio_reactor::CellError;
 
 use crate::op::OpState;
+use crate::sys;
 use crate::tcp::TcpStream;
 
+#[inline]
 fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
-    let n = { stream.io() }.read(buf)?;
+    let n = sys::recv(stream.as_raw_fd(), buf)?;
     // A short read leaves the socket drained: the next receive can park
     // without a syscall that would only say EAGAIN. (0 is end of stream.)
     Ok((n, n > 0 && n < buf.len()))
 }
 
+#[inline]
 fn send_attempt(stream: &TcpStream, buf: &[u8]) -> io::Result<(usize, bool)> {
-    // std's TCP write uses `send(.., MSG_NOSIGNAL)` on Linux and mio sets
-    // SO_NOSIGPIPE on Apple platforms: a reset peer never raises SIGPIPE.
-    let n = { stream.io() }.write(buf)?;
+    // MSG_NOSIGNAL (Linux) / SO_NOSIGPIPE (Apple, set by mio): a reset peer
+    // never raises SIGPIPE.
+    let n = sys::send(stream.as_raw_fd(), buf)?;
     // A partial write means the send buffer is full.
     Ok((n, n < buf.len()))
 }

@@ -2,7 +2,7 @@
 //! cell.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
@@ -193,12 +193,12 @@ impl TcpStream {
 
     /// Receives without waiting: `WouldBlock` if nothing is buffered.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.io).read(buf)
+        crate::sys::recv(self.io.as_raw_fd(), buf)
     }
 
     /// Sends without waiting: `WouldBlock` if the send buffer is full.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        (&self.io).write(buf)
+        crate::sys::send(self.io.as_raw_fd(), buf)
     }
 
     /// Shuts down the read, write, or both halves. `Shutdown::Write` sends
@@ -243,10 +243,6 @@ impl TcpStream {
     /// ```
     pub fn stats(&self) -> OpStats {
         OpStats::of(&self.registration)
-    }
-
-    pub(crate) fn io(&self) -> &mio::net::TcpStream {
-        &self.io
     }
 
     pub(crate) fn registration(&self) -> &Registration {
