@@ -1,0 +1,170 @@
+//! Command-line flags and their validation.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// cellio's load client: drives an echo server over many connections,
+/// checks every echoed byte, and reports throughput and latency
+/// percentiles.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "load", version, about, long_about = None)]
+pub struct Args {
+    /// Server address (HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub addr: String,
+
+    /// Number of connections (over all workers).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connections: u32,
+
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
+    pub size: u32,
+
+    /// Measured run length, e.g. `10s`, `500ms`, `2m` [default: 10s].
+    #[arg(long, value_parser = parse_positive_duration, conflicts_with = "requests")]
+    pub duration: Option<Duration>,
+
+    /// Total number of messages to measure (instead of --duration), spread
+    /// evenly over the connections.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+
+    /// Open loop: total messages per second over all connections. Each
+    /// connection sends at rate/connections from evenly staggered start
+    /// offsets; latency counts from each message's intended send time.
+    #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+
+    /// Open loop: busy-wait the last millisecond before each due send for
+    /// microsecond-accurate pacing (cellio's timers have 1 ms resolution,
+    /// so plain sleeping sends up to 1 ms late), at the cost of keeping the
+    /// client's core busy.
+    #[arg(long, requires = "rate")]
+    pub spin: bool,
+
+    /// Messages in flight per connection (1 = closed loop: send, wait for
+    /// the echo, send the next).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub pipeline: u32,
+
+    /// Threads, each running its own cellio runtime with a share of the
+    /// connections (capped at --connections).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+
+    /// Traffic before measuring starts (not recorded) [default: 1s with
+    /// --duration, 0s with --requests].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+
+    /// A message whose echo makes no progress for this long is an error;
+    /// also bounds each connect.
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    pub timeout: Duration,
+
+    /// Print exactly one JSON object with the results on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, `250us`, `1.5s`; a bare number is
+/// seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 10s, 500ms, 2m)"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit (use ns, us, ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("`{s}` must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of messages per second"))?;
+    if !r.is_finite() || r <= 0.0 || r > 1e9 {
+        return Err(format!("`{s}` must be a rate above 0 and at most 1e9"));
+    }
+    Ok(r)
+}
+
+/// Parses the command line; a usage error becomes one line on stderr and
+/// exit code 2 (`--help` and `--version` print as usual).
+pub fn parse() -> Args {
+    use clap::error::ErrorKind;
+    match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                // clap's message is several lines (the error, sometimes
+                // the arguments it names, then usage): keep what precedes
+                // the usage, on one line.
+                let text = e.to_string();
+                let first = text
+                    .lines()
+                    .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let first = first.strip_prefix("error: ").unwrap_or(&first);
+                let first = if first.is_empty() {
+                    "invalid arguments"
+                } else {
+                    first
+                };
+                crate::fail_usage(&format!("{first} (try --help)"));
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_positive_duration("0s").is_err());
+    }
+}

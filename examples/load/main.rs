@@ -1,0 +1,459 @@
+//! `load`: cellio's bundled load client, built on cellio itself.
+//!
+//! ```text
+//! cargo run --release --example echo_server -- --addr 127.0.0.1:7000 &
+//! cargo run --release --example load -- --addr 127.0.0.1:7000 --connections 100 --duration 10s
+//! ```
+//!
+//! * Closed loop by default (`--pipeline 1`): each connection sends one
+//!   message, waits for its whole echo, sends the next. `--pipeline K`
+//!   keeps K messages in flight per connection (a sender and a receiver
+//!   joined inside the connection's task).
+//! * Open loop with `--rate R`: messages are due at fixed times (R per
+//!   second over all connections, starts evenly staggered) and latency is
+//!   measured from when a message was *due*, so a slow server's queueing
+//!   delay is counted (no coordinated omission). `--pipeline` still caps the
+//!   messages in flight per connection.
+//! * Every echoed byte is checked: message contents depend on the
+//!   connection and the message number.
+//! * `--workers W` runs W threads, each with its own cellio runtime and a
+//!   share of the connections; their histograms are merged at the end.
+//!
+//! A message counts in `msgs` (and in the latency histogram) if it was due
+//! after the warm-up and its echo came back in full before the end of the
+//! run; a message whose echo differs counts in `msgs` and in `mismatches`.
+//! `bytes_per_sec` is echoed payload per second in one direction.
+//!
+//! Exit code: 0 if all went well; 1 on any mismatch, error (I/O error,
+//! unexpected EOF, timeout), failed connect, or if no message completed; 2
+//! on bad flags or when no connection could be opened.
+
+mod args;
+mod conn;
+mod pattern;
+mod stats;
+
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cellio::runtime::timeout;
+use cellio::{spawn_local, Runtime, TcpStream};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use args::Args;
+use conn::{Conn, Pace, Timeline};
+use stats::{Stats, Totals};
+
+#[global_allocator]
+static ALLOC: stats::Counting = stats::Counting;
+
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
+
+/// Prints `load: error: MSG` and exits with code 2.
+fn fail_usage(msg: &str) -> ! {
+    eprintln!("load: error: {msg}");
+    std::process::exit(2);
+}
+
+/// The run's settings, shared by the workers.
+struct Plan {
+    addrs: Vec<SocketAddr>,
+    connections: u64,
+    size: usize,
+    pipeline: usize,
+    requests: Option<u64>,
+    rate: Option<f64>,
+    spin: bool,
+    warmup: Duration,
+    duration: Option<Duration>,
+    timeout: Duration,
+}
+
+/// A worker's connect phase, reported to the main thread.
+struct Connected {
+    ok: u64,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = args::parse();
+    let addrs: Vec<SocketAddr> = match args.addr.to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => fail_usage(&format!("cannot resolve --addr {}: {e}", args.addr)),
+    };
+    if addrs.is_empty() {
+        fail_usage(&format!("--addr {} resolves to no address", args.addr));
+    }
+    let plan = Arc::new(Plan {
+        addrs,
+        connections: u64::from(args.connections),
+        size: args.size as usize,
+        pipeline: args.pipeline as usize,
+        requests: args.requests,
+        rate: args.rate,
+        spin: args.spin,
+        warmup: args.warmup.unwrap_or(if args.requests.is_some() {
+            Duration::ZERO
+        } else {
+            DEFAULT_WARMUP
+        }),
+        duration: match args.requests {
+            Some(_) => None,
+            None => Some(args.duration.unwrap_or(DEFAULT_DURATION)),
+        },
+        timeout: args.timeout,
+    });
+    run(&args, plan)
+}
+
+fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
+    let workers = u64::from(args.workers).min(plan.connections);
+    let (ready_tx, ready_rx) = mpsc::channel::<Connected>();
+    let mut threads = Vec::new();
+    let mut go = Vec::new();
+    let mut published = Vec::new();
+    for w in 0..workers {
+        let ids = (w * plan.connections / workers)..((w + 1) * plan.connections / workers);
+        let (go_tx, go_rx) = mpsc::channel::<Option<Instant>>();
+        let counter = Arc::new(AtomicU64::new(0));
+        let (plan, ready, c) = (plan.clone(), ready_tx.clone(), counter.clone());
+        let spawned = thread::Builder::new()
+            .name(format!("load-worker-{w}"))
+            .spawn(move || worker(&plan, ids, &ready, &go_rx, c));
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                eprintln!("load: error: cannot start worker thread: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        go.push(go_tx);
+        published.push(counter);
+    }
+    drop(ready_tx);
+
+    // Connect phase: all workers open their connections, then start together.
+    let (mut ok, mut failed, mut first_error) = (0, 0, None);
+    for report in ready_rx.iter().take(workers as usize) {
+        ok += report.ok;
+        failed += report.failed;
+        first_error = first_error.or(report.first_error);
+    }
+    if ok == 0 {
+        for tx in &go {
+            let _ = tx.send(None);
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        let why = first_error.unwrap_or_else(|| "no connection".into());
+        fail_usage(&format!("cannot connect to {}: {why}", args.addr));
+    }
+    if failed > 0 {
+        eprintln!(
+            "load: {failed} of {} connects failed (first: {})",
+            plan.connections,
+            first_error.as_deref().unwrap_or("?")
+        );
+    }
+    let t0 = Instant::now();
+    for tx in &go {
+        let _ = tx.send(Some(t0));
+    }
+
+    progress(&plan, t0, &threads, &published);
+
+    let mut totals = Totals::empty();
+    for t in threads {
+        match t.join() {
+            Ok(out) => totals.merge(out),
+            Err(_) => {
+                eprintln!("load: error: a worker thread panicked");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let warm_end = t0 + plan.warmup;
+    let secs = match plan.duration {
+        Some(d) => d.as_secs_f64(),
+        None => totals
+            .last_done
+            .map_or(0.0, |t| t.saturating_duration_since(warm_end).as_secs_f64()),
+    };
+    report(args, &plan, workers, secs, &totals);
+
+    if totals.msgs == 0 {
+        eprintln!("load: error: no message completed in the measured window");
+        return ExitCode::FAILURE;
+    }
+    if totals.mismatches > 0 || totals.errors > 0 || totals.connect_errors > 0 {
+        eprintln!(
+            "load: error: {} mismatches, {} errors, {} failed connects",
+            totals.mismatches, totals.errors, totals.connect_errors
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// One worker thread: its own runtime, connections `ids`.
+fn worker(
+    plan: &Plan,
+    ids: Range<u64>,
+    ready: &mpsc::Sender<Connected>,
+    go: &mpsc::Receiver<Option<Instant>>,
+    published: Arc<AtomicU64>,
+) -> Totals {
+    let rt = match Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Connected {
+                ok: 0,
+                failed: ids.end - ids.start,
+                first_error: Some(format!("cannot start a cellio runtime: {e}")),
+            });
+            let mut totals = Totals::empty();
+            totals.connect_errors = ids.end - ids.start;
+            return totals;
+        }
+    };
+
+    // Connect phase: all connects in flight at once, each bounded.
+    let connect_timeout = plan.timeout;
+    let results: Vec<std::io::Result<TcpStream>> = rt.block_on(async {
+        let handles: Vec<_> = ids
+            .clone()
+            .map(|_| {
+                let addrs = plan.addrs.clone();
+                spawn_local(async move {
+                    let stream = timeout(connect_timeout, TcpStream::connect(&addrs[..]))
+                        .await
+                        .map_err(std::io::Error::from)??;
+                    stream.set_nodelay(true)?;
+                    Ok(stream)
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.map_err(std::io::Error::from).and_then(|r| r));
+        }
+        out
+    });
+    let mut first_error = None;
+    let mut streams = Vec::with_capacity(results.len());
+    for (id, r) in ids.clone().zip(results) {
+        match r {
+            Ok(s) => streams.push((id, s)),
+            Err(e) => {
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let connect_errors = (ids.end - ids.start) - streams.len() as u64;
+    let _ = ready.send(Connected {
+        ok: streams.len() as u64,
+        failed: connect_errors,
+        first_error,
+    });
+    let Ok(Some(t0)) = go.recv() else {
+        let mut totals = Totals::empty();
+        totals.connect_errors = connect_errors;
+        return totals;
+    };
+    let timeline = Timeline {
+        warm_end: t0 + plan.warmup,
+        end: plan.duration.map(|d| t0 + plan.warmup + d),
+    };
+    let stats = Rc::new(Stats::new(published));
+    rt.block_on(async {
+        let handles: Vec<_> = streams
+            .into_iter()
+            .map(|(id, stream)| {
+                let c = Conn {
+                    id,
+                    size: plan.size,
+                    pipeline: plan.pipeline,
+                    quota: plan
+                        .requests
+                        .map(|n| n / plan.connections + u64::from(id < n % plan.connections)),
+                    pace: plan.rate.map(|rate| Pace {
+                        t0,
+                        rate,
+                        offset: id,
+                        stride: plan.connections,
+                        spin: plan.spin,
+                    }),
+                    timeline,
+                    timeout: plan.timeout,
+                };
+                let stats = stats.clone();
+                if plan.pipeline == 1 {
+                    spawn_local(conn::closed(stream, c, stats))
+                } else {
+                    spawn_local(conn::pipelined(stream, c, stats))
+                }
+            })
+            .collect();
+        for h in handles {
+            if let Err(e) = h.await {
+                stats.error(u64::MAX, format_args!("connection task failed: {e}"));
+            }
+        }
+    });
+    drop(rt);
+    match Rc::try_unwrap(stats) {
+        Ok(stats) => stats.into_totals(connect_errors),
+        Err(_) => unreachable!("every connection task has finished"),
+    }
+}
+
+/// The live progress line (stderr, only on a terminal) until the workers end.
+fn progress(
+    plan: &Plan,
+    t0: Instant,
+    threads: &[thread::JoinHandle<Totals>],
+    published: &[Arc<AtomicU64>],
+) {
+    let all_done = || threads.iter().all(|t| t.is_finished());
+    if !std::io::stderr().is_terminal() {
+        while !all_done() {
+            thread::sleep(Duration::from_millis(20));
+        }
+        return;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let warm_end = t0 + plan.warmup;
+    while !all_done() {
+        thread::sleep(Duration::from_millis(100));
+        let now = Instant::now();
+        let n: u64 = published.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+        // Measured messages per second so far (warm-up excluded).
+        let measured = now.saturating_duration_since(warm_end).as_secs_f64();
+        let rate = if measured > 0.0 {
+            n as f64 / measured
+        } else {
+            0.0
+        };
+        let phase = if now < warm_end {
+            "warming up".to_string()
+        } else {
+            match plan.duration {
+                Some(d) => format!(
+                    "{:.1}/{:.1} s",
+                    now.duration_since(warm_end)
+                        .as_secs_f64()
+                        .min(d.as_secs_f64()),
+                    d.as_secs_f64()
+                ),
+                None => format!("{n}/{}", plan.requests.unwrap_or(0)),
+            }
+        };
+        bar.set_message(format!("{n} msgs  {rate:.0} msg/s  {phase}"));
+        bar.tick();
+    }
+    bar.finish_and_clear();
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
+    let per_sec = |x: f64| if secs > 0.0 { x / secs } else { 0.0 };
+    let msgs_per_sec = per_sec(t.msgs as f64);
+    let bytes_per_sec = per_sec((t.msgs * plan.size as u64) as f64);
+    let h = &t.hist;
+    let q = |q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            us(h.value_at_quantile(q))
+        }
+    };
+    let (p50, p90, p99, p999, max) = (q(0.5), q(0.9), q(0.99), q(0.999), us(h.max()));
+    let lag = &t.lag;
+    let lq =
+        |q: f64| (plan.rate.is_some() && !lag.is_empty()).then(|| us(lag.value_at_quantile(q)));
+    let (lag50, lag99, lagmax) = (lq(0.5), lq(0.99), lq(1.0));
+    let allocs_per_msg = if t.msgs > 0 {
+        t.window_allocs as f64 / t.msgs as f64
+    } else {
+        0.0
+    };
+    if args.json {
+        let obj = serde_json::json!({
+            "addr": args.addr,
+            "connections": plan.connections,
+            "size": plan.size,
+            "pipeline": plan.pipeline,
+            "rate": plan.rate,
+            "spin": plan.spin,
+            "workers": workers,
+            "warmup_secs": plan.warmup.as_secs_f64(),
+            "requests": plan.requests,
+            "secs": secs,
+            "msgs": t.msgs,
+            "msgs_per_sec": msgs_per_sec,
+            "bytes_per_sec": bytes_per_sec,
+            "min_us": if h.is_empty() { 0.0 } else { us(h.min()) },
+            "mean_us": if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+            "p50_us": p50,
+            "p90_us": p90,
+            "p99_us": p99,
+            "p999_us": p999,
+            "max_us": max,
+            "send_lag_p50_us": lag50,
+            "send_lag_p99_us": lag99,
+            "send_lag_max_us": lagmax,
+            "errors": t.errors,
+            "timeouts": t.timeouts,
+            "mismatches": t.mismatches,
+            "connect_errors": t.connect_errors,
+            "allocs_per_msg": allocs_per_msg,
+        });
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{obj}");
+        let _ = out.flush();
+        return;
+    }
+    let mode = match plan.rate {
+        Some(r) if plan.spin => format!("open loop at {r} msg/s (spin pacing)"),
+        Some(r) => format!("open loop at {r} msg/s"),
+        None => "closed loop".to_string(),
+    };
+    println!(
+        "load: {} — {} connections, {} B messages, pipeline {}, {mode}, {workers} worker(s)",
+        args.addr, plan.connections, plan.size, plan.pipeline
+    );
+    println!(
+        "  {secs:.3} s: {} msgs, {msgs_per_sec:.0} msg/s, {:.2} MB/s echoed",
+        t.msgs,
+        bytes_per_sec / 1e6
+    );
+    println!(
+        "  latency µs: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}"
+    );
+    if let (Some(l50), Some(l99), Some(lmax)) = (lag50, lag99, lagmax) {
+        println!(
+            "  send lag µs (sent after due; included in latency): p50 {l50:.1}  p99 {l99:.1}  max {lmax:.1}"
+        );
+    }
+    println!(
+        "  errors {} (timeouts {}), mismatches {}, connect errors {}",
+        t.errors, t.timeouts, t.mismatches, t.connect_errors
+    );
+}

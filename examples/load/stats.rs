@@ -1,0 +1,202 @@
+//! Per-worker counters and latency histogram, and a counting allocator that
+//! checks the hot loop really allocates nothing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, RefCell};
+use std::fmt::Display;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// Longest latency the histogram tracks exactly (larger values saturate).
+const MAX_LATENCY_NS: u64 = 3_600 * 1_000_000_000;
+/// Error/mismatch details printed per worker; the rest are only counted.
+const MAX_REPORTS: u32 = 5;
+
+/// The system allocator, counting allocations per thread.
+pub struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to `System`; the counter is a const-initialised
+// thread-local without a destructor, so touching it never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Allocations made by this thread so far.
+pub fn thread_allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+/// A fresh latency histogram (nanoseconds, 3 significant digits).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid histogram bounds")
+}
+
+/// One worker's results, shared by its connection tasks (one thread).
+pub struct Stats {
+    hist: RefCell<Histogram<u64>>,
+    /// Open loop: how late messages were sent compared with their schedule.
+    lag: RefCell<Histogram<u64>>,
+    msgs: Cell<u64>,
+    mismatches: Cell<u64>,
+    errors: Cell<u64>,
+    timeouts: Cell<u64>,
+    last_done: Cell<Option<Instant>>,
+    reports: Cell<u32>,
+    /// Thread allocation count at the first and the latest recorded message.
+    allocs: Cell<Option<(u64, u64)>>,
+    /// `msgs`, for the progress line on the main thread.
+    published: Arc<AtomicU64>,
+}
+
+/// What a worker hands back to the main thread.
+pub struct Totals {
+    pub hist: Histogram<u64>,
+    pub lag: Histogram<u64>,
+    pub msgs: u64,
+    pub mismatches: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    pub connect_errors: u64,
+    pub last_done: Option<Instant>,
+    /// Allocations on worker threads between their first and last recorded
+    /// message.
+    pub window_allocs: u64,
+}
+
+impl Totals {
+    pub fn empty() -> Self {
+        Totals {
+            hist: histogram(),
+            lag: histogram(),
+            msgs: 0,
+            mismatches: 0,
+            errors: 0,
+            timeouts: 0,
+            connect_errors: 0,
+            last_done: None,
+            window_allocs: 0,
+        }
+    }
+
+    pub fn merge(&mut self, other: Totals) {
+        self.hist
+            .add(&other.hist)
+            .expect("histograms have the same bounds");
+        self.lag
+            .add(&other.lag)
+            .expect("histograms have the same bounds");
+        self.msgs += other.msgs;
+        self.mismatches += other.mismatches;
+        self.errors += other.errors;
+        self.timeouts += other.timeouts;
+        self.connect_errors += other.connect_errors;
+        self.last_done = self.last_done.max(other.last_done);
+        self.window_allocs += other.window_allocs;
+    }
+}
+
+impl Stats {
+    pub fn new(published: Arc<AtomicU64>) -> Self {
+        Stats {
+            hist: RefCell::new(histogram()),
+            lag: RefCell::new(histogram()),
+            msgs: Cell::new(0),
+            mismatches: Cell::new(0),
+            errors: Cell::new(0),
+            timeouts: Cell::new(0),
+            last_done: Cell::new(None),
+            reports: Cell::new(0),
+            allocs: Cell::new(None),
+            published,
+        }
+    }
+
+    /// A message's echo came back in full at `now`. `recorded`: it belongs
+    /// to the measured window; `bad`: its bytes differ from what was sent.
+    #[inline]
+    pub fn complete(&self, recorded: bool, bad: bool, latency: Duration, now: Instant) {
+        if bad {
+            self.mismatches.set(self.mismatches.get() + 1);
+        }
+        if recorded {
+            let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
+            self.hist.borrow_mut().saturating_record(ns);
+            let msgs = self.msgs.get() + 1;
+            self.msgs.set(msgs);
+            self.published.store(msgs, Ordering::Relaxed);
+            self.last_done.set(Some(now));
+            let allocs = thread_allocs();
+            let first = self.allocs.get().map_or(allocs, |(first, _)| first);
+            self.allocs.set(Some((first, allocs)));
+        }
+    }
+
+    /// Open loop: a measured message was sent `lag` after it was due.
+    #[inline]
+    pub fn send_lag(&self, lag: Duration) {
+        let ns = u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.lag.borrow_mut().saturating_record(ns);
+    }
+
+    /// Prints the first few problems of this worker on stderr.
+    #[cold]
+    pub fn report(&self, what: impl Display) {
+        let n = self.reports.get();
+        self.reports.set(n + 1);
+        if n < MAX_REPORTS {
+            eprintln!("load: {what}");
+        } else if n == MAX_REPORTS {
+            eprintln!("load: (further errors of this worker are only counted)");
+        }
+    }
+
+    #[cold]
+    pub fn error(&self, conn: u64, what: impl Display) {
+        self.errors.set(self.errors.get() + 1);
+        self.report(format_args!("connection {conn}: {what}"));
+    }
+
+    #[cold]
+    pub fn timeout(&self, conn: u64, seq: u64, timeout: Duration) {
+        self.timeouts.set(self.timeouts.get() + 1);
+        self.error(
+            conn,
+            format_args!("message {seq}: no echo for {timeout:?} (timed out)"),
+        );
+    }
+
+    pub fn into_totals(self, connect_errors: u64) -> Totals {
+        Totals {
+            hist: self.hist.into_inner(),
+            lag: self.lag.into_inner(),
+            msgs: self.msgs.get(),
+            mismatches: self.mismatches.get(),
+            errors: self.errors.get(),
+            timeouts: self.timeouts.get(),
+            connect_errors,
+            last_done: self.last_done.get(),
+            window_allocs: self.allocs.get().map_or(0, |(first, last)| last - first),
+        }
+    }
+}

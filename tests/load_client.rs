@@ -1,0 +1,311 @@
+//! Integration tests of the bundled load client (`examples/load`), run as a
+//! process against in-test servers.
+//!
+//! The example binary is the one `cargo test` builds next to this test
+//! (`target/<profile>/examples/load`); the test first runs
+//! `cargo build --example load` with the same profile so it is never stale.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Builds the example once (same profile as this test) and returns its path.
+fn load_bin() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // This test runs as target/<profile>/deps/load_client-HASH.
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "build",
+            "--quiet",
+            "--example",
+            "load",
+        ]);
+        if release {
+            cargo.arg("--release");
+        }
+        // Same target directory as this test, wherever it is.
+        if let Some(target) = profile_dir.parent() {
+            cargo.env("CARGO_TARGET_DIR", target);
+        }
+        let status = cargo.status().expect("run cargo build --example load");
+        assert!(status.success(), "cargo build --example load failed");
+        let bin = profile_dir
+            .join("examples")
+            .join(format!("load{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "{} not found", bin.display());
+        bin
+    })
+}
+
+fn run_load(args: &[&str]) -> Output {
+    let start = Instant::now();
+    let out = Command::new(load_bin())
+        .args(args)
+        .output()
+        .expect("run the load example");
+    eprintln!(
+        "load {} -> {:?} in {:?}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status.code(),
+        start.elapsed(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8 stdout");
+    let mut lines = stdout.lines().filter(|l| !l.trim().is_empty());
+    let line = lines.next().expect("one JSON line on stdout");
+    assert!(
+        lines.next().is_none(),
+        "exactly one line on stdout: {stdout}"
+    );
+    serde_json::from_str(line).expect("stdout is one JSON object")
+}
+
+/// A blocking echo server on an ephemeral port, one thread per connection.
+/// `corrupt_every`: flip one bit in every N-th `size`-byte message.
+fn echo_server(size: usize, corrupt_every: Option<u64>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr").to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut pos = 0u64; // bytes echoed so far on this connection
+                loop {
+                    let n = match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if let Some(every) = corrupt_every {
+                        for (i, b) in buf[..n].iter_mut().enumerate() {
+                            let at = pos + i as u64;
+                            if at % size as u64 == 0 && (at / size as u64) % every == every - 1 {
+                                *b ^= 0x01;
+                            }
+                        }
+                    }
+                    pos += n as u64;
+                    if stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Accepts connections and never answers.
+fn silent_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr").to_string();
+    thread::spawn(move || {
+        let mut held: Vec<TcpStream> = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+#[test]
+fn counts_every_request_against_an_echo_server() {
+    let addr = echo_server(64, None);
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--requests",
+        "2000",
+        "--connections",
+        "4",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(v["msgs"], 2000);
+    assert_eq!(v["mismatches"], 0);
+    assert_eq!(v["errors"], 0);
+    assert_eq!(v["connect_errors"], 0);
+    assert_eq!(v["connections"], 4);
+    assert_eq!(v["size"], 64);
+    for key in [
+        "secs",
+        "msgs_per_sec",
+        "bytes_per_sec",
+        "p50_us",
+        "p90_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+        "pipeline",
+        "workers",
+    ] {
+        assert!(v[key].is_number(), "{key} missing in {v}");
+    }
+    let (p50, p99, max) = (
+        v["p50_us"].as_f64().unwrap(),
+        v["p99_us"].as_f64().unwrap(),
+        v["max_us"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{v}");
+}
+
+#[test]
+fn pipelined_workers_count_every_request() {
+    let addr = echo_server(100, None);
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--requests",
+        "3001",
+        "--connections",
+        "6",
+        "--size",
+        "100",
+        "--pipeline",
+        "8",
+        "--workers",
+        "2",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(v["msgs"], 3001);
+    assert_eq!(v["mismatches"], 0);
+    assert_eq!(v["errors"], 0);
+    assert_eq!(v["pipeline"], 8);
+    assert_eq!(v["workers"], 2);
+}
+
+#[test]
+fn open_loop_keeps_the_rate_for_the_duration() {
+    let addr = echo_server(64, None);
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--rate",
+        "2000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--connections",
+        "4",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0));
+    let msgs = v["msgs"].as_u64().unwrap();
+    assert!((1800..=2100).contains(&msgs), "msgs {msgs} not about 2000");
+    assert_eq!(v["secs"], 1.0);
+}
+
+#[test]
+fn corrupted_echoes_are_mismatches() {
+    let addr = echo_server(64, Some(10));
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--requests",
+        "500",
+        "--connections",
+        "2",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1));
+    // Every 10th message of each connection is corrupted.
+    assert_eq!(v["mismatches"], 50);
+    assert_eq!(v["errors"], 0);
+}
+
+#[test]
+fn corrupted_echoes_are_mismatches_when_pipelined() {
+    let addr = echo_server(64, Some(10));
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--requests",
+        "500",
+        "--connections",
+        "2",
+        "--pipeline",
+        "4",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(v["mismatches"], 50);
+}
+
+#[test]
+fn a_silent_server_times_out_instead_of_hanging() {
+    let addr = silent_server();
+    let start = Instant::now();
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--requests",
+        "10",
+        "--connections",
+        "2",
+        "--timeout",
+        "300ms",
+    ]);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(v["errors"], 2);
+    assert_eq!(v["timeouts"], 2);
+}
+
+#[test]
+fn unreachable_address_exits_2_with_one_line() {
+    // A port nothing listens on: bind one, then close it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("ephemeral port")
+        .port();
+    let out = run_load(&["--addr", &format!("127.0.0.1:{port}"), "--requests", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
+    assert!(stderr.contains("cannot connect"), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    for args in [
+        &["--bogus"][..],
+        &["--size", "0"],
+        &["--duration", "10x"],
+        &["--duration", "1s", "--requests", "5"],
+        &["--rate", "-5"],
+        &["--connections", "0"],
+    ] {
+        let out = run_load(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
