@@ -12,6 +12,12 @@
 //! * `--idle-timeout-ms MS`: a connection silent that long is closed.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
 //!   finish, then exit 0.
+//! * `--no-task-pool`: allocate each connection's task afresh (to measure
+//!   what pooling buys).
+//!
+//! With `--workers` above 1 the listeners use `SO_REUSEPORT`, so another
+//! process of the same user listening on the port with `SO_REUSEPORT` too
+//! is not detected: the two would share connections.
 //!
 //! A connection's error ends that connection only.
 
@@ -44,6 +50,10 @@ struct Args {
     /// On SIGINT/SIGTERM, how long open connections may take to finish.
     #[arg(long, default_value_t = 1000)]
     grace_ms: u64,
+    /// Allocate every connection's task afresh instead of reusing finished
+    /// ones (to measure what task pooling buys).
+    #[arg(long)]
+    no_task_pool: bool,
 }
 
 /// Set when a worker could not start: the server shuts down and exits 1.
@@ -102,6 +112,8 @@ async fn serve(listener: TcpListener, idle: Option<Duration>) {
     while let Some(accepted) = until_shutdown(listener.accept()).await {
         match accepted {
             Ok((stream, _peer)) => {
+                // Small replies go out at once instead of waiting for ACKs.
+                let _ = stream.set_nodelay(true);
                 spawn(async move {
                     if let Err(e) = echo(stream, idle).await {
                         tracing::debug!(error = %e, "connection ended with an error");
@@ -132,7 +144,10 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> std::io::Result<()> {
     let workers = usize::from(args.workers);
     let idle = (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms));
-    let runtime = Builder::new().workers(workers).build()?;
+    let runtime = Builder::new()
+        .workers(workers)
+        .task_pooling(!args.no_task_pool)
+        .build()?;
 
     // Signals: a plain thread waits for them and begins the shutdown.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
