@@ -21,33 +21,37 @@ use std::task::{Poll, Waker};
 /// cycles through its tasks quickly.
 pub const DEFAULT_BUDGET: u32 = 128;
 
+/// The budget outside any budgeted poll: so large it never runs out.
+const UNLIMITED: u32 = u32::MAX;
+
 thread_local! {
-    static BUDGET: Cell<Option<u32>> = const { Cell::new(None) };
+    static BUDGET: Cell<u32> = const { Cell::new(UNLIMITED) };
 }
 
 /// Runs `f` (a task poll) with `units` of budget, then restores the
 /// previous budget. Returns `f`'s result and whether the budget ran out.
+#[inline]
 pub fn run_with<R>(units: u32, f: impl FnOnce() -> R) -> (R, bool) {
-    let previous = BUDGET.with(|b| b.replace(Some(units)));
+    let previous = BUDGET.with(|b| b.replace(units));
     let result = f();
     let left = BUDGET.with(|b| b.replace(previous));
-    (result, left == Some(0))
+    (result, left == 0)
 }
 
 /// Spends one unit: `Ready` if the operation may proceed, otherwise wakes
 /// `waker` (so the task is polled again soon) and returns `Pending`.
 #[inline]
 pub fn poll_proceed(waker: &Waker) -> Poll<()> {
-    BUDGET.with(|b| match b.get() {
-        None => Poll::Ready(()),
-        Some(0) => {
+    BUDGET.with(|b| {
+        // Outside a budgeted poll the count starts at u32::MAX: it would
+        // take four billion operations in one poll to run out.
+        let left = b.get();
+        if left == 0 {
             waker.wake_by_ref();
-            Poll::Pending
+            return Poll::Pending;
         }
-        Some(n) => {
-            b.set(Some(n - 1));
-            Poll::Ready(())
-        }
+        b.set(left - 1);
+        Poll::Ready(())
     })
 }
 

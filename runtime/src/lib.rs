@@ -35,6 +35,7 @@ mod builder;
 mod join;
 mod runtime;
 mod shutdown;
+mod sleep_gate;
 mod sync;
 mod task;
 pub mod time;

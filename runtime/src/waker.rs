@@ -24,12 +24,13 @@
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use cellio_reactor::Handle;
 
+use crate::sleep_gate::SleepGate;
 use crate::task::RawTask;
 use crate::time::TimerKey;
 use crate::worker::Executor;
@@ -121,6 +122,14 @@ fn wake(data: *const ()) {
             return;
         }
     }
+    wake_remote(addr);
+}
+
+/// A wake from another thread than the task's worker: through its inbox.
+/// Out of line, so the same-thread wake stays a few instructions.
+#[cold]
+#[inline(never)]
+fn wake_remote(addr: TaskAddr) {
     Inbox::get(addr.worker).push(addr);
 }
 
@@ -168,9 +177,11 @@ impl Drop for LocalGuard {
     }
 }
 
-/// Where other threads leave wakes for a worker.
+/// Where other threads leave wakes for a worker. Messages sit behind a
+/// mutex that only cross-thread traffic takes; whether the worker must be
+/// woken is decided lock-free by a [`SleepGate`].
 pub(crate) struct Inbox {
-    has_items: AtomicBool,
+    gate: SleepGate,
     state: Mutex<InboxState>,
 }
 
@@ -184,8 +195,6 @@ struct InboxState {
     spawned: Vec<RawTask>,
     /// The runtime's shutdown state moved.
     state_changed: bool,
-    /// The worker is blocked in (or about to block in) its reactor.
-    sleeping: bool,
     /// The worker's reactor, while a worker owns this inbox.
     reactor: Option<Handle>,
 }
@@ -222,14 +231,13 @@ impl Inbox {
                     )));
                 }
                 let inbox = Box::leak(Box::new(Inbox {
-                    has_items: AtomicBool::new(false),
+                    gate: SleepGate::new(),
                     state: Mutex::new(InboxState {
                         epoch: 0,
                         woken: Vec::new(),
                         cancelled_timers: Vec::new(),
                         spawned: Vec::new(),
                         state_changed: false,
-                        sleeping: false,
                         reactor: None,
                     }),
                 }));
@@ -248,22 +256,24 @@ impl Inbox {
     /// Returns the worker number for reuse; wakes still in flight for it
     /// are dropped.
     pub(crate) fn release(&'static self, worker: u16, epoch: u8) {
-        {
+        let orphans = {
             let mut state = self.lock();
             state.woken.clear();
             state.cancelled_timers.clear();
             state.state_changed = false;
-            // Tasks sent to a worker that is gone: never polled, `Send`.
-            for task in state.spawned.drain(..) {
-                // SAFETY: never polled; its future is `Send`, so dropping it
-                // here is what its worker would have done.
-                unsafe { task.cancel() };
-                crate::worker::release_task(task);
-            }
             state.reactor = None;
-            state.sleeping = false;
+            std::mem::take(&mut state.spawned)
+        };
+        // Tasks sent to a worker that is gone, dropped outside the lock
+        // (their destructors may post to inboxes).
+        for task in orphans {
+            // SAFETY: never polled; its future is `Send`, so dropping it
+            // here is what its worker would have done.
+            unsafe { task.cancel() };
+            crate::worker::release_task(task);
         }
-        self.has_items.store(false, Ordering::Relaxed);
+        self.gate.take_pending();
+        self.gate.woke_up();
         FREE_WORKERS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -309,9 +319,7 @@ impl Inbox {
                 return; // that worker is gone
             }
             message(&mut state);
-            self.has_items.store(true, Ordering::Release);
-            if state.sleeping {
-                state.sleeping = false;
+            if self.gate.post() {
                 state.reactor.clone()
             } else {
                 None
@@ -324,13 +332,24 @@ impl Inbox {
         }
     }
 
+    /// `true` if other threads left messages not yet drained.
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        self.gate.has_pending()
+    }
+
     /// Hands every message left by other threads to `executor`.
+    #[inline]
     pub(crate) fn drain(&self, executor: &Executor) {
-        if !self.has_items.load(Ordering::Acquire) {
-            return;
+        if self.gate.has_pending() {
+            self.drain_slow(executor);
         }
+    }
+
+    #[cold]
+    fn drain_slow(&self, executor: &Executor) {
         let mut state = self.lock();
-        self.has_items.store(false, Ordering::Relaxed);
+        self.gate.take_pending();
         for addr in state.woken.drain(..) {
             executor.schedule(addr);
         }
@@ -353,22 +372,15 @@ impl Inbox {
     /// Declares that the worker is about to block in its reactor. Returns
     /// `false` (and does not sleep) if messages arrived meanwhile: the
     /// caller must drain them first.
+    #[inline]
     pub(crate) fn prepare_sleep(&self) -> bool {
-        let mut state = self.lock();
-        if !state.woken.is_empty()
-            || !state.cancelled_timers.is_empty()
-            || !state.spawned.is_empty()
-            || state.state_changed
-        {
-            return false;
-        }
-        state.sleeping = true;
-        true
+        self.gate.prepare_sleep()
     }
 
     /// The worker is awake again: other threads need not wake the reactor.
+    #[inline]
     pub(crate) fn woke_up(&self) {
-        self.lock().sleeping = false;
+        self.gate.woke_up();
     }
 }
 

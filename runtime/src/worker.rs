@@ -10,8 +10,9 @@
 //!     cancellations, shutdown)
 //!   wake expired timers
 //!   poll up to `event_interval` queued tasks, each with a cooperative budget
-//!   if nothing is queued: declare sleep, block in the reactor until the
-//!     next timer (or an event, or a wake from another thread)
+//!   if nothing is queued: check the stop condition again, then declare
+//!     sleep and block in the reactor until the next timer (or an event, or
+//!     a wake from another thread)
 //!   else: turn the reactor without blocking, so I/O is never starved
 //! ```
 //!
@@ -133,6 +134,11 @@ impl Executor {
             self.run_batch();
             self.drain_inbox();
             let idle = self.queue.borrow().is_empty() && !self.main_woken.get();
+            // The batch may have finished what `done` waits for: never go
+            // to sleep without asking again.
+            if idle && done() {
+                return;
+            }
             let sleep = idle && self.inbox.prepare_sleep();
             let timeout = if sleep {
                 self.time_to_next_timer()
@@ -150,10 +156,15 @@ impl Executor {
 
     /// Wakes every timer whose deadline has passed. Reads the clock only
     /// when timers are armed.
+    #[inline]
     fn fire_timers(&self) {
-        if self.timers.borrow().armed() == 0 {
-            return;
+        if self.timers.borrow().armed() != 0 {
+            self.fire_expired_timers();
         }
+    }
+
+    #[cold]
+    fn fire_expired_timers(&self) {
         let now = Instant::now();
         loop {
             // One at a time: no borrow of the table is held while waking.
@@ -167,12 +178,14 @@ impl Executor {
     }
 
     /// How long the reactor may block: until the next timer, or forever.
+    #[inline]
     fn time_to_next_timer(&self) -> Option<Duration> {
         let next = self.timers.borrow().next_deadline()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
     /// Queues the task `addr` names, if it is live and not queued yet.
+    #[inline]
     pub(crate) fn schedule(&self, addr: TaskAddr) {
         if addr.slot == crate::waker::MAIN_SLOT {
             self.main_woken.set(true);
@@ -317,8 +330,12 @@ pub(crate) fn run_background(mut reactor: Reactor, executor: Executor) -> io::Re
     let _local = executor.enter();
     let shared = executor.shared.clone();
     executor.run(&mut reactor, || {
-        shared.stopping() || (shared.draining() && executor.live_tasks() == 0)
+        shared.stopping()
+            || (shared.draining() && executor.live_tasks() == 0 && !executor.inbox.has_pending())
     });
     executor.cancel_all();
+    // Tasks sent here after the loop ended are cancelled by `release`, and
+    // later ones are refused (their `JoinHandle`s report `Cancelled`).
+    executor.inbox.release(executor.worker(), executor.epoch());
     Ok(())
 }

@@ -62,6 +62,7 @@ impl Tasks {
     /// Marks the task queued and returns its full generation; `None` if the
     /// wake is stale, the task finished or is already queued (then it must
     /// not be queued again).
+    #[inline]
     pub(crate) fn schedule(&mut self, index: u32, matches: impl Fn(u32) -> bool) -> Option<u32> {
         match self.slots.get_mut(index as usize) {
             Some(slot) if slot.live && !slot.scheduled && matches(slot.generation) => {
@@ -73,6 +74,7 @@ impl Tasks {
     }
 
     /// Takes the task out for polling. `None` if the wake is stale.
+    #[inline]
     pub(crate) fn take_for_poll(&mut self, index: u32, generation: u32) -> Option<RawTask> {
         let slot = self.slots.get_mut(index as usize)?;
         if !slot.live || slot.generation != generation {
@@ -83,6 +85,7 @@ impl Tasks {
     }
 
     /// Puts a pending task back after its poll.
+    #[inline]
     pub(crate) fn put_back(&mut self, index: u32, task: RawTask) {
         self.slots[index as usize].task = Some(task);
     }
