@@ -8,7 +8,9 @@
 //!   runtime reuses a finished connection's task memory for the next one, so
 //!   in steady state neither a message nor a whole connection allocates.
 //! * `--workers N`: thread-per-core; each worker has its own listener on the
-//!   same port (`SO_REUSEPORT`), and the kernel spreads connections.
+//!   same port (`SO_REUSEPORT`), and the kernel spreads connections. With
+//!   `--accept handoff`, worker 0 accepts and deals connections round-robin
+//!   (each hand-off costs a `dup(2)` and one task allocation).
 //! * `--idle-timeout-ms MS`: a connection silent that long is closed.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
 //!   finish, then exit 0.
@@ -54,6 +56,17 @@ struct Args {
     /// ones (to measure what task pooling buys).
     #[arg(long)]
     no_task_pool: bool,
+    /// How connections reach the workers: `reuseport` (a listener per
+    /// worker, the kernel spreads connections) or `handoff` (worker 0
+    /// accepts and deals connections round-robin to every worker).
+    #[arg(long, value_enum, default_value_t = Accept::Reuseport)]
+    accept: Accept,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Accept {
+    Reuseport,
+    Handoff,
 }
 
 /// Set when a worker could not start: the server shuts down and exits 1.
@@ -107,18 +120,43 @@ async fn echo(stream: TcpStream, idle: Option<Duration>) -> std::io::Result<()> 
     }
 }
 
-/// Accepts until shutdown begins, one task per connection.
-async fn serve(listener: TcpListener, idle: Option<Duration>) {
+/// Serves one connection to its end; errors end only this connection.
+async fn connection(stream: TcpStream, idle: Option<Duration>) {
+    // Small replies go out at once instead of waiting for ACKs.
+    let _ = stream.set_nodelay(true);
+    if let Err(e) = echo(stream, idle).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Accepts until shutdown begins, one task per connection. With `deal_to`
+/// workers (hand-off mode) connections are dealt round-robin to them.
+async fn serve(listener: TcpListener, idle: Option<Duration>, deal_to: usize) {
+    let mut next = 0;
     while let Some(accepted) = until_shutdown(listener.accept()).await {
         match accepted {
-            Ok((stream, _peer)) => {
-                // Small replies go out at once instead of waiting for ACKs.
-                let _ = stream.set_nodelay(true);
-                spawn(async move {
-                    if let Err(e) = echo(stream, idle).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+            Ok((stream, _peer)) if deal_to > 1 => {
+                next = (next + 1) % deal_to;
+                if next == 0 {
+                    spawn(connection(stream, idle));
+                    continue;
+                }
+                // Leave this reactor; the chosen worker registers it with
+                // its own.
+                match stream.into_std() {
+                    Ok(stream) => {
+                        spawn_on(next, async move {
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => connection(stream, idle).await,
+                                Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
+                            }
+                        });
                     }
-                });
+                    Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
+                }
+            }
+            Ok((stream, _peer)) => {
+                spawn(connection(stream, idle));
             }
             // Out of file descriptors, a connection reset before we took
             // it...: this one is lost, the server goes on.
@@ -159,8 +197,9 @@ fn run(args: &Args) -> std::io::Result<()> {
     });
 
     runtime.block_on(async {
+        let handoff = args.accept == Accept::Handoff;
         let options = ListenOptions {
-            reuse_port: workers > 1,
+            reuse_port: workers > 1 && !handoff,
             ..ListenOptions::default()
         };
         let listener = TcpListener::bind_with(args.addr, options).map_err(|e| {
@@ -168,10 +207,10 @@ fn run(args: &Args) -> std::io::Result<()> {
         })?;
         let addr = listener.local_addr()?;
         println!("listening on {addr}");
-        for worker in 1..workers {
+        for worker in (1..workers).filter(|_| !handoff) {
             spawn_on(worker, async move {
                 match TcpListener::bind_with(addr, options) {
-                    Ok(listener) => serve(listener, idle).await,
+                    Ok(listener) => serve(listener, idle, 1).await,
                     Err(e) => {
                         eprintln!("echo_server: worker {worker} cannot listen on {addr}: {e}");
                         WORKER_FAILED.store(true, Ordering::SeqCst);
@@ -182,7 +221,7 @@ fn run(args: &Args) -> std::io::Result<()> {
                 }
             });
         }
-        serve(listener, idle).await;
+        serve(listener, idle, if handoff { workers } else { 1 }).await;
         Ok::<(), std::io::Error>(())
     })?;
 

@@ -10,6 +10,7 @@
 //!     cancellations, shutdown)
 //!   wake expired timers
 //!   poll up to `event_interval` queued tasks, each with a cooperative budget
+//!     (a task that spends all of it ends the batch: the reactor is due)
 //!   if nothing is queued: check the stop condition again, then declare
 //!     sleep and block in the reactor until the next timer (or an event, or
 //!     a wake from another thread)
@@ -244,18 +245,24 @@ impl Executor {
             let Some((slot, generation)) = next else {
                 return;
             };
-            self.run_task(slot, generation);
+            if self.run_task(slot, generation) {
+                // A task spent its whole budget: I/O is due. End the batch
+                // so the reactor is turned before anyone runs again.
+                return;
+            }
         }
     }
 
-    fn run_task(&self, slot: u32, generation: u32) {
+    /// Polls one task; `true` if it ran out of budget.
+    fn run_task(&self, slot: u32, generation: u32) -> bool {
         let Some(task) = self.tasks.borrow_mut().take_for_poll(slot, generation) else {
-            return;
+            return false;
         };
         let waker = TaskAddr::new(self.worker, self.epoch, slot, generation).waker();
         let mut cx = Context::from_waker(&waker);
         // SAFETY: this is the task's worker, polling it from its loop only.
-        let (polled, _) = budget::run_with(self.config.budget, || unsafe { task.poll(&mut cx) });
+        let (polled, exhausted) =
+            budget::run_with(self.config.budget, || unsafe { task.poll(&mut cx) });
         match polled {
             Poll::Pending => self.tasks.borrow_mut().put_back(slot, task),
             Poll::Ready(()) => {
@@ -263,6 +270,7 @@ impl Executor {
                 self.release(task);
             }
         }
+        exhausted
     }
 
     /// Cancels every unfinished task (dropping its future) and releases it.

@@ -125,6 +125,33 @@ impl TcpStream {
         Self::register(mio::net::TcpStream::from_std(stream), &Handle::current()?)
     }
 
+    /// Turns this stream back into a blocking-agnostic `std` stream, leaving
+    /// this reactor. Use it to hand a connection to another worker, which
+    /// wraps it again with [`from_std`](Self::from_std) and so registers it
+    /// with its own reactor.
+    ///
+    /// # Notes
+    ///
+    /// Costs one `dup(2)`: the stream is deregistered and its descriptor
+    /// closed, and the duplicate (non-blocking still) is returned.
+    ///
+    /// ```no_run
+    /// # async fn f(stream: cellio_net::TcpStream) -> std::io::Result<()> {
+    /// let std_stream = stream.into_std()?;
+    /// cellio_runtime::spawn_on(1, async move {
+    ///     let stream = cellio_net::TcpStream::from_std(std_stream)?;
+    ///     // ... serve it on worker 1 ...
+    ///     # drop(stream);
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        let duplicate = socket2::SockRef::from(&self.io).try_clone()?;
+        drop(self);
+        Ok(duplicate.into())
+    }
+
     /// Receives into `buf`, returning how many bytes arrived; `0` means the
     /// peer closed its sending side (or `buf` is empty).
     ///

@@ -1,0 +1,340 @@
+//! The cooperative budget: a task whose socket is always ready (its peer
+//! keeps the receive buffer full, so every `recv` completes synchronously)
+//! must not starve the other tasks of its worker; and a budget as small as
+//! one operation per poll still moves every byte exactly.
+
+mod util;
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
+
+use cellio_net::TcpStream;
+use cellio_runtime::{spawn, yield_now, Builder};
+use util::{cellio_pair, echo, pattern, spawn_echo_server, std_peer, with_timeout, LIMIT};
+
+/// Builds a runtime from `builder` on a watchdog thread and runs `make()`
+/// in its `block_on`.
+fn run_with<M, Fut>(builder: Builder, make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    with_timeout(LIMIT, move || {
+        builder.build().expect("runtime").block_on(make())
+    })
+}
+
+/// The peer of a hog: one thread writes the test pattern as fast as it can
+/// until `stop`, then half-closes; another reads back whatever comes and
+/// checks it against the pattern (when `echoed`) until EOF.
+struct Flood {
+    stop: Arc<AtomicBool>,
+    writer: ThreadHandle<usize>,
+    reader: ThreadHandle<usize>,
+}
+
+impl Flood {
+    fn start(peer: std::net::TcpStream, echoed: bool) -> Flood {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut out = peer.try_clone().unwrap();
+        let mut back = peer;
+        let writer = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let chunk: Vec<u8> = (0..64 * 1024 * 251).map(pattern).collect();
+                let mut sent = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    // Continue the pattern where the last write stopped.
+                    let at = sent % (251 * 7);
+                    let piece = &chunk[at..at + 64 * 1024];
+                    match out.write(piece) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(e) => panic!("flood write failed: {e}"),
+                    }
+                }
+                out.shutdown(std::net::Shutdown::Write).unwrap();
+                sent
+            }
+        });
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0usize;
+            loop {
+                let n = match back.read(&mut buf) {
+                    Ok(0) => return total,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("flood read failed: {e}"),
+                };
+                if echoed {
+                    for (k, &byte) in buf[..n].iter().enumerate() {
+                        assert_eq!(
+                            byte,
+                            pattern(total + k),
+                            "echoed byte {} corrupted",
+                            total + k
+                        );
+                    }
+                }
+                total += n;
+            }
+        });
+        Flood {
+            stop,
+            writer,
+            reader,
+        }
+    }
+
+    /// Stops writing; returns `(bytes written, bytes read back)` once the
+    /// other side has closed.
+    fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let written = self.writer.join().unwrap();
+        let read = self.reader.join().unwrap();
+        (written, read)
+    }
+}
+
+/// A hog: echoes through a small buffer, so every `recv` fills it and
+/// (with the buffer kept full by the peer) completes synchronously.
+async fn echo_hog(stream: TcpStream, progress: Arc<AtomicU64>) -> std::io::Result<TcpStream> {
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.recv(&mut buf).await?;
+        if n == 0 {
+            return Ok(stream);
+        }
+        stream.send_all(&buf[..n]).await?;
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// A hog that only receives (and discards).
+async fn recv_hog(stream: TcpStream, progress: Arc<AtomicU64>) -> std::io::Result<TcpStream> {
+    let mut buf = [0u8; 512];
+    loop {
+        let n = stream.recv(&mut buf).await?;
+        if n == 0 {
+            return Ok(stream);
+        }
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Waits (yielding to the hog) until it has moved `bytes`.
+async fn hog_flowing(progress: &AtomicU64, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while progress.load(Ordering::Relaxed) < bytes {
+        assert!(Instant::now() < deadline, "the hog never got going");
+        yield_now().await;
+    }
+}
+
+/// What the other tasks must achieve while a hog runs, within `limit`:
+/// `YIELDS` iterations of a yield loop and `PINGS` round trips on another
+/// connection.
+const YIELDS: u64 = 2_000;
+const PINGS: usize = 200;
+
+async fn neighbours_make_progress(limit: Duration) {
+    // Round trips need the reactor: a hog must not keep the worker from
+    // turning it for long. 200 round trips take well under 100 ms on an
+    // idle loopback; 2 s allows 10 ms each.
+    let ping_limit = limit.min(Duration::from_secs(2));
+    // A task that only yields.
+    let start = Instant::now();
+    let counter = Arc::new(AtomicU64::new(0));
+    let yielder = spawn({
+        let counter = counter.clone();
+        async move {
+            for _ in 0..YIELDS {
+                counter.fetch_add(1, Ordering::Relaxed);
+                yield_now().await;
+            }
+        }
+    });
+    yielder.await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(counter.load(Ordering::Relaxed), YIELDS);
+    assert!(
+        took < limit,
+        "{YIELDS} yields took {took:?} next to the hog"
+    );
+
+    // Ping-pong on another connection: needs the reactor too.
+    let start = Instant::now();
+    let (client, server) = cellio_pair().await.unwrap();
+    let server = spawn(echo(server));
+    let mut back = [0u8; 32];
+    for i in 0..PINGS {
+        let msg = [i as u8; 32];
+        client.send_all(&msg).await.unwrap();
+        client.recv_exact(&mut back).await.unwrap();
+        assert_eq!(back, msg);
+    }
+    let took = start.elapsed();
+    eprintln!("{PINGS} round trips next to a hog: {took:?}");
+    drop(client);
+    assert_eq!(server.await.unwrap().unwrap(), (PINGS * 32) as u64);
+    assert!(
+        took < ping_limit,
+        "{PINGS} round trips took {took:?} next to the hog: the worker turns its reactor too \
+         rarely while a budget-exhausted task stays queued"
+    );
+}
+
+/// Stops the flood and lets the hog drain to EOF: the peer threads are
+/// joined off this worker while the hog (on it) keeps running. Returns the
+/// hog's stream (for its stats) and `(bytes written, bytes read back)`.
+async fn stop_flood(
+    flood: Flood,
+    hog: cellio_runtime::JoinHandle<std::io::Result<TcpStream>>,
+) -> (TcpStream, usize, usize) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(flood.finish());
+    });
+    let stream = hog.await.unwrap().unwrap();
+    // The peer's reader finishes once we stop sending too.
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (written, read) = loop {
+        match rx.try_recv() {
+            Ok(result) => break result,
+            Err(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the flood threads did not finish"
+                );
+                cellio_runtime::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    (stream, written, read)
+}
+
+#[test]
+fn an_always_ready_echo_does_not_starve_its_neighbours() {
+    run_with(Builder::new().workers(1), || async {
+        let (ours, peer) = std_peer().await.unwrap();
+        let flood = Flood::start(peer, true);
+        let progress = Arc::new(AtomicU64::new(0));
+        let hog = spawn(echo_hog(ours, progress.clone()));
+        hog_flowing(&progress, 1 << 20).await;
+
+        neighbours_make_progress(Duration::from_secs(4)).await;
+        assert!(!hog.is_finished(), "the hog stopped early");
+
+        let (stream, written, read) = stop_flood(flood, hog).await;
+        assert_eq!(written, read, "the echo lost or added bytes");
+        assert_eq!(progress.load(Ordering::Relaxed), read as u64);
+        let stats = stream.stats();
+        eprintln!("echo hog: {written} bytes, {stats:?}");
+        assert!(
+            stats.recv_sync > stats.recv_parked,
+            "the hog's receives were not mostly synchronous: {stats:?}"
+        );
+    });
+}
+
+#[test]
+fn an_always_ready_receiver_does_not_starve_its_neighbours() {
+    run_with(Builder::new().workers(1), || async {
+        let (ours, peer) = std_peer().await.unwrap();
+        let flood = Flood::start(peer, false);
+        let progress = Arc::new(AtomicU64::new(0));
+        let hog = spawn(recv_hog(ours, progress.clone()));
+        hog_flowing(&progress, 1 << 20).await;
+
+        neighbours_make_progress(Duration::from_secs(4)).await;
+        assert!(!hog.is_finished(), "the hog stopped early");
+
+        let (stream, written, read) = stop_flood(flood, hog).await;
+        assert_eq!(read, 0, "nothing is sent back");
+        assert_eq!(progress.load(Ordering::Relaxed), written as u64);
+        let stats = stream.stats();
+        eprintln!("receive hog: {written} bytes, {stats:?}");
+        assert!(
+            stats.recv_sync > stats.recv_parked,
+            "the hog's receives were not mostly synchronous: {stats:?}"
+        );
+    });
+}
+
+#[test]
+fn a_budget_of_one_still_echoes_every_byte() {
+    run_with(Builder::new().workers(1).budget(1), || async {
+        let addr = spawn_echo_server().unwrap();
+        // A std client on its own thread: 2 MiB through the echo server.
+        const TOTAL: usize = 2 << 20;
+        let std_client = std::thread::spawn(move || {
+            let stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut out = stream.try_clone().unwrap();
+            let writer = std::thread::spawn(move || {
+                let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
+                for piece in data.chunks(7_001) {
+                    out.write_all(piece).unwrap();
+                }
+                out.shutdown(std::net::Shutdown::Write).unwrap();
+            });
+            let mut back = stream;
+            let got = util::drain_checking(&mut back).unwrap();
+            writer.join().unwrap();
+            got
+        });
+
+        // Cellio clients in this runtime too, several at once.
+        let clients: Vec<_> = (0..4u8)
+            .map(|id| {
+                spawn(async move {
+                    let stream = TcpStream::connect(addr).await.unwrap();
+                    let mut back = vec![0u8; 3000];
+                    for round in 0..50usize {
+                        let len = 1 + (round * 997 + id as usize * 31) % 3000;
+                        let msg: Vec<u8> = (0..len)
+                            .map(|i| (i as u8) ^ id ^ (round as u8).wrapping_mul(13))
+                            .collect();
+                        stream.send_all(&msg).await.unwrap();
+                        stream.recv_exact(&mut back[..len]).await.unwrap();
+                        assert_eq!(&back[..len], &msg[..], "client {id} round {round}");
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.await.unwrap();
+        }
+        // Wait for the std client without blocking this worker.
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while !std_client.is_finished() {
+            assert!(Instant::now() < deadline, "the std client never finished");
+            cellio_runtime::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(std_client.join().unwrap(), TOTAL);
+    });
+}
+
+#[test]
+fn a_budget_of_one_keeps_neighbours_going_next_to_a_hog() {
+    run_with(Builder::new().workers(1).budget(1), || async {
+        let (ours, peer) = std_peer().await.unwrap();
+        let flood = Flood::start(peer, true);
+        let progress = Arc::new(AtomicU64::new(0));
+        let hog = spawn(echo_hog(ours, progress.clone()));
+        hog_flowing(&progress, 256 << 10).await;
+        neighbours_make_progress(Duration::from_secs(4)).await;
+        let (_, written, read) = stop_flood(flood, hog).await;
+        assert_eq!(written, read);
+    });
+}

@@ -1,0 +1,705 @@
+//! Timers: `sleep`, `sleep_until`, `Sleep::reset`, `timeout` and
+//! `interval`, on one worker and across workers and runtimes.
+//!
+//! Timing assertions are loose bounds only (a sleep never completes before
+//! its deadline, and completes well within a second or two after it);
+//! orderings and counts are what the tests pin down.
+//!
+//! This binary installs a *per-thread* counting allocator: it counts the
+//! allocations of the thread that asks, so tests running in parallel do not
+//! disturb each other's counts.
+
+mod util;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::{pending, poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use cellio_runtime::{
+    current_worker, interval, sleep, sleep_until, spawn, spawn_on, timeout, Builder, Elapsed,
+    Runtime, Sleep,
+};
+use util::{panic_text, run, with_timeout, Signal, LIMIT};
+
+// ---------------------------------------------------------------------------
+// Per-thread allocation counter.
+
+struct ThreadCounting;
+
+thread_local! {
+    // Const-initialised and without a destructor: touching it from inside
+    // the allocator never allocates or registers anything.
+    static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_allocation() {
+    let _ = THREAD_ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counting touches only a const thread-local `Cell`.
+unsafe impl GlobalAlloc for ThreadCounting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_allocation();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: ThreadCounting = ThreadCounting;
+
+fn thread_allocations() -> u64 {
+    THREAD_ALLOCATIONS.with(Cell::get)
+}
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+/// Polls `fut` once with the current task's context.
+async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
+}
+
+/// Counts the polls of the future it wraps.
+struct CountPolls<F> {
+    polls: Arc<AtomicUsize>,
+    inner: F,
+}
+
+impl<F: Future> Future for CountPolls<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is structurally pinned and never moved.
+        let this = unsafe { self.get_unchecked_mut() };
+        this.polls.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: see above.
+        unsafe { Pin::new_unchecked(&mut this.inner) }.poll(cx)
+    }
+}
+
+/// Counts its drops.
+struct DropGuard(Arc<AtomicUsize>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Builds a runtime with `workers` workers on a watchdog thread and runs
+/// `make()` in its `block_on`.
+fn run_on<M, Fut>(workers: usize, make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    with_timeout(LIMIT, move || {
+        let rt = Builder::new().workers(workers).build().expect("runtime");
+        rt.block_on(make())
+    })
+}
+
+/// Fires a [`Signal`] from a plain thread after `delay`.
+fn fire_after(signal: &Signal, delay: Duration) -> std::thread::JoinHandle<()> {
+    let signal = signal.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        signal.fire();
+    })
+}
+
+// ---------------------------------------------------------------------------
+// sleep
+
+#[test]
+fn a_sleep_completes_no_earlier_than_its_deadline() {
+    run(|| async {
+        for ms in [1u64, 5, 20, 50] {
+            let d = Duration::from_millis(ms);
+            let start = Instant::now();
+            let s = sleep(d);
+            let deadline = s.deadline();
+            assert!(deadline >= start + d);
+            s.await;
+            let now = Instant::now();
+            assert!(now >= deadline, "{ms} ms sleep woke before its deadline");
+            assert!(
+                start.elapsed() < d + Duration::from_secs(2),
+                "{ms} ms sleep took {:?}",
+                start.elapsed()
+            );
+        }
+        // A deadline in the past completes on the first poll.
+        let mut past = sleep_until(Instant::now() - Duration::from_millis(5));
+        assert!(past.is_elapsed());
+        assert_eq!(poll_once(&mut past).await, Poll::Ready(()));
+        let mut zero = sleep(Duration::ZERO);
+        assert_eq!(poll_once(&mut zero).await, Poll::Ready(()));
+    });
+}
+
+#[test]
+fn sleeps_in_spawned_tasks_complete_in_deadline_order() {
+    run(|| async {
+        const N: u64 = 64;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let base = Instant::now() + Duration::from_millis(20);
+        // Deadlines 0..N ms after `base`, spawned in a scrambled order.
+        let handles: Vec<_> = (0..N)
+            .map(|i| (i * 37) % N)
+            .map(|ms| {
+                let order = order.clone();
+                spawn(async move {
+                    let s = sleep_until(base + Duration::from_millis(ms));
+                    s.await;
+                    assert!(Instant::now() >= base + Duration::from_millis(ms));
+                    order.lock().unwrap().push(ms);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        let sorted: Vec<u64> = (0..N).collect();
+        assert_eq!(order, sorted, "sleeps completed out of deadline order");
+    });
+}
+
+#[test]
+fn many_scrambled_sleeps_complete_after_their_deadlines_on_every_worker() {
+    run_on(2, || async {
+        let base = Instant::now();
+        let handles: Vec<_> = (0..400u64)
+            .map(|i| {
+                let ms = (i * 7919) % 97;
+                spawn_on((i % 2) as usize, async move {
+                    let deadline = base + Duration::from_millis(ms);
+                    sleep_until(deadline).await;
+                    Instant::now() >= deadline
+                })
+            })
+            .collect();
+        for h in handles {
+            assert!(h.await.unwrap(), "a sleep woke before its deadline");
+        }
+        assert!(base.elapsed() < Duration::from_secs(3));
+    });
+}
+
+#[test]
+fn a_dropped_sleep_never_wakes_its_task() {
+    run(|| async {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let release = Signal::new();
+        let task = spawn(CountPolls {
+            polls: polls.clone(),
+            inner: {
+                let release = release.clone();
+                async move {
+                    let mut s = sleep(Duration::from_millis(20));
+                    assert!(poll_once(&mut s).await.is_pending(), "armed");
+                    drop(s); // cancelled: must not wake this task at 20 ms
+                    release.wait().await;
+                }
+            },
+        });
+        // Well past the dropped sleep's deadline.
+        sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            1,
+            "the task was polled again: the dropped sleep woke it"
+        );
+        release.fire();
+        task.await.unwrap();
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+    });
+}
+
+/// Arming, resetting and cancelling timers reuses their table entries: once
+/// the table has grown to the peak number of live timers, nothing allocates.
+#[test]
+fn cancelled_and_reset_timers_reuse_their_slots_without_allocating() {
+    with_timeout(LIMIT, || {
+        // The counter works: one Box is one allocation on this thread.
+        let before = thread_allocations();
+        drop(std::hint::black_box(Box::new(7u64)));
+        assert_eq!(thread_allocations() - before, 1);
+
+        let rt = Builder::new().workers(1).build().unwrap();
+        rt.block_on(async {
+            const LIVE: usize = 64;
+            let mut sleeps: Vec<Sleep> = Vec::with_capacity(LIVE);
+            let far = Instant::now() + Duration::from_secs(3600);
+            fn round(sleeps: &mut Vec<Sleep>, far: Instant, r: u64) -> &mut Vec<Sleep> {
+                for i in 0..LIVE as u64 {
+                    sleeps.push(sleep_until(
+                        far + Duration::from_millis((i * 31 + r * 7) % 1000),
+                    ));
+                }
+                sleeps
+            }
+            async fn arm_reset_drop(sleeps: &mut Vec<Sleep>) {
+                for s in sleeps.iter_mut() {
+                    assert!(poll_once(s).await.is_pending());
+                }
+                for (i, s) in sleeps.iter_mut().enumerate() {
+                    let d = s.deadline();
+                    if i % 2 == 0 {
+                        s.reset(d - Duration::from_millis(500));
+                    } else {
+                        s.reset(d + Duration::from_millis(500));
+                    }
+                    assert!(poll_once(s).await.is_pending());
+                }
+                sleeps.clear();
+            }
+            // Warm-up: the table grows to LIVE entries.
+            for r in 0..3 {
+                arm_reset_drop(round(&mut sleeps, far, r)).await;
+            }
+            let before = thread_allocations();
+            for r in 0..200 {
+                arm_reset_drop(round(&mut sleeps, far, r)).await;
+            }
+            let allocations = thread_allocations() - before;
+            assert_eq!(
+                allocations,
+                0,
+                "arming, resetting and dropping {} timers allocated",
+                200 * LIVE
+            );
+        });
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Sleep::reset
+
+#[test]
+fn reset_moves_a_sleep_later() {
+    run(|| async {
+        let start = Instant::now();
+        let mut s = sleep(Duration::from_millis(20));
+        assert!(poll_once(&mut s).await.is_pending());
+        s.reset(start + Duration::from_millis(80));
+        assert_eq!(s.deadline(), start + Duration::from_millis(80));
+        s.await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(80),
+            "fired at the old deadline"
+        );
+        assert!(start.elapsed() < Duration::from_secs(3));
+    });
+}
+
+#[test]
+fn reset_moves_a_sleep_earlier() {
+    run(|| async {
+        let start = Instant::now();
+        let mut s = sleep(Duration::from_secs(3600));
+        assert!(poll_once(&mut s).await.is_pending());
+        s.reset(start + Duration::from_millis(30));
+        s.await;
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the earlier deadline did not take effect"
+        );
+    });
+}
+
+#[test]
+fn a_completed_or_unpolled_sleep_can_be_reset_and_awaited_again() {
+    run(|| async {
+        let mut s = sleep(Duration::from_millis(5));
+        (&mut s).await;
+        let again = Instant::now();
+        s.reset(again + Duration::from_millis(30));
+        assert!(!s.is_elapsed());
+        (&mut s).await;
+        assert!(again.elapsed() >= Duration::from_millis(30));
+
+        // Reset before the first poll.
+        let start = Instant::now();
+        let mut fresh = sleep(Duration::from_secs(3600));
+        fresh.reset(start + Duration::from_millis(10));
+        fresh.await;
+        assert!(start.elapsed() >= Duration::from_millis(10));
+        assert!(start.elapsed() < Duration::from_secs(3));
+    });
+}
+
+#[test]
+fn a_timeout_can_be_reset() {
+    run(|| async {
+        let start = Instant::now();
+        let mut t = pin!(timeout(Duration::from_secs(3600), pending::<()>()));
+        assert!(poll_fn(|cx| Poll::Ready(t.as_mut().poll(cx)))
+            .await
+            .is_pending());
+        t.as_mut().reset(start + Duration::from_millis(20));
+        assert_eq!(t.deadline(), start + Duration::from_millis(20));
+        assert!(t.await.is_err(), "the reset deadline should win");
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert!(start.elapsed() < Duration::from_secs(3));
+    });
+}
+
+/// An `Elapsed` value to compare against (it has no public constructor).
+fn elapsed_value() -> Elapsed {
+    Runtime::new()
+        .unwrap()
+        .block_on(timeout(Duration::ZERO, pending::<()>()))
+        .unwrap_err()
+}
+
+// ---------------------------------------------------------------------------
+// timeout
+
+#[test]
+fn timeout_returns_the_output_when_the_future_wins() {
+    run(|| async {
+        let start = Instant::now();
+        let out = timeout(Duration::from_secs(5), async {
+            sleep(Duration::from_millis(10)).await;
+            42
+        })
+        .await;
+        assert_eq!(out, Ok(42));
+        assert!(start.elapsed() < Duration::from_secs(3));
+
+        // A ready future wins even against a zero timeout.
+        assert_eq!(timeout(Duration::ZERO, async { 7 }).await, Ok(7));
+    });
+}
+
+#[test]
+fn timeout_returns_elapsed_and_drops_the_future_when_the_deadline_wins() {
+    run(|| async {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = DropGuard(drops.clone());
+        let start = Instant::now();
+        let out = timeout(Duration::from_millis(30), async move {
+            let _guard = guard;
+            sleep(Duration::from_secs(3600)).await;
+            1
+        })
+        .await;
+        let err = out.expect_err("the deadline should win");
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(start.elapsed() < Duration::from_secs(3));
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "inner future not dropped");
+        assert_eq!(err.to_string(), "deadline has elapsed");
+    });
+}
+
+#[test]
+fn elapsed_converts_to_timed_out() {
+    let err = elapsed_value();
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+    let inner = io.get_ref().expect("the Elapsed is kept as the source");
+    assert!(inner.downcast_ref::<Elapsed>().is_some());
+    assert_eq!(io.to_string(), "deadline has elapsed");
+}
+
+// ---------------------------------------------------------------------------
+// interval
+
+#[test]
+fn interval_ticks_on_its_schedule() {
+    run(|| async {
+        let period = Duration::from_millis(20);
+        let window = Duration::from_millis(300);
+        let mut ticks = interval(period);
+        assert_eq!(ticks.period(), period);
+        let start = Instant::now();
+        let first = ticks.tick().await;
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "first tick is immediate"
+        );
+        let mut scheduled = vec![first];
+        while start.elapsed() < window {
+            scheduled.push(ticks.tick().await);
+        }
+        // Ticks at 0, 20, ..., 300 ms at most: never more.
+        let count = scheduled.len();
+        assert!(count <= 17, "{count} ticks in {window:?}: ticks burst");
+        assert!(count >= 5, "only {count} ticks in {window:?}");
+        // Every scheduled instant sits on the period grid, strictly rising.
+        for pair in scheduled.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(gap >= period, "ticks {gap:?} apart");
+            assert_eq!(
+                gap.as_nanos() % period.as_nanos(),
+                0,
+                "off the grid: {gap:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn interval_skips_missed_ticks_instead_of_bursting() {
+    run(|| async {
+        let period = Duration::from_millis(20);
+        let mut ticks = interval(period);
+        let t0 = ticks.tick().await;
+        ticks.tick().await;
+        // Miss five periods: the worker is blocked.
+        std::thread::sleep(period * 5);
+        let unblocked = Instant::now();
+        let mut after = Vec::new();
+        for _ in 0..4 {
+            let scheduled = ticks.tick().await;
+            after.push((scheduled, Instant::now()));
+        }
+        // The first tick after the block is the missed one, delivered once;
+        // the next is scheduled in the future, not in the past.
+        assert!(after[0].0 < unblocked);
+        assert!(
+            after[1].0 >= unblocked,
+            "missed ticks were delivered as a burst: {:?}",
+            after
+                .iter()
+                .map(|(s, _)| s.saturating_duration_since(t0))
+                .collect::<Vec<_>>()
+        );
+        let immediate = after
+            .iter()
+            .filter(|(_, at)| at.duration_since(unblocked) < Duration::from_millis(5))
+            .count();
+        assert!(immediate <= 2, "{immediate} ticks delivered at once");
+        for pair in after.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert_eq!(
+                gap.as_nanos() % period.as_nanos(),
+                0,
+                "off the grid: {gap:?}"
+            );
+        }
+    });
+}
+
+#[test]
+#[should_panic(expected = "period must be non-zero")]
+fn a_zero_interval_panics() {
+    let _ = interval(Duration::ZERO);
+}
+
+// ---------------------------------------------------------------------------
+// Timers across workers and runtimes
+
+#[test]
+fn a_sleep_armed_on_worker_0_completes_when_awaited_on_worker_1() {
+    run_on(2, || async {
+        let start = Instant::now();
+        let mut s = sleep(Duration::from_millis(40));
+        assert!(poll_once(&mut s).await.is_pending(), "armed on worker 0");
+        let deadline = s.deadline();
+        let on_1 = spawn_on(1, async move {
+            assert_eq!(current_worker(), Some(1));
+            s.await;
+            Instant::now() >= deadline
+        });
+        assert!(on_1.await.unwrap(), "completed before its deadline");
+        assert!(start.elapsed() < Duration::from_secs(3));
+    });
+}
+
+#[test]
+fn a_sleep_reset_on_another_worker_moves_there() {
+    run_on(2, || async {
+        let mut s = sleep(Duration::from_secs(3600));
+        assert!(poll_once(&mut s).await.is_pending(), "armed on worker 0");
+        let start = Instant::now();
+        let on_1 = spawn_on(1, async move {
+            s.reset(Instant::now() + Duration::from_millis(30));
+            s.await;
+        });
+        on_1.await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(start.elapsed() < Duration::from_secs(3));
+    });
+}
+
+/// A sleep armed by the `block_on` future on worker 0, then dropped by a
+/// task on worker 1: worker 0's timer is cancelled through its inbox and
+/// never wakes the `block_on` future.
+#[test]
+fn a_sleep_dropped_on_another_worker_is_cancelled_on_its_own() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let release = Signal::new();
+        let main = CountPolls {
+            polls: polls.clone(),
+            inner: {
+                let polls = polls.clone();
+                let release = release.clone();
+                async move {
+                    let mut s = sleep(Duration::from_millis(30));
+                    assert!(poll_once(&mut s).await.is_pending(), "armed on worker 0");
+                    spawn_on(1, async move { drop(s) }).await.unwrap();
+                    let seen = polls.load(Ordering::SeqCst);
+                    // Woken only by the signal, long after the 30 ms.
+                    let thread = fire_after(&release, Duration::from_millis(120));
+                    release.wait().await;
+                    thread.join().unwrap();
+                    polls.load(Ordering::SeqCst) - seen
+                }
+            },
+        };
+        let extra_polls = rt.block_on(main);
+        assert_eq!(
+            extra_polls, 1,
+            "the block_on future was woken by a sleep dropped on worker 1"
+        );
+    });
+}
+
+#[test]
+fn a_sleep_moves_from_one_runtime_to_another() {
+    with_timeout(LIMIT, || {
+        let rt_a = Builder::new().workers(1).build().unwrap();
+        let rt_b = Builder::new().workers(2).build().unwrap();
+        let mut s = sleep(Duration::from_millis(40));
+        let deadline = s.deadline();
+        rt_a.block_on(async {
+            assert!(poll_once(&mut s).await.is_pending(), "armed in runtime A");
+        });
+        // Awaited in runtime B, on its worker 1.
+        let ok = rt_b.block_on(async move {
+            spawn_on(1, async move {
+                s.await;
+                Instant::now() >= deadline
+            })
+            .await
+            .unwrap()
+        });
+        assert!(ok, "completed before its deadline");
+        // Runtime A still keeps time (and dropped its old entry).
+        let start = Instant::now();
+        rt_a.block_on(sleep(Duration::from_millis(10)));
+        assert!(start.elapsed() >= Duration::from_millis(10));
+
+        // Armed in a runtime that is then dropped: still fine elsewhere.
+        let mut s = sleep(Duration::from_millis(20));
+        let deadline = s.deadline();
+        rt_a.block_on(async {
+            assert!(poll_once(&mut s).await.is_pending());
+        });
+        drop(rt_a);
+        rt_b.block_on(async move {
+            s.await;
+            assert!(Instant::now() >= deadline);
+        });
+        // Dropping an armed sleep after its runtime is gone does nothing.
+        let rt_c = Builder::new().workers(1).build().unwrap();
+        let mut s = sleep(Duration::from_secs(3600));
+        rt_c.block_on(async {
+            assert!(poll_once(&mut s).await.is_pending());
+        });
+        drop(rt_c);
+        drop(s);
+    });
+}
+
+#[test]
+fn a_timer_polled_outside_a_runtime_panics_clearly() {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut s = sleep(Duration::from_secs(1));
+    let err = catch_unwind(AssertUnwindSafe(|| Pin::new(&mut s).poll(&mut cx)))
+        .expect_err("polling a timer outside a runtime must panic");
+    let text = panic_text(&*err);
+    assert!(
+        text.contains("outside a runtime"),
+        "unclear panic message: {text:?}"
+    );
+    drop(s);
+
+    let mut t = Box::pin(timeout(Duration::from_secs(1), pending::<()>()));
+    let err = catch_unwind(AssertUnwindSafe(|| t.as_mut().poll(&mut cx)))
+        .expect_err("polling a timeout outside a runtime must panic");
+    assert!(panic_text(&*err).contains("outside a runtime"));
+
+    let mut i = interval(Duration::from_secs(1));
+    assert!(
+        i.poll_tick(&mut cx).is_ready(),
+        "the first tick is immediate"
+    );
+    let err = catch_unwind(AssertUnwindSafe(|| i.poll_tick(&mut cx)))
+        .expect_err("waiting for a tick outside a runtime must panic");
+    assert!(panic_text(&*err).contains("outside a runtime"));
+}
+
+// ---------------------------------------------------------------------------
+// Timers bound the reactor wait
+
+#[test]
+fn a_block_on_whose_only_work_is_a_sleep_completes() {
+    run_on(1, || async {
+        let start = Instant::now();
+        sleep(Duration::from_millis(50)).await;
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert!(start.elapsed() < Duration::from_secs(3));
+    });
+}
+
+#[test]
+fn a_background_worker_wakes_for_its_timers() {
+    run_on(2, || async {
+        let start = Instant::now();
+        spawn_on(1, sleep(Duration::from_millis(50))).await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert!(start.elapsed() < Duration::from_secs(3));
+    });
+}
+
+/// Worker 1 sleeps in its reactor until a far timer; a nearer timer armed
+/// later (by a task sent to it) must shorten that wait.
+#[test]
+fn a_nearer_timer_shortens_a_sleeping_workers_wait() {
+    run_on(2, || async {
+        let far = spawn_on(1, sleep(Duration::from_secs(3600)));
+        // Let worker 1 go to sleep for an hour.
+        sleep(Duration::from_millis(20)).await;
+        let start = Instant::now();
+        spawn_on(1, sleep(Duration::from_millis(30))).await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "worker 1 kept sleeping until its far timer"
+        );
+        assert!(!far.is_finished());
+    });
+}

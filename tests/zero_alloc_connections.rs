@@ -1,0 +1,268 @@
+//! After a warm-up, whole connection lives — connect, a few echoed
+//! messages, close on the client; accept, `spawn` a task, echo, close on
+//! the server — make exactly zero heap allocations in the whole process.
+//!
+//! Set-up: a runtime with two workers, and one `SO_REUSEPORT` listener per
+//! worker (each with its own accept loop, written with `until_shutdown`),
+//! so both workers' reactors, task tables and task pools take part. The
+//! client runs inside the runtime too, in the `block_on` future on worker
+//! 0, one connection at a time; it waits for the server to close before it
+//! opens the next connection, so each worker has at most one connection
+//! task alive and its pool, task table and registration table reach their
+//! steady size during the warm-up.
+//!
+//! A counting `#[global_allocator]` sees every allocation of every thread;
+//! this file holds a single test so that nothing else runs in the process
+//! while it counts. When it counts something, the sizes of the first
+//! allocations are recorded (into a fixed static array: the allocator must
+//! not allocate) and printed with the failure.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cellio::runtime::{current_worker, sleep, spawn_on, until_shutdown};
+use cellio::{spawn, Builder, ListenOptions, TcpListener, TcpStream};
+
+struct CountingAllocator;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Sizes of the first allocations counted (0: none recorded).
+static SIZES: [AtomicUsize; 32] = [const { AtomicUsize::new(0) }; 32];
+
+fn record(layout: &Layout) {
+    if COUNTING.load(Ordering::Relaxed) {
+        let n = ALLOCATIONS.fetch_add(1, Ordering::Relaxed) as usize;
+        if let Some(slot) = SIZES.get(n) {
+            slot.store(layout.size(), Ordering::Relaxed);
+        }
+    }
+}
+
+// SAFETY: delegates every call to the system allocator unchanged; counting
+// touches only atomics and never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        record(&layout);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        record(&layout);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        record(&Layout::from_size_align(new_size, layout.align()).unwrap_or(layout));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn start_counting() {
+    for slot in &SIZES {
+        slot.store(0, Ordering::SeqCst);
+    }
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+}
+
+fn stop_counting() -> u64 {
+    COUNTING.store(false, Ordering::SeqCst);
+    ALLOCATIONS.load(Ordering::SeqCst)
+}
+
+fn recorded_sizes() -> Vec<usize> {
+    SIZES
+        .iter()
+        .map(|s| s.load(Ordering::SeqCst))
+        .take_while(|&n| n != 0)
+        .collect()
+}
+
+const WARM_UP: usize = 200;
+const MEASURED: usize = 500;
+const MESSAGES: usize = 4;
+const MESSAGE: usize = 64;
+
+/// Connections served to the end, per worker.
+static SERVED: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// Server side of one connection: echo until the peer closes, then close.
+async fn echo(stream: TcpStream) {
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.recv(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stream.send_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(stream);
+    if let Some(worker) = current_worker() {
+        SERVED[worker].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Worker `index`'s listener on `port` (0: pick one) and its accept loop,
+/// one spawned task per connection, until shutdown.
+async fn serve(port: Arc<AtomicUsize>, ready: Arc<AtomicBool>) -> usize {
+    let options = ListenOptions {
+        reuse_port: true,
+        backlog: 1024,
+        ..Default::default()
+    };
+    let listener =
+        TcpListener::bind_with(("127.0.0.1", port.load(Ordering::SeqCst) as u16), options)
+            .expect("bind");
+    port.store(
+        listener.local_addr().unwrap().port() as usize,
+        Ordering::SeqCst,
+    );
+    ready.store(true, Ordering::SeqCst);
+    let mut accepted = 0;
+    while let Some(result) = until_shutdown(listener.accept()).await {
+        let (stream, _) = result.expect("accept");
+        accepted += 1;
+        // Detached: the handle is dropped at once.
+        drop(spawn(echo(stream)));
+    }
+    accepted
+}
+
+fn fill(buf: &mut [u8; MESSAGE], life: usize, message: usize) {
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte = (life as u8) ^ (message as u8).wrapping_mul(31) ^ (i as u8);
+    }
+}
+
+/// One whole connection life, client side.
+async fn life(addr: SocketAddr, n: usize) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let mut out = [0u8; MESSAGE];
+    let mut back = [0u8; MESSAGE];
+    for m in 0..MESSAGES {
+        fill(&mut out, n, m);
+        stream.send_all(&out).await.expect("send");
+        stream.recv_exact(&mut back).await.expect("recv");
+        assert!(out == back, "echo mismatch in life {n}, message {m}");
+    }
+    // Close our side; the server closes after us. Waiting for its FIN
+    // means its task has ended before the next life begins.
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let closed = stream.recv(&mut back).await.expect("recv after close");
+    assert!(closed == 0, "data after the echo in life {n}");
+}
+
+async fn wait_flag(flag: &AtomicBool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !flag.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "a listener never came up");
+        sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[test]
+fn connection_lives_allocate_nothing_after_warm_up() {
+    // The counter itself works: one Box is one allocation.
+    start_counting();
+    drop(std::hint::black_box(Box::new(7u64)));
+    assert_eq!(
+        stop_counting(),
+        1,
+        "the counting allocator must see allocations"
+    );
+    assert_eq!(recorded_sizes(), [8]);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let body = std::thread::spawn(move || {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let handle = rt.handle();
+        let result = rt.block_on(async {
+            assert_eq!(current_worker(), Some(0));
+            // Worker 0's listener first (it picks the port), then worker 1's
+            // on the same port.
+            let port = Arc::new(AtomicUsize::new(0));
+            let ready = Arc::new(AtomicBool::new(false));
+            let server_0 = spawn_on(0, serve(port.clone(), ready.clone()));
+            wait_flag(&ready).await;
+            let ready = Arc::new(AtomicBool::new(false));
+            let server_1 = spawn_on(1, serve(port.clone(), ready.clone()));
+            wait_flag(&ready).await;
+            let addr: SocketAddr = ([127, 0, 0, 1], port.load(Ordering::SeqCst) as u16).into();
+
+            for n in 0..WARM_UP {
+                life(addr, n).await;
+            }
+            let warm = [
+                SERVED[0].load(Ordering::SeqCst),
+                SERVED[1].load(Ordering::SeqCst),
+            ];
+
+            start_counting();
+            for n in 0..MEASURED {
+                life(addr, WARM_UP + n).await;
+            }
+            let allocations = stop_counting();
+            let sizes = recorded_sizes();
+
+            let measured = [
+                SERVED[0].load(Ordering::SeqCst) - warm[0],
+                SERVED[1].load(Ordering::SeqCst) - warm[1],
+            ];
+            handle.shutdown();
+            let accepted = (server_0.await.unwrap(), server_1.await.unwrap());
+            (allocations, sizes, warm, measured, accepted)
+        });
+        let _ = tx.send(result);
+        // (Dropping the runtime is other tests' business: not waited for.)
+        drop(rt);
+    });
+    let (allocations, sizes, warm, measured, accepted) =
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(result) => result,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match body.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the body sends its result before it ends"),
+            },
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the connection lives did not finish within 60 s")
+            }
+        };
+    eprintln!(
+        "warm-up served {warm:?}, measured window served {measured:?} per worker; \
+         accepted {accepted:?}"
+    );
+    assert_eq!(accepted.0 + accepted.1, WARM_UP + MEASURED);
+    // The server's task for the last life may finish just after its client
+    // saw the close; every earlier one has.
+    assert!(measured[0] + measured[1] >= MEASURED - 1);
+    assert!(
+        measured[0] > 0 && measured[1] > 0,
+        "SO_REUSEPORT sent every connection to one worker: {measured:?}"
+    );
+    assert_eq!(
+        allocations, 0,
+        "heap allocations during {MEASURED} connection lives ({} messages each); \
+         sizes of the first ones: {sizes:?}",
+        MESSAGES
+    );
+}
