@@ -17,81 +17,18 @@
 //! allocations are recorded (into a fixed static array: the allocator must
 //! not allocate) and printed with the failure.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cellio::runtime::{current_worker, sleep, spawn_on, until_shutdown};
 use cellio::{spawn, Builder, ListenOptions, TcpListener, TcpStream};
 
-struct CountingAllocator;
+#[path = "util/counting_alloc.rs"]
+mod counting_alloc;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-/// Sizes of the first allocations counted (0: none recorded).
-static SIZES: [AtomicUsize; 32] = [const { AtomicUsize::new(0) }; 32];
-
-fn record(layout: &Layout) {
-    if COUNTING.load(Ordering::Relaxed) {
-        let n = ALLOCATIONS.fetch_add(1, Ordering::Relaxed) as usize;
-        if let Some(slot) = SIZES.get(n) {
-            slot.store(layout.size(), Ordering::Relaxed);
-        }
-    }
-}
-
-// SAFETY: delegates every call to the system allocator unchanged; counting
-// touches only atomics and never allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record(&layout);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        record(&layout);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record(&Layout::from_size_align(new_size, layout.align()).unwrap_or(layout));
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn start_counting() {
-    for slot in &SIZES {
-        slot.store(0, Ordering::SeqCst);
-    }
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-}
-
-fn stop_counting() -> u64 {
-    COUNTING.store(false, Ordering::SeqCst);
-    ALLOCATIONS.load(Ordering::SeqCst)
-}
-
-fn recorded_sizes() -> Vec<usize> {
-    SIZES
-        .iter()
-        .map(|s| s.load(Ordering::SeqCst))
-        .take_while(|&n| n != 0)
-        .collect()
-}
+use counting_alloc::{recorded_sizes, start_counting, stop_counting};
 
 const WARM_UP: usize = 200;
 const MEASURED: usize = 500;
