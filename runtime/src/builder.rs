@@ -47,6 +47,7 @@ impl Builder {
             event_capacity: DEFAULT_EVENT_CAPACITY,
             worker: WorkerConfig {
                 event_interval: DEFAULT_EVENT_INTERVAL,
+                queue_capacity: DEFAULT_EVENT_CAPACITY,
                 task_pooling: true,
                 task_pool_cap: DEFAULT_TASK_POOL_CAP,
                 budget: DEFAULT_BUDGET,
@@ -67,6 +68,7 @@ impl Builder {
     /// `epoll_wait`). Values below 1 are raised to 1.
     pub fn event_capacity(mut self, events: usize) -> Self {
         self.event_capacity = events.max(1);
+        self.worker.queue_capacity = self.event_capacity;
         self
     }
 

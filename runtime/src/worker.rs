@@ -48,6 +48,9 @@ use crate::waker::{Inbox, LocalGuard, LocalWorker, TaskAddr, MAX_TASKS};
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WorkerConfig {
     pub(crate) event_interval: usize,
+    /// Initial run-queue capacity: one reactor turn can wake this many
+    /// tasks (its event capacity) without the queue having to grow.
+    pub(crate) queue_capacity: usize,
     pub(crate) task_pooling: bool,
     pub(crate) task_pool_cap: usize,
     pub(crate) budget: u32,
@@ -87,7 +90,7 @@ impl Executor {
             shared,
             config,
             tasks: RefCell::new(Tasks::default()),
-            queue: RefCell::new(VecDeque::new()),
+            queue: RefCell::new(VecDeque::with_capacity(config.queue_capacity)),
             main_woken: Cell::new(false),
             timers: RefCell::new(Timers::default()),
             pool: RefCell::new(Pool::new(config.task_pooling, config.task_pool_cap)),

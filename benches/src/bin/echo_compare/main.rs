@@ -30,8 +30,25 @@
 //! (warm-up and window messages both count; the per-connection accept/setup/close calls are
 //! included, and visible in the per-syscall breakdown).
 //!
+//! Beside the CPU runs, per server (see `extras.rs`):
+//! * latency at one offered load for every server (`--latency-rate`, default 20 000 msg/s in
+//!   total): one extra run per server per round, interleaved like the CPU runs, with cellio's
+//!   bundled load client (`load --rate R --spin --json`, open loop, latency timed from each
+//!   message's intended send time) pinned to the client core; medians of p50 and p99;
+//! * allocations per message and per connection life, once per invocation, from
+//!   `tests/outside/count_allocs.py` (an LD_PRELOAD malloc counter; needs python3 and cc);
+//! * with `--callgrind`, user-space instructions per message: the server runs under valgrind's
+//!   callgrind twice with a fixed workload (20 connections x 200 and x 800 messages, built-in
+//!   lock-step client); the difference over the extra messages cancels start-up and connection
+//!   setup. Deterministic, unlike the tick-sampled user time.
+//!
 //! The server binaries are the siblings of this executable (`mio_echo`, `tokio_echo`,
-//! `mio_load` in the same target directory); a cellio server is given with `--cellio-bin`.
+//! `mio_load` in the same target directory); a cellio server is given with `--cellio-bin`
+//! and runs as `cellio` (its defaults), `cellio-nopool` (`--no-task-pool`) and `cellio-2w`
+//! (`--workers 2`, on the same single pinned core).
+
+mod extras;
+mod report;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -50,20 +67,33 @@ use serde_json::{json, Value};
 
 const PROG: &str = "echo_compare";
 /// Servers this driver knows, in default order.
-const KNOWN: [&str; 4] = ["mio", "tokio-current", "tokio-multi", "cellio"];
+const KNOWN: [&str; 6] = [
+    "mio",
+    "tokio-current",
+    "tokio-multi",
+    "cellio",
+    "cellio-nopool",
+    "cellio-2w",
+];
 
 /// Runs the echo servers under identical pinned closed-loop load and compares CPU per message.
 #[derive(Parser, Debug)]
 #[command(name = PROG, version)]
 struct Args {
-    /// Comma-separated servers to compare, from: mio, tokio-current, tokio-multi, cellio.
-    /// Default: mio,tokio-current,tokio-multi, plus cellio when --cellio-bin is given.
+    /// Comma-separated servers to compare, from: mio, tokio-current, tokio-multi, cellio,
+    /// cellio-nopool (`--no-task-pool`), cellio-2w (`--workers 2`, on the one server core).
+    /// Default: mio,tokio-current,tokio-multi, plus cellio,cellio-nopool when --cellio-bin is
+    /// given (and cellio-2w with --with-workers).
     #[arg(long, value_delimiter = ',')]
     servers: Option<Vec<String>>,
-    /// A built cellio echo server binary; it must accept `--addr HOST:PORT`.
+    /// A built cellio echo server binary (examples/echo_server); it must accept
+    /// `--addr HOST:PORT`, and `--no-task-pool` / `--workers N` for the variants.
     #[arg(long)]
     cellio_bin: Option<PathBuf>,
-    /// Extra arguments for the cellio binary (one string, split on whitespace).
+    /// Add cellio-2w (two workers sharing the server core) to the default server list.
+    #[arg(long)]
+    with_workers: bool,
+    /// Extra arguments for every cellio variant (one string, split on whitespace).
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     cellio_args: String,
     /// Worker threads for tokio-multi.
@@ -94,9 +124,38 @@ struct Args {
     /// on the benchmark cores during its window (a shared machine); 0 keeps every run.
     #[arg(long, default_value_t = 2)]
     noisy_retries: u32,
+    /// Before each timed run, wait up to this many seconds for the benchmark cores to be
+    /// quiet (other processes using under 5% of a core over half a second); 0 never waits.
+    #[arg(long, default_value_t = 300.0, value_parser = parse_secs)]
+    quiet_wait: f64,
     /// Print the results as one JSON object (progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Print the table as GitHub markdown (for docs/benchmarks.md).
+    #[arg(long, conflicts_with = "json")]
+    markdown: bool,
+    /// Offered load of the latency runs, total messages per second over all connections
+    /// (open loop, cellio's bundled load client); 0 skips the latency runs.
+    #[arg(long, default_value_t = 20_000.0, value_parser = parse_rate)]
+    latency_rate: f64,
+    /// Measured window of each latency run, seconds (after --warmup).
+    #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
+    latency_secs: f64,
+    /// cellio's bundled load client, for the latency runs.
+    /// Default: examples/load beside this executable (target/release/examples/load).
+    #[arg(long)]
+    load_bin: Option<PathBuf>,
+    /// The allocation counter script. Default: tests/outside/count_allocs.py, looked for
+    /// upwards from this executable and from the current directory.
+    #[arg(long)]
+    count_allocs: Option<PathBuf>,
+    /// Skip the allocation counts.
+    #[arg(long)]
+    no_allocs: bool,
+    /// Also count user-space instructions per message under valgrind's callgrind (two short
+    /// runs per server; deterministic, unlike tick-sampled user time).
+    #[arg(long)]
+    callgrind: bool,
     /// Also count syscalls per message with `strace -c -f` in one extra run per server.
     #[arg(long)]
     strace: bool,
@@ -107,6 +166,17 @@ struct Args {
     /// Length of the traced run (seconds of load after a 0.5 s warm-up).
     #[arg(long, default_value_t = 3.0, value_parser = parse_secs)]
     strace_secs: f64,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_finite() && (0.0..=1e9).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "`{s}` is not between 0 and 1e9 messages per second"
+        ))
+    }
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
@@ -308,6 +378,33 @@ fn main() -> ExitCode {
     run_main(PROG, || run(&args))
 }
 
+/// Everything measured for one server.
+#[derive(Default)]
+struct ServerResults {
+    /// Closed-loop CPU runs, one per successful round.
+    runs: Vec<RunResult>,
+    failures: Vec<String>,
+    /// Open-loop latency runs, one per successful round.
+    latency: Vec<extras::LatencyRun>,
+    latency_failures: Vec<String>,
+    perf: Option<Result<RunResult, String>>,
+    strace: Option<Result<StraceResult, String>>,
+    allocs: Option<Result<extras::AllocResult, String>>,
+    callgrind: Option<Result<extras::CallgrindResult, String>>,
+}
+
+impl ServerResults {
+    fn failed(&self) -> usize {
+        let err = |o: bool| usize::from(o);
+        self.failures.len()
+            + self.latency_failures.len()
+            + err(matches!(self.perf, Some(Err(_))))
+            + err(matches!(self.strace, Some(Err(_))))
+            + err(matches!(self.allocs, Some(Err(_))))
+            + err(matches!(self.callgrind, Some(Err(_))))
+    }
+}
+
 fn run(args: &Args) -> Result<(), String> {
     let dir = std::env::current_exe()
         .map_err(|e| format!("current_exe: {e}"))?
@@ -323,8 +420,59 @@ fn run(args: &Args) -> Result<(), String> {
     if args.strace && !on_path("strace") {
         return Err("`strace` not found on PATH (apt-get install -y strace)".into());
     }
+    if args.callgrind && !on_path("valgrind") {
+        return Err("`valgrind` not found on PATH (apt-get install -y valgrind)".into());
+    }
     let specs = server_specs(args, &dir)?;
     let tck = clk_tck();
+
+    // Optional parts that need other programs are skipped with a note when those are missing.
+    let mut notes: Vec<String> = Vec::new();
+    let latency_bin = if args.latency_rate == 0.0 {
+        notes.push("latency runs skipped (--latency-rate 0)".into());
+        None
+    } else {
+        let bin = args
+            .load_bin
+            .clone()
+            .unwrap_or_else(|| dir.join("examples").join("load"));
+        if bin.is_file() {
+            Some(bin)
+        } else {
+            notes.push(format!(
+                "latency runs skipped: cellio's load client {} not found (build it with \
+                 `cargo build --release --example load`, or give --load-bin)",
+                bin.display()
+            ));
+            None
+        }
+    };
+    let allocs_script = if args.no_allocs {
+        None
+    } else if !on_path("python3") || !on_path("cc") {
+        notes.push("allocation counts skipped: they need python3 and cc on PATH".into());
+        None
+    } else {
+        match args
+            .count_allocs
+            .clone()
+            .or_else(|| extras::find_count_allocs(&dir))
+        {
+            Some(p) if p.is_file() => Some(p),
+            found => {
+                notes.push(format!(
+                    "allocation counts skipped: {} not found (give --count-allocs PATH)",
+                    found.map_or("tests/outside/count_allocs.py".into(), |p| p
+                        .display()
+                        .to_string())
+                ));
+                None
+            }
+        }
+    };
+    for n in &notes {
+        eprintln!("{PROG}: note: {n}");
+    }
 
     eprintln!(
         "{PROG}: {} connections, {} B messages, warm-up {} s, window {} s, {} round(s); \
@@ -338,70 +486,70 @@ fn run(args: &Args) -> Result<(), String> {
         args.client_core
     );
 
-    let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); specs.len()];
-    let mut failures: Vec<Vec<String>> = vec![Vec::new(); specs.len()];
+    let mut res: Vec<ServerResults> = specs.iter().map(|_| ServerResults::default()).collect();
     for round in 1..=args.rounds {
         for (i, spec) in specs.iter().enumerate() {
-            // A run disturbed by other processes on the benchmark cores is repeated, up to
-            // --noisy-retries times; the last attempt is kept either way (and flagged).
-            let mut attempt = 0;
-            loop {
-                match measure(args, spec, &load_bin, tck, false) {
-                    Ok(r) => {
+            let label = format!("round {round}/{} {:<14}", args.rounds, spec.name);
+            let r = retry_noisy(
+                args,
+                &label,
+                || measure(args, spec, &load_bin, tck, false),
+                |r| r.other_cpu,
+                |r| {
+                    format!(
+                        "{:>9.0} msg/s  user {:>7.1} ns/msg  sys {:>7.1} ns/msg  server CPU \
+                         {:>4.0}%  other {:>3.0}%  ({} msgs, {}+{} ticks)",
+                        r.msgs_per_sec,
+                        r.user_ns_per_msg,
+                        r.sys_ns_per_msg,
+                        r.cpu_util * 100.0,
+                        r.other_cpu * 100.0,
+                        r.msgs,
+                        r.user_ticks,
+                        r.sys_ticks
+                    )
+                },
+            );
+            match r {
+                Ok(r) => {
+                    if r.user_ticks + r.sys_ticks < 100 {
                         eprintln!(
-                            "  round {round}/{} {:<14} {:>9.0} msg/s  user {:>7.1} ns/msg  sys \
-                             {:>7.1} ns/msg  server CPU {:>4.0}%  other {:>3.0}%  ({} msgs, \
-                             {}+{} ticks)",
-                            args.rounds,
-                            spec.name,
-                            r.msgs_per_sec,
-                            r.user_ns_per_msg,
-                            r.sys_ns_per_msg,
-                            r.cpu_util * 100.0,
-                            r.other_cpu * 100.0,
-                            r.msgs,
-                            r.user_ticks,
-                            r.sys_ticks
+                            "  warning: only {} ticks in the window; lengthen --duration",
+                            r.user_ticks + r.sys_ticks
                         );
-                        if r.other_cpu > OTHER_CPU_WARN {
-                            if attempt < args.noisy_retries {
-                                attempt += 1;
-                                eprintln!(
-                                    "  other processes used {:.0}% of a core on the benchmark \
-                                     cores: repeating this run ({attempt}/{})",
-                                    r.other_cpu * 100.0,
-                                    args.noisy_retries
-                                );
-                                continue;
-                            }
-                            eprintln!(
-                                "  warning: other processes used {:.0}% of a core on the \
-                                 benchmark cores during this run; its figures are suspect",
-                                r.other_cpu * 100.0
-                            );
-                        }
-                        if r.user_ticks + r.sys_ticks < 100 {
-                            eprintln!(
-                                "  warning: only {} ticks in the window; lengthen --duration",
-                                r.user_ticks + r.sys_ticks
-                            );
-                        }
-                        runs[i].push(r);
                     }
-                    Err(e) => {
-                        eprintln!(
-                            "  round {round}/{} {:<14} FAILED: {e}",
-                            args.rounds, spec.name
-                        );
-                        failures[i].push(format!("round {round}: {e}"));
-                    }
+                    res[i].runs.push(r);
                 }
-                break;
+                Err(e) => res[i].failures.push(format!("round {round}: {e}")),
+            }
+            if let Some(load) = &latency_bin {
+                let label = format!("latency {round}/{} {:<14}", args.rounds, spec.name);
+                let r = retry_noisy(
+                    args,
+                    &label,
+                    || extras::latency_run(args, spec, load),
+                    |r| r.other_cpu,
+                    |r| {
+                        format!(
+                            "{:>9.0} msg/s  p50 {:>7.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs  \
+                             send lag p99 {:>6.1} µs  other {:>3.0}%",
+                            r.msgs_per_sec,
+                            r.p50_us,
+                            r.p99_us,
+                            r.p999_us,
+                            r.send_lag_p99_us.unwrap_or(f64::NAN),
+                            r.other_cpu * 100.0
+                        )
+                    },
+                );
+                match r {
+                    Ok(r) => res[i].latency.push(r),
+                    Err(e) => res[i].latency_failures.push(format!("round {round}: {e}")),
+                }
             }
         }
     }
 
-    let mut perfs: Vec<Option<Result<RunResult, String>>> = specs.iter().map(|_| None).collect();
     if args.perf {
         for (i, spec) in specs.iter().enumerate() {
             let r = measure(args, spec, &load_bin, tck, true);
@@ -423,12 +571,10 @@ fn run(args: &Args) -> Result<(), String> {
                 Ok(_) => {}
                 Err(e) => eprintln!("  perf   {:<14} FAILED: {e}", spec.name),
             }
-            perfs[i] = Some(r);
+            res[i].perf = Some(r);
         }
     }
 
-    let mut traces: Vec<Option<Result<StraceResult, String>>> =
-        specs.iter().map(|_| None).collect();
     if args.strace {
         for (i, spec) in specs.iter().enumerate() {
             let t = strace_run(args, spec, &load_bin);
@@ -442,259 +588,149 @@ fn run(args: &Args) -> Result<(), String> {
                 ),
                 Err(e) => eprintln!("  strace {:<14} FAILED: {e}", spec.name),
             }
-            traces[i] = Some(t);
+            res[i].strace = Some(t);
         }
     }
 
-    let summaries: Vec<Option<Summary>> = runs.iter().map(|r| Summary::of(r)).collect();
-    let find = |name: &str| {
-        specs
-            .iter()
-            .position(|s| s.name == name)
-            .and_then(|i| summaries[i])
-    };
-    let floor = find("mio");
-    let cellio_vs_tokio = match (find("cellio"), find("tokio-current")) {
-        (Some(c), Some(t)) => Some(c.ratio(&t)),
-        _ => None,
-    };
-
-    if args.json {
-        let servers: Vec<Value> = specs
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                json!({
-                    "name": spec.name,
-                    "command": spec.command_line(),
-                    "rounds": runs[i].iter().map(RunResult::to_json).collect::<Vec<_>>(),
-                    "failures": failures[i],
-                    "median": summaries[i].map(Summary::to_json),
-                    "vs_mio": match (summaries[i], floor) {
-                        (Some(s), Some(f)) => s.ratio(&f).ratio_json(),
-                        _ => Value::Null,
-                    },
-                    "perf_run": match &perfs[i] {
-                        Some(Ok(r)) => r.to_json(),
-                        Some(Err(e)) => json!({ "error": e }),
-                        None => Value::Null,
-                    },
-                    "strace": match &traces[i] {
-                        Some(Ok(t)) => strace_json(t),
-                        Some(Err(e)) => json!({ "error": e }),
-                        None => Value::Null,
-                    },
-                })
-            })
-            .collect();
-        let out = json!({
-            "config": {
-                "connections": args.connections,
-                "size": args.size,
-                "warmup_secs": args.warmup,
-                "duration_secs": args.duration,
-                "rounds": args.rounds,
-                "server_core": args.server_core,
-                "client_core": args.client_core,
-                "tokio_workers": args.tokio_workers,
-                "noisy_retries": args.noisy_retries,
-                "clk_tck": tck,
-            },
-            "servers": servers,
-            "cellio_vs_tokio_current": cellio_vs_tokio.map(Summary::ratio_json),
-        });
-        println!("{out}");
-    } else {
-        print_table(
-            args,
-            &specs,
-            &runs,
-            &summaries,
-            floor,
-            cellio_vs_tokio,
-            &traces,
-        );
-        print_perf(&specs, &perfs);
+    if let Some(script) = &allocs_script {
+        for (i, spec) in specs.iter().enumerate() {
+            let a = extras::count_allocs(script, spec);
+            match &a {
+                Ok(a) => eprintln!(
+                    "  allocs {:<14} {:.4} per message ({} in {} msgs), {:.2} per connection \
+                     ({} in {} lives)",
+                    spec.name,
+                    a.per_msg(),
+                    a.msg_allocs,
+                    a.msgs,
+                    a.per_conn(),
+                    a.life_allocs,
+                    a.lives
+                ),
+                Err(e) => eprintln!("  allocs {:<14} FAILED: {e}", spec.name),
+            }
+            res[i].allocs = Some(a);
+        }
     }
 
-    let failed: usize = failures.iter().map(Vec::len).sum::<usize>()
-        + perfs.iter().filter(|t| matches!(t, Some(Err(_)))).count()
-        + traces.iter().filter(|t| matches!(t, Some(Err(_)))).count();
+    if args.callgrind {
+        for (i, spec) in specs.iter().enumerate() {
+            let c = extras::callgrind(spec);
+            match &c {
+                Ok(c) => eprintln!(
+                    "  callgrind {:<11} {:.1} user instructions/msg ({} - {} instructions)",
+                    spec.name, c.per_msg, c.long_instr, c.short_instr
+                ),
+                Err(e) => eprintln!("  callgrind {:<11} FAILED: {e}", spec.name),
+            }
+            res[i].callgrind = Some(c);
+        }
+    }
+
+    let report = report::Report::new(args, &specs, &res, notes, tck);
+    if args.json {
+        println!("{}", report.json());
+    } else if args.markdown {
+        report.print_markdown();
+    } else {
+        report.print_text();
+    }
+
+    let failed: usize = res.iter().map(ServerResults::failed).sum();
     if failed > 0 {
         return Err(format!("{failed} run(s) failed (see above)"));
     }
     Ok(())
 }
 
-fn print_table(
-    args: &Args,
-    specs: &[ServerSpec],
-    runs: &[Vec<RunResult>],
-    summaries: &[Option<Summary>],
-    floor: Option<Summary>,
-    cellio_vs_tokio: Option<Summary>,
-    traces: &[Option<Result<StraceResult, String>>],
-) {
-    println!(
-        "echo, {} connections x {} B, closed loop, window {} s after {} s warm-up; \
-         medians of {} round(s); server on CPU {}, client on CPU {}",
-        args.connections,
-        args.size,
-        args.duration,
-        args.warmup,
-        args.rounds,
-        args.server_core,
-        args.client_core
-    );
-    println!();
-    println!(
-        "{:<14} {:>10} {:>12} {:>11} {:>5} {:>6} | {:>10} {:>10} {:>10}",
-        "server",
-        "msgs/s",
-        "user ns/msg",
-        "sys ns/msg",
-        "CPU%",
-        "other%",
-        "msgs/s/mio",
-        "user/mio",
-        "sys/mio"
-    );
-    println!("{}", "-".repeat(100));
-    for (i, spec) in specs.iter().enumerate() {
-        let Some(s) = summaries[i] else {
-            println!("{:<14} all {} round(s) failed", spec.name, args.rounds);
-            continue;
-        };
-        let (a, b, c) = match floor {
-            Some(f) => {
-                let r = s.ratio(&f);
-                (
-                    ratio(r.msgs_per_sec),
-                    ratio(r.user_ns_per_msg),
-                    ratio(r.sys_ns_per_msg),
-                )
+/// Waits up to `--quiet-wait` seconds until the benchmark cores are quiet: less than
+/// [`OTHER_CPU_WARN`] of a core busy over half a second (no server or client of ours runs
+/// meanwhile, so all of it is other processes). Runs anyway, with a warning, when the time is
+/// up: the run's own other% then tells.
+fn wait_quiet(args: &Args) -> Result<(), String> {
+    if args.quiet_wait == 0.0 {
+        return Ok(());
+    }
+    let cores = [args.server_core, args.client_core];
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        let (a, t0) = (read_cores_busy(&cores)?, Instant::now());
+        thread::sleep(Duration::from_millis(500));
+        let (b, t1) = (read_cores_busy(&cores)?, Instant::now());
+        let busy = b.saturating_sub(a) as f64 / clk_tck() as f64 / (t1 - t0).as_secs_f64();
+        if busy < OTHER_CPU_WARN {
+            if said {
+                eprintln!(
+                    "  benchmark cores quiet after {:.0} s",
+                    start.elapsed().as_secs_f64()
+                );
             }
-            None => ("-".into(), "-".into(), "-".into()),
-        };
-        let n = runs[i].len();
-        let note = if (n as u32) < args.rounds {
-            format!("  ({n}/{} rounds ok)", args.rounds)
-        } else {
-            String::new()
-        };
-        println!(
-            "{:<14} {:>10.0} {:>12.1} {:>11.1} {:>5.0} {:>6.1} | {:>10} {:>10} {:>10}{note}",
-            spec.name,
-            s.msgs_per_sec,
-            s.user_ns_per_msg,
-            s.sys_ns_per_msg,
-            s.cpu_util * 100.0,
-            s.other_cpu * 100.0,
-            a,
-            b,
-            c
-        );
+            return Ok(());
+        }
+        if start.elapsed().as_secs_f64() >= args.quiet_wait {
+            eprintln!(
+                "  warning: benchmark cores still {:.0}% busy after {} s of waiting; running \
+                 anyway",
+                busy * 100.0,
+                args.quiet_wait
+            );
+            return Ok(());
+        }
+        if !said {
+            eprintln!(
+                "  other processes use {:.0}% of a core on the benchmark cores: waiting up to {} \
+                 s for quiet",
+                busy * 100.0,
+                args.quiet_wait
+            );
+            said = true;
+        }
     }
-    println!(
-        "(CPU% = server CPU over the window, 100 = one core; other% = CPU taken on the two \
-         benchmark cores by other processes, should be ~0)"
-    );
-    if let Some(r) = cellio_vs_tokio {
-        println!();
-        println!(
-            "cellio / tokio-current: msgs/s {}, user ns/msg {}, sys ns/msg {}",
-            ratio(r.msgs_per_sec),
-            ratio(r.user_ns_per_msg),
-            ratio(r.sys_ns_per_msg)
-        );
-    }
-    if traces.iter().any(Option::is_some) {
-        println!();
-        println!("syscalls per echoed message (strace -c -f, one extra run per server):");
-        for (i, spec) in specs.iter().enumerate() {
-            match &traces[i] {
-                Some(Ok(t)) => {
-                    let top: Vec<String> = t
-                        .calls
-                        .iter()
-                        .take(6)
-                        .map(|(name, n)| format!("{name} {:.3}", *n as f64 / t.msgs as f64))
-                        .collect();
-                    println!(
-                        "{:<14} {:>6.3}  [{}]  ({} msgs)",
-                        spec.name,
-                        t.total_calls as f64 / t.msgs as f64,
-                        top.join(", "),
-                        t.msgs
+}
+
+/// Runs `attempt`, repeating it up to `--noisy-retries` times while other processes took more
+/// than [`OTHER_CPU_WARN`] of a core on the benchmark cores; the last attempt is kept either
+/// way (and flagged). Progress goes to stderr as `  LABEL DESCRIPTION`.
+fn retry_noisy<T>(
+    args: &Args,
+    label: &str,
+    mut attempt: impl FnMut() -> Result<T, String>,
+    other_cpu: impl Fn(&T) -> f64,
+    describe: impl Fn(&T) -> String,
+) -> Result<T, String> {
+    let mut retries = 0;
+    loop {
+        wait_quiet(args)?;
+        match attempt() {
+            Ok(r) => {
+                eprintln!("  {label} {}", describe(&r));
+                let other = other_cpu(&r);
+                if other > OTHER_CPU_WARN {
+                    if retries < args.noisy_retries {
+                        retries += 1;
+                        eprintln!(
+                            "  other processes used {:.0}% of a core on the benchmark cores: \
+                             repeating this run ({retries}/{})",
+                            other * 100.0,
+                            args.noisy_retries
+                        );
+                        continue;
+                    }
+                    eprintln!(
+                        "  warning: other processes used {:.0}% of a core on the benchmark \
+                         cores during this run; its figures are suspect",
+                        other * 100.0
                     );
                 }
-                Some(Err(e)) => println!("{:<14} failed: {e}", spec.name),
-                None => {}
+                return Ok(r);
+            }
+            Err(e) => {
+                eprintln!("  {label} FAILED: {e}");
+                return Err(e);
             }
         }
     }
-}
-
-/// A ratio for the table; `-` when undefined (a zero denominator, e.g. no user tick).
-fn ratio(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.2}x")
-    } else {
-        "-".into()
-    }
-}
-
-fn print_perf(specs: &[ServerSpec], perfs: &[Option<Result<RunResult, String>>]) {
-    if perfs.iter().all(Option::is_none) {
-        return;
-    }
-    println!();
-    println!("hardware counters per echoed message (perf stat, one extra run per server):");
-    println!(
-        "{:<14} {:>10} {:>12} {:>12} {:>12} {:>12} {:>14}",
-        "server",
-        "msgs/s",
-        "user instr",
-        "user cycles",
-        "kern instr",
-        "kern cycles",
-        "user ns (cyc)"
-    );
-    for (spec, p) in specs.iter().zip(perfs) {
-        match p {
-            Some(Ok(RunResult {
-                perf: Some(p),
-                msgs_per_sec,
-                ..
-            })) => println!(
-                "{:<14} {:>10.0} {:>12.1} {:>12.1} {:>12.0} {:>12.0} {:>14.1}",
-                spec.name,
-                msgs_per_sec,
-                p.user_instructions,
-                p.user_cycles,
-                p.kernel_instructions,
-                p.kernel_cycles,
-                p.user_ns_by_cycles
-            ),
-            Some(Ok(_)) => println!("{:<14} no counters", spec.name),
-            Some(Err(e)) => println!("{:<14} failed: {e}", spec.name),
-            None => {}
-        }
-    }
-}
-
-fn strace_json(t: &StraceResult) -> Value {
-    let per_msg: serde_json::Map<String, Value> = t
-        .calls
-        .iter()
-        .map(|(name, n)| (name.clone(), json!(*n as f64 / t.msgs as f64)))
-        .collect();
-    json!({
-        "msgs": t.msgs,
-        "total_calls": t.total_calls,
-        "syscalls_per_msg": t.total_calls as f64 / t.msgs as f64,
-        "per_msg_by_syscall": per_msg,
-    })
 }
 
 fn sibling(dir: &Path, name: &str) -> Result<PathBuf, String> {
@@ -719,7 +755,11 @@ fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
         Some(list) => list.iter().map(|s| s.trim().to_string()).collect(),
         None => KNOWN
             .iter()
-            .filter(|n| **n != "cellio" || args.cellio_bin.is_some())
+            .filter(|n| match **n {
+                "cellio" | "cellio-nopool" => args.cellio_bin.is_some(),
+                "cellio-2w" => args.cellio_bin.is_some() && args.with_workers,
+                _ => true,
+            })
             .map(|n| n.to_string())
             .collect(),
     };
@@ -746,21 +786,21 @@ fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
                     args.tokio_workers.to_string(),
                 ],
             ),
-            "cellio" => {
+            "cellio" | "cellio-nopool" | "cellio-2w" => {
                 let bin = args
                     .cellio_bin
                     .clone()
-                    .ok_or("server `cellio` needs --cellio-bin PATH")?;
+                    .ok_or_else(|| format!("server `{name}` needs --cellio-bin PATH"))?;
                 if !bin.is_file() {
                     return Err(format!("--cellio-bin {}: no such file", bin.display()));
                 }
-                (
-                    bin,
-                    args.cellio_args
-                        .split_whitespace()
-                        .map(String::from)
-                        .collect(),
-                )
+                let mut extra: Vec<String> = match name.as_str() {
+                    "cellio-nopool" => vec!["--no-task-pool".into()],
+                    "cellio-2w" => vec!["--workers".into(), "2".into()],
+                    _ => vec![],
+                };
+                extra.extend(args.cellio_args.split_whitespace().map(String::from));
+                (bin, extra)
             }
             other => {
                 return Err(format!(
@@ -817,30 +857,46 @@ fn start_server(args: &Args, spec: &ServerSpec) -> Result<(Guard, SocketAddr), S
     }
 }
 
-/// Starts the pinned load client; returns it with a channel of its stdout lines and a handle
-/// collecting its stderr.
+/// A client process with a channel of its stdout lines and a handle collecting its stderr.
+type ClientRun = (Guard, mpsc::Receiver<String>, thread::JoinHandle<String>);
+
+/// Starts the pinned `mio_load` client with phase marks.
 fn start_client(
     args: &Args,
     load_bin: &Path,
     addr: SocketAddr,
     warmup: f64,
     duration: f64,
-) -> Result<(Guard, mpsc::Receiver<String>, thread::JoinHandle<String>), String> {
+) -> Result<ClientRun, String> {
+    let argv = [
+        "--addr".to_string(),
+        addr.to_string(),
+        "--connections".into(),
+        args.connections.to_string(),
+        "--size".into(),
+        args.size.to_string(),
+        "--warmup".into(),
+        warmup.to_string(),
+        "--duration".into(),
+        duration.to_string(),
+        "--json".into(),
+        "--phase-marks".into(),
+    ];
+    spawn_client(args, load_bin, &argv)
+}
+
+/// Starts `program argv...` pinned to the client core.
+fn spawn_client(args: &Args, program: &Path, argv: &[String]) -> Result<ClientRun, String> {
     let mut child = Command::new("taskset")
         .arg("-c")
         .arg(args.client_core.to_string())
-        .arg(load_bin)
-        .args(["--addr", &addr.to_string()])
-        .args(["--connections", &args.connections.to_string()])
-        .args(["--size", &args.size.to_string()])
-        .args(["--warmup", &warmup.to_string()])
-        .args(["--duration", &duration.to_string()])
-        .args(["--json", "--phase-marks"])
+        .arg(program)
+        .args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", load_bin.display()))?;
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let stdout = child.stdout.take().ok_or("no client stdout")?;
     let mut stderr = child.stderr.take().ok_or("no client stderr")?;
     let (tx, rx) = mpsc::channel();
@@ -1003,12 +1059,22 @@ fn start_perf(pid: u32, out: &Path) -> Result<Guard, String> {
 }
 
 /// Sends SIGINT (perf and strace then detach and write their summaries) and waits.
-fn stop_child(mut child: Guard, what: &str) -> Result<(), String> {
+fn stop_child(child: Guard, what: &str) -> Result<(), String> {
+    stop_child_with(child, libc::SIGINT, Duration::from_secs(10), what)
+}
+
+/// Sends `signal` to the child and waits up to `limit` for it to exit.
+fn stop_child_with(
+    mut child: Guard,
+    signal: libc::c_int,
+    limit: Duration,
+    what: &str,
+) -> Result<(), String> {
     // SAFETY: plain kill(2) on our own, not yet reaped, child.
     unsafe {
-        libc::kill(child.0.id() as libc::pid_t, libc::SIGINT);
+        libc::kill(child.0.id() as libc::pid_t, signal);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + limit;
     while child
         .0
         .try_wait()

@@ -1,0 +1,447 @@
+//! The measurements beside the closed-loop CPU runs: latency at a fixed offered load (cellio's
+//! bundled load client in open-loop mode), heap allocations (`tests/outside/count_allocs.py`)
+//! and user-space instructions per message (valgrind's callgrind).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cellio_benches::fill_message;
+use serde_json::{json, Value};
+
+use crate::{
+    finish_client, free_port, spawn_client, start_server, Args, Guard, Sample, ServerSpec,
+};
+
+// ----- latency at a fixed offered load -------------------------------------------------------
+
+/// One open-loop run of cellio's load client against one server.
+#[derive(Clone, Debug)]
+pub struct LatencyRun {
+    pub msgs_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    /// How late the client sent (included in the latency): large values mean the client, not
+    /// the server, fell behind.
+    pub send_lag_p99_us: Option<f64>,
+    /// CPU taken on the two benchmark cores by other processes over the client's whole run,
+    /// as a fraction of one core.
+    pub other_cpu: f64,
+}
+
+impl LatencyRun {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "msgs_per_sec": self.msgs_per_sec,
+            "p50_us": self.p50_us,
+            "p99_us": self.p99_us,
+            "p999_us": self.p999_us,
+            "send_lag_p99_us": self.send_lag_p99_us,
+            "other_cpu": self.other_cpu,
+        })
+    }
+}
+
+/// Starts `spec` pinned to the server core and drives it with `load --rate R --spin` pinned to
+/// the client core; returns the client's latency percentiles.
+pub fn latency_run(args: &Args, spec: &ServerSpec, load: &Path) -> Result<LatencyRun, String> {
+    let (mut server, addr) = start_server(args, spec)?;
+    let pid = server.0.id();
+    let argv: Vec<String> = [
+        "--addr".to_string(),
+        addr.to_string(),
+        "--connections".into(),
+        args.connections.to_string(),
+        "--size".into(),
+        args.size.to_string(),
+        "--warmup".into(),
+        format!("{}s", args.warmup),
+        "--duration".into(),
+        format!("{}s", args.latency_secs),
+        "--rate".into(),
+        args.latency_rate.to_string(),
+        // The client's core is its own: busy-waiting before each due send costs nothing
+        // there and keeps its pacing at microseconds instead of the 1 ms timer resolution.
+        "--spin".into(),
+        "--json".into(),
+    ]
+    .into();
+    let (client, lines, stderr) = spawn_client(args, load, &argv)?;
+    let client_pid = client.0.id(); // taskset execs the client: same pid
+    let cores = [args.server_core, args.client_core];
+    let s0 = Sample::take(pid, client_pid, &cores)?;
+    let deadline = Instant::now() + Duration::from_secs_f64(args.warmup + args.latency_secs + 30.0);
+    let mut result = None;
+    let mut s1 = None;
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with('{') => {
+                s1 = Some(Sample::take(pid, client_pid, &cores)?);
+                result = Some(line);
+            }
+            Ok(_) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => return Err("load client timed out".into()),
+        }
+    }
+    finish_client(client, stderr, deadline)?;
+    if let Some(status) = server.0.try_wait().map_err(|e| format!("wait: {e}"))? {
+        return Err(format!("server exited during the run ({status})"));
+    }
+    drop(server);
+    let line = result.ok_or("load client printed no JSON result")?;
+    let s1 = s1.ok_or("load client printed no JSON result")?;
+    let mut run = parse_load_json(&line)?;
+    let ticks = |a: cellio_benches::CpuTicks, b: cellio_benches::CpuTicks| {
+        (b.utime + b.stime).saturating_sub(a.utime + a.stime)
+    };
+    let other = s1
+        .cores_busy
+        .saturating_sub(s0.cores_busy)
+        .saturating_sub(ticks(s0.server, s1.server) + ticks(s0.client, s1.client));
+    let wall = (s1.at - s0.at).as_secs_f64();
+    run.other_cpu = other as f64 / cellio_benches::clk_tck() as f64 / wall;
+    Ok(run)
+}
+
+/// Parses the JSON line of `load --json`.
+pub fn parse_load_json(line: &str) -> Result<LatencyRun, String> {
+    let v: Value =
+        serde_json::from_str(line).map_err(|e| format!("bad load client JSON `{line}`: {e}"))?;
+    for key in ["errors", "mismatches", "connect_errors"] {
+        if v[key].as_u64() != Some(0) {
+            return Err(format!("load client reported {key}: {line}"));
+        }
+    }
+    let f = |key: &str| {
+        v[key]
+            .as_f64()
+            .ok_or_else(|| format!("load client JSON lacks {key}"))
+    };
+    Ok(LatencyRun {
+        msgs_per_sec: f("msgs_per_sec")?,
+        p50_us: f("p50_us")?,
+        p99_us: f("p99_us")?,
+        p999_us: f("p999_us")?,
+        send_lag_p99_us: v["send_lag_p99_us"].as_f64(),
+        other_cpu: 0.0,
+    })
+}
+
+// ----- allocations ---------------------------------------------------------------------------
+
+/// Allocation counts from one `count_allocs.py` run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AllocResult {
+    pub msgs: u64,
+    pub msg_allocs: u64,
+    pub lives: u64,
+    pub life_allocs: u64,
+}
+
+impl AllocResult {
+    pub fn per_msg(&self) -> f64 {
+        self.msg_allocs as f64 / self.msgs as f64
+    }
+
+    pub fn per_conn(&self) -> f64 {
+        self.life_allocs as f64 / self.lives as f64
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "msgs": self.msgs,
+            "msg_allocations": self.msg_allocs,
+            "allocations_per_msg": self.per_msg(),
+            "connection_lives": self.lives,
+            "life_allocations": self.life_allocs,
+            "allocations_per_connection": self.per_conn(),
+        })
+    }
+}
+
+/// `tests/outside/count_allocs.py`, looked for from the executable's directory and the
+/// current directory upwards.
+pub fn find_count_allocs(exe_dir: &Path) -> Option<PathBuf> {
+    let rel = Path::new("tests/outside/count_allocs.py");
+    let cwd = std::env::current_dir().ok();
+    [Some(exe_dir.to_path_buf()), cwd]
+        .into_iter()
+        .flatten()
+        .flat_map(|d| d.ancestors().map(Path::to_path_buf).collect::<Vec<_>>())
+        .map(|d| d.join(rel))
+        .find(|p| p.is_file())
+}
+
+/// Runs `count_allocs.py` on the server (unpinned: it counts, it does not time).
+pub fn count_allocs(script: &Path, spec: &ServerSpec) -> Result<AllocResult, String> {
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg("--server").arg(&spec.program);
+    for a in &spec.args {
+        // `=` keeps argparse from taking a value like `--flavor` for an option of its own.
+        cmd.arg(format!("--server-arg={a}"));
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start python3 {}: {e}", script.display()))?;
+    let (status, out, err) = wait_output(child, Duration::from_secs(180), "count_allocs.py")?;
+    // Exit 1 means "allocated on the message path" (the script's own pass/fail), which is
+    // still a measurement; only a missing result is a failure here.
+    parse_count_allocs(&out).ok_or_else(|| {
+        let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        format!("count_allocs.py gave no result ({status}): {last}")
+    })
+}
+
+/// Parses the two result lines of `count_allocs.py`:
+/// `count_allocs: M messages: N allocations (X per message)` and
+/// `count_allocs: L connection lives: N allocations (Y per connection)`.
+pub fn parse_count_allocs(text: &str) -> Option<AllocResult> {
+    let mut msgs = None;
+    let mut lives = None;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first() != Some(&"count_allocs:") {
+            continue;
+        }
+        if f.get(2) == Some(&"messages:") && f.get(4) == Some(&"allocations") {
+            msgs = Some((f[1].parse().ok()?, f[3].parse().ok()?));
+        } else if f.get(2..4) == Some(&["connection", "lives:"]) && f.get(5) == Some(&"allocations")
+        {
+            lives = Some((f[1].parse().ok()?, f[4].parse().ok()?));
+        }
+    }
+    let ((msgs, msg_allocs), (lives, life_allocs)) = msgs.zip(lives)?;
+    if msgs == 0 || lives == 0 {
+        return None;
+    }
+    Some(AllocResult {
+        msgs,
+        msg_allocs,
+        lives,
+        life_allocs,
+    })
+}
+
+// ----- callgrind -----------------------------------------------------------------------------
+
+/// Connections in each callgrind run.
+pub const CG_CONNS: u32 = 20;
+/// Messages per connection in the short and the long callgrind run.
+pub const CG_MSGS: (u64, u64) = (200, 800);
+/// Message size in the callgrind runs.
+pub const CG_SIZE: usize = 64;
+
+/// User-space instructions from two callgrind runs that differ only in messages.
+#[derive(Clone, Debug)]
+pub struct CallgrindResult {
+    pub short_instr: u64,
+    pub long_instr: u64,
+    pub per_msg: f64,
+}
+
+impl CallgrindResult {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "connections": CG_CONNS,
+            "msgs_per_connection": [CG_MSGS.0, CG_MSGS.1],
+            "size": CG_SIZE,
+            "short_run_instructions": self.short_instr,
+            "long_run_instructions": self.long_instr,
+            "user_instructions_per_msg": self.per_msg,
+        })
+    }
+}
+
+/// Instructions per echoed message: (long run − short run) / extra messages, which cancels
+/// start-up, connection setup and teardown.
+pub fn callgrind(spec: &ServerSpec) -> Result<CallgrindResult, String> {
+    let short_instr = callgrind_once(spec, CG_MSGS.0)?;
+    let long_instr = callgrind_once(spec, CG_MSGS.1)?;
+    let extra = (CG_MSGS.1 - CG_MSGS.0) * u64::from(CG_CONNS);
+    Ok(CallgrindResult {
+        short_instr,
+        long_instr,
+        per_msg: (long_instr as f64 - short_instr as f64) / extra as f64,
+    })
+}
+
+/// Runs the server under callgrind, echoes `msgs` messages on each of [`CG_CONNS`]
+/// connections (lock-step: one message out on every connection, then every echo back),
+/// closes them, stops the server with SIGTERM and returns callgrind's instruction total.
+fn callgrind_once(spec: &ServerSpec, msgs: u64) -> Result<u64, String> {
+    let addr = free_port()?;
+    let tmp = std::env::temp_dir();
+    let tag = format!("{}.{}.{msgs}", std::process::id(), spec.name);
+    let out = tmp.join(format!("echo_compare.cg.{tag}.out"));
+    let log = tmp.join(format!("echo_compare.cg.{tag}.log"));
+    let child = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(format!("--log-file={}", log.display()))
+        .arg(&spec.program)
+        .args(&spec.args)
+        .arg("--addr")
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start valgrind: {e}"))?;
+    let mut guard = Guard(child);
+    let result = (|| {
+        wait_accepting(&mut guard, addr, Duration::from_secs(60))?;
+        echo_lockstep(addr, msgs)?;
+        // Let the server see the closes before stopping it.
+        thread::sleep(Duration::from_millis(300));
+        crate::stop_child_with(guard, libc::SIGTERM, Duration::from_secs(60), "valgrind")?;
+        let text =
+            std::fs::read_to_string(&log).map_err(|e| format!("read {}: {e}", log.display()))?;
+        parse_callgrind_log(&text)
+            .ok_or_else(|| format!("no `Collected` line in {}", log.display()))
+    })();
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(&log);
+    result
+}
+
+fn wait_accepting(server: &mut Guard, addr: SocketAddr, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = server.0.try_wait().map_err(|e| format!("wait: {e}"))? {
+            return Err(format!("server exited before accepting ({status})"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("server did not accept on {addr} within {limit:?}"));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The built-in callgrind client: byte-checked lock-step echo on [`CG_CONNS`] connections.
+fn echo_lockstep(addr: SocketAddr, msgs: u64) -> Result<(), String> {
+    let mut socks = Vec::new();
+    for _ in 0..CG_CONNS {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| format!("read timeout: {e}"))?;
+        socks.push(s);
+    }
+    let mut sent = [0u8; CG_SIZE];
+    let mut got = [0u8; CG_SIZE];
+    for seq in 0..msgs {
+        for (c, s) in socks.iter_mut().enumerate() {
+            fill_message(&mut sent, c as u64, seq);
+            s.write_all(&sent).map_err(|e| format!("send: {e}"))?;
+        }
+        for (c, s) in socks.iter_mut().enumerate() {
+            s.read_exact(&mut got)
+                .map_err(|e| format!("receive: {e}"))?;
+            fill_message(&mut sent, c as u64, seq);
+            if got != sent {
+                return Err(format!("echo mismatch on connection {c}, message {seq}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds `==PID== Collected : N` in a callgrind log.
+pub fn parse_callgrind_log(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.split_once("Collected :")?.1;
+        rest.trim().replace(',', "").parse().ok()
+    })
+}
+
+/// Waits for `child` to exit within `limit`, collecting its stdout and stderr.
+fn wait_output(
+    mut child: std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> Result<(std::process::ExitStatus, String, String), String> {
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut guard = Guard(child);
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = guard.0.try_wait().map_err(|e| format!("wait: {e}"))? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{what} did not finish within {limit:?}"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Ok((
+        status,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_allocs_output() {
+        let text = "count_allocs: 40000 messages: 3 allocations (0.0001 per message)\n\
+                    count_allocs: 200 connection lives: 661 allocations (3.30 per connection)\n";
+        let r = parse_count_allocs(text).unwrap();
+        assert_eq!(
+            r,
+            AllocResult {
+                msgs: 40000,
+                msg_allocs: 3,
+                lives: 200,
+                life_allocs: 661
+            }
+        );
+        assert!((r.per_conn() - 3.305).abs() < 1e-9);
+        assert_eq!(
+            parse_count_allocs("count_allocs: server did not start"),
+            None
+        );
+    }
+
+    #[test]
+    fn callgrind_log() {
+        let text = "==3499== \n==3499== Collected : 13574366\n==3499== \n==3499== I   refs:      13,574,366\n";
+        assert_eq!(parse_callgrind_log(text), Some(13_574_366));
+        assert_eq!(parse_callgrind_log("==1== nothing"), None);
+    }
+
+    #[test]
+    fn load_json() {
+        let line = r#"{"msgs_per_sec":19990.0,"p50_us":25.1,"p99_us":80.5,"p999_us":120.0,
+            "send_lag_p99_us":3.0,"errors":0,"mismatches":0,"connect_errors":0}"#;
+        let r = parse_load_json(line).unwrap();
+        assert_eq!((r.p50_us, r.p99_us), (25.1, 80.5));
+        let bad = line.replace("\"errors\":0", "\"errors\":2");
+        assert!(parse_load_json(&bad).is_err());
+    }
+}

@@ -1,0 +1,680 @@
+//! The comparison table (plain text or GitHub markdown), its notes, the targets from the
+//! issue, and the JSON form of everything.
+
+use cellio_benches::median;
+use serde_json::{json, Value};
+
+use crate::extras::{self, LatencyRun};
+use crate::{Args, RunResult, ServerResults, ServerSpec, StraceResult, Summary};
+
+/// Targets from the runtime issue for `cellio` (64 B messages, 100 connections).
+const TARGET_VS_MIO: f64 = 1.15;
+const TARGET_VS_TOKIO: f64 = 0.5;
+/// Syscalls per message closer than this count as equal: the traced run's per-connection
+/// calls (accept4, setsockopt, epoll_ctl, close) are amortised over a message count that
+/// differs from run to run, which moves the total by about this much.
+const SYSCALL_RESOLUTION: f64 = 0.005;
+
+/// Medians of one server's latency runs.
+#[derive(Clone, Copy, Debug)]
+struct LatencySummary {
+    msgs_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl LatencySummary {
+    fn of(runs: &[LatencyRun]) -> Option<Self> {
+        if runs.is_empty() {
+            return None;
+        }
+        let m = |f: fn(&LatencyRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+        Some(LatencySummary {
+            msgs_per_sec: m(|r| r.msgs_per_sec),
+            p50_us: m(|r| r.p50_us),
+            p99_us: m(|r| r.p99_us),
+        })
+    }
+}
+
+/// The figures of one table row.
+struct Row {
+    summary: Option<Summary>,
+    latency: Option<LatencySummary>,
+    allocs: Option<(f64, f64)>,
+    instr: Option<f64>,
+    syscalls: Option<f64>,
+}
+
+/// One target from the issue, checked against today's figures.
+struct Target {
+    what: String,
+    figure: String,
+    /// `None` when it could not be checked (a figure is missing).
+    met: Option<bool>,
+}
+
+pub struct Report<'a> {
+    args: &'a Args,
+    specs: &'a [ServerSpec],
+    res: &'a [ServerResults],
+    notes: Vec<String>,
+    tck: u64,
+    rows: Vec<Row>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(
+        args: &'a Args,
+        specs: &'a [ServerSpec],
+        res: &'a [ServerResults],
+        notes: Vec<String>,
+        tck: u64,
+    ) -> Self {
+        let rows = res
+            .iter()
+            .map(|r| Row {
+                summary: Summary::of(&r.runs),
+                latency: LatencySummary::of(&r.latency),
+                allocs: match &r.allocs {
+                    Some(Ok(a)) => Some((a.per_msg(), a.per_conn())),
+                    _ => None,
+                },
+                instr: match &r.callgrind {
+                    Some(Ok(c)) => Some(c.per_msg),
+                    _ => None,
+                },
+                syscalls: match &r.strace {
+                    Some(Ok(t)) => Some(t.total_calls as f64 / t.msgs as f64),
+                    _ => None,
+                },
+            })
+            .collect();
+        Report {
+            args,
+            specs,
+            res,
+            notes,
+            tck,
+            rows,
+        }
+    }
+
+    fn row(&self, name: &str) -> Option<&Row> {
+        self.specs
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| &self.rows[i])
+    }
+
+    fn user(&self, name: &str) -> Option<f64> {
+        self.row(name)?.summary.map(|s| s.user_ns_per_msg)
+    }
+
+    fn instr(&self, name: &str) -> Option<f64> {
+        self.row(name)?.instr
+    }
+
+    fn any(&self, f: impl Fn(&ServerResults) -> bool) -> bool {
+        self.res.iter().any(f)
+    }
+
+    /// Header and cells of the main table; columns without any data are left out.
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let lat = self.any(|r| !r.latency.is_empty() || !r.latency_failures.is_empty());
+        let allocs = self.any(|r| r.allocs.is_some());
+        let cg = self.any(|r| r.callgrind.is_some());
+        let strace = self.any(|r| r.strace.is_some());
+        let (mio_u, tok_u) = (self.user("mio"), self.user("tokio-current"));
+        let (mio_i, tok_i) = (self.instr("mio"), self.instr("tokio-current"));
+
+        let mut head = vec!["server", "msgs/s"];
+        if lat {
+            head.extend(["p50 µs", "p99 µs"]);
+        }
+        head.extend(["user ns/msg", "sys ns/msg", "CPU%", "other%"]);
+        if allocs {
+            head.extend(["allocs/msg", "allocs/conn"]);
+        }
+        if cg {
+            head.push("instr/msg");
+        }
+        if strace {
+            head.push("syscalls/msg");
+        }
+        if mio_u.is_some() {
+            head.push("user/mio");
+        }
+        if tok_u.is_some() {
+            head.push("user/tokio");
+        }
+        if mio_i.is_some() {
+            head.push("instr/mio");
+        }
+        if tok_i.is_some() {
+            head.push("instr/tokio");
+        }
+
+        let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| fmt(v, prec));
+        let rat = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => ratio(a / b),
+            _ => "-".to_string(),
+        };
+        let mut rows = Vec::new();
+        for (spec, row) in self.specs.iter().zip(&self.rows) {
+            let s = row.summary;
+            let mut c = vec![spec.name.clone()];
+            c.push(opt(s.map(|s| s.msgs_per_sec), 0));
+            if lat {
+                c.push(opt(row.latency.map(|l| l.p50_us), 1));
+                c.push(opt(row.latency.map(|l| l.p99_us), 1));
+            }
+            c.push(opt(s.map(|s| s.user_ns_per_msg), 1));
+            c.push(opt(s.map(|s| s.sys_ns_per_msg), 1));
+            c.push(opt(s.map(|s| s.cpu_util * 100.0), 0));
+            c.push(opt(s.map(|s| s.other_cpu * 100.0), 1));
+            if allocs {
+                c.push(opt(row.allocs.map(|a| a.0), 4));
+                c.push(opt(row.allocs.map(|a| a.1), 2));
+            }
+            if cg {
+                c.push(opt(row.instr, 1));
+            }
+            if strace {
+                c.push(opt(row.syscalls, 3));
+            }
+            let user = s.map(|s| s.user_ns_per_msg);
+            if mio_u.is_some() {
+                c.push(rat(user, mio_u));
+            }
+            if tok_u.is_some() {
+                c.push(rat(user, tok_u));
+            }
+            if mio_i.is_some() {
+                c.push(rat(row.instr, mio_i));
+            }
+            if tok_i.is_some() {
+                c.push(rat(row.instr, tok_i));
+            }
+            rows.push(c);
+        }
+        (head, rows)
+    }
+
+    /// The notes under the table: method, precision, anything skipped or failed.
+    fn table_notes(&self) -> Vec<String> {
+        let a = self.args;
+        let mut n = vec![format!(
+            "msgs/s, user/sys ns/msg, CPU%, other%: closed loop (mio_load, one {} B message in \
+             flight on each of {} connections), {} s window after {} s warm-up, medians of {} \
+             interleaved round(s); server pinned to CPU {}, client to CPU {}. User and system \
+             CPU from /proc/PID/stat ticks (CLK_TCK {}) over the window, divided by the \
+             messages echoed in it.",
+            a.size,
+            a.connections,
+            a.duration,
+            a.warmup,
+            a.rounds,
+            a.server_core,
+            a.client_core,
+            self.tck
+        )];
+        n.push(
+            "CPU% = server CPU over the window (100 = one core); other% = CPU taken on the two \
+             benchmark cores by other processes (should be ~0). Before each timed run the driver \
+             waits for both cores to be quiet, and a run with other% above 5 is repeated."
+                .into(),
+        );
+        if self.any(|r| !r.latency.is_empty()) {
+            n.push(format!(
+                "p50/p99: open loop at {} msg/s in total over the same {} connections, cellio's \
+                 bundled load client (`load --rate R --spin`, latency timed from each message's \
+                 intended send time) pinned to CPU {}; one {} s run (after {} s warm-up) per \
+                 server per round, median of the rounds' percentiles.",
+                a.latency_rate, a.connections, a.client_core, a.latency_secs, a.warmup
+            ));
+        }
+        if self.any(|r| r.latency.len() > 1) {
+            let per: Vec<String> = self
+                .specs
+                .iter()
+                .zip(self.res)
+                .filter(|(_, r)| !r.latency.is_empty())
+                .map(|(s, r)| {
+                    let v: Vec<String> = r
+                        .latency
+                        .iter()
+                        .map(|l| format!("{:.0}", l.p99_us))
+                        .collect();
+                    format!("{} {}", s.name, v.join("/"))
+                })
+                .collect();
+            n.push(format!(
+                "p99 µs by round, to judge its spread: {}.",
+                per.join(", ")
+            ));
+        }
+        if self.any(|r| r.allocs.is_some()) {
+            n.push(
+                "allocs/msg, allocs/conn: tests/outside/count_allocs.py (LD_PRELOAD malloc \
+                 counter, read with SIGUSR2), once per server: 20 connections x 2000 messages \
+                 of 64 B after warm-up, then 200 connection lives (connect, echo, close)."
+                    .into(),
+            );
+        }
+        if self.any(|r| r.callgrind.is_some()) {
+            n.push(format!(
+                "instr/msg: user-space instructions per echoed message under valgrind \
+                 --tool=callgrind, (run with {} x {} messages - run with {} x {}) / extra \
+                 messages, {} B, built-in lock-step client; exact and repeatable, but it counts \
+                 instructions, not time (no cache or branch effects).",
+                extras::CG_CONNS,
+                extras::CG_MSGS.1,
+                extras::CG_CONNS,
+                extras::CG_MSGS.0,
+                extras::CG_SIZE
+            ));
+        }
+        if self.any(|r| r.strace.is_some()) {
+            n.push(
+                "syscalls/msg: strace -c -f over one extra run per server, including the \
+                 per-connection accept/setup/close calls."
+                    .into(),
+            );
+        }
+        n.push(
+            "user/mio, user/tokio: user ns/msg over mio's and over tokio-current's; instr/mio, \
+             instr/tokio: the same for callgrind instructions."
+                .into(),
+        );
+        if self.specs.iter().any(|s| s.name == "cellio-2w") {
+            n.push(format!(
+                "cellio-2w runs `--workers 2` pinned to CPU {} like every server, so its two \
+                 workers share one core: it shows what a second worker costs, not what it gains.",
+                a.server_core
+            ));
+        }
+        if self.specs.iter().any(|s| s.name == "cellio-nopool") {
+            n.push(
+                "cellio-nopool: `--no-task-pool` (every connection's task allocated afresh)."
+                    .into(),
+            );
+        }
+        for (spec, r) in self.specs.iter().zip(self.res) {
+            for f in &r.failures {
+                n.push(format!("{}: CPU run failed, {f}", spec.name));
+            }
+            for f in &r.latency_failures {
+                n.push(format!("{}: latency run failed, {f}", spec.name));
+            }
+            for (what, e) in [
+                (
+                    "allocation count",
+                    r.allocs.as_ref().and_then(|x| x.as_ref().err()),
+                ),
+                (
+                    "callgrind",
+                    r.callgrind.as_ref().and_then(|x| x.as_ref().err()),
+                ),
+                ("strace", r.strace.as_ref().and_then(|x| x.as_ref().err())),
+            ] {
+                if let Some(e) = e {
+                    n.push(format!("{}: {what} failed: {e}", spec.name));
+                }
+            }
+        }
+        n.extend(self.notes.iter().cloned());
+        n
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        if self.row("cellio").is_none() {
+            return Vec::new();
+        }
+        let mut t = Vec::new();
+        let check =
+            |what: &str, ours: Option<f64>, base: Option<f64>, limit: f64, unit: &str| match (
+                ours, base,
+            ) {
+                (Some(a), Some(b)) => Target {
+                    what: what.to_string(),
+                    figure: format!("{:.2}x ({a:.1} / {b:.1} {unit})", a / b),
+                    met: Some(a / b <= limit),
+                },
+                _ => Target {
+                    what: what.to_string(),
+                    figure: "not measured".into(),
+                    met: None,
+                },
+            };
+        for (base, label, limit) in [
+            ("mio", "the raw mio loop", TARGET_VS_MIO),
+            ("tokio-current", "tokio current_thread", TARGET_VS_TOKIO),
+        ] {
+            t.push(check(
+                &format!("user CPU/msg <= {limit}x {label} (/proc ticks)"),
+                self.user("cellio"),
+                self.user(base),
+                limit,
+                "ns",
+            ));
+            if self.any(|r| r.callgrind.is_some()) {
+                t.push(check(
+                    &format!("user CPU/msg <= {limit}x {label} (callgrind instructions)"),
+                    self.instr("cellio"),
+                    self.instr(base),
+                    limit,
+                    "instr",
+                ));
+            }
+        }
+        let sc = |n: &str| self.row(n).and_then(|r| r.syscalls);
+        let what =
+            format!("syscalls/msg <= the raw loop's (strace; equal within {SYSCALL_RESOLUTION})");
+        t.push(match (sc("cellio"), sc("mio")) {
+            (Some(c), Some(m)) => Target {
+                what,
+                figure: format!("{c:.3} vs {m:.3}"),
+                met: Some(c <= m + SYSCALL_RESOLUTION),
+            },
+            _ => Target {
+                what,
+                figure: "not measured (run with --strace)".into(),
+                met: None,
+            },
+        });
+        let p99 = |n: &str| self.row(n).and_then(|r| r.latency).map(|l| l.p99_us);
+        let what = format!(
+            "p99 at {} msg/s no worse than tokio current_thread's",
+            self.args.latency_rate
+        );
+        t.push(match (p99("cellio"), p99("tokio-current")) {
+            (Some(c), Some(k)) => Target {
+                what,
+                figure: format!("{c:.1} µs vs {k:.1} µs"),
+                met: Some(c <= k),
+            },
+            _ => Target {
+                what,
+                figure: "not measured".into(),
+                met: None,
+            },
+        });
+        t
+    }
+
+    fn title(&self) -> String {
+        let a = self.args;
+        format!(
+            "echo, {} connections x {} B; medians of {} round(s); server on CPU {}, client on \
+             CPU {}",
+            a.connections, a.size, a.rounds, a.server_core, a.client_core
+        )
+    }
+
+    pub fn print_text(&self) {
+        println!("{}", self.title());
+        println!();
+        let (head, rows) = self.table();
+        let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+        for r in &rows {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut s = String::new();
+            for (i, (c, w)) in cells.iter().zip(&width).enumerate() {
+                let pad = w - c.chars().count();
+                if i == 0 {
+                    s.push_str(c);
+                    s.push_str(&" ".repeat(pad));
+                } else {
+                    s.push_str("  ");
+                    s.push_str(&" ".repeat(pad));
+                    s.push_str(c);
+                }
+            }
+            s
+        };
+        let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
+        println!("{}", line(&head));
+        println!(
+            "{}",
+            "-".repeat(width.iter().sum::<usize>() + 2 * (width.len() - 1))
+        );
+        for r in &rows {
+            println!("{}", line(r));
+        }
+        println!();
+        for n in self.table_notes() {
+            println!("* {n}");
+        }
+        let targets = self.targets();
+        if !targets.is_empty() {
+            println!();
+            println!("targets for cellio (from the issue):");
+            for t in &targets {
+                println!("  {:<8} {}: {}", verdict(t.met), t.what, t.figure);
+            }
+        }
+        self.print_strace(false);
+        self.print_perf(false);
+    }
+
+    pub fn print_markdown(&self) {
+        println!("{}", self.title());
+        println!();
+        let (head, rows) = self.table();
+        println!("| {} |", head.join(" | "));
+        let align: Vec<&str> = (0..head.len())
+            .map(|i| if i == 0 { "---" } else { "---:" })
+            .collect();
+        println!("|{}|", align.join("|"));
+        for r in &rows {
+            println!("| {} |", r.join(" | "));
+        }
+        println!();
+        for n in self.table_notes() {
+            println!("* {}", n.replace('|', "\\|"));
+        }
+        let targets = self.targets();
+        if !targets.is_empty() {
+            println!();
+            println!("| target (cellio) | figure | |");
+            println!("|---|---|---|");
+            for t in &targets {
+                println!("| {} | {} | {} |", t.what, t.figure, verdict(t.met));
+            }
+        }
+        self.print_strace(true);
+        self.print_perf(true);
+    }
+
+    fn print_strace(&self, markdown: bool) {
+        if !self.any(|r| r.strace.is_some()) {
+            return;
+        }
+        println!();
+        println!("syscalls per echoed message (strace -c -f, one extra run per server):");
+        if markdown {
+            println!();
+            println!("```text");
+        }
+        for (spec, r) in self.specs.iter().zip(self.res) {
+            match &r.strace {
+                Some(Ok(t)) => {
+                    let top: Vec<String> = t
+                        .calls
+                        .iter()
+                        .take(6)
+                        .map(|(name, n)| format!("{name} {:.3}", *n as f64 / t.msgs as f64))
+                        .collect();
+                    println!(
+                        "{:<14} {:>6.3}  [{}]  ({} msgs)",
+                        spec.name,
+                        t.total_calls as f64 / t.msgs as f64,
+                        top.join(", "),
+                        t.msgs
+                    );
+                }
+                Some(Err(e)) => println!("{:<14} failed: {e}", spec.name),
+                None => {}
+            }
+        }
+        if markdown {
+            println!("```");
+        }
+    }
+
+    fn print_perf(&self, markdown: bool) {
+        if !self.any(|r| r.perf.is_some()) {
+            return;
+        }
+        println!();
+        println!("hardware counters per echoed message (perf stat, one extra run per server):");
+        if markdown {
+            println!();
+            println!("```text");
+        }
+        println!(
+            "{:<14} {:>10} {:>12} {:>12} {:>12} {:>12} {:>14}",
+            "server",
+            "msgs/s",
+            "user instr",
+            "user cycles",
+            "kern instr",
+            "kern cycles",
+            "user ns (cyc)"
+        );
+        for (spec, r) in self.specs.iter().zip(self.res) {
+            match &r.perf {
+                Some(Ok(RunResult {
+                    perf: Some(p),
+                    msgs_per_sec,
+                    ..
+                })) => println!(
+                    "{:<14} {:>10.0} {:>12.1} {:>12.1} {:>12.0} {:>12.0} {:>14.1}",
+                    spec.name,
+                    msgs_per_sec,
+                    p.user_instructions,
+                    p.user_cycles,
+                    p.kernel_instructions,
+                    p.kernel_cycles,
+                    p.user_ns_by_cycles
+                ),
+                Some(Ok(_)) => println!("{:<14} no counters", spec.name),
+                Some(Err(e)) => println!("{:<14} failed: {e}", spec.name),
+                None => {}
+            }
+        }
+        if markdown {
+            println!("```");
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        let floor = self.row("mio").and_then(|r| r.summary);
+        let tokio = self.row("tokio-current").and_then(|r| r.summary);
+        let err_or = |r: Option<Result<Value, &String>>| match r {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => json!({ "error": e }),
+            None => Value::Null,
+        };
+        let servers: Vec<Value> = self
+            .specs
+            .iter()
+            .zip(self.res)
+            .zip(&self.rows)
+            .map(|((spec, r), row)| {
+                json!({
+                    "name": spec.name,
+                    "command": spec.command_line(),
+                    "rounds": r.runs.iter().map(RunResult::to_json).collect::<Vec<_>>(),
+                    "failures": r.failures,
+                    "median": row.summary.map(Summary::to_json),
+                    "vs_mio": row.summary.zip(floor).map(|(s, f)| s.ratio(&f).ratio_json()),
+                    "vs_tokio_current": row.summary.zip(tokio).map(|(s, t)| s.ratio(&t).ratio_json()),
+                    "latency": {
+                        "rounds": r.latency.iter().map(LatencyRun::to_json).collect::<Vec<_>>(),
+                        "failures": r.latency_failures,
+                        "median": row.latency.map(|l| json!({
+                            "msgs_per_sec": l.msgs_per_sec,
+                            "p50_us": l.p50_us,
+                            "p99_us": l.p99_us,
+                        })),
+                    },
+                    "allocs": err_or(r.allocs.as_ref().map(|x| x.as_ref().map(extras::AllocResult::to_json))),
+                    "callgrind": err_or(r.callgrind.as_ref().map(|x| x.as_ref().map(extras::CallgrindResult::to_json))),
+                    "perf_run": err_or(r.perf.as_ref().map(|x| x.as_ref().map(RunResult::to_json))),
+                    "strace": err_or(r.strace.as_ref().map(|x| x.as_ref().map(strace_json))),
+                })
+            })
+            .collect();
+        let a = self.args;
+        json!({
+            "config": {
+                "connections": a.connections,
+                "size": a.size,
+                "warmup_secs": a.warmup,
+                "duration_secs": a.duration,
+                "rounds": a.rounds,
+                "server_core": a.server_core,
+                "client_core": a.client_core,
+                "tokio_workers": a.tokio_workers,
+                "noisy_retries": a.noisy_retries,
+                "clk_tck": self.tck,
+                "latency_rate": a.latency_rate,
+                "latency_secs": a.latency_secs,
+            },
+            "servers": servers,
+            "cellio_vs_tokio_current": self.row("cellio").and_then(|r| r.summary).zip(tokio)
+                .map(|(c, t)| c.ratio(&t).ratio_json()),
+            "targets": self.targets().iter().map(|t| json!({
+                "target": t.what,
+                "figure": t.figure,
+                "met": t.met,
+            })).collect::<Vec<_>>(),
+            "notes": self.table_notes(),
+        })
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "unknown",
+    }
+}
+
+fn fmt(v: f64, prec: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.prec$}")
+    } else {
+        "-".into()
+    }
+}
+
+/// A ratio for the table; `-` when undefined (a zero denominator, e.g. no user tick).
+fn ratio(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}x")
+    } else {
+        "-".into()
+    }
+}
+
+fn strace_json(t: &StraceResult) -> Value {
+    let per_msg: serde_json::Map<String, Value> = t
+        .calls
+        .iter()
+        .map(|(name, n)| (name.clone(), json!(*n as f64 / t.msgs as f64)))
+        .collect();
+    json!({
+        "msgs": t.msgs,
+        "total_calls": t.total_calls,
+        "syscalls_per_msg": t.total_calls as f64 / t.msgs as f64,
+        "per_msg_by_syscall": per_msg,
+    })
+}
