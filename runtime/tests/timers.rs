@@ -25,7 +25,7 @@ use cellio_runtime::{
     current_worker, interval, sleep, sleep_until, spawn, spawn_on, timeout, Builder, Elapsed,
     Runtime, Sleep,
 };
-use util::{panic_text, run, with_timeout, Signal, LIMIT};
+use util::{panic_text, run, run_on, with_timeout, Signal, LIMIT};
 
 // ---------------------------------------------------------------------------
 // Per-thread allocation counter.
@@ -111,19 +111,6 @@ impl Drop for DropGuard {
     }
 }
 
-/// Builds a runtime with `workers` workers on a watchdog thread and runs
-/// `make()` in its `block_on`.
-fn run_on<M, Fut>(workers: usize, make: M) -> Fut::Output
-where
-    M: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    with_timeout(LIMIT, move || {
-        let rt = Builder::new().workers(workers).build().expect("runtime");
-        rt.block_on(make())
-    })
-}
 
 /// Fires a [`Signal`] from a plain thread after `delay`.
 fn fire_after(signal: &Signal, delay: Duration) -> std::thread::JoinHandle<()> {

@@ -7,7 +7,7 @@
 
 mod util;
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -20,21 +20,8 @@ use cellio_runtime::{
     current_worker, spawn, spawn_local, spawn_on, yield_now, Builder, JoinHandle, Runtime,
     RuntimeHandle,
 };
-use util::{panic_text, with_timeout, LIMIT};
+use util::{panic_text, run_on, with_timeout, LIMIT};
 
-/// Builds a runtime with `workers` workers on a watchdog thread and runs
-/// `make()` in its `block_on`.
-fn run_on<M, Fut>(workers: usize, make: M) -> Fut::Output
-where
-    M: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    with_timeout(LIMIT, move || {
-        let rt = Builder::new().workers(workers).build().expect("runtime");
-        rt.block_on(make())
-    })
-}
 
 /// Where a task ran: its worker index, thread id and thread name.
 fn whereami() -> (Option<usize>, ThreadId, Option<String>) {

@@ -57,6 +57,22 @@ where
     run_within(LIMIT, make)
 }
 
+/// [`run`] on a runtime with `workers` workers.
+pub fn run_on<M, Fut>(workers: usize, make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    with_timeout(LIMIT, move || {
+        let rt = cellio_runtime::Builder::new()
+            .workers(workers)
+            .build()
+            .expect("runtime");
+        rt.block_on(make())
+    })
+}
+
 /// [`run`] with an explicit time limit.
 pub fn run_within<M, Fut>(limit: Duration, make: M) -> Fut::Output
 where
