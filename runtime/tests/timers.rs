@@ -111,7 +111,6 @@ impl Drop for DropGuard {
     }
 }
 
-
 /// Fires a [`Signal`] from a plain thread after `delay`.
 fn fire_after(signal: &Signal, delay: Duration) -> std::thread::JoinHandle<()> {
     let signal = signal.clone();

@@ -22,7 +22,6 @@ use cellio_runtime::{
 };
 use util::{panic_text, run_on, with_timeout, LIMIT};
 
-
 /// Where a task ran: its worker index, thread id and thread name.
 fn whereami() -> (Option<usize>, ThreadId, Option<String>) {
     let thread = std::thread::current();
