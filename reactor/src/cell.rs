@@ -312,8 +312,6 @@ pub struct OpCell {
 // the module docs (invariant 1) gives exactly one party access to it at a
 // time, with Release/Acquire edges on every hand-over.
 unsafe impl Sync for OpCell {}
-// SAFETY: `Waker` is `Send`; the atomics are `Send`.
-unsafe impl Send for OpCell {}
 
 impl Default for OpCell {
     fn default() -> Self {
