@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle as ThreadHandle;
@@ -178,12 +178,12 @@ impl Runtime {
         let mut reactor = self.reactor.borrow_mut();
         executor.main_woken.set(true);
         executor.run(&mut reactor, || {
-            if executor.main_woken.replace(false) {
-                let (polled, _) = budget::run_with(u32::MAX, || future.as_mut().poll(&mut cx));
-                if let Poll::Ready(value) = polled {
-                    output = Some(value);
-                }
+            // Checked twice per loop turn; almost always "not woken", so the
+            // poll itself stays out of line.
+            if !executor.main_woken.get() {
+                return false;
             }
+            output = poll_main(executor, future.as_mut(), &mut cx);
             output.is_some()
         });
         output.expect("the worker loop returns once the future is ready")
@@ -287,6 +287,21 @@ impl Drop for Runtime {
         self.executor
             .inbox
             .release(self.executor.worker(), self.executor.epoch());
+    }
+}
+
+/// Polls the `block_on` future once (it was woken), with an unlimited
+/// budget.
+#[inline(never)]
+fn poll_main<F: Future>(
+    executor: &Executor,
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Option<F::Output> {
+    executor.main_woken.set(false);
+    match budget::run_with(u32::MAX, || future.poll(cx)).0 {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
     }
 }
 
