@@ -14,6 +14,17 @@ pub const MARK_WARMUP_DONE: &str = "# warmup-done";
 /// Line prefix that `mio_load --phase-marks` prints when the measured window ends.
 pub const MARK_WINDOW_DONE: &str = "# window-done";
 
+/// Parses a number of seconds between 0 and `max` (a clap value parser;
+/// wrap it to fix `max`).
+pub fn parse_secs_up_to(s: &str, max: f64) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_finite() && (0.0..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` is not between 0 and {max} seconds"))
+    }
+}
+
 /// Parses the command line, turning any usage error into one line on stderr and exit code 2.
 ///
 /// `--help` and `--version` behave as usual (full text, exit 0).

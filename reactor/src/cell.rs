@@ -79,7 +79,7 @@ use std::fmt;
 use std::io;
 use std::task::Waker;
 
-use crate::sync::{spin_wait, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{AtomicU64, Ordering, Spin, UnsafeCell};
 
 const PHASE_MASK: u64 = 0b11;
 const IDLE: u64 = 0;
@@ -380,7 +380,7 @@ impl OpCell {
 
     #[cold]
     fn observe_reserved_slow(&self, token: Token) -> Result<Readiness, CellError> {
-        let mut spins = 0;
+        let spin = Spin::new();
         loop {
             let word = self.word.load(Ordering::Acquire);
             if generation(word) != token.0 || phase(word) == IDLE {
@@ -400,7 +400,7 @@ impl OpCell {
                         return Ok(Readiness(back));
                     }
                 }
-                _ => spin_wait(&mut spins), // NOTIFYING: bounded window
+                _ => spin.wait(), // NOTIFYING: bounded window
             }
         }
     }
@@ -513,14 +513,14 @@ impl OpCell {
 
     #[cold]
     fn release_slow(&self, token: Token, exhausted_at: Option<Readiness>) -> Result<(), CellError> {
-        let mut spins = 0;
+        let spin = Spin::new();
         let mut word = self.word.load(Ordering::Acquire);
         loop {
             if generation(word) != token.0 || phase(word) == IDLE {
                 return Err(CellError::Stale);
             }
             if phase(word) == NOTIFYING {
-                spin_wait(&mut spins);
+                spin.wait();
                 word = self.word.load(Ordering::Acquire);
                 continue;
             }
@@ -604,13 +604,13 @@ impl OpCell {
     /// `PARKED`.
     #[inline]
     fn advance(&self, extra: u64) -> Option<Waker> {
-        let mut spins = 0;
+        let spin = Spin::new();
         let mut word = self.word.load(Ordering::Acquire);
         loop {
             let next = notified(word) | extra;
             match phase(word) {
                 NOTIFYING => {
-                    spin_wait(&mut spins);
+                    spin.wait();
                     word = self.word.load(Ordering::Acquire);
                 }
                 PARKED => {
@@ -654,11 +654,11 @@ impl OpCell {
     /// generation moves on (every outstanding token becomes stale), flags are
     /// cleared and the stored waker is dropped.
     pub fn reset(&self) {
-        let mut spins = 0;
+        let spin = Spin::new();
         let mut word = self.word.load(Ordering::Acquire);
         let reserved = loop {
             if phase(word) == NOTIFYING {
-                spin_wait(&mut spins);
+                spin.wait();
                 word = self.word.load(Ordering::Acquire);
                 continue;
             }

@@ -250,11 +250,6 @@ impl Handle {
     pub fn registrations(&self) -> usize {
         self.shared.table.len()
     }
-
-    /// `true` if both handles point at the same reactor.
-    pub fn same_reactor(&self, other: &Handle) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
-    }
 }
 
 /// Restores the previous current reactor when dropped. See [`Handle::enter`].

@@ -35,24 +35,28 @@ impl<T> UnsafeCell<T> {
     }
 }
 
-/// Backs off inside a short spin: the other side holds the cell for a bounded
-/// handful of instructions, so spinning is cheaper than sleeping. Under loom
-/// it yields to let the model schedule the other thread.
-#[inline]
-pub(crate) fn spin_wait(spins: &mut u32) {
-    #[cfg(loom)]
-    {
-        let _ = spins;
-        loom::thread::yield_now();
-    }
+/// Waits out the other side's bounded exclusive window (a notifier copying
+/// a waker out of the slot): `crossbeam_utils::Backoff` spins briefly, then
+/// yields the thread if the holder seems preempted. Under loom it yields to
+/// let the model schedule the other thread.
+pub(crate) struct Spin {
     #[cfg(not(loom))]
-    {
-        *spins += 1;
-        if *spins < 64 {
-            std::hint::spin_loop();
-        } else {
-            // The holder was preempted mid-section: let it run.
-            std::thread::yield_now();
+    backoff: crossbeam_utils::Backoff,
+}
+
+impl Spin {
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(not(loom))]
+            backoff: crossbeam_utils::Backoff::new(),
         }
+    }
+
+    #[inline]
+    pub(crate) fn wait(&self) {
+        #[cfg(loom)]
+        loom::thread::yield_now();
+        #[cfg(not(loom))]
+        self.backoff.snooze();
     }
 }

@@ -65,12 +65,7 @@ struct Args {
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("`{s}` is not between 0 and 86400 seconds"))
-    }
+    cellio_benches::parse_secs_up_to(s, 86_400.0)
 }
 
 struct Conn {

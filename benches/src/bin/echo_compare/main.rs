@@ -180,12 +180,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if v.is_finite() && (0.0..=3600.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("`{s}` is not between 0 and 3600 seconds"))
-    }
+    cellio_benches::parse_secs_up_to(s, 3600.0)
 }
 
 /// How to start one server.
