@@ -54,7 +54,15 @@ impl OpState {
 
     /// Drives the operation. With `waker: None` it never parks: it returns
     /// `Pending` where it would have slept (the `try_complete` fast path).
-    #[inline]
+    ///
+    /// The two steady-state cases run straight through, inline in the
+    /// caller's future: an attempt that succeeds (one load, the syscall and,
+    /// if the operation had parked, one CAS to release the cell), and an
+    /// operation that parks without a syscall because an earlier short read
+    /// proved the socket drained (reserve and park: two CASes). Everything
+    /// else (`EAGAIN`, a retry after a racing notification, errors, misuse)
+    /// goes to [`poll_slow`](Self::poll_slow), out of line.
+    #[inline(always)]
     pub(crate) fn poll<R>(
         &mut self,
         cell: &OpCell,
@@ -62,7 +70,7 @@ impl OpState {
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
         if self.done {
-            return Poll::Ready(Err(CellError::Consumed.into()));
+            return consumed();
         }
         if let Some(waker) = waker {
             // Fairness: a task whose sockets are always ready yields after
@@ -71,23 +79,75 @@ impl OpState {
                 return Poll::Pending;
             }
         }
+        let seen = match self.token {
+            None => cell.observe(),
+            Some(token) => cell.observe_reserved(token),
+        };
+        let Ok(seen) = seen else {
+            return self.poll_slow(cell, waker, attempt, None);
+        };
+        if seen.is_exhausted() {
+            // Parking straight away, without a syscall: only a fresh
+            // operation takes this shortcut inline (a holder that is polled
+            // again goes the long way).
+            if let (Some(waker), None) = (waker, self.token) {
+                if let Ok(token) = cell.reserve() {
+                    self.token = Some(token);
+                    if let Ok(Park::Parked) = cell.park(token, seen, waker) {
+                        self.parked = true;
+                        return Poll::Pending;
+                    }
+                }
+            }
+            return self.poll_slow(cell, waker, attempt, None);
+        }
+        match attempt() {
+            Ok((value, exhausted)) => {
+                self.complete(cell, exhausted.then_some(seen));
+                Poll::Ready(Ok(value))
+            }
+            Err(e) => self.after_failed_attempt(cell, waker, seen, e, attempt),
+        }
+    }
+
+    /// The whole protocol, for every case the inline path leaves: snapshot,
+    /// attempt, reserve, park or retry, until the operation completes, fails
+    /// or sleeps. `would_block_at`: the caller already attempted at this
+    /// snapshot and got `EAGAIN`, so the first round goes straight to
+    /// parking.
+    #[cold]
+    #[inline(never)]
+    fn poll_slow<R>(
+        &mut self,
+        cell: &OpCell,
+        waker: Option<&Waker>,
+        mut attempt: impl FnMut() -> Attempt<R>,
+        mut would_block_at: Option<Readiness>,
+    ) -> Poll<io::Result<R>> {
         loop {
-            let seen = match self.token {
-                None => cell.observe(),
-                Some(token) => cell.observe_reserved(token),
+            let (seen, attempted) = match would_block_at.take() {
+                // The caller's attempt at this snapshot said EAGAIN.
+                Some(seen) => (seen, true),
+                None => {
+                    let seen = match self.token {
+                        None => cell.observe(),
+                        Some(token) => cell.observe_reserved(token),
+                    };
+                    match seen {
+                        Ok(seen) => (seen, false),
+                        Err(e) => return self.fail(cell, e.into()),
+                    }
+                }
             };
-            let seen = match seen {
-                Ok(seen) => seen,
-                Err(e) => return self.finish(cell, Err(e.into()), None),
-            };
-            if !seen.is_exhausted() {
+            if !attempted && !seen.is_exhausted() {
                 match attempt() {
                     Ok((value, exhausted)) => {
-                        return self.finish(cell, Ok(value), exhausted.then_some(seen))
+                        self.complete(cell, exhausted.then_some(seen));
+                        return Poll::Ready(Ok(value));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return self.finish(cell, Err(e), None),
+                    Err(e) => return self.fail(cell, e),
                 }
             }
             let Some(waker) = waker else {
@@ -97,7 +157,7 @@ impl OpState {
                 Some(token) => token,
                 None => match cell.reserve() {
                     Ok(token) => *self.token.insert(token),
-                    Err(e) => return self.finish(cell, Err(e.into()), None),
+                    Err(e) => return self.fail(cell, e.into()),
                 },
             };
             match cell.park(token, seen, waker) {
@@ -106,18 +166,35 @@ impl OpState {
                     return Poll::Pending;
                 }
                 Ok(Park::Retry) => continue,
-                Err(e) => return self.finish(cell, Err(e.into()), None),
+                Err(e) => return self.fail(cell, e.into()),
             }
         }
     }
 
-    #[inline]
-    fn finish<R>(
+    /// An attempt failed: `EAGAIN` (park, or retry) and `EINTR` (retry) go
+    /// back through the protocol, anything else ends the operation.
+    #[cold]
+    #[inline(never)]
+    fn after_failed_attempt<R>(
         &mut self,
         cell: &OpCell,
-        result: io::Result<R>,
-        exhausted_at: Option<Readiness>,
+        waker: Option<&Waker>,
+        seen: Readiness,
+        error: io::Error,
+        attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
+        match error.kind() {
+            io::ErrorKind::WouldBlock => self.poll_slow(cell, waker, attempt, Some(seen)),
+            io::ErrorKind::Interrupted => self.poll_slow(cell, waker, attempt, None),
+            _ => self.fail(cell, error),
+        }
+    }
+
+    /// Delivers a successful result: the cell is released (recording that
+    /// the socket is exhausted, if the attempt at `exhausted_at` proved it)
+    /// and the completion counted.
+    #[inline(always)]
+    fn complete(&mut self, cell: &OpCell, exhausted_at: Option<Readiness>) {
         self.done = true;
         match (self.token.take(), exhausted_at) {
             // A stale token means the cell was reset under us; nothing to
@@ -127,10 +204,17 @@ impl OpState {
             (None, Some(seen)) => cell.mark_exhausted(seen),
             (None, None) => {}
         }
-        if result.is_ok() {
-            cell.record_completion(self.parked);
+        cell.record_completion(self.parked);
+    }
+
+    /// Delivers an error: the cell is released, nothing is counted.
+    #[cold]
+    fn fail<R>(&mut self, cell: &OpCell, error: io::Error) -> Poll<io::Result<R>> {
+        self.done = true;
+        if let Some(token) = self.token.take() {
+            let _ = cell.release(token);
         }
-        Poll::Ready(result)
+        Poll::Ready(Err(error))
     }
 
     /// Releases a reservation held by an unfinished operation (its future is
@@ -141,6 +225,12 @@ impl OpState {
             cancel_reserved(cell, token);
         }
     }
+}
+
+/// A finished operation polled again.
+#[cold]
+fn consumed<R>() -> Poll<io::Result<R>> {
+    Poll::Ready(Err(CellError::Consumed.into()))
 }
 
 /// The rare half of [`OpState::cancel`], out of line so that dropping a

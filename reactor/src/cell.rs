@@ -477,6 +477,7 @@ impl OpCell {
     /// Releases the cell after the operation completed or was cancelled: the
     /// phase returns to `IDLE` and the generation moves on, so `token` is
     /// stale from now on.
+    #[inline]
     pub fn release(&self, token: Token) -> Result<(), CellError> {
         self.release_inner(token, None)
     }
@@ -484,6 +485,7 @@ impl OpCell {
     /// Like [`release`](Self::release), and records that the attempt made at
     /// `seen` proved the socket exhausted (a short read or a partial write),
     /// unless a notification has arrived since.
+    #[inline]
     pub fn release_exhausted(&self, token: Token, seen: Readiness) -> Result<(), CellError> {
         self.release_inner(token, Some(seen))
     }
