@@ -208,6 +208,9 @@ impl Future for SendAll<'_> {
                 Poll::Ready(Ok(0)) => break Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     this.sent += n;
+                    if this.sent == this.buf.len() {
+                        break Ok(()); // the usual case: all of it at once
+                    }
                     this.op = OpState::new();
                 }
                 Poll::Ready(Err(e)) => break Err(e),
@@ -275,6 +278,9 @@ impl Future for RecvExact<'_> {
                 Poll::Ready(Ok(0)) => break Err(io::ErrorKind::UnexpectedEof.into()),
                 Poll::Ready(Ok(n)) => {
                     this.filled += n;
+                    if this.filled == this.buf.len() {
+                        break Ok(());
+                    }
                     this.op = OpState::new();
                 }
                 Poll::Ready(Err(e)) => break Err(e),
