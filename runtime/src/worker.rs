@@ -27,7 +27,7 @@
 //! * The executor is confined to its thread; other threads reach it only
 //!   through its [`Inbox`].
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
 use std::io;
 use std::mem::ManuallyDrop;
@@ -68,9 +68,9 @@ pub(crate) struct Executor {
     /// [`TaskAddr::owner_bits`] of this worker, for building wakers.
     owner_bits: u64,
     config: WorkerConfig,
-    /// The task table and the run queue, under one borrow: a wake and a
-    /// poll each take it once.
-    run: RefCell<RunState>,
+    /// The task table and the run queue: a wake and a poll each reach them
+    /// once, through [`RunCell::with`].
+    run: RunCell,
     /// The `block_on` future was woken.
     pub(crate) main_woken: Cell<bool>,
     pub(crate) timers: RefCell<Timers>,
@@ -83,6 +83,49 @@ struct RunState {
     tasks: Tasks,
     /// `(slot, ticket)` of queued tasks (see the table's invariants).
     queue: RunQueue,
+}
+
+/// The executor's [`RunState`], reached without a `RefCell`'s borrow flag:
+/// the wake and poll paths touch it once per message each, and it is
+/// confined to its worker's thread (the executor is neither `Send` nor
+/// `Sync`: it holds `RefCell`s).
+///
+/// Debug builds still check that no access starts inside another, as a
+/// `RefCell` would.
+struct RunCell {
+    state: UnsafeCell<RunState>,
+    #[cfg(debug_assertions)]
+    busy: Cell<bool>,
+}
+
+impl RunCell {
+    fn new(state: RunState) -> Self {
+        Self {
+            state: UnsafeCell::new(state),
+            #[cfg(debug_assertions)]
+            busy: Cell::new(false),
+        }
+    }
+
+    /// Runs `f` with exclusive access to the run state.
+    ///
+    /// # Safety
+    ///
+    /// `f` must not reach this cell again: it may only call methods of the
+    /// table and the queue, which run no user code and never call back into
+    /// the executor (they move integers and task pointers, and allocate).
+    #[inline(always)]
+    unsafe fn with<R>(&self, f: impl FnOnce(&mut RunState) -> R) -> R {
+        #[cfg(debug_assertions)]
+        assert!(!self.busy.replace(true), "cellio: run state re-entered");
+        // SAFETY: the cell is only used on its executor's thread (the
+        // executor is `!Sync`), and the caller's contract rules out nested
+        // access: this is the only reference to the state while `f` runs.
+        let result = f(unsafe { &mut *self.state.get() });
+        #[cfg(debug_assertions)]
+        self.busy.set(false);
+        result
+    }
 }
 
 impl RunState {
@@ -114,7 +157,7 @@ impl Executor {
             shared,
             owner_bits: TaskAddr::owner_bits(worker, epoch),
             config,
-            run: RefCell::new(RunState {
+            run: RunCell::new(RunState {
                 tasks: Tasks::default(),
                 queue: RunQueue::with_capacity(config.queue_capacity),
             }),
@@ -158,7 +201,9 @@ impl Executor {
             self.fire_timers();
             self.run_batch();
             self.drain_inbox();
-            let idle = self.run.borrow().queue.is_empty() && !self.main_woken.get();
+            // SAFETY: `is_empty` only reads two counters.
+            let idle =
+                unsafe { self.run.with(|run| run.queue.is_empty()) } && !self.main_woken.get();
             // The batch may have finished what `done` waits for: never go
             // to sleep without asking again.
             if idle && done() {
@@ -212,16 +257,21 @@ impl Executor {
     /// Queues the task `addr` names, if it is live and not queued yet.
     #[inline]
     pub(crate) fn schedule(&self, addr: TaskAddr) {
-        if addr.slot == MAIN_SLOT {
+        // SAFETY: only the table's `schedule` and the queue's `push` run.
+        let queued = unsafe {
+            self.run.with(|run| {
+                let ticket = run
+                    .tasks
+                    .schedule(addr.slot, addr.generation, waker::GEN_MASK);
+                if let Some(ticket) = ticket {
+                    run.queue.push((addr.slot, ticket));
+                }
+                ticket.is_some()
+            })
+        };
+        // `MAIN_SLOT` is never a table slot: its wakes land here.
+        if !queued && addr.slot == MAIN_SLOT {
             self.main_woken.set(true);
-            return;
-        }
-        let run = &mut *self.run.borrow_mut();
-        if let Some(ticket) = run
-            .tasks
-            .schedule(addr.slot, addr.generation, waker::GEN_MASK)
-        {
-            run.queue.push((addr.slot, ticket));
         }
     }
 
@@ -240,11 +290,13 @@ impl Executor {
 
     /// Takes a task created elsewhere (`spawn_on`) into the table.
     pub(crate) fn adopt(&self, task: RawTask) {
-        let inserted = {
-            let run = &mut *self.run.borrow_mut();
-            run.tasks
-                .insert(task, MAX_TASKS)
-                .map(|entry| run.queue.push(entry))
+        // SAFETY: only the table's `insert` and the queue's `push` run.
+        let inserted = unsafe {
+            self.run.with(|run| {
+                run.tasks
+                    .insert(task, MAX_TASKS)
+                    .map(|entry| run.queue.push(entry))
+            })
         };
         match inserted {
             Ok(()) => {}
@@ -273,7 +325,8 @@ impl Executor {
 
     fn run_batch(&self) {
         for _ in 0..self.config.event_interval {
-            let Some((slot, ticket, task)) = self.run.borrow_mut().next() else {
+            // SAFETY: `next` only pops the queue and reads the table.
+            let Some((slot, ticket, task)) = (unsafe { self.run.with(RunState::next) }) else {
                 return;
             };
             if self.run_task(slot, ticket, task) {
@@ -308,7 +361,9 @@ impl Executor {
     #[cold]
     #[inline(never)]
     fn finish(&self, slot: u32) {
-        let task = self.run.borrow_mut().tasks.finish(slot);
+        // SAFETY: only the table's `finish` runs; the task is released
+        // after, outside.
+        let task = unsafe { self.run.with(|run| run.tasks.finish(slot)) };
         if let Some(task) = task {
             self.release(task);
         }
@@ -317,7 +372,9 @@ impl Executor {
     /// Cancels every unfinished task (dropping its future) and releases it.
     pub(crate) fn cancel_all(&self) {
         loop {
-            let next = self.run.borrow_mut().tasks.pop_live();
+            // SAFETY: only the table's `pop_live` runs; the task is
+            // cancelled and released after, outside.
+            let next = unsafe { self.run.with(|run| run.tasks.pop_live()) };
             let Some(task) = next else { return };
             // SAFETY: this is the task's worker; it is not being polled.
             unsafe { task.cancel() };
@@ -328,7 +385,8 @@ impl Executor {
 
     /// Number of spawned tasks that have not finished.
     pub(crate) fn live_tasks(&self) -> usize {
-        self.run.borrow().tasks.live()
+        // SAFETY: `live` only reads a counter.
+        unsafe { self.run.with(|run| run.tasks.live()) }
     }
 
     pub(crate) fn pool(&self) -> &RefCell<Pool> {

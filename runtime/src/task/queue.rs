@@ -45,7 +45,10 @@ impl RunQueue {
         if self.tail.wrapping_sub(self.head) == self.buf.len() {
             self.grow();
         }
-        self.buf[self.tail & self.mask] = entry;
+        let index = self.tail & self.mask;
+        // SAFETY: `mask == buf.len() - 1` (invariant), so `index` is in
+        // bounds.
+        unsafe { *self.buf.get_unchecked_mut(index) = entry };
         self.tail = self.tail.wrapping_add(1);
     }
 
@@ -54,7 +57,10 @@ impl RunQueue {
         if self.head == self.tail {
             return None;
         }
-        let entry = self.buf[self.head & self.mask];
+        let index = self.head & self.mask;
+        // SAFETY: `mask == buf.len() - 1` (invariant), so `index` is in
+        // bounds.
+        let entry = unsafe { *self.buf.get_unchecked(index) };
         self.head = self.head.wrapping_add(1);
         Some(entry)
     }

@@ -289,10 +289,26 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
         Ok(Poll::Ready(output)) => Ok(output),
         Err(panic) => Err(JoinError::Panicked(panic)),
     };
-    // Drops the future in place, then publishes the output.
-    *stage = Stage::Finished(output);
-    block.header.join.notify();
+    // SAFETY: the caller's contract, as above.
+    unsafe { complete::<F>(ptr, output) };
     Poll::Ready(())
+}
+
+/// Drops the future in place, then publishes the output. Out of line: a
+/// task completes once, and keeping this out of `poll` leaves the pending
+/// path fewer registers to save.
+///
+/// # Safety
+///
+/// As for [`poll`]; the stage is `Running` and the future is not borrowed.
+#[cold]
+#[inline(never)]
+unsafe fn complete<F: Future>(ptr: NonNull<Header>, output: Result<F::Output, JoinError>) {
+    // SAFETY: the caller's contract.
+    let block = unsafe { ptr.cast::<Block<F>>().as_ref() };
+    // SAFETY: only the owning worker touches the stage while `Running`.
+    unsafe { *block.stage.get() = Stage::Finished(output) };
+    block.header.join.notify();
 }
 
 /// # Safety
