@@ -23,7 +23,14 @@
 //!   notifies cells, their wakers queue tasks.
 //! * No borrow of the task table, the queue, the timers or the pool is held
 //!   while user code runs (a poll, or dropping a future or an output), so a
-//!   task may spawn, wake, sleep and drop freely.
+//!   task may spawn, wake, sleep and drop freely. The table and the queue
+//!   sit in a [`RunCell`] without a borrow flag: every access is a short
+//!   closure that runs only their own methods, never user code, so no
+//!   access can start inside another (debug builds check this).
+//! * A task's reference stays in the table while the task is polled; the
+//!   table ends a task only after its poll returned `Ready`, or in
+//!   `cancel_all`, which never runs while a task is polled (`block_on`
+//!   refuses to nest, and a runtime cannot be dropped from its own tasks).
 //! * The executor is confined to its thread; other threads reach it only
 //!   through its [`Inbox`].
 

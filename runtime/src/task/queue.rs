@@ -43,7 +43,10 @@ impl RunQueue {
     #[inline]
     pub(crate) fn push(&mut self, entry: Entry) {
         if self.tail.wrapping_sub(self.head) == self.buf.len() {
-            self.grow();
+            // The whole push out of line: nothing stays live across the
+            // call, so the inlined fast path needs no saved registers.
+            self.grow_and_push(entry);
+            return;
         }
         let index = self.tail & self.mask;
         // SAFETY: `mask == buf.len() - 1` (invariant), so `index` is in
@@ -65,9 +68,14 @@ impl RunQueue {
         Some(entry)
     }
 
-    /// Doubles the capacity, keeping the entries in order.
     #[cold]
     #[inline(never)]
+    fn grow_and_push(&mut self, entry: Entry) {
+        self.grow();
+        self.push(entry);
+    }
+
+    /// Doubles the capacity, keeping the entries in order.
     fn grow(&mut self) {
         let len = self.buf.len() * 2;
         let mut buf = Vec::with_capacity(len);
