@@ -43,6 +43,8 @@ const EPOCH_BITS: u32 = 8;
 const SLOT_BITS: u32 = 24;
 const GEN_BITS: u32 = 20;
 const _: () = assert!(WORKER_BITS + EPOCH_BITS + SLOT_BITS + GEN_BITS == 64);
+/// The generation bits a waker carries.
+pub(crate) const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
 
 /// Largest task slot index a waker can name; [`MAIN_SLOT`] is reserved.
 pub(crate) const MAX_TASKS: u32 = (1 << SLOT_BITS) - 1;
@@ -66,41 +68,64 @@ impl TaskAddr {
             worker,
             epoch,
             slot,
-            generation: generation & ((1 << GEN_BITS) - 1),
+            generation: generation & GEN_MASK,
         }
     }
 
-    fn pack(self) -> u64 {
-        let gen = u64::from(self.generation) & ((1 << GEN_BITS) - 1);
-        (u64::from(self.worker) << (EPOCH_BITS + SLOT_BITS + GEN_BITS))
-            | (u64::from(self.epoch) << (SLOT_BITS + GEN_BITS))
-            | (u64::from(self.slot) << GEN_BITS)
-            | gen
+    /// The bits of a packed address that name its worker: `(worker, epoch)`
+    /// in place, everything else zero.
+    #[inline]
+    pub(crate) fn owner_bits(worker: u16, epoch: u8) -> u64 {
+        (u64::from(worker) << (EPOCH_BITS + SLOT_BITS + GEN_BITS))
+            | (u64::from(epoch) << (SLOT_BITS + GEN_BITS))
     }
 
+    fn pack(self) -> u64 {
+        Self::owner_bits(self.worker, self.epoch)
+            | (u64::from(self.slot) << GEN_BITS)
+            | u64::from(self.generation & GEN_MASK)
+    }
+
+    #[inline]
     fn unpack(word: u64) -> Self {
         Self {
             worker: (word >> (EPOCH_BITS + SLOT_BITS + GEN_BITS)) as u16,
             epoch: (word >> (SLOT_BITS + GEN_BITS)) as u8,
-            slot: ((word >> GEN_BITS) & ((1 << SLOT_BITS) - 1)) as u32,
-            generation: (word & ((1 << GEN_BITS) - 1)) as u32,
+            slot: ((word >> GEN_BITS) & u64::from(MAX_TASKS)) as u32,
+            generation: (word & u64::from(GEN_MASK)) as u32,
         }
     }
 
     /// Whether `generation` (a full counter) matches this address's
     /// truncated one.
+    #[cfg(test)]
     pub(crate) fn names_generation(self, generation: u32) -> bool {
-        generation & ((1 << GEN_BITS) - 1) == self.generation
+        generation & GEN_MASK == self.generation
     }
 
     /// A waker for this task. No allocation, no reference count.
     pub(crate) fn waker(self) -> Waker {
-        let data = self.pack() as usize as *const ();
-        // SAFETY: the vtable's functions treat `data` as a packed integer
-        // and never dereference it, so any value is valid for any thread and
-        // any lifetime; clone copies it, drop does nothing.
-        unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) }
+        packed_waker(self.pack())
     }
+}
+
+/// The waker for the packed address `word` (see [`TaskAddr::owner_bits`]
+/// for the layout): the worker loop builds one per poll from its
+/// precomputed owner bits without going through [`TaskAddr`].
+#[inline]
+pub(crate) fn packed_waker(word: u64) -> Waker {
+    let data = word as usize as *const ();
+    // SAFETY: the vtable's functions treat `data` as a packed integer and
+    // never dereference it, so any value is valid for any thread and any
+    // lifetime; clone copies it, drop does nothing.
+    unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) }
+}
+
+/// Packs a slot and a (full) generation into the low bits of a waker word,
+/// to be or-ed with [`TaskAddr::owner_bits`].
+#[inline]
+pub(crate) fn task_bits(slot: u32, generation: u32) -> u64 {
+    (u64::from(slot) << GEN_BITS) | u64::from(generation & GEN_MASK)
 }
 
 const _: () = assert!(usize::BITS == 64, "packed wakers need a 64-bit usize");
@@ -111,69 +136,82 @@ fn clone(data: *const ()) -> RawWaker {
     RawWaker::new(data, &VTABLE)
 }
 
+/// The owner bits of a packed word (worker and epoch; slot and generation
+/// cleared).
+const OWNER_MASK: u64 = !((1 << (SLOT_BITS + GEN_BITS)) - 1);
+
 fn wake(data: *const ()) {
-    let addr = TaskAddr::unpack(data as usize as u64);
-    let local = LOCAL.with(|local| local.get());
-    if let Some(local) = local {
-        if local.worker == addr.worker && local.epoch == addr.epoch {
-            // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid
-            // while it is this thread's current worker.
-            unsafe { (*local.executor).schedule(addr) };
-            return;
-        }
+    let word = data as usize as u64;
+    // One thread-local load and compare decides "same thread": `LOCAL_OWNER`
+    // holds the owner bits of the thread's worker, or `NO_OWNER`, which has
+    // low bits set and so never equals masked owner bits.
+    if word & OWNER_MASK == LOCAL_OWNER.get() {
+        // SAFETY: `LOCAL_OWNER` names a worker only while `LOCAL_EXECUTOR`
+        // points to it, kept valid by `LocalGuard::enter`'s contract.
+        unsafe { (*LOCAL_EXECUTOR.get()).schedule(TaskAddr::unpack(word)) };
+        return;
     }
-    wake_remote(addr);
+    wake_remote(word);
 }
 
 /// A wake from another thread than the task's worker: through its inbox.
 /// Out of line, so the same-thread wake stays a few instructions.
 #[cold]
 #[inline(never)]
-fn wake_remote(addr: TaskAddr) {
+fn wake_remote(word: u64) {
+    let addr = TaskAddr::unpack(word);
     Inbox::get(addr.worker).push(addr);
 }
 
 fn drop_waker(_: *const ()) {}
 
-/// The worker running on this thread, for same-thread wakes.
-#[derive(Clone, Copy)]
-pub(crate) struct LocalWorker {
-    pub(crate) worker: u16,
-    pub(crate) epoch: u8,
-    /// The worker's executor, for same-thread wakes and `spawn`.
-    pub(crate) executor: *const Executor,
-}
+/// `LOCAL_OWNER` when no worker runs on this thread.
+const NO_OWNER: u64 = u64::MAX;
 
 thread_local! {
-    static LOCAL: Cell<Option<LocalWorker>> = const { Cell::new(None) };
+    /// The owner bits ([`TaskAddr::owner_bits`]) of the worker running on
+    /// this thread, or [`NO_OWNER`].
+    static LOCAL_OWNER: Cell<u64> = const { Cell::new(NO_OWNER) };
+    /// That worker's executor (null when none), for same-thread wakes and
+    /// `spawn`.
+    static LOCAL_EXECUTOR: Cell<*const Executor> = const { Cell::new(ptr::null()) };
 }
 
 /// Sets the thread's worker for the guard's life; same-thread wakes go
 /// straight to its run queue meanwhile.
 pub(crate) struct LocalGuard {
-    previous: Option<LocalWorker>,
+    previous: (u64, *const Executor),
 }
 
 impl LocalGuard {
+    /// Makes `executor`, the worker `(worker, epoch)`, the thread's current
+    /// worker.
+    ///
     /// # Safety
     ///
-    /// `worker.executor` must stay valid (not moved, not dropped) until the
-    /// guard is dropped.
-    pub(crate) unsafe fn enter(worker: LocalWorker) -> Self {
-        Self {
-            previous: LOCAL.with(|local| local.replace(Some(worker))),
-        }
+    /// `executor` must stay valid (not moved, not dropped) until the guard
+    /// is dropped.
+    pub(crate) unsafe fn enter(worker: u16, epoch: u8, executor: *const Executor) -> Self {
+        let previous = (
+            LOCAL_OWNER.replace(TaskAddr::owner_bits(worker, epoch)),
+            LOCAL_EXECUTOR.replace(executor),
+        );
+        Self { previous }
     }
 
-    /// The worker running on this thread, if any.
-    pub(crate) fn current() -> Option<LocalWorker> {
-        LOCAL.with(|local| local.get())
+    /// The executor of the worker running on this thread, if any.
+    #[inline]
+    pub(crate) fn current() -> Option<*const Executor> {
+        let executor = LOCAL_EXECUTOR.get();
+        (!executor.is_null()).then_some(executor)
     }
 }
 
 impl Drop for LocalGuard {
     fn drop(&mut self) {
-        let _ = LOCAL.try_with(|local| local.set(self.previous));
+        let (owner, executor) = self.previous;
+        let _ = LOCAL_OWNER.try_with(|local| local.set(owner));
+        let _ = LOCAL_EXECUTOR.try_with(|local| local.set(executor));
     }
 }
 

@@ -23,16 +23,23 @@
 //!   notifies cells, their wakers queue tasks.
 //! * No borrow of the task table, the queue, the timers or the pool is held
 //!   while user code runs (a poll, or dropping a future or an output), so a
-//!   task may spawn, wake, sleep and drop freely.
+//!   task may spawn, wake, sleep and drop freely. The table and the queue
+//!   sit in a [`RunCell`] without a borrow flag: every access is a short
+//!   closure that runs only their own methods, never user code, so no
+//!   access can start inside another (debug builds check this).
+//! * A task's reference stays in the table while the task is polled; the
+//!   table ends a task only after its poll returned `Ready`, or in
+//!   `cancel_all`, which never runs while a task is polled (`block_on`
+//!   refuses to nest, and a runtime cannot be dropped from its own tasks).
 //! * The executor is confined to its thread; other threads reach it only
 //!   through its [`Inbox`].
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::{Duration, Instant};
 
 use cellio_reactor::{budget, Reactor};
@@ -40,9 +47,10 @@ use cellio_reactor::{budget, Reactor};
 use crate::join::JoinHandle;
 use crate::shutdown::{Shared, ShutdownWaiters};
 use crate::task::pool::Pool;
-use crate::task::{RawTask, Tasks};
+use crate::task::queue::RunQueue;
+use crate::task::{RawTask, TaskRef, Tasks};
 use crate::time::Timers;
-use crate::waker::{Inbox, LocalGuard, LocalWorker, TaskAddr, MAX_TASKS};
+use crate::waker::{self, Inbox, LocalGuard, TaskAddr, MAIN_SLOT, MAX_TASKS};
 
 /// What a worker is configured with.
 #[derive(Clone, Copy, Debug)]
@@ -64,15 +72,81 @@ pub(crate) struct Executor {
     pub(crate) index: usize,
     pub(crate) inbox: &'static Inbox,
     pub(crate) shared: Arc<Shared>,
+    /// [`TaskAddr::owner_bits`] of this worker, for building wakers.
+    owner_bits: u64,
     config: WorkerConfig,
-    tasks: RefCell<Tasks>,
-    /// `(slot, generation)` of queued tasks.
-    queue: RefCell<VecDeque<(u32, u32)>>,
+    /// The task table and the run queue: a wake and a poll each reach them
+    /// once, through [`RunCell::with`].
+    run: RunCell,
     /// The `block_on` future was woken.
     pub(crate) main_woken: Cell<bool>,
     pub(crate) timers: RefCell<Timers>,
     pool: RefCell<Pool>,
     pub(crate) shutdown_waiters: RefCell<ShutdownWaiters>,
+}
+
+/// What a wake and a poll touch: the task table and the run queue.
+struct RunState {
+    tasks: Tasks,
+    /// `(slot, ticket)` of queued tasks (see the table's invariants).
+    queue: RunQueue,
+}
+
+/// The executor's [`RunState`], reached without a `RefCell`'s borrow flag:
+/// the wake and poll paths touch it once per message each, and it is
+/// confined to its worker's thread (the executor is neither `Send` nor
+/// `Sync`: it holds `RefCell`s).
+///
+/// Debug builds still check that no access starts inside another, as a
+/// `RefCell` would.
+struct RunCell {
+    state: UnsafeCell<RunState>,
+    #[cfg(debug_assertions)]
+    busy: Cell<bool>,
+}
+
+impl RunCell {
+    fn new(state: RunState) -> Self {
+        Self {
+            state: UnsafeCell::new(state),
+            #[cfg(debug_assertions)]
+            busy: Cell::new(false),
+        }
+    }
+
+    /// Runs `f` with exclusive access to the run state.
+    ///
+    /// # Safety
+    ///
+    /// `f` must not reach this cell again: it may only call methods of the
+    /// table and the queue, which run no user code and never call back into
+    /// the executor (they move integers and task pointers, and allocate).
+    #[inline(always)]
+    unsafe fn with<R>(&self, f: impl FnOnce(&mut RunState) -> R) -> R {
+        #[cfg(debug_assertions)]
+        assert!(!self.busy.replace(true), "cellio: run state re-entered");
+        // SAFETY: the cell is only used on its executor's thread (the
+        // executor is `!Sync`), and the caller's contract rules out nested
+        // access: this is the only reference to the state while `f` runs.
+        let result = f(unsafe { &mut *self.state.get() });
+        #[cfg(debug_assertions)]
+        self.busy.set(false);
+        result
+    }
+}
+
+impl RunState {
+    /// The next queued task that is still due, marked not queued; stale
+    /// entries are skipped.
+    #[inline]
+    fn next(&mut self) -> Option<(u32, u32, TaskRef)> {
+        loop {
+            let (slot, ticket) = self.queue.pop()?;
+            if let Some(task) = self.tasks.start_poll(slot, ticket) {
+                return Some((slot, ticket, task));
+            }
+        }
+    }
 }
 
 impl Executor {
@@ -88,9 +162,12 @@ impl Executor {
             index,
             inbox,
             shared,
+            owner_bits: TaskAddr::owner_bits(worker, epoch),
             config,
-            tasks: RefCell::new(Tasks::default()),
-            queue: RefCell::new(VecDeque::with_capacity(config.queue_capacity)),
+            run: RunCell::new(RunState {
+                tasks: Tasks::default(),
+                queue: RunQueue::with_capacity(config.queue_capacity),
+            }),
             main_woken: Cell::new(false),
             timers: RefCell::new(Timers::default()),
             pool: RefCell::new(Pool::new(config.task_pooling, config.task_pool_cap)),
@@ -116,13 +193,7 @@ impl Executor {
     pub(crate) fn enter(&self) -> LocalGuard {
         // SAFETY: callers keep `self` alive and in place for the guard's
         // life: the guard is always a local of a function borrowing `self`.
-        unsafe {
-            LocalGuard::enter(LocalWorker {
-                worker: self.worker,
-                epoch: self.epoch,
-                executor: self,
-            })
-        }
+        unsafe { LocalGuard::enter(self.worker, self.epoch, self) }
     }
 
     /// Runs the worker loop until `done()` says so. `done` is checked at
@@ -137,7 +208,9 @@ impl Executor {
             self.fire_timers();
             self.run_batch();
             self.drain_inbox();
-            let idle = self.queue.borrow().is_empty() && !self.main_woken.get();
+            // SAFETY: `is_empty` only reads two counters.
+            let idle =
+                unsafe { self.run.with(|run| run.queue.is_empty()) } && !self.main_woken.get();
             // The batch may have finished what `done` waits for: never go
             // to sleep without asking again.
             if idle && done() {
@@ -191,13 +264,21 @@ impl Executor {
     /// Queues the task `addr` names, if it is live and not queued yet.
     #[inline]
     pub(crate) fn schedule(&self, addr: TaskAddr) {
-        if addr.slot == crate::waker::MAIN_SLOT {
+        // SAFETY: only the table's `schedule` and the queue's `push` run.
+        let queued = unsafe {
+            self.run.with(|run| {
+                let ticket = run
+                    .tasks
+                    .schedule(addr.slot, addr.generation, waker::GEN_MASK);
+                if let Some(ticket) = ticket {
+                    run.queue.push((addr.slot, ticket));
+                }
+                ticket.is_some()
+            })
+        };
+        // `MAIN_SLOT` is never a table slot: its wakes land here.
+        if !queued && addr.slot == MAIN_SLOT {
             self.main_woken.set(true);
-            return;
-        }
-        let mut tasks = self.tasks.borrow_mut();
-        if let Some(generation) = tasks.schedule(addr.slot, |g| addr.names_generation(g)) {
-            self.queue.borrow_mut().push_back((addr.slot, generation));
         }
     }
 
@@ -216,9 +297,16 @@ impl Executor {
 
     /// Takes a task created elsewhere (`spawn_on`) into the table.
     pub(crate) fn adopt(&self, task: RawTask) {
-        let inserted = self.tasks.borrow_mut().insert(task, MAX_TASKS);
+        // SAFETY: only the table's `insert` and the queue's `push` run.
+        let inserted = unsafe {
+            self.run.with(|run| {
+                run.tasks
+                    .insert(task, MAX_TASKS)
+                    .map(|entry| run.queue.push(entry))
+            })
+        };
         match inserted {
-            Ok(slot) => self.queue.borrow_mut().push_back(slot),
+            Ok(()) => {}
             Err(task) => {
                 // SAFETY: never polled; we are its worker.
                 unsafe { task.cancel() };
@@ -244,11 +332,11 @@ impl Executor {
 
     fn run_batch(&self) {
         for _ in 0..self.config.event_interval {
-            let next = self.queue.borrow_mut().pop_front();
-            let Some((slot, generation)) = next else {
+            // SAFETY: `next` only pops the queue and reads the table.
+            let Some((slot, ticket, task)) = (unsafe { self.run.with(RunState::next) }) else {
                 return;
             };
-            if self.run_task(slot, generation) {
+            if self.run_task(slot, ticket, task) {
                 // A task spent its whole budget: I/O is due. End the batch
                 // so the reactor is turned before anyone runs again.
                 return;
@@ -257,29 +345,43 @@ impl Executor {
     }
 
     /// Polls one task; `true` if it ran out of budget.
-    fn run_task(&self, slot: u32, generation: u32) -> bool {
-        let Some(task) = self.tasks.borrow_mut().take_for_poll(slot, generation) else {
-            return false;
-        };
-        let waker = TaskAddr::new(self.worker, self.epoch, slot, generation).waker();
+    #[inline]
+    fn run_task(&self, slot: u32, ticket: u32, task: TaskRef) -> bool {
+        // The waker's drop does nothing: skip the call through its vtable.
+        let waker = ManuallyDrop::new(waker::packed_waker(
+            self.owner_bits | waker::task_bits(slot, Tasks::generation(ticket)),
+        ));
         let mut cx = Context::from_waker(&waker);
-        // SAFETY: this is the task's worker, polling it from its loop only.
+        // SAFETY: this is the task's worker, polling it from its loop only;
+        // the task's counted reference stays in the table until it is
+        // finished below, after the poll.
         let (polled, exhausted) =
             budget::run_with(self.config.budget, || unsafe { task.poll(&mut cx) });
-        match polled {
-            Poll::Pending => self.tasks.borrow_mut().put_back(slot, task),
-            Poll::Ready(()) => {
-                let _ = self.tasks.borrow_mut().finish(slot);
-                self.release(task);
-            }
+        if polled.is_ready() {
+            self.finish(slot);
         }
         exhausted
+    }
+
+    /// Ends the task in `slot`, which completed, and releases the table's
+    /// reference.
+    #[cold]
+    #[inline(never)]
+    fn finish(&self, slot: u32) {
+        // SAFETY: only the table's `finish` runs; the task is released
+        // after, outside.
+        let task = unsafe { self.run.with(|run| run.tasks.finish(slot)) };
+        if let Some(task) = task {
+            self.release(task);
+        }
     }
 
     /// Cancels every unfinished task (dropping its future) and releases it.
     pub(crate) fn cancel_all(&self) {
         loop {
-            let next = self.tasks.borrow_mut().pop_live();
+            // SAFETY: only the table's `pop_live` runs; the task is
+            // cancelled and released after, outside.
+            let next = unsafe { self.run.with(|run| run.tasks.pop_live()) };
             let Some(task) = next else { return };
             // SAFETY: this is the task's worker; it is not being polled.
             unsafe { task.cancel() };
@@ -290,7 +392,8 @@ impl Executor {
 
     /// Number of spawned tasks that have not finished.
     pub(crate) fn live_tasks(&self) -> usize {
-        self.tasks.borrow().live()
+        // SAFETY: `live` only reads a counter.
+        unsafe { self.run.with(|run| run.tasks.live()) }
     }
 
     pub(crate) fn pool(&self) -> &RefCell<Pool> {
@@ -308,10 +411,10 @@ impl Executor {
 
 /// Runs `f` with the executor of the worker running on this thread.
 pub(crate) fn with_current<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
-    let local = LocalGuard::current()?;
+    let executor = LocalGuard::current()?;
     // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid while
     // it is this thread's current worker, which it is for this whole call.
-    Some(f(unsafe { &*local.executor }))
+    Some(f(unsafe { &*executor }))
 }
 
 /// Gives up a task reference from wherever it is dropped: into the owner's

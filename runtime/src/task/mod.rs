@@ -3,31 +3,47 @@
 //!
 //! * `raw` — one task's block (header, future, output) and the hand-over
 //!   between the task and its `JoinHandle`;
-//! * `pool` — per-worker size-class free lists the blocks are reused from.
+//! * `pool` — per-worker size-class free lists the blocks are reused from;
+//! * `queue` — the worker's run queue of `(slot, ticket)` entries.
 //!
 //! # The table's invariants
 //!
+//! Each slot keeps its task's reference and one `state` word:
+//! `generation << 2 | SCHEDULED | LIVE`.
+//!
 //! * A slot's `generation` moves on when its task ends; wakes carry the
 //!   generation they were made for and are dropped if it no longer matches.
-//! * `scheduled` is `true` exactly while the task sits in the run queue, so
-//!   a task is queued at most once however often it is woken.
-//! * While a task is being polled its reference is out of the table
-//!   (`None`), so a wake during its own poll only queues it; nothing
-//!   re-enters it.
+//! * `SCHEDULED` is set exactly while the task sits in the run queue, so a
+//!   task is queued at most once however often it is woken. A queue entry
+//!   is the `state` word the slot had when it was queued (a *ticket*): it
+//!   is run only if the slot still has exactly that state, so entries left
+//!   behind by a task that ended are dropped.
+//! * `LIVE` is set from spawn until the task ends, including while it is
+//!   being polled.
+//! * The task's reference stays in its slot while the task is polled (the
+//!   loop polls it through a [`TaskRef`] copied out of the table): only the
+//!   worker loop ends a task, after its poll, and `cancel_all` runs only
+//!   when no task is being polled. A wake during the task's own poll only
+//!   queues it again; nothing re-enters it.
 
 pub(crate) mod pool;
+pub(crate) mod queue;
 pub(crate) mod raw;
 
 pub use pool::DEFAULT_TASK_POOL_CAP;
-pub(crate) use raw::{RawTask, Typed};
+pub(crate) use raw::{RawTask, TaskRef, Typed};
+
+/// `state` bit: the task has not ended.
+const LIVE: u32 = 1;
+/// `state` bit: the task is in the run queue.
+const SCHEDULED: u32 = 2;
+/// `state` bits below the generation.
+const GEN_SHIFT: u32 = 2;
 
 #[derive(Default)]
 struct Slot {
-    generation: u32,
-    scheduled: bool,
-    /// `true` from spawn until the task ends (even while it is out being
-    /// polled).
-    live: bool,
+    /// `generation << GEN_SHIFT | SCHEDULED | LIVE`.
+    state: u32,
     task: Option<RawTask>,
 }
 
@@ -40,8 +56,9 @@ pub(crate) struct Tasks {
 }
 
 impl Tasks {
-    /// Stores a new task and returns its `(slot, generation)`, or gives the
-    /// task back when the table is full (`limit` slots).
+    /// Stores a new task, marked queued, and returns `(slot, ticket)` for
+    /// the run queue, or gives the task back when the table is full
+    /// (`limit` slots).
     pub(crate) fn insert(&mut self, task: RawTask, limit: u32) -> Result<(u32, u32), RawTask> {
         let index = match self.free.pop() {
             Some(index) => index,
@@ -52,51 +69,51 @@ impl Tasks {
             None => return Err(task),
         };
         let slot = &mut self.slots[index as usize];
-        slot.live = true;
-        slot.scheduled = true;
+        slot.state |= LIVE | SCHEDULED;
         slot.task = Some(task);
         self.live += 1;
-        Ok((index, slot.generation))
+        Ok((index, slot.state))
     }
 
-    /// Marks the task queued and returns its full generation; `None` if the
-    /// wake is stale, the task finished or is already queued (then it must
-    /// not be queued again).
+    /// Marks the task queued and returns its ticket; `None` if the wake is
+    /// stale (the low bits `mask` keeps of the slot's generation differ from
+    /// `generation`), the task ended or is already queued (then it must not
+    /// be queued again).
     #[inline]
-    pub(crate) fn schedule(&mut self, index: u32, matches: impl Fn(u32) -> bool) -> Option<u32> {
-        match self.slots.get_mut(index as usize) {
-            Some(slot) if slot.live && !slot.scheduled && matches(slot.generation) => {
-                slot.scheduled = true;
-                Some(slot.generation)
-            }
-            _ => None,
-        }
-    }
-
-    /// Takes the task out for polling. `None` if the wake is stale.
-    #[inline]
-    pub(crate) fn take_for_poll(&mut self, index: u32, generation: u32) -> Option<RawTask> {
+    pub(crate) fn schedule(&mut self, index: u32, generation: u32, mask: u32) -> Option<u32> {
         let slot = self.slots.get_mut(index as usize)?;
-        if !slot.live || slot.generation != generation {
+        let checked = (mask << GEN_SHIFT) | SCHEDULED | LIVE;
+        if slot.state & checked != (generation << GEN_SHIFT) | LIVE {
             return None;
         }
-        slot.scheduled = false;
-        slot.task.take()
+        slot.state |= SCHEDULED;
+        Some(slot.state)
     }
 
-    /// Puts a pending task back after its poll.
+    /// Takes the task of a queue entry for polling: clears `SCHEDULED` and
+    /// returns a reference to the task, which stays in the table. `None` if
+    /// the entry is stale.
     #[inline]
-    pub(crate) fn put_back(&mut self, index: u32, task: RawTask) {
-        self.slots[index as usize].task = Some(task);
+    pub(crate) fn start_poll(&mut self, index: u32, ticket: u32) -> Option<TaskRef> {
+        let slot = self.slots.get_mut(index as usize)?;
+        if slot.state != ticket {
+            return None;
+        }
+        slot.state = ticket & !SCHEDULED;
+        slot.task.as_ref().map(RawTask::by_ref)
+    }
+
+    /// The generation a ticket was issued for.
+    #[inline]
+    pub(crate) fn generation(ticket: u32) -> u32 {
+        ticket >> GEN_SHIFT
     }
 
     /// Ends the task in `index`: the slot's generation moves on and it
     /// becomes free. Returns the task's reference if it was in the table.
     pub(crate) fn finish(&mut self, index: u32) -> Option<RawTask> {
         let slot = &mut self.slots[index as usize];
-        slot.live = false;
-        slot.scheduled = false;
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.state = (slot.state & !(SCHEDULED | LIVE)).wrapping_add(1 << GEN_SHIFT);
         self.free.push(index);
         self.live -= 1;
         slot.task.take()
@@ -110,7 +127,7 @@ impl Tasks {
     /// Ends the first live task and returns its reference (to cancel and
     /// release it outside the table's borrow); `None` when none is left.
     pub(crate) fn pop_live(&mut self) -> Option<RawTask> {
-        let index = self.slots.iter().position(|slot| slot.live)?;
+        let index = self.slots.iter().position(|slot| slot.state & LIVE != 0)?;
         self.finish(index as u32)
     }
 }
@@ -135,18 +152,22 @@ mod tests {
         task.release().expect("last reference").free(None);
     }
 
+    /// The generation bits a waker carries, as in `waker.rs`.
+    const MASK: u32 = (1 << 20) - 1;
+
     #[test]
     fn finished_slots_are_reused_with_a_new_generation() {
         let mut tasks = Tasks::default();
-        let (a, gen_a) = tasks.insert(task(), 10).ok().unwrap();
-        let taken = tasks.take_for_poll(a, gen_a);
-        assert!(taken.is_some());
-        tasks.put_back(a, taken.unwrap());
+        let (a, ticket_a) = tasks.insert(task(), 10).ok().unwrap();
+        assert!(tasks.start_poll(a, ticket_a).is_some());
         release(tasks.finish(a));
-        let (b, gen_b) = tasks.insert(task(), 10).ok().unwrap();
+        let (b, ticket_b) = tasks.insert(task(), 10).ok().unwrap();
         assert_eq!(a, b);
-        assert_ne!(gen_a, gen_b);
-        assert!(tasks.take_for_poll(a, gen_a).is_none(), "stale wake");
+        assert_ne!(Tasks::generation(ticket_a), Tasks::generation(ticket_b));
+        assert!(tasks.start_poll(a, ticket_a).is_none(), "stale wake");
+        let gen_a = Tasks::generation(ticket_a) & MASK;
+        assert!(tasks.start_poll(b, ticket_b).is_some());
+        assert_eq!(tasks.schedule(a, gen_a, MASK), None, "stale waker");
         release(tasks.pop_live());
         assert_eq!(tasks.live(), 0);
     }
@@ -154,16 +175,33 @@ mod tests {
     #[test]
     fn a_task_is_queued_at_most_once() {
         let mut tasks = Tasks::default();
-        let (a, gen) = tasks.insert(task(), 10).ok().unwrap();
+        let (a, ticket) = tasks.insert(task(), 10).ok().unwrap();
+        let gen = Tasks::generation(ticket) & MASK;
         assert_eq!(
-            tasks.schedule(a, |g| g == gen),
+            tasks.schedule(a, gen, MASK),
             None,
             "queued at spawn already"
         );
-        let taken = tasks.take_for_poll(a, gen).unwrap();
-        assert_eq!(tasks.schedule(a, |g| g == gen), Some(gen));
-        assert_eq!(tasks.schedule(a, |g| g == gen), None);
-        tasks.put_back(a, taken);
+        assert!(tasks.start_poll(a, ticket).is_some());
+        assert_eq!(tasks.schedule(a, gen, MASK), Some(ticket));
+        assert_eq!(tasks.schedule(a, gen, MASK), None);
+        release(tasks.pop_live());
+    }
+
+    #[test]
+    fn an_entry_left_by_an_ended_task_is_dropped() {
+        let mut tasks = Tasks::default();
+        let (a, ticket) = tasks.insert(task(), 10).ok().unwrap();
+        assert!(tasks.start_poll(a, ticket).is_some());
+        // Woken during its last poll: queued again, then it ends.
+        let gen = Tasks::generation(ticket) & MASK;
+        let queued = tasks.schedule(a, gen, MASK).unwrap();
+        release(tasks.finish(a));
+        assert!(tasks.start_poll(a, queued).is_none(), "ended");
+        let (b, fresh) = tasks.insert(task(), 10).ok().unwrap();
+        assert_eq!(a, b);
+        assert!(tasks.start_poll(a, queued).is_none(), "slot reused");
+        assert!(tasks.start_poll(b, fresh).is_some());
         release(tasks.pop_live());
     }
 

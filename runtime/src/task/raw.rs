@@ -165,22 +165,18 @@ impl RawTask {
         unsafe { self.ptr.as_ref() }
     }
 
-    /// Polls the future; `Ready` once the stage is `Finished`.
-    ///
-    /// # Safety
-    ///
-    /// Only the owning worker calls this, never concurrently with itself or
-    /// `cancel`.
-    pub(crate) unsafe fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: forwarded contract.
-        unsafe { (self.header().vtable.poll)(self.ptr, cx) }
+    /// An uncounted reference to the task, for polling it while this
+    /// reference stays where it is (in the task table).
+    #[inline]
+    pub(crate) fn by_ref(&self) -> TaskRef {
+        TaskRef { ptr: self.ptr }
     }
 
     /// Drops an unfinished future, recording `JoinError::Cancelled`.
     ///
     /// # Safety
     ///
-    /// As for [`poll`](Self::poll).
+    /// As for [`TaskRef::poll`].
     pub(crate) unsafe fn cancel(&self) {
         // SAFETY: forwarded contract.
         unsafe { (self.header().vtable.cancel)(self.ptr) }
@@ -227,6 +223,29 @@ impl RawTask {
     }
 }
 
+/// An uncounted reference to a task block: what the worker polls while the
+/// counted [`RawTask`] stays in its task table.
+#[derive(Clone, Copy)]
+pub(crate) struct TaskRef {
+    ptr: NonNull<Header>,
+}
+
+impl TaskRef {
+    /// Polls the future; `Ready` once the stage is `Finished`.
+    ///
+    /// # Safety
+    ///
+    /// Only the owning worker calls this, never concurrently with itself or
+    /// `cancel`; and the counted reference this was taken from is held (not
+    /// released) until the poll returns, so the block is alive throughout.
+    #[inline]
+    pub(crate) unsafe fn poll(self, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: the caller's contract: the block is alive, and this is
+        // its worker polling it alone.
+        unsafe { (self.ptr.as_ref().vtable.poll)(self.ptr, cx) }
+    }
+}
+
 /// The memory of a task block whose contents were dropped.
 pub(crate) struct FreeBlock {
     memory: NonNull<u8>,
@@ -270,10 +289,26 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
         Ok(Poll::Ready(output)) => Ok(output),
         Err(panic) => Err(JoinError::Panicked(panic)),
     };
-    // Drops the future in place, then publishes the output.
-    *stage = Stage::Finished(output);
-    block.header.join.notify();
+    // SAFETY: the caller's contract, as above.
+    unsafe { complete::<F>(ptr, output) };
     Poll::Ready(())
+}
+
+/// Drops the future in place, then publishes the output. Out of line: a
+/// task completes once, and keeping this out of `poll` leaves the pending
+/// path fewer registers to save.
+///
+/// # Safety
+///
+/// As for [`poll`]; the stage is `Running` and the future is not borrowed.
+#[cold]
+#[inline(never)]
+unsafe fn complete<F: Future>(ptr: NonNull<Header>, output: Result<F::Output, JoinError>) {
+    // SAFETY: the caller's contract.
+    let block = unsafe { ptr.cast::<Block<F>>().as_ref() };
+    // SAFETY: only the owning worker touches the stage while `Running`.
+    unsafe { *block.stage.get() = Stage::Finished(output) };
+    block.header.join.notify();
 }
 
 /// # Safety
@@ -364,8 +399,9 @@ mod loom_tests {
 
             let worker = thread::spawn(move || {
                 let mut cx = Context::from_waker(Waker::noop());
-                // SAFETY: this thread is the task's only worker.
-                assert_eq!(unsafe { task.poll(&mut cx) }, Poll::Ready(()));
+                // SAFETY: this thread is the task's only worker, and
+                // `task` (the counted reference) is released after the poll.
+                assert_eq!(unsafe { task.by_ref().poll(&mut cx) }, Poll::Ready(()));
                 if let Some(block) = task.release() {
                     block.free(None);
                 }
