@@ -563,9 +563,10 @@ impl OpCell {
     /// the exclusive window.
     ///
     /// Small enough to inline into the reactor's turn: one load and one CAS
-    /// when nobody is parked, one load and one CAS before the out-of-line
-    /// wake when somebody is; every other case (a lost race, a notifier
-    /// already in its window) goes to the general loop.
+    /// when nobody is parked; one load, one CAS, the waker copy, one store
+    /// and the wake when somebody is. Every other case (a lost race, a
+    /// notifier already in its window) goes to the general loop, out of
+    /// line.
     #[inline]
     pub fn notify(&self) {
         let word = self.word.load(Ordering::Acquire);
