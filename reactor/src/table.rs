@@ -52,7 +52,9 @@ const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
 /// the first `PAGES` are ever allocated.
 const PAGE_SLOTS: usize = 1 << (32 - OFFSET_BITS);
 const _: () = assert!(FIRST_PAGE << (PAGES - 1) <= 1 << OFFSET_BITS);
-const _: () = assert!(PAGES <= PAGE_SLOTS);
+// Strictly fewer: the all-ones locator (the reactor's waker token) must
+// name a page that is never allocated.
+const _: () = assert!(PAGES < PAGE_SLOTS);
 
 /// Where a slot lives: `page << OFFSET_BITS | offset`. See invariant 3.
 pub(crate) type Locator = u32;
