@@ -73,7 +73,10 @@
 //! The waker stays in the slot after the operation ends and passes, with slot
 //! ownership, to the next holder, which overwrites it only if
 //! [`Waker::will_wake`] says it differs: a task parking on the same socket
-//! again and again clones nothing.
+//! again and again clones nothing. The slot always holds a waker (a new or
+//! reset cell holds [`Waker::noop`]), so the notifier's copy needs no
+//! emptiness check; `park` stores the real one before `PARKED` is
+//! published.
 
 use std::fmt;
 use std::io;
@@ -303,7 +306,7 @@ impl From<CellError> for io::Error {
 /// ```
 pub struct OpCell {
     word: AtomicU64,
-    waker: UnsafeCell<Option<Waker>>,
+    waker: UnsafeCell<Waker>,
     sync_completions: AtomicU64,
     parked_completions: AtomicU64,
 }
@@ -340,7 +343,7 @@ impl OpCell {
     pub fn new() -> Self {
         Self {
             word: AtomicU64::new(0),
-            waker: UnsafeCell::new(None),
+            waker: UnsafeCell::new(Waker::noop().clone()),
             sync_completions: AtomicU64::new(0),
             parked_completions: AtomicU64::new(0),
         }
@@ -449,9 +452,8 @@ impl OpCell {
         // SAFETY: the phase is RESERVED under our token, so by invariant 1
         // the holder (us) has exclusive access to the slot.
         self.waker.with_mut(|slot| unsafe {
-            match &mut *slot {
-                Some(stored) if stored.will_wake(waker) => {}
-                other => *other = Some(waker.clone()),
+            if !(*slot).will_wake(waker) {
+                *slot = waker.clone();
             }
         });
         // Release: publishes the waker to the notifier, which Acquires it in
@@ -561,23 +563,73 @@ impl OpCell {
     /// sequence, clears `EXHAUSTED`, and wakes the parked waker if there is
     /// one. The wake happens after the cell is consistent again, never inside
     /// the exclusive window.
+    ///
+    /// Small enough to inline into the reactor's turn: one load and one CAS
+    /// when nobody is parked; one load, one CAS, the waker copy, one store
+    /// and the wake when somebody is. Every other case (a lost race, a
+    /// notifier already in its window) goes to the general loop, out of
+    /// line.
     #[inline]
     pub fn notify(&self) {
         let word = self.word.load(Ordering::Acquire);
-        // Fast path: nobody parked (IDLE or RESERVED): just count it.
-        if word & PARKED == 0
-            && self
+        if word & PARKED == 0 {
+            // Nobody parked (IDLE or RESERVED): just count it.
+            if self
                 .word
                 .compare_exchange(word, notified(word), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
-        {
-            return;
+            {
+                return;
+            }
+        } else {
+            // PARKED or NOTIFYING. Expecting PARKED lets the CAS itself rule
+            // out NOTIFYING (another notifier's window): that fails and goes
+            // to the general loop, which waits the window out.
+            let parked = with_phase(word, PARKED);
+            let notifying = with_phase(notified(parked), NOTIFYING);
+            // Acquire: pairs with `park`'s Release so the waker written
+            // there is visible to us.
+            if self
+                .word
+                .compare_exchange(parked, notifying, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.wake_parked(notifying);
+                return;
+            }
         }
+        self.notify_contended();
+    }
+
+    /// `notify` after its one-shot CAS lost a race: the general loop.
+    #[cold]
+    #[inline(never)]
+    fn notify_contended(&self) {
         if let Some(waker) = self.advance(0) {
             if tracing::level_enabled!(tracing::Level::TRACE) {
-                trace_event(generation(word), "op woken");
+                trace_event(self.generation(), "op woken");
             }
             waker.wake();
+        }
+    }
+
+    /// The tail of `notify` once it stored `notifying` (won `PARKED ->
+    /// NOTIFYING`): copies the waker out, ends the exclusive window by
+    /// storing the same word with phase `RESERVED`, then wakes. Inlined too:
+    /// in the reactor's turn it costs less than the call it would need.
+    #[inline]
+    fn wake_parked(&self, notifying: u64) {
+        let reserved = with_phase(notifying, RESERVED);
+        // SAFETY: the caller won PARKED -> NOTIFYING, so by invariant 1 the
+        // slot is ours until we store RESERVED below.
+        let waker = self.waker.with_mut(|slot| unsafe { (*slot).clone() });
+        // Invariant 2: nobody else changes the word while NOTIFYING, so a
+        // plain store is exact. Release hands the slot back to the holder.
+        self.word.store(reserved, Ordering::Release);
+        waker.wake();
+        // After the wake: nothing needs to stay alive across it but `reserved`.
+        if tracing::level_enabled!(tracing::Level::TRACE) {
+            trace_event(generation(reserved), "op woken");
         }
     }
 
@@ -602,8 +654,8 @@ impl OpCell {
         }
     }
 
-    /// `notified(word) | extra`, taking the waker out if the phase was
-    /// `PARKED`.
+    /// `notified(word) | extra`, returning a copy of the parked waker if
+    /// the phase was `PARKED`.
     #[inline]
     fn advance(&self, extra: u64) -> Option<Waker> {
         let spin = Spin::new();
@@ -634,7 +686,7 @@ impl OpCell {
                             // hands the slot back to the holder.
                             self.word
                                 .store(with_phase(next, RESERVED), Ordering::Release);
-                            return waker;
+                            return Some(waker);
                         }
                         Err(actual) => word = actual,
                     }
@@ -677,7 +729,9 @@ impl OpCell {
         };
         // SAFETY: we moved the phase to RESERVED under a generation no token
         // names, so the slot is ours (invariant 1).
-        let old = self.waker.with_mut(|slot| unsafe { (*slot).take() });
+        let old = self
+            .waker
+            .with_mut(|slot| unsafe { std::mem::replace(&mut *slot, Waker::noop().clone()) });
         drop(old);
         // A notification may have bumped the sequence meanwhile; keep it.
         let mut word = reserved;

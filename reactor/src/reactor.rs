@@ -30,8 +30,10 @@ use mio::{Events, Interest, Poll, Token};
 use crate::cell::OpCell;
 use crate::table::{Slot, Table};
 
-/// The token of the reactor's own `mio::Waker`; no slot can produce it
-/// because slot indices stay below `MAX_SLOTS`.
+/// The token of the reactor's own `mio::Waker`. No slot can produce it: its
+/// locator (the low 32 bits, all ones) names a page number beyond the
+/// table's pages, so the turn's slot lookup finds nothing for it and needs
+/// no separate comparison.
 const WAKER_TOKEN: Token = Token(usize::MAX);
 
 /// Events fetched per `epoll_wait`/`kevent` call.
@@ -124,37 +126,60 @@ impl Reactor {
                 return Err(e);
             }
         }
-        let mut count = 0;
+        let table = &self.shared.table;
         for event in self.events.iter() {
-            count += 1;
-            let token = event.token();
-            if token == WAKER_TOKEN {
-                continue;
-            }
-            let (index, generation) = (token.0 & 0xffff_ffff, (token.0 >> 32) as u32);
-            let Some(slot) = self.shared.table.get(index) else {
+            let token = event.token().0;
+            let (locator, generation) = (token as u32, (token >> 32) as u32);
+            // `WAKER_TOKEN` finds no slot (see there).
+            let Some(slot) = table.get(locator) else {
                 continue;
             };
             if slot.generation.load(Ordering::Acquire) != generation {
-                tracing::trace!(index, generation, "stale event dropped");
+                stale_event(locator, generation);
                 continue;
             }
-            // End-of-stream and errors are final states that no later edge
-            // will report again: they switch the exhausted shortcut off.
-            let error = event.is_error();
-            if error || event.is_read_closed() {
-                slot.rx.notify_hangup();
-            } else if event.is_readable() {
+            if event.is_error() || event.is_read_closed() || event.is_write_closed() {
+                final_event(slot, event);
+                continue;
+            }
+            if event.is_readable() {
                 slot.rx.notify();
             }
-            if error || event.is_write_closed() {
-                slot.tx.notify_hangup();
-            } else if event.is_writable() {
+            if event.is_writable() {
                 slot.tx.notify();
             }
         }
-        Ok(count)
+        Ok(self.events.iter().count())
     }
+}
+
+/// Dispatches an event that reports an error or a closed direction.
+///
+/// End-of-stream and errors are final states that no later edge will report
+/// again: they switch the exhausted shortcut off (`notify_hangup`). Out of
+/// line: it happens once per connection, not once per message.
+#[cold]
+#[inline(never)]
+fn final_event(slot: &Slot, event: &mio::event::Event) {
+    let error = event.is_error();
+    if error || event.is_read_closed() {
+        slot.rx.notify_hangup();
+    } else if event.is_readable() {
+        slot.rx.notify();
+    }
+    if error || event.is_write_closed() {
+        slot.tx.notify_hangup();
+    } else if event.is_writable() {
+        slot.tx.notify();
+    }
+}
+
+/// Traces an event dropped because its slot was freed (and perhaps reused)
+/// since it was queued; out of line so the turn carries no formatting code.
+#[cold]
+#[inline(never)]
+fn stale_event(locator: u32, generation: u32) {
+    tracing::trace!(locator, generation, "stale event dropped");
 }
 
 impl Drop for Reactor {
@@ -227,8 +252,8 @@ impl Handle {
         if self.shared.shut_down.load(Ordering::Acquire) {
             return Err(io::Error::from(crate::CellError::Closed));
         }
-        let (index, generation, slot) = self.shared.table.insert()?;
-        let token = Token(((generation as usize) << 32) | index);
+        let (index, locator, generation, slot) = self.shared.table.insert()?;
+        let token = Token(((generation as usize) << 32) | locator as usize);
         if let Err(e) =
             self.shared
                 .registry

@@ -8,10 +8,18 @@
 //!    a [`Registration`](crate::Registration) may keep a pointer to its slot
 //!    for as long as it keeps the table alive.
 //! 2. **Generations.** Each slot carries a generation that moves on when the
-//!    slot is freed. A mio `Token` is `generation << 32 | index`, so an event
-//!    for a closed socket is recognised (its generation no longer matches)
-//!    and dropped before it can reach a socket that reused the slot.
-//! 3. **Key allocation** (which indices are free) sits behind a mutex and is
+//!    slot is freed. A mio `Token` is `generation << 32 | locator`, so an
+//!    event for a closed socket is recognised (its generation no longer
+//!    matches) and dropped before it can reach a socket that reused the
+//!    slot.
+//! 3. **Locators.** A slot's [`Locator`] is its page and its offset in that
+//!    page, packed as `page << OFFSET_BITS | offset`, so the reactor reaches
+//!    the slot of an event with a shift, a mask and one page lookup, without
+//!    recomputing the page from a flat index. Any 32-bit value is a safe
+//!    argument to [`Table::get`]: a locator naming a page that does not
+//!    exist or an offset past its page's end finds nothing (tokens reach the
+//!    poller through user `Source` impls, so they are not trusted).
+//! 4. **Key allocation** (which indices are free) sits behind a mutex and is
 //!    touched only when a socket is registered or dropped, never per
 //!    operation or per event. A `slab` keeps the free list (the most
 //!    recently freed index is reused first, so hot slots stay hot) and
@@ -35,6 +43,21 @@ const FIRST_PAGE: usize = 64;
 const PAGES: usize = 20;
 /// Largest index the table hands out (exclusive).
 pub(crate) const MAX_SLOTS: usize = FIRST_PAGE * ((1 << PAGES) - 1);
+/// Bits of a [`Locator`] that hold the offset in the page; the bits above
+/// hold the page number.
+const OFFSET_BITS: u32 = 27;
+const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
+/// Page numbers a locator can spell: the page array has this many entries,
+/// so indexing it with `locator >> OFFSET_BITS` needs no bounds check. Only
+/// the first `PAGES` are ever allocated.
+const PAGE_SLOTS: usize = 1 << (32 - OFFSET_BITS);
+const _: () = assert!(FIRST_PAGE << (PAGES - 1) <= 1 << OFFSET_BITS);
+// Strictly fewer: the all-ones locator (the reactor's waker token) must
+// name a page that is never allocated.
+const _: () = assert!(PAGES < PAGE_SLOTS);
+
+/// Where a slot lives: `page << OFFSET_BITS | offset`. See invariant 3.
+pub(crate) type Locator = u32;
 
 /// One registered socket's entry: its two cells, stored inline.
 #[derive(Debug, Default)]
@@ -53,8 +76,17 @@ fn locate(index: usize) -> (usize, usize) {
     (page, index - start)
 }
 
+/// The locator of slot `index`.
+#[inline]
+fn locator(index: usize) -> Locator {
+    let (page, offset) = locate(index);
+    ((page as u32) << OFFSET_BITS) | offset as u32
+}
+
 pub(crate) struct Table {
-    pages: [OnceLock<Box<[Slot]>>; PAGES],
+    /// `PAGE_SLOTS` entries, of which only the first `PAGES` are ever
+    /// initialised (see `PAGE_SLOTS`).
+    pages: [OnceLock<Box<[Slot]>>; PAGE_SLOTS],
     keys: Mutex<Slab<()>>,
 }
 
@@ -66,8 +98,9 @@ impl Table {
         }
     }
 
-    /// Takes a free slot: its index, its current generation and the slot.
-    pub(crate) fn insert(&self) -> io::Result<(usize, u32, &Slot)> {
+    /// Takes a free slot: its index, its locator, its current generation and
+    /// the slot.
+    pub(crate) fn insert(&self) -> io::Result<(usize, Locator, u32, &Slot)> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         if keys.len() >= MAX_SLOTS {
             return Err(io::Error::new(
@@ -86,24 +119,36 @@ impl Table {
             (0..FIRST_PAGE << page).map(|_| Slot::default()).collect()
         });
         let slot = &slots[offset];
-        Ok((index, slot.generation.load(Ordering::Acquire), slot))
+        Ok((
+            index,
+            locator(index),
+            slot.generation.load(Ordering::Acquire),
+            slot,
+        ))
+    }
+
+    /// The slot `locator` names, if its page exists and holds it. Any value
+    /// is accepted (invariant 3).
+    #[inline]
+    pub(crate) fn get(&self, locator: Locator) -> Option<&Slot> {
+        let page = (locator >> OFFSET_BITS) as usize;
+        let offset = (locator & OFFSET_MASK) as usize;
+        self.pages[page].get()?.get(offset)
     }
 
     /// The slot at `index`, if its page exists.
-    #[inline]
-    pub(crate) fn get(&self, index: usize) -> Option<&Slot> {
+    fn get_index(&self, index: usize) -> Option<&Slot> {
         if index >= MAX_SLOTS {
             return None;
         }
-        let (page, offset) = locate(index);
-        self.pages[page].get().map(|slots| &slots[offset])
+        self.get(locator(index))
     }
 
     /// Frees slot `index`: moves its generation on (so late events for it
     /// are dropped), resets both cells and returns the index to the free
     /// list.
     pub(crate) fn remove(&self, index: usize) {
-        if let Some(slot) = self.get(index) {
+        if let Some(slot) = self.get_index(index) {
             // Release: a reactor thread that Acquires the new generation
             // also sees everything the old owner did.
             slot.generation.fetch_add(1, Ordering::AcqRel);
@@ -120,7 +165,7 @@ impl Table {
     pub(crate) fn for_each_live(&self, mut f: impl FnMut(&Slot)) {
         let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         for (index, ()) in keys.iter() {
-            if let Some(slot) = self.get(index) {
+            if let Some(slot) = self.get_index(index) {
                 f(slot);
             }
         }
@@ -158,11 +203,11 @@ mod tests {
     #[test]
     fn freed_slots_are_reused_with_a_new_generation() {
         let table = Table::new();
-        let (a, gen_a, _) = table.insert().unwrap();
-        let (b, _, _) = table.insert().unwrap();
+        let (a, _, gen_a, _) = table.insert().unwrap();
+        let (b, _, _, _) = table.insert().unwrap();
         assert_ne!(a, b);
         table.remove(a);
-        let (c, gen_c, _) = table.insert().unwrap();
+        let (c, _, gen_c, _) = table.insert().unwrap();
         assert_eq!(c, a);
         assert_eq!(gen_c, gen_a.wrapping_add(1));
         assert_eq!(table.len(), 2);
@@ -171,11 +216,35 @@ mod tests {
     #[test]
     fn slot_addresses_survive_growth() {
         let table = Table::new();
-        let (_, _, first) = table.insert().unwrap();
+        let (_, loc, _, first) = table.insert().unwrap();
         let first = first as *const Slot;
         for _ in 0..FIRST_PAGE * 8 {
             table.insert().unwrap();
         }
-        assert!(std::ptr::eq(first, table.get(0).unwrap()));
+        assert!(std::ptr::eq(first, table.get(loc).unwrap()));
+        assert!(std::ptr::eq(first, table.get_index(0).unwrap()));
+    }
+
+    #[test]
+    fn locators_find_their_slots_and_nothing_else() {
+        let table = Table::new();
+        let mut slots = Vec::new();
+        for _ in 0..FIRST_PAGE * 3 + 5 {
+            let (index, loc, _, slot) = table.insert().unwrap();
+            assert_eq!(loc, locator(index));
+            slots.push((loc, slot as *const Slot));
+        }
+        for &(loc, slot) in &slots {
+            assert!(std::ptr::eq(slot, table.get(loc).unwrap()));
+        }
+        // Past the end of an existing page, in a page not yet allocated, in
+        // page numbers beyond `PAGES`, and the reactor's own waker token.
+        assert!(table.get(FIRST_PAGE as u32).is_none());
+        assert!(table
+            .get((2 << OFFSET_BITS) | (FIRST_PAGE as u32 * 4))
+            .is_none());
+        assert!(table.get(3 << OFFSET_BITS).is_none());
+        assert!(table.get((PAGES as u32) << OFFSET_BITS).is_none());
+        assert!(table.get(u32::MAX).is_none());
     }
 }

@@ -220,3 +220,39 @@ fn two_notifiers_wake_once_and_count_twice() {
         cell.release(token).unwrap();
     });
 }
+
+/// The socket is dropped (its slot reset for reuse) while an operation is
+/// parked and the reactor notifies: the notifier and `reset` never touch the
+/// waker slot at once, the parked waker is woken at most once, the old
+/// token is stale afterwards, and the reset cell starts a clean, working
+/// protocol (its next park is woken by the next notification).
+#[test]
+fn reset_vs_notify_of_a_parked_operation() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (counter, waker) = counting_waker();
+
+        let seen = cell.observe().unwrap();
+        let token = cell.reserve().unwrap();
+        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
+
+        let notifier = {
+            let cell = cell.clone();
+            thread::spawn(move || cell.notify())
+        };
+        cell.reset();
+        notifier.join().unwrap();
+
+        assert!(wakes(&counter) <= 1);
+        assert_eq!(cell.observe_reserved(token), Err(CellError::Stale));
+
+        let (next_counter, next_waker) = counting_waker();
+        let seen = cell.observe().unwrap();
+        let next = cell.reserve().unwrap();
+        assert_ne!(next, token);
+        assert_eq!(cell.park(next, seen, &next_waker).unwrap(), Park::Parked);
+        cell.notify();
+        assert_eq!(wakes(&next_counter), 1);
+        cell.release(next).unwrap();
+    });
+}
