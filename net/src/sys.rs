@@ -100,13 +100,14 @@ fn os_error(errno: isize) -> io::Error {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux {
     /// A six-argument Linux syscall; returns the kernel's raw result
-    /// (`-errno` on failure).
+    /// (`-errno` on failure). On x86-64 it is the `syscall` instruction
+    /// itself; elsewhere `syscall(2)`, whose `-1`/`errno` is turned back
+    /// into `-errno`.
     ///
     /// # Safety
     ///
     /// The arguments must be valid for syscall `nr`: every pointer among
     /// them valid for the reads and writes that syscall makes.
-    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(super) unsafe fn syscall6(
         nr: libc::c_long,
@@ -117,54 +118,41 @@ mod linux {
         a5: usize,
         a6: usize,
     ) -> isize {
-        let ret: isize;
-        // SAFETY: the x86-64 Linux syscall ABI: number in rax, arguments in
-        // rdi, rsi, rdx, r10, r8, r9, result in rax; the instruction
-        // clobbers rcx and r11 and nothing else. No `nomem`: the kernel may
-        // write memory the caller passed (the caller's contract above).
-        unsafe {
-            std::arch::asm!(
-                "syscall",
-                inlateout("rax") nr as isize => ret,
-                in("rdi") a1,
-                in("rsi") a2,
-                in("rdx") a3,
-                in("r10") a4,
-                in("r8") a5,
-                in("r9") a6,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
+        #[cfg(target_arch = "x86_64")]
+        {
+            let ret: isize;
+            // SAFETY: the x86-64 Linux syscall ABI: number in rax, arguments
+            // in rdi, rsi, rdx, r10, r8, r9, result in rax; the instruction
+            // clobbers rcx and r11 and nothing else. No `nomem`: the kernel
+            // may write memory the caller passed (the caller's contract).
+            unsafe {
+                std::arch::asm!(
+                    "syscall",
+                    inlateout("rax") nr as isize => ret,
+                    in("rdi") a1,
+                    in("rsi") a2,
+                    in("rdx") a3,
+                    in("r10") a4,
+                    in("r8") a5,
+                    in("r9") a6,
+                    lateout("rcx") _,
+                    lateout("r11") _,
+                    options(nostack),
+                );
+            }
+            ret
         }
-        ret
-    }
-
-    /// Other Linux architectures: through `syscall(2)`, which returns `-1`
-    /// and sets `errno`; turned back into `-errno` here.
-    ///
-    /// # Safety
-    ///
-    /// As for the x86-64 version.
-    #[cfg(not(target_arch = "x86_64"))]
-    #[inline]
-    pub(super) unsafe fn syscall6(
-        nr: libc::c_long,
-        a1: usize,
-        a2: usize,
-        a3: usize,
-        a4: usize,
-        a5: usize,
-        a6: usize,
-    ) -> isize {
-        // SAFETY: forwarded from the caller's contract.
-        let n = unsafe { libc::syscall(nr, a1, a2, a3, a4, a5, a6) } as isize;
-        if n < 0 {
-            -(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO) as isize)
-        } else {
-            n
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            // SAFETY: forwarded from the caller's contract.
+            let n = unsafe { libc::syscall(nr, a1, a2, a3, a4, a5, a6) } as isize;
+            if n < 0 {
+                -(std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO) as isize)
+            } else {
+                n
+            }
         }
     }
 }

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::task::{Wake, Waker};
 
-use cellio_reactor::{CellError, OpCell, Park};
+use cellio_reactor::{CellError, OpCell, Park, Readiness, Token};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
@@ -34,6 +34,21 @@ fn wakes(counter: &CountingWaker) -> usize {
     counter.0.load(Ordering::SeqCst)
 }
 
+/// A fresh operation parks on `cell` with `waker` (nothing races it yet):
+/// its snapshot and token.
+fn park_fresh(cell: &OpCell, waker: &Waker) -> (Readiness, Token) {
+    let seen = cell.observe().unwrap();
+    let token = cell.reserve().unwrap();
+    assert_eq!(cell.park(token, seen, waker).unwrap(), Park::Parked);
+    (seen, token)
+}
+
+/// The reactor's side, on another thread: one notification.
+fn spawn_notifier(cell: &Arc<OpCell>) -> thread::JoinHandle<()> {
+    let cell = cell.clone();
+    thread::spawn(move || cell.notify())
+}
+
 /// An operation parks while the reactor notifies from another thread: a
 /// notification that arrives after the operation's snapshot is never lost.
 /// Either `park` sees it (Retry), or the parked waker is woken exactly once.
@@ -44,10 +59,7 @@ fn park_vs_notify_never_loses_a_wake() {
         let cell = Arc::new(OpCell::new());
         let (counter, waker) = counting_waker();
 
-        let notifier = {
-            let cell = cell.clone();
-            thread::spawn(move || cell.notify())
-        };
+        let notifier = spawn_notifier(&cell);
 
         let seen = cell.observe().unwrap();
         let token = cell.reserve().unwrap();
@@ -82,10 +94,7 @@ fn repoll_with_new_waker_vs_notify() {
         let token = cell.reserve().unwrap();
         assert_eq!(cell.park(token, seen, &first).unwrap(), Park::Parked);
 
-        let notifier = {
-            let cell = cell.clone();
-            thread::spawn(move || cell.notify())
-        };
+        let notifier = spawn_notifier(&cell);
 
         // A spurious re-poll: take the cell back, "attempt", park again.
         let last_seen = cell.observe_reserved(token).unwrap();
@@ -110,14 +119,9 @@ fn cancel_vs_notify_leaves_the_cell_reusable() {
         let cell = Arc::new(OpCell::new());
         let (counter, waker) = counting_waker();
 
-        let seen = cell.observe().unwrap();
-        let token = cell.reserve().unwrap();
-        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
+        let (_, token) = park_fresh(&cell, &waker);
 
-        let notifier = {
-            let cell = cell.clone();
-            thread::spawn(move || cell.notify())
-        };
+        let notifier = spawn_notifier(&cell);
         cell.release(token).unwrap();
         notifier.join().unwrap();
 
@@ -142,10 +146,7 @@ fn release_and_reuse_with_a_stale_future() {
         let old = cell.reserve().unwrap();
         cell.release(old).unwrap();
 
-        let notifier = {
-            let cell = cell.clone();
-            thread::spawn(move || cell.notify())
-        };
+        let notifier = spawn_notifier(&cell);
 
         let seen = cell.observe().unwrap();
         let new = cell.reserve().unwrap();
@@ -203,14 +204,9 @@ fn two_notifiers_wake_once_and_count_twice() {
         let cell = Arc::new(OpCell::new());
         let (counter, waker) = counting_waker();
 
-        let seen = cell.observe().unwrap();
-        let token = cell.reserve().unwrap();
-        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
+        let (seen, token) = park_fresh(&cell, &waker);
 
-        let a = {
-            let cell = cell.clone();
-            thread::spawn(move || cell.notify())
-        };
+        let a = spawn_notifier(&cell);
         cell.notify();
         a.join().unwrap();
 
@@ -232,14 +228,9 @@ fn reset_vs_notify_of_a_parked_operation() {
         let cell = Arc::new(OpCell::new());
         let (counter, waker) = counting_waker();
 
-        let seen = cell.observe().unwrap();
-        let token = cell.reserve().unwrap();
-        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
+        let (_, token) = park_fresh(&cell, &waker);
 
-        let notifier = {
-            let cell = cell.clone();
-            thread::spawn(move || cell.notify())
-        };
+        let notifier = spawn_notifier(&cell);
         cell.reset();
         notifier.join().unwrap();
 
