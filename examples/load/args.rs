@@ -38,9 +38,10 @@ pub struct Args {
     pub rate: Option<f64>,
 
     /// Open loop: busy-wait the last millisecond before each due send for
-    /// microsecond-accurate pacing (cellio's timers have 1 ms resolution,
-    /// so plain sleeping sends up to 1 ms late), at the cost of keeping the
-    /// client's core busy.
+    /// microsecond-accurate pacing (cellio's timers wake within the kernel's
+    /// timer slack, 50 µs by default, on Linux 5.11+, and within a
+    /// millisecond elsewhere), at the cost of keeping the client's core
+    /// busy.
     #[arg(long, requires = "rate")]
     pub spin: bool,
 

@@ -60,8 +60,9 @@ impl Pace {
     }
 }
 
-/// How much earlier than due a spinning sender stops sleeping: the
-/// reactor's wait has millisecond resolution (rounded up).
+/// How much earlier than due a spinning sender stops sleeping: enough for
+/// the coarsest reactor wait (whole milliseconds, rounded up, where
+/// `epoll_pwait2` is missing).
 const SPIN_WINDOW: Duration = Duration::from_millis(1);
 
 /// Waits until `due`, sleeping on `sleep` (reused: re-arming it allocates

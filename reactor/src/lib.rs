@@ -32,8 +32,11 @@
 
 pub mod budget;
 pub mod cell;
+mod poller;
 mod reactor;
 mod sync;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod sys;
 mod table;
 
 pub use cell::{CellError, OpCell, Park, Readiness, Token};

@@ -25,9 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::event::Source;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 
 use crate::cell::OpCell;
+use crate::poller::{Event, Poller};
 use crate::table::{Slot, Table};
 
 /// The token of the reactor's own `mio::Waker`. No slot can produce it: its
@@ -67,8 +68,7 @@ struct Shared {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Reactor {
-    poll: Poll,
-    events: Events,
+    poller: Poller,
     shared: Arc<Shared>,
 }
 
@@ -76,7 +76,7 @@ impl fmt::Debug for Reactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
             .field("registrations", &self.shared.table.len())
-            .field("event_capacity", &self.events.capacity())
+            .field("event_capacity", &self.poller.capacity())
             .finish()
     }
 }
@@ -93,8 +93,7 @@ impl Reactor {
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         Ok(Self {
-            poll,
-            events: Events::with_capacity(capacity.max(1)),
+            poller: Poller::new(poll, capacity),
             shared: Arc::new(Shared {
                 registry,
                 waker,
@@ -118,7 +117,7 @@ impl Reactor {
     ///
     /// An interrupted wait (`EINTR`) counts as a turn with no events.
     pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
-        match self.poll.poll(&mut self.events, timeout) {
+        match self.poller.wait(timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
             Err(e) => {
@@ -127,8 +126,10 @@ impl Reactor {
             }
         }
         let table = &self.shared.table;
-        for event in self.events.iter() {
-            let token = event.token().0;
+        let mut count = 0;
+        for event in self.poller.events() {
+            count += 1;
+            let token = event.token;
             let (locator, generation) = (token as u32, (token >> 32) as u32);
             // `WAKER_TOKEN` finds no slot (see there).
             let Some(slot) = table.get(locator) else {
@@ -138,7 +139,7 @@ impl Reactor {
                 stale_event(locator, generation);
                 continue;
             }
-            if event.is_error() || event.is_read_closed() || event.is_write_closed() {
+            if event.is_final() {
                 final_event(slot, event);
                 continue;
             }
@@ -149,7 +150,7 @@ impl Reactor {
                 slot.tx.notify();
             }
         }
-        Ok(self.events.iter().count())
+        Ok(count)
     }
 }
 
@@ -160,7 +161,7 @@ impl Reactor {
 /// line: it happens once per connection, not once per message.
 #[cold]
 #[inline(never)]
-fn final_event(slot: &Slot, event: &mio::event::Event) {
+fn final_event(slot: &Slot, event: Event) {
     let error = event.is_error();
     if error || event.is_read_closed() {
         slot.rx.notify_hangup();

@@ -11,8 +11,10 @@
 //! one it registered on, it moves: the old entry is cancelled through that
 //! worker's inbox and a new one is armed here.
 //!
-//! Resolution: the reactor waits in whole milliseconds (rounded up), so a
-//! timer fires at or after its deadline, typically within a millisecond.
+//! Resolution: a timer fires at or after its deadline. On Linux 5.11+ the
+//! reactor's wait takes nanoseconds (`epoll_pwait2`), so it wakes within
+//! the kernel's timer slack (50 µs by default); elsewhere the wait is in
+//! whole milliseconds, rounded up.
 
 mod timers;
 
