@@ -9,6 +9,8 @@
 //!   readiness to cells.
 //! * [`Handle`] / [`Registration`] — how sockets find the reactor and their
 //!   slot in it.
+//! * [`sys`] (Linux) — the raw syscall the reactor's wait and `cellio-net`'s
+//!   `recv`/`send` use instead of glibc's cancellation-point wrappers.
 //!
 //! Users of cellio rarely touch this crate directly; the socket types in
 //! `cellio-net` and the runtime in `cellio-runtime` are built on it.
