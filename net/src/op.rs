@@ -59,7 +59,8 @@ impl OpState {
     /// caller's future: an attempt that succeeds (one load, the syscall and,
     /// if the operation had parked, one CAS to release the cell), and an
     /// operation that parks without a syscall because an earlier short read
-    /// proved the socket drained (reserve and park: two CASes). Everything
+    /// proved the socket drained (one CAS when its task's waker is already
+    /// in the cell, else reserve and park: two). Everything
     /// else (`EAGAIN`, a retry after a racing notification, errors, misuse)
     /// goes to [`poll_slow`](Self::poll_slow), out of line.
     #[inline(always)]
@@ -91,6 +92,12 @@ impl OpState {
             // operation takes this shortcut inline (a holder that is polled
             // again goes the long way).
             if let (Some(waker), None) = (waker, self.token) {
+                // The same task parking on this socket again: one CAS.
+                if let Some(token) = cell.park_idle(seen, waker) {
+                    self.token = Some(token);
+                    self.parked = true;
+                    return Poll::Pending;
+                }
                 if let Ok(token) = cell.reserve() {
                     self.token = Some(token);
                     if let Ok(Park::Parked) = cell.park(token, seen, waker) {

@@ -57,6 +57,10 @@
 //!    |  generation + 1     |   |  notifier stores RESERVED   | seq + 1
 //!    +---------------------+   +------ NOTIFYING <-----------+
 //!    +-------------- release() from PARKED (cancel) ---------+
+//!    |                                                       ^
+//!    +--------- park_idle(): IDLE -> PARKED in one CAS ------+
+//!               (only when the slot already holds a waker for the same
+//!                task, and nothing changed since the snapshot)
 //! ```
 //!
 //! # Invariants
@@ -73,7 +77,18 @@
 //! The waker stays in the slot after the operation ends and passes, with slot
 //! ownership, to the next holder, which overwrites it only if
 //! [`Waker::will_wake`] says it differs: a task parking on the same socket
-//! again and again clones nothing. The slot always holds a waker (a new or
+//! again and again clones nothing.
+//!
+//! Next to the slot, two atomics mirror the stored waker's identity (its
+//! data and vtable pointers). Only the slot's owner writes them, right after
+//! writing the slot; anyone may read them. That lets
+//! [`park_idle`](OpCell::park_idle) see, without owning the slot, that the
+//! slot already holds its task's waker, and park straight from `IDLE` with
+//! one CAS from its snapshot's exact word: if the CAS succeeds, nobody
+//! reserved the cell since the snapshot, so the identity it read is the one
+//! the last holder left with the slot (published by that holder's release,
+//! acquired by the snapshot), and invariant 1 holds — `park_idle` never
+//! touches the slot itself. The slot always holds a waker (a new or
 //! reset cell holds [`Waker::noop`]), so the notifier's copy needs no
 //! emptiness check; `park` stores the real one before `PARKED` is
 //! published.
@@ -82,7 +97,7 @@ use std::fmt;
 use std::io;
 use std::task::Waker;
 
-use crate::sync::{AtomicU64, Ordering, Spin, UnsafeCell};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, Spin, UnsafeCell};
 
 const PHASE_MASK: u64 = 0b11;
 const IDLE: u64 = 0;
@@ -307,8 +322,22 @@ impl From<CellError> for io::Error {
 pub struct OpCell {
     word: AtomicU64,
     waker: UnsafeCell<Waker>,
+    /// The stored waker's identity (its data and vtable pointers), or
+    /// `(0, 0)`, which no real waker has: written only by the slot's owner,
+    /// together with the slot; read by anyone (see [`OpCell::park_idle`]).
+    waker_data: AtomicUsize,
+    waker_vtable: AtomicUsize,
     sync_completions: AtomicU64,
     parked_completions: AtomicU64,
+}
+
+/// A waker's identity: what [`Waker::will_wake`] compares.
+#[inline]
+fn identity(waker: &Waker) -> (usize, usize) {
+    (
+        waker.data() as usize,
+        waker.vtable() as *const std::task::RawWakerVTable as usize,
+    )
 }
 
 // SAFETY: the waker slot is the only non-`Sync` field; the phase protocol in
@@ -344,6 +373,8 @@ impl OpCell {
         Self {
             word: AtomicU64::new(0),
             waker: UnsafeCell::new(Waker::noop().clone()),
+            waker_data: AtomicUsize::new(0),
+            waker_vtable: AtomicUsize::new(0),
             sync_completions: AtomicU64::new(0),
             parked_completions: AtomicU64::new(0),
         }
@@ -454,6 +485,7 @@ impl OpCell {
         self.waker.with_mut(|slot| unsafe {
             if !(*slot).will_wake(waker) {
                 *slot = waker.clone();
+                self.set_identity(identity(waker));
             }
         });
         // Release: publishes the waker to the notifier, which Acquires it in
@@ -474,6 +506,81 @@ impl OpCell {
             Err(actual) if actual & CLOSED != 0 => Err(CellError::Closed),
             Err(_) => Ok(Park::Retry),
         }
+    }
+
+    /// Parks a fresh operation in one CAS, straight from `IDLE`, when the
+    /// waker already in the slot wakes the same task as `waker` (the same
+    /// task parking on the same socket again, the common case): `reserve`
+    /// and `park` without the intermediate `RESERVED` step.
+    ///
+    /// Returns the operation's token, as [`reserve`](Self::reserve) would
+    /// have, or `None` when the shortcut does not apply — the slot holds
+    /// another waker, the cell is not idle or is closed, or anything changed
+    /// since `seen` — and the caller takes the long way (`reserve`, then
+    /// `park`), which reports each case properly. `seen` must come from
+    /// [`observe`](Self::observe) (its Acquire load is what makes the
+    /// identity check sound).
+    ///
+    /// ```
+    /// use cellio_reactor::{OpCell, Park};
+    /// use std::task::Waker;
+    ///
+    /// let cell = OpCell::new();
+    /// let waker = Waker::noop();
+    /// // First time: the slot holds no waker of ours, so the long way.
+    /// let seen = cell.observe().unwrap();
+    /// assert_eq!(cell.park_idle(seen, waker), None);
+    /// let token = cell.reserve().unwrap();
+    /// assert_eq!(cell.park(token, seen, waker).unwrap(), Park::Parked);
+    /// cell.notify();
+    /// cell.release(token).unwrap();
+    /// // The same task parks again: one CAS.
+    /// let seen = cell.observe().unwrap();
+    /// let token = cell.park_idle(seen, waker).expect("same waker");
+    /// assert!(cell.reserve().is_err()); // it holds the cell, parked
+    /// cell.release(token).unwrap();
+    /// ```
+    #[inline]
+    pub fn park_idle(&self, seen: Readiness, waker: &Waker) -> Option<Token> {
+        let word = seen.0;
+        if word & (PHASE_MASK | CLOSED) != IDLE {
+            return None;
+        }
+        // Reading the identity does not need the slot: it is two atomics.
+        // What they say is only trusted if the CAS below succeeds. Then no
+        // one reserved the cell since `seen` (every reservation and release
+        // changes the word), so they were last written by the holder whose
+        // release `seen` observed (Acquire in `observe`), together with the
+        // slot it left behind: the slot holds a waker for our task.
+        let (data, vtable) = identity(waker);
+        if self.waker_vtable.load(Ordering::Relaxed) != vtable
+            || self.waker_data.load(Ordering::Relaxed) != data
+        {
+            return None;
+        }
+        // AcqRel: like `park`'s CAS, the notifier's Acquire of PARKED must
+        // see the slot's contents; it does through this CAS, which follows
+        // the previous holder's release in the word's modification order.
+        self.word
+            .compare_exchange(
+                word,
+                with_phase(word, PARKED),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        if tracing::level_enabled!(tracing::Level::TRACE) {
+            trace_event(generation(word), "op parked");
+        }
+        Some(Token(generation(word)))
+    }
+
+    /// Records the slot's new waker identity. Only the slot's owner calls
+    /// this, right after writing the slot.
+    #[inline]
+    fn set_identity(&self, (data, vtable): (usize, usize)) {
+        self.waker_data.store(data, Ordering::Relaxed);
+        self.waker_vtable.store(vtable, Ordering::Relaxed);
     }
 
     /// Releases the cell after the operation completed or was cancelled: the
@@ -732,6 +839,7 @@ impl OpCell {
         let old = self
             .waker
             .with_mut(|slot| unsafe { std::mem::replace(&mut *slot, Waker::noop().clone()) });
+        self.set_identity((0, 0));
         drop(old);
         // A notification may have bumped the sequence meanwhile; keep it.
         let mut word = reserved;
@@ -818,6 +926,62 @@ mod tests {
         let seen = cell.observe().unwrap();
         cell.mark_exhausted(seen);
         assert!(cell.observe().unwrap().is_exhausted());
+    }
+
+    #[test]
+    fn park_idle_takes_the_shortcut_only_for_the_waker_in_the_slot() {
+        struct Nop;
+        impl std::task::Wake for Nop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let (mine, other) = (
+            Waker::from(std::sync::Arc::new(Nop)),
+            Waker::from(std::sync::Arc::new(Nop)),
+        );
+        let cell = OpCell::new();
+        assert_eq!(
+            cell.park_idle(cell.observe().unwrap(), &mine),
+            None,
+            "empty slot"
+        );
+        // Another task's operation parks and is cancelled: its waker stays.
+        let seen = cell.observe().unwrap();
+        let token = cell.reserve().unwrap();
+        assert_eq!(cell.park(token, seen, &other).unwrap(), Park::Parked);
+        cell.release(token).unwrap();
+        assert_eq!(
+            cell.park_idle(cell.observe().unwrap(), &mine),
+            None,
+            "other waker"
+        );
+        let token = cell
+            .park_idle(cell.observe().unwrap(), &other)
+            .expect("same waker");
+        // A snapshot from before anything changed is refused.
+        cell.release(token).unwrap();
+        let stale = cell.observe().unwrap();
+        cell.notify();
+        assert_eq!(cell.park_idle(stale, &other), None, "readiness moved");
+        // A reset slot holds no task's waker.
+        cell.reset();
+        assert_eq!(
+            cell.park_idle(cell.observe().unwrap(), &other),
+            None,
+            "reset"
+        );
+        // A closed cell is never parked on.
+        let token = cell.reserve().unwrap();
+        assert_eq!(
+            cell.park(token, cell.observe_reserved(token).unwrap(), &other),
+            Ok(Park::Parked)
+        );
+        cell.release(token).unwrap();
+        cell.close();
+        assert_eq!(
+            cell.park_idle(cell.observe().unwrap(), &other),
+            None,
+            "closed"
+        );
     }
 
     #[test]

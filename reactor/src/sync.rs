@@ -6,10 +6,10 @@
 //! cellio-reactor --test loom_cell --release` checks the same code that ships.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// An `UnsafeCell` with loom's closure-based access API, so that loom can
 /// track every read and write of the cell's contents.

@@ -43,6 +43,19 @@ fn park_fresh(cell: &OpCell, waker: &Waker) -> (Readiness, Token) {
     (seen, token)
 }
 
+/// Gives loom a scheduling point so that it also explores the spawned
+/// thread running ahead of this one.
+///
+/// loom 0.7.2 does not explore every interleaving on its own here: a model
+/// where a spawned thread does `load` then `compare_exchange` on an atomic
+/// that the main thread only loads runs a single iteration, in which the
+/// main thread never sees the CAS (a three-line model reproduces it). A
+/// deliberately broken `park_idle` passed these models until this yield was
+/// added after each spawn; with it, it fails.
+fn let_the_other_thread_run_first() {
+    thread::yield_now();
+}
+
 /// The reactor's side, on another thread: one notification.
 fn spawn_notifier(cell: &Arc<OpCell>) -> thread::JoinHandle<()> {
     let cell = cell.clone();
@@ -60,6 +73,7 @@ fn park_vs_notify_never_loses_a_wake() {
         let (counter, waker) = counting_waker();
 
         let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
 
         let seen = cell.observe().unwrap();
         let token = cell.reserve().unwrap();
@@ -95,6 +109,7 @@ fn repoll_with_new_waker_vs_notify() {
         assert_eq!(cell.park(token, seen, &first).unwrap(), Park::Parked);
 
         let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
 
         // A spurious re-poll: take the cell back, "attempt", park again.
         let last_seen = cell.observe_reserved(token).unwrap();
@@ -122,6 +137,7 @@ fn cancel_vs_notify_leaves_the_cell_reusable() {
         let (_, token) = park_fresh(&cell, &waker);
 
         let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
         cell.release(token).unwrap();
         notifier.join().unwrap();
 
@@ -147,6 +163,7 @@ fn release_and_reuse_with_a_stale_future() {
         cell.release(old).unwrap();
 
         let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
 
         let seen = cell.observe().unwrap();
         let new = cell.reserve().unwrap();
@@ -178,6 +195,7 @@ fn close_vs_park_never_strands_an_operation() {
             let cell = cell.clone();
             thread::spawn(move || cell.close())
         };
+        let_the_other_thread_run_first();
 
         let seen = cell.observe().unwrap();
         let token = cell.reserve().unwrap();
@@ -207,6 +225,7 @@ fn two_notifiers_wake_once_and_count_twice() {
         let (seen, token) = park_fresh(&cell, &waker);
 
         let a = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
         cell.notify();
         a.join().unwrap();
 
@@ -231,6 +250,7 @@ fn reset_vs_notify_of_a_parked_operation() {
         let (_, token) = park_fresh(&cell, &waker);
 
         let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
         cell.reset();
         notifier.join().unwrap();
 
@@ -245,5 +265,102 @@ fn reset_vs_notify_of_a_parked_operation() {
         cell.notify();
         assert_eq!(wakes(&next_counter), 1);
         cell.release(next).unwrap();
+    });
+}
+
+/// The setup of the `park_idle` models: an earlier operation of the same
+/// task parked with `waker`, was woken, and ended with a short read, so the
+/// slot holds the task's waker and the cell is idle and exhausted.
+fn after_a_short_read(cell: &OpCell, waker: &Waker) {
+    let (_, token) = park_fresh(cell, waker);
+    cell.notify();
+    let attempt_at = cell.observe_reserved(token).unwrap();
+    cell.release_exhausted(token, attempt_at).unwrap();
+}
+
+/// A fresh operation parks straight from `IDLE` (`park_idle`, one CAS)
+/// while the reactor notifies: if it parked, the notification came after its
+/// snapshot and woke it exactly once; if not, nothing was woken and the cell
+/// is free.
+#[test]
+fn park_idle_vs_notify_never_loses_a_wake() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (counter, waker) = counting_waker();
+        after_a_short_read(&cell, &waker);
+        let before = wakes(&counter);
+
+        let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
+        let seen = cell.observe().unwrap();
+        // Only an exhausted snapshot parks without a syscall.
+        let parked = if seen.is_exhausted() {
+            cell.park_idle(seen, &waker)
+        } else {
+            None
+        };
+        notifier.join().unwrap();
+
+        match parked {
+            Some(token) => {
+                assert_eq!(
+                    wakes(&counter),
+                    before + 1,
+                    "a parked operation missed its wake"
+                );
+                let now = cell.observe_reserved(token).unwrap();
+                assert_ne!(now.sequence(), seen.sequence());
+                cell.release(token).unwrap();
+            }
+            None => {
+                assert_eq!(wakes(&counter), before);
+                let token = cell.reserve().unwrap();
+                cell.release(token).unwrap();
+            }
+        }
+    });
+}
+
+/// `park_idle` races a second operation of another task on the same
+/// direction (reserve, park with its own waker, cancel). If `park_idle`
+/// parked, the other never held the cell and the slot still holds our
+/// task's waker: the next notification wakes us, never the other task.
+#[test]
+fn park_idle_vs_another_operation() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (counter, waker) = counting_waker();
+        let (other_counter, other_waker) = counting_waker();
+        after_a_short_read(&cell, &waker);
+        let before = wakes(&counter);
+
+        let other = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                let Ok(seen) = cell.observe() else {
+                    return false;
+                };
+                let Ok(token) = cell.reserve() else {
+                    return false;
+                };
+                let _ = cell.park(token, seen, &other_waker);
+                cell.release(token).unwrap();
+                true
+            })
+        };
+        let_the_other_thread_run_first();
+        let mine = cell
+            .observe()
+            .ok()
+            .and_then(|seen| cell.park_idle(seen, &waker));
+        let other_held_it = other.join().unwrap();
+
+        if let Some(token) = mine {
+            assert!(!other_held_it, "two operations held one cell");
+            cell.notify();
+            assert_eq!(wakes(&counter), before + 1);
+            assert_eq!(wakes(&other_counter), 0, "the other task's waker was woken");
+            cell.release(token).unwrap();
+        }
     });
 }

@@ -89,6 +89,10 @@ mod loom_tests {
                 let gate = gate.clone();
                 thread::spawn(move || gate.post())
             };
+            // A scheduling point: loom 0.7.2 does not always explore the
+            // spawned thread running first on its own (see the note in
+            // reactor/tests/loom_cell.rs, `let_the_other_thread_run_first`).
+            thread::yield_now();
             let blocks = gate.prepare_sleep();
             let woke = poster.join().unwrap();
             if blocks {
@@ -110,6 +114,10 @@ mod loom_tests {
                 let gate = gate.clone();
                 thread::spawn(move || gate.post())
             };
+            // A scheduling point: loom 0.7.2 does not always explore the
+            // spawned thread running first on its own (see the note in
+            // reactor/tests/loom_cell.rs, `let_the_other_thread_run_first`).
+            thread::yield_now();
             let blocks = gate.prepare_sleep();
             let woke = poster.join().unwrap();
             if blocks {

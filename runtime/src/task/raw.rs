@@ -407,6 +407,10 @@ mod loom_tests {
                 }
             });
 
+            // A scheduling point so that loom also runs the worker first
+            // (see `let_the_other_thread_run_first` in
+            // reactor/tests/loom_cell.rs).
+            thread::yield_now();
             let cell = &handle.header().join;
             let seen = cell.observe_reserved(token).unwrap();
             let got = if seen.sequence() != 0 {
