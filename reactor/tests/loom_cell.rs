@@ -34,6 +34,15 @@ fn wakes(counter: &CountingWaker) -> usize {
     counter.0.load(Ordering::SeqCst)
 }
 
+/// Runs `body` under loom with a fresh cell and a counting waker.
+fn model(body: fn(Arc<OpCell>, Arc<CountingWaker>, Waker)) {
+    loom::model(move || {
+        let cell = Arc::new(OpCell::new());
+        let (counter, waker) = counting_waker();
+        body(cell, counter, waker);
+    });
+}
+
 /// A fresh operation parks on `cell` with `waker` (nothing races it yet):
 /// its snapshot and token.
 fn park_fresh(cell: &OpCell, waker: &Waker) -> (Readiness, Token) {
@@ -68,10 +77,7 @@ fn spawn_notifier(cell: &Arc<OpCell>) -> thread::JoinHandle<()> {
 /// (A notification before the snapshot is already in it.)
 #[test]
 fn park_vs_notify_never_loses_a_wake() {
-    loom::model(|| {
-        let cell = Arc::new(OpCell::new());
-        let (counter, waker) = counting_waker();
-
+    model(|cell, counter, waker| {
         let notifier = spawn_notifier(&cell);
         let_the_other_thread_run_first();
 
@@ -130,10 +136,7 @@ fn repoll_with_new_waker_vs_notify() {
 /// once, and the cancelled token is stale.
 #[test]
 fn cancel_vs_notify_leaves_the_cell_reusable() {
-    loom::model(|| {
-        let cell = Arc::new(OpCell::new());
-        let (counter, waker) = counting_waker();
-
+    model(|cell, counter, waker| {
         let (_, token) = park_fresh(&cell, &waker);
 
         let notifier = spawn_notifier(&cell);
@@ -155,10 +158,7 @@ fn cancel_vs_notify_leaves_the_cell_reusable() {
 /// operation's park is woken or retried, never lost.
 #[test]
 fn release_and_reuse_with_a_stale_future() {
-    loom::model(|| {
-        let cell = Arc::new(OpCell::new());
-        let (counter, waker) = counting_waker();
-
+    model(|cell, counter, waker| {
         let old = cell.reserve().unwrap();
         cell.release(old).unwrap();
 
@@ -187,10 +187,7 @@ fn release_and_reuse_with_a_stale_future() {
 /// is refused: nothing sleeps forever.
 #[test]
 fn close_vs_park_never_strands_an_operation() {
-    loom::model(|| {
-        let cell = Arc::new(OpCell::new());
-        let (counter, waker) = counting_waker();
-
+    model(|cell, counter, waker| {
         let closer = {
             let cell = cell.clone();
             thread::spawn(move || cell.close())
@@ -218,10 +215,7 @@ fn close_vs_park_never_strands_an_operation() {
 /// both.
 #[test]
 fn two_notifiers_wake_once_and_count_twice() {
-    loom::model(|| {
-        let cell = Arc::new(OpCell::new());
-        let (counter, waker) = counting_waker();
-
+    model(|cell, counter, waker| {
         let (seen, token) = park_fresh(&cell, &waker);
 
         let a = spawn_notifier(&cell);
@@ -243,10 +237,7 @@ fn two_notifiers_wake_once_and_count_twice() {
 /// protocol (its next park is woken by the next notification).
 #[test]
 fn reset_vs_notify_of_a_parked_operation() {
-    loom::model(|| {
-        let cell = Arc::new(OpCell::new());
-        let (counter, waker) = counting_waker();
-
+    model(|cell, counter, waker| {
         let (_, token) = park_fresh(&cell, &waker);
 
         let notifier = spawn_notifier(&cell);
@@ -284,9 +275,7 @@ fn after_a_short_read(cell: &OpCell, waker: &Waker) {
 /// is free.
 #[test]
 fn park_idle_vs_notify_never_loses_a_wake() {
-    loom::model(|| {
-        let cell = Arc::new(OpCell::new());
-        let (counter, waker) = counting_waker();
+    model(|cell, counter, waker| {
         after_a_short_read(&cell, &waker);
         let before = wakes(&counter);
 
@@ -327,9 +316,7 @@ fn park_idle_vs_notify_never_loses_a_wake() {
 /// task's waker: the next notification wakes us, never the other task.
 #[test]
 fn park_idle_vs_another_operation() {
-    loom::model(|| {
-        let cell = Arc::new(OpCell::new());
-        let (counter, waker) = counting_waker();
+    model(|cell, counter, waker| {
         let (other_counter, other_waker) = counting_waker();
         after_a_short_read(&cell, &waker);
         let before = wakes(&counter);
