@@ -834,11 +834,11 @@ impl OpCell {
                 Err(actual) => word = actual,
             }
         };
-        // SAFETY: we moved the phase to RESERVED under a generation no token
-        // names, so the slot is ours (invariant 1).
-        let old = self
-            .waker
-            .with_mut(|slot| unsafe { std::mem::replace(&mut *slot, Waker::noop().clone()) });
+        let old = self.waker.with_mut(|slot| {
+            // SAFETY: we moved the phase to RESERVED under a generation no
+            // token names, so the slot is ours (invariant 1).
+            unsafe { std::mem::replace(&mut *slot, Waker::noop().clone()) }
+        });
         self.set_identity((0, 0));
         drop(old);
         // A notification may have bumped the sequence meanwhile; keep it.

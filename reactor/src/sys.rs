@@ -33,9 +33,9 @@ pub unsafe fn syscall6(
     #[cfg(target_arch = "x86_64")]
     {
         let ret: isize;
-        // SAFETY: the x86-64 Linux syscall ABI: number in rax, arguments
-        // in rdi, rsi, rdx, r10, r8, r9, result in rax; the instruction
-        // clobbers rcx and r11 and nothing else. No `nomem`: the kernel
+        // The x86-64 Linux syscall ABI: number in rax, arguments in rdi,
+        // rsi, rdx, r10, r8, r9, result in rax; rcx and r11 clobbered.
+        // SAFETY: the operands follow that ABI; no `nomem`, since the kernel
         // may write memory the caller passed (the caller's contract).
         unsafe {
             std::arch::asm!(

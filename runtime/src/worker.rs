@@ -352,11 +352,12 @@ impl Executor {
             self.owner_bits | waker::task_bits(slot, Tasks::generation(ticket)),
         ));
         let mut cx = Context::from_waker(&waker);
-        // SAFETY: this is the task's worker, polling it from its loop only;
-        // the task's counted reference stays in the table until it is
-        // finished below, after the poll.
-        let (polled, exhausted) =
-            budget::run_with(self.config.budget, || unsafe { task.poll(&mut cx) });
+        let (polled, exhausted) = budget::run_with(self.config.budget, || {
+            // SAFETY: this is the task's worker, polling it from its loop
+            // only; the task's counted reference stays in the table until
+            // it is finished below, after the poll.
+            unsafe { task.poll(&mut cx) }
+        });
         if polled.is_ready() {
             self.finish(slot);
         }
