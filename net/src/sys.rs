@@ -25,19 +25,8 @@ const SEND_FLAGS: libc::c_int = 0;
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole
-    // call; the null address arguments tell the kernel not to report the
-    // peer address.
-    let n = unsafe {
-        cellio_reactor::sys::syscall6(
-            libc::SYS_recvfrom,
-            fd as usize,
-            buf.as_mut_ptr() as usize,
-            buf.len(),
-            0,
-            0,
-            0,
-        )
-    };
+    // call (`recvfrom` with no address to report).
+    let n = unsafe { transfer(libc::SYS_recvfrom, fd, buf.as_mut_ptr(), buf.len(), 0) };
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -49,23 +38,42 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole
-    // call; the null destination is what `send` passes for a connected
-    // socket.
+    // call (`sendto` with no destination, as `send` on a connected socket).
     let n = unsafe {
-        cellio_reactor::sys::syscall6(
+        transfer(
             libc::SYS_sendto,
-            fd as usize,
-            buf.as_ptr() as usize,
+            fd,
+            buf.as_ptr().cast_mut(),
             buf.len(),
-            SEND_FLAGS as usize,
-            0,
-            0,
+            SEND_FLAGS,
         )
     };
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
     let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
     check(n)
+}
+
+/// `recvfrom`/`sendto(fd, buf, len, flags, NULL, 0)` as a raw syscall.
+///
+/// # Safety
+///
+/// `buf` is valid for `len` bytes of whatever access syscall `nr` makes
+/// (writes for `recvfrom`, reads for `sendto`) for the whole call.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline(always)]
+unsafe fn transfer(
+    nr: libc::c_long,
+    fd: RawFd,
+    buf: *mut u8,
+    len: usize,
+    flags: libc::c_int,
+) -> isize {
+    // SAFETY: forwarded from the caller's contract; the two null address
+    // arguments ask for no peer address.
+    unsafe {
+        cellio_reactor::sys::syscall6(nr, fd as usize, buf as usize, len, flags as usize, 0, 0)
+    }
 }
 
 /// Linux convention: the raw syscall returns `-errno` on failure.

@@ -58,7 +58,7 @@ fn park_fresh(cell: &OpCell, waker: &Waker) -> (Readiness, Token) {
 /// loom 0.7.2 does not explore every interleaving on its own here: a model
 /// where a spawned thread does `load` then `compare_exchange` on an atomic
 /// that the main thread only loads runs a single iteration, in which the
-/// main thread never sees the CAS (a three-line model reproduces it). A
+/// main thread never sees the CAS (a model with just that reproduces it). A
 /// deliberately broken `park_idle` passed these models until this yield was
 /// added after each spawn; with it, it fails.
 fn let_the_other_thread_run_first() {

@@ -79,20 +79,24 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::thread;
 
+    /// Another thread posts a message. The yield after the spawn is a
+    /// scheduling point: loom 0.7.2 does not always explore the spawned
+    /// thread running first on its own (see the note in
+    /// reactor/tests/loom_cell.rs, `let_the_other_thread_run_first`).
+    fn spawn_poster(gate: &Arc<SleepGate>) -> thread::JoinHandle<bool> {
+        let gate = gate.clone();
+        let poster = thread::spawn(move || gate.post());
+        thread::yield_now();
+        poster
+    }
+
     /// A message posted from another thread while the worker decides to
     /// sleep is never lost: if the worker blocks, the poster wakes it.
     #[test]
     fn a_post_never_misses_a_sleeping_worker() {
         loom::model(|| {
             let gate = Arc::new(SleepGate::default());
-            let poster = {
-                let gate = gate.clone();
-                thread::spawn(move || gate.post())
-            };
-            // A scheduling point: loom 0.7.2 does not always explore the
-            // spawned thread running first on its own (see the note in
-            // reactor/tests/loom_cell.rs, `let_the_other_thread_run_first`).
-            thread::yield_now();
+            let poster = spawn_poster(&gate);
             let blocks = gate.prepare_sleep();
             let woke = poster.join().unwrap();
             if blocks {
@@ -110,14 +114,7 @@ mod loom_tests {
             gate.post();
             assert!(!gate.prepare_sleep(), "a pending message keeps it awake");
             gate.take_pending();
-            let poster = {
-                let gate = gate.clone();
-                thread::spawn(move || gate.post())
-            };
-            // A scheduling point: loom 0.7.2 does not always explore the
-            // spawned thread running first on its own (see the note in
-            // reactor/tests/loom_cell.rs, `let_the_other_thread_run_first`).
-            thread::yield_now();
+            let poster = spawn_poster(&gate);
             let blocks = gate.prepare_sleep();
             let woke = poster.join().unwrap();
             if blocks {
