@@ -23,7 +23,7 @@
 use std::io;
 use std::task::{Poll, Waker};
 
-use cellio_reactor::{budget, CellError, OpCell, Park, Readiness, Token};
+use cellio_reactor::{budget, CellError, Completions, OpCell, Park, Readiness, Token};
 
 /// What one attempt of the syscall produced: the result, and whether it
 /// proved the socket exhausted in this direction (a short read or partial
@@ -67,6 +67,7 @@ impl OpState {
     pub(crate) fn poll<R>(
         &mut self,
         cell: &OpCell,
+        done: &Completions,
         waker: Option<&Waker>,
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
@@ -85,7 +86,7 @@ impl OpState {
             Some(token) => cell.observe_reserved(token),
         };
         let Ok(seen) = seen else {
-            return self.poll_slow(cell, waker, attempt, None);
+            return self.poll_slow(cell, done, waker, attempt, None);
         };
         if seen.is_exhausted() {
             // Parking straight away, without a syscall: only a fresh
@@ -106,14 +107,14 @@ impl OpState {
                     }
                 }
             }
-            return self.poll_slow(cell, waker, attempt, None);
+            return self.poll_slow(cell, done, waker, attempt, None);
         }
         match attempt() {
             Ok((value, exhausted)) => {
-                self.complete(cell, exhausted.then_some(seen));
+                self.complete(cell, done, exhausted.then_some(seen));
                 Poll::Ready(Ok(value))
             }
-            Err(e) => self.after_failed_attempt(cell, waker, seen, e, attempt),
+            Err(e) => self.after_failed_attempt(cell, done, waker, seen, e, attempt),
         }
     }
 
@@ -127,6 +128,7 @@ impl OpState {
     fn poll_slow<R>(
         &mut self,
         cell: &OpCell,
+        done: &Completions,
         waker: Option<&Waker>,
         mut attempt: impl FnMut() -> Attempt<R>,
         mut would_block_at: Option<Readiness>,
@@ -149,7 +151,7 @@ impl OpState {
             if !attempted && !seen.is_exhausted() {
                 match attempt() {
                     Ok((value, exhausted)) => {
-                        self.complete(cell, exhausted.then_some(seen));
+                        self.complete(cell, done, exhausted.then_some(seen));
                         return Poll::Ready(Ok(value));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -185,14 +187,15 @@ impl OpState {
     fn after_failed_attempt<R>(
         &mut self,
         cell: &OpCell,
+        done: &Completions,
         waker: Option<&Waker>,
         seen: Readiness,
         error: io::Error,
         attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
         match error.kind() {
-            io::ErrorKind::WouldBlock => self.poll_slow(cell, waker, attempt, Some(seen)),
-            io::ErrorKind::Interrupted => self.poll_slow(cell, waker, attempt, None),
+            io::ErrorKind::WouldBlock => self.poll_slow(cell, done, waker, attempt, Some(seen)),
+            io::ErrorKind::Interrupted => self.poll_slow(cell, done, waker, attempt, None),
             _ => self.fail(cell, error),
         }
     }
@@ -201,7 +204,7 @@ impl OpState {
     /// the socket is exhausted, if the attempt at `exhausted_at` proved it)
     /// and the completion counted.
     #[inline(always)]
-    fn complete(&mut self, cell: &OpCell, exhausted_at: Option<Readiness>) {
+    fn complete(&mut self, cell: &OpCell, done: &Completions, exhausted_at: Option<Readiness>) {
         self.done = true;
         match (self.token.take(), exhausted_at) {
             // A stale token means the cell was reset under us; nothing to
@@ -211,7 +214,7 @@ impl OpState {
             (None, Some(seen)) => cell.mark_exhausted(seen),
             (None, None) => {}
         }
-        cell.record_completion(self.parked);
+        done.record(self.parked);
     }
 
     /// Delivers an error: the cell is released, nothing is counted.

@@ -23,10 +23,10 @@ pub struct OpStats {
 impl OpStats {
     pub(crate) fn of(registration: &Registration) -> Self {
         Self {
-            recv_sync: registration.rx().sync_completions(),
-            recv_parked: registration.rx().parked_completions(),
-            send_sync: registration.tx().sync_completions(),
-            send_parked: registration.tx().parked_completions(),
+            recv_sync: registration.rx_completions().sync(),
+            recv_parked: registration.rx_completions().parked(),
+            send_sync: registration.tx_completions().sync(),
+            send_parked: registration.tx_completions().parked(),
         }
     }
 }

@@ -79,25 +79,29 @@
 //! [`Waker::will_wake`] says it differs: a task parking on the same socket
 //! again and again clones nothing.
 //!
-//! Next to the slot, two atomics mirror the stored waker's identity (its
-//! data and vtable pointers). Only the slot's owner writes them, right after
-//! writing the slot; anyone may read them. That lets
-//! [`park_idle`](OpCell::park_idle) see, without owning the slot, that the
-//! slot already holds its task's waker, and park straight from `IDLE` with
-//! one CAS from its snapshot's exact word: if the CAS succeeds, nobody
-//! reserved the cell since the snapshot, so the identity it read is the one
-//! the last holder left with the slot (published by that holder's release,
-//! acquired by the snapshot), and invariant 1 holds — `park_idle` never
-//! touches the slot itself. The slot always holds a waker (a new or
-//! reset cell holds [`Waker::noop`]), so the notifier's copy needs no
-//! emptiness check; `park` stores the real one before `PARKED` is
-//! published.
+//! The slot keeps the waker as its two raw parts in two atomics (see
+//! `waker_slot`), so its identity can be read without owning the slot. That
+//! lets [`park_idle`](OpCell::park_idle) see that the slot already holds its
+//! task's waker, and park straight from `IDLE` with one CAS from its
+//! snapshot's exact word: if the CAS succeeds, nobody reserved the cell
+//! since the snapshot, so the identity it read is the one the last holder
+//! left in the slot (published by that holder's release, acquired by the
+//! snapshot), and invariant 1 holds — `park_idle` only compares pointers,
+//! it never takes the waker. The slot always holds a waker (a new or reset
+//! cell holds [`Waker::noop`]), so the notifier's copy needs no emptiness
+//! check; `park` stores the real one before `PARKED` is published.
+//!
+//! A cell is three words (24 bytes): a socket's two cells and its
+//! generation share one cache line in the registration table. How many
+//! operations completed with or without parking is counted by the socket's
+//! [`Registration`](crate::Registration), not here.
 
 use std::fmt;
 use std::io;
 use std::task::Waker;
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering, Spin, UnsafeCell};
+use crate::sync::{AtomicU64, Ordering, Spin};
+use crate::waker_slot::WakerSlot;
 
 const PHASE_MASK: u64 = 0b11;
 const IDLE: u64 = 0;
@@ -321,29 +325,9 @@ impl From<CellError> for io::Error {
 /// ```
 pub struct OpCell {
     word: AtomicU64,
-    waker: UnsafeCell<Waker>,
-    /// The stored waker's identity (its data and vtable pointers), or
-    /// `(0, 0)`, which no real waker has: written only by the slot's owner,
-    /// together with the slot; read by anyone (see [`OpCell::park_idle`]).
-    waker_data: AtomicUsize,
-    waker_vtable: AtomicUsize,
-    sync_completions: AtomicU64,
-    parked_completions: AtomicU64,
+    /// Owned by whoever the phase names (invariant 1).
+    waker: WakerSlot,
 }
-
-/// A waker's identity: what [`Waker::will_wake`] compares.
-#[inline]
-fn identity(waker: &Waker) -> (usize, usize) {
-    (
-        waker.data() as usize,
-        waker.vtable() as *const std::task::RawWakerVTable as usize,
-    )
-}
-
-// SAFETY: the waker slot is the only non-`Sync` field; the phase protocol in
-// the module docs (invariant 1) gives exactly one party access to it at a
-// time, with Release/Acquire edges on every hand-over.
-unsafe impl Sync for OpCell {}
 
 impl Default for OpCell {
     fn default() -> Self {
@@ -372,11 +356,7 @@ impl OpCell {
     pub fn new() -> Self {
         Self {
             word: AtomicU64::new(0),
-            waker: UnsafeCell::new(Waker::noop().clone()),
-            waker_data: AtomicUsize::new(0),
-            waker_vtable: AtomicUsize::new(0),
-            sync_completions: AtomicU64::new(0),
-            parked_completions: AtomicU64::new(0),
+            waker: WakerSlot::new(),
         }
     }
 
@@ -481,13 +461,8 @@ impl OpCell {
             return Ok(Park::Retry);
         }
         // SAFETY: the phase is RESERVED under our token, so by invariant 1
-        // the holder (us) has exclusive access to the slot.
-        self.waker.with_mut(|slot| unsafe {
-            if !(*slot).will_wake(waker) {
-                *slot = waker.clone();
-                self.set_identity(identity(waker));
-            }
-        });
+        // the holder (us) owns the slot.
+        unsafe { self.waker.store(waker) };
         // Release: publishes the waker to the notifier, which Acquires it in
         // its PARKED -> NOTIFYING CAS. Failing means a notification (or
         // close) changed the word since our load: do not sleep.
@@ -523,20 +498,26 @@ impl OpCell {
     ///
     /// ```
     /// use cellio_reactor::{OpCell, Park};
-    /// use std::task::Waker;
+    /// use std::sync::Arc;
+    /// use std::task::{Wake, Waker};
+    ///
+    /// struct Task;
+    /// impl Wake for Task {
+    ///     fn wake(self: Arc<Self>) {}
+    /// }
     ///
     /// let cell = OpCell::new();
-    /// let waker = Waker::noop();
+    /// let waker = Waker::from(Arc::new(Task));
     /// // First time: the slot holds no waker of ours, so the long way.
     /// let seen = cell.observe().unwrap();
-    /// assert_eq!(cell.park_idle(seen, waker), None);
+    /// assert_eq!(cell.park_idle(seen, &waker), None);
     /// let token = cell.reserve().unwrap();
-    /// assert_eq!(cell.park(token, seen, waker).unwrap(), Park::Parked);
+    /// assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
     /// cell.notify();
     /// cell.release(token).unwrap();
     /// // The same task parks again: one CAS.
     /// let seen = cell.observe().unwrap();
-    /// let token = cell.park_idle(seen, waker).expect("same waker");
+    /// let token = cell.park_idle(seen, &waker).expect("same waker");
     /// assert!(cell.reserve().is_err()); // it holds the cell, parked
     /// cell.release(token).unwrap();
     /// ```
@@ -546,16 +527,13 @@ impl OpCell {
         if word & (PHASE_MASK | CLOSED) != IDLE {
             return None;
         }
-        // Reading the identity does not need the slot: it is two atomics.
+        // Comparing the identity does not need the slot: it is two atomics.
         // What they say is only trusted if the CAS below succeeds. Then no
         // one reserved the cell since `seen` (every reservation and release
         // changes the word), so they were last written by the holder whose
-        // release `seen` observed (Acquire in `observe`), together with the
-        // slot it left behind: the slot holds a waker for our task.
-        let (data, vtable) = identity(waker);
-        if self.waker_vtable.load(Ordering::Relaxed) != vtable
-            || self.waker_data.load(Ordering::Relaxed) != data
-        {
+        // release `seen` observed (Acquire in `observe`): the slot holds a
+        // waker for our task.
+        if !self.waker.holds(waker) {
             return None;
         }
         // AcqRel: like `park`'s CAS, the notifier's Acquire of PARKED must
@@ -573,14 +551,6 @@ impl OpCell {
             trace_event(generation(word), "op parked");
         }
         Some(Token(generation(word)))
-    }
-
-    /// Records the slot's new waker identity. Only the slot's owner calls
-    /// this, right after writing the slot.
-    #[inline]
-    fn set_identity(&self, (data, vtable): (usize, usize)) {
-        self.waker_data.store(data, Ordering::Relaxed);
-        self.waker_vtable.store(vtable, Ordering::Relaxed);
     }
 
     /// Releases the cell after the operation completed or was cancelled: the
@@ -729,7 +699,7 @@ impl OpCell {
         let reserved = with_phase(notifying, RESERVED);
         // SAFETY: the caller won PARKED -> NOTIFYING, so by invariant 1 the
         // slot is ours until we store RESERVED below.
-        let waker = self.waker.with_mut(|slot| unsafe { (*slot).clone() });
+        let waker = unsafe { self.waker.clone_waker() };
         // Invariant 2: nobody else changes the word while NOTIFYING, so a
         // plain store is exact. Release hands the slot back to the holder.
         self.word.store(reserved, Ordering::Release);
@@ -787,7 +757,7 @@ impl OpCell {
                             // SAFETY: we won PARKED -> NOTIFYING, so by
                             // invariant 1 the slot is ours until we store
                             // RESERVED below.
-                            let waker = self.waker.with_mut(|slot| unsafe { (*slot).clone() });
+                            let waker = unsafe { self.waker.clone_waker() };
                             // Invariant 2: nobody else changes the word while
                             // NOTIFYING, so a plain store is exact. Release
                             // hands the slot back to the holder.
@@ -834,13 +804,9 @@ impl OpCell {
                 Err(actual) => word = actual,
             }
         };
-        let old = self.waker.with_mut(|slot| {
-            // SAFETY: we moved the phase to RESERVED under a generation no
-            // token names, so the slot is ours (invariant 1).
-            unsafe { std::mem::replace(&mut *slot, Waker::noop().clone()) }
-        });
-        self.set_identity((0, 0));
-        drop(old);
+        // SAFETY: we moved the phase to RESERVED under a generation no
+        // token names, so the slot is ours (invariant 1).
+        unsafe { self.waker.clear() };
         // A notification may have bumped the sequence meanwhile; keep it.
         let mut word = reserved;
         loop {
@@ -854,33 +820,6 @@ impl OpCell {
                 Err(actual) => word = actual,
             }
         }
-    }
-
-    /// Counts a completed operation: `parked` says whether it had to wait
-    /// for the reactor. Only the operation in flight calls this (one per
-    /// direction), so a relaxed load and store cannot lose counts in correct
-    /// use.
-    #[inline]
-    pub fn record_completion(&self, parked: bool) {
-        let counter = if parked {
-            &self.parked_completions
-        } else {
-            &self.sync_completions
-        };
-        counter.store(
-            counter.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// Operations completed on their first attempt, without parking.
-    pub fn sync_completions(&self) -> u64 {
-        self.sync_completions.load(Ordering::Relaxed)
-    }
-
-    /// Operations completed after parking and being woken by the reactor.
-    pub fn parked_completions(&self) -> u64 {
-        self.parked_completions.load(Ordering::Relaxed)
     }
 
     /// Reads the readiness without changing anything — unlike

@@ -40,6 +40,7 @@ mod sync;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod sys;
 mod table;
+mod waker_slot;
 
 pub use cell::{CellError, OpCell, Park, Readiness, Token};
-pub use reactor::{EnterGuard, Handle, Reactor, Registration, DEFAULT_EVENT_CAPACITY};
+pub use reactor::{Completions, EnterGuard, Handle, Reactor, Registration, DEFAULT_EVENT_CAPACITY};

@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use mio::{Interest, Poll, Token};
 
 use crate::cell::OpCell;
 use crate::poller::{Event, Poller};
-use crate::table::{Slot, Table};
+use crate::table::{locator, Locator, Slot, Table};
 
 /// The token of the reactor's own `mio::Waker`. No slot can produce it: its
 /// locator (the low 32 bits, all ones) names a page number beyond the
@@ -154,6 +154,12 @@ impl Reactor {
     }
 }
 
+/// The poller token of the slot at `locator` in its `generation` (table
+/// invariant 2).
+fn token_of(generation: u32, locator: Locator) -> Token {
+    Token(((generation as usize) << 32) | locator as usize)
+}
+
 /// Dispatches an event that reports an error or a closed direction.
 ///
 /// End-of-stream and errors are final states that no later edge will report
@@ -250,16 +256,37 @@ impl Handle {
     /// Fails with `ErrorKind::NotConnected` once the reactor has been
     /// dropped.
     pub fn register<S: Source + ?Sized>(&self, source: &mut S) -> io::Result<Registration> {
+        self.register_with(source, true)
+    }
+
+    /// Like [`register`](Self::register), but for reading only, until the
+    /// owner calls [`Registration::arm_writable`] the first time a send has
+    /// to wait. A connected socket is writable nearly always, and with
+    /// write interest every readiness event would also notify the send
+    /// cell: an atomic update per event that nobody waits for.
+    pub fn register_readable<S: Source + ?Sized>(
+        &self,
+        source: &mut S,
+    ) -> io::Result<Registration> {
+        self.register_with(source, false)
+    }
+
+    fn register_with<S: Source + ?Sized>(
+        &self,
+        source: &mut S,
+        writable: bool,
+    ) -> io::Result<Registration> {
         if self.shared.shut_down.load(Ordering::Acquire) {
             return Err(io::Error::from(crate::CellError::Closed));
         }
         let (index, locator, generation, slot) = self.shared.table.insert()?;
-        let token = Token(((generation as usize) << 32) | locator as usize);
-        if let Err(e) =
-            self.shared
-                .registry
-                .register(source, token, Interest::READABLE | Interest::WRITABLE)
-        {
+        let token = token_of(generation, locator);
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if let Err(e) = self.shared.registry.register(source, token, interest) {
             self.shared.table.remove(index);
             tracing::debug!(error = %e, "registration failed");
             return Err(e);
@@ -267,8 +294,11 @@ impl Handle {
         tracing::debug!(index, generation, "registered");
         Ok(Registration {
             slot: NonNull::from(slot),
-            index,
+            rx_done: Completions::default(),
+            tx_done: Completions::default(),
             shared: self.shared.clone(),
+            index: index as u32,
+            writable: AtomicBool::new(writable),
         })
     }
 
@@ -296,11 +326,67 @@ impl Drop for EnterGuard {
 ///
 /// The owner must [`deregister`](Registration::deregister) its source before
 /// dropping the registration, while the file descriptor is still open.
+///
+/// `repr(C)`: what every operation reads (the slot pointer, the counters)
+/// comes first, so that it shares a cache line with whatever precedes it in
+/// the owning socket; the rest is read on registration changes only.
+#[repr(C)]
 pub struct Registration {
     /// Points into a page of `shared.table`.
     slot: NonNull<Slot>,
-    index: usize,
+    /// Kept here, next to `slot` (which every operation reads anyway), and
+    /// not in the table: the table's slot stays one cache line.
+    rx_done: Completions,
+    tx_done: Completions,
     shared: Arc<Shared>,
+    /// The slot's index in the table (below `MAX_SLOTS`, so it fits).
+    index: u32,
+    /// The source is registered for writing too (see
+    /// [`Handle::register_readable`]). Only ever goes from `false` to `true`.
+    writable: AtomicBool,
+}
+
+/// How one direction's operations completed: on their first attempt
+/// (`sync`) or after parking on the cell and being woken (`parked`).
+///
+/// Only the operation in flight records (one per direction, as the cell
+/// enforces for parked ones and the socket types for the rest), so a
+/// relaxed load and store cannot lose counts in correct use.
+///
+/// ```
+/// let done = cellio_reactor::Completions::default();
+/// done.record(false);
+/// done.record(true);
+/// done.record(false);
+/// assert_eq!((done.sync(), done.parked()), (2, 1));
+/// ```
+#[derive(Debug, Default)]
+pub struct Completions {
+    sync: AtomicU64,
+    parked: AtomicU64,
+}
+
+impl Completions {
+    /// Counts a completed operation: `parked` says whether it had to wait
+    /// for the reactor.
+    #[inline]
+    pub fn record(&self, parked: bool) {
+        let counter = if parked { &self.parked } else { &self.sync };
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Operations completed on their first attempt, without parking.
+    pub fn sync(&self) -> u64 {
+        self.sync.load(Ordering::Relaxed)
+    }
+
+    /// Operations completed after parking and being woken by the reactor.
+    pub fn parked(&self) -> u64 {
+        self.parked.load(Ordering::Relaxed)
+    }
 }
 
 // SAFETY: `slot` points at a `Slot` (atomics and `OpCell`s, which are
@@ -340,6 +426,49 @@ impl Registration {
         &self.slot().tx
     }
 
+    /// How the receive direction's operations completed.
+    #[inline]
+    pub fn rx_completions(&self) -> &Completions {
+        &self.rx_done
+    }
+
+    /// How the send direction's operations completed.
+    #[inline]
+    pub fn tx_completions(&self) -> &Completions {
+        &self.tx_done
+    }
+
+    /// Makes sure the poller reports writability for `source`, which must
+    /// be the source this was registered for. A no-op (one load) once armed.
+    ///
+    /// Call it after a send found the socket full and before parking on the
+    /// send cell: when the interest is added, the poller reports the socket
+    /// at once if it has become writable meanwhile, so that readiness is
+    /// not lost — it bumps the cell's sequence like any other notification,
+    /// and the park that follows sees it.
+    #[inline]
+    pub fn arm_writable<S: Source + ?Sized>(&self, source: &mut S) -> io::Result<()> {
+        if self.writable.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.arm_writable_slow(source)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn arm_writable_slow<S: Source + ?Sized>(&self, source: &mut S) -> io::Result<()> {
+        // The slot keeps our generation for as long as we live.
+        let generation = self.slot().generation.load(Ordering::Relaxed);
+        let token = token_of(generation, locator(self.index as usize));
+        self.shared
+            .registry
+            .reregister(source, token, Interest::READABLE | Interest::WRITABLE)?;
+        // Two sends racing here both reregister, which is harmless.
+        self.writable.store(true, Ordering::Release);
+        tracing::trace!(index = self.index, "write interest armed");
+        Ok(())
+    }
+
     /// Removes `source` from the poller. Call before closing it.
     pub fn deregister<S: Source + ?Sized>(&self, source: &mut S) -> io::Result<()> {
         self.shared.registry.deregister(source)
@@ -356,6 +485,6 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         tracing::debug!(index = self.index, "deregistered");
-        self.shared.table.remove(self.index);
+        self.shared.table.remove(self.index as usize);
     }
 }

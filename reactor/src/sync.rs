@@ -11,29 +11,10 @@ pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// An `UnsafeCell` with loom's closure-based access API, so that loom can
-/// track every read and write of the cell's contents.
+/// A cell whose accesses loom tracks: the waker slot touches one on every
+/// owner access, so the model checker proves that ownership is exclusive.
 #[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell;
-
-/// An `UnsafeCell` with loom's closure-based access API (std version).
-#[cfg(not(loom))]
-#[derive(Debug)]
-pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
-
-#[cfg(not(loom))]
-impl<T> UnsafeCell<T> {
-    pub(crate) const fn new(value: T) -> Self {
-        Self(std::cell::UnsafeCell::new(value))
-    }
-
-    /// Runs `f` with a mutable pointer to the contents. The caller upholds
-    /// exclusivity; see the users' `// SAFETY:` comments.
-    #[inline(always)]
-    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        f(self.0.get())
-    }
-}
 
 /// Waits out the other side's bounded exclusive window (a notifier copying
 /// a waker out of the slot): `crossbeam_utils::Backoff` spins briefly, then

@@ -43,6 +43,8 @@ const FIRST_PAGE: usize = 64;
 const PAGES: usize = 20;
 /// Largest index the table hands out (exclusive).
 pub(crate) const MAX_SLOTS: usize = FIRST_PAGE * ((1 << PAGES) - 1);
+// A `Registration` keeps its index as a `u32`.
+const _: () = assert!(MAX_SLOTS <= u32::MAX as usize);
 /// Bits of a [`Locator`] that hold the offset in the page; the bits above
 /// hold the page number.
 const OFFSET_BITS: u32 = 27;
@@ -56,11 +58,16 @@ const _: () = assert!(FIRST_PAGE << (PAGES - 1) <= 1 << OFFSET_BITS);
 // name a page that is never allocated.
 const _: () = assert!(PAGES < PAGE_SLOTS);
 
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
 /// Where a slot lives: `page << OFFSET_BITS | offset`. See invariant 3.
 pub(crate) type Locator = u32;
 
-/// One registered socket's entry: its two cells, stored inline.
+/// One registered socket's entry: its two cells, stored inline, in one
+/// cache line (an event touches the generation and both cells).
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(crate) struct Slot {
     pub(crate) generation: AtomicU32,
     pub(crate) rx: OpCell,
@@ -78,7 +85,7 @@ fn locate(index: usize) -> (usize, usize) {
 
 /// The locator of slot `index`.
 #[inline]
-fn locator(index: usize) -> Locator {
+pub(crate) fn locator(index: usize) -> Locator {
     let (page, offset) = locate(index);
     ((page as u32) << OFFSET_BITS) | offset as u32
 }

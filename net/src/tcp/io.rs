@@ -24,13 +24,35 @@ fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)>
     Ok((n, n > 0 && n < buf.len()))
 }
 
-#[inline]
+#[inline(always)]
 fn send_attempt(stream: &TcpStream, buf: &[u8]) -> io::Result<(usize, bool)> {
     // MSG_NOSIGNAL (Linux) / SO_NOSIGPIPE (Apple, set by mio): a reset peer
     // never raises SIGPIPE.
-    let n = sys::send(stream.as_raw_fd(), buf)?;
-    // A partial write means the send buffer is full.
-    Ok((n, n < buf.len()))
+    match sys::send(stream.as_raw_fd(), buf) {
+        Ok(n) if n == buf.len() => Ok((n, false)),
+        short_or_failed => send_fell_short(stream, short_or_failed),
+    }
+}
+
+/// A send that did not take the whole buffer: a partial write (the send
+/// buffer is full) or an error. Either way the socket may now have to wait
+/// for space, so write interest is armed first (see
+/// `Registration::arm_writable`).
+#[cold]
+#[inline(never)]
+fn send_fell_short(stream: &TcpStream, result: io::Result<usize>) -> io::Result<(usize, bool)> {
+    match result {
+        Ok(n) => {
+            stream.arm_writable()?;
+            Ok((n, true))
+        }
+        Err(e) => {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                stream.arm_writable()?;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Future of [`TcpStream::recv`]: resolves to the number of bytes received.
@@ -54,9 +76,12 @@ impl<'a> Recv<'a> {
     #[inline(always)]
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (stream, buf) = (self.stream, &mut *self.buf);
-        self.op.poll(stream.registration().rx(), waker, || {
-            recv_attempt(stream, buf)
-        })
+        self.op.poll(
+            stream.registration().rx(),
+            stream.registration().rx_completions(),
+            waker,
+            || recv_attempt(stream, buf),
+        )
     }
 
     /// Attempts the receive now, without waiting: `Some(result)` if it
@@ -127,9 +152,12 @@ impl<'a> Send<'a> {
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (stream, buf) = (self.stream, self.buf);
-        self.op.poll(stream.registration().tx(), waker, || {
-            send_attempt(stream, buf)
-        })
+        self.op.poll(
+            stream.registration().tx(),
+            stream.registration().tx_completions(),
+            waker,
+            || send_attempt(stream, buf),
+        )
     }
 
     /// Attempts the send now, without waiting: `Some(result)` if it
@@ -206,11 +234,12 @@ impl Future for SendAll<'_> {
             if rest.is_empty() {
                 break Ok(());
             }
-            match this
-                .op
-                .poll(stream.registration().tx(), Some(cx.waker()), || {
-                    send_attempt(stream, rest)
-                }) {
+            match this.op.poll(
+                stream.registration().tx(),
+                stream.registration().tx_completions(),
+                Some(cx.waker()),
+                || send_attempt(stream, rest),
+            ) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => break Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
@@ -277,11 +306,12 @@ impl Future for RecvExact<'_> {
             if rest.is_empty() {
                 break Ok(());
             }
-            match this
-                .op
-                .poll(stream.registration().rx(), Some(cx.waker()), || {
-                    recv_attempt(stream, rest)
-                }) {
+            match this.op.poll(
+                stream.registration().rx(),
+                stream.registration().rx_completions(),
+                Some(cx.waker()),
+                || recv_attempt(stream, rest),
+            ) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => break Err(io::ErrorKind::UnexpectedEof.into()),
                 Poll::Ready(Ok(n)) => {

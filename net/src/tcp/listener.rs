@@ -114,7 +114,8 @@ impl TcpListener {
     }
 
     fn register(mut io: mio::net::TcpListener, handle: &Handle) -> io::Result<Self> {
-        let registration = handle.register(&mut io)?;
+        // Accepting only ever waits for readability.
+        let registration = handle.register_readable(&mut io)?;
         Ok(Self { io, registration })
     }
 
@@ -168,11 +169,12 @@ impl Future for Accept<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let listener = this.listener;
-        let accepted = this
-            .op
-            .poll(listener.registration.rx(), Some(cx.waker()), || {
-                Ok((listener.io.accept()?, false))
-            });
+        let accepted = this.op.poll(
+            listener.registration.rx(),
+            listener.registration.rx_completions(),
+            Some(cx.waker()),
+            || Ok((listener.io.accept()?, false)),
+        );
         accepted.map(|result| {
             let (io, peer) = result?;
             let handle = Handle::current().unwrap_or_else(|_| listener.registration.handle());

@@ -41,11 +41,18 @@ use crate::tcp::io::{Recv, RecvExact, Send, SendAll};
 /// })
 /// # }
 /// ```
+// `repr(C)`: the fd and the registration's hot first fields are adjacent
+// (every operation reads both).
+#[repr(C)]
 pub struct TcpStream {
     // Field order matters: the fd closes before the slot is freed.
     io: mio::net::TcpStream,
     registration: Registration,
 }
+
+// With mio's 4-byte stream (release builds; debug builds add a selector id)
+// a stream fits in one cache line.
+const _: () = assert!(std::mem::size_of::<Registration>() == 56);
 
 impl TcpStream {
     /// Opens a connection to the first address of `addr` that accepts.
@@ -82,7 +89,10 @@ impl TcpStream {
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let handle = Handle::current()?;
-        let stream = Self::register(mio::net::TcpStream::connect(addr)?, &handle)?;
+        // Connecting waits for writability: write interest from the start.
+        let mut io = mio::net::TcpStream::connect(addr)?;
+        let registration = handle.register(&mut io)?;
+        let stream = Self { io, registration };
         stream.wait_connected().await?;
         Ok(stream)
     }
@@ -95,25 +105,41 @@ impl TcpStream {
         };
         std::future::poll_fn(|cx| {
             let io = &self.io;
-            op.state.poll(op.cell, Some(cx.waker()), || -> Attempt<()> {
-                if let Some(e) = io.take_error()? {
-                    return Err(e);
-                }
-                match io.peer_addr() {
-                    Ok(_) => Ok(((), false)),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        Err(io::ErrorKind::WouldBlock.into())
+            op.state.poll(
+                op.cell,
+                self.registration.tx_completions(),
+                Some(cx.waker()),
+                || -> Attempt<()> {
+                    if let Some(e) = io.take_error()? {
+                        return Err(e);
                     }
-                    Err(e) => Err(e),
-                }
-            })
+                    match io.peer_addr() {
+                        Ok(_) => Ok(((), false)),
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                            Err(io::ErrorKind::WouldBlock.into())
+                        }
+                        Err(e) => Err(e),
+                    }
+                },
+            )
         })
         .await
     }
 
+    /// Registers a connected stream: for reading only, until a send first
+    /// has to wait (see [`arm_writable`](Self::arm_writable)).
     pub(crate) fn register(mut io: mio::net::TcpStream, handle: &Handle) -> io::Result<Self> {
-        let registration = handle.register(&mut io)?;
+        let registration = handle.register_readable(&mut io)?;
         Ok(Self { io, registration })
+    }
+
+    /// Adds write interest, if not there yet: a send found the socket full
+    /// and is about to park on the send cell.
+    #[inline]
+    pub(crate) fn arm_writable(&self) -> io::Result<()> {
+        let fd = self.io.as_raw_fd();
+        self.registration
+            .arm_writable(&mut mio::unix::SourceFd(&fd))
     }
 
     /// Wraps a connected `std` stream, registering it with the current
