@@ -4,8 +4,8 @@
 //! ```text
 //! block (from the worker's pool or the system allocator)
 //! +--------------------------------------------+
-//! | Header: vtable, refs, join cell, class,    |
-//! |         owner worker                       |
+//! | Header: refs, join cell, class, owner      |
+//! |         worker, vtable                     |
 //! | Stage:  Running(future)                    |
 //! |       | Finished(Result<output, JoinError>)|
 //! |       | Taken                              |
@@ -44,15 +44,28 @@ use crate::task::pool::{alloc_layout, class_layout, Pool};
 /// Marks a block allocated with its exact layout, outside the pool.
 const NOT_POOLED: u8 = u8::MAX;
 
+/// A task block's header. `repr(C)` with `vtable` last: a poll reads only
+/// the vtable and then the stage right after it, so both sit in one cache
+/// line whatever the header's size (the fields before it are touched when
+/// the task ends or is joined).
+#[repr(C)]
 pub(crate) struct Header {
-    vtable: &'static VTable,
     refs: AtomicUsize,
     /// Notified once the stage is `Finished`; reserved by the `JoinHandle`.
     pub(crate) join: OpCell,
     class: u8,
     /// The worker whose pool the block returns to: `(worker, epoch)`.
     pub(crate) owner: (u16, u8),
+    vtable: &'static VTable,
 }
+
+/// No padding between the vtable and the stage of any block whose stage
+/// is at most 8-aligned (the header is 8-aligned and ends with the vtable),
+/// so a poll's first two reads are at most 16 bytes apart.
+const _: () = assert!(
+    std::mem::offset_of!(Header, vtable) + std::mem::size_of::<&VTable>()
+        == std::mem::size_of::<Header>()
+);
 
 struct VTable {
     poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
@@ -147,11 +160,11 @@ impl RawTask {
         unsafe {
             block.as_ptr().write(Block {
                 header: Header {
-                    vtable: &VTableOf::<F>::VTABLE,
                     refs: AtomicUsize::new(2),
                     join: OpCell::new(),
                     class,
                     owner,
+                    vtable: &VTableOf::<F>::VTABLE,
                 },
                 stage: std::cell::UnsafeCell::new(Stage::Running(future)),
             });
