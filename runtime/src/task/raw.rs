@@ -5,7 +5,7 @@
 //! block (from the worker's pool or the system allocator)
 //! +--------------------------------------------+
 //! | Header: refs, join cell, class, owner      |
-//! |         worker, vtable                     |
+//! |         worker, vtable, poll function      |
 //! | Stage:  Running(future)                    |
 //! |       | Finished(Result<output, JoinError>)|
 //! |       | Taken                              |
@@ -44,10 +44,12 @@ use crate::task::pool::{alloc_layout, class_layout, Pool};
 /// Marks a block allocated with its exact layout, outside the pool.
 const NOT_POOLED: u8 = u8::MAX;
 
-/// A task block's header. `repr(C)` with `vtable` last: a poll reads only
-/// the vtable and then the stage right after it, so both sit in one cache
-/// line whatever the header's size (the fields before it are touched when
-/// the task ends or is joined).
+/// A task block's header. `repr(C)` with `poll` last: a poll reads only
+/// that function pointer and then the stage right after it, so in a pooled
+/// (64-byte aligned) block both sit in one cache line as long as the header
+/// does not end on a line boundary (asserted below), and the vtable (in
+/// read-only data, a line of its own) is not read at all. The fields before
+/// `poll` are touched when the task ends or is joined.
 #[repr(C)]
 pub(crate) struct Header {
     refs: AtomicUsize,
@@ -57,18 +59,22 @@ pub(crate) struct Header {
     /// The worker whose pool the block returns to: `(worker, epoch)`.
     pub(crate) owner: (u16, u8),
     vtable: &'static VTable,
+    /// `poll::<F>`, out of the vtable: the one entry every poll calls.
+    poll: PollFn,
 }
 
-/// No padding between the vtable and the stage of any block whose stage
-/// is at most 8-aligned (the header is 8-aligned and ends with the vtable),
-/// so a poll's first two reads are at most 16 bytes apart.
-const _: () = assert!(
-    std::mem::offset_of!(Header, vtable) + std::mem::size_of::<&VTable>()
-        == std::mem::size_of::<Header>()
-);
+type PollFn = unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>;
+
+/// `poll` ends the header (so it is adjacent to the stage of any block
+/// whose stage is at most 8-aligned), and the header does not end on a
+/// cache-line boundary (so the two share the line `poll` is in).
+const _: () = {
+    let size = std::mem::size_of::<Header>();
+    assert!(std::mem::offset_of!(Header, poll) + std::mem::size_of::<PollFn>() == size);
+    assert!(size % 64 != 0, "a poll would read two lines of the block");
+};
 
 struct VTable {
-    poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
     cancel: unsafe fn(NonNull<Header>),
     take_output: unsafe fn(NonNull<Header>, *mut ()),
     drop_stage: unsafe fn(NonNull<Header>),
@@ -80,7 +86,6 @@ struct VTableOf<F>(PhantomData<F>);
 
 impl<F: Future> VTableOf<F> {
     const VTABLE: VTable = VTable {
-        poll: poll::<F>,
         cancel: cancel::<F>,
         take_output: take_output::<F>,
         drop_stage: drop_stage::<F>,
@@ -165,6 +170,7 @@ impl RawTask {
                     class,
                     owner,
                     vtable: &VTableOf::<F>::VTABLE,
+                    poll: poll::<F>,
                 },
                 stage: std::cell::UnsafeCell::new(Stage::Running(future)),
             });
@@ -255,7 +261,7 @@ impl TaskRef {
     pub(crate) unsafe fn poll(self, cx: &mut Context<'_>) -> Poll<()> {
         // SAFETY: the caller's contract: the block is alive, and this is
         // its worker polling it alone.
-        unsafe { (self.ptr.as_ref().vtable.poll)(self.ptr, cx) }
+        unsafe { (self.ptr.as_ref().poll)(self.ptr, cx) }
     }
 }
 
