@@ -75,9 +75,9 @@ impl TaskAddr {
     /// The bits of a packed address that name its worker: `(worker, epoch)`
     /// in place, everything else zero.
     #[inline]
-    pub(crate) fn owner_bits(worker: u16, epoch: u8) -> u64 {
-        (u64::from(worker) << (EPOCH_BITS + SLOT_BITS + GEN_BITS))
-            | (u64::from(epoch) << (SLOT_BITS + GEN_BITS))
+    pub(crate) const fn owner_bits(worker: u16, epoch: u8) -> u64 {
+        ((worker as u64) << (EPOCH_BITS + SLOT_BITS + GEN_BITS))
+            | ((epoch as u64) << (SLOT_BITS + GEN_BITS))
     }
 
     fn pack(self) -> u64 {
@@ -392,10 +392,12 @@ impl Inbox {
             executor.schedule(addr);
         }
         {
-            let mut timers = executor.timers.borrow_mut();
-            for key in state.cancelled_timers.drain(..) {
-                timers.remove(key);
-            }
+            let cancelled = &mut state.cancelled_timers;
+            executor.with_timers(|timers| {
+                for key in cancelled.drain(..) {
+                    timers.remove(key);
+                }
+            });
         }
         for task in state.spawned.drain(..) {
             executor.adopt(task);

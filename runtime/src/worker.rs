@@ -33,6 +33,19 @@
 //!   refuses to nest, and a runtime cannot be dropped from its own tasks).
 //! * The executor is confined to its thread; other threads reach it only
 //!   through its [`Inbox`].
+//!
+//! # Layout
+//!
+//! A syscall evicts most of the worker's L1 cache, so every distinct cache
+//! line one message touches costs a refill. The [`Executor`] is 64-byte
+//! aligned, `repr(C)`, and its first line holds everything a same-thread
+//! wake, a loop turn and a task poll read or write: the inbox pointer, the
+//! poll budget and batch size, the waker owner bits, the `block_on` and
+//! timers-armed flags, the run queue and the task table's slot pointer (a
+//! compile-time assertion checks that they fit). Fields added to the
+//! executor go after `run` unless every message needs them; the timer
+//! table is reached through [`Executor::with_timers`] so that its armed
+//! flag stays in the hot line and in step.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
@@ -65,31 +78,64 @@ pub(crate) struct WorkerConfig {
 }
 
 /// The thread-confined half of a worker.
+///
+/// The first cache line holds everything one message touches (see the
+/// module's layout invariant); the rest is read only when tasks are spawned
+/// or end, timers change, or the runtime shuts down.
+#[repr(C, align(64))]
 pub(crate) struct Executor {
+    // --- the hot line ---
+    pub(crate) inbox: &'static Inbox,
+    /// `config.budget`.
+    budget: u32,
+    /// `config.event_interval`, saturated to `u32`.
+    event_interval: u32,
+    /// The high half of [`TaskAddr::owner_bits`] of this worker, for
+    /// building wakers (the low half is zero, see below).
+    owner_high: u32,
+    /// The `block_on` future was woken.
+    pub(crate) main_woken: Cell<bool>,
+    /// Timers are armed: a copy of `timers.armed() != 0`, kept by
+    /// [`with_timers`](Self::with_timers), so that the loop need not
+    /// touch the timer table while none are.
+    timers_armed: Cell<bool>,
+    /// The task table and the run queue: a wake and a poll each reach them
+    /// once, through [`RunCell::with`]. Its first
+    /// [`RunState::HOT_BYTES`] bytes are in the hot line.
+    run: RunCell,
+    // --- cold ---
     worker: u16,
     epoch: u8,
     /// This worker's position in its runtime (0 = the `block_on` thread).
     pub(crate) index: usize,
-    pub(crate) inbox: &'static Inbox,
     pub(crate) shared: Arc<Shared>,
-    /// [`TaskAddr::owner_bits`] of this worker, for building wakers.
-    owner_bits: u64,
-    config: WorkerConfig,
-    /// The task table and the run queue: a wake and a poll each reach them
-    /// once, through [`RunCell::with`].
-    run: RunCell,
-    /// The `block_on` future was woken.
-    pub(crate) main_woken: Cell<bool>,
-    pub(crate) timers: RefCell<Timers>,
+    timers: RefCell<Timers>,
     pool: RefCell<Pool>,
     pub(crate) shutdown_waiters: RefCell<ShutdownWaiters>,
 }
 
-/// What a wake and a poll touch: the task table and the run queue.
+/// `owner_high` holds all of a worker's owner bits.
+const _: () = assert!(TaskAddr::owner_bits(u16::MAX, u8::MAX) as u32 == 0);
+
+/// The hot line is one line: every field before `run`, and the part of the
+/// run state a wake and a poll read (the queue, the table's slot pointer).
+const _: () = assert!(
+    std::mem::offset_of!(Executor, run) + RunState::HOT_BYTES <= 64,
+    "the executor's per-message fields must fit its first cache line"
+);
+
+/// What a wake and a poll touch: the task table and the run queue. The
+/// queue first, then the table, whose own hot bytes come first.
+#[repr(C)]
 struct RunState {
-    tasks: Tasks,
     /// `(slot, ticket)` of queued tasks (see the table's invariants).
     queue: RunQueue,
+    tasks: Tasks,
+}
+
+impl RunState {
+    /// The bytes at the start of the run state that a wake and a poll read.
+    const HOT_BYTES: usize = std::mem::offset_of!(RunState, tasks) + Tasks::HOT_BYTES;
 }
 
 /// The executor's [`RunState`], reached without a `RefCell`'s borrow flag:
@@ -99,7 +145,9 @@ struct RunState {
 ///
 /// Debug builds still check that no access starts inside another, as a
 /// `RefCell` would.
+#[repr(C)]
 struct RunCell {
+    /// First: its hot bytes are the executor's (`busy` is debug only).
     state: UnsafeCell<RunState>,
     #[cfg(debug_assertions)]
     busy: Cell<bool>,
@@ -157,18 +205,20 @@ impl Executor {
         config: WorkerConfig,
     ) -> Self {
         Self {
+            inbox,
+            budget: config.budget,
+            event_interval: u32::try_from(config.event_interval).unwrap_or(u32::MAX),
+            owner_high: (TaskAddr::owner_bits(worker, epoch) >> 32) as u32,
+            main_woken: Cell::new(false),
+            timers_armed: Cell::new(false),
+            run: RunCell::new(RunState {
+                queue: RunQueue::with_capacity(config.queue_capacity),
+                tasks: Tasks::default(),
+            }),
             worker,
             epoch,
             index,
-            inbox,
             shared,
-            owner_bits: TaskAddr::owner_bits(worker, epoch),
-            config,
-            run: RunCell::new(RunState {
-                tasks: Tasks::default(),
-                queue: RunQueue::with_capacity(config.queue_capacity),
-            }),
-            main_woken: Cell::new(false),
             timers: RefCell::new(Timers::default()),
             pool: RefCell::new(Pool::new(config.task_pooling, config.task_pool_cap)),
             shutdown_waiters: RefCell::new(ShutdownWaiters::default()),
@@ -235,7 +285,7 @@ impl Executor {
     /// when timers are armed.
     #[inline]
     fn fire_timers(&self) {
-        if self.timers.borrow().armed() != 0 {
+        if self.timers_armed.get() {
             self.fire_expired_timers();
         }
     }
@@ -245,7 +295,7 @@ impl Executor {
         let now = Instant::now();
         loop {
             // One at a time: no borrow of the table is held while waking.
-            let fired = self.timers.borrow_mut().pop_expired(now);
+            let fired = self.with_timers(|timers| timers.pop_expired(now));
             match fired {
                 Some(Some(waker)) => waker.wake(),
                 Some(None) => {}
@@ -257,8 +307,20 @@ impl Executor {
     /// How long the reactor may block: until the next timer, or forever.
     #[inline]
     fn time_to_next_timer(&self) -> Option<Duration> {
+        if !self.timers_armed.get() {
+            return None;
+        }
         let next = self.timers.borrow().next_deadline()?;
         Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    /// Runs `f` with the timer table borrowed mutably; every change to the
+    /// table goes through here, which keeps `timers_armed` in step.
+    pub(crate) fn with_timers<R>(&self, f: impl FnOnce(&mut Timers) -> R) -> R {
+        let mut timers = self.timers.borrow_mut();
+        let result = f(&mut timers);
+        self.timers_armed.set(timers.armed() != 0);
+        result
     }
 
     /// Queues the task `addr` names, if it is live and not queued yet.
@@ -331,7 +393,7 @@ impl Executor {
     }
 
     fn run_batch(&self) {
-        for _ in 0..self.config.event_interval {
+        for _ in 0..self.event_interval {
             // SAFETY: `next` only pops the queue and reads the table.
             let Some((slot, ticket, task)) = (unsafe { self.run.with(RunState::next) }) else {
                 return;
@@ -349,10 +411,10 @@ impl Executor {
     fn run_task(&self, slot: u32, ticket: u32, task: TaskRef) -> bool {
         // The waker's drop does nothing: skip the call through its vtable.
         let waker = ManuallyDrop::new(waker::packed_waker(
-            self.owner_bits | waker::task_bits(slot, Tasks::generation(ticket)),
+            (u64::from(self.owner_high) << 32) | waker::task_bits(slot, Tasks::generation(ticket)),
         ));
         let mut cx = Context::from_waker(&waker);
-        let (polled, exhausted) = budget::run_with(self.config.budget, || {
+        let (polled, exhausted) = budget::run_with(self.budget, || {
             // SAFETY: this is the task's worker, polling it from its loop
             // only; the task's counted reference stays in the table until
             // it is finished below, after the poll.

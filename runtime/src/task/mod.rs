@@ -48,9 +48,15 @@ struct Slot {
 }
 
 /// The slots of one worker's tasks.
+///
+/// `slots` comes first and is a boxed slice (its length is its capacity;
+/// slots not in use are on the free list): a wake and a poll read only its
+/// pointer and length, [`Tasks::HOT_BYTES`] bytes, which the executor keeps
+/// in its hot cache line.
 #[derive(Default)]
+#[repr(C)]
 pub(crate) struct Tasks {
-    slots: Vec<Slot>,
+    slots: Box<[Slot]>,
     free: Vec<u32>,
     live: usize,
 }
@@ -62,10 +68,7 @@ impl Tasks {
     pub(crate) fn insert(&mut self, task: RawTask, limit: u32) -> Result<(u32, u32), RawTask> {
         let index = match self.free.pop() {
             Some(index) => index,
-            None if (self.slots.len() as u64) < u64::from(limit) => {
-                self.slots.push(Slot::default());
-                (self.slots.len() - 1) as u32
-            }
+            None if self.grow(limit) => self.free.pop().expect("the table grew"),
             None => return Err(task),
         };
         let slot = &mut self.slots[index as usize];
@@ -73,6 +76,31 @@ impl Tasks {
         slot.task = Some(task);
         self.live += 1;
         Ok((index, slot.state))
+    }
+
+    /// The bytes at the start of the table that [`schedule`](Self::schedule)
+    /// and [`start_poll`](Self::start_poll) read: the slots' pointer and
+    /// length.
+    pub(crate) const HOT_BYTES: usize =
+        std::mem::offset_of!(Tasks, slots) + std::mem::size_of::<Box<[Slot]>>();
+
+    /// Adds free slots (doubling the table, up to `limit` slots); `false`
+    /// if the table already has `limit`.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, limit: u32) -> bool {
+        let old = self.slots.len();
+        let new = (old * 2).max(8).min(limit as usize);
+        if new <= old {
+            return false;
+        }
+        let mut slots = std::mem::take(&mut self.slots).into_vec();
+        slots.reserve_exact(new - old);
+        slots.resize_with(new, Slot::default);
+        self.slots = slots.into_boxed_slice();
+        // Lowest index on top: slots are handed out in order.
+        self.free.extend((old as u32..new as u32).rev());
+        true
     }
 
     /// Marks the task queued and returns its ticket; `None` if the wake is

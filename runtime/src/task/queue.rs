@@ -5,34 +5,49 @@
 //! per woken task: with a power-of-two capacity and free-running counters,
 //! each is a compare, a masked index and an increment.
 //!
+//! The queue is 24 bytes (the buffer's pointer and length, two `u32`
+//! counters) and all of it is touched by every push and pop: it sits in the
+//! executor's hot cache line (see `worker`), and the mask is the buffer's
+//! length minus one rather than a field of its own.
+//!
 //! # Invariants
 //!
-//! * `buf.len()` is a power of two and `mask == buf.len() - 1`.
+//! * `buf.len()` is a power of two, at most [`MAX_CAPACITY`] (so it divides
+//!   2^32 and the `u32` counters may wrap).
 //! * `head` and `tail` count pops and pushes (wrapping); the queue holds
 //!   `tail - head <= buf.len()` entries, at positions `head & mask`,
-//!   `(head + 1) & mask`, … in order.
+//!   `(head + 1) & mask`, … in order, where `mask == buf.len() - 1`.
 
 /// A queued task: its slot and the ticket it was queued with.
 pub(crate) type Entry = (u32, u32);
 
+/// Largest ring: 2^31 entries, far more than a worker's tasks can queue
+/// (each task is queued at most once; see the table's invariants).
+const MAX_CAPACITY: usize = 1 << 31;
+
+#[repr(C)]
 pub(crate) struct RunQueue {
     buf: Box<[Entry]>,
-    mask: usize,
-    head: usize,
-    tail: usize,
+    head: u32,
+    tail: u32,
 }
 
 impl RunQueue {
     /// An empty queue with room for at least `capacity` entries before it
     /// grows.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let len = capacity.max(1).next_power_of_two();
+        let len = capacity.clamp(1, MAX_CAPACITY).next_power_of_two();
         Self {
             buf: vec![(0, 0); len].into_boxed_slice(),
-            mask: len - 1,
             head: 0,
             tail: 0,
         }
+    }
+
+    /// The ring position of counter value `count`.
+    #[inline(always)]
+    fn index(&self, count: u32) -> usize {
+        count as usize & (self.buf.len() - 1)
     }
 
     #[inline]
@@ -42,15 +57,15 @@ impl RunQueue {
 
     #[inline]
     pub(crate) fn push(&mut self, entry: Entry) {
-        if self.tail.wrapping_sub(self.head) == self.buf.len() {
+        if self.tail.wrapping_sub(self.head) as usize == self.buf.len() {
             // The whole push out of line: nothing stays live across the
             // call, so the inlined fast path needs no saved registers.
             self.grow_and_push(entry);
             return;
         }
-        let index = self.tail & self.mask;
-        // SAFETY: `mask == buf.len() - 1` (invariant), so `index` is in
-        // bounds.
+        let index = self.index(self.tail);
+        // SAFETY: `buf.len()` is a power of two (invariant), so `index`,
+        // masked with `buf.len() - 1`, is in bounds.
         unsafe { *self.buf.get_unchecked_mut(index) = entry };
         self.tail = self.tail.wrapping_add(1);
     }
@@ -60,9 +75,9 @@ impl RunQueue {
         if self.head == self.tail {
             return None;
         }
-        let index = self.head & self.mask;
-        // SAFETY: `mask == buf.len() - 1` (invariant), so `index` is in
-        // bounds.
+        let index = self.index(self.head);
+        // SAFETY: `buf.len()` is a power of two (invariant), so `index`,
+        // masked with `buf.len() - 1`, is in bounds.
         let entry = unsafe { *self.buf.get_unchecked(index) };
         self.head = self.head.wrapping_add(1);
         Some(entry)
@@ -78,6 +93,7 @@ impl RunQueue {
     /// Doubles the capacity, keeping the entries in order.
     fn grow(&mut self) {
         let len = self.buf.len() * 2;
+        assert!(len <= MAX_CAPACITY, "cellio: run queue overflow");
         let mut buf = Vec::with_capacity(len);
         while let Some(entry) = self.pop() {
             buf.push(entry);
@@ -85,9 +101,8 @@ impl RunQueue {
         let count = buf.len();
         buf.resize(len, (0, 0));
         self.buf = buf.into_boxed_slice();
-        self.mask = len - 1;
         self.head = 0;
-        self.tail = count;
+        self.tail = count as u32;
     }
 }
 
@@ -124,8 +139,8 @@ mod tests {
     #[test]
     fn counters_may_wrap() {
         let mut queue = RunQueue::with_capacity(2);
-        queue.head = usize::MAX - 1;
-        queue.tail = usize::MAX - 1;
+        queue.head = u32::MAX - 1;
+        queue.tail = u32::MAX - 1;
         for i in 0..5 {
             queue.push((i, i));
         }

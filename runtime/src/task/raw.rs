@@ -4,8 +4,8 @@
 //! ```text
 //! block (from the worker's pool or the system allocator)
 //! +--------------------------------------------+
-//! | Header: vtable, refs, join cell, class,    |
-//! |         owner worker                       |
+//! | Header: refs, join cell, class, owner      |
+//! |         worker, vtable, poll function      |
 //! | Stage:  Running(future)                    |
 //! |       | Finished(Result<output, JoinError>)|
 //! |       | Taken                              |
@@ -44,18 +44,37 @@ use crate::task::pool::{alloc_layout, class_layout, Pool};
 /// Marks a block allocated with its exact layout, outside the pool.
 const NOT_POOLED: u8 = u8::MAX;
 
+/// A task block's header. `repr(C)` with `poll` last: a poll reads only
+/// that function pointer and then the stage right after it, so in a pooled
+/// (64-byte aligned) block both sit in one cache line as long as the header
+/// does not end on a line boundary (asserted below), and the vtable (in
+/// read-only data, a line of its own) is not read at all. The fields before
+/// `poll` are touched when the task ends or is joined.
+#[repr(C)]
 pub(crate) struct Header {
-    vtable: &'static VTable,
     refs: AtomicUsize,
     /// Notified once the stage is `Finished`; reserved by the `JoinHandle`.
     pub(crate) join: OpCell,
     class: u8,
     /// The worker whose pool the block returns to: `(worker, epoch)`.
     pub(crate) owner: (u16, u8),
+    vtable: &'static VTable,
+    /// `poll::<F>`, out of the vtable: the one entry every poll calls.
+    poll: PollFn,
 }
 
+type PollFn = unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>;
+
+/// `poll` ends the header (so it is adjacent to the stage of any block
+/// whose stage is at most 8-aligned), and the header does not end on a
+/// cache-line boundary (so the two share the line `poll` is in).
+const _: () = {
+    let size = std::mem::size_of::<Header>();
+    assert!(std::mem::offset_of!(Header, poll) + std::mem::size_of::<PollFn>() == size);
+    assert!(size % 64 != 0, "a poll would read two lines of the block");
+};
+
 struct VTable {
-    poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
     cancel: unsafe fn(NonNull<Header>),
     take_output: unsafe fn(NonNull<Header>, *mut ()),
     drop_stage: unsafe fn(NonNull<Header>),
@@ -67,7 +86,6 @@ struct VTableOf<F>(PhantomData<F>);
 
 impl<F: Future> VTableOf<F> {
     const VTABLE: VTable = VTable {
-        poll: poll::<F>,
         cancel: cancel::<F>,
         take_output: take_output::<F>,
         drop_stage: drop_stage::<F>,
@@ -147,11 +165,12 @@ impl RawTask {
         unsafe {
             block.as_ptr().write(Block {
                 header: Header {
-                    vtable: &VTableOf::<F>::VTABLE,
                     refs: AtomicUsize::new(2),
                     join: OpCell::new(),
                     class,
                     owner,
+                    vtable: &VTableOf::<F>::VTABLE,
+                    poll: poll::<F>,
                 },
                 stage: std::cell::UnsafeCell::new(Stage::Running(future)),
             });
@@ -242,7 +261,7 @@ impl TaskRef {
     pub(crate) unsafe fn poll(self, cx: &mut Context<'_>) -> Poll<()> {
         // SAFETY: the caller's contract: the block is alive, and this is
         // its worker polling it alone.
-        unsafe { (self.ptr.as_ref().vtable.poll)(self.ptr, cx) }
+        unsafe { (self.ptr.as_ref().poll)(self.ptr, cx) }
     }
 }
 

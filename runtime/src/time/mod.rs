@@ -102,7 +102,7 @@ impl Sleep {
         if let Some(armed) = self.armed {
             let moved = with_executor(|executor| {
                 executor.is(armed.worker, armed.epoch)
-                    && executor.timers.borrow_mut().reset(armed.key, deadline)
+                    && executor.with_timers(|timers| timers.reset(armed.key, deadline))
             });
             if moved != Some(true) {
                 self.disarm();
@@ -116,7 +116,7 @@ impl Sleep {
         };
         let local = with_executor(|executor| {
             if executor.is(armed.worker, armed.epoch) {
-                executor.timers.borrow_mut().remove(armed.key);
+                executor.with_timers(|timers| timers.remove(armed.key));
                 true
             } else {
                 false
@@ -132,7 +132,7 @@ impl Sleep {
             let polled = with_executor(|executor| {
                 executor
                     .is(armed.worker, armed.epoch)
-                    .then(|| executor.timers.borrow_mut().poll(armed.key, cx.waker()))
+                    .then(|| executor.with_timers(|timers| timers.poll(armed.key, cx.waker())))
             })
             .flatten();
             match polled {
@@ -152,7 +152,7 @@ impl Sleep {
         let armed = with_executor(|executor| Armed {
             worker: executor.worker(),
             epoch: executor.epoch(),
-            key: executor.timers.borrow_mut().insert(deadline, cx.waker()),
+            key: executor.with_timers(|timers| timers.insert(deadline, cx.waker())),
         });
         match armed {
             Some(armed) => {
