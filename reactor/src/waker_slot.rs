@@ -158,3 +158,72 @@ impl Drop for WakerSlot {
         drop(ManuallyDrop::into_inner(unsafe { self.stored() }));
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize as Count;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    /// A task that counts its wakes; its `Arc`'s strong count is how many
+    /// wakers for it exist.
+    #[derive(Default)]
+    struct Task(Count);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn task() -> (Arc<Task>, Waker) {
+        let task = Arc::new(Task::default());
+        let waker = Waker::from(task.clone());
+        (task, waker)
+    }
+
+    #[test]
+    fn the_slot_owns_exactly_one_clone_and_drops_it_once() {
+        let (a, waker_a) = task();
+        let (b, waker_b) = task();
+        let slot = WakerSlot::new();
+        assert!(slot.holds(Waker::noop()));
+        // SAFETY: this test is the slot's only user, so it owns it.
+        unsafe { slot.store(&waker_a) };
+        assert_eq!(Arc::strong_count(&a), 3, "ours, waker_a, the slot's clone");
+        // SAFETY: this test is the slot's only user, so it owns it.
+        unsafe { slot.store(&waker_a) };
+        assert_eq!(
+            Arc::strong_count(&a),
+            3,
+            "the same task again clones nothing"
+        );
+        assert!(slot.holds(&waker_a) && !slot.holds(&waker_b));
+
+        // SAFETY: this test is the slot's only user, so it owns it.
+        let copy = unsafe { slot.clone_waker() };
+        assert_eq!(Arc::strong_count(&a), 4);
+        copy.wake();
+        assert_eq!(a.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(Arc::strong_count(&a), 3, "wake consumed the copy");
+
+        // SAFETY: this test is the slot's only user, so it owns it.
+        unsafe { slot.store(&waker_b) };
+        assert_eq!(Arc::strong_count(&a), 2, "the replaced waker was dropped");
+        assert_eq!(Arc::strong_count(&b), 3);
+        // SAFETY: this test is the slot's only user, so it owns it.
+        unsafe { slot.clear() };
+        assert_eq!(Arc::strong_count(&b), 2, "clear drops the stored waker");
+        assert!(!slot.holds(&waker_b));
+
+        // SAFETY: this test is the slot's only user, so it owns it.
+        unsafe { slot.store(&waker_b) };
+        drop(slot);
+        assert_eq!(
+            Arc::strong_count(&b),
+            2,
+            "dropping the slot drops its waker"
+        );
+    }
+}
