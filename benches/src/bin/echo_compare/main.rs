@@ -159,8 +159,9 @@ struct Args {
     /// Also count syscalls per message with `strace -c -f` in one extra run per server.
     #[arg(long)]
     strace: bool,
-    /// Also read hardware counters with `perf stat` in one extra run per server: user and
-    /// kernel instructions and cycles per message, and a user ns/msg free of tick sampling.
+    /// Also read hardware counters with `perf stat` in one extra run per server and round
+    /// (interleaved like the CPU runs; medians reported): user and kernel instructions and
+    /// cycles per message, and a user ns/msg free of tick sampling.
     #[arg(long)]
     perf: bool,
     /// Length of the traced run (seconds of load after a 0.5 s warm-up).
@@ -382,7 +383,9 @@ struct ServerResults {
     /// Open-loop latency runs, one per successful round.
     latency: Vec<extras::LatencyRun>,
     latency_failures: Vec<String>,
-    perf: Option<Result<RunResult, String>>,
+    /// `perf stat` runs, one per round.
+    perf: Vec<RunResult>,
+    perf_failures: Vec<String>,
     strace: Option<Result<StraceResult, String>>,
     allocs: Option<Result<extras::AllocResult, String>>,
     callgrind: Option<Result<extras::CallgrindResult, String>>,
@@ -393,7 +396,7 @@ impl ServerResults {
         let err = |o: bool| usize::from(o);
         self.failures.len()
             + self.latency_failures.len()
-            + err(matches!(self.perf, Some(Err(_))))
+            + self.perf_failures.len()
             + err(matches!(self.strace, Some(Err(_))))
             + err(matches!(self.allocs, Some(Err(_))))
             + err(matches!(self.callgrind, Some(Err(_))))
@@ -517,6 +520,33 @@ fn run(args: &Args) -> Result<(), String> {
                 }
                 Err(e) => res[i].failures.push(format!("round {round}: {e}")),
             }
+            if args.perf {
+                match measure(args, spec, &load_bin, tck, true) {
+                    Ok(r) => {
+                        if let Some(p) = &r.perf {
+                            eprintln!(
+                                "  perf {round}/{} {:<14} {:>9.0} msg/s  user {:.1} instr/msg, \
+                                 {:.1} cycles/msg; kernel {:.0} instr/msg, {:.0} cycles/msg",
+                                args.rounds,
+                                spec.name,
+                                r.msgs_per_sec,
+                                p.user_instructions,
+                                p.user_cycles,
+                                p.kernel_instructions,
+                                p.kernel_cycles
+                            );
+                        }
+                        res[i].perf.push(r);
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "  perf {round}/{} {:<14} FAILED: {e}",
+                            args.rounds, spec.name
+                        );
+                        res[i].perf_failures.push(format!("round {round}: {e}"));
+                    }
+                }
+            }
             if let Some(load) = &latency_bin {
                 let label = format!("latency {round}/{} {:<14}", args.rounds, spec.name);
                 let r = retry_noisy(
@@ -542,31 +572,6 @@ fn run(args: &Args) -> Result<(), String> {
                     Err(e) => res[i].latency_failures.push(format!("round {round}: {e}")),
                 }
             }
-        }
-    }
-
-    if args.perf {
-        for (i, spec) in specs.iter().enumerate() {
-            let r = measure(args, spec, &load_bin, tck, true);
-            match &r {
-                Ok(RunResult {
-                    perf: Some(p),
-                    msgs_per_sec,
-                    ..
-                }) => eprintln!(
-                    "  perf   {:<14} {:>9.0} msg/s  user {:.1} instr/msg, {:.1} cycles/msg; \
-                     kernel {:.0} instr/msg, {:.0} cycles/msg",
-                    spec.name,
-                    msgs_per_sec,
-                    p.user_instructions,
-                    p.user_cycles,
-                    p.kernel_instructions,
-                    p.kernel_cycles
-                ),
-                Ok(_) => {}
-                Err(e) => eprintln!("  perf   {:<14} FAILED: {e}", spec.name),
-            }
-            res[i].perf = Some(r);
         }
     }
 

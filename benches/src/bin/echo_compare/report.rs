@@ -5,7 +5,7 @@ use cellio_benches::median;
 use serde_json::{json, Value};
 
 use crate::extras::{self, LatencyRun};
-use crate::{Args, RunResult, ServerResults, ServerSpec, StraceResult, Summary};
+use crate::{Args, PerfPerMsg, RunResult, ServerResults, ServerSpec, StraceResult, Summary};
 
 /// Targets from the runtime issue for `cellio` (64 B messages, 100 connections).
 const TARGET_VS_MIO: f64 = 1.15;
@@ -307,6 +307,9 @@ impl<'a> Report<'a> {
             for f in &r.latency_failures {
                 n.push(format!("{}: latency run failed, {f}", spec.name));
             }
+            for f in &r.perf_failures {
+                n.push(format!("{}: perf run failed, {f}", spec.name));
+            }
             for (what, e) in [
                 (
                     "allocation count",
@@ -358,6 +361,16 @@ impl<'a> Report<'a> {
                 limit,
                 "ns",
             ));
+            if self.any(|r| !r.perf.is_empty()) {
+                let cycles = |n: &str| self.perf(n).map(|(p, _, _)| p.user_cycles);
+                t.push(check(
+                    &format!("user CPU/msg <= {limit}x {label} (perf user cycles, medians)"),
+                    cycles("cellio"),
+                    cycles(base),
+                    limit,
+                    "cycles",
+                ));
+            }
             if self.any(|r| r.callgrind.is_some()) {
                 t.push(check(
                     &format!("user CPU/msg <= {limit}x {label} (callgrind instructions)"),
@@ -527,18 +540,49 @@ impl<'a> Report<'a> {
         }
     }
 
+    /// Medians of a server's `perf stat` runs, and its user cycles per round.
+    fn perf(&self, name: &str) -> Option<(PerfPerMsg, f64, Vec<f64>)> {
+        let r = &self.res[self.specs.iter().position(|s| s.name == name)?];
+        let runs: Vec<(PerfPerMsg, f64)> = r
+            .perf
+            .iter()
+            .filter_map(|run| run.perf.map(|p| (p, run.msgs_per_sec)))
+            .collect();
+        if runs.is_empty() {
+            return None;
+        }
+        let m =
+            |f: fn(&PerfPerMsg) -> f64| median(&runs.iter().map(|(p, _)| f(p)).collect::<Vec<_>>());
+        let medians = PerfPerMsg {
+            user_instructions: m(|p| p.user_instructions),
+            user_cycles: m(|p| p.user_cycles),
+            kernel_instructions: m(|p| p.kernel_instructions),
+            kernel_cycles: m(|p| p.kernel_cycles),
+            user_ns_by_cycles: m(|p| p.user_ns_by_cycles),
+        };
+        let rate = median(&runs.iter().map(|(_, r)| *r).collect::<Vec<_>>());
+        Some((
+            medians,
+            rate,
+            runs.iter().map(|(p, _)| p.user_cycles).collect(),
+        ))
+    }
+
     fn print_perf(&self, markdown: bool) {
-        if !self.any(|r| r.perf.is_some()) {
+        if !self.any(|r| !r.perf.is_empty() || !r.perf_failures.is_empty()) {
             return;
         }
         println!();
-        println!("hardware counters per echoed message (perf stat, one extra run per server):");
+        println!(
+            "hardware counters per echoed message (perf stat, one run per server per round, \
+             medians):"
+        );
         if markdown {
             println!();
             println!("```text");
         }
         println!(
-            "{:<14} {:>10} {:>12} {:>12} {:>12} {:>12} {:>14}",
+            "{:<14} {:>10} {:>12} {:>12} {:>12} {:>12} {:>14}  user cycles by round",
             "server",
             "msgs/s",
             "user instr",
@@ -547,25 +591,24 @@ impl<'a> Report<'a> {
             "kern cycles",
             "user ns (cyc)"
         );
-        for (spec, r) in self.specs.iter().zip(self.res) {
-            match &r.perf {
-                Some(Ok(RunResult {
-                    perf: Some(p),
-                    msgs_per_sec,
-                    ..
-                })) => println!(
-                    "{:<14} {:>10.0} {:>12.1} {:>12.1} {:>12.0} {:>12.0} {:>14.1}",
+        for spec in self.specs {
+            match self.perf(&spec.name) {
+                Some((p, rate, by_round)) => println!(
+                    "{:<14} {:>10.0} {:>12.1} {:>12.1} {:>12.0} {:>12.0} {:>14.1}  {}",
                     spec.name,
-                    msgs_per_sec,
+                    rate,
                     p.user_instructions,
                     p.user_cycles,
                     p.kernel_instructions,
                     p.kernel_cycles,
-                    p.user_ns_by_cycles
+                    p.user_ns_by_cycles,
+                    by_round
+                        .iter()
+                        .map(|c| format!("{c:.0}"))
+                        .collect::<Vec<_>>()
+                        .join("/")
                 ),
-                Some(Ok(_)) => println!("{:<14} no counters", spec.name),
-                Some(Err(e)) => println!("{:<14} failed: {e}", spec.name),
-                None => {}
+                None => println!("{:<14} no counters", spec.name),
             }
         }
         if markdown {
@@ -606,7 +649,8 @@ impl<'a> Report<'a> {
                     },
                     "allocs": err_or(r.allocs.as_ref().map(|x| x.as_ref().map(extras::AllocResult::to_json))),
                     "callgrind": err_or(r.callgrind.as_ref().map(|x| x.as_ref().map(extras::CallgrindResult::to_json))),
-                    "perf_run": err_or(r.perf.as_ref().map(|x| x.as_ref().map(RunResult::to_json))),
+                    "perf_runs": r.perf.iter().map(RunResult::to_json).collect::<Vec<_>>(),
+                    "perf_failures": r.perf_failures,
                     "strace": err_or(r.strace.as_ref().map(|x| x.as_ref().map(strace_json))),
                 })
             })
