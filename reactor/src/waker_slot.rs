@@ -82,10 +82,10 @@ impl WakerSlot {
         self.owner_access();
         let data = self.data.load(Ordering::Relaxed) as *const ();
         let vtable = self.vtable.load(Ordering::Relaxed) as *const RawWakerVTable;
-        // SAFETY: by invariant 1 the parts are those of a live waker the
-        // slot owns, so `vtable` is that waker's `&'static` vtable and the
-        // pair satisfies its contract. `ManuallyDrop`: the slot keeps
-        // ownership; the caller only borrows it while it owns the slot.
+        // `ManuallyDrop`: the slot keeps ownership; the caller only borrows
+        // the waker while it owns the slot.
+        // SAFETY: by invariant 1 the parts are those of a live waker the slot
+        // owns: `vtable` is its `&'static` vtable, the pair meets its contract.
         unsafe { ManuallyDrop::new(Waker::from_raw(RawWaker::new(data, &*vtable))) }
     }
 
