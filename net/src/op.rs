@@ -23,12 +23,43 @@
 use std::io;
 use std::task::{Poll, Waker};
 
-use cellio_reactor::{budget, CellError, Completions, OpCell, Park, Readiness, Token};
+use cellio_reactor::{
+    budget, CellError, Completions, OpCell, Park, Readiness, Registration, Token,
+};
 
 /// What one attempt of the syscall produced: the result, and whether it
 /// proved the socket exhausted in this direction (a short read or partial
 /// write), so the next operation may park without a failing syscall.
 pub(crate) type Attempt<R> = io::Result<(R, bool)>;
+
+/// One direction of a socket as an operation sees it: the cell it parks on
+/// (in the reactor's table) and the counters it records its completion in
+/// (in the socket's `Registration`).
+#[derive(Clone, Copy)]
+pub(crate) struct Side<'a> {
+    cell: &'a OpCell,
+    done: &'a Completions,
+}
+
+impl<'a> Side<'a> {
+    /// The receive direction (also `accept`).
+    #[inline(always)]
+    pub(crate) fn rx(registration: &'a Registration) -> Self {
+        Self {
+            cell: registration.rx(),
+            done: registration.rx_completions(),
+        }
+    }
+
+    /// The send direction (also `connect`).
+    #[inline(always)]
+    pub(crate) fn tx(registration: &'a Registration) -> Self {
+        Self {
+            cell: registration.tx(),
+            done: registration.tx_completions(),
+        }
+    }
+}
 
 /// The per-future half of the cell protocol.
 #[derive(Debug, Default)]
@@ -66,11 +97,11 @@ impl OpState {
     #[inline(always)]
     pub(crate) fn poll<R>(
         &mut self,
-        cell: &OpCell,
-        done: &Completions,
+        side: Side<'_>,
         waker: Option<&Waker>,
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
+        let Side { cell, done } = side;
         if self.done {
             return consumed();
         }

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use cellio_reactor::CellError;
 
-use crate::op::OpState;
+use crate::op::{OpState, Side};
 use crate::sys;
 use crate::tcp::TcpStream;
 
@@ -76,12 +76,9 @@ impl<'a> Recv<'a> {
     #[inline(always)]
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (stream, buf) = (self.stream, &mut *self.buf);
-        self.op.poll(
-            stream.registration().rx(),
-            stream.registration().rx_completions(),
-            waker,
-            || recv_attempt(stream, buf),
-        )
+        self.op.poll(Side::rx(stream.registration()), waker, || {
+            recv_attempt(stream, buf)
+        })
     }
 
     /// Attempts the receive now, without waiting: `Some(result)` if it
@@ -152,12 +149,9 @@ impl<'a> Send<'a> {
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (stream, buf) = (self.stream, self.buf);
-        self.op.poll(
-            stream.registration().tx(),
-            stream.registration().tx_completions(),
-            waker,
-            || send_attempt(stream, buf),
-        )
+        self.op.poll(Side::tx(stream.registration()), waker, || {
+            send_attempt(stream, buf)
+        })
     }
 
     /// Attempts the send now, without waiting: `Some(result)` if it
@@ -234,12 +228,11 @@ impl Future for SendAll<'_> {
             if rest.is_empty() {
                 break Ok(());
             }
-            match this.op.poll(
-                stream.registration().tx(),
-                stream.registration().tx_completions(),
-                Some(cx.waker()),
-                || send_attempt(stream, rest),
-            ) {
+            match this
+                .op
+                .poll(Side::tx(stream.registration()), Some(cx.waker()), || {
+                    send_attempt(stream, rest)
+                }) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => break Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
@@ -306,12 +299,11 @@ impl Future for RecvExact<'_> {
             if rest.is_empty() {
                 break Ok(());
             }
-            match this.op.poll(
-                stream.registration().rx(),
-                stream.registration().rx_completions(),
-                Some(cx.waker()),
-                || recv_attempt(stream, rest),
-            ) {
+            match this
+                .op
+                .poll(Side::rx(stream.registration()), Some(cx.waker()), || {
+                    recv_attempt(stream, rest)
+                }) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => break Err(io::ErrorKind::UnexpectedEof.into()),
                 Poll::Ready(Ok(n)) => {

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use cellio_reactor::{Handle, Registration};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::op::OpState;
+use crate::op::{OpState, Side};
 use crate::tcp::TcpStream;
 
 /// How [`TcpListener::bind_with`] sets up the socket.
@@ -169,12 +169,11 @@ impl Future for Accept<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let listener = this.listener;
-        let accepted = this.op.poll(
-            listener.registration.rx(),
-            listener.registration.rx_completions(),
-            Some(cx.waker()),
-            || Ok((listener.io.accept()?, false)),
-        );
+        let accepted = this
+            .op
+            .poll(Side::rx(&listener.registration), Some(cx.waker()), || {
+                Ok((listener.io.accept()?, false))
+            });
         accepted.map(|result| {
             let (io, peer) = result?;
             let handle = Handle::current().unwrap_or_else(|_| listener.registration.handle());

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use cellio_reactor::{Handle, Registration};
 
-use crate::op::{Attempt, OpState};
+use crate::op::{Attempt, OpState, Side};
 use crate::stats::OpStats;
 use crate::tcp::io::{Recv, RecvExact, Send, SendAll};
 
@@ -106,8 +106,7 @@ impl TcpStream {
         std::future::poll_fn(|cx| {
             let io = &self.io;
             op.state.poll(
-                op.cell,
-                self.registration.tx_completions(),
+                Side::tx(&self.registration),
                 Some(cx.waker()),
                 || -> Attempt<()> {
                     if let Some(e) = io.take_error()? {
