@@ -230,13 +230,19 @@ pub fn bytes_buffered(stream: &TcpStream) -> usize {
 /// with `try_send` until it says `WouldBlock`; returns the bytes written.
 /// The bytes are `pattern(offset)`.
 pub fn fill_send_buffer(stream: &TcpStream) -> usize {
+    const PIECE: usize = 64 * 1024;
+    // `pattern` repeats every PERIOD bytes: one period plus a piece, made
+    // once, holds every piece (building each piece byte by byte took most of
+    // this helper's time under valgrind, close to its deadline).
+    let cycle: Vec<u8> = (0..PERIOD + PIECE).map(pattern).collect();
     let mut total = 0usize;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         // Continue the byte pattern where the last (maybe partial) write
         // stopped.
-        let piece: Vec<u8> = (total..total + 64 * 1024).map(pattern).collect();
-        match stream.try_send(&piece) {
+        let start = total % PERIOD;
+        let piece = &cycle[start..start + PIECE];
+        match stream.try_send(piece) {
             Ok(n) => total += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
             Err(e) => panic!("try_send failed while filling: {e}"),
@@ -250,6 +256,9 @@ pub fn fill_send_buffer(stream: &TcpStream) -> usize {
 pub fn pattern(i: usize) -> u8 {
     (i % 251) as u8 ^ ((i / 251) % 7) as u8
 }
+
+/// [`pattern`]'s period: `pattern(i + PERIOD) == pattern(i)`.
+pub const PERIOD: usize = 251 * 7;
 
 /// Reads from the std peer until EOF, checking every byte against
 /// [`pattern`] from offset 0, and returns the count.
