@@ -12,9 +12,13 @@
 //!
 //! Outside a budgeted poll (a future polled by some other executor) there is
 //! no limit.
+//!
+//! The count lives in [`thread_words`](crate::thread_words), in the same
+//! cache line as the runtime's per-thread worker words.
 
-use std::cell::Cell;
 use std::task::{Poll, Waker};
+
+use crate::thread_words::WORDS;
 
 /// Units a task poll gets by default: enough that a busy connection is not
 /// interrupted more than every 128 operations, few enough that a worker
@@ -22,19 +26,15 @@ use std::task::{Poll, Waker};
 pub const DEFAULT_BUDGET: u32 = 128;
 
 /// The budget outside any budgeted poll: so large it never runs out.
-const UNLIMITED: u32 = u32::MAX;
-
-thread_local! {
-    static BUDGET: Cell<u32> = const { Cell::new(UNLIMITED) };
-}
+pub(crate) const UNLIMITED: u32 = u32::MAX;
 
 /// Runs `f` (a task poll) with `units` of budget, then restores the
 /// previous budget. Returns `f`'s result and whether the budget ran out.
 #[inline]
 pub fn run_with<R>(units: u32, f: impl FnOnce() -> R) -> (R, bool) {
-    let previous = BUDGET.with(|b| b.replace(units));
+    let previous = WORDS.with(|w| w.budget.replace(units));
     let result = f();
-    let left = BUDGET.with(|b| b.replace(previous));
+    let left = WORDS.with(|w| w.budget.replace(previous));
     (result, left == 0)
 }
 
@@ -42,7 +42,8 @@ pub fn run_with<R>(units: u32, f: impl FnOnce() -> R) -> (R, bool) {
 /// `waker` (so the task is polled again soon) and returns `Pending`.
 #[inline]
 pub fn poll_proceed(waker: &Waker) -> Poll<()> {
-    BUDGET.with(|b| {
+    WORDS.with(|w| {
+        let b = &w.budget;
         // Outside a budgeted poll the count starts at u32::MAX: it would
         // take four billion operations in one poll to run out.
         let left = b.get();

@@ -9,6 +9,8 @@
 //!   readiness to cells.
 //! * [`Handle`] / [`Registration`] — how sockets find the reactor and their
 //!   slot in it.
+//! * [`budget`] and [`thread_words`] — the per-task cooperative budget, in
+//!   one per-thread cache line with the runtime's current-worker words.
 //! * [`sys`] (Linux) — the raw syscall the reactor's wait and `cellio-net`'s
 //!   `recv`/`send` use instead of glibc's cancellation-point wrappers.
 //!
@@ -40,6 +42,7 @@ mod sync;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod sys;
 mod table;
+pub mod thread_words;
 mod waker_slot;
 
 pub use cell::{CellError, OpCell, Park, Readiness, Token};

@@ -22,13 +22,12 @@
 //!   wrap, so after 2^20 reuses of one slot a very old waker could cause one
 //!   spurious poll, which the `Future` contract allows.)
 
-use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
-use cellio_reactor::Handle;
+use cellio_reactor::{thread_words, Handle};
 
 use crate::sleep_gate::SleepGate;
 use crate::task::RawTask;
@@ -142,13 +141,16 @@ const OWNER_MASK: u64 = !((1 << (SLOT_BITS + GEN_BITS)) - 1);
 
 fn wake(data: *const ()) {
     let word = data as usize as u64;
-    // One thread-local load and compare decides "same thread": `LOCAL_OWNER`
-    // holds the owner bits of the thread's worker, or `NO_OWNER`, which has
-    // low bits set and so never equals masked owner bits.
-    if word & OWNER_MASK == LOCAL_OWNER.get() {
-        // SAFETY: `LOCAL_OWNER` names a worker only while `LOCAL_EXECUTOR`
-        // points to it, kept valid by `LocalGuard::enter`'s contract.
-        unsafe { (*LOCAL_EXECUTOR.get()).schedule(TaskAddr::unpack(word)) };
+    // One thread-local load and compare decides "same thread": the worker
+    // owner word holds the owner bits of the thread's worker, or
+    // `NO_WORKER`, which has low bits set and so never equals masked owner
+    // bits.
+    if word & OWNER_MASK == thread_words::worker_owner() {
+        let executor = thread_words::worker_ptr().cast::<Executor>();
+        // SAFETY: the owner word names a worker only while the worker
+        // pointer points to its executor, kept valid by `LocalGuard::enter`'s
+        // contract.
+        unsafe { (*executor).schedule(TaskAddr::unpack(word)) };
         return;
     }
     wake_remote(word);
@@ -165,18 +167,6 @@ fn wake_remote(word: u64) {
 
 fn drop_waker(_: *const ()) {}
 
-/// `LOCAL_OWNER` when no worker runs on this thread.
-const NO_OWNER: u64 = u64::MAX;
-
-thread_local! {
-    /// The owner bits ([`TaskAddr::owner_bits`]) of the worker running on
-    /// this thread, or [`NO_OWNER`].
-    static LOCAL_OWNER: Cell<u64> = const { Cell::new(NO_OWNER) };
-    /// That worker's executor (null when none), for same-thread wakes and
-    /// `spawn`.
-    static LOCAL_EXECUTOR: Cell<*const Executor> = const { Cell::new(ptr::null()) };
-}
-
 /// Sets the thread's worker for the guard's life; same-thread wakes go
 /// straight to its run queue meanwhile.
 pub(crate) struct LocalGuard {
@@ -192,17 +182,17 @@ impl LocalGuard {
     /// `executor` must stay valid (not moved, not dropped) until the guard
     /// is dropped.
     pub(crate) unsafe fn enter(worker: u16, epoch: u8, executor: *const Executor) -> Self {
-        let previous = (
-            LOCAL_OWNER.replace(TaskAddr::owner_bits(worker, epoch)),
-            LOCAL_EXECUTOR.replace(executor),
-        );
-        Self { previous }
+        let (owner, previous) =
+            thread_words::set_worker(TaskAddr::owner_bits(worker, epoch), executor.cast::<()>());
+        Self {
+            previous: (owner, previous.cast::<Executor>()),
+        }
     }
 
     /// The executor of the worker running on this thread, if any.
     #[inline]
     pub(crate) fn current() -> Option<*const Executor> {
-        let executor = LOCAL_EXECUTOR.get();
+        let executor = thread_words::worker_ptr().cast::<Executor>();
         (!executor.is_null()).then_some(executor)
     }
 }
@@ -210,8 +200,7 @@ impl LocalGuard {
 impl Drop for LocalGuard {
     fn drop(&mut self) {
         let (owner, executor) = self.previous;
-        let _ = LOCAL_OWNER.try_with(|local| local.set(owner));
-        let _ = LOCAL_EXECUTOR.try_with(|local| local.set(executor));
+        thread_words::set_worker(owner, executor.cast::<()>());
     }
 }
 

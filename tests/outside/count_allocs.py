@@ -17,6 +17,7 @@ setup error.
 """
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,6 +113,7 @@ def main():
     finally:
         server.kill()
         server.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
     messages = args.connections * args.messages
     print(f"count_allocs: {messages} messages: {b - a} allocations "

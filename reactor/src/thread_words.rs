@@ -1,0 +1,85 @@
+//! The per-thread words that every message reads, kept in one cache line.
+//!
+//! Each message reads three thread-locals: the task's cooperative
+//! [`budget`](crate::budget) (every socket operation spends from it) and,
+//! when the reactor wakes a task, the identity and address of the worker
+//! running on this thread (the runtime's same-thread check). Declared as
+//! separate `thread_local!`s they land wherever the linker puts them, and
+//! in the echo benchmark they took two cache lines, each an L1 miss after
+//! every syscall. Here they are one `repr(C)` struct aligned to 32 bytes,
+//! so all three share a line.
+//!
+//! The worker words are opaque to this crate: `cellio-runtime` stores its
+//! worker's owner bits and executor pointer through [`set_worker`] and
+//! reads them with [`worker_owner`] and [`worker_ptr`]. They live here
+//! only because this crate (the lowest one) also hosts the budget.
+//!
+//! # Invariants
+//!
+//! * Outside any worker, [`worker_owner`] is [`NO_WORKER`] and
+//!   [`worker_ptr`] is null.
+//! * The words are plain [`Cell`]s: only the owning thread reads or writes
+//!   them.
+
+use std::cell::Cell;
+use std::ptr;
+
+/// [`worker_owner`] on a thread where no worker runs.
+pub const NO_WORKER: u64 = u64::MAX;
+
+/// The line's contents. 24 bytes, aligned to 32, so never split across
+/// two 64-byte lines.
+#[repr(C, align(32))]
+pub(crate) struct ThreadWords {
+    /// Units the current task poll may still spend (see `budget`).
+    pub(crate) budget: Cell<u32>,
+    /// The runtime's owner bits of the worker on this thread.
+    worker_owner: Cell<u64>,
+    /// The runtime's executor of the worker on this thread (opaque here).
+    worker_ptr: Cell<*const ()>,
+}
+
+const _: () = assert!(std::mem::size_of::<ThreadWords>() <= 32);
+
+thread_local! {
+    pub(crate) static WORDS: ThreadWords = const {
+        ThreadWords {
+            budget: Cell::new(crate::budget::UNLIMITED),
+            worker_owner: Cell::new(NO_WORKER),
+            worker_ptr: Cell::new(ptr::null()),
+        }
+    };
+}
+
+/// The worker owner bits the runtime stored on this thread, or
+/// [`NO_WORKER`].
+#[inline(always)]
+pub fn worker_owner() -> u64 {
+    WORDS.with(|w| w.worker_owner.get())
+}
+
+/// The worker pointer the runtime stored on this thread, or null.
+#[inline(always)]
+pub fn worker_ptr() -> *const () {
+    WORDS.with(|w| w.worker_ptr.get())
+}
+
+/// Stores the current worker's owner bits and pointer, returning the
+/// previous pair (to restore later). During thread teardown, when the
+/// thread-local is gone, nothing is stored and `(NO_WORKER, null)` is
+/// returned.
+///
+/// ```
+/// use cellio_reactor::thread_words::{set_worker, worker_owner, worker_ptr, NO_WORKER};
+///
+/// let previous = set_worker(7, std::ptr::null());
+/// assert_eq!(worker_owner(), 7);
+/// set_worker(previous.0, previous.1);
+/// assert_eq!(worker_owner(), NO_WORKER);
+/// assert!(worker_ptr().is_null());
+/// ```
+pub fn set_worker(owner: u64, worker: *const ()) -> (u64, *const ()) {
+    WORDS
+        .try_with(|w| (w.worker_owner.replace(owner), w.worker_ptr.replace(worker)))
+        .unwrap_or((NO_WORKER, ptr::null()))
+}
