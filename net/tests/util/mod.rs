@@ -227,27 +227,54 @@ pub fn bytes_buffered(stream: &TcpStream) -> usize {
 }
 
 /// Fills `stream`'s send path (send buffer plus the peer's receive buffer)
-/// with `try_send` until it says `WouldBlock`; returns the bytes written.
-/// The bytes are `pattern(offset)`.
+/// with `try_send` until it says `WouldBlock`, and stays `WouldBlock`
+/// after a pause; returns the bytes written. The bytes are
+/// `pattern(offset)`.
+///
+/// The pause matters: on loopback the kernel can still free send-buffer
+/// space after the first `WouldBlock` (ACKs processed late, the send buffer
+/// growing by autotuning; both slow under valgrind), and a test that
+/// expects its next send to park would then see it complete. Only when the
+/// peer's receive window is closed too does the state stay put (and even
+/// then the kernel may reopen it later, e.g. by collapsing the peer's
+/// receive queue: see `fill_send_buffer_from`).
 pub fn fill_send_buffer(stream: &TcpStream) -> usize {
+    fill_send_buffer_from(stream, 0)
+}
+
+/// [`fill_send_buffer`] for a stream that already carries `offset` bytes of
+/// the pattern: the bytes written continue it.
+pub fn fill_send_buffer_from(stream: &TcpStream, offset: usize) -> usize {
     const PIECE: usize = 64 * 1024;
+    const SETTLE: Duration = Duration::from_millis(10);
     // `pattern` repeats every PERIOD bytes: one period plus a piece, made
     // once, holds every piece (building each piece byte by byte took most of
     // this helper's time under valgrind, close to its deadline).
     let cycle: Vec<u8> = (0..PERIOD + PIECE).map(pattern).collect();
     let mut total = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut settling = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         // Continue the byte pattern where the last (maybe partial) write
         // stopped.
-        let start = total % PERIOD;
+        let start = (offset + total) % PERIOD;
         let piece = &cycle[start..start + PIECE];
         match stream.try_send(piece) {
-            Ok(n) => total += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
+            Ok(n) => {
+                total += n;
+                settling = false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if settling {
+                    return total;
+                }
+                // Full for now: look again after a pause.
+                settling = true;
+                std::thread::sleep(SETTLE);
+            }
             Err(e) => panic!("try_send failed while filling: {e}"),
         }
-        assert!(Instant::now() < deadline, "send buffer never filled");
+        assert!(Instant::now() < deadline, "send buffer never stayed full");
     }
 }
 

@@ -48,6 +48,7 @@
 //! (`--workers 2`, on the same single pinned core).
 
 mod extras;
+mod perf;
 mod report;
 
 use std::io::{BufRead, BufReader, Read};
@@ -58,6 +59,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::perf::{PerfPerMsg, PerfSession};
 use cellio_benches::{
     clk_tck, median, parse_args, read_cores_busy, read_cpu_ticks, run_main, CpuTicks,
     MARK_WARMUP_DONE, MARK_WINDOW_DONE,
@@ -241,40 +243,8 @@ impl Sample {
     }
 }
 
-/// Hardware-counter figures per echoed message from `perf stat -p PID`.
-///
-/// perf is attached from the warm-up mark to the window mark, but its start-up delays the
-/// start of counting by some milliseconds, so counts are not divided by the client's message
-/// count directly: each counter is taken per task-clock nanosecond (perf's own measure of the
-/// server's CPU time while counting) and multiplied by the server's CPU ns/msg from
-/// `/proc/PID/stat` (whose user + sys total is exact; only its user/sys split is sampled).
-#[derive(Clone, Copy, Debug)]
-struct PerfPerMsg {
-    user_instructions: f64,
-    user_cycles: f64,
-    kernel_instructions: f64,
-    kernel_cycles: f64,
-    /// CPU ns/msg x cycles:u / (cycles:u + cycles:k): user time per message without the
-    /// statistical noise of the kernel's tick-sampled user/sys split.
-    user_ns_by_cycles: f64,
-}
-
-impl PerfPerMsg {
-    fn to_json(self) -> Value {
-        json!({
-            "user_instructions_per_msg": self.user_instructions,
-            "user_cycles_per_msg": self.user_cycles,
-            "kernel_instructions_per_msg": self.kernel_instructions,
-            "kernel_cycles_per_msg": self.kernel_cycles,
-            "user_ns_per_msg_by_cycles": self.user_ns_by_cycles,
-        })
-    }
-}
-
 /// Above this much foreign CPU (fraction of one core) a run is flagged.
 const OTHER_CPU_WARN: f64 = 0.05;
-
-const PERF_EVENTS: &str = "task-clock,cycles:u,instructions:u,cycles:k,instructions:k";
 
 impl RunResult {
     fn to_json(&self) -> Value {
@@ -960,6 +930,12 @@ fn measure(
 ) -> Result<RunResult, String> {
     let (mut server, addr) = start_server(args, spec)?;
     let pid = server.0.id();
+    // Attached before the load starts, counting only between the client's marks.
+    let mut perf = if perf {
+        Some(PerfSession::start(pid)?)
+    } else {
+        None
+    };
     let (client, lines, stderr) = start_client(args, load_bin, addr, args.warmup, args.duration)?;
     let client_pid = client.0.id(); // taskset execs mio_load: same pid
     let cores = [args.server_core, args.client_core];
@@ -968,9 +944,6 @@ fn measure(
     let mut before: Option<Sample> = None;
     let mut after: Option<Sample> = None;
     let mut result: Option<(u64, u64, f64)> = None;
-    let perf_out =
-        std::env::temp_dir().join(format!("echo_compare.perf.{}.{pid}", std::process::id()));
-    let mut perf_child: Option<Guard> = None;
     loop {
         let wait = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(wait) {
@@ -978,13 +951,13 @@ fn measure(
                 // Sample the server first: as close to the mark as possible.
                 if line.starts_with(MARK_WARMUP_DONE) {
                     before = Some(Sample::take(pid, client_pid, &cores)?);
-                    if perf {
-                        perf_child = Some(start_perf(pid, &perf_out)?);
+                    if let Some(p) = perf.as_mut() {
+                        p.enable()?;
                     }
                 } else if line.starts_with(MARK_WINDOW_DONE) {
                     after = Some(Sample::take(pid, client_pid, &cores)?);
-                    if let Some(p) = perf_child.take() {
-                        stop_child(p, "perf")?;
+                    if let Some(p) = perf.as_mut() {
+                        p.disable()?;
                     }
                 } else if line.starts_with('{') {
                     result = Some(parse_client_json(&line)?);
@@ -1014,13 +987,9 @@ fn measure(
     let other_ticks = (s1.cores_busy.saturating_sub(s0.cores_busy))
         .saturating_sub(ticks(c0, c1) + ticks(s0.client, s1.client));
     let cpu_ns_per_msg = (user_ticks + sys_ticks) as f64 * ns_per_tick / msgs as f64;
-    let perf = if perf {
-        let text = std::fs::read_to_string(&perf_out)
-            .map_err(|e| format!("read {}: {e}", perf_out.display()));
-        let _ = std::fs::remove_file(&perf_out);
-        Some(perf_per_msg(&text?, cpu_ns_per_msg)?)
-    } else {
-        None
+    let perf = match perf {
+        Some(p) => Some(p.finish(msgs, cpu_ns_per_msg)?),
+        None => None,
     };
     Ok(RunResult {
         msgs,
@@ -1035,27 +1004,6 @@ fn measure(
         other_cpu: other_ticks as f64 / tck as f64 / cpu_wall_secs,
         perf,
     })
-}
-
-fn start_perf(pid: u32, out: &Path) -> Result<Guard, String> {
-    Command::new("perf")
-        .args([
-            "stat",
-            "-x",
-            ",",
-            "-e",
-            PERF_EVENTS,
-            "-p",
-            &pid.to_string(),
-            "-o",
-        ])
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Guard)
-        .map_err(|e| format!("cannot start perf: {e}"))
 }
 
 /// Sends SIGINT (perf and strace then detach and write their summaries) and waits.
@@ -1087,28 +1035,6 @@ fn stop_child_with(
         thread::sleep(Duration::from_millis(5));
     }
     Ok(())
-}
-
-/// Turns `perf stat -x,` output into per-message figures (see [`PerfPerMsg`]).
-fn perf_per_msg(text: &str, cpu_ns_per_msg: f64) -> Result<PerfPerMsg, String> {
-    let get = |event: &str| -> Result<f64, String> {
-        text.lines()
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .find(|f| f.len() > 2 && f[2] == event)
-            .and_then(|f| f[0].parse::<f64>().ok())
-            .ok_or_else(|| format!("perf did not count {event}: {}", text.trim()))
-    };
-    let task_clock_ns = get("task-clock")? * 1e6; // reported in msec
-    let per_msg = cpu_ns_per_msg / task_clock_ns;
-    let (uc, ui) = (get("cycles:u")?, get("instructions:u")?);
-    let (kc, ki) = (get("cycles:k")?, get("instructions:k")?);
-    Ok(PerfPerMsg {
-        user_instructions: ui * per_msg,
-        user_cycles: uc * per_msg,
-        kernel_instructions: ki * per_msg,
-        kernel_cycles: kc * per_msg,
-        user_ns_by_cycles: cpu_ns_per_msg * uc / (uc + kc),
-    })
 }
 
 /// One extra run with `strace -c -f` attached to the server for the whole client run.
