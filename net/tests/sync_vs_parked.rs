@@ -196,9 +196,10 @@ fn send_with_space_is_sync_and_send_into_a_full_buffer_parks() {
 
         let mut filled = fill_send_buffer(&ours);
         assert!(filled > 0);
-        // On loopback the kernel may still open space after the buffer was
-        // seen full (under valgrind it did); then the send completes, its
-        // byte counts, and the buffer is filled again.
+        // Should the kernel still open space after the buffer was seen full
+        // (it did under valgrind before `fill_send_buffer` fixed the buffer
+        // size), the send completes, its byte counts, and the buffer is
+        // filled again.
         let mut tail = [0u8; 1];
         let mut tries = 0;
         let (before, mut op) = loop {

@@ -231,13 +231,14 @@ pub fn bytes_buffered(stream: &TcpStream) -> usize {
 /// after a pause; returns the bytes written. The bytes are
 /// `pattern(offset)`.
 ///
-/// The pause matters: on loopback the kernel can still free send-buffer
-/// space after the first `WouldBlock` (ACKs processed late, the send buffer
-/// growing by autotuning; both slow under valgrind), and a test that
-/// expects its next send to park would then see it complete. Only when the
-/// peer's receive window is closed too does the state stay put (and even
-/// then the kernel may reopen it later, e.g. by collapsing the peer's
-/// receive queue: see `fill_send_buffer_from`).
+/// Tests call this to make their next send park, so "full" must stay full
+/// until the peer reads. On loopback it did not: the kernel grew the send
+/// buffer (autotuning, on ACKs that can arrive after the first
+/// `WouldBlock`), and under valgrind a send right after the fill completed
+/// in most runs (4 of 6). So the send buffer's size is fixed first
+/// (`SO_SNDBUF`, which ends autotuning: 16 of 16 runs parked), and the fill
+/// only counts as done when a retry after a short pause still finds no
+/// space.
 pub fn fill_send_buffer(stream: &TcpStream) -> usize {
     fill_send_buffer_from(stream, 0)
 }
@@ -246,6 +247,7 @@ pub fn fill_send_buffer(stream: &TcpStream) -> usize {
 /// the pattern: the bytes written continue it.
 pub fn fill_send_buffer_from(stream: &TcpStream, offset: usize) -> usize {
     const PIECE: usize = 64 * 1024;
+    lock_send_buffer(stream, 256 * 1024);
     const SETTLE: Duration = Duration::from_millis(10);
     // `pattern` repeats every PERIOD bytes: one period plus a piece, made
     // once, holds every piece (building each piece byte by byte took most of
@@ -276,6 +278,22 @@ pub fn fill_send_buffer_from(stream: &TcpStream, offset: usize) -> usize {
         }
         assert!(Instant::now() < deadline, "send buffer never stayed full");
     }
+}
+
+/// Fixes `stream`'s send buffer size (which also ends its autotuning).
+fn lock_send_buffer(stream: &TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt reads one c_int through the pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_SNDBUF: {}", io::Error::last_os_error());
 }
 
 /// The test byte at stream offset `i`: not periodic at any power of two, so
