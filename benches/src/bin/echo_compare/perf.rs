@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 use crate::{stop_child, Guard};
 
-/// The events counted: user and kernel cycles and instructions, and perf's own CPU time.
-const EVENTS: &str = "task-clock,cycles:u,instructions:u,cycles:k,instructions:k";
+/// The events counted: user and kernel cycles and instructions.
+const EVENTS: &str = "cycles:u,instructions:u,cycles:k,instructions:k";
 
 /// How long perf may take to acknowledge a control command.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,6 +67,8 @@ impl PerfSession {
     pub fn start(pid: u32) -> Result<Self, String> {
         let dir =
             std::env::temp_dir().join(format!("echo_compare.perf.{}.{pid}", std::process::id()));
+        // A leftover of a killed run with the same pids would hold stale FIFOs.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         let (ctl_path, ack_path, out) = (dir.join("ctl"), dir.join("ack"), dir.join("out"));
         for fifo in [&ctl_path, &ack_path] {
