@@ -170,7 +170,9 @@ fn drop_waker(_: *const ()) {}
 /// Sets the thread's worker for the guard's life; same-thread wakes go
 /// straight to its run queue meanwhile.
 pub(crate) struct LocalGuard {
-    previous: (u64, *const Executor),
+    /// The owner bits and executor pointer to restore (as
+    /// `thread_words::set_worker` returned them).
+    previous: (u64, *const ()),
 }
 
 impl LocalGuard {
@@ -182,11 +184,9 @@ impl LocalGuard {
     /// `executor` must stay valid (not moved, not dropped) until the guard
     /// is dropped.
     pub(crate) unsafe fn enter(worker: u16, epoch: u8, executor: *const Executor) -> Self {
-        let (owner, previous) =
+        let previous =
             thread_words::set_worker(TaskAddr::owner_bits(worker, epoch), executor.cast::<()>());
-        Self {
-            previous: (owner, previous.cast::<Executor>()),
-        }
+        Self { previous }
     }
 
     /// The executor of the worker running on this thread, if any.
@@ -200,7 +200,7 @@ impl LocalGuard {
 impl Drop for LocalGuard {
     fn drop(&mut self) {
         let (owner, executor) = self.previous;
-        thread_words::set_worker(owner, executor.cast::<()>());
+        thread_words::set_worker(owner, executor);
     }
 }
 

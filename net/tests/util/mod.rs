@@ -227,56 +227,35 @@ pub fn bytes_buffered(stream: &TcpStream) -> usize {
 }
 
 /// Fills `stream`'s send path (send buffer plus the peer's receive buffer)
-/// with `try_send` until it says `WouldBlock`, and stays `WouldBlock`
-/// after a pause; returns the bytes written. The bytes are
-/// `pattern(offset)`.
+/// with `try_send` until it says `WouldBlock`; returns the bytes written.
+/// The bytes are `pattern(offset)`.
 ///
 /// Tests call this to make their next send park, so "full" must stay full
-/// until the peer reads. On loopback it did not: the kernel grew the send
-/// buffer (autotuning, on ACKs that can arrive after the first
-/// `WouldBlock`), and under valgrind a send right after the fill completed
-/// in most runs (4 of 6). So the send buffer's size is fixed first
-/// (`SO_SNDBUF`, which ends autotuning: 16 of 16 runs parked), and the fill
-/// only counts as done when a retry after a short pause still finds no
-/// space.
+/// until the peer reads. With the kernel's send-buffer autotuning it did
+/// not: ACKs that arrived after the `WouldBlock` grew the buffer, and under
+/// valgrind a send right after the fill completed in 4 of 6 runs. So the
+/// send buffer's size is fixed first (`SO_SNDBUF` ends autotuning; 16 of
+/// 16 runs then parked).
 pub fn fill_send_buffer(stream: &TcpStream) -> usize {
-    fill_send_buffer_from(stream, 0)
-}
-
-/// [`fill_send_buffer`] for a stream that already carries `offset` bytes of
-/// the pattern: the bytes written continue it.
-pub fn fill_send_buffer_from(stream: &TcpStream, offset: usize) -> usize {
     const PIECE: usize = 64 * 1024;
     lock_send_buffer(stream, 256 * 1024);
-    const SETTLE: Duration = Duration::from_millis(10);
     // `pattern` repeats every PERIOD bytes: one period plus a piece, made
     // once, holds every piece (building each piece byte by byte took most of
     // this helper's time under valgrind, close to its deadline).
     let cycle: Vec<u8> = (0..PERIOD + PIECE).map(pattern).collect();
     let mut total = 0usize;
-    let mut settling = false;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         // Continue the byte pattern where the last (maybe partial) write
         // stopped.
-        let start = (offset + total) % PERIOD;
+        let start = total % PERIOD;
         let piece = &cycle[start..start + PIECE];
         match stream.try_send(piece) {
-            Ok(n) => {
-                total += n;
-                settling = false;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if settling {
-                    return total;
-                }
-                // Full for now: look again after a pause.
-                settling = true;
-                std::thread::sleep(SETTLE);
-            }
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
             Err(e) => panic!("try_send failed while filling: {e}"),
         }
-        assert!(Instant::now() < deadline, "send buffer never stayed full");
+        assert!(Instant::now() < deadline, "send buffer never filled");
     }
 }
 
