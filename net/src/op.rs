@@ -17,8 +17,10 @@
 //!   `done`: polling again yields [`CellError::Consumed`].
 //! * Dropping an unfinished operation releases its reservation. No data was
 //!   moved by a parked operation, so cancelling loses nothing.
-//! * Each poll that may do work spends one unit of the task's cooperative
-//!   budget first; with the budget spent it yields before any syscall.
+//! * Each poll that may make a syscall spends one unit of the task's
+//!   cooperative budget first; with the budget spent it yields before the
+//!   syscall. A poll that parks straight away (the socket is known to be
+//!   exhausted) does no work and spends nothing.
 
 use std::io;
 use std::task::{Poll, Waker};
@@ -105,22 +107,19 @@ impl OpState {
         if self.done {
             return consumed();
         }
-        if let Some(waker) = waker {
-            // Fairness: a task whose sockets are always ready yields after
-            // its budget (see `cellio_reactor::budget`).
-            if budget::poll_proceed(waker).is_pending() {
-                return Poll::Pending;
-            }
-        }
         let seen = match self.token {
             None => cell.observe(),
             Some(token) => cell.observe_reserved(token),
         };
         let Ok(seen) = seen else {
+            if spend_budget(waker).is_pending() {
+                return Poll::Pending;
+            }
             return self.poll_slow(cell, done, waker, attempt, None);
         };
         if seen.is_exhausted() {
-            // Parking straight away, without a syscall: only a fresh
+            // Parking straight away, without a syscall (and without
+            // spending budget: parking does no work): only a fresh
             // operation takes this shortcut inline (a holder that is polled
             // again goes the long way).
             if let (Some(waker), None) = (waker, self.token) {
@@ -138,7 +137,13 @@ impl OpState {
                     }
                 }
             }
+            if spend_budget(waker).is_pending() {
+                return Poll::Pending;
+            }
             return self.poll_slow(cell, done, waker, attempt, None);
+        }
+        if spend_budget(waker).is_pending() {
+            return Poll::Pending;
         }
         match attempt() {
             Ok((value, exhausted)) => {
@@ -265,6 +270,18 @@ impl OpState {
         if let Some(token) = self.token.take() {
             cancel_reserved(cell, token);
         }
+    }
+}
+
+/// Fairness: every poll that may make a syscall first spends one unit of the
+/// task's cooperative budget; a task whose sockets are always ready yields
+/// once it is spent (see `cellio_reactor::budget`). Without a waker (the
+/// `try_complete` path) there is nothing to yield to.
+#[inline(always)]
+fn spend_budget(waker: Option<&Waker>) -> Poll<()> {
+    match waker {
+        Some(waker) => budget::poll_proceed(waker),
+        None => Poll::Ready(()),
     }
 }
 
