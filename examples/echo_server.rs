@@ -32,7 +32,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cellio::runtime::{sleep, spawn_on, until_shutdown, RuntimeHandle};
-use cellio::{spawn, Builder, ListenOptions, TcpListener, TcpStream};
+use cellio::{spawn, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -61,6 +61,34 @@ struct Args {
     /// accepts and deals connections round-robin to every worker).
     #[arg(long, value_enum, default_value_t = Accept::Reuseport)]
     accept: Accept,
+    /// How connections are served: `futures` (the stream's `recv` and
+    /// `send_all` futures) or `poll` (through `TcpIo`, which keeps its
+    /// cells reserved between operations).
+    #[arg(long, value_enum, default_value_t = Api::Futures)]
+    api: Api,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    Futures,
+    Poll,
+}
+
+/// How every connection is served.
+#[derive(Clone, Copy, Debug)]
+struct Serving {
+    idle: Option<Duration>,
+    api: Api,
+}
+
+/// Starts serving `stream` on this worker.
+fn start(stream: TcpStream, serving: Serving) {
+    // Two separate tasks rather than one `async fn` with a branch: each
+    // loop keeps its own small state machine.
+    match serving.api {
+        Api::Futures => drop(spawn(connection(stream, serving.idle))),
+        Api::Poll => drop(spawn(connection_io(stream, serving.idle))),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,16 +170,70 @@ async fn echo_until_idle(
     }
 }
 
+/// [`connection`] through [`TcpIo`] (`--api poll`): the same echo, with
+/// the receive and send cells reserved once for the connection's life.
+async fn connection_io(stream: TcpStream, idle: Option<Duration>) {
+    let _ = stream.set_nodelay(true);
+    let mut io = TcpIo::new(stream);
+    let mut buf = [0u8; BUFFER];
+    let ended = match idle {
+        None => loop {
+            let n = match io.recv(&mut buf).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            if let Err(e) = io.send_all(&buf[..n]).await {
+                break Err(e);
+            }
+        },
+        Some(idle) => io_until_idle(&mut io, &mut buf, idle).await,
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// [`echo_until_idle`] through [`TcpIo`].
+async fn io_until_idle(io: &mut TcpIo, buf: &mut [u8], idle: Duration) -> std::io::Result<()> {
+    let mut last_data = Instant::now();
+    let mut timer = sleep(idle);
+    loop {
+        let received = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = io.poll_recv(cx, buf) {
+                return Poll::Ready(Some(result));
+            }
+            while Pin::new(&mut timer).poll(cx).is_ready() {
+                if last_data.elapsed() >= idle {
+                    return Poll::Ready(None);
+                }
+                timer.reset(last_data + idle);
+            }
+            Poll::Pending
+        })
+        .await;
+        let n = match received {
+            None => return Ok(()), // idle too long: close
+            Some(result) => result?,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        last_data = Instant::now();
+        io.send_all(&buf[..n]).await?;
+    }
+}
+
 /// Accepts until shutdown begins, one task per connection. With `deal_to`
 /// workers (hand-off mode) connections are dealt round-robin to them.
-async fn serve(listener: TcpListener, idle: Option<Duration>, deal_to: usize) {
+async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
     let mut next = 0;
     while let Some(accepted) = until_shutdown(listener.accept()).await {
         match accepted {
             Ok((stream, _peer)) if deal_to > 1 => {
                 next = (next + 1) % deal_to;
                 if next == 0 {
-                    spawn(connection(stream, idle));
+                    start(stream, serving);
                     continue;
                 }
                 // Leave this reactor; the chosen worker registers it with
@@ -160,7 +242,10 @@ async fn serve(listener: TcpListener, idle: Option<Duration>, deal_to: usize) {
                     Ok(stream) => {
                         spawn_on(next, async move {
                             match TcpStream::from_std(stream) {
-                                Ok(stream) => connection(stream, idle).await,
+                                Ok(stream) => match serving.api {
+                                    Api::Futures => connection(stream, serving.idle).await,
+                                    Api::Poll => connection_io(stream, serving.idle).await,
+                                },
                                 Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
                             }
                         });
@@ -168,9 +253,7 @@ async fn serve(listener: TcpListener, idle: Option<Duration>, deal_to: usize) {
                     Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
                 }
             }
-            Ok((stream, _peer)) => {
-                spawn(connection(stream, idle));
-            }
+            Ok((stream, _peer)) => start(stream, serving),
             // Out of file descriptors, a connection reset before we took
             // it...: this one is lost, the server goes on.
             Err(e) => {
@@ -194,7 +277,10 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> std::io::Result<()> {
     let workers = usize::from(args.workers);
-    let idle = (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms));
+    let serving = Serving {
+        idle: (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms)),
+        api: args.api,
+    };
     let runtime = Builder::new()
         .workers(workers)
         .task_pooling(!args.no_task_pool)
@@ -223,7 +309,7 @@ fn run(args: &Args) -> std::io::Result<()> {
         for worker in (1..workers).filter(|_| !handoff) {
             spawn_on(worker, async move {
                 match TcpListener::bind_with(addr, options) {
-                    Ok(listener) => serve(listener, idle, 1).await,
+                    Ok(listener) => serve(listener, serving, 1).await,
                     Err(e) => {
                         eprintln!("echo_server: worker {worker} cannot listen on {addr}: {e}");
                         WORKER_FAILED.store(true, Ordering::SeqCst);
@@ -234,7 +320,7 @@ fn run(args: &Args) -> std::io::Result<()> {
                 }
             });
         }
-        serve(listener, idle, if handoff { workers } else { 1 }).await;
+        serve(listener, serving, if handoff { workers } else { 1 }).await;
         Ok::<(), std::io::Error>(())
     })?;
 

@@ -47,6 +47,6 @@ pub use cellio_net as net;
 pub use cellio_reactor as reactor;
 pub use cellio_runtime as runtime;
 
-pub use cellio_net::{ListenOptions, OpStats, TcpListener, TcpStream};
+pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream};
 pub use cellio_reactor::CellError;
 pub use cellio_runtime::{spawn, spawn_local, yield_now, Builder, JoinError, JoinHandle, Runtime};

@@ -6,6 +6,9 @@
 //! * [`TcpListener`] — bind with `SO_REUSEADDR` and a backlog, `accept`.
 //! * [`TcpStream`] — `connect`, `recv`, `send`, `send_all`, `recv_exact`,
 //!   `shutdown`, options and addresses.
+//! * [`TcpIo`] — a stream behind poll methods and the `futures-io`
+//!   `AsyncRead`/`AsyncWrite` traits, keeping its cells reserved between
+//!   operations.
 //!
 //! Operations must run inside a cellio runtime (`cellio_runtime::Runtime`),
 //! whose reactor drives the sockets.
@@ -28,10 +31,11 @@
 //! ```
 #![warn(missing_docs)]
 
+mod held;
 mod op;
 mod stats;
 mod sys;
 pub mod tcp;
 
 pub use stats::OpStats;
-pub use tcp::{ListenOptions, TcpListener, TcpStream};
+pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpStream};

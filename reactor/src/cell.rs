@@ -218,6 +218,15 @@ impl Readiness {
         self.0 & EXHAUSTED != 0
     }
 
+    /// `true` when the reactor had reported a hang-up (end of stream or an
+    /// error) for this direction when the snapshot was taken. From then on
+    /// no further notification will come, so nothing may be concluded from
+    /// a short read: the operation must read the 0 or the error.
+    #[inline]
+    pub fn is_hung_up(self) -> bool {
+        self.0 & HUP != 0
+    }
+
     /// How many notifications the cell had received when the snapshot was
     /// taken (modulo 2^27).
     #[inline]

@@ -351,3 +351,51 @@ fn park_idle_vs_another_operation() {
         }
     });
 }
+
+/// A holder that keeps its reservation across operations (`TcpIo` in
+/// cellio-net): it parks, is woken or polled again, and parks again under
+/// the same token, while the reactor notifies twice from another thread.
+/// Whatever the interleaving, it never ends parked at a snapshot older than
+/// the cell's sequence without having been woken since that park: a
+/// notification is either in its last snapshot, refused its park (Retry),
+/// or woke it.
+#[test]
+fn held_reservation_parks_again_without_losing_a_wake() {
+    model(|cell, counter, waker| {
+        let token = cell.reserve().unwrap();
+        let first = cell.observe_reserved(token).unwrap();
+        assert_eq!(cell.park(token, first, &waker).unwrap(), Park::Parked);
+
+        let notifier = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                cell.notify();
+                cell.notify();
+            })
+        };
+        let_the_other_thread_run_first();
+
+        // Polled again (woken or not): take the cell back, "attempt", park
+        // again at the fresh snapshot; retry while notifications move it.
+        let (last_seen, wakes_at_park) = loop {
+            let seen = cell.observe_reserved(token).unwrap();
+            let before = wakes(&counter);
+            match cell.park(token, seen, &waker).unwrap() {
+                Park::Parked => break (seen, before),
+                Park::Retry => continue,
+            }
+        };
+        notifier.join().unwrap();
+
+        let now = cell.peek();
+        let still_parked = format!("{cell:?}").contains("\"parked\"");
+        if now.sequence() != last_seen.sequence() {
+            // A notification came after the last park's snapshot: it must
+            // have taken the cell from PARKED and woken the waker.
+            assert!(!still_parked, "parked at a stale snapshot");
+            assert!(wakes(&counter) > wakes_at_park, "late notification lost");
+        }
+        cell.release(token).unwrap();
+        assert_eq!(cell.generation(), token.generation().wrapping_add(1));
+    });
+}

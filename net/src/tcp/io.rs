@@ -17,7 +17,7 @@ use crate::sys;
 use crate::tcp::TcpStream;
 
 #[inline]
-fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+pub(crate) fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
     let n = sys::recv(stream.as_raw_fd(), buf)?;
     // A short read leaves the socket drained: the next receive can park
     // without a syscall that would only say EAGAIN. (0 is end of stream.)
@@ -25,7 +25,7 @@ fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)>
 }
 
 #[inline(always)]
-fn send_attempt(stream: &TcpStream, buf: &[u8]) -> io::Result<(usize, bool)> {
+pub(crate) fn send_attempt(stream: &TcpStream, buf: &[u8]) -> io::Result<(usize, bool)> {
     // MSG_NOSIGNAL (Linux) / SO_NOSIGPIPE (Apple, set by mio): a reset peer
     // never raises SIGPIPE.
     match sys::send(stream.as_raw_fd(), buf) {

@@ -44,8 +44,9 @@
 //!
 //! The server binaries are the siblings of this executable (`mio_echo`, `tokio_echo`,
 //! `mio_load` in the same target directory); a cellio server is given with `--cellio-bin`
-//! and runs as `cellio` (its defaults), `cellio-nopool` (`--no-task-pool`) and `cellio-2w`
-//! (`--workers 2`, on the same single pinned core).
+//! and runs as `cellio` (its defaults), `cellio-io` (`--api poll`: the same echo through
+//! `TcpIo`), `cellio-nopool` (`--no-task-pool`) and `cellio-2w` (`--workers 2`, on the same
+//! single pinned core).
 
 mod extras;
 mod perf;
@@ -69,11 +70,12 @@ use serde_json::{json, Value};
 
 const PROG: &str = "echo_compare";
 /// Servers this driver knows, in default order.
-const KNOWN: [&str; 6] = [
+const KNOWN: [&str; 7] = [
     "mio",
     "tokio-current",
     "tokio-multi",
     "cellio",
+    "cellio-io",
     "cellio-nopool",
     "cellio-2w",
 ];
@@ -83,13 +85,15 @@ const KNOWN: [&str; 6] = [
 #[command(name = PROG, version)]
 struct Args {
     /// Comma-separated servers to compare, from: mio, tokio-current, tokio-multi, cellio,
-    /// cellio-nopool (`--no-task-pool`), cellio-2w (`--workers 2`, on the one server core).
-    /// Default: mio,tokio-current,tokio-multi, plus cellio,cellio-nopool when --cellio-bin is
-    /// given (and cellio-2w with --with-workers).
+    /// cellio-io (`--api poll`: through `TcpIo`), cellio-nopool (`--no-task-pool`), cellio-2w
+    /// (`--workers 2`, on the one server core). Default: mio,tokio-current,tokio-multi, plus
+    /// cellio,cellio-io,cellio-nopool when --cellio-bin is given (and cellio-2w with
+    /// --with-workers).
     #[arg(long, value_delimiter = ',')]
     servers: Option<Vec<String>>,
     /// A built cellio echo server binary (examples/echo_server); it must accept
-    /// `--addr HOST:PORT`, and `--no-task-pool` / `--workers N` for the variants.
+    /// `--addr HOST:PORT`, and `--api poll` / `--no-task-pool` / `--workers N` for the
+    /// variants.
     #[arg(long)]
     cellio_bin: Option<PathBuf>,
     /// Add cellio-2w (two workers sharing the server core) to the default server list.
@@ -726,7 +730,7 @@ fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
         None => KNOWN
             .iter()
             .filter(|n| match **n {
-                "cellio" | "cellio-nopool" => args.cellio_bin.is_some(),
+                "cellio" | "cellio-io" | "cellio-nopool" => args.cellio_bin.is_some(),
                 "cellio-2w" => args.cellio_bin.is_some() && args.with_workers,
                 _ => true,
             })
@@ -756,7 +760,7 @@ fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
                     args.tokio_workers.to_string(),
                 ],
             ),
-            "cellio" | "cellio-nopool" | "cellio-2w" => {
+            "cellio" | "cellio-io" | "cellio-nopool" | "cellio-2w" => {
                 let bin = args
                     .cellio_bin
                     .clone()
@@ -765,6 +769,7 @@ fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
                     return Err(format!("--cellio-bin {}: no such file", bin.display()));
                 }
                 let mut extra: Vec<String> = match name.as_str() {
+                    "cellio-io" => vec!["--api".into(), "poll".into()],
                     "cellio-nopool" => vec!["--no-task-pool".into()],
                     "cellio-2w" => vec!["--workers".into(), "2".into()],
                     _ => vec![],

@@ -294,6 +294,14 @@ impl<'a> Report<'a> {
                 a.server_core
             ));
         }
+        if self.specs.iter().any(|s| s.name == "cellio-io") {
+            n.push(
+                "cellio-io: `--api poll`, the same echo through `TcpIo` (poll methods that keep \
+                 the socket's cells reserved between operations) instead of the stream's \
+                 `recv`/`send_all` futures."
+                    .into(),
+            );
+        }
         if self.specs.iter().any(|s| s.name == "cellio-nopool") {
             n.push(
                 "cellio-nopool: `--no-task-pool` (every connection's task allocated afresh)."
@@ -330,22 +338,32 @@ impl<'a> Report<'a> {
         n
     }
 
+    /// The issue's targets, for each cellio variant that ran as the
+    /// server under test: `cellio` (the stream's futures) and `cellio-io`
+    /// (the same server through `TcpIo`).
     fn targets(&self) -> Vec<Target> {
-        if self.row("cellio").is_none() {
-            return Vec::new();
+        let mut t = Vec::new();
+        for ours in ["cellio", "cellio-io"] {
+            if self.row(ours).is_some() {
+                t.extend(self.targets_of(ours));
+            }
         }
+        t
+    }
+
+    fn targets_of(&self, ours: &str) -> Vec<Target> {
         let mut t = Vec::new();
         let check =
-            |what: &str, ours: Option<f64>, base: Option<f64>, limit: f64, unit: &str| match (
-                ours, base,
+            |what: &str, mine: Option<f64>, base: Option<f64>, limit: f64, unit: &str| match (
+                mine, base,
             ) {
                 (Some(a), Some(b)) => Target {
-                    what: what.to_string(),
+                    what: format!("{ours}: {what}"),
                     figure: format!("{:.2}x ({a:.1} / {b:.1} {unit})", a / b),
                     met: Some(a / b <= limit),
                 },
                 _ => Target {
-                    what: what.to_string(),
+                    what: format!("{ours}: {what}"),
                     figure: "not measured".into(),
                     met: None,
                 },
@@ -356,7 +374,7 @@ impl<'a> Report<'a> {
         ] {
             t.push(check(
                 &format!("user CPU/msg <= {limit}x {label} (/proc ticks)"),
-                self.user("cellio"),
+                self.user(ours),
                 self.user(base),
                 limit,
                 "ns",
@@ -365,7 +383,7 @@ impl<'a> Report<'a> {
                 let cycles = |n: &str| self.perf(n).map(|(p, _, _)| p.user_cycles);
                 t.push(check(
                     &format!("user CPU/msg <= {limit}x {label} (perf user cycles, medians)"),
-                    cycles("cellio"),
+                    cycles(ours),
                     cycles(base),
                     limit,
                     "cycles",
@@ -374,7 +392,7 @@ impl<'a> Report<'a> {
             if self.any(|r| r.callgrind.is_some()) {
                 t.push(check(
                     &format!("user CPU/msg <= {limit}x {label} (callgrind instructions)"),
-                    self.instr("cellio"),
+                    self.instr(ours),
                     self.instr(base),
                     limit,
                     "instr",
@@ -382,9 +400,10 @@ impl<'a> Report<'a> {
             }
         }
         let sc = |n: &str| self.row(n).and_then(|r| r.syscalls);
-        let what =
-            format!("syscalls/msg <= the raw loop's (strace; equal within {SYSCALL_RESOLUTION})");
-        t.push(match (sc("cellio"), sc("mio")) {
+        let what = format!(
+            "{ours}: syscalls/msg <= the raw loop's (strace; equal within {SYSCALL_RESOLUTION})"
+        );
+        t.push(match (sc(ours), sc("mio")) {
             (Some(c), Some(m)) => Target {
                 what,
                 figure: format!("{c:.3} vs {m:.3}"),
@@ -398,10 +417,10 @@ impl<'a> Report<'a> {
         });
         let p99 = |n: &str| self.row(n).and_then(|r| r.latency).map(|l| l.p99_us);
         let what = format!(
-            "p99 at {} msg/s no worse than tokio current_thread's",
+            "{ours}: p99 at {} msg/s no worse than tokio current_thread's",
             self.args.latency_rate
         );
-        t.push(match (p99("cellio"), p99("tokio-current")) {
+        t.push(match (p99(ours), p99("tokio-current")) {
             (Some(c), Some(k)) => Target {
                 what,
                 figure: format!("{c:.1} µs vs {k:.1} µs"),

@@ -1,0 +1,222 @@
+//! `TcpIo`: a stream behind poll methods and the `futures-io` traits, which
+//! keeps its cells reserved between operations. Echo through both paths,
+//! the traits, large transfers, hang-ups, and giving the cells back.
+
+mod util;
+
+use std::future::{poll_fn, Future};
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::pin::pin;
+use std::task::Poll;
+
+use cellio_net::{TcpIo, TcpStream};
+use cellio_reactor::CellError;
+use cellio_runtime::spawn;
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use util::{cellio_pair, drain_checking, join2, pattern, run, std_peer};
+
+/// Echoes through `TcpIo` until the peer closes; returns the stream.
+async fn echo(stream: TcpStream) -> io::Result<TcpStream> {
+    // Two small replies in a row: without this the second waits for the
+    // client's delayed ACK (Nagle).
+    stream.set_nodelay(true)?;
+    let mut io = TcpIo::new(stream);
+    let mut buf = [0u8; 64];
+    loop {
+        let n = io.recv(&mut buf).await?;
+        if n == 0 {
+            return Ok(io.into_inner());
+        }
+        io.send_all(&buf[..n]).await?;
+    }
+}
+
+#[test]
+fn echoes_every_byte_through_both_the_parked_and_the_synchronous_path() {
+    run(|| async {
+        let (client, server) = cellio_pair().await?;
+        client.set_nodelay(true)?;
+        let task = spawn(echo(server));
+        let rounds = 200;
+        let mut out = [0u8; 128];
+        let mut back = [0u8; 128];
+        for round in 0..rounds {
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = pattern(round * 128 + i);
+            }
+            // One message: the server's receive parks, waiting for it.
+            client.send_all(&out[..64]).await?;
+            client.recv_exact(&mut back[..64]).await?;
+            assert_eq!(out[..64], back[..64], "round {round}");
+            // Two back to back: its 64-byte buffer takes one, and the
+            // next receive finds the other already there.
+            client.send_all(&out).await?;
+            client.recv_exact(&mut back).await?;
+            assert_eq!(out, back, "round {round}");
+        }
+        drop(client);
+        let server = task.await.expect("echo task")?;
+        let stats = server.stats();
+        assert!(stats.recv_parked >= rounds as u64, "{stats:?}");
+        assert!(stats.recv_sync >= rounds as u64, "{stats:?}");
+        // Small sends never wait for room.
+        assert_eq!(stats.send_parked, 0, "{stats:?}");
+        assert!(stats.send_sync >= 3 * rounds as u64, "{stats:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn futures_io_read_write_and_close() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::from(ours);
+        let peer_thread = std::thread::spawn(move || -> io::Result<Vec<u8>> {
+            let mut got = [0u8; 5];
+            peer.read_exact(&mut got)?;
+            peer.write_all(b"world")?;
+            let mut rest = Vec::new();
+            peer.read_to_end(&mut rest)?; // ends at our close
+            Ok([&got[..], &rest].concat())
+        });
+        io.write_all(b"hello").await?;
+        let mut reply = [0u8; 5];
+        io.read_exact(&mut reply).await?;
+        assert_eq!(&reply, b"world");
+        io.write_all(b"!").await?;
+        io.flush().await?;
+        io.close().await?;
+        assert_eq!(peer_thread.join().unwrap()?, b"hello!");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_large_transfer_waits_for_room_and_arrives_intact() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let total = 8 << 20;
+        let reader = std::thread::spawn(move || drain_checking(&mut peer));
+        let mut io = TcpIo::new(ours);
+        let msg: Vec<u8> = (0..total).map(pattern).collect();
+        io.send_all(&msg).await?;
+        let ours = io.into_inner();
+        ours.shutdown(Shutdown::Write)?;
+        assert_eq!(reader.join().unwrap()?, total);
+        // Far more than the socket buffers hold: sends had to park.
+        assert!(ours.stats().send_parked > 0, "{:?}", ours.stats());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn data_then_end_of_stream_in_one_event_reads_both_without_hanging() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        // Prime the receive side so it is reserved and parked first.
+        let mut buf = [0u8; 64];
+        {
+            let mut pending = pin!(io.recv(&mut buf));
+            assert!(poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx)))
+                .await
+                .is_pending());
+        }
+        // Then data and the FIN arrive together: the short read that takes
+        // the data must not let the next receive park (no event follows).
+        peer.write_all(b"last words")?;
+        peer.shutdown(Shutdown::Write)?;
+        util::wait_read_closed(io.get_ref());
+        let n = io.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"last words");
+        assert_eq!(io.recv(&mut buf).await?, 0, "end of stream");
+        assert_eq!(io.recv(&mut buf).await?, 0, "and again");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_held_direction_makes_the_streams_futures_busy_until_into_inner() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        let mut buf = [0u8; 16];
+        // A receive parks and is abandoned: the cell stays reserved.
+        {
+            let mut pending = pin!(io.recv(&mut buf));
+            assert!(poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx)))
+                .await
+                .is_pending());
+        }
+        let err = io
+            .get_ref()
+            .recv(&mut buf)
+            .await
+            .expect_err("the receive cell is held");
+        assert_eq!(err.kind(), io::ErrorKind::ResourceBusy);
+        assert_eq!(CellError::of(&err), Some(CellError::Busy));
+        // The send direction was never used: still free for the futures.
+        io.get_ref().send_all(b"free").await?;
+
+        // Given back, the stream receives what arrived meanwhile: nothing
+        // was lost by the abandoned receive.
+        peer.write_all(b"kept")?;
+        let ours = io.into_inner();
+        let mut got = [0u8; 4];
+        ours.recv_exact(&mut got).await?;
+        assert_eq!(&got, b"kept");
+        let mut echo = [0u8; 4];
+        peer.read_exact(&mut echo)?;
+        assert_eq!(&echo, b"free");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_send_and_a_receive_run_at_once_from_one_task() {
+    run(|| async {
+        let (a, b) = cellio_pair().await?;
+        let (mut a, mut b) = (TcpIo::new(a), TcpIo::new(b));
+        let msg: Vec<u8> = (0..1_000_000).map(pattern).collect();
+        let mut got = vec![0u8; msg.len()];
+        let (sent, received) = join2(a.send_all(&msg), async {
+            let mut filled = 0;
+            while filled < got.len() {
+                match b.recv(&mut got[filled..]).await? {
+                    0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    n => filled += n,
+                }
+            }
+            io::Result::Ok(())
+        })
+        .await;
+        sent?;
+        received?;
+        assert!(got == msg, "a million bytes through TcpIo differ");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_reset_peer_is_an_error_not_a_hang() {
+    run(|| async {
+        let (ours, peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        // SO_LINGER 0: close sends a reset.
+        socket2::SockRef::from(&peer).set_linger(Some(std::time::Duration::ZERO))?;
+        drop(peer);
+        util::wait_read_closed(io.get_ref());
+        let mut buf = [0u8; 16];
+        let err = io.recv(&mut buf).await.expect_err("the peer reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
