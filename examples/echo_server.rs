@@ -16,6 +16,9 @@
 //!   finish, then exit 0.
 //! * `--no-task-pool`: allocate each connection's task afresh (to measure
 //!   what pooling buys).
+//! * `--api poll`: serve connections through `TcpIo` (poll methods that keep
+//!   the socket's cells reserved between operations) instead of the
+//!   stream's `recv`/`send_all` futures (`--api futures`, the default).
 //!
 //! With `--workers` above 1 the listeners use `SO_REUSEPORT`, so another
 //! process of the same user listening on the port with `SO_REUSEPORT` too
