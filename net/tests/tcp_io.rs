@@ -220,3 +220,35 @@ fn a_reset_peer_is_an_error_not_a_hang() {
     })
     .unwrap();
 }
+
+#[cfg(feature = "tokio-io")]
+#[test]
+fn tokio_io_read_write_and_shutdown() {
+    // Fully qualified: futures' extension traits are in scope too.
+    use tokio::io::{AsyncReadExt as TokioRead, AsyncWriteExt as TokioWrite};
+
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        let peer_thread = std::thread::spawn(move || -> io::Result<Vec<u8>> {
+            let mut got = [0u8; 5];
+            peer.read_exact(&mut got)?;
+            peer.write_all(b"world")?;
+            let mut rest = Vec::new();
+            peer.read_to_end(&mut rest)?; // ends at our shutdown
+            Ok([&got[..], &rest].concat())
+        });
+        TokioWrite::write_all(&mut io, b"hello").await?;
+        let mut reply = [0u8; 5];
+        TokioRead::read_exact(&mut io, &mut reply).await?;
+        assert_eq!(&reply, b"world");
+        TokioWrite::write_all(&mut io, b"!").await?;
+        TokioWrite::shutdown(&mut io).await?;
+        assert_eq!(peer_thread.join().unwrap()?, b"hello!");
+        // A read into a tokio ReadBuf after the peer closed: end of stream.
+        let mut rest = Vec::new();
+        assert_eq!(TokioRead::read_to_end(&mut io, &mut rest).await?, 0);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

@@ -14,7 +14,8 @@ use crate::tcp::TcpStream;
 
 /// A [`TcpStream`] used through poll methods: [`poll_recv`](Self::poll_recv)
 /// and [`poll_send`](Self::poll_send), and through them
-/// [`futures_io::AsyncRead`] and [`futures_io::AsyncWrite`] — for code
+/// [`futures_io::AsyncRead`] and [`futures_io::AsyncWrite`] (and, with the
+/// `tokio-io` feature, tokio's `AsyncRead` and `AsyncWrite`) — for code
 /// written against those traits (codecs, `copy`, TLS wrappers), or for a
 /// connection that one task drives alone.
 ///
@@ -208,6 +209,49 @@ impl fmt::Debug for TcpIo {
             .field("rx", &self.rx)
             .field("tx", &self.tx)
             .finish()
+    }
+}
+
+/// With the `tokio-io` feature: tokio's traits, for code built on them.
+/// Reading initializes the unfilled part of the `ReadBuf` once (zeroes it,
+/// as tokio requires before handing it to the kernel); a reused buffer is
+/// not zeroed again.
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncRead for TcpIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let n = match this.poll_recv(cx, buf.initialize_unfilled()) {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncWrite for TcpIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_send(cx, buf)
+    }
+
+    /// Nothing to flush: every byte a send reports has gone to the kernel.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Shuts down the sending side (the peer reads end of stream).
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.stream.shutdown(Shutdown::Write))
     }
 }
 
