@@ -5,10 +5,19 @@
 //! wait and release it when they finish, because any task may hold a
 //! `&TcpStream` and start the next operation. A [`TcpIo`](crate::TcpIo)
 //! owns its stream, so nobody else can start one: it reserves each cell
-//! once, on its first operation in that direction, and releases it when it
-//! is dropped or unwrapped. In between, an operation is a snapshot, the
-//! syscall and, when the socket is drained, one CAS to park; no generation
-//! moves, nothing is built or dropped per operation.
+//! once, on its first operation in that direction, and gives it back in
+//! `TcpIo::into_inner` (or, when the `TcpIo` is dropped, the socket's
+//! registration resets it). In between, nothing is built or dropped per
+//! operation and no generation moves.
+//!
+//! An operation whose attempt proves the socket drained (a short read, a
+//! partial write) parks its task's waker in the cell right away, before
+//! returning its result. The next operation in that direction then finds
+//! the cell still parked with its task's waker and no notification since
+//! ([`OpCell::still_parked`]: one load, no write) and returns `Pending` at
+//! once; the reactor's next notification wakes the task. Per echoed message
+//! that is one compare-and-swap on the receive cell (the park) besides the
+//! reactor's, where the futures need two.
 //!
 //! # Invariants
 //!
@@ -17,19 +26,19 @@
 //!   `ResourceBusy` (the usual one-operation-per-direction rule).
 //! * A readiness snapshot is taken before each attempt; parking passes it to
 //!   [`OpCell::park`], which refuses to sleep if a notification arrived
-//!   since (the same rule as the futures).
-//! * `exhausted_at` is the sequence of a snapshot whose attempt proved the
-//!   socket drained (a short read, a partial write). The next operation
-//!   parks without a syscall only if the cell's sequence still equals it
-//!   (no notification since) and the snapshot shows no hang-up: after a
-//!   hang-up no notification will ever come, so a short read proves
-//!   nothing. A stale mark cannot match by wrapping: the sequence counts
-//!   notifications, each of which needs new readiness, and every attempt
-//!   rewrites the mark.
+//!   since (the same rule as the futures). The early park after a drained
+//!   attempt uses that attempt's snapshot, so data or space that arrived
+//!   during the syscall makes it refuse, and the next operation attempts.
+//! * No early park once the snapshot shows a hang-up: after one, no
+//!   notification will ever come, so the next operation must attempt (and
+//!   read the 0 or the error).
+//! * "Drained" is never remembered outside the cell: it *is* the cell's
+//!   `PARKED` phase, which every notification ends. (A sequence number kept
+//!   aside could match again after the 27-bit sequence wrapped.)
+//! * A parked waker that is not awaited any more gets at most one spurious
+//!   wake: the notification that ends `PARKED`.
 //! * Each poll that may make a syscall first spends one unit of the task's
-//!   cooperative budget; parking spends nothing.
-//! * [`HeldCell::release`] gives the cell back (and parks nothing): after
-//!   it, the stream's futures can use the direction again.
+//!   cooperative budget; staying parked spends nothing.
 
 use std::io;
 use std::task::{Poll, Waker};
@@ -42,10 +51,10 @@ use crate::op::Attempt;
 #[derive(Debug, Default)]
 pub(crate) struct HeldCell {
     token: Option<Token>,
-    /// Sequence of the snapshot at which an attempt proved the socket
-    /// drained in this direction.
-    exhausted_at: Option<u64>,
-    /// The operation in progress has parked at least once (for the stats).
+    /// The operation in progress has waited at least once (for the stats).
+    /// An operation abandoned while waiting leaves it set, so the next one
+    /// counts as parked: the stats are exact only for operations that are
+    /// polled to completion.
     parked: bool,
 }
 
@@ -68,34 +77,44 @@ impl HeldCell {
                 Err(e) => return Poll::Ready(Err(e.into())),
             },
         };
+        // Parked by the last operation (which found the socket drained), and
+        // nothing has arrived since: keep sleeping.
+        if cell.still_parked(token, waker) {
+            self.parked = true;
+            return Poll::Pending;
+        }
         loop {
+            // Takes the cell back to RESERVED if it is parked (with another
+            // task's waker, or notified meanwhile).
             let seen = match cell.observe_reserved(token) {
                 Ok(seen) => seen,
-                // Reset under us (the reactor is gone and the slot reused):
-                // the token is worthless now.
+                // Unreachable while the TcpIo owns its stream (only dropping
+                // the registration resets the cell); a worthless token then.
                 Err(e) => {
                     self.token = None;
                     return Poll::Ready(Err(e.into()));
                 }
             };
-            let drained = self.exhausted_at == Some(seen.sequence()) && !seen.is_hung_up();
-            if !drained {
-                if budget::poll_proceed(waker).is_pending() {
-                    return Poll::Pending;
+            if budget::poll_proceed(waker).is_pending() {
+                return Poll::Pending;
+            }
+            match attempt() {
+                Ok((value, drained)) => {
+                    done.record(std::mem::take(&mut self.parked));
+                    if drained && !seen.is_hung_up() {
+                        // Park now for the next operation (see the module
+                        // docs). Refused (readiness moved, or the reactor
+                        // closed): the cell stays reserved and the next
+                        // operation attempts.
+                        let _ = cell.park(token, seen, waker);
+                    }
+                    return Poll::Ready(Ok(value));
                 }
-                match attempt() {
-                    Ok((value, exhausted)) => {
-                        self.exhausted_at = exhausted.then_some(seen.sequence());
-                        done.record(std::mem::take(&mut self.parked));
-                        return Poll::Ready(Ok(value));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.exhausted_at = None;
-                        self.parked = false;
-                        return Poll::Ready(Err(e));
-                    }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.parked = false;
+                    return Poll::Ready(Err(e));
                 }
             }
             match cell.park(token, seen, waker) {
@@ -104,7 +123,7 @@ impl HeldCell {
                     return Poll::Pending;
                 }
                 // A notification arrived since the snapshot: try again.
-                Ok(Park::Retry) => self.exhausted_at = None,
+                Ok(Park::Retry) => continue,
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
         }
@@ -113,7 +132,6 @@ impl HeldCell {
     /// Gives the cell back, if held. A parked waker is simply dropped with
     /// the reservation: nothing was moved, so nothing is lost.
     pub(crate) fn release(&mut self, cell: &OpCell) {
-        self.exhausted_at = None;
         self.parked = false;
         if let Some(token) = self.token.take() {
             // Stale means the cell was reset under us: nothing to give back.

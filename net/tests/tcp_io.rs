@@ -140,6 +140,50 @@ fn data_then_end_of_stream_in_one_event_reads_both_without_hanging() {
     .unwrap();
 }
 
+/// As above, but the reactor has already recorded the hang-up when the
+/// data is read: the short read then proves nothing (no event will follow),
+/// so it must not park the next receive early.
+#[test]
+fn a_short_read_after_a_recorded_hangup_does_not_park_the_next_receive() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        let mut buf = [0u8; 64];
+        {
+            let mut pending = pin!(io.recv(&mut buf));
+            assert!(poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx)))
+                .await
+                .is_pending());
+        }
+        peer.write_all(b"last words")?;
+        peer.shutdown(Shutdown::Write)?;
+        util::wait_read_closed(io.get_ref());
+        // Let the reactor turn (and record the hang-up) before we read.
+        cellio_runtime::sleep(std::time::Duration::from_millis(50)).await;
+        let n = io.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"last words");
+        assert_eq!(io.recv(&mut buf).await?, 0, "end of stream");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn empty_buffers_complete_at_once_even_after_a_draining_receive() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        peer.write_all(b"abc")?;
+        let mut buf = [0u8; 16];
+        assert_eq!(io.recv(&mut buf).await?, 3); // short: parks early
+        assert_eq!(io.recv(&mut []).await?, 0);
+        io.send_all(&[]).await?;
+        assert_eq!(poll_fn(|cx| io.poll_send(cx, &[])).await?, 0);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_held_direction_makes_the_streams_futures_busy_until_into_inner() {
     run(|| async {

@@ -296,7 +296,8 @@ impl fmt::Display for CellError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             CellError::Busy => {
-                "another operation in the same direction is already in flight on this socket"
+                "another operation in the same direction is already in flight on this socket \
+                 (or a TcpIo holds this direction)"
             }
             CellError::Stale => "stale operation: its cell was released and reused",
             CellError::Consumed => "operation polled again after it completed",
@@ -846,6 +847,42 @@ impl OpCell {
                 Err(actual) => word = actual,
             }
         }
+    }
+
+    /// `true` while the holder of `token` is parked with a waker for the
+    /// same task as `waker` and no notification has come since it parked:
+    /// polled again, it may stay asleep without touching the cell, because
+    /// the next notification wakes that waker.
+    ///
+    /// Only reads: the phase (Acquire) and the slot's identity, which is two
+    /// atomics compared by value and never dereferenced, so it is sound to
+    /// read while the notifier owns the slot. If a notification takes the
+    /// cell right after the load, it wakes the parked waker, which is ours.
+    ///
+    /// ```
+    /// use cellio_reactor::{OpCell, Park};
+    /// use std::sync::Arc;
+    /// use std::task::{Wake, Waker};
+    ///
+    /// struct Task;
+    /// impl Wake for Task {
+    ///     fn wake(self: Arc<Self>) {}
+    /// }
+    ///
+    /// let (mine, other) = (Waker::from(Arc::new(Task)), Waker::from(Arc::new(Task)));
+    /// let cell = OpCell::new();
+    /// let token = cell.reserve().unwrap();
+    /// let seen = cell.observe_reserved(token).unwrap();
+    /// assert_eq!(cell.park(token, seen, &mine).unwrap(), Park::Parked);
+    /// assert!(cell.still_parked(token, &mine));
+    /// assert!(!cell.still_parked(token, &other)); // another task's waker
+    /// cell.notify();
+    /// assert!(!cell.still_parked(token, &mine)); // woken: attempt again
+    /// ```
+    #[inline]
+    pub fn still_parked(&self, token: Token, waker: &Waker) -> bool {
+        let word = self.word.load(Ordering::Acquire);
+        word & (GEN_MASK | PHASE_MASK) == token.bits() | PARKED && self.waker.holds(waker)
     }
 
     /// Reads the readiness without changing anything — unlike

@@ -42,10 +42,11 @@ pub(crate) fn send_attempt(stream: &TcpStream, buf: &[u8]) -> io::Result<(usize,
 #[inline(never)]
 fn send_fell_short(stream: &TcpStream, result: io::Result<usize>) -> io::Result<(usize, bool)> {
     match result {
-        Ok(n) => {
-            stream.arm_writable()?;
-            Ok((n, true))
-        }
+        // `n` bytes are gone: they are reported whatever happens to the
+        // arming (an error here would make a retrying caller send them
+        // twice). If it failed, the socket is not called drained, so the
+        // next attempt sees EAGAIN and arms (and reports) again.
+        Ok(n) => Ok((n, stream.arm_writable().is_ok())),
         Err(e) => {
             if e.kind() == io::ErrorKind::WouldBlock {
                 stream.arm_writable()?;

@@ -79,13 +79,22 @@ impl TcpIo {
     }
 
     /// Receives into `buf`: `Ready(Ok(n))` with the bytes received (0: the
-    /// peer closed its side), or `Pending` with the task to be woken when
-    /// data arrives.
+    /// peer closed its side, or `buf` is empty), or `Pending` with the task
+    /// to be woken when data arrives.
+    ///
+    /// A receive that leaves the socket drained (it got less than `buf`
+    /// holds) parks the task's waker in the cell before returning, so that
+    /// the next receive waits without a syscall; data that arrives before
+    /// that next receive wakes the task once (a spurious wake-up, as
+    /// futures allow).
     ///
     /// Fails with `ErrorKind::ResourceBusy` if one of the stream's receive
     /// futures is in flight.
     #[inline(always)]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         let stream = &self.stream;
         let registration = stream.registration();
         self.rx.poll(
@@ -98,12 +107,16 @@ impl TcpIo {
 
     /// Sends from `buf`: `Ready(Ok(n))` with the bytes the kernel took (at
     /// least 1 for a non-empty `buf`), or `Pending` with the task to be
-    /// woken when there is room.
+    /// woken when there is room. A partial send parks the waker for the next
+    /// one, like a draining receive.
     ///
     /// Fails with `ErrorKind::ResourceBusy` if one of the stream's send
     /// futures is in flight.
     #[inline(always)]
     pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         let stream = &self.stream;
         let registration = stream.registration();
         self.tx.poll(
@@ -125,6 +138,10 @@ impl TcpIo {
 
     /// Sends the whole of `buf`, in as many sends as the kernel needs.
     /// Fails with `ErrorKind::WriteZero` if a send takes nothing.
+    ///
+    /// Like tokio's `write_all`, it is not cancel-safe: dropped (or failed)
+    /// part-way, an unknown prefix of `buf` has been sent. Loop over
+    /// [`poll_send`](Self::poll_send) to know exactly how much.
     pub fn send_all<'a>(&'a mut self, buf: &'a [u8]) -> impl Future<Output = io::Result<()>> + 'a {
         IoSendAll {
             io: self,
@@ -213,9 +230,14 @@ impl fmt::Debug for TcpIo {
 }
 
 /// With the `tokio-io` feature: tokio's traits, for code built on them.
-/// Reading initializes the unfilled part of the `ReadBuf` once (zeroes it,
-/// as tokio requires before handing it to the kernel); a reused buffer is
-/// not zeroed again.
+/// A read zeroes the part of the `ReadBuf` it receives into that is not
+/// initialized yet (tokio's rule before memory goes to the kernel), at most
+/// 64 KiB per read, so a large spare capacity is not
+/// zeroed whole on every call.
+/// The most a tokio `poll_read` receives (and zeroes first) in one call.
+#[cfg(feature = "tokio-io")]
+const TOKIO_READ_MAX: usize = 64 * 1024;
+
 #[cfg(feature = "tokio-io")]
 impl tokio::io::AsyncRead for TcpIo {
     fn poll_read(
@@ -224,7 +246,8 @@ impl tokio::io::AsyncRead for TcpIo {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let n = match this.poll_recv(cx, buf.initialize_unfilled()) {
+        let len = buf.remaining().min(TOKIO_READ_MAX);
+        let n = match this.poll_recv(cx, buf.initialize_unfilled_to(len)) {
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
