@@ -21,9 +21,11 @@ use crate::tcp::TcpStream;
 ///
 /// It owns its stream, so it keeps each direction's cell reserved from one
 /// operation to the next instead of reserving and releasing it per
-/// operation as the stream's futures do: a receive that finds data is a
-/// snapshot and the syscall, one that must wait is one CAS more. The
-/// figures are in `docs/benchmarks.md`.
+/// operation as the stream's futures do: a receive is a snapshot and the
+/// syscall, and one that drains the socket parks the task's waker in the
+/// cell before returning (one CAS), so that the next receive waits without
+/// a syscall and without writing anything. The figures are in
+/// `docs/benchmarks.md`.
 ///
 /// While it holds a direction, that direction's futures on the same
 /// stream (through [`get_ref`](Self::get_ref)) fail with
