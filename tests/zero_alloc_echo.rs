@@ -16,8 +16,10 @@ mod counting_alloc;
 
 use counting_alloc::{start_counting, stop_counting};
 
-const CONNECTIONS: usize = 8;
-const MESSAGE: usize = 64;
+#[path = "util/echo_rounds.rs"]
+mod echo_rounds;
+
+use echo_rounds::{client, CONNECTIONS, MESSAGE};
 
 /// Server side: echo until the peer closes. The buffer holds exactly one
 /// message, so when two are queued the second `recv` finds its data already
@@ -30,35 +32,6 @@ async fn echo(stream: Arc<TcpStream>) -> std::io::Result<()> {
             return Ok(());
         }
         stream.send_all(&buf[..n]).await?;
-    }
-}
-
-/// Client side: `rounds` rounds of ping-pong (the server's `recv` parks,
-/// waiting for us), then `rounds` rounds of two messages sent back to back
-/// (the server's first `recv` takes one and its second finds the other
-/// already buffered: the synchronous path).
-async fn client(stream: &TcpStream, seed: u8, rounds: usize) -> std::io::Result<()> {
-    let mut out = [0u8; 2 * MESSAGE];
-    let mut back = [0u8; 2 * MESSAGE];
-    for round in 0..rounds {
-        fill(&mut out[..MESSAGE], seed, round);
-        stream.send_all(&out[..MESSAGE]).await?;
-        stream.recv_exact(&mut back[..MESSAGE]).await?;
-        assert_eq!(out[..MESSAGE], back[..MESSAGE], "echo mismatch");
-    }
-    for round in 0..rounds {
-        fill(&mut out, seed, round);
-        stream.send_all(&out[..MESSAGE]).await?;
-        stream.send_all(&out[MESSAGE..]).await?;
-        stream.recv_exact(&mut back).await?;
-        assert_eq!(out, back, "echo mismatch");
-    }
-    Ok(())
-}
-
-fn fill(buf: &mut [u8], seed: u8, round: usize) {
-    for (i, byte) in buf.iter_mut().enumerate() {
-        *byte = seed ^ (round as u8).wrapping_mul(31) ^ (i as u8);
     }
 }
 

@@ -113,59 +113,45 @@ fn a_large_transfer_waits_for_room_and_arrives_intact() {
     .unwrap();
 }
 
-#[test]
-fn data_then_end_of_stream_in_one_event_reads_both_without_hanging() {
-    run(|| async {
-        let (ours, mut peer) = std_peer().await?;
-        let mut io = TcpIo::new(ours);
-        // Prime the receive side so it is reserved and parked first.
-        let mut buf = [0u8; 64];
-        {
-            let mut pending = pin!(io.recv(&mut buf));
-            assert!(poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx)))
-                .await
-                .is_pending());
-        }
-        // Then data and the FIN arrive together: the short read that takes
-        // the data must not let the next receive park (no event follows).
-        peer.write_all(b"last words")?;
-        peer.shutdown(Shutdown::Write)?;
-        util::wait_read_closed(io.get_ref());
-        let n = io.recv(&mut buf).await?;
-        assert_eq!(&buf[..n], b"last words");
-        assert_eq!(io.recv(&mut buf).await?, 0, "end of stream");
-        assert_eq!(io.recv(&mut buf).await?, 0, "and again");
-        io::Result::Ok(())
-    })
-    .unwrap();
+/// A receive parks (the cell reserved and parked), then the peer's last
+/// bytes and its FIN arrive together. With `reactor_first`, the reactor is
+/// given time to record the hang-up before the data is read. Either way the
+/// short read that takes the data must not let the next receive park (no
+/// event follows a hang-up): both receives after it read end of stream.
+async fn last_words_then_end_of_stream(reactor_first: bool) -> io::Result<()> {
+    let (ours, mut peer) = std_peer().await?;
+    let mut io = TcpIo::new(ours);
+    let mut buf = [0u8; 64];
+    {
+        let mut pending = pin!(io.recv(&mut buf));
+        assert!(poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx)))
+            .await
+            .is_pending());
+    }
+    peer.write_all(b"last words")?;
+    peer.shutdown(Shutdown::Write)?;
+    util::wait_read_closed(io.get_ref());
+    if reactor_first {
+        cellio_runtime::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let n = io.recv(&mut buf).await?;
+    assert_eq!(&buf[..n], b"last words");
+    assert_eq!(io.recv(&mut buf).await?, 0, "end of stream");
+    assert_eq!(io.recv(&mut buf).await?, 0, "and again");
+    Ok(())
 }
 
-/// As above, but the reactor has already recorded the hang-up when the
-/// data is read: the short read then proves nothing (no event will follow),
-/// so it must not park the next receive early.
+#[test]
+fn data_then_end_of_stream_in_one_event_reads_both_without_hanging() {
+    run(|| last_words_then_end_of_stream(false)).unwrap();
+}
+
+/// The reactor has recorded the hang-up when the data is read: the short
+/// read then proves nothing, so it must not park the next receive early
+/// (this hangs if `HeldCell` ignores the hang-up).
 #[test]
 fn a_short_read_after_a_recorded_hangup_does_not_park_the_next_receive() {
-    run(|| async {
-        let (ours, mut peer) = std_peer().await?;
-        let mut io = TcpIo::new(ours);
-        let mut buf = [0u8; 64];
-        {
-            let mut pending = pin!(io.recv(&mut buf));
-            assert!(poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx)))
-                .await
-                .is_pending());
-        }
-        peer.write_all(b"last words")?;
-        peer.shutdown(Shutdown::Write)?;
-        util::wait_read_closed(io.get_ref());
-        // Let the reactor turn (and record the hang-up) before we read.
-        cellio_runtime::sleep(std::time::Duration::from_millis(50)).await;
-        let n = io.recv(&mut buf).await?;
-        assert_eq!(&buf[..n], b"last words");
-        assert_eq!(io.recv(&mut buf).await?, 0, "end of stream");
-        io::Result::Ok(())
-    })
-    .unwrap();
+    run(|| last_words_then_end_of_stream(true)).unwrap();
 }
 
 #[test]

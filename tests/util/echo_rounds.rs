@@ -1,0 +1,39 @@
+//! The client half of the zero-allocation echo tests (`zero_alloc_echo`,
+//! `zero_alloc_tcp_io`): message sizes and the rounds that drive a server's
+//! receives through both the parked and the synchronous path.
+
+use cellio::TcpStream;
+
+/// Echo connections per test.
+pub const CONNECTIONS: usize = 8;
+/// Message size; the servers' receive buffers hold exactly one.
+pub const MESSAGE: usize = 64;
+
+/// Client side: `rounds` rounds of ping-pong (the server's `recv` parks,
+/// waiting for us), then `rounds` rounds of two messages sent back to back
+/// (the server's first `recv` takes one and its second finds the other
+/// already buffered: the synchronous path).
+pub async fn client(stream: &TcpStream, seed: u8, rounds: usize) -> std::io::Result<()> {
+    let mut out = [0u8; 2 * MESSAGE];
+    let mut back = [0u8; 2 * MESSAGE];
+    for round in 0..rounds {
+        fill(&mut out[..MESSAGE], seed, round);
+        stream.send_all(&out[..MESSAGE]).await?;
+        stream.recv_exact(&mut back[..MESSAGE]).await?;
+        assert_eq!(out[..MESSAGE], back[..MESSAGE], "echo mismatch");
+    }
+    for round in 0..rounds {
+        fill(&mut out, seed, round);
+        stream.send_all(&out[..MESSAGE]).await?;
+        stream.send_all(&out[MESSAGE..]).await?;
+        stream.recv_exact(&mut back).await?;
+        assert_eq!(out, back, "echo mismatch");
+    }
+    Ok(())
+}
+
+fn fill(buf: &mut [u8], seed: u8, round: usize) {
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte = seed ^ (round as u8).wrapping_mul(31) ^ (i as u8);
+    }
+}
