@@ -87,9 +87,12 @@
 //! since the snapshot, so the identity it read is the one the last holder
 //! left in the slot (published by that holder's release, acquired by the
 //! snapshot), and invariant 1 holds — `park_idle` only compares pointers,
-//! it never takes the waker. The slot always holds a waker (a new or reset
-//! cell holds [`Waker::noop`]), so the notifier's copy needs no emptiness
-//! check; `park` stores the real one before `PARKED` is published.
+//! it never takes the waker. [`still_parked`](OpCell::still_parked) reads the
+//! identity the same way, for a holder that keeps its reservation across
+//! operations and asks whether it may stay asleep. The slot always holds a
+//! waker (a new or reset cell holds [`Waker::noop`]), so the notifier's copy
+//! needs no emptiness check; `park` stores the real one before `PARKED` is
+//! published.
 //!
 //! A cell is three words (24 bytes): a socket's two cells and its
 //! generation share one cache line in the registration table. How many
