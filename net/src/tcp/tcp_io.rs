@@ -52,16 +52,19 @@ use crate::tcp::TcpStream;
 /// }
 /// ```
 ///
-/// With the `futures-io` traits (here through the `futures` crate's
-/// extension traits):
+/// With the `futures-io` traits (here through the extension traits of
+/// `futures-util`, which the `futures` crate re-exports):
 ///
-/// ```ignore
-/// use futures::io::{AsyncReadExt, AsyncWriteExt};
+/// ```no_run
+/// use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 ///
+/// # async fn f(stream: cellio_net::TcpStream) -> std::io::Result<()> {
 /// let mut io = cellio_net::TcpIo::new(stream);
 /// io.write_all(b"ping").await?;
 /// let mut reply = [0u8; 4];
 /// io.read_exact(&mut reply).await?;
+/// io.close().await?; // shuts down the sending side
+/// # Ok(()) }
 /// ```
 pub struct TcpIo {
     stream: TcpStream,
