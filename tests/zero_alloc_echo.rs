@@ -19,7 +19,7 @@ use counting_alloc::{start_counting, stop_counting};
 #[path = "util/echo_rounds.rs"]
 mod echo_rounds;
 
-use echo_rounds::{client, CONNECTIONS, MESSAGE};
+use echo_rounds::{all_clients, connections, CONNECTIONS, MESSAGE};
 
 /// Server side: echo until the peer closes. The buffer holds exactly one
 /// message, so when two are queued the second `recv` finds its data already
@@ -61,15 +61,12 @@ fn echo_steady_state_allocates_nothing() {
     let runtime = Runtime::new().unwrap();
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
 
         // Set-up allocates (tasks, sockets, table pages): not counted.
         let mut clients = Vec::new();
         let mut servers = Vec::new();
         let mut tasks = Vec::new();
-        for _ in 0..CONNECTIONS {
-            let client = TcpStream::connect(addr).await.unwrap();
-            let (server, _) = listener.accept().await.unwrap();
+        for (client, server) in connections(&listener).await {
             let server = Arc::new(server);
             tasks.push(spawn(echo(server.clone())));
             servers.push(server);
@@ -77,16 +74,12 @@ fn echo_steady_state_allocates_nothing() {
         }
 
         // Warm-up: queues and buffers reach their steady size.
-        for (i, stream) in clients.iter().enumerate() {
-            client(stream, i as u8, 20).await.unwrap();
-        }
+        all_clients(&clients, 20).await;
 
         let rounds = 400;
         let before = total(&servers);
         start_counting();
-        for (i, stream) in clients.iter().enumerate() {
-            client(stream, i as u8, rounds).await.unwrap();
-        }
+        all_clients(&clients, rounds).await;
         let allocations = stop_counting();
         let after = total(&servers);
 

@@ -68,19 +68,25 @@ fn echoes_every_byte_through_both_the_parked_and_the_synchronous_path() {
     .unwrap();
 }
 
+/// The peer of the trait tests: reads "hello", answers "world", then
+/// returns everything it read until our side shuts down.
+fn hello_world_peer(mut peer: std::net::TcpStream) -> std::thread::JoinHandle<io::Result<Vec<u8>>> {
+    std::thread::spawn(move || {
+        let mut got = [0u8; 5];
+        peer.read_exact(&mut got)?;
+        peer.write_all(b"world")?;
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest)?; // ends at our close / shutdown
+        Ok([&got[..], &rest].concat())
+    })
+}
+
 #[test]
 fn futures_io_read_write_and_close() {
     run(|| async {
-        let (ours, mut peer) = std_peer().await?;
+        let (ours, peer) = std_peer().await?;
         let mut io = TcpIo::from(ours);
-        let peer_thread = std::thread::spawn(move || -> io::Result<Vec<u8>> {
-            let mut got = [0u8; 5];
-            peer.read_exact(&mut got)?;
-            peer.write_all(b"world")?;
-            let mut rest = Vec::new();
-            peer.read_to_end(&mut rest)?; // ends at our close
-            Ok([&got[..], &rest].concat())
-        });
+        let peer_thread = hello_world_peer(peer);
         io.write_all(b"hello").await?;
         let mut reply = [0u8; 5];
         io.read_exact(&mut reply).await?;
@@ -258,16 +264,9 @@ fn tokio_io_read_write_and_shutdown() {
     use tokio::io::{AsyncReadExt as TokioRead, AsyncWriteExt as TokioWrite};
 
     run(|| async {
-        let (ours, mut peer) = std_peer().await?;
+        let (ours, peer) = std_peer().await?;
         let mut io = TcpIo::new(ours);
-        let peer_thread = std::thread::spawn(move || -> io::Result<Vec<u8>> {
-            let mut got = [0u8; 5];
-            peer.read_exact(&mut got)?;
-            peer.write_all(b"world")?;
-            let mut rest = Vec::new();
-            peer.read_to_end(&mut rest)?; // ends at our shutdown
-            Ok([&got[..], &rest].concat())
-        });
+        let peer_thread = hello_world_peer(peer);
         TokioWrite::write_all(&mut io, b"hello").await?;
         let mut reply = [0u8; 5];
         TokioRead::read_exact(&mut io, &mut reply).await?;

@@ -2,7 +2,7 @@
 //! `zero_alloc_tcp_io`): message sizes and the rounds that drive a server's
 //! receives through both the parked and the synchronous path.
 
-use cellio::TcpStream;
+use cellio::{TcpListener, TcpStream};
 
 /// Echo connections per test.
 pub const CONNECTIONS: usize = 8;
@@ -35,5 +35,25 @@ pub async fn client(stream: &TcpStream, seed: u8, rounds: usize) -> std::io::Res
 fn fill(buf: &mut [u8], seed: u8, round: usize) {
     for (i, byte) in buf.iter_mut().enumerate() {
         *byte = seed ^ (round as u8).wrapping_mul(31) ^ (i as u8);
+    }
+}
+
+/// Opens [`CONNECTIONS`] connections to `listener` (bound by the caller,
+/// inside the runtime): `(client, server)` pairs.
+pub async fn connections(listener: &TcpListener) -> Vec<(TcpStream, TcpStream)> {
+    let addr = listener.local_addr().unwrap();
+    let mut pairs = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        pairs.push((client, server));
+    }
+    pairs
+}
+
+/// [`client`]'s `rounds` on every client in turn, each with its own seed.
+pub async fn all_clients(clients: &[TcpStream], rounds: usize) {
+    for (i, stream) in clients.iter().enumerate() {
+        client(stream, i as u8, rounds).await.unwrap();
     }
 }
