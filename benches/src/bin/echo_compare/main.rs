@@ -51,6 +51,7 @@
 mod extras;
 mod perf;
 mod report;
+mod tick_bias;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -170,6 +171,11 @@ struct Args {
     /// cycles per message, and a user ns/msg free of tick sampling.
     #[arg(long)]
     perf: bool,
+    /// Also measure the tick bias (user time that tick sampling books for an echo's two
+    /// syscalls) with the sibling `tick_bias` program, one `--duration` run per round on the
+    /// server core, and report user CPU with it taken off.
+    #[arg(long)]
+    tick_bias: bool,
     /// Length of the traced run (seconds of load after a 0.5 s warm-up).
     #[arg(long, default_value_t = 3.0, value_parser = parse_secs)]
     strace_secs: f64,
@@ -260,6 +266,8 @@ impl RunResult {
             "sys_ticks": self.sys_ticks,
             "cpu_wall_secs": self.cpu_wall_secs,
             "user_ns_per_msg": self.user_ns_per_msg,
+            "user_ticks": self.user_ticks,
+            "user_rel_err": tick_bias::rel_err(self.user_ticks),
             "sys_ns_per_msg": self.sys_ns_per_msg,
             "cpu_util": self.cpu_util,
             "other_cpu": self.other_cpu,
@@ -273,6 +281,8 @@ impl RunResult {
 struct Summary {
     msgs_per_sec: f64,
     user_ns_per_msg: f64,
+    /// User ticks summed over the rounds: the user figure is a count of these.
+    user_ticks: u64,
     sys_ns_per_msg: f64,
     cpu_util: f64,
     other_cpu: f64,
@@ -287,6 +297,7 @@ impl Summary {
         Some(Summary {
             msgs_per_sec: m(|r| r.msgs_per_sec),
             user_ns_per_msg: m(|r| r.user_ns_per_msg),
+            user_ticks: runs.iter().map(|r| r.user_ticks).sum(),
             sys_ns_per_msg: m(|r| r.sys_ns_per_msg),
             cpu_util: m(|r| r.cpu_util),
             other_cpu: m(|r| r.other_cpu),
@@ -298,6 +309,7 @@ impl Summary {
         Summary {
             msgs_per_sec: self.msgs_per_sec / base.msgs_per_sec,
             user_ns_per_msg: self.user_ns_per_msg / base.user_ns_per_msg,
+            user_ticks: self.user_ticks,
             sys_ns_per_msg: self.sys_ns_per_msg / base.sys_ns_per_msg,
             cpu_util: self.cpu_util / base.cpu_util,
             other_cpu: self.other_cpu,
@@ -308,6 +320,8 @@ impl Summary {
         json!({
             "msgs_per_sec": self.msgs_per_sec,
             "user_ns_per_msg": self.user_ns_per_msg,
+            "user_ticks": self.user_ticks,
+            "user_rel_err": tick_bias::rel_err(self.user_ticks),
             "sys_ns_per_msg": self.sys_ns_per_msg,
             "cpu_util": self.cpu_util,
             "other_cpu": self.other_cpu,
@@ -397,6 +411,11 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let specs = server_specs(args, &dir)?;
     let tck = clk_tck();
+    let bias_bin = if args.tick_bias {
+        Some(sibling(&dir, "tick_bias")?)
+    } else {
+        None
+    };
 
     // Optional parts that need other programs are skipped with a note when those are missing.
     let mut notes: Vec<String> = Vec::new();
@@ -459,7 +478,30 @@ fn run(args: &Args) -> Result<(), String> {
     );
 
     let mut res: Vec<ServerResults> = specs.iter().map(|_| ServerResults::default()).collect();
+    let mut bias_runs: Vec<tick_bias::BiasRun> = Vec::new();
     for round in 1..=args.rounds {
+        if let Some(bin) = &bias_bin {
+            let label = format!("round {round}/{} {:<14}", args.rounds, "tick-bias");
+            let r = retry_noisy(
+                args,
+                &label,
+                || tick_bias::run_once(bin, args),
+                |_| 0.0,
+                |r| {
+                    format!(
+                        "{:>9} iterations  user {:>5.1} ns/iteration  ({}+{} ticks)",
+                        r.iterations,
+                        r.user_ticks as f64 * 1e9 / tck as f64 / r.iterations as f64,
+                        r.user_ticks,
+                        r.sys_ticks
+                    )
+                },
+            );
+            match r {
+                Ok(r) => bias_runs.push(r),
+                Err(e) => notes.push(format!("tick-bias run failed, round {round}: {e}")),
+            }
+        }
         for (i, spec) in specs.iter().enumerate() {
             let label = format!("round {round}/{} {:<14}", args.rounds, spec.name);
             let r = retry_noisy(
@@ -601,7 +643,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
 
-    let report = report::Report::new(args, &specs, &res, notes, tck);
+    let report = report::Report::new(args, &specs, &res, notes, tck, &bias_runs);
     if args.json {
         println!("{}", report.json());
     } else if args.markdown {
