@@ -53,6 +53,9 @@ struct Target {
     figure: String,
     /// `None` when it could not be checked (a figure is missing).
     met: Option<bool>,
+    /// `false` when the figure lies within 2σ of the limit: the verdict is the point
+    /// estimate's, and this run cannot tell.
+    decided: bool,
 }
 
 pub struct Report<'a> {
@@ -312,6 +315,11 @@ impl<'a> Report<'a> {
             ));
         }
         n.push(
+            "A target verdict with a question mark (met?, MISSED?) has its figure within 2σ of \
+             the limit: the point estimate leans that way, the run cannot tell."
+                .into(),
+        );
+        n.push(
             "CPU% = server CPU over the window (100 = one core); other% = CPU taken on the two \
              benchmark cores by other processes (should be ~0). Before each timed run the driver \
              waits for both cores to be quiet, and a run with other% above 5 is repeated."
@@ -455,20 +463,17 @@ impl<'a> Report<'a> {
             (Some(a), Some(b)) => Target {
                 what: format!("{ours}: {what}"),
                 figure: match sigma {
-                    Some(s) if (a / b - limit).abs() < 2.0 * s => format!(
-                        "{:.2}x ±{s:.2} (1σ) ({a:.1} / {b:.1} {unit}); within 2σ of the limit: \
-                         not decided by this run",
-                        a / b
-                    ),
                     Some(s) => format!("{:.2}x ±{s:.2} (1σ) ({a:.1} / {b:.1} {unit})", a / b),
                     None => format!("{:.2}x ({a:.1} / {b:.1} {unit})", a / b),
                 },
                 met: Some(a / b <= limit),
+                decided: sigma.is_none_or(|s| (a / b - limit).abs() >= 2.0 * s),
             },
             _ => Target {
                 what: format!("{ours}: {what}"),
                 figure: "not measured".into(),
                 met: None,
+                decided: true,
             },
         };
         for (base, label, limit) in [
@@ -532,11 +537,13 @@ impl<'a> Report<'a> {
                 what,
                 figure: format!("{c:.3} vs {m:.3}"),
                 met: Some(c <= m + SYSCALL_RESOLUTION),
+                decided: true,
             },
             _ => Target {
                 what,
                 figure: "not measured (run with --strace)".into(),
                 met: None,
+                decided: true,
             },
         });
         let p99 = |n: &str| self.row(n).and_then(|r| r.latency).map(|l| l.p99_us);
@@ -549,11 +556,13 @@ impl<'a> Report<'a> {
                 what,
                 figure: format!("{c:.1} µs vs {k:.1} µs"),
                 met: Some(c <= k),
+                decided: true,
             },
             _ => Target {
                 what,
                 figure: "not measured".into(),
                 met: None,
+                decided: true,
             },
         });
         t
@@ -611,7 +620,7 @@ impl<'a> Report<'a> {
             println!();
             println!("targets for cellio (from the issue):");
             for t in &targets {
-                println!("  {:<8} {}: {}", verdict(t.met), t.what, t.figure);
+                println!("  {:<8} {}: {}", verdict(t), t.what, t.figure);
             }
         }
         self.print_strace(false);
@@ -640,7 +649,7 @@ impl<'a> Report<'a> {
             println!("| target (cellio) | figure | |");
             println!("|---|---|---|");
             for t in &targets {
-                println!("| {} | {} | {} |", t.what, t.figure, verdict(t.met));
+                println!("| {} | {} | {} |", t.what, t.figure, verdict(t));
             }
         }
         self.print_strace(true);
@@ -826,17 +835,22 @@ impl<'a> Report<'a> {
                 "target": t.what,
                 "figure": t.figure,
                 "met": t.met,
+                "decided": t.decided,
             })).collect::<Vec<_>>(),
             "notes": self.table_notes(),
         })
     }
 }
 
-fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "met",
-        Some(false) => "MISSED",
-        None => "unknown",
+/// `met`, `MISSED`, `unknown` (not measured), or, for a figure within 2σ of its limit,
+/// `met?` / `MISSED?`: this run leans that way but cannot tell.
+fn verdict(t: &Target) -> &'static str {
+    match (t.met, t.decided) {
+        (Some(true), true) => "met",
+        (Some(false), true) => "MISSED",
+        (Some(true), false) => "met?",
+        (Some(false), false) => "MISSED?",
+        (None, _) => "unknown",
     }
 }
 
