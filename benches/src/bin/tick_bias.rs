@@ -61,11 +61,11 @@ struct Args {
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
-    match s.trim_end_matches('s').parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
-        _ => Err(format!(
-            "`{s}` is not a duration in seconds (0 < secs <= 3600)"
-        )),
+    let v = cellio_benches::parse_secs_up_to(s, 3600.0)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err("a window of 0 seconds measures nothing".into())
     }
 }
 
@@ -79,33 +79,49 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let tck = clk_tck();
     let window = Duration::from_secs_f64(args.secs);
-    let (iterations, syscalls_per_iter, before, after) = match args.mode {
+    // Syscalls are counted as they are made: a short write or read would add one.
+    let mut syscalls = 0u64;
+    let (iterations, before, after) = match args.mode {
         Mode::Tcp => {
             let (mut tx, mut rx) = tcp_pair()?;
             let msg = [0x5au8; 64];
             let mut got = [0u8; 64];
             measure(window, || {
-                tx.write_all(&msg).map_err(|e| format!("send: {e}"))?;
-                rx.read_exact(&mut got).map_err(|e| format!("recv: {e}"))?;
+                let mut sent = 0;
+                while sent < msg.len() {
+                    sent += tx.write(&msg[sent..]).map_err(|e| format!("send: {e}"))?;
+                    syscalls += 1;
+                }
+                let mut received = 0;
+                while received < got.len() {
+                    match rx.read(&mut got[received..]) {
+                        Ok(0) => return Err("recv: the peer closed".into()),
+                        Ok(n) => received += n,
+                        Err(e) => return Err(format!("recv: {e}")),
+                    }
+                    syscalls += 1;
+                }
                 Ok(())
-            })
-            .map(|(n, b, a)| (n, 2, b, a))?
+            })?
         }
         Mode::Getppid => measure(window, || {
             // SAFETY: getppid has no preconditions and cannot fail.
             std::hint::black_box(unsafe { libc::getppid() });
+            syscalls += 1;
             Ok(())
-        })
-        .map(|(n, b, a)| (n, 1, b, a))?,
+        })?,
     };
     let ns_per_tick = 1e9 / tck as f64;
-    let user_ticks = after.utime - before.utime;
-    let sys_ticks = after.stime - before.stime;
-    let syscalls = iterations * syscalls_per_iter;
+    // The kernel keeps these monotonic; saturating all the same, never a panic.
+    let user_ticks = after.utime.saturating_sub(before.utime);
+    let sys_ticks = after.stime.saturating_sub(before.stime);
     let user_ns_per_iter = user_ticks as f64 * ns_per_tick / iterations as f64;
     let sys_ns_per_iter = sys_ticks as f64 * ns_per_tick / iterations as f64;
     let user_ns_per_syscall = user_ticks as f64 * ns_per_tick / syscalls as f64;
-    let mode = format!("{:?}", args.mode).to_lowercase();
+    let mode = match args.mode {
+        Mode::Tcp => "tcp",
+        Mode::Getppid => "getppid",
+    };
     let line = format!(
         "{PROG}: {mode}: {iterations} iterations ({syscalls} syscalls) in {} s; user {user_ticks} \
          ticks, sys {sys_ticks} ticks: user {user_ns_per_iter:.1} ns/iteration \
@@ -131,10 +147,12 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         println!("{line}");
     }
-    if user_ticks + sys_ticks < 100 {
+    // The figure is a count of user ticks: its 1σ relative error is 1/√N.
+    if user_ticks < 100 {
         eprintln!(
-            "{PROG}: warning: only {} ticks; lengthen --secs",
-            user_ticks + sys_ticks
+            "{PROG}: note: {user_ticks} user ticks, so the user figure is uncertain by ±{:.0}% \
+             (1σ); lengthen --secs to narrow it",
+            100.0 / (user_ticks.max(1) as f64).sqrt()
         );
     }
     Ok(())
@@ -162,7 +180,7 @@ fn measure(
     Ok((n, before, thread_ticks()?))
 }
 
-/// This thread's utime and stime ticks.
+/// This thread's utime and stime ticks (of this one thread, not of the process).
 fn thread_ticks() -> Result<CpuTicks, String> {
     let path = "/proc/thread-self/stat";
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
@@ -184,13 +202,14 @@ fn tcp_pair() -> Result<(TcpStream, TcpStream), String> {
 
 /// Pins the calling thread to `core`.
 fn pin_to(core: usize) -> Result<(), String> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get a
-    // pointer to it that lives for the call, and its true size.
+    if core >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        return Err(format!("--core {core}: no such CPU"));
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; `core` is below its bit count
+    // (checked above), so CPU_SET stays inside it; sched_setaffinity(0, ..) pins the calling
+    // thread and reads the set through a pointer that lives for the call, with its true size.
     let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if core >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-            return Err(format!("--core {core}: no such CPU"));
-        }
         libc::CPU_SET(core, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };

@@ -51,7 +51,7 @@
 mod extras;
 mod perf;
 mod report;
-mod tick_bias;
+mod tick_stats;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -266,8 +266,6 @@ impl RunResult {
             "sys_ticks": self.sys_ticks,
             "cpu_wall_secs": self.cpu_wall_secs,
             "user_ns_per_msg": self.user_ns_per_msg,
-            "user_ticks": self.user_ticks,
-            "user_rel_err": tick_bias::rel_err(self.user_ticks),
             "sys_ns_per_msg": self.sys_ns_per_msg,
             "cpu_util": self.cpu_util,
             "other_cpu": self.other_cpu,
@@ -283,6 +281,8 @@ struct Summary {
     user_ns_per_msg: f64,
     /// User ticks summed over the rounds: the user figure is a count of these.
     user_ticks: u64,
+    /// 1σ relative error of the median user figure (`tick_stats::median_rel_err`).
+    user_rel_err: f64,
     sys_ns_per_msg: f64,
     cpu_util: f64,
     other_cpu: f64,
@@ -298,21 +298,22 @@ impl Summary {
             msgs_per_sec: m(|r| r.msgs_per_sec),
             user_ns_per_msg: m(|r| r.user_ns_per_msg),
             user_ticks: runs.iter().map(|r| r.user_ticks).sum(),
+            user_rel_err: tick_stats::median_rel_err(
+                &runs.iter().map(|r| r.user_ns_per_msg).collect::<Vec<_>>(),
+                runs.iter().map(|r| r.user_ticks).sum(),
+            ),
             sys_ns_per_msg: m(|r| r.sys_ns_per_msg),
             cpu_util: m(|r| r.cpu_util),
             other_cpu: m(|r| r.other_cpu),
         })
     }
 
-    /// Ratios self / base for each metric.
-    fn ratio(&self, base: &Summary) -> Summary {
-        Summary {
+    /// Ratios self / base of the compared metrics.
+    fn ratio(&self, base: &Summary) -> Ratios {
+        Ratios {
             msgs_per_sec: self.msgs_per_sec / base.msgs_per_sec,
             user_ns_per_msg: self.user_ns_per_msg / base.user_ns_per_msg,
-            user_ticks: self.user_ticks,
             sys_ns_per_msg: self.sys_ns_per_msg / base.sys_ns_per_msg,
-            cpu_util: self.cpu_util / base.cpu_util,
-            other_cpu: self.other_cpu,
         }
     }
 
@@ -321,15 +322,24 @@ impl Summary {
             "msgs_per_sec": self.msgs_per_sec,
             "user_ns_per_msg": self.user_ns_per_msg,
             "user_ticks": self.user_ticks,
-            "user_rel_err": tick_bias::rel_err(self.user_ticks),
+            "user_rel_err": self.user_rel_err,
             "sys_ns_per_msg": self.sys_ns_per_msg,
             "cpu_util": self.cpu_util,
             "other_cpu": self.other_cpu,
         })
     }
+}
 
-    /// JSON of a ratio made by [`Summary::ratio`] (only the compared metrics).
-    fn ratio_json(self) -> Value {
+/// One server's medians over another's ([`Summary::ratio`]).
+#[derive(Clone, Copy, Debug)]
+struct Ratios {
+    msgs_per_sec: f64,
+    user_ns_per_msg: f64,
+    sys_ns_per_msg: f64,
+}
+
+impl Ratios {
+    fn to_json(self) -> Value {
         json!({
             "msgs_per_sec": self.msgs_per_sec,
             "user_ns_per_msg": self.user_ns_per_msg,
@@ -478,20 +488,22 @@ fn run(args: &Args) -> Result<(), String> {
     );
 
     let mut res: Vec<ServerResults> = specs.iter().map(|_| ServerResults::default()).collect();
-    let mut bias_runs: Vec<tick_bias::BiasRun> = Vec::new();
+    let mut bias_runs: Vec<tick_stats::BiasRun> = Vec::new();
     for round in 1..=args.rounds {
         if let Some(bin) = &bias_bin {
             let label = format!("round {round}/{} {:<14}", args.rounds, "tick-bias");
             let r = retry_noisy(
                 args,
                 &label,
-                || tick_bias::run_once(bin, args),
-                |_| 0.0,
+                || tick_stats::run_once(bin, args, tck),
+                |r| r.other_cpu,
                 |r| {
                     format!(
-                        "{:>9} iterations  user {:>5.1} ns/iteration  ({}+{} ticks)",
+                        "{:>9} iterations  user {:>5.1} ns/iteration  other {:>3.0}%  ({}+{} \
+                         ticks)",
                         r.iterations,
-                        r.user_ticks as f64 * 1e9 / tck as f64 / r.iterations as f64,
+                        r.user_ns_per_iter(tck),
+                        r.other_cpu * 100.0,
                         r.user_ticks,
                         r.sys_ticks
                     )
@@ -526,10 +538,12 @@ fn run(args: &Args) -> Result<(), String> {
             );
             match r {
                 Ok(r) => {
-                    if r.user_ticks + r.sys_ticks < 100 {
+                    if r.user_ticks < 30 {
                         eprintln!(
-                            "  warning: only {} ticks in the window; lengthen --duration",
-                            r.user_ticks + r.sys_ticks
+                            "  warning: only {} user ticks in the window (±{:.0}% on the user \
+                             figure); lengthen --duration",
+                            r.user_ticks,
+                            100.0 * tick_stats::rel_err(r.user_ticks.max(1))
                         );
                     }
                     res[i].runs.push(r);

@@ -5,8 +5,10 @@
 //!
 //! * **Counting error.** A server that spends ~5% of its time in user space collects only a
 //!   few user ticks per second (CLK_TCK is 100), so a 10 s window holds ~50 of them and the
-//!   figure is a Poisson count: its 1σ relative error is 1/√N for N user ticks. [`rel_err`]
-//!   gives it for a server's ticks summed over all rounds.
+//!   figure is a Poisson count: its 1σ relative error is 1/√N for N user ticks ([`rel_err`]).
+//!   The table reports medians of rounds, and the VM drifts between rounds by more than the
+//!   count's noise, so a median's error is [`median_rel_err`]: the larger of the pooled
+//!   count's error and the error estimated from the rounds' own spread.
 //! * **Bias.** A tick that comes due while the kernel runs with interrupts off is taken when
 //!   they come back on; on the way out of a syscall that is often the first user instruction,
 //!   so every syscall has part of its kernel time booked as user time. Servers making the same
@@ -18,7 +20,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
+use cellio_benches::{median, read_cores_busy};
 use serde_json::{json, Value};
 
 use crate::Args;
@@ -29,20 +33,36 @@ pub struct BiasRun {
     pub iterations: u64,
     pub user_ticks: u64,
     pub sys_ticks: u64,
+    /// CPU taken on the server core by other processes during the run, as a fraction of the
+    /// core (like a server run's other%).
+    pub other_cpu: f64,
 }
 
 impl BiasRun {
+    /// User time booked per iteration (one send and one receive), in ns.
+    pub fn user_ns_per_iter(&self, tck: u64) -> f64 {
+        ns_per(self.user_ticks, tck, self.iterations)
+    }
+
     pub fn to_json(self) -> Value {
         json!({
             "iterations": self.iterations,
             "user_ticks": self.user_ticks,
             "sys_ticks": self.sys_ticks,
+            "other_cpu": self.other_cpu,
         })
     }
 }
 
+/// `ticks` of CPU time spread over `n` events, in ns per event.
+fn ns_per(ticks: u64, tck: u64, n: u64) -> f64 {
+    ticks as f64 * 1e9 / tck as f64 / n as f64
+}
+
 /// Runs the calibration loop once, pinned to the server core, for `--duration` seconds.
-pub fn run_once(bin: &Path, args: &Args) -> Result<BiasRun, String> {
+pub fn run_once(bin: &Path, args: &Args, tck: u64) -> Result<BiasRun, String> {
+    let core = [args.server_core];
+    let (busy0, t0) = (read_cores_busy(&core)?, Instant::now());
     let out = Command::new(bin)
         .args(["--mode", "tcp", "--json", "--secs"])
         .arg(args.duration.to_string())
@@ -67,10 +87,16 @@ pub fn run_once(bin: &Path, args: &Args) -> Result<BiasRun, String> {
         v[k].as_u64()
             .ok_or_else(|| format!("tick_bias JSON has no `{k}`"))
     };
+    let (busy1, t1) = (read_cores_busy(&core)?, Instant::now());
+    let (user_ticks, sys_ticks) = (field("user_ticks")?, field("sys_ticks")?);
+    let other_ticks = busy1
+        .saturating_sub(busy0)
+        .saturating_sub(user_ticks + sys_ticks);
     Ok(BiasRun {
         iterations: field("iterations")?,
-        user_ticks: field("user_ticks")?,
-        sys_ticks: field("sys_ticks")?,
+        user_ticks,
+        sys_ticks,
+        other_cpu: other_ticks as f64 / tck as f64 / (t1 - t0).as_secs_f64(),
     })
 }
 
@@ -92,7 +118,7 @@ impl Bias {
             return None;
         }
         Some(Bias {
-            ns_per_msg: user_ticks as f64 * 1e9 / tck as f64 / iterations as f64,
+            ns_per_msg: ns_per(user_ticks, tck, iterations),
             rel_err: rel_err(user_ticks),
             user_ticks,
             iterations,
@@ -105,6 +131,26 @@ pub fn rel_err(ticks: u64) -> f64 {
     1.0 / (ticks as f64).sqrt()
 }
 
+/// 1σ relative error of the median of `values` (one per round), whose `ticks` summed to
+/// `ticks`: the larger of the pooled count's error and the spread's. The spread's is the
+/// median absolute deviation scaled to a standard deviation (× 1.4826), times 1.2533 / √n for
+/// a median of n; it needs three rounds or more.
+pub fn median_rel_err(values: &[f64], ticks: u64) -> f64 {
+    let count = rel_err(ticks);
+    if values.len() < 3 {
+        return count;
+    }
+    let m = median(values);
+    let deviations: Vec<f64> = values.iter().map(|v| (v - m).abs()).collect();
+    let sigma = 1.4826 * median(&deviations);
+    let spread = 1.2533 * sigma / (values.len() as f64).sqrt() / m;
+    if spread.is_finite() {
+        count.max(spread)
+    } else {
+        count
+    }
+}
+
 /// `a / b` and its 1σ, for independent `a` and `b` with relative errors `ea` and `eb`.
 pub fn ratio_err(a: f64, ea: f64, b: f64, eb: f64) -> (f64, f64) {
     let r = a / b;
@@ -112,14 +158,26 @@ pub fn ratio_err(a: f64, ea: f64, b: f64, eb: f64) -> (f64, f64) {
 }
 
 /// `(a - bias) / (b - bias)` and its 1σ: `a`, `b` and `bias` carry relative errors `ea`, `eb`
-/// and `eu`; the same `bias` is taken from both, so its error partly cancels.
-pub fn adjusted_ratio_err(a: f64, ea: f64, b: f64, eb: f64, bias: f64, eu: f64) -> (f64, f64) {
+/// and `eu`; the same `bias` is taken from both, so its error partly cancels. `None` unless
+/// both differences are positive (a bias as large as a server's whole user time says the bias
+/// is wrong for it, not that the server is free).
+pub fn adjusted_ratio_err(
+    a: f64,
+    ea: f64,
+    b: f64,
+    eb: f64,
+    bias: f64,
+    eu: f64,
+) -> Option<(f64, f64)> {
     let (x, y) = (a - bias, b - bias);
+    if !(x > 0.0 && y > 0.0) {
+        return None;
+    }
     let r = x / y;
     let (sa, sb, su) = (a * ea, b * eb, bias * eu);
     // d r / d a = 1/y, d r / d b = -x/y², d r / d bias = (x - y)/y².
     let var = (sa / y).powi(2) + (sb * x / (y * y)).powi(2) + (su * (x - y) / (y * y)).powi(2);
-    (r, var.sqrt())
+    Some((r, var.sqrt()))
 }
 
 #[cfg(test)]
@@ -133,11 +191,13 @@ mod tests {
                 iterations: 500_000,
                 user_ticks: 9,
                 sys_ticks: 490,
+                other_cpu: 0.0,
             },
             BiasRun {
                 iterations: 500_000,
                 user_ticks: 16,
                 sys_ticks: 480,
+                other_cpu: 0.0,
             },
         ];
         let b = Bias::of(&runs, 100).unwrap();
@@ -145,15 +205,33 @@ mod tests {
         assert!((b.ns_per_msg - 250.0).abs() < 1e-9);
         assert!((b.rel_err - 0.2).abs() < 1e-12);
         assert!(Bias::of(&[], 100).is_none());
+        assert!((runs[1].user_ns_per_iter(100) - 320.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_medians_error_is_the_larger_of_count_and_spread() {
+        // Tight rounds, few ticks: the count decides (1/√100).
+        let tight = [100.0, 101.0, 99.0, 100.0, 100.5];
+        assert!((median_rel_err(&tight, 100) - 0.1).abs() < 1e-12);
+        // Scattered rounds, many ticks: the spread decides. Median 100, deviations
+        // 0/20/20/40/10 -> MAD 20, sigma 29.652, median error 1.2533 * 29.652 / √5 = 16.62.
+        let scattered = [100.0, 120.0, 80.0, 140.0, 90.0];
+        let e = median_rel_err(&scattered, 10_000);
+        assert!((e - 1.2533 * 1.4826 * 20.0 / 5f64.sqrt() / 100.0).abs() < 1e-12);
+        // Fewer than three rounds: no spread to speak of.
+        assert!((median_rel_err(&[100.0, 200.0], 400) - 0.05).abs() < 1e-12);
     }
 
     #[test]
     fn adjusted_ratio_without_errors_is_plain_arithmetic() {
-        let (r, s) = adjusted_ratio_err(450.0, 0.0, 550.0, 0.0, 150.0, 0.0);
+        let (r, s) = adjusted_ratio_err(450.0, 0.0, 550.0, 0.0, 150.0, 0.0).unwrap();
         assert!((r - 0.75).abs() < 1e-12 && s == 0.0);
         // Only the bias uncertain: r moves by (x - y) / y² per unit of bias.
-        let (_, s) = adjusted_ratio_err(450.0, 0.0, 550.0, 0.0, 150.0, 0.1);
+        let (_, s) = adjusted_ratio_err(450.0, 0.0, 550.0, 0.0, 150.0, 0.1).unwrap();
         assert!((s - 15.0 * 100.0 / 160_000.0).abs() < 1e-12);
+        // A bias that eats a server's whole user time gives no ratio, not a tiny one.
+        assert!(adjusted_ratio_err(140.0, 0.0, 550.0, 0.0, 150.0, 0.0).is_none());
+        assert!(adjusted_ratio_err(450.0, 0.0, 150.0, 0.0, 150.0, 0.0).is_none());
         let (r, s) = ratio_err(1.0, 0.03, 2.0, 0.04);
         assert!((r - 0.5).abs() < 1e-12 && (s - 0.025).abs() < 1e-12);
     }
