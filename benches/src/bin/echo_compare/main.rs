@@ -37,6 +37,10 @@
 //!   message's intended send time) pinned to the client core; medians of p50 and p99;
 //! * allocations per message and per connection life, once per invocation, from
 //!   `tests/outside/count_allocs.py` (an LD_PRELOAD malloc counter; needs python3 and cc);
+//! * with `--tick-bias`, once per round before the servers, the sibling `tick_bias` program
+//!   pinned to the server core: the user time tick sampling books for an echo's two syscalls,
+//!   reported beside user ns/msg and taken off it in the `user−bias` and `adj/*` columns;
+//!   every user figure also carries its error (`tick_stats.rs`);
 //! * with `--callgrind`, user-space instructions per message: the server runs under valgrind's
 //!   callgrind twice with a fixed workload (20 connections x 200 and x 800 messages, built-in
 //!   lock-step client); the difference over the extra messages cancels start-up and connection
