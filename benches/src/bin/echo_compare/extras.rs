@@ -239,6 +239,14 @@ pub const CG_CONNS: u32 = 20;
 pub const CG_MSGS: (u64, u64) = (200, 800);
 /// Message size in the callgrind runs.
 pub const CG_SIZE: usize = 64;
+/// Connections and messages per connection (short, long) of the cache-model runs: as many
+/// connections as the benchmark, so each message finds its connection's lines evicted by the
+/// others', as under load.
+pub const CACHE_CONNS: u32 = 100;
+pub const CACHE_MSGS: (u64, u64) = (50, 200);
+/// The modelled first-level caches: 32 KiB, 8-way, 64-byte lines (the benchmark VM's and most
+/// x86-64 cores'), given explicitly so the figure does not depend on the host valgrind finds.
+const CACHE_L1: &str = "32768,8,64";
 
 /// User-space instructions from two callgrind runs that differ only in messages.
 #[derive(Clone, Debug)]
@@ -264,8 +272,14 @@ impl CallgrindResult {
 /// Instructions per echoed message: (long run − short run) / extra messages, which cancels
 /// start-up, connection setup and teardown.
 pub fn callgrind(spec: &ServerSpec) -> Result<CallgrindResult, String> {
-    let short_instr = callgrind_once(spec, CG_MSGS.0)?;
-    let long_instr = callgrind_once(spec, CG_MSGS.1)?;
+    let event = |events: &Events, name: &str| {
+        events
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("callgrind reported no `{name}` event"))
+    };
+    let short_instr = event(&callgrind_once(spec, CG_CONNS, CG_MSGS.0, false)?, "Ir")?;
+    let long_instr = event(&callgrind_once(spec, CG_CONNS, CG_MSGS.1, false)?, "Ir")?;
     let extra = (CG_MSGS.1 - CG_MSGS.0) * u64::from(CG_CONNS);
     Ok(CallgrindResult {
         short_instr,
@@ -274,17 +288,81 @@ pub fn callgrind(spec: &ServerSpec) -> Result<CallgrindResult, String> {
     })
 }
 
-/// Runs the server under callgrind, echoes `msgs` messages on each of [`CG_CONNS`]
-/// connections (lock-step: one message out on every connection, then every echo back),
-/// closes them, stops the server with SIGTERM and returns callgrind's instruction total.
-fn callgrind_once(spec: &ServerSpec, msgs: u64) -> Result<u64, String> {
+/// First-level cache misses per echoed message in valgrind's cache model.
+#[derive(Clone, Debug)]
+pub struct CacheResult {
+    /// L1 data misses (reads and writes) per message: the lines a message touches that
+    /// the rotation over all connections had evicted.
+    pub d1_per_msg: f64,
+    /// L1 instruction misses per message.
+    pub i1_per_msg: f64,
+}
+
+impl CacheResult {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "connections": CACHE_CONNS,
+            "msgs_per_connection": [CACHE_MSGS.0, CACHE_MSGS.1],
+            "l1": CACHE_L1,
+            "d1_misses_per_msg": self.d1_per_msg,
+            "i1_misses_per_msg": self.i1_per_msg,
+        })
+    }
+}
+
+/// L1 misses per echoed message under callgrind's cache simulation: two lock-step runs over
+/// [`CACHE_CONNS`] connections that differ only in messages, like [`callgrind`]. Exact and
+/// repeatable; it models the process alone (the kernel's own evictions come on top in real
+/// runs, for every server alike).
+pub fn cache_misses(spec: &ServerSpec) -> Result<CacheResult, String> {
+    let short = callgrind_once(spec, CACHE_CONNS, CACHE_MSGS.0, true)?;
+    let long = callgrind_once(spec, CACHE_CONNS, CACHE_MSGS.1, true)?;
+    let extra = ((CACHE_MSGS.1 - CACHE_MSGS.0) * u64::from(CACHE_CONNS)) as f64;
+    let per_msg = |names: &[&str]| -> Result<f64, String> {
+        let mut sum = 0.0;
+        for name in names {
+            let (a, b) = (short.get(*name), long.get(*name));
+            let (a, b) = a
+                .zip(b)
+                .ok_or_else(|| format!("callgrind reported no `{name}` event"))?;
+            sum += *b as f64 - *a as f64;
+        }
+        Ok(sum / extra)
+    };
+    Ok(CacheResult {
+        d1_per_msg: per_msg(&["D1mr", "D1mw"])?,
+        i1_per_msg: per_msg(&["I1mr"])?,
+    })
+}
+
+/// Callgrind's event totals by name (`Ir`, and with the cache model `D1mr`, `D1mw`, ...).
+type Events = std::collections::HashMap<String, u64>;
+
+/// Runs the server under callgrind (with `cache_sim`, with its cache model), echoes `msgs`
+/// messages on each of `conns` connections (lock-step: one message out on every connection,
+/// then every echo back), closes them, stops the server with SIGTERM and returns callgrind's
+/// event totals.
+fn callgrind_once(
+    spec: &ServerSpec,
+    conns: u32,
+    msgs: u64,
+    cache_sim: bool,
+) -> Result<Events, String> {
     let addr = free_port()?;
     let tmp = std::env::temp_dir();
     let tag = format!("{}.{}.{msgs}", std::process::id(), spec.name);
     let out = tmp.join(format!("echo_compare.cg.{tag}.out"));
     let log = tmp.join(format!("echo_compare.cg.{tag}.log"));
-    let child = Command::new("valgrind")
-        .arg("--tool=callgrind")
+    let mut valgrind = Command::new("valgrind");
+    valgrind.arg("--tool=callgrind");
+    if cache_sim {
+        valgrind.args([
+            "--cache-sim=yes".to_string(),
+            format!("--D1={CACHE_L1}"),
+            format!("--I1={CACHE_L1}"),
+        ]);
+    }
+    let child = valgrind
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(format!("--log-file={}", log.display()))
         .arg(&spec.program)
@@ -299,14 +377,14 @@ fn callgrind_once(spec: &ServerSpec, msgs: u64) -> Result<u64, String> {
     let mut guard = Guard(child);
     let result = (|| {
         wait_accepting(&mut guard, addr, Duration::from_secs(60))?;
-        echo_lockstep(addr, msgs)?;
+        echo_lockstep(addr, conns, msgs)?;
         // Let the server see the closes before stopping it.
         thread::sleep(Duration::from_millis(300));
         crate::stop_child_with(guard, libc::SIGTERM, Duration::from_secs(60), "valgrind")?;
         let text =
             std::fs::read_to_string(&log).map_err(|e| format!("read {}: {e}", log.display()))?;
-        parse_callgrind_log(&text)
-            .ok_or_else(|| format!("no `Collected` line in {}", log.display()))
+        parse_callgrind_events(&text)
+            .ok_or_else(|| format!("no `Events` / `Collected` lines in {}", log.display()))
     })();
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(&log);
@@ -329,10 +407,10 @@ fn wait_accepting(server: &mut Guard, addr: SocketAddr, limit: Duration) -> Resu
     }
 }
 
-/// The built-in callgrind client: byte-checked lock-step echo on [`CG_CONNS`] connections.
-fn echo_lockstep(addr: SocketAddr, msgs: u64) -> Result<(), String> {
+/// The built-in callgrind client: byte-checked lock-step echo on `conns` connections.
+fn echo_lockstep(addr: SocketAddr, conns: u32, msgs: u64) -> Result<(), String> {
     let mut socks = Vec::new();
-    for _ in 0..CG_CONNS {
+    for _ in 0..conns {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
             .map_err(|e| format!("connect {addr}: {e}"))?;
         s.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
@@ -359,12 +437,28 @@ fn echo_lockstep(addr: SocketAddr, msgs: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Finds `==PID== Collected : N` in a callgrind log.
-pub fn parse_callgrind_log(text: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let rest = l.split_once("Collected :")?.1;
-        rest.trim().replace(',', "").parse().ok()
-    })
+/// Reads `==PID== Events : Ir ...` and `==PID== Collected : N ...` from a callgrind log into
+/// totals by event name.
+pub fn parse_callgrind_events(text: &str) -> Option<Events> {
+    let after = |marker: &str| {
+        text.lines().find_map(|l| {
+            Some(
+                l.split_once(marker)?
+                    .1
+                    .split_whitespace()
+                    .collect::<Vec<_>>(),
+            )
+        })
+    };
+    let (names, values) = (after("Events    :")?, after("Collected :")?);
+    if names.len() != values.len() {
+        return None;
+    }
+    names
+        .into_iter()
+        .zip(values)
+        .map(|(n, v)| Some((n.to_string(), v.replace(',', "").parse().ok()?)))
+        .collect()
 }
 
 /// Waits for `child` to exit within `limit`, collecting its stdout and stderr.
@@ -430,9 +524,23 @@ mod tests {
 
     #[test]
     fn callgrind_log() {
-        let text = "==3499== \n==3499== Collected : 13574366\n==3499== \n==3499== I   refs:      13,574,366\n";
-        assert_eq!(parse_callgrind_log(text), Some(13_574_366));
-        assert_eq!(parse_callgrind_log("==1== nothing"), None);
+        let text = "==3499== \n==3499== Events    : Ir\n==3499== Collected : 13574366\n==3499== \n\
+                    ==3499== I   refs:      13,574,366\n";
+        let e = parse_callgrind_events(text).unwrap();
+        assert_eq!((e.len(), e["Ir"]), (1, 13_574_366));
+        let sim = "==15344== Events    : Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\n\
+                   ==15344== Collected : 123119356 44010347 31769278 4253 1225391 315241 3823 28081 81076\n";
+        let e = parse_callgrind_events(sim).unwrap();
+        assert_eq!(
+            (e["D1mr"], e["D1mw"], e["I1mr"]),
+            (1_225_391, 315_241, 4_253)
+        );
+        assert_eq!(parse_callgrind_events("==1== nothing"), None);
+        // A count for every name, or nothing.
+        assert_eq!(
+            parse_callgrind_events("==1== Events    : Ir Dr\n==1== Collected : 5\n"),
+            None
+        );
     }
 
     #[test]

@@ -167,6 +167,11 @@ struct Args {
     /// runs per server; deterministic, unlike tick-sampled user time).
     #[arg(long)]
     callgrind: bool,
+    /// Also count first-level cache misses per message in callgrind's cache model (32 KiB,
+    /// 8-way L1s; two lock-step runs over 100 connections per server): the lines a message
+    /// touches that the other connections evicted, exactly and repeatably.
+    #[arg(long)]
+    cache_misses: bool,
     /// Also count syscalls per message with `strace -c -f` in one extra run per server.
     #[arg(long)]
     strace: bool,
@@ -391,6 +396,7 @@ struct ServerResults {
     strace: Option<Result<StraceResult, String>>,
     allocs: Option<Result<extras::AllocResult, String>>,
     callgrind: Option<Result<extras::CallgrindResult, String>>,
+    cache: Option<Result<extras::CacheResult, String>>,
 }
 
 impl ServerResults {
@@ -401,6 +407,7 @@ impl ServerResults {
             + self.perf_failures.len()
             + err(matches!(self.strace, Some(Err(_))))
             + err(matches!(self.allocs, Some(Err(_))))
+            + err(matches!(self.cache, Some(Err(_))))
             + err(matches!(self.callgrind, Some(Err(_))))
     }
 }
@@ -420,7 +427,7 @@ fn run(args: &Args) -> Result<(), String> {
     if args.strace && !on_path("strace") {
         return Err("`strace` not found on PATH (apt-get install -y strace)".into());
     }
-    if args.callgrind && !on_path("valgrind") {
+    if (args.callgrind || args.cache_misses) && !on_path("valgrind") {
         return Err("`valgrind` not found on PATH (apt-get install -y valgrind)".into());
     }
     let specs = server_specs(args, &dir)?;
@@ -658,6 +665,20 @@ fn run(args: &Args) -> Result<(), String> {
                 Err(e) => eprintln!("  callgrind {:<11} FAILED: {e}", spec.name),
             }
             res[i].callgrind = Some(c);
+        }
+    }
+
+    if args.cache_misses {
+        for (i, spec) in specs.iter().enumerate() {
+            let c = extras::cache_misses(spec);
+            match &c {
+                Ok(c) => eprintln!(
+                    "  cache model {:<9} {:.2} L1d misses/msg, {:.2} L1i misses/msg",
+                    spec.name, c.d1_per_msg, c.i1_per_msg
+                ),
+                Err(e) => eprintln!("  cache model {:<9} FAILED: {e}", spec.name),
+            }
+            res[i].cache = Some(c);
         }
     }
 

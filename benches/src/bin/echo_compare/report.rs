@@ -44,6 +44,8 @@ struct Row {
     latency: Option<LatencySummary>,
     allocs: Option<(f64, f64)>,
     instr: Option<f64>,
+    /// L1 data misses per message in callgrind's cache model.
+    d1_misses: Option<f64>,
     syscalls: Option<f64>,
 }
 
@@ -90,6 +92,10 @@ impl<'a> Report<'a> {
                 },
                 instr: match &r.callgrind {
                     Some(Ok(c)) => Some(c.per_msg),
+                    _ => None,
+                },
+                d1_misses: match &r.cache {
+                    Some(Ok(c)) => Some(c.d1_per_msg),
                     _ => None,
                 },
                 syscalls: match &r.strace {
@@ -158,6 +164,7 @@ impl<'a> Report<'a> {
         let lat = self.any(|r| !r.latency.is_empty() || !r.latency_failures.is_empty());
         let allocs = self.any(|r| r.allocs.is_some());
         let cg = self.any(|r| r.callgrind.is_some());
+        let cache = self.any(|r| r.cache.is_some());
         let strace = self.any(|r| r.strace.is_some());
         let (mio_u, tok_u) = (self.user("mio"), self.user("tokio-current"));
         let (mio_i, tok_i) = (self.instr("mio"), self.instr("tokio-current"));
@@ -176,6 +183,9 @@ impl<'a> Report<'a> {
         }
         if cg {
             head.push("instr/msg");
+        }
+        if cache {
+            head.push("L1d miss/msg");
         }
         if strace {
             head.push("syscalls/msg");
@@ -234,6 +244,9 @@ impl<'a> Report<'a> {
             }
             if cg {
                 c.push(opt(row.instr, 1));
+            }
+            if cache {
+                c.push(opt(row.d1_misses, 2));
             }
             if strace {
                 c.push(opt(row.syscalls, 3));
@@ -371,6 +384,21 @@ impl<'a> Report<'a> {
                 extras::CG_SIZE
             ));
         }
+        if self.any(|r| r.cache.is_some()) {
+            n.push(format!(
+                "L1d miss/msg: first-level data cache misses (reads and writes) per echoed \
+                 message in callgrind's cache model (--cache-sim, 32 KiB 8-way L1s, 64-byte \
+                 lines): (run with {} x {} messages - run with {} x {}) / extra messages, \
+                 lock-step, so each message finds its connection's lines evicted by the other \
+                 connections' as under load. Exact and repeatable; it models the server \
+                 process alone (in real runs the kernel's work on every message evicts more, \
+                 for every server alike).",
+                extras::CACHE_CONNS,
+                extras::CACHE_MSGS.1,
+                extras::CACHE_CONNS,
+                extras::CACHE_MSGS.0
+            ));
+        }
         if self.any(|r| r.strace.is_some()) {
             n.push(
                 "syscalls/msg: strace -c -f over one extra run per server, including the \
@@ -422,6 +450,10 @@ impl<'a> Report<'a> {
                 (
                     "callgrind",
                     r.callgrind.as_ref().and_then(|x| x.as_ref().err()),
+                ),
+                (
+                    "cache model",
+                    r.cache.as_ref().and_then(|x| x.as_ref().err()),
                 ),
                 ("strace", r.strace.as_ref().and_then(|x| x.as_ref().err())),
             ] {
@@ -807,6 +839,7 @@ impl<'a> Report<'a> {
                     },
                     "allocs": err_or(r.allocs.as_ref().map(|x| x.as_ref().map(extras::AllocResult::to_json))),
                     "callgrind": err_or(r.callgrind.as_ref().map(|x| x.as_ref().map(extras::CallgrindResult::to_json))),
+                    "cache_model": err_or(r.cache.as_ref().map(|x| x.as_ref().map(extras::CacheResult::to_json))),
                     "perf_runs": r.perf.iter().map(RunResult::to_json).collect::<Vec<_>>(),
                     "perf_failures": r.perf_failures,
                     "strace": err_or(r.strace.as_ref().map(|x| x.as_ref().map(strace_json))),
