@@ -15,6 +15,18 @@ struct CountingAllocator;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Checks that the counter sees allocations at all (one `Box` is one
+/// allocation), so that a later count of zero means something.
+pub fn assert_counter_works() {
+    start_counting();
+    drop(std::hint::black_box(Box::new(7u64)));
+    assert_eq!(
+        stop_counting(),
+        1,
+        "the counting allocator must see allocations"
+    );
+}
+
 /// Sizes of the first allocations counted (0: none recorded).
 static SIZES: [AtomicUsize; 32] = [const { AtomicUsize::new(0) }; 32];
 
