@@ -2,14 +2,15 @@
 //! almost nothing in user space but syscalls.
 //!
 //! Why: `/proc/PID/stat` splits CPU time into user and system by sampling, at each timer tick,
-//! the mode the thread was interrupted in. A tick that comes due while the kernel runs with
-//! interrupts off is delivered when they come back on; on the way out of a syscall that is
-//! often the first user instruction, so part of every syscall's kernel time is booked as user
-//! time. A syscall-bound echo server (about two syscalls per message) therefore shows user time
+//! the mode the thread was interrupted in. A thread that does nearly nothing but syscalls is
+//! still booked user time (measured here: ~57 ns per `getppid`); the likely mechanism, not
+//! verified, is that a tick falling due while the kernel runs with interrupts off is taken
+//! when they come back on, often at the first user instruction after the syscall. A syscall-bound echo server (about two syscalls per message) therefore shows user time
 //! that is partly kernel time, the same amount for every server making the same syscalls, which
 //! pulls every user-time ratio towards 1.
 //!
-//! What it measures: one thread, pinned with `--core`, runs a loop whose user-space work is a
+//! What it measures: one thread (pin it with `taskset -c N`, as `echo_compare --tick-bias`
+//! does for the server core) runs a loop whose user-space work is a
 //! handful of instructions per syscall, for `--secs` seconds, and reads its own utime and
 //! stime ticks (`/proc/thread-self/stat`) before and after. Everything booked as user time is,
 //! up to those few instructions, the bias.
@@ -52,9 +53,6 @@ struct Args {
     /// How long to loop, in seconds.
     #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
     secs: f64,
-    /// Pin the thread to this CPU first.
-    #[arg(long)]
-    core: Option<usize>,
     /// Print one JSON object with the results on stdout.
     #[arg(long)]
     json: bool,
@@ -74,9 +72,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    if let Some(core) = args.core {
-        pin_to(core)?;
-    }
     let tck = clk_tck();
     let window = Duration::from_secs_f64(args.secs);
     // Syscalls are counted as they are made: a short write or read would add one.
@@ -198,26 +193,4 @@ fn tcp_pair() -> Result<(TcpStream, TcpStream), String> {
     tx.set_nodelay(true)
         .map_err(|e| format!("TCP_NODELAY: {e}"))?;
     Ok((tx, rx))
-}
-
-/// Pins the calling thread to `core`.
-fn pin_to(core: usize) -> Result<(), String> {
-    if core >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-        return Err(format!("--core {core}: no such CPU"));
-    }
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; `core` is below its bit count
-    // (checked above), so CPU_SET stays inside it; sched_setaffinity(0, ..) pins the calling
-    // thread and reads the set through a pointer that lives for the call, with its true size.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(format!(
-            "--core {core}: sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
 }

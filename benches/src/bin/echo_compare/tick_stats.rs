@@ -9,9 +9,9 @@
 //!   The table reports medians of rounds, and the VM drifts between rounds by more than the
 //!   count's noise, so a median's error is [`median_rel_err`]: the larger of the pooled
 //!   count's error and the error estimated from the rounds' own spread.
-//! * **Bias.** A tick that comes due while the kernel runs with interrupts off is taken when
-//!   they come back on; on the way out of a syscall that is often the first user instruction,
-//!   so every syscall has part of its kernel time booked as user time. Servers making the same
+//! * **Bias.** Tick sampling books part of every syscall's kernel time as user time (measured
+//!   by `tick_bias`; the likely mechanism, not verified: a tick falling due while interrupts are
+//!   off is taken at the first user instruction after the syscall). Servers making the same
 //!   syscalls per message get the same bias, which pulls every user-time ratio towards 1. The
 //!   sibling `tick_bias` program measures it: pinned to the server core, it sends 64 B on one
 //!   end of a loopback TCP pair and receives them on the other (an echo's two syscalls) with a
@@ -63,11 +63,13 @@ fn ns_per(ticks: u64, tck: u64, n: u64) -> f64 {
 pub fn run_once(bin: &Path, args: &Args, tck: u64) -> Result<BiasRun, String> {
     let core = [args.server_core];
     let (busy0, t0) = (read_cores_busy(&core)?, Instant::now());
-    let out = Command::new(bin)
+    // Pinned the way the servers are: taskset execs the program on the core.
+    let out = Command::new("taskset")
+        .arg("-c")
+        .arg(args.server_core.to_string())
+        .arg(bin)
         .args(["--mode", "tcp", "--json", "--secs"])
         .arg(args.duration.to_string())
-        .arg("--core")
-        .arg(args.server_core.to_string())
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .output()
