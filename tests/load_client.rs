@@ -218,6 +218,45 @@ fn open_loop_keeps_the_rate_for_the_duration() {
 }
 
 #[test]
+fn windows_partition_the_measured_messages() {
+    let addr = echo_server(64, None);
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--rate",
+        "2000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--connections",
+        "4",
+        "--window",
+        "250ms",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(v["window_secs"], 0.25);
+    let windows = v["windows"].as_array().expect("a windows array");
+    assert_eq!(windows.len(), 4);
+    let counts: Vec<u64> = windows
+        .iter()
+        .map(|w| w["msgs"].as_u64().unwrap())
+        .collect();
+    // Every measured message is in exactly one window ...
+    assert_eq!(counts.iter().sum::<u64>(), v["msgs"].as_u64().unwrap());
+    // ... the one of its intended send time: 500 are due in each at 2000 msg/s (±1 for a
+    // due time on a boundary); only the last window's may miss the end of the run.
+    for (i, (w, n)) in windows.iter().zip(&counts).enumerate() {
+        let least = if i == 3 { 400 } else { 499 };
+        assert!((least..=501).contains(n), "window {i}: {w}");
+        let (p50, p99) = (w["p50_us"].as_f64().unwrap(), w["p99_us"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99, "window {w}");
+    }
+}
+
+#[test]
 fn corrupted_echoes_are_mismatches() {
     let addr = echo_server(64, Some(10));
     let out = run_load(&[
@@ -302,6 +341,10 @@ fn bad_flags_exit_2() {
         &["--duration", "1s", "--requests", "5"],
         &["--rate", "-5"],
         &["--connections", "0"],
+        &["--window", "0s"],
+        &["--requests", "5", "--window", "1s"],
+        // 10 000 windows: more than the 1000 allowed.
+        &["--duration", "10s", "--window", "1ms"],
     ] {
         let out = run_load(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -65,6 +65,14 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 
+    /// Also report latency percentiles for each consecutive window of this
+    /// length of the measured period (a message belongs to the window of
+    /// its intended send time), e.g. `100ms`: a stall then spoils its
+    /// windows, not the whole run's p99. Duration mode only; at most
+    /// 1000 windows.
+    #[arg(long, value_parser = parse_positive_duration, conflicts_with = "requests")]
+    pub window: Option<Duration>,
+
     /// Print exactly one JSON object with the results on stdout.
     #[arg(long)]
     pub json: bool,

@@ -180,7 +180,8 @@ fn report_mismatch(stats: &Stats, id: u64, seq: u64, at: usize, got: &[u8], want
 /// mismatch, and the connection ends (its byte stream is out of step).
 #[cold]
 fn overrun(stats: &Stats, id: u64, seq: u64, extra: usize) {
-    stats.complete(false, true, Duration::ZERO, Instant::now());
+    let now = Instant::now();
+    stats.complete(false, true, now, now);
     stats.report(format_args!(
         "connection {id}: message {seq}: the server sent {extra} more bytes than it was sent"
     ));
@@ -261,7 +262,7 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
         if bad {
             report_mismatch(&stats, c.id, seq, 0, &rx[..size], &msg);
         }
-        stats.complete(recorded, bad, now.saturating_duration_since(intended), now);
+        stats.complete(recorded, bad, intended, now);
         seq += 1;
         run += 1;
         if run == BUDGET {
@@ -420,7 +421,7 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
                         return;
                     }
                     let due = intended[(seq % k as u64) as usize].get();
-                    stats.complete(due >= tl.warm_end, bad, t.saturating_duration_since(due), t);
+                    stats.complete(due >= tl.warm_end, bad, due, t);
                     last_progress = t;
                     seq += 1;
                     done.set(seq);

@@ -16,6 +16,10 @@
 //!   messages in flight per connection.
 //! * Every echoed byte is checked: message contents depend on the
 //!   connection and the message number.
+//! * `--window 100ms` also reports latency percentiles per consecutive
+//!   window of the measured period (a message counts in the window of its
+//!   intended send time): on a machine with scheduling stalls, the typical
+//!   window's p99 says what the server does, the run's p99 what the stalls do.
 //! * `--workers W` runs W threads, each with its own cellio runtime and a
 //!   share of the connections; their histograms are merged at the end.
 //!
@@ -56,6 +60,8 @@ static ALLOC: stats::Counting = stats::Counting;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
+/// Most `--window`s a run may have (each costs a 36 KiB histogram per worker).
+const MAX_WINDOWS: u128 = 1000;
 
 /// Prints `load: error: MSG` and exits with code 2.
 fn fail_usage(msg: &str) -> ! {
@@ -74,6 +80,8 @@ struct Plan {
     spin: bool,
     warmup: Duration,
     duration: Option<Duration>,
+    /// `--window`: the windows' length and count.
+    window: Option<(Duration, usize)>,
     timeout: Duration,
 }
 
@@ -93,6 +101,24 @@ fn main() -> ExitCode {
     if addrs.is_empty() {
         fail_usage(&format!("--addr {} resolves to no address", args.addr));
     }
+    let duration = match args.requests {
+        Some(_) => None,
+        None => Some(args.duration.unwrap_or(DEFAULT_DURATION)),
+    };
+    let window = match (args.window, duration) {
+        (None, _) => None,
+        (Some(_), None) => fail_usage("--window needs a duration run, not --requests"),
+        (Some(len), Some(d)) => {
+            let count = d.as_nanos().div_ceil(len.as_nanos());
+            if count > MAX_WINDOWS {
+                fail_usage(&format!(
+                    "--window {len:?} cuts --duration {d:?} into {count} windows; \
+                     at most {MAX_WINDOWS} are allowed"
+                ));
+            }
+            Some((len, count as usize))
+        }
+    };
     let plan = Arc::new(Plan {
         addrs,
         connections: u64::from(args.connections),
@@ -106,10 +132,8 @@ fn main() -> ExitCode {
         } else {
             DEFAULT_WARMUP
         }),
-        duration: match args.requests {
-            Some(_) => None,
-            None => Some(args.duration.unwrap_or(DEFAULT_DURATION)),
-        },
+        duration,
+        window,
         timeout: args.timeout,
     });
     run(&args, plan)
@@ -274,7 +298,10 @@ fn worker(
         warm_end: t0 + plan.warmup,
         end: plan.duration.map(|d| t0 + plan.warmup + d),
     };
-    let stats = Rc::new(Stats::new(published));
+    let windows = plan
+        .window
+        .map(|(len, count)| stats::Windows::new(timeline.warm_end, len, count));
+    let stats = Rc::new(Stats::new(published, windows));
     rt.block_on(async {
         let handles: Vec<_> = streams
             .into_iter()
@@ -372,6 +399,24 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
+/// One `--window`'s figures for the JSON report (zeros for a window
+/// without messages).
+fn window_json(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
+    let q = |q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            us(h.value_at_quantile(q))
+        }
+    };
+    serde_json::json!({
+        "msgs": h.len(),
+        "p50_us": q(0.5),
+        "p99_us": q(0.99),
+        "max_us": if h.is_empty() { 0.0 } else { us(h.max()) },
+    })
+}
+
 fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
     let per_sec = |x: f64| if secs > 0.0 { x / secs } else { 0.0 };
     let msgs_per_sec = per_sec(t.msgs as f64);
@@ -424,6 +469,8 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
             "mismatches": t.mismatches,
             "connect_errors": t.connect_errors,
             "allocs_per_msg": allocs_per_msg,
+            "window_secs": t.windows.as_ref().map(|w| w.len.as_secs_f64()),
+            "windows": t.windows.as_ref().map(|w| w.hists.iter().map(window_json).collect::<Vec<_>>()),
         });
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{obj}");
@@ -451,6 +498,23 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
         println!(
             "  send lag µs (sent after due; included in latency): p50 {l50:.1}  p99 {l99:.1}  max {lmax:.1}"
         );
+    }
+    if let Some(w) = &t.windows {
+        let mut p99: Vec<f64> = w
+            .hists
+            .iter()
+            .filter(|h| !h.is_empty())
+            .map(|h| us(h.value_at_quantile(0.99)))
+            .collect();
+        p99.sort_by(f64::total_cmp);
+        if let (Some(lo), Some(hi)) = (p99.first(), p99.last()) {
+            println!(
+                "  p99 µs by {:?} window: median {:.1}  min {lo:.1}  max {hi:.1}  ({} windows with messages)",
+                w.len,
+                p99[p99.len() / 2],
+                p99.len()
+            );
+        }
     }
     println!(
         "  errors {} (timeouts {}), mismatches {}, connect errors {}",

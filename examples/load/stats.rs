@@ -56,11 +56,57 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid histogram bounds")
 }
 
+/// A window's latency histogram: 2 significant digits (1%), enough for a
+/// window's percentiles, in 36 KiB of counts instead of the run histogram's 264.
+fn window_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("valid histogram bounds")
+}
+
+/// `--window`: consecutive windows of the measured period, each with its
+/// own histogram, allocated up front (recording allocates nothing).
+pub struct Windows {
+    /// The start of the measured period (the end of the warm-up).
+    pub start: Instant,
+    pub len: Duration,
+    pub hists: Vec<Histogram<u64>>,
+}
+
+impl Windows {
+    /// `count` windows of `len` from `start`.
+    pub fn new(start: Instant, len: Duration, count: usize) -> Self {
+        Windows {
+            start,
+            len,
+            hists: (0..count).map(|_| window_histogram()).collect(),
+        }
+    }
+
+    /// Records a measured message that was due at `intended`.
+    #[inline]
+    fn record(&mut self, intended: Instant, ns: u64) {
+        let since = intended.saturating_duration_since(self.start).as_nanos();
+        // A message due exactly at the end (rounding) joins the last window.
+        let last = self.hists.len().saturating_sub(1);
+        let i = (since / self.len.as_nanos().max(1)).min(last as u128) as usize;
+        if let Some(h) = self.hists.get_mut(i) {
+            h.saturating_record(ns);
+        }
+    }
+
+    /// Adds another worker's windows (the same plan, so the same count).
+    fn merge(&mut self, other: Windows) {
+        for (mine, theirs) in self.hists.iter_mut().zip(&other.hists) {
+            mine.add(theirs).expect("histograms have the same bounds");
+        }
+    }
+}
+
 /// One worker's results, shared by its connection tasks (one thread).
 pub struct Stats {
     hist: RefCell<Histogram<u64>>,
     /// Open loop: how late messages were sent compared with their schedule.
     lag: RefCell<Histogram<u64>>,
+    windows: RefCell<Option<Windows>>,
     msgs: Cell<u64>,
     mismatches: Cell<u64>,
     errors: Cell<u64>,
@@ -77,6 +123,7 @@ pub struct Stats {
 pub struct Totals {
     pub hist: Histogram<u64>,
     pub lag: Histogram<u64>,
+    pub windows: Option<Windows>,
     pub msgs: u64,
     pub mismatches: u64,
     pub errors: u64,
@@ -93,6 +140,7 @@ impl Totals {
         Totals {
             hist: histogram(),
             lag: histogram(),
+            windows: None,
             msgs: 0,
             mismatches: 0,
             errors: 0,
@@ -110,6 +158,11 @@ impl Totals {
         self.lag
             .add(&other.lag)
             .expect("histograms have the same bounds");
+        match (&mut self.windows, other.windows) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
         self.msgs += other.msgs;
         self.mismatches += other.mismatches;
         self.errors += other.errors;
@@ -121,10 +174,11 @@ impl Totals {
 }
 
 impl Stats {
-    pub fn new(published: Arc<AtomicU64>) -> Self {
+    pub fn new(published: Arc<AtomicU64>, windows: Option<Windows>) -> Self {
         Stats {
             hist: RefCell::new(histogram()),
             lag: RefCell::new(histogram()),
+            windows: RefCell::new(windows),
             msgs: Cell::new(0),
             mismatches: Cell::new(0),
             errors: Cell::new(0),
@@ -136,16 +190,21 @@ impl Stats {
         }
     }
 
-    /// A message's echo came back in full at `now`. `recorded`: it belongs
-    /// to the measured window; `bad`: its bytes differ from what was sent.
+    /// The echo of a message meant to be sent at `intended` came back in
+    /// full at `now`. `recorded`: it belongs to the measured period; `bad`:
+    /// its bytes differ from what was sent.
     #[inline]
-    pub fn complete(&self, recorded: bool, bad: bool, latency: Duration, now: Instant) {
+    pub fn complete(&self, recorded: bool, bad: bool, intended: Instant, now: Instant) {
         if bad {
             self.mismatches.set(self.mismatches.get() + 1);
         }
         if recorded {
+            let latency = now.saturating_duration_since(intended);
             let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
             self.hist.borrow_mut().saturating_record(ns);
+            if let Some(windows) = self.windows.borrow_mut().as_mut() {
+                windows.record(intended, ns);
+            }
             let msgs = self.msgs.get() + 1;
             self.msgs.set(msgs);
             self.published.store(msgs, Ordering::Relaxed);
@@ -194,6 +253,7 @@ impl Stats {
         Totals {
             hist: self.hist.into_inner(),
             lag: self.lag.into_inner(),
+            windows: self.windows.into_inner(),
             msgs: self.msgs.get(),
             mismatches: self.mismatches.get(),
             errors: self.errors.get(),

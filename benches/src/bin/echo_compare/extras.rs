@@ -32,6 +32,8 @@ pub struct LatencyRun {
     /// CPU taken on the two benchmark cores by other processes over the client's whole run,
     /// as a fraction of one core.
     pub other_cpu: f64,
+    /// The p99 of each `--latency-window` with messages, in order (empty without windows).
+    pub window_p99_us: Vec<f64>,
 }
 
 impl LatencyRun {
@@ -43,6 +45,7 @@ impl LatencyRun {
             "p999_us": self.p999_us,
             "send_lag_p99_us": self.send_lag_p99_us,
             "other_cpu": self.other_cpu,
+            "window_p99_us": self.window_p99_us,
         })
     }
 }
@@ -71,6 +74,10 @@ pub fn latency_run(args: &Args, spec: &ServerSpec, load: &Path) -> Result<Latenc
         "--json".into(),
     ]
     .into();
+    let mut argv = argv;
+    if args.latency_window > 0.0 {
+        argv.extend(["--window".into(), format!("{}s", args.latency_window)]);
+    }
     let (client, lines, stderr) = spawn_client(args, load, &argv)?;
     let client_pid = client.0.id(); // taskset execs the client: same pid
     let cores = [args.server_core, args.client_core];
@@ -130,6 +137,16 @@ pub fn parse_load_json(line: &str) -> Result<LatencyRun, String> {
         p999_us: f("p999_us")?,
         send_lag_p99_us: v["send_lag_p99_us"].as_f64(),
         other_cpu: 0.0,
+        // Windows without a message (none at a steady rate) have no p99.
+        window_p99_us: v["windows"]
+            .as_array()
+            .map(|ws| {
+                ws.iter()
+                    .filter(|w| w["msgs"].as_u64().is_some_and(|n| n > 0))
+                    .filter_map(|w| w["p99_us"].as_f64())
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -549,7 +566,16 @@ mod tests {
             "send_lag_p99_us":3.0,"errors":0,"mismatches":0,"connect_errors":0}"#;
         let r = parse_load_json(line).unwrap();
         assert_eq!((r.p50_us, r.p99_us), (25.1, 80.5));
+        assert!(r.window_p99_us.is_empty());
         let bad = line.replace("\"errors\":0", "\"errors\":2");
         assert!(parse_load_json(&bad).is_err());
+        // `--window`: the p99 of each window with messages, in order.
+        let windowed = line.replace(
+            "\"errors\":0",
+            r#""errors":0,"window_secs":0.1,"windows":[{"msgs":2000,"p99_us":70.5},
+                {"msgs":0,"p99_us":0.0},{"msgs":1999,"p99_us":3100.0}]"#,
+        );
+        let r = parse_load_json(&windowed).unwrap();
+        assert_eq!(r.window_p99_us, [70.5, 3100.0]);
     }
 }

@@ -56,6 +56,7 @@ mod extras;
 mod perf;
 mod report;
 mod tick_stats;
+mod window_stats;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -152,6 +153,10 @@ struct Args {
     /// Measured window of each latency run, seconds (after --warmup).
     #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
     latency_secs: f64,
+    /// Latency runs also report a p99 per window of this many seconds (`load --window`), and
+    /// the table the median window's (see window_stats.rs); 0 turns it off.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_secs)]
+    latency_window: f64,
     /// cellio's bundled load client, for the latency runs.
     /// Default: examples/load beside this executable (target/release/examples/load).
     #[arg(long)]
@@ -378,6 +383,14 @@ impl Drop for Guard {
 
 fn main() -> ExitCode {
     let args: Args = parse_args(PROG);
+    if args.latency_window > 0.0 && args.latency_secs / args.latency_window > 1000.0 {
+        eprintln!(
+            "{PROG}: error: --latency-window {} cuts --latency-secs {} into more than 1000 \
+             windows (try --help)",
+            args.latency_window, args.latency_secs
+        );
+        return ExitCode::from(2);
+    }
     run_main(PROG, || run(&args))
 }
 
