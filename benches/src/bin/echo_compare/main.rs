@@ -150,8 +150,9 @@ struct Args {
     /// (open loop, cellio's bundled load client); 0 skips the latency runs.
     #[arg(long, default_value_t = 20_000.0, value_parser = parse_rate)]
     latency_rate: f64,
-    /// Measured window of each latency run, seconds (after --warmup).
-    #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
+    /// Measured window of each latency run, seconds (after --warmup): 10 s makes 100 p99
+    /// windows per run at the default --latency-window.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
     latency_secs: f64,
     /// Latency runs also report a p99 per window of this many seconds (`load --window`), and
     /// the table the median window's (see window_stats.rs); 0 turns it off.
