@@ -324,11 +324,15 @@ fn worker(
                     timeout: plan.timeout,
                 };
                 let stats = stats.clone();
-                if plan.pipeline == 1 {
-                    spawn_local(conn::closed(stream, c, stats))
-                } else {
-                    spawn_local(conn::pipelined(stream, c, stats))
-                }
+                let pipelined = plan.pipeline > 1;
+                spawn_local(async move {
+                    if pipelined {
+                        conn::pipelined(stream, c, stats.clone()).await;
+                    } else {
+                        conn::closed(stream, c, stats.clone()).await;
+                    }
+                    stats.connection_ended();
+                })
             })
             .collect();
         for h in handles {
@@ -434,8 +438,8 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
     let lq =
         |q: f64| (plan.rate.is_some() && !lag.is_empty()).then(|| us(lag.value_at_quantile(q)));
     let (lag50, lag99, lagmax) = (lq(0.5), lq(0.99), lq(1.0));
-    let allocs_per_msg = if t.msgs > 0 {
-        t.window_allocs as f64 / t.msgs as f64
+    let allocs_per_msg = if t.window_msgs > 0 {
+        t.window_allocs as f64 / t.window_msgs as f64
     } else {
         0.0
     };

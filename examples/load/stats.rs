@@ -113,8 +113,11 @@ pub struct Stats {
     timeouts: Cell<u64>,
     last_done: Cell<Option<Instant>>,
     reports: Cell<u32>,
-    /// Thread allocation count at the first and the latest recorded message.
-    allocs: Cell<Option<(u64, u64)>>,
+    /// Allocations while every connection runs (see [`AllocWindow`]).
+    allocs: Cell<Option<AllocWindow>>,
+    /// A connection has ended: its teardown (and everything after) is not
+    /// the hot loop, so the allocation window is closed.
+    allocs_closed: Cell<bool>,
     /// `msgs`, for the progress line on the main thread.
     published: Arc<AtomicU64>,
 }
@@ -130,9 +133,21 @@ pub struct Totals {
     pub timeouts: u64,
     pub connect_errors: u64,
     pub last_done: Option<Instant>,
-    /// Allocations on worker threads between their first and last recorded
-    /// message.
+    /// Allocations on worker threads in their allocation windows, and the
+    /// messages recorded in them.
     pub window_allocs: u64,
+    pub window_msgs: u64,
+}
+
+/// A worker thread's allocation count at its first recorded message and at
+/// the latest one recorded before any of its connections ended, and the
+/// messages recorded in between: the steady state, without the teardown
+/// of connections that finish while others still run (open loop).
+#[derive(Clone, Copy)]
+struct AllocWindow {
+    first: u64,
+    last: u64,
+    msgs: u64,
 }
 
 impl Totals {
@@ -148,6 +163,7 @@ impl Totals {
             connect_errors: 0,
             last_done: None,
             window_allocs: 0,
+            window_msgs: 0,
         }
     }
 
@@ -170,6 +186,7 @@ impl Totals {
         self.connect_errors += other.connect_errors;
         self.last_done = self.last_done.max(other.last_done);
         self.window_allocs += other.window_allocs;
+        self.window_msgs += other.window_msgs;
     }
 }
 
@@ -186,6 +203,7 @@ impl Stats {
             last_done: Cell::new(None),
             reports: Cell::new(0),
             allocs: Cell::new(None),
+            allocs_closed: Cell::new(false),
             published,
         }
     }
@@ -209,10 +227,27 @@ impl Stats {
             self.msgs.set(msgs);
             self.published.store(msgs, Ordering::Relaxed);
             self.last_done.set(Some(now));
-            let allocs = thread_allocs();
-            let first = self.allocs.get().map_or(allocs, |(first, _)| first);
-            self.allocs.set(Some((first, allocs)));
+            if !self.allocs_closed.get() {
+                let now = thread_allocs();
+                self.allocs.set(Some(match self.allocs.get() {
+                    None => AllocWindow {
+                        first: now,
+                        last: now,
+                        msgs: 0,
+                    },
+                    Some(w) => AllocWindow {
+                        last: now,
+                        msgs: w.msgs + 1,
+                        ..w
+                    },
+                }));
+            }
         }
+    }
+
+    /// One of this worker's connections has ended (normally or not).
+    pub fn connection_ended(&self) {
+        self.allocs_closed.set(true);
     }
 
     /// Open loop: a measured message was sent `lag` after it was due.
@@ -260,7 +295,8 @@ impl Stats {
             timeouts: self.timeouts.get(),
             connect_errors,
             last_done: self.last_done.get(),
-            window_allocs: self.allocs.get().map_or(0, |(first, last)| last - first),
+            window_allocs: self.allocs.get().map_or(0, |w| w.last - w.first),
+            window_msgs: self.allocs.get().map_or(0, |w| w.msgs),
         }
     }
 }

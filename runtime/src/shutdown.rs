@@ -83,7 +83,9 @@ impl Shared {
     }
 }
 
-/// One worker's tasks waiting for shutdown: a slab of wakers.
+/// One worker's tasks waiting for shutdown: a slab of wakers whose free list
+/// has room for every key (reserved as the slab grows), so `remove` never
+/// allocates.
 #[derive(Debug, Default)]
 pub(crate) struct ShutdownWaiters {
     wakers: Vec<Option<Waker>>,
@@ -94,6 +96,9 @@ impl ShutdownWaiters {
     fn register(&mut self, waker: &Waker) -> usize {
         let key = self.free.pop().unwrap_or_else(|| {
             self.wakers.push(None);
+            // Room for every key on the free list (it is empty here), so
+            // that `remove` never allocates.
+            self.free.reserve(self.wakers.len());
             self.wakers.len() - 1
         });
         self.wakers[key] = Some(waker.clone());

@@ -20,6 +20,8 @@
 //!   behind by a task that ended are dropped.
 //! * `LIVE` is set from spawn until the task ends, including while it is
 //!   being polled.
+//! * The free list has room for every slot (reserved when the table
+//!   grows): ending a task never allocates.
 //! * The task's reference stays in its slot while the task is polled (the
 //!   loop polls it through a [`TaskRef`] copied out of the table): only the
 //!   worker loop ends a task, after its poll, and `cancel_all` runs only
@@ -98,6 +100,9 @@ impl Tasks {
         slots.reserve_exact(new - old);
         slots.resize_with(new, Slot::default);
         self.slots = slots.into_boxed_slice();
+        // Room for every slot on the free list, so that `finish` never
+        // allocates (even the first time every task ends at once).
+        self.free.reserve(new - self.free.len());
         // Lowest index on top: slots are handed out in order.
         self.free.extend((old as u32..new as u32).rev());
         true
@@ -241,5 +246,23 @@ mod tests {
         assert!(refused.is_err());
         release(refused.err());
         release(tasks.pop_live());
+    }
+
+    #[test]
+    fn the_free_list_has_room_for_every_slot() {
+        let mut tasks = Tasks::default();
+        let slots: Vec<u32> = (0..100)
+            .map(|_| {
+                let (slot, _) = tasks.insert(task(), 1000).ok().unwrap();
+                assert!(tasks.free.capacity() >= tasks.slots.len());
+                slot
+            })
+            .collect();
+        let capacity = tasks.free.capacity();
+        for slot in slots {
+            release(tasks.finish(slot));
+        }
+        assert_eq!(tasks.free.len(), tasks.slots.len());
+        assert_eq!(tasks.free.capacity(), capacity, "finish grew the free list");
     }
 }

@@ -19,6 +19,10 @@
 //!   back to the system allocator (that is what a block released on another
 //!   thread does).
 //! * At most `cap` blocks per class are kept; the rest are freed.
+//! * A class's free list has room for every block of the class that could
+//!   come back to it (up to `cap`), reserved when a fresh block is
+//!   allocated: `give_back` never allocates, even the first time every
+//!   task of a peak ends at once.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ptr::NonNull;
@@ -57,6 +61,10 @@ pub(crate) struct Pool {
     enabled: bool,
     cap: usize,
     free: [Vec<NonNull<u8>>; CLASSES],
+    /// Blocks of each class allocated here and not freed here: those that
+    /// may come back (an upper bound: a block released on another thread
+    /// goes to the system allocator).
+    blocks: [usize; CLASSES],
     reused: u64,
     allocated: u64,
 }
@@ -67,6 +75,7 @@ impl Pool {
             enabled,
             cap,
             free: Default::default(),
+            blocks: [0; CLASSES],
             reused: 0,
             allocated: 0,
         }
@@ -89,6 +98,11 @@ impl Pool {
             return block;
         }
         self.allocated += 1;
+        let c = usize::from(class);
+        self.blocks[c] += 1;
+        // The list is empty (the pop failed): room for every block that
+        // may come back, amortised like any `Vec` growth.
+        self.free[c].reserve(self.blocks[c].min(self.cap));
         alloc_layout(class_layout(class))
     }
 
@@ -106,6 +120,8 @@ impl Pool {
         } else {
             // SAFETY: the caller's contract: allocated with this layout.
             unsafe { dealloc(block.as_ptr(), class_layout(class)) };
+            let c = usize::from(class);
+            self.blocks[c] = self.blocks[c].saturating_sub(1);
         }
     }
 
@@ -113,13 +129,16 @@ impl Pool {
     pub(crate) fn trim(&mut self) -> usize {
         let mut freed = 0;
         for (class, list) in self.free.iter_mut().enumerate() {
+            let blocks = &mut self.blocks[class];
             for block in list.drain(..) {
                 // SAFETY: every pooled block was allocated with its class
                 // layout (module invariant) and is unused while pooled.
                 unsafe { dealloc(block.as_ptr(), class_layout(class as u8)) };
                 freed += 1;
+                *blocks = blocks.saturating_sub(1);
             }
-            list.shrink_to_fit();
+            // Keep room for the blocks still out (see the invariants).
+            list.shrink_to((*blocks).min(self.cap));
         }
         freed
     }
@@ -184,5 +203,26 @@ mod tests {
         unsafe { pool.give_back(2, a) };
         assert_eq!(pool.trim(), 1);
         assert_eq!(pool.pooled(), 0);
+    }
+
+    #[test]
+    fn give_back_never_grows_a_free_list() {
+        let mut pool = Pool::new(true, 64);
+        let blocks: Vec<_> = (0..100).map(|_| pool.take(1)).collect();
+        let capacity = pool.free[1].capacity();
+        assert!(capacity >= 64, "room for a capped list: {capacity}");
+        for block in blocks {
+            // SAFETY: from `take(1)`, unused.
+            unsafe { pool.give_back(1, block) };
+        }
+        assert_eq!(pool.pooled(), 64);
+        assert_eq!(pool.free[1].capacity(), capacity);
+        // Trimming keeps room for nothing more than what is still out.
+        let out = pool.take(1);
+        assert_eq!(pool.trim(), 63);
+        assert!(pool.free[1].capacity() >= 1);
+        // SAFETY: from `take(1)`, unused.
+        unsafe { pool.give_back(1, out) };
+        assert_eq!(pool.trim(), 1);
     }
 }

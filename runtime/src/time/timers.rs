@@ -5,7 +5,10 @@
 //!
 //! * Entries live in a slab (`entries` + `free`) and are reused; the heap
 //!   (`heap`, entry indices ordered by deadline) and the slab grow to the
-//!   peak number of live timers and then allocate nothing.
+//!   peak number of live timers and then allocate nothing. `free` and `heap`
+//!   have room for every entry, reserved when `entries` grows: freeing,
+//!   firing or re-arming a timer never allocates, even the first time that
+//!   many end at once.
 //! * `entries[i].heap_pos` is `i`'s position in `heap` while the timer is
 //!   armed, `NOT_IN_HEAP` otherwise. Every heap move updates it, so a timer
 //!   is removed or re-armed in `O(log n)` — a cancelled timer leaves nothing
@@ -54,7 +57,12 @@ impl Timers {
                     live: false,
                     waker: None,
                 });
-                (self.entries.len() - 1) as u32
+                // Room for every entry to be free, or armed, at once (see
+                // the invariants); amortised, like the push above.
+                let n = self.entries.len();
+                self.free.reserve(n - self.free.len());
+                self.heap.reserve(n - self.heap.len());
+                (n - 1) as u32
             }
         };
         let entry = &mut self.entries[slot as usize];
@@ -228,6 +236,38 @@ mod tests {
             fired += 1;
         }
         fired
+    }
+
+    #[test]
+    fn free_list_and_heap_have_room_for_every_entry() {
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        let waker = Waker::noop();
+        let room = |t: &Timers| {
+            t.free.capacity() >= t.entries.len() && t.heap.capacity() >= t.entries.len()
+        };
+        let keys: Vec<_> = (0..100u64)
+            .map(|i| {
+                let key = timers.insert(t0 + Duration::from_millis(i), waker);
+                assert!(room(&timers), "after insert {i}");
+                key
+            })
+            .collect();
+        // Ending them all fills the free list to the number of entries
+        // without growing it.
+        let (free_cap, heap_cap) = (timers.free.capacity(), timers.heap.capacity());
+        for key in &keys[..50] {
+            timers.remove(*key);
+        }
+        assert_eq!(fire_all(&mut timers, t0 + Duration::from_secs(1)), 50);
+        for key in &keys[50..] {
+            timers.remove(*key);
+        }
+        assert_eq!(timers.free.len(), 100);
+        assert_eq!(
+            (timers.free.capacity(), timers.heap.capacity()),
+            (free_cap, heap_cap)
+        );
     }
 
     #[test]
