@@ -345,6 +345,10 @@ fn bad_flags_exit_2() {
         &["--requests", "5", "--window", "1s"],
         // 10 000 windows: more than the 1000 allowed.
         &["--duration", "10s", "--window", "1ms"],
+        // Windows must divide the duration.
+        &["--duration", "1s", "--window", "300ms"],
+        // 500 windows on each of 10 workers: more histograms than allowed.
+        &["--duration", "50s", "--window", "100ms", "--workers", "10"],
     ] {
         let out = run_load(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

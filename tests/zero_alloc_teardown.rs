@@ -27,6 +27,7 @@ const PEAK: usize = 100;
 const WARM_UP: usize = 4;
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
 
 /// `count` tasks that each sleep (deadlines spread over 10 ms, so they fire
 /// over several turns) and return their index.
@@ -36,6 +37,7 @@ fn spawn_sleepers(count: usize) -> Vec<JoinHandle<usize>> {
             spawn(async move {
                 STARTED.fetch_add(1, Ordering::SeqCst);
                 sleep(Duration::from_millis(20 + (i % 10) as u64)).await;
+                FINISHED.fetch_add(1, Ordering::SeqCst);
                 i
             })
         })
@@ -61,7 +63,7 @@ async fn join_all(handles: Vec<JoinHandle<usize>>) -> usize {
 fn the_first_wave_of_endings_after_a_peak_allocates_nothing() {
     assert_counter_works();
     let rt = Builder::new().workers(1).build().unwrap();
-    let (allocations, sizes, sum) = rt.block_on(async {
+    let (allocations, sizes, sum, finished_before) = rt.block_on(async {
         // Warm-up: every code path runs once, with a few tasks.
         let warm = spawn_sleepers(WARM_UP);
         until_started(WARM_UP).await;
@@ -72,10 +74,14 @@ fn the_first_wave_of_endings_after_a_peak_allocates_nothing() {
         until_started(WARM_UP + PEAK).await;
 
         start_counting();
+        // (An atomic load: allocates nothing.)
+        let finished_before = FINISHED.load(Ordering::SeqCst) - WARM_UP;
         let sum = join_all(peak).await;
-        (stop_counting(), recorded_sizes(), sum)
+        (stop_counting(), recorded_sizes(), sum, finished_before)
     });
     assert_eq!(sum, (0..PEAK).sum());
+    // Every peak task ended inside the counted window (else it checked less).
+    assert_eq!(finished_before, 0, "peak tasks ended before counting began");
     assert_eq!(
         allocations, 0,
         "heap allocations while {PEAK} timers fired and {PEAK} tasks ended; \

@@ -62,6 +62,8 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
 /// Most `--window`s a run may have (each costs a 36 KiB histogram per worker).
 const MAX_WINDOWS: u128 = 1000;
+/// Most window histograms over all workers (about 150 MB).
+const MAX_WINDOW_HISTOGRAMS: u128 = 4096;
 
 /// Prints `load: error: MSG` and exits with code 2.
 fn fail_usage(msg: &str) -> ! {
@@ -109,11 +111,23 @@ fn main() -> ExitCode {
         (None, _) => None,
         (Some(_), None) => fail_usage("--window needs a duration run, not --requests"),
         (Some(len), Some(d)) => {
-            let count = d.as_nanos().div_ceil(len.as_nanos());
+            if d.as_nanos() % len.as_nanos() != 0 {
+                fail_usage(&format!(
+                    "--window {len:?} does not divide --duration {d:?} into whole windows"
+                ));
+            }
+            let count = d.as_nanos() / len.as_nanos();
             if count > MAX_WINDOWS {
                 fail_usage(&format!(
                     "--window {len:?} cuts --duration {d:?} into {count} windows; \
                      at most {MAX_WINDOWS} are allowed"
+                ));
+            }
+            let workers = u128::from(args.workers.min(args.connections));
+            if count * workers > MAX_WINDOW_HISTOGRAMS {
+                fail_usage(&format!(
+                    "{count} windows on each of {workers} workers: at most \
+                     {MAX_WINDOW_HISTOGRAMS} window histograms in all (fewer windows or workers)"
                 ));
             }
             Some((len, count as usize))
@@ -251,6 +265,11 @@ fn worker(
         }
     };
 
+    // `--window` histograms: allocated now, not during the warm-up.
+    let windows = plan
+        .window
+        .map(|(len, count)| stats::Windows::new(len, count));
+
     // Connect phase: all connects in flight at once, each bounded.
     let connect_timeout = plan.timeout;
     let results: Vec<std::io::Result<TcpStream>> = rt.block_on(async {
@@ -298,9 +317,10 @@ fn worker(
         warm_end: t0 + plan.warmup,
         end: plan.duration.map(|d| t0 + plan.warmup + d),
     };
-    let windows = plan
-        .window
-        .map(|(len, count)| stats::Windows::new(timeline.warm_end, len, count));
+    let windows = windows.map(|mut w| {
+        w.begin(timeline.warm_end);
+        w
+    });
     let stats = Rc::new(Stats::new(published, windows));
     rt.block_on(async {
         let handles: Vec<_> = streams
@@ -438,11 +458,8 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
     let lq =
         |q: f64| (plan.rate.is_some() && !lag.is_empty()).then(|| us(lag.value_at_quantile(q)));
     let (lag50, lag99, lagmax) = (lq(0.5), lq(0.99), lq(1.0));
-    let allocs_per_msg = if t.window_msgs > 0 {
-        t.window_allocs as f64 / t.window_msgs as f64
-    } else {
-        0.0
-    };
+    // None: no message was recorded before a connection ended.
+    let allocs_per_msg = (t.window_msgs > 0).then(|| t.window_allocs as f64 / t.window_msgs as f64);
     if args.json {
         let obj = serde_json::json!({
             "addr": args.addr,
@@ -473,6 +490,7 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
             "mismatches": t.mismatches,
             "connect_errors": t.connect_errors,
             "allocs_per_msg": allocs_per_msg,
+            "alloc_window_msgs": t.window_msgs,
             "window_secs": t.windows.as_ref().map(|w| w.len.as_secs_f64()),
             "windows": t.windows.as_ref().map(|w| w.hists.iter().map(window_json).collect::<Vec<_>>()),
         });
@@ -512,11 +530,11 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
             .collect();
         p99.sort_by(f64::total_cmp);
         if let (Some(lo), Some(hi)) = (p99.first(), p99.last()) {
+            let n = p99.len();
+            let median = (p99[(n - 1) / 2] + p99[n / 2]) / 2.0;
             println!(
-                "  p99 µs by {:?} window: median {:.1}  min {lo:.1}  max {hi:.1}  ({} windows with messages)",
+                "  p99 µs by {:?} window: median {median:.1}  min {lo:.1}  max {hi:.1}  ({n} windows with messages)",
                 w.len,
-                p99[p99.len() / 2],
-                p99.len()
             );
         }
     }

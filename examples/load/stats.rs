@@ -65,20 +65,28 @@ fn window_histogram() -> Histogram<u64> {
 /// `--window`: consecutive windows of the measured period, each with its
 /// own histogram, allocated up front (recording allocates nothing).
 pub struct Windows {
-    /// The start of the measured period (the end of the warm-up).
-    pub start: Instant,
+    /// The start of the measured period (the end of the warm-up), set by
+    /// [`Windows::begin`] once the run's start is known.
+    start: Instant,
+    /// Each window's length.
     pub len: Duration,
+    /// One histogram per window, in order.
     pub hists: Vec<Histogram<u64>>,
 }
 
 impl Windows {
-    /// `count` windows of `len` from `start`.
-    pub fn new(start: Instant, len: Duration, count: usize) -> Self {
+    /// `count` windows of `len`, allocated now (before the run).
+    pub fn new(len: Duration, count: usize) -> Self {
         Windows {
-            start,
+            start: Instant::now(),
             len,
             hists: (0..count).map(|_| window_histogram()).collect(),
         }
+    }
+
+    /// The measured period starts at `start`.
+    pub fn begin(&mut self, start: Instant) {
+        self.start = start;
     }
 
     /// Records a measured message that was due at `intended`.
@@ -133,9 +141,9 @@ pub struct Totals {
     pub timeouts: u64,
     pub connect_errors: u64,
     pub last_done: Option<Instant>,
-    /// Allocations on worker threads in their allocation windows, and the
-    /// messages recorded in them.
+    /// Allocations on worker threads in their allocation windows.
     pub window_allocs: u64,
+    /// Messages recorded in the allocation windows.
     pub window_msgs: u64,
 }
 

@@ -245,3 +245,23 @@ impl<F: Future> Future for UntilShutdown<F> {
         future.poll(cx).map(Some)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removing_never_grows_the_free_list() {
+        let mut waiters = ShutdownWaiters::default();
+        let keys: Vec<usize> = (0..50).map(|_| waiters.register(Waker::noop())).collect();
+        let capacity = waiters.free.capacity();
+        assert!(capacity >= 50, "room for every key: {capacity}");
+        for key in keys {
+            waiters.remove(key);
+        }
+        assert_eq!(waiters.free.len(), 50);
+        assert_eq!(waiters.free.capacity(), capacity);
+        // Keys are reused.
+        assert!(waiters.register(Waker::noop()) < 50);
+    }
+}

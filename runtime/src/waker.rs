@@ -389,7 +389,7 @@ impl Inbox {
             });
         }
         for task in state.spawned.drain(..) {
-            executor.adopt(task);
+            executor.adopt_remote(task);
         }
         let state_changed = std::mem::take(&mut state.state_changed);
         drop(state);

@@ -358,7 +358,17 @@ impl Executor {
     }
 
     /// Takes a task created elsewhere (`spawn_on`) into the table.
-    pub(crate) fn adopt(&self, task: RawTask) {
+    pub(crate) fn adopt_remote(&self, task: RawTask) {
+        // Its block (allocated on the sending thread) will come back to
+        // this worker's pool when it ends.
+        if let Some(class) = task.pool_class() {
+            self.pool.borrow_mut().adopt(class);
+        }
+        self.adopt(task);
+    }
+
+    /// Takes a task into the table and the run queue.
+    fn adopt(&self, task: RawTask) {
         // SAFETY: only the table's `insert` and the queue's `push` run.
         let inserted = unsafe {
             self.run.with(|run| {

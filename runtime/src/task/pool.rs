@@ -61,9 +61,9 @@ pub(crate) struct Pool {
     enabled: bool,
     cap: usize,
     free: [Vec<NonNull<u8>>; CLASSES],
-    /// Blocks of each class allocated here and not freed here: those that
-    /// may come back (an upper bound: a block released on another thread
-    /// goes to the system allocator).
+    /// Blocks of each class taken from here or adopted here (`spawn_on`)
+    /// and not freed here: those that may come back. An upper bound: a
+    /// block whose last reference goes on another thread is freed there.
     blocks: [usize; CLASSES],
     reused: u64,
     allocated: u64,
@@ -98,12 +98,25 @@ impl Pool {
             return block;
         }
         self.allocated += 1;
+        self.count_block(class);
+        alloc_layout(class_layout(class))
+    }
+
+    /// A block of `class` allocated elsewhere (a task sent here with
+    /// `spawn_on`) will come back to this pool.
+    pub(crate) fn adopt(&mut self, class: u8) {
+        self.count_block(class);
+    }
+
+    /// One more block of `class` may come back: room for it on the free
+    /// list (up to the cap), amortised like any `Vec` growth.
+    fn count_block(&mut self, class: u8) {
         let c = usize::from(class);
         self.blocks[c] += 1;
-        // The list is empty (the pop failed): room for every block that
-        // may come back, amortised like any `Vec` growth.
-        self.free[c].reserve(self.blocks[c].min(self.cap));
-        alloc_layout(class_layout(class))
+        let (list, need) = (&mut self.free[c], self.blocks[c].min(self.cap));
+        if list.capacity() < need {
+            list.reserve(need - list.len());
+        }
     }
 
     /// Returns a block of `class` to the free list, or to the system
@@ -121,6 +134,10 @@ impl Pool {
             // SAFETY: the caller's contract: allocated with this layout.
             unsafe { dealloc(block.as_ptr(), class_layout(class)) };
             let c = usize::from(class);
+            debug_assert!(
+                self.blocks[c] > 0,
+                "a block of class {c} that was never counted"
+            );
             self.blocks[c] = self.blocks[c].saturating_sub(1);
         }
     }
@@ -135,6 +152,7 @@ impl Pool {
                 // layout (module invariant) and is unused while pooled.
                 unsafe { dealloc(block.as_ptr(), class_layout(class as u8)) };
                 freed += 1;
+                debug_assert!(*blocks > 0, "a pooled block that was never counted");
                 *blocks = blocks.saturating_sub(1);
             }
             // Keep room for the blocks still out (see the invariants).
@@ -224,5 +242,27 @@ mod tests {
         // SAFETY: from `take(1)`, unused.
         unsafe { pool.give_back(1, out) };
         assert_eq!(pool.trim(), 1);
+    }
+
+    #[test]
+    fn adopted_blocks_have_room_too() {
+        let mut pool = Pool::new(true, 64);
+        let local = pool.take(0);
+        // Ten blocks allocated on another thread (`spawn_on`) for tasks
+        // that will end here.
+        let remote: Vec<_> = (0..10)
+            .map(|_| {
+                pool.adopt(0);
+                alloc_layout(class_layout(0))
+            })
+            .collect();
+        let capacity = pool.free[0].capacity();
+        assert!(capacity >= 11);
+        for block in remote.into_iter().chain([local]) {
+            // SAFETY: allocated with class 0's layout, unused.
+            unsafe { pool.give_back(0, block) };
+        }
+        assert_eq!(pool.free[0].capacity(), capacity);
+        assert_eq!(pool.trim(), 11);
     }
 }

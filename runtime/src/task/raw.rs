@@ -186,6 +186,11 @@ impl RawTask {
         unsafe { self.ptr.as_ref() }
     }
 
+    /// The pool class of the task's block; `None` if it bypasses the pool.
+    pub(crate) fn pool_class(&self) -> Option<u8> {
+        Some(self.header().class).filter(|&class| class != NOT_POOLED)
+    }
+
     /// An uncounted reference to the task, for polling it while this
     /// reference stays where it is (in the task table).
     #[inline]

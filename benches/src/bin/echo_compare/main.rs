@@ -384,13 +384,27 @@ impl Drop for Guard {
 
 fn main() -> ExitCode {
     let args: Args = parse_args(PROG);
-    if args.latency_window > 0.0 && args.latency_secs / args.latency_window > 1000.0 {
-        eprintln!(
-            "{PROG}: error: --latency-window {} cuts --latency-secs {} into more than 1000 \
-             windows (try --help)",
-            args.latency_window, args.latency_secs
+    if args.latency_rate > 0.0 && args.latency_window > 0.0 {
+        // The load client's own checks, made here so that a bad pair fails at once, not in
+        // every latency run.
+        let (secs, window) = (
+            Duration::from_secs_f64(args.latency_secs).as_nanos(),
+            Duration::from_secs_f64(args.latency_window).as_nanos(),
         );
-        return ExitCode::from(2);
+        let problem = if window == 0 || secs % window != 0 {
+            Some("the window does not divide the run")
+        } else if secs / window > 1000 {
+            Some("more than 1000 windows per run")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            eprintln!(
+                "{PROG}: error: --latency-window {} with --latency-secs {}: {problem} (try --help)",
+                args.latency_window, args.latency_secs
+            );
+            return ExitCode::from(2);
+        }
     }
     run_main(PROG, || run(&args))
 }

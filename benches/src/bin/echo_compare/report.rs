@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::extras::{self, LatencyRun};
 use crate::tick_stats::{self, Bias, BiasRun};
-use crate::window_stats::{WindowP99, STALL_US};
+use crate::window_stats::{WindowP99, MIN_ROUNDS, STALL_US};
 use crate::{Args, PerfPerMsg, RunResult, ServerResults, ServerSpec, StraceResult, Summary};
 
 /// Targets from the runtime issue for `cellio` (64 B messages, 100 connections).
@@ -18,7 +18,7 @@ const TARGET_VS_TOKIO: f64 = 0.5;
 const SYSCALL_RESOLUTION: f64 = 0.005;
 
 /// Medians of one server's latency runs, and its windows' p99s over all of them.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct LatencySummary {
     msgs_per_sec: f64,
     p50_us: f64,
@@ -39,7 +39,7 @@ impl LatencySummary {
             windows: WindowP99::of(
                 &runs
                     .iter()
-                    .flat_map(|r| r.window_p99_us.iter().copied())
+                    .map(|r| r.window_p99_us.clone())
                     .collect::<Vec<_>>(),
             ),
         })
@@ -173,7 +173,7 @@ impl<'a> Report<'a> {
         let win = self
             .rows
             .iter()
-            .any(|r| r.latency.is_some_and(|l| l.windows.is_some()));
+            .any(|r| r.latency.as_ref().is_some_and(|l| l.windows.is_some()));
         let allocs = self.any(|r| r.allocs.is_some());
         let cg = self.any(|r| r.callgrind.is_some());
         let cache = self.any(|r| r.cache.is_some());
@@ -235,12 +235,15 @@ impl<'a> Report<'a> {
             let mut c = vec![spec.name.clone()];
             c.push(opt(s.map(|s| s.msgs_per_sec), 0));
             if lat {
-                c.push(opt(row.latency.map(|l| l.p50_us), 1));
-                c.push(opt(row.latency.map(|l| l.p99_us), 1));
+                c.push(opt(row.latency.as_ref().map(|l| l.p50_us), 1));
+                c.push(opt(row.latency.as_ref().map(|l| l.p99_us), 1));
             }
             if win {
                 c.push(opt(
-                    row.latency.and_then(|l| l.windows).map(|w| w.median_us),
+                    row.latency
+                        .as_ref()
+                        .and_then(|l| l.windows.as_ref())
+                        .map(|w| w.median_us),
                     1,
                 ));
             }
@@ -346,8 +349,9 @@ impl<'a> Report<'a> {
         }
         n.push(
             "A target verdict with a question mark (met?, MISSED?) has its figure within 2σ of \
-             the limit (for the p99 targets: the two servers' rounds, or their windows' 95% \
-             intervals, overlap): the point estimate leans that way, the run cannot tell."
+             the limit (for the p99 targets: fewer than four rounds, or the two servers' \
+             rounds or their windows' 95% intervals overlap): the point estimate leans that \
+             way, the run cannot tell."
                 .into(),
         );
         n.push(
@@ -389,14 +393,13 @@ impl<'a> Report<'a> {
             .specs
             .iter()
             .zip(&self.rows)
-            .filter_map(|(s, r)| Some((s, r.latency?.windows?)))
+            .filter_map(|(s, r)| Some((s, r.latency.as_ref()?.windows.as_ref()?)))
             .map(|(s, w)| {
                 format!(
-                    "{} {:.0} [{:.0}, {:.0}], {:.0}% stalled",
+                    "{} {:.0} {}, {:.0}% stalled",
                     s.name,
                     w.median_us,
-                    w.lo_us,
-                    w.hi_us,
+                    w.ci_text(0),
                     w.stalled * 100.0
                 )
             })
@@ -405,8 +408,10 @@ impl<'a> Report<'a> {
             n.push(format!(
                 "p99 win: each latency run is also cut into {} s windows (`load --window`), each \
                  with its own p99; the column is the median window's p99 over all rounds, so a \
-                 stall spoils only the windows it falls in. Median [95% interval, order \
-                 statistics], share of windows with p99 above {STALL_US:.0} µs: {}.",
+                 stall spoils only the windows it falls in (and anything rarer than every \
+                 other window goes unseen: compare the stalled shares). Median [95% interval, \
+                 order statistics, windows taken as independent], share of windows with p99 \
+                 above {STALL_US:.0} µs: {}.",
                 a.latency_window,
                 windows.join("; ")
             ));
@@ -632,15 +637,23 @@ impl<'a> Report<'a> {
                 decided: true,
             },
         });
-        let p99 = |n: &str| self.row(n).and_then(|r| r.latency).map(|l| l.p99_us);
+        let p99 = |n: &str| {
+            self.row(n)
+                .and_then(|r| r.latency.as_ref())
+                .map(|l| l.p99_us)
+        };
         let what = format!(
             "{ours}: p99 at {} msg/s no worse than tokio current_thread's",
             self.args.latency_rate
         );
-        // The rounds' p99s scatter by stalls: the verdict counts as decided only if every
-        // round of one server lies on the same side of every round of the other.
+        // The rounds' p99s scatter by stalls: the verdict counts as decided only if, with
+        // enough rounds for it to mean something (see window_stats), every round of one
+        // server lies on the same side of every round of the other.
         let range = |n: &str| {
             let r = self.res.get(self.specs.iter().position(|s| s.name == n)?)?;
+            if r.latency.len() < MIN_ROUNDS {
+                return None;
+            }
             let v = r.latency.iter().map(|l| l.p99_us);
             Some((
                 v.clone().fold(f64::INFINITY, f64::min),
@@ -664,7 +677,11 @@ impl<'a> Report<'a> {
                 decided: true,
             },
         });
-        let win = |n: &str| self.row(n).and_then(|r| r.latency).and_then(|l| l.windows);
+        let win = |n: &str| {
+            self.row(n)
+                .and_then(|r| r.latency.as_ref())
+                .and_then(|l| l.windows.as_ref())
+        };
         if let (Some(c), Some(k)) = (win(ours), win("tokio-current")) {
             t.push(Target {
                 what: format!(
@@ -673,11 +690,14 @@ impl<'a> Report<'a> {
                     self.args.latency_window, self.args.latency_rate
                 ),
                 figure: format!(
-                    "{:.1} [{:.1}, {:.1}] µs vs {:.1} [{:.1}, {:.1}] µs (median window, 95%)",
-                    c.median_us, c.lo_us, c.hi_us, k.median_us, k.lo_us, k.hi_us
+                    "{:.1} {} µs vs {:.1} {} µs (median window, 95%)",
+                    c.median_us,
+                    c.ci_text(1),
+                    k.median_us,
+                    k.ci_text(1)
                 ),
                 met: Some(c.median_us <= k.median_us),
-                decided: c.at_most(&k).is_some(),
+                decided: c.at_most(k).is_some(),
             });
         }
         t
@@ -908,11 +928,11 @@ impl<'a> Report<'a> {
                     "latency": {
                         "rounds": r.latency.iter().map(LatencyRun::to_json).collect::<Vec<_>>(),
                         "failures": r.latency_failures,
-                        "median": row.latency.map(|l| json!({
+                        "median": row.latency.as_ref().map(|l| json!({
                             "msgs_per_sec": l.msgs_per_sec,
                             "p50_us": l.p50_us,
                             "p99_us": l.p99_us,
-                            "window_p99": l.windows.map(|w| w.to_json()),
+                            "window_p99": l.windows.as_ref().map(WindowP99::to_json),
                         })),
                     },
                     "allocs": err_or(r.allocs.as_ref().map(|x| x.as_ref().map(extras::AllocResult::to_json))),
@@ -939,6 +959,7 @@ impl<'a> Report<'a> {
                 "clk_tck": self.tck,
                 "latency_rate": a.latency_rate,
                 "latency_secs": a.latency_secs,
+                "latency_window": a.latency_window,
             },
             "servers": servers,
             "tick_bias": {

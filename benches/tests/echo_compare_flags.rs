@@ -1,0 +1,25 @@
+//! The `echo_compare` driver refuses bad flags before it starts anything: one line on stderr,
+//! exit status 2.
+
+use std::process::Command;
+
+#[test]
+fn bad_flags_are_one_line_errors() {
+    for args in [
+        &["--bogus"][..],
+        &["--rounds", "x"],
+        // Latency windows that do not divide the run, or too many of them.
+        &["--latency-window", "0.3"],
+        &["--latency-secs", "10", "--latency-window", "0.001"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_echo_compare"))
+            .args(args)
+            .output()
+            .expect("echo_compare runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("echo_compare: error:"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
