@@ -235,7 +235,7 @@ mod tests {
         }
         assert_eq!(pool.pooled(), 64);
         assert_eq!(pool.free[1].capacity(), capacity);
-        // Trimming keeps room for nothing more than what is still out.
+        // Trimming keeps room for the block still out.
         let out = pool.take(1);
         assert_eq!(pool.trim(), 63);
         assert!(pool.free[1].capacity() >= 1);
