@@ -423,21 +423,24 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
+/// The value at quantile `q` of `h` in µs (1.0: the maximum); 0 for an
+/// empty histogram.
+fn quantile_us(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        us(h.value_at_quantile(q))
+    }
+}
+
 /// One `--window`'s figures for the JSON report (zeros for a window
 /// without messages).
 fn window_json(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
-    let q = |q: f64| {
-        if h.is_empty() {
-            0.0
-        } else {
-            us(h.value_at_quantile(q))
-        }
-    };
     serde_json::json!({
         "msgs": h.len(),
-        "p50_us": q(0.5),
-        "p99_us": q(0.99),
-        "max_us": if h.is_empty() { 0.0 } else { us(h.max()) },
+        "p50_us": quantile_us(h, 0.5),
+        "p99_us": quantile_us(h, 0.99),
+        "max_us": quantile_us(h, 1.0),
     })
 }
 
@@ -446,13 +449,7 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
     let msgs_per_sec = per_sec(t.msgs as f64);
     let bytes_per_sec = per_sec((t.msgs * plan.size as u64) as f64);
     let h = &t.hist;
-    let q = |q: f64| {
-        if h.is_empty() {
-            0.0
-        } else {
-            us(h.value_at_quantile(q))
-        }
-    };
+    let q = |q: f64| quantile_us(h, q);
     let (p50, p90, p99, p999, max) = (q(0.5), q(0.9), q(0.99), q(0.999), us(h.max()));
     let lag = &t.lag;
     let lq =
@@ -526,7 +523,7 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
             .hists
             .iter()
             .filter(|h| !h.is_empty())
-            .map(|h| us(h.value_at_quantile(0.99)))
+            .map(|h| quantile_us(h, 0.99))
             .collect();
         p99.sort_by(f64::total_cmp);
         if let (Some(lo), Some(hi)) = (p99.first(), p99.last()) {
