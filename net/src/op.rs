@@ -242,13 +242,23 @@ impl OpState {
     #[inline(always)]
     fn complete(&mut self, cell: &OpCell, done: &Completions, exhausted_at: Option<Readiness>) {
         self.done = true;
-        match (self.token.take(), exhausted_at) {
-            // A stale token means the cell was reset under us; nothing to
-            // release then.
-            (Some(token), Some(seen)) => drop(cell.release_exhausted(token, seen)),
-            (Some(token), None) => drop(cell.release(token)),
-            (None, Some(seen)) => cell.mark_exhausted(seen),
-            (None, None) => {}
+        // Tested before anything is written: an operation that completed on
+        // its first attempt holds no token, and its state needs no store.
+        match self.token {
+            None => {
+                if let Some(seen) = exhausted_at {
+                    cell.mark_exhausted(seen);
+                }
+            }
+            Some(token) => {
+                self.token = None;
+                // A stale token means the cell was reset under us; nothing
+                // to release then.
+                let _ = match exhausted_at {
+                    Some(seen) => cell.release_exhausted(token, seen),
+                    None => cell.release(token),
+                };
+            }
         }
         done.record(self.parked);
     }
@@ -264,11 +274,22 @@ impl OpState {
     }
 
     /// Releases a reservation held by an unfinished operation (its future is
-    /// being dropped).
-    #[inline]
-    pub(crate) fn cancel(&mut self, cell: &OpCell) {
+    /// being dropped). `cell` is only called when there is one to release,
+    /// so dropping a finished operation is one test of its token.
+    #[inline(always)]
+    pub(crate) fn cancel<'c>(&mut self, cell: impl FnOnce() -> &'c OpCell) {
+        if self.token.is_some() {
+            self.cancel_reserved(cell);
+        }
+    }
+
+    /// The rare half of [`cancel`](Self::cancel), out of line.
+    #[cold]
+    #[inline(never)]
+    fn cancel_reserved<'c>(&mut self, cell: impl FnOnce() -> &'c OpCell) {
         if let Some(token) = self.token.take() {
-            cancel_reserved(cell, token);
+            let _ = cell().release(token);
+            tracing::trace!(generation = token.generation(), "op cancelled");
         }
     }
 }
@@ -289,13 +310,4 @@ fn spend_budget(waker: Option<&Waker>) -> Poll<()> {
 #[cold]
 fn consumed<R>() -> Poll<io::Result<R>> {
     Poll::Ready(Err(CellError::Consumed.into()))
-}
-
-/// The rare half of [`OpState::cancel`], out of line so that dropping a
-/// finished operation costs one branch.
-#[cold]
-#[inline(never)]
-fn cancel_reserved(cell: &OpCell, token: Token) {
-    let _ = cell.release(token);
-    tracing::trace!(generation = token.generation(), "op cancelled");
 }

@@ -122,7 +122,6 @@ const HUP: u64 = 1 << 36;
 
 const SEQ_SHIFT: u32 = 37;
 const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
-const SEQ_MASK: u64 = !0 << SEQ_SHIFT;
 
 #[inline]
 fn phase(word: u64) -> u64 {
@@ -595,18 +594,24 @@ impl OpCell {
         token: Token,
         exhausted_at: Option<Readiness>,
     ) -> Result<(), CellError> {
-        let word = self.word.load(Ordering::Relaxed);
+        // The word the fast path expects: with a snapshot, the snapshot
+        // itself (taken under this token by `observe_reserved`; if anything
+        // changed since, the CAS fails and the slow path sorts it out), so
+        // no load is needed and the sequence is the snapshot's by
+        // construction.
+        let word = match exhausted_at {
+            Some(seen) => seen.0,
+            None => self.word.load(Ordering::Relaxed),
+        };
         // Fast path: ours, not parked, nobody racing.
         if word & (GEN_MASK | PHASE_MASK) == token.bits() | RESERVED {
             // Generation and phase are known here, so they are replaced
             // outright (what `released_after` computes, in fewer steps).
             let mut next = (word & !(GEN_MASK | PHASE_MASK)) | token.next().bits() | IDLE;
-            if let Some(seen) = exhausted_at {
-                // Same sequence as the snapshot and no hang-up: one compare
-                // (the snapshot's sequence bits never include HUP).
-                if word & (SEQ_MASK | HUP) == seen.0 & SEQ_MASK {
-                    next |= EXHAUSTED;
-                }
+            // With a snapshot, `word` is the snapshot: the sequence matches,
+            // so only a hang-up keeps EXHAUSTED off.
+            if exhausted_at.is_some() && word & HUP == 0 {
+                next |= EXHAUSTED;
             }
             debug_assert_eq!(next, released_after(word, exhausted_at));
             // Release: hands the waker slot (and our writes to it) to the

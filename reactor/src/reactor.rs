@@ -362,8 +362,9 @@ pub struct Registration {
 /// ```
 #[derive(Debug, Default)]
 pub struct Completions {
-    sync: AtomicU64,
-    parked: AtomicU64,
+    /// Indexed by "parked": `[sync, parked]`, so recording is one indexed
+    /// increment with no branch.
+    counts: [AtomicU64; 2],
 }
 
 impl Completions {
@@ -371,7 +372,7 @@ impl Completions {
     /// for the reactor.
     #[inline]
     pub fn record(&self, parked: bool) {
-        let counter = if parked { &self.parked } else { &self.sync };
+        let counter = &self.counts[usize::from(parked)];
         counter.store(
             counter.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Relaxed,
@@ -380,12 +381,12 @@ impl Completions {
 
     /// Operations completed on their first attempt, without parking.
     pub fn sync(&self) -> u64 {
-        self.sync.load(Ordering::Relaxed)
+        self.counts[0].load(Ordering::Relaxed)
     }
 
     /// Operations completed after parking and being woken by the reactor.
     pub fn parked(&self) -> u64 {
-        self.parked.load(Ordering::Relaxed)
+        self.counts[1].load(Ordering::Relaxed)
     }
 }
 

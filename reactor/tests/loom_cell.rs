@@ -259,6 +259,37 @@ fn reset_vs_notify_of_a_parked_operation() {
     });
 }
 
+/// A woken operation's attempt proves the socket drained and it releases
+/// the cell with `release_exhausted` (whose fast path compares against the
+/// snapshot itself, without a load) while the reactor notifies: the cell is
+/// left `EXHAUSTED` exactly when the notification came before the snapshot.
+/// One arriving after it must clear the mark, or the next operation would
+/// park without a syscall and sleep through readiness that already came.
+#[test]
+fn release_exhausted_vs_notify_never_hides_readiness() {
+    model(|cell, _counter, waker| {
+        let (_, token) = park_fresh(&cell, &waker);
+        cell.notify(); // the wake that makes the operation attempt again
+        let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
+
+        let attempt_at = cell.observe_reserved(token).unwrap();
+        // ... the attempt read less than the buffer: drained ...
+        cell.release_exhausted(token, attempt_at).unwrap();
+        notifier.join().unwrap();
+
+        let after = cell.observe().unwrap();
+        assert_eq!(after.sequence(), 2, "both notifications are counted");
+        let notified_after_snapshot = attempt_at.sequence() == 1;
+        assert_eq!(
+            after.is_exhausted(),
+            !notified_after_snapshot,
+            "EXHAUSTED must be set only when nothing arrived after the snapshot"
+        );
+        assert_eq!(cell.reserve().map(|t| t.generation()), Ok(1));
+    });
+}
+
 /// The setup of the `park_idle` models: an earlier operation of the same
 /// task parked with `waker`, was woken, and ended with a short read, so the
 /// slot holds the task's waker and the cell is idle and exhausted.

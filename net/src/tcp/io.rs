@@ -126,7 +126,7 @@ impl Future for Recv<'_> {
 
 impl Drop for Recv<'_> {
     fn drop(&mut self) {
-        self.op.cancel(self.stream.registration().rx());
+        self.op.cancel(|| self.stream.registration().rx());
     }
 }
 
@@ -182,7 +182,7 @@ impl Future for Send<'_> {
 
 impl Drop for Send<'_> {
     fn drop(&mut self) {
-        self.op.cancel(self.stream.registration().tx());
+        self.op.cancel(|| self.stream.registration().tx());
     }
 }
 
@@ -253,7 +253,7 @@ impl Future for SendAll<'_> {
 
 impl Drop for SendAll<'_> {
     fn drop(&mut self) {
-        self.op.cancel(self.stream.registration().tx());
+        self.op.cancel(|| self.stream.registration().tx());
     }
 }
 
@@ -324,6 +324,6 @@ impl Future for RecvExact<'_> {
 
 impl Drop for RecvExact<'_> {
     fn drop(&mut self) {
-        self.op.cancel(self.stream.registration().rx());
+        self.op.cancel(|| self.stream.registration().rx());
     }
 }

@@ -184,7 +184,7 @@ impl Future for Accept<'_> {
 
 impl Drop for Accept<'_> {
     fn drop(&mut self) {
-        self.op.cancel(self.listener.registration.rx());
+        self.op.cancel(|| self.listener.registration.rx());
     }
 }
 

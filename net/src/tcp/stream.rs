@@ -311,7 +311,8 @@ pub(crate) struct OpStateGuard<'a> {
 
 impl Drop for OpStateGuard<'_> {
     fn drop(&mut self) {
-        self.state.cancel(self.cell);
+        let cell = self.cell;
+        self.state.cancel(|| cell);
     }
 }
 
