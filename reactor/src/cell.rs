@@ -1003,7 +1003,9 @@ mod tests {
             for hup in [0, HUP] {
                 for moved in [false, true] {
                     for mark in [false, true] {
-                        let seen = Readiness((5 << SEQ_SHIFT) | hup);
+                        // The holder's snapshot, as `observe_reserved` takes it.
+                        let seen =
+                            Readiness((5 << SEQ_SHIFT) | hup | Token(held).bits() | RESERVED);
                         let seq = if moved { 6u64 } else { 5 };
                         let word = (seq << SEQ_SHIFT) | hup | Token(held).bits() | RESERVED;
                         let cell = OpCell::new();
