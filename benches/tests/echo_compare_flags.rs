@@ -11,6 +11,9 @@ fn bad_flags_are_one_line_errors() {
         // Latency windows that do not divide the run, or too many of them.
         &["--latency-window", "0.3"],
         &["--latency-secs", "10", "--latency-window", "0.001"],
+        // The client check needs the cellio server.
+        &["--servers", "mio", "--client-check", "2"],
+        &["--client-check", "-1"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_echo_compare"))
             .args(args)

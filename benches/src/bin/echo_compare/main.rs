@@ -52,6 +52,7 @@
 //! `TcpIo`), `cellio-nopool` (`--no-task-pool`) and `cellio-2w` (`--workers 2`, on the same
 //! single pinned core).
 
+mod client_check;
 mod extras;
 mod perf;
 mod report;
@@ -194,6 +195,15 @@ struct Args {
     /// Length of the traced run (seconds of load after a 0.5 s warm-up).
     #[arg(long, default_value_t = 3.0, value_parser = parse_secs)]
     strace_secs: f64,
+    /// Also cross-check cellio's load client against the independent `mio_load`: this many
+    /// alternating pairs of closed-loop runs (one of each client, `--client-check-secs` after
+    /// `--warmup`, on a fresh cellio server) and whether they agree within 10% on msgs/s and
+    /// the load client drives at least as many (0: off).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    client_check: u32,
+    /// Length of each client-check run, seconds.
+    #[arg(long, default_value_t = 3.0, value_parser = parse_secs)]
+    client_check_secs: f64,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -406,6 +416,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if args.client_check > 0
+        && args
+            .servers
+            .as_ref()
+            .is_some_and(|s| !s.iter().any(|n| n == "cellio"))
+    {
+        eprintln!(
+            "{PROG}: error: --client-check runs against the `cellio` server: add it to --servers \
+             (try --help)"
+        );
+        return ExitCode::from(2);
+    }
     run_main(PROG, || run(&args))
 }
 
@@ -509,6 +531,27 @@ fn run(args: &Args) -> Result<(), String> {
                 None
             }
         }
+    };
+    // Checked before anything runs: a bad combination fails now, not after the rounds.
+    let client_check = if args.client_check > 0 {
+        let load = args
+            .load_bin
+            .clone()
+            .unwrap_or_else(|| dir.join("examples").join("load"));
+        let spec = specs
+            .iter()
+            .find(|s| s.name == "cellio")
+            .ok_or("--client-check needs the `cellio` server in --servers")?;
+        if !load.is_file() {
+            return Err(format!(
+                "--client-check: cellio's load client {} not found (build it with `cargo build \
+                 --release --example load`, or give --load-bin)",
+                load.display()
+            ));
+        }
+        Some((spec, load))
+    } else {
+        None
     };
     for n in &notes {
         eprintln!("{PROG}: note: {n}");
@@ -644,6 +687,25 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
 
+    let mut client_check_failed = false;
+    if let Some((spec, load)) = &client_check {
+        match client_check::run(
+            args,
+            spec,
+            load,
+            &load_bin,
+            args.client_check,
+            args.client_check_secs,
+        ) {
+            Ok(check) => notes.extend(check.notes()),
+            Err(e) => {
+                eprintln!("  client check FAILED: {e}");
+                notes.push(format!("client check FAILED: {e}"));
+                client_check_failed = true;
+            }
+        }
+    }
+
     if args.strace {
         for (i, spec) in specs.iter().enumerate() {
             let t = strace_run(args, spec, &load_bin);
@@ -719,7 +781,8 @@ fn run(args: &Args) -> Result<(), String> {
         report.print_text();
     }
 
-    let failed: usize = res.iter().map(ServerResults::failed).sum();
+    let failed: usize =
+        res.iter().map(ServerResults::failed).sum::<usize>() + usize::from(client_check_failed);
     if failed > 0 {
         return Err(format!("{failed} run(s) failed (see above)"));
     }
