@@ -229,6 +229,48 @@ fn a_dropped_sleep_never_wakes_its_task() {
     });
 }
 
+/// Counts its wakes.
+struct WakeCount(AtomicUsize);
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A sleep polled again with the same waker stays pending without touching
+/// anything (the steady state of an idle timeout); polled with another
+/// waker, it must wake that one when it fires, and not the first.
+#[test]
+fn a_sleep_repolled_with_another_waker_wakes_the_last_one() {
+    run(|| async {
+        let first = Arc::new(WakeCount(AtomicUsize::new(0)));
+        let second = Arc::new(WakeCount(AtomicUsize::new(0)));
+        let (w1, w2) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let mut s = sleep(Duration::from_millis(20));
+        for _ in 0..3 {
+            let polled = Pin::new(&mut s).poll(&mut Context::from_waker(&w1));
+            assert!(polled.is_pending(), "armed: pending");
+        }
+        let polled = Pin::new(&mut s).poll(&mut Context::from_waker(&w2));
+        assert!(polled.is_pending(), "still armed with the new waker");
+        // Well past the deadline: the worker fires the timer meanwhile.
+        sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            second.0.load(Ordering::SeqCst),
+            1,
+            "the last waker is woken"
+        );
+        assert_eq!(
+            first.0.load(Ordering::SeqCst),
+            0,
+            "the replaced waker is not"
+        );
+        let polled = Pin::new(&mut s).poll(&mut Context::from_waker(&w2));
+        assert!(polled.is_ready(), "fired: ready");
+    });
+}
+
 /// Arming, resetting and cancelling timers reuses their table entries: once
 /// the table has grown to the peak number of live timers, nothing allocates.
 #[test]

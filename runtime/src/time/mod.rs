@@ -127,7 +127,27 @@ impl Sleep {
         }
     }
 
+    /// The steady state inline: a sleep polled again while it is still armed
+    /// on this worker with this task's waker (an idle timeout or a watchdog
+    /// polled beside an operation that is pending) reads its entry and
+    /// returns `Pending`; everything else goes out of line.
+    #[inline]
     fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(armed) = self.armed {
+            let pending = with_executor(|executor| {
+                executor.is(armed.worker, armed.epoch)
+                    && executor
+                        .with_timers_ref(|timers| timers.is_pending_for(armed.key, cx.waker()))
+            });
+            if pending == Some(true) {
+                return Poll::Pending;
+            }
+        }
+        self.poll_sleep_slow(cx)
+    }
+
+    #[inline(never)]
+    fn poll_sleep_slow(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(armed) = self.armed {
             let polled = with_executor(|executor| {
                 executor

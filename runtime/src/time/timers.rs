@@ -80,6 +80,19 @@ impl Timers {
             .filter(|e| e.live && e.generation == key.generation)
     }
 
+    /// `true` when the timer is still armed and already holds a waker that
+    /// wakes the same task as `waker`: polling it again would change
+    /// nothing and return `Pending`. Reads only.
+    #[inline]
+    pub(crate) fn is_pending_for(&self, key: TimerKey, waker: &Waker) -> bool {
+        self.entries.get(key.slot as usize).is_some_and(|e| {
+            e.live
+                && e.generation == key.generation
+                && e.heap_pos != NOT_IN_HEAP
+                && e.waker.as_ref().is_some_and(|w| w.will_wake(waker))
+        })
+    }
+
     /// `Ready` (and the entry freed) once the timer fired; otherwise
     /// remembers `waker` and stays `Pending`. A stale key is `Ready`.
     pub(crate) fn poll(&mut self, key: TimerKey, waker: &Waker) -> Poll<()> {
