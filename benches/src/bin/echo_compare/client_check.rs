@@ -16,7 +16,8 @@ use cellio_benches::median;
 
 use crate::extras::parse_load_json;
 use crate::{
-    finish_client, parse_client_json, spawn_client, start_server, wait_quiet, Args, ServerSpec,
+    client_argv, finish_client, parse_client_json, spawn_client, start_server, wait_quiet, Args,
+    ServerSpec,
 };
 
 /// Messages per second of each client in each pair: `(load, mio_load)`.
@@ -38,23 +39,8 @@ fn run_pair(
 ) -> Result<(f64, f64), String> {
     wait_quiet(args)?;
     let (mut server, addr) = start_server(args, spec)?;
-    let common = |dur: String, warm: String| -> Vec<String> {
-        vec![
-            "--addr".into(),
-            addr.to_string(),
-            "--connections".into(),
-            args.connections.to_string(),
-            "--size".into(),
-            args.size.to_string(),
-            "--warmup".into(),
-            warm,
-            "--duration".into(),
-            dur,
-            "--json".into(),
-        ]
-    };
-    let load_argv = common(format!("{secs}s"), format!("{}s", args.warmup));
-    let mio_argv = common(secs.to_string(), args.warmup.to_string());
+    let load_argv = client_argv(args, addr, format!("{}s", args.warmup), format!("{secs}s"));
+    let mio_argv = client_argv(args, addr, args.warmup.to_string(), secs.to_string());
     // The order alternates between pairs, so that a server that warms up (or a VM that
     // drifts) within a pair favours neither client.
     let (load_line, mio_line) = if load_first {

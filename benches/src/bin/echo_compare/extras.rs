@@ -14,7 +14,8 @@ use cellio_benches::fill_message;
 use serde_json::{json, Value};
 
 use crate::{
-    finish_client, free_port, spawn_client, start_server, Args, Guard, Sample, ServerSpec,
+    client_argv, finish_client, free_port, spawn_client, start_server, Args, Guard, Sample,
+    ServerSpec,
 };
 
 // ----- latency at a fixed offered load -------------------------------------------------------
@@ -55,26 +56,19 @@ impl LatencyRun {
 pub fn latency_run(args: &Args, spec: &ServerSpec, load: &Path) -> Result<LatencyRun, String> {
     let (mut server, addr) = start_server(args, spec)?;
     let pid = server.0.id();
-    let argv: Vec<String> = [
-        "--addr".to_string(),
-        addr.to_string(),
-        "--connections".into(),
-        args.connections.to_string(),
-        "--size".into(),
-        args.size.to_string(),
-        "--warmup".into(),
+    let mut argv = client_argv(
+        args,
+        addr,
         format!("{}s", args.warmup),
-        "--duration".into(),
         format!("{}s", args.latency_secs),
+    );
+    argv.extend([
         "--rate".into(),
         args.latency_rate.to_string(),
         // The client's core is its own: busy-waiting before each due send costs nothing
         // there and keeps its pacing at microseconds instead of the 1 ms timer resolution.
         "--spin".into(),
-        "--json".into(),
-    ]
-    .into();
-    let mut argv = argv;
+    ]);
     if args.latency_window > 0.0 {
         argv.extend(["--window".into(), format!("{}s", args.latency_window)]);
     }

@@ -1007,6 +1007,25 @@ fn start_server(args: &Args, spec: &ServerSpec) -> Result<(Guard, SocketAddr), S
 /// A client process with a channel of its stdout lines and a handle collecting its stderr.
 type ClientRun = (Guard, mpsc::Receiver<String>, thread::JoinHandle<String>);
 
+/// The arguments every client run shares: address, connections, message size, warm-up and
+/// measured duration (given in the client's own format: `mio_load` takes seconds as plain
+/// numbers, cellio's `load` durations like `3s`), and `--json`.
+fn client_argv(args: &Args, addr: SocketAddr, warmup: String, duration: String) -> Vec<String> {
+    vec![
+        "--addr".to_string(),
+        addr.to_string(),
+        "--connections".into(),
+        args.connections.to_string(),
+        "--size".into(),
+        args.size.to_string(),
+        "--warmup".into(),
+        warmup,
+        "--duration".into(),
+        duration,
+        "--json".into(),
+    ]
+}
+
 /// Starts the pinned `mio_load` client with phase marks.
 fn start_client(
     args: &Args,
@@ -1015,20 +1034,8 @@ fn start_client(
     warmup: f64,
     duration: f64,
 ) -> Result<ClientRun, String> {
-    let argv = [
-        "--addr".to_string(),
-        addr.to_string(),
-        "--connections".into(),
-        args.connections.to_string(),
-        "--size".into(),
-        args.size.to_string(),
-        "--warmup".into(),
-        warmup.to_string(),
-        "--duration".into(),
-        duration.to_string(),
-        "--json".into(),
-        "--phase-marks".into(),
-    ];
+    let mut argv = client_argv(args, addr, warmup.to_string(), duration.to_string());
+    argv.push("--phase-marks".into());
     spawn_client(args, load_bin, &argv)
 }
 
