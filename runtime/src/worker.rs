@@ -314,14 +314,14 @@ impl Executor {
         Some(next.saturating_duration_since(Instant::now()))
     }
 
-    /// Runs `f` with the timer table borrowed mutably; every change to the
-    /// table goes through here, which keeps `timers_armed` in step.
     /// Reads the timer table (no timer changes, so the armed flag stands).
     #[inline]
     pub(crate) fn with_timers_ref<R>(&self, f: impl FnOnce(&Timers) -> R) -> R {
         f(&self.timers.borrow())
     }
 
+    /// Runs `f` with the timer table borrowed mutably; every change to the
+    /// table goes through here, which keeps `timers_armed` in step.
     pub(crate) fn with_timers<R>(&self, f: impl FnOnce(&mut Timers) -> R) -> R {
         let mut timers = self.timers.borrow_mut();
         let result = f(&mut timers);

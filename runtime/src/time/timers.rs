@@ -30,6 +30,14 @@ struct Entry {
     waker: Option<Waker>,
 }
 
+impl Entry {
+    /// `true` while `key` names this entry: live, same generation.
+    #[inline]
+    fn is(&self, key: TimerKey) -> bool {
+        self.live && self.generation == key.generation
+    }
+}
+
 /// Identifies a live timer in its table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerKey {
@@ -77,7 +85,7 @@ impl Timers {
     fn entry(&mut self, key: TimerKey) -> Option<&mut Entry> {
         self.entries
             .get_mut(key.slot as usize)
-            .filter(|e| e.live && e.generation == key.generation)
+            .filter(|e| e.is(key))
     }
 
     /// `true` when the timer is still armed and already holds a waker that
@@ -86,8 +94,7 @@ impl Timers {
     #[inline]
     pub(crate) fn is_pending_for(&self, key: TimerKey, waker: &Waker) -> bool {
         self.entries.get(key.slot as usize).is_some_and(|e| {
-            e.live
-                && e.generation == key.generation
+            e.is(key)
                 && e.heap_pos != NOT_IN_HEAP
                 && e.waker.as_ref().is_some_and(|w| w.will_wake(waker))
         })
