@@ -13,6 +13,7 @@ fn bad_flags_are_one_line_errors() {
         &["--latency-secs", "10", "--latency-window", "0.001"],
         // The client check needs the cellio server.
         &["--servers", "mio", "--client-check", "2"],
+        &["--client-check", "2"], // no --cellio-bin: no cellio server
         &["--client-check", "-1"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_echo_compare"))

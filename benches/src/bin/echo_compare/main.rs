@@ -416,15 +416,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if args.client_check > 0
-        && args
-            .servers
-            .as_ref()
-            .is_some_and(|s| !s.iter().any(|n| n == "cellio"))
-    {
+    // The default server list has `cellio` exactly when --cellio-bin is given.
+    let runs_cellio = args
+        .servers
+        .as_ref()
+        .map_or(args.cellio_bin.is_some(), |s| {
+            s.iter().any(|n| n == "cellio")
+        });
+    if args.client_check > 0 && !runs_cellio {
         eprintln!(
-            "{PROG}: error: --client-check runs against the `cellio` server: add it to --servers \
-             (try --help)"
+            "{PROG}: error: --client-check runs against the `cellio` server: give --cellio-bin \
+             and keep `cellio` in --servers (try --help)"
         );
         return ExitCode::from(2);
     }
