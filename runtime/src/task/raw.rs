@@ -4,13 +4,19 @@
 //! ```text
 //! block (from the worker's pool or the system allocator)
 //! +--------------------------------------------+
-//! | Header: refs, join cell, class, owner      |
-//! |         worker, vtable, poll function      |
-//! | Stage:  Running(future)                    |
-//! |       | Finished(Result<output, JoinError>)|
-//! |       | Taken                              |
+//! | Header:  refs, join cell, class, stage,    |
+//! |          owner worker, vtable, poll fn     |
+//! | Payload: the future        (stage Running) |
+//! |        | Result<output, JoinError>         |
+//! |                           (stage Finished) |
+//! |        | nothing           (stage Taken)   |
 //! +--------------------------------------------+
 //! ```
+//!
+//! The stage tag lives in the header, in what would otherwise be padding,
+//! rather than in an enum around the payload: the future then starts right
+//! after the header (an enum's tag would take a word of its own there), so
+//! its first bytes share the header's cache line.
 //!
 //! # Invariants
 //!
@@ -22,14 +28,21 @@
 //!   dropped there (when it completes, or by `cancel` when the runtime shuts
 //!   down). The task's reference is released only after the stage left
 //!   `Running`, so the last reference, wherever it is, never drops a future.
+//! * **The stage names the live payload**: the future while `Running`, the
+//!   output while `Finished`, nothing while `Taken`. It changes only with
+//!   the payload (to `Taken` before a payload is dropped or moved out, so a
+//!   panicking destructor cannot lead to a second drop), by whoever may
+//!   touch the payload at that moment (the rules above and below).
 //! * **The output** is written once, by the worker, before the join cell is
 //!   notified (AcqRel CAS), and taken once, by the handle, after it observed
 //!   that notification (Acquire): the cell orders the hand-over, exactly as
 //!   it orders a socket's readiness.
 
 use std::alloc::Layout;
+use std::cell::UnsafeCell;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
@@ -44,18 +57,23 @@ use crate::task::pool::{alloc_layout, class_layout, Pool};
 /// Marks a block allocated with its exact layout, outside the pool.
 const NOT_POOLED: u8 = u8::MAX;
 
-/// A task block's header. `repr(C)` with `poll` last: a poll reads only
-/// that function pointer and then the stage right after it, so in a pooled
-/// (64-byte aligned) block both sit in one cache line as long as the header
-/// does not end on a line boundary (asserted below), and the vtable (in
-/// read-only data, a line of its own) is not read at all. The fields before
-/// `poll` are touched when the task ends or is joined.
+/// A task block's header. `repr(C)` with `poll` last: a poll reads that
+/// function pointer, the stage tag and then the payload right after the
+/// header, so in a pooled (64-byte aligned) block all three start in one
+/// cache line as long as the header does not end on a line boundary
+/// (asserted below), and the vtable (in read-only data, a line of its own)
+/// is not read at all. The other fields are touched when the task ends or
+/// is joined.
 #[repr(C)]
 pub(crate) struct Header {
     refs: AtomicUsize,
     /// Notified once the stage is `Finished`; reserved by the `JoinHandle`.
     pub(crate) join: OpCell,
     class: u8,
+    /// Which payload is live (module invariants). Written by the worker
+    /// while the task runs, by the join handle after the notification, by
+    /// the last reference when it drops the payload.
+    stage: UnsafeCell<Stage>,
     /// The worker whose pool the block returns to: `(worker, epoch)`.
     pub(crate) owner: (u16, u8),
     vtable: &'static VTable,
@@ -65,8 +83,8 @@ pub(crate) struct Header {
 
 type PollFn = unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>;
 
-/// `poll` ends the header (so it is adjacent to the stage of any block
-/// whose stage is at most 8-aligned), and the header does not end on a
+/// `poll` ends the header (so it is adjacent to the payload of any block
+/// whose payload is at most 8-aligned), and the header does not end on a
 /// cache-line boundary (so the two share the line `poll` is in).
 const _: () = {
     let size = std::mem::size_of::<Header>();
@@ -79,7 +97,7 @@ const _: () = {
 struct VTable {
     cancel: unsafe fn(NonNull<Header>),
     take_output: unsafe fn(NonNull<Header>, *mut ()),
-    drop_stage: unsafe fn(NonNull<Header>),
+    drop_contents: unsafe fn(NonNull<Header>),
     layout: Layout,
 }
 
@@ -90,21 +108,55 @@ impl<F: Future> VTableOf<F> {
     const VTABLE: VTable = VTable {
         cancel: cancel::<F>,
         take_output: take_output::<F>,
-        drop_stage: drop_stage::<F>,
+        drop_contents: drop_contents::<F>,
         layout: Layout::new::<Block<F>>(),
     };
 }
 
-enum Stage<F: Future> {
-    Running(F),
-    Finished(Result<F::Output, JoinError>),
+/// Which member of a block's [`Payload`] is live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Stage {
+    /// The future, not yet complete.
+    Running,
+    /// The output (or the panic or cancellation in its place).
+    Finished,
+    /// Nothing: the output was taken, or a payload is being dropped.
     Taken,
+}
+
+/// A block's payload; the header's stage says which member is live, and
+/// the code that changes the stage drops or moves out the member.
+union Payload<F: Future> {
+    future: ManuallyDrop<F>,
+    output: ManuallyDrop<Result<F::Output, JoinError>>,
 }
 
 #[repr(C)]
 struct Block<F: Future> {
     header: Header,
-    stage: std::cell::UnsafeCell<Stage<F>>,
+    payload: UnsafeCell<Payload<F>>,
+}
+
+impl Header {
+    /// # Safety
+    ///
+    /// The caller may touch the payload now (module invariants).
+    #[inline]
+    unsafe fn stage(&self) -> Stage {
+        // SAFETY: the caller's contract: nobody writes the tag meanwhile.
+        unsafe { *self.stage.get() }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`stage`](Self::stage), and the payload's live member is the
+    /// one `stage` names by the time anyone else can look.
+    #[inline]
+    unsafe fn set_stage(&self, stage: Stage) {
+        // SAFETY: the caller's contract.
+        unsafe { *self.stage.get() = stage }
+    }
 }
 
 /// One counted reference to a task block.
@@ -170,11 +222,14 @@ impl RawTask {
                     refs: AtomicUsize::new(2),
                     join: OpCell::new(),
                     class,
+                    stage: UnsafeCell::new(Stage::Running),
                     owner,
                     vtable: &VTableOf::<F>::VTABLE,
                     poll: poll::<F>,
                 },
-                stage: std::cell::UnsafeCell::new(Stage::Running(future)),
+                payload: UnsafeCell::new(Payload {
+                    future: ManuallyDrop::new(future),
+                }),
             });
         }
         let ptr = block.cast::<Header>();
@@ -220,7 +275,7 @@ impl RawTask {
         unsafe { (self.header().vtable.take_output)(self.ptr, out) }
     }
 
-    /// Gives up this reference. The last one drops the stage (an output,
+    /// Gives up this reference. The last one drops the payload (an output,
     /// or nothing) and returns the block's memory, to be freed with
     /// [`FreeBlock::free`] — after the drop, so that user destructors run
     /// while no pool is borrowed.
@@ -234,12 +289,12 @@ impl RawTask {
         // Acquire: everything the other reference did happens before this.
         fence(Ordering::Acquire);
         // SAFETY: we held the last reference: nobody else can reach the
-        // block. The stage is not `Running` (invariant 2), so dropping it
-        // drops only an output or nothing.
+        // block. The stage is not `Running` (invariant 2), so dropping the
+        // payload drops only an output or nothing.
         unsafe {
             let vtable = ptr.as_ref().vtable;
             let class = ptr.as_ref().class;
-            (vtable.drop_stage)(ptr);
+            (vtable.drop_contents)(ptr);
             Some(FreeBlock {
                 memory: ptr.cast(),
                 class,
@@ -257,7 +312,7 @@ pub(crate) struct TaskRef {
 }
 
 impl TaskRef {
-    /// Polls the future; `Ready` once the stage is `Finished`.
+    /// Polls the future; `Ready` once the stage is no longer `Running`.
     ///
     /// # Safety
     ///
@@ -303,13 +358,14 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
     // SAFETY: the caller's contract; the block never moves, so the future
     // is pinned in place.
     let block = unsafe { ptr.cast::<Block<F>>().as_ref() };
-    // SAFETY: only the owning worker touches the stage while `Running`.
-    let stage = unsafe { &mut *block.stage.get() };
-    let Stage::Running(future) = stage else {
+    // SAFETY: only the owning worker touches the stage while `Running`,
+    // and only it moves the stage on from there.
+    if unsafe { block.header.stage() } != Stage::Running {
         return Poll::Ready(());
-    };
-    // SAFETY: see above: pinned in the block until dropped in place.
-    let future = unsafe { Pin::new_unchecked(future) };
+    }
+    // SAFETY: `Running`: the future is the live member, and only this
+    // worker reaches it; pinned in the block until dropped in place.
+    let future = unsafe { Pin::new_unchecked(&mut *(*block.payload.get()).future) };
     let output = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
         Ok(Poll::Pending) => return Poll::Pending,
         Ok(Poll::Ready(output)) => Ok(output),
@@ -332,8 +388,27 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
 unsafe fn complete<F: Future>(ptr: NonNull<Header>, output: Result<F::Output, JoinError>) {
     // SAFETY: the caller's contract.
     let block = unsafe { ptr.cast::<Block<F>>().as_ref() };
-    // SAFETY: only the owning worker touches the stage while `Running`.
-    unsafe { *block.stage.get() = Stage::Finished(output) };
+    // SAFETY: the caller's contract: `Running`, the future unborrowed.
+    unsafe { finish::<F>(block, output) };
+}
+
+/// Drops the future in place, stores `output` and notifies the join cell.
+///
+/// # Safety
+///
+/// The owning worker calls this, with the stage `Running` and the future
+/// not borrowed.
+unsafe fn finish<F: Future>(block: &Block<F>, output: Result<F::Output, JoinError>) {
+    // SAFETY: the caller's contract: only this worker touches the payload
+    // while `Running`. `Taken` first: if the future's destructor panics,
+    // nothing is left to drop a second time.
+    unsafe {
+        block.header.set_stage(Stage::Taken);
+        let payload = &mut *block.payload.get();
+        ManuallyDrop::drop(&mut payload.future);
+        payload.output = ManuallyDrop::new(output);
+        block.header.set_stage(Stage::Finished);
+    }
     block.header.join.notify();
 }
 
@@ -343,11 +418,11 @@ unsafe fn complete<F: Future>(ptr: NonNull<Header>, output: Result<F::Output, Jo
 unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
     // SAFETY: the caller's contract.
     let block = unsafe { ptr.cast::<Block<F>>().as_ref() };
-    // SAFETY: only the owning worker touches the stage while `Running`.
-    let stage = unsafe { &mut *block.stage.get() };
-    if let Stage::Running(_) = stage {
-        *stage = Stage::Finished(Err(JoinError::Cancelled));
-        block.header.join.notify();
+    // SAFETY: only the owning worker touches the stage while `Running`,
+    // and the caller's contract says it is that worker, not polling.
+    if unsafe { block.header.stage() } == Stage::Running {
+        // SAFETY: as just checked; the future is not borrowed (no poll runs).
+        unsafe { finish::<F>(block, Err(JoinError::Cancelled)) };
     }
 }
 
@@ -359,22 +434,43 @@ unsafe fn take_output<F: Future>(ptr: NonNull<Header>, out: *mut ()) {
     // SAFETY: the caller's contract.
     let block = unsafe { ptr.cast::<Block<F>>().as_ref() };
     // SAFETY: after the notification only the join handle touches the
-    // stage (the worker wrote it before notifying and never again).
-    let stage = unsafe { &mut *block.stage.get() };
-    if let Stage::Finished(_) = stage {
-        if let Stage::Finished(output) = std::mem::replace(stage, Stage::Taken) {
-            // SAFETY: the caller's contract on `out`'s type.
-            unsafe { *out.cast::<Option<Result<F::Output, JoinError>>>() = Some(output) };
+    // payload (the worker wrote it before notifying and never again).
+    unsafe {
+        if block.header.stage() == Stage::Finished {
+            block.header.set_stage(Stage::Taken);
+            let output = ManuallyDrop::take(&mut (*block.payload.get()).output);
+            // The caller's contract on `out`'s type.
+            *out.cast::<Option<Result<F::Output, JoinError>>>() = Some(output);
         }
     }
 }
 
+/// Drops whatever payload is live, then the header.
+///
 /// # Safety
 ///
 /// The caller holds the last reference to a `Block<F>` at `ptr`.
-unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) {
-    // SAFETY: the caller's contract: exclusive access; dropped once.
-    unsafe { std::ptr::drop_in_place(ptr.cast::<Block<F>>().as_ptr()) };
+unsafe fn drop_contents<F: Future>(ptr: NonNull<Header>) {
+    let block = ptr.cast::<Block<F>>().as_ptr();
+    // SAFETY: the caller's contract: exclusive access, and this runs once:
+    // the stage names the live member (`Taken` before each drop), then the
+    // header (its join cell may hold a waker) is dropped.
+    unsafe {
+        let header = &(*block).header;
+        let payload = &mut *(*block).payload.get();
+        match header.stage() {
+            Stage::Running => {
+                header.set_stage(Stage::Taken);
+                ManuallyDrop::drop(&mut payload.future);
+            }
+            Stage::Finished => {
+                header.set_stage(Stage::Taken);
+                ManuallyDrop::drop(&mut payload.output);
+            }
+            Stage::Taken => {}
+        }
+        std::ptr::drop_in_place(&raw mut (*block).header);
+    }
 }
 
 /// Typed view for the join handle.
@@ -391,6 +487,144 @@ impl<T> Typed<T> {
         // SAFETY: forwarded; `out` has the type the vtable expects.
         unsafe { raw.take_output((&mut out as *mut Option<Result<T, JoinError>>).cast()) };
         out
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The stage tag and the payload it names: each payload dropped exactly
+    //! once, by whoever the stage says owns it.
+
+    use super::*;
+    use std::sync::atomic::AtomicUsize as Count;
+    use std::sync::Arc;
+    use std::task::Waker;
+
+    /// Counts its drops.
+    struct Dropped(Arc<Count>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> Arc<Count> {
+        Arc::new(Count::new(0))
+    }
+
+    fn drops(count: &Arc<Count>) -> usize {
+        count.load(Ordering::SeqCst)
+    }
+
+    fn poll_once(task: &RawTask) -> Poll<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        // SAFETY: this thread is the task's only worker; `task` is held
+        // across the poll.
+        unsafe { task.by_ref().poll(&mut cx) }
+    }
+
+    fn release(task: RawTask) {
+        if let Some(block) = task.release() {
+            block.free(None);
+        }
+    }
+
+    #[test]
+    fn the_future_starts_right_after_the_header() {
+        // No word for a stage tag between the header and a payload of
+        // alignment up to 8.
+        let header = std::mem::size_of::<Header>();
+        assert_eq!(
+            std::mem::offset_of!(Block<std::future::Ready<u64>>, payload),
+            header
+        );
+        assert_eq!(
+            std::mem::offset_of!(Block<std::future::Ready<u8>>, payload),
+            header
+        );
+        assert_eq!(
+            std::mem::offset_of!(Block<std::future::Pending<()>>, payload),
+            header
+        );
+    }
+
+    #[test]
+    fn completing_drops_the_future_once_and_the_taker_owns_the_output() {
+        let (future_drops, output_drops) = (counter(), counter());
+        let guard = Dropped(future_drops.clone());
+        let output = Dropped(output_drops.clone());
+        let (task, handle) = RawTask::new(
+            async move {
+                let _guard = guard;
+                output
+            },
+            (0, 0),
+            None,
+        );
+        assert_eq!(poll_once(&task), Poll::Ready(()));
+        assert_eq!(drops(&future_drops), 1, "the finished future is dropped");
+        assert_eq!(
+            poll_once(&task),
+            Poll::Ready(()),
+            "a finished task stays so"
+        );
+        // SAFETY: the task completed (its notification happened on this
+        // thread), and the output type matches.
+        let taken = unsafe { Typed::<Dropped>::take(&handle) };
+        assert!(matches!(taken, Some(Ok(_))));
+        // SAFETY: as above; the output is gone now.
+        assert!(unsafe { Typed::<Dropped>::take(&handle) }.is_none());
+        release(task);
+        release(handle);
+        assert_eq!(
+            drops(&output_drops),
+            0,
+            "the block does not drop a taken output"
+        );
+        drop(taken);
+        assert_eq!(drops(&output_drops), 1);
+        assert_eq!(drops(&future_drops), 1);
+    }
+
+    #[test]
+    fn an_output_never_taken_is_dropped_with_the_block() {
+        let output_drops = counter();
+        let output = Dropped(output_drops.clone());
+        let (task, handle) = RawTask::new(async move { output }, (0, 0), None);
+        assert_eq!(poll_once(&task), Poll::Ready(()));
+        release(handle);
+        assert_eq!(drops(&output_drops), 0, "the worker still holds the block");
+        release(task);
+        assert_eq!(drops(&output_drops), 1);
+    }
+
+    #[test]
+    fn cancelling_drops_the_future_once_and_records_cancelled() {
+        let future_drops = counter();
+        let guard = Dropped(future_drops.clone());
+        let (task, handle) = RawTask::new(
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await
+            },
+            (0, 0),
+            None,
+        );
+        assert_eq!(poll_once(&task), Poll::Pending);
+        // SAFETY: this thread is the task's only worker, not polling.
+        unsafe { task.cancel() };
+        assert_eq!(drops(&future_drops), 1);
+        // SAFETY: as above: a second cancel finds no future.
+        unsafe { task.cancel() };
+        assert_eq!(drops(&future_drops), 1, "cancelled once only");
+        assert_eq!(poll_once(&task), Poll::Ready(()), "nothing left to poll");
+        // SAFETY: the cancellation was published on this thread.
+        let taken = unsafe { Typed::<()>::take(&handle) };
+        assert!(matches!(taken, Some(Err(JoinError::Cancelled))));
+        release(handle);
+        release(task);
+        assert_eq!(drops(&future_drops), 1);
     }
 }
 
