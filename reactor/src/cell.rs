@@ -940,14 +940,9 @@ mod tests {
 
     #[test]
     fn park_idle_takes_the_shortcut_only_for_the_waker_in_the_slot() {
-        struct Nop;
-        impl std::task::Wake for Nop {
-            fn wake(self: std::sync::Arc<Self>) {}
-        }
-        let (mine, other) = (
-            Waker::from(std::sync::Arc::new(Nop)),
-            Waker::from(std::sync::Arc::new(Nop)),
-        );
+        // Wakers with a stable identity (see `test_waker`).
+        let (_mine_task, mine) = crate::test_waker::task();
+        let (_other_task, other) = crate::test_waker::task();
         let cell = OpCell::new();
         assert_eq!(
             cell.park_idle(cell.observe().unwrap(), &mine),

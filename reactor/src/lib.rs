@@ -42,6 +42,8 @@ mod sync;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod sys;
 mod table;
+#[cfg(all(test, not(loom)))]
+mod test_waker;
 pub mod thread_words;
 mod waker_slot;
 

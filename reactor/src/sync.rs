@@ -6,10 +6,10 @@
 //! cellio-reactor --test loom_cell --release` checks the same code that ships.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// A cell whose accesses loom tracks: the waker slot touches one on every
 /// owner access, so the model checker proves that ownership is exclusive.

@@ -1,5 +1,7 @@
 //! A cell's waker slot: one owned [`Waker`], kept as its two raw parts
-//! (data and vtable pointers) in two atomics.
+//! (data and vtable pointers) in two atomic pointers (pointers, not
+//! integers, so the parts keep their provenance: Miri checks this code
+//! with `-Zmiri-strict-provenance`).
 //!
 //! Storing the parts instead of a `Waker` in an `UnsafeCell` keeps an
 //! [`OpCell`](crate::OpCell) at 24 bytes (so a socket's two cells and its
@@ -24,11 +26,11 @@
 use std::mem::ManuallyDrop;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, Ordering};
 
 pub(crate) struct WakerSlot {
-    data: AtomicUsize,
-    vtable: AtomicUsize,
+    data: AtomicPtr<()>,
+    vtable: AtomicPtr<RawWakerVTable>,
     /// Loom only: the owner's accesses, for the model checker to police.
     #[cfg(loom)]
     owner: crate::sync::UnsafeCell<()>,
@@ -36,10 +38,10 @@ pub(crate) struct WakerSlot {
 
 /// A waker's identity: what [`Waker::will_wake`] compares.
 #[inline]
-fn parts(waker: &Waker) -> (usize, usize) {
+fn parts(waker: &Waker) -> (*mut (), *mut RawWakerVTable) {
     (
-        waker.data() as usize,
-        waker.vtable() as *const RawWakerVTable as usize,
+        waker.data().cast_mut(),
+        (waker.vtable() as *const RawWakerVTable).cast_mut(),
     )
 }
 
@@ -48,8 +50,8 @@ impl WakerSlot {
     pub(crate) fn new() -> Self {
         let (data, vtable) = parts(Waker::noop());
         Self {
-            data: AtomicUsize::new(data),
-            vtable: AtomicUsize::new(vtable),
+            data: AtomicPtr::new(data),
+            vtable: AtomicPtr::new(vtable),
             #[cfg(loom)]
             owner: crate::sync::UnsafeCell::new(()),
         }
@@ -80,8 +82,8 @@ impl WakerSlot {
     #[inline]
     unsafe fn stored(&self) -> ManuallyDrop<Waker> {
         self.owner_access();
-        let data = self.data.load(Ordering::Relaxed) as *const ();
-        let vtable = self.vtable.load(Ordering::Relaxed) as *const RawWakerVTable;
+        let data = self.data.load(Ordering::Relaxed).cast_const();
+        let vtable = self.vtable.load(Ordering::Relaxed).cast_const();
         // `ManuallyDrop`: the slot keeps ownership; the caller only borrows
         // the waker while it owns the slot.
         // SAFETY: by invariant 1 the parts are those of a live waker the slot
@@ -162,33 +164,15 @@ impl Drop for WakerSlot {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize as Count;
+    use crate::test_waker::task;
     use std::sync::Arc;
-    use std::task::Wake;
-
-    /// A task that counts its wakes; its `Arc`'s strong count is how many
-    /// wakers for it exist.
-    #[derive(Default)]
-    struct Task(Count);
-
-    impl Wake for Task {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    fn task() -> (Arc<Task>, Waker) {
-        let task = Arc::new(Task::default());
-        let waker = Waker::from(task.clone());
-        (task, waker)
-    }
 
     #[test]
     fn the_slot_owns_exactly_one_clone_and_drops_it_once() {
         let (a, waker_a) = task();
         let (b, waker_b) = task();
         let slot = WakerSlot::new();
-        assert!(slot.holds(Waker::noop()));
+        assert!(!slot.holds(&waker_a));
         // SAFETY: this test is the slot's only user, so it owns it.
         unsafe { slot.store(&waker_a) };
         assert_eq!(Arc::strong_count(&a), 3, "ours, waker_a, the slot's clone");
@@ -205,7 +189,7 @@ mod tests {
         let copy = unsafe { slot.clone_waker() };
         assert_eq!(Arc::strong_count(&a), 4);
         copy.wake();
-        assert_eq!(a.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(a.wakes(), 1);
         assert_eq!(Arc::strong_count(&a), 3, "wake consumed the copy");
 
         // SAFETY: this test is the slot's only user, so it owns it.
