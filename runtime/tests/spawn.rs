@@ -329,3 +329,85 @@ fn is_finished_between_polls_does_not_lose_the_wake_up() {
         assert_eq!(out.unwrap(), 7);
     });
 }
+
+#[test]
+fn a_future_that_panics_when_dropped_yields_panicked_and_the_runtime_continues() {
+    /// Ready with 7 at once, and panics when dropped (a hand-written
+    /// future: an `async` block drops its locals inside its last poll).
+    struct PanicsOnDrop;
+    impl Future for PanicsOnDrop {
+        type Output = u32;
+        fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<u32> {
+            std::task::Poll::Ready(7)
+        }
+    }
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("dropped");
+        }
+    }
+    run(|| async {
+        let err = spawn(PanicsOnDrop)
+            .await
+            .expect_err("the future's destructor panicked");
+        assert!(err.is_panic());
+        assert_eq!(err.to_string(), "task panicked: dropped");
+        // The runtime and other tasks carry on.
+        assert_eq!(spawn(async { 1 }).await.unwrap(), 1);
+    });
+}
+
+/// Panics when dropped (and counts the drop first).
+struct PanicsWhenDropped(Arc<AtomicUsize>);
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("dropped");
+    }
+}
+
+#[test]
+fn a_detached_task_whose_output_panics_when_dropped_does_not_stop_the_runtime() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let seen = drops.clone();
+    run(move || async move {
+        // The handle goes first, so the worker drops the output.
+        drop(spawn(async move {
+            yield_now().await;
+            PanicsWhenDropped(seen)
+        }));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while drops.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "output never dropped");
+            yield_now().await;
+        }
+        assert_eq!(spawn(async { 1 }).await.unwrap(), 1);
+    });
+}
+
+#[test]
+fn a_future_that_panics_when_cancelled_yields_panicked_and_the_runtime_drops_cleanly() {
+    with_timeout(LIMIT, || {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let rt = Runtime::new().unwrap();
+        let guard = PanicsWhenDropped(drops.clone());
+        let handle = rt.spawn(async move {
+            let _guard = guard;
+            pending::<()>().await
+        });
+        rt.block_on(yield_now());
+        drop(rt);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the future is dropped once"
+        );
+        let err = Runtime::new()
+            .unwrap()
+            .block_on(handle)
+            .expect_err("cancelled with a panicking destructor");
+        assert!(err.is_panic(), "{err:?}");
+        assert_eq!(err.to_string(), "task panicked: dropped");
+    });
+}

@@ -33,6 +33,10 @@
 //!   the payload (to `Taken` before a payload is dropped or moved out, so a
 //!   panicking destructor cannot lead to a second drop), by whoever may
 //!   touch the payload at that moment (the rules above and below).
+//! * **Destructors may panic; the worker does not unwind.** A panic from
+//!   the future's destructor, when it completes or is cancelled, becomes the
+//!   task's result (`JoinError::Panicked`), as a panic in `poll` does; one
+//!   from an output dropped with the block (nobody took it) is swallowed.
 //! * **The output** is written once, by the worker, before the join cell is
 //!   notified (AcqRel CAS), and taken once, by the handle, after it observed
 //!   that notification (Acquire): the cell orders the hand-over, exactly as
@@ -400,16 +404,37 @@ unsafe fn complete<F: Future>(ptr: NonNull<Header>, output: Result<F::Output, Jo
 /// not borrowed.
 unsafe fn finish<F: Future>(block: &Block<F>, output: Result<F::Output, JoinError>) {
     // SAFETY: the caller's contract: only this worker touches the payload
-    // while `Running`. `Taken` first: if the future's destructor panics,
-    // nothing is left to drop a second time.
-    unsafe {
+    // while `Running`. `Taken` first: the future is dropped next, and must
+    // not be dropped again whatever its destructor does.
+    let payload = unsafe {
         block.header.set_stage(Stage::Taken);
-        let payload = &mut *block.payload.get();
-        ManuallyDrop::drop(&mut payload.future);
-        payload.output = ManuallyDrop::new(output);
-        block.header.set_stage(Stage::Finished);
-    }
+        &mut *block.payload.get()
+    };
+    // A destructor that panics makes the task's result that panic, as a
+    // panic in `poll` does, and the worker carries on.
+    // SAFETY: the future is the live member (stage was `Running`), dropped
+    // once here.
+    let output = match catch_unwind(AssertUnwindSafe(|| unsafe {
+        ManuallyDrop::drop(&mut payload.future)
+    })) {
+        Ok(()) => output,
+        Err(panic) => {
+            drop_quietly(output);
+            Err(JoinError::Panicked(panic))
+        }
+    };
+    payload.output = ManuallyDrop::new(output);
+    // SAFETY: as above; the output is now the live member.
+    unsafe { block.header.set_stage(Stage::Finished) };
     block.header.join.notify();
+}
+
+/// Drops `value`, swallowing a panic from its destructor: for payloads
+/// nobody can be told about (a detached task's output, a future whose
+/// destructor already panicked), on the worker's own stack.
+#[cold]
+fn drop_quietly<T>(value: T) {
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
 }
 
 /// # Safety
@@ -458,14 +483,17 @@ unsafe fn drop_contents<F: Future>(ptr: NonNull<Header>) {
     unsafe {
         let header = &(*block).header;
         let payload = &mut *(*block).payload.get();
+        // A panicking destructor must not unwind through the worker (or a
+        // `JoinHandle`'s drop): its panic is swallowed.
         match header.stage() {
             Stage::Running => {
                 header.set_stage(Stage::Taken);
-                ManuallyDrop::drop(&mut payload.future);
+                // In place: the future is pinned.
+                let _ = catch_unwind(AssertUnwindSafe(|| ManuallyDrop::drop(&mut payload.future)));
             }
             Stage::Finished => {
                 header.set_stage(Stage::Taken);
-                ManuallyDrop::drop(&mut payload.output);
+                drop_quietly(ManuallyDrop::take(&mut payload.output));
             }
             Stage::Taken => {}
         }
