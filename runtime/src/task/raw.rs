@@ -55,7 +55,7 @@ use std::task::{Context, Poll};
 use cellio_reactor::OpCell;
 
 use crate::join::JoinError;
-use crate::sync::{fence, AtomicUsize, Ordering};
+use crate::sync::{fence, AtomicUsize, Ordering, TrackedUnsafeCell};
 use crate::task::pool::{alloc_layout, class_layout, Pool};
 
 /// Marks a block allocated with its exact layout, outside the pool.
@@ -76,8 +76,10 @@ pub(crate) struct Header {
     class: u8,
     /// Which payload is live (module invariants). Written by the worker
     /// while the task runs, by the join handle after the notification, by
-    /// the last reference when it drops the payload.
-    stage: UnsafeCell<Stage>,
+    /// the last reference when it drops the payload. Every payload access
+    /// reads or writes it first, so under loom, where its cell is tracked,
+    /// the model checker proves those accesses ordered.
+    stage: TrackedUnsafeCell<Stage>,
     /// The worker whose pool the block returns to: `(worker, epoch)`.
     pub(crate) owner: (u16, u8),
     vtable: &'static VTable,
@@ -149,7 +151,7 @@ impl Header {
     #[inline]
     unsafe fn stage(&self) -> Stage {
         // SAFETY: the caller's contract: nobody writes the tag meanwhile.
-        unsafe { *self.stage.get() }
+        self.stage.with(|stage| unsafe { *stage })
     }
 
     /// # Safety
@@ -159,7 +161,7 @@ impl Header {
     #[inline]
     unsafe fn set_stage(&self, stage: Stage) {
         // SAFETY: the caller's contract.
-        unsafe { *self.stage.get() = stage }
+        self.stage.with_mut(|cell| unsafe { *cell = stage })
     }
 }
 
@@ -226,7 +228,7 @@ impl RawTask {
                     refs: AtomicUsize::new(2),
                     join: OpCell::new(),
                     class,
-                    stage: UnsafeCell::new(Stage::Running),
+                    stage: TrackedUnsafeCell::new(Stage::Running),
                     owner,
                     vtable: &VTableOf::<F>::VTABLE,
                     poll: poll::<F>,
@@ -660,7 +662,11 @@ mod tests {
 mod loom_tests {
     //! The task/handle hand-over under every interleaving loom explores:
     //! the worker finishes the task and drops its reference while the
-    //! handle, on another thread, polls for the output or drops.
+    //! handle, on another thread, polls for the output or drops. The
+    //! header's stage is a loom-tracked cell, so an access to it (and so to
+    //! the payload) that the join cell or the reference count does not
+    //! order fails the model ("Causality violation"): a handle that takes
+    //! the output without first observing the notification does.
 
     use super::*;
     use loom::thread;
