@@ -16,7 +16,6 @@ pub(crate) use loom::cell::UnsafeCell as TrackedUnsafeCell;
 
 /// See the `cfg(loom)` item of the same name.
 #[cfg(not(loom))]
-#[derive(Debug)]
 pub(crate) struct TrackedUnsafeCell<T>(std::cell::UnsafeCell<T>);
 
 #[cfg(not(loom))]
