@@ -8,13 +8,18 @@
 //! round trip. [`syscall6`] is the `syscall` instruction itself on x86-64
 //! and `syscall(2)` elsewhere; both return the kernel's raw result.
 //!
+//! Building with `RUSTFLAGS="--cfg cellio_libc_syscalls"` takes the
+//! `syscall(2)` path on x86-64 too: CI tests it that way (it is every other
+//! target's path), and `echo_compare --user-time` measures cellio in such a
+//! build, since its preloaded shim sees only calls into libc.
+//!
 //! Used by the reactor's wait and by `cellio-net`'s `recv`/`send`; only on
 //! Linux and Android.
 
 /// A six-argument Linux syscall; returns the kernel's raw result
 /// (`-errno` on failure). On x86-64 it is the `syscall` instruction
-/// itself; elsewhere `syscall(2)`, whose `-1`/`errno` is turned back
-/// into `-errno`.
+/// itself; elsewhere (or with `--cfg cellio_libc_syscalls`) `syscall(2)`,
+/// whose `-1`/`errno` is turned back into `-errno`.
 ///
 /// # Safety
 ///
@@ -30,7 +35,7 @@ pub unsafe fn syscall6(
     a5: usize,
     a6: usize,
 ) -> isize {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(cellio_libc_syscalls)))]
     {
         let ret: isize;
         // The x86-64 Linux syscall ABI: number in rax, arguments in rdi,
@@ -54,7 +59,7 @@ pub unsafe fn syscall6(
         }
         ret
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), cellio_libc_syscalls))]
     {
         // SAFETY: forwarded from the caller's contract.
         let n = unsafe { libc::syscall(nr, a1, a2, a3, a4, a5, a6) } as isize;

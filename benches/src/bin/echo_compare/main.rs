@@ -41,6 +41,10 @@
 //!   pinned to the server core: the user time tick sampling books for an echo's two syscalls,
 //!   reported beside user ns/msg and taken off it in the `user−bias` and `adj/*` columns;
 //!   every user figure also carries its error (`tick_stats.rs`);
+//! * with `--user-time`, user time per message measured between syscalls with the time-stamp
+//!   counter (`user_time.rs`; a preloaded shim, one extra run per server per round): exact
+//!   where ticks are sampled and biased, and free of the PMU that VMs often lack; cellio
+//!   servers then run from `--cellio-libc-bin`, a build whose syscalls go through libc;
 //! * with `--callgrind`, user-space instructions per message: the server runs under valgrind's
 //!   callgrind twice with a fixed workload (20 connections x 200 and x 800 messages, built-in
 //!   lock-step client); the difference over the extra messages cancels start-up and connection
@@ -57,6 +61,7 @@ mod extras;
 mod perf;
 mod report;
 mod tick_stats;
+mod user_time;
 mod window_stats;
 
 use std::io::{BufRead, BufReader, Read};
@@ -68,6 +73,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::perf::{PerfPerMsg, PerfSession};
+use crate::user_time::{Shim, UserTimePerMsg};
 use cellio_benches::{
     clk_tck, median, parse_args, read_cores_busy, read_cpu_ticks, run_main, CpuTicks,
     MARK_WARMUP_DONE, MARK_WINDOW_DONE,
@@ -187,6 +193,17 @@ struct Args {
     /// cycles per message, and a user ns/msg free of tick sampling.
     #[arg(long)]
     perf: bool,
+    /// Also measure user time per message between syscalls with the time-stamp counter (a
+    /// preloaded shim, `user_time.c`; needs `cc` and an x86-64 CPU with a constant TSC), in
+    /// one extra run per server and round: exact where ticks are sampled and biased, and
+    /// needs no PMU. cellio servers then run from --cellio-libc-bin.
+    #[arg(long)]
+    user_time: bool,
+    /// A cellio echo server built with its syscalls through libc, for --user-time (the shim
+    /// cannot see an inlined `syscall` instruction): `RUSTFLAGS="--cfg cellio_libc_syscalls"
+    /// cargo build --release --example echo_server --target-dir target/libc-syscalls`.
+    #[arg(long)]
+    cellio_libc_bin: Option<PathBuf>,
     /// Also measure the tick bias (user time that tick sampling books for an echo's two
     /// syscalls) with the sibling `tick_bias` program, one `--duration` run per round on the
     /// server core, and report user CPU with it taken off.
@@ -257,6 +274,8 @@ struct RunResult {
     other_cpu: f64,
     /// Hardware counters, when the run was made with `perf stat` attached.
     perf: Option<PerfPerMsg>,
+    /// User time between syscalls, when the run was made under the user-time shim.
+    user_time: Option<UserTimePerMsg>,
 }
 
 /// CPU counters sampled at one phase mark.
@@ -295,6 +314,7 @@ impl RunResult {
             "cpu_util": self.cpu_util,
             "other_cpu": self.other_cpu,
             "perf": self.perf.map(PerfPerMsg::to_json),
+            "user_time": self.user_time.map(UserTimePerMsg::to_json),
         })
     }
 }
@@ -445,6 +465,9 @@ struct ServerResults {
     /// `perf stat` runs, one per round.
     perf: Vec<RunResult>,
     perf_failures: Vec<String>,
+    /// User-time runs (`--user-time`), one per round.
+    user_time: Vec<RunResult>,
+    user_time_failures: Vec<String>,
     strace: Option<Result<StraceResult, String>>,
     allocs: Option<Result<extras::AllocResult, String>>,
     callgrind: Option<Result<extras::CallgrindResult, String>>,
@@ -457,6 +480,7 @@ impl ServerResults {
         self.failures.len()
             + self.latency_failures.len()
             + self.perf_failures.len()
+            + self.user_time_failures.len()
             + err(matches!(self.strace, Some(Err(_))))
             + err(matches!(self.allocs, Some(Err(_))))
             + err(matches!(self.cache, Some(Err(_))))
@@ -484,6 +508,21 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let specs = server_specs(args, &dir)?;
     let tck = clk_tck();
+    // Checked and built before anything runs: a bad combination fails now.
+    let user_time = if args.user_time {
+        if !on_path("cc") {
+            return Err("--user-time builds its shim with `cc`: not found on PATH".into());
+        }
+        let shim = Shim::build()?;
+        let libc_specs = user_time_specs(args, &specs)?;
+        eprintln!(
+            "{PROG}: user-time shim built; TSC {:.4} ticks/ns",
+            shim.tsc_per_ns()
+        );
+        Some((shim, libc_specs))
+    } else {
+        None
+    };
     let bias_bin = if args.tick_bias {
         Some(sibling(&dir, "tick_bias")?)
     } else {
@@ -603,7 +642,7 @@ fn run(args: &Args) -> Result<(), String> {
             let r = retry_noisy(
                 args,
                 &label,
-                || measure(args, spec, &load_bin, tck, false),
+                || measure(args, spec, &load_bin, tck, Extra::None),
                 |r| r.other_cpu,
                 |r| {
                     format!(
@@ -635,7 +674,7 @@ fn run(args: &Args) -> Result<(), String> {
                 Err(e) => res[i].failures.push(format!("round {round}: {e}")),
             }
             if args.perf {
-                match measure(args, spec, &load_bin, tck, true) {
+                match measure(args, spec, &load_bin, tck, Extra::Perf) {
                     Ok(r) => {
                         if let Some(p) = &r.perf {
                             eprintln!(
@@ -659,6 +698,35 @@ fn run(args: &Args) -> Result<(), String> {
                         );
                         res[i].perf_failures.push(format!("round {round}: {e}"));
                     }
+                }
+            }
+            if let Some((shim, libc_specs)) = &user_time {
+                let label = format!("user time {round}/{} {:<12}", args.rounds, spec.name);
+                let r = retry_noisy(
+                    args,
+                    &label,
+                    || measure(args, &libc_specs[i], &load_bin, tck, Extra::UserTime(shim)),
+                    |r| r.other_cpu,
+                    |r| match &r.user_time {
+                        Some(u) => format!(
+                            "{:>9.0} msg/s  user {:>6.1} ns/msg (TSC)  {:.3} calls/msg  {} long \
+                             segments ({:.1} ms)  other {:>3.0}%\n    {}",
+                            r.msgs_per_sec,
+                            u.user_ns,
+                            u.calls,
+                            u.long_segments,
+                            u.long_ms,
+                            r.other_cpu * 100.0,
+                            u.transitions().join(", ")
+                        ),
+                        None => String::new(),
+                    },
+                );
+                match r {
+                    Ok(r) => res[i].user_time.push(r),
+                    Err(e) => res[i]
+                        .user_time_failures
+                        .push(format!("round {round}: {e}")),
                 }
             }
             if let Some(load) = &latency_bin {
@@ -967,6 +1035,36 @@ fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
     Ok(specs)
 }
 
+/// The servers as `--user-time` runs them: the same, except that cellio's come from
+/// `--cellio-libc-bin`, whose syscalls the shim can see.
+fn user_time_specs(args: &Args, specs: &[ServerSpec]) -> Result<Vec<ServerSpec>, String> {
+    specs
+        .iter()
+        .map(|s| {
+            if !s.name.starts_with("cellio") {
+                return Ok(ServerSpec {
+                    name: s.name.clone(),
+                    program: s.program.clone(),
+                    args: s.args.clone(),
+                });
+            }
+            let bin = args.cellio_libc_bin.clone().ok_or(
+                "--user-time needs --cellio-libc-bin PATH for the cellio servers: a build whose \
+                 syscalls go through libc (RUSTFLAGS=\"--cfg cellio_libc_syscalls\" cargo build \
+                 --release --example echo_server --target-dir target/libc-syscalls)",
+            )?;
+            if !bin.is_file() {
+                return Err(format!("--cellio-libc-bin {}: no such file", bin.display()));
+            }
+            Ok(ServerSpec {
+                name: s.name.clone(),
+                program: bin,
+                args: s.args.clone(),
+            })
+        })
+        .collect()
+}
+
 /// A loopback port that was free a moment ago.
 fn free_port() -> Result<SocketAddr, String> {
     let l =
@@ -976,8 +1074,18 @@ fn free_port() -> Result<SocketAddr, String> {
 
 /// Starts `spec` pinned to the server core and waits until it accepts connections.
 fn start_server(args: &Args, spec: &ServerSpec) -> Result<(Guard, SocketAddr), String> {
+    start_server_with(args, spec, &[])
+}
+
+/// [`start_server`] with extra environment variables for the server.
+fn start_server_with(
+    args: &Args,
+    spec: &ServerSpec,
+    env: &[(String, String)],
+) -> Result<(Guard, SocketAddr), String> {
     let addr = free_port()?;
     let child = Command::new("taskset")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("-c")
         .arg(args.server_core.to_string())
         .arg(&spec.program)
@@ -1107,21 +1215,37 @@ fn parse_client_json(line: &str) -> Result<(u64, u64, f64), String> {
 }
 
 /// One measured run; with `perf`, `perf stat` is attached to the server during the window.
+/// What a CPU run measures besides `/proc` ticks.
+#[derive(Clone, Copy)]
+enum Extra<'a> {
+    None,
+    /// Hardware counters with `perf stat`.
+    Perf,
+    /// User time between syscalls with the preloaded shim.
+    UserTime(&'a Shim),
+}
+
 fn measure(
     args: &Args,
     spec: &ServerSpec,
     load_bin: &Path,
     tck: u64,
-    perf: bool,
+    extra: Extra<'_>,
 ) -> Result<RunResult, String> {
-    let (mut server, addr) = start_server(args, spec)?;
+    let session = match extra {
+        Extra::UserTime(shim) => Some(shim.session(&spec.name)),
+        _ => None,
+    };
+    let env = session.as_ref().map_or(&[][..], |s| s.env());
+    let (mut server, addr) = start_server_with(args, spec, env)?;
     let pid = server.0.id();
     // Attached before the load starts, counting only between the client's marks.
-    let mut perf = if perf {
+    let mut perf = if matches!(extra, Extra::Perf) {
         Some(PerfSession::start(pid)?)
     } else {
         None
     };
+    let mut shim_marks = Vec::new();
     let (client, lines, stderr) = start_client(args, load_bin, addr, args.warmup, args.duration)?;
     let client_pid = client.0.id(); // taskset execs mio_load: same pid
     let cores = [args.server_core, args.client_core];
@@ -1140,10 +1264,16 @@ fn measure(
                     if let Some(p) = perf.as_mut() {
                         p.enable()?;
                     }
+                    if let Some(s) = &session {
+                        shim_marks.push(s.snapshot()?);
+                    }
                 } else if line.starts_with(MARK_WINDOW_DONE) {
                     after = Some(Sample::take(pid, client_pid, &cores)?);
                     if let Some(p) = perf.as_mut() {
                         p.disable()?;
+                    }
+                    if let Some(s) = &session {
+                        shim_marks.push(s.snapshot()?);
                     }
                 } else if line.starts_with('{') {
                     result = Some(parse_client_json(&line)?);
@@ -1177,6 +1307,25 @@ fn measure(
         Some(p) => Some(p.finish(msgs, cpu_ns_per_msg)?),
         None => None,
     };
+    let user_time = match (&session, &shim_marks[..]) {
+        (Some(s), [a, b]) => {
+            let u = s.per_msg(a, b, msgs);
+            // An echo makes at least a receive and a send per message: fewer wrapped calls
+            // mean the server makes its syscalls without libc, out of the shim's sight.
+            if u.calls < 1.0 {
+                return Err(format!(
+                    "the user-time shim saw {:.2} calls per message: {} makes its syscalls \
+                     without libc (for cellio, build --cellio-libc-bin with RUSTFLAGS=\"--cfg \
+                     cellio_libc_syscalls\")",
+                    u.calls,
+                    spec.program.display()
+                ));
+            }
+            Some(u)
+        }
+        (Some(_), _) => return Err("the user-time counters were not read at both marks".into()),
+        _ => None,
+    };
     Ok(RunResult {
         msgs,
         secs,
@@ -1189,6 +1338,7 @@ fn measure(
         cpu_util: (user_ticks + sys_ticks) as f64 / tck as f64 / cpu_wall_secs,
         other_cpu: other_ticks as f64 / tck as f64 / cpu_wall_secs,
         perf,
+        user_time,
     })
 }
 

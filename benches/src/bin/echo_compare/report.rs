@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::extras::{self, LatencyRun};
 use crate::tick_stats::{self, Bias, BiasRun};
+use crate::user_time::UserTimePerMsg;
 use crate::window_stats::{WindowP99, MIN_ROUNDS, STALL_US};
 use crate::{Args, PerfPerMsg, RunResult, ServerResults, ServerSpec, StraceResult, Summary};
 
@@ -495,6 +496,9 @@ impl<'a> Report<'a> {
             for f in &r.perf_failures {
                 n.push(format!("{}: perf run failed, {f}", spec.name));
             }
+            for f in &r.user_time_failures {
+                n.push(format!("{}: user-time run failed, {f}", spec.name));
+            }
             for (what, e) in [
                 (
                     "allocation count",
@@ -596,6 +600,32 @@ impl<'a> Report<'a> {
                         last.decided = false;
                     }
                 }
+            }
+            if self.any(|r| !r.user_time.is_empty()) {
+                let mut target = check(
+                    &format!(
+                        "user CPU/msg <= {limit}x {label} (user time between syscalls, TSC, \
+                         medians)"
+                    ),
+                    self.user_tsc(ours).map(|(m, _)| m),
+                    self.user_tsc(base).map(|(m, _)| m),
+                    limit,
+                    "ns",
+                    None,
+                );
+                // Decided only if, with enough rounds, every round of one server against every
+                // round of the other falls on the same side of the limit.
+                target.decided = match (self.user_tsc(ours), self.user_tsc(base)) {
+                    (Some((_, a)), Some((_, b)))
+                        if a.len() >= MIN_ROUNDS && b.len() >= MIN_ROUNDS =>
+                    {
+                        let hi = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+                        let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+                        hi(&a) / lo(&b) <= limit || lo(&a) / hi(&b) > limit
+                    }
+                    _ => false,
+                };
+                t.push(target);
             }
             if self.any(|r| !r.perf.is_empty()) {
                 let cycles = |n: &str| self.perf(n).map(|(p, _, _)| p.user_cycles);
@@ -760,6 +790,7 @@ impl<'a> Report<'a> {
         }
         self.print_strace(false);
         self.print_perf(false);
+        self.print_user_time(false);
     }
 
     pub fn print_markdown(&self) {
@@ -789,6 +820,7 @@ impl<'a> Report<'a> {
         }
         self.print_strace(true);
         self.print_perf(true);
+        self.print_user_time(true);
     }
 
     fn print_strace(&self, markdown: bool) {
@@ -821,6 +853,92 @@ impl<'a> Report<'a> {
                 Some(Err(e)) => println!("{:<14} failed: {e}", spec.name),
                 None => {}
             }
+        }
+        if markdown {
+            println!("```");
+        }
+    }
+
+    /// The median of a server's user ns/msg between syscalls (`--user-time`), and each round's.
+    fn user_tsc(&self, name: &str) -> Option<(f64, Vec<f64>)> {
+        let r = &self.res[self.specs.iter().position(|s| s.name == name)?];
+        let v: Vec<f64> = r
+            .user_time
+            .iter()
+            .filter_map(|run| run.user_time.map(|u| u.user_ns))
+            .collect();
+        if v.is_empty() {
+            None
+        } else {
+            Some((median(&v), v))
+        }
+    }
+
+    fn print_user_time(&self, markdown: bool) {
+        if !self.any(|r| !r.user_time.is_empty() || !r.user_time_failures.is_empty()) {
+            return;
+        }
+        println!();
+        println!(
+            "user time per echoed message between syscalls (TSC, a preloaded shim; one run per \
+             server per round, medians; cellio from its libc-syscall build):"
+        );
+        if markdown {
+            println!();
+            println!("```text");
+        }
+        println!(
+            "{:<14} {:>10} {:>9} {:>8} {:>8} {:>9} {:>6}  by round; transitions (segments/msg × ns)",
+            "server", "msgs/s", "user ns", "/mio", "/tokio", "calls/msg", "long"
+        );
+        let tsc = |n: &str| self.user_tsc(n).map(|(m, _)| m);
+        for (spec, r) in self.specs.iter().zip(self.res) {
+            let runs: Vec<UserTimePerMsg> =
+                r.user_time.iter().filter_map(|x| x.user_time).collect();
+            let Some((m, by_round)) = self.user_tsc(&spec.name) else {
+                println!("{:<14} no figures", spec.name);
+                continue;
+            };
+            let ratio = |b: Option<f64>| {
+                b.filter(|b| *b > 0.0)
+                    .map_or("-".into(), |b| format!("{:.2}x", m / b))
+            };
+            let med = |f: &dyn Fn(&UserTimePerMsg) -> f64| {
+                median(&runs.iter().map(f).collect::<Vec<_>>())
+            };
+            let mut pairs = [(0.0, 0.0); 16];
+            for (i, p) in pairs.iter_mut().enumerate() {
+                *p = (med(&|u| u.pairs[i].0), med(&|u| u.pairs[i].1));
+            }
+            let typical = UserTimePerMsg {
+                user_ns: m,
+                calls: med(&|u| u.calls),
+                long_segments: runs.iter().map(|u| u.long_segments).sum(),
+                long_ms: runs.iter().map(|u| u.long_ms).sum(),
+                pairs,
+            };
+            let rate = median(
+                &r.user_time
+                    .iter()
+                    .map(|x| x.msgs_per_sec)
+                    .collect::<Vec<_>>(),
+            );
+            println!(
+                "{:<14} {:>10.0} {:>9.1} {:>8} {:>8} {:>9.3} {:>6}  {}; {}",
+                spec.name,
+                rate,
+                m,
+                ratio(tsc("mio")),
+                ratio(tsc("tokio-current")),
+                typical.calls,
+                typical.long_segments,
+                by_round
+                    .iter()
+                    .map(|x| format!("{x:.1}"))
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                typical.transitions().join(", ")
+            );
         }
         if markdown {
             println!("```");
@@ -940,6 +1058,8 @@ impl<'a> Report<'a> {
                     "cache_model": err_or(r.cache.as_ref().map(|x| x.as_ref().map(extras::CacheResult::to_json))),
                     "perf_runs": r.perf.iter().map(RunResult::to_json).collect::<Vec<_>>(),
                     "perf_failures": r.perf_failures,
+                    "user_time_runs": r.user_time.iter().map(RunResult::to_json).collect::<Vec<_>>(),
+                    "user_time_failures": r.user_time_failures,
                     "strace": err_or(r.strace.as_ref().map(|x| x.as_ref().map(strace_json))),
                 })
             })

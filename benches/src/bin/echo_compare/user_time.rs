@@ -1,0 +1,369 @@
+//! User time per message between syscalls, from the time-stamp counter (`--user-time`).
+//!
+//! `/proc` ticks split a server's CPU time into user and system statistically, and book part
+//! of every syscall as user time; cycle counters, which settle it, are missing on VMs without
+//! a PMU. This measures the user side directly instead: `user_time.c` (preloaded into the
+//! server) reads the TSC on both sides of every libc call that makes a syscall, and adds up
+//! the stretches between a call's return and the thread's next call. The driver reads the
+//! shim's counters at the client's warm-up and window marks, like the `/proc` samples, and
+//! divides by the window's messages.
+//!
+//! cellio makes its syscalls with an inlined `syscall` instruction, which no preloaded
+//! library can see, so its servers are measured in a build with the `cellio_libc_syscalls`
+//! cfg (`--cellio-libc-bin`), which sends them through `syscall(2)`: a call, an argument
+//! shuffle and an `errno` check more per syscall than the real build, so the figure is, if
+//! anything, slightly high for cellio.
+//!
+//! Invariants: the counters only grow, so a window is the difference of two snapshots; a
+//! snapshot whose magic is not the shim's fails the run rather than reading a stale or
+//! foreign file.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The shim's source, compiled with `cc` when the driver starts.
+const SOURCE: &str = include_str!("user_time.c");
+/// "USERTIME" in ASCII, read as a big-endian u64: the layout version `user_time.c` writes.
+const MAGIC: u64 = 0x5553_4552_5449_4d45;
+/// Call kinds of the transition matrix, in the shim's order.
+pub const KINDS: [&str; 4] = ["receive", "send", "wait", "other"];
+/// u64 words in the counter page that the driver reads.
+const WORDS: usize = 8 + 2 * KINDS.len() * KINDS.len();
+/// A user segment longer than this was not the server's own work (it was descheduled, or
+/// the VM stalled): counted apart.
+const LONG_SEGMENT: Duration = Duration::from_millis(1);
+
+/// The compiled shim and the TSC's rate.
+pub struct Shim {
+    dir: PathBuf,
+    library: PathBuf,
+    tsc_per_ns: f64,
+}
+
+impl Shim {
+    /// Compiles `user_time.c` into a temporary directory and calibrates the TSC against the
+    /// monotonic clock.
+    pub fn build() -> Result<Self, String> {
+        if !cfg!(target_arch = "x86_64") {
+            return Err("--user-time reads the x86-64 time-stamp counter: not on this CPU".into());
+        }
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        if !cpuinfo.contains("constant_tsc") {
+            return Err(
+                "--user-time needs a constant-rate TSC (`constant_tsc` in /proc/cpuinfo)".into(),
+            );
+        }
+        static BUILDS: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "echo_compare.user_time.{}.{}",
+            std::process::id(),
+            BUILDS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let source = dir.join("user_time.c");
+        let library = dir.join("user_time.so");
+        std::fs::write(&source, SOURCE).map_err(|e| format!("write {}: {e}", source.display()))?;
+        let out = Command::new("cc")
+            .args(["-O2", "-shared", "-fPIC", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .arg("-ldl")
+            .output()
+            .map_err(|e| format!("cannot run cc: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cc failed to build the user-time shim: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Shim {
+            dir,
+            library,
+            tsc_per_ns: calibrate_tsc(),
+        })
+    }
+
+    /// TSC ticks per nanosecond.
+    pub fn tsc_per_ns(&self) -> f64 {
+        self.tsc_per_ns
+    }
+
+    /// A counter file for one server run; the server must be started with [`Session::env`].
+    pub fn session(&self, label: &str) -> Session {
+        let file = self.dir.join(format!("counters.{label}"));
+        let _ = std::fs::remove_file(&file);
+        Session {
+            env: vec![
+                ("LD_PRELOAD".into(), self.library.display().to_string()),
+                ("USER_TIME_FILE".into(), file.display().to_string()),
+                (
+                    "USER_TIME_LONG_CYCLES".into(),
+                    format!("{:.0}", LONG_SEGMENT.as_nanos() as f64 * self.tsc_per_ns),
+                ),
+            ],
+            file,
+            tsc_per_ns: self.tsc_per_ns,
+        }
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// TSC ticks per nanosecond over 200 ms of the monotonic clock.
+fn calibrate_tsc() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `rdtsc` has no preconditions on x86-64.
+        let t0 = unsafe { std::arch::x86_64::_rdtsc() };
+        let w0 = Instant::now();
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: as above.
+        let t1 = unsafe { std::arch::x86_64::_rdtsc() };
+        let ns = w0.elapsed().as_nanos() as f64;
+        (t1 - t0) as f64 / ns
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = Instant::now;
+        f64::NAN
+    }
+}
+
+/// One server run's counter file.
+pub struct Session {
+    env: Vec<(String, String)>,
+    file: PathBuf,
+    tsc_per_ns: f64,
+}
+
+impl Session {
+    /// Environment for the server process.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Result<Counters, String> {
+        let bytes =
+            std::fs::read(&self.file).map_err(|e| format!("read {}: {e}", self.file.display()))?;
+        Counters::parse(&bytes).ok_or_else(|| {
+            format!(
+                "{}: not the user-time shim's counters (was the server started with \
+                 LD_PRELOAD, and does it call libc for its syscalls?)",
+                self.file.display()
+            )
+        })
+    }
+
+    /// Per-message figures of the window between two snapshots.
+    pub fn per_msg(&self, a: &Counters, b: &Counters, msgs: u64) -> UserTimePerMsg {
+        UserTimePerMsg::new(a, b, msgs, self.tsc_per_ns)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// A snapshot of the shim's counters (see `user_time.c` for the layout).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counters {
+    pub user: u64,
+    pub segments: u64,
+    pub calls: u64,
+    pub long_cycles: u64,
+    pub long_segments: u64,
+    /// User cycles by transition `before * 4 + after` (see [`KINDS`]).
+    pub pair_cycles: [u64; 16],
+    pub pair_segments: [u64; 16],
+}
+
+impl Counters {
+    /// Reads a counter page; `None` if it is too short or its magic is wrong.
+    pub fn parse(bytes: &[u8]) -> Option<Counters> {
+        if bytes.len() < WORDS * 8 {
+            return None;
+        }
+        let w = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+        if w(0) != MAGIC {
+            return None;
+        }
+        let mut c = Counters {
+            user: w(1),
+            segments: w(2),
+            calls: w(3),
+            long_cycles: w(4),
+            long_segments: w(5),
+            ..Counters::default()
+        };
+        for i in 0..16 {
+            c.pair_cycles[i] = w(8 + i);
+            c.pair_segments[i] = w(24 + i);
+        }
+        Some(c)
+    }
+}
+
+/// User time per echoed message in one window.
+#[derive(Clone, Copy, Debug)]
+pub struct UserTimePerMsg {
+    /// User ns per message (segments under [`LONG_SEGMENT`]).
+    pub user_ns: f64,
+    /// Wrapped calls per message (compare with strace's syscalls per message).
+    pub calls: f64,
+    /// Segments over [`LONG_SEGMENT`] in the window, and their total ms (not in `user_ns`).
+    pub long_segments: u64,
+    pub long_ms: f64,
+    /// By transition `before * 4 + after`: segments per message and ns per segment.
+    pub pairs: [(f64, f64); 16],
+}
+
+impl UserTimePerMsg {
+    fn new(a: &Counters, b: &Counters, msgs: u64, tsc_per_ns: f64) -> Self {
+        let m = msgs.max(1) as f64;
+        let d = |x: u64, y: u64| y.saturating_sub(x) as f64;
+        let mut pairs = [(0.0, 0.0); 16];
+        for (i, p) in pairs.iter_mut().enumerate() {
+            let n = d(a.pair_segments[i], b.pair_segments[i]);
+            let cycles = d(a.pair_cycles[i], b.pair_cycles[i]);
+            *p = (
+                n / m,
+                if n > 0.0 {
+                    cycles / n / tsc_per_ns
+                } else {
+                    0.0
+                },
+            );
+        }
+        UserTimePerMsg {
+            user_ns: d(a.user, b.user) / tsc_per_ns / m,
+            calls: d(a.calls, b.calls) / m,
+            long_segments: b.long_segments.saturating_sub(a.long_segments),
+            long_ms: d(a.long_cycles, b.long_cycles) / tsc_per_ns / 1e6,
+            pairs,
+        }
+    }
+
+    /// The transitions that carry at least 1% of the messages, as `receive→send 1.00 × 30 ns`.
+    pub fn transitions(&self) -> Vec<String> {
+        self.pairs
+            .iter()
+            .enumerate()
+            .filter(|(_, (per_msg, _))| *per_msg >= 0.01)
+            .map(|(i, (per_msg, ns))| {
+                format!(
+                    "{}→{} {per_msg:.2}×{ns:.0}",
+                    KINDS[i / KINDS.len()],
+                    KINDS[i % KINDS.len()]
+                )
+            })
+            .collect()
+    }
+
+    pub fn to_json(self) -> Value {
+        json!({
+            "user_ns_per_msg": self.user_ns,
+            "calls_per_msg": self.calls,
+            "long_segments": self.long_segments,
+            "long_ms": self.long_ms,
+            "transitions": self.pairs.iter().enumerate().filter(|(_, p)| p.0 > 0.0).map(|(i, p)| json!({
+                "from": KINDS[i / KINDS.len()],
+                "to": KINDS[i % KINDS.len()],
+                "per_msg": p.0,
+                "ns_each": p.1,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(words: &[(usize, u64)]) -> Vec<u8> {
+        let mut v = vec![0u64; WORDS];
+        v[0] = MAGIC;
+        for &(i, x) in words {
+            v[i] = x;
+        }
+        v.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn parses_the_page_and_rejects_foreign_bytes() {
+        let c =
+            Counters::parse(&page(&[(1, 10), (2, 3), (3, 4), (8 + 1, 7), (24 + 1, 2)])).unwrap();
+        assert_eq!((c.user, c.segments, c.calls), (10, 3, 4));
+        assert_eq!((c.pair_cycles[1], c.pair_segments[1]), (7, 2));
+        let mut bad = page(&[]);
+        bad[0] ^= 1;
+        assert_eq!(Counters::parse(&bad), None);
+        assert_eq!(Counters::parse(&page(&[])[..WORDS * 8 - 1]), None);
+    }
+
+    /// The real shim around a program whose syscalls are known: `dd` with one-byte blocks
+    /// makes one `read` and one `write` per block.
+    #[test]
+    fn shim_sees_every_call_of_a_read_write_loop() {
+        let shim = Shim::build().expect("build the shim (needs cc and x86-64)");
+        assert!(shim.tsc_per_ns() > 0.1 && shim.tsc_per_ns() < 100.0);
+        let session = shim.session("dd");
+        let status = Command::new("dd")
+            .args([
+                "if=/dev/zero",
+                "of=/dev/null",
+                "bs=1",
+                "count=5000",
+                "status=none",
+            ])
+            .envs(session.env().iter().map(|(k, v)| (k, v)))
+            .status()
+            .expect("run dd");
+        assert!(status.success());
+        let c = session.snapshot().expect("counters written");
+        // Start-up reads and closes come on top of the 5000 + 5000.
+        assert!(c.calls >= 10_000 && c.calls < 10_100, "calls {}", c.calls);
+        let (receive_send, send_receive) = (c.pair_segments[1], c.pair_segments[4]);
+        assert!(
+            (5000..5010).contains(&receive_send),
+            "receive→send {receive_send}"
+        );
+        assert!(
+            (4999..5010).contains(&send_receive),
+            "send→receive {send_receive}"
+        );
+        assert_eq!(c.segments, c.pair_segments.iter().sum::<u64>());
+        assert!(c.user > 0);
+    }
+
+    #[test]
+    fn per_message_figures_are_window_differences() {
+        let a = Counters::parse(&page(&[(1, 1000), (3, 10), (24 + 1, 5), (8 + 1, 500)])).unwrap();
+        let b = Counters::parse(&page(&[
+            (1, 5000),
+            (3, 30),
+            (5, 1),
+            (4, 4_000_000),
+            (24 + 1, 15),
+            (8 + 1, 2500),
+        ]))
+        .unwrap();
+        // 2 TSC ticks per ns, 10 messages.
+        let p = UserTimePerMsg::new(&a, &b, 10, 2.0);
+        assert_eq!(p.user_ns, 200.0);
+        assert_eq!(p.calls, 2.0);
+        assert_eq!((p.long_segments, p.long_ms), (1, 2.0));
+        assert_eq!(p.pairs[1], (1.0, 100.0)); // receive→send: 10 segments of 2000 ticks
+        assert_eq!(p.transitions(), vec!["receive→send 1.00×100".to_string()]);
+    }
+}
