@@ -513,11 +513,13 @@ fn run(args: &Args) -> Result<(), String> {
         if !on_path("cc") {
             return Err("--user-time builds its shim with `cc`: not found on PATH".into());
         }
-        let shim = Shim::build()?;
         let libc_specs = user_time_specs(args, &specs)?;
+        let shim = Shim::build(args.server_core)?;
         eprintln!(
-            "{PROG}: user-time shim built; TSC {:.4} ticks/ns",
-            shim.tsc_per_ns()
+            "{PROG}: user-time shim built; TSC {:.4} ticks/ns; the shim's floor {:.1} ns per \
+             segment",
+            shim.tsc_per_ns(),
+            shim.floor_ns()
         );
         Some((shim, libc_specs))
     } else {
@@ -709,10 +711,11 @@ fn run(args: &Args) -> Result<(), String> {
                     |r| r.other_cpu,
                     |r| match &r.user_time {
                         Some(u) => format!(
-                            "{:>9.0} msg/s  user {:>6.1} ns/msg (TSC)  {:.3} calls/msg  {} long \
-                             segments ({:.1} ms)  other {:>3.0}%\n    {}",
+                            "{:>9.0} msg/s  user {:>6.1} ns/msg (TSC), {:>6.1} less the floor  \
+                             {:.3} calls/msg  {} long segments ({:.1} ms)  other {:>3.0}%\n    {}",
                             r.msgs_per_sec,
                             u.user_ns,
+                            u.less_floor_ns,
                             u.calls,
                             u.long_segments,
                             u.long_ms,

@@ -18,7 +18,7 @@
 //! snapshot whose magic is not the shim's fails the run rather than reading a stale or
 //! foreign file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -27,6 +27,11 @@ use serde_json::{json, Value};
 
 /// The shim's source, compiled with `cc` when the driver starts.
 const SOURCE: &str = include_str!("user_time.c");
+/// A loop with no user work between its calls, run under the shim to measure what the
+/// wrappers and their TSC reads add to every segment (see [`Shim::floor_ns`]).
+const FLOOR_SOURCE: &str = include_str!("user_time_floor.c");
+/// Calls the floor loop makes.
+const FLOOR_CALLS: u32 = 1_000_000;
 /// "USERTIME" in ASCII, read as a big-endian u64: the layout version `user_time.c` writes.
 const MAGIC: u64 = 0x5553_4552_5449_4d45;
 /// Call kinds of the transition matrix, in the shim's order.
@@ -37,17 +42,18 @@ const WORDS: usize = 8 + 2 * KINDS.len() * KINDS.len();
 /// the VM stalled): counted apart.
 const LONG_SEGMENT: Duration = Duration::from_millis(1);
 
-/// The compiled shim and the TSC's rate.
+/// The compiled shim, the TSC's rate, and the shim's own cost per segment.
 pub struct Shim {
     dir: PathBuf,
     library: PathBuf,
     tsc_per_ns: f64,
+    floor_ns: f64,
 }
 
 impl Shim {
-    /// Compiles `user_time.c` into a temporary directory and calibrates the TSC against the
-    /// monotonic clock.
-    pub fn build() -> Result<Self, String> {
+    /// Compiles `user_time.c` into a temporary directory, calibrates the TSC against the
+    /// monotonic clock, and measures the shim's floor on CPU `core`.
+    pub fn build(core: u32) -> Result<Self, String> {
         if !cfg!(target_arch = "x86_64") {
             return Err("--user-time reads the x86-64 time-stamp counter: not on this CPU".into());
         }
@@ -64,27 +70,49 @@ impl Shim {
             BUILDS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-        let source = dir.join("user_time.c");
         let library = dir.join("user_time.so");
-        std::fs::write(&source, SOURCE).map_err(|e| format!("write {}: {e}", source.display()))?;
-        let out = Command::new("cc")
-            .args(["-O2", "-shared", "-fPIC", "-o"])
-            .arg(&library)
-            .arg(&source)
-            .arg("-ldl")
-            .output()
-            .map_err(|e| format!("cannot run cc: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "cc failed to build the user-time shim: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Shim {
+        let floor = dir.join("user_time_floor");
+        compile(&dir, "user_time.c", SOURCE, &["-shared", "-fPIC"], &library)?;
+        compile(&dir, "user_time_floor.c", FLOOR_SOURCE, &[], &floor)?;
+        let mut shim = Shim {
             dir,
             library,
             tsc_per_ns: calibrate_tsc(),
-        })
+            floor_ns: f64::NAN,
+        };
+        shim.floor_ns = shim.measure_floor(&floor, core)?;
+        Ok(shim)
+    }
+
+    /// Runs the floor loop pinned to `core` under the shim: user ns per segment.
+    fn measure_floor(&self, floor: &Path, core: u32) -> Result<f64, String> {
+        let session = self.session("floor");
+        let status = Command::new("taskset")
+            .arg("-c")
+            .arg(core.to_string())
+            .arg(floor)
+            .arg(FLOOR_CALLS.to_string())
+            .envs(session.env().iter().map(|(k, v)| (k, v)))
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", floor.display()))?;
+        if !status.success() {
+            return Err(format!("{} failed ({status})", floor.display()));
+        }
+        let c = session.snapshot()?;
+        if c.segments < u64::from(FLOOR_CALLS) / 2 {
+            return Err(format!(
+                "the floor loop's {FLOOR_CALLS} calls gave only {} segments under the shim",
+                c.segments
+            ));
+        }
+        Ok(c.user as f64 / c.segments as f64 / self.tsc_per_ns)
+    }
+
+    /// User ns the shim itself adds to every segment: measured on a loop that does nothing
+    /// between its calls but count, so it also holds the loop's own few instructions (the
+    /// figure is, if anything, slightly high). Mostly the two `rdtsc`s.
+    pub fn floor_ns(&self) -> f64 {
+        self.floor_ns
     }
 
     /// TSC ticks per nanosecond.
@@ -107,7 +135,31 @@ impl Shim {
             ],
             file,
             tsc_per_ns: self.tsc_per_ns,
+            floor_ns: self.floor_ns,
         }
+    }
+}
+
+/// Writes `source` as `dir/name` and compiles it with `cc -O2` (plus `flags`) into `out`.
+fn compile(dir: &Path, name: &str, source: &str, flags: &[&str], out: &Path) -> Result<(), String> {
+    let path = dir.join(name);
+    std::fs::write(&path, source).map_err(|e| format!("write {}: {e}", path.display()))?;
+    let result = Command::new("cc")
+        .arg("-O2")
+        .args(flags)
+        .arg("-o")
+        .arg(out)
+        .arg(&path)
+        .arg("-ldl")
+        .output()
+        .map_err(|e| format!("cannot run cc: {e}"))?;
+    if result.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cc failed to build {name}: {}",
+            String::from_utf8_lossy(&result.stderr).trim()
+        ))
     }
 }
 
@@ -142,6 +194,7 @@ pub struct Session {
     env: Vec<(String, String)>,
     file: PathBuf,
     tsc_per_ns: f64,
+    floor_ns: f64,
 }
 
 impl Session {
@@ -165,7 +218,7 @@ impl Session {
 
     /// Per-message figures of the window between two snapshots.
     pub fn per_msg(&self, a: &Counters, b: &Counters, msgs: u64) -> UserTimePerMsg {
-        UserTimePerMsg::new(a, b, msgs, self.tsc_per_ns)
+        UserTimePerMsg::new(a, b, msgs, self.tsc_per_ns, self.floor_ns)
     }
 }
 
@@ -219,6 +272,12 @@ impl Counters {
 pub struct UserTimePerMsg {
     /// User ns per message (segments under [`LONG_SEGMENT`]).
     pub user_ns: f64,
+    /// The same less the shim's floor for each segment ([`Shim::floor_ns`]).
+    pub less_floor_ns: f64,
+    /// Segments per message.
+    pub segments: f64,
+    /// The shim's floor used for `less_floor_ns`, ns per segment.
+    pub floor_ns: f64,
     /// Wrapped calls per message (compare with strace's syscalls per message).
     pub calls: f64,
     /// Segments over [`LONG_SEGMENT`] in the window, and their total ms (not in `user_ns`).
@@ -229,7 +288,7 @@ pub struct UserTimePerMsg {
 }
 
 impl UserTimePerMsg {
-    fn new(a: &Counters, b: &Counters, msgs: u64, tsc_per_ns: f64) -> Self {
+    fn new(a: &Counters, b: &Counters, msgs: u64, tsc_per_ns: f64, floor_ns: f64) -> Self {
         let m = msgs.max(1) as f64;
         let d = |x: u64, y: u64| y.saturating_sub(x) as f64;
         let mut pairs = [(0.0, 0.0); 16];
@@ -245,8 +304,13 @@ impl UserTimePerMsg {
                 },
             );
         }
+        let user_ns = d(a.user, b.user) / tsc_per_ns / m;
+        let segments = d(a.segments, b.segments) / m;
         UserTimePerMsg {
-            user_ns: d(a.user, b.user) / tsc_per_ns / m,
+            user_ns,
+            less_floor_ns: user_ns - floor_ns * segments,
+            segments,
+            floor_ns,
             calls: d(a.calls, b.calls) / m,
             long_segments: b.long_segments.saturating_sub(a.long_segments),
             long_ms: d(a.long_cycles, b.long_cycles) / tsc_per_ns / 1e6,
@@ -273,6 +337,9 @@ impl UserTimePerMsg {
     pub fn to_json(self) -> Value {
         json!({
             "user_ns_per_msg": self.user_ns,
+            "user_ns_per_msg_less_floor": self.less_floor_ns,
+            "segments_per_msg": self.segments,
+            "floor_ns_per_segment": self.floor_ns,
             "calls_per_msg": self.calls,
             "long_segments": self.long_segments,
             "long_ms": self.long_ms,
@@ -315,8 +382,14 @@ mod tests {
     /// makes one `read` and one `write` per block.
     #[test]
     fn shim_sees_every_call_of_a_read_write_loop() {
-        let shim = Shim::build().expect("build the shim (needs cc and x86-64)");
+        let shim = Shim::build(0).expect("build the shim (needs cc, taskset and x86-64)");
         assert!(shim.tsc_per_ns() > 0.1 && shim.tsc_per_ns() < 100.0);
+        // Two TSC reads and a few instructions: more than nothing, far less than a syscall.
+        assert!(
+            shim.floor_ns() > 0.5 && shim.floor_ns() < 500.0,
+            "floor {}",
+            shim.floor_ns()
+        );
         let session = shim.session("dd");
         let status = Command::new("dd")
             .args([
@@ -348,9 +421,17 @@ mod tests {
 
     #[test]
     fn per_message_figures_are_window_differences() {
-        let a = Counters::parse(&page(&[(1, 1000), (3, 10), (24 + 1, 5), (8 + 1, 500)])).unwrap();
+        let a = Counters::parse(&page(&[
+            (1, 1000),
+            (2, 5),
+            (3, 10),
+            (24 + 1, 5),
+            (8 + 1, 500),
+        ]))
+        .unwrap();
         let b = Counters::parse(&page(&[
             (1, 5000),
+            (2, 15),
             (3, 30),
             (5, 1),
             (4, 4_000_000),
@@ -358,9 +439,11 @@ mod tests {
             (8 + 1, 2500),
         ]))
         .unwrap();
-        // 2 TSC ticks per ns, 10 messages.
-        let p = UserTimePerMsg::new(&a, &b, 10, 2.0);
+        // 2 TSC ticks per ns, 10 messages, a floor of 30 ns per segment.
+        let p = UserTimePerMsg::new(&a, &b, 10, 2.0, 30.0);
         assert_eq!(p.user_ns, 200.0);
+        assert_eq!(p.segments, 1.0);
+        assert_eq!(p.less_floor_ns, 170.0);
         assert_eq!(p.calls, 2.0);
         assert_eq!((p.long_segments, p.long_ms), (1, 2.0));
         assert_eq!(p.pairs[1], (1.0, 100.0)); // receive→send: 10 segments of 2000 ticks
