@@ -16,14 +16,43 @@ fn bad_flags_are_one_line_errors() {
         &["--client-check", "2"], // no --cellio-bin: no cellio server
         &["--client-check", "-1"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_echo_compare"))
-            .args(args)
-            .output()
-            .expect("echo_compare runs");
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("echo_compare: error:"), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "{args:?}");
+        check(args);
     }
+    // --user-time runs cellio from a build with its syscalls through libc: without one, or
+    // with a path that is not a file, it refuses before anything runs. (Any existing file
+    // stands in for the server here: nothing is started.)
+    let any_file = env!("CARGO_BIN_EXE_echo_compare");
+    for args in [
+        &[
+            "--user-time",
+            "--servers",
+            "cellio",
+            "--cellio-bin",
+            any_file,
+        ][..],
+        &[
+            "--user-time",
+            "--servers",
+            "cellio",
+            "--cellio-bin",
+            any_file,
+            "--cellio-libc-bin",
+            "/nonexistent/echo_server",
+        ],
+    ] {
+        check(args);
+    }
+}
+
+/// `echo_compare ARGS` fails with one line on stderr, exit status 2 and nothing on stdout.
+fn check(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_echo_compare"))
+        .args(args)
+        .output()
+        .expect("echo_compare runs");
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    assert!(err.starts_with("echo_compare: error:"), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?}");
 }

@@ -450,6 +450,34 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    // --user-time runs every cellio variant from a build whose syscalls go through libc.
+    let runs_any_cellio = args
+        .servers
+        .as_ref()
+        .map_or(args.cellio_bin.is_some(), |s| {
+            s.iter().any(|n| n.starts_with("cellio"))
+        });
+    if args.user_time && runs_any_cellio {
+        match &args.cellio_libc_bin {
+            None => {
+                eprintln!(
+                    "{PROG}: error: --user-time needs --cellio-libc-bin PATH for the cellio \
+                     servers, a build whose syscalls go through libc (RUSTFLAGS=\"--cfg \
+                     cellio_libc_syscalls\" cargo build --release --example echo_server \
+                     --target-dir target/libc-syscalls)"
+                );
+                return ExitCode::from(2);
+            }
+            Some(bin) if !bin.is_file() => {
+                eprintln!(
+                    "{PROG}: error: --cellio-libc-bin {}: no such file",
+                    bin.display()
+                );
+                return ExitCode::from(2);
+            }
+            Some(_) => {}
+        }
+    }
     run_main(PROG, || run(&args))
 }
 

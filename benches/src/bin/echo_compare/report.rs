@@ -618,18 +618,29 @@ impl<'a> Report<'a> {
                     "ns",
                     None,
                 );
-                // Decided only if, with enough rounds, every round of one server against every
-                // round of the other falls on the same side of the limit.
+                // Decided only with enough rounds, and only if every round's ratio falls on the
+                // same side of the limit. Rounds are interleaved, so round k of both servers ran
+                // in the same stretch of the VM's drift: they are compared pairwise when no round
+                // failed, else every round of one against every round of the other.
+                let rounds = self.args.rounds as usize;
                 target.decided = match (
                     self.user_tsc(ours, less_floor),
                     self.user_tsc(base, less_floor),
                 ) {
                     (Some((_, a)), Some((_, b)))
-                        if a.len() >= MIN_ROUNDS && b.len() >= MIN_ROUNDS =>
+                        if a.len() < MIN_ROUNDS || b.len() < MIN_ROUNDS =>
                     {
-                        let hi = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-                        let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-                        hi(&a) / lo(&b) <= limit || lo(&a) / hi(&b) > limit
+                        false
+                    }
+                    (Some((_, a)), Some((_, b))) => {
+                        let ratios: Vec<f64> = if a.len() == rounds && b.len() == rounds {
+                            a.iter().zip(&b).map(|(x, y)| x / y).collect()
+                        } else {
+                            a.iter()
+                                .flat_map(|x| b.iter().map(move |y| x / y))
+                                .collect()
+                        };
+                        ratios.iter().all(|&q| q <= limit) || ratios.iter().all(|&q| q > limit)
                     }
                     _ => false,
                 };

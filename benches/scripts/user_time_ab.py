@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""A/B of echo server builds by user time between syscalls (the `echo_compare --user-time` shim).
+
+For comparing two builds of one server (a code change, compiler flags, PGO), which the driver,
+made to compare different servers, does not do. Each round runs every (binary, variant) pair
+once, in alternating order: the server pinned to CPU 0 under the preloaded shim, `mio_load`
+pinned to CPU 1 (100 connections, 64 B, closed loop), the shim's counters read at the client's
+warm-up and window marks. Prints each run and the medians of user ns/msg less the shim's floor.
+
+    benches/scripts/user_time_ab.py --bins A,B [--variants futures,poll] [--rounds 6] [--secs 4]
+
+A binary whose name starts with `tokio` runs as `--flavor current`; any other gets `--api
+VARIANT` (cellio's echo_server: build it with RUSTFLAGS="--cfg cellio_libc_syscalls", or the
+shim sees none of its syscalls). Needs cc, taskset, x86-64 with a constant TSC, and the
+release build of cellio-benches (for mio_load).
+"""
+import argparse
+import json
+import os
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(HERE, "..", "src", "bin", "echo_compare")
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+MAGIC = 0x5553455254494D45
+TSC_RATE_C = r"""
+#include <stdio.h>
+#include <time.h>
+#include <x86intrin.h>
+int main(void) {
+    struct timespec a, b, pause = {0, 200000000};
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    unsigned long long t0 = __rdtsc();
+    nanosleep(&pause, 0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    unsigned long long t1 = __rdtsc();
+    printf("%.6f\n", (t1 - t0) / ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)));
+    return 0;
+}
+"""
+
+
+def words(path):
+    with open(path, "rb") as f:
+        w = struct.unpack("40Q", f.read(320))
+    if w[0] != MAGIC:
+        sys.exit(f"{path}: not the shim's counters")
+    return w
+
+
+def build(tmp):
+    shim = os.path.join(tmp, "user_time.so")
+    floor = os.path.join(tmp, "floor")
+    rate = os.path.join(tmp, "tsc_rate")
+    with open(rate + ".c", "w") as f:
+        f.write(TSC_RATE_C)
+    for args in (["-shared", "-fPIC", "-o", shim, os.path.join(SRC, "user_time.c"), "-ldl"],
+                 ["-o", floor, os.path.join(SRC, "user_time_floor.c")],
+                 ["-o", rate, rate + ".c"]):
+        subprocess.run(["cc", "-O2"] + args, check=True)
+    tsc = float(subprocess.run([rate], capture_output=True, text=True, check=True).stdout)
+    ctr = os.path.join(tmp, "floor.ctr")
+    env = dict(os.environ, LD_PRELOAD=shim, USER_TIME_FILE=ctr)
+    subprocess.run(["taskset", "-c", "0", floor, "1000000"], env=env, check=True)
+    w = words(ctr)
+    return shim, tsc, w[1] / w[2] / tsc
+
+
+def run_once(shim, tsc, floor, binary, variant, secs, tmp, port):
+    ctr = os.path.join(tmp, "run.ctr")
+    env = dict(os.environ, LD_PRELOAD=shim, USER_TIME_FILE=ctr)
+    extra = ["--flavor", "current"] if os.path.basename(binary).startswith("tokio") else ["--api", variant]
+    server = subprocess.Popen(["taskset", "-c", "0", binary] + extra + ["--addr", f"127.0.0.1:{port}"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    load = os.path.join(ROOT, "target", "release", "mio_load")
+    client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", f"127.0.0.1:{port}",
+                               "--connections", "100", "--size", "64", "--duration", str(secs),
+                               "--warmup", "1", "--phase-marks", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    marks, result = [], None
+    for line in client.stdout:
+        if line.startswith("#"):
+            marks.append(words(ctr))
+        elif line.startswith("{"):
+            result = json.loads(line)
+    client.wait()
+    server.send_signal(signal.SIGTERM)
+    server.wait()
+    if len(marks) != 2 or not result or not result["msgs"]:
+        sys.exit(f"{binary} {variant}: the run gave no window")
+    d = [b - a for a, b in zip(*marks)]
+    msgs = result["msgs"]
+    user = d[1] / tsc / msgs
+    return result["msgs_per_sec"], user, user - floor * d[2] / msgs, d[5]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bins", required=True, help="comma-separated server binaries")
+    ap.add_argument("--variants", default="futures", help="comma-separated --api values for cellio")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--secs", type=float, default=4.0, help="measured window per run")
+    ap.add_argument("--port", type=int, default=7591)
+    a = ap.parse_args()
+    bins = [os.path.abspath(b) for b in a.bins.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        shim, tsc, floor = build(tmp)
+        print(f"TSC {tsc:.4f} ticks/ns; the shim's floor {floor:.1f} ns per segment", flush=True)
+        pairs = [(b, v) for b in bins
+                 for v in (["tokio"] if os.path.basename(b).startswith("tokio") else a.variants.split(","))]
+        results = {p: [] for p in pairs}
+        for r in range(a.rounds):
+            for b, v in (pairs if r % 2 == 0 else list(reversed(pairs))):
+                rate, user, less, long_segments = run_once(shim, tsc, floor, b, v, a.secs, tmp, a.port)
+                results[(b, v)].append(less)
+                print(f"round {r + 1} {os.path.basename(b):<16} {v:<8} {rate:>9.0f} msg/s  user "
+                      f"{user:6.1f} ns/msg, {less:6.1f} less the floor  ({long_segments} long)", flush=True)
+        print("medians, user ns/msg less the floor:")
+        for (b, v), xs in results.items():
+            print(f"  {os.path.basename(b):<16} {v:<8} {statistics.median(xs):6.1f}   "
+                  + " ".join(f"{x:.1f}" for x in xs))
+
+
+if __name__ == "__main__":
+    main()
