@@ -42,7 +42,7 @@
 //!   reported beside user ns/msg and taken off it in the `user−bias` and `adj/*` columns;
 //!   every user figure also carries its error (`tick_stats.rs`);
 //! * with `--user-time`, user time per message measured between syscalls with the time-stamp
-//!   counter (`user_time.rs`; a preloaded shim, one extra run per server per round): exact
+//!   counter (`user_time.rs`; a preloaded shim, one extra run per server per round): precise
 //!   where ticks are sampled and biased, and free of the PMU that VMs often lack; cellio
 //!   servers then run from `--cellio-libc-bin`, a build whose syscalls go through libc;
 //! * with `--callgrind`, user-space instructions per message: the server runs under valgrind's
@@ -195,8 +195,8 @@ struct Args {
     perf: bool,
     /// Also measure user time per message between syscalls with the time-stamp counter (a
     /// preloaded shim, `user_time.c`; needs `cc` and an x86-64 CPU with a constant TSC), in
-    /// one extra run per server and round: exact where ticks are sampled and biased, and
-    /// needs no PMU. cellio servers then run from --cellio-libc-bin.
+    /// one extra run per server and round: precise to a few ns where ticks are sampled and
+    /// biased, and needs no PMU. cellio servers then run from --cellio-libc-bin.
     #[arg(long)]
     user_time: bool,
     /// A cellio echo server built with its syscalls through libc, for --user-time (the shim
