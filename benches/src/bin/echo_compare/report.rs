@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::extras::{self, LatencyRun};
 use crate::tick_stats::{self, Bias, BiasRun};
-use crate::user_time::UserTimePerMsg;
+use crate::user_time::{self, UserTimePerMsg};
 use crate::window_stats::{WindowP99, MIN_ROUNDS, STALL_US};
 use crate::{Args, PerfPerMsg, RunResult, ServerResults, ServerSpec, StraceResult, Summary};
 
@@ -618,30 +618,17 @@ impl<'a> Report<'a> {
                     "ns",
                     None,
                 );
-                // Decided only with enough rounds, and only if every round's ratio falls on the
-                // same side of the limit. Rounds are interleaved, so round k of both servers ran
-                // in the same stretch of the VM's drift: they are compared pairwise when no round
-                // failed, else every round of one against every round of the other.
-                let rounds = self.args.rounds as usize;
                 target.decided = match (
                     self.user_tsc(ours, less_floor),
                     self.user_tsc(base, less_floor),
                 ) {
-                    (Some((_, a)), Some((_, b)))
-                        if a.len() < MIN_ROUNDS || b.len() < MIN_ROUNDS =>
-                    {
-                        false
-                    }
-                    (Some((_, a)), Some((_, b))) => {
-                        let ratios: Vec<f64> = if a.len() == rounds && b.len() == rounds {
-                            a.iter().zip(&b).map(|(x, y)| x / y).collect()
-                        } else {
-                            a.iter()
-                                .flat_map(|x| b.iter().map(move |y| x / y))
-                                .collect()
-                        };
-                        ratios.iter().all(|&q| q <= limit) || ratios.iter().all(|&q| q > limit)
-                    }
+                    (Some((_, a)), Some((_, b))) => user_time::decided_by_rounds(
+                        &a,
+                        &b,
+                        self.args.rounds as usize,
+                        limit,
+                        MIN_ROUNDS,
+                    ),
                     _ => false,
                 };
                 t.push(target);

@@ -353,6 +353,31 @@ impl UserTimePerMsg {
     }
 }
 
+/// Whether the rounds decide "`ours` ≤ `limit` × `base`": only with at least `min_rounds`
+/// rounds each, and only if every round's ratio falls on the same side of the limit. Rounds
+/// are interleaved, so round k of both servers ran in the same stretch of the VM's drift: they
+/// are compared pairwise when both have all `rounds` (none failed), else every round of one
+/// against every round of the other.
+pub fn decided_by_rounds(
+    ours: &[f64],
+    base: &[f64],
+    rounds: usize,
+    limit: f64,
+    min_rounds: usize,
+) -> bool {
+    if ours.len() < min_rounds || base.len() < min_rounds {
+        return false;
+    }
+    let ratios: Vec<f64> = if ours.len() == rounds && base.len() == rounds {
+        ours.iter().zip(base).map(|(x, y)| x / y).collect()
+    } else {
+        ours.iter()
+            .flat_map(|x| base.iter().map(move |y| x / y))
+            .collect()
+    };
+    ratios.iter().all(|&q| q <= limit) || ratios.iter().all(|&q| q > limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +442,51 @@ mod tests {
         );
         assert_eq!(c.segments, c.pair_segments.iter().sum::<u64>());
         assert!(c.user > 0);
+    }
+
+    #[test]
+    fn rounds_decide_only_when_they_all_agree() {
+        let base = [100.0, 100.0, 100.0, 80.0];
+        // Paired by round: the fourth round's 48 / 80 = 0.6 is on the far side too.
+        assert!(decided_by_rounds(
+            &[60.0, 62.0, 58.0, 48.0],
+            &base,
+            4,
+            0.5,
+            4
+        ));
+        // One round below the limit: undecided.
+        assert!(!decided_by_rounds(
+            &[60.0, 49.0, 58.0, 48.0],
+            &base,
+            4,
+            0.5,
+            4
+        ));
+        // All below: decided the other way.
+        assert!(decided_by_rounds(
+            &[40.0, 45.0, 30.0, 35.0],
+            &base,
+            4,
+            0.5,
+            4
+        ));
+        // Too few rounds: never decided.
+        assert!(!decided_by_rounds(
+            &[60.0, 62.0, 58.0],
+            &base[..3],
+            3,
+            0.5,
+            4
+        ));
+        // A failed round: every round against every round, so 48 / 100 = 0.48 counts.
+        assert!(!decided_by_rounds(
+            &[60.0, 62.0, 58.0, 48.0],
+            &base,
+            5,
+            0.5,
+            4
+        ));
     }
 
     #[test]
