@@ -537,7 +537,7 @@ fn run(args: &Args) -> Result<(), String> {
     let specs = server_specs(args, &dir)?;
     let tck = clk_tck();
     // Checked and built before anything runs: a bad combination fails now.
-    let user_time = if args.user_time {
+    let mut user_time = if args.user_time {
         if !on_path("cc") {
             return Err("--user-time builds its shim with `cc`: not found on PATH".into());
         }
@@ -643,6 +643,20 @@ fn run(args: &Args) -> Result<(), String> {
     let mut res: Vec<ServerResults> = specs.iter().map(|_| ServerResults::default()).collect();
     let mut bias_runs: Vec<tick_stats::BiasRun> = Vec::new();
     for round in 1..=args.rounds {
+        // The shim's floor drifts with the VM: measured afresh for every round after the
+        // first (which uses the measurement made when the shim was built).
+        if let Some((shim, _)) = user_time.as_mut().filter(|_| round > 1) {
+            match shim.measure_floor(args.server_core) {
+                Ok(ns) => eprintln!(
+                    "  round {round}/{} user-time floor {ns:.1} ns per segment",
+                    args.rounds
+                ),
+                Err(e) => notes.push(format!(
+                    "user-time floor not measured again in round {round} (the last one is \
+                     used): {e}"
+                )),
+            }
+        }
         if let Some(bin) = &bias_bin {
             let label = format!("round {round}/{} {:<14}", args.rounds, "tick-bias");
             let r = retry_noisy(

@@ -893,16 +893,26 @@ impl<'a> Report<'a> {
             return;
         }
         println!();
-        let floor_ns = self
+        let floors: Vec<f64> = self
             .res
             .iter()
             .flat_map(|r| &r.user_time)
-            .find_map(|run| run.user_time.map(|u| u.floor_ns))
-            .unwrap_or(f64::NAN);
+            .filter_map(|run| run.user_time.map(|u| u.floor_ns))
+            .collect();
+        let (lo, hi) = floors
+            .iter()
+            .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &f| {
+                (lo.min(f), hi.max(f))
+            });
+        let floor_ns = if hi - lo < 0.05 {
+            format!("{lo:.1} ns")
+        } else {
+            format!("{lo:.1}–{hi:.1} ns")
+        };
         println!(
             "user time per echoed message between syscalls (TSC, a preloaded shim; one run per \
              server per round, medians; cellio from its libc-syscall build). `less floor`: less \
-             the shim's own cost per segment, {floor_ns:.1} ns, measured on an empty loop:"
+             the shim's own cost per segment, measured on an empty loop each round: {floor_ns}:"
         );
         if markdown {
             println!();
@@ -939,7 +949,7 @@ impl<'a> Report<'a> {
                 user_ns: raw,
                 less_floor_ns: less,
                 segments: med(&|u| u.segments),
-                floor_ns,
+                floor_ns: med(&|u| u.floor_ns),
                 calls: med(&|u| u.calls),
                 long_segments: runs.iter().map(|u| u.long_segments).sum(),
                 long_ms: runs.iter().map(|u| u.long_ms).sum(),
