@@ -239,6 +239,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 }
 
 /// How to start one server.
+#[derive(Clone)]
 struct ServerSpec {
     name: String,
     program: PathBuf,
@@ -1081,31 +1082,20 @@ fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
 }
 
 /// The servers as `--user-time` runs them: the same, except that cellio's come from
-/// `--cellio-libc-bin`, whose syscalls the shim can see.
+/// `--cellio-libc-bin`, whose syscalls the shim can see (`main` has checked that it is given
+/// and is a file whenever a cellio server runs).
 fn user_time_specs(args: &Args, specs: &[ServerSpec]) -> Result<Vec<ServerSpec>, String> {
     specs
         .iter()
         .map(|s| {
-            if !s.name.starts_with("cellio") {
-                return Ok(ServerSpec {
-                    name: s.name.clone(),
-                    program: s.program.clone(),
-                    args: s.args.clone(),
-                });
+            let mut spec = s.clone();
+            if s.name.starts_with("cellio") {
+                spec.program = args
+                    .cellio_libc_bin
+                    .clone()
+                    .ok_or("--user-time needs --cellio-libc-bin PATH for the cellio servers")?;
             }
-            let bin = args.cellio_libc_bin.clone().ok_or(
-                "--user-time needs --cellio-libc-bin PATH for the cellio servers: a build whose \
-                 syscalls go through libc (RUSTFLAGS=\"--cfg cellio_libc_syscalls\" cargo build \
-                 --release --example echo_server --target-dir target/libc-syscalls)",
-            )?;
-            if !bin.is_file() {
-                return Err(format!("--cellio-libc-bin {}: no such file", bin.display()));
-            }
-            Ok(ServerSpec {
-                name: s.name.clone(),
-                program: bin,
-                args: s.args.clone(),
-            })
+            Ok(spec)
         })
         .collect()
 }
@@ -1259,7 +1249,6 @@ fn parse_client_json(line: &str) -> Result<(u64, u64, f64), String> {
     Ok((msgs, warmup, secs))
 }
 
-/// One measured run; with `perf`, `perf stat` is attached to the server during the window.
 /// What a CPU run measures besides `/proc` ticks.
 #[derive(Clone, Copy)]
 enum Extra<'a> {
@@ -1270,6 +1259,8 @@ enum Extra<'a> {
     UserTime(&'a Shim),
 }
 
+/// One measured run; with `Extra::Perf`, `perf stat` is attached to the server during the
+/// window; with `Extra::UserTime`, the server runs under the user-time shim.
 fn measure(
     args: &Args,
     spec: &ServerSpec,

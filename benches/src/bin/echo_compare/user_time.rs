@@ -116,7 +116,8 @@ impl Shim {
 
     /// User ns the shim itself adds to every segment: measured on a loop that does nothing
     /// between its calls but count, so it also holds the loop's own few instructions (the
-    /// figure is, if anything, slightly high). Mostly the two `rdtsc`s.
+    /// figure is, if anything, slightly high): the two `rdtsc` reads, the wrappers' calls and
+    /// their counter updates (not broken down further).
     pub fn floor_ns(&self) -> f64 {
         self.floor_ns
     }
