@@ -8,10 +8,14 @@ pinned to CPU 1 (100 connections, 64 B, closed loop), the shim's counters read a
 warm-up and window marks. Prints each run and the medians of user ns/msg less the shim's floor.
 
     benches/scripts/user_time_ab.py --bins A,B [--variants futures,poll] [--rounds 6] [--secs 4]
+        [--shims raw,libc]
 
-A binary whose name starts with `tokio` runs as `--flavor current`; any other gets `--api
-VARIANT` (cellio's echo_server: build it with RUSTFLAGS="--cfg cellio_libc_syscalls", or the
-shim sees none of its syscalls). Needs cc, taskset, x86-64 with a constant TSC, and the
+A binary whose name starts with `tokio` runs as `--flavor current`, one starting with `mio`
+with no flags; any other gets `--api VARIANT` (cellio's echo_server: build it with
+RUSTFLAGS="--cfg cellio_user_time_hooks", or the shim sees none of its syscalls). A binary
+that names the shim's hooks has the hooks' floor taken off, any other the wrappers'.
+`--shims libc` builds the shim with wrappers that call on into libc (one frame deeper than the
+program's own call: for comparison). Needs cc, taskset, x86-64 with a constant TSC, and the
 release build of cellio-benches (for mio_load).
 """
 import argparse
@@ -54,28 +58,47 @@ def words(path):
     return w
 
 
-def build(tmp):
-    shim = os.path.join(tmp, "user_time.so")
-    floor = os.path.join(tmp, "floor")
+def tsc_rate(tmp):
     rate = os.path.join(tmp, "tsc_rate")
     with open(rate + ".c", "w") as f:
         f.write(TSC_RATE_C)
-    for args in (["-shared", "-fPIC", "-o", shim, os.path.join(SRC, "user_time.c"), "-ldl"],
-                 ["-o", floor, os.path.join(SRC, "user_time_floor.c")],
-                 ["-o", rate, rate + ".c"]):
+    subprocess.run(["cc", "-O2", "-o", rate, rate + ".c"], check=True)
+    return float(subprocess.run([rate], capture_output=True, text=True, check=True).stdout)
+
+
+def build(tmp, tsc, shim_kind):
+    """Builds the shim (`raw`: its wrappers make the syscalls; `libc`: they call libc's
+    functions, one frame deeper) and measures its floor."""
+    shim = os.path.join(tmp, f"user_time_{shim_kind}.so")
+    floor = os.path.join(tmp, "floor")
+    defines = ["-DUSER_TIME_CALL_LIBC"] if shim_kind == "libc" else []
+    for args in (defines + ["-shared", "-fPIC", "-o", shim, os.path.join(SRC, "user_time.c"), "-ldl"],
+                 ["-o", floor, os.path.join(SRC, "user_time_floor.c")]):
         subprocess.run(["cc", "-O2"] + args, check=True)
-    tsc = float(subprocess.run([rate], capture_output=True, text=True, check=True).stdout)
     ctr = os.path.join(tmp, "floor.ctr")
     env = dict(os.environ, LD_PRELOAD=shim, USER_TIME_FILE=ctr)
-    subprocess.run(["taskset", "-c", "0", floor, "1000000"], env=env, check=True)
-    w = words(ctr)
-    return shim, tsc, w[1] / w[2] / tsc
+    floors = {}
+    for mode in ("wrappers", "hooks"):
+        subprocess.run(["taskset", "-c", "0", floor, "1000000"] + (["hooks"] if mode == "hooks" else []),
+                       env=env, check=True)
+        w = words(ctr)
+        floors[mode] = w[1] / w[2] / tsc
+    return shim, floors
+
+
+def uses_hooks(binary):
+    """A cellio build with `--cfg cellio_user_time_hooks` calls the shim's hooks around its
+    inline syscalls: its floor is the hooks' (and it names them, for `dlsym`)."""
+    with open(binary, "rb") as f:
+        return b"user_time_enter\0" in f.read()
 
 
 def run_once(shim, tsc, floor, binary, variant, secs, tmp, port):
     ctr = os.path.join(tmp, "run.ctr")
     env = dict(os.environ, LD_PRELOAD=shim, USER_TIME_FILE=ctr)
-    extra = ["--flavor", "current"] if os.path.basename(binary).startswith("tokio") else ["--api", variant]
+    name = os.path.basename(binary)
+    extra = (["--flavor", "current"] if name.startswith("tokio")
+             else [] if name.startswith("mio") else ["--api", variant])
     server = subprocess.Popen(["taskset", "-c", "0", binary] + extra + ["--addr", f"127.0.0.1:{port}"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
@@ -98,7 +121,7 @@ def run_once(shim, tsc, floor, binary, variant, secs, tmp, port):
     d = [b - a for a, b in zip(*marks)]
     msgs = result["msgs"]
     user = d[1] / tsc / msgs
-    return result["msgs_per_sec"], user, user - floor * d[2] / msgs, d[5]
+    return result["msgs_per_sec"], user, user - floor * d[2] / msgs, d[5], d[3] / msgs
 
 
 def main():
@@ -108,23 +131,42 @@ def main():
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--secs", type=float, default=4.0, help="measured window per run")
     ap.add_argument("--port", type=int, default=7591)
+    ap.add_argument("--shims", default="raw",
+                    help="comma-separated shim builds: raw (the wrappers make the syscalls, the "
+                         "default), libc (they call libc's functions: one frame deeper)")
     a = ap.parse_args()
     bins = [os.path.abspath(b) for b in a.bins.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        shim, tsc, floor = build(tmp)
-        print(f"TSC {tsc:.4f} ticks/ns; the shim's floor {floor:.1f} ns per segment", flush=True)
-        pairs = [(b, v) for b in bins
-                 for v in (["tokio"] if os.path.basename(b).startswith("tokio") else a.variants.split(","))]
+        tsc = tsc_rate(tmp)
+        shims = {}
+        for kind in a.shims.split(","):
+            if kind not in ("raw", "libc"):
+                sys.exit(f"--shims: unknown shim build {kind!r} (raw, libc)")
+            shims[kind] = build(tmp, tsc, kind)
+            floors = shims[kind][1]
+            print(f"TSC {tsc:.4f} ticks/ns; the {kind} shim's floor per segment: "
+                  f"{floors['wrappers']:.1f} ns through its wrappers, {floors['hooks']:.1f} ns "
+                  "through its hooks", flush=True)
+        pairs = [(b, v, k) for b in bins
+                 for v in (["tokio"] if os.path.basename(b).startswith("tokio")
+                           else ["mio"] if os.path.basename(b).startswith("mio")
+                           else a.variants.split(","))
+                 for k in shims]
         results = {p: [] for p in pairs}
         for r in range(a.rounds):
-            for b, v in (pairs if r % 2 == 0 else list(reversed(pairs))):
-                rate, user, less, long_segments = run_once(shim, tsc, floor, b, v, a.secs, tmp, a.port)
-                results[(b, v)].append(less)
-                print(f"round {r + 1} {os.path.basename(b):<16} {v:<8} {rate:>9.0f} msg/s  user "
-                      f"{user:6.1f} ns/msg, {less:6.1f} less the floor  ({long_segments} long)", flush=True)
+            for b, v, k in (pairs if r % 2 == 0 else list(reversed(pairs))):
+                shim, floors = shims[k]
+                floor = floors["hooks" if uses_hooks(b) else "wrappers"]
+                rate, user, less, long_segments, calls = run_once(shim, tsc, floor, b, v, a.secs, tmp,
+                                                                  a.port)
+                results[(b, v, k)].append(less)
+                print(f"round {r + 1} {os.path.basename(b):<16} {v:<8} {k:<4} {rate:>9.0f} msg/s  "
+                      f"user {user:6.1f} ns/msg, {less:6.1f} less the floor, {calls:.3f} calls/msg  "
+                      f"({long_segments} long)",
+                      flush=True)
         print("medians, user ns/msg less the floor:")
-        for (b, v), xs in results.items():
-            print(f"  {os.path.basename(b):<16} {v:<8} {statistics.median(xs):6.1f}   "
+        for (b, v, k), xs in results.items():
+            print(f"  {os.path.basename(b):<16} {v:<8} {k:<4} {statistics.median(xs):6.1f}   "
                   + " ".join(f"{x:.1f}" for x in xs))
 
 

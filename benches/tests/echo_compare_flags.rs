@@ -18,9 +18,10 @@ fn bad_flags_are_one_line_errors() {
     ] {
         check(args);
     }
-    // --user-time runs cellio from a build with its syscalls through libc: without one, or
-    // with a path that is not a file, it refuses before anything runs. (Any existing file
-    // stands in for the server here: nothing is started.)
+    // --user-time runs cellio from a build that calls the user-time shim's hooks: without
+    // one, with a path that is not a file, or with a build that does not name the hooks, it
+    // refuses before anything runs. (Any existing file stands in for the server here:
+    // nothing is started; this test's driver binary names no hooks.)
     let any_file = env!("CARGO_BIN_EXE_echo_compare");
     for args in [
         &[
@@ -36,8 +37,17 @@ fn bad_flags_are_one_line_errors() {
             "cellio",
             "--cellio-bin",
             any_file,
-            "--cellio-libc-bin",
+            "--cellio-hooks-bin",
             "/nonexistent/echo_server",
+        ],
+        &[
+            "--user-time",
+            "--servers",
+            "cellio",
+            "--cellio-bin",
+            any_file,
+            "--cellio-hooks-bin",
+            any_file,
         ],
     ] {
         check(args);

@@ -44,7 +44,8 @@
 //! * with `--user-time`, user time per message measured between syscalls with the time-stamp
 //!   counter (`user_time.rs`; a preloaded shim, one extra run per server per round): precise
 //!   where ticks are sampled and biased, and free of the PMU that VMs often lack; cellio
-//!   servers then run from `--cellio-libc-bin`, a build whose syscalls go through libc;
+//!   servers then run from `--cellio-hooks-bin`, a build that tells the shim about its inline
+//!   syscalls (`--cfg cellio_user_time_hooks`);
 //! * with `--callgrind`, user-space instructions per message: the server runs under valgrind's
 //!   callgrind twice with a fixed workload (20 connections x 200 and x 800 messages, built-in
 //!   lock-step client); the difference over the extra messages cancels start-up and connection
@@ -73,7 +74,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::perf::{PerfPerMsg, PerfSession};
-use crate::user_time::{Shim, UserTimePerMsg};
+use crate::user_time::{Mechanism, Shim, UserTimePerMsg};
 use cellio_benches::{
     clk_tck, median, parse_args, read_cores_busy, read_cpu_ticks, run_main, CpuTicks,
     MARK_WARMUP_DONE, MARK_WINDOW_DONE,
@@ -196,14 +197,15 @@ struct Args {
     /// Also measure user time per message between syscalls with the time-stamp counter (a
     /// preloaded shim, `user_time.c`; needs `cc` and an x86-64 CPU with a constant TSC), in
     /// one extra run per server and round: precise to a few ns where ticks are sampled and
-    /// biased, and needs no PMU. cellio servers then run from --cellio-libc-bin.
+    /// biased, and needs no PMU. cellio servers then run from --cellio-hooks-bin.
     #[arg(long)]
     user_time: bool,
-    /// A cellio echo server built with its syscalls through libc, for --user-time (the shim
-    /// cannot see an inlined `syscall` instruction): `RUSTFLAGS="--cfg cellio_libc_syscalls"
-    /// cargo build --release --example echo_server --target-dir target/libc-syscalls`.
+    /// A cellio echo server built to tell the shim about its inline syscalls, for
+    /// --user-time (no preloaded library can see a `syscall` instruction):
+    /// `RUSTFLAGS="--cfg cellio_user_time_hooks" cargo build --release --example echo_server
+    /// --target-dir target/user-time-hooks`.
     #[arg(long)]
-    cellio_libc_bin: Option<PathBuf>,
+    cellio_hooks_bin: Option<PathBuf>,
     /// Also measure the tick bias (user time that tick sampling books for an echo's two
     /// syscalls) with the sibling `tick_bias` program, one `--duration` run per round on the
     /// server core, and report user CPU with it taken off.
@@ -451,7 +453,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    // --user-time runs every cellio variant from a build whose syscalls go through libc.
+    // --user-time runs every cellio variant from a build that calls the shim's hooks.
     let runs_any_cellio = args
         .servers
         .as_ref()
@@ -459,24 +461,26 @@ fn main() -> ExitCode {
             s.iter().any(|n| n.starts_with("cellio"))
         });
     if args.user_time && runs_any_cellio {
-        match &args.cellio_libc_bin {
-            None => {
-                eprintln!(
-                    "{PROG}: error: --user-time needs --cellio-libc-bin PATH for the cellio \
-                     servers, a build whose syscalls go through libc (RUSTFLAGS=\"--cfg \
-                     cellio_libc_syscalls\" cargo build --release --example echo_server \
-                     --target-dir target/libc-syscalls)"
-                );
-                return ExitCode::from(2);
-            }
-            Some(bin) if !bin.is_file() => {
-                eprintln!(
-                    "{PROG}: error: --cellio-libc-bin {}: no such file",
+        const BUILD: &str = "RUSTFLAGS=\"--cfg cellio_user_time_hooks\" cargo build --release \
+                             --example echo_server --target-dir target/user-time-hooks";
+        let problem = match &args.cellio_hooks_bin {
+            None => Some("--user-time needs --cellio-hooks-bin PATH for the cellio servers".into()),
+            Some(bin) if !bin.is_file() => Some(format!(
+                "--cellio-hooks-bin {}: no such file",
+                bin.display()
+            )),
+            Some(bin) => match Mechanism::of(bin) {
+                Ok(Mechanism::Hooks) => None,
+                Ok(Mechanism::Wrappers) => Some(format!(
+                    "--cellio-hooks-bin {}: not built with --cfg cellio_user_time_hooks",
                     bin.display()
-                );
-                return ExitCode::from(2);
-            }
-            Some(_) => {}
+                )),
+                Err(e) => Some(format!("--cellio-hooks-bin: {e}")),
+            },
+        };
+        if let Some(problem) = problem {
+            eprintln!("{PROG}: error: {problem} (build it with: {BUILD})");
+            return ExitCode::from(2);
         }
     }
     run_main(PROG, || run(&args))
@@ -542,15 +546,16 @@ fn run(args: &Args) -> Result<(), String> {
         if !on_path("cc") {
             return Err("--user-time builds its shim with `cc`: not found on PATH".into());
         }
-        let libc_specs = user_time_specs(args, &specs)?;
+        let hooks_specs = user_time_specs(args, &specs)?;
         let shim = Shim::build(args.server_core)?;
         eprintln!(
-            "{PROG}: user-time shim built; TSC {:.4} ticks/ns; the shim's floor {:.1} ns per \
-             segment",
+            "{PROG}: user-time shim built; TSC {:.4} ticks/ns; the shim's floor per segment \
+             {:.1} ns through its wrappers, {:.1} ns through its hooks",
             shim.tsc_per_ns(),
-            shim.floor_ns()
+            shim.floor_ns(Mechanism::Wrappers),
+            shim.floor_ns(Mechanism::Hooks)
         );
-        Some((shim, libc_specs))
+        Some((shim, hooks_specs))
     } else {
         None
     };
@@ -648,8 +653,9 @@ fn run(args: &Args) -> Result<(), String> {
         // first (which uses the measurement made when the shim was built).
         if let Some((shim, _)) = user_time.as_mut().filter(|_| round > 1) {
             match shim.measure_floor(args.server_core) {
-                Ok(ns) => eprintln!(
-                    "  round {round}/{} user-time floor {ns:.1} ns per segment",
+                Ok([wrappers, hooks]) => eprintln!(
+                    "  round {round}/{} user-time floor {wrappers:.1} ns per segment through \
+                     the wrappers, {hooks:.1} through the hooks",
                     args.rounds
                 ),
                 Err(e) => notes.push(format!(
@@ -745,12 +751,12 @@ fn run(args: &Args) -> Result<(), String> {
                     }
                 }
             }
-            if let Some((shim, libc_specs)) = &user_time {
+            if let Some((shim, hooks_specs)) = &user_time {
                 let label = format!("user time {round}/{} {:<12}", args.rounds, spec.name);
                 let r = retry_noisy(
                     args,
                     &label,
-                    || measure(args, &libc_specs[i], &load_bin, tck, Extra::UserTime(shim)),
+                    || measure(args, &hooks_specs[i], &load_bin, tck, Extra::UserTime(shim)),
                     |r| r.other_cpu,
                     |r| match &r.user_time {
                         Some(u) => format!(
@@ -1082,8 +1088,8 @@ fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
 }
 
 /// The servers as `--user-time` runs them: the same, except that cellio's come from
-/// `--cellio-libc-bin`, whose syscalls the shim can see (`main` has checked that it is given
-/// and is a file whenever a cellio server runs).
+/// `--cellio-hooks-bin`, which tells the shim about its syscalls (`main` has checked that it
+/// is given and is such a build whenever a cellio server runs).
 fn user_time_specs(args: &Args, specs: &[ServerSpec]) -> Result<Vec<ServerSpec>, String> {
     specs
         .iter()
@@ -1091,9 +1097,9 @@ fn user_time_specs(args: &Args, specs: &[ServerSpec]) -> Result<Vec<ServerSpec>,
             let mut spec = s.clone();
             if s.name.starts_with("cellio") {
                 spec.program = args
-                    .cellio_libc_bin
+                    .cellio_hooks_bin
                     .clone()
-                    .ok_or("--user-time needs --cellio-libc-bin PATH for the cellio servers")?;
+                    .ok_or("--user-time needs --cellio-hooks-bin PATH for the cellio servers")?;
             }
             Ok(spec)
         })
@@ -1269,7 +1275,7 @@ fn measure(
     extra: Extra<'_>,
 ) -> Result<RunResult, String> {
     let session = match extra {
-        Extra::UserTime(shim) => Some(shim.session(&spec.name)),
+        Extra::UserTime(shim) => Some(shim.session(&spec.name, Mechanism::of(&spec.program)?)),
         _ => None,
     };
     let env = session.as_ref().map_or(&[][..], |s| s.env());
@@ -1346,13 +1352,13 @@ fn measure(
     let user_time = match (&session, &shim_marks[..]) {
         (Some(s), [a, b]) => {
             let u = s.per_msg(a, b, msgs);
-            // An echo makes at least a receive and a send per message: fewer wrapped calls
-            // mean the server makes its syscalls without libc, out of the shim's sight.
+            // An echo makes at least a receive and a send per message: fewer calls seen mean
+            // the server makes its syscalls out of the shim's sight.
             if u.calls < 1.0 {
                 return Err(format!(
                     "the user-time shim saw {:.2} calls per message: {} makes its syscalls \
-                     without libc (for cellio, build --cellio-libc-bin with RUSTFLAGS=\"--cfg \
-                     cellio_libc_syscalls\")",
+                     without libc (for cellio, build --cellio-hooks-bin with RUSTFLAGS=\"--cfg \
+                     cellio_user_time_hooks\")",
                     u.calls,
                     spec.program.display()
                 ));

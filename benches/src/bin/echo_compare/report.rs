@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::extras::{self, LatencyRun};
 use crate::tick_stats::{self, Bias, BiasRun};
-use crate::user_time::{self, UserTimePerMsg};
+use crate::user_time::{self, Mechanism, UserTimePerMsg};
 use crate::window_stats::{WindowP99, MIN_ROUNDS, STALL_US};
 use crate::{Args, PerfPerMsg, RunResult, ServerResults, ServerSpec, StraceResult, Summary};
 
@@ -893,26 +893,42 @@ impl<'a> Report<'a> {
             return;
         }
         println!();
-        let floors: Vec<f64> = self
-            .res
-            .iter()
-            .flat_map(|r| &r.user_time)
-            .filter_map(|run| run.user_time.map(|u| u.floor_ns))
-            .collect();
-        let (lo, hi) = floors
-            .iter()
-            .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &f| {
-                (lo.min(f), hi.max(f))
-            });
-        let floor_ns = if hi - lo < 0.05 {
-            format!("{lo:.1} ns")
-        } else {
-            format!("{lo:.1}–{hi:.1} ns")
+        // Each way of reaching the shim has its own floor (see `user_time::Mechanism`).
+        let floor_of = |mechanism: Mechanism| {
+            let floors: Vec<f64> = self
+                .res
+                .iter()
+                .flat_map(|r| &r.user_time)
+                .filter_map(|run| run.user_time)
+                .filter(|u| u.mechanism == mechanism)
+                .map(|u| u.floor_ns)
+                .collect();
+            let (lo, hi) = floors
+                .iter()
+                .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &f| {
+                    (lo.min(f), hi.max(f))
+                });
+            if floors.is_empty() {
+                None
+            } else if hi - lo < 0.05 {
+                Some(format!("{lo:.1} ns"))
+            } else {
+                Some(format!("{lo:.1}–{hi:.1} ns"))
+            }
         };
+        let floors: Vec<String> = [
+            (Mechanism::Wrappers, "through its libc wrappers"),
+            (Mechanism::Hooks, "through its hooks (cellio)"),
+        ]
+        .into_iter()
+        .filter_map(|(m, how)| floor_of(m).map(|f| format!("{f} {how}")))
+        .collect();
         println!(
             "user time per echoed message between syscalls (TSC, a preloaded shim; one run per \
-             server per round, medians; cellio from its libc-syscall build). `less floor`: less \
-             the shim's own cost per segment, measured on an empty loop each round: {floor_ns}:"
+             server per round, medians; cellio from its build with `--cfg \
+             cellio_user_time_hooks`). `less floor`: less the shim's own cost per segment, \
+             measured each round on an empty loop that reaches the shim the same way: {}:",
+            floors.join(", ")
         );
         if markdown {
             println!();
@@ -949,6 +965,7 @@ impl<'a> Report<'a> {
                 user_ns: raw,
                 less_floor_ns: less,
                 segments: med(&|u| u.segments),
+                mechanism: runs[0].mechanism,
                 floor_ns: med(&|u| u.floor_ns),
                 calls: med(&|u| u.calls),
                 long_segments: runs.iter().map(|u| u.long_segments).sum(),

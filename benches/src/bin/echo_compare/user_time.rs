@@ -3,16 +3,22 @@
 //! `/proc` ticks split a server's CPU time into user and system statistically, and book part
 //! of every syscall as user time; cycle counters, which settle it, are missing on VMs without
 //! a PMU. This measures the user side directly instead: `user_time.c` (preloaded into the
-//! server) reads the TSC on both sides of every libc call that makes a syscall, and adds up
-//! the stretches between a call's return and the thread's next call. The driver reads the
-//! shim's counters at the client's warm-up and window marks, like the `/proc` samples, and
-//! divides by the window's messages.
+//! server) replaces the libc functions that make syscalls with its own, which read the TSC on
+//! both sides of the `syscall` instruction, and adds up the stretches between a call's return
+//! and the thread's next call. The driver reads the shim's counters at the client's warm-up
+//! and window marks, like the `/proc` samples, and divides by the window's messages.
 //!
-//! cellio makes its syscalls with an inlined `syscall` instruction, which no preloaded
-//! library can see, so its servers are measured in a build with the `cellio_libc_syscalls`
-//! cfg (`--cellio-libc-bin`), which sends them through `syscall(2)`: a call, an argument
-//! shuffle and an `errno` check more per syscall than the real build, so the figure is, if
-//! anything, slightly high for cellio.
+//! The measurement must not change the server's call depth at its syscalls: a long kernel
+//! path (a loopback send) overwrites the CPU's return-stack predictor, so every frame more
+//! between the program and the `syscall` instruction can turn a return after it into a
+//! mispredicted one (two extra levels of calls around a raw mio loop's send cost it ~16 ns
+//! per message). So the shim's wrappers make the syscall themselves instead of calling on
+//! into libc (the program's call into the wrapper replaces its call into libc's), and cellio,
+//! whose syscalls are inline `syscall` instructions that no preloaded library can see, is
+//! measured in a build with `--cfg cellio_user_time_hooks` (`--cellio-hooks-bin`): the same
+//! inline syscalls, with a call to the shim's `user_time_enter` right before each and
+//! `user_time_leave` right after, neither live across the syscall. Each way has its own
+//! floor (see [`Mechanism`]), measured on an empty loop that makes its calls the same way.
 //!
 //! Invariants: the counters only grow, so a window is the difference of two snapshots; a
 //! snapshot whose magic is not the shim's fails the run rather than reading a stale or
@@ -42,13 +48,43 @@ const WORDS: usize = 8 + 2 * KINDS.len() * KINDS.len();
 /// the VM stalled): counted apart.
 const LONG_SEGMENT: Duration = Duration::from_millis(1);
 
+/// How a server's syscalls reach the shim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// Through libc functions, which the shim replaces (every server but cellio).
+    Wrappers,
+    /// Inline `syscall` instructions bracketed by calls to the shim's hooks (cellio built
+    /// with `--cfg cellio_user_time_hooks`).
+    Hooks,
+}
+
+impl Mechanism {
+    /// The mechanism `program` uses: `Hooks` if it names the shim's hooks (a cellio build
+    /// with `--cfg cellio_user_time_hooks` looks them up by name).
+    pub fn of(program: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(program)
+            .map_err(|e| format!("cannot read {}: {e}", program.display()))?;
+        // The name as the hooks build stores it for `dlsym`, NUL-terminated. Spelled
+        // backwards here and turned round at run time, so that this program's own bytes do
+        // not hold it and it never passes for a hooks build itself.
+        let mut needle: Vec<u8> = b"retne_emit_resu".iter().rev().copied().collect();
+        needle.push(0);
+        Ok(if bytes.windows(needle.len()).any(|w| w == needle) {
+            Mechanism::Hooks
+        } else {
+            Mechanism::Wrappers
+        })
+    }
+}
+
 /// The compiled shim, the TSC's rate, and the shim's own cost per segment.
 pub struct Shim {
     dir: PathBuf,
     library: PathBuf,
     floor_bin: PathBuf,
     tsc_per_ns: f64,
-    floor_ns: f64,
+    /// By [`Mechanism`]: wrappers, hooks.
+    floor_ns: [f64; 2],
 }
 
 impl Shim {
@@ -80,46 +116,59 @@ impl Shim {
             library,
             floor_bin: floor,
             tsc_per_ns: calibrate_tsc(),
-            floor_ns: f64::NAN,
+            floor_ns: [f64::NAN; 2],
         };
         shim.measure_floor(core)?;
         Ok(shim)
     }
 
-    /// Runs the floor loop pinned to `core` under the shim and keeps its user ns per segment
-    /// for the sessions made from now on. The floor drifts with the VM (16–20 ns within an
-    /// hour here), so the driver measures it again at the start of every round.
-    pub fn measure_floor(&mut self, core: u32) -> Result<f64, String> {
-        let floor = &self.floor_bin;
-        let session = self.session("floor");
-        let status = Command::new("taskset")
-            .arg("-c")
-            .arg(core.to_string())
-            .arg(floor)
-            .arg(FLOOR_CALLS.to_string())
-            .envs(session.env().iter().map(|(k, v)| (k, v)))
-            .status()
-            .map_err(|e| format!("cannot run {}: {e}", floor.display()))?;
-        if !status.success() {
-            return Err(format!("{} failed ({status})", floor.display()));
+    /// Runs the floor loop pinned to `core` under the shim, once through the wrappers and
+    /// once through the hooks, and keeps their user ns per segment for the sessions made from
+    /// now on. The floor drifts with the VM (16–20 ns within an hour here), so the driver
+    /// measures it again at the start of every round. Returns the two floors.
+    pub fn measure_floor(&mut self, core: u32) -> Result<[f64; 2], String> {
+        for (i, mechanism) in [Mechanism::Wrappers, Mechanism::Hooks]
+            .into_iter()
+            .enumerate()
+        {
+            let floor = &self.floor_bin;
+            let session = self.session("floor", mechanism);
+            let mut command = Command::new("taskset");
+            command
+                .arg("-c")
+                .arg(core.to_string())
+                .arg(floor)
+                .arg(FLOOR_CALLS.to_string());
+            if mechanism == Mechanism::Hooks {
+                command.arg("hooks");
+            }
+            let status = command
+                .envs(session.env().iter().map(|(k, v)| (k, v)))
+                .status()
+                .map_err(|e| format!("cannot run {}: {e}", floor.display()))?;
+            if !status.success() {
+                return Err(format!("{} failed ({status})", floor.display()));
+            }
+            let c = session.snapshot()?;
+            if c.segments < u64::from(FLOOR_CALLS) / 2 {
+                return Err(format!(
+                    "the floor loop's {FLOOR_CALLS} calls ({mechanism:?}) gave only {} \
+                     segments under the shim",
+                    c.segments
+                ));
+            }
+            self.floor_ns[i] = c.user as f64 / c.segments as f64 / self.tsc_per_ns;
         }
-        let c = session.snapshot()?;
-        if c.segments < u64::from(FLOOR_CALLS) / 2 {
-            return Err(format!(
-                "the floor loop's {FLOOR_CALLS} calls gave only {} segments under the shim",
-                c.segments
-            ));
-        }
-        self.floor_ns = c.user as f64 / c.segments as f64 / self.tsc_per_ns;
         Ok(self.floor_ns)
     }
 
-    /// User ns the shim itself adds to every segment: measured on a loop that does nothing
-    /// between its calls but count, so it also holds the loop's own few instructions (the
-    /// figure is, if anything, slightly high): the two `rdtsc` reads, the wrappers' calls and
-    /// their counter updates (not broken down further).
-    pub fn floor_ns(&self) -> f64 {
-        self.floor_ns
+    /// User ns the shim itself adds to every segment of a server whose calls reach it by
+    /// `mechanism`: measured on a loop that does nothing between its calls (made the same
+    /// way) but count, so it also holds the loop's own few instructions (the figure is, if
+    /// anything, slightly high): the two `rdtsc` reads, the calls into the shim and its
+    /// counter updates (not broken down further).
+    pub fn floor_ns(&self, mechanism: Mechanism) -> f64 {
+        self.floor_ns[mechanism as usize]
     }
 
     /// TSC ticks per nanosecond.
@@ -127,8 +176,9 @@ impl Shim {
         self.tsc_per_ns
     }
 
-    /// A counter file for one server run; the server must be started with [`Session::env`].
-    pub fn session(&self, label: &str) -> Session {
+    /// A counter file for one server run whose calls reach the shim by `mechanism`; the
+    /// server must be started with [`Session::env`].
+    pub fn session(&self, label: &str, mechanism: Mechanism) -> Session {
         let file = self.dir.join(format!("counters.{label}"));
         let _ = std::fs::remove_file(&file);
         Session {
@@ -142,7 +192,8 @@ impl Shim {
             ],
             file,
             tsc_per_ns: self.tsc_per_ns,
-            floor_ns: self.floor_ns,
+            mechanism,
+            floor_ns: self.floor_ns(mechanism),
         }
     }
 }
@@ -201,6 +252,7 @@ pub struct Session {
     env: Vec<(String, String)>,
     file: PathBuf,
     tsc_per_ns: f64,
+    mechanism: Mechanism,
     floor_ns: f64,
 }
 
@@ -217,7 +269,7 @@ impl Session {
         Counters::parse(&bytes).ok_or_else(|| {
             format!(
                 "{}: not the user-time shim's counters (was the server started with \
-                 LD_PRELOAD, and does it call libc for its syscalls?)",
+                 LD_PRELOAD?)",
                 self.file.display()
             )
         })
@@ -225,7 +277,7 @@ impl Session {
 
     /// Per-message figures of the window between two snapshots.
     pub fn per_msg(&self, a: &Counters, b: &Counters, msgs: u64) -> UserTimePerMsg {
-        UserTimePerMsg::new(a, b, msgs, self.tsc_per_ns, self.floor_ns)
+        UserTimePerMsg::new(a, b, msgs, self.tsc_per_ns, self.mechanism, self.floor_ns)
     }
 }
 
@@ -283,7 +335,9 @@ pub struct UserTimePerMsg {
     pub less_floor_ns: f64,
     /// Segments per message.
     pub segments: f64,
-    /// The shim's floor used for `less_floor_ns`, ns per segment.
+    /// How the server's calls reached the shim, and that way's floor used for
+    /// `less_floor_ns`, ns per segment.
+    pub mechanism: Mechanism,
     pub floor_ns: f64,
     /// Wrapped calls per message (compare with strace's syscalls per message).
     pub calls: f64,
@@ -295,7 +349,14 @@ pub struct UserTimePerMsg {
 }
 
 impl UserTimePerMsg {
-    fn new(a: &Counters, b: &Counters, msgs: u64, tsc_per_ns: f64, floor_ns: f64) -> Self {
+    fn new(
+        a: &Counters,
+        b: &Counters,
+        msgs: u64,
+        tsc_per_ns: f64,
+        mechanism: Mechanism,
+        floor_ns: f64,
+    ) -> Self {
         let m = msgs.max(1) as f64;
         let d = |x: u64, y: u64| y.saturating_sub(x) as f64;
         let mut pairs = [(0.0, 0.0); 16];
@@ -317,6 +378,7 @@ impl UserTimePerMsg {
             user_ns,
             less_floor_ns: user_ns - floor_ns * segments,
             segments,
+            mechanism,
             floor_ns,
             calls: d(a.calls, b.calls) / m,
             long_segments: b.long_segments.saturating_sub(a.long_segments),
@@ -346,6 +408,10 @@ impl UserTimePerMsg {
             "user_ns_per_msg": self.user_ns,
             "user_ns_per_msg_less_floor": self.less_floor_ns,
             "segments_per_msg": self.segments,
+            "mechanism": match self.mechanism {
+                Mechanism::Wrappers => "wrappers",
+                Mechanism::Hooks => "hooks",
+            },
             "floor_ns_per_segment": self.floor_ns,
             "calls_per_msg": self.calls,
             "long_segments": self.long_segments,
@@ -417,12 +483,11 @@ mod tests {
         let shim = Shim::build(0).expect("build the shim (needs cc, taskset and x86-64)");
         assert!(shim.tsc_per_ns() > 0.1 && shim.tsc_per_ns() < 100.0);
         // Two TSC reads and a few instructions: more than nothing, far less than a syscall.
-        assert!(
-            shim.floor_ns() > 0.5 && shim.floor_ns() < 500.0,
-            "floor {}",
-            shim.floor_ns()
-        );
-        let session = shim.session("dd");
+        for mechanism in [Mechanism::Wrappers, Mechanism::Hooks] {
+            let floor = shim.floor_ns(mechanism);
+            assert!(floor > 0.5 && floor < 500.0, "{mechanism:?} floor {floor}");
+        }
+        let session = shim.session("dd", Mechanism::Wrappers);
         let status = Command::new("dd")
             .args([
                 "if=/dev/zero",
@@ -449,6 +514,19 @@ mod tests {
         );
         assert_eq!(c.segments, c.pair_segments.iter().sum::<u64>());
         assert!(c.user > 0);
+    }
+
+    #[test]
+    fn a_hooks_build_is_told_by_the_hook_names() {
+        let dir = std::env::temp_dir().join(format!("echo_compare.mech.{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (with, without) = (dir.join("with"), dir.join("without"));
+        std::fs::write(&with, b"\x7fELF...user_time_leave\0user_time_enter\0...").unwrap();
+        std::fs::write(&without, b"\x7fELF...user_time_enter_not\0...").unwrap();
+        assert_eq!(Mechanism::of(&with), Ok(Mechanism::Hooks));
+        assert_eq!(Mechanism::of(&without), Ok(Mechanism::Wrappers));
+        assert!(Mechanism::of(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -517,7 +595,7 @@ mod tests {
         ]))
         .unwrap();
         // 2 TSC ticks per ns, 10 messages, a floor of 30 ns per segment.
-        let p = UserTimePerMsg::new(&a, &b, 10, 2.0, 30.0);
+        let p = UserTimePerMsg::new(&a, &b, 10, 2.0, Mechanism::Wrappers, 30.0);
         assert_eq!(p.user_ns, 200.0);
         assert_eq!(p.segments, 1.0);
         assert_eq!(p.less_floor_ns, 170.0);
