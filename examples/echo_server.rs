@@ -84,13 +84,46 @@ struct Serving {
     api: Api,
 }
 
-/// Starts serving `stream` on this worker.
-fn start(stream: TcpStream, serving: Serving) {
+/// A connection as its task receives it: accepted on the task's own worker,
+/// or handed off by worker 0 as a `std` stream, which the task registers
+/// with its worker's reactor when it first runs.
+///
+/// One type for both, so that each serving loop is one future type, spawned
+/// the same way from every place: its state machine then has a single
+/// caller, the task's poll function, and the compiler inlines it there.
+/// With a second caller (an `async` block around it for the hand-off) it
+/// stays a function of its own, and every message pays the call and its
+/// layout: 21% more user time per message on the futures path and 23%
+/// through `TcpIo` (user time between syscalls, docs/benchmarks.md).
+enum Incoming {
+    Accepted(TcpStream),
+    HandedOff(std::net::TcpStream),
+}
+
+impl Incoming {
+    /// The stream, registered with this worker's reactor.
+    fn into_stream(self) -> std::io::Result<TcpStream> {
+        match self {
+            Incoming::Accepted(stream) => Ok(stream),
+            Incoming::HandedOff(stream) => TcpStream::from_std(stream),
+        }
+    }
+}
+
+/// Starts serving a connection: on this worker (`worker: None`), or on
+/// worker `worker`.
+fn start(incoming: Incoming, serving: Serving, worker: Option<usize>) {
+    fn spawn_there<F: Future<Output = ()> + Send + 'static>(worker: Option<usize>, task: F) {
+        match worker {
+            None => drop(spawn(task)),
+            Some(worker) => drop(spawn_on(worker, task)),
+        }
+    }
     // Two separate tasks rather than one `async fn` with a branch: each
     // loop keeps its own small state machine.
     match serving.api {
-        Api::Futures => drop(spawn(connection(stream, serving.idle))),
-        Api::Poll => drop(spawn(connection_io(TcpIo::new(stream), serving.idle))),
+        Api::Futures => spawn_there(worker, connection(incoming, serving.idle)),
+        Api::Poll => spawn_there(worker, connection_io(incoming, serving.idle)),
     }
 }
 
@@ -118,7 +151,11 @@ const BUFFER: usize = 16 * 1024;
 /// the stream's, and the loop state's, which the compiler puts after the
 /// 16 KiB buffer (callgrind's cache model, `echo_compare --cache-misses`,
 /// 100 connections: 2.3–2.5 L1 data misses per echoed message in all).
-async fn connection(stream: TcpStream, idle: Option<Duration>) {
+async fn connection(incoming: Incoming, idle: Option<Duration>) {
+    let stream = match incoming.into_stream() {
+        Ok(stream) => stream,
+        Err(e) => return eprintln!("echo_server: hand-off failed: {e}"),
+    };
     // Small replies go out at once instead of waiting for ACKs.
     let _ = stream.set_nodelay(true);
     let mut buf = [0u8; BUFFER];
@@ -181,37 +218,35 @@ async fn echo_until_idle(
 /// [`connection`] through [`TcpIo`] (`--api poll`): the same echo, with
 /// the receive and send cells reserved once for the connection's life.
 ///
-/// A function returning an `async move` block, not an `async fn`: an
-/// `async fn` moves its arguments into locals when first polled, so the
-/// task would hold the `TcpIo` twice (the dead argument and the live local)
-/// and the live one lands further from the task header. Callgrind's cache
-/// model (`echo_compare --cache-misses`, 100 connections), L1 data misses
-/// per echoed message: 3.4 as written, 5.0 as an `async fn`, 4.8 with the
-/// `TcpIo` made inside from the stream. (For [`connection`] the two forms
-/// measure the same.) Where the compiler puts what in a task's state is its
-/// choice, not a language rule: measure after changing this.
-// Deliberately not an `async fn`: see the doc comment above.
-#[allow(clippy::manual_async_fn)]
-fn connection_io(mut io: TcpIo, idle: Option<Duration>) -> impl Future<Output = ()> {
-    async move {
-        let _ = io.get_ref().set_nodelay(true);
-        let mut buf = [0u8; BUFFER];
-        let ended = match idle {
-            None => loop {
-                let n = match io.recv(&mut buf).await {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => n,
-                    Err(e) => break Err(e),
-                };
-                if let Err(e) = io.send_all(&buf[..n]).await {
-                    break Err(e);
-                }
-            },
-            Some(idle) => io_until_idle(&mut io, &mut buf, idle).await,
-        };
-        if let Err(e) = ended {
-            tracing::debug!(error = %e, "connection ended with an error");
-        }
+/// The `TcpIo` is made inside the task, from the incoming stream. Where the
+/// compiler puts it in the task's state moves the cache lines a message
+/// touches (callgrind's cache model, `echo_compare --cache-misses`: 3.4 L1
+/// data misses per message when the `TcpIo` was a captured argument, 4.8
+/// made inside), but one future type spawned from every place (see
+/// [`Incoming`]) is worth more in time than that layout. Measure after
+/// changing this.
+async fn connection_io(incoming: Incoming, idle: Option<Duration>) {
+    let mut io = match incoming.into_stream() {
+        Ok(stream) => TcpIo::new(stream),
+        Err(e) => return eprintln!("echo_server: hand-off failed: {e}"),
+    };
+    let _ = io.get_ref().set_nodelay(true);
+    let mut buf = [0u8; BUFFER];
+    let ended = match idle {
+        None => loop {
+            let n = match io.recv(&mut buf).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            if let Err(e) = io.send_all(&buf[..n]).await {
+                break Err(e);
+            }
+        },
+        Some(idle) => io_until_idle(&mut io, &mut buf, idle).await,
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -254,29 +289,17 @@ async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
             Ok((stream, _peer)) if deal_to > 1 => {
                 next = (next + 1) % deal_to;
                 if next == 0 {
-                    start(stream, serving);
+                    start(Incoming::Accepted(stream), serving, None);
                     continue;
                 }
                 // Leave this reactor; the chosen worker registers it with
                 // its own.
                 match stream.into_std() {
-                    Ok(stream) => {
-                        spawn_on(next, async move {
-                            match TcpStream::from_std(stream) {
-                                Ok(stream) => match serving.api {
-                                    Api::Futures => connection(stream, serving.idle).await,
-                                    Api::Poll => {
-                                        connection_io(TcpIo::new(stream), serving.idle).await
-                                    }
-                                },
-                                Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
-                            }
-                        });
-                    }
+                    Ok(stream) => start(Incoming::HandedOff(stream), serving, Some(next)),
                     Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
                 }
             }
-            Ok((stream, _peer)) => start(stream, serving),
+            Ok((stream, _peer)) => start(Incoming::Accepted(stream), serving, None),
             // Out of file descriptors, a connection reset before we took
             // it...: this one is lost, the server goes on.
             Err(e) => {
