@@ -605,6 +605,12 @@ impl<'a> Report<'a> {
                 if !self.any(|r| !r.user_time.is_empty()) {
                     break;
                 }
+                // Raw figures carry the floor of the way each server reaches the shim (cellio's
+                // hooks cost it about half what libc's functions do): only figures less their
+                // floors compare servers that reach it differently.
+                if !less_floor && self.user_time_mechanism(ours) != self.user_time_mechanism(base) {
+                    continue;
+                }
                 let how = if less_floor {
                     "user time between syscalls (TSC) less the shim's floor, medians"
                 } else {
@@ -865,6 +871,15 @@ impl<'a> Report<'a> {
         }
     }
 
+    /// How a server's calls reached the user-time shim (`None` without user-time runs).
+    fn user_time_mechanism(&self, name: &str) -> Option<Mechanism> {
+        let r = &self.res[self.specs.iter().position(|s| s.name == name)?];
+        r.user_time
+            .iter()
+            .find_map(|run| run.user_time)
+            .map(|u| u.mechanism)
+    }
+
     /// The median of a server's user ns/msg between syscalls (`--user-time`; `less_floor`:
     /// less the shim's own cost per segment), and each round's.
     fn user_tsc(&self, name: &str, less_floor: bool) -> Option<(f64, Vec<f64>)> {
@@ -927,7 +942,8 @@ impl<'a> Report<'a> {
             "user time per echoed message between syscalls (TSC, a preloaded shim; one run per \
              server per round, medians; cellio from its build with `--cfg \
              cellio_user_time_hooks`). `less floor`: less the shim's own cost per segment, \
-             measured each round on an empty loop that reaches the shim the same way: {}:",
+             measured each round on an empty loop that reaches the shim the same way: {}. The \
+             ratios use the figures less the floor (raw figures carry each way's own floor):",
             floors.join(", ")
         );
         if markdown {
