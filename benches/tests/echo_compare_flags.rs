@@ -23,34 +23,16 @@ fn bad_flags_are_one_line_errors() {
     // refuses before anything runs. (Any existing file stands in for the server here:
     // nothing is started; this test's driver binary names no hooks.)
     let any_file = env!("CARGO_BIN_EXE_echo_compare");
-    for args in [
-        &[
-            "--user-time",
-            "--servers",
-            "cellio",
-            "--cellio-bin",
-            any_file,
-        ][..],
-        &[
-            "--user-time",
-            "--servers",
-            "cellio",
-            "--cellio-bin",
-            any_file,
-            "--cellio-hooks-bin",
-            "/nonexistent/echo_server",
-        ],
-        &[
-            "--user-time",
-            "--servers",
-            "cellio",
-            "--cellio-bin",
-            any_file,
-            "--cellio-hooks-bin",
-            any_file,
-        ],
-    ] {
-        check(args);
+    let user_time = [
+        "--user-time",
+        "--servers",
+        "cellio",
+        "--cellio-bin",
+        any_file,
+    ];
+    check(&user_time);
+    for hooks_bin in ["/nonexistent/echo_server", any_file] {
+        check(&[&user_time[..], &["--cellio-hooks-bin", hooks_bin]].concat());
     }
 }
 

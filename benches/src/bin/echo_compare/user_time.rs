@@ -124,8 +124,9 @@ impl Shim {
 
     /// Runs the floor loop pinned to `core` under the shim, once through the wrappers and
     /// once through the hooks, and keeps their user ns per segment for the sessions made from
-    /// now on. The floor drifts with the VM (16–20 ns within an hour here), so the driver
-    /// measures it again at the start of every round. Returns the two floors.
+    /// now on. The floors drift with the VM (18–24 ns through the wrappers within an hour
+    /// here), so the driver measures them again at the start of every round. Returns the two
+    /// floors.
     pub fn measure_floor(&mut self, core: u32) -> Result<[f64; 2], String> {
         for (i, mechanism) in [Mechanism::Wrappers, Mechanism::Hooks]
             .into_iter()
