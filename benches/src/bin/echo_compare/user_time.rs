@@ -83,7 +83,7 @@ pub struct Shim {
     library: PathBuf,
     floor_bin: PathBuf,
     tsc_per_ns: f64,
-    /// By [`Mechanism`]: wrappers, hooks.
+    /// Indexed by [`Mechanism`] (`mechanism as usize`).
     floor_ns: [f64; 2],
 }
 
@@ -128,10 +128,7 @@ impl Shim {
     /// here), so the driver measures them again at the start of every round. Returns the two
     /// floors.
     pub fn measure_floor(&mut self, core: u32) -> Result<[f64; 2], String> {
-        for (i, mechanism) in [Mechanism::Wrappers, Mechanism::Hooks]
-            .into_iter()
-            .enumerate()
-        {
+        for mechanism in [Mechanism::Wrappers, Mechanism::Hooks] {
             let floor = &self.floor_bin;
             let session = self.session("floor", mechanism);
             let mut command = Command::new("taskset");
@@ -158,7 +155,7 @@ impl Shim {
                     c.segments
                 ));
             }
-            self.floor_ns[i] = c.user as f64 / c.segments as f64 / self.tsc_per_ns;
+            self.floor_ns[mechanism as usize] = c.user as f64 / c.segments as f64 / self.tsc_per_ns;
         }
         Ok(self.floor_ns)
     }
