@@ -8,7 +8,7 @@ pinned to CPU 1 (100 connections, 64 B, closed loop), the shim's counters read a
 warm-up and window marks. Prints each run and the medians of user ns/msg less the shim's floor.
 
     benches/scripts/user_time_ab.py --bins A,B [--variants futures,poll] [--rounds 6] [--secs 4]
-        [--shims raw,libc]
+        [--shims raw,libc] [--segments]
 
 A binary whose name starts with `tokio` runs as `--flavor current`, one starting with `mio`
 with no flags; any other gets `--api VARIANT` (cellio's echo_server: build it with
@@ -121,7 +121,22 @@ def run_once(shim, tsc, floor, binary, variant, secs, tmp, port):
     d = [b - a for a, b in zip(*marks)]
     msgs = result["msgs"]
     user = d[1] / tsc / msgs
-    return result["msgs_per_sec"], user, user - floor * d[2] / msgs, d[5], d[3] / msgs
+    return result["msgs_per_sec"], user, user - floor * d[2] / msgs, d[5], d[3] / msgs, segments(d, tsc, msgs)
+
+
+KIND_NAMES = ("receive", "send", "wait", "other")
+SEGMENTS_SHOWN = ((0, 1), (1, 0), (1, 2), (2, 0))
+
+
+def segments(d, tsc, msgs):
+    """The segments between the calls of each pair of kinds the driver's table shows:
+    `from→to per-message-count × raw ns each` (the floor not taken off)."""
+    out = []
+    for a, b in SEGMENTS_SHOWN:
+        n, cycles = d[24 + a * 4 + b], d[8 + a * 4 + b]
+        each = cycles / tsc / n if n else 0.0
+        out.append(f"{KIND_NAMES[a]}→{KIND_NAMES[b]} {n / msgs:.2f}×{each:.0f}")
+    return "  ".join(out)
 
 
 def main():
@@ -134,6 +149,9 @@ def main():
     ap.add_argument("--shims", default="raw",
                     help="comma-separated shim builds: raw (the wrappers make the syscalls, the "
                          "default), libc (they call libc's functions: one frame deeper)")
+    ap.add_argument("--segments", action="store_true",
+                    help="also print each run's segments by the calls around them (count per "
+                         "message × raw ns), as the driver's table does")
     a = ap.parse_args()
     bins = [os.path.abspath(b) for b in a.bins.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,12 +175,12 @@ def main():
             for b, v, k in (pairs if r % 2 == 0 else list(reversed(pairs))):
                 shim, floors = shims[k]
                 floor = floors["hooks" if uses_hooks(b) else "wrappers"]
-                rate, user, less, long_segments, calls = run_once(shim, tsc, floor, b, v, a.secs, tmp,
+                rate, user, less, long_segments, calls, segs = run_once(shim, tsc, floor, b, v, a.secs, tmp,
                                                                   a.port)
                 results[(b, v, k)].append(less)
                 print(f"round {r + 1} {os.path.basename(b):<16} {v:<8} {k:<4} {rate:>9.0f} msg/s  "
                       f"user {user:6.1f} ns/msg, {less:6.1f} less the floor, {calls:.3f} calls/msg  "
-                      f"({long_segments} long)",
+                      f"({long_segments} long)" + (f"\n    {segs}" if a.segments else ""),
                       flush=True)
         print("medians, user ns/msg less the floor:")
         for (b, v, k), xs in results.items():

@@ -10,7 +10,9 @@
 //!     cancellations, shutdown)
 //!   wake expired timers
 //!   poll up to `event_interval` queued tasks, each with a cooperative budget
-//!     (a task that spends all of it ends the batch: the reactor is due)
+//!     (a task that spends all of it ends the batch: the reactor is due);
+//!     consecutive tasks of one future type are polled by that type's own
+//!     loop, in queue order (see "One loop per task type" below)
 //!   if nothing is queued: check the stop condition again, then declare
 //!     sleep and block in the reactor until the next timer (or an event, or
 //!     a wake from another thread)
@@ -34,6 +36,20 @@
 //! * The executor is confined to its thread; other threads reach it only
 //!   through its [`Inbox`].
 //!
+//! # One loop per task type
+//!
+//! A task's header holds [`run_tasks_of::<F>`](run_tasks_of) for its future
+//! type `F`, and the worker polls a task by calling that: it polls the task
+//! and then every task queued right behind it whose header holds the same
+//! function, until the next one is of another type (handed back to the
+//! worker, which calls that task's function), the batch is spent, or a task
+//! ran out of budget. Polling an `F` inside `run_tasks_of::<F>` is a direct
+//! call, so the compiler inlines the future's state machine into the loop:
+//! a server's connection tasks, all one type, run from one syscall to the
+//! next without an indirect call or a return between two tasks. The queue
+//! order, the batch size and the budgets are exactly those of a loop that
+//! called every task through its header.
+//!
 //! # Layout
 //!
 //! A syscall evicts most of the worker's L1 cache, so every distinct cache
@@ -52,7 +68,7 @@ use std::future::Future;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::task::Context;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use cellio_reactor::{budget, Reactor};
@@ -187,13 +203,78 @@ impl RunState {
     /// The next queued task that is still due, marked not queued; stale
     /// entries are skipped.
     #[inline]
-    fn next(&mut self) -> Option<(u32, u32, TaskRef)> {
+    fn next(&mut self) -> Option<Taken> {
         loop {
             let (slot, ticket) = self.queue.pop()?;
             if let Some(task) = self.tasks.start_poll(slot, ticket) {
-                return Some((slot, ticket, task));
+                return Some(Taken { slot, ticket, task });
             }
         }
+    }
+}
+
+/// A task taken off the run queue to be polled: its table slot, the ticket
+/// it was queued with, and the task.
+#[derive(Clone, Copy)]
+pub(crate) struct Taken {
+    slot: u32,
+    ticket: u32,
+    task: TaskRef,
+}
+
+/// A future type's batch loop, [`run_tasks_of`]; every task's header holds
+/// the one for its future's type.
+pub(crate) type RunFn = unsafe fn(&Executor, Taken, &mut u32) -> Option<Taken>;
+
+/// Polls `first`, whose future is an `F`, and then the tasks queued behind
+/// it for as long as they are `F`s too, counting each poll off `left`.
+/// Returns the next task, already taken off the queue, when it is of
+/// another type; `None` when the batch is over (`left` spent, the queue
+/// empty, or a task out of budget: I/O is due).
+///
+/// One loop per future type, so that polling an `F` is a direct call the
+/// compiler can inline: a server's connection tasks, all one type, run in
+/// one function from a syscall's return to the next task's syscall, with no
+/// indirect call and no return between them (each costs time after a
+/// syscall, which leaves the return predictor and the caches cold; see
+/// docs/benchmarks.md, "One caller for the connection's state machine").
+///
+/// # Safety
+///
+/// Called by `exec`'s worker loop only (never inside a poll), with `first`
+/// just taken off its queue, a task whose runner is this function, and
+/// `*left >= 1`.
+pub(crate) unsafe fn run_tasks_of<F: Future>(
+    exec: &Executor,
+    first: Taken,
+    left: &mut u32,
+) -> Option<Taken> {
+    let this: RunFn = run_tasks_of::<F>;
+    let mut next = first;
+    loop {
+        let exhausted = exec.run_task(next, |cx| {
+            // SAFETY: `next`'s runner is this function (the caller's
+            // contract, then the check below), which is `run_tasks_of::<F>`
+            // of its future's `F` (see `Header`): either its future is an
+            // `F`, or the compiler merged the two types' runners, which it
+            // does only for identical code, and then this is the code the
+            // worker's call through the runner would have run. The worker
+            // polls its tasks from its loop only, and the table holds the
+            // task's counted reference until `run_task` ends it.
+            unsafe { next.task.poll_as::<F>(cx) }
+        });
+        *left -= 1;
+        if exhausted || *left == 0 {
+            return None;
+        }
+        // SAFETY: `next` only pops the queue and reads the table.
+        let taken = unsafe { exec.run.with(RunState::next) }?;
+        // SAFETY: a task just taken is in the table, which holds its
+        // reference.
+        if !std::ptr::fn_addr_eq(unsafe { taken.task.runner() }, this) {
+            return Some(taken);
+        }
+        next = taken;
     }
 }
 
@@ -408,34 +489,34 @@ impl Executor {
         self.inbox.drain(self);
     }
 
+    /// Polls up to `event_interval` queued tasks, each type's in its own
+    /// loop ([`run_tasks_of`]).
     fn run_batch(&self) {
-        for _ in 0..self.event_interval {
-            // SAFETY: `next` only pops the queue and reads the table.
-            let Some((slot, ticket, task)) = (unsafe { self.run.with(RunState::next) }) else {
-                return;
-            };
-            if self.run_task(slot, ticket, task) {
-                // A task spent its whole budget: I/O is due. End the batch
-                // so the reactor is turned before anyone runs again.
-                return;
-            }
+        let mut left = self.event_interval;
+        if left == 0 {
+            return;
+        }
+        // SAFETY: `next` only pops the queue and reads the table.
+        let mut next = unsafe { self.run.with(RunState::next) };
+        while let Some(taken) = next {
+            // SAFETY: this is the worker loop; `taken` was just taken off
+            // the queue, its runner is its own type's, and `left >= 1`
+            // (checked above, and `run_tasks_of` returns a task only then).
+            next = unsafe { (taken.task.runner())(self, taken, &mut left) };
         }
     }
 
-    /// Polls one task; `true` if it ran out of budget.
-    #[inline]
-    fn run_task(&self, slot: u32, ticket: u32, task: TaskRef) -> bool {
+    /// Polls one task with `poll`; `true` if it ran out of budget (a task
+    /// that spends its whole budget ends the batch: I/O is due).
+    #[inline(always)]
+    fn run_task(&self, taken: Taken, poll: impl FnOnce(&mut Context<'_>) -> Poll<()>) -> bool {
+        let Taken { slot, ticket, .. } = taken;
         // The waker's drop does nothing: skip the call through its vtable.
         let waker = ManuallyDrop::new(waker::packed_waker(
             (u64::from(self.owner_high) << 32) | waker::task_bits(slot, Tasks::generation(ticket)),
         ));
         let mut cx = Context::from_waker(&waker);
-        let (polled, exhausted) = budget::run_with(self.budget, || {
-            // SAFETY: this is the task's worker, polling it from its loop
-            // only; the task's counted reference stays in the table until
-            // it is finished below, after the poll.
-            unsafe { task.poll(&mut cx) }
-        });
+        let (polled, exhausted) = budget::run_with(self.budget, || poll(&mut cx));
         if polled.is_ready() {
             self.finish(slot);
         }

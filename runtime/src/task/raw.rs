@@ -5,7 +5,7 @@
 //! block (from the worker's pool or the system allocator)
 //! +--------------------------------------------+
 //! | Header:  refs, join cell, class, stage,    |
-//! |          owner worker, vtable, poll fn     |
+//! |          owner worker, vtable, runner      |
 //! | Payload: the future        (stage Running) |
 //! |        | Result<output, JoinError>         |
 //! |                           (stage Finished) |
@@ -57,6 +57,7 @@ use cellio_reactor::OpCell;
 use crate::join::JoinError;
 use crate::sync::{fence, AtomicUsize, Ordering, TrackedUnsafeCell};
 use crate::task::pool::{alloc_layout, class_layout, Pool};
+use crate::worker::{run_tasks_of, RunFn};
 
 /// Marks a block allocated with its exact layout, outside the pool.
 const NOT_POOLED: u8 = u8::MAX;
@@ -83,24 +84,29 @@ pub(crate) struct Header {
     /// The worker whose pool the block returns to: `(worker, epoch)`.
     pub(crate) owner: (u16, u8),
     vtable: &'static VTable,
-    /// `poll::<F>`, out of the vtable: the one entry every poll calls.
-    poll: PollFn,
+    /// [`run_tasks_of::<F>`](run_tasks_of), out of the vtable: the worker's
+    /// loop for tasks of this block's future type, which the worker calls
+    /// to poll it (and the same-type tasks queued behind it). Two blocks
+    /// with equal runners are polled by the same code.
+    runner: RunFn,
 }
 
-type PollFn = unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>;
-
-/// `poll` ends the header (so it is adjacent to the payload of any block
+/// `runner` ends the header (so it is adjacent to the payload of any block
 /// whose payload is at most 8-aligned), and the header does not end on a
-/// cache-line boundary (so the two share the line `poll` is in).
+/// cache-line boundary (so the two share the line `runner` is in).
 const _: () = {
     let size = std::mem::size_of::<Header>();
-    assert!(std::mem::offset_of!(Header, poll) + std::mem::size_of::<PollFn>() == size);
+    assert!(std::mem::offset_of!(Header, runner) + std::mem::size_of::<RunFn>() == size);
     // Not under loom, whose atomics (in the join cell) are much larger.
     #[cfg(not(loom))]
     assert!(size % 64 != 0, "a poll would read two lines of the block");
 };
 
 struct VTable {
+    /// `poll::<F>`, for unit tests, which poll blocks without a worker
+    /// (the worker reaches the poll through the header's runner).
+    #[cfg(test)]
+    poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
     cancel: unsafe fn(NonNull<Header>),
     take_output: unsafe fn(NonNull<Header>, *mut ()),
     drop_contents: unsafe fn(NonNull<Header>),
@@ -112,6 +118,8 @@ struct VTableOf<F>(PhantomData<F>);
 
 impl<F: Future> VTableOf<F> {
     const VTABLE: VTable = VTable {
+        #[cfg(test)]
+        poll: poll::<F>,
         cancel: cancel::<F>,
         take_output: take_output::<F>,
         drop_contents: drop_contents::<F>,
@@ -231,7 +239,7 @@ impl RawTask {
                     stage: TrackedUnsafeCell::new(Stage::Running),
                     owner,
                     vtable: &VTableOf::<F>::VTABLE,
-                    poll: poll::<F>,
+                    runner: run_tasks_of::<F>,
                 },
                 payload: UnsafeCell::new(Payload {
                     future: ManuallyDrop::new(future),
@@ -318,18 +326,43 @@ pub(crate) struct TaskRef {
 }
 
 impl TaskRef {
-    /// Polls the future; `Ready` once the stage is no longer `Running`.
+    /// The worker loop for this task's future type (see [`Header`]).
     ///
     /// # Safety
     ///
+    /// The counted reference this was taken from is held, so the block is
+    /// alive.
+    #[inline]
+    pub(crate) unsafe fn runner(self) -> RunFn {
+        // SAFETY: the caller's contract; `runner` never changes.
+        unsafe { self.ptr.as_ref().runner }
+    }
+
+    /// Polls the future, an `F`; `Ready` once the stage is no longer
+    /// `Running`. A direct call: the worker's loop for `F`s inlines it.
+    ///
+    /// # Safety
+    ///
+    /// The block's future type is `F` (its runner is `run_tasks_of::<F>`).
     /// Only the owning worker calls this, never concurrently with itself or
     /// `cancel`; and the counted reference this was taken from is held (not
     /// released) until the poll returns, so the block is alive throughout.
-    #[inline]
+    #[inline(always)]
+    pub(crate) unsafe fn poll_as<F: Future>(self, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: the caller's contract.
+        unsafe { poll::<F>(self.ptr, cx) }
+    }
+
+    /// Polls the future, whatever its type, through the vtable: for unit
+    /// tests, which have no worker.
+    ///
+    /// # Safety
+    ///
+    /// As for [`poll_as`](Self::poll_as), without the type.
+    #[cfg(test)]
     pub(crate) unsafe fn poll(self, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: the caller's contract: the block is alive, and this is
-        // its worker polling it alone.
-        unsafe { (self.ptr.as_ref().poll)(self.ptr, cx) }
+        // SAFETY: the caller's contract.
+        unsafe { (self.ptr.as_ref().vtable.poll)(self.ptr, cx) }
     }
 }
 
@@ -360,6 +393,7 @@ impl FreeBlock {
 /// # Safety
 ///
 /// `ptr` heads a live `Block<F>`; called by the owning worker only.
+#[inline(always)]
 unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()> {
     // SAFETY: the caller's contract; the block never moves, so the future
     // is pinned in place.
