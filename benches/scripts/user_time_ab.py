@@ -8,7 +8,7 @@ pinned to CPU 1 (100 connections, 64 B, closed loop), the shim's counters read a
 warm-up and window marks. Prints each run and the medians of user ns/msg less the shim's floor.
 
     benches/scripts/user_time_ab.py --bins A,B [--variants futures,poll] [--rounds 6] [--secs 4]
-        [--shims raw,libc] [--segments]
+        [--shims raw,libc] [--segments] [--rate R]
 
 A binary whose name starts with `tokio` runs as `--flavor current`, one starting with `mio`
 with no flags; any other gets `--api VARIANT` (cellio's echo_server: build it with
@@ -93,7 +93,7 @@ def uses_hooks(binary):
         return b"user_time_enter\0" in f.read()
 
 
-def run_once(shim, tsc, floor, binary, variant, secs, tmp, port):
+def run_once(shim, tsc, floor, binary, variant, secs, tmp, port, rate=None):
     ctr = os.path.join(tmp, "run.ctr")
     env = dict(os.environ, LD_PRELOAD=shim, USER_TIME_FILE=ctr)
     name = os.path.basename(binary)
@@ -102,26 +102,65 @@ def run_once(shim, tsc, floor, binary, variant, secs, tmp, port):
     server = subprocess.Popen(["taskset", "-c", "0", binary] + extra + ["--addr", f"127.0.0.1:{port}"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    load = os.path.join(ROOT, "target", "release", "mio_load")
-    client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", f"127.0.0.1:{port}",
-                               "--connections", "100", "--size", "64", "--duration", str(secs),
-                               "--warmup", "1", "--phase-marks", "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    marks, result = [], None
-    for line in client.stdout:
-        if line.startswith("#"):
-            marks.append(words(ctr))
-        elif line.startswith("{"):
-            result = json.loads(line)
-    client.wait()
+    marks, cpu_marks, result = [], [], None
+
+    def mark():
+        marks.append(words(ctr))
+        cpu_marks.append((proc_cpu_ticks(server.pid), time.monotonic()))
+
+    if rate is None:
+        load = os.path.join(ROOT, "target", "release", "mio_load")
+        client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", f"127.0.0.1:{port}",
+                                   "--connections", "100", "--size", "64", "--duration", str(secs),
+                                   "--warmup", "1", "--phase-marks", "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for line in client.stdout:
+            if line.startswith("#"):
+                mark()
+            elif line.startswith("{"):
+                result = json.loads(line)
+        client.wait()
+    else:
+        # Open loop: cellio's load client paced at `rate`; the window is timed here (the
+        # client prints no marks), 0.25 s inside its measured period at each end.
+        load = os.path.join(ROOT, "target", "release", "examples", "load")
+        client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", f"127.0.0.1:{port}",
+                                   "--connections", "100", "--size", "64", "--rate", str(rate),
+                                   "--spin", "--warmup", "1s", "--duration", f"{secs + 0.5}s",
+                                   "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(1.25)
+        mark()
+        time.sleep(secs)
+        mark()
+        for line in client.stdout:
+            if line.startswith("{"):
+                result = json.loads(line)
+        client.wait()
     server.send_signal(signal.SIGTERM)
     server.wait()
     if len(marks) != 2 or not result or not result["msgs"]:
         sys.exit(f"{binary} {variant}: the run gave no window")
     d = [b - a for a, b in zip(*marks)]
-    msgs = result["msgs"]
+    # Closed loop: the client's count of the window's messages. Open loop: each echoed message
+    # has exactly one receive→send segment, counted by the shim over the same window.
+    msgs = result["msgs"] if rate is None else d[24 + 0 * 4 + 1]
+    if not msgs:
+        sys.exit(f"{binary} {variant}: no message in the window")
     user = d[1] / tsc / msgs
-    return result["msgs_per_sec"], user, user - floor * d[2] / msgs, d[5], d[3] / msgs, segments(d, tsc, msgs)
+    (t0, w0), (t1, w1) = cpu_marks
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = ((t1[0] - t0[0]) / ticks * 1e9 / msgs, (t1[1] - t0[1]) / ticks * 1e9 / msgs,
+           100.0 * (sum(t1) - sum(t0)) / ticks / (w1 - w0))
+    return (result["msgs_per_sec"], user, user - floor * d[2] / msgs, d[5], d[3] / msgs,
+            segments(d, tsc, msgs), cpu)
+
+
+def proc_cpu_ticks(pid):
+    """`(utime, stime)` of `pid` in clock ticks, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
 
 
 KIND_NAMES = ("receive", "send", "wait", "other")
@@ -149,9 +188,14 @@ def main():
     ap.add_argument("--shims", default="raw",
                     help="comma-separated shim builds: raw (the wrappers make the syscalls, the "
                          "default), libc (they call libc's functions: one frame deeper)")
+    ap.add_argument("--rate", type=float,
+                    help="open loop instead: cellio's load client (`load --rate R --spin`, release "
+                         "example build) paces R msg/s in total; messages are then counted as the "
+                         "shim's receive→send segments")
     ap.add_argument("--segments", action="store_true",
                     help="also print each run's segments by the calls around them (count per "
-                         "message × raw ns), as the driver's table does")
+                         "message × raw ns), as the driver's table does, and the server's CPU "
+                         "per message and CPU% from /proc over the window")
     a = ap.parse_args()
     bins = [os.path.abspath(b) for b in a.bins.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,12 +219,15 @@ def main():
             for b, v, k in (pairs if r % 2 == 0 else list(reversed(pairs))):
                 shim, floors = shims[k]
                 floor = floors["hooks" if uses_hooks(b) else "wrappers"]
-                rate, user, less, long_segments, calls, segs = run_once(shim, tsc, floor, b, v, a.secs, tmp,
-                                                                  a.port)
+                rate, user, less, long_segments, calls, segs, cpu = run_once(shim, tsc, floor, b, v, a.secs, tmp,
+                                                                  a.port, a.rate)
                 results[(b, v, k)].append(less)
                 print(f"round {r + 1} {os.path.basename(b):<16} {v:<8} {k:<4} {rate:>9.0f} msg/s  "
                       f"user {user:6.1f} ns/msg, {less:6.1f} less the floor, {calls:.3f} calls/msg  "
-                      f"({long_segments} long)" + (f"\n    {segs}" if a.segments else ""),
+                      f"({long_segments} long)"
+                      + (f"\n    {segs}" if a.segments else "")
+                      + (f"\n    /proc: user {cpu[0]:.0f} + system {cpu[1]:.0f} ns/msg, CPU {cpu[2]:.0f}%"
+                         if a.segments and cpu else ""),
                       flush=True)
         print("medians, user ns/msg less the floor:")
         for (b, v, k), xs in results.items():

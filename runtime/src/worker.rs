@@ -237,7 +237,7 @@ pub(crate) type RunFn = unsafe fn(&Executor, Taken, &mut u32) -> Option<Taken>;
 /// one function from a syscall's return to the next task's syscall, with no
 /// indirect call and no return between them (each costs time after a
 /// syscall, which leaves the return predictor and the caches cold; see
-/// docs/benchmarks.md, "One caller for the connection's state machine").
+/// docs/benchmarks.md, "One loop per task type").
 ///
 /// # Safety
 ///
