@@ -128,15 +128,22 @@ pub fn parse_stat(text: &str) -> Option<CpuTicks> {
     })
 }
 
-/// Busy time (user + nice + system + irq + softirq, in clock ticks) of the given CPUs, summed,
-/// from `/proc/stat`. Used to detect load from other processes on the benchmark cores.
+/// Time the given CPUs were not idle and not ours to use, in clock ticks, summed, from
+/// `/proc/stat`: user + nice + system + irq + softirq, plus steal (time the hypervisor ran
+/// something else while this VM's CPU wanted to run). Used to detect, on the benchmark cores,
+/// load from other processes and from the host.
 pub fn read_cores_busy(cores: &[u32]) -> Result<u64, String> {
     let text = std::fs::read_to_string("/proc/stat")
         .map_err(|e| format!("cannot read /proc/stat: {e}"))?;
+    cores_busy_in(&text, cores)
+}
+
+/// [`read_cores_busy`] over the text of `/proc/stat`.
+pub fn cores_busy_in(stat: &str, cores: &[u32]) -> Result<u64, String> {
     let mut sum = 0;
     for core in cores {
         let tag = format!("cpu{core}");
-        let line = text
+        let line = stat
             .lines()
             .find(|l| l.split_whitespace().next() == Some(tag.as_str()))
             .ok_or_else(|| format!("no {tag} in /proc/stat"))?;
@@ -145,8 +152,9 @@ pub fn read_cores_busy(cores: &[u32]) -> Result<u64, String> {
             .skip(1)
             .map(|x| x.parse().unwrap_or(0))
             .collect();
-        // user nice system idle iowait irq softirq steal ...
-        sum += [0, 1, 2, 5, 6]
+        // user nice system idle iowait irq softirq steal guest guest_nice (guest time is
+        // already counted in user and nice)
+        sum += [0, 1, 2, 5, 6, 7]
             .iter()
             .map(|&i| f.get(i).copied().unwrap_or(0))
             .sum::<u64>();
@@ -182,6 +190,17 @@ pub fn median(values: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cores_busy_counts_steal_but_not_idle_or_iowait() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let stat = "cpu  9 9 9 9 9 9 9 9 0 0\n\
+                    cpu0 1 2 3 1000 2000 4 5 60 7 8\n\
+                    cpu1 10 0 20 500 0 0 30 40 0 0\n";
+        assert_eq!(cores_busy_in(stat, &[0]), Ok(1 + 2 + 3 + 4 + 5 + 60));
+        assert_eq!(cores_busy_in(stat, &[0, 1]), Ok(75 + 100));
+        assert!(cores_busy_in(stat, &[2]).unwrap_err().contains("no cpu2"));
+    }
 
     #[test]
     fn stat_fields_counted_after_comm() {

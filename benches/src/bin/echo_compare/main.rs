@@ -140,8 +140,9 @@ struct Args {
     /// CPU the load client is pinned to.
     #[arg(long, default_value_t = 1)]
     client_core: u32,
-    /// Repeat a run up to this many times while other processes use more than 5% of a core
-    /// on the benchmark cores during its window (a shared machine); 0 keeps every run.
+    /// Repeat a run up to this many times while other processes or the host (the VM's steal
+    /// time) take more than 5% of a core on the benchmark cores during its window (a shared
+    /// machine); 0 keeps every run.
     #[arg(long, default_value_t = 2)]
     noisy_retries: u32,
     /// Before each timed run, wait up to this many seconds for the benchmark cores to be
@@ -947,8 +948,8 @@ fn wait_quiet(args: &Args) -> Result<(), String> {
         }
         if !said {
             eprintln!(
-                "  other processes use {:.0}% of a core on the benchmark cores: waiting up to {} \
-                 s for quiet",
+                "  other processes or the host use {:.0}% of a core on the benchmark cores: \
+                 waiting up to {} s for quiet",
                 busy * 100.0,
                 args.quiet_wait
             );
@@ -978,16 +979,16 @@ fn retry_noisy<T>(
                     if retries < args.noisy_retries {
                         retries += 1;
                         eprintln!(
-                            "  other processes used {:.0}% of a core on the benchmark cores: \
-                             repeating this run ({retries}/{})",
+                            "  other processes or the host took {:.0}% of a core on the benchmark \
+                             cores: repeating this run ({retries}/{})",
                             other * 100.0,
                             args.noisy_retries
                         );
                         continue;
                     }
                     eprintln!(
-                        "  warning: other processes used {:.0}% of a core on the benchmark \
-                         cores during this run; its figures are suspect",
+                        "  warning: other processes or the host took {:.0}% of a core on the \
+                         benchmark cores during this run; its figures are suspect",
                         other * 100.0
                     );
                 }

@@ -357,8 +357,9 @@ impl<'a> Report<'a> {
         );
         n.push(
             "CPU% = server CPU over the window (100 = one core); other% = CPU taken on the two \
-             benchmark cores by other processes (should be ~0). Before each timed run the driver \
-             waits for both cores to be quiet, and a run with other% above 5 is repeated."
+             benchmark cores by other processes or by the host (the VM's steal time), as a share \
+             of one core (should be ~0). Before each timed run the driver waits for both cores \
+             to be quiet, and a run with other% above 5 is repeated."
                 .into(),
         );
         if self.any(|r| !r.latency.is_empty()) {
