@@ -340,8 +340,8 @@ impl Executor {
             self.run_batch();
             self.drain_inbox();
             // SAFETY: `is_empty` only reads two counters.
-            let idle =
-                unsafe { self.run.with(|run| run.queue.is_empty()) } && !self.main_woken.get();
+            let queue_empty = unsafe { self.run.with(|run| run.queue.is_empty()) };
+            let idle = queue_empty && !self.main_woken.get();
             // The batch may have finished what `done` waits for: never go
             // to sleep without asking again.
             if idle && done() {
