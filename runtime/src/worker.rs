@@ -252,15 +252,15 @@ pub(crate) unsafe fn run_tasks_of<F: Future>(
     let this: RunFn = run_tasks_of::<F>;
     let mut next = first;
     loop {
+        // `next`'s runner is this function (the caller's contract, then the
+        // check below), which is `run_tasks_of::<F>` of its future's `F`
+        // (see `Header`): either its future is an `F`, or the compiler
+        // merged the two types' runners, which it does only for identical
+        // code, and then this is the code the worker's call through the
+        // runner would have run.
         let exhausted = exec.run_task(next, |cx| {
-            // SAFETY: `next`'s runner is this function (the caller's
-            // contract, then the check below), which is `run_tasks_of::<F>`
-            // of its future's `F` (see `Header`): either its future is an
-            // `F`, or the compiler merged the two types' runners, which it
-            // does only for identical code, and then this is the code the
-            // worker's call through the runner would have run. The worker
-            // polls its tasks from its loop only, and the table holds the
-            // task's counted reference until `run_task` ends it.
+            // SAFETY: `next` is an `F`'s task (above), polled by its worker
+            // from its loop; the table holds its counted reference.
             unsafe { next.task.poll_as::<F>(cx) }
         });
         *left -= 1;
