@@ -33,6 +33,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "src", "bin", "echo_compare")
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 MAGIC = 0x5553455254494D45
+# The shim's counter layout (`struct counters` in user_time.c): eight words, then a KINDS x KINDS
+# table of cycles and one of segment counts, each indexed by (kind the segment started after,
+# kind of the call that ended it).
+RECEIVE, SEND, WAIT, OTHER, KINDS = 0, 1, 2, 3, 4
+PAIR_CYCLES, PAIR_SEGMENTS = 8, 8 + KINDS * KINDS
 TSC_RATE_C = r"""
 #include <stdio.h>
 #include <time.h>
@@ -144,7 +149,7 @@ def run_once(shim, tsc, floor, binary, variant, secs, tmp, port, rate=None):
     d = [b - a for a, b in zip(*marks)]
     # Closed loop: the client's count of the window's messages. Open loop: each echoed message
     # has exactly one receive→send segment, counted by the shim over the same window.
-    msgs = result["msgs"] if rate is None else d[24 + 0 * 4 + 1]
+    msgs = result["msgs"] if rate is None else pair(d, PAIR_SEGMENTS, RECEIVE, SEND)
     if not msgs:
         sys.exit(f"{binary} {variant}: no message in the window")
     user = d[1] / tsc / msgs
@@ -164,7 +169,12 @@ def proc_cpu_ticks(pid):
 
 
 KIND_NAMES = ("receive", "send", "wait", "other")
-SEGMENTS_SHOWN = ((0, 1), (1, 0), (1, 2), (2, 0))
+SEGMENTS_SHOWN = ((RECEIVE, SEND), (SEND, RECEIVE), (SEND, WAIT), (WAIT, RECEIVE))
+
+
+def pair(d, table, after, call):
+    """One entry of a counter delta's pair table (`PAIR_CYCLES` or `PAIR_SEGMENTS`)."""
+    return d[table + after * KINDS + call]
 
 
 def segments(d, tsc, msgs):
@@ -172,7 +182,7 @@ def segments(d, tsc, msgs):
     `from→to per-message-count × raw ns each` (the floor not taken off)."""
     out = []
     for a, b in SEGMENTS_SHOWN:
-        n, cycles = d[24 + a * 4 + b], d[8 + a * 4 + b]
+        n, cycles = pair(d, PAIR_SEGMENTS, a, b), pair(d, PAIR_CYCLES, a, b)
         each = cycles / tsc / n if n else 0.0
         out.append(f"{KIND_NAMES[a]}→{KIND_NAMES[b]} {n / msgs:.2f}×{each:.0f}")
     return "  ".join(out)
@@ -219,15 +229,15 @@ def main():
             for b, v, k in (pairs if r % 2 == 0 else list(reversed(pairs))):
                 shim, floors = shims[k]
                 floor = floors["hooks" if uses_hooks(b) else "wrappers"]
-                rate, user, less, long_segments, calls, segs, cpu = run_once(shim, tsc, floor, b, v, a.secs, tmp,
-                                                                  a.port, a.rate)
+                rate, user, less, long_segments, calls, segs, cpu = run_once(
+                    shim, tsc, floor, b, v, a.secs, tmp, a.port, a.rate)
                 results[(b, v, k)].append(less)
                 print(f"round {r + 1} {os.path.basename(b):<16} {v:<8} {k:<4} {rate:>9.0f} msg/s  "
                       f"user {user:6.1f} ns/msg, {less:6.1f} less the floor, {calls:.3f} calls/msg  "
                       f"({long_segments} long)"
                       + (f"\n    {segs}" if a.segments else "")
-                      + (f"\n    /proc: user {cpu[0]:.0f} + system {cpu[1]:.0f} ns/msg, CPU {cpu[2]:.0f}%"
-                         if a.segments and cpu else ""),
+                      + (f"\n    /proc: user {cpu[0]:.0f} + system {cpu[1]:.0f} ns/msg, "
+                         f"CPU {cpu[2]:.0f}%" if a.segments else ""),
                       flush=True)
         print("medians, user ns/msg less the floor:")
         for (b, v, k), xs in results.items():
