@@ -12,7 +12,7 @@ use cellio::{spawn, OpStats, Runtime, TcpIo, TcpListener, TcpStream};
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
 
-use counting_alloc::{assert_counter_works, start_counting, stop_counting};
+use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_counting};
 
 #[path = "util/echo_rounds.rs"]
 mod echo_rounds;
@@ -59,8 +59,10 @@ fn tcp_io_echo_steady_state_allocates_nothing() {
         let allocations = stop_counting();
         let messages = (CONNECTIONS * rounds * 3) as u64;
         assert_eq!(
-            allocations, 0,
-            "heap allocations while echoing {messages} messages"
+            allocations,
+            0,
+            "heap allocations while echoing {messages} messages (sizes {:?})",
+            recorded_sizes()
         );
 
         drop(clients);

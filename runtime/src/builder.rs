@@ -111,6 +111,14 @@ impl Builder {
 
     /// Creates the runtime: a reactor (epoll or kqueue instance) and an
     /// executor per worker, and the threads of workers 1 and up.
+    ///
+    /// It returns once every worker thread is set up and waiting for work,
+    /// so their start-up never overlaps what the caller does next.
+    ///
+    /// # Errors
+    ///
+    /// If the system refuses a reactor or a thread, or a worker thread
+    /// fails while starting up; the workers already started are stopped.
     pub fn build(self) -> io::Result<Runtime> {
         Runtime::from_builder(self)
     }

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::pin::{pin, Pin};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
@@ -117,19 +117,39 @@ impl Runtime {
             threads: Vec::new(),
             _not_send: PhantomData,
         };
+        // Each background worker reports once it is set up, so that `new`
+        // returns with every worker ready: a thread's start-up (its name,
+        // its run queue) never lands in the caller's later work, and a
+        // worker that dies starting up is an error here, not a silent hole.
+        let (started_tx, started_rx) = mpsc::channel::<()>();
         for (index, (reactor, claim)) in reactors.zip(claims).enumerate() {
             let index = index + 1;
             let (shared, config): (Arc<Shared>, WorkerConfig) = (shared.clone(), builder.worker);
+            let started = started_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("cellio-worker-{index}"))
                 .spawn(move || {
                     let executor = Executor::new(claim, index, shared, config);
-                    run_background(reactor, executor)
+                    run_background(reactor, executor, move || {
+                        // The receiver is gone only if `from_builder` has
+                        // already failed: nobody is waiting for this.
+                        let _ = started.send(());
+                    })
                 });
             match thread {
                 Ok(thread) => runtime.threads.push(thread),
                 // Dropping `runtime` stops the threads already started.
                 Err(e) => return Err(e),
+            }
+        }
+        drop(started_tx);
+        for _ in 0..runtime.threads.len() {
+            // Every sender is gone without a report: a worker thread died
+            // (panicked) before it was ready.
+            if started_rx.recv().is_err() {
+                return Err(io::Error::other(
+                    "cellio: a worker thread failed while starting up",
+                ));
             }
         }
         Ok(runtime)

@@ -599,9 +599,17 @@ pub(crate) fn release_task(task: RawTask) {
 
 /// A background worker thread's life: run until the runtime stops it (or
 /// it drains during a graceful shutdown), then cancel what is left.
-pub(crate) fn run_background(mut reactor: Reactor, executor: Executor) -> io::Result<()> {
+///
+/// `started` is called once the worker is set up and about to enter its
+/// loop: from then on the thread allocates nothing until its tasks do.
+pub(crate) fn run_background(
+    mut reactor: Reactor,
+    executor: Executor,
+    started: impl FnOnce(),
+) -> io::Result<()> {
     let _reactor_context = reactor.handle().enter();
     let _local = executor.enter();
+    started();
     let shared = executor.shared.clone();
     executor.run(&mut reactor, || {
         shared.stopping()
