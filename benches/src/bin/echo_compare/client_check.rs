@@ -7,23 +7,52 @@
 //! Alternation matters more than length here: the VM's speed drifts by ±20% between runs of
 //! a few seconds, so each pair's ratio is taken between neighbours and the median of the
 //! ratios is what is judged. "At least as many" is decided with a sign test over the pairs.
+//!
+//! Each pair goes through the same noise guard as the table's runs: the CPU that neither the
+//! server nor the client used on the two benchmark cores (other processes, or the host's steal
+//! time) is measured over each client's run, and a pair where it passes
+//! [`OTHER_CPU_WARN`](crate::OTHER_CPU_WARN) is repeated (`--noisy-retries`). A pair still
+//! noisy after its retries is printed but left out of the verdicts: a starved client core can
+//! make either client look like the bottleneck.
 
 use std::path::Path;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use cellio_benches::median;
+use cellio_benches::{clk_tck, median, read_cores_busy, read_cpu_ticks, CpuTicks};
 
 use crate::extras::parse_load_json;
 use crate::{
-    client_argv, finish_client, parse_client_json, spawn_client, start_server, wait_quiet, Args,
-    ServerSpec,
+    client_argv, finish_client, parse_client_json, retry_noisy, spawn_client, start_server, Args,
+    ServerSpec, OTHER_CPU_WARN,
 };
 
-/// Messages per second of each client in each pair: `(load, mio_load)`.
+/// One pair of runs against the same fresh server.
+#[derive(Clone, Copy, Debug)]
+pub struct Pair {
+    /// Messages per second of cellio's load client.
+    pub load: f64,
+    /// Messages per second of `mio_load`.
+    pub mio_load: f64,
+    /// Foreign CPU on the benchmark cores (a fraction of one core) in the noisier of the two
+    /// runs.
+    pub other_cpu: f64,
+}
+
+impl Pair {
+    fn ratio(&self) -> f64 {
+        self.load / self.mio_load
+    }
+
+    fn quiet(&self) -> bool {
+        self.other_cpu <= OTHER_CPU_WARN
+    }
+}
+
+/// The pairs run, noisy ones included.
 #[derive(Clone, Debug, Default)]
 pub struct ClientCheck {
-    pub pairs: Vec<(f64, f64)>,
+    pub pairs: Vec<Pair>,
     pub secs: f64,
 }
 
@@ -36,37 +65,64 @@ fn run_pair(
     mio_load: &Path,
     secs: f64,
     load_first: bool,
-) -> Result<(f64, f64), String> {
-    wait_quiet(args)?;
+) -> Result<Pair, String> {
     let (mut server, addr) = start_server(args, spec)?;
+    let server_pid = server.0.id();
     let load_argv = client_argv(args, addr, format!("{}s", args.warmup), format!("{secs}s"));
     let mio_argv = client_argv(args, addr, args.warmup.to_string(), secs.to_string());
+    let run =
+        |program: &Path, argv: &[String]| client_json_line(args, program, argv, secs, server_pid);
     // The order alternates between pairs, so that a server that warms up (or a VM that
     // drifts) within a pair favours neither client.
-    let (load_line, mio_line) = if load_first {
-        let l = client_json_line(args, load, &load_argv, secs)?;
-        (l, client_json_line(args, mio_load, &mio_argv, secs)?)
+    let ((load_line, load_other), (mio_line, mio_other)) = if load_first {
+        let l = run(load, &load_argv)?;
+        (l, run(mio_load, &mio_argv)?)
     } else {
-        let m = client_json_line(args, mio_load, &mio_argv, secs)?;
-        (client_json_line(args, load, &load_argv, secs)?, m)
+        let m = run(mio_load, &mio_argv)?;
+        (run(load, &load_argv)?, m)
     };
     if let Some(status) = server.0.try_wait().map_err(|e| format!("wait: {e}"))? {
         return Err(format!("server exited during the check ({status})"));
     }
     drop(server);
-    let load_rate = parse_load_json(&load_line)?.msgs_per_sec;
     let (msgs, _, took) = parse_client_json(&mio_line)?;
-    Ok((load_rate, msgs as f64 / took))
+    Ok(Pair {
+        load: parse_load_json(&load_line)?.msgs_per_sec,
+        mio_load: msgs as f64 / took,
+        other_cpu: load_other.max(mio_other),
+    })
 }
 
-/// Runs one pinned client to the end and returns its JSON line.
+/// CPU on the benchmark cores and the server's own, at one instant.
+struct Marks {
+    cores_busy: u64,
+    server: CpuTicks,
+    at: Instant,
+}
+
+impl Marks {
+    fn take(args: &Args, server_pid: u32) -> Result<Self, String> {
+        Ok(Marks {
+            cores_busy: read_cores_busy(&[args.server_core, args.client_core])?,
+            server: read_cpu_ticks(server_pid)?,
+            at: Instant::now(),
+        })
+    }
+}
+
+/// Runs one pinned client to the end and returns its JSON line and the foreign CPU on the
+/// benchmark cores over its run: what the cores spent beyond the server's and the client's
+/// own time, as a fraction of one core.
 fn client_json_line(
     args: &Args,
     program: &Path,
     argv: &[String],
     secs: f64,
-) -> Result<String, String> {
+    server_pid: u32,
+) -> Result<(String, f64), String> {
+    let start = Marks::take(args, server_pid)?;
     let (client, lines, stderr) = spawn_client(args, program, argv)?;
+    let client_pid = client.0.id();
     let deadline = Instant::now() + Duration::from_secs_f64(args.warmup + secs + 30.0);
     let mut json = None;
     loop {
@@ -79,8 +135,21 @@ fn client_json_line(
             }
         }
     }
+    // The client has closed its output: it is exiting or a zombie, not yet reaped, so its
+    // `/proc` entry still holds its whole CPU time.
+    let end = Marks::take(args, server_pid)?;
+    let own = |t: CpuTicks| t.utime + t.stime;
+    let client_ticks = read_cpu_ticks(client_pid).map(own).unwrap_or(0);
+    let server_ticks = own(end.server).saturating_sub(own(start.server));
+    let other_ticks = end
+        .cores_busy
+        .saturating_sub(start.cores_busy)
+        .saturating_sub(server_ticks + client_ticks);
+    let wall = (end.at - start.at).as_secs_f64().max(1e-3);
+    let other_cpu = other_ticks as f64 / clk_tck() as f64 / wall;
     finish_client(client, stderr, deadline)?;
-    json.ok_or_else(|| format!("{} printed no JSON result", program.display()))
+    let json = json.ok_or_else(|| format!("{} printed no JSON result", program.display()))?;
+    Ok((json, other_cpu))
 }
 
 /// Runs `pairs` alternating pairs against `spec`, printing each as it finishes.
@@ -97,12 +166,22 @@ pub fn run(
         secs,
     };
     for i in 1..=pairs {
-        let (a, b) = run_pair(args, spec, load, mio_load, secs, i % 2 == 1)?;
-        eprintln!(
-            "  client check {i}/{pairs}  load {a:>9.0} msg/s  mio_load {b:>9.0} msg/s  ratio {:.3}",
-            a / b
-        );
-        check.pairs.push((a, b));
+        let pair = retry_noisy(
+            args,
+            &format!("client check {i}/{pairs}"),
+            || run_pair(args, spec, load, mio_load, secs, i % 2 == 1),
+            |p| p.other_cpu,
+            |p| {
+                format!(
+                    "load {:>9.0} msg/s  mio_load {:>9.0} msg/s  ratio {:.3}  other {:>3.0}%",
+                    p.load,
+                    p.mio_load,
+                    p.ratio(),
+                    p.other_cpu * 100.0
+                )
+            },
+        )?;
+        check.pairs.push(pair);
     }
     Ok(check)
 }
@@ -127,18 +206,24 @@ fn sign_test_p(k: usize, n: usize) -> f64 {
 }
 
 impl ClientCheck {
+    /// The pairs the verdicts are judged on: those that stayed quiet.
+    fn judged(&self) -> impl Iterator<Item = &Pair> {
+        self.pairs.iter().filter(|p| p.quiet())
+    }
+
     fn ratios(&self) -> Vec<f64> {
-        self.pairs.iter().map(|&(a, b)| a / b).collect()
+        self.judged().map(Pair::ratio).collect()
     }
 
-    /// Median of the pairs' load/mio_load ratios (`None` without pairs).
+    /// Median of the quiet pairs' load/mio_load ratios (`None` without any).
     pub fn median_ratio(&self) -> Option<f64> {
-        (!self.pairs.is_empty()).then(|| median(&self.ratios()))
+        let ratios = self.ratios();
+        (!ratios.is_empty()).then(|| median(&ratios))
     }
 
-    /// Pairs in which the load client was ahead.
+    /// Quiet pairs in which the load client was ahead.
     fn ahead(&self) -> usize {
-        self.pairs.iter().filter(|&&(a, b)| a > b).count()
+        self.judged().filter(|p| p.load > p.mio_load).count()
     }
 
     /// "agree within 10%": the median ratio within [0.9, 1.1].
@@ -156,7 +241,7 @@ impl ClientCheck {
         match self.median_ratio() {
             None => "unknown",
             Some(r) if r >= 1.0 => "met",
-            Some(_) if sign_test_p(self.ahead(), self.pairs.len()) < 0.05 => "MISSED",
+            Some(_) if sign_test_p(self.ahead(), self.ratios().len()) < 0.05 => "MISSED",
             Some(_) => "MISSED?",
         }
     }
@@ -164,14 +249,32 @@ impl ClientCheck {
     /// The lines printed under the table.
     pub fn notes(&self) -> Vec<String> {
         let ratios = self.ratios();
+        let noisy = self.pairs.len() - ratios.len();
         let Some(r) = self.median_ratio() else {
-            return vec!["client check: no pair finished".into()];
+            return vec![if self.pairs.is_empty() {
+                "client check: no pair finished".into()
+            } else {
+                format!(
+                    "client check: undecided, all {noisy} pairs were noisy (other processes or \
+                     the host took more than {:.0}% of a core on the benchmark cores)",
+                    OTHER_CPU_WARN * 100.0
+                )
+            }];
         };
-        let a = median(&self.pairs.iter().map(|p| p.0).collect::<Vec<_>>());
-        let b = median(&self.pairs.iter().map(|p| p.1).collect::<Vec<_>>());
+        let a = median(&self.judged().map(|p| p.load).collect::<Vec<_>>());
+        let b = median(&self.judged().map(|p| p.mio_load).collect::<Vec<_>>());
         let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let n = self.pairs.len();
+        let n = ratios.len();
+        let left_out = if noisy == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {noisy} noisy pair(s) left out (more than {:.0}% of a core taken by other \
+                 processes or the host, after retries)",
+                OTHER_CPU_WARN * 100.0
+            )
+        };
         vec![
             format!(
                 "client check: cellio's load client against mio_load, {n} pairs of {} s \
@@ -179,7 +282,7 @@ impl ClientCheck {
                  order within a pair alternating): \
                  load {a:.0} msg/s, mio_load {b:.0} msg/s (medians); load / mio_load {r:.3} \
                  (median of the pairs) [{lo:.2}, {hi:.2}], load ahead in {} of {n} (sign test \
-                 p = {:.2})",
+                 p = {:.2}){left_out}",
                 self.secs,
                 self.ahead(),
                 sign_test_p(self.ahead(), n)
@@ -200,7 +303,14 @@ mod tests {
 
     fn check(pairs: &[(f64, f64)]) -> ClientCheck {
         ClientCheck {
-            pairs: pairs.to_vec(),
+            pairs: pairs
+                .iter()
+                .map(|&(load, mio_load)| Pair {
+                    load,
+                    mio_load,
+                    other_cpu: 0.0,
+                })
+                .collect(),
             secs: 3.0,
         }
     }
@@ -237,5 +347,27 @@ mod tests {
         assert_eq!(check(&[(101.0, 100.0); 3]).at_least_verdict(), "met");
         assert_eq!(check(&[(80.0, 100.0); 3]).agree_verdict(), "MISSED");
         assert_eq!(check(&[]).agree_verdict(), "unknown");
+    }
+
+    #[test]
+    fn noisy_pairs_are_left_out_of_the_verdicts() {
+        // Three quiet pairs with the load client ahead; two starved pairs far behind.
+        let mut mixed = check(&[(101.0, 100.0); 3]);
+        for _ in 0..2 {
+            mixed.pairs.push(Pair {
+                load: 40.0,
+                mio_load: 100.0,
+                other_cpu: 0.25,
+            });
+        }
+        assert_eq!(mixed.median_ratio(), Some(1.01));
+        assert_eq!(mixed.at_least_verdict(), "met");
+        assert_eq!(mixed.agree_verdict(), "met");
+        assert!(mixed.notes()[0].contains("3 pairs"), "{:?}", mixed.notes());
+        assert!(mixed.notes()[0].contains("2 noisy pair(s) left out"));
+        // Only noisy pairs: nothing to judge.
+        mixed.pairs.retain(|p| !p.quiet());
+        assert_eq!(mixed.agree_verdict(), "unknown");
+        assert!(mixed.notes()[0].contains("undecided, all 2 pairs were noisy"));
     }
 }

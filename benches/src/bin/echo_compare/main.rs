@@ -218,7 +218,8 @@ struct Args {
     /// Also cross-check cellio's load client against the independent `mio_load`: this many
     /// alternating pairs of closed-loop runs (one of each client, `--client-check-secs` after
     /// `--warmup`, on a fresh cellio server) and whether they agree within 10% on msgs/s and
-    /// the load client drives at least as many (0: off).
+    /// the load client drives at least as many (0: off). Pairs go through the noise guard
+    /// (`--noisy-retries`); pairs still noisy are left out of the verdicts.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
     client_check: u32,
     /// Length of each client-check run, seconds.
