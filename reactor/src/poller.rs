@@ -150,6 +150,7 @@ pub(crate) struct Poller {
     events: Vec<libc::epoll_event>,
     /// `false` once the kernel said `epoll_pwait2` does not exist.
     #[cfg(target_os = "linux")]
+    #[cfg_attr(miri, allow(dead_code))]
     precise: bool,
     #[cfg(not(target_os = "linux"))]
     events: mio::Events,
@@ -206,9 +207,34 @@ impl Poller {
         use std::os::fd::AsRawFd;
 
         let epfd = self.poll.as_raw_fd() as usize;
+        #[cfg(not(miri))]
         let buf = self.events.as_mut_ptr() as usize;
         // The capacity is at least 1 and fits: `Reactor` asks for far fewer.
         let max = self.events.capacity().min(libc::c_int::MAX as usize);
+        // Miri runs no inline `syscall` and knows no `epoll_pwait2`, but it
+        // models libc's `epoll_wait`: under Miri the wait goes through it,
+        // so that the runtime's tests can run there (millisecond timeouts).
+        #[cfg(miri)]
+        let n = {
+            // SAFETY: the buffer has room for `max` events (the vector's
+            // capacity).
+            let n = unsafe {
+                libc::epoll_wait(
+                    epfd as libc::c_int,
+                    self.events.as_mut_ptr(),
+                    max as libc::c_int,
+                    millis_rounded_up(timeout),
+                )
+            };
+            if n < 0 {
+                -(io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO) as isize)
+            } else {
+                n as isize
+            }
+        };
+        #[cfg(not(miri))]
         let n = if self.precise {
             let spec = timeout.map(|t| libc::timespec {
                 tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
@@ -264,6 +290,7 @@ impl Poller {
     /// The kernel has no `epoll_pwait2` (before Linux 5.11): millisecond
     /// timeouts from now on.
     #[cfg(target_os = "linux")]
+    #[cfg_attr(miri, allow(dead_code))]
     #[cold]
     fn fall_back(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.precise = false;

@@ -250,7 +250,8 @@ impl Runtime {
     /// cancels what is left and joins the worker threads.
     ///
     /// Returns how many tasks were cancelled (0: everything finished in
-    /// time).
+    /// time), counting tasks sent to a worker (`spawn_on`) that it had not
+    /// started yet. Such tasks get the grace period like the others.
     ///
     /// ```
     /// use std::time::Duration;
@@ -270,8 +271,11 @@ impl Runtime {
         let executor: &Executor = &self.executor;
         self.block_on(async {
             loop {
-                let finished =
-                    executor.live_tasks() == 0 && threads.iter().all(|thread| thread.is_finished());
+                // Tasks sent to worker 0 and not yet taken in count as
+                // unfinished: they get the grace period too.
+                let finished = executor.live_tasks() == 0
+                    && !executor.inbox.has_pending()
+                    && threads.iter().all(|thread| thread.is_finished());
                 if finished || deadline.is_some_and(|d| Instant::now() >= d) {
                     return;
                 }
@@ -304,9 +308,11 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop();
-        self.executor
+        let orphans = self
+            .executor
             .inbox
             .release(self.executor.worker(), self.executor.epoch());
+        self.executor.shared.count_cancelled_n(orphans);
     }
 }
 

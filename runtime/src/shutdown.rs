@@ -75,7 +75,11 @@ impl Shared {
     }
 
     pub(crate) fn count_cancelled(&self) {
-        self.cancelled.fetch_add(1, Ordering::Relaxed);
+        self.count_cancelled_n(1);
+    }
+
+    pub(crate) fn count_cancelled_n(&self, tasks: usize) {
+        self.cancelled.fetch_add(tasks, Ordering::Relaxed);
     }
 
     pub(crate) fn cancelled(&self) -> usize {

@@ -113,7 +113,7 @@ impl TaskAddr {
 /// precomputed owner bits without going through [`TaskAddr`].
 #[inline]
 pub(crate) fn packed_waker(word: u64) -> Waker {
-    let data = word as usize as *const ();
+    let data = std::ptr::without_provenance::<()>(word as usize);
     // SAFETY: the vtable's functions treat `data` as a packed integer and
     // never dereference it, so any value is valid for any thread and any
     // lifetime; clone copies it, drop does nothing.
@@ -140,7 +140,7 @@ fn clone(data: *const ()) -> RawWaker {
 const OWNER_MASK: u64 = !((1 << (SLOT_BITS + GEN_BITS)) - 1);
 
 fn wake(data: *const ()) {
-    let word = data as usize as u64;
+    let word = data.addr() as u64;
     // One thread-local load and compare decides "same thread": the worker
     // owner word holds the owner bits of the thread's worker, or
     // `NO_WORKER`, which has low bits set and so never equals masked owner
@@ -281,8 +281,8 @@ impl Inbox {
     }
 
     /// Returns the worker number for reuse; wakes still in flight for it
-    /// are dropped.
-    pub(crate) fn release(&'static self, worker: u16, epoch: u8) {
+    /// are dropped, and tasks sent to it are cancelled: returns how many.
+    pub(crate) fn release(&'static self, worker: u16, epoch: u8) -> usize {
         let orphans = {
             let mut state = self.lock();
             state.woken.clear();
@@ -293,6 +293,7 @@ impl Inbox {
         };
         // Tasks sent to a worker that is gone, dropped outside the lock
         // (their destructors may post to inboxes).
+        let cancelled = orphans.len();
         for task in orphans {
             // SAFETY: never polled; its future is `Send`, so dropping it
             // here is what its worker would have done.
@@ -305,6 +306,7 @@ impl Inbox {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((worker, epoch));
+        cancelled
     }
 
     fn lock(&self) -> MutexGuard<'_, InboxState> {

@@ -536,8 +536,11 @@ impl Executor {
         }
     }
 
-    /// Cancels every unfinished task (dropping its future) and releases it.
+    /// Cancels every unfinished task (dropping its future) and releases it,
+    /// counting each in [`Shared::cancelled`]: those in the table and those
+    /// sent here by `spawn_on` that the worker had not taken in yet.
     pub(crate) fn cancel_all(&self) {
+        self.drain_inbox();
         loop {
             // SAFETY: only the table's `pop_live` runs; the task is
             // cancelled and released after, outside.
@@ -616,8 +619,9 @@ pub(crate) fn run_background(
             || (shared.draining() && executor.live_tasks() == 0 && !executor.inbox.has_pending())
     });
     executor.cancel_all();
-    // Tasks sent here after the loop ended are cancelled by `release`, and
-    // later ones are refused (their `JoinHandle`s report `Cancelled`).
-    executor.inbox.release(executor.worker(), executor.epoch());
+    // Tasks sent here after that are cancelled by `release`, and later ones
+    // are refused (their `JoinHandle`s report `Cancelled`).
+    let orphans = executor.inbox.release(executor.worker(), executor.epoch());
+    shared.count_cancelled_n(orphans);
     Ok(())
 }

@@ -15,7 +15,7 @@ use cellio_runtime::{
     current_worker, shutdown_requested, sleep, spawn, spawn_on, until_shutdown, yield_now, Builder,
     JoinError, JoinHandle, Runtime, RuntimeHandle,
 };
-use util::{with_timeout, Signal, LIMIT};
+use util::{scaled, with_timeout, Signal, LIMIT};
 
 /// Counts its drops.
 struct DropGuard(Arc<AtomicUsize>);
@@ -135,6 +135,69 @@ fn a_task_that_never_ends_is_cancelled_after_the_grace_period() {
         assert!(stubborn.is_finished());
         assert!(is_cancelled(&join_elsewhere(stubborn)));
         assert_eq!(join_elsewhere(polite).unwrap(), ());
+    });
+}
+
+/// Tasks sent to a worker (`spawn_on`) that never took them in — it was
+/// stuck in a task that blocks its thread for the whole grace period — are
+/// cancelled and counted like any other unfinished task.
+#[test]
+fn tasks_a_worker_never_took_in_are_cancelled_and_counted() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let handle = rt.handle();
+        let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+        // Worker 1 is blocked (no await) until well after the grace period.
+        let blocker = handle.spawn_on(1, async move {
+            busy_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        busy_rx.recv().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..5)
+            .map(|_| {
+                let guard = DropGuard(drops.clone());
+                handle.spawn_on(1, async move {
+                    let _guard = guard;
+                    pending::<()>().await;
+                })
+            })
+            .collect();
+        assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 5);
+        assert_eq!(drops.load(Ordering::SeqCst), 5);
+        for h in handles {
+            assert!(is_cancelled(&join_elsewhere(h)));
+        }
+        // The blocking task itself ran to its end: not cancelled.
+        assert!(join_elsewhere(blocker).is_ok());
+    });
+}
+
+/// Tasks sent to worker 0 from outside just before a graceful shutdown are
+/// still taken in: those that can finish within the grace period do, and
+/// the rest are cancelled and counted.
+#[test]
+fn tasks_sent_to_worker_0_just_before_shutdown_run_or_are_counted() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(1).build().unwrap();
+        let handle = rt.handle();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let quick = handle.spawn_on(0, async { "finished" });
+        let stubborn: Vec<_> = (0..5)
+            .map(|_| {
+                let guard = DropGuard(drops.clone());
+                handle.spawn_on(0, async move {
+                    let _guard = guard;
+                    pending::<()>().await;
+                })
+            })
+            .collect();
+        assert_eq!(rt.shutdown_timeout(Duration::from_millis(50)), 5);
+        assert_eq!(drops.load(Ordering::SeqCst), 5);
+        assert_eq!(join_elsewhere(quick).unwrap(), "finished");
+        for h in stubborn {
+            assert!(is_cancelled(&join_elsewhere(h)));
+        }
     });
 }
 
@@ -319,7 +382,7 @@ fn dropping_a_runtime_with_live_tasks_on_two_workers_cancels_them() {
 #[test]
 fn dropping_runtimes_right_after_cross_worker_work_never_hangs() {
     with_timeout(Duration::from_secs(20), || {
-        for round in 0..300 {
+        for round in 0..scaled(300) {
             // `Runtime` is not `Send`: each round builds, uses and drops
             // its runtime on a thread of its own, watched from here.
             let (tx, rx) = std::sync::mpsc::channel();
@@ -350,7 +413,7 @@ fn dropping_runtimes_right_after_cross_worker_work_never_hangs() {
 #[test]
 fn graceful_shutdown_right_after_cross_worker_work_never_waits_for_the_grace_period() {
     with_timeout(Duration::from_secs(30), || {
-        for round in 0..200 {
+        for round in 0..scaled(200) {
             let rt = Builder::new().workers(3).build().unwrap();
             rt.block_on(async {
                 for i in 0..3 {
@@ -417,6 +480,7 @@ fn open_fds() -> usize {
 /// descriptors of every worker's reactor.
 #[test]
 #[cfg(target_os = "linux")]
+#[cfg_attr(miri, ignore = "reads /proc/self/fd, which Miri's isolation forbids")]
 fn dropped_multi_worker_runtimes_release_their_reactors() {
     with_timeout(Duration::from_secs(30), || {
         // Warm up, then measure.

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cellio_runtime::{spawn, spawn_local, yield_now, JoinError, Runtime};
-use util::{panic_text, run, run_within, with_timeout, Signal, LIMIT};
+use util::{panic_text, run, run_within, scaled, with_timeout, Signal, LIMIT};
 
 #[test]
 fn many_tasks_return_their_outputs() {
     run(|| async {
-        let handles: Vec<_> = (0..10_000u64)
+        let handles: Vec<_> = (0..scaled(10_000))
             .map(|i| {
                 spawn(async move {
                     if i % 3 == 0 {

@@ -25,7 +25,7 @@ use cellio_runtime::{
     current_worker, interval, sleep, sleep_until, spawn, spawn_on, timeout, Builder, Elapsed,
     Runtime, Sleep,
 };
-use util::{panic_text, run, run_on, with_timeout, Signal, LIMIT};
+use util::{panic_text, run, run_on, scaled, with_timeout, Signal, LIMIT};
 
 // ---------------------------------------------------------------------------
 // Per-thread allocation counter.
@@ -151,6 +151,10 @@ fn a_sleep_completes_no_earlier_than_its_deadline() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "needs spawning 64 tasks to take less than a millisecond, which Miri's clock does not give"
+)]
 fn sleeps_in_spawned_tasks_complete_in_deadline_order() {
     run(|| async {
         const N: u64 = 64;
@@ -179,6 +183,10 @@ fn sleeps_in_spawned_tasks_complete_in_deadline_order() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "bounds the whole run by wall time (3 s), which Miri's clock exceeds"
+)]
 fn many_scrambled_sleeps_complete_after_their_deadlines_on_every_worker() {
     run_on(2, || async {
         let base = Instant::now();
@@ -314,7 +322,8 @@ fn cancelled_and_reset_timers_reuse_their_slots_without_allocating() {
                 arm_reset_drop(round(&mut sleeps, far, r)).await;
             }
             let before = thread_allocations();
-            for r in 0..200 {
+            let rounds = scaled(200);
+            for r in 0..rounds {
                 arm_reset_drop(round(&mut sleeps, far, r)).await;
             }
             let allocations = thread_allocations() - before;
@@ -322,7 +331,7 @@ fn cancelled_and_reset_timers_reuse_their_slots_without_allocating() {
                 allocations,
                 0,
                 "arming, resetting and dropping {} timers allocated",
-                200 * LIVE
+                rounds * LIVE as u64
             );
         });
     });

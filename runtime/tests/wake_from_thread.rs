@@ -12,7 +12,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use cellio_runtime::{spawn, yield_now, Runtime};
-use util::{run, with_timeout, Signal, LIMIT};
+use util::{run, scaled, with_timeout, Signal, LIMIT};
 
 #[test]
 fn a_future_woken_from_another_thread_completes() {
@@ -107,10 +107,11 @@ async fn consume(slot: &Mutex<Slot>, acks: &mpsc::Sender<u64>, count: u64) -> u6
     sum
 }
 
-const HANDOFFS: u64 = 10_000;
+/// Values handed from a thread to a future, one wake each: 10 000.
+const HANDOFFS: u64 = scaled(10_000);
 
 #[test]
-fn ten_thousand_cross_thread_wakes_of_the_main_future_all_arrive() {
+fn every_cross_thread_wake_of_the_main_future_arrives() {
     let wakes = run(|| async {
         let slot = Arc::new(Mutex::new(Slot::default()));
         let (ack_tx, ack_rx) = mpsc::channel();
@@ -126,7 +127,7 @@ fn ten_thousand_cross_thread_wakes_of_the_main_future_all_arrive() {
 }
 
 #[test]
-fn ten_thousand_cross_thread_wakes_of_a_task_all_arrive() {
+fn every_cross_thread_wake_of_a_task_arrives() {
     run(|| async {
         let slot = Arc::new(Mutex::new(Slot::default()));
         let (ack_tx, ack_rx) = mpsc::channel();
@@ -143,7 +144,7 @@ fn ten_thousand_cross_thread_wakes_of_a_task_all_arrive() {
 #[test]
 fn many_threads_waking_many_tasks_all_arrive() {
     const THREADS: usize = 8;
-    const PER_THREAD: u64 = 1_000;
+    const PER_THREAD: u64 = scaled(1_000);
     run(|| async {
         let mut tasks = Vec::new();
         let mut threads = Vec::new();

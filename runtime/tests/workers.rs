@@ -20,7 +20,7 @@ use cellio_runtime::{
     current_worker, spawn, spawn_local, spawn_on, yield_now, Builder, JoinHandle, Runtime,
     RuntimeHandle,
 };
-use util::{panic_text, run_on, with_timeout, LIMIT};
+use util::{panic_text, run_on, scaled, with_timeout, LIMIT};
 
 /// Where a task ran: its worker index, thread id and thread name.
 fn whereami() -> (Option<usize>, ThreadId, Option<String>) {
@@ -214,10 +214,11 @@ fn spawn_on_an_out_of_range_worker_panics_clearly() {
 }
 
 #[test]
-fn join_handles_wake_across_workers_for_10_000_tasks() {
+fn join_handles_wake_across_workers_for_many_tasks() {
+    const TASKS: u64 = scaled(10_000);
     run_on(2, || async {
         // Tasks on worker 1, awaited on worker 0.
-        let handles: Vec<_> = (0..10_000u64)
+        let handles: Vec<_> = (0..TASKS)
             .map(|i| {
                 spawn_on(1, async move {
                     if i % 2 == 0 {
@@ -232,7 +233,7 @@ fn join_handles_wake_across_workers_for_10_000_tasks() {
         }
         // And the other way: tasks on worker 0, awaited on worker 1.
         let sum = spawn_on(1, async {
-            let handles: Vec<_> = (0..10_000u64)
+            let handles: Vec<_> = (0..TASKS)
                 .map(|i| {
                     spawn_on(0, async move {
                         if i % 3 == 0 {
@@ -251,7 +252,7 @@ fn join_handles_wake_across_workers_for_10_000_tasks() {
         })
         .await
         .unwrap();
-        assert_eq!(sum, 10_000 * 9_999 / 2);
+        assert_eq!(sum, TASKS * (TASKS - 1) / 2);
     });
 }
 
@@ -265,7 +266,7 @@ struct Mailbox {
 
 #[test]
 fn wakes_from_a_third_thread_reach_tasks_on_worker_1() {
-    const ROUNDS: u64 = 2_000;
+    const ROUNDS: u64 = scaled(2_000);
     run_on(2, || async {
         let mailbox = Arc::new(Mutex::new(Mailbox::default()));
         let (ack_tx, ack_rx) = mpsc::channel::<u64>();

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use cellio_runtime::{spawn, spawn_local, yield_now};
-use util::run;
+use util::{run, scaled};
 
 #[test]
 fn two_yielding_tasks_interleave() {
@@ -100,15 +100,15 @@ fn yield_in_the_main_future_lets_spawned_tasks_run() {
 fn yield_now_completes_on_its_second_poll() {
     run(|| async {
         // Used in a loop, it makes progress and never hangs.
-        let mut n = 0u32;
-        for _ in 0..10_000 {
+        let mut n = 0;
+        for _ in 0..scaled(10_000) {
             yield_now().await;
             n += 1;
         }
-        assert_eq!(n, 10_000);
+        assert_eq!(n, scaled(10_000));
         // Inside Send tasks too.
         spawn(async {
-            for _ in 0..1_000 {
+            for _ in 0..scaled(1_000) {
                 yield_now().await;
             }
         })

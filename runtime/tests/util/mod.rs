@@ -14,8 +14,23 @@ use std::time::Duration;
 
 use cellio_runtime::Runtime;
 
-/// How long any single test body may run before it counts as hung.
-pub const LIMIT: Duration = Duration::from_secs(10);
+/// How long any single test body may run before it counts as hung. Under
+/// Miri, whose clock advances with the (slow) interpreted code, the limit
+/// is a minute of its time.
+pub const LIMIT: Duration = Duration::from_secs(if cfg!(miri) { 60 } else { 10 });
+
+/// `n` repetitions in a normal build. Under Miri, which interprets every
+/// instruction (thousands of times slower), a fiftieth of them and at least
+/// two: the same code paths, taken fewer times.
+pub const fn scaled(n: u64) -> u64 {
+    if !cfg!(miri) {
+        n
+    } else if n / 50 > 2 {
+        n / 50
+    } else {
+        2
+    }
+}
 
 /// Runs `body` on its own thread and fails the test if it does not finish
 /// within `limit`. Panics inside `body` propagate with their payload.
