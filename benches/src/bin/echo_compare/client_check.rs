@@ -19,12 +19,12 @@ use std::path::Path;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use cellio_benches::{clk_tck, median, read_cores_busy, read_cpu_ticks, CpuTicks};
+use cellio_benches::{clk_tck, median};
 
 use crate::extras::parse_load_json;
 use crate::{
     client_argv, finish_client, parse_client_json, retry_noisy, spawn_client, start_server, Args,
-    ServerSpec, OTHER_CPU_WARN,
+    Sample, ServerSpec, OTHER_CPU_WARN,
 };
 
 /// One pair of runs against the same fresh server.
@@ -93,23 +93,6 @@ fn run_pair(
     })
 }
 
-/// CPU on the benchmark cores and the server's own, at one instant.
-struct Marks {
-    cores_busy: u64,
-    server: CpuTicks,
-    at: Instant,
-}
-
-impl Marks {
-    fn take(args: &Args, server_pid: u32) -> Result<Self, String> {
-        Ok(Marks {
-            cores_busy: read_cores_busy(&[args.server_core, args.client_core])?,
-            server: read_cpu_ticks(server_pid)?,
-            at: Instant::now(),
-        })
-    }
-}
-
 /// Runs one pinned client to the end and returns its JSON line and the foreign CPU on the
 /// benchmark cores over its run: what the cores spent beyond the server's and the client's
 /// own time, as a fraction of one core.
@@ -120,9 +103,9 @@ fn client_json_line(
     secs: f64,
     server_pid: u32,
 ) -> Result<(String, f64), String> {
-    let start = Marks::take(args, server_pid)?;
     let (client, lines, stderr) = spawn_client(args, program, argv)?;
-    let client_pid = client.0.id();
+    let cores = [args.server_core, args.client_core];
+    let start = Sample::take(server_pid, client.0.id(), &cores)?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.warmup + secs + 30.0);
     let mut json = None;
     loop {
@@ -137,16 +120,7 @@ fn client_json_line(
     }
     // The client has closed its output: it is exiting or a zombie, not yet reaped, so its
     // `/proc` entry still holds its whole CPU time.
-    let end = Marks::take(args, server_pid)?;
-    let own = |t: CpuTicks| t.utime + t.stime;
-    let client_ticks = read_cpu_ticks(client_pid).map(own).unwrap_or(0);
-    let server_ticks = own(end.server).saturating_sub(own(start.server));
-    let other_ticks = end
-        .cores_busy
-        .saturating_sub(start.cores_busy)
-        .saturating_sub(server_ticks + client_ticks);
-    let wall = (end.at - start.at).as_secs_f64().max(1e-3);
-    let other_cpu = other_ticks as f64 / clk_tck() as f64 / wall;
+    let other_cpu = start.other_cpu(&Sample::take(server_pid, client.0.id(), &cores)?, clk_tck());
     finish_client(client, stderr, deadline)?;
     let json = json.ok_or_else(|| format!("{} printed no JSON result", program.display()))?;
     Ok((json, other_cpu))

@@ -300,6 +300,19 @@ impl Sample {
             at: Instant::now(),
         })
     }
+
+    /// CPU the benchmark cores spent between `self` and `later` beyond the server's and the
+    /// client's own, as a fraction of one core over the wall time between them: other
+    /// processes, or the host's steal time.
+    fn other_cpu(&self, later: &Sample, tck: u64) -> f64 {
+        let own = |a: CpuTicks, b: CpuTicks| (b.utime + b.stime).saturating_sub(a.utime + a.stime);
+        let ticks = later
+            .cores_busy
+            .saturating_sub(self.cores_busy)
+            .saturating_sub(own(self.server, later.server) + own(self.client, later.client));
+        let wall = (later.at - self.at).as_secs_f64().max(1e-3);
+        ticks as f64 / tck as f64 / wall
+    }
 }
 
 /// Above this much foreign CPU (fraction of one core) a run is flagged.
@@ -1343,9 +1356,7 @@ fn measure(
     let user_ticks = c1.utime.saturating_sub(c0.utime);
     let sys_ticks = c1.stime.saturating_sub(c0.stime);
     let cpu_wall_secs = (s1.at - s0.at).as_secs_f64();
-    let ticks = |a: CpuTicks, b: CpuTicks| (b.utime + b.stime).saturating_sub(a.utime + a.stime);
-    let other_ticks = (s1.cores_busy.saturating_sub(s0.cores_busy))
-        .saturating_sub(ticks(c0, c1) + ticks(s0.client, s1.client));
+    let other_cpu = s0.other_cpu(&s1, tck);
     let cpu_ns_per_msg = (user_ticks + sys_ticks) as f64 * ns_per_tick / msgs as f64;
     let perf = match perf {
         Some(p) => Some(p.finish(msgs, cpu_ns_per_msg)?),
@@ -1380,7 +1391,7 @@ fn measure(
         user_ns_per_msg: user_ticks as f64 * ns_per_tick / msgs as f64,
         sys_ns_per_msg: sys_ticks as f64 * ns_per_tick / msgs as f64,
         cpu_util: (user_ticks + sys_ticks) as f64 / tck as f64 / cpu_wall_secs,
-        other_cpu: other_ticks as f64 / tck as f64 / cpu_wall_secs,
+        other_cpu,
         perf,
         user_time,
     })
