@@ -138,11 +138,11 @@ fn a_task_that_never_ends_is_cancelled_after_the_grace_period() {
     });
 }
 
-/// Tasks sent to a worker (`spawn_on`) that never took them in — it was
-/// stuck in a task that blocks its thread for the whole grace period — are
+/// Tasks sent to a worker (`spawn_on`) while it is stuck in a task that
+/// blocks its thread for the whole grace period never start; they are
 /// cancelled and counted like any other unfinished task.
 #[test]
-fn tasks_a_worker_never_took_in_are_cancelled_and_counted() {
+fn tasks_sent_to_a_blocked_worker_are_cancelled_and_counted() {
     with_timeout(LIMIT, || {
         let rt = Builder::new().workers(2).build().unwrap();
         let handle = rt.handle();
