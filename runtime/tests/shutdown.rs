@@ -35,6 +35,19 @@ fn is_cancelled<T>(result: &Result<T, JoinError>) -> bool {
     matches!(result, Err(JoinError::Cancelled))
 }
 
+/// Spawns on `worker` a task that never ends and counts its drop in `drops`.
+fn spawn_stubborn(
+    handle: &RuntimeHandle,
+    worker: usize,
+    drops: &Arc<AtomicUsize>,
+) -> JoinHandle<()> {
+    let guard = DropGuard(drops.clone());
+    handle.spawn_on(worker, async move {
+        let _guard = guard;
+        pending::<()>().await;
+    })
+}
+
 #[test]
 fn shutdown_timeout_with_no_tasks_returns_0_quickly() {
     with_timeout(LIMIT, || {
@@ -154,15 +167,7 @@ fn tasks_sent_to_a_blocked_worker_are_cancelled_and_counted() {
         });
         busy_rx.recv().unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
-        let handles: Vec<_> = (0..5)
-            .map(|_| {
-                let guard = DropGuard(drops.clone());
-                handle.spawn_on(1, async move {
-                    let _guard = guard;
-                    pending::<()>().await;
-                })
-            })
-            .collect();
+        let handles: Vec<_> = (0..5).map(|_| spawn_stubborn(&handle, 1, &drops)).collect();
         assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 5);
         assert_eq!(drops.load(Ordering::SeqCst), 5);
         for h in handles {
@@ -183,15 +188,7 @@ fn tasks_sent_to_worker_0_just_before_shutdown_run_or_are_counted() {
         let handle = rt.handle();
         let drops = Arc::new(AtomicUsize::new(0));
         let quick = handle.spawn_on(0, async { "finished" });
-        let stubborn: Vec<_> = (0..5)
-            .map(|_| {
-                let guard = DropGuard(drops.clone());
-                handle.spawn_on(0, async move {
-                    let _guard = guard;
-                    pending::<()>().await;
-                })
-            })
-            .collect();
+        let stubborn: Vec<_> = (0..5).map(|_| spawn_stubborn(&handle, 0, &drops)).collect();
         assert_eq!(rt.shutdown_timeout(Duration::from_millis(50)), 5);
         assert_eq!(drops.load(Ordering::SeqCst), 5);
         assert_eq!(join_elsewhere(quick).unwrap(), "finished");
