@@ -369,19 +369,18 @@ fn worker(
 }
 
 /// The live progress line (stderr, only on a terminal) until the workers end.
+/// Without a terminal it returns at once: the caller then blocks in `join`,
+/// and the main thread never wakes on the workers' core during the run.
 fn progress(
     plan: &Plan,
     t0: Instant,
     threads: &[thread::JoinHandle<Totals>],
     published: &[Arc<AtomicU64>],
 ) {
-    let all_done = || threads.iter().all(|t| t.is_finished());
     if !std::io::stderr().is_terminal() {
-        while !all_done() {
-            thread::sleep(Duration::from_millis(20));
-        }
         return;
     }
+    let all_done = || threads.iter().all(|t| t.is_finished());
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
     bar.set_style(
         ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
