@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use cellio_benches::{clk_tck, median};
 
 use crate::extras::parse_load_json;
+use crate::paired::sign_test_p;
 use crate::{
     client_argv, finish_client, parse_client_json, retry_noisy, spawn_client, start_server, Args,
     Sample, ServerSpec, OTHER_CPU_WARN,
@@ -160,25 +161,6 @@ pub fn run(
     Ok(check)
 }
 
-/// Two-sided sign-test p-value: `k` successes of `n` fair coin flips, or anything as far
-/// from `n/2`.
-fn sign_test_p(k: usize, n: usize) -> f64 {
-    if n == 0 {
-        return 1.0;
-    }
-    let tail = k.min(n - k);
-    // P(X <= tail) for X ~ Binomial(n, 1/2), summed with exact binomial coefficients.
-    let mut coeff = 1.0f64;
-    let mut sum = 0.0f64;
-    for i in 0..=tail {
-        if i > 0 {
-            coeff = coeff * (n - i + 1) as f64 / i as f64;
-        }
-        sum += coeff;
-    }
-    (2.0 * sum / 2f64.powi(n as i32)).min(1.0)
-}
-
 impl ClientCheck {
     /// The pairs the verdicts are judged on: those that stayed quiet.
     fn judged(&self) -> impl Iterator<Item = &Pair> {
@@ -287,16 +269,6 @@ mod tests {
                 .collect(),
             secs: 3.0,
         }
-    }
-
-    #[test]
-    fn sign_test_matches_exact_binomial_tails() {
-        // 3 of 12: P(X <= 3) = (1 + 12 + 66 + 220) / 4096, two-sided doubled.
-        assert!((sign_test_p(3, 12) - 2.0 * 299.0 / 4096.0).abs() < 1e-12);
-        assert!((sign_test_p(9, 12) - sign_test_p(3, 12)).abs() < 1e-12);
-        assert_eq!(sign_test_p(6, 12), 1.0);
-        assert!(sign_test_p(0, 8) < 0.01);
-        assert_eq!(sign_test_p(0, 0), 1.0);
     }
 
     #[test]

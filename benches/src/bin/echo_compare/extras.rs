@@ -35,6 +35,8 @@ pub struct LatencyRun {
     pub other_cpu: f64,
     /// The p99 of each `--latency-window` with messages, in order (empty without windows).
     pub window_p99_us: Vec<f64>,
+    /// The round it ran in (1-based), for comparing servers round by round (`paired`).
+    pub round: usize,
 }
 
 impl LatencyRun {
@@ -47,6 +49,7 @@ impl LatencyRun {
             "send_lag_p99_us": self.send_lag_p99_us,
             "other_cpu": self.other_cpu,
             "window_p99_us": self.window_p99_us,
+            "round": self.round,
         })
     }
 }
@@ -131,6 +134,7 @@ pub fn parse_load_json(line: &str) -> Result<LatencyRun, String> {
         p999_us: f("p999_us")?,
         send_lag_p99_us: v["send_lag_p99_us"].as_f64(),
         other_cpu: 0.0,
+        round: 0,
         // Windows without a message (none at a steady rate) have no p99.
         window_p99_us: v["windows"]
             .as_array()

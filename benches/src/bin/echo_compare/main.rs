@@ -6,7 +6,8 @@
 //! to `tokio-current`. Absolute times drift from run to run on this machine, ratios taken in
 //! one run do not, so always compare within one invocation.
 //!
-//! Method (per round, servers interleaved: round 1 runs A, B, C; round 2 runs A, B, C; ...):
+//! Method (per round, servers interleaved, the order alternating so that a drift within a round
+//! favours none: round 1 runs A, B, C; round 2 runs C, B, A; round 3 A, B, C; ...):
 //! 1. pick a free loopback port, start the server pinned to the server core
 //!    (`taskset -c 0`), and wait until it accepts a connection;
 //! 2. start `mio_load` pinned to the client core (`taskset -c 1`) with `--warmup W
@@ -59,6 +60,7 @@
 
 mod client_check;
 mod extras;
+mod paired;
 mod perf;
 mod report;
 mod tick_stats;
@@ -703,7 +705,8 @@ fn run(args: &Args) -> Result<(), String> {
                 Err(e) => notes.push(format!("tick-bias run failed, round {round}: {e}")),
             }
         }
-        for (i, spec) in specs.iter().enumerate() {
+        for i in round_order(round, specs.len()) {
+            let spec = &specs[i];
             let label = format!("round {round}/{} {:<14}", args.rounds, spec.name);
             let r = retry_noisy(
                 args,
@@ -817,7 +820,10 @@ fn run(args: &Args) -> Result<(), String> {
                     },
                 );
                 match r {
-                    Ok(r) => res[i].latency.push(r),
+                    Ok(r) => res[i].latency.push(extras::LatencyRun {
+                        round: round as usize,
+                        ..r
+                    }),
                     Err(e) => res[i].latency_failures.push(format!("round {round}: {e}")),
                 }
             }
@@ -969,6 +975,17 @@ fn wait_quiet(args: &Args) -> Result<(), String> {
             );
             said = true;
         }
+    }
+}
+
+/// The order the servers run in within round `round` (1-based): as listed in odd rounds,
+/// backwards in even ones, so that a drift of the machine within a round favours no server
+/// over the rounds (see `paired`).
+fn round_order(round: u32, servers: usize) -> Vec<usize> {
+    if round % 2 == 1 {
+        (0..servers).collect()
+    } else {
+        (0..servers).rev().collect()
     }
 }
 
@@ -1529,7 +1546,15 @@ fn parse_strace_summary(text: &str) -> Result<(Vec<(String, u64)>, u64), String>
 
 #[cfg(test)]
 mod tests {
-    use super::parse_strace_summary;
+    use super::{parse_strace_summary, round_order};
+
+    #[test]
+    fn servers_run_forward_in_odd_rounds_and_backward_in_even_ones() {
+        assert_eq!(round_order(1, 3), [0, 1, 2]);
+        assert_eq!(round_order(2, 3), [2, 1, 0]);
+        assert_eq!(round_order(3, 3), [0, 1, 2]);
+        assert!(round_order(4, 0).is_empty());
+    }
 
     #[test]
     fn strace_summary() {

@@ -5,6 +5,7 @@ use cellio_benches::median;
 use serde_json::{json, Value};
 
 use crate::extras::{self, LatencyRun};
+use crate::paired::Paired;
 use crate::tick_stats::{self, Bias, BiasRun};
 use crate::user_time::{self, Mechanism, UserTimePerMsg};
 use crate::window_stats::{WindowP99, MIN_ROUNDS, STALL_US};
@@ -130,6 +131,25 @@ impl<'a> Report<'a> {
             .iter()
             .position(|s| s.name == name)
             .map(|i| &self.rows[i])
+    }
+
+    /// `figure` of each of `name`'s latency runs, with the run's round.
+    fn latency_by_round(
+        &self,
+        name: &str,
+        figure: fn(&LatencyRun) -> Option<f64>,
+    ) -> Vec<(usize, f64)> {
+        self.specs
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| {
+                self.res[i]
+                    .latency
+                    .iter()
+                    .filter_map(|l| Some((l.round, figure(l)?)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn user(&self, name: &str) -> Option<f64> {
@@ -351,8 +371,10 @@ impl<'a> Report<'a> {
         n.push(
             "A target verdict with a question mark (met?, MISSED?) has its figure within 2σ of \
              the limit (for the p99 targets: fewer than four rounds, or the two servers' \
-             rounds or their windows' 95% intervals overlap): the point estimate leans that \
-             way, the run cannot tell."
+             rounds or their windows' 95% intervals overlap, and the rounds compared \
+             pairwise, ours over tokio's in the same round, do not lean one way clearly \
+             enough for a sign test, p < 0.05, which takes at least 6 rounds): the point \
+             estimate leans that way, the run cannot tell."
                 .into(),
         );
         n.push(
@@ -689,9 +711,10 @@ impl<'a> Report<'a> {
             "{ours}: p99 at {} msg/s no worse than tokio current_thread's",
             self.args.latency_rate
         );
-        // The rounds' p99s scatter by stalls: the verdict counts as decided only if, with
-        // enough rounds for it to mean something (see window_stats), every round of one
-        // server lies on the same side of every round of the other.
+        // The rounds' p99s scatter by stalls and by the VM's phase: the verdict counts as
+        // decided if, with enough rounds for it to mean something (see window_stats), every
+        // round of one server lies on the same side of every round of the other, or if the
+        // rounds compared pairwise lean one way clearly enough (see `paired`).
         let range = |n: &str| {
             let r = self.res.get(self.specs.iter().position(|s| s.name == n)?)?;
             if r.latency.len() < MIN_ROUNDS {
@@ -703,16 +726,30 @@ impl<'a> Report<'a> {
                 v.fold(0.0, f64::max),
             ))
         };
+        let apart = |a: &str, b: &str| match (range(a), range(b)) {
+            (Some((a_lo, a_hi)), Some((b_lo, b_hi))) => a_hi <= b_lo || a_lo > b_hi,
+            _ => false,
+        };
+        let by_round = |figure: fn(&LatencyRun) -> Option<f64>| {
+            Paired::of(
+                &self.latency_by_round(ours, figure),
+                &self.latency_by_round("tokio-current", figure),
+            )
+        };
         t.push(match (p99(ours), p99("tokio-current")) {
-            (Some(c), Some(k)) => Target {
-                what,
-                figure: format!("{c:.1} µs vs {k:.1} µs (median of the rounds' p99)"),
-                met: Some(c <= k),
-                decided: match (range(ours), range("tokio-current")) {
-                    (Some((c_lo, c_hi)), Some((k_lo, k_hi))) => c_hi <= k_lo || c_lo > k_hi,
-                    _ => false,
-                },
-            },
+            (Some(c), Some(k)) => {
+                let paired = by_round(|l| Some(l.p99_us));
+                Target {
+                    what,
+                    figure: format!(
+                        "{c:.1} µs vs {k:.1} µs (median of the rounds' p99){}",
+                        paired_text(paired.as_ref())
+                    ),
+                    met: Some(c <= k),
+                    decided: apart(ours, "tokio-current")
+                        || paired_decides(paired.as_ref(), c <= k),
+                }
+            }
             _ => Target {
                 what,
                 figure: "not measured".into(),
@@ -726,6 +763,8 @@ impl<'a> Report<'a> {
                 .and_then(|l| l.windows.as_ref())
         };
         if let (Some(c), Some(k)) = (win(ours), win("tokio-current")) {
+            let paired =
+                by_round(|l| (!l.window_p99_us.is_empty()).then(|| median(&l.window_p99_us)));
             t.push(Target {
                 what: format!(
                     "{ours}: p99 of a typical {} s window at {} msg/s no worse than tokio \
@@ -733,14 +772,16 @@ impl<'a> Report<'a> {
                     self.args.latency_window, self.args.latency_rate
                 ),
                 figure: format!(
-                    "{:.1} {} µs vs {:.1} {} µs (median window, 95%)",
+                    "{:.1} {} µs vs {:.1} {} µs (median window, 95%){}",
                     c.median_us,
                     c.ci_text(1),
                     k.median_us,
-                    k.ci_text(1)
+                    k.ci_text(1),
+                    paired_text(paired.as_ref())
                 ),
                 met: Some(c.median_us <= k.median_us),
-                decided: c.at_most(k).is_some(),
+                decided: c.at_most(k).is_some()
+                    || paired_decides(paired.as_ref(), c.median_us <= k.median_us),
             });
         }
         t
@@ -1214,4 +1255,15 @@ fn strace_json(t: &StraceResult) -> Value {
         "syscalls_per_msg": t.total_calls as f64 / t.msgs as f64,
         "per_msg_by_syscall": per_msg,
     })
+}
+
+/// Whether the rounds compared pairwise decide that ours is lower (`lower`) or higher than
+/// tokio's: the point estimate's side, confirmed by the sign test.
+fn paired_decides(paired: Option<&Paired>, lower: bool) -> bool {
+    paired.and_then(Paired::decided) == Some(lower)
+}
+
+/// "; ours / tokio ..." for a p99 target's figure, or nothing without paired rounds.
+fn paired_text(paired: Option<&Paired>) -> String {
+    paired.map_or_else(String::new, |p| format!("; ours / tokio {}", p.text()))
 }

@@ -19,7 +19,9 @@
 //! the two intervals do not overlap *and*, with at least [`MIN_ROUNDS`] rounds each, every
 //! round's median window of one server lies on the same side of every round's of the other
 //! (for identical servers that happens by chance with probability 2/C(2n, n): 2.9% for 4
-//! rounds, 0.8% for 5).
+//! rounds, 0.8% for 5). The VM's phase can move a whole round, which keeps the pooled
+//! intervals apart less often than the servers differ; so the report also compares the
+//! servers round by round (`paired`), and either test can decide.
 
 use serde_json::{json, Value};
 
