@@ -12,6 +12,12 @@ use crate::worker::WorkerConfig;
 /// Default for [`Builder::event_interval`].
 pub const DEFAULT_EVENT_INTERVAL: usize = 128;
 
+/// The most events a reactor turn may fetch ([`Builder::event_capacity`]):
+/// 2^20, which already takes 12 MiB of event buffer and 8 MiB of run queue
+/// per worker. [`Builder::build`] refuses more with an error instead of
+/// trying to allocate it (which aborts the process once it fails).
+pub const MAX_EVENT_CAPACITY: usize = 1 << 20;
+
 /// Configures and builds a [`Runtime`].
 ///
 /// ```
@@ -65,7 +71,8 @@ impl Builder {
     }
 
     /// How many readiness events one reactor turn fetches (one
-    /// `epoll_wait`). Values below 1 are raised to 1.
+    /// `epoll_wait`). Values below 1 are raised to 1; values above
+    /// [`MAX_EVENT_CAPACITY`] make [`build`](Self::build) fail.
     pub fn event_capacity(mut self, events: usize) -> Self {
         self.event_capacity = events.max(1);
         self.worker.queue_capacity = self.event_capacity;
@@ -119,7 +126,26 @@ impl Builder {
     ///
     /// If the system refuses a reactor or a thread, or a worker thread
     /// fails while starting up; the workers already started are stopped.
+    /// An [`event_capacity`](Self::event_capacity) above
+    /// [`MAX_EVENT_CAPACITY`] is an [`io::ErrorKind::InvalidInput`] error.
+    ///
+    /// ```
+    /// let err = cellio_runtime::Builder::new()
+    ///     .event_capacity(usize::MAX)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
     pub fn build(self) -> io::Result<Runtime> {
+        if self.event_capacity > MAX_EVENT_CAPACITY {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cellio: event_capacity {} is above the maximum, {MAX_EVENT_CAPACITY}",
+                    self.event_capacity
+                ),
+            ));
+        }
         Runtime::from_builder(self)
     }
 }

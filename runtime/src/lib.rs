@@ -42,7 +42,7 @@ pub mod time;
 mod waker;
 mod worker;
 
-pub use builder::{Builder, DEFAULT_EVENT_INTERVAL};
+pub use builder::{Builder, DEFAULT_EVENT_INTERVAL, MAX_EVENT_CAPACITY};
 pub use join::{JoinError, JoinHandle};
 pub use runtime::{
     current_worker, spawn, spawn_local, spawn_on, yield_now, Runtime, RuntimeHandle,

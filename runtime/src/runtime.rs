@@ -84,32 +84,32 @@ impl Runtime {
         let mut claims = Vec::with_capacity(builder.workers);
         for _ in 0..builder.workers {
             let reactor = Reactor::with_event_capacity(builder.event_capacity)?;
-            match Inbox::claim(reactor.handle()) {
-                Ok(claim) => claims.push(claim),
-                Err(e) => {
-                    for (worker, epoch, inbox) in claims {
-                        inbox.release(worker, epoch);
-                    }
-                    return Err(e);
-                }
-            }
+            // On an early return the claims made so far drop, which
+            // releases their worker numbers.
+            claims.push(Inbox::claim(reactor.handle())?);
             reactors.push(reactor);
         }
         let shared = Arc::new(Shared::new(
             claims
                 .iter()
-                .map(|&(worker, epoch, _)| (worker, epoch))
+                .map(|claim| {
+                    let (worker, epoch, _) = claim.parts();
+                    (worker, epoch)
+                })
                 .collect(),
         ));
         let mut reactors = reactors.into_iter();
         let mut claims = claims.into_iter();
         let reactor = reactors.next().expect("at least one worker");
+        let claim = claims.next().expect("at least one worker");
         let executor = Box::new(Executor::new(
-            claims.next().expect("at least one worker"),
+            claim.parts(),
             0,
             shared.clone(),
             builder.worker,
         ));
+        // `Runtime`'s drop releases worker 0's inbox from here on.
+        claim.hand_over();
         let mut runtime = Runtime {
             executor,
             reactor_handle: reactor.handle(),
@@ -129,7 +129,9 @@ impl Runtime {
             let thread = std::thread::Builder::new()
                 .name(format!("cellio-worker-{index}"))
                 .spawn(move || {
-                    let executor = Executor::new(claim, index, shared, config);
+                    // A panic here drops `claim`, which releases the inbox.
+                    let executor = Executor::new(claim.parts(), index, shared, config);
+                    claim.hand_over(); // `run_background` releases it
                     run_background(reactor, executor, move || {
                         // The receiver is gone only if `from_builder` has
                         // already failed: nobody is waiting for this.

@@ -204,6 +204,41 @@ impl Drop for LocalGuard {
     }
 }
 
+/// A worker number and its inbox, claimed for a worker not built yet.
+///
+/// Dropped unused (a worker thread that could not be spawned, an executor
+/// that panicked while being built, the rest of a `build` that failed), it
+/// returns the number for reuse, so failed starts never use up the
+/// [`MAX_WORKERS`] numbers. Once an executor is built from it,
+/// [`WorkerClaim::hand_over`] passes the duty to release it on to the
+/// executor's owner.
+pub(crate) struct WorkerClaim {
+    worker: u16,
+    epoch: u8,
+    inbox: &'static Inbox,
+}
+
+impl WorkerClaim {
+    /// Worker number, epoch and inbox, to build an executor from.
+    pub(crate) fn parts(&self) -> (u16, u8, &'static Inbox) {
+        (self.worker, self.epoch, self.inbox)
+    }
+
+    /// The executor built from [`parts`](Self::parts) owns the claim now;
+    /// whoever runs it releases the inbox when it stops.
+    pub(crate) fn hand_over(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for WorkerClaim {
+    fn drop(&mut self) {
+        // Nothing can have been sent to a worker that never ran: no task
+        // or timer is orphaned here.
+        self.inbox.release(self.worker, self.epoch);
+    }
+}
+
 /// Where other threads leave wakes for a worker. Messages sit behind a
 /// mutex that only cross-thread traffic takes; whether the worker must be
 /// woken is decided lock-free by a [`SleepGate`].
@@ -242,7 +277,7 @@ impl Inbox {
 
     /// Claims a worker number (reusing a released one first) and its inbox
     /// for a new worker driving `reactor`.
-    pub(crate) fn claim(reactor: Handle) -> std::io::Result<(u16, u8, &'static Inbox)> {
+    pub(crate) fn claim(reactor: Handle) -> std::io::Result<WorkerClaim> {
         let reused = FREE_WORKERS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -277,7 +312,11 @@ impl Inbox {
         state.reactor = Some(reactor);
         state.epoch = epoch;
         drop(state);
-        Ok((worker, epoch, inbox))
+        Ok(WorkerClaim {
+            worker,
+            epoch,
+            inbox,
+        })
     }
 
     /// Returns the worker number for reuse; wakes still in flight for it
@@ -448,5 +487,42 @@ mod tests {
         assert!(addr.names_generation(5));
         assert!(addr.names_generation(5 + (1 << GEN_BITS)));
         assert!(!addr.names_generation(6));
+    }
+
+    /// Whether worker number `worker` at `epoch` was released: it is on the
+    /// free list, or another claim (of a test running beside this one) has
+    /// taken it since, which bumped its inbox's epoch. Unreleased, neither
+    /// can happen: nobody else can claim a number that is not free.
+    fn released(worker: u16, epoch: u8) -> bool {
+        let free = FREE_WORKERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&(worker, epoch));
+        free || Inbox::get(worker).lock().epoch != epoch
+    }
+
+    fn reactor() -> cellio_reactor::Reactor {
+        cellio_reactor::Reactor::with_event_capacity(8).unwrap()
+    }
+
+    #[test]
+    fn a_claim_dropped_unused_returns_its_worker_number() {
+        let reactor = reactor();
+        let claim = Inbox::claim(reactor.handle()).unwrap();
+        let (worker, epoch, _) = claim.parts();
+        assert!(!released(worker, epoch));
+        drop(claim);
+        assert!(released(worker, epoch));
+    }
+
+    #[test]
+    fn a_claim_handed_over_stays_claimed_until_released() {
+        let reactor = reactor();
+        let claim = Inbox::claim(reactor.handle()).unwrap();
+        let (worker, epoch, inbox) = claim.parts();
+        claim.hand_over();
+        assert!(!released(worker, epoch));
+        assert_eq!(inbox.release(worker, epoch), 0);
+        assert!(released(worker, epoch));
     }
 }
