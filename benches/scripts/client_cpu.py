@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Where a load client's time goes: CPU per message of `load` and `mio_load`, side by side.
+
+Both clients drive a fresh cellio echo server (pinned to CPU 0) from CPU 1, in pairs whose
+order alternates, 100 connections x 64 B, closed loop, with no warm-up (so every message of
+the run is counted). For each run it reports messages/s and the client's own user and system
+CPU per message (from the kernel's rusage of the finished client), then the medians. With
+the client core saturated, messages/s is about 1 / (client CPU per message): the split says
+whether a difference between the clients comes from their own (user) work or from the
+kernel's work per message, which both share.
+
+    python3 benches/scripts/client_cpu.py [--pairs 10] [--secs 3]
+
+Needs `taskset` and the release builds: `cargo build --release -p cellio-benches` and
+`cargo build --release --example echo_server --example load`.
+"""
+import argparse
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RELEASE = os.path.join(ROOT, "target", "release")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, deadline=10.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"client_cpu: the echo server did not listen on port {port}")
+
+
+def run_client(name, port, secs):
+    """One pinned client run: (msgs/s, user us/msg, sys us/msg)."""
+    addr = f"127.0.0.1:{port}"
+    if name == "load":
+        argv = [os.path.join(RELEASE, "examples", "load"), "--addr", addr,
+                "--duration", f"{secs}s", "--warmup", "0s", "--json"]
+    else:
+        argv = [os.path.join(RELEASE, "mio_load"), "--addr", addr,
+                "--duration", str(secs), "--warmup", "0", "--json"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(["taskset", "-c", "1"] + argv, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise SystemExit(f"client_cpu: {name} failed: {out.stderr.strip()}")
+    result = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("{")))
+    msgs = result["msgs"]
+    if msgs == 0:
+        raise SystemExit(f"client_cpu: {name} completed no message")
+    user = (after.ru_utime - before.ru_utime) * 1e6 / msgs
+    system = (after.ru_stime - before.ru_stime) * 1e6 / msgs
+    return result["msgs_per_sec"], user, system
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=10)
+    ap.add_argument("--secs", type=float, default=3.0)
+    args = ap.parse_args()
+    if args.pairs < 1 or args.secs <= 0:
+        ap.error("--pairs must be at least 1 and --secs positive")
+    runs = {"load": [], "mio_load": []}
+    for i in range(args.pairs):
+        order = ["load", "mio_load"] if i % 2 == 0 else ["mio_load", "load"]
+        for name in order:
+            port = free_port()
+            server = subprocess.Popen(
+                ["taskset", "-c", "0", os.path.join(RELEASE, "examples", "echo_server"),
+                 "--addr", f"127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_listening(port)
+                rate, user, system = run_client(name, port, args.secs)
+            finally:
+                server.terminate()
+                server.wait()
+            runs[name].append((rate, user, system))
+            print(f"pair {i + 1:>2} {name:<8} {rate:>9.0f} msg/s  user {user:.2f} us/msg  "
+                  f"sys {system:.2f} us/msg", flush=True)
+    med = {k: [statistics.median(r[j] for r in v) for j in range(3)] for k, v in runs.items()}
+    for name, (rate, user, system) in med.items():
+        print(f"median   {name:<8} {rate:>9.0f} msg/s  user {user:.2f} us/msg  "
+              f"sys {system:.2f} us/msg")
+    ratios = [a[0] / b[0] for a, b in zip(runs["load"], runs["mio_load"])]
+    extra_user = med["load"][1] - med["mio_load"][1]
+    per_msg = med["mio_load"][1] + med["mio_load"][2]
+    print(f"load / mio_load: median of the pairs {statistics.median(ratios):.3f}, "
+          f"load ahead in {sum(r > 1 for r in ratios)} of {len(ratios)}; load's extra user time "
+          f"{extra_user:.2f} us/msg is {100 * extra_user / per_msg:.1f}% of mio_load's "
+          f"{per_msg:.2f} us of client CPU per message")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
