@@ -349,3 +349,16 @@ fn bad_flags_exit_2() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// Against a live server, so that the run would start if the flag passed:
+/// a rate this slow made every connection task panic (its first due time
+/// overflowed a `Duration`) before the flag had a lower bound.
+#[test]
+fn a_rate_too_slow_to_schedule_is_a_usage_error() {
+    let addr = echo_server(64, None);
+    let out = run_load(&["--addr", &addr, "--rate", "1e-300", "--duration", "1s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("--rate"), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}

@@ -31,9 +31,10 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 
-    /// Open loop: total messages per second over all connections. Each
-    /// connection sends at rate/connections from evenly staggered start
-    /// offsets; latency counts from each message's intended send time.
+    /// Open loop: total messages per second over all connections (0.001
+    /// to 1e9). Each connection sends at rate/connections from evenly
+    /// staggered start offsets; latency counts from each message's intended
+    /// send time.
     #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
@@ -117,13 +118,22 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Slowest `--rate`: one message per 1000 s over all connections.
+const MIN_RATE: f64 = 1e-3;
+/// Fastest `--rate`.
+const MAX_RATE: f64 = 1e9;
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     let r: f64 = s
         .trim()
         .parse()
         .map_err(|_| format!("`{s}` is not a number of messages per second"))?;
-    if !r.is_finite() || r <= 0.0 || r > 1e9 {
-        return Err(format!("`{s}` must be a rate above 0 and at most 1e9"));
+    // Below one message per 1000 s a connection's first send is due after
+    // any sensible run (and far enough out, its due time overflows).
+    if !r.is_finite() || !(MIN_RATE..=MAX_RATE).contains(&r) {
+        return Err(format!(
+            "`{s}` must be a rate from {MIN_RATE} to {MAX_RATE:e} messages per second"
+        ));
     }
     Ok(r)
 }
@@ -175,5 +185,15 @@ mod tests {
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_positive_duration("0s").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("20000"), Ok(20_000.0));
+        assert_eq!(parse_rate("0.001"), Ok(0.001));
+        assert_eq!(parse_rate("1e9"), Ok(1e9));
+        for bad in ["0", "-5", "1e-300", "0.0009", "2e9", "nan", "inf", "fast"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -53,12 +53,21 @@ pub struct Pace {
 }
 
 impl Pace {
+    /// When message `seq` is due. A time past what an `Instant` holds
+    /// (which `--rate`'s bounds keep out of reach) saturates at a century
+    /// from `t0`: never due within a run, and no panic.
     #[inline]
     fn due(&self, seq: u64) -> Instant {
         let at = (self.offset as f64 + seq as f64 * self.stride as f64) / self.rate;
-        self.t0 + Duration::from_secs_f64(at)
+        Duration::try_from_secs_f64(at)
+            .ok()
+            .and_then(|d| self.t0.checked_add(d))
+            .unwrap_or_else(|| self.t0 + FAR_FUTURE)
     }
 }
+
+/// Where [`Pace::due`] saturates: about a century.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// How much earlier than due a spinning sender stops sleeping: enough for
 /// the coarsest reactor wait (whole milliseconds, rounded up, where
@@ -466,4 +475,34 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
         Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pace(rate: f64) -> Pace {
+        Pace {
+            t0: Instant::now(),
+            rate,
+            offset: 1,
+            stride: 10,
+            spin: false,
+        }
+    }
+
+    #[test]
+    fn due_times_follow_the_rate() {
+        let p = pace(1000.0);
+        // (1 + 2 * 10) / 1000 s after t0.
+        assert_eq!(p.due(2) - p.t0, Duration::from_millis(21));
+    }
+
+    #[test]
+    fn due_times_past_an_instant_saturate_instead_of_panicking() {
+        let p = pace(1e-300);
+        assert_eq!(p.due(0) - p.t0, FAR_FUTURE);
+        let q = pace(1.0);
+        assert_eq!(q.due(u64::MAX) - q.t0, FAR_FUTURE);
+    }
 }
