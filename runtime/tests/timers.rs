@@ -548,6 +548,17 @@ fn interval_skips_missed_ticks_instead_of_bursting() {
 }
 
 #[test]
+fn an_interval_too_long_to_add_ticks_once_and_then_waits() {
+    // The second tick's time overflows an `Instant`; it used to panic.
+    run(|| async {
+        let mut ticks = interval(Duration::MAX);
+        ticks.tick().await;
+        let second = timeout(Duration::from_millis(20), ticks.tick()).await;
+        assert!(second.is_err(), "the second tick completed");
+    });
+}
+
+#[test]
 #[should_panic(expected = "period must be non-zero")]
 fn a_zero_interval_panics() {
     let _ = interval(Duration::ZERO);

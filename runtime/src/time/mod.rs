@@ -283,7 +283,8 @@ impl<F: Future> Future for Timeout<F> {
 ///
 /// If ticks are missed (the task was busy for longer than a period), the
 /// next tick completes at once and the schedule skips ahead: ticks never
-/// pile up.
+/// pile up. A period too long to add to an `Instant` (`Duration::MAX`)
+/// ticks once, then practically never (after some 30 years).
 ///
 /// # Panics
 ///
@@ -329,15 +330,8 @@ impl Interval {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
                 let scheduled = self.sleep.deadline;
-                let now = Instant::now();
-                let mut next = scheduled + self.period;
-                if next <= now {
-                    // Missed ticks: skip to the first one still ahead.
-                    let behind = now - scheduled;
-                    let periods = behind.as_nanos() / self.period.as_nanos() + 1;
-                    next = scheduled + self.period * periods as u32;
-                }
-                self.sleep.reset(next);
+                self.sleep
+                    .reset(next_tick(scheduled, self.period, Instant::now()));
                 Poll::Ready(scheduled)
             }
         }
@@ -346,5 +340,67 @@ impl Interval {
     /// The period.
     pub fn period(&self) -> Duration {
         self.period
+    }
+}
+
+/// The first tick of the grid `scheduled + k * period` (k ≥ 1) after
+/// `now`: the next one if it is still ahead, else the first one past the
+/// missed ticks. A tick beyond what an `Instant` holds (a period like
+/// `Duration::MAX`) is [`far_future`]: never, in practice, and no panic.
+fn next_tick(scheduled: Instant, period: Duration, now: Instant) -> Instant {
+    let Some(next) = scheduled.checked_add(period) else {
+        return far_future();
+    };
+    if next > now {
+        return next;
+    }
+    // Missed ticks: skip whole periods, counted in u128 nanoseconds (a
+    // nanosecond period falls behind by more than u32::MAX ticks in 5 s).
+    let periods = (now - scheduled).as_nanos() / period.as_nanos() + 1;
+    let ahead = period.as_nanos().saturating_mul(periods);
+    u64::try_from(ahead / 1_000_000_000)
+        .ok()
+        .map(|secs| Duration::new(secs, (ahead % 1_000_000_000) as u32))
+        .and_then(|ahead| scheduled.checked_add(ahead))
+        .unwrap_or_else(far_future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_tick_is_the_following_one_when_on_time() {
+        let t0 = Instant::now();
+        let p = Duration::from_millis(10);
+        assert_eq!(next_tick(t0, p, t0 + Duration::from_millis(3)), t0 + p);
+    }
+
+    #[test]
+    fn missed_ticks_are_skipped_on_the_grid() {
+        let t0 = Instant::now();
+        let p = Duration::from_millis(10);
+        // 35 ms late: ticks at 10, 20, 30 are gone; the next is at 40.
+        assert_eq!(next_tick(t0, p, t0 + Duration::from_millis(35)), t0 + p * 4);
+        // Exactly on a tick counts as missed (it is not ahead).
+        assert_eq!(next_tick(t0, p, t0 + p * 2), t0 + p * 3);
+    }
+
+    #[test]
+    fn more_than_u32_max_missed_ticks_stay_on_the_grid() {
+        let t0 = Instant::now();
+        let p = Duration::from_nanos(1);
+        let late = Duration::from_secs(10); // 10^10 ticks of 1 ns
+        assert_eq!(
+            next_tick(t0, p, t0 + late),
+            t0 + late + Duration::from_nanos(1)
+        );
+    }
+
+    #[test]
+    fn a_tick_past_what_an_instant_holds_is_far_in_the_future() {
+        let t0 = Instant::now();
+        let next = next_tick(t0, Duration::MAX, t0);
+        assert!(next > t0 + Duration::from_secs(86_400 * 365 * 29));
     }
 }
