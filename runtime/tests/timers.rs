@@ -605,7 +605,16 @@ fn a_sleep_reset_on_another_worker_moves_there() {
 /// never wakes the `block_on` future.
 #[test]
 fn a_sleep_dropped_on_another_worker_is_cancelled_on_its_own() {
-    with_timeout(LIMIT, || {
+    // The drop on worker 1 must reach worker 0 before the deadline. Under
+    // Miri, whose clock advances with the work of every test running beside
+    // this one, 30 ms was not always enough; waiting costs no real time
+    // there (the clock jumps while every thread sleeps).
+    let (deadline, release_after) = if cfg!(miri) {
+        (Duration::from_secs(2), Duration::from_secs(8))
+    } else {
+        (Duration::from_millis(30), Duration::from_millis(120))
+    };
+    with_timeout(LIMIT, move || {
         let rt = Builder::new().workers(2).build().unwrap();
         let polls = Arc::new(AtomicUsize::new(0));
         let release = Signal::new();
@@ -615,12 +624,12 @@ fn a_sleep_dropped_on_another_worker_is_cancelled_on_its_own() {
                 let polls = polls.clone();
                 let release = release.clone();
                 async move {
-                    let mut s = sleep(Duration::from_millis(30));
+                    let mut s = sleep(deadline);
                     assert!(poll_once(&mut s).await.is_pending(), "armed on worker 0");
                     spawn_on(1, async move { drop(s) }).await.unwrap();
                     let seen = polls.load(Ordering::SeqCst);
-                    // Woken only by the signal, long after the 30 ms.
-                    let thread = fire_after(&release, Duration::from_millis(120));
+                    // Woken only by the signal, long after the deadline.
+                    let thread = fire_after(&release, release_after);
                     release.wait().await;
                     thread.join().unwrap();
                     polls.load(Ordering::SeqCst) - seen
