@@ -8,7 +8,11 @@
 //! * `cell/park_notify` — the op cell alone: reserve, park, notify,
 //!   release (no syscalls);
 //! * `spawn/pooled` and `spawn/unpooled` — spawning and finishing a task,
-//!   with the task pool on and off.
+//!   with the task pool on and off;
+//! * `spawn/pooled_16k` — the same with a future that holds a 16 KiB
+//!   buffer, like a connection's: the future is copied once, into its
+//!   block (the runtime's `spawn` module), so this costs `spawn/pooled`
+//!   plus building the buffer and one 16 KiB copy.
 //!
 //! ```text
 //! cargo bench -p cellio-benches --bench hot_paths
@@ -137,6 +141,16 @@ fn spawn(c: &mut Criterion) {
             })
         });
     }
+    let rt = one_worker(true);
+    c.bench_function("spawn/pooled_16k", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let buf = [black_box(7u8); 16 * 1024];
+                let handle = cellio::spawn(async move { black_box(&buf)[100] as u64 });
+                handle.await.unwrap()
+            })
+        })
+    });
 }
 
 criterion_group!(benches, cell_park_notify, recv_sync, recv_park_wake, spawn);

@@ -36,6 +36,7 @@ mod join;
 mod runtime;
 mod shutdown;
 mod sleep_gate;
+mod spawn;
 mod sync;
 mod task;
 pub mod time;

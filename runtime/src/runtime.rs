@@ -23,8 +23,6 @@ use cellio_reactor::{budget, Handle, Reactor};
 use crate::builder::Builder;
 use crate::join::JoinHandle;
 use crate::shutdown::Shared;
-use crate::task::pool::class_of;
-use crate::task::RawTask;
 use crate::waker::{Inbox, LocalGuard, TaskAddr, MAIN_SLOT};
 use crate::worker::{run_background, with_current, Executor, WorkerConfig};
 
@@ -382,25 +380,7 @@ impl RuntimeHandle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let Some(&(worker, epoch)) = self.shared.workers.get(index) else {
-            panic!(
-                "cellio: spawn_on({index}) on a runtime with {} workers",
-                self.workers()
-            );
-        };
-        let future = match with_current(|executor| executor.is(worker, epoch)) {
-            Some(true) => return crate::spawn(future),
-            _ => future,
-        };
-        let layout = std::alloc::Layout::new::<F>();
-        let (task, join) = RawTask::new_remote(future, (worker, epoch), class_of(layout).is_some());
-        if let Err(task) = Inbox::spawn(worker, epoch, task) {
-            // SAFETY: the task was never polled and its future is `Send`,
-            // so dropping it on this thread is what its worker would do.
-            unsafe { task.cancel() };
-            crate::worker::release_task(task);
-        }
-        JoinHandle::new(join)
+        crate::spawn::spawn_on_worker(Some(&self.shared), index, future)
     }
 
     /// Begins a graceful shutdown (see [`Runtime::shutdown_timeout`]):
@@ -440,7 +420,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    spawn_local(future)
+    crate::spawn::spawn_here(future)
 }
 
 /// Spawns a future that need not be `Send` on the worker running this
@@ -453,12 +433,9 @@ pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
 {
-    match with_current(|executor| executor.spawn(future)) {
-        Some(handle) => handle,
-        None => panic!(
-            "cellio: spawn called outside a runtime; call it inside Runtime::block_on or a task"
-        ),
-    }
+    // Like every public spawn function, this only forwards the future: the
+    // `spawn` module explains why that keeps it at one copy.
+    crate::spawn::spawn_here(future)
 }
 
 /// Spawns `future` on worker `index` of the runtime running this task. See
@@ -472,10 +449,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match RuntimeHandle::current() {
-        Some(handle) => handle.spawn_on(index, future),
-        None => panic!("cellio: spawn_on called outside a runtime"),
-    }
+    crate::spawn::spawn_on_worker(None, index, future)
 }
 
 /// The index (`0..workers`) of the worker running this task, if any.

@@ -77,7 +77,7 @@ use crate::join::JoinHandle;
 use crate::shutdown::{Shared, ShutdownWaiters};
 use crate::task::pool::Pool;
 use crate::task::queue::RunQueue;
-use crate::task::{RawTask, TaskRef, Tasks};
+use crate::task::{BlockMemory, RawTask, TaskRef, Tasks};
 use crate::time::Timers;
 use crate::waker::{self, Inbox, LocalGuard, TaskAddr, MAIN_SLOT, MAX_TASKS};
 
@@ -432,14 +432,31 @@ impl Executor {
     }
 
     /// Spawns a task on this worker, its block from this worker's pool.
+    /// Inlined, and the future is moved only after the allocation: see the
+    /// `spawn` module on keeping the future at one copy.
+    #[inline(always)]
     pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
     {
-        let (task, join) = {
-            let mut pool = self.pool.borrow_mut();
-            RawTask::new(future, (self.worker, self.epoch), Some(&mut pool))
-        };
+        let memory = self.allocate_block::<F>();
+        self.start(memory, future)
+    }
+
+    /// Memory for a task block of `F`, from this worker's pool.
+    #[inline]
+    pub(crate) fn allocate_block<F: Future>(&self) -> BlockMemory<F> {
+        RawTask::allocate::<F>(Some(&mut self.pool.borrow_mut()))
+    }
+
+    /// Moves `future` into `memory` and queues the new task. Nothing in
+    /// here unwinds before the future is in its block.
+    #[inline(always)]
+    pub(crate) fn start<F>(&self, memory: BlockMemory<F>, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        let (task, join) = RawTask::init(memory, future, (self.worker, self.epoch));
         self.adopt(task);
         JoinHandle::new(join)
     }

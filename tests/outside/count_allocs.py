@@ -8,10 +8,13 @@ before and after two phases:
 * messages: C connections echo M messages each (64 bytes), closed loop;
 * connections: K short connection lives (connect, echo, close).
 
-Prints allocations per message and per connection. Exits 1 if the message
-phase allocated anything (the zero-allocation promise) or, with
---max-per-connection, if a connection life allocated more than that; 2 on a
-setup error.
+Prints allocations per message and per connection, and large copies (memcpy
+calls of 4 KiB or more: the shim's doc) per message and per connection; a
+connection life's large copies are the copies of its task's future, which
+spawning makes once. Exits 1 if the message phase allocated anything (the
+zero-allocation promise) or, with --max-per-connection or
+--max-copies-per-connection, if a connection life allocated or copied more
+than that; 2 on a setup error.
 
     tests/outside/count_allocs.py --server target/release/examples/echo_server
 """
@@ -64,6 +67,8 @@ def main():
     ap.add_argument("--lives", type=int, default=200, help="connection lives to count")
     ap.add_argument("--max-per-connection", type=float, default=None,
                     help="also fail (exit 1) if a connection life allocates more than this")
+    ap.add_argument("--max-copies-per-connection", type=float, default=None,
+                    help="also fail (exit 1) if a connection life makes more large copies than this")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="cellio-allocs-")
@@ -79,15 +84,20 @@ def main():
             print(f"count_allocs: server did not start: {line}{server.stderr.read()}", file=sys.stderr)
             return 2
 
+        def reports():
+            return open(counts).read().splitlines() if os.path.exists(counts) else []
+
         def snapshot():
+            """(allocations, large copies) so far."""
             time.sleep(0.3)  # let the server finish the last echo
-            before = len(open(counts).read().split()) if os.path.exists(counts) else 0
+            before = len(reports())
             server.send_signal(signal.SIGUSR2)
             deadline = time.time() + 5
             while time.time() < deadline:
-                values = open(counts).read().split() if os.path.exists(counts) else []
-                if len(values) > before:
-                    return int(values[-1])
+                lines = reports()
+                if len(lines) > before:
+                    allocations, copies = lines[-1].split()
+                    return int(allocations), int(copies)
                 time.sleep(0.05)
             raise RuntimeError("server did not report its allocation count")
 
@@ -116,13 +126,19 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     messages = args.connections * args.messages
-    print(f"count_allocs: {messages} messages: {b - a} allocations "
-          f"({(b - a) / messages:.4f} per message)")
-    print(f"count_allocs: {args.lives} connection lives: {c1 - c0} allocations "
-          f"({(c1 - c0) / args.lives:.2f} per connection)")
-    if b != a:
+    allocs, copies = b[0] - a[0], b[1] - a[1]
+    print(f"count_allocs: {messages} messages: {allocs} allocations "
+          f"({allocs / messages:.4f} per message), {copies} large copies")
+    life_allocs, life_copies = c1[0] - c0[0], c1[1] - c0[1]
+    print(f"count_allocs: {args.lives} connection lives: {life_allocs} allocations "
+          f"({life_allocs / args.lives:.2f} per connection), {life_copies} large copies "
+          f"({life_copies / args.lives:.2f} per connection)")
+    if allocs != 0:
         return 1
-    if args.max_per_connection is not None and (c1 - c0) / args.lives > args.max_per_connection:
+    if args.max_per_connection is not None and life_allocs / args.lives > args.max_per_connection:
+        return 1
+    if (args.max_copies_per_connection is not None
+            and life_copies / args.lives > args.max_copies_per_connection):
         return 1
     return 0
 

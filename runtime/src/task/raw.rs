@@ -173,6 +173,24 @@ impl Header {
     }
 }
 
+/// Memory for one block of `F`, not yet written: from
+/// [`RawTask::allocate`], for [`RawTask::init`].
+pub(crate) struct BlockMemory<F> {
+    class: u8,
+    memory: NonNull<u8>,
+    _future: PhantomData<fn(F)>,
+}
+
+impl<F> BlockMemory<F> {
+    fn new(class: u8, memory: NonNull<u8>) -> Self {
+        BlockMemory {
+            class,
+            memory,
+            _future: PhantomData,
+        }
+    }
+}
+
 /// One counted reference to a task block.
 pub(crate) struct RawTask {
     ptr: NonNull<Header>,
@@ -187,11 +205,27 @@ unsafe impl Send for RawTask {}
 impl RawTask {
     /// Moves `future` into a new block with two references (task table and
     /// join handle). `pool: None` means the system allocator.
+    #[cfg(test)]
     pub(crate) fn new<F: Future>(
         future: F,
         owner: (u16, u8),
         pool: Option<&mut Pool>,
     ) -> (RawTask, RawTask) {
+        let memory = Self::allocate::<F>(pool);
+        Self::init(memory, future, owner)
+    }
+
+    /// Memory for a block of `F`: from `pool` (if its classes fit `F`) or
+    /// the system allocator.
+    ///
+    /// Spawning allocates first and then moves the future into the memory
+    /// with [`init`](Self::init), with nothing between that could unwind:
+    /// a future moved before an allocation (which may panic) must be kept
+    /// where the unwinding path can drop it, and that place is one more
+    /// copy of the whole future (16 KiB for the echo example's
+    /// connections, copied three times per connection before this order).
+    #[inline]
+    pub(crate) fn allocate<F: Future>(pool: Option<&mut Pool>) -> BlockMemory<F> {
         let layout = Layout::new::<Block<F>>();
         let (class, memory) = match pool {
             Some(pool) => match pool.class_for(layout) {
@@ -200,51 +234,54 @@ impl RawTask {
             },
             None => (NOT_POOLED, alloc_layout(layout)),
         };
-        Self::init(future, owner, class, memory)
+        BlockMemory::new(class, memory)
     }
 
-    /// Like [`new`](Self::new), for a task created on another thread than
-    /// its owner's (`spawn_on`): the block comes from the system allocator,
-    /// with its class layout when `poolable`, so that it can join the
-    /// owner's pool when it ends.
-    pub(crate) fn new_remote<F: Future>(
-        future: F,
-        owner: (u16, u8),
-        poolable: bool,
-    ) -> (RawTask, RawTask) {
+    /// Like [`allocate`](Self::allocate), for a task created on another
+    /// thread than its owner's (`spawn_on`): the block comes from the
+    /// system allocator, with its class layout when `poolable`, so that it
+    /// can join the owner's pool when it ends.
+    #[inline]
+    pub(crate) fn allocate_remote<F: Future>(poolable: bool) -> BlockMemory<F> {
         let layout = Layout::new::<Block<F>>();
         let (class, memory) = match crate::task::pool::class_of(layout).filter(|_| poolable) {
             Some(class) => (class, alloc_layout(class_layout(class))),
             None => (NOT_POOLED, alloc_layout(layout)),
         };
-        Self::init(future, owner, class, memory)
+        BlockMemory::new(class, memory)
     }
 
-    fn init<F: Future>(
+    /// Writes the header and then `future` into `memory`, each straight to
+    /// its place (a whole `Block` built first would be one more copy of
+    /// the future, on the stack); returns two references (task table and
+    /// join handle).
+    #[inline(always)]
+    pub(crate) fn init<F: Future>(
+        memory: BlockMemory<F>,
         future: F,
         owner: (u16, u8),
-        class: u8,
-        memory: NonNull<u8>,
     ) -> (RawTask, RawTask) {
+        let BlockMemory { class, memory, .. } = memory;
         let block = memory.cast::<Block<F>>();
-        // SAFETY: `memory` is fresh or pooled (unused) memory of at least
-        // `layout`'s size and alignment (class layouts are 64-aligned and
-        // only used for `align <= 64`).
+        // SAFETY: a `BlockMemory<F>` is fresh or pooled (unused) memory of
+        // at least `Block<F>`'s size and alignment (class layouts are
+        // 64-aligned and only used for `align <= 64`), and it was moved in:
+        // nothing else writes it.
         unsafe {
-            block.as_ptr().write(Block {
-                header: Header {
-                    refs: AtomicUsize::new(2),
-                    join: OpCell::new(),
-                    class,
-                    stage: TrackedUnsafeCell::new(Stage::Running),
-                    owner,
-                    vtable: &VTableOf::<F>::VTABLE,
-                    runner: run_tasks_of::<F>,
-                },
-                payload: UnsafeCell::new(Payload {
-                    future: ManuallyDrop::new(future),
-                }),
+            let block = block.as_ptr();
+            (&raw mut (*block).header).write(Header {
+                refs: AtomicUsize::new(2),
+                join: OpCell::new(),
+                class,
+                stage: TrackedUnsafeCell::new(Stage::Running),
+                owner,
+                vtable: &VTableOf::<F>::VTABLE,
+                runner: run_tasks_of::<F>,
             });
+            // Only places are named here, nothing is read; `ManuallyDrop`
+            // is `repr(transparent)`.
+            let payload = UnsafeCell::raw_get(&raw const (*block).payload);
+            (&raw mut (*payload).future).cast::<F>().write(future);
         }
         let ptr = block.cast::<Header>();
         (RawTask { ptr }, RawTask { ptr })

@@ -1,0 +1,121 @@
+//! Spawning: how a future gets from a public `spawn` function into its
+//! task block.
+//!
+//! # At most one copy of the future
+//!
+//! A connection's future holds its buffers (the echo example's is 16 KiB),
+//! and Rust moves it by copying all of it unless the compiler can prove
+//! the old place dead. The way in is written so that it can:
+//!
+//! * **nothing carries the future on the way**: no closure captures it
+//!   (the worker lookup, [`LocalGuard::current`], takes no closure) and no
+//!   `Option` or `Result` holds it;
+//! * **allocate first, then move**: every check, the worker lookup and the
+//!   block's allocation come before the future is moved, and from the move
+//!   into the block ([`RawTask::init`]) nothing can unwind. A future moved
+//!   into an inlined function and then held across a call that may unwind
+//!   stays a copy, because the unwinding path must drop that copy;
+//! * **inlined all the way**: the public functions only forward the future
+//!   to [`spawn_here`] or [`spawn_on_worker`] (or [`Runtime::spawn`] to
+//!   [`Executor::spawn`]), which are inlined into the caller, so the
+//!   compiler sees where the future was built and where it goes.
+//!
+//! Measured (release build; callgrind, and the echo example's copies
+//! counted by `tests/outside/count_allocs.py`): the echo example, which
+//! passes its connection future through a helper, copied it four times
+//! per accepted connection before these rules (a closure capture, two
+//! inlined arguments, the write into the block) and once after, with one
+//! worker or two, either accept mode and either API. A 16 KiB future
+//! spawned as `spawn(f(x))` (an `async fn f`) is written straight into its
+//! block, no copy; wrapped as `spawn(async move { f(x).await })`, or
+//! passed through a function that is not inlined, it is copied once.
+//! Non-inlined `spawn_here` and `spawn_on_worker` (tried) made it one copy
+//! in every case, and 24 instructions more per spawn. CI fails if the echo
+//! example makes more than one copy per connection.
+//!
+//! [`Runtime::spawn`]: crate::Runtime::spawn
+//! [`Executor::spawn`]: crate::worker::Executor::spawn
+
+use std::future::Future;
+
+use crate::join::JoinHandle;
+use crate::shutdown::Shared;
+use crate::task::pool::class_of;
+use crate::task::RawTask;
+use crate::waker::{Inbox, LocalGuard};
+use crate::worker::release_task;
+
+/// Spawns `future` on the worker running on this thread.
+///
+/// # Panics
+///
+/// Outside a runtime.
+// Inlined: see the module doc.
+#[inline(always)]
+pub(crate) fn spawn_here<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+{
+    let Some(executor) = LocalGuard::current() else {
+        outside_runtime("spawn")
+    };
+    // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid while
+    // it is this thread's current worker, which it is for this whole call.
+    let executor = unsafe { &*executor };
+    let memory = executor.allocate_block::<F>();
+    executor.start(memory, future)
+}
+
+/// Spawns `future` on worker `index` of `shared`'s runtime, or of the
+/// runtime running this thread's worker when `shared` is `None`.
+///
+/// # Panics
+///
+/// If `index` is not a worker of the runtime, or `shared` is `None`
+/// outside a runtime.
+// Inlined: see the module doc.
+#[inline(always)]
+pub(crate) fn spawn_on_worker<F>(
+    shared: Option<&Shared>,
+    index: usize,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let current = LocalGuard::current();
+    // SAFETY: as in `spawn_here`: the executor is valid for this call.
+    let current = current.map(|executor| unsafe { &*executor });
+    let shared = match (shared, current) {
+        (Some(shared), _) => shared,
+        (None, Some(executor)) => &*executor.shared,
+        (None, None) => outside_runtime("spawn_on"),
+    };
+    let Some(&(worker, epoch)) = shared.workers.get(index) else {
+        panic!(
+            "cellio: spawn_on({index}) on a runtime with {} workers",
+            shared.workers.len()
+        );
+    };
+    if let Some(executor) = current.filter(|executor| executor.is(worker, epoch)) {
+        let memory = executor.allocate_block::<F>();
+        return executor.start(memory, future);
+    }
+    let layout = std::alloc::Layout::new::<F>();
+    let memory = RawTask::allocate_remote::<F>(class_of(layout).is_some());
+    let (task, join) = RawTask::init(memory, future, (worker, epoch));
+    if let Err(task) = Inbox::spawn(worker, epoch, task) {
+        // SAFETY: the task was never polled and its future is `Send`, so
+        // dropping it on this thread is what its worker would do.
+        unsafe { task.cancel() };
+        release_task(task);
+    }
+    JoinHandle::new(join)
+}
+
+#[cold]
+#[inline(never)]
+fn outside_runtime(what: &str) -> ! {
+    panic!("cellio: {what} called outside a runtime; call it inside Runtime::block_on or a task")
+}
