@@ -25,10 +25,13 @@
 //! passes its connection future through a helper, copied it four times
 //! per accepted connection before these rules (a closure capture, two
 //! inlined arguments, the write into the block) and once after, with one
-//! worker or two, either accept mode and either API. A 16 KiB future
-//! spawned as `spawn(f(x))` (an `async fn f`) is written straight into its
-//! block, no copy; wrapped as `spawn(async move { f(x).await })`, or
-//! passed through a function that is not inlined, it is copied once.
+//! worker or two, either accept mode and either API (spawning it right in
+//! `spawn(connection(incoming, idle))` instead of through the helper still
+//! makes one). The compiler may also write a future straight into its
+//! block: in a small program a 16 KiB future spawned as `spawn(f(x))` (an
+//! `async fn f` of a plain argument) was copied zero times; wrapped as
+//! `spawn(async move { f(x).await })`, or passed through a function that
+//! is not inlined, once.
 //! Non-inlined `spawn_here` and `spawn_on_worker` (tried) made it one copy
 //! in every case, and 24 instructions more per spawn. CI fails if the echo
 //! example makes more than one copy per connection.

@@ -518,8 +518,10 @@ mod tests {
 
     #[test]
     fn count_allocs_output() {
-        let text = "count_allocs: 40000 messages: 3 allocations (0.0001 per message)\n\
-                    count_allocs: 200 connection lives: 661 allocations (3.30 per connection)\n";
+        let text = "count_allocs: 40000 messages: 3 allocations (0.0001 per message), \
+                    0 large copies\n\
+                    count_allocs: 200 connection lives: 661 allocations (3.30 per connection), \
+                    200 large copies (1.00 per connection)\n";
         let r = parse_count_allocs(text).unwrap();
         assert_eq!(
             r,
