@@ -10,7 +10,8 @@
 //! * `--workers N`: thread-per-core; each worker has its own listener on the
 //!   same port (`SO_REUSEPORT`), and the kernel spreads connections. With
 //!   `--accept handoff`, worker 0 accepts and deals connections round-robin
-//!   (each hand-off costs a `dup(2)` and one task allocation).
+//!   (each hand-off costs a `dup(2)`; the task's block comes back to worker
+//!   0's pool, so it allocates nothing either).
 //! * `--idle-timeout-ms MS`: a connection silent that long is closed.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
 //!   finish, then exit 0.

@@ -232,13 +232,18 @@ impl Runtime {
     /// Frees every task block held in worker 0's pool; returns how many.
     /// The pool refills as tasks finish.
     pub fn trim_task_pool(&self) -> usize {
-        self.executor.pool().borrow_mut().trim()
+        let mut pool = self.executor.pool().borrow_mut();
+        // Blocks other threads sent back are part of the pool too.
+        self.executor.inbox.take_returned(&mut pool);
+        pool.trim()
     }
 
     /// Worker 0's task-pool figures: `(blocks reused, blocks freshly
     /// allocated, blocks pooled now)`.
     pub fn task_pool_stats(&self) -> (u64, u64, usize) {
-        let pool = self.executor.pool().borrow();
+        let mut pool = self.executor.pool().borrow_mut();
+        // Blocks other threads sent back count as pooled.
+        self.executor.inbox.take_returned(&mut pool);
         let (reused, allocated) = pool.counts();
         (reused, allocated, pool.pooled())
     }
@@ -366,11 +371,12 @@ impl RuntimeHandle {
     ///
     /// # Notes
     ///
-    /// Spawning onto the current worker uses its task pool like
-    /// [`spawn`](crate::spawn); spawning onto another worker allocates the
-    /// task's block here and sends it there (it joins that worker's pool
-    /// when it ends). If the runtime has stopped, the task is dropped and
-    /// its handle reports `Cancelled`.
+    /// The task's block comes from the current worker's pool, like
+    /// [`spawn`](crate::spawn)'s, and goes back to it when the task ends
+    /// on the other worker (through this worker's inbox), so handing tasks
+    /// from one worker to others allocates nothing in steady state. Called
+    /// off any worker, it allocates the block. If the runtime has stopped,
+    /// the task is dropped and its handle reports `Cancelled`.
     ///
     /// # Panics
     ///

@@ -43,8 +43,7 @@ use std::future::Future;
 
 use crate::join::JoinHandle;
 use crate::shutdown::Shared;
-use crate::task::pool::class_of;
-use crate::task::RawTask;
+use crate::task::{RawTask, NO_HOME};
 use crate::waker::{Inbox, LocalGuard};
 use crate::worker::release_task;
 
@@ -105,9 +104,14 @@ where
         let memory = executor.allocate_block::<F>();
         return executor.start(memory, future);
     }
-    let layout = std::alloc::Layout::new::<F>();
-    let memory = RawTask::allocate_remote::<F>(class_of(layout).is_some());
-    let (task, join) = RawTask::init(memory, future, (worker, epoch));
+    // The block comes from the sender's pool and goes back to it when the
+    // task ends (through the sender's inbox); off any worker, from the
+    // system allocator.
+    let (memory, home) = match current {
+        Some(executor) => (executor.allocate_block::<F>(), executor.id()),
+        None => (RawTask::allocate::<F>(None), NO_HOME),
+    };
+    let (task, join) = RawTask::init(memory, future, home);
     if let Err(task) = Inbox::spawn(worker, epoch, task) {
         // SAFETY: the task was never polled and its future is `Send`, so
         // dropping it on this thread is what its worker would do.

@@ -23,14 +23,15 @@
 //!   spurious poll, which the `Future` contract allows.)
 
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use cellio_reactor::{thread_words, Handle};
 
 use crate::sleep_gate::SleepGate;
-use crate::task::RawTask;
+use crate::task::pool::Pool;
+use crate::task::{FreeBlock, RawTask};
 use crate::time::TimerKey;
 use crate::worker::Executor;
 
@@ -245,6 +246,10 @@ impl Drop for WorkerClaim {
 pub(crate) struct Inbox {
     gate: SleepGate,
     state: Mutex<InboxState>,
+    /// `true` while `state.returned` may hold blocks: lets the worker skip
+    /// the lock when nothing came back. Only a hint (set and cleared under
+    /// the lock): a worker that misses a block allocates a fresh one.
+    returned_any: AtomicBool,
 }
 
 struct InboxState {
@@ -255,6 +260,10 @@ struct InboxState {
     cancelled_timers: Vec<TimerKey>,
     /// Tasks spawned onto this worker from other threads.
     spawned: Vec<RawTask>,
+    /// Blocks from this worker's task pool whose tasks ended on other
+    /// threads, for the pool. No wake: the worker takes them in when it
+    /// next needs a block (`take_returned`).
+    returned: Vec<FreeBlock>,
     /// The runtime's shutdown state moved.
     state_changed: bool,
     /// The worker's reactor, while a worker owns this inbox.
@@ -299,9 +308,11 @@ impl Inbox {
                         woken: Vec::new(),
                         cancelled_timers: Vec::new(),
                         spawned: Vec::new(),
+                        returned: Vec::new(),
                         state_changed: false,
                         reactor: None,
                     }),
+                    returned_any: AtomicBool::new(false),
                 }));
                 INBOXES[worker].store(inbox, Ordering::Release);
                 (worker as u16, 0)
@@ -322,14 +333,20 @@ impl Inbox {
     /// Returns the worker number for reuse; wakes still in flight for it
     /// are dropped, and tasks sent to it are cancelled: returns how many.
     pub(crate) fn release(&'static self, worker: u16, epoch: u8) -> usize {
-        let orphans = {
+        let (orphans, returned) = {
             let mut state = self.lock();
             state.woken.clear();
             state.cancelled_timers.clear();
             state.state_changed = false;
             state.reactor = None;
-            std::mem::take(&mut state.spawned)
+            self.returned_any.store(false, Ordering::Relaxed);
+            let returned = std::mem::take(&mut state.returned);
+            (std::mem::take(&mut state.spawned), returned)
         };
+        // The pool they were for is gone.
+        for block in returned {
+            block.free(None);
+        }
         // Tasks sent to a worker that is gone, dropped outside the lock
         // (their destructors may post to inboxes).
         let cancelled = orphans.len();
@@ -369,6 +386,38 @@ impl Inbox {
         match task {
             None => Ok(()),
             Some(task) => Err(task),
+        }
+    }
+
+    /// Sends a block from worker `(worker, epoch)`'s task pool back to it;
+    /// gives it back if that worker is gone. Does not wake the worker: it
+    /// takes returned blocks in when it next needs one.
+    pub(crate) fn return_block(worker: u16, epoch: u8, block: FreeBlock) -> Result<(), FreeBlock> {
+        let inbox = Inbox::get(worker);
+        let mut state = inbox.lock();
+        if state.reactor.is_none() || state.epoch != epoch {
+            return Err(block); // that worker is gone
+        }
+        state.returned.push(block);
+        inbox.returned_any.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves the blocks other threads returned into `pool` (called by the
+    /// worker that owns this inbox, before it takes a block).
+    #[inline]
+    pub(crate) fn take_returned(&self, pool: &mut Pool) {
+        if self.returned_any.load(Ordering::Relaxed) {
+            self.take_returned_slow(pool);
+        }
+    }
+
+    #[cold]
+    fn take_returned_slow(&self, pool: &mut Pool) {
+        let mut state = self.lock();
+        self.returned_any.store(false, Ordering::Relaxed);
+        for block in state.returned.drain(..) {
+            block.free(Some(pool));
         }
     }
 

@@ -77,7 +77,7 @@ use crate::join::JoinHandle;
 use crate::shutdown::{Shared, ShutdownWaiters};
 use crate::task::pool::Pool;
 use crate::task::queue::RunQueue;
-use crate::task::{BlockMemory, RawTask, TaskRef, Tasks};
+use crate::task::{BlockMemory, FreeBlock, RawTask, TaskRef, Tasks, NO_HOME};
 use crate::time::Timers;
 use crate::waker::{self, Inbox, LocalGuard, TaskAddr, MAIN_SLOT, MAX_TASKS};
 
@@ -443,10 +443,21 @@ impl Executor {
         self.start(memory, future)
     }
 
-    /// Memory for a task block of `F`, from this worker's pool.
+    /// Memory for a task block of `F`, from this worker's pool (which
+    /// first takes in the blocks other threads sent back). Its home is
+    /// [`id`](Self::id).
     #[inline]
     pub(crate) fn allocate_block<F: Future>(&self) -> BlockMemory<F> {
-        RawTask::allocate::<F>(Some(&mut self.pool.borrow_mut()))
+        let mut pool = self.pool.borrow_mut();
+        self.inbox.take_returned(&mut pool);
+        RawTask::allocate::<F>(Some(&mut pool))
+    }
+
+    /// This worker's `(worker, epoch)`: the home of the blocks it
+    /// allocates.
+    #[inline]
+    pub(crate) fn id(&self) -> (u16, u8) {
+        (self.worker, self.epoch)
     }
 
     /// Moves `future` into `memory` and queues the new task. Nothing in
@@ -456,18 +467,14 @@ impl Executor {
     where
         F: Future + 'static,
     {
-        let (task, join) = RawTask::init(memory, future, (self.worker, self.epoch));
+        let (task, join) = RawTask::init(memory, future, self.id());
         self.adopt(task);
         JoinHandle::new(join)
     }
 
-    /// Takes a task created elsewhere (`spawn_on`) into the table.
+    /// Takes a task created elsewhere (`spawn_on`) into the table. Its
+    /// block goes back to the sender's pool when it ends.
     pub(crate) fn adopt_remote(&self, task: RawTask) {
-        // Its block (allocated on the sending thread) will come back to
-        // this worker's pool when it ends.
-        if let Some(class) = task.pool_class() {
-            self.pool.borrow_mut().adopt(class);
-        }
         self.adopt(task);
     }
 
@@ -494,11 +501,17 @@ impl Executor {
         }
     }
 
-    /// Gives up a task reference on its owner's thread: the block, if this
-    /// was the last reference, returns to the pool.
+    /// Gives up a task reference on the worker that ran it: the block, if
+    /// this was the last reference, returns to this worker's pool, or to
+    /// its home's (a task sent here with `spawn_on`).
     pub(crate) fn release(&self, task: RawTask) {
+        let home = task.header().home;
         if let Some(block) = task.release() {
-            block.free(Some(&mut self.pool.borrow_mut()));
+            if home == self.id() {
+                block.free(Some(&mut self.pool.borrow_mut()));
+            } else {
+                send_home(home, block);
+            }
         }
     }
 
@@ -597,22 +610,36 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
     Some(f(unsafe { &*executor }))
 }
 
-/// Gives up a task reference from wherever it is dropped: into the owner's
-/// pool on the owner's thread, else to the system allocator.
+/// Gives up a task reference from wherever it is dropped. The last one
+/// frees the block: into its home worker's pool on that worker's thread,
+/// through the home's inbox from any other thread, and to the system
+/// allocator if it has no home or the home is gone.
 pub(crate) fn release_task(task: RawTask) {
-    let owner = task.header().owner;
+    let home = task.header().home;
     let Some(block) = task.release() else {
         return;
     };
     let mut block = Some(block);
     with_current(|executor| {
-        if executor.is(owner.0, owner.1) {
+        if executor.id() == home {
             if let Some(block) = block.take() {
                 block.free(Some(&mut executor.pool.borrow_mut()));
             }
         }
     });
     if let Some(block) = block {
+        send_home(home, block);
+    }
+}
+
+/// Frees a block away from its home's thread: through the home's inbox to
+/// its pool, or to the system allocator if it has no home or the home is
+/// gone.
+fn send_home((worker, epoch): (u16, u8), block: FreeBlock) {
+    if (worker, epoch) == NO_HOME {
+        return block.free(None);
+    }
+    if let Err(block) = Inbox::return_block(worker, epoch, block) {
         block.free(None);
     }
 }

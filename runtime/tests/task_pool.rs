@@ -221,8 +221,8 @@ fn a_join_handle_dropped_on_another_thread_after_completion() {
             1,
             "the output was not dropped"
         );
-        // Freed to the system allocator there, not into this pool.
-        assert_eq!(rt.task_pool_stats().2, 0);
+        // Sent home from there: back in this worker's pool.
+        assert_eq!(rt.task_pool_stats().2, 1, "the block came back");
         // The worker carries on.
         assert_eq!(rt.block_on(async { spawn(small(9)).await.unwrap() }), 9);
     });
@@ -272,5 +272,35 @@ fn join_handles_of_remote_tasks_dropped_on_third_threads() {
             200,
             "an output was dropped twice or never"
         );
+    });
+}
+
+#[test]
+fn blocks_of_tasks_sent_to_another_worker_come_back_to_the_sender() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        rt.block_on(async {
+            for i in 0..20 {
+                let finished = done.clone();
+                // Detached: the task's last reference goes on worker 1.
+                drop(spawn_on(1, async move {
+                    small(i).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                }));
+                until(|| done.load(Ordering::SeqCst) == i as usize + 1, "the task").await;
+                // The block is freed on worker 1 after the task ended, and
+                // then travels: wait until it is home (pooled again).
+                until(|| rt.task_pool_stats().2 == 1, "the block's return").await;
+            }
+        });
+        let (reused, allocated, pooled) = rt.task_pool_stats();
+        assert_eq!(
+            (allocated, pooled),
+            (1, 1),
+            "one block, taken from worker 0's pool and back in it"
+        );
+        assert_eq!(reused, 19, "every later hand-off reused it");
+        assert_eq!(rt.trim_task_pool(), 1);
     });
 }

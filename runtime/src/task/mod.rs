@@ -33,7 +33,7 @@ pub(crate) mod queue;
 pub(crate) mod raw;
 
 pub use pool::DEFAULT_TASK_POOL_CAP;
-pub(crate) use raw::{BlockMemory, RawTask, TaskRef, Typed};
+pub(crate) use raw::{BlockMemory, FreeBlock, RawTask, TaskRef, Typed, NO_HOME};
 
 /// `state` bit: the task has not ended.
 const LIVE: u32 = 1;

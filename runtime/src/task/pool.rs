@@ -16,8 +16,14 @@
 //!   Tasks larger than that, or aligned more strictly, bypass the pool.
 //! * A block is allocated and freed with its class layout, whether it comes
 //!   from the pool or the system allocator, so a block may always be handed
-//!   back to the system allocator (that is what a block released on another
-//!   thread does).
+//!   back to the system allocator (that is what a block does whose home
+//!   worker is gone).
+//! * A block returns to the pool it was taken from, on that worker's
+//!   thread: directly when its last reference goes there, else through the
+//!   worker's inbox (`Inbox::return_block`), which the worker empties into
+//!   the pool before it takes a block. A task sent to another worker
+//!   (`spawn_on`) takes its block from the sender's pool, so a server that
+//!   hands connections from one worker to others reuses blocks too.
 //! * At most `cap` blocks per class are kept; the rest are freed.
 //! * A class's free list has room for every block of the class that could
 //!   come back to it (up to `cap`), reserved when a fresh block is
@@ -61,9 +67,9 @@ pub(crate) struct Pool {
     enabled: bool,
     cap: usize,
     free: [Vec<NonNull<u8>>; CLASSES],
-    /// Blocks of each class taken from here or adopted here (`spawn_on`)
-    /// and not freed here: those that may come back. An upper bound: a
-    /// block whose last reference goes on another thread is freed there.
+    /// Blocks of each class taken from here and not freed here: those
+    /// that may come back. An upper bound: a block that comes back after
+    /// this worker is gone is freed where it is.
     blocks: [usize; CLASSES],
     reused: u64,
     allocated: u64,
@@ -100,12 +106,6 @@ impl Pool {
         self.allocated += 1;
         self.count_block(class);
         alloc_layout(class_layout(class))
-    }
-
-    /// A block of `class` allocated elsewhere (a task sent here with
-    /// `spawn_on`) will come back to this pool.
-    pub(crate) fn adopt(&mut self, class: u8) {
-        self.count_block(class);
     }
 
     /// One more block of `class` may come back: room for it on the free
@@ -242,27 +242,5 @@ mod tests {
         // SAFETY: from `take(1)`, unused.
         unsafe { pool.give_back(1, out) };
         assert_eq!(pool.trim(), 1);
-    }
-
-    #[test]
-    fn adopted_blocks_have_room_too() {
-        let mut pool = Pool::new(true, 64);
-        let local = pool.take(0);
-        // Ten blocks allocated on another thread (`spawn_on`) for tasks
-        // that will end here.
-        let remote: Vec<_> = (0..10)
-            .map(|_| {
-                pool.adopt(0);
-                alloc_layout(class_layout(0))
-            })
-            .collect();
-        let capacity = pool.free[0].capacity();
-        assert!(capacity >= 11);
-        for block in remote.into_iter().chain([local]) {
-            // SAFETY: allocated with class 0's layout, unused.
-            unsafe { pool.give_back(0, block) };
-        }
-        assert_eq!(pool.free[0].capacity(), capacity);
-        assert_eq!(pool.trim(), 11);
     }
 }

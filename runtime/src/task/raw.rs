@@ -5,7 +5,7 @@
 //! block (from the worker's pool or the system allocator)
 //! +--------------------------------------------+
 //! | Header:  refs, join cell, class, stage,    |
-//! |          owner worker, vtable, runner      |
+//! |          home worker, vtable, runner       |
 //! | Payload: the future        (stage Running) |
 //! |        | Result<output, JoinError>         |
 //! |                           (stage Finished) |
@@ -62,6 +62,11 @@ use crate::worker::{run_tasks_of, RunFn};
 /// Marks a block allocated with its exact layout, outside the pool.
 const NOT_POOLED: u8 = u8::MAX;
 
+/// The `home` of a block allocated off any worker (`spawn_on` from a plain
+/// thread): it goes back to the system allocator. No worker has this
+/// number (they are below `MAX_WORKERS`).
+pub(crate) const NO_HOME: (u16, u8) = (u16::MAX, 0);
+
 /// A task block's header. `repr(C)` with `poll` last: a poll reads that
 /// function pointer, the stage tag and then the payload right after the
 /// header, so in a pooled (64-byte aligned) block all three start in one
@@ -81,8 +86,10 @@ pub(crate) struct Header {
     /// reads or writes it first, so under loom, where its cell is tracked,
     /// the model checker proves those accesses ordered.
     stage: TrackedUnsafeCell<Stage>,
-    /// The worker whose pool the block returns to: `(worker, epoch)`.
-    pub(crate) owner: (u16, u8),
+    /// The worker whose pool the block came from and returns to, as
+    /// `(worker, epoch)`, or [`NO_HOME`]. The worker that spawned the task:
+    /// for a task sent to another worker (`spawn_on`), the sender.
+    pub(crate) home: (u16, u8),
     vtable: &'static VTable,
     /// [`run_tasks_of::<F>`](run_tasks_of), out of the vtable: the worker's
     /// loop for tasks of this block's future type, which the worker calls
@@ -208,11 +215,11 @@ impl RawTask {
     #[cfg(test)]
     pub(crate) fn new<F: Future>(
         future: F,
-        owner: (u16, u8),
+        home: (u16, u8),
         pool: Option<&mut Pool>,
     ) -> (RawTask, RawTask) {
         let memory = Self::allocate::<F>(pool);
-        Self::init(memory, future, owner)
+        Self::init(memory, future, home)
     }
 
     /// Memory for a block of `F`: from `pool` (if its classes fit `F`) or
@@ -237,29 +244,15 @@ impl RawTask {
         BlockMemory::new(class, memory)
     }
 
-    /// Like [`allocate`](Self::allocate), for a task created on another
-    /// thread than its owner's (`spawn_on`): the block comes from the
-    /// system allocator, with its class layout when `poolable`, so that it
-    /// can join the owner's pool when it ends.
-    #[inline]
-    pub(crate) fn allocate_remote<F: Future>(poolable: bool) -> BlockMemory<F> {
-        let layout = Layout::new::<Block<F>>();
-        let (class, memory) = match crate::task::pool::class_of(layout).filter(|_| poolable) {
-            Some(class) => (class, alloc_layout(class_layout(class))),
-            None => (NOT_POOLED, alloc_layout(layout)),
-        };
-        BlockMemory::new(class, memory)
-    }
-
     /// Writes the header and then `future` into `memory`, each straight to
     /// its place (a whole `Block` built first would be one more copy of
     /// the future, on the stack); returns two references (task table and
-    /// join handle).
+    /// join handle). `home` is the worker whose pool `memory` came from.
     #[inline(always)]
     pub(crate) fn init<F: Future>(
         memory: BlockMemory<F>,
         future: F,
-        owner: (u16, u8),
+        home: (u16, u8),
     ) -> (RawTask, RawTask) {
         let BlockMemory { class, memory, .. } = memory;
         let block = memory.cast::<Block<F>>();
@@ -274,7 +267,7 @@ impl RawTask {
                 join: OpCell::new(),
                 class,
                 stage: TrackedUnsafeCell::new(Stage::Running),
-                owner,
+                home,
                 vtable: &VTableOf::<F>::VTABLE,
                 runner: run_tasks_of::<F>,
             });
@@ -290,11 +283,6 @@ impl RawTask {
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: the block lives while a reference (this one) exists.
         unsafe { self.ptr.as_ref() }
-    }
-
-    /// The pool class of the task's block; `None` if it bypasses the pool.
-    pub(crate) fn pool_class(&self) -> Option<u8> {
-        Some(self.header().class).filter(|&class| class != NOT_POOLED)
     }
 
     /// An uncounted reference to the task, for polling it while this
@@ -410,8 +398,13 @@ pub(crate) struct FreeBlock {
     layout: Layout,
 }
 
+// SAFETY: a `FreeBlock` is memory nobody else can reach (its contents were
+// dropped by the last reference's `release`); whoever holds it may free it
+// on any thread, to the system allocator or its home worker's pool.
+unsafe impl Send for FreeBlock {}
+
 impl FreeBlock {
-    /// Returns the memory to `pool` (the owner's, on the owner's thread) or
+    /// Returns the memory to `pool` (its home's, on the home's thread) or
     /// to the system allocator.
     pub(crate) fn free(self, pool: Option<&mut Pool>) {
         // SAFETY: the block was allocated with `layout` (not pooled) or its

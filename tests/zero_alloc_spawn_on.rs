@@ -1,0 +1,118 @@
+//! After a warm-up, sending tasks to another worker (`spawn_on`) makes zero
+//! heap allocations in the whole process: a task's block comes from the
+//! sender's pool and, when the task ends on the other worker, goes back to
+//! it through the sender's inbox.
+//!
+//! Before blocks went home, every hand-off allocated a fresh block on the
+//! sender, and the receiving worker pooled the finished ones, which it
+//! never reused: an echo server handing connections from worker 0 to
+//! worker 1 grew by a block per connection, up to the pool's cap (4096
+//! blocks per size class).
+//!
+//! Both ways a task's last reference can go: on the sender, when the
+//! sender awaits the `JoinHandle` (the block is then freed on its home
+//! thread), and on the receiving worker, when the handle was dropped at
+//! once (the block then travels back through the inbox).
+//!
+//! A counting `#[global_allocator]` sees every allocation of every thread;
+//! this file holds a single test so that nothing else runs in the process
+//! while it counts.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cellio::runtime::spawn_on;
+use cellio::{yield_now, Builder, Runtime};
+
+#[path = "util/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_counting};
+
+const WARM_UP: usize = 200;
+const MEASURED: usize = 500;
+
+/// Detached tasks that have finished on worker 1.
+static DETACHED_DONE: AtomicUsize = AtomicUsize::new(0);
+
+/// A task with a buffer of its own (a 4 KiB block), as a connection's is.
+async fn work(seed: usize) -> usize {
+    let buf = [seed as u8; 2048];
+    yield_now().await;
+    black_box(&buf)[seed % 2048] as usize
+}
+
+/// Waits until every block worker 0's pool handed out is back in it. A
+/// task's block is freed where its last reference goes, which may be on
+/// worker 1 after the sender saw the task end, and then travels home.
+/// Waiting keeps one block in flight at a time, so the number of blocks
+/// (and of fresh allocations) cannot depend on the two threads' timing.
+async fn blocks_home(runtime: &Runtime) {
+    loop {
+        let (_, allocated, pooled) = runtime.task_pool_stats();
+        if pooled as u64 == allocated {
+            return;
+        }
+        yield_now().await;
+    }
+}
+
+/// `n` hand-offs whose handles the sender awaits.
+async fn awaited(runtime: &Runtime, n: usize) {
+    for i in 0..n {
+        let got = spawn_on(1, work(i)).await.expect("task ran");
+        assert_eq!(got, i % 256);
+        blocks_home(runtime).await;
+    }
+}
+
+/// `n` hand-offs whose handles are dropped at once; waits until they ran.
+async fn detached(runtime: &Runtime, n: usize) {
+    let before = DETACHED_DONE.load(Ordering::Relaxed);
+    for i in 0..n {
+        drop(spawn_on(1, async move {
+            work(i).await;
+            DETACHED_DONE.fetch_add(1, Ordering::Relaxed);
+        }));
+        while DETACHED_DONE.load(Ordering::Relaxed) < before + i + 1 {
+            yield_now().await;
+        }
+        blocks_home(runtime).await;
+    }
+}
+
+#[test]
+fn tasks_sent_to_another_worker_allocate_nothing_after_warm_up() {
+    assert_counter_works();
+    let runtime = Builder::new().workers(2).build().unwrap();
+    runtime.block_on(async {
+        awaited(&runtime, WARM_UP).await;
+        detached(&runtime, WARM_UP).await;
+
+        start_counting();
+        awaited(&runtime, MEASURED).await;
+        let awaited_allocations = stop_counting();
+        assert_eq!(
+            awaited_allocations,
+            0,
+            "{MEASURED} awaited hand-offs allocated (sizes {:?})",
+            recorded_sizes()
+        );
+
+        start_counting();
+        detached(&runtime, MEASURED).await;
+        let detached_allocations = stop_counting();
+        assert_eq!(
+            detached_allocations,
+            0,
+            "{MEASURED} detached hand-offs allocated (sizes {:?})",
+            recorded_sizes()
+        );
+    });
+    let (reused, allocated, _) = runtime.task_pool_stats();
+    assert_eq!(
+        (reused, allocated),
+        (2 * (WARM_UP + MEASURED) as u64 - 1, 1),
+        "worker 0's pool served every hand-off with one block"
+    );
+}
