@@ -261,8 +261,8 @@ struct InboxState {
     /// Tasks spawned onto this worker from other threads.
     spawned: Vec<RawTask>,
     /// Blocks from this worker's task pool whose tasks ended on other
-    /// threads, for the pool. No wake: the worker takes them in when it
-    /// next needs a block (`take_returned`).
+    /// threads, for the pool. No wake: the worker takes them in on its
+    /// next loop turn or when it next needs a block (`take_returned`).
     returned: Vec<FreeBlock>,
     /// The runtime's shutdown state moved.
     state_changed: bool,
@@ -391,7 +391,8 @@ impl Inbox {
 
     /// Sends a block from worker `(worker, epoch)`'s task pool back to it;
     /// gives it back if that worker is gone. Does not wake the worker: it
-    /// takes returned blocks in when it next needs one.
+    /// takes returned blocks in on its next loop turn, or when it next
+    /// needs one.
     pub(crate) fn return_block(worker: u16, epoch: u8, block: FreeBlock) -> Result<(), FreeBlock> {
         let inbox = Inbox::get(worker);
         let mut state = inbox.lock();

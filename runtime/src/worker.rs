@@ -515,8 +515,12 @@ impl Executor {
         }
     }
 
+    /// Takes in what other threads left: messages, and blocks of this
+    /// worker's pool that came back (so they are capped with the pool's
+    /// blocks, not held in the inbox until the next spawn).
     fn drain_inbox(&self) {
         self.inbox.drain(self);
+        self.inbox.take_returned(&mut self.pool.borrow_mut());
     }
 
     /// Polls up to `event_interval` queued tasks, each type's in its own

@@ -21,7 +21,7 @@
 //! * A block returns to the pool it was taken from, on that worker's
 //!   thread: directly when its last reference goes there, else through the
 //!   worker's inbox (`Inbox::return_block`), which the worker empties into
-//!   the pool before it takes a block. A task sent to another worker
+//!   the pool on each loop turn and before it takes a block. A task sent to another worker
 //!   (`spawn_on`) takes its block from the sender's pool, so a server that
 //!   hands connections from one worker to others reuses blocks too.
 //! * At most `cap` blocks per class are kept; the rest are freed.
