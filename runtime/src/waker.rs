@@ -479,11 +479,16 @@ impl Inbox {
                 }
             });
         }
-        for task in state.spawned.drain(..) {
-            executor.adopt_remote(task);
-        }
+        // Taken in after the lock is released (see `Executor::arrivals`);
+        // the two vectors trade places, so neither allocates.
+        let mut arrivals = std::mem::take(&mut *executor.arrivals.borrow_mut());
+        std::mem::swap(&mut state.spawned, &mut arrivals);
         let state_changed = std::mem::take(&mut state.state_changed);
         drop(state);
+        for task in arrivals.drain(..) {
+            executor.adopt_remote(task);
+        }
+        *executor.arrivals.borrow_mut() = arrivals;
         if state_changed && executor.shared.draining() {
             executor.begin_shutdown();
         }

@@ -128,6 +128,11 @@ pub(crate) struct Executor {
     timers: RefCell<Timers>,
     pool: RefCell<Pool>,
     pub(crate) shutdown_waiters: RefCell<ShutdownWaiters>,
+    /// Tasks other threads sent here, swapped out of the inbox so they are
+    /// taken in after its lock is released (taking one in may cancel it,
+    /// which runs its destructor, and free its block to another worker's
+    /// inbox). Empty between drains; its capacity is kept.
+    pub(crate) arrivals: RefCell<Vec<RawTask>>,
 }
 
 /// `owner_high` holds all of a worker's owner bits.
@@ -303,6 +308,7 @@ impl Executor {
             timers: RefCell::new(Timers::default()),
             pool: RefCell::new(Pool::new(config.task_pooling, config.task_pool_cap)),
             shutdown_waiters: RefCell::new(ShutdownWaiters::default()),
+            arrivals: RefCell::new(Vec::new()),
         }
     }
 
