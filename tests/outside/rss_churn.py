@@ -19,14 +19,10 @@ import subprocess
 import sys
 import time
 
+from count_allocs import echo_round, free_port
+
 CONCURRENT = 200
 MESSAGE = b"x" * 64
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kb(pid):
@@ -42,17 +38,7 @@ def lives(port, n):
     done = 0
     while done < n:
         socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(CONCURRENT)]
-        for s in socks:
-            s.sendall(MESSAGE)
-        for s in socks:
-            got = b""
-            while len(got) < len(MESSAGE):
-                chunk = s.recv(len(MESSAGE) - len(got))
-                if not chunk:
-                    raise RuntimeError("server closed a connection")
-                got += chunk
-            if got != MESSAGE:
-                raise RuntimeError("echo mismatch")
+        echo_round(socks, MESSAGE)
         for s in socks:
             s.close()
         done += CONCURRENT

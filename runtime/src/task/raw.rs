@@ -256,10 +256,9 @@ impl RawTask {
     ) -> (RawTask, RawTask) {
         let BlockMemory { class, memory, .. } = memory;
         let block = memory.cast::<Block<F>>();
-        // SAFETY: a `BlockMemory<F>` is fresh or pooled (unused) memory of
-        // at least `Block<F>`'s size and alignment (class layouts are
-        // 64-aligned and only used for `align <= 64`), and it was moved in:
-        // nothing else writes it.
+        // SAFETY: a `BlockMemory<F>` (made only by `allocate`) is unused
+        // memory of `Block<F>`'s size and alignment at least (class layouts
+        // are 64-aligned, for `align <= 64`), moved in: no one else has it.
         unsafe {
             let block = block.as_ptr();
             (&raw mut (*block).header).write(Header {
