@@ -486,7 +486,7 @@ impl Inbox {
         let state_changed = std::mem::take(&mut state.state_changed);
         drop(state);
         for task in arrivals.drain(..) {
-            executor.adopt_remote(task);
+            executor.adopt(task);
         }
         *executor.arrivals.borrow_mut() = arrivals;
         if state_changed && executor.shared.draining() {

@@ -478,14 +478,10 @@ impl Executor {
         JoinHandle::new(join)
     }
 
-    /// Takes a task created elsewhere (`spawn_on`) into the table. Its
-    /// block goes back to the sender's pool when it ends.
-    pub(crate) fn adopt_remote(&self, task: RawTask) {
-        self.adopt(task);
-    }
-
-    /// Takes a task into the table and the run queue.
-    fn adopt(&self, task: RawTask) {
+    /// Takes a task into the table and the run queue: one spawned here,
+    /// or one another thread sent here (`spawn_on`), whose block goes back
+    /// to the sender's pool when it ends.
+    pub(crate) fn adopt(&self, task: RawTask) {
         // SAFETY: only the table's `insert` and the queue's `push` run.
         let inserted = unsafe {
             self.run.with(|run| {
