@@ -19,7 +19,7 @@
 //! while it counts.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use cellio::runtime::spawn_on;
 use cellio::{yield_now, Builder, Runtime};
@@ -34,6 +34,11 @@ const MEASURED: usize = 500;
 
 /// Detached tasks that have finished on worker 1.
 static DETACHED_DONE: AtomicUsize = AtomicUsize::new(0);
+/// Tasks of the first phase that run (see
+/// `the_first_blocks_home_allocate_nothing`).
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+/// Lets the first phase's tasks end.
+static GATE: AtomicBool = AtomicBool::new(false);
 
 /// A task with a buffer of its own (a 4 KiB block), as a connection's is.
 async fn work(seed: usize) -> usize {
@@ -81,11 +86,52 @@ async fn detached(runtime: &Runtime, n: usize) {
     }
 }
 
+/// Tasks of the first phase: more than an inbox's lists hold before they
+/// grow (64), all ending at once.
+const FIRST: usize = 100;
+
+/// The first blocks ever to travel home, [`FIRST`] of them at once:
+/// allocated (on the way in) before counting starts, their tasks let end
+/// while counting. Ending must not allocate even then: the sender reserved
+/// room in its inbox for every block it allocated (the list of returned
+/// blocks used to grow on the ending thread at every new peak).
+async fn the_first_blocks_home_allocate_nothing(runtime: &Runtime) {
+    for _ in 0..FIRST {
+        // The handle goes at once, so worker 1 drops the last reference
+        // and the block travels through worker 0's inbox.
+        drop(spawn_on(1, async {
+            STARTED.fetch_add(1, Ordering::Relaxed);
+            while !GATE.load(Ordering::Relaxed) {
+                yield_now().await;
+            }
+            DETACHED_DONE.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    // Worker 1 has taken every task in (its table grew) and polls them.
+    while STARTED.load(Ordering::Relaxed) < FIRST {
+        yield_now().await;
+    }
+    start_counting();
+    GATE.store(true, Ordering::Relaxed);
+    while DETACHED_DONE.load(Ordering::Relaxed) < FIRST {
+        yield_now().await;
+    }
+    blocks_home(runtime).await;
+    let allocations = stop_counting();
+    assert_eq!(
+        allocations,
+        0,
+        "the first {FIRST} blocks sent home allocated (sizes {:?})",
+        recorded_sizes()
+    );
+}
+
 #[test]
 fn tasks_sent_to_another_worker_allocate_nothing_after_warm_up() {
     assert_counter_works();
     let runtime = Builder::new().workers(2).build().unwrap();
     runtime.block_on(async {
+        the_first_blocks_home_allocate_nothing(&runtime).await;
         awaited(&runtime, WARM_UP).await;
         detached(&runtime, WARM_UP).await;
 
@@ -110,9 +156,11 @@ fn tasks_sent_to_another_worker_allocate_nothing_after_warm_up() {
         );
     });
     let (reused, allocated, _) = runtime.task_pool_stats();
+    // The first phase's blocks (a small class), and one block of `work`'s
+    // class, which every later hand-off reused.
     assert_eq!(
         (reused, allocated),
-        (2 * (WARM_UP + MEASURED) as u64 - 1, 1),
-        "worker 0's pool served every hand-off with one block"
+        (2 * (WARM_UP + MEASURED) as u64 - 1, FIRST as u64 + 1),
+        "worker 0's pool served every later hand-off with one block"
     );
 }

@@ -270,6 +270,15 @@ struct InboxState {
     reactor: Option<Handle>,
 }
 
+/// Messages of each kind an inbox holds before its lists grow: they are
+/// allocated with the inbox (once per worker number, when a runtime is
+/// built), so the first cross-thread wakes, spawns and returned blocks of
+/// a run allocate nothing whenever they happen to come; only a new peak of
+/// more than this many pending at once grows a list. (The executor's
+/// [`arrivals`](crate::worker::Executor::arrivals) list, which trades
+/// places with `spawned`, starts with as much.)
+pub(crate) const INBOX_CAPACITY: usize = 64;
+
 static INBOXES: [AtomicPtr<Inbox>; MAX_WORKERS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; MAX_WORKERS];
 static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
@@ -305,10 +314,10 @@ impl Inbox {
                     gate: SleepGate::new(),
                     state: Mutex::new(InboxState {
                         epoch: 0,
-                        woken: Vec::new(),
-                        cancelled_timers: Vec::new(),
-                        spawned: Vec::new(),
-                        returned: Vec::new(),
+                        woken: Vec::with_capacity(INBOX_CAPACITY),
+                        cancelled_timers: Vec::with_capacity(INBOX_CAPACITY),
+                        spawned: Vec::with_capacity(INBOX_CAPACITY),
+                        returned: Vec::with_capacity(INBOX_CAPACITY),
                         state_changed: false,
                         reactor: None,
                     }),
@@ -402,6 +411,16 @@ impl Inbox {
         state.returned.push(block);
         inbox.returned_any.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Makes room for `blocks` returned blocks at once (called by the
+    /// worker that owns this inbox when its pool allocates a fresh block),
+    /// so that [`return_block`](Self::return_block) never allocates.
+    #[cold]
+    pub(crate) fn reserve_returned(&self, blocks: usize) {
+        let mut state = self.lock();
+        let len = state.returned.len();
+        state.returned.reserve(blocks.saturating_sub(len));
     }
 
     /// Moves the blocks other threads returned into `pool` (called by the

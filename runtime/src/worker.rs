@@ -308,7 +308,7 @@ impl Executor {
             timers: RefCell::new(Timers::default()),
             pool: RefCell::new(Pool::new(config.task_pooling, config.task_pool_cap)),
             shutdown_waiters: RefCell::new(ShutdownWaiters::default()),
-            arrivals: RefCell::new(Vec::new()),
+            arrivals: RefCell::new(Vec::with_capacity(waker::INBOX_CAPACITY)),
         }
     }
 
@@ -452,11 +452,21 @@ impl Executor {
     /// Memory for a task block of `F`, from this worker's pool (which
     /// first takes in the blocks other threads sent back). Its home is
     /// [`id`](Self::id).
+    ///
+    /// A fresh block (not a reused one) also reserves room for one more
+    /// block in the inbox's list of returned ones, so that a task ending on
+    /// another thread never allocates to send its block home: growth
+    /// happens on the way in only.
     #[inline]
     pub(crate) fn allocate_block<F: Future>(&self) -> BlockMemory<F> {
         let mut pool = self.pool.borrow_mut();
         self.inbox.take_returned(&mut pool);
-        RawTask::allocate::<F>(Some(&mut pool))
+        let fresh = pool.counts().1;
+        let memory = RawTask::allocate::<F>(Some(&mut pool));
+        if pool.counts().1 != fresh {
+            self.inbox.reserve_returned(pool.outstanding());
+        }
+        memory
     }
 
     /// This worker's `(worker, epoch)`: the home of the blocks it
@@ -639,10 +649,10 @@ pub(crate) fn release_task(task: RawTask) {
 }
 
 /// Frees a block away from its home's thread: through the home's inbox to
-/// its pool, or to the system allocator if it has no home or the home is
-/// gone.
+/// its pool, or to the system allocator if it has no home, was not pooled
+/// (the home would only free it), or the home is gone.
 fn send_home((worker, epoch): (u16, u8), block: FreeBlock) {
-    if (worker, epoch) == NO_HOME {
+    if (worker, epoch) == NO_HOME || !block.is_pooled() {
         return block.free(None);
     }
     if let Err(block) = Inbox::return_block(worker, epoch, block) {

@@ -166,6 +166,12 @@ impl Pool {
         self.free.iter().map(Vec::len).sum()
     }
 
+    /// Blocks taken from here and not freed here, over all classes: how
+    /// many could come back at once (through the inbox, too).
+    pub(crate) fn outstanding(&self) -> usize {
+        self.blocks.iter().sum()
+    }
+
     /// `(reused, freshly allocated)` blocks handed out so far.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (self.reused, self.allocated)

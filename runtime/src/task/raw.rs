@@ -403,6 +403,12 @@ pub(crate) struct FreeBlock {
 unsafe impl Send for FreeBlock {}
 
 impl FreeBlock {
+    /// `true` if the block has a pool class (else it was allocated with
+    /// its exact layout and only the system allocator takes it).
+    pub(crate) fn is_pooled(&self) -> bool {
+        self.class != NOT_POOLED
+    }
+
     /// Returns the memory to `pool` (its home's, on the home's thread) or
     /// to the system allocator.
     pub(crate) fn free(self, pool: Option<&mut Pool>) {
