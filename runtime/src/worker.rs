@@ -453,10 +453,10 @@ impl Executor {
     /// first takes in the blocks other threads sent back). Its home is
     /// [`id`](Self::id).
     ///
-    /// A fresh block (not a reused one) also reserves room for one more
-    /// block in the inbox's list of returned ones, so that a task ending on
-    /// another thread never allocates to send its block home: growth
-    /// happens on the way in only.
+    /// A fresh block (not a reused one) also makes the inbox's list of
+    /// returned blocks hold every block the pool has out, so that a task
+    /// ending on another thread never allocates to send its block home:
+    /// growth happens on the way in only.
     #[inline]
     pub(crate) fn allocate_block<F: Future>(&self) -> BlockMemory<F> {
         let mut pool = self.pool.borrow_mut();
