@@ -126,6 +126,19 @@ async fn the_first_blocks_home_allocate_nothing(runtime: &Runtime) {
     );
 }
 
+/// Runs [`MEASURED`] hand-offs of one kind (`hand_offs`) while counting.
+async fn assert_allocates_nothing(kind: &str, hand_offs: impl std::future::Future<Output = ()>) {
+    start_counting();
+    hand_offs.await;
+    let allocations = stop_counting();
+    assert_eq!(
+        allocations,
+        0,
+        "{MEASURED} {kind} hand-offs allocated (sizes {:?})",
+        recorded_sizes()
+    );
+}
+
 #[test]
 fn tasks_sent_to_another_worker_allocate_nothing_after_warm_up() {
     assert_counter_works();
@@ -135,25 +148,8 @@ fn tasks_sent_to_another_worker_allocate_nothing_after_warm_up() {
         awaited(&runtime, WARM_UP).await;
         detached(&runtime, WARM_UP).await;
 
-        start_counting();
-        awaited(&runtime, MEASURED).await;
-        let awaited_allocations = stop_counting();
-        assert_eq!(
-            awaited_allocations,
-            0,
-            "{MEASURED} awaited hand-offs allocated (sizes {:?})",
-            recorded_sizes()
-        );
-
-        start_counting();
-        detached(&runtime, MEASURED).await;
-        let detached_allocations = stop_counting();
-        assert_eq!(
-            detached_allocations,
-            0,
-            "{MEASURED} detached hand-offs allocated (sizes {:?})",
-            recorded_sizes()
-        );
+        assert_allocates_nothing("awaited", awaited(&runtime, MEASURED)).await;
+        assert_allocates_nothing("detached", detached(&runtime, MEASURED)).await;
     });
     let (reused, allocated, _) = runtime.task_pool_stats();
     // The first phase's blocks (a small class), and one block of `work`'s

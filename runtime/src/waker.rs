@@ -423,11 +423,18 @@ impl Inbox {
         state.returned.reserve(blocks.saturating_sub(len));
     }
 
+    /// `true` if other threads may have returned blocks since the last
+    /// [`take_returned`](Self::take_returned).
+    #[inline]
+    pub(crate) fn has_returned(&self) -> bool {
+        self.returned_any.load(Ordering::Relaxed)
+    }
+
     /// Moves the blocks other threads returned into `pool` (called by the
     /// worker that owns this inbox, before it takes a block).
     #[inline]
     pub(crate) fn take_returned(&self, pool: &mut Pool) {
-        if self.returned_any.load(Ordering::Relaxed) {
+        if self.has_returned() {
             self.take_returned_slow(pool);
         }
     }

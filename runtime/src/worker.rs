@@ -532,7 +532,11 @@ impl Executor {
     /// blocks, not held in the inbox until the next spawn).
     fn drain_inbox(&self) {
         self.inbox.drain(self);
-        self.inbox.take_returned(&mut self.pool.borrow_mut());
+        // Checked before the pool is borrowed: twice a loop turn, and
+        // almost always nothing came back.
+        if self.inbox.has_returned() {
+            self.inbox.take_returned(&mut self.pool.borrow_mut());
+        }
     }
 
     /// Polls up to `event_interval` queued tasks, each type's in its own
@@ -631,20 +635,14 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
 /// through the home's inbox from any other thread, and to the system
 /// allocator if it has no home or the home is gone.
 pub(crate) fn release_task(task: RawTask) {
-    let home = task.header().home;
-    let Some(block) = task.release() else {
-        return;
-    };
-    let mut block = Some(block);
-    with_current(|executor| {
-        if executor.id() == home {
-            if let Some(block) = block.take() {
-                block.free(Some(&mut executor.pool.borrow_mut()));
-            }
+    let mut task = Some(task);
+    // On a worker: as that worker releases its own references.
+    with_current(|executor| task.take().map(|task| executor.release(task)));
+    if let Some(task) = task {
+        let home = task.header().home;
+        if let Some(block) = task.release() {
+            send_home(home, block);
         }
-    });
-    if let Some(block) = block {
-        send_home(home, block);
     }
 }
 
