@@ -286,6 +286,112 @@ fn corrupted_echoes_are_mismatches_when_pipelined() {
     assert_eq!(v["mismatches"], 50);
 }
 
+/// `--addr` twice: connections alternate between the servers, and each one
+/// is reported on its own beside the totals, mismatches included.
+#[test]
+fn several_addresses_share_the_connections_and_are_reported_apart() {
+    let clean = echo_server(64, None);
+    let corrupting = echo_server(64, Some(10));
+    let out = run_load(&[
+        "--addr",
+        &clean,
+        "--addr",
+        &corrupting,
+        "--json",
+        "--requests",
+        "600",
+        "--connections",
+        "4",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1), "the mismatches fail the run");
+    assert_eq!(v["msgs"], 600);
+    assert_eq!(v["mismatches"], 30);
+    let targets = v["targets"].as_array().expect("a targets array");
+    assert_eq!(targets.len(), 2);
+    assert_eq!(targets[0]["addr"], clean.as_str());
+    assert_eq!(targets[1]["addr"], corrupting.as_str());
+    for t in targets {
+        assert_eq!(t["connections"], 2, "{t}");
+        assert_eq!(t["msgs"], 300, "{t}");
+        assert_eq!(t["errors"], 0, "{t}");
+        assert!(t["p99_us"].as_f64().unwrap() > 0.0, "{t}");
+    }
+    // Every 10th of the 150 messages on each of the corrupting server's two
+    // connections, and none on the other server's.
+    assert_eq!(targets[0]["mismatches"], 0);
+    assert_eq!(targets[1]["mismatches"], 30);
+}
+
+#[test]
+fn several_addresses_each_get_their_windows() {
+    let (a, b) = (echo_server(64, None), echo_server(64, None));
+    let out = run_load(&[
+        "--addr",
+        &a,
+        "--addr",
+        &b,
+        "--json",
+        "--rate",
+        "2000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--connections",
+        "4",
+        "--window",
+        "250ms",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    let mut total = 0;
+    for t in v["targets"].as_array().expect("a targets array") {
+        let windows = t["windows"].as_array().expect("windows per target");
+        assert_eq!(windows.len(), 4, "{t}");
+        let in_windows: u64 = windows.iter().map(|w| w["msgs"].as_u64().unwrap()).sum();
+        assert_eq!(in_windows, t["msgs"].as_u64().unwrap(), "{t}");
+        // Half the rate each: 250 due per window (the last may miss the end).
+        for (i, w) in windows.iter().enumerate() {
+            let n = w["msgs"].as_u64().unwrap();
+            let least = if i == 3 { 200 } else { 249 };
+            assert!((least..=251).contains(&n), "window {i}: {w}");
+        }
+        total += in_windows;
+    }
+    assert_eq!(total, v["msgs"].as_u64().unwrap());
+}
+
+/// A server that cannot be reached costs its own connections only: the run
+/// goes on with the other and fails at the end (exit 1, not 2).
+#[test]
+fn an_unreachable_second_address_counts_its_connect_errors() {
+    let up = echo_server(64, None);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("ephemeral port")
+        .port();
+    let down = format!("127.0.0.1:{port}");
+    let out = run_load(&[
+        "--addr",
+        &up,
+        "--addr",
+        &down,
+        "--json",
+        "--requests",
+        "100",
+        "--connections",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["connect_errors"], 2);
+    assert_eq!(v["targets"][0]["connect_errors"], 0);
+    assert_eq!(v["targets"][1]["connect_errors"], 2);
+    assert_eq!(v["targets"][1]["msgs"], 0);
+    assert!(v["targets"][0]["msgs"].as_u64().unwrap() > 0);
+}
+
 #[test]
 fn a_silent_server_times_out_instead_of_hanging() {
     let addr = silent_server();
@@ -341,6 +447,30 @@ fn bad_flags_exit_2() {
         &["--duration", "1s", "--window", "300ms"],
         // 500 windows on each of 10 workers: more histograms than allowed.
         &["--duration", "50s", "--window", "100ms", "--workers", "10"],
+        // 100 windows for each of 3 addresses on each of 14 workers: the same.
+        &[
+            "--duration",
+            "10s",
+            "--window",
+            "100ms",
+            "--workers",
+            "14",
+            "--addr",
+            "127.0.0.1:1",
+            "--addr",
+            "127.0.0.1:2",
+            "--addr",
+            "127.0.0.1:3",
+        ],
+        // More addresses than connections.
+        &[
+            "--addr",
+            "127.0.0.1:1",
+            "--addr",
+            "127.0.0.1:2",
+            "--connections",
+            "1",
+        ],
     ] {
         let out = run_load(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -10,9 +10,13 @@ use clap::Parser;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "load", version, about, long_about = None)]
 pub struct Args {
-    /// Server address (HOST:PORT).
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    pub addr: String,
+    /// Server address (HOST:PORT). Given more than once, the connections are
+    /// spread over the addresses (connection i goes to the i-th modulo their
+    /// count, so an open loop's sends alternate between them) and each
+    /// address is also reported on its own: several servers measured at the
+    /// same moment, under the same machine.
+    #[arg(long, default_value = "127.0.0.1:7000", value_name = "ADDR")]
+    pub addr: Vec<String>,
 
     /// Number of connections (over all workers).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

@@ -22,6 +22,11 @@
 //!   window's p99 says what the server does, the run's p99 what the stalls do.
 //! * `--workers W` runs W threads, each with its own cellio runtime and a
 //!   share of the connections; their histograms are merged at the end.
+//! * `--addr` given several times spreads the connections over several
+//!   servers (connection i to the i-th address modulo their count) and
+//!   reports each one beside the totals (`targets` in the JSON): two servers
+//!   measured at once see the same machine, stalls included, so their
+//!   latencies can be compared window by window.
 //!
 //! A message counts in `msgs` (and in the latency histogram) if it was due
 //! after the warm-up and its echo came back in full before the end of the
@@ -53,7 +58,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use args::Args;
 use conn::{Conn, Pace, Timeline};
-use stats::{Stats, Totals};
+use stats::{Stats, Tally, Totals, WorkerTotals};
 
 #[global_allocator]
 static ALLOC: stats::Counting = stats::Counting;
@@ -71,9 +76,19 @@ fn fail_usage(msg: &str) -> ! {
     std::process::exit(2);
 }
 
+/// Most `--addr`s a run may have.
+const MAX_TARGETS: usize = 64;
+
+/// A server the connections go to: `--addr` as given and what it resolved to.
+struct Target {
+    name: String,
+    addrs: Vec<SocketAddr>,
+}
+
 /// The run's settings, shared by the workers.
 struct Plan {
-    addrs: Vec<SocketAddr>,
+    /// `--addr`s; connection `id` goes to `targets[id % targets.len()]`.
+    targets: Vec<Target>,
     connections: u64,
     size: usize,
     pipeline: usize,
@@ -96,13 +111,20 @@ struct Connected {
 
 fn main() -> ExitCode {
     let args = args::parse();
-    let addrs: Vec<SocketAddr> = match args.addr.to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
-        Err(e) => fail_usage(&format!("cannot resolve --addr {}: {e}", args.addr)),
-    };
-    if addrs.is_empty() {
-        fail_usage(&format!("--addr {} resolves to no address", args.addr));
+    if args.addr.len() > MAX_TARGETS {
+        fail_usage(&format!(
+            "{} --addr given; at most {MAX_TARGETS} are allowed",
+            args.addr.len()
+        ));
     }
+    if args.addr.len() as u64 > u64::from(args.connections) {
+        fail_usage(&format!(
+            "{} --addr given but only {} connections: each address needs at least one",
+            args.addr.len(),
+            args.connections
+        ));
+    }
+    let targets: Vec<Target> = args.addr.iter().map(|name| resolve(name)).collect();
     let duration = match args.requests {
         Some(_) => None,
         None => Some(args.duration.unwrap_or(DEFAULT_DURATION)),
@@ -124,17 +146,20 @@ fn main() -> ExitCode {
                 ));
             }
             let workers = u128::from(args.workers.min(args.connections));
-            if count * workers > MAX_WINDOW_HISTOGRAMS {
+            let per_worker = count * targets.len() as u128;
+            if per_worker * workers > MAX_WINDOW_HISTOGRAMS {
                 fail_usage(&format!(
-                    "{count} windows on each of {workers} workers: at most \
-                     {MAX_WINDOW_HISTOGRAMS} window histograms in all (fewer windows or workers)"
+                    "{count} windows for each of {} addresses on each of {workers} workers: \
+                     at most {MAX_WINDOW_HISTOGRAMS} window histograms in all (fewer windows, \
+                     addresses or workers)",
+                    targets.len()
                 ));
             }
             Some((len, count as usize))
         }
     };
     let plan = Arc::new(Plan {
-        addrs,
+        targets,
         connections: u64::from(args.connections),
         size: args.size as usize,
         pipeline: args.pipeline as usize,
@@ -151,6 +176,21 @@ fn main() -> ExitCode {
         timeout: args.timeout,
     });
     run(&args, plan)
+}
+
+/// Resolves one `--addr`; a name that does not resolve is a usage error.
+fn resolve(name: &str) -> Target {
+    let addrs: Vec<SocketAddr> = match name.to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => fail_usage(&format!("cannot resolve --addr {name}: {e}")),
+    };
+    if addrs.is_empty() {
+        fail_usage(&format!("--addr {name} resolves to no address"));
+    }
+    Target {
+        name: name.to_string(),
+        addrs,
+    }
 }
 
 fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
@@ -194,7 +234,10 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
             let _ = t.join();
         }
         let why = first_error.unwrap_or_else(|| "no connection".into());
-        fail_usage(&format!("cannot connect to {}: {why}", args.addr));
+        fail_usage(&format!(
+            "cannot connect to {}: {why}",
+            args.addr.join(", ")
+        ));
     }
     if failed > 0 {
         eprintln!(
@@ -210,15 +253,26 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
 
     progress(&plan, t0, &threads, &published);
 
-    let mut totals = Totals::empty();
+    let mut by_target: Vec<Totals> = plan.targets.iter().map(|_| Totals::empty()).collect();
+    let mut allocs = (0, 0);
     for t in threads {
         match t.join() {
-            Ok(out) => totals.merge(out),
+            Ok(out) => {
+                for (mine, theirs) in by_target.iter_mut().zip(out.targets) {
+                    mine.merge(theirs);
+                }
+                allocs.0 += out.window_allocs;
+                allocs.1 += out.window_msgs;
+            }
             Err(_) => {
                 eprintln!("load: error: a worker thread panicked");
                 return ExitCode::FAILURE;
             }
         }
+    }
+    let mut totals = Totals::empty();
+    for t in &by_target {
+        totals.merge(t.clone());
     }
     let warm_end = t0 + plan.warmup;
     let secs = match plan.duration {
@@ -227,7 +281,7 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
             .last_done
             .map_or(0.0, |t| t.saturating_duration_since(warm_end).as_secs_f64()),
     };
-    report(args, &plan, workers, secs, &totals);
+    report(args, &plan, workers, secs, &totals, &by_target, allocs);
 
     if totals.msgs == 0 {
         eprintln!("load: error: no message completed in the measured window");
@@ -250,7 +304,19 @@ fn worker(
     ready: &mpsc::Sender<Connected>,
     go: &mpsc::Receiver<Option<Instant>>,
     published: Arc<AtomicU64>,
-) -> Totals {
+) -> WorkerTotals {
+    let targets = plan.targets.len() as u64;
+    // Connections that were never opened, by target.
+    let unopened = |opened: &[u64]| -> Vec<Totals> {
+        let mut out: Vec<Totals> = plan.targets.iter().map(|_| Totals::empty()).collect();
+        for id in ids.clone() {
+            out[(id % targets) as usize].connect_errors += 1;
+        }
+        for &id in opened {
+            out[(id % targets) as usize].connect_errors -= 1;
+        }
+        out
+    };
     let rt = match Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -259,24 +325,28 @@ fn worker(
                 failed: ids.end - ids.start,
                 first_error: Some(format!("cannot start a cellio runtime: {e}")),
             });
-            let mut totals = Totals::empty();
-            totals.connect_errors = ids.end - ids.start;
-            return totals;
+            return Tally::new(published).into_worker_totals(unopened(&[]));
         }
     };
 
-    // `--window` histograms: allocated now, not during the warm-up.
-    let windows = plan
-        .window
-        .map(|(len, count)| stats::Windows::new(len, count));
+    // `--window` histograms, one set per target: allocated now, not during
+    // the warm-up.
+    let windows: Vec<Option<stats::Windows>> = plan
+        .targets
+        .iter()
+        .map(|_| {
+            plan.window
+                .map(|(len, count)| stats::Windows::new(len, count))
+        })
+        .collect();
 
     // Connect phase: all connects in flight at once, each bounded.
     let connect_timeout = plan.timeout;
     let results: Vec<std::io::Result<TcpStream>> = rt.block_on(async {
         let handles: Vec<_> = ids
             .clone()
-            .map(|_| {
-                let addrs = plan.addrs.clone();
+            .map(|id| {
+                let addrs = plan.targets[(id % targets) as usize].addrs.clone();
                 spawn_local(async move {
                     let stream = timeout(connect_timeout, TcpStream::connect(&addrs[..]))
                         .await
@@ -302,26 +372,34 @@ fn worker(
             }
         }
     }
-    let connect_errors = (ids.end - ids.start) - streams.len() as u64;
+    let opened: Vec<u64> = streams.iter().map(|&(id, _)| id).collect();
+    let mut by_target = unopened(&opened);
     let _ = ready.send(Connected {
         ok: streams.len() as u64,
-        failed: connect_errors,
+        failed: (ids.end - ids.start) - streams.len() as u64,
         first_error,
     });
+    let tally = Rc::new(Tally::new(published));
     let Ok(Some(t0)) = go.recv() else {
-        let mut totals = Totals::empty();
-        totals.connect_errors = connect_errors;
-        return totals;
+        drop(rt);
+        return Rc::try_unwrap(tally)
+            .unwrap_or_else(|_| unreachable!("no task holds the tally"))
+            .into_worker_totals(by_target);
     };
     let timeline = Timeline {
         warm_end: t0 + plan.warmup,
         end: plan.duration.map(|d| t0 + plan.warmup + d),
     };
-    let windows = windows.map(|mut w| {
-        w.begin(timeline.warm_end);
-        w
-    });
-    let stats = Rc::new(Stats::new(published, windows));
+    let stats: Vec<Rc<Stats>> = windows
+        .into_iter()
+        .map(|windows| {
+            let windows = windows.map(|mut w| {
+                w.begin(timeline.warm_end);
+                w
+            });
+            Rc::new(Stats::new(tally.clone(), windows))
+        })
+        .collect();
     rt.block_on(async {
         let handles: Vec<_> = streams
             .into_iter()
@@ -343,7 +421,7 @@ fn worker(
                     timeline,
                     timeout: plan.timeout,
                 };
-                let stats = stats.clone();
+                let stats = stats[(id % targets) as usize].clone();
                 let pipelined = plan.pipeline > 1;
                 spawn_local(async move {
                     if pipelined {
@@ -355,17 +433,24 @@ fn worker(
                 })
             })
             .collect();
-        for h in handles {
+        for (id, h) in opened.iter().zip(handles) {
             if let Err(e) = h.await {
-                stats.error(u64::MAX, format_args!("connection task failed: {e}"));
+                stats[(id % targets) as usize]
+                    .error(*id, format_args!("connection task failed: {e}"));
             }
         }
     });
     drop(rt);
-    match Rc::try_unwrap(stats) {
-        Ok(stats) => stats.into_totals(connect_errors),
-        Err(_) => unreachable!("every connection task has finished"),
+    for (total, stats) in by_target.iter_mut().zip(stats) {
+        let Ok(stats) = Rc::try_unwrap(stats) else {
+            unreachable!("every connection task has finished")
+        };
+        let connect_errors = total.connect_errors;
+        *total = stats.into_totals(connect_errors);
     }
+    Rc::try_unwrap(tally)
+        .unwrap_or_else(|_| unreachable!("every connection task has finished"))
+        .into_worker_totals(by_target)
 }
 
 /// The live progress line (stderr, only on a terminal) until the workers end.
@@ -374,7 +459,7 @@ fn worker(
 fn progress(
     plan: &Plan,
     t0: Instant,
-    threads: &[thread::JoinHandle<Totals>],
+    threads: &[thread::JoinHandle<WorkerTotals>],
     published: &[Arc<AtomicU64>],
 ) {
     if !std::io::stderr().is_terminal() {
@@ -443,22 +528,57 @@ fn window_json(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
     })
 }
 
-fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
+/// One set of results for the JSON report: the totals or one target's.
+fn results_json(plan: &Plan, secs: f64, t: &Totals) -> serde_json::Value {
     let per_sec = |x: f64| if secs > 0.0 { x / secs } else { 0.0 };
-    let msgs_per_sec = per_sec(t.msgs as f64);
-    let bytes_per_sec = per_sec((t.msgs * plan.size as u64) as f64);
     let h = &t.hist;
     let q = |q: f64| quantile_us(h, q);
-    let (p50, p90, p99, p999, max) = (q(0.5), q(0.9), q(0.99), q(0.999), us(h.max()));
     let lag = &t.lag;
     let lq =
         |q: f64| (plan.rate.is_some() && !lag.is_empty()).then(|| us(lag.value_at_quantile(q)));
-    let (lag50, lag99, lagmax) = (lq(0.5), lq(0.99), lq(1.0));
+    serde_json::json!({
+        "msgs": t.msgs,
+        "msgs_per_sec": per_sec(t.msgs as f64),
+        "bytes_per_sec": per_sec((t.msgs * plan.size as u64) as f64),
+        "min_us": if h.is_empty() { 0.0 } else { us(h.min()) },
+        "mean_us": if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+        "p50_us": q(0.5),
+        "p90_us": q(0.9),
+        "p99_us": q(0.99),
+        "p999_us": q(0.999),
+        "max_us": us(h.max()),
+        "send_lag_p50_us": lq(0.5),
+        "send_lag_p99_us": lq(0.99),
+        "send_lag_max_us": lq(1.0),
+        "errors": t.errors,
+        "timeouts": t.timeouts,
+        "mismatches": t.mismatches,
+        "connect_errors": t.connect_errors,
+        "window_secs": t.windows.as_ref().map(|w| w.len.as_secs_f64()),
+        "windows": t.windows.as_ref().map(|w| w.hists.iter().map(window_json).collect::<Vec<_>>()),
+    })
+}
+
+/// The connections that go to target `i` of `n` (connection `id` to `id % n`).
+fn connections_of(plan: &Plan, i: usize) -> u64 {
+    let n = plan.targets.len() as u64;
+    plan.connections / n + u64::from((i as u64) < plan.connections % n)
+}
+
+fn report(
+    args: &Args,
+    plan: &Plan,
+    workers: u64,
+    secs: f64,
+    t: &Totals,
+    by_target: &[Totals],
+    (window_allocs, window_msgs): (u64, u64),
+) {
     // None: no message was recorded before a connection ended.
-    let allocs_per_msg = (t.window_msgs > 0).then(|| t.window_allocs as f64 / t.window_msgs as f64);
+    let allocs_per_msg = (window_msgs > 0).then(|| window_allocs as f64 / window_msgs as f64);
     if args.json {
-        let obj = serde_json::json!({
-            "addr": args.addr,
+        let mut obj = serde_json::json!({
+            "addr": args.addr.join(","),
             "connections": plan.connections,
             "size": plan.size,
             "pipeline": plan.pipeline,
@@ -468,28 +588,27 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
             "warmup_secs": plan.warmup.as_secs_f64(),
             "requests": plan.requests,
             "secs": secs,
-            "msgs": t.msgs,
-            "msgs_per_sec": msgs_per_sec,
-            "bytes_per_sec": bytes_per_sec,
-            "min_us": if h.is_empty() { 0.0 } else { us(h.min()) },
-            "mean_us": if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
-            "p50_us": p50,
-            "p90_us": p90,
-            "p99_us": p99,
-            "p999_us": p999,
-            "max_us": max,
-            "send_lag_p50_us": lag50,
-            "send_lag_p99_us": lag99,
-            "send_lag_max_us": lagmax,
-            "errors": t.errors,
-            "timeouts": t.timeouts,
-            "mismatches": t.mismatches,
-            "connect_errors": t.connect_errors,
             "allocs_per_msg": allocs_per_msg,
-            "alloc_window_msgs": t.window_msgs,
-            "window_secs": t.windows.as_ref().map(|w| w.len.as_secs_f64()),
-            "windows": t.windows.as_ref().map(|w| w.hists.iter().map(window_json).collect::<Vec<_>>()),
+            "alloc_window_msgs": window_msgs,
         });
+        let targets: Vec<serde_json::Value> = plan
+            .targets
+            .iter()
+            .zip(by_target)
+            .enumerate()
+            .map(|(i, (target, totals))| {
+                let mut v = results_json(plan, secs, totals);
+                v["addr"] = target.name.clone().into();
+                v["connections"] = connections_of(plan, i).into();
+                v
+            })
+            .collect();
+        if let (Some(obj), serde_json::Value::Object(totals)) =
+            (obj.as_object_mut(), results_json(plan, secs, t))
+        {
+            obj.extend(totals);
+            obj.insert("targets".into(), targets.into());
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{obj}");
         let _ = out.flush();
@@ -502,19 +621,47 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
     };
     println!(
         "load: {} — {} connections, {} B messages, pipeline {}, {mode}, {workers} worker(s)",
-        args.addr, plan.connections, plan.size, plan.pipeline
+        args.addr.join(", "),
+        plan.connections,
+        plan.size,
+        plan.pipeline
     );
+    print_results(plan, secs, t, "  ");
+    if by_target.len() > 1 {
+        for (i, (target, totals)) in plan.targets.iter().zip(by_target).enumerate() {
+            println!(
+                "  {} ({} connections):",
+                target.name,
+                connections_of(plan, i)
+            );
+            print_results(plan, secs, totals, "    ");
+        }
+    }
+}
+
+/// The human-readable lines for one set of results, each line indented.
+fn print_results(plan: &Plan, secs: f64, t: &Totals, indent: &str) {
+    let per_sec = |x: f64| if secs > 0.0 { x / secs } else { 0.0 };
+    let h = &t.hist;
+    let q = |q: f64| quantile_us(h, q);
+    let (p50, p90, p99, p999, max) = (q(0.5), q(0.9), q(0.99), q(0.999), us(h.max()));
     println!(
-        "  {secs:.3} s: {} msgs, {msgs_per_sec:.0} msg/s, {:.2} MB/s echoed",
+        "{indent}{secs:.3} s: {} msgs, {:.0} msg/s, {:.2} MB/s echoed",
         t.msgs,
-        bytes_per_sec / 1e6
+        per_sec(t.msgs as f64),
+        per_sec((t.msgs * plan.size as u64) as f64) / 1e6
     );
     println!(
-        "  latency µs: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}"
+        "{indent}latency µs: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}"
     );
-    if let (Some(l50), Some(l99), Some(lmax)) = (lag50, lag99, lagmax) {
+    let lag = &t.lag;
+    if plan.rate.is_some() && !lag.is_empty() {
+        let lq = |q: f64| us(lag.value_at_quantile(q));
         println!(
-            "  send lag µs (sent after due; included in latency): p50 {l50:.1}  p99 {l99:.1}  max {lmax:.1}"
+            "{indent}send lag µs (sent after due; included in latency): p50 {:.1}  p99 {:.1}  max {:.1}",
+            lq(0.5),
+            lq(0.99),
+            lq(1.0)
         );
     }
     if let Some(w) = &t.windows {
@@ -529,13 +676,13 @@ fn report(args: &Args, plan: &Plan, workers: u64, secs: f64, t: &Totals) {
             let n = p99.len();
             let median = (p99[(n - 1) / 2] + p99[n / 2]) / 2.0;
             println!(
-                "  p99 µs by {:?} window: median {median:.1}  min {lo:.1}  max {hi:.1}  ({n} windows with messages)",
+                "{indent}p99 µs by {:?} window: median {median:.1}  min {lo:.1}  max {hi:.1}  ({n} windows with messages)",
                 w.len,
             );
         }
     }
     println!(
-        "  errors {} (timeouts {}), mismatches {}, connect errors {}",
+        "{indent}errors {} (timeouts {}), mismatches {}, connect errors {}",
         t.errors, t.timeouts, t.mismatches, t.connect_errors
     );
 }

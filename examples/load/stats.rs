@@ -1,9 +1,15 @@
-//! Per-worker counters and latency histogram, and a counting allocator that
+//! Per-target counters and latency histograms, the worker's own tally (the
+//! progress counter and the allocation window), and a counting allocator that
 //! checks the hot loop really allocates nothing.
+//!
+//! A worker keeps one [`Stats`] per target address (`--addr` given several
+//! times) and one [`Tally`] that all of them share: allocations are counted
+//! per thread, so the allocation window is the worker's, not a target's.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::fmt::Display;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +18,8 @@ use hdrhistogram::Histogram;
 
 /// Longest latency the histogram tracks exactly (larger values saturate).
 const MAX_LATENCY_NS: u64 = 3_600 * 1_000_000_000;
-/// Error/mismatch details printed per worker; the rest are only counted.
+/// Error/mismatch details printed per worker and target; the rest are only
+/// counted.
 const MAX_REPORTS: u32 = 5;
 
 /// The system allocator, counting allocations per thread.
@@ -65,6 +72,7 @@ fn window_histogram() -> Histogram<u64> {
 
 /// `--window`: consecutive windows of the measured period, each with its
 /// own histogram, allocated up front (recording allocates nothing).
+#[derive(Clone)]
 pub struct Windows {
     /// The start of the measured period (the end of the warm-up), set by
     /// [`Windows::begin`] once the run's start is known.
@@ -110,7 +118,8 @@ impl Windows {
     }
 }
 
-/// One worker's results, shared by its connection tasks (one thread).
+/// One worker's results for one target address, shared by the connection
+/// tasks that talk to it (one thread).
 pub struct Stats {
     hist: RefCell<Histogram<u64>>,
     /// Open loop: how late messages were sent compared with their schedule.
@@ -122,16 +131,35 @@ pub struct Stats {
     timeouts: Cell<u64>,
     last_done: Cell<Option<Instant>>,
     reports: Cell<u32>,
+    /// The worker's tally, shared with its other targets' `Stats`.
+    tally: Rc<Tally>,
+}
+
+/// What a worker counts over all its targets: recorded messages, published
+/// for the progress line on the main thread, and the allocation window.
+pub struct Tally {
+    msgs: Cell<u64>,
+    /// `msgs`, for the progress line on the main thread.
+    published: Arc<AtomicU64>,
     /// Allocations while every connection runs (see [`AllocWindow`]).
     allocs: Cell<Option<AllocWindow>>,
     /// A connection has ended: its teardown (and everything after) is not
     /// the hot loop, so the allocation window is closed.
     allocs_closed: Cell<bool>,
-    /// `msgs`, for the progress line on the main thread.
-    published: Arc<AtomicU64>,
 }
 
-/// What a worker hands back to the main thread.
+/// What a worker hands back to the main thread: a [`Totals`] per target and
+/// its allocation window.
+pub struct WorkerTotals {
+    pub targets: Vec<Totals>,
+    /// Allocations on the worker's thread in its allocation window.
+    pub window_allocs: u64,
+    /// Messages recorded in the allocation window.
+    pub window_msgs: u64,
+}
+
+/// One target's results (of one worker, or merged over workers or targets).
+#[derive(Clone)]
 pub struct Totals {
     pub hist: Histogram<u64>,
     pub lag: Histogram<u64>,
@@ -142,10 +170,6 @@ pub struct Totals {
     pub timeouts: u64,
     pub connect_errors: u64,
     pub last_done: Option<Instant>,
-    /// Allocations on worker threads in their allocation windows.
-    pub window_allocs: u64,
-    /// Messages recorded in the allocation windows.
-    pub window_msgs: u64,
 }
 
 /// A worker thread's allocation count at its first recorded message and at
@@ -171,8 +195,6 @@ impl Totals {
             timeouts: 0,
             connect_errors: 0,
             last_done: None,
-            window_allocs: 0,
-            window_msgs: 0,
         }
     }
 
@@ -194,13 +216,59 @@ impl Totals {
         self.timeouts += other.timeouts;
         self.connect_errors += other.connect_errors;
         self.last_done = self.last_done.max(other.last_done);
-        self.window_allocs += other.window_allocs;
-        self.window_msgs += other.window_msgs;
+    }
+}
+
+impl Tally {
+    pub fn new(published: Arc<AtomicU64>) -> Self {
+        Tally {
+            msgs: Cell::new(0),
+            published,
+            allocs: Cell::new(None),
+            allocs_closed: Cell::new(false),
+        }
+    }
+
+    /// A measured message completed (on any target).
+    #[inline]
+    fn recorded(&self) {
+        let msgs = self.msgs.get() + 1;
+        self.msgs.set(msgs);
+        self.published.store(msgs, Ordering::Relaxed);
+        if !self.allocs_closed.get() {
+            let now = thread_allocs();
+            self.allocs.set(Some(match self.allocs.get() {
+                None => AllocWindow {
+                    first: now,
+                    last: now,
+                    msgs: 0,
+                },
+                Some(w) => AllocWindow {
+                    last: now,
+                    msgs: w.msgs + 1,
+                    ..w
+                },
+            }));
+        }
+    }
+
+    /// One of this worker's connections has ended (normally or not).
+    pub fn connection_ended(&self) {
+        self.allocs_closed.set(true);
+    }
+
+    /// The worker's results: `targets` and its allocation window.
+    pub fn into_worker_totals(self, targets: Vec<Totals>) -> WorkerTotals {
+        WorkerTotals {
+            targets,
+            window_allocs: self.allocs.get().map_or(0, |w| w.last - w.first),
+            window_msgs: self.allocs.get().map_or(0, |w| w.msgs),
+        }
     }
 }
 
 impl Stats {
-    pub fn new(published: Arc<AtomicU64>, windows: Option<Windows>) -> Self {
+    pub fn new(tally: Rc<Tally>, windows: Option<Windows>) -> Self {
         Stats {
             hist: RefCell::new(histogram()),
             lag: RefCell::new(histogram()),
@@ -211,9 +279,7 @@ impl Stats {
             timeouts: Cell::new(0),
             last_done: Cell::new(None),
             reports: Cell::new(0),
-            allocs: Cell::new(None),
-            allocs_closed: Cell::new(false),
-            published,
+            tally,
         }
     }
 
@@ -232,31 +298,15 @@ impl Stats {
             if let Some(windows) = self.windows.borrow_mut().as_mut() {
                 windows.record(intended, ns);
             }
-            let msgs = self.msgs.get() + 1;
-            self.msgs.set(msgs);
-            self.published.store(msgs, Ordering::Relaxed);
+            self.msgs.set(self.msgs.get() + 1);
             self.last_done.set(Some(now));
-            if !self.allocs_closed.get() {
-                let now = thread_allocs();
-                self.allocs.set(Some(match self.allocs.get() {
-                    None => AllocWindow {
-                        first: now,
-                        last: now,
-                        msgs: 0,
-                    },
-                    Some(w) => AllocWindow {
-                        last: now,
-                        msgs: w.msgs + 1,
-                        ..w
-                    },
-                }));
-            }
+            self.tally.recorded();
         }
     }
 
-    /// One of this worker's connections has ended (normally or not).
+    /// One of this target's connections has ended (normally or not).
     pub fn connection_ended(&self) {
-        self.allocs_closed.set(true);
+        self.tally.connection_ended();
     }
 
     /// Open loop: a measured message was sent `lag` after it was due.
@@ -304,8 +354,6 @@ impl Stats {
             timeouts: self.timeouts.get(),
             connect_errors,
             last_done: self.last_done.get(),
-            window_allocs: self.allocs.get().map_or(0, |w| w.last - w.first),
-            window_msgs: self.allocs.get().map_or(0, |w| w.msgs),
         }
     }
 }

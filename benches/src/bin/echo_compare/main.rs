@@ -64,6 +64,7 @@ mod paired;
 mod perf;
 mod report;
 mod tick_stats;
+mod together;
 mod user_time;
 mod window_stats;
 
@@ -169,6 +170,12 @@ struct Args {
     /// the table the median window's (see window_stats.rs); 0 turns it off.
     #[arg(long, default_value_t = 0.1, value_parser = parse_secs)]
     latency_window: f64,
+    /// Also, once per round, run these servers (comma-separated, from --servers) at the same
+    /// time on the server core, driven by one load client with the latency runs' settings
+    /// per server, and compare their p99 window by window: the VM's stalls land on all of
+    /// them alike (see together.rs). E.g. `cellio,tokio-current`.
+    #[arg(long, value_delimiter = ',')]
+    together: Option<Vec<String>>,
     /// cellio's bundled load client, for the latency runs.
     /// Default: examples/load beside this executable (target/release/examples/load).
     #[arg(long)]
@@ -647,6 +654,37 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         None
     };
+    // Checked before anything runs, like the client check.
+    let together_specs: Vec<&ServerSpec> = match &args.together {
+        None => Vec::new(),
+        Some(names) => {
+            if latency_bin.is_none() {
+                return Err(
+                    "--together needs the latency runs (a --latency-rate above 0 and \
+                            cellio's load client)"
+                        .into(),
+                );
+            }
+            if names.len() < 2 {
+                return Err("--together needs at least two servers".into());
+            }
+            if args.latency_window == 0.0 {
+                return Err("--together compares windows: it needs a --latency-window".into());
+            }
+            let mut picked: Vec<&ServerSpec> = Vec::new();
+            for name in names {
+                let spec = specs
+                    .iter()
+                    .find(|s| s.name == name.trim())
+                    .ok_or_else(|| format!("--together: `{name}` is not in --servers"))?;
+                if picked.iter().any(|p| p.name == spec.name) {
+                    return Err(format!("--together: `{name}` is listed twice"));
+                }
+                picked.push(spec);
+            }
+            picked
+        }
+    };
     for n in &notes {
         eprintln!("{PROG}: note: {n}");
     }
@@ -665,6 +703,8 @@ fn run(args: &Args) -> Result<(), String> {
 
     let mut res: Vec<ServerResults> = specs.iter().map(|_| ServerResults::default()).collect();
     let mut bias_runs: Vec<tick_stats::BiasRun> = Vec::new();
+    let mut together_runs: Vec<together::TogetherRun> = Vec::new();
+    let mut together_failures: Vec<String> = Vec::new();
     for round in 1..=args.rounds {
         // The shim's floor drifts with the VM: measured afresh for every round after the
         // first (which uses the measurement made when the shim was built).
@@ -828,6 +868,41 @@ fn run(args: &Args) -> Result<(), String> {
                 }
             }
         }
+        if let (Some(load), false) = (&latency_bin, together_specs.is_empty()) {
+            let label = format!("together {round}/{}", args.rounds);
+            let r = retry_noisy(
+                args,
+                &label,
+                || together::run_once(args, &together_specs, load, round as usize),
+                |r| r.other_cpu,
+                |r| together::describe(&together_specs, r),
+            );
+            match r {
+                Ok(r) => together_runs.push(r),
+                Err(e) => {
+                    together_failures.push(format!("together run FAILED, round {round}: {e}"))
+                }
+            }
+        }
+    }
+
+    let mut together_failed = 0;
+    let mut together_targets = Vec::new();
+    if !together_specs.is_empty() {
+        let names: Vec<&str> = together_specs.iter().map(|s| s.name.as_str()).collect();
+        let comparisons = together::comparisons(&names, &together_runs);
+        let lines = together::report_lines(args, &names, &together_runs, &comparisons);
+        together_targets = comparisons
+            .into_iter()
+            .filter(|(_, theirs, _)| theirs == "tokio-current")
+            .map(|(ours, _, c)| (ours, c))
+            .collect();
+        for l in &lines {
+            eprintln!("  {l}");
+        }
+        notes.extend(lines);
+        together_failed = together_failures.len();
+        notes.extend(together_failures);
     }
 
     let mut client_check_failed = false;
@@ -915,7 +990,8 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
 
-    let report = report::Report::new(args, &specs, &res, notes, tck, &bias_runs);
+    let report = report::Report::new(args, &specs, &res, notes, tck, &bias_runs)
+        .with_together(together_targets);
     if args.json {
         println!("{}", report.json());
     } else if args.markdown {
@@ -924,8 +1000,9 @@ fn run(args: &Args) -> Result<(), String> {
         report.print_text();
     }
 
-    let failed: usize =
-        res.iter().map(ServerResults::failed).sum::<usize>() + usize::from(client_check_failed);
+    let failed: usize = res.iter().map(ServerResults::failed).sum::<usize>()
+        + usize::from(client_check_failed)
+        + together_failed;
     if failed > 0 {
         return Err(format!("{failed} run(s) failed (see above)"));
     }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::extras::{self, LatencyRun};
 use crate::paired::Paired;
 use crate::tick_stats::{self, Bias, BiasRun};
+use crate::together::Comparison;
 use crate::user_time::{self, Mechanism, UserTimePerMsg};
 use crate::window_stats::{WindowP99, MIN_ROUNDS, STALL_US};
 use crate::{Args, PerfPerMsg, RunResult, ServerResults, ServerSpec, StraceResult, Summary};
@@ -80,6 +81,8 @@ pub struct Report<'a> {
     bias_runs: &'a [BiasRun],
     /// The tick bias per message, when `--tick-bias` measured it.
     bias: Option<Bias>,
+    /// `--together`: each cellio variant against tokio-current, measured at once.
+    together: Vec<(String, Comparison)>,
 }
 
 impl<'a> Report<'a> {
@@ -123,7 +126,14 @@ impl<'a> Report<'a> {
             rows,
             bias_runs,
             bias: Bias::of(bias_runs, tck),
+            together: Vec::new(),
         }
+    }
+
+    /// Adds the `--together` comparisons (ours, against tokio-current) to the targets.
+    pub fn with_together(mut self, together: Vec<(String, Comparison)>) -> Self {
+        self.together = together;
+        self
     }
 
     fn row(&self, name: &str) -> Option<&Row> {
@@ -782,6 +792,19 @@ impl<'a> Report<'a> {
                 met: Some(c.median_us <= k.median_us),
                 decided: c.at_most(k).is_some()
                     || paired_decides(paired.as_ref(), c.median_us <= k.median_us),
+            });
+        }
+        if let Some((_, c)) = self.together.iter().find(|(n, _)| n == ours) {
+            let (met, decided) = c.verdict();
+            t.push(Target {
+                what: format!(
+                    "{ours}: p99 of a typical {} s window at {} msg/s no worse than tokio \
+                     current_thread's, both served at once (--together)",
+                    self.args.latency_window, self.args.latency_rate
+                ),
+                figure: c.figure(),
+                met,
+                decided,
             });
         }
         t
