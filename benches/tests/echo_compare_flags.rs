@@ -15,6 +15,12 @@ fn bad_flags_are_one_line_errors() {
         &["--servers", "mio", "--client-check", "2"],
         &["--client-check", "2"], // no --cellio-bin: no cellio server
         &["--client-check", "-1"],
+        // --together needs two or more listed servers, the latency runs and their windows.
+        &["--servers", "mio,tokio-current", "--together", "mio"],
+        &["--servers", "mio,tokio-current", "--together", "mio,cellio"],
+        &["--servers", "mio,tokio-current", "--together", "mio,mio"],
+        &["--together", "mio,tokio-current", "--latency-rate", "0"],
+        &["--together", "mio,tokio-current", "--latency-window", "0"],
     ] {
         check(args);
     }

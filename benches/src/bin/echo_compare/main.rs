@@ -507,6 +507,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Some(problem) = together_problem(&args) {
+        eprintln!("{PROG}: error: {problem} (try --help)");
+        return ExitCode::from(2);
+    }
     run_main(PROG, || run(&args))
 }
 
@@ -657,32 +661,19 @@ fn run(args: &Args) -> Result<(), String> {
     // Checked before anything runs, like the client check.
     let together_specs: Vec<&ServerSpec> = match &args.together {
         None => Vec::new(),
+        // The names were checked in `main` (`together_problem`).
         Some(names) => {
             if latency_bin.is_none() {
                 return Err(
-                    "--together needs the latency runs (a --latency-rate above 0 and \
-                            cellio's load client)"
+                    "--together needs cellio's load client for its runs (see the note \
+                            above)"
                         .into(),
                 );
             }
-            if names.len() < 2 {
-                return Err("--together needs at least two servers".into());
-            }
-            if args.latency_window == 0.0 {
-                return Err("--together compares windows: it needs a --latency-window".into());
-            }
-            let mut picked: Vec<&ServerSpec> = Vec::new();
-            for name in names {
-                let spec = specs
-                    .iter()
-                    .find(|s| s.name == name.trim())
-                    .ok_or_else(|| format!("--together: `{name}` is not in --servers"))?;
-                if picked.iter().any(|p| p.name == spec.name) {
-                    return Err(format!("--together: `{name}` is listed twice"));
-                }
-                picked.push(spec);
-            }
-            picked
+            names
+                .iter()
+                .filter_map(|name| specs.iter().find(|s| s.name == name.trim()))
+                .collect()
         }
     };
     for n in &notes {
@@ -1127,8 +1118,9 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
 }
 
-fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
-    let names: Vec<String> = match &args.servers {
+/// The servers of this invocation: `--servers`, or the default list.
+fn server_names(args: &Args) -> Vec<String> {
+    match &args.servers {
         Some(list) => list.iter().map(|s| s.trim().to_string()).collect(),
         None => KNOWN
             .iter()
@@ -1139,7 +1131,35 @@ fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
             })
             .map(|n| n.to_string())
             .collect(),
-    };
+    }
+}
+
+/// What is wrong with `--together`, judged from the flags alone.
+fn together_problem(args: &Args) -> Option<String> {
+    let names = args.together.as_ref()?;
+    let servers = server_names(args);
+    if names.len() < 2 {
+        return Some("--together needs at least two servers".into());
+    }
+    if args.latency_rate == 0.0 {
+        return Some("--together is a latency run: it needs a --latency-rate above 0".into());
+    }
+    if args.latency_window == 0.0 {
+        return Some("--together compares windows: it needs a --latency-window".into());
+    }
+    for (i, name) in names.iter().enumerate() {
+        if !servers.iter().any(|s| s == name.trim()) {
+            return Some(format!("--together: `{name}` is not among the servers"));
+        }
+        if names[..i].iter().any(|n| n.trim() == name.trim()) {
+            return Some(format!("--together: `{name}` is listed twice"));
+        }
+    }
+    None
+}
+
+fn server_specs(args: &Args, dir: &Path) -> Result<Vec<ServerSpec>, String> {
+    let names = server_names(args);
     if names.is_empty() {
         return Err("--servers is empty".into());
     }
