@@ -390,8 +390,9 @@ impl Comparison {
             Some(true) => (Some(true), true),
             _ if within => (Some(true), true),
             Some(false) => (Some(false), true),
+            // Undecided: the point estimate's lean, with the same margin.
             None => match &self.by_round {
-                Some(p) => (Some(p.median_ratio() <= 1.0), false),
+                Some(p) => (Some(p.median_ratio() <= 1.0 + RESOLUTION), false),
                 None => (None, false),
             },
         }
@@ -400,11 +401,16 @@ impl Comparison {
     /// The figure for the targets list.
     pub fn figure(&self) -> String {
         let mut parts = Vec::new();
-        if let Some((m, lo, hi)) = self.round_interval() {
-            parts.push(format!(
+        match (self.round_interval(), &self.by_round) {
+            (Some((m, lo, hi)), _) => parts.push(format!(
                 "ours / theirs by round {m:.3} [95%: {lo:.3}, {hi:.3}] (margin {:.2})",
                 1.0 + RESOLUTION
-            ));
+            )),
+            (None, Some(p)) => parts.push(format!(
+                "ours / theirs by round {:.3} (no interval below {MIN_ROUNDS} rounds)",
+                p.median_ratio()
+            )),
+            (None, None) => {}
         }
         if let Some(p) = &self.by_round {
             parts.push(format!("lower in {} of {} rounds", p.lower, p.ratios.len()));
@@ -560,10 +566,16 @@ mod tests {
             .map(|r| run(r, &[if r % 2 == 0 { 73.5 } else { 66.5 }], &[70.0]))
             .collect();
         assert!(!Comparison::of(&mixed, 0, 1).verdict().1);
-        // Too few rounds for an interval: only the sign test could decide.
-        let few: Vec<_> = (1..=4).map(|r| run(r, &[70.0], &[70.0])).collect();
+        // Too few rounds for an interval: only the sign test could decide; a median within
+        // the margin leans "met".
+        let few: Vec<_> = (1..=4).map(|r| run(r, &[70.35], &[70.0])).collect();
         assert_eq!(Comparison::of(&few, 0, 1).round_interval(), None);
-        assert!(!Comparison::of(&few, 0, 1).verdict().1);
+        assert_eq!(Comparison::of(&few, 0, 1).verdict(), (Some(true), false));
+        let few_worse: Vec<_> = (1..=4).map(|r| run(r, &[73.5], &[70.0])).collect();
+        assert_eq!(
+            Comparison::of(&few_worse, 0, 1).verdict(),
+            (Some(false), false)
+        );
     }
 
     #[test]
