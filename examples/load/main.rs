@@ -24,9 +24,11 @@
 //!   share of the connections; their histograms are merged at the end.
 //! * `--addr` given several times spreads the connections over several
 //!   servers (connection i to the i-th address modulo their count) and
-//!   reports each one beside the totals (`targets` in the JSON): two servers
-//!   measured at once see the same machine, stalls included, so their
-//!   latencies can be compared window by window.
+//!   reports each one beside the totals: two servers measured at once see
+//!   the same machine, stalls included, so their latencies can be compared
+//!   window by window. In the JSON, `addr` is then the addresses joined by
+//!   commas, and `targets` has one object per address (in `--addr` order,
+//!   with its `addr`, `connections` and the totals' figures and windows).
 //!
 //! A message counts in `msgs` (and in the latency histogram) if it was due
 //! after the warm-up and its echo came back in full before the end of the
