@@ -197,10 +197,16 @@ fn pipelined_workers_count_every_request() {
 /// One second of open loop at 2000 msg/s over 4 connections against an
 /// in-test echo server, plus `extra` flags; the exit status must be 0.
 fn open_loop_second(extra: &[&str]) -> serde_json::Value {
-    let addr = echo_server(64, None);
-    let mut args = vec![
-        "--addr",
-        &addr,
+    open_loop_second_against(&[&echo_server(64, None)], extra)
+}
+
+/// [`open_loop_second`] against the servers at `addrs` (one `--addr` each).
+fn open_loop_second_against(addrs: &[&str], extra: &[&str]) -> serde_json::Value {
+    let mut args = Vec::new();
+    for addr in addrs {
+        args.extend(["--addr", addr]);
+    }
+    args.extend([
         "--json",
         "--rate",
         "2000",
@@ -210,7 +216,7 @@ fn open_loop_second(extra: &[&str]) -> serde_json::Value {
         "200ms",
         "--connections",
         "4",
-    ];
+    ]);
     args.extend_from_slice(extra);
     let out = run_load(&args);
     let v = json(&out);
@@ -326,25 +332,7 @@ fn several_addresses_share_the_connections_and_are_reported_apart() {
 #[test]
 fn several_addresses_each_get_their_windows() {
     let (a, b) = (echo_server(64, None), echo_server(64, None));
-    let out = run_load(&[
-        "--addr",
-        &a,
-        "--addr",
-        &b,
-        "--json",
-        "--rate",
-        "2000",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--connections",
-        "4",
-        "--window",
-        "250ms",
-    ]);
-    assert_eq!(out.status.code(), Some(0));
-    let v = json(&out);
+    let v = open_loop_second_against(&[&a, &b], &["--window", "250ms"]);
     let mut total = 0;
     for t in v["targets"].as_array().expect("a targets array") {
         let windows = t["windows"].as_array().expect("windows per target");

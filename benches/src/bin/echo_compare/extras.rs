@@ -117,35 +117,54 @@ pub fn latency_run(args: &Args, spec: &ServerSpec, load: &Path) -> Result<Latenc
 pub fn parse_load_json(line: &str) -> Result<LatencyRun, String> {
     let v: Value =
         serde_json::from_str(line).map_err(|e| format!("bad load client JSON `{line}`: {e}"))?;
-    for key in ["errors", "mismatches", "connect_errors"] {
-        if v[key].as_u64() != Some(0) {
-            return Err(format!("load client reported {key}: {line}"));
-        }
-    }
-    let f = |key: &str| {
-        v[key]
-            .as_f64()
-            .ok_or_else(|| format!("load client JSON lacks {key}"))
-    };
+    load_clean(&v, line)?;
     Ok(LatencyRun {
-        msgs_per_sec: f("msgs_per_sec")?,
-        p50_us: f("p50_us")?,
-        p99_us: f("p99_us")?,
-        p999_us: f("p999_us")?,
+        msgs_per_sec: load_number(&v, "msgs_per_sec")?,
+        p50_us: load_number(&v, "p50_us")?,
+        p99_us: load_number(&v, "p99_us")?,
+        p999_us: load_number(&v, "p999_us")?,
         send_lag_p99_us: v["send_lag_p99_us"].as_f64(),
         other_cpu: 0.0,
         round: 0,
         // Windows without a message (none at a steady rate) have no p99.
-        window_p99_us: v["windows"]
-            .as_array()
-            .map(|ws| {
-                ws.iter()
-                    .filter(|w| w["msgs"].as_u64().is_some_and(|n| n > 0))
-                    .filter_map(|w| w["p99_us"].as_f64())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        window_p99_us: window_p99s(&v).into_iter().flatten().collect(),
     })
+}
+
+/// `Err` unless the load client's results `v` (the totals or one address's) count no error,
+/// mismatch or failed connect; `what` names them in the message.
+pub fn load_clean(v: &Value, what: &str) -> Result<(), String> {
+    for key in ["errors", "mismatches", "connect_errors"] {
+        if v[key].as_u64() != Some(0) {
+            return Err(format!("load client reported {key}: {what}"));
+        }
+    }
+    Ok(())
+}
+
+/// The number `key` of the load client's results `v`.
+pub fn load_number(v: &Value, key: &str) -> Result<f64, String> {
+    v[key]
+        .as_f64()
+        .ok_or_else(|| format!("load client JSON lacks {key}"))
+}
+
+/// The p99 of each `--window` of the load client's results `v`, in order; `None` for a window
+/// without messages. Empty without windows.
+pub fn window_p99s(v: &Value) -> Vec<Option<f64>> {
+    v["windows"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| {
+                    w["msgs"]
+                        .as_u64()
+                        .filter(|&n| n > 0)
+                        .and_then(|_| w["p99_us"].as_f64())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 // ----- allocations ---------------------------------------------------------------------------

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::extras::{load_clean, load_number, window_p99s};
 use crate::paired::{sign_test_p, Paired};
 use crate::{finish_client, spawn_client, start_server, Args, Guard, Sample, ServerSpec};
 
@@ -190,33 +191,12 @@ fn parse_targets(v: &Value, k: usize) -> Result<Vec<ServerFigures>, String> {
     targets
         .iter()
         .map(|t| {
-            for key in ["errors", "mismatches", "connect_errors"] {
-                if t[key].as_u64() != Some(0) {
-                    return Err(format!("load client reported {key} for {}", t["addr"]));
-                }
-            }
-            let f = |key: &str| {
-                t[key]
-                    .as_f64()
-                    .ok_or_else(|| format!("load client JSON lacks {key}"))
-            };
+            load_clean(t, &t["addr"].to_string())?;
             Ok(ServerFigures {
-                msgs_per_sec: f("msgs_per_sec")?,
-                p50_us: f("p50_us")?,
-                p99_us: f("p99_us")?,
-                window_p99_us: t["windows"]
-                    .as_array()
-                    .map(|ws| {
-                        ws.iter()
-                            .map(|w| {
-                                w["msgs"]
-                                    .as_u64()
-                                    .filter(|&n| n > 0)
-                                    .and_then(|_| w["p99_us"].as_f64())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                msgs_per_sec: load_number(t, "msgs_per_sec")?,
+                p50_us: load_number(t, "p50_us")?,
+                p99_us: load_number(t, "p99_us")?,
+                window_p99_us: window_p99s(t),
             })
         })
         .collect()
