@@ -14,8 +14,8 @@ use cellio_benches::fill_message;
 use serde_json::{json, Value};
 
 use crate::{
-    client_argv, finish_client, free_port, spawn_client, start_server, Args, Guard, Sample,
-    ServerSpec,
+    client_argv, finish_client, free_port, spawn_client, start_server, Args, ClientRun, Guard,
+    Sample, ServerSpec,
 };
 
 // ----- latency at a fixed offered load -------------------------------------------------------
@@ -75,42 +75,56 @@ pub fn latency_run(args: &Args, spec: &ServerSpec, load: &Path) -> Result<Latenc
     if args.latency_window > 0.0 {
         argv.extend(["--window".into(), format!("{}s", args.latency_window)]);
     }
-    let (client, lines, stderr) = spawn_client(args, load, &argv)?;
-    let client_pid = client.0.id(); // taskset execs the client: same pid
+    let client = spawn_client(args, load, &argv)?;
+    let client_pid = client.0 .0.id(); // taskset execs the client: same pid
     let cores = [args.server_core, args.client_core];
     let s0 = Sample::take(pid, client_pid, &cores)?;
+    let (line, s1) = await_load_result(args, client, || Sample::take(pid, client_pid, &cores))?;
+    if let Some(status) = server.0.try_wait().map_err(|e| format!("wait: {e}"))? {
+        return Err(format!("server exited during the run ({status})"));
+    }
+    drop(server);
+    let mut run = parse_load_json(&line)?;
+    run.other_cpu = other_cpu(&s0, &s1, 0);
+    Ok(run)
+}
+
+/// Waits for the open-loop load client's JSON line, calling `at_result` the moment it
+/// arrives (to sample CPU counters there), then for the client to exit. Bounded by the run's
+/// length and 30 s more.
+pub fn await_load_result<T>(
+    args: &Args,
+    (client, lines, stderr): ClientRun,
+    mut at_result: impl FnMut() -> Result<T, String>,
+) -> Result<(String, T), String> {
     let deadline = Instant::now() + Duration::from_secs_f64(args.warmup + args.latency_secs + 30.0);
     let mut result = None;
-    let mut s1 = None;
     loop {
         match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.starts_with('{') => {
-                s1 = Some(Sample::take(pid, client_pid, &cores)?);
-                result = Some(line);
-            }
+            Ok(line) if line.starts_with('{') => result = Some((line, at_result()?)),
             Ok(_) => {}
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => return Err("load client timed out".into()),
         }
     }
     finish_client(client, stderr, deadline)?;
-    if let Some(status) = server.0.try_wait().map_err(|e| format!("wait: {e}"))? {
-        return Err(format!("server exited during the run ({status})"));
-    }
-    drop(server);
-    let line = result.ok_or("load client printed no JSON result")?;
-    let s1 = s1.ok_or("load client printed no JSON result")?;
-    let mut run = parse_load_json(&line)?;
+    result.ok_or_else(|| "load client printed no JSON result".into())
+}
+
+/// CPU taken on the two benchmark cores between `s0` and `s1` by anything but the sampled
+/// server and client and `also_ours` ticks of other processes of the run, as a fraction of
+/// one core.
+pub fn other_cpu(s0: &Sample, s1: &Sample, also_ours: u64) -> f64 {
     let ticks = |a: cellio_benches::CpuTicks, b: cellio_benches::CpuTicks| {
         (b.utime + b.stime).saturating_sub(a.utime + a.stime)
     };
     let other = s1
         .cores_busy
         .saturating_sub(s0.cores_busy)
-        .saturating_sub(ticks(s0.server, s1.server) + ticks(s0.client, s1.client));
+        .saturating_sub(ticks(s0.server, s1.server) + ticks(s0.client, s1.client))
+        .saturating_sub(also_ours);
     let wall = (s1.at - s0.at).as_secs_f64();
-    run.other_cpu = other as f64 / cellio_benches::clk_tck() as f64 / wall;
-    Ok(run)
+    other as f64 / cellio_benches::clk_tck() as f64 / wall
 }
 
 /// Parses the JSON line of `load --json`.

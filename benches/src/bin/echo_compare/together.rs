@@ -31,14 +31,12 @@
 //!   it.
 
 use std::path::Path;
-use std::sync::mpsc::RecvTimeoutError;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::extras::{load_clean, load_number, window_p99s};
+use crate::extras::{await_load_result, load_clean, load_number, other_cpu, window_p99s};
 use crate::paired::{sign_test_p, Paired};
-use crate::{finish_client, spawn_client, start_server, Args, Guard, Sample, ServerSpec};
+use crate::{spawn_client, start_server, Args, Guard, Sample, ServerSpec};
 
 /// The margin of "no worse": the window histograms' resolution. `load` records windows with 2
 /// significant digits, whose buckets are at most 1/128 (0.8%) of their value wide.
@@ -107,30 +105,18 @@ pub fn run_once(
     if args.latency_window > 0.0 {
         argv.extend(["--window".into(), format!("{}s", args.latency_window)]);
     }
-    let (client, lines, stderr) = spawn_client(args, load, &argv)?;
-    let client_pid = client.0.id();
+    let client = spawn_client(args, load, &argv)?;
+    let client_pid = client.0 .0.id();
     let cores = [args.server_core, args.client_core];
     // `Sample` reads one server's ticks; the others' are read beside it.
-    let s0 = Sample::take(servers[0].0 .0.id(), client_pid, &cores)?;
-    let busy0 = servers_ticks(&servers[1..])?;
-    let deadline = Instant::now() + Duration::from_secs_f64(args.warmup + args.latency_secs + 30.0);
-    let mut result = None;
-    let mut s1 = None;
-    loop {
-        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.starts_with('{') => {
-                s1 = Some((
-                    Sample::take(servers[0].0 .0.id(), client_pid, &cores)?,
-                    servers_ticks(&servers[1..])?,
-                ));
-                result = Some(line);
-            }
-            Ok(_) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => return Err("load client timed out".into()),
-        }
-    }
-    finish_client(client, stderr, deadline)?;
+    let sample = || -> Result<(Sample, u64), String> {
+        Ok((
+            Sample::take(servers[0].0 .0.id(), client_pid, &cores)?,
+            servers_ticks(&servers[1..])?,
+        ))
+    };
+    let (s0, busy0) = sample()?;
+    let (line, (s1, busy1)) = await_load_result(args, client, sample)?;
     for (i, (server, _)) in servers.iter_mut().enumerate() {
         if let Some(status) = server.0.try_wait().map_err(|e| format!("wait: {e}"))? {
             return Err(format!(
@@ -140,8 +126,6 @@ pub fn run_once(
         }
     }
     drop(servers);
-    let line = result.ok_or("load client printed no JSON result")?;
-    let (s1, busy1) = s1.ok_or("load client printed no JSON result")?;
     let v: Value =
         serde_json::from_str(&line).map_err(|e| format!("bad load client JSON `{line}`: {e}"))?;
     let targets = parse_targets(&v, k)?;
@@ -150,19 +134,10 @@ pub fn run_once(
     for (pos, &i) in order.iter().enumerate() {
         by_spec[i] = Some(targets[pos].clone());
     }
-    let ticks = |a: cellio_benches::CpuTicks, b: cellio_benches::CpuTicks| {
-        (b.utime + b.stime).saturating_sub(a.utime + a.stime)
-    };
-    let other = s1
-        .cores_busy
-        .saturating_sub(s0.cores_busy)
-        .saturating_sub(ticks(s0.server, s1.server) + ticks(s0.client, s1.client))
-        .saturating_sub(busy1.saturating_sub(busy0));
-    let wall = (s1.at - s0.at).as_secs_f64();
     Ok(TogetherRun {
         round,
         servers: by_spec.into_iter().flatten().collect(),
-        other_cpu: other as f64 / cellio_benches::clk_tck() as f64 / wall,
+        other_cpu: other_cpu(&s0, &s1, busy1.saturating_sub(busy0)),
         send_lag_p99_us: v["send_lag_p99_us"].as_f64(),
     })
 }
