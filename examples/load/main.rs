@@ -260,7 +260,7 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
     for t in threads {
         match t.join() {
             Ok(out) => {
-                for (mine, theirs) in by_target.iter_mut().zip(out.targets) {
+                for (mine, theirs) in by_target.iter_mut().zip(&out.targets) {
                     mine.merge(theirs);
                 }
                 allocs.0 += out.window_allocs;
@@ -274,7 +274,7 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
     }
     let mut totals = Totals::empty();
     for t in &by_target {
-        totals.merge(t.clone());
+        totals.merge(t);
     }
     let warm_end = t0 + plan.warmup;
     let secs = match plan.duration {
@@ -308,17 +308,9 @@ fn worker(
     published: Arc<AtomicU64>,
 ) -> WorkerTotals {
     let targets = plan.targets.len() as u64;
-    // Connections that were never opened, by target.
-    let unopened = |opened: &[u64]| -> Vec<Totals> {
-        let mut out: Vec<Totals> = plan.targets.iter().map(|_| Totals::empty()).collect();
-        for id in ids.clone() {
-            out[(id % targets) as usize].connect_errors += 1;
-        }
-        for &id in opened {
-            out[(id % targets) as usize].connect_errors -= 1;
-        }
-        out
-    };
+    // Each target's totals, so far its connections that could not be opened.
+    let mut by_target: Vec<Totals> = plan.targets.iter().map(|_| Totals::empty()).collect();
+    let mut unopened = |id: u64| by_target[(id % targets) as usize].connect_errors += 1;
     let rt = match Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -327,7 +319,8 @@ fn worker(
                 failed: ids.end - ids.start,
                 first_error: Some(format!("cannot start a cellio runtime: {e}")),
             });
-            return Tally::new(published).into_worker_totals(unopened(&[]));
+            ids.for_each(&mut unopened);
+            return Tally::new(published).into_worker_totals(by_target);
         }
     };
 
@@ -370,12 +363,12 @@ fn worker(
         match r {
             Ok(s) => streams.push((id, s)),
             Err(e) => {
+                unopened(id);
                 first_error.get_or_insert_with(|| e.to_string());
             }
         }
     }
     let opened: Vec<u64> = streams.iter().map(|&(id, _)| id).collect();
-    let mut by_target = unopened(&opened);
     let _ = ready.send(Connected {
         ok: streams.len() as u64,
         failed: (ids.end - ids.start) - streams.len() as u64,

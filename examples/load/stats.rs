@@ -72,7 +72,6 @@ fn window_histogram() -> Histogram<u64> {
 
 /// `--window`: consecutive windows of the measured period, each with its
 /// own histogram, allocated up front (recording allocates nothing).
-#[derive(Clone)]
 pub struct Windows {
     /// The start of the measured period (the end of the warm-up), set by
     /// [`Windows::begin`] once the run's start is known.
@@ -111,7 +110,7 @@ impl Windows {
     }
 
     /// Adds another worker's windows (the same plan, so the same count).
-    fn merge(&mut self, other: Windows) {
+    fn merge(&mut self, other: &Windows) {
         for (mine, theirs) in self.hists.iter_mut().zip(&other.hists) {
             mine.add(theirs).expect("histograms have the same bounds");
         }
@@ -159,7 +158,6 @@ pub struct WorkerTotals {
 }
 
 /// One target's results (of one worker, or merged over workers or targets).
-#[derive(Clone)]
 pub struct Totals {
     pub hist: Histogram<u64>,
     pub lag: Histogram<u64>,
@@ -198,17 +196,21 @@ impl Totals {
         }
     }
 
-    pub fn merge(&mut self, other: Totals) {
+    pub fn merge(&mut self, other: &Totals) {
         self.hist
             .add(&other.hist)
             .expect("histograms have the same bounds");
         self.lag
             .add(&other.lag)
             .expect("histograms have the same bounds");
-        match (&mut self.windows, other.windows) {
+        match (&mut self.windows, &other.windows) {
             (Some(mine), Some(theirs)) => mine.merge(theirs),
-            (mine @ None, theirs) => *mine = theirs,
-            (Some(_), None) => {}
+            (mine @ None, Some(theirs)) => {
+                let mut w = Windows::new(theirs.len, theirs.hists.len());
+                w.merge(theirs);
+                *mine = Some(w);
+            }
+            (_, None) => {}
         }
         self.msgs += other.msgs;
         self.mismatches += other.mismatches;

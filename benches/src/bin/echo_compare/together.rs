@@ -128,11 +128,10 @@ pub fn run_once(
     drop(servers);
     let v: Value =
         serde_json::from_str(&line).map_err(|e| format!("bad load client JSON `{line}`: {e}"))?;
-    let targets = parse_targets(&v, k)?;
     // `targets` follow the `--addr` order; put them back in list order.
     let mut by_spec: Vec<Option<ServerFigures>> = vec![None; k];
-    for (pos, &i) in order.iter().enumerate() {
-        by_spec[i] = Some(targets[pos].clone());
+    for (figures, &i) in parse_targets(&v, k)?.into_iter().zip(&order) {
+        by_spec[i] = Some(figures);
     }
     Ok(TogetherRun {
         round,
