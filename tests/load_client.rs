@@ -112,6 +112,27 @@ fn echo_server(size: usize, corrupt_every: Option<u64>) -> String {
     addr
 }
 
+/// A blocking echo server that waits `delay` before echoing each read.
+fn slow_server(delay: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr").to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    thread::sleep(delay);
+                    if stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// Accepts connections and never answers.
 fn silent_server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -401,6 +422,54 @@ fn a_silent_server_times_out_instead_of_hanging() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(v["errors"], 2);
     assert_eq!(v["timeouts"], 2);
+}
+
+#[test]
+fn a_silent_server_times_out_when_pipelined() {
+    let addr = silent_server();
+    load_bin();
+    let start = Instant::now();
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--requests",
+        "40",
+        "--connections",
+        "2",
+        "--pipeline",
+        "4",
+        "--timeout",
+        "300ms",
+    ]);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(v["timeouts"], 2);
+    assert_eq!(v["msgs"], 0);
+}
+
+/// The timeout bounds each wait for an echo, not a connection's whole run:
+/// four 100 ms echoes in a row on a connection (400 ms) are no timeout at
+/// `--timeout 300ms`.
+#[test]
+fn a_slow_server_within_the_timeout_is_not_timed_out() {
+    let addr = slow_server(Duration::from_millis(100));
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--requests",
+        "8",
+        "--connections",
+        "2",
+        "--timeout",
+        "300ms",
+    ]);
+    let v = json(&out);
+    assert_eq!(v["timeouts"], 0, "{v}");
+    assert_eq!(v["msgs"], 8);
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]

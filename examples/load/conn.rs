@@ -6,9 +6,9 @@
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cellio::runtime::{sleep_until, Sleep};
@@ -16,6 +16,7 @@ use cellio::{yield_now, TcpStream};
 
 use crate::pattern::fill;
 use crate::stats::Stats;
+use crate::watch::{Stop, Watch};
 
 /// A task yields to the others after this many messages in a row.
 const BUDGET: u32 = 64;
@@ -105,74 +106,6 @@ pub struct Conn {
     pub timeout: Duration,
 }
 
-/// Why waiting for the server stopped early.
-enum Stop {
-    /// No progress for `--timeout`: an error.
-    Timeout,
-    /// The run ended (duration mode): not an error.
-    End,
-}
-
-/// A per-connection timer bounding every wait for the server, re-armed
-/// lazily: it fires at most about once per timeout period, so a message
-/// costs no timer operation.
-struct Watchdog {
-    sleep: Sleep,
-    timeout: Duration,
-    end: Option<Instant>,
-}
-
-impl Watchdog {
-    fn new(timeout: Duration, end: Option<Instant>) -> Self {
-        let mut dog = Watchdog {
-            sleep: sleep_until(Instant::now()),
-            timeout,
-            end,
-        };
-        dog.sleep = sleep_until(dog.cap(Instant::now() + timeout));
-        dog
-    }
-
-    fn cap(&self, at: Instant) -> Instant {
-        match self.end {
-            Some(end) => at.min(end),
-            None => at,
-        }
-    }
-
-    /// Ready once the run ended or nothing progressed for `timeout` since
-    /// `since`.
-    fn poll(&mut self, cx: &mut Context<'_>, since: Instant) -> Poll<Stop> {
-        loop {
-            if Pin::new(&mut self.sleep).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let now = Instant::now();
-            if self.end.is_some_and(|end| now >= end) {
-                return Poll::Ready(Stop::End);
-            }
-            let deadline = since + self.timeout;
-            if now >= deadline {
-                return Poll::Ready(Stop::Timeout);
-            }
-            let next = self.cap(deadline);
-            self.sleep.reset(next);
-        }
-    }
-}
-
-/// Runs `fut` unless the watchdog fires first.
-async fn guarded<F: Future>(fut: F, dog: &mut Watchdog, since: Instant) -> Result<F::Output, Stop> {
-    let mut fut = pin!(fut);
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Ok(out));
-        }
-        dog.poll(cx, since).map(Err)
-    })
-    .await
-}
-
 /// Where the first differing byte is, for the report.
 #[cold]
 fn report_mismatch(stats: &Stats, id: u64, seq: u64, at: usize, got: &[u8], want: &[u8]) {
@@ -198,7 +131,7 @@ fn overrun(stats: &Stats, id: u64, seq: u64, extra: usize) {
 
 /// Closed loop (or paced with one message in flight): send a message, wait
 /// for its whole echo, check it, record it, repeat.
-pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
+pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch) {
     let size = c.size;
     let tl = c.timeline;
     let mut msg = vec![0u8; size];
@@ -206,7 +139,6 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
     // short read, which tells cellio the socket is drained, so the next
     // message's receive parks without a syscall that would say EAGAIN.
     let mut rx = vec![0u8; size + MIN_RX];
-    let mut dog = Watchdog::new(c.timeout, tl.end);
     let mut pace_sleep = sleep_until(Instant::now());
     let mut now = Instant::now();
     let mut seq = 0u64;
@@ -239,7 +171,8 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
         let recorded = intended >= tl.warm_end;
         counted += recorded as u64;
         fill(&mut msg, c.id, seq);
-        match guarded(stream.send_all(&msg), &mut dog, since).await {
+        watch.arm(since);
+        match watch.guard(stream.send_all(&msg)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return stats.error(c.id, format_args!("send: {e}")),
             Err(Stop::End) => return,
@@ -247,7 +180,7 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
         }
         let mut got = 0;
         while got < size {
-            match guarded(stream.recv(&mut rx[got..]), &mut dog, since).await {
+            match watch.guard(stream.recv(&mut rx[got..])).await {
                 Ok(Ok(0)) => {
                     return stats.error(
                         c.id,
@@ -260,6 +193,7 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
                 Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
             }
         }
+        watch.disarm();
         now = Instant::now();
         if tl.ended(now) {
             return;
@@ -284,7 +218,7 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
 /// `--pipeline K > 1`: a sender keeps up to K messages outstanding while a
 /// receiver checks the echoes as they stream back; both run inside this
 /// task, joined by hand.
-pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
+pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch) {
     let size = c.size;
     let k = c.pipeline;
     let tl = c.timeline;
@@ -362,7 +296,6 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
     let receiver = async {
         let mut rx = vec![0u8; size.saturating_mul(k).clamp(MIN_RX, 1 << 20).max(size)];
         let mut expect = vec![0u8; size];
-        let mut dog = Watchdog::new(c.timeout, tl.end);
         let mut seq = 0u64; // message being received
         let mut off = 0usize; // its bytes received so far
         let mut expect_seq = u64::MAX; // message `expect` holds
@@ -389,8 +322,8 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
             // Read as much as fits, not only what is outstanding: a short
             // read tells cellio the socket is drained (no EAGAIN syscall
             // before the next wait).
-            let since = last_progress.max(sent_at[(seq % k as u64) as usize].get());
-            let n = match guarded(stream.recv(&mut rx), &mut dog, since).await {
+            watch.arm(last_progress.max(sent_at[(seq % k as u64) as usize].get()));
+            let n = match watch.guard(stream.recv(&mut rx)).await {
                 Ok(Ok(0)) => {
                     return stats.error(
                         c.id,
@@ -402,6 +335,7 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>) {
                 Err(Stop::End) => return,
                 Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
             };
+            watch.disarm();
             // (`sent` may have grown while we waited.)
             let outstanding = ((sent.get() - seq) as usize).saturating_mul(size) - off;
             if n > outstanding {

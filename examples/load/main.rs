@@ -43,6 +43,7 @@ mod args;
 mod conn;
 mod pattern;
 mod stats;
+mod watch;
 
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -61,6 +62,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use args::Args;
 use conn::{Conn, Pace, Timeline};
 use stats::{Stats, Tally, Totals, WorkerTotals};
+use watch::Watchlist;
 
 #[global_allocator]
 static ALLOC: stats::Counting = stats::Counting;
@@ -395,10 +397,16 @@ fn worker(
             Rc::new(Stats::new(tally.clone(), windows))
         })
         .collect();
+    let watches = Watchlist::new(streams.len(), plan.timeout, timeline.end);
     rt.block_on(async {
+        // Bounds every connection's waits for the server; ends by itself
+        // once they have all ended (and is dropped with the runtime if a
+        // connection task failed).
+        spawn_local(watch::reap(watches.clone()));
         let handles: Vec<_> = streams
             .into_iter()
-            .map(|(id, stream)| {
+            .enumerate()
+            .map(|(slot, (id, stream))| {
                 let c = Conn {
                     id,
                     size: plan.size,
@@ -418,12 +426,15 @@ fn worker(
                 };
                 let stats = stats[(id % targets) as usize].clone();
                 let pipelined = plan.pipeline > 1;
+                let watches = watches.clone();
                 spawn_local(async move {
+                    let watch = watches.watch(slot);
                     if pipelined {
-                        conn::pipelined(stream, c, stats.clone()).await;
+                        conn::pipelined(stream, c, stats.clone(), watch).await;
                     } else {
-                        conn::closed(stream, c, stats.clone()).await;
+                        conn::closed(stream, c, stats.clone(), watch).await;
                     }
+                    watch.retire();
                     stats.connection_ended();
                 })
             })

@@ -140,8 +140,15 @@ pub struct Tally {
     msgs: Cell<u64>,
     /// `msgs`, for the progress line on the main thread.
     published: Arc<AtomicU64>,
-    /// Allocations while every connection runs (see [`AllocWindow`]).
-    allocs: Cell<Option<AllocWindow>>,
+    /// The allocation window: the thread's allocation count at its first
+    /// recorded message and at the latest one recorded before any of its
+    /// connections ended, and the messages recorded in that span: the
+    /// steady state, without the teardown of connections that finish while
+    /// others still run (open loop).
+    first_allocs: Cell<Option<u64>>,
+    last_allocs: Cell<u64>,
+    /// Messages recorded while the window was open (the first included).
+    open_msgs: Cell<u64>,
     /// A connection has ended: its teardown (and everything after) is not
     /// the hot loop, so the allocation window is closed.
     allocs_closed: Cell<bool>,
@@ -168,17 +175,6 @@ pub struct Totals {
     pub timeouts: u64,
     pub connect_errors: u64,
     pub last_done: Option<Instant>,
-}
-
-/// A worker thread's allocation count at its first recorded message and at
-/// the latest one recorded before any of its connections ended, and the
-/// messages recorded in between: the steady state, without the teardown
-/// of connections that finish while others still run (open loop).
-#[derive(Clone, Copy)]
-struct AllocWindow {
-    first: u64,
-    last: u64,
-    msgs: u64,
 }
 
 impl Totals {
@@ -226,7 +222,9 @@ impl Tally {
         Tally {
             msgs: Cell::new(0),
             published,
-            allocs: Cell::new(None),
+            first_allocs: Cell::new(None),
+            last_allocs: Cell::new(0),
+            open_msgs: Cell::new(0),
             allocs_closed: Cell::new(false),
         }
     }
@@ -239,18 +237,11 @@ impl Tally {
         self.published.store(msgs, Ordering::Relaxed);
         if !self.allocs_closed.get() {
             let now = thread_allocs();
-            self.allocs.set(Some(match self.allocs.get() {
-                None => AllocWindow {
-                    first: now,
-                    last: now,
-                    msgs: 0,
-                },
-                Some(w) => AllocWindow {
-                    last: now,
-                    msgs: w.msgs + 1,
-                    ..w
-                },
-            }));
+            if self.first_allocs.get().is_none() {
+                self.first_allocs.set(Some(now));
+            }
+            self.last_allocs.set(now);
+            self.open_msgs.set(self.open_msgs.get() + 1);
         }
     }
 
@@ -263,8 +254,11 @@ impl Tally {
     pub fn into_worker_totals(self, targets: Vec<Totals>) -> WorkerTotals {
         WorkerTotals {
             targets,
-            window_allocs: self.allocs.get().map_or(0, |w| w.last - w.first),
-            window_msgs: self.allocs.get().map_or(0, |w| w.msgs),
+            window_allocs: self
+                .first_allocs
+                .get()
+                .map_or(0, |first| self.last_allocs.get() - first),
+            window_msgs: self.open_msgs.get().saturating_sub(1),
         }
     }
 }
@@ -288,7 +282,7 @@ impl Stats {
     /// The echo of a message meant to be sent at `intended` came back in
     /// full at `now`. `recorded`: it belongs to the measured period; `bad`:
     /// its bytes differ from what was sent.
-    #[inline]
+    #[inline(always)]
     pub fn complete(&self, recorded: bool, bad: bool, intended: Instant, now: Instant) {
         if bad {
             self.mismatches.set(self.mismatches.get() + 1);
