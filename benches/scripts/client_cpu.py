@@ -7,7 +7,10 @@ the run is counted). For each run it reports messages/s and the client's own use
 CPU per message (from the kernel's rusage of the finished client), then the medians. With
 the client core saturated, messages/s is about 1 / (client CPU per message): the split says
 whether a difference between the clients comes from their own (user) work or from the
-kernel's work per message, which both share.
+kernel's work per message, which both share. It also counts how often each side went to
+sleep for want of work (voluntary context switches per 1000 messages: the client's from its
+rusage, the server's from /proc): the side that is faster waits for the other, and every
+time it sleeps the other side's next send pays for waking it.
 
     python3 benches/scripts/client_cpu.py [--pairs 10] [--secs 3]
 
@@ -45,8 +48,20 @@ def wait_listening(port, deadline=10.0):
     raise SystemExit(f"client_cpu: the echo server did not listen on port {port}")
 
 
-def run_client(name, port, secs):
-    """One pinned client run: (msgs/s, user us/msg, sys us/msg)."""
+def server_sleeps(pid):
+    """How many times the server has gone to sleep (voluntary context switches, all threads)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def run_client(name, port, secs, server_pid):
+    """One pinned client run: (msgs/s, user us/msg, sys us/msg, client sleeps and server
+    sleeps per 1000 messages)."""
     addr = f"127.0.0.1:{port}"
     if name == "load":
         argv = [os.path.join(RELEASE, "examples", "load"), "--addr", addr,
@@ -54,9 +69,11 @@ def run_client(name, port, secs):
     else:
         argv = [os.path.join(RELEASE, "mio_load"), "--addr", addr,
                 "--duration", str(secs), "--warmup", "0", "--json"]
+    server_before = server_sleeps(server_pid)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["taskset", "-c", "1"] + argv, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_after = server_sleeps(server_pid)
     if out.returncode != 0:
         raise SystemExit(f"client_cpu: {name} failed: {out.stderr.strip()}")
     result = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("{")))
@@ -65,7 +82,15 @@ def run_client(name, port, secs):
         raise SystemExit(f"client_cpu: {name} completed no message")
     user = (after.ru_utime - before.ru_utime) * 1e6 / msgs
     system = (after.ru_stime - before.ru_stime) * 1e6 / msgs
-    return result["msgs_per_sec"], user, system
+    client_sleeps = (after.ru_nvcsw - before.ru_nvcsw) * 1000 / msgs
+    return (result["msgs_per_sec"], user, system, client_sleeps,
+            (server_after - server_before) * 1000 / msgs)
+
+
+def line(run):
+    rate, user, system, client_sleeps, server_sleeps = run
+    return (f"{rate:>9.0f} msg/s  user {user:.2f} us/msg  sys {system:.2f} us/msg  "
+            f"sleeps per 1000 msgs: client {client_sleeps:.2f}, server {server_sleeps:.2f}")
 
 
 def main():
@@ -86,17 +111,15 @@ def main():
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 wait_listening(port)
-                rate, user, system = run_client(name, port, args.secs)
+                run = run_client(name, port, args.secs, server.pid)
             finally:
                 server.terminate()
                 server.wait()
-            runs[name].append((rate, user, system))
-            print(f"pair {i + 1:>2} {name:<8} {rate:>9.0f} msg/s  user {user:.2f} us/msg  "
-                  f"sys {system:.2f} us/msg", flush=True)
-    med = {k: [statistics.median(r[j] for r in v) for j in range(3)] for k, v in runs.items()}
-    for name, (rate, user, system) in med.items():
-        print(f"median   {name:<8} {rate:>9.0f} msg/s  user {user:.2f} us/msg  "
-              f"sys {system:.2f} us/msg")
+            runs[name].append(run)
+            print(f"pair {i + 1:>2} {name:<8} {line(run)}", flush=True)
+    med = {k: [statistics.median(r[j] for r in v) for j in range(5)] for k, v in runs.items()}
+    for name, run in med.items():
+        print(f"median   {name:<8} {line(run)}")
     ratios = [a[0] / b[0] for a, b in zip(runs["load"], runs["mio_load"])]
     extra_user = med["load"][1] - med["mio_load"][1]
     per_msg = med["mio_load"][1] + med["mio_load"][2]

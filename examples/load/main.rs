@@ -22,6 +22,9 @@
 //!   window's p99 says what the server does, the run's p99 what the stalls do.
 //! * `--workers W` runs W threads, each with its own cellio runtime and a
 //!   share of the connections; their histograms are merged at the end.
+//!   With one worker (the default) and no terminal for the progress line,
+//!   the worker runs on the main thread: the process then has one thread,
+//!   which spares the kernel a file reference count at every syscall.
 //! * `--addr` given several times spreads the connections over several
 //!   servers (connection i to the i-th address modulo their count) and
 //!   reports each one beside the totals: two servers measured at once see
@@ -56,7 +59,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cellio::runtime::timeout;
-use cellio::{spawn_local, Runtime, TcpStream};
+use cellio::{spawn_local, Builder, TcpStream};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use args::Args;
@@ -199,81 +202,17 @@ fn resolve(name: &str) -> Target {
 
 fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
     let workers = u64::from(args.workers).min(plan.connections);
-    let (ready_tx, ready_rx) = mpsc::channel::<Connected>();
-    let mut threads = Vec::new();
-    let mut go = Vec::new();
-    let mut published = Vec::new();
-    for w in 0..workers {
-        let ids = (w * plan.connections / workers)..((w + 1) * plan.connections / workers);
-        let (go_tx, go_rx) = mpsc::channel::<Option<Instant>>();
-        let counter = Arc::new(AtomicU64::new(0));
-        let (plan, ready, c) = (plan.clone(), ready_tx.clone(), counter.clone());
-        let spawned = thread::Builder::new()
-            .name(format!("load-worker-{w}"))
-            .spawn(move || worker(&plan, ids, &ready, &go_rx, c));
-        match spawned {
-            Ok(handle) => threads.push(handle),
-            Err(e) => {
-                eprintln!("load: error: cannot start worker thread: {e}");
-                return ExitCode::FAILURE;
-            }
+    let (t0, by_target, allocs) = if workers == 1 && !std::io::stderr().is_terminal() {
+        match run_inline(args, &plan) {
+            Ok(out) => out,
+            Err(code) => return code,
         }
-        go.push(go_tx);
-        published.push(counter);
-    }
-    drop(ready_tx);
-
-    // Connect phase: all workers open their connections, then start together.
-    let (mut ok, mut failed, mut first_error) = (0, 0, None);
-    for report in ready_rx.iter().take(workers as usize) {
-        ok += report.ok;
-        failed += report.failed;
-        first_error = first_error.or(report.first_error);
-    }
-    if ok == 0 {
-        for tx in &go {
-            let _ = tx.send(None);
+    } else {
+        match run_threads(args, &plan, workers) {
+            Ok(out) => out,
+            Err(code) => return code,
         }
-        for t in threads {
-            let _ = t.join();
-        }
-        let why = first_error.unwrap_or_else(|| "no connection".into());
-        fail_usage(&format!(
-            "cannot connect to {}: {why}",
-            args.addr.join(", ")
-        ));
-    }
-    if failed > 0 {
-        eprintln!(
-            "load: {failed} of {} connects failed (first: {})",
-            plan.connections,
-            first_error.as_deref().unwrap_or("?")
-        );
-    }
-    let t0 = Instant::now();
-    for tx in &go {
-        let _ = tx.send(Some(t0));
-    }
-
-    progress(&plan, t0, &threads, &published);
-
-    let mut by_target: Vec<Totals> = plan.targets.iter().map(|_| Totals::empty()).collect();
-    let mut allocs = (0, 0);
-    for t in threads {
-        match t.join() {
-            Ok(out) => {
-                for (mine, theirs) in by_target.iter_mut().zip(&out.targets) {
-                    mine.merge(theirs);
-                }
-                allocs.0 += out.window_allocs;
-                allocs.1 += out.window_msgs;
-            }
-            Err(_) => {
-                eprintln!("load: error: a worker thread panicked");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
+    };
     let mut totals = Totals::empty();
     for t in &by_target {
         totals.merge(t);
@@ -301,22 +240,147 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What a run hands to the report: its start, each target's totals and the
+/// allocation window (allocations, messages) summed over the workers.
+type RunOutput = (Instant, Vec<Totals>, (u64, u64));
+
+/// One worker on this thread, when there is nothing else for the thread to
+/// do (one worker, no progress line). A process with a second thread makes
+/// the kernel take and drop a reference on the socket's file at every
+/// syscall (the file table is shared): ~40 ns per message on this VM
+/// (`perf`: `fdget` + `fput`), a whole percent of the client core.
+fn run_inline(args: &Args, plan: &Plan) -> Result<RunOutput, ExitCode> {
+    let mut t0 = None;
+    let out = worker(
+        plan,
+        0..plan.connections,
+        Arc::new(AtomicU64::new(0)),
+        |connected| {
+            let start = start(args, plan, vec![connected], || {});
+            t0 = Some(start);
+            Some(start)
+        },
+    );
+    // `start` returns only to go on (it exits otherwise), so `t0` is set
+    // unless the runtime could not even start (then nothing ran).
+    let Some(t0) = t0 else {
+        eprintln!("load: error: the worker could not start");
+        return Err(ExitCode::FAILURE);
+    };
+    Ok((t0, out.targets, (out.window_allocs, out.window_msgs)))
+}
+
+/// The threaded run: a thread per worker, the progress line on this one.
+fn run_threads(args: &Args, plan: &Arc<Plan>, workers: u64) -> Result<RunOutput, ExitCode> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Connected>();
+    let mut threads = Vec::new();
+    let mut go = Vec::new();
+    let mut published = Vec::new();
+    for w in 0..workers {
+        let ids = (w * plan.connections / workers)..((w + 1) * plan.connections / workers);
+        let (go_tx, go_rx) = mpsc::channel::<Option<Instant>>();
+        let counter = Arc::new(AtomicU64::new(0));
+        let (plan, ready, c) = (Arc::clone(plan), ready_tx.clone(), counter.clone());
+        let spawned = thread::Builder::new()
+            .name(format!("load-worker-{w}"))
+            .spawn(move || {
+                worker(&plan, ids, c, |connected| {
+                    let _ = ready.send(connected);
+                    go_rx.recv().ok().flatten()
+                })
+            });
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                eprintln!("load: error: cannot start worker thread: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        }
+        go.push(go_tx);
+        published.push(counter);
+    }
+    drop(ready_tx);
+
+    // Connect phase: all workers open their connections, then start together.
+    let reports: Vec<Connected> = ready_rx.iter().take(workers as usize).collect();
+    let t0 = start(args, plan, reports, || {
+        for tx in &go {
+            let _ = tx.send(None);
+        }
+        for t in threads.drain(..) {
+            let _ = t.join();
+        }
+    });
+    for tx in &go {
+        let _ = tx.send(Some(t0));
+    }
+
+    progress(plan, t0, &threads, &published);
+
+    let mut by_target: Vec<Totals> = plan.targets.iter().map(|_| Totals::empty()).collect();
+    let mut allocs = (0, 0);
+    for t in threads {
+        match t.join() {
+            Ok(out) => {
+                for (mine, theirs) in by_target.iter_mut().zip(&out.targets) {
+                    mine.merge(theirs);
+                }
+                allocs.0 += out.window_allocs;
+                allocs.1 += out.window_msgs;
+            }
+            Err(_) => {
+                eprintln!("load: error: a worker thread panicked");
+                return Err(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok((t0, by_target, allocs))
+}
+
+/// The connect phase's verdict, from every worker's report: the run's start
+/// time, or (no connection at all) exit 2 after `stop` has let the workers
+/// go. Failed connects among good ones are reported and the run goes on.
+fn start(args: &Args, plan: &Plan, reports: Vec<Connected>, stop: impl FnOnce()) -> Instant {
+    let (mut ok, mut failed, mut first_error) = (0, 0, None);
+    for report in reports {
+        ok += report.ok;
+        failed += report.failed;
+        first_error = first_error.or(report.first_error);
+    }
+    if ok == 0 {
+        stop();
+        let why = first_error.unwrap_or_else(|| "no connection".into());
+        fail_usage(&format!(
+            "cannot connect to {}: {why}",
+            args.addr.join(", ")
+        ));
+    }
+    if failed > 0 {
+        eprintln!(
+            "load: {failed} of {} connects failed (first: {})",
+            plan.connections,
+            first_error.as_deref().unwrap_or("?")
+        );
+    }
+    Instant::now()
+}
+
 /// One worker thread: its own runtime, connections `ids`.
 fn worker(
     plan: &Plan,
     ids: Range<u64>,
-    ready: &mpsc::Sender<Connected>,
-    go: &mpsc::Receiver<Option<Instant>>,
     published: Arc<AtomicU64>,
+    handshake: impl FnOnce(Connected) -> Option<Instant>,
 ) -> WorkerTotals {
     let targets = plan.targets.len() as u64;
     // Each target's totals, so far its connections that could not be opened.
     let mut by_target: Vec<Totals> = plan.targets.iter().map(|_| Totals::empty()).collect();
     let mut unopened = |id: u64| by_target[(id % targets) as usize].connect_errors += 1;
-    let rt = match Runtime::new() {
+    // One worker per runtime: the connections are this thread's.
+    let rt = match Builder::new().workers(1).build() {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = ready.send(Connected {
+            handshake(Connected {
                 ok: 0,
                 failed: ids.end - ids.start,
                 first_error: Some(format!("cannot start a cellio runtime: {e}")),
@@ -371,13 +435,13 @@ fn worker(
         }
     }
     let opened: Vec<u64> = streams.iter().map(|&(id, _)| id).collect();
-    let _ = ready.send(Connected {
+    let go = handshake(Connected {
         ok: streams.len() as u64,
         failed: (ids.end - ids.start) - streams.len() as u64,
         first_error,
     });
     let tally = Rc::new(Tally::new(published));
-    let Ok(Some(t0)) = go.recv() else {
+    let Some(t0) = go else {
         drop(rt);
         return Rc::try_unwrap(tally)
             .unwrap_or_else(|_| unreachable!("no task holds the tally"))
