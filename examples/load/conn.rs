@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cellio::runtime::{sleep_until, Sleep};
-use cellio::{yield_now, TcpStream};
+use cellio::{yield_now, TcpIo, TcpStream};
 
 use crate::pattern::fill;
 use crate::stats::Stats;
@@ -130,8 +130,11 @@ fn overrun(stats: &Stats, id: u64, seq: u64, extra: usize) {
 }
 
 /// Closed loop (or paced with one message in flight): send a message, wait
-/// for its whole echo, check it, record it, repeat.
+/// for its whole echo, check it, record it, repeat. Through [`TcpIo`]: the
+/// connection keeps its receive and send cells reserved for its whole life
+/// instead of taking and returning them at every operation.
 pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch) {
+    let mut io = TcpIo::new(stream);
     let size = c.size;
     let tl = c.timeline;
     let mut msg = vec![0u8; size];
@@ -172,7 +175,7 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
         counted += recorded as u64;
         fill(&mut msg, c.id, seq);
         watch.arm(since);
-        match watch.guard(stream.send_all(&msg)).await {
+        match watch.guard(io.send_all(&msg)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return stats.error(c.id, format_args!("send: {e}")),
             Err(Stop::End) => return,
@@ -180,7 +183,7 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
         }
         let mut got = 0;
         while got < size {
-            match watch.guard(stream.recv(&mut rx[got..])).await {
+            match watch.guard(io.recv(&mut rx[got..])).await {
                 Ok(Ok(0)) => {
                     return stats.error(
                         c.id,

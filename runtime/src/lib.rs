@@ -33,6 +33,7 @@
 
 mod builder;
 mod join;
+mod mailbox;
 mod runtime;
 mod shutdown;
 mod sleep_gate;

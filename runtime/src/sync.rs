@@ -7,6 +7,13 @@ pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 
+/// The mutex of a worker's mailbox (`crate::mailbox`), loom's in its model.
+#[cfg(loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
 /// A cell for data whose accesses the task protocol orders (a task's
 /// stage): loom's tracked `UnsafeCell` under `cfg(loom)`, so the model
 /// checker proves no two threads touch it unordered; a plain `UnsafeCell`

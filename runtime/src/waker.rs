@@ -7,8 +7,9 @@
 //! * **same thread** (the common case: the reactor, turned by the worker,
 //!   wakes one of that worker's tasks): the task is pushed on the worker's
 //!   local run queue;
-//! * **another thread**: the task goes into the worker's [`Inbox`] under a
-//!   mutex, and the reactor is woken if the worker sleeps in it.
+//! * **another thread**: the task goes into the worker's [`Inbox`] (a
+//!   [`Mailbox`]: under a mutex), and the reactor is woken if the worker
+//!   sleeps in it.
 //!
 //! # Invariants
 //!
@@ -24,12 +25,13 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError};
+
+use crate::mailbox::Mailbox;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use cellio_reactor::{thread_words, Handle};
 
-use crate::sleep_gate::SleepGate;
 use crate::task::pool::Pool;
 use crate::task::{FreeBlock, RawTask};
 use crate::time::TimerKey;
@@ -240,12 +242,11 @@ impl Drop for WorkerClaim {
     }
 }
 
-/// Where other threads leave wakes for a worker. Messages sit behind a
-/// mutex that only cross-thread traffic takes; whether the worker must be
-/// woken is decided lock-free by a [`SleepGate`].
+/// Where other threads leave wakes for a worker: a [`Mailbox`] (messages
+/// behind a mutex that only cross-thread traffic takes; whether the worker
+/// must be woken decided lock-free), plus the blocks its tasks return.
 pub(crate) struct Inbox {
-    gate: SleepGate,
-    state: Mutex<InboxState>,
+    mailbox: Mailbox<InboxState>,
     /// `true` while `state.returned` may hold blocks: lets the worker skip
     /// the lock when nothing came back. Only a hint (set and cleared under
     /// the lock): a worker that misses a block allocates a fresh one.
@@ -311,8 +312,7 @@ impl Inbox {
                     )));
                 }
                 let inbox = Box::leak(Box::new(Inbox {
-                    gate: SleepGate::new(),
-                    state: Mutex::new(InboxState {
+                    mailbox: Mailbox::new(InboxState {
                         epoch: 0,
                         woken: Vec::with_capacity(INBOX_CAPACITY),
                         cancelled_timers: Vec::with_capacity(INBOX_CAPACITY),
@@ -365,8 +365,7 @@ impl Inbox {
             unsafe { task.cancel() };
             crate::worker::release_task(task);
         }
-        self.gate.take_pending();
-        self.gate.woke_up();
+        self.mailbox.reset_gate();
         FREE_WORKERS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -374,8 +373,8 @@ impl Inbox {
         cancelled
     }
 
-    fn lock(&self) -> MutexGuard<'_, InboxState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> crate::sync::MutexGuard<'_, InboxState> {
+        self.mailbox.lock()
     }
 
     fn push(&self, addr: TaskAddr) {
@@ -457,19 +456,17 @@ impl Inbox {
     /// Leaves a message for the worker `epoch` (not called if that worker
     /// is gone) and wakes it if it sleeps.
     fn post(&self, epoch: u8, message: impl FnOnce(&mut InboxState)) {
-        let reactor = {
-            let mut state = self.lock();
-            if state.reactor.is_none() || state.epoch != epoch {
-                return; // that worker is gone
-            }
-            message(&mut state);
-            if self.gate.post() {
-                state.reactor.clone()
-            } else {
-                None
-            }
-        };
-        if let Some(reactor) = reactor {
+        let reactor = self.mailbox.post(
+            |state| {
+                if state.reactor.is_none() || state.epoch != epoch {
+                    return false; // that worker is gone
+                }
+                message(state);
+                true
+            },
+            |state| state.reactor.clone(),
+        );
+        if let Some(Some(reactor)) = reactor {
             if let Err(e) = reactor.wake() {
                 tracing::error!(error = %e, "failed to wake a worker's reactor");
             }
@@ -479,21 +476,35 @@ impl Inbox {
     /// `true` if other threads left messages not yet drained.
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
-        self.gate.has_pending()
+        self.mailbox.has_pending()
     }
 
     /// Hands every message left by other threads to `executor`.
     #[inline]
     pub(crate) fn drain(&self, executor: &Executor) {
-        if self.gate.has_pending() {
+        if self.mailbox.has_pending() {
             self.drain_slow(executor);
         }
     }
 
     #[cold]
     fn drain_slow(&self, executor: &Executor) {
-        let mut state = self.lock();
-        self.gate.take_pending();
+        let (mut arrivals, state_changed) = self
+            .mailbox
+            .take(|state| Self::take_messages(state, executor));
+        for task in arrivals.drain(..) {
+            executor.adopt(task);
+        }
+        *executor.arrivals.borrow_mut() = arrivals;
+        if state_changed && executor.shared.draining() {
+            executor.begin_shutdown();
+        }
+    }
+
+    /// Under the lock: schedules the woken tasks, removes the cancelled
+    /// timers, and hands back the spawned tasks (taken in after the lock is
+    /// released) and whether the shutdown state moved.
+    fn take_messages(state: &mut InboxState, executor: &Executor) -> (Vec<RawTask>, bool) {
         for addr in state.woken.drain(..) {
             executor.schedule(addr);
         }
@@ -509,15 +520,7 @@ impl Inbox {
         // the two vectors trade places, so neither allocates.
         let mut arrivals = std::mem::take(&mut *executor.arrivals.borrow_mut());
         std::mem::swap(&mut state.spawned, &mut arrivals);
-        let state_changed = std::mem::take(&mut state.state_changed);
-        drop(state);
-        for task in arrivals.drain(..) {
-            executor.adopt(task);
-        }
-        *executor.arrivals.borrow_mut() = arrivals;
-        if state_changed && executor.shared.draining() {
-            executor.begin_shutdown();
-        }
+        (arrivals, std::mem::take(&mut state.state_changed))
     }
 
     /// Declares that the worker is about to block in its reactor. Returns
@@ -525,13 +528,13 @@ impl Inbox {
     /// caller must drain them first.
     #[inline]
     pub(crate) fn prepare_sleep(&self) -> bool {
-        self.gate.prepare_sleep()
+        self.mailbox.prepare_sleep()
     }
 
     /// The worker is awake again: other threads need not wake the reactor.
     #[inline]
     pub(crate) fn woke_up(&self) {
-        self.gate.woke_up();
+        self.mailbox.woke_up();
     }
 }
 
