@@ -261,8 +261,8 @@ fn run_inline(args: &Args, plan: &Plan) -> Result<RunOutput, ExitCode> {
             Some(start)
         },
     );
-    // `start` returns only to go on (it exits otherwise), so `t0` is set
-    // unless the runtime could not even start (then nothing ran).
+    // `worker` always hands its connect report over, and `start` returns
+    // only to go on (it exits otherwise), so `t0` is set here.
     let Some(t0) = t0 else {
         eprintln!("load: error: the worker could not start");
         return Err(ExitCode::FAILURE);
