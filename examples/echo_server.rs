@@ -329,8 +329,8 @@ fn main() -> ExitCode {
 /// with one thread it does not. The signal thread needs only descriptors
 /// that exist before it starts (the signal pipe, the runtime's waker), so
 /// once it has its own copy the worker thread's syscalls take the cheap
-/// path again: 0.05 µs less system time per echoed message (of ~3.4) on the
-/// benchmark VM. Best effort: on failure, or off Linux, nothing changes.
+/// path again: about 0.04 µs less system time per echoed message (of ~3.4)
+/// on the benchmark VM. Best effort: on failure, or off Linux, nothing changes.
 fn stop_sharing_descriptors() {
     #[cfg(target_os = "linux")]
     // SAFETY: `unshare` takes no pointers and only affects this thread,

@@ -401,51 +401,43 @@ fn an_unreachable_second_address_counts_its_connect_errors() {
     assert!(v["targets"][0]["msgs"].as_u64().unwrap() > 0);
 }
 
-#[test]
-fn a_silent_server_times_out_instead_of_hanging() {
+/// Runs `load --requests N --connections 2 --timeout 300ms` plus `extra`
+/// against a server that never answers: it must end on its own, well within
+/// 5 s, exit 1, and count both connections' waits as timeouts.
+fn times_out_against_a_silent_server(requests: &str, extra: &[&str]) -> serde_json::Value {
     let addr = silent_server();
     load_bin(); // a cold build of the example must not count against the bound
     let start = Instant::now();
-    let out = run_load(&[
+    let mut args = vec![
         "--addr",
         &addr,
         "--json",
         "--requests",
-        "10",
+        requests,
         "--connections",
         "2",
         "--timeout",
         "300ms",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = run_load(&args);
     assert!(start.elapsed() < Duration::from_secs(5));
     let v = json(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(v["errors"], 2);
     assert_eq!(v["timeouts"], 2);
+    v
+}
+
+#[test]
+fn a_silent_server_times_out_instead_of_hanging() {
+    let v = times_out_against_a_silent_server("10", &[]);
+    assert_eq!(v["errors"], 2);
 }
 
 #[test]
 fn a_silent_server_times_out_when_pipelined() {
-    let addr = silent_server();
-    load_bin();
-    let start = Instant::now();
-    let out = run_load(&[
-        "--addr",
-        &addr,
-        "--json",
-        "--requests",
-        "40",
-        "--connections",
-        "2",
-        "--pipeline",
-        "4",
-        "--timeout",
-        "300ms",
-    ]);
-    assert!(start.elapsed() < Duration::from_secs(5));
-    let v = json(&out);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(v["timeouts"], 2);
+    let v = times_out_against_a_silent_server("40", &["--pipeline", "4"]);
+    assert_eq!(v["errors"], 2);
     assert_eq!(v["msgs"], 0);
 }
 

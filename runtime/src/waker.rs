@@ -26,12 +26,11 @@
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-
-use crate::mailbox::Mailbox;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use cellio_reactor::{thread_words, Handle};
 
+use crate::mailbox::Mailbox;
 use crate::task::pool::Pool;
 use crate::task::{FreeBlock, RawTask};
 use crate::time::TimerKey;
