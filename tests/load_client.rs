@@ -77,60 +77,58 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(line).expect("stdout is one JSON object")
 }
 
-/// A blocking echo server on an ephemeral port, one thread per connection.
-/// `corrupt_every`: flip one bit in every N-th `size`-byte message.
-fn echo_server(size: usize, corrupt_every: Option<u64>) -> String {
+/// A blocking server on an ephemeral port: `serve` runs on its own thread
+/// for each connection. Returns the address.
+fn serve_each(serve: impl Fn(TcpStream) + Clone + Send + 'static) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local_addr").to_string();
     thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut pos = 0u64; // bytes echoed so far on this connection
-                loop {
-                    let n = match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    if let Some(every) = corrupt_every {
-                        for (i, b) in buf[..n].iter_mut().enumerate() {
-                            let at = pos + i as u64;
-                            if at % size as u64 == 0 && (at / size as u64) % every == every - 1 {
-                                *b ^= 0x01;
-                            }
-                        }
-                    }
-                    pos += n as u64;
-                    if stream.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
+        for stream in listener.incoming().flatten() {
+            let serve = serve.clone();
+            thread::spawn(move || serve(stream));
         }
     });
     addr
 }
 
-/// A blocking echo server that waits `delay` before echoing each read.
-fn slow_server(delay: Duration) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("local_addr").to_string();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    thread::sleep(delay);
-                    if stream.write_all(&buf[..n]).is_err() {
-                        return;
+/// A blocking echo server. `corrupt_every`: flip one bit in every N-th
+/// `size`-byte message.
+fn echo_server(size: usize, corrupt_every: Option<u64>) -> String {
+    serve_each(move |mut stream| {
+        let mut buf = [0u8; 4096];
+        let mut pos = 0u64; // bytes echoed so far on this connection
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if let Some(every) = corrupt_every {
+                for (i, b) in buf[..n].iter_mut().enumerate() {
+                    let at = pos + i as u64;
+                    if at % size as u64 == 0 && (at / size as u64) % every == every - 1 {
+                        *b ^= 0x01;
                     }
                 }
-            });
+            }
+            pos += n as u64;
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
+}
+
+/// A blocking echo server that waits `delay` before echoing each read.
+fn slow_server(delay: Duration) -> String {
+    serve_each(move |mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            thread::sleep(delay);
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// Accepts connections and never answers.
