@@ -145,7 +145,8 @@ pub struct Tally {
     /// connections ended, and the messages recorded in that span: the
     /// steady state, without the teardown of connections that finish while
     /// others still run (open loop).
-    first_allocs: Cell<Option<u64>>,
+    /// (Meaningful once `open_msgs > 0`.)
+    first_allocs: Cell<u64>,
     last_allocs: Cell<u64>,
     /// Messages recorded while the window was open (the first included).
     open_msgs: Cell<u64>,
@@ -222,7 +223,7 @@ impl Tally {
         Tally {
             msgs: Cell::new(0),
             published,
-            first_allocs: Cell::new(None),
+            first_allocs: Cell::new(0),
             last_allocs: Cell::new(0),
             open_msgs: Cell::new(0),
             allocs_closed: Cell::new(false),
@@ -237,8 +238,8 @@ impl Tally {
         self.published.store(msgs, Ordering::Relaxed);
         if !self.allocs_closed.get() {
             let now = thread_allocs();
-            if self.first_allocs.get().is_none() {
-                self.first_allocs.set(Some(now));
+            if self.open_msgs.get() == 0 {
+                self.first_allocs.set(now);
             }
             self.last_allocs.set(now);
             self.open_msgs.set(self.open_msgs.get() + 1);
@@ -254,10 +255,7 @@ impl Tally {
     pub fn into_worker_totals(self, targets: Vec<Totals>) -> WorkerTotals {
         WorkerTotals {
             targets,
-            window_allocs: self
-                .first_allocs
-                .get()
-                .map_or(0, |first| self.last_allocs.get() - first),
+            window_allocs: self.last_allocs.get() - self.first_allocs.get(),
             window_msgs: self.open_msgs.get().saturating_sub(1),
         }
     }

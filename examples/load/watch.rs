@@ -12,9 +12,9 @@
 //! once the run is over, and wakes their tasks.
 //!
 //! Invariants:
-//! - A message costs two stores (arm, disarm), one load (the verdict, and
-//!   only when the operation is pending) and a waker comparison: no timer
-//!   operation, no clock read.
+//! - A message costs a store to arm, a load and a store to disarm, and,
+//!   only while an operation is pending, a load of the verdict and a waker
+//!   comparison: no timer operation, no clock read.
 //! - A wait that makes no progress ends between `timeout` and
 //!   `timeout * 9 / 8` after it began; a wait still going at the run's end
 //!   ends then (duration mode).
@@ -83,7 +83,6 @@ impl Watch {
     /// The connection's task has ended: the reaper forgets it.
     pub fn retire(&self) {
         self.live.set(false);
-        self.since.set(None);
         self.waker.borrow_mut().take();
     }
 
