@@ -86,8 +86,8 @@ impl<S> Mailbox<S> {
         self.gate.woke_up();
     }
 
-    /// The owner is leaving, its messages discarded (under the lock, by the
-    /// caller): the gate starts over, for the next owner.
+    /// The owner is leaving and the caller has discarded its messages
+    /// (under the lock): the gate starts over, for the next owner.
     pub(crate) fn reset_gate(&self) {
         self.gate.take_pending();
         self.gate.woke_up();
