@@ -11,7 +11,9 @@
 //! - message contents differ per connection and per message ([`fill_message`]), so stale,
 //!   misrouted or reordered bytes are caught; bytes beyond what was sent are a mismatch too;
 //! - the run is `--warmup` seconds (not counted) followed by `--duration` seconds (counted);
-//!   it is always bounded in time.
+//!   it is always bounded in time. With `--messages N` the measured window also ends as soon
+//!   as N messages have completed in it (so that runs of servers of different speeds see the
+//!   same number of messages, as `echo_compare`'s syscall count needs).
 //!
 //! Output: a summary line; with `--json` one JSON object
 //! `{connections,size,secs,msgs,msgs_per_sec,mismatches,errors,warmup_msgs}` on stdout (the
@@ -56,6 +58,10 @@ struct Args {
     /// Warm-up before the window, in seconds (messages not counted).
     #[arg(long, default_value_t = 1.0, value_parser = parse_secs)]
     warmup: f64,
+    /// Also end the measured window once this many messages have completed in it (it may
+    /// overshoot by the messages of the last batch of events, at most one per connection).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    messages: Option<u64>,
     /// Print one JSON object with the results on stdout.
     #[arg(long)]
     json: bool,
@@ -211,7 +217,8 @@ fn drive_all(
                 mark(MARK_WARMUP_DONE);
             }
         }
-        if now >= end || alive == 0 {
+        let enough = measuring && args.messages.is_some_and(|n| totals.msgs >= n);
+        if now >= end || alive == 0 || enough {
             let window_end = Instant::now();
             if args.phase_marks {
                 if !measuring {

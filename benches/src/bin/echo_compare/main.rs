@@ -27,9 +27,11 @@
 //! (±0.2%). A warning is printed when a window holds fewer than 100 ticks.
 //!
 //! With `--strace`, each server gets one extra run with `strace -c -f -p PID` attached before
-//! the client connects and detached after it finished, giving syscalls per echoed message
-//! (warm-up and window messages both count; the per-connection accept/setup/close calls are
-//! included, and visible in the per-syscall breakdown).
+//! the client connects and detached after it finished, giving syscalls per echoed message.
+//! Every server is traced over the same number of messages (`--strace-msgs`, no warm-up), not
+//! the same time: traced servers run at very different speeds, and the per-connection
+//! accept/setup/close calls, which are included (and visible in the per-syscall breakdown),
+//! must weigh the same in each one's figure.
 //!
 //! Beside the CPU runs, per server (see `extras.rs`):
 //! * latency at one offered load for every server (`--latency-rate`, default 20 000 msg/s in
@@ -221,9 +223,11 @@ struct Args {
     /// server core, and report user CPU with it taken off.
     #[arg(long)]
     tick_bias: bool,
-    /// Length of the traced run (seconds of load after a 0.5 s warm-up).
-    #[arg(long, default_value_t = 3.0, value_parser = parse_secs)]
-    strace_secs: f64,
+    /// Messages in each server's traced run (no warm-up): the same number for every server,
+    /// so that the connections' setup calls weigh the same in each one's syscalls per
+    /// message. The run also stops after STRACE_MAX_SECS, whatever it reached.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    strace_msgs: u64,
     /// Also cross-check cellio's load client against the independent `mio_load`: this many
     /// alternating pairs of closed-loop runs (one of each client, `--client-check-secs` after
     /// `--warmup`, on a fresh cellio server) and whether they agree within 10% on msgs/s and
@@ -920,11 +924,16 @@ fn run(args: &Args) -> Result<(), String> {
             let t = strace_run(args, spec, &load_bin);
             match &t {
                 Ok(t) => eprintln!(
-                    "  strace {:<14} {:.3} syscalls/msg ({} calls, {} msgs)",
+                    "  strace {:<14} {:.3} syscalls/msg ({} calls, {} msgs){}",
                     spec.name,
                     t.total_calls as f64 / t.msgs as f64,
                     t.total_calls,
-                    t.msgs
+                    t.msgs,
+                    if t.msgs < args.strace_msgs {
+                        " (stopped by the time limit, short of --strace-msgs: setup weighs more)"
+                    } else {
+                        ""
+                    }
                 ),
                 Err(e) => eprintln!("  strace {:<14} FAILED: {e}", spec.name),
             }
@@ -1542,6 +1551,9 @@ fn stop_child_with(
     Ok(())
 }
 
+/// The longest a traced run lasts, however few of its `--strace-msgs` it reached.
+const STRACE_MAX_SECS: f64 = 120.0;
+
 /// One extra run with `strace -c -f` attached to the server for the whole client run.
 fn strace_run(args: &Args, spec: &ServerSpec, load_bin: &Path) -> Result<StraceResult, String> {
     let (server, addr) = start_server(args, spec)?;
@@ -1583,9 +1595,10 @@ fn strace_run(args: &Args, spec: &ServerSpec, load_bin: &Path) -> Result<StraceR
         }
     }
 
-    let warmup = 0.5;
-    let (client, lines, stderr) = start_client(args, load_bin, addr, warmup, args.strace_secs)?;
-    let deadline = Instant::now() + Duration::from_secs_f64(warmup + args.strace_secs + 60.0);
+    let mut argv = client_argv(args, addr, "0".into(), STRACE_MAX_SECS.to_string());
+    argv.extend(["--messages".into(), args.strace_msgs.to_string()]);
+    let (client, lines, stderr) = spawn_client(args, load_bin, &argv)?;
+    let deadline = Instant::now() + Duration::from_secs_f64(STRACE_MAX_SECS + 60.0);
     let mut result = None;
     loop {
         match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {

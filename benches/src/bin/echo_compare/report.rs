@@ -488,8 +488,9 @@ impl<'a> Report<'a> {
         }
         if self.any(|r| r.strace.is_some()) {
             n.push(
-                "syscalls/msg: strace -c -f over one extra run per server, including the \
-                 per-connection accept/setup/close calls."
+                "syscalls/msg: strace -c -f over one extra run per server, the same number of \
+                 messages for each (--strace-msgs), including the per-connection \
+                 accept/setup/close calls."
                     .into(),
             );
         }
