@@ -9,11 +9,12 @@ use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cellio::runtime::{sleep_until, Sleep};
 use cellio::{yield_now, TcpIo, TcpStream};
 
+use crate::clock::{Clock, Stamp};
 use crate::pattern::fill;
 use crate::stats::Stats;
 use crate::watch::{Stop, Watch};
@@ -26,15 +27,17 @@ const MIN_RX: usize = 16 * 1024;
 /// When things happen, shared by all connections of the run.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeline {
+    /// The run's clock: every time below is one of its stamps.
+    pub clock: Clock,
     /// Messages whose intended send time is before this are warm-up.
-    pub warm_end: Instant,
+    pub warm_end: Stamp,
     /// Duration mode: nothing is sent or recorded at or after this.
-    pub end: Option<Instant>,
+    pub end: Option<Stamp>,
 }
 
 impl Timeline {
     #[inline]
-    fn ended(&self, now: Instant) -> bool {
+    fn ended(&self, now: Stamp) -> bool {
         self.end.is_some_and(|end| now >= end)
     }
 }
@@ -43,7 +46,7 @@ impl Timeline {
 /// `t0 + (offset + seq * stride) / rate`.
 #[derive(Clone, Copy, Debug)]
 pub struct Pace {
-    pub t0: Instant,
+    pub t0: Stamp,
     pub rate: f64,
     /// The connection's global index: starts are staggered by 1/rate.
     pub offset: u64,
@@ -54,16 +57,14 @@ pub struct Pace {
 }
 
 impl Pace {
-    /// When message `seq` is due. A time past what an `Instant` holds
+    /// When message `seq` is due. A time past what a `Duration` holds
     /// (which `--rate`'s bounds keep out of reach) saturates at a century
     /// from `t0`: never due within a run, and no panic.
     #[inline]
-    fn due(&self, seq: u64) -> Instant {
+    fn due(&self, seq: u64) -> Stamp {
         let at = (self.offset as f64 + seq as f64 * self.stride as f64) / self.rate;
-        Duration::try_from_secs_f64(at)
-            .ok()
-            .and_then(|d| self.t0.checked_add(d))
-            .unwrap_or_else(|| self.t0 + FAR_FUTURE)
+        let after = Duration::try_from_secs_f64(at).map_or(FAR_FUTURE, |d| d.min(FAR_FUTURE));
+        self.t0.add(after)
     }
 }
 
@@ -78,16 +79,12 @@ const SPIN_WINDOW: Duration = Duration::from_millis(1);
 /// Waits until `due`, sleeping on `sleep` (reused: re-arming it allocates
 /// nothing), and with `spin` yielding in a loop through the last
 /// millisecond so the send is not up to a timer tick late.
-async fn wait_due(sleep: &mut Sleep, due: Instant, spin: bool) {
-    let coarse = if spin {
-        due.checked_sub(SPIN_WINDOW).unwrap_or(due)
-    } else {
-        due
-    };
-    sleep.reset(coarse);
+async fn wait_due(sleep: &mut Sleep, clock: &Clock, due: Stamp, spin: bool) {
+    let coarse = if spin { due.sub(SPIN_WINDOW) } else { due };
+    sleep.reset(clock.instant_of(coarse));
     sleep.await;
     if spin {
-        while Instant::now() < due {
+        while clock.now() < due {
             yield_now().await;
         }
     }
@@ -122,8 +119,7 @@ fn report_mismatch(stats: &Stats, id: u64, seq: u64, at: usize, got: &[u8], want
 /// mismatch, and the connection ends (its byte stream is out of step).
 #[cold]
 fn overrun(stats: &Stats, id: u64, seq: u64, extra: usize) {
-    let now = Instant::now();
-    stats.complete(false, true, now, now);
+    stats.complete(false, true, Stamp::default(), Stamp::default());
     stats.report(format_args!(
         "connection {id}: message {seq}: the server sent {extra} more bytes than it was sent"
     ));
@@ -142,8 +138,10 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
     // short read, which tells cellio the socket is drained, so the next
     // message's receive parks without a syscall that would say EAGAIN.
     let mut rx = vec![0u8; size + MIN_RX];
-    let mut pace_sleep = sleep_until(Instant::now());
-    let mut now = Instant::now();
+    let clock = tl.clock;
+    let mut pace_sleep = sleep_until(clock.instant_of(clock.now()));
+    // One clock read per message: the echo's arrival is the next send.
+    let mut now = clock.now();
     let mut seq = 0u64;
     let mut counted = 0u64;
     let mut run = 0u32;
@@ -157,10 +155,10 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
                 if tl.ended(due) {
                     break;
                 }
-                wait_due(&mut pace_sleep, due, pace.spin).await;
-                now = Instant::now();
+                wait_due(&mut pace_sleep, &clock, due, pace.spin).await;
+                now = clock.now();
                 if due >= tl.warm_end {
-                    stats.send_lag(now.saturating_duration_since(due));
+                    stats.send_lag(now.nanos_since(due));
                 }
                 (due, now)
             }
@@ -197,7 +195,7 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
             }
         }
         watch.disarm();
-        now = Instant::now();
+        now = clock.now();
         if tl.ended(now) {
             return;
         }
@@ -233,16 +231,17 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Wat
     let done = Cell::new(0u64); // messages whose echo came back in full
     let sender_finished = Cell::new(false);
     let yielding = Cell::new(false);
-    let start = Instant::now();
+    let clock = tl.clock;
+    let start = clock.now();
     // Per in-flight slot (message seq % K): intended and actual send time.
-    let intended: Vec<Cell<Instant>> = vec![Cell::new(start); k];
-    let sent_at: Vec<Cell<Instant>> = vec![Cell::new(start); k];
+    let intended: Vec<Cell<Stamp>> = vec![Cell::new(start); k];
+    let sent_at: Vec<Cell<Stamp>> = vec![Cell::new(start); k];
     let (intended, sent_at) = (&intended[..], &sent_at[..]);
     let (sent, done, sender_finished, yielding) = (&sent, &done, &sender_finished, &yielding);
 
     let sender = async {
         let mut msg = vec![0u8; size];
-        let mut pace_sleep = sleep_until(start);
+        let mut pace_sleep = sleep_until(clock.instant_of(start));
         let mut seq = 0u64;
         let mut counted = 0u64;
         loop {
@@ -265,15 +264,15 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Wat
                     if tl.ended(due) {
                         break;
                     }
-                    wait_due(&mut pace_sleep, due, pace.spin).await;
-                    let now = Instant::now();
+                    wait_due(&mut pace_sleep, &clock, due, pace.spin).await;
+                    let now = clock.now();
                     if due >= tl.warm_end {
-                        stats.send_lag(now.saturating_duration_since(due));
+                        stats.send_lag(now.nanos_since(due));
                     }
                     (due, now)
                 }
                 None => {
-                    let now = Instant::now();
+                    let now = clock.now();
                     if tl.ended(now) {
                         break;
                     }
@@ -362,7 +361,7 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Wat
                 pos += take;
                 off += take;
                 if off == size {
-                    let t = *now.get_or_insert_with(Instant::now);
+                    let t = *now.get_or_insert_with(|| clock.now());
                     if tl.ended(t) {
                         return;
                     }
@@ -420,7 +419,7 @@ mod tests {
 
     fn pace(rate: f64) -> Pace {
         Pace {
-            t0: Instant::now(),
+            t0: Stamp::default().add(Duration::from_secs(3)),
             rate,
             offset: 1,
             stride: 10,
@@ -432,14 +431,15 @@ mod tests {
     fn due_times_follow_the_rate() {
         let p = pace(1000.0);
         // (1 + 2 * 10) / 1000 s after t0.
-        assert_eq!(p.due(2) - p.t0, Duration::from_millis(21));
+        assert_eq!(p.due(2).nanos_since(p.t0), 21_000_000);
     }
 
     #[test]
     fn due_times_past_an_instant_saturate_instead_of_panicking() {
         let p = pace(1e-300);
-        assert_eq!(p.due(0) - p.t0, FAR_FUTURE);
+        let far = u64::try_from(FAR_FUTURE.as_nanos()).unwrap();
+        assert_eq!(p.due(0).nanos_since(p.t0), far);
         let q = pace(1.0);
-        assert_eq!(q.due(u64::MAX) - q.t0, FAR_FUTURE);
+        assert_eq!(q.due(u64::MAX).nanos_since(q.t0), far);
     }
 }

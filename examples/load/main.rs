@@ -33,6 +33,13 @@
 //!   commas, and `targets` has one object per address (in `--addr` order,
 //!   with its `addr`, `connections` and the totals' figures and windows).
 //!
+//! * Each message reads the clock once (its echo's arrival is also the next
+//!   send's time): the CPU's time-stamp counter where the kernel keeps time
+//!   with it, `Instant` otherwise and for `--rate` (`clock` in the JSON says
+//!   which; see `clock.rs`). Completed messages are recorded in batches of
+//!   256, so a message touches one line of the batch rather than the
+//!   histograms'.
+//!
 //! A message counts in `msgs` (and in the latency histogram) if it was due
 //! after the warm-up and its echo came back in full before the end of the
 //! run; a message whose echo differs counts in `msgs` and in `mismatches`.
@@ -43,6 +50,7 @@
 //! on bad flags or when no connection could be opened.
 
 mod args;
+mod clock;
 mod conn;
 mod pattern;
 mod stats;
@@ -63,8 +71,9 @@ use cellio::{spawn_local, Builder, TcpStream};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use args::Args;
+use clock::Clock;
 use conn::{Conn, Pace, Timeline};
-use stats::{Stats, Tally, Totals, WorkerTotals};
+use stats::{Recorder, Stats, Tally, Totals, WorkerTotals};
 use watch::Watchlist;
 
 #[global_allocator]
@@ -107,6 +116,8 @@ struct Plan {
     /// `--window`: the windows' length and count.
     window: Option<(Duration, usize)>,
     timeout: Duration,
+    /// The run's clock, shared by every worker (see `clock.rs`).
+    clock: Clock,
 }
 
 /// A worker's connect phase, reported to the main thread.
@@ -181,6 +192,13 @@ fn main() -> ExitCode {
         duration,
         window,
         timeout: args.timeout,
+        // Paced sends are timed by `Instant`'s timers: their schedule stays
+        // on `Instant` (see `clock.rs`).
+        clock: if args.rate.is_some() {
+            Clock::instant()
+        } else {
+            Clock::fastest()
+        },
     });
     run(&args, plan)
 }
@@ -220,9 +238,9 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
     let warm_end = t0 + plan.warmup;
     let secs = match plan.duration {
         Some(d) => d.as_secs_f64(),
-        None => totals
-            .last_done
-            .map_or(0.0, |t| t.saturating_duration_since(warm_end).as_secs_f64()),
+        None => totals.last_done.map_or(0.0, |t| {
+            t.nanos_since(plan.clock.stamp(warm_end)) as f64 / 1e9
+        }),
     };
     report(args, &plan, workers, secs, &totals, &by_target, allocs);
 
@@ -386,7 +404,7 @@ fn worker(
                 first_error: Some(format!("cannot start a cellio runtime: {e}")),
             });
             ids.for_each(&mut unopened);
-            return Tally::new(published).into_worker_totals(by_target);
+            return Tally::new(published, Vec::new()).into_worker_totals(by_target);
         }
     };
 
@@ -440,28 +458,31 @@ fn worker(
         failed: (ids.end - ids.start) - streams.len() as u64,
         first_error,
     });
-    let tally = Rc::new(Tally::new(published));
     let Some(t0) = go else {
         drop(rt);
-        return Rc::try_unwrap(tally)
-            .unwrap_or_else(|_| unreachable!("no task holds the tally"))
-            .into_worker_totals(by_target);
+        return Tally::new(published, Vec::new()).into_worker_totals(by_target);
     };
+    let clock = plan.clock;
+    let warm_end = clock.stamp(t0).add(plan.warmup);
     let timeline = Timeline {
-        warm_end: t0 + plan.warmup,
-        end: plan.duration.map(|d| t0 + plan.warmup + d),
+        clock,
+        warm_end,
+        end: plan.duration.map(|d| warm_end.add(d)),
     };
-    let stats: Vec<Rc<Stats>> = windows
+    let recorders = windows
         .into_iter()
         .map(|windows| {
-            let windows = windows.map(|mut w| {
-                w.begin(timeline.warm_end);
+            Recorder::new(windows.map(|mut w| {
+                w.begin(warm_end);
                 w
-            });
-            Rc::new(Stats::new(tally.clone(), windows))
+            }))
         })
         .collect();
-    let watches = Watchlist::new(streams.len(), plan.timeout, timeline.end);
+    let tally = Rc::new(Tally::new(published, recorders));
+    let stats: Vec<Rc<Stats>> = (0..targets as u32)
+        .map(|target| Rc::new(Stats::new(tally.clone(), target)))
+        .collect();
+    let watches = Watchlist::new(streams.len(), plan.timeout, clock, timeline.end);
     rt.block_on(async {
         // Bounds every connection's waits for the server; ends by itself
         // once they have all ended (and is dropped with the runtime if a
@@ -479,7 +500,7 @@ fn worker(
                         .requests
                         .map(|n| n / plan.connections + u64::from(id < n % plan.connections)),
                     pace: plan.rate.map(|rate| Pace {
-                        t0,
+                        t0: clock.stamp(t0),
                         rate,
                         offset: id,
                         stride: plan.connections,
@@ -654,6 +675,7 @@ fn report(
             "pipeline": plan.pipeline,
             "rate": plan.rate,
             "spin": plan.spin,
+            "clock": if plan.clock.is_tsc() { "tsc" } else { "instant" },
             "workers": workers,
             "warmup_secs": plan.warmup.as_secs_f64(),
             "requests": plan.requests,

@@ -5,6 +5,19 @@
 //! A worker keeps one [`Stats`] per target address (`--addr` given several
 //! times) and one [`Tally`] that all of them share: allocations are counted
 //! per thread, so the allocation window is the worker's, not a target's.
+//!
+//! Invariants:
+//! - A completed message costs one entry appended to the tally's batch
+//!   (its target and two stamps). Every [`BATCH`] messages, and when the
+//!   worker ends, the batch goes into the targets' histograms, the counters
+//!   and the allocation window at once: between two syscalls a message
+//!   touches one line of the batch instead of the histograms', the
+//!   counters' and the allocation counter's.
+//! - The batch keeps the order of completion, and the allocation count is
+//!   sampled only when a batch is flushed, so the allocation window holds
+//!   exactly the messages flushed after its first sample and up to its last.
+//! - Nothing here allocates after the run has started: the batch and every
+//!   histogram are allocated before.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
@@ -12,15 +25,19 @@ use std::fmt::Display;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::clock::Stamp;
 
 /// Longest latency the histogram tracks exactly (larger values saturate).
 const MAX_LATENCY_NS: u64 = 3_600 * 1_000_000_000;
 /// Error/mismatch details printed per worker and target; the rest are only
 /// counted.
 const MAX_REPORTS: u32 = 5;
+/// Completed messages a worker holds before it records them (24 bytes each).
+pub const BATCH: usize = 256;
 
 /// The system allocator, counting allocations per thread.
 pub struct Counting;
@@ -75,7 +92,7 @@ fn window_histogram() -> Histogram<u64> {
 pub struct Windows {
     /// The start of the measured period (the end of the warm-up), set by
     /// [`Windows::begin`] once the run's start is known.
-    start: Instant,
+    start: Stamp,
     /// Each window's length.
     pub len: Duration,
     /// One histogram per window, in order.
@@ -86,21 +103,21 @@ impl Windows {
     /// `count` windows of `len`, allocated now (before the run).
     pub fn new(len: Duration, count: usize) -> Self {
         Windows {
-            start: Instant::now(),
+            start: Stamp::default(),
             len,
             hists: (0..count).map(|_| window_histogram()).collect(),
         }
     }
 
     /// The measured period starts at `start`.
-    pub fn begin(&mut self, start: Instant) {
+    pub fn begin(&mut self, start: Stamp) {
         self.start = start;
     }
 
     /// Records a measured message that was due at `intended`.
     #[inline]
-    fn record(&mut self, intended: Instant, ns: u64) {
-        let since = intended.saturating_duration_since(self.start).as_nanos();
+    fn record(&mut self, intended: Stamp, ns: u64) {
+        let since = u128::from(intended.nanos_since(self.start));
         // A message due exactly at the end (rounding) joins the last window.
         let last = self.hists.len().saturating_sub(1);
         let i = (since / self.len.as_nanos().max(1)).min(last as u128) as usize;
@@ -120,36 +137,81 @@ impl Windows {
 /// One worker's results for one target address, shared by the connection
 /// tasks that talk to it (one thread).
 pub struct Stats {
-    hist: RefCell<Histogram<u64>>,
+    /// This target's index in the worker's [`Tally`].
+    target: u32,
     /// Open loop: how late messages were sent compared with their schedule.
     lag: RefCell<Histogram<u64>>,
-    windows: RefCell<Option<Windows>>,
-    msgs: Cell<u64>,
     mismatches: Cell<u64>,
     errors: Cell<u64>,
     timeouts: Cell<u64>,
-    last_done: Cell<Option<Instant>>,
     reports: Cell<u32>,
-    /// The worker's tally, shared with its other targets' `Stats`.
+    /// The worker's tally, shared with its other targets' `Stats`: it
+    /// records this target's latencies.
     tally: Rc<Tally>,
+}
+
+/// One measured message, completed and not yet recorded.
+#[derive(Clone, Copy)]
+struct Done {
+    target: u32,
+    /// When it was due (its send time in a closed loop).
+    intended: Stamp,
+    /// When its echo was back in full.
+    at: Stamp,
+}
+
+/// One target's latencies, as the worker records them.
+pub struct Recorder {
+    hist: Histogram<u64>,
+    windows: Option<Windows>,
+    msgs: u64,
+    last_done: Option<Stamp>,
+}
+
+impl Recorder {
+    /// An empty recorder (the histograms allocated now); `windows` already
+    /// begun.
+    pub fn new(windows: Option<Windows>) -> Self {
+        Recorder {
+            hist: histogram(),
+            windows,
+            msgs: 0,
+            last_done: None,
+        }
+    }
+
+    fn record(&mut self, done: &Done) {
+        let ns = done.at.nanos_since(done.intended).max(1);
+        self.hist.saturating_record(ns);
+        if let Some(windows) = self.windows.as_mut() {
+            windows.record(done.intended, ns);
+        }
+        self.msgs += 1;
+        self.last_done = Some(done.at);
+    }
 }
 
 /// What a worker counts over all its targets: recorded messages, published
 /// for the progress line on the main thread, and the allocation window.
 pub struct Tally {
+    /// Completed messages not yet recorded, in the order they completed
+    /// (capacity [`BATCH`], never exceeded).
+    batch: RefCell<Vec<Done>>,
+    /// Each target's latencies.
+    recorders: RefCell<Vec<Recorder>>,
     msgs: Cell<u64>,
     /// `msgs`, for the progress line on the main thread.
     published: Arc<AtomicU64>,
-    /// The allocation window: the thread's allocation count at its first
-    /// recorded message and at the latest one recorded before any of its
-    /// connections ended, and the messages recorded in that span: the
-    /// steady state, without the teardown of connections that finish while
-    /// others still run (open loop).
-    /// (Meaningful once `open_msgs > 0`.)
-    first_allocs: Cell<u64>,
+    /// The allocation window: the thread's allocation count when the first
+    /// batch was recorded and when the latest one was recorded before any
+    /// of the worker's connections ended, and the messages recorded in
+    /// between: the steady state, without the teardown of connections that
+    /// finish while others still run (open loop). `None` until the first
+    /// batch.
+    first_allocs: Cell<Option<u64>>,
     last_allocs: Cell<u64>,
-    /// Messages recorded while the window was open (the first included).
-    open_msgs: Cell<u64>,
+    /// Messages recorded after the first sample, up to the last.
+    window_msgs: Cell<u64>,
     /// A connection has ended: its teardown (and everything after) is not
     /// the hot loop, so the allocation window is closed.
     allocs_closed: Cell<bool>,
@@ -175,7 +237,7 @@ pub struct Totals {
     pub errors: u64,
     pub timeouts: u64,
     pub connect_errors: u64,
-    pub last_done: Option<Instant>,
+    pub last_done: Option<Stamp>,
 }
 
 impl Totals {
@@ -219,30 +281,61 @@ impl Totals {
 }
 
 impl Tally {
-    pub fn new(published: Arc<AtomicU64>) -> Self {
+    /// A worker's tally: one recorder per target (none for a worker that
+    /// never ran).
+    pub fn new(published: Arc<AtomicU64>, recorders: Vec<Recorder>) -> Self {
         Tally {
+            batch: RefCell::new(Vec::with_capacity(BATCH)),
+            recorders: RefCell::new(recorders),
             msgs: Cell::new(0),
             published,
-            first_allocs: Cell::new(0),
+            first_allocs: Cell::new(None),
             last_allocs: Cell::new(0),
-            open_msgs: Cell::new(0),
+            window_msgs: Cell::new(0),
             allocs_closed: Cell::new(false),
         }
     }
 
-    /// A measured message completed (on any target).
+    /// A measured message of target `target` completed.
     #[inline]
-    fn recorded(&self) {
-        let msgs = self.msgs.get() + 1;
+    fn push(&self, done: Done) {
+        let full = {
+            let mut batch = self.batch.borrow_mut();
+            batch.push(done);
+            batch.len() == BATCH
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Records the batch: into the targets' histograms, the counters, and
+    /// (until a connection has ended) the allocation window.
+    #[inline(never)]
+    fn flush(&self) {
+        let mut batch = self.batch.borrow_mut();
+        if batch.is_empty() {
+            return;
+        }
+        let mut recorders = self.recorders.borrow_mut();
+        for done in batch.iter() {
+            if let Some(r) = recorders.get_mut(done.target as usize) {
+                r.record(done);
+            }
+        }
+        let n = batch.len() as u64;
+        batch.clear();
+        let msgs = self.msgs.get() + n;
         self.msgs.set(msgs);
         self.published.store(msgs, Ordering::Relaxed);
         if !self.allocs_closed.get() {
             let now = thread_allocs();
-            if self.open_msgs.get() == 0 {
-                self.first_allocs.set(now);
+            if self.first_allocs.get().is_none() {
+                self.first_allocs.set(Some(now));
+            } else {
+                self.window_msgs.set(self.window_msgs.get() + n);
             }
             self.last_allocs.set(now);
-            self.open_msgs.set(self.open_msgs.get() + 1);
         }
     }
 
@@ -251,50 +344,56 @@ impl Tally {
         self.allocs_closed.set(true);
     }
 
-    /// The worker's results: `targets` and its allocation window.
-    pub fn into_worker_totals(self, targets: Vec<Totals>) -> WorkerTotals {
+    /// The worker's results: `targets` with their latencies, and its
+    /// allocation window.
+    pub fn into_worker_totals(self, mut targets: Vec<Totals>) -> WorkerTotals {
+        // The rest of the batch is recorded, but the run is over: the
+        // allocation window ended with the last batch recorded during it.
+        self.allocs_closed.set(true);
+        self.flush();
+        for (total, r) in targets.iter_mut().zip(self.recorders.into_inner()) {
+            total.hist = r.hist;
+            total.windows = r.windows;
+            total.msgs = r.msgs;
+            total.last_done = r.last_done;
+        }
+        let first = self.first_allocs.get();
         WorkerTotals {
             targets,
-            window_allocs: self.last_allocs.get() - self.first_allocs.get(),
-            window_msgs: self.open_msgs.get().saturating_sub(1),
+            window_allocs: first.map_or(0, |first| self.last_allocs.get() - first),
+            window_msgs: self.window_msgs.get(),
         }
     }
 }
 
 impl Stats {
-    pub fn new(tally: Rc<Tally>, windows: Option<Windows>) -> Self {
+    /// Target `target`'s counters on a worker whose tally is `tally`.
+    pub fn new(tally: Rc<Tally>, target: u32) -> Self {
         Stats {
-            hist: RefCell::new(histogram()),
+            target,
             lag: RefCell::new(histogram()),
-            windows: RefCell::new(windows),
-            msgs: Cell::new(0),
             mismatches: Cell::new(0),
             errors: Cell::new(0),
             timeouts: Cell::new(0),
-            last_done: Cell::new(None),
             reports: Cell::new(0),
             tally,
         }
     }
 
     /// The echo of a message meant to be sent at `intended` came back in
-    /// full at `now`. `recorded`: it belongs to the measured period; `bad`:
+    /// full at `at`. `recorded`: it belongs to the measured period; `bad`:
     /// its bytes differ from what was sent.
     #[inline(always)]
-    pub fn complete(&self, recorded: bool, bad: bool, intended: Instant, now: Instant) {
+    pub fn complete(&self, recorded: bool, bad: bool, intended: Stamp, at: Stamp) {
         if bad {
             self.mismatches.set(self.mismatches.get() + 1);
         }
         if recorded {
-            let latency = now.saturating_duration_since(intended);
-            let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
-            self.hist.borrow_mut().saturating_record(ns);
-            if let Some(windows) = self.windows.borrow_mut().as_mut() {
-                windows.record(intended, ns);
-            }
-            self.msgs.set(self.msgs.get() + 1);
-            self.last_done.set(Some(now));
-            self.tally.recorded();
+            self.tally.push(Done {
+                target: self.target,
+                intended,
+                at,
+            });
         }
     }
 
@@ -303,11 +402,10 @@ impl Stats {
         self.tally.connection_ended();
     }
 
-    /// Open loop: a measured message was sent `lag` after it was due.
+    /// Open loop: a measured message was sent `lag_ns` after it was due.
     #[inline]
-    pub fn send_lag(&self, lag: Duration) {
-        let ns = u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX).max(1);
-        self.lag.borrow_mut().saturating_record(ns);
+    pub fn send_lag(&self, lag_ns: u64) {
+        self.lag.borrow_mut().saturating_record(lag_ns.max(1));
     }
 
     /// Prints the first few problems of this worker on stderr.
@@ -337,17 +435,16 @@ impl Stats {
         );
     }
 
+    /// This target's counters; its latencies come from the tally
+    /// ([`Tally::into_worker_totals`]).
     pub fn into_totals(self, connect_errors: u64) -> Totals {
         Totals {
-            hist: self.hist.into_inner(),
             lag: self.lag.into_inner(),
-            windows: self.windows.into_inner(),
-            msgs: self.msgs.get(),
             mismatches: self.mismatches.get(),
             errors: self.errors.get(),
             timeouts: self.timeouts.get(),
             connect_errors,
-            last_done: self.last_done.get(),
+            ..Totals::empty()
         }
     }
 }
@@ -366,14 +463,94 @@ mod tests {
 
     #[test]
     fn windows_take_messages_by_intended_time() {
-        let t0 = Instant::now();
+        let t0 = Stamp::default().add(Duration::from_secs(7));
         let mut w = Windows::new(Duration::from_millis(100), 3);
         w.begin(t0);
         for ms in [0, 99, 100, 250, 300, 400] {
-            w.record(t0 + Duration::from_millis(ms), 1_000);
+            w.record(t0.add(Duration::from_millis(ms)), 1_000);
         }
         // 300 and 400 ms (the end and past it) join the last window.
         let counts: Vec<u64> = w.hists.iter().map(Histogram::len).collect();
         assert_eq!(counts, [2, 1, 3]);
+    }
+
+    fn at(ns: u64) -> Stamp {
+        Stamp::default().add(Duration::from_nanos(ns))
+    }
+
+    /// Two targets' messages, interleaved through one worker's batch: each
+    /// lands in its own target's histogram once, with its latency, and
+    /// the counts, the last completion and the allocation window come out
+    /// exact, partial last batch included.
+    #[test]
+    fn batched_messages_are_each_recorded_once() {
+        let n = 3 * BATCH as u64 + 17;
+        let window = Windows::new(Duration::from_secs(1), 2);
+        let tally = Rc::new(Tally::new(
+            Arc::new(AtomicU64::new(0)),
+            vec![Recorder::new(Some(window)), Recorder::new(None)],
+        ));
+        let stats = [Stats::new(tally.clone(), 0), Stats::new(tally.clone(), 1)];
+        for i in 0..n {
+            // Target i % 2; message i took (i + 1) µs; not recorded: every 10th.
+            let start = at(i * 1_000_000);
+            let done = start.add(Duration::from_micros(i + 1));
+            stats[(i % 2) as usize].complete(i % 10 != 9, i == 4, start, done);
+        }
+        let published = tally.published.load(Ordering::Relaxed);
+        let totals: Vec<Totals> = stats.into_iter().map(|s| s.into_totals(0)).collect();
+        let out = Rc::try_unwrap(tally)
+            .unwrap_or_else(|_| unreachable!())
+            .into_worker_totals(totals);
+        let recorded = (0..n).filter(|i| i % 10 != 9);
+        for (target, t) in out.targets.iter().enumerate() {
+            let mine: Vec<u64> = recorded
+                .clone()
+                .filter(|i| i % 2 == target as u64)
+                .collect();
+            assert_eq!(t.msgs, mine.len() as u64);
+            assert_eq!(t.hist.len(), mine.len() as u64);
+            let last = *mine.last().unwrap();
+            assert_eq!(t.last_done, Some(at(last * 1_000_000 + (last + 1) * 1_000)));
+            assert!(t.hist.equivalent(t.hist.max(), (last + 1) * 1_000));
+            assert!(t.hist.equivalent(t.hist.min(), (mine[0] + 1) * 1_000));
+            assert_eq!(t.mismatches, u64::from(target == 0));
+        }
+        // Target 0's windows: by intended time, 1 s each (the last takes the rest).
+        let w = out.targets[0].windows.as_ref().unwrap();
+        let in_first = recorded.clone().filter(|i| i % 2 == 0 && *i < 1000).count();
+        assert_eq!(w.hists[0].len(), in_first as u64);
+        assert_eq!(w.hists[0].len() + w.hists[1].len(), out.targets[0].msgs);
+        // Published at the full batches only; the window is the full
+        // batches flushed during the run after the first.
+        let all = recorded.count() as u64;
+        let full = all - all % BATCH as u64;
+        assert_eq!(published, full);
+        assert_eq!(out.window_msgs, full - BATCH as u64);
+        assert_eq!(out.window_allocs, 0);
+    }
+
+    /// Once a connection has ended, later batches no longer count in the
+    /// allocation window (its teardown is not the hot loop).
+    #[test]
+    fn a_connection_ending_closes_the_allocation_window() {
+        let tally = Rc::new(Tally::new(
+            Arc::new(AtomicU64::new(0)),
+            vec![Recorder::new(None)],
+        ));
+        let stats = Stats::new(tally.clone(), 0);
+        for i in 0..3 * BATCH as u64 {
+            stats.complete(true, false, at(i), at(i + 5));
+        }
+        stats.connection_ended();
+        for i in 0..2 * BATCH as u64 {
+            stats.complete(true, false, at(i), at(i + 5));
+        }
+        let totals = vec![stats.into_totals(0)];
+        let out = Rc::try_unwrap(tally)
+            .unwrap_or_else(|_| unreachable!())
+            .into_worker_totals(totals);
+        assert_eq!(out.targets[0].msgs, 5 * BATCH as u64);
+        assert_eq!(out.window_msgs, 2 * BATCH as u64);
     }
 }

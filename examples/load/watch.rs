@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use cellio::runtime::sleep_until;
 
+use crate::clock::{Clock, Stamp};
+
 /// Why waiting for the server stopped early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -45,7 +47,7 @@ pub enum Stop {
 pub struct Watch {
     /// When the current wait began; `None` while the connection is not
     /// waiting for the server (pacing, checking, finished).
-    since: Cell<Option<Instant>>,
+    since: Cell<Option<Stamp>>,
     /// The reaper's verdict, read by the connection's guarded operations.
     verdict: Cell<Option<Stop>>,
     /// The connection's task, left here by a pending guarded operation.
@@ -66,7 +68,7 @@ impl Watch {
 
     /// A wait for the server begins (or began) at `since`.
     #[inline]
-    pub fn arm(&self, since: Instant) {
+    pub fn arm(&self, since: Stamp) {
         self.since.set(Some(since));
     }
 
@@ -130,16 +132,19 @@ impl<F: Future + Unpin> Future for Guarded<'_, F> {
 pub struct Watchlist {
     watches: Box<[Watch]>,
     timeout: Duration,
+    /// The clock of the watches' stamps.
+    clock: Clock,
     /// Duration mode: every wait ends here.
-    end: Option<Instant>,
+    end: Option<Stamp>,
 }
 
 impl Watchlist {
     /// `count` watches (connection `i` of the worker takes watch `i`).
-    pub fn new(count: usize, timeout: Duration, end: Option<Instant>) -> Rc<Self> {
+    pub fn new(count: usize, timeout: Duration, clock: Clock, end: Option<Stamp>) -> Rc<Self> {
         Rc::new(Watchlist {
             watches: (0..count).map(|_| Watch::new()).collect(),
             timeout,
+            clock,
             end,
         })
     }
@@ -160,7 +165,7 @@ pub async fn reap(list: Rc<Watchlist>) {
     let period = (list.timeout / LOOKS_PER_TIMEOUT).max(Duration::from_millis(1));
     let mut sleep = sleep_until(Instant::now());
     loop {
-        let now = Instant::now();
+        let now = list.clock.now();
         let ended = list.end.is_some_and(|end| now >= end);
         let mut live = 0;
         for watch in list.watches.iter().filter(|w| w.live.get()) {
@@ -170,7 +175,7 @@ pub async fn reap(list: Rc<Watchlist>) {
             } else if watch
                 .since
                 .get()
-                .is_some_and(|since| now >= since + list.timeout)
+                .is_some_and(|since| now >= since.add(list.timeout))
                 && watch.verdict.get().is_none()
             {
                 watch.give(Stop::Timeout);
@@ -179,8 +184,11 @@ pub async fn reap(list: Rc<Watchlist>) {
         if live == 0 || ended {
             return;
         }
-        let next = now + period;
-        sleep.reset(list.end.map_or(next, |end| next.min(end)));
+        let next = now.add(period);
+        sleep.reset(
+            list.clock
+                .instant_of(list.end.map_or(next, |end| next.min(end))),
+        );
         (&mut sleep).await;
     }
 }
@@ -203,10 +211,11 @@ mod tests {
         let rt = Runtime::new().unwrap();
         rt.block_on(async {
             let timeout = Duration::from_millis(80);
-            let list = Watchlist::new(1, timeout, None);
+            let clock = Clock::fastest();
+            let list = Watchlist::new(1, timeout, clock, None);
             spawn_local(reap(list.clone()));
             let start = Instant::now();
-            list.watch(0).arm(start);
+            list.watch(0).arm(clock.now());
             let out = list.watch(0).guard(never()).await;
             let waited = start.elapsed();
             assert_eq!(out, Err(Stop::Timeout));
@@ -219,7 +228,7 @@ mod tests {
     fn a_disarmed_watch_is_not_timed_out_and_ready_data_wins() {
         let rt = Runtime::new().unwrap();
         rt.block_on(async {
-            let list = Watchlist::new(1, Duration::from_millis(8), None);
+            let list = Watchlist::new(1, Duration::from_millis(8), Clock::instant(), None);
             let watch = list.watch(0);
             // Not armed: the reaper's looks give no verdict.
             spawn_local(reap(list.clone()));
@@ -243,13 +252,14 @@ mod tests {
     fn the_runs_end_stops_every_live_wait() {
         let rt = Runtime::new().unwrap();
         rt.block_on(async {
-            let end = Instant::now() + Duration::from_millis(40);
-            let list = Watchlist::new(2, Duration::from_secs(60), Some(end));
+            let clock = Clock::fastest();
+            let end = clock.now().add(Duration::from_millis(40));
+            let list = Watchlist::new(2, Duration::from_secs(60), clock, Some(end));
             let reaper = spawn_local(reap(list.clone()));
             // One connection waiting for the server, one pacing (not armed).
-            list.watch(0).arm(Instant::now());
+            list.watch(0).arm(clock.now());
             assert_eq!(list.watch(0).guard(never()).await, Err(Stop::End));
-            assert!(Instant::now() >= end);
+            assert!(clock.now() >= end);
             assert_eq!(list.watch(1).guard(never()).await, Err(Stop::End));
             reaper.await.unwrap();
         });
