@@ -32,7 +32,6 @@
 //!   window by window. In the JSON, `addr` is then the addresses joined by
 //!   commas, and `targets` has one object per address (in `--addr` order,
 //!   with its `addr`, `connections` and the totals' figures and windows).
-//!
 //! * Each message reads the clock once (its echo's arrival is also the next
 //!   send's time): the CPU's time-stamp counter where the kernel keeps time
 //!   with it, `Instant` otherwise and for `--rate` (`clock` in the JSON says

@@ -191,8 +191,10 @@ impl Recorder {
     }
 }
 
-/// What a worker counts over all its targets: recorded messages, published
-/// for the progress line on the main thread, and the allocation window.
+/// What a worker records over all its targets: the batch of completed
+/// messages, each target's latencies, the count of recorded messages
+/// (published for the progress line on the main thread), and the
+/// allocation window.
 pub struct Tally {
     /// Completed messages not yet recorded, in the order they completed
     /// (capacity [`BATCH`], never exceeded).
