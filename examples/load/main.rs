@@ -194,7 +194,7 @@ fn main() -> ExitCode {
         // Paced sends are timed by `Instant`'s timers: their schedule stays
         // on `Instant` (see `clock.rs`).
         clock: if args.rate.is_some() {
-            Clock::instant()
+            Clock::on_instant()
         } else {
             Clock::fastest()
         },

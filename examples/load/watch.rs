@@ -228,7 +228,7 @@ mod tests {
     fn a_disarmed_watch_is_not_timed_out_and_ready_data_wins() {
         let rt = Runtime::new().unwrap();
         rt.block_on(async {
-            let list = Watchlist::new(1, Duration::from_millis(8), Clock::instant(), None);
+            let list = Watchlist::new(1, Duration::from_millis(8), Clock::on_instant(), None);
             let watch = list.watch(0);
             // Not armed: the reaper's looks give no verdict.
             spawn_local(reap(list.clone()));
