@@ -15,9 +15,14 @@
 //!   as N messages have completed in it (so that runs of servers of different speeds see the
 //!   same number of messages, as `echo_compare`'s syscall count needs).
 //!
+//! With `--latency` it also times every message the plain way a hand-written client would: one
+//! `Instant::now()` when a message's echo is complete (which is also the next message's send
+//! time) and one `hdrhistogram` record per measured message. Without it the clock is read once
+//! per `epoll_wait`, so the default client does no per-message timing at all.
+//!
 //! Output: a summary line; with `--json` one JSON object
 //! `{connections,size,secs,msgs,msgs_per_sec,mismatches,errors,warmup_msgs}` on stdout (the
-//! summary then goes to stderr). With `--phase-marks` it also prints `# warmup-done` and
+//! summary then goes to stderr), plus `p50_us,p99_us,max_us` with `--latency`. With `--phase-marks` it also prints `# warmup-done` and
 //! `# window-done` on stdout, flushed, the moment each phase ends; `echo_compare` samples the
 //! server's CPU time on those lines. Exits non-zero on any mismatch or error, or if no message
 //! completed.
@@ -31,6 +36,7 @@ use cellio_benches::{
     fill_message, parse_args, raise_fd_limit, run_main, MARK_WARMUP_DONE, MARK_WINDOW_DONE,
 };
 use clap::Parser;
+use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
@@ -65,6 +71,10 @@ struct Args {
     /// Print one JSON object with the results on stdout.
     #[arg(long)]
     json: bool,
+    /// Also time every message (one clock read and one histogram record each) and report
+    /// p50, p99 and max.
+    #[arg(long)]
+    latency: bool,
     /// Print `# warmup-done` / `# window-done` on stdout when each phase ends.
     #[arg(long)]
     phase_marks: bool,
@@ -88,6 +98,15 @@ struct Conn {
     writable: bool,
     /// The peer closed or the socket errored: read until EOF/error to find out.
     read_closed: bool,
+    /// `--latency`: when the message in flight was sent (the previous one's completion).
+    sent_at: Instant,
+}
+
+/// `--latency`: the measured messages' round trips, in nanoseconds.
+struct Timing {
+    hist: Histogram<u64>,
+    /// In the measured window (warm-up messages are timed but not recorded).
+    recording: bool,
 }
 
 enum Failure {
@@ -146,24 +165,37 @@ fn run(args: &Args) -> Result<(), String> {
             readable: false,
             writable: false,
             read_closed: false,
+            sent_at: Instant::now(),
         }));
     }
 
-    let (totals, secs) = drive_all(args, poll, &mut conns)?;
+    let mut timing = args.latency.then(|| Timing {
+        hist: Histogram::new_with_bounds(1, 3_600 * 1_000_000_000, 3)
+            .expect("valid histogram bounds"),
+        recording: false,
+    });
+    let (totals, secs) = drive_all(args, poll, &mut conns, timing.as_mut())?;
     drop(conns);
+    let latency_us = timing.map(|t| {
+        let us = |q: f64| t.hist.value_at_quantile(q) as f64 / 1e3;
+        (us(0.5), us(0.99), t.hist.max() as f64 / 1e3)
+    });
 
     let rate = if secs > 0.0 {
         totals.msgs as f64 / secs
     } else {
         0.0
     };
-    let summary = format!(
+    let mut summary = format!(
         "{PROG}: {} connections, {} B, {:.3} s: {} msgs, {:.0} msg/s, {} mismatches, {} errors",
         args.connections, args.size, secs, totals.msgs, rate, totals.mismatches, totals.errors
     );
+    if let Some((p50, p99, max)) = latency_us {
+        summary += &format!(", p50 {p50:.1} us, p99 {p99:.1} us, max {max:.1} us");
+    }
     if args.json {
         eprintln!("{summary}");
-        let obj = serde_json::json!({
+        let mut obj = serde_json::json!({
             "connections": args.connections,
             "size": args.size,
             "secs": secs,
@@ -173,6 +205,11 @@ fn run(args: &Args) -> Result<(), String> {
             "errors": totals.errors,
             "warmup_msgs": totals.warmup_msgs,
         });
+        if let Some((p50, p99, max)) = latency_us {
+            obj["p50_us"] = p50.into();
+            obj["p99_us"] = p99.into();
+            obj["max_us"] = max.into();
+        }
         mark(&obj.to_string());
     } else {
         mark(&summary);
@@ -194,6 +231,7 @@ fn drive_all(
     args: &Args,
     mut poll: Poll,
     conns: &mut [Option<Conn>],
+    mut timing: Option<&mut Timing>,
 ) -> Result<(Totals, f64), String> {
     let mut events = Events::with_capacity(1024);
     let mut rx = vec![0u8; RX_BUF].into_boxed_slice();
@@ -205,6 +243,9 @@ fn drive_all(
     let end = warm_end + Duration::from_secs_f64(args.duration);
     let mut measuring = false;
     let mut window_start = start;
+    for conn in conns.iter_mut().flatten() {
+        conn.sent_at = start;
+    }
 
     loop {
         // Phase changes are decided right after each wake-up; events of a batch are counted
@@ -213,6 +254,9 @@ fn drive_all(
         if !measuring && now >= warm_end {
             measuring = true;
             window_start = now;
+            if let Some(t) = timing.as_deref_mut() {
+                t.recording = true;
+            }
             if args.phase_marks {
                 mark(MARK_WARMUP_DONE);
             }
@@ -250,7 +294,7 @@ fn drive_all(
                     conn.read_closed = true;
                     conn.readable = true;
                 }
-                match drive(conn, &mut rx) {
+                match drive(conn, &mut rx, timing.as_deref_mut()) {
                     Ok(done) if measuring => totals.msgs += done,
                     Ok(done) => totals.warmup_msgs += done,
                     Err(failure) => {
@@ -288,7 +332,7 @@ fn drive_all(
 }
 
 /// Makes all the progress the known readiness allows; returns the messages completed.
-fn drive(c: &mut Conn, rx: &mut [u8]) -> Result<u64, Failure> {
+fn drive(c: &mut Conn, rx: &mut [u8], mut timing: Option<&mut Timing>) -> Result<u64, Failure> {
     let size = c.msg.len();
     let mut done = 0;
     loop {
@@ -316,6 +360,15 @@ fn drive(c: &mut Conn, rx: &mut [u8]) -> Result<u64, Failure> {
                         c.readable = false; // short read: drained
                     }
                     if c.received == size {
+                        if let Some(t) = timing.as_deref_mut() {
+                            let now = Instant::now();
+                            if t.recording {
+                                let ns = now.duration_since(c.sent_at).as_nanos();
+                                t.hist
+                                    .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+                            }
+                            c.sent_at = now;
+                        }
                         done += 1;
                         c.seq += 1;
                         fill_message(&mut c.msg, c.id, c.seq);
