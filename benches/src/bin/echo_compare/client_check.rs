@@ -4,6 +4,11 @@
 //! from the pairs: the two agree on messages/s within 10%, and the load client drives at
 //! least as many as the minimal mio client (it must not be the bottleneck).
 //!
+//! Each pair also runs `mio_load --latency`, the same mio client timing every message as
+//! `load` does (one clock read and one histogram record each), in the rotation, and the load
+//! client is compared with it the same way: the issue's target is against the plain client,
+//! this comparison says how much of a miss is the cost of measuring latency at all.
+//!
 //! Alternation matters more than length here: the VM's speed drifts by ±20% between runs of
 //! a few seconds, so each pair's ratio is taken between neighbours and the median of the
 //! ratios is what is judged. "At least as many" is decided with a sign test over the pairs.
@@ -35,6 +40,8 @@ pub struct Pair {
     pub load: f64,
     /// Messages per second of `mio_load`.
     pub mio_load: f64,
+    /// Messages per second of `mio_load --latency`.
+    pub mio_timed: f64,
     /// Foreign CPU on the benchmark cores (a fraction of one core) in the noisier of the two
     /// runs.
     pub other_cpu: f64,
@@ -43,6 +50,10 @@ pub struct Pair {
 impl Pair {
     fn ratio(&self) -> f64 {
         self.load / self.mio_load
+    }
+
+    fn timed_ratio(&self) -> f64 {
+        self.load / self.mio_timed
     }
 
     fn quiet(&self) -> bool {
@@ -57,40 +68,50 @@ pub struct ClientCheck {
     pub secs: f64,
 }
 
-/// One pair: a fresh server, then `load` and `mio_load` (in that order if `load_first`), each
-/// for `secs` after `--warmup`.
+/// One pair: a fresh server, then `load`, `mio_load` and `mio_load --latency`, each for `secs`
+/// after `--warmup`, starting with the one `rotation` (taken modulo 3) names.
 fn run_pair(
     args: &Args,
     spec: &ServerSpec,
     load: &Path,
     mio_load: &Path,
     secs: f64,
-    load_first: bool,
+    rotation: usize,
 ) -> Result<Pair, String> {
     let (mut server, addr) = start_server(args, spec)?;
     let server_pid = server.0.id();
     let load_argv = client_argv(args, addr, format!("{}s", args.warmup), format!("{secs}s"));
     let mio_argv = client_argv(args, addr, args.warmup.to_string(), secs.to_string());
-    let run =
-        |program: &Path, argv: &[String]| client_json_line(args, program, argv, secs, server_pid);
-    // The order alternates between pairs, so that a server that warms up (or a VM that
-    // drifts) within a pair favours neither client.
-    let ((load_line, load_other), (mio_line, mio_other)) = if load_first {
-        let l = run(load, &load_argv)?;
-        (l, run(mio_load, &mio_argv)?)
-    } else {
-        let m = run(mio_load, &mio_argv)?;
-        (run(load, &load_argv)?, m)
-    };
+    let mut timed_argv = mio_argv.clone();
+    timed_argv.push("--latency".into());
+    let clients = [
+        (load, &load_argv),
+        (mio_load, &mio_argv),
+        (mio_load, &timed_argv),
+    ];
+    // Each client's JSON line and foreign CPU, in the order of `clients`. The order they run
+    // in rotates between pairs, so that a server that warms up (or a VM that drifts) within a
+    // pair favours no client.
+    let mut runs: [(String, f64); 3] = Default::default();
+    for k in 0..3 {
+        let i = (rotation + k) % 3;
+        let (program, argv) = clients[i];
+        runs[i] = client_json_line(args, program, argv, secs, server_pid)?;
+    }
     if let Some(status) = server.0.try_wait().map_err(|e| format!("wait: {e}"))? {
         return Err(format!("server exited during the check ({status})"));
     }
     drop(server);
-    let (msgs, _, took) = parse_client_json(&mio_line)?;
+    let [(load_line, load_other), (mio_line, mio_other), (timed_line, timed_other)] = runs;
+    let mio_rate = |line: &str| -> Result<f64, String> {
+        let (msgs, _, took) = parse_client_json(line)?;
+        Ok(msgs as f64 / took)
+    };
     Ok(Pair {
         load: parse_load_json(&load_line)?.msgs_per_sec,
-        mio_load: msgs as f64 / took,
-        other_cpu: load_other.max(mio_other),
+        mio_load: mio_rate(&mio_line)?,
+        mio_timed: mio_rate(&timed_line)?,
+        other_cpu: load_other.max(mio_other).max(timed_other),
     })
 }
 
@@ -144,14 +165,17 @@ pub fn run(
         let pair = retry_noisy(
             args,
             &format!("client check {i}/{pairs}"),
-            || run_pair(args, spec, load, mio_load, secs, i % 2 == 1),
+            || run_pair(args, spec, load, mio_load, secs, i as usize),
             |p| p.other_cpu,
             |p| {
                 format!(
-                    "load {:>9.0} msg/s  mio_load {:>9.0} msg/s  ratio {:.3}  other {:>3.0}%",
+                    "load {:>9.0} msg/s  mio_load {:>9.0} msg/s  ratio {:.3}  \
+                     mio_load --latency {:>9.0} msg/s  ratio {:.3}  other {:>3.0}%",
                     p.load,
                     p.mio_load,
                     p.ratio(),
+                    p.mio_timed,
+                    p.timed_ratio(),
                     p.other_cpu * 100.0
                 )
             },
@@ -169,6 +193,10 @@ impl ClientCheck {
 
     fn ratios(&self) -> Vec<f64> {
         self.judged().map(Pair::ratio).collect()
+    }
+
+    fn timed_ratios(&self) -> Vec<f64> {
+        self.judged().map(Pair::timed_ratio).collect()
     }
 
     /// Median of the quiet pairs' load/mio_load ratios (`None` without any).
@@ -194,12 +222,7 @@ impl ClientCheck {
     /// "at least as many": met with a median ratio of 1 or more; otherwise MISSED when a sign
     /// test over the pairs says the load client is behind (p < 0.05), MISSED? when it cannot.
     fn at_least_verdict(&self) -> &'static str {
-        match self.median_ratio() {
-            None => "unknown",
-            Some(r) if r >= 1.0 => "met",
-            Some(_) if sign_test_p(self.ahead(), self.ratios().len()) < 0.05 => "MISSED",
-            Some(_) => "MISSED?",
-        }
+        at_least(&self.ratios())
     }
 
     /// The lines printed under the table.
@@ -219,8 +242,11 @@ impl ClientCheck {
         };
         let a = median(&self.judged().map(|p| p.load).collect::<Vec<_>>());
         let b = median(&self.judged().map(|p| p.mio_load).collect::<Vec<_>>());
-        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let c = median(&self.judged().map(|p| p.mio_timed).collect::<Vec<_>>());
+        let (lo, hi) = range(&ratios);
+        let timed = self.timed_ratios();
+        let (timed_lo, timed_hi) = range(&timed);
+        let timed_ahead = timed.iter().filter(|&&r| r > 1.0).count();
         let n = ratios.len();
         let left_out = if noisy == 0 {
             String::new()
@@ -235,7 +261,7 @@ impl ClientCheck {
             format!(
                 "client check: cellio's load client against mio_load, {n} pairs of {} s \
                  closed-loop runs against the cellio server (each pair on a fresh server, the \
-                 order within a pair alternating): \
+                 order within a pair rotating): \
                  load {a:.0} msg/s, mio_load {b:.0} msg/s (medians); load / mio_load {r:.3} \
                  (median of the pairs) [{lo:.2}, {hi:.2}], load ahead in {} of {n} (sign test \
                  p = {:.2}){left_out}",
@@ -249,7 +275,41 @@ impl ClientCheck {
                 self.agree_verdict(),
                 self.at_least_verdict()
             ),
+            format!(
+                "client check against mio_load --latency (the same mio client, timing every \
+                 message too; not the issue's target, the cost of measuring latency at all): \
+                 {c:.0} msg/s (median); load / mio_load --latency {:.3} (median of the pairs) \
+                 [{timed_lo:.2}, {timed_hi:.2}], load ahead in {timed_ahead} of {n} (sign test \
+                 p = {:.2}): at least as many: {}",
+                median(&timed),
+                sign_test_p(timed_ahead, n),
+                at_least(&timed)
+            ),
         ]
+    }
+}
+
+/// The smallest and the largest of `ratios`.
+fn range(ratios: &[f64]) -> (f64, f64) {
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
+}
+
+/// The "at least as many" verdict over one comparison's per-pair ratios: met with a median of
+/// 1 or more; otherwise MISSED when a sign test says the load client is behind (p < 0.05),
+/// MISSED? when it cannot.
+fn at_least(ratios: &[f64]) -> &'static str {
+    if ratios.is_empty() {
+        return "unknown";
+    }
+    let ahead = ratios.iter().filter(|&&r| r > 1.0).count();
+    if median(ratios) >= 1.0 {
+        "met"
+    } else if sign_test_p(ahead, ratios.len()) < 0.05 {
+        "MISSED"
+    } else {
+        "MISSED?"
     }
 }
 
@@ -264,6 +324,7 @@ mod tests {
                 .map(|&(load, mio_load)| Pair {
                     load,
                     mio_load,
+                    mio_timed: mio_load,
                     other_cpu: 0.0,
                 })
                 .collect(),
@@ -303,6 +364,7 @@ mod tests {
             mixed.pairs.push(Pair {
                 load: 40.0,
                 mio_load: 100.0,
+                mio_timed: 100.0,
                 other_cpu: 0.25,
             });
         }
@@ -315,5 +377,29 @@ mod tests {
         mixed.pairs.retain(|p| !p.quiet());
         assert_eq!(mixed.agree_verdict(), "unknown");
         assert!(mixed.notes()[0].contains("undecided, all 2 pairs were noisy"));
+    }
+
+    #[test]
+    fn the_timed_client_is_judged_on_its_own_ratios() {
+        // Behind plain mio_load in all 8 pairs, ahead of the timing client in all 8.
+        let mut c = check(&[(98.0, 100.0); 8]);
+        for p in &mut c.pairs {
+            p.mio_timed = 97.0;
+        }
+        assert_eq!(c.at_least_verdict(), "MISSED");
+        let notes = c.notes();
+        let timed = &notes[2];
+        assert!(timed.contains("load / mio_load --latency 1.010"), "{timed}");
+        assert!(timed.contains("load ahead in 8 of 8"), "{timed}");
+        assert!(timed.ends_with("at least as many: met"), "{timed}");
+        // Behind it in 8 of 8: decidedly fewer.
+        for p in &mut c.pairs {
+            p.mio_timed = 99.0;
+        }
+        assert!(
+            c.notes()[2].ends_with("at least as many: MISSED"),
+            "{:?}",
+            c.notes()
+        );
     }
 }

@@ -229,10 +229,11 @@ struct Args {
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     strace_msgs: u64,
     /// Also cross-check cellio's load client against the independent `mio_load`: this many
-    /// alternating pairs of closed-loop runs (one of each client, `--client-check-secs` after
-    /// `--warmup`, on a fresh cellio server) and whether they agree within 10% on msgs/s and
-    /// the load client drives at least as many (0: off). Pairs go through the noise guard
-    /// (`--noisy-retries`); pairs still noisy are left out of the verdicts.
+    /// pairs of closed-loop runs (one of each client, `--client-check-secs` after `--warmup`,
+    /// on a fresh cellio server, with `mio_load --latency` as a third run, the order rotating)
+    /// and whether they agree within 10% on msgs/s and the load client drives at least as many
+    /// (0: off); the same against `mio_load --latency`, for information. Pairs go through the
+    /// noise guard (`--noisy-retries`); pairs still noisy are left out of the verdicts.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
     client_check: u32,
     /// Length of each client-check run, seconds.
