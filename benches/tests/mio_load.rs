@@ -91,8 +91,8 @@ fn latency_reports_ordered_percentiles_only_when_asked() {
             .unwrap_or_else(|| panic!("{k} missing: {timed}"))
     });
     assert!(timed["msgs"].as_u64().expect("msgs") > 0, "{timed}");
-    // A loopback round trip takes more than a microsecond's tenth, and the
-    // percentiles are ordered.
+    // A loopback round trip takes more than 0.1 µs, and the percentiles are
+    // ordered.
     assert!(0.1 < p50 && p50 <= p99 && p99 <= max, "{timed}");
 
     let plain = mio_load(&addr, &args);

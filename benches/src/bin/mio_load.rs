@@ -22,9 +22,9 @@
 //!
 //! Output: a summary line; with `--json` one JSON object
 //! `{connections,size,secs,msgs,msgs_per_sec,mismatches,errors,warmup_msgs}` on stdout (the
-//! summary then goes to stderr), plus `p50_us,p99_us,max_us` with `--latency`. With `--phase-marks` it also prints `# warmup-done` and
-//! `# window-done` on stdout, flushed, the moment each phase ends; `echo_compare` samples the
-//! server's CPU time on those lines. Exits non-zero on any mismatch or error, or if no message
+//! summary then goes to stderr), plus `p50_us,p99_us,max_us` with `--latency`. With
+//! `--phase-marks` it also prints `# warmup-done` and `# window-done` on stdout, flushed, the
+//! moment each phase ends; `echo_compare` samples the server's CPU time on those lines. Exits non-zero on any mismatch or error, or if no message
 //! completed.
 
 use std::io::{ErrorKind, Read, Write};

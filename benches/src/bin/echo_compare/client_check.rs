@@ -33,7 +33,7 @@ use crate::{
     Sample, ServerSpec, OTHER_CPU_WARN,
 };
 
-/// One pair of runs against the same fresh server.
+/// One pair of runs against the same fresh server (with the timing client's run as a third).
 #[derive(Clone, Copy, Debug)]
 pub struct Pair {
     /// Messages per second of cellio's load client.
@@ -42,8 +42,8 @@ pub struct Pair {
     pub mio_load: f64,
     /// Messages per second of `mio_load --latency`.
     pub mio_timed: f64,
-    /// Foreign CPU on the benchmark cores (a fraction of one core) in the noisier of the two
-    /// runs.
+    /// Foreign CPU on the benchmark cores (a fraction of one core) in the noisiest of the
+    /// pair's three runs.
     pub other_cpu: f64,
 }
 
