@@ -41,20 +41,20 @@ impl Stamp {
     /// `d` later, saturating far beyond any run.
     #[inline]
     pub fn add(self, d: Duration) -> Stamp {
-        Stamp(
-            self.0
-                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        )
+        Stamp(self.0.saturating_add(nanos(d)))
     }
 
     /// `d` earlier, or the epoch.
     #[inline]
     pub fn sub(self, d: Duration) -> Stamp {
-        Stamp(
-            self.0
-                .saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        )
+        Stamp(self.0.saturating_sub(nanos(d)))
     }
+}
+
+/// `d` in nanoseconds, saturating at `u64::MAX` (some 584 years).
+#[inline]
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Where a [`Clock`] reads the time.

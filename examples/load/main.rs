@@ -535,8 +535,7 @@ fn worker(
         let Ok(stats) = Rc::try_unwrap(stats) else {
             unreachable!("every connection task has finished")
         };
-        let connect_errors = total.connect_errors;
-        *total = stats.into_totals(connect_errors);
+        stats.move_into(total);
     }
     Rc::try_unwrap(tally)
         .unwrap_or_else(|_| unreachable!("every connection task has finished"))

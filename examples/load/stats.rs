@@ -437,17 +437,13 @@ impl Stats {
         );
     }
 
-    /// This target's counters; its latencies come from the tally
-    /// ([`Tally::into_worker_totals`]).
-    pub fn into_totals(self, connect_errors: u64) -> Totals {
-        Totals {
-            lag: self.lag.into_inner(),
-            mismatches: self.mismatches.get(),
-            errors: self.errors.get(),
-            timeouts: self.timeouts.get(),
-            connect_errors,
-            ..Totals::empty()
-        }
+    /// Moves this target's counters into `total` (its connect errors stay);
+    /// its latencies come from the tally ([`Tally::into_worker_totals`]).
+    pub fn move_into(self, total: &mut Totals) {
+        total.lag = self.lag.into_inner();
+        total.mismatches = self.mismatches.get();
+        total.errors = self.errors.get();
+        total.timeouts = self.timeouts.get();
     }
 }
 
@@ -480,6 +476,17 @@ mod tests {
         Stamp::default().add(Duration::from_nanos(ns))
     }
 
+    /// The worker's totals once its tasks (here: `stats`) are done.
+    fn finish(tally: Rc<Tally>, stats: Vec<Stats>) -> WorkerTotals {
+        let mut totals: Vec<Totals> = stats.iter().map(|_| Totals::empty()).collect();
+        for (stats, total) in stats.into_iter().zip(&mut totals) {
+            stats.move_into(total);
+        }
+        Rc::try_unwrap(tally)
+            .unwrap_or_else(|_| unreachable!("the test holds no other reference"))
+            .into_worker_totals(totals)
+    }
+
     /// Two targets' messages, interleaved through one worker's batch: each
     /// lands in its own target's histogram once, with its latency, and
     /// the counts, the last completion and the allocation window come out
@@ -500,10 +507,7 @@ mod tests {
             stats[(i % 2) as usize].complete(i % 10 != 9, i == 4, start, done);
         }
         let published = tally.published.load(Ordering::Relaxed);
-        let totals: Vec<Totals> = stats.into_iter().map(|s| s.into_totals(0)).collect();
-        let out = Rc::try_unwrap(tally)
-            .unwrap_or_else(|_| unreachable!())
-            .into_worker_totals(totals);
+        let out = finish(tally, stats.into());
         let recorded = (0..n).filter(|i| i % 10 != 9);
         for (target, t) in out.targets.iter().enumerate() {
             let mine: Vec<u64> = recorded
@@ -548,10 +552,7 @@ mod tests {
         for i in 0..2 * BATCH as u64 {
             stats.complete(true, false, at(i), at(i + 5));
         }
-        let totals = vec![stats.into_totals(0)];
-        let out = Rc::try_unwrap(tally)
-            .unwrap_or_else(|_| unreachable!())
-            .into_worker_totals(totals);
+        let out = finish(tally, vec![stats]);
         assert_eq!(out.targets[0].msgs, 5 * BATCH as u64);
         assert_eq!(out.window_msgs, 2 * BATCH as u64);
     }

@@ -17,8 +17,9 @@
 //!
 //! With `--latency` it also times every message the plain way a hand-written client would: one
 //! `Instant::now()` when a message's echo is complete (which is also the next message's send
-//! time) and one `hdrhistogram` record per measured message. Without it the clock is read once
-//! per `epoll_wait`, so the default client does no per-message timing at all.
+//! time) and one `hdrhistogram` record per message (the warm-up's are cleared when the window
+//! begins). Without it the clock is read once per `epoll_wait`, so the default client does no
+//! per-message timing at all.
 //!
 //! Output: a summary line; with `--json` one JSON object
 //! `{connections,size,secs,msgs,msgs_per_sec,mismatches,errors,warmup_msgs}` on stdout (the
@@ -102,12 +103,9 @@ struct Conn {
     sent_at: Instant,
 }
 
-/// `--latency`: the measured messages' round trips, in nanoseconds.
-struct Timing {
-    hist: Histogram<u64>,
-    /// In the measured window (warm-up messages are timed but not recorded).
-    recording: bool,
-}
+/// `--latency`: the round trips, in nanoseconds. Warm-up messages are recorded too, and
+/// cleared when the measured window begins.
+type Timing = Histogram<u64>;
 
 enum Failure {
     Mismatch(String),
@@ -169,16 +167,14 @@ fn run(args: &Args) -> Result<(), String> {
         }));
     }
 
-    let mut timing = args.latency.then(|| Timing {
-        hist: Histogram::new_with_bounds(1, 3_600 * 1_000_000_000, 3)
-            .expect("valid histogram bounds"),
-        recording: false,
+    let mut timing = args.latency.then(|| {
+        Timing::new_with_bounds(1, 3_600 * 1_000_000_000, 3).expect("valid histogram bounds")
     });
     let (totals, secs) = drive_all(args, poll, &mut conns, timing.as_mut())?;
     drop(conns);
     let latency_us = timing.map(|t| {
-        let us = |q: f64| t.hist.value_at_quantile(q) as f64 / 1e3;
-        (us(0.5), us(0.99), t.hist.max() as f64 / 1e3)
+        let us = |q: f64| t.value_at_quantile(q) as f64 / 1e3;
+        (us(0.5), us(0.99), t.max() as f64 / 1e3)
     });
 
     let rate = if secs > 0.0 {
@@ -255,7 +251,7 @@ fn drive_all(
             measuring = true;
             window_start = now;
             if let Some(t) = timing.as_deref_mut() {
-                t.recording = true;
+                t.reset();
             }
             if args.phase_marks {
                 mark(MARK_WARMUP_DONE);
@@ -362,11 +358,8 @@ fn drive(c: &mut Conn, rx: &mut [u8], mut timing: Option<&mut Timing>) -> Result
                     if c.received == size {
                         if let Some(t) = timing.as_deref_mut() {
                             let now = Instant::now();
-                            if t.recording {
-                                let ns = now.duration_since(c.sent_at).as_nanos();
-                                t.hist
-                                    .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
-                            }
+                            let ns = now.duration_since(c.sent_at).as_nanos();
+                            t.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
                             c.sent_at = now;
                         }
                         done += 1;
