@@ -36,7 +36,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cellio::runtime::{sleep, spawn_on, until_shutdown, RuntimeHandle};
-use cellio::{spawn, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
+use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -124,7 +124,18 @@ fn start(incoming: Incoming, serving: Serving, worker: Option<usize>) {
     // loop keeps its own small state machine.
     match serving.api {
         Api::Futures => spawn_there(worker, connection(incoming, serving.idle)),
-        Api::Poll => spawn_there(worker, connection_io(incoming, serving.idle)),
+        // A `TcpIo` never leaves its thread (that is what lets its cells
+        // skip the locked instructions), so its task is spawned where it
+        // runs: on a hand-off, by a small task sent to that worker.
+        Api::Poll => match worker {
+            None => drop(spawn_local(connection_io(incoming, serving.idle))),
+            Some(worker) => {
+                let idle = serving.idle;
+                drop(spawn_on(worker, async move {
+                    drop(spawn_local(connection_io(incoming, idle)));
+                }));
+            }
+        },
     }
 }
 

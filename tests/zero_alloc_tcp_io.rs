@@ -7,7 +7,7 @@
 //! this file holds a single test so that nothing else runs in the process
 //! while it counts.
 
-use cellio::{spawn, OpStats, Runtime, TcpIo, TcpListener, TcpStream};
+use cellio::{spawn_local, OpStats, Runtime, TcpIo, TcpListener, TcpStream};
 
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
@@ -46,7 +46,7 @@ fn tcp_io_echo_steady_state_allocates_nothing() {
         let mut clients = Vec::new();
         let mut tasks = Vec::new();
         for (client, server) in connections(&listener).await {
-            tasks.push(spawn(echo(server)));
+            tasks.push(spawn_local(echo(server)));
             clients.push(client);
         }
 

@@ -39,11 +39,18 @@
 //!   wake: the notification that ends `PARKED`.
 //! * Each poll that may make a syscall first spends one unit of the task's
 //!   cooperative budget; staying parked spends nothing.
+//! * A reservation taken on the thread the socket's reactor is bound to is
+//!   *confined* ([`OpCell::reserve_confined`]): the early park and the
+//!   reactor's notifications are then plain stores, not compare-and-swaps.
+//!   That is sound only because the [`TcpIo`](crate::TcpIo) holding it
+//!   cannot leave the thread (it is neither `Send` nor `Sync`), so every
+//!   use of the token, and the registration's reset when the stream drops,
+//!   happens there, and the bound reactor notifies only from there.
 
 use std::io;
 use std::task::{Poll, Waker};
 
-use cellio_reactor::{budget, Completions, OpCell, Park, Token};
+use cellio_reactor::{budget, CellError, Completions, OpCell, Park, Token};
 
 use crate::op::Attempt;
 
@@ -62,17 +69,22 @@ impl HeldCell {
     /// Runs one operation: `Ready` with the attempt's result, or `Pending`
     /// with `waker` parked in the cell (or, with the budget spent, with the
     /// task scheduled again).
+    ///
+    /// `confine` is asked once, when the first operation reserves the cell:
+    /// `true` only if the socket's reactor is bound to this thread and the
+    /// holder can never leave it (see the module docs).
     #[inline(always)]
     pub(crate) fn poll<R>(
         &mut self,
         cell: &OpCell,
         done: &Completions,
         waker: &Waker,
+        confine: impl FnOnce() -> bool,
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
         let token = match self.token {
             Some(token) => token,
-            None => match cell.reserve() {
+            None => match reserve(cell, confine) {
                 Ok(token) => *self.token.insert(token),
                 Err(e) => return Poll::Ready(Err(e.into())),
             },
@@ -129,6 +141,11 @@ impl HeldCell {
         }
     }
 
+    /// `true` while the cell is held and confined to this thread.
+    pub(crate) fn is_confined(&self, cell: &OpCell) -> bool {
+        self.token.is_some() && cell.is_confined()
+    }
+
     /// Gives the cell back, if held. A parked waker is simply dropped with
     /// the reservation: nothing was moved, so nothing is lost.
     pub(crate) fn release(&mut self, cell: &OpCell) {
@@ -137,5 +154,21 @@ impl HeldCell {
             // Stale means the cell was reset under us: nothing to give back.
             let _ = cell.release(token);
         }
+    }
+}
+
+/// The first reservation: confined when `confine` says this thread may.
+#[cold]
+#[inline(never)]
+fn reserve(cell: &OpCell, confine: impl FnOnce() -> bool) -> Result<Token, CellError> {
+    if confine() {
+        // SAFETY: `confine` said the socket's reactor is bound to this
+        // thread (it turns only here and is dropped here), and the holder
+        // (a `TcpIo`, neither `Send` nor `Sync`) stays on this thread with
+        // the stream whose drop resets the cell: every change of the word
+        // until the release or the reset happens on this thread.
+        unsafe { cell.reserve_confined() }
+    } else {
+        cell.reserve()
     }
 }

@@ -12,7 +12,7 @@ use std::task::Poll;
 
 use cellio_net::{TcpIo, TcpStream};
 use cellio_reactor::CellError;
-use cellio_runtime::spawn;
+use cellio_runtime::spawn_local;
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use util::{cellio_pair, drain_checking, join2, pattern, run, std_peer};
 
@@ -37,7 +37,7 @@ fn echoes_every_byte_through_both_the_parked_and_the_synchronous_path() {
     run(|| async {
         let (client, server) = cellio_pair().await?;
         client.set_nodelay(true)?;
-        let task = spawn(echo(server));
+        let task = spawn_local(echo(server));
         let rounds = 200;
         let mut out = [0u8; 128];
         let mut back = [0u8; 128];
@@ -64,6 +64,95 @@ fn echoes_every_byte_through_both_the_parked_and_the_synchronous_path() {
         assert_eq!(stats.send_parked, 0, "{stats:?}");
         assert!(stats.send_sync >= 3 * rounds as u64, "{stats:?}");
         io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn on_the_thread_whose_reactor_owns_the_stream_its_reservations_are_confined() {
+    run(|| async {
+        // `run` blocks on worker 0, whose reactor registered both streams.
+        let (client, server) = cellio_pair().await?;
+        let mut io = TcpIo::new(server);
+        assert!(
+            !io.is_confined(),
+            "nothing is held before the first operation"
+        );
+        let mut buf = [0u8; 64];
+        for round in 0..50 {
+            let message = [pattern(round); 16];
+            // Sent after the receive parks on every other round.
+            let (got, sent) = if round % 2 == 0 {
+                join2(io.recv(&mut buf), client.send_all(&message)).await
+            } else {
+                let sent = client.send_all(&message).await;
+                (io.recv(&mut buf).await, sent)
+            };
+            sent?;
+            assert_eq!(&buf[..got?], &message[..], "round {round}");
+            assert!(io.is_confined(), "round {round}");
+            io.send_all(&message).await?;
+            let mut back = [0u8; 16];
+            client.recv_exact(&mut back).await?;
+            assert_eq!(back, message, "round {round}");
+        }
+        assert!(io.get_ref().stats().recv_parked > 0);
+        // Given back, the cells serve the stream's own futures again.
+        let server = io.into_inner();
+        client.send_all(b"x").await?;
+        let mut one = [0u8; 1];
+        assert_eq!(server.recv(&mut one).await?, 1);
+        server.send_all(b"y").await?;
+        client.recv_exact(&mut one).await?;
+        assert_eq!(&one, b"y");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_stream_of_another_threads_reactor_is_served_without_confinement() {
+    util::with_timeout(util::LIMIT, || {
+        let rt = cellio_runtime::Builder::new()
+            .workers(2)
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            // Both streams belong to worker 0's reactor; the server side is
+            // served on worker 1, whose reactor does not own it.
+            let (client, server) = cellio_pair().await?;
+            let served = cellio_runtime::spawn_on(1, async move {
+                spawn_local(async move {
+                    let mut io = TcpIo::new(server);
+                    let mut buf = [0u8; 64];
+                    let mut confined = false;
+                    loop {
+                        let n = io.recv(&mut buf).await?;
+                        if n == 0 {
+                            return io::Result::Ok((confined, io.get_ref().stats()));
+                        }
+                        confined |= io.is_confined();
+                        io.send_all(&buf[..n]).await?;
+                    }
+                })
+                .await
+            });
+            for round in 0..50 {
+                let message = [pattern(round); 16];
+                client.send_all(&message).await?;
+                let mut back = [0u8; 16];
+                client.recv_exact(&mut back).await?;
+                assert_eq!(back, message, "round {round}");
+            }
+            drop(client);
+            let (confined, stats) = served.await.expect("task").expect("task")?;
+            assert!(
+                !confined,
+                "confined on a thread that does not turn its reactor"
+            );
+            assert!(stats.recv_parked > 0, "{stats:?}");
+            io::Result::Ok(())
+        })
     })
     .unwrap();
 }

@@ -55,6 +55,12 @@ fn an_accepted_streams_first_full_send_is_woken_when_the_peer_drains() {
 fn a_bulk_send_to_a_slow_reader_arrives_intact() {
     run(|| async {
         let (ours, mut peer) = std_peer().await?;
+        // Small fixed buffers on both sides: loopback autotuning can grow
+        // them to hold all 4 MiB at once (receive up to tcp_rmem's 32 MiB),
+        // and then the sender never has to wait, which is what this test
+        // is about.
+        socket2::SockRef::from(&peer).set_recv_buffer_size(64 * 1024)?;
+        socket2::SockRef::from(&ours).set_send_buffer_size(64 * 1024)?;
         let data: Vec<u8> = (0..4 * 1024 * 1024).map(pattern).collect();
         let reader = std::thread::spawn(move || drain_slowly(&mut peer));
         ours.send_all(&data).await?;

@@ -15,6 +15,10 @@
 //!   busy socket cannot run inside another's event.
 //! * When the [`Reactor`] is dropped, every live cell is closed: parked
 //!   operations wake and fail with `NotConnected` instead of sleeping forever.
+//! * A reactor [bound](Reactor::bind_to_current_thread) to a thread is turned
+//!   only on that thread ([`turn`](Reactor::turn) refuses anywhere else) and,
+//!   by the binder's promise, dropped there: that is what lets a cell
+//!   reserved on that thread be [confined](crate::OpCell::reserve_confined).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -46,6 +50,29 @@ struct Shared {
     table: Table,
     /// Set when the `Reactor` is dropped: no more events will be dispatched.
     shut_down: AtomicBool,
+    /// The [`thread_id`] of the thread the reactor is bound to, or 0.
+    bound_thread: AtomicU64,
+}
+
+/// A number naming the calling thread, unique for the life of the process
+/// and never 0. (Unlike a thread-local's address or an OS thread id, it is
+/// never reused by a later thread, so a stale binding can never match.)
+fn thread_id() -> u64 {
+    // Not a modelled structure: a counter handing out numbers.
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        // No destructor, so readable even while the thread's other
+        // thread-locals are being torn down.
+        static ID: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    ID.with(|id| match id.get() {
+        0 => {
+            let new = NEXT.fetch_add(1, Ordering::Relaxed);
+            id.set(new);
+            new
+        }
+        known => known,
+    })
 }
 
 /// An epoll/kqueue reactor: owns the poller and dispatches readiness to the
@@ -70,6 +97,8 @@ struct Shared {
 pub struct Reactor {
     poller: Poller,
     shared: Arc<Shared>,
+    /// A copy of `shared.bound_thread`, which only `&mut self` changes.
+    bound_thread: u64,
 }
 
 impl fmt::Debug for Reactor {
@@ -99,8 +128,60 @@ impl Reactor {
                 waker,
                 table: Table::new(),
                 shut_down: AtomicBool::new(false),
+                bound_thread: AtomicU64::new(0),
             }),
+            bound_thread: 0,
         })
+    }
+
+    /// Binds the reactor to the calling thread for the rest of its life.
+    ///
+    /// From now on [`turn`](Self::turn) refuses to run on any other thread.
+    /// In return, a socket operation that holds its cell across operations
+    /// ([`TcpIo`](../cellio_net/struct.TcpIo.html) in `cellio-net`) on this
+    /// thread may [confine](OpCell::reserve_confined) the cell to it: its
+    /// parks and this reactor's notifications then need no locked
+    /// instructions. A cellio runtime binds each worker's reactor to the
+    /// worker's thread.
+    ///
+    /// Fails with `ErrorKind::InvalidInput` if the reactor is already bound
+    /// to another thread; binding again on the same thread does nothing.
+    ///
+    /// # Safety
+    ///
+    /// The reactor must be dropped on this thread (or never dropped). Its
+    /// drop closes every cell, and a confined cell may only be changed from
+    /// this thread.
+    ///
+    /// ```
+    /// use cellio_reactor::Reactor;
+    /// use std::time::Duration;
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// // SAFETY: the reactor is dropped at the end of this function, on
+    /// // this thread.
+    /// unsafe { reactor.bind_to_current_thread()? };
+    /// reactor.turn(Some(Duration::ZERO))?;
+    /// let err = std::thread::scope(|s| {
+    ///     s.spawn(|| reactor.turn(Some(Duration::ZERO)).unwrap_err()).join().unwrap()
+    /// });
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub unsafe fn bind_to_current_thread(&mut self) -> io::Result<()> {
+        let here = thread_id();
+        match self.bound_thread {
+            0 => {
+                self.bound_thread = here;
+                self.shared.bound_thread.store(here, Ordering::Release);
+                Ok(())
+            }
+            bound if bound == here => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this reactor is bound to another thread",
+            )),
+        }
     }
 
     /// A cloneable, thread-safe handle for registering sockets and waking
@@ -116,7 +197,17 @@ impl Reactor {
     /// received, including wake-ups from [`Handle::wake`].
     ///
     /// An interrupted wait (`EINTR`) counts as a turn with no events.
+    ///
+    /// Fails with `ErrorKind::InvalidInput`, without waiting, on a thread
+    /// other than the one the reactor is
+    /// [bound](Self::bind_to_current_thread) to.
     pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        if self.bound_thread != 0 && self.bound_thread != thread_id() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this reactor is bound to another thread: turn it there",
+            ));
+        }
         match self.poller.wait(timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
@@ -473,6 +564,13 @@ impl Registration {
     /// Removes `source` from the poller. Call before closing it.
     pub fn deregister<S: Source + ?Sized>(&self, source: &mut S) -> io::Result<()> {
         self.shared.registry.deregister(source)
+    }
+
+    /// `true` when the calling thread is the one the socket's reactor is
+    /// [bound](Reactor::bind_to_current_thread) to: the thread that turns
+    /// it, and the only one that notifies the socket's cells.
+    pub fn is_bound_here(&self) -> bool {
+        self.shared.bound_thread.load(Ordering::Acquire) == thread_id()
     }
 
     /// A handle to the reactor this registration belongs to.

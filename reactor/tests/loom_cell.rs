@@ -448,3 +448,63 @@ fn held_reservation_early_park_never_loses_a_wake() {
         cell.release(token).unwrap();
     });
 }
+
+/// A confined holder (`reserve_confined`) changes the word with plain
+/// stores, and its reactor notifies from the same thread. That loses
+/// nothing only if no other thread writes the word while the cell is held.
+/// Here another thread tries everything an operation on the same socket
+/// could — observe, reserve, the idle park and the exhausted mark from a
+/// snapshot taken before the reservation, the release of a stale token —
+/// while the holder reserves (retrying while the other one holds it),
+/// parks, is notified and releases. Whatever the interleaving, the other
+/// thread's writes all land before the confined reservation or are refused,
+/// so the holder is woken exactly once, sees its own notification, and
+/// leaves a cell that works.
+#[test]
+fn a_confined_holder_loses_nothing_to_other_threads_refused_operations() {
+    model(|cell, counter, waker| {
+        let stale = cell.reserve().unwrap();
+        cell.release(stale).unwrap();
+        let before = cell.observe().unwrap();
+
+        let other = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                let _ = cell.observe();
+                if let Ok(token) = cell.reserve() {
+                    cell.release(token).unwrap();
+                }
+                // The slot holds the no-op waker a fresh cell starts with.
+                if let Some(token) = cell.park_idle(before, Waker::noop()) {
+                    cell.release(token).unwrap();
+                }
+                cell.mark_exhausted(before);
+                assert_eq!(cell.release(stale), Err(CellError::Stale));
+            })
+        };
+        let_the_other_thread_run_first();
+
+        let token = loop {
+            // SAFETY: from the reservation until the release, only this
+            // thread changes the cell: it notifies it itself, and the
+            // other thread's operations are refused (what this checks).
+            match unsafe { cell.reserve_confined() } {
+                Ok(token) => break token,
+                Err(CellError::Busy) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let seen = cell.observe_reserved(token).unwrap();
+        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
+        cell.notify(); // the reactor's turn, on this thread
+        assert_eq!(wakes(&counter), 1);
+        let after = cell.observe_reserved(token).unwrap();
+        assert_eq!(after.sequence(), seen.sequence() + 1);
+        cell.release(token).unwrap();
+        other.join().unwrap();
+
+        assert!(!cell.is_confined());
+        let token = cell.reserve().unwrap();
+        cell.release(token).unwrap();
+    });
+}

@@ -98,7 +98,10 @@ impl Runtime {
         ));
         let mut reactors = reactors.into_iter();
         let mut claims = claims.into_iter();
-        let reactor = reactors.next().expect("at least one worker");
+        let mut reactor = reactors.next().expect("at least one worker");
+        // SAFETY: worker 0's reactor lives in the `Runtime`, which is not
+        // `Send`: it is turned (in `block_on`) and dropped on this thread.
+        unsafe { reactor.bind_to_current_thread()? };
         let claim = claims.next().expect("at least one worker");
         let executor = Box::new(Executor::new(
             claim.parts(),

@@ -668,6 +668,9 @@ pub(crate) fn run_background(
     executor: Executor,
     started: impl FnOnce(),
 ) -> io::Result<()> {
+    // SAFETY: `reactor` is this function's own and is dropped when it
+    // returns, on this thread.
+    unsafe { reactor.bind_to_current_thread()? };
     let _reactor_context = reactor.handle().enter();
     let _local = executor.enter();
     started();

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -31,6 +32,34 @@ use crate::tcp::TcpStream;
 /// stream (through [`get_ref`](Self::get_ref)) fail with
 /// `ErrorKind::ResourceBusy`; [`into_inner`](Self::into_inner) gives the
 /// cells and the stream back.
+///
+/// # Confined to its thread
+///
+/// A `TcpIo` is neither `Send` nor `Sync`: it stays on the thread that made
+/// it, like the runtime's tasks, which never move between workers. Spawn
+/// the task that owns one with [`spawn_local`] (or create the `TcpIo`
+/// inside a task, as below, and spawn that with `spawn_local`). To move a
+/// connection elsewhere, move its [`TcpStream`] ([`into_inner`](Self::into_inner)).
+///
+/// In return, on a runtime worker whose reactor owns the stream (a stream
+/// accepted, connected or [`from_std`](TcpStream::from_std)-registered on
+/// that worker), the reservations are *confined* to the thread: the early
+/// park and the reactor's notifications are plain stores instead of locked
+/// compare-and-swaps, which on the benchmark VM took a message's user time
+/// from about 1.9× a raw mio loop's to the loop's own
+/// (`docs/benchmarks.md`, "Confined cells").
+/// [`is_confined`](Self::is_confined) says whether that applies. A stream
+/// that belongs to another thread's reactor works too, with the
+/// compare-and-swaps.
+///
+/// ```compile_fail,E0277
+/// fn needs_send<T: Send>(_: T) {}
+/// # fn f(stream: cellio_net::TcpStream) {
+/// needs_send(cellio_net::TcpIo::new(stream)); // a TcpIo stays on its thread
+/// # }
+/// ```
+///
+/// [`spawn_local`]: ../cellio_runtime/fn.spawn_local.html
 ///
 /// # Examples
 ///
@@ -70,6 +99,9 @@ pub struct TcpIo {
     stream: TcpStream,
     rx: HeldCell,
     tx: HeldCell,
+    /// Neither `Send` nor `Sync`: confined reservations (see above) must
+    /// not leave this thread.
+    _confined: PhantomData<*const ()>,
 }
 
 impl TcpIo {
@@ -80,7 +112,28 @@ impl TcpIo {
             stream,
             rx: HeldCell::default(),
             tx: HeldCell::default(),
+            _confined: PhantomData,
         }
+    }
+
+    /// `true` when a direction this `TcpIo` holds is confined to this
+    /// thread (see [Confined to its thread](#confined-to-its-thread)): it
+    /// was reserved on the thread that turns the stream's reactor. `false`
+    /// before the first operation, and always for a stream of another
+    /// thread's reactor.
+    ///
+    /// ```no_run
+    /// # async fn f(stream: cellio_net::TcpStream) -> std::io::Result<()> {
+    /// let mut io = cellio_net::TcpIo::new(stream);
+    /// let mut buf = [0u8; 64];
+    /// io.recv(&mut buf).await?;
+    /// // On the worker that accepted the stream:
+    /// assert!(io.is_confined());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_confined(&self) -> bool {
+        let registration = self.stream.registration();
+        self.rx.is_confined(registration.rx()) || self.tx.is_confined(registration.tx())
     }
 
     /// Receives into `buf`: `Ready(Ok(n))` with the bytes received (0: the
@@ -106,6 +159,7 @@ impl TcpIo {
             registration.rx(),
             registration.rx_completions(),
             cx.waker(),
+            || registration.is_bound_here(),
             || recv_attempt(stream, buf),
         )
     }
@@ -128,6 +182,7 @@ impl TcpIo {
             registration.tx(),
             registration.tx_completions(),
             cx.waker(),
+            || registration.is_bound_here(),
             || send_attempt(stream, buf),
         )
     }
