@@ -16,8 +16,9 @@
 //! the cell still parked with its task's waker and no notification since
 //! ([`OpCell::still_parked`]: one load, no write) and returns `Pending` at
 //! once; the reactor's next notification wakes the task. Per echoed message
-//! that is one compare-and-swap on the receive cell (the park) besides the
-//! reactor's, where the futures need two.
+//! that is one write to the receive cell (the park) besides the reactor's,
+//! where the futures need two; each a compare-and-swap, or a plain store
+//! when the cell is confined (below).
 //!
 //! # Invariants
 //!

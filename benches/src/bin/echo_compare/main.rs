@@ -62,6 +62,7 @@
 
 mod client_check;
 mod extras;
+mod machine;
 mod paired;
 mod perf;
 mod report;
@@ -685,6 +686,7 @@ fn run(args: &Args) -> Result<(), String> {
         eprintln!("{PROG}: note: {n}");
     }
 
+    eprintln!("{PROG}: machine: {}", machine::describe());
     eprintln!(
         "{PROG}: {} connections, {} B messages, warm-up {} s, window {} s, {} round(s); \
          servers on core {}, client on core {}; CLK_TCK {tck}",

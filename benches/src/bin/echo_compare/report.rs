@@ -336,7 +336,8 @@ impl<'a> Report<'a> {
     /// The notes under the table: method, precision, anything skipped or failed.
     fn table_notes(&self) -> Vec<String> {
         let a = self.args;
-        let mut n = vec![format!(
+        let mut n = vec![format!("Machine: {}.", crate::machine::describe())];
+        n.push(format!(
             "msgs/s, user/sys ns/msg, CPU%, other%: closed loop (mio_load, one {} B message in \
              flight on each of {} connections), {} s window after {} s warm-up, medians of {} \
              interleaved round(s); server pinned to CPU {}, client to CPU {}. User and system \
@@ -350,7 +351,7 @@ impl<'a> Report<'a> {
             a.server_core,
             a.client_core,
             self.tck
-        )];
+        ));
         n.push(
             "user ±: 1σ error of the median user figure. A server spends a few percent of \
              its time in user space, so a window holds only a few dozen user ticks (a count \
