@@ -16,7 +16,7 @@
 //! Each pair goes through the same noise guard as the table's runs: the CPU that neither the
 //! server nor the client used on the two benchmark cores (other processes, or the host's steal
 //! time) is measured over each client's run, and a pair where it passes
-//! [`OTHER_CPU_WARN`](crate::OTHER_CPU_WARN) is repeated (`--noisy-retries`). A pair still
+//! [`OTHER_CPU_WARN`] is repeated (`--noisy-retries`). A pair still
 //! noisy after its retries is printed but left out of the verdicts: a starved client core can
 //! make either client look like the bottleneck.
 
