@@ -35,7 +35,7 @@
 //!   read the 0 or the error).
 //! * "Drained" is never remembered outside the cell: it *is* the cell's
 //!   `PARKED` phase, which every notification ends. (A sequence number kept
-//!   aside could match again after the 27-bit sequence wrapped.)
+//!   aside could match again after the 26-bit sequence wrapped.)
 //! * A parked waker that is not awaited any more gets at most one spurious
 //!   wake: the notification that ends `PARKED`.
 //! * Each poll that may make a syscall first spends one unit of the task's
@@ -159,15 +159,16 @@ impl HeldCell {
 }
 
 /// The first reservation: confined when `confine` says this thread may.
+///
+/// `confine` is true only when the socket's reactor is bound to this thread
+/// (turned and dropped only here), and the holder (a `TcpIo`, neither `Send`
+/// nor `Sync`) stays here with the stream whose drop resets the cell.
 #[cold]
 #[inline(never)]
 fn reserve(cell: &OpCell, confine: impl FnOnce() -> bool) -> Result<Token, CellError> {
     if confine() {
-        // SAFETY: `confine` said the socket's reactor is bound to this
-        // thread (it turns only here and is dropped here), and the holder
-        // (a `TcpIo`, neither `Send` nor `Sync`) stays on this thread with
-        // the stream whose drop resets the cell: every change of the word
-        // until the release or the reset happens on this thread.
+        // SAFETY: as above, every change of the word until the release or
+        // the reset happens on this thread.
         unsafe { cell.reserve_confined() }
     } else {
         cell.reserve()

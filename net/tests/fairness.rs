@@ -5,7 +5,6 @@
 
 mod util;
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,20 +13,7 @@ use std::time::{Duration, Instant};
 
 use cellio_net::TcpStream;
 use cellio_runtime::{spawn, yield_now, Builder};
-use util::{cellio_pair, echo, pattern, spawn_echo_server, std_peer, with_timeout, LIMIT};
-
-/// Builds a runtime from `builder` on a watchdog thread and runs `make()`
-/// in its `block_on`.
-fn run_with<M, Fut>(builder: Builder, make: M) -> Fut::Output
-where
-    M: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    with_timeout(LIMIT, move || {
-        builder.build().expect("runtime").block_on(make())
-    })
-}
+use util::{cellio_pair, echo, pattern, run_with, spawn_echo_server, std_peer};
 
 /// The peer of a hog: one thread writes the test pattern as fast as it can
 /// until `stop`, then half-closes; another reads back whatever comes and

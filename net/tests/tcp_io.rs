@@ -14,7 +14,7 @@ use cellio_net::{TcpIo, TcpStream};
 use cellio_reactor::CellError;
 use cellio_runtime::spawn_local;
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
-use util::{cellio_pair, drain_checking, join2, pattern, run, std_peer};
+use util::{cellio_pair, drain_checking, join2, pattern, run, run_with, std_peer};
 
 /// Echoes through `TcpIo` until the peer closes; returns the stream.
 async fn echo(stream: TcpStream) -> io::Result<TcpStream> {
@@ -112,47 +112,41 @@ fn on_the_thread_whose_reactor_owns_the_stream_its_reservations_are_confined() {
 
 #[test]
 fn a_stream_of_another_threads_reactor_is_served_without_confinement() {
-    util::with_timeout(util::LIMIT, || {
-        let rt = cellio_runtime::Builder::new()
-            .workers(2)
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            // Both streams belong to worker 0's reactor; the server side is
-            // served on worker 1, whose reactor does not own it.
-            let (client, server) = cellio_pair().await?;
-            let served = cellio_runtime::spawn_on(1, async move {
-                spawn_local(async move {
-                    let mut io = TcpIo::new(server);
-                    let mut buf = [0u8; 64];
-                    let mut confined = false;
-                    loop {
-                        let n = io.recv(&mut buf).await?;
-                        if n == 0 {
-                            return io::Result::Ok((confined, io.get_ref().stats()));
-                        }
-                        confined |= io.is_confined();
-                        io.send_all(&buf[..n]).await?;
+    run_with(cellio_runtime::Builder::new().workers(2), || async {
+        // Both streams belong to worker 0's reactor; the server side is
+        // served on worker 1, whose reactor does not own it.
+        let (client, server) = cellio_pair().await?;
+        let served = cellio_runtime::spawn_on(1, async move {
+            spawn_local(async move {
+                let mut io = TcpIo::new(server);
+                let mut buf = [0u8; 64];
+                let mut confined = false;
+                loop {
+                    let n = io.recv(&mut buf).await?;
+                    if n == 0 {
+                        return io::Result::Ok((confined, io.get_ref().stats()));
                     }
-                })
-                .await
-            });
-            for round in 0..50 {
-                let message = [pattern(round); 16];
-                client.send_all(&message).await?;
-                let mut back = [0u8; 16];
-                client.recv_exact(&mut back).await?;
-                assert_eq!(back, message, "round {round}");
-            }
-            drop(client);
-            let (confined, stats) = served.await.expect("task").expect("task")?;
-            assert!(
-                !confined,
-                "confined on a thread that does not turn its reactor"
-            );
-            assert!(stats.recv_parked > 0, "{stats:?}");
-            io::Result::Ok(())
-        })
+                    confined |= io.is_confined();
+                    io.send_all(&buf[..n]).await?;
+                }
+            })
+            .await
+        });
+        for round in 0..50 {
+            let message = [pattern(round); 16];
+            client.send_all(&message).await?;
+            let mut back = [0u8; 16];
+            client.recv_exact(&mut back).await?;
+            assert_eq!(back, message, "round {round}");
+        }
+        drop(client);
+        let (confined, stats) = served.await.expect("task").expect("task")?;
+        assert!(
+            !confined,
+            "confined on a thread that does not turn its reactor"
+        );
+        assert!(stats.recv_parked > 0, "{stats:?}");
+        io::Result::Ok(())
     })
     .unwrap();
 }

@@ -458,6 +458,13 @@ impl OpCell {
     /// Fails with [`CellError::Busy`] when another operation holds it.
     #[inline]
     pub fn reserve(&self) -> Result<Token, CellError> {
+        self.reserve_with(0)
+    }
+
+    /// `IDLE -> RESERVED`, setting `flags` too: `reserve` and
+    /// `reserve_confined`.
+    #[inline]
+    fn reserve_with(&self, flags: u64) -> Result<Token, CellError> {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
             if phase(word) != IDLE {
@@ -467,7 +474,7 @@ impl OpCell {
             // (published by its Release in `release`) happen before ours.
             match self.word.compare_exchange(
                 word,
-                with_phase(word, RESERVED),
+                with_phase(word, RESERVED) | flags,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
@@ -523,22 +530,7 @@ impl OpCell {
     /// ```
     #[inline]
     pub unsafe fn reserve_confined(&self) -> Result<Token, CellError> {
-        let mut word = self.word.load(Ordering::Relaxed);
-        loop {
-            if phase(word) != IDLE {
-                return Err(CellError::Busy);
-            }
-            // Acquire: as in `reserve`.
-            match self.word.compare_exchange(
-                word,
-                with_phase(word, RESERVED) | CONFINED,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(Token(generation(word))),
-                Err(actual) => word = actual,
-            }
-        }
+        self.reserve_with(CONFINED)
     }
 
     /// `true` while the cell is held under
@@ -827,10 +819,10 @@ impl OpCell {
             self.word.store(next, Ordering::Release);
             return;
         }
-        // SAFETY: the holder parked (and, by the contract, on this thread,
-        // which is now running us instead): as the notifier of a PARKED
-        // cell we own the slot (invariant 1) until the store below hands it
-        // back; no other thread may touch a confined cell's slot.
+        // The holder parked on this thread (the contract), which now runs
+        // us instead, and no other thread may touch a confined cell's slot.
+        // SAFETY: as the notifier of a PARKED cell we own the slot
+        // (invariant 1) until the store below hands it back.
         let waker = unsafe { self.waker.clone_waker() };
         self.word
             .store(with_phase(next, RESERVED), Ordering::Release);

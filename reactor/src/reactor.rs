@@ -97,8 +97,6 @@ fn thread_id() -> u64 {
 pub struct Reactor {
     poller: Poller,
     shared: Arc<Shared>,
-    /// A copy of `shared.bound_thread`, which only `&mut self` changes.
-    bound_thread: u64,
 }
 
 impl fmt::Debug for Reactor {
@@ -130,7 +128,6 @@ impl Reactor {
                 shut_down: AtomicBool::new(false),
                 bound_thread: AtomicU64::new(0),
             }),
-            bound_thread: 0,
         })
     }
 
@@ -170,9 +167,9 @@ impl Reactor {
     /// ```
     pub unsafe fn bind_to_current_thread(&mut self) -> io::Result<()> {
         let here = thread_id();
-        match self.bound_thread {
+        // Only `&mut self` changes it, so a load and a store suffice.
+        match self.shared.bound_thread.load(Ordering::Relaxed) {
             0 => {
-                self.bound_thread = here;
                 self.shared.bound_thread.store(here, Ordering::Release);
                 Ok(())
             }
@@ -202,7 +199,8 @@ impl Reactor {
     /// other than the one the reactor is
     /// [bound](Self::bind_to_current_thread) to.
     pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
-        if self.bound_thread != 0 && self.bound_thread != thread_id() {
+        let bound = self.shared.bound_thread.load(Ordering::Relaxed);
+        if bound != 0 && bound != thread_id() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "this reactor is bound to another thread: turn it there",

@@ -15,7 +15,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cellio_net::{TcpListener, TcpStream};
-use cellio_runtime::{spawn, Runtime};
+use cellio_runtime::{spawn, Builder, Runtime};
 
 /// How long any single test body may run before it counts as hung.
 pub const LIMIT: Duration = Duration::from_secs(10);
@@ -68,6 +68,18 @@ where
     with_timeout(limit, move || {
         let rt = Runtime::new().expect("runtime");
         rt.block_on(make())
+    })
+}
+
+/// [`run`] with a runtime built from `builder` (a worker count, a budget).
+pub fn run_with<M, Fut>(builder: Builder, make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    with_timeout(LIMIT, move || {
+        builder.build().expect("runtime").block_on(make())
     })
 }
 
