@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use cellio::runtime::{sleep, spawn_on, until_shutdown, RuntimeHandle};
+use cellio::runtime::{sleep, spawn_local_on, spawn_on, until_shutdown, RuntimeHandle};
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -125,14 +125,14 @@ fn start(incoming: Incoming, serving: Serving, worker: Option<usize>) {
     match serving.api {
         Api::Futures => spawn_there(worker, connection(incoming, serving.idle)),
         // A `TcpIo` never leaves its thread (that is what lets its cells
-        // skip the locked instructions), so its task is spawned where it
-        // runs: on a hand-off, by a small task sent to that worker.
+        // skip the locked instructions), so its task is built where it
+        // runs: on a hand-off, `spawn_local_on` sends the makings there.
         Api::Poll => match worker {
             None => drop(spawn_local(connection_io(incoming, serving.idle))),
             Some(worker) => {
                 let idle = serving.idle;
-                drop(spawn_on(worker, async move {
-                    drop(spawn_local(connection_io(incoming, idle)));
+                drop(spawn_local_on(worker, move || {
+                    connection_io(incoming, idle)
                 }));
             }
         },

@@ -50,3 +50,15 @@ pub use cellio_runtime as runtime;
 pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream};
 pub use cellio_reactor::CellError;
 pub use cellio_runtime::{spawn, spawn_local, yield_now, Builder, JoinError, JoinHandle, Runtime};
+
+/// The user guide's and the README's code blocks, compiled (and, where not
+/// marked `no_run`, run) as doctests, so that they cannot drift from the
+/// API.
+#[cfg(doctest)]
+mod doc_examples {
+    #[doc = include_str!("../docs/guide.md")]
+    struct Guide;
+
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+}

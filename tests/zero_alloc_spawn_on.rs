@@ -1,4 +1,5 @@
-//! After a warm-up, sending tasks to another worker (`spawn_on`) makes zero
+//! After a warm-up, sending tasks to another worker (`spawn_on`, and
+//! `spawn_local_on`, which builds the future there) makes zero
 //! heap allocations in the whole process: a task's block comes from the
 //! sender's pool and, when the task ends on the other worker, goes back to
 //! it through the sender's inbox.
@@ -19,9 +20,10 @@
 //! while it counts.
 
 use std::hint::black_box;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use cellio::runtime::spawn_on;
+use cellio::runtime::{spawn_local_on, spawn_on};
 use cellio::{yield_now, Builder, Runtime};
 
 #[path = "util/counting_alloc.rs"]
@@ -66,6 +68,25 @@ async fn blocks_home(runtime: &Runtime) {
 async fn awaited(runtime: &Runtime, n: usize) {
     for i in 0..n {
         let got = spawn_on(1, work(i)).await.expect("task ran");
+        assert_eq!(got, i % 256);
+        blocks_home(runtime).await;
+    }
+}
+
+/// `work`, holding something that is not `Send` across its await (as a
+/// `TcpIo` connection does), so it can only be started with
+/// `spawn_local_on`.
+async fn work_here(seed: usize) -> usize {
+    let _not_send = PhantomData::<*const ()>;
+    work(seed).await
+}
+
+/// `n` hand-offs built on worker 1 (`spawn_local_on`), handles awaited.
+async fn built_there(runtime: &Runtime, n: usize) {
+    for i in 0..n {
+        let got = spawn_local_on(1, move || work_here(i))
+            .await
+            .expect("task ran");
         assert_eq!(got, i % 256);
         blocks_home(runtime).await;
     }
@@ -147,16 +168,19 @@ fn tasks_sent_to_another_worker_allocate_nothing_after_warm_up() {
         the_first_blocks_home_allocate_nothing(&runtime).await;
         awaited(&runtime, WARM_UP).await;
         detached(&runtime, WARM_UP).await;
+        built_there(&runtime, WARM_UP).await;
 
         assert_allocates_nothing("awaited", awaited(&runtime, MEASURED)).await;
         assert_allocates_nothing("detached", detached(&runtime, MEASURED)).await;
+        assert_allocates_nothing("built-there", built_there(&runtime, MEASURED)).await;
     });
     let (reused, allocated, _) = runtime.task_pool_stats();
     // The first phase's blocks (a small class), and one block of `work`'s
-    // class, which every later hand-off reused.
+    // class (`spawn_local_on`'s tasks are of it too), which every later
+    // hand-off reused.
     assert_eq!(
         (reused, allocated),
-        (2 * (WARM_UP + MEASURED) as u64 - 1, FIRST as u64 + 1),
+        (3 * (WARM_UP + MEASURED) as u64 - 1, FIRST as u64 + 1),
         "worker 0's pool served every later hand-off with one block"
     );
 }

@@ -1,5 +1,6 @@
 //! cellio's runtime: [`Runtime`] and [`Builder`], [`Runtime::block_on`],
-//! [`spawn`] with [`JoinHandle`], and [`yield_now`].
+//! [`spawn`] (and [`spawn_local`], [`spawn_on`], [`spawn_local_on`]) with
+//! [`JoinHandle`], and [`yield_now`].
 //!
 //! A runtime is one worker thread's executor plus the reactor that drives
 //! its sockets. Tasks are polled only by the worker loop, never inline in a
@@ -47,7 +48,7 @@ mod worker;
 pub use builder::{Builder, DEFAULT_EVENT_INTERVAL, MAX_EVENT_CAPACITY};
 pub use join::{JoinError, JoinHandle};
 pub use runtime::{
-    current_worker, spawn, spawn_local, spawn_on, yield_now, Runtime, RuntimeHandle,
+    current_worker, spawn, spawn_local, spawn_local_on, spawn_on, yield_now, Runtime, RuntimeHandle,
 };
 pub use shutdown::{shutdown_requested, until_shutdown, ShutdownRequested, UntilShutdown};
 pub use task::DEFAULT_TASK_POOL_CAP;

@@ -23,6 +23,7 @@ use cellio_reactor::{budget, Handle, Reactor};
 use crate::builder::Builder;
 use crate::join::JoinHandle;
 use crate::shutdown::Shared;
+use crate::spawn::MadeThere;
 use crate::waker::{Inbox, LocalGuard, TaskAddr, MAIN_SLOT};
 use crate::worker::{run_background, with_current, Executor, WorkerConfig};
 
@@ -389,7 +390,36 @@ impl RuntimeHandle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        crate::spawn::spawn_on_worker(Some(&self.shared), index, future)
+        crate::spawn::spawn_on_worker(Some(&self.shared), index, future, "spawn_on")
+    }
+
+    /// Spawns a future that need not be `Send` on worker `index`: `make`
+    /// (which is `Send`) travels there and builds the future on that
+    /// worker's thread, where it stays, as with
+    /// [`spawn_local`](crate::spawn_local). This is the way to start a
+    /// task that owns a thread-bound value (a `TcpIo`, an `Rc`) on another
+    /// worker. See [`spawn_local_on`](crate::spawn_local_on) for an example.
+    ///
+    /// Otherwise as [`spawn_on`](Self::spawn_on): the task's block comes
+    /// from the current worker's pool; if the runtime has stopped, `make`
+    /// is dropped without being called and the handle reports `Cancelled`.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= workers()`. A panic in `make` is the task's, as one in
+    /// its `poll` would be: its handle reports it.
+    pub fn spawn_local_on<M, F>(&self, index: usize, make: M) -> JoinHandle<F::Output>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send + 'static,
+    {
+        crate::spawn::spawn_on_worker(
+            Some(&self.shared),
+            index,
+            MadeThere::new(make),
+            "spawn_local_on",
+        )
     }
 
     /// Begins a graceful shutdown (see [`Runtime::shutdown_timeout`]):
@@ -458,7 +488,47 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    crate::spawn::spawn_on_worker(None, index, future)
+    crate::spawn::spawn_on_worker(None, index, future, "spawn_on")
+}
+
+/// Spawns a future that need not be `Send` on worker `index` of the
+/// runtime running this task: `make`, which is `Send`, is sent there and
+/// builds the future on that worker, where it runs for its whole life. See
+/// [`RuntimeHandle::spawn_local_on`].
+///
+/// # Panics
+///
+/// Outside a cellio runtime, or if `index` is not a worker of it.
+///
+/// # Examples
+///
+/// A task that keeps an `Rc` (not `Send`) runs on worker 1, started from
+/// worker 0:
+///
+/// ```
+/// use std::rc::Rc;
+/// use cellio_runtime::{current_worker, spawn_local_on, yield_now, Builder};
+///
+/// let rt = Builder::new().workers(2).build()?;
+/// let answer = rt.block_on(async {
+///     let seed = 20; // what `make` carries over must be `Send`
+///     spawn_local_on(1, move || async move {
+///         let shared = Rc::new(seed + 1);
+///         yield_now().await; // the `Rc` lives across an await
+///         (*shared * 2, current_worker())
+///     })
+///     .await
+/// });
+/// assert_eq!(answer.unwrap(), (42, Some(1)));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn spawn_local_on<M, F>(index: usize, make: M) -> JoinHandle<F::Output>
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: Future + 'static,
+    F::Output: Send + 'static,
+{
+    crate::spawn::spawn_on_worker(None, index, MadeThere::new(make), "spawn_local_on")
 }
 
 /// The index (`0..workers`) of the worker running this task, if any.

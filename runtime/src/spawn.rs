@@ -40,6 +40,9 @@
 //! [`Executor::spawn`]: crate::worker::Executor::spawn
 
 use std::future::Future;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::join::JoinHandle;
 use crate::shutdown::Shared;
@@ -69,7 +72,8 @@ where
 }
 
 /// Spawns `future` on worker `index` of `shared`'s runtime, or of the
-/// runtime running this thread's worker when `shared` is `None`.
+/// runtime running this thread's worker when `shared` is `None`. `what`
+/// names the public function, for the panic messages.
 ///
 /// # Panics
 ///
@@ -81,6 +85,7 @@ pub(crate) fn spawn_on_worker<F>(
     shared: Option<&Shared>,
     index: usize,
     future: F,
+    what: &'static str,
 ) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
@@ -92,11 +97,11 @@ where
     let shared = match (shared, current) {
         (Some(shared), _) => shared,
         (None, Some(executor)) => &*executor.shared,
-        (None, None) => outside_runtime("spawn_on"),
+        (None, None) => outside_runtime(what),
     };
     let Some(&(worker, epoch)) = shared.workers.get(index) else {
         panic!(
-            "cellio: spawn_on({index}) on a runtime with {} workers",
+            "cellio: {what}({index}) on a runtime with {} workers",
             shared.workers.len()
         );
     };
@@ -125,4 +130,89 @@ where
 #[inline(never)]
 fn outside_runtime(what: &str) -> ! {
     panic!("cellio: {what} called outside a runtime; call it inside Runtime::block_on or a task")
+}
+
+/// The task future of [`spawn_local_on`](crate::spawn_local_on): the `Send`
+/// closure `make` until the first poll, which calls it and from then on
+/// drives the future it made, which need not be `Send`.
+///
+/// # Why it may cross threads
+///
+/// It claims `Send` whenever `M` is `Send`, whatever `F` is. That holds
+/// because the runtime moves or drops a task's future on another thread
+/// only before its first poll (a task in an inbox, or refused by one: see
+/// `task::raw`, "The future is touched only by the owning worker"), and
+/// before its first poll this holds only `make`. The first poll, on the
+/// owning worker, builds the future there, and from then on the task never
+/// leaves that worker. The type is private to the runtime and only ever a
+/// task's future, so no other code can move it after that.
+///
+/// # Why the future has a field of its own
+///
+/// The made future is written straight into `future`, one copy from
+/// `make`'s return. An enum assigned `Run(make())`, or an async block
+/// awaiting `make()`, copied it twice (the echo example's 16 KiB future:
+/// 1.5 large copies per connection with half the connections handed off,
+/// against the one that CI allows).
+pub(crate) struct MadeThere<M, F> {
+    /// Until the first poll.
+    make: Option<M>,
+    /// Initialised by the first poll, when `made` becomes `true`; pinned
+    /// from then on (never moved until it is dropped in place).
+    future: MaybeUninit<F>,
+    made: bool,
+}
+
+impl<M, F> MadeThere<M, F> {
+    /// A task future that will build its future by calling `make`.
+    #[inline(always)]
+    pub(crate) fn new(make: M) -> Self {
+        Self {
+            make: Some(make),
+            future: MaybeUninit::uninit(),
+            made: false,
+        }
+    }
+}
+
+// SAFETY: a `MadeThere` crosses threads only before its first poll, when
+// it holds only `make`, which is `Send`: see the type's doc.
+unsafe impl<M: Send, F> Send for MadeThere<M, F> {}
+
+impl<M, F> Future for MadeThere<M, F>
+where
+    M: FnOnce() -> F,
+    F: Future,
+{
+    type Output = F::Output;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: nothing below moves out of `this` but `make`, which is
+        // never pinned; `future` stays where it is written.
+        let this = unsafe { self.get_unchecked_mut() };
+        if !this.made {
+            // `None` only if an earlier `make` panicked, after which the
+            // runtime never polls a task again.
+            let make = this
+                .make
+                .take()
+                .expect("MadeThere polled after its make panicked");
+            this.future.write(make());
+            this.made = true;
+        }
+        // SAFETY: `made`, so `future` is initialised; it is pinned because
+        // `this` is, and nothing moves it (see `future`'s doc).
+        unsafe { Pin::new_unchecked(this.future.assume_init_mut()) }.poll(cx)
+    }
+}
+
+impl<M, F> Drop for MadeThere<M, F> {
+    fn drop(&mut self) {
+        if self.made {
+            // SAFETY: `made`, so `future` is initialised, and it is dropped
+            // once: this is `MadeThere`'s own drop.
+            unsafe { self.future.assume_init_drop() }
+        }
+    }
 }

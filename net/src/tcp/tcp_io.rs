@@ -39,7 +39,9 @@ use crate::tcp::TcpStream;
 /// it, like the runtime's tasks, which never move between workers. Spawn
 /// the task that owns one with [`spawn_local`] (or create the `TcpIo`
 /// inside a task, as below, and spawn that with `spawn_local`). To move a
-/// connection elsewhere, move its [`TcpStream`] ([`into_inner`](Self::into_inner)).
+/// connection elsewhere, move its [`TcpStream`] ([`into_inner`](Self::into_inner)),
+/// and to start its task on another worker, build it there with
+/// [`spawn_local_on`].
 ///
 /// In return, on a runtime worker whose reactor owns the stream (a stream
 /// accepted, connected or [`from_std`](TcpStream::from_std)-registered on
@@ -60,6 +62,7 @@ use crate::tcp::TcpStream;
 /// ```
 ///
 /// [`spawn_local`]: ../cellio_runtime/fn.spawn_local.html
+/// [`spawn_local_on`]: ../cellio_runtime/fn.spawn_local_on.html
 ///
 /// # Examples
 ///
