@@ -205,7 +205,7 @@ def main():
     ap.add_argument("--segments", action="store_true",
                     help="also print each run's segments by the calls around them (count per "
                          "message × raw ns), as the driver's table does, and the server's CPU "
-                         "per message and CPU% from /proc over the window")
+                         "per message and CPU%% from /proc over the window")
     a = ap.parse_args()
     bins = [os.path.abspath(b) for b in a.bins.split(",")]
     with tempfile.TemporaryDirectory() as tmp:

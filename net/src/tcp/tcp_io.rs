@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
 use crate::tcp::io::{recv_attempt, send_attempt};
-use crate::tcp::TcpStream;
+use crate::tcp::{RecvHalf, SendHalf, TcpStream};
 
 /// A [`TcpStream`] used through poll methods: [`poll_recv`](Self::poll_recv)
 /// and [`poll_send`](Self::poll_send), and through them
@@ -27,6 +27,10 @@ use crate::tcp::TcpStream;
 /// cell before returning (one store), so that the next receive waits without
 /// a syscall and without writing anything. The figures are in
 /// `docs/benchmarks.md`.
+///
+/// To receive and send at the same time (in a `join`, a `select`, a
+/// proxy's two copies), [`split`](Self::split) it into a
+/// [`RecvHalf`] and a [`SendHalf`].
 ///
 /// While it holds a direction, that direction's futures on the same
 /// stream (through [`get_ref`](Self::get_ref)) fail with
@@ -153,18 +157,7 @@ impl TcpIo {
     /// futures is in flight.
     #[inline(always)]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let stream = &self.stream;
-        let registration = stream.registration();
-        self.rx.poll(
-            registration.rx(),
-            registration.rx_completions(),
-            cx.waker(),
-            || registration.is_bound_here(),
-            || recv_attempt(stream, buf),
-        )
+        poll_recv_on(&self.stream, &mut self.rx, cx, buf)
     }
 
     /// Sends from `buf`: `Ready(Ok(n))` with the bytes the kernel took (at
@@ -176,18 +169,7 @@ impl TcpIo {
     /// futures is in flight.
     #[inline(always)]
     pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let stream = &self.stream;
-        let registration = stream.registration();
-        self.tx.poll(
-            registration.tx(),
-            registration.tx_completions(),
-            cx.waker(),
-            || registration.is_bound_here(),
-            || send_attempt(stream, buf),
-        )
+        poll_send_on(&self.stream, &mut self.tx, cx, buf)
     }
 
     /// Receives into `buf`; resolves to the bytes received (0: the peer
@@ -220,6 +202,41 @@ impl TcpIo {
         &self.stream
     }
 
+    /// Splits this into its receiving and its sending half, borrowed: a
+    /// task can then receive and send at the same time (in a `join` or a
+    /// `select`, or two copies of a proxy), each half with its own cell.
+    /// Both stay on this thread, like the `TcpIo`; the cells stay held by
+    /// the `TcpIo` when the halves are dropped.
+    ///
+    /// ```no_run
+    /// use futures_util::future::try_join;
+    ///
+    /// # async fn f(stream: cellio_net::TcpStream) -> std::io::Result<()> {
+    /// let mut io = cellio_net::TcpIo::new(stream);
+    /// let (mut rx, mut tx) = io.split();
+    /// let request = vec![7u8; 1 << 20]; // more than the socket buffers hold
+    /// let mut reply = vec![0u8; request.len()];
+    /// // Sending all of it before reading would stall against an echo peer.
+    /// try_join(tx.send_all(&request), async {
+    ///     let mut got = 0;
+    ///     while got < reply.len() {
+    ///         match rx.recv(&mut reply[got..]).await? {
+    ///             0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+    ///             n => got += n,
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn split(&mut self) -> (RecvHalf<'_>, SendHalf<'_>) {
+        (
+            RecvHalf::new(&self.stream, &mut self.rx),
+            SendHalf::new(&self.stream, &mut self.tx),
+        )
+    }
+
     /// Releases both cells and returns the stream, whose futures can then
     /// use them again. A parked operation is abandoned (nothing was moved,
     /// so nothing is lost).
@@ -232,17 +249,90 @@ impl TcpIo {
     }
 }
 
-// The futures of `recv` and `send_all`: plain structs whose polls are
-// always inlined into the awaiting task. As `async fn`s (or `poll_fn`
-// closures) they were functions of their own, called once per message
-// (about 100 instructions per echoed message more, in callgrind).
-
-struct IoRecv<'a> {
-    io: &'a mut TcpIo,
-    buf: &'a mut [u8],
+/// [`TcpIo::poll_recv`] on a stream and its receive reservation: shared
+/// with [`RecvHalf`](crate::tcp::RecvHalf).
+#[inline(always)]
+pub(crate) fn poll_recv_on(
+    stream: &TcpStream,
+    rx: &mut HeldCell,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        return Poll::Ready(Ok(0));
+    }
+    let registration = stream.registration();
+    rx.poll(
+        registration.rx(),
+        registration.rx_completions(),
+        cx.waker(),
+        || registration.is_bound_here(),
+        || recv_attempt(stream, buf),
+    )
 }
 
-impl Future for IoRecv<'_> {
+/// [`TcpIo::poll_send`] on a stream and its send reservation: shared with
+/// [`SendHalf`](crate::tcp::SendHalf).
+#[inline(always)]
+pub(crate) fn poll_send_on(
+    stream: &TcpStream,
+    tx: &mut HeldCell,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        return Poll::Ready(Ok(0));
+    }
+    let registration = stream.registration();
+    tx.poll(
+        registration.tx(),
+        registration.tx_completions(),
+        cx.waker(),
+        || registration.is_bound_here(),
+        || send_attempt(stream, buf),
+    )
+}
+
+/// What can receive as [`TcpIo::poll_recv`] does: a `TcpIo` or its
+/// [`RecvHalf`].
+pub(crate) trait PollRecv {
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+}
+
+/// What can send as [`TcpIo::poll_send`] does: a `TcpIo` or its
+/// [`SendHalf`].
+pub(crate) trait PollSend {
+    fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+}
+
+impl PollRecv for TcpIo {
+    #[inline(always)]
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        TcpIo::poll_recv(self, cx, buf)
+    }
+}
+
+impl PollSend for TcpIo {
+    #[inline(always)]
+    fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        TcpIo::poll_send(self, cx, buf)
+    }
+}
+
+// The futures of `recv` and `send_all` (of a `TcpIo` and of its halves):
+// plain structs whose polls are always inlined into the awaiting task. As
+// `async fn`s (or `poll_fn` closures) they were functions of their own,
+// called once per message (about 100 instructions per echoed message
+// more, in callgrind). They hold one reference, to the `TcpIo` (or the
+// half), not its stream and cell apart: a connection task's state stays
+// as small as before the halves existed.
+
+pub(crate) struct IoRecv<'a, T> {
+    pub(crate) io: &'a mut T,
+    pub(crate) buf: &'a mut [u8],
+}
+
+impl<T: PollRecv> Future for IoRecv<'_, T> {
     type Output = io::Result<usize>;
 
     #[inline(always)]
@@ -252,13 +342,13 @@ impl Future for IoRecv<'_> {
     }
 }
 
-struct IoSendAll<'a> {
-    io: &'a mut TcpIo,
-    buf: &'a [u8],
-    sent: usize,
+pub(crate) struct IoSendAll<'a, T> {
+    pub(crate) io: &'a mut T,
+    pub(crate) buf: &'a [u8],
+    pub(crate) sent: usize,
 }
 
-impl Future for IoSendAll<'_> {
+impl<T: PollSend> Future for IoSendAll<'_, T> {
     type Output = io::Result<()>;
 
     #[inline(always)]
@@ -292,14 +382,31 @@ impl fmt::Debug for TcpIo {
     }
 }
 
-/// With the `tokio-io` feature: tokio's traits, for code built on them.
-/// A read zeroes the part of the `ReadBuf` it receives into that is not
-/// initialized yet (tokio's rule before memory goes to the kernel), at most
-/// 64 KiB per read, so a large spare capacity is not
-/// zeroed whole on every call.
+// With the `tokio-io` feature: tokio's traits, for code built on them. A
+// read zeroes the part of the `ReadBuf` it receives into that is not
+// initialized yet (tokio's rule before memory goes to the kernel), at most
+// 64 KiB per read, so a large spare capacity is not zeroed whole on every
+// call.
+
 /// The most a tokio `poll_read` receives (and zeroes first) in one call.
 #[cfg(feature = "tokio-io")]
 const TOKIO_READ_MAX: usize = 64 * 1024;
+
+/// tokio's `poll_read` through `poll_recv` (of a `TcpIo` or a `RecvHalf`).
+#[cfg(feature = "tokio-io")]
+pub(crate) fn tokio_poll_read(
+    buf: &mut tokio::io::ReadBuf<'_>,
+    poll_recv: impl FnOnce(&mut [u8]) -> Poll<io::Result<usize>>,
+) -> Poll<io::Result<()>> {
+    let len = buf.remaining().min(TOKIO_READ_MAX);
+    let n = match poll_recv(buf.initialize_unfilled_to(len)) {
+        Poll::Ready(Ok(n)) => n,
+        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+        Poll::Pending => return Poll::Pending,
+    };
+    buf.advance(n);
+    Poll::Ready(Ok(()))
+}
 
 #[cfg(feature = "tokio-io")]
 impl tokio::io::AsyncRead for TcpIo {
@@ -309,14 +416,7 @@ impl tokio::io::AsyncRead for TcpIo {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let len = buf.remaining().min(TOKIO_READ_MAX);
-        let n = match this.poll_recv(cx, buf.initialize_unfilled_to(len)) {
-            Poll::Ready(Ok(n)) => n,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        };
-        buf.advance(n);
-        Poll::Ready(Ok(()))
+        tokio_poll_read(buf, |buf| this.poll_recv(cx, buf))
     }
 }
 

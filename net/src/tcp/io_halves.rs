@@ -1,0 +1,219 @@
+//! [`RecvHalf`] and [`SendHalf`]: a [`TcpIo`](crate::TcpIo) split into its
+//! two directions ([`TcpIo::split`](crate::TcpIo::split)), so that one task
+//! can receive and send at the same time.
+//!
+//! # Invariants
+//!
+//! * Each half borrows the `TcpIo`'s stream and the reservation of its own
+//!   direction, exclusively: the two never touch the same cell, and
+//!   nothing else can use the `TcpIo` while they live.
+//! * A half is neither `Send` nor `Sync`, like the `TcpIo`: a confined
+//!   reservation (`crate::held`) must not be used from another thread.
+//! * A half keeps nothing of its own: dropping it leaves the reservation
+//!   with the `TcpIo`, which goes on where the half stopped.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::held::HeldCell;
+use crate::tcp::tcp_io::{poll_recv_on, poll_send_on, IoRecv, IoSendAll, PollRecv, PollSend};
+use crate::tcp::TcpStream;
+
+/// The receiving half of a [`TcpIo`](crate::TcpIo), from
+/// [`TcpIo::split`](crate::TcpIo::split): [`poll_recv`](Self::poll_recv),
+/// [`recv`](Self::recv) and `AsyncRead`, as on the `TcpIo`.
+///
+/// It stays on its thread, like the `TcpIo`:
+///
+/// ```compile_fail,E0277
+/// fn needs_send<T: Send>(_: T) {}
+/// # fn f(io: &mut cellio_net::TcpIo) {
+/// needs_send(io.split().0);
+/// # }
+/// ```
+pub struct RecvHalf<'a> {
+    stream: &'a TcpStream,
+    rx: &'a mut HeldCell,
+    _confined: PhantomData<*const ()>,
+}
+
+impl<'a> RecvHalf<'a> {
+    pub(crate) fn new(stream: &'a TcpStream, rx: &'a mut HeldCell) -> Self {
+        Self {
+            stream,
+            rx,
+            _confined: PhantomData,
+        }
+    }
+
+    /// [`TcpIo::poll_recv`](crate::TcpIo::poll_recv).
+    #[inline(always)]
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        poll_recv_on(self.stream, self.rx, cx, buf)
+    }
+
+    /// [`TcpIo::recv`](crate::TcpIo::recv).
+    pub fn recv<'b>(
+        &'b mut self,
+        buf: &'b mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + use<'a, 'b> {
+        IoRecv { io: self, buf }
+    }
+
+    /// The stream (for its address, options, statistics).
+    pub fn get_ref(&self) -> &TcpStream {
+        self.stream
+    }
+}
+
+/// The sending half of a [`TcpIo`](crate::TcpIo), from
+/// [`TcpIo::split`](crate::TcpIo::split): [`poll_send`](Self::poll_send),
+/// [`send_all`](Self::send_all) and `AsyncWrite`, as on the `TcpIo`.
+///
+/// It stays on its thread, like the `TcpIo`:
+///
+/// ```compile_fail,E0277
+/// fn needs_send<T: Send>(_: T) {}
+/// # fn f(io: &mut cellio_net::TcpIo) {
+/// needs_send(io.split().1);
+/// # }
+/// ```
+pub struct SendHalf<'a> {
+    stream: &'a TcpStream,
+    tx: &'a mut HeldCell,
+    _confined: PhantomData<*const ()>,
+}
+
+impl<'a> SendHalf<'a> {
+    pub(crate) fn new(stream: &'a TcpStream, tx: &'a mut HeldCell) -> Self {
+        Self {
+            stream,
+            tx,
+            _confined: PhantomData,
+        }
+    }
+
+    /// [`TcpIo::poll_send`](crate::TcpIo::poll_send).
+    #[inline(always)]
+    pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        poll_send_on(self.stream, self.tx, cx, buf)
+    }
+
+    /// [`TcpIo::send_all`](crate::TcpIo::send_all), with the same caveat:
+    /// dropped part-way, an unknown prefix of `buf` has been sent.
+    pub fn send_all<'b>(
+        &'b mut self,
+        buf: &'b [u8],
+    ) -> impl Future<Output = io::Result<()>> + use<'a, 'b> {
+        IoSendAll {
+            io: self,
+            buf,
+            sent: 0,
+        }
+    }
+
+    /// The stream (for its address, options, statistics).
+    pub fn get_ref(&self) -> &TcpStream {
+        self.stream
+    }
+}
+
+impl PollRecv for RecvHalf<'_> {
+    #[inline(always)]
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        RecvHalf::poll_recv(self, cx, buf)
+    }
+}
+
+impl PollSend for SendHalf<'_> {
+    #[inline(always)]
+    fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        SendHalf::poll_send(self, cx, buf)
+    }
+}
+
+impl fmt::Debug for RecvHalf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvHalf")
+            .field("stream", self.stream)
+            .field("rx", self.rx)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SendHalf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendHalf")
+            .field("stream", self.stream)
+            .field("tx", self.tx)
+            .finish()
+    }
+}
+
+impl futures_io::AsyncRead for RecvHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_recv(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for SendHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_send(cx, buf)
+    }
+
+    /// Nothing to flush: every byte a send reports has gone to the kernel.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Shuts down the sending side (the peer reads end of stream).
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.stream.shutdown(Shutdown::Write))
+    }
+}
+
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncRead for RecvHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        crate::tcp::tcp_io::tokio_poll_read(buf, |buf| this.poll_recv(cx, buf))
+    }
+}
+
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncWrite for SendHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_send(cx, buf)
+    }
+
+    /// Nothing to flush: every byte a send reports has gone to the kernel.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Shuts down the sending side (the peer reads end of stream).
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.stream.shutdown(Shutdown::Write))
+    }
+}
