@@ -14,7 +14,8 @@
 //!
 //! * [`reactor`] (`cellio-reactor`) — the op cells, the registration table,
 //!   the event loop;
-//! * [`net`] (`cellio-net`) — [`TcpListener`], [`TcpStream`];
+//! * [`net`] (`cellio-net`) — [`TcpListener`], [`TcpStream`], [`TcpIo`],
+//!   [`UdpSocket`];
 //! * [`runtime`] (`cellio-runtime`) — [`Runtime`], [`spawn`],
 //!   [`JoinHandle`], [`yield_now`].
 //!
@@ -47,7 +48,7 @@ pub use cellio_net as net;
 pub use cellio_reactor as reactor;
 pub use cellio_runtime as runtime;
 
-pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream};
+pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream, UdpSocket};
 pub use cellio_reactor::CellError;
 pub use cellio_runtime::{spawn, spawn_local, yield_now, Builder, JoinError, JoinHandle, Runtime};
 

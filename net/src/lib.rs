@@ -9,6 +9,8 @@
 //! * [`TcpIo`] — a stream behind poll methods and the `futures-io`
 //!   `AsyncRead`/`AsyncWrite` traits, keeping its cells reserved between
 //!   operations.
+//! * [`UdpSocket`] — `bind`, `recv_from`/`send_to`, and `connect` with
+//!   `recv`/`send`; a datagram never arrives shortened without an error.
 //!
 //! Operations must run inside a cellio runtime (`cellio_runtime::Runtime`),
 //! whose reactor drives the sockets.
@@ -36,6 +38,8 @@ mod op;
 mod stats;
 mod sys;
 pub mod tcp;
+pub mod udp;
 
 pub use stats::OpStats;
 pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpStream};
+pub use udp::UdpSocket;

@@ -1,0 +1,82 @@
+//! A UDP echo server: every datagram goes back to its sender, exactly.
+//!
+//! ```text
+//! cargo run --release --example udp_echo_server -- --addr 127.0.0.1:7001
+//! ```
+//!
+//! * Prints `listening on ADDR` once bound (port 0 picks a free port).
+//! * One socket on one worker: a receive that finds a datagram queued
+//!   completes at once; otherwise it parks on the socket's receive cell.
+//!   Nothing is allocated per datagram.
+//! * A datagram longer than the buffer (which holds the largest UDP
+//!   payload) cannot happen; a sender that is gone (an ICMP report) is
+//!   logged and skipped, never fatal.
+//! * SIGINT/SIGTERM: stop and exit 0. A bad flag or an address that cannot
+//!   be bound: a one-line error and a non-zero exit.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use cellio::net::udp::{UdpSocket, MAX_DATAGRAM};
+use cellio::runtime::until_shutdown;
+use cellio::Runtime;
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Command-line flags.
+#[derive(Parser, Debug)]
+#[command(about = "A cellio UDP echo server")]
+struct Args {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    addr: SocketAddr,
+}
+
+/// Echoes until a shutdown begins.
+async fn serve(socket: UdpSocket) -> std::io::Result<()> {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let Some(received) = until_shutdown(socket.recv_from(&mut buf)).await else {
+            return Ok(()); // shutting down
+        };
+        match received {
+            Ok((n, from)) => {
+                if let Err(e) = socket.send_to(&buf[..n], from).await {
+                    eprintln!("udp_echo_server: reply to {from}: {e}");
+                }
+            }
+            // A peer's behaviour (an earlier reply refused by its host,
+            // say) never stops the server.
+            Err(e) => eprintln!("udp_echo_server: receive: {e}"),
+        }
+    }
+}
+
+fn run(args: &Args) -> std::io::Result<()> {
+    let runtime = Runtime::builder().workers(1).build()?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let handle = runtime.handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            handle.shutdown();
+        }
+    });
+    runtime.block_on(async {
+        let socket = UdpSocket::bind(args.addr).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", args.addr))
+        })?;
+        println!("listening on {}", socket.local_addr()?);
+        serve(socket).await
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("udp_echo_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

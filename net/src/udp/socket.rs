@@ -1,0 +1,284 @@
+//! [`UdpSocket`]: a UDP socket with one receive cell and one send cell.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use cellio_reactor::{Handle, Registration};
+
+use crate::stats::OpStats;
+use crate::udp::ops::{self, Recv, RecvFrom, Send, SendTo};
+
+/// A UDP socket driven by a cellio reactor.
+///
+/// Like a [`TcpStream`](crate::TcpStream), it owns one receive cell and one
+/// send cell: [`recv_from`](Self::recv_from), [`send_to`](Self::send_to)
+/// (and, once [`connect`](Self::connect)ed, [`recv`](Self::recv) and
+/// [`send`](Self::send)) return small futures that complete on their first
+/// poll when a datagram (or buffer space) is already there, and otherwise
+/// park on the cell until the reactor wakes them. One receive and one send
+/// may be in flight at a time; a second in the same direction fails with
+/// `ErrorKind::ResourceBusy`. Nothing is allocated per datagram.
+///
+/// A datagram longer than the receive buffer is an error
+/// (`ErrorKind::InvalidData`), not a silently shortened message: see the
+/// [module docs](crate::udp).
+///
+/// # Examples
+///
+/// An echo server, answering each datagram to its sender:
+///
+/// ```no_run
+/// use cellio_net::udp::{UdpSocket, MAX_DATAGRAM};
+///
+/// # fn main() -> std::io::Result<()> {
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let socket = UdpSocket::bind("127.0.0.1:7001")?;
+///     let mut buf = vec![0u8; MAX_DATAGRAM];
+///     loop {
+///         let (n, from) = socket.recv_from(&mut buf).await?;
+///         socket.send_to(&buf[..n], from).await?;
+///     }
+/// })
+/// # }
+/// ```
+pub struct UdpSocket {
+    // Field order matters: the fd closes before the slot is freed.
+    io: mio::net::UdpSocket,
+    registration: Registration,
+}
+
+impl UdpSocket {
+    /// Binds a socket to the first address of `addr` that it can bind
+    /// (port 0: the kernel picks one; see [`local_addr`](Self::local_addr)),
+    /// registered with the current runtime's reactor.
+    ///
+    /// Fails outside a cellio runtime. Host names resolve synchronously
+    /// (through `ToSocketAddrs`). If every address fails, the last error is
+    /// returned.
+    ///
+    /// ```
+    /// # cellio_runtime::Runtime::new().unwrap().block_on(async {
+    /// let socket = cellio_net::udp::UdpSocket::bind("127.0.0.1:0")?;
+    /// assert_ne!(socket.local_addr()?.port(), 0);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
+        let handle = Handle::current()?;
+        each_address(addr, |addr| {
+            Self::register(mio::net::UdpSocket::bind(addr)?, &handle)
+        })
+    }
+
+    /// Registers a bound socket: for reading only, until a send first has
+    /// to wait (see [`arm_writable`](Self::arm_writable)).
+    fn register(mut io: mio::net::UdpSocket, handle: &Handle) -> io::Result<Self> {
+        let registration = handle.register_readable(&mut io)?;
+        Ok(Self { io, registration })
+    }
+
+    /// Wraps a bound `std` socket, registering it with the current
+    /// runtime's reactor. The socket is switched to non-blocking mode.
+    ///
+    /// Fails outside a cellio runtime.
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Self::register(mio::net::UdpSocket::from_std(socket), &Handle::current()?)
+    }
+
+    /// Turns this socket back into a `std` socket (still non-blocking),
+    /// leaving this reactor: to hand it to another worker, which wraps it
+    /// again with [`from_std`](Self::from_std). Costs one `dup(2)`, as
+    /// [`TcpStream::into_std`](crate::TcpStream::into_std) does.
+    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
+        let duplicate = socket2::SockRef::from(&self.io).try_clone()?;
+        drop(self);
+        Ok(duplicate.into())
+    }
+
+    /// Sets the socket's default peer to the first address of `addr` that
+    /// it can connect to: [`send`](Self::send) sends there, and the kernel
+    /// then delivers only that peer's datagrams to this socket
+    /// ([`recv`](Self::recv)). Nothing goes over the network. Calling it
+    /// again changes the peer.
+    pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        each_address(addr, |addr| self.io.connect(addr))
+    }
+
+    /// Receives one datagram, returning its length and its sender.
+    ///
+    /// # Notes
+    ///
+    /// * Completes on its first poll, without touching the reactor, when a
+    ///   datagram is already queued ([`RecvFrom::try_complete`] checks that
+    ///   without `.await`).
+    /// * A datagram longer than `buf` fails with `ErrorKind::InvalidData`;
+    ///   its first `buf.len()` bytes are in `buf`, the rest is gone.
+    /// * Cancel-safe: dropping the future before it completes loses no
+    ///   datagram.
+    pub fn recv_from<'a>(&'a self, buf: &'a mut [u8]) -> RecvFrom<'a> {
+        RecvFrom::new(self, buf)
+    }
+
+    /// Sends `buf` as one datagram to `target`; resolves to its length.
+    ///
+    /// # Notes
+    ///
+    /// A datagram larger than the path allows fails (`EMSGSIZE`, as an
+    /// `io::Error`); nothing is ever sent in part. Cancel-safe: a send that
+    /// has not completed has not sent anything.
+    pub fn send_to<'a>(&'a self, buf: &'a [u8], target: SocketAddr) -> SendTo<'a> {
+        SendTo::new(self, buf, target)
+    }
+
+    /// Receives one datagram from the [`connect`](Self::connect)ed peer,
+    /// returning its length. As [`recv_from`](Self::recv_from) otherwise.
+    ///
+    /// On a socket never connected it takes a datagram from any sender,
+    /// without saying which (use [`recv_from`](Self::recv_from) for that).
+    pub fn recv<'a>(&'a self, buf: &'a mut [u8]) -> Recv<'a> {
+        Recv::new(self, buf)
+    }
+
+    /// Sends `buf` as one datagram to the [`connect`](Self::connect)ed peer.
+    /// As [`send_to`](Self::send_to) otherwise.
+    ///
+    /// Fails with `ErrorKind::NotConnected` (the kernel's `EDESTADDRREQ`)
+    /// on a socket never connected. A peer with no socket on its port may
+    /// make a later operation fail with `ConnectionRefused` (an ICMP
+    /// report, on a connected socket only).
+    pub fn send<'a>(&'a self, buf: &'a [u8]) -> Send<'a> {
+        Send::new(self, buf)
+    }
+
+    /// Receives one datagram without waiting: `WouldBlock` if none is
+    /// queued. As [`recv_from`](Self::recv_from) otherwise.
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        ops::recv_from(self, buf)
+    }
+
+    /// Sends one datagram without waiting: `WouldBlock` if the socket's
+    /// buffer is full.
+    pub fn try_send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        self.io.send_to(buf, target)
+    }
+
+    /// Receives one datagram from the connected peer without waiting.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        ops::recv(self, buf)
+    }
+
+    /// Sends one datagram to the connected peer without waiting.
+    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        ops::not_connected_if_no_peer(self.io.send(buf))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// The connected peer's address (`NotConnected` if none).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    /// Sets `SO_BROADCAST`: whether datagrams may go to a broadcast address.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.io.set_broadcast(on)
+    }
+
+    /// Whether `SO_BROADCAST` is set.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.io.broadcast()
+    }
+
+    /// Sets the IP time-to-live of outgoing datagrams.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.set_ttl(ttl)
+    }
+
+    /// The IP time-to-live of outgoing datagrams.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.ttl()
+    }
+
+    /// Gets and clears the socket's pending error (`SO_ERROR`).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.take_error()
+    }
+
+    /// How this socket's operations completed so far: on the first attempt
+    /// or after parking. See [`TcpStream::stats`](crate::TcpStream::stats).
+    pub fn stats(&self) -> OpStats {
+        OpStats::of(&self.registration)
+    }
+
+    pub(crate) fn registration(&self) -> &Registration {
+        &self.registration
+    }
+
+    pub(crate) fn mio(&self) -> &mio::net::UdpSocket {
+        &self.io
+    }
+
+    /// Adds write interest, if not there yet: a send found the socket's
+    /// buffer full and is about to park on the send cell.
+    pub(crate) fn arm_writable(&self) -> io::Result<()> {
+        let fd = self.io.as_raw_fd();
+        self.registration
+            .arm_writable(&mut mio::unix::SourceFd(&fd))
+    }
+}
+
+/// Runs `f` on each address of `addr` until one succeeds; the last error
+/// if none does.
+fn each_address<A: ToSocketAddrs, T>(
+    addr: A,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        match f(addr) {
+            Ok(value) => return Ok(value),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        if let Err(e) = self.registration.deregister(&mut self.io) {
+            tracing::debug!(error = %e, "deregister failed");
+        }
+    }
+}
+
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("local", &self.io.local_addr().ok())
+            .field("peer", &self.io.peer_addr().ok())
+            .field("fd", &self.io.as_raw_fd())
+            .finish()
+    }
+}
+
+impl AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+impl AsFd for UdpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}

@@ -1,0 +1,279 @@
+//! `UdpSocket`: datagrams both ways through the synchronous and the parked
+//! path, connected sockets, datagrams that do not fit, misuse, cancellation,
+//! and many datagrams of varied sizes checked byte for byte.
+
+mod util;
+
+use std::io;
+use std::net::SocketAddr;
+
+use cellio_net::udp::{UdpSocket, MAX_DATAGRAM};
+use cellio_reactor::CellError;
+use cellio_runtime::spawn;
+use util::{pattern, poll_once, run};
+
+/// A bound pair on 127.0.0.1: `(a, b)`.
+fn pair() -> io::Result<(UdpSocket, UdpSocket)> {
+    Ok((
+        UdpSocket::bind("127.0.0.1:0")?,
+        UdpSocket::bind("127.0.0.1:0")?,
+    ))
+}
+
+/// Datagram `seq` of `len` bytes: a pattern that depends on both.
+fn datagram(seq: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| pattern(seq * 7 + i)).collect()
+}
+
+#[test]
+fn datagrams_go_both_ways_through_the_parked_and_the_synchronous_path() {
+    run(|| async {
+        let (a, b) = pair()?;
+        let (a_addr, b_addr) = (a.local_addr()?, b.local_addr()?);
+        let mut buf = [0u8; 64];
+
+        // Nothing queued: the receive parks, and the send wakes it.
+        let mut pending = Box::pin(b.recv_from(&mut buf));
+        assert!(poll_once(pending.as_mut()).await.is_pending());
+        assert_eq!(a.send_to(b"parked", b_addr).await?, 6);
+        let (n, from) = pending.await?;
+        assert_eq!((&buf[..n], from), (&b"parked"[..], a_addr));
+        let stats = b.stats();
+        assert_eq!((stats.recv_sync, stats.recv_parked), (0, 1), "{stats:?}");
+
+        // Queued first: the receive completes on its first poll.
+        b.send_to(b"queued", a_addr).await?;
+        while a.peek_queued()? == 0 {
+            std::thread::yield_now();
+        }
+        let mut op = a.recv_from(&mut buf);
+        let (n, from) = op.try_complete().expect("a datagram was queued")?;
+        drop(op);
+        assert_eq!((&buf[..n], from), (&b"queued"[..], b_addr));
+        let stats = a.stats();
+        assert_eq!((stats.recv_sync, stats.recv_parked), (1, 0), "{stats:?}");
+        assert_eq!(stats.send_sync, 1, "{stats:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// How many bytes the next queued datagram holds (0: none), without taking
+/// it: `FIONREAD` on a UDP socket.
+trait PeekQueued {
+    fn peek_queued(&self) -> io::Result<usize>;
+}
+
+impl PeekQueued for UdpSocket {
+    fn peek_queued(&self) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which is
+        // valid for that write.
+        if unsafe { libc::ioctl(self.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+#[test]
+fn a_connected_socket_sends_to_its_peer_and_hears_only_from_it() {
+    run(|| async {
+        let (a, b) = pair()?;
+        let stranger = UdpSocket::bind("127.0.0.1:0")?;
+        a.connect(b.local_addr()?)?;
+        b.connect(a.local_addr()?)?;
+        assert_eq!(a.peer_addr()?, b.local_addr()?);
+        // The stranger's datagram is not delivered to a connected socket.
+        stranger.send_to(b"noise", a.local_addr()?).await?;
+        b.send(b"from b").await?;
+        let mut buf = [0u8; 16];
+        let n = a.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"from b");
+        a.send(b"from a").await?;
+        let n = b.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"from a");
+        assert!(matches!(a.try_recv(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock));
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_datagram_longer_than_the_buffer_is_an_error_and_the_next_arrives_whole() {
+    run(|| async {
+        let (a, b) = pair()?;
+        let to = b.local_addr()?;
+        let long = datagram(1, 100);
+        a.send_to(&long, to).await?;
+        a.send_to(b"next", to).await?;
+        let mut small = [0u8; 10];
+        let err = b
+            .recv_from(&mut small)
+            .await
+            .expect_err("100 bytes into 10");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("10-byte"), "{err}");
+        assert_eq!(small[..], long[..10], "the first bytes are in the buffer");
+        let (n, _) = b.recv_from(&mut small).await?;
+        assert_eq!(&small[..n], b"next");
+        // The same through a connected socket's recv, and an exact fit is
+        // no error.
+        b.connect(a.local_addr()?)?;
+        a.send_to(&long, to).await?;
+        let err = b.recv(&mut small).await.expect_err("100 bytes into 10");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        a.send_to(&long[..10], to).await?;
+        assert_eq!(b.recv(&mut small).await?, 10);
+        assert_eq!(small[..], long[..10]);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn misuse_gets_clear_errors() {
+    // Outside a runtime.
+    let err = UdpSocket::bind("127.0.0.1:0").expect_err("no reactor here");
+    assert!(err.to_string().contains("no cellio reactor"), "{err}");
+    run(|| async {
+        let (a, b) = pair()?;
+        // A send with no peer.
+        let err = a.send(b"x").await.expect_err("not connected");
+        assert_eq!(err.kind(), io::ErrorKind::NotConnected, "{err}");
+        assert_eq!(
+            a.try_send(b"x").unwrap_err().kind(),
+            io::ErrorKind::NotConnected
+        );
+        assert_eq!(
+            a.peer_addr().unwrap_err().kind(),
+            io::ErrorKind::NotConnected
+        );
+        // A second receive while one is parked.
+        let mut one = [0u8; 8];
+        let mut two = [0u8; 8];
+        let mut first = Box::pin(a.recv_from(&mut one));
+        assert!(poll_once(first.as_mut()).await.is_pending());
+        let err = second_receive_error(&a, &mut two).await;
+        assert_eq!(CellError::of(&err), Some(CellError::Busy), "{err}");
+        // The first still completes.
+        b.send_to(b"ok", a.local_addr()?).await?;
+        let (n, _) = first.await?;
+        assert_eq!(&one[..n], b"ok");
+        // A finished future polled again.
+        b.send_to(b"again", a.local_addr()?).await?;
+        let mut op = Box::pin(a.recv_from(&mut one));
+        op.as_mut().await?;
+        let err = op.as_mut().await.expect_err("consumed");
+        assert_eq!(CellError::of(&err), Some(CellError::Consumed), "{err}");
+        // An address with no port.
+        let err = UdpSocket::bind("127.0.0.1").expect_err("no port");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A receive on `socket` while another is parked: its error.
+async fn second_receive_error(socket: &UdpSocket, buf: &mut [u8]) -> io::Error {
+    match socket.recv_from(buf).await {
+        Err(e) => e,
+        Ok(got) => panic!("a second receive got {got:?}"),
+    }
+}
+
+/// A connected socket whose peer has no socket on its port: the kernel's
+/// ICMP report fails the waiting receive with `ConnectionRefused` (it does
+/// not hang), and the socket goes on working.
+#[test]
+fn a_refused_peer_fails_the_parked_receive_and_the_socket_goes_on() {
+    run(|| async {
+        let (a, b) = pair()?;
+        let gone = UdpSocket::bind("127.0.0.1:0")?;
+        let gone_addr = gone.local_addr()?;
+        drop(gone);
+        a.connect(gone_addr)?;
+        let mut buf = [0u8; 16];
+        let mut parked = Box::pin(a.recv(&mut buf));
+        assert!(poll_once(parked.as_mut()).await.is_pending());
+        a.send(b"anyone there?").await?;
+        let err = parked.await.expect_err("nobody listens on that port");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+        // Still usable: connected to a live peer now.
+        a.connect(b.local_addr()?)?;
+        b.send_to(b"here", a.local_addr()?).await?;
+        let n = a.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"here");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_dropped_parked_receive_loses_no_datagram() {
+    run(|| async {
+        let (a, b) = pair()?;
+        let mut buf = [0u8; 16];
+        for round in 0..50usize {
+            {
+                let mut parked = Box::pin(b.recv_from(&mut buf));
+                assert!(poll_once(parked.as_mut()).await.is_pending());
+            } // dropped while parked
+            let msg = datagram(round, 16);
+            a.send_to(&msg, b.local_addr()?).await?;
+            let (n, from) = b.recv_from(&mut buf).await?;
+            assert_eq!(
+                (&buf[..n], from),
+                (&msg[..], a.local_addr()?),
+                "round {round}"
+            );
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// Echoes datagrams to their senders until one of 0 bytes arrives.
+async fn echo(socket: UdpSocket) -> io::Result<u64> {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut echoed = 0;
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).await?;
+        if n == 0 {
+            return Ok(echoed);
+        }
+        socket.send_to(&buf[..n], from).await?;
+        echoed += 1;
+    }
+}
+
+#[test]
+fn many_datagrams_of_varied_sizes_come_back_byte_for_byte() {
+    run(|| async {
+        let server = UdpSocket::bind("127.0.0.1:0")?;
+        let to: SocketAddr = server.local_addr()?;
+        let echoing = spawn(echo(server));
+        let client = UdpSocket::bind("127.0.0.1:0")?;
+        client.connect(to)?;
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let rounds = 2_000usize;
+        for seq in 0..rounds {
+            // Mostly small, some large, up to 60 000 bytes.
+            let len = match seq % 10 {
+                0 => 60_000 - seq,
+                1..=3 => 1 + seq % 1_500,
+                _ => 1 + seq % 64,
+            };
+            let msg = datagram(seq, len);
+            assert_eq!(client.send(&msg).await?, len);
+            let n = client.recv(&mut buf).await?;
+            assert_eq!(n, len, "datagram {seq}");
+            assert!(buf[..n] == msg[..], "datagram {seq} corrupted");
+        }
+        client.send(&[]).await?; // ends the echo
+        assert_eq!(echoing.await.expect("echo task")?, rounds as u64);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
