@@ -1,4 +1,6 @@
-//! The two syscalls on every message's path, made directly.
+//! The syscalls on every message's path, made directly: a stream's two
+//! (`recv`, `send`) and a datagram socket's (`recv_datagram`,
+//! `recv_datagram_from`, `send_to`).
 //!
 //! glibc's `recv`/`send` (and `read`/`write`) are POSIX cancellation points:
 //! in a multi-threaded process (every runtime with more than one worker, or
@@ -11,9 +13,17 @@
 //!
 //! Sends always pass `MSG_NOSIGNAL` where it exists (Apple platforms use
 //! `SO_NOSIGPIPE`, which mio sets), so a reset peer never raises `SIGPIPE`.
+//!
+//! A datagram receive reports whether the datagram was longer than the
+//! buffer (the kernel discarded the rest). On Linux that is `recvfrom` with
+//! `MSG_TRUNC`, which returns the datagram's whole length; elsewhere (and
+//! with `--cfg cellio_portable_datagrams`) `recvmsg`'s `MSG_TRUNC` output
+//! flag (through socket2), one `msghdr` more per call.
 
 use std::io;
 use std::os::fd::RawFd;
+
+use socket2::SockAddr;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
@@ -52,6 +62,152 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
     let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
     check(n)
+}
+
+/// One datagram into `buf`: the bytes received, and whether the datagram
+/// was longer than `buf` (its tail discarded).
+#[inline]
+pub(crate) fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        not(cellio_portable_datagrams)
+    ))]
+    {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the
+        // whole call; `MSG_TRUNC` only changes the length returned.
+        let n = unsafe {
+            transfer(
+                libc::SYS_recvfrom,
+                fd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                libc::MSG_TRUNC,
+            )
+        };
+        let whole = check(n)?;
+        Ok((whole.min(buf.len()), whole > buf.len()))
+    }
+    #[cfg(not(all(
+        any(target_os = "linux", target_os = "android"),
+        not(cellio_portable_datagrams)
+    )))]
+    {
+        let (n, truncated, _) = portable::recv_datagram(fd, buf, false)?;
+        Ok((n, truncated))
+    }
+}
+
+/// One datagram into `buf` and its sender; as [`recv_datagram`].
+#[inline]
+pub(crate) fn recv_datagram_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, bool, SockAddr)> {
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        not(cellio_portable_datagrams)
+    ))]
+    {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes, and
+        // `try_init` passes an address buffer and its length, valid for
+        // the kernel's writes, for the whole call.
+        let (whole, from) = unsafe {
+            SockAddr::try_init(|storage, len| {
+                check(cellio_reactor::sys::syscall6(
+                    libc::SYS_recvfrom,
+                    fd as usize,
+                    buf.as_mut_ptr() as usize,
+                    buf.len(),
+                    libc::MSG_TRUNC as usize,
+                    storage as usize,
+                    len as usize,
+                ))
+            })
+        }?;
+        Ok((whole.min(buf.len()), whole > buf.len(), from))
+    }
+    #[cfg(not(all(
+        any(target_os = "linux", target_os = "android"),
+        not(cellio_portable_datagrams)
+    )))]
+    {
+        let (n, truncated, from) = portable::recv_datagram(fd, buf, true)?;
+        Ok((n, truncated, from.expect("asked for the sender")))
+    }
+}
+
+/// `sendto(fd, buf, flags, to)`: one datagram.
+#[inline]
+pub(crate) fn send_to(fd: RawFd, buf: &[u8], to: &SockAddr) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes and `to` for
+    // `to.len()` bytes for the whole call.
+    let n = unsafe {
+        cellio_reactor::sys::syscall6(
+            libc::SYS_sendto,
+            fd as usize,
+            buf.as_ptr() as usize,
+            buf.len(),
+            SEND_FLAGS as usize,
+            to.as_ptr() as usize,
+            to.len() as usize,
+        )
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    // SAFETY: as above.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            SEND_FLAGS,
+            to.as_ptr().cast(),
+            to.len(),
+        )
+    };
+    check(n)
+}
+
+/// Where `recvfrom` cannot report a datagram's whole length: `recvmsg`
+/// and its `MSG_TRUNC` output flag, through socket2. Also on Linux with
+/// `--cfg cellio_portable_datagrams`, which CI uses to test this path.
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+)))]
+mod portable {
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::os::fd::{BorrowedFd, RawFd};
+
+    use socket2::{MaybeUninitSlice, SockAddr, SockRef};
+
+    pub(super) fn recv_datagram(
+        fd: RawFd,
+        buf: &mut [u8],
+        with_sender: bool,
+    ) -> io::Result<(usize, bool, Option<SockAddr>)> {
+        // SAFETY: `fd` is the caller's open socket for this whole call.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = SockRef::from(&fd);
+        let mut bufs = [MaybeUninitSlice::new(as_uninit(buf))];
+        if with_sender {
+            let (n, flags, from) = sock.recv_from_vectored(&mut bufs)?;
+            Ok((n, flags.is_truncated(), Some(from)))
+        } else {
+            let (n, flags) = sock.recv_vectored(&mut bufs)?;
+            Ok((n, flags.is_truncated(), None))
+        }
+    }
+
+    /// `buf` as bytes the kernel may write.
+    fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+        // SAFETY: the same memory, with the same length, as possibly
+        // uninitialised bytes (same size and alignment). The only writer
+        // through it is `recvmsg` above (socket2's `recv_vectored` and
+        // `recv_from_vectored`), which stores only the bytes the kernel
+        // received, all initialised, so `buf` is initialised again when the
+        // borrow ends; socket2 documents that promise for initialised
+        // buffers.
+        unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
+    }
 }
 
 /// `recvfrom`/`sendto(fd, buf, len, flags, NULL, 0)` as a raw syscall.

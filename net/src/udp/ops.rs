@@ -9,34 +9,32 @@
 
 use std::future::Future;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use socket2::{MaybeUninitSlice, SockRef};
+use socket2::SockAddr;
 
 use crate::op::{Attempt, OpState, Side};
+use crate::sys;
 use crate::udp::UdpSocket;
 
 /// One datagram from the connected peer (or, unconnected, from anyone).
+#[inline]
 pub(crate) fn recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<usize> {
-    let len = buf.len();
-    let mut bufs = [MaybeUninitSlice::new(as_uninit(buf))];
-    let (n, flags) = SockRef::from(socket.mio()).recv_vectored(&mut bufs)?;
-    if flags.is_truncated() {
-        return Err(truncated(len));
+    match sys::recv_datagram(socket.as_raw_fd(), buf)? {
+        (n, false) => Ok(n),
+        (_, true) => Err(truncated(buf.len())),
     }
-    Ok(n)
 }
 
 /// One datagram and its sender.
+#[inline]
 pub(crate) fn recv_from(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-    let len = buf.len();
-    let mut bufs = [MaybeUninitSlice::new(as_uninit(buf))];
-    let (n, flags, from) = SockRef::from(socket.mio()).recv_from_vectored(&mut bufs)?;
-    if flags.is_truncated() {
-        return Err(truncated(len));
+    let (n, cut, from) = sys::recv_datagram_from(socket.as_raw_fd(), buf)?;
+    if cut {
+        return Err(truncated(buf.len()));
     }
     let from = from.as_socket().ok_or_else(|| {
         io::Error::other("a datagram from a sender that is not an IP socket address")
@@ -44,15 +42,16 @@ pub(crate) fn recv_from(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize
     Ok((n, from))
 }
 
-/// `buf` as bytes the kernel may write.
-fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: the same memory, with the same length, as possibly
-    // uninitialised bytes (same size and alignment). The only writers
-    // through it are the `recvmsg` calls above (socket2's `recv_vectored`
-    // and `recv_from_vectored`), which store only the bytes the kernel
-    // received, all initialised, so `buf` is initialised again when the
-    // borrow ends; socket2 documents that promise for initialised buffers.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
+/// One datagram to `target`.
+#[inline]
+pub(crate) fn send_to(socket: &UdpSocket, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+    sys::send_to(socket.as_raw_fd(), buf, &SockAddr::from(target))
+}
+
+/// One datagram to the connected peer.
+#[inline]
+pub(crate) fn send(socket: &UdpSocket, buf: &[u8]) -> io::Result<usize> {
+    not_connected_if_no_peer(sys::send(socket.as_raw_fd(), buf))
 }
 
 /// A datagram that did not fit: the kernel discarded its tail.
@@ -70,7 +69,7 @@ fn truncated(len: usize) -> io::Error {
 
 /// A send with no destination on a socket never connected: the kernel's
 /// `EDESTADDRREQ`, which `std` leaves uncategorised, as `NotConnected`.
-pub(crate) fn not_connected_if_no_peer(result: io::Result<usize>) -> io::Result<usize> {
+fn not_connected_if_no_peer(result: io::Result<usize>) -> io::Result<usize> {
     match result {
         Err(e) if e.raw_os_error() == Some(libc::EDESTADDRREQ) => Err(io::Error::new(
             io::ErrorKind::NotConnected,
@@ -193,7 +192,7 @@ impl<'a> SendTo<'a> {
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (socket, buf, target) = (self.socket, self.buf, self.target);
         self.op.poll(Side::tx(socket.registration()), waker, || {
-            after_send(socket, socket.mio().send_to(buf, target))
+            after_send(socket, send_to(socket, buf, target))
         })
     }
 
@@ -221,7 +220,7 @@ impl<'a> Send<'a> {
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (socket, buf) = (self.socket, self.buf);
         self.op.poll(Side::tx(socket.registration()), waker, || {
-            after_send(socket, not_connected_if_no_peer(socket.mio().send(buf)))
+            after_send(socket, send(socket, buf))
         })
     }
 

@@ -161,7 +161,7 @@ impl UdpSocket {
     /// Sends one datagram without waiting: `WouldBlock` if the socket's
     /// buffer is full.
     pub fn try_send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        self.io.send_to(buf, target)
+        ops::send_to(self, buf, target)
     }
 
     /// Receives one datagram from the connected peer without waiting.
@@ -171,7 +171,7 @@ impl UdpSocket {
 
     /// Sends one datagram to the connected peer without waiting.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        ops::not_connected_if_no_peer(self.io.send(buf))
+        ops::send(self, buf)
     }
 
     /// The local address.
@@ -217,10 +217,6 @@ impl UdpSocket {
 
     pub(crate) fn registration(&self) -> &Registration {
         &self.registration
-    }
-
-    pub(crate) fn mio(&self) -> &mio::net::UdpSocket {
-        &self.io
     }
 
     /// Adds write interest, if not there yet: a send found the socket's

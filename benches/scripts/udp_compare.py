@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""udp_compare: CPU per echoed UDP datagram of cellio's UDP echo server, a raw mio loop
+(the floor) and tokio current_thread, under the same closed-loop load.
+
+Each server runs pinned to CPU 0 and `mio_udp_load` (--sockets sockets, one --size-byte
+datagram in flight on each, every echo checked byte for byte) to CPU 1. The server's user and
+system CPU come from /proc/PID/stat over the client's measured window (between its
+`# warmup-done` and `# window-done` lines), divided by the datagrams echoed in it. The servers
+are interleaved, the order reversed every other round, and the table gives medians over the
+rounds. User figures come from clock ticks (CLK_TCK, usually 100 per second): a 6 s window of a
+server spending ~5% of its time in user space holds ~30 ticks, so single rounds scatter by
+~20%; use several rounds.
+
+Build first:  cargo build --release -p cellio-benches && cargo build --release --example udp_echo_server
+Run:          python3 benches/scripts/udp_compare.py [--rounds 6] [--secs 6]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REL = os.path.join(ROOT, "target", "release")
+SERVERS = {
+    "mio": os.path.join(REL, "mio_udp_echo"),
+    "tokio-current": os.path.join(REL, "tokio_udp_echo"),
+    "cellio": os.path.join(REL, "examples", "udp_echo_server"),
+}
+CLIENT = os.path.join(REL, "mio_udp_load")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def one_run(name, port, a):
+    addr = f"127.0.0.1:{port}"
+    server = subprocess.Popen(["taskset", "-c", a.server_cpu, SERVERS[name], "--addr", addr],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        if not line.startswith("listening on"):
+            raise RuntimeError(f"{name} did not start: {line!r} {server.stderr.read()}")
+        client = subprocess.Popen(
+            ["taskset", "-c", a.client_cpu, CLIENT, "--addr", addr, "--sockets", str(a.sockets),
+             "--size", str(a.size), "--warmup", "1", "--duration", str(a.secs)],
+            stdout=subprocess.PIPE, text=True)
+        if client.stdout.readline().strip() != "# warmup-done":
+            raise RuntimeError("the client did not finish its warm-up")
+        u0, s0 = cpu_ticks(server.pid)
+        if client.stdout.readline().strip() != "# window-done":
+            raise RuntimeError("the client did not finish its window")
+        u1, s1 = cpu_ticks(server.pid)
+        result = json.loads(client.stdout.readline())
+        if client.wait() != 0:
+            raise RuntimeError(f"the client failed against {name}: {result}")
+    finally:
+        server.terminate()
+        server.wait()
+    n = result["datagrams"]
+    tick_ns = 1e9 / os.sysconf("SC_CLK_TCK")
+    return n / result["secs"], (u1 - u0) * tick_ns / n, (s1 - s0) * tick_ns / n
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--secs", type=float, default=6.0, help="measured window per run")
+    ap.add_argument("--sockets", type=int, default=100)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--server-cpu", default="0")
+    ap.add_argument("--client-cpu", default="1")
+    ap.add_argument("--port", type=int, default=7601)
+    a = ap.parse_args()
+    for path in list(SERVERS.values()) + [CLIENT]:
+        if not os.path.exists(path):
+            sys.exit(f"udp_compare: {path} not built (cargo build --release -p cellio-benches "
+                     "&& cargo build --release --example udp_echo_server)")
+    results = {name: [] for name in SERVERS}
+    port = a.port
+    for r in range(a.rounds):
+        order = list(SERVERS) if r % 2 == 0 else list(reversed(SERVERS))
+        for name in order:
+            port += 1
+            rate, user, system = one_run(name, port, a)
+            results[name].append((rate, user, system))
+            print(f"round {r + 1} {name:14s} {rate:9.0f} datagrams/s  user {user:6.1f}  "
+                  f"sys {system:7.1f} ns/datagram", flush=True)
+    med = {name: [statistics.median(v[i] for v in rows) for i in range(3)]
+           for name, rows in results.items()}
+    print(f"\n{a.sockets} sockets x {a.size} B, closed loop; medians of {a.rounds} rounds x "
+          f"{a.secs:g} s; server on CPU {a.server_cpu}, client on CPU {a.client_cpu}")
+    print(f"{'server':14s} {'datagrams/s':>11s} {'user ns':>8s} {'sys ns':>8s}")
+    for name, (rate, user, system) in med.items():
+        print(f"{name:14s} {rate:11.0f} {user:8.1f} {system:8.1f}")
+    c, m, t = med["cellio"][1], med["mio"][1], med["tokio-current"][1]
+    print(f"cellio user CPU per datagram: {c / m:.2f}x the raw mio loop, {c / t:.2f}x tokio "
+          "current_thread")
+
+
+if __name__ == "__main__":
+    main()
