@@ -8,6 +8,10 @@
 //! * One socket on one worker: a receive that finds a datagram queued
 //!   completes at once; otherwise it parks on the socket's receive cell.
 //!   Nothing is allocated per datagram.
+//! * `--api futures` (the default) serves through the socket's
+//!   `recv_from`/`send_to` futures; `--api poll` through a `UdpIo`, which
+//!   keeps the socket's cells reserved (and confined to the worker)
+//!   between datagrams.
 //! * A datagram longer than the buffer (which holds the largest UDP
 //!   payload) cannot happen; a sender that is gone (an ICMP report) is
 //!   logged and skipped, never fatal.
@@ -17,7 +21,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use cellio::net::udp::{UdpSocket, MAX_DATAGRAM};
+use cellio::net::udp::{UdpIo, UdpSocket, MAX_DATAGRAM};
 use cellio::runtime::until_shutdown;
 use cellio::Runtime;
 use clap::Parser;
@@ -30,6 +34,16 @@ struct Args {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1:7001")]
     addr: SocketAddr,
+    /// `futures`: the socket's futures; `poll`: a `UdpIo` (cells held and
+    /// confined between datagrams).
+    #[arg(long, value_enum, default_value_t = Api::Futures)]
+    api: Api,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    Futures,
+    Poll,
 }
 
 /// Echoes until a shutdown begins.
@@ -52,6 +66,25 @@ async fn serve(socket: UdpSocket) -> std::io::Result<()> {
     }
 }
 
+/// [`serve`] through a `UdpIo`.
+async fn serve_io(socket: UdpSocket) -> std::io::Result<()> {
+    let mut io = UdpIo::new(socket);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let Some(received) = until_shutdown(io.recv_from(&mut buf)).await else {
+            return Ok(());
+        };
+        match received {
+            Ok((n, from)) => {
+                if let Err(e) = io.send_to(&buf[..n], from).await {
+                    eprintln!("udp_echo_server: reply to {from}: {e}");
+                }
+            }
+            Err(e) => eprintln!("udp_echo_server: receive: {e}"),
+        }
+    }
+}
+
 fn run(args: &Args) -> std::io::Result<()> {
     let runtime = Runtime::builder().workers(1).build()?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
@@ -66,7 +99,10 @@ fn run(args: &Args) -> std::io::Result<()> {
             std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", args.addr))
         })?;
         println!("listening on {}", socket.local_addr()?);
-        serve(socket).await
+        match args.api {
+            Api::Futures => serve(socket).await,
+            Api::Poll => serve_io(socket).await,
+        }
     })
 }
 

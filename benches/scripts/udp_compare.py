@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""udp_compare: CPU per echoed UDP datagram of cellio's UDP echo server, a raw mio loop
-(the floor) and tokio current_thread, under the same closed-loop load.
+"""udp_compare: CPU per echoed UDP datagram of cellio's UDP echo server (on the socket's
+futures, and through a `UdpIo`: cellio-io), a raw mio loop (the floor) and tokio
+current_thread, under the same closed-loop load.
 
 Each server runs pinned to CPU 0 and `mio_udp_load` (--sockets sockets, one --size-byte
 datagram in flight on each, every echo checked byte for byte) to CPU 1. The server's user and
@@ -29,7 +30,10 @@ SERVERS = {
     "mio": os.path.join(REL, "mio_udp_echo"),
     "tokio-current": os.path.join(REL, "tokio_udp_echo"),
     "cellio": os.path.join(REL, "examples", "udp_echo_server"),
+    "cellio-io": os.path.join(REL, "examples", "udp_echo_server"),
 }
+# Extra server flags: cellio-io serves through a UdpIo.
+FLAGS = {"cellio-io": ["--api", "poll"]}
 CLIENT = os.path.join(REL, "mio_udp_load")
 
 
@@ -41,7 +45,8 @@ def cpu_ticks(pid):
 
 def one_run(name, port, a):
     addr = f"127.0.0.1:{port}"
-    server = subprocess.Popen(["taskset", "-c", a.server_cpu, SERVERS[name], "--addr", addr],
+    command = [SERVERS[name], "--addr", addr] + FLAGS.get(name, [])
+    server = subprocess.Popen(["taskset", "-c", a.server_cpu] + command,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()
@@ -99,9 +104,11 @@ def main():
     print(f"{'server':14s} {'datagrams/s':>11s} {'user ns':>8s} {'sys ns':>8s}")
     for name, (rate, user, system) in med.items():
         print(f"{name:14s} {rate:11.0f} {user:8.1f} {system:8.1f}")
-    c, m, t = med["cellio"][1], med["mio"][1], med["tokio-current"][1]
-    print(f"cellio user CPU per datagram: {c / m:.2f}x the raw mio loop, {c / t:.2f}x tokio "
-          "current_thread")
+    m, t = med["mio"][1], med["tokio-current"][1]
+    for name in ("cellio", "cellio-io"):
+        c = med[name][1]
+        print(f"{name} user CPU per datagram: {c / m:.2f}x the raw mio loop, {c / t:.2f}x tokio "
+              "current_thread")
 
 
 if __name__ == "__main__":

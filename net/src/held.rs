@@ -4,7 +4,9 @@
 //! The operation futures (`crate::op`) reserve a cell only when they must
 //! wait and release it when they finish, because any task may hold a
 //! `&TcpStream` and start the next operation. A [`TcpIo`](crate::TcpIo)
-//! owns its stream, so nobody else can start one: it reserves each cell
+//! owns its stream (and a [`UdpIo`](crate::udp::UdpIo) its socket; what
+//! follows holds for both, with the stream's words), so nobody else can
+//! start one: it reserves each cell
 //! once, on its first operation in that direction, and gives it back in
 //! `TcpIo::into_inner` (or, when the `TcpIo` is dropped, the socket's
 //! registration resets it). In between, nothing is built or dropped per
@@ -43,8 +45,8 @@
 //! * A reservation taken on the thread the socket's reactor is bound to is
 //!   *confined* ([`OpCell::reserve_confined`]): the early park and the
 //!   reactor's notifications are then plain stores, not compare-and-swaps.
-//!   That is sound only because the [`TcpIo`](crate::TcpIo) holding it
-//!   cannot leave the thread (it is neither `Send` nor `Sync`), so every
+//!   That is sound only because the [`TcpIo`](crate::TcpIo) (or `UdpIo`)
+//!   holding it cannot leave the thread (neither is `Send` nor `Sync`), so every
 //!   use of the token, and the registration's reset when the stream drops,
 //!   happens there, and the bound reactor notifies only from there.
 

@@ -1,4 +1,6 @@
-//! UDP: [`UdpSocket`] and its operation futures.
+//! UDP: [`UdpSocket`] and its operation futures, and [`UdpIo`], a socket
+//! that one task drives alone through `&mut self`, keeping its cells
+//! reserved (and, on its own worker, confined) between datagrams.
 //!
 //! A UDP socket is driven exactly as a TCP stream is (`crate::op`): one
 //! receive cell and one send cell in its reactor slot, operations that try
@@ -21,9 +23,11 @@
 //! for one larger than the path allows). Write interest is armed only when a
 //! send first finds the socket's buffer full, as for TCP.
 
+mod io;
 mod ops;
 mod socket;
 
+pub use io::UdpIo;
 pub use ops::{Recv, RecvFrom, Send, SendTo};
 pub use socket::UdpSocket;
 

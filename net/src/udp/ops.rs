@@ -81,7 +81,7 @@ fn not_connected_if_no_peer(result: io::Result<usize>) -> io::Result<usize> {
 
 /// A send that found the buffer full arms write interest before it
 /// parks, as a TCP send does (`TcpStream::arm_writable`).
-fn after_send(socket: &UdpSocket, result: io::Result<usize>) -> Attempt<usize> {
+pub(crate) fn after_send(socket: &UdpSocket, result: io::Result<usize>) -> Attempt<usize> {
     match result {
         Ok(n) => Ok((n, false)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
