@@ -16,13 +16,12 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
 use crate::tcp::tcp_io::{poll_recv_on, poll_send_on, IoRecv, IoSendAll, PollRecv, PollSend};
-use crate::tcp::TcpStream;
+use crate::tcp::{io_traits, TcpStream};
 
 /// The receiving half of a [`TcpIo`](crate::TcpIo), from
 /// [`TcpIo::split`](crate::TcpIo::split): [`poll_recv`](Self::poll_recv),
@@ -155,65 +154,5 @@ impl fmt::Debug for SendHalf<'_> {
     }
 }
 
-impl futures_io::AsyncRead for RecvHalf<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_recv(cx, buf)
-    }
-}
-
-impl futures_io::AsyncWrite for SendHalf<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_send(cx, buf)
-    }
-
-    /// Nothing to flush: every byte a send reports has gone to the kernel.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    /// Shuts down the sending side (the peer reads end of stream).
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.stream.shutdown(Shutdown::Write))
-    }
-}
-
-#[cfg(feature = "tokio-io")]
-impl tokio::io::AsyncRead for RecvHalf<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        crate::tcp::tcp_io::tokio_poll_read(buf, |buf| this.poll_recv(cx, buf))
-    }
-}
-
-#[cfg(feature = "tokio-io")]
-impl tokio::io::AsyncWrite for SendHalf<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_send(cx, buf)
-    }
-
-    /// Nothing to flush: every byte a send reports has gone to the kernel.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    /// Shuts down the sending side (the peer reads end of stream).
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.stream.shutdown(Shutdown::Write))
-    }
-}
+io_traits::async_read!(RecvHalf<'_>);
+io_traits::async_write!(SendHalf<'_>);

@@ -4,6 +4,7 @@
 
 mod io;
 mod io_halves;
+mod io_traits;
 mod listener;
 mod stream;
 mod tcp_io;

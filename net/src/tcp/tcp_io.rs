@@ -5,13 +5,12 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
 use crate::tcp::io::{recv_attempt, send_attempt};
-use crate::tcp::{RecvHalf, SendHalf, TcpStream};
+use crate::tcp::{io_traits, RecvHalf, SendHalf, TcpStream};
 
 /// A [`TcpStream`] used through poll methods: [`poll_recv`](Self::poll_recv)
 /// and [`poll_send`](Self::poll_send), and through them
@@ -382,91 +381,5 @@ impl fmt::Debug for TcpIo {
     }
 }
 
-// With the `tokio-io` feature: tokio's traits, for code built on them. A
-// read zeroes the part of the `ReadBuf` it receives into that is not
-// initialized yet (tokio's rule before memory goes to the kernel), at most
-// 64 KiB per read, so a large spare capacity is not zeroed whole on every
-// call.
-
-/// The most a tokio `poll_read` receives (and zeroes first) in one call.
-#[cfg(feature = "tokio-io")]
-const TOKIO_READ_MAX: usize = 64 * 1024;
-
-/// tokio's `poll_read` through `poll_recv` (of a `TcpIo` or a `RecvHalf`).
-#[cfg(feature = "tokio-io")]
-pub(crate) fn tokio_poll_read(
-    buf: &mut tokio::io::ReadBuf<'_>,
-    poll_recv: impl FnOnce(&mut [u8]) -> Poll<io::Result<usize>>,
-) -> Poll<io::Result<()>> {
-    let len = buf.remaining().min(TOKIO_READ_MAX);
-    let n = match poll_recv(buf.initialize_unfilled_to(len)) {
-        Poll::Ready(Ok(n)) => n,
-        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-        Poll::Pending => return Poll::Pending,
-    };
-    buf.advance(n);
-    Poll::Ready(Ok(()))
-}
-
-#[cfg(feature = "tokio-io")]
-impl tokio::io::AsyncRead for TcpIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        tokio_poll_read(buf, |buf| this.poll_recv(cx, buf))
-    }
-}
-
-#[cfg(feature = "tokio-io")]
-impl tokio::io::AsyncWrite for TcpIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_send(cx, buf)
-    }
-
-    /// Nothing to flush: every byte a send reports has gone to the kernel.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    /// Shuts down the sending side (the peer reads end of stream).
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.stream.shutdown(Shutdown::Write))
-    }
-}
-
-impl futures_io::AsyncRead for TcpIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_recv(cx, buf)
-    }
-}
-
-impl futures_io::AsyncWrite for TcpIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_send(cx, buf)
-    }
-
-    /// Nothing to flush: every byte a send reports has gone to the kernel.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    /// Shuts down the sending side (the peer reads end of stream).
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.stream.shutdown(Shutdown::Write))
-    }
-}
+io_traits::async_read!(TcpIo);
+io_traits::async_write!(TcpIo);

@@ -93,30 +93,14 @@ impl UdpIo {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
-        let socket = &self.socket;
-        let registration = socket.registration();
-        self.rx.poll(
-            registration.rx(),
-            registration.rx_completions(),
-            cx.waker(),
-            || registration.is_bound_here(),
-            || recv_from(socket, buf).map(|got| (got, false)),
-        )
+        self.poll_rx(cx, |socket| recv_from(socket, buf))
     }
 
     /// Receives one datagram from the connected peer; as
     /// [`poll_recv_from`](Self::poll_recv_from) otherwise.
     #[inline(always)]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let socket = &self.socket;
-        let registration = socket.registration();
-        self.rx.poll(
-            registration.rx(),
-            registration.rx_completions(),
-            cx.waker(),
-            || registration.is_bound_here(),
-            || recv(socket, buf).map(|n| (n, false)),
-        )
+        self.poll_rx(cx, |socket| recv(socket, buf))
     }
 
     /// Sends `buf` as one datagram to `target`, or `Pending` with the task
@@ -128,21 +112,43 @@ impl UdpIo {
         buf: &[u8],
         target: SocketAddr,
     ) -> Poll<io::Result<usize>> {
-        let socket = &self.socket;
-        let registration = socket.registration();
-        self.tx.poll(
-            registration.tx(),
-            registration.tx_completions(),
-            cx.waker(),
-            || registration.is_bound_here(),
-            || after_send(socket, send_to(socket, buf, target)),
-        )
+        self.poll_tx(cx, |socket| send_to(socket, buf, target))
     }
 
     /// Sends `buf` as one datagram to the connected peer; as
     /// [`poll_send_to`](Self::poll_send_to) otherwise.
     #[inline(always)]
     pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_tx(cx, |socket| send(socket, buf))
+    }
+
+    /// One receive through the held receive cell. A datagram never proves
+    /// the socket drained, so there is no early park.
+    #[inline(always)]
+    fn poll_rx<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut attempt: impl FnMut(&UdpSocket) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let socket = &self.socket;
+        let registration = socket.registration();
+        self.rx.poll(
+            registration.rx(),
+            registration.rx_completions(),
+            cx.waker(),
+            || registration.is_bound_here(),
+            || attempt(socket).map(|got| (got, false)),
+        )
+    }
+
+    /// One send through the held send cell; a full buffer arms write
+    /// interest before the send parks.
+    #[inline(always)]
+    fn poll_tx(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut attempt: impl FnMut(&UdpSocket) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         let socket = &self.socket;
         let registration = socket.registration();
         self.tx.poll(
@@ -150,7 +156,7 @@ impl UdpIo {
             registration.tx_completions(),
             cx.waker(),
             || registration.is_bound_here(),
-            || after_send(socket, send(socket, buf)),
+            || after_send(socket, attempt(socket)),
         )
     }
 

@@ -1,0 +1,108 @@
+//! The `AsyncRead`/`AsyncWrite` impls of [`TcpIo`](crate::TcpIo) and its
+//! halves, written once: `futures-io`'s always, tokio's with the
+//! `tokio-io` feature. Each type brings `poll_recv` or `poll_send` (and a
+//! `stream` field to shut down); the traits only forward to them.
+//!
+//! tokio's read zeroes the part of the `ReadBuf` it receives into that is
+//! not initialized yet (tokio's rule before memory goes to the kernel), at
+//! most [`TOKIO_READ_MAX`] per read, so a large spare capacity is not
+//! zeroed whole on every call.
+
+#[cfg(feature = "tokio-io")]
+use std::io;
+#[cfg(feature = "tokio-io")]
+use std::task::Poll;
+
+/// The most a tokio `poll_read` receives (and zeroes first) in one call.
+#[cfg(feature = "tokio-io")]
+const TOKIO_READ_MAX: usize = 64 * 1024;
+
+/// tokio's `poll_read` through a `poll_recv`.
+#[cfg(feature = "tokio-io")]
+pub(crate) fn tokio_poll_read(
+    buf: &mut tokio::io::ReadBuf<'_>,
+    poll_recv: impl FnOnce(&mut [u8]) -> Poll<io::Result<usize>>,
+) -> Poll<io::Result<()>> {
+    let len = buf.remaining().min(TOKIO_READ_MAX);
+    let n = match poll_recv(buf.initialize_unfilled_to(len)) {
+        Poll::Ready(Ok(n)) => n,
+        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+        Poll::Pending => return Poll::Pending,
+    };
+    buf.advance(n);
+    Poll::Ready(Ok(()))
+}
+
+/// `AsyncRead` for a type with `poll_recv(&mut self, cx, buf)`.
+macro_rules! async_read {
+    ($type:ty) => {
+        impl futures_io::AsyncRead for $type {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut [u8],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().poll_recv(cx, buf)
+            }
+        }
+
+        #[cfg(feature = "tokio-io")]
+        impl tokio::io::AsyncRead for $type {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let this = self.get_mut();
+                $crate::tcp::io_traits::tokio_poll_read(buf, |buf| this.poll_recv(cx, buf))
+            }
+        }
+    };
+}
+
+/// `AsyncWrite` for a type with `poll_send(&mut self, cx, buf)` and a
+/// `stream` field: flushing has nothing to do (every byte a send reports
+/// has gone to the kernel); closing shuts down the sending side (the peer
+/// reads end of stream).
+macro_rules! async_write {
+    ($type:ty) => {
+        impl futures_io::AsyncWrite for $type {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().poll_send(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(self.stream.shutdown(std::net::Shutdown::Write))
+            }
+        }
+
+        #[cfg(feature = "tokio-io")]
+        impl tokio::io::AsyncWrite for $type {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().poll_send(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(self.stream.shutdown(std::net::Shutdown::Write))
+            }
+        }
+    };
+}
+
+pub(crate) use {async_read, async_write};
