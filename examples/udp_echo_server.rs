@@ -5,9 +5,11 @@
 //! ```
 //!
 //! * Prints `listening on ADDR` once bound (port 0 picks a free port).
-//! * One socket on one worker: a receive that finds a datagram queued
-//!   completes at once; otherwise it parks on the socket's receive cell.
-//!   Nothing is allocated per datagram.
+//! * One socket per worker (`--workers`, default 1; with more, each binds
+//!   the port with `SO_REUSEPORT` and the kernel spreads senders over
+//!   them). A receive that finds a datagram queued completes at once;
+//!   otherwise it parks on the socket's receive cell. Nothing is allocated
+//!   per datagram.
 //! * `--api futures` (the default) serves through the socket's
 //!   `recv_from`/`send_to` futures; `--api poll` through a `UdpIo`, which
 //!   keeps the socket's cells reserved (and confined to the worker)
@@ -21,8 +23,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use cellio::net::udp::{UdpIo, UdpSocket, MAX_DATAGRAM};
-use cellio::runtime::until_shutdown;
+use cellio::net::udp::{BindOptions, UdpIo, UdpSocket, MAX_DATAGRAM};
+use cellio::runtime::{spawn_local_on, until_shutdown};
 use cellio::Runtime;
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -38,6 +40,9 @@ struct Args {
     /// confined between datagrams).
     #[arg(long, value_enum, default_value_t = Api::Futures)]
     api: Api,
+    /// Worker threads, each with its own socket on the port.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: u16,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,8 +90,17 @@ async fn serve_io(socket: UdpSocket) -> std::io::Result<()> {
     }
 }
 
+/// Serves `socket` through the API the flags chose.
+async fn serve_with(socket: UdpSocket, api: Api) -> std::io::Result<()> {
+    match api {
+        Api::Futures => serve(socket).await,
+        Api::Poll => serve_io(socket).await,
+    }
+}
+
 fn run(args: &Args) -> std::io::Result<()> {
-    let runtime = Runtime::builder().workers(1).build()?;
+    let workers = usize::from(args.workers);
+    let runtime = Runtime::builder().workers(workers).build()?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let handle = runtime.handle();
     std::thread::spawn(move || {
@@ -94,15 +108,39 @@ fn run(args: &Args) -> std::io::Result<()> {
             handle.shutdown();
         }
     });
+    let api = args.api;
     runtime.block_on(async {
-        let socket = UdpSocket::bind(args.addr).map_err(|e| {
+        let options = BindOptions {
+            reuse_port: workers > 1,
+            ..BindOptions::default()
+        };
+        let socket = UdpSocket::bind_with(args.addr, options).map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", args.addr))
         })?;
-        println!("listening on {}", socket.local_addr()?);
-        match args.api {
-            Api::Futures => serve(socket).await,
-            Api::Poll => serve_io(socket).await,
+        let addr = socket.local_addr()?;
+        println!("listening on {addr}");
+        // Each other worker binds its own socket there, so that its
+        // reactor owns it (and a `UdpIo` is confined).
+        let others: Vec<_> = (1..workers)
+            .map(|worker| {
+                spawn_local_on(worker, move || async move {
+                    let socket = UdpSocket::bind_with(addr, options).map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("worker {worker} cannot bind {addr}: {e}"),
+                        )
+                    })?;
+                    serve_with(socket, api).await
+                })
+            })
+            .collect();
+        let served = serve_with(socket, api).await;
+        for other in others {
+            other
+                .await
+                .map_err(|e| std::io::Error::other(format!("a worker's task failed: {e}")))??;
         }
+        served
     })
 }
 

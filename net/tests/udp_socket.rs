@@ -277,3 +277,42 @@ fn many_datagrams_of_varied_sizes_come_back_byte_for_byte() {
     })
     .unwrap();
 }
+
+/// `SO_REUSEPORT`: two sockets on one port, and the kernel spreads the
+/// senders over them (by a hash of the sender's address and port: with 32
+/// senders, all on one socket has a chance of 2 in 2^32). Without the
+/// option, the port is taken.
+#[test]
+fn reuse_port_lets_sockets_share_a_port_and_spreads_senders_over_them() {
+    use cellio_net::udp::BindOptions;
+
+    run(|| async {
+        let options = BindOptions {
+            reuse_port: true,
+            ..BindOptions::default()
+        };
+        let first = UdpSocket::bind_with("127.0.0.1:0", options)?;
+        let port = first.local_addr()?;
+        let second = UdpSocket::bind_with(port, options)?;
+        let err = UdpSocket::bind(port).expect_err("the port is taken");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        let senders: Vec<UdpSocket> = (0..32)
+            .map(|_| UdpSocket::bind("127.0.0.1:0"))
+            .collect::<io::Result<_>>()?;
+        for sender in &senders {
+            sender.send_to(b"spread", port).await?;
+        }
+        let mut buf = [0u8; 16];
+        let mut counts = [0usize; 2];
+        for (i, socket) in [&first, &second].into_iter().enumerate() {
+            while let Ok((n, _)) = socket.try_recv_from(&mut buf) {
+                assert_eq!(&buf[..n], b"spread");
+                counts[i] += 1;
+            }
+        }
+        assert_eq!(counts[0] + counts[1], 32, "{counts:?}");
+        assert!(counts[0] > 0 && counts[1] > 0, "not spread: {counts:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

@@ -29,7 +29,7 @@ mod socket;
 
 pub use io::UdpIo;
 pub use ops::{Recv, RecvFrom, Send, SendTo};
-pub use socket::UdpSocket;
+pub use socket::{BindOptions, UdpSocket};
 
 /// The largest UDP payload: 65 527 bytes over IPv6 (65 535 less the 8-byte
 /// UDP header), 65 507 over IPv4 (less the 20-byte IP header too). A

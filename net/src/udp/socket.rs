@@ -6,6 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use cellio_reactor::{Handle, Registration};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::stats::OpStats;
 use crate::udp::ops::{self, Recv, RecvFrom, Send, SendTo};
@@ -68,6 +69,38 @@ impl UdpSocket {
         let handle = Handle::current()?;
         each_address(addr, |addr| {
             Self::register(mio::net::UdpSocket::bind(addr)?, &handle)
+        })
+    }
+
+    /// Like [`bind`](Self::bind), with socket options set before binding:
+    /// with `reuse_port`, one socket per worker can bind the same port and
+    /// the kernel spreads datagrams over them (by their sender's address
+    /// and port, so one sender's datagrams stay together).
+    ///
+    /// ```
+    /// use cellio_net::udp::{BindOptions, UdpSocket};
+    ///
+    /// # cellio_runtime::Runtime::new().unwrap().block_on(async {
+    /// let options = BindOptions { reuse_port: true, ..Default::default() };
+    /// let first = UdpSocket::bind_with("127.0.0.1:0", options)?;
+    /// let second = UdpSocket::bind_with(first.local_addr()?, options)?;
+    /// assert_eq!(first.local_addr()?, second.local_addr()?);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
+    pub fn bind_with<A: ToSocketAddrs>(addr: A, options: BindOptions) -> io::Result<UdpSocket> {
+        let handle = Handle::current()?;
+        each_address(addr, |addr| {
+            let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+            socket.set_nonblocking(true)?;
+            if options.reuse_address {
+                socket.set_reuse_address(true)?;
+            }
+            if options.reuse_port {
+                socket.set_reuse_port(true)?;
+            }
+            socket.bind(&addr.into())?;
+            let std: std::net::UdpSocket = socket.into();
+            Self::register(mio::net::UdpSocket::from_std(std), &handle)
         })
     }
 
@@ -226,6 +259,18 @@ impl UdpSocket {
         self.registration
             .arm_writable(&mut mio::unix::SourceFd(&fd))
     }
+}
+
+/// How [`UdpSocket::bind_with`] sets up the socket. Both options are off
+/// by default, as they are for [`UdpSocket::bind`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindOptions {
+    /// `SO_REUSEADDR`. For UDP it lets several sockets bind one address
+    /// only where the system allows it for multicast; see `socket(7)`.
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT`: several sockets (one per worker) bind the same
+    /// port, and the kernel spreads incoming datagrams over them.
+    pub reuse_port: bool,
 }
 
 /// Runs `f` on each address of `addr` until one succeeds; the last error
