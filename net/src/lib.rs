@@ -33,6 +33,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod bind;
 mod held;
 mod op;
 mod stats;

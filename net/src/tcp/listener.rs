@@ -10,8 +10,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use cellio_reactor::{Handle, Registration};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Socket, Type};
 
+use crate::bind::bound_socket;
 use crate::op::{OpState, Side};
 use crate::tcp::TcpStream;
 
@@ -142,15 +143,13 @@ impl TcpListener {
 }
 
 fn listen_socket(addr: SocketAddr, options: &ListenOptions) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    if options.reuse_address {
-        socket.set_reuse_address(true)?;
-    }
-    if options.reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    socket.bind(&addr.into())?;
+    let socket = bound_socket(
+        addr,
+        Type::STREAM,
+        Protocol::TCP,
+        options.reuse_address,
+        options.reuse_port,
+    )?;
     socket.listen(options.backlog)?;
     Ok(socket)
 }

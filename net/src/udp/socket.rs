@@ -6,8 +6,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use cellio_reactor::{Handle, Registration};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Type};
 
+use crate::bind::bound_socket;
 use crate::stats::OpStats;
 use crate::udp::ops::{self, Recv, RecvFrom, Send, SendTo};
 
@@ -90,15 +91,13 @@ impl UdpSocket {
     pub fn bind_with<A: ToSocketAddrs>(addr: A, options: BindOptions) -> io::Result<UdpSocket> {
         let handle = Handle::current()?;
         each_address(addr, |addr| {
-            let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-            socket.set_nonblocking(true)?;
-            if options.reuse_address {
-                socket.set_reuse_address(true)?;
-            }
-            if options.reuse_port {
-                socket.set_reuse_port(true)?;
-            }
-            socket.bind(&addr.into())?;
+            let socket = bound_socket(
+                addr,
+                Type::DGRAM,
+                Protocol::UDP,
+                options.reuse_address,
+                options.reuse_port,
+            )?;
             let std: std::net::UdpSocket = socket.into();
             Self::register(mio::net::UdpSocket::from_std(std), &handle)
         })
