@@ -1,9 +1,11 @@
-//! Creating a socket and binding it with the options set first: shared by
+//! Creating a socket and binding it with the options set first, and trying
+//! each address a name resolves to: shared by
 //! [`TcpListener::bind_with`](crate::TcpListener::bind_with) and
-//! [`UdpSocket::bind_with`](crate::UdpSocket::bind_with).
+//! [`UdpSocket::bind_with`](crate::UdpSocket::bind_with) (and `bind`,
+//! `connect`).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -26,4 +28,25 @@ pub(crate) fn bound_socket(
     }
     socket.bind(&addr.into())?;
     Ok(socket)
+}
+
+/// Runs `f` on each address of `addr` until one succeeds; the last error
+/// if none does.
+pub(crate) fn each_address<A: ToSocketAddrs, T>(
+    addr: A,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        match f(addr) {
+            Ok(value) => return Ok(value),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
 }

@@ -199,13 +199,12 @@ mod portable {
 
     /// `buf` as bytes the kernel may write.
     fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-        // SAFETY: the same memory, with the same length, as possibly
-        // uninitialised bytes (same size and alignment). The only writer
-        // through it is `recvmsg` above (socket2's `recv_vectored` and
-        // `recv_from_vectored`), which stores only the bytes the kernel
-        // received, all initialised, so `buf` is initialised again when the
-        // borrow ends; socket2 documents that promise for initialised
-        // buffers.
+        // The only writer through the result is `recvmsg` above (socket2's
+        // `recv_vectored` and `recv_from_vectored`), which stores only the
+        // bytes the kernel received; socket2 documents that promise for
+        // initialised buffers.
+        // SAFETY: same memory, length, size and alignment; only initialised
+        // bytes are written through it, so `buf` stays initialised.
         unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
     }
 }

@@ -43,6 +43,17 @@ def main():
     def payload(n):
         return rng.randbytes(n)
 
+    def check_echo(sock, data, what):
+        """Waits for `data`'s echo on `sock`; records a loss or a mismatch."""
+        try:
+            back, _ = sock.recvfrom(65536)
+        except socket.timeout:
+            failures.append(f"{what}: a {len(data)}-byte datagram never came back")
+            return
+        if back != data:
+            failures.append(f"{what}: a {len(data)}-byte datagram came back as {len(back)} "
+                            "bytes that differ")
+
     # Phase 1: one at a time, every size class up to the largest.
     sizes = [0, 1, 2, 63, 64, 65, 512, 1400, 1472, 1500, 4096, 8192, 9000, 16384,
              32768, 60000, 65507] + [rng.randint(0, 65507) for _ in range(100)]
@@ -52,13 +63,7 @@ def main():
     for n in sizes:
         data = payload(n)
         one.sendto(data, a.addr)
-        try:
-            back, frm = one.recvfrom(65536)
-        except socket.timeout:
-            failures.append(f"a {n}-byte datagram never came back")
-            continue
-        if back != data:
-            failures.append(f"a {n}-byte datagram came back as {len(back)} bytes that differ")
+        check_echo(one, data, "one at a time")
     one.close()
 
     # Phase 2: many sockets, one datagram in flight on each.
@@ -74,13 +79,7 @@ def main():
             s.sendto(data, a.addr)
             sent.append(data)
         for i, (s, data) in enumerate(zip(socks, sent)):
-            try:
-                back, _ = s.recvfrom(65536)
-            except socket.timeout:
-                failures.append(f"round {r}, socket {i}: a {len(data)}-byte datagram never came back")
-                continue
-            if back != data:
-                failures.append(f"round {r}, socket {i}: a {len(data)}-byte datagram came back wrong")
+            check_echo(s, data, f"round {r}, socket {i}")
     for s in socks:
         s.close()
 

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use cellio_reactor::{Handle, Registration};
 use socket2::{Protocol, Socket, Type};
 
-use crate::bind::bound_socket;
+use crate::bind::{bound_socket, each_address};
 use crate::op::{OpState, Side};
 use crate::tcp::TcpStream;
 
@@ -85,22 +85,10 @@ impl TcpListener {
     /// Binds with explicit [`ListenOptions`].
     pub fn bind_with<A: ToSocketAddrs>(addr: A, options: ListenOptions) -> io::Result<TcpListener> {
         let handle = Handle::current()?;
-        let mut last = None;
-        for addr in addr.to_socket_addrs()? {
-            match listen_socket(addr, &options) {
-                Ok(socket) => {
-                    let std: std::net::TcpListener = socket.into();
-                    return Self::register(mio::net::TcpListener::from_std(std), &handle);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "could not resolve to any address",
-            )
-        }))
+        each_address(addr, |addr| {
+            let std: std::net::TcpListener = listen_socket(addr, &options)?.into();
+            Self::register(mio::net::TcpListener::from_std(std), &handle)
+        })
     }
 
     /// Wraps a bound and listening `std` listener, registering it with the

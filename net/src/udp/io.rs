@@ -165,7 +165,7 @@ impl UdpIo {
         &'a mut self,
         buf: &'a mut [u8],
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + 'a {
-        IoRecvFrom { io: self, buf }
+        IoOp::new(self, move |io, cx| io.poll_recv_from(cx, buf))
     }
 
     /// [`poll_recv`](Self::poll_recv) as a future.
@@ -173,7 +173,7 @@ impl UdpIo {
         &'a mut self,
         buf: &'a mut [u8],
     ) -> impl Future<Output = io::Result<usize>> + 'a {
-        IoRecv { io: self, buf }
+        IoOp::new(self, move |io, cx| io.poll_recv(cx, buf))
     }
 
     /// [`poll_send_to`](Self::poll_send_to) as a future.
@@ -182,16 +182,12 @@ impl UdpIo {
         buf: &'a [u8],
         target: SocketAddr,
     ) -> impl Future<Output = io::Result<usize>> + 'a {
-        IoSendTo {
-            io: self,
-            buf,
-            target,
-        }
+        IoOp::new(self, move |io, cx| io.poll_send_to(cx, buf, target))
     }
 
     /// [`poll_send`](Self::poll_send) as a future.
     pub fn send<'a>(&'a mut self, buf: &'a [u8]) -> impl Future<Output = io::Result<usize>> + 'a {
-        IoSend { io: self, buf }
+        IoOp::new(self, move |io, cx| io.poll_send(cx, buf))
     }
 
     /// The socket (for its addresses, options, statistics, `connect`).
@@ -227,66 +223,32 @@ impl fmt::Debug for UdpIo {
     }
 }
 
-// The futures: plain structs whose polls are always inlined into the
-// awaiting task (see `TcpIo`'s).
-
-struct IoRecvFrom<'a> {
+/// The future of every operation above: one of `UdpIo`'s poll methods,
+/// called on each poll. A plain struct whose poll is always inlined into
+/// the awaiting task (see `TcpIo`'s futures).
+struct IoOp<'a, F> {
     io: &'a mut UdpIo,
-    buf: &'a mut [u8],
+    poll: F,
 }
 
-impl Future for IoRecvFrom<'_> {
-    type Output = io::Result<(usize, SocketAddr)>;
-
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.io.poll_recv_from(cx, this.buf)
+impl<'a, F, R> IoOp<'a, F>
+where
+    F: FnMut(&mut UdpIo, &mut Context<'_>) -> Poll<R>,
+{
+    fn new(io: &'a mut UdpIo, poll: F) -> Self {
+        Self { io, poll }
     }
 }
 
-struct IoRecv<'a> {
-    io: &'a mut UdpIo,
-    buf: &'a mut [u8],
-}
-
-impl Future for IoRecv<'_> {
-    type Output = io::Result<usize>;
+impl<F, R> Future for IoOp<'_, F>
+where
+    F: FnMut(&mut UdpIo, &mut Context<'_>) -> Poll<R> + Unpin,
+{
+    type Output = R;
 
     #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
         let this = self.get_mut();
-        this.io.poll_recv(cx, this.buf)
-    }
-}
-
-struct IoSendTo<'a> {
-    io: &'a mut UdpIo,
-    buf: &'a [u8],
-    target: SocketAddr,
-}
-
-impl Future for IoSendTo<'_> {
-    type Output = io::Result<usize>;
-
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.io.poll_send_to(cx, this.buf, this.target)
-    }
-}
-
-struct IoSend<'a> {
-    io: &'a mut UdpIo,
-    buf: &'a [u8],
-}
-
-impl Future for IoSend<'_> {
-    type Output = io::Result<usize>;
-
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.io.poll_send(cx, this.buf)
+        (this.poll)(this.io, cx)
     }
 }

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use cellio_reactor::{Handle, Registration};
 use socket2::{Protocol, Type};
 
-use crate::bind::bound_socket;
+use crate::bind::{bound_socket, each_address};
 use crate::stats::OpStats;
 use crate::udp::ops::{self, Recv, RecvFrom, Send, SendTo};
 
@@ -270,27 +270,6 @@ pub struct BindOptions {
     /// `SO_REUSEPORT`: several sockets (one per worker) bind the same
     /// port, and the kernel spreads incoming datagrams over them.
     pub reuse_port: bool,
-}
-
-/// Runs `f` on each address of `addr` until one succeeds; the last error
-/// if none does.
-fn each_address<A: ToSocketAddrs, T>(
-    addr: A,
-    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
-) -> io::Result<T> {
-    let mut last = None;
-    for addr in addr.to_socket_addrs()? {
-        match f(addr) {
-            Ok(value) => return Ok(value),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "could not resolve to any address",
-        )
-    }))
 }
 
 impl Drop for UdpSocket {

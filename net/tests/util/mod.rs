@@ -15,7 +15,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cellio_net::{TcpListener, TcpStream};
-use cellio_runtime::{spawn, Builder, Runtime};
+use cellio_runtime::{spawn, Builder};
 
 /// How long any single test body may run before it counts as hung.
 pub const LIMIT: Duration = Duration::from_secs(10);
@@ -65,10 +65,7 @@ where
     Fut: Future,
     Fut::Output: Send + 'static,
 {
-    with_timeout(limit, move || {
-        let rt = Runtime::new().expect("runtime");
-        rt.block_on(make())
-    })
+    run_built(limit, Builder::new(), make)
 }
 
 /// [`run`] with a runtime built from `builder` (a worker count, a budget).
@@ -78,7 +75,17 @@ where
     Fut: Future,
     Fut::Output: Send + 'static,
 {
-    with_timeout(LIMIT, move || {
+    run_built(LIMIT, builder, make)
+}
+
+/// Runs `make()` on a runtime built from `builder`, within `limit`.
+fn run_built<M, Fut>(limit: Duration, builder: Builder, make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    with_timeout(limit, move || {
         builder.build().expect("runtime").block_on(make())
     })
 }
