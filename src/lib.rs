@@ -48,7 +48,7 @@ pub use cellio_net as net;
 pub use cellio_reactor as reactor;
 pub use cellio_runtime as runtime;
 
-pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream, UdpSocket};
+pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream, UdpIo, UdpSocket};
 pub use cellio_reactor::CellError;
 pub use cellio_runtime::{spawn, spawn_local, yield_now, Builder, JoinError, JoinHandle, Runtime};
 

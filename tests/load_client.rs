@@ -1,81 +1,16 @@
 //! Integration tests of the bundled load client (`examples/load`), run as a
-//! process against in-test servers.
-//!
-//! The example binary is the one `cargo test` builds next to this test
-//! (`target/<profile>/examples/load`); the test first runs
-//! `cargo build --example load` with the same profile so it is never stale.
+//! process against in-test servers (how it is built and run:
+//! `util/load_process.rs`). Its `--udp` mode: `load_client_udp.rs`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Builds the example once (same profile as this test) and returns its path.
-fn load_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // This test runs as target/<profile>/deps/load_client-HASH.
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-            "build",
-            "--quiet",
-            "--example",
-            "load",
-        ]);
-        if release {
-            cargo.arg("--release");
-        }
-        // Same target directory as this test, wherever it is.
-        if let Some(target) = profile_dir.parent() {
-            cargo.env("CARGO_TARGET_DIR", target);
-        }
-        let status = cargo.status().expect("run cargo build --example load");
-        assert!(status.success(), "cargo build --example load failed");
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("load{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} not found", bin.display());
-        bin
-    })
-}
+#[path = "util/load_process.rs"]
+mod load_process;
 
-fn run_load(args: &[&str]) -> Output {
-    let start = Instant::now();
-    let out = Command::new(load_bin())
-        .args(args)
-        .output()
-        .expect("run the load example");
-    eprintln!(
-        "load {} -> {:?} in {:?}\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        out.status.code(),
-        start.elapsed(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8 stdout");
-    let mut lines = stdout.lines().filter(|l| !l.trim().is_empty());
-    let line = lines.next().expect("one JSON line on stdout");
-    assert!(
-        lines.next().is_none(),
-        "exactly one line on stdout: {stdout}"
-    );
-    serde_json::from_str(line).expect("stdout is one JSON object")
-}
+use load_process::{json, load_bin, run_load};
 
 /// A blocking server on an ephemeral port: `serve` runs on its own thread
 /// for each connection. Returns the address.

@@ -66,7 +66,8 @@ pub struct Args {
     pub warmup: Option<Duration>,
 
     /// A message whose echo makes no progress for this long is an error;
-    /// also bounds each connect.
+    /// also bounds each connect (with `--udp`: the probe's echo; a
+    /// datagram's wait is `--loss-after`).
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 
@@ -77,6 +78,23 @@ pub struct Args {
     /// 1000 windows.
     #[arg(long, value_parser = parse_positive_duration, conflicts_with = "requests")]
     pub window: Option<Duration>,
+
+    /// UDP instead of TCP: each connection is a UDP socket connected to its
+    /// `--addr`, and a message is one datagram (`--size` at most 65 507
+    /// bytes, 65 527 when every address is IPv6). A connection starts with
+    /// a probe datagram whose echo must come back within `--timeout`, so
+    /// that a server that is not there fails the run (exit 2) as over TCP.
+    /// Echoes are checked byte for byte; one that does not come back
+    /// within `--loss-after` is counted as lost (not an error) and the
+    /// connection goes on.
+    #[arg(long)]
+    pub udp: bool,
+
+    /// With `--udp`: a datagram whose echo has not come back this long
+    /// after its send is counted as lost, and an echo of it that comes
+    /// later as late [default: 200ms].
+    #[arg(long, value_parser = parse_positive_duration, requires = "udp")]
+    pub loss_after: Option<Duration>,
 
     /// Print exactly one JSON object with the results on stdout.
     #[arg(long)]

@@ -6,6 +6,7 @@
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
+use std::io;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -20,7 +21,7 @@ use crate::stats::Stats;
 use crate::watch::{Stop, Watch};
 
 /// A task yields to the others after this many messages in a row.
-const BUDGET: u32 = 64;
+pub const BUDGET: u32 = 64;
 /// Smallest receive buffer of a pipelined connection.
 const MIN_RX: usize = 16 * 1024;
 
@@ -37,7 +38,7 @@ pub struct Timeline {
 
 impl Timeline {
     #[inline]
-    fn ended(&self, now: Stamp) -> bool {
+    pub fn ended(&self, now: Stamp) -> bool {
         self.end.is_some_and(|end| now >= end)
     }
 }
@@ -87,6 +88,35 @@ async fn wait_due(sleep: &mut Sleep, clock: &Clock, due: Stamp, spin: bool) {
     }
 }
 
+/// When message `seq` goes out: with `--rate`, after waiting for its due
+/// time on `sleep`. Returns when it was meant to go (its due time, or `now`
+/// in a closed loop) and the clock's reading, or `None` once the run has
+/// ended. `now` is the clock's latest reading.
+pub async fn next_send(
+    c: &Conn,
+    seq: u64,
+    now: Stamp,
+    sleep: &mut Sleep,
+    stats: &Stats,
+) -> Option<(Stamp, Stamp)> {
+    let tl = c.timeline;
+    match &c.pace {
+        Some(pace) => {
+            let due = pace.due(seq);
+            if tl.ended(due) {
+                return None;
+            }
+            wait_due(sleep, &tl.clock, due, pace.spin).await;
+            let now = tl.clock.now();
+            if due >= tl.warm_end {
+                stats.send_lag(now.nanos_since(due));
+            }
+            Some((due, now))
+        }
+        None => (!tl.ended(now)).then_some((now, now)),
+    }
+}
+
 /// Everything one connection needs to know.
 #[derive(Clone, Debug)]
 pub struct Conn {
@@ -102,7 +132,7 @@ pub struct Conn {
 
 /// Where the first differing byte is, for the report.
 #[cold]
-fn report_mismatch(stats: &Stats, id: u64, seq: u64, at: usize, got: &[u8], want: &[u8]) {
+pub fn report_mismatch(stats: &Stats, id: u64, seq: u64, at: usize, got: &[u8], want: &[u8]) {
     let i = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
     stats.report(format_args!(
         "connection {id}: message {seq}: echo differs at byte {}: got {:#04x}, want {:#04x}",
@@ -213,179 +243,146 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
     }
 }
 
-/// `--pipeline K > 1`: a sender keeps up to K messages outstanding while a
-/// receiver checks the echoes as they stream back; both run inside this
-/// task, joined by hand.
-pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch) {
-    let size = c.size;
-    let k = c.pipeline;
+/// What the two halves of a pipelined connection share: they run inside
+/// one task, so plain cells.
+pub struct Flight {
+    /// Messages handed to the sender's send.
+    pub sent: Cell<u64>,
+    /// Messages settled by the receiver (echoed, or with `--udp` lost).
+    pub done: Cell<u64>,
+    pub sender_finished: Cell<bool>,
+    /// The receiver has queued the task again (`yield_now`).
+    pub yielding: Cell<bool>,
+    /// Per in-flight slot (message seq % K): when it was due.
+    pub intended: Vec<Cell<Stamp>>,
+    /// Per in-flight slot: when it was sent.
+    pub sent_at: Vec<Cell<Stamp>>,
+}
+
+impl Flight {
+    /// Nothing in flight yet; `k` slots, stamped `start`.
+    pub fn new(k: usize, start: Stamp) -> Self {
+        Flight {
+            sent: Cell::new(0),
+            done: Cell::new(0),
+            sender_finished: Cell::new(false),
+            yielding: Cell::new(false),
+            intended: vec![Cell::new(start); k],
+            sent_at: vec![Cell::new(start); k],
+        }
+    }
+
+    /// Message `seq`'s slot.
+    #[inline]
+    pub fn slot(&self, seq: u64) -> usize {
+        (seq % self.intended.len() as u64) as usize
+    }
+
+    /// Waits until the sender has sent past `seq` (true) or has finished
+    /// (false). No waker needed: only the sender's progress ends the wait,
+    /// and [`join`] polls the receiver again after it.
+    pub async fn sent_past(&self, seq: u64) -> bool {
+        poll_fn(|_| {
+            if self.sent.get() > seq {
+                Poll::Ready(true)
+            } else if self.sender_finished.get() {
+                Poll::Ready(false)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// A receiver has handled [`BUDGET`] messages in a row: it yields to
+    /// the worker's other tasks.
+    pub async fn yield_now(&self) {
+        self.yielding.set(true);
+        yield_now().await;
+    }
+}
+
+/// A socket a pipelined sender sends whole messages on.
+pub trait SendMessage {
+    /// Sends all of `msg` (over UDP, as one datagram).
+    fn send_message<'a>(&'a self, msg: &'a [u8]) -> impl Future<Output = io::Result<()>> + 'a;
+}
+
+impl SendMessage for TcpStream {
+    fn send_message<'a>(&'a self, msg: &'a [u8]) -> impl Future<Output = io::Result<()>> + 'a {
+        self.send_all(msg)
+    }
+}
+
+/// The sending half of a pipelined connection: keeps up to K messages
+/// outstanding, paced with `--rate`. Returns false if a send failed
+/// (reported): the connection is then done.
+pub async fn send_window(
+    socket: &impl SendMessage,
+    c: &Conn,
+    stats: &Stats,
+    flight: &Flight,
+) -> bool {
     let tl = c.timeline;
-    let stream = &stream;
-    let stats = &*stats;
-
-    // Shared between the two halves (same task, so plain cells).
-    let sent = Cell::new(0u64); // messages handed to the sender's send_all
-    let done = Cell::new(0u64); // messages whose echo came back in full
-    let sender_finished = Cell::new(false);
-    let yielding = Cell::new(false);
     let clock = tl.clock;
-    let start = clock.now();
-    // Per in-flight slot (message seq % K): intended and actual send time.
-    let intended: Vec<Cell<Stamp>> = vec![Cell::new(start); k];
-    let sent_at: Vec<Cell<Stamp>> = vec![Cell::new(start); k];
-    let (intended, sent_at) = (&intended[..], &sent_at[..]);
-    let (sent, done, sender_finished, yielding) = (&sent, &done, &sender_finished, &yielding);
-
-    let sender = async {
-        let mut msg = vec![0u8; size];
-        let mut pace_sleep = sleep_until(clock.instant_of(start));
-        let mut seq = 0u64;
-        let mut counted = 0u64;
-        loop {
-            if c.quota.is_some_and(|q| counted >= q) {
-                break;
-            }
-            // Window: at most K outstanding. No waker needed: only the
-            // receiver's progress opens it, and the join re-polls us then.
-            poll_fn(|_| {
-                if seq - done.get() < k as u64 {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
-            let (due, now) = match &c.pace {
-                Some(pace) => {
-                    let due = pace.due(seq);
-                    if tl.ended(due) {
-                        break;
-                    }
-                    wait_due(&mut pace_sleep, &clock, due, pace.spin).await;
-                    let now = clock.now();
-                    if due >= tl.warm_end {
-                        stats.send_lag(now.nanos_since(due));
-                    }
-                    (due, now)
-                }
-                None => {
-                    let now = clock.now();
-                    if tl.ended(now) {
-                        break;
-                    }
-                    (now, now)
-                }
-            };
-            counted += (due >= tl.warm_end) as u64;
-            fill(&mut msg, c.id, seq);
-            let slot = (seq % k as u64) as usize;
-            intended[slot].set(due);
-            sent_at[slot].set(now);
-            sent.set(seq + 1);
-            if let Err(e) = stream.send_all(&msg).await {
-                stats.error(c.id, format_args!("send: {e}"));
-                return false;
-            }
-            seq += 1;
+    let k = flight.intended.len() as u64;
+    let mut msg = vec![0u8; c.size];
+    let mut pace_sleep = sleep_until(Instant::now());
+    let mut seq = 0u64;
+    let mut counted = 0u64;
+    loop {
+        if c.quota.is_some_and(|q| counted >= q) {
+            break;
         }
-        sender_finished.set(true);
-        true
-    };
-
-    let receiver = async {
-        let mut rx = vec![0u8; size.saturating_mul(k).clamp(MIN_RX, 1 << 20).max(size)];
-        let mut expect = vec![0u8; size];
-        let mut seq = 0u64; // message being received
-        let mut off = 0usize; // its bytes received so far
-        let mut expect_seq = u64::MAX; // message `expect` holds
-        let mut bad = false;
-        let mut last_progress = start;
-        let mut run = 0u32;
-        loop {
-            if seq == sent.get() {
-                if sender_finished.get() {
-                    return;
-                }
-                // Nothing outstanding: wait for the sender (the join
-                // re-polls us when it makes progress).
-                poll_fn(|_| {
-                    if sent.get() > seq || sender_finished.get() {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending
-                    }
-                })
-                .await;
-                continue;
+        // Window: at most K outstanding. No waker needed: only the
+        // receiver's progress opens it, and the join re-polls us then.
+        poll_fn(|_| {
+            if seq - flight.done.get() < k {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-            // Read as much as fits, not only what is outstanding: a short
-            // read tells cellio the socket is drained (no EAGAIN syscall
-            // before the next wait).
-            watch.arm(last_progress.max(sent_at[(seq % k as u64) as usize].get()));
-            let n = match watch.guard(stream.recv(&mut rx)).await {
-                Ok(Ok(0)) => {
-                    return stats.error(
-                        c.id,
-                        format_args!("message {seq}: unexpected EOF after {off} of {size} bytes"),
-                    )
-                }
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return stats.error(c.id, format_args!("receive: {e}")),
-                Err(Stop::End) => return,
-                Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
-            };
-            watch.disarm();
-            // (`sent` may have grown while we waited.)
-            let outstanding = ((sent.get() - seq) as usize).saturating_mul(size) - off;
-            if n > outstanding {
-                return overrun(stats, c.id, seq, n - outstanding);
-            }
-            let mut pos = 0;
-            let mut now = None;
-            while pos < n {
-                if expect_seq != seq {
-                    fill(&mut expect, c.id, seq);
-                    expect_seq = seq;
-                }
-                let take = (size - off).min(n - pos);
-                let (got, want) = (&rx[pos..pos + take], &expect[off..off + take]);
-                if got != want {
-                    if !bad {
-                        report_mismatch(stats, c.id, seq, off, got, want);
-                    }
-                    bad = true;
-                }
-                pos += take;
-                off += take;
-                if off == size {
-                    let t = *now.get_or_insert_with(|| clock.now());
-                    if tl.ended(t) {
-                        return;
-                    }
-                    let due = intended[(seq % k as u64) as usize].get();
-                    stats.complete(due >= tl.warm_end, bad, due, t);
-                    last_progress = t;
-                    seq += 1;
-                    done.set(seq);
-                    off = 0;
-                    bad = false;
-                    run += 1;
-                }
-            }
-            if run >= BUDGET {
-                run = 0;
-                yielding.set(true);
-                yield_now().await;
-            }
+        })
+        .await;
+        let Some((due, now)) = next_send(c, seq, clock.now(), &mut pace_sleep, stats).await else {
+            break;
+        };
+        counted += (due >= tl.warm_end) as u64;
+        fill(&mut msg, c.id, seq);
+        let slot = flight.slot(seq);
+        flight.intended[slot].set(due);
+        flight.sent_at[slot].set(now);
+        flight.sent.set(seq + 1);
+        if let Err(e) = socket.send_message(&msg).await {
+            stats.error(c.id, format_args!("send: {e}"));
+            return false;
         }
-    };
+        seq += 1;
+    }
+    flight.sender_finished.set(true);
+    true
+}
 
+/// Runs a pipelined connection's sender and receiver inside the calling
+/// task until the receiver ends or a send fails.
+pub async fn join(
+    flight: &Flight,
+    sender: impl Future<Output = bool>,
+    receiver: impl Future<Output = ()>,
+) {
     let mut sender = pin!(sender);
     let mut receiver = pin!(receiver);
     let mut sender_live = true;
+    let progress = || {
+        (
+            flight.sent.get(),
+            flight.done.get(),
+            flight.sender_finished.get(),
+        )
+    };
     poll_fn(|cx| {
         for _ in 0..BUDGET {
-            let mark = (sent.get(), done.get(), sender_finished.get());
+            let mark = progress();
             if sender_live {
                 if let Poll::Ready(ok) = sender.as_mut().poll(cx) {
                     sender_live = false;
@@ -397,10 +394,10 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Wat
             if receiver.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
-            if yielding.replace(false) {
+            if flight.yielding.replace(false) {
                 return Poll::Pending; // yield_now already queued us again
             }
-            if (sent.get(), done.get(), sender_finished.get()) == mark {
+            if progress() == mark {
                 return Poll::Pending; // both halves wait on real wakers
             }
         }
@@ -408,6 +405,106 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Wat
         Poll::Pending
     })
     .await
+}
+
+/// `--pipeline K > 1`: a sender keeps up to K messages outstanding while a
+/// receiver checks the echoes as they stream back; both run inside this
+/// task ([`join`]).
+pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch) {
+    let flight = Flight::new(c.pipeline, c.timeline.clock.now());
+    let sender = send_window(&stream, &c, &stats, &flight);
+    let receiver = receive_stream(&stream, &c, &stats, watch, &flight);
+    join(&flight, sender, receiver).await
+}
+
+/// The receiving half of a pipelined TCP connection: checks the echoes as
+/// they stream back, whatever the reads' boundaries.
+async fn receive_stream(
+    stream: &TcpStream,
+    c: &Conn,
+    stats: &Stats,
+    watch: &Watch,
+    flight: &Flight,
+) {
+    let size = c.size;
+    let k = c.pipeline;
+    let tl = c.timeline;
+    let clock = tl.clock;
+    let mut rx = vec![0u8; size.saturating_mul(k).clamp(MIN_RX, 1 << 20).max(size)];
+    let mut expect = vec![0u8; size];
+    let mut seq = 0u64; // message being received
+    let mut off = 0usize; // its bytes received so far
+    let mut expect_seq = u64::MAX; // message `expect` holds
+    let mut bad = false;
+    let mut last_progress = clock.now();
+    let mut run = 0u32;
+    loop {
+        if seq == flight.sent.get() {
+            // Nothing outstanding: wait for the sender.
+            if !flight.sent_past(seq).await {
+                return;
+            }
+            continue;
+        }
+        // Read as much as fits, not only what is outstanding: a short
+        // read tells cellio the socket is drained (no EAGAIN syscall
+        // before the next wait).
+        watch.arm(last_progress.max(flight.sent_at[flight.slot(seq)].get()));
+        let n = match watch.guard(stream.recv(&mut rx)).await {
+            Ok(Ok(0)) => {
+                return stats.error(
+                    c.id,
+                    format_args!("message {seq}: unexpected EOF after {off} of {size} bytes"),
+                )
+            }
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return stats.error(c.id, format_args!("receive: {e}")),
+            Err(Stop::End) => return,
+            Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
+        };
+        watch.disarm();
+        // (`sent` may have grown while we waited.)
+        let outstanding = ((flight.sent.get() - seq) as usize).saturating_mul(size) - off;
+        if n > outstanding {
+            return overrun(stats, c.id, seq, n - outstanding);
+        }
+        let mut pos = 0;
+        let mut now = None;
+        while pos < n {
+            if expect_seq != seq {
+                fill(&mut expect, c.id, seq);
+                expect_seq = seq;
+            }
+            let take = (size - off).min(n - pos);
+            let (got, want) = (&rx[pos..pos + take], &expect[off..off + take]);
+            if got != want {
+                if !bad {
+                    report_mismatch(stats, c.id, seq, off, got, want);
+                }
+                bad = true;
+            }
+            pos += take;
+            off += take;
+            if off == size {
+                let t = *now.get_or_insert_with(|| clock.now());
+                if tl.ended(t) {
+                    return;
+                }
+                let due = flight.intended[flight.slot(seq)].get();
+                stats.complete(due >= tl.warm_end, bad, due, t);
+                last_progress = t;
+                seq += 1;
+                flight.done.set(seq);
+                off = 0;
+                bad = false;
+                run += 1;
+            }
+        }
+        if run >= BUDGET {
+            run = 0;
+            flight.yield_now().await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,13 @@
 //!   256, so a message touches one line of the batch rather than the
 //!   histograms'.
 //!
+//! * `--udp`: each connection is a UDP socket connected to its address and
+//!   a message is one datagram; a connection starts with a probe datagram
+//!   that must come back (so a server that is not there is exit 2, as over
+//!   TCP); a datagram whose echo has not come back after `--loss-after`
+//!   counts in `lost`, an echo that comes after that in `late`, and
+//!   neither fails the run (see `udp.rs`).
+//!
 //! A message counts in `msgs` (and in the latency histogram) if it was due
 //! after the warm-up and its echo came back in full before the end of the
 //! run; a message whose echo differs counts in `msgs` and in `mismatches`.
@@ -53,6 +60,7 @@ mod clock;
 mod conn;
 mod pattern;
 mod stats;
+mod udp;
 mod watch;
 
 use std::io::{IsTerminal, Write};
@@ -66,7 +74,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cellio::runtime::timeout;
-use cellio::{spawn_local, Builder, TcpStream};
+use cellio::{spawn_local, Builder, TcpStream, UdpSocket};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use args::Args;
@@ -80,6 +88,7 @@ static ALLOC: stats::Counting = stats::Counting;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
+const DEFAULT_LOSS_AFTER: Duration = Duration::from_millis(200);
 /// Most `--window`s a run may have (each costs a 36 KiB histogram per worker).
 const MAX_WINDOWS: u128 = 1000;
 /// Most window histograms over all workers (about 150 MB).
@@ -100,6 +109,12 @@ struct Target {
     addrs: Vec<SocketAddr>,
 }
 
+/// An open connection.
+enum Link {
+    Tcp(TcpStream),
+    Udp(UdpSocket),
+}
+
 /// The run's settings, shared by the workers.
 struct Plan {
     /// `--addr`s; connection `id` goes to `targets[id % targets.len()]`.
@@ -115,6 +130,8 @@ struct Plan {
     /// `--window`: the windows' length and count.
     window: Option<(Duration, usize)>,
     timeout: Duration,
+    /// `--udp`, with its `--loss-after`.
+    udp: Option<Duration>,
     /// The run's clock, shared by every worker (see `clock.rs`).
     clock: Clock,
 }
@@ -142,6 +159,16 @@ fn main() -> ExitCode {
         ));
     }
     let targets: Vec<Target> = args.addr.iter().map(|name| resolve(name)).collect();
+    if args.udp {
+        let max = udp::max_size(targets.iter().flat_map(|t| &t.addrs));
+        if args.size as usize > max {
+            fail_usage(&format!(
+                "--size {} does not fit in a UDP datagram to {} (at most {max} bytes)",
+                args.size,
+                args.addr.join(", ")
+            ));
+        }
+    }
     let duration = match args.requests {
         Some(_) => None,
         None => Some(args.duration.unwrap_or(DEFAULT_DURATION)),
@@ -191,6 +218,9 @@ fn main() -> ExitCode {
         duration,
         window,
         timeout: args.timeout,
+        udp: args
+            .udp
+            .then(|| args.loss_after.unwrap_or(DEFAULT_LOSS_AFTER)),
         // Paced sends are timed by `Instant`'s timers: their schedule stays
         // on `Instant` (see `clock.rs`).
         clock: if args.rate.is_some() {
@@ -419,18 +449,22 @@ fn worker(
         .collect();
 
     // Connect phase: all connects in flight at once, each bounded.
-    let connect_timeout = plan.timeout;
-    let results: Vec<std::io::Result<TcpStream>> = rt.block_on(async {
+    let (connect_timeout, udp, size) = (plan.timeout, plan.udp, plan.size);
+    let results: Vec<std::io::Result<Link>> = rt.block_on(async {
         let handles: Vec<_> = ids
             .clone()
             .map(|id| {
                 let addrs = plan.targets[(id % targets) as usize].addrs.clone();
                 spawn_local(async move {
+                    if let Some(retry) = udp {
+                        let socket = udp::connect(id, &addrs, size, retry, connect_timeout);
+                        return socket.await.map(Link::Udp);
+                    }
                     let stream = timeout(connect_timeout, TcpStream::connect(&addrs[..]))
                         .await
                         .map_err(std::io::Error::from)??;
                     stream.set_nodelay(true)?;
-                    Ok(stream)
+                    Ok(Link::Tcp(stream))
                 })
             })
             .collect();
@@ -481,7 +515,9 @@ fn worker(
     let stats: Vec<Rc<Stats>> = (0..targets as u32)
         .map(|target| Rc::new(Stats::new(tally.clone(), target)))
         .collect();
-    let watches = Watchlist::new(streams.len(), plan.timeout, clock, timeline.end);
+    // With `--udp` a wait that runs out is a lost datagram, not an error.
+    let wait_limit = plan.udp.unwrap_or(plan.timeout);
+    let watches = Watchlist::new(streams.len(), wait_limit, clock, timeline.end);
     rt.block_on(async {
         // Bounds every connection's waits for the server; ends by itself
         // once they have all ended (and is dropped with the runtime if a
@@ -490,7 +526,7 @@ fn worker(
         let handles: Vec<_> = streams
             .into_iter()
             .enumerate()
-            .map(|(slot, (id, stream))| {
+            .map(|(slot, (id, link))| {
                 let c = Conn {
                     id,
                     size: plan.size,
@@ -506,17 +542,22 @@ fn worker(
                         spin: plan.spin,
                     }),
                     timeline,
-                    timeout: plan.timeout,
+                    timeout: wait_limit,
                 };
                 let stats = stats[(id % targets) as usize].clone();
                 let pipelined = plan.pipeline > 1;
                 let watches = watches.clone();
                 spawn_local(async move {
                     let watch = watches.watch(slot);
-                    if pipelined {
-                        conn::pipelined(stream, c, stats.clone(), watch).await;
-                    } else {
-                        conn::closed(stream, c, stats.clone(), watch).await;
+                    match link {
+                        Link::Tcp(s) if pipelined => {
+                            conn::pipelined(s, c, stats.clone(), watch).await
+                        }
+                        Link::Tcp(s) => conn::closed(s, c, stats.clone(), watch).await,
+                        Link::Udp(s) if pipelined => {
+                            udp::pipelined(s, c, stats.clone(), watch).await
+                        }
+                        Link::Udp(s) => udp::closed(s, c, stats.clone(), watch).await,
                     }
                     watch.retire();
                     stats.connection_ended();
@@ -641,6 +682,8 @@ fn results_json(plan: &Plan, secs: f64, t: &Totals) -> serde_json::Value {
         "send_lag_max_us": lq(1.0),
         "errors": t.errors,
         "timeouts": t.timeouts,
+        "lost": t.lost,
+        "late": t.late,
         "mismatches": t.mismatches,
         "connect_errors": t.connect_errors,
         "window_secs": t.windows.as_ref().map(|w| w.len.as_secs_f64()),
@@ -675,6 +718,8 @@ fn report(
             "spin": plan.spin,
             "clock": if plan.clock.is_tsc() { "tsc" } else { "instant" },
             "workers": workers,
+            "transport": if plan.udp.is_some() { "udp" } else { "tcp" },
+            "loss_after_secs": plan.udp.map(|d| d.as_secs_f64()),
             "warmup_secs": plan.warmup.as_secs_f64(),
             "requests": plan.requests,
             "secs": secs,
@@ -710,9 +755,14 @@ fn report(
         None => "closed loop".to_string(),
     };
     println!(
-        "load: {} — {} connections, {} B messages, pipeline {}, {mode}, {workers} worker(s)",
+        "load: {} — {} {}, {} B messages, pipeline {}, {mode}, {workers} worker(s)",
         args.addr.join(", "),
         plan.connections,
+        if plan.udp.is_some() {
+            "UDP sockets"
+        } else {
+            "connections"
+        },
         plan.size,
         plan.pipeline
     );
@@ -775,4 +825,12 @@ fn print_results(plan: &Plan, secs: f64, t: &Totals, indent: &str) {
         "{indent}errors {} (timeouts {}), mismatches {}, connect errors {}",
         t.errors, t.timeouts, t.mismatches, t.connect_errors
     );
+    if plan.udp.is_some() {
+        println!(
+            "{indent}datagrams lost {} (no echo within {:?}), late echoes {}",
+            t.lost,
+            plan.udp.unwrap_or_default(),
+            t.late
+        );
+    }
 }

@@ -144,6 +144,10 @@ pub struct Stats {
     mismatches: Cell<u64>,
     errors: Cell<u64>,
     timeouts: Cell<u64>,
+    /// `--udp`: measured datagrams given up after `--loss-after`.
+    lost: Cell<u64>,
+    /// `--udp`: echoes of lost datagrams that came back later.
+    late: Cell<u64>,
     reports: Cell<u32>,
     /// The worker's tally, shared with its other targets' `Stats`: it
     /// records this target's latencies.
@@ -238,6 +242,10 @@ pub struct Totals {
     pub mismatches: u64,
     pub errors: u64,
     pub timeouts: u64,
+    /// `--udp`: measured datagrams whose echo did not come back in time.
+    pub lost: u64,
+    /// `--udp`: echoes that came back after their datagram was given up.
+    pub late: u64,
     pub connect_errors: u64,
     pub last_done: Option<Stamp>,
 }
@@ -252,6 +260,8 @@ impl Totals {
             mismatches: 0,
             errors: 0,
             timeouts: 0,
+            lost: 0,
+            late: 0,
             connect_errors: 0,
             last_done: None,
         }
@@ -277,6 +287,8 @@ impl Totals {
         self.mismatches += other.mismatches;
         self.errors += other.errors;
         self.timeouts += other.timeouts;
+        self.lost += other.lost;
+        self.late += other.late;
         self.connect_errors += other.connect_errors;
         self.last_done = self.last_done.max(other.last_done);
     }
@@ -377,6 +389,8 @@ impl Stats {
             mismatches: Cell::new(0),
             errors: Cell::new(0),
             timeouts: Cell::new(0),
+            lost: Cell::new(0),
+            late: Cell::new(0),
             reports: Cell::new(0),
             tally,
         }
@@ -437,6 +451,20 @@ impl Stats {
         );
     }
 
+    /// `--udp`: a measured datagram's echo did not come back within
+    /// `--loss-after`.
+    #[cold]
+    pub fn lost(&self) {
+        self.lost.set(self.lost.get() + 1);
+    }
+
+    /// `--udp`: the echo of a measured datagram already counted as lost
+    /// came back.
+    #[cold]
+    pub fn late(&self) {
+        self.late.set(self.late.get() + 1);
+    }
+
     /// Moves this target's counters into `total` (its connect errors stay);
     /// its latencies come from the tally ([`Tally::into_worker_totals`]).
     pub fn move_into(self, total: &mut Totals) {
@@ -444,6 +472,8 @@ impl Stats {
         total.mismatches = self.mismatches.get();
         total.errors = self.errors.get();
         total.timeouts = self.timeouts.get();
+        total.lost = self.lost.get();
+        total.late = self.late.get();
     }
 }
 

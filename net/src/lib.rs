@@ -43,4 +43,4 @@ pub mod udp;
 
 pub use stats::OpStats;
 pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpStream};
-pub use udp::UdpSocket;
+pub use udp::{UdpIo, UdpSocket};

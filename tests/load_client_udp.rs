@@ -1,0 +1,362 @@
+//! Integration tests of the load client's `--udp` mode, run as a process
+//! against in-test UDP servers (how it is built and run:
+//! `util/load_process.rs`).
+//!
+//! Each server counts datagrams per peer: a connection's first datagram is
+//! its probe, and its messages are the peer's datagrams 2, 3, …, so the
+//! servers that misbehave on every n-th datagram do it at places the tests
+//! can count exactly.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[path = "util/load_process.rs"]
+mod load_process;
+
+use load_process::{json, load_bin, run_load};
+
+/// What a server does with a peer's `n`-th datagram (1: the probe).
+enum Reply {
+    /// Sends these datagrams back.
+    Send(Vec<Vec<u8>>),
+    /// Holds it: the next `Send` of this peer may release it.
+    Hold,
+}
+
+/// A blocking UDP server on an ephemeral port; `reply(n, datagram, held)`
+/// decides, for each peer's `n`-th datagram, what goes back (`held`: the
+/// datagram this peer's last `Hold` kept, if any). Returns the address.
+fn udp_server(
+    reply: impl Fn(u64, &[u8], &mut Option<Vec<u8>>) -> Reply + Send + 'static,
+) -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("local_addr").to_string();
+    thread::spawn(move || {
+        let mut peers: HashMap<SocketAddr, (u64, Option<Vec<u8>>)> = HashMap::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            let (count, held) = peers.entry(peer).or_default();
+            *count += 1;
+            match reply(*count, &buf[..n], held) {
+                Reply::Send(datagrams) => {
+                    for d in datagrams {
+                        let _ = socket.send_to(&d, peer);
+                    }
+                }
+                Reply::Hold => *held = Some(buf[..n].to_vec()),
+            }
+        }
+    });
+    addr
+}
+
+/// An echo server that applies `change` to a peer's `n`-th datagram.
+fn changing_echo(change: impl Fn(u64, &mut Vec<u8>) + Send + 'static) -> String {
+    udp_server(move |n, datagram, _| {
+        let mut echo = datagram.to_vec();
+        change(n, &mut echo);
+        Reply::Send(vec![echo])
+    })
+}
+
+fn echo_server() -> String {
+    changing_echo(|_, _| {})
+}
+
+/// `load --udp --json --addr ADDR` plus `extra`.
+fn run_udp(addr: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["--udp", "--json", "--addr", addr];
+    args.extend_from_slice(extra);
+    let out = run_load(&args);
+    (out.status.code(), json(&out))
+}
+
+fn count(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is a count: {v}"))
+}
+
+#[test]
+fn counts_every_datagram_against_an_echo_server() {
+    let addr = echo_server();
+    for pipeline in ["1", "8"] {
+        let (code, v) = run_udp(
+            &addr,
+            &[
+                "--requests",
+                "1000",
+                "--connections",
+                "4",
+                "--size",
+                "100",
+                "--pipeline",
+                pipeline,
+            ],
+        );
+        assert_eq!(code, Some(0), "pipeline {pipeline}: {v}");
+        assert_eq!(v["transport"], "udp");
+        assert_eq!(count(&v, "msgs"), 1000, "pipeline {pipeline}");
+        for key in ["lost", "late", "mismatches", "errors", "connect_errors"] {
+            assert_eq!(count(&v, key), 0, "pipeline {pipeline}: {key}");
+        }
+    }
+}
+
+#[test]
+fn the_largest_datagram_goes_through_and_a_larger_size_is_refused() {
+    let addr = echo_server();
+    let (code, v) = run_udp(
+        &addr,
+        &["--requests", "20", "--connections", "2", "--size", "65507"],
+    );
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(count(&v, "msgs"), 20);
+
+    let out = run_load(&["--udp", "--addr", &addr, "--size", "65508"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at most 65507 bytes"), "{stderr}");
+}
+
+/// Every 5th message datagram of each peer comes back with a bit flipped:
+/// 2 connections × 50 messages, 10 mismatches each.
+#[test]
+fn corrupted_echoes_are_mismatches() {
+    let addr = changing_echo(|n, echo| {
+        if n > 1 && (n - 1) % 5 == 0 {
+            echo[3] ^= 0x10;
+        }
+    });
+    for pipeline in ["1", "4"] {
+        let (code, v) = run_udp(
+            &addr,
+            &[
+                "--requests",
+                "100",
+                "--connections",
+                "2",
+                "--pipeline",
+                pipeline,
+            ],
+        );
+        assert_eq!(code, Some(1), "pipeline {pipeline}: {v}");
+        assert_eq!(count(&v, "msgs"), 100, "pipeline {pipeline}");
+        assert_eq!(count(&v, "mismatches"), 20, "pipeline {pipeline}");
+        assert_eq!(count(&v, "lost"), 0, "pipeline {pipeline}");
+    }
+}
+
+/// Echoes one byte short, or one byte long, every 10th message datagram:
+/// mismatches, never taken for a good echo.
+#[test]
+fn echoes_of_the_wrong_length_are_mismatches() {
+    for longer in [false, true] {
+        let addr = changing_echo(move |n, echo| {
+            if n > 1 && (n - 1) % 10 == 0 {
+                if longer {
+                    echo.push(0);
+                } else {
+                    echo.pop();
+                }
+            }
+        });
+        let (code, v) = run_udp(&addr, &["--requests", "40", "--connections", "2"]);
+        assert_eq!(code, Some(1), "longer {longer}: {v}");
+        assert_eq!(count(&v, "mismatches"), 4, "longer {longer}");
+        assert_eq!(count(&v, "msgs"), 40, "longer {longer}");
+    }
+}
+
+/// Every 10th message datagram gets no echo: it is lost after
+/// `--loss-after`, the connection goes on, and the run does not fail.
+#[test]
+fn datagrams_without_an_echo_are_lost_and_the_run_goes_on() {
+    let addr = udp_server(|n, datagram, _| {
+        if n > 1 && (n - 1) % 10 == 0 {
+            Reply::Send(Vec::new())
+        } else {
+            Reply::Send(vec![datagram.to_vec()])
+        }
+    });
+    for pipeline in ["1", "4"] {
+        let (code, v) = run_udp(
+            &addr,
+            &[
+                "--requests",
+                "100",
+                "--connections",
+                "2",
+                "--loss-after",
+                "50ms",
+                "--pipeline",
+                pipeline,
+            ],
+        );
+        assert_eq!(code, Some(0), "pipeline {pipeline}: {v}");
+        assert_eq!(count(&v, "lost"), 10, "pipeline {pipeline}");
+        assert_eq!(count(&v, "msgs"), 90, "pipeline {pipeline}");
+        assert_eq!(count(&v, "late"), 0, "pipeline {pipeline}");
+        assert_eq!(count(&v, "mismatches"), 0, "pipeline {pipeline}");
+    }
+}
+
+/// The server holds every 10th message datagram and echoes it just before
+/// the next one's echo: given up after `--loss-after` (closed loop, where
+/// the next datagram is sent only then), then late, never a mismatch.
+#[test]
+fn an_echo_after_its_datagram_was_given_up_is_late() {
+    let addr = udp_server(|n, datagram, held| {
+        if n > 1 && (n - 1) % 10 == 0 {
+            return Reply::Hold;
+        }
+        let mut out: Vec<Vec<u8>> = held.take().into_iter().collect();
+        out.push(datagram.to_vec());
+        Reply::Send(out)
+    });
+    let (code, v) = run_udp(
+        &addr,
+        &[
+            "--requests",
+            "50",
+            "--connections",
+            "2",
+            "--loss-after",
+            "50ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(count(&v, "lost"), 4);
+    assert_eq!(count(&v, "late"), 4);
+    assert_eq!(count(&v, "msgs"), 46);
+    assert_eq!(count(&v, "mismatches"), 0);
+}
+
+/// Pipelined, the server swaps each pair of message datagrams (2 and 3,
+/// 4 and 5, …): the overtaken one is given up at once and its echo is
+/// late. 2 connections × 50 messages: 25 overtaken each, and 24 late
+/// echoes each: the last pair's late echo comes after the connection's
+/// last message, when nothing reads it any more.
+#[test]
+fn an_overtaken_datagram_is_lost_then_late_when_pipelined() {
+    let addr = udp_server(|n, datagram, held| {
+        if n > 1 && n % 2 == 0 {
+            return Reply::Hold;
+        }
+        let mut out = vec![datagram.to_vec()];
+        out.extend(held.take());
+        Reply::Send(out)
+    });
+    let (code, v) = run_udp(
+        &addr,
+        &[
+            "--requests",
+            "100",
+            "--connections",
+            "2",
+            "--pipeline",
+            "4",
+            // Nothing is lost by waiting: every datagram's echo comes back
+            // within a few milliseconds.
+            "--loss-after",
+            "10s",
+        ],
+    );
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(count(&v, "lost"), 50);
+    assert_eq!(count(&v, "late"), 48);
+    assert_eq!(count(&v, "msgs"), 50);
+    assert_eq!(count(&v, "mismatches"), 0);
+}
+
+/// A socket that never answers: the probe finds nobody within `--timeout`,
+/// and the run fails like an unreachable TCP server (exit 2, one line),
+/// well within the bound.
+#[test]
+fn a_silent_server_fails_the_probe() {
+    load_bin(); // a cold build of the example must not count against the bound
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("local_addr").to_string();
+    let start = Instant::now();
+    let out = run_load(&[
+        "--udp",
+        "--addr",
+        &addr,
+        "--connections",
+        "3",
+        "--timeout",
+        "300ms",
+        "--loss-after",
+        "100ms",
+    ]);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no echo of a probe datagram"), "{stderr}");
+    drop(silent);
+}
+
+/// Nobody on the port: the kernel refuses the probe (ICMP port
+/// unreachable).
+#[test]
+fn a_closed_port_is_refused() {
+    let port = {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("local_addr").port()
+    };
+    let out = run_load(&["--udp", "--addr", &format!("127.0.0.1:{port}")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+}
+
+/// A server that echoes the probe and nothing after: every datagram is
+/// lost, no message completes, and the run ends on its own with exit 1.
+#[test]
+fn a_server_that_stops_answering_ends_the_run_with_nothing_completed() {
+    let addr = udp_server(|n, datagram, _| {
+        Reply::Send(if n == 1 {
+            vec![datagram.to_vec()]
+        } else {
+            Vec::new()
+        })
+    });
+    load_bin(); // a cold build of the example must not count against the bound
+    let start = Instant::now();
+    let (code, v) = run_udp(
+        &addr,
+        &[
+            "--requests",
+            "6",
+            "--connections",
+            "2",
+            "--loss-after",
+            "50ms",
+        ],
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(count(&v, "msgs"), 0);
+    assert_eq!(count(&v, "lost"), 6);
+}
+
+#[test]
+fn loss_after_needs_udp() {
+    let out = run_load(&["--loss-after", "1s"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--udp"), "{stderr}");
+}
