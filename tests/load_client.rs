@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[path = "util/load_process.rs"]
 mod load_process;
 
-use load_process::{json, load_bin, run_load};
+use load_process::{assert_no_allocations, json, load_bin, run_load};
 
 /// A blocking server on an ephemeral port: `serve` runs on its own thread
 /// for each connection. Returns the address.
@@ -119,6 +119,7 @@ fn counts_every_request_against_an_echo_server() {
         v["max_us"].as_f64().unwrap(),
     );
     assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{v}");
+    assert_no_allocations(&v);
 }
 
 #[test]
@@ -146,6 +147,7 @@ fn pipelined_workers_count_every_request() {
     assert_eq!(v["errors"], 0);
     assert_eq!(v["pipeline"], 8);
     assert_eq!(v["workers"], 2);
+    assert_no_allocations(&v);
 }
 
 /// One second of open loop at 2000 msg/s over 4 connections against an

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 #[path = "util/load_process.rs"]
 mod load_process;
 
-use load_process::{json, load_bin, run_load};
+use load_process::{assert_no_allocations, json, load_bin, run_load};
 
 /// What a server does with a peer's `n`-th datagram (1: the probe).
 enum Reply {
@@ -87,7 +87,7 @@ fn counts_every_datagram_against_an_echo_server() {
             &addr,
             &[
                 "--requests",
-                "1000",
+                "4000",
                 "--connections",
                 "4",
                 "--size",
@@ -98,10 +98,11 @@ fn counts_every_datagram_against_an_echo_server() {
         );
         assert_eq!(code, Some(0), "pipeline {pipeline}: {v}");
         assert_eq!(v["transport"], "udp");
-        assert_eq!(count(&v, "msgs"), 1000, "pipeline {pipeline}");
+        assert_eq!(count(&v, "msgs"), 4000, "pipeline {pipeline}");
         for key in ["lost", "late", "mismatches", "errors", "connect_errors"] {
             assert_eq!(count(&v, key), 0, "pipeline {pipeline}: {key}");
         }
+        assert_no_allocations(&v);
     }
 }
 

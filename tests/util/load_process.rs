@@ -75,3 +75,12 @@ pub fn json(out: &Output) -> serde_json::Value {
     );
     serde_json::from_str(line).expect("stdout is one JSON object")
 }
+
+/// The run's steady state allocated nothing: some messages were counted
+/// in the allocation window (`alloc_window_msgs`), at exactly 0
+/// allocations.
+pub fn assert_no_allocations(v: &serde_json::Value) {
+    let msgs = v["alloc_window_msgs"].as_u64().expect("alloc_window_msgs");
+    assert!(msgs > 0, "no message in the allocation window: {v}");
+    assert_eq!(v["allocs_per_msg"], 0.0, "{v}");
+}
