@@ -202,6 +202,16 @@ impl Echoes {
         self.classify_unexpected(got, first, sent)
     }
 
+    /// [`classify`](Self::classify) with one datagram outstanding, `seq`,
+    /// whose contents the caller holds: `sent`.
+    #[inline]
+    pub fn classify_one(&mut self, got: &[u8], sent: &[u8], seq: u64) -> Echo {
+        if got == sent {
+            return Echo::Of { seq, bad: false };
+        }
+        self.classify_unexpected(got, seq, seq + 1)
+    }
+
     #[cold]
     fn classify_unexpected(&mut self, got: &[u8], first: u64, sent: u64) -> Echo {
         if got.len() == self.scratch.len() {
@@ -312,7 +322,7 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
                 Err(Stop::End) => return,
                 Err(Stop::Timeout) => break None,
             };
-            match echoes.classify(&rx[..n], seq, seq + 1) {
+            match echoes.classify_one(&rx[..n], &msg, seq) {
                 Echo::Of { bad, .. } => break Some((n, bad)),
                 Echo::Late { measured } => {
                     if measured {
@@ -463,6 +473,26 @@ mod tests {
         // Not outstanding (5 is not sent yet): a corrupted echo of 3.
         assert_eq!(
             e.classify(&datagram(7, 5), 3, 5),
+            Echo::Of { seq: 3, bad: true }
+        );
+    }
+
+    #[test]
+    fn one_outstanding_datagram_compared_with_what_was_sent() {
+        let stats = stats();
+        let mut e = Echoes::new(7, SIZE);
+        let sent = datagram(7, 3);
+        assert_eq!(
+            e.classify_one(&sent, &sent, 3),
+            Echo::Of { seq: 3, bad: false }
+        );
+        e.give_up(2, true, &stats);
+        assert_eq!(
+            e.classify_one(&datagram(7, 2), &sent, 3),
+            Echo::Late { measured: true }
+        );
+        assert_eq!(
+            e.classify_one(&datagram(7, 4), &sent, 3),
             Echo::Of { seq: 3, bad: true }
         );
     }
