@@ -204,6 +204,47 @@ fn datagrams_without_an_echo_are_lost_and_the_run_goes_on() {
     }
 }
 
+/// A burst of 100 lost datagrams, longer than the pipelined window (64):
+/// each full window of lost ones is given up at once when the oldest's
+/// `--loss-after` runs out, and the echoes after the burst are matched
+/// again, none taken for a corrupted one.
+#[test]
+fn a_burst_of_losses_longer_than_the_window_is_lost_not_mismatched() {
+    let addr = udp_server(|n, datagram, _| {
+        if (12..112).contains(&n) {
+            Reply::Send(Vec::new())
+        } else {
+            Reply::Send(vec![datagram.to_vec()])
+        }
+    });
+    load_bin(); // a cold build of the example must not count against the bound
+    let start = Instant::now();
+    let (code, v) = run_udp(
+        &addr,
+        &[
+            "--requests",
+            "300",
+            "--connections",
+            "1",
+            "--pipeline",
+            "64",
+            "--loss-after",
+            "50ms",
+        ],
+    );
+    // Two windows of losses, one `--loss-after` (and a reaper pass) each.
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(count(&v, "lost"), 100);
+    assert_eq!(count(&v, "msgs"), 200);
+    assert_eq!(count(&v, "mismatches"), 0);
+    assert_eq!(count(&v, "late"), 0);
+}
+
 /// The server holds every 10th message datagram and echoes it just before
 /// the next one's echo: given up after `--loss-after` (closed loop, where
 /// the next datagram is sent only then), then late, never a mismatch.

@@ -9,14 +9,18 @@
 //! - **Loss** is the transport's right, not an error: a datagram whose echo
 //!   has not come back `--loss-after` after it was sent is given up
 //!   (counted in `lost` if it was measured) and the connection goes on. An
-//!   echo of a given-up datagram that comes back later counts in `late`
-//!   and is otherwise ignored.
+//!   echo of a datagram already settled (given up, or a duplicate of one
+//!   echoed before) counts in `late` and is otherwise ignored.
 //! - **Matching.** Echoes are expected in the order the datagrams were
-//!   sent. An echo that is not the oldest outstanding datagram's is
-//!   compared with the next [`REORDER`] outstanding ones (those before the
-//!   one it matches are then given up: overtaken), then with the last
-//!   [`REMEMBERED`] given-up ones and the probe (late). If it is none of
-//!   these, it is the oldest outstanding datagram's, corrupted: a mismatch.
+//!   sent. An echo that is not the oldest outstanding datagram's says
+//!   which datagram it is: a message's first 8 bytes are its seed, from
+//!   which `pattern::seq_of` reads its sequence number back. If the whole
+//!   echo is that datagram's, byte for byte, it is a later outstanding
+//!   one's (those before it are then given up: overtaken), a settled
+//!   one's (late) or the probe's (late, not counted). Otherwise it is the
+//!   oldest outstanding datagram's, corrupted: a mismatch. Datagrams under
+//!   8 bytes are compared with every outstanding one, the last
+//!   [`REMEMBERED`] given-up ones and the probe instead.
 //!
 //! Invariants:
 //! - A connection's buffers are made before its first message: the common
@@ -40,17 +44,16 @@ use cellio::{UdpIo, UdpSocket};
 use crate::conn::{
     join, next_send, report_mismatch, send_window, Conn, Flight, SendMessage, BUDGET,
 };
-use crate::pattern::fill;
+use crate::pattern::{fill, seq_of};
 use crate::stats::Stats;
 use crate::watch::{Stop, Watch};
 
 /// The probe's sequence number: no message has it.
 const PROBE: u64 = u64::MAX;
 /// Given-up datagrams each connection remembers, to tell their late echoes
-/// from corrupted ones.
+/// from corrupted ones when datagrams are too short (under 8 bytes) to say
+/// which they are.
 pub const REMEMBERED: usize = 32;
-/// How far ahead of the oldest outstanding datagram an echo is looked for.
-pub const REORDER: u64 = 64;
 /// The largest UDP payload over IPv4.
 const MAX_DATAGRAM_V4: usize = 65_507;
 
@@ -153,8 +156,9 @@ pub enum Echo {
     /// Datagram `seq`'s echo. `bad`: its bytes differ from the datagram's;
     /// it is then taken for the oldest outstanding one's.
     Of { seq: u64, bad: bool },
-    /// The echo of a datagram given up earlier (`measured`: one that
-    /// counted in `lost`), or of a probe sent again.
+    /// The echo of a datagram already settled (given up, or echoed before:
+    /// a duplicate), or of a probe sent again. `measured`: the datagram
+    /// was due after the warm-up.
     Late { measured: bool },
 }
 
@@ -166,9 +170,12 @@ pub struct Echoes {
     expect_seq: u64,
     /// For the rare comparisons with other datagrams.
     scratch: Vec<u8>,
-    /// The last given-up datagrams, `(seq, measured)`; `PROBE` marks an
-    /// unused entry.
-    given_up: [(u64, bool); REMEMBERED],
+    /// The first measured datagram: the later ones are measured too (due
+    /// times grow with the sequence number).
+    measured_from: Option<u64>,
+    /// Datagrams under 8 bytes carry no readable sequence number: the last
+    /// given-up ones are remembered instead (`PROBE`: unused).
+    given_up: [u64; REMEMBERED],
     next: usize,
 }
 
@@ -180,7 +187,8 @@ impl Echoes {
             expect: vec![0; size],
             expect_seq: PROBE,
             scratch: vec![0; size],
-            given_up: [(PROBE, false); REMEMBERED],
+            measured_from: None,
+            given_up: [PROBE; REMEMBERED],
             next: 0,
         }
     }
@@ -215,17 +223,20 @@ impl Echoes {
     #[cold]
     fn classify_unexpected(&mut self, got: &[u8], first: u64, sent: u64) -> Echo {
         if got.len() == self.scratch.len() {
-            for seq in first + 1..sent.min(first + 1 + REORDER) {
-                if self.is_of(got, seq) {
-                    return Echo::Of { seq, bad: false };
+            if let Some(head) = got.first_chunk::<8>() {
+                // The datagram says which it is; believe it if it is one
+                // this connection sent, byte for byte.
+                let seq = seq_of(self.id, *head);
+                if (seq < sent || seq == PROBE) && self.is_of(got, seq) {
+                    return self.echo_of(seq, first);
                 }
-            }
-            if self.is_of(got, PROBE) {
-                return Echo::Late { measured: false };
-            }
-            for (seq, measured) in self.given_up {
-                if seq != PROBE && self.is_of(got, seq) {
-                    return Echo::Late { measured };
+            } else {
+                let outstanding = first + 1..sent;
+                let remembered = self.given_up.into_iter().filter(|&s| s != PROBE);
+                for seq in outstanding.chain(remembered).chain([PROBE]) {
+                    if self.is_of(got, seq) {
+                        return self.echo_of(seq, first);
+                    }
                 }
             }
         }
@@ -235,17 +246,40 @@ impl Echoes {
         }
     }
 
+    /// The echo of datagram `seq` (one this connection sent, or the probe).
+    fn echo_of(&self, seq: u64, first: u64) -> Echo {
+        if seq == PROBE {
+            Echo::Late { measured: false }
+        } else if seq < first {
+            Echo::Late {
+                measured: self.measured_from.is_some_and(|from| seq >= from),
+            }
+        } else {
+            Echo::Of { seq, bad: false }
+        }
+    }
+
     fn is_of(&mut self, got: &[u8], seq: u64) -> bool {
         fill(&mut self.scratch, self.id, seq);
         got == &self.scratch[..]
     }
 
+    /// Datagram `seq`, due after the warm-up, has been settled (echoed or
+    /// given up); the first such marks where measuring began.
+    #[inline]
+    pub fn measured(&mut self, seq: u64) {
+        if self.measured_from.is_none() {
+            self.measured_from = Some(seq);
+        }
+    }
+
     /// Datagram `seq` is given up; `measured`: it counts in `lost`.
     pub fn give_up(&mut self, seq: u64, measured: bool, stats: &Stats) {
         if measured {
+            self.measured(seq);
             stats.lost();
         }
-        self.given_up[self.next] = (seq, measured);
+        self.given_up[self.next] = seq;
         self.next = (self.next + 1) % REMEMBERED;
     }
 
@@ -341,6 +375,9 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
                 if bad {
                     echoes.report(&stats, seq, &rx[..n]);
                 }
+                if recorded {
+                    echoes.measured(seq);
+                }
                 stats.complete(recorded, bad, intended, now);
             }
             None => echoes.give_up(seq, recorded, &stats),
@@ -396,11 +433,21 @@ async fn receive_datagrams(
             },
             Err(Stop::End) => return,
             Err(Stop::Timeout) => {
-                if tl.ended(clock.now()) {
+                let now = clock.now();
+                if tl.ended(now) {
                     return;
                 }
-                echoes.give_up(seq, measured(seq), stats);
-                seq += 1;
+                // Every outstanding datagram as old as the oldest's limit
+                // goes now, not one per pass of the reaper: a burst of
+                // losses as long as the window clears at once.
+                let limit = now.sub(c.timeout);
+                loop {
+                    echoes.give_up(seq, measured(seq), stats);
+                    seq += 1;
+                    if seq == flight.sent.get() || flight.sent_at[flight.slot(seq)].get() > limit {
+                        break;
+                    }
+                }
                 flight.done.set(seq);
                 continue;
             }
@@ -425,7 +472,11 @@ async fn receive_datagrams(
                     echoes.report(stats, seq, &rx[..n]);
                 }
                 let due = flight.intended[flight.slot(seq)].get();
-                stats.complete(due >= tl.warm_end, bad, due, t);
+                let recorded = due >= tl.warm_end;
+                if recorded {
+                    echoes.measured(seq);
+                }
+                stats.complete(recorded, bad, due, t);
                 seq += 1;
                 flight.done.set(seq);
             }
@@ -501,15 +552,16 @@ mod tests {
     fn late_echoes_of_given_up_datagrams_and_probes() {
         let stats = stats();
         let mut e = Echoes::new(1, SIZE);
-        e.give_up(2, true, &stats);
-        e.give_up(3, false, &stats);
+        // 2 was due in the warm-up, 3 after it.
+        e.give_up(2, false, &stats);
+        e.give_up(3, true, &stats);
         assert_eq!(
             e.classify(&datagram(1, 2), 10, 11),
-            Echo::Late { measured: true }
+            Echo::Late { measured: false }
         );
         assert_eq!(
             e.classify(&datagram(1, 3), 10, 11),
-            Echo::Late { measured: false }
+            Echo::Late { measured: true }
         );
         assert_eq!(
             e.classify(&datagram(1, PROBE), 10, 11),
@@ -533,38 +585,66 @@ mod tests {
     }
 
     #[test]
-    fn only_the_last_given_up_datagrams_are_remembered() {
-        let stats = stats();
+    fn an_echo_far_ahead_after_a_burst_of_losses_is_found() {
         let mut e = Echoes::new(1, SIZE);
+        assert_eq!(
+            e.classify(&datagram(1, 900), 0, 1000),
+            Echo::Of {
+                seq: 900,
+                bad: false
+            }
+        );
+        // Not sent yet: no echo of it can be real.
+        assert_eq!(
+            e.classify(&datagram(1, 1000), 0, 1000),
+            Echo::Of { seq: 0, bad: true }
+        );
+    }
+
+    #[test]
+    fn an_echo_of_any_settled_datagram_is_late_and_measured_from_the_first_measured() {
+        let mut e = Echoes::new(1, SIZE);
+        // 0..10 were warm-up; 10 was the first measured; 11..5000 settled.
+        e.measured(10);
+        for (seq, measured) in [(3, false), (10, true), (4321, true)] {
+            assert_eq!(
+                e.classify(&datagram(1, seq), 5000, 5001),
+                Echo::Late { measured },
+                "{seq}"
+            );
+        }
+    }
+
+    /// Under 8 bytes a datagram cannot say which it is: only the
+    /// outstanding ones, the last given-up ones and the probe are known.
+    #[test]
+    fn short_datagrams_are_compared_with_the_ones_remembered() {
+        const SHORT: usize = 5;
+        let short = |seq: u64| {
+            let mut d = vec![0; SHORT];
+            fill(&mut d, 1, seq);
+            d
+        };
+        let stats = stats();
+        let mut e = Echoes::new(1, SHORT);
+        assert_eq!(e.classify(&short(7), 2, 9), Echo::Of { seq: 7, bad: false });
         for seq in 0..REMEMBERED as u64 + 1 {
             e.give_up(seq, true, &stats);
         }
         assert_eq!(
-            e.classify(&datagram(1, 0), 100, 101),
+            e.classify(&short(0), 100, 101),
             Echo::Of {
                 seq: 100,
                 bad: true
             }
         );
         assert_eq!(
-            e.classify(&datagram(1, 1), 100, 101),
+            e.classify(&short(1), 100, 101),
             Echo::Late { measured: true }
         );
-    }
-
-    #[test]
-    fn echoes_are_looked_for_at_most_reorder_ahead() {
-        let mut e = Echoes::new(1, SIZE);
         assert_eq!(
-            e.classify(&datagram(1, REORDER), 0, 1000),
-            Echo::Of {
-                seq: REORDER,
-                bad: false
-            }
-        );
-        assert_eq!(
-            e.classify(&datagram(1, REORDER + 1), 0, 1000),
-            Echo::Of { seq: 0, bad: true }
+            e.classify(&short(PROBE), 100, 101),
+            Echo::Late { measured: false }
         );
     }
 
