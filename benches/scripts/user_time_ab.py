@@ -8,7 +8,10 @@ pinned to CPU 1 (100 connections, 64 B, closed loop), the shim's counters read a
 warm-up and window marks. Prints each run and the medians of user ns/msg less the shim's floor.
 
     benches/scripts/user_time_ab.py --bins A,B [--variants futures,poll] [--rounds 6] [--secs 4]
-        [--shims raw,libc] [--segments] [--rate R]
+        [--shims raw,libc] [--segments] [--rate R] [--udp]
+
+`--udp`: UDP echo servers (`udp_echo_server`, `mio_udp_echo`, `tokio_udp_echo`) under
+`mio_udp_load` (100 sockets, 64 B, one datagram in flight on each); a message is a datagram.
 
 A binary whose name starts with `tokio` runs as `--flavor current`, one starting with `mio`
 with no flags; any other gets `--api VARIANT` (cellio's echo_server: build it with
@@ -98,11 +101,11 @@ def uses_hooks(binary):
         return b"user_time_enter\0" in f.read()
 
 
-def run_once(shim, tsc, floor, binary, variant, secs, tmp, port, rate=None):
+def run_once(shim, tsc, floor, binary, variant, secs, tmp, port, rate=None, udp=False):
     ctr = os.path.join(tmp, "run.ctr")
     env = dict(os.environ, LD_PRELOAD=shim, USER_TIME_FILE=ctr)
     name = os.path.basename(binary)
-    extra = (["--flavor", "current"] if name.startswith("tokio")
+    extra = (([] if udp else ["--flavor", "current"]) if name.startswith("tokio")
              else [] if name.startswith("mio") else ["--api", variant])
     server = subprocess.Popen(["taskset", "-c", "0", binary] + extra + ["--addr", f"127.0.0.1:{port}"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -113,7 +116,20 @@ def run_once(shim, tsc, floor, binary, variant, secs, tmp, port, rate=None):
         marks.append(words(ctr))
         cpu_marks.append((proc_cpu_ticks(server.pid), time.monotonic()))
 
-    if rate is None:
+    if udp:
+        load = os.path.join(ROOT, "target", "release", "mio_udp_load")
+        client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", f"127.0.0.1:{port}",
+                                   "--sockets", "100", "--size", "64", "--duration", str(secs),
+                                   "--warmup", "1"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for line in client.stdout:
+            if line.startswith("#"):
+                mark()
+            elif line.startswith("{"):
+                v = json.loads(line)
+                result = {"msgs": v["datagrams"], "msgs_per_sec": v["datagrams"] / v["secs"]}
+        client.wait()
+    elif rate is None:
         load = os.path.join(ROOT, "target", "release", "mio_load")
         client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", f"127.0.0.1:{port}",
                                    "--connections", "100", "--size", "64", "--duration", str(secs),
@@ -206,7 +222,11 @@ def main():
                     help="also print each run's segments by the calls around them (count per "
                          "message × raw ns), as the driver's table does, and the server's CPU "
                          "per message and CPU%% from /proc over the window")
+    ap.add_argument("--udp", action="store_true",
+                    help="UDP echo servers under mio_udp_load (a message is a datagram)")
     a = ap.parse_args()
+    if a.udp and a.rate is not None:
+        sys.exit("--udp runs closed loop only (no --rate)")
     bins = [os.path.abspath(b) for b in a.bins.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tsc = tsc_rate(tmp)
@@ -230,7 +250,7 @@ def main():
                 shim, floors = shims[k]
                 floor = floors["hooks" if uses_hooks(b) else "wrappers"]
                 rate, user, less, long_segments, calls, segs, cpu = run_once(
-                    shim, tsc, floor, b, v, a.secs, tmp, a.port, a.rate)
+                    shim, tsc, floor, b, v, a.secs, tmp, a.port, a.rate, a.udp)
                 results[(b, v, k)].append(less)
                 print(f"round {r + 1} {os.path.basename(b):<16} {v:<8} {k:<4} {rate:>9.0f} msg/s  "
                       f"user {user:6.1f} ns/msg, {less:6.1f} less the floor, {calls:.3f} calls/msg  "

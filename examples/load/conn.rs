@@ -1,7 +1,10 @@
-//! One connection's traffic: the closed loop (`--pipeline 1`) and the
-//! pipelined loop (a sender and a receiver joined inside one task).
+//! One TCP connection's traffic: the closed loop (`--pipeline 1`) and the
+//! pipelined loop (a sender and a receiver joined inside one task); and
+//! what `udp.rs` shares with them: the paced send ([`next_send`]), the
+//! pipelined sender ([`send_window`]) and the join of the two halves
+//! ([`join`], over a [`Flight`]).
 //!
-//! Both reuse their buffers: after a connection's task has started, sending,
+//! All reuse their buffers: after a connection's task has started, sending,
 //! receiving, checking and recording a message allocates nothing.
 
 use std::cell::Cell;
@@ -176,25 +179,8 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
         if c.quota.is_some_and(|q| counted >= q) {
             break;
         }
-        let (intended, since) = match &c.pace {
-            Some(pace) => {
-                let due = pace.due(seq);
-                if tl.ended(due) {
-                    break;
-                }
-                wait_due(&mut pace_sleep, &clock, due, pace.spin).await;
-                now = clock.now();
-                if due >= tl.warm_end {
-                    stats.send_lag(now.nanos_since(due));
-                }
-                (due, now)
-            }
-            None => {
-                if tl.ended(now) {
-                    break;
-                }
-                (now, now)
-            }
+        let Some((intended, since)) = next_send(&c, seq, now, &mut pace_sleep, &stats).await else {
+            break;
         };
         let recorded = intended >= tl.warm_end;
         counted += recorded as u64;

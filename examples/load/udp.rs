@@ -124,12 +124,8 @@ async fn probe(
             }
             Ok(Err(e)) => return Err(e),
             Err(_) if Instant::now() >= deadline => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                    "no echo of a probe datagram within {limit:?} (is a UDP echo server there?)"
-                ),
-                ))
+                let why = format!("no echo of a probe datagram within {limit:?}");
+                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
             }
             Err(_) => {} // probe again
         }
