@@ -276,6 +276,22 @@ fn an_echo_after_its_datagram_was_given_up_is_late() {
     assert_eq!(count(&v, "mismatches"), 0);
 }
 
+/// Every 10th message datagram is echoed twice: the second copy is late
+/// (its datagram is already settled), never a mismatch, and the run passes.
+#[test]
+fn a_duplicated_echo_is_late() {
+    let addr = udp_server(|n, datagram, _| {
+        let copies = if n > 1 && (n - 1) % 10 == 0 { 2 } else { 1 };
+        Reply::Send(vec![datagram.to_vec(); copies])
+    });
+    let (code, v) = run_udp(&addr, &["--requests", "50", "--connections", "2"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(count(&v, "late"), 4);
+    assert_eq!(count(&v, "msgs"), 50);
+    assert_eq!(count(&v, "lost"), 0);
+    assert_eq!(count(&v, "mismatches"), 0);
+}
+
 /// Pipelined, the server swaps each pair of message datagrams (2 and 3,
 /// 4 and 5, …): the overtaken one is given up at once and its echo is
 /// late. 2 connections × 50 messages: 25 overtaken each, and 24 late
