@@ -198,6 +198,15 @@ impl OpState {
             let Some(waker) = waker else {
                 return Poll::Pending;
             };
+            // A fresh operation whose attempt said EAGAIN, on a cell that
+            // already holds its task's waker: reserve and park in one CAS.
+            if attempted && self.token.is_none() {
+                if let Some(token) = cell.park_idle(seen, waker) {
+                    self.token = Some(token);
+                    self.parked = true;
+                    return Poll::Pending;
+                }
+            }
             let token = match self.token {
                 Some(token) => token,
                 None => match cell.reserve() {
