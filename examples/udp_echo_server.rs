@@ -17,6 +17,10 @@
 //! * A datagram longer than the buffer (which holds the largest UDP
 //!   payload) cannot happen; a sender that is gone (an ICMP report) is
 //!   logged and skipped, never fatal.
+//! * `--recv-buffer BYTES` sets each socket's kernel receive buffer: the
+//!   default (208 KiB on most Linux systems) holds some 200 small
+//!   datagrams, and a burst beyond that while the server is busy is
+//!   dropped by the kernel.
 //! * SIGINT/SIGTERM: stop and exit 0. A bad flag or an address that cannot
 //!   be bound: a one-line error and a non-zero exit.
 
@@ -43,6 +47,11 @@ struct Args {
     /// Worker threads, each with its own socket on the port.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: u16,
+    /// Each socket's kernel receive buffer (`SO_RCVBUF`), in bytes: how much
+    /// a burst may queue before the kernel drops datagrams [default: the
+    /// system's, `net.core.rmem_default`].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
+    recv_buffer: Option<u32>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +107,19 @@ async fn serve_with(socket: UdpSocket, api: Api) -> std::io::Result<()> {
     }
 }
 
+/// Binds one worker's socket, with `--recv-buffer` applied.
+fn bind(
+    addr: SocketAddr,
+    options: BindOptions,
+    recv_buffer: Option<u32>,
+) -> std::io::Result<UdpSocket> {
+    let socket = UdpSocket::bind_with(addr, options)?;
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes as usize)?;
+    }
+    Ok(socket)
+}
+
 fn run(args: &Args) -> std::io::Result<()> {
     let workers = usize::from(args.workers);
     let runtime = Runtime::builder().workers(workers).build()?;
@@ -108,13 +130,13 @@ fn run(args: &Args) -> std::io::Result<()> {
             handle.shutdown();
         }
     });
-    let api = args.api;
+    let (api, recv_buffer) = (args.api, args.recv_buffer);
     runtime.block_on(async {
         let options = BindOptions {
             reuse_port: workers > 1,
             ..BindOptions::default()
         };
-        let socket = UdpSocket::bind_with(args.addr, options).map_err(|e| {
+        let socket = bind(args.addr, options, recv_buffer).map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", args.addr))
         })?;
         let addr = socket.local_addr()?;
@@ -124,7 +146,7 @@ fn run(args: &Args) -> std::io::Result<()> {
         let others: Vec<_> = (1..workers)
             .map(|worker| {
                 spawn_local_on(worker, move || async move {
-                    let socket = UdpSocket::bind_with(addr, options).map_err(|e| {
+                    let socket = bind(addr, options, recv_buffer).map_err(|e| {
                         std::io::Error::new(
                             e.kind(),
                             format!("worker {worker} cannot bind {addr}: {e}"),

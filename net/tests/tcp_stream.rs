@@ -87,6 +87,22 @@ fn nodelay_can_be_set_and_read_back() {
 }
 
 #[test]
+fn buffer_sizes_can_be_set_and_read_back() {
+    run(|| async {
+        let (client, _server) = cellio_pair().await?;
+        // Linux doubles what it is given (and caps it at rmem_max/wmem_max,
+        // 208 KiB by default: above what is asked here).
+        client.set_recv_buffer_size(64 << 10)?;
+        client.set_send_buffer_size(96 << 10)?;
+        let (recv, send) = (client.recv_buffer_size()?, client.send_buffer_size()?);
+        assert!((64 << 10..=128 << 10).contains(&recv), "{recv}");
+        assert!((96 << 10..=192 << 10).contains(&send), "{send}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn local_and_peer_addresses_mirror_each_other() {
     run(|| async {
         let listener = TcpListener::bind("127.0.0.1:0")?;

@@ -282,6 +282,42 @@ fn many_datagrams_of_varied_sizes_come_back_byte_for_byte() {
 /// senders over them (by a hash of the sender's address and port: with 32
 /// senders, all on one socket has a chance of 2 in 2^32). Without the
 /// option, the port is taken.
+/// The receive buffer bounds what the kernel queues: a burst of 100
+/// datagrams that a default buffer holds whole overflows one of 4 KiB,
+/// and the sizes read back as set (Linux doubles them).
+#[test]
+fn the_receive_buffer_size_bounds_what_is_queued() {
+    run(|| async {
+        let burst = |small: bool| async move {
+            let (a, b) = pair()?;
+            if small {
+                b.set_recv_buffer_size(4 << 10)?;
+                let size = b.recv_buffer_size()?;
+                assert!((4 << 10..=8 << 10).contains(&size), "{size}");
+            }
+            let to = b.local_addr()?;
+            for seq in 0..100 {
+                a.send_to(&datagram(seq, 64), to).await?;
+            }
+            let mut queued = 0;
+            let mut buf = [0u8; 128];
+            while b.try_recv_from(&mut buf).is_ok() {
+                queued += 1;
+            }
+            io::Result::Ok(queued)
+        };
+        assert_eq!(burst(false).await?, 100);
+        let queued = burst(true).await?;
+        assert!(queued < 100, "{queued} of 100 queued in a 4 KiB buffer");
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_send_buffer_size(96 << 10)?;
+        let send = socket.send_buffer_size()?;
+        assert!((96 << 10..=192 << 10).contains(&send), "{send}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn reuse_port_lets_sockets_share_a_port_and_spreads_senders_over_them() {
     use cellio_net::udp::BindOptions;

@@ -269,6 +269,32 @@ impl TcpStream {
         self.io.nodelay()
     }
 
+    /// Sets `SO_RCVBUF`: the kernel's receive buffer, which bounds the TCP
+    /// window this side advertises. Linux doubles the value and caps it at
+    /// `net.core.rmem_max`, and setting it turns off the kernel's receive
+    /// buffer auto-tuning for this socket; read the result back with
+    /// [`recv_buffer_size`](Self::recv_buffer_size).
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        socket2::SockRef::from(&self.io).set_recv_buffer_size(bytes)
+    }
+
+    /// `SO_RCVBUF`: the kernel's receive buffer size in bytes.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.io).recv_buffer_size()
+    }
+
+    /// Sets `SO_SNDBUF`: how many bytes of unacknowledged and unsent data
+    /// the kernel may hold (doubled and capped at `net.core.wmem_max` on
+    /// Linux; setting it turns off send buffer auto-tuning).
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        socket2::SockRef::from(&self.io).set_send_buffer_size(bytes)
+    }
+
+    /// `SO_SNDBUF`: the kernel's send buffer size in bytes.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.io).send_buffer_size()
+    }
+
     /// The remote address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.io.peer_addr()

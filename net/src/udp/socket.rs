@@ -236,6 +236,42 @@ impl UdpSocket {
         self.io.ttl()
     }
 
+    /// Sets `SO_RCVBUF`: how many bytes of datagrams the kernel may queue
+    /// for this socket before it drops new ones. Linux doubles the value
+    /// (for its own bookkeeping) and caps it at `net.core.rmem_max`; read
+    /// the result back with [`recv_buffer_size`](Self::recv_buffer_size).
+    /// A server that may fall behind a burst of senders wants more than the
+    /// default (`net.core.rmem_default`, 208 KiB on most Linux systems: some
+    /// 200 small datagrams, each queued with its buffer's overhead).
+    ///
+    /// ```
+    /// # cellio_runtime::Runtime::new().unwrap().block_on(async {
+    /// let socket = cellio_net::UdpSocket::bind("127.0.0.1:0")?;
+    /// socket.set_recv_buffer_size(1 << 20)?;
+    /// assert!(socket.recv_buffer_size()? >= 256 << 10); // capped by rmem_max
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        socket2::SockRef::from(&self.io).set_recv_buffer_size(bytes)
+    }
+
+    /// `SO_RCVBUF`: the kernel's receive buffer size in bytes.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.io).recv_buffer_size()
+    }
+
+    /// Sets `SO_SNDBUF`: how many bytes of outgoing datagrams the kernel
+    /// may hold for this socket (doubled and capped at `net.core.wmem_max`
+    /// on Linux).
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        socket2::SockRef::from(&self.io).set_send_buffer_size(bytes)
+    }
+
+    /// `SO_SNDBUF`: the kernel's send buffer size in bytes.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.io).send_buffer_size()
+    }
+
     /// Gets and clears the socket's pending error (`SO_ERROR`).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.io.take_error()
