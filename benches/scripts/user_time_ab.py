@@ -116,24 +116,16 @@ def run_once(shim, tsc, floor, binary, variant, secs, tmp, port, rate=None, udp=
         marks.append(words(ctr))
         cpu_marks.append((proc_cpu_ticks(server.pid), time.monotonic()))
 
-    if udp:
-        load = os.path.join(ROOT, "target", "release", "mio_udp_load")
-        client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", f"127.0.0.1:{port}",
-                                   "--sockets", "100", "--size", "64", "--duration", str(secs),
-                                   "--warmup", "1"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        for line in client.stdout:
-            if line.startswith("#"):
-                mark()
-            elif line.startswith("{"):
-                v = json.loads(line)
-                result = {"msgs": v["datagrams"], "msgs_per_sec": v["datagrams"] / v["secs"]}
-        client.wait()
-    elif rate is None:
-        load = os.path.join(ROOT, "target", "release", "mio_load")
-        client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", f"127.0.0.1:{port}",
-                                   "--connections", "100", "--size", "64", "--duration", str(secs),
-                                   "--warmup", "1", "--phase-marks", "--json"],
+    if rate is None:
+        # Closed loop: a mio client that marks its warm-up's and window's ends on stdout.
+        if udp:
+            cmd = [os.path.join(ROOT, "target", "release", "mio_udp_load"), "--sockets", "100"]
+        else:
+            cmd = [os.path.join(ROOT, "target", "release", "mio_load"), "--connections", "100",
+                   "--phase-marks", "--json"]
+        client = subprocess.Popen(["taskset", "-c", "1"] + cmd
+                                  + ["--addr", f"127.0.0.1:{port}", "--size", "64",
+                                     "--duration", str(secs), "--warmup", "1"],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         for line in client.stdout:
             if line.startswith("#"):
@@ -141,6 +133,9 @@ def run_once(shim, tsc, floor, binary, variant, secs, tmp, port, rate=None, udp=
             elif line.startswith("{"):
                 result = json.loads(line)
         client.wait()
+        if udp and result:
+            result = {"msgs": result["datagrams"],
+                      "msgs_per_sec": result["datagrams"] / result["secs"]}
     else:
         # Open loop: cellio's load client paced at `rate`; the window is timed here (the
         # client prints no marks), 0.25 s inside its measured period at each end.
