@@ -130,6 +130,8 @@ pub struct Conn {
     pub quota: Option<u64>,
     pub pace: Option<Pace>,
     pub timeline: Timeline,
+    /// The watch's limit on a wait for the server: `--timeout`, or with
+    /// `--udp` `--loss-after`.
     pub timeout: Duration,
 }
 

@@ -37,7 +37,8 @@ use crate::clock::{Clock, Stamp};
 /// Why waiting for the server stopped early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// No progress for `--timeout`: an error.
+    /// No progress for the list's limit: over TCP `--timeout`, an error;
+    /// with `--udp` `--loss-after`, a lost datagram.
     Timeout,
     /// The run ended (duration mode): not an error.
     End,
