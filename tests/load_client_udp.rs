@@ -65,9 +65,16 @@ fn echo_server() -> String {
     changing_echo(|_, _| {})
 }
 
-/// `load --udp --json --addr ADDR` plus `extra`.
-fn run_udp(addr: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let mut args = vec!["--udp", "--json", "--addr", addr];
+/// `load --udp --json --addr ADDR --requests REQUESTS --connections
+/// CONNECTIONS` plus `extra`.
+fn run_udp(
+    addr: &str,
+    requests: &str,
+    connections: &str,
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["--udp", "--json", "--addr", addr, "--requests", requests];
+    args.extend(["--connections", connections]);
     args.extend_from_slice(extra);
     let out = run_load(&args);
     (out.status.code(), json(&out))
@@ -85,16 +92,9 @@ fn counts_every_datagram_against_an_echo_server() {
     for pipeline in ["1", "8"] {
         let (code, v) = run_udp(
             &addr,
-            &[
-                "--requests",
-                "4000",
-                "--connections",
-                "4",
-                "--size",
-                "100",
-                "--pipeline",
-                pipeline,
-            ],
+            "4000",
+            "4",
+            &["--size", "100", "--pipeline", pipeline],
         );
         assert_eq!(code, Some(0), "pipeline {pipeline}: {v}");
         assert_eq!(v["transport"], "udp");
@@ -109,10 +109,7 @@ fn counts_every_datagram_against_an_echo_server() {
 #[test]
 fn the_largest_datagram_goes_through_and_a_larger_size_is_refused() {
     let addr = echo_server();
-    let (code, v) = run_udp(
-        &addr,
-        &["--requests", "20", "--connections", "2", "--size", "65507"],
-    );
+    let (code, v) = run_udp(&addr, "20", "2", &["--size", "65507"]);
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(count(&v, "msgs"), 20);
 
@@ -132,17 +129,7 @@ fn corrupted_echoes_are_mismatches() {
         }
     });
     for pipeline in ["1", "4"] {
-        let (code, v) = run_udp(
-            &addr,
-            &[
-                "--requests",
-                "100",
-                "--connections",
-                "2",
-                "--pipeline",
-                pipeline,
-            ],
-        );
+        let (code, v) = run_udp(&addr, "100", "2", &["--pipeline", pipeline]);
         assert_eq!(code, Some(1), "pipeline {pipeline}: {v}");
         assert_eq!(count(&v, "msgs"), 100, "pipeline {pipeline}");
         assert_eq!(count(&v, "mismatches"), 20, "pipeline {pipeline}");
@@ -164,7 +151,7 @@ fn echoes_of_the_wrong_length_are_mismatches() {
                 }
             }
         });
-        let (code, v) = run_udp(&addr, &["--requests", "40", "--connections", "2"]);
+        let (code, v) = run_udp(&addr, "40", "2", &[]);
         assert_eq!(code, Some(1), "longer {longer}: {v}");
         assert_eq!(count(&v, "mismatches"), 4, "longer {longer}");
         assert_eq!(count(&v, "msgs"), 40, "longer {longer}");
@@ -185,16 +172,9 @@ fn datagrams_without_an_echo_are_lost_and_the_run_goes_on() {
     for pipeline in ["1", "4"] {
         let (code, v) = run_udp(
             &addr,
-            &[
-                "--requests",
-                "100",
-                "--connections",
-                "2",
-                "--loss-after",
-                "50ms",
-                "--pipeline",
-                pipeline,
-            ],
+            "100",
+            "2",
+            &["--loss-after", "50ms", "--pipeline", pipeline],
         );
         assert_eq!(code, Some(0), "pipeline {pipeline}: {v}");
         assert_eq!(count(&v, "lost"), 10, "pipeline {pipeline}");
@@ -221,16 +201,9 @@ fn a_burst_of_losses_longer_than_the_window_is_lost_not_mismatched() {
     let start = Instant::now();
     let (code, v) = run_udp(
         &addr,
-        &[
-            "--requests",
-            "300",
-            "--connections",
-            "1",
-            "--pipeline",
-            "64",
-            "--loss-after",
-            "50ms",
-        ],
+        "300",
+        "1",
+        &["--pipeline", "64", "--loss-after", "50ms"],
     );
     // Two windows of losses, one `--loss-after` (and a reaper pass) each.
     assert!(
@@ -258,17 +231,7 @@ fn an_echo_after_its_datagram_was_given_up_is_late() {
         out.push(datagram.to_vec());
         Reply::Send(out)
     });
-    let (code, v) = run_udp(
-        &addr,
-        &[
-            "--requests",
-            "50",
-            "--connections",
-            "2",
-            "--loss-after",
-            "50ms",
-        ],
-    );
+    let (code, v) = run_udp(&addr, "50", "2", &["--loss-after", "50ms"]);
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(count(&v, "lost"), 4);
     assert_eq!(count(&v, "late"), 4);
@@ -284,7 +247,7 @@ fn a_duplicated_echo_is_late() {
         let copies = if n > 1 && (n - 1) % 10 == 0 { 2 } else { 1 };
         Reply::Send(vec![datagram.to_vec(); copies])
     });
-    let (code, v) = run_udp(&addr, &["--requests", "50", "--connections", "2"]);
+    let (code, v) = run_udp(&addr, "50", "2", &[]);
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(count(&v, "late"), 4);
     assert_eq!(count(&v, "msgs"), 50);
@@ -307,21 +270,10 @@ fn an_overtaken_datagram_is_lost_then_late_when_pipelined() {
         out.extend(held.take());
         Reply::Send(out)
     });
-    let (code, v) = run_udp(
-        &addr,
-        &[
-            "--requests",
-            "100",
-            "--connections",
-            "2",
-            "--pipeline",
-            "4",
-            // Nothing is lost by waiting: every datagram's echo comes back
-            // within a few milliseconds.
-            "--loss-after",
-            "10s",
-        ],
-    );
+    // Nothing is lost by waiting: every datagram's echo comes back within a
+    // few milliseconds.
+    let extra = ["--pipeline", "4", "--loss-after", "10s"];
+    let (code, v) = run_udp(&addr, "100", "2", &extra);
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(count(&v, "lost"), 50);
     assert_eq!(count(&v, "late"), 48);
@@ -389,17 +341,7 @@ fn a_server_that_stops_answering_ends_the_run_with_nothing_completed() {
     });
     load_bin(); // a cold build of the example must not count against the bound
     let start = Instant::now();
-    let (code, v) = run_udp(
-        &addr,
-        &[
-            "--requests",
-            "6",
-            "--connections",
-            "2",
-            "--loss-after",
-            "50ms",
-        ],
-    );
+    let (code, v) = run_udp(&addr, "6", "2", &["--loss-after", "50ms"]);
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "{:?}",
