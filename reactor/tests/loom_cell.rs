@@ -341,6 +341,66 @@ fn park_idle_vs_notify_never_loses_a_wake() {
     });
 }
 
+/// After `EAGAIN` (net's `OpState::poll_slow`): a fresh operation of the
+/// same task, whose attempt at a snapshot that is *not* exhausted said
+/// `EAGAIN`, parks in one CAS at that snapshot while the reactor notifies
+/// (the readiness the attempt missed). If it parked, the notification came
+/// after its snapshot and woke it exactly once; if not (the sequence moved),
+/// nothing was woken, the cell is free, and the long way (reserve, park)
+/// sees the new sequence and retries instead of sleeping.
+#[test]
+fn park_idle_after_eagain_vs_notify_never_loses_a_wake() {
+    model(|cell, counter, waker| {
+        // An earlier operation of this task parked, was woken and released
+        // normally (a datagram: nothing proves the socket drained).
+        let (_, token) = park_fresh(&cell, &waker);
+        cell.notify();
+        cell.release(token).unwrap();
+        let before = wakes(&counter);
+        let idle = cell.observe().unwrap();
+
+        let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
+        let seen = cell.observe().unwrap();
+        assert!(!seen.is_exhausted());
+        if seen.sequence() != idle.sequence() {
+            // The notification is in the snapshot: the attempt after it
+            // finds the readiness, and nothing parks.
+            notifier.join().unwrap();
+            assert_eq!(wakes(&counter), before);
+            return;
+        }
+        // ... the attempt at `seen` said EAGAIN ...
+        match cell.park_idle(seen, &waker) {
+            Some(token) => {
+                notifier.join().unwrap();
+                assert_eq!(
+                    wakes(&counter),
+                    before + 1,
+                    "a parked operation missed its wake"
+                );
+                let now = cell.observe_reserved(token).unwrap();
+                assert_ne!(now.sequence(), seen.sequence());
+                cell.release(token).unwrap();
+            }
+            None => {
+                let token = cell.reserve().unwrap();
+                let parked = cell.park(token, seen, &waker).unwrap();
+                notifier.join().unwrap();
+                match parked {
+                    // The notification had come after the snapshot: attempt
+                    // again, never sleep through it.
+                    Park::Retry => assert_eq!(wakes(&counter), before),
+                    // park_idle failed for another reason and the
+                    // notification is still to come: it wakes the parked op.
+                    Park::Parked => assert_eq!(wakes(&counter), before + 1),
+                }
+                cell.release(token).unwrap();
+            }
+        }
+    });
+}
+
 /// `park_idle` races a second operation of another task on the same
 /// direction (reserve, park with its own waker, cancel). If `park_idle`
 /// parked, the other never held the cell and the slot still holds our
