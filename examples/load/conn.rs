@@ -1,6 +1,6 @@
 //! One TCP connection's traffic: the closed loop (`--pipeline 1`) and the
 //! pipelined loop (a sender and a receiver joined inside one task); and
-//! what `udp.rs` shares with them: the paced send ([`next_send`]), the
+//! what `udp.rs` shares with them: the next message's turn ([`Schedule`]), the
 //! pipelined sender ([`send_window`]) and the join of the two halves
 //! ([`join`], over a [`Flight`]).
 //!
@@ -91,32 +91,58 @@ async fn wait_due(sleep: &mut Sleep, clock: &Clock, due: Stamp, spin: bool) {
     }
 }
 
-/// When message `seq` goes out: with `--rate`, after waiting for its due
-/// time on `sleep`. Returns when it was meant to go (its due time, or `now`
-/// in a closed loop) and the clock's reading, or `None` once the run has
-/// ended. `now` is the clock's latest reading.
-pub async fn next_send(
-    c: &Conn,
-    seq: u64,
-    now: Stamp,
-    sleep: &mut Sleep,
-    stats: &Stats,
-) -> Option<(Stamp, Stamp)> {
-    let tl = c.timeline;
-    match &c.pace {
-        Some(pace) => {
-            let due = pace.due(seq);
-            if tl.ended(due) {
-                return None;
-            }
-            wait_due(sleep, &tl.clock, due, pace.spin).await;
-            let now = tl.clock.now();
-            if due >= tl.warm_end {
-                stats.send_lag(now.nanos_since(due));
-            }
-            Some((due, now))
+/// What decides when a connection's next message goes: its quota
+/// (`--requests`), its pace (`--rate`) and the run's end.
+pub struct Schedule {
+    /// `--rate`: the timer a paced sender waits on (reset, never remade).
+    sleep: Sleep,
+    /// Measured messages handed out so far, against the quota.
+    counted: u64,
+}
+
+impl Schedule {
+    pub fn new() -> Self {
+        Schedule {
+            sleep: sleep_until(Instant::now()),
+            counted: 0,
         }
-        None => (!tl.ended(now)).then_some((now, now)),
+    }
+
+    /// Message `seq`'s turn: with `--rate`, after waiting for its due time.
+    /// Returns when it was meant to go (its due time, or `now` in a closed
+    /// loop), the clock's reading and whether it is measured (due after
+    /// the warm-up); `None` once the quota is sent or the run has ended.
+    /// `now` is the clock's latest reading.
+    pub async fn next(
+        &mut self,
+        c: &Conn,
+        seq: u64,
+        now: Stamp,
+        stats: &Stats,
+    ) -> Option<(Stamp, Stamp, bool)> {
+        if c.quota.is_some_and(|q| self.counted >= q) {
+            return None;
+        }
+        let tl = c.timeline;
+        let (intended, now) = match &c.pace {
+            Some(pace) => {
+                let due = pace.due(seq);
+                if tl.ended(due) {
+                    return None;
+                }
+                wait_due(&mut self.sleep, &tl.clock, due, pace.spin).await;
+                let now = tl.clock.now();
+                if due >= tl.warm_end {
+                    stats.send_lag(now.nanos_since(due));
+                }
+                (due, now)
+            }
+            None if tl.ended(now) => return None,
+            None => (now, now),
+        };
+        let measured = intended >= tl.warm_end;
+        self.counted += measured as u64;
+        Some((intended, now, measured))
     }
 }
 
@@ -171,21 +197,15 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
     // message's receive parks without a syscall that would say EAGAIN.
     let mut rx = vec![0u8; size + MIN_RX];
     let clock = tl.clock;
-    let mut pace_sleep = sleep_until(Instant::now());
+    let mut schedule = Schedule::new();
     // One clock read per message: the echo's arrival is the next send.
     let mut now = clock.now();
     let mut seq = 0u64;
-    let mut counted = 0u64;
     let mut run = 0u32;
     loop {
-        if c.quota.is_some_and(|q| counted >= q) {
-            break;
-        }
-        let Some((intended, since)) = next_send(&c, seq, now, &mut pace_sleep, &stats).await else {
+        let Some((intended, since, recorded)) = schedule.next(&c, seq, now, &stats).await else {
             break;
         };
-        let recorded = intended >= tl.warm_end;
-        counted += recorded as u64;
         fill(&mut msg, c.id, seq);
         watch.arm(since);
         match watch.guard(io.send_all(&msg)).await {
@@ -311,17 +331,12 @@ pub async fn send_window(
     stats: &Stats,
     flight: &Flight,
 ) -> bool {
-    let tl = c.timeline;
-    let clock = tl.clock;
+    let clock = c.timeline.clock;
     let k = flight.intended.len() as u64;
     let mut msg = vec![0u8; c.size];
-    let mut pace_sleep = sleep_until(Instant::now());
+    let mut schedule = Schedule::new();
     let mut seq = 0u64;
-    let mut counted = 0u64;
     loop {
-        if c.quota.is_some_and(|q| counted >= q) {
-            break;
-        }
         // Window: at most K outstanding. No waker needed: only the
         // receiver's progress opens it, and the join re-polls us then.
         poll_fn(|_| {
@@ -332,10 +347,9 @@ pub async fn send_window(
             }
         })
         .await;
-        let Some((due, now)) = next_send(c, seq, clock.now(), &mut pace_sleep, stats).await else {
+        let Some((due, now, _)) = schedule.next(c, seq, clock.now(), stats).await else {
             break;
         };
-        counted += (due >= tl.warm_end) as u64;
         fill(&mut msg, c.id, seq);
         let slot = flight.slot(seq);
         flight.intended[slot].set(due);

@@ -38,11 +38,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use cellio::net::udp::MAX_DATAGRAM;
-use cellio::runtime::{sleep_until, timeout};
+use cellio::runtime::timeout;
 use cellio::{UdpIo, UdpSocket};
 
 use crate::conn::{
-    join, next_send, report_mismatch, send_window, Conn, Flight, SendMessage, BUDGET,
+    join, report_mismatch, send_window, Conn, Flight, Schedule, SendMessage, BUDGET,
 };
 use crate::pattern::{fill, seq_of};
 use crate::stats::Stats;
@@ -321,18 +321,13 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
     let mut msg = vec![0u8; c.size];
     let mut rx = vec![0u8; c.size + 1];
     let mut echoes = Echoes::new(c.id, c.size);
-    let mut pace_sleep = sleep_until(Instant::now());
+    let mut schedule = Schedule::new();
     let mut now = clock.now();
-    let (mut seq, mut counted, mut run) = (0u64, 0u64, 0u32);
+    let (mut seq, mut run) = (0u64, 0u32);
     loop {
-        if c.quota.is_some_and(|q| counted >= q) {
-            break;
-        }
-        let Some((intended, since)) = next_send(&c, seq, now, &mut pace_sleep, &stats).await else {
+        let Some((intended, since, recorded)) = schedule.next(&c, seq, now, &stats).await else {
             break;
         };
-        let recorded = intended >= tl.warm_end;
-        counted += recorded as u64;
         fill(&mut msg, c.id, seq);
         watch.arm(since);
         match watch.guard(io.send(&msg)).await {
