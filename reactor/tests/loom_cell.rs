@@ -300,6 +300,26 @@ fn after_a_short_read(cell: &OpCell, waker: &Waker) {
     cell.release_exhausted(token, attempt_at).unwrap();
 }
 
+/// An operation that parked at `seen` with `token`, after the reactor's one
+/// notification: it was woken exactly once (`before` wakes until then), the
+/// sequence has moved past its snapshot, and it releases the cell.
+fn woken_once_then_release(
+    cell: &OpCell,
+    counter: &CountingWaker,
+    before: usize,
+    token: Token,
+    seen: Readiness,
+) {
+    assert_eq!(
+        wakes(counter),
+        before + 1,
+        "a parked operation missed its wake"
+    );
+    let now = cell.observe_reserved(token).unwrap();
+    assert_ne!(now.sequence(), seen.sequence());
+    cell.release(token).unwrap();
+}
+
 /// A fresh operation parks straight from `IDLE` (`park_idle`, one CAS)
 /// while the reactor notifies: if it parked, the notification came after its
 /// snapshot and woke it exactly once; if not, nothing was woken and the cell
@@ -323,14 +343,7 @@ fn park_idle_vs_notify_never_loses_a_wake() {
 
         match parked {
             Some(token) => {
-                assert_eq!(
-                    wakes(&counter),
-                    before + 1,
-                    "a parked operation missed its wake"
-                );
-                let now = cell.observe_reserved(token).unwrap();
-                assert_ne!(now.sequence(), seen.sequence());
-                cell.release(token).unwrap();
+                woken_once_then_release(&cell, &counter, before, token, seen);
             }
             None => {
                 assert_eq!(wakes(&counter), before);
@@ -374,14 +387,7 @@ fn park_idle_after_eagain_vs_notify_never_loses_a_wake() {
         match cell.park_idle(seen, &waker) {
             Some(token) => {
                 notifier.join().unwrap();
-                assert_eq!(
-                    wakes(&counter),
-                    before + 1,
-                    "a parked operation missed its wake"
-                );
-                let now = cell.observe_reserved(token).unwrap();
-                assert_ne!(now.sequence(), seen.sequence());
-                cell.release(token).unwrap();
+                woken_once_then_release(&cell, &counter, before, token, seen);
             }
             None => {
                 let token = cell.reserve().unwrap();
