@@ -9,7 +9,7 @@ use std::net::Shutdown;
 
 use cellio_net::{TcpIo, TcpStream};
 use cellio_reactor::CellError;
-use cellio_runtime::spawn_local;
+use cellio_runtime::{spawn_local, JoinHandle};
 use futures_util::io::AsyncWriteExt;
 use util::{cellio_pair, join2, pattern, run, std_peer};
 
@@ -32,9 +32,19 @@ async fn echo_io(stream: TcpStream) -> io::Result<()> {
 /// Fixes `stream`'s kernel buffers at 64 KiB each way (loopback
 /// autotuning could otherwise let megabytes through without waiting).
 fn small_buffers(stream: &TcpStream) -> io::Result<()> {
-    let sock = socket2::SockRef::from(stream);
-    sock.set_send_buffer_size(64 * 1024)?;
-    sock.set_recv_buffer_size(64 * 1024)
+    stream.set_send_buffer_size(64 * 1024)?;
+    stream.set_recv_buffer_size(64 * 1024)
+}
+
+/// A client `TcpIo` whose peer echoes it through small buffers (the echo
+/// task's handle), and the [`TOTAL`] bytes to send through it.
+async fn echoed_client() -> io::Result<(TcpIo, JoinHandle<io::Result<()>>, Vec<u8>)> {
+    let (client, server) = cellio_pair().await?;
+    small_buffers(&client)?;
+    small_buffers(&server)?;
+    let echo = spawn_local(echo_io(server));
+    let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
+    Ok((TcpIo::new(client), echo, data))
 }
 
 /// Receives until end of stream, checking every byte against `pattern`.
@@ -56,12 +66,7 @@ async fn recv_checking(rx: &mut cellio_net::tcp::RecvHalf<'_>) -> io::Result<usi
 #[test]
 fn one_task_sends_and_receives_at_once_through_the_halves() {
     run(|| async {
-        let (client, server) = cellio_pair().await?;
-        small_buffers(&client)?;
-        small_buffers(&server)?;
-        let echo = spawn_local(echo_io(server));
-        let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
-        let mut io = TcpIo::new(client);
+        let (mut io, echo, data) = echoed_client().await?;
         let (mut rx, mut tx) = io.split();
         let (sent, got) = join2(
             async {
@@ -192,12 +197,7 @@ fn the_halves_implement_tokios_read_and_write() {
     use tokio::io::{AsyncReadExt as TokioRead, AsyncWriteExt as TokioWrite};
 
     run(|| async {
-        let (client, server) = cellio_pair().await?;
-        small_buffers(&client)?;
-        small_buffers(&server)?;
-        let echo = spawn_local(echo_io(server));
-        let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
-        let mut io = TcpIo::new(client);
+        let (mut io, echo, data) = echoed_client().await?;
         let (mut rx, mut tx) = io.split();
         let mut back = vec![0u8; TOTAL];
         let (sent, got) = join2(

@@ -60,7 +60,7 @@ fn a_bulk_send_to_a_slow_reader_arrives_intact() {
         // and then the sender never has to wait, which is what this test
         // is about.
         socket2::SockRef::from(&peer).set_recv_buffer_size(64 * 1024)?;
-        socket2::SockRef::from(&ours).set_send_buffer_size(64 * 1024)?;
+        ours.set_send_buffer_size(64 * 1024)?;
         let data: Vec<u8> = (0..4 * 1024 * 1024).map(pattern).collect();
         let reader = std::thread::spawn(move || drain_slowly(&mut peer));
         ours.send_all(&data).await?;
