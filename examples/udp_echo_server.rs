@@ -17,10 +17,11 @@
 //! * A datagram longer than the buffer (which holds the largest UDP
 //!   payload) cannot happen; a sender that is gone (an ICMP report) is
 //!   logged and skipped, never fatal.
-//! * `--recv-buffer BYTES` sets each socket's kernel receive buffer: the
-//!   default (208 KiB on most Linux systems) holds some 200 small
-//!   datagrams, and a burst beyond that while the server is busy is
-//!   dropped by the kernel.
+//! * `--recv-buffer BYTES` sets each socket's kernel receive buffer. The
+//!   default (208 KiB on most Linux systems) queued 256 datagrams of 64
+//!   bytes on the benchmark VM; with 200 in flight and the server starved
+//!   of CPU, the kernel dropped some (`RcvbufErrors`), and with 1 MiB none
+//!   (docs/guide.md).
 //! * SIGINT/SIGTERM: stop and exit 0. A bad flag or an address that cannot
 //!   be bound: a one-line error and a non-zero exit.
 
