@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 #[path = "util/load_process.rs"]
 mod load_process;
 
-use load_process::{assert_no_allocations, json, load_bin, run_load};
+use load_process::{assert_no_allocations, count, json, load_bin, run_load};
 
 /// What a server does with a peer's `n`-th datagram (1: the probe).
 enum Reply {
@@ -78,12 +78,6 @@ fn run_udp(
     args.extend_from_slice(extra);
     let out = run_load(&args);
     (out.status.code(), json(&out))
-}
-
-fn count(v: &serde_json::Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is a count: {v}"))
 }
 
 #[test]
@@ -181,6 +175,48 @@ fn datagrams_without_an_echo_are_lost_and_the_run_goes_on() {
         assert_eq!(count(&v, "msgs"), 90, "pipeline {pipeline}");
         assert_eq!(count(&v, "late"), 0, "pipeline {pipeline}");
         assert_eq!(count(&v, "mismatches"), 0, "pipeline {pipeline}");
+    }
+}
+
+/// An open loop (`--rate`) against a server that drops every 10th
+/// datagram: every datagram due in the measured second is accounted for,
+/// echoed (`msgs`), given up (`lost`) or cut off by the end
+/// (`unfinished`: in flight, or never sent because waiting out the losses
+/// put the connection behind its schedule).
+#[test]
+fn an_open_loop_accounts_for_every_datagram_due() {
+    let addr = udp_server(|n, datagram, _| {
+        if n > 1 && (n - 1) % 10 == 0 {
+            Reply::Send(Vec::new())
+        } else {
+            Reply::Send(vec![datagram.to_vec()])
+        }
+    });
+    for pipeline in ["1", "8"] {
+        let out = run_load(&[
+            "--udp",
+            "--json",
+            "--addr",
+            &addr,
+            "--rate",
+            "1000",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "2",
+            "--loss-after",
+            "20ms",
+            "--pipeline",
+            pipeline,
+        ]);
+        let v = json(&out);
+        assert_eq!(out.status.code(), Some(0), "pipeline {pipeline}: {v}");
+        let (msgs, lost) = (count(&v, "msgs"), count(&v, "lost"));
+        assert_eq!(msgs + lost + count(&v, "unfinished"), 1000, "{v}");
+        assert!(msgs > 0 && lost > 0, "pipeline {pipeline}: {v}");
+        assert_eq!(count(&v, "mismatches"), 0, "pipeline {pipeline}: {v}");
     }
 }
 

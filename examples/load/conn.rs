@@ -70,6 +70,22 @@ impl Pace {
         self.t0
             .add(Duration::try_from_secs_f64(at).unwrap_or(Duration::MAX))
     }
+
+    /// The first message from `from` on that is due at or after `at`.
+    fn first_due_at(&self, at: Stamp, from: u64) -> u64 {
+        let secs = at.nanos_since(self.t0) as f64 / 1e9;
+        // Exact but for rounding (`as` saturates, and NaN gives 0) ...
+        let guess = ((secs * self.rate - self.offset as f64) / self.stride as f64).ceil();
+        let mut seq = (guess as u64).max(from);
+        // ... which a step or two puts right (`due` never decreases).
+        while seq > from && self.due(seq - 1) >= at {
+            seq -= 1;
+        }
+        while seq < u64::MAX && self.due(seq) < at {
+            seq += 1;
+        }
+        seq
+    }
 }
 
 /// How much earlier than due a spinning sender stops sleeping: enough for
@@ -146,6 +162,57 @@ impl Schedule {
     }
 }
 
+/// Records what the run's end (duration mode) cut off on a connection that
+/// was still going: every measured message from `settled` (the first not
+/// yet echoed or, with `--udp`, given up) to `sent` (those handed to the
+/// socket, due at `intended_of(seq)`), and with `--rate` every measured
+/// message due before the end that the connection never sent because it
+/// had fallen behind. Each counts in `unfinished` and in the latencies at
+/// its age at the end ([`Stats::unfinished`]), so that a run that cannot
+/// keep up with `--rate` reports the backlog it built instead of hiding it
+/// (coordinated omission at the end of the run). Connections that failed
+/// are not asked: their errors fail the run.
+///
+/// An open loop far behind can leave millions unsent: those go into the
+/// histograms in runs whose ages differ by less than the histograms can
+/// tell apart (1/2048 of the age), never across a `--window` boundary.
+pub fn count_unfinished(
+    c: &Conn,
+    stats: &Stats,
+    settled: u64,
+    sent: u64,
+    intended_of: impl Fn(u64) -> Stamp,
+) {
+    let tl = c.timeline;
+    let Some(end) = tl.end else {
+        return; // --requests: every message is waited for
+    };
+    for seq in settled..sent {
+        let due = intended_of(seq);
+        if due >= tl.warm_end && due < end {
+            stats.unfinished(due, end.nanos_since(due), 1, false);
+        }
+    }
+    let Some(pace) = &c.pace else {
+        return; // closed loop: nothing is due before it is sent
+    };
+    let interval = pace.stride as f64 / pace.rate * 1e9;
+    let mut seq = pace.first_due_at(tl.warm_end, sent);
+    let last = pace.first_due_at(end, seq);
+    while seq < last {
+        let due = pace.due(seq);
+        let age = end.nanos_since(due);
+        let mut n = ((age as f64 / 2048.0 / interval) as u64).clamp(1, last - seq);
+        if let Some(boundary) = stats.end_of_window(due) {
+            n = n.min(pace.first_due_at(boundary, seq) - seq).max(1);
+        }
+        // The run's middle message stands for all of it.
+        let mid = age.saturating_sub(((n - 1) as f64 * interval / 2.0) as u64);
+        stats.unfinished(due, mid, n, true);
+        seq += n;
+    }
+}
+
 /// Everything one connection needs to know.
 #[derive(Clone, Debug)]
 pub struct Conn {
@@ -202,16 +269,18 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
     let mut now = clock.now();
     let mut seq = 0u64;
     let mut run = 0u32;
-    loop {
+    // The message in flight when the run's end stopped the loop: when it
+    // was due.
+    let in_flight = 'run: loop {
         let Some((intended, since, recorded)) = schedule.next(&c, seq, now, &stats).await else {
-            break;
+            break None;
         };
         fill(&mut msg, c.id, seq);
         watch.arm(since);
         match watch.guard(io.send_all(&msg)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return stats.error(c.id, format_args!("send: {e}")),
-            Err(Stop::End) => return,
+            Err(Stop::End) => break Some(intended),
             Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
         }
         let mut got = 0;
@@ -225,14 +294,14 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
                 }
                 Ok(Ok(n)) => got += n,
                 Ok(Err(e)) => return stats.error(c.id, format_args!("receive: {e}")),
-                Err(Stop::End) => return,
+                Err(Stop::End) => break 'run Some(intended),
                 Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
             }
         }
         watch.disarm();
         now = clock.now();
         if tl.ended(now) {
-            return;
+            break Some(intended);
         }
         if got > size {
             return overrun(&stats, c.id, seq, got - size);
@@ -248,7 +317,9 @@ pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch)
             run = 0;
             yield_now().await;
         }
-    }
+    };
+    let sent = seq + u64::from(in_flight.is_some());
+    count_unfinished(&c, &stats, seq, sent, |_| in_flight.unwrap_or_default());
 }
 
 /// What the two halves of a pipelined connection share: they run inside
@@ -300,6 +371,15 @@ impl Flight {
             }
         })
         .await
+    }
+
+    /// After a join that did not fail: what the run's end cut off
+    /// ([`count_unfinished`]).
+    pub fn count_unfinished(&self, c: &Conn, stats: &Stats) {
+        let (settled, sent) = (self.done.get(), self.sent.get());
+        count_unfinished(c, stats, settled, sent, |seq| {
+            self.intended[self.slot(seq)].get()
+        });
     }
 
     /// A receiver has handled [`BUDGET`] messages in a row: it yields to
@@ -366,12 +446,14 @@ pub async fn send_window(
 }
 
 /// Runs a pipelined connection's sender and receiver inside the calling
-/// task until the receiver ends or a send fails.
+/// task until the receiver ends or a send fails. Each half returns false
+/// if it failed (reported); so does the join. After a join that did not
+/// fail, [`count_unfinished`] takes what the run's end cut off.
 pub async fn join(
     flight: &Flight,
     sender: impl Future<Output = bool>,
-    receiver: impl Future<Output = ()>,
-) {
+    receiver: impl Future<Output = bool>,
+) -> bool {
     let mut sender = pin!(sender);
     let mut receiver = pin!(receiver);
     let mut sender_live = true;
@@ -389,12 +471,12 @@ pub async fn join(
                 if let Poll::Ready(ok) = sender.as_mut().poll(cx) {
                     sender_live = false;
                     if !ok {
-                        return Poll::Ready(()); // send failed: the connection is done
+                        return Poll::Ready(false); // send failed: the connection is done
                     }
                 }
             }
-            if receiver.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
+            if let Poll::Ready(ok) = receiver.as_mut().poll(cx) {
+                return Poll::Ready(ok);
             }
             if flight.yielding.replace(false) {
                 return Poll::Pending; // yield_now already queued us again
@@ -416,7 +498,9 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Wat
     let flight = Flight::new(c.pipeline, c.timeline.clock.now());
     let sender = send_window(&stream, &c, &stats, &flight);
     let receiver = receive_stream(&stream, &c, &stats, watch, &flight);
-    join(&flight, sender, receiver).await
+    if join(&flight, sender, receiver).await {
+        flight.count_unfinished(&c, &stats);
+    }
 }
 
 /// The receiving half of a pipelined TCP connection: checks the echoes as
@@ -427,7 +511,7 @@ async fn receive_stream(
     stats: &Stats,
     watch: &Watch,
     flight: &Flight,
-) {
+) -> bool {
     let size = c.size;
     let k = c.pipeline;
     let tl = c.timeline;
@@ -444,7 +528,7 @@ async fn receive_stream(
         if seq == flight.sent.get() {
             // Nothing outstanding: wait for the sender.
             if !flight.sent_past(seq).await {
-                return;
+                return true;
             }
             continue;
         }
@@ -454,21 +538,29 @@ async fn receive_stream(
         watch.arm(last_progress.max(flight.sent_at[flight.slot(seq)].get()));
         let n = match watch.guard(stream.recv(&mut rx)).await {
             Ok(Ok(0)) => {
-                return stats.error(
+                stats.error(
                     c.id,
                     format_args!("message {seq}: unexpected EOF after {off} of {size} bytes"),
-                )
+                );
+                return false;
             }
             Ok(Ok(n)) => n,
-            Ok(Err(e)) => return stats.error(c.id, format_args!("receive: {e}")),
-            Err(Stop::End) => return,
-            Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
+            Ok(Err(e)) => {
+                stats.error(c.id, format_args!("receive: {e}"));
+                return false;
+            }
+            Err(Stop::End) => return true,
+            Err(Stop::Timeout) => {
+                stats.timeout(c.id, seq, c.timeout);
+                return false;
+            }
         };
         watch.disarm();
         // (`sent` may have grown while we waited.)
         let outstanding = ((flight.sent.get() - seq) as usize).saturating_mul(size) - off;
         if n > outstanding {
-            return overrun(stats, c.id, seq, n - outstanding);
+            overrun(stats, c.id, seq, n - outstanding);
+            return false;
         }
         let mut pos = 0;
         let mut now = None;
@@ -490,7 +582,7 @@ async fn receive_stream(
             if off == size {
                 let t = *now.get_or_insert_with(|| clock.now());
                 if tl.ended(t) {
-                    return;
+                    return true;
                 }
                 let due = flight.intended[flight.slot(seq)].get();
                 stats.complete(due >= tl.warm_end, bad, due, t);
@@ -512,6 +604,7 @@ async fn receive_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
 
     fn pace(rate: f64) -> Pace {
         Pace {
@@ -528,6 +621,106 @@ mod tests {
         let p = pace(1000.0);
         // (1 + 2 * 10) / 1000 s after t0.
         assert_eq!(p.due(2).nanos_since(p.t0), 21_000_000);
+    }
+
+    #[test]
+    fn first_due_at_finds_the_exact_message() {
+        let p = pace(1000.0);
+        // Message s is due (1 + 10 s) ms after t0.
+        let at = |ms: u64| p.t0.add(Duration::from_millis(ms));
+        assert_eq!(p.first_due_at(at(0), 0), 0);
+        assert_eq!(p.first_due_at(at(1), 0), 0);
+        assert_eq!(p.first_due_at(at(2), 0), 1);
+        assert_eq!(p.first_due_at(at(21), 0), 2);
+        assert_eq!(p.first_due_at(at(22), 0), 3);
+        assert_eq!(p.first_due_at(at(22), 7), 7);
+        assert_eq!(p.first_due_at(p.t0.sub(Duration::from_secs(1)), 0), 0);
+    }
+
+    /// A connection at 1/3 of 100 000 msg/s that never sent a message of
+    /// a 2 s window, after two in flight: each is counted once, in its
+    /// `--window`, at its age at the end to the histogram's resolution,
+    /// although most are recorded in runs.
+    #[test]
+    fn unfinished_messages_are_counted_once_at_their_age() {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+
+        use crate::stats::{Recorder, Tally, Totals, Windows};
+
+        let t0 = Stamp::default().add(Duration::from_secs(5));
+        let p = Pace {
+            t0,
+            rate: 1e5,
+            offset: 1,
+            stride: 3,
+            spin: false,
+        };
+        let warm_end = t0.add(Duration::from_millis(100));
+        let end = warm_end.add(Duration::from_secs(2));
+        let c = Conn {
+            id: 1,
+            size: 8,
+            pipeline: 2,
+            quota: None,
+            pace: Some(p),
+            timeline: Timeline {
+                clock: Clock::on_instant(),
+                warm_end,
+                end: Some(end),
+            },
+            timeout: Duration::from_secs(1),
+        };
+        let mut windows = Windows::new(Duration::from_millis(300), 7);
+        windows.begin(warm_end);
+        let tally = Rc::new(Tally::new(
+            Arc::new(AtomicU64::new(0)),
+            vec![Recorder::new(Some(windows))],
+        ));
+        let stats = Stats::new(tally.clone(), 0);
+        // Messages 4000 and 4001 were sent; none after them.
+        count_unfinished(&c, &stats, 4000, 4002, |seq| p.due(seq));
+
+        // By hand: every message due in [warm_end, end) from 4000 on.
+        let due: Vec<Stamp> = (4000..)
+            .map(|seq| p.due(seq))
+            .take_while(|&d| d < end)
+            .filter(|&d| d >= warm_end)
+            .collect();
+        let mut total = Totals::empty();
+        stats.move_into(&mut total);
+        assert_eq!(total.unfinished, due.len() as u64);
+        assert_eq!(total.lag.len(), due.len() as u64 - 2); // the unsent ones
+        let out = Rc::try_unwrap(tally)
+            .unwrap_or_else(|_| unreachable!("no other reference"))
+            .into_worker_totals(vec![total]);
+        let t = &out.targets[0];
+        assert_eq!(t.msgs, 0);
+        assert_eq!(t.hist.len(), due.len() as u64);
+        let ages: Vec<u64> = due.iter().map(|&d| end.nanos_since(d)).collect();
+        let mean = ages.iter().sum::<u64>() as f64 / ages.len() as f64;
+        assert!(
+            (t.hist.mean() / mean - 1.0).abs() < 1e-3,
+            "{} vs {mean}",
+            t.hist.mean()
+        );
+        for q in [0.01, 0.5, 0.99] {
+            let mut sorted = ages.clone();
+            sorted.sort_unstable();
+            let want = sorted[((sorted.len() - 1) as f64 * q) as usize];
+            let got = t.hist.value_at_quantile(q);
+            assert!(got.abs_diff(want) <= want / 500, "q {q}: {got} vs {want}");
+        }
+        let w = t.windows.as_ref().expect("windows");
+        for (i, h) in w.hists.iter().enumerate() {
+            let lo = warm_end.add(w.len * i as u32);
+            let hi = warm_end.add(w.len * (i as u32 + 1));
+            let n = due
+                .iter()
+                .filter(|&&d| d >= lo && (d < hi || i + 1 == w.hists.len()))
+                .count();
+            assert_eq!(h.len(), n as u64, "window {i}");
+        }
     }
 
     #[test]

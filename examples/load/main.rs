@@ -13,7 +13,9 @@
 //!   second over all connections, starts evenly staggered) and latency is
 //!   measured from when a message was *due*, so a slow server's queueing
 //!   delay is counted (no coordinated omission). `--pipeline` still caps the
-//!   messages in flight per connection.
+//!   messages in flight per connection. A connection that falls behind
+//!   its schedule sends its messages late, one after another; the ones
+//!   still unsent when the run ends are counted too (`unfinished`, below).
 //! * Every echoed byte is checked: message contents depend on the
 //!   connection and the message number.
 //! * `--window 100ms` also reports latency percentiles per consecutive
@@ -46,14 +48,27 @@
 //!   counts in `lost`, an echo that comes after that in `late`, and
 //!   neither fails the run (see `udp.rs`).
 //!
-//! A message counts in `msgs` (and in the latency histogram) if it was due
-//! after the warm-up and its echo came back in full before the end of the
-//! run; a message whose echo differs counts in `msgs` and in `mismatches`.
+//! A message is *measured* if it was due (in a closed loop: sent) after the
+//! warm-up and before the end of the run. A measured message counts in
+//! `msgs` (and in the latencies) if its echo came back in full before the
+//! end; a message whose echo differs counts in `msgs` and in `mismatches`.
+//! In duration mode the end cuts the rest off: a measured message not
+//! echoed by then, in flight or (with `--rate`, on a connection behind its
+//! schedule) never sent, counts in `unfinished`, and in the latencies (and
+//! its `--window`; if never sent, in the send lag too) at its age at the
+//! end, a lower bound of what it would have taken. So on a connection
+//! that did not fail, every measured message is in exactly one of `msgs`,
+//! `unfinished` and (`--udp`) `lost`, and an open loop the server cannot
+//! keep up with reports the backlog it built (in the latencies' tail)
+//! instead of leaving its slowest messages out. A window's `msgs` in the
+//! JSON counts what went into its latencies: echoed and unfinished.
 //! `bytes_per_sec` is echoed payload per second in one direction.
 //!
 //! Exit code: 0 if all went well; 1 on any mismatch, error (I/O error,
-//! unexpected EOF, timeout), failed connect, or if no message completed; 2
-//! on bad flags or when no connection could be opened.
+//! unexpected EOF, timeout), failed connect, or if no measured message
+//! came back (with `--rate`, a run still working through the warm-up's
+//! backlog at the end says so); 2 on bad flags or when no connection could
+//! be opened.
 
 mod args;
 mod clock;
@@ -140,7 +155,9 @@ struct Plan {
 struct Connected {
     ok: u64,
     failed: u64,
-    first_error: Option<String>,
+    /// What went wrong first: the address it was for (none when the
+    /// worker itself could not start) and why.
+    first_error: Option<(Option<String>, String)>,
 }
 
 fn main() -> ExitCode {
@@ -274,7 +291,19 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
     report(args, &plan, workers, secs, &totals, &by_target, allocs);
 
     if totals.msgs == 0 {
-        eprintln!("load: error: no message completed in the measured window");
+        if totals.unfinished > 0 {
+            let pace = plan
+                .rate
+                .map(|r| format!(" at --rate {r}"))
+                .unwrap_or_default();
+            eprintln!(
+                "load: error: no message due in the measured window came back before its end \
+                 ({} unfinished): the server, or this client, did not keep up{pace}",
+                totals.unfinished
+            );
+        } else {
+            eprintln!("load: error: no message completed in the measured window");
+        }
         return ExitCode::FAILURE;
     }
     if totals.mismatches > 0 || totals.errors > 0 || totals.connect_errors > 0 {
@@ -396,17 +425,21 @@ fn start(args: &Args, plan: &Plan, reports: Vec<Connected>, stop: impl FnOnce())
     }
     if ok == 0 {
         stop();
-        let why = first_error.unwrap_or_else(|| "no connection".into());
-        fail_usage(&format!(
-            "cannot connect to {}: {why}",
-            args.addr.join(", ")
-        ));
+        fail_usage(&match first_error {
+            Some((Some(addr), why)) => format!("cannot connect to {addr}: {why}"),
+            Some((None, why)) => why,
+            None => format!("cannot connect to {}: no connection", args.addr.join(", ")),
+        });
     }
     if failed > 0 {
+        let first = match &first_error {
+            Some((Some(addr), why)) => format!("{addr}: {why}"),
+            Some((None, why)) => why.clone(),
+            None => "?".into(),
+        };
         eprintln!(
-            "load: {failed} of {} connects failed (first: {})",
-            plan.connections,
-            first_error.as_deref().unwrap_or("?")
+            "load: {failed} of {} connects failed (first: {first})",
+            plan.connections
         );
     }
     Instant::now()
@@ -430,7 +463,7 @@ fn worker(
             handshake(Connected {
                 ok: 0,
                 failed: ids.end - ids.start,
-                first_error: Some(format!("cannot start a cellio runtime: {e}")),
+                first_error: Some((None, format!("cannot start a cellio runtime: {e}"))),
             });
             ids.for_each(&mut unopened);
             return Tally::new(published, Vec::new()).into_worker_totals(by_target);
@@ -481,7 +514,8 @@ fn worker(
             Ok(s) => streams.push((id, s)),
             Err(e) => {
                 unopened(id);
-                first_error.get_or_insert_with(|| e.to_string());
+                let addr = &plan.targets[(id % targets) as usize].name;
+                first_error.get_or_insert_with(|| (Some(addr.clone()), e.to_string()));
             }
         }
     }
@@ -684,6 +718,7 @@ fn results_json(plan: &Plan, secs: f64, t: &Totals) -> serde_json::Value {
         "timeouts": t.timeouts,
         "lost": t.lost,
         "late": t.late,
+        "unfinished": t.unfinished,
         "mismatches": t.mismatches,
         "connect_errors": t.connect_errors,
         "window_secs": t.windows.as_ref().map(|w| w.len.as_secs_f64()),
@@ -820,6 +855,12 @@ fn print_results(plan: &Plan, secs: f64, t: &Totals, indent: &str) {
                 w.len,
             );
         }
+    }
+    if t.unfinished > 0 {
+        println!(
+            "{indent}unfinished {}: due before the end, not echoed by then (in the latencies at their age at the end)",
+            t.unfinished
+        );
     }
     println!(
         "{indent}errors {} (timeouts {}), mismatches {}, connect errors {}",

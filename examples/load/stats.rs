@@ -117,13 +117,33 @@ impl Windows {
     /// Records a measured message that was due at `intended`.
     #[inline]
     fn record(&mut self, intended: Stamp, ns: u64) {
+        self.record_n(intended, ns, 1);
+    }
+
+    /// Records `n` measured messages due at `intended`, each `ns` long.
+    #[inline]
+    fn record_n(&mut self, intended: Stamp, ns: u64, n: u64) {
+        let i = self.index(intended);
+        if let Some(h) = self.hists.get_mut(i) {
+            h.saturating_record_n(ns, n);
+        }
+    }
+
+    /// The window of a message due at `intended`.
+    #[inline]
+    fn index(&self, intended: Stamp) -> usize {
         let since = u128::from(intended.nanos_since(self.start));
         // A message due exactly at the end (rounding) joins the last window.
         let last = self.hists.len().saturating_sub(1);
-        let i = (since / self.len.as_nanos().max(1)).min(last as u128) as usize;
-        if let Some(h) = self.hists.get_mut(i) {
-            h.saturating_record(ns);
-        }
+        (since / self.len.as_nanos().max(1)).min(last as u128) as usize
+    }
+
+    /// Where the window of a message due at `intended` ends; `None` for the
+    /// last window, which takes everything after its start.
+    fn end_of_window(&self, intended: Stamp) -> Option<Stamp> {
+        let i = self.index(intended);
+        let next = u32::try_from(i + 1).ok()?;
+        (i + 1 < self.hists.len()).then(|| self.start.add(self.len * next))
     }
 
     /// Adds another worker's windows (the same plan, so the same count).
@@ -148,6 +168,8 @@ pub struct Stats {
     lost: Cell<u64>,
     /// `--udp`: echoes of lost datagrams that came back later.
     late: Cell<u64>,
+    /// Measured messages the run's end cut off (see [`Stats::unfinished`]).
+    unfinished: Cell<u64>,
     reports: Cell<u32>,
     /// The worker's tally, shared with its other targets' `Stats`: it
     /// records this target's latencies.
@@ -192,6 +214,16 @@ impl Recorder {
         }
         self.msgs += 1;
         self.last_done = Some(done.at);
+    }
+
+    /// `n` measured messages due at `intended` that the run's end cut off,
+    /// `ns` old then: in the latencies, not in `msgs`.
+    fn record_unfinished(&mut self, intended: Stamp, ns: u64, n: u64) {
+        let ns = ns.max(1);
+        self.hist.saturating_record_n(ns, n);
+        if let Some(windows) = self.windows.as_mut() {
+            windows.record_n(intended, ns, n);
+        }
     }
 }
 
@@ -246,6 +278,9 @@ pub struct Totals {
     pub lost: u64,
     /// `--udp`: echoes that came back after their datagram was given up.
     pub late: u64,
+    /// Measured messages whose echo was not back at the run's end (in the
+    /// latencies at their age then, not in `msgs`).
+    pub unfinished: u64,
     pub connect_errors: u64,
     pub last_done: Option<Stamp>,
 }
@@ -262,6 +297,7 @@ impl Totals {
             timeouts: 0,
             lost: 0,
             late: 0,
+            unfinished: 0,
             connect_errors: 0,
             last_done: None,
         }
@@ -289,6 +325,7 @@ impl Totals {
         self.timeouts += other.timeouts;
         self.lost += other.lost;
         self.late += other.late;
+        self.unfinished += other.unfinished;
         self.connect_errors += other.connect_errors;
         self.last_done = self.last_done.max(other.last_done);
     }
@@ -358,6 +395,14 @@ impl Tally {
         self.allocs_closed.set(true);
     }
 
+    /// Where the `--window` of target `target` holding a message due at
+    /// `intended` ends (`None`: no windows, or the last one).
+    fn end_of_window(&self, target: u32, intended: Stamp) -> Option<Stamp> {
+        let recorders = self.recorders.borrow();
+        let windows = recorders.get(target as usize)?.windows.as_ref()?;
+        windows.end_of_window(intended)
+    }
+
     /// The worker's results: `targets` with their latencies, and its
     /// allocation window.
     pub fn into_worker_totals(self, mut targets: Vec<Totals>) -> WorkerTotals {
@@ -391,6 +436,7 @@ impl Stats {
             timeouts: Cell::new(0),
             lost: Cell::new(0),
             late: Cell::new(0),
+            unfinished: Cell::new(0),
             reports: Cell::new(0),
             tally,
         }
@@ -465,6 +511,32 @@ impl Stats {
         self.late.set(self.late.get() + 1);
     }
 
+    /// The run ended (duration mode) before `n` measured messages, due at
+    /// `intended` (to the histogram's resolution), came back: they are
+    /// `age_ns` old at the end. They count in `unfinished`, and in the
+    /// latencies at that age, a lower bound of what they would have taken:
+    /// leaving them out would drop exactly the slowest messages of a run
+    /// that fell behind. `never_sent`: with `--rate` the connection fell
+    /// behind its schedule and never sent them, so they count in the send
+    /// lag at that age too.
+    #[cold]
+    pub fn unfinished(&self, intended: Stamp, age_ns: u64, n: u64, never_sent: bool) {
+        self.unfinished.set(self.unfinished.get() + n);
+        if never_sent {
+            self.lag.borrow_mut().saturating_record_n(age_ns.max(1), n);
+        }
+        let mut recorders = self.tally.recorders.borrow_mut();
+        if let Some(r) = recorders.get_mut(self.target as usize) {
+            r.record_unfinished(intended, age_ns, n);
+        }
+    }
+
+    /// Where the `--window` holding a message due at `intended` ends
+    /// (`None`: no windows, or the last one).
+    pub fn end_of_window(&self, intended: Stamp) -> Option<Stamp> {
+        self.tally.end_of_window(self.target, intended)
+    }
+
     /// Moves this target's counters into `total` (its connect errors stay);
     /// its latencies come from the tally ([`Tally::into_worker_totals`]).
     pub fn move_into(self, total: &mut Totals) {
@@ -474,6 +546,7 @@ impl Stats {
         total.timeouts = self.timeouts.get();
         total.lost = self.lost.get();
         total.late = self.late.get();
+        total.unfinished = self.unfinished.get();
     }
 }
 

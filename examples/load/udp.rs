@@ -42,7 +42,8 @@ use cellio::runtime::timeout;
 use cellio::{UdpIo, UdpSocket};
 
 use crate::conn::{
-    join, report_mismatch, send_window, Conn, Flight, Schedule, SendMessage, BUDGET,
+    count_unfinished, join, report_mismatch, send_window, Conn, Flight, Schedule, SendMessage,
+    BUDGET,
 };
 use crate::pattern::{fill, seq_of};
 use crate::stats::Stats;
@@ -324,9 +325,11 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
     let mut schedule = Schedule::new();
     let mut now = clock.now();
     let (mut seq, mut run) = (0u64, 0u32);
-    loop {
+    // The message in flight when the run's end stopped the loop: when it
+    // was due.
+    let in_flight = 'run: loop {
         let Some((intended, since, recorded)) = schedule.next(&c, seq, now, &stats).await else {
-            break;
+            break None;
         };
         fill(&mut msg, c.id, seq);
         watch.arm(since);
@@ -334,7 +337,7 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
             Ok(Ok(n)) if n == msg.len() => {}
             Ok(Ok(n)) => return stats.error(c.id, format_args!("send: {n} of {} bytes", c.size)),
             Ok(Err(e)) => return stats.error(c.id, format_args!("send: {e}")),
-            Err(Stop::End) => return,
+            Err(Stop::End) => break Some(intended),
             Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
         }
         // Some((n, bad)): the echo, `n` bytes of `rx`; None: given up.
@@ -344,7 +347,7 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
                     Ok(n) => n,
                     Err(e) => return stats.error(c.id, format_args!("receive: {e}")),
                 },
-                Err(Stop::End) => return,
+                Err(Stop::End) => break 'run Some(intended),
                 Err(Stop::Timeout) => break None,
             };
             match echoes.classify_one(&rx[..n], &msg, seq) {
@@ -359,7 +362,7 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
         watch.disarm();
         now = clock.now();
         if tl.ended(now) {
-            return;
+            break Some(intended);
         }
         match echoed {
             Some((n, bad)) => {
@@ -379,7 +382,9 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
             run = 0;
             cellio::yield_now().await;
         }
-    }
+    };
+    let sent = seq + u64::from(in_flight.is_some());
+    count_unfinished(&c, &stats, seq, sent, |_| in_flight.unwrap_or_default());
 }
 
 /// `--pipeline K > 1`: up to K datagrams outstanding, their echoes
@@ -388,7 +393,9 @@ pub async fn pipelined(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Wat
     let flight = Flight::new(c.pipeline, c.timeline.clock.now());
     let sender = send_window(&socket, &c, &stats, &flight);
     let receiver = receive_datagrams(&socket, &c, &stats, watch, &flight);
-    join(&flight, sender, receiver).await
+    if join(&flight, sender, receiver).await {
+        flight.count_unfinished(&c, &stats);
+    }
 }
 
 /// The receiving half of a pipelined UDP connection.
@@ -398,7 +405,7 @@ async fn receive_datagrams(
     stats: &Stats,
     watch: &Watch,
     flight: &Flight,
-) {
+) -> bool {
     let tl = c.timeline;
     let clock = tl.clock;
     let mut rx = vec![0u8; c.size + 1];
@@ -410,7 +417,7 @@ async fn receive_datagrams(
         if seq == flight.sent.get() {
             // Nothing outstanding: wait for the sender.
             if !flight.sent_past(seq).await {
-                return;
+                return true;
             }
             continue;
         }
@@ -420,13 +427,16 @@ async fn receive_datagrams(
         let n = match got {
             Ok(result) => match received(result, &rx) {
                 Ok(n) => n,
-                Err(e) => return stats.error(c.id, format_args!("receive: {e}")),
+                Err(e) => {
+                    stats.error(c.id, format_args!("receive: {e}"));
+                    return false;
+                }
             },
-            Err(Stop::End) => return,
+            Err(Stop::End) => return true,
             Err(Stop::Timeout) => {
                 let now = clock.now();
                 if tl.ended(now) {
-                    return;
+                    return true;
                 }
                 // Every outstanding datagram as old as the oldest's limit
                 // goes now, not one per pass of the reaper: a burst of
@@ -452,7 +462,7 @@ async fn receive_datagrams(
             Echo::Of { seq: echoed, bad } => {
                 let t = clock.now();
                 if tl.ended(t) {
-                    return;
+                    return true;
                 }
                 // Overtaken: given up.
                 while seq < echoed {

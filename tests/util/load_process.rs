@@ -76,6 +76,13 @@ pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(line).expect("stdout is one JSON object")
 }
 
+/// The count `key` of a JSON report (a test failure if it is not one).
+pub fn count(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is a count: {v}"))
+}
+
 /// The run's steady state allocated nothing: some messages were counted
 /// in the allocation window (`alloc_window_msgs`), at exactly 0
 /// allocations.
