@@ -25,7 +25,10 @@
 //! process of the same user listening on the port with `SO_REUSEPORT` too
 //! is not detected: the two would share connections.
 //!
-//! A connection's error ends that connection only.
+//! A connection's error ends that connection only. Out of file
+//! descriptors (or another resource every accept needs), the accept loop
+//! backs off, 10 ms doubling up to 1 s, instead of spinning, and says so
+//! once; the waiting connections are accepted as soon as some close.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -296,10 +299,14 @@ async fn io_until_idle(io: &mut TcpIo, buf: &mut [u8], idle: Duration) -> std::i
 /// workers (hand-off mode) connections are dealt round-robin to them.
 async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
     let mut next = 0;
+    let mut starved = Starved::default();
     while let Some(accepted) = until_shutdown(listener.accept()).await {
         match accepted {
-            Ok((stream, _peer)) if deal_to > 1 => {
-                next = (next + 1) % deal_to;
+            Ok((stream, _peer)) => {
+                starved.recovered();
+                if deal_to > 1 {
+                    next = (next + 1) % deal_to;
+                }
                 if next == 0 {
                     start(Incoming::Accepted(stream), serving, None);
                     continue;
@@ -311,14 +318,91 @@ async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
                     Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
                 }
             }
-            Ok((stream, _peer)) => start(Incoming::Accepted(stream), serving, None),
-            // Out of file descriptors, a connection reset before we took
-            // it...: this one is lost, the server goes on.
+            // Out of file descriptors (or buffers, or memory): every accept
+            // fails until something is freed, so back off instead of
+            // spinning. The connections wait in the listen backlog.
+            Err(e) if out_of_resources(&e) => {
+                let pause = starved.failed(&e);
+                if until_shutdown(sleep(pause)).await.is_none() {
+                    return;
+                }
+            }
+            // A connection reset before we took it...: this one is lost,
+            // the next accept may well succeed.
             Err(e) => {
                 eprintln!("echo_server: accept failed: {e}");
                 cellio::yield_now().await;
             }
         }
+    }
+}
+
+/// An accept error that names no connection but a resource the process or
+/// the system has run out of: file descriptors (`EMFILE`, `ENFILE`), socket
+/// buffers or memory. Retrying at once fails the same way.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The accept loop's backoff while out of resources: 10 ms after the first
+/// failure, doubling up to 1 s. It says so at most once a second, and when
+/// an accept succeeds after a streak it told of (a loop that retried at
+/// once printed hundreds of thousands of lines a second).
+#[derive(Default)]
+struct Starved {
+    /// Failed accepts since the last success.
+    failures: u64,
+    /// This streak of failures was reported.
+    told: bool,
+    /// When a failure was last reported.
+    last_told: Option<Instant>,
+    /// Failures since then, not reported.
+    untold: u64,
+}
+
+impl Starved {
+    const FIRST_PAUSE: Duration = Duration::from_millis(10);
+    const LONGEST_PAUSE: Duration = Duration::from_secs(1);
+    const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+    /// Another accept failed with `e`: how long to wait before the next.
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        let now = Instant::now();
+        if self
+            .last_told
+            .is_none_or(|t| now.duration_since(t) >= Self::REPORT_EVERY)
+        {
+            let more = match self.untold {
+                0 => String::new(),
+                n => format!(" ({n} more since the last report)"),
+            };
+            eprintln!(
+                "echo_server: accept failed: {e}{more}; backing off ({:?} to {:?}) while the \
+                 connections wait in the listen backlog",
+                Self::FIRST_PAUSE,
+                Self::LONGEST_PAUSE
+            );
+            (self.last_told, self.untold, self.told) = (Some(now), 0, true);
+        } else {
+            self.untold += 1;
+        }
+        let doublings = self.failures.min(10) as u32;
+        self.failures += 1;
+        (Self::FIRST_PAUSE * (1 << doublings)).min(Self::LONGEST_PAUSE)
+    }
+
+    /// An accept succeeded.
+    fn recovered(&mut self) {
+        if self.told {
+            eprintln!(
+                "echo_server: accepting again after {} failed accepts",
+                self.failures
+            );
+        }
+        (self.failures, self.told) = (0, false);
     }
 }
 

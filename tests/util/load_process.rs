@@ -2,47 +2,20 @@
 //! integration tests of it: the binary is the one `cargo test` builds next
 //! to the test (`target/<profile>/examples/load`); the first use runs
 //! `cargo build --example load` with the same profile, so it is never
-//! stale.
+//! stale (`example_bin.rs`).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+#[path = "example_bin.rs"]
+mod example_bin;
+
 /// Builds the example once (same profile as this test) and returns its path.
 pub fn load_bin() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // This test runs as target/<profile>/deps/load_client-HASH.
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-            "build",
-            "--quiet",
-            "--example",
-            "load",
-        ]);
-        if release {
-            cargo.arg("--release");
-        }
-        // Same target directory as this test, wherever it is.
-        if let Some(target) = profile_dir.parent() {
-            cargo.env("CARGO_TARGET_DIR", target);
-        }
-        let status = cargo.status().expect("run cargo build --example load");
-        assert!(status.success(), "cargo build --example load failed");
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("load{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} not found", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| example_bin::build_example("load"))
 }
 
 /// Runs the load client with `args`; its output is echoed on stderr (shown

@@ -1,0 +1,38 @@
+//! Building an example of this package for an integration test that runs
+//! it as a process: the binary `cargo test` would build next to the test
+//! (`target/<profile>/examples/NAME`), built with the test's own profile
+//! and target directory, so it is never stale.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs `cargo build --example name` with this test's profile and target
+/// directory, and returns the example's path.
+pub fn build_example(name: &str) -> PathBuf {
+    // This test runs as target/<profile>/deps/TEST-HASH.
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--example", name]);
+    if release {
+        cargo.arg("--release");
+    }
+    // Same target directory as this test, wherever it is.
+    if let Some(target) = profile_dir.parent() {
+        cargo.env("CARGO_TARGET_DIR", target);
+    }
+    let status = cargo.status().expect("run cargo build --example");
+    assert!(status.success(), "cargo build --example {name} failed");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} not found", bin.display());
+    bin
+}
