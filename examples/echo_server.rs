@@ -12,7 +12,8 @@
 //!   `--accept handoff`, worker 0 accepts and deals connections round-robin
 //!   (each hand-off costs a `dup(2)`; the task's block comes back to worker
 //!   0's pool, so it allocates nothing either).
-//! * `--idle-timeout-ms MS`: a connection silent that long is closed.
+//! * `--idle-timeout-ms MS`: a connection that makes no progress that long
+//!   (nothing received, or an echo the peer does not read) is closed.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
 //!   finish, then exit 0.
 //! * `--no-task-pool`: allocate each connection's task afresh (to measure
@@ -38,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use cellio::runtime::{sleep, spawn_local_on, spawn_on, until_shutdown, RuntimeHandle};
+use cellio::runtime::{sleep, spawn_local_on, spawn_on, until_shutdown, RuntimeHandle, Sleep};
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -52,8 +53,8 @@ struct Args {
     /// Worker threads (each with its own reactor and listener).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: u16,
-    /// Close a connection after this many milliseconds without data
-    /// (0: never).
+    /// Close a connection after this many milliseconds without progress:
+    /// nothing received, or an echo the peer does not take (0: never).
     #[arg(long, default_value_t = 0)]
     idle_timeout_ms: u64,
     /// On SIGINT/SIGTERM, how long open connections may take to finish.
@@ -192,7 +193,10 @@ async fn connection(incoming: Incoming, idle: Option<Duration>) {
     }
 }
 
-/// The echo loop of a connection that closes after `idle` without data.
+/// The echo loop of a connection that closes once it has made no progress
+/// for `idle`: nothing received while it waits for data, or an echo not
+/// taken by the peer (a peer that sends but never reads) within `idle` of
+/// the data it echoes.
 async fn echo_until_idle(
     stream: &TcpStream,
     buf: &mut [u8],
@@ -203,31 +207,46 @@ async fn echo_until_idle(
     let mut last_data = Instant::now();
     let mut timer = sleep(idle);
     loop {
-        let mut recv = stream.recv(buf);
-        let received = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = Pin::new(&mut recv).poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            while Pin::new(&mut timer).poll(cx).is_ready() {
-                if last_data.elapsed() >= idle {
-                    return Poll::Ready(None);
-                }
-                timer.reset(last_data + idle);
-            }
-            Poll::Pending
-        })
-        .await;
-        drop(recv);
-        let n = match received {
-            None => return Ok(()), // idle too long: close
-            Some(result) => result?,
+        let Some(received) = unless_idle(stream.recv(buf), &mut timer, last_data, idle).await
+        else {
+            return Ok(()); // idle too long: close
         };
+        let n = received?;
         if n == 0 {
             return Ok(());
         }
         last_data = Instant::now();
-        stream.send_all(&buf[..n]).await?;
+        let echo = stream.send_all(&buf[..n]);
+        let Some(sent) = unless_idle(echo, &mut timer, last_data, idle).await else {
+            return Ok(()); // the peer stopped reading: close
+        };
+        sent?;
     }
+}
+
+/// `op`'s output, or `None` once `idle` has passed since `last_data` with
+/// `op` still pending (it is then dropped, which cancels it). `timer` is
+/// the connection's one timer, re-armed only when it fires early.
+async fn unless_idle<F: Future>(
+    op: F,
+    timer: &mut Sleep,
+    last_data: Instant,
+    idle: Duration,
+) -> Option<F::Output> {
+    let mut op = std::pin::pin!(op);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = op.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        while Pin::new(&mut *timer).poll(cx).is_ready() {
+            if last_data.elapsed() >= idle {
+                return Poll::Ready(None);
+            }
+            timer.reset(last_data + idle);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// [`connection`] through [`TcpIo`] (`--api poll`): the same echo, with
@@ -270,28 +289,19 @@ async fn io_until_idle(io: &mut TcpIo, buf: &mut [u8], idle: Duration) -> std::i
     let mut last_data = Instant::now();
     let mut timer = sleep(idle);
     loop {
-        let received = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = io.poll_recv(cx, buf) {
-                return Poll::Ready(Some(result));
-            }
-            while Pin::new(&mut timer).poll(cx).is_ready() {
-                if last_data.elapsed() >= idle {
-                    return Poll::Ready(None);
-                }
-                timer.reset(last_data + idle);
-            }
-            Poll::Pending
-        })
-        .await;
-        let n = match received {
-            None => return Ok(()), // idle too long: close
-            Some(result) => result?,
+        let Some(received) = unless_idle(io.recv(buf), &mut timer, last_data, idle).await else {
+            return Ok(()); // idle too long: close
         };
+        let n = received?;
         if n == 0 {
             return Ok(());
         }
         last_data = Instant::now();
-        io.send_all(&buf[..n]).await?;
+        let Some(sent) = unless_idle(io.send_all(&buf[..n]), &mut timer, last_data, idle).await
+        else {
+            return Ok(()); // the peer stopped reading: close
+        };
+        sent?;
     }
 }
 
@@ -426,6 +436,11 @@ fn main() -> ExitCode {
 /// once it has its own copy the worker thread's syscalls take the cheap
 /// path again: about 0.04 µs less system time per echoed message (of ~3.4)
 /// on the benchmark VM. Best effort: on failure, or off Linux, nothing changes.
+///
+/// The copy holds a reference to every descriptor open at that moment, for
+/// the thread's life: closing one elsewhere no longer closes its socket.
+/// So it must be taken before the server opens any socket it will close
+/// (the listener, the connections); `run` waits for it.
 fn stop_sharing_descriptors() {
     #[cfg(target_os = "linux")]
     // SAFETY: `unshare` takes no pointers and only affects this thread,
@@ -450,12 +465,20 @@ fn run(args: &Args) -> std::io::Result<()> {
     // Signals: a plain thread waits for them and begins the shutdown.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let handle = runtime.handle();
+    let (has_own_table, own_table) = std::sync::mpsc::sync_channel::<()>(1);
     std::thread::spawn(move || {
         stop_sharing_descriptors();
+        let _ = has_own_table.send(());
         if signals.forever().next().is_some() {
             handle.shutdown();
         }
     });
+    // Nothing is listened on or accepted before the signal thread has its
+    // own copy of the descriptor table: a socket in that copy stays open
+    // after the workers close it (see `stop_sharing_descriptors`). Under
+    // load the thread used to copy the table after the first connections
+    // were accepted, and those never closed.
+    let _ = own_table.recv();
 
     runtime.block_on(async {
         let handoff = args.accept == Accept::Handoff;

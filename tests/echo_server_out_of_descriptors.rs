@@ -4,15 +4,15 @@
 //! 375 000 lines in four seconds), keeps serving the connections it holds,
 //! and takes the waiting ones once descriptors are free.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-#[path = "util/example_bin.rs"]
-mod example_bin;
+#[path = "util/echo_server_process.rs"]
+mod echo_server_process;
+
+use echo_server_process::EchoServer;
 
 /// The server's file-descriptor limit: room for its own (the standard
 /// streams, the poller, the listener, ...) and a couple of dozen
@@ -21,42 +21,6 @@ const FD_LIMIT: u32 = 40;
 /// More connections than that: the kernel completes them all into the
 /// listen backlog; the server cannot take them all.
 const CLIENTS: usize = 80;
-
-/// The echo server under `ulimit -n FD_LIMIT`, its address and its stderr
-/// as a stream of lines.
-fn start_server() -> (Child, String, Receiver<String>) {
-    let bin = example_bin::build_example("echo_server");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n {FD_LIMIT} && exec \"$0\" --addr 127.0.0.1:0"
-        ))
-        .arg(&bin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the echo server");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("read the server's first line");
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-        .to_string();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("server: {line}");
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, addr, rx)
-}
 
 /// One echo on `stream`, within `patience`.
 fn echoes(stream: &mut TcpStream, patience: Duration) -> bool {
@@ -67,10 +31,11 @@ fn echoes(stream: &mut TcpStream, patience: Duration) -> bool {
 
 #[test]
 fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
-    let (mut server, addr, lines) = start_server();
+    let server = EchoServer::start(&[], Some(FD_LIMIT));
+    let (addr, lines) = (&server.addr, &server.lines);
     let start = Instant::now();
     let mut clients: Vec<TcpStream> = (0..CLIENTS)
-        .map(|_| TcpStream::connect(&addr).expect("connect (into the backlog)"))
+        .map(|_| TcpStream::connect(addr).expect("connect (into the backlog)"))
         .collect();
     // The first connections were accepted and are served meanwhile.
     assert!(echoes(&mut clients[0], Duration::from_secs(10)));
@@ -90,7 +55,7 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     // are taken (each sees its peer gone), and so is a new one, within
     // the backoff's longest pause.
     drop(clients);
-    let mut late = TcpStream::connect(&addr).expect("connect");
+    let mut late = TcpStream::connect(addr).expect("connect");
     assert!(echoes(&mut late, Duration::from_secs(10)));
     let deadline = Instant::now() + Duration::from_secs(10);
     let recovered = std::iter::from_fn(|| {
@@ -99,6 +64,4 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     })
     .any(|l| l.contains("accepting again"));
     assert!(recovered, "no line saying it accepts again");
-    let _ = server.kill();
-    let _ = server.wait();
 }

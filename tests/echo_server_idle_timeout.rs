@@ -1,0 +1,103 @@
+//! The echo server example's `--idle-timeout-ms`: a connection that makes
+//! no progress for that long is closed, whether it is silent or sends
+//! without ever reading its echoes (which used to hold its task and its
+//! descriptor for good, the echo's send waiting forever).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+#[path = "util/echo_server_process.rs"]
+mod echo_server_process;
+
+use echo_server_process::EchoServer;
+
+/// How a read from the server ended once the connection had gone quiet.
+#[derive(Debug, PartialEq)]
+enum Ended {
+    /// The server closed the connection (EOF, or a reset: it closed with
+    /// our bytes unread).
+    Closed,
+    /// Nothing came for the read timeout: the connection is still open.
+    StillOpen,
+}
+
+/// Reads (and drops) everything the server sends, until it closes or
+/// sends nothing for `quiet`.
+fn drain(stream: &mut TcpStream, quiet: Duration) -> Ended {
+    stream.set_read_timeout(Some(quiet)).expect("read timeout");
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ended::Closed,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ended::StillOpen
+            }
+            Err(_) => return Ended::Closed,
+        }
+    }
+}
+
+/// Sends until the send buffers on both sides are full: the server is then
+/// stuck sending an echo this peer does not read.
+fn flood(stream: &mut TcpStream) {
+    stream.set_nonblocking(true).expect("nonblocking");
+    let chunk = [7u8; 64 * 1024];
+    let mut stalled = 0;
+    // A few rounds of WouldBlock in a row: the server has stopped taking.
+    while stalled < 20 {
+        match stream.write(&chunk) {
+            Ok(_) => stalled = 0,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                stalled += 1;
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    stream.set_nonblocking(false).expect("blocking");
+}
+
+#[test]
+fn a_peer_that_never_reads_is_closed_after_the_idle_timeout() {
+    for api in ["futures", "poll"] {
+        let server = EchoServer::start(&["--idle-timeout-ms", "300", "--api", api], None);
+        let mut peer = TcpStream::connect(&server.addr).expect("connect");
+        flood(&mut peer);
+        // Well past the idle timeout, then take what was echoed: the server
+        // must have given up on this connection by now.
+        thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            drain(&mut peer, Duration::from_secs(3)),
+            Ended::Closed,
+            "--api {api}"
+        );
+        // Closing an idle connection is routine: nothing on stderr.
+        let said: Vec<String> = server.lines.try_iter().collect();
+        assert!(said.is_empty(), "--api {api}: {said:?}");
+    }
+}
+
+#[test]
+fn a_silent_peer_is_closed_and_a_busy_one_is_not() {
+    let server = EchoServer::start(&["--idle-timeout-ms", "300"], None);
+    let mut silent = TcpStream::connect(&server.addr).expect("connect");
+    let mut busy = TcpStream::connect(&server.addr).expect("connect");
+    busy.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    // The busy peer echoes a message every 100 ms for 1.5 s: never idle.
+    for i in 0..15u8 {
+        busy.write_all(&[i; 16]).expect("send");
+        let mut echo = [0u8; 16];
+        busy.read_exact(&mut echo).expect("echo");
+        assert_eq!(echo, [i; 16]);
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(drain(&mut silent, Duration::from_secs(3)), Ended::Closed);
+    busy.write_all(b"still here").expect("send");
+    let mut echo = [0u8; 10];
+    busy.read_exact(&mut echo).expect("echo");
+    assert_eq!(&echo, b"still here");
+}

@@ -1,0 +1,65 @@
+//! The echo server example (`examples/echo_server.rs`) as a process, for the
+//! integration tests of its behaviour: built like the test
+//! (`example_bin.rs`), listening on an ephemeral port, killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+
+#[path = "example_bin.rs"]
+mod example_bin;
+
+/// A running echo server.
+pub struct EchoServer {
+    child: Child,
+    /// Where it listens.
+    pub addr: String,
+    /// Its stderr, line by line (each also echoed on this test's stderr).
+    pub lines: Receiver<String>,
+}
+
+impl EchoServer {
+    /// Starts it with `args` (after `--addr 127.0.0.1:0`), under
+    /// `ulimit -n fd_limit` if given.
+    pub fn start(args: &[&str], fd_limit: Option<u32>) -> Self {
+        let bin = example_bin::build_example("echo_server");
+        let limit = fd_limit.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{limit}exec \"$0\" --addr 127.0.0.1:0 \"$@\""))
+            .arg(&bin)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the echo server");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read the server's first line");
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+            .to_string();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("server: {line}");
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        EchoServer { child, addr, lines }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
