@@ -482,6 +482,42 @@ fn unreachable_address_exits_2_with_one_line() {
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
 }
 
+/// `load` under `ulimit ULIMIT 64` (e.g. `-n`: soft and hard, `-S -n`: the
+/// soft limit only) with 100 connections against `addr`.
+fn under_file_limit(ulimit: &str, addr: &str) -> std::process::Output {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit {ulimit} 64 && exec \"$0\" \"$@\""))
+        .arg(load_bin())
+        .args(["--addr", addr, "--connections", "100", "--requests", "1000"])
+        .arg("--json")
+        .output()
+        .expect("run load under sh");
+    eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// 100 connections need more than 64 open files: with the hard limit at
+/// 64 that is a usage error before any connect, in one line; with only the
+/// soft limit at 64 the client raises it and runs.
+#[test]
+fn the_open_file_limit_is_checked_and_raised() {
+    let addr = echo_server(64, None);
+    let out = under_file_limit("-n", &addr);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("100 connections need about") && stderr.contains("hard limit 64"),
+        "{stderr}"
+    );
+    let out = under_file_limit("-S -n", &addr);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(count(&v, "msgs"), 1000, "{v}");
+    assert_eq!(count(&v, "connect_errors"), 0, "{v}");
+}
+
 #[test]
 fn bad_flags_exit_2() {
     for args in [

@@ -67,12 +67,15 @@
 //! Exit code: 0 if all went well; 1 on any mismatch, error (I/O error,
 //! unexpected EOF, timeout), failed connect, or if no measured message
 //! came back (with `--rate`, a run still working through the warm-up's
-//! backlog at the end says so); 2 on bad flags or when no connection could
-//! be opened.
+//! backlog at the end says so); 2 on bad flags, when no connection could
+//! be opened, or when `--connections` needs more open files than the hard
+//! limit allows (a soft limit below what is needed is raised first; see
+//! `limits.rs`).
 
 mod args;
 mod clock;
 mod conn;
+mod limits;
 mod pattern;
 mod stats;
 mod udp;
@@ -174,6 +177,10 @@ fn main() -> ExitCode {
             args.addr.len(),
             args.connections
         ));
+    }
+    let workers = u64::from(args.workers).min(u64::from(args.connections));
+    if let Err(e) = limits::ensure_open_files(u64::from(args.connections), workers) {
+        fail_usage(&e);
     }
     let targets: Vec<Target> = args.addr.iter().map(|name| resolve(name)).collect();
     if args.udp {
