@@ -65,6 +65,18 @@ fn echo_server() -> String {
     changing_echo(|_, _| {})
 }
 
+/// An echo server that sends no echo of every 10th message datagram of a
+/// peer (the probe, its first datagram, is not counted).
+fn dropping_every_tenth() -> String {
+    udp_server(|n, datagram, _| {
+        if n > 1 && (n - 1) % 10 == 0 {
+            Reply::Send(Vec::new())
+        } else {
+            Reply::Send(vec![datagram.to_vec()])
+        }
+    })
+}
+
 /// `load --udp --json --addr ADDR --requests REQUESTS --connections
 /// CONNECTIONS` plus `extra`.
 fn run_udp(
@@ -156,13 +168,7 @@ fn echoes_of_the_wrong_length_are_mismatches() {
 /// `--loss-after`, the connection goes on, and the run does not fail.
 #[test]
 fn datagrams_without_an_echo_are_lost_and_the_run_goes_on() {
-    let addr = udp_server(|n, datagram, _| {
-        if n > 1 && (n - 1) % 10 == 0 {
-            Reply::Send(Vec::new())
-        } else {
-            Reply::Send(vec![datagram.to_vec()])
-        }
-    });
+    let addr = dropping_every_tenth();
     for pipeline in ["1", "4"] {
         let (code, v) = run_udp(
             &addr,
@@ -185,13 +191,7 @@ fn datagrams_without_an_echo_are_lost_and_the_run_goes_on() {
 /// put the connection behind its schedule).
 #[test]
 fn an_open_loop_accounts_for_every_datagram_due() {
-    let addr = udp_server(|n, datagram, _| {
-        if n > 1 && (n - 1) % 10 == 0 {
-            Reply::Send(Vec::new())
-        } else {
-            Reply::Send(vec![datagram.to_vec()])
-        }
-    });
+    let addr = dropping_every_tenth();
     for pipeline in ["1", "8"] {
         let out = run_load(&[
             "--udp",
