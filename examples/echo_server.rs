@@ -26,7 +26,9 @@
 //! process of the same user listening on the port with `SO_REUSEPORT` too
 //! is not detected: the two would share connections.
 //!
-//! A connection's error ends that connection only. Out of file
+//! At start the soft limit on open files is raised to the hard limit
+//! (each connection is an open file). A connection's error ends that
+//! connection only. Out of file
 //! descriptors (or another resource every accept needs), the accept loop
 //! backs off, 10 ms doubling up to 1 s, instead of spinning, and says so
 //! once; the waiting connections are accepted as soon as some close.
@@ -451,7 +453,13 @@ fn stop_sharing_descriptors() {
     }
 }
 
+#[path = "common/open_files.rs"]
+mod open_files;
+
 fn run(args: &Args) -> std::io::Result<()> {
+    // Every connection is an open file: take what the hard limit allows
+    // (a common soft limit, 1024, is far below it).
+    open_files::raise_open_files(None);
     let workers = usize::from(args.workers);
     let serving = Serving {
         idle: (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms)),

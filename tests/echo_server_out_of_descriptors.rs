@@ -31,7 +31,7 @@ fn echoes(stream: &mut TcpStream, patience: Duration) -> bool {
 
 #[test]
 fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
-    let server = EchoServer::start(&[], Some(FD_LIMIT));
+    let server = EchoServer::start(&[], Some(&format!("-n {FD_LIMIT}")));
     let (addr, lines) = (&server.addr, &server.lines);
     let start = Instant::now();
     let mut clients: Vec<TcpStream> = (0..CLIENTS)
@@ -64,4 +64,20 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     })
     .any(|l| l.contains("accepting again"));
     assert!(recovered, "no line saying it accepts again");
+}
+
+/// With only the soft limit low (the hard one is the machine's), the
+/// server raises it at start: all the clients are served, and no accept
+/// fails.
+#[test]
+fn a_low_soft_limit_is_raised_at_start() {
+    let server = EchoServer::start(&[], Some(&format!("-S -n {FD_LIMIT}")));
+    let mut clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| TcpStream::connect(&server.addr).expect("connect"))
+        .collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert!(echoes(client, Duration::from_secs(10)), "client {i}");
+    }
+    let said: Vec<String> = server.lines.try_iter().collect();
+    assert!(said.is_empty(), "{said:?}");
 }

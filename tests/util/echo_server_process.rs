@@ -21,10 +21,11 @@ pub struct EchoServer {
 
 impl EchoServer {
     /// Starts it with `args` (after `--addr 127.0.0.1:0`), under
-    /// `ulimit -n fd_limit` if given.
-    pub fn start(args: &[&str], fd_limit: Option<u32>) -> Self {
+    /// `ulimit LIMIT` if given (e.g. `-n 40`: soft and hard, `-S -n 40`:
+    /// the soft limit only).
+    pub fn start(args: &[&str], ulimit: Option<&str>) -> Self {
         let bin = example_bin::build_example("echo_server");
-        let limit = fd_limit.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let limit = ulimit.map_or(String::new(), |l| format!("ulimit {l} && "));
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(format!("{limit}exec \"$0\" --addr 127.0.0.1:0 \"$@\""))
