@@ -26,12 +26,12 @@
 //! process of the same user listening on the port with `SO_REUSEPORT` too
 //! is not detected: the two would share connections.
 //!
-//! At start the soft limit on open files is raised to the hard limit
-//! (each connection is an open file). A connection's error ends that
-//! connection only. Out of file
-//! descriptors (or another resource every accept needs), the accept loop
-//! backs off, 10 ms doubling up to 1 s, instead of spinning, and says so
-//! once; the waiting connections are accepted as soon as some close.
+//! A connection's error ends that connection only. At start the soft limit
+//! on open files is raised to the hard limit (each connection is an open
+//! file). Out of file descriptors all the same (or out of another resource
+//! every accept needs), the accept loop backs off, 10 ms doubling up to
+//! 1 s, instead of spinning, and says so at most once a second; the waiting
+//! connections are accepted as soon as some close.
 
 use std::future::Future;
 use std::net::SocketAddr;
