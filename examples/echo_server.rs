@@ -418,6 +418,11 @@ impl Starved {
     }
 }
 
+/// `e` with what was being done when it happened.
+fn context(what: &str, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
@@ -468,10 +473,12 @@ fn run(args: &Args) -> std::io::Result<()> {
     let runtime = Builder::new()
         .workers(workers)
         .task_pooling(!args.no_task_pool)
-        .build()?;
+        .build()
+        .map_err(|e| context("cannot start the cellio runtime", e))?;
 
     // Signals: a plain thread waits for them and begins the shutdown.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| context("cannot watch for SIGINT and SIGTERM", e))?;
     let handle = runtime.handle();
     let (has_own_table, own_table) = std::sync::mpsc::sync_channel::<()>(1);
     std::thread::spawn(move || {
@@ -494,9 +501,8 @@ fn run(args: &Args) -> std::io::Result<()> {
             reuse_port: workers > 1 && !handoff,
             ..ListenOptions::default()
         };
-        let listener = TcpListener::bind_with(args.addr, options).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", args.addr))
-        })?;
+        let listener = TcpListener::bind_with(args.addr, options)
+            .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
         let addr = listener.local_addr()?;
         println!("listening on {addr}");
         for worker in (1..workers).filter(|_| !handoff) {

@@ -123,8 +123,12 @@ fn bind(
 
 fn run(args: &Args) -> std::io::Result<()> {
     let workers = usize::from(args.workers);
-    let runtime = Runtime::builder().workers(workers).build()?;
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let runtime = Runtime::builder()
+        .workers(workers)
+        .build()
+        .map_err(|e| context("cannot start the cellio runtime", e))?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| context("cannot watch for SIGINT and SIGTERM", e))?;
     let handle = runtime.handle();
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
@@ -137,9 +141,8 @@ fn run(args: &Args) -> std::io::Result<()> {
             reuse_port: workers > 1,
             ..BindOptions::default()
         };
-        let socket = bind(args.addr, options, recv_buffer).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", args.addr))
-        })?;
+        let socket = bind(args.addr, options, recv_buffer)
+            .map_err(|e| context(&format!("cannot bind {}", args.addr), e))?;
         let addr = socket.local_addr()?;
         println!("listening on {addr}");
         // Each other worker binds its own socket there, so that its
@@ -165,6 +168,11 @@ fn run(args: &Args) -> std::io::Result<()> {
         }
         served
     })
+}
+
+/// `e` with what was being done when it happened.
+fn context(what: &str, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 fn main() -> ExitCode {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 #[path = "util/echo_server_process.rs"]
 mod echo_server_process;
 
-use echo_server_process::EchoServer;
+use echo_server_process::{command, EchoServer};
 
 /// The server's file-descriptor limit: room for its own (the standard
 /// streams, the poller, the listener, ...) and a couple of dozen
@@ -80,4 +80,19 @@ fn a_low_soft_limit_is_raised_at_start() {
     }
     let said: Vec<String> = server.lines.try_iter().collect();
     assert!(said.is_empty(), "{said:?}");
+}
+
+/// Too few descriptors to start its runtime at all: one line saying what
+/// failed, and exit 1 (no panic).
+#[test]
+fn too_few_descriptors_to_start_is_one_clear_line() {
+    let out = command(&[], Some("-n 5"))
+        .output()
+        .expect("run the echo server");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "echo_server: cannot start the cellio runtime: Too many open files (os error 24)"
+    );
 }

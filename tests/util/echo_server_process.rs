@@ -24,13 +24,7 @@ impl EchoServer {
     /// `ulimit LIMIT` if given (e.g. `-n 40`: soft and hard, `-S -n 40`:
     /// the soft limit only).
     pub fn start(args: &[&str], ulimit: Option<&str>) -> Self {
-        let bin = example_bin::build_example("echo_server");
-        let limit = ulimit.map_or(String::new(), |l| format!("ulimit {l} && "));
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("{limit}exec \"$0\" --addr 127.0.0.1:0 \"$@\""))
-            .arg(&bin)
-            .args(args)
+        let mut child = command(args, ulimit)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -56,6 +50,19 @@ impl EchoServer {
         });
         EchoServer { child, addr, lines }
     }
+}
+
+/// The echo server's command line: see [`EchoServer::start`].
+pub fn command(args: &[&str], ulimit: Option<&str>) -> Command {
+    let bin = example_bin::build_example("echo_server");
+    let limit = ulimit.map_or(String::new(), |l| format!("ulimit {l} && "));
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("{limit}exec \"$0\" --addr 127.0.0.1:0 \"$@\""))
+        .arg(&bin)
+        .args(args);
+    command
 }
 
 impl Drop for EchoServer {
