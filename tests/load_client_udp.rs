@@ -92,6 +92,17 @@ fn run_udp(
     (out.status.code(), json(&out))
 }
 
+/// Each `(key, n)`: the report's count `key` is exactly `n` (all checked,
+/// then any difference reported at once, with `context` and the report).
+fn assert_counts(v: &serde_json::Value, expected: &[(&str, u64)], context: &str) {
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter(|&&(key, n)| count(v, key) != n)
+        .map(|&(key, n)| format!("{key} {} (expected {n})", count(v, key)))
+        .collect();
+    assert!(wrong.is_empty(), "{context} {}: {v}", wrong.join(", "));
+}
+
 #[test]
 fn counts_every_datagram_against_an_echo_server() {
     let addr = echo_server();
@@ -137,9 +148,11 @@ fn corrupted_echoes_are_mismatches() {
     for pipeline in ["1", "4"] {
         let (code, v) = run_udp(&addr, "100", "2", &["--pipeline", pipeline]);
         assert_eq!(code, Some(1), "pipeline {pipeline}: {v}");
-        assert_eq!(count(&v, "msgs"), 100, "pipeline {pipeline}");
-        assert_eq!(count(&v, "mismatches"), 20, "pipeline {pipeline}");
-        assert_eq!(count(&v, "lost"), 0, "pipeline {pipeline}");
+        assert_counts(
+            &v,
+            &[("msgs", 100), ("mismatches", 20), ("lost", 0)],
+            &format!("pipeline {pipeline}"),
+        );
     }
 }
 
@@ -177,10 +190,11 @@ fn datagrams_without_an_echo_are_lost_and_the_run_goes_on() {
             &["--loss-after", "50ms", "--pipeline", pipeline],
         );
         assert_eq!(code, Some(0), "pipeline {pipeline}: {v}");
-        assert_eq!(count(&v, "lost"), 10, "pipeline {pipeline}");
-        assert_eq!(count(&v, "msgs"), 90, "pipeline {pipeline}");
-        assert_eq!(count(&v, "late"), 0, "pipeline {pipeline}");
-        assert_eq!(count(&v, "mismatches"), 0, "pipeline {pipeline}");
+        assert_counts(
+            &v,
+            &[("lost", 10), ("msgs", 90), ("late", 0), ("mismatches", 0)],
+            &format!("pipeline {pipeline}"),
+        );
     }
 }
 
@@ -248,10 +262,11 @@ fn a_burst_of_losses_longer_than_the_window_is_lost_not_mismatched() {
         start.elapsed()
     );
     assert_eq!(code, Some(0), "{v}");
-    assert_eq!(count(&v, "lost"), 100);
-    assert_eq!(count(&v, "msgs"), 200);
-    assert_eq!(count(&v, "mismatches"), 0);
-    assert_eq!(count(&v, "late"), 0);
+    assert_counts(
+        &v,
+        &[("lost", 100), ("msgs", 200), ("mismatches", 0), ("late", 0)],
+        "",
+    );
 }
 
 /// The server holds every 10th message datagram and echoes it just before
@@ -269,10 +284,11 @@ fn an_echo_after_its_datagram_was_given_up_is_late() {
     });
     let (code, v) = run_udp(&addr, "50", "2", &["--loss-after", "50ms"]);
     assert_eq!(code, Some(0), "{v}");
-    assert_eq!(count(&v, "lost"), 4);
-    assert_eq!(count(&v, "late"), 4);
-    assert_eq!(count(&v, "msgs"), 46);
-    assert_eq!(count(&v, "mismatches"), 0);
+    assert_counts(
+        &v,
+        &[("lost", 4), ("late", 4), ("msgs", 46), ("mismatches", 0)],
+        "",
+    );
 }
 
 /// Every 10th message datagram is echoed twice: the second copy is late
@@ -285,10 +301,11 @@ fn a_duplicated_echo_is_late() {
     });
     let (code, v) = run_udp(&addr, "50", "2", &[]);
     assert_eq!(code, Some(0), "{v}");
-    assert_eq!(count(&v, "late"), 4);
-    assert_eq!(count(&v, "msgs"), 50);
-    assert_eq!(count(&v, "lost"), 0);
-    assert_eq!(count(&v, "mismatches"), 0);
+    assert_counts(
+        &v,
+        &[("late", 4), ("msgs", 50), ("lost", 0), ("mismatches", 0)],
+        "",
+    );
 }
 
 /// Pipelined, the server swaps each pair of message datagrams (2 and 3,
@@ -311,10 +328,11 @@ fn an_overtaken_datagram_is_lost_then_late_when_pipelined() {
     let extra = ["--pipeline", "4", "--loss-after", "10s"];
     let (code, v) = run_udp(&addr, "100", "2", &extra);
     assert_eq!(code, Some(0), "{v}");
-    assert_eq!(count(&v, "lost"), 50);
-    assert_eq!(count(&v, "late"), 48);
-    assert_eq!(count(&v, "msgs"), 50);
-    assert_eq!(count(&v, "mismatches"), 0);
+    assert_counts(
+        &v,
+        &[("lost", 50), ("late", 48), ("msgs", 50), ("mismatches", 0)],
+        "",
+    );
 }
 
 /// A socket that never answers: the probe finds nobody within `--timeout`,

@@ -373,20 +373,15 @@ impl Flight {
         .await
     }
 
-    /// After a join that did not fail: what the run's end cut off
-    /// ([`count_unfinished`]).
-    pub fn count_unfinished(&self, c: &Conn, stats: &Stats) {
-        let (settled, sent) = (self.done.get(), self.sent.get());
-        count_unfinished(c, stats, settled, sent, |seq| {
-            self.intended[self.slot(seq)].get()
-        });
-    }
-
-    /// A receiver has handled [`BUDGET`] messages in a row: it yields to
-    /// the worker's other tasks.
-    pub async fn yield_now(&self) {
-        self.yielding.set(true);
-        yield_now().await;
+    /// After a receiver has handled `*run` messages in a row: once they
+    /// reach [`BUDGET`], the count starts again and the task yields to the
+    /// worker's other tasks.
+    pub async fn yield_if_spent(&self, run: &mut u32) {
+        if *run >= BUDGET {
+            *run = 0;
+            self.yielding.set(true);
+            yield_now().await;
+        }
     }
 }
 
@@ -447,13 +442,15 @@ pub async fn send_window(
 
 /// Runs a pipelined connection's sender and receiver inside the calling
 /// task until the receiver ends or a send fails. Each half returns false
-/// if it failed (reported); so does the join. After a join that did not
-/// fail, [`count_unfinished`] takes what the run's end cut off.
+/// if it failed (reported). If neither did, [`count_unfinished`] then
+/// takes what the run's end cut off.
 pub async fn join(
+    c: &Conn,
+    stats: &Stats,
     flight: &Flight,
     sender: impl Future<Output = bool>,
     receiver: impl Future<Output = bool>,
-) -> bool {
+) {
     let mut sender = pin!(sender);
     let mut receiver = pin!(receiver);
     let mut sender_live = true;
@@ -464,7 +461,7 @@ pub async fn join(
             flight.sender_finished.get(),
         )
     };
-    poll_fn(|cx| {
+    let ok = poll_fn(|cx| {
         for _ in 0..BUDGET {
             let mark = progress();
             if sender_live {
@@ -488,7 +485,13 @@ pub async fn join(
         cx.waker().wake_by_ref();
         Poll::Pending
     })
-    .await
+    .await;
+    if ok {
+        let (settled, sent) = (flight.done.get(), flight.sent.get());
+        count_unfinished(c, stats, settled, sent, |seq| {
+            flight.intended[flight.slot(seq)].get()
+        });
+    }
 }
 
 /// `--pipeline K > 1`: a sender keeps up to K messages outstanding while a
@@ -498,9 +501,7 @@ pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Wat
     let flight = Flight::new(c.pipeline, c.timeline.clock.now());
     let sender = send_window(&stream, &c, &stats, &flight);
     let receiver = receive_stream(&stream, &c, &stats, watch, &flight);
-    if join(&flight, sender, receiver).await {
-        flight.count_unfinished(&c, &stats);
-    }
+    join(&c, &stats, &flight, sender, receiver).await
 }
 
 /// The receiving half of a pipelined TCP connection: checks the echoes as
@@ -594,10 +595,7 @@ async fn receive_stream(
                 run += 1;
             }
         }
-        if run >= BUDGET {
-            run = 0;
-            flight.yield_now().await;
-        }
+        flight.yield_if_spent(&mut run).await;
     }
 }
 

@@ -393,9 +393,7 @@ pub async fn pipelined(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Wat
     let flight = Flight::new(c.pipeline, c.timeline.clock.now());
     let sender = send_window(&socket, &c, &stats, &flight);
     let receiver = receive_datagrams(&socket, &c, &stats, watch, &flight);
-    if join(&flight, sender, receiver).await {
-        flight.count_unfinished(&c, &stats);
-    }
+    join(&c, &stats, &flight, sender, receiver).await
 }
 
 /// The receiving half of a pipelined UDP connection.
@@ -483,10 +481,7 @@ async fn receive_datagrams(
             }
         }
         run += 1;
-        if run >= BUDGET {
-            run = 0;
-            flight.yield_now().await;
-        }
+        flight.yield_if_spent(&mut run).await;
     }
 }
 
