@@ -138,6 +138,8 @@ struct Plan {
     /// `--addr`s; connection `id` goes to `targets[id % targets.len()]`.
     targets: Vec<Target>,
     connections: u64,
+    /// Worker threads: `--workers`, at most one per connection.
+    workers: u64,
     size: usize,
     pipeline: usize,
     requests: Option<u64>,
@@ -178,6 +180,7 @@ fn main() -> ExitCode {
             args.connections
         ));
     }
+    // Each worker needs a connection: never more workers than connections.
     let workers = u64::from(args.workers).min(u64::from(args.connections));
     if let Err(e) = limits::ensure_open_files(u64::from(args.connections), workers) {
         fail_usage(&e);
@@ -213,9 +216,8 @@ fn main() -> ExitCode {
                      at most {MAX_WINDOWS} are allowed"
                 ));
             }
-            let workers = u128::from(args.workers.min(args.connections));
             let per_worker = count * targets.len() as u128;
-            if per_worker * workers > MAX_WINDOW_HISTOGRAMS {
+            if per_worker * u128::from(workers) > MAX_WINDOW_HISTOGRAMS {
                 fail_usage(&format!(
                     "{count} windows for each of {} addresses on each of {workers} workers: \
                      at most {MAX_WINDOW_HISTOGRAMS} window histograms in all (fewer windows, \
@@ -229,6 +231,7 @@ fn main() -> ExitCode {
     let plan = Arc::new(Plan {
         targets,
         connections: u64::from(args.connections),
+        workers,
         size: args.size as usize,
         pipeline: args.pipeline as usize,
         requests: args.requests,
@@ -272,7 +275,7 @@ fn resolve(name: &str) -> Target {
 }
 
 fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
-    let workers = u64::from(args.workers).min(plan.connections);
+    let workers = plan.workers;
     let (t0, by_target, allocs) = if workers == 1 && !std::io::stderr().is_terminal() {
         match run_inline(args, &plan) {
             Ok(out) => out,
