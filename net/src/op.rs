@@ -17,10 +17,14 @@
 //!   `done`: polling again yields [`CellError::Consumed`].
 //! * Dropping an unfinished operation releases its reservation. No data was
 //!   moved by a parked operation, so cancelling loses nothing.
-//! * Each poll that may make a syscall spends one unit of the task's
-//!   cooperative budget first; with the budget spent it yields before the
-//!   syscall. A poll that parks straight away (the socket is known to be
-//!   exhausted) does no work and spends nothing.
+//! * Each syscall attempt spends one unit of the task's cooperative budget
+//!   first; with the budget spent the operation yields before the syscall.
+//!   A poll that parks (again) without a syscall, because the socket is
+//!   known to be exhausted and nothing has arrived since, does no work and
+//!   spends nothing. Otherwise a task waiting on as many parked operations
+//!   as its budget would spend it all on them at every wake-up, and the
+//!   operations it polls after them would yield for ever: a spin, not a
+//!   wait.
 
 use std::io;
 use std::task::{Poll, Waker};
@@ -109,12 +113,18 @@ impl OpState {
         }
         let seen = match self.token {
             None => cell.observe(),
-            Some(token) => cell.observe_reserved(token),
+            Some(token) => {
+                // A holder polled again while it is still parked with this
+                // task's waker and nothing has arrived (its task was woken
+                // for something else): it keeps sleeping, with no syscall
+                // and no budget spent.
+                if waker.is_some_and(|waker| cell.still_parked(token, waker)) {
+                    return Poll::Pending;
+                }
+                cell.observe_reserved(token)
+            }
         };
         let Ok(seen) = seen else {
-            if spend_budget(waker).is_pending() {
-                return Poll::Pending;
-            }
             return self.poll_slow(cell, done, waker, attempt, None);
         };
         if seen.is_exhausted() {
@@ -137,9 +147,9 @@ impl OpState {
                     }
                 }
             }
-            if spend_budget(waker).is_pending() {
-                return Poll::Pending;
-            }
+            // A holder polled again (its task was woken for something
+            // else), or a refused park: the long way, which parks again
+            // without spending budget unless readiness moved.
             return self.poll_slow(cell, done, waker, attempt, None);
         }
         if spend_budget(waker).is_pending() {
@@ -185,6 +195,9 @@ impl OpState {
                 }
             };
             if !attempted && !seen.is_exhausted() {
+                if spend_budget(waker).is_pending() {
+                    return Poll::Pending;
+                }
                 match attempt() {
                     Ok((value, exhausted)) => {
                         self.complete(cell, done, exhausted.then_some(seen));
@@ -303,7 +316,7 @@ impl OpState {
     }
 }
 
-/// Fairness: every poll that may make a syscall first spends one unit of the
+/// Fairness: every syscall attempt first spends one unit of the
 /// task's cooperative budget; a task whose sockets are always ready yields
 /// once it is spent (see `cellio_reactor::budget`). Without a waker (the
 /// `try_complete` path) there is nothing to yield to.

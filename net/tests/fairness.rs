@@ -1,11 +1,15 @@
 //! The cooperative budget: a task whose socket is always ready (its peer
 //! keeps the receive buffer full, so every `recv` completes synchronously)
-//! must not starve the other tasks of its worker; and a budget as small as
-//! one operation per poll still moves every byte exactly.
+//! must not starve the other tasks of its worker; a budget as small as
+//! one operation per poll still moves every byte exactly; and operations
+//! that wait (parked, with nothing to do) spend no budget, so they cannot
+//! starve the operations polled after them in the same task.
 
 mod util;
 
+use std::future::{poll_fn, Future};
 use std::io::{Read, Write};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle as ThreadHandle;
@@ -323,4 +327,66 @@ fn a_budget_of_one_keeps_neighbours_going_next_to_a_hog() {
         let (_, written, read) = stop_flood(flood, hog).await;
         assert_eq!(written, read);
     });
+}
+
+/// One task waits on `waiting` parked receives (their peers are silent)
+/// and, polled after them, on one more receive whose data a thread writes
+/// 50 ms later. The wake-up for that data polls the parked receives again.
+/// Had re-parking spent the budget, `waiting` operations at or above it
+/// would leave the last receive none at every poll, and the task would
+/// spin for ever instead of receiving (as it did before 2026-12-05).
+fn a_receive_behind_parked_operations_is_not_starved(builder: Builder, waiting: usize) {
+    // In a spawned task: `block_on`'s own future runs without a budget.
+    run_with(builder, move || async move {
+        spawn(async move {
+            let mut silent = Vec::with_capacity(waiting);
+            for _ in 0..waiting {
+                silent.push(std_peer().await.unwrap());
+            }
+            let mut bufs = vec![[0u8; 16]; waiting];
+            let mut parked: Vec<_> = silent
+                .iter()
+                .zip(&mut bufs)
+                .map(|((ours, _), buf)| Box::pin(ours.recv(buf)))
+                .collect();
+            let (receiver, mut sender) = std_peer().await.unwrap();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                sender.write_all(b"hello").unwrap();
+                sender
+            });
+            let mut buf = [0u8; 16];
+            let mut polls = 0u32;
+            let received = {
+                let mut recv = pin!(receiver.recv(&mut buf));
+                poll_fn(|cx| {
+                    polls += 1;
+                    for op in &mut parked {
+                        assert!(op.as_mut().poll(cx).is_pending(), "a silent peer sent data");
+                    }
+                    recv.as_mut().poll(cx)
+                })
+                .await
+                .unwrap()
+            };
+            assert_eq!(&buf[..received], b"hello");
+            // Polled once to park everything, then woken by the data: a
+            // handful of polls, not a spin.
+            assert!(polls <= 4, "{polls} polls to receive one message");
+            drop(writer.join().unwrap());
+        })
+        .await
+        .unwrap()
+    });
+}
+
+#[test]
+fn a_receive_behind_a_parked_one_gets_a_budget_of_one() {
+    a_receive_behind_parked_operations_is_not_starved(Builder::new().workers(1).budget(1), 1);
+}
+
+#[test]
+fn a_receive_behind_more_parked_operations_than_the_budget_is_not_starved() {
+    let budget = cellio_reactor::budget::DEFAULT_BUDGET as usize;
+    a_receive_behind_parked_operations_is_not_starved(Builder::new().workers(1), budget + 1);
 }
