@@ -2,10 +2,10 @@
 //! random: many connections on a multi-worker runtime, each byte stream
 //! checked end to end.
 //!
-//! Every operation (a client's or the echo server's `recv`, `recv_exact`,
-//! `send`, `send_all`, and `TcpIo`'s future and poll methods) meets a
-//! seeded random fate: awaited to the end, polled once and dropped if it
-//! did not complete, raced against a timer of a few microseconds (so it is
+//! Every operation (the server's `accept`, a client's or the echo server's
+//! `recv`, `recv_exact`, `send`, `send_all`, and `TcpIo`'s future and poll
+//! methods) meets a seeded random fate: awaited to the end, polled once and
+//! dropped if it did not complete, raced against a timer of a few microseconds (so it is
 //! dropped while parked, or after the reactor woke it but before its next
 //! poll), or started after a yield. Streams are served on the worker that
 //! accepted them (confined cells) or moved to another one (the reactor
@@ -18,7 +18,8 @@
 //!   its own random bytes, and the client checks each chunk it receives
 //!   at its offset);
 //! * a dropped operation did exactly what it reported: a `send_all` its
-//!   `sent()`, a `recv_exact` its `filled()`, a `send` or `recv` nothing;
+//!   `sent()`, a `recv_exact` its `filled()`, a `send` or `recv` nothing,
+//!   an `accept` took no connection;
 //! * every task ends, the runtime shuts down, and no descriptor is left
 //!   open.
 //!
@@ -28,17 +29,18 @@
 
 mod util;
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
 use cellio_net::{TcpIo, TcpListener, TcpStream};
-use cellio_runtime::{sleep, yield_now, Builder, RuntimeHandle};
-use util::{join2, poll_once, with_timeout};
+use cellio_runtime::RuntimeHandle;
+use util::random::{draw_builder, meet, open_descriptors, seeds_from_env, Rng, DROPPED};
+use util::{join2, with_timeout};
 
 /// Connections per seed.
 const CONNECTIONS: usize = 48;
@@ -47,103 +49,16 @@ const MOST_BYTES: u64 = 192 * 1024;
 /// Largest single operation's buffer.
 const MOST_CHUNK: u64 = 64 * 1024;
 
-/// splitmix64: small, seedable, and good enough to draw fates and bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-
-    /// A child generator, so that two concurrent loops draw independently.
-    fn fork(&mut self) -> Rng {
-        Rng(self.next())
-    }
-
-    /// An operation's buffer length: often small, sometimes up to
-    /// [`MOST_CHUNK`].
-    fn chunk(&mut self) -> usize {
-        let most = if self.percent(50) { 64 } else { MOST_CHUNK };
-        1 + self.below(most) as usize
-    }
-
-    fn fate(&mut self) -> Fate {
-        match self.below(8) {
-            0..=2 => Fate::Awaited,
-            3 => Fate::AfterYield,
-            4 => Fate::PolledOnce,
-            _ => Fate::Raced(Duration::from_micros(self.below(300))),
-        }
-    }
+/// An operation's buffer length: often small, sometimes up to
+/// [`MOST_CHUNK`].
+fn op_len(rng: &mut Rng) -> usize {
+    let most = if rng.percent(50) { 64 } else { MOST_CHUNK };
+    1 + rng.below(most) as usize
 }
-
-/// What happens to one operation's future.
-#[derive(Clone, Copy, Debug)]
-enum Fate {
-    /// Awaited until it completes.
-    Awaited,
-    /// Awaited after a `yield_now`.
-    AfterYield,
-    /// Polled once; dropped if that did not complete it.
-    PolledOnce,
-    /// Raced against a timer; dropped if the timer wins.
-    Raced(Duration),
-}
-
-/// Operations dropped unfinished, over the whole test: the test checks
-/// that its draws did cancel operations, or it would prove nothing.
-static DROPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// `send_all`s dropped after sending part of their buffer: the case where
 /// `sent()` matters.
 static DROPPED_PART_WAY: AtomicUsize = AtomicUsize::new(0);
-
-/// Drives `op` to its fate: `Some(output)` if it completed, `None` if it
-/// is to be dropped unfinished.
-async fn meet<F: Future>(op: Pin<&mut F>, fate: Fate) -> Option<F::Output> {
-    let output = drive(op, fate).await;
-    if output.is_none() {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
-    }
-    output
-}
-
-async fn drive<F: Future>(mut op: Pin<&mut F>, fate: Fate) -> Option<F::Output> {
-    match fate {
-        Fate::Awaited => Some(op.await),
-        Fate::AfterYield => {
-            yield_now().await;
-            Some(op.await)
-        }
-        Fate::PolledOnce => match poll_once(op).await {
-            Poll::Ready(output) => Some(output),
-            Poll::Pending => None,
-        },
-        Fate::Raced(limit) => {
-            let mut timer = pin!(sleep(limit));
-            poll_fn(|cx| {
-                if let Poll::Ready(output) = op.as_mut().poll(cx) {
-                    return Poll::Ready(Some(output));
-                }
-                timer.as_mut().poll(cx).map(|()| None)
-            })
-            .await
-        }
-    }
-}
 
 /// Checks received bytes against what was sent, at offset `at`.
 fn check(got: &[u8], sent: &[u8], at: usize) -> io::Result<()> {
@@ -166,7 +81,7 @@ fn check(got: &[u8], sent: &[u8], at: usize) -> io::Result<()> {
 async fn send_randomly(stream: &TcpStream, data: &[u8], rng: &mut Rng) -> io::Result<()> {
     let mut sent = 0;
     while sent < data.len() {
-        let chunk = &data[sent..data.len().min(sent + rng.chunk())];
+        let chunk = &data[sent..data.len().min(sent + op_len(rng))];
         let fate = rng.fate();
         if rng.percent(50) {
             // A `send` dropped unfinished sent nothing.
@@ -195,7 +110,7 @@ async fn recv_checking(stream: &TcpStream, sent: &[u8], rng: &mut Rng) -> io::Re
     let mut buf = vec![0u8; MOST_CHUNK as usize];
     let mut got = 0;
     loop {
-        let len = rng.chunk();
+        let len = op_len(rng);
         let fate = rng.fate();
         let n = if rng.percent(30) && got < sent.len() {
             // Exactly what is still to come, at most: a `recv_exact` must
@@ -224,7 +139,7 @@ async fn echo_with_futures(stream: TcpStream, mut rng: Rng) -> io::Result<usize>
     let mut buf = vec![0u8; MOST_CHUNK as usize];
     let mut total = 0;
     loop {
-        let len = rng.chunk();
+        let len = op_len(&mut rng);
         let fate = rng.fate();
         let n = match meet(pin!(stream.recv(&mut buf[..len])), fate).await {
             Some(n) => n?,
@@ -251,7 +166,7 @@ async fn echo_with_tcp_io(stream: TcpStream, mut rng: Rng) -> io::Result<usize> 
         if rng.percent(5) {
             io = TcpIo::new(io.into_inner());
         }
-        let len = rng.chunk();
+        let len = op_len(&mut rng);
         let fate = rng.fate();
         let n = match meet(pin!(io.recv(&mut buf[..len])), fate).await {
             Some(n) => n?,
@@ -288,7 +203,13 @@ async fn serve(
 ) -> io::Result<Vec<usize>> {
     let mut tasks = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let (stream, _) = listener.accept().await?;
+        // An `accept` dropped unfinished took no connection: try again.
+        let (stream, _) = loop {
+            let fate = rng.fate();
+            if let Some(accepted) = meet(pin!(listener.accept()), fate).await {
+                break accepted?;
+            }
+        };
         shrink_buffers(&stream, &mut rng)?;
         let worker = rng.below(runtime.workers() as u64) as usize;
         let conn_rng = rng.fork();
@@ -349,31 +270,11 @@ async fn client(addr: SocketAddr, mut rng: Rng) -> io::Result<usize> {
     Ok(len)
 }
 
-/// Draws a runtime configuration from `rng`, down to the smallest values.
-fn builder(rng: &mut Rng) -> (Builder, String) {
-    let workers = 1 + rng.below(3) as usize;
-    let events = [1, 4, 1024][rng.below(3) as usize];
-    let budget = [1, 8, 128][rng.below(3) as usize];
-    let interval = [1, 7, 128][rng.below(3) as usize];
-    let builder = Builder::new()
-        .workers(workers)
-        .event_capacity(events)
-        .budget(budget)
-        .event_interval(interval);
-    let described =
-        format!("{workers} workers, {events} events, budget {budget}, interval {interval}");
-    (builder, described)
-}
-
-fn open_descriptors() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
-}
-
 /// One seed: a fresh runtime, [`CONNECTIONS`] clients spread over its
 /// workers, the server's accept loop on worker 0. Returns the bytes echoed.
 fn run_seed(seed: u64) -> usize {
     let mut rng = Rng(seed);
-    let (builder, config) = builder(&mut rng);
+    let (builder, config) = draw_builder(&mut rng);
     let descriptors = open_descriptors();
     let outcome = with_timeout(Duration::from_secs(60), move || {
         let runtime = builder.build().expect("runtime");
@@ -429,17 +330,7 @@ fn run_seed(seed: u64) -> usize {
 #[test]
 fn every_byte_comes_back_whatever_happens_to_the_operations() {
     util::default_sigpipe();
-    let seeds = match std::env::var("CELLIO_STRESS_SEED") {
-        Ok(seed) => {
-            let seed = seed.parse().expect("CELLIO_STRESS_SEED: a number");
-            seed..seed + 1
-        }
-        Err(_) => {
-            let count = std::env::var("CELLIO_STRESS_SEEDS")
-                .map_or(6, |n| n.parse().expect("CELLIO_STRESS_SEEDS: a number"));
-            0..count
-        }
-    };
+    let seeds = seeds_from_env();
     let (mut bytes, runs) = (0, seeds.end - seeds.start);
     for seed in seeds {
         bytes += run_seed(seed);

@@ -5,6 +5,8 @@
 //! fails the test after [`LIMIT`] instead of blocking the test binary.
 #![allow(dead_code)]
 
+pub mod random;
+
 use std::future::{poll_fn, Future};
 use std::io::{self, Read};
 use std::mem::MaybeUninit;
