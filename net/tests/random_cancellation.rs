@@ -34,6 +34,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -327,8 +328,14 @@ fn run_seed(seed: u64) -> usize {
     bytes
 }
 
+/// The tests of this file count the process's descriptors: one at a time.
+static ALONE: Mutex<()> = Mutex::new(());
+
 #[test]
 fn every_byte_comes_back_whatever_happens_to_the_operations() {
+    let _alone = ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     util::default_sigpipe();
     let seeds = seeds_from_env();
     let (mut bytes, runs) = (0, seeds.end - seeds.start);
@@ -354,4 +361,58 @@ fn every_byte_comes_back_whatever_happens_to_the_operations() {
             "no send_all was dropped part-way: the draws miss that case"
         );
     }
+}
+
+/// The same traffic, stopped at a random moment (0–30 ms in, while most
+/// connections are mid-transfer with operations parked on every worker) by
+/// a graceful shutdown with no grace or by dropping the runtime: every task
+/// is cancelled where it stands, and every socket must be closed.
+#[test]
+fn a_runtime_stopped_mid_traffic_closes_every_socket() {
+    let _alone = ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    util::default_sigpipe();
+    let mut cancelled_in_all = 0;
+    for seed in seeds_from_env() {
+        let mut rng = Rng(seed);
+        let (builder, config) = draw_builder(&mut rng);
+        let after = Duration::from_micros(rng.below(30_000));
+        let graceful = rng.percent(50);
+        let descriptors = open_descriptors();
+        let cancelled = with_timeout(Duration::from_secs(60), move || {
+            let runtime = builder.build().expect("runtime");
+            let handle = runtime.handle();
+            runtime
+                .block_on(async move {
+                    let listener = TcpListener::bind("127.0.0.1:0")?;
+                    let addr = listener.local_addr()?;
+                    // The handles are dropped: the tasks run on, detached.
+                    handle.spawn_on(0, serve(listener, CONNECTIONS, handle.clone(), rng.fork()));
+                    for i in 0..CONNECTIONS {
+                        handle.spawn_on(i % handle.workers(), client(addr, rng.fork()));
+                    }
+                    cellio_runtime::sleep(after).await;
+                    io::Result::Ok(())
+                })
+                .expect("binding the listener");
+            if graceful {
+                Some(runtime.shutdown_timeout(Duration::ZERO))
+            } else {
+                drop(runtime);
+                None
+            }
+        });
+        cancelled_in_all += cancelled.unwrap_or(0);
+        let how = match cancelled {
+            Some(n) => format!("shut down with {n} tasks to cancel"),
+            None => "dropped".to_string(),
+        };
+        assert_eq!(
+            open_descriptors(),
+            descriptors,
+            "seed {seed} ({config}; {how} after {after:?}): descriptors left open"
+        );
+    }
+    eprintln!("{cancelled_in_all} tasks cancelled by the graceful shutdowns over all seeds");
 }
