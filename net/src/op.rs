@@ -316,9 +316,9 @@ impl OpState {
     }
 }
 
-/// Fairness: every syscall attempt first spends one unit of the
-/// task's cooperative budget; a task whose sockets are always ready yields
-/// once it is spent (see `cellio_reactor::budget`). Without a waker (the
+/// Fairness: every syscall attempt first spends one unit of the task's
+/// cooperative budget; a task whose sockets are always ready yields once it
+/// is spent (see `cellio_reactor::budget`). Without a waker (the
 /// `try_complete` path) there is nothing to yield to.
 #[inline(always)]
 fn spend_budget(waker: Option<&Waker>) -> Poll<()> {
