@@ -5,10 +5,13 @@
 //! receive buffer) would loop `recv → send → recv …` inside one poll
 //! forever, because every operation completes synchronously — and every
 //! other task on its worker would starve. The runtime gives each task poll a
-//! budget with [`run_with`]; every operation spends one unit through
-//! [`poll_proceed`], and once the budget is spent the operation schedules
-//! its task again and returns `Pending` (without touching its cell or the
-//! socket), so the worker moves on to the others.
+//! budget with [`run_with`]; a socket operation spends one unit through
+//! [`poll_proceed`] before each syscall it attempts, and once the budget is
+//! spent the operation schedules its task again and returns `Pending`
+//! (without touching the socket), so the worker moves on to the others. An
+//! operation that only parks (again) spends nothing: work is what the
+//! budget bounds, and a task waiting on many parked operations must still
+//! reach the ones it polls after them.
 //!
 //! Outside a budgeted poll (a future polled by some other executor) there is
 //! no limit.
