@@ -346,4 +346,108 @@ mod tests {
         timers.remove(key); // ignored
         assert_eq!(timers.armed(), 1);
     }
+
+    /// Random operations against a plain model (each timer's state and
+    /// deadline in a vector): after every step the heap is a valid min-heap
+    /// whose positions match the entries, the armed count agrees, and
+    /// `pop_expired` fires exactly the model's due timers, earliest first.
+    #[test]
+    fn random_operations_agree_with_a_model() {
+        #[derive(Clone, Copy, PartialEq, Debug)]
+        enum State {
+            Armed(u64),
+            Fired,
+            Gone,
+        }
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // splitmix64, seeded per round.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % n
+        };
+        let rounds = if cfg!(miri) { 3 } else { 200 };
+        for round in 0..rounds {
+            let mut timers = Timers::default();
+            let mut model: Vec<(TimerKey, State)> = Vec::new();
+            let mut now = 0u64;
+            for step in 0..300 {
+                let live: Vec<usize> = (0..model.len())
+                    .filter(|&i| model[i].1 != State::Gone)
+                    .collect();
+                let pick = |n: u64| live[n as usize];
+                match next(6) {
+                    0 | 1 => {
+                        let ms = now + next(50);
+                        model.push((timers.insert(at(ms), Waker::noop()), State::Armed(ms)));
+                    }
+                    2 if !live.is_empty() => {
+                        let i = pick(next(live.len() as u64));
+                        timers.remove(model[i].0);
+                        model[i].1 = State::Gone;
+                    }
+                    3 if !live.is_empty() => {
+                        let i = pick(next(live.len() as u64));
+                        let ms = now + next(50);
+                        assert!(timers.reset(model[i].0, at(ms)));
+                        model[i].1 = State::Armed(ms);
+                    }
+                    4 if !live.is_empty() => {
+                        let i = pick(next(live.len() as u64));
+                        let fired = model[i].1 == State::Fired;
+                        assert_eq!(timers.poll(model[i].0, Waker::noop()).is_ready(), fired);
+                        if fired {
+                            model[i].1 = State::Gone;
+                        }
+                    }
+                    _ => {
+                        now += next(20);
+                        let mut last = 0;
+                        while let Some(&slot) = timers.heap.first() {
+                            let deadline = timers.entries[slot as usize].deadline;
+                            if timers.pop_expired(at(now)).is_none() {
+                                break;
+                            }
+                            let i = model
+                                .iter()
+                                .position(|(key, state)| {
+                                    key.slot == slot && matches!(state, State::Armed(_))
+                                })
+                                .expect("a fired timer is armed in the model");
+                            let State::Armed(ms) = model[i].1 else {
+                                unreachable!()
+                            };
+                            assert_eq!(at(ms), deadline, "round {round} step {step}");
+                            assert!(ms >= last, "round {round} step {step}: fired out of order");
+                            last = ms;
+                            model[i].1 = State::Fired;
+                        }
+                        assert!(
+                            !model
+                                .iter()
+                                .any(|(_, s)| matches!(*s, State::Armed(ms) if ms <= now)),
+                            "round {round} step {step}: a due timer did not fire"
+                        );
+                    }
+                }
+                // The heap: ordered, its positions recorded, and holding
+                // exactly the model's armed timers.
+                for (pos, &slot) in timers.heap.iter().enumerate() {
+                    assert_eq!(timers.entries[slot as usize].heap_pos, pos as u32);
+                    if pos > 0 {
+                        assert!(timers.deadline_at((pos - 1) / 2) <= timers.deadline_at(pos));
+                    }
+                }
+                let armed = model
+                    .iter()
+                    .filter(|(_, s)| matches!(s, State::Armed(_)))
+                    .count();
+                assert_eq!(timers.armed(), armed, "round {round} step {step}");
+            }
+        }
+    }
 }
