@@ -1,6 +1,9 @@
 //! Seeded random draws for the stress tests: a small generator, and the
 //! fates an operation's future may meet (awaited, polled once and dropped,
 //! raced against a timer, started after a yield).
+//!
+//! Self-contained (it needs only `cellio-runtime`): the runtime's own
+//! tests include it too, by path.
 
 use std::future::{poll_fn, Future};
 use std::ops::Range;
@@ -10,8 +13,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use cellio_runtime::{sleep, yield_now, Builder};
-
-use super::poll_once;
 
 /// splitmix64: small, seedable, and good enough to draw fates and bytes.
 pub struct Rng(pub u64);
@@ -83,7 +84,7 @@ async fn drive<F: Future>(mut op: Pin<&mut F>, fate: Fate) -> Option<F::Output> 
             yield_now().await;
             Some(op.await)
         }
-        Fate::PolledOnce => match poll_once(op).await {
+        Fate::PolledOnce => match poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
             Poll::Ready(output) => Some(output),
             Poll::Pending => None,
         },
