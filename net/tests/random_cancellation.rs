@@ -5,13 +5,15 @@
 //! Every operation (the server's `accept`, a client's or the echo server's
 //! `recv`, `recv_exact`, `send`, `send_all`, and `TcpIo`'s future and poll
 //! methods) meets a seeded random fate: awaited to the end, polled once and
-//! dropped if it did not complete, raced against a timer of a few microseconds (so it is
-//! dropped while parked, or after the reactor woke it but before its next
-//! poll), or started after a yield. Streams are served on the worker that
-//! accepted them (confined cells) or moved to another one (the reactor
-//! notifies across threads), and a `TcpIo` sometimes gives its stream back
-//! and takes it again mid-connection. The runtime's event capacity, budget
-//! and event interval are drawn too, down to 1.
+//! dropped if it did not complete, raced against a timer of a few
+//! microseconds (so it is dropped while parked, or after the reactor woke
+//! it but before its next poll), or started after a yield. Streams are
+//! served on the worker that accepted them (confined cells) or moved to
+//! another one (the reactor notifies across threads), with the stream's
+//! futures, a `TcpIo` that sometimes gives its stream back and takes it
+//! again mid-connection, or a split `TcpIo` receiving and sending at once
+//! in one task. The runtime's event capacity, budget and event interval are
+//! drawn too, down to 1.
 //!
 //! What must hold, whatever the draw:
 //! * every byte comes back exactly once, in order (each connection sends
@@ -29,6 +31,8 @@
 
 mod util;
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -193,9 +197,71 @@ async fn echo_with_tcp_io(stream: TcpStream, mut rng: Rng) -> io::Result<usize> 
     }
 }
 
+/// The server's side through a split `TcpIo`, both directions at once in
+/// one task (a proxy's shape): the receive half reads with random fates
+/// into a queue while the send half drains it with `poll_send`, sometimes
+/// abandoned after one poll. Both halves' cells are held, and often both
+/// parked, at the same time.
+async fn echo_with_halves(stream: TcpStream, mut rng: Rng) -> io::Result<usize> {
+    let mut io = TcpIo::new(stream);
+    let (mut rx, mut tx) = io.split();
+    let queue = RefCell::new(VecDeque::<u8>::new());
+    let ended = Cell::new(false);
+    let (mut rx_rng, mut tx_rng) = (rng.fork(), rng.fork());
+    // Polled first by `join2`, so whatever it queues in a poll, the sender
+    // sees in the same poll: the sender may wait for the queue without a
+    // waker of its own.
+    let receiving = async {
+        let mut buf = vec![0u8; MOST_CHUNK as usize];
+        let mut total = 0;
+        loop {
+            let len = op_len(&mut rx_rng);
+            let fate = rx_rng.fate();
+            let n = match meet(pin!(rx.recv(&mut buf[..len])), fate).await {
+                Some(n) => n?,
+                None => continue,
+            };
+            if n == 0 {
+                ended.set(true);
+                return io::Result::Ok(total);
+            }
+            queue.borrow_mut().extend(&buf[..n]);
+            total += n;
+        }
+    };
+    let sending = async {
+        let mut chunk = Vec::with_capacity(MOST_CHUNK as usize);
+        loop {
+            poll_fn(|_| match queue.borrow().is_empty() && !ended.get() {
+                true => Poll::Pending,
+                false => Poll::Ready(()),
+            })
+            .await;
+            let len = op_len(&mut tx_rng).min(queue.borrow().len());
+            if len == 0 {
+                return tx.get_ref().shutdown(Shutdown::Write);
+            }
+            chunk.clear();
+            chunk.extend(queue.borrow().iter().take(len));
+            let once = tx_rng.percent(30);
+            let polled = poll_fn(|cx| match tx.poll_send(cx, &chunk) {
+                Poll::Pending if once => Poll::Ready(None),
+                other => other.map(Some),
+            })
+            .await;
+            if let Some(wrote) = polled {
+                queue.borrow_mut().drain(..wrote?);
+            }
+        }
+    };
+    let (received, sent) = join2(receiving, sending).await;
+    sent?;
+    received
+}
+
 /// Accepts `connections` connections and serves each, by a random draw, on
-/// this worker or another, with the stream's futures or a `TcpIo`. Returns
-/// the bytes each echoed, in accept order.
+/// this worker or another, with the stream's futures, a `TcpIo`, or a split
+/// `TcpIo`. Returns the bytes each echoed, in accept order.
 async fn serve(
     listener: TcpListener,
     connections: usize,
@@ -214,10 +280,10 @@ async fn serve(
         shrink_buffers(&stream, &mut rng)?;
         let worker = rng.below(runtime.workers() as u64) as usize;
         let conn_rng = rng.fork();
-        tasks.push(if rng.percent(50) {
-            runtime.spawn_on(worker, echo_with_futures(stream, conn_rng))
-        } else {
-            runtime.spawn_local_on(worker, move || echo_with_tcp_io(stream, conn_rng))
+        tasks.push(match rng.below(3) {
+            0 => runtime.spawn_on(worker, echo_with_futures(stream, conn_rng)),
+            1 => runtime.spawn_local_on(worker, move || echo_with_tcp_io(stream, conn_rng)),
+            _ => runtime.spawn_local_on(worker, move || echo_with_halves(stream, conn_rng)),
         });
     }
     let mut echoed = Vec::with_capacity(connections);
