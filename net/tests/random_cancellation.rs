@@ -33,7 +33,7 @@ mod util;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::pin;
@@ -44,7 +44,9 @@ use std::time::Duration;
 
 use cellio_net::{TcpIo, TcpListener, TcpStream};
 use cellio_runtime::RuntimeHandle;
-use util::random::{draw_builder, meet, open_descriptors, seeds_from_env, Rng, DROPPED};
+use util::random::{
+    draw_builder, meet, open_descriptors, run_seed_traffic, seeds_from_env, Rng, DROPPED,
+};
 use util::{join2, with_timeout};
 
 /// Connections per seed.
@@ -59,6 +61,21 @@ const MOST_CHUNK: u64 = 64 * 1024;
 fn op_len(rng: &mut Rng) -> usize {
     let most = if rng.percent(50) { 64 } else { MOST_CHUNK };
     1 + rng.below(most) as usize
+}
+
+/// One receive of a drawn length into `buf`, through the future `recv`
+/// makes, meeting a drawn fate: `None` if it was dropped unfinished.
+async fn recv_drawn<'b, Fut>(
+    rng: &mut Rng,
+    buf: &'b mut [u8],
+    recv: impl FnOnce(&'b mut [u8]) -> Fut,
+) -> Option<io::Result<usize>>
+where
+    Fut: Future<Output = io::Result<usize>>,
+{
+    let (head, _) = buf.split_at_mut(op_len(rng).min(buf.len()));
+    let fate = rng.fate();
+    meet(pin!(recv(head)), fate).await
 }
 
 /// `send_all`s dropped after sending part of their buffer: the case where
@@ -144,9 +161,7 @@ async fn echo_with_futures(stream: TcpStream, mut rng: Rng) -> io::Result<usize>
     let mut buf = vec![0u8; MOST_CHUNK as usize];
     let mut total = 0;
     loop {
-        let len = op_len(&mut rng);
-        let fate = rng.fate();
-        let n = match meet(pin!(stream.recv(&mut buf[..len])), fate).await {
+        let n = match recv_drawn(&mut rng, &mut buf, |b| stream.recv(b)).await {
             Some(n) => n?,
             None => continue,
         };
@@ -171,9 +186,7 @@ async fn echo_with_tcp_io(stream: TcpStream, mut rng: Rng) -> io::Result<usize> 
         if rng.percent(5) {
             io = TcpIo::new(io.into_inner());
         }
-        let len = op_len(&mut rng);
-        let fate = rng.fate();
-        let n = match meet(pin!(io.recv(&mut buf[..len])), fate).await {
+        let n = match recv_drawn(&mut rng, &mut buf, |b| io.recv(b)).await {
             Some(n) => n?,
             None => continue,
         };
@@ -215,9 +228,7 @@ async fn echo_with_halves(stream: TcpStream, mut rng: Rng) -> io::Result<usize> 
         let mut buf = vec![0u8; MOST_CHUNK as usize];
         let mut total = 0;
         loop {
-            let len = op_len(&mut rx_rng);
-            let fate = rx_rng.fate();
-            let n = match meet(pin!(rx.recv(&mut buf[..len])), fate).await {
+            let n = match recv_drawn(&mut rx_rng, &mut buf, |b| rx.recv(b)).await {
                 Some(n) => n?,
                 None => continue,
             };
@@ -340,58 +351,33 @@ async fn client(addr: SocketAddr, mut rng: Rng) -> io::Result<usize> {
 /// One seed: a fresh runtime, [`CONNECTIONS`] clients spread over its
 /// workers, the server's accept loop on worker 0. Returns the bytes echoed.
 fn run_seed(seed: u64) -> usize {
-    let mut rng = Rng(seed);
-    let (builder, config) = draw_builder(&mut rng);
-    let descriptors = open_descriptors();
-    let outcome = with_timeout(Duration::from_secs(60), move || {
-        let runtime = builder.build().expect("runtime");
-        let handle = runtime.handle();
-        let result = runtime.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0")?;
-            let addr = listener.local_addr()?;
-            let server =
-                handle.spawn_on(0, serve(listener, CONNECTIONS, handle.clone(), rng.fork()));
-            let clients: Vec<_> = (0..CONNECTIONS)
-                .map(|i| handle.spawn_on(i % handle.workers(), client(addr, rng.fork())))
-                .collect();
-            let mut sent = Vec::with_capacity(CONNECTIONS);
-            for (i, task) in clients.into_iter().enumerate() {
-                let result = task
-                    .await
-                    .map_err(|e| io::Error::other(format!("client task {i}: {e}")))?;
-                sent.push(
-                    result.map_err(|e| io::Error::new(e.kind(), format!("client {i}: {e}")))?,
-                );
-            }
-            let mut echoed = server
+    run_seed_traffic(seed, |handle, mut rng| async move {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let server = handle.spawn_on(0, serve(listener, CONNECTIONS, handle.clone(), rng.fork()));
+        let clients: Vec<_> = (0..CONNECTIONS)
+            .map(|i| handle.spawn_on(i % handle.workers(), client(addr, rng.fork())))
+            .collect();
+        let mut sent = Vec::with_capacity(CONNECTIONS);
+        for (i, task) in clients.into_iter().enumerate() {
+            let result = task
                 .await
-                .map_err(|e| io::Error::other(format!("server: {e}")))??;
-            // Accept order is not connect order: compare as multisets.
-            echoed.sort_unstable();
-            sent.sort_unstable();
-            if echoed != sent {
-                return Err(io::Error::other(format!(
-                    "the server echoed {echoed:?} bytes, the clients sent {sent:?}"
-                )));
-            }
-            io::Result::Ok(sent.iter().sum::<usize>())
-        });
-        let cancelled = runtime.shutdown_timeout(Duration::from_secs(5));
-        (result, cancelled)
-    });
-    let bytes = match outcome {
-        (Ok(bytes), 0) => bytes,
-        (Ok(bytes), cancelled) => {
-            panic!("seed {seed} ({config}): {bytes} bytes echoed, but {cancelled} tasks were left to cancel")
+                .map_err(|e| io::Error::other(format!("client task {i}: {e}")))?;
+            sent.push(result.map_err(|e| io::Error::new(e.kind(), format!("client {i}: {e}")))?);
         }
-        (Err(e), _) => panic!("seed {seed} ({config}): {e}"),
-    };
-    assert_eq!(
-        open_descriptors(),
-        descriptors,
-        "seed {seed} ({config}): descriptors left open after the runtime shut down"
-    );
-    bytes
+        let mut echoed = server
+            .await
+            .map_err(|e| io::Error::other(format!("server: {e}")))??;
+        // Accept order is not connect order: compare as multisets.
+        echoed.sort_unstable();
+        sent.sort_unstable();
+        if echoed != sent {
+            return Err(io::Error::other(format!(
+                "the server echoed {echoed:?} bytes, the clients sent {sent:?}"
+            )));
+        }
+        Ok(sent.iter().sum::<usize>())
+    })
 }
 
 /// The tests of this file count the process's descriptors: one at a time.

@@ -29,8 +29,7 @@ use std::time::Duration;
 
 use cellio_net::{UdpIo, UdpSocket};
 use cellio_runtime::timeout;
-use util::random::{draw_builder, meet, open_descriptors, seeds_from_env, Rng, DROPPED};
-use util::with_timeout;
+use util::random::{meet, run_seed_traffic, seeds_from_env, Rng, DROPPED};
 
 /// Client sockets per seed.
 const CLIENTS: usize = 16;
@@ -170,66 +169,41 @@ async fn client(id: usize, server: SocketAddr, count: usize, mut rng: Rng) -> io
 /// One seed: a fresh runtime, the server on worker 0, [`CLIENTS`] clients
 /// spread over the workers. Returns the datagrams echoed.
 fn run_seed(seed: u64) -> usize {
-    let mut rng = Rng(seed);
-    let (builder, config) = draw_builder(&mut rng);
-    let counts: Vec<usize> = (0..CLIENTS)
-        .map(|_| 1 + rng.below(MOST_DATAGRAMS) as usize)
-        .collect();
-    let total: usize = counts.iter().sum();
-    let descriptors = open_descriptors();
-    let outcome = with_timeout(Duration::from_secs(60), move || {
-        let runtime = builder.build().expect("runtime");
-        let handle = runtime.handle();
-        let result = runtime.block_on(async move {
-            let socket = UdpSocket::bind("127.0.0.1:0")?;
-            let addr = socket.local_addr()?;
-            let server_rng = rng.fork();
-            let server = handle.spawn_local_on(0, move || {
-                timeout(PATIENCE, serve(socket, total, server_rng))
-            });
-            let clients: Vec<_> = counts
-                .iter()
-                .enumerate()
-                .map(|(i, &count)| {
-                    let client_rng = rng.fork();
-                    handle.spawn_local_on(i % handle.workers(), move || {
-                        timeout(PATIENCE, client(i, addr, count, client_rng))
-                    })
-                })
-                .collect();
-            for (i, task) in clients.into_iter().enumerate() {
-                let finished = task
-                    .await
-                    .map_err(|e| io::Error::other(format!("client {i}: {e}")))?;
-                finished
-                    .map_err(|_| {
-                        io::Error::other(format!("client {i}: its echoes stopped coming"))
-                    })?
-                    .map_err(|e| io::Error::new(e.kind(), format!("client {i}: {e}")))?;
-            }
-            server
-                .await
-                .map_err(|e| io::Error::other(format!("server: {e}")))?
-                .map_err(|_| io::Error::other("server: its datagrams stopped coming"))??;
-            io::Result::Ok(total)
+    run_seed_traffic(seed, |handle, mut rng| async move {
+        let counts: Vec<usize> = (0..CLIENTS)
+            .map(|_| 1 + rng.below(MOST_DATAGRAMS) as usize)
+            .collect();
+        let total: usize = counts.iter().sum();
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let addr = socket.local_addr()?;
+        let server_rng = rng.fork();
+        let server = handle.spawn_local_on(0, move || {
+            timeout(PATIENCE, serve(socket, total, server_rng))
         });
-        let cancelled = runtime.shutdown_timeout(Duration::from_secs(5));
-        (result, cancelled)
-    });
-    let datagrams = match outcome {
-        (Ok(datagrams), 0) => datagrams,
-        (Ok(datagrams), cancelled) => panic!(
-            "seed {seed} ({config}): {datagrams} datagrams echoed, but {cancelled} tasks were \
-             left to cancel"
-        ),
-        (Err(e), _) => panic!("seed {seed} ({config}): {e}"),
-    };
-    assert_eq!(
-        open_descriptors(),
-        descriptors,
-        "seed {seed} ({config}): descriptors left open after the runtime shut down"
-    );
-    datagrams
+        let clients: Vec<_> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &count)| {
+                let client_rng = rng.fork();
+                handle.spawn_local_on(i % handle.workers(), move || {
+                    timeout(PATIENCE, client(i, addr, count, client_rng))
+                })
+            })
+            .collect();
+        for (i, task) in clients.into_iter().enumerate() {
+            let finished = task
+                .await
+                .map_err(|e| io::Error::other(format!("client {i}: {e}")))?;
+            finished
+                .map_err(|_| io::Error::other(format!("client {i}: its echoes stopped coming")))?
+                .map_err(|e| io::Error::new(e.kind(), format!("client {i}: {e}")))?;
+        }
+        server
+            .await
+            .map_err(|e| io::Error::other(format!("server: {e}")))?
+            .map_err(|_| io::Error::other("server: its datagrams stopped coming"))??;
+        Ok(total)
+    })
 }
 
 #[test]

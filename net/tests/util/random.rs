@@ -2,17 +2,20 @@
 //! fates an operation's future may meet (awaited, polled once and dropped,
 //! raced against a timer, started after a yield).
 //!
-//! Self-contained (it needs only `cellio-runtime`): the runtime's own
-//! tests include it too, by path.
+//! It needs only `cellio-runtime` and the test crate's `util::with_timeout`
+//! (which both crates' test helpers have): the runtime's tests include it
+//! too, by path.
 
+use std::fmt::Display;
 use std::future::{poll_fn, Future};
+use std::io;
 use std::ops::Range;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use cellio_runtime::{sleep, yield_now, Builder};
+use cellio_runtime::{sleep, yield_now, Builder, RuntimeHandle};
 
 /// splitmix64: small, seedable, and good enough to draw fates and bytes.
 pub struct Rng(pub u64);
@@ -137,4 +140,42 @@ pub fn seeds_from_env() -> Range<u64> {
 /// Descriptors this process holds open.
 pub fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
+}
+
+/// Runs one seed's `traffic` on a watchdog thread (60 s), on a runtime
+/// drawn from the seed ([`draw_builder`]); `traffic` gets the runtime's
+/// handle and the seed's generator, past that draw. Then shuts the runtime
+/// down gracefully. Panics, naming the seed and the drawn configuration, if
+/// the traffic failed or hung, if tasks were left to cancel, or if the
+/// process holds more or fewer descriptors afterwards. Returns what the
+/// traffic returned.
+pub fn run_seed_traffic<M, Fut, T>(seed: u64, traffic: M) -> T
+where
+    M: FnOnce(RuntimeHandle, Rng) -> Fut + Send + 'static,
+    Fut: Future<Output = io::Result<T>>,
+    T: Display + Send + 'static,
+{
+    let mut rng = Rng(seed);
+    let (builder, config) = draw_builder(&mut rng);
+    let descriptors = open_descriptors();
+    let outcome = crate::util::with_timeout(Duration::from_secs(60), move || {
+        let runtime = builder.build().expect("runtime");
+        let result = runtime.block_on(traffic(runtime.handle(), rng));
+        let cancelled = runtime.shutdown_timeout(Duration::from_secs(5));
+        (result, cancelled)
+    });
+    let done = match outcome {
+        (Ok(done), 0) => done,
+        (Ok(done), cancelled) => panic!(
+            "seed {seed} ({config}): the traffic ended ({done}), but {cancelled} tasks were left \
+             to cancel"
+        ),
+        (Err(e), _) => panic!("seed {seed} ({config}): {e}"),
+    };
+    assert_eq!(
+        open_descriptors(),
+        descriptors,
+        "seed {seed} ({config}): descriptors left open after the runtime shut down"
+    );
+    done
 }
