@@ -16,7 +16,10 @@
 //! * Once the result is delivered, the cell is released and the state is
 //!   `done`: polling again yields [`CellError::Consumed`].
 //! * Dropping an unfinished operation releases its reservation. No data was
-//!   moved by a parked operation, so cancelling loses nothing.
+//!   moved by a parked operation, so cancelling loses nothing. One dropped
+//!   while still parked leaves the cell `EXHAUSTED` (nothing arrived since
+//!   its attempt said `EAGAIN`), so the next operation parks without a
+//!   syscall.
 //! * Each syscall attempt spends one unit of the task's cooperative budget
 //!   first; with the budget spent the operation yields before the syscall.
 //!   A poll that parks (again) without a syscall, because the socket is
@@ -310,7 +313,9 @@ impl OpState {
     #[inline(never)]
     fn cancel_reserved<'c>(&mut self, cell: impl FnOnce() -> &'c OpCell) {
         if let Some(token) = self.token.take() {
-            let _ = cell().release(token);
+            // Still parked: the socket is drained, and the cell says so to
+            // the next operation.
+            let _ = cell().release_abandoned(token);
             tracing::trace!(generation = token.generation(), "op cancelled");
         }
     }

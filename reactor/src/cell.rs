@@ -675,6 +675,50 @@ impl OpCell {
         self.release_inner(token, Some(seen))
     }
 
+    /// Releases the cell for an operation dropped unfinished. If it is
+    /// still parked, nothing has arrived since it parked, and it parked only
+    /// after its attempt (or its snapshot) proved the socket drained: the
+    /// cell is then left `EXHAUSTED`, as after a short read, so the next
+    /// operation parks at once instead of making a syscall that could only
+    /// say `EAGAIN` (a `select` loop that rebuilds its receive each time
+    /// made one per iteration). Otherwise as [`release`](Self::release).
+    ///
+    /// ```
+    /// use std::task::Waker;
+    /// use cellio_reactor::OpCell;
+    ///
+    /// let cell = OpCell::new();
+    /// let seen = cell.observe().unwrap();
+    /// let token = cell.reserve().unwrap();
+    /// // ... the attempt said EAGAIN ...
+    /// cell.park(token, seen, Waker::noop()).unwrap();
+    /// cell.release_abandoned(token).unwrap(); // the future is dropped
+    /// assert!(cell.observe().unwrap().is_exhausted());
+    /// cell.notify(); // readiness came: the mark goes
+    /// assert!(!cell.observe().unwrap().is_exhausted());
+    /// ```
+    #[inline]
+    pub fn release_abandoned(&self, token: Token) -> Result<(), CellError> {
+        let word = self.word.load(Ordering::Acquire);
+        if word & (GEN_MASK | PHASE_MASK) == token.bits() | PARKED {
+            // `park` succeeded only with the sequence of the snapshot the
+            // drained attempt was judged against, and a notification would
+            // have moved the phase on: the word still carries that
+            // snapshot's sequence. AcqRel, as `release_slow`: the slot (our
+            // waker) goes to the next holder, and a notifier's CAS from
+            // PARKED now fails and counts its notification on the IDLE word.
+            let next = released_after(word, Some(Readiness(word)));
+            if self
+                .word
+                .compare_exchange(word, next, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        self.release_inner(token, None)
+    }
+
     #[inline]
     fn release_inner(
         &self,

@@ -290,6 +290,45 @@ fn release_exhausted_vs_notify_never_hides_readiness() {
     });
 }
 
+/// A parked operation is dropped (`release_abandoned`, which leaves the
+/// cell `EXHAUSTED` when nothing arrived since the park) while the reactor
+/// notifies: whichever comes first, the notification is counted and the
+/// cell ends up free and *not* exhausted, or the next operation would park
+/// without a syscall and sleep through readiness that already came.
+#[test]
+fn release_abandoned_vs_notify_never_hides_readiness() {
+    model(|cell, counter, waker| {
+        let (_, token) = park_fresh(&cell, &waker);
+        let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
+
+        cell.release_abandoned(token).unwrap();
+        notifier.join().unwrap();
+
+        let after = cell.observe().unwrap();
+        assert_eq!(after.sequence(), 1, "the notification is counted");
+        assert!(
+            !after.is_exhausted(),
+            "a notification after the park must clear EXHAUSTED"
+        );
+        assert!(wakes(&counter) <= 1, "woken at most once");
+        assert_eq!(cell.reserve().map(|t| t.generation()), Ok(1));
+    });
+}
+
+/// Without a notification, an abandoned park leaves the cell exhausted, and
+/// a release of the same token again is refused as stale.
+#[test]
+fn release_abandoned_without_notify_marks_the_cell_exhausted() {
+    model(|cell, counter, waker| {
+        let (_, token) = park_fresh(&cell, &waker);
+        cell.release_abandoned(token).unwrap();
+        assert!(cell.observe().unwrap().is_exhausted());
+        assert!(cell.release_abandoned(token).is_err(), "the token is stale");
+        assert_eq!(wakes(&counter), 0);
+    });
+}
+
 /// The setup of the `park_idle` models: an earlier operation of the same
 /// task parked with `waker`, was woken, and ended with a short read, so the
 /// slot holds the task's waker and the cell is idle and exhausted.
