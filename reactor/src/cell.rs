@@ -675,13 +675,15 @@ impl OpCell {
         self.release_inner(token, Some(seen))
     }
 
-    /// Releases the cell for an operation dropped unfinished. If it is
-    /// still parked, nothing has arrived since it parked, and it parked only
-    /// after its attempt (or its snapshot) proved the socket drained: the
-    /// cell is then left `EXHAUSTED`, as after a short read, so the next
-    /// operation parks at once instead of making a syscall that could only
-    /// say `EAGAIN` (a `select` loop that rebuilds its receive each time
-    /// made one per iteration). Otherwise as [`release`](Self::release).
+    /// Releases the cell for an operation dropped unfinished, for holders
+    /// that park only once the socket is proven drained (an attempt said
+    /// `EAGAIN`, or the snapshot was [`exhausted`](Readiness::is_exhausted)),
+    /// as cellio-net's operations do. If it is still parked, nothing has
+    /// arrived since, so the cell is left `EXHAUSTED`, as after a short
+    /// read: the next operation parks at once instead of making a syscall
+    /// that could only say `EAGAIN` (a `select` loop that rebuilds its
+    /// receive each time made one per iteration). Otherwise as
+    /// [`release`](Self::release).
     ///
     /// ```
     /// use std::task::Waker;
