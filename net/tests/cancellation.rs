@@ -1,6 +1,6 @@
 //! Dropping an operation future cancels it: the cell is released, the
-//! stream stays usable, and (for `recv` and `send`) no byte is lost or
-//! duplicated.
+//! stream stays usable, (for `recv` and `send`) no byte is lost or
+//! duplicated, and a pending `connect` closes its half-open socket.
 
 mod util;
 
@@ -231,6 +231,73 @@ fn a_recv_cancelled_while_sending_keeps_both_directions_working() {
         peer.write_all(b"pong")?;
         let n = ours.recv(&mut buf).await?;
         assert_eq!(&buf[..n], b"pong");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// Sockets of this machine in `SYN_SENT` towards 127.0.0.1:`port` (from
+/// `/proc/net/tcp`: state `02`, remote address `0100007F:PORT` in hex).
+fn syn_sent_to(port: u16) -> usize {
+    let remote = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("/proc/net/tcp")
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02")
+        })
+        .count()
+}
+
+/// A `connect` dropped while its handshake is pending closes its socket.
+/// On loopback the handshake completes inside `connect(2)`, so the
+/// listener's queue is filled first (backlog 1, never accepted): the
+/// kernel then drops the SYNs, and the connect waits.
+#[test]
+#[cfg_attr(miri, ignore = "no TCP under Miri")]
+fn a_pending_connect_dropped_closes_its_socket() {
+    run(|| async {
+        let listener = cellio_net::TcpListener::bind_with(
+            "127.0.0.1:0",
+            cellio_net::ListenOptions {
+                backlog: 1,
+                ..Default::default()
+            },
+        )?;
+        let addr = listener.local_addr()?;
+        // Fill the queue: connects complete until it is full, then time out.
+        let mut queued = Vec::new();
+        while queued.len() < 16 {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(stream) => queued.push(stream),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+                Err(e) => return Err(e),
+            }
+        }
+        assert!(queued.len() < 16, "the listener's queue never filled");
+        // The timed-out std connect's socket is closed already.
+        assert_eq!(syn_sent_to(addr.port()), 0);
+        {
+            let mut connect = pin!(cellio_net::TcpStream::connect(addr));
+            assert!(
+                poll_once(connect.as_mut()).await.is_pending(),
+                "the connect completed"
+            );
+            assert_eq!(
+                syn_sent_to(addr.port()),
+                1,
+                "the pending connect is not in SYN_SENT"
+            );
+            // Dropped while pending.
+        }
+        assert_eq!(
+            syn_sent_to(addr.port()),
+            0,
+            "the abandoned connect's socket is still open"
+        );
+        drop(listener);
         io::Result::Ok(())
     })
     .unwrap();
