@@ -150,9 +150,10 @@ impl OpState {
                     }
                 }
             }
-            // A holder polled again (its task was woken for something
-            // else), or a refused park: the long way, which parks again
-            // without spending budget unless readiness moved.
+            // A holder that is not parked (it yielded for the budget, or
+            // parked with another task's waker), or a refused park: the
+            // long way, which parks again without a syscall or budget
+            // unless readiness moved.
             return self.poll_slow(cell, done, waker, attempt, None);
         }
         if spend_budget(waker).is_pending() {

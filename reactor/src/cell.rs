@@ -703,13 +703,17 @@ impl OpCell {
     pub fn release_abandoned(&self, token: Token) -> Result<(), CellError> {
         let word = self.word.load(Ordering::Acquire);
         if word & (GEN_MASK | PHASE_MASK) == token.bits() | PARKED {
-            // `park` succeeded only with the sequence of the snapshot the
-            // drained attempt was judged against, and a notification would
-            // have moved the phase on: the word still carries that
-            // snapshot's sequence. AcqRel, as `release_slow`: the slot (our
-            // waker) goes to the next holder, and a notifier's CAS from
-            // PARKED now fails and counts its notification on the IDLE word.
-            let next = released_after(word, Some(Readiness(word)));
+            // Still PARKED: no notification since the park, which succeeded
+            // only at the sequence of the drained attempt's snapshot. So the
+            // socket is still drained (unless it hung up, which no mark may
+            // hide). AcqRel, as `release_slow`: the slot (our waker) goes to
+            // the next holder, and a notifier's CAS from PARKED now fails
+            // and counts its notification on the IDLE word, clearing the
+            // mark.
+            let mut next = released(word);
+            if word & HUP == 0 {
+                next |= EXHAUSTED;
+            }
             if self
                 .word
                 .compare_exchange(word, next, Ordering::AcqRel, Ordering::Relaxed)

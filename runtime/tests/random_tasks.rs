@@ -27,18 +27,17 @@ mod util;
 #[allow(dead_code)]
 mod random;
 
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use cellio_runtime::{
     sleep, spawn, spawn_local_on, spawn_on, yield_now, JoinHandle, RuntimeHandle,
 };
 use random::{draw_builder, seeds_from_env, Rng};
-use util::with_timeout;
+use util::{poll_once, with_timeout, Signal};
 
 /// Root tasks per seed (a fiftieth, at least two, under Miri).
 const ROOTS: u64 = util::scaled(48);
@@ -77,28 +76,6 @@ struct Child {
     handle: JoinHandle<u64>,
 }
 
-/// Waits for a wake that a plain thread sends after up to 200 µs.
-async fn woken_from_a_thread(delay: Duration) {
-    let fired = Arc::new(AtomicBool::new(false));
-    let mut started = false;
-    poll_fn(|cx| {
-        if fired.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        if !started {
-            started = true;
-            let (fired, waker) = (fired.clone(), cx.waker().clone());
-            std::thread::spawn(move || {
-                std::thread::sleep(delay);
-                fired.store(true, Ordering::Release);
-                waker.wake();
-            });
-        }
-        Poll::Pending
-    })
-    .await
-}
-
 /// One task: pauses, spawns and handles its children, and returns its
 /// number (or panics, if `panics`).
 fn task(
@@ -113,7 +90,11 @@ fn task(
         match rng.below(4) {
             0 => yield_now().await,
             1 => sleep(Duration::from_micros(rng.below(1_000))).await,
-            2 => woken_from_a_thread(Duration::from_micros(rng.below(200))).await,
+            2 => {
+                let woken = Signal::new();
+                woken.fire_after(Duration::from_micros(rng.below(200)));
+                woken.wait().await
+            }
             _ => {}
         }
         let children = if depth < DEPTH { rng.below(4) } else { 0 };
@@ -162,7 +143,7 @@ fn task(
                     (Err(e), _) => tally.fail(format!("child {}: {e}", child.number)),
                 },
                 1 => {
-                    let _ = poll_fn(|cx| Poll::Ready(Pin::new(&mut child.handle).poll(cx))).await;
+                    let _ = poll_once(&mut child.handle).await;
                 }
                 _ => drop(child.handle),
             }

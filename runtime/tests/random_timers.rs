@@ -26,14 +26,11 @@ mod util;
 #[allow(dead_code)]
 mod random;
 
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cellio_runtime::{interval, sleep, spawn_on, timeout, RuntimeHandle};
 use random::{draw_builder, seeds_from_env, Rng};
-use util::with_timeout;
+use util::{poll_once, with_timeout};
 
 /// Tasks per seed (a fiftieth, at least two, under Miri).
 const TASKS: usize = util::scaled(64) as usize;
@@ -56,11 +53,6 @@ fn not_early(deadline: Instant, what: &str) -> Result<(), String> {
         return Err(format!("{what} completed {:?} early", deadline - now));
     }
     Ok(())
-}
-
-/// Polls `future` once with the task's context.
-async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
-    poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
 }
 
 /// One task's drawn sequence of timer uses.

@@ -25,7 +25,7 @@ use cellio_runtime::{
     current_worker, interval, sleep, sleep_until, spawn, spawn_on, timeout, Builder, Elapsed,
     Runtime, Sleep,
 };
-use util::{panic_text, run, run_on, scaled, with_timeout, Signal, LIMIT};
+use util::{panic_text, poll_once, run, run_on, scaled, with_timeout, Signal, LIMIT};
 
 // ---------------------------------------------------------------------------
 // Per-thread allocation counter.
@@ -79,11 +79,6 @@ fn thread_allocations() -> u64 {
 // ---------------------------------------------------------------------------
 // Helpers.
 
-/// Polls `fut` once with the current task's context.
-async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
-    poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
-}
-
 /// Counts the polls of the future it wraps.
 struct CountPolls<F> {
     polls: Arc<AtomicUsize>,
@@ -109,15 +104,6 @@ impl Drop for DropGuard {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
-}
-
-/// Fires a [`Signal`] from a plain thread after `delay`.
-fn fire_after(signal: &Signal, delay: Duration) -> std::thread::JoinHandle<()> {
-    let signal = signal.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(delay);
-        signal.fire();
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -629,7 +615,7 @@ fn a_sleep_dropped_on_another_worker_is_cancelled_on_its_own() {
                     spawn_on(1, async move { drop(s) }).await.unwrap();
                     let seen = polls.load(Ordering::SeqCst);
                     // Woken only by the signal, long after the deadline.
-                    let thread = fire_after(&release, release_after);
+                    let thread = release.fire_after(release_after);
                     release.wait().await;
                     thread.join().unwrap();
                     polls.load(Ordering::SeqCst) - seen

@@ -5,7 +5,7 @@
 //! blocking the test binary forever.
 #![allow(dead_code)]
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -112,6 +112,11 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Polls `fut` once with the current task's context.
+pub async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
+}
+
 /// A one-shot signal another thread can fire: the future completes once
 /// [`Signal::fire`] was called, whichever thread calls it.
 #[derive(Clone, Default)]
@@ -134,6 +139,15 @@ impl Signal {
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Fires the signal from a plain thread after `delay`.
+    pub fn fire_after(&self, delay: Duration) -> std::thread::JoinHandle<()> {
+        let signal = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            signal.fire();
+        })
     }
 
     /// Completes once fired.
