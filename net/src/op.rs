@@ -32,6 +32,7 @@
 use std::io;
 use std::task::{Poll, Waker};
 
+use cellio_reactor::thread_words::thread_id;
 use cellio_reactor::{
     budget, CellError, Completions, OpCell, Park, Readiness, Registration, Token,
 };
@@ -42,12 +43,14 @@ use cellio_reactor::{
 pub(crate) type Attempt<R> = io::Result<(R, bool)>;
 
 /// One direction of a socket as an operation sees it: the cell it parks on
-/// (in the reactor's table) and the counters it records its completion in
-/// (in the socket's `Registration`).
+/// (in the reactor's table), the counters it records its completion in
+/// (in the socket's `Registration`), and the registration itself, which
+/// names the thread that notifies the cell (read only by a release).
 #[derive(Clone, Copy)]
 pub(crate) struct Side<'a> {
     cell: &'a OpCell,
     done: &'a Completions,
+    registration: &'a Registration,
 }
 
 impl<'a> Side<'a> {
@@ -57,6 +60,7 @@ impl<'a> Side<'a> {
         Self {
             cell: registration.rx(),
             done: registration.rx_completions(),
+            registration,
         }
     }
 
@@ -66,6 +70,7 @@ impl<'a> Side<'a> {
         Self {
             cell: registration.tx(),
             done: registration.tx_completions(),
+            registration,
         }
     }
 }
@@ -110,7 +115,7 @@ impl OpState {
         waker: Option<&Waker>,
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
-        let Side { cell, done } = side;
+        let Side { cell, .. } = side;
         if self.done {
             return consumed();
         }
@@ -128,7 +133,7 @@ impl OpState {
             }
         };
         let Ok(seen) = seen else {
-            return self.poll_slow(cell, done, waker, attempt, None);
+            return self.poll_slow(side, waker, attempt, None);
         };
         if seen.is_exhausted() {
             // Parking straight away, without a syscall (and without
@@ -154,17 +159,17 @@ impl OpState {
             // parked with another task's waker), or a refused park: the
             // long way, which parks again without a syscall or budget
             // unless readiness moved.
-            return self.poll_slow(cell, done, waker, attempt, None);
+            return self.poll_slow(side, waker, attempt, None);
         }
         if spend_budget(waker).is_pending() {
             return Poll::Pending;
         }
         match attempt() {
             Ok((value, exhausted)) => {
-                self.complete(cell, done, exhausted.then_some(seen));
+                self.complete(side, exhausted.then_some(seen));
                 Poll::Ready(Ok(value))
             }
-            Err(e) => self.after_failed_attempt(cell, done, waker, seen, e, attempt),
+            Err(e) => self.after_failed_attempt(side, waker, seen, e, attempt),
         }
     }
 
@@ -177,12 +182,12 @@ impl OpState {
     #[inline(never)]
     fn poll_slow<R>(
         &mut self,
-        cell: &OpCell,
-        done: &Completions,
+        side: Side<'_>,
         waker: Option<&Waker>,
         mut attempt: impl FnMut() -> Attempt<R>,
         mut would_block_at: Option<Readiness>,
     ) -> Poll<io::Result<R>> {
+        let cell = side.cell;
         loop {
             let (seen, attempted) = match would_block_at.take() {
                 // The caller's attempt at this snapshot said EAGAIN.
@@ -204,7 +209,7 @@ impl OpState {
                 }
                 match attempt() {
                     Ok((value, exhausted)) => {
-                        self.complete(cell, done, exhausted.then_some(seen));
+                        self.complete(side, exhausted.then_some(seen));
                         return Poll::Ready(Ok(value));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -248,17 +253,16 @@ impl OpState {
     #[inline(never)]
     fn after_failed_attempt<R>(
         &mut self,
-        cell: &OpCell,
-        done: &Completions,
+        side: Side<'_>,
         waker: Option<&Waker>,
         seen: Readiness,
         error: io::Error,
         attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
         match error.kind() {
-            io::ErrorKind::WouldBlock => self.poll_slow(cell, done, waker, attempt, Some(seen)),
-            io::ErrorKind::Interrupted => self.poll_slow(cell, done, waker, attempt, None),
-            _ => self.fail(cell, error),
+            io::ErrorKind::WouldBlock => self.poll_slow(side, waker, attempt, Some(seen)),
+            io::ErrorKind::Interrupted => self.poll_slow(side, waker, attempt, None),
+            _ => self.fail(side.cell, error),
         }
     }
 
@@ -266,7 +270,12 @@ impl OpState {
     /// the socket is exhausted, if the attempt at `exhausted_at` proved it)
     /// and the completion counted.
     #[inline(always)]
-    fn complete(&mut self, cell: &OpCell, done: &Completions, exhausted_at: Option<Readiness>) {
+    fn complete(&mut self, side: Side<'_>, exhausted_at: Option<Readiness>) {
+        let Side {
+            cell,
+            done,
+            registration,
+        } = side;
         self.done = true;
         // Tested before anything is written: an operation that completed on
         // its first attempt holds no token, and its state needs no store.
@@ -280,9 +289,26 @@ impl OpState {
                 self.token = None;
                 // A stale token means the cell was reset under us; nothing
                 // to release then.
-                let _ = match exhausted_at {
-                    Some(seen) => cell.release_exhausted(token, seen),
-                    None => cell.release(token),
+                let _ = if registration.reactor_thread() == thread_id() {
+                    // On the thread that notifies the cell (a receive woken
+                    // by its own worker's reactor, the usual case): a plain
+                    // store, no locked instruction right after the syscall.
+                    // SAFETY: `reactor_thread` is the thread the socket's
+                    // reactor was bound to (0, "not known", numbers no
+                    // thread), and a bound reactor is turned (notify,
+                    // notify_hangup) and dropped (close) on that thread
+                    // only (`turn` refuses other threads; the runtime
+                    // drops each worker's reactor on its thread), which is
+                    // this one; nothing else notifies the cell (the socket's
+                    // registration is private to this crate); and the cell
+                    // is reset only when that registration drops, which
+                    // this operation, borrowing the socket, rules out.
+                    unsafe { cell.release_on_reactor_thread(token, exhausted_at) }
+                } else {
+                    match exhausted_at {
+                        Some(seen) => cell.release_exhausted(token, seen),
+                        None => cell.release(token),
+                    }
                 };
             }
         }
@@ -338,4 +364,41 @@ fn spend_budget(waker: Option<&Waker>) -> Poll<()> {
 #[cold]
 fn consumed<R>() -> Poll<io::Result<R>> {
     Poll::Ready(Err(CellError::Consumed.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use cellio_reactor::thread_words::thread_id;
+    use cellio_runtime::{spawn_on, Runtime};
+
+    use crate::UdpSocket;
+
+    /// The plain release (`OpState::complete`) applies where a socket's
+    /// reactor runs: a socket made on a worker names that worker's thread,
+    /// on worker 0 (`block_on`'s thread) and on the others, and no other
+    /// thread matches it.
+    #[test]
+    fn a_socket_names_the_thread_of_the_worker_that_turns_its_reactor() {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let (here, other) = rt.block_on(async {
+            let here = UdpSocket::bind("127.0.0.1:0").unwrap();
+            assert_eq!(here.registration().reactor_thread(), thread_id());
+            let other = spawn_on(1, async {
+                let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                assert_eq!(socket.registration().reactor_thread(), thread_id());
+                (socket, thread_id())
+            })
+            .await
+            .unwrap();
+            assert_ne!(other.1, thread_id());
+            (here, other.0)
+        });
+        assert_ne!(other.registration().reactor_thread(), thread_id());
+        std::thread::spawn(move || {
+            assert_ne!(here.registration().reactor_thread(), thread_id());
+            assert_ne!(other.registration().reactor_thread(), thread_id());
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -60,6 +60,25 @@
 //!   refuses their operations before they write anything.
 //! * **generation** is the token handed to the holder; `release` adds one.
 //!
+//! # Holders on the reactor's thread
+//!
+//! A held cell's word is written only by its holder and by its notifier
+//! (`notify`, `notify_hangup`, `close`; and `reset`, once the socket is
+//! gone): every other operation is refused before it writes (`reserve`,
+//! `park_idle` and `mark_exhausted` need the cell idle, a stale token's
+//! release finds another generation). So a holder running on the one
+//! thread that notifies the cell (the thread its reactor is bound to) can
+//! release it with a plain load and store,
+//! [`release_on_reactor_thread`](OpCell::release_on_reactor_thread):
+//! between the two nothing else can change the word. That is the release
+//! of every receive that parked and was woken, right after its syscall,
+//! where a locked instruction cost about as much as the raw mio loop's
+//! whole user time per message. Unlike `CONFINED`, it promises nothing
+//! about later writes, so it holds for a future that moves between
+//! threads: each release asks where it runs. Taking an idle cell stays a
+//! compare-and-swap (any thread may take one), and so does the notify of
+//! a cell that is not confined (its holder may be on any thread).
+//!
 //! ```text
 //!            reserve()               park(): seq unchanged
 //!   IDLE ---------------> RESERVED ----------------------> PARKED
@@ -725,6 +744,67 @@ impl OpCell {
         self.release_inner(token, None)
     }
 
+    /// Releases like [`release`](Self::release) or, with a snapshot,
+    /// [`release_exhausted`](Self::release_exhausted), with a plain load
+    /// and store instead of a compare-and-swap: for a holder on the thread
+    /// that notifies the cell, where nothing can change the word between
+    /// the two (see "Holders on the reactor's thread" in the module docs).
+    /// Anything but the plain case (the holder parked, a stale token) goes
+    /// the general way.
+    ///
+    /// # Safety
+    ///
+    /// Until this call returns, the cell is notified, closed and reset
+    /// ([`notify`](Self::notify), [`notify_hangup`](Self::notify_hangup),
+    /// [`close`](Self::close), [`reset`](Self::reset)) only by the calling
+    /// thread. For a socket's cell: the calling thread is the one its
+    /// reactor is bound to
+    /// ([`Registration::reactor_thread`](crate::Registration::reactor_thread)),
+    /// and the socket's registration outlives the call.
+    ///
+    /// Broken, a notification could be overwritten by the store (an
+    /// operation would sleep for ever) or a reset undone.
+    ///
+    /// ```
+    /// use cellio_reactor::{OpCell, Park};
+    /// use std::task::Waker;
+    ///
+    /// let cell = OpCell::new();
+    /// let seen = cell.observe().unwrap();
+    /// let token = cell.reserve().unwrap();
+    /// assert_eq!(cell.park(token, seen, Waker::noop()).unwrap(), Park::Parked);
+    /// cell.notify();
+    /// let seen = cell.observe_reserved(token).unwrap();
+    /// // ... a short read ...
+    /// // SAFETY: this thread is the only one that notifies the cell.
+    /// unsafe { cell.release_on_reactor_thread(token, Some(seen)) }.unwrap();
+    /// assert!(cell.observe().unwrap().is_exhausted());
+    /// ```
+    #[inline]
+    pub unsafe fn release_on_reactor_thread(
+        &self,
+        token: Token,
+        exhausted_at: Option<Readiness>,
+    ) -> Result<(), CellError> {
+        // Acquire, as `release_slow`'s load: the word's last writer may be
+        // the notifier (this thread, by the contract) or, before our
+        // reservation, anyone.
+        let word = self.word.load(Ordering::Acquire);
+        if word & (GEN_MASK | PHASE_MASK) != token.bits() | RESERVED {
+            return self.release_slow(token, exhausted_at);
+        }
+        // The cell is held under our token, so no other thread's operation
+        // writes the word (a reservation, `park_idle` and `mark_exhausted`
+        // need it idle; a stale token's release finds another generation),
+        // and by the contract no notifier, close or reset runs meanwhile:
+        // `word` stays current until the store below.
+        let next = released_after(word, exhausted_at);
+        // Release, as in `release`: hands the waker slot (and our writes to
+        // it) to the next holder, who Acquires in `reserve`.
+        self.word.store(next, Ordering::Release);
+        Ok(())
+    }
+
     #[inline]
     fn release_inner(
         &self,
@@ -1235,19 +1315,58 @@ mod tests {
                             Readiness((5 << SEQ_SHIFT) | hup | Token(held).bits() | RESERVED);
                         let seq = if moved { 6u64 } else { 5 };
                         let word = (seq << SEQ_SHIFT) | hup | Token(held).bits() | RESERVED;
+                        let exhausted_at = mark.then_some(seen);
                         let cell = OpCell::new();
                         cell.word.store(word, Ordering::Relaxed);
-                        let exhausted_at = mark.then_some(seen);
                         cell.release_inner(Token(held), exhausted_at).unwrap();
                         let now = cell.word.load(Ordering::Relaxed);
                         assert_eq!(now, released_after(word, exhausted_at));
                         assert_eq!(generation(now), held.wrapping_add(1));
                         assert_eq!(phase(now), IDLE);
                         assert_eq!(now & EXHAUSTED != 0, mark && !moved && hup == 0);
+                        // The plain release on the reactor's thread leaves
+                        // exactly the word the compare-and-swap does.
+                        let plain = OpCell::new();
+                        plain.word.store(word, Ordering::Relaxed);
+                        // SAFETY: this test's thread is the cell's only user.
+                        unsafe { plain.release_on_reactor_thread(Token(held), exhausted_at) }
+                            .unwrap();
+                        assert_eq!(plain.word.load(Ordering::Relaxed), now);
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_release_on_the_reactor_thread_of_a_parked_or_stale_holder_goes_the_general_way() {
+        let cell = OpCell::new();
+        let seen = cell.observe().unwrap();
+        let token = cell.reserve().unwrap();
+        assert_eq!(cell.park(token, seen, Waker::noop()).unwrap(), Park::Parked);
+        // Still parked (a cancelled receive): released all the same.
+        // SAFETY: this test's thread is the cell's only user.
+        unsafe { cell.release_on_reactor_thread(token, None) }.unwrap();
+        assert_eq!(phase(cell.word.load(Ordering::Relaxed)), IDLE);
+        assert_eq!(cell.generation(), token.generation() + 1);
+        // The token is stale now: refused, and nothing changes.
+        let before = cell.word.load(Ordering::Relaxed);
+        assert_eq!(
+            // SAFETY: this test's thread is the cell's only user.
+            unsafe { cell.release_on_reactor_thread(token, None) },
+            Err(CellError::Stale)
+        );
+        let next = cell.reserve().unwrap();
+        cell.release(next).unwrap();
+        assert_eq!(
+            // SAFETY: this test's thread is the cell's only user.
+            unsafe { cell.release_on_reactor_thread(next, None) },
+            Err(CellError::Stale)
+        );
+        assert_eq!(
+            generation(cell.word.load(Ordering::Relaxed)),
+            generation(before) + 1
+        );
     }
 
     #[test]

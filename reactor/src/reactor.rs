@@ -34,6 +34,7 @@ use mio::{Interest, Poll, Token};
 use crate::cell::OpCell;
 use crate::poller::{Event, Poller};
 use crate::table::{locator, Locator, Slot, Table};
+use crate::thread_words::thread_id;
 
 /// The token of the reactor's own `mio::Waker`. No slot can produce it: its
 /// locator (the low 32 bits, all ones) names a page number beyond the
@@ -52,27 +53,6 @@ struct Shared {
     shut_down: AtomicBool,
     /// The [`thread_id`] of the thread the reactor is bound to, or 0.
     bound_thread: AtomicU64,
-}
-
-/// A number naming the calling thread, unique for the life of the process
-/// and never 0. (Unlike a thread-local's address or an OS thread id, it is
-/// never reused by a later thread, so a stale binding can never match.)
-fn thread_id() -> u64 {
-    // Not a modelled structure: a counter handing out numbers.
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        // No destructor, so readable even while the thread's other
-        // thread-locals are being torn down.
-        static ID: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    }
-    ID.with(|id| match id.get() {
-        0 => {
-            let new = NEXT.fetch_add(1, Ordering::Relaxed);
-            id.set(new);
-            new
-        }
-        known => known,
-    })
 }
 
 /// An epoll/kqueue reactor: owns the poller and dispatches readiness to the
@@ -380,6 +360,13 @@ impl Handle {
             tracing::debug!(error = %e, "registration failed");
             return Err(e);
         }
+        // A binding never changes once made, so a copy in the slot (the
+        // line every operation reads) spares the operations a load from
+        // the reactor's shared state. A thread number past 32 bits is
+        // stored as 0, "not known", which no thread matches.
+        let bound = self.shared.bound_thread.load(Ordering::Acquire);
+        slot.reactor_thread
+            .store(u32::try_from(bound).unwrap_or(0), Ordering::Relaxed);
         tracing::debug!(index, generation, "registered");
         Ok(Registration {
             slot: NonNull::from(slot),
@@ -569,6 +556,32 @@ impl Registration {
     /// it, and the only one that notifies the socket's cells.
     pub fn is_bound_here(&self) -> bool {
         self.shared.bound_thread.load(Ordering::Acquire) == thread_id()
+    }
+
+    /// The [`thread_id`](crate::thread_words::thread_id) of the thread the
+    /// socket's reactor was [bound](Reactor::bind_to_current_thread) to
+    /// when the socket was registered, or 0 if it was not bound then (or
+    /// the number does not fit 32 bits). On that thread, and only there,
+    /// the cells' holders may use
+    /// [`OpCell::release_on_reactor_thread`] (a runtime worker binds its
+    /// reactor before it registers anything). One load from the slot's
+    /// line, which the cells share.
+    ///
+    /// ```
+    /// use cellio_reactor::{thread_words::thread_id, Reactor};
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// // SAFETY: this test's thread turns the reactor and drops it.
+    /// unsafe { reactor.bind_to_current_thread()? };
+    /// let mut socket = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let registration = reactor.handle().register_readable(&mut socket)?;
+    /// assert_eq!(registration.reactor_thread(), thread_id());
+    /// assert!(registration.is_bound_here());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn reactor_thread(&self) -> u64 {
+        u64::from(self.slot().reactor_thread.load(Ordering::Relaxed))
     }
 
     /// A handle to the reactor this registration belongs to.

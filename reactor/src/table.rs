@@ -59,6 +59,8 @@ const _: () = assert!(FIRST_PAGE << (PAGES - 1) <= 1 << OFFSET_BITS);
 const _: () = assert!(PAGES < PAGE_SLOTS);
 
 #[cfg(not(loom))]
+// (loom's modelled atomics in the cells are larger.)
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 
 /// Where a slot lives: `page << OFFSET_BITS | offset`. See invariant 3.
@@ -70,9 +72,20 @@ pub(crate) type Locator = u32;
 #[repr(align(64))]
 pub(crate) struct Slot {
     pub(crate) generation: AtomicU32,
+    /// The registration's [`reactor_thread`](crate::Registration::reactor_thread),
+    /// if it fits 32 bits (else 0). Here rather than in the
+    /// `Registration`, which would outgrow its cache line: it fills the
+    /// padding after `generation`, in the line every operation reads.
+    /// Written when the slot is handed out, read by the registration's
+    /// operations only.
+    pub(crate) reactor_thread: AtomicU32,
     pub(crate) rx: OpCell,
     pub(crate) tx: OpCell,
 }
+
+// (loom's modelled atomics in the cells are larger.)
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 
 /// Page and offset of slot `index`.
 #[inline]

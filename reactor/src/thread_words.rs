@@ -1,13 +1,15 @@
 //! The per-thread words that every message reads, kept in one cache line.
 //!
-//! Each message reads three thread-locals: the task's cooperative
-//! [`budget`](crate::budget) (every socket operation spends from it) and,
-//! when the reactor wakes a task, the identity and address of the worker
-//! running on this thread (the runtime's same-thread check). Declared as
-//! separate `thread_local!`s they land wherever the linker puts them, and
-//! in the echo benchmark they took two cache lines, each an L1 miss after
-//! every syscall. Here they are one `repr(C)` struct aligned to 32 bytes,
-//! so all three share a line.
+//! Each message reads four thread-locals: the task's cooperative
+//! [`budget`](crate::budget) (every socket operation spends from it), the
+//! thread's number (an operation that parked compares it with its
+//! reactor's thread, see [`thread_id`]) and, when the reactor wakes a
+//! task, the identity and address of the worker running on this thread
+//! (the runtime's same-thread check). Declared as separate
+//! `thread_local!`s they land wherever the linker puts them, and in the
+//! echo benchmark they took two cache lines, each an L1 miss after every
+//! syscall. Here they are one `repr(C)` struct aligned to 32 bytes, so all
+//! four share a line.
 //!
 //! The worker words are opaque to this crate: `cellio-runtime` stores its
 //! worker's owner bits and executor pointer through [`set_worker`] and
@@ -27,12 +29,14 @@ use std::ptr;
 /// [`worker_owner`] on a thread where no worker runs.
 pub const NO_WORKER: u64 = u64::MAX;
 
-/// The line's contents. 24 bytes, aligned to 32, so never split across
+/// The line's contents. 32 bytes, aligned to 32, so never split across
 /// two 64-byte lines.
 #[repr(C, align(32))]
 pub(crate) struct ThreadWords {
     /// Units the current task poll may still spend (see `budget`).
     pub(crate) budget: Cell<u32>,
+    /// This thread's [`thread_id`], or 0 until it is first asked for.
+    thread_id: Cell<u64>,
     /// The runtime's owner bits of the worker on this thread.
     worker_owner: Cell<u64>,
     /// The runtime's executor of the worker on this thread (opaque here).
@@ -45,10 +49,47 @@ thread_local! {
     pub(crate) static WORDS: ThreadWords = const {
         ThreadWords {
             budget: Cell::new(crate::budget::UNLIMITED),
+            thread_id: Cell::new(0),
             worker_owner: Cell::new(NO_WORKER),
             worker_ptr: Cell::new(ptr::null()),
         }
     };
+}
+
+/// A number naming the calling thread, unique for the life of the process
+/// and never 0. (Unlike a thread-local's address or an OS thread id, it is
+/// never reused by a later thread, so a stale binding can never match.)
+/// During thread teardown, once the thread-local is gone, every call hands
+/// out a fresh number, which matches no binding.
+///
+/// ```
+/// use cellio_reactor::thread_words::thread_id;
+///
+/// let here = thread_id();
+/// assert_eq!(thread_id(), here);
+/// assert_ne!(here, 0);
+/// assert_ne!(std::thread::spawn(thread_id).join().unwrap(), here);
+/// ```
+#[inline(always)]
+pub fn thread_id() -> u64 {
+    WORDS
+        .try_with(|w| match w.thread_id.get() {
+            0 => {
+                let new = next_thread_id();
+                w.thread_id.set(new);
+                new
+            }
+            known => known,
+        })
+        .unwrap_or_else(|_| next_thread_id())
+}
+
+/// The first call on a thread: the next number. Not a modelled structure
+/// (loom builds share it too): a counter handing out numbers.
+#[cold]
+fn next_thread_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The worker owner bits the runtime stored on this thread, or

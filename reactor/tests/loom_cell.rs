@@ -613,3 +613,81 @@ fn a_confined_holder_loses_nothing_to_other_threads_refused_operations() {
         cell.release(token).unwrap();
     });
 }
+
+/// A holder on the reactor's thread releases with a plain load and store
+/// (`release_on_reactor_thread`): the release of a receive woken by its own
+/// worker. Its reservation was an ordinary compare-and-swap, so nothing
+/// about the future is promised; what makes the plain store exact is that
+/// the cell is held and its notifier runs on this thread.
+///
+/// Here another thread tries everything an operation on the same socket
+/// could (as in the confined model above) while the holder reserves
+/// (retrying while the other one holds it), parks, is notified, reads short
+/// and releases with the plain store, recording the exhausted mark. The
+/// other thread's writes all land before the reservation or after the
+/// release, or are refused: every notification is counted, the generation
+/// moves on once per reservation, and the mark is the holder's own.
+#[test]
+fn a_release_on_the_reactor_thread_loses_nothing_to_other_threads() {
+    model(|cell, counter, waker| {
+        let stale = cell.reserve().unwrap();
+        cell.release(stale).unwrap();
+        let before = cell.observe().unwrap();
+        let generation = cell.generation();
+
+        let other = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                let mut reservations = 0;
+                let _ = cell.observe();
+                if let Ok(token) = cell.reserve() {
+                    reservations += 1;
+                    cell.release(token).unwrap();
+                }
+                // The slot holds the no-op waker a fresh cell starts with.
+                if let Some(token) = cell.park_idle(before, Waker::noop()) {
+                    reservations += 1;
+                    cell.release(token).unwrap();
+                }
+                cell.mark_exhausted(before);
+                assert_eq!(cell.release(stale), Err(CellError::Stale));
+                reservations
+            })
+        };
+        let_the_other_thread_run_first();
+
+        let token = loop {
+            match cell.reserve() {
+                Ok(token) => break token,
+                Err(CellError::Busy) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let seen = cell.observe_reserved(token).unwrap();
+        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
+        cell.notify(); // the reactor's turn, on this thread
+        assert_eq!(wakes(&counter), 1);
+        let after = cell.observe_reserved(token).unwrap();
+        assert_eq!(after.sequence(), seen.sequence() + 1);
+        // ... the receive read short ...
+        // SAFETY: this thread is the cell's only notifier (it notifies it
+        // itself; the other thread only tries operations).
+        unsafe { cell.release_on_reactor_thread(token, Some(after)) }.unwrap();
+        let others = other.join().unwrap();
+
+        let now = cell.peek();
+        assert_eq!(now.sequence(), after.sequence(), "a notification was lost");
+        assert_eq!(
+            cell.generation(),
+            generation + 1 + others,
+            "a reservation was lost or doubled"
+        );
+        // Whatever the other thread did lands before the reservation (the
+        // notification then clears its mark) or after the release, where
+        // reserving and releasing keep the holder's mark and a mark from
+        // the old snapshot is refused.
+        assert!(now.is_exhausted(), "the holder's exhausted mark was lost");
+        let token = cell.reserve().unwrap();
+        cell.release(token).unwrap();
+    });
+}
