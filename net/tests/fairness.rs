@@ -259,6 +259,65 @@ fn an_always_ready_receiver_does_not_starve_its_neighbours() {
     });
 }
 
+/// `block_on`'s own future gets the same budget as a task: a server whose
+/// main future reads an always-ready socket (here the receive hog itself,
+/// inline) must still let the tasks of worker 0, which it shares, run and
+/// reach the reactor. With an unlimited budget the main future looped on
+/// synchronous receives and the neighbours never got a turn.
+#[test]
+fn an_always_ready_block_on_future_does_not_starve_its_workers_tasks() {
+    run_with(Builder::new().workers(1), || async {
+        let (ours, peer) = std_peer().await.unwrap();
+        let flood = Flood::start(peer, false);
+        // Small reads, so the flood keeps the receive buffer full and every
+        // receive completes at once.
+        let mut small = [0u8; 8];
+        let mut received = 0usize;
+        // The flood going first (nothing else to run yet).
+        while received < 1 << 20 {
+            received += ours.recv(&mut small).await.unwrap();
+        }
+        let neighbours = spawn(neighbours_make_progress(Duration::from_secs(4)));
+        while !neighbours.is_finished() {
+            let n = ours.recv(&mut small).await.unwrap();
+            assert_ne!(n, 0, "the flood ended early");
+            received += n;
+        }
+        // A panic in the neighbours (one of their limits) fails us here.
+        neighbours.await.unwrap();
+        assert!(received > 0);
+
+        // Stop the flood (joined off this worker) and drain it to EOF.
+        let mut buf = vec![0u8; 256 * 1024];
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(flood.finish());
+        });
+        loop {
+            let n = ours.recv(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            received += n;
+        }
+        ours.shutdown(std::net::Shutdown::Write).unwrap();
+        let (written, read) = loop {
+            match rx.try_recv() {
+                Ok(result) => break result,
+                Err(_) => cellio_runtime::sleep(Duration::from_millis(1)).await,
+            }
+        };
+        assert_eq!(read, 0, "nothing is sent back");
+        assert_eq!(received, written, "bytes lost or added");
+        let stats = ours.stats();
+        eprintln!("block_on hog: {written} bytes, {stats:?}");
+        assert!(
+            stats.recv_sync > stats.recv_parked,
+            "the main future's receives were not mostly synchronous: {stats:?}"
+        );
+    });
+}
+
 #[test]
 fn a_budget_of_one_still_echoes_every_byte() {
     run_with(Builder::new().workers(1).budget(1), || async {
@@ -336,7 +395,8 @@ fn a_budget_of_one_keeps_neighbours_going_next_to_a_hog() {
 /// would leave the last receive none at every poll, and the task would
 /// spin for ever instead of receiving (as it did before 2026-12-05).
 fn a_receive_behind_parked_operations_is_not_starved(builder: Builder, waiting: usize) {
-    // In a spawned task: `block_on`'s own future runs without a budget.
+    // In a spawned task (written when `block_on`'s own future ran without a
+    // budget; it has one now, but a task is what the bug met).
     run_with(builder, move || async move {
         spawn(async move {
             let mut silent = Vec::with_capacity(waiting);

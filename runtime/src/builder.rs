@@ -88,8 +88,10 @@ impl Builder {
     }
 
     /// How many socket operations a task may complete in one poll before it
-    /// yields to the others (see `cellio_reactor::budget`). Values below 1
-    /// are raised to 1.
+    /// yields to the others (see `cellio_reactor::budget`). The future
+    /// given to [`Runtime::block_on`](crate::Runtime::block_on) gets the
+    /// same budget: it shares worker 0 with that worker's tasks. Values
+    /// below 1 are raised to 1.
     pub fn budget(mut self, operations: u32) -> Self {
         self.worker.budget = operations.max(1);
         self

@@ -325,8 +325,12 @@ impl Drop for Runtime {
     }
 }
 
-/// Polls the `block_on` future once (it was woken), with an unlimited
-/// budget.
+/// Polls the `block_on` future once (it was woken), with a task's budget:
+/// it shares worker 0 with that worker's tasks, so a main future whose
+/// sockets are always ready must yield to them (and to the reactor) too.
+/// Once it is spent the future's next operation wakes it and returns
+/// `Pending`, and the worker loop runs a batch of tasks and turns the
+/// reactor before it polls the future again.
 #[inline(never)]
 fn poll_main<F: Future>(
     executor: &Executor,
@@ -334,7 +338,7 @@ fn poll_main<F: Future>(
     cx: &mut Context<'_>,
 ) -> Option<F::Output> {
     executor.main_woken.set(false);
-    match budget::run_with(u32::MAX, || future.poll(cx)).0 {
+    match budget::run_with(executor.budget, || future.poll(cx)).0 {
         Poll::Ready(value) => Some(value),
         Poll::Pending => None,
     }

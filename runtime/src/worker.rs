@@ -102,8 +102,8 @@ pub(crate) struct WorkerConfig {
 pub(crate) struct Executor {
     // --- the hot line ---
     pub(crate) inbox: &'static Inbox,
-    /// `config.budget`.
-    budget: u32,
+    /// `config.budget`: a task poll's, and `block_on`'s future's.
+    pub(crate) budget: u32,
     /// `config.event_interval`, saturated to `u32`.
     event_interval: u32,
     /// The high half of [`TaskAddr::owner_bits`] of this worker, for

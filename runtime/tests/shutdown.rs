@@ -7,7 +7,7 @@
 mod util;
 
 use std::future::{pending, Future};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,17 +84,30 @@ fn tasks_waiting_for_shutdown_finish_when_it_begins() {
         });
         let w1_until = handle.spawn_on(1, until_shutdown(pending::<u8>()));
         // A loop that keeps working until shutdown.
-        let w1_loop = handle.spawn_on(1, async {
-            let mut rounds = 0u64;
-            while until_shutdown(sleep(Duration::from_millis(1)))
-                .await
-                .is_some()
-            {
-                rounds += 1;
+        let progress = Arc::new(AtomicU64::new(0));
+        let w1_loop = handle.spawn_on(1, {
+            let progress = progress.clone();
+            async move {
+                let mut rounds = 0u64;
+                while until_shutdown(sleep(Duration::from_millis(1)))
+                    .await
+                    .is_some()
+                {
+                    rounds += 1;
+                    progress.store(rounds, Ordering::Relaxed);
+                }
+                rounds
             }
-            rounds
         });
-        rt.block_on(sleep(Duration::from_millis(30)));
+        // Until the loop has done some work (a fixed wait was not enough
+        // under Miri, whose clock and scheduling shift with the code).
+        rt.block_on(async {
+            sleep(Duration::from_millis(30)).await;
+            while progress.load(Ordering::Relaxed) == 0 {
+                sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let rounds_before = progress.load(Ordering::Relaxed);
         assert!(!handle.is_shutting_down());
         assert!(!w0.is_finished() && !w1.is_finished() && !w1_loop.is_finished());
 
@@ -115,7 +128,7 @@ fn tasks_waiting_for_shutdown_finish_when_it_begins() {
         assert_eq!(join_elsewhere(w0_until).unwrap(), None);
         assert_eq!(join_elsewhere(w1).unwrap(), Some(1));
         assert_eq!(join_elsewhere(w1_until).unwrap(), None);
-        assert!(join_elsewhere(w1_loop).unwrap() > 0);
+        assert!(join_elsewhere(w1_loop).unwrap() >= rounds_before);
     });
 }
 
