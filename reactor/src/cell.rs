@@ -798,7 +798,17 @@ impl OpCell {
         // need it idle; a stale token's release finds another generation),
         // and by the contract no notifier, close or reset runs meanwhile:
         // `word` stays current until the store below.
-        let next = released_after(word, exhausted_at);
+        // Generation and phase are known, so they are replaced outright
+        // (what `released_after` computes, in fewer steps). The mark needs
+        // the sequence unchanged since the snapshot: the whole word
+        // unchanged says so in one compare (the usual case).
+        let mut next = (word & !(GEN_MASK | PHASE_MASK | CONFINED)) | token.next().bits() | IDLE;
+        if let Some(seen) = exhausted_at {
+            if (word == seen.0 || seq(word) == seq(seen.0)) && word & HUP == 0 {
+                next |= EXHAUSTED;
+            }
+        }
+        debug_assert_eq!(next, released_after(word, exhausted_at));
         // Release, as in `release`: hands the waker slot (and our writes to
         // it) to the next holder, who Acquires in `reserve`.
         self.word.store(next, Ordering::Release);
