@@ -554,57 +554,86 @@ fn held_reservation_early_park_never_loses_a_wake() {
     });
 }
 
+/// What another thread tries against a holder on the reactor's thread:
+/// everything an operation on the same socket could — observe, reserve,
+/// the idle park and the exhausted mark from `before` (a snapshot taken
+/// before the holder's reservation), the release of the `stale` token.
+/// Returns how many reservations it got (each released at once).
+fn spawn_other_operations(
+    cell: &Arc<OpCell>,
+    before: Readiness,
+    stale: Token,
+) -> thread::JoinHandle<u32> {
+    let cell = cell.clone();
+    let other = thread::spawn(move || {
+        let mut reservations = 0;
+        let _ = cell.observe();
+        if let Ok(token) = cell.reserve() {
+            reservations += 1;
+            cell.release(token).unwrap();
+        }
+        // The slot holds the no-op waker a fresh cell starts with.
+        if let Some(token) = cell.park_idle(before, Waker::noop()) {
+            reservations += 1;
+            cell.release(token).unwrap();
+        }
+        cell.mark_exhausted(before);
+        assert_eq!(cell.release(stale), Err(CellError::Stale));
+        reservations
+    });
+    let_the_other_thread_run_first();
+    other
+}
+
+/// The holder's side on the reactor's thread: reserve with `reserve`
+/// (retrying while the other thread holds the cell), park, be notified by
+/// this thread (the reactor's turn) and woken exactly once. Returns the
+/// token and the snapshot after the notification.
+fn hold_park_and_notify_here(
+    cell: &OpCell,
+    counter: &CountingWaker,
+    waker: &Waker,
+    reserve: impl Fn() -> Result<Token, CellError>,
+) -> (Token, Readiness) {
+    let token = loop {
+        match reserve() {
+            Ok(token) => break token,
+            Err(CellError::Busy) => thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let seen = cell.observe_reserved(token).unwrap();
+    assert_eq!(cell.park(token, seen, waker).unwrap(), Park::Parked);
+    cell.notify(); // the reactor's turn, on this thread
+    assert_eq!(wakes(counter), 1);
+    let after = cell.observe_reserved(token).unwrap();
+    assert_eq!(after.sequence(), seen.sequence() + 1);
+    (token, after)
+}
+
 /// A confined holder (`reserve_confined`) changes the word with plain
 /// stores, and its reactor notifies from the same thread. That loses
 /// nothing only if no other thread writes the word while the cell is held.
 /// Here another thread tries everything an operation on the same socket
-/// could — observe, reserve, the idle park and the exhausted mark from a
-/// snapshot taken before the reservation, the release of a stale token —
-/// while the holder reserves (retrying while the other one holds it),
-/// parks, is notified and releases. Whatever the interleaving, the other
-/// thread's writes all land before the confined reservation or are refused,
-/// so the holder is woken exactly once, sees its own notification, and
-/// leaves a cell that works.
+/// could (`spawn_other_operations`) while the holder reserves (retrying
+/// while the other one holds it), parks, is notified and releases.
+/// Whatever the interleaving, the other thread's writes all land before
+/// the confined reservation or are refused, so the holder is woken exactly
+/// once, sees its own notification, and leaves a cell that works.
 #[test]
 fn a_confined_holder_loses_nothing_to_other_threads_refused_operations() {
     model(|cell, counter, waker| {
         let stale = cell.reserve().unwrap();
         cell.release(stale).unwrap();
         let before = cell.observe().unwrap();
+        let other = spawn_other_operations(&cell, before, stale);
 
-        let other = {
-            let cell = cell.clone();
-            thread::spawn(move || {
-                let _ = cell.observe();
-                if let Ok(token) = cell.reserve() {
-                    cell.release(token).unwrap();
-                }
-                // The slot holds the no-op waker a fresh cell starts with.
-                if let Some(token) = cell.park_idle(before, Waker::noop()) {
-                    cell.release(token).unwrap();
-                }
-                cell.mark_exhausted(before);
-                assert_eq!(cell.release(stale), Err(CellError::Stale));
-            })
-        };
-        let_the_other_thread_run_first();
-
-        let token = loop {
+        let (token, _) = hold_park_and_notify_here(&cell, &counter, &waker, || {
             // SAFETY: from the reservation until the release, only this
             // thread changes the cell: it notifies it itself, and the
             // other thread's operations are refused (what this checks).
-            match unsafe { cell.reserve_confined() } {
-                Ok(token) => break token,
-                Err(CellError::Busy) => thread::yield_now(),
-                Err(e) => panic!("{e}"),
-            }
-        };
-        let seen = cell.observe_reserved(token).unwrap();
-        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
-        cell.notify(); // the reactor's turn, on this thread
-        assert_eq!(wakes(&counter), 1);
-        let after = cell.observe_reserved(token).unwrap();
-        assert_eq!(after.sequence(), seen.sequence() + 1);
+            unsafe { cell.reserve_confined() }
+        });
         cell.release(token).unwrap();
         other.join().unwrap();
 
@@ -621,12 +650,12 @@ fn a_confined_holder_loses_nothing_to_other_threads_refused_operations() {
 /// the cell is held and its notifier runs on this thread.
 ///
 /// Here another thread tries everything an operation on the same socket
-/// could (as in the confined model above) while the holder reserves
-/// (retrying while the other one holds it), parks, is notified, reads short
-/// and releases with the plain store, recording the exhausted mark. The
-/// other thread's writes all land before the reservation or after the
-/// release, or are refused: every notification is counted, the generation
-/// moves on once per reservation, and the mark is the holder's own.
+/// could (`spawn_other_operations`) while the holder reserves (retrying
+/// while the other one holds it), parks, is notified, reads short and
+/// releases with the plain store, recording the exhausted mark. The other
+/// thread's writes all land before the reservation or after the release,
+/// or are refused: every notification is counted, the generation moves on
+/// once per reservation, and the mark is the holder's own.
 #[test]
 fn a_release_on_the_reactor_thread_loses_nothing_to_other_threads() {
     model(|cell, counter, waker| {
@@ -634,41 +663,9 @@ fn a_release_on_the_reactor_thread_loses_nothing_to_other_threads() {
         cell.release(stale).unwrap();
         let before = cell.observe().unwrap();
         let generation = cell.generation();
+        let other = spawn_other_operations(&cell, before, stale);
 
-        let other = {
-            let cell = cell.clone();
-            thread::spawn(move || {
-                let mut reservations = 0;
-                let _ = cell.observe();
-                if let Ok(token) = cell.reserve() {
-                    reservations += 1;
-                    cell.release(token).unwrap();
-                }
-                // The slot holds the no-op waker a fresh cell starts with.
-                if let Some(token) = cell.park_idle(before, Waker::noop()) {
-                    reservations += 1;
-                    cell.release(token).unwrap();
-                }
-                cell.mark_exhausted(before);
-                assert_eq!(cell.release(stale), Err(CellError::Stale));
-                reservations
-            })
-        };
-        let_the_other_thread_run_first();
-
-        let token = loop {
-            match cell.reserve() {
-                Ok(token) => break token,
-                Err(CellError::Busy) => thread::yield_now(),
-                Err(e) => panic!("{e}"),
-            }
-        };
-        let seen = cell.observe_reserved(token).unwrap();
-        assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
-        cell.notify(); // the reactor's turn, on this thread
-        assert_eq!(wakes(&counter), 1);
-        let after = cell.observe_reserved(token).unwrap();
-        assert_eq!(after.sequence(), seen.sequence() + 1);
+        let (token, after) = hold_park_and_notify_here(&cell, &counter, &waker, || cell.reserve());
         // ... the receive read short ...
         // SAFETY: this thread is the cell's only notifier (it notifies it
         // itself; the other thread only tries operations).
