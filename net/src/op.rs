@@ -14,7 +14,10 @@
 //! * A readiness snapshot is taken *before* each attempt; `park` refuses to
 //!   sleep if a notification arrived since (see `cellio_reactor::cell`).
 //! * Once the result is delivered, the cell is released and the state is
-//!   `done`: polling again yields [`CellError::Consumed`].
+//!   `done`: polling again yields [`CellError::Consumed`]. On the thread
+//!   that turns the socket's reactor the release is a plain load and store
+//!   (`OpCell::release_on_reactor_thread`: a held cell is written only by
+//!   its holder and its notifier, which runs there); elsewhere a CAS.
 //! * Dropping an unfinished operation releases its reservation. No data was
 //!   moved by a parked operation, so cancelling loses nothing. One dropped
 //!   while still parked leaves the cell `EXHAUSTED` (nothing arrived since
@@ -102,7 +105,8 @@ impl OpState {
     ///
     /// The two steady-state cases run straight through, inline in the
     /// caller's future: an attempt that succeeds (one load, the syscall and,
-    /// if the operation had parked, one CAS to release the cell), and an
+    /// if the operation had parked, the cell's release: a plain store on
+    /// the reactor's thread, else one CAS), and an
     /// operation that parks without a syscall because an earlier short read
     /// proved the socket drained (one CAS when its task's waker is already
     /// in the cell, else reserve and park: two). Everything

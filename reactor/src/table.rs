@@ -59,8 +59,6 @@ const _: () = assert!(FIRST_PAGE << (PAGES - 1) <= 1 << OFFSET_BITS);
 const _: () = assert!(PAGES < PAGE_SLOTS);
 
 #[cfg(not(loom))]
-// (loom's modelled atomics in the cells are larger.)
-#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 
 /// Where a slot lives: `page << OFFSET_BITS | offset`. See invariant 3.
@@ -82,10 +80,6 @@ pub(crate) struct Slot {
     pub(crate) rx: OpCell,
     pub(crate) tx: OpCell,
 }
-
-// (loom's modelled atomics in the cells are larger.)
-#[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 
 /// Page and offset of slot `index`.
 #[inline]
