@@ -45,15 +45,14 @@ use cellio_reactor::{
 /// write), so the next operation may park without a failing syscall.
 pub(crate) type Attempt<R> = io::Result<(R, bool)>;
 
-/// One direction of a socket as an operation sees it: the cell it parks on
-/// (in the reactor's table), the counters it records its completion in
-/// (in the socket's `Registration`), and the registration itself, which
-/// names the thread that notifies the cell (read only by a release).
+/// One direction of a socket as an operation sees it: its registration
+/// and which direction. The cell it parks on (in the reactor's table), the
+/// counters it records its completion in (in the registration) and the
+/// thread that notifies the cell all derive from the two.
 #[derive(Clone, Copy)]
 pub(crate) struct Side<'a> {
-    cell: &'a OpCell,
-    done: &'a Completions,
     registration: &'a Registration,
+    tx: bool,
 }
 
 impl<'a> Side<'a> {
@@ -61,9 +60,8 @@ impl<'a> Side<'a> {
     #[inline(always)]
     pub(crate) fn rx(registration: &'a Registration) -> Self {
         Self {
-            cell: registration.rx(),
-            done: registration.rx_completions(),
             registration,
+            tx: false,
         }
     }
 
@@ -71,9 +69,28 @@ impl<'a> Side<'a> {
     #[inline(always)]
     pub(crate) fn tx(registration: &'a Registration) -> Self {
         Self {
-            cell: registration.tx(),
-            done: registration.tx_completions(),
             registration,
+            tx: true,
+        }
+    }
+
+    /// The direction's cell.
+    #[inline(always)]
+    fn cell(self) -> &'a OpCell {
+        if self.tx {
+            self.registration.tx()
+        } else {
+            self.registration.rx()
+        }
+    }
+
+    /// The direction's completion counters.
+    #[inline(always)]
+    fn done(self) -> &'a Completions {
+        if self.tx {
+            self.registration.tx_completions()
+        } else {
+            self.registration.rx_completions()
         }
     }
 }
@@ -119,7 +136,7 @@ impl OpState {
         waker: Option<&Waker>,
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
-        let Side { cell, .. } = side;
+        let cell = side.cell();
         if self.done {
             return consumed();
         }
@@ -191,7 +208,7 @@ impl OpState {
         mut attempt: impl FnMut() -> Attempt<R>,
         mut would_block_at: Option<Readiness>,
     ) -> Poll<io::Result<R>> {
-        let cell = side.cell;
+        let cell = side.cell();
         loop {
             let (seen, attempted) = match would_block_at.take() {
                 // The caller's attempt at this snapshot said EAGAIN.
@@ -266,7 +283,7 @@ impl OpState {
         match error.kind() {
             io::ErrorKind::WouldBlock => self.poll_slow(side, waker, attempt, Some(seen)),
             io::ErrorKind::Interrupted => self.poll_slow(side, waker, attempt, None),
-            _ => self.fail(side.cell, error),
+            _ => self.fail(side.cell(), error),
         }
     }
 
@@ -275,11 +292,7 @@ impl OpState {
     /// and the completion counted.
     #[inline(always)]
     fn complete(&mut self, side: Side<'_>, exhausted_at: Option<Readiness>) {
-        let Side {
-            cell,
-            done,
-            registration,
-        } = side;
+        let cell = side.cell();
         self.done = true;
         // Tested before anything is written: an operation that completed on
         // its first attempt holds no token, and its state needs no store.
@@ -293,20 +306,20 @@ impl OpState {
                 self.token = None;
                 // A stale token means the cell was reset under us; nothing
                 // to release then.
-                let _ = if registration.reactor_thread() == thread_id() {
+                let _ = if side.registration.reactor_thread() == thread_id() {
                     // On the thread that notifies the cell (a receive woken
                     // by its own worker's reactor, the usual case): a plain
                     // store, no locked instruction right after the syscall.
-                    // SAFETY: `reactor_thread` is the thread the socket's
-                    // reactor was bound to (0, "not known", numbers no
-                    // thread), and a bound reactor is turned (notify,
-                    // notify_hangup) and dropped (close) on that thread
-                    // only (`turn` refuses other threads; the runtime
-                    // drops each worker's reactor on its thread), which is
-                    // this one; nothing else notifies the cell (the socket's
-                    // registration is private to this crate); and the cell
-                    // is reset only when that registration drops, which
-                    // this operation, borrowing the socket, rules out.
+                    // `reactor_thread` is the thread the socket's reactor
+                    // was bound to (0, "not known", numbers no thread); a
+                    // bound reactor is turned (notify, notify_hangup) only
+                    // there (`turn` refuses other threads) and dropped
+                    // (close) there (the runtime drops each worker's
+                    // reactor on its thread); nothing else notifies the
+                    // cell (the registration is private to this crate).
+                    // SAFETY: this is the cell's only notifying thread, and
+                    // this operation borrows the socket, so the registration
+                    // (whose drop resets the cell) outlives the call.
                     unsafe { cell.release_on_reactor_thread(token, exhausted_at) }
                 } else {
                     match exhausted_at {
@@ -316,7 +329,7 @@ impl OpState {
                 };
             }
         }
-        done.record(self.parked);
+        side.done().record(self.parked);
     }
 
     /// Delivers an error: the cell is released, nothing is counted.

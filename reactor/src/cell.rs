@@ -195,6 +195,20 @@ fn released_after(word: u64, exhausted_at: Option<Readiness>) -> u64 {
     }
 }
 
+/// `released_after` for a word known to be `RESERVED` under `token`, in
+/// fewer steps: generation and phase are replaced outright, and `mark`
+/// says the holder's attempt proved the socket exhausted at the word's
+/// own sequence (only a hang-up keeps `EXHAUSTED` off then).
+#[inline]
+fn released_by_holder(word: u64, token: Token, mark: bool) -> u64 {
+    let next = (word & !(GEN_MASK | PHASE_MASK | CONFINED)) | token.next().bits() | IDLE;
+    if mark && word & HUP == 0 {
+        next | EXHAUSTED
+    } else {
+        next
+    }
+}
+
 /// Emits a park/wake trace event; out of line so that the hot paths carry
 /// no formatting code when nobody listens.
 #[cold]
@@ -798,16 +812,10 @@ impl OpCell {
         // need it idle; a stale token's release finds another generation),
         // and by the contract no notifier, close or reset runs meanwhile:
         // `word` stays current until the store below.
-        // Generation and phase are known, so they are replaced outright
-        // (what `released_after` computes, in fewer steps). The mark needs
-        // the sequence unchanged since the snapshot: the whole word
-        // unchanged says so in one compare (the usual case).
-        let mut next = (word & !(GEN_MASK | PHASE_MASK | CONFINED)) | token.next().bits() | IDLE;
-        if let Some(seen) = exhausted_at {
-            if (word == seen.0 || seq(word) == seq(seen.0)) && word & HUP == 0 {
-                next |= EXHAUSTED;
-            }
-        }
+        // The mark needs the sequence unchanged since the snapshot: the
+        // whole word unchanged says so in one compare (the usual case).
+        let unchanged = exhausted_at.is_some_and(|seen| word == seen.0 || seq(word) == seq(seen.0));
+        let next = released_by_holder(word, token, unchanged);
         debug_assert_eq!(next, released_after(word, exhausted_at));
         // Release, as in `release`: hands the waker slot (and our writes to
         // it) to the next holder, who Acquires in `reserve`.
@@ -832,15 +840,8 @@ impl OpCell {
         };
         // Fast path: ours, not parked, nobody racing.
         if word & (GEN_MASK | PHASE_MASK) == token.bits() | RESERVED {
-            // Generation and phase are known here, so they are replaced
-            // outright (what `released_after` computes, in fewer steps).
-            let mut next =
-                (word & !(GEN_MASK | PHASE_MASK | CONFINED)) | token.next().bits() | IDLE;
-            // With a snapshot, `word` is the snapshot: the sequence matches,
-            // so only a hang-up keeps EXHAUSTED off.
-            if exhausted_at.is_some() && word & HUP == 0 {
-                next |= EXHAUSTED;
-            }
+            // With a snapshot, `word` is the snapshot: the sequence matches.
+            let next = released_by_holder(word, token, exhausted_at.is_some());
             debug_assert_eq!(next, released_after(word, exhausted_at));
             // Release: hands the waker slot (and our writes to it) to the
             // next holder, who Acquires in `reserve`.
