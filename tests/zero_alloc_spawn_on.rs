@@ -13,7 +13,9 @@
 //! Both ways a task's last reference can go: on the sender, when the
 //! sender awaits the `JoinHandle` (the block is then freed on its home
 //! thread), and on the receiving worker, when the handle was dropped at
-//! once (the block then travels back through the inbox).
+//! once (the block then travels back through the inbox). And a task
+//! aborted (`JoinHandle::abort`) while it waits on the other worker: the
+//! abort's wake crosses to that worker's inbox.
 //!
 //! A counting `#[global_allocator]` sees every allocation of every thread;
 //! this file holds a single test so that nothing else runs in the process
@@ -107,6 +109,30 @@ async fn detached(runtime: &Runtime, n: usize) {
     }
 }
 
+/// Tasks of [`aborted`] that have started on worker 1.
+static ABORTABLE_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// `n` hand-offs aborted once they run on worker 1 (and wait there
+/// forever): the abort wakes worker 1 through its inbox, which drops the
+/// future; the sender awaits `Aborted`.
+async fn aborted(runtime: &Runtime, n: usize) {
+    for i in 0..n {
+        let before = ABORTABLE_STARTED.load(Ordering::Relaxed);
+        let handle = spawn_on(1, async move {
+            let buf = [i as u8; 2048];
+            ABORTABLE_STARTED.fetch_add(1, Ordering::Relaxed);
+            std::future::pending::<()>().await;
+            black_box(&buf)[0]
+        });
+        while ABORTABLE_STARTED.load(Ordering::Relaxed) == before {
+            yield_now().await;
+        }
+        handle.abort();
+        assert!(matches!(handle.await, Err(cellio::JoinError::Aborted)));
+        blocks_home(runtime).await;
+    }
+}
+
 /// Tasks of the first phase: more than an inbox's lists hold before they
 /// grow (64), all ending at once.
 const FIRST: usize = 100;
@@ -169,18 +195,20 @@ fn tasks_sent_to_another_worker_allocate_nothing_after_warm_up() {
         awaited(&runtime, WARM_UP).await;
         detached(&runtime, WARM_UP).await;
         built_there(&runtime, WARM_UP).await;
+        aborted(&runtime, WARM_UP).await;
 
         assert_allocates_nothing("awaited", awaited(&runtime, MEASURED)).await;
         assert_allocates_nothing("detached", detached(&runtime, MEASURED)).await;
         assert_allocates_nothing("built-there", built_there(&runtime, MEASURED)).await;
+        assert_allocates_nothing("aborted", aborted(&runtime, MEASURED)).await;
     });
     let (reused, allocated, _) = runtime.task_pool_stats();
     // The first phase's blocks (a small class), and one block of `work`'s
-    // class (`spawn_local_on`'s tasks are of it too), which every later
-    // hand-off reused.
+    // class (`spawn_local_on`'s and `aborted`'s tasks are of it too), which
+    // every later hand-off of the four kinds reused.
     assert_eq!(
         (reused, allocated),
-        (3 * (WARM_UP + MEASURED) as u64 - 1, FIRST as u64 + 1),
+        (4 * (WARM_UP + MEASURED) as u64 - 1, FIRST as u64 + 1),
         "worker 0's pool served every later hand-off with one block"
     );
 }

@@ -1,6 +1,7 @@
 //! Dropping an operation future cancels it: the cell is released, the
 //! stream stays usable, (for `recv` and `send`) no byte is lost or
-//! duplicated, and a pending `connect` closes its half-open socket.
+//! duplicated, and a pending `connect` closes its half-open socket. So
+//! does aborting the task that runs it (`JoinHandle::abort`).
 
 mod util;
 
@@ -48,6 +49,38 @@ fn a_parked_recv_dropped_loses_no_byte() {
                 assert!(poll_once(op.as_mut()).await.is_pending(), "round {round}");
                 // Dropped while parked.
             }
+            let msg: Vec<u8> = (0..100 + round).map(|i| pattern(i * (round + 1))).collect();
+            peer.write_all(&msg)?;
+            let mut got = vec![0u8; msg.len()];
+            ours.recv_exact(&mut got).await?;
+            assert!(got == msg, "round {round}: bytes lost or changed");
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A task parked in `recv` is aborted through its `JoinHandle`: its worker
+/// drops the future, which gives the cell back; the stream, shared with
+/// the task, then receives every byte the peer sends.
+#[test]
+fn a_task_aborted_while_its_recv_is_parked_loses_no_byte() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let ours = std::rc::Rc::new(ours);
+        for round in 0..20usize {
+            let stream = ours.clone();
+            let task = cellio_runtime::spawn_local(async move {
+                let mut buf = [0u8; 4096];
+                stream.recv(&mut buf).await
+            });
+            yield_now().await;
+            assert!(!task.is_finished(), "round {round}: nothing was sent yet");
+            task.abort();
+            assert!(
+                matches!(task.await, Err(cellio_runtime::JoinError::Aborted)),
+                "round {round}"
+            );
             let msg: Vec<u8> = (0..100 + round).map(|i| pattern(i * (round + 1))).collect();
             peer.write_all(&msg)?;
             let mut got = vec![0u8; msg.len()];

@@ -6,8 +6,11 @@
 //! spawned: it is the cell's only holder. The task writes its output once
 //! and notifies the cell; the handle parks on the cell until then.
 //!
-//! A task dropped before it finishes (its runtime shut down) still leaves an
-//! output: [`JoinError::Cancelled`].
+//! A task dropped before it finishes still leaves an output:
+//! [`JoinError::Cancelled`] if its runtime shut down,
+//! [`JoinError::Aborted`] if [`JoinHandle::abort`] asked for it. An abort
+//! sets a flag in the block's header and wakes the task; the task's worker
+//! drops the future at that poll instead of polling it (see `task::raw`).
 
 use std::any::Any;
 use std::fmt;
@@ -26,6 +29,8 @@ pub enum JoinError {
     Panicked(Box<dyn Any + Send + 'static>),
     /// The runtime was dropped before the task finished.
     Cancelled,
+    /// [`JoinHandle::abort`] dropped the task before it finished.
+    Aborted,
     /// The `JoinHandle` was polled again after returning the output.
     Consumed,
 }
@@ -36,9 +41,11 @@ impl JoinError {
         matches!(self, JoinError::Panicked(_))
     }
 
-    /// `true` if the task was dropped before it finished.
+    /// `true` if the task was dropped before it finished: its runtime shut
+    /// down ([`Cancelled`](JoinError::Cancelled)) or it was
+    /// [`Aborted`](JoinError::Aborted).
     pub fn is_cancelled(&self) -> bool {
-        matches!(self, JoinError::Cancelled)
+        matches!(self, JoinError::Cancelled | JoinError::Aborted)
     }
 
     fn panic_message(&self) -> Option<&str> {
@@ -60,6 +67,7 @@ impl fmt::Debug for JoinError {
                 .field(&self.panic_message().unwrap_or("<non-string payload>"))
                 .finish(),
             JoinError::Cancelled => f.write_str("Cancelled"),
+            JoinError::Aborted => f.write_str("Aborted"),
             JoinError::Consumed => f.write_str("Consumed"),
         }
     }
@@ -73,6 +81,7 @@ impl fmt::Display for JoinError {
                 None => f.write_str("task panicked"),
             },
             JoinError::Cancelled => f.write_str("task was cancelled: its runtime shut down"),
+            JoinError::Aborted => f.write_str("task was aborted through its JoinHandle"),
             JoinError::Consumed => f.write_str("JoinHandle polled after it returned the output"),
         }
     }
@@ -90,7 +99,7 @@ impl From<JoinError> for std::io::Error {
 /// An owned permission to await a spawned task's output.
 ///
 /// Dropping the handle detaches the task: it keeps running and its output
-/// is dropped.
+/// is dropped. [`abort`](JoinHandle::abort) stops it instead.
 ///
 /// # Examples
 ///
@@ -151,6 +160,44 @@ impl<T> JoinHandle<T> {
             None => true,
             // A read-only peek: a parked handle must stay parked.
             Some(raw) => raw.header().join.peek().sequence() != 0,
+        }
+    }
+
+    /// Stops the task: its future is dropped, on its worker, instead of
+    /// being polled again, and the handle then returns
+    /// [`JoinError::Aborted`]. A task that already finished keeps its
+    /// output; one being polled right now (on another worker) is dropped
+    /// after that poll, unless the poll finished it.
+    ///
+    /// Callable from any thread, any number of times; it does not wait
+    /// for the future to be dropped (await the handle for that) and it
+    /// allocates nothing. Dropping the future cancels what it was doing as
+    /// dropping any cellio future does: a socket operation in flight gives
+    /// its cell back and loses no byte, a timer is disarmed. After the
+    /// handle returned the output, `abort` does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = cellio_runtime::Runtime::new()?;
+    /// rt.block_on(async {
+    ///     let handle = cellio_runtime::spawn(async {
+    ///         cellio_runtime::sleep(Duration::from_secs(3600)).await;
+    ///     });
+    ///     handle.abort();
+    ///     let error = handle.await.unwrap_err();
+    ///     assert!(error.is_cancelled());
+    ///     assert!(matches!(error, cellio_runtime::JoinError::Aborted));
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn abort(&self) {
+        if let Some(raw) = self.raw.as_ref().filter(|_| !self.done) {
+            if let Some(address) = raw.request_abort() {
+                crate::waker::packed_waker(address).wake();
+            }
         }
     }
 

@@ -2,10 +2,10 @@
 //! the join protocol is model-checked as it ships.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 /// The mutex of a worker's mailbox (`crate::mailbox`), loom's in its model.
 #[cfg(loom)]

@@ -34,7 +34,7 @@ use crate::mailbox::Mailbox;
 use crate::task::pool::Pool;
 use crate::task::{FreeBlock, RawTask};
 use crate::time::TimerKey;
-use crate::worker::Executor;
+use crate::worker::{Executor, HandleOut};
 
 /// Maximum number of workers alive at once in one process.
 pub(crate) const MAX_WORKERS: usize = 1 << WORKER_BITS;
@@ -492,7 +492,7 @@ impl Inbox {
             .mailbox
             .take(|state| Self::take_messages(state, executor));
         for task in arrivals.drain(..) {
-            executor.adopt(task);
+            executor.adopt(task, HandleOut::Maybe);
         }
         *executor.arrivals.borrow_mut() = arrivals;
         if state_changed && executor.shared.draining() {

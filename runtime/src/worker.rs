@@ -283,6 +283,18 @@ pub(crate) unsafe fn run_tasks_of<F: Future>(
     }
 }
 
+/// Whether a task's `JoinHandle` may be in use when its worker takes the
+/// task in (see [`Executor::adopt`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HandleOut {
+    /// Not yet: the task was spawned here and its handle is not returned
+    /// yet, so nothing can change the block's header meanwhile.
+    NotYet,
+    /// Maybe: the task was sent here (`spawn_on`), its handle is the
+    /// sender's.
+    Maybe,
+}
+
 impl Executor {
     pub(crate) fn new(
         (worker, epoch, inbox): (u16, u8, &'static Inbox),
@@ -484,24 +496,42 @@ impl Executor {
         F: Future + 'static,
     {
         let (task, join) = RawTask::init(memory, future, self.id());
-        self.adopt(task);
+        // The handle is not out yet: no abort can race the publication.
+        self.adopt(task, HandleOut::NotYet);
         JoinHandle::new(join)
     }
 
     /// Takes a task into the table and the run queue: one spawned here,
     /// or one another thread sent here (`spawn_on`), whose block goes back
-    /// to the sender's pool when it ends.
-    pub(crate) fn adopt(&self, task: RawTask) {
+    /// to the sender's pool when it ends. `handle` says whether the task's
+    /// `JoinHandle` may already be in use (on any thread).
+    pub(crate) fn adopt(&self, task: RawTask, handle: HandleOut) {
+        let task_ref = task.by_ref();
         // SAFETY: only the table's `insert` and the queue's `push` run.
         let inserted = unsafe {
             self.run.with(|run| {
-                run.tasks
-                    .insert(task, MAX_TASKS)
-                    .map(|entry| run.queue.push(entry))
+                run.tasks.insert(task, MAX_TASKS).map(|(slot, ticket)| {
+                    run.queue.push((slot, ticket));
+                    (slot, ticket)
+                })
             })
         };
         match inserted {
-            Ok(()) => {}
+            Ok((slot, ticket)) => {
+                // Before the task's first poll (it is queued, not polled):
+                // where `JoinHandle::abort` wakes it.
+                let address = (u64::from(self.owner_high) << 32)
+                    | waker::task_bits(slot, Tasks::generation(ticket));
+                // SAFETY: the table holds the task's reference, and no user
+                // code ran since the insert. `NotYet`: the caller's word
+                // that no other reference to the block is in use.
+                unsafe {
+                    match handle {
+                        HandleOut::NotYet => task_ref.publish_address_unshared(address),
+                        HandleOut::Maybe => task_ref.publish_address(address),
+                    }
+                }
+            }
             Err(task) => {
                 // SAFETY: never polled; we are its worker.
                 unsafe { task.cancel() };

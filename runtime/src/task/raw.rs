@@ -4,8 +4,9 @@
 //! ```text
 //! block (from the worker's pool or the system allocator)
 //! +--------------------------------------------+
-//! | Header:  refs, join cell, class, stage,    |
-//! |          home worker, vtable, runner       |
+//! | Header:  refs + abort flags, class, stage, |
+//! |          home worker, address, join cell,  |
+//! |          vtable, runner                    |
 //! | Payload: the future        (stage Running) |
 //! |        | Result<output, JoinError>         |
 //! |                           (stage Finished) |
@@ -41,6 +42,20 @@
 //!   notified (AcqRel CAS), and taken once, by the handle, after it observed
 //!   that notification (Acquire): the cell orders the hand-over, exactly as
 //!   it orders a socket's readiness.
+//! * **An abort is never lost.** The reference count shares one word
+//!   (`control`) with two flags: `ABORT`, set by the handle, and
+//!   `PUBLISHED`, set by the worker once the task has a slot and the
+//!   header holds its waker's address. Both are set by read-modify-writes
+//!   of that one word (or, for a task spawned on its own worker, whose
+//!   handle does not exist yet, `PUBLISHED` by a plain store that
+//!   happens before the handle can be used anywhere), so one of the two
+//!   comes second and sees the other:
+//!   either the handle sees `PUBLISHED` and wakes the task at the address
+//!   (whose next poll sees `ABORT`), or the worker's publication sees
+//!   `ABORT`, and the task's first poll, which always follows, sees it too.
+//!   A poll that sees `ABORT` drops the future instead of polling it and
+//!   records [`JoinError::Aborted`]; a task that finished first keeps its
+//!   output.
 
 use std::alloc::Layout;
 use std::cell::UnsafeCell;
@@ -55,12 +70,21 @@ use std::task::{Context, Poll};
 use cellio_reactor::OpCell;
 
 use crate::join::JoinError;
-use crate::sync::{fence, AtomicUsize, Ordering, TrackedUnsafeCell};
+use crate::sync::{fence, AtomicU16, AtomicU64, Ordering, TrackedUnsafeCell};
 use crate::task::pool::{alloc_layout, class_layout, Pool};
 use crate::worker::{run_tasks_of, RunFn};
 
 /// Marks a block allocated with its exact layout, outside the pool.
 const NOT_POOLED: u8 = u8::MAX;
+
+/// `control`: one counted reference (there are at most two).
+const REF: u16 = 1;
+/// `control`: the bits that count references.
+const REFS: u16 = 0b11;
+/// `control`: the handle asked for the task to be aborted.
+const ABORT: u16 = 1 << 2;
+/// `control`: `address` holds the task's waker word.
+const PUBLISHED: u16 = 1 << 3;
 
 /// The `home` of a block allocated off any worker (`spawn_on` from a plain
 /// thread): it goes back to the system allocator. No worker has this
@@ -76,9 +100,9 @@ pub(crate) const NO_HOME: (u16, u8) = (u16::MAX, 0);
 /// is joined.
 #[repr(C)]
 pub(crate) struct Header {
-    refs: AtomicUsize,
-    /// Notified once the stage is `Finished`; reserved by the `JoinHandle`.
-    pub(crate) join: OpCell,
+    /// The reference count (`REFS`) and the `ABORT` and `PUBLISHED` flags
+    /// (module invariants).
+    control: AtomicU16,
     class: u8,
     /// Which payload is live (module invariants). Written by the worker
     /// while the task runs, by the join handle after the notification, by
@@ -90,6 +114,11 @@ pub(crate) struct Header {
     /// `(worker, epoch)`, or [`NO_HOME`]. The worker that spawned the task:
     /// for a task sent to another worker (`spawn_on`), the sender.
     pub(crate) home: (u16, u8),
+    /// The packed waker word of the task's slot on the worker that runs
+    /// it; meaningful once `control` has `PUBLISHED` (which orders it).
+    address: AtomicU64,
+    /// Notified once the stage is `Finished`; reserved by the `JoinHandle`.
+    pub(crate) join: OpCell,
     vtable: &'static VTable,
     /// [`run_tasks_of::<F>`](run_tasks_of), out of the vtable: the worker's
     /// loop for tasks of this block's future type, which the worker calls
@@ -106,7 +135,7 @@ const _: () = {
     assert!(std::mem::offset_of!(Header, runner) + std::mem::size_of::<RunFn>() == size);
     // Not under loom, whose atomics (in the join cell) are much larger.
     #[cfg(not(loom))]
-    assert!(size % 64 != 0, "a poll would read two lines of the block");
+    assert!(size < 64, "a poll would read two lines of the block");
 };
 
 struct VTable {
@@ -262,11 +291,12 @@ impl RawTask {
         unsafe {
             let block = block.as_ptr();
             (&raw mut (*block).header).write(Header {
-                refs: AtomicUsize::new(2),
-                join: OpCell::new(),
+                control: AtomicU16::new(2 * REF),
                 class,
                 stage: TrackedUnsafeCell::new(Stage::Running),
                 home,
+                address: AtomicU64::new(0),
+                join: OpCell::new(),
                 vtable: &VTableOf::<F>::VTABLE,
                 runner: run_tasks_of::<F>,
             });
@@ -301,6 +331,16 @@ impl RawTask {
         unsafe { (self.header().vtable.cancel)(self.ptr) }
     }
 
+    /// Asks for the task to be aborted. Returns the waker word to wake it
+    /// with if its worker published one; if not, the worker has not taken
+    /// the task in yet and its first poll will see the request.
+    pub(crate) fn request_abort(&self) -> Option<u64> {
+        let header = self.header();
+        // Acquire: the address published before `PUBLISHED`.
+        let seen = header.control.fetch_or(ABORT, Ordering::Acquire);
+        (seen & PUBLISHED != 0).then(|| header.address.load(Ordering::Relaxed))
+    }
+
     /// Moves the output out into `out`, which must point to an
     /// `Option<Result<F::Output, JoinError>>` for this task's `F`.
     ///
@@ -321,7 +361,7 @@ impl RawTask {
     pub(crate) fn release(self) -> Option<FreeBlock> {
         let ptr = self.ptr;
         // Release: our uses of the block happen before whoever frees it.
-        if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+        if self.header().control.fetch_sub(REF, Ordering::Release) & REFS != REF {
             return None;
         }
         // Acquire: everything the other reference did happens before this.
@@ -360,6 +400,43 @@ impl TaskRef {
     pub(crate) unsafe fn runner(self) -> RunFn {
         // SAFETY: the caller's contract; `runner` never changes.
         unsafe { self.ptr.as_ref().runner }
+    }
+
+    /// Records where the task's waker points (`address`, a packed waker
+    /// word), so that an abort can wake it. The worker that runs the task
+    /// calls this once, when it gives the task a slot and before its first
+    /// poll.
+    ///
+    /// # Safety
+    ///
+    /// The counted reference this was taken from is held, so the block is
+    /// alive.
+    pub(crate) unsafe fn publish_address(self, address: u64) {
+        // SAFETY: the caller's contract.
+        let header = unsafe { self.ptr.as_ref() };
+        header.address.store(address, Ordering::Relaxed);
+        // Release: the address before the flag (for `request_abort`'s
+        // Acquire). An `ABORT` already set is seen by the first poll.
+        header.control.fetch_or(PUBLISHED, Ordering::Release);
+    }
+
+    /// [`publish_address`](Self::publish_address) without a locked
+    /// instruction, for a task whose `JoinHandle` nobody has yet (a local
+    /// `spawn`, before it returns the handle).
+    ///
+    /// # Safety
+    ///
+    /// As for `publish_address`, and no other thread can reach the block
+    /// until this returns (its other reference is not out yet).
+    pub(crate) unsafe fn publish_address_unshared(self, address: u64) {
+        // SAFETY: the caller's contract.
+        let header = unsafe { self.ptr.as_ref() };
+        header.address.store(address, Ordering::Relaxed);
+        // Nothing else writes `control` until the handle is out, and the
+        // handle leaves this thread only through something that orders
+        // these stores before its use there.
+        let control = header.control.load(Ordering::Relaxed);
+        header.control.store(control | PUBLISHED, Ordering::Relaxed);
     }
 
     /// Polls the future, an `F`; `Ready` once the stage is no longer
@@ -436,6 +513,13 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
     // SAFETY: only the owning worker touches the stage while `Running`,
     // and only it moves the stage on from there.
     if unsafe { block.header.stage() } != Stage::Running {
+        return Poll::Ready(());
+    }
+    // Relaxed: a request made before the wake that led to this poll (or
+    // before the publication, on this thread) is seen (module invariants).
+    if block.header.control.load(Ordering::Relaxed) & ABORT != 0 {
+        // SAFETY: the caller's contract; `Running`, the future unborrowed.
+        unsafe { complete::<F>(ptr, Err(JoinError::Aborted)) };
         return Poll::Ready(());
     }
     // SAFETY: `Running`: the future is the live member, and only this
@@ -725,6 +809,89 @@ mod tests {
         release(task);
         assert_eq!(drops(&future_drops), 1);
     }
+
+    #[test]
+    fn an_abort_drops_the_future_at_the_next_poll_instead_of_polling_it() {
+        let (polls, future_drops) = (counter(), counter());
+        let (counted, guard) = (polls.clone(), Dropped(future_drops.clone()));
+        let (task, handle) = RawTask::new(
+            std::future::poll_fn(move |_| {
+                let _ = &guard;
+                counted.fetch_add(1, Ordering::SeqCst);
+                Poll::<()>::Pending
+            }),
+            (0, 0),
+            None,
+        );
+        // SAFETY: the table's reference (`task`) is held.
+        unsafe { task.by_ref().publish_address(7) };
+        assert_eq!(poll_once(&task), Poll::Pending);
+        assert_eq!(handle.request_abort(), Some(7), "the address to wake");
+        assert_eq!(drops(&future_drops), 0, "nothing happens before a poll");
+        assert_eq!(poll_once(&task), Poll::Ready(()));
+        assert_eq!(drops(&polls), 1, "the aborted poll did not poll the future");
+        assert_eq!(drops(&future_drops), 1);
+        assert_eq!(
+            handle.request_abort(),
+            Some(7),
+            "a second abort is harmless"
+        );
+        assert_eq!(poll_once(&task), Poll::Ready(()));
+        // SAFETY: the task finished on this thread; the output type matches.
+        let taken = unsafe { Typed::<()>::take(&handle) };
+        assert!(matches!(taken, Some(Err(JoinError::Aborted))));
+        release(handle);
+        release(task);
+    }
+
+    #[test]
+    fn an_abort_before_the_worker_takes_the_task_in_reaches_its_first_poll() {
+        let polls = counter();
+        let counted = polls.clone();
+        let (task, handle) = RawTask::new(
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+            },
+            (0, 0),
+            None,
+        );
+        assert_eq!(handle.request_abort(), None, "no address yet");
+        // SAFETY: the table's reference (`task`) is held.
+        unsafe { task.by_ref().publish_address(7) };
+        assert_eq!(poll_once(&task), Poll::Ready(()));
+        assert_eq!(drops(&polls), 0, "never polled");
+        // SAFETY: the task finished on this thread; the output type matches.
+        let taken = unsafe { Typed::<()>::take(&handle) };
+        assert!(matches!(taken, Some(Err(JoinError::Aborted))));
+        release(task);
+        release(handle);
+    }
+
+    #[test]
+    fn a_task_that_finished_keeps_its_output_when_aborted() {
+        let (task, handle) = RawTask::new(async { 42 }, (0, 0), None);
+        // SAFETY: the table's reference (`task`) is held.
+        unsafe { task.by_ref().publish_address(7) };
+        assert_eq!(poll_once(&task), Poll::Ready(()));
+        assert_eq!(handle.request_abort(), Some(7));
+        assert_eq!(poll_once(&task), Poll::Ready(()));
+        // SAFETY: the task finished on this thread; the output type matches.
+        let taken = unsafe { Typed::<i32>::take(&handle) };
+        assert!(matches!(taken, Some(Ok(42))));
+        release(task);
+        release(handle);
+    }
+
+    #[test]
+    fn the_reference_count_ignores_the_abort_flags() {
+        let (task, handle) = RawTask::new(async {}, (0, 0), None);
+        // SAFETY: the table's reference (`task`) is held.
+        unsafe { task.by_ref().publish_address(7) };
+        let _ = handle.request_abort();
+        assert!(handle.release().is_none(), "the task's reference is left");
+        assert_eq!(poll_once(&task), Poll::Ready(()));
+        task.release().expect("the last reference").free(None);
+    }
 }
 
 #[cfg(all(test, loom))]
@@ -738,6 +905,7 @@ mod loom_tests {
     //! the output without first observing the notification does.
 
     use super::*;
+    use loom::sync::atomic::AtomicUsize;
     use loom::thread;
     use std::sync::Arc;
     use std::task::Waker;
@@ -795,6 +963,67 @@ mod loom_tests {
                 1,
                 "output dropped once (took: {took})"
             );
+        });
+    }
+
+    /// An abort requested while the worker takes the task in and polls it
+    /// the first time is never lost: either the handle gets the address to
+    /// wake (and the poll that wake causes drops the future), or the
+    /// worker's first poll drops it. Either way the future is polled at
+    /// most once and the handle reads `Aborted`.
+    #[test]
+    fn abort_vs_publish_and_first_poll() {
+        const ADDRESS: u64 = 0x5eed;
+        loom::model(|| {
+            let polls = Arc::new(AtomicUsize::new(0));
+            let counted = polls.clone();
+            let (task, handle) = RawTask::new(
+                std::future::poll_fn(move |_| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    Poll::<()>::Pending
+                }),
+                (0, 0),
+                None,
+            );
+            let token = handle.header().join.reserve().unwrap();
+
+            let worker = thread::spawn(move || {
+                let mut cx = Context::from_waker(Waker::noop());
+                // SAFETY: this thread is the task's only worker and holds
+                // the table's reference (`task`) throughout.
+                let first = unsafe {
+                    task.by_ref().publish_address(ADDRESS);
+                    task.by_ref().poll(&mut cx)
+                };
+                (task, first)
+            });
+
+            let woken = handle.request_abort();
+            let (task, first) = worker.join().unwrap();
+            match woken {
+                Some(address) => {
+                    assert_eq!(address, ADDRESS, "the published address");
+                    // The poll the wake leads to (after it, as the inbox
+                    // orders it in the runtime).
+                    let mut cx = Context::from_waker(Waker::noop());
+                    // SAFETY: as above; the worker thread has finished.
+                    let next = unsafe { task.by_ref().poll(&mut cx) };
+                    assert_eq!(next, Poll::Ready(()));
+                }
+                None => assert_eq!(first, Poll::Ready(()), "the abort was lost"),
+            }
+            assert!(polls.load(Ordering::SeqCst) <= 1);
+            let seen = handle.header().join.observe_reserved(token).unwrap();
+            assert_ne!(seen.sequence(), 0, "the task finished");
+            // SAFETY: we observed the notification; the type matches.
+            let taken = unsafe { Typed::<()>::take(&handle) };
+            assert!(matches!(taken, Some(Err(JoinError::Aborted))));
+            let _ = handle.header().join.release(token);
+            for reference in [task, handle] {
+                if let Some(block) = reference.release() {
+                    block.free(None);
+                }
+            }
         });
     }
 }
