@@ -7,15 +7,18 @@
 //!   `spawn_on` or `spawn_local_on` (a drawn worker), some carrying a 4 KiB
 //!   array so the task blocks come in two size classes;
 //! * for each child: await its handle, poll the handle once and drop it,
-//!   or drop it at once (the child runs on, detached);
+//!   drop it at once (the child runs on, detached), or abort it (at once
+//!   or after a yield) and then await it;
 //! * yield, sleep up to a millisecond, or wait for a wake from a plain
 //!   thread;
 //! * now and then panic instead of returning.
 //!
 //! What must hold, whatever the draw:
 //! * an awaited handle gives its own child's output (the child's number),
-//!   or `Panicked` exactly when that child panicked;
-//! * every task spawned runs to its end, detached or not (counted);
+//!   or `Panicked` exactly when that child panicked, or (only after an
+//!   abort) `Aborted`;
+//! * every task spawned runs to its end or is aborted, detached or not
+//!   (counted);
 //! * the runtime then shuts down with nothing left to cancel.
 //!
 //! `CELLIO_STRESS_SEEDS=N` runs seeds `0..N` (default 6, one under Miri);
@@ -34,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cellio_runtime::{
-    sleep, spawn, spawn_local_on, spawn_on, yield_now, JoinHandle, RuntimeHandle,
+    sleep, spawn, spawn_local_on, spawn_on, yield_now, JoinError, JoinHandle, RuntimeHandle,
 };
 use random::{draw_builder, seeds_from_env, Rng};
 use util::{poll_once, with_timeout, Signal};
@@ -53,6 +56,11 @@ struct Tally {
     returned: AtomicU64,
     /// Tasks that panicked (on purpose).
     panicked: AtomicU64,
+    /// Tasks whose future was dropped before it returned or panicked:
+    /// aborted (counted by [`Unfinished`], so that a task aborted before
+    /// its first poll, or whose parent was aborted before it saw the
+    /// child's `Aborted`, counts too).
+    aborted: AtomicU64,
     /// What went wrong, as seen by the tasks (a detached task's failure
     /// would otherwise go unseen).
     failures: Mutex<Vec<String>>,
@@ -66,6 +74,27 @@ impl Tally {
 
     fn fail(&self, what: String) {
         self.failures.lock().unwrap().push(what);
+    }
+}
+
+/// Lives in a task's future from its creation; counts the task aborted
+/// if the future is dropped before [`finished`](Unfinished::finished).
+struct Unfinished {
+    tally: Arc<Tally>,
+    finished: bool,
+}
+
+impl Unfinished {
+    fn finished(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.tally.aborted.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -85,7 +114,12 @@ fn task(
     mut rng: Rng,
     tally: Arc<Tally>,
 ) -> Pin<Box<dyn Future<Output = u64> + Send>> {
+    let unfinished = Unfinished {
+        tally: tally.clone(),
+        finished: false,
+    };
     Box::pin(async move {
+        let mut unfinished = unfinished;
         let workers = RuntimeHandle::current().expect("in a runtime").workers();
         match rng.below(4) {
             0 => yield_now().await,
@@ -128,7 +162,7 @@ fn task(
             });
         }
         for mut child in handles {
-            match rng.below(3) {
+            match rng.below(4) {
                 0 => match (child.handle.await, child.panics) {
                     (Ok(got), false) if got == child.number => {}
                     (Ok(got), false) => tally.fail(format!(
@@ -145,9 +179,28 @@ fn task(
                 1 => {
                     let _ = poll_once(&mut child.handle).await;
                 }
-                _ => drop(child.handle),
+                2 => drop(child.handle),
+                _ => {
+                    if rng.percent(50) {
+                        yield_now().await;
+                    }
+                    child.handle.abort();
+                    match (child.handle.await, child.panics) {
+                        // Counted by the child's `Unfinished`.
+                        (Err(JoinError::Aborted), _) => {}
+                        // It finished before the abort reached it.
+                        (Ok(got), false) if got == child.number => {}
+                        (Err(e), true) if e.is_panic() => {}
+                        (Ok(got), _) => tally.fail(format!(
+                            "aborted child {} gave {got} (drawn to panic: {})",
+                            child.number, child.panics
+                        )),
+                        (Err(e), _) => tally.fail(format!("aborted child {}: {e}", child.number)),
+                    }
+                }
             }
         }
+        unfinished.finished();
         if panics {
             tally.panicked.fetch_add(1, Ordering::Relaxed);
             panic!("task {number} panics, as drawn");
@@ -158,8 +211,8 @@ fn task(
 }
 
 /// One seed: a fresh runtime running [`ROOTS`] trees of tasks. Returns the
-/// tasks spawned and the tasks that panicked.
-fn run_seed(seed: u64) -> (u64, u64) {
+/// tasks spawned, those that panicked and those aborted.
+fn run_seed(seed: u64) -> (u64, u64, u64) {
     let mut rng = Rng(seed);
     let (builder, config) = draw_builder(&mut rng);
     let pooling = rng.percent(75);
@@ -186,8 +239,9 @@ fn run_seed(seed: u64) -> (u64, u64) {
             // Detached tasks may still be running: wait for every one (a
             // task that never ends fails the seed by the watchdog).
             loop {
-                let ended =
-                    tally.returned.load(Ordering::Relaxed) + tally.panicked.load(Ordering::Relaxed);
+                let ended = tally.returned.load(Ordering::Relaxed)
+                    + tally.panicked.load(Ordering::Relaxed)
+                    + tally.aborted.load(Ordering::Relaxed);
                 if ended == tally.spawned.load(Ordering::Relaxed) {
                     break;
                 }
@@ -199,13 +253,17 @@ fn run_seed(seed: u64) -> (u64, u64) {
         let spawned = counts.spawned.load(Ordering::Relaxed);
         (
             cancelled,
-            (spawned, counts.panicked.load(Ordering::Relaxed)),
+            (
+                spawned,
+                counts.panicked.load(Ordering::Relaxed),
+                counts.aborted.load(Ordering::Relaxed),
+            ),
             failures,
         )
     });
     match result {
         (0, counts, failures) if failures.is_empty() => counts,
-        (cancelled, (spawned, _), failures) => panic!(
+        (cancelled, (spawned, _, _), failures) => panic!(
             "seed {seed} ({config}): {spawned} tasks, {cancelled} left to cancel at the end, \
              failures: {failures:#?}"
         ),
@@ -222,19 +280,24 @@ fn every_task_ends_and_every_handle_gives_its_own_output() {
         }
     }));
     // Under Miri, one seed with its two roots: seed 18, whose trees hold
-    // 32 tasks, 3 of them drawn to panic (seed 0's hold 2).
+    // 30 tasks, 3 of them drawn to panic and some aborted (5 in a native
+    // run with two roots; how many depends on timing).
     let seeds = if cfg!(miri) { 18..19 } else { seeds_from_env() };
     let runs = seeds.end - seeds.start;
-    let (mut spawned, mut panicked) = (0, 0);
+    let (mut spawned, mut panicked, mut aborted) = (0, 0, 0);
     for seed in seeds {
-        let (s, p) = run_seed(seed);
+        let (s, p, a) = run_seed(seed);
         spawned += s;
         panicked += p;
+        aborted += a;
     }
-    eprintln!("{spawned} tasks spawned, {panicked} of them panicked as drawn");
-    // Over six seeds or more the draws must reach the panics; one seed
-    // (Miri's, or one picked) may not.
+    eprintln!(
+        "{spawned} tasks spawned, {panicked} of them panicked as drawn, {aborted} were aborted"
+    );
+    // Over six seeds or more the draws must reach the panics and the
+    // aborts; one seed (Miri's, or one picked) may not.
     if runs >= 6 {
         assert!(panicked > 0, "no task panicked: the draws miss that case");
+        assert!(aborted > 0, "no task was aborted: the draws miss that case");
     }
 }
