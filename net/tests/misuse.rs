@@ -1,7 +1,8 @@
 //! Misuse is reported, never silently wrong: a second operation in a busy
 //! direction (`Busy`), polling a finished future (`Consumed`), a stale token
 //! on the cell itself (`Stale`), and a `JoinHandle` polled after it
-//! returned.
+//! returned. A waker that panics when the reactor wakes it ends its worker,
+//! and nothing hangs for it.
 
 mod util;
 
@@ -283,4 +284,82 @@ fn a_stream_outliving_its_runtime_reports_closed_instead_of_hanging() {
             .expect_err("its reactor is gone");
         assert_eq!(CellError::of(&err), Some(CellError::Closed), "{err:?}");
     });
+}
+
+/// A waker whose `wake` panics.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        panic!("a waker that panics, on purpose");
+    }
+}
+
+/// A receive parked with a waker that panics: when data arrives, worker
+/// 1's reactor wakes it and its loop dies of the panic. Nothing may hang:
+/// worker 1's tasks end as cancelled, and their sockets are closed (the
+/// peers read end-of-stream, or a reset where their bytes went unread)
+/// rather than left open.
+#[test]
+fn a_waker_that_panics_in_the_reactor_ends_its_worker_cleanly() {
+    let default_hook = std::sync::Arc::new(std::panic::take_hook());
+    let hook = default_hook.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        if !text.is_some_and(|text| text.ends_with("on purpose")) {
+            hook(info);
+        }
+    }));
+    let builder = cellio_runtime::Builder::new().workers(2);
+    util::run_with(builder, || async {
+        // On worker 1: a connection whose receive parks with the panicking
+        // waker, and one that waits normally. Each peer, on a plain thread,
+        // reads until end-of-stream.
+        let (peers_tx, peers_rx) = std::sync::mpsc::channel();
+        let task = move |panics: bool| {
+            let peers_tx = peers_tx.clone();
+            cellio_runtime::spawn_on(1, async move {
+                let (ours, mut peer) = std_peer().await.unwrap();
+                peers_tx
+                    .send(std::thread::spawn(move || -> io::Result<usize> {
+                        if panics {
+                            std::thread::sleep(Duration::from_millis(20));
+                            peer.write_all(b"wake it")?;
+                        }
+                        let mut sink = Vec::new();
+                        peer.read_to_end(&mut sink)
+                    }))
+                    .unwrap();
+                let mut buf = [0u8; 64];
+                let mut recv = Box::pin(ours.recv(&mut buf));
+                if panics {
+                    let waker = Waker::from(std::sync::Arc::new(PanickingWaker));
+                    let polled = recv
+                        .as_mut()
+                        .poll(&mut std::task::Context::from_waker(&waker));
+                    assert!(polled.is_pending());
+                    std::future::pending::<()>().await;
+                }
+                recv.await.map(|_| ())
+            })
+        };
+        let (waiting, panicking) = (task(false), task(true));
+        assert!(matches!(waiting.await, Err(JoinError::Cancelled)));
+        assert!(matches!(panicking.await, Err(JoinError::Cancelled)));
+        for peer in [peers_rx.recv().unwrap(), peers_rx.recv().unwrap()] {
+            // Closed: end-of-stream, or a reset where the peer's bytes
+            // were still unread (the panicking side's).
+            match peer.join().unwrap() {
+                Ok(0) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+                other => panic!("the peer saw {other:?}, not a closed connection"),
+            }
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
 }

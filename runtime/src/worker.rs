@@ -703,16 +703,38 @@ pub(crate) fn run_background(
     unsafe { reactor.bind_to_current_thread()? };
     let _reactor_context = reactor.handle().enter();
     let _local = executor.enter();
+    // Dropped last of the locals, and so also if the loop panics: the
+    // worker's tasks are cancelled and its inbox released either way.
+    let _exit = BackgroundExit(&executor);
     started();
     let shared = executor.shared.clone();
     executor.run(&mut reactor, || {
         shared.stopping()
             || (shared.draining() && executor.live_tasks() == 0 && !executor.inbox.has_pending())
     });
-    executor.cancel_all();
-    // Tasks sent here after that are cancelled by `release`, and later ones
-    // are refused (their `JoinHandle`s report `Cancelled`).
-    let orphans = executor.inbox.release(executor.worker(), executor.epoch());
-    shared.count_cancelled_n(orphans);
     Ok(())
+}
+
+/// The end of a background worker, whether its loop returned or panicked
+/// (a user's waker that panics when the reactor or a timer wakes it is
+/// the one piece of user code the loop runs outside a task's poll): its
+/// tasks are cancelled, and its inbox is released so that tasks sent to
+/// it later are refused instead of waiting forever.
+struct BackgroundExit<'a>(&'a Executor);
+
+impl Drop for BackgroundExit<'_> {
+    fn drop(&mut self) {
+        let executor = self.0;
+        if std::thread::panicking() {
+            tracing::error!(
+                worker = executor.index,
+                "cellio: a worker's loop panicked; its tasks are cancelled"
+            );
+        }
+        executor.cancel_all();
+        // Tasks sent here after that are cancelled by `release`, and later
+        // ones are refused (their `JoinHandle`s report `Cancelled`).
+        let orphans = executor.inbox.release(executor.worker(), executor.epoch());
+        executor.shared.count_cancelled_n(orphans);
+    }
 }

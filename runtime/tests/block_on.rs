@@ -1,11 +1,15 @@
-//! `Runtime::block_on`: returns the future's output, refuses to nest, and
-//! drives the runtime's spawned tasks.
+//! `Runtime::block_on`: returns the future's output, refuses to nest,
+//! drives the runtime's spawned tasks, and survives a panic out of worker
+//! 0's loop.
 
 mod util;
 
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Waker};
+use std::time::Duration;
 
 use cellio_runtime::{spawn, yield_now, Builder, Runtime};
 use util::{panic_text, run, with_timeout, LIMIT};
@@ -186,5 +190,49 @@ fn runtimes_on_several_threads_run_independently() {
             let t = t as u64;
             assert_eq!(thread.join().unwrap(), t * 100_000 + 4950);
         }
+    });
+}
+
+/// A waker whose `wake` panics.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("a waker that panics, on purpose");
+    }
+}
+
+/// A waker that panics when worker 0 wakes it (here: its timer fires)
+/// unwinds out of `block_on`, which is where worker 0's loop runs. The
+/// runtime stays usable: tasks spawned before still run, timers still
+/// fire.
+#[test]
+fn a_waker_panic_in_worker_0s_loop_leaves_the_runtime_usable() {
+    util::quiet_panics_ending_with("on purpose");
+    with_timeout(LIMIT, || {
+        let rt = Runtime::new().unwrap();
+        let waiting = rt.spawn(std::future::pending::<()>());
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            rt.block_on(async {
+                let mut timer = std::pin::pin!(cellio_runtime::sleep(Duration::from_millis(5)));
+                let waker = Waker::from(Arc::new(PanickingWaker));
+                let polled = timer.as_mut().poll(&mut Context::from_waker(&waker));
+                assert!(polled.is_pending());
+                cellio_runtime::sleep(Duration::from_millis(100)).await;
+            })
+        }));
+        let panic = outcome.expect_err("the waker's panic reaches block_on's caller");
+        assert_eq!(panic_text(&*panic), "a waker that panics, on purpose");
+        let out = rt.block_on(async {
+            cellio_runtime::sleep(Duration::from_millis(5)).await;
+            spawn(async { 5 }).await.unwrap()
+        });
+        assert_eq!(out, 5);
+        waiting.abort();
+        assert!(matches!(
+            rt.block_on(waiting),
+            Err(cellio_runtime::JoinError::Aborted)
+        ));
+        assert_eq!(rt.live_tasks(), 0);
     });
 }

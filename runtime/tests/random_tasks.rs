@@ -273,12 +273,7 @@ fn run_seed(seed: u64) -> (u64, u64, u64) {
 #[test]
 fn every_task_ends_and_every_handle_gives_its_own_output() {
     // Drawn panics are expected: keep their messages out of the output.
-    std::panic::set_hook(Box::new(|info| {
-        let text = util::panic_text(info.payload());
-        if !text.ends_with("panics, as drawn") {
-            eprintln!("{info}");
-        }
-    }));
+    util::quiet_panics_ending_with("panics, as drawn");
     // Under Miri, one seed with its two roots: seed 18, whose trees hold
     // 30 tasks, 3 of them drawn to panic and some aborted (5 in a native
     // run with two roots; how many depends on timing).

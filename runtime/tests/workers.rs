@@ -8,6 +8,7 @@
 mod util;
 
 use std::future::poll_fn;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -312,5 +313,58 @@ fn wakes_from_a_third_thread_reach_tasks_on_worker_1() {
         });
         assert_eq!(task.await.unwrap(), "all received");
         producer.join().unwrap();
+    });
+}
+
+/// A waker whose `wake` panics: the one piece of user code a worker's loop
+/// runs outside a task's poll (a timer or a socket wakes it there).
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("a waker that panics, on purpose");
+    }
+}
+
+/// Worker 1's loop dies of a panic (a user's waker that panics when its
+/// timer fires). Nothing may hang because of it: the tasks it held end as
+/// cancelled, tasks sent there later are refused (cancelled), and the
+/// other workers and the runtime's drop carry on.
+#[test]
+fn a_worker_whose_loop_panics_cancels_its_tasks_and_refuses_new_ones() {
+    util::quiet_panics_ending_with("on purpose");
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(2).build().unwrap();
+        rt.block_on(async {
+            // A task on worker 1 that waits forever.
+            let waiting = spawn_on(1, std::future::pending::<()>());
+            // Another one arms a timer with the panicking waker.
+            let armed = spawn_on(1, async {
+                let mut sleep = std::pin::pin!(cellio_runtime::sleep(Duration::from_millis(5)));
+                let waker = Waker::from(Arc::new(PanickingWaker));
+                let polled = sleep
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(&waker));
+                assert!(polled.is_pending());
+                std::future::pending::<()>().await
+            });
+            let waiting = waiting.await;
+            assert!(
+                matches!(waiting, Err(cellio_runtime::JoinError::Cancelled)),
+                "{waiting:?}"
+            );
+            let armed = armed.await;
+            assert!(
+                matches!(armed, Err(cellio_runtime::JoinError::Cancelled)),
+                "{armed:?}"
+            );
+            let later = spawn_on(1, async { 1 }).await;
+            assert!(
+                matches!(later, Err(cellio_runtime::JoinError::Cancelled)),
+                "{later:?}"
+            );
+            // Worker 0 is unaffected.
+            assert_eq!(spawn(async { 2 }).await.unwrap(), 2);
+        });
     });
 }
