@@ -31,6 +31,21 @@ async fn select<A: Future, B: Future>(op: A, other: B) -> Result<A::Output, B::O
     .await
 }
 
+/// The peer sends round `round`'s message (its length and bytes vary with
+/// the round); `ours` must receive exactly it.
+async fn peer_sends_and_every_byte_arrives(
+    ours: &cellio_net::TcpStream,
+    peer: &mut std::net::TcpStream,
+    round: usize,
+) -> io::Result<()> {
+    let msg: Vec<u8> = (0..100 + round).map(|i| pattern(i * (round + 1))).collect();
+    peer.write_all(&msg)?;
+    let mut got = vec![0u8; msg.len()];
+    ours.recv_exact(&mut got).await?;
+    assert!(got == msg, "round {round}: bytes lost or changed");
+    Ok(())
+}
+
 /// Completes after `n` yields: a deadline measured in scheduler rounds.
 async fn after_yields(n: usize) {
     for _ in 0..n {
@@ -49,11 +64,7 @@ fn a_parked_recv_dropped_loses_no_byte() {
                 assert!(poll_once(op.as_mut()).await.is_pending(), "round {round}");
                 // Dropped while parked.
             }
-            let msg: Vec<u8> = (0..100 + round).map(|i| pattern(i * (round + 1))).collect();
-            peer.write_all(&msg)?;
-            let mut got = vec![0u8; msg.len()];
-            ours.recv_exact(&mut got).await?;
-            assert!(got == msg, "round {round}: bytes lost or changed");
+            peer_sends_and_every_byte_arrives(&ours, &mut peer, round).await?;
         }
         io::Result::Ok(())
     })
@@ -81,11 +92,7 @@ fn a_task_aborted_while_its_recv_is_parked_loses_no_byte() {
                 matches!(task.await, Err(cellio_runtime::JoinError::Aborted)),
                 "round {round}"
             );
-            let msg: Vec<u8> = (0..100 + round).map(|i| pattern(i * (round + 1))).collect();
-            peer.write_all(&msg)?;
-            let mut got = vec![0u8; msg.len()];
-            ours.recv_exact(&mut got).await?;
-            assert!(got == msg, "round {round}: bytes lost or changed");
+            peer_sends_and_every_byte_arrives(&ours, &mut peer, round).await?;
         }
         io::Result::Ok(())
     })

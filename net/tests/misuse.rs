@@ -6,6 +6,9 @@
 
 mod util;
 
+#[path = "../../runtime/tests/util/panics.rs"]
+mod panics;
+
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::task::Waker;
@@ -286,15 +289,6 @@ fn a_stream_outliving_its_runtime_reports_closed_instead_of_hanging() {
     });
 }
 
-/// A waker whose `wake` panics.
-struct PanickingWaker;
-
-impl std::task::Wake for PanickingWaker {
-    fn wake(self: std::sync::Arc<Self>) {
-        panic!("a waker that panics, on purpose");
-    }
-}
-
 /// A receive parked with a waker that panics: when data arrives, worker
 /// 1's reactor wakes it and its loop dies of the panic. Nothing may hang:
 /// worker 1's tasks end as cancelled, and their sockets are closed (the
@@ -302,18 +296,7 @@ impl std::task::Wake for PanickingWaker {
 /// rather than left open.
 #[test]
 fn a_waker_that_panics_in_the_reactor_ends_its_worker_cleanly() {
-    let default_hook = std::sync::Arc::new(std::panic::take_hook());
-    let hook = default_hook.clone();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let text = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-        if !text.is_some_and(|text| text.ends_with("on purpose")) {
-            hook(info);
-        }
-    }));
+    panics::quiet_panics_ending_with(panics::ON_PURPOSE);
     let builder = cellio_runtime::Builder::new().workers(2);
     util::run_with(builder, || async {
         // On worker 1: a connection whose receive parks with the panicking
@@ -337,7 +320,7 @@ fn a_waker_that_panics_in_the_reactor_ends_its_worker_cleanly() {
                 let mut buf = [0u8; 64];
                 let mut recv = Box::pin(ours.recv(&mut buf));
                 if panics {
-                    let waker = Waker::from(std::sync::Arc::new(PanickingWaker));
+                    let waker = panics::panicking_waker();
                     let polled = recv
                         .as_mut()
                         .poll(&mut std::task::Context::from_waker(&waker));

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::Context;
 use std::time::Duration;
 
 use cellio_runtime::{spawn, yield_now, Builder, Runtime};
@@ -193,29 +193,20 @@ fn runtimes_on_several_threads_run_independently() {
     });
 }
 
-/// A waker whose `wake` panics.
-struct PanickingWaker;
-
-impl std::task::Wake for PanickingWaker {
-    fn wake(self: Arc<Self>) {
-        panic!("a waker that panics, on purpose");
-    }
-}
-
 /// A waker that panics when worker 0 wakes it (here: its timer fires)
 /// unwinds out of `block_on`, which is where worker 0's loop runs. The
 /// runtime stays usable: tasks spawned before still run, timers still
 /// fire.
 #[test]
 fn a_waker_panic_in_worker_0s_loop_leaves_the_runtime_usable() {
-    util::quiet_panics_ending_with("on purpose");
+    util::quiet_panics_ending_with(util::ON_PURPOSE);
     with_timeout(LIMIT, || {
         let rt = Runtime::new().unwrap();
         let waiting = rt.spawn(std::future::pending::<()>());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             rt.block_on(async {
                 let mut timer = std::pin::pin!(cellio_runtime::sleep(Duration::from_millis(5)));
-                let waker = Waker::from(Arc::new(PanickingWaker));
+                let waker = util::panicking_waker();
                 let polled = timer.as_mut().poll(&mut Context::from_waker(&waker));
                 assert!(polled.is_pending());
                 cellio_runtime::sleep(Duration::from_millis(100)).await;

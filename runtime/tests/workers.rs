@@ -316,23 +316,13 @@ fn wakes_from_a_third_thread_reach_tasks_on_worker_1() {
     });
 }
 
-/// A waker whose `wake` panics: the one piece of user code a worker's loop
-/// runs outside a task's poll (a timer or a socket wakes it there).
-struct PanickingWaker;
-
-impl std::task::Wake for PanickingWaker {
-    fn wake(self: Arc<Self>) {
-        panic!("a waker that panics, on purpose");
-    }
-}
-
 /// Worker 1's loop dies of a panic (a user's waker that panics when its
 /// timer fires). Nothing may hang because of it: the tasks it held end as
 /// cancelled, tasks sent there later are refused (cancelled), and the
 /// other workers and the runtime's drop carry on.
 #[test]
 fn a_worker_whose_loop_panics_cancels_its_tasks_and_refuses_new_ones() {
-    util::quiet_panics_ending_with("on purpose");
+    util::quiet_panics_ending_with(util::ON_PURPOSE);
     with_timeout(LIMIT, || {
         let rt = Builder::new().workers(2).build().unwrap();
         rt.block_on(async {
@@ -341,7 +331,7 @@ fn a_worker_whose_loop_panics_cancels_its_tasks_and_refuses_new_ones() {
             // Another one arms a timer with the panicking waker.
             let armed = spawn_on(1, async {
                 let mut sleep = std::pin::pin!(cellio_runtime::sleep(Duration::from_millis(5)));
-                let waker = Waker::from(Arc::new(PanickingWaker));
+                let waker = util::panicking_waker();
                 let polled = sleep
                     .as_mut()
                     .poll(&mut std::task::Context::from_waker(&waker));

@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use cellio_runtime::Runtime;
 
+mod panics;
+#[allow(unused_imports)] // each test binary uses some of them
+pub use panics::{panic_text, panicking_waker, quiet_panics_ending_with, ON_PURPOSE};
+
 /// How long any single test body may run before it counts as hung. Under
 /// Miri, whose clock advances with the (slow) interpreted code, the limit
 /// is a minute of its time.
@@ -101,17 +105,6 @@ where
     })
 }
 
-/// The text of a panic payload (`&str` or `String`).
-pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_string()
-    }
-}
-
 /// Polls `fut` once with the current task's context.
 pub async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
     poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
@@ -175,16 +168,4 @@ impl Future for SignalWait {
             Poll::Pending
         }
     }
-}
-
-/// Keeps the messages of panics raised on purpose (their text ends with
-/// `suffix`) out of the test output; every other panic is reported by the
-/// hook that was installed before. Process-wide, like the hook itself.
-pub fn quiet_panics_ending_with(suffix: &'static str) {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !panic_text(info.payload()).ends_with(suffix) {
-            previous(info);
-        }
-    }));
 }
