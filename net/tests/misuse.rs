@@ -346,3 +346,49 @@ fn a_waker_that_panics_in_the_reactor_ends_its_worker_cleanly() {
     })
     .unwrap();
 }
+
+/// The same on worker 0, where the loop runs inside `block_on`: the panic
+/// reaches `block_on`'s caller, and readiness that arrived in the same
+/// reactor turn, after the panicking waker's, is not lost: a later
+/// `block_on` finds the task waiting on it woken.
+#[test]
+fn a_waker_that_panics_in_worker_0s_reactor_loses_no_other_readiness() {
+    panics::quiet_panics_ending_with(panics::ON_PURPOSE);
+    util::with_timeout(util::LIMIT, || {
+        let rt = cellio_runtime::Runtime::new().unwrap();
+        let (ours_a, mut peer_a) = rt.block_on(std_peer()).unwrap();
+        let (ours_c, mut peer_c) = rt.block_on(std_peer()).unwrap();
+        // A task waits for a message on connection A.
+        let waiting = rt.spawn(async move {
+            let mut buf = [0u8; 64];
+            let n = ours_a.recv(&mut buf).await?;
+            io::Result::Ok(buf[..n].to_vec())
+        });
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(async {
+                cellio_runtime::yield_now().await; // the task parks
+                let mut buf = [0u8; 64];
+                let mut recv = Box::pin(ours_c.recv(&mut buf));
+                let waker = panics::panicking_waker();
+                let polled = recv
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(&waker));
+                assert!(polled.is_pending());
+                // Both arrive before the worker turns its reactor again:
+                // one batch, connection C's event first.
+                peer_c.write_all(b"to c").unwrap();
+                peer_a.write_all(b"to a").unwrap();
+                util::wait_buffered(&ours_c, 4);
+                cellio_runtime::yield_now().await;
+                std::future::pending::<()>().await
+            })
+        }));
+        let panic = outcome.expect_err("the waker's panic reaches block_on's caller");
+        assert_eq!(
+            panics::panic_text(&*panic),
+            "a waker that panics, on purpose"
+        );
+        let got = rt.block_on(waiting).unwrap().unwrap();
+        assert_eq!(got, b"to a");
+    });
+}

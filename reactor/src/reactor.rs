@@ -15,6 +15,11 @@
 //!   busy socket cannot run inside another's event.
 //! * When the [`Reactor`] is dropped, every live cell is closed: parked
 //!   operations wake and fail with `NotConnected` instead of sleeping forever.
+//! * No readiness is lost to a waker that panics: a turn cut short that way
+//!   leaves `cut_short` set, and the next turn notifies every live cell
+//!   before it waits (without blocking). Spurious notifications are
+//!   harmless (an operation retries its syscall and parks again on
+//!   `EAGAIN`); a lost edge would not be.
 //! * A reactor [bound](Reactor::bind_to_current_thread) to a thread is turned
 //!   only on that thread ([`turn`](Reactor::turn) refuses anywhere else) and,
 //!   by the binder's promise, dropped there: that is what lets a cell
@@ -77,6 +82,11 @@ struct Shared {
 pub struct Reactor {
     poller: Poller,
     shared: Arc<Shared>,
+    /// A turn was cut short by a panic (a waker's): the events after the
+    /// panicking one were taken from the poller and never dispatched, and
+    /// an edge-triggered poller reports each readiness change once. The
+    /// next turn notifies every live cell first (see [`turn`](Self::turn)).
+    cut_short: bool,
 }
 
 impl fmt::Debug for Reactor {
@@ -108,6 +118,7 @@ impl Reactor {
                 shut_down: AtomicBool::new(false),
                 bound_thread: AtomicU64::new(0),
             }),
+            cut_short: false,
         })
     }
 
@@ -175,6 +186,12 @@ impl Reactor {
     ///
     /// An interrupted wait (`EINTR`) counts as a turn with no events.
     ///
+    /// A waker that panics when the turn wakes it unwinds out of `turn`,
+    /// and the events fetched after its own are not dispatched. The next
+    /// turn then first notifies every live cell, and does not block: a
+    /// spurious notification only makes an operation retry its syscall,
+    /// while a lost one could leave it parked forever.
+    ///
     /// Fails with `ErrorKind::InvalidInput`, without waiting, on a thread
     /// other than the one the reactor is
     /// [bound](Self::bind_to_current_thread) to.
@@ -186,6 +203,13 @@ impl Reactor {
                 "this reactor is bound to another thread: turn it there",
             ));
         }
+        let timeout = if self.cut_short {
+            self.notify_every_cell();
+            // The notifications may have queued work: no blocking now.
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         match self.poller.wait(timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
@@ -196,6 +220,8 @@ impl Reactor {
         }
         let table = &self.shared.table;
         let mut count = 0;
+        // Forgotten below; dropped only if a waker panics in the loop.
+        let cut_short = CutShort(&mut self.cut_short);
         for event in self.poller.events() {
             count += 1;
             let token = event.token;
@@ -219,7 +245,40 @@ impl Reactor {
                 slot.tx.notify();
             }
         }
+        std::mem::forget(cut_short);
         Ok(count)
+    }
+
+    /// Notifies both cells of every live registration: the recovery from a
+    /// turn cut short. Out of line and allocating: it runs once per panic.
+    #[cold]
+    #[inline(never)]
+    fn notify_every_cell(&mut self) {
+        self.cut_short = false;
+        let table = &self.shared.table;
+        // Collected first: the table's lock is not held while wakers run.
+        let live = table.live_slots();
+        let cut_short = CutShort(&mut self.cut_short);
+        for (locator, generation) in live {
+            let Some(slot) = table.get(locator) else {
+                continue;
+            };
+            if slot.generation.load(Ordering::Acquire) == generation {
+                slot.rx.notify();
+                slot.tx.notify();
+            }
+        }
+        std::mem::forget(cut_short);
+    }
+}
+
+/// Sets [`Reactor::cut_short`] when dropped, which a dispatch loop lets
+/// happen only by unwinding (it forgets the guard when it finishes).
+struct CutShort<'a>(&'a mut bool);
+
+impl Drop for CutShort<'_> {
+    fn drop(&mut self) {
+        *self.0 = true;
     }
 }
 

@@ -185,6 +185,19 @@ impl Table {
         }
     }
 
+    /// The locator and generation of every slot currently handed out: to
+    /// visit them without holding the table's lock (which `insert` and
+    /// `remove` take).
+    pub(crate) fn live_slots(&self) -> Vec<(Locator, u32)> {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.iter()
+            .filter_map(|(index, ())| {
+                let slot = self.get_index(index)?;
+                Some((locator(index), slot.generation.load(Ordering::Acquire)))
+            })
+            .collect()
+    }
+
     /// Number of live registrations.
     pub(crate) fn len(&self) -> usize {
         self.keys
