@@ -703,8 +703,10 @@ pub(crate) fn run_background(
     unsafe { reactor.bind_to_current_thread()? };
     let _reactor_context = reactor.handle().enter();
     let _local = executor.enter();
-    // Dropped last of the locals, and so also if the loop panics: the
-    // worker's tasks are cancelled and its inbox released either way.
+    // Runs when the loop returns and also when it panics, before `_local`
+    // and `_reactor_context` go (locals drop in reverse): the tasks are
+    // cancelled with their worker current and its reactor entered, and
+    // the inbox is released.
     let _exit = BackgroundExit(&executor);
     started();
     let shared = executor.shared.clone();
