@@ -44,7 +44,6 @@ use std::time::{Duration, Instant};
 use cellio::runtime::{sleep, spawn_local_on, spawn_on, until_shutdown, RuntimeHandle, Sleep};
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
 
 #[derive(Parser, Debug)]
 #[command(about = "cellio echo server: echoes every byte back to its sender")]
@@ -434,32 +433,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Gives the calling thread its own copy of the file descriptor table.
-///
-/// While two threads share the table, the kernel takes and drops a
-/// reference on a socket's file at every syscall on it (`fdget`/`fput`);
-/// with one thread it does not. The signal thread needs only descriptors
-/// that exist before it starts (the signal pipe, the runtime's waker), so
-/// once it has its own copy the worker thread's syscalls take the cheap
-/// path again: about 0.04 µs less system time per echoed message (of ~3.4)
-/// on the benchmark VM. Best effort: on failure, or off Linux, nothing changes.
-///
-/// The copy holds a reference to every descriptor open at that moment, for
-/// the thread's life: closing one elsewhere no longer closes its socket.
-/// So it must be taken before the server opens any socket it will close
-/// (the listener, the connections); `run` waits for it.
-fn stop_sharing_descriptors() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: `unshare` takes no pointers and only affects this thread,
-    // which from now on uses only descriptors opened before it started:
-    // they are in its copy of the table, and nothing here closes them.
-    unsafe {
-        libc::unshare(libc::CLONE_FILES);
-    }
-}
-
 #[path = "common/open_files.rs"]
 mod open_files;
+#[path = "common/shutdown_signals.rs"]
+mod shutdown_signals;
 
 fn run(args: &Args) -> std::io::Result<()> {
     // Every connection is an open file: take what the hard limit allows
@@ -476,26 +453,8 @@ fn run(args: &Args) -> std::io::Result<()> {
         .build()
         .map_err(|e| context("cannot start the cellio runtime", e))?;
 
-    // Signals: a plain thread waits for them and begins the shutdown.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| context("cannot watch for SIGINT and SIGTERM", e))?;
-    let handle = runtime.handle();
-    let (has_own_table, own_table) = std::sync::mpsc::sync_channel::<()>(1);
-    std::thread::spawn(move || {
-        stop_sharing_descriptors();
-        let _ = has_own_table.send(());
-        if signals.forever().next().is_some() {
-            handle.shutdown();
-        }
-    });
-    // Nothing is listened on or accepted before the signal thread has its
-    // own copy of the descriptor table: a socket in that copy stays open
-    // after the workers close it (see `stop_sharing_descriptors`). Under
-    // load the thread used to copy the table after the first connections
-    // were accepted, and those never closed.
-    let _ = own_table.recv();
-
     runtime.block_on(async {
+        spawn(shutdown_signals::shut_down_on_signals()?);
         let handoff = args.accept == Accept::Handoff;
         let options = ListenOptions {
             reuse_port: workers > 1 && !handoff,

@@ -32,7 +32,6 @@ use cellio::net::udp::{BindOptions, UdpIo, UdpSocket, MAX_DATAGRAM};
 use cellio::runtime::{spawn_local_on, until_shutdown};
 use cellio::Runtime;
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Command-line flags.
 #[derive(Parser, Debug)]
@@ -121,22 +120,18 @@ fn bind(
     Ok(socket)
 }
 
+#[path = "common/shutdown_signals.rs"]
+mod shutdown_signals;
+
 fn run(args: &Args) -> std::io::Result<()> {
     let workers = usize::from(args.workers);
     let runtime = Runtime::builder()
         .workers(workers)
         .build()
         .map_err(|e| context("cannot start the cellio runtime", e))?;
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| context("cannot watch for SIGINT and SIGTERM", e))?;
-    let handle = runtime.handle();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            handle.shutdown();
-        }
-    });
     let (api, recv_buffer) = (args.api, args.recv_buffer);
     runtime.block_on(async {
+        cellio::spawn(shutdown_signals::shut_down_on_signals()?);
         let options = BindOptions {
             reuse_port: workers > 1,
             ..BindOptions::default()

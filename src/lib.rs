@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub use cellio_net as net;
+pub use cellio_net::signal;
 pub use cellio_reactor as reactor;
 pub use cellio_runtime as runtime;
 

@@ -11,6 +11,8 @@
 //!   operations.
 //! * [`UdpSocket`] — `bind`, `recv_from`/`send_to`, and `connect` with
 //!   `recv`/`send`; a datagram never arrives shortened without an error.
+//! * [`signal`] — Unix signals as futures ([`signal::ctrl_c`],
+//!   [`signal::Signal`]), driven by the reactor: no signal thread.
 //!
 //! Operations must run inside a cellio runtime (`cellio_runtime::Runtime`),
 //! whose reactor drives the sockets.
@@ -36,6 +38,7 @@
 mod bind;
 mod held;
 mod op;
+pub mod signal;
 mod stats;
 mod sys;
 pub mod tcp;
