@@ -255,19 +255,11 @@ impl Reactor {
     #[inline(never)]
     fn notify_every_cell(&mut self) {
         self.cut_short = false;
-        let table = &self.shared.table;
-        // Collected first: the table's lock is not held while wakers run.
-        let live = table.live_slots();
         let cut_short = CutShort(&mut self.cut_short);
-        for (locator, generation) in live {
-            let Some(slot) = table.get(locator) else {
-                continue;
-            };
-            if slot.generation.load(Ordering::Acquire) == generation {
-                slot.rx.notify();
-                slot.tx.notify();
-            }
-        }
+        self.shared.table.for_each_live(|slot| {
+            slot.rx.notify();
+            slot.tx.notify();
+        });
         std::mem::forget(cut_short);
     }
 }

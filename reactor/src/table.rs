@@ -175,27 +175,28 @@ impl Table {
         }
     }
 
-    /// Runs `f` on every slot currently handed out.
+    /// Runs `f` on every slot handed out when the call begins and still
+    /// holding the same registration when `f` reaches it. `f` runs without
+    /// the table's lock (which `insert` and `remove` take), so it may wake
+    /// wakers that register or drop sockets. Allocates (the list of slots):
+    /// for rare passes over the whole table, not for events.
     pub(crate) fn for_each_live(&self, mut f: impl FnMut(&Slot)) {
-        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        for (index, ()) in keys.iter() {
-            if let Some(slot) = self.get_index(index) {
-                f(slot);
+        let live: Vec<(Locator, u32)> = {
+            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            keys.iter()
+                .filter_map(|(index, ())| {
+                    let slot = self.get_index(index)?;
+                    Some((locator(index), slot.generation.load(Ordering::Acquire)))
+                })
+                .collect()
+        };
+        for (locator, generation) in live {
+            if let Some(slot) = self.get(locator) {
+                if slot.generation.load(Ordering::Acquire) == generation {
+                    f(slot);
+                }
             }
         }
-    }
-
-    /// The locator and generation of every slot currently handed out: to
-    /// visit them without holding the table's lock (which `insert` and
-    /// `remove` take).
-    pub(crate) fn live_slots(&self) -> Vec<(Locator, u32)> {
-        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.iter()
-            .filter_map(|(index, ())| {
-                let slot = self.get_index(index)?;
-                Some((locator(index), slot.generation.load(Ordering::Acquire)))
-            })
-            .collect()
     }
 
     /// Number of live registrations.

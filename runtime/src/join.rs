@@ -113,10 +113,10 @@ impl From<JoinError> for std::io::Error {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct JoinHandle<T> {
-    /// `None` once the handle gave its reference up.
+    /// `None` once the handle gave its reference up: after it returned
+    /// the output (a later poll is `Consumed`), or when it is dropped.
     raw: Option<RawTask>,
     token: Token,
-    done: bool,
     _output: PhantomData<T>,
 }
 
@@ -148,7 +148,6 @@ impl<T> JoinHandle<T> {
         Self {
             raw: Some(raw),
             token,
-            done: false,
             _output: PhantomData,
         }
     }
@@ -194,7 +193,8 @@ impl<T> JoinHandle<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn abort(&self) {
-        if let Some(raw) = self.raw.as_ref().filter(|_| !self.done) {
+        // `None` once the output was returned (the reference goes with it).
+        if let Some(raw) = &self.raw {
             if let Some(address) = raw.request_abort() {
                 crate::waker::packed_waker(address).wake();
             }
@@ -216,13 +216,12 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let Some(raw) = this.raw.as_ref().filter(|_| !this.done) else {
+        let Some(raw) = this.raw.as_ref() else {
             return Poll::Ready(Err(JoinError::Consumed));
         };
         let cell = &raw.header().join;
         loop {
             let Ok(seen) = cell.observe_reserved(this.token) else {
-                this.done = true;
                 this.release();
                 return Poll::Ready(Err(JoinError::Cancelled));
             };
@@ -231,7 +230,6 @@ impl<T> Future for JoinHandle<T> {
                 // notification; `T` is the output type of the task this
                 // handle was created for.
                 let output = unsafe { Typed::<T>::take(raw) };
-                this.done = true;
                 this.release();
                 return Poll::Ready(output.unwrap_or(Err(JoinError::Cancelled)));
             }
@@ -239,7 +237,6 @@ impl<T> Future for JoinHandle<T> {
                 Ok(Park::Parked) => return Poll::Pending,
                 Ok(Park::Retry) => continue,
                 Err(_) => {
-                    this.done = true;
                     this.release();
                     return Poll::Ready(Err(JoinError::Cancelled));
                 }

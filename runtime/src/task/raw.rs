@@ -716,8 +716,10 @@ mod tests {
     #[test]
     fn the_future_starts_right_after_the_header() {
         // No word for a stage tag between the header and a payload of
-        // alignment up to 8.
+        // alignment up to 8; and the abort's address and flags fit in the
+        // header's 56 bytes (the reference count shares their word).
         let header = std::mem::size_of::<Header>();
+        assert_eq!(header, 56);
         assert_eq!(
             std::mem::offset_of!(Block<std::future::Ready<u64>>, payload),
             header
