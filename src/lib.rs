@@ -15,7 +15,7 @@
 //! * [`reactor`] (`cellio-reactor`) — the op cells, the registration table,
 //!   the event loop;
 //! * [`net`] (`cellio-net`) — [`TcpListener`], [`TcpStream`], [`TcpIo`],
-//!   [`UdpSocket`];
+//!   [`UdpSocket`], and Unix-domain streams in [`unix`];
 //! * [`runtime`] (`cellio-runtime`) — [`Runtime`], [`spawn`],
 //!   [`JoinHandle`], [`yield_now`].
 //!
@@ -46,6 +46,7 @@
 
 pub use cellio_net as net;
 pub use cellio_net::signal;
+pub use cellio_net::unix;
 pub use cellio_reactor as reactor;
 pub use cellio_runtime as runtime;
 

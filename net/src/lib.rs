@@ -11,6 +11,9 @@
 //!   operations.
 //! * [`UdpSocket`] — `bind`, `recv_from`/`send_to`, and `connect` with
 //!   `recv`/`send`; a datagram never arrives shortened without an error.
+//! * [`unix`] — Unix-domain streams: [`UnixListener`](unix::UnixListener),
+//!   [`UnixStream`](unix::UnixStream) and [`UnixIo`](unix::UnixIo), the
+//!   same operations and cells as TCP's, for peers on the same machine.
 //! * [`signal`] — Unix signals as futures ([`signal::ctrl_c`],
 //!   [`signal::Signal`]), driven by the reactor: no signal thread.
 //!
@@ -40,9 +43,11 @@ mod held;
 mod op;
 pub mod signal;
 mod stats;
+pub mod stream;
 mod sys;
 pub mod tcp;
 pub mod udp;
+pub mod unix;
 
 pub use stats::OpStats;
 pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpStream};

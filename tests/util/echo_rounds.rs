@@ -1,8 +1,37 @@
 //! The client half of the zero-allocation echo tests (`zero_alloc_echo`,
-//! `zero_alloc_tcp_io`): message sizes and the rounds that drive a server's
-//! receives through both the parked and the synchronous path.
+//! `zero_alloc_tcp_io`, `zero_alloc_unix`): message sizes and the rounds
+//! that drive a server's receives through both the parked and the
+//! synchronous path, over TCP or Unix streams.
 
+use std::future::Future;
+use std::io;
+
+use cellio::unix::UnixStream;
 use cellio::{TcpListener, TcpStream};
+
+/// The two calls a client makes, on either kind of stream.
+pub trait EchoStream {
+    fn send_all<'a>(&'a self, buf: &'a [u8]) -> impl Future<Output = io::Result<()>> + 'a;
+    fn recv_exact<'a>(&'a self, buf: &'a mut [u8]) -> impl Future<Output = io::Result<()>> + 'a;
+}
+
+impl EchoStream for TcpStream {
+    fn send_all<'a>(&'a self, buf: &'a [u8]) -> impl Future<Output = io::Result<()>> + 'a {
+        TcpStream::send_all(self, buf)
+    }
+    fn recv_exact<'a>(&'a self, buf: &'a mut [u8]) -> impl Future<Output = io::Result<()>> + 'a {
+        TcpStream::recv_exact(self, buf)
+    }
+}
+
+impl EchoStream for UnixStream {
+    fn send_all<'a>(&'a self, buf: &'a [u8]) -> impl Future<Output = io::Result<()>> + 'a {
+        UnixStream::send_all(self, buf)
+    }
+    fn recv_exact<'a>(&'a self, buf: &'a mut [u8]) -> impl Future<Output = io::Result<()>> + 'a {
+        UnixStream::recv_exact(self, buf)
+    }
+}
 
 /// Echo connections per test.
 pub const CONNECTIONS: usize = 8;
@@ -13,7 +42,7 @@ pub const MESSAGE: usize = 64;
 /// waiting for us), then `rounds` rounds of two messages sent back to back
 /// (the server's first `recv` takes one and its second finds the other
 /// already buffered: the synchronous path).
-pub async fn client(stream: &TcpStream, seed: u8, rounds: usize) -> std::io::Result<()> {
+pub async fn client(stream: &impl EchoStream, seed: u8, rounds: usize) -> io::Result<()> {
     let mut out = [0u8; 2 * MESSAGE];
     let mut back = [0u8; 2 * MESSAGE];
     for round in 0..rounds {
@@ -40,6 +69,8 @@ fn fill(buf: &mut [u8], seed: u8, round: usize) {
 
 /// Opens [`CONNECTIONS`] connections to `listener` (bound by the caller,
 /// inside the runtime): `(client, server)` pairs.
+// Not for `zero_alloc_unix`, which connects through a path.
+#[allow(dead_code)]
 pub async fn connections(listener: &TcpListener) -> Vec<(TcpStream, TcpStream)> {
     let addr = listener.local_addr().unwrap();
     let mut pairs = Vec::new();
@@ -52,7 +83,7 @@ pub async fn connections(listener: &TcpListener) -> Vec<(TcpStream, TcpStream)> 
 }
 
 /// [`client`]'s `rounds` on every client in turn, each with its own seed.
-pub async fn all_clients(clients: &[TcpStream], rounds: usize) {
+pub async fn all_clients(clients: &[impl EchoStream], rounds: usize) {
     for (i, stream) in clients.iter().enumerate() {
         client(stream, i as u8, rounds).await.unwrap();
     }

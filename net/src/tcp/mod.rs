@@ -1,16 +1,30 @@
 //! TCP: [`TcpListener`], [`TcpStream`] and their operation futures, and
 //! [`TcpIo`], a stream behind poll methods, with its halves [`RecvHalf`]
 //! and [`SendHalf`].
+//!
+//! The futures and [`TcpIo`] are the generic ones of [`crate::stream`],
+//! named here for a [`TcpStream`].
 
-mod io;
-mod io_halves;
-mod io_traits;
 mod listener;
 mod stream;
-mod tcp_io;
 
-pub use io::{Recv, RecvExact, Send, SendAll};
-pub use io_halves::{RecvHalf, SendHalf};
 pub use listener::{Accept, ListenOptions, TcpListener};
 pub use stream::TcpStream;
-pub use tcp_io::TcpIo;
+
+/// Future of [`TcpStream::recv`]: resolves to the number of bytes received.
+pub type Recv<'a> = crate::stream::Recv<'a, TcpStream>;
+/// Future of [`TcpStream::send`]: resolves to the number of bytes sent.
+pub type Send<'a> = crate::stream::Send<'a, TcpStream>;
+/// Future of [`TcpStream::send_all`]: sends the whole buffer.
+pub type SendAll<'a> = crate::stream::SendAll<'a, TcpStream>;
+/// Future of [`TcpStream::recv_exact`]: fills the whole buffer.
+pub type RecvExact<'a> = crate::stream::RecvExact<'a, TcpStream>;
+/// A [`TcpStream`] behind poll methods and the `AsyncRead`/`AsyncWrite`
+/// traits; see [`StreamIo`](crate::stream::StreamIo).
+pub type TcpIo = crate::stream::StreamIo<TcpStream>;
+/// The receiving half of a [`TcpIo`], from
+/// [`split`](crate::stream::StreamIo::split).
+pub type RecvHalf<'a> = crate::stream::RecvHalf<'a, TcpStream>;
+/// The sending half of a [`TcpIo`], from
+/// [`split`](crate::stream::StreamIo::split).
+pub type SendHalf<'a> = crate::stream::SendHalf<'a, TcpStream>;

@@ -8,9 +8,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use cellio_reactor::{Handle, Registration};
 
-use crate::op::{Attempt, OpState, Side};
 use crate::stats::OpStats;
-use crate::tcp::io::{Recv, RecvExact, Send, SendAll};
+use crate::stream::{sealed, wait_connected, StreamSocket};
+use crate::tcp::{Recv, RecvExact, Send, SendAll};
 
 /// A TCP connection driven by a cellio reactor.
 ///
@@ -93,36 +93,8 @@ impl TcpStream {
         let mut io = mio::net::TcpStream::connect(addr)?;
         let registration = handle.register(&mut io)?;
         let stream = Self { io, registration };
-        stream.wait_connected().await?;
+        wait_connected(&stream).await?;
         Ok(stream)
-    }
-
-    /// Waits on the send cell until the non-blocking connect resolves.
-    async fn wait_connected(&self) -> io::Result<()> {
-        let mut op = OpStateGuard {
-            cell: self.registration.tx(),
-            state: OpState::new(),
-        };
-        std::future::poll_fn(|cx| {
-            let io = &self.io;
-            op.state.poll(
-                Side::tx(&self.registration),
-                Some(cx.waker()),
-                || -> Attempt<()> {
-                    if let Some(e) = io.take_error()? {
-                        return Err(e);
-                    }
-                    match io.peer_addr() {
-                        Ok(_) => Ok(((), false)),
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                            Err(io::ErrorKind::WouldBlock.into())
-                        }
-                        Err(e) => Err(e),
-                    }
-                },
-            )
-        })
-        .await
     }
 
     /// Registers a connected stream: for reading only, until a send first
@@ -130,15 +102,6 @@ impl TcpStream {
     pub(crate) fn register(mut io: mio::net::TcpStream, handle: &Handle) -> io::Result<Self> {
         let registration = handle.register_readable(&mut io)?;
         Ok(Self { io, registration })
-    }
-
-    /// Adds write interest, if not there yet: a send found the socket full
-    /// and is about to park on the send cell.
-    #[inline]
-    pub(crate) fn arm_writable(&self) -> io::Result<()> {
-        let fd = self.io.as_raw_fd();
-        self.registration
-            .arm_writable(&mut mio::unix::SourceFd(&fd))
     }
 
     /// Wraps a connected `std` stream, registering it with the current
@@ -322,23 +285,25 @@ impl TcpStream {
     pub fn stats(&self) -> OpStats {
         OpStats::of(&self.registration)
     }
+}
 
-    pub(crate) fn registration(&self) -> &Registration {
+impl StreamSocket for TcpStream {}
+
+impl sealed::Sealed for TcpStream {
+    #[inline(always)]
+    fn registration(&self) -> &Registration {
         &self.registration
     }
-}
 
-/// Releases the reservation of an operation written as an `async fn` if its
-/// future is dropped mid-flight.
-pub(crate) struct OpStateGuard<'a> {
-    pub(crate) cell: &'a cellio_reactor::OpCell,
-    pub(crate) state: OpState,
-}
+    #[inline]
+    fn arm_writable(&self) -> io::Result<()> {
+        let fd = self.io.as_raw_fd();
+        self.registration
+            .arm_writable(&mut mio::unix::SourceFd(&fd))
+    }
 
-impl Drop for OpStateGuard<'_> {
-    fn drop(&mut self) {
-        let cell = self.cell;
-        self.state.cancel(|| cell);
+    fn shutdown_socket(&self, how: Shutdown) -> io::Result<()> {
+        self.io.shutdown(how)
     }
 }
 

@@ -20,8 +20,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
-use crate::tcp::tcp_io::{poll_recv_on, poll_send_on, IoRecv, IoSendAll, PollRecv, PollSend};
-use crate::tcp::{io_traits, TcpStream};
+use crate::stream::io::{poll_recv_on, poll_send_on, IoRecv, IoSendAll, PollRecv, PollSend};
+use crate::stream::{io_traits, StreamSocket};
 
 /// The receiving half of a [`TcpIo`](crate::TcpIo), from
 /// [`TcpIo::split`](crate::TcpIo::split): [`poll_recv`](Self::poll_recv),
@@ -35,14 +35,14 @@ use crate::tcp::{io_traits, TcpStream};
 /// needs_send(io.split().0);
 /// # }
 /// ```
-pub struct RecvHalf<'a> {
-    stream: &'a TcpStream,
+pub struct RecvHalf<'a, S: StreamSocket> {
+    stream: &'a S,
     rx: &'a mut HeldCell,
     _confined: PhantomData<*const ()>,
 }
 
-impl<'a> RecvHalf<'a> {
-    pub(crate) fn new(stream: &'a TcpStream, rx: &'a mut HeldCell) -> Self {
+impl<'a, S: StreamSocket> RecvHalf<'a, S> {
+    pub(crate) fn new(stream: &'a S, rx: &'a mut HeldCell) -> Self {
         Self {
             stream,
             rx,
@@ -60,12 +60,12 @@ impl<'a> RecvHalf<'a> {
     pub fn recv<'b>(
         &'b mut self,
         buf: &'b mut [u8],
-    ) -> impl Future<Output = io::Result<usize>> + use<'a, 'b> {
+    ) -> impl Future<Output = io::Result<usize>> + use<'a, 'b, S> {
         IoRecv { io: self, buf }
     }
 
     /// The stream (for its address, options, statistics).
-    pub fn get_ref(&self) -> &TcpStream {
+    pub fn get_ref(&self) -> &S {
         self.stream
     }
 }
@@ -82,14 +82,14 @@ impl<'a> RecvHalf<'a> {
 /// needs_send(io.split().1);
 /// # }
 /// ```
-pub struct SendHalf<'a> {
-    stream: &'a TcpStream,
+pub struct SendHalf<'a, S: StreamSocket> {
+    stream: &'a S,
     tx: &'a mut HeldCell,
     _confined: PhantomData<*const ()>,
 }
 
-impl<'a> SendHalf<'a> {
-    pub(crate) fn new(stream: &'a TcpStream, tx: &'a mut HeldCell) -> Self {
+impl<'a, S: StreamSocket> SendHalf<'a, S> {
+    pub(crate) fn new(stream: &'a S, tx: &'a mut HeldCell) -> Self {
         Self {
             stream,
             tx,
@@ -108,7 +108,7 @@ impl<'a> SendHalf<'a> {
     pub fn send_all<'b>(
         &'b mut self,
         buf: &'b [u8],
-    ) -> impl Future<Output = io::Result<()>> + use<'a, 'b> {
+    ) -> impl Future<Output = io::Result<()>> + use<'a, 'b, S> {
         IoSendAll {
             io: self,
             buf,
@@ -117,26 +117,26 @@ impl<'a> SendHalf<'a> {
     }
 
     /// The stream (for its address, options, statistics).
-    pub fn get_ref(&self) -> &TcpStream {
+    pub fn get_ref(&self) -> &S {
         self.stream
     }
 }
 
-impl PollRecv for RecvHalf<'_> {
+impl<S: StreamSocket> PollRecv for RecvHalf<'_, S> {
     #[inline(always)]
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         RecvHalf::poll_recv(self, cx, buf)
     }
 }
 
-impl PollSend for SendHalf<'_> {
+impl<S: StreamSocket> PollSend for SendHalf<'_, S> {
     #[inline(always)]
     fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         SendHalf::poll_send(self, cx, buf)
     }
 }
 
-impl fmt::Debug for RecvHalf<'_> {
+impl<S: StreamSocket> fmt::Debug for RecvHalf<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecvHalf")
             .field("stream", self.stream)
@@ -145,7 +145,7 @@ impl fmt::Debug for RecvHalf<'_> {
     }
 }
 
-impl fmt::Debug for SendHalf<'_> {
+impl<S: StreamSocket> fmt::Debug for SendHalf<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SendHalf")
             .field("stream", self.stream)
@@ -154,5 +154,5 @@ impl fmt::Debug for SendHalf<'_> {
     }
 }
 
-io_traits::async_read!(RecvHalf<'_>);
-io_traits::async_write!(SendHalf<'_>);
+io_traits::async_read!(RecvHalf<'_, S>);
+io_traits::async_write!(SendHalf<'_, S>);

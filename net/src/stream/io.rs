@@ -1,5 +1,6 @@
-//! [`TcpIo`]: a [`TcpStream`] behind poll methods and the `futures-io`
-//! traits, keeping its cells reserved between operations.
+//! [`StreamIo`] ([`TcpIo`](crate::TcpIo), [`UnixIo`](crate::unix::UnixIo)):
+//! a stream behind poll methods and the `futures-io` traits, keeping its
+//! cells reserved between operations.
 
 use std::fmt;
 use std::future::Future;
@@ -9,10 +10,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
-use crate::tcp::io::{recv_attempt, send_attempt};
-use crate::tcp::{io_traits, RecvHalf, SendHalf, TcpStream};
+use crate::stream::ops::{recv_attempt, send_attempt};
+use crate::stream::{io_traits, RecvHalf, SendHalf, StreamSocket};
 
-/// A [`TcpStream`] used through poll methods: [`poll_recv`](Self::poll_recv)
+/// A stream used through poll methods, named [`TcpIo`](crate::TcpIo) for a
+/// [`TcpStream`](crate::TcpStream) and [`UnixIo`](crate::unix::UnixIo) for a
+/// [`UnixStream`](crate::unix::UnixStream); what follows says `TcpIo`, and
+/// holds for both. [`poll_recv`](Self::poll_recv)
 /// and [`poll_send`](Self::poll_send), and through them
 /// [`futures_io::AsyncRead`] and [`futures_io::AsyncWrite`] (and, with the
 /// `tokio-io` feature, tokio's `AsyncRead` and `AsyncWrite`) — for code
@@ -42,12 +46,12 @@ use crate::tcp::{io_traits, RecvHalf, SendHalf, TcpStream};
 /// it, like the runtime's tasks, which never move between workers. Spawn
 /// the task that owns one with [`spawn_local`] (or create the `TcpIo`
 /// inside a task, as below, and spawn that with `spawn_local`). To move a
-/// connection elsewhere, move its [`TcpStream`] ([`into_inner`](Self::into_inner)),
+/// connection elsewhere, move its stream ([`into_inner`](Self::into_inner)),
 /// and to start its task on another worker, build it there with
 /// [`spawn_local_on`].
 ///
 /// In return, on a runtime worker whose reactor owns the stream (a stream
-/// accepted, connected or [`from_std`](TcpStream::from_std)-registered on
+/// accepted, connected or [`from_std`](crate::TcpStream::from_std)-registered on
 /// that worker), the reservations are *confined* to the thread: the early
 /// park and the reactor's notifications are plain stores instead of locked
 /// compare-and-swaps. On the benchmark VM that took an echo's user time per
@@ -101,8 +105,8 @@ use crate::tcp::{io_traits, RecvHalf, SendHalf, TcpStream};
 /// io.close().await?; // shuts down the sending side
 /// # Ok(()) }
 /// ```
-pub struct TcpIo {
-    stream: TcpStream,
+pub struct StreamIo<S: StreamSocket> {
+    stream: S,
     rx: HeldCell,
     tx: HeldCell,
     /// Neither `Send` nor `Sync`: confined reservations (see above) must
@@ -110,10 +114,10 @@ pub struct TcpIo {
     _confined: PhantomData<*const ()>,
 }
 
-impl TcpIo {
+impl<S: StreamSocket> StreamIo<S> {
     /// Wraps `stream`. Nothing is reserved until the first operation in
     /// each direction.
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: S) -> Self {
         Self {
             stream,
             rx: HeldCell::default(),
@@ -197,7 +201,7 @@ impl TcpIo {
     /// The stream, for its addresses, options and stats. Its receive and
     /// send futures fail with `ResourceBusy` in a direction this `TcpIo`
     /// holds.
-    pub fn get_ref(&self) -> &TcpStream {
+    pub fn get_ref(&self) -> &S {
         &self.stream
     }
 
@@ -206,6 +210,11 @@ impl TcpIo {
     /// `select`, or two copies of a proxy), each half with its own cell.
     /// Both stay on this thread, like the `TcpIo`; the cells stay held by
     /// the `TcpIo` when the halves are dropped.
+    ///
+    /// With `futures_util::io::AsyncReadExt` in scope, `io.split()` means
+    /// that trait's `split`, which takes the `TcpIo` by value and returns
+    /// lock-guarded halves (method resolution tries by-value methods
+    /// first): write `TcpIo::split(&mut io)` there.
     ///
     /// ```no_run
     /// use futures_util::future::try_join;
@@ -229,7 +238,7 @@ impl TcpIo {
     /// .await?;
     /// # Ok(()) }
     /// ```
-    pub fn split(&mut self) -> (RecvHalf<'_>, SendHalf<'_>) {
+    pub fn split(&mut self) -> (RecvHalf<'_, S>, SendHalf<'_, S>) {
         (
             RecvHalf::new(&self.stream, &mut self.rx),
             SendHalf::new(&self.stream, &mut self.tx),
@@ -239,11 +248,11 @@ impl TcpIo {
     /// Releases both cells and returns the stream, whose futures can then
     /// use them again. A parked operation is abandoned (nothing was moved,
     /// so nothing is lost).
-    pub fn into_inner(mut self) -> TcpStream {
+    pub fn into_inner(mut self) -> S {
         let registration = self.stream.registration();
         self.rx.release(registration.rx());
         self.tx.release(registration.tx());
-        let TcpIo { stream, .. } = self;
+        let StreamIo { stream, .. } = self;
         stream
     }
 }
@@ -251,8 +260,8 @@ impl TcpIo {
 /// [`TcpIo::poll_recv`] on a stream and its receive reservation: shared
 /// with [`RecvHalf`](crate::tcp::RecvHalf).
 #[inline(always)]
-pub(crate) fn poll_recv_on(
-    stream: &TcpStream,
+pub(crate) fn poll_recv_on<S: StreamSocket>(
+    stream: &S,
     rx: &mut HeldCell,
     cx: &mut Context<'_>,
     buf: &mut [u8],
@@ -273,8 +282,8 @@ pub(crate) fn poll_recv_on(
 /// [`TcpIo::poll_send`] on a stream and its send reservation: shared with
 /// [`SendHalf`](crate::tcp::SendHalf).
 #[inline(always)]
-pub(crate) fn poll_send_on(
-    stream: &TcpStream,
+pub(crate) fn poll_send_on<S: StreamSocket>(
+    stream: &S,
     tx: &mut HeldCell,
     cx: &mut Context<'_>,
     buf: &[u8],
@@ -304,17 +313,17 @@ pub(crate) trait PollSend {
     fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
 }
 
-impl PollRecv for TcpIo {
+impl<S: StreamSocket> PollRecv for StreamIo<S> {
     #[inline(always)]
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        TcpIo::poll_recv(self, cx, buf)
+        StreamIo::poll_recv(self, cx, buf)
     }
 }
 
-impl PollSend for TcpIo {
+impl<S: StreamSocket> PollSend for StreamIo<S> {
     #[inline(always)]
     fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        TcpIo::poll_send(self, cx, buf)
+        StreamIo::poll_send(self, cx, buf)
     }
 }
 
@@ -365,15 +374,15 @@ impl<T: PollSend> Future for IoSendAll<'_, T> {
     }
 }
 
-impl From<TcpStream> for TcpIo {
-    fn from(stream: TcpStream) -> Self {
+impl<S: StreamSocket> From<S> for StreamIo<S> {
+    fn from(stream: S) -> Self {
         Self::new(stream)
     }
 }
 
-impl fmt::Debug for TcpIo {
+impl<S: StreamSocket> fmt::Debug for StreamIo<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpIo")
+        f.debug_struct("StreamIo")
             .field("stream", &self.stream)
             .field("rx", &self.rx)
             .field("tx", &self.tx)
@@ -381,5 +390,5 @@ impl fmt::Debug for TcpIo {
     }
 }
 
-io_traits::async_read!(TcpIo);
-io_traits::async_write!(TcpIo);
+io_traits::async_read!(StreamIo<S>);
+io_traits::async_write!(StreamIo<S>);

@@ -1,4 +1,6 @@
-//! The futures returned by [`TcpStream`]'s receive and send methods.
+//! The futures returned by a stream's receive and send methods
+//! ([`TcpStream`](crate::TcpStream)'s and
+//! [`UnixStream`](crate::unix::UnixStream)'s).
 //!
 //! Each is a plain struct holding borrows and an [`OpState`] (two words):
 //! creating one does nothing, polling it runs the cell protocol described in
@@ -6,18 +8,20 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use cellio_reactor::CellError;
 
 use crate::op::{OpState, Side};
+use crate::stream::StreamSocket;
 use crate::sys;
-use crate::tcp::TcpStream;
 
 #[inline]
-pub(crate) fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+pub(crate) fn recv_attempt<S: StreamSocket>(
+    stream: &S,
+    buf: &mut [u8],
+) -> io::Result<(usize, bool)> {
     let n = sys::recv(stream.as_raw_fd(), buf)?;
     // A short read leaves the socket drained: the next receive can park
     // without a syscall that would only say EAGAIN. (0 is end of stream.)
@@ -25,7 +29,7 @@ pub(crate) fn recv_attempt(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(us
 }
 
 #[inline(always)]
-pub(crate) fn send_attempt(stream: &TcpStream, buf: &[u8]) -> io::Result<(usize, bool)> {
+pub(crate) fn send_attempt<S: StreamSocket>(stream: &S, buf: &[u8]) -> io::Result<(usize, bool)> {
     // MSG_NOSIGNAL (Linux) / SO_NOSIGPIPE (Apple, set by mio): a reset peer
     // never raises SIGPIPE.
     match sys::send(stream.as_raw_fd(), buf) {
@@ -40,7 +44,10 @@ pub(crate) fn send_attempt(stream: &TcpStream, buf: &[u8]) -> io::Result<(usize,
 /// `Registration::arm_writable`).
 #[cold]
 #[inline(never)]
-fn send_fell_short(stream: &TcpStream, result: io::Result<usize>) -> io::Result<(usize, bool)> {
+fn send_fell_short<S: StreamSocket>(
+    stream: &S,
+    result: io::Result<usize>,
+) -> io::Result<(usize, bool)> {
     match result {
         // `n` bytes are gone: they are reported whatever happens to the
         // arming (an error here would make a retrying caller send them
@@ -56,17 +63,17 @@ fn send_fell_short(stream: &TcpStream, result: io::Result<usize>) -> io::Result<
     }
 }
 
-/// Future of [`TcpStream::recv`]: resolves to the number of bytes received.
+/// Future of [`TcpStream::recv`](crate::TcpStream::recv) (and `UnixStream`'s): resolves to the number of bytes received.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct Recv<'a> {
-    stream: &'a TcpStream,
+pub struct Recv<'a, S: StreamSocket> {
+    stream: &'a S,
     buf: &'a mut [u8],
     op: OpState,
 }
 
-impl<'a> Recv<'a> {
-    pub(crate) fn new(stream: &'a TcpStream, buf: &'a mut [u8]) -> Self {
+impl<'a, S: StreamSocket> Recv<'a, S> {
+    pub(crate) fn new(stream: &'a S, buf: &'a mut [u8]) -> Self {
         Self {
             stream,
             buf,
@@ -112,7 +119,7 @@ impl<'a> Recv<'a> {
     }
 }
 
-impl Future for Recv<'_> {
+impl<S: StreamSocket> Future for Recv<'_, S> {
     type Output = io::Result<usize>;
 
     // Always inlined into the awaiting `async fn`, like `SendAll::poll`:
@@ -124,23 +131,23 @@ impl Future for Recv<'_> {
     }
 }
 
-impl Drop for Recv<'_> {
+impl<S: StreamSocket> Drop for Recv<'_, S> {
     fn drop(&mut self) {
         self.op.cancel(|| self.stream.registration().rx());
     }
 }
 
-/// Future of [`TcpStream::send`]: resolves to the number of bytes sent.
+/// Future of [`TcpStream::send`](crate::TcpStream::send) (and `UnixStream`'s): resolves to the number of bytes sent.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct Send<'a> {
-    stream: &'a TcpStream,
+pub struct Send<'a, S: StreamSocket> {
+    stream: &'a S,
     buf: &'a [u8],
     op: OpState,
 }
 
-impl<'a> Send<'a> {
-    pub(crate) fn new(stream: &'a TcpStream, buf: &'a [u8]) -> Self {
+impl<'a, S: StreamSocket> Send<'a, S> {
+    pub(crate) fn new(stream: &'a S, buf: &'a [u8]) -> Self {
         Self {
             stream,
             buf,
@@ -171,7 +178,7 @@ impl<'a> Send<'a> {
     }
 }
 
-impl Future for Send<'_> {
+impl<S: StreamSocket> Future for Send<'_, S> {
     type Output = io::Result<usize>;
 
     #[inline]
@@ -180,25 +187,25 @@ impl Future for Send<'_> {
     }
 }
 
-impl Drop for Send<'_> {
+impl<S: StreamSocket> Drop for Send<'_, S> {
     fn drop(&mut self) {
         self.op.cancel(|| self.stream.registration().tx());
     }
 }
 
-/// Future of [`TcpStream::send_all`]: sends the whole buffer.
+/// Future of [`TcpStream::send_all`](crate::TcpStream::send_all) (and `UnixStream`'s): sends the whole buffer.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct SendAll<'a> {
-    stream: &'a TcpStream,
+pub struct SendAll<'a, S: StreamSocket> {
+    stream: &'a S,
     buf: &'a [u8],
     sent: usize,
     op: OpState,
     finished: bool,
 }
 
-impl<'a> SendAll<'a> {
-    pub(crate) fn new(stream: &'a TcpStream, buf: &'a [u8]) -> Self {
+impl<'a, S: StreamSocket> SendAll<'a, S> {
+    pub(crate) fn new(stream: &'a S, buf: &'a [u8]) -> Self {
         Self {
             stream,
             buf,
@@ -214,7 +221,7 @@ impl<'a> SendAll<'a> {
     }
 }
 
-impl Future for SendAll<'_> {
+impl<S: StreamSocket> Future for SendAll<'_, S> {
     type Output = io::Result<()>;
 
     #[inline(always)]
@@ -251,25 +258,25 @@ impl Future for SendAll<'_> {
     }
 }
 
-impl Drop for SendAll<'_> {
+impl<S: StreamSocket> Drop for SendAll<'_, S> {
     fn drop(&mut self) {
         self.op.cancel(|| self.stream.registration().tx());
     }
 }
 
-/// Future of [`TcpStream::recv_exact`]: fills the whole buffer.
+/// Future of [`TcpStream::recv_exact`](crate::TcpStream::recv_exact) (and `UnixStream`'s): fills the whole buffer.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct RecvExact<'a> {
-    stream: &'a TcpStream,
+pub struct RecvExact<'a, S: StreamSocket> {
+    stream: &'a S,
     buf: &'a mut [u8],
     filled: usize,
     op: OpState,
     finished: bool,
 }
 
-impl<'a> RecvExact<'a> {
-    pub(crate) fn new(stream: &'a TcpStream, buf: &'a mut [u8]) -> Self {
+impl<'a, S: StreamSocket> RecvExact<'a, S> {
+    pub(crate) fn new(stream: &'a S, buf: &'a mut [u8]) -> Self {
         Self {
             stream,
             buf,
@@ -285,7 +292,7 @@ impl<'a> RecvExact<'a> {
     }
 }
 
-impl Future for RecvExact<'_> {
+impl<S: StreamSocket> Future for RecvExact<'_, S> {
     type Output = io::Result<()>;
 
     #[inline]
@@ -322,7 +329,7 @@ impl Future for RecvExact<'_> {
     }
 }
 
-impl Drop for RecvExact<'_> {
+impl<S: StreamSocket> Drop for RecvExact<'_, S> {
     fn drop(&mut self) {
         self.op.cancel(|| self.stream.registration().rx());
     }

@@ -1,5 +1,5 @@
-//! The `AsyncRead`/`AsyncWrite` impls of [`TcpIo`](crate::TcpIo) and its
-//! halves, written once: `futures-io`'s always, tokio's with the
+//! The `AsyncRead`/`AsyncWrite` impls of [`StreamIo`](crate::stream::StreamIo)
+//! and its halves, for every stream type, written once: `futures-io`'s always, tokio's with the
 //! `tokio-io` feature. Each type brings `poll_recv` or `poll_send` (and a
 //! `stream` field to shut down); the traits only forward to them.
 //!
@@ -36,7 +36,7 @@ pub(crate) fn tokio_poll_read(
 /// `AsyncRead` for a type with `poll_recv(&mut self, cx, buf)`.
 macro_rules! async_read {
     ($type:ty) => {
-        impl futures_io::AsyncRead for $type {
+        impl<S: StreamSocket> futures_io::AsyncRead for $type {
             fn poll_read(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
@@ -47,14 +47,14 @@ macro_rules! async_read {
         }
 
         #[cfg(feature = "tokio-io")]
-        impl tokio::io::AsyncRead for $type {
+        impl<S: StreamSocket> tokio::io::AsyncRead for $type {
             fn poll_read(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 buf: &mut tokio::io::ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
                 let this = self.get_mut();
-                $crate::tcp::io_traits::tokio_poll_read(buf, |buf| this.poll_recv(cx, buf))
+                $crate::stream::io_traits::tokio_poll_read(buf, |buf| this.poll_recv(cx, buf))
             }
         }
     };
@@ -66,7 +66,7 @@ macro_rules! async_read {
 /// reads end of stream).
 macro_rules! async_write {
     ($type:ty) => {
-        impl futures_io::AsyncWrite for $type {
+        impl<S: StreamSocket> futures_io::AsyncWrite for $type {
             fn poll_write(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
@@ -80,12 +80,12 @@ macro_rules! async_write {
             }
 
             fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(self.stream.shutdown(std::net::Shutdown::Write))
+                Poll::Ready(self.stream.shutdown_socket(std::net::Shutdown::Write))
             }
         }
 
         #[cfg(feature = "tokio-io")]
-        impl tokio::io::AsyncWrite for $type {
+        impl<S: StreamSocket> tokio::io::AsyncWrite for $type {
             fn poll_write(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
@@ -99,7 +99,7 @@ macro_rules! async_write {
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(self.stream.shutdown(std::net::Shutdown::Write))
+                Poll::Ready(self.stream.shutdown_socket(std::net::Shutdown::Write))
             }
         }
     };

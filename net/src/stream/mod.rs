@@ -1,0 +1,66 @@
+//! What every byte stream shares, whatever its address family: the
+//! operation futures ([`Recv`], [`Send`], [`SendAll`], [`RecvExact`]), the
+//! poll-method wrapper [`StreamIo`] and its halves ([`RecvHalf`],
+//! [`SendHalf`]), written once and generic over the sealed
+//! [`StreamSocket`] trait, which [`TcpStream`](crate::TcpStream) and
+//! [`UnixStream`](crate::unix::UnixStream) implement.
+//!
+//! Each family's module names them for its own stream
+//! ([`tcp::Recv`](crate::tcp::Recv) is `Recv<'a, TcpStream>`,
+//! [`TcpIo`](crate::TcpIo) is `StreamIo<TcpStream>`, and
+//! [`unix::Recv`](crate::unix::Recv), [`UnixIo`](crate::unix::UnixIo)
+//! likewise), so code rarely needs to name these types directly.
+//!
+//! # Invariants
+//!
+//! * A stream socket is a non-blocking, connected `SOCK_STREAM` descriptor
+//!   registered with one reactor for reading, with write interest added
+//!   only when a send first has to wait (`arm_writable`): the same
+//!   `recv(2)`/`send(2)` calls and the same cell protocol (`crate::op`,
+//!   `crate::held`) serve every family.
+//! * Generic code is monomorphised per stream type: a TCP echo runs the
+//!   same instructions as before Unix streams existed.
+
+mod connect;
+mod io;
+mod io_halves;
+pub(crate) mod io_traits;
+mod ops;
+
+use std::io as std_io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd};
+
+use cellio_reactor::Registration;
+
+pub(crate) use connect::wait_connected;
+pub use io::StreamIo;
+pub use io_halves::{RecvHalf, SendHalf};
+pub use ops::{Recv, RecvExact, Send, SendAll};
+
+/// A connected byte stream that cellio's stream futures and [`StreamIo`]
+/// run on: [`TcpStream`](crate::TcpStream) and
+/// [`UnixStream`](crate::unix::UnixStream).
+///
+/// Sealed: it names what the operations need from a stream (its
+/// descriptor, its registration, how to add write interest), which only
+/// this crate's streams can provide.
+pub trait StreamSocket: AsFd + AsRawFd + std::fmt::Debug + Unpin + sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// The methods of [`StreamSocket`](super::StreamSocket), out of the
+    /// public API's reach.
+    pub trait Sealed {
+        /// The socket's reactor slot: its two cells and their counters.
+        fn registration(&self) -> &Registration;
+
+        /// Adds write interest, if not there yet: a send found the socket
+        /// full and is about to park on the send cell.
+        fn arm_writable(&self) -> std_io::Result<()>;
+
+        /// `shutdown(2)`.
+        fn shutdown_socket(&self, how: Shutdown) -> std_io::Result<()>;
+    }
+}

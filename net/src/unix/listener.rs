@@ -1,0 +1,178 @@
+//! [`UnixListener`]: a listening Unix-domain socket whose `accept` parks on
+//! its receive cell.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use cellio_reactor::{Handle, Registration};
+
+use crate::op::{OpState, Side};
+use crate::unix::UnixStream;
+
+/// A Unix-domain listening socket driven by a cellio reactor.
+///
+/// Binding creates the socket file; dropping the listener closes the socket
+/// but leaves the file, as `std` and tokio do (the path may be shared with
+/// other processes, and only the caller knows). A file left behind makes the
+/// next [`bind`](Self::bind) fail with `AddrInUse`: remove it first
+/// (`std::fs::remove_file`) when you know no server uses it.
+///
+/// # Examples
+///
+/// ```
+/// use cellio_net::unix::{UnixListener, UnixStream};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let dir = std::env::temp_dir().join(format!("cellio-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("echo.sock");
+/// # let _ = std::fs::remove_file(&path);
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let listener = UnixListener::bind(&path)?;
+///     let client = UnixStream::connect(&path).await?;
+///     let (server, _peer) = listener.accept().await?;
+///     client.send_all(b"hi").await?;
+///     let mut buf = [0u8; 2];
+///     server.recv_exact(&mut buf).await?;
+///     assert_eq!(&buf, b"hi");
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// std::fs::remove_dir_all(&dir)
+/// # }
+/// ```
+pub struct UnixListener {
+    io: mio::net::UnixListener,
+    registration: Registration,
+}
+
+impl UnixListener {
+    /// Binds to `path` and listens, with the largest backlog the kernel
+    /// allows (`net.core.somaxconn` on Linux).
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if a file exists at `path` (see the type's docs);
+    /// `InvalidInput` if the path is too long for a socket address (about
+    /// 100 bytes); `NotFound` or `PermissionDenied` for its directory. Must
+    /// be called inside a cellio runtime.
+    pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
+        Self::bind_addr(&SocketAddr::from_pathname(path)?)
+    }
+
+    /// Binds to `addr`: a path's address, or on Linux an abstract one
+    /// (`std::os::linux::net::SocketAddrExt::from_abstract_name`), which
+    /// has no file and vanishes with the socket.
+    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixListener> {
+        let handle = Handle::current()?;
+        Self::register(mio::net::UnixListener::bind_addr(addr)?, &handle)
+    }
+
+    /// Wraps a bound and listening `std` listener, registering it with the
+    /// current runtime's reactor. The listener is switched to non-blocking
+    /// mode.
+    pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
+        listener.set_nonblocking(true)?;
+        Self::register(
+            mio::net::UnixListener::from_std(listener),
+            &Handle::current()?,
+        )
+    }
+
+    fn register(mut io: mio::net::UnixListener, handle: &Handle) -> io::Result<Self> {
+        // Accepting only ever waits for readability.
+        let registration = handle.register_readable(&mut io)?;
+        Ok(Self { io, registration })
+    }
+
+    /// Accepts a connection. The new stream is registered with the reactor
+    /// of the runtime thread that polls the future.
+    ///
+    /// Cancel-safe: a dropped `Accept` leaves pending connections queued.
+    /// Errors such as `EMFILE` are returned as they are; the listener stays
+    /// usable.
+    pub fn accept(&self) -> Accept<'_> {
+        Accept {
+            listener: self,
+            op: OpState::new(),
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// Gets and clears the socket's pending error (`SO_ERROR`).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.take_error()
+    }
+}
+
+/// Future of [`UnixListener::accept`]: the new stream and its peer's
+/// address (usually unnamed: clients rarely bind one).
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Accept<'a> {
+    listener: &'a UnixListener,
+    op: OpState,
+}
+
+impl Future for Accept<'_> {
+    type Output = io::Result<(UnixStream, SocketAddr)>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let listener = this.listener;
+        let accepted = this
+            .op
+            .poll(Side::rx(&listener.registration), Some(cx.waker()), || {
+                Ok((listener.io.accept()?, false))
+            });
+        accepted.map(|result| {
+            let (io, peer) = result?;
+            let handle = Handle::current().unwrap_or_else(|_| listener.registration.handle());
+            Ok((UnixStream::register(io, &handle)?, peer))
+        })
+    }
+}
+
+impl Drop for Accept<'_> {
+    fn drop(&mut self) {
+        self.op.cancel(|| self.listener.registration.rx());
+    }
+}
+
+impl Drop for UnixListener {
+    fn drop(&mut self) {
+        if let Err(e) = self.registration.deregister(&mut self.io) {
+            tracing::debug!(error = %e, "deregister failed");
+        }
+    }
+}
+
+impl fmt::Debug for UnixListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixListener")
+            .field("local", &self.io.local_addr().ok())
+            .field("fd", &self.io.as_raw_fd())
+            .finish()
+    }
+}
+
+impl AsRawFd for UnixListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+impl AsFd for UnixListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}

@@ -1,0 +1,59 @@
+//! Unix-domain stream sockets: [`UnixListener`], [`UnixStream`] and their
+//! operation futures, [`UnixIo`] (a stream behind poll methods and the
+//! `AsyncRead`/`AsyncWrite` traits) with its halves, and on Linux the
+//! peer's credentials ([`UCred`]).
+//!
+//! A Unix stream runs exactly as a TCP stream does: the same cells, the same
+//! generic futures and `StreamIo` of [`crate::stream`], named here for a
+//! [`UnixStream`]. Only the addresses differ: a filesystem path, or on Linux
+//! an abstract name, as `std::os::unix::net::SocketAddr`.
+//!
+//! Not here yet: Unix datagram sockets (`UnixDatagram`) and passing
+//! descriptors (`SCM_RIGHTS`).
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod cred;
+mod listener;
+mod stream;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use cred::UCred;
+pub use listener::{Accept, UnixListener};
+pub use stream::UnixStream;
+
+/// Future of [`UnixStream::recv`]: resolves to the number of bytes received.
+pub type Recv<'a> = crate::stream::Recv<'a, UnixStream>;
+/// Future of [`UnixStream::send`]: resolves to the number of bytes sent.
+pub type Send<'a> = crate::stream::Send<'a, UnixStream>;
+/// Future of [`UnixStream::send_all`]: sends the whole buffer.
+pub type SendAll<'a> = crate::stream::SendAll<'a, UnixStream>;
+/// Future of [`UnixStream::recv_exact`]: fills the whole buffer.
+pub type RecvExact<'a> = crate::stream::RecvExact<'a, UnixStream>;
+/// A [`UnixStream`] behind poll methods and the `AsyncRead`/`AsyncWrite`
+/// traits, keeping its cells reserved between operations; see
+/// [`StreamIo`](crate::stream::StreamIo).
+///
+/// ```
+/// use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+/// use cellio_net::unix::{UnixIo, UnixStream};
+///
+/// # fn main() -> std::io::Result<()> {
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let (a, b) = UnixStream::pair()?;
+///     let (mut a, mut b) = (UnixIo::new(a), UnixIo::new(b));
+///     a.write_all(b"ping").await?;
+///     a.close().await?; // shuts down a's sending side
+///     let mut got = Vec::new();
+///     b.read_to_end(&mut got).await?;
+///     assert_eq!(got, b"ping");
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub type UnixIo = crate::stream::StreamIo<UnixStream>;
+/// The receiving half of a [`UnixIo`], from
+/// [`split`](crate::stream::StreamIo::split).
+pub type RecvHalf<'a> = crate::stream::RecvHalf<'a, UnixStream>;
+/// The sending half of a [`UnixIo`], from
+/// [`split`](crate::stream::StreamIo::split).
+pub type SendHalf<'a> = crate::stream::SendHalf<'a, UnixStream>;

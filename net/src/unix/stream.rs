@@ -1,0 +1,306 @@
+//! [`UnixStream`]: a connected Unix-domain stream socket with one receive
+//! cell and one send cell.
+
+use std::fmt;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::SocketAddr;
+use std::path::Path;
+
+use cellio_reactor::{Handle, Registration};
+
+use crate::stats::OpStats;
+use crate::stream::{sealed, wait_connected, StreamSocket};
+use crate::unix::{Recv, RecvExact, Send, SendAll};
+
+/// A Unix-domain stream connection (`AF_UNIX`, `SOCK_STREAM`) driven by a
+/// cellio reactor: a [`TcpStream`](crate::TcpStream) for a peer on the same
+/// machine, named by a filesystem path (or, on Linux, an abstract name)
+/// instead of an IP address and port.
+///
+/// Its operations are [`TcpStream`](crate::TcpStream)'s, with the same cells
+/// and the same futures: [`recv`](Self::recv) and [`send`](Self::send)
+/// complete on their first poll when data (or buffer space) is already
+/// there and park on the socket's cell otherwise; one receive and one send
+/// may be in flight at a time. For the `AsyncRead`/`AsyncWrite` traits, wrap
+/// it in a [`UnixIo`](crate::unix::UnixIo).
+///
+/// # Examples
+///
+/// ```
+/// use cellio_net::unix::UnixStream;
+///
+/// # fn main() -> std::io::Result<()> {
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let (a, b) = UnixStream::pair()?;
+///     a.send_all(b"ping").await?;
+///     let mut buf = [0u8; 4];
+///     b.recv_exact(&mut buf).await?;
+///     assert_eq!(&buf, b"ping");
+///     Ok(())
+/// })
+/// # }
+/// ```
+// `repr(C)`: as `TcpStream`, the fd and the registration's hot first
+// fields are adjacent.
+#[repr(C)]
+pub struct UnixStream {
+    // Field order matters: the fd closes before the slot is freed.
+    io: mio::net::UnixStream,
+    registration: Registration,
+}
+
+impl UnixStream {
+    /// Connects to the socket bound at `path`.
+    ///
+    /// # Errors
+    ///
+    /// * `NotFound`: nothing at `path`; `ConnectionRefused`: a socket file
+    ///   nobody listens on any more (a server that exited without removing
+    ///   it), or a path that is not a socket.
+    /// * `WouldBlock`, on Linux: the listener's queue of connections not yet
+    ///   accepted is full. A blocking `connect(2)` would wait for room, but
+    ///   the kernel gives a non-blocking one no readiness event to wait
+    ///   for; retry after a pause (e.g. `cellio::time::sleep`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # cellio_runtime::Runtime::new().unwrap().block_on(async {
+    /// let stream = cellio_net::unix::UnixStream::connect("/run/app.sock").await?;
+    /// stream.send_all(b"hello").await?;
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
+    pub async fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
+        Self::connect_addr(&SocketAddr::from_pathname(path)?).await
+    }
+
+    /// Connects to `addr`: a path's address, or on Linux an abstract one
+    /// (`std::os::linux::net::SocketAddrExt::from_abstract_name`). Errors
+    /// as [`connect`](Self::connect).
+    pub async fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
+        let handle = Handle::current()?;
+        let mut io = mio::net::UnixStream::connect_addr(addr).map_err(explain_connect_error)?;
+        // A connect that has to wait (where the platform lets it) waits for
+        // writability: write interest from the start.
+        let registration = handle.register(&mut io)?;
+        let stream = Self { io, registration };
+        wait_connected(&stream).await?;
+        Ok(stream)
+    }
+
+    /// A pair of connected streams (`socketpair(2)`), both registered with
+    /// the current runtime's reactor: what one sends, the other receives.
+    ///
+    /// Fails outside a cellio runtime.
+    pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+        let handle = Handle::current()?;
+        let (a, b) = mio::net::UnixStream::pair()?;
+        Ok((Self::register(a, &handle)?, Self::register(b, &handle)?))
+    }
+
+    /// Registers a connected stream: for reading only, until a send first
+    /// has to wait (`arm_writable`).
+    pub(crate) fn register(mut io: mio::net::UnixStream, handle: &Handle) -> io::Result<Self> {
+        let registration = handle.register_readable(&mut io)?;
+        Ok(Self { io, registration })
+    }
+
+    /// Wraps a connected `std` stream, registering it with the current
+    /// runtime's reactor. The stream is switched to non-blocking mode.
+    ///
+    /// Fails outside a cellio runtime.
+    pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Self::register(mio::net::UnixStream::from_std(stream), &Handle::current()?)
+    }
+
+    /// Leaves this reactor: the stream as a `std` stream (non-blocking
+    /// still), for another worker's [`from_std`](Self::from_std). Costs one
+    /// `dup(2)`, as [`TcpStream::into_std`](crate::TcpStream::into_std).
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixStream> {
+        let duplicate = socket2::SockRef::from(&self.io).try_clone()?;
+        drop(self);
+        Ok(duplicate.into())
+    }
+
+    /// Receives into `buf`, returning how many bytes arrived; `0` means the
+    /// peer closed its sending side (or `buf` is empty). Cancel-safe. As
+    /// [`TcpStream::recv`](crate::TcpStream::recv).
+    pub fn recv<'a>(&'a self, buf: &'a mut [u8]) -> Recv<'a> {
+        Recv::new(self, buf)
+    }
+
+    /// Sends some of `buf`, returning how many bytes the kernel took. Never
+    /// raises `SIGPIPE`: a send to a closed peer fails with `BrokenPipe`.
+    /// Cancel-safe.
+    pub fn send<'a>(&'a self, buf: &'a [u8]) -> Send<'a> {
+        Send::new(self, buf)
+    }
+
+    /// Sends all of `buf`. Not cancel-safe: dropped part-way, an unknown
+    /// prefix of `buf` has been sent.
+    pub fn send_all<'a>(&'a self, buf: &'a [u8]) -> SendAll<'a> {
+        SendAll::new(self, buf)
+    }
+
+    /// Same as [`send_all`](Self::send_all), under the name tokio's
+    /// `AsyncWriteExt` uses.
+    pub fn write_all<'a>(&'a self, buf: &'a [u8]) -> SendAll<'a> {
+        self.send_all(buf)
+    }
+
+    /// Receives exactly `buf.len()` bytes; fails with `UnexpectedEof` if the
+    /// peer closes first. Not cancel-safe.
+    pub fn recv_exact<'a>(&'a self, buf: &'a mut [u8]) -> RecvExact<'a> {
+        RecvExact::new(self, buf)
+    }
+
+    /// Same as [`recv_exact`](Self::recv_exact), under the name tokio's
+    /// `AsyncReadExt` uses.
+    pub fn read_exact<'a>(&'a self, buf: &'a mut [u8]) -> RecvExact<'a> {
+        self.recv_exact(buf)
+    }
+
+    /// Receives without waiting: `WouldBlock` if nothing is buffered.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::sys::recv(self.io.as_raw_fd(), buf)
+    }
+
+    /// Sends without waiting: `WouldBlock` if the send buffer is full.
+    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        crate::sys::send(self.io.as_raw_fd(), buf)
+    }
+
+    /// Shuts down the read, write, or both halves. `Shutdown::Write`: the
+    /// peer's next receive returns 0, while this side can still receive.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.shutdown(how)
+    }
+
+    /// Sets `SO_RCVBUF`. For a Unix stream the receiver's buffer matters
+    /// little: a sender's data is charged to the sender's `SO_SNDBUF`.
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        socket2::SockRef::from(&self.io).set_recv_buffer_size(bytes)
+    }
+
+    /// `SO_RCVBUF` in bytes.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.io).recv_buffer_size()
+    }
+
+    /// Sets `SO_SNDBUF`: how many bytes this side may have queued towards
+    /// the peer before a send waits (Linux doubles the value).
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        socket2::SockRef::from(&self.io).set_send_buffer_size(bytes)
+    }
+
+    /// `SO_SNDBUF` in bytes.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.io).send_buffer_size()
+    }
+
+    /// The peer's address: its path if it bound one. A connecting client
+    /// usually binds none, so a server sees an unnamed address
+    /// (`is_unnamed()`).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    /// This side's address (unnamed unless it was bound).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// The process, user and group of the peer, as the kernel recorded them
+    /// when the connection was made (`SO_PEERCRED`): a server's way to know
+    /// who connected, without trusting anything the peer sends.
+    ///
+    /// ```no_run
+    /// # async fn f(stream: &cellio_net::unix::UnixStream) -> std::io::Result<()> {
+    /// let peer = stream.peer_cred()?;
+    /// if peer.uid != 0 {
+    ///     return Err(std::io::ErrorKind::PermissionDenied.into());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn peer_cred(&self) -> io::Result<crate::unix::UCred> {
+        crate::unix::cred::peer_cred(self.io.as_raw_fd())
+    }
+
+    /// Gets and clears the socket's pending error (`SO_ERROR`).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.take_error()
+    }
+
+    /// How this stream's operations completed so far: on the first attempt
+    /// or after parking. As [`TcpStream::stats`](crate::TcpStream::stats).
+    pub fn stats(&self) -> OpStats {
+        OpStats::of(&self.registration)
+    }
+}
+
+/// The error of a Unix `connect(2)`, with what the caller can do about the
+/// one that surprises: `EAGAIN` from a full accept queue.
+fn explain_connect_error(error: io::Error) -> io::Error {
+    if error.kind() == io::ErrorKind::WouldBlock {
+        return io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "the listener's queue of connections not yet accepted is full \
+             (EAGAIN from a non-blocking Unix connect); retry after a pause",
+        );
+    }
+    error
+}
+
+impl StreamSocket for UnixStream {}
+
+impl sealed::Sealed for UnixStream {
+    #[inline(always)]
+    fn registration(&self) -> &Registration {
+        &self.registration
+    }
+
+    #[inline]
+    fn arm_writable(&self) -> io::Result<()> {
+        let fd = self.io.as_raw_fd();
+        self.registration
+            .arm_writable(&mut mio::unix::SourceFd(&fd))
+    }
+
+    fn shutdown_socket(&self, how: Shutdown) -> io::Result<()> {
+        self.io.shutdown(how)
+    }
+}
+
+impl Drop for UnixStream {
+    fn drop(&mut self) {
+        if let Err(e) = self.registration.deregister(&mut self.io) {
+            tracing::debug!(error = %e, "deregister failed");
+        }
+    }
+}
+
+impl fmt::Debug for UnixStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixStream")
+            .field("local", &self.io.local_addr().ok())
+            .field("peer", &self.io.peer_addr().ok())
+            .field("fd", &self.io.as_raw_fd())
+            .finish()
+    }
+}
+
+impl AsRawFd for UnixStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+impl AsFd for UnixStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
