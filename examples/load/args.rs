@@ -18,6 +18,12 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:7000", value_name = "ADDR")]
     pub addr: Vec<String>,
 
+    /// A Unix-domain stream server's socket path, instead of `--addr`.
+    /// Given more than once, the connections are spread over the paths as
+    /// over several `--addr`s.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["addr", "udp"])]
+    pub unix: Vec<std::path::PathBuf>,
+
     /// Number of connections (over all workers).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub connections: u32,

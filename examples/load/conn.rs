@@ -1,4 +1,5 @@
-//! One TCP connection's traffic: the closed loop (`--pipeline 1`) and the
+//! One stream connection's traffic (TCP, or a Unix-domain stream with
+//! `--unix`): the closed loop (`--pipeline 1`) and the
 //! pipelined loop (a sender and a receiver joined inside one task); and
 //! what `udp.rs` shares with them: the next message's turn ([`Schedule`]), the
 //! pipelined sender ([`send_window`]) and the join of the two halves
@@ -15,8 +16,10 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use cellio::net::stream::{StreamIo, StreamSocket};
 use cellio::runtime::{sleep_until, Sleep};
-use cellio::{yield_now, TcpIo, TcpStream};
+use cellio::unix::UnixStream;
+use cellio::{yield_now, TcpStream};
 
 use crate::clock::{Clock, Stamp};
 use crate::pattern::fill;
@@ -251,11 +254,12 @@ fn overrun(stats: &Stats, id: u64, seq: u64, extra: usize) {
 }
 
 /// Closed loop (or paced with one message in flight): send a message, wait
-/// for its whole echo, check it, record it, repeat. Through [`TcpIo`]: the
+/// for its whole echo, check it, record it, repeat. Through a [`StreamIo`]
+/// (`TcpIo` for TCP): the
 /// connection keeps its receive and send cells reserved for its whole life
 /// instead of taking and returning them at every operation.
-pub async fn closed(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch) {
-    let mut io = TcpIo::new(stream);
+pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch: &Watch) {
+    let mut io = StreamIo::new(stream);
     let size = c.size;
     let tl = c.timeline;
     let mut msg = vec![0u8; size];
@@ -397,6 +401,39 @@ impl SendMessage for TcpStream {
     }
 }
 
+impl SendMessage for UnixStream {
+    fn send_message<'a>(&'a self, msg: &'a [u8]) -> impl Future<Output = io::Result<()>> + 'a {
+        self.send_all(msg)
+    }
+}
+
+/// A stream a pipelined receiver reads echoes from: a TCP or a Unix one.
+pub trait RecvBytes {
+    /// Receives into `buf`: the bytes received, 0 at end of stream.
+    fn recv_bytes<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Unpin + 'a;
+}
+
+impl RecvBytes for TcpStream {
+    fn recv_bytes<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Unpin + 'a {
+        self.recv(buf)
+    }
+}
+
+impl RecvBytes for UnixStream {
+    fn recv_bytes<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Unpin + 'a {
+        self.recv(buf)
+    }
+}
+
 /// The sending half of a pipelined connection: keeps up to K messages
 /// outstanding, paced with `--rate`. Returns false if a send failed
 /// (reported): the connection is then done.
@@ -497,17 +534,22 @@ pub async fn join(
 /// `--pipeline K > 1`: a sender keeps up to K messages outstanding while a
 /// receiver checks the echoes as they stream back; both run inside this
 /// task ([`join`]).
-pub async fn pipelined(stream: TcpStream, c: Conn, stats: Rc<Stats>, watch: &Watch) {
+pub async fn pipelined<S: SendMessage + RecvBytes>(
+    stream: S,
+    c: Conn,
+    stats: Rc<Stats>,
+    watch: &Watch,
+) {
     let flight = Flight::new(c.pipeline, c.timeline.clock.now());
     let sender = send_window(&stream, &c, &stats, &flight);
     let receiver = receive_stream(&stream, &c, &stats, watch, &flight);
     join(&c, &stats, &flight, sender, receiver).await
 }
 
-/// The receiving half of a pipelined TCP connection: checks the echoes as
-/// they stream back, whatever the reads' boundaries.
+/// The receiving half of a pipelined stream connection: checks the echoes
+/// as they stream back, whatever the reads' boundaries.
 async fn receive_stream(
-    stream: &TcpStream,
+    stream: &impl RecvBytes,
     c: &Conn,
     stats: &Stats,
     watch: &Watch,
@@ -537,7 +579,7 @@ async fn receive_stream(
         // read tells cellio the socket is drained (no EAGAIN syscall
         // before the next wait).
         watch.arm(last_progress.max(flight.sent_at[flight.slot(seq)].get()));
-        let n = match watch.guard(stream.recv(&mut rx)).await {
+        let n = match watch.guard(stream.recv_bytes(&mut rx)).await {
             Ok(Ok(0)) => {
                 stats.error(
                     c.id,

@@ -47,6 +47,11 @@
 //!   TCP); a datagram whose echo has not come back after `--loss-after`
 //!   counts in `lost`, an echo that comes after that in `late`, and
 //!   neither fails the run (see `udp.rs`).
+//! * `--unix PATH` (instead of `--addr`, and also repeatable): each
+//!   connection is a Unix-domain stream to the socket at PATH, driven
+//!   exactly as a TCP one (`cargo run --release --example
+//!   unix_echo_server` listens on `/tmp/cellio-echo.sock`). The JSON's
+//!   `transport` is then `unix`.
 //!
 //! A message is *measured* if it was due (in a closed loop: sent) after the
 //! warm-up and before the end of the run. A measured message counts in
@@ -92,6 +97,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cellio::runtime::timeout;
+use cellio::unix::UnixStream;
 use cellio::{spawn_local, Builder, TcpStream, UdpSocket};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -121,15 +127,25 @@ fn fail_usage(msg: &str) -> ! {
 /// Most `--addr`s a run may have.
 const MAX_TARGETS: usize = 64;
 
-/// A server the connections go to: `--addr` as given and what it resolved to.
+/// A server the connections go to: `--addr` (or `--unix`) as given and
+/// where that is.
 struct Target {
     name: String,
-    addrs: Vec<SocketAddr>,
+    endpoint: Endpoint,
+}
+
+/// Where a server listens.
+enum Endpoint {
+    /// What an `--addr` resolved to.
+    Inet(Vec<SocketAddr>),
+    /// A `--unix` path.
+    Unix(std::path::PathBuf),
 }
 
 /// An open connection.
 enum Link {
     Tcp(TcpStream),
+    Unix(UnixStream),
     Udp(UdpSocket),
 }
 
@@ -167,16 +183,20 @@ struct Connected {
 
 fn main() -> ExitCode {
     let args = args::parse();
-    if args.addr.len() > MAX_TARGETS {
+    let flag = if args.unix.is_empty() {
+        "--addr"
+    } else {
+        "--unix"
+    };
+    let given = args.addr.len().max(args.unix.len());
+    if given > MAX_TARGETS {
         fail_usage(&format!(
-            "{} --addr given; at most {MAX_TARGETS} are allowed",
-            args.addr.len()
+            "{given} {flag} given; at most {MAX_TARGETS} are allowed"
         ));
     }
-    if args.addr.len() as u64 > u64::from(args.connections) {
+    if given as u64 > u64::from(args.connections) {
         fail_usage(&format!(
-            "{} --addr given but only {} connections: each address needs at least one",
-            args.addr.len(),
+            "{given} {flag} given but only {} connections: each address needs at least one",
             args.connections
         ));
     }
@@ -185,9 +205,22 @@ fn main() -> ExitCode {
     if let Err(e) = limits::ensure_open_files(u64::from(args.connections), workers) {
         fail_usage(&e);
     }
-    let targets: Vec<Target> = args.addr.iter().map(|name| resolve(name)).collect();
+    let targets: Vec<Target> = if args.unix.is_empty() {
+        args.addr.iter().map(|name| resolve(name)).collect()
+    } else {
+        args.unix
+            .iter()
+            .map(|path| Target {
+                name: path.display().to_string(),
+                endpoint: Endpoint::Unix(path.clone()),
+            })
+            .collect()
+    };
     if args.udp {
-        let max = udp::max_size(targets.iter().flat_map(|t| &t.addrs));
+        let max = udp::max_size(targets.iter().flat_map(|t| match &t.endpoint {
+            Endpoint::Inet(addrs) => &addrs[..],
+            Endpoint::Unix(_) => &[],
+        }));
         if args.size as usize > max {
             fail_usage(&format!(
                 "--size {} does not fit in a UDP datagram to {} (at most {max} bytes)",
@@ -270,19 +303,19 @@ fn resolve(name: &str) -> Target {
     }
     Target {
         name: name.to_string(),
-        addrs,
+        endpoint: Endpoint::Inet(addrs),
     }
 }
 
 fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
     let workers = plan.workers;
     let (t0, by_target, allocs) = if workers == 1 && !std::io::stderr().is_terminal() {
-        match run_inline(args, &plan) {
+        match run_inline(&plan) {
             Ok(out) => out,
             Err(code) => return code,
         }
     } else {
-        match run_threads(args, &plan, workers) {
+        match run_threads(&plan, workers) {
             Ok(out) => out,
             Err(code) => return code,
         }
@@ -335,14 +368,14 @@ type RunOutput = (Instant, Vec<Totals>, (u64, u64));
 /// the kernel take and drop a reference on the socket's file at every
 /// syscall (the file table is shared): ~40 ns per message on this VM
 /// (`perf`: `fdget` + `fput`), a whole percent of the client core.
-fn run_inline(args: &Args, plan: &Plan) -> Result<RunOutput, ExitCode> {
+fn run_inline(plan: &Plan) -> Result<RunOutput, ExitCode> {
     let mut t0 = None;
     let out = worker(
         plan,
         0..plan.connections,
         Arc::new(AtomicU64::new(0)),
         |connected| {
-            let start = start(args, plan, vec![connected], || {});
+            let start = start(plan, vec![connected], || {});
             t0 = Some(start);
             Some(start)
         },
@@ -357,7 +390,7 @@ fn run_inline(args: &Args, plan: &Plan) -> Result<RunOutput, ExitCode> {
 }
 
 /// The threaded run: a thread per worker, the progress line on this one.
-fn run_threads(args: &Args, plan: &Arc<Plan>, workers: u64) -> Result<RunOutput, ExitCode> {
+fn run_threads(plan: &Arc<Plan>, workers: u64) -> Result<RunOutput, ExitCode> {
     let (ready_tx, ready_rx) = mpsc::channel::<Connected>();
     let mut threads = Vec::new();
     let mut go = Vec::new();
@@ -389,7 +422,7 @@ fn run_threads(args: &Args, plan: &Arc<Plan>, workers: u64) -> Result<RunOutput,
 
     // Connect phase: all workers open their connections, then start together.
     let reports: Vec<Connected> = ready_rx.iter().take(workers as usize).collect();
-    let t0 = start(args, plan, reports, || {
+    let t0 = start(plan, reports, || {
         for tx in &go {
             let _ = tx.send(None);
         }
@@ -426,7 +459,7 @@ fn run_threads(args: &Args, plan: &Arc<Plan>, workers: u64) -> Result<RunOutput,
 /// The connect phase's verdict, from every worker's report: the run's start
 /// time, or (no connection at all) exit 2 after `stop` has let the workers
 /// go. Failed connects among good ones are reported and the run goes on.
-fn start(args: &Args, plan: &Plan, reports: Vec<Connected>, stop: impl FnOnce()) -> Instant {
+fn start(plan: &Plan, reports: Vec<Connected>, stop: impl FnOnce()) -> Instant {
     let (mut ok, mut failed, mut first_error) = (0, 0, None);
     for report in reports {
         ok += report.ok;
@@ -438,7 +471,7 @@ fn start(args: &Args, plan: &Plan, reports: Vec<Connected>, stop: impl FnOnce())
         fail_usage(&match first_error {
             Some((Some(addr), why)) => format!("cannot connect to {addr}: {why}"),
             Some((None, why)) => why,
-            None => format!("cannot connect to {}: no connection", args.addr.join(", ")),
+            None => format!("cannot connect to {}: no connection", names(plan, ", ")),
         });
     }
     if failed > 0 {
@@ -497,8 +530,20 @@ fn worker(
         let handles: Vec<_> = ids
             .clone()
             .map(|id| {
-                let addrs = plan.targets[(id % targets) as usize].addrs.clone();
+                let endpoint = match &plan.targets[(id % targets) as usize].endpoint {
+                    Endpoint::Inet(addrs) => Endpoint::Inet(addrs.clone()),
+                    Endpoint::Unix(path) => Endpoint::Unix(path.clone()),
+                };
                 spawn_local(async move {
+                    let addrs = match endpoint {
+                        Endpoint::Inet(addrs) => addrs,
+                        Endpoint::Unix(path) => {
+                            let stream = timeout(connect_timeout, UnixStream::connect(&path))
+                                .await
+                                .map_err(std::io::Error::from)??;
+                            return Ok(Link::Unix(stream));
+                        }
+                    };
                     if let Some(retry) = udp {
                         let socket = udp::connect(id, &addrs, size, retry, connect_timeout);
                         return socket.await.map(Link::Udp);
@@ -598,6 +643,10 @@ fn worker(
                             conn::pipelined(s, c, stats.clone(), watch).await
                         }
                         Link::Tcp(s) => conn::closed(s, c, stats.clone(), watch).await,
+                        Link::Unix(s) if pipelined => {
+                            conn::pipelined(s, c, stats.clone(), watch).await
+                        }
+                        Link::Unix(s) => conn::closed(s, c, stats.clone(), watch).await,
                         Link::Udp(s) if pipelined => {
                             udp::pipelined(s, c, stats.clone(), watch).await
                         }
@@ -736,6 +785,21 @@ fn results_json(plan: &Plan, secs: f64, t: &Totals) -> serde_json::Value {
     })
 }
 
+/// `tcp`, `udp` or `unix`: what the connections are.
+fn transport(plan: &Plan) -> &'static str {
+    match plan.targets.first().map(|t| &t.endpoint) {
+        Some(Endpoint::Unix(_)) => "unix",
+        _ if plan.udp.is_some() => "udp",
+        _ => "tcp",
+    }
+}
+
+/// The targets' names (`--addr` or `--unix` as given), joined by `sep`.
+fn names(plan: &Plan, sep: &str) -> String {
+    let names: Vec<&str> = plan.targets.iter().map(|t| t.name.as_str()).collect();
+    names.join(sep)
+}
+
 /// The connections that go to target `i` of `n` (connection `id` to `id % n`).
 fn connections_of(plan: &Plan, i: usize) -> u64 {
     let n = plan.targets.len() as u64;
@@ -755,7 +819,7 @@ fn report(
     let allocs_per_msg = (window_msgs > 0).then(|| window_allocs as f64 / window_msgs as f64);
     if args.json {
         let mut obj = serde_json::json!({
-            "addr": args.addr.join(","),
+            "addr": names(plan, ","),
             "connections": plan.connections,
             "size": plan.size,
             "pipeline": plan.pipeline,
@@ -763,7 +827,7 @@ fn report(
             "spin": plan.spin,
             "clock": if plan.clock.is_tsc() { "tsc" } else { "instant" },
             "workers": workers,
-            "transport": if plan.udp.is_some() { "udp" } else { "tcp" },
+            "transport": transport(plan),
             "loss_after_secs": plan.udp.map(|d| d.as_secs_f64()),
             "warmup_secs": plan.warmup.as_secs_f64(),
             "requests": plan.requests,
@@ -801,7 +865,7 @@ fn report(
     };
     println!(
         "load: {} — {} {}, {} B messages, pipeline {}, {mode}, {workers} worker(s)",
-        args.addr.join(", "),
+        names(plan, ", "),
         plan.connections,
         if plan.udp.is_some() {
             "UDP sockets"

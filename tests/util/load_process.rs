@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 #[path = "example_bin.rs"]
-mod example_bin;
+pub mod example_bin;
 
 /// Builds the example once (same profile as this test) and returns its path.
 pub fn load_bin() -> &'static PathBuf {

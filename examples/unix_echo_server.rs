@@ -1,0 +1,172 @@
+//! A Unix-domain stream echo server: every byte a client sends comes back,
+//! exactly.
+//!
+//! ```text
+//! cargo run --release --example unix_echo_server -- --path /tmp/cellio-echo.sock
+//! cargo run --release --example load -- --unix /tmp/cellio-echo.sock --duration 5s
+//! ```
+//!
+//! * Prints `listening on PATH` once bound. One task per connection, each
+//!   with its own buffer; nothing is allocated per message.
+//! * `--api futures` (the default) serves through the stream's
+//!   `recv`/`send_all` futures; `--api poll` through a `UnixIo`, which
+//!   keeps the stream's cells reserved (and confined to the worker) between
+//!   operations.
+//! * One worker: Unix sockets have no `SO_REUSEPORT` to spread connections
+//!   over several listeners.
+//! * The socket file: a file left at `--path` by a server that is gone (a
+//!   socket nobody listens on) is removed before binding; a live server
+//!   there, or a file that is not a socket, is an error, never touched. On
+//!   SIGINT/SIGTERM the server stops accepting, gives open connections
+//!   `--grace-ms` to finish, removes its socket file and exits 0.
+//! * A connection's error ends that connection only (reported at the
+//!   `tracing` debug level, as the TCP echo server does).
+
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cellio::runtime::until_shutdown;
+use cellio::unix::{UnixIo, UnixListener, UnixStream};
+use cellio::{spawn, spawn_local, Runtime};
+use clap::Parser;
+
+#[path = "common/shutdown_signals.rs"]
+mod shutdown_signals;
+
+/// Command-line flags.
+#[derive(Parser, Debug)]
+#[command(about = "A cellio Unix-domain stream echo server")]
+struct Args {
+    /// Socket path to bind.
+    #[arg(long, default_value = "/tmp/cellio-echo.sock")]
+    path: PathBuf,
+    /// `futures`: the stream's futures; `poll`: a `UnixIo` (cells held and
+    /// confined between operations).
+    #[arg(long, value_enum, default_value_t = Api::Futures)]
+    api: Api,
+    /// On SIGINT/SIGTERM, how long open connections may take to finish.
+    #[arg(long, default_value_t = 1000)]
+    grace_ms: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    Futures,
+    Poll,
+}
+
+/// Echoes through the stream's futures until the peer closes (or the
+/// shutdown's grace period ends).
+async fn connection(stream: UnixStream) -> io::Result<()> {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.recv(&mut buf).await? {
+            0 => return Ok(()),
+            n => stream.send_all(&buf[..n]).await?,
+        }
+    }
+}
+
+/// [`connection`] through a `UnixIo`.
+async fn connection_io(stream: UnixStream) -> io::Result<()> {
+    let mut io = UnixIo::new(stream);
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match io.recv(&mut buf).await? {
+            0 => return Ok(()),
+            n => io.send_all(&buf[..n]).await?,
+        }
+    }
+}
+
+/// Makes `path` free to bind: nothing there, or a socket file nobody
+/// listens on any more (removed). A live server or a file that is not a
+/// socket is an error.
+fn clear_stale_socket(path: &Path) -> io::Result<()> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !metadata.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another server is listening on {}", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+fn run(args: &Args) -> io::Result<()> {
+    clear_stale_socket(&args.path)
+        .map_err(|e| context(&format!("cannot use {}", args.path.display()), e))?;
+    let runtime = Runtime::builder()
+        .workers(1)
+        .build()
+        .map_err(|e| context("cannot start the cellio runtime", e))?;
+    let api = args.api;
+    let served = runtime.block_on(async {
+        spawn(shutdown_signals::shut_down_on_signals()?);
+        let listener = UnixListener::bind(&args.path)
+            .map_err(|e| context(&format!("cannot bind {}", args.path.display()), e))?;
+        println!("listening on {}", args.path.display());
+        loop {
+            let Some(accepted) = until_shutdown(listener.accept()).await else {
+                return io::Result::Ok(()); // shutting down
+            };
+            let (stream, _peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, say: wait a little instead of
+                    // spinning; the queued clients stay queued.
+                    eprintln!("unix_echo_server: accept: {e}");
+                    cellio::runtime::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            // A peer that goes away mid-echo (a reset, a broken pipe) is
+            // the peer's business: not worth a line each.
+            let report = |result: io::Result<()>| {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            };
+            match api {
+                Api::Futures => drop(spawn(async move { report(connection(stream).await) })),
+                Api::Poll => drop(spawn_local(
+                    async move { report(connection_io(stream).await) },
+                )),
+            }
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
+    let removed = std::fs::remove_file(&args.path);
+    served?;
+    removed.map_err(|e| context(&format!("cannot remove {}", args.path.display()), e))
+}
+
+/// `e` with what was being done when it happened.
+fn context(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unix_echo_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

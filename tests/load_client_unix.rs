@@ -1,0 +1,201 @@
+//! The load client over Unix-domain streams (`--unix PATH`), against the
+//! Unix echo server example and against a server that corrupts echoes; and
+//! the example's handling of its socket file (a stale one is cleared, a
+//! live server's or a plain file is left alone, its own is removed when a
+//! signal stops it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[path = "util/load_process.rs"]
+mod load_process;
+
+use load_process::{assert_no_allocations, count, json, run_load};
+
+/// A directory for this test's socket files, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("cellio-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The Unix echo server example as a process, killed when dropped.
+struct UnixEchoServer(Child);
+
+impl UnixEchoServer {
+    /// Starts it on `path` with `args`; returns once it says it listens.
+    fn start(path: &Path, args: &[&str]) -> Self {
+        let mut child = server_command(path, args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start unix_echo_server");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(first.trim(), format!("listening on {}", path.display()));
+        UnixEchoServer(child)
+    }
+
+    /// Sends SIGTERM and returns its exit code.
+    fn terminate(mut self) -> Option<i32> {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill failed");
+        self.0.wait().unwrap().code()
+    }
+}
+
+impl Drop for UnixEchoServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn server_command(path: &Path, args: &[&str]) -> Command {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let bin = BIN.get_or_init(|| load_process::example_bin::build_example("unix_echo_server"));
+    let mut command = Command::new(bin);
+    command.arg("--path").arg(path).args(args);
+    command
+}
+
+fn unix_load(path: &Path, extra: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let path = path.to_str().unwrap();
+    let mut args = vec!["--unix", path, "--json"];
+    args.extend_from_slice(extra);
+    let out = run_load(&args);
+    let v = json(&out);
+    (out, v)
+}
+
+#[test]
+fn counts_every_request_against_the_unix_echo_server() {
+    let dir = Dir::new("load-unix");
+    let path = dir.path("echo.sock");
+    for api in ["futures", "poll"] {
+        let server = UnixEchoServer::start(&path, &["--api", api]);
+        for pipeline in ["1", "8"] {
+            let (out, v) = unix_load(
+                &path,
+                &[
+                    "--requests",
+                    "4000",
+                    "--connections",
+                    "4",
+                    "--pipeline",
+                    pipeline,
+                ],
+            );
+            assert_eq!(out.status.code(), Some(0), "api {api}, pipeline {pipeline}");
+            assert_eq!(count(&v, "msgs"), 4000, "{v}");
+            assert_eq!(count(&v, "mismatches"), 0);
+            assert_eq!(count(&v, "errors"), 0);
+            assert_eq!(count(&v, "connect_errors"), 0);
+            assert_eq!(v["transport"], "unix");
+            assert_eq!(v["addr"], path.to_str().unwrap());
+            assert_no_allocations(&v);
+        }
+        assert_eq!(server.terminate(), Some(0), "SIGTERM stops it cleanly");
+        assert!(!path.exists(), "the server removed its socket file");
+    }
+}
+
+#[test]
+fn corrupted_echoes_over_unix_streams_are_mismatches() {
+    let dir = Dir::new("load-unix-corrupt");
+    let path = dir.path("corrupt.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // Echoes 64-byte messages, flipping a byte of every 10th.
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut msg = [0u8; 64];
+                let mut n = 0u64;
+                while stream.read_exact(&mut msg).is_ok() {
+                    n += 1;
+                    if n % 10 == 0 {
+                        msg[n as usize % 64] ^= 0x5a;
+                    }
+                    if stream.write_all(&msg).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (out, v) = unix_load(&path, &["--requests", "500", "--connections", "2"]);
+    assert_eq!(out.status.code(), Some(1), "mismatches fail the run");
+    assert_eq!(count(&v, "mismatches"), 50, "{v}");
+    assert_eq!(count(&v, "errors"), 0);
+}
+
+#[test]
+fn a_missing_socket_exits_2_with_one_line() {
+    let dir = Dir::new("load-unix-missing");
+    let path = dir.path("nobody.sock");
+    let out = run_load(&["--unix", path.to_str().unwrap(), "--requests", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("No such file"), "{stderr}");
+    let out = run_load(&["--unix", "/tmp/x.sock", "--addr", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2), "--unix and --addr conflict");
+}
+
+#[test]
+fn the_server_clears_a_stale_socket_but_never_a_live_one_or_a_plain_file() {
+    let dir = Dir::new("unix-echo-files");
+    // A socket file nobody listens on: cleared, and the server starts.
+    let stale = dir.path("stale.sock");
+    drop(UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let server = UnixEchoServer::start(&stale, &[]);
+    let mut client = UnixStream::connect(&stale).unwrap();
+    client.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+
+    // A second server on the same path: refused, the first keeps serving.
+    let second = server_command(&stale, &[]).output().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another server is listening"), "{stderr}");
+    client.write_all(b"pong").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    drop(client);
+    let started = Instant::now();
+    assert_eq!(server.terminate(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A plain file: an error, and the file is left as it was.
+    let plain = dir.path("notes.txt");
+    std::fs::write(&plain, b"keep me").unwrap();
+    let out = server_command(&plain, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
+    assert_eq!(std::fs::read(&plain).unwrap(), b"keep me");
+}
