@@ -9,6 +9,9 @@
 //! `Builder::new_multi_thread()` with `--workers N` worker threads (default 1, so that with
 //! the server pinned to one core the two flavours differ only in scheduler machinery).
 //! Both builders use `enable_all()`, as `#[tokio::main]` does.
+//!
+//! `--unix PATH` serves a tokio `UnixListener` at PATH instead (the same echo over Unix-domain
+//! streams; the path is removed first if a file is there, and printed as `listening on PATH`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -16,7 +19,7 @@ use std::process::ExitCode;
 use cellio_benches::{announce_listening, parse_args, raise_fd_limit, run_main};
 use clap::{Parser, ValueEnum};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const PROG: &str = "tokio_echo";
 
@@ -33,6 +36,9 @@ struct Args {
     /// Worker threads for `--flavor multi`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
+    /// Serve Unix-domain streams at this socket path instead of `--addr`.
+    #[arg(long, value_name = "PATH")]
+    unix: Option<std::path::PathBuf>,
     /// Per-connection read buffer size in bytes.
     #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
     buf_size: u32,
@@ -60,7 +66,10 @@ fn main() -> ExitCode {
                 .build(),
         }
         .map_err(|e| format!("cannot build runtime: {e}"))?;
-        rt.block_on(serve(args.addr, args.buf_size as usize))
+        match &args.unix {
+            Some(path) => rt.block_on(serve_unix(path, args.buf_size as usize)),
+            None => rt.block_on(serve(args.addr, args.buf_size as usize)),
+        }
     })
 }
 
@@ -75,6 +84,7 @@ async fn serve(addr: SocketAddr, buf_size: usize) -> Result<(), String> {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(echo(stream, buf_size));
             }
             Err(e) => {
@@ -86,8 +96,27 @@ async fn serve(addr: SocketAddr, buf_size: usize) -> Result<(), String> {
     }
 }
 
-async fn echo(mut stream: TcpStream, buf_size: usize) {
-    let _ = stream.set_nodelay(true);
+async fn serve_unix(path: &std::path::Path, buf_size: usize) -> Result<(), String> {
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    println!("listening on {}", path.display());
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(echo(stream, buf_size));
+            }
+            Err(e) => {
+                eprintln!("{PROG}: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Echoes until the peer closes or fails: a TCP stream (`TCP_NODELAY` set by the accept
+/// loop) or a Unix one.
+async fn echo<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut stream: S, buf_size: usize) {
     let mut buf = vec![0u8; buf_size];
     loop {
         let n = match stream.read(&mut buf).await {

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""unix_compare: messages/s and server CPU per echoed message of cellio's Unix-domain stream
+echo server (on the stream's futures, and through a `UnixIo`: cellio-io) and tokio
+current_thread's (`tokio_echo --unix`), under the same closed-loop load from cellio's load
+client (`load --unix`, every echo checked byte for byte).
+
+Each server runs pinned to CPU 0 and the client to CPU 1. The server's user and system CPU come
+from /proc/PID/stat from the end of the client's warm-up (timed by this script) to the client's
+exit, divided by the messages the client measured: teardown is in the CPU, so the figures lean
+a little high, the same way for every server. The servers are interleaved, the order reversed
+every other round, and the table gives medians. User figures come from clock ticks (CLK_TCK,
+usually 100 per second): use several rounds.
+
+Build first:  cargo build --release -p cellio-benches --bin tokio_echo &&
+              cargo build --release --example unix_echo_server --example load
+Run:          python3 benches/scripts/unix_compare.py [--rounds 5] [--secs 5]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REL = os.path.join(ROOT, "target", "release")
+CELLIO = os.path.join(REL, "examples", "unix_echo_server")
+SERVERS = {
+    "tokio-current": [os.path.join(REL, "tokio_echo"), "--unix"],
+    "cellio": [CELLIO, "--path"],
+    "cellio-io": [CELLIO, "--api", "poll", "--path"],
+}
+CLIENT = os.path.join(REL, "examples", "load")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def one_run(name, path, a):
+    server = subprocess.Popen(["taskset", "-c", a.server_cpu] + SERVERS[name] + [path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        if not line.startswith("listening on"):
+            raise RuntimeError(f"{name} did not start: {line!r} {server.stderr.read()}")
+        client = subprocess.Popen(
+            ["taskset", "-c", a.client_cpu, CLIENT, "--unix", path, "--connections",
+             str(a.connections), "--size", str(a.size), "--warmup", f"{a.warmup}s",
+             "--duration", f"{a.secs}s", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(a.warmup + 0.05)
+        u0, s0 = cpu_ticks(server.pid)
+        out, err = client.communicate()
+        u1, s1 = cpu_ticks(server.pid)
+        if client.returncode != 0:
+            raise RuntimeError(f"the client failed against {name}: {out} {err}")
+        result = json.loads(out)
+    finally:
+        server.terminate()
+        server.wait()
+    n = result["msgs"]
+    tick_ns = 1e9 / os.sysconf("SC_CLK_TCK")
+    return (result["msgs_per_sec"], (u1 - u0) * tick_ns / n, (s1 - s0) * tick_ns / n,
+            result["p99_us"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--secs", type=float, default=5.0, help="measured window per run")
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--connections", type=int, default=100)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--server-cpu", default="0")
+    ap.add_argument("--client-cpu", default="1")
+    a = ap.parse_args()
+    for command in SERVERS.values():
+        if not os.path.exists(command[0]):
+            sys.exit(f"unix_compare: {command[0]} not built (see --help)")
+    if not os.path.exists(CLIENT):
+        sys.exit(f"unix_compare: {CLIENT} not built (see --help)")
+    results = {name: [] for name in SERVERS}
+    with tempfile.TemporaryDirectory(prefix="cellio-unix-compare-") as tmp:
+        for r in range(a.rounds):
+            order = list(SERVERS) if r % 2 == 0 else list(reversed(SERVERS))
+            for name in order:
+                path = os.path.join(tmp, f"{name}-{r}.sock")
+                row = one_run(name, path, a)
+                results[name].append(row)
+                print(f"round {r + 1} {name:14s} {row[0]:9.0f} msg/s  user {row[1]:6.1f}  "
+                      f"sys {row[2]:7.1f} ns/msg  p99 {row[3]:7.1f} us", flush=True)
+    med = {name: [statistics.median(v[i] for v in rows) for i in range(4)]
+           for name, rows in results.items()}
+    print(f"\n{a.connections} connections x {a.size} B, closed loop; medians of {a.rounds} "
+          f"rounds x {a.secs:g} s; server on CPU {a.server_cpu}, client on CPU {a.client_cpu}")
+    print(f"{'server':14s} {'msgs/s':>9s} {'user ns':>8s} {'sys ns':>8s} {'p99 us':>8s}")
+    for name, (rate, user, system, p99) in med.items():
+        print(f"{name:14s} {rate:9.0f} {user:8.1f} {system:8.1f} {p99:8.1f}")
+    t = med["tokio-current"]
+    for name in ("cellio", "cellio-io"):
+        c = med[name]
+        print(f"{name}: {c[0] / t[0]:.2f}x tokio current_thread's msgs/s, user CPU per message "
+              f"{c[1] / t[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
