@@ -1,13 +1,15 @@
-//! `zero_alloc_echo` over Unix-domain streams: after a warm-up, echoing
+//! `zero_alloc_echo` over Unix-domain sockets: after a warm-up, echoing
 //! thousands of messages through both the synchronous and the parked path
 //! makes exactly zero heap allocations in the whole process, whether the
-//! server side runs on the stream's futures or on a `UnixIo`.
+//! server side runs on the stream's futures or on a `UnixIo`; and so does
+//! echoing datagrams between two `UnixDatagram`s, one bound to a path and
+//! one unbound (an unnamed sender).
 //!
 //! A counting `#[global_allocator]` sees every allocation of every thread;
 //! this file holds a single test so that nothing else runs in the process
 //! while it counts.
 
-use cellio::unix::{UnixIo, UnixListener, UnixStream};
+use cellio::unix::{UnixDatagram, UnixIo, UnixListener, UnixStream};
 use cellio::{spawn_local, OpStats, Runtime};
 
 #[path = "util/counting_alloc.rs"]
@@ -29,6 +31,35 @@ async fn echo_futures(stream: UnixStream) -> std::io::Result<OpStats> {
             return Ok(stream.stats());
         }
         stream.send_all(&buf[..n]).await?;
+    }
+}
+
+/// Sends `rounds` datagrams of `MESSAGE` bytes from an unbound client to a
+/// server bound to a path, checking each: in even rounds the datagram is
+/// queued before the receive (the synchronous path), in odd ones the
+/// receive waits for it (the parked path).
+async fn datagram_rounds(server: &UnixDatagram, client: &UnixDatagram, rounds: usize) {
+    let path = server.local_addr().unwrap();
+    let path = path.as_pathname().unwrap();
+    let mut out = [0u8; MESSAGE];
+    let mut buf = [0u8; MESSAGE];
+    for round in 0..rounds {
+        out.fill(round as u8);
+        let (n, from) = if round % 2 == 0 {
+            client.send_to(&out, path).await.unwrap();
+            server.recv_from(&mut buf).await.unwrap()
+        } else {
+            let send = async {
+                cellio::yield_now().await; // the receive parks first
+                client.send_to(&out, path).await.unwrap()
+            };
+            futures_util::future::join(send, server.recv_from(&mut buf))
+                .await
+                .1
+                .unwrap()
+        };
+        assert!(from.is_unnamed());
+        assert_eq!(buf[..n], out[..]);
     }
 }
 
@@ -84,6 +115,26 @@ fn unix_echo_steady_state_allocates_nothing() {
             0,
             "heap allocations while echoing {messages} messages (sizes {:?})",
             recorded_sizes()
+        );
+
+        // Datagrams: an unbound client sending to a bound server.
+        let server = UnixDatagram::bind(path.with_extension("dgram")).unwrap();
+        let client = UnixDatagram::unbound().unwrap();
+        datagram_rounds(&server, &client, 20).await; // warm-up
+        start_counting();
+        datagram_rounds(&server, &client, rounds).await;
+        let allocations = stop_counting();
+        assert_eq!(
+            allocations,
+            0,
+            "heap allocations while sending {rounds} datagrams (sizes {:?})",
+            recorded_sizes()
+        );
+        let stats = server.stats();
+        assert!(stats.recv_parked >= rounds as u64 / 2, "parked: {stats:?}");
+        assert!(
+            stats.recv_sync >= rounds as u64 / 2,
+            "synchronous: {stats:?}"
         );
 
         drop(clients);

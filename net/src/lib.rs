@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod bind;
+pub mod datagram;
 mod held;
 mod op;
 pub mod signal;

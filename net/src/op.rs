@@ -388,6 +388,7 @@ mod tests {
     use cellio_reactor::thread_words::thread_id;
     use cellio_runtime::{spawn_on, Runtime};
 
+    use crate::datagram::sealed::Sealed;
     use crate::UdpSocket;
 
     /// The plain release (`OpState::complete`) applies where a socket's

@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::datagram::sealed::Sealed;
+use crate::datagram::{after_send, recv, recv_from, send, send_to};
 use crate::held::HeldCell;
-use crate::udp::ops::{after_send, recv, recv_from, send, send_to};
 use crate::udp::UdpSocket;
 
 /// A [`UdpSocket`] used through `&mut self`: poll methods and futures that
@@ -112,7 +113,7 @@ impl UdpIo {
         buf: &[u8],
         target: SocketAddr,
     ) -> Poll<io::Result<usize>> {
-        self.poll_tx(cx, |socket| send_to(socket, buf, target))
+        self.poll_tx(cx, |socket| send_to(socket, buf, &target))
     }
 
     /// Sends `buf` as one datagram to the connected peer; as

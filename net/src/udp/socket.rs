@@ -6,11 +6,12 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use cellio_reactor::{Handle, Registration};
-use socket2::{Protocol, Type};
+use socket2::{Protocol, SockAddr, Type};
 
 use crate::bind::{bound_socket, each_address};
+use crate::datagram::{self as ops, sealed, DatagramSocket};
 use crate::stats::OpStats;
-use crate::udp::ops::{self, Recv, RecvFrom, Send, SendTo};
+use crate::udp::{Recv, RecvFrom, Send, SendTo};
 
 /// A UDP socket driven by a cellio reactor.
 ///
@@ -193,7 +194,7 @@ impl UdpSocket {
     /// Sends one datagram without waiting: `WouldBlock` if the socket's
     /// buffer is full.
     pub fn try_send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        ops::send_to(self, buf, target)
+        ops::send_to(self, buf, &target)
     }
 
     /// Receives one datagram from the connected peer without waiting.
@@ -283,17 +284,37 @@ impl UdpSocket {
     pub fn stats(&self) -> OpStats {
         OpStats::of(&self.registration)
     }
+}
 
-    pub(crate) fn registration(&self) -> &Registration {
+impl DatagramSocket for UdpSocket {}
+
+impl sealed::Sealed for UdpSocket {
+    type Addr = SocketAddr;
+    type Target = SocketAddr;
+    const FITS_ANY: &'static str = "a buffer of cellio_net::udp::MAX_DATAGRAM bytes holds any \
+                                    datagram";
+
+    #[inline(always)]
+    fn registration(&self) -> &Registration {
         &self.registration
     }
 
-    /// Adds write interest, if not there yet: a send found the socket's
-    /// buffer full and is about to park on the send cell.
-    pub(crate) fn arm_writable(&self) -> io::Result<()> {
+    fn arm_writable(&self) -> io::Result<()> {
         let fd = self.io.as_raw_fd();
         self.registration
             .arm_writable(&mut mio::unix::SourceFd(&fd))
+    }
+
+    #[inline(always)]
+    fn sender(from: SockAddr) -> io::Result<SocketAddr> {
+        from.as_socket().ok_or_else(|| {
+            io::Error::other("a datagram from a sender that is not an IP socket address")
+        })
+    }
+
+    #[inline(always)]
+    fn send_to_target(&self, buf: &[u8], target: &SocketAddr) -> io::Result<usize> {
+        crate::sys::send_to(self.io.as_raw_fd(), buf, &SockAddr::from(*target))
     }
 }
 

@@ -1,23 +1,27 @@
-//! Unix-domain stream sockets: [`UnixListener`], [`UnixStream`] and their
+//! Unix-domain sockets: [`UnixListener`], [`UnixStream`] and their
 //! operation futures, [`UnixIo`] (a stream behind poll methods and the
-//! `AsyncRead`/`AsyncWrite` traits) with its halves, and on Linux the
-//! peer's credentials ([`UCred`]).
+//! `AsyncRead`/`AsyncWrite` traits) with its halves, [`UnixDatagram`], and
+//! on Linux a stream peer's credentials ([`UCred`]).
 //!
 //! A Unix stream runs exactly as a TCP stream does: the same cells, the same
 //! generic futures and `StreamIo` of [`crate::stream`], named here for a
-//! [`UnixStream`]. Only the addresses differ: a filesystem path, or on Linux
-//! an abstract name, as `std::os::unix::net::SocketAddr`.
+//! [`UnixStream`]; a Unix datagram socket runs the datagram futures of
+//! [`crate::datagram`], as a UDP socket does. Only the addresses differ: a
+//! filesystem path, or on Linux an abstract name, as
+//! `std::os::unix::net::SocketAddr`.
 //!
-//! Not here yet: Unix datagram sockets (`UnixDatagram`) and passing
-//! descriptors (`SCM_RIGHTS`).
+//! Not here yet: passing descriptors (`SCM_RIGHTS`), and a poll-method
+//! wrapper for datagrams (`UdpIo` has no Unix twin).
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod cred;
+mod datagram;
 mod listener;
 mod stream;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use cred::UCred;
+pub use datagram::UnixDatagram;
 pub use listener::{Accept, UnixListener};
 pub use stream::UnixStream;
 
@@ -57,3 +61,12 @@ pub type RecvHalf<'a> = crate::stream::RecvHalf<'a, UnixStream>;
 /// The sending half of a [`UnixIo`], from
 /// [`split`](crate::stream::StreamIo::split).
 pub type SendHalf<'a> = crate::stream::SendHalf<'a, UnixStream>;
+
+/// Future of [`UnixDatagram::recv_from`]: one datagram and its sender.
+pub type RecvFrom<'a> = crate::datagram::RecvFrom<'a, UnixDatagram>;
+/// Future of [`UnixDatagram::send_to`]: the datagram's length, once sent.
+pub type SendTo<'a> = crate::datagram::SendTo<'a, UnixDatagram>;
+/// Future of [`UnixDatagram::recv`]: one datagram's length.
+pub type RecvDatagram<'a> = crate::datagram::Recv<'a, UnixDatagram>;
+/// Future of [`UnixDatagram::send`]: the datagram's length, once sent.
+pub type SendDatagram<'a> = crate::datagram::Send<'a, UnixDatagram>;

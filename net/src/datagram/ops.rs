@@ -1,87 +1,97 @@
-//! The futures of [`UdpSocket`]'s receives and sends, and the syscall
-//! attempts they (and the `try_` methods) make.
+//! The futures of a datagram socket's receives and sends ([`UdpSocket`]'s
+//! and [`UnixDatagram`]'s), and the syscall attempts they (and the `try_`
+//! methods, and `UdpIo`) make.
 //!
 //! Each future is a plain struct holding borrows and an [`OpState`] (two
-//! words), as the TCP ones are: creating one does nothing, polling it runs
-//! the cell protocol of `crate::op`, dropping it mid-flight releases its
-//! cell. No attempt ever reports the socket drained (see the
-//! [module docs](crate::udp)).
+//! words), as the stream ones are: creating one does nothing, polling it
+//! runs the cell protocol of `crate::op`, dropping it mid-flight releases
+//! its cell. No attempt ever reports the socket drained (see the
+//! [module docs](crate::datagram)).
+//!
+//! [`UdpSocket`]: crate::UdpSocket
+//! [`UnixDatagram`]: crate::unix::UnixDatagram
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use socket2::SockAddr;
-
+use crate::datagram::DatagramSocket;
 use crate::op::{Attempt, OpState, Side};
 use crate::sys;
-use crate::udp::UdpSocket;
 
 /// One datagram from the connected peer (or, unconnected, from anyone).
-#[inline]
-pub(crate) fn recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<usize> {
+#[inline(always)]
+pub(crate) fn recv<S: DatagramSocket>(socket: &S, buf: &mut [u8]) -> io::Result<usize> {
     match sys::recv_datagram(socket.as_raw_fd(), buf)? {
         (n, false) => Ok(n),
-        (_, true) => Err(truncated(buf.len())),
+        (_, true) => Err(truncated::<S>(buf.len())),
     }
 }
 
 /// One datagram and its sender.
-#[inline]
-pub(crate) fn recv_from(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+#[inline(always)]
+pub(crate) fn recv_from<S: DatagramSocket>(
+    socket: &S,
+    buf: &mut [u8],
+) -> io::Result<(usize, S::Addr)> {
     let (n, cut, from) = sys::recv_datagram_from(socket.as_raw_fd(), buf)?;
     if cut {
-        return Err(truncated(buf.len()));
+        return Err(truncated::<S>(buf.len()));
     }
-    let from = from.as_socket().ok_or_else(|| {
-        io::Error::other("a datagram from a sender that is not an IP socket address")
-    })?;
-    Ok((n, from))
+    Ok((n, S::sender(from)?))
 }
 
 /// One datagram to `target`.
-#[inline]
-pub(crate) fn send_to(socket: &UdpSocket, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-    sys::send_to(socket.as_raw_fd(), buf, &SockAddr::from(target))
+#[inline(always)]
+pub(crate) fn send_to<S: DatagramSocket>(
+    socket: &S,
+    buf: &[u8],
+    target: &S::Target,
+) -> io::Result<usize> {
+    socket.send_to_target(buf, target)
 }
 
 /// One datagram to the connected peer.
-#[inline]
-pub(crate) fn send(socket: &UdpSocket, buf: &[u8]) -> io::Result<usize> {
+#[inline(always)]
+pub(crate) fn send<S: DatagramSocket>(socket: &S, buf: &[u8]) -> io::Result<usize> {
     not_connected_if_no_peer(sys::send(socket.as_raw_fd(), buf))
 }
 
 /// A datagram that did not fit: the kernel discarded its tail.
 #[cold]
-fn truncated(len: usize) -> io::Error {
+fn truncated<S: DatagramSocket>(len: usize) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!(
             "a datagram longer than the {len}-byte receive buffer arrived: its first {len} bytes \
-             are in the buffer, the rest was discarded (a buffer of cellio_net::udp::MAX_DATAGRAM \
-             bytes holds any datagram)"
+             are in the buffer, the rest was discarded ({})",
+            S::FITS_ANY
         ),
     )
 }
 
 /// A send with no destination on a socket never connected: the kernel's
-/// `EDESTADDRREQ`, which `std` leaves uncategorised, as `NotConnected`.
+/// `EDESTADDRREQ` (or, for a Unix socket, `ENOTCONN`), which `std` leaves
+/// uncategorised or bare, as `NotConnected` with what to do about it.
 fn not_connected_if_no_peer(result: io::Result<usize>) -> io::Result<usize> {
     match result {
-        Err(e) if e.raw_os_error() == Some(libc::EDESTADDRREQ) => Err(io::Error::new(
-            io::ErrorKind::NotConnected,
-            "send on a UDP socket with no peer: connect it first, or use send_to",
-        )),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EDESTADDRREQ | libc::ENOTCONN)) => {
+            Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "send on a datagram socket with no peer: connect it first, or use send_to",
+            ))
+        }
         other => other,
     }
 }
 
 /// A send that found the buffer full arms write interest before it
-/// parks, as a TCP send does (`TcpStream::arm_writable`).
-pub(crate) fn after_send(socket: &UdpSocket, result: io::Result<usize>) -> Attempt<usize> {
+/// parks, as a stream's send does.
+pub(crate) fn after_send<S: DatagramSocket>(
+    socket: &S,
+    result: io::Result<usize>,
+) -> Attempt<usize> {
     match result {
         Ok(n) => Ok((n, false)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -98,7 +108,7 @@ macro_rules! fast_path {
         /// Attempts the operation now, without waiting: `Some(result)` if
         /// it completed on this first attempt, `None` if it would have to
         /// wait (then `.await` the future). After `Some`, the future is
-        /// finished. See [`crate::tcp::Recv::try_complete`].
+        /// finished. See [`crate::stream::Recv::try_complete`].
         pub fn try_complete(&mut self) -> Option<io::Result<$output>> {
             match self.poll_with(None) {
                 Poll::Ready(result) => Some(result),
@@ -113,17 +123,18 @@ macro_rules! fast_path {
     };
 }
 
-/// Future of [`UdpSocket::recv_from`]: one datagram and its sender.
+/// Future of [`UdpSocket::recv_from`](crate::UdpSocket::recv_from) (and
+/// `UnixDatagram`'s): one datagram and its sender.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct RecvFrom<'a> {
-    socket: &'a UdpSocket,
+pub struct RecvFrom<'a, S: DatagramSocket> {
+    socket: &'a S,
     buf: &'a mut [u8],
     op: OpState,
 }
 
-impl<'a> RecvFrom<'a> {
-    pub(crate) fn new(socket: &'a UdpSocket, buf: &'a mut [u8]) -> Self {
+impl<'a, S: DatagramSocket> RecvFrom<'a, S> {
+    pub(crate) fn new(socket: &'a S, buf: &'a mut [u8]) -> Self {
         Self {
             socket,
             buf,
@@ -131,27 +142,28 @@ impl<'a> RecvFrom<'a> {
         }
     }
 
-    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<(usize, SocketAddr)>> {
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<(usize, S::Addr)>> {
         let (socket, buf) = (self.socket, &mut *self.buf);
         self.op.poll(Side::rx(socket.registration()), waker, || {
             recv_from(socket, buf).map(|got| (got, false))
         })
     }
 
-    fast_path!((usize, SocketAddr));
+    fast_path!((usize, S::Addr));
 }
 
-/// Future of [`UdpSocket::recv`]: one datagram's length.
+/// Future of [`UdpSocket::recv`](crate::UdpSocket::recv) (and
+/// `UnixDatagram`'s): one datagram's length.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct Recv<'a> {
-    socket: &'a UdpSocket,
+pub struct Recv<'a, S: DatagramSocket> {
+    socket: &'a S,
     buf: &'a mut [u8],
     op: OpState,
 }
 
-impl<'a> Recv<'a> {
-    pub(crate) fn new(socket: &'a UdpSocket, buf: &'a mut [u8]) -> Self {
+impl<'a, S: DatagramSocket> Recv<'a, S> {
+    pub(crate) fn new(socket: &'a S, buf: &'a mut [u8]) -> Self {
         Self {
             socket,
             buf,
@@ -169,18 +181,19 @@ impl<'a> Recv<'a> {
     fast_path!(usize);
 }
 
-/// Future of [`UdpSocket::send_to`]: the datagram's length, once sent.
+/// Future of [`UdpSocket::send_to`](crate::UdpSocket::send_to) (and
+/// `UnixDatagram`'s): the datagram's length, once sent.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct SendTo<'a> {
-    socket: &'a UdpSocket,
+pub struct SendTo<'a, S: DatagramSocket> {
+    socket: &'a S,
     buf: &'a [u8],
-    target: SocketAddr,
+    target: S::Target,
     op: OpState,
 }
 
-impl<'a> SendTo<'a> {
-    pub(crate) fn new(socket: &'a UdpSocket, buf: &'a [u8], target: SocketAddr) -> Self {
+impl<'a, S: DatagramSocket> SendTo<'a, S> {
+    pub(crate) fn new(socket: &'a S, buf: &'a [u8], target: S::Target) -> Self {
         Self {
             socket,
             buf,
@@ -190,7 +203,7 @@ impl<'a> SendTo<'a> {
     }
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
-        let (socket, buf, target) = (self.socket, self.buf, self.target);
+        let (socket, buf, target) = (self.socket, self.buf, &self.target);
         self.op.poll(Side::tx(socket.registration()), waker, || {
             after_send(socket, send_to(socket, buf, target))
         })
@@ -199,17 +212,18 @@ impl<'a> SendTo<'a> {
     fast_path!(usize);
 }
 
-/// Future of [`UdpSocket::send`]: the datagram's length, once sent.
+/// Future of [`UdpSocket::send`](crate::UdpSocket::send) (and
+/// `UnixDatagram`'s): the datagram's length, once sent.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct Send<'a> {
-    socket: &'a UdpSocket,
+pub struct Send<'a, S: DatagramSocket> {
+    socket: &'a S,
     buf: &'a [u8],
     op: OpState,
 }
 
-impl<'a> Send<'a> {
-    pub(crate) fn new(socket: &'a UdpSocket, buf: &'a [u8]) -> Self {
+impl<'a, S: DatagramSocket> Send<'a, S> {
+    pub(crate) fn new(socket: &'a S, buf: &'a [u8]) -> Self {
         Self {
             socket,
             buf,
@@ -231,7 +245,7 @@ impl<'a> Send<'a> {
 /// release the cell when dropped unfinished.
 macro_rules! future_and_drop {
     ($name:ident, $output:ty, $side:ident) => {
-        impl Future for $name<'_> {
+        impl<S: DatagramSocket> Future for $name<'_, S> {
             type Output = io::Result<$output>;
 
             #[inline]
@@ -240,7 +254,7 @@ macro_rules! future_and_drop {
             }
         }
 
-        impl Drop for $name<'_> {
+        impl<S: DatagramSocket> Drop for $name<'_, S> {
             fn drop(&mut self) {
                 self.op.cancel(|| self.socket.registration().$side());
             }
@@ -248,7 +262,7 @@ macro_rules! future_and_drop {
     };
 }
 
-future_and_drop!(RecvFrom, (usize, SocketAddr), rx);
+future_and_drop!(RecvFrom, (usize, S::Addr), rx);
 future_and_drop!(Recv, usize, rx);
 future_and_drop!(SendTo, usize, tx);
 future_and_drop!(Send, usize, tx);

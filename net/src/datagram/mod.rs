@@ -1,0 +1,80 @@
+//! What every datagram socket shares, whatever its address family: the
+//! operation futures ([`Recv`], [`RecvFrom`], [`Send`], [`SendTo`]),
+//! generic over the sealed [`DatagramSocket`] trait, which
+//! [`UdpSocket`](crate::UdpSocket) and
+//! [`UnixDatagram`](crate::unix::UnixDatagram) implement. Each family's
+//! module names them for its own socket ([`udp::RecvFrom`](crate::udp::RecvFrom)
+//! is `RecvFrom<'a, UdpSocket>`, [`unix::RecvFrom`](crate::unix::RecvFrom)
+//! likewise).
+//!
+//! A datagram socket is driven exactly as a stream is (`crate::op`): one
+//! receive cell and one send cell in its reactor slot, operations that try
+//! the syscall first and park on the cell only on `EAGAIN`. Two things
+//! differ, both because a datagram is a message, not a stretch of a stream:
+//!
+//! # Invariants
+//!
+//! * **No receive ever proves the socket drained.** A stream read that
+//!   comes back short leaves nothing behind, so the next receive may park
+//!   without a syscall; a datagram says nothing about the next one. Every
+//!   receive attempts, and parks only after `EAGAIN`.
+//! * **A datagram that does not fit is an error, not a short read.** The
+//!   kernel discards what does not fit the buffer; a receive that lost bytes
+//!   that way fails with `ErrorKind::InvalidData` (its first `buf.len()`
+//!   bytes are in `buf`), where the BSD socket API (and `std`, and tokio)
+//!   report the truncated length as if nothing were missing.
+//! * Sends never split a datagram: one either goes whole or fails
+//!   (`EMSGSIZE`). Write interest is armed only when a send first finds the
+//!   socket's buffer full, as for a stream.
+//! * Generic code is monomorphised per socket type: a UDP echo runs the same
+//!   instructions as before Unix datagrams existed.
+
+mod ops;
+
+use std::fmt::Debug;
+use std::io;
+use std::os::fd::AsRawFd;
+
+use cellio_reactor::Registration;
+use socket2::SockAddr;
+
+pub(crate) use ops::{after_send, recv, recv_from, send, send_to};
+pub use ops::{Recv, RecvFrom, Send, SendTo};
+
+/// A datagram socket that cellio's datagram futures run on:
+/// [`UdpSocket`](crate::UdpSocket) and
+/// [`UnixDatagram`](crate::unix::UnixDatagram).
+///
+/// Sealed: it names what the operations need from a socket (its
+/// descriptor, its registration, its address types), which only this
+/// crate's sockets can provide.
+pub trait DatagramSocket: AsRawFd + Debug + sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// The methods of [`DatagramSocket`](super::DatagramSocket), out of the
+    /// public API's reach.
+    pub trait Sealed {
+        /// A sender's address, as `recv_from` reports it.
+        type Addr: Debug;
+        /// A destination, as a `send_to` future keeps it.
+        type Target: Debug + Unpin;
+        /// What buffer never truncates, for the error that says a datagram
+        /// did not fit.
+        const FITS_ANY: &'static str;
+
+        /// The socket's reactor slot: its two cells and their counters.
+        fn registration(&self) -> &Registration;
+
+        /// Adds write interest, if not there yet: a send found the socket
+        /// full and is about to park on the send cell.
+        fn arm_writable(&self) -> io::Result<()>;
+
+        /// A received datagram's sender, from the kernel's address.
+        fn sender(from: SockAddr) -> io::Result<Self::Addr>;
+
+        /// One datagram to `target` (`sendto(2)`).
+        fn send_to_target(&self, buf: &[u8], target: &Self::Target) -> io::Result<usize>;
+    }
+}

@@ -1,0 +1,355 @@
+//! [`UnixDatagram`]: a Unix-domain datagram socket with one receive cell and
+//! one send cell.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::SocketAddr;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use cellio_reactor::{Handle, Registration};
+use socket2::SockAddr;
+
+use crate::datagram::{self as ops, sealed, DatagramSocket};
+use crate::stats::OpStats;
+use crate::unix::{RecvDatagram as Recv, RecvFrom, SendDatagram as Send, SendTo};
+
+/// A Unix-domain datagram socket (`AF_UNIX`, `SOCK_DGRAM`) driven by a
+/// cellio reactor: a [`UdpSocket`](crate::UdpSocket) for peers on the same
+/// machine, addressed by filesystem paths (or, on Linux, abstract names).
+///
+/// Its operations are `UdpSocket`'s, with the same cells and the same
+/// futures: they complete on their first poll when a datagram (or buffer
+/// space) is there and park on the socket's cell otherwise, one receive and
+/// one send in flight at a time, nothing allocated per datagram.
+///
+/// * **A datagram longer than the buffer is an error**
+///   (`ErrorKind::InvalidData`), not a silently shortened message. The
+///   largest datagram a sender may send is bounded by its `SO_SNDBUF`
+///   (about 208 KiB by default on Linux).
+/// * Unlike UDP, a Unix datagram is never dropped for lack of room: a send
+///   to a peer whose receive queue is full waits (parks) until it has room.
+/// * A socket must be bound to a path (or an abstract name) to receive
+///   replies from an unconnected peer; an [`unbound`](Self::unbound) one
+///   can send, and its peers see it as an unnamed address.
+///
+/// # Examples
+///
+/// ```
+/// use cellio_net::unix::UnixDatagram;
+///
+/// # fn main() -> std::io::Result<()> {
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let (a, b) = UnixDatagram::pair()?;
+///     a.send(b"one datagram").await?;
+///     let mut buf = [0u8; 64];
+///     let n = b.recv(&mut buf).await?;
+///     assert_eq!(&buf[..n], b"one datagram");
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub struct UnixDatagram {
+    // Field order matters: the fd closes before the slot is freed.
+    io: mio::net::UnixDatagram,
+    registration: Registration,
+}
+
+impl UnixDatagram {
+    /// A socket bound to `path`.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if a file exists at `path` (binding creates it, and
+    /// dropping the socket leaves it, as for a
+    /// [`UnixListener`](crate::unix::UnixListener)); `InvalidInput` for a
+    /// path too long for a socket address. Must be called inside a cellio
+    /// runtime.
+    pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixDatagram> {
+        Self::bind_addr(&SocketAddr::from_pathname(path)?)
+    }
+
+    /// A socket bound to `addr`: a path's address, or on Linux an abstract
+    /// one (`std::os::linux::net::SocketAddrExt::from_abstract_name`).
+    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixDatagram> {
+        let handle = Handle::current()?;
+        Self::register(mio::net::UnixDatagram::bind_addr(addr)?, &handle)
+    }
+
+    /// A socket bound to no address: it can send (to paths, or once
+    /// [`connect`](Self::connect)ed), and receive from the peer it connected
+    /// to.
+    pub fn unbound() -> io::Result<UnixDatagram> {
+        let handle = Handle::current()?;
+        Self::register(mio::net::UnixDatagram::unbound()?, &handle)
+    }
+
+    /// A pair of connected sockets (`socketpair(2)`): each one's datagrams
+    /// go to the other.
+    pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
+        let handle = Handle::current()?;
+        let (a, b) = mio::net::UnixDatagram::pair()?;
+        Ok((Self::register(a, &handle)?, Self::register(b, &handle)?))
+    }
+
+    /// Registers a socket: for reading only, until a send first has to wait.
+    fn register(mut io: mio::net::UnixDatagram, handle: &Handle) -> io::Result<Self> {
+        let registration = handle.register_readable(&mut io)?;
+        Ok(Self { io, registration })
+    }
+
+    /// Wraps a `std` socket, registering it with the current runtime's
+    /// reactor. The socket is switched to non-blocking mode.
+    pub fn from_std(socket: std::os::unix::net::UnixDatagram) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Self::register(
+            mio::net::UnixDatagram::from_std(socket),
+            &Handle::current()?,
+        )
+    }
+
+    /// Leaves this reactor: the socket as a `std` socket (non-blocking
+    /// still), for another worker's [`from_std`](Self::from_std). Costs one
+    /// `dup(2)`.
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixDatagram> {
+        let duplicate = socket2::SockRef::from(&self.io).try_clone()?;
+        drop(self);
+        Ok(duplicate.into())
+    }
+
+    /// Sets the default peer: [`send`](Self::send) goes to it, and only its
+    /// datagrams are received. `NotFound` if nothing is bound at `path`,
+    /// `ConnectionRefused` if the socket there is gone.
+    pub fn connect<P: AsRef<Path>>(&self, path: P) -> io::Result<()> {
+        self.io.connect(path)
+    }
+
+    /// Receives one datagram and its sender's address (unnamed if the
+    /// sender is [`unbound`](Self::unbound)).
+    ///
+    /// ```no_run
+    /// # async fn f(socket: &cellio_net::unix::UnixDatagram) -> std::io::Result<()> {
+    /// let mut buf = vec![0u8; 64 * 1024];
+    /// let (n, from) = socket.recv_from(&mut buf).await?;
+    /// if let Some(path) = from.as_pathname() {
+    ///     socket.send_to(&buf[..n], path).await?; // echo it back
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_from<'a>(&'a self, buf: &'a mut [u8]) -> RecvFrom<'a> {
+        RecvFrom::new(self, buf)
+    }
+
+    /// Sends `buf` as one datagram to the socket bound at `path`. A path
+    /// that cannot be a socket address (too long, say) fails the future with
+    /// `InvalidInput`.
+    pub fn send_to<'a, P: AsRef<Path>>(&'a self, buf: &'a [u8], path: P) -> SendTo<'a> {
+        SendTo::new(self, buf, SockAddr::unix(path).ok())
+    }
+
+    /// Sends `buf` as one datagram to `addr` (a path's, or on Linux an
+    /// abstract one; an unnamed address fails with `InvalidInput`).
+    pub fn send_to_addr<'a>(&'a self, buf: &'a [u8], addr: &SocketAddr) -> SendTo<'a> {
+        SendTo::new(self, buf, target_of(addr))
+    }
+
+    /// Receives one datagram from the connected peer (or anyone, if the
+    /// socket is bound and not connected): its length.
+    pub fn recv<'a>(&'a self, buf: &'a mut [u8]) -> Recv<'a> {
+        Recv::new(self, buf)
+    }
+
+    /// Sends `buf` as one datagram to the connected peer; `NotConnected` if
+    /// there is none.
+    pub fn send<'a>(&'a self, buf: &'a [u8]) -> Send<'a> {
+        Send::new(self, buf)
+    }
+
+    /// [`recv_from`](Self::recv_from) without waiting: `WouldBlock` if no
+    /// datagram is queued.
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        ops::recv_from(self, buf)
+    }
+
+    /// [`send_to`](Self::send_to) without waiting: `WouldBlock` if the
+    /// datagram cannot be queued now.
+    pub fn try_send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
+        ops::send_to(self, buf, &SockAddr::unix(path).ok())
+    }
+
+    /// [`recv`](Self::recv) without waiting.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        ops::recv(self, buf)
+    }
+
+    /// [`send`](Self::send) without waiting.
+    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        ops::send(self, buf)
+    }
+
+    /// This socket's address (unnamed if it is not bound).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// The connected peer's address; `NotConnected` if there is none.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    /// Shuts down the receiving, sending or both directions.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.shutdown(how)
+    }
+
+    /// Sets `SO_SNDBUF`, which also bounds the largest datagram this socket
+    /// can send (Linux doubles the value).
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        socket2::SockRef::from(&self.io).set_send_buffer_size(bytes)
+    }
+
+    /// `SO_SNDBUF` in bytes.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.io).send_buffer_size()
+    }
+
+    /// Sets `SO_RCVBUF`.
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        socket2::SockRef::from(&self.io).set_recv_buffer_size(bytes)
+    }
+
+    /// `SO_RCVBUF` in bytes.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.io).recv_buffer_size()
+    }
+
+    /// Gets and clears the socket's pending error (`SO_ERROR`).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.take_error()
+    }
+
+    /// How this socket's operations completed so far: on the first attempt
+    /// or after parking.
+    pub fn stats(&self) -> OpStats {
+        OpStats::of(&self.registration)
+    }
+}
+
+/// `addr` as the kernel's address type: a path, or an abstract name (a
+/// leading NUL, as `socket2` takes it); `None` for an unnamed address.
+fn target_of(addr: &SocketAddr) -> Option<SockAddr> {
+    if let Some(path) = addr.as_pathname() {
+        return SockAddr::unix(path).ok();
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        if let Some(name) = addr.as_abstract_name() {
+            let mut bytes = [0u8; 108];
+            let len = name.len() + 1;
+            bytes.get_mut(1..len)?.copy_from_slice(name);
+            return SockAddr::unix(Path::new(OsStr::from_bytes(&bytes[..len]))).ok();
+        }
+    }
+    None
+}
+
+/// The kernel's address of a datagram's sender as `std`'s type.
+fn sender_of(from: &SockAddr) -> io::Result<SocketAddr> {
+    if let Some(path) = from.as_pathname() {
+        return SocketAddr::from_pathname(path);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(name) = from.as_abstract_namespace() {
+        use std::os::linux::net::SocketAddrExt;
+        return SocketAddr::from_abstract_name(name);
+    }
+    // A sender that never bound an address: the kernel reports just the
+    // family, or (a socket-pair peer) no address at all.
+    if from.is_unnamed() || from.len() == 0 {
+        return unnamed();
+    }
+    Err(io::Error::other(
+        "a datagram from a sender that is not a Unix socket address",
+    ))
+}
+
+/// `std` has no constructor for an unnamed address: one is taken, once,
+/// from an unbound socket, and cloned for every unnamed sender after.
+fn unnamed() -> io::Result<SocketAddr> {
+    static UNNAMED: OnceLock<SocketAddr> = OnceLock::new();
+    if let Some(addr) = UNNAMED.get() {
+        return Ok(addr.clone());
+    }
+    let addr = std::os::unix::net::UnixDatagram::unbound()?.local_addr()?;
+    Ok(UNNAMED.get_or_init(|| addr).clone())
+}
+
+impl DatagramSocket for UnixDatagram {}
+
+impl sealed::Sealed for UnixDatagram {
+    type Addr = SocketAddr;
+    /// `None`: the destination given could not be a socket address.
+    type Target = Option<SockAddr>;
+    const FITS_ANY: &'static str =
+        "a buffer as large as the sender's SO_SNDBUF holds any datagram it can send";
+
+    #[inline(always)]
+    fn registration(&self) -> &Registration {
+        &self.registration
+    }
+
+    fn arm_writable(&self) -> io::Result<()> {
+        let fd = self.io.as_raw_fd();
+        self.registration
+            .arm_writable(&mut mio::unix::SourceFd(&fd))
+    }
+
+    fn sender(from: SockAddr) -> io::Result<SocketAddr> {
+        sender_of(&from)
+    }
+
+    fn send_to_target(&self, buf: &[u8], target: &Option<SockAddr>) -> io::Result<usize> {
+        match target {
+            Some(to) => crate::sys::send_to(self.io.as_raw_fd(), buf, to),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a Unix socket address to send to (a path too long, or an unnamed address)",
+            )),
+        }
+    }
+}
+
+impl Drop for UnixDatagram {
+    fn drop(&mut self) {
+        if let Err(e) = self.registration.deregister(&mut self.io) {
+            tracing::debug!(error = %e, "deregister failed");
+        }
+    }
+}
+
+impl fmt::Debug for UnixDatagram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixDatagram")
+            .field("local", &self.io.local_addr().ok())
+            .field("peer", &self.io.peer_addr().ok())
+            .field("fd", &self.io.as_raw_fd())
+            .finish()
+    }
+}
+
+impl AsRawFd for UnixDatagram {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+impl AsFd for UnixDatagram {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}

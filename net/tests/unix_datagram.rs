@@ -1,0 +1,232 @@
+//! `UnixDatagram`: pairs, bound and unbound sockets and their addresses,
+//! abstract names, a datagram too long for the buffer (an error, and the
+//! next one whole), a receive that parks, a send that waits for a full peer
+//! (Unix datagrams are never dropped), the errors of a bad destination, and
+//! moving a socket to another worker.
+
+mod util;
+
+use std::io;
+use std::pin::pin;
+
+use cellio_net::unix::UnixDatagram;
+use cellio_runtime::{spawn_on, Builder};
+use util::{join2, pattern, poll_once, run, run_with, SocketDir};
+
+#[test]
+fn a_pair_carries_datagrams_of_every_size_whole() {
+    run(|| async {
+        let (a, b) = UnixDatagram::pair()?;
+        let mut buf = vec![0u8; 100_000];
+        for size in [0usize, 1, 100, 10_000, 60_000] {
+            let msg: Vec<u8> = (0..size).map(|i| pattern(i + size)).collect();
+            assert_eq!(a.send(&msg).await?, size);
+            let n = b.recv(&mut buf).await?;
+            assert_eq!(n, size);
+            assert!(buf[..n] == msg[..], "datagram of {size} bytes differs");
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_bound_server_answers_a_bound_client_by_its_path() {
+    let dir = SocketDir::new();
+    let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
+    run(move || async move {
+        let server = UnixDatagram::bind(&server_path)?;
+        let client = UnixDatagram::bind(&client_path)?;
+        client.send_to(b"ping", &server_path).await?;
+        let mut buf = [0u8; 16];
+        let (n, from) = server.recv_from(&mut buf).await?;
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(from.as_pathname(), Some(client_path.as_path()));
+        server.send_to_addr(b"pong", &from).await?;
+        let (n, from) = client.recv_from(&mut buf).await?;
+        assert_eq!(&buf[..n], b"pong");
+        assert_eq!(from.as_pathname(), Some(server_path.as_path()));
+        assert_eq!(
+            server.local_addr()?.as_pathname(),
+            Some(server_path.as_path())
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_unbound_sender_is_unnamed_and_cannot_be_answered_by_address() {
+    let dir = SocketDir::new();
+    let path = dir.path("server.sock");
+    run(move || async move {
+        let server = UnixDatagram::bind(&path)?;
+        let client = UnixDatagram::unbound()?;
+        for round in 0..3u8 {
+            client.send_to(&[round; 5], &path).await?;
+            let mut buf = [0u8; 8];
+            let (n, from) = server.recv_from(&mut buf).await?;
+            assert_eq!(&buf[..n], &[round; 5]);
+            assert!(from.is_unnamed(), "{from:?}");
+            let err = server.send_to_addr(b"reply", &from).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        }
+        // Connected, the unbound client can receive its peer's datagrams.
+        client.connect(&path)?;
+        assert_eq!(client.peer_addr()?.as_pathname(), Some(path.as_path()));
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_datagram_longer_than_the_buffer_is_an_error_and_the_next_arrives_whole() {
+    run(|| async {
+        let (a, b) = UnixDatagram::pair()?;
+        let long: Vec<u8> = (0..1000).map(pattern).collect();
+        a.send(&long).await?;
+        a.send(b"short").await?;
+        let mut buf = [0u8; 100];
+        let err = b.recv(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err:?}");
+        assert!(err.to_string().contains("SO_SNDBUF"), "{err}");
+        assert_eq!(buf[..], long[..100], "the first bytes are in the buffer");
+        let (n, _) = b.recv_from(&mut buf).await?;
+        assert_eq!(&buf[..n], b"short");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_receive_parks_until_a_datagram_comes() {
+    run(|| async {
+        let (a, b) = UnixDatagram::pair()?;
+        let mut buf = [0u8; 16];
+        {
+            let mut recv = pin!(b.recv(&mut buf));
+            assert!(poll_once(recv.as_mut()).await.is_pending());
+            a.send(b"late").await?;
+            assert_eq!(recv.await?, 4);
+        }
+        assert_eq!(&buf[..4], b"late");
+        let stats = b.stats();
+        assert_eq!((stats.recv_parked, stats.recv_sync), (1, 0), "{stats:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A Unix datagram socket never drops for lack of room: a sender to a full
+/// peer waits, and every datagram arrives, in order. (The kernel reports the
+/// sender writable again only once most of its buffered bytes are read, so
+/// the parked send completes while the receiver drains, not after one
+/// read.)
+#[test]
+fn a_send_to_a_full_peer_waits_and_nothing_is_lost() {
+    run(|| async {
+        let (a, b) = UnixDatagram::pair()?;
+        let mut sent = 0u32;
+        // Fill the peer's queue.
+        loop {
+            match a.try_send(&sent.to_le_bytes()) {
+                Ok(_) => sent += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+            assert!(sent < 1_000_000, "the queue never filled");
+        }
+        let next = sent.to_le_bytes();
+        let mut send = pin!(a.send(&next));
+        assert!(
+            poll_once(send.as_mut()).await.is_pending(),
+            "the queue is full"
+        );
+        let (sent_late, received) = join2(send, async {
+            let mut buf = [0u8; 4];
+            for expected in 0..=sent {
+                assert_eq!(b.recv(&mut buf).await?, 4);
+                assert_eq!(u32::from_le_bytes(buf), expected, "out of order or lost");
+            }
+            io::Result::Ok(())
+        })
+        .await;
+        assert_eq!(sent_late?, 4);
+        received?;
+        assert_eq!(a.stats().send_parked, 1, "{:?}", a.stats());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn bad_destinations_and_no_peer_are_clear_errors() {
+    let dir = SocketDir::new();
+    let missing = dir.path("nobody.sock");
+    let too_long = dir.path(&"z".repeat(200));
+    run(move || async move {
+        let socket = UnixDatagram::unbound()?;
+        let err = socket.send(b"x").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotConnected, "{err:?}");
+        assert!(err.to_string().contains("send_to"), "{err}");
+        let err = socket.send_to(b"x", &missing).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err:?}");
+        let err = socket.send_to(b"x", &too_long).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        let err = UnixDatagram::bind(&too_long).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        let err = socket.connect(&missing).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+    assert!(
+        UnixDatagram::unbound().is_err(),
+        "outside a runtime: an error"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn abstract_names_send_and_report_their_sender() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr;
+    let pid = std::process::id();
+    run(move || async move {
+        let server_addr = SocketAddr::from_abstract_name(format!("cellio-dg-s-{pid}"))?;
+        let client_addr = SocketAddr::from_abstract_name(format!("cellio-dg-c-{pid}"))?;
+        let server = UnixDatagram::bind_addr(&server_addr)?;
+        let client = UnixDatagram::bind_addr(&client_addr)?;
+        client.send_to_addr(b"abstract", &server_addr).await?;
+        let mut buf = [0u8; 16];
+        let (n, from) = server.recv_from(&mut buf).await?;
+        assert_eq!(&buf[..n], b"abstract");
+        assert_eq!(from.as_abstract_name(), client_addr.as_abstract_name());
+        server.send_to_addr(b"back", &from).await?;
+        assert_eq!(client.recv(&mut buf).await?, 4);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_socket_moves_to_another_worker() {
+    run_with(Builder::new().workers(2), || async {
+        let (a, b) = UnixDatagram::pair()?;
+        a.send(b"queued before the move").await?;
+        let moved = b.into_std()?;
+        let got = spawn_on(1, async move {
+            let b = UnixDatagram::from_std(moved)?;
+            let mut buf = [0u8; 32];
+            let first = b.recv(&mut buf).await?;
+            let mut out = buf[..first].to_vec();
+            let second = b.recv(&mut buf).await?;
+            out.extend_from_slice(&buf[..second]);
+            io::Result::Ok(out)
+        });
+        a.send(b", and after").await?;
+        assert_eq!(got.await.unwrap()?, b"queued before the move, and after");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
