@@ -97,10 +97,21 @@ fn clear_stale_socket(path: &Path) -> io::Result<()> {
             format!("{} exists and is not a socket", path.display()),
         ));
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(
+    // A non-blocking probe: a live server whose accept queue is full makes
+    // a blocking connect wait, and this one say `WouldBlock`.
+    let probe = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&socket2::SockAddr::unix(path)?) {
+        Ok(()) => Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             format!("another server is listening on {}", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another server is listening on {} (its queue is full)",
+                path.display()
+            ),
         )),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
         Err(e) => Err(e),

@@ -38,6 +38,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod accept;
 mod bind;
 pub mod datagram;
 mod held;

@@ -63,7 +63,8 @@ fn send_fell_short<S: StreamSocket>(
     }
 }
 
-/// Future of [`TcpStream::recv`](crate::TcpStream::recv) (and `UnixStream`'s): resolves to the number of bytes received.
+/// Future of [`TcpStream::recv`](crate::TcpStream::recv) (and of
+/// `UnixStream`'s): resolves to the number of bytes received.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct Recv<'a, S: StreamSocket> {
@@ -137,7 +138,8 @@ impl<S: StreamSocket> Drop for Recv<'_, S> {
     }
 }
 
-/// Future of [`TcpStream::send`](crate::TcpStream::send) (and `UnixStream`'s): resolves to the number of bytes sent.
+/// Future of [`TcpStream::send`](crate::TcpStream::send) (and of
+/// `UnixStream`'s): resolves to the number of bytes sent.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct Send<'a, S: StreamSocket> {
@@ -193,7 +195,8 @@ impl<S: StreamSocket> Drop for Send<'_, S> {
     }
 }
 
-/// Future of [`TcpStream::send_all`](crate::TcpStream::send_all) (and `UnixStream`'s): sends the whole buffer.
+/// Future of [`TcpStream::send_all`](crate::TcpStream::send_all) (and of
+/// `UnixStream`'s): sends the whole buffer.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct SendAll<'a, S: StreamSocket> {
@@ -264,7 +267,8 @@ impl<S: StreamSocket> Drop for SendAll<'_, S> {
     }
 }
 
-/// Future of [`TcpStream::recv_exact`](crate::TcpStream::recv_exact) (and `UnixStream`'s): fills the whole buffer.
+/// Future of [`TcpStream::recv_exact`](crate::TcpStream::recv_exact) (and of
+/// `UnixStream`'s): fills the whole buffer.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct RecvExact<'a, S: StreamSocket> {

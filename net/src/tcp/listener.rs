@@ -12,8 +12,9 @@ use std::task::{Context, Poll};
 use cellio_reactor::{Handle, Registration};
 use socket2::{Protocol, Socket, Type};
 
+use crate::accept::poll_accept;
 use crate::bind::{bound_socket, each_address};
-use crate::op::{OpState, Side};
+use crate::op::OpState;
 use crate::tcp::TcpStream;
 
 /// How [`TcpListener::bind_with`] sets up the socket.
@@ -156,16 +157,13 @@ impl Future for Accept<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let listener = this.listener;
-        let accepted = this
-            .op
-            .poll(Side::rx(&listener.registration), Some(cx.waker()), || {
-                Ok((listener.io.accept()?, false))
-            });
-        accepted.map(|result| {
-            let (io, peer) = result?;
-            let handle = Handle::current().unwrap_or_else(|_| listener.registration.handle());
-            Ok((TcpStream::register(io, &handle)?, peer))
-        })
+        poll_accept(
+            &mut this.op,
+            &listener.registration,
+            cx,
+            || listener.io.accept(),
+            TcpStream::register,
+        )
     }
 }
 

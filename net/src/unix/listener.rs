@@ -12,7 +12,8 @@ use std::task::{Context, Poll};
 
 use cellio_reactor::{Handle, Registration};
 
-use crate::op::{OpState, Side};
+use crate::accept::poll_accept;
+use crate::op::OpState;
 use crate::unix::UnixStream;
 
 /// A Unix-domain listening socket driven by a cellio reactor.
@@ -129,16 +130,13 @@ impl Future for Accept<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let listener = this.listener;
-        let accepted = this
-            .op
-            .poll(Side::rx(&listener.registration), Some(cx.waker()), || {
-                Ok((listener.io.accept()?, false))
-            });
-        accepted.map(|result| {
-            let (io, peer) = result?;
-            let handle = Handle::current().unwrap_or_else(|_| listener.registration.handle());
-            Ok((UnixStream::register(io, &handle)?, peer))
-        })
+        poll_accept(
+            &mut this.op,
+            &listener.registration,
+            cx,
+            || listener.io.accept(),
+            UnixStream::register,
+        )
     }
 }
 
