@@ -93,6 +93,8 @@ pub struct Signal {
     id: Option<SigId>,
     reader: mio::net::UnixStream,
     registration: Registration,
+    /// The receive in progress through [`poll_recv`](Self::poll_recv).
+    polled: OpState,
 }
 
 impl Signal {
@@ -133,6 +135,7 @@ impl Signal {
             id: Some(id),
             reader,
             registration,
+            polled: OpState::new(),
         })
     }
 
@@ -145,25 +148,70 @@ impl Signal {
     /// receive completed (or since [`new`](Self::new)); deliveries in
     /// between count as one. Cancel-safe: a dropped receive loses nothing.
     pub fn recv(&mut self) -> RecvSignal<'_> {
+        // A receive `poll_recv` left pending gives way (nothing is lost: a
+        // delivery since then is still in the socket).
+        let registration = &self.registration;
+        self.polled.cancel(|| registration.rx());
+        self.polled = OpState::new();
         RecvSignal {
             signal: self,
             op: OpState::new(),
         }
     }
 
-    /// Drains every byte the handler sent: `Ok(true)` if there was one,
-    /// `Ok(false)` if none (`EAGAIN`).
-    fn drain(&self) -> io::Result<bool> {
-        let mut got = false;
-        let mut buf = [0u8; 64];
-        loop {
-            match (&self.reader).read(&mut buf) {
-                Ok(0) => return Err(io::Error::other("the signal's socket was closed")),
-                Ok(_) => got = true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+    /// [`recv`](Self::recv) as a poll method, for a hand-written `Future`
+    /// or `Stream`: `Ready(Ok(()))` once the signal has been delivered since
+    /// the previous receive completed, `Pending` with the task to be woken
+    /// at the next delivery. A receive it leaves pending continues at the
+    /// next call (from any task; the latest waker is woken), and gives way
+    /// to a later [`recv`](Self::recv), losing nothing.
+    ///
+    /// ```no_run
+    /// use std::future::poll_fn;
+    /// use cellio_net::signal::{Signal, SIGHUP};
+    ///
+    /// # async fn f() -> std::io::Result<()> {
+    /// let mut hangups = Signal::new(SIGHUP)?;
+    /// poll_fn(|cx| hangups.poll_recv(cx)).await?; // reload the configuration...
+    /// # Ok(()) }
+    /// ```
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = poll_delivery(&mut self.polled, &self.registration, &self.reader, cx);
+        if polled.is_ready() {
+            self.polled = OpState::new();
+        }
+        polled
+    }
+}
+
+/// One poll of a receive of the signal whose handler writes to `reader`.
+fn poll_delivery(
+    op: &mut OpState,
+    registration: &Registration,
+    reader: &mio::net::UnixStream,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    op.poll(Side::rx(registration), Some(cx.waker()), || {
+        match drain(reader)? {
+            // Everything drained: the socket is exhausted.
+            true => Ok(((), true)),
+            false => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    })
+}
+
+/// Drains every byte the handler sent: `Ok(true)` if there was one,
+/// `Ok(false)` if none (`EAGAIN`).
+fn drain(mut reader: &mio::net::UnixStream) -> io::Result<bool> {
+    let mut got = false;
+    let mut buf = [0u8; 64];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Err(io::Error::other("the signal's socket was closed")),
+            Ok(_) => got = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -178,6 +226,9 @@ impl fmt::Debug for Signal {
 
 impl Drop for Signal {
     fn drop(&mut self) {
+        // A receive left pending by `poll_recv` gives its reservation back.
+        let registration = &self.registration;
+        self.polled.cancel(|| registration.rx());
         // Drops the handler's action, which closes the other end.
         if let Some(id) = self.id.take() {
             signal_hook::low_level::unregister(id);
@@ -209,15 +260,7 @@ impl Future for RecvSignal<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let signal = this.signal;
-        this.op.poll(
-            Side::rx(&signal.registration),
-            Some(cx.waker()),
-            || match signal.drain()? {
-                // Everything drained: the socket is exhausted.
-                true => Ok(((), true)),
-                false => Err(io::ErrorKind::WouldBlock.into()),
-            },
-        )
+        poll_delivery(&mut this.op, &signal.registration, &signal.reader, cx)
     }
 }
 

@@ -1,7 +1,8 @@
 //! `signal::Signal` and `signal::ctrl_c`: a delivery completes a receive,
 //! deliveries in between coalesce, every `Signal` gets every delivery, a
 //! dropped receive loses none, a worker's reactor wakes for them, and bad
-//! signal numbers are refused with an error.
+//! signal numbers are refused with an error; `poll_recv` does what `recv`
+//! does, and gives way to it.
 //!
 //! Each test listens for a signal of its own (the tests of this file share
 //! one process, and a delivery goes to every listener in it).
@@ -144,4 +145,39 @@ fn signals_that_cannot_be_handled_are_refused() {
 fn outside_a_runtime_it_fails_instead_of_panicking() {
     let err = Signal::new(libc::SIGHUP).expect_err("no reactor here");
     assert!(err.to_string().contains("no cellio reactor"), "{err}");
+}
+
+#[test]
+fn poll_recv_completes_on_a_delivery_and_gives_way_to_recv() {
+    use std::future::poll_fn;
+    use std::task::Poll;
+    run(|| async {
+        let mut signal = Signal::new(libc::SIGVTALRM)?;
+        // Pending first, then completed by a delivery from another thread.
+        let mut polls = 0;
+        let raiser = raise_later(libc::SIGVTALRM, Duration::from_millis(20));
+        poll_fn(|cx| {
+            polls += 1;
+            signal.poll_recv(cx)
+        })
+        .await?;
+        raiser.join().unwrap();
+        assert!(polls >= 2, "it completed without waiting: {polls} poll");
+        // Nothing since: pending again; and again it can be completed.
+        assert!(poll_fn(|cx| Poll::Ready(signal.poll_recv(cx)))
+            .await
+            .is_pending());
+        raise(libc::SIGVTALRM)?;
+        poll_fn(|cx| signal.poll_recv(cx)).await?;
+        // A receive left pending gives way to `recv`, which then gets the
+        // next delivery.
+        assert!(poll_fn(|cx| Poll::Ready(signal.poll_recv(cx)))
+            .await
+            .is_pending());
+        raise(libc::SIGVTALRM)?;
+        signal.recv().await?;
+        assert!(poll_once(pin!(signal.recv())).await.is_pending());
+        io::Result::Ok(())
+    })
+    .unwrap();
 }
