@@ -11,9 +11,14 @@ a little high, the same way for every server. The servers are interleaved, the o
 every other round, and the table gives medians. User figures come from clock ticks (CLK_TCK,
 usually 100 per second): use several rounds.
 
+`--callgrind` instead counts user-space instructions per echoed message, exactly: each server
+runs under `valgrind --tool=callgrind` while `load --unix --requests N` (20 connections, not
+pinned) sends N and then 4N messages; the difference of the two runs' instructions over the
+difference of their messages leaves start-up and teardown out.
+
 Build first:  cargo build --release -p cellio-benches --bin tokio_echo &&
               cargo build --release --example unix_echo_server --example load
-Run:          python3 benches/scripts/unix_compare.py [--rounds 5] [--secs 5]
+Run:          python3 benches/scripts/unix_compare.py [--rounds 5] [--secs 5] [--callgrind]
 """
 
 import argparse
@@ -70,6 +75,43 @@ def one_run(name, path, a):
             result["p99_us"])
 
 
+def callgrind_run(name, path, requests):
+    """Instructions the server ran, and messages echoed, for `requests` messages."""
+    with tempfile.TemporaryDirectory(prefix="cellio-callgrind-") as out_dir:
+        out = os.path.join(out_dir, "callgrind.out")
+        server = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + SERVERS[name]
+            + [path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            line = server.stdout.readline()
+            if not line.startswith("listening on"):
+                raise RuntimeError(f"{name} did not start under callgrind: {line!r}")
+            client = subprocess.run(
+                [CLIENT, "--unix", path, "--connections", "20", "--requests", str(requests),
+                 "--warmup", "0s", "--json"], capture_output=True, text=True, check=True)
+            msgs = json.loads(client.stdout)["msgs"]
+        finally:
+            server.terminate()
+            server.wait()
+        with open(out) as f:
+            total = next(int(l.split()[1]) for l in f if l.startswith("summary:"))
+    return total, msgs
+
+
+def callgrind(a):
+    n = a.requests
+    with tempfile.TemporaryDirectory(prefix="cellio-unix-compare-") as tmp:
+        per = {}
+        for name in SERVERS:
+            small = callgrind_run(name, os.path.join(tmp, f"{name}-s.sock"), n)
+            large = callgrind_run(name, os.path.join(tmp, f"{name}-l.sock"), 4 * n)
+            per[name] = (large[0] - small[0]) / (large[1] - small[1])
+            print(f"{name:14s} {per[name]:7.1f} instructions per message", flush=True)
+    t = per["tokio-current"]
+    for name in ("cellio", "cellio-io"):
+        print(f"{name}: {per[name] / t:.2f}x tokio current_thread's instructions per message")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -79,12 +121,18 @@ def main():
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--server-cpu", default="0")
     ap.add_argument("--client-cpu", default="1")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count instructions per message under callgrind instead")
+    ap.add_argument("--requests", type=int, default=20000,
+                    help="with --callgrind: messages of the smaller run (the larger sends 4x)")
     a = ap.parse_args()
     for command in SERVERS.values():
         if not os.path.exists(command[0]):
             sys.exit(f"unix_compare: {command[0]} not built (see --help)")
     if not os.path.exists(CLIENT):
         sys.exit(f"unix_compare: {CLIENT} not built (see --help)")
+    if a.callgrind:
+        return callgrind(a)
     results = {name: [] for name in SERVERS}
     with tempfile.TemporaryDirectory(prefix="cellio-unix-compare-") as tmp:
         for r in range(a.rounds):
