@@ -11,7 +11,9 @@ use std::pin::pin;
 
 use cellio_net::unix::UnixDatagram;
 use cellio_runtime::{spawn_on, Builder};
-use util::{join2, pattern, poll_once, run, run_with, SocketDir};
+use util::{
+    fill_datagram_queue, join2, pattern, poll_once, recv_numbered, run, run_with, SocketDir,
+};
 
 #[test]
 fn a_pair_carries_datagrams_of_every_size_whole() {
@@ -126,31 +128,14 @@ fn a_receive_parks_until_a_datagram_comes() {
 fn a_send_to_a_full_peer_waits_and_nothing_is_lost() {
     run(|| async {
         let (a, b) = UnixDatagram::pair()?;
-        let mut sent = 0u32;
-        // Fill the peer's queue.
-        loop {
-            match a.try_send(&sent.to_le_bytes()) {
-                Ok(_) => sent += 1,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-            assert!(sent < 1_000_000, "the queue never filled");
-        }
+        let sent = fill_datagram_queue(&a)?;
         let next = sent.to_le_bytes();
         let mut send = pin!(a.send(&next));
         assert!(
             poll_once(send.as_mut()).await.is_pending(),
             "the queue is full"
         );
-        let (sent_late, received) = join2(send, async {
-            let mut buf = [0u8; 4];
-            for expected in 0..=sent {
-                assert_eq!(b.recv(&mut buf).await?, 4);
-                assert_eq!(u32::from_le_bytes(buf), expected, "out of order or lost");
-            }
-            io::Result::Ok(())
-        })
-        .await;
+        let (sent_late, received) = join2(send, recv_numbered(&b, sent)).await;
         assert_eq!(sent_late?, 4);
         received?;
         assert_eq!(a.stats().send_parked, 1, "{:?}", a.stats());

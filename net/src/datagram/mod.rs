@@ -1,6 +1,7 @@
 //! What every datagram socket shares, whatever its address family: the
-//! operation futures ([`Recv`], [`RecvFrom`], [`Send`], [`SendTo`]),
-//! generic over the sealed [`DatagramSocket`] trait, which
+//! operation futures ([`Recv`], [`RecvFrom`], [`Send`], [`SendTo`]) and
+//! the poll-method wrapper [`DatagramIo`], generic over the sealed
+//! [`DatagramSocket`] trait, which
 //! [`UdpSocket`](crate::UdpSocket) and
 //! [`UnixDatagram`](crate::unix::UnixDatagram) implement. Each family's
 //! module names them for its own socket ([`udp::RecvFrom`](crate::udp::RecvFrom)
@@ -29,15 +30,17 @@
 //! * Generic code is monomorphised per socket type: a UDP echo runs the same
 //!   instructions as before Unix datagrams existed.
 
+mod io;
 mod ops;
 
 use std::fmt::Debug;
-use std::io;
+use std::io as std_io;
 use std::os::fd::AsRawFd;
 
 use cellio_reactor::Registration;
 use socket2::SockAddr;
 
+pub use io::DatagramIo;
 pub(crate) use ops::{after_send, recv, recv_from, send, send_to};
 pub use ops::{Recv, RecvFrom, Send, SendTo};
 
@@ -69,12 +72,12 @@ pub(crate) mod sealed {
 
         /// Adds write interest, if not there yet: a send found the socket
         /// full and is about to park on the send cell.
-        fn arm_writable(&self) -> io::Result<()>;
+        fn arm_writable(&self) -> std_io::Result<()>;
 
         /// A received datagram's sender, from the kernel's address.
-        fn sender(from: SockAddr) -> io::Result<Self::Addr>;
+        fn sender(from: SockAddr) -> std_io::Result<Self::Addr>;
 
         /// One datagram to `target` (`sendto(2)`).
-        fn send_to_target(&self, buf: &[u8], target: &Self::Target) -> io::Result<usize>;
+        fn send_to_target(&self, buf: &[u8], target: &Self::Target) -> std_io::Result<usize>;
     }
 }

@@ -9,11 +9,15 @@
 //! [`MAX_DATAGRAM`] bytes holds any UDP datagram. These names are the
 //! generic futures for a [`UdpSocket`].
 
-mod io;
 mod socket;
 
-pub use io::UdpIo;
 pub use socket::{BindOptions, UdpSocket};
+
+/// A [`UdpSocket`] one task drives alone through `&mut self`, keeping its
+/// cells reserved (and, on its own worker, confined) between datagrams; see
+/// [`DatagramIo`](crate::datagram::DatagramIo), whose docs have an
+/// example.
+pub type UdpIo = crate::datagram::DatagramIo<UdpSocket>;
 
 /// Future of [`UdpSocket::recv_from`]: one datagram and its sender.
 pub type RecvFrom<'a> = crate::datagram::RecvFrom<'a, UdpSocket>;

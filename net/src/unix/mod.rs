@@ -1,6 +1,7 @@
 //! Unix-domain sockets: [`UnixListener`], [`UnixStream`] and their
 //! operation futures, [`UnixIo`] (a stream behind poll methods and the
-//! `AsyncRead`/`AsyncWrite` traits) with its halves, [`UnixDatagram`], and
+//! `AsyncRead`/`AsyncWrite` traits) with its halves, [`UnixDatagram`] (and
+//! [`UnixDatagramIo`]), and
 //! on Linux a stream peer's credentials ([`UCred`]).
 //!
 //! A Unix stream runs exactly as a TCP stream does: the same cells, the same
@@ -10,8 +11,10 @@
 //! filesystem path, or on Linux an abstract name, as
 //! `std::os::unix::net::SocketAddr`.
 //!
-//! Not here yet: passing descriptors (`SCM_RIGHTS`), and a poll-method
-//! wrapper for datagrams (`UdpIo` has no Unix twin).
+//! [`UnixDatagramIo`] is `UdpIo`'s twin: a datagram socket one task drives
+//! alone, its cells held between datagrams.
+//!
+//! Not here yet: passing descriptors (`SCM_RIGHTS`).
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod cred;
@@ -61,6 +64,29 @@ pub type RecvHalf<'a> = crate::stream::RecvHalf<'a, UnixStream>;
 /// The sending half of a [`UnixIo`], from
 /// [`split`](crate::stream::StreamIo::split).
 pub type SendHalf<'a> = crate::stream::SendHalf<'a, UnixStream>;
+
+/// A [`UnixDatagram`] one task drives alone through `&mut self`, keeping
+/// its cells reserved (and, on its own worker, confined) between datagrams:
+/// [`UdpIo`](crate::udp::UdpIo)'s twin; see
+/// [`DatagramIo`](crate::datagram::DatagramIo).
+///
+/// ```
+/// use cellio_net::unix::{UnixDatagram, UnixDatagramIo};
+///
+/// # fn main() -> std::io::Result<()> {
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let (a, b) = UnixDatagram::pair()?;
+///     let (mut a, mut b) = (UnixDatagramIo::new(a), UnixDatagramIo::new(b));
+///     a.send(b"held").await?;
+///     let mut buf = [0u8; 16];
+///     let n = b.recv(&mut buf).await?;
+///     assert_eq!(&buf[..n], b"held");
+///     assert!(b.is_confined());
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub type UnixDatagramIo = crate::datagram::DatagramIo<UnixDatagram>;
 
 /// Future of [`UnixDatagram::recv_from`]: one datagram and its sender.
 pub type RecvFrom<'a> = crate::datagram::RecvFrom<'a, UnixDatagram>;

@@ -358,3 +358,29 @@ impl Drop for SocketDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Sends numbered 4-byte datagrams from `socket` to its connected peer
+/// until the kernel refuses one (`WouldBlock`): the peer's queue (or this
+/// socket's send buffer) is full. Returns how many went.
+pub fn fill_datagram_queue(socket: &cellio_net::unix::UnixDatagram) -> io::Result<u32> {
+    let mut sent = 0u32;
+    loop {
+        match socket.try_send(&sent.to_le_bytes()) {
+            Ok(_) => sent += 1,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
+            Err(e) => return Err(e),
+        }
+        assert!(sent < 1_000_000, "the queue never filled");
+    }
+}
+
+/// Receives the numbered datagrams `0..=last` on `socket`, failing on one
+/// out of order or missing.
+pub async fn recv_numbered(socket: &cellio_net::unix::UnixDatagram, last: u32) -> io::Result<()> {
+    let mut buf = [0u8; 4];
+    for expected in 0..=last {
+        assert_eq!(socket.recv(&mut buf).await?, 4);
+        assert_eq!(u32::from_le_bytes(buf), expected, "out of order or lost");
+    }
+    Ok(())
+}

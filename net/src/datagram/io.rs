@@ -1,21 +1,29 @@
-//! [`UdpIo`]: a [`UdpSocket`] that one task drives alone, keeping its cells
-//! reserved between operations (as [`TcpIo`](crate::TcpIo) does for a
-//! stream; `crate::held` explains the protocol).
+//! [`DatagramIo`] ([`UdpIo`](crate::udp::UdpIo),
+//! [`UnixDatagramIo`](crate::unix::UnixDatagramIo)): a datagram socket that
+//! one task drives alone, keeping its cells reserved between operations (as
+//! [`TcpIo`](crate::TcpIo) does for a stream; `crate::held` explains the
+//! protocol).
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::datagram::sealed::Sealed;
-use crate::datagram::{after_send, recv, recv_from, send, send_to};
-use crate::held::HeldCell;
-use crate::udp::UdpSocket;
+use socket2::SockAddr;
 
-/// A [`UdpSocket`] used through `&mut self`: poll methods and futures that
+use crate::datagram::{after_send, recv, recv_from, send, send_to, DatagramSocket};
+use crate::held::HeldCell;
+use crate::unix::UnixDatagram;
+use crate::UdpSocket;
+
+/// A datagram socket used through `&mut self`, named
+/// [`UdpIo`](crate::udp::UdpIo) for a [`UdpSocket`] and
+/// [`UnixDatagramIo`](crate::unix::UnixDatagramIo) for a [`UnixDatagram`]
+/// (what follows says `UdpIo`, and holds for both): poll methods and futures that
 /// keep each direction's cell reserved from one operation to the next,
 /// instead of reserving and releasing it per datagram as the socket's own
 /// futures do.
@@ -24,7 +32,7 @@ use crate::udp::UdpSocket;
 /// spawn its task with `spawn_local`, or build it on another worker with
 /// `spawn_local_on`. In return, on the worker whose reactor owns the
 /// socket (it was bound there, or registered with
-/// [`from_std`](UdpSocket::from_std) there), its cells are *confined* to
+/// `from_std` there), its cells are *confined* to
 /// that thread, and a datagram's receive, park and wake-up take no locked
 /// instruction; [`is_confined`](Self::is_confined) says whether that
 /// applies. docs/benchmarks.md ("UDP") has the figures.
@@ -56,8 +64,8 @@ use crate::udp::UdpSocket;
 ///     }
 /// }
 /// ```
-pub struct UdpIo {
-    socket: UdpSocket,
+pub struct DatagramIo<S: DatagramSocket> {
+    socket: S,
     rx: HeldCell,
     tx: HeldCell,
     /// Neither `Send` nor `Sync`: confined reservations must not leave this
@@ -65,10 +73,10 @@ pub struct UdpIo {
     _confined: PhantomData<*const ()>,
 }
 
-impl UdpIo {
+impl<S: DatagramSocket> DatagramIo<S> {
     /// Wraps `socket`. Nothing is reserved until the first operation in
     /// each direction.
-    pub fn new(socket: UdpSocket) -> Self {
+    pub fn new(socket: S) -> Self {
         Self {
             socket,
             rx: HeldCell::default(),
@@ -87,13 +95,13 @@ impl UdpIo {
 
     /// Receives one datagram and its sender, or `Pending` with the task to
     /// be woken when one arrives. A datagram longer than `buf` fails with
-    /// `ErrorKind::InvalidData`, as [`UdpSocket::recv_from`] does.
+    /// `ErrorKind::InvalidData`, as the socket's `recv_from` does.
     #[inline(always)]
     pub fn poll_recv_from(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
-    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+    ) -> Poll<io::Result<(usize, S::Addr)>> {
         self.poll_rx(cx, |socket| recv_from(socket, buf))
     }
 
@@ -104,16 +112,17 @@ impl UdpIo {
         self.poll_rx(cx, |socket| recv(socket, buf))
     }
 
-    /// Sends `buf` as one datagram to `target`, or `Pending` with the task
-    /// to be woken when the socket's buffer has room.
+    /// Sends `buf` as one datagram to `target` (as the socket keeps a
+    /// destination), or `Pending` with the task to be woken when the
+    /// socket's buffer has room: the family's `poll_send_to` below.
     #[inline(always)]
-    pub fn poll_send_to(
+    fn poll_send_to_target(
         &mut self,
         cx: &mut Context<'_>,
         buf: &[u8],
-        target: SocketAddr,
+        target: &S::Target,
     ) -> Poll<io::Result<usize>> {
-        self.poll_tx(cx, |socket| send_to(socket, buf, &target))
+        self.poll_tx(cx, |socket| send_to(socket, buf, target))
     }
 
     /// Sends `buf` as one datagram to the connected peer; as
@@ -129,7 +138,7 @@ impl UdpIo {
     fn poll_rx<R>(
         &mut self,
         cx: &mut Context<'_>,
-        mut attempt: impl FnMut(&UdpSocket) -> io::Result<R>,
+        mut attempt: impl FnMut(&S) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         let socket = &self.socket;
         let registration = socket.registration();
@@ -148,7 +157,7 @@ impl UdpIo {
     fn poll_tx(
         &mut self,
         cx: &mut Context<'_>,
-        mut attempt: impl FnMut(&UdpSocket) -> io::Result<usize>,
+        mut attempt: impl FnMut(&S) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let socket = &self.socket;
         let registration = socket.registration();
@@ -165,7 +174,7 @@ impl UdpIo {
     pub fn recv_from<'a>(
         &'a mut self,
         buf: &'a mut [u8],
-    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + 'a {
+    ) -> impl Future<Output = io::Result<(usize, S::Addr)>> + 'a {
         IoOp::new(self, move |io, cx| io.poll_recv_from(cx, buf))
     }
 
@@ -177,6 +186,41 @@ impl UdpIo {
         IoOp::new(self, move |io, cx| io.poll_recv(cx, buf))
     }
 
+    /// [`poll_send`](Self::poll_send) as a future.
+    pub fn send<'a>(&'a mut self, buf: &'a [u8]) -> impl Future<Output = io::Result<usize>> + 'a {
+        IoOp::new(self, move |io, cx| io.poll_send(cx, buf))
+    }
+
+    /// The socket (for its addresses, options, statistics, `connect`).
+    pub fn get_ref(&self) -> &S {
+        &self.socket
+    }
+
+    /// Releases both cells and returns the socket, whose futures can then
+    /// use them again. A parked receive is abandoned; no datagram is lost
+    /// (it stays queued in the kernel).
+    pub fn into_inner(mut self) -> S {
+        let registration = self.socket.registration();
+        self.rx.release(registration.rx());
+        self.tx.release(registration.tx());
+        let DatagramIo { socket, .. } = self;
+        socket
+    }
+}
+
+impl DatagramIo<UdpSocket> {
+    /// Sends `buf` as one datagram to `target`, or `Pending` with the task
+    /// to be woken when the socket's buffer has room.
+    #[inline(always)]
+    pub fn poll_send_to(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_send_to_target(cx, buf, &target)
+    }
+
     /// [`poll_send_to`](Self::poll_send_to) as a future.
     pub fn send_to<'a>(
         &'a mut self,
@@ -185,38 +229,43 @@ impl UdpIo {
     ) -> impl Future<Output = io::Result<usize>> + 'a {
         IoOp::new(self, move |io, cx| io.poll_send_to(cx, buf, target))
     }
+}
 
-    /// [`poll_send`](Self::poll_send) as a future.
-    pub fn send<'a>(&'a mut self, buf: &'a [u8]) -> impl Future<Output = io::Result<usize>> + 'a {
-        IoOp::new(self, move |io, cx| io.poll_send(cx, buf))
+impl DatagramIo<UnixDatagram> {
+    /// Sends `buf` as one datagram to the socket bound at `path`, or
+    /// `Pending` with the task to be woken when there is room (a Unix
+    /// datagram is never dropped: a full peer makes the send wait). A path
+    /// that cannot be a socket address fails with `InvalidInput`.
+    pub fn poll_send_to(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        path: &Path,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_send_to_target(cx, buf, &SockAddr::unix(path).ok())
     }
 
-    /// The socket (for its addresses, options, statistics, `connect`).
-    pub fn get_ref(&self) -> &UdpSocket {
-        &self.socket
-    }
-
-    /// Releases both cells and returns the socket, whose futures can then
-    /// use them again. A parked receive is abandoned; no datagram is lost
-    /// (it stays queued in the kernel).
-    pub fn into_inner(mut self) -> UdpSocket {
-        let registration = self.socket.registration();
-        self.rx.release(registration.rx());
-        self.tx.release(registration.tx());
-        let UdpIo { socket, .. } = self;
-        socket
+    /// [`poll_send_to`](Self::poll_send_to) as a future; the path is made
+    /// a socket address once.
+    pub fn send_to<'a, P: AsRef<Path>>(
+        &'a mut self,
+        buf: &'a [u8],
+        path: P,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        let target = SockAddr::unix(path).ok();
+        IoOp::new(self, move |io, cx| io.poll_send_to_target(cx, buf, &target))
     }
 }
 
-impl From<UdpSocket> for UdpIo {
-    fn from(socket: UdpSocket) -> Self {
+impl<S: DatagramSocket> From<S> for DatagramIo<S> {
+    fn from(socket: S) -> Self {
         Self::new(socket)
     }
 }
 
-impl fmt::Debug for UdpIo {
+impl<S: DatagramSocket> fmt::Debug for DatagramIo<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpIo")
+        f.debug_struct("DatagramIo")
             .field("socket", &self.socket)
             .field("rx", &self.rx)
             .field("tx", &self.tx)
@@ -227,23 +276,23 @@ impl fmt::Debug for UdpIo {
 /// The future of every operation above: one of `UdpIo`'s poll methods,
 /// called on each poll. A plain struct whose poll is always inlined into
 /// the awaiting task (see `TcpIo`'s futures).
-struct IoOp<'a, F> {
-    io: &'a mut UdpIo,
+struct IoOp<'a, S: DatagramSocket, F> {
+    io: &'a mut DatagramIo<S>,
     poll: F,
 }
 
-impl<'a, F, R> IoOp<'a, F>
+impl<'a, S: DatagramSocket, F, R> IoOp<'a, S, F>
 where
-    F: FnMut(&mut UdpIo, &mut Context<'_>) -> Poll<R>,
+    F: FnMut(&mut DatagramIo<S>, &mut Context<'_>) -> Poll<R>,
 {
-    fn new(io: &'a mut UdpIo, poll: F) -> Self {
+    fn new(io: &'a mut DatagramIo<S>, poll: F) -> Self {
         Self { io, poll }
     }
 }
 
-impl<F, R> Future for IoOp<'_, F>
+impl<S: DatagramSocket, F, R> Future for IoOp<'_, S, F>
 where
-    F: FnMut(&mut UdpIo, &mut Context<'_>) -> Poll<R> + Unpin,
+    F: FnMut(&mut DatagramIo<S>, &mut Context<'_>) -> Poll<R> + Unpin,
 {
     type Output = R;
 
