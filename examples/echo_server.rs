@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use accept_backoff::{out_of_resources, Starved};
 use cellio::runtime::{sleep, spawn_local_on, spawn_on, until_shutdown, RuntimeHandle, Sleep};
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
@@ -310,7 +311,7 @@ async fn io_until_idle(io: &mut TcpIo, buf: &mut [u8], idle: Duration) -> std::i
 /// workers (hand-off mode) connections are dealt round-robin to them.
 async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
     let mut next = 0;
-    let mut starved = Starved::default();
+    let mut starved = Starved::new("echo_server");
     while let Some(accepted) = until_shutdown(listener.accept()).await {
         match accepted {
             Ok((stream, _peer)) => {
@@ -348,75 +349,6 @@ async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
     }
 }
 
-/// An accept error that names no connection but a resource the process or
-/// the system has run out of: file descriptors (`EMFILE`, `ENFILE`), socket
-/// buffers or memory. Retrying at once fails the same way.
-fn out_of_resources(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
-/// The accept loop's backoff while out of resources: 10 ms after the first
-/// failure, doubling up to 1 s. It says so at most once a second, and when
-/// an accept succeeds after a streak it told of (a loop that retried at
-/// once printed 649 106 lines in 2 s at the limit, with no client at all).
-#[derive(Default)]
-struct Starved {
-    /// Failed accepts since the last success.
-    failures: u64,
-    /// This streak of failures was reported.
-    told: bool,
-    /// When a failure was last reported.
-    last_told: Option<Instant>,
-    /// Failures since then, not reported.
-    untold: u64,
-}
-
-impl Starved {
-    const FIRST_PAUSE: Duration = Duration::from_millis(10);
-    const LONGEST_PAUSE: Duration = Duration::from_secs(1);
-    const REPORT_EVERY: Duration = Duration::from_secs(1);
-
-    /// Another accept failed with `e`: how long to wait before the next.
-    fn failed(&mut self, e: &std::io::Error) -> Duration {
-        let now = Instant::now();
-        if self
-            .last_told
-            .is_none_or(|t| now.duration_since(t) >= Self::REPORT_EVERY)
-        {
-            let more = match self.untold {
-                0 => String::new(),
-                n => format!(" ({n} more since the last report)"),
-            };
-            eprintln!(
-                "echo_server: accept failed: {e}{more}; backing off ({:?} to {:?}) while the \
-                 connections wait in the listen backlog",
-                Self::FIRST_PAUSE,
-                Self::LONGEST_PAUSE
-            );
-            (self.last_told, self.untold, self.told) = (Some(now), 0, true);
-        } else {
-            self.untold += 1;
-        }
-        let doublings = self.failures.min(10) as u32;
-        self.failures += 1;
-        (Self::FIRST_PAUSE * (1 << doublings)).min(Self::LONGEST_PAUSE)
-    }
-
-    /// An accept succeeded.
-    fn recovered(&mut self) {
-        if self.told {
-            eprintln!(
-                "echo_server: accepting again after {} failed accepts",
-                self.failures
-            );
-        }
-        (self.failures, self.told) = (0, false);
-    }
-}
-
 /// `e` with what was being done when it happened.
 fn context(what: &str, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{what}: {e}"))
@@ -433,6 +365,8 @@ fn main() -> ExitCode {
     }
 }
 
+#[path = "common/accept_backoff.rs"]
+mod accept_backoff;
 #[path = "common/open_files.rs"]
 mod open_files;
 #[path = "common/shutdown_signals.rs"]

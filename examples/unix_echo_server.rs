@@ -19,6 +19,10 @@
 //!   there, or a file that is not a socket, is an error, never touched. On
 //!   SIGINT/SIGTERM the server stops accepting, gives open connections
 //!   `--grace-ms` to finish, removes its socket file and exits 0.
+//! * Out of descriptors, the accept loop backs off (10 ms doubling to 1 s)
+//!   and says so at most once a second, as the TCP echo server does
+//!   (`examples/common/accept_backoff.rs`); the soft limit on open files is
+//!   raised to the hard limit at start.
 //! * A connection's error ends that connection only (reported at the
 //!   `tracing` debug level, as the TCP echo server does).
 
@@ -28,11 +32,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cellio::runtime::until_shutdown;
+use accept_backoff::{out_of_resources, Starved};
+use cellio::runtime::{sleep, until_shutdown};
 use cellio::unix::{UnixIo, UnixListener, UnixStream};
 use cellio::{spawn, spawn_local, Runtime};
 use clap::Parser;
 
+#[path = "common/accept_backoff.rs"]
+mod accept_backoff;
+#[path = "common/open_files.rs"]
+mod open_files;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
 
@@ -119,6 +128,8 @@ fn clear_stale_socket(path: &Path) -> io::Result<()> {
 }
 
 fn run(args: &Args) -> io::Result<()> {
+    // Every connection is an open file: take what the hard limit allows.
+    open_files::raise_open_files(None);
     clear_stale_socket(&args.path)
         .map_err(|e| context(&format!("cannot use {}", args.path.display()), e))?;
     let runtime = Runtime::builder()
@@ -131,17 +142,29 @@ fn run(args: &Args) -> io::Result<()> {
         let listener = UnixListener::bind(&args.path)
             .map_err(|e| context(&format!("cannot bind {}", args.path.display()), e))?;
         println!("listening on {}", args.path.display());
+        let mut starved = Starved::new("unix_echo_server");
         loop {
             let Some(accepted) = until_shutdown(listener.accept()).await else {
                 return io::Result::Ok(()); // shutting down
             };
             let (stream, _peer) = match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    starved.recovered();
+                    accepted
+                }
+                // Out of descriptors (or another resource): back off, as
+                // the TCP echo server does; the clients wait in the queue.
+                Err(e) if out_of_resources(&e) => {
+                    let pause = starved.failed(&e);
+                    if until_shutdown(sleep(pause)).await.is_none() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                // A client gone before we took it: the next may be fine.
                 Err(e) => {
-                    // Out of descriptors, say: wait a little instead of
-                    // spinning; the queued clients stay queued.
-                    eprintln!("unix_echo_server: accept: {e}");
-                    cellio::runtime::sleep(Duration::from_millis(10)).await;
+                    eprintln!("unix_echo_server: accept failed: {e}");
+                    cellio::yield_now().await;
                     continue;
                 }
             };

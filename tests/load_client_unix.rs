@@ -2,7 +2,8 @@
 //! Unix echo server example and against a server that corrupts echoes; and
 //! the example's handling of its socket file (a stale one is cleared, a
 //! live server's or a plain file is left alone, its own is removed when a
-//! signal stops it).
+//! signal stops it) and of running out of descriptors (it backs off, says
+//! so rarely, and recovers).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -13,8 +14,11 @@ use std::time::{Duration, Instant};
 
 #[path = "util/load_process.rs"]
 mod load_process;
+#[path = "util/server_lines.rs"]
+mod server_lines;
 
 use load_process::{assert_no_allocations, count, json, run_load};
+use server_lines::{assert_backoff_reported_rarely, says_within};
 
 /// A directory for this test's socket files, removed when dropped.
 struct Dir(PathBuf);
@@ -44,7 +48,12 @@ struct UnixEchoServer(Child);
 impl UnixEchoServer {
     /// Starts it on `path` with `args`; returns once it says it listens.
     fn start(path: &Path, args: &[&str]) -> Self {
-        let mut child = server_command(path, args)
+        Self::spawn(server_command(path, args), path)
+    }
+
+    /// Starts `command` (the server on `path`); returns once it listens.
+    fn spawn(mut command: Command, path: &Path) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .spawn()
             .expect("start unix_echo_server");
@@ -72,10 +81,13 @@ impl Drop for UnixEchoServer {
     }
 }
 
-fn server_command(path: &Path, args: &[&str]) -> Command {
+fn server_bin() -> &'static PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let bin = BIN.get_or_init(|| load_process::example_bin::build_example("unix_echo_server"));
-    let mut command = Command::new(bin);
+    BIN.get_or_init(|| load_process::example_bin::build_example("unix_echo_server"))
+}
+
+fn server_command(path: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(server_bin());
     command.arg("--path").arg(path).args(args);
     command
 }
@@ -198,4 +210,44 @@ fn the_server_clears_a_stale_socket_but_never_a_live_one_or_a_plain_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
     assert_eq!(std::fs::read(&plain).unwrap(), b"keep me");
+}
+
+/// As the TCP echo server's test (`echo_server_out_of_descriptors.rs`):
+/// with 40 descriptors and 80 clients queued, the accept loop backs off,
+/// reports it at most about once a second, serves a client as descriptors
+/// free up, and says when it accepts again.
+#[test]
+fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
+    let dir = Dir::new("unix-echo-fds");
+    let path = dir.path("limited.sock");
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" --path \"$1\"")
+        .arg(server_bin())
+        .arg(&path)
+        .stderr(Stdio::piped());
+    let mut server = UnixEchoServer::spawn(command, &path);
+    let lines = server_lines::lines_of(server.0.stderr.take().unwrap());
+    let echoes = |stream: &mut UnixStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reply = [0u8; 4];
+        stream.write_all(b"ping").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"ping"
+    };
+    let start = Instant::now();
+    let mut clients: Vec<UnixStream> = (0..80)
+        .map(|_| UnixStream::connect(&path).expect("connect (into the queue)"))
+        .collect();
+    assert!(echoes(&mut clients[0]));
+    thread::sleep(Duration::from_millis(1500));
+    assert_backoff_reported_rarely(&lines, start);
+    drop(clients);
+    let mut late = UnixStream::connect(&path).expect("connect");
+    assert!(echoes(&mut late));
+    let recovered = says_within(&lines, "accepting again", Duration::from_secs(10));
+    assert!(recovered, "no line saying it accepts again");
 }

@@ -18,7 +18,8 @@ difference of their messages leaves start-up and teardown out.
 
 Build first:  cargo build --release -p cellio-benches --bin tokio_echo &&
               cargo build --release --example unix_echo_server --example load
-Run:          python3 benches/scripts/unix_compare.py [--rounds 5] [--secs 5] [--callgrind]
+Run:          python3 benches/scripts/unix_compare.py [--rounds 5] [--secs 5] [--tcp] [--callgrind]
+(`--tcp` also needs `cargo build --release --example echo_server`.)
 """
 
 import argparse
@@ -39,6 +40,10 @@ SERVERS = {
     "cellio-io": [CELLIO, "--api", "poll", "--path"],
 }
 CLIENT = os.path.join(REL, "examples", "load")
+# `--tcp`: cellio's TCP echo server over loopback in the same rotation, so that what the
+# kernel costs per message over a Unix stream and over TCP comes from one run.
+TCP_SERVER = "cellio-tcp"
+TCP_COMMAND = [os.path.join(REL, "examples", "echo_server"), "--addr"]
 
 
 def cpu_ticks(pid):
@@ -48,14 +53,19 @@ def cpu_ticks(pid):
 
 
 def one_run(name, path, a):
-    server = subprocess.Popen(["taskset", "-c", a.server_cpu] + SERVERS[name] + [path],
+    if name == TCP_SERVER:
+        # The "path" is then a loopback address.
+        command, target = TCP_COMMAND + [path], ["--addr", path]
+    else:
+        command, target = SERVERS[name] + [path], ["--unix", path]
+    server = subprocess.Popen(["taskset", "-c", a.server_cpu] + command,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()
         if not line.startswith("listening on"):
             raise RuntimeError(f"{name} did not start: {line!r} {server.stderr.read()}")
         client = subprocess.Popen(
-            ["taskset", "-c", a.client_cpu, CLIENT, "--unix", path, "--connections",
+            ["taskset", "-c", a.client_cpu, CLIENT] + target + ["--connections",
              str(a.connections), "--size", str(a.size), "--warmup", f"{a.warmup}s",
              "--duration", f"{a.secs}s", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -121,6 +131,9 @@ def main():
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--server-cpu", default="0")
     ap.add_argument("--client-cpu", default="1")
+    ap.add_argument("--tcp", action="store_true",
+                    help=f"also run {TCP_SERVER}: cellio's echo_server over TCP loopback")
+    ap.add_argument("--port", type=int, default=7801, help="with --tcp: the first port")
     ap.add_argument("--callgrind", action="store_true",
                     help="count instructions per message under callgrind instead")
     ap.add_argument("--requests", type=int, default=20000,
@@ -133,12 +146,16 @@ def main():
         sys.exit(f"unix_compare: {CLIENT} not built (see --help)")
     if a.callgrind:
         return callgrind(a)
-    results = {name: [] for name in SERVERS}
+    names = list(SERVERS) + ([TCP_SERVER] if a.tcp else [])
+    results = {name: [] for name in names}
+    port = a.port
     with tempfile.TemporaryDirectory(prefix="cellio-unix-compare-") as tmp:
         for r in range(a.rounds):
-            order = list(SERVERS) if r % 2 == 0 else list(reversed(SERVERS))
+            order = names if r % 2 == 0 else list(reversed(names))
             for name in order:
-                path = os.path.join(tmp, f"{name}-{r}.sock")
+                port += 1
+                path = (f"127.0.0.1:{port}" if name == TCP_SERVER
+                        else os.path.join(tmp, f"{name}-{r}.sock"))
                 row = one_run(name, path, a)
                 results[name].append(row)
                 print(f"round {r + 1} {name:14s} {row[0]:9.0f} msg/s  user {row[1]:6.1f}  "
@@ -155,6 +172,10 @@ def main():
         c = med[name]
         print(f"{name}: {c[0] / t[0]:.2f}x tokio current_thread's msgs/s, user CPU per message "
               f"{c[1] / t[1]:.2f}x")
+    if a.tcp:
+        u, tcp = med["cellio"], med[TCP_SERVER]
+        print(f"system CPU per message, cellio over a Unix stream / over TCP loopback: "
+              f"{u[2]:.1f} / {tcp[2]:.1f} ns = {u[2] / tcp[2]:.2f}x")
 
 
 if __name__ == "__main__":

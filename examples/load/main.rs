@@ -135,6 +135,7 @@ struct Target {
 }
 
 /// Where a server listens.
+#[derive(Clone)]
 enum Endpoint {
     /// What an `--addr` resolved to.
     Inet(Vec<SocketAddr>),
@@ -530,10 +531,7 @@ fn worker(
         let handles: Vec<_> = ids
             .clone()
             .map(|id| {
-                let endpoint = match &plan.targets[(id % targets) as usize].endpoint {
-                    Endpoint::Inet(addrs) => Endpoint::Inet(addrs.clone()),
-                    Endpoint::Unix(path) => Endpoint::Unix(path.clone()),
-                };
+                let endpoint = plan.targets[(id % targets) as usize].endpoint.clone();
                 spawn_local(async move {
                     let addrs = match endpoint {
                         Endpoint::Inet(addrs) => addrs,

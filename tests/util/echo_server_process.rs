@@ -4,11 +4,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
+use std::sync::mpsc::Receiver;
 
 #[path = "example_bin.rs"]
 mod example_bin;
+#[path = "server_lines.rs"]
+pub mod server_lines;
 
 /// A running echo server.
 pub struct EchoServer {
@@ -38,16 +39,7 @@ impl EchoServer {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
             .to_string();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("server: {line}");
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = server_lines::lines_of(child.stderr.take().expect("stderr"));
         EchoServer { child, addr, lines }
     }
 }

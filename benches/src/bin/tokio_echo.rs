@@ -81,19 +81,16 @@ async fn serve(addr: SocketAddr, buf_size: usize) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("local_addr: {e}"))?;
     announce_listening(local);
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(echo(stream, buf_size));
-            }
-            Err(e) => {
-                // EMFILE and friends: report, back off briefly, keep serving.
-                eprintln!("{PROG}: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
-    }
+    let listener = &listener;
+    accept_loop(
+        move || async move {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        },
+        buf_size,
+    )
+    .await
 }
 
 async fn serve_unix(path: &std::path::Path, buf_size: usize) -> Result<(), String> {
@@ -101,12 +98,28 @@ async fn serve_unix(path: &std::path::Path, buf_size: usize) -> Result<(), Strin
     let listener = tokio::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
     println!("listening on {}", path.display());
+    let listener = &listener;
+    accept_loop(
+        move || async move { Ok(listener.accept().await?.0) },
+        buf_size,
+    )
+    .await
+}
+
+/// Accepts forever, a spawned [`echo`] task per connection.
+async fn accept_loop<S, F, A>(mut accept: F, buf_size: usize) -> Result<(), String>
+where
+    F: FnMut() -> A,
+    A: std::future::Future<Output = std::io::Result<S>>,
+    S: AsyncReadExt + AsyncWriteExt + Unpin + Send + 'static,
+{
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
+        match accept().await {
+            Ok(stream) => {
                 tokio::spawn(echo(stream, buf_size));
             }
             Err(e) => {
+                // EMFILE and friends: report, back off briefly, keep serving.
                 eprintln!("{PROG}: accept: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }

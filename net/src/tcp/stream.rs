@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use cellio_reactor::{Handle, Registration};
 
@@ -307,13 +307,7 @@ impl sealed::Sealed for TcpStream {
     }
 }
 
-impl Drop for TcpStream {
-    fn drop(&mut self) {
-        if let Err(e) = self.registration.deregister(&mut self.io) {
-            tracing::debug!(error = %e, "deregister failed");
-        }
-    }
-}
+crate::registered::registered_socket!(TcpStream);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -322,17 +316,5 @@ impl fmt::Debug for TcpStream {
             .field("peer", &self.io.peer_addr().ok())
             .field("fd", &self.io.as_raw_fd())
             .finish()
-    }
-}
-
-impl AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.as_raw_fd()
-    }
-}
-
-impl AsFd for TcpStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.io.as_fd()
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use cellio_reactor::{Handle, Registration};
 use socket2::{Protocol, SockAddr, Type};
@@ -330,13 +330,7 @@ pub struct BindOptions {
     pub reuse_port: bool,
 }
 
-impl Drop for UdpSocket {
-    fn drop(&mut self) {
-        if let Err(e) = self.registration.deregister(&mut self.io) {
-            tracing::debug!(error = %e, "deregister failed");
-        }
-    }
-}
+crate::registered::registered_socket!(UdpSocket);
 
 impl fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -345,17 +339,5 @@ impl fmt::Debug for UdpSocket {
             .field("peer", &self.io.peer_addr().ok())
             .field("fd", &self.io.as_raw_fd())
             .finish()
-    }
-}
-
-impl AsRawFd for UdpSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.as_raw_fd()
-    }
-}
-
-impl AsFd for UdpSocket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.io.as_fd()
     }
 }

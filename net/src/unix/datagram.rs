@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
@@ -324,13 +324,7 @@ impl sealed::Sealed for UnixDatagram {
     }
 }
 
-impl Drop for UnixDatagram {
-    fn drop(&mut self) {
-        if let Err(e) = self.registration.deregister(&mut self.io) {
-            tracing::debug!(error = %e, "deregister failed");
-        }
-    }
-}
+crate::registered::registered_socket!(UnixDatagram);
 
 impl fmt::Debug for UnixDatagram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -339,17 +333,5 @@ impl fmt::Debug for UnixDatagram {
             .field("peer", &self.io.peer_addr().ok())
             .field("fd", &self.io.as_raw_fd())
             .finish()
-    }
-}
-
-impl AsRawFd for UnixDatagram {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.as_raw_fd()
-    }
-}
-
-impl AsFd for UnixDatagram {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.io.as_fd()
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
@@ -146,13 +146,7 @@ impl Drop for Accept<'_> {
     }
 }
 
-impl Drop for UnixListener {
-    fn drop(&mut self) {
-        if let Err(e) = self.registration.deregister(&mut self.io) {
-            tracing::debug!(error = %e, "deregister failed");
-        }
-    }
-}
+crate::registered::registered_socket!(UnixListener);
 
 impl fmt::Debug for UnixListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,17 +154,5 @@ impl fmt::Debug for UnixListener {
             .field("local", &self.io.local_addr().ok())
             .field("fd", &self.io.as_raw_fd())
             .finish()
-    }
-}
-
-impl AsRawFd for UnixListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.as_raw_fd()
-    }
-}
-
-impl AsFd for UnixListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.io.as_fd()
     }
 }

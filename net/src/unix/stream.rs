@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 
@@ -275,13 +275,7 @@ impl sealed::Sealed for UnixStream {
     }
 }
 
-impl Drop for UnixStream {
-    fn drop(&mut self) {
-        if let Err(e) = self.registration.deregister(&mut self.io) {
-            tracing::debug!(error = %e, "deregister failed");
-        }
-    }
-}
+crate::registered::registered_socket!(UnixStream);
 
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -290,17 +284,5 @@ impl fmt::Debug for UnixStream {
             .field("peer", &self.io.peer_addr().ok())
             .field("fd", &self.io.as_raw_fd())
             .finish()
-    }
-}
-
-impl AsRawFd for UnixStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.as_raw_fd()
-    }
-}
-
-impl AsFd for UnixStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.io.as_fd()
     }
 }
