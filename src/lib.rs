@@ -17,7 +17,7 @@
 //! * [`net`] (`cellio-net`) — [`TcpListener`], [`TcpStream`], [`TcpIo`],
 //!   [`UdpSocket`], and Unix-domain streams in [`unix`];
 //! * [`runtime`] (`cellio-runtime`) — [`Runtime`], [`spawn`],
-//!   [`JoinHandle`], [`yield_now`].
+//!   [`JoinHandle`], [`JoinSet`], [`yield_now`].
 //!
 //! # Example: an echo server
 //!
@@ -52,7 +52,9 @@ pub use cellio_runtime as runtime;
 
 pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream, UdpIo, UdpSocket};
 pub use cellio_reactor::CellError;
-pub use cellio_runtime::{spawn, spawn_local, yield_now, Builder, JoinError, JoinHandle, Runtime};
+pub use cellio_runtime::{
+    spawn, spawn_local, yield_now, AbortHandle, Builder, JoinError, JoinHandle, JoinSet, Runtime,
+};
 
 /// The user guide's and the README's code blocks, compiled (and, where not
 /// marked `no_run`, run) as doctests, so that they cannot drift from the

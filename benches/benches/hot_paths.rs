@@ -14,6 +14,14 @@
 //!   block (the runtime's `spawn` module), so this costs `spawn/pooled`
 //!   plus building the buffer and one 16 KiB copy.
 //!
+//! * `join_set/100_tasks/{cellio,tokio}` — spawning 100 tasks (each yields
+//!   once) into a `JoinSet` and joining them all, against tokio's
+//!   `JoinSet` on a `current_thread` runtime; the set is reused, as a
+//!   server's would be;
+//! * `join_set/1_of_1000/{cellio,tokio}` — one task spawned into and
+//!   joined from a set that already holds 1 000 waiting tasks: what a
+//!   finished task costs a big set.
+//!
 //! ```text
 //! cargo bench -p cellio-benches --bench hot_paths
 //! ```
@@ -153,5 +161,87 @@ fn spawn(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, cell_park_notify, recv_sync, recv_park_wake, spawn);
+/// Tasks per `join_set/100_tasks` iteration; waiting tasks in
+/// `join_set/1_of_1000`.
+const SET_TASKS: usize = 100;
+const WAITING: usize = 1000;
+
+fn join_set(c: &mut Criterion) {
+    let rt = one_worker(true);
+    let mut set = cellio::JoinSet::new();
+    c.bench_function("join_set/100_tasks/cellio", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                for i in 0..SET_TASKS as u64 {
+                    set.spawn(async move {
+                        cellio::yield_now().await;
+                        black_box(i)
+                    });
+                }
+                let mut sum = 0;
+                while let Some(output) = set.join_next().await {
+                    sum += output.unwrap();
+                }
+                sum
+            })
+        })
+    });
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let mut tokio_set = tokio::task::JoinSet::new();
+    c.bench_function("join_set/100_tasks/tokio", |b| {
+        b.iter(|| {
+            tokio_rt.block_on(async {
+                for i in 0..SET_TASKS as u64 {
+                    tokio_set.spawn(async move {
+                        tokio::task::yield_now().await;
+                        black_box(i)
+                    });
+                }
+                let mut sum = 0;
+                while let Some(output) = tokio_set.join_next().await {
+                    sum += output.unwrap();
+                }
+                sum
+            })
+        })
+    });
+
+    // A set of waiting tasks, plus one that finishes at once.
+    rt.block_on(async {
+        for _ in 0..WAITING {
+            set.spawn(std::future::pending::<u64>());
+        }
+    });
+    c.bench_function("join_set/1_of_1000/cellio", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                set.spawn(async { black_box(1) });
+                set.join_next().await.unwrap().unwrap()
+            })
+        })
+    });
+    let _guard = tokio_rt.enter();
+    for _ in 0..WAITING {
+        tokio_set.spawn(std::future::pending::<u64>());
+    }
+    c.bench_function("join_set/1_of_1000/tokio", |b| {
+        b.iter(|| {
+            tokio_rt.block_on(async {
+                tokio_set.spawn(async { black_box(1) });
+                tokio_set.join_next().await.unwrap().unwrap()
+            })
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    cell_park_notify,
+    recv_sync,
+    recv_park_wake,
+    spawn,
+    join_set
+);
 criterion_main!(benches);

@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 
 use cellio_reactor::{Park, Token};
 
+use crate::abort::AbortHandle;
 use crate::task::{RawTask, Typed};
 
 /// Why a task produced no output.
@@ -155,11 +156,14 @@ impl<T> JoinHandle<T> {
     /// `true` once the task has finished (its output is ready, or was
     /// already taken).
     pub fn is_finished(&self) -> bool {
-        match &self.raw {
-            None => true,
-            // A read-only peek: a parked handle must stay parked.
-            Some(raw) => raw.header().join.peek().sequence() != 0,
-        }
+        self.raw.as_ref().is_none_or(crate::abort::is_finished)
+    }
+
+    /// An [`AbortHandle`] for this task: it can stop the task from any
+    /// thread, be cloned, and outlive this handle. Made after this handle
+    /// returned the output, it has nothing to stop (and says finished).
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle::new(self.raw.as_ref().map(RawTask::clone_ref))
     }
 
     /// Stops the task: its future is dropped, on its worker, instead of
@@ -195,9 +199,7 @@ impl<T> JoinHandle<T> {
     pub fn abort(&self) {
         // `None` once the output was returned (the reference goes with it).
         if let Some(raw) = &self.raw {
-            if let Some(address) = raw.request_abort() {
-                crate::waker::packed_waker(address).wake();
-            }
+            crate::abort::abort_task(raw);
         }
     }
 

@@ -1,6 +1,6 @@
 //! cellio's runtime: [`Runtime`] and [`Builder`], [`Runtime::block_on`],
 //! [`spawn`] (and [`spawn_local`], [`spawn_on`], [`spawn_local_on`]) with
-//! [`JoinHandle`], and [`yield_now`].
+//! [`JoinHandle`] and [`AbortHandle`], [`JoinSet`], and [`yield_now`].
 //!
 //! A runtime is one worker thread's executor plus the reactor that drives
 //! its sockets. Tasks are polled only by the worker loop, never inline in a
@@ -32,8 +32,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod abort;
 mod builder;
 mod join;
+mod join_set;
 mod mailbox;
 mod runtime;
 mod shutdown;
@@ -45,8 +47,10 @@ pub mod time;
 mod waker;
 mod worker;
 
+pub use abort::AbortHandle;
 pub use builder::{Builder, DEFAULT_EVENT_INTERVAL, MAX_EVENT_CAPACITY};
 pub use join::{JoinError, JoinHandle};
+pub use join_set::JoinSet;
 pub use runtime::{
     current_worker, spawn, spawn_local, spawn_local_on, spawn_on, yield_now, Runtime, RuntimeHandle,
 };

@@ -2,10 +2,14 @@
 //! the join protocol is model-checked as it ships.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicUsize, Ordering,
+};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicUsize, Ordering,
+};
 
 /// The mutex of a worker's mailbox (`crate::mailbox`), loom's in its model.
 #[cfg(loom)]

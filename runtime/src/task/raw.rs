@@ -22,9 +22,11 @@
 //! # Invariants
 //!
 //! * **Two references** at spawn: the worker's task table and the
-//!   `JoinHandle`. Whoever drops the count to zero drops the stage and frees
-//!   the block (Release on every decrement, Acquire before freeing: the
-//!   `Arc` protocol).
+//!   `JoinHandle`; each `AbortHandle` holds one more. Whoever drops the
+//!   count to zero drops the stage and frees the block (Release on every
+//!   decrement, Acquire before freeing: the `Arc` protocol). An
+//!   `AbortHandle` touches only the header (the flags, the address, the
+//!   join cell's word), never the payload.
 //! * **The future is touched only by the owning worker**: polled there,
 //!   dropped there (when it completes, or by `cancel` when the runtime shuts
 //!   down). The task's reference is released only after the stage left
@@ -43,7 +45,7 @@
 //!   that notification (Acquire): the cell orders the hand-over, exactly as
 //!   it orders a socket's readiness.
 //! * **An abort is never lost.** The reference count shares one word
-//!   (`control`) with two flags: `ABORT`, set by the handle, and
+//!   (`control`) with two flags: `ABORT`, set by a handle, and
 //!   `PUBLISHED`, set by the worker once the task has a slot and the
 //!   header holds its waker's address. Both are set by read-modify-writes
 //!   of that one word (or, for a task spawned on its own worker, whose
@@ -77,14 +79,20 @@ use crate::worker::{run_tasks_of, RunFn};
 /// Marks a block allocated with its exact layout, outside the pool.
 const NOT_POOLED: u8 = u8::MAX;
 
-/// `control`: one counted reference (there are at most two).
-const REF: u16 = 1;
-/// `control`: the bits that count references.
-const REFS: u16 = 0b11;
 /// `control`: the handle asked for the task to be aborted.
-const ABORT: u16 = 1 << 2;
+const ABORT: u16 = 1;
 /// `control`: `address` holds the task's waker word.
-const PUBLISHED: u16 = 1 << 3;
+const PUBLISHED: u16 = 1 << 1;
+/// `control`: one counted reference. Two at spawn (the task table's and
+/// the `JoinHandle`'s), one more per `AbortHandle`.
+const REF: u16 = 1 << 2;
+/// `control`: the bits that count references (all above the flags).
+const REFS: u16 = !(REF - 1);
+/// More references than this and [`RawTask::clone_ref`] aborts the
+/// process, as `Arc` does on overflow: the count must never wrap into a
+/// block freed under its holders. Far above any real use (each is an
+/// `AbortHandle` kept alive).
+const MAX_REFS: u16 = REFS / REF / 2;
 
 /// The `home` of a block allocated off any worker (`spawn_on` from a plain
 /// thread): it goes back to the system allocator. No worker has this
@@ -329,6 +337,21 @@ impl RawTask {
     pub(crate) unsafe fn cancel(&self) {
         // SAFETY: forwarded contract.
         unsafe { (self.header().vtable.cancel)(self.ptr) }
+    }
+
+    /// One more counted reference to the block (an `AbortHandle`'s).
+    ///
+    /// Relaxed, as `Arc::clone`: the new reference is made from one that
+    /// is held, so the block cannot be freed meanwhile, and handing it to
+    /// another thread orders it there.
+    pub(crate) fn clone_ref(&self) -> RawTask {
+        let before = self.header().control.fetch_add(REF, Ordering::Relaxed);
+        if before / REF >= MAX_REFS {
+            // Unreachable without leaking handles by the thousand; a
+            // wrapped count would free the block under its holders.
+            std::process::abort();
+        }
+        RawTask { ptr: self.ptr }
     }
 
     /// Asks for the task to be aborted. Returns the waker word to wake it
@@ -885,6 +908,25 @@ mod tests {
     }
 
     #[test]
+    fn a_third_reference_keeps_the_block_until_it_goes() {
+        let output_drops = counter();
+        let output = Dropped(output_drops.clone());
+        let (task, handle) = RawTask::new(async move { output }, (0, 0), None);
+        let extra = handle.clone_ref();
+        let another = extra.clone_ref();
+        // SAFETY: the table's reference (`task`) is held.
+        unsafe { task.by_ref().publish_address(7) };
+        assert_eq!(poll_once(&task), Poll::Ready(()));
+        assert!(task.release().is_none());
+        assert!(handle.release().is_none());
+        assert!(extra.release().is_none(), "one reference is left");
+        assert_eq!(drops(&output_drops), 0, "the block still holds the output");
+        assert_eq!(another.request_abort(), Some(7), "flags are not references");
+        another.release().expect("the last reference").free(None);
+        assert_eq!(drops(&output_drops), 1);
+    }
+
+    #[test]
     fn the_reference_count_ignores_the_abort_flags() {
         let (task, handle) = RawTask::new(async {}, (0, 0), None);
         // SAFETY: the table's reference (`task`) is held.
@@ -965,6 +1007,56 @@ mod loom_tests {
                 1,
                 "output dropped once (took: {took})"
             );
+        });
+    }
+
+    /// A third reference (an `AbortHandle`'s), aborting and released on
+    /// its own thread while the worker finishes the task and the join
+    /// handle takes the output: the output is dropped exactly once, by the
+    /// handle or with the block, whichever reference goes last.
+    #[test]
+    fn abort_handle_released_while_the_task_finishes() {
+        loom::model(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let payload = Payload(drops.clone());
+            let (task, handle) = RawTask::new(async move { payload }, (0, 0), None);
+            let token = handle.header().join.reserve().unwrap();
+            let abort = handle.clone_ref();
+
+            let worker = thread::spawn(move || {
+                let mut cx = Context::from_waker(Waker::noop());
+                // SAFETY: this thread is the task's only worker, and
+                // `task` (the counted reference) is released after the poll.
+                assert_eq!(unsafe { task.by_ref().poll(&mut cx) }, Poll::Ready(()));
+                if let Some(block) = task.release() {
+                    block.free(None);
+                }
+            });
+            let aborter = thread::spawn(move || {
+                // Never published here: no address to wake.
+                assert_eq!(abort.request_abort(), None);
+                if let Some(block) = abort.release() {
+                    block.free(None);
+                }
+            });
+
+            thread::yield_now(); // as in `finish_vs_join_and_release`
+            let cell = &handle.header().join;
+            let seen = cell.observe_reserved(token).unwrap();
+            let got = if seen.sequence() != 0 {
+                // SAFETY: we observed the notification; the type matches.
+                unsafe { Typed::<Payload>::take(&handle) }
+            } else {
+                None
+            };
+            worker.join().unwrap();
+            aborter.join().unwrap();
+            drop(got);
+            let _ = cell.release(token);
+            if let Some(block) = handle.release() {
+                block.free(None);
+            }
+            assert_eq!(drops.load(Ordering::SeqCst), 1, "output dropped once");
         });
     }
 

@@ -1,0 +1,100 @@
+//! A `JoinSet` that has held as many members as it holds now allocates
+//! nothing more: spawning into it (here and on another worker), waking
+//! and joining members, aborting them, and making, cloning and dropping
+//! their `AbortHandle`s. The task blocks come from the workers' pools, the
+//! members' places from the set's slab and ready list, which keep their
+//! room.
+//!
+//! A counting `#[global_allocator]` sees every allocation of every thread;
+//! this file holds a single test so that nothing else runs in the process
+//! while it counts.
+
+use std::hint::black_box;
+
+use cellio::{yield_now, Builder, JoinError, JoinSet, Runtime};
+
+#[path = "util/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_counting};
+
+/// Members per round: more than the ready list's first two chunks (16 and
+/// 32 places).
+const MEMBERS: usize = 300;
+
+/// A member with a buffer of its own, finishing after `turns` yields.
+async fn work(seed: usize, turns: usize) -> usize {
+    let buf = [seed as u8; 512];
+    for _ in 0..turns {
+        yield_now().await;
+    }
+    black_box(&buf)[seed % 512] as usize
+}
+
+/// Waits until every block worker 0's pool handed out is back in it (a
+/// member that ran on worker 1 sends its block home through the inbox).
+async fn blocks_home(runtime: &Runtime) {
+    loop {
+        let (_, allocated, pooled) = runtime.task_pool_stats();
+        if pooled as u64 == allocated {
+            return;
+        }
+        yield_now().await;
+    }
+}
+
+/// One round: members here and on worker 1, finishing in a mixed order;
+/// every third one aborted through a clone of its `AbortHandle`. Checks
+/// every output.
+async fn round(runtime: &Runtime, set: &mut JoinSet<usize>) {
+    let mut aborted = 0;
+    for i in 0..MEMBERS {
+        let stopper = if i % 2 == 0 {
+            set.spawn(work(i, i % 7))
+        } else {
+            set.spawn_on(1, work(i, i % 5))
+        };
+        if i % 3 == 0 {
+            stopper.clone().abort();
+            aborted += 1;
+        }
+    }
+    let (mut finished, mut sum) = (0, 0);
+    while let Some(output) = set.join_next().await {
+        match output {
+            Ok(value) => {
+                finished += 1;
+                sum += value;
+            }
+            Err(JoinError::Aborted) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(finished, MEMBERS - aborted);
+    let expected: usize = (0..MEMBERS).filter(|i| i % 3 != 0).map(|i| i % 256).sum();
+    assert_eq!(sum, expected);
+    blocks_home(runtime).await;
+}
+
+#[test]
+fn a_join_set_allocates_nothing_once_it_has_grown() {
+    assert_counter_works();
+    let runtime = Builder::new().workers(2).build().unwrap();
+    runtime.block_on(async {
+        let mut set = JoinSet::new();
+        for _ in 0..3 {
+            round(&runtime, &mut set).await;
+        }
+        start_counting();
+        for _ in 0..5 {
+            round(&runtime, &mut set).await;
+        }
+        let allocations = stop_counting();
+        assert_eq!(
+            allocations,
+            0,
+            "5 rounds of {MEMBERS} members allocated (sizes {:?})",
+            recorded_sizes()
+        );
+    });
+}
