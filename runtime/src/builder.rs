@@ -2,9 +2,11 @@
 
 use std::io;
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use cellio_reactor::{budget::DEFAULT_BUDGET, DEFAULT_EVENT_CAPACITY};
 
+use crate::blocking::{DEFAULT_BLOCKING_KEEP_ALIVE, DEFAULT_MAX_BLOCKING_THREADS};
 use crate::runtime::Runtime;
 use crate::task::DEFAULT_TASK_POOL_CAP;
 use crate::worker::WorkerConfig;
@@ -35,6 +37,8 @@ pub struct Builder {
     pub(crate) workers: usize,
     pub(crate) event_capacity: usize,
     pub(crate) worker: WorkerConfig,
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) blocking_keep_alive: Duration,
 }
 
 impl Default for Builder {
@@ -46,7 +50,8 @@ impl Default for Builder {
 impl Builder {
     /// The defaults: one worker per available core, 1024 events per reactor
     /// turn, the reactor checked at least every 128 task polls, a budget of
-    /// 128 socket operations per task poll, task pooling on.
+    /// 128 socket operations per task poll, task pooling on, up to 512
+    /// blocking threads kept 10 s without work.
     pub fn new() -> Self {
         Self {
             workers: std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
@@ -58,6 +63,8 @@ impl Builder {
                 task_pool_cap: DEFAULT_TASK_POOL_CAP,
                 budget: DEFAULT_BUDGET,
             },
+            max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
+            blocking_keep_alive: DEFAULT_BLOCKING_KEEP_ALIVE,
         }
     }
 
@@ -115,6 +122,22 @@ impl Builder {
     /// to the system allocator. See also [`Runtime::trim_task_pool`].
     pub fn task_pool_cap(mut self, blocks: usize) -> Self {
         self.worker.task_pool_cap = blocks;
+        self
+    }
+
+    /// At most this many threads run [`spawn_blocking`](crate::spawn_blocking)
+    /// jobs at once (default [`DEFAULT_MAX_BLOCKING_THREADS`], 512; values
+    /// below 1 are raised to 1). Jobs beyond it wait in a queue for a
+    /// thread. Threads start only when a job needs one.
+    pub fn max_blocking_threads(mut self, threads: usize) -> Self {
+        self.max_blocking_threads = threads.max(1);
+        self
+    }
+
+    /// How long a blocking thread waits for another job before it exits
+    /// (default [`DEFAULT_BLOCKING_KEEP_ALIVE`], 10 s).
+    pub fn blocking_keep_alive(mut self, idle: Duration) -> Self {
+        self.blocking_keep_alive = idle;
         self
     }
 

@@ -1,6 +1,7 @@
 //! cellio's runtime: [`Runtime`] and [`Builder`], [`Runtime::block_on`],
 //! [`spawn`] (and [`spawn_local`], [`spawn_on`], [`spawn_local_on`]) with
-//! [`JoinHandle`] and [`AbortHandle`], [`JoinSet`], and [`yield_now`].
+//! [`JoinHandle`] and [`AbortHandle`], [`JoinSet`], [`spawn_blocking`], and
+//! [`yield_now`].
 //!
 //! A runtime is one worker thread's executor plus the reactor that drives
 //! its sockets. Tasks are polled only by the worker loop, never inline in a
@@ -33,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod abort;
+mod blocking;
 mod builder;
 mod join;
 mod join_set;
@@ -48,6 +50,7 @@ mod waker;
 mod worker;
 
 pub use abort::AbortHandle;
+pub use blocking::{spawn_blocking, DEFAULT_BLOCKING_KEEP_ALIVE, DEFAULT_MAX_BLOCKING_THREADS};
 pub use builder::{Builder, DEFAULT_EVENT_INTERVAL, MAX_EVENT_CAPACITY};
 pub use join::{JoinError, JoinHandle};
 pub use join_set::JoinSet;

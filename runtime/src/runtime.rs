@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use cellio_reactor::{budget, Handle, Reactor};
 
+use crate::blocking::BlockingPool;
 use crate::builder::Builder;
 use crate::join::JoinHandle;
 use crate::shutdown::Shared;
@@ -96,6 +97,7 @@ impl Runtime {
                     (worker, epoch)
                 })
                 .collect(),
+            BlockingPool::new(builder.max_blocking_threads, builder.blocking_keep_alive),
         ));
         let mut reactors = reactors.into_iter();
         let mut claims = claims.into_iter();
@@ -242,6 +244,22 @@ impl Runtime {
         pool.trim()
     }
 
+    /// Runs `job` on the blocking pool: see
+    /// [`spawn_blocking`](crate::spawn_blocking), which does the same from
+    /// inside a task.
+    pub fn spawn_blocking<F, R>(&self, job: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        crate::blocking::spawn_blocking_in(Some(&self.executor.shared), job)
+    }
+
+    /// The blocking pool now: `(threads, idle threads, queued jobs)`.
+    pub fn blocking_pool_stats(&self) -> (usize, usize, usize) {
+        self.executor.shared.blocking.stats()
+    }
+
     /// Worker 0's task-pool figures: `(blocks reused, blocks freshly
     /// allocated, blocks pooled now)`.
     pub fn task_pool_stats(&self) -> (u64, u64, usize) {
@@ -301,6 +319,9 @@ impl Runtime {
     fn stop(&mut self) {
         let shared = self.executor.shared.clone();
         shared.stop();
+        // Jobs that never started are cancelled; running ones finish on
+        // their threads, which nothing here waits for.
+        shared.count_cancelled_n(shared.blocking.shutdown());
         for thread in self.threads.drain(..) {
             match thread.join() {
                 Ok(Ok(())) => {}
@@ -424,6 +445,23 @@ impl RuntimeHandle {
             MadeThere::new(make),
             "spawn_local_on",
         )
+    }
+
+    /// Runs `job` on the runtime's blocking pool, from any thread: see
+    /// [`spawn_blocking`](crate::spawn_blocking). If the runtime has been
+    /// dropped, the job is dropped unrun and the handle reports
+    /// `Cancelled`.
+    pub fn spawn_blocking<F, R>(&self, job: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        crate::blocking::spawn_blocking_in(Some(&self.shared), job)
+    }
+
+    /// The blocking pool now: `(threads, idle threads, queued jobs)`.
+    pub fn blocking_pool_stats(&self) -> (usize, usize, usize) {
+        self.shared.blocking.stats()
     }
 
     /// Begins a graceful shutdown (see [`Runtime::shutdown_timeout`]):

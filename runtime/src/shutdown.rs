@@ -22,8 +22,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use crate::blocking::BlockingPool;
 use crate::waker::Inbox;
 use crate::worker::with_current;
 
@@ -38,14 +40,18 @@ pub(crate) struct Shared {
     pub(crate) workers: Vec<(u16, u8)>,
     state: AtomicU8,
     cancelled: AtomicUsize,
+    /// The runtime's `spawn_blocking` threads (their own reference: they
+    /// may outlive the runtime while a job runs).
+    pub(crate) blocking: Arc<BlockingPool>,
 }
 
 impl Shared {
-    pub(crate) fn new(workers: Vec<(u16, u8)>) -> Self {
+    pub(crate) fn new(workers: Vec<(u16, u8)>, blocking: BlockingPool) -> Self {
         Self {
             workers,
             state: AtomicU8::new(RUNNING),
             cancelled: AtomicUsize::new(0),
+            blocking: Arc::new(blocking),
         }
     }
 

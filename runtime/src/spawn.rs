@@ -128,7 +128,7 @@ where
 
 #[cold]
 #[inline(never)]
-fn outside_runtime(what: &str) -> ! {
+pub(crate) fn outside_runtime(what: &str) -> ! {
     panic!("cellio: {what} called outside a runtime; call it inside Runtime::block_on or a task")
 }
 

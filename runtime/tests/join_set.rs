@@ -17,7 +17,9 @@ use std::time::Duration;
 use cellio_runtime::{
     current_worker, sleep, spawn, timeout, yield_now, JoinError, JoinSet, Runtime,
 };
-use util::{quiet_panics_ending_with, run, run_on, scaled, with_timeout, LIMIT, ON_PURPOSE};
+use util::{
+    quiet_panics_ending_with, run, run_on, scaled, with_timeout, Signal, LIMIT, ON_PURPOSE,
+};
 
 /// Counts its drops: how many members' futures are gone.
 struct CountDrop(Arc<AtomicUsize>);
@@ -275,16 +277,19 @@ fn try_join_next_never_waits() {
 #[test]
 fn a_join_next_dropped_while_waiting_loses_no_output() {
     run(|| async {
+        let release = Signal::new();
         let mut set = JoinSet::new();
-        set.spawn(async {
-            sleep(Duration::from_millis(30)).await;
+        let wait = release.wait();
+        set.spawn(async move {
+            wait.await;
             "late"
         });
-        // Given up after 1 ms: the member is still in the set.
+        // Given up after 1 ms: the member cannot have finished.
         assert!(timeout(Duration::from_millis(1), set.join_next())
             .await
             .is_err());
         assert_eq!(set.len(), 1);
+        release.fire();
         assert_eq!(set.join_next().await.unwrap().unwrap(), "late");
     });
 }

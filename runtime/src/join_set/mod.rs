@@ -38,7 +38,8 @@ use ready::ReadyList;
 ///
 /// Spawn into it with [`spawn`](JoinSet::spawn) (and
 /// [`spawn_local`](JoinSet::spawn_local), [`spawn_on`](JoinSet::spawn_on),
-/// [`spawn_local_on`](JoinSet::spawn_local_on)), or add a task spawned
+/// [`spawn_local_on`](JoinSet::spawn_local_on),
+/// [`spawn_blocking`](JoinSet::spawn_blocking)), or add a task spawned
 /// elsewhere with [`insert`](JoinSet::insert); take outputs with
 /// [`join_next`](JoinSet::join_next). Each spawn returns an
 /// [`AbortHandle`] for that one task. **Dropping the set aborts every task
@@ -167,6 +168,22 @@ impl<T> JoinSet<T> {
             MadeThere::new(make),
             "spawn_local_on",
         ))
+    }
+
+    /// Runs `job` on the blocking pool, as
+    /// [`spawn_blocking`](crate::spawn_blocking) does, as a member of the
+    /// set. Aborting it (or dropping the set) stops it only if it has not
+    /// started.
+    ///
+    /// # Panics
+    ///
+    /// Outside a cellio runtime.
+    pub fn spawn_blocking<F>(&mut self, job: F) -> AbortHandle
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.insert(crate::blocking::spawn_blocking_in(None, job))
     }
 
     /// Adds a task spawned some other way (through a

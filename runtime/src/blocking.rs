@@ -1,0 +1,309 @@
+//! [`spawn_blocking`]: running blocking code on threads of its own, with a
+//! `JoinHandle` for the result.
+//!
+//! A worker must never block: every task on it would wait. Code that does
+//! (file I/O, a blocking library, a long computation) runs on the
+//! runtime's *blocking pool*: threads started on demand, up to
+//! [`Builder::max_blocking_threads`](crate::Builder::max_blocking_threads),
+//! each exiting after
+//! [`Builder::blocking_keep_alive`](crate::Builder::blocking_keep_alive)
+//! without work.
+//!
+//! A blocking job is an ordinary task block whose future calls the closure
+//! on its one poll; the pool thread that takes the job out of the queue is
+//! that task's worker (the only thread that polls or drops its future, as
+//! `task::raw` requires), so `JoinHandle`, `AbortHandle` and `JoinSet` work
+//! unchanged. Its block comes from the spawning worker's pool and goes
+//! back there through the worker's inbox, as a `spawn_on` task's does: a
+//! job costs no allocation once the pool has threads and its queue room.
+//!
+//! # Invariants
+//!
+//! * A queued job is owned by the queue: whoever takes it out (a pool
+//!   thread, or `shutdown`) polls or cancels it, once, and releases the
+//!   task's reference.
+//! * `idle` counts threads waiting for work and `wakeups` the wake-ups
+//!   sent to them and not yet taken, both under the lock; a new job wakes
+//!   an idle thread only if `idle > wakeups` (otherwise every idle thread
+//!   is already on its way to a job), else starts a thread. So a job never
+//!   waits in the queue while a thread could take it, unless the pool is
+//!   at its maximum.
+//! * After `shutdown` the queue stays empty: jobs spawned later are
+//!   cancelled at once.
+//! * An abort reaches a job only before it starts (its first poll sees the
+//!   flag and drops the closure unrun); a closure that is running runs to
+//!   the end, as in tokio. Nothing publishes a waker address for a job, so
+//!   an abort never wakes anything.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::join::JoinHandle;
+use crate::shutdown::Shared;
+use crate::task::{RawTask, NO_HOME};
+use crate::waker::LocalGuard;
+use crate::worker::release_task;
+
+/// Default for [`Builder::max_blocking_threads`](crate::Builder::max_blocking_threads)
+/// (tokio's).
+pub const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
+
+/// Default for [`Builder::blocking_keep_alive`](crate::Builder::blocking_keep_alive)
+/// (tokio's).
+pub const DEFAULT_BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// The future of a blocking job: calls the closure on its first poll.
+struct BlockingJob<F>(Option<F>);
+
+impl<F> Unpin for BlockingJob<F> {}
+
+impl<F, R> Future for BlockingJob<F>
+where
+    F: FnOnce() -> R,
+{
+    type Output = R;
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<R> {
+        // `None` only if the closure panicked, after which the task is
+        // finished and never polled again.
+        let job = self.0.take().expect("a blocking job runs once");
+        Poll::Ready(job())
+    }
+}
+
+/// The runtime's blocking threads and their queue.
+pub(crate) struct BlockingPool {
+    state: Mutex<PoolState>,
+    work: Condvar,
+    max_threads: usize,
+    keep_alive: Duration,
+}
+
+#[derive(Default)]
+struct PoolState {
+    queue: VecDeque<RawTask>,
+    threads: usize,
+    idle: usize,
+    wakeups: usize,
+    shut_down: bool,
+    /// Numbers the threads' names.
+    started: u64,
+}
+
+impl BlockingPool {
+    pub(crate) fn new(max_threads: usize, keep_alive: Duration) -> Self {
+        Self {
+            state: Mutex::default(),
+            work: Condvar::new(),
+            max_threads: max_threads.max(1),
+            keep_alive,
+        }
+    }
+
+    /// The lock; a poisoned one is taken anyway (nothing user-written runs
+    /// under it, so its state is whole).
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a job's task reference and finds it a thread.
+    fn submit(self: &Arc<Self>, task: RawTask) {
+        let mut state = self.lock();
+        if state.shut_down {
+            drop(state);
+            return cancel(task);
+        }
+        state.queue.push_back(task);
+        if state.idle > state.wakeups {
+            state.wakeups += 1;
+            drop(state);
+            self.work.notify_one();
+            return;
+        }
+        if state.threads == self.max_threads {
+            return; // a thread takes it when one is free
+        }
+        state.threads += 1;
+        state.started += 1;
+        let name = format!("cellio-blocking-{}", state.started);
+        drop(state);
+        let pool = Arc::clone(self);
+        let started = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || pool.run_thread());
+        if let Err(error) = started {
+            let mut state = self.lock();
+            state.threads -= 1;
+            // With no thread at all, nothing would ever take the job: the
+            // jobs queued get `Cancelled` rather than wait forever.
+            let orphans: Vec<RawTask> = if state.threads == 0 {
+                state.queue.drain(..).collect()
+            } else {
+                Vec::new()
+            };
+            drop(state);
+            tracing::error!(%error, "cellio: could not start a blocking thread");
+            orphans.into_iter().for_each(cancel);
+        }
+    }
+
+    /// A pool thread: runs jobs until none came for `keep_alive`, or the
+    /// pool shut down.
+    fn run_thread(&self) {
+        let mut state = self.lock();
+        loop {
+            if let Some(task) = state.queue.pop_front() {
+                drop(state);
+                run(task);
+                state = self.lock();
+                continue;
+            }
+            if state.shut_down {
+                break;
+            }
+            state.idle += 1;
+            let (mut woken, waited) = self
+                .work
+                .wait_timeout(state, self.keep_alive)
+                .unwrap_or_else(PoisonError::into_inner);
+            woken.idle -= 1;
+            if woken.wakeups > 0 {
+                woken.wakeups -= 1;
+            } else if waited.timed_out() && woken.queue.is_empty() {
+                state = woken;
+                break;
+            }
+            state = woken;
+        }
+        state.threads -= 1;
+    }
+
+    /// Cancels the queued jobs (their handles say `Cancelled`) and lets
+    /// the idle threads exit; running jobs finish on their threads. Returns
+    /// how many jobs were cancelled.
+    pub(crate) fn shutdown(&self) -> usize {
+        let mut state = self.lock();
+        state.shut_down = true;
+        let queued: Vec<RawTask> = state.queue.drain(..).collect();
+        drop(state);
+        self.work.notify_all();
+        let cancelled = queued.len();
+        queued.into_iter().for_each(cancel);
+        cancelled
+    }
+
+    /// `(threads, idle threads, queued jobs)`, for tests and diagnostics.
+    pub(crate) fn stats(&self) -> (usize, usize, usize) {
+        let state = self.lock();
+        (state.threads, state.idle, state.queue.len())
+    }
+}
+
+impl std::fmt::Debug for BlockingPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (threads, idle, queued) = self.stats();
+        f.debug_struct("BlockingPool")
+            .field("threads", &threads)
+            .field("idle", &idle)
+            .field("queued", &queued)
+            .field("max_threads", &self.max_threads)
+            .finish()
+    }
+}
+
+/// Runs a job: its one poll, then its reference goes.
+fn run(task: RawTask) {
+    let mut cx = Context::from_waker(Waker::noop());
+    // SAFETY: this thread took the job out of the queue, so it is the
+    // task's only worker (module invariants): nothing else polls or drops
+    // its future, and it holds the task's counted reference across the
+    // poll. The vtable's poll is the block's own future type's.
+    let _ = unsafe { task.by_ref().poll(&mut cx) };
+    release_task(task);
+}
+
+/// Drops a job that will never run; its handle reports `Cancelled`.
+fn cancel(task: RawTask) {
+    // SAFETY: the caller owns the job (it took it out of the queue, or it
+    // never got there), so it is the task's only worker, and nothing polls
+    // it; the closure is `Send`, so dropping it here is sound.
+    unsafe { task.cancel() };
+    release_task(task);
+}
+
+/// Spawns `job` on `shared`'s blocking pool (the current runtime's when
+/// `None`).
+pub(crate) fn spawn_blocking_in<F, R>(shared: Option<&Arc<Shared>>, job: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let current = LocalGuard::current();
+    // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid while
+    // it is this thread's current worker, which it is for this whole call.
+    let current = current.map(|executor| unsafe { &*executor });
+    let shared = match (shared, current) {
+        (Some(shared), _) => shared,
+        (None, Some(executor)) => &executor.shared,
+        (None, None) => crate::spawn::outside_runtime("spawn_blocking"),
+    };
+    // From this worker's pool, returned through its inbox, as a
+    // `spawn_on` task's block; off any worker, the system allocator.
+    let (memory, home) = match current {
+        Some(executor) => (executor.allocate_block::<BlockingJob<F>>(), executor.id()),
+        None => (RawTask::allocate::<BlockingJob<F>>(None), NO_HOME),
+    };
+    let (task, join) = RawTask::init(memory, BlockingJob(Some(job)), home);
+    let handle = JoinHandle::new(join);
+    shared.blocking.submit(task);
+    handle
+}
+
+/// Runs `job`, which may block, on the runtime's blocking pool, and returns
+/// a [`JoinHandle`] for its result: tokio's `spawn_blocking`.
+///
+/// Use it for anything that would hold a worker up: file I/O through
+/// `std::fs`, a blocking client library, a long computation. The pool
+/// starts threads as jobs need them, up to
+/// [`Builder::max_blocking_threads`](crate::Builder::max_blocking_threads)
+/// (512 by default; further jobs wait in a queue), and a thread exits
+/// after [`Builder::blocking_keep_alive`](crate::Builder::blocking_keep_alive)
+/// (10 s) without work.
+///
+/// * A panic in `job` is the task's: the handle returns
+///   [`JoinError::Panicked`](crate::JoinError::Panicked).
+/// * [`JoinHandle::abort`] stops a job that has not started (the handle
+///   returns `Aborted`); one that is running runs to its end.
+/// * When the runtime is dropped, jobs still queued are cancelled (their
+///   handles return `Cancelled`); running ones finish on their threads,
+///   which the drop does not wait for.
+///
+/// # Panics
+///
+/// Outside a cellio runtime (use
+/// [`RuntimeHandle::spawn_blocking`](crate::RuntimeHandle::spawn_blocking)
+/// from other threads).
+///
+/// # Examples
+///
+/// ```
+/// let rt = cellio_runtime::Runtime::new()?;
+/// let length = rt.block_on(async {
+///     cellio_runtime::spawn_blocking(|| std::fs::read("Cargo.toml").map(|bytes| bytes.len()))
+///         .await
+///         .expect("the job did not panic")
+/// })?;
+/// assert!(length > 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn spawn_blocking<F, R>(job: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    spawn_blocking_in(None, job)
+}

@@ -1,0 +1,297 @@
+//! `spawn_blocking`: jobs run on the blocking pool's threads, never on a
+//! worker, and the worker runs on while they block; the pool starts
+//! threads on demand up to its maximum (further jobs queue), reuses idle
+//! ones, and lets them go after the keep-alive; a panic, an abort before
+//! the start and a runtime dropped with jobs queued each reach the
+//! `JoinHandle` as tokio's do.
+
+mod util;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use cellio_runtime::{
+    spawn_blocking, yield_now, Builder, JoinError, JoinHandle, JoinSet, Runtime, RuntimeHandle,
+};
+use util::{quiet_panics_ending_with, run, with_timeout, LIMIT, ON_PURPOSE};
+
+/// Waits (yielding) until `check` holds.
+async fn until(mut check: impl FnMut() -> bool) {
+    while !check() {
+        yield_now().await;
+    }
+}
+
+/// A runtime with one worker and the given pool maximum and keep-alive.
+fn runtime(max_threads: usize, keep_alive: Duration) -> Runtime {
+    Builder::new()
+        .workers(1)
+        .max_blocking_threads(max_threads)
+        .blocking_keep_alive(keep_alive)
+        .build()
+        .unwrap()
+}
+
+/// A gate that blocking jobs wait at until it opens.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    fn wait(&self) {
+        let (open, changed) = &*self.0;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = changed.wait(open).unwrap();
+        }
+    }
+
+    fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+}
+
+#[test]
+fn a_job_runs_on_a_blocking_thread_and_returns_its_output() {
+    run(|| async {
+        let worker = std::thread::current().id();
+        let (name, thread) = spawn_blocking(|| {
+            let me = std::thread::current();
+            (me.name().map(str::to_owned), me.id())
+        })
+        .await
+        .unwrap();
+        assert_ne!(thread, worker, "not on the worker");
+        assert!(name.unwrap().starts_with("cellio-blocking-"));
+    });
+}
+
+#[test]
+fn the_worker_runs_on_while_a_job_blocks() {
+    run(|| async {
+        let (tx, rx) = mpsc::channel::<u32>();
+        // The job blocks until a task on the worker sends: if the worker
+        // were blocked too, this would hang (and the watchdog fail it).
+        let job = spawn_blocking(move || rx.recv().unwrap() * 2);
+        let sender = cellio_runtime::spawn(async move {
+            yield_now().await;
+            tx.send(21).unwrap();
+        });
+        sender.await.unwrap();
+        assert_eq!(job.await.unwrap(), 42);
+    });
+}
+
+#[test]
+fn threads_start_up_to_the_maximum_and_further_jobs_queue() {
+    with_timeout(LIMIT, || {
+        let rt = runtime(2, Duration::from_secs(10));
+        rt.block_on(async {
+            let gate = Gate::default();
+            let started = Arc::new(Barrier::new(3));
+            let mut jobs = Vec::new();
+            for i in 0..5u32 {
+                let (gate, started) = (gate.clone(), started.clone());
+                jobs.push(spawn_blocking(move || {
+                    if i < 2 {
+                        started.wait();
+                    }
+                    gate.wait();
+                    i
+                }));
+            }
+            // Both threads are busy (the first two jobs are running).
+            started.wait();
+            let (threads, idle, queued) = rt.blocking_pool_stats();
+            assert_eq!((threads, idle, queued), (2, 0, 3));
+            gate.open();
+            let mut outputs = Vec::new();
+            for job in jobs {
+                outputs.push(job.await.unwrap());
+            }
+            assert_eq!(outputs, [0, 1, 2, 3, 4]);
+            assert_eq!(rt.blocking_pool_stats().0, 2, "never more than two");
+        });
+    });
+}
+
+#[test]
+fn an_idle_thread_takes_the_next_job() {
+    with_timeout(LIMIT, || {
+        let rt = runtime(8, Duration::from_secs(10));
+        rt.block_on(async {
+            let first = spawn_blocking(|| std::thread::current().id())
+                .await
+                .unwrap();
+            until(|| rt.blocking_pool_stats().1 == 1).await; // idle again
+            let second = spawn_blocking(|| std::thread::current().id())
+                .await
+                .unwrap();
+            assert_eq!(first, second, "the idle thread took the job");
+            assert_eq!(rt.blocking_pool_stats().0, 1);
+        });
+    });
+}
+
+#[test]
+fn an_idle_thread_leaves_after_the_keep_alive() {
+    with_timeout(LIMIT, || {
+        let rt = runtime(8, Duration::from_millis(50));
+        rt.block_on(async {
+            assert_eq!(spawn_blocking(|| 6).await.unwrap(), 6);
+            // Without work it exits after the keep-alive (50 ms).
+            until(|| rt.blocking_pool_stats() == (0, 0, 0)).await;
+            // And a new job starts a new one.
+            assert_eq!(spawn_blocking(|| 7).await.unwrap(), 7);
+        });
+    });
+}
+
+#[test]
+fn a_panicking_job_is_reported_through_its_handle() {
+    quiet_panics_ending_with(ON_PURPOSE);
+    run(|| async {
+        let error = spawn_blocking(|| -> u8 { panic!("a blocking job that panics, {ON_PURPOSE}") })
+            .await
+            .unwrap_err();
+        assert!(error.is_panic());
+        assert!(error.to_string().ends_with(ON_PURPOSE));
+        // The thread survived the panic and takes the next job.
+        assert_eq!(spawn_blocking(|| 1).await.unwrap(), 1);
+    });
+}
+
+#[test]
+fn an_abort_stops_a_job_that_has_not_started_and_not_one_that_runs() {
+    with_timeout(LIMIT, || {
+        let rt = runtime(1, Duration::from_secs(10));
+        rt.block_on(async {
+            let gate = Gate::default();
+            let (running_tx, running_rx) = mpsc::channel();
+            let blocker = {
+                let gate = gate.clone();
+                spawn_blocking(move || {
+                    running_tx.send(()).unwrap();
+                    gate.wait();
+                    "ran to the end"
+                })
+            };
+            running_rx.recv().unwrap();
+            let ran = Arc::new(AtomicBool::new(false));
+            let queued = {
+                let ran = ran.clone();
+                spawn_blocking(move || ran.store(true, Ordering::SeqCst))
+            };
+            assert_eq!(rt.blocking_pool_stats().2, 1, "the second job waits");
+            queued.abort();
+            blocker.abort(); // running: it finishes anyway
+            gate.open();
+            assert_eq!(blocker.await.unwrap(), "ran to the end");
+            assert!(matches!(queued.await, Err(JoinError::Aborted)));
+            assert!(!ran.load(Ordering::SeqCst), "the aborted job never ran");
+        });
+    });
+}
+
+/// Polls a handle once, outside any runtime.
+fn poll_outside<T>(handle: &mut JoinHandle<T>) -> Poll<Result<T, JoinError>> {
+    std::pin::Pin::new(handle).poll_now()
+}
+
+trait PollNow: std::future::Future {
+    fn poll_now(self: std::pin::Pin<&mut Self>) -> Poll<Self::Output> {
+        self.poll(&mut Context::from_waker(Waker::noop()))
+    }
+}
+
+impl<F: std::future::Future> PollNow for F {}
+
+#[test]
+fn dropping_the_runtime_cancels_queued_jobs_and_lets_running_ones_finish() {
+    let (mut running, mut queued, gate) = with_timeout(LIMIT, || {
+        let rt = runtime(1, Duration::from_secs(10));
+        let gate = Gate::default();
+        let (running_tx, running_rx) = mpsc::channel();
+        let (running, queued) = rt.block_on(async {
+            let running = {
+                let gate = gate.clone();
+                spawn_blocking(move || {
+                    running_tx.send(()).unwrap();
+                    gate.wait();
+                    "finished after the runtime"
+                })
+            };
+            running_rx.recv().unwrap();
+            (running, spawn_blocking(|| "never"))
+        });
+        drop(rt);
+        (running, queued, gate)
+    });
+    assert!(matches!(
+        poll_outside(&mut queued),
+        Poll::Ready(Err(JoinError::Cancelled))
+    ));
+    assert!(poll_outside(&mut running).is_pending(), "still running");
+    gate.open();
+    let output = with_timeout(LIMIT, move || loop {
+        if let Poll::Ready(output) = poll_outside(&mut running) {
+            return output;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    });
+    assert_eq!(output.unwrap(), "finished after the runtime");
+}
+
+#[test]
+fn from_a_plain_thread_through_a_runtime_handle() {
+    with_timeout(LIMIT, || {
+        let rt = Runtime::new().unwrap();
+        let handle: RuntimeHandle = rt.handle();
+        let job = std::thread::spawn(move || handle.spawn_blocking(|| 5))
+            .join()
+            .unwrap();
+        assert_eq!(rt.block_on(job).unwrap(), 5);
+        // The runtime's own method, outside `block_on`.
+        let job = rt.spawn_blocking(|| 6);
+        assert_eq!(rt.block_on(job).unwrap(), 6);
+        // After the runtime is gone: cancelled, never run.
+        let handle = rt.handle();
+        drop(rt);
+        let mut late = handle.spawn_blocking(|| 7);
+        assert!(matches!(
+            poll_outside(&mut late),
+            Poll::Ready(Err(JoinError::Cancelled))
+        ));
+    });
+}
+
+#[test]
+fn outside_a_runtime_it_panics_with_a_clear_message() {
+    let payload = std::panic::catch_unwind(|| spawn_blocking(|| 1)).unwrap_err();
+    let text = util::panic_text(payload.as_ref());
+    assert!(
+        text.contains("spawn_blocking called outside a runtime"),
+        "{text}"
+    );
+}
+
+#[test]
+fn join_set_members_on_the_blocking_pool() {
+    run(|| async {
+        let mut set = JoinSet::new();
+        for i in 0..20u64 {
+            set.spawn_blocking(move || {
+                std::thread::sleep(Duration::from_millis(i % 3));
+                i
+            });
+        }
+        let mut sum = 0;
+        while let Some(output) = set.join_next().await {
+            sum += output.unwrap();
+        }
+        assert_eq!(sum, 190);
+    });
+}

@@ -1,0 +1,63 @@
+//! Once the blocking pool has its thread and its queue has room, a
+//! `spawn_blocking` job allocates nothing: its block comes from the
+//! spawning worker's pool and goes back there through the worker's inbox,
+//! the queue keeps its room, and the idle thread is woken through a
+//! condition variable.
+//!
+//! A counting `#[global_allocator]` sees every allocation of every thread;
+//! this file holds a single test so that nothing else runs in the process
+//! while it counts.
+
+use std::hint::black_box;
+
+use cellio::runtime::spawn_blocking;
+use cellio::{yield_now, Builder, Runtime};
+
+#[path = "util/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_counting};
+
+/// Waits until every block worker 0's pool handed out is back in it (a
+/// job's last reference may go on its blocking thread, which sends the
+/// block home through the inbox).
+async fn blocks_home(runtime: &Runtime) {
+    loop {
+        let (_, allocated, pooled) = runtime.task_pool_stats();
+        if pooled as u64 == allocated {
+            return;
+        }
+        yield_now().await;
+    }
+}
+
+/// `n` jobs, each awaited, with a buffer of their own.
+async fn jobs(runtime: &Runtime, n: usize) {
+    for i in 0..n {
+        let buf = [i as u8; 256];
+        let got = spawn_blocking(move || black_box(&buf)[i % 256] as usize)
+            .await
+            .expect("job ran");
+        assert_eq!(got, i % 256);
+        blocks_home(runtime).await;
+    }
+}
+
+#[test]
+fn blocking_jobs_allocate_nothing_after_warm_up() {
+    assert_counter_works();
+    let runtime = Builder::new().workers(1).build().unwrap();
+    runtime.block_on(async {
+        jobs(&runtime, 50).await;
+        start_counting();
+        jobs(&runtime, 300).await;
+        let allocations = stop_counting();
+        assert_eq!(
+            allocations,
+            0,
+            "300 blocking jobs allocated (sizes {:?})",
+            recorded_sizes()
+        );
+        assert_eq!(runtime.blocking_pool_stats().0, 1, "one thread did it all");
+    });
+}
