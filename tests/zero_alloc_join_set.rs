@@ -5,13 +5,28 @@
 //! members' places from the set's slab and ready list, which keep their
 //! room.
 //!
+//! Cross-thread messages (the spawns sent to worker 1, the aborts' wakes)
+//! sit in the workers' inbox lists, which grow at a new peak of messages
+//! pending at once and keep their room. How high a round's peak goes
+//! depends on how fast worker 1 drains its inbox, so the warm-up holds
+//! worker 1 busy while a round's messages pile up: the lists reach the
+//! most a round can need before counting starts. (Without that, CI once
+//! counted 2 allocations, of 512 and 128 bytes, in the measured rounds.)
+//!
 //! A counting `#[global_allocator]` sees every allocation of every thread;
 //! this file holds a single test so that nothing else runs in the process
 //! while it counts.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use cellio::runtime::spawn_on;
 use cellio::{yield_now, Builder, JoinError, JoinSet, Runtime};
+
+/// Holds worker 1 busy while set (see the module docs).
+static HOLD: AtomicBool = AtomicBool::new(false);
+/// Worker 1 is spinning (held).
+static SPINNING: AtomicBool = AtomicBool::new(false);
 
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
@@ -49,7 +64,23 @@ async fn blocks_home(runtime: &Runtime) {
 /// that each member is returned once: with its output, or `Aborted` if it
 /// was one of those (a member on worker 1 may finish before the abort
 /// comes, and then keeps its output).
-async fn round(runtime: &Runtime, set: &mut JoinSet<usize>) {
+async fn round(runtime: &Runtime, set: &mut JoinSet<usize>, hold_worker_1: bool) {
+    // Worker 1 spins (taking no messages) until every spawn and abort of
+    // the round has been posted to it.
+    let held = hold_worker_1.then(|| {
+        HOLD.store(true, Ordering::SeqCst);
+        SPINNING.store(false, Ordering::SeqCst);
+        spawn_on(1, async {
+            SPINNING.store(true, Ordering::SeqCst);
+            while HOLD.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+        })
+    });
+    // Every message of the round must find worker 1 spinning.
+    while hold_worker_1 && !SPINNING.load(Ordering::SeqCst) {
+        yield_now().await;
+    }
     for i in 0..MEMBERS {
         let stopper = if i % 2 == 0 {
             set.spawn(work(i, i % 7))
@@ -59,6 +90,10 @@ async fn round(runtime: &Runtime, set: &mut JoinSet<usize>) {
         if i % 3 == 0 {
             stopper.clone().abort();
         }
+    }
+    if let Some(held) = held {
+        HOLD.store(false, Ordering::SeqCst);
+        held.await.unwrap();
     }
     let (mut finished, mut aborted) = ([false; MEMBERS], 0);
     while let Some(output) = set.join_next().await {
@@ -88,12 +123,15 @@ fn a_join_set_allocates_nothing_once_it_has_grown() {
     let runtime = Builder::new().workers(2).build().unwrap();
     runtime.block_on(async {
         let mut set = JoinSet::new();
+        // The inbox lists trade places (`spawned` and `arrivals`), so
+        // each needs a held round of its own; a third for good measure.
         for _ in 0..3 {
-            round(&runtime, &mut set).await;
+            round(&runtime, &mut set, true).await;
         }
+        round(&runtime, &mut set, false).await;
         start_counting();
         for _ in 0..5 {
-            round(&runtime, &mut set).await;
+            round(&runtime, &mut set, false).await;
         }
         let allocations = stop_counting();
         assert_eq!(

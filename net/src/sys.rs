@@ -11,6 +11,10 @@
 //! [`cellio_reactor::sys::syscall6`] (the `syscall` instruction itself on
 //! x86-64) and read the error from its return value; elsewhere, libc.
 //!
+//! A stream's vectored send (`send_vectored`) is `sendmsg` through socket2
+//! (libc's, cancellation-point brackets included: it is not on the echo
+//! path).
+//!
 //! Sends always pass `MSG_NOSIGNAL` where it exists (Apple platforms use
 //! `SO_NOSIGPIPE`, which mio sets), so a reset peer never raises `SIGPIPE`.
 //!
@@ -20,8 +24,8 @@
 //! with `--cfg cellio_portable_datagrams`) `recvmsg`'s `MSG_TRUNC` output
 //! flag (through socket2), one `msghdr` more per call.
 
-use std::io;
-use std::os::fd::RawFd;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, RawFd};
 
 use socket2::SockAddr;
 
@@ -62,6 +66,25 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
     let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
     check(n)
+}
+
+/// The most slices one vectored send passes to the kernel: `IOV_MAX` on
+/// Linux and the BSDs (`sendmsg` refuses more with `EMSGSIZE`). A longer
+/// list is sent in more calls, as `std`'s `write_vectored` does.
+pub(crate) const MAX_SLICES: usize = 1024;
+
+/// The slices of `bufs` one vectored send passes: at most [`MAX_SLICES`].
+#[inline]
+pub(crate) fn sendable_slices<'a, 'b>(bufs: &'a [IoSlice<'b>]) -> &'a [IoSlice<'b>] {
+    &bufs[..bufs.len().min(MAX_SLICES)]
+}
+
+/// `sendmsg` of [`sendable_slices`]`(bufs)` with [`SEND_FLAGS`] (no
+/// `SIGPIPE`): the bytes the kernel took, gathered from the slices in
+/// order.
+#[inline]
+pub(crate) fn send_vectored(socket: &impl AsFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket2::SockRef::from(socket).send_vectored_with_flags(sendable_slices(bufs), SEND_FLAGS)
 }
 
 /// One datagram into `buf`: the bytes received, and whether the datagram

@@ -519,6 +519,13 @@ impl Inbox {
         // the two vectors trade places, so neither allocates.
         let mut arrivals = std::mem::take(&mut *executor.arrivals.borrow_mut());
         std::mem::swap(&mut state.spawned, &mut arrivals);
+        // The list that takes the next spawns gets room for as many as just
+        // came: otherwise, as the two trade places, a burst as large as the
+        // last grew whichever list had not grown yet, at every other peak.
+        // This allocates only at a new peak.
+        if state.spawned.capacity() < arrivals.len() {
+            state.spawned.reserve(arrivals.len());
+        }
         (arrivals, std::mem::take(&mut state.state_changed))
     }
 

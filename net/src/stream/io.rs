@@ -4,13 +4,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
-use crate::stream::ops::{recv_attempt, send_attempt};
+use crate::stream::ops::{recv_attempt, send_attempt, send_vectored_attempt};
 use crate::stream::{io_traits, RecvHalf, SendHalf, StreamSocket};
 
 /// A stream used through poll methods, named [`TcpIo`](crate::TcpIo) for a
@@ -175,6 +175,20 @@ impl<S: StreamSocket> StreamIo<S> {
         poll_send_on(&self.stream, &mut self.tx, cx, buf)
     }
 
+    /// [`poll_send`](Self::poll_send) from several buffers at once, in
+    /// order, in one `sendmsg`: `Ready(Ok(n))` with the bytes the kernel
+    /// took (which may end part-way through any slice), or `Pending`. At
+    /// most 1024 slices go in one call. What the `AsyncWrite` traits'
+    /// `poll_write_vectored` calls.
+    #[inline]
+    pub fn poll_send_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        poll_send_vectored_on(&self.stream, &mut self.tx, cx, bufs)
+    }
+
     /// Receives into `buf`; resolves to the bytes received (0: the peer
     /// closed its side). [`poll_recv`](Self::poll_recv) as a future.
     pub fn recv<'a>(
@@ -298,6 +312,28 @@ pub(crate) fn poll_send_on<S: StreamSocket>(
         cx.waker(),
         || registration.is_bound_here(),
         || send_attempt(stream, buf),
+    )
+}
+
+/// [`TcpIo::poll_send_vectored`] on a stream and its send reservation:
+/// shared with [`SendHalf`](crate::tcp::SendHalf).
+#[inline]
+pub(crate) fn poll_send_vectored_on<S: StreamSocket>(
+    stream: &S,
+    tx: &mut HeldCell,
+    cx: &mut Context<'_>,
+    bufs: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    if bufs.iter().all(|buf| buf.is_empty()) {
+        return Poll::Ready(Ok(0));
+    }
+    let registration = stream.registration();
+    tx.poll(
+        registration.tx(),
+        registration.tx_completions(),
+        cx.waker(),
+        || registration.is_bound_here(),
+        || send_vectored_attempt(stream, bufs),
     )
 }
 

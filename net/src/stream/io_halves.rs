@@ -14,13 +14,15 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
-use crate::stream::io::{poll_recv_on, poll_send_on, IoRecv, IoSendAll, PollRecv, PollSend};
+use crate::stream::io::{
+    poll_recv_on, poll_send_on, poll_send_vectored_on, IoRecv, IoSendAll, PollRecv, PollSend,
+};
 use crate::stream::{io_traits, StreamSocket};
 
 /// The receiving half of a [`TcpIo`](crate::TcpIo), from
@@ -101,6 +103,16 @@ impl<'a, S: StreamSocket> SendHalf<'a, S> {
     #[inline(always)]
     pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         poll_send_on(self.stream, self.tx, cx, buf)
+    }
+
+    /// [`TcpIo::poll_send_vectored`](crate::TcpIo::poll_send_vectored).
+    #[inline]
+    pub fn poll_send_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        poll_send_vectored_on(self.stream, self.tx, cx, bufs)
     }
 
     /// [`TcpIo::send_all`](crate::TcpIo::send_all), with the same caveat:

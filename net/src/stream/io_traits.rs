@@ -60,8 +60,8 @@ macro_rules! async_read {
     };
 }
 
-/// `AsyncWrite` for a type with `poll_send(&mut self, cx, buf)` and a
-/// `stream` field: flushing has nothing to do (every byte a send reports
+/// `AsyncWrite` for a type with `poll_send(&mut self, cx, buf)`,
+/// `poll_send_vectored(&mut self, cx, bufs)` and a `stream` field: flushing has nothing to do (every byte a send reports
 /// has gone to the kernel); closing shuts down the sending side (the peer
 /// reads end of stream).
 macro_rules! async_write {
@@ -73,6 +73,14 @@ macro_rules! async_write {
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
                 self.get_mut().poll_send(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().poll_send_vectored(cx, bufs)
             }
 
             fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -92,6 +100,20 @@ macro_rules! async_write {
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
                 self.get_mut().poll_send(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().poll_send_vectored(cx, bufs)
+            }
+
+            /// `true`: one `sendmsg` gathers the slices (hyper and other
+            /// writers then skip copying them into one buffer).
+            fn is_write_vectored(&self) -> bool {
+                true
             }
 
             fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -7,7 +7,7 @@
 //! `crate::op`, dropping it mid-flight releases its cell.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -34,6 +34,22 @@ pub(crate) fn send_attempt<S: StreamSocket>(stream: &S, buf: &[u8]) -> io::Resul
     // never raises SIGPIPE.
     match sys::send(stream.as_raw_fd(), buf) {
         Ok(n) if n == buf.len() => Ok((n, false)),
+        short_or_failed => send_fell_short(stream, short_or_failed),
+    }
+}
+
+/// [`send_attempt`] for a list of slices: one `sendmsg`, gathering them in
+/// order. Called drained (see `send_fell_short`) only if the kernel took
+/// less than the slices it was given (at most `sys::MAX_SLICES` of them:
+/// a longer list is not a full send buffer).
+#[inline]
+pub(crate) fn send_vectored_attempt<S: StreamSocket>(
+    stream: &S,
+    bufs: &[IoSlice<'_>],
+) -> io::Result<(usize, bool)> {
+    let offered: usize = sys::sendable_slices(bufs).iter().map(|buf| buf.len()).sum();
+    match sys::send_vectored(stream, bufs) {
+        Ok(n) if n == offered => Ok((n, false)),
         short_or_failed => send_fell_short(stream, short_or_failed),
     }
 }
@@ -190,6 +206,64 @@ impl<S: StreamSocket> Future for Send<'_, S> {
 }
 
 impl<S: StreamSocket> Drop for Send<'_, S> {
+    fn drop(&mut self) {
+        self.op.cancel(|| self.stream.registration().tx());
+    }
+}
+
+/// Future of [`TcpStream::send_vectored`](crate::TcpStream::send_vectored)
+/// (and of `UnixStream`'s): resolves to the number of bytes sent, gathered
+/// from the slices in order.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct SendVectored<'a, S: StreamSocket> {
+    stream: &'a S,
+    bufs: &'a [IoSlice<'a>],
+    op: OpState,
+}
+
+impl<'a, S: StreamSocket> SendVectored<'a, S> {
+    pub(crate) fn new(stream: &'a S, bufs: &'a [IoSlice<'a>]) -> Self {
+        Self {
+            stream,
+            bufs,
+            op: OpState::new(),
+        }
+    }
+
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
+        let (stream, bufs) = (self.stream, self.bufs);
+        self.op.poll(Side::tx(stream.registration()), waker, || {
+            send_vectored_attempt(stream, bufs)
+        })
+    }
+
+    /// Attempts the send now, without waiting: `Some(result)` if it
+    /// completed on this first attempt, `None` if it would have to wait.
+    /// See [`Recv::try_complete`].
+    pub fn try_complete(&mut self) -> Option<io::Result<usize>> {
+        match self.poll_with(None) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
+    }
+
+    /// `true` once the future has delivered its result.
+    pub fn is_terminated(&self) -> bool {
+        self.op.is_done()
+    }
+}
+
+impl<S: StreamSocket> Future for SendVectored<'_, S> {
+    type Output = io::Result<usize>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(Some(cx.waker()))
+    }
+}
+
+impl<S: StreamSocket> Drop for SendVectored<'_, S> {
     fn drop(&mut self) {
         self.op.cancel(|| self.stream.registration().tx());
     }

@@ -17,6 +17,9 @@ pub type Recv<'a> = crate::stream::Recv<'a, TcpStream>;
 pub type Send<'a> = crate::stream::Send<'a, TcpStream>;
 /// Future of [`TcpStream::send_all`]: sends the whole buffer.
 pub type SendAll<'a> = crate::stream::SendAll<'a, TcpStream>;
+/// Future of [`TcpStream::send_vectored`]: resolves to the number of bytes
+/// sent, gathered from the slices in order.
+pub type SendVectored<'a> = crate::stream::SendVectored<'a, TcpStream>;
 /// Future of [`TcpStream::recv_exact`]: fills the whole buffer.
 pub type RecvExact<'a> = crate::stream::RecvExact<'a, TcpStream>;
 /// A [`TcpStream`] behind poll methods and the `AsyncRead`/`AsyncWrite`

@@ -2,7 +2,7 @@
 //! cell.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 
@@ -10,7 +10,7 @@ use cellio_reactor::{Handle, Registration};
 
 use crate::stats::OpStats;
 use crate::stream::{sealed, wait_connected, StreamSocket};
-use crate::tcp::{Recv, RecvExact, Send, SendAll};
+use crate::tcp::{Recv, RecvExact, Send, SendAll, SendVectored};
 
 /// A TCP connection driven by a cellio reactor.
 ///
@@ -183,6 +183,26 @@ impl TcpStream {
         SendAll::new(self, buf)
     }
 
+    /// Sends from several buffers at once, in order, in one `sendmsg`
+    /// (a header and a body without copying them together); resolves to
+    /// the bytes the kernel took, which may end part-way through any
+    /// slice. At most 1024 slices go in one call (`IOV_MAX`); the count
+    /// says how far it got. Cancel-safe, like [`send`](Self::send).
+    ///
+    /// ```no_run
+    /// use std::io::IoSlice;
+    /// # async fn f(stream: &cellio_net::TcpStream) -> std::io::Result<()> {
+    /// let (header, body) = (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", b"hello");
+    /// let n = stream
+    ///     .send_vectored(&[IoSlice::new(header), IoSlice::new(body)])
+    ///     .await?;
+    /// assert!(n <= header.len() + body.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn send_vectored<'a>(&'a self, bufs: &'a [IoSlice<'a>]) -> SendVectored<'a> {
+        SendVectored::new(self, bufs)
+    }
+
     /// Same as [`send_all`](Self::send_all), under the name tokio's
     /// `AsyncWriteExt` uses.
     pub fn write_all<'a>(&'a self, buf: &'a [u8]) -> SendAll<'a> {
@@ -214,6 +234,12 @@ impl TcpStream {
     /// Sends without waiting: `WouldBlock` if the send buffer is full.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
         crate::sys::send(self.io.as_raw_fd(), buf)
+    }
+
+    /// [`send_vectored`](Self::send_vectored) without waiting:
+    /// `WouldBlock` if the send buffer is full.
+    pub fn try_send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        crate::sys::send_vectored(self, bufs)
     }
 
     /// Shuts down the read, write, or both halves. `Shutdown::Write` sends

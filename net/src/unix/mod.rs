@@ -34,6 +34,9 @@ pub type Recv<'a> = crate::stream::Recv<'a, UnixStream>;
 pub type Send<'a> = crate::stream::Send<'a, UnixStream>;
 /// Future of [`UnixStream::send_all`]: sends the whole buffer.
 pub type SendAll<'a> = crate::stream::SendAll<'a, UnixStream>;
+/// Future of [`UnixStream::send_vectored`]: resolves to the number of bytes
+/// sent, gathered from the slices in order.
+pub type SendVectored<'a> = crate::stream::SendVectored<'a, UnixStream>;
 /// Future of [`UnixStream::recv_exact`]: fills the whole buffer.
 pub type RecvExact<'a> = crate::stream::RecvExact<'a, UnixStream>;
 /// A [`UnixStream`] behind poll methods and the `AsyncRead`/`AsyncWrite`
