@@ -9,6 +9,7 @@
 //! [`MAX_DATAGRAM`] bytes holds any UDP datagram. These names are the
 //! generic futures for a [`UdpSocket`].
 
+mod multicast;
 mod socket;
 
 pub use socket::{BindOptions, UdpSocket};
