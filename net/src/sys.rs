@@ -37,13 +37,24 @@ const SEND_FLAGS: libc::c_int = 0;
 /// `recv(fd, buf, 0)`.
 #[inline]
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    recv_with(fd, buf, 0)
+}
+
+/// `recv(fd, buf, MSG_PEEK)`: the bytes stay queued for the next receive.
+#[inline]
+pub(crate) fn peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    recv_with(fd, buf, libc::MSG_PEEK)
+}
+
+#[inline(always)]
+fn recv_with(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole
     // call (`recvfrom` with no address to report).
-    let n = unsafe { transfer(libc::SYS_recvfrom, fd, buf.as_mut_ptr(), buf.len(), 0) };
+    let n = unsafe { transfer(libc::SYS_recvfrom, fd, buf.as_mut_ptr(), buf.len(), flags) };
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
     check(n)
 }
 

@@ -36,7 +36,7 @@ use cellio_reactor::Registration;
 pub(crate) use connect::wait_connected;
 pub use io::StreamIo;
 pub use io_halves::{RecvHalf, SendHalf};
-pub use ops::{Recv, RecvExact, Send, SendAll, SendVectored};
+pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 
 /// A connected byte stream that cellio's stream futures and [`StreamIo`]
 /// run on: [`TcpStream`](crate::TcpStream) and

@@ -28,6 +28,16 @@ pub(crate) fn recv_attempt<S: StreamSocket>(
     Ok((n, n > 0 && n < buf.len()))
 }
 
+/// A peek: the bytes stay queued, so however few came, the socket is not
+/// drained (marking it would park the next receive on data that is there).
+#[inline]
+pub(crate) fn peek_attempt<S: StreamSocket>(
+    stream: &S,
+    buf: &mut [u8],
+) -> io::Result<(usize, bool)> {
+    Ok((sys::peek(stream.as_raw_fd(), buf)?, false))
+}
+
 #[inline(always)]
 pub(crate) fn send_attempt<S: StreamSocket>(stream: &S, buf: &[u8]) -> io::Result<(usize, bool)> {
     // MSG_NOSIGNAL (Linux) / SO_NOSIGPIPE (Apple, set by mio): a reset peer
@@ -81,15 +91,24 @@ fn send_fell_short<S: StreamSocket>(
 
 /// Future of [`TcpStream::recv`](crate::TcpStream::recv) (and of
 /// `UnixStream`'s): resolves to the number of bytes received.
+///
+/// With `PEEK` (the [`Peek`] future of
+/// [`TcpStream::peek`](crate::TcpStream::peek)), the bytes are copied but
+/// stay queued for the next receive.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct Recv<'a, S: StreamSocket> {
+pub struct Recv<'a, S: StreamSocket, const PEEK: bool = false> {
     stream: &'a S,
     buf: &'a mut [u8],
     op: OpState,
 }
 
-impl<'a, S: StreamSocket> Recv<'a, S> {
+/// Future of [`TcpStream::peek`](crate::TcpStream::peek) (and of
+/// `UnixStream`'s): resolves to the number of bytes copied, which stay
+/// queued.
+pub type Peek<'a, S> = Recv<'a, S, true>;
+
+impl<'a, S: StreamSocket, const PEEK: bool> Recv<'a, S, PEEK> {
     pub(crate) fn new(stream: &'a S, buf: &'a mut [u8]) -> Self {
         Self {
             stream,
@@ -102,7 +121,11 @@ impl<'a, S: StreamSocket> Recv<'a, S> {
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (stream, buf) = (self.stream, &mut *self.buf);
         self.op.poll(Side::rx(stream.registration()), waker, || {
-            recv_attempt(stream, buf)
+            if PEEK {
+                peek_attempt(stream, buf)
+            } else {
+                recv_attempt(stream, buf)
+            }
         })
     }
 
@@ -136,7 +159,7 @@ impl<'a, S: StreamSocket> Recv<'a, S> {
     }
 }
 
-impl<S: StreamSocket> Future for Recv<'_, S> {
+impl<S: StreamSocket, const PEEK: bool> Future for Recv<'_, S, PEEK> {
     type Output = io::Result<usize>;
 
     // Always inlined into the awaiting `async fn`, like `SendAll::poll`:
@@ -148,7 +171,7 @@ impl<S: StreamSocket> Future for Recv<'_, S> {
     }
 }
 
-impl<S: StreamSocket> Drop for Recv<'_, S> {
+impl<S: StreamSocket, const PEEK: bool> Drop for Recv<'_, S, PEEK> {
     fn drop(&mut self) {
         self.op.cancel(|| self.stream.registration().rx());
     }

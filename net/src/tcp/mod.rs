@@ -13,6 +13,9 @@ pub use stream::TcpStream;
 
 /// Future of [`TcpStream::recv`]: resolves to the number of bytes received.
 pub type Recv<'a> = crate::stream::Recv<'a, TcpStream>;
+/// Future of [`TcpStream::peek`]: resolves to the number of bytes copied, which
+/// stay queued for the next receive.
+pub type Peek<'a> = crate::stream::Peek<'a, TcpStream>;
 /// Future of [`TcpStream::send`]: resolves to the number of bytes sent.
 pub type Send<'a> = crate::stream::Send<'a, TcpStream>;
 /// Future of [`TcpStream::send_all`]: sends the whole buffer.

@@ -10,7 +10,7 @@ use cellio_reactor::{Handle, Registration};
 
 use crate::stats::OpStats;
 use crate::stream::{sealed, wait_connected, StreamSocket};
-use crate::tcp::{Recv, RecvExact, Send, SendAll, SendVectored};
+use crate::tcp::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 
 /// A TCP connection driven by a cellio reactor.
 ///
@@ -229,6 +229,31 @@ impl TcpStream {
     /// Receives without waiting: `WouldBlock` if nothing is buffered.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         crate::sys::recv(self.io.as_raw_fd(), buf)
+    }
+
+    /// Copies what has arrived into `buf` without taking it: the next
+    /// receive gets the same bytes (`MSG_PEEK`). Waits, like
+    /// [`recv`](Self::recv), until something has arrived; 0 at end of
+    /// stream. For looking at a connection's first bytes before deciding
+    /// how to serve it (which protocol, TLS or not). Cancel-safe.
+    ///
+    /// ```no_run
+    /// # async fn f(stream: &cellio_net::TcpStream) -> std::io::Result<()> {
+    /// let mut first = [0u8; 1];
+    /// if stream.peek(&mut first).await? == 1 && first[0] == 0x16 {
+    ///     // a TLS handshake record: hand the stream to the TLS acceptor,
+    ///     // which reads the same byte again
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn peek<'a>(&'a self, buf: &'a mut [u8]) -> Peek<'a> {
+        Peek::new(self, buf)
+    }
+
+    /// [`peek`](Self::peek) without waiting: `WouldBlock` if nothing is
+    /// buffered.
+    pub fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::sys::peek(self.io.as_raw_fd(), buf)
     }
 
     /// Sends without waiting: `WouldBlock` if the send buffer is full.

@@ -30,6 +30,9 @@ pub use stream::UnixStream;
 
 /// Future of [`UnixStream::recv`]: resolves to the number of bytes received.
 pub type Recv<'a> = crate::stream::Recv<'a, UnixStream>;
+/// Future of [`UnixStream::peek`]: resolves to the number of bytes copied, which
+/// stay queued for the next receive.
+pub type Peek<'a> = crate::stream::Peek<'a, UnixStream>;
 /// Future of [`UnixStream::send`]: resolves to the number of bytes sent.
 pub type Send<'a> = crate::stream::Send<'a, UnixStream>;
 /// Future of [`UnixStream::send_all`]: sends the whole buffer.

@@ -12,7 +12,7 @@ use cellio_reactor::{Handle, Registration};
 
 use crate::stats::OpStats;
 use crate::stream::{sealed, wait_connected, StreamSocket};
-use crate::unix::{Recv, RecvExact, Send, SendAll, SendVectored};
+use crate::unix::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 
 /// A Unix-domain stream connection (`AF_UNIX`, `SOCK_STREAM`) driven by a
 /// cellio reactor: a [`TcpStream`](crate::TcpStream) for a peer on the same
@@ -186,6 +186,30 @@ impl UnixStream {
     /// Receives without waiting: `WouldBlock` if nothing is buffered.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         crate::sys::recv(self.io.as_raw_fd(), buf)
+    }
+
+    /// Copies what has arrived into `buf` without taking it: the next
+    /// receive gets the same bytes (`MSG_PEEK`). Waits, like
+    /// [`recv`](Self::recv), until something has arrived; 0 at end of
+    /// stream. For looking at a connection's first bytes before deciding
+    /// how to serve it (which protocol, TLS or not). Cancel-safe.
+    ///
+    /// ```no_run
+    /// # async fn f(stream: &cellio_net::unix::UnixStream) -> std::io::Result<()> {
+    /// let mut version = [0u8; 1];
+    /// if stream.peek(&mut version).await? == 1 && version[0] == 2 {
+    ///     // a version-2 client: its handler reads the byte again
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn peek<'a>(&'a self, buf: &'a mut [u8]) -> Peek<'a> {
+        Peek::new(self, buf)
+    }
+
+    /// [`peek`](Self::peek) without waiting: `WouldBlock` if nothing is
+    /// buffered.
+    pub fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::sys::peek(self.io.as_raw_fd(), buf)
     }
 
     /// Sends without waiting: `WouldBlock` if the send buffer is full.
