@@ -21,6 +21,8 @@
 //! * `join_set/1_of_1000/{cellio,tokio}` — one task spawned into and
 //!   joined from a set that already holds 1 000 waiting tasks: what a
 //!   finished task costs a big set.
+//! * `spawn_blocking/{cellio,tokio}` — a `spawn_blocking` job that returns
+//!   at once, awaited: the hand-over to an idle pool thread and back.
 //!
 //! ```text
 //! cargo bench -p cellio-benches --bench hot_paths
@@ -236,12 +238,38 @@ fn join_set(c: &mut Criterion) {
     });
 }
 
+fn spawn_blocking(c: &mut Criterion) {
+    let rt = one_worker(true);
+    c.bench_function("spawn_blocking/cellio", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                cellio::runtime::spawn_blocking(|| black_box(1u64))
+                    .await
+                    .unwrap()
+            })
+        })
+    });
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    c.bench_function("spawn_blocking/tokio", |b| {
+        b.iter(|| {
+            tokio_rt.block_on(async {
+                tokio::task::spawn_blocking(|| black_box(1u64))
+                    .await
+                    .unwrap()
+            })
+        })
+    });
+}
+
 criterion_group!(
     benches,
     cell_park_notify,
     recv_sync,
     recv_park_wake,
     spawn,
-    join_set
+    join_set,
+    spawn_blocking
 );
 criterion_main!(benches);

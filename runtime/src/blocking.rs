@@ -21,7 +21,8 @@
 //!
 //! * A queued job is owned by the queue: whoever takes it out (a pool
 //!   thread, or `shutdown`) polls or cancels it, once, and releases the
-//!   task's reference.
+//!   task's reference. It is queued with the function that polls a block
+//!   of its type (the vtable has no poll: see `task::raw`).
 //! * `idle` counts threads waiting for work and `wakeups` the wake-ups
 //!   sent to them and not yet taken, both under the lock; a new job wakes
 //!   an idle thread only if `idle > wakeups` (otherwise every idle thread
@@ -83,9 +84,16 @@ pub(crate) struct BlockingPool {
     keep_alive: Duration,
 }
 
+/// A queued job: its task reference and the function that runs a task of
+/// its type (`run::<F>`), so nothing polls it through the block's vtable.
+struct Job {
+    task: RawTask,
+    run: fn(RawTask),
+}
+
 #[derive(Default)]
 struct PoolState {
-    queue: VecDeque<RawTask>,
+    queue: VecDeque<Job>,
     threads: usize,
     idle: usize,
     wakeups: usize,
@@ -110,14 +118,14 @@ impl BlockingPool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a job's task reference and finds it a thread.
-    fn submit(self: &Arc<Self>, task: RawTask) {
+    /// Queues a job and finds it a thread.
+    fn submit(self: &Arc<Self>, job: Job) {
         let mut state = self.lock();
         if state.shut_down {
             drop(state);
-            return cancel(task);
+            return cancel(job.task);
         }
-        state.queue.push_back(task);
+        state.queue.push_back(job);
         if state.idle > state.wakeups {
             state.wakeups += 1;
             drop(state);
@@ -140,14 +148,14 @@ impl BlockingPool {
             state.threads -= 1;
             // With no thread at all, nothing would ever take the job: the
             // jobs queued get `Cancelled` rather than wait forever.
-            let orphans: Vec<RawTask> = if state.threads == 0 {
+            let orphans: Vec<Job> = if state.threads == 0 {
                 state.queue.drain(..).collect()
             } else {
                 Vec::new()
             };
             drop(state);
             tracing::error!(%error, "cellio: could not start a blocking thread");
-            orphans.into_iter().for_each(cancel);
+            orphans.into_iter().for_each(|job| cancel(job.task));
         }
     }
 
@@ -156,7 +164,7 @@ impl BlockingPool {
     fn run_thread(&self) {
         let mut state = self.lock();
         loop {
-            if let Some(task) = state.queue.pop_front() {
+            if let Some(Job { task, run }) = state.queue.pop_front() {
                 drop(state);
                 run(task);
                 state = self.lock();
@@ -188,11 +196,11 @@ impl BlockingPool {
     pub(crate) fn shutdown(&self) -> usize {
         let mut state = self.lock();
         state.shut_down = true;
-        let queued: Vec<RawTask> = state.queue.drain(..).collect();
+        let queued: Vec<Job> = state.queue.drain(..).collect();
         drop(state);
         self.work.notify_all();
         let cancelled = queued.len();
-        queued.into_iter().for_each(cancel);
+        queued.into_iter().for_each(|job| cancel(job.task));
         cancelled
     }
 
@@ -215,14 +223,18 @@ impl std::fmt::Debug for BlockingPool {
     }
 }
 
-/// Runs a job: its one poll, then its reference goes.
-fn run(task: RawTask) {
+/// Runs a job whose future is a `BlockingJob<F>`: its one poll, then its
+/// reference goes.
+fn run<F, R>(task: RawTask)
+where
+    F: FnOnce() -> R,
+{
     let mut cx = Context::from_waker(Waker::noop());
     // SAFETY: this thread took the job out of the queue, so it is the
     // task's only worker (module invariants): nothing else polls or drops
     // its future, and it holds the task's counted reference across the
-    // poll. The vtable's poll is the block's own future type's.
-    let _ = unsafe { task.by_ref().poll(&mut cx) };
+    // poll. `run::<F, R>` is queued only with a block of `BlockingJob<F>`.
+    let _ = unsafe { task.by_ref().poll_as::<BlockingJob<F>>(&mut cx) };
     release_task(task);
 }
 
@@ -259,7 +271,10 @@ where
     };
     let (task, join) = RawTask::init(memory, BlockingJob(Some(job)), home);
     let handle = JoinHandle::new(join);
-    shared.blocking.submit(task);
+    shared.blocking.submit(Job {
+        task,
+        run: run::<F, R>,
+    });
     handle
 }
 
