@@ -28,9 +28,12 @@ static HOLD: AtomicBool = AtomicBool::new(false);
 /// Worker 1 is spinning (held).
 static SPINNING: AtomicBool = AtomicBool::new(false);
 
+#[path = "util/blocks_home.rs"]
+mod blocks_home;
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
 
+use blocks_home::blocks_home;
 use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_counting};
 
 /// Members per round: more than the ready list's first two chunks (16 and
@@ -45,18 +48,6 @@ async fn work(seed: usize, turns: usize) -> usize {
         yield_now().await;
     }
     black_box(&buf)[seed % 512] as usize + (seed & !0xff)
-}
-
-/// Waits until every block worker 0's pool handed out is back in it (a
-/// member that ran on worker 1 sends its block home through the inbox).
-async fn blocks_home(runtime: &Runtime) {
-    loop {
-        let (_, allocated, pooled) = runtime.task_pool_stats();
-        if pooled as u64 == allocated {
-            return;
-        }
-        yield_now().await;
-    }
 }
 
 /// One round: members here and on worker 1, finishing in a mixed order;

@@ -11,25 +11,15 @@
 use std::hint::black_box;
 
 use cellio::runtime::spawn_blocking;
-use cellio::{yield_now, Builder, Runtime};
+use cellio::{Builder, Runtime};
 
+#[path = "util/blocks_home.rs"]
+mod blocks_home;
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
 
+use blocks_home::blocks_home;
 use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_counting};
-
-/// Waits until every block worker 0's pool handed out is back in it (a
-/// job's last reference may go on its blocking thread, which sends the
-/// block home through the inbox).
-async fn blocks_home(runtime: &Runtime) {
-    loop {
-        let (_, allocated, pooled) = runtime.task_pool_stats();
-        if pooled as u64 == allocated {
-            return;
-        }
-        yield_now().await;
-    }
-}
 
 /// `n` jobs, each awaited, with a buffer of their own.
 async fn jobs(runtime: &Runtime, n: usize) {

@@ -28,9 +28,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use cellio::runtime::{spawn_local_on, spawn_on};
 use cellio::{yield_now, Builder, Runtime};
 
+#[path = "util/blocks_home.rs"]
+mod blocks_home;
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
 
+use blocks_home::blocks_home;
 use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_counting};
 
 const WARM_UP: usize = 200;
@@ -49,21 +52,6 @@ async fn work(seed: usize) -> usize {
     let buf = [seed as u8; 2048];
     yield_now().await;
     black_box(&buf)[seed % 2048] as usize
-}
-
-/// Waits until every block worker 0's pool handed out is back in it. A
-/// task's block is freed where its last reference goes, which may be on
-/// worker 1 after the sender saw the task end, and then travels home.
-/// Waiting keeps one block in flight at a time, so the number of blocks
-/// (and of fresh allocations) cannot depend on the two threads' timing.
-async fn blocks_home(runtime: &Runtime) {
-    loop {
-        let (_, allocated, pooled) = runtime.task_pool_stats();
-        if pooled as u64 == allocated {
-            return;
-        }
-        yield_now().await;
-    }
 }
 
 /// `n` hand-offs whose handles the sender awaits.

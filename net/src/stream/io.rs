@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
-use crate::stream::ops::{recv_attempt, send_attempt, send_vectored_attempt};
-use crate::stream::{io_traits, RecvHalf, SendHalf, StreamSocket};
+use crate::stream::ops::recv_attempt;
+use crate::stream::{io_traits, Outgoing, RecvHalf, SendHalf, StreamSocket};
 
 /// A stream used through poll methods, named [`TcpIo`](crate::TcpIo) for a
 /// [`TcpStream`](crate::TcpStream) and [`UnixIo`](crate::unix::UnixIo) for a
@@ -186,7 +186,7 @@ impl<S: StreamSocket> StreamIo<S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        poll_send_vectored_on(&self.stream, &mut self.tx, cx, bufs)
+        poll_send_on(&self.stream, &mut self.tx, cx, bufs)
     }
 
     /// Receives into `buf`; resolves to the bytes received (0: the peer
@@ -293,14 +293,14 @@ pub(crate) fn poll_recv_on<S: StreamSocket>(
     )
 }
 
-/// [`TcpIo::poll_send`] on a stream and its send reservation: shared with
-/// [`SendHalf`](crate::tcp::SendHalf).
+/// [`TcpIo::poll_send`] (and [`TcpIo::poll_send_vectored`]) on a stream
+/// and its send reservation: shared with [`SendHalf`](crate::tcp::SendHalf).
 #[inline(always)]
-pub(crate) fn poll_send_on<S: StreamSocket>(
+pub(crate) fn poll_send_on<S: StreamSocket, B: ?Sized + Outgoing>(
     stream: &S,
     tx: &mut HeldCell,
     cx: &mut Context<'_>,
-    buf: &[u8],
+    buf: &B,
 ) -> Poll<io::Result<usize>> {
     if buf.is_empty() {
         return Poll::Ready(Ok(0));
@@ -311,29 +311,7 @@ pub(crate) fn poll_send_on<S: StreamSocket>(
         registration.tx_completions(),
         cx.waker(),
         || registration.is_bound_here(),
-        || send_attempt(stream, buf),
-    )
-}
-
-/// [`TcpIo::poll_send_vectored`] on a stream and its send reservation:
-/// shared with [`SendHalf`](crate::tcp::SendHalf).
-#[inline]
-pub(crate) fn poll_send_vectored_on<S: StreamSocket>(
-    stream: &S,
-    tx: &mut HeldCell,
-    cx: &mut Context<'_>,
-    bufs: &[IoSlice<'_>],
-) -> Poll<io::Result<usize>> {
-    if bufs.iter().all(|buf| buf.is_empty()) {
-        return Poll::Ready(Ok(0));
-    }
-    let registration = stream.registration();
-    tx.poll(
-        registration.tx(),
-        registration.tx_completions(),
-        cx.waker(),
-        || registration.is_bound_here(),
-        || send_vectored_attempt(stream, bufs),
+        || buf.attempt(stream),
     )
 }
 

@@ -20,9 +20,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
-use crate::stream::io::{
-    poll_recv_on, poll_send_on, poll_send_vectored_on, IoRecv, IoSendAll, PollRecv, PollSend,
-};
+use crate::stream::io::{poll_recv_on, poll_send_on, IoRecv, IoSendAll, PollRecv, PollSend};
 use crate::stream::{io_traits, StreamSocket};
 
 /// The receiving half of a [`TcpIo`](crate::TcpIo), from
@@ -112,7 +110,7 @@ impl<'a, S: StreamSocket> SendHalf<'a, S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        poll_send_vectored_on(self.stream, self.tx, cx, bufs)
+        poll_send_on(self.stream, self.tx, cx, bufs)
     }
 
     /// [`TcpIo::send_all`](crate::TcpIo::send_all), with the same caveat:

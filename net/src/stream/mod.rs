@@ -47,8 +47,52 @@ pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 /// this crate's streams can provide.
 pub trait StreamSocket: AsFd + AsRawFd + std::fmt::Debug + Unpin + sealed::Sealed {}
 
+/// What a stream's send sends from: a byte slice (`[u8]`, for
+/// [`Send`]) or a list of slices (`[IoSlice]`, for [`SendVectored`]).
+///
+/// Sealed: its one method makes the send's syscall.
+pub trait Outgoing: sealed::SealedOutgoing + std::fmt::Debug {}
+
+impl Outgoing for [u8] {}
+impl Outgoing for [std_io::IoSlice<'_>] {}
+
 pub(crate) mod sealed {
     use super::*;
+
+    /// The method of [`Outgoing`](super::Outgoing).
+    pub trait SealedOutgoing {
+        /// `true` if there is nothing to send (a send then completes with
+        /// 0 at once, where a poll method is concerned).
+        fn is_empty(&self) -> bool;
+
+        /// One send of this to `stream`: the bytes taken, and whether the
+        /// socket is now full (`ops::send_attempt`).
+        fn attempt<S: StreamSocket>(&self, stream: &S) -> std_io::Result<(usize, bool)>;
+    }
+
+    impl SealedOutgoing for [u8] {
+        #[inline(always)]
+        fn is_empty(&self) -> bool {
+            self.is_empty()
+        }
+
+        #[inline(always)]
+        fn attempt<S: StreamSocket>(&self, stream: &S) -> std_io::Result<(usize, bool)> {
+            super::ops::send_attempt(stream, self)
+        }
+    }
+
+    impl SealedOutgoing for [std_io::IoSlice<'_>] {
+        #[inline]
+        fn is_empty(&self) -> bool {
+            self.iter().all(|buf| buf.is_empty())
+        }
+
+        #[inline]
+        fn attempt<S: StreamSocket>(&self, stream: &S) -> std_io::Result<(usize, bool)> {
+            super::ops::send_vectored_attempt(stream, self)
+        }
+    }
 
     /// The methods of [`StreamSocket`](super::StreamSocket), out of the
     /// public API's reach.

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use cellio_reactor::CellError;
 
 use crate::op::{OpState, Side};
-use crate::stream::StreamSocket;
+use crate::stream::{Outgoing, StreamSocket};
 use crate::sys;
 
 #[inline]
@@ -179,16 +179,25 @@ impl<S: StreamSocket, const PEEK: bool> Drop for Recv<'_, S, PEEK> {
 
 /// Future of [`TcpStream::send`](crate::TcpStream::send) (and of
 /// `UnixStream`'s): resolves to the number of bytes sent.
+///
+/// With `B = [IoSlice]` (the [`SendVectored`] future of
+/// [`TcpStream::send_vectored`](crate::TcpStream::send_vectored)), the
+/// bytes are gathered from the slices in order, in one `sendmsg`.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct Send<'a, S: StreamSocket> {
+pub struct Send<'a, S: StreamSocket, B: ?Sized + Outgoing = [u8]> {
     stream: &'a S,
-    buf: &'a [u8],
+    buf: &'a B,
     op: OpState,
 }
 
-impl<'a, S: StreamSocket> Send<'a, S> {
-    pub(crate) fn new(stream: &'a S, buf: &'a [u8]) -> Self {
+/// Future of [`TcpStream::send_vectored`](crate::TcpStream::send_vectored)
+/// (and of `UnixStream`'s): resolves to the number of bytes sent, gathered
+/// from the slices in order.
+pub type SendVectored<'a, S> = Send<'a, S, [IoSlice<'a>]>;
+
+impl<'a, S: StreamSocket, B: ?Sized + Outgoing> Send<'a, S, B> {
+    pub(crate) fn new(stream: &'a S, buf: &'a B) -> Self {
         Self {
             stream,
             buf,
@@ -199,7 +208,7 @@ impl<'a, S: StreamSocket> Send<'a, S> {
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (stream, buf) = (self.stream, self.buf);
         self.op.poll(Side::tx(stream.registration()), waker, || {
-            send_attempt(stream, buf)
+            buf.attempt(stream)
         })
     }
 
@@ -219,7 +228,7 @@ impl<'a, S: StreamSocket> Send<'a, S> {
     }
 }
 
-impl<S: StreamSocket> Future for Send<'_, S> {
+impl<S: StreamSocket, B: ?Sized + Outgoing> Future for Send<'_, S, B> {
     type Output = io::Result<usize>;
 
     #[inline]
@@ -228,65 +237,7 @@ impl<S: StreamSocket> Future for Send<'_, S> {
     }
 }
 
-impl<S: StreamSocket> Drop for Send<'_, S> {
-    fn drop(&mut self) {
-        self.op.cancel(|| self.stream.registration().tx());
-    }
-}
-
-/// Future of [`TcpStream::send_vectored`](crate::TcpStream::send_vectored)
-/// (and of `UnixStream`'s): resolves to the number of bytes sent, gathered
-/// from the slices in order.
-#[must_use = "futures do nothing unless polled"]
-#[derive(Debug)]
-pub struct SendVectored<'a, S: StreamSocket> {
-    stream: &'a S,
-    bufs: &'a [IoSlice<'a>],
-    op: OpState,
-}
-
-impl<'a, S: StreamSocket> SendVectored<'a, S> {
-    pub(crate) fn new(stream: &'a S, bufs: &'a [IoSlice<'a>]) -> Self {
-        Self {
-            stream,
-            bufs,
-            op: OpState::new(),
-        }
-    }
-
-    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
-        let (stream, bufs) = (self.stream, self.bufs);
-        self.op.poll(Side::tx(stream.registration()), waker, || {
-            send_vectored_attempt(stream, bufs)
-        })
-    }
-
-    /// Attempts the send now, without waiting: `Some(result)` if it
-    /// completed on this first attempt, `None` if it would have to wait.
-    /// See [`Recv::try_complete`].
-    pub fn try_complete(&mut self) -> Option<io::Result<usize>> {
-        match self.poll_with(None) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
-        }
-    }
-
-    /// `true` once the future has delivered its result.
-    pub fn is_terminated(&self) -> bool {
-        self.op.is_done()
-    }
-}
-
-impl<S: StreamSocket> Future for SendVectored<'_, S> {
-    type Output = io::Result<usize>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().poll_with(Some(cx.waker()))
-    }
-}
-
-impl<S: StreamSocket> Drop for SendVectored<'_, S> {
+impl<S: StreamSocket, B: ?Sized + Outgoing> Drop for Send<'_, S, B> {
     fn drop(&mut self) {
         self.op.cancel(|| self.stream.registration().tx());
     }
