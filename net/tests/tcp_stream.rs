@@ -87,6 +87,36 @@ fn nodelay_can_be_set_and_read_back() {
 }
 
 #[test]
+fn a_zero_linger_resets_the_connection_on_drop() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await.unwrap();
+        assert_eq!(ours.linger().unwrap(), None, "off by default");
+        ours.set_linger(Some(Duration::ZERO)).unwrap();
+        assert_eq!(ours.linger().unwrap(), Some(Duration::ZERO));
+        ours.send_all(b"last words").await.unwrap();
+        drop(ours);
+        // The peer reads what arrived, then the reset (not a clean end
+        // of stream: that would be Ok(0)).
+        let mut buf = [0u8; 64];
+        let mut result = peer.read(&mut buf);
+        if let Ok(n) = result {
+            assert_eq!(&buf[..n], b"last words");
+            result = peer.read(&mut buf);
+        }
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+    });
+}
+
+#[test]
+fn ttl_can_be_set_and_read_back() {
+    run(|| async {
+        let (client, _server) = cellio_pair().await.unwrap();
+        client.set_ttl(7).unwrap();
+        assert_eq!(client.ttl().unwrap(), 7);
+    });
+}
+
+#[test]
 fn buffer_sizes_can_be_set_and_read_back() {
     run(|| async {
         let (client, _server) = cellio_pair().await?;

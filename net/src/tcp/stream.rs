@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use cellio_reactor::{Handle, Registration};
 
@@ -281,6 +282,31 @@ impl TcpStream {
     /// Whether `TCP_NODELAY` is set.
     pub fn nodelay(&self) -> io::Result<bool> {
         self.io.nodelay()
+    }
+
+    /// Sets `SO_LINGER`. `Some(Duration::ZERO)`: dropping the stream
+    /// resets the connection (RST) instead of closing it gracefully,
+    /// discarding unsent data, and leaves no `TIME_WAIT` behind; `None`
+    /// (the default): the close returns at once and the kernel sends what
+    /// is left in the background. (A non-zero linger would make the close
+    /// block a worker; do not use one.)
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        socket2::SockRef::from(&self.io).set_linger(linger)
+    }
+
+    /// `SO_LINGER`.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        socket2::SockRef::from(&self.io).linger()
+    }
+
+    /// Sets the IP time-to-live of outgoing packets.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.set_ttl(ttl)
+    }
+
+    /// The IP time-to-live of outgoing packets.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.ttl()
     }
 
     /// Sets `SO_RCVBUF`: the kernel's receive buffer, which bounds the TCP
