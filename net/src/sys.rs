@@ -126,7 +126,7 @@ pub(crate) fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, boo
         not(cellio_portable_datagrams)
     )))]
     {
-        let (n, truncated, _) = portable::recv_datagram(fd, buf, false)?;
+        let (n, truncated, _) = portable::recv_datagram(fd, buf, false, 0)?;
         Ok((n, truncated))
     }
 }
@@ -134,6 +134,21 @@ pub(crate) fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, boo
 /// One datagram into `buf` and its sender; as [`recv_datagram`].
 #[inline]
 pub(crate) fn recv_datagram_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, bool, SockAddr)> {
+    recv_datagram_from_with(fd, buf, 0)
+}
+
+/// [`recv_datagram_from`] with `MSG_PEEK`: the datagram stays queued.
+#[inline]
+pub(crate) fn peek_datagram_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, bool, SockAddr)> {
+    recv_datagram_from_with(fd, buf, libc::MSG_PEEK)
+}
+
+#[inline(always)]
+fn recv_datagram_from_with(
+    fd: RawFd,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, bool, SockAddr)> {
     #[cfg(all(
         any(target_os = "linux", target_os = "android"),
         not(cellio_portable_datagrams)
@@ -149,7 +164,7 @@ pub(crate) fn recv_datagram_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize
                     fd as usize,
                     buf.as_mut_ptr() as usize,
                     buf.len(),
-                    libc::MSG_TRUNC as usize,
+                    (libc::MSG_TRUNC | flags) as usize,
                     storage as usize,
                     len as usize,
                 ))
@@ -162,7 +177,7 @@ pub(crate) fn recv_datagram_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize
         not(cellio_portable_datagrams)
     )))]
     {
-        let (n, truncated, from) = portable::recv_datagram(fd, buf, true)?;
+        let (n, truncated, from) = portable::recv_datagram(fd, buf, true, flags)?;
         Ok((n, truncated, from.expect("asked for the sender")))
     }
 }
@@ -217,17 +232,18 @@ mod portable {
         fd: RawFd,
         buf: &mut [u8],
         with_sender: bool,
+        flags: libc::c_int,
     ) -> io::Result<(usize, bool, Option<SockAddr>)> {
         // SAFETY: `fd` is the caller's open socket for this whole call.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         let sock = SockRef::from(&fd);
         let mut bufs = [MaybeUninitSlice::new(as_uninit(buf))];
         if with_sender {
-            let (n, flags, from) = sock.recv_from_vectored(&mut bufs)?;
-            Ok((n, flags.is_truncated(), Some(from)))
+            let (n, out, from) = sock.recv_from_vectored_with_flags(&mut bufs, flags)?;
+            Ok((n, out.is_truncated(), Some(from)))
         } else {
-            let (n, flags) = sock.recv_vectored(&mut bufs)?;
-            Ok((n, flags.is_truncated(), None))
+            let (n, out) = sock.recv_vectored_with_flags(&mut bufs, flags)?;
+            Ok((n, out.is_truncated(), None))
         }
     }
 

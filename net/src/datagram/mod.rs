@@ -41,8 +41,8 @@ use cellio_reactor::Registration;
 use socket2::SockAddr;
 
 pub use io::DatagramIo;
-pub(crate) use ops::{after_send, recv, recv_from, send, send_to};
-pub use ops::{Recv, RecvFrom, Send, SendTo};
+pub(crate) use ops::{after_send, peek_from, peek_sender, recv, recv_from, send, send_to};
+pub use ops::{PeekFrom, PeekSender, Recv, RecvFrom, Send, SendTo};
 
 /// A datagram socket that cellio's datagram futures run on:
 /// [`UdpSocket`](crate::UdpSocket) and

@@ -42,6 +42,41 @@ pub(crate) fn recv_from<S: DatagramSocket>(
     Ok((n, S::sender(from)?))
 }
 
+/// A look at the next datagram and its sender; the datagram stays queued.
+/// One longer than `buf` is an error, as for a receive, but nothing was
+/// discarded: a receive with a larger buffer gets it whole.
+#[inline]
+pub(crate) fn peek_from<S: DatagramSocket>(
+    socket: &S,
+    buf: &mut [u8],
+) -> io::Result<(usize, S::Addr)> {
+    let (n, cut, from) = sys::peek_datagram_from(socket.as_raw_fd(), buf)?;
+    if cut {
+        return Err(peeked_too_long::<S>(buf.len()));
+    }
+    Ok((n, S::sender(from)?))
+}
+
+/// The sender of the next datagram, which stays queued.
+#[inline]
+pub(crate) fn peek_sender<S: DatagramSocket>(socket: &S) -> io::Result<S::Addr> {
+    let (_, _, from) = sys::peek_datagram_from(socket.as_raw_fd(), &mut [])?;
+    S::sender(from)
+}
+
+/// A peeked datagram that did not fit: still queued, whole.
+#[cold]
+fn peeked_too_long<S: DatagramSocket>(len: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "the next datagram is longer than the {len}-byte buffer: its first {len} bytes are \
+             in the buffer, and it is still queued, whole ({})",
+            S::FITS_ANY
+        ),
+    )
+}
+
 /// One datagram to `target`.
 #[inline(always)]
 pub(crate) fn send_to<S: DatagramSocket>(
@@ -125,15 +160,23 @@ macro_rules! fast_path {
 
 /// Future of [`UdpSocket::recv_from`](crate::UdpSocket::recv_from) (and
 /// `UnixDatagram`'s): one datagram and its sender.
+///
+/// With `PEEK` (the [`PeekFrom`] future of
+/// [`UdpSocket::peek_from`](crate::UdpSocket::peek_from)), the datagram is
+/// copied but stays queued.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct RecvFrom<'a, S: DatagramSocket> {
+pub struct RecvFrom<'a, S: DatagramSocket, const PEEK: bool = false> {
     socket: &'a S,
     buf: &'a mut [u8],
     op: OpState,
 }
 
-impl<'a, S: DatagramSocket> RecvFrom<'a, S> {
+/// Future of [`UdpSocket::peek_from`](crate::UdpSocket::peek_from) (and
+/// `UnixDatagram`'s): the next datagram and its sender, left queued.
+pub type PeekFrom<'a, S> = RecvFrom<'a, S, true>;
+
+impl<'a, S: DatagramSocket, const PEEK: bool> RecvFrom<'a, S, PEEK> {
     pub(crate) fn new(socket: &'a S, buf: &'a mut [u8]) -> Self {
         Self {
             socket,
@@ -145,11 +188,59 @@ impl<'a, S: DatagramSocket> RecvFrom<'a, S> {
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<(usize, S::Addr)>> {
         let (socket, buf) = (self.socket, &mut *self.buf);
         self.op.poll(Side::rx(socket.registration()), waker, || {
-            recv_from(socket, buf).map(|got| (got, false))
+            let got = if PEEK {
+                peek_from(socket, buf)
+            } else {
+                recv_from(socket, buf)
+            };
+            got.map(|got| (got, false))
         })
     }
 
     fast_path!((usize, S::Addr));
+}
+
+/// Future of [`UdpSocket::peek_sender`](crate::UdpSocket::peek_sender)
+/// (and `UnixDatagram`'s): the next datagram's sender, the datagram left
+/// queued.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct PeekSender<'a, S: DatagramSocket> {
+    socket: &'a S,
+    op: OpState,
+}
+
+impl<'a, S: DatagramSocket> PeekSender<'a, S> {
+    pub(crate) fn new(socket: &'a S) -> Self {
+        Self {
+            socket,
+            op: OpState::new(),
+        }
+    }
+
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<S::Addr>> {
+        let socket = self.socket;
+        self.op.poll(Side::rx(socket.registration()), waker, || {
+            peek_sender(socket).map(|from| (from, false))
+        })
+    }
+
+    fast_path!(S::Addr);
+}
+
+impl<S: DatagramSocket, const PEEK: bool> Future for RecvFrom<'_, S, PEEK> {
+    type Output = io::Result<(usize, S::Addr)>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(Some(cx.waker()))
+    }
+}
+
+impl<S: DatagramSocket, const PEEK: bool> Drop for RecvFrom<'_, S, PEEK> {
+    fn drop(&mut self) {
+        self.op.cancel(|| self.socket.registration().rx());
+    }
 }
 
 /// Future of [`UdpSocket::recv`](crate::UdpSocket::recv) (and
@@ -262,7 +353,7 @@ macro_rules! future_and_drop {
     };
 }
 
-future_and_drop!(RecvFrom, (usize, S::Addr), rx);
+future_and_drop!(PeekSender, S::Addr, rx);
 future_and_drop!(Recv, usize, rx);
 future_and_drop!(SendTo, usize, tx);
 future_and_drop!(Send, usize, tx);

@@ -22,6 +22,12 @@ pub type UdpIo = crate::datagram::DatagramIo<UdpSocket>;
 
 /// Future of [`UdpSocket::recv_from`]: one datagram and its sender.
 pub type RecvFrom<'a> = crate::datagram::RecvFrom<'a, UdpSocket>;
+/// Future of [`UdpSocket::peek_from`]: the next datagram and its sender, left
+/// queued.
+pub type PeekFrom<'a> = crate::datagram::PeekFrom<'a, UdpSocket>;
+/// Future of [`UdpSocket::peek_sender`]: the next datagram's sender, the
+/// datagram left queued.
+pub type PeekSender<'a> = crate::datagram::PeekSender<'a, UdpSocket>;
 /// Future of [`UdpSocket::recv`]: one datagram's length.
 pub type Recv<'a> = crate::datagram::Recv<'a, UdpSocket>;
 /// Future of [`UdpSocket::send_to`]: the datagram's length, once sent.

@@ -96,6 +96,12 @@ pub type UnixDatagramIo = crate::datagram::DatagramIo<UnixDatagram>;
 
 /// Future of [`UnixDatagram::recv_from`]: one datagram and its sender.
 pub type RecvFrom<'a> = crate::datagram::RecvFrom<'a, UnixDatagram>;
+/// Future of [`UnixDatagram::peek_from`]: the next datagram and its sender, left
+/// queued.
+pub type PeekFrom<'a> = crate::datagram::PeekFrom<'a, UnixDatagram>;
+/// Future of [`UnixDatagram::peek_sender`]: the next datagram's sender, the
+/// datagram left queued.
+pub type PeekSender<'a> = crate::datagram::PeekSender<'a, UnixDatagram>;
 /// Future of [`UnixDatagram::send_to`]: the datagram's length, once sent.
 pub type SendTo<'a> = crate::datagram::SendTo<'a, UnixDatagram>;
 /// Future of [`UnixDatagram::recv`]: one datagram's length.
