@@ -22,8 +22,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use cellio_runtime::{
-    current_worker, interval, sleep, sleep_until, spawn, spawn_on, timeout, Builder, Elapsed,
-    Runtime, Sleep,
+    current_worker, interval, interval_at, sleep, sleep_until, spawn, spawn_on, timeout, Builder,
+    Elapsed, MissedTickBehavior, Runtime, Sleep,
 };
 use util::{panic_text, poll_once, run, run_on, scaled, with_timeout, Signal, LIMIT};
 
@@ -530,6 +530,71 @@ fn interval_skips_missed_ticks_instead_of_bursting() {
                 "off the grid: {gap:?}"
             );
         }
+    });
+}
+
+#[test]
+fn a_bursting_interval_delivers_every_missed_tick() {
+    run(|| async {
+        let period = Duration::from_millis(20);
+        let mut ticks = interval(period);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        assert_eq!(ticks.missed_tick_behavior(), MissedTickBehavior::Burst);
+        let t0 = ticks.tick().await;
+        std::thread::sleep(period * 5); // the worker is blocked
+                                        // Every tick of the grid, none skipped, the missed ones at once.
+        for k in 1..=6u32 {
+            assert_eq!(ticks.tick().await, t0 + period * k);
+        }
+    });
+}
+
+#[test]
+fn a_delaying_interval_moves_its_grid_after_a_late_tick() {
+    run(|| async {
+        let period = Duration::from_millis(20);
+        let mut ticks = interval(period);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let t0 = ticks.tick().await;
+        std::thread::sleep(period * 3);
+        let unblocked = Instant::now();
+        assert_eq!(ticks.tick().await, t0 + period, "the late tick, at once");
+        let next = ticks.tick().await;
+        assert!(next >= unblocked + period, "one period after the late tick");
+        // Then on the new grid (or later, if this test itself ran late).
+        assert!(ticks.tick().await >= next + period);
+    });
+}
+
+#[test]
+fn interval_at_starts_at_its_start_and_resets_move_the_grid() {
+    run(|| async {
+        let period = Duration::from_millis(20);
+        let start = Instant::now() + Duration::from_millis(30);
+        let mut ticks = interval_at(start, period);
+        // Burst: each tick is the one after the last on the grid, however
+        // late this test runs (under valgrind or Miri), so these are exact.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        assert_eq!(ticks.tick().await, start);
+        assert!(Instant::now() >= start, "not before its start");
+        assert_eq!(ticks.tick().await, start + period);
+        // reset_at: the next tick is then, and the grid follows it.
+        let at = Instant::now() + Duration::from_millis(45);
+        ticks.reset_at(at);
+        assert_eq!(ticks.tick().await, at);
+        assert_eq!(ticks.tick().await, at + period);
+        // reset_immediately: the next tick at once (scheduled for now).
+        let before = Instant::now();
+        ticks.reset_immediately();
+        let now_tick = ticks.tick().await;
+        assert!(now_tick >= before && now_tick <= Instant::now());
+        // reset: one period from now.
+        let before = Instant::now();
+        ticks.reset();
+        assert!(ticks.tick().await >= before + period);
+        let before = Instant::now();
+        ticks.reset_after(Duration::from_millis(5));
+        assert!(ticks.tick().await >= before + Duration::from_millis(5));
     });
 }
 

@@ -1,4 +1,5 @@
-//! Timers: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`].
+//! Timers: [`sleep`], [`sleep_until`], [`timeout`], and [`interval`] (with
+//! [`interval_at`] and [`MissedTickBehavior`]).
 //!
 //! Each worker keeps its own timer table (pooled entries in an indexed
 //! min-heap, see `timers`), and the earliest deadline bounds how long the
@@ -16,6 +17,7 @@
 //! the kernel's timer slack (50 µs by default); elsewhere the wait is in
 //! whole milliseconds, rounded up.
 
+mod interval;
 mod timers;
 
 use std::error::Error;
@@ -25,6 +27,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub(crate) use timers::{TimerKey, Timers};
 
 use crate::waker::Inbox;
@@ -276,131 +279,5 @@ impl<F: Future> Future for Timeout<F> {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
             Poll::Pending => Poll::Pending,
         }
-    }
-}
-
-/// A stream of ticks, one every `period`; the first completes at once.
-///
-/// If ticks are missed (the task was busy for longer than a period), the
-/// next tick completes at once and the schedule skips ahead: ticks never
-/// pile up. A period too long to add to an `Instant` (`Duration::MAX`)
-/// ticks once, then practically never (after some 30 years).
-///
-/// # Panics
-///
-/// If `period` is zero.
-///
-/// ```
-/// use std::time::Duration;
-/// cellio_runtime::Runtime::new()?.block_on(async {
-///     let mut ticks = cellio_runtime::interval(Duration::from_millis(5));
-///     for _ in 0..3 {
-///         ticks.tick().await;
-///     }
-/// });
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub fn interval(period: Duration) -> Interval {
-    assert!(
-        !period.is_zero(),
-        "cellio: interval period must be non-zero"
-    );
-    Interval {
-        period,
-        sleep: sleep_until(Instant::now()),
-    }
-}
-
-/// Returned by [`interval`].
-#[derive(Debug)]
-pub struct Interval {
-    period: Duration,
-    sleep: Sleep,
-}
-
-impl Interval {
-    /// Waits for the next tick; returns the instant it was scheduled for.
-    pub async fn tick(&mut self) -> Instant {
-        std::future::poll_fn(|cx| self.poll_tick(cx)).await
-    }
-
-    /// Polls for the next tick.
-    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
-        match self.sleep.poll_sleep(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => {
-                let scheduled = self.sleep.deadline;
-                self.sleep
-                    .reset(next_tick(scheduled, self.period, Instant::now()));
-                Poll::Ready(scheduled)
-            }
-        }
-    }
-
-    /// The period.
-    pub fn period(&self) -> Duration {
-        self.period
-    }
-}
-
-/// The first tick of the grid `scheduled + k * period` (k ≥ 1) after
-/// `now`: the next one if it is still ahead, else the first one past the
-/// missed ticks. A tick beyond what an `Instant` holds (a period like
-/// `Duration::MAX`) is [`far_future`]: never, in practice, and no panic.
-fn next_tick(scheduled: Instant, period: Duration, now: Instant) -> Instant {
-    let Some(next) = scheduled.checked_add(period) else {
-        return far_future();
-    };
-    if next > now {
-        return next;
-    }
-    // Missed ticks: skip whole periods, counted in u128 nanoseconds (a
-    // nanosecond period falls behind by more than u32::MAX ticks in 5 s).
-    let periods = (now - scheduled).as_nanos() / period.as_nanos() + 1;
-    let ahead = period.as_nanos().saturating_mul(periods);
-    u64::try_from(ahead / 1_000_000_000)
-        .ok()
-        .map(|secs| Duration::new(secs, (ahead % 1_000_000_000) as u32))
-        .and_then(|ahead| scheduled.checked_add(ahead))
-        .unwrap_or_else(far_future)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_next_tick_is_the_following_one_when_on_time() {
-        let t0 = Instant::now();
-        let p = Duration::from_millis(10);
-        assert_eq!(next_tick(t0, p, t0 + Duration::from_millis(3)), t0 + p);
-    }
-
-    #[test]
-    fn missed_ticks_are_skipped_on_the_grid() {
-        let t0 = Instant::now();
-        let p = Duration::from_millis(10);
-        // 35 ms late: ticks at 10, 20, 30 are gone; the next is at 40.
-        assert_eq!(next_tick(t0, p, t0 + Duration::from_millis(35)), t0 + p * 4);
-        // Exactly on a tick counts as missed (it is not ahead).
-        assert_eq!(next_tick(t0, p, t0 + p * 2), t0 + p * 3);
-    }
-
-    #[test]
-    fn more_than_u32_max_missed_ticks_stay_on_the_grid() {
-        let t0 = Instant::now();
-        let p = Duration::from_nanos(1);
-        let late = Duration::from_secs(10); // 10^10 ticks of 1 ns
-        assert_eq!(
-            next_tick(t0, p, t0 + late),
-            t0 + late + Duration::from_nanos(1)
-        );
-    }
-
-    #[test]
-    fn a_tick_past_what_an_instant_holds_is_far_in_the_future() {
-        let t0 = Instant::now();
-        let next = next_tick(t0, Duration::MAX, t0);
-        assert!(next > t0 + Duration::from_secs(86_400 * 365 * 29));
     }
 }
