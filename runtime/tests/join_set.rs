@@ -360,6 +360,16 @@ fn insert_adopts_a_task_spawned_elsewhere() {
                 sum += output.unwrap();
             }
             assert_eq!(sum, 11);
+            // A handle that already gave its output: a member that says so.
+            let mut spent = spawn(async { 7 });
+            assert_eq!((&mut spent).await.unwrap(), 7);
+            let stopper = set.insert(spent);
+            assert!(stopper.is_finished(), "nothing left to stop");
+            assert!(matches!(
+                set.join_next().await,
+                Some(Err(JoinError::Consumed))
+            ));
+            assert!(set.is_empty());
         });
     });
 }

@@ -169,8 +169,11 @@ impl ReadyList {
             .collect();
         let first = Box::into_raw(entries).cast::<Entry>();
         self.shared().chunks[chunk].store(first, Ordering::Relaxed);
-        // More room in `pending` now, so that a wake never makes it grow.
-        self.pending.reserve(chunk_len(chunk));
+        // Room in `pending` for every key up to this chunk's last (each is
+        // there at most once), so that draining never makes it grow.
+        let keys = base + chunk_len(chunk);
+        self.pending
+            .reserve(keys.saturating_sub(self.pending.len()));
     }
 
     /// The next key to poll, its flag cleared (module invariants), or
@@ -389,6 +392,30 @@ mod tests {
         list.waker(3).wake_by_ref();
         assert_eq!(list.next(), Some(3));
         assert_eq!(list.next(), None);
+    }
+
+    #[test]
+    fn pending_has_room_for_every_key_so_draining_never_grows_it() {
+        let mut list = ReadyList::new();
+        // Members joining a few at a time, each batch polled before the
+        // next: `pending` is empty whenever a chunk is added.
+        for batch in [0..16, 16..48, 48..100] {
+            for key in batch {
+                list.insert(key);
+            }
+            while list.next().is_some() {}
+        }
+        let room = list.pending.capacity();
+        assert!(
+            room >= 112,
+            "room for the 112 keys of chunks 0 to 2: {room}"
+        );
+        for key in 0..100 {
+            list.waker(key).wake_by_ref();
+        }
+        list.drain();
+        assert_eq!(list.pending.len(), 100);
+        assert_eq!(list.pending.capacity(), room, "draining grew the list");
     }
 
     #[test]

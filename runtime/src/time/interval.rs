@@ -166,7 +166,7 @@ impl Interval {
 
     /// Starts the grid again one period from now: the next tick is then.
     pub fn reset(&mut self) {
-        self.reset_at(Instant::now() + self.period);
+        self.reset_after(self.period);
     }
 
     /// Starts the grid again now: the next tick completes at once.
@@ -174,9 +174,10 @@ impl Interval {
         self.reset_at(Instant::now());
     }
 
-    /// Starts the grid again `after` from now.
+    /// Starts the grid again `after` from now (a duration too long to add
+    /// to an `Instant`: practically never, as for a period that long).
     pub fn reset_after(&mut self, after: Duration) {
-        self.reset_at(Instant::now() + after);
+        self.reset_at(Instant::now().checked_add(after).unwrap_or_else(far_future));
     }
 
     /// Starts the grid again at `deadline`: the next tick is then.
@@ -253,6 +254,16 @@ mod tests {
             Skip.next(t0, p, t0 + late),
             t0 + late + Duration::from_nanos(1)
         );
+    }
+
+    #[test]
+    fn resets_past_what_an_instant_holds_do_not_panic() {
+        // `reset` and `reset_after` compute their deadline from now; with
+        // `Duration::MAX` a plain addition would overflow an `Instant`.
+        let mut ticks = interval_at(Instant::now(), Duration::MAX);
+        ticks.reset();
+        ticks.reset_after(Duration::MAX);
+        assert!(ticks.sleep.deadline() > Instant::now() + Duration::from_secs(86_400 * 365 * 29));
     }
 
     #[test]
