@@ -295,3 +295,65 @@ fn join_set_members_on_the_blocking_pool() {
         assert_eq!(sum, 190);
     });
 }
+
+/// Jobs in bursts of 10 (more than the pool's 3 threads: some wait in the
+/// queue) from both workers at once, with pauses between some bursts;
+/// returns the sum of every job's output.
+fn bursts_from_two_workers(keep_alive: Duration, jobs_per_worker: u64) -> u64 {
+    let rt = Builder::new()
+        .workers(2)
+        .max_blocking_threads(3)
+        .blocking_keep_alive(keep_alive)
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut set = JoinSet::new();
+        for worker in 0..2 {
+            set.spawn_on(worker, async move {
+                let mut sum = 0u64;
+                for burst in 0..jobs_per_worker / 10 {
+                    let mut jobs = JoinSet::new();
+                    for i in burst * 10..burst * 10 + 10 {
+                        jobs.spawn_blocking(move || i);
+                    }
+                    while let Some(i) = jobs.join_next().await {
+                        sum += i.unwrap();
+                    }
+                    if burst % 5 == 0 {
+                        cellio_runtime::sleep(Duration::from_millis(3)).await;
+                    }
+                }
+                sum
+            });
+        }
+        let mut total = 0;
+        while let Some(sum) = set.join_next().await {
+            total += sum.unwrap();
+        }
+        total
+    })
+}
+
+#[test]
+fn jobs_in_bursts_are_all_run_while_threads_come_and_go() {
+    // Threads leave after 1 ms without work, so the pauses between bursts
+    // let them go and the next burst starts them again: exits and starts
+    // race with jobs arriving from two threads.
+    let jobs = util::scaled(400).div_ceil(10) * 10;
+    let total = with_timeout(LIMIT, move || {
+        bursts_from_two_workers(Duration::from_millis(1), jobs)
+    });
+    assert_eq!(total, 2 * (jobs - 1) * jobs / 2);
+}
+
+#[test]
+fn no_job_waits_for_a_keep_alive_to_end() {
+    // Threads that stay a minute: a job left in the queue with no thread
+    // woken for it would wait for an idle thread's keep-alive to end (a
+    // minute), and the watchdog (10 s) fails the test.
+    let jobs = util::scaled(400).div_ceil(10) * 10;
+    let total = with_timeout(LIMIT, move || {
+        bursts_from_two_workers(Duration::from_secs(60), jobs)
+    });
+    assert_eq!(total, 2 * (jobs - 1) * jobs / 2);
+}
