@@ -45,8 +45,8 @@ use std::time::Duration;
 
 use crate::join::JoinHandle;
 use crate::shutdown::Shared;
-use crate::task::{RawTask, NO_HOME};
-use crate::waker::LocalGuard;
+use crate::spawn;
+use crate::task::RawTask;
 use crate::worker::release_task;
 
 /// Default for [`Builder::max_blocking_threads`](crate::Builder::max_blocking_threads)
@@ -230,10 +230,10 @@ where
     F: FnOnce() -> R,
 {
     let mut cx = Context::from_waker(Waker::noop());
-    // SAFETY: this thread took the job out of the queue, so it is the
-    // task's only worker (module invariants): nothing else polls or drops
-    // its future, and it holds the task's counted reference across the
-    // poll. `run::<F, R>` is queued only with a block of `BlockingJob<F>`.
+    // This thread took the job out of the queue: it is the task's only
+    // worker (module invariants), holding its reference across the poll.
+    // SAFETY: so nothing else polls or drops the future, and `run::<F, R>`
+    // is queued only with a block of `BlockingJob<F>`.
     let _ = unsafe { task.by_ref().poll_as::<BlockingJob<F>>(&mut cx) };
     release_task(task);
 }
@@ -249,26 +249,14 @@ fn cancel(task: RawTask) {
 
 /// Spawns `job` on `shared`'s blocking pool (the current runtime's when
 /// `None`).
-pub(crate) fn spawn_blocking_in<F, R>(shared: Option<&Arc<Shared>>, job: F) -> JoinHandle<R>
+pub(crate) fn spawn_blocking_in<F, R>(shared: Option<&Shared>, job: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let current = LocalGuard::current();
-    // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid while
-    // it is this thread's current worker, which it is for this whole call.
-    let current = current.map(|executor| unsafe { &*executor });
-    let shared = match (shared, current) {
-        (Some(shared), _) => shared,
-        (None, Some(executor)) => &executor.shared,
-        (None, None) => crate::spawn::outside_runtime("spawn_blocking"),
-    };
-    // From this worker's pool, returned through its inbox, as a
-    // `spawn_on` task's block; off any worker, the system allocator.
-    let (memory, home) = match current {
-        Some(executor) => (executor.allocate_block::<BlockingJob<F>>(), executor.id()),
-        None => (RawTask::allocate::<BlockingJob<F>>(None), NO_HOME),
-    };
+    let (current, shared) = spawn::sender(shared, "spawn_blocking");
+    // As a `spawn_on` task's block: the job leaves this thread.
+    let (memory, home) = spawn::block_to_send::<BlockingJob<F>>(current);
     let (task, join) = RawTask::init(memory, BlockingJob(Some(job)), home);
     let handle = JoinHandle::new(join);
     shared.blocking.submit(Job {

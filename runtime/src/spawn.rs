@@ -46,9 +46,9 @@ use std::task::{Context, Poll};
 
 use crate::join::JoinHandle;
 use crate::shutdown::Shared;
-use crate::task::{RawTask, NO_HOME};
+use crate::task::{BlockMemory, RawTask, NO_HOME};
 use crate::waker::{Inbox, LocalGuard};
-use crate::worker::release_task;
+use crate::worker::{release_task, Executor};
 
 /// Spawns `future` on the worker running on this thread.
 ///
@@ -91,14 +91,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let current = LocalGuard::current();
-    // SAFETY: as in `spawn_here`: the executor is valid for this call.
-    let current = current.map(|executor| unsafe { &*executor });
-    let shared = match (shared, current) {
-        (Some(shared), _) => shared,
-        (None, Some(executor)) => &*executor.shared,
-        (None, None) => outside_runtime(what),
-    };
+    let (current, shared) = sender(shared, what);
     let Some(&(worker, epoch)) = shared.workers.get(index) else {
         panic!(
             "cellio: {what}({index}) on a runtime with {} workers",
@@ -109,13 +102,7 @@ where
         let memory = executor.allocate_block::<F>();
         return executor.start(memory, future);
     }
-    // The block comes from the sender's pool and goes back to it when the
-    // task ends (through the sender's inbox); off any worker, from the
-    // system allocator.
-    let (memory, home) = match current {
-        Some(executor) => (executor.allocate_block::<F>(), executor.id()),
-        None => (RawTask::allocate::<F>(None), NO_HOME),
-    };
+    let (memory, home) = block_to_send::<F>(current);
     let (task, join) = RawTask::init(memory, future, home);
     if let Err(task) = Inbox::spawn(worker, epoch, task) {
         // SAFETY: the task was never polled and its future is `Send`, so
@@ -124,6 +111,43 @@ where
         release_task(task);
     }
     JoinHandle::new(join)
+}
+
+/// Who sends a task away from this thread (`spawn_on`, `spawn_blocking`):
+/// the worker running here, if any, and the runtime the task goes to
+/// (`shared`, or the current worker's).
+///
+/// # Panics
+///
+/// With `shared: None` outside a runtime (`what` names the public
+/// function).
+#[inline(always)]
+pub(crate) fn sender<'a>(
+    shared: Option<&'a Shared>,
+    what: &'static str,
+) -> (Option<&'a Executor>, &'a Shared) {
+    let current = LocalGuard::current();
+    // SAFETY: as in `spawn_here`: the executor stays valid while it is
+    // this thread's worker, which it is for the whole spawn calling this.
+    let current = current.map(|executor| unsafe { &*executor });
+    let shared = match (shared, current) {
+        (Some(shared), _) => shared,
+        (None, Some(executor)) => &*executor.shared,
+        (None, None) => outside_runtime(what),
+    };
+    (current, shared)
+}
+
+/// Memory for a task block that leaves this thread, and its home: from
+/// the sending worker's pool, to go back to it when the task ends
+/// (through the worker's inbox); off any worker, from the system
+/// allocator.
+#[inline(always)]
+pub(crate) fn block_to_send<F: Future>(current: Option<&Executor>) -> (BlockMemory<F>, (u16, u8)) {
+    match current {
+        Some(executor) => (executor.allocate_block::<F>(), executor.id()),
+        None => (RawTask::allocate::<F>(None), NO_HOME),
+    }
 }
 
 #[cold]

@@ -44,6 +44,42 @@ pub use io::DatagramIo;
 pub(crate) use ops::{after_send, peek_from, peek_sender, recv, recv_from, send, send_to};
 pub use ops::{PeekFrom, PeekSender, Recv, RecvFrom, Send, SendTo};
 
+/// The peek methods of a datagram socket type (`UdpSocket`, `UnixDatagram`),
+/// written once: `$addr` is the type of a sender's address.
+macro_rules! peek_methods {
+    ($addr:ty) => {
+        /// Copies the next datagram into `buf` and returns its length and
+        /// sender, leaving it queued: the next receive gets it again. Waits,
+        /// like [`recv_from`](Self::recv_from), until one is there. A datagram
+        /// longer than `buf` is an `InvalidData` error here too, but it stays
+        /// queued whole: receive it with a larger buffer. Cancel-safe.
+        pub fn peek_from<'a>(&'a self, buf: &'a mut [u8]) -> $crate::datagram::PeekFrom<'a, Self> {
+            $crate::datagram::PeekFrom::new(self, buf)
+        }
+
+        /// The sender of the next datagram, leaving the datagram queued (to
+        /// choose a buffer or a handler for it first). Waits until one is
+        /// there. Cancel-safe.
+        pub fn peek_sender(&self) -> $crate::datagram::PeekSender<'_, Self> {
+            $crate::datagram::PeekSender::new(self)
+        }
+
+        /// [`peek_from`](Self::peek_from) without waiting: `WouldBlock` if no
+        /// datagram is queued.
+        pub fn try_peek_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, $addr)> {
+            $crate::datagram::peek_from(self, buf)
+        }
+
+        /// [`peek_sender`](Self::peek_sender) without waiting: `WouldBlock` if
+        /// no datagram is queued.
+        pub fn try_peek_sender(&self) -> std::io::Result<$addr> {
+            $crate::datagram::peek_sender(self)
+        }
+    };
+}
+
+pub(crate) use peek_methods;
+
 /// A datagram socket that cellio's datagram futures run on:
 /// [`UdpSocket`](crate::UdpSocket) and
 /// [`UnixDatagram`](crate::unix::UnixDatagram).

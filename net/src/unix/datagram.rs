@@ -16,9 +16,7 @@ use socket2::SockAddr;
 
 use crate::datagram::{self as ops, sealed, DatagramSocket};
 use crate::stats::OpStats;
-use crate::unix::{
-    PeekFrom, PeekSender, RecvDatagram as Recv, RecvFrom, SendDatagram as Send, SendTo,
-};
+use crate::unix::{RecvDatagram as Recv, RecvFrom, SendDatagram as Send, SendTo};
 
 /// A Unix-domain datagram socket (`AF_UNIX`, `SOCK_DGRAM`) driven by a
 /// cellio reactor: a [`UdpSocket`](crate::UdpSocket) for peers on the same
@@ -177,33 +175,7 @@ impl UnixDatagram {
         ops::recv_from(self, buf)
     }
 
-    /// Copies the next datagram into `buf` and returns its length and
-    /// sender, leaving it queued: the next receive gets it again. Waits,
-    /// like [`recv_from`](Self::recv_from), until one is there. A datagram
-    /// longer than `buf` is an `InvalidData` error here too, but it stays
-    /// queued whole: receive it with a larger buffer. Cancel-safe.
-    pub fn peek_from<'a>(&'a self, buf: &'a mut [u8]) -> PeekFrom<'a> {
-        PeekFrom::new(self, buf)
-    }
-
-    /// The sender of the next datagram, leaving the datagram queued (to
-    /// choose a buffer or a handler for it first). Waits until one is
-    /// there. Cancel-safe.
-    pub fn peek_sender(&self) -> PeekSender<'_> {
-        PeekSender::new(self)
-    }
-
-    /// [`peek_from`](Self::peek_from) without waiting: `WouldBlock` if no
-    /// datagram is queued.
-    pub fn try_peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        ops::peek_from(self, buf)
-    }
-
-    /// [`peek_sender`](Self::peek_sender) without waiting: `WouldBlock` if
-    /// no datagram is queued.
-    pub fn try_peek_sender(&self) -> io::Result<SocketAddr> {
-        ops::peek_sender(self)
-    }
+    crate::datagram::peek_methods!(SocketAddr);
 
     /// [`send_to`](Self::send_to) without waiting: `WouldBlock` if the
     /// datagram cannot be queued now.

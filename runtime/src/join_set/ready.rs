@@ -206,10 +206,10 @@ impl ReadyList {
     /// reference; a clone takes one of its own.
     pub(crate) fn waker(&self, key: u32) -> EntryWaker<'_> {
         let entry: *const Entry = self.entry(key);
-        // SAFETY: the vtable's contract holds for `entry`, a live entry
-        // whose block this list keeps alive while the borrow lasts; the
-        // `ManuallyDrop` keeps the borrowed waker from giving up a
-        // reference it never took.
+        // The `ManuallyDrop` below keeps this borrowed waker from giving up
+        // a reference it never took.
+        // SAFETY: `entry` is live, its block kept alive by this list's
+        // reference for the borrow: the vtable's contract holds.
         let waker = unsafe { Waker::from_raw(RawWaker::new(entry.cast(), &VTABLE)) };
         EntryWaker {
             waker: ManuallyDrop::new(waker),
