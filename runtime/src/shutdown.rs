@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use crate::blocking::BlockingPool;
+use crate::blocking::{BlockingPool, Job};
 use crate::waker::Inbox;
 use crate::worker::with_current;
 
@@ -42,11 +42,11 @@ pub(crate) struct Shared {
     cancelled: AtomicUsize,
     /// The runtime's `spawn_blocking` threads (their own reference: they
     /// may outlive the runtime while a job runs).
-    pub(crate) blocking: Arc<BlockingPool>,
+    pub(crate) blocking: Arc<BlockingPool<Job>>,
 }
 
 impl Shared {
-    pub(crate) fn new(workers: Vec<(u16, u8)>, blocking: BlockingPool) -> Self {
+    pub(crate) fn new(workers: Vec<(u16, u8)>, blocking: BlockingPool<Job>) -> Self {
         Self {
             workers,
             state: AtomicU8::new(RUNNING),

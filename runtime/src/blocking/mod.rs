@@ -19,29 +19,24 @@
 //!
 //! # Invariants
 //!
-//! * A queued job is owned by the queue: whoever takes it out (a pool
-//!   thread, or `shutdown`) polls or cancels it, once, and releases the
-//!   task's reference. It is queued with the function that polls a block
-//!   of its type (the vtable has no poll: see `task::raw`).
-//! * `idle` counts threads waiting for work and `wakeups` the wake-ups
-//!   sent to them and not yet taken, both under the lock; a new job wakes
-//!   an idle thread only if `idle > wakeups` (otherwise every idle thread
-//!   is already on its way to a job), else starts a thread. So a job never
-//!   waits in the queue while a thread could take it, unless the pool is
-//!   at its maximum.
-//! * After `shutdown` the queue stays empty: jobs spawned later are
-//!   cancelled at once.
+//! * A queued job is owned by the pool (`pool`'s invariants): whoever
+//!   takes it out polls or cancels it, once, and releases the task's
+//!   reference. It is queued with the function that polls a block of its
+//!   type (the vtable has no poll: see `task::raw`).
 //! * An abort reaches a job only before it starts (its first poll sees the
 //!   flag and drops the closure unrun); a closure that is running runs to
 //!   the end, as in tokio. Nothing publishes a waker address for a job, so
 //!   an abort never wakes anything.
 
-use std::collections::VecDeque;
+mod pool;
+
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+pub(crate) use pool::BlockingPool;
+use pool::PoolJob;
 
 use crate::join::JoinHandle;
 use crate::shutdown::Shared;
@@ -76,150 +71,20 @@ where
     }
 }
 
-/// The runtime's blocking threads and their queue.
-pub(crate) struct BlockingPool {
-    state: Mutex<PoolState>,
-    work: Condvar,
-    max_threads: usize,
-    keep_alive: Duration,
-}
-
 /// A queued job: its task reference and the function that runs a task of
 /// its type (`run::<F>`), so nothing polls it through the block's vtable.
-struct Job {
+pub(crate) struct Job {
     task: RawTask,
     run: fn(RawTask),
 }
 
-#[derive(Default)]
-struct PoolState {
-    queue: VecDeque<Job>,
-    threads: usize,
-    idle: usize,
-    wakeups: usize,
-    shut_down: bool,
-    /// Numbers the threads' names.
-    started: u64,
-}
-
-impl BlockingPool {
-    pub(crate) fn new(max_threads: usize, keep_alive: Duration) -> Self {
-        Self {
-            state: Mutex::default(),
-            work: Condvar::new(),
-            max_threads: max_threads.max(1),
-            keep_alive,
-        }
+impl PoolJob for Job {
+    fn run(self) {
+        (self.run)(self.task);
     }
 
-    /// The lock; a poisoned one is taken anyway (nothing user-written runs
-    /// under it, so its state is whole).
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Queues a job and finds it a thread.
-    fn submit(self: &Arc<Self>, job: Job) {
-        let mut state = self.lock();
-        if state.shut_down {
-            drop(state);
-            return cancel(job.task);
-        }
-        state.queue.push_back(job);
-        if state.idle > state.wakeups {
-            state.wakeups += 1;
-            drop(state);
-            self.work.notify_one();
-            return;
-        }
-        if state.threads == self.max_threads {
-            return; // a thread takes it when one is free
-        }
-        state.threads += 1;
-        state.started += 1;
-        let name = format!("cellio-blocking-{}", state.started);
-        drop(state);
-        let pool = Arc::clone(self);
-        let started = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || pool.run_thread());
-        if let Err(error) = started {
-            let mut state = self.lock();
-            state.threads -= 1;
-            // With no thread at all, nothing would ever take the job: the
-            // jobs queued get `Cancelled` rather than wait forever.
-            let orphans: Vec<Job> = if state.threads == 0 {
-                state.queue.drain(..).collect()
-            } else {
-                Vec::new()
-            };
-            drop(state);
-            tracing::error!(%error, "cellio: could not start a blocking thread");
-            orphans.into_iter().for_each(|job| cancel(job.task));
-        }
-    }
-
-    /// A pool thread: runs jobs until none came for `keep_alive`, or the
-    /// pool shut down.
-    fn run_thread(&self) {
-        let mut state = self.lock();
-        loop {
-            if let Some(Job { task, run }) = state.queue.pop_front() {
-                drop(state);
-                run(task);
-                state = self.lock();
-                continue;
-            }
-            if state.shut_down {
-                break;
-            }
-            state.idle += 1;
-            let (mut woken, waited) = self
-                .work
-                .wait_timeout(state, self.keep_alive)
-                .unwrap_or_else(PoisonError::into_inner);
-            woken.idle -= 1;
-            if woken.wakeups > 0 {
-                woken.wakeups -= 1;
-            } else if waited.timed_out() && woken.queue.is_empty() {
-                state = woken;
-                break;
-            }
-            state = woken;
-        }
-        state.threads -= 1;
-    }
-
-    /// Cancels the queued jobs (their handles say `Cancelled`) and lets
-    /// the idle threads exit; running jobs finish on their threads. Returns
-    /// how many jobs were cancelled.
-    pub(crate) fn shutdown(&self) -> usize {
-        let mut state = self.lock();
-        state.shut_down = true;
-        let queued: Vec<Job> = state.queue.drain(..).collect();
-        drop(state);
-        self.work.notify_all();
-        let cancelled = queued.len();
-        queued.into_iter().for_each(|job| cancel(job.task));
-        cancelled
-    }
-
-    /// `(threads, idle threads, queued jobs)`, for tests and diagnostics.
-    pub(crate) fn stats(&self) -> (usize, usize, usize) {
-        let state = self.lock();
-        (state.threads, state.idle, state.queue.len())
-    }
-}
-
-impl std::fmt::Debug for BlockingPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (threads, idle, queued) = self.stats();
-        f.debug_struct("BlockingPool")
-            .field("threads", &threads)
-            .field("idle", &idle)
-            .field("queued", &queued)
-            .field("max_threads", &self.max_threads)
-            .finish()
+    fn cancel(self) {
+        cancel(self.task);
     }
 }
 

@@ -1,0 +1,373 @@
+//! The blocking pool: threads started on demand that run queued jobs, each
+//! thread leaving after a keep-alive without work.
+//!
+//! The pool is generic over what it runs ([`PoolJob`]): the runtime queues
+//! task blocks (`super::Job`), its loom models queue counters.
+//!
+//! # Invariants
+//!
+//! * A queued job is owned by the queue: whoever takes it out (a pool
+//!   thread, or `shutdown`) runs or cancels it, once.
+//! * `idle` counts threads waiting for work and `wakeups` the wake-ups
+//!   sent to them and not yet taken, both under the lock; a new job wakes
+//!   an idle thread only if `idle > wakeups` (otherwise every idle thread
+//!   is already on its way to a job), else starts a thread. A woken thread
+//!   takes a wake-up even when its wait also timed out (a timed wait may
+//!   consume a notification), and a thread leaves, decrementing `threads`,
+//!   in the same hold of the lock in which it found the queue empty. So a
+//!   job never waits in the queue while a thread could take it, unless the
+//!   pool is at its maximum, when a running thread takes it next.
+//! * After `shutdown` the queue stays empty: jobs submitted later are
+//!   cancelled at once.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use crate::sync::{thread, Condvar, Mutex, MutexGuard};
+
+/// What the pool runs.
+pub(crate) trait PoolJob: Send + 'static {
+    /// Runs the job, on a pool thread.
+    fn run(self);
+    /// Drops the job unrun (the pool shut down, or has no thread for it).
+    fn cancel(self);
+}
+
+/// Threads that run jobs, and their queue.
+pub(crate) struct BlockingPool<J> {
+    state: Mutex<PoolState<J>>,
+    work: Condvar,
+    max_threads: usize,
+    keep_alive: Duration,
+}
+
+struct PoolState<J> {
+    queue: VecDeque<J>,
+    threads: usize,
+    idle: usize,
+    wakeups: usize,
+    shut_down: bool,
+    /// Numbers the threads' names.
+    started: u64,
+}
+
+impl<J: PoolJob> BlockingPool<J> {
+    pub(crate) fn new(max_threads: usize, keep_alive: Duration) -> Self {
+        Self {
+            state: Mutex::new(PoolState {
+                queue: VecDeque::new(),
+                threads: 0,
+                idle: 0,
+                wakeups: 0,
+                shut_down: false,
+                started: 0,
+            }),
+            work: Condvar::new(),
+            max_threads: max_threads.max(1),
+            keep_alive,
+        }
+    }
+
+    /// The lock; a poisoned one is taken anyway (no job runs under it, so
+    /// its state is whole).
+    fn lock(&self) -> MutexGuard<'_, PoolState<J>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a job and finds it a thread.
+    pub(crate) fn submit(self: &Arc<Self>, job: J) {
+        let mut state = self.lock();
+        if state.shut_down {
+            drop(state);
+            return job.cancel();
+        }
+        state.queue.push_back(job);
+        if state.idle > state.wakeups {
+            state.wakeups += 1;
+            drop(state);
+            self.work.notify_one();
+            return;
+        }
+        if state.threads == self.max_threads {
+            return; // a thread takes it when one is free
+        }
+        state.threads += 1;
+        state.started += 1;
+        let name = format!("cellio-blocking-{}", state.started);
+        drop(state);
+        let pool = Arc::clone(self);
+        let started = thread::Builder::new()
+            .name(name)
+            .spawn(move || pool.run_thread());
+        if let Err(error) = started {
+            let mut state = self.lock();
+            state.threads -= 1;
+            // With no thread at all, nothing would ever take the job: the
+            // jobs queued are cancelled rather than wait forever.
+            let orphans: Vec<J> = if state.threads == 0 {
+                state.queue.drain(..).collect()
+            } else {
+                Vec::new()
+            };
+            drop(state);
+            tracing::error!(%error, "cellio: could not start a blocking thread");
+            orphans.into_iter().for_each(J::cancel);
+        }
+    }
+
+    /// A pool thread: runs jobs until none came for `keep_alive`, or the
+    /// pool shut down.
+    fn run_thread(&self) {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.queue.pop_front() {
+                drop(state);
+                job.run();
+                state = self.lock();
+                continue;
+            }
+            if state.shut_down {
+                break;
+            }
+            state.idle += 1;
+            let (mut woken, timed_out) = self.work.wait_timeout(state, self.keep_alive);
+            woken.idle -= 1;
+            if woken.wakeups > 0 {
+                woken.wakeups -= 1;
+            } else if timed_out && woken.queue.is_empty() {
+                state = woken;
+                break;
+            }
+            state = woken;
+        }
+        state.threads -= 1;
+    }
+
+    /// Cancels the queued jobs and lets the idle threads exit; running
+    /// jobs finish on their threads. Returns how many jobs were cancelled.
+    pub(crate) fn shutdown(&self) -> usize {
+        let mut state = self.lock();
+        state.shut_down = true;
+        let queued: Vec<J> = state.queue.drain(..).collect();
+        drop(state);
+        self.work.notify_all();
+        let cancelled = queued.len();
+        queued.into_iter().for_each(J::cancel);
+        cancelled
+    }
+
+    /// `(threads, idle threads, queued jobs)`, for tests and diagnostics.
+    pub(crate) fn stats(&self) -> (usize, usize, usize) {
+        let state = self.lock();
+        (state.threads, state.idle, state.queue.len())
+    }
+
+    /// The keep-alive runs out for the threads waiting now (loom has no
+    /// clock: see `crate::sync::Condvar`).
+    #[cfg(all(test, loom))]
+    fn expire_keep_alive(&self) {
+        let _state = self.lock();
+        self.work.expire();
+    }
+}
+
+impl<J: PoolJob> std::fmt::Debug for BlockingPool<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (threads, idle, queued) = self.stats();
+        f.debug_struct("BlockingPool")
+            .field("threads", &threads)
+            .field("idle", &idle)
+            .field("queued", &queued)
+            .field("max_threads", &self.max_threads)
+            .finish()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::{Condvar as LoomCondvar, Mutex as LoomMutex};
+
+    /// What became of each job: `(id, ran)`, `ran` false for a cancel.
+    #[derive(Default)]
+    struct Log {
+        outcomes: LoomMutex<Vec<(u32, bool)>>,
+        changed: LoomCondvar,
+    }
+
+    impl Log {
+        fn record(&self, id: u32, ran: bool) {
+            self.outcomes.lock().unwrap().push((id, ran));
+            self.changed.notify_all();
+        }
+
+        /// Blocks until `count` jobs have an outcome. A job left in the
+        /// queue with no thread to take it leaves every thread blocked,
+        /// which loom reports as a deadlock.
+        fn wait_for(&self, count: usize) -> Vec<(u32, bool)> {
+            let mut outcomes = self.outcomes.lock().unwrap();
+            while outcomes.len() < count {
+                outcomes = self.changed.wait(outcomes).unwrap();
+            }
+            let mut sorted = outcomes.clone();
+            sorted.sort_unstable();
+            sorted
+        }
+    }
+
+    struct TestJob {
+        id: u32,
+        log: Arc<Log>,
+    }
+
+    impl PoolJob for TestJob {
+        fn run(self) {
+            self.log.record(self.id, true);
+        }
+
+        fn cancel(self) {
+            self.log.record(self.id, false);
+        }
+    }
+
+    type Pool = BlockingPool<TestJob>;
+
+    fn pool(max_threads: usize) -> (Arc<Pool>, Arc<Log>) {
+        let pool = Arc::new(Pool::new(max_threads, Duration::from_secs(10)));
+        (pool, Arc::new(Log::default()))
+    }
+
+    /// Shuts the pool down, checking first that no wake-up is counted
+    /// for a thread that is not waiting (a stale one would keep `submit`
+    /// from waking a thread that is).
+    fn check_and_shut_down(pool: &Pool) -> usize {
+        let state = pool.lock();
+        assert!(
+            state.wakeups <= state.idle,
+            "{} wake-ups counted for {} idle threads",
+            state.wakeups,
+            state.idle
+        );
+        drop(state);
+        pool.shutdown()
+    }
+
+    fn job(log: &Arc<Log>, id: u32) -> TestJob {
+        TestJob {
+            id,
+            log: Arc::clone(log),
+        }
+    }
+
+    /// Submits job `id` from a thread of its own; the yield after the
+    /// spawn is a scheduling point (loom 0.7.2 does not always explore the
+    /// spawned thread running first on its own; see
+    /// reactor/tests/loom_cell.rs).
+    fn submit_from_thread(pool: &Arc<Pool>, log: &Arc<Log>, id: u32) -> thread::JoinHandle<()> {
+        let (pool, job) = (Arc::clone(pool), job(log, id));
+        let submitter = thread::spawn(move || pool.submit(job));
+        thread::yield_now();
+        submitter
+    }
+
+    /// Two jobs from two threads, against threads that start, finish a
+    /// job and go idle: both run, neither waits while a thread could take
+    /// it. With one thread at most, the second waits for the first.
+    #[test]
+    fn every_job_finds_a_thread() {
+        for max_threads in [1, 2] {
+            loom::model(move || {
+                let (pool, log) = pool(max_threads);
+                let other = submit_from_thread(&pool, &log, 2);
+                pool.submit(job(&log, 1));
+                assert_eq!(log.wait_for(2), [(1, true), (2, true)]);
+                other.join().unwrap();
+                assert!(pool.stats().0 <= max_threads);
+                assert_eq!(check_and_shut_down(&pool), 0);
+            });
+        }
+    }
+
+    /// The keep-alive runs out while a job arrives: the thread that timed
+    /// out takes the job, or leaves and a new thread is started for it.
+    /// (A thread that left in a second hold of the lock would let `submit`
+    /// count it as running, and the job would wait forever.)
+    #[test]
+    fn a_job_arriving_as_the_keep_alive_runs_out_runs() {
+        loom::model(|| {
+            let (pool, log) = pool(1);
+            pool.submit(job(&log, 1));
+            assert_eq!(log.wait_for(1), [(1, true)]);
+            let clock = {
+                let pool = Arc::clone(&pool);
+                let clock = thread::spawn(move || pool.expire_keep_alive());
+                thread::yield_now();
+                clock
+            };
+            pool.submit(job(&log, 2));
+            assert_eq!(log.wait_for(2), [(1, true), (2, true)]);
+            clock.join().unwrap();
+            assert_eq!(check_and_shut_down(&pool), 0);
+        });
+    }
+
+    /// Two jobs for an idle thread while the keep-alive runs out: the
+    /// first wakes it, the second starts another thread, which may take
+    /// the first job. A thread that times out with nothing left takes its
+    /// wake-up all the same (or the count would stay behind it).
+    #[test]
+    fn a_timed_out_thread_takes_its_wake_up() {
+        loom::model(|| {
+            let (pool, log) = pool(2);
+            pool.submit(job(&log, 1));
+            assert_eq!(log.wait_for(1), [(1, true)]);
+            let clock = {
+                let pool = Arc::clone(&pool);
+                let clock = thread::spawn(move || pool.expire_keep_alive());
+                thread::yield_now();
+                clock
+            };
+            pool.submit(job(&log, 2));
+            pool.submit(job(&log, 3));
+            assert_eq!(log.wait_for(3), [(1, true), (2, true), (3, true)]);
+            clock.join().unwrap();
+            assert_eq!(check_and_shut_down(&pool), 0);
+        });
+    }
+
+    /// A shutdown racing two submits: each job runs or is cancelled,
+    /// exactly once, and no thread is left waiting (loom would call that
+    /// a deadlock).
+    #[test]
+    fn shutdown_runs_or_cancels_each_job_once() {
+        loom::model(|| {
+            let (pool, log) = pool(1);
+            let submitter = {
+                let (pool, log) = (Arc::clone(&pool), Arc::clone(&log));
+                let submitter = thread::spawn(move || {
+                    pool.submit(job(&log, 1));
+                    pool.submit(job(&log, 2));
+                });
+                thread::yield_now();
+                submitter
+            };
+            let cancelled = pool.shutdown();
+            submitter.join().unwrap();
+            let outcomes = log.wait_for(2);
+            assert_eq!(
+                outcomes.iter().map(|&(id, _)| id).collect::<Vec<_>>(),
+                [1, 2]
+            );
+            let cancels = outcomes.iter().filter(|&&(_, ran)| !ran).count();
+            assert!(
+                cancels >= cancelled,
+                "{outcomes:?}, shutdown said {cancelled}"
+            );
+            // After the shutdown nothing is queued, and a job is cancelled.
+            pool.submit(job(&log, 3));
+            assert_eq!(log.wait_for(3).last(), Some(&(3, false)));
+            assert_eq!(pool.stats().2, 0);
+        });
+    }
+}
