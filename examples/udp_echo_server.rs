@@ -13,7 +13,9 @@
 //! * `--api futures` (the default) serves through the socket's
 //!   `recv_from`/`send_to` futures; `--api poll` through a `UdpIo`, which
 //!   keeps the socket's cells reserved (and confined to the worker)
-//!   between datagrams.
+//!   between datagrams; `--api batch` through `recv_many`/`send_many`:
+//!   every datagram queued (up to `--batch`, 32) in one `recvmmsg`, the
+//!   replies in one `sendmmsg`.
 //! * A datagram longer than the buffer (which holds the largest UDP
 //!   payload) cannot happen; a sender that is gone (an ICMP report) is
 //!   logged and skipped, never fatal.
@@ -28,7 +30,9 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use cellio::net::udp::{BindOptions, UdpIo, UdpSocket, MAX_DATAGRAM};
+use cellio::net::udp::{
+    BindOptions, RecvBatch, SendBatch, UdpIo, UdpSocket, MAX_BATCH, MAX_DATAGRAM,
+};
 use cellio::runtime::{spawn_local_on, until_shutdown};
 use cellio::Runtime;
 use clap::Parser;
@@ -41,9 +45,12 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:7001")]
     addr: SocketAddr,
     /// `futures`: the socket's futures; `poll`: a `UdpIo` (cells held and
-    /// confined between datagrams).
+    /// confined between datagrams); `batch`: `recv_many`/`send_many`.
     #[arg(long, value_enum, default_value_t = Api::Futures)]
     api: Api,
+    /// With `--api batch`: the most datagrams one receive takes.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=MAX_BATCH as i64))]
+    batch: u16,
     /// Worker threads, each with its own socket on the port.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: u16,
@@ -58,6 +65,7 @@ struct Args {
 enum Api {
     Futures,
     Poll,
+    Batch,
 }
 
 /// Echoes until a shutdown begins.
@@ -99,11 +107,39 @@ async fn serve_io(socket: UdpSocket) -> std::io::Result<()> {
     }
 }
 
+/// [`serve`] on batches: each receive takes every datagram queued (up to
+/// `batch`), and the replies go out together.
+async fn serve_batch(socket: UdpSocket, batch: u16) -> std::io::Result<()> {
+    let mut received = RecvBatch::new(usize::from(batch), MAX_DATAGRAM);
+    let mut replies = SendBatch::new();
+    loop {
+        let Some(got) = until_shutdown(socket.recv_many(&mut received)).await else {
+            return Ok(());
+        };
+        if let Err(e) = got {
+            eprintln!("udp_echo_server: receive: {e}");
+            continue;
+        }
+        for datagram in received.iter() {
+            match datagram {
+                Ok((bytes, from)) => replies.push(bytes, from)?,
+                Err(e) => eprintln!("udp_echo_server: receive: {e}"),
+            }
+        }
+        // A reply refused (its sender gone, say) is skipped, never fatal.
+        while let Err(e) = socket.send_many(&mut replies).await {
+            eprintln!("udp_echo_server: reply: {e}");
+            replies.skip_next();
+        }
+    }
+}
+
 /// Serves `socket` through the API the flags chose.
-async fn serve_with(socket: UdpSocket, api: Api) -> std::io::Result<()> {
+async fn serve_with(socket: UdpSocket, api: Api, batch: u16) -> std::io::Result<()> {
     match api {
         Api::Futures => serve(socket).await,
         Api::Poll => serve_io(socket).await,
+        Api::Batch => serve_batch(socket, batch).await,
     }
 }
 
@@ -129,7 +165,7 @@ fn run(args: &Args) -> std::io::Result<()> {
         .workers(workers)
         .build()
         .map_err(|e| context("cannot start the cellio runtime", e))?;
-    let (api, recv_buffer) = (args.api, args.recv_buffer);
+    let (api, batch, recv_buffer) = (args.api, args.batch, args.recv_buffer);
     runtime.block_on(async {
         cellio::spawn(shutdown_signals::shut_down_on_signals()?);
         let options = BindOptions {
@@ -151,11 +187,11 @@ fn run(args: &Args) -> std::io::Result<()> {
                             format!("worker {worker} cannot bind {addr}: {e}"),
                         )
                     })?;
-                    serve_with(socket, api).await
+                    serve_with(socket, api, batch).await
                 })
             })
             .collect();
-        let served = serve_with(socket, api).await;
+        let served = serve_with(socket, api, batch).await;
         for other in others {
             other
                 .await

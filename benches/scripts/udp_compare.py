@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """udp_compare: CPU per echoed UDP datagram of cellio's UDP echo server (on the socket's
-futures, and through a `UdpIo`: cellio-io), a raw mio loop (the floor) and tokio
-current_thread, under the same closed-loop load.
+futures, through a `UdpIo`: cellio-io, and on batches, `recv_many`/`send_many`:
+cellio-batch), a raw mio loop (the floor) and tokio current_thread, under the same
+closed-loop load.
 
 Each server runs pinned to CPU 0 and `mio_udp_load` (--sockets sockets, one --size-byte
 datagram in flight on each, every echo checked byte for byte) to CPU 1. The server's user and
@@ -31,9 +32,10 @@ SERVERS = {
     "tokio-current": os.path.join(REL, "tokio_udp_echo"),
     "cellio": os.path.join(REL, "examples", "udp_echo_server"),
     "cellio-io": os.path.join(REL, "examples", "udp_echo_server"),
+    "cellio-batch": os.path.join(REL, "examples", "udp_echo_server"),
 }
-# Extra server flags: cellio-io serves through a UdpIo.
-FLAGS = {"cellio-io": ["--api", "poll"]}
+# Extra server flags: cellio-io serves through a UdpIo, cellio-batch on batches.
+FLAGS = {"cellio-io": ["--api", "poll"], "cellio-batch": ["--api", "batch"]}
 CLIENT = os.path.join(REL, "mio_udp_load")
 
 
@@ -101,11 +103,11 @@ def main():
            for name, rows in results.items()}
     print(f"\n{a.sockets} sockets x {a.size} B, closed loop; medians of {a.rounds} rounds x "
           f"{a.secs:g} s; server on CPU {a.server_cpu}, client on CPU {a.client_cpu}")
-    print(f"{'server':14s} {'datagrams/s':>11s} {'user ns':>8s} {'sys ns':>8s}")
+    print(f"{'server':14s} {'datagrams/s':>11s} {'user ns':>8s} {'sys ns':>8s} {'total ns':>9s}")
     for name, (rate, user, system) in med.items():
-        print(f"{name:14s} {rate:11.0f} {user:8.1f} {system:8.1f}")
+        print(f"{name:14s} {rate:11.0f} {user:8.1f} {system:8.1f} {user + system:9.1f}")
     m, t = med["mio"][1], med["tokio-current"][1]
-    for name in ("cellio", "cellio-io"):
+    for name in ("cellio", "cellio-io", "cellio-batch"):
         c = med[name][1]
         print(f"{name} user CPU per datagram: {c / m:.2f}x the raw mio loop, {c / t:.2f}x tokio "
               "current_thread")

@@ -1,6 +1,7 @@
 //! The syscalls on every message's path, made directly: a stream's two
 //! (`recv`, `send`) and a datagram socket's (`recv_datagram`,
-//! `recv_datagram_from`, `send_to`).
+//! `recv_datagram_from`, `send_to`, and for batches `recv_many` and
+//! `send_many`: `recvmmsg` and `sendmmsg`).
 //!
 //! glibc's `recv`/`send` (and `read`/`write`) are POSIX cancellation points:
 //! in a multi-threaded process (every runtime with more than one worker, or
@@ -214,6 +215,138 @@ pub(crate) fn send_to(fd: RawFd, buf: &[u8], to: &SockAddr) -> io::Result<usize>
     check(n)
 }
 
+/// `recvmmsg(fd, headers, headers.len(), 0, NULL)`: how many datagrams
+/// arrived, each header's `msg_len`, `msg_namelen` and `msg_flags` set.
+///
+/// # Safety
+///
+/// Each header's name, `iovec`s and their buffers are valid for the
+/// kernel's writes of the lengths they state, for the whole call.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+#[inline]
+pub(crate) unsafe fn recv_many(fd: RawFd, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: forwarded from the caller's contract; `headers` itself is
+    // valid for the kernel's writes of its results; no timeout is passed.
+    check(unsafe {
+        cellio_reactor::sys::syscall6(
+            libc::SYS_recvmmsg,
+            fd as usize,
+            headers.as_mut_ptr() as usize,
+            headers.len(),
+            0,
+            0,
+            0,
+        )
+    })
+}
+
+/// `sendmmsg(fd, headers, headers.len(), MSG_NOSIGNAL)`: how many datagrams
+/// the kernel took (each whole), in order.
+///
+/// # Safety
+///
+/// Each header's name, `iovec`s and their buffers are valid for reads of
+/// the lengths they state, for the whole call.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+#[inline]
+pub(crate) unsafe fn send_many(fd: RawFd, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: forwarded from the caller's contract; the kernel writes only
+    // each header's `msg_len`, in `headers`, which is valid for that.
+    check(unsafe {
+        cellio_reactor::sys::syscall6(
+            libc::SYS_sendmmsg,
+            fd as usize,
+            headers.as_mut_ptr() as usize,
+            headers.len(),
+            SEND_FLAGS as usize,
+            0,
+            0,
+        )
+    })
+}
+
+/// The address in the first `len` bytes of `storage` (a batch's sender,
+/// as the kernel wrote it), copied into a `SockAddr`. `len` 0 (a Unix
+/// sender that never bound an address) gives an empty one.
+pub(crate) fn sock_addr_of(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> SockAddr {
+    let len = len.min(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
+    // SAFETY: `storage` holds an address of family `ss_family` in its
+    // first `len` bytes (the kernel wrote it, or `store_sock_addr` copied
+    // a `SockAddr`'s); the same bytes in the zeroed storage `try_init`
+    // passes are the same address.
+    let copied = unsafe {
+        SockAddr::try_init(|into, into_len| {
+            std::ptr::copy_nonoverlapping(
+                std::ptr::from_ref(storage).cast::<u8>(),
+                into.cast::<u8>(),
+                len as usize,
+            );
+            *into_len = len;
+            Ok(())
+        })
+    };
+    match copied {
+        Ok(((), addr)) => addr,
+        Err(_) => unreachable!("the copy does not fail"),
+    }
+}
+
+/// Copies `addr` into `storage`; returns its length.
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+)))]
+pub(crate) fn store_sock_addr(
+    addr: &SockAddr,
+    storage: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
+    let len = addr
+        .len()
+        .min(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
+    // SAFETY: `addr` holds `addr.len()` bytes of address, no more than a
+    // `sockaddr_storage`, which `storage` is.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            addr.as_ptr().cast::<u8>(),
+            std::ptr::from_mut(storage).cast::<u8>(),
+            len as usize,
+        );
+    }
+    len
+}
+
+/// The IP socket address in `storage` (its first `len` bytes, as the
+/// kernel wrote them), read in place; `None` for any other family.
+pub(crate) fn ip_addr_of(
+    storage: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<std::net::SocketAddr> {
+    use std::mem::size_of;
+    use std::net::{SocketAddrV4, SocketAddrV6};
+    let (family, len) = (libc::c_int::from(storage.ss_family), len as usize);
+    if family == libc::AF_INET && len >= size_of::<libc::sockaddr_in>() {
+        // SAFETY: family `AF_INET` and the length say a `sockaddr_in` is
+        // there; a `sockaddr_storage` is large and aligned enough for one.
+        let v4 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
+        let ip = u32::from_be(v4.sin_addr.s_addr);
+        return Some(SocketAddrV4::new(ip.into(), u16::from_be(v4.sin_port)).into());
+    }
+    if family == libc::AF_INET6 && len >= size_of::<libc::sockaddr_in6>() {
+        // SAFETY: as above, for `AF_INET6` and a `sockaddr_in6`.
+        let v6 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
+        let port = u16::from_be(v6.sin6_port);
+        let ip = v6.sin6_addr.s6_addr.into();
+        return Some(SocketAddrV6::new(ip, port, v6.sin6_flowinfo, v6.sin6_scope_id).into());
+    }
+    None
+}
+
 /// Where `recvfrom` cannot report a datagram's whole length: `recvmsg`
 /// and its `MSG_TRUNC` output flag, through socket2. Also on Linux with
 /// `--cfg cellio_portable_datagrams`, which CI uses to test this path.
@@ -307,4 +440,59 @@ fn check(n: isize) -> io::Result<usize> {
 #[cold]
 fn os_error(errno: isize) -> io::Error {
     io::Error::from_raw_os_error(errno as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use socket2::SockAddr;
+
+    use super::*;
+
+    /// `addr` as the kernel would write it into a batch's slot.
+    fn stored(addr: &SockAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+        // SAFETY: all-zero is a valid `sockaddr_storage`.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = addr.len();
+        // SAFETY: `addr` holds `len` bytes of address, no more than the
+        // storage's size.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                addr.as_ptr().cast::<u8>(),
+                std::ptr::from_mut(&mut storage).cast::<u8>(),
+                len as usize,
+            );
+        }
+        (storage, len)
+    }
+
+    #[test]
+    fn ip_addresses_are_read_in_place() {
+        for text in ["192.0.2.7:5300", "[2001:db8::1]:443", "[fe80::1%3]:9"] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let (storage, len) = stored(&SockAddr::from(addr));
+            assert_eq!(ip_addr_of(&storage, len), Some(addr), "{text}");
+            assert_eq!(
+                sock_addr_of(&storage, len).as_socket(),
+                Some(addr),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_families_and_short_lengths_are_not_ip_addresses() {
+        let unix = SockAddr::unix("/tmp/cellio-sys-test").unwrap();
+        let (storage, len) = stored(&unix);
+        assert_eq!(ip_addr_of(&storage, len), None);
+        assert_eq!(
+            sock_addr_of(&storage, len).as_pathname(),
+            Some(std::path::Path::new("/tmp/cellio-sys-test"))
+        );
+        let v4 = SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 80)));
+        let (storage, len) = stored(&v4);
+        assert_eq!(ip_addr_of(&storage, len - 1), None);
+        assert_eq!(sock_addr_of(&storage, 0).len(), 0);
+    }
 }

@@ -30,6 +30,7 @@
 //! * Generic code is monomorphised per socket type: a UDP echo runs the same
 //!   instructions as before Unix datagrams existed.
 
+mod batch;
 mod io;
 mod ops;
 
@@ -40,6 +41,8 @@ use std::os::fd::AsRawFd;
 use cellio_reactor::Registration;
 use socket2::SockAddr;
 
+pub(crate) use batch::{try_recv_many, try_send_many};
+pub use batch::{RecvBatch, RecvMany, SendBatch, SendMany, MAX_BATCH};
 pub use io::DatagramIo;
 pub(crate) use ops::{after_send, peek_from, peek_sender, recv, recv_from, send, send_to};
 pub use ops::{PeekFrom, PeekSender, Recv, RecvFrom, Send, SendTo};
@@ -80,6 +83,64 @@ macro_rules! peek_methods {
 
 pub(crate) use peek_methods;
 
+/// The batch methods of a datagram socket type (`UdpSocket`,
+/// `UnixDatagram`), written once.
+macro_rules! batch_methods {
+    () => {
+        /// Receives as many datagrams as are queued, up to the batch's
+        /// capacity, into `batch`, in one syscall (`recvmmsg` on Linux):
+        /// how many, at least one. Waits, like
+        /// [`recv_from`](Self::recv_from), until one is there. The batch's
+        /// earlier contents are replaced; read the datagrams with
+        /// [`RecvBatch::iter`]($crate::datagram::RecvBatch::iter).
+        /// Cancel-safe: a receive that completes does so within one poll.
+        pub fn recv_many<'a>(
+            &'a self,
+            batch: &'a mut $crate::datagram::RecvBatch<Self>,
+        ) -> $crate::datagram::RecvMany<'a, Self> {
+            $crate::datagram::RecvMany::new(self, batch)
+        }
+
+        /// Sends every datagram queued in `batch`, as few syscalls as the
+        /// kernel allows (`sendmmsg` on Linux, up to
+        /// [`MAX_BATCH`]($crate::datagram::MAX_BATCH) datagrams each), and
+        /// empties it: how many were sent. Waits while the socket's buffer
+        /// is full. On an error, the datagrams sent so far are gone from the
+        /// batch and the one the error belongs to is its first:
+        /// [`SendBatch::skip_next`]($crate::datagram::SendBatch::skip_next)
+        /// drops it, another `send_many` goes on with the rest.
+        /// Cancel-safe: a dropped call leaves the batch with exactly the
+        /// datagrams not sent.
+        pub fn send_many<'a>(
+            &'a self,
+            batch: &'a mut $crate::datagram::SendBatch<Self>,
+        ) -> $crate::datagram::SendMany<'a, Self> {
+            $crate::datagram::SendMany::new(self, batch)
+        }
+
+        /// [`recv_many`](Self::recv_many) without waiting: `WouldBlock` if
+        /// no datagram is queued.
+        pub fn try_recv_many(
+            &self,
+            batch: &mut $crate::datagram::RecvBatch<Self>,
+        ) -> std::io::Result<usize> {
+            $crate::datagram::try_recv_many(self, batch)
+        }
+
+        /// [`send_many`](Self::send_many) without waiting: sends what the
+        /// socket's buffer takes now and returns how many; `WouldBlock` if
+        /// it took none. The rest stay queued.
+        pub fn try_send_many(
+            &self,
+            batch: &mut $crate::datagram::SendBatch<Self>,
+        ) -> std::io::Result<usize> {
+            $crate::datagram::try_send_many(self, batch)
+        }
+    };
+}
+
+pub(crate) use batch_methods;
+
 /// A datagram socket that cellio's datagram futures run on:
 /// [`UdpSocket`](crate::UdpSocket) and
 /// [`UnixDatagram`](crate::unix::UnixDatagram).
@@ -112,6 +173,19 @@ pub(crate) mod sealed {
 
         /// A received datagram's sender, from the kernel's address.
         fn sender(from: SockAddr) -> std_io::Result<Self::Addr>;
+
+        /// A batched datagram's sender, from the first `len` bytes of
+        /// `storage`, where the kernel wrote it.
+        fn sender_in(
+            storage: &libc::sockaddr_storage,
+            len: libc::socklen_t,
+        ) -> std_io::Result<Self::Addr> {
+            Self::sender(crate::sys::sock_addr_of(storage, len))
+        }
+
+        /// Where a batched datagram to `to` goes; an error if nothing can
+        /// be sent there.
+        fn batch_target(to: &Self::Addr) -> std_io::Result<SockAddr>;
 
         /// One datagram to `target` (`sendto(2)`).
         fn send_to_target(&self, buf: &[u8], target: &Self::Target) -> std_io::Result<usize>;

@@ -95,7 +95,7 @@ pub(crate) fn send<S: DatagramSocket>(socket: &S, buf: &[u8]) -> io::Result<usiz
 
 /// A datagram that did not fit: the kernel discarded its tail.
 #[cold]
-fn truncated<S: DatagramSocket>(len: usize) -> io::Error {
+pub(crate) fn truncated<S: DatagramSocket>(len: usize) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!(
@@ -109,7 +109,7 @@ fn truncated<S: DatagramSocket>(len: usize) -> io::Error {
 /// A send with no destination on a socket never connected: the kernel's
 /// `EDESTADDRREQ` (or, for a Unix socket, `ENOTCONN`), which `std` leaves
 /// uncategorised or bare, as `NotConnected` with what to do about it.
-fn not_connected_if_no_peer(result: io::Result<usize>) -> io::Result<usize> {
+pub(crate) fn not_connected_if_no_peer(result: io::Result<usize>) -> io::Result<usize> {
     match result {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EDESTADDRREQ | libc::ENOTCONN)) => {
             Err(io::Error::new(
@@ -157,6 +157,8 @@ macro_rules! fast_path {
         }
     };
 }
+
+pub(crate) use fast_path;
 
 /// Future of [`UdpSocket::recv_from`](crate::UdpSocket::recv_from) (and
 /// `UnixDatagram`'s): one datagram and its sender.

@@ -35,6 +35,18 @@ pub type SendTo<'a> = crate::datagram::SendTo<'a, UdpSocket>;
 /// Future of [`UdpSocket::send`]: the datagram's length, once sent.
 pub type Send<'a> = crate::datagram::Send<'a, UdpSocket>;
 
+/// Buffers for [`UdpSocket::recv_many`]: up to
+/// [`MAX_BATCH`] datagrams per syscall.
+pub type RecvBatch = crate::datagram::RecvBatch<UdpSocket>;
+/// Datagrams queued for [`UdpSocket::send_many`], each with its
+/// destination.
+pub type SendBatch = crate::datagram::SendBatch<UdpSocket>;
+/// Future of [`UdpSocket::recv_many`]: how many datagrams arrived.
+pub type RecvMany<'a> = crate::datagram::RecvMany<'a, UdpSocket>;
+/// Future of [`UdpSocket::send_many`]: every queued datagram sent.
+pub type SendMany<'a> = crate::datagram::SendMany<'a, UdpSocket>;
+pub use crate::datagram::MAX_BATCH;
+
 /// The largest UDP payload: 65 527 bytes over IPv6 (65 535 less the 8-byte
 /// UDP header), 65 507 over IPv4 (less the 20-byte IP header too). A
 /// receive buffer this long never truncates (IPv6 jumbograms aside).

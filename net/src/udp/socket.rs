@@ -193,6 +193,8 @@ impl UdpSocket {
 
     crate::datagram::peek_methods!(SocketAddr);
 
+    crate::datagram::batch_methods!();
+
     /// Sends one datagram without waiting: `WouldBlock` if the socket's
     /// buffer is full.
     pub fn try_send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
@@ -309,15 +311,28 @@ impl sealed::Sealed for UdpSocket {
 
     #[inline(always)]
     fn sender(from: SockAddr) -> io::Result<SocketAddr> {
-        from.as_socket().ok_or_else(|| {
-            io::Error::other("a datagram from a sender that is not an IP socket address")
-        })
+        from.as_socket().ok_or_else(not_ip)
+    }
+
+    /// Read in place: no copy into a `SockAddr` on the way.
+    #[inline]
+    fn sender_in(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<SocketAddr> {
+        crate::sys::ip_addr_of(storage, len).ok_or_else(not_ip)
+    }
+
+    fn batch_target(to: &SocketAddr) -> io::Result<SockAddr> {
+        Ok(SockAddr::from(*to))
     }
 
     #[inline(always)]
     fn send_to_target(&self, buf: &[u8], target: &SocketAddr) -> io::Result<usize> {
         crate::sys::send_to(self.io.as_raw_fd(), buf, &SockAddr::from(*target))
     }
+}
+
+#[cold]
+fn not_ip() -> io::Error {
+    io::Error::other("a datagram from a sender that is not an IP socket address")
 }
 
 /// How [`UdpSocket::bind_with`] sets up the socket. Both options are off

@@ -177,6 +177,8 @@ impl UnixDatagram {
 
     crate::datagram::peek_methods!(SocketAddr);
 
+    crate::datagram::batch_methods!();
+
     /// [`send_to`](Self::send_to) without waiting: `WouldBlock` if the
     /// datagram cannot be queued now.
     pub fn try_send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
@@ -260,6 +262,14 @@ fn target_of(addr: &SocketAddr) -> Option<SockAddr> {
     None
 }
 
+/// A destination that [`target_of`] could not make an address of.
+fn not_a_destination() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "not a Unix socket address to send to (a path too long, or an unnamed address)",
+    )
+}
+
 /// The kernel's address of a datagram's sender as `std`'s type.
 fn sender_of(from: &SockAddr) -> io::Result<SocketAddr> {
     if let Some(path) = from.as_pathname() {
@@ -315,13 +325,14 @@ impl sealed::Sealed for UnixDatagram {
         sender_of(&from)
     }
 
+    fn batch_target(to: &SocketAddr) -> io::Result<SockAddr> {
+        target_of(to).ok_or_else(not_a_destination)
+    }
+
     fn send_to_target(&self, buf: &[u8], target: &Option<SockAddr>) -> io::Result<usize> {
         match target {
             Some(to) => crate::sys::send_to(self.io.as_raw_fd(), buf, to),
-            None => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a Unix socket address to send to (a path too long, or an unnamed address)",
-            )),
+            None => Err(not_a_destination()),
         }
     }
 }

@@ -108,3 +108,13 @@ pub type SendTo<'a> = crate::datagram::SendTo<'a, UnixDatagram>;
 pub type RecvDatagram<'a> = crate::datagram::Recv<'a, UnixDatagram>;
 /// Future of [`UnixDatagram::send`]: the datagram's length, once sent.
 pub type SendDatagram<'a> = crate::datagram::Send<'a, UnixDatagram>;
+/// Buffers for [`UnixDatagram::recv_many`]: up to
+/// [`MAX_BATCH`](crate::datagram::MAX_BATCH) datagrams per syscall.
+pub type RecvBatch = crate::datagram::RecvBatch<UnixDatagram>;
+/// Datagrams queued for [`UnixDatagram::send_many`], each with its
+/// destination.
+pub type SendBatch = crate::datagram::SendBatch<UnixDatagram>;
+/// Future of [`UnixDatagram::recv_many`]: how many datagrams arrived.
+pub type RecvMany<'a> = crate::datagram::RecvMany<'a, UnixDatagram>;
+/// Future of [`UnixDatagram::send_many`]: every queued datagram sent.
+pub type SendMany<'a> = crate::datagram::SendMany<'a, UnixDatagram>;

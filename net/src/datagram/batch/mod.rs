@@ -1,0 +1,484 @@
+//! Many datagrams per syscall: [`RecvBatch`] and [`SendBatch`], which a
+//! datagram socket's `recv_many` and `send_many` fill and empty.
+//!
+//! On Linux a batch is one `recvmmsg(2)` or `sendmmsg(2)`: up to
+//! [`MAX_BATCH`] datagrams for one kernel entry, where `recv_from` and
+//! `send_to` make one each. Elsewhere (and with `--cfg
+//! cellio_portable_datagrams`) it is a loop of single receives or sends
+//! inside one poll: the same results, without the saving.
+//!
+//! # Invariants
+//!
+//! * A `RecvBatch`'s storage (datagram bytes, sender addresses, and on
+//!   Linux the `mmsghdr`s and `iovec`s that point into them) is allocated
+//!   once, in `new`. The headers' pointers are written before every
+//!   `recvmmsg` from the `&mut` borrow the receive holds, and followed only
+//!   by that call.
+//! * A receive replaces the batch's contents with what it received
+//!   (one datagram at least); a datagram longer than the batch's
+//!   datagram size is reported as an error for that datagram alone
+//!   (`RecvBatch::iter`), the others are whole.
+//! * A `SendBatch` keeps the datagrams not yet sent. A send removes those
+//!   the kernel took, in order, and nothing else: after an error the
+//!   datagram it belongs to is still the first one queued
+//!   ([`SendBatch::skip_next`] drops it). Its headers are rebuilt for
+//!   every `sendmmsg` (a push may have moved the bytes), in vectors that
+//!   grow only when a round is larger than any before.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use socket2::SockAddr;
+
+use crate::datagram::ops::{after_send, fast_path, not_connected_if_no_peer, truncated};
+use crate::datagram::DatagramSocket;
+use crate::op::{OpState, Side};
+
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+mod mmsg;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+use mmsg::{RecvCalls, SendCalls};
+
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+)))]
+mod one_by_one;
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+)))]
+use one_by_one::{RecvCalls, SendCalls};
+
+/// The most datagrams one batch holds, and one `recvmmsg`/`sendmmsg`
+/// passes (Linux's `UIO_MAXIOV`).
+pub const MAX_BATCH: usize = 1024;
+
+/// Buffers for up to [`capacity`](Self::capacity) datagrams, which
+/// [`UdpSocket::recv_many`](crate::UdpSocket::recv_many) (and
+/// `UnixDatagram`'s) fill in one syscall.
+///
+/// Allocated once, in [`new`](Self::new); receives into it allocate
+/// nothing. After a receive it holds the datagrams received, in order,
+/// until the next one.
+///
+/// # Examples
+///
+/// An echo server that takes up to 32 datagrams per receive and sends the
+/// replies in one call:
+///
+/// ```no_run
+/// use cellio_net::udp::{RecvBatch, SendBatch, UdpSocket};
+///
+/// # fn main() -> std::io::Result<()> {
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let socket = UdpSocket::bind("127.0.0.1:7001")?;
+///     let mut received = RecvBatch::new(32, 2048);
+///     let mut replies = SendBatch::new();
+///     loop {
+///         socket.recv_many(&mut received).await?;
+///         for datagram in received.iter() {
+///             match datagram {
+///                 Ok((bytes, from)) => replies.push(bytes, from)?,
+///                 Err(e) => eprintln!("{e}"), // longer than 2048 bytes
+///             }
+///         }
+///         while let Err(e) = socket.send_many(&mut replies).await {
+///             eprintln!("{e}");
+///             replies.skip_next(); // the reply the error belongs to
+///         }
+///     }
+/// })
+/// # }
+/// ```
+pub struct RecvBatch<S: DatagramSocket> {
+    /// `capacity` slots of `datagram_size` bytes each.
+    data: Box<[u8]>,
+    datagram_size: usize,
+    /// Per slot: what the last receive put there.
+    slots: Box<[Slot]>,
+    /// How many slots the last receive filled.
+    filled: usize,
+    /// What the syscalls need beside the buffers (`mmsg`, `one_by_one`).
+    calls: RecvCalls,
+    _socket: PhantomData<fn() -> S>,
+}
+
+/// One received datagram's length, whether it was cut, and its sender.
+pub(super) struct Slot {
+    len: usize,
+    truncated: bool,
+    /// The sender, as the kernel wrote it (into this very storage, on
+    /// Linux), in `from_len` bytes (0: an unnamed Unix sender).
+    from: libc::sockaddr_storage,
+    from_len: libc::socklen_t,
+}
+
+impl<S: DatagramSocket> RecvBatch<S> {
+    /// Buffers for `capacity` datagrams of up to `datagram_size` bytes
+    /// each (`capacity` is clamped to `1..=MAX_BATCH`). A longer datagram
+    /// is an error for it alone: size the buffers for the largest one the
+    /// protocol allows.
+    pub fn new(capacity: usize, datagram_size: usize) -> Self {
+        let capacity = capacity.clamp(1, MAX_BATCH);
+        let slots = (0..capacity)
+            .map(|_| Slot {
+                len: 0,
+                truncated: false,
+                // SAFETY: all-zero is a valid `sockaddr_storage` (integers).
+                from: unsafe { std::mem::zeroed() },
+                from_len: 0,
+            })
+            .collect();
+        Self {
+            data: vec![0u8; capacity * datagram_size].into_boxed_slice(),
+            datagram_size,
+            slots,
+            filled: 0,
+            calls: RecvCalls::new(capacity),
+            _socket: PhantomData,
+        }
+    }
+
+    /// How many datagrams one receive can take.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The longest datagram a slot holds whole.
+    pub fn datagram_size(&self) -> usize {
+        self.datagram_size
+    }
+
+    /// How many datagrams the last receive took.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    /// `true` before the first receive, and after [`clear`](Self::clear).
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// Forgets the datagrams received (the buffers stay).
+    pub fn clear(&mut self) {
+        self.filled = 0;
+    }
+
+    /// The `index`th datagram received: its bytes and sender, or the error
+    /// that says it was longer than [`datagram_size`](Self::datagram_size)
+    /// (its tail discarded). `None` past [`len`](Self::len).
+    pub fn get(&self, index: usize) -> Option<io::Result<(&[u8], S::Addr)>> {
+        let slot = self.slots[..self.filled].get(index)?;
+        if slot.truncated {
+            return Some(Err(truncated::<S>(self.datagram_size)));
+        }
+        let start = index * self.datagram_size;
+        let bytes = &self.data[start..start + slot.len];
+        Some(S::sender_in(&slot.from, slot.from_len).map(|from| (bytes, from)))
+    }
+
+    /// The datagrams received, in order, each as [`get`](Self::get) gives
+    /// it.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = io::Result<(&[u8], S::Addr)>> + '_ {
+        (0..self.filled).map(|index| self.get(index).expect("index below len"))
+    }
+
+    /// Receives up to `capacity` datagrams now: their count, at least one,
+    /// or `WouldBlock`.
+    fn receive(&mut self, socket: &S) -> io::Result<usize> {
+        let got = self.calls.receive(
+            socket.as_raw_fd(),
+            &mut self.data,
+            self.datagram_size,
+            &mut self.slots,
+        );
+        self.filled = got.as_ref().map_or(0, |&n| n);
+        got
+    }
+}
+
+impl<S: DatagramSocket> fmt::Debug for RecvBatch<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("capacity", &self.capacity())
+            .field("datagram_size", &self.datagram_size)
+            .field("len", &self.filled)
+            .finish()
+    }
+}
+
+/// Datagrams queued to be sent together by
+/// [`UdpSocket::send_many`](crate::UdpSocket::send_many) (and
+/// `UnixDatagram`'s), each with its destination.
+///
+/// [`push`](Self::push) copies a datagram in; the batch keeps its memory
+/// when it empties, so a batch reused for each round allocates only when
+/// a round is larger than any before. See [`RecvBatch`] for an example.
+pub struct SendBatch<S: DatagramSocket> {
+    /// The queued datagrams' bytes, end to end.
+    bytes: Vec<u8>,
+    queued: Vec<Queued>,
+    /// The first datagram not yet sent.
+    next: usize,
+    calls: SendCalls,
+    _socket: PhantomData<fn() -> S>,
+}
+
+/// A queued datagram: where its bytes are, and where it goes (`None`: the
+/// connected peer).
+pub(super) struct Queued {
+    start: usize,
+    len: usize,
+    to: Option<SockAddr>,
+}
+
+impl<S: DatagramSocket> Default for SendBatch<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: DatagramSocket> SendBatch<S> {
+    /// An empty batch; it allocates as datagrams are pushed.
+    pub fn new() -> Self {
+        Self {
+            bytes: Vec::new(),
+            queued: Vec::new(),
+            next: 0,
+            calls: SendCalls::new(),
+            _socket: PhantomData,
+        }
+    }
+
+    /// An empty batch with room for `datagrams` datagrams of `bytes`
+    /// bytes in all.
+    pub fn with_capacity(datagrams: usize, bytes: usize) -> Self {
+        let mut batch = Self::new();
+        batch.bytes.reserve(bytes);
+        batch.queued.reserve(datagrams);
+        batch
+    }
+
+    /// Queues `data` as one datagram to `to`. Fails only for a destination
+    /// no datagram can be sent to (for a Unix socket, an unnamed address);
+    /// the kernel's own refusals (a datagram too long, say) come from the
+    /// send.
+    pub fn push(&mut self, data: &[u8], to: impl Borrow<S::Addr>) -> io::Result<()> {
+        let to = S::batch_target(to.borrow())?;
+        self.queue(data, Some(to));
+        Ok(())
+    }
+
+    /// Queues `data` as one datagram to the peer the socket is connected to
+    /// (the send fails with `NotConnected` if there is none).
+    pub fn push_to_peer(&mut self, data: &[u8]) {
+        self.queue(data, None);
+    }
+
+    fn queue(&mut self, data: &[u8], to: Option<SockAddr>) {
+        self.compact();
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        self.queued.push(Queued {
+            start,
+            len: data.len(),
+            to,
+        });
+    }
+
+    /// Drops what was sent, once everything was.
+    fn compact(&mut self) {
+        if self.next > 0 && self.next == self.queued.len() {
+            self.clear();
+        }
+    }
+
+    /// How many datagrams are queued and not yet sent.
+    pub fn len(&self) -> usize {
+        self.queued.len() - self.next
+    }
+
+    /// `true` if nothing is waiting to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the first datagram not yet sent (after a send's error, the
+    /// one the error belongs to); `false` if there was none.
+    pub fn skip_next(&mut self) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        self.next += 1;
+        self.compact();
+        true
+    }
+
+    /// Drops every queued datagram (the memory stays).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.queued.clear();
+        self.next = 0;
+    }
+
+    /// Sends what the kernel takes now, in order: how many went (at least
+    /// one), or the error of the first (`WouldBlock` if the socket's
+    /// buffer is full). An empty batch sends nothing and returns 0.
+    fn send_some(&mut self, socket: &S) -> io::Result<usize> {
+        let pending = &self.queued[self.next..];
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let sent =
+            not_connected_if_no_peer(self.calls.send(socket.as_raw_fd(), &self.bytes, pending));
+        if let Ok(n) = sent {
+            self.next += n;
+            self.compact();
+        }
+        sent
+    }
+}
+
+impl<S: DatagramSocket> fmt::Debug for SendBatch<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("len", &self.len())
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Receives into `batch` without waiting: the count, or `WouldBlock`.
+pub(crate) fn try_recv_many<S: DatagramSocket>(
+    socket: &S,
+    batch: &mut RecvBatch<S>,
+) -> io::Result<usize> {
+    batch.receive(socket)
+}
+
+/// Sends from `batch` without waiting: the count sent (all, or as many as
+/// the socket's buffer took), or the first datagram's error.
+pub(crate) fn try_send_many<S: DatagramSocket>(
+    socket: &S,
+    batch: &mut SendBatch<S>,
+) -> io::Result<usize> {
+    let mut sent = 0;
+    while !batch.is_empty() {
+        match batch.send_some(socket) {
+            Ok(n) => sent += n,
+            Err(e) if sent > 0 && e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// Future of [`UdpSocket::recv_many`](crate::UdpSocket::recv_many) (and
+/// `UnixDatagram`'s): how many datagrams arrived in the batch, at least
+/// one.
+#[must_use = "futures do nothing unless polled"]
+pub struct RecvMany<'a, S: DatagramSocket> {
+    socket: &'a S,
+    batch: &'a mut RecvBatch<S>,
+    op: OpState,
+}
+
+impl<'a, S: DatagramSocket> RecvMany<'a, S> {
+    pub(crate) fn new(socket: &'a S, batch: &'a mut RecvBatch<S>) -> Self {
+        Self {
+            socket,
+            batch,
+            op: OpState::new(),
+        }
+    }
+
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
+        let (socket, batch) = (self.socket, &mut *self.batch);
+        self.op.poll(Side::rx(socket.registration()), waker, || {
+            batch.receive(socket).map(|n| (n, false))
+        })
+    }
+
+    fast_path!(usize);
+}
+
+/// Future of [`UdpSocket::send_many`](crate::UdpSocket::send_many) (and
+/// `UnixDatagram`'s): every queued datagram sent, and how many that was.
+#[must_use = "futures do nothing unless polled"]
+pub struct SendMany<'a, S: DatagramSocket> {
+    socket: &'a S,
+    batch: &'a mut SendBatch<S>,
+    /// Datagrams this future has sent.
+    sent: usize,
+    op: OpState,
+}
+
+impl<'a, S: DatagramSocket> SendMany<'a, S> {
+    pub(crate) fn new(socket: &'a S, batch: &'a mut SendBatch<S>) -> Self {
+        Self {
+            socket,
+            batch,
+            sent: 0,
+            op: OpState::new(),
+        }
+    }
+
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
+        let (socket, batch, sent) = (self.socket, &mut *self.batch, &mut self.sent);
+        self.op
+            .poll(Side::tx(socket.registration()), waker, || loop {
+                if batch.is_empty() {
+                    return Ok((*sent, false));
+                }
+                match batch.send_some(socket) {
+                    Ok(n) => *sent += n,
+                    Err(e) => return after_send(socket, Err(e)),
+                }
+            })
+    }
+
+    fast_path!(usize);
+}
+
+macro_rules! future_debug_and_drop {
+    ($name:ident, $side:ident) => {
+        impl<S: DatagramSocket> Future for $name<'_, S> {
+            type Output = io::Result<usize>;
+
+            #[inline]
+            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+                self.get_mut().poll_with(Some(cx.waker()))
+            }
+        }
+
+        impl<S: DatagramSocket> Drop for $name<'_, S> {
+            fn drop(&mut self) {
+                self.op.cancel(|| self.socket.registration().$side());
+            }
+        }
+
+        impl<S: DatagramSocket> fmt::Debug for $name<'_, S> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("socket", &self.socket)
+                    .field("batch", &self.batch)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+future_debug_and_drop!(RecvMany, rx);
+future_debug_and_drop!(SendMany, tx);

@@ -1,0 +1,78 @@
+//! Where there is no `recvmmsg`/`sendmmsg` (and on Linux with `--cfg
+//! cellio_portable_datagrams`, which CI uses to test this path): a batch
+//! is a loop of single receives or sends, stopped by the first that would
+//! block or fails. An error after some datagrams went through ends the
+//! loop with what went through; the next call meets it again if it lasts.
+//! An error the kernel reports once (an ICMP report on a UDP socket) is
+//! then lost, where Linux's `recvmmsg` keeps it for the next call.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use super::{Queued, Slot};
+use crate::sys;
+
+/// Nothing to keep beside the buffers.
+pub(super) struct RecvCalls;
+
+impl RecvCalls {
+    pub(super) fn new(_capacity: usize) -> Self {
+        Self
+    }
+
+    /// One receive per slot of `data` (`size` bytes each), until the
+    /// socket has no more: how many datagrams arrived.
+    pub(super) fn receive(
+        &mut self,
+        fd: RawFd,
+        data: &mut [u8],
+        size: usize,
+        slots: &mut [Slot],
+    ) -> io::Result<usize> {
+        for (index, slot) in slots.iter_mut().enumerate() {
+            let buf = &mut data[index * size..(index + 1) * size];
+            match sys::recv_datagram_from(fd, buf) {
+                Ok((len, truncated, from)) => {
+                    slot.len = len;
+                    slot.truncated = truncated;
+                    slot.from_len = sys::store_sock_addr(&from, &mut slot.from);
+                }
+                Err(_) if index > 0 => return Ok(index),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(slots.len())
+    }
+}
+
+/// Nothing to keep beside the queue.
+pub(super) struct SendCalls;
+
+impl SendCalls {
+    pub(super) fn new() -> Self {
+        Self
+    }
+
+    /// One send per datagram of `pending` (bytes in `bytes`), until the
+    /// kernel refuses one: how many it took.
+    pub(super) fn send(
+        &mut self,
+        fd: RawFd,
+        bytes: &[u8],
+        pending: &[Queued],
+    ) -> io::Result<usize> {
+        for (index, queued) in pending.iter().enumerate() {
+            let data = &bytes[queued.start..queued.start + queued.len];
+            let sent = match &queued.to {
+                Some(to) => sys::send_to(fd, data, to),
+                None => sys::send(fd, data),
+            };
+            match sent {
+                Ok(_) => {}
+                Err(_) if index > 0 => return Ok(index),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(pending.len())
+    }
+}
