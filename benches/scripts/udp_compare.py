@@ -13,13 +13,18 @@ rounds. User figures come from clock ticks (CLK_TCK, usually 100 per second): a 
 server spending ~5% of its time in user space holds ~30 ticks, so single rounds scatter by
 ~20%; use several rounds.
 
+With --syscalls, one more run per server counts its syscalls over the client's window with
+`perf stat -e raw_syscalls:sys_enter` (Linux, perf installed, root or a low
+perf_event_paranoid), reported per datagram.
+
 Build first:  cargo build --release -p cellio-benches && cargo build --release --example udp_echo_server
-Run:          python3 benches/scripts/udp_compare.py [--rounds 6] [--secs 6]
+Run:          python3 benches/scripts/udp_compare.py [--rounds 6] [--secs 6] [--syscalls]
 """
 
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +50,23 @@ def cpu_ticks(pid):
     return int(fields[11]), int(fields[12])
 
 
-def one_run(name, port, a):
+def start_syscall_count(pid):
+    return subprocess.Popen(["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter",
+                             "-p", str(pid)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def stop_syscall_count(perf):
+    perf.send_signal(signal.SIGINT)
+    _, err = perf.communicate()
+    for line in err.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] == "raw_syscalls:sys_enter":
+            return int(fields[0])
+    raise RuntimeError(f"perf stat gave no syscall count: {err!r}")
+
+
+def one_run(name, port, a, count_syscalls=False):
     addr = f"127.0.0.1:{port}"
     command = [SERVERS[name], "--addr", addr] + FLAGS.get(name, [])
     server = subprocess.Popen(["taskset", "-c", a.server_cpu] + command,
@@ -60,10 +81,12 @@ def one_run(name, port, a):
             stdout=subprocess.PIPE, text=True)
         if client.stdout.readline().strip() != "# warmup-done":
             raise RuntimeError("the client did not finish its warm-up")
+        perf = start_syscall_count(server.pid) if count_syscalls else None
         u0, s0 = cpu_ticks(server.pid)
         if client.stdout.readline().strip() != "# window-done":
             raise RuntimeError("the client did not finish its window")
         u1, s1 = cpu_ticks(server.pid)
+        syscalls = stop_syscall_count(perf) if perf else None
         result = json.loads(client.stdout.readline())
         if client.wait() != 0:
             raise RuntimeError(f"the client failed against {name}: {result}")
@@ -72,6 +95,8 @@ def one_run(name, port, a):
         server.wait()
     n = result["datagrams"]
     tick_ns = 1e9 / os.sysconf("SC_CLK_TCK")
+    if count_syscalls:
+        return syscalls / n
     return n / result["secs"], (u1 - u0) * tick_ns / n, (s1 - s0) * tick_ns / n
 
 
@@ -84,6 +109,8 @@ def main():
     ap.add_argument("--server-cpu", default="0")
     ap.add_argument("--client-cpu", default="1")
     ap.add_argument("--port", type=int, default=7601)
+    ap.add_argument("--syscalls", action="store_true",
+                    help="one more run per server, counting its syscalls with perf stat")
     a = ap.parse_args()
     for path in list(SERVERS.values()) + [CLIENT]:
         if not os.path.exists(path):
@@ -106,6 +133,11 @@ def main():
     print(f"{'server':14s} {'datagrams/s':>11s} {'user ns':>8s} {'sys ns':>8s} {'total ns':>9s}")
     for name, (rate, user, system) in med.items():
         print(f"{name:14s} {rate:11.0f} {user:8.1f} {system:8.1f} {user + system:9.1f}")
+    if a.syscalls:
+        print("\nsyscalls per datagram (one run each, perf stat over the window):")
+        for name in SERVERS:
+            port += 1
+            print(f"{name:14s} {one_run(name, port, a, count_syscalls=True):8.3f}", flush=True)
     m, t = med["mio"][1], med["tokio-current"][1]
     for name in ("cellio", "cellio-io", "cellio-batch"):
         c = med[name][1]
