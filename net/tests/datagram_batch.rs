@@ -166,6 +166,12 @@ fn capacity_is_clamped_to_one_through_max_batch() {
 }
 
 #[test]
+#[should_panic(expected = "RecvBatch::new: 1024 slots of")]
+fn buffers_larger_than_memory_are_refused_with_a_message() {
+    let _ = udp::RecvBatch::new(MAX_BATCH, usize::MAX / 512);
+}
+
+#[test]
 fn one_send_delivers_every_datagram_to_its_destination() {
     run(|| async {
         let (a, b) = udp_pair();

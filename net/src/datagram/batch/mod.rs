@@ -130,8 +130,18 @@ impl<S: DatagramSocket> RecvBatch<S> {
     /// each (`capacity` is clamped to `1..=MAX_BATCH`). A longer datagram
     /// is an error for it alone: size the buffers for the largest one the
     /// protocol allows.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity × datagram_size` bytes exceed what a `Vec` can hold.
     pub fn new(capacity: usize, datagram_size: usize) -> Self {
         let capacity = capacity.clamp(1, MAX_BATCH);
+        let bytes = capacity
+            .checked_mul(datagram_size)
+            .filter(|&bytes| bytes <= isize::MAX as usize)
+            .unwrap_or_else(|| {
+                panic!("RecvBatch::new: {capacity} slots of {datagram_size} bytes are too large")
+            });
         let slots = (0..capacity)
             .map(|_| Slot {
                 len: 0,
@@ -142,7 +152,7 @@ impl<S: DatagramSocket> RecvBatch<S> {
             })
             .collect();
         Self {
-            data: vec![0u8; capacity * datagram_size].into_boxed_slice(),
+            data: vec![0u8; bytes].into_boxed_slice(),
             datagram_size,
             slots,
             filled: 0,
