@@ -17,7 +17,8 @@
 //! * [`net`] (`cellio-net`) — [`TcpListener`], [`TcpStream`], [`TcpIo`],
 //!   [`UdpSocket`], and Unix-domain streams in [`unix`];
 //! * [`runtime`] (`cellio-runtime`) — [`Runtime`], [`spawn`],
-//!   [`JoinHandle`], [`JoinSet`], [`yield_now`].
+//!   [`JoinHandle`], [`JoinSet`], [`yield_now`], and [`fs`] (`std::fs` on
+//!   the blocking pool).
 //!
 //! # Example: an echo server
 //!
@@ -49,6 +50,7 @@ pub use cellio_net::signal;
 pub use cellio_net::unix;
 pub use cellio_reactor as reactor;
 pub use cellio_runtime as runtime;
+pub use cellio_runtime::fs;
 
 pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream, UdpIo, UdpSocket};
 pub use cellio_reactor::CellError;

@@ -1,7 +1,7 @@
 //! cellio's runtime: [`Runtime`] and [`Builder`], [`Runtime::block_on`],
 //! [`spawn`] (and [`spawn_local`], [`spawn_on`], [`spawn_local_on`]) with
-//! [`JoinHandle`] and [`AbortHandle`], [`JoinSet`], [`spawn_blocking`], and
-//! [`yield_now`].
+//! [`JoinHandle`] and [`AbortHandle`], [`JoinSet`], [`spawn_blocking`] (and
+//! [`fs`], `std::fs` on the blocking pool), and [`yield_now`].
 //!
 //! A runtime is one worker thread's executor plus the reactor that drives
 //! its sockets. Tasks are polled only by the worker loop, never inline in a
@@ -36,6 +36,7 @@
 mod abort;
 mod blocking;
 mod builder;
+pub mod fs;
 mod join;
 mod join_set;
 mod mailbox;

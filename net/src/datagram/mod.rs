@@ -1,6 +1,8 @@
 //! What every datagram socket shares, whatever its address family: the
-//! operation futures ([`Recv`], [`RecvFrom`], [`Send`], [`SendTo`]) and
-//! the poll-method wrapper [`DatagramIo`], generic over the sealed
+//! operation futures ([`Recv`], [`RecvFrom`], [`Send`], [`SendTo`]), the
+//! batches of many datagrams per syscall ([`RecvBatch`], [`SendBatch`] and
+//! their futures [`RecvMany`], [`SendMany`]) and the poll-method wrapper
+//! [`DatagramIo`], generic over the sealed
 //! [`DatagramSocket`] trait, which
 //! [`UdpSocket`](crate::UdpSocket) and
 //! [`UnixDatagram`](crate::unix::UnixDatagram) implement. Each family's

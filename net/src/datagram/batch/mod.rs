@@ -298,7 +298,6 @@ impl<S: DatagramSocket> SendBatch<S> {
     }
 
     fn queue(&mut self, data: &[u8], to: Option<SockAddr>) {
-        self.compact();
         let start = self.bytes.len();
         self.bytes.extend_from_slice(data);
         self.queued.push(Queued {
@@ -308,7 +307,8 @@ impl<S: DatagramSocket> SendBatch<S> {
         });
     }
 
-    /// Drops what was sent, once everything was.
+    /// Drops what was sent, once everything was (after each send and
+    /// skip, so a batch never holds bytes only of datagrams gone).
     fn compact(&mut self) {
         if self.next > 0 && self.next == self.queued.len() {
             self.clear();
