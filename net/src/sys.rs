@@ -228,19 +228,8 @@ pub(crate) fn send_to(fd: RawFd, buf: &[u8], to: &SockAddr) -> io::Result<usize>
 ))]
 #[inline]
 pub(crate) unsafe fn recv_many(fd: RawFd, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
-    // SAFETY: forwarded from the caller's contract; `headers` itself is
-    // valid for the kernel's writes of its results; no timeout is passed.
-    check(unsafe {
-        cellio_reactor::sys::syscall6(
-            libc::SYS_recvmmsg,
-            fd as usize,
-            headers.as_mut_ptr() as usize,
-            headers.len(),
-            0,
-            0,
-            0,
-        )
-    })
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { many(libc::SYS_recvmmsg, fd, headers, 0) }
 }
 
 /// `sendmmsg(fd, headers, headers.len(), MSG_NOSIGNAL)`: how many datagrams
@@ -256,15 +245,36 @@ pub(crate) unsafe fn recv_many(fd: RawFd, headers: &mut [libc::mmsghdr]) -> io::
 ))]
 #[inline]
 pub(crate) unsafe fn send_many(fd: RawFd, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
-    // SAFETY: forwarded from the caller's contract; the kernel writes only
-    // each header's `msg_len`, in `headers`, which is valid for that.
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { many(libc::SYS_sendmmsg, fd, headers, SEND_FLAGS) }
+}
+
+/// `recvmmsg`/`sendmmsg` (syscall `nr`) over `headers`, with no timeout.
+///
+/// # Safety
+///
+/// As [`recv_many`] for `recvmmsg`, [`send_many`] for `sendmmsg`.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+#[inline(always)]
+unsafe fn many(
+    nr: libc::c_long,
+    fd: RawFd,
+    headers: &mut [libc::mmsghdr],
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    // SAFETY: the caller's contract covers what the headers point at;
+    // `headers` itself is valid for the kernel's writes of its results
+    // (`msg_len`, and for a receive `msg_namelen` and `msg_flags`).
     check(unsafe {
         cellio_reactor::sys::syscall6(
-            libc::SYS_sendmmsg,
+            nr,
             fd as usize,
             headers.as_mut_ptr() as usize,
             headers.len(),
-            SEND_FLAGS as usize,
+            flags as usize,
             0,
             0,
         )

@@ -289,6 +289,22 @@ mod loom_tests {
         }
     }
 
+    /// A pool whose one thread has run job 1 (and is going idle), and a
+    /// thread that expires the keep-alive at any point from now on.
+    fn idle_thread_and_a_clock(
+        max_threads: usize,
+    ) -> (Arc<Pool>, Arc<Log>, thread::JoinHandle<()>) {
+        let (pool, log) = pool(max_threads);
+        pool.submit(job(&log, 1));
+        assert_eq!(log.wait_for(1), [(1, true)]);
+        let clock = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.expire_keep_alive())
+        };
+        thread::yield_now();
+        (pool, log, clock)
+    }
+
     /// The keep-alive runs out while a job arrives: the thread that timed
     /// out takes the job, or leaves and a new thread is started for it.
     /// (A thread that left in a second hold of the lock would let `submit`
@@ -296,15 +312,7 @@ mod loom_tests {
     #[test]
     fn a_job_arriving_as_the_keep_alive_runs_out_runs() {
         loom::model(|| {
-            let (pool, log) = pool(1);
-            pool.submit(job(&log, 1));
-            assert_eq!(log.wait_for(1), [(1, true)]);
-            let clock = {
-                let pool = Arc::clone(&pool);
-                let clock = thread::spawn(move || pool.expire_keep_alive());
-                thread::yield_now();
-                clock
-            };
+            let (pool, log, clock) = idle_thread_and_a_clock(1);
             pool.submit(job(&log, 2));
             assert_eq!(log.wait_for(2), [(1, true), (2, true)]);
             clock.join().unwrap();
@@ -319,15 +327,7 @@ mod loom_tests {
     #[test]
     fn a_timed_out_thread_takes_its_wake_up() {
         loom::model(|| {
-            let (pool, log) = pool(2);
-            pool.submit(job(&log, 1));
-            assert_eq!(log.wait_for(1), [(1, true)]);
-            let clock = {
-                let pool = Arc::clone(&pool);
-                let clock = thread::spawn(move || pool.expire_keep_alive());
-                thread::yield_now();
-                clock
-            };
+            let (pool, log, clock) = idle_thread_and_a_clock(2);
             pool.submit(job(&log, 2));
             pool.submit(job(&log, 3));
             assert_eq!(log.wait_for(3), [(1, true), (2, true), (3, true)]);
