@@ -11,7 +11,9 @@ use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
 use crate::stream::ops::recv_attempt;
-use crate::stream::{io_traits, Outgoing, RecvHalf, SendHalf, StreamSocket};
+use crate::stream::{
+    io_traits, Outgoing, OwnedRecvHalf, OwnedSendHalf, RecvHalf, SendHalf, StreamSocket,
+};
 
 /// A stream used through poll methods, named [`TcpIo`](crate::TcpIo) for a
 /// [`TcpStream`](crate::TcpStream) and [`UnixIo`](crate::unix::UnixIo) for a
@@ -33,7 +35,9 @@ use crate::stream::{io_traits, Outgoing, RecvHalf, SendHalf, StreamSocket};
 ///
 /// To receive and send at the same time (in a `join`, a `select`, a
 /// proxy's two copies), [`split`](Self::split) it into a
-/// [`RecvHalf`] and a [`SendHalf`].
+/// [`RecvHalf`] and a [`SendHalf`]; for a task each,
+/// [`into_split`](Self::into_split) it into an [`OwnedRecvHalf`] and an
+/// [`OwnedSendHalf`].
 ///
 /// While it holds a direction, that direction's futures on the same
 /// stream (through [`get_ref`](Self::get_ref)) fail with
@@ -257,6 +261,50 @@ impl<S: StreamSocket> StreamIo<S> {
             RecvHalf::new(&self.stream, &mut self.rx),
             SendHalf::new(&self.stream, &mut self.tx),
         )
+    }
+
+    /// Splits the `TcpIo` into halves that own what they use, for two tasks
+    /// (tokio's `into_split`): an [`OwnedRecvHalf`] and an
+    /// [`OwnedSendHalf`], sharing the stream, each with its direction's
+    /// reservation. They stay on this thread (spawn their tasks with
+    /// `spawn_local`); [`OwnedRecvHalf::reunite`] makes the `TcpIo` again.
+    ///
+    /// ```no_run
+    /// use cellio_runtime::spawn_local;
+    ///
+    /// # async fn f(stream: cellio_net::TcpStream) -> std::io::Result<()> {
+    /// let (mut rx, mut tx) = cellio_net::TcpIo::new(stream).into_split();
+    /// // One task receives and prints; this one sends.
+    /// let printer = spawn_local(async move {
+    ///     let mut buf = [0u8; 1024];
+    ///     while let Ok(n @ 1..) = rx.recv(&mut buf).await {
+    ///         println!("{}", String::from_utf8_lossy(&buf[..n]));
+    ///     }
+    ///     rx
+    /// });
+    /// tx.send_all(b"hello").await?;
+    /// let rx = printer.await.expect("the printer did not panic");
+    /// let io = rx.reunite(tx).expect("halves of one TcpIo");
+    /// # drop(io); Ok(()) }
+    /// ```
+    pub fn into_split(self) -> (OwnedRecvHalf<S>, OwnedSendHalf<S>) {
+        crate::stream::io_owned_halves::split(self)
+    }
+
+    /// The stream and its two reservations, for the owned halves.
+    pub(crate) fn into_parts(self) -> (S, HeldCell, HeldCell) {
+        let StreamIo { stream, rx, tx, .. } = self;
+        (stream, rx, tx)
+    }
+
+    /// A `TcpIo` from the parts [`into_parts`](Self::into_parts) gave.
+    pub(crate) fn from_parts(stream: S, rx: HeldCell, tx: HeldCell) -> Self {
+        Self {
+            stream,
+            rx,
+            tx,
+            _confined: PhantomData,
+        }
     }
 
     /// Releases both cells and returns the stream, whose futures can then

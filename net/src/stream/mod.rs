@@ -24,6 +24,7 @@
 mod connect;
 mod io;
 mod io_halves;
+mod io_owned_halves;
 pub(crate) mod io_traits;
 mod ops;
 
@@ -36,6 +37,7 @@ use cellio_reactor::Registration;
 pub(crate) use connect::wait_connected;
 pub use io::StreamIo;
 pub use io_halves::{RecvHalf, SendHalf};
+pub use io_owned_halves::{OwnedRecvHalf, OwnedSendHalf, ReuniteError};
 pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 
 /// A connected byte stream that cellio's stream futures and [`StreamIo`]

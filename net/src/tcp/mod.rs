@@ -34,3 +34,9 @@ pub type RecvHalf<'a> = crate::stream::RecvHalf<'a, TcpStream>;
 /// The sending half of a [`TcpIo`], from
 /// [`split`](crate::stream::StreamIo::split).
 pub type SendHalf<'a> = crate::stream::SendHalf<'a, TcpStream>;
+/// The receiving half of a [`TcpIo`] for a task of its own, from
+/// [`into_split`](crate::stream::StreamIo::into_split).
+pub type OwnedRecvHalf = crate::stream::OwnedRecvHalf<TcpStream>;
+/// The sending half of a [`TcpIo`] for a task of its own, from
+/// [`into_split`](crate::stream::StreamIo::into_split).
+pub type OwnedSendHalf = crate::stream::OwnedSendHalf<TcpStream>;

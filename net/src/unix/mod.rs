@@ -70,6 +70,12 @@ pub type RecvHalf<'a> = crate::stream::RecvHalf<'a, UnixStream>;
 /// The sending half of a [`UnixIo`], from
 /// [`split`](crate::stream::StreamIo::split).
 pub type SendHalf<'a> = crate::stream::SendHalf<'a, UnixStream>;
+/// The receiving half of a [`UnixIo`] for a task of its own, from
+/// [`into_split`](crate::stream::StreamIo::into_split).
+pub type OwnedRecvHalf = crate::stream::OwnedRecvHalf<UnixStream>;
+/// The sending half of a [`UnixIo`] for a task of its own, from
+/// [`into_split`](crate::stream::StreamIo::into_split).
+pub type OwnedSendHalf = crate::stream::OwnedSendHalf<UnixStream>;
 
 /// A [`UnixDatagram`] one task drives alone through `&mut self`, keeping
 /// its cells reserved (and, on its own worker, confined) between datagrams:

@@ -1,0 +1,206 @@
+//! [`OwnedRecvHalf`] and [`OwnedSendHalf`]: a [`TcpIo`](crate::TcpIo)
+//! split into two halves that own what they use
+//! ([`TcpIo::into_split`](crate::TcpIo::into_split)), so that each can go to
+//! a task of its own, as tokio's `into_split` halves do.
+//!
+//! # Invariants
+//!
+//! * The halves share the stream through an `Rc` and each owns the
+//!   reservation of its own direction: the two never touch the same cell.
+//! * Neither is `Send` nor `Sync` (an `Rc` is not): a confined reservation
+//!   (`crate::held`) and the stream whose drop resets the cells stay on the
+//!   thread that made them, so both tasks run on that worker
+//!   (`spawn_local`).
+//! * Dropping a half gives its cell back, so that the stream's futures
+//!   (through the other half's `get_ref`) can use that direction again;
+//!   [`OwnedRecvHalf::reunite`] hands both reservations back to a `TcpIo`
+//!   instead, which goes on where the halves stopped.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::held::HeldCell;
+use crate::stream::io::{poll_recv_on, poll_send_on, IoRecv, IoSendAll, PollRecv, PollSend};
+use crate::stream::{io_traits, StreamIo, StreamSocket};
+
+/// The receiving half of a [`TcpIo`](crate::TcpIo), from
+/// [`TcpIo::into_split`](crate::TcpIo::into_split): [`poll_recv`](Self::poll_recv),
+/// [`recv`](Self::recv) and `AsyncRead`, as on the `TcpIo`, and no borrow
+/// to outlive.
+///
+/// It stays on its thread, like the `TcpIo`:
+///
+/// ```compile_fail,E0277
+/// fn needs_send<T: Send>(_: T) {}
+/// # fn f(io: cellio_net::TcpIo) {
+/// needs_send(io.into_split().0);
+/// # }
+/// ```
+pub struct OwnedRecvHalf<S: StreamSocket> {
+    stream: Rc<S>,
+    rx: HeldCell,
+}
+
+/// The sending half of a [`TcpIo`](crate::TcpIo), from
+/// [`TcpIo::into_split`](crate::TcpIo::into_split): [`poll_send`](Self::poll_send),
+/// [`send_all`](Self::send_all) and `AsyncWrite` (whose close shuts down
+/// the sending side), as on the `TcpIo`.
+pub struct OwnedSendHalf<S: StreamSocket> {
+    stream: Rc<S>,
+    tx: HeldCell,
+}
+
+/// Splits `io` into its owned halves.
+pub(crate) fn split<S: StreamSocket>(io: StreamIo<S>) -> (OwnedRecvHalf<S>, OwnedSendHalf<S>) {
+    let (stream, rx, tx) = io.into_parts();
+    let stream = Rc::new(stream);
+    let send = OwnedSendHalf {
+        stream: Rc::clone(&stream),
+        tx,
+    };
+    (OwnedRecvHalf { stream, rx }, send)
+}
+
+impl<S: StreamSocket> OwnedRecvHalf<S> {
+    /// [`TcpIo::poll_recv`](crate::TcpIo::poll_recv).
+    #[inline(always)]
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        poll_recv_on(&*self.stream, &mut self.rx, cx, buf)
+    }
+
+    /// [`TcpIo::recv`](crate::TcpIo::recv).
+    pub fn recv<'b>(
+        &'b mut self,
+        buf: &'b mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + use<'b, S> {
+        IoRecv { io: self, buf }
+    }
+
+    /// The stream (for its address, options, statistics).
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Puts the two halves of one `TcpIo` back together, reservations
+    /// and all; halves of two different ones come back in the error.
+    pub fn reunite(mut self, mut send: OwnedSendHalf<S>) -> Result<StreamIo<S>, ReuniteError<S>> {
+        if !Rc::ptr_eq(&self.stream, &send.stream) {
+            return Err(ReuniteError(self, send));
+        }
+        let (rx, tx) = (std::mem::take(&mut self.rx), std::mem::take(&mut send.tx));
+        let stream = Rc::clone(&self.stream);
+        drop((self, send)); // holding no cell now: their drops release nothing
+        let stream = Rc::into_inner(stream).expect("the two halves held the only references");
+        Ok(StreamIo::from_parts(stream, rx, tx))
+    }
+}
+
+impl<S: StreamSocket> OwnedSendHalf<S> {
+    /// [`TcpIo::poll_send`](crate::TcpIo::poll_send).
+    #[inline(always)]
+    pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        poll_send_on(&*self.stream, &mut self.tx, cx, buf)
+    }
+
+    /// [`TcpIo::poll_send_vectored`](crate::TcpIo::poll_send_vectored).
+    #[inline]
+    pub fn poll_send_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        poll_send_on(&*self.stream, &mut self.tx, cx, bufs)
+    }
+
+    /// [`TcpIo::send_all`](crate::TcpIo::send_all), with the same caveat:
+    /// dropped part-way, an unknown prefix of `buf` has been sent.
+    pub fn send_all<'b>(
+        &'b mut self,
+        buf: &'b [u8],
+    ) -> impl Future<Output = io::Result<()>> + use<'b, S> {
+        IoSendAll {
+            io: self,
+            buf,
+            sent: 0,
+        }
+    }
+
+    /// The stream (for its address, options, statistics).
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// [`OwnedRecvHalf::reunite`], from this side.
+    pub fn reunite(self, recv: OwnedRecvHalf<S>) -> Result<StreamIo<S>, ReuniteError<S>> {
+        recv.reunite(self)
+    }
+}
+
+impl<S: StreamSocket> Drop for OwnedRecvHalf<S> {
+    fn drop(&mut self) {
+        self.rx.release(self.stream.registration().rx());
+    }
+}
+
+impl<S: StreamSocket> Drop for OwnedSendHalf<S> {
+    fn drop(&mut self) {
+        self.tx.release(self.stream.registration().tx());
+    }
+}
+
+/// Two halves that were not split from the same `TcpIo`, given back
+/// unchanged.
+pub struct ReuniteError<S: StreamSocket>(pub OwnedRecvHalf<S>, pub OwnedSendHalf<S>);
+
+impl<S: StreamSocket> fmt::Debug for ReuniteError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReuniteError").finish_non_exhaustive()
+    }
+}
+
+impl<S: StreamSocket> fmt::Display for ReuniteError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the two halves were not split from the same stream")
+    }
+}
+
+impl<S: StreamSocket> std::error::Error for ReuniteError<S> {}
+
+impl<S: StreamSocket> PollRecv for OwnedRecvHalf<S> {
+    #[inline(always)]
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        OwnedRecvHalf::poll_recv(self, cx, buf)
+    }
+}
+
+impl<S: StreamSocket> PollSend for OwnedSendHalf<S> {
+    #[inline(always)]
+    fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        OwnedSendHalf::poll_send(self, cx, buf)
+    }
+}
+
+impl<S: StreamSocket> fmt::Debug for OwnedRecvHalf<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedRecvHalf")
+            .field("stream", &*self.stream)
+            .field("rx", &self.rx)
+            .finish()
+    }
+}
+
+impl<S: StreamSocket> fmt::Debug for OwnedSendHalf<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedSendHalf")
+            .field("stream", &*self.stream)
+            .field("tx", &self.tx)
+            .finish()
+    }
+}
+
+io_traits::async_read!(OwnedRecvHalf<S>);
+io_traits::async_write!(OwnedSendHalf<S>);

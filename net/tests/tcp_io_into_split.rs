@@ -1,0 +1,175 @@
+//! `TcpIo::into_split`: owned halves in two tasks of their own (tokio's
+//! `into_split`), every byte through intact both ways; `reunite` gives the
+//! `TcpIo` back and refuses halves of two streams; dropping a half gives
+//! its direction back to the stream's futures; the `AsyncRead` and
+//! `AsyncWrite` traits, tokio's with the `tokio-io` feature; Unix streams.
+
+mod util;
+
+use std::io::{self, ErrorKind};
+use std::net::Shutdown;
+
+use cellio_net::tcp::OwnedRecvHalf;
+use cellio_net::unix::{UnixIo, UnixStream};
+use cellio_net::TcpIo;
+use cellio_runtime::spawn_local;
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use util::{cellio_pair, pattern, run};
+
+/// Bytes sent: far more than the socket buffers hold, so the sender and
+/// the receiver must run at once.
+const TOTAL: usize = 2 << 20;
+
+/// Receives until end of stream, checking every byte against `pattern`.
+async fn recv_checking(rx: &mut OwnedRecvHalf) -> io::Result<usize> {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut got = 0;
+    loop {
+        let n = rx.recv(&mut buf).await?;
+        if n == 0 {
+            return Ok(got);
+        }
+        for (i, byte) in buf[..n].iter().enumerate() {
+            assert_eq!(*byte, pattern(got + i), "byte {} corrupted", got + i);
+        }
+        got += n;
+    }
+}
+
+#[test]
+fn halves_in_two_tasks_move_every_byte_and_reunite() {
+    run(|| async {
+        let (client, server) = cellio_pair().await?;
+        let (mut client_rx, mut client_tx) = TcpIo::new(client).into_split();
+        let (mut server_rx, mut server_tx) = TcpIo::new(server).into_split();
+        // The server's task echoes through its two halves; the client
+        // sends from this task and checks the echo in another.
+        let echo = spawn_local(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match server_rx.recv(&mut buf).await? {
+                    0 => break,
+                    n => server_tx.send_all(&buf[..n]).await?,
+                }
+            }
+            server_tx.get_ref().shutdown(Shutdown::Write)?;
+            io::Result::Ok((server_rx, server_tx))
+        });
+        let checker = spawn_local(async move {
+            let got = recv_checking(&mut client_rx).await?;
+            io::Result::Ok((client_rx, got))
+        });
+        let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
+        client_tx.send_all(&data).await?;
+        client_tx.get_ref().shutdown(Shutdown::Write)?;
+        let (client_rx, got) = checker.await.unwrap()?;
+        assert_eq!(got, TOTAL);
+        let (server_rx, server_tx) = echo.await.unwrap()?;
+
+        // Back together, the TcpIo goes on.
+        let mut client = client_rx.reunite(client_tx).unwrap();
+        let mut server = server_tx.reunite(server_rx).unwrap();
+        assert_eq!(client.recv(&mut [0u8; 8]).await?, 0, "end of stream stays");
+        assert_eq!(server.recv(&mut [0u8; 8]).await?, 0);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn halves_of_two_streams_do_not_reunite() {
+    run(|| async {
+        let (a, b) = cellio_pair().await?;
+        let (a_rx, a_tx) = TcpIo::new(a).into_split();
+        let (b_rx, b_tx) = TcpIo::new(b).into_split();
+        let error = a_rx.reunite(b_tx).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the two halves were not split from the same stream"
+        );
+        let cellio_net::stream::ReuniteError(a_rx, b_tx) = error;
+        assert!(a_rx.reunite(a_tx).is_ok());
+        assert!(b_rx.reunite(b_tx).is_ok());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A half holds its direction's cell (the stream's futures that way get
+/// `ResourceBusy`) until it is dropped.
+#[test]
+fn a_dropped_half_gives_its_direction_back() {
+    run(|| async {
+        let (a, b) = cellio_pair().await?;
+        let (mut rx, tx) = TcpIo::new(a).into_split();
+        b.send(b"one").await?;
+        let mut buf = [0u8; 8];
+        assert_eq!(rx.recv(&mut buf).await?, 3);
+        let busy = tx.get_ref().recv(&mut buf).await.unwrap_err();
+        assert_eq!(busy.kind(), ErrorKind::ResourceBusy, "{busy}");
+        drop(rx);
+        b.send(b"two").await?;
+        assert_eq!(tx.get_ref().recv(&mut buf).await?, 3);
+        assert_eq!(&buf[..3], b"two");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn the_halves_read_and_write_through_the_futures_io_traits() {
+    run(|| async {
+        let (a, b) = cellio_pair().await?;
+        let (mut a_rx, mut a_tx) = TcpIo::new(a).into_split();
+        let (mut b_rx, mut b_tx) = TcpIo::new(b).into_split();
+        a_tx.write_all(b"ping").await?;
+        a_tx.close().await?; // shuts down a's sending side
+        let mut got = Vec::new();
+        b_rx.read_to_end(&mut got).await?;
+        assert_eq!(got, b"ping");
+        b_tx.write_all(b"pong").await?;
+        let mut reply = [0u8; 4];
+        a_rx.read_exact(&mut reply).await?;
+        assert_eq!(&reply, b"pong");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[cfg(feature = "tokio-io")]
+#[test]
+fn the_halves_read_and_write_through_tokios_traits() {
+    run(|| async {
+        let (a, b) = cellio_pair().await?;
+        let (_, mut a_tx) = TcpIo::new(a).into_split();
+        let (mut b_rx, _) = TcpIo::new(b).into_split();
+        tokio::io::AsyncWriteExt::write_all(&mut a_tx, b"tokio").await?;
+        tokio::io::AsyncWriteExt::shutdown(&mut a_tx).await?;
+        let mut got = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut b_rx, &mut got).await?;
+        assert_eq!(got, "tokio");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn unix_streams_split_too() {
+    run(|| async {
+        let (a, b) = UnixStream::pair()?;
+        let (mut a_rx, mut a_tx) = UnixIo::new(a).into_split();
+        let echo = spawn_local(async move {
+            let mut buf = [0u8; 64];
+            let n = a_rx.recv(&mut buf).await?;
+            a_tx.send_all(&buf[..n]).await?;
+            io::Result::Ok(a_rx.reunite(a_tx).is_ok())
+        });
+        b.send_all(b"unix").await?;
+        let mut buf = [0u8; 4];
+        b.recv_exact(&mut buf).await?;
+        assert_eq!(&buf, b"unix");
+        assert!(echo.await.unwrap()?);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
