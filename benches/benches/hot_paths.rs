@@ -23,6 +23,10 @@
 //!   finished task costs a big set.
 //! * `spawn_blocking/{cellio,tokio}` — a `spawn_blocking` job that returns
 //!   at once, awaited: the hand-over to an idle pool thread and back.
+//! * `channel/1000_messages/{cellio_local,tokio_mpsc}` — a spawned task
+//!   sends 1 000 numbers through a channel of 16 to the `block_on` task, on
+//!   one thread: cellio's `local_channel` against tokio's `mpsc` on
+//!   `current_thread`.
 //!
 //! ```text
 //! cargo bench -p cellio-benches --bench hot_paths
@@ -263,6 +267,50 @@ fn spawn_blocking(c: &mut Criterion) {
     });
 }
 
+/// Messages the channel benchmark sends per iteration.
+const MESSAGES: u64 = 1_000;
+
+fn channel(c: &mut Criterion) {
+    let rt = one_worker(true);
+    c.bench_function("channel/1000_messages/cellio_local", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let (tx, mut rx) = cellio::runtime::local_channel::channel(16);
+                cellio::runtime::spawn_local(async move {
+                    for i in 0..MESSAGES {
+                        tx.send(black_box(i)).await.unwrap();
+                    }
+                });
+                let mut sum = 0;
+                while let Some(i) = rx.recv().await {
+                    sum += i;
+                }
+                sum
+            })
+        })
+    });
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    c.bench_function("channel/1000_messages/tokio_mpsc", |b| {
+        b.iter(|| {
+            tokio_rt.block_on(async {
+                let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+                tokio::spawn(async move {
+                    for i in 0..MESSAGES {
+                        tx.send(black_box(i)).await.unwrap();
+                    }
+                });
+                let mut sum = 0;
+                while let Some(i) = rx.recv().await {
+                    sum += i;
+                }
+                sum
+            })
+        })
+    });
+}
+
 criterion_group!(
     benches,
     cell_park_notify,
@@ -270,6 +318,7 @@ criterion_group!(
     recv_park_wake,
     spawn,
     join_set,
-    spawn_blocking
+    spawn_blocking,
+    channel
 );
 criterion_main!(benches);

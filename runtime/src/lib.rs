@@ -1,7 +1,8 @@
 //! cellio's runtime: [`Runtime`] and [`Builder`], [`Runtime::block_on`],
 //! [`spawn`] (and [`spawn_local`], [`spawn_on`], [`spawn_local_on`]) with
 //! [`JoinHandle`] and [`AbortHandle`], [`JoinSet`], [`spawn_blocking`] (and
-//! [`fs`], `std::fs` on the blocking pool), and [`yield_now`].
+//! [`fs`], `std::fs` on the blocking pool), [`local_channel`] (messages
+//! between tasks of one worker), and [`yield_now`].
 //!
 //! A runtime is one worker thread's executor plus the reactor that drives
 //! its sockets. Tasks are polled only by the worker loop, never inline in a
@@ -39,6 +40,7 @@ mod builder;
 pub mod fs;
 mod join;
 mod join_set;
+pub mod local_channel;
 mod mailbox;
 mod runtime;
 mod shutdown;

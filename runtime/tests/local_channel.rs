@@ -1,0 +1,179 @@
+//! `local_channel`: messages between tasks of one worker arrive once each,
+//! in order per sender; a send waits while the ring is full and a receive
+//! while it is empty; the end of the senders ends the stream after what is
+//! queued; a gone or closed receiver fails sends with the value back; a
+//! sender future dropped while waiting strands no other sender.
+
+mod util;
+
+use std::cell::Cell;
+use std::pin::pin;
+use std::rc::Rc;
+
+use cellio_runtime::local_channel::{channel, SendError, TryRecvError, TrySendError};
+use cellio_runtime::{spawn_local, yield_now};
+use util::{poll_once, run};
+
+#[test]
+fn messages_arrive_once_each_in_order_per_sender() {
+    let mut got = run(|| async {
+        let (tx, mut rx) = channel::<(u32, u32)>(4);
+        for sender in 0..3 {
+            let tx = tx.clone();
+            spawn_local(async move {
+                for i in 0..200 {
+                    tx.send((sender, i)).await.unwrap();
+                }
+            });
+        }
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(message) = rx.recv().await {
+            got.push(message);
+        }
+        got
+    });
+    for sender in 0..3 {
+        let mine: Vec<u32> = got.iter().filter(|m| m.0 == sender).map(|m| m.1).collect();
+        assert_eq!(mine, (0..200).collect::<Vec<_>>(), "sender {sender}");
+    }
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got.len(), 600);
+}
+
+#[test]
+fn a_send_waits_while_the_ring_is_full() {
+    run(|| async {
+        let (tx, mut rx) = channel::<u32>(2);
+        assert_eq!(tx.max_capacity(), 2);
+        tx.try_send(1).unwrap();
+        tx.send(2).await.unwrap();
+        assert_eq!(tx.capacity(), 0);
+        assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
+        let mut third = pin!(tx.send(3));
+        assert!(poll_once(&mut third).await.is_pending());
+        assert!(
+            poll_once(&mut third).await.is_pending(),
+            "polled again, still waiting"
+        );
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert_eq!(third.await, Ok(()));
+        assert_eq!((rx.recv().await, rx.recv().await), (Some(2), Some(3)));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        assert!(rx.is_empty());
+    });
+}
+
+#[test]
+fn a_receive_waits_and_ends_after_the_last_sender() {
+    run(|| async {
+        let (tx, mut rx) = channel::<&str>(8);
+        {
+            let mut next = pin!(rx.recv());
+            assert!(poll_once(&mut next).await.is_pending());
+            let tx = tx.clone();
+            spawn_local(async move { tx.send("late").await.unwrap() });
+            assert_eq!(next.await, Some("late"));
+        }
+        tx.send("queued").await.unwrap();
+        drop(tx);
+        assert_eq!(rx.len(), 1);
+        assert_eq!(
+            rx.recv().await,
+            Some("queued"),
+            "what is queued comes first"
+        );
+        assert_eq!(rx.recv().await, None);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    });
+}
+
+#[test]
+fn a_gone_or_closed_receiver_gives_the_value_back() {
+    run(|| async {
+        let (tx, mut rx) = channel::<String>(1);
+        tx.send("in".into()).await.unwrap();
+        let waiting = {
+            let tx = tx.clone();
+            spawn_local(async move { tx.send("waiting".into()).await })
+        };
+        yield_now().await;
+        rx.close();
+        assert_eq!(
+            waiting.await.unwrap(),
+            Err(SendError("waiting".to_string()))
+        );
+        assert!(tx.is_closed());
+        assert_eq!(
+            tx.try_send("after".into()),
+            Err(TrySendError::Closed("after".into()))
+        );
+        assert_eq!(
+            rx.recv().await.as_deref(),
+            Some("in"),
+            "queued before the close"
+        );
+        assert_eq!(rx.recv().await, None);
+        drop(rx);
+        let error = tx.send("dropped".into()).await.unwrap_err();
+        assert_eq!(error.0, "dropped");
+        assert_eq!(
+            error.to_string(),
+            "the channel's receiver is gone or closed"
+        );
+    });
+}
+
+/// Two senders wait on a full ring; the first one's future is dropped.
+/// When a slot frees, the second still gets it (every waiting sender is
+/// woken, so a dropped one cannot swallow the wake-up).
+#[test]
+fn a_dropped_waiting_send_strands_no_other_sender() {
+    run(|| async {
+        let (tx, mut rx) = channel::<u32>(1);
+        tx.send(0).await.unwrap();
+        let sent = Rc::new(Cell::new(false));
+        let mut first = Box::pin(tx.send(1));
+        assert!(poll_once(&mut first).await.is_pending());
+        let second = {
+            let (tx, sent) = (tx.clone(), sent.clone());
+            spawn_local(async move {
+                tx.send(2).await.unwrap();
+                sent.set(true);
+            })
+        };
+        yield_now().await; // the second waits too
+        drop(first);
+        assert_eq!(rx.recv().await, Some(0));
+        second.await.unwrap();
+        assert!(sent.get());
+        assert_eq!(rx.recv().await, Some(2));
+    });
+}
+
+#[test]
+fn a_capacity_of_zero_holds_one() {
+    run(|| async {
+        let (tx, mut rx) = channel::<u8>(0);
+        assert_eq!(tx.max_capacity(), 1);
+        tx.send(7).await.unwrap();
+        assert_eq!(tx.try_send(8), Err(TrySendError::Full(8)));
+        assert_eq!(rx.recv().await, Some(7));
+    });
+}
+
+#[test]
+fn debug_output() {
+    let (tx, rx) = channel::<u8>(3);
+    tx.try_send(1).unwrap();
+    assert_eq!(
+        format!("{tx:?}"),
+        "Sender { queued: 1, capacity: 3, closed: false }"
+    );
+    assert_eq!(
+        format!("{rx:?}"),
+        "Receiver { queued: 1, capacity: 3, senders: 1 }"
+    );
+    assert_eq!(format!("{:?}", TrySendError::Full(1)), "Full(..)");
+}
