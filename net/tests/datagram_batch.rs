@@ -4,7 +4,8 @@
 //! `recv_from` and takes no more than the batch holds; a datagram too long
 //! for its slot is an error for it alone; a send to a full socket parks
 //! and loses nothing, even when dropped; an error leaves the datagram it
-//! belongs to first in the batch.
+//! belongs to first in the batch. The same through `UdpIo` and
+//! `UnixDatagramIo`.
 
 mod util;
 
@@ -12,8 +13,9 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::pin::pin;
 
-use cellio_net::udp::{self, UdpSocket, MAX_BATCH};
-use cellio_net::unix::{self, UnixDatagram};
+use cellio_net::udp::{self, UdpIo, UdpSocket, MAX_BATCH};
+use cellio_net::unix::{self, UnixDatagram, UnixDatagramIo};
+use cellio_runtime::spawn_local;
 use util::{poll_once, run};
 
 fn udp_pair() -> (UdpSocket, UdpSocket) {
@@ -293,6 +295,86 @@ fn a_send_to_a_full_peer_parks_and_a_dropped_one_loses_nothing() {
         };
         let (sent, ()) = util::join2(a.send_many(&mut batch), reader).await;
         assert_eq!(sent.unwrap(), queued as usize);
+        assert!(batch.is_empty());
+    });
+}
+
+/// The same through a `UdpIo` (cells held between batches): an echo task
+/// that waits for each batch and answers it in one call.
+#[test]
+fn batches_through_a_udp_io() {
+    run(|| async {
+        let (client, server) = udp_pair();
+        let to_server = server.local_addr().unwrap();
+        let echo = spawn_local(async move {
+            let mut io = UdpIo::new(server);
+            let (mut received, mut replies) = (udp::RecvBatch::new(16, 64), udp::SendBatch::new());
+            let mut echoed = 0;
+            while echoed < 40 {
+                io.recv_many(&mut received).await?;
+                for got in received.iter() {
+                    let (bytes, from) = got?;
+                    replies.push(bytes, from)?;
+                }
+                echoed += io.send_many(&mut replies).await?;
+            }
+            std::io::Result::Ok((echoed, io.is_confined()))
+        });
+        let mut batch = udp::SendBatch::new();
+        let mut received = udp::RecvBatch::new(16, 64);
+        for round in 0..4 {
+            for i in 0..10 {
+                batch.push(&datagram(round * 10 + i, 20), to_server).unwrap();
+            }
+            assert_eq!(client.send_many(&mut batch).await.unwrap(), 10);
+            let mut got = 0;
+            while got < 10 {
+                client.recv_many(&mut received).await.unwrap();
+                for echoed in received.iter() {
+                    let (bytes, _) = echoed.unwrap();
+                    assert_eq!(bytes, &datagram(round * 10 + got, 20)[..]);
+                    got += 1;
+                }
+            }
+        }
+        let (echoed, confined) = echo.await.unwrap().unwrap();
+        assert_eq!(echoed, 40);
+        assert!(confined, "bound on this worker: its cells are confined");
+    });
+}
+
+/// A `UnixDatagramIo`'s batch send parks on a full peer and finishes once
+/// the peer reads.
+#[test]
+fn a_unix_datagram_io_batch_send_parks_until_the_peer_reads() {
+    run(|| async {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let mut io = UnixDatagramIo::new(a);
+        let total = 2_000u32;
+        let mut batch = unix::SendBatch::new();
+        for i in 0..total {
+            batch.push_to_peer(&datagram(i, 32));
+        }
+        let mut received = unix::RecvBatch::new(64, 32);
+        let mut next = 0;
+        let reader = async {
+            while next < total {
+                b.recv_many(&mut received).await.unwrap();
+                for got in received.iter() {
+                    assert_eq!(got.unwrap().0, &datagram(next, 32)[..]);
+                    next += 1;
+                }
+            }
+        };
+        {
+            let mut send = pin!(io.send_many(&mut batch));
+            assert!(
+                poll_once(send.as_mut()).await.is_pending(),
+                "2 000 datagrams fit a Unix socket's queue"
+            );
+            let (sent, ()) = util::join2(send, reader).await;
+            assert_eq!(sent.unwrap(), total as usize);
+        }
         assert!(batch.is_empty());
     });
 }

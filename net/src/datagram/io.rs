@@ -15,7 +15,10 @@ use std::task::{Context, Poll};
 
 use socket2::SockAddr;
 
-use crate::datagram::{after_send, recv, recv_from, send, send_to, DatagramSocket};
+use crate::datagram::{
+    after_send, recv, recv_from, send, send_queued, send_to, try_recv_many, DatagramSocket,
+    RecvBatch, SendBatch,
+};
 use crate::held::HeldCell;
 use crate::unix::UnixDatagram;
 use crate::UdpSocket;
@@ -132,6 +135,34 @@ impl<S: DatagramSocket> DatagramIo<S> {
         self.poll_tx(cx, |socket| send(socket, buf))
     }
 
+    /// Receives as many datagrams as are queued, up to the batch's
+    /// capacity, into `batch` (one `recvmmsg` on Linux): how many, or
+    /// `Pending` with the task to be woken when one arrives. See
+    /// [`UdpSocket::recv_many`](crate::UdpSocket::recv_many).
+    #[inline]
+    pub fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut RecvBatch<S>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_rx(cx, |socket| try_recv_many(socket, batch))
+    }
+
+    /// Sends the datagrams queued in `batch` (`sendmmsg` on Linux) until
+    /// it is empty, or `Pending` with the task to be woken when the
+    /// socket's buffer has room; what went is gone from the batch. On an
+    /// error, the datagram it belongs to is the batch's first. See
+    /// [`UdpSocket::send_many`](crate::UdpSocket::send_many).
+    #[inline]
+    pub fn poll_send_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut SendBatch<S>,
+    ) -> Poll<io::Result<()>> {
+        self.poll_tx(cx, |socket| send_queued(socket, batch).map(|()| 0))
+            .map_ok(drop)
+    }
+
     /// One receive through the held receive cell. A datagram never proves
     /// the socket drained, so there is no early park.
     #[inline(always)]
@@ -189,6 +220,26 @@ impl<S: DatagramSocket> DatagramIo<S> {
     /// [`poll_send`](Self::poll_send) as a future.
     pub fn send<'a>(&'a mut self, buf: &'a [u8]) -> impl Future<Output = io::Result<usize>> + 'a {
         IoOp::new(self, move |io, cx| io.poll_send(cx, buf))
+    }
+
+    /// [`poll_recv_many`](Self::poll_recv_many) as a future.
+    pub fn recv_many<'a>(
+        &'a mut self,
+        batch: &'a mut RecvBatch<S>,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        IoOp::new(self, move |io, cx| io.poll_recv_many(cx, batch))
+    }
+
+    /// [`poll_send_many`](Self::poll_send_many) as a future: how many
+    /// datagrams were sent (all that were queued).
+    pub fn send_many<'a>(
+        &'a mut self,
+        batch: &'a mut SendBatch<S>,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        let queued = batch.len();
+        IoOp::new(self, move |io, cx| {
+            io.poll_send_many(cx, batch).map_ok(|()| queued)
+        })
     }
 
     /// The socket (for its addresses, options, statistics, `connect`).

@@ -43,7 +43,7 @@ use std::os::fd::AsRawFd;
 use cellio_reactor::Registration;
 use socket2::SockAddr;
 
-pub(crate) use batch::{try_recv_many, try_send_many};
+pub(crate) use batch::{send_queued, try_recv_many, try_send_many};
 pub use batch::{RecvBatch, RecvMany, SendBatch, SendMany, MAX_BATCH};
 pub use io::DatagramIo;
 pub(crate) use ops::{after_send, peek_from, peek_sender, recv, recv_from, send, send_to};

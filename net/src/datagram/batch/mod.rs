@@ -384,15 +384,27 @@ pub(crate) fn try_send_many<S: DatagramSocket>(
     socket: &S,
     batch: &mut SendBatch<S>,
 ) -> io::Result<usize> {
-    let mut sent = 0;
-    while !batch.is_empty() {
-        match batch.send_some(socket) {
-            Ok(n) => sent += n,
-            Err(e) if sent > 0 && e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
+    let before = batch.len();
+    match send_queued(socket, batch) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && batch.len() < before => {
+            Ok(before - batch.len())
         }
+        Err(e) => Err(e),
+        Ok(()) => Ok(before),
     }
-    Ok(sent)
+}
+
+/// One attempt of a batch send: sends until the batch is empty (`Ok`), the
+/// socket's buffer is full (`WouldBlock`) or the kernel refuses a datagram
+/// (its error). What went is gone from the batch either way.
+pub(crate) fn send_queued<S: DatagramSocket>(
+    socket: &S,
+    batch: &mut SendBatch<S>,
+) -> io::Result<()> {
+    while !batch.is_empty() {
+        batch.send_some(socket)?;
+    }
+    Ok(())
 }
 
 /// Future of [`UdpSocket::recv_many`](crate::UdpSocket::recv_many) (and
@@ -430,8 +442,9 @@ impl<'a, S: DatagramSocket> RecvMany<'a, S> {
 pub struct SendMany<'a, S: DatagramSocket> {
     socket: &'a S,
     batch: &'a mut SendBatch<S>,
-    /// Datagrams this future has sent.
-    sent: usize,
+    /// Datagrams queued when the send began: all of them went when the
+    /// batch is empty.
+    queued: usize,
     op: OpState,
 }
 
@@ -439,24 +452,18 @@ impl<'a, S: DatagramSocket> SendMany<'a, S> {
     pub(crate) fn new(socket: &'a S, batch: &'a mut SendBatch<S>) -> Self {
         Self {
             socket,
+            queued: batch.len(),
             batch,
-            sent: 0,
             op: OpState::new(),
         }
     }
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
-        let (socket, batch, sent) = (self.socket, &mut *self.batch, &mut self.sent);
-        self.op
-            .poll(Side::tx(socket.registration()), waker, || loop {
-                if batch.is_empty() {
-                    return Ok((*sent, false));
-                }
-                match batch.send_some(socket) {
-                    Ok(n) => *sent += n,
-                    Err(e) => return after_send(socket, Err(e)),
-                }
-            })
+        let (socket, batch, queued) = (self.socket, &mut *self.batch, self.queued);
+        self.op.poll(Side::tx(socket.registration()), waker, || {
+            let sent = send_queued(socket, batch).map(|()| queued);
+            after_send(socket, sent)
+        })
     }
 
     fast_path!(usize);
