@@ -324,7 +324,9 @@ fn batches_through_a_udp_io() {
         let mut received = udp::RecvBatch::new(16, 64);
         for round in 0..4 {
             for i in 0..10 {
-                batch.push(&datagram(round * 10 + i, 20), to_server).unwrap();
+                batch
+                    .push(&datagram(round * 10 + i, 20), to_server)
+                    .unwrap();
             }
             assert_eq!(client.send_many(&mut batch).await.unwrap(), 10);
             let mut got = 0;

@@ -49,6 +49,27 @@ impl JoinError {
         matches!(self, JoinError::Cancelled | JoinError::Aborted)
     }
 
+    /// The panic's payload, to resume it with
+    /// [`std::panic::resume_unwind`]; the error itself back if the task did
+    /// not panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self {
+            JoinError::Panicked(payload) => Ok(payload),
+            other => Err(other),
+        }
+    }
+
+    /// The panic's payload.
+    ///
+    /// # Panics
+    ///
+    /// If the task did not panic (see [`is_panic`](Self::is_panic)).
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic().unwrap_or_else(|error| {
+            panic!("JoinError::into_panic on an error that is not a panic: {error}")
+        })
+    }
+
     fn panic_message(&self) -> Option<&str> {
         match self {
             JoinError::Panicked(payload) => payload

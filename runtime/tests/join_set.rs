@@ -1,8 +1,9 @@
 //! `JoinSet`: every member's output is returned exactly once, in the order
 //! the members finish; dropping the set aborts its members; `abort_all`,
 //! `detach_all`, `shutdown`, `try_join_next` and `poll_join_next` do what
-//! tokio's do; members may run on other workers; and a `join_next`
-//! dropped while it waits loses no output.
+//! tokio's do; members may run on other workers; a `join_next` dropped
+//! while it waits loses no output; and `join_all` collects every output or
+//! resumes a member's panic.
 
 mod util;
 
@@ -315,6 +316,80 @@ fn poll_join_next_in_a_hand_written_future() {
         .await;
         got.sort_unstable();
         assert_eq!(got, [0, 1, 2]);
+    });
+}
+
+#[test]
+fn join_all_returns_every_output_in_finish_order() {
+    let outputs = run(|| async {
+        let mut set = JoinSet::new();
+        for i in 0..50usize {
+            set.spawn(async move {
+                after_turns(50 - i).await;
+                i
+            });
+        }
+        set.join_all().await
+    });
+    assert_eq!(outputs, (0..50).rev().collect::<Vec<_>>());
+}
+
+/// A member's panic resumes out of `join_all`, and the members still
+/// running are aborted (their futures dropped, never finished).
+#[test]
+fn join_all_resumes_a_members_panic_and_aborts_the_rest() {
+    quiet_panics_ending_with(ON_PURPOSE);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let rt = Runtime::new().unwrap();
+    let (d, f) = (dropped.clone(), finished.clone());
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async move {
+            let mut set = JoinSet::new();
+            for _ in 0..3 {
+                let (guard, finished) = (CountDrop(d.clone()), f.clone());
+                set.spawn(async move {
+                    let _guard = guard;
+                    pending::<()>().await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            set.spawn(async {
+                yield_now().await;
+                panic!("the member that fails, {ON_PURPOSE}");
+            });
+            set.join_all().await
+        })
+    }));
+    let payload = caught.expect_err("join_all resumed the panic");
+    assert!(util::panic_text(&*payload).ends_with(ON_PURPOSE));
+    // Aborted members drop their futures when the worker next runs.
+    rt.block_on(async {
+        until(|| dropped.load(Ordering::SeqCst) == 3).await;
+    });
+    assert_eq!(finished.load(Ordering::SeqCst), 0);
+}
+
+/// Yields until `done` holds.
+async fn until(done: impl Fn() -> bool) {
+    while !done() {
+        yield_now().await;
+    }
+}
+
+#[test]
+fn a_join_error_gives_its_panic_back() {
+    quiet_panics_ending_with(ON_PURPOSE);
+    run(|| async {
+        let error = spawn(async { panic!("payload, {ON_PURPOSE}") })
+            .await
+            .unwrap_err();
+        assert!(util::panic_text(&*error.into_panic()).ends_with(ON_PURPOSE));
+        let handle = spawn(pending::<()>());
+        handle.abort();
+        let error = handle.await.unwrap_err();
+        let error = error.try_into_panic().unwrap_err();
+        assert!(matches!(error, JoinError::Aborted));
     });
 }
 

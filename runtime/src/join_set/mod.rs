@@ -230,6 +230,45 @@ impl<T> JoinSet<T> {
         poll_fn(|cx| self.poll_join_next(cx)).await
     }
 
+    /// Waits for every member and returns their outputs, in the order they
+    /// finished (tokio's `join_all`).
+    ///
+    /// # Panics
+    ///
+    /// If a member panicked, its panic resumes here; if one was aborted or
+    /// its runtime ended, this panics with that [`JoinError`]. Either way
+    /// the members still running are aborted (the set is dropped). To
+    /// handle each member's error, loop over [`join_next`](Self::join_next).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = cellio_runtime::Runtime::new()?;
+    /// let mut squares = rt.block_on(async {
+    ///     let mut set = cellio_runtime::JoinSet::new();
+    ///     for i in 0..5u64 {
+    ///         set.spawn(async move { i * i });
+    ///     }
+    ///     set.join_all().await
+    /// });
+    /// squares.sort_unstable();
+    /// assert_eq!(squares, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn join_all(mut self) -> Vec<T> {
+        let mut outputs = Vec::with_capacity(self.len());
+        while let Some(output) = self.join_next().await {
+            match output {
+                Ok(value) => outputs.push(value),
+                Err(error) => match error.try_into_panic() {
+                    Ok(payload) => std::panic::resume_unwind(payload),
+                    Err(error) => panic!("JoinSet::join_all: a member did not finish: {error}"),
+                },
+            }
+        }
+        outputs
+    }
+
     /// `join_next` as a poll method: `Ready(None)` if the set is empty,
     /// `Ready(Some(output))` for a finished member, else `Pending` (and `cx`
     /// is woken when a member finishes).
