@@ -383,6 +383,31 @@ fn consumed<R>() -> Poll<io::Result<R>> {
     Poll::Ready(Err(CellError::Consumed.into()))
 }
 
+/// Generates the `try_complete`/`is_terminated` pair of an operation future
+/// with a `poll_with(Option<&Waker>)` and an `op: OpState` (the stream and
+/// datagram futures).
+macro_rules! fast_path {
+    ($output:ty) => {
+        /// Attempts the operation now, without waiting: `Some(result)` if
+        /// it completed on this first attempt, `None` if it would have to
+        /// wait (then `.await` the future). After `Some`, the future is
+        /// finished. See [`crate::stream::Recv::try_complete`].
+        pub fn try_complete(&mut self) -> Option<std::io::Result<$output>> {
+            match self.poll_with(None) {
+                std::task::Poll::Ready(result) => Some(result),
+                std::task::Poll::Pending => None,
+            }
+        }
+
+        /// `true` once the future has delivered its result.
+        pub fn is_terminated(&self) -> bool {
+            self.op.is_done()
+        }
+    };
+}
+
+pub(crate) use fast_path;
+
 #[cfg(test)]
 mod tests {
     use cellio_reactor::thread_words::thread_id;

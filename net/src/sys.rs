@@ -281,6 +281,70 @@ unsafe fn many(
     })
 }
 
+/// The most one `sendfile` passes on Linux (the kernel's own cap).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_sendfile)
+))]
+const MAX_SENDFILE: usize = 0x7fff_f000;
+
+/// Up to `len` bytes of `file` from `offset` to the stream `socket`: the
+/// bytes sent, 0 at the file's end. On Linux one `sendfile(2)` (the kernel
+/// copies from the page cache, nothing passes through user space).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_sendfile)
+))]
+pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
+    let mut offset = file_offset(offset)?;
+    // SAFETY: `offset` is valid for the kernel's read and write of a
+    // 64-bit offset for the whole call; the descriptors are the caller's.
+    check(unsafe {
+        cellio_reactor::sys::syscall6(
+            libc::SYS_sendfile,
+            socket as usize,
+            file as usize,
+            std::ptr::from_mut(&mut offset) as usize,
+            len.min(MAX_SENDFILE),
+            0,
+            0,
+        )
+    })
+}
+
+/// Where there is no Linux `sendfile` (and with `--cfg
+/// cellio_portable_sendfile`, which CI uses to test this path): a
+/// positioned read of up to 16 KiB into a buffer on the stack, then a
+/// send. Bytes read and not taken by the send are read again next time.
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_sendfile)
+)))]
+pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
+    let offset = file_offset(offset)?;
+    let mut buf = [0u8; 16 * 1024];
+    let want = len.min(buf.len());
+    // SAFETY: `buf` is valid for writes of `want` bytes for the whole call.
+    let read = unsafe { libc::pread(file, buf.as_mut_ptr().cast(), want, offset as libc::off_t) };
+    if read < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    match read as usize {
+        0 => Ok(0),
+        read => send(socket, &buf[..read]),
+    }
+}
+
+/// `offset` as the kernel's signed file offset.
+fn file_offset(offset: u64) -> io::Result<i64> {
+    i64::try_from(offset).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a file offset beyond i64::MAX bytes",
+        )
+    })
+}
+
 /// The address in the first `len` bytes of `storage` (a batch's sender,
 /// as the kernel wrote it), copied into a `SockAddr`. `len` 0 (a Unix
 /// sender that never bound an address) gives an empty one.

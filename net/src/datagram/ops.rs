@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use crate::datagram::DatagramSocket;
-use crate::op::{Attempt, OpState, Side};
+use crate::op::{fast_path, Attempt, OpState, Side};
 use crate::sys;
 
 /// One datagram from the connected peer (or, unconnected, from anyone).
@@ -136,29 +136,6 @@ pub(crate) fn after_send<S: DatagramSocket>(
         Err(e) => Err(e),
     }
 }
-
-/// Generates the `try_complete`/`is_terminated` pair every future here has.
-macro_rules! fast_path {
-    ($output:ty) => {
-        /// Attempts the operation now, without waiting: `Some(result)` if
-        /// it completed on this first attempt, `None` if it would have to
-        /// wait (then `.await` the future). After `Some`, the future is
-        /// finished. See [`crate::stream::Recv::try_complete`].
-        pub fn try_complete(&mut self) -> Option<io::Result<$output>> {
-            match self.poll_with(None) {
-                Poll::Ready(result) => Some(result),
-                Poll::Pending => None,
-            }
-        }
-
-        /// `true` once the future has delivered its result.
-        pub fn is_terminated(&self) -> bool {
-            self.op.is_done()
-        }
-    };
-}
-
-pub(crate) use fast_path;
 
 /// Future of [`UdpSocket::recv_from`](crate::UdpSocket::recv_from) (and
 /// `UnixDatagram`'s): one datagram and its sender.

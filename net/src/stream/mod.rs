@@ -38,7 +38,67 @@ pub(crate) use connect::wait_connected;
 pub use io::StreamIo;
 pub use io_halves::{RecvHalf, SendHalf};
 pub use io_owned_halves::{OwnedRecvHalf, OwnedSendHalf, ReuniteError};
-pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
+pub(crate) use ops::try_send_file;
+pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendFile, SendVectored};
+
+/// The file-sending methods of a stream type (`TcpStream`, `UnixStream`),
+/// written once.
+macro_rules! send_file_methods {
+    () => {
+        /// Sends up to `len` bytes of `file`, from byte `offset` of it, and
+        /// returns how many went (0 when `offset` is at or past the file's
+        /// end, or `len` is 0); like [`send`](Self::send), it may send
+        /// fewer than asked. On Linux this is `sendfile(2)`: the kernel
+        /// copies from the page cache to the socket and the bytes never
+        /// pass through user space (elsewhere a positioned read into a 16
+        /// KiB buffer, then a send). The file's own position is not used or
+        /// moved. Waits while the socket's send buffer is full; cancel-safe
+        /// (a dropped call has sent nothing).
+        ///
+        /// Reading a file can block the thread (a cold page cache, a slow
+        /// disk): for files that may not be cached, prefer
+        /// `spawn_blocking`, or accept the wait.
+        ///
+        /// # Examples
+        ///
+        /// The whole of a file:
+        ///
+        /// ```no_run
+        /// # async fn f(stream: cellio_net::TcpStream) -> std::io::Result<()> {
+        /// let file = std::fs::File::open("index.html")?;
+        /// let len = file.metadata()?.len();
+        /// let mut sent = 0;
+        /// while sent < len {
+        ///     match stream.send_file(&file, sent, (len - sent) as usize).await? {
+        ///         0 => return Err(std::io::ErrorKind::UnexpectedEof.into()), // it shrank
+        ///         n => sent += n as u64,
+        ///     }
+        /// }
+        /// # Ok(()) }
+        /// ```
+        pub fn send_file<'a>(
+            &'a self,
+            file: &'a impl std::os::fd::AsFd,
+            offset: u64,
+            len: usize,
+        ) -> $crate::stream::SendFile<'a, Self> {
+            $crate::stream::SendFile::new(self, file.as_fd(), offset, len)
+        }
+
+        /// [`send_file`](Self::send_file) without waiting: `WouldBlock` if
+        /// the send buffer is full.
+        pub fn try_send_file(
+            &self,
+            file: &impl std::os::fd::AsFd,
+            offset: u64,
+            len: usize,
+        ) -> std::io::Result<usize> {
+            $crate::stream::try_send_file(self, file.as_fd(), offset, len)
+        }
+    };
+}
+
+pub(crate) use send_file_methods;
 
 /// A connected byte stream that cellio's stream futures and [`StreamIo`]
 /// run on: [`TcpStream`](crate::TcpStream) and

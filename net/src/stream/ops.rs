@@ -8,12 +8,13 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use cellio_reactor::CellError;
 
-use crate::op::{OpState, Side};
+use crate::op::{fast_path, OpState, Side};
 use crate::stream::{Outgoing, StreamSocket};
 use crate::sys;
 
@@ -62,6 +63,32 @@ pub(crate) fn send_vectored_attempt<S: StreamSocket>(
         Ok(n) if n == offered => Ok((n, false)),
         short_or_failed => send_fell_short(stream, short_or_failed),
     }
+}
+
+/// Up to `len` bytes of `file` from `offset` (`sendfile(2)` on Linux).
+/// Never called drained: a short send may mean the file ended, not that
+/// the socket is full, so the next attempt finds out (`EAGAIN` parks it).
+#[inline]
+pub(crate) fn send_file_attempt<S: StreamSocket>(
+    stream: &S,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: usize,
+) -> io::Result<(usize, bool)> {
+    match sys::send_file(stream.as_raw_fd(), file.as_raw_fd(), offset, len) {
+        Ok(n) => Ok((n, false)),
+        Err(e) => send_fell_short(stream, Err(e)),
+    }
+}
+
+/// One file send now, for `try_send_file`.
+pub(crate) fn try_send_file<S: StreamSocket>(
+    stream: &S,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    sys::send_file(stream.as_raw_fd(), file.as_raw_fd(), offset, len)
 }
 
 /// A send that did not take the whole buffer: a partial write (the send
@@ -212,20 +239,7 @@ impl<'a, S: StreamSocket, B: ?Sized + Outgoing> Send<'a, S, B> {
         })
     }
 
-    /// Attempts the send now, without waiting: `Some(result)` if it
-    /// completed on this first attempt, `None` if it would have to wait.
-    /// See [`Recv::try_complete`].
-    pub fn try_complete(&mut self) -> Option<io::Result<usize>> {
-        match self.poll_with(None) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
-        }
-    }
-
-    /// `true` once the future has delivered its result.
-    pub fn is_terminated(&self) -> bool {
-        self.op.is_done()
-    }
+    fast_path!(usize);
 }
 
 impl<S: StreamSocket, B: ?Sized + Outgoing> Future for Send<'_, S, B> {
@@ -238,6 +252,55 @@ impl<S: StreamSocket, B: ?Sized + Outgoing> Future for Send<'_, S, B> {
 }
 
 impl<S: StreamSocket, B: ?Sized + Outgoing> Drop for Send<'_, S, B> {
+    fn drop(&mut self) {
+        self.op.cancel(|| self.stream.registration().tx());
+    }
+}
+
+/// Future of [`TcpStream::send_file`](crate::TcpStream::send_file) (and of
+/// `UnixStream`'s): resolves to the number of bytes sent from the file, 0
+/// at its end.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct SendFile<'a, S: StreamSocket> {
+    stream: &'a S,
+    file: BorrowedFd<'a>,
+    offset: u64,
+    len: usize,
+    op: OpState,
+}
+
+impl<'a, S: StreamSocket> SendFile<'a, S> {
+    pub(crate) fn new(stream: &'a S, file: BorrowedFd<'a>, offset: u64, len: usize) -> Self {
+        Self {
+            stream,
+            file,
+            offset,
+            len,
+            op: OpState::new(),
+        }
+    }
+
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
+        let (stream, file, offset, len) = (self.stream, self.file, self.offset, self.len);
+        self.op.poll(Side::tx(stream.registration()), waker, || {
+            send_file_attempt(stream, file, offset, len)
+        })
+    }
+
+    fast_path!(usize);
+}
+
+impl<S: StreamSocket> Future for SendFile<'_, S> {
+    type Output = io::Result<usize>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(Some(cx.waker()))
+    }
+}
+
+impl<S: StreamSocket> Drop for SendFile<'_, S> {
     fn drop(&mut self) {
         self.op.cancel(|| self.stream.registration().tx());
     }

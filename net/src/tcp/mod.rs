@@ -23,6 +23,9 @@ pub type SendAll<'a> = crate::stream::SendAll<'a, TcpStream>;
 /// Future of [`TcpStream::send_vectored`]: resolves to the number of bytes
 /// sent, gathered from the slices in order.
 pub type SendVectored<'a> = crate::stream::SendVectored<'a, TcpStream>;
+/// Future of [`TcpStream::send_file`]: resolves to the number of bytes sent
+/// from the file.
+pub type SendFile<'a> = crate::stream::SendFile<'a, TcpStream>;
 /// Future of [`TcpStream::recv_exact`]: fills the whole buffer.
 pub type RecvExact<'a> = crate::stream::RecvExact<'a, TcpStream>;
 /// A [`TcpStream`] behind poll methods and the `AsyncRead`/`AsyncWrite`

@@ -268,6 +268,8 @@ impl TcpStream {
         crate::sys::send_vectored(self, bufs)
     }
 
+    crate::stream::send_file_methods!();
+
     /// Shuts down the read, write, or both halves. `Shutdown::Write` sends
     /// FIN: the peer's next read returns 0 while this side can still read.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {

@@ -40,6 +40,9 @@ pub type SendAll<'a> = crate::stream::SendAll<'a, UnixStream>;
 /// Future of [`UnixStream::send_vectored`]: resolves to the number of bytes
 /// sent, gathered from the slices in order.
 pub type SendVectored<'a> = crate::stream::SendVectored<'a, UnixStream>;
+/// Future of [`UnixStream::send_file`]: resolves to the number of bytes
+/// sent from the file.
+pub type SendFile<'a> = crate::stream::SendFile<'a, UnixStream>;
 /// Future of [`UnixStream::recv_exact`]: fills the whole buffer.
 pub type RecvExact<'a> = crate::stream::RecvExact<'a, UnixStream>;
 /// A [`UnixStream`] behind poll methods and the `AsyncRead`/`AsyncWrite`

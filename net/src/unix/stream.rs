@@ -223,6 +223,8 @@ impl UnixStream {
         crate::sys::send_vectored(self, bufs)
     }
 
+    crate::stream::send_file_methods!();
+
     /// Shuts down the read, write, or both halves. `Shutdown::Write`: the
     /// peer's next receive returns 0, while this side can still receive.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {

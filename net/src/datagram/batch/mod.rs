@@ -35,9 +35,9 @@ use std::task::{Context, Poll, Waker};
 
 use socket2::SockAddr;
 
-use crate::datagram::ops::{after_send, fast_path, not_connected_if_no_peer, truncated};
+use crate::datagram::ops::{after_send, not_connected_if_no_peer, truncated};
 use crate::datagram::DatagramSocket;
-use crate::op::{OpState, Side};
+use crate::op::{fast_path, OpState, Side};
 
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
