@@ -50,7 +50,15 @@ impl RecvCalls {
         size: usize,
         slots: &mut [Slot],
     ) -> io::Result<usize> {
+        // The iovecs first, then a pointer to them that nothing reborrows
+        // before the call.
         let base = data.as_mut_ptr();
+        for (index, iovec) in self.iovecs.iter_mut().enumerate() {
+            *iovec = libc::iovec {
+                iov_base: base.wrapping_add(index * size).cast(),
+                iov_len: size,
+            };
+        }
         let iovecs = self.iovecs.as_mut_ptr();
         let each = self.headers.iter_mut().zip(slots.iter_mut()).enumerate();
         for (index, (header, slot)) in each {
@@ -60,12 +68,6 @@ impl RecvCalls {
             msg.msg_iov = iovecs.wrapping_add(index);
             msg.msg_iovlen = 1;
             msg.msg_flags = 0;
-        }
-        for (index, iovec) in self.iovecs.iter_mut().enumerate() {
-            *iovec = libc::iovec {
-                iov_base: base.wrapping_add(index * size).cast(),
-                iov_len: size,
-            };
         }
         // SAFETY: header `i` points at `iovecs[i]`, which points at bytes
         // `i * size..(i + 1) * size` of `data` (in bounds: `data` holds a
