@@ -22,7 +22,8 @@ struct TempFile {
 
 impl TempFile {
     fn new(name: &str, len: usize) -> Self {
-        let path = std::env::temp_dir().join(format!("cellio-send-file-{name}-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("cellio-send-file-{name}-{}", std::process::id()));
         let mut file = std::fs::File::options()
             .read(true)
             .write(true)
@@ -46,7 +47,11 @@ impl Drop for TempFile {
 async fn send_range(stream: &TcpStream, file: &std::fs::File, offset: u64, len: usize) -> usize {
     let mut sent = 0;
     while sent < len {
-        match stream.send_file(file, offset + sent as u64, len - sent).await.unwrap() {
+        match stream
+            .send_file(file, offset + sent as u64, len - sent)
+            .await
+            .unwrap()
+        {
             0 => break,
             n => sent += n,
         }
@@ -126,7 +131,10 @@ fn what_is_not_a_file_is_an_error() {
         let (c, _d) = cellio_pair().await.unwrap();
         let error = a.send_file(&c, 0, 10).await.unwrap_err();
         assert!(
-            matches!(error.raw_os_error(), Some(libc::EINVAL | libc::ESPIPE | libc::ENOTSUP)),
+            matches!(
+                error.raw_os_error(),
+                Some(libc::EINVAL | libc::ESPIPE | libc::ENOTSUP)
+            ),
             "{error}"
         );
         let error = a.send_file(&c, u64::MAX, 10).await.unwrap_err();
@@ -150,7 +158,10 @@ fn unix_streams_send_files_too() {
         };
         let writer = async {
             while sent < 100_000 {
-                sent += a.send_file(&file.file, sent as u64, 100_000 - sent).await.unwrap();
+                sent += a
+                    .send_file(&file.file, sent as u64, 100_000 - sent)
+                    .await
+                    .unwrap();
             }
         };
         join2(writer, reader).await;

@@ -63,6 +63,6 @@ pub use runtime::{
 pub use shutdown::{shutdown_requested, until_shutdown, ShutdownRequested, UntilShutdown};
 pub use task::DEFAULT_TASK_POOL_CAP;
 pub use time::{
-    interval, interval_at, sleep, sleep_until, timeout, Elapsed, Interval, MissedTickBehavior,
-    Sleep, Timeout,
+    interval, interval_at, sleep, sleep_until, timeout, timeout_at, Elapsed, Interval,
+    MissedTickBehavior, Sleep, Timeout,
 };

@@ -22,8 +22,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use cellio_runtime::{
-    current_worker, interval, interval_at, sleep, sleep_until, spawn, spawn_on, timeout, Builder,
-    Elapsed, MissedTickBehavior, Runtime, Sleep,
+    current_worker, interval, interval_at, sleep, sleep_until, spawn, spawn_on, timeout,
+    timeout_at, Builder, Elapsed, MissedTickBehavior, Runtime, Sleep,
 };
 use util::{panic_text, poll_once, run, run_on, scaled, with_timeout, Signal, LIMIT};
 
@@ -441,6 +441,22 @@ fn timeout_returns_elapsed_and_drops_the_future_when_the_deadline_wins() {
         assert!(start.elapsed() < Duration::from_secs(3));
         assert_eq!(drops.load(Ordering::SeqCst), 1, "inner future not dropped");
         assert_eq!(err.to_string(), "deadline has elapsed");
+    });
+}
+
+/// `timeout_at`: one deadline for two steps; the second runs out of it.
+#[test]
+fn timeout_at_shares_one_deadline_between_steps() {
+    run(|| async {
+        let deadline = Instant::now() + Duration::from_millis(60);
+        let first = timeout_at(deadline, sleep(Duration::from_millis(10))).await;
+        assert_eq!(first, Ok(()));
+        let second = timeout_at(deadline, sleep(Duration::from_secs(3600)));
+        assert_eq!(second.deadline(), deadline);
+        assert!(second.await.is_err());
+        assert!(Instant::now() >= deadline);
+        // A deadline already past still lets a ready future win.
+        assert_eq!(timeout_at(deadline, async { 5 }).await, Ok(5));
     });
 }
 

@@ -240,7 +240,29 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     }
 }
 
-/// Future of [`timeout`].
+/// Runs `future` with a deadline at `deadline`: [`timeout`] with an
+/// instant instead of a duration (tokio's `timeout_at`), for several steps
+/// that share one deadline.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// cellio_runtime::Runtime::new()?.block_on(async {
+///     let deadline = Instant::now() + Duration::from_millis(20);
+///     let quick = cellio_runtime::timeout_at(deadline, async { 7 }).await;
+///     assert_eq!(quick, Ok(7));
+///     let slow = cellio_runtime::sleep(Duration::from_secs(10));
+///     assert!(cellio_runtime::time::timeout_at(deadline, slow).await.is_err());
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        sleep: sleep_until(deadline),
+    }
+}
+
+/// Future of [`timeout`] and [`timeout_at`].
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct Timeout<F> {
