@@ -2,7 +2,9 @@
 //! runtime whose every operation meets a seeded random fate (awaited,
 //! polled once and dropped, raced against a timer of a few microseconds,
 //! started after a yield), through the socket's futures or a `UdpIo`, which
-//! the echo server takes and gives back now and then.
+//! the echo server takes and gives back now and then, and one datagram at a
+//! time or in batches (`recv_many`/`send_many`, whose dropped sends leave
+//! the replies not yet sent in the batch).
 //!
 //! What must hold, whatever the draw:
 //! * a receive dropped unfinished took no datagram, and a send dropped
@@ -27,8 +29,9 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::Duration;
 
+use cellio_net::udp::{RecvBatch, SendBatch};
 use cellio_net::{UdpIo, UdpSocket};
-use cellio_runtime::timeout;
+use cellio_runtime::{timeout, yield_now};
 use util::random::{meet, run_seed_traffic, seeds_from_env, Rng, DROPPED};
 
 /// Client sockets per seed.
@@ -76,10 +79,15 @@ impl Socket {
 async fn serve(socket: UdpSocket, total: usize, mut rng: Rng) -> io::Result<()> {
     let mut server = Socket::Futures(socket);
     let mut buf = vec![0u8; 65_536];
+    let mut batches = (RecvBatch::new(8, 2048), SendBatch::new());
     let mut echoed = 0;
     while echoed < total {
         if rng.percent(10) {
             server = server.switch();
+        }
+        if rng.percent(30) {
+            echoed += serve_batch(&mut server, &mut batches, &mut rng).await?;
+            continue;
         }
         let fate = rng.fate();
         let received = match &mut server {
@@ -110,6 +118,44 @@ async fn serve(socket: UdpSocket, total: usize, mut rng: Rng) -> io::Result<()> 
         echoed += 1;
     }
     Ok(())
+}
+
+/// One batch: whatever is queued (up to 8 datagrams, after 0 to 3 yields),
+/// received with a
+/// random fate, then echoed in `send_many` calls with random fates until
+/// none is left (a dropped one leaves the rest in the batch). Returns the
+/// datagrams echoed (0 if the receive was dropped: it took none).
+async fn serve_batch(
+    server: &mut Socket,
+    (received, replies): &mut (RecvBatch, SendBatch),
+    rng: &mut Rng,
+) -> io::Result<usize> {
+    // Let datagrams pile up now and then, so that batches hold several.
+    for _ in 0..rng.below(4) {
+        yield_now().await;
+    }
+    let fate = rng.fate();
+    let got = match server {
+        Socket::Futures(socket) => meet(pin!(socket.recv_many(received)), fate).await,
+        Socket::Held(io) => meet(pin!(io.recv_many(received)), fate).await,
+    };
+    let Some(got) = got else { return Ok(0) };
+    let count = got?;
+    for datagram in received.iter() {
+        let (bytes, from) = datagram?;
+        replies.push(bytes, from)?;
+    }
+    while !replies.is_empty() {
+        let fate = rng.fate();
+        let sent = match server {
+            Socket::Futures(socket) => meet(pin!(socket.send_many(replies)), fate).await,
+            Socket::Held(io) => meet(pin!(io.send_many(replies)), fate).await,
+        };
+        if let Some(sent) = sent {
+            sent?;
+        }
+    }
+    Ok(count)
 }
 
 /// A client: sends its `count` datagrams, at most [`WINDOW`] in flight, and
