@@ -1,12 +1,15 @@
 //! `zero_alloc_echo`, with the server side served through `TcpIo` (the
 //! poll methods that keep the cells reserved): after a warm-up, echoing
 //! thousands of messages through both the synchronous and the parked path
-//! makes exactly zero heap allocations in the whole process.
+//! makes exactly zero heap allocations in the whole process. Then the same
+//! with each connection split (`into_split`) into a reading task and a
+//! writing task that pass the messages through a `local_channel`.
 //!
 //! A counting `#[global_allocator]` sees every allocation of every thread;
 //! this file holds a single test so that nothing else runs in the process
 //! while it counts.
 
+use cellio::runtime::local_channel;
 use cellio::{spawn_local, OpStats, Runtime, TcpIo, TcpListener, TcpStream};
 
 #[path = "util/counting_alloc.rs"]
@@ -32,6 +35,28 @@ async fn echo(stream: TcpStream) -> std::io::Result<OpStats> {
         }
         io.send_all(&buf[..n]).await?;
     }
+}
+
+/// Server side, split: this task receives and hands each message to a
+/// writing task through a local channel; until the peer closes.
+async fn echo_split(stream: TcpStream) -> std::io::Result<()> {
+    let (mut rx, mut tx) = TcpIo::new(stream).into_split();
+    let (to_writer, mut from_reader) = local_channel::channel::<([u8; MESSAGE], usize)>(4);
+    let writer = spawn_local(async move {
+        while let Some((buf, n)) = from_reader.recv().await {
+            tx.send_all(&buf[..n]).await?;
+        }
+        std::io::Result::Ok(())
+    });
+    let mut buf = [0u8; MESSAGE];
+    loop {
+        let n = rx.recv(&mut buf).await?;
+        if n == 0 || to_writer.send((buf, n)).await.is_err() {
+            break;
+        }
+    }
+    drop(to_writer);
+    writer.await.expect("the writer did not panic")
 }
 
 #[test]
@@ -83,5 +108,27 @@ fn tcp_io_echo_steady_state_allocates_nothing() {
         );
         assert!(stats.recv_parked >= floor, "parked path: {stats:?}");
         assert!(stats.recv_sync >= floor, "synchronous path: {stats:?}");
+
+        // Split halves in two tasks, a local channel between them.
+        let mut clients = Vec::new();
+        let mut tasks = Vec::new();
+        for (client, server) in connections(&listener).await {
+            tasks.push(spawn_local(echo_split(server)));
+            clients.push(client);
+        }
+        all_clients(&clients, 20).await;
+        start_counting();
+        all_clients(&clients, rounds).await;
+        let allocations = stop_counting();
+        assert_eq!(
+            allocations,
+            0,
+            "heap allocations while echoing {messages} messages through split halves (sizes {:?})",
+            recorded_sizes()
+        );
+        drop(clients);
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
     });
 }
