@@ -15,6 +15,7 @@ use std::task::Poll;
 use cellio::runtime::local_channel::{channel, Receiver, Sender};
 use cellio::runtime::{spawn_local, yield_now};
 use cellio::{Builder, JoinHandle};
+use futures_util::future::join;
 
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
@@ -87,7 +88,7 @@ fn local_channel_messages_allocate_nothing() {
 
         let n = 5_000;
         start_counting();
-        let (sent, received) = futures_join(send_rounds(&a, &b, n), recv_rounds(&mut rx, n)).await;
+        let (sent, received) = join(send_rounds(&a, &b, n), recv_rounds(&mut rx, n)).await;
         let allocations = stop_counting();
         let () = sent;
         assert_eq!(received, 2 * (0..n).sum::<u64>());
@@ -99,29 +100,4 @@ fn local_channel_messages_allocate_nothing() {
             recorded_sizes()
         );
     });
-}
-
-/// Polls both futures until both are done (no allocation: both are pinned
-/// on this stack).
-async fn futures_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (pin!(a), pin!(b));
-    let (mut out_a, mut out_b) = (None, None);
-    poll_fn(|cx| {
-        if out_a.is_none() {
-            if let Poll::Ready(v) = a.as_mut().poll(cx) {
-                out_a = Some(v);
-            }
-        }
-        if out_b.is_none() {
-            if let Poll::Ready(v) = b.as_mut().poll(cx) {
-                out_b = Some(v);
-            }
-        }
-        if out_a.is_some() && out_b.is_some() {
-            Poll::Ready((out_a.take().unwrap(), out_b.take().unwrap()))
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
 }

@@ -9,32 +9,15 @@ mod util;
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 
-use cellio_net::tcp::OwnedRecvHalf;
 use cellio_net::unix::{UnixIo, UnixStream};
 use cellio_net::TcpIo;
 use cellio_runtime::spawn_local;
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
-use util::{cellio_pair, pattern, run};
+use util::{cellio_pair, pattern, read_checking, run};
 
 /// Bytes sent: far more than the socket buffers hold, so the sender and
 /// the receiver must run at once.
 const TOTAL: usize = 2 << 20;
-
-/// Receives until end of stream, checking every byte against `pattern`.
-async fn recv_checking(rx: &mut OwnedRecvHalf) -> io::Result<usize> {
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut got = 0;
-    loop {
-        let n = rx.recv(&mut buf).await?;
-        if n == 0 {
-            return Ok(got);
-        }
-        for (i, byte) in buf[..n].iter().enumerate() {
-            assert_eq!(*byte, pattern(got + i), "byte {} corrupted", got + i);
-        }
-        got += n;
-    }
-}
 
 #[test]
 fn halves_in_two_tasks_move_every_byte_and_reunite() {
@@ -56,7 +39,7 @@ fn halves_in_two_tasks_move_every_byte_and_reunite() {
             io::Result::Ok((server_rx, server_tx))
         });
         let checker = spawn_local(async move {
-            let got = recv_checking(&mut client_rx).await?;
+            let got = read_checking(&mut client_rx).await?;
             io::Result::Ok((client_rx, got))
         });
         let data: Vec<u8> = (0..TOTAL).map(pattern).collect();

@@ -11,7 +11,7 @@ use cellio_net::{TcpIo, TcpStream};
 use cellio_reactor::CellError;
 use cellio_runtime::{spawn_local, JoinHandle};
 use futures_util::io::AsyncWriteExt;
-use util::{cellio_pair, join2, pattern, run, std_peer};
+use util::{cellio_pair, join2, pattern, read_checking, run, std_peer};
 
 /// Bytes moved both ways: far more than the fixed 64 KiB buffers below
 /// hold, so a sender that does not receive meanwhile would wait forever.
@@ -47,22 +47,6 @@ async fn echoed_client() -> io::Result<(TcpIo, JoinHandle<io::Result<()>>, Vec<u
     Ok((TcpIo::new(client), echo, data))
 }
 
-/// Receives until end of stream, checking every byte against `pattern`.
-async fn recv_checking(rx: &mut cellio_net::tcp::RecvHalf<'_>) -> io::Result<usize> {
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut got = 0;
-    loop {
-        let n = rx.recv(&mut buf).await?;
-        if n == 0 {
-            return Ok(got);
-        }
-        for (i, byte) in buf[..n].iter().enumerate() {
-            assert_eq!(*byte, pattern(got + i), "byte {} corrupted", got + i);
-        }
-        got += n;
-    }
-}
-
 #[test]
 fn one_task_sends_and_receives_at_once_through_the_halves() {
     run(|| async {
@@ -73,7 +57,7 @@ fn one_task_sends_and_receives_at_once_through_the_halves() {
                 tx.send_all(&data).await?;
                 tx.get_ref().shutdown(Shutdown::Write)
             },
-            recv_checking(&mut rx),
+            read_checking(&mut rx),
         )
         .await;
         sent?;
@@ -132,7 +116,7 @@ fn a_proxy_copies_both_ways_through_the_halves_of_two_streams() {
                 tx.send_all(&data).await?;
                 tx.close().await
             },
-            recv_checking(&mut rx),
+            read_checking(&mut rx),
         )
         .await;
         sent?;

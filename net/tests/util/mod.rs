@@ -305,6 +305,28 @@ pub fn pattern(i: usize) -> u8 {
     (i % 251) as u8 ^ ((i / 251) % 7) as u8
 }
 
+/// Reads until end of stream through `AsyncRead` (a `TcpIo` or either
+/// kind of receiving half), checking every byte against [`pattern`];
+/// returns how many came.
+#[allow(dead_code)] // not every test file uses it
+pub async fn read_checking(
+    rx: &mut (impl futures_util::io::AsyncRead + Unpin),
+) -> io::Result<usize> {
+    use futures_util::io::AsyncReadExt;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut got = 0;
+    loop {
+        let n = rx.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(got);
+        }
+        for (i, byte) in buf[..n].iter().enumerate() {
+            assert_eq!(*byte, pattern(got + i), "byte {} corrupted", got + i);
+        }
+        got += n;
+    }
+}
+
 /// [`pattern`]'s period: `pattern(i + PERIOD) == pattern(i)`.
 pub const PERIOD: usize = 251 * 7;
 
