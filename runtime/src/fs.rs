@@ -7,7 +7,7 @@
 //! blocking thread for the length of the call and resolves when it is
 //! done, and the worker runs other tasks meanwhile. They have `std::fs`'s
 //! names, arguments and errors (tokio's `fs` has the same), and each
-//! copies its path (and, for [`write`], its contents) to hand them to the
+//! copies its path (and, for [`write()`], its contents) to hand them to the
 //! blocking thread: these are not allocation-free, and need not be.
 //!
 //! Outside a cellio runtime they fail with an error (`ErrorKind::Other`)
