@@ -23,6 +23,9 @@
 //!   finished task costs a big set.
 //! * `spawn_blocking/{cellio,tokio}` — a `spawn_blocking` job that returns
 //!   at once, awaited: the hand-over to an idle pool thread and back.
+//! * `send_file/1MiB/{send_file,read_and_send}` — 1 MiB of a cached file
+//!   to a TCP peer that a spawned task drains: `send_file` (`sendfile(2)`)
+//!   against a positioned read into 64 KiB and `send_all`.
 //! * `channel/1000_messages/{cellio_local,tokio_mpsc}` — a spawned task
 //!   sends 1 000 numbers through a channel of 16 to the `block_on` task, on
 //!   one thread: cellio's `local_channel` against tokio's `mpsc` on
@@ -267,6 +270,61 @@ fn spawn_blocking(c: &mut Criterion) {
     });
 }
 
+/// Bytes the file benchmark sends per iteration.
+const FILE_BYTES: usize = 1 << 20;
+
+fn send_file(c: &mut Criterion) {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+
+    let rt = one_worker(true);
+    let (client, server) = pair(&rt);
+    let path = std::env::temp_dir().join(format!("cellio-bench-file-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path).expect("a temporary file");
+    file.write_all(&vec![7u8; FILE_BYTES]).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let server = std::rc::Rc::new(server);
+    // Each iteration: a task drains FILE_BYTES while this one sends them.
+    let drain = |server: std::rc::Rc<TcpStream>| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < FILE_BYTES {
+            got += server.recv(&mut buf).await.unwrap();
+        }
+    };
+    c.bench_function("send_file/1MiB/send_file", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let reader = cellio::runtime::spawn_local(drain(server.clone()));
+                let mut sent = 0;
+                while sent < FILE_BYTES {
+                    sent += client
+                        .send_file(&file, sent as u64, FILE_BYTES - sent)
+                        .await
+                        .unwrap();
+                }
+                reader.await.unwrap();
+            })
+        })
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    c.bench_function("send_file/1MiB/read_and_send", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let reader = cellio::runtime::spawn_local(drain(server.clone()));
+                let mut sent = 0;
+                while sent < FILE_BYTES {
+                    let n = file.read_at(&mut buf, sent as u64).unwrap();
+                    client.send_all(&buf[..n]).await.unwrap();
+                    sent += n;
+                }
+                reader.await.unwrap();
+            })
+        })
+    });
+    let _ = std::fs::remove_file(&path);
+}
+
 /// Messages the channel benchmark sends per iteration.
 const MESSAGES: u64 = 1_000;
 
@@ -319,6 +377,7 @@ criterion_group!(
     spawn,
     join_set,
     spawn_blocking,
+    send_file,
     channel
 );
 criterion_main!(benches);
