@@ -48,7 +48,8 @@ struct Args {
     /// confined between datagrams); `batch`: `recv_many`/`send_many`.
     #[arg(long, value_enum, default_value_t = Api::Futures)]
     api: Api,
-    /// With `--api batch`: the most datagrams one receive takes.
+    /// With `--api batch`: the most datagrams one receive takes. Each slot
+    /// holds the largest datagram (64 KiB): 32 take 2 MiB per worker.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=MAX_BATCH as i64))]
     batch: u16,
     /// Worker threads, each with its own socket on the port.

@@ -131,7 +131,9 @@ macro_rules! batch_methods {
 
         /// [`send_many`](Self::send_many) without waiting: sends what the
         /// socket's buffer takes now and returns how many; `WouldBlock` if
-        /// it took none. The rest stay queued.
+        /// it took none. The rest stay queued. Another error is returned as
+        /// it comes, with what went before it gone from the batch and its
+        /// own datagram first.
         pub fn try_send_many(
             &self,
             batch: &mut $crate::datagram::SendBatch<Self>,
