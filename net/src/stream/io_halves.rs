@@ -23,6 +23,83 @@ use crate::held::HeldCell;
 use crate::stream::io::{poll_recv_on, poll_send_on, IoRecv, IoSendAll, PollRecv, PollSend};
 use crate::stream::{io_traits, StreamSocket};
 
+/// The methods every receiving half has ([`RecvHalf`] and
+/// [`OwnedRecvHalf`](crate::stream::OwnedRecvHalf)), over its `stream` (a
+/// reference or an `Rc`) and its `rx` (a `&mut HeldCell` or a `HeldCell`);
+/// the arguments are what `recv`'s future captures.
+macro_rules! recv_half_methods {
+    ($($captures:tt)*) => {
+        /// [`TcpIo::poll_recv`](crate::TcpIo::poll_recv).
+        #[inline(always)]
+        pub fn poll_recv(
+            &mut self,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let rx = std::borrow::BorrowMut::borrow_mut(&mut self.rx);
+            poll_recv_on(&*self.stream, rx, cx, buf)
+        }
+
+        /// [`TcpIo::recv`](crate::TcpIo::recv).
+        pub fn recv<'b>(
+            &'b mut self,
+            buf: &'b mut [u8],
+        ) -> impl Future<Output = io::Result<usize>> + use<$($captures)*> {
+            IoRecv { io: self, buf }
+        }
+
+        /// The stream (for its address, options, statistics).
+        pub fn get_ref(&self) -> &S {
+            &self.stream
+        }
+    };
+}
+
+/// The methods every sending half has ([`SendHalf`] and
+/// [`OwnedSendHalf`](crate::stream::OwnedSendHalf)); as
+/// `recv_half_methods`, with `tx`.
+macro_rules! send_half_methods {
+    ($($captures:tt)*) => {
+        /// [`TcpIo::poll_send`](crate::TcpIo::poll_send).
+        #[inline(always)]
+        pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let tx = std::borrow::BorrowMut::borrow_mut(&mut self.tx);
+            poll_send_on(&*self.stream, tx, cx, buf)
+        }
+
+        /// [`TcpIo::poll_send_vectored`](crate::TcpIo::poll_send_vectored).
+        #[inline]
+        pub fn poll_send_vectored(
+            &mut self,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let tx = std::borrow::BorrowMut::borrow_mut(&mut self.tx);
+            poll_send_on(&*self.stream, tx, cx, bufs)
+        }
+
+        /// [`TcpIo::send_all`](crate::TcpIo::send_all), with the same caveat:
+        /// dropped part-way, an unknown prefix of `buf` has been sent.
+        pub fn send_all<'b>(
+            &'b mut self,
+            buf: &'b [u8],
+        ) -> impl Future<Output = io::Result<()>> + use<$($captures)*> {
+            IoSendAll {
+                io: self,
+                buf,
+                sent: 0,
+            }
+        }
+
+        /// The stream (for its address, options, statistics).
+        pub fn get_ref(&self) -> &S {
+            &self.stream
+        }
+    };
+}
+
+pub(crate) use {recv_half_methods, send_half_methods};
+
 /// The receiving half of a [`TcpIo`](crate::TcpIo), from
 /// [`TcpIo::split`](crate::TcpIo::split): [`poll_recv`](Self::poll_recv),
 /// [`recv`](Self::recv) and `AsyncRead`, as on the `TcpIo`.
@@ -50,24 +127,7 @@ impl<'a, S: StreamSocket> RecvHalf<'a, S> {
         }
     }
 
-    /// [`TcpIo::poll_recv`](crate::TcpIo::poll_recv).
-    #[inline(always)]
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        poll_recv_on(self.stream, self.rx, cx, buf)
-    }
-
-    /// [`TcpIo::recv`](crate::TcpIo::recv).
-    pub fn recv<'b>(
-        &'b mut self,
-        buf: &'b mut [u8],
-    ) -> impl Future<Output = io::Result<usize>> + use<'a, 'b, S> {
-        IoRecv { io: self, buf }
-    }
-
-    /// The stream (for its address, options, statistics).
-    pub fn get_ref(&self) -> &S {
-        self.stream
-    }
+    recv_half_methods!('a, 'b, S);
 }
 
 /// The sending half of a [`TcpIo`](crate::TcpIo), from
@@ -97,39 +157,7 @@ impl<'a, S: StreamSocket> SendHalf<'a, S> {
         }
     }
 
-    /// [`TcpIo::poll_send`](crate::TcpIo::poll_send).
-    #[inline(always)]
-    pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        poll_send_on(self.stream, self.tx, cx, buf)
-    }
-
-    /// [`TcpIo::poll_send_vectored`](crate::TcpIo::poll_send_vectored).
-    #[inline]
-    pub fn poll_send_vectored(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        poll_send_on(self.stream, self.tx, cx, bufs)
-    }
-
-    /// [`TcpIo::send_all`](crate::TcpIo::send_all), with the same caveat:
-    /// dropped part-way, an unknown prefix of `buf` has been sent.
-    pub fn send_all<'b>(
-        &'b mut self,
-        buf: &'b [u8],
-    ) -> impl Future<Output = io::Result<()>> + use<'a, 'b, S> {
-        IoSendAll {
-            io: self,
-            buf,
-            sent: 0,
-        }
-    }
-
-    /// The stream (for its address, options, statistics).
-    pub fn get_ref(&self) -> &S {
-        self.stream
-    }
+    send_half_methods!('a, 'b, S);
 }
 
 impl<S: StreamSocket> PollRecv for RecvHalf<'_, S> {

@@ -25,6 +25,7 @@ use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
 use crate::stream::io::{poll_recv_on, poll_send_on, IoRecv, IoSendAll, PollRecv, PollSend};
+use crate::stream::io_halves::{recv_half_methods, send_half_methods};
 use crate::stream::{io_traits, StreamIo, StreamSocket};
 
 /// The receiving half of a [`TcpIo`](crate::TcpIo), from
@@ -66,24 +67,7 @@ pub(crate) fn split<S: StreamSocket>(io: StreamIo<S>) -> (OwnedRecvHalf<S>, Owne
 }
 
 impl<S: StreamSocket> OwnedRecvHalf<S> {
-    /// [`TcpIo::poll_recv`](crate::TcpIo::poll_recv).
-    #[inline(always)]
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        poll_recv_on(&*self.stream, &mut self.rx, cx, buf)
-    }
-
-    /// [`TcpIo::recv`](crate::TcpIo::recv).
-    pub fn recv<'b>(
-        &'b mut self,
-        buf: &'b mut [u8],
-    ) -> impl Future<Output = io::Result<usize>> + use<'b, S> {
-        IoRecv { io: self, buf }
-    }
-
-    /// The stream (for its address, options, statistics).
-    pub fn get_ref(&self) -> &S {
-        &self.stream
-    }
+    recv_half_methods!('b, S);
 
     /// Puts the two halves of one `TcpIo` back together, reservations
     /// and all; halves of two different ones come back in the error.
@@ -100,39 +84,7 @@ impl<S: StreamSocket> OwnedRecvHalf<S> {
 }
 
 impl<S: StreamSocket> OwnedSendHalf<S> {
-    /// [`TcpIo::poll_send`](crate::TcpIo::poll_send).
-    #[inline(always)]
-    pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        poll_send_on(&*self.stream, &mut self.tx, cx, buf)
-    }
-
-    /// [`TcpIo::poll_send_vectored`](crate::TcpIo::poll_send_vectored).
-    #[inline]
-    pub fn poll_send_vectored(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        poll_send_on(&*self.stream, &mut self.tx, cx, bufs)
-    }
-
-    /// [`TcpIo::send_all`](crate::TcpIo::send_all), with the same caveat:
-    /// dropped part-way, an unknown prefix of `buf` has been sent.
-    pub fn send_all<'b>(
-        &'b mut self,
-        buf: &'b [u8],
-    ) -> impl Future<Output = io::Result<()>> + use<'b, S> {
-        IoSendAll {
-            io: self,
-            buf,
-            sent: 0,
-        }
-    }
-
-    /// The stream (for its address, options, statistics).
-    pub fn get_ref(&self) -> &S {
-        &self.stream
-    }
+    send_half_methods!('b, S);
 
     /// [`OwnedRecvHalf::reunite`], from this side.
     pub fn reunite(self, recv: OwnedRecvHalf<S>) -> Result<StreamIo<S>, ReuniteError<S>> {
