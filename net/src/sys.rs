@@ -350,10 +350,11 @@ fn file_offset(offset: u64) -> io::Result<i64> {
 /// sender that never bound an address) gives an empty one.
 pub(crate) fn sock_addr_of(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> SockAddr {
     let len = len.min(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
-    // SAFETY: `storage` holds an address of family `ss_family` in its
-    // first `len` bytes (the kernel wrote it, or `store_sock_addr` copied
-    // a `SockAddr`'s); the same bytes in the zeroed storage `try_init`
-    // passes are the same address.
+    // `storage` holds an address of family `ss_family` in its first `len`
+    // bytes (the kernel wrote it, or `store_sock_addr` copied a
+    // `SockAddr`'s).
+    // SAFETY: so the same bytes in the zeroed storage `try_init` passes
+    // are the same address, of a family and length that match.
     let copied = unsafe {
         SockAddr::try_init(|into, into_len| {
             std::ptr::copy_nonoverlapping(

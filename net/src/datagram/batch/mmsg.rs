@@ -69,11 +69,12 @@ impl RecvCalls {
             msg.msg_iovlen = 1;
             msg.msg_flags = 0;
         }
-        // SAFETY: header `i` points at `iovecs[i]`, which points at bytes
+        // Header `i` points at `iovecs[i]`, which points at bytes
         // `i * size..(i + 1) * size` of `data` (in bounds: `data` holds a
         // slot per header), and at slot `i`'s sender storage, with its
         // length; all are borrowed mutably for the whole call and not
         // touched until it returns.
+        // SAFETY: so every pointer the kernel writes through is valid.
         let received = unsafe { sys::recv_many(fd, &mut self.headers) }?;
         for (header, slot) in self.headers.iter().zip(slots.iter_mut()).take(received) {
             slot.len = (header.msg_len as usize).min(size);
@@ -137,10 +138,11 @@ impl SendCalls {
                 header.msg_hdr.msg_iovlen = 1;
                 header
             }));
-        // SAFETY: header `i` points at `iovecs[i]` (not touched again
-        // before the call returns), which points at datagram `i`'s bytes
-        // in `bytes`, and at its destination in `pending`; the kernel only
-        // reads them, during the call, while those borrows hold.
+        // Header `i` points at `iovecs[i]` (not touched again before the
+        // call returns), which points at datagram `i`'s bytes in `bytes`,
+        // and at its destination in `pending`; the kernel only reads them,
+        // during the call, while those borrows hold.
+        // SAFETY: so every pointer the kernel reads through is valid.
         unsafe { sys::send_many(fd, &mut self.headers) }
     }
 }
