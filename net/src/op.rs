@@ -408,6 +408,33 @@ macro_rules! fast_path {
 
 pub(crate) use fast_path;
 
+/// The `Future` and `Drop` of an operation future with a `poll_with`, an
+/// `op: OpState` and its socket in `$field`: poll with the task's waker,
+/// release the cell of direction `$side` when dropped unfinished.
+macro_rules! future_and_drop {
+    ($name:ident<S: $bound:path>, $field:ident, $output:ty, $side:ident) => {
+        impl<S: $bound> std::future::Future for $name<'_, S> {
+            type Output = std::io::Result<$output>;
+
+            #[inline]
+            fn poll(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Self::Output> {
+                self.get_mut().poll_with(Some(cx.waker()))
+            }
+        }
+
+        impl<S: $bound> Drop for $name<'_, S> {
+            fn drop(&mut self) {
+                self.op.cancel(|| self.$field.registration().$side());
+            }
+        }
+    };
+}
+
+pub(crate) use future_and_drop;
+
 #[cfg(test)]
 mod tests {
     use cellio_reactor::thread_words::thread_id;

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use crate::datagram::DatagramSocket;
-use crate::op::{fast_path, Attempt, OpState, Side};
+use crate::op::{fast_path, future_and_drop, Attempt, OpState, Side};
 use crate::sys;
 
 /// One datagram from the connected peer (or, unconnected, from anyone).
@@ -311,28 +311,7 @@ impl<'a, S: DatagramSocket> Send<'a, S> {
     fast_path!(usize);
 }
 
-/// The `Future` and `Drop` of each future: poll with the task's waker,
-/// release the cell when dropped unfinished.
-macro_rules! future_and_drop {
-    ($name:ident, $output:ty, $side:ident) => {
-        impl<S: DatagramSocket> Future for $name<'_, S> {
-            type Output = io::Result<$output>;
-
-            #[inline]
-            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-                self.get_mut().poll_with(Some(cx.waker()))
-            }
-        }
-
-        impl<S: DatagramSocket> Drop for $name<'_, S> {
-            fn drop(&mut self) {
-                self.op.cancel(|| self.socket.registration().$side());
-            }
-        }
-    };
-}
-
-future_and_drop!(PeekSender, S::Addr, rx);
-future_and_drop!(Recv, usize, rx);
-future_and_drop!(SendTo, usize, tx);
-future_and_drop!(Send, usize, tx);
+future_and_drop!(PeekSender<S: DatagramSocket>, socket, S::Addr, rx);
+future_and_drop!(Recv<S: DatagramSocket>, socket, usize, rx);
+future_and_drop!(SendTo<S: DatagramSocket>, socket, usize, tx);
+future_and_drop!(Send<S: DatagramSocket>, socket, usize, tx);

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 
 use cellio_reactor::CellError;
 
-use crate::op::{fast_path, OpState, Side};
+use crate::op::{fast_path, future_and_drop, OpState, Side};
 use crate::stream::{Outgoing, StreamSocket};
 use crate::sys;
 
@@ -291,20 +291,7 @@ impl<'a, S: StreamSocket> SendFile<'a, S> {
     fast_path!(usize);
 }
 
-impl<S: StreamSocket> Future for SendFile<'_, S> {
-    type Output = io::Result<usize>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().poll_with(Some(cx.waker()))
-    }
-}
-
-impl<S: StreamSocket> Drop for SendFile<'_, S> {
-    fn drop(&mut self) {
-        self.op.cancel(|| self.stream.registration().tx());
-    }
-}
+future_and_drop!(SendFile<S: StreamSocket>, stream, usize, tx);
 
 /// Future of [`TcpStream::send_all`](crate::TcpStream::send_all) (and of
 /// `UnixStream`'s): sends the whole buffer.

@@ -27,17 +27,15 @@
 
 use std::borrow::Borrow;
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 
 use socket2::SockAddr;
 
 use crate::datagram::ops::{after_send, not_connected_if_no_peer, truncated};
 use crate::datagram::DatagramSocket;
-use crate::op::{fast_path, OpState, Side};
+use crate::op::{fast_path, future_and_drop, OpState, Side};
 
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
@@ -469,23 +467,12 @@ impl<'a, S: DatagramSocket> SendMany<'a, S> {
     fast_path!(usize);
 }
 
-macro_rules! future_debug_and_drop {
-    ($name:ident, $side:ident) => {
-        impl<S: DatagramSocket> Future for $name<'_, S> {
-            type Output = io::Result<usize>;
+future_and_drop!(RecvMany<S: DatagramSocket>, socket, usize, rx);
+future_and_drop!(SendMany<S: DatagramSocket>, socket, usize, tx);
 
-            #[inline]
-            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-                self.get_mut().poll_with(Some(cx.waker()))
-            }
-        }
-
-        impl<S: DatagramSocket> Drop for $name<'_, S> {
-            fn drop(&mut self) {
-                self.op.cancel(|| self.socket.registration().$side());
-            }
-        }
-
+/// `Debug` for the two batch futures: their socket and batch.
+macro_rules! debug_socket_and_batch {
+    ($($name:ident),*) => {$(
         impl<S: DatagramSocket> fmt::Debug for $name<'_, S> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($name))
@@ -494,8 +481,7 @@ macro_rules! future_debug_and_drop {
                     .finish_non_exhaustive()
             }
         }
-    };
+    )*};
 }
 
-future_debug_and_drop!(RecvMany, rx);
-future_debug_and_drop!(SendMany, tx);
+debug_socket_and_batch!(RecvMany, SendMany);
