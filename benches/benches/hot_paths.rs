@@ -30,6 +30,11 @@
 //!   sends 1 000 numbers through a channel of 16 to the `block_on` task, on
 //!   one thread: cellio's `local_channel` against tokio's `mpsc` on
 //!   `current_thread`.
+//! * `udp_bulk/64x1200/{segmented,unsegmented,send_to}` — 64 datagrams of
+//!   1 200 bytes to one peer, which the same task then takes with
+//!   `recv_many`: `push_segmented` and one `send_many` (one message, which
+//!   the kernel segments: `UDP_SEGMENT`), the same with segment offload
+//!   off (64 messages in one `sendmmsg`), and 64 `send_to`s.
 //!
 //! ```text
 //! cargo bench -p cellio-benches --bench hot_paths
@@ -369,6 +374,59 @@ fn channel(c: &mut Criterion) {
     });
 }
 
+/// Takes an iteration's datagrams.
+async fn drain(receiver: &cellio::net::udp::UdpSocket, received: &mut cellio::net::udp::RecvBatch) {
+    let mut got = 0;
+    while got < BULK_DATAGRAMS {
+        got += receiver.recv_many(received).await.unwrap();
+    }
+}
+
+/// Datagrams per `udp_bulk` iteration, and their length.
+const BULK_DATAGRAMS: usize = 64;
+const BULK_LEN: usize = 1200;
+
+fn udp_bulk(c: &mut Criterion) {
+    use cellio::net::udp::{RecvBatch, SendBatch, UdpSocket};
+
+    let rt = one_worker(true);
+    let (sender, receiver) = rt.block_on(async {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver.set_recv_buffer_size(1 << 20).unwrap();
+        (UdpSocket::bind("127.0.0.1:0").unwrap(), receiver)
+    });
+    let to = receiver.local_addr().unwrap();
+    let payload = vec![5u8; BULK_DATAGRAMS * BULK_LEN];
+    let mut received = RecvBatch::new(BULK_DATAGRAMS, 2048);
+    for (name, segment) in [("segmented", true), ("unsegmented", false)] {
+        let mut batch = SendBatch::new();
+        batch.set_segment_offload(segment);
+        c.bench_function(&format!("udp_bulk/64x1200/{name}"), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    batch.push_segmented(&payload, BULK_LEN, to).unwrap();
+                    sender.send_many(&mut batch).await.unwrap();
+                    drain(&receiver, &mut received).await;
+                })
+            })
+        });
+        assert_eq!(
+            batch.segment_offload(),
+            segment && cfg!(target_os = "linux")
+        );
+    }
+    c.bench_function("udp_bulk/64x1200/send_to", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                for datagram in payload.chunks(BULK_LEN) {
+                    sender.send_to(datagram, to).await.unwrap();
+                }
+                drain(&receiver, &mut received).await;
+            })
+        })
+    });
+}
+
 criterion_group!(
     benches,
     cell_park_notify,
@@ -378,6 +436,7 @@ criterion_group!(
     join_set,
     spawn_blocking,
     send_file,
-    channel
+    channel,
+    udp_bulk
 );
 criterion_main!(benches);

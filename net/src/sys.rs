@@ -249,6 +249,51 @@ pub(crate) unsafe fn send_many(fd: RawFd, headers: &mut [libc::mmsghdr]) -> io::
     unsafe { many(libc::SYS_sendmmsg, fd, headers, SEND_FLAGS) }
 }
 
+/// Whether this kernel segments a UDP send (`UDP_SEGMENT`, Linux 4.18 and
+/// later), asked of `fd` (a UDP socket) once per process: an older kernel
+/// answers `ENOPROTOOPT`, and would send a segmented batch's message as
+/// one long datagram.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+pub(crate) fn udp_segmentation(fd: RawFd) -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    const UNKNOWN: u8 = 0;
+    const YES: u8 = 1;
+    const NO: u8 = 2;
+    static KNOWN: AtomicU8 = AtomicU8::new(UNKNOWN);
+    match KNOWN.load(Ordering::Relaxed) {
+        YES => return true,
+        NO => return false,
+        _ => {}
+    }
+    let mut size: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `size` and `len` are valid for writes of an int and a
+    // `socklen_t`, and `len` says how long `size` is.
+    let answer = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            std::ptr::from_mut(&mut size).cast(),
+            &mut len,
+        )
+    };
+    if answer == 0 {
+        KNOWN.store(YES, Ordering::Relaxed);
+        true
+    } else {
+        // Only "no such option" is the kernel's answer; another error
+        // (not a UDP socket, say) is this call's, and not remembered.
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOPROTOOPT) {
+            KNOWN.store(NO, Ordering::Relaxed);
+        }
+        false
+    }
+}
+
 /// `recvmmsg`/`sendmmsg` (syscall `nr`) over `headers`, with no timeout.
 ///
 /// # Safety

@@ -44,7 +44,9 @@ use cellio_reactor::Registration;
 use socket2::SockAddr;
 
 pub(crate) use batch::{send_queued, try_recv_many, try_send_many};
-pub use batch::{RecvBatch, RecvMany, SendBatch, SendMany, MAX_BATCH};
+pub use batch::{
+    RecvBatch, RecvMany, SendBatch, SendMany, MAX_BATCH, MAX_SEGMENTED_BYTES, MAX_SEGMENTS,
+};
 pub use io::DatagramIo;
 pub(crate) use ops::{after_send, peek_from, peek_sender, recv, recv_from, send, send_to};
 pub use ops::{PeekFrom, PeekSender, Recv, RecvFrom, Send, SendTo};
@@ -167,6 +169,11 @@ pub(crate) mod sealed {
         /// What buffer never truncates, for the error that says a datagram
         /// did not fit.
         const FITS_ANY: &'static str;
+        /// Whether the kernel can segment one large send into datagrams
+        /// of a size it is told (`UDP_SEGMENT`: UDP on Linux), which a
+        /// [`SendBatch`](crate::datagram::SendBatch) uses for the runs
+        /// pushed with `push_segmented`.
+        const SEGMENTS: bool = false;
 
         /// The socket's reactor slot: its two cells and their counters.
         fn registration(&self) -> &Registration;

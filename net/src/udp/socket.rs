@@ -295,6 +295,7 @@ impl DatagramSocket for UdpSocket {}
 impl sealed::Sealed for UdpSocket {
     type Addr = SocketAddr;
     type Target = SocketAddr;
+    const SEGMENTS: bool = true;
     const FITS_ANY: &'static str = "a buffer of cellio_net::udp::MAX_DATAGRAM bytes holds any \
                                     datagram";
 

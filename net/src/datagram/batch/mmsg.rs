@@ -91,10 +91,66 @@ fn zeroed_header() -> libc::mmsghdr {
     unsafe { std::mem::zeroed() }
 }
 
-/// A `SendBatch`'s headers, rebuilt for each `sendmmsg`.
+/// A `SendBatch`'s headers, rebuilt for each `sendmmsg`, and whether it
+/// segments.
+///
+/// A queued entry is one message. A segmented entry (`push_segmented`:
+/// datagrams of one length, end to end, the last possibly shorter) has a
+/// `UDP_SEGMENT` control message giving that length: the kernel builds
+/// and routes one packet of up to 64 KiB and cuts it into the datagrams
+/// late (in the device, or just before delivery on loopback), so on the
+/// wire and to the receiver they are the datagrams pushed. A message is
+/// sent whole or not at all.
 pub(super) struct SendCalls {
     headers: Vec<libc::mmsghdr>,
     iovecs: Vec<libc::iovec>,
+    /// One per segmented entry of the call.
+    controls: Vec<SegmentControl>,
+    /// Whether segmented entries are queued as such: not turned off, and
+    /// not refused by the kernel yet.
+    segment: bool,
+}
+
+/// A `UDP_SEGMENT` control message: the header, then the datagrams'
+/// length as a `u16`, then zeros to `CMSG_SPACE(2)`. `repr(C)` puts the
+/// length right after the header, where `CMSG_DATA` finds it (Linux aligns
+/// a control message's data to `size_t`, which the header's size already
+/// is a multiple of; a unit test checks against libc), and the explicit
+/// padding leaves no byte the kernel reads uninitialised.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SegmentControl {
+    header: libc::cmsghdr,
+    size: u16,
+    padding: [u8; SEGMENT_CONTROL_PADDING],
+}
+
+/// `CMSG_LEN(2)`: a `UDP_SEGMENT` control message's length.
+// SAFETY: `CMSG_LEN` is arithmetic on its argument; it reads no memory.
+const SEGMENT_CONTROL_LEN: libc::c_uint = unsafe { libc::CMSG_LEN(2) };
+
+/// The bytes from the length's end to `CMSG_SPACE(2)`.
+const SEGMENT_CONTROL_PADDING: usize = {
+    // SAFETY: `CMSG_SPACE` is arithmetic on its argument.
+    let space = unsafe { libc::CMSG_SPACE(2) } as usize;
+    space - size_of::<libc::cmsghdr>() - size_of::<u16>()
+};
+
+impl SegmentControl {
+    fn new(size: usize) -> Self {
+        // SAFETY: all-zero is a valid `cmsghdr` (integers, padding).
+        let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
+        header.cmsg_len = SEGMENT_CONTROL_LEN as _;
+        header.cmsg_level = libc::SOL_UDP;
+        header.cmsg_type = libc::UDP_SEGMENT;
+        Self {
+            header,
+            // A segmented entry's datagrams are at most
+            // `MAX_SEGMENTED_BYTES` long: it fits.
+            size: size as u16,
+            padding: [0; SEGMENT_CONTROL_PADDING],
+        }
+    }
 }
 
 // SAFETY: as `RecvCalls`': the pointers are written before each `sendmmsg`
@@ -104,20 +160,45 @@ unsafe impl Send for SendCalls {}
 unsafe impl Sync for SendCalls {}
 
 impl SendCalls {
-    pub(super) fn new() -> Self {
+    /// `segment`: whether the socket type can segment.
+    pub(super) fn new(segment: bool) -> Self {
         Self {
             headers: Vec::new(),
             iovecs: Vec::new(),
+            controls: Vec::new(),
+            segment,
         }
     }
 
-    /// One `sendmmsg` of the first [`MAX_BATCH`] of `pending` (whose bytes
-    /// are in `bytes`): how many datagrams the kernel took.
+    /// Whether entries may be segmented.
+    pub(super) fn segments(&self) -> bool {
+        self.segment
+    }
+
+    /// Lets entries be segmented (where the socket type can), or not.
+    pub(super) fn set_segments(&mut self, on: bool) {
+        self.segment = on;
+    }
+
+    /// Whether the kernel behind `fd` segments: asked once per process; a
+    /// no turns segmenting off.
+    pub(super) fn kernel_segments(&mut self, fd: RawFd) -> bool {
+        if !sys::udp_segmentation(fd) {
+            self.segment = false;
+        }
+        self.segment
+    }
+
+    /// One `sendmmsg` of the first [`MAX_BATCH`] entries of `pending`
+    /// (whose bytes are in `bytes`), a message each: how many the kernel
+    /// took. `segmented`: whether some entry is (without one, the plain
+    /// path serves, which never looks for control messages).
     pub(super) fn send(
         &mut self,
         fd: RawFd,
         bytes: &[u8],
         pending: &[Queued],
+        segmented: bool,
     ) -> io::Result<usize> {
         let pending = &pending[..pending.len().min(MAX_BATCH)];
         self.iovecs.clear();
@@ -125,7 +206,17 @@ impl SendCalls {
             iov_base: bytes.as_ptr().wrapping_add(queued.start).cast_mut().cast(),
             iov_len: queued.len,
         }));
+        if segmented {
+            self.controls.clear();
+            self.controls.extend(
+                pending
+                    .iter()
+                    .filter(|queued| queued.segment != 0)
+                    .map(|queued| SegmentControl::new(queued.segment)),
+            );
+        }
         let iovecs = self.iovecs.as_mut_ptr();
+        let mut controls = self.controls.as_mut_ptr();
         self.headers.clear();
         self.headers
             .extend(pending.iter().enumerate().map(|(index, queued)| {
@@ -138,11 +229,46 @@ impl SendCalls {
                 header.msg_hdr.msg_iovlen = 1;
                 header
             }));
-        // Header `i` points at `iovecs[i]` (not touched again before the
-        // call returns), which points at datagram `i`'s bytes in `bytes`,
-        // and at its destination in `pending`; the kernel only reads them,
-        // during the call, while those borrows hold.
+        if segmented {
+            let each = self.headers.iter_mut().zip(pending);
+            for (header, _) in each.filter(|(_, queued)| queued.segment != 0) {
+                header.msg_hdr.msg_control = controls.cast();
+                header.msg_hdr.msg_controllen = size_of::<SegmentControl>() as _;
+                controls = controls.wrapping_add(1);
+            }
+        }
+        // Header `i` points at `iovecs[i]` and, for a segmented entry, at
+        // the next of `controls` (neither vector touched again before the
+        // call returns; `controls` holds one per segmented entry, in
+        // order, built from these very entries); the iovec points at entry
+        // `i`'s bytes in `bytes`, the control message holds its datagrams'
+        // length, and the name is its destination in `pending`; the kernel
+        // only reads them, during the call, while those borrows hold.
         // SAFETY: so every pointer the kernel reads through is valid.
         unsafe { sys::send_many(fd, &mut self.headers) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_control_message_is_where_libc_puts_it() {
+        let control = SegmentControl::new(1200);
+        let header = ptr::from_ref(&control.header);
+        // SAFETY: `header` points at a valid `cmsghdr`; `CMSG_DATA` only
+        // computes an address from it.
+        let data = unsafe { libc::CMSG_DATA(header) };
+        assert_eq!(data.cast_const(), ptr::from_ref(&control.size).cast());
+        // SAFETY: `CMSG_SPACE` is arithmetic on its argument.
+        let space = unsafe { libc::CMSG_SPACE(2) } as usize;
+        assert!(size_of::<SegmentControl>() >= SEGMENT_CONTROL_LEN as usize);
+        assert_eq!(
+            size_of::<SegmentControl>(),
+            space,
+            "no padding of Rust's own"
+        );
+        assert_eq!(control.size, 1200);
     }
 }

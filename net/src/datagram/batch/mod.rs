@@ -24,6 +24,16 @@
 //!   ([`SendBatch::skip_next`] drops it). Its headers are rebuilt for
 //!   every `sendmmsg` (a push may have moved the bytes), in vectors that
 //!   grow only when a round is larger than any before.
+//! * A queued entry is one datagram, or (`push_segmented`, UDP on Linux)
+//!   a run of datagrams of one length, end to end, the last possibly
+//!   shorter, at most [`MAX_SEGMENTS`] of them and [`MAX_SEGMENTED_BYTES`]
+//!   in all: one message with a `UDP_SEGMENT` control message, which the
+//!   kernel cuts into those datagrams, sent whole or not at all. Only a
+//!   kernel that answers for `UDP_SEGMENT` is given one (an older one
+//!   would send the run as one datagram); where the kernel refuses one,
+//!   the pending runs are split into single datagrams before anything is
+//!   sent again, and the batch segments no more. `len` counts datagrams,
+//!   whatever the entries.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -62,6 +72,15 @@ use one_by_one::{RecvCalls, SendCalls};
 /// The most datagrams one batch holds, and one `recvmmsg`/`sendmmsg`
 /// passes (Linux's `UIO_MAXIOV`).
 pub const MAX_BATCH: usize = 1024;
+
+/// The most datagrams one segmented message carries (the kernel's
+/// `UDP_MAX_SEGMENTS`: 64 for years, 128 in recent kernels such as the
+/// 6.18 cellio is tested on; 64 suits both).
+pub const MAX_SEGMENTS: usize = 64;
+
+/// The most bytes one segmented message carries: one IPv4 packet's
+/// payload (65 535, less 20 for the IP header and 8 for UDP's).
+pub const MAX_SEGMENTED_BYTES: usize = 65_507;
 
 /// Buffers for up to [`capacity`](Self::capacity) datagrams, which
 /// [`UdpSocket::recv_many`](crate::UdpSocket::recv_many) (and
@@ -238,18 +257,35 @@ pub struct SendBatch<S: DatagramSocket> {
     /// The queued datagrams' bytes, end to end.
     bytes: Vec<u8>,
     queued: Vec<Queued>,
-    /// The first datagram not yet sent.
+    /// The first entry not yet sent.
     next: usize,
+    /// Datagrams in the entries not yet sent.
+    datagrams: usize,
+    /// Whether an entry not yet sent is segmented.
+    segmented: bool,
     calls: SendCalls,
     _socket: PhantomData<fn() -> S>,
 }
 
-/// A queued datagram: where its bytes are, and where it goes (`None`: the
-/// connected peer).
+/// A queued entry: where its bytes are, where it goes (`None`: the
+/// connected peer), and its datagrams' length if it is a segmented run
+/// (0: one datagram of `len` bytes).
 pub(super) struct Queued {
     start: usize,
     len: usize,
     to: Option<SockAddr>,
+    segment: usize,
+}
+
+impl Queued {
+    /// How many datagrams the entry is.
+    fn datagrams(&self) -> usize {
+        if self.segment == 0 {
+            1
+        } else {
+            self.len.div_ceil(self.segment)
+        }
+    }
 }
 
 impl<S: DatagramSocket> Default for SendBatch<S> {
@@ -265,7 +301,9 @@ impl<S: DatagramSocket> SendBatch<S> {
             bytes: Vec::new(),
             queued: Vec::new(),
             next: 0,
-            calls: SendCalls::new(),
+            datagrams: 0,
+            segmented: false,
+            calls: SendCalls::new(S::SEGMENTS),
             _socket: PhantomData,
         }
     }
@@ -285,24 +323,128 @@ impl<S: DatagramSocket> SendBatch<S> {
     /// send.
     pub fn push(&mut self, data: &[u8], to: impl Borrow<S::Addr>) -> io::Result<()> {
         let to = S::batch_target(to.borrow())?;
-        self.queue(data, Some(to));
+        self.queue(data, Some(to), 0);
         Ok(())
     }
 
     /// Queues `data` as one datagram to the peer the socket is connected to
     /// (the send fails with `NotConnected` if there is none).
     pub fn push_to_peer(&mut self, data: &[u8]) {
-        self.queue(data, None);
+        self.queue(data, None, 0);
     }
 
-    fn queue(&mut self, data: &[u8], to: Option<SockAddr>) {
+    /// Queues `data` as datagrams of `segment_size` bytes each (the last
+    /// holds what is left) to `to`: with [segment
+    /// offload](Self::segment_offload), one message per
+    /// [`MAX_SEGMENTS`] datagrams (or [`MAX_SEGMENTED_BYTES`]), which the
+    /// kernel routes as one packet and cuts into the datagrams late (Linux's
+    /// `UDP_SEGMENT`, "GSO"); without it, each datagram alone, as
+    /// [`push`](Self::push) would. The receiver gets the same datagrams
+    /// either way.
+    ///
+    /// A segmented message is sent whole or not at all: an error for it
+    /// belongs to all its datagrams, and [`skip_next`](Self::skip_next)
+    /// drops them all. Fails for a `segment_size` of 0, and where
+    /// [`push`](Self::push) fails.
+    ///
+    /// # Examples
+    ///
+    /// Sending a file to one peer in datagrams of 1 200 bytes, 64 per
+    /// message:
+    ///
+    /// ```no_run
+    /// use cellio_net::udp::{SendBatch, UdpSocket};
+    ///
+    /// # async fn stream_out(socket: &UdpSocket, peer: std::net::SocketAddr, file: &[u8]) -> std::io::Result<()> {
+    /// let mut batch = SendBatch::new();
+    /// batch.push_segmented(file, 1200, peer)?;
+    /// socket.send_many(&mut batch).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn push_segmented(
+        &mut self,
+        data: &[u8],
+        segment_size: usize,
+        to: impl Borrow<S::Addr>,
+    ) -> io::Result<()> {
+        let to = S::batch_target(to.borrow())?;
+        self.queue_segmented(data, segment_size, Some(to))
+    }
+
+    /// [`push_segmented`](Self::push_segmented) to the peer the socket is
+    /// connected to.
+    pub fn push_segmented_to_peer(&mut self, data: &[u8], segment_size: usize) -> io::Result<()> {
+        self.queue_segmented(data, segment_size, None)
+    }
+
+    fn queue_segmented(
+        &mut self,
+        data: &[u8],
+        size: usize,
+        to: Option<SockAddr>,
+    ) -> io::Result<()> {
+        if size == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "push_segmented: a segment size of 0 bytes",
+            ));
+        }
+        if data.len() <= size {
+            self.queue(data, to, 0);
+        } else if self.calls.segments() && size <= MAX_SEGMENTED_BYTES {
+            let per_message = (MAX_SEGMENTED_BYTES / size).min(MAX_SEGMENTS) * size;
+            for part in data.chunks(per_message) {
+                let segment = if part.len() > size { size } else { 0 };
+                self.queue(part, to.clone(), segment);
+            }
+        } else {
+            for datagram in data.chunks(size) {
+                self.queue(datagram, to.clone(), 0);
+            }
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, data: &[u8], to: Option<SockAddr>, segment: usize) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(data);
         self.queued.push(Queued {
             start,
             len: data.len(),
             to,
+            segment,
         });
+        if segment == 0 {
+            self.datagrams += 1;
+        } else {
+            self.datagrams += data.len().div_ceil(segment);
+            self.segmented = true;
+        }
+    }
+
+    /// Splits every segmented entry not yet sent into its datagrams, each
+    /// an entry: the kernel will not segment them. Allocates (a vector as
+    /// long as the entries left), once per batch.
+    #[cold]
+    fn unsegment(&mut self) {
+        let pending: Vec<Queued> = self.queued.drain(self.next..).collect();
+        for queued in pending {
+            if queued.segment == 0 {
+                self.queued.push(queued);
+                continue;
+            }
+            let end = queued.start + queued.len;
+            for start in (queued.start..end).step_by(queued.segment) {
+                self.queued.push(Queued {
+                    start,
+                    len: queued.segment.min(end - start),
+                    to: queued.to.clone(),
+                    segment: 0,
+                });
+            }
+        }
+        self.segmented = false;
     }
 
     /// Drops what was sent, once everything was (after each send and
@@ -315,23 +457,46 @@ impl<S: DatagramSocket> SendBatch<S> {
 
     /// How many datagrams are queued and not yet sent.
     pub fn len(&self) -> usize {
-        self.queued.len() - self.next
+        self.datagrams
     }
 
     /// `true` if nothing is waiting to be sent.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.next == self.queued.len()
     }
 
     /// Drops the first datagram not yet sent (after a send's error, the
-    /// one the error belongs to); `false` if there was none.
+    /// one the error belongs to), or the first segmented message's
+    /// datagrams, all of them; `false` if there was none.
     pub fn skip_next(&mut self) -> bool {
         if self.is_empty() {
             return false;
         }
+        self.datagrams -= self.queued[self.next].datagrams();
         self.next += 1;
         self.compact();
         true
+    }
+
+    /// Whether [`push_segmented`](Self::push_segmented) makes segmented
+    /// messages: true for a UDP batch on Linux until
+    /// [`set_segment_offload(false)`](Self::set_segment_offload), or until
+    /// the kernel refuses it; false for a Unix one, and elsewhere.
+    ///
+    /// Where the kernel has no `UDP_SEGMENT` (before Linux 4.18) or refuses
+    /// it for a send (a device that cannot checksum; datagrams longer than
+    /// the path's MTU, which the kernel would otherwise fragment; the
+    /// socket's `SO_NO_CHECK`), the batch splits the runs it holds into
+    /// single datagrams, sends them that way, and stops segmenting: this
+    /// method then returns false. Nothing is lost or merged either way.
+    pub fn segment_offload(&self) -> bool {
+        self.calls.segments()
+    }
+
+    /// Turns [segment offload](Self::segment_offload) on or off for the
+    /// sends to come (on has no effect where it is not available).
+    pub fn set_segment_offload(&mut self, on: bool) {
+        self.calls.set_segments(on && S::SEGMENTS);
     }
 
     /// Drops every queued datagram (the memory stays).
@@ -339,24 +504,56 @@ impl<S: DatagramSocket> SendBatch<S> {
         self.bytes.clear();
         self.queued.clear();
         self.next = 0;
+        self.datagrams = 0;
+        self.segmented = false;
     }
 
     /// Sends what the kernel takes now, in order: how many went (at least
     /// one), or the error of the first (`WouldBlock` if the socket's
     /// buffer is full). An empty batch sends nothing and returns 0.
     fn send_some(&mut self, socket: &S) -> io::Result<usize> {
-        let pending = &self.queued[self.next..];
-        if pending.is_empty() {
+        if self.is_empty() {
             return Ok(0);
         }
-        let sent =
-            not_connected_if_no_peer(self.calls.send(socket.as_raw_fd(), &self.bytes, pending));
-        if let Ok(n) = sent {
-            self.next += n;
-            self.compact();
+        let fd = socket.as_raw_fd();
+        if self.segmented && !self.calls.kernel_segments(fd) {
+            self.unsegment();
         }
-        sent
+        let pending = &self.queued[self.next..];
+        let entries = match self.calls.send(fd, &self.bytes, pending, self.segmented) {
+            Err(e) if pending[0].segment != 0 && segmenting_refused(&e) => {
+                tracing::debug!(error = %e, "the kernel refused a segmented UDP send; sending datagram by datagram from now on");
+                self.calls.set_segments(false);
+                self.unsegment();
+                let pending = &self.queued[self.next..];
+                self.calls.send(fd, &self.bytes, pending, false)
+            }
+            sent => sent,
+        };
+        let entries = not_connected_if_no_peer(entries)?;
+        let sent = if self.segmented {
+            let sent = &self.queued[self.next..self.next + entries];
+            sent.iter().map(Queued::datagrams).sum()
+        } else {
+            entries
+        };
+        self.next += entries;
+        self.datagrams -= sent;
+        self.compact();
+        Ok(sent)
     }
+}
+
+/// Whether `error`, for a segmented message, is the kernel refusing to
+/// segment it (`EIO`: the route's device cannot checksum; `EINVAL`: a
+/// datagram longer than the path's MTU, or a socket option that rules
+/// segmenting out; `EMSGSIZE`, which a single datagram then reports
+/// again if it is its own).
+fn segmenting_refused(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE)
+    )
 }
 
 impl<S: DatagramSocket> fmt::Debug for SendBatch<S> {

@@ -45,12 +45,26 @@ impl RecvCalls {
     }
 }
 
-/// Nothing to keep beside the queue.
+/// Nothing to keep beside the queue: no segmenting here.
 pub(super) struct SendCalls;
 
 impl SendCalls {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(_segment: bool) -> Self {
         Self
+    }
+
+    /// Never: segmenting needs a control message per entry, which this
+    /// path does not build (so no entry is ever segmented here).
+    pub(super) fn segments(&self) -> bool {
+        false
+    }
+
+    /// Nothing to change.
+    pub(super) fn set_segments(&mut self, _on: bool) {}
+
+    /// Never.
+    pub(super) fn kernel_segments(&mut self, _fd: RawFd) -> bool {
+        false
     }
 
     /// One send per datagram of `pending` (bytes in `bytes`), until the
@@ -60,6 +74,7 @@ impl SendCalls {
         fd: RawFd,
         bytes: &[u8],
         pending: &[Queued],
+        _segmented: bool,
     ) -> io::Result<usize> {
         for (index, queued) in pending.iter().enumerate() {
             let data = &bytes[queued.start..queued.start + queued.len];
