@@ -294,6 +294,60 @@ pub(crate) fn udp_segmentation(fd: RawFd) -> bool {
     }
 }
 
+/// `setsockopt(fd, SOL_UDP, UDP_GRO, on)`.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+pub(crate) fn set_udp_gro(fd: RawFd, on: bool) -> io::Result<()> {
+    let value = libc::c_int::from(on);
+    // SAFETY: `value` is an int, valid for reads of the length passed.
+    let answer = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if answer == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `fd` has `UDP_GRO` on; false where the kernel has no such
+/// option (`ENOPROTOOPT`: it cannot merge either).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+pub(crate) fn udp_gro(fd: RawFd) -> io::Result<bool> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of an int and a
+    // `socklen_t`, and `len` says how long `value` is.
+    let answer = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if answer == 0 {
+        return Ok(value != 0);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::ENOPROTOOPT) => Ok(false),
+        _ => Err(error),
+    }
+}
+
 /// `recvmmsg`/`sendmmsg` (syscall `nr`) over `headers`, with no timeout.
 ///
 /// # Safety

@@ -45,7 +45,8 @@ use socket2::SockAddr;
 
 pub(crate) use batch::{send_queued, try_recv_many, try_send_many};
 pub use batch::{
-    RecvBatch, RecvMany, SendBatch, SendMany, MAX_BATCH, MAX_SEGMENTED_BYTES, MAX_SEGMENTS,
+    RecvBatch, RecvMany, SendBatch, SendMany, MAX_BATCH, MAX_MERGED, MAX_SEGMENTED_BYTES,
+    MAX_SEGMENTS,
 };
 pub use io::DatagramIo;
 pub(crate) use ops::{after_send, peek_from, peek_sender, recv, recv_from, send, send_to};
@@ -177,6 +178,12 @@ pub(crate) mod sealed {
 
         /// The socket's reactor slot: its two cells and their counters.
         fn registration(&self) -> &Registration;
+
+        /// Whether the kernel may merge datagrams on receive (UDP's
+        /// receive offload is on): only a batch receive splits them.
+        fn receives_merged(&self) -> bool {
+            false
+        }
 
         /// Adds write interest, if not there yet: a send found the socket
         /// full and is about to park on the send cell.

@@ -23,6 +23,9 @@ use crate::sys;
 /// One datagram from the connected peer (or, unconnected, from anyone).
 #[inline(always)]
 pub(crate) fn recv<S: DatagramSocket>(socket: &S, buf: &mut [u8]) -> io::Result<usize> {
+    if socket.receives_merged() {
+        return Err(merged_refused());
+    }
     match sys::recv_datagram(socket.as_raw_fd(), buf)? {
         (n, false) => Ok(n),
         (_, true) => Err(truncated::<S>(buf.len())),
@@ -35,6 +38,9 @@ pub(crate) fn recv_from<S: DatagramSocket>(
     socket: &S,
     buf: &mut [u8],
 ) -> io::Result<(usize, S::Addr)> {
+    if socket.receives_merged() {
+        return Err(merged_refused());
+    }
     let (n, cut, from) = sys::recv_datagram_from(socket.as_raw_fd(), buf)?;
     if cut {
         return Err(truncated::<S>(buf.len()));
@@ -50,6 +56,9 @@ pub(crate) fn peek_from<S: DatagramSocket>(
     socket: &S,
     buf: &mut [u8],
 ) -> io::Result<(usize, S::Addr)> {
+    if socket.receives_merged() {
+        return Err(merged_refused());
+    }
     let (n, cut, from) = sys::peek_datagram_from(socket.as_raw_fd(), buf)?;
     if cut {
         return Err(peeked_too_long::<S>(buf.len()));
@@ -62,6 +71,16 @@ pub(crate) fn peek_from<S: DatagramSocket>(
 pub(crate) fn peek_sender<S: DatagramSocket>(socket: &S) -> io::Result<S::Addr> {
     let (_, _, from) = sys::peek_datagram_from(socket.as_raw_fd(), &mut [])?;
     S::sender(from)
+}
+
+/// A single receive on a socket whose datagrams the kernel may merge.
+#[cold]
+fn merged_refused() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "receive offload (UDP_GRO) is on: the kernel may merge datagrams, which only recv_many \
+         splits; receive with recv_many, or turn it off with set_receive_offload(false)",
+    )
 }
 
 /// A peeked datagram that did not fit: still queued, whole.

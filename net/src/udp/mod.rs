@@ -45,7 +45,7 @@ pub type SendBatch = crate::datagram::SendBatch<UdpSocket>;
 pub type RecvMany<'a> = crate::datagram::RecvMany<'a, UdpSocket>;
 /// Future of [`UdpSocket::send_many`]: every queued datagram sent.
 pub type SendMany<'a> = crate::datagram::SendMany<'a, UdpSocket>;
-pub use crate::datagram::{MAX_BATCH, MAX_SEGMENTED_BYTES, MAX_SEGMENTS};
+pub use crate::datagram::{MAX_BATCH, MAX_MERGED, MAX_SEGMENTED_BYTES, MAX_SEGMENTS};
 
 /// The largest UDP payload: 65 527 bytes over IPv6 (65 535 less the 8-byte
 /// UDP header), 65 507 over IPv4 (less the 20-byte IP header too). A

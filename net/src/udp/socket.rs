@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cellio_reactor::{Handle, Registration};
 use socket2::{Protocol, SockAddr, Type};
@@ -50,6 +51,9 @@ pub struct UdpSocket {
     // Field order matters: the fd closes before the slot is freed.
     io: mio::net::UdpSocket,
     registration: Registration,
+    /// Whether the kernel may merge this socket's datagrams on receive
+    /// (`UDP_GRO` is on): then only `recv_many` may receive.
+    merged: AtomicBool,
 }
 
 impl UdpSocket {
@@ -108,16 +112,75 @@ impl UdpSocket {
     /// to wait (see [`arm_writable`](Self::arm_writable)).
     fn register(mut io: mio::net::UdpSocket, handle: &Handle) -> io::Result<Self> {
         let registration = handle.register_readable(&mut io)?;
-        Ok(Self { io, registration })
+        Ok(Self {
+            io,
+            registration,
+            merged: AtomicBool::new(false),
+        })
     }
 
     /// Wraps a bound `std` socket, registering it with the current
     /// runtime's reactor. The socket is switched to non-blocking mode.
     ///
     /// Fails outside a cellio runtime.
+    ///
+    /// A socket that already has `UDP_GRO` on (set through libc, or kept
+    /// from a [`set_receive_offload`](Self::set_receive_offload) before
+    /// [`into_std`](Self::into_std)) is seen as such: it receives with
+    /// `recv_many` only.
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
-        Self::register(mio::net::UdpSocket::from_std(socket), &Handle::current()?)
+        let merged = receive_offload_of(&socket)?;
+        let socket = Self::register(mio::net::UdpSocket::from_std(socket), &Handle::current()?)?;
+        socket.merged.store(merged, Ordering::Relaxed);
+        Ok(socket)
+    }
+
+    /// Turns receive offload (Linux's `UDP_GRO`) on or off. With it on, the
+    /// kernel may hand over several datagrams of one sender, of one length
+    /// but the last, as one buffer: a bulk receiver takes many datagrams
+    /// for one pass through the stack (the receiving side of
+    /// [`SendBatch::push_segmented`](crate::datagram::SendBatch::push_segmented)).
+    ///
+    /// Only [`recv_many`](Self::recv_many) (and `try_recv_many`, and
+    /// `UdpIo`'s) receives then, into a [`RecvBatch`](crate::udp::RecvBatch)
+    /// whose slots hold [`MAX_MERGED`](crate::udp::MAX_MERGED) bytes: it
+    /// splits each buffer back into its datagrams, so `iter` yields them
+    /// one by one, whole, with their sender. `recv`, `recv_from` and
+    /// `peek_from` fail with `InvalidInput` before they take anything, and
+    /// so does `recv_many` into smaller slots; nothing is ever returned
+    /// merged. `peek_sender` works.
+    ///
+    /// Fails with `Unsupported` elsewhere than Linux (and with `--cfg
+    /// cellio_portable_datagrams`, which has no control messages).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use cellio_net::udp::{RecvBatch, UdpSocket, MAX_MERGED};
+    ///
+    /// # async fn bulk(socket: UdpSocket) -> std::io::Result<()> {
+    /// socket.set_receive_offload(true)?;
+    /// let mut batch = RecvBatch::new(8, MAX_MERGED); // 8 buffers of 64 KiB
+    /// loop {
+    ///     socket.recv_many(&mut batch).await?; // how many datagrams, not buffers
+    ///     for datagram in batch.iter() {
+    ///         let (bytes, from) = datagram?;
+    ///         // one datagram, as its sender sent it
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn set_receive_offload(&self, on: bool) -> io::Result<()> {
+        set_receive_offload_of(self.io.as_raw_fd(), on)?;
+        self.merged.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether receive offload is on (see
+    /// [`set_receive_offload`](Self::set_receive_offload)).
+    pub fn receive_offload(&self) -> bool {
+        self.merged.load(Ordering::Relaxed)
     }
 
     /// Turns this socket back into a `std` socket (still non-blocking),
@@ -304,6 +367,11 @@ impl sealed::Sealed for UdpSocket {
         &self.registration
     }
 
+    #[inline(always)]
+    fn receives_merged(&self) -> bool {
+        self.merged.load(Ordering::Relaxed)
+    }
+
     fn arm_writable(&self) -> io::Result<()> {
         let fd = self.io.as_raw_fd();
         self.registration
@@ -329,6 +397,44 @@ impl sealed::Sealed for UdpSocket {
     fn send_to_target(&self, buf: &[u8], target: &SocketAddr) -> io::Result<usize> {
         crate::sys::send_to(self.io.as_raw_fd(), buf, &SockAddr::from(*target))
     }
+}
+
+/// Whether `socket` has `UDP_GRO` on.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+fn receive_offload_of(socket: &std::net::UdpSocket) -> io::Result<bool> {
+    crate::sys::udp_gro(socket.as_raw_fd())
+}
+
+/// Never: no `UDP_GRO` here.
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+)))]
+fn receive_offload_of(_socket: &std::net::UdpSocket) -> io::Result<bool> {
+    Ok(false)
+}
+
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+fn set_receive_offload_of(fd: std::os::fd::RawFd, on: bool) -> io::Result<()> {
+    crate::sys::set_udp_gro(fd, on)
+}
+
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+)))]
+fn set_receive_offload_of(_fd: std::os::fd::RawFd, _on: bool) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "receive offload (UDP_GRO) is Linux's, and needs the recvmmsg path \
+         (not --cfg cellio_portable_datagrams)",
+    ))
 }
 
 #[cold]

@@ -10,15 +10,26 @@ use std::mem::size_of;
 use std::os::fd::RawFd;
 use std::ptr;
 
-use super::{Queued, Slot, MAX_BATCH};
+use super::{Queued, Slot, CONTROLS_CUT, MAX_BATCH};
 use crate::sys;
 
 /// A `RecvBatch`'s headers: one `mmsghdr` and `iovec` per slot (the
-/// kernel writes each sender into its slot).
+/// kernel writes each sender into its slot), and room for each slot's
+/// control messages, used when the socket's datagrams may come merged.
 pub(super) struct RecvCalls {
     headers: Box<[libc::mmsghdr]>,
     iovecs: Box<[libc::iovec]>,
+    controls: Box<[ControlSpace]>,
+    /// Whether the headers point at `controls` (else their control
+    /// pointers are null).
+    controls_set: bool,
 }
+
+/// A slot's room for control messages: `UDP_GRO`'s (24 bytes), and
+/// others the socket may have been asked for through libc (a timestamp,
+/// a destination address).
+#[repr(C, align(8))]
+struct ControlSpace([u8; 128]);
 
 // SAFETY: the raw pointers in `headers` and `iovecs` are scratch: written
 // before each `recvmmsg` from the `&mut` borrows `receive` holds, followed
@@ -38,18 +49,30 @@ impl RecvCalls {
                     iov_len: 0,
                 })
                 .collect(),
+            controls: (0..capacity).map(|_| ControlSpace([0; 128])).collect(),
+            controls_set: false,
         }
     }
 
     /// One `recvmmsg` into the slots of `data` (`size` bytes each, one per
-    /// entry of `slots`): how many datagrams it received.
+    /// entry of `slots`): how many slots it filled. `merged`: whether the
+    /// kernel may merge datagrams (then each slot's control messages are
+    /// read for the datagrams' length: `Slot::segment`).
     pub(super) fn receive(
         &mut self,
         fd: RawFd,
         data: &mut [u8],
         size: usize,
         slots: &mut [Slot],
+        merged: bool,
     ) -> io::Result<usize> {
+        if self.controls_set && !merged {
+            for header in self.headers.iter_mut() {
+                header.msg_hdr.msg_control = ptr::null_mut();
+                header.msg_hdr.msg_controllen = 0;
+            }
+            self.controls_set = false;
+        }
         // The iovecs first, then a pointer to them that nothing reborrows
         // before the call.
         let base = data.as_mut_ptr();
@@ -69,20 +92,74 @@ impl RecvCalls {
             msg.msg_iovlen = 1;
             msg.msg_flags = 0;
         }
+        if merged {
+            let controls = self.controls.as_mut_ptr();
+            for (index, header) in self.headers.iter_mut().enumerate() {
+                header.msg_hdr.msg_control = controls.wrapping_add(index).cast();
+                header.msg_hdr.msg_controllen = size_of::<ControlSpace>() as _;
+            }
+            self.controls_set = true;
+        }
         // Header `i` points at `iovecs[i]`, which points at bytes
         // `i * size..(i + 1) * size` of `data` (in bounds: `data` holds a
-        // slot per header), and at slot `i`'s sender storage, with its
-        // length; all are borrowed mutably for the whole call and not
-        // touched until it returns.
+        // slot per header), at slot `i`'s sender storage, with its length,
+        // and, if `merged`, at `controls[i]`, with its length (else its
+        // control pointer is null); all are borrowed mutably for the whole
+        // call and not touched until it returns.
         // SAFETY: so every pointer the kernel writes through is valid.
         let received = unsafe { sys::recv_many(fd, &mut self.headers) }?;
-        for (header, slot) in self.headers.iter().zip(slots.iter_mut()).take(received) {
+        let each = self
+            .headers
+            .iter()
+            .zip(slots.iter_mut())
+            .zip(self.controls.iter());
+        for ((header, slot), control) in each.take(received) {
             slot.len = (header.msg_len as usize).min(size);
             slot.truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             slot.from_len = header.msg_hdr.msg_namelen;
+            if merged {
+                slot.segment = if header.msg_hdr.msg_flags & libc::MSG_CTRUNC != 0 {
+                    CONTROLS_CUT
+                } else {
+                    // `size_t` on glibc, `socklen_t` on musl.
+                    let len: usize = header.msg_hdr.msg_controllen as _;
+                    merged_segment(control, len)
+                };
+            }
         }
         Ok(received)
     }
+}
+
+/// The datagrams' length in a merged buffer, from its `UDP_GRO` control
+/// message among the first `len` bytes of `control` (as the kernel wrote
+/// them); 0 if there is none (one datagram).
+fn merged_segment(control: &ControlSpace, len: usize) -> usize {
+    // A `msghdr` that only describes the control bytes, for libc's walk.
+    // SAFETY: all-zero is a valid `msghdr` (integers and null pointers).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = ptr::from_ref(control).cast_mut().cast();
+    msg.msg_controllen = len.min(size_of::<ControlSpace>()) as _;
+    // `CMSG_FIRSTHDR` and `CMSG_NXTHDR` return only headers that lie whole
+    // within `msg_controllen` bytes of `control` (null past them), so each
+    // one read below is inside `control`, aligned (the space is, and
+    // headers are `CMSG_ALIGN`ed), and written by the kernel.
+    // SAFETY: so every header and datum read is in bounds and initialised.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&msg);
+        while !header.is_null() {
+            let cmsg = &*header;
+            if cmsg.cmsg_level == libc::SOL_UDP
+                && cmsg.cmsg_type == libc::UDP_GRO
+                && cmsg.cmsg_len as usize >= libc::CMSG_LEN(size_of::<libc::c_int>() as _) as usize
+            {
+                let size = ptr::read_unaligned(libc::CMSG_DATA(header).cast::<libc::c_int>());
+                return usize::try_from(size).unwrap_or(0);
+            }
+            header = libc::CMSG_NXTHDR(&msg, header);
+        }
+    }
+    0
 }
 
 /// All-zero `mmsghdr`: no name, no buffers, no control data.

@@ -73,6 +73,10 @@ use one_by_one::{RecvCalls, SendCalls};
 /// passes (Linux's `UIO_MAXIOV`).
 pub const MAX_BATCH: usize = 1024;
 
+/// The longest buffer the kernel hands over with receive offload on
+/// (`UDP_GRO`): a merged run is at most one IP packet's worth.
+pub const MAX_MERGED: usize = 65_535;
+
 /// The most datagrams one segmented message carries (the kernel's
 /// `UDP_MAX_SEGMENTS`: 64 for years, 128 in recent kernels such as the
 /// 6.18 cellio is tested on; 64 suits both).
@@ -127,15 +131,30 @@ pub struct RecvBatch<S: DatagramSocket> {
     slots: Box<[Slot]>,
     /// How many slots the last receive filled.
     filled: usize,
+    /// How many datagrams they hold (more than `filled` if the kernel
+    /// merged some: receive offload).
+    datagrams: usize,
+    /// Whether the last receive may have merged datagrams: then the
+    /// slots' `segment` says how.
+    merged: bool,
     /// What the syscalls need beside the buffers (`mmsg`, `one_by_one`).
     calls: RecvCalls,
     _socket: PhantomData<fn() -> S>,
 }
 
-/// One received datagram's length, whether it was cut, and its sender.
+/// One received buffer's length, whether it was cut, its sender, and
+/// (receive offload) the length of the datagrams merged in it.
 pub(super) struct Slot {
     len: usize,
     truncated: bool,
+    /// Read only when the batch's last receive may have merged datagrams
+    /// (`RecvBatch::merged`), and then written for every slot filled: the
+    /// datagrams' length if the kernel merged several into this slot (its
+    /// `UDP_GRO` control message; the last may be shorter), 0 for one
+    /// datagram, [`CONTROLS_CUT`] if the kernel cut the slot's control
+    /// messages (more were asked for than fit), so its datagrams'
+    /// boundaries are unknown.
+    segment: usize,
     /// The sender, as the kernel wrote it (into this very storage, on
     /// Linux), in `from_len` bytes (0: an unnamed Unix sender).
     from: libc::sockaddr_storage,
@@ -163,6 +182,7 @@ impl<S: DatagramSocket> RecvBatch<S> {
             .map(|_| Slot {
                 len: 0,
                 truncated: false,
+                segment: 0,
                 // SAFETY: all-zero is a valid `sockaddr_storage` (integers).
                 from: unsafe { std::mem::zeroed() },
                 from_len: 0,
@@ -173,12 +193,15 @@ impl<S: DatagramSocket> RecvBatch<S> {
             datagram_size,
             slots,
             filled: 0,
+            datagrams: 0,
+            merged: false,
             calls: RecvCalls::new(capacity),
             _socket: PhantomData,
         }
     }
 
-    /// How many datagrams one receive can take.
+    /// How many buffers (slots) one receive can fill: as many datagrams,
+    /// or more with receive offload, where a slot may hold several.
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }
@@ -190,50 +213,202 @@ impl<S: DatagramSocket> RecvBatch<S> {
 
     /// How many datagrams the last receive took.
     pub fn len(&self) -> usize {
-        self.filled
+        self.datagrams
     }
 
     /// `true` before the first receive, and after [`clear`](Self::clear).
     pub fn is_empty(&self) -> bool {
-        self.filled == 0
+        self.datagrams == 0
     }
 
     /// Forgets the datagrams received (the buffers stay).
     pub fn clear(&mut self) {
         self.filled = 0;
+        self.datagrams = 0;
+        self.merged = false;
     }
 
     /// The `index`th datagram received: its bytes and sender, or the error
     /// that says it was longer than [`datagram_size`](Self::datagram_size)
-    /// (its tail discarded). `None` past [`len`](Self::len).
+    /// (its tail discarded). `None` past [`len`](Self::len). With merged
+    /// datagrams (receive offload) this walks the slots: use
+    /// [`iter`](Self::iter) to visit them all.
     pub fn get(&self, index: usize) -> Option<io::Result<(&[u8], S::Addr)>> {
+        if self.merged {
+            return self.iter().nth(index);
+        }
         let slot = self.slots[..self.filled].get(index)?;
+        Some(self.whole(index, slot))
+    }
+
+    /// Slot `index` (`slot`) as one datagram.
+    #[inline(always)]
+    fn whole(&self, index: usize, slot: &Slot) -> io::Result<(&[u8], S::Addr)> {
         if slot.truncated {
-            return Some(Err(truncated::<S>(self.datagram_size)));
+            return Err(truncated::<S>(self.datagram_size));
         }
         let start = index * self.datagram_size;
         let bytes = &self.data[start..start + slot.len];
-        Some(S::sender_in(&slot.from, slot.from_len).map(|from| (bytes, from)))
+        S::sender_in(&slot.from, slot.from_len).map(|from| (bytes, from))
     }
 
     /// The datagrams received, in order, each as [`get`](Self::get) gives
-    /// it.
+    /// it (a slot of merged datagrams gives each of them).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = io::Result<(&[u8], S::Addr)>> + '_ {
-        (0..self.filled).map(|index| self.get(index).expect("index below len"))
+        if self.merged {
+            Datagrams::Merged(Merged {
+                batch: self,
+                slot: 0,
+                offset: 0,
+                remaining: self.datagrams,
+            })
+        } else {
+            Datagrams::Whole(self, 0..self.filled)
+        }
     }
 
-    /// Receives up to `capacity` datagrams now: their count, at least one,
-    /// or `WouldBlock`.
+    /// Receives up to `capacity` slots now: how many datagrams, at least
+    /// one, or `WouldBlock` (or, on a socket whose datagrams may come
+    /// merged, `InvalidInput` for slots too small to hold them).
     fn receive(&mut self, socket: &S) -> io::Result<usize> {
+        let merged = socket.receives_merged();
+        if merged && self.datagram_size < MAX_MERGED {
+            self.clear();
+            return Err(slots_too_small(self.datagram_size));
+        }
         let got = self.calls.receive(
             socket.as_raw_fd(),
             &mut self.data,
             self.datagram_size,
             &mut self.slots,
+            merged,
         );
-        self.filled = got.as_ref().map_or(0, |&n| n);
-        got
+        let Ok(filled) = got else {
+            self.clear();
+            return got;
+        };
+        self.filled = filled;
+        self.datagrams = filled;
+        self.merged = merged;
+        if merged {
+            self.count_merged();
+        }
+        Ok(self.datagrams)
     }
+
+    /// Counts the datagrams of slots the kernel may have merged; a slot
+    /// that holds one datagram, or whose tail was cut (an error for it
+    /// alone), is set to `segment` 0.
+    fn count_merged(&mut self) {
+        for slot in &mut self.slots[..self.filled] {
+            if slot.truncated || (slot.segment != CONTROLS_CUT && slot.len <= slot.segment) {
+                slot.segment = 0;
+            }
+            if slot.segment != 0 && slot.segment != CONTROLS_CUT {
+                self.datagrams += slot.len.div_ceil(slot.segment) - 1;
+            }
+        }
+    }
+}
+
+/// `Slot::segment` for a slot whose control messages the kernel cut.
+pub(super) const CONTROLS_CUT: usize = usize::MAX;
+
+/// The iterator of [`RecvBatch::iter`]: a datagram per slot, or, where
+/// the kernel may have merged some, [`Merged`].
+enum Datagrams<'a, S: DatagramSocket> {
+    Whole(&'a RecvBatch<S>, std::ops::Range<usize>),
+    Merged(Merged<'a, S>),
+}
+
+impl<'a, S: DatagramSocket> Iterator for Datagrams<'a, S> {
+    type Item = io::Result<(&'a [u8], S::Addr)>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Datagrams::Whole(batch, slots) => {
+                let index = slots.next()?;
+                Some(batch.whole(index, &batch.slots[index]))
+            }
+            Datagrams::Merged(merged) => merged.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = match self {
+            Datagrams::Whole(_, slots) => slots.len(),
+            Datagrams::Merged(merged) => merged.remaining,
+        };
+        (left, Some(left))
+    }
+}
+
+impl<S: DatagramSocket> ExactSizeIterator for Datagrams<'_, S> {}
+
+/// The datagrams of slots the kernel may have merged: slot by slot, and
+/// within a merged slot, datagram by datagram.
+struct Merged<'a, S: DatagramSocket> {
+    batch: &'a RecvBatch<S>,
+    /// The slot the next datagram is in.
+    slot: usize,
+    /// Where in that slot it starts.
+    offset: usize,
+    remaining: usize,
+}
+
+impl<'a, S: DatagramSocket> Merged<'a, S> {
+    fn next(&mut self) -> Option<io::Result<(&'a [u8], S::Addr)>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let batch = self.batch;
+        let index = self.slot;
+        let slot = &batch.slots[index];
+        if slot.segment == 0 {
+            self.slot += 1;
+            return Some(batch.whole(index, slot));
+        }
+        if slot.segment == CONTROLS_CUT {
+            self.slot += 1;
+            return Some(Err(controls_cut()));
+        }
+        let from = self.offset;
+        let to = slot.len.min(from + slot.segment);
+        if to == slot.len {
+            self.slot += 1;
+            self.offset = 0;
+        } else {
+            self.offset = to;
+        }
+        let start = index * batch.datagram_size;
+        let bytes = &batch.data[start + from..start + to];
+        Some(S::sender_in(&slot.from, slot.from_len).map(|sender| (bytes, sender)))
+    }
+}
+
+/// A batch too small for a socket whose datagrams may come merged.
+#[cold]
+fn slots_too_small(size: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "receive offload (UDP_GRO) is on, and the kernel may merge datagrams into one buffer \
+             of up to {MAX_MERGED} bytes: a RecvBatch of {size}-byte slots could lose them \
+             (use RecvBatch::new(n, cellio_net::udp::MAX_MERGED))"
+        ),
+    )
+}
+
+/// A slot whose control messages the kernel cut.
+#[cold]
+fn controls_cut() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "the kernel cut this buffer's control messages (the socket asks for more than a slot's \
+         128 bytes hold), so where its merged datagrams begin is unknown",
+    )
 }
 
 impl<S: DatagramSocket> fmt::Debug for RecvBatch<S> {

@@ -28,6 +28,7 @@ impl RecvCalls {
         data: &mut [u8],
         size: usize,
         slots: &mut [Slot],
+        _merged: bool,
     ) -> io::Result<usize> {
         for (index, slot) in slots.iter_mut().enumerate() {
             let buf = &mut data[index * size..(index + 1) * size];

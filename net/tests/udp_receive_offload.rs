@@ -1,0 +1,236 @@
+//! Receive offload (`UDP_GRO`, `UdpSocket::set_receive_offload`): the
+//! kernel hands several datagrams of one sender over as one buffer, and a
+//! `RecvBatch` splits it back into those datagrams, each whole, in order,
+//! with its sender; single receives on such a socket are refused before
+//! they take anything, and so are batches whose slots are too small;
+//! `from_std` notices a socket that already has it on. Without the
+//! recvmmsg path (`--cfg cellio_portable_datagrams`), turning it on is an
+//! `Unsupported` error.
+
+mod util;
+
+use cellio_net::udp::UdpSocket;
+use util::run;
+
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+mod merged {
+    use std::io::ErrorKind;
+    use std::net::UdpSocket as StdUdpSocket;
+    use std::os::fd::AsRawFd;
+
+    use crate::util::run;
+    use cellio_net::udp::{self, UdpSocket, MAX_MERGED};
+
+    /// Datagram `i` of `len` bytes: its number, then bytes that depend on it.
+    fn datagram(i: u32, len: usize) -> Vec<u8> {
+        let mut bytes = i.to_le_bytes().to_vec();
+        bytes.extend((0..len.saturating_sub(4)).map(|k| (k as u32 * 29 + i) as u8));
+        bytes.truncate(len);
+        bytes
+    }
+
+    /// `count` datagrams from number `first` on, of `size` bytes but the last
+    /// (`last` bytes): the datagrams, and their bytes end to end.
+    fn run_of(first: u32, count: u32, size: usize, last: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let datagrams: Vec<Vec<u8>> = (first..first + count)
+            .map(|i| datagram(i, if i + 1 == first + count { last } else { size }))
+            .collect();
+        let bytes = datagrams.concat();
+        (datagrams, bytes)
+    }
+
+    /// A receiver with receive offload on.
+    fn merging_receiver() -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_recv_buffer_size(4 << 20).unwrap();
+        socket.set_receive_offload(true).unwrap();
+        assert!(socket.receive_offload());
+        socket
+    }
+
+    #[test]
+    fn a_merged_buffer_comes_out_as_its_datagrams() {
+        run(|| async {
+            let receiver = merging_receiver();
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let (to, from) = (receiver.local_addr().unwrap(), sender.local_addr().unwrap());
+            let (first, bytes) = run_of(0, 10, 1200, 500);
+            let mut out = udp::SendBatch::new();
+            out.push_segmented(&bytes, 1200, to).unwrap();
+            out.push(&datagram(10, 300), to).unwrap();
+            let (last, bytes) = run_of(11, 5, 100, 100);
+            out.push_segmented(&bytes, 100, to).unwrap();
+            assert_eq!(sender.send_many(&mut out).await.unwrap(), 16);
+
+            // One slot: a receive takes one buffer, however many datagrams.
+            let mut batch = udp::RecvBatch::new(1, MAX_MERGED);
+            assert_eq!(receiver.recv_many(&mut batch).await.unwrap(), 10, "merged");
+            for (got, want) in batch.iter().zip(&first) {
+                assert_eq!(got.unwrap(), (&want[..], from));
+            }
+            assert_eq!(receiver.recv_many(&mut batch).await.unwrap(), 1);
+            assert_eq!(
+                batch.get(0).unwrap().unwrap(),
+                (&datagram(10, 300)[..], from)
+            );
+            assert_eq!(receiver.recv_many(&mut batch).await.unwrap(), 5);
+            let got: Vec<Vec<u8>> = batch.iter().map(|d| d.unwrap().0.to_vec()).collect();
+            assert_eq!(got, last);
+        });
+    }
+
+    #[test]
+    fn datagrams_of_two_senders_come_apart_in_each_senders_order() {
+        run(|| async {
+            let receiver = merging_receiver();
+            let to = receiver.local_addr().unwrap();
+            let (a, b) = (
+                UdpSocket::bind("127.0.0.1:0").unwrap(),
+                UdpSocket::bind("127.0.0.1:0").unwrap(),
+            );
+            let mut from_a = Vec::new();
+            let mut from_b = Vec::new();
+            let mut next = 0;
+            for round in 0..12u32 {
+                let (sender, list) = if round % 2 == 0 {
+                    (&a, &mut from_a)
+                } else {
+                    (&b, &mut from_b)
+                };
+                let size = [1200, 64, 8000][round as usize % 3];
+                let count = 1 + round * 5 % 70;
+                let (datagrams, bytes) = run_of(next, count, size, size / 3 + 1);
+                next += count;
+                let mut out = udp::SendBatch::new();
+                out.push_segmented(&bytes, size, to).unwrap();
+                sender.send_many(&mut out).await.unwrap();
+                let addr = sender.local_addr().unwrap();
+                list.extend(datagrams.into_iter().map(|d| (d, addr)));
+            }
+            // Everything is queued: one sender's datagrams stay in its order.
+            let mut batch = udp::RecvBatch::new(8, MAX_MERGED);
+            let mut got = Vec::new();
+            while got.len() < from_a.len() + from_b.len() {
+                let n = receiver.recv_many(&mut batch).await.unwrap();
+                assert_eq!((n, batch.iter().len()), (batch.len(), n));
+                for (k, d) in batch.iter().enumerate() {
+                    let (bytes, from) = d.unwrap();
+                    assert_eq!(batch.get(k).unwrap().unwrap(), (bytes, from), "get({k})");
+                    got.push((bytes.to_vec(), from));
+                }
+                assert!(batch.get(n).is_none());
+            }
+            let a_addr = a.local_addr().unwrap();
+            let (got_a, got_b): (Vec<_>, Vec<_>) = got.into_iter().partition(|d| d.1 == a_addr);
+            assert_eq!(got_a, from_a);
+            assert_eq!(got_b, from_b);
+        });
+    }
+
+    #[test]
+    fn single_receives_are_refused_and_take_nothing() {
+        run(|| async {
+            let receiver = merging_receiver();
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = receiver.local_addr().unwrap();
+            sender.send_to(b"still here", to).await.unwrap();
+            let mut buf = [0u8; 2048];
+            let refused = [
+                receiver.recv_from(&mut buf).await.map(|_| ()),
+                receiver.try_recv_from(&mut buf).map(|_| ()),
+                receiver.peek_from(&mut buf).await.map(|_| ()),
+                receiver.try_recv(&mut buf).map(|_| ()),
+            ];
+            for error in refused {
+                let error = error.unwrap_err();
+                assert_eq!(error.kind(), ErrorKind::InvalidInput);
+                assert!(error.to_string().contains("recv_many"), "{error}");
+            }
+            assert_eq!(
+                receiver.peek_sender().await.unwrap(),
+                sender.local_addr().unwrap()
+            );
+            // A batch of slots too small for a merged buffer: refused too.
+            let mut small = udp::RecvBatch::new(4, 2048);
+            let error = receiver.recv_many(&mut small).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidInput);
+            assert!(error.to_string().contains("MAX_MERGED"), "{error}");
+            assert!(small.is_empty());
+            // The datagram is still there, for a batch that can hold it, and
+            // for a single receive once offload is off.
+            let mut batch = udp::RecvBatch::new(4, MAX_MERGED);
+            assert_eq!(receiver.try_recv_many(&mut batch).unwrap(), 1);
+            assert_eq!(batch.get(0).unwrap().unwrap().0, b"still here");
+            receiver.set_receive_offload(false).unwrap();
+            assert!(!receiver.receive_offload());
+            sender.send_to(b"again", to).await.unwrap();
+            let (n, _) = receiver.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"again");
+            let error = receiver.try_recv_many(&mut small).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                ErrorKind::WouldBlock,
+                "small slots serve again"
+            );
+        });
+    }
+
+    #[test]
+    fn from_std_notices_receive_offload_already_on() {
+        run(|| async {
+            let std = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+            let on: libc::c_int = 1;
+            // SAFETY: `on` is an int, valid for reads of the length passed.
+            let answer = unsafe {
+                libc::setsockopt(
+                    std.as_raw_fd(),
+                    libc::SOL_UDP,
+                    libc::UDP_GRO,
+                    std::ptr::from_ref(&on).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(answer, 0);
+            let socket = UdpSocket::from_std(std).unwrap();
+            assert!(socket.receive_offload());
+            let error = socket.try_recv_from(&mut [0u8; 64]).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidInput);
+            let plain = UdpSocket::from_std(StdUdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+            assert!(!plain.receive_offload());
+        });
+    }
+}
+
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+)))]
+#[test]
+fn without_recvmmsg_receive_offload_is_unsupported() {
+    use std::io::ErrorKind;
+    run(|| async {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let error = socket.set_receive_offload(true).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unsupported);
+        assert!(!socket.receive_offload());
+    });
+}
+
+#[test]
+fn off_by_default() {
+    run(|| async {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(!socket.receive_offload());
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender
+            .send_to(b"plain", socket.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = socket.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"plain");
+    });
+}
