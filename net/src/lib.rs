@@ -43,6 +43,7 @@ mod bind;
 pub mod datagram;
 mod held;
 mod op;
+mod raw_addr;
 mod registered;
 pub mod signal;
 mod stats;

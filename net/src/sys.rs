@@ -30,6 +30,8 @@ use std::os::fd::{AsFd, RawFd};
 
 use socket2::SockAddr;
 
+use crate::raw_addr::RawSockAddr;
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -185,7 +187,7 @@ fn recv_datagram_from_with(
 
 /// `sendto(fd, buf, flags, to)`: one datagram.
 #[inline]
-pub(crate) fn send_to(fd: RawFd, buf: &[u8], to: &SockAddr) -> io::Result<usize> {
+pub(crate) fn send_to(fd: RawFd, buf: &[u8], to: &impl RawSockAddr) -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes and `to` for
     // `to.len()` bytes for the whole call.

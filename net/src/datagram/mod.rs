@@ -167,6 +167,8 @@ pub(crate) mod sealed {
         type Addr: Debug;
         /// A destination, as a `send_to` future keeps it.
         type Target: Debug + Unpin;
+        /// A destination, as a `SendBatch` keeps it for each datagram.
+        type BatchTarget: crate::raw_addr::RawSockAddr + Clone;
         /// What buffer never truncates, for the error that says a datagram
         /// did not fit.
         const FITS_ANY: &'static str;
@@ -203,7 +205,7 @@ pub(crate) mod sealed {
 
         /// Where a batched datagram to `to` goes; an error if nothing can
         /// be sent there.
-        fn batch_target(to: &Self::Addr) -> std_io::Result<SockAddr>;
+        fn batch_target(to: &Self::Addr) -> std_io::Result<Self::BatchTarget>;
 
         /// One datagram to `target` (`sendto(2)`).
         fn send_to_target(&self, buf: &[u8], target: &Self::Target) -> std_io::Result<usize>;

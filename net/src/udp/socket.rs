@@ -11,6 +11,7 @@ use socket2::{Protocol, SockAddr, Type};
 
 use crate::bind::{bound_socket, each_address};
 use crate::datagram::{self as ops, sealed, DatagramSocket};
+use crate::raw_addr::IpSockAddr;
 use crate::stats::OpStats;
 use crate::udp::{Recv, RecvFrom, Send, SendTo};
 
@@ -358,6 +359,7 @@ impl DatagramSocket for UdpSocket {}
 impl sealed::Sealed for UdpSocket {
     type Addr = SocketAddr;
     type Target = SocketAddr;
+    type BatchTarget = IpSockAddr;
     const SEGMENTS: bool = true;
     const FITS_ANY: &'static str = "a buffer of cellio_net::udp::MAX_DATAGRAM bytes holds any \
                                     datagram";
@@ -389,13 +391,14 @@ impl sealed::Sealed for UdpSocket {
         crate::sys::ip_addr_of(storage, len).ok_or_else(not_ip)
     }
 
-    fn batch_target(to: &SocketAddr) -> io::Result<SockAddr> {
-        Ok(SockAddr::from(*to))
+    #[inline(always)]
+    fn batch_target(to: &SocketAddr) -> io::Result<IpSockAddr> {
+        Ok(IpSockAddr::new(to))
     }
 
     #[inline(always)]
     fn send_to_target(&self, buf: &[u8], target: &SocketAddr) -> io::Result<usize> {
-        crate::sys::send_to(self.io.as_raw_fd(), buf, &SockAddr::from(*target))
+        crate::sys::send_to(self.io.as_raw_fd(), buf, &IpSockAddr::new(target))
     }
 }
 

@@ -307,6 +307,7 @@ impl sealed::Sealed for UnixDatagram {
     type Addr = SocketAddr;
     /// `None`: the destination given could not be a socket address.
     type Target = Option<SockAddr>;
+    type BatchTarget = SockAddr;
     const FITS_ANY: &'static str =
         "a buffer as large as the sender's SO_SNDBUF holds any datagram it can send";
 

@@ -11,6 +11,7 @@ use std::os::fd::RawFd;
 use std::ptr;
 
 use super::{Queued, Slot, CONTROLS_CUT, MAX_BATCH};
+use crate::raw_addr::RawSockAddr;
 use crate::sys;
 
 /// A `RecvBatch`'s headers: one `mmsghdr` and `iovec` per slot (the
@@ -270,11 +271,11 @@ impl SendCalls {
     /// (whose bytes are in `bytes`), a message each: how many the kernel
     /// took. `segmented`: whether some entry is (without one, the plain
     /// path serves, which never looks for control messages).
-    pub(super) fn send(
+    pub(super) fn send<T: RawSockAddr>(
         &mut self,
         fd: RawFd,
         bytes: &[u8],
-        pending: &[Queued],
+        pending: &[Queued<T>],
         segmented: bool,
     ) -> io::Result<usize> {
         let pending = &pending[..pending.len().min(MAX_BATCH)];

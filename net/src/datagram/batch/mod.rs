@@ -41,8 +41,6 @@ use std::io;
 use std::marker::PhantomData;
 use std::task::{Poll, Waker};
 
-use socket2::SockAddr;
-
 use crate::datagram::ops::{after_send, not_connected_if_no_peer, truncated};
 use crate::datagram::DatagramSocket;
 use crate::op::{fast_path, future_and_drop, OpState, Side};
@@ -431,7 +429,7 @@ impl<S: DatagramSocket> fmt::Debug for RecvBatch<S> {
 pub struct SendBatch<S: DatagramSocket> {
     /// The queued datagrams' bytes, end to end.
     bytes: Vec<u8>,
-    queued: Vec<Queued>,
+    queued: Vec<Queued<S::BatchTarget>>,
     /// The first entry not yet sent.
     next: usize,
     /// Datagrams in the entries not yet sent.
@@ -445,14 +443,14 @@ pub struct SendBatch<S: DatagramSocket> {
 /// A queued entry: where its bytes are, where it goes (`None`: the
 /// connected peer), and its datagrams' length if it is a segmented run
 /// (0: one datagram of `len` bytes).
-pub(super) struct Queued {
+pub(super) struct Queued<T> {
     start: usize,
     len: usize,
-    to: Option<SockAddr>,
+    to: Option<T>,
     segment: usize,
 }
 
-impl Queued {
+impl<T> Queued<T> {
     /// How many datagrams the entry is.
     fn datagrams(&self) -> usize {
         if self.segment == 0 {
@@ -557,7 +555,7 @@ impl<S: DatagramSocket> SendBatch<S> {
         &mut self,
         data: &[u8],
         size: usize,
-        to: Option<SockAddr>,
+        to: Option<S::BatchTarget>,
     ) -> io::Result<()> {
         if size == 0 {
             return Err(io::Error::new(
@@ -581,7 +579,7 @@ impl<S: DatagramSocket> SendBatch<S> {
         Ok(())
     }
 
-    fn queue(&mut self, data: &[u8], to: Option<SockAddr>, segment: usize) {
+    fn queue(&mut self, data: &[u8], to: Option<S::BatchTarget>, segment: usize) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(data);
         self.queued.push(Queued {
@@ -603,7 +601,7 @@ impl<S: DatagramSocket> SendBatch<S> {
     /// long as the entries left), once per batch.
     #[cold]
     fn unsegment(&mut self) {
-        let pending: Vec<Queued> = self.queued.drain(self.next..).collect();
+        let pending: Vec<Queued<S::BatchTarget>> = self.queued.drain(self.next..).collect();
         for queued in pending {
             if queued.segment == 0 {
                 self.queued.push(queued);

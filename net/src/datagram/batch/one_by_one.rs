@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 use super::{Queued, Slot};
+use crate::raw_addr::RawSockAddr;
 use crate::sys;
 
 /// Nothing to keep beside the buffers.
@@ -70,11 +71,11 @@ impl SendCalls {
 
     /// One send per datagram of `pending` (bytes in `bytes`), until the
     /// kernel refuses one: how many it took.
-    pub(super) fn send(
+    pub(super) fn send<T: RawSockAddr>(
         &mut self,
         fd: RawFd,
         bytes: &[u8],
-        pending: &[Queued],
+        pending: &[Queued<T>],
         _segmented: bool,
     ) -> io::Result<usize> {
         for (index, queued) in pending.iter().enumerate() {
