@@ -3,7 +3,9 @@
 //! and the parked path (`recv_from` waits for the reactor) — makes exactly
 //! zero heap allocations in the whole process: with the server on the
 //! socket's futures, then on a `UdpIo`, then on batches (`recv_many` into
-//! a `RecvBatch`, replies through a `SendBatch` and `send_many`).
+//! a `RecvBatch`, replies through a `SendBatch` and `send_many`). Then a
+//! bulk flow with both offloads (runs from `push_segmented` to a socket
+//! with receive offload, split by its batch) allocates nothing either.
 //!
 //! A counting `#[global_allocator]` sees every allocation of every thread;
 //! this file holds a single test so that nothing else runs in the process
@@ -12,7 +14,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use cellio::net::udp::{RecvBatch, SendBatch, UdpIo, UdpSocket};
+use cellio::net::udp::{RecvBatch, SendBatch, UdpIo, UdpSocket, MAX_MERGED};
 use cellio::{spawn_local, OpStats, Runtime};
 
 #[path = "util/counting_alloc.rs"]
@@ -136,6 +138,35 @@ async fn assert_allocates_nothing(
     assert!(!expect_sync || sync > 0, "{kind}: synchronous path: {sync}");
 }
 
+/// `rounds` of 64 datagrams of 1 200 bytes from `sender` to `receiver`,
+/// in runs (`push_segmented`), taken in `batch` and checked.
+async fn bulk(
+    sender: &UdpSocket,
+    receiver: &UdpSocket,
+    out: &mut SendBatch,
+    batch: &mut RecvBatch,
+    payload: &[u8],
+    rounds: usize,
+) -> usize {
+    let to = receiver.local_addr().unwrap();
+    let mut merged_receives = 0;
+    for _ in 0..rounds {
+        out.push_segmented(payload, 1200, to).unwrap();
+        assert_eq!(sender.send_many(out).await.unwrap(), 64);
+        let mut got = 0;
+        while got < 64 {
+            let n = receiver.recv_many(batch).await.unwrap();
+            merged_receives += usize::from(n > batch.capacity());
+            for datagram in batch.iter() {
+                let (bytes, _) = datagram.unwrap();
+                assert_eq!(bytes, &payload[got * 1200..(got + 1) * 1200]);
+                got += 1;
+            }
+        }
+    }
+    merged_receives
+}
+
 #[test]
 fn udp_echo_steady_state_allocates_nothing() {
     assert_counter_works();
@@ -181,5 +212,28 @@ fn udp_echo_steady_state_allocates_nothing() {
         assert_allocates_nothing("UdpIo", &clients, || stats.get(), receives, true).await;
         clients[0].send(&[]).await.unwrap();
         task.await.unwrap().unwrap();
+
+        // Bulk, with segment and receive offload (Linux's recvmmsg path).
+        if cfg!(all(target_os = "linux", not(cellio_portable_datagrams))) {
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+            receiver.set_recv_buffer_size(1 << 20).unwrap();
+            receiver.set_receive_offload(true).unwrap();
+            let mut out = SendBatch::new();
+            let mut batch = RecvBatch::new(2, MAX_MERGED);
+            let payload: Vec<u8> = (0..64 * 1200).map(|i| (i % 251) as u8).collect();
+            bulk(&sender, &receiver, &mut out, &mut batch, &payload, 5).await; // warm-up
+            start_counting();
+            let merged = bulk(&sender, &receiver, &mut out, &mut batch, &payload, 200).await;
+            let allocations = stop_counting();
+            eprintln!("offload: 12 800 datagrams, {merged} receives took more than a slot each");
+            assert_eq!(
+                allocations,
+                0,
+                "offload: heap allocations (sizes {:?})",
+                recorded_sizes()
+            );
+            assert!(merged > 0, "the kernel merged datagrams");
+        }
     });
 }

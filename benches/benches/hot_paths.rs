@@ -30,11 +30,13 @@
 //!   sends 1 000 numbers through a channel of 16 to the `block_on` task, on
 //!   one thread: cellio's `local_channel` against tokio's `mpsc` on
 //!   `current_thread`.
-//! * `udp_bulk/64x1200/{segmented,unsegmented,send_to}` — 64 datagrams of
-//!   1 200 bytes to one peer, which the same task then takes with
-//!   `recv_many`: `push_segmented` and one `send_many` (one message, which
-//!   the kernel segments: `UDP_SEGMENT`), the same with segment offload
-//!   off (64 messages in one `sendmmsg`), and 64 `send_to`s.
+//! * `udp_bulk/64x1200/{segmented,segmented_merged,unsegmented,send_to}` —
+//!   64 datagrams of 1 200 bytes to one peer, which the same task then
+//!   takes with `recv_many`: `push_segmented` and one `send_many` (two
+//!   messages of 54 and 10, which the kernel segments: `UDP_SEGMENT`); the
+//!   same to a receiver with receive offload on (`UDP_GRO`: it takes each
+//!   message as one buffer and the batch splits it); segment offload off
+//!   (64 messages in one `sendmmsg`); and 64 `send_to`s.
 //!
 //! ```text
 //! cargo bench -p cellio-benches --bench hot_paths
@@ -415,6 +417,27 @@ fn udp_bulk(c: &mut Criterion) {
             segment && cfg!(target_os = "linux")
         );
     }
+    // The receiving side merged too: `UDP_GRO` on a second receiver,
+    // which takes each segmented message as one buffer.
+    let (merging, mut merged) = rt.block_on(async {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_recv_buffer_size(1 << 20).unwrap();
+        socket.set_receive_offload(true).unwrap();
+        (socket, RecvBatch::new(4, cellio::net::udp::MAX_MERGED))
+    });
+    let to_merging = merging.local_addr().unwrap();
+    let mut batch = SendBatch::new();
+    c.bench_function("udp_bulk/64x1200/segmented_merged", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                batch
+                    .push_segmented(&payload, BULK_LEN, to_merging)
+                    .unwrap();
+                sender.send_many(&mut batch).await.unwrap();
+                drain(&merging, &mut merged).await;
+            })
+        })
+    });
     c.bench_function("udp_bulk/64x1200/send_to", |b| {
         b.iter(|| {
             rt.block_on(async {
