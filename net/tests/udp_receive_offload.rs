@@ -179,6 +179,27 @@ mod merged {
     }
 
     #[test]
+    fn a_udp_io_splits_merged_buffers_and_refuses_single_receives() {
+        run(|| async {
+            let receiver = merging_receiver();
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let (to, from) = (receiver.local_addr().unwrap(), sender.local_addr().unwrap());
+            let mut io = udp::UdpIo::new(receiver);
+            let (datagrams, bytes) = run_of(0, 20, 500, 20);
+            let mut out = udp::SendBatch::new();
+            out.push_segmented(&bytes, 500, to).unwrap();
+            sender.send_many(&mut out).await.unwrap();
+            let error = io.recv_from(&mut [0u8; 2048]).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidInput);
+            let mut batch = udp::RecvBatch::new(1, MAX_MERGED);
+            assert_eq!(io.recv_many(&mut batch).await.unwrap(), 20);
+            for (got, want) in batch.iter().zip(&datagrams) {
+                assert_eq!(got.unwrap(), (&want[..], from));
+            }
+        });
+    }
+
+    #[test]
     fn from_std_notices_receive_offload_already_on() {
         run(|| async {
             let std = StdUdpSocket::bind("127.0.0.1:0").unwrap();
