@@ -218,7 +218,7 @@ fn udp_echo_steady_state_allocates_nothing() {
             let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
             let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
             receiver.set_recv_buffer_size(1 << 20).unwrap();
-            receiver.set_receive_offload(true).unwrap();
+            receiver.enable_receive_offload().unwrap();
             let mut out = SendBatch::new();
             let mut batch = RecvBatch::new(2, MAX_MERGED);
             let payload: Vec<u8> = (0..64 * 1200).map(|i| (i % 251) as u8).collect();

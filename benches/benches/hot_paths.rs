@@ -422,7 +422,7 @@ fn udp_bulk(c: &mut Criterion) {
     let (merging, mut merged) = rt.block_on(async {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_recv_buffer_size(1 << 20).unwrap();
-        socket.set_receive_offload(true).unwrap();
+        socket.enable_receive_offload().unwrap();
         (socket, RecvBatch::new(4, cellio::net::udp::MAX_MERGED))
     });
     let to_merging = merging.local_addr().unwrap();

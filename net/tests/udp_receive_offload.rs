@@ -1,9 +1,11 @@
-//! Receive offload (`UDP_GRO`, `UdpSocket::set_receive_offload`): the
+//! Receive offload (`UDP_GRO`, `UdpSocket::enable_receive_offload`): the
 //! kernel hands several datagrams of one sender over as one buffer, and a
 //! `RecvBatch` splits it back into those datagrams, each whole, in order,
 //! with its sender; single receives on such a socket are refused before
 //! they take anything, and so are batches whose slots are too small;
-//! `from_std` notices a socket that already has it on. Without the
+//! `from_std` notices a socket that already has it on. (It cannot be
+//! turned off: the kernel gives a merged buffer's datagram length only
+//! while it is on. A test here shows why.) Without the
 //! recvmmsg path (`--cfg cellio_portable_datagrams`), turning it on is an
 //! `Unsupported` error.
 
@@ -46,7 +48,7 @@ mod merged {
     fn merging_receiver() -> UdpSocket {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_recv_buffer_size(4 << 20).unwrap();
-        socket.set_receive_offload(true).unwrap();
+        socket.enable_receive_offload().unwrap();
         assert!(socket.receive_offload());
         socket
     }
@@ -164,17 +166,6 @@ mod merged {
             let mut batch = udp::RecvBatch::new(4, MAX_MERGED);
             assert_eq!(receiver.try_recv_many(&mut batch).unwrap(), 1);
             assert_eq!(batch.get(0).unwrap().unwrap().0, b"still here");
-            receiver.set_receive_offload(false).unwrap();
-            assert!(!receiver.receive_offload());
-            sender.send_to(b"again", to).await.unwrap();
-            let (n, _) = receiver.recv_from(&mut buf).await.unwrap();
-            assert_eq!(&buf[..n], b"again");
-            let error = receiver.try_recv_many(&mut small).unwrap_err();
-            assert_eq!(
-                error.kind(),
-                ErrorKind::WouldBlock,
-                "small slots serve again"
-            );
         });
     }
 
@@ -197,6 +188,66 @@ mod merged {
                 assert_eq!(got.unwrap(), (&want[..], from));
             }
         });
+    }
+
+    /// Why there is no turning it off: with `UDP_GRO` turned off, a
+    /// buffer merged before comes whole and without its datagrams'
+    /// length (std's socket, through libc, since cellio offers no off).
+    #[test]
+    fn the_kernel_drops_the_length_of_buffers_merged_before_the_option_went_off() {
+        let receiver = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        set_gro(&receiver, 1);
+        let sender = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        // Two datagrams of 1 000 bytes as one segmented message.
+        let payload = [7u8; 2000];
+        let segment: u16 = 1000;
+        let mut control = [0u8; 64];
+        let to = socket2::SockAddr::from(receiver.local_addr().unwrap());
+        // SAFETY: `msg` points at `payload`, `control` and `to`, all alive
+        // and of the lengths given, for the whole call; the control
+        // message is written inside `control` before it.
+        let sent = unsafe {
+            let mut iov = libc::iovec {
+                iov_base: payload.as_ptr().cast_mut().cast(),
+                iov_len: payload.len(),
+            };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = to.as_ptr().cast_mut().cast();
+            msg.msg_namelen = to.len();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(2) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+            libc::sendmsg(sender.as_raw_fd(), &msg, 0)
+        };
+        assert_eq!(sent, 2000);
+        set_gro(&receiver, 0);
+        let mut buf = [0u8; 65_536];
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(
+            n, 2000,
+            "both datagrams in one buffer, with nothing to split them by"
+        );
+    }
+
+    /// `setsockopt(UDP_GRO, on)` on a std socket.
+    fn set_gro(socket: &StdUdpSocket, on: libc::c_int) {
+        // SAFETY: `on` is an int, valid for reads of the length passed.
+        let answer = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_UDP,
+                libc::UDP_GRO,
+                std::ptr::from_ref(&on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(answer, 0, "{}", std::io::Error::last_os_error());
     }
 
     #[test]
@@ -234,7 +285,7 @@ fn without_recvmmsg_receive_offload_is_unsupported() {
     use std::io::ErrorKind;
     run(|| async {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let error = socket.set_receive_offload(true).unwrap_err();
+        let error = socket.enable_receive_offload().unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Unsupported);
         assert!(!socket.receive_offload());
     });

@@ -79,7 +79,7 @@ fn merged_refused() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         "receive offload (UDP_GRO) is on: the kernel may merge datagrams, which only recv_many \
-         splits; receive with recv_many, or turn it off with set_receive_offload(false)",
+         splits; receive with recv_many",
     )
 }
 

@@ -12,7 +12,7 @@
 //! For bulk flows on Linux, a [`SendBatch`] sends a run of datagrams as
 //! one message the kernel segments
 //! ([`push_segmented`](SendBatch::push_segmented), `UDP_SEGMENT`), and a
-//! socket with [receive offload](UdpSocket::set_receive_offload)
+//! socket with [receive offload](UdpSocket::enable_receive_offload)
 //! (`UDP_GRO`) takes one sender's datagrams merged into one buffer, which a
 //! [`RecvBatch`] of [`MAX_MERGED`]-byte slots splits back into them.
 

@@ -126,9 +126,9 @@ impl UdpSocket {
     /// Fails outside a cellio runtime.
     ///
     /// A socket that already has `UDP_GRO` on (set through libc, or kept
-    /// from a [`set_receive_offload`](Self::set_receive_offload) before
-    /// [`into_std`](Self::into_std)) is seen as such: it receives with
-    /// `recv_many` only.
+    /// from an [`enable_receive_offload`](Self::enable_receive_offload)
+    /// before [`into_std`](Self::into_std)) is seen as such: it receives
+    /// with `recv_many` only.
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
         let merged = receive_offload_of(&socket)?;
@@ -137,10 +137,10 @@ impl UdpSocket {
         Ok(socket)
     }
 
-    /// Turns receive offload (Linux's `UDP_GRO`) on or off. With it on, the
-    /// kernel may hand over several datagrams of one sender, of one length
-    /// but the last, as one buffer: a bulk receiver takes many datagrams
-    /// for one pass through the stack (the receiving side of
+    /// Turns receive offload (Linux's `UDP_GRO`) on, for the socket's life.
+    /// The kernel may then hand over several datagrams of one sender, of
+    /// one length but the last, as one buffer: a bulk receiver takes many
+    /// datagrams for one pass through the stack (the receiving side of
     /// [`SendBatch::push_segmented`](crate::datagram::SendBatch::push_segmented)).
     ///
     /// Only [`recv_many`](Self::recv_many) (and `try_recv_many`, and
@@ -152,6 +152,10 @@ impl UdpSocket {
     /// so does `recv_many` into smaller slots; nothing is ever returned
     /// merged. `peek_sender` works.
     ///
+    /// There is no turning it off: the kernel gives the length that splits
+    /// a merged buffer only while the option is on, and buffers merged
+    /// before would still be queued.
+    ///
     /// Fails with `Unsupported` elsewhere than Linux (and with `--cfg
     /// cellio_portable_datagrams`, which has no control messages).
     ///
@@ -161,7 +165,7 @@ impl UdpSocket {
     /// use cellio_net::udp::{RecvBatch, UdpSocket, MAX_MERGED};
     ///
     /// # async fn bulk(socket: UdpSocket) -> std::io::Result<()> {
-    /// socket.set_receive_offload(true)?;
+    /// socket.enable_receive_offload()?;
     /// let mut batch = RecvBatch::new(8, MAX_MERGED); // 8 buffers of 64 KiB
     /// loop {
     ///     socket.recv_many(&mut batch).await?; // how many datagrams, not buffers
@@ -172,14 +176,14 @@ impl UdpSocket {
     /// }
     /// # }
     /// ```
-    pub fn set_receive_offload(&self, on: bool) -> io::Result<()> {
-        set_receive_offload_of(self.io.as_raw_fd(), on)?;
-        self.merged.store(on, Ordering::Relaxed);
+    pub fn enable_receive_offload(&self) -> io::Result<()> {
+        enable_receive_offload_of(self.io.as_raw_fd())?;
+        self.merged.store(true, Ordering::Relaxed);
         Ok(())
     }
 
     /// Whether receive offload is on (see
-    /// [`set_receive_offload`](Self::set_receive_offload)).
+    /// [`enable_receive_offload`](Self::enable_receive_offload)).
     pub fn receive_offload(&self) -> bool {
         self.merged.load(Ordering::Relaxed)
     }
@@ -424,15 +428,15 @@ fn receive_offload_of(_socket: &std::net::UdpSocket) -> io::Result<bool> {
     any(target_os = "linux", target_os = "android"),
     not(cellio_portable_datagrams)
 ))]
-fn set_receive_offload_of(fd: std::os::fd::RawFd, on: bool) -> io::Result<()> {
-    crate::sys::set_udp_gro(fd, on)
+fn enable_receive_offload_of(fd: std::os::fd::RawFd) -> io::Result<()> {
+    crate::sys::set_udp_gro(fd, true)
 }
 
 #[cfg(not(all(
     any(target_os = "linux", target_os = "android"),
     not(cellio_portable_datagrams)
 )))]
-fn set_receive_offload_of(_fd: std::os::fd::RawFd, _on: bool) -> io::Result<()> {
+fn enable_receive_offload_of(_fd: std::os::fd::RawFd) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "receive offload (UDP_GRO) is Linux's, and needs the recvmmsg path \
