@@ -2,14 +2,16 @@
 //! length ([`RawSockAddr`]), from socket2's `SockAddr` (Unix paths) or
 //! from [`IpSockAddr`], an IP address in the 28 bytes of a `sockaddr_in6`.
 //!
-//! Both are `pub` in this private module only because the sealed
-//! `DatagramSocket` trait names them; nothing outside the crate reaches
-//! them.
-//!
 //! `SockAddr` holds a whole `sockaddr_storage` (128 bytes, zeroed when
 //! built from a `SocketAddr`); a UDP send builds its destination for every
 //! datagram, and a `SendBatch` keeps one per queued datagram, so the
-//! smaller form saves zeroing and moving 100 bytes per datagram.
+//! smaller form saves zeroing and moving 100 bytes per datagram (callgrind:
+//! about 35 instructions a datagram on the batch echo, 7 on the futures
+//! echo).
+//!
+//! Both are `pub` in this private module only because the sealed
+//! `DatagramSocket` trait names them; nothing outside the crate reaches
+//! them.
 //!
 //! # Invariants
 //!

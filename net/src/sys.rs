@@ -270,46 +270,62 @@ pub(crate) fn udp_segmentation(fd: RawFd) -> bool {
         NO => return false,
         _ => {}
     }
-    let mut size: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `size` and `len` are valid for writes of an int and a
-    // `socklen_t`, and `len` says how long `size` is.
-    let answer = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_UDP,
-            libc::UDP_SEGMENT,
-            std::ptr::from_mut(&mut size).cast(),
-            &mut len,
-        )
-    };
-    if answer == 0 {
-        KNOWN.store(YES, Ordering::Relaxed);
-        true
-    } else {
-        // Only "no such option" is the kernel's answer; another error
-        // (not a UDP socket, say) is this call's, and not remembered.
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOPROTOOPT) {
-            KNOWN.store(NO, Ordering::Relaxed);
+    match udp_int_option(fd, libc::UDP_SEGMENT) {
+        Ok(_) => {
+            KNOWN.store(YES, Ordering::Relaxed);
+            true
         }
-        false
+        Err(e) => {
+            // Only "no such option" is the kernel's answer; another error
+            // (not a UDP socket, say) is this call's, and not remembered.
+            if e.raw_os_error() == Some(libc::ENOPROTOOPT) {
+                KNOWN.store(NO, Ordering::Relaxed);
+            }
+            false
+        }
     }
 }
 
-/// `setsockopt(fd, SOL_UDP, UDP_GRO, on)`.
+/// `getsockopt(fd, SOL_UDP, name)` for an integer option.
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
     not(cellio_portable_datagrams)
 ))]
-pub(crate) fn set_udp_gro(fd: RawFd, on: bool) -> io::Result<()> {
-    let value = libc::c_int::from(on);
-    // SAFETY: `value` is an int, valid for reads of the length passed.
+fn udp_int_option(fd: RawFd, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of an int and a
+    // `socklen_t`, and `len` says how long `value` is.
+    let answer = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            name,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if answer == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `setsockopt(fd, SOL_UDP, UDP_GRO, 1)`.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_datagrams)
+))]
+pub(crate) fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is an int, valid for reads of the length passed.
     let answer = unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_UDP,
             libc::UDP_GRO,
-            std::ptr::from_ref(&value).cast(),
+            std::ptr::from_ref(&on).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -327,26 +343,10 @@ pub(crate) fn set_udp_gro(fd: RawFd, on: bool) -> io::Result<()> {
     not(cellio_portable_datagrams)
 ))]
 pub(crate) fn udp_gro(fd: RawFd) -> io::Result<bool> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are valid for writes of an int and a
-    // `socklen_t`, and `len` says how long `value` is.
-    let answer = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            std::ptr::from_mut(&mut value).cast(),
-            &mut len,
-        )
-    };
-    if answer == 0 {
-        return Ok(value != 0);
-    }
-    let error = io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(libc::ENOPROTOOPT) => Ok(false),
-        _ => Err(error),
+    match udp_int_option(fd, libc::UDP_GRO) {
+        Ok(value) => Ok(value != 0),
+        Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

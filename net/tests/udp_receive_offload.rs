@@ -23,26 +23,9 @@ mod merged {
     use std::net::UdpSocket as StdUdpSocket;
     use std::os::fd::AsRawFd;
 
+    use crate::util::datagrams::{datagram, run_of, set_int_option};
     use crate::util::run;
     use cellio_net::udp::{self, UdpSocket, MAX_MERGED};
-
-    /// Datagram `i` of `len` bytes: its number, then bytes that depend on it.
-    fn datagram(i: u32, len: usize) -> Vec<u8> {
-        let mut bytes = i.to_le_bytes().to_vec();
-        bytes.extend((0..len.saturating_sub(4)).map(|k| (k as u32 * 29 + i) as u8));
-        bytes.truncate(len);
-        bytes
-    }
-
-    /// `count` datagrams from number `first` on, of `size` bytes but the last
-    /// (`last` bytes): the datagrams, and their bytes end to end.
-    fn run_of(first: u32, count: u32, size: usize, last: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
-        let datagrams: Vec<Vec<u8>> = (first..first + count)
-            .map(|i| datagram(i, if i + 1 == first + count { last } else { size }))
-            .collect();
-        let bytes = datagrams.concat();
-        (datagrams, bytes)
-    }
 
     /// A receiver with receive offload on.
     fn merging_receiver() -> UdpSocket {
@@ -237,35 +220,14 @@ mod merged {
 
     /// `setsockopt(UDP_GRO, on)` on a std socket.
     fn set_gro(socket: &StdUdpSocket, on: libc::c_int) {
-        // SAFETY: `on` is an int, valid for reads of the length passed.
-        let answer = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_UDP,
-                libc::UDP_GRO,
-                std::ptr::from_ref(&on).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(answer, 0, "{}", std::io::Error::last_os_error());
+        set_int_option(socket.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, on);
     }
 
     #[test]
     fn from_std_notices_receive_offload_already_on() {
         run(|| async {
             let std = StdUdpSocket::bind("127.0.0.1:0").unwrap();
-            let on: libc::c_int = 1;
-            // SAFETY: `on` is an int, valid for reads of the length passed.
-            let answer = unsafe {
-                libc::setsockopt(
-                    std.as_raw_fd(),
-                    libc::SOL_UDP,
-                    libc::UDP_GRO,
-                    std::ptr::from_ref(&on).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(answer, 0);
+            set_gro(&std, 1);
             let socket = UdpSocket::from_std(std).unwrap();
             assert!(socket.receive_offload());
             let error = socket.try_recv_from(&mut [0u8; 64]).unwrap_err();

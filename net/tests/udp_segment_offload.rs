@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use cellio_net::udp::{self, UdpSocket};
 use cellio_net::unix::{self, UnixDatagram};
+use util::datagrams::{datagram, run_of, set_int_option};
 use util::run;
 
 /// Whether this build segments (Linux, not the portable loop).
@@ -25,40 +26,6 @@ const SEGMENTS: bool = cfg!(all(
     any(target_os = "linux", target_os = "android"),
     not(cellio_portable_datagrams)
 ));
-
-/// Datagram `i` of `len` bytes: its number, then bytes that depend on it.
-fn datagram(i: u32, len: usize) -> Vec<u8> {
-    let mut bytes = i.to_le_bytes().to_vec();
-    bytes.extend((0..len.saturating_sub(4)).map(|k| (k as u32 * 13 + i) as u8));
-    bytes.truncate(len);
-    bytes
-}
-
-/// `count` datagrams from number `first` on, of `size` bytes but the last
-/// (`last` bytes): the datagrams, and their bytes end to end.
-fn run_of(first: u32, count: u32, size: usize, last: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
-    let datagrams: Vec<Vec<u8>> = (first..first + count)
-        .map(|i| datagram(i, if i + 1 == first + count { last } else { size }))
-        .collect();
-    let bytes = datagrams.concat();
-    (datagrams, bytes)
-}
-
-/// Sets an integer socket option on `fd`, failing the test if the kernel
-/// refuses it.
-fn set_int_option(fd: i32, level: i32, name: i32, value: i32) {
-    // SAFETY: `value` is an int, valid for reads of the length passed.
-    let answer = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            std::ptr::from_ref(&value).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(answer, 0, "{}", std::io::Error::last_os_error());
-}
 
 /// A blocking receiver with `UDP_GRO` on: each `recv` returns one message
 /// as the kernel got it.

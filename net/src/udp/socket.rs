@@ -429,7 +429,7 @@ fn receive_offload_of(_socket: &std::net::UdpSocket) -> io::Result<bool> {
     not(cellio_portable_datagrams)
 ))]
 fn enable_receive_offload_of(fd: std::os::fd::RawFd) -> io::Result<()> {
-    crate::sys::set_udp_gro(fd, true)
+    crate::sys::enable_udp_gro(fd)
 }
 
 #[cfg(not(all(

@@ -5,6 +5,7 @@
 //! fails the test after [`LIMIT`] instead of blocking the test binary.
 #![allow(dead_code)]
 
+pub mod datagrams;
 pub mod random;
 
 use std::future::{poll_fn, Future};
