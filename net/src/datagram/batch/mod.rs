@@ -522,8 +522,8 @@ impl<S: DatagramSocket> SendBatch<S> {
     ///
     /// # Examples
     ///
-    /// Sending a file to one peer in datagrams of 1 200 bytes, 64 per
-    /// message:
+    /// Sending a file to one peer in datagrams of 1 200 bytes (54 to a
+    /// message: 65 507 bytes at most):
     ///
     /// ```no_run
     /// use cellio_net::udp::{SendBatch, UdpSocket};
