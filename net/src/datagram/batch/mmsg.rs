@@ -109,16 +109,18 @@ impl RecvCalls {
         // call and not touched until it returns.
         // SAFETY: so every pointer the kernel writes through is valid.
         let received = unsafe { sys::recv_many(fd, &mut self.headers) }?;
-        let each = self
-            .headers
-            .iter()
-            .zip(slots.iter_mut())
-            .zip(self.controls.iter());
-        for ((header, slot), control) in each.take(received) {
+        for (header, slot) in self.headers.iter().zip(slots.iter_mut()).take(received) {
             slot.len = (header.msg_len as usize).min(size);
             slot.truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             slot.from_len = header.msg_hdr.msg_namelen;
-            if merged {
+        }
+        if merged {
+            let each = self
+                .headers
+                .iter()
+                .zip(slots.iter_mut())
+                .zip(self.controls.iter());
+            for ((header, slot), control) in each.take(received) {
                 slot.segment = if header.msg_hdr.msg_flags & libc::MSG_CTRUNC != 0 {
                     CONTROLS_CUT
                 } else {
