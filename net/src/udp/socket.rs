@@ -192,6 +192,10 @@ impl UdpSocket {
     /// leaving this reactor: to hand it to another worker, which wraps it
     /// again with [`from_std`](Self::from_std). Costs one `dup(2)`, as
     /// [`TcpStream::into_std`](crate::TcpStream::into_std) does.
+    ///
+    /// A socket with [receive offload](Self::enable_receive_offload) keeps
+    /// `UDP_GRO`: `std`'s receives would return merged datagrams as one;
+    /// `from_std` sees it and receives with `recv_many` only again.
     pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
         let duplicate = socket2::SockRef::from(&self.io).try_clone()?;
         drop(self);
