@@ -351,4 +351,44 @@ mod tests {
         );
         assert_eq!(control.size, 1200);
     }
+
+    /// Writes a control message of `level`, `kind` and an int `value` at
+    /// `offset` of `space`, as the kernel would.
+    fn put(space: &mut ControlSpace, offset: usize, level: i32, kind: i32, value: i32) {
+        // SAFETY: `CMSG_LEN` is arithmetic on its argument.
+        let len = unsafe { libc::CMSG_LEN(size_of::<i32>() as _) } as usize;
+        // SAFETY: all-zero is a valid `cmsghdr` (integers, padding).
+        let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
+        header.cmsg_len = len as _;
+        header.cmsg_level = level;
+        header.cmsg_type = kind;
+        let bytes = &mut space.0[offset..offset + len];
+        let head = size_of::<libc::cmsghdr>();
+        // SAFETY: `bytes` holds `len` bytes, a header and an int after it
+        // (`CMSG_LEN`); both writes are unaligned-safe and in bounds.
+        unsafe {
+            ptr::write_unaligned(bytes.as_mut_ptr().cast::<libc::cmsghdr>(), header);
+            ptr::write_unaligned(bytes[head..].as_mut_ptr().cast::<i32>(), value);
+        }
+    }
+
+    #[test]
+    fn the_merged_length_is_read_from_its_control_message_alone() {
+        // SAFETY: `CMSG_SPACE` is arithmetic on its argument.
+        let space = unsafe { libc::CMSG_SPACE(size_of::<i32>() as _) } as usize;
+        let mut control = ControlSpace([0; 128]);
+        // Another control message first (a TOS byte the socket asked
+        // for), then `UDP_GRO`'s.
+        put(&mut control, 0, libc::SOL_IP, libc::IP_TOS, 5);
+        put(&mut control, space, libc::SOL_UDP, libc::UDP_GRO, 1200);
+        assert_eq!(merged_segment(&control, 2 * space), 1200);
+        // Only what the kernel says it wrote counts.
+        assert_eq!(merged_segment(&control, space), 0);
+        assert_eq!(merged_segment(&control, 0), 0);
+        // A length past the space is cut to it.
+        assert_eq!(merged_segment(&control, 1 << 20), 1200);
+        // A negative length is no length.
+        put(&mut control, space, libc::SOL_UDP, libc::UDP_GRO, -1);
+        assert_eq!(merged_segment(&control, 2 * space), 0);
+    }
 }
