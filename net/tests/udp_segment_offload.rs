@@ -1,9 +1,9 @@
 //! Segment offload (`UDP_SEGMENT`) through `SendBatch::push_segmented`: a
 //! run of datagrams goes to the kernel as one message (64 datagrams or
 //! 65 507 bytes at most), and the receiver gets every datagram whole, in
-//! order; with offload off, on a Unix socket, or where the kernel refuses
-//! it, the same datagrams go one by one; a segmented message's error
-//! belongs to all its datagrams.
+//! order; with offload off (even turned off after the run was queued), on
+//! a Unix socket, or where the kernel refuses it, the same datagrams go one
+//! by one; a segmented message's error belongs to all its datagrams.
 //!
 //! Which messages the kernel got is seen from a receiver with `UDP_GRO`
 //! on: on loopback it receives each segmented message as one buffer (the
@@ -115,6 +115,23 @@ fn the_kernel_gets_a_run_as_one_message_and_with_offload_off_datagrams() {
             .unwrap();
         assert_eq!(sender.send_many(&mut batch).await.unwrap(), 3);
         assert_eq!(message_lengths(&gro, 3), [1200, 1200, 7]);
+    });
+}
+
+#[test]
+fn runs_queued_before_offload_goes_off_are_sent_as_datagrams() {
+    run(|| async {
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let gro = gro_receiver();
+        let to = gro.local_addr().unwrap();
+        let mut batch = udp::SendBatch::new();
+        batch
+            .push_segmented(&run_of(0, 4, 1200, 1200).1, 1200, to)
+            .unwrap();
+        batch.set_segment_offload(false);
+        assert_eq!(batch.len(), 4);
+        assert_eq!(sender.send_many(&mut batch).await.unwrap(), 4);
+        assert_eq!(message_lengths(&gro, 4), [1200; 4]);
     });
 }
 

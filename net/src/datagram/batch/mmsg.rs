@@ -186,9 +186,6 @@ pub(super) struct SendCalls {
     iovecs: Vec<libc::iovec>,
     /// One per segmented entry of the call.
     controls: Vec<SegmentControl>,
-    /// Whether segmented entries are queued as such: not turned off, and
-    /// not refused by the kernel yet.
-    segment: bool,
 }
 
 /// A `UDP_SEGMENT` control message: the header, then the datagrams'
@@ -240,33 +237,20 @@ unsafe impl Send for SendCalls {}
 unsafe impl Sync for SendCalls {}
 
 impl SendCalls {
-    /// `segment`: whether the socket type can segment.
-    pub(super) fn new(segment: bool) -> Self {
+    /// Whether this path can send segmented entries.
+    pub(super) const SEGMENTS: bool = true;
+
+    pub(super) fn new() -> Self {
         Self {
             headers: Vec::new(),
             iovecs: Vec::new(),
             controls: Vec::new(),
-            segment,
         }
     }
 
-    /// Whether entries may be segmented.
-    pub(super) fn segments(&self) -> bool {
-        self.segment
-    }
-
-    /// Lets entries be segmented (where the socket type can), or not.
-    pub(super) fn set_segments(&mut self, on: bool) {
-        self.segment = on;
-    }
-
-    /// Whether the kernel behind `fd` segments: asked once per process; a
-    /// no turns segmenting off.
-    pub(super) fn kernel_segments(&mut self, fd: RawFd) -> bool {
-        if !sys::udp_segmentation(fd) {
-            self.segment = false;
-        }
-        self.segment
+    /// Whether the kernel behind `fd` segments (asked once per process).
+    pub(super) fn kernel_segments(fd: RawFd) -> bool {
+        sys::udp_segmentation(fd)
     }
 
     /// One `sendmmsg` of the first [`MAX_BATCH`] entries of `pending`

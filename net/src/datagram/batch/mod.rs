@@ -436,6 +436,10 @@ pub struct SendBatch<S: DatagramSocket> {
     datagrams: usize,
     /// Whether an entry not yet sent is segmented.
     segmented: bool,
+    /// Whether `push_segmented` makes segmented entries: the socket type
+    /// and the syscall path can, the user did not turn it off, the kernel
+    /// did not refuse it.
+    segment_offload: bool,
     calls: SendCalls,
     _socket: PhantomData<fn() -> S>,
 }
@@ -476,7 +480,8 @@ impl<S: DatagramSocket> SendBatch<S> {
             next: 0,
             datagrams: 0,
             segmented: false,
-            calls: SendCalls::new(S::SEGMENTS),
+            segment_offload: S::SEGMENTS && SendCalls::SEGMENTS,
+            calls: SendCalls::new(),
             _socket: PhantomData,
         }
     }
@@ -565,7 +570,7 @@ impl<S: DatagramSocket> SendBatch<S> {
         }
         if data.len() <= size {
             self.queue(data, to, 0);
-        } else if self.calls.segments() && size <= MAX_SEGMENTED_BYTES {
+        } else if self.segment_offload && size <= MAX_SEGMENTED_BYTES {
             let per_message = (MAX_SEGMENTED_BYTES / size).min(MAX_SEGMENTS) * size;
             for part in data.chunks(per_message) {
                 let segment = if part.len() > size { size } else { 0 };
@@ -663,13 +668,13 @@ impl<S: DatagramSocket> SendBatch<S> {
     /// single datagrams, sends them that way, and stops segmenting: this
     /// method then returns false. Nothing is lost or merged either way.
     pub fn segment_offload(&self) -> bool {
-        self.calls.segments()
+        self.segment_offload
     }
 
     /// Turns [segment offload](Self::segment_offload) on or off for the
     /// sends to come (on has no effect where it is not available).
     pub fn set_segment_offload(&mut self, on: bool) {
-        self.calls.set_segments(on && S::SEGMENTS);
+        self.segment_offload = on && S::SEGMENTS && SendCalls::SEGMENTS;
     }
 
     /// Drops every queued datagram (the memory stays).
@@ -689,14 +694,19 @@ impl<S: DatagramSocket> SendBatch<S> {
             return Ok(0);
         }
         let fd = socket.as_raw_fd();
-        if self.segmented && !self.calls.kernel_segments(fd) {
-            self.unsegment();
+        if self.segmented {
+            if self.segment_offload && !SendCalls::kernel_segments(fd) {
+                self.segment_offload = false;
+            }
+            if !self.segment_offload {
+                self.unsegment();
+            }
         }
         let pending = &self.queued[self.next..];
         let entries = match self.calls.send(fd, &self.bytes, pending, self.segmented) {
             Err(e) if pending[0].segment != 0 && segmenting_refused(&e) => {
                 tracing::debug!(error = %e, "the kernel refused a segmented UDP send; sending datagram by datagram from now on");
-                self.calls.set_segments(false);
+                self.segment_offload = false;
                 self.unsegment();
                 let pending = &self.queued[self.next..];
                 self.calls.send(fd, &self.bytes, pending, false)

@@ -51,21 +51,16 @@ impl RecvCalls {
 pub(super) struct SendCalls;
 
 impl SendCalls {
-    pub(super) fn new(_segment: bool) -> Self {
+    /// Never: segmenting needs a control message per entry, which this
+    /// path does not build (so no entry is ever segmented here).
+    pub(super) const SEGMENTS: bool = false;
+
+    pub(super) fn new() -> Self {
         Self
     }
 
-    /// Never: segmenting needs a control message per entry, which this
-    /// path does not build (so no entry is ever segmented here).
-    pub(super) fn segments(&self) -> bool {
-        false
-    }
-
-    /// Nothing to change.
-    pub(super) fn set_segments(&mut self, _on: bool) {}
-
-    /// Never.
-    pub(super) fn kernel_segments(&mut self, _fd: RawFd) -> bool {
+    /// Never asked (no entry is segmented here).
+    pub(super) fn kernel_segments(_fd: RawFd) -> bool {
         false
     }
 
