@@ -31,6 +31,13 @@ use crate::worker::{run_background, with_current, Executor, WorkerConfig};
 /// A cellio runtime. Not `Send`: it belongs to the thread that built it,
 /// which is its worker 0.
 ///
+/// Dropping it cancels every task (dropping their futures) and the
+/// blocking jobs still queued, stops and joins the worker threads, and
+/// then waits for the blocking jobs that are running, as tokio's drop
+/// does. [`Runtime::shutdown_timeout`] lets tasks and jobs finish within a
+/// grace period first; [`Runtime::shutdown_background`] does not wait for
+/// running jobs.
+///
 /// # Examples
 ///
 /// ```
@@ -51,8 +58,27 @@ pub struct Runtime {
     reactor: RefCell<Reactor>,
     reactor_handle: Handle,
     threads: Vec<ThreadHandle<io::Result<()>>>,
+    /// How long the drop waits for blocking jobs still running.
+    blocking_wait: BlockingWait,
     _not_send: PhantomData<*const ()>,
 }
+
+/// How long a [`Runtime`]'s drop waits for the blocking pool's running
+/// jobs (queued ones it cancels).
+#[derive(Clone, Copy, Debug)]
+enum BlockingWait {
+    /// Until they finish: a plain drop, as tokio's.
+    ToTheEnd,
+    /// Until the deadline of [`Runtime::shutdown_timeout`] (`None`: a
+    /// grace too long to represent, so to the end, quietly).
+    Until(Option<Instant>),
+    /// Not at all: [`Runtime::shutdown_background`].
+    No,
+}
+
+/// How long a plain drop waits for blocking jobs before it logs a warning
+/// (and goes on waiting).
+const BLOCKING_WAIT_WARNING: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -119,6 +145,7 @@ impl Runtime {
             reactor_handle: reactor.handle(),
             reactor: RefCell::new(reactor),
             threads: Vec::new(),
+            blocking_wait: BlockingWait::ToTheEnd,
             _not_send: PhantomData,
         };
         // Each background worker reports once it is set up, so that `new`
@@ -280,6 +307,12 @@ impl Runtime {
     /// time), counting tasks sent to a worker (`spawn_on`) that it had not
     /// started yet. Such tasks get the grace period like the others.
     ///
+    /// Blocking jobs ([`spawn_blocking`](crate::spawn_blocking)) still
+    /// queued when the tasks are cancelled are cancelled too; running ones
+    /// get what is left of `grace` to finish, and any still running then
+    /// finish on their threads after this returns (a thread cannot be
+    /// stopped), as with tokio's `shutdown_timeout`.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let rt = cellio_runtime::Runtime::new()?;
@@ -312,15 +345,77 @@ impl Runtime {
         });
         self.threads = threads;
         self.stop();
+        self.blocking_wait = BlockingWait::Until(deadline);
+        self.wait_for_blocking_jobs();
+        self.blocking_wait = BlockingWait::No; // the drop need not wait again
         shared.cancelled()
+    }
+
+    /// Drops the runtime without waiting for its blocking jobs: its tasks
+    /// and queued jobs are cancelled and its workers stopped and joined,
+    /// as in a plain drop, but jobs running on the blocking pool finish
+    /// on their threads after this returns. tokio's
+    /// `shutdown_background`.
+    ///
+    /// Use it when a job may block for good (a read of the terminal, say)
+    /// and the program should not wait for it.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let rt = cellio_runtime::Runtime::new()?;
+    /// let (started, started_rx) = std::sync::mpsc::channel();
+    /// rt.spawn_blocking(move || {
+    ///     started.send(()).unwrap();
+    ///     std::thread::sleep(Duration::from_secs(3)) // a drop would wait for this
+    /// });
+    /// started_rx.recv().unwrap();
+    /// let start = Instant::now();
+    /// rt.shutdown_background();
+    /// assert!(start.elapsed() < Duration::from_secs(3));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn shutdown_background(mut self) {
+        self.blocking_wait = BlockingWait::No;
+    }
+
+    /// Waits for the blocking pool's running jobs as `blocking_wait` says
+    /// (after `stop`, which shut the pool down).
+    fn wait_for_blocking_jobs(&self) {
+        let pool = &self.executor.shared.blocking;
+        match self.blocking_wait {
+            BlockingWait::No => {}
+            BlockingWait::Until(deadline) => {
+                let left = pool.wait_for_threads(deadline);
+                if left > 0 {
+                    tracing::debug!(
+                        jobs = left,
+                        "cellio: blocking jobs still running after the shutdown's grace \
+                         finish on their threads"
+                    );
+                }
+            }
+            BlockingWait::ToTheEnd => {
+                let warn_at = Instant::now().checked_add(BLOCKING_WAIT_WARNING);
+                let left = pool.wait_for_threads(warn_at);
+                if left > 0 {
+                    tracing::warn!(
+                        jobs = left,
+                        "cellio: dropping the runtime waits for its running blocking jobs \
+                         (Runtime::shutdown_timeout or shutdown_background would not)"
+                    );
+                    pool.wait_for_threads(None);
+                }
+            }
+        }
     }
 
     /// Stops every worker now: cancels their tasks and joins the threads.
     fn stop(&mut self) {
         let shared = self.executor.shared.clone();
         shared.stop();
-        // Jobs that never started are cancelled; running ones finish on
-        // their threads, which nothing here waits for.
+        // Jobs that never started are cancelled; the drop waits for the
+        // running ones (`wait_for_blocking_jobs`) once the tasks are gone,
+        // so a job waiting on something a task held sees it dropped.
         shared.count_cancelled_n(shared.blocking.shutdown());
         for thread in self.threads.drain(..) {
             match thread.join() {
@@ -343,6 +438,7 @@ impl Drop for Runtime {
             .inbox
             .release(self.executor.worker(), self.executor.epoch());
         self.executor.shared.count_cancelled_n(orphans);
+        self.wait_for_blocking_jobs();
     }
 }
 

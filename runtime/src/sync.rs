@@ -54,6 +54,14 @@ impl Condvar {
         (guard, result.timed_out())
     }
 
+    /// Waits for a notification (or a spurious wake-up). A poisoned lock
+    /// is taken anyway.
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.0
+            .wait(guard)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(crate) fn notify_one(&self) {
         self.0.notify_one();
     }
@@ -95,6 +103,12 @@ impl Condvar {
             .wait(guard)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         (guard, self.expiries.load(Ordering::SeqCst) != before)
+    }
+
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.inner
+            .wait(guard)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn notify_one(&self) {

@@ -3,7 +3,9 @@
 //! threads on demand up to its maximum (further jobs queue), reuses idle
 //! ones, and lets them go after the keep-alive; a panic, an abort before
 //! the start and a runtime dropped with jobs queued each reach the
-//! `JoinHandle` as tokio's do.
+//! `JoinHandle` as tokio's do; dropping the runtime waits for running jobs
+//! (after cancelling its tasks), `shutdown_timeout` within its grace, and
+//! `shutdown_background` not at all.
 
 mod util;
 
@@ -209,40 +211,216 @@ trait PollNow: std::future::Future {
 
 impl<F: std::future::Future> PollNow for F {}
 
+/// Starts a job on `rt`'s pool that reports its start, waits at `gate`,
+/// then pauses for `pause` and sets `done`; returns its handle once it
+/// has started.
+fn start_gated_job(
+    rt: &Runtime,
+    gate: &Gate,
+    pause: Duration,
+    done: &Arc<AtomicBool>,
+) -> JoinHandle<&'static str> {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (gate, done) = (gate.clone(), Arc::clone(done));
+    let job = rt.spawn_blocking(move || {
+        started_tx.send(()).unwrap();
+        gate.wait();
+        std::thread::sleep(pause);
+        done.store(true, Ordering::SeqCst);
+        "finished"
+    });
+    started_rx.recv().unwrap();
+    job
+}
+
+/// Polls `handle` (outside any runtime) until it is ready.
+fn await_outside<T: Send + 'static>(mut handle: JoinHandle<T>) -> Result<T, JoinError> {
+    with_timeout(LIMIT, move || loop {
+        if let Poll::Ready(output) = poll_outside(&mut handle) {
+            return output;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    })
+}
+
 #[test]
-fn dropping_the_runtime_cancels_queued_jobs_and_lets_running_ones_finish() {
-    let (mut running, mut queued, gate) = with_timeout(LIMIT, || {
-        let rt = runtime(1, Duration::from_secs(10));
-        let gate = Gate::default();
-        let (running_tx, running_rx) = mpsc::channel();
-        let (running, queued) = rt.block_on(async {
-            let running = {
-                let gate = gate.clone();
-                spawn_blocking(move || {
-                    running_tx.send(()).unwrap();
-                    gate.wait();
-                    "finished after the runtime"
-                })
-            };
-            running_rx.recv().unwrap();
-            (running, spawn_blocking(|| "never"))
-        });
-        drop(rt);
-        (running, queued, gate)
+fn dropping_the_runtime_cancels_queued_jobs_and_waits_for_running_ones() {
+    let done = Arc::new(AtomicBool::new(false));
+    let (running, mut queued) = with_timeout(LIMIT, {
+        let done = Arc::clone(&done);
+        move || {
+            let rt = runtime(1, Duration::from_secs(10));
+            let gate = Gate::default();
+            // The job still has 100 ms to run after the gate opens: a drop
+            // that did not wait for it would return first.
+            let running = start_gated_job(&rt, &gate, Duration::from_millis(100), &done);
+            let queued = rt.spawn_blocking(|| "never");
+            gate.open();
+            drop(rt);
+            assert!(
+                done.load(Ordering::SeqCst),
+                "the drop returned before the running job finished"
+            );
+            (running, queued)
+        }
     });
     assert!(matches!(
         poll_outside(&mut queued),
         Poll::Ready(Err(JoinError::Cancelled))
     ));
-    assert!(poll_outside(&mut running).is_pending(), "still running");
-    gate.open();
-    let output = with_timeout(LIMIT, move || loop {
-        if let Poll::Ready(output) = poll_outside(&mut running) {
-            return output;
-        }
-        std::thread::sleep(Duration::from_millis(1));
+    assert_eq!(await_outside(running).unwrap(), "finished");
+}
+
+/// The drop cancels the tasks before it waits for the jobs: a job waiting
+/// on a channel whose sender a task holds sees the channel close, where
+/// waiting first would wait for good.
+#[test]
+fn the_drop_waits_for_jobs_after_cancelling_the_tasks() {
+    let job = with_timeout(LIMIT, || {
+        let rt = runtime(1, Duration::from_secs(10));
+        let (sender, receiver) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel();
+        let job = rt.spawn_blocking(move || {
+            started_tx.send(()).unwrap();
+            receiver.recv().is_err() // the sender dropped with its task
+        });
+        started_rx.recv().unwrap();
+        rt.spawn(async move {
+            let _sender = sender;
+            std::future::pending::<()>().await
+        });
+        drop(rt);
+        job
     });
-    assert_eq!(output.unwrap(), "finished after the runtime");
+    assert!(
+        await_outside(job).unwrap(),
+        "the job never saw the channel close"
+    );
+}
+
+/// Records the messages of the `tracing` events at `WARN` and above.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write;
+                let _ = write!(self.0, "{}={value:?} ", field.name());
+            }
+        }
+        let mut text = String::new();
+        event.record(&mut Message(&mut text));
+        self.0.lock().unwrap().push(text);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A drop kept waiting says why: after a second it logs a warning naming
+/// the jobs and the ways not to wait, then waits on.
+#[test]
+fn a_drop_kept_waiting_by_a_job_logs_a_warning() {
+    let warnings = Warnings::default();
+    let gate = Gate::default();
+    let opener = {
+        let (warnings, gate) = (warnings.clone(), gate.clone());
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while warnings.0.lock().unwrap().is_empty() && start.elapsed() < LIMIT {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            gate.open();
+        })
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    with_timeout(LIMIT * 2, {
+        let (warnings, done, gate) = (warnings.clone(), Arc::clone(&done), gate.clone());
+        move || {
+            tracing::subscriber::with_default(warnings, || {
+                let rt = runtime(1, Duration::from_secs(10));
+                let _job = start_gated_job(&rt, &gate, Duration::ZERO, &done);
+                drop(rt);
+            })
+        }
+    });
+    opener.join().unwrap();
+    assert!(done.load(Ordering::SeqCst), "the drop did not wait");
+    let warnings = warnings.0.lock().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("jobs=1") && warnings[0].contains("shutdown_background"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn shutdown_background_does_not_wait_for_running_jobs() {
+    let done = Arc::new(AtomicBool::new(false));
+    let gate = Gate::default();
+    let running = with_timeout(LIMIT, {
+        let (done, gate) = (Arc::clone(&done), gate.clone());
+        move || {
+            let rt = runtime(1, Duration::from_secs(10));
+            // The gate stays shut until after the shutdown: a shutdown
+            // that waited for the job would never return.
+            let running = start_gated_job(&rt, &gate, Duration::ZERO, &done);
+            rt.shutdown_background();
+            running
+        }
+    });
+    assert!(!done.load(Ordering::SeqCst));
+    gate.open();
+    assert_eq!(await_outside(running).unwrap(), "finished");
+    assert!(done.load(Ordering::SeqCst));
+}
+
+#[test]
+fn shutdown_timeout_waits_for_running_jobs_within_its_grace() {
+    let done = Arc::new(AtomicBool::new(false));
+    with_timeout(LIMIT, {
+        let done = Arc::clone(&done);
+        move || {
+            let rt = runtime(1, Duration::from_secs(10));
+            let gate = Gate::default();
+            let running = start_gated_job(&rt, &gate, Duration::from_millis(100), &done);
+            gate.open();
+            assert_eq!(rt.shutdown_timeout(LIMIT), 0);
+            assert!(
+                done.load(Ordering::SeqCst),
+                "shutdown_timeout returned before the job finished"
+            );
+            assert_eq!(await_outside(running).unwrap(), "finished");
+        }
+    });
+}
+
+#[test]
+fn shutdown_timeout_leaves_a_job_running_past_its_grace() {
+    let done = Arc::new(AtomicBool::new(false));
+    let gate = Gate::default();
+    let running = with_timeout(LIMIT, {
+        let (done, gate) = (Arc::clone(&done), gate.clone());
+        move || {
+            let rt = runtime(1, Duration::from_secs(10));
+            let running = start_gated_job(&rt, &gate, Duration::ZERO, &done);
+            assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 0);
+            running
+        }
+    });
+    assert!(!done.load(Ordering::SeqCst));
+    gate.open();
+    assert_eq!(await_outside(running).unwrap(), "finished");
 }
 
 #[test]

@@ -147,8 +147,12 @@ where
 /// * [`JoinHandle::abort`] stops a job that has not started (the handle
 ///   returns `Aborted`); one that is running runs to its end.
 /// * When the runtime is dropped, jobs still queued are cancelled (their
-///   handles return `Cancelled`); running ones finish on their threads,
-///   which the drop does not wait for.
+///   handles return `Cancelled`) and the drop waits for the running ones
+///   to finish, as tokio's does, so a job's write is not cut off by the
+///   program's exit. [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout)
+///   bounds that wait and
+///   [`Runtime::shutdown_background`](crate::Runtime::shutdown_background)
+///   skips it, for a job that may block for good.
 ///
 /// # Panics
 ///

@@ -19,10 +19,15 @@
 //!   pool is at its maximum, when a running thread takes it next.
 //! * After `shutdown` the queue stays empty: jobs submitted later are
 //!   cancelled at once.
+//! * A thread leaves by decrementing `threads` under the lock and then
+//!   notifying `exited`, so `wait_for_threads` (which checks `threads`
+//!   under the lock) never sleeps through the last one leaving. A thread
+//!   runs no job after that decrement: once `threads` is 0 after
+//!   `shutdown`, every job the pool took has run or been cancelled.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::sync::{thread, Condvar, Mutex, MutexGuard};
 
@@ -38,6 +43,8 @@ pub(crate) trait PoolJob: Send + 'static {
 pub(crate) struct BlockingPool<J> {
     state: Mutex<PoolState<J>>,
     work: Condvar,
+    /// Notified whenever a thread leaves (see `wait_for_threads`).
+    exited: Condvar,
     max_threads: usize,
     keep_alive: Duration,
 }
@@ -64,6 +71,7 @@ impl<J: PoolJob> BlockingPool<J> {
                 started: 0,
             }),
             work: Condvar::new(),
+            exited: Condvar::new(),
             max_threads: max_threads.max(1),
             keep_alive,
         }
@@ -103,6 +111,7 @@ impl<J: PoolJob> BlockingPool<J> {
         if let Err(error) = started {
             let mut state = self.lock();
             state.threads -= 1;
+            self.exited.notify_all();
             // With no thread at all, nothing would ever take the job: the
             // jobs queued are cancelled rather than wait forever.
             let orphans: Vec<J> = if state.threads == 0 {
@@ -142,6 +151,8 @@ impl<J: PoolJob> BlockingPool<J> {
             state = woken;
         }
         state.threads -= 1;
+        drop(state);
+        self.exited.notify_all();
     }
 
     /// Cancels the queued jobs and lets the idle threads exit; running
@@ -155,6 +166,27 @@ impl<J: PoolJob> BlockingPool<J> {
         let cancelled = queued.len();
         queued.into_iter().for_each(J::cancel);
         cancelled
+    }
+
+    /// Waits until every pool thread has left, or until `deadline`;
+    /// returns how many are left (0: all). Call it after `shutdown`, which
+    /// makes idle threads leave and running ones leave after their job;
+    /// before it, threads leave only when their keep-alive runs out.
+    pub(crate) fn wait_for_threads(&self, deadline: Option<Instant>) -> usize {
+        let mut state = self.lock();
+        while state.threads > 0 {
+            state = match deadline {
+                None => self.exited.wait(state),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    self.exited.wait_timeout(state, left).0
+                }
+            };
+        }
+        state.threads
     }
 
     /// `(threads, idle threads, queued jobs)`, for tests and diagnostics.
@@ -368,6 +400,32 @@ mod loom_tests {
             pool.submit(job(&log, 3));
             assert_eq!(log.wait_for(3).last(), Some(&(3, false)));
             assert_eq!(pool.stats().2, 0);
+        });
+    }
+
+    /// A shutdown racing a submit from another thread, while a thread may
+    /// be starting, running a job or idle, then a wait for the threads:
+    /// when the wait returns no thread is left and no job runs later (a
+    /// job the shutdown beat is cancelled by its `submit`).
+    #[test]
+    fn waiting_for_the_threads_outlasts_every_job() {
+        loom::model(|| {
+            let (pool, log) = pool(2);
+            pool.submit(job(&log, 1));
+            let submitter = submit_from_thread(&pool, &log, 2);
+            pool.shutdown();
+            assert_eq!(pool.wait_for_threads(None), 0);
+            let at_the_wait = log.outcomes.lock().unwrap().len();
+            submitter.join().unwrap();
+            let outcomes = log.outcomes.lock().unwrap().clone();
+            assert_eq!(outcomes.len(), 2);
+            for (index, &(id, ran)) in outcomes.iter().enumerate() {
+                assert!(
+                    !ran || index < at_the_wait,
+                    "job {id} ran after the wait for the threads: {outcomes:?}"
+                );
+            }
+            assert_eq!(pool.stats(), (0, 0, 0));
         });
     }
 }
