@@ -199,4 +199,27 @@ fn tasks_sent_to_another_worker_allocate_nothing_after_warm_up() {
         (4 * (WARM_UP + MEASURED) as u64 - 1, FIRST as u64 + 1),
         "worker 0's pool served every later hand-off with one block"
     );
+
+    // The metrics say the same, and reading them allocates nothing.
+    let metrics = runtime.metrics();
+    start_counting();
+    let worker0 = metrics.worker(0).unwrap();
+    let mut worker1 = metrics.worker(1).unwrap();
+    let total = metrics.total();
+    let allocations = stop_counting();
+    assert_eq!(allocations, 0, "reading the metrics allocated");
+    assert_eq!(worker0.task_blocks_allocated, allocated);
+    assert_eq!(worker1.task_blocks_allocated, 0, "worker 1 took no block");
+    assert!(total.spawned_tasks >= worker0.spawned_tasks);
+    // Worker 1 took every hand-off in; it publishes on its next turn.
+    let hand_offs = (FIRST + 4 * (WARM_UP + MEASURED)) as u64;
+    let start = std::time::Instant::now();
+    while (worker1.spawned_tasks, worker1.alive_tasks) != (hand_offs, 0) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "worker 1 never showed {hand_offs} tasks taken in and none left: {worker1:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        worker1 = metrics.worker(1).unwrap();
+    }
 }

@@ -42,6 +42,7 @@ mod join;
 mod join_set;
 pub mod local_channel;
 mod mailbox;
+mod metrics;
 mod runtime;
 mod shutdown;
 mod sleep_gate;
@@ -57,6 +58,7 @@ pub use blocking::{spawn_blocking, DEFAULT_BLOCKING_KEEP_ALIVE, DEFAULT_MAX_BLOC
 pub use builder::{Builder, DEFAULT_EVENT_INTERVAL, MAX_EVENT_CAPACITY};
 pub use join::{JoinError, JoinHandle};
 pub use join_set::JoinSet;
+pub use metrics::{RuntimeMetrics, WorkerMetrics};
 pub use runtime::{
     current_worker, spawn, spawn_local, spawn_local_on, spawn_on, yield_now, Runtime, RuntimeHandle,
 };

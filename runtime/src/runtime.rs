@@ -23,6 +23,7 @@ use cellio_reactor::{budget, Handle, Reactor};
 use crate::blocking::BlockingPool;
 use crate::builder::Builder;
 use crate::join::JoinHandle;
+use crate::metrics::RuntimeMetrics;
 use crate::shutdown::Shared;
 use crate::spawn::MadeThere;
 use crate::waker::{Inbox, LocalGuard, TaskAddr, MAIN_SLOT};
@@ -191,6 +192,14 @@ impl Runtime {
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.executor.shared.workers.len()
+    }
+
+    /// The runtime's [`RuntimeMetrics`]: every worker's figures and the
+    /// blocking pool's. Worker 0's are published here first, so they are
+    /// exact now even outside `block_on` (where worker 0 does not run).
+    pub fn metrics(&self) -> RuntimeMetrics {
+        self.executor.publish();
+        RuntimeMetrics::new(self.executor.shared.clone())
     }
 
     /// A handle for spawning onto any worker and shutting down, usable from
@@ -489,6 +498,25 @@ impl RuntimeHandle {
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.shared.workers.len()
+    }
+
+    /// The runtime's [`RuntimeMetrics`], from any thread (see there for
+    /// how current each worker's figures are).
+    ///
+    /// ```
+    /// let rt = cellio_runtime::Builder::new().workers(2).build()?;
+    /// let handle = rt.handle();
+    /// let busy = std::thread::spawn(move || {
+    ///     let metrics = handle.metrics();
+    ///     metrics.each_worker().map(|worker| worker.alive_tasks).sum::<u64>()
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// assert_eq!(busy, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn metrics(&self) -> RuntimeMetrics {
+        RuntimeMetrics::new(self.shared.clone())
     }
 
     /// Spawns `future` on worker `index` (`0..workers()`); it runs there

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::blocking::{BlockingPool, Job};
+use crate::metrics::WorkerSlots;
 use crate::waker::Inbox;
 use crate::worker::with_current;
 
@@ -43,11 +44,14 @@ pub(crate) struct Shared {
     /// The runtime's `spawn_blocking` threads (their own reference: they
     /// may outlive the runtime while a job runs).
     pub(crate) blocking: Arc<BlockingPool<Job>>,
+    /// Each worker's published figures, by index.
+    pub(crate) metrics: WorkerSlots,
 }
 
 impl Shared {
     pub(crate) fn new(workers: Vec<(u16, u8)>, blocking: BlockingPool<Job>) -> Self {
         Self {
+            metrics: WorkerSlots::new(workers.len()),
             workers,
             state: AtomicU8::new(RUNNING),
             cancelled: AtomicUsize::new(0),

@@ -74,6 +74,7 @@ use std::time::{Duration, Instant};
 use cellio_reactor::{budget, Reactor};
 
 use crate::join::JoinHandle;
+use crate::metrics::{Gauges, Published};
 use crate::shutdown::{Shared, ShutdownWaiters};
 use crate::task::pool::Pool;
 use crate::task::queue::RunQueue;
@@ -133,6 +134,8 @@ pub(crate) struct Executor {
     /// which runs its destructor, and free its block to another worker's
     /// inbox). Empty between drains; its capacity is kept.
     pub(crate) arrivals: RefCell<Vec<RawTask>>,
+    /// Tasks taken into the table so far (for the metrics).
+    spawned: Cell<u64>,
 }
 
 /// `owner_high` holds all of a worker's owner bits.
@@ -321,6 +324,7 @@ impl Executor {
             pool: RefCell::new(Pool::new(config.task_pooling, config.task_pool_cap)),
             shutdown_waiters: RefCell::new(ShutdownWaiters::default()),
             arrivals: RefCell::new(Vec::with_capacity(waker::INBOX_CAPACITY)),
+            spawned: Cell::new(0),
         }
     }
 
@@ -349,13 +353,15 @@ impl Executor {
     /// the top of every iteration (after the `block_on` future, if any,
     /// was polled by it).
     pub(crate) fn run(&self, reactor: &mut Reactor, mut done: impl FnMut() -> bool) {
+        let metrics = self.shared.metrics.of(self.index);
         loop {
             if done() {
+                self.publish_to(metrics);
                 return;
             }
             self.drain_inbox();
             self.fire_timers();
-            self.run_batch();
+            metrics.count_polls(self.run_batch());
             self.drain_inbox();
             // SAFETY: `is_empty` only reads two counters.
             let queue_empty = unsafe { self.run.with(|run| run.queue.is_empty()) };
@@ -363,6 +369,7 @@ impl Executor {
             // The batch may have finished what `done` waits for: never go
             // to sleep without asking again.
             if idle && done() {
+                self.publish_to(metrics);
                 return;
             }
             let sleep = idle && self.inbox.prepare_sleep();
@@ -371,13 +378,35 @@ impl Executor {
             } else {
                 Some(Duration::ZERO)
             };
-            if let Err(e) = reactor.turn(timeout) {
-                panic!("cellio: the reactor failed and cannot continue: {e}");
+            metrics.count_turn(sleep);
+            self.publish_to(metrics);
+            match reactor.turn(timeout) {
+                Ok(events) => metrics.count_io_events(events),
+                Err(e) => panic!("cellio: the reactor failed and cannot continue: {e}"),
             }
             if sleep {
                 self.inbox.woke_up();
             }
         }
+    }
+
+    /// Copies this worker's levels and spawn count into its metrics slot
+    /// (see `crate::metrics`). On the worker's thread, outside any access
+    /// to the run state or the pool.
+    pub(crate) fn publish(&self) {
+        self.publish_to(self.shared.metrics.of(self.index));
+    }
+
+    /// [`publish`](Self::publish), to this worker's slot, found already.
+    #[inline]
+    fn publish_to(&self, slot: &Published) {
+        // SAFETY: only the table's `live` and the queue's `len` run.
+        let (alive, queued) = unsafe { self.run.with(|run| (run.tasks.live(), run.queue.len())) };
+        slot.copy(Gauges {
+            spawned: self.spawned.get(),
+            alive,
+            queued,
+        });
     }
 
     /// Wakes every timer whose deadline has passed. Reads the clock only
@@ -477,6 +506,10 @@ impl Executor {
         let memory = RawTask::allocate::<F>(Some(&mut pool));
         if pool.counts().1 != fresh {
             self.inbox.reserve_returned(pool.outstanding());
+            self.shared
+                .metrics
+                .of(self.index)
+                .set_blocks_allocated(pool.counts().1);
         }
         memory
     }
@@ -518,6 +551,7 @@ impl Executor {
         };
         match inserted {
             Ok((slot, ticket)) => {
+                self.spawned.set(self.spawned.get() + 1);
                 // Before the task's first poll (it is queued, not polled):
                 // where `JoinHandle::abort` wakes it.
                 let address = (u64::from(self.owner_high) << 32)
@@ -570,11 +604,11 @@ impl Executor {
     }
 
     /// Polls up to `event_interval` queued tasks, each type's in its own
-    /// loop ([`run_tasks_of`]).
-    fn run_batch(&self) {
+    /// loop ([`run_tasks_of`]); returns how many it polled.
+    fn run_batch(&self) -> u64 {
         let mut left = self.event_interval;
         if left == 0 {
-            return;
+            return 0;
         }
         // SAFETY: `next` only pops the queue and reads the table.
         let mut next = unsafe { self.run.with(RunState::next) };
@@ -584,6 +618,7 @@ impl Executor {
             // (checked above, and `run_tasks_of` returns a task only then).
             next = unsafe { (taken.task.runner())(self, taken, &mut left) };
         }
+        u64::from(self.event_interval - left)
     }
 
     /// Polls one task with `poll`; `true` if it ran out of budget (a task
@@ -650,6 +685,16 @@ impl Executor {
             waker.wake();
         }
     }
+}
+
+/// Publishes the metrics of the worker running on this thread, if it is
+/// one of `shared`'s runtime (so a worker reading its own is exact).
+pub(crate) fn publish_current(shared: &Arc<Shared>) {
+    with_current(|executor| {
+        if Arc::ptr_eq(&executor.shared, shared) {
+            executor.publish();
+        }
+    });
 }
 
 /// Runs `f` with the executor of the worker running on this thread.

@@ -55,6 +55,12 @@ impl RunQueue {
         self.head == self.tail
     }
 
+    /// Entries queued (some may be stale: see the table's invariants).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.tail.wrapping_sub(self.head) as usize
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, entry: Entry) {
         if self.tail.wrapping_sub(self.head) as usize == self.buf.len() {

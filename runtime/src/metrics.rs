@@ -1,0 +1,313 @@
+//! Runtime metrics: what each worker has done (tasks spawned and polled,
+//! loop turns, sleeps, I/O events) and holds (live tasks, queued tasks,
+//! task blocks), and the blocking pool's threads and queue, readable from
+//! any thread without stopping anything: tokio's `RuntimeMetrics`.
+//!
+//! A worker's own state is confined to its thread, so each worker
+//! *publishes* its figures to a slot of its own ([`Published`]), which any
+//! thread may read:
+//!
+//! * the counts that grow once per loop turn (turns, sleeps, polls, I/O
+//!   events) are added to the slot as they happen, once per turn;
+//! * spawns and live and queued tasks are copied into it once per turn,
+//!   just before the worker turns its reactor (and so before it sleeps),
+//!   and whenever the worker itself is asked;
+//! * the task blocks allocated, when the task pool allocates one.
+//!
+//! Nothing here is touched per message: a turn serves every task its
+//! events and wakes queued, and a poll is counted with its batch.
+//!
+//! # Invariants
+//!
+//! * A slot is written only by its worker's thread, with relaxed loads
+//!   and stores (no read-modify-write: there is one writer), and is read
+//!   by any thread. A publication ends with a release store of the queue
+//!   length, which a reader loads first, with acquire: a reader sees at
+//!   least everything counted up to the last publication it observed (a
+//!   turn and its sleep are counted before the turn's publication), and
+//!   possibly later counts.
+//! * A slot is 128-byte aligned, so that one worker's publishing never
+//!   shares a cache line (or the adjacent line a prefetcher pairs with it)
+//!   with another's.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::shutdown::Shared;
+use crate::sync::{AtomicU64, Ordering};
+
+/// One worker's published figures (see the module's invariants).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Published {
+    turns: AtomicU64,
+    sleeps: AtomicU64,
+    polls: AtomicU64,
+    io_events: AtomicU64,
+    spawned: AtomicU64,
+    alive: AtomicU64,
+    queued: AtomicU64,
+    blocks_allocated: AtomicU64,
+}
+
+/// What a worker copies into its slot every turn (see [`Published::copy`]).
+pub(crate) struct Gauges {
+    pub(crate) spawned: u64,
+    pub(crate) alive: usize,
+    pub(crate) queued: usize,
+}
+
+/// Adds `by` to a counter only one thread writes.
+#[inline(always)]
+fn add(counter: &AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+impl Published {
+    /// Counts a batch of `polls` task polls. Called by the slot's worker
+    /// only.
+    #[inline]
+    pub(crate) fn count_polls(&self, polls: u64) {
+        add(&self.polls, polls);
+    }
+
+    /// Counts a reactor turn about to start; `sleep` if the worker will
+    /// block in it. Called by the slot's worker only, before
+    /// [`copy`](Self::copy) (which publishes it).
+    #[inline]
+    pub(crate) fn count_turn(&self, sleep: bool) {
+        add(&self.turns, 1);
+        if sleep {
+            add(&self.sleeps, 1);
+        }
+    }
+
+    /// Counts the events a reactor turn delivered. Called by the slot's
+    /// worker only.
+    #[inline]
+    pub(crate) fn count_io_events(&self, events: usize) {
+        add(&self.io_events, events as u64);
+    }
+
+    /// Records the task pool's count of blocks allocated, which changes
+    /// only when it allocates one. Called by the slot's worker only.
+    #[cold]
+    pub(crate) fn set_blocks_allocated(&self, blocks: u64) {
+        self.blocks_allocated.store(blocks, Ordering::Relaxed);
+    }
+
+    /// Copies the worker's gauges, publishing them and every count made
+    /// before. Called by the slot's worker only.
+    #[inline]
+    pub(crate) fn copy(&self, gauges: Gauges) {
+        let store = |to: &AtomicU64, value: u64| to.store(value, Ordering::Relaxed);
+        store(&self.spawned, gauges.spawned);
+        store(&self.alive, gauges.alive as u64);
+        // Last, and a release: a reader that sees it sees everything
+        // before it (a plain store on x86).
+        self.queued.store(gauges.queued as u64, Ordering::Release);
+    }
+
+    fn read(&self) -> WorkerMetrics {
+        // First, and an acquire: see `copy`.
+        let queued_tasks = self.queued.load(Ordering::Acquire);
+        let load = |from: &AtomicU64| from.load(Ordering::Relaxed);
+        WorkerMetrics {
+            alive_tasks: load(&self.alive),
+            spawned_tasks: load(&self.spawned),
+            queued_tasks,
+            polls: load(&self.polls),
+            turns: load(&self.turns),
+            sleeps: load(&self.sleeps),
+            io_events: load(&self.io_events),
+            task_blocks_allocated: load(&self.blocks_allocated),
+        }
+    }
+}
+
+/// Every worker's slot, by index.
+pub(crate) struct WorkerSlots(Box<[Published]>);
+
+impl WorkerSlots {
+    pub(crate) fn new(workers: usize) -> Self {
+        Self((0..workers).map(|_| Published::default()).collect())
+    }
+
+    /// Worker `index`'s slot.
+    ///
+    /// # Panics
+    ///
+    /// If there is no such worker (an executor's index always names one).
+    #[inline]
+    pub(crate) fn of(&self, index: usize) -> &Published {
+        &self.0[index]
+    }
+}
+
+impl fmt::Debug for WorkerSlots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerSlots")
+            .field("workers", &self.0.len())
+            .finish()
+    }
+}
+
+/// A runtime's metrics, readable from any thread: from
+/// [`Runtime::metrics`](crate::Runtime::metrics) or
+/// [`RuntimeHandle::metrics`](crate::RuntimeHandle::metrics). Cheap to
+/// clone; reading it allocates nothing.
+///
+/// Each worker publishes its figures once per loop turn (before it turns
+/// its reactor, so a sleeping worker's are complete), and on its own
+/// thread whenever it is asked: read from one of the runtime's tasks, the
+/// worker running it is exact and the others at most one turn behind.
+/// Worker 0 runs only inside `block_on`: outside it, its figures are those
+/// of its last turn or of the last
+/// [`Runtime::metrics`](crate::Runtime::metrics) call, which publishes
+/// them.
+///
+/// # Examples
+///
+/// ```
+/// let rt = cellio_runtime::Builder::new().workers(2).build()?;
+/// rt.block_on(async {
+///     let tasks: Vec<_> = (0..10).map(|i| cellio_runtime::spawn(async move { i })).collect();
+///     for task in tasks {
+///         task.await.unwrap();
+///     }
+/// });
+/// let metrics = rt.metrics();
+/// assert_eq!(metrics.workers(), 2);
+/// let worker0 = metrics.worker(0).unwrap();
+/// assert_eq!(worker0.spawned_tasks, 10);
+/// assert_eq!(worker0.alive_tasks, 0);
+/// assert!(worker0.polls >= 10);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct RuntimeMetrics {
+    shared: Arc<Shared>,
+}
+
+impl RuntimeMetrics {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.shared.workers.len()
+    }
+
+    /// Worker `index`'s figures (worker 0 is the thread that calls
+    /// `block_on`); `None` if the runtime has no such worker.
+    pub fn worker(&self, index: usize) -> Option<WorkerMetrics> {
+        if index >= self.workers() {
+            return None;
+        }
+        crate::worker::publish_current(&self.shared);
+        Some(self.shared.metrics.of(index).read())
+    }
+
+    /// Every worker's figures, by index.
+    pub fn each_worker(&self) -> impl Iterator<Item = WorkerMetrics> + '_ {
+        crate::worker::publish_current(&self.shared);
+        (0..self.workers()).map(|index| self.shared.metrics.of(index).read())
+    }
+
+    /// The workers' figures added up.
+    pub fn total(&self) -> WorkerMetrics {
+        self.each_worker()
+            .fold(WorkerMetrics::default(), |sum, worker| sum + worker)
+    }
+
+    /// Threads in the blocking pool now (running a job or idle).
+    pub fn blocking_threads(&self) -> usize {
+        self.shared.blocking.stats().0
+    }
+
+    /// Blocking-pool threads waiting for a job now.
+    pub fn idle_blocking_threads(&self) -> usize {
+        self.shared.blocking.stats().1
+    }
+
+    /// Blocking jobs waiting in the queue for a thread now.
+    pub fn blocking_queue_depth(&self) -> usize {
+        self.shared.blocking.stats().2
+    }
+
+    /// Tasks cancelled so far by the runtime's shutdown (those still
+    /// unfinished when it stopped, and blocking jobs still queued).
+    pub fn cancelled_tasks(&self) -> usize {
+        self.shared.cancelled()
+    }
+}
+
+impl fmt::Debug for RuntimeMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (threads, idle, queued) = self.shared.blocking.stats();
+        f.debug_struct("RuntimeMetrics")
+            .field("workers", &self.workers())
+            .field("total", &self.total())
+            .field("blocking_threads", &threads)
+            .field("idle_blocking_threads", &idle)
+            .field("blocking_queue_depth", &queued)
+            .finish()
+    }
+}
+
+/// One worker's figures (or, from [`RuntimeMetrics::total`], all of
+/// theirs added up): a copy, taken when it was read.
+///
+/// The counts (`spawned_tasks`, `polls`, `turns`, `sleeps`, `io_events`,
+/// `task_blocks_allocated`) only grow; subtract two snapshots for a rate. The rest
+/// are levels at the worker's last turn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerMetrics {
+    /// Tasks on this worker spawned (or sent here with `spawn_on`) and not
+    /// finished: tokio's `num_alive_tasks`, per worker.
+    pub alive_tasks: u64,
+    /// Tasks started on this worker so far, spawned here or sent here.
+    pub spawned_tasks: u64,
+    /// Tasks in the run queue, waiting to be polled (a backlog that stays
+    /// high means the worker is saturated).
+    pub queued_tasks: u64,
+    /// Task polls so far (`block_on`'s own future not counted).
+    pub polls: u64,
+    /// Loop turns so far: each polls a batch of queued tasks and then
+    /// turns the reactor once.
+    pub turns: u64,
+    /// Turns in which the worker had nothing to run and blocked in its
+    /// reactor until an event, a timer or a wake came: tokio's park count.
+    /// Counted as the worker goes to sleep.
+    pub sleeps: u64,
+    /// Events its reactor delivered so far: readiness events (one may wake
+    /// a socket's receive and its send) and wake-ups from other threads.
+    pub io_events: u64,
+    /// Task blocks this worker's task pool allocated so far (each task
+    /// spawned on or from this worker, or a blocking job, takes a block
+    /// from the pool: a reused one, or a fresh one). Flat under a steady
+    /// load: once warm, spawning allocates nothing.
+    pub task_blocks_allocated: u64,
+}
+
+impl std::ops::Add for WorkerMetrics {
+    type Output = WorkerMetrics;
+
+    fn add(self, other: WorkerMetrics) -> WorkerMetrics {
+        WorkerMetrics {
+            alive_tasks: self.alive_tasks + other.alive_tasks,
+            spawned_tasks: self.spawned_tasks + other.spawned_tasks,
+            queued_tasks: self.queued_tasks + other.queued_tasks,
+            polls: self.polls + other.polls,
+            turns: self.turns + other.turns,
+            sleeps: self.sleeps + other.sleeps,
+            io_events: self.io_events + other.io_events,
+            task_blocks_allocated: self.task_blocks_allocated + other.task_blocks_allocated,
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! `RuntimeMetrics` and `WorkerMetrics`: each worker's spawns, polls,
+//! live and queued tasks, turns, sleeps, I/O events and task blocks, and
+//! the blocking pool's threads, as a program reads them from its own
+//! tasks, from the runtime's owner and from another thread.
+//!
+//! Counts are asserted exactly where the program decides them (tasks
+//! spawned and polled on one worker, live tasks as seen from their own
+//! worker); figures another worker publishes are awaited until they show,
+//! as a monitoring thread would see them a turn later.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use cellio::runtime::{spawn_on, RuntimeMetrics, WorkerMetrics};
+use cellio::{spawn, yield_now, Builder, TcpListener, TcpStream};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Waits until `check` holds for worker `index`'s figures, and returns
+/// them; panics with the last figures after `LIMIT`.
+fn wait_for_worker(
+    metrics: &RuntimeMetrics,
+    index: usize,
+    check: impl Fn(&WorkerMetrics) -> bool,
+) -> WorkerMetrics {
+    let start = Instant::now();
+    loop {
+        let now = metrics.worker(index).expect("the worker exists");
+        if check(&now) {
+            return now;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "worker {index} never got there: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_worker_counts_the_tasks_it_spawns_and_polls() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    let before = rt.metrics().worker(0).unwrap();
+    assert_eq!(before.spawned_tasks, 0);
+    assert_eq!(before.polls, 0);
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..10u32).map(|i| spawn(async move { i })).collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        // Each task polled twice: it yields once.
+        let tasks: Vec<_> = (0..5).map(|_| spawn(async { yield_now().await })).collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let after = rt.metrics().worker(0).unwrap();
+    assert_eq!(after.spawned_tasks, 15);
+    assert_eq!(after.polls, 10 + 2 * 5, "{after:?}");
+    assert_eq!(after.alive_tasks, 0);
+    assert_eq!(after.queued_tasks, 0);
+    assert!(after.turns >= 1, "{after:?}");
+    // At most 10 tasks were alive at once, so at most 10 blocks (in one
+    // or two size classes) were allocated; the rest were reused.
+    assert!((1..=10).contains(&after.task_blocks_allocated), "{after:?}");
+    assert!(rt.metrics().worker(1).is_none());
+}
+
+#[test]
+fn a_task_sees_its_own_worker_exactly() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    rt.block_on(async {
+        let metrics = cellio::runtime::RuntimeHandle::current().unwrap().metrics();
+        let waiting: Vec<_> = (0..3)
+            .map(|_| spawn(std::future::pending::<()>()))
+            .collect();
+        // Spawned, not yet polled: alive and queued.
+        let now = metrics.worker(0).unwrap();
+        assert_eq!((now.alive_tasks, now.queued_tasks), (3, 3), "{now:?}");
+        assert_eq!(now.spawned_tasks, 3);
+        yield_now().await;
+        // Polled once each, pending: alive, not queued.
+        let now = metrics.worker(0).unwrap();
+        assert_eq!((now.alive_tasks, now.queued_tasks), (3, 0), "{now:?}");
+        assert_eq!(now.polls, 3);
+        for task in waiting {
+            task.abort();
+        }
+    });
+}
+
+#[test]
+fn another_worker_publishes_within_a_turn() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let metrics = rt.metrics();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..7u32).map(|i| spawn_on(1, async move { i })).collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let worker1 = wait_for_worker(&metrics, 1, |w| w.spawned_tasks == 7 && w.alive_tasks == 0);
+    assert_eq!(worker1.polls, 7, "{worker1:?}");
+    // Worker 1 published that on its way to sleep (its queue empty), and
+    // a turn and its sleep are counted before the turn's publication.
+    assert!(
+        worker1.sleeps >= 1 && worker1.turns >= worker1.sleeps,
+        "{worker1:?}"
+    );
+    let total = metrics.total();
+    assert_eq!(total.spawned_tasks, 7);
+    assert_eq!(metrics.each_worker().count(), 2);
+}
+
+#[test]
+fn a_monitor_thread_reads_a_busy_runtime() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let handle = rt.handle();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    // Five tasks on worker 1 that wait until the monitor has seen them.
+    let waiting: Vec<_> = (0..5)
+        .map(|_| {
+            handle.spawn_on(1, async {
+                cellio::runtime::sleep(Duration::from_millis(5)).await;
+            })
+        })
+        .collect();
+    let monitor = {
+        let metrics = handle.metrics();
+        std::thread::spawn(move || {
+            let seen = wait_for_worker(&metrics, 1, |w| w.spawned_tasks == 5);
+            release.send(()).unwrap();
+            seen
+        })
+    };
+    released.recv_timeout(LIMIT).unwrap();
+    let seen = monitor.join().unwrap();
+    assert!(seen.alive_tasks <= 5, "{seen:?}");
+    rt.block_on(async {
+        for task in waiting {
+            task.await.unwrap();
+        }
+    });
+    wait_for_worker(&rt.metrics(), 1, |w| w.alive_tasks == 0);
+}
+
+#[test]
+fn io_events_count_a_socket_woken_by_its_peer() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut peer = std::net::TcpStream::connect(address).unwrap();
+            // Written only once the server side waits for it.
+            std::thread::sleep(Duration::from_millis(20));
+            peer.write_all(b"ping").unwrap();
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let metrics = cellio::runtime::RuntimeHandle::current().unwrap().metrics();
+        let before = metrics.worker(0).unwrap().io_events;
+        let mut buf = [0u8; 4];
+        let n = receive(&stream, &mut buf).await;
+        assert_eq!(&buf[..n], b"ping");
+        let after = metrics.worker(0).unwrap().io_events;
+        assert!(after > before, "no event counted: {before} → {after}");
+        writer.join().unwrap();
+    });
+}
+
+async fn receive(stream: &TcpStream, buf: &mut [u8]) -> usize {
+    stream.recv(buf).await.unwrap()
+}
+
+#[test]
+fn the_blocking_pool_shows_its_threads_and_queue() {
+    let rt = Builder::new()
+        .workers(1)
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let metrics = rt.metrics();
+    assert_eq!(
+        (metrics.blocking_threads(), metrics.blocking_queue_depth()),
+        (0, 0)
+    );
+    let (started, started_rx) = std::sync::mpsc::channel();
+    let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
+    let running = rt.spawn_blocking(move || {
+        started.send(()).unwrap();
+        finish_rx.recv().unwrap();
+    });
+    started_rx.recv().unwrap();
+    let queued = rt.spawn_blocking(|| ());
+    assert_eq!(metrics.blocking_threads(), 1);
+    assert_eq!(metrics.idle_blocking_threads(), 0);
+    assert_eq!(metrics.blocking_queue_depth(), 1);
+    finish.send(()).unwrap();
+    rt.block_on(async {
+        running.await.unwrap();
+        queued.await.unwrap();
+    });
+    assert_eq!(metrics.blocking_queue_depth(), 0);
+    assert_eq!(metrics.cancelled_tasks(), 0);
+}
+
+#[test]
+fn figures_outlive_the_runtime() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    rt.block_on(async {
+        spawn(async {}).await.unwrap();
+    });
+    rt.spawn(std::future::pending::<()>());
+    let metrics = rt.metrics();
+    drop(rt);
+    let last = metrics.worker(0).unwrap();
+    assert_eq!(last.spawned_tasks, 2);
+    assert_eq!(metrics.cancelled_tasks(), 1);
+    assert!(format!("{metrics:?}").contains("workers: 1"));
+}
