@@ -21,6 +21,10 @@
 //! * `--api poll`: serve connections through `TcpIo` (poll methods that keep
 //!   the socket's cells reserved between operations) instead of the
 //!   stream's `recv`/`send_all` futures (`--api futures`, the default).
+//! * `--metrics-ms MS`: every `MS` milliseconds, a line per worker on
+//!   stderr from the runtime's metrics (`RuntimeMetrics`, read by a thread
+//!   of its own): live tasks, queued tasks, and polls, loop turns, sleeps
+//!   and reactor events per second.
 //!
 //! With `--workers` above 1 the listeners use `SO_REUSEPORT`, so another
 //! process of the same user listening on the port with `SO_REUSEPORT` too
@@ -42,7 +46,9 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use accept_backoff::{out_of_resources, Starved};
-use cellio::runtime::{sleep, spawn_local_on, spawn_on, until_shutdown, RuntimeHandle, Sleep};
+use cellio::runtime::{
+    sleep, spawn_local_on, spawn_on, until_shutdown, RuntimeHandle, Sleep, WorkerMetrics,
+};
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
 
@@ -76,6 +82,10 @@ struct Args {
     /// cells reserved between operations).
     #[arg(long, value_enum, default_value_t = Api::Futures)]
     api: Api,
+    /// Print each worker's runtime metrics on stderr every this many
+    /// milliseconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    metrics_ms: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,6 +397,14 @@ fn run(args: &Args) -> std::io::Result<()> {
         .build()
         .map_err(|e| context("cannot start the cellio runtime", e))?;
 
+    if args.metrics_ms > 0 {
+        let (handle, every) = (runtime.handle(), Duration::from_millis(args.metrics_ms));
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || report_metrics(&handle, every))
+            .map_err(|e| context("cannot start the metrics thread", e))?;
+    }
+
     runtime.block_on(async {
         spawn(shutdown_signals::shut_down_on_signals()?);
         let handoff = args.accept == Accept::Handoff;
@@ -424,4 +442,32 @@ fn run(args: &Args) -> std::io::Result<()> {
         return Err(std::io::Error::other("a worker failed to start"));
     }
     Ok(())
+}
+
+/// Prints a line per worker every `every` until the runtime shuts down:
+/// levels as they are, counts as rates over the interval.
+fn report_metrics(runtime: &RuntimeHandle, every: Duration) {
+    let metrics = runtime.metrics();
+    let mut last: Vec<WorkerMetrics> = metrics.each_worker().collect();
+    let mut last_time = Instant::now();
+    while !runtime.is_shutting_down() {
+        std::thread::sleep(every);
+        let now = Instant::now();
+        let seconds = now.duration_since(last_time).as_secs_f64().max(1e-9);
+        let per_second = |to: u64, from: u64| (to - from) as f64 / seconds;
+        for (worker, (figures, before)) in metrics.each_worker().zip(&mut last).enumerate() {
+            eprintln!(
+                "metrics: worker {worker}: {} tasks alive, {} queued; per second: {:.0} polls, \
+                 {:.0} turns, {:.0} sleeps, {:.0} reactor events",
+                figures.alive_tasks,
+                figures.queued_tasks,
+                per_second(figures.polls, before.polls),
+                per_second(figures.turns, before.turns),
+                per_second(figures.sleeps, before.sleeps),
+                per_second(figures.io_events, before.io_events),
+            );
+            *before = figures;
+        }
+        last_time = now;
+    }
 }
