@@ -24,16 +24,23 @@
 //!
 //! * The ring holds at most `capacity` messages; it is allocated with room
 //!   for them in [`channel`] and never grows.
-//! * Every task waiting to send has its waker in `waiting_senders` (a
-//!   future registers once per round of wake-ups, and again only if its
-//!   waker changed); when a slot frees, every waiting sender is woken, the
-//!   list emptied, and a new round begins. A sender woken for a slot that
-//!   another took registers again. Waking all (not one) means a dropped
-//!   sender future never strands the others.
-//! * The list of waiting senders keeps its memory between rounds (two
-//!   vectors trade places), so it allocates only when more senders wait at
-//!   once than ever before.
-//! * No borrow of the shared state is held across a wake.
+//! * A send that finds no room registers in `waiters` (a slab: its key
+//!   stays with the future) and joins the back of `queue`, first in, first
+//!   out. When a slot frees, one waiter leaves the front of the queue,
+//!   *notified*: the slot is promised to it (`promised` counts such
+//!   slots), and only it is woken. So a freed slot wakes one task, not
+//!   every waiting one, and a send that comes later cannot take it:
+//!   `ring.len() + promised <= capacity`, and a send without a promise
+//!   takes a slot only while that sum is below `capacity`.
+//! * A notified send takes its slot at its next poll. A send dropped
+//!   while notified gives its promise back and notifies the next waiter
+//!   in its place, so a cancelled send never strands the others; one
+//!   dropped while waiting leaves the queue.
+//! * Closing wakes every waiter (each then fails with its value).
+//! * `waiters` and `queue` keep their memory, so they allocate only when
+//!   more sends wait at once than ever before.
+//! * No borrow of the shared state is held across a wake: wakers are
+//!   taken out under the borrow and woken after it.
 //!
 //! # Examples
 //!
@@ -70,6 +77,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use slab::Slab;
+
 /// A channel for up to `capacity` messages in flight (at least 1): its
 /// sending and receiving ends. The ring is allocated here, once.
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
@@ -78,9 +87,9 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         ring: VecDeque::with_capacity(capacity),
         capacity,
         receiver_waker: None,
-        waiting_senders: Vec::new(),
-        spare: Vec::new(),
-        round: 0,
+        waiters: Slab::new(),
+        queue: VecDeque::new(),
+        promised: 0,
         senders: 1,
         open: true,
     }));
@@ -96,12 +105,13 @@ struct State<T> {
     ring: VecDeque<T>,
     capacity: usize,
     receiver_waker: Option<Waker>,
-    /// Wakers of the senders waiting for a slot, this round.
-    waiting_senders: Vec<Waker>,
-    /// The other list, empty, keeping its memory for the next round.
-    spare: Vec<Waker>,
-    /// Counts the rounds of wake-ups (see the module invariants).
-    round: u64,
+    /// Sends waiting for a slot, or notified of one (see the module
+    /// invariants); each future keeps its key.
+    waiters: Slab<Waiter>,
+    /// Keys of the waiting (not yet notified) sends, oldest first.
+    queue: VecDeque<usize>,
+    /// Free slots promised to notified sends.
+    promised: usize,
     /// Live `Sender`s.
     senders: usize,
     /// `false` once the receiver is gone or closed.
@@ -110,19 +120,57 @@ struct State<T> {
 
 type Shared<T> = Rc<RefCell<State<T>>>;
 
-/// Wakes every sender waiting for a slot, and starts a new round.
-fn wake_senders<T>(shared: &Shared<T>) {
-    let mut woken = {
-        let mut state = shared.borrow_mut();
-        if state.waiting_senders.is_empty() {
-            return;
+/// A send waiting for a slot: its waker (taken when it is woken), and
+/// whether a slot is promised to it.
+struct Waiter {
+    waker: Option<Waker>,
+    notified: bool,
+}
+
+impl<T> State<T> {
+    /// `true` if a send without a promise may take a slot now.
+    fn has_free_slot(&self) -> bool {
+        self.ring.len() + self.promised < self.capacity
+    }
+
+    /// If a slot is free and unpromised, promises it to the oldest waiting
+    /// send and returns that send's waker, to wake once the borrow is
+    /// released.
+    fn notify_next(&mut self) -> Option<Waker> {
+        if !self.has_free_slot() {
+            return None;
         }
-        state.round += 1;
-        let spare = std::mem::take(&mut state.spare);
-        std::mem::replace(&mut state.waiting_senders, spare)
-    };
-    woken.drain(..).for_each(Waker::wake);
-    shared.borrow_mut().spare = woken;
+        let key = self.queue.pop_front()?;
+        let waiter = &mut self.waiters[key];
+        waiter.notified = true;
+        self.promised += 1;
+        waiter.waker.take()
+    }
+}
+
+/// Wakes the oldest waiting send if a slot is free for it.
+fn wake_next_sender<T>(shared: &Shared<T>) {
+    let waker = shared.borrow_mut().notify_next();
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// Wakes every waiting send (the channel closed: each will fail), one at
+/// a time, so that no list of wakers is built.
+fn wake_all_senders<T>(shared: &Shared<T>) {
+    loop {
+        let waker = {
+            let mut state = shared.borrow_mut();
+            let Some(key) = state.queue.pop_front() else {
+                return;
+            };
+            state.waiters[key].waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 /// Wakes the receiver, if it waits.
@@ -143,13 +191,16 @@ impl<T> Sender<T> {
     /// value back, if the receiver is gone or closed. Cancel-safe: a
     /// dropped call has sent nothing (the value is dropped with it).
     ///
+    /// Waiting sends get slots in the order they began to wait, and a
+    /// freed slot wakes only the send it goes to.
+    ///
     /// The future panics if polled again after it completed (it has no
     /// value left to send).
     pub fn send(&self, value: T) -> Send<'_, T> {
         Send {
             sender: self,
             value: Some(value),
-            registered: None,
+            key: None,
         }
     }
 
@@ -159,7 +210,7 @@ impl<T> Sender<T> {
         if !state.open {
             return Err(TrySendError::Closed(value));
         }
-        if state.ring.len() == state.capacity {
+        if !state.has_free_slot() {
             return Err(TrySendError::Full(value));
         }
         state.ring.push_back(value);
@@ -173,10 +224,11 @@ impl<T> Sender<T> {
         !self.shared.borrow().open
     }
 
-    /// How many more messages fit now.
+    /// How many more messages fit now (slots promised to sends that were
+    /// waiting do not count).
     pub fn capacity(&self) -> usize {
         let state = self.shared.borrow();
-        state.capacity - state.ring.len()
+        state.capacity - state.ring.len() - state.promised
     }
 
     /// The most messages the channel holds.
@@ -223,8 +275,8 @@ impl<T> fmt::Debug for Sender<T> {
 pub struct Send<'a, T> {
     sender: &'a Sender<T>,
     value: Option<T>,
-    /// The round and place this future's waker was listed in.
-    registered: Option<(u64, usize)>,
+    /// Its key in the waiters, while it waits or is notified.
+    key: Option<usize>,
 }
 
 impl<T> Unpin for Send<'_, T> {}
@@ -237,27 +289,64 @@ impl<T> Future for Send<'_, T> {
         let Some(value) = this.value.take() else {
             panic!("a cellio local_channel Send polled after it completed");
         };
-        match this.sender.try_send(value) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(TrySendError::Closed(value)) => Poll::Ready(Err(SendError(value))),
-            Err(TrySendError::Full(value)) => {
-                this.value = Some(value);
-                let mut state = this.sender.shared.borrow_mut();
-                let round = state.round;
-                match this.registered {
-                    Some((r, index)) if r == round => {
-                        let listed = &mut state.waiting_senders[index];
-                        if !listed.will_wake(cx.waker()) {
-                            listed.clone_from(cx.waker());
-                        }
-                    }
-                    _ => {
-                        this.registered = Some((round, state.waiting_senders.len()));
-                        state.waiting_senders.push(cx.waker().clone());
-                    }
+        let mut state = this.sender.shared.borrow_mut();
+        if !state.open {
+            if let Some(key) = this.key.take() {
+                if state.waiters.remove(key).notified {
+                    state.promised -= 1;
                 }
-                Poll::Pending
             }
+            return Poll::Ready(Err(SendError(value)));
+        }
+        let sends = match this.key {
+            // A slot was promised to this send: it is free.
+            Some(key) if state.waiters[key].notified => {
+                state.waiters.remove(key);
+                state.promised -= 1;
+                this.key = None;
+                true
+            }
+            Some(key) => {
+                let waker = &mut state.waiters[key].waker;
+                match waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                false
+            }
+            None if state.has_free_slot() => true,
+            None => {
+                let key = state.waiters.insert(Waiter {
+                    waker: Some(cx.waker().clone()),
+                    notified: false,
+                });
+                state.queue.push_back(key);
+                this.key = Some(key);
+                false
+            }
+        };
+        if !sends {
+            this.value = Some(value);
+            return Poll::Pending;
+        }
+        state.ring.push_back(value);
+        drop(state);
+        wake_receiver(&this.sender.shared);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T> Drop for Send<'_, T> {
+    fn drop(&mut self) {
+        let Some(key) = self.key else { return };
+        let mut state = self.sender.shared.borrow_mut();
+        if state.waiters.remove(key).notified {
+            // Its promised slot goes to the next waiting send.
+            state.promised -= 1;
+            drop(state);
+            wake_next_sender(&self.sender.shared);
+        } else if let Some(place) = state.queue.iter().position(|&k| k == key) {
+            state.queue.remove(place);
         }
     }
 }
@@ -306,7 +395,7 @@ impl<T> Receiver<T> {
         match state.ring.pop_front() {
             Some(value) => {
                 drop(state);
-                wake_senders(&self.shared);
+                wake_next_sender(&self.shared);
                 Ok(value)
             }
             None if state.senders == 0 || !state.open => Err(TryRecvError::Disconnected),
@@ -318,7 +407,7 @@ impl<T> Receiver<T> {
     /// messages already in it can still be received.
     pub fn close(&mut self) {
         self.shared.borrow_mut().open = false;
-        wake_senders(&self.shared);
+        wake_all_senders(&self.shared);
     }
 
     /// How many messages are waiting.

@@ -2,7 +2,8 @@
 //! in order per sender; a send waits while the ring is full and a receive
 //! while it is empty; the end of the senders ends the stream after what is
 //! queued; a gone or closed receiver fails sends with the value back; a
-//! sender future dropped while waiting strands no other sender.
+//! sender future dropped while waiting strands no other sender. A freed
+//! slot wakes one waiting send, the oldest, and is kept for it.
 
 mod util;
 
@@ -126,8 +127,8 @@ fn a_gone_or_closed_receiver_gives_the_value_back() {
 }
 
 /// Two senders wait on a full ring; the first one's future is dropped.
-/// When a slot frees, the second still gets it (every waiting sender is
-/// woken, so a dropped one cannot swallow the wake-up).
+/// When a slot frees, the second still gets it (the dropped one left the
+/// queue of waiting sends).
 #[test]
 fn a_dropped_waiting_send_strands_no_other_sender() {
     run(|| async {
@@ -149,6 +150,85 @@ fn a_dropped_waiting_send_strands_no_other_sender() {
         second.await.unwrap();
         assert!(sent.get());
         assert_eq!(rx.recv().await, Some(2));
+    });
+}
+
+/// 100 sends wait on a ring of one slot; each received message frees the
+/// slot for the oldest waiting send, and wakes only it: every sender task
+/// is polled twice (once to wait, once to send), the first once, where
+/// waking every waiting send polled them all at every slot (about 5 000
+/// polls). The messages arrive in the order the sends began to wait.
+#[test]
+fn a_freed_slot_wakes_only_the_oldest_waiting_send() {
+    const SENDERS: u64 = 100;
+    let (polls, got) = run(|| async {
+        let metrics = cellio_runtime::RuntimeHandle::current().unwrap().metrics();
+        let polls_before = metrics.worker(0).unwrap().polls;
+        let (tx, mut rx) = channel::<u64>(1);
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|i| {
+                let tx = tx.clone();
+                spawn_local(async move { tx.send(i).await.unwrap() })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for _ in 0..SENDERS {
+            got.push(rx.recv().await.unwrap());
+        }
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        (metrics.worker(0).unwrap().polls - polls_before, got)
+    });
+    assert_eq!(got, (0..SENDERS).collect::<Vec<_>>());
+    assert_eq!(polls, 1 + 2 * (SENDERS - 1));
+}
+
+/// A slot freed for a waiting send is kept for it: a `try_send` (or a new
+/// `send`) cannot take it first, and `capacity` does not count it.
+#[test]
+fn a_promised_slot_cannot_be_taken_by_a_later_send() {
+    run(|| async {
+        let (tx, mut rx) = channel::<u32>(1);
+        tx.try_send(0).unwrap();
+        let waiting = {
+            let tx = tx.clone();
+            spawn_local(async move { tx.send(1).await.unwrap() })
+        };
+        yield_now().await; // it waits
+        assert_eq!(rx.recv().await, Some(0)); // the slot is promised to it
+        assert_eq!(tx.capacity(), 0);
+        assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
+        let mut late = Box::pin(tx.send(3));
+        assert!(poll_once(&mut late).await.is_pending());
+        waiting.await.unwrap();
+        assert_eq!(rx.recv().await, Some(1));
+        // Now the late send gets the next slot.
+        late.await.unwrap();
+        assert_eq!(rx.recv().await, Some(3));
+    });
+}
+
+/// The send a slot was promised to is cancelled before it takes the slot
+/// (its task aborted between the wake and its poll): the promise passes to
+/// the next waiting send, which is not stranded.
+#[test]
+fn a_cancelled_notified_send_passes_its_slot_on() {
+    run(|| async {
+        let (tx, mut rx) = channel::<u32>(1);
+        tx.try_send(0).unwrap();
+        let spawn_send = |value| {
+            let tx = tx.clone();
+            spawn_local(async move { tx.send(value).await.unwrap() })
+        };
+        let (first, second) = (spawn_send(1), spawn_send(2));
+        yield_now().await; // both wait, the first in front
+        assert_eq!(rx.recv().await, Some(0)); // notifies the first...
+        first.abort(); // ...which is dropped at its next poll
+        assert_eq!(rx.recv().await, Some(2));
+        second.await.unwrap();
+        assert!(first.await.unwrap_err().is_cancelled());
+        assert_eq!(tx.capacity(), 1, "no slot left promised");
     });
 }
 
