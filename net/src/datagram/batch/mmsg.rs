@@ -1,15 +1,27 @@
 //! Linux: a batch is one `recvmmsg(2)` or `sendmmsg(2)`, whose headers
 //! (`mmsghdr`, each pointing at an `iovec` and an address) live here.
 //!
-//! The headers' pointers are written right before each call, from the
-//! borrows the call holds, and followed only by that call; between calls
-//! they are stale and nothing reads them.
+//! A send's headers are written right before each call, from the borrows
+//! the call holds, and followed only by that call; between calls they are
+//! stale and nothing reads them.
+//!
+//! A receive's headers point into the batch's buffers, which are
+//! [`RawSlice`]s: the pointers are written once (and again only if the
+//! buffers or the control setting change), and stay valid between calls.
+//! Before each call only what the kernel wrote into the headers it filled
+//! the call before is reset: the sender's length (in and out) and, with
+//! control space, its length. Nothing else in a header is written by the
+//! kernel, except `msg_len` and `msg_flags`, which are outputs only; and on
+//! a failed call nothing is (the error comes before anything is copied
+//! back), so an error resets nothing, save one we do not expect
+//! (anything but `WouldBlock`), after which every header is reset.
 
 use std::io;
 use std::mem::size_of;
 use std::os::fd::RawFd;
 use std::ptr;
 
+use super::raw_slice::RawSlice;
 use super::{Queued, Slot, CONTROLS_CUT, MAX_BATCH};
 use crate::raw_addr::RawSockAddr;
 use crate::sys;
@@ -19,11 +31,17 @@ use crate::sys;
 /// control messages, used when the socket's datagrams may come merged.
 pub(super) struct RecvCalls {
     headers: Box<[libc::mmsghdr]>,
-    iovecs: Box<[libc::iovec]>,
-    controls: Box<[ControlSpace]>,
+    iovecs: RawSlice<libc::iovec>,
+    controls: RawSlice<ControlSpace>,
+    /// The buffers the headers point at, `(bytes, slot size, slots)`:
+    /// `None` until the first receive.
+    prepared: Option<(*mut u8, usize, *mut Slot)>,
     /// Whether the headers point at `controls` (else their control
     /// pointers are null).
     controls_set: bool,
+    /// How many headers (from the first) the kernel may have written
+    /// since they were last reset.
+    dirty: usize,
 }
 
 /// A slot's room for control messages: `UDP_GRO`'s (24 bytes), and
@@ -32,10 +50,13 @@ pub(super) struct RecvCalls {
 #[repr(C, align(8))]
 struct ControlSpace([u8; 128]);
 
-// SAFETY: the raw pointers in `headers` and `iovecs` are scratch: written
-// before each `recvmmsg` from the `&mut` borrows `receive` holds, followed
-// only by that call, and never read otherwise, so moving them to another
-// thread moves nothing that is in use.
+/// The sender storage's length, as a header gives it to the kernel.
+const NAME_LEN: libc::socklen_t = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
+// SAFETY: the raw pointers in `headers`, `iovecs` and `prepared` point
+// into the batch that owns this (its `RawSlice`s, and `iovecs` and
+// `controls` here), which moves with it; they are followed only by the
+// `recvmmsg` of `receive`, which holds `&mut` on all of it.
 unsafe impl Send for RecvCalls {}
 // SAFETY: through `&RecvCalls` nothing reads or writes anything.
 unsafe impl Sync for RecvCalls {}
@@ -44,72 +65,114 @@ impl RecvCalls {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             headers: (0..capacity).map(|_| zeroed_header()).collect(),
-            iovecs: (0..capacity)
-                .map(|_| libc::iovec {
-                    iov_base: ptr::null_mut(),
-                    iov_len: 0,
-                })
-                .collect(),
-            controls: (0..capacity).map(|_| ControlSpace([0; 128])).collect(),
+            iovecs: RawSlice::new(
+                (0..capacity)
+                    .map(|_| libc::iovec {
+                        iov_base: ptr::null_mut(),
+                        iov_len: 0,
+                    })
+                    .collect(),
+            ),
+            controls: RawSlice::new((0..capacity).map(|_| ControlSpace([0; 128])).collect()),
+            prepared: None,
             controls_set: false,
+            dirty: 0,
         }
     }
 
-    /// One `recvmmsg` into the slots of `data` (`size` bytes each, one per
-    /// entry of `slots`): how many slots it filled. `merged`: whether the
-    /// kernel may merge datagrams (then each slot's control messages are
-    /// read for the datagrams' length: `Slot::segment`).
-    pub(super) fn receive(
-        &mut self,
-        fd: RawFd,
-        data: &mut [u8],
-        size: usize,
-        slots: &mut [Slot],
-        merged: bool,
-    ) -> io::Result<usize> {
-        if self.controls_set && !merged {
-            for header in self.headers.iter_mut() {
-                header.msg_hdr.msg_control = ptr::null_mut();
-                header.msg_hdr.msg_controllen = 0;
-            }
-            self.controls_set = false;
-        }
-        // The iovecs first, then a pointer to them that nothing reborrows
-        // before the call.
-        let base = data.as_mut_ptr();
-        for (index, iovec) in self.iovecs.iter_mut().enumerate() {
+    /// Points every header at its slot of `data` (`size` bytes each) and
+    /// its slot's sender storage, through its `iovec`.
+    #[cold]
+    fn prepare(&mut self, data: &RawSlice<u8>, size: usize, slots: &RawSlice<Slot>) {
+        let count = self.headers.len().min(slots.len());
+        for (index, iovec) in self.iovecs.slice_mut(0, count).iter_mut().enumerate() {
             *iovec = libc::iovec {
-                iov_base: base.wrapping_add(index * size).cast(),
+                iov_base: data.ptr_at(index * size).cast(),
                 iov_len: size,
             };
         }
-        let iovecs = self.iovecs.as_mut_ptr();
-        let each = self.headers.iter_mut().zip(slots.iter_mut()).enumerate();
-        for (index, (header, slot)) in each {
+        for (index, header) in self.headers[..count].iter_mut().enumerate() {
             let msg = &mut header.msg_hdr;
-            msg.msg_name = ptr::from_mut(&mut slot.from).cast();
-            msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            msg.msg_iov = iovecs.wrapping_add(index);
+            msg.msg_name = slots
+                .ptr_at(index)
+                .wrapping_byte_add(std::mem::offset_of!(Slot, from))
+                .cast();
+            msg.msg_namelen = NAME_LEN;
+            msg.msg_iov = self.iovecs.ptr_at(index);
             msg.msg_iovlen = 1;
+            msg.msg_control = ptr::null_mut();
+            msg.msg_controllen = 0;
             msg.msg_flags = 0;
         }
-        if merged {
-            let controls = self.controls.as_mut_ptr();
-            for (index, header) in self.headers.iter_mut().enumerate() {
-                header.msg_hdr.msg_control = controls.wrapping_add(index).cast();
+        self.prepared = Some((data.ptr_at(0), size, slots.ptr_at(0)));
+        self.controls_set = false;
+        self.dirty = 0;
+    }
+
+    /// Points every header at its control space (`on`) or at none.
+    #[cold]
+    fn set_controls(&mut self, on: bool) {
+        for (index, header) in self.headers.iter_mut().enumerate() {
+            let msg = &mut header.msg_hdr;
+            if on {
+                msg.msg_control = self.controls.ptr_at(index).cast();
+                msg.msg_controllen = size_of::<ControlSpace>() as _;
+            } else {
+                msg.msg_control = ptr::null_mut();
+                msg.msg_controllen = 0;
+            }
+        }
+        self.controls_set = on;
+    }
+
+    /// One `recvmmsg` into the slots of `data` (`size` bytes each, one per
+    /// slot; `data` holds `slots.len() * size` bytes): how many slots it
+    /// filled. `merged`: whether the kernel may merge datagrams (then each
+    /// slot's control messages are read for the datagrams' length:
+    /// `Slot::segment`).
+    pub(super) fn receive(
+        &mut self,
+        fd: RawFd,
+        data: &mut RawSlice<u8>,
+        size: usize,
+        slots: &mut RawSlice<Slot>,
+        merged: bool,
+    ) -> io::Result<usize> {
+        assert!(
+            data.len() >= slots.len() * size && slots.len() >= self.headers.len(),
+            "a RecvBatch's buffers hold a slot per header"
+        );
+        if self.prepared != Some((data.ptr_at(0), size, slots.ptr_at(0))) {
+            self.prepare(data, size, slots);
+        }
+        if merged != self.controls_set {
+            self.set_controls(merged);
+        }
+        for header in &mut self.headers[..self.dirty] {
+            header.msg_hdr.msg_namelen = NAME_LEN;
+            if merged {
                 header.msg_hdr.msg_controllen = size_of::<ControlSpace>() as _;
             }
-            self.controls_set = true;
         }
         // Header `i` points at `iovecs[i]`, which points at bytes
-        // `i * size..(i + 1) * size` of `data` (in bounds: `data` holds a
-        // slot per header), at slot `i`'s sender storage, with its length,
-        // and, if `merged`, at `controls[i]`, with its length (else its
-        // control pointer is null); all are borrowed mutably for the whole
-        // call and not touched until it returns.
+        // `i * size..(i + 1) * size` of `data` (in bounds: asserted above),
+        // at slot `i`'s sender storage, with its length (reset above if the
+        // kernel wrote it), and, if `merged`, at `controls[i]`, with its
+        // length (else its control pointer is null). Every pointer was
+        // derived from its `RawSlice`'s own (`prepare`, `set_controls`),
+        // so it is valid while the slice lives (see `raw_slice`), and all
+        // of them are borrowed mutably for the whole call: no reference
+        // into them is live.
         // SAFETY: so every pointer the kernel writes through is valid.
-        let received = unsafe { sys::recv_many(fd, &mut self.headers) }?;
-        for (header, slot) in self.headers.iter().zip(slots.iter_mut()).take(received) {
+        let received = unsafe { sys::recv_many(fd, &mut self.headers) };
+        self.dirty = match &received {
+            Ok(count) => *count,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => self.headers.len(),
+        };
+        let received = received?;
+        let each = self.headers.iter().zip(slots.slice_mut(0, received));
+        for (header, slot) in each {
             slot.len = (header.msg_len as usize).min(size);
             slot.truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             slot.from_len = header.msg_hdr.msg_namelen;
@@ -118,9 +181,9 @@ impl RecvCalls {
             let each = self
                 .headers
                 .iter()
-                .zip(slots.iter_mut())
-                .zip(self.controls.iter());
-            for ((header, slot), control) in each.take(received) {
+                .zip(slots.slice_mut(0, received))
+                .zip(self.controls.slice(0, received));
+            for ((header, slot), control) in each {
                 slot.segment = if header.msg_hdr.msg_flags & libc::MSG_CTRUNC != 0 {
                     CONTROLS_CUT
                 } else {

@@ -44,12 +44,14 @@ use std::task::{Poll, Waker};
 use crate::datagram::ops::{after_send, not_connected_if_no_peer, truncated};
 use crate::datagram::DatagramSocket;
 use crate::op::{fast_path, future_and_drop, OpState, Side};
+use raw_slice::RawSlice;
 
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
     not(cellio_portable_datagrams)
 ))]
 mod mmsg;
+mod raw_slice;
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
     not(cellio_portable_datagrams)
@@ -122,11 +124,12 @@ pub const MAX_SEGMENTED_BYTES: usize = 65_507;
 /// # }
 /// ```
 pub struct RecvBatch<S: DatagramSocket> {
-    /// `capacity` slots of `datagram_size` bytes each.
-    data: Box<[u8]>,
+    /// `capacity` slots of `datagram_size` bytes each (raw, so that the
+    /// pointers the kernel is given stay valid: see `raw_slice`).
+    data: RawSlice<u8>,
     datagram_size: usize,
     /// Per slot: what the last receive put there.
-    slots: Box<[Slot]>,
+    slots: RawSlice<Slot>,
     /// How many slots the last receive filled.
     filled: usize,
     /// How many datagrams they hold (more than `filled` if the kernel
@@ -187,9 +190,9 @@ impl<S: DatagramSocket> RecvBatch<S> {
             })
             .collect();
         Self {
-            data: vec![0u8; bytes].into_boxed_slice(),
+            data: RawSlice::new(vec![0u8; bytes].into_boxed_slice()),
             datagram_size,
-            slots,
+            slots: RawSlice::new(slots),
             filled: 0,
             datagrams: 0,
             merged: false,
@@ -235,8 +238,10 @@ impl<S: DatagramSocket> RecvBatch<S> {
         if self.merged {
             return self.iter().nth(index);
         }
-        let slot = self.slots[..self.filled].get(index)?;
-        Some(self.whole(index, slot))
+        if index >= self.filled {
+            return None;
+        }
+        Some(self.whole(index, self.slots.get(index)))
     }
 
     /// Slot `index` (`slot`) as one datagram.
@@ -246,7 +251,7 @@ impl<S: DatagramSocket> RecvBatch<S> {
             return Err(truncated::<S>(self.datagram_size));
         }
         let start = index * self.datagram_size;
-        let bytes = &self.data[start..start + slot.len];
+        let bytes = self.data.slice(start, start + slot.len);
         S::sender_in(&slot.from, slot.from_len).map(|from| (bytes, from))
     }
 
@@ -298,7 +303,7 @@ impl<S: DatagramSocket> RecvBatch<S> {
     /// that holds one datagram, or whose tail was cut (an error for it
     /// alone), is set to `segment` 0.
     fn count_merged(&mut self) {
-        for slot in &mut self.slots[..self.filled] {
+        for slot in self.slots.slice_mut(0, self.filled) {
             if slot.truncated || (slot.segment != CONTROLS_CUT && slot.len <= slot.segment) {
                 slot.segment = 0;
             }
@@ -327,7 +332,7 @@ impl<'a, S: DatagramSocket> Iterator for Datagrams<'a, S> {
         match self {
             Datagrams::Whole(batch, slots) => {
                 let index = slots.next()?;
-                Some(batch.whole(index, &batch.slots[index]))
+                Some(batch.whole(index, batch.slots.get(index)))
             }
             Datagrams::Merged(merged) => merged.next(),
         }
@@ -363,7 +368,7 @@ impl<'a, S: DatagramSocket> Merged<'a, S> {
         self.remaining -= 1;
         let batch = self.batch;
         let index = self.slot;
-        let slot = &batch.slots[index];
+        let slot = batch.slots.get(index);
         if slot.segment == 0 {
             self.slot += 1;
             return Some(batch.whole(index, slot));
@@ -381,7 +386,7 @@ impl<'a, S: DatagramSocket> Merged<'a, S> {
             self.offset = to;
         }
         let start = index * batch.datagram_size;
-        let bytes = &batch.data[start + from..start + to];
+        let bytes = batch.data.slice(start + from, start + to);
         Some(S::sender_in(&slot.from, slot.from_len).map(|sender| (bytes, sender)))
     }
 }

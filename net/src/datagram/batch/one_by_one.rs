@@ -9,6 +9,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
+use super::raw_slice::RawSlice;
 use super::{Queued, Slot};
 use crate::raw_addr::RawSockAddr;
 use crate::sys;
@@ -26,13 +27,14 @@ impl RecvCalls {
     pub(super) fn receive(
         &mut self,
         fd: RawFd,
-        data: &mut [u8],
+        data: &mut RawSlice<u8>,
         size: usize,
-        slots: &mut [Slot],
+        slots: &mut RawSlice<Slot>,
         _merged: bool,
     ) -> io::Result<usize> {
-        for (index, slot) in slots.iter_mut().enumerate() {
-            let buf = &mut data[index * size..(index + 1) * size];
+        for index in 0..slots.len() {
+            let slot = &mut slots.slice_mut(index, index + 1)[0];
+            let buf = data.slice_mut(index * size, (index + 1) * size);
             match sys::recv_datagram_from(fd, buf) {
                 Ok((len, truncated, from)) => {
                     slot.len = len;
