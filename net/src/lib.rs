@@ -5,7 +5,8 @@
 //!
 //! * [`TcpListener`] — bind with `SO_REUSEADDR` and a backlog, `accept`.
 //! * [`TcpStream`] — `connect`, `recv`, `send`, `send_all`, `recv_exact`,
-//!   `shutdown`, options and addresses.
+//!   `shutdown`, options and addresses; [`lookup_host`] (host names
+//!   resolve off the worker).
 //! * [`TcpIo`] — a stream behind poll methods and the `futures-io`
 //!   `AsyncRead`/`AsyncWrite` traits, keeping its cells reserved between
 //!   operations.
@@ -45,6 +46,7 @@ mod held;
 mod op;
 mod raw_addr;
 mod registered;
+mod resolve;
 pub mod signal;
 mod stats;
 pub mod stream;
@@ -53,6 +55,7 @@ pub mod tcp;
 pub mod udp;
 pub mod unix;
 
+pub use resolve::{lookup_host, ToSocketAddrs};
 pub use stats::OpStats;
 pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpStream};
 pub use udp::{UdpIo, UdpSocket};

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::{self, IoSlice};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -58,11 +58,12 @@ const _: () = assert!(std::mem::size_of::<Registration>() == 56);
 impl TcpStream {
     /// Opens a connection to the first address of `addr` that accepts.
     ///
-    /// # Notes
-    ///
-    /// Host names resolve synchronously (through `ToSocketAddrs`); pass a
-    /// `SocketAddr` or an IP literal to keep the call fully asynchronous. If
-    /// every address fails, the last error is returned.
+    /// `addr` is a `SocketAddr`, an IP and a port, `"host:port"`,
+    /// `(host, port)`, … ([`ToSocketAddrs`](crate::ToSocketAddrs)). A host
+    /// name resolves on a thread of its own, so the worker's other tasks
+    /// run on while DNS answers ([`lookup_host`](crate::lookup_host));
+    /// addresses given as such are used at once. If every address fails,
+    /// the last error is returned.
     ///
     /// # Examples
     ///
@@ -72,9 +73,9 @@ impl TcpStream {
     /// println!("connected to {}", stream.peer_addr()?);
     /// # Ok::<(), std::io::Error>(()) }).unwrap();
     /// ```
-    pub async fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+    pub async fn connect<A: crate::ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
         let mut last = None;
-        for addr in addr.to_socket_addrs()? {
+        for addr in crate::resolve::resolve(&addr).await? {
             match Self::connect_addr(addr).await {
                 Ok(stream) => return Ok(stream),
                 Err(e) => last = Some(e),

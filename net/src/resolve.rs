@@ -1,0 +1,308 @@
+//! Addresses for [`TcpStream::connect`](crate::TcpStream::connect), and
+//! [`lookup_host`]: host names resolved off the worker.
+//!
+//! `std`'s resolver (`getaddrinfo`) blocks, for as long as DNS takes: on a
+//! worker, every task would wait with it. So host names resolve on a
+//! thread of their own, and the future waits for the answer as for any
+//! other event; addresses given as such (a `SocketAddr`, an IP and a port,
+//! `"127.0.0.1:80"`) are used at once, with no thread and no allocation.
+//! tokio resolves on its blocking pool for the same reason; this crate has
+//! no pool (it needs only a reactor), and a lookup costs far more than
+//! starting a thread.
+//!
+//! [`ToSocketAddrs`] is sealed: it covers what `std`'s trait of the same
+//! name covers for `connect` (`SocketAddr`s, IPs with ports, `"host:port"`,
+//! `(host, port)`, slices of addresses, and references to any of them).
+
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Poll, Waker};
+
+/// What [`TcpStream::connect`](crate::TcpStream::connect) and
+/// [`lookup_host`] take: one address or several, or a host name to
+/// resolve (off the worker). tokio's trait of the same name; implemented
+/// for the same types as `std::net::ToSocketAddrs` (`SocketAddr`,
+/// `(IpAddr, u16)`, `&str` and `String` as `"host:port"`, `(&str, u16)`,
+/// `&[SocketAddr]`, …) and sealed.
+///
+/// # Examples
+///
+/// ```no_run
+/// # cellio_runtime::Runtime::new()?.block_on(async {
+/// use std::net::{Ipv4Addr, SocketAddr};
+/// use cellio_net::TcpStream;
+///
+/// // Used as they are: no lookup.
+/// TcpStream::connect("127.0.0.1:7000").await?;
+/// TcpStream::connect((Ipv4Addr::LOCALHOST, 7000)).await?;
+/// TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], 7000))).await?;
+/// // Resolved on a thread of its own, each address tried in turn.
+/// TcpStream::connect("localhost:7000").await?;
+/// TcpStream::connect(("localhost", 7000)).await?;
+/// # Ok::<(), std::io::Error>(())
+/// # })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait ToSocketAddrs: sealed::Sealed {}
+
+mod sealed {
+    use super::Target;
+
+    /// The addresses, or what to look up.
+    pub trait Sealed {
+        fn target(&self) -> Target;
+    }
+}
+
+/// Addresses given as such, or a name to resolve.
+#[derive(Debug)]
+pub enum Target {
+    /// Addresses known without a lookup.
+    Ready(Addresses),
+    /// `"host:port"` to resolve.
+    Name(String),
+    /// `(host, port)` to resolve.
+    HostPort(String, u16),
+}
+
+/// The addresses a target stands for, in order.
+#[derive(Debug)]
+pub struct Addresses(AddressesInner);
+
+#[derive(Debug)]
+enum AddressesInner {
+    One(Option<SocketAddr>),
+    Many(std::vec::IntoIter<SocketAddr>),
+}
+
+impl Addresses {
+    fn one(address: SocketAddr) -> Self {
+        Self(AddressesInner::One(Some(address)))
+    }
+
+    fn many(addresses: Vec<SocketAddr>) -> Self {
+        Self(AddressesInner::Many(addresses.into_iter()))
+    }
+}
+
+impl Iterator for Addresses {
+    type Item = SocketAddr;
+
+    fn next(&mut self) -> Option<SocketAddr> {
+        match &mut self.0 {
+            AddressesInner::One(address) => address.take(),
+            AddressesInner::Many(addresses) => addresses.next(),
+        }
+    }
+}
+
+macro_rules! one_address {
+    ($($type:ty),* $(,)?) => {$(
+        impl ToSocketAddrs for $type {}
+        impl sealed::Sealed for $type {
+            fn target(&self) -> Target {
+                Target::Ready(Addresses::one(SocketAddr::from(*self)))
+            }
+        }
+    )*};
+}
+
+one_address!(
+    SocketAddr,
+    SocketAddrV4,
+    SocketAddrV6,
+    (IpAddr, u16),
+    (Ipv4Addr, u16),
+    (Ipv6Addr, u16),
+);
+
+impl ToSocketAddrs for [SocketAddr] {}
+impl sealed::Sealed for [SocketAddr] {
+    fn target(&self) -> Target {
+        Target::Ready(Addresses::many(self.to_vec()))
+    }
+}
+
+impl ToSocketAddrs for str {}
+impl sealed::Sealed for str {
+    fn target(&self) -> Target {
+        match self.parse::<SocketAddr>() {
+            Ok(address) => Target::Ready(Addresses::one(address)),
+            Err(_) => Target::Name(self.to_owned()),
+        }
+    }
+}
+
+impl ToSocketAddrs for String {}
+impl sealed::Sealed for String {
+    fn target(&self) -> Target {
+        self.as_str().target()
+    }
+}
+
+impl ToSocketAddrs for (&str, u16) {}
+impl sealed::Sealed for (&str, u16) {
+    fn target(&self) -> Target {
+        let (host, port) = *self;
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Target::Ready(Addresses::one(SocketAddr::new(ip, port))),
+            Err(_) => Target::HostPort(host.to_owned(), port),
+        }
+    }
+}
+
+impl ToSocketAddrs for (String, u16) {}
+impl sealed::Sealed for (String, u16) {
+    fn target(&self) -> Target {
+        (self.0.as_str(), self.1).target()
+    }
+}
+
+impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {}
+impl<T: ToSocketAddrs + ?Sized> sealed::Sealed for &T {
+    fn target(&self) -> Target {
+        (**self).target()
+    }
+}
+
+/// The addresses `addr` stands for: at once if it names them, else
+/// resolved on a thread of its own while the caller's task waits.
+pub(crate) async fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<Addresses> {
+    match sealed::Sealed::target(addr) {
+        Target::Ready(addresses) => Ok(addresses),
+        Target::Name(name) => {
+            look_up(move || std::net::ToSocketAddrs::to_socket_addrs(&name)).await
+        }
+        Target::HostPort(host, port) => {
+            look_up(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))).await
+        }
+    }
+}
+
+/// Resolves `host` (a `"host:port"`, a `(host, port)`, or addresses), as
+/// tokio's `lookup_host`: a name on a thread of its own, so the worker runs
+/// on meanwhile; addresses given as such at once. Must run inside a
+/// runtime only in that a name's answer wakes the task (any executor's
+/// waker does).
+///
+/// # Examples
+///
+/// ```
+/// # cellio_runtime::Runtime::new()?.block_on(async {
+/// let addresses: Vec<_> = cellio_net::lookup_host("localhost:7000").await?.collect();
+/// assert!(addresses.iter().all(|a| a.ip().is_loopback() && a.port() == 7000));
+/// # Ok::<(), std::io::Error>(())
+/// # })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub async fn lookup_host<A: ToSocketAddrs>(
+    host: A,
+) -> io::Result<impl Iterator<Item = SocketAddr>> {
+    resolve(&host).await
+}
+
+/// The answer a lookup thread leaves, and the task waiting for it.
+#[derive(Default)]
+struct Answer {
+    addresses: Option<io::Result<Addresses>>,
+    waiter: Option<Waker>,
+}
+
+/// Runs `query` (a blocking `std` lookup) on a new thread and waits for
+/// its answer. A dropped wait leaves the thread to finish and its answer
+/// unread.
+async fn look_up<I, Q>(query: Q) -> io::Result<Addresses>
+where
+    I: Iterator<Item = SocketAddr>,
+    Q: FnOnce() -> io::Result<I> + Send + 'static,
+{
+    let answer = Arc::new(Mutex::new(Answer::default()));
+    let theirs = Arc::clone(&answer);
+    std::thread::Builder::new()
+        .name("cellio-lookup".into())
+        .spawn(move || {
+            let addresses = query().map(|found| Addresses::many(found.collect()));
+            let waiter = {
+                let mut answer = theirs.lock().unwrap_or_else(PoisonError::into_inner);
+                answer.addresses = Some(addresses);
+                answer.waiter.take()
+            };
+            if let Some(waiter) = waiter {
+                waiter.wake();
+            }
+        })
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start a thread for a DNS lookup: {e}"),
+            )
+        })?;
+    poll_fn(|cx| {
+        let mut answer = answer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(addresses) = answer.addresses.take() {
+            return Poll::Ready(addresses);
+        }
+        match &answer.waiter {
+            Some(waiter) if waiter.will_wake(cx.waker()) => {}
+            _ => answer.waiter = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    /// A lookup that blocks for 100 ms does so on its own thread: a task
+    /// on the same worker runs meanwhile (on the worker, it could not run
+    /// before the lookup returned).
+    #[test]
+    fn the_worker_runs_on_while_a_lookup_blocks() {
+        let rt = cellio_runtime::Builder::new().workers(1).build().unwrap();
+        let (ticks, during) = rt.block_on(async {
+            let ticks = Rc::new(Cell::new(0u32));
+            let ticker = {
+                let ticks = Rc::clone(&ticks);
+                cellio_runtime::spawn_local(async move {
+                    loop {
+                        cellio_runtime::sleep(Duration::from_millis(1)).await;
+                        ticks.set(ticks.get() + 1);
+                    }
+                })
+            };
+            let found = look_up(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                Ok(vec![SocketAddr::from(([127, 0, 0, 1], 9))].into_iter())
+            })
+            .await
+            .unwrap();
+            let during = ticks.get();
+            ticker.abort();
+            (found.collect::<Vec<_>>(), during)
+        });
+        assert_eq!(ticks, [SocketAddr::from(([127, 0, 0, 1], 9))]);
+        assert!(
+            during >= 10,
+            "the worker ticked {during} times during a 100 ms lookup"
+        );
+    }
+
+    #[test]
+    fn a_failed_lookup_returns_its_error() {
+        let rt = cellio_runtime::Builder::new().workers(1).build().unwrap();
+        let error = rt
+            .block_on(look_up(|| {
+                Err::<std::vec::IntoIter<SocketAddr>, _>(io::Error::other("no such host"))
+            }))
+            .err()
+            .unwrap();
+        assert_eq!(error.to_string(), "no such host");
+    }
+}
