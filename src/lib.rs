@@ -56,6 +56,7 @@ pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream, UdpI
 pub use cellio_reactor::CellError;
 pub use cellio_runtime::{
     spawn, spawn_local, yield_now, AbortHandle, Builder, JoinError, JoinHandle, JoinSet, Runtime,
+    TaskId,
 };
 
 /// The user guide's and the README's code blocks, compiled (and, where not

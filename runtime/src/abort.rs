@@ -12,6 +12,7 @@
 use std::fmt;
 
 use crate::task::RawTask;
+use crate::TaskId;
 
 /// Stops a spawned task from anywhere, without owning its output.
 ///
@@ -43,6 +44,8 @@ pub struct AbortHandle {
     /// `None` for a handle made after the `JoinHandle` returned the output
     /// (the task is gone: nothing to abort, finished).
     raw: Option<RawTask>,
+    /// The task's id (see [`TaskId`]).
+    id: TaskId,
 }
 
 // SAFETY: an `AbortHandle` reaches only the block's header (atomics and
@@ -54,9 +57,15 @@ unsafe impl Send for AbortHandle {}
 unsafe impl Sync for AbortHandle {}
 
 impl AbortHandle {
-    /// A handle holding `raw`, a counted reference, or none.
-    pub(crate) fn new(raw: Option<RawTask>) -> Self {
-        Self { raw }
+    /// A handle holding `raw`, a counted reference, or none, for the task
+    /// `id`.
+    pub(crate) fn new(raw: Option<RawTask>, id: TaskId) -> Self {
+        Self { raw, id }
+    }
+
+    /// The task's [`TaskId`].
+    pub fn id(&self) -> TaskId {
+        self.id
     }
 
     /// Stops the task, as [`JoinHandle::abort`](crate::JoinHandle::abort)
@@ -83,7 +92,7 @@ impl AbortHandle {
 
 impl Clone for AbortHandle {
     fn clone(&self) -> Self {
-        Self::new(self.raw.as_ref().map(RawTask::clone_ref))
+        Self::new(self.raw.as_ref().map(RawTask::clone_ref), self.id)
     }
 }
 
@@ -100,6 +109,7 @@ impl Drop for AbortHandle {
 impl fmt::Debug for AbortHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AbortHandle")
+            .field("id", &self.id)
             .field("finished", &self.is_finished())
             .finish()
     }

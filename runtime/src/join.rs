@@ -23,6 +23,7 @@ use cellio_reactor::{Park, Token};
 
 use crate::abort::AbortHandle;
 use crate::task::{RawTask, Typed};
+use crate::TaskId;
 
 /// Why a task produced no output.
 pub enum JoinError {
@@ -139,6 +140,8 @@ pub struct JoinHandle<T> {
     /// the output (a later poll is `Consumed`), or when it is dropped.
     raw: Option<RawTask>,
     token: Token,
+    /// The task's id, kept for after `raw` is gone.
+    id: TaskId,
     _output: PhantomData<T>,
 }
 
@@ -154,6 +157,7 @@ impl<T> Unpin for JoinHandle<T> {}
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
+            .field("id", &self.id)
             .field("finished", &self.is_finished())
             .finish()
     }
@@ -168,6 +172,7 @@ impl<T> JoinHandle<T> {
             .reserve()
             .expect("a fresh task's join cell is idle");
         Self {
+            id: raw.id(),
             raw: Some(raw),
             token,
             _output: PhantomData,
@@ -184,7 +189,12 @@ impl<T> JoinHandle<T> {
     /// thread, be cloned, and outlive this handle. Made after this handle
     /// returned the output, it has nothing to stop (and says finished).
     pub fn abort_handle(&self) -> AbortHandle {
-        AbortHandle::new(self.raw.as_ref().map(RawTask::clone_ref))
+        AbortHandle::new(self.raw.as_ref().map(RawTask::clone_ref), self.id)
+    }
+
+    /// The task's [`TaskId`] (also after the handle returned the output).
+    pub fn id(&self) -> TaskId {
+        self.id
     }
 
     /// Stops the task: its future is dropped, on its worker, instead of

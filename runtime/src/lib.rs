@@ -49,6 +49,7 @@ mod sleep_gate;
 mod spawn;
 mod sync;
 mod task;
+mod task_id;
 pub mod time;
 mod waker;
 mod worker;
@@ -64,6 +65,7 @@ pub use runtime::{
 };
 pub use shutdown::{shutdown_requested, until_shutdown, ShutdownRequested, UntilShutdown};
 pub use task::DEFAULT_TASK_POOL_CAP;
+pub use task_id::TaskId;
 pub use time::{
     interval, interval_at, sleep, sleep_until, timeout, timeout_at, Elapsed, Interval,
     MissedTickBehavior, Sleep, Timeout,

@@ -148,8 +148,15 @@ fn abort_handles_are_send_sync_and_debug() {
     run(|| async {
         let handle = spawn(async {});
         let stopper = handle.abort_handle();
-        assert_eq!(format!("{stopper:?}"), "AbortHandle { finished: false }");
+        let id = handle.id();
+        assert_eq!(
+            format!("{stopper:?}"),
+            format!("AbortHandle {{ id: {id:?}, finished: false }}")
+        );
         handle.await.unwrap();
-        assert_eq!(format!("{stopper:?}"), "AbortHandle { finished: true }");
+        assert_eq!(
+            format!("{stopper:?}"),
+            format!("AbortHandle {{ id: {id:?}, finished: true }}")
+        );
     });
 }

@@ -31,6 +31,7 @@ use slab::Slab;
 use crate::abort::AbortHandle;
 use crate::join::{JoinError, JoinHandle};
 use crate::spawn::MadeThere;
+use crate::TaskId;
 use ready::ReadyList;
 
 /// A set of spawned tasks whose outputs are taken as they finish, in
@@ -230,6 +231,27 @@ impl<T> JoinSet<T> {
         poll_fn(|cx| self.poll_join_next(cx)).await
     }
 
+    /// [`join_next`](Self::join_next), with the finished member's
+    /// [`TaskId`] (the id its spawn's [`AbortHandle`] has) beside its
+    /// output or error: tokio's `join_next_with_id`, with the id outside
+    /// the `Result` since [`JoinError`] has none of its own.
+    ///
+    /// ```
+    /// let rt = cellio_runtime::Runtime::new()?;
+    /// rt.block_on(async {
+    ///     let mut set = cellio_runtime::JoinSet::new();
+    ///     let failing = set.spawn(async { panic!("on purpose") }).id();
+    ///     # std::panic::set_hook(Box::new(|_| {}));
+    ///     let (id, output) = set.join_next_with_id().await.unwrap();
+    ///     assert_eq!(id, failing);
+    ///     assert!(output.unwrap_err().is_panic());
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn join_next_with_id(&mut self) -> Option<(TaskId, Result<T, JoinError>)> {
+        poll_fn(|cx| self.poll_join_next_with_id(cx)).await
+    }
+
     /// Waits for every member and returns their outputs, in the order they
     /// finished (tokio's `join_all`).
     ///
@@ -273,6 +295,15 @@ impl<T> JoinSet<T> {
     /// `Ready(Some(output))` for a finished member, else `Pending` (and `cx`
     /// is woken when a member finishes).
     pub fn poll_join_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, JoinError>>> {
+        self.poll_join_next_with_id(cx)
+            .map(|joined| joined.map(|(_, output)| output))
+    }
+
+    /// [`join_next_with_id`](Self::join_next_with_id) as a poll method.
+    pub fn poll_join_next_with_id(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<(TaskId, Result<T, JoinError>)>> {
         loop {
             // Before looking: a member woken after the look moves this on,
             // and the park below refuses to sleep (see `ready`).
@@ -292,11 +323,17 @@ impl<T> JoinSet<T> {
     /// The output of a member that has finished, if there is one now;
     /// never waits. `None` says nothing finished yet, or the set is empty.
     pub fn try_join_next(&mut self) -> Option<Result<T, JoinError>> {
+        self.take_finished().map(|(_, output)| output)
+    }
+
+    /// [`try_join_next`](Self::try_join_next), with the member's
+    /// [`TaskId`].
+    pub fn try_join_next_with_id(&mut self) -> Option<(TaskId, Result<T, JoinError>)> {
         self.take_finished()
     }
 
     /// Polls the members the ready list names until one is finished.
-    fn take_finished(&mut self) -> Option<Result<T, JoinError>> {
+    fn take_finished(&mut self) -> Option<(TaskId, Result<T, JoinError>)> {
         while let Some(key) = self.ready.next() {
             // An empty key: a stale wake of a member already joined.
             let Some(handle) = self.tasks.get_mut(key as usize) else {
@@ -305,8 +342,8 @@ impl<T> JoinSet<T> {
             let waker = self.ready.waker(key);
             let mut cx = Context::from_waker(&waker);
             if let Poll::Ready(output) = Pin::new(handle).poll(&mut cx) {
-                drop(self.tasks.remove(key as usize));
-                return Some(output);
+                let handle = self.tasks.remove(key as usize);
+                return Some((handle.id(), output));
             }
         }
         None

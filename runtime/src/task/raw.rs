@@ -326,6 +326,14 @@ impl RawTask {
         unsafe { self.ptr.as_ref() }
     }
 
+    /// The task's id: its block's address (see `crate::task_id`).
+    pub(crate) fn id(&self) -> crate::TaskId {
+        let address = self.ptr.as_ptr().addr() as u64;
+        crate::TaskId::from_address(
+            std::num::NonZeroU64::new(address).expect("a block's address is not 0"),
+        )
+    }
+
     /// An uncounted reference to the task, for polling it while this
     /// reference stays where it is (in the task table).
     #[inline]
