@@ -59,6 +59,80 @@ pub use cellio_runtime::{
     TaskId,
 };
 
+/// Runs `async fn main` on a cellio runtime: tokio's `#[tokio::main]`.
+///
+/// The function becomes a plain `fn` that builds a runtime
+/// ([`Builder::new`]: one worker per core) and runs its body with
+/// [`Runtime::block_on`]; what the body returns, `main` returns, so
+/// `async fn main() -> std::io::Result<()>` works with `?` as usual.
+/// Building the runtime fails only if the system refuses its threads or
+/// its `epoll` instance; `main` then panics with the error.
+///
+/// Arguments:
+///
+/// * `workers = N`: `N` workers (`workers = 1` is tokio's
+///   `current_thread`: everything on the calling thread);
+/// * `crate = "path"`: where the `cellio` crate is, if it was renamed.
+///
+/// ```no_run
+/// #[cellio::main(workers = 2)]
+/// async fn main() -> std::io::Result<()> {
+///     let listener = cellio::TcpListener::bind("127.0.0.1:7000")?;
+///     loop {
+///         let (stream, _) = listener.accept().await?;
+///         cellio::spawn(async move {
+///             let mut buf = [0u8; 4096];
+///             while let Ok(n @ 1..) = stream.recv(&mut buf).await {
+///                 if stream.send_all(&buf[..n]).await.is_err() {
+///                     break;
+///                 }
+///             }
+///         });
+///     }
+/// }
+/// ```
+///
+/// Misuse is a compile error that says what is wrong:
+///
+/// ```compile_fail
+/// #[cellio::main]
+/// fn main() {} // not `async`
+/// ```
+///
+/// ```compile_fail
+/// #[cellio::main(workers = 0)] // a runtime needs a worker
+/// async fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[cellio::main(threads = 2)] // unknown argument
+/// async fn main() {}
+/// ```
+#[cfg(feature = "macros")]
+pub use cellio_macros::main;
+
+/// Runs an `async fn` test on a cellio runtime of one worker: tokio's
+/// `#[tokio::test]`. Adds `#[test]` itself.
+///
+/// Arguments as [`main`]'s: `workers = N` (default 1), `crate = "path"`.
+///
+/// ```
+/// #[cellio::test]
+/// async fn a_task_runs() {
+///     assert_eq!(cellio::spawn(async { 2 + 2 }).await.unwrap(), 4);
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[cellio::test]
+/// #[test] // added by the attribute already
+/// async fn twice() {}
+/// # fn main() {}
+/// ```
+#[cfg(feature = "macros")]
+pub use cellio_macros::test;
+
 /// The user guide's and the README's code blocks, compiled (and, where not
 /// marked `no_run`, run) as doctests, so that they cannot drift from the
 /// API.
