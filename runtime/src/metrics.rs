@@ -273,8 +273,10 @@ pub struct WorkerMetrics {
     pub alive_tasks: u64,
     /// Tasks started on this worker so far, spawned here or sent here.
     pub spawned_tasks: u64,
-    /// Tasks in the run queue, waiting to be polled (a backlog that stays
-    /// high means the worker is saturated).
+    /// Entries in the run queue: tasks woken and waiting to be polled (a
+    /// backlog that stays high means the worker is saturated). An entry
+    /// of a task that ended after it was woken (aborted, say) counts until
+    /// the worker reaches it and skips it.
     pub queued_tasks: u64,
     /// Task polls so far (`block_on`'s own future not counted).
     pub polls: u64,
