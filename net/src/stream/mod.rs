@@ -38,6 +38,7 @@ pub(crate) use connect::wait_connected;
 pub use io::StreamIo;
 pub use io_halves::{RecvHalf, SendHalf};
 pub use io_owned_halves::{OwnedRecvHalf, OwnedSendHalf, ReuniteError};
+pub(crate) use ops::recv_whole;
 pub(crate) use ops::try_send_file;
 pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendFile, SendVectored};
 
@@ -168,5 +169,9 @@ pub(crate) mod sealed {
 
         /// `shutdown(2)`.
         fn shutdown_socket(&self, how: Shutdown) -> std_io::Result<()>;
+
+        /// One receive into `buf`: the bytes, and whether the socket is
+        /// now known to be drained (`ops::recv_attempt`).
+        fn recv_once(&self, buf: &mut [u8]) -> std_io::Result<(usize, bool)>;
     }
 }

@@ -18,14 +18,23 @@ use crate::op::{fast_path, future_and_drop, OpState, Side};
 use crate::stream::{Outgoing, StreamSocket};
 use crate::sys;
 
-#[inline]
+/// One receive: the bytes, and whether the socket is drained, so that the
+/// next receive can park without a syscall that would only say `EAGAIN`.
+/// Each stream type says when that holds (`Sealed::recv_once`).
+#[inline(always)]
 pub(crate) fn recv_attempt<S: StreamSocket>(
     stream: &S,
     buf: &mut [u8],
 ) -> io::Result<(usize, bool)> {
-    let n = sys::recv(stream.as_raw_fd(), buf)?;
-    // A short read leaves the socket drained: the next receive can park
-    // without a syscall that would only say EAGAIN. (0 is end of stream.)
+    stream.recv_once(buf)
+}
+
+/// [`recv_attempt`] for a stream whose receives return all that is queued
+/// up to the buffer's size (TCP): a short read leaves it drained. (0 is
+/// the end of the stream.)
+#[inline(always)]
+pub(crate) fn recv_whole(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let n = sys::recv(fd, buf)?;
     Ok((n, n > 0 && n < buf.len()))
 }
 

@@ -385,6 +385,11 @@ impl sealed::Sealed for TcpStream {
     fn shutdown_socket(&self, how: Shutdown) -> io::Result<()> {
         self.io.shutdown(how)
     }
+
+    #[inline(always)]
+    fn recv_once(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+        crate::stream::recv_whole(self.io.as_raw_fd(), buf)
+    }
 }
 
 crate::registered::registered_socket!(TcpStream);

@@ -14,17 +14,21 @@
 //! [`UnixDatagramIo`] is `UdpIo`'s twin: a datagram socket one task drives
 //! alone, its cells held between datagrams.
 //!
-//! Not here yet: passing descriptors (`SCM_RIGHTS`).
+//! A stream also passes file descriptors to its peer
+//! ([`UnixStream::send_with_fds`], [`UnixStream::recv_with_fds`]:
+//! `SCM_RIGHTS`).
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod cred;
 mod datagram;
+pub(crate) mod fds;
 mod listener;
 mod stream;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use cred::UCred;
 pub use datagram::UnixDatagram;
+pub use fds::{FdsReceived, RecvWithFds, SendWithFds, MAX_FDS};
 pub use listener::{Accept, UnixListener};
 pub use stream::UnixStream;
 

@@ -225,6 +225,69 @@ impl UnixStream {
 
     crate::stream::send_file_methods!();
 
+    /// Sends some of `buf` with the descriptors `fds` attached
+    /// (`SCM_RIGHTS`): the peer's [`recv_with_fds`](Self::recv_with_fds)
+    /// gets a duplicate of each, in its own process, with the first of
+    /// these bytes. Resolves to the bytes the kernel took, at least one
+    /// (the descriptors went with them); send the rest with
+    /// [`send_all`](Self::send_all). Cancel-safe: a dropped call sent
+    /// nothing.
+    ///
+    /// Fails with `InvalidInput` for an empty `buf` (descriptors ride on
+    /// bytes) or more than [`MAX_FDS`](crate::unix::MAX_FDS) descriptors.
+    ///
+    /// # Examples
+    ///
+    /// Handing a listening socket to another process, which serves on it:
+    ///
+    /// ```
+    /// use std::os::fd::{AsFd, OwnedFd};
+    /// use cellio_net::unix::UnixStream;
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// cellio_runtime::Runtime::new()?.block_on(async {
+    ///     let (old, new) = UnixStream::pair()?;
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     old.send_with_fds(b"listener", &[listener.as_fd()]).await?;
+    ///
+    ///     let (mut buf, mut fds) = ([0u8; 16], Vec::new());
+    ///     let got = new.recv_with_fds(&mut buf, &mut fds).await?;
+    ///     assert_eq!((&buf[..got.bytes], got.fds), (&b"listener"[..], 1));
+    ///     let handed: OwnedFd = fds.pop().unwrap();
+    ///     let listener = std::net::TcpListener::from(handed);
+    ///     assert!(listener.local_addr()?.port() > 0);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn send_with_fds<'a>(
+        &'a self,
+        buf: &'a [u8],
+        fds: &'a [std::os::fd::BorrowedFd<'a>],
+    ) -> crate::unix::SendWithFds<'a> {
+        crate::unix::SendWithFds::new(self, buf, fds)
+    }
+
+    /// Receives into `buf`, and pushes the descriptors that came with these
+    /// bytes onto `fds`, owned and close-on-exec (`SCM_RIGHTS`). Resolves
+    /// to a [`FdsReceived`](crate::unix::FdsReceived): the byte count (0 at
+    /// the end of the stream), how many descriptors were pushed, and
+    /// whether the kernel had to drop some. A receive ends where the bytes
+    /// sent with descriptors end, so it may return fewer bytes than are
+    /// queued. Cancel-safe.
+    ///
+    /// Descriptors that arrive during a plain [`recv`](Self::recv) are
+    /// closed by the kernel: receive with this method on a stream whose
+    /// peer sends them. Reserve room in `fds` to keep the receive from
+    /// allocating.
+    pub fn recv_with_fds<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+        fds: &'a mut Vec<std::os::fd::OwnedFd>,
+    ) -> crate::unix::RecvWithFds<'a> {
+        crate::unix::RecvWithFds::new(self, buf, fds)
+    }
+
     /// Shuts down the read, write, or both halves. `Shutdown::Write`: the
     /// peer's next receive returns 0, while this side can still receive.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
@@ -324,6 +387,11 @@ impl sealed::Sealed for UnixStream {
 
     fn shutdown_socket(&self, how: Shutdown) -> io::Result<()> {
         self.io.shutdown(how)
+    }
+
+    #[inline(always)]
+    fn recv_once(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+        crate::unix::fds::recv_plain(self.io.as_raw_fd(), buf)
     }
 }
 

@@ -1,0 +1,143 @@
+//! Passing descriptors over a `UnixStream` (`SCM_RIGHTS`): a descriptor
+//! sent arrives as a working duplicate, with the bytes it was sent with;
+//! several go in order; a receive ends where those bytes end and the next
+//! one reads on (no hang); bad input is an error.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+use cellio_net::unix::{UnixStream, MAX_FDS};
+use util::run;
+
+/// A connected pair of plain blocking sockets standing in for a pipe:
+/// `(read end, write end)`.
+fn pipe() -> (std::fs::File, std::fs::File) {
+    let (read, write) = std::os::unix::net::UnixStream::pair().unwrap();
+    (OwnedFd::from(read).into(), OwnedFd::from(write).into())
+}
+
+#[test]
+fn a_sent_descriptor_arrives_as_a_working_duplicate() {
+    run(|| async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut reader, writer) = pipe();
+        let sent = a.send_with_fds(b"pipe", &[writer.as_fd()]).await.unwrap();
+        assert_eq!(sent, 4);
+        drop(writer); // only the duplicate is left
+
+        let (mut buf, mut fds) = ([0u8; 16], Vec::new());
+        let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+        assert_eq!(
+            (&buf[..got.bytes], got.fds, got.truncated),
+            (&b"pipe"[..], 1, false)
+        );
+        let mut duplicate = std::fs::File::from(fds.pop().unwrap());
+        duplicate.write_all(b"through the duplicate").unwrap();
+        drop(duplicate);
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "through the duplicate");
+    });
+}
+
+#[test]
+fn several_descriptors_keep_their_order_and_each_send_its_own() {
+    run(|| async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let pipes: Vec<_> = (0..3).map(|_| pipe()).collect();
+        let first: Vec<_> = pipes.iter().map(|(_, w)| w.as_fd()).collect();
+        a.send_with_fds(b"three", &first).await.unwrap();
+        let (second_reader, second_writer) = pipe();
+        a.send_with_fds(b"one", &[second_writer.as_fd()])
+            .await
+            .unwrap();
+        a.send_all(b" and plain bytes").await.unwrap();
+        // The reactor takes the readiness event in before the receives.
+        cellio_runtime::sleep(std::time::Duration::from_millis(10)).await;
+
+        // The first receive ends with the first send's bytes, though more
+        // are queued; the next ones read on without waiting for anything
+        // new (a receive marked "drained" here would wait for good).
+        let (mut buf, mut fds) = ([0u8; 64], Vec::with_capacity(8));
+        let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+        assert_eq!((&buf[..got.bytes], got.fds), (&b"three"[..], 3));
+        let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+        assert_eq!(got.fds, 1);
+        let mut rest = buf[..got.bytes].to_vec();
+        while rest.len() < b"one and plain bytes".len() {
+            let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+            assert_eq!(got.fds, 0);
+            rest.extend_from_slice(&buf[..got.bytes]);
+        }
+        assert_eq!(rest, b"one and plain bytes");
+
+        // Each duplicate writes into its own pipe, in the order sent.
+        for (index, fd) in fds.into_iter().enumerate() {
+            let mut file = std::fs::File::from(fd);
+            write!(file, "{index}").unwrap();
+        }
+        drop(pipes.iter().map(|(_, w)| w).collect::<Vec<_>>());
+        let mut readers: Vec<_> = pipes.into_iter().map(|(r, _)| r).collect();
+        readers.push(second_reader);
+        drop(second_writer);
+        for (index, reader) in readers.iter_mut().enumerate() {
+            let mut byte = [0u8; 1];
+            reader.read_exact(&mut byte).unwrap();
+            assert_eq!(byte[0], b'0' + index as u8);
+        }
+    });
+}
+
+#[test]
+fn bad_input_is_an_error_and_sends_nothing() {
+    run(|| async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (_reader, writer) = pipe();
+        let error = a.send_with_fds(b"", &[writer.as_fd()]).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        let many = vec![writer.as_fd(); MAX_FDS + 1];
+        let error = a.send_with_fds(b"x", &many).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        // At the limit, it goes.
+        let limit = vec![writer.as_fd(); MAX_FDS];
+        assert_eq!(a.send_with_fds(b"x", &limit).await.unwrap(), 1);
+        let (mut buf, mut fds) = ([0u8; 4], Vec::new());
+        let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+        assert_eq!((got.bytes, got.fds, got.truncated), (1, MAX_FDS, false));
+    });
+}
+
+#[test]
+fn the_end_of_the_stream_reads_as_zero_bytes() {
+    run(|| async {
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(a);
+        let (mut buf, mut fds) = ([0u8; 4], Vec::new());
+        let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+        assert_eq!((got.bytes, got.fds), (0, 0));
+    });
+}
+
+/// Descriptors sent to a peer that receives with a plain `recv` are closed
+/// by the kernel, and that receive ends where their bytes end, short of
+/// what is queued: the next `recv` must still read on (it used to take the
+/// short receive for a drained socket and wait for an event that had
+/// already come).
+#[test]
+fn a_plain_receive_after_descriptors_reads_on() {
+    run(|| async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (_reader, writer) = pipe();
+        a.send_with_fds(b"first", &[writer.as_fd()]).await.unwrap();
+        a.send_all(b"second").await.unwrap();
+        // The reactor takes the readiness event in before the receives.
+        cellio_runtime::sleep(std::time::Duration::from_millis(10)).await;
+        let mut buf = [0u8; 64];
+        let n = b.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"first");
+        let n = b.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"second");
+    });
+}
