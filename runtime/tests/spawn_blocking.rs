@@ -364,18 +364,19 @@ fn a_drop_kept_waiting_by_a_job_logs_a_warning() {
     );
 }
 
-#[test]
-fn shutdown_background_does_not_wait_for_running_jobs() {
+/// Starts a job that waits at a gate that stays shut until `shut_down`
+/// (one of the runtime's ways to end) has returned: an end that waited
+/// for the job would never return. Then opens the gate and checks that
+/// the job finishes on its thread.
+fn end_leaving_a_job_running(shut_down: impl FnOnce(Runtime) + Send + 'static) {
     let done = Arc::new(AtomicBool::new(false));
     let gate = Gate::default();
     let running = with_timeout(LIMIT, {
         let (done, gate) = (Arc::clone(&done), gate.clone());
         move || {
             let rt = runtime(1, Duration::from_secs(10));
-            // The gate stays shut until after the shutdown: a shutdown
-            // that waited for the job would never return.
             let running = start_gated_job(&rt, &gate, Duration::ZERO, &done);
-            rt.shutdown_background();
+            shut_down(rt);
             running
         }
     });
@@ -383,6 +384,11 @@ fn shutdown_background_does_not_wait_for_running_jobs() {
     gate.open();
     assert_eq!(await_outside(running).unwrap(), "finished");
     assert!(done.load(Ordering::SeqCst));
+}
+
+#[test]
+fn shutdown_background_does_not_wait_for_running_jobs() {
+    end_leaving_a_job_running(Runtime::shutdown_background);
 }
 
 #[test]
@@ -407,20 +413,7 @@ fn shutdown_timeout_waits_for_running_jobs_within_its_grace() {
 
 #[test]
 fn shutdown_timeout_leaves_a_job_running_past_its_grace() {
-    let done = Arc::new(AtomicBool::new(false));
-    let gate = Gate::default();
-    let running = with_timeout(LIMIT, {
-        let (done, gate) = (Arc::clone(&done), gate.clone());
-        move || {
-            let rt = runtime(1, Duration::from_secs(10));
-            let running = start_gated_job(&rt, &gate, Duration::ZERO, &done);
-            assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 0);
-            running
-        }
-    });
-    assert!(!done.load(Ordering::SeqCst));
-    gate.open();
-    assert_eq!(await_outside(running).unwrap(), "finished");
+    end_leaving_a_job_running(|rt| assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 0));
 }
 
 #[test]

@@ -111,15 +111,16 @@ fn build_rights(space: &mut ControlSpace, fds: &[RawFd]) -> usize {
 fn each_right(space: &ControlSpace, len: usize, mut each: impl FnMut(RawFd)) {
     // SAFETY: all-zero is a valid `msghdr`.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    let len = len.min(space.0.len());
     msg.msg_control = space.0.as_ptr().cast_mut().cast();
-    msg.msg_controllen = len.min(space.0.len()) as _;
+    msg.msg_controllen = len as _;
     // SAFETY: `msg` describes `msg_controllen` bytes of `space`: libc's
     // `CMSG_FIRSTHDR`/`CMSG_NXTHDR` return headers that lie within them
     // (null past them), a header's `cmsg_len` bounds its data (checked
     // against the space left before reading), and nothing writes `space`
     // while it is borrowed here.
     unsafe {
-        let end = space.0.as_ptr().add(msg.msg_controllen as usize);
+        let end = space.0.as_ptr().add(len);
         let mut header = libc::CMSG_FIRSTHDR(&msg);
         while !header.is_null() {
             let data = libc::CMSG_DATA(header);
@@ -137,6 +138,17 @@ fn each_right(space: &ControlSpace, len: usize, mut each: impl FnMut(RawFd)) {
     }
 }
 
+/// A `msghdr` for the one buffer `iovec` describes: no name, no control
+/// space (the caller adds one).
+#[inline(always)]
+fn one_buffer(iovec: &mut libc::iovec) -> libc::msghdr {
+    // SAFETY: all-zero is a valid `msghdr` (integers and null pointers).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iovec;
+    msg.msg_iovlen = 1;
+    msg
+}
+
 /// A plain receive on a Unix stream (no room for descriptors, which the
 /// kernel then closes): the bytes, and whether the socket is drained. A
 /// short receive is, unless the kernel cut ancillary data (`MSG_CTRUNC`):
@@ -148,10 +160,7 @@ pub(crate) fn recv_plain(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, bool)>
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    // SAFETY: all-zero is a valid `msghdr`.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iovec;
-    msg.msg_iovlen = 1;
+    let mut msg = one_buffer(&mut iovec);
     // SAFETY: `msg` points at `iovec`, which points at `buf` (borrowed
     // mutably), with their lengths; no control space, no address.
     let n = unsafe { crate::sys::recv_msg(fd, &mut msg, 0) }?;
@@ -166,10 +175,7 @@ fn send_with_fds_now(fd: RawFd, buf: &[u8], fds: &[RawFd]) -> io::Result<usize> 
         iov_base: buf.as_ptr().cast_mut().cast(),
         iov_len: buf.len(),
     };
-    // SAFETY: all-zero is a valid `msghdr`.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iovec;
-    msg.msg_iovlen = 1;
+    let mut msg = one_buffer(&mut iovec);
     if !fds.is_empty() {
         let len = build_rights(&mut space, fds);
         msg.msg_control = space.0.as_mut_ptr().cast();
@@ -177,11 +183,12 @@ fn send_with_fds_now(fd: RawFd, buf: &[u8], fds: &[RawFd]) -> io::Result<usize> 
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let flags = libc::MSG_NOSIGNAL;
+    // Elsewhere mio set `SO_NOSIGPIPE`.
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let flags = 0; // mio set SO_NOSIGPIPE
-                   // SAFETY: `msg` points at `iovec` (which points at `buf`'s bytes) and,
-                   // with descriptors, at the control message built in `space`; all live
-                   // until the call returns, and the kernel only reads them.
+    let flags = 0;
+    // SAFETY: `msg` points at `iovec` (which points at `buf`'s bytes) and,
+    // with descriptors, at the control message built in `space`; all live
+    // until the call returns, and the kernel only reads them.
     let sent = unsafe { libc::sendmsg(fd, &msg, flags) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
@@ -197,10 +204,7 @@ fn recv_with_fds_now(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::R
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    // SAFETY: all-zero is a valid `msghdr`.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iovec;
-    msg.msg_iovlen = 1;
+    let mut msg = one_buffer(&mut iovec);
     msg.msg_control = space.0.as_mut_ptr().cast();
     msg.msg_controllen = space.0.len() as _;
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -212,7 +216,9 @@ fn recv_with_fds_now(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::R
     // within them, during the call.
     let received = unsafe { crate::sys::recv_msg(fd, &mut msg, flags) }?;
     let before = fds.len();
-    each_right(&space, msg.msg_controllen as usize, |raw| {
+    // `size_t` on glibc, `socklen_t` on musl.
+    let control_len: usize = msg.msg_controllen as _;
+    each_right(&space, control_len, |raw| {
         // SAFETY: the kernel has just installed `raw` in this process for
         // this receive, and nothing else knows it: it is ours to own.
         let owned = unsafe { OwnedFd::from_raw_fd(raw) };
