@@ -557,8 +557,9 @@ fn a_bursting_interval_delivers_every_missed_tick() {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
         assert_eq!(ticks.missed_tick_behavior(), MissedTickBehavior::Burst);
         let t0 = ticks.tick().await;
-        std::thread::sleep(period * 5); // the worker is blocked
-                                        // Every tick of the grid, none skipped, the missed ones at once.
+        // The worker is blocked.
+        std::thread::sleep(period * 5);
+        // Every tick of the grid, none skipped, the missed ones at once.
         for k in 1..=6u32 {
             assert_eq!(ticks.tick().await, t0 + period * k);
         }

@@ -520,9 +520,10 @@ mod loom_tests {
             let second = first.clone();
             let one = thread::spawn(move || first.wake());
             let two = thread::spawn(move || second.wake());
-            thread::yield_now(); // as above
-                                 // The owner takes whatever is there meanwhile (clearing the
-                                 // flag), racing the second wake.
+            // As above.
+            thread::yield_now();
+            // The owner takes whatever is there meanwhile (clearing the
+            // flag), racing the second wake.
             let mut named = 0;
             while list.next().is_some() {
                 named += 1;
