@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod abort;
+mod affinity;
 mod blocking;
 mod builder;
 pub mod fs;

@@ -107,6 +107,7 @@ impl Runtime {
     }
 
     pub(crate) fn from_builder(builder: Builder) -> io::Result<Runtime> {
+        let core_of = |worker: usize| builder.worker_cores.as_ref().map(|cores| cores[worker]);
         let mut reactors = Vec::with_capacity(builder.workers);
         let mut claims = Vec::with_capacity(builder.workers);
         for _ in 0..builder.workers {
@@ -153,21 +154,30 @@ impl Runtime {
         // returns with every worker ready: a thread's start-up (its name,
         // its run queue) never lands in the caller's later work, and a
         // worker that dies starting up is an error here, not a silent hole.
-        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<io::Result<()>>();
         for (index, (reactor, claim)) in reactors.zip(claims).enumerate() {
             let index = index + 1;
             let (shared, config): (Arc<Shared>, WorkerConfig) = (shared.clone(), builder.worker);
             let started = started_tx.clone();
+            let core = core_of(index);
             let thread = std::thread::Builder::new()
                 .name(format!("cellio-worker-{index}"))
                 .spawn(move || {
+                    if let Some(core) = core {
+                        if let Err(e) = crate::affinity::pin_current_thread(index, core) {
+                            // Dropping `claim` releases the inbox; the
+                            // error is `from_builder`'s to report.
+                            let _ = started.send(Err(e));
+                            return Ok(());
+                        }
+                    }
                     // A panic here drops `claim`, which releases the inbox.
                     let executor = Executor::new(claim.parts(), index, shared, config);
                     claim.hand_over(); // `run_background` releases it
                     run_background(reactor, executor, move || {
                         // The receiver is gone only if `from_builder` has
                         // already failed: nobody is waiting for this.
-                        let _ = started.send(());
+                        let _ = started.send(Ok(()));
                     })
                 });
             match thread {
@@ -178,13 +188,24 @@ impl Runtime {
         }
         drop(started_tx);
         for _ in 0..runtime.threads.len() {
-            // Every sender is gone without a report: a worker thread died
-            // (panicked) before it was ready.
-            if started_rx.recv().is_err() {
-                return Err(io::Error::other(
-                    "cellio: a worker thread failed while starting up",
-                ));
+            match started_rx.recv() {
+                Ok(Ok(())) => {}
+                // A worker could not be pinned: dropping `runtime` stops
+                // the others.
+                Ok(Err(e)) => return Err(e),
+                // Every sender is gone without a report: a worker thread
+                // died (panicked) before it was ready.
+                Err(_) => {
+                    return Err(io::Error::other(
+                        "cellio: a worker thread failed while starting up",
+                    ))
+                }
             }
+        }
+        // Worker 0 is this thread (`Builder::worker_cores` says so), pinned
+        // last: a build that fails leaves it as it was.
+        if let Some(core) = core_of(0) {
+            crate::affinity::pin_current_thread(0, core)?;
         }
         Ok(runtime)
     }
