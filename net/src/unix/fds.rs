@@ -88,11 +88,12 @@ fn build_rights(space: &mut ControlSpace, fds: &[RawFd]) -> usize {
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_control = space.0.as_mut_ptr().cast();
     msg.msg_controllen = space_len as _;
-    // SAFETY: `msg` points at `space_len` bytes of `space` (asserted to fit),
+    // `msg` points at `space_len` bytes of `space` (asserted to fit),
     // 8-byte aligned, so `CMSG_FIRSTHDR` returns a header inside them, and
     // `CMSG_DATA` of it the `data_len` bytes after (within `space_len`,
     // which `CMSG_SPACE(data_len)` counts); they are written byte-wise
     // (`write_unaligned`), and `space` is borrowed mutably throughout.
+    // SAFETY: so every write lands inside `space`.
     unsafe {
         let header = libc::CMSG_FIRSTHDR(&msg);
         (*header).cmsg_level = libc::SOL_SOCKET;
@@ -114,11 +115,12 @@ fn each_right(space: &ControlSpace, len: usize, mut each: impl FnMut(RawFd)) {
     let len = len.min(space.0.len());
     msg.msg_control = space.0.as_ptr().cast_mut().cast();
     msg.msg_controllen = len as _;
-    // SAFETY: `msg` describes `msg_controllen` bytes of `space`: libc's
-    // `CMSG_FIRSTHDR`/`CMSG_NXTHDR` return headers that lie within them
-    // (null past them), a header's `cmsg_len` bounds its data (checked
-    // against the space left before reading), and nothing writes `space`
-    // while it is borrowed here.
+    // `msg` describes `len` bytes of `space`: libc's `CMSG_FIRSTHDR` and
+    // `CMSG_NXTHDR` return headers that lie within them (null past them),
+    // a header's `cmsg_len` bounds its data (checked against the space
+    // left before reading), and nothing writes `space` while it is
+    // borrowed here.
+    // SAFETY: so every read stays inside `space`.
     unsafe {
         let end = space.0.as_ptr().add(len);
         let mut header = libc::CMSG_FIRSTHDR(&msg);

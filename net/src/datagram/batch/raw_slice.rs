@@ -90,10 +90,10 @@ impl<T> RawSlice<T> {
             "RawSlice range {start}..{end} out of 0..{}",
             self.len
         );
-        // SAFETY: in bounds (checked), initialised (a box's elements), and
-        // `&self` keeps out every `&mut` this slice hands out; the pointers
-        // given to the kernel are used only in calls holding `&mut` on the
-        // slice's owner.
+        // In bounds (checked), initialised (a box's elements), and `&self`
+        // keeps out every `&mut` this slice hands out; the pointers given to
+        // the kernel are used only in calls holding `&mut` on its owner.
+        // SAFETY: so the shared slice is valid while `&self` lives.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(start), end - start) }
     }
 
