@@ -9,6 +9,7 @@ use cellio_reactor::{budget::DEFAULT_BUDGET, DEFAULT_EVENT_CAPACITY};
 use crate::blocking::{DEFAULT_BLOCKING_KEEP_ALIVE, DEFAULT_MAX_BLOCKING_THREADS};
 use crate::runtime::Runtime;
 use crate::task::DEFAULT_TASK_POOL_CAP;
+use crate::thread_hooks::ThreadHooks;
 use crate::worker::WorkerConfig;
 
 /// Default for [`Builder::event_interval`].
@@ -41,6 +42,8 @@ pub struct Builder {
     pub(crate) blocking_keep_alive: Duration,
     /// Worker `i`'s core, if the workers are pinned.
     pub(crate) worker_cores: Option<Vec<usize>>,
+    /// What the runtime's threads run as they start and end.
+    pub(crate) thread_hooks: ThreadHooks,
 }
 
 impl Default for Builder {
@@ -68,6 +71,7 @@ impl Builder {
             max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
             blocking_keep_alive: DEFAULT_BLOCKING_KEEP_ALIVE,
             worker_cores: None,
+            thread_hooks: ThreadHooks::default(),
         }
     }
 
@@ -169,6 +173,48 @@ impl Builder {
     /// ```
     pub fn worker_cores(mut self, cores: impl IntoIterator<Item = usize>) -> Self {
         self.worker_cores = Some(cores.into_iter().collect());
+        self
+    }
+
+    /// Runs `hook` on each thread the runtime starts, first thing: the
+    /// threads of workers 1 and up, and the blocking pool's
+    /// (`std::thread::current().name()` tells them apart:
+    /// `cellio-worker-N`, `cellio-blocking-N`). Worker 0 is the caller's
+    /// thread and does not run it. tokio's `on_thread_start`: for setting
+    /// up per-thread state (a profiler's, an allocator's, a `tracing`
+    /// dispatcher) on every thread that runs tasks or jobs.
+    ///
+    /// A worker runs it before it reports ready, so it has run on every
+    /// worker thread when [`build`](Self::build) returns. A panic in it is
+    /// caught and logged, and the thread goes on.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let started = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&started);
+    /// let rt = cellio_runtime::Builder::new()
+    ///     .workers(3)
+    ///     .on_thread_start(move || {
+    ///         count.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(started.load(Ordering::SeqCst), 2); // workers 1 and 2
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn on_thread_start<F: Fn() + Send + Sync + 'static>(mut self, hook: F) -> Self {
+        self.thread_hooks.start = Some(std::sync::Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` on each of the runtime's threads as it ends, on the
+    /// threads [`on_thread_start`](Self::on_thread_start)'s hook runs on:
+    /// when a worker stops (the runtime is dropped or shut down), when a
+    /// blocking thread leaves after its keep-alive. A panic in it is caught
+    /// and logged.
+    pub fn on_thread_stop<F: Fn() + Send + Sync + 'static>(mut self, hook: F) -> Self {
+        self.thread_hooks.stop = Some(std::sync::Arc::new(hook));
         self
     }
 

@@ -51,6 +51,7 @@ mod spawn;
 mod sync;
 mod task;
 mod task_id;
+mod thread_hooks;
 pub mod time;
 mod waker;
 mod worker;

@@ -125,7 +125,11 @@ impl Runtime {
                     (worker, epoch)
                 })
                 .collect(),
-            BlockingPool::new(builder.max_blocking_threads, builder.blocking_keep_alive),
+            BlockingPool::new(
+                builder.max_blocking_threads,
+                builder.blocking_keep_alive,
+                builder.thread_hooks.clone(),
+            ),
         ));
         let mut reactors = reactors.into_iter();
         let mut claims = claims.into_iter();
@@ -160,9 +164,11 @@ impl Runtime {
             let (shared, config): (Arc<Shared>, WorkerConfig) = (shared.clone(), builder.worker);
             let started = started_tx.clone();
             let core = core_of(index);
+            let hooks = builder.thread_hooks.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("cellio-worker-{index}"))
                 .spawn(move || {
+                    let _started = hooks.started(); // its stop hook runs last
                     if let Some(core) = core {
                         if let Err(e) = crate::affinity::pin_current_thread(index, core) {
                             // Dropping `claim` releases the inbox; the

@@ -19,17 +19,20 @@
 //!   pool is at its maximum, when a running thread takes it next.
 //! * After `shutdown` the queue stays empty: jobs submitted later are
 //!   cancelled at once.
-//! * A thread leaves by decrementing `threads` under the lock and then
-//!   notifying `exited`, so `wait_for_threads` (which checks `threads`
-//!   under the lock) never sleeps through the last one leaving. A thread
-//!   runs no job after that decrement: once `threads` is 0 after
-//!   `shutdown`, every job the pool took has run or been cancelled.
+//! * A thread leaves by decrementing `threads` (and counting itself in
+//!   `stopping` while its stop hook runs) under the lock and then
+//!   notifying `exited`, so `wait_for_threads` (which checks both under
+//!   the lock) never sleeps through the last one leaving. A thread runs
+//!   no job after that decrement: once `threads` is 0 after `shutdown`,
+//!   every job the pool took has run or been cancelled, and once
+//!   `stopping` is 0 too, every stop hook has run.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::sync::{thread, Condvar, Mutex, MutexGuard};
+use crate::thread_hooks::ThreadHooks;
 
 /// What the pool runs.
 pub(crate) trait PoolJob: Send + 'static {
@@ -47,6 +50,8 @@ pub(crate) struct BlockingPool<J> {
     exited: Condvar,
     max_threads: usize,
     keep_alive: Duration,
+    /// What each pool thread runs as it starts and ends.
+    hooks: ThreadHooks,
 }
 
 struct PoolState<J> {
@@ -54,19 +59,22 @@ struct PoolState<J> {
     threads: usize,
     idle: usize,
     wakeups: usize,
+    /// Threads that left `threads` and are running their stop hook.
+    stopping: usize,
     shut_down: bool,
     /// Numbers the threads' names.
     started: u64,
 }
 
 impl<J: PoolJob> BlockingPool<J> {
-    pub(crate) fn new(max_threads: usize, keep_alive: Duration) -> Self {
+    pub(crate) fn new(max_threads: usize, keep_alive: Duration, hooks: ThreadHooks) -> Self {
         Self {
             state: Mutex::new(PoolState {
                 queue: VecDeque::new(),
                 threads: 0,
                 idle: 0,
                 wakeups: 0,
+                stopping: 0,
                 shut_down: false,
                 started: 0,
             }),
@@ -74,6 +82,7 @@ impl<J: PoolJob> BlockingPool<J> {
             exited: Condvar::new(),
             max_threads: max_threads.max(1),
             keep_alive,
+            hooks,
         }
     }
 
@@ -128,6 +137,7 @@ impl<J: PoolJob> BlockingPool<J> {
     /// A pool thread: runs jobs until none came for `keep_alive`, or the
     /// pool shut down.
     fn run_thread(&self) {
+        self.hooks.run_start();
         let mut state = self.lock();
         loop {
             if let Some(job) = state.queue.pop_front() {
@@ -150,8 +160,14 @@ impl<J: PoolJob> BlockingPool<J> {
             }
             state = woken;
         }
+        // Leaving the count in the same hold that found the queue empty;
+        // the stop hook runs after, counted in `stopping` so that a wait
+        // for the threads waits for it too.
         state.threads -= 1;
+        state.stopping += 1;
         drop(state);
+        self.hooks.run_stop();
+        self.lock().stopping -= 1;
         self.exited.notify_all();
     }
 
@@ -174,7 +190,7 @@ impl<J: PoolJob> BlockingPool<J> {
     /// before it, threads leave only when their keep-alive runs out.
     pub(crate) fn wait_for_threads(&self, deadline: Option<Instant>) -> usize {
         let mut state = self.lock();
-        while state.threads > 0 {
+        while state.threads + state.stopping > 0 {
             state = match deadline {
                 None => self.exited.wait(state),
                 Some(deadline) => {
@@ -186,7 +202,7 @@ impl<J: PoolJob> BlockingPool<J> {
                 }
             };
         }
-        state.threads
+        state.threads + state.stopping
     }
 
     /// `(threads, idle threads, queued jobs)`, for tests and diagnostics.
@@ -266,7 +282,11 @@ mod loom_tests {
     type Pool = BlockingPool<TestJob>;
 
     fn pool(max_threads: usize) -> (Arc<Pool>, Arc<Log>) {
-        let pool = Arc::new(Pool::new(max_threads, Duration::from_secs(10)));
+        let pool = Arc::new(Pool::new(
+            max_threads,
+            Duration::from_secs(10),
+            ThreadHooks::default(),
+        ));
         (pool, Arc::new(Log::default()))
     }
 

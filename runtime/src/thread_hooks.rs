@@ -1,0 +1,76 @@
+//! [`ThreadHooks`]: code a runtime runs on each of its own threads as the
+//! thread starts and as it ends
+//! ([`Builder::on_thread_start`](crate::Builder::on_thread_start),
+//! [`Builder::on_thread_stop`](crate::Builder::on_thread_stop)).
+//!
+//! # Invariants
+//!
+//! * A hook never unwinds into the runtime: a panic in it is caught and
+//!   logged, and the thread goes on (a blocking thread that unwound would
+//!   leave the pool counting a thread that is gone; a worker, its tasks).
+//! * A thread's stop hook runs only if its start hook ran, once, as the
+//!   thread ends, also when it ends by a panic ([`Started`]'s drop).
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+/// A hook: shared by every thread it runs on.
+type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// The start and stop hooks a runtime's threads run.
+#[derive(Clone, Default)]
+pub(crate) struct ThreadHooks {
+    pub(crate) start: Option<Hook>,
+    pub(crate) stop: Option<Hook>,
+}
+
+impl ThreadHooks {
+    /// Runs the start hook on this thread; the stop hook runs when the
+    /// result drops.
+    pub(crate) fn started(&self) -> Started<'_> {
+        self.run_start();
+        Started(self)
+    }
+
+    /// Runs the start hook, if any, on this thread.
+    pub(crate) fn run_start(&self) {
+        run("start", self.start.as_ref());
+    }
+
+    /// Runs the stop hook, if any, on this thread.
+    pub(crate) fn run_stop(&self) {
+        run("stop", self.stop.as_ref());
+    }
+}
+
+/// A thread whose start hook ran: dropping it runs the stop hook.
+pub(crate) struct Started<'a>(&'a ThreadHooks);
+
+impl Drop for Started<'_> {
+    fn drop(&mut self) {
+        self.0.run_stop();
+    }
+}
+
+/// Runs `hook`, if any, catching a panic (see the module's invariants).
+fn run(which: &str, hook: Option<&Hook>) {
+    let Some(hook) = hook else { return };
+    // Unwind safety: the hook is the user's, and nothing of the runtime's
+    // is borrowed across it.
+    if catch_unwind(AssertUnwindSafe(|| hook())).is_err() {
+        tracing::error!(
+            thread = std::thread::current().name().unwrap_or("?"),
+            "cellio: a thread {which} hook panicked; the thread goes on"
+        );
+    }
+}
+
+impl fmt::Debug for ThreadHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadHooks")
+            .field("start", &self.start.is_some())
+            .field("stop", &self.stop.is_some())
+            .finish()
+    }
+}

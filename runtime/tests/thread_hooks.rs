@@ -1,0 +1,116 @@
+//! `Builder::on_thread_start` and `on_thread_stop`: each runs once on every
+//! thread the runtime starts (workers 1 and up, blocking threads), not on
+//! the caller's; the start hooks have run when `build` returns (workers)
+//! and the stop hooks when the runtime's drop returns; a panicking hook is
+//! caught and the thread goes on.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cellio_runtime::{spawn_blocking, spawn_on, Builder};
+use util::{quiet_panics_ending_with, with_timeout, LIMIT, ON_PURPOSE};
+
+/// What the hooks saw: per thread name, `(starts, stops)`.
+type Seen = Arc<Mutex<BTreeMap<String, (u32, u32)>>>;
+
+fn record(seen: &Seen, stop: bool) {
+    let name = std::thread::current().name().unwrap_or("?").to_string();
+    let mut seen = seen.lock().unwrap();
+    let entry = seen.entry(name).or_default();
+    if stop {
+        entry.1 += 1;
+    } else {
+        entry.0 += 1;
+    }
+}
+
+fn builder_recording(seen: &Seen) -> Builder {
+    let (on_start, on_stop) = (Arc::clone(seen), Arc::clone(seen));
+    Builder::new()
+        .workers(3)
+        .on_thread_start(move || record(&on_start, false))
+        .on_thread_stop(move || record(&on_stop, true))
+}
+
+fn snapshot(seen: &Seen) -> Vec<(String, (u32, u32))> {
+    seen.lock().unwrap().clone().into_iter().collect()
+}
+
+#[test]
+fn every_runtime_thread_starts_and_stops_once() {
+    with_timeout(LIMIT, || {
+        let seen = Seen::default();
+        let rt = builder_recording(&seen).build().unwrap();
+        assert_eq!(
+            snapshot(&seen),
+            [
+                ("cellio-worker-1".to_string(), (1, 0)),
+                ("cellio-worker-2".to_string(), (1, 0)),
+            ],
+            "the workers' start hooks ran before build returned; worker 0's never"
+        );
+        rt.block_on(async {
+            // A task on a worker and a blocking job: the job's thread is new.
+            let name = spawn_on(2, async {
+                std::thread::current().name().map(str::to_string)
+            });
+            assert_eq!(name.await.unwrap().as_deref(), Some("cellio-worker-2"));
+            spawn_blocking(|| ()).await.unwrap();
+        });
+        drop(rt);
+        assert_eq!(
+            snapshot(&seen),
+            [
+                ("cellio-blocking-1".to_string(), (1, 1)),
+                ("cellio-worker-1".to_string(), (1, 1)),
+                ("cellio-worker-2".to_string(), (1, 1)),
+            ],
+            "every stop hook ran by the time the drop returned"
+        );
+    });
+}
+
+#[test]
+fn a_blocking_thread_that_leaves_after_its_keep_alive_runs_its_stop_hook() {
+    with_timeout(LIMIT, || {
+        let seen = Seen::default();
+        let rt = builder_recording(&seen)
+            .workers(1)
+            .blocking_keep_alive(Duration::from_millis(10))
+            .build()
+            .unwrap();
+        rt.block_on(rt.spawn_blocking(|| ())).unwrap();
+        while rt.blocking_pool_stats().0 > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The count falls before the hook runs; wait for the hook.
+        while snapshot(&seen).first().map(|(_, counts)| counts.1) != Some(1) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(snapshot(&seen), [("cellio-blocking-1".to_string(), (1, 1))]);
+    });
+}
+
+#[test]
+fn a_panicking_hook_is_caught_and_the_thread_goes_on() {
+    quiet_panics_ending_with(ON_PURPOSE);
+    with_timeout(LIMIT, || {
+        let rt = Builder::new()
+            .workers(2)
+            .on_thread_start(|| panic!("{}", ON_PURPOSE))
+            .on_thread_stop(|| panic!("{}", ON_PURPOSE))
+            .build()
+            .unwrap();
+        let (on_one, job) = rt.block_on(async {
+            (
+                spawn_on(1, async { 1 }).await.unwrap(),
+                spawn_blocking(|| 2).await.unwrap(),
+            )
+        });
+        assert_eq!((on_one, job), (1, 2));
+        drop(rt);
+    });
+}
