@@ -168,7 +168,6 @@ impl Runtime {
             let thread = std::thread::Builder::new()
                 .name(format!("cellio-worker-{index}"))
                 .spawn(move || {
-                    let _started = hooks.started(); // its stop hook runs last
                     if let Some(core) = core {
                         if let Err(e) = crate::affinity::pin_current_thread(index, core) {
                             // Dropping `claim` releases the inbox; the
@@ -177,6 +176,8 @@ impl Runtime {
                             return Ok(());
                         }
                     }
+                    // On the pinned thread; its stop hook runs last.
+                    let _started = hooks.started();
                     // A panic here drops `claim`, which releases the inbox.
                     let executor = Executor::new(claim.parts(), index, shared, config);
                     claim.hand_over(); // `run_background` releases it
