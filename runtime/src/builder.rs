@@ -184,9 +184,10 @@ impl Builder {
     /// up per-thread state (a profiler's, an allocator's, a `tracing`
     /// dispatcher) on every thread that runs tasks or jobs.
     ///
-    /// A worker runs it before it reports ready, so it has run on every
-    /// worker thread when [`build`](Self::build) returns. A panic in it is
-    /// caught and logged, and the thread goes on.
+    /// A worker runs it before it reports ready (and after it is pinned, with
+    /// [`worker_cores`](Self::worker_cores)), so it has run on every worker
+    /// thread when [`build`](Self::build) returns. A panic in it is caught
+    /// and logged, and the thread goes on.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
