@@ -568,9 +568,8 @@ mod portable {
     }
 }
 
-/// `recvmsg(fd, msg, flags)`: on Linux a raw syscall, as [`recv`]'s (the
-/// libc wrapper's frames and cancellation check cost a Unix echo about 20
-/// instructions a message).
+/// `recvmsg(fd, msg, flags)`: on Linux a raw syscall, as [`recv`] is (no
+/// libc wrapper frames between the worker and the kernel; see `transfer`).
 ///
 /// # Safety
 ///
