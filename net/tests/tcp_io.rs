@@ -364,3 +364,59 @@ fn tokio_io_read_write_and_shutdown() {
     })
     .unwrap();
 }
+
+/// `peek` waits for data, copies it without taking it (the next receive
+/// gets the same bytes), and reads 0 at the end of the stream; the
+/// receiving half of a split peeks the same way.
+#[test]
+fn peek_waits_copies_and_leaves_the_bytes_queued() {
+    run(|| async {
+        let (client, server) = cellio_pair().await?;
+        let mut io = TcpIo::new(server);
+        let writer = spawn_local(async move {
+            // After the peek has parked on an empty socket.
+            cellio_runtime::yield_now().await;
+            client.send_all(b"HELLO").await?;
+            io::Result::Ok(client)
+        });
+        let mut first = [0u8; 2];
+        assert_eq!(io.peek(&mut first).await?, 2);
+        assert_eq!(&first, b"HE");
+        let (mut half, _send) = TcpIo::split(&mut io);
+        let mut again = [0u8; 8];
+        let n = half.recv_peeked(&mut again).await?;
+        assert_eq!(&again[..n], b"HELLO");
+        let mut all = [0u8; 8];
+        let n = half.recv(&mut all).await?;
+        assert_eq!(&all[..n], b"HELLO", "the peeks took nothing");
+        let client = writer.await.unwrap()?;
+        client.shutdown(Shutdown::Write)?;
+        assert_eq!(io.peek(&mut all).await?, 0);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+trait RecvPeeked {
+    /// A peek through `poll_peek` that waits until all five bytes are
+    /// there (TCP may deliver them in parts).
+    fn recv_peeked<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + 'a;
+}
+
+impl RecvPeeked for cellio_net::tcp::RecvHalf<'_> {
+    fn recv_peeked<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        poll_fn(move |cx| match self.poll_peek(cx, buf) {
+            Poll::Ready(Ok(n)) if n < 5 => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            other => other,
+        })
+    }
+}

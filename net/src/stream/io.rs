@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::held::HeldCell;
-use crate::stream::ops::recv_attempt;
+use crate::stream::ops::{peek_attempt, recv_attempt};
 use crate::stream::{
     io_traits, Outgoing, OwnedRecvHalf, OwnedSendHalf, RecvHalf, SendHalf, StreamSocket,
 };
@@ -165,6 +165,46 @@ impl<S: StreamSocket> StreamIo<S> {
     #[inline(always)]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         poll_recv_on(&self.stream, &mut self.rx, cx, buf)
+    }
+
+    /// Copies what has arrived into `buf` without taking it (`MSG_PEEK`):
+    /// the next receive gets the same bytes. `Ready(Ok(n))` (0 at the end
+    /// of the stream, or for an empty `buf`), or `Pending` with the task to
+    /// be woken when something arrives. For looking at a connection's first
+    /// bytes before deciding how to serve it. tokio's `poll_peek`.
+    ///
+    /// Fails with `ErrorKind::ResourceBusy` if one of the stream's receive
+    /// futures is in flight.
+    #[inline]
+    pub fn poll_peek(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        poll_peek_on(&self.stream, &mut self.rx, cx, buf)
+    }
+
+    /// [`poll_peek`](Self::poll_peek) as a future: resolves to the bytes
+    /// copied, which stay queued.
+    ///
+    /// ```
+    /// use cellio_net::unix::{UnixIo, UnixStream};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// cellio_runtime::Runtime::new()?.block_on(async {
+    ///     let (a, b) = UnixStream::pair()?;
+    ///     a.send_all(b"GET /").await?;
+    ///     let mut io = UnixIo::new(b);
+    ///     let mut first = [0u8; 3];
+    ///     assert_eq!(io.peek(&mut first).await?, 3);
+    ///     let mut all = [0u8; 5];
+    ///     assert_eq!(io.recv(&mut all).await?, 5); // the peeked bytes too
+    ///     assert_eq!((&first, &all), (b"GET", b"GET /"));
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn peek<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        std::future::poll_fn(move |cx| self.poll_peek(cx, buf))
     }
 
     /// Sends from `buf`: `Ready(Ok(n))` with the bytes the kernel took (at
@@ -338,6 +378,29 @@ pub(crate) fn poll_recv_on<S: StreamSocket>(
         cx.waker(),
         || registration.is_bound_here(),
         || recv_attempt(stream, buf),
+    )
+}
+
+/// [`TcpIo::poll_peek`] on a stream and its receive reservation: shared
+/// with the receiving halves. A peek never leaves the socket drained (the
+/// bytes stay queued).
+#[inline]
+pub(crate) fn poll_peek_on<S: StreamSocket>(
+    stream: &S,
+    rx: &mut HeldCell,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        return Poll::Ready(Ok(0));
+    }
+    let registration = stream.registration();
+    rx.poll(
+        registration.rx(),
+        registration.rx_completions(),
+        cx.waker(),
+        || registration.is_bound_here(),
+        || peek_attempt(stream, buf),
     )
 }
 

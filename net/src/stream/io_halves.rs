@@ -40,6 +40,17 @@ macro_rules! recv_half_methods {
             poll_recv_on(&*self.stream, rx, cx, buf)
         }
 
+        /// [`TcpIo::poll_peek`](crate::TcpIo::poll_peek).
+        #[inline]
+        pub fn poll_peek(
+            &mut self,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let rx = std::borrow::BorrowMut::borrow_mut(&mut self.rx);
+            crate::stream::io::poll_peek_on(&*self.stream, rx, cx, buf)
+        }
+
         /// [`TcpIo::recv`](crate::TcpIo::recv).
         pub fn recv<'b>(
             &'b mut self,
