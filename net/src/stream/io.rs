@@ -368,17 +368,7 @@ pub(crate) fn poll_recv_on<S: StreamSocket>(
     cx: &mut Context<'_>,
     buf: &mut [u8],
 ) -> Poll<io::Result<usize>> {
-    if buf.is_empty() {
-        return Poll::Ready(Ok(0));
-    }
-    let registration = stream.registration();
-    rx.poll(
-        registration.rx(),
-        registration.rx_completions(),
-        cx.waker(),
-        || registration.is_bound_here(),
-        || recv_attempt(stream, buf),
-    )
+    poll_rx_on::<S, false>(stream, rx, cx, buf)
 }
 
 /// [`TcpIo::poll_peek`] on a stream and its receive reservation: shared
@@ -386,6 +376,17 @@ pub(crate) fn poll_recv_on<S: StreamSocket>(
 /// bytes stay queued).
 #[inline]
 pub(crate) fn poll_peek_on<S: StreamSocket>(
+    stream: &S,
+    rx: &mut HeldCell,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    poll_rx_on::<S, true>(stream, rx, cx, buf)
+}
+
+/// A receive (`PEEK`: a peek) through the held receive cell.
+#[inline(always)]
+fn poll_rx_on<S: StreamSocket, const PEEK: bool>(
     stream: &S,
     rx: &mut HeldCell,
     cx: &mut Context<'_>,
@@ -400,7 +401,13 @@ pub(crate) fn poll_peek_on<S: StreamSocket>(
         registration.rx_completions(),
         cx.waker(),
         || registration.is_bound_here(),
-        || peek_attempt(stream, buf),
+        || {
+            if PEEK {
+                peek_attempt(stream, buf)
+            } else {
+                recv_attempt(stream, buf)
+            }
+        },
     )
 }
 
