@@ -183,9 +183,9 @@ pub(crate) async fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<A
 
 /// Resolves `host` (a `"host:port"`, a `(host, port)`, or addresses), as
 /// tokio's `lookup_host`: a name on a thread of its own, so the worker runs
-/// on meanwhile; addresses given as such at once. Must run inside a
-/// runtime only in that a name's answer wakes the task (any executor's
-/// waker does).
+/// on meanwhile; addresses given as such at once. It needs no reactor: the
+/// lookup's thread wakes the waiting task through its waker, so it works
+/// under any executor.
 ///
 /// # Examples
 ///
