@@ -38,6 +38,21 @@ fn gro_receiver() -> StdUdpSocket {
     socket
 }
 
+/// A sender inside the runtime, a plain receiver with `UDP_GRO` on (which
+/// shows how the kernel delivered each message), its address, and an
+/// empty batch.
+fn sender_to_a_gro_receiver() -> (
+    UdpSocket,
+    StdUdpSocket,
+    std::net::SocketAddr,
+    udp::SendBatch,
+) {
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let gro = gro_receiver();
+    let to = gro.local_addr().unwrap();
+    (sender, gro, to, udp::SendBatch::new())
+}
+
 /// The lengths of the next `count` messages `socket` receives.
 fn message_lengths(socket: &StdUdpSocket, count: usize) -> Vec<usize> {
     let mut buf = vec![0u8; 65_536];
@@ -93,10 +108,7 @@ fn a_run_arrives_as_its_datagrams_whole_and_in_order() {
 #[test]
 fn the_kernel_gets_a_run_as_one_message_and_with_offload_off_datagrams() {
     run(|| async {
-        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let gro = gro_receiver();
-        let to = gro.local_addr().unwrap();
-        let mut batch = udp::SendBatch::new();
+        let (sender, gro, to, mut batch) = sender_to_a_gro_receiver();
         batch
             .push_segmented(&run_of(0, 10, 1200, 1200).1, 1200, to)
             .unwrap();
@@ -121,10 +133,7 @@ fn the_kernel_gets_a_run_as_one_message_and_with_offload_off_datagrams() {
 #[test]
 fn runs_queued_before_offload_goes_off_are_sent_as_datagrams() {
     run(|| async {
-        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let gro = gro_receiver();
-        let to = gro.local_addr().unwrap();
-        let mut batch = udp::SendBatch::new();
+        let (sender, gro, to, mut batch) = sender_to_a_gro_receiver();
         batch
             .push_segmented(&run_of(0, 4, 1200, 1200).1, 1200, to)
             .unwrap();
@@ -138,10 +147,7 @@ fn runs_queued_before_offload_goes_off_are_sent_as_datagrams() {
 #[test]
 fn runs_are_cut_at_the_kernels_limits() {
     run(|| async {
-        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let gro = gro_receiver();
-        let to = gro.local_addr().unwrap();
-        let mut batch = udp::SendBatch::new();
+        let (sender, gro, to, mut batch) = sender_to_a_gro_receiver();
         // (datagram size, datagrams, the last's size) and the messages
         // the kernel should get.
         let cases: [(usize, u32, usize, &[usize]); 6] = [
