@@ -31,14 +31,44 @@ pub const DEFAULT_BUDGET: u32 = 128;
 /// The budget outside any budgeted poll: so large it never runs out.
 pub(crate) const UNLIMITED: u32 = u32::MAX;
 
-/// Runs `f` (a task poll) with `units` of budget, then restores the
-/// previous budget. Returns `f`'s result and whether the budget ran out.
+/// The tag of a poll that has none (see [`run_with`]), and the tag outside
+/// any poll.
+pub const NO_TAG: u32 = u32::MAX;
+
+/// The budget word outside any budgeted poll: no tag, unlimited units.
+pub(crate) const OUTSIDE: u64 = pack(NO_TAG, UNLIMITED);
+
+/// The budget word: `tag` in the high half, `units` in the low half.
+#[inline(always)]
+const fn pack(tag: u32, units: u32) -> u64 {
+    ((tag as u64) << 32) | units as u64
+}
+
+/// Runs `f` (a task poll) with `units` of budget and the caller's `tag`,
+/// then restores the previous budget and tag. Returns `f`'s result and
+/// whether the budget ran out.
+///
+/// The tag is opaque here: the runtime passes the slot of the task it
+/// polls ([`NO_TAG`] for a poll that is no task's), and [`current_tag`]
+/// reads it back inside the poll (for `TaskId::try_current`). It shares
+/// the budget's word, so it costs the poll no store of its own.
 #[inline]
-pub fn run_with<R>(units: u32, f: impl FnOnce() -> R) -> (R, bool) {
-    let previous = WORDS.with(|w| w.budget.replace(units));
+pub fn run_with<R>(units: u32, tag: u32, f: impl FnOnce() -> R) -> (R, bool) {
+    let previous = WORDS.with(|w| w.budget.replace(pack(tag, units)));
     let result = f();
     let left = WORDS.with(|w| w.budget.replace(previous));
-    (result, left == 0)
+    (result, left as u32 == 0)
+}
+
+/// The tag of the poll running on this thread ([`run_with`]'s), or `None`
+/// outside any poll and in a poll tagged [`NO_TAG`].
+#[inline]
+pub fn current_tag() -> Option<u32> {
+    let word = WORDS.try_with(|w| w.budget.get()).unwrap_or(OUTSIDE);
+    match (word >> 32) as u32 {
+        NO_TAG => None,
+        tag => Some(tag),
+    }
 }
 
 /// Spends one unit: `Ready` if the operation may proceed, otherwise wakes
@@ -49,12 +79,13 @@ pub fn poll_proceed(waker: &Waker) -> Poll<()> {
         let b = &w.budget;
         // Outside a budgeted poll the count starts at u32::MAX: it would
         // take four billion operations in one poll to run out.
-        let left = b.get();
-        if left == 0 {
+        let word = b.get();
+        if word as u32 == 0 {
             waker.wake_by_ref();
             return Poll::Pending;
         }
-        b.set(left - 1);
+        // The low half is not 0, so this leaves the tag alone.
+        b.set(word - 1);
         Poll::Ready(())
     })
 }
@@ -70,12 +101,33 @@ mod tests {
             Poll::Ready(()),
             "unlimited outside"
         );
-        let ((), exhausted) = run_with(2, || {
+        let ((), exhausted) = run_with(2, NO_TAG, || {
             assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
             assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
             assert_eq!(poll_proceed(Waker::noop()), Poll::Pending);
         });
         assert!(exhausted);
         assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()), "restored");
+    }
+
+    #[test]
+    fn the_tag_is_the_innermost_polls_and_spending_keeps_it() {
+        assert_eq!(current_tag(), None, "no tag outside a poll");
+        run_with(3, 7, || {
+            assert_eq!(current_tag(), Some(7));
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+            assert_eq!(current_tag(), Some(7), "spending leaves the tag");
+            let ((), exhausted) = run_with(1, NO_TAG, || {
+                assert_eq!(current_tag(), None, "an untagged poll has none");
+                assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+            });
+            assert!(exhausted);
+            assert_eq!(current_tag(), Some(7), "restored after the inner poll");
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Pending);
+            assert_eq!(current_tag(), Some(7), "a spent budget keeps the tag");
+        });
+        assert_eq!(current_tag(), None);
     }
 }

@@ -492,7 +492,7 @@ fn poll_main<F: Future>(
     cx: &mut Context<'_>,
 ) -> Option<F::Output> {
     executor.main_woken.set(false);
-    match budget::run_with(executor.budget, || future.poll(cx)).0 {
+    match budget::run_with(executor.budget, budget::NO_TAG, || future.poll(cx)).0 {
         Poll::Ready(value) => Some(value),
         Poll::Pending => None,
     }

@@ -49,6 +49,73 @@ use std::num::NonZeroU64;
 pub struct TaskId(NonZeroU64);
 
 impl TaskId {
+    /// The id of the task running this code: tokio's `task::try_id()`.
+    ///
+    /// `Some` inside a spawned task's poll (including while its future
+    /// is dropped: when it completes, is aborted, or is cancelled by the
+    /// runtime's shutdown) and inside a
+    /// [`spawn_blocking`](crate::spawn_blocking) closure; the id is the
+    /// one its [`JoinHandle::id`](crate::JoinHandle::id) returns. `None`
+    /// anywhere else: in the future given to
+    /// [`Runtime::block_on`](crate::Runtime::block_on) (which is no
+    /// spawned task), on a thread of no runtime, in a waker called from
+    /// outside a poll.
+    ///
+    /// A call costs a thread-local read and, inside a task, a look-up in
+    /// the worker's task table. To make it work the worker writes the
+    /// polled task's slot into the thread-local word that holds the
+    /// poll's cooperative budget, in the same store (about three
+    /// instructions a poll; `docs/design.md`, "Task ids").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cellio_runtime::TaskId;
+    ///
+    /// let rt = cellio_runtime::Runtime::new()?;
+    /// rt.block_on(async {
+    ///     assert_eq!(TaskId::try_current(), None, "block_on's future is no task");
+    ///     let task = cellio_runtime::spawn(async { TaskId::try_current() });
+    ///     let id = task.id();
+    ///     assert_eq!(task.await.unwrap(), Some(id));
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_current() -> Option<TaskId> {
+        crate::worker::current_task_id().or_else(crate::blocking::current_job_id)
+    }
+
+    /// The id of the task running this code: tokio's `task::id()`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a spawned task or blocking job (where
+    /// [`try_current`](Self::try_current) returns `None`), with a message
+    /// that says so: in `block_on`'s own future, for instance. Use
+    /// `try_current` where that can happen.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cellio_runtime::TaskId;
+    ///
+    /// let rt = cellio_runtime::Runtime::new()?;
+    /// rt.block_on(async {
+    ///     let task = cellio_runtime::spawn(async {
+    ///         tracing::info!(task = %TaskId::current(), "started");
+    ///     });
+    ///     task.await.unwrap();
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn current() -> TaskId {
+        Self::try_current().expect(
+            "cellio: TaskId::current() called outside a spawned task or blocking job \
+             (block_on's own future is not a task); use TaskId::try_current()",
+        )
+    }
+
     /// The id of the task whose block starts at `address` (never 0).
     pub(crate) fn from_address(address: NonZeroU64) -> Self {
         Self(address)

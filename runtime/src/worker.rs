@@ -631,7 +631,8 @@ impl Executor {
             (u64::from(self.owner_high) << 32) | waker::task_bits(slot, Tasks::generation(ticket)),
         ));
         let mut cx = Context::from_waker(&waker);
-        let (polled, exhausted) = budget::run_with(self.budget, || poll(&mut cx));
+        // Tagged with the slot: `TaskId::try_current` finds the task there.
+        let (polled, exhausted) = budget::run_with(self.budget, slot, || poll(&mut cx));
         if polled.is_ready() {
             self.finish(slot);
         }
@@ -657,13 +658,22 @@ impl Executor {
     pub(crate) fn cancel_all(&self) {
         self.drain_inbox();
         loop {
-            // SAFETY: only the table's `pop_live` runs; the task is
-            // cancelled and released after, outside.
-            let next = unsafe { self.run.with(|run| run.tasks.pop_live()) };
-            let Some(task) = next else { return };
-            // SAFETY: this is the task's worker; it is not being polled.
-            unsafe { task.cancel() };
-            self.release(task);
+            // SAFETY: only the table's `first_live` runs.
+            let next = unsafe { self.run.with(|run| run.tasks.first_live()) };
+            let Some((slot, task)) = next else { return };
+            // Tagged with the slot as a poll is, so the future's drop sees
+            // its own `TaskId::try_current`; the task stays in its slot
+            // (and its reference in the table) until it is finished below.
+            budget::run_with(self.budget, slot, || {
+                // SAFETY: this is the task's worker; it is not being
+                // polled, and the table holds its reference throughout.
+                unsafe { task.cancel() }
+            });
+            // SAFETY: only the table's `finish` runs.
+            let task = unsafe { self.run.with(|run| run.tasks.finish(slot)) };
+            if let Some(task) = task {
+                self.release(task);
+            }
             self.shared.count_cancelled();
         }
     }
@@ -695,6 +705,18 @@ pub(crate) fn publish_current(shared: &Arc<Shared>) {
             executor.publish();
         }
     });
+}
+
+/// The id of the task this worker is polling (or whose future it is
+/// dropping) on this thread, if any.
+pub(crate) fn current_task_id() -> Option<crate::TaskId> {
+    let slot = budget::current_tag()?;
+    with_current(|executor| {
+        // SAFETY: only the table's `live_at` runs.
+        let task = unsafe { executor.run.with(|run| run.tasks.live_at(slot)) };
+        task.map(TaskRef::id)
+    })
+    .flatten()
 }
 
 /// Runs `f` with the executor of the worker running on this thread.

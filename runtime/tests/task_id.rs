@@ -7,6 +7,7 @@ mod util;
 
 use std::collections::HashSet;
 use std::future::pending;
+use std::sync::{Arc, Mutex};
 
 use cellio_runtime::{spawn, spawn_blocking, spawn_on, JoinError, JoinSet, TaskId};
 use util::{quiet_panics_ending_with, run, run_on, ON_PURPOSE};
@@ -96,4 +97,141 @@ fn try_join_next_with_id_and_handles_spawned_elsewhere() {
         joined.sort_by_key(|&(_, name)| name);
         assert_eq!(joined, [(job_id, "job"), (remote_id, "remote")]);
     });
+}
+
+/// Records `TaskId::try_current()` where it is dropped.
+struct RecordOnDrop(Arc<Mutex<Vec<Option<TaskId>>>>);
+
+impl Drop for RecordOnDrop {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().push(TaskId::try_current());
+    }
+}
+
+#[test]
+fn a_task_sees_its_own_id_on_every_worker_and_across_awaits() {
+    run_on(2, || async {
+        let handles: Vec<_> = (0..100)
+            .map(|n| {
+                let task = async {
+                    let first = TaskId::current();
+                    cellio_runtime::yield_now().await;
+                    // Awaiting another task's handle leaves this task's id.
+                    let inner = spawn(async { TaskId::current() });
+                    let inner_id = inner.id();
+                    let reported = inner.await.unwrap();
+                    assert_eq!(reported, inner_id);
+                    assert_ne!(reported, first);
+                    assert_eq!(TaskId::try_current(), Some(first));
+                    first
+                };
+                if n % 2 == 0 {
+                    spawn(task)
+                } else {
+                    spawn_on(1, task)
+                }
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        for handle in handles {
+            let id = handle.id();
+            assert_eq!(handle.await.unwrap(), id);
+            assert!(seen.insert(id));
+        }
+    });
+}
+
+#[test]
+fn block_on_and_plain_threads_have_no_current_task() {
+    run(|| async {
+        assert_eq!(TaskId::try_current(), None, "block_on's future");
+        cellio_runtime::yield_now().await;
+        assert_eq!(TaskId::try_current(), None, "after a turn of the loop");
+        spawn(async {}).await.unwrap();
+        assert_eq!(TaskId::try_current(), None, "after a task ran");
+    });
+    let outside = std::thread::spawn(TaskId::try_current).join().unwrap();
+    assert_eq!(outside, None, "a thread of no runtime");
+    let panic = std::thread::spawn(TaskId::current).join().unwrap_err();
+    let text = util::panic_text(&*panic);
+    assert!(
+        text.contains("outside a spawned task") && text.contains("try_current"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_blocking_job_sees_its_own_id_and_its_thread_forgets_it() {
+    // A thread's stop hook runs on it after its last job (or loop): it
+    // must see no task.
+    let at_stop = Arc::new(Mutex::new(Vec::new()));
+    let record = at_stop.clone();
+    let runtime = cellio_runtime::Builder::new()
+        .workers(2)
+        .on_thread_stop(move || {
+            let name = std::thread::current().name().map(str::to_owned);
+            record.lock().unwrap().push((name, TaskId::try_current()));
+        })
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..3 {
+            let job = spawn_blocking(TaskId::try_current);
+            let id = job.id();
+            assert_eq!(job.await.unwrap(), Some(id));
+        }
+        let task = spawn_on(1, async { TaskId::current() });
+        let id = task.id();
+        assert_eq!(task.await.unwrap(), id);
+    });
+    drop(runtime);
+    let at_stop = at_stop.lock().unwrap();
+    assert!(
+        at_stop.len() >= 2,
+        "a worker and a blocking thread: {at_stop:?}"
+    );
+    for (name, id) in at_stop.iter() {
+        assert_eq!(*id, None, "the stop hook of {name:?}");
+    }
+}
+
+#[test]
+fn a_future_dropped_by_its_end_its_abort_or_the_shutdown_sees_its_id() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut expected = Vec::new();
+    let runtime = cellio_runtime::Builder::new().workers(2).build().unwrap();
+    runtime.block_on(async {
+        let record = RecordOnDrop(log.clone());
+        let finished = spawn(async move {
+            let _held = record;
+        });
+        expected.push(Some(finished.id()));
+        finished.await.unwrap();
+
+        let record = RecordOnDrop(log.clone());
+        let aborted = spawn(async move {
+            let _held = record;
+            pending::<()>().await
+        });
+        cellio_runtime::yield_now().await;
+        expected.push(Some(aborted.id()));
+        aborted.abort();
+        assert!(matches!(aborted.await, Err(JoinError::Aborted)));
+
+        for worker in [0, 1] {
+            let record = RecordOnDrop(log.clone());
+            let left = spawn_on(worker, async move {
+                let _held = record;
+                pending::<()>().await
+            });
+            expected.push(Some(left.id()));
+        }
+        cellio_runtime::yield_now().await;
+    });
+    assert_eq!(*log.lock().unwrap(), expected[..2], "before the shutdown");
+    drop(runtime);
+    let mut seen = log.lock().unwrap().clone();
+    seen[2..].sort();
+    expected[2..].sort();
+    assert_eq!(seen, expected, "the shutdown cancelled the last two");
 }

@@ -27,9 +27,12 @@
 //!   flag and drops the closure unrun); a closure that is running runs to
 //!   the end, as in tokio. Nothing publishes a waker address for a job, so
 //!   an abort never wakes anything.
+//! * While a pool thread runs a job, its thread-local `RUNNING_JOB` is
+//!   that job's id (for `TaskId::try_current`), and `None` otherwise.
 
 mod pool;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -43,6 +46,26 @@ use crate::shutdown::Shared;
 use crate::spawn;
 use crate::task::RawTask;
 use crate::worker::release_task;
+use crate::TaskId;
+
+thread_local! {
+    /// The id of the job this pool thread is running, if any.
+    static RUNNING_JOB: Cell<Option<TaskId>> = const { Cell::new(None) };
+}
+
+/// The id of the blocking job running on this thread, if any.
+pub(crate) fn current_job_id() -> Option<TaskId> {
+    RUNNING_JOB.try_with(Cell::get).ok().flatten()
+}
+
+/// Clears `RUNNING_JOB` when the job's poll ends, also if it panics.
+struct JobIdGuard;
+
+impl Drop for JobIdGuard {
+    fn drop(&mut self) {
+        let _ = RUNNING_JOB.try_with(|job| job.set(None));
+    }
+}
 
 /// Default for [`Builder::max_blocking_threads`](crate::Builder::max_blocking_threads)
 /// (tokio's).
@@ -95,11 +118,14 @@ where
     F: FnOnce() -> R,
 {
     let mut cx = Context::from_waker(Waker::noop());
+    RUNNING_JOB.with(|job| job.set(Some(task.id())));
+    let running = JobIdGuard;
     // This thread took the job out of the queue: it is the task's only
     // worker (module invariants), holding its reference across the poll.
     // SAFETY: so nothing else polls or drops the future, and `run::<F, R>`
     // is queued only with a block of `BlockingJob<F>`.
     let _ = unsafe { task.by_ref().poll_as::<BlockingJob<F>>(&mut cx) };
+    drop(running);
     release_task(task);
 }
 

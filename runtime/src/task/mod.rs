@@ -157,11 +157,23 @@ impl Tasks {
         self.live
     }
 
-    /// Ends the first live task and returns its reference (to cancel and
-    /// release it outside the table's borrow); `None` when none is left.
-    pub(crate) fn pop_live(&mut self) -> Option<RawTask> {
+    /// The slot of the first live task and a reference to it (to cancel
+    /// it outside the table's borrow, then [`finish`](Self::finish) it);
+    /// `None` when none is left.
+    pub(crate) fn first_live(&self) -> Option<(u32, TaskRef)> {
         let index = self.slots.iter().position(|slot| slot.state & LIVE != 0)?;
-        self.finish(index as u32)
+        let task = self.slots[index].task.as_ref()?;
+        Some((index as u32, task.by_ref()))
+    }
+
+    /// The live task in slot `index`, if any (for the id of the task a
+    /// poll is tagged with).
+    pub(crate) fn live_at(&self, index: u32) -> Option<TaskRef> {
+        let slot = self.slots.get(index as usize)?;
+        if slot.state & LIVE == 0 {
+            return None;
+        }
+        slot.task.as_ref().map(RawTask::by_ref)
     }
 }
 
@@ -185,6 +197,13 @@ mod tests {
         task.release().expect("last reference").free(None);
     }
 
+    /// Ends the first live task and returns its reference, as the
+    /// worker's `cancel_all` does.
+    fn pop_live(tasks: &mut Tasks) -> Option<RawTask> {
+        let (index, _) = tasks.first_live()?;
+        tasks.finish(index)
+    }
+
     /// The generation bits a waker carries, as in `waker.rs`.
     const MASK: u32 = (1 << 20) - 1;
 
@@ -201,8 +220,28 @@ mod tests {
         let gen_a = Tasks::generation(ticket_a) & MASK;
         assert!(tasks.start_poll(b, ticket_b).is_some());
         assert_eq!(tasks.schedule(a, gen_a, MASK), None, "stale waker");
-        release(tasks.pop_live());
+        release(pop_live(&mut tasks));
         assert_eq!(tasks.live(), 0);
+    }
+
+    #[test]
+    fn a_slot_names_its_task_only_while_the_task_lives() {
+        let mut tasks = Tasks::default();
+        let (a, _) = tasks.insert(task(), 10).ok().unwrap();
+        let (b, _) = tasks.insert(task(), 10).ok().unwrap();
+        let id_a = tasks.live_at(a).map(TaskRef::id);
+        assert!(id_a.is_some());
+        assert_ne!(id_a, tasks.live_at(b).map(TaskRef::id));
+        assert_eq!(
+            tasks.first_live().map(|(index, task)| (index, task.id())),
+            Some((a, id_a.unwrap()))
+        );
+        release(tasks.finish(a));
+        assert!(tasks.live_at(a).is_none(), "ended");
+        assert!(tasks.live_at(99).is_none(), "past the table");
+        assert_eq!(tasks.first_live().map(|(index, _)| index), Some(b));
+        release(pop_live(&mut tasks));
+        assert!(tasks.first_live().is_none());
     }
 
     #[test]
@@ -218,7 +257,7 @@ mod tests {
         assert!(tasks.start_poll(a, ticket).is_some());
         assert_eq!(tasks.schedule(a, gen, MASK), Some(ticket));
         assert_eq!(tasks.schedule(a, gen, MASK), None);
-        release(tasks.pop_live());
+        release(pop_live(&mut tasks));
     }
 
     #[test]
@@ -235,7 +274,7 @@ mod tests {
         assert_eq!(a, b);
         assert!(tasks.start_poll(a, queued).is_none(), "slot reused");
         assert!(tasks.start_poll(b, fresh).is_some());
-        release(tasks.pop_live());
+        release(pop_live(&mut tasks));
     }
 
     #[test]
@@ -245,7 +284,7 @@ mod tests {
         let refused = tasks.insert(task(), 1);
         assert!(refused.is_err());
         release(refused.err());
-        release(tasks.pop_live());
+        release(pop_live(&mut tasks));
     }
 
     #[test]

@@ -328,10 +328,7 @@ impl RawTask {
 
     /// The task's id: its block's address (see `crate::task_id`).
     pub(crate) fn id(&self) -> crate::TaskId {
-        let address = self.ptr.as_ptr().addr() as u64;
-        crate::TaskId::from_address(
-            std::num::NonZeroU64::new(address).expect("a block's address is not 0"),
-        )
+        self.by_ref().id()
     }
 
     /// An uncounted reference to the task, for polling it while this
@@ -487,6 +484,26 @@ impl TaskRef {
     pub(crate) unsafe fn poll_as<F: Future>(self, cx: &mut Context<'_>) -> Poll<()> {
         // SAFETY: the caller's contract.
         unsafe { poll::<F>(self.ptr, cx) }
+    }
+
+    /// Drops an unfinished future, recording `JoinError::Cancelled`, as
+    /// [`RawTask::cancel`] does, while the counted reference stays where
+    /// it is (in the task table).
+    ///
+    /// # Safety
+    ///
+    /// As for [`poll_as`](Self::poll_as), without the type.
+    pub(crate) unsafe fn cancel(self) {
+        // SAFETY: forwarded contract.
+        unsafe { (self.ptr.as_ref().vtable.cancel)(self.ptr) }
+    }
+
+    /// The task's id: its block's address, as [`RawTask::id`].
+    pub(crate) fn id(self) -> crate::TaskId {
+        let address = self.ptr.as_ptr().addr() as u64;
+        crate::TaskId::from_address(
+            std::num::NonZeroU64::new(address).expect("a block's address is not 0"),
+        )
     }
 
     /// Polls the future, whatever its type, through the vtable: for unit
