@@ -10,6 +10,9 @@
 //! * [`TcpIo`] — a stream behind poll methods and the `futures-io`
 //!   `AsyncRead`/`AsyncWrite` traits, keeping its cells reserved between
 //!   operations.
+//! * [`copy_bidirectional`] and [`copy`] — a proxy's core: bytes from
+//!   stream to stream (any `futures-io` pair: `TcpIo`, `UnixIo`), with
+//!   the buffers inside the future, so nothing is allocated.
 //! * [`UdpSocket`] — `bind`, `recv_from`/`send_to`, and `connect` with
 //!   `recv`/`send`; a datagram never arrives shortened without an error.
 //! * [`unix`] — Unix-domain streams: [`UnixListener`](unix::UnixListener),
@@ -41,6 +44,7 @@
 
 mod accept;
 mod bind;
+mod copy;
 pub mod datagram;
 mod held;
 mod op;
@@ -55,6 +59,10 @@ pub mod tcp;
 pub mod udp;
 pub mod unix;
 
+pub use copy::{
+    copy, copy_bidirectional, copy_bidirectional_with_buffers, copy_with_buffer, OneWayCopy,
+    TwoWayCopy, COPY_BUFFER_SIZE,
+};
 pub use resolve::{lookup_host, ToSocketAddrs};
 pub use stats::OpStats;
 pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpStream};
