@@ -18,6 +18,8 @@
 //! * [`unix`] — Unix-domain streams: [`UnixListener`](unix::UnixListener),
 //!   [`UnixStream`](unix::UnixStream) and [`UnixIo`](unix::UnixIo), the
 //!   same operations and cells as TCP's, for peers on the same machine.
+//! * [`AsyncFd`] — any other non-blocking descriptor (a pipe, an
+//!   `eventfd`, another library's socket) driven by the reactor.
 //! * [`signal`] — Unix signals as futures ([`signal::ctrl_c`],
 //!   [`signal::Signal`]), driven by the reactor: no signal thread.
 //!
@@ -43,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod async_fd;
 mod bind;
 mod copy;
 pub mod datagram;
@@ -59,6 +62,7 @@ pub mod tcp;
 pub mod udp;
 pub mod unix;
 
+pub use async_fd::{AsyncFd, ReadWith, WriteWith};
 pub use copy::{
     copy, copy_bidirectional, copy_bidirectional_with_buffers, copy_with_buffer, OneWayCopy,
     TwoWayCopy, COPY_BUFFER_SIZE,

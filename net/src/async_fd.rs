@@ -1,0 +1,342 @@
+//! [`AsyncFd`]: any non-blocking descriptor (a pipe, an `eventfd`, a
+//! `timerfd`, an `inotify` instance, a tun device, another library's
+//! socket) driven by the reactor, with the sockets' cells and protocol:
+//! tokio's `io::unix::AsyncFd`.
+//!
+//! Where tokio hands out a readiness guard that the caller must clear on
+//! `EAGAIN`, an `AsyncFd` takes the I/O itself as a closure:
+//! [`read_with`](AsyncFd::read_with) runs it at once, and only when it
+//! returns `WouldBlock` parks on the descriptor's receive cell until the
+//! reactor reports it readable, then runs it again. Nothing can be cleared
+//! wrongly or forgotten, and an operation that completes at once costs an
+//! atomic load and the closure, as a socket's `recv` does.
+//!
+//! # Invariants
+//!
+//! * The descriptor is non-blocking ([`AsyncFd::new`] checks), so a closure
+//!   never blocks the worker, and its `WouldBlock` means drained: the
+//!   epoll registration is edge-triggered, and the next edge wakes the
+//!   parked operation.
+//! * Reads use the receive cell and writes the send cell, so one read and
+//!   one write may wait at once; a second of the same direction is
+//!   refused with `ResourceBusy`, as on a socket.
+//! * Write interest is added only when a write first returns
+//!   `WouldBlock` (`Registration::arm_writable`), which reports the
+//!   descriptor at once if it became writable meanwhile: no edge is lost.
+//! * The descriptor leaves the poller before it closes, and the reactor
+//!   slot is freed after (`inner` is declared before `registration`);
+//!   [`into_inner`](AsyncFd::into_inner) deregisters and hands it back
+//!   open.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use cellio_reactor::{Handle, Registration};
+
+use crate::op::{Attempt, OpState, Side};
+
+/// A non-blocking descriptor registered with the current worker's
+/// reactor: `T` owns it (a `File`, an `OwnedFd`, another crate's socket),
+/// and [`read_with`](Self::read_with) / [`write_with`](Self::write_with)
+/// run I/O on it, waiting for readiness when it would block.
+///
+/// # Examples
+///
+/// An `eventfd` counter, bumped from another thread:
+///
+/// ```
+/// use std::fs::File;
+/// use std::io::{Read, Write};
+/// use std::os::fd::FromRawFd;
+///
+/// use cellio_net::AsyncFd;
+///
+/// # cellio_runtime::Runtime::new()?.block_on(async {
+/// // SAFETY: `eventfd` returns a new descriptor that nothing else owns.
+/// let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+/// assert!(fd >= 0);
+/// // SAFETY: as above; the `File` owns and closes it.
+/// let counter = AsyncFd::new(unsafe { File::from_raw_fd(fd) })?;
+/// let mut bumper = counter.get_ref().try_clone()?;
+/// std::thread::spawn(move || bumper.write_all(&5u64.to_ne_bytes()));
+/// let mut value = [0u8; 8];
+/// // Waits for the other thread's write, then reads (and resets) the count.
+/// counter.read_with(|mut file| file.read_exact(&mut value)).await?;
+/// assert_eq!(u64::from_ne_bytes(value), 5);
+/// # Ok::<(), std::io::Error>(())
+/// # })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct AsyncFd<T: AsRawFd> {
+    /// `Some` until `into_inner` takes it.
+    inner: Option<T>,
+    registration: Registration,
+}
+
+impl<T: AsRawFd> AsyncFd<T> {
+    /// Registers `inner`'s descriptor with the current worker's reactor.
+    ///
+    /// # Errors
+    ///
+    /// * `InvalidInput` if the descriptor is in blocking mode (set
+    ///   `O_NONBLOCK` first: `set_nonblocking(true)` on a std socket,
+    ///   `EFD_NONBLOCK`, `O_NONBLOCK` in `open`), since a closure that
+    ///   blocks would stop the whole worker;
+    /// * `Unsupported` for a descriptor the poller cannot watch (a regular
+    ///   file or a directory: they are always ready, so read them with
+    ///   `spawn_blocking` or `cellio::fs` instead);
+    /// * an error outside a cellio runtime.
+    pub fn new(inner: T) -> io::Result<Self> {
+        let fd = inner.as_raw_fd();
+        if !is_nonblocking(fd)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cellio: AsyncFd needs a non-blocking descriptor (set O_NONBLOCK first): \
+                 a blocking read would stop the worker",
+            ));
+        }
+        let handle = Handle::current()?;
+        let registration = match handle.register_readable(&mut mio::unix::SourceFd(&fd)) {
+            Ok(registration) => registration,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "cellio: the poller cannot watch this descriptor (a regular file or \
+                     directory is always ready): use spawn_blocking or cellio::fs",
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            inner: Some(inner),
+            registration,
+        })
+    }
+
+    /// The wrapped object.
+    pub fn get_ref(&self) -> &T {
+        self.inner.as_ref().expect("present until into_inner")
+    }
+
+    /// The wrapped object, mutably (no operation can be in flight: they
+    /// borrow the `AsyncFd`).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.as_mut().expect("present until into_inner")
+    }
+
+    /// Leaves the reactor and returns the object, its descriptor open and
+    /// still non-blocking.
+    pub fn into_inner(mut self) -> T {
+        self.deregister();
+        self.inner.take().expect("present until into_inner")
+    }
+
+    /// Runs `read` on the object until it returns something other than
+    /// `WouldBlock`, waiting for the descriptor to become readable between
+    /// tries; resolves to what it returned. `Interrupted` is retried too.
+    ///
+    /// `read` must return `WouldBlock` only when the descriptor has no
+    /// more to give (as a non-blocking `read` does): the wait that follows
+    /// lasts until new data makes it readable again.
+    ///
+    /// Cancel-safe as far as the wait goes: dropping the future while it
+    /// waits runs nothing.
+    pub fn read_with<R, F>(&self, read: F) -> ReadWith<'_, T, F>
+    where
+        F: FnMut(&T) -> io::Result<R>,
+    {
+        ReadWith {
+            fd: self,
+            io: read,
+            op: OpState::new(),
+        }
+    }
+
+    /// Runs `write` on the object until it returns something other than
+    /// `WouldBlock`, waiting for the descriptor to become writable between
+    /// tries, as [`read_with`](Self::read_with) does for reads.
+    pub fn write_with<R, F>(&self, write: F) -> WriteWith<'_, T, F>
+    where
+        F: FnMut(&T) -> io::Result<R>,
+    {
+        WriteWith {
+            fd: self,
+            io: write,
+            op: OpState::new(),
+        }
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.get_ref().as_raw_fd()
+    }
+
+    fn deregister(&mut self) {
+        if let Some(inner) = &self.inner {
+            let fd = inner.as_raw_fd();
+            if let Err(e) = self.registration.deregister(&mut mio::unix::SourceFd(&fd)) {
+                tracing::debug!(error = %e, "deregister failed");
+            }
+        }
+    }
+}
+
+impl<T: AsRawFd> Drop for AsyncFd<T> {
+    fn drop(&mut self) {
+        self.deregister();
+    }
+}
+
+impl<T: AsRawFd> AsRawFd for AsyncFd<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.raw_fd()
+    }
+}
+
+impl<T: AsRawFd + fmt::Debug> fmt::Debug for AsyncFd<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncFd")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `true` if `fd` has `O_NONBLOCK`.
+fn is_nonblocking(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: `F_GETFL` reads the descriptor's flags and touches no
+    // memory; a bad descriptor is an error, not undefined behaviour.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
+/// Future of [`AsyncFd::read_with`]: what the closure returned.
+#[must_use = "futures do nothing unless polled"]
+pub struct ReadWith<'a, T: AsRawFd, F> {
+    fd: &'a AsyncFd<T>,
+    io: F,
+    op: OpState,
+}
+
+/// Future of [`AsyncFd::write_with`]: what the closure returned.
+#[must_use = "futures do nothing unless polled"]
+pub struct WriteWith<'a, T: AsRawFd, F> {
+    fd: &'a AsyncFd<T>,
+    io: F,
+    op: OpState,
+}
+
+impl<T: AsRawFd, F, R> ReadWith<'_, T, F>
+where
+    F: FnMut(&T) -> io::Result<R>,
+{
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<R>> {
+        let (fd, io) = (self.fd, &mut self.io);
+        let inner = fd.get_ref();
+        self.op
+            .poll(Side::rx(&fd.registration), waker, || -> Attempt<R> {
+                io(inner).map(|value| (value, false))
+            })
+    }
+
+    /// Runs the closure now, without waiting: `Some(result)` if it
+    /// completed, `None` if it would have to wait (then `.await` the
+    /// future).
+    pub fn try_complete(&mut self) -> Option<io::Result<R>> {
+        match self.poll_with(None) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
+    }
+}
+
+impl<T: AsRawFd, F, R> WriteWith<'_, T, F>
+where
+    F: FnMut(&T) -> io::Result<R>,
+{
+    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<R>> {
+        let (fd, io) = (self.fd, &mut self.io);
+        let inner = fd.get_ref();
+        self.op
+            .poll(Side::tx(&fd.registration), waker, || -> Attempt<R> {
+                match io(inner) {
+                    Ok(value) => Ok((value, false)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Before parking: the edge that wakes it needs
+                        // write interest (module invariants).
+                        let raw = inner.as_raw_fd();
+                        fd.registration
+                            .arm_writable(&mut mio::unix::SourceFd(&raw))?;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+    }
+
+    /// Runs the closure now, without waiting: `Some(result)` if it
+    /// completed, `None` if it would have to wait (then `.await` the
+    /// future).
+    pub fn try_complete(&mut self) -> Option<io::Result<R>> {
+        match self.poll_with(None) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
+    }
+}
+
+// `Unpin` whatever `F` is: the closure is called through `&mut`, never
+// pinned.
+impl<T: AsRawFd, F> Unpin for ReadWith<'_, T, F> {}
+impl<T: AsRawFd, F> Unpin for WriteWith<'_, T, F> {}
+
+impl<T: AsRawFd, F, R> Future for ReadWith<'_, T, F>
+where
+    F: FnMut(&T) -> io::Result<R>,
+{
+    type Output = io::Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(Some(cx.waker()))
+    }
+}
+
+impl<T: AsRawFd, F, R> Future for WriteWith<'_, T, F>
+where
+    F: FnMut(&T) -> io::Result<R>,
+{
+    type Output = io::Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(Some(cx.waker()))
+    }
+}
+
+impl<T: AsRawFd, F> Drop for ReadWith<'_, T, F> {
+    fn drop(&mut self) {
+        self.op.cancel(|| self.fd.registration.rx());
+    }
+}
+
+impl<T: AsRawFd, F> Drop for WriteWith<'_, T, F> {
+    fn drop(&mut self) {
+        self.op.cancel(|| self.fd.registration.tx());
+    }
+}
+
+impl<T: AsRawFd, F> fmt::Debug for ReadWith<'_, T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadWith").field("op", &self.op).finish()
+    }
+}
+
+impl<T: AsRawFd, F> fmt::Debug for WriteWith<'_, T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteWith").field("op", &self.op).finish()
+    }
+}

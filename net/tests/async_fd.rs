@@ -1,0 +1,200 @@
+//! `AsyncFd`: a pipe's reader waits for the writer and gets every byte, a
+//! writer waits for room in a full pipe, a dropped wait runs nothing, the
+//! descriptor comes back registered-free from `into_inner`, and misuse (a
+//! blocking descriptor, a regular file, no runtime, two readers at once)
+//! is a clear error.
+
+mod util;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::pin::pin;
+use std::time::Duration;
+
+use cellio_net::AsyncFd;
+use util::{pattern, poll_once, run};
+
+/// A pipe `(read end, write end)`, both non-blocking unless `blocking`.
+fn pipe(blocking: bool) -> (File, File) {
+    let mut fds = [0; 2];
+    let flags = libc::O_CLOEXEC | if blocking { 0 } else { libc::O_NONBLOCK };
+    // SAFETY: `fds` has room for the two descriptors `pipe2` writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) }, 0);
+    // SAFETY: both descriptors are new and owned by nothing else.
+    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+}
+
+/// A non-blocking read on `file`, as an `AsyncFd` closure.
+fn read_into(buf: &mut [u8]) -> impl FnMut(&File) -> io::Result<usize> + '_ {
+    move |mut file| file.read(buf)
+}
+
+#[test]
+fn a_reader_waits_for_the_writer_and_gets_every_byte_in_order() {
+    run(|| async {
+        let (reader, mut writer) = pipe(false);
+        let reader = AsyncFd::new(reader)?;
+        let len = 256 * 1024;
+        // A blocking writer on another thread: the write end is
+        // non-blocking, so it retries on `WouldBlock`.
+        let thread = std::thread::spawn(move || {
+            let data: Vec<u8> = (0..len).map(pattern).collect();
+            let mut sent = 0;
+            while sent < len {
+                match writer.write(&data[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_micros(200))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        });
+        let mut got = 0;
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = reader.read_with(read_into(&mut buf)).await?;
+            if n == 0 {
+                break; // the writer closed
+            }
+            for (i, &byte) in buf[..n].iter().enumerate() {
+                assert_eq!(byte, pattern(got + i), "byte {}", got + i);
+            }
+            got += n;
+        }
+        thread.join().unwrap()?;
+        assert_eq!(got, len);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_writer_waits_for_room_in_a_full_pipe() {
+    run(|| async {
+        let (mut reader, writer) = pipe(false);
+        let writer = AsyncFd::new(writer)?;
+        // Fill the pipe until it says `WouldBlock`.
+        let chunk = [7u8; 4096];
+        let mut filled = 0;
+        loop {
+            match writer.write_with(|mut file| file.write(&chunk)).try_complete() {
+                Some(Ok(n)) => filled += n,
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        assert!(filled >= 4096, "the pipe took {filled} bytes");
+        let mut write = pin!(writer.write_with(|mut file| file.write(b"after")));
+        assert!(poll_once(write.as_mut()).await.is_pending(), "the pipe is full");
+        // Another thread drains the pipe: the write wakes and goes through.
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            let mut all = Vec::new();
+            let mut buf = [0u8; 65536];
+            let mut last = 0;
+            while all.len() < filled + 5 {
+                match reader.read(&mut buf) {
+                    Ok(n) => all.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        last += 1;
+                        assert!(last < 10_000, "the write never came");
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(all)
+        });
+        assert_eq!(write.await?, 5);
+        let all = thread.join().unwrap()?;
+        assert!(all[..filled].iter().all(|&b| b == 7));
+        assert_eq!(&all[filled..], b"after");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_dropped_wait_runs_nothing_and_the_next_read_gets_the_data() {
+    run(|| async {
+        let (reader, mut writer) = pipe(false);
+        let reader = AsyncFd::new(reader)?;
+        let mut calls = 0;
+        {
+            let mut buf = [0u8; 16];
+            let mut read = pin!(reader.read_with(|mut file| {
+                calls += 1;
+                file.read(&mut buf)
+            }));
+            assert!(poll_once(read.as_mut()).await.is_pending());
+        }
+        assert_eq!(calls, 1, "one try, then the wait, dropped");
+        writer.write_all(b"kept")?;
+        let mut buf = [0u8; 16];
+        let n = reader.read_with(read_into(&mut buf)).await?;
+        assert_eq!(&buf[..n], b"kept");
+        // A second reader while one waits: refused, as on a socket.
+        let mut held = [0u8; 4];
+        let mut first = pin!(reader.read_with(read_into(&mut held)));
+        assert!(poll_once(first.as_mut()).await.is_pending());
+        let mut other = [0u8; 4];
+        let error = reader.read_with(read_into(&mut other)).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ResourceBusy, "{error}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn into_inner_hands_back_an_open_descriptor_that_can_be_registered_again() {
+    run(|| async {
+        let (reader, mut writer) = pipe(false);
+        let reader = AsyncFd::new(reader)?.into_inner();
+        let again = AsyncFd::new(reader)?;
+        writer.write_all(b"again")?;
+        let mut buf = [0u8; 16];
+        let n = again.read_with(read_into(&mut buf)).await?;
+        assert_eq!(&buf[..n], b"again");
+        let owned: OwnedFd = again.into_inner().into();
+        drop(owned);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn misuse_is_a_clear_error() {
+    run(|| async {
+        let (blocking, _writer) = pipe(true);
+        let error = AsyncFd::new(blocking).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("non-blocking"), "{error}");
+
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags_nonblocking()
+            .open("/proc/self/status")?;
+        let error = AsyncFd::new(file).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::Unsupported, "{error}");
+        assert!(error.to_string().contains("spawn_blocking"), "{error}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+    let (reader, _writer) = pipe(false);
+    let error = AsyncFd::new(reader).unwrap_err();
+    assert!(error.to_string().contains("no cellio reactor"), "{error}");
+}
+
+/// `O_NONBLOCK` for `OpenOptions`.
+trait NonBlocking {
+    fn custom_flags_nonblocking(&mut self) -> &mut Self;
+}
+
+impl NonBlocking for std::fs::OpenOptions {
+    fn custom_flags_nonblocking(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK)
+    }
+}
