@@ -51,6 +51,8 @@ pub use cellio_net::unix;
 pub use cellio_reactor as reactor;
 pub use cellio_runtime as runtime;
 pub use cellio_runtime::fs;
+/// Task-local values ([`task_local!`](macro@task_local), `LocalKey`): tokio's.
+pub use cellio_runtime::task_local;
 
 pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream, UdpIo, UdpSocket};
 pub use cellio_reactor::CellError;

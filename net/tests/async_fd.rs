@@ -80,7 +80,10 @@ fn a_writer_waits_for_room_in_a_full_pipe() {
         let chunk = [7u8; 4096];
         let mut filled = 0;
         loop {
-            match writer.write_with(|mut file| file.write(&chunk)).try_complete() {
+            match writer
+                .write_with(|mut file| file.write(&chunk))
+                .try_complete()
+            {
                 Some(Ok(n)) => filled += n,
                 Some(Err(e)) => return Err(e),
                 None => break,
@@ -88,7 +91,10 @@ fn a_writer_waits_for_room_in_a_full_pipe() {
         }
         assert!(filled >= 4096, "the pipe took {filled} bytes");
         let mut write = pin!(writer.write_with(|mut file| file.write(b"after")));
-        assert!(poll_once(write.as_mut()).await.is_pending(), "the pipe is full");
+        assert!(
+            poll_once(write.as_mut()).await.is_pending(),
+            "the pipe is full"
+        );
         // Another thread drains the pipe: the write wakes and goes through.
         let thread = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));

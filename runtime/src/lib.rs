@@ -2,7 +2,7 @@
 //! [`spawn`] (and [`spawn_local`], [`spawn_on`], [`spawn_local_on`]) with
 //! [`JoinHandle`] and [`AbortHandle`], [`JoinSet`], [`spawn_blocking`] (and
 //! [`fs`], `std::fs` on the blocking pool), [`local_channel`] (messages
-//! between tasks of one worker), and [`yield_now`].
+//! between tasks of one worker), [`task_local!`] values, and [`yield_now`].
 //!
 //! A runtime is one worker thread's executor plus the reactor that drives
 //! its sockets. Tasks are polled only by the worker loop, never inline in a
@@ -51,6 +51,7 @@ mod spawn;
 mod sync;
 mod task;
 mod task_id;
+pub mod task_local;
 mod thread_hooks;
 pub mod time;
 mod waker;
