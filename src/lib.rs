@@ -74,6 +74,8 @@ pub use cellio_runtime::{
 ///
 /// * `workers = N`: `N` workers (`workers = 1` is tokio's
 ///   `current_thread`: everything on the calling thread);
+/// * `start_paused = true`: the clock starts paused
+///   ([`Builder::start_paused`], [`runtime::time::pause`]); one worker;
 /// * `crate = "path"`: where the `cellio` crate is, if it was renamed.
 ///
 /// ```no_run
@@ -116,13 +118,36 @@ pub use cellio_macros::main;
 /// Runs an `async fn` test on a cellio runtime of one worker: tokio's
 /// `#[tokio::test]`. Adds `#[test]` itself.
 ///
-/// Arguments as [`main`]'s: `workers = N` (default 1), `crate = "path"`.
+/// Arguments as [`main`]'s: `workers = N` (default 1), `start_paused =
+/// true`, `crate = "path"`.
 ///
 /// ```
 /// #[cellio::test]
 /// async fn a_task_runs() {
 ///     assert_eq!(cellio::spawn(async { 2 + 2 }).await.unwrap(), 4);
 /// }
+/// # fn main() {}
+/// ```
+///
+/// A test of a long timeout that takes no real time:
+///
+/// ```
+/// use std::time::Duration;
+/// use cellio::runtime::time;
+///
+/// #[cellio::test(start_paused = true)]
+/// async fn the_idle_timeout_fires_after_five_minutes() {
+///     let start = time::now();
+///     let idle = time::timeout(Duration::from_secs(300), std::future::pending::<()>());
+///     assert!(idle.await.is_err());
+///     assert_eq!(time::now() - start, Duration::from_secs(300));
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[cellio::test(start_paused = true, workers = 2)] // each worker has its own timers
+/// async fn paused() {}
 /// # fn main() {}
 /// ```
 ///

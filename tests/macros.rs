@@ -3,6 +3,7 @@
 //! (`?` included), and panics in it fail the test as in a plain one.
 
 use std::io;
+use std::time::Duration;
 
 #[cellio::test]
 async fn a_test_body_runs_on_one_worker() {
@@ -56,4 +57,34 @@ mod renamed {
     async fn a_renamed_crate_is_found() {
         other_name::yield_now().await;
     }
+}
+
+#[cellio::test(start_paused = true)]
+async fn start_paused_runs_a_five_minute_timeout_on_the_paused_clock() {
+    use cellio::runtime::time;
+    let start = time::now();
+    let idle = time::timeout(Duration::from_secs(300), std::future::pending::<()>());
+    assert!(idle.await.is_err());
+    assert_eq!(time::now() - start, Duration::from_secs(300));
+    // Paused, so a second `now` has not moved.
+    assert_eq!(time::now() - start, Duration::from_secs(300));
+}
+
+/// `main` with `start_paused` and no `workers`: one worker, paused.
+#[cellio::main(start_paused = true)]
+async fn paused_main() -> usize {
+    let start = cellio::runtime::time::now();
+    cellio::runtime::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        cellio::runtime::time::now() - start,
+        Duration::from_secs(60)
+    );
+    cellio::runtime::RuntimeHandle::current()
+        .expect("inside the runtime")
+        .workers()
+}
+
+#[test]
+fn main_with_start_paused_has_one_paused_worker() {
+    assert_eq!(paused_main(), 1);
 }

@@ -14,8 +14,9 @@
 //! ```
 //!
 //! Arguments: `workers = N` (default: one per core for `main`, 1 for
-//! `test`), and `crate = "path"` for a `cellio` dependency renamed or
-//! reached through another crate.
+//! `test`), `start_paused = true` (the clock starts paused; one worker),
+//! and `crate = "path"` for a `cellio` dependency renamed or reached
+//! through another crate.
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
@@ -70,12 +71,18 @@ impl Kind {
 /// What the attribute's arguments asked for.
 struct Options {
     workers: Option<Expr>,
+    /// `start_paused = true`: `Builder::start_paused(true)`, one worker.
+    start_paused: bool,
     krate: syn::Path,
 }
+
+/// The arguments, for error messages.
+const ARGUMENTS: &str = "`workers = N`, `start_paused = true` and `crate = \"path\"`";
 
 fn parse_options(args: TokenStream, kind: Kind) -> syn::Result<Options> {
     let mut options = Options {
         workers: None,
+        start_paused: false,
         krate: syn::parse_quote!(::cellio),
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse(args)?;
@@ -83,10 +90,7 @@ fn parse_options(args: TokenStream, kind: Kind) -> syn::Result<Options> {
         let Meta::NameValue(pair) = &meta else {
             return Err(syn::Error::new(
                 meta.span(),
-                format!(
-                    "#[{}] takes `workers = N` and `crate = \"path\"`",
-                    kind.name()
-                ),
+                format!("#[{}] takes {ARGUMENTS}", kind.name()),
             ));
         };
         if pair.path.is_ident("workers") {
@@ -104,6 +108,18 @@ fn parse_options(args: TokenStream, kind: Kind) -> syn::Result<Options> {
                     ));
                 }
             }
+        } else if pair.path.is_ident("start_paused") {
+            let Expr::Lit(ExprLit {
+                lit: Lit::Bool(paused),
+                ..
+            }) = &pair.value
+            else {
+                return Err(syn::Error::new(
+                    pair.value.span(),
+                    "`start_paused` takes `true` or `false`",
+                ));
+            };
+            options.start_paused = paused.value;
         } else if pair.path.is_ident("crate") {
             let Expr::Lit(ExprLit {
                 lit: Lit::Str(path),
@@ -119,11 +135,21 @@ fn parse_options(args: TokenStream, kind: Kind) -> syn::Result<Options> {
         } else {
             return Err(syn::Error::new(
                 pair.path.span(),
-                format!(
-                    "unknown argument: #[{}] takes `workers = N` and `crate = \"path\"`",
-                    kind.name()
-                ),
+                format!("unknown argument: #[{}] takes {ARGUMENTS}", kind.name()),
             ));
+        }
+    }
+    if options.start_paused {
+        if let Some(Expr::Lit(ExprLit {
+            lit: Lit::Int(n), ..
+        })) = &options.workers
+        {
+            if n.base10_parse::<usize>()? != 1 {
+                return Err(syn::Error::new(
+                    n.span(),
+                    "`start_paused = true` needs one worker: each worker keeps its own timers",
+                ));
+            }
         }
     }
     Ok(options)
@@ -160,10 +186,17 @@ fn expand(args: TokenStream, item: TokenStream, kind: Kind) -> syn::Result<Token
         }
     }
     let krate = &options.krate;
-    let builder = match (&options.workers, kind) {
-        (Some(workers), _) => quote! { #krate::runtime::Builder::new().workers(#workers) },
-        (None, Kind::Main) => quote! { #krate::runtime::Builder::new() },
-        (None, Kind::Test) => quote! { #krate::runtime::Builder::new().workers(1) },
+    let builder = match (&options.workers, kind, options.start_paused) {
+        (Some(workers), _, _) => quote! { #krate::runtime::Builder::new().workers(#workers) },
+        (None, Kind::Main, false) => quote! { #krate::runtime::Builder::new() },
+        (None, Kind::Test, _) | (None, Kind::Main, true) => {
+            quote! { #krate::runtime::Builder::new().workers(1) }
+        }
+    };
+    let builder = if options.start_paused {
+        quote! { #builder.start_paused(true) }
+    } else {
+        builder
     };
     let body = &function.block;
     let span = body.span();

@@ -44,6 +44,8 @@ pub struct Builder {
     pub(crate) worker_cores: Option<Vec<usize>>,
     /// What the runtime's threads run as they start and end.
     pub(crate) thread_hooks: ThreadHooks,
+    /// Worker 0's clock starts paused (`time::pause`).
+    pub(crate) start_paused: bool,
 }
 
 impl Default for Builder {
@@ -72,6 +74,7 @@ impl Builder {
             blocking_keep_alive: DEFAULT_BLOCKING_KEEP_ALIVE,
             worker_cores: None,
             thread_hooks: ThreadHooks::default(),
+            start_paused: false,
         }
     }
 
@@ -219,6 +222,29 @@ impl Builder {
         self
     }
 
+    /// Starts the runtime with its clock paused, as if its first act were
+    /// [`time::pause`](crate::time::pause) (tokio's `start_paused`): for
+    /// tests of timeouts and intervals that should take no real time. Needs
+    /// [`workers(1)`](Self::workers); [`build`](Self::build) says so
+    /// otherwise.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = cellio_runtime::Builder::new().workers(1).start_paused(true).build()?;
+    /// let waited = rt.block_on(async {
+    ///     let start = cellio_runtime::time::now();
+    ///     cellio_runtime::sleep(Duration::from_secs(600)).await;
+    ///     cellio_runtime::time::now() - start
+    /// });
+    /// assert_eq!(waited, Duration::from_secs(600)); // in no real time
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn start_paused(mut self, paused: bool) -> Self {
+        self.start_paused = paused;
+        self
+    }
+
     /// Creates the runtime: a reactor (epoll or kqueue instance) and an
     /// executor per worker, and the threads of workers 1 and up.
     ///
@@ -230,7 +256,9 @@ impl Builder {
     /// If the system refuses a reactor or a thread, or a worker thread
     /// fails while starting up; the workers already started are stopped.
     /// An [`event_capacity`](Self::event_capacity) above
-    /// [`MAX_EVENT_CAPACITY`] is an [`io::ErrorKind::InvalidInput`] error.
+    /// [`MAX_EVENT_CAPACITY`] is an [`io::ErrorKind::InvalidInput`] error,
+    /// and so are [`start_paused`](Self::start_paused) with more than one
+    /// worker and fewer [`worker_cores`](Self::worker_cores) than workers.
     ///
     /// ```
     /// let err = cellio_runtime::Builder::new()
@@ -251,6 +279,16 @@ impl Builder {
                     ),
                 ));
             }
+        }
+        if self.start_paused && self.workers != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cellio: start_paused needs a one-worker runtime (asked for {} workers): \
+                     each worker keeps its own timers; add .workers(1)",
+                    self.workers
+                ),
+            ));
         }
         if self.event_capacity > MAX_EVENT_CAPACITY {
             return Err(io::Error::new(

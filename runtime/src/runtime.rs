@@ -144,6 +144,9 @@ impl Runtime {
             shared.clone(),
             builder.worker,
         ));
+        if builder.start_paused {
+            executor.clock().pause();
+        }
         // `Runtime`'s drop releases worker 0's inbox from here on.
         claim.hand_over();
         let mut runtime = Runtime {

@@ -79,7 +79,7 @@ use crate::shutdown::{Shared, ShutdownWaiters};
 use crate::task::pool::Pool;
 use crate::task::queue::RunQueue;
 use crate::task::{BlockMemory, FreeBlock, RawTask, TaskRef, Tasks, NO_HOME};
-use crate::time::Timers;
+use crate::time::{Clock, Timers};
 use crate::waker::{self, Inbox, LocalGuard, TaskAddr, MAIN_SLOT, MAX_TASKS};
 
 /// What a worker is configured with.
@@ -136,6 +136,8 @@ pub(crate) struct Executor {
     pub(crate) arrivals: RefCell<Vec<RawTask>>,
     /// Tasks taken into the table so far (for the metrics).
     spawned: Cell<u64>,
+    /// The time this worker's timers run on (real, or paused by a test).
+    clock: Clock,
 }
 
 /// `owner_high` holds all of a worker's owner bits.
@@ -325,7 +327,13 @@ impl Executor {
             shutdown_waiters: RefCell::new(ShutdownWaiters::default()),
             arrivals: RefCell::new(Vec::with_capacity(waker::INBOX_CAPACITY)),
             spawned: Cell::new(0),
+            clock: Clock::new(),
         }
+    }
+
+    /// This worker's clock (see `crate::time::clock`).
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub(crate) fn worker(&self) -> u16 {
@@ -374,7 +382,7 @@ impl Executor {
             }
             let sleep = idle && self.inbox.prepare_sleep();
             let timeout = if sleep {
-                self.time_to_next_timer()
+                self.time_to_next_timer(reactor, metrics)
             } else {
                 Some(Duration::ZERO)
             };
@@ -419,8 +427,8 @@ impl Executor {
     }
 
     #[cold]
-    fn fire_expired_timers(&self) {
-        let now = Instant::now();
+    pub(crate) fn fire_expired_timers(&self) {
+        let now = self.clock.now();
         loop {
             // One at a time: no borrow of the table is held while waking.
             let fired = self.with_timers(|timers| timers.pop_expired(now));
@@ -433,13 +441,45 @@ impl Executor {
     }
 
     /// How long the reactor may block: until the next timer, or forever.
+    /// On a paused clock, not at all: the clock jumps to the next timer
+    /// instead (see [`paused_wait`](Self::paused_wait)).
     #[inline]
-    fn time_to_next_timer(&self) -> Option<Duration> {
+    fn time_to_next_timer(&self, reactor: &mut Reactor, metrics: &Published) -> Option<Duration> {
         if !self.timers_armed.get() {
             return None;
         }
         let next = self.timers.borrow().next_deadline()?;
-        Some(next.saturating_duration_since(Instant::now()))
+        match self.clock.paused_at() {
+            None => Some(next.saturating_duration_since(self.clock.now())),
+            Some(_) => Some(self.paused_wait(next, reactor, metrics)),
+        }
+    }
+
+    /// [`time_to_next_timer`](Self::time_to_next_timer) on a paused clock,
+    /// with nothing to run and `next` the earliest deadline: the reactor
+    /// is turned without blocking first, and only if that wakes nothing
+    /// does the clock jump to `next` (I/O that is ready wins over a timer,
+    /// as in tokio). Not while blocking jobs are in flight (their results
+    /// may be what the tasks wait for): then the worker looks again after
+    /// a millisecond of real time. Out of the loop's way: a worker whose
+    /// clock was never paused does not come here.
+    #[cold]
+    #[inline(never)]
+    fn paused_wait(&self, next: Instant, reactor: &mut Reactor, metrics: &Published) -> Duration {
+        let (threads, idle, queued) = self.shared.blocking.stats();
+        if threads > idle || queued > 0 {
+            return Duration::from_millis(1);
+        }
+        match reactor.turn(Some(Duration::ZERO)) {
+            Ok(events) => metrics.count_io_events(events),
+            Err(e) => panic!("cellio: the reactor failed and cannot continue: {e}"),
+        }
+        // SAFETY: `is_empty` only reads two counters.
+        let queue_empty = unsafe { self.run.with(|run| run.queue.is_empty()) };
+        if queue_empty && !self.main_woken.get() && !self.inbox.has_pending() {
+            self.clock.advance_to(next);
+        }
+        Duration::ZERO
     }
 
     /// Reads the timer table (no timer changes, so the armed flag stands).

@@ -71,7 +71,7 @@ impl MissedTickBehavior {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn interval(period: Duration) -> Interval {
-    interval_at(Instant::now(), period)
+    interval_at(super::now(), period)
 }
 
 /// An [`interval`] whose first tick is at `start` (at once if `start` has
@@ -123,7 +123,7 @@ impl Interval {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
                 let scheduled = self.sleep.deadline();
-                let next = self.missed.next(scheduled, self.period, Instant::now());
+                let next = self.missed.next(scheduled, self.period, super::now());
                 self.sleep.reset(next);
                 Poll::Ready(scheduled)
             }
@@ -171,13 +171,13 @@ impl Interval {
 
     /// Starts the grid again now: the next tick completes at once.
     pub fn reset_immediately(&mut self) {
-        self.reset_at(Instant::now());
+        self.reset_at(super::now());
     }
 
     /// Starts the grid again `after` from now (a duration too long to add
     /// to an `Instant`: practically never, as for a period that long).
     pub fn reset_after(&mut self, after: Duration) {
-        self.reset_at(Instant::now().checked_add(after).unwrap_or_else(far_future));
+        self.reset_at(super::now().checked_add(after).unwrap_or_else(far_future));
     }
 
     /// Starts the grid again at `deadline`: the next tick is then.

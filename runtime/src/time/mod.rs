@@ -1,5 +1,6 @@
 //! Timers: [`sleep`], [`sleep_until`], [`timeout`], and [`interval`] (with
-//! [`interval_at`] and [`MissedTickBehavior`]).
+//! [`interval_at`] and [`MissedTickBehavior`]); the worker's clock,
+//! [`now`], which tests can [`pause`], [`advance`] and [`resume`].
 //!
 //! Each worker keeps its own timer table (pooled entries in an indexed
 //! min-heap, see `timers`), and the earliest deadline bounds how long the
@@ -17,6 +18,7 @@
 //! the kernel's timer slack (50 µs by default); elsewhere the wait is in
 //! whole milliseconds, rounded up.
 
+mod clock;
 mod interval;
 mod timers;
 
@@ -27,6 +29,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+pub(crate) use clock::Clock;
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub(crate) use timers::{TimerKey, Timers};
 
@@ -67,9 +70,7 @@ pub struct Sleep {
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
     // A duration too large to add saturates to "practically never".
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(far_future);
+    let deadline = now().checked_add(duration).unwrap_or_else(far_future);
     sleep_until(deadline)
 }
 
@@ -78,6 +79,134 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
         armed: None,
+    }
+}
+
+/// The current time on the clock of the worker running this code:
+/// `Instant::now()`, unless a test [`pause`]d it. Outside a runtime,
+/// `Instant::now()`.
+///
+/// Deadlines for [`sleep_until`], [`timeout_at`] and [`Sleep::reset`]
+/// should come from here rather than from `Instant::now()` in code that
+/// tests run on a paused clock (tokio's `time::Instant::now()`).
+pub fn now() -> Instant {
+    with_executor(|executor| executor.clock().now()).unwrap_or_else(Instant::now)
+}
+
+/// Stops the clock of this runtime (tokio's `time::pause`): from now on
+/// time moves only by [`advance`], or by itself when the worker has
+/// nothing to do but wait for a timer, which then fires at once (the
+/// clock jumps to its deadline; not while `spawn_blocking` jobs are
+/// running). A test of a 30-second timeout runs in microseconds, and its
+/// timers fire in deadline order, every run alike. Pausing a paused clock
+/// does nothing. Or build the runtime paused:
+/// [`Builder::start_paused`](crate::Builder::start_paused).
+///
+/// Code under test should take its deadlines from [`now`], not from
+/// `Instant::now()`, which keeps real time.
+///
+/// # Panics
+///
+/// Outside a cellio runtime, or in a runtime with more than one worker
+/// (each worker has its own timers; a test pauses a one-worker runtime).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use cellio_runtime::time::{self, sleep, timeout};
+///
+/// let rt = cellio_runtime::Builder::new().workers(1).build()?;
+/// rt.block_on(async {
+///     time::pause();
+///     let start = time::now();
+///     let slow = sleep(Duration::from_secs(3600));
+///     assert!(timeout(Duration::from_secs(30), slow).await.is_err());
+///     assert_eq!(time::now() - start, Duration::from_secs(30));
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[track_caller]
+pub fn pause() {
+    with_paused_clock("pause", |clock| clock.pause());
+}
+
+/// Lets a paused clock run again, at the real pace, from the time it
+/// reached (it never goes back). Resuming a running clock does nothing.
+///
+/// # Panics
+///
+/// As [`pause`].
+#[track_caller]
+pub fn resume() {
+    with_paused_clock("resume", |clock| clock.resume());
+}
+
+/// Moves a paused clock forward by `by`, fires the timers that fall due,
+/// and yields once, so that the tasks they wake run before this returns
+/// (tokio's `time::advance`).
+///
+/// # Panics
+///
+/// If the clock is not paused, and as [`pause`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use cellio_runtime::time;
+///
+/// let rt = cellio_runtime::Builder::new().workers(1).start_paused(true).build()?;
+/// rt.block_on(async {
+///     let ticker = cellio_runtime::spawn(async {
+///         let mut ticks = time::interval(Duration::from_secs(1));
+///         for _ in 0..3 {
+///             ticks.tick().await;
+///         }
+///     });
+///     cellio_runtime::yield_now().await; // the ticker's first tick, at 0 s
+///     time::advance(Duration::from_millis(1999)).await;
+///     assert!(!ticker.is_finished(), "ticked at 0 s and 1 s");
+///     time::advance(Duration::from_millis(1)).await;
+///     assert!(ticker.is_finished(), "and at 2 s");
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub async fn advance(by: Duration) {
+    let moved = with_executor(|executor| {
+        let moved = executor.clock().advance(by);
+        if moved {
+            executor.fire_expired_timers();
+        }
+        moved
+    });
+    match moved {
+        Some(true) => crate::yield_now().await,
+        Some(false) => {
+            panic!("cellio: time::advance needs a paused clock: call time::pause() first")
+        }
+        None => panic!("cellio: time::advance was called outside a cellio runtime"),
+    }
+}
+
+/// Runs `f` on the current one-worker runtime's clock, or panics saying
+/// why it cannot.
+#[track_caller]
+fn with_paused_clock(what: &str, f: impl FnOnce(&Clock)) {
+    let workers = with_executor(|executor| {
+        let workers = executor.shared.workers.len();
+        if workers == 1 {
+            f(executor.clock());
+        }
+        workers
+    });
+    match workers {
+        Some(1) => {}
+        Some(workers) => panic!(
+            "cellio: time::{what} needs a one-worker runtime (this one has {workers}): \
+             each worker keeps its own timers; build the test's runtime with workers(1)"
+        ),
+        None => panic!("cellio: time::{what} was called outside a cellio runtime"),
     }
 }
 
@@ -94,7 +223,7 @@ impl Sleep {
 
     /// `true` if the deadline has passed.
     pub fn is_elapsed(&self) -> bool {
-        Instant::now() >= self.deadline
+        now() >= self.deadline
     }
 
     /// Moves the deadline (earlier or later) without allocating; a sleep
@@ -168,7 +297,7 @@ impl Sleep {
                 None => self.disarm(),
             }
         }
-        if Instant::now() >= self.deadline {
+        if now() >= self.deadline {
             return Poll::Ready(());
         }
         let deadline = self.deadline;

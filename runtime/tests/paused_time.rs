@@ -1,0 +1,180 @@
+//! A paused clock (`time::pause`, `Builder::start_paused`): long sleeps,
+//! timeouts and intervals complete at exactly their virtual deadlines, in
+//! deadline order, without waiting in real time; `advance` fires exactly
+//! what falls due; the clock does not jump while a blocking job runs;
+//! `resume` continues from the virtual time; misuse says why.
+
+mod util;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use cellio_runtime::time::{self, interval, sleep, timeout};
+use cellio_runtime::{spawn, spawn_blocking, spawn_local, Builder, Runtime};
+use util::{panic_text, with_timeout, LIMIT};
+
+/// A one-worker runtime whose clock starts paused.
+fn paused() -> Runtime {
+    Builder::new()
+        .workers(1)
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[test]
+fn an_hour_long_sleep_ends_at_exactly_its_virtual_deadline() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            let start = time::now();
+            sleep(3600 * SECOND).await;
+            assert_eq!(time::now() - start, 3600 * SECOND);
+        })
+    });
+}
+
+#[test]
+fn timers_fire_in_deadline_order_each_at_its_deadline() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            let start = time::now();
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let tasks: Vec<_> = [3u32, 1, 2, 5, 4]
+                .into_iter()
+                .map(|secs| {
+                    let order = order.clone();
+                    spawn_local(async move {
+                        sleep(secs * SECOND).await;
+                        order.borrow_mut().push((secs, time::now() - start));
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let expected: Vec<_> = (1..=5).map(|s| (s, s * SECOND)).collect();
+            assert_eq!(*order.borrow(), expected);
+        })
+    });
+}
+
+#[test]
+fn advance_fires_what_falls_due_and_nothing_more() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            let sleeper = spawn(sleep(10 * SECOND));
+            cellio_runtime::yield_now().await; // armed at 0 s
+            time::advance(9 * SECOND).await;
+            assert!(!sleeper.is_finished(), "due at 10 s, not 9 s");
+            time::advance(SECOND).await;
+            assert!(sleeper.is_finished(), "due at 10 s");
+            // The same from a task, which the worker polls again in the
+            // same batch after its yield: `advance` fires the timers itself.
+            let from_task = spawn(async {
+                let sleeper = spawn(sleep(10 * SECOND));
+                cellio_runtime::yield_now().await;
+                time::advance(10 * SECOND).await;
+                sleeper.is_finished()
+            });
+            assert!(from_task.await.unwrap(), "fired within advance");
+        })
+    });
+}
+
+#[test]
+fn a_timeout_and_an_interval_keep_exact_virtual_time() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            let start = time::now();
+            let result = timeout(30 * SECOND, std::future::pending::<()>()).await;
+            assert!(result.is_err());
+            assert_eq!(time::now() - start, 30 * SECOND);
+            let mut ticks = interval(SECOND);
+            let first = ticks.tick().await;
+            for k in 1..=5 {
+                assert_eq!(ticks.tick().await - first, k * SECOND);
+            }
+        })
+    });
+}
+
+#[test]
+fn the_clock_does_not_jump_while_a_blocking_job_runs() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            // The job takes real time; a jump to the timeout's deadline
+            // would end the wait before the job's answer.
+            let job = spawn_blocking(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                7
+            });
+            let answer = timeout(10 * SECOND, job).await;
+            assert_eq!(answer.expect("no jump while the job ran").unwrap(), 7);
+        })
+    });
+}
+
+#[test]
+fn resume_runs_on_from_the_virtual_time_reached() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            time::advance(100 * SECOND).await;
+            let reached = time::now();
+            time::resume();
+            assert!(time::now() >= reached, "never backwards");
+            // Real time again: a short sleep takes its real milliseconds.
+            let before = std::time::Instant::now();
+            sleep(Duration::from_millis(5)).await;
+            assert!(before.elapsed() >= Duration::from_millis(5));
+            assert!(time::now() >= reached + Duration::from_millis(5));
+            time::pause();
+            let at = time::now();
+            time::pause(); // a second pause changes nothing
+            assert_eq!(time::now(), at);
+        })
+    });
+}
+
+#[test]
+fn misuse_says_why() {
+    let error = Builder::new()
+        .workers(2)
+        .start_paused(true)
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("one-worker"), "{error}");
+
+    let two = Builder::new().workers(2).build().unwrap();
+    let panic = two
+        .block_on(async { std::panic::catch_unwind(time::pause) })
+        .unwrap_err();
+    let text = panic_text(&*panic);
+    assert!(
+        text.contains("one-worker runtime (this one has 2)"),
+        "{text}"
+    );
+
+    let one = Builder::new().workers(1).build().unwrap();
+    util::quiet_panics_ending_with(util::ON_PURPOSE);
+    let error = one
+        .block_on(async {
+            spawn(async {
+                time::advance(SECOND).await;
+                panic!("{}", util::ON_PURPOSE)
+            })
+            .await
+        })
+        .unwrap_err();
+    let text = panic_text(&*error.into_panic());
+    assert!(text.contains("needs a paused clock"), "{text}");
+
+    let panic = std::panic::catch_unwind(time::pause).unwrap_err();
+    assert!(panic_text(&*panic).contains("outside a cellio runtime"));
+    // Outside a runtime, `now` is the real time.
+    let before = std::time::Instant::now();
+    assert!(time::now() >= before);
+}
