@@ -1,0 +1,196 @@
+//! A TCP proxy: every connection accepted is joined to a new connection to
+//! the upstream server, and bytes flow both ways until both sides close.
+//!
+//! ```text
+//! cargo run --release --example echo_server                   # upstream, 127.0.0.1:7000
+//! cargo run --release --example proxy -- --upstream 127.0.0.1:7000 --addr 127.0.0.1:7001
+//! cargo run --release --example load -- --addr 127.0.0.1:7001 --connections 50 --duration 5s
+//! ```
+//!
+//! * Each connection is one task running `copy_bidirectional`, whose two
+//!   8 KiB buffers live inside the task: with the task pool, a proxied
+//!   connection allocates nothing once the pool holds a block of its size.
+//! * A client's half-close passes through (the upstream reads end of
+//!   stream and may still answer), and so does the upstream's.
+//! * `--upstream` may be a host name: it is resolved off the worker, once
+//!   per connection (so a changed DNS answer is picked up).
+//! * `--connect-timeout-ms MS`: an upstream that does not answer in time
+//!   closes the client's connection, with one line on stderr.
+//! * `--workers N`: thread-per-core, one `SO_REUSEPORT` listener per worker.
+//! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
+//!   finish, then exit 0.
+//!
+//! A connection's error ends that connection only. At start the soft limit
+//! on open files is raised to the hard limit (each connection holds two);
+//! out of descriptors, the accept loop backs off instead of spinning.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use accept_backoff::{out_of_resources, Starved};
+use cellio::net::copy_bidirectional;
+use cellio::runtime::{sleep, spawn_on, timeout, until_shutdown, RuntimeHandle};
+use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "cellio TCP proxy: joins each client to a connection to the upstream")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    addr: SocketAddr,
+    /// The server to forward to: `host:port` or an address.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    upstream: String,
+    /// Worker threads, each with its own listener on the port.
+    #[arg(long, default_value_t = NonZeroU16::MIN)]
+    workers: NonZeroU16,
+    /// How long a connection to the upstream may take (milliseconds).
+    #[arg(long, default_value_t = 5000)]
+    connect_timeout_ms: u64,
+    /// On SIGINT/SIGTERM, how long open connections get to finish.
+    #[arg(long, default_value_t = 5000)]
+    grace_ms: u64,
+}
+
+/// What every connection task needs.
+#[derive(Clone)]
+struct Route {
+    upstream: std::sync::Arc<str>,
+    connect_timeout: Duration,
+}
+
+/// A worker could not listen: the process exits non-zero.
+static WORKER_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Joins `client` to a new connection to the upstream until both close.
+async fn proxy(client: TcpStream, peer: SocketAddr, route: Route) {
+    let upstream = match timeout(route.connect_timeout, TcpStream::connect(&*route.upstream)).await
+    {
+        Ok(Ok(upstream)) => upstream,
+        Ok(Err(e)) => return eprintln!("proxy: {peer}: cannot reach {}: {e}", route.upstream),
+        Err(_) => {
+            return eprintln!(
+                "proxy: {peer}: {} did not answer within {:?}",
+                route.upstream, route.connect_timeout
+            )
+        }
+    };
+    // Small messages go out at once both ways (no Nagle delay).
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let (mut client, mut upstream) = (TcpIo::new(client), TcpIo::new(upstream));
+    if let Err(e) = copy_bidirectional(&mut client, &mut upstream).await {
+        // A reset from either side is ordinary for a proxy: say so quietly.
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Accepts until shutdown begins, one task per connection.
+async fn serve(listener: TcpListener, route: Route) {
+    let mut starved = Starved::new("proxy");
+    while let Some(accepted) = until_shutdown(listener.accept()).await {
+        match accepted {
+            Ok((client, peer)) => {
+                starved.recovered();
+                spawn_local(proxy(client, peer, route.clone()));
+            }
+            Err(e) if out_of_resources(&e) => {
+                let pause = starved.failed(&e);
+                if until_shutdown(sleep(pause)).await.is_none() {
+                    return;
+                }
+            }
+            Err(e) => {
+                eprintln!("proxy: accept failed: {e}");
+                cellio::yield_now().await;
+            }
+        }
+    }
+}
+
+/// `e` with what was being done when it happened.
+fn context(what: &str, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[path = "common/accept_backoff.rs"]
+mod accept_backoff;
+#[path = "common/open_files.rs"]
+mod open_files;
+#[path = "common/shutdown_signals.rs"]
+mod shutdown_signals;
+
+fn run(args: &Args) -> std::io::Result<()> {
+    open_files::raise_open_files(None);
+    let workers = usize::from(args.workers.get());
+    let route = Route {
+        upstream: args.upstream.as_str().into(),
+        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+    };
+    let runtime = Builder::new()
+        .workers(workers)
+        .build()
+        .map_err(|e| context("cannot start the cellio runtime", e))?;
+    runtime.block_on(async {
+        spawn(shutdown_signals::shut_down_on_signals()?);
+        // A bad upstream is an error now, not at the first connection.
+        let resolved = cellio::net::lookup_host(&*route.upstream)
+            .await
+            .map_err(|e| context(&format!("bad --upstream {}", route.upstream), e))?
+            .next();
+        if resolved.is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("bad --upstream {}: it names no address", route.upstream),
+            ));
+        }
+        let options = ListenOptions {
+            reuse_port: workers > 1,
+            ..ListenOptions::default()
+        };
+        let listener = TcpListener::bind_with(args.addr, options)
+            .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
+        let addr = listener.local_addr()?;
+        println!("listening on {addr}, forwarding to {}", route.upstream);
+        for worker in 1..workers {
+            let route = route.clone();
+            spawn_on(worker, async move {
+                match TcpListener::bind_with(addr, options) {
+                    Ok(listener) => serve(listener, route).await,
+                    Err(e) => {
+                        eprintln!("proxy: worker {worker} cannot listen on {addr}: {e}");
+                        WORKER_FAILED.store(true, Ordering::SeqCst);
+                        if let Some(runtime) = RuntimeHandle::current() {
+                            runtime.shutdown();
+                        }
+                    }
+                }
+            });
+        }
+        serve(listener, route).await;
+        Ok::<(), std::io::Error>(())
+    })?;
+    let cancelled = runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
+    if cancelled > 0 {
+        eprintln!("proxy: closed {cancelled} connections still open after the grace period");
+    }
+    if WORKER_FAILED.load(Ordering::SeqCst) {
+        return Err(std::io::Error::other("a worker failed to start"));
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! The proxy example (`examples/proxy.rs`) as a process, between a client
+//! and the echo server example: every byte comes back through it, a
+//! client's half-close passes through, an unreachable upstream closes the
+//! client with a line on stderr, a bad `--upstream` is a clear error and
+//! SIGTERM ends it cleanly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+#[path = "util/echo_server_process.rs"]
+mod echo_server_process;
+#[path = "util/example_bin.rs"]
+mod example_bin;
+
+use echo_server_process::server_lines::{lines_of, says_within};
+use echo_server_process::EchoServer;
+
+/// A running proxy, killed when dropped.
+struct Proxy {
+    child: Child,
+    addr: String,
+    lines: Receiver<String>,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        let mut child = Command::new(example_bin::build_example("proxy"))
+            .args(["--addr", "127.0.0.1:0", "--upstream", upstream])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the proxy");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read the proxy's first line");
+        let addr = first
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+            .to_string();
+        let lines = lines_of(child.stderr.take().expect("stderr"));
+        Proxy { child, addr, lines }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(31) ^ (i >> 8)) as u8
+}
+
+fn connect(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn every_byte_comes_back_through_the_proxy_and_a_half_close_passes() {
+    let echo = EchoServer::start(&[], None);
+    let proxy = Proxy::start(&echo.addr);
+    let mut client = connect(&proxy.addr);
+    let len = 512 * 1024;
+    let data: Vec<u8> = (0..len).map(pattern).collect();
+    let mut writer = client.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        // The echo server sees end of stream through the proxy and closes;
+        // that comes back to us as end of stream.
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    client
+        .read_to_end(&mut back)
+        .expect("read until end of stream");
+    sender.join().unwrap();
+    assert_eq!(back.len(), len);
+    assert!(
+        back.iter().enumerate().all(|(i, &b)| b == pattern(i)),
+        "corrupted"
+    );
+}
+
+#[test]
+fn an_unreachable_upstream_closes_the_client_and_says_so() {
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let proxy = Proxy::start(&format!("127.0.0.1:{port}"));
+    let mut client = connect(&proxy.addr);
+    let mut buf = [0u8; 16];
+    assert_eq!(client.read(&mut buf).expect("closed, not reset"), 0);
+    assert!(says_within(
+        &proxy.lines,
+        "cannot reach",
+        Duration::from_secs(10)
+    ));
+}
+
+#[test]
+fn a_bad_upstream_is_a_clear_error() {
+    let output = Command::new(example_bin::build_example("proxy"))
+        .args(["--addr", "127.0.0.1:0", "--upstream", "no-port-here"])
+        .output()
+        .expect("run the proxy");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad --upstream no-port-here"), "{stderr}");
+}
+
+#[test]
+fn sigterm_ends_it_cleanly() {
+    let echo = EchoServer::start(&[], None);
+    let mut proxy = Proxy::start(&echo.addr);
+    let pid = proxy.child.id() as libc::pid_t;
+    // SAFETY: `kill` sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = proxy.child.wait().expect("wait for the proxy");
+    assert!(status.success(), "{status:?}");
+}
