@@ -12,9 +12,8 @@ use std::time::Duration;
 
 #[path = "util/echo_server_process.rs"]
 mod echo_server_process;
-#[path = "util/example_bin.rs"]
-mod example_bin;
 
+use echo_server_process::example_bin;
 use echo_server_process::server_lines::{lines_of, says_within};
 use echo_server_process::EchoServer;
 

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 
 #[path = "example_bin.rs"]
-mod example_bin;
+pub mod example_bin;
 #[path = "server_lines.rs"]
 pub mod server_lines;
 
