@@ -89,6 +89,8 @@ fn every_byte_comes_back_through_the_proxy_and_a_half_close_passes() {
         back.iter().enumerate().all(|(i, &b)| b == pattern(i)),
         "corrupted"
     );
+    let complaints: Vec<_> = echo.lines.try_iter().collect();
+    assert!(complaints.is_empty(), "the echo server said {complaints:?}");
 }
 
 #[test]
