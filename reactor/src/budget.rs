@@ -31,44 +31,45 @@ pub const DEFAULT_BUDGET: u32 = 128;
 /// The budget outside any budgeted poll: so large it never runs out.
 pub(crate) const UNLIMITED: u32 = u32::MAX;
 
-/// The tag of a poll that has none (see [`run_with`]), and the tag outside
-/// any poll.
+/// The tag of a poll that has none (see [`run_with`]).
 pub const NO_TAG: u32 = u32::MAX;
 
-/// The budget word outside any budgeted poll: no tag, unlimited units.
-pub(crate) const OUTSIDE: u64 = pack(NO_TAG, UNLIMITED);
-
-/// The budget word: `tag` in the high half, `units` in the low half.
-#[inline(always)]
-const fn pack(tag: u32, units: u32) -> u64 {
-    ((tag as u64) << 32) | units as u64
-}
-
 /// Runs `f` (a task poll) with `units` of budget and the caller's `tag`,
-/// then restores the previous budget and tag. Returns `f`'s result and
-/// whether the budget ran out.
+/// then restores the previous budget. Returns `f`'s result and whether the
+/// budget ran out.
 ///
 /// The tag is opaque here: the runtime passes the slot of the task it
 /// polls ([`NO_TAG`] for a poll that is no task's), and [`current_tag`]
-/// reads it back inside the poll (for `TaskId::try_current`). It shares
-/// the budget's word, so it costs the poll no store of its own.
+/// reads it back inside the poll (for `TaskId::try_current`). It costs the
+/// poll one store: it is not restored afterwards, since outside every
+/// budgeted poll the budget is unlimited again and [`current_tag`] says
+/// `None` whatever the tag word holds (so `units` must be below
+/// `u32::MAX`, the budget outside polls). Tags do not nest: an inner
+/// `run_with` (the runtime never nests polls) leaves its tag for the rest
+/// of the outer one.
 #[inline]
 pub fn run_with<R>(units: u32, tag: u32, f: impl FnOnce() -> R) -> (R, bool) {
-    let previous = WORDS.with(|w| w.budget.replace(pack(tag, units)));
+    debug_assert!(
+        units < UNLIMITED,
+        "a poll's budget is below the unlimited one"
+    );
+    let previous = WORDS.with(|w| {
+        w.tag.set(tag);
+        w.budget.replace(units)
+    });
     let result = f();
     let left = WORDS.with(|w| w.budget.replace(previous));
-    (result, left as u32 == 0)
+    (result, left == 0)
 }
 
-/// The tag of the poll running on this thread ([`run_with`]'s), or `None`
-/// outside any poll and in a poll tagged [`NO_TAG`].
+/// The tag of the budgeted poll running on this thread (see
+/// [`run_with`]), or `None` outside any and in a poll tagged [`NO_TAG`].
 #[inline]
 pub fn current_tag() -> Option<u32> {
-    let word = WORDS.try_with(|w| w.budget.get()).unwrap_or(OUTSIDE);
-    match (word >> 32) as u32 {
-        NO_TAG => None,
-        tag => Some(tag),
-    }
+    let (units, tag) = WORDS
+        .try_with(|w| (w.budget.get(), w.tag.get()))
+        .unwrap_or((UNLIMITED, NO_TAG));
+    (units != UNLIMITED && tag != NO_TAG).then_some(tag)
 }
 
 /// Spends one unit: `Ready` if the operation may proceed, otherwise wakes
@@ -79,13 +80,12 @@ pub fn poll_proceed(waker: &Waker) -> Poll<()> {
         let b = &w.budget;
         // Outside a budgeted poll the count starts at u32::MAX: it would
         // take four billion operations in one poll to run out.
-        let word = b.get();
-        if word as u32 == 0 {
+        let left = b.get();
+        if left == 0 {
             waker.wake_by_ref();
             return Poll::Pending;
         }
-        // The low half is not 0, so this leaves the tag alone.
-        b.set(word - 1);
+        b.set(left - 1);
         Poll::Ready(())
     })
 }
@@ -111,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tag_is_the_innermost_polls_and_spending_keeps_it() {
+    fn the_tag_is_seen_only_inside_a_budgeted_poll() {
         assert_eq!(current_tag(), None, "no tag outside a poll");
         run_with(3, 7, || {
             assert_eq!(current_tag(), Some(7));
@@ -122,12 +122,15 @@ mod tests {
                 assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
             });
             assert!(exhausted);
-            assert_eq!(current_tag(), Some(7), "restored after the inner poll");
+            assert_eq!(current_tag(), None, "tags do not nest: the inner one stays");
             assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
             assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
             assert_eq!(poll_proceed(Waker::noop()), Poll::Pending);
-            assert_eq!(current_tag(), Some(7), "a spent budget keeps the tag");
         });
-        assert_eq!(current_tag(), None);
+        assert_eq!(
+            current_tag(),
+            None,
+            "the tag word is stale, but no poll runs"
+        );
     }
 }

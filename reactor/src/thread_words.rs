@@ -1,8 +1,8 @@
 //! The per-thread words that every message reads, kept in one cache line.
 //!
 //! Each message reads four thread-locals: the task's cooperative
-//! [`budget`](crate::budget) (every socket operation spends from it; its
-//! word also carries the poll's tag, the runtime's running task), the
+//! [`budget`](crate::budget) (every socket operation spends from it; the
+//! poll's tag, the runtime's running task, sits in the word beside it), the
 //! thread's number (an operation that parked compares it with its
 //! reactor's thread, see [`thread_id`]) and, when the reactor wakes a
 //! task, the identity and address of the worker running on this thread
@@ -34,10 +34,11 @@ pub const NO_WORKER: u64 = u64::MAX;
 /// two 64-byte lines.
 #[repr(C, align(32))]
 pub(crate) struct ThreadWords {
-    /// The current poll's tag (high half) and the units it may still
-    /// spend (low half); see `budget`. One word, so that a poll sets and
-    /// restores both with one store each.
-    pub(crate) budget: Cell<u64>,
+    /// Units the current task poll may still spend (see `budget`).
+    pub(crate) budget: Cell<u32>,
+    /// The last budgeted poll's tag, meaningful while one runs (see
+    /// `budget::run_with`).
+    pub(crate) tag: Cell<u32>,
     /// This thread's [`thread_id`], or 0 until it is first asked for.
     thread_id: Cell<u64>,
     /// The runtime's owner bits of the worker on this thread.
@@ -51,7 +52,8 @@ const _: () = assert!(std::mem::size_of::<ThreadWords>() <= 32);
 thread_local! {
     pub(crate) static WORDS: ThreadWords = const {
         ThreadWords {
-            budget: Cell::new(crate::budget::OUTSIDE),
+            budget: Cell::new(crate::budget::UNLIMITED),
+            tag: Cell::new(crate::budget::NO_TAG),
             thread_id: Cell::new(0),
             worker_owner: Cell::new(NO_WORKER),
             worker_ptr: Cell::new(ptr::null()),

@@ -108,9 +108,10 @@ impl Builder {
     /// yields to the others (see `cellio_reactor::budget`). The future
     /// given to [`Runtime::block_on`](crate::Runtime::block_on) gets the
     /// same budget: it shares worker 0 with that worker's tasks. Values
-    /// below 1 are raised to 1.
+    /// below 1 are raised to 1, and `u32::MAX` (the unlimited budget of
+    /// code outside any poll) is lowered by one.
     pub fn budget(mut self, operations: u32) -> Self {
-        self.worker.budget = operations.max(1);
+        self.worker.budget = operations.clamp(1, u32::MAX - 1);
         self
     }
 

@@ -63,9 +63,8 @@ impl TaskId {
     ///
     /// A call costs a thread-local read and, inside a task, a look-up in
     /// the worker's task table. To make it work the worker writes the
-    /// polled task's slot into the thread-local word that holds the
-    /// poll's cooperative budget, in the same store (about three
-    /// instructions a poll; `docs/design.md`, "Task ids").
+    /// polled task's slot beside the poll's cooperative budget: one store
+    /// a poll (`docs/design.md`, "Task ids").
     ///
     /// # Examples
     ///
