@@ -54,7 +54,9 @@ pub use cellio_runtime::fs;
 /// Task-local values ([`task_local!`](macro@task_local), `LocalKey`): tokio's.
 pub use cellio_runtime::task_local;
 
-pub use cellio_net::{ListenOptions, OpStats, TcpIo, TcpListener, TcpStream, UdpIo, UdpSocket};
+pub use cellio_net::{
+    ListenOptions, OpStats, TcpIo, TcpListener, TcpSocket, TcpStream, UdpIo, UdpSocket,
+};
 pub use cellio_reactor::CellError;
 pub use cellio_runtime::{
     spawn, spawn_local, yield_now, AbortHandle, Builder, JoinError, JoinHandle, JoinSet, Runtime,

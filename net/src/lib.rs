@@ -7,6 +7,8 @@
 //! * [`TcpStream`] — `connect`, `recv`, `send`, `send_all`, `recv_exact`,
 //!   `shutdown`, options and addresses; [`lookup_host`] (host names
 //!   resolve off the worker).
+//! * [`TcpSocket`] — options set before connecting or listening (a local
+//!   address, buffer sizes for the handshake, `SO_REUSEPORT`).
 //! * [`TcpIo`] — a stream behind poll methods and the `futures-io`
 //!   `AsyncRead`/`AsyncWrite` traits, keeping its cells reserved between
 //!   operations.
@@ -69,5 +71,5 @@ pub use copy::{
 };
 pub use resolve::{lookup_host, ToSocketAddrs};
 pub use stats::OpStats;
-pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpStream};
+pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpSocket, TcpStream};
 pub use udp::{UdpIo, UdpSocket};

@@ -1,4 +1,5 @@
-//! TCP: [`TcpListener`], [`TcpStream`] and their operation futures, and
+//! TCP: [`TcpListener`], [`TcpStream`] and their operation futures,
+//! [`TcpSocket`] (options set before connecting or listening), and
 //! [`TcpIo`], a stream behind poll methods, with its halves [`RecvHalf`]
 //! and [`SendHalf`].
 //!
@@ -6,9 +7,11 @@
 //! named here for a [`TcpStream`].
 
 mod listener;
+mod socket;
 mod stream;
 
 pub use listener::{Accept, ListenOptions, TcpListener};
+pub use socket::TcpSocket;
 pub use stream::TcpStream;
 
 /// Future of [`TcpStream::recv`]: resolves to the number of bytes received.

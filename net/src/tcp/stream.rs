@@ -91,8 +91,20 @@ impl TcpStream {
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let handle = Handle::current()?;
+        Self::connecting_with(mio::net::TcpStream::connect(addr)?, &handle).await
+    }
+
+    /// Registers a socket whose non-blocking connect was started and waits
+    /// for it to resolve (for [`TcpSocket::connect`](crate::TcpSocket)).
+    pub(crate) async fn connecting(io: mio::net::TcpStream) -> io::Result<TcpStream> {
+        Self::connecting_with(io, &Handle::current()?).await
+    }
+
+    async fn connecting_with(
+        mut io: mio::net::TcpStream,
+        handle: &Handle,
+    ) -> io::Result<TcpStream> {
         // Connecting waits for writability: write interest from the start.
-        let mut io = mio::net::TcpStream::connect(addr)?;
         let registration = handle.register(&mut io)?;
         let stream = Self { io, registration };
         wait_connected(&stream).await?;
