@@ -12,6 +12,9 @@
 //!   connection allocates nothing once the pool holds a block of its size.
 //! * A client's half-close passes through (the upstream reads end of
 //!   stream and may still answer), and so does the upstream's.
+//! * `--splice` (Linux): move the bytes through the kernel instead
+//!   (`splice_bidirectional`: socket → pipe → socket, no copy through user
+//!   memory; two pipes, four more descriptors, per connection).
 //! * `--upstream` may be a host name: it is resolved off the worker, once
 //!   per connection (so a changed DNS answer is picked up).
 //! * `--connect-timeout-ms MS`: an upstream that does not answer in time
@@ -54,6 +57,9 @@ struct Args {
     /// On SIGINT/SIGTERM, how long open connections get to finish.
     #[arg(long, default_value_t = 5000)]
     grace_ms: u64,
+    /// Move bytes with splice(2) through a pipe per direction (Linux).
+    #[arg(long)]
+    splice: bool,
 }
 
 /// What every connection task needs.
@@ -61,6 +67,7 @@ struct Args {
 struct Route {
     upstream: std::sync::Arc<str>,
     connect_timeout: Duration,
+    splice: bool,
 }
 
 /// A worker could not listen: the process exits non-zero.
@@ -82,8 +89,13 @@ async fn proxy(client: TcpStream, peer: SocketAddr, route: Route) {
     // Small messages go out at once both ways (no Nagle delay).
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    let (mut client, mut upstream) = (TcpIo::new(client), TcpIo::new(upstream));
-    if let Err(e) = copy_bidirectional(&mut client, &mut upstream).await {
+    let moved = if route.splice {
+        cellio::net::splice_bidirectional(&client, &upstream).await
+    } else {
+        let (mut client, mut upstream) = (TcpIo::new(client), TcpIo::new(upstream));
+        copy_bidirectional(&mut client, &mut upstream).await
+    };
+    if let Err(e) = moved {
         // A reset from either side is ordinary for a proxy: say so quietly.
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
@@ -141,6 +153,7 @@ fn run(args: &Args) -> std::io::Result<()> {
     let route = Route {
         upstream: args.upstream.as_str().into(),
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+        splice: args.splice,
     };
     let runtime = Builder::new()
         .workers(workers)

@@ -26,8 +26,13 @@ struct Proxy {
 
 impl Proxy {
     fn start(upstream: &str) -> Proxy {
+        Self::start_with(upstream, &[])
+    }
+
+    fn start_with(upstream: &str, args: &[&str]) -> Proxy {
         let mut child = Command::new(example_bin::build_example("proxy"))
             .args(["--addr", "127.0.0.1:0", "--upstream", upstream])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -67,8 +72,19 @@ fn connect(addr: &str) -> TcpStream {
 
 #[test]
 fn every_byte_comes_back_through_the_proxy_and_a_half_close_passes() {
+    echo_through(&[]);
+}
+
+#[test]
+fn every_byte_comes_back_through_the_splicing_proxy_too() {
+    echo_through(&["--splice"]);
+}
+
+/// 512 KiB through the proxy started with `args` to the echo server and
+/// back, then a half-close.
+fn echo_through(args: &[&str]) {
     let echo = EchoServer::start(&[], None);
-    let proxy = Proxy::start(&echo.addr);
+    let proxy = Proxy::start_with(&echo.addr, args);
     let mut client = connect(&proxy.addr);
     let len = 512 * 1024;
     let data: Vec<u8> = (0..len).map(pattern).collect();

@@ -14,7 +14,9 @@
 //!   operations.
 //! * [`copy_bidirectional`] and [`copy`] — a proxy's core: bytes from
 //!   stream to stream (any `futures-io` pair: `TcpIo`, `UnixIo`), with
-//!   the buffers inside the future, so nothing is allocated.
+//!   the buffers inside the future, so nothing is allocated; on Linux,
+//!   [`splice_bidirectional`] moves a stream pair's bytes through the
+//!   kernel without copying them into user space.
 //! * [`UdpSocket`] — `bind`, `recv_from`/`send_to`, and `connect` with
 //!   `recv`/`send`; a datagram never arrives shortened without an error.
 //! * [`unix`] — Unix-domain streams: [`UnixListener`](unix::UnixListener),
@@ -71,5 +73,7 @@ pub use copy::{
 };
 pub use resolve::{lookup_host, ToSocketAddrs};
 pub use stats::OpStats;
+#[cfg(target_os = "linux")]
+pub use stream::{splice_bidirectional, SpliceBidirectional};
 pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpSocket, TcpStream};
 pub use udp::{UdpIo, UdpSocket};

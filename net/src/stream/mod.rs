@@ -27,6 +27,8 @@ mod io_halves;
 mod io_owned_halves;
 pub(crate) mod io_traits;
 mod ops;
+#[cfg(target_os = "linux")]
+mod splice;
 
 use std::io as std_io;
 use std::net::Shutdown;
@@ -41,6 +43,8 @@ pub use io_owned_halves::{OwnedRecvHalf, OwnedSendHalf, ReuniteError};
 pub(crate) use ops::recv_whole;
 pub(crate) use ops::try_send_file;
 pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendFile, SendVectored};
+#[cfg(target_os = "linux")]
+pub use splice::{splice_bidirectional, SpliceBidirectional};
 
 /// The file-sending methods of a stream type (`TcpStream`, `UnixStream`),
 /// written once.
