@@ -381,6 +381,11 @@ impl Runtime {
                 }
                 // Shutdown-only polling: 1 ms steps bound the extra wait.
                 crate::time::sleep(Duration::from_millis(1)).await;
+                // And one turn of the loop at least, even when the sleep
+                // was over before it was first polled (a thread descheduled
+                // that long, or Miri's clock, which counts instructions):
+                // the workers' inbox must be drained for `finished`.
+                crate::yield_now().await;
             }
         });
         self.threads = threads;

@@ -110,6 +110,32 @@ impl Drop for DropGuard {
 // sleep
 
 #[test]
+fn a_loop_of_sleeps_already_over_yields_to_the_other_tasks() {
+    run(|| async {
+        // A task that sleeps until a past instant, over and over, until
+        // the other task says stop: each sleep completes at once, and
+        // only the budget they spend lets the other task run at all.
+        let stop = Arc::new(AtomicUsize::new(0));
+        let spinner = spawn({
+            let stop = stop.clone();
+            async move {
+                let mut rounds = 0u64;
+                while stop.load(Ordering::SeqCst) == 0 {
+                    sleep_until(Instant::now() - Duration::from_millis(1)).await;
+                    rounds += 1;
+                }
+                rounds
+            }
+        });
+        let stopper = spawn(async move { stop.store(1, Ordering::SeqCst) });
+        stopper.await.unwrap();
+        let rounds = spinner.await.unwrap();
+        // The default budget is 128: the spinner gave way after that many.
+        assert!((1..=256).contains(&rounds), "{rounds} rounds");
+    });
+}
+
+#[test]
 fn a_sleep_completes_no_earlier_than_its_deadline() {
     run(|| async {
         for ms in [1u64, 5, 20, 50] {

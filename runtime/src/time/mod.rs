@@ -298,7 +298,12 @@ impl Sleep {
             }
         }
         if now() >= self.deadline {
-            return Poll::Ready(());
+            // Over before it was armed: complete, but spend a unit of the
+            // task's budget as a socket operation does, so that a loop of
+            // sleeps already over (a deadline in the past, a thread
+            // descheduled past a short one) yields now and then instead of
+            // holding the worker (tokio's timers are budgeted the same way).
+            return cellio_reactor::budget::poll_proceed(cx.waker());
         }
         let deadline = self.deadline;
         let armed = with_executor(|executor| Armed {
