@@ -2,23 +2,40 @@
 //! [`lookup_host`]: host names resolved off the worker.
 //!
 //! `std`'s resolver (`getaddrinfo`) blocks, for as long as DNS takes: on a
-//! worker, every task would wait with it. So host names resolve on a
-//! thread of their own, and the future waits for the answer as for any
-//! other event; addresses given as such (a `SocketAddr`, an IP and a port,
-//! `"127.0.0.1:80"`) are used at once, with no thread and no allocation.
-//! tokio resolves on its blocking pool for the same reason; this crate has
-//! no pool (it needs only a reactor), and a lookup costs far more than
-//! starting a thread.
+//! worker, every task would wait with it. So host names resolve on the
+//! process's lookup threads, and the future waits for the answer as for
+//! any other event; addresses given as such (a `SocketAddr`, an IP and a
+//! port, `"127.0.0.1:80"`) are used at once, with no thread and no
+//! allocation. tokio resolves on its blocking pool for the same reason;
+//! this crate has no runtime pool (it needs only a reactor), so it keeps
+//! a small one of its own.
+//!
+//! # Invariants
+//!
+//! * At most [`MAX_LOOKUP_THREADS`] lookups run at once, process-wide;
+//!   more wait in a queue, in order (a burst of connections to one name
+//!   cannot start a thread each). Threads start on demand and leave after
+//!   [`LOOKUP_KEEP_ALIVE`] without work.
+//! * A job, once queued, runs: a dropped wait leaves it to finish, and
+//!   its answer unread.
 //!
 //! [`ToSocketAddrs`] is sealed: it covers what `std`'s trait of the same
 //! name covers for `connect` (`SocketAddr`s, IPs with ports, `"host:port"`,
 //! `(host, port)`, slices of addresses, and references to any of them).
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
+use std::time::Duration;
+
+/// The most host-name lookups that run at once in a process.
+pub const MAX_LOOKUP_THREADS: usize = 16;
+
+/// How long a lookup thread waits for another lookup before it leaves.
+pub const LOOKUP_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// What [`TcpStream::connect`](crate::TcpStream::connect) and
 /// [`lookup_host`] take: one address or several, or a host name to
@@ -210,8 +227,100 @@ struct Answer {
     waiter: Option<Waker>,
 }
 
-/// Runs `query` (a blocking `std` lookup) on a new thread and waits for
-/// its answer. A dropped wait leaves the thread to finish and its answer
+/// A queued lookup.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The process's lookup threads and their queue (module invariants).
+struct LookupPool {
+    state: Mutex<PoolState>,
+    work: Condvar,
+}
+
+struct PoolState {
+    queue: VecDeque<Job>,
+    /// Threads alive.
+    threads: usize,
+    /// Threads waiting for work.
+    idle: usize,
+}
+
+static POOL: LookupPool = LookupPool {
+    state: Mutex::new(PoolState {
+        queue: VecDeque::new(),
+        threads: 0,
+        idle: 0,
+    }),
+    work: Condvar::new(),
+};
+
+impl LookupPool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // A job runs outside the lock, so a panic never poisons it with
+        // the state half-changed.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `job`, and starts a thread for it if the queue holds more
+    /// jobs than there are idle threads to take them, and fewer than
+    /// [`MAX_LOOKUP_THREADS`] run. (An idle thread counts as idle until it
+    /// takes a job, and a job as queued until taken, so a burst of submits
+    /// sees one idle thread as one, not as one for each.)
+    fn submit(&'static self, job: Job) -> io::Result<()> {
+        let mut state = self.lock();
+        state.queue.push_back(job);
+        if state.idle > 0 {
+            self.work.notify_one();
+        }
+        if state.queue.len() <= state.idle || state.threads >= MAX_LOOKUP_THREADS {
+            return Ok(()); // an idle thread, or a busy one later, takes it
+        }
+        state.threads += 1;
+        drop(state);
+        let started = std::thread::Builder::new()
+            .name("cellio-lookup".into())
+            .spawn(move || self.run_thread());
+        if let Err(e) = started {
+            let mut state = self.lock();
+            state.threads -= 1;
+            if state.threads == 0 {
+                // No thread would ever take it: take it back.
+                state.queue.pop_back();
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot start a thread for a DNS lookup: {e}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A lookup thread: jobs in order until none comes for the keep-alive.
+    fn run_thread(&self) {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.queue.pop_front() {
+                drop(state);
+                job();
+                state = self.lock();
+                continue;
+            }
+            state.idle += 1;
+            let (guard, waited) = self
+                .work
+                .wait_timeout(state, LOOKUP_KEEP_ALIVE)
+                .unwrap_or_else(PoisonError::into_inner);
+            state = guard;
+            state.idle -= 1;
+            if waited.timed_out() && state.queue.is_empty() {
+                state.threads -= 1;
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `query` (a blocking `std` lookup) on a lookup thread and waits for
+/// its answer. A dropped wait leaves the job to finish and its answer
 /// unread.
 async fn look_up<I, Q>(query: Q) -> io::Result<Addresses>
 where
@@ -220,25 +329,17 @@ where
 {
     let answer = Arc::new(Mutex::new(Answer::default()));
     let theirs = Arc::clone(&answer);
-    std::thread::Builder::new()
-        .name("cellio-lookup".into())
-        .spawn(move || {
-            let addresses = query().map(|found| Addresses::many(found.collect()));
-            let waiter = {
-                let mut answer = theirs.lock().unwrap_or_else(PoisonError::into_inner);
-                answer.addresses = Some(addresses);
-                answer.waiter.take()
-            };
-            if let Some(waiter) = waiter {
-                waiter.wake();
-            }
-        })
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot start a thread for a DNS lookup: {e}"),
-            )
-        })?;
+    POOL.submit(Box::new(move || {
+        let addresses = query().map(|found| Addresses::many(found.collect()));
+        let waiter = {
+            let mut answer = theirs.lock().unwrap_or_else(PoisonError::into_inner);
+            answer.addresses = Some(addresses);
+            answer.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }))?;
     poll_fn(|cx| {
         let mut answer = answer.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(addresses) = answer.addresses.take() {
@@ -291,6 +392,41 @@ mod tests {
         assert!(
             during >= 10,
             "the worker ticked {during} times during a 100 ms lookup"
+        );
+    }
+
+    /// 64 lookups at once, each blocking 20 ms: at most
+    /// `MAX_LOOKUP_THREADS` run together (the rest queue), several do run
+    /// together, and every one gets its own answer.
+    #[test]
+    fn a_burst_of_lookups_shares_a_bounded_set_of_threads() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let rt = cellio_runtime::Builder::new().workers(1).build().unwrap();
+        let answers = rt.block_on(async {
+            let lookups: Vec<_> = (0..64u16)
+                .map(|port| {
+                    cellio_runtime::spawn(look_up(move || {
+                        let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+                        MOST.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        RUNNING.fetch_sub(1, Ordering::SeqCst);
+                        Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))].into_iter())
+                    }))
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for lookup in lookups {
+                answers.push(lookup.await.unwrap().unwrap().next().unwrap().port());
+            }
+            answers
+        });
+        assert_eq!(answers, (0..64).collect::<Vec<u16>>());
+        let most = MOST.load(Ordering::SeqCst);
+        assert!(
+            (2..=MAX_LOOKUP_THREADS).contains(&most),
+            "{most} lookups ran at once"
         );
     }
 
