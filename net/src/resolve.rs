@@ -330,7 +330,11 @@ where
     let answer = Arc::new(Mutex::new(Answer::default()));
     let theirs = Arc::clone(&answer);
     POOL.submit(Box::new(move || {
-        let addresses = query().map(|found| Addresses::many(found.collect()));
+        // A panicking lookup must still answer (its waiter would wait for
+        // ever) and must not end the thread (the pool would count it).
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(query))
+            .unwrap_or_else(|_| Err(io::Error::other("cellio: the host-name lookup panicked")));
+        let addresses = found.map(|found| Addresses::many(found.collect()));
         let waiter = {
             let mut answer = theirs.lock().unwrap_or_else(PoisonError::into_inner);
             answer.addresses = Some(addresses);
@@ -428,6 +432,22 @@ mod tests {
             (2..=MAX_LOOKUP_THREADS).contains(&most),
             "{most} lookups ran at once"
         );
+    }
+
+    #[test]
+    fn a_panicking_lookup_is_an_error_and_the_pool_goes_on() {
+        let rt = cellio_runtime::Builder::new().workers(1).build().unwrap();
+        let error = rt
+            .block_on(look_up(|| -> io::Result<std::vec::IntoIter<SocketAddr>> {
+                panic!("a resolver bug")
+            }))
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("lookup panicked"), "{error}");
+        let after = rt.block_on(look_up(|| {
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], 1))].into_iter())
+        }));
+        assert_eq!(after.unwrap().count(), 1);
     }
 
     #[test]
