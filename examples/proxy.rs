@@ -14,7 +14,10 @@
 //!   stream and may still answer), and so does the upstream's.
 //! * `--splice` (Linux): move the bytes through the kernel instead
 //!   (`splice_bidirectional`: socket → pipe → socket, no copy through user
-//!   memory; two pipes, four more descriptors, per connection).
+//!   memory; two pipes, four more descriptors, per connection);
+//!   `--splice-auto`: copy small reads and splice large ones
+//!   (`splice_bidirectional_auto`; a pipe only for a direction that needs
+//!   one).
 //! * `--upstream` may be a host name: it is resolved off the worker, once
 //!   per connection (so a changed DNS answer is picked up).
 //! * `--connect-timeout-ms MS`: an upstream that does not answer in time
@@ -58,8 +61,11 @@ struct Args {
     #[arg(long, default_value_t = 5000)]
     grace_ms: u64,
     /// Move bytes with splice(2) through a pipe per direction (Linux).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "splice_auto")]
     splice: bool,
+    /// Copy small reads and splice large ones, per direction (Linux).
+    #[arg(long)]
+    splice_auto: bool,
 }
 
 /// What every connection task needs.
@@ -68,6 +74,7 @@ struct Route {
     upstream: std::sync::Arc<str>,
     connect_timeout: Duration,
     splice: bool,
+    splice_auto: bool,
 }
 
 /// A worker could not listen: the process exits non-zero.
@@ -91,6 +98,8 @@ async fn proxy(client: TcpStream, peer: SocketAddr, route: Route) {
     let _ = upstream.set_nodelay(true);
     let moved = if route.splice {
         cellio::net::splice_bidirectional(&client, &upstream).await
+    } else if route.splice_auto {
+        cellio::net::splice_bidirectional_auto(&client, &upstream).await
     } else {
         let (mut client, mut upstream) = (TcpIo::new(client), TcpIo::new(upstream));
         copy_bidirectional(&mut client, &mut upstream).await
@@ -154,6 +163,7 @@ fn run(args: &Args) -> std::io::Result<()> {
         upstream: args.upstream.as_str().into(),
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
         splice: args.splice,
+        splice_auto: args.splice_auto,
     };
     let runtime = Builder::new()
         .workers(workers)

@@ -80,6 +80,11 @@ fn every_byte_comes_back_through_the_splicing_proxy_too() {
     echo_through(&["--splice"]);
 }
 
+#[test]
+fn every_byte_comes_back_through_the_adapting_proxy_too() {
+    echo_through(&["--splice-auto"]);
+}
+
 /// 512 KiB through the proxy started with `args` to the echo server and
 /// back, then a half-close.
 fn echo_through(args: &[&str]) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """proxy_compare: messages/s and proxy CPU per proxied message of cellio's proxy example
-copying (`copy_bidirectional`), cellio's proxy splicing (`--splice`: `splice_bidirectional`)
-and tokio current_thread's (`tokio_proxy`: `tokio::io::copy_bidirectional`), between cellio's
+copying (`copy_bidirectional`), cellio's proxy splicing (`--splice`: `splice_bidirectional`),
+cellio's proxy choosing per read (`--splice-auto`: `splice_bidirectional_auto`) and tokio
+current_thread's (`tokio_proxy`: `tokio::io::copy_bidirectional`), between cellio's
 load client and cellio's echo server, under the same closed-loop load (every echo checked byte
 for byte).
 
@@ -33,6 +34,7 @@ PROXIES = {
     "tokio-current": [os.path.join(REL, "tokio_proxy")],
     "cellio-copy": [PROXY],
     "cellio-splice": [PROXY, "--splice"],
+    "cellio-auto": [PROXY, "--splice-auto"],
 }
 ECHO = os.path.join(REL, "examples", "echo_server")
 CLIENT = os.path.join(REL, "examples", "load")
@@ -117,7 +119,7 @@ def main():
         print(f"{name:14s} {rate:9.0f} {user:8.2f} {system:8.2f} {user + system:8.2f} "
               f"{p99:8.1f}")
     t = med["tokio-current"]
-    for name in ("cellio-copy", "cellio-splice"):
+    for name in ("cellio-copy", "cellio-splice", "cellio-auto"):
         c = med[name]
         print(f"{name}: proxy CPU per message {(c[1] + c[2]) / (t[1] + t[2]):.2f}x tokio "
               f"current_thread's (user {c[1] / t[1] if t[1] else float('nan'):.2f}x, "

@@ -74,6 +74,6 @@ pub use copy::{
 pub use resolve::{lookup_host, ToSocketAddrs, LOOKUP_KEEP_ALIVE, MAX_LOOKUP_THREADS};
 pub use stats::OpStats;
 #[cfg(target_os = "linux")]
-pub use stream::{splice_bidirectional, SpliceBidirectional};
+pub use stream::{splice_bidirectional, splice_bidirectional_auto, SpliceBidirectional};
 pub use tcp::{ListenOptions, TcpIo, TcpListener, TcpSocket, TcpStream};
 pub use udp::{UdpIo, UdpSocket};

@@ -161,3 +161,92 @@ fn a_stream_being_spliced_refuses_a_second_reader_and_is_free_again_after() {
     })
     .unwrap();
 }
+
+/// Polls `proxy` (in the same task) while `client` sends `data` and
+/// `server` reads it back, checking every byte.
+async fn through(
+    proxy: &mut std::pin::Pin<Box<impl std::future::Future<Output = io::Result<(u64, u64)>>>>,
+    client: &TcpStream,
+    server: &TcpStream,
+    data: &[u8],
+) -> io::Result<()> {
+    let sender = client.send_all(data);
+    let receiver = async {
+        let mut got = 0;
+        let mut buf = [0u8; 65536];
+        while got < data.len() {
+            assert!(util::poll_once(proxy.as_mut()).await.is_pending());
+            match server.try_recv(&mut buf) {
+                Ok(0) => panic!("end of stream after {got} bytes"),
+                Ok(n) => {
+                    assert_eq!(buf[..n], data[got..got + n], "bytes {got}..");
+                    got += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    cellio_runtime::yield_now().await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        io::Result::Ok(())
+    };
+    let (sent, received) = util::join2(sender, receiver).await;
+    sent.and(received)
+}
+
+#[test]
+fn auto_splices_large_reads_and_copies_small_ones() {
+    run(|| async {
+        let (client, a) = cellio_pair().await?;
+        let (b, server) = cellio_pair().await?;
+        let mut proxy = Box::pin(cellio_net::splice_bidirectional_auto(&a, &b));
+        // Small messages, one at a time: copied, never spliced.
+        for round in 0..20u8 {
+            through(&mut proxy, &client, &server, &[round; 4]).await?;
+        }
+        assert_eq!(proxy.spliced(), (0, 0), "small reads are copied");
+        // A burst: after a read that fills the buffer, the rest is spliced.
+        let burst: Vec<u8> = (0..256 * 1024).map(pattern).collect();
+        through(&mut proxy, &client, &server, &burst).await?;
+        let (spliced, _) = proxy.spliced();
+        assert!(
+            spliced >= 128 * 1024,
+            "only {spliced} bytes of the burst were spliced"
+        );
+        // Small messages again: after one small splice, copied again.
+        for round in 0..20u8 {
+            through(&mut proxy, &client, &server, &[round; 4]).await?;
+        }
+        let (after, _) = proxy.spliced();
+        assert!(
+            after - spliced <= 4,
+            "{} more bytes spliced",
+            after - spliced
+        );
+        Ok::<_, io::Error>(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn auto_passes_every_byte_of_mixed_sizes_both_ways() {
+    run(|| async {
+        let upstream = spawn_echo_server()?;
+        let (client, proxy_in) = cellio_pair().await?;
+        let proxy = spawn_local(async move {
+            let out = TcpStream::connect(upstream).await?;
+            cellio_net::splice_bidirectional_auto(&proxy_in, &out).await
+        });
+        let mut total = 0;
+        for len in [64, 3, 1 << 20, 100, 70_000, 5] {
+            exchange(&client, len).await?;
+            total += len as u64;
+        }
+        client.shutdown(Shutdown::Write)?;
+        let mut rest = [0u8; 16];
+        assert_eq!(client.recv(&mut rest).await?, 0);
+        assert_eq!(proxy.await.unwrap()?, (total, total));
+        Ok::<_, io::Error>(())
+    })
+    .unwrap();
+}

@@ -44,7 +44,7 @@ pub(crate) use ops::recv_whole;
 pub(crate) use ops::try_send_file;
 pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendFile, SendVectored};
 #[cfg(target_os = "linux")]
-pub use splice::{splice_bidirectional, SpliceBidirectional};
+pub use splice::{splice_bidirectional, splice_bidirectional_auto, SpliceBidirectional};
 
 /// The file-sending methods of a stream type (`TcpStream`, `UnixStream`),
 /// written once.

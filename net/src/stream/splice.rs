@@ -1,12 +1,14 @@
 //! [`splice_bidirectional`]: a proxy's two directions moved by the kernel
 //! (Linux `splice(2)`), socket → pipe → socket, so the bytes are never
-//! copied into user space: HAProxy's `option splice-auto`, for a cellio
-//! stream pair.
+//! copied into user space; and [`splice_bidirectional_auto`], which copies
+//! small reads and splices large ones (HAProxy's `option splice-auto`).
 //!
-//! Each direction owns a pipe. It splices what the source has into the
-//! pipe (waiting on the source's receive cell when it has nothing), then
-//! splices the pipe into the destination (waiting on the destination's send
-//! cell while it is full), and only then reads again.
+//! A splicing direction owns a pipe. It splices what the source has into
+//! the pipe (waiting on the source's receive cell when it has nothing),
+//! then splices the pipe into the destination (waiting on the
+//! destination's send cell while it is full), and only then reads again.
+//! A copying direction does the same through its buffer with `recv` and
+//! `send`.
 //!
 //! # Invariants
 //!
@@ -16,10 +18,13 @@
 //!   `EAGAIN` from the splice in means the source is drained (the pipe has
 //!   room), and one from the splice out means the destination is full (the
 //!   pipe has bytes): each waits on the right cell.
-//! * A direction has at most one operation in flight (in or out), on the
-//!   source's receive cell or the destination's send cell; the two
+//! * A direction has at most one read in flight (a receive or a splice in,
+//!   on the source's receive cell) and one write (a send or a splice out,
+//!   on the destination's send cell), never both at once; the two
 //!   directions use the other two cells, so they never meet on one.
-//! * At the source's end of stream, with the pipe empty, the destination's
+//! * A direction switches between copying and splicing only with its
+//!   buffer and its pipe empty, so bytes keep their order.
+//! * At the source's end of stream, with nothing held, the destination's
 //!   sending side is shut down once, and the direction is done.
 
 use std::future::Future;
@@ -30,6 +35,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use crate::op::{Attempt, OpState, Side};
+use crate::stream::ops::{recv_attempt, send_attempt};
 use crate::stream::StreamSocket;
 
 /// The most one splice moves into a pipe: a default pipe's capacity.
@@ -85,35 +91,76 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 /// Where one direction is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
-    Moving,
+    /// Reading into the buffer and writing from it.
+    Copying,
+    /// Splicing through the pipe.
+    Splicing,
+    /// The source ended; the destination's sending side is shut down.
     Done,
 }
 
-/// One direction: its pipe and the operation in flight.
-#[derive(Debug)]
-struct Direction {
-    /// Made at the first poll (so a failure is the future's error).
+/// The copy buffer of [`splice_bidirectional_auto`], per direction. A read
+/// that fills it switches the direction to splicing: more is likely
+/// queued.
+const COPY_BUFFER: usize = 8 * 1024;
+
+/// A splice in of fewer bytes than this switches an adapting direction
+/// back to copying (small reads are cheaper copied: docs/benchmarks.md,
+/// "Proxying").
+const COPY_BELOW: usize = 4096;
+
+/// One direction: its buffer (empty: splice only), its pipe, and the
+/// operations in flight.
+struct Direction<B> {
+    buf: B,
+    /// `buf[written..filled]` is read and not yet written.
+    written: usize,
+    filled: usize,
+    /// Made when the direction first splices (so a failure is the
+    /// future's error).
     pipe: Option<Pipe>,
     /// Bytes in the pipe (module invariants).
     in_pipe: usize,
     /// Bytes delivered to the destination.
     total: u64,
-    /// The splice into the pipe, on the source's receive cell.
-    splice_in: OpState,
-    /// The splice out of the pipe, on the destination's send cell.
-    splice_out: OpState,
+    /// Of those, bytes spliced (the rest were copied).
+    spliced: u64,
+    /// The read (a receive or a splice in), on the source's receive cell.
+    reading: OpState,
+    /// The write (a send or a splice out), on the destination's send cell.
+    writing: OpState,
     stage: Stage,
 }
 
-impl Direction {
-    fn new() -> Self {
+impl<B> std::fmt::Debug for Direction<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direction")
+            .field("stage", &self.stage)
+            .field("held", &(self.filled - self.written + self.in_pipe))
+            .field("total", &self.total)
+            .field("spliced", &self.spliced)
+            .finish()
+    }
+}
+
+impl<B: AsMut<[u8]>> Direction<B> {
+    fn new(mut buf: B) -> Self {
+        let stage = if buf.as_mut().is_empty() {
+            Stage::Splicing
+        } else {
+            Stage::Copying
+        };
         Direction {
+            buf,
+            written: 0,
+            filled: 0,
             pipe: None,
             in_pipe: 0,
             total: 0,
-            splice_in: OpState::new(),
-            splice_out: OpState::new(),
-            stage: Stage::Moving,
+            spliced: 0,
+            reading: OpState::new(),
+            writing: OpState::new(),
+            stage,
         }
     }
 
@@ -123,9 +170,70 @@ impl Direction {
         source: &S,
         destination: &D,
     ) -> Poll<io::Result<u64>> {
-        if self.stage == Stage::Done {
-            return Poll::Ready(Ok(self.total));
+        loop {
+            match self.stage {
+                Stage::Copying => ready!(self.poll_copy(cx, source, destination))?,
+                Stage::Splicing => ready!(self.poll_splice(cx, source, destination))?,
+                Stage::Done => return Poll::Ready(Ok(self.total)),
+            }
         }
+    }
+
+    /// One read into the buffer and the writes that empty it; then the
+    /// direction splices if the read filled the buffer, or is done at the
+    /// end of the stream.
+    fn poll_copy<S: StreamSocket, D: StreamSocket>(
+        &mut self,
+        cx: &mut Context<'_>,
+        source: &S,
+        destination: &D,
+    ) -> Poll<io::Result<()>> {
+        let waker = Some(cx.waker());
+        if self.written == self.filled {
+            let buf = self.buf.as_mut();
+            let received =
+                ready!(self
+                    .reading
+                    .poll(Side::rx(source.registration()), waker, || recv_attempt(
+                        source, buf
+                    ),));
+            self.reading = OpState::new();
+            let n = received?;
+            if n == 0 {
+                return Poll::Ready(self.finish(destination));
+            }
+            (self.written, self.filled) = (0, n);
+        }
+        while self.written < self.filled {
+            let pending = &self.buf.as_mut()[self.written..self.filled];
+            let sent =
+                ready!(self
+                    .writing
+                    .poll(
+                        Side::tx(destination.registration()),
+                        waker,
+                        || send_attempt(destination, pending),
+                    ));
+            self.writing = OpState::new();
+            let n = sent?;
+            self.written += n;
+            self.total += n as u64;
+        }
+        if self.filled == self.buf.as_mut().len() {
+            self.stage = Stage::Splicing;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// One splice into the pipe and the splices that empty it; then an
+    /// adapting direction copies again if that splice was small, and any
+    /// is done at the end of the stream.
+    fn poll_splice<S: StreamSocket, D: StreamSocket>(
+        &mut self,
+        cx: &mut Context<'_>,
+        source: &S,
+        destination: &D,
+    ) -> Poll<io::Result<()>> {
         if self.pipe.is_none() {
             self.pipe = Some(Pipe::new()?);
         }
@@ -135,62 +243,73 @@ impl Direction {
         };
         let (from, to) = (source.as_raw_fd(), destination.as_raw_fd());
         let waker = Some(cx.waker());
-        loop {
-            if self.in_pipe == 0 {
-                let spliced = ready!(self.splice_in.poll(
-                    Side::rx(source.registration()),
-                    waker,
-                    || -> Attempt<usize> { splice(from, pipe_write, CHUNK).map(|n| (n, false)) },
-                ));
-                self.splice_in = OpState::new();
-                match spliced? {
-                    0 => {
-                        // End of stream, and the pipe is empty: pass it on.
-                        destination.shutdown_socket(Shutdown::Write)?;
-                        self.stage = Stage::Done;
-                        return Poll::Ready(Ok(self.total));
-                    }
-                    n => self.in_pipe = n,
+        let mut spliced_in = None;
+        if self.in_pipe == 0 {
+            let spliced = ready!(self.reading.poll(
+                Side::rx(source.registration()),
+                waker,
+                || -> Attempt<usize> { splice(from, pipe_write, CHUNK).map(|n| (n, false)) },
+            ));
+            self.reading = OpState::new();
+            match spliced? {
+                0 => return Poll::Ready(self.finish(destination)),
+                n => {
+                    self.in_pipe = n;
+                    spliced_in = Some(n);
                 }
-            }
-            while self.in_pipe > 0 {
-                let left = self.in_pipe;
-                let spliced = ready!(self.splice_out.poll(
-                    Side::tx(destination.registration()),
-                    waker,
-                    || -> Attempt<usize> {
-                        match splice(pipe_read, to, left) {
-                            Ok(n) => Ok((n, false)),
-                            Err(e) => {
-                                if e.kind() == io::ErrorKind::WouldBlock {
-                                    // The destination is full (the pipe is
-                                    // not empty): wait for room, which
-                                    // needs write interest.
-                                    destination.arm_writable()?;
-                                }
-                                Err(e)
-                            }
-                        }
-                    },
-                ));
-                self.splice_out = OpState::new();
-                let n = spliced?;
-                if n == 0 {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "cellio: splice moved no bytes to the destination",
-                    )));
-                }
-                self.in_pipe -= n;
-                self.total += n as u64;
             }
         }
+        while self.in_pipe > 0 {
+            let left = self.in_pipe;
+            let spliced = ready!(self.writing.poll(
+                Side::tx(destination.registration()),
+                waker,
+                || -> Attempt<usize> {
+                    match splice(pipe_read, to, left) {
+                        Ok(n) => Ok((n, false)),
+                        Err(e) => {
+                            if e.kind() == io::ErrorKind::WouldBlock {
+                                // The destination is full (the pipe is not
+                                // empty): wait for room, which needs write
+                                // interest.
+                                destination.arm_writable()?;
+                            }
+                            Err(e)
+                        }
+                    }
+                },
+            ));
+            self.writing = OpState::new();
+            let n = spliced?;
+            if n == 0 {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "cellio: splice moved no bytes to the destination",
+                )));
+            }
+            self.in_pipe -= n;
+            self.total += n as u64;
+            self.spliced += n as u64;
+        }
+        let adapts = !self.buf.as_mut().is_empty();
+        if adapts && spliced_in.is_some_and(|n| n < COPY_BELOW) {
+            self.stage = Stage::Copying;
+        }
+        Poll::Ready(Ok(()))
     }
 
+    /// End of stream with nothing held: passes it on, once.
+    fn finish<D: StreamSocket>(&mut self, destination: &D) -> io::Result<()> {
+        self.stage = Stage::Done;
+        destination.shutdown_socket(Shutdown::Write)
+    }
+}
+
+impl<B> Direction<B> {
     /// Releases the reservation of an operation dropped in flight.
     fn cancel<S: StreamSocket, D: StreamSocket>(&mut self, source: &S, destination: &D) {
-        self.splice_in.cancel(|| source.registration().rx());
-        self.splice_out.cancel(|| destination.registration().tx());
+        self.reading.cancel(|| source.registration().rx());
+        self.writing.cancel(|| destination.registration().tx());
     }
 }
 
@@ -234,23 +353,67 @@ pub fn splice_bidirectional<'a, A: StreamSocket, B: StreamSocket>(
     SpliceBidirectional {
         a,
         b,
-        a_to_b: Direction::new(),
-        b_to_a: Direction::new(),
+        a_to_b: Direction::new([]),
+        b_to_a: Direction::new([]),
     }
 }
 
-/// Future of [`splice_bidirectional`]: `(a_to_b, b_to_a)`, the bytes moved
-/// each way.
-#[must_use = "futures do nothing unless polled"]
-#[derive(Debug)]
-pub struct SpliceBidirectional<'a, A: StreamSocket, B: StreamSocket> {
+/// [`splice_bidirectional`] that copies small reads and splices large
+/// ones, per direction (HAProxy's `splice-auto`): each direction starts
+/// copying through an 8 KiB buffer inside the future, switches to
+/// splicing when a read fills the buffer (more is likely queued), and back
+/// to copying when a splice brings less than 4 KiB. Switches happen only
+/// with nothing held, so bytes keep their order. Measured through a proxy,
+/// it keeps the copy's cost on small messages and the splice's on large
+/// ones (docs/benchmarks.md, "Proxying"). Linux only.
+///
+/// A direction that never reads a full buffer never makes its pipe.
+///
+/// # Examples
+///
+/// ```no_run
+/// use cellio_net::{splice_bidirectional_auto, TcpStream};
+///
+/// async fn join(client: TcpStream, server: TcpStream) -> std::io::Result<(u64, u64)> {
+///     splice_bidirectional_auto(&client, &server).await
+/// }
+/// ```
+pub fn splice_bidirectional_auto<'a, A: StreamSocket, B: StreamSocket>(
     a: &'a A,
     b: &'a B,
-    a_to_b: Direction,
-    b_to_a: Direction,
+) -> SpliceBidirectional<'a, A, B, [u8; COPY_BUFFER]> {
+    SpliceBidirectional {
+        a,
+        b,
+        a_to_b: Direction::new([0; COPY_BUFFER]),
+        b_to_a: Direction::new([0; COPY_BUFFER]),
+    }
 }
 
-impl<A: StreamSocket, B: StreamSocket> Future for SpliceBidirectional<'_, A, B> {
+/// Future of [`splice_bidirectional`] and [`splice_bidirectional_auto`]:
+/// `(a_to_b, b_to_a)`, the bytes moved each way.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct SpliceBidirectional<'a, A: StreamSocket, B: StreamSocket, Buf = [u8; 0]> {
+    a: &'a A,
+    b: &'a B,
+    a_to_b: Direction<Buf>,
+    b_to_a: Direction<Buf>,
+}
+
+impl<A: StreamSocket, B: StreamSocket, Buf> SpliceBidirectional<'_, A, B, Buf> {
+    /// Of the bytes moved so far, how many were spliced each way,
+    /// `(a_to_b, b_to_a)` (the rest were copied): all of them with
+    /// [`splice_bidirectional`], those of large reads with
+    /// [`splice_bidirectional_auto`].
+    pub fn spliced(&self) -> (u64, u64) {
+        (self.a_to_b.spliced, self.b_to_a.spliced)
+    }
+}
+
+impl<A: StreamSocket, B: StreamSocket, Buf: AsMut<[u8]> + Unpin> Future
+    for SpliceBidirectional<'_, A, B, Buf>
+{
     type Output = io::Result<(u64, u64)>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -264,7 +427,7 @@ impl<A: StreamSocket, B: StreamSocket> Future for SpliceBidirectional<'_, A, B> 
     }
 }
 
-impl<A: StreamSocket, B: StreamSocket> Drop for SpliceBidirectional<'_, A, B> {
+impl<A: StreamSocket, B: StreamSocket, Buf> Drop for SpliceBidirectional<'_, A, B, Buf> {
     fn drop(&mut self) {
         self.a_to_b.cancel(self.a, self.b);
         self.b_to_a.cancel(self.b, self.a);
