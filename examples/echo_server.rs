@@ -45,12 +45,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use accept_backoff::{out_of_resources, Starved};
-use cellio::runtime::{
-    sleep, spawn_local_on, spawn_on, until_shutdown, RuntimeHandle, Sleep, WorkerMetrics,
-};
+use accept_backoff::accept_until_shutdown;
+use cellio::runtime::{sleep, spawn_local_on, spawn_on, RuntimeHandle, Sleep, WorkerMetrics};
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
+use cli::context;
 
 #[derive(Parser, Debug)]
 #[command(about = "cellio echo server: echoes every byte back to its sender")]
@@ -321,62 +320,30 @@ async fn io_until_idle(io: &mut TcpIo, buf: &mut [u8], idle: Duration) -> std::i
 /// workers (hand-off mode) connections are dealt round-robin to them.
 async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
     let mut next = 0;
-    let mut starved = Starved::new("echo_server");
-    while let Some(accepted) = until_shutdown(listener.accept()).await {
-        match accepted {
-            Ok((stream, _peer)) => {
-                starved.recovered();
-                if deal_to > 1 {
-                    next = (next + 1) % deal_to;
-                }
-                if next == 0 {
-                    start(Incoming::Accepted(stream), serving, None);
-                    continue;
-                }
-                // Leave this reactor; the chosen worker registers it with
-                // its own.
-                match stream.into_std() {
-                    Ok(stream) => start(Incoming::HandedOff(stream), serving, Some(next)),
-                    Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
-                }
-            }
-            // Out of file descriptors (or buffers, or memory): every accept
-            // fails until something is freed, so back off instead of
-            // spinning. The connections wait in the listen backlog.
-            Err(e) if out_of_resources(&e) => {
-                let pause = starved.failed(&e);
-                if until_shutdown(sleep(pause)).await.is_none() {
-                    return;
-                }
-            }
-            // A connection reset before we took it...: this one is lost,
-            // the next accept may well succeed.
-            Err(e) => {
-                eprintln!("echo_server: accept failed: {e}");
-                cellio::yield_now().await;
-            }
+    let deal = |(stream, _peer): (TcpStream, SocketAddr)| {
+        if deal_to > 1 {
+            next = (next + 1) % deal_to;
         }
-    }
-}
-
-/// `e` with what was being done when it happened.
-fn context(what: &str, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("{what}: {e}"))
+        if next == 0 {
+            return start(Incoming::Accepted(stream), serving, None);
+        }
+        // Leave this reactor; the chosen worker registers it with its own.
+        match stream.into_std() {
+            Ok(stream) => start(Incoming::HandedOff(stream), serving, Some(next)),
+            Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
+        }
+    };
+    accept_until_shutdown("echo_server", || listener.accept(), deal).await;
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code("echo_server", run(&Args::parse()))
 }
 
 #[path = "common/accept_backoff.rs"]
 mod accept_backoff;
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/open_files.rs"]
 mod open_files;
 #[path = "common/shutdown_signals.rs"]

@@ -36,11 +36,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use accept_backoff::{out_of_resources, Starved};
+use accept_backoff::accept_until_shutdown;
 use cellio::net::copy_bidirectional;
-use cellio::runtime::{sleep, spawn_on, timeout, until_shutdown, RuntimeHandle};
+use cellio::runtime::{spawn_on, timeout, RuntimeHandle};
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
+use cli::context;
 
 #[derive(Parser, Debug)]
 #[command(about = "cellio TCP proxy: joins each client to a connection to the upstream")]
@@ -112,45 +113,24 @@ async fn proxy(client: TcpStream, peer: SocketAddr, route: Route) {
 
 /// Accepts until shutdown begins, one task per connection.
 async fn serve(listener: TcpListener, route: Route) {
-    let mut starved = Starved::new("proxy");
-    while let Some(accepted) = until_shutdown(listener.accept()).await {
-        match accepted {
-            Ok((client, peer)) => {
-                starved.recovered();
-                spawn_local(proxy(client, peer, route.clone()));
-            }
-            Err(e) if out_of_resources(&e) => {
-                let pause = starved.failed(&e);
-                if until_shutdown(sleep(pause)).await.is_none() {
-                    return;
-                }
-            }
-            Err(e) => {
-                eprintln!("proxy: accept failed: {e}");
-                cellio::yield_now().await;
-            }
-        }
-    }
-}
-
-/// `e` with what was being done when it happened.
-fn context(what: &str, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("{what}: {e}"))
+    accept_until_shutdown(
+        "proxy",
+        || listener.accept(),
+        |(client, peer)| {
+            spawn_local(proxy(client, peer, route.clone()));
+        },
+    )
+    .await;
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("proxy: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code("proxy", run(&Args::parse()))
 }
 
 #[path = "common/accept_backoff.rs"]
 mod accept_backoff;
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/open_files.rs"]
 mod open_files;
 #[path = "common/shutdown_signals.rs"]

@@ -36,6 +36,7 @@ use cellio::net::udp::{
 use cellio::runtime::{spawn_local_on, until_shutdown};
 use cellio::Runtime;
 use clap::Parser;
+use cli::context;
 
 /// Command-line flags.
 #[derive(Parser, Debug)]
@@ -157,6 +158,8 @@ fn bind(
     Ok(socket)
 }
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
 
@@ -202,18 +205,6 @@ fn run(args: &Args) -> std::io::Result<()> {
     })
 }
 
-/// `e` with what was being done when it happened.
-fn context(what: &str, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("{what}: {e}"))
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("udp_echo_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code("udp_echo_server", run(&Args::parse()))
 }

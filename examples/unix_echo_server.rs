@@ -32,14 +32,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use accept_backoff::{out_of_resources, Starved};
-use cellio::runtime::{sleep, until_shutdown};
+use accept_backoff::accept_until_shutdown;
 use cellio::unix::{UnixIo, UnixListener, UnixStream};
 use cellio::{spawn, spawn_local, Runtime};
 use clap::Parser;
+use cli::context;
 
 #[path = "common/accept_backoff.rs"]
 mod accept_backoff;
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/open_files.rs"]
 mod open_files;
 #[path = "common/shutdown_signals.rs"]
@@ -142,46 +144,21 @@ fn run(args: &Args) -> io::Result<()> {
         let listener = UnixListener::bind(&args.path)
             .map_err(|e| context(&format!("cannot bind {}", args.path.display()), e))?;
         println!("listening on {}", args.path.display());
-        let mut starved = Starved::new("unix_echo_server");
-        loop {
-            let Some(accepted) = until_shutdown(listener.accept()).await else {
-                return io::Result::Ok(()); // shutting down
-            };
-            let (stream, _peer) = match accepted {
-                Ok(accepted) => {
-                    starved.recovered();
-                    accepted
-                }
-                // Out of descriptors (or another resource): back off, as
-                // the TCP echo server does; the clients wait in the queue.
-                Err(e) if out_of_resources(&e) => {
-                    let pause = starved.failed(&e);
-                    if until_shutdown(sleep(pause)).await.is_none() {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                // A client gone before we took it: the next may be fine.
-                Err(e) => {
-                    eprintln!("unix_echo_server: accept failed: {e}");
-                    cellio::yield_now().await;
-                    continue;
-                }
-            };
-            // A peer that goes away mid-echo (a reset, a broken pipe) is
-            // the peer's business: not worth a line each.
-            let report = |result: io::Result<()>| {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            };
-            match api {
-                Api::Futures => drop(spawn(async move { report(connection(stream).await) })),
-                Api::Poll => drop(spawn_local(
-                    async move { report(connection_io(stream).await) },
-                )),
+        // A peer that goes away mid-echo (a reset, a broken pipe) is the
+        // peer's business: not worth a line each.
+        let report = |result: io::Result<()>| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
             }
-        }
+        };
+        let serve = |(stream, _peer)| match api {
+            Api::Futures => drop(spawn(async move { report(connection(stream).await) })),
+            Api::Poll => drop(spawn_local(
+                async move { report(connection_io(stream).await) },
+            )),
+        };
+        accept_until_shutdown("unix_echo_server", || listener.accept(), serve).await;
+        io::Result::Ok(())
     });
     runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
     let removed = std::fs::remove_file(&args.path);
@@ -189,18 +166,6 @@ fn run(args: &Args) -> io::Result<()> {
     removed.map_err(|e| context(&format!("cannot remove {}", args.path.display()), e))
 }
 
-/// `e` with what was being done when it happened.
-fn context(what: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{what}: {e}"))
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("unix_echo_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code("unix_echo_server", run(&Args::parse()))
 }

@@ -21,19 +21,7 @@ use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_
 #[path = "util/echo_rounds.rs"]
 mod echo_rounds;
 
-use echo_rounds::{all_clients, connections, CONNECTIONS, MESSAGE};
-
-/// The upstream server: echoes until the peer closes.
-async fn echo(stream: TcpStream) -> std::io::Result<()> {
-    let mut buf = [0u8; MESSAGE];
-    loop {
-        let n = stream.recv(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        stream.send_all(&buf[..n]).await?;
-    }
-}
+use echo_rounds::{all_clients, connections, echo, CONNECTIONS, MESSAGE};
 
 /// Joins each client's server side to a connection to the echo server,
 /// by copying, or by splicing if `splice`.

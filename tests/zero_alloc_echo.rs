@@ -19,21 +19,7 @@ use counting_alloc::{assert_counter_works, start_counting, stop_counting};
 #[path = "util/echo_rounds.rs"]
 mod echo_rounds;
 
-use echo_rounds::{all_clients, connections, CONNECTIONS, MESSAGE};
-
-/// Server side: echo until the peer closes. The buffer holds exactly one
-/// message, so when two are queued the second `recv` finds its data already
-/// buffered.
-async fn echo(stream: Arc<TcpStream>) -> std::io::Result<()> {
-    let mut buf = [0u8; MESSAGE];
-    loop {
-        let n = stream.recv(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        stream.send_all(&buf[..n]).await?;
-    }
-}
+use echo_rounds::{all_clients, connections, echo, CONNECTIONS};
 
 fn total(servers: &[Arc<TcpStream>]) -> OpStats {
     servers.iter().fold(OpStats::default(), |sum, s| {

@@ -85,3 +85,38 @@ impl Starved {
         (self.failures, self.told) = (0, false);
     }
 }
+
+/// Accepts with `accept` until the runtime's shutdown begins, handing each
+/// connection to `serve`. Out of resources, it backs off ([`Starved`]);
+/// any other failure (a client gone before it was taken) is reported and
+/// the loop yields once, since the next accept may well succeed.
+pub async fn accept_until_shutdown<T, A, F>(
+    program: &'static str,
+    mut accept: A,
+    mut serve: impl FnMut(T),
+) where
+    A: FnMut() -> F,
+    F: std::future::Future<Output = std::io::Result<T>>,
+{
+    use cellio::runtime::{sleep, until_shutdown};
+    let mut starved = Starved::new(program);
+    while let Some(accepted) = until_shutdown(accept()).await {
+        match accepted {
+            Ok(connection) => {
+                starved.recovered();
+                serve(connection);
+            }
+            // The connections wait in the listen backlog meanwhile.
+            Err(e) if out_of_resources(&e) => {
+                let pause = starved.failed(&e);
+                if until_shutdown(sleep(pause)).await.is_none() {
+                    return;
+                }
+            }
+            Err(e) => {
+                eprintln!("{program}: accept failed: {e}");
+                cellio::yield_now().await;
+            }
+        }
+    }
+}

@@ -149,7 +149,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     where
         F: FnMut(&T) -> io::Result<R>,
     {
-        ReadWith {
+        WithIo {
             fd: self,
             io: read,
             op: OpState::new(),
@@ -163,7 +163,7 @@ impl<T: AsRawFd> AsyncFd<T> {
     where
         F: FnMut(&T) -> io::Result<R>,
     {
-        WriteWith {
+        WithIo {
             fd: self,
             io: write,
             op: OpState::new(),
@@ -215,68 +215,47 @@ fn is_nonblocking(fd: RawFd) -> io::Result<bool> {
     Ok(flags & libc::O_NONBLOCK != 0)
 }
 
-/// Future of [`AsyncFd::read_with`]: what the closure returned.
+/// Future of [`AsyncFd::read_with`] (`WRITE` false) and
+/// [`AsyncFd::write_with`] (`WRITE` true): what the closure returned.
 #[must_use = "futures do nothing unless polled"]
-pub struct ReadWith<'a, T: AsRawFd, F> {
+pub struct WithIo<'a, T: AsRawFd, F, const WRITE: bool> {
     fd: &'a AsyncFd<T>,
     io: F,
     op: OpState,
 }
+
+/// Future of [`AsyncFd::read_with`]: what the closure returned.
+pub type ReadWith<'a, T, F> = WithIo<'a, T, F, false>;
 
 /// Future of [`AsyncFd::write_with`]: what the closure returned.
-#[must_use = "futures do nothing unless polled"]
-pub struct WriteWith<'a, T: AsRawFd, F> {
-    fd: &'a AsyncFd<T>,
-    io: F,
-    op: OpState,
-}
+pub type WriteWith<'a, T, F> = WithIo<'a, T, F, true>;
 
-impl<T: AsRawFd, F, R> ReadWith<'_, T, F>
+impl<T: AsRawFd, F, R, const WRITE: bool> WithIo<'_, T, F, WRITE>
 where
     F: FnMut(&T) -> io::Result<R>,
 {
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<R>> {
         let (fd, io) = (self.fd, &mut self.io);
         let inner = fd.get_ref();
-        self.op
-            .poll(Side::rx(&fd.registration), waker, || -> Attempt<R> {
-                io(inner).map(|value| (value, false))
-            })
-    }
-
-    /// Runs the closure now, without waiting: `Some(result)` if it
-    /// completed, `None` if it would have to wait (then `.await` the
-    /// future).
-    pub fn try_complete(&mut self) -> Option<io::Result<R>> {
-        match self.poll_with(None) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
-        }
-    }
-}
-
-impl<T: AsRawFd, F, R> WriteWith<'_, T, F>
-where
-    F: FnMut(&T) -> io::Result<R>,
-{
-    fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<R>> {
-        let (fd, io) = (self.fd, &mut self.io);
-        let inner = fd.get_ref();
-        self.op
-            .poll(Side::tx(&fd.registration), waker, || -> Attempt<R> {
-                match io(inner) {
-                    Ok(value) => Ok((value, false)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // Before parking: the edge that wakes it needs
-                        // write interest (module invariants).
-                        let raw = inner.as_raw_fd();
-                        fd.registration
-                            .arm_writable(&mut mio::unix::SourceFd(&raw))?;
-                        Err(e)
-                    }
-                    Err(e) => Err(e),
+        let side = if WRITE {
+            Side::tx(&fd.registration)
+        } else {
+            Side::rx(&fd.registration)
+        };
+        self.op.poll(side, waker, || -> Attempt<R> {
+            match io(inner) {
+                Ok(value) => Ok((value, false)),
+                Err(e) if WRITE && e.kind() == io::ErrorKind::WouldBlock => {
+                    // Before parking: the edge that wakes a write needs
+                    // write interest (module invariants).
+                    let raw = inner.as_raw_fd();
+                    fd.registration
+                        .arm_writable(&mut mio::unix::SourceFd(&raw))?;
+                    Err(e)
                 }
-            })
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Runs the closure now, without waiting: `Some(result)` if it
@@ -292,10 +271,9 @@ where
 
 // `Unpin` whatever `F` is: the closure is called through `&mut`, never
 // pinned.
-impl<T: AsRawFd, F> Unpin for ReadWith<'_, T, F> {}
-impl<T: AsRawFd, F> Unpin for WriteWith<'_, T, F> {}
+impl<T: AsRawFd, F, const WRITE: bool> Unpin for WithIo<'_, T, F, WRITE> {}
 
-impl<T: AsRawFd, F, R> Future for ReadWith<'_, T, F>
+impl<T: AsRawFd, F, R, const WRITE: bool> Future for WithIo<'_, T, F, WRITE>
 where
     F: FnMut(&T) -> io::Result<R>,
 {
@@ -306,37 +284,22 @@ where
     }
 }
 
-impl<T: AsRawFd, F, R> Future for WriteWith<'_, T, F>
-where
-    F: FnMut(&T) -> io::Result<R>,
-{
-    type Output = io::Result<R>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().poll_with(Some(cx.waker()))
-    }
-}
-
-impl<T: AsRawFd, F> Drop for ReadWith<'_, T, F> {
+impl<T: AsRawFd, F, const WRITE: bool> Drop for WithIo<'_, T, F, WRITE> {
     fn drop(&mut self) {
-        self.op.cancel(|| self.fd.registration.rx());
+        let registration = &self.fd.registration;
+        self.op.cancel(|| {
+            if WRITE {
+                registration.tx()
+            } else {
+                registration.rx()
+            }
+        });
     }
 }
 
-impl<T: AsRawFd, F> Drop for WriteWith<'_, T, F> {
-    fn drop(&mut self) {
-        self.op.cancel(|| self.fd.registration.tx());
-    }
-}
-
-impl<T: AsRawFd, F> fmt::Debug for ReadWith<'_, T, F> {
+impl<T: AsRawFd, F, const WRITE: bool> fmt::Debug for WithIo<'_, T, F, WRITE> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadWith").field("op", &self.op).finish()
-    }
-}
-
-impl<T: AsRawFd, F> fmt::Debug for WriteWith<'_, T, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WriteWith").field("op", &self.op).finish()
+        let name = if WRITE { "WriteWith" } else { "ReadWith" };
+        f.debug_struct(name).field("op", &self.op).finish()
     }
 }

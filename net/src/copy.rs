@@ -194,11 +194,7 @@ where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    OneWayCopy {
-        reader,
-        writer,
-        direction: Direction::new([0; COPY_BUFFER_SIZE]),
-    }
+    OneWayCopy::new(reader, writer, [0; COPY_BUFFER_SIZE])
 }
 
 /// [`copy`] through the caller's `buffer` (any length from one byte up),
@@ -216,11 +212,7 @@ where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    OneWayCopy {
-        reader,
-        writer,
-        direction: Direction::new(buffer),
-    }
+    OneWayCopy::new(reader, writer, buffer)
 }
 
 /// Future of [`copy`] and [`copy_with_buffer`]: the bytes copied.
@@ -230,6 +222,16 @@ pub struct OneWayCopy<'a, R: ?Sized, W: ?Sized, Buf = [u8; COPY_BUFFER_SIZE]> {
     reader: &'a mut R,
     writer: &'a mut W,
     direction: Direction<Buf>,
+}
+
+impl<'a, R: ?Sized, W: ?Sized, Buf: AsMut<[u8]>> OneWayCopy<'a, R, W, Buf> {
+    fn new(reader: &'a mut R, writer: &'a mut W, buf: Buf) -> Self {
+        OneWayCopy {
+            reader,
+            writer,
+            direction: Direction::new(buf),
+        }
+    }
 }
 
 impl<R, W, Buf> Future for OneWayCopy<'_, R, W, Buf>
@@ -288,12 +290,7 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    TwoWayCopy {
-        a,
-        b,
-        a_to_b: Direction::new([0; COPY_BUFFER_SIZE]),
-        b_to_a: Direction::new([0; COPY_BUFFER_SIZE]),
-    }
+    TwoWayCopy::new(a, b, [0; COPY_BUFFER_SIZE], [0; COPY_BUFFER_SIZE])
 }
 
 /// [`copy_bidirectional`] through the caller's buffers, one per direction
@@ -314,12 +311,7 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    TwoWayCopy {
-        a,
-        b,
-        a_to_b: Direction::new(a_to_b),
-        b_to_a: Direction::new(b_to_a),
-    }
+    TwoWayCopy::new(a, b, a_to_b, b_to_a)
 }
 
 /// Future of [`copy_bidirectional`] and
@@ -332,6 +324,17 @@ pub struct TwoWayCopy<'a, A: ?Sized, B: ?Sized, Buf = [u8; COPY_BUFFER_SIZE]> {
     b: &'a mut B,
     a_to_b: Direction<Buf>,
     b_to_a: Direction<Buf>,
+}
+
+impl<'a, A: ?Sized, B: ?Sized, Buf: AsMut<[u8]>> TwoWayCopy<'a, A, B, Buf> {
+    fn new(a: &'a mut A, b: &'a mut B, a_to_b: Buf, b_to_a: Buf) -> Self {
+        TwoWayCopy {
+            a,
+            b,
+            a_to_b: Direction::new(a_to_b),
+            b_to_a: Direction::new(b_to_a),
+        }
+    }
 }
 
 impl<A, B, Buf> Future for TwoWayCopy<'_, A, B, Buf>

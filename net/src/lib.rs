@@ -66,7 +66,7 @@ pub mod tcp;
 pub mod udp;
 pub mod unix;
 
-pub use async_fd::{AsyncFd, ReadWith, WriteWith};
+pub use async_fd::{AsyncFd, ReadWith, WithIo, WriteWith};
 pub use copy::{
     copy, copy_bidirectional, copy_bidirectional_with_buffers, copy_with_buffer, OneWayCopy,
     TwoWayCopy, COPY_BUFFER_SIZE,

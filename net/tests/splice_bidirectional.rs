@@ -1,103 +1,46 @@
-//! `splice_bidirectional` (Linux): a proxy whose bytes move through the
-//! kernel passes every byte both ways in order, passes a half-close
-//! through each way on its own, works between TCP and Unix streams, and
-//! ends with an error (not a hang) when a side is reset.
+//! `splice_bidirectional` and `splice_bidirectional_auto` (Linux): a proxy
+//! whose bytes move through the kernel passes the scenarios of
+//! `util::proxying` (every byte both ways in order, a half-close each way
+//! on its own, an error on a reset), works between TCP and Unix streams,
+//! holds the streams' cells while it waits, and the adapting one splices
+//! large reads and copies small ones.
 #![cfg(target_os = "linux")]
 
 mod util;
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 
 use cellio_net::unix::UnixStream;
-use cellio_net::{splice_bidirectional, TcpStream};
+use cellio_net::{splice_bidirectional, splice_bidirectional_auto, TcpStream};
 use cellio_runtime::spawn_local;
-use util::{cellio_pair, pattern, run, spawn_echo_server, std_peer};
+use util::proxying::{self, Joined};
+use util::{cellio_pair, pattern, run, spawn_echo_server};
 
-/// Sends `len` patterned bytes on `client` while reading them back, and
-/// checks each one.
-async fn exchange(client: &TcpStream, len: usize) -> io::Result<()> {
-    let sender = async {
-        let mut out = [0u8; 4096];
-        let mut sent = 0;
-        while sent < len {
-            let n = out.len().min(len - sent);
-            for (i, byte) in out[..n].iter_mut().enumerate() {
-                *byte = pattern(sent + i);
-            }
-            client.send_all(&out[..n]).await?;
-            sent += n;
-        }
-        io::Result::Ok(())
-    };
-    let receiver = async {
-        let mut back = [0u8; 4096];
-        let mut got = 0;
-        while got < len {
-            let n = client.recv(&mut back).await?;
-            assert_ne!(n, 0, "end of stream after {got} of {len} bytes");
-            for (i, &byte) in back[..n].iter().enumerate() {
-                assert_eq!(byte, pattern(got + i), "byte {} corrupted", got + i);
-            }
-            got += n;
-        }
-        io::Result::Ok(())
-    };
-    let (sent, received) = util::join2(sender, receiver).await;
-    sent.and(received)
+/// `splice_bidirectional`, as a joining function.
+fn splicing(a: TcpStream, b: TcpStream) -> Joined {
+    Box::pin(async move { splice_bidirectional(&a, &b).await })
+}
+
+/// `splice_bidirectional_auto`, as a joining function.
+fn auto(a: TcpStream, b: TcpStream) -> Joined {
+    Box::pin(async move { splice_bidirectional_auto(&a, &b).await })
 }
 
 #[test]
 fn a_spliced_proxy_passes_every_byte_both_ways_and_ends_when_both_sides_close() {
-    run(|| async {
-        let upstream = spawn_echo_server()?;
-        let (client, proxy_in) = cellio_pair().await?;
-        let proxy = spawn_local(async move {
-            let out = TcpStream::connect(upstream).await?;
-            splice_bidirectional(&proxy_in, &out).await
-        });
-        let len = 4 << 20;
-        exchange(&client, len).await?;
-        client.shutdown(Shutdown::Write)?;
-        let mut rest = [0u8; 16];
-        assert_eq!(client.recv(&mut rest).await?, 0);
-        assert_eq!(proxy.await.unwrap()?, (len as u64, len as u64));
-        Ok::<_, io::Error>(())
-    })
-    .unwrap();
+    run(|| proxying::echoes_every_byte(splicing, &[4 << 20])).unwrap();
 }
 
 #[test]
 fn a_half_close_passes_through_while_the_other_direction_goes_on() {
-    run(|| async {
-        let (client, proxy_in) = cellio_pair().await?;
-        let (proxy_out, mut server) = std_peer().await?;
-        let proxy = spawn_local(async move { splice_bidirectional(&proxy_in, &proxy_out).await });
-        client.send_all(b"request").await?;
-        client.shutdown(Shutdown::Write)?;
-        let server = std::thread::spawn(move || {
-            let mut request = Vec::new();
-            server.read_to_end(&mut request)?;
-            server.write_all(b"first part, ")?;
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            server.write_all(b"second part")?;
-            io::Result::Ok(request)
-        });
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 64];
-        loop {
-            let n = client.recv(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            answer.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(answer, b"first part, second part");
-        assert_eq!(server.join().unwrap()?, b"request");
-        assert_eq!(proxy.await.unwrap()?, (7, 23));
-        Ok::<_, io::Error>(())
-    })
-    .unwrap();
+    run(|| proxying::passes_a_half_close(splicing)).unwrap();
+    run(|| proxying::passes_a_half_close(auto)).unwrap();
+}
+
+#[test]
+fn a_reset_side_ends_the_splice_with_an_error() {
+    run(|| proxying::ends_with_a_reset(splicing)).unwrap();
+    run(|| proxying::ends_with_a_reset(auto)).unwrap();
 }
 
 #[test]
@@ -111,30 +54,7 @@ fn tcp_to_unix_and_back() {
             splice_bidirectional(&unix_b, &out).await
         });
         let proxy = spawn_local(async move { splice_bidirectional(&proxy_in, &unix_a).await });
-        let len = 1 << 20;
-        exchange(&client, len).await?;
-        client.shutdown(Shutdown::Write)?;
-        let mut rest = [0u8; 16];
-        assert_eq!(client.recv(&mut rest).await?, 0);
-        let len = len as u64;
-        assert_eq!(proxy.await.unwrap()?, (len, len));
-        assert_eq!(forwarder.await.unwrap()?, (len, len));
-        Ok::<_, io::Error>(())
-    })
-    .unwrap();
-}
-
-#[test]
-fn a_reset_side_ends_the_splice_with_an_error() {
-    run(|| async {
-        let (client, proxy_in) = cellio_pair().await?;
-        let (proxy_out, server) = std_peer().await?;
-        let proxy = spawn_local(async move { splice_bidirectional(&proxy_in, &proxy_out).await });
-        client.send_all(b"hello").await?;
-        socket2::SockRef::from(&server).set_linger(Some(std::time::Duration::ZERO))?;
-        drop(server);
-        let error = proxy.await.unwrap().unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
+        proxying::exchange_then_close(&client, &[1 << 20], vec![proxy, forwarder]).await?;
         Ok::<_, io::Error>(())
     })
     .unwrap();
@@ -199,7 +119,7 @@ fn auto_splices_large_reads_and_copies_small_ones() {
     run(|| async {
         let (client, a) = cellio_pair().await?;
         let (b, server) = cellio_pair().await?;
-        let mut proxy = Box::pin(cellio_net::splice_bidirectional_auto(&a, &b));
+        let mut proxy = Box::pin(splice_bidirectional_auto(&a, &b));
         // Small messages, one at a time: copied, never spliced.
         for round in 0..20u8 {
             through(&mut proxy, &client, &server, &[round; 4]).await?;
@@ -230,23 +150,5 @@ fn auto_splices_large_reads_and_copies_small_ones() {
 
 #[test]
 fn auto_passes_every_byte_of_mixed_sizes_both_ways() {
-    run(|| async {
-        let upstream = spawn_echo_server()?;
-        let (client, proxy_in) = cellio_pair().await?;
-        let proxy = spawn_local(async move {
-            let out = TcpStream::connect(upstream).await?;
-            cellio_net::splice_bidirectional_auto(&proxy_in, &out).await
-        });
-        let mut total = 0;
-        for len in [64, 3, 1 << 20, 100, 70_000, 5] {
-            exchange(&client, len).await?;
-            total += len as u64;
-        }
-        client.shutdown(Shutdown::Write)?;
-        let mut rest = [0u8; 16];
-        assert_eq!(client.recv(&mut rest).await?, 0);
-        assert_eq!(proxy.await.unwrap()?, (total, total));
-        Ok::<_, io::Error>(())
-    })
-    .unwrap();
+    run(|| proxying::echoes_every_byte(auto, &[64, 3, 1 << 20, 100, 70_000, 5])).unwrap();
 }

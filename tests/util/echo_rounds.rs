@@ -67,6 +67,23 @@ fn fill(buf: &mut [u8], seed: u8, round: usize) {
     }
 }
 
+/// Server side: echoes until the peer closes. The buffer holds exactly one
+/// message, so when two are queued the second `recv` finds its data
+/// already buffered. `stream` is the stream or a shared handle to it.
+// Not for the tests that serve through `TcpIo` or Unix streams.
+#[allow(dead_code)]
+pub async fn echo<S: std::borrow::Borrow<TcpStream>>(stream: S) -> io::Result<()> {
+    let stream = stream.borrow();
+    let mut buf = [0u8; MESSAGE];
+    loop {
+        let n = stream.recv(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.send_all(&buf[..n]).await?;
+    }
+}
+
 /// Opens [`CONNECTIONS`] connections to `listener` (bound by the caller,
 /// inside the runtime): `(client, server)` pairs.
 // Not for `zero_alloc_unix`, which connects through a path.

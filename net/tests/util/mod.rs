@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod datagrams;
+pub mod proxying;
 pub mod random;
 
 use std::future::{poll_fn, Future};

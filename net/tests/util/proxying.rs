@@ -1,0 +1,140 @@
+//! The scenarios every stream-joining function must pass (for
+//! `copy_bidirectional.rs` and `splice_bidirectional.rs`): each takes a
+//! `join` that runs the two streams' proxy to its end and returns
+//! `(a_to_b, b_to_a)`.
+
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::time::Duration;
+
+use cellio_net::TcpStream;
+use cellio_runtime::{spawn_local, JoinHandle};
+
+use super::{cellio_pair, join2, pattern, spawn_echo_server, std_peer};
+
+/// What a joining function makes of two streams: the future of its end.
+pub type Joined = Pin<Box<dyn Future<Output = io::Result<(u64, u64)>>>>;
+
+/// Sends `len` patterned bytes on `client` while reading them back, and
+/// checks each one.
+pub async fn exchange(client: &TcpStream, len: usize) -> io::Result<()> {
+    let sender = async {
+        let mut out = [0u8; 4096];
+        let mut sent = 0;
+        while sent < len {
+            let n = out.len().min(len - sent);
+            for (i, byte) in out[..n].iter_mut().enumerate() {
+                *byte = pattern(sent + i);
+            }
+            client.send_all(&out[..n]).await?;
+            sent += n;
+        }
+        io::Result::Ok(())
+    };
+    let receiver = async {
+        let mut back = [0u8; 4096];
+        let mut got = 0;
+        while got < len {
+            let n = client.recv(&mut back).await?;
+            assert_ne!(n, 0, "end of stream after {got} of {len} bytes");
+            for (i, &byte) in back[..n].iter().enumerate() {
+                assert_eq!(byte, pattern(got + i), "byte {} corrupted", got + i);
+            }
+            got += n;
+        }
+        io::Result::Ok(())
+    };
+    let (sent, received) = join2(sender, receiver).await;
+    sent.and(received)
+}
+
+/// Client → proxy (`join`) → the echo server: the exchanges of `lens` bytes
+/// come back intact; then the client's end of stream reaches the echo
+/// server, which closes, and that comes back; the proxy counted every
+/// byte both ways.
+pub async fn echoes_every_byte(
+    join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+    lens: &[usize],
+) -> io::Result<()> {
+    let upstream = spawn_echo_server()?;
+    let (client, proxy_in) = cellio_pair().await?;
+    let proxy: JoinHandle<io::Result<(u64, u64)>> = spawn_local(async move {
+        let out = TcpStream::connect(upstream).await?;
+        join(proxy_in, out).await
+    });
+    exchange_then_close(&client, lens, vec![proxy]).await
+}
+
+/// The exchanges of `lens` bytes through `proxies` (chained), then the
+/// client's end of stream, which comes back; each proxy counted every
+/// byte both ways.
+pub async fn exchange_then_close(
+    client: &TcpStream,
+    lens: &[usize],
+    proxies: Vec<JoinHandle<io::Result<(u64, u64)>>>,
+) -> io::Result<()> {
+    let mut total = 0;
+    for &len in lens {
+        exchange(client, len).await?;
+        total += len as u64;
+    }
+    client.shutdown(Shutdown::Write)?;
+    let mut rest = [0u8; 16];
+    assert_eq!(client.recv(&mut rest).await?, 0);
+    for proxy in proxies {
+        assert_eq!(proxy.await.unwrap()?, (total, total));
+    }
+    Ok(())
+}
+
+/// The client sends a request and closes its side; the server reads it to
+/// the end, then answers in two parts: the answer still comes through.
+pub async fn passes_a_half_close(
+    join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+) -> io::Result<()> {
+    let (client, proxy_in) = cellio_pair().await?;
+    let (proxy_out, mut server) = std_peer().await?;
+    let proxy = spawn_local(join(proxy_in, proxy_out));
+    client.send_all(b"request").await?;
+    client.shutdown(Shutdown::Write)?;
+    let server = std::thread::spawn(move || {
+        let mut request = Vec::new();
+        server.read_to_end(&mut request)?;
+        server.write_all(b"first part, ")?;
+        std::thread::sleep(Duration::from_millis(20));
+        server.write_all(b"second part")?;
+        io::Result::Ok(request)
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        let n = client.recv(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(answer, b"first part, second part");
+    assert_eq!(server.join().unwrap()?, b"request");
+    assert_eq!(proxy.await.unwrap()?, (7, 23));
+    Ok(())
+}
+
+/// The server resets its connection while the proxy waits on it: the
+/// proxy ends with `ConnectionReset`.
+pub async fn ends_with_a_reset(
+    join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+) -> io::Result<()> {
+    let (client, proxy_in) = cellio_pair().await?;
+    let (proxy_out, server) = std_peer().await?;
+    let proxy = spawn_local(join(proxy_in, proxy_out));
+    client.send_all(b"hello").await?;
+    // A zero linger makes the close send RST.
+    socket2::SockRef::from(&server).set_linger(Some(Duration::ZERO))?;
+    drop(server);
+    let error = proxy.await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
+    Ok(())
+}
