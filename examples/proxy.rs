@@ -8,8 +8,9 @@
 //! ```
 //!
 //! * Each connection is one task running `copy_bidirectional`, whose two
-//!   8 KiB buffers live inside the task: with the task pool, a proxied
-//!   connection allocates nothing once the pool holds a block of its size.
+//!   8 KiB buffers live inside the task (a block of the task pool, reused
+//!   by the next connection): the bytes it moves allocate nothing. (A host
+//!   name as `--upstream` is looked up per connection, which allocates.)
 //! * A client's half-close passes through (the upstream reads end of
 //!   stream and may still answer), and so does the upstream's.
 //! * `--splice` (Linux): move the bytes through the kernel instead
