@@ -133,13 +133,13 @@ fn auto_splices_large_reads_and_copies_small_ones() {
             spliced >= 128 * 1024,
             "only {spliced} bytes of the burst were spliced"
         );
-        // Small messages again: after one small splice, copied again.
+        // Small messages again: after two small splices in a row, copied again.
         for round in 0..20u8 {
             through(&mut proxy, &client, &server, &[round; 4]).await?;
         }
         let (after, _) = proxy.spliced();
         assert!(
-            after - spliced <= 4,
+            after - spliced <= 8,
             "{} more bytes spliced",
             after - spliced
         );

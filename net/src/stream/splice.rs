@@ -104,10 +104,15 @@ enum Stage {
 /// queued.
 const COPY_BUFFER: usize = 8 * 1024;
 
-/// A splice in of fewer bytes than this switches an adapting direction
-/// back to copying (small reads are cheaper copied: docs/benchmarks.md,
-/// "Proxying").
+/// Splices in of fewer bytes than this, [`SMALL_IN_A_ROW`] in a row,
+/// switch an adapting direction back to copying (small reads are cheaper
+/// copied: docs/benchmarks.md, "Proxying").
 const COPY_BELOW: usize = 4096;
+
+/// How many small splices in a row switch back to copying: one is often
+/// the tail of a large message, and the next message would then start
+/// copied.
+const SMALL_IN_A_ROW: u8 = 2;
 
 /// One direction: its buffer (empty: splice only), its pipe, and the
 /// operations in flight.
@@ -125,6 +130,8 @@ struct Direction<B> {
     total: u64,
     /// Of those, bytes spliced (the rest were copied).
     spliced: u64,
+    /// Splices in under [`COPY_BELOW`] bytes since the last larger one.
+    small_splices: u8,
     /// The read (a receive or a splice in), on the source's receive cell.
     reading: OpState,
     /// The write (a send or a splice out), on the destination's send cell.
@@ -158,6 +165,7 @@ impl<B: AsMut<[u8]>> Direction<B> {
             in_pipe: 0,
             total: 0,
             spliced: 0,
+            small_splices: 0,
             reading: OpState::new(),
             writing: OpState::new(),
             stage,
@@ -292,8 +300,16 @@ impl<B: AsMut<[u8]>> Direction<B> {
             self.spliced += n as u64;
         }
         let adapts = !self.buf.as_mut().is_empty();
-        if adapts && spliced_in.is_some_and(|n| n < COPY_BELOW) {
-            self.stage = Stage::Copying;
+        if let Some(n) = spliced_in.filter(|_| adapts) {
+            self.small_splices = if n < COPY_BELOW {
+                self.small_splices + 1
+            } else {
+                0
+            };
+            if self.small_splices >= SMALL_IN_A_ROW {
+                self.small_splices = 0;
+                self.stage = Stage::Copying;
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -362,7 +378,8 @@ pub fn splice_bidirectional<'a, A: StreamSocket, B: StreamSocket>(
 /// ones, per direction (HAProxy's `splice-auto`): each direction starts
 /// copying through an 8 KiB buffer inside the future, switches to
 /// splicing when a read fills the buffer (more is likely queued), and back
-/// to copying when a splice brings less than 4 KiB. Switches happen only
+/// to copying after two splices in a row that bring less than 4 KiB each
+/// (one is often the tail of a large message). Switches happen only
 /// with nothing held, so bytes keep their order. Measured through a proxy,
 /// it keeps the copy's cost on small messages and the splice's on large
 /// ones (docs/benchmarks.md, "Proxying"). Linux only.
