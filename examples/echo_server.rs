@@ -41,7 +41,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -159,9 +159,6 @@ enum Accept {
     Reuseport,
     Handoff,
 }
-
-/// Set when a worker could not start: the server shuts down and exits 1.
-static WORKER_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Receive buffer per connection. It lives inside the connection's task,
 /// whose memory the runtime reuses from one connection to the next.
@@ -348,6 +345,8 @@ mod cli;
 mod open_files;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
+#[path = "common/worker_listeners.rs"]
+mod worker_listeners;
 
 fn run(args: &Args) -> std::io::Result<()> {
     // Every connection is an open file: take what the hard limit allows
@@ -383,32 +382,20 @@ fn run(args: &Args) -> std::io::Result<()> {
             .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
         let addr = listener.local_addr()?;
         println!("listening on {addr}");
-        for worker in (1..workers).filter(|_| !handoff) {
-            spawn_on(worker, async move {
-                match TcpListener::bind_with(addr, options) {
-                    Ok(listener) => serve(listener, serving, 1).await,
-                    Err(e) => {
-                        eprintln!("echo_server: worker {worker} cannot listen on {addr}: {e}");
-                        WORKER_FAILED.store(true, Ordering::SeqCst);
-                        if let Some(runtime) = RuntimeHandle::current() {
-                            runtime.shutdown();
-                        }
-                    }
-                }
-            });
-        }
+        let listening = if handoff { 1 } else { workers };
+        let serve_here = move |listener| serve(listener, serving, 1);
+        worker_listeners::listen_on_other_workers(
+            "echo_server",
+            addr,
+            options,
+            listening,
+            serve_here,
+        );
         serve(listener, serving, if handoff { workers } else { 1 }).await;
         Ok::<(), std::io::Error>(())
     })?;
 
-    let cancelled = runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
-    if cancelled > 0 {
-        eprintln!("echo_server: closed {cancelled} connections still open after the grace period");
-    }
-    if WORKER_FAILED.load(Ordering::SeqCst) {
-        return Err(std::io::Error::other("a worker failed to start"));
-    }
-    Ok(())
+    worker_listeners::finish("echo_server", runtime, Duration::from_millis(args.grace_ms))
 }
 
 /// Prints a line per worker every `every` until the runtime shuts down:

@@ -34,12 +34,12 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Duration;
 
 use accept_backoff::accept_until_shutdown;
 use cellio::net::copy_bidirectional;
-use cellio::runtime::{spawn_on, timeout, RuntimeHandle};
+use cellio::runtime::timeout;
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
 use cli::context;
@@ -78,9 +78,6 @@ struct Route {
     splice: bool,
     splice_auto: bool,
 }
-
-/// A worker could not listen: the process exits non-zero.
-static WORKER_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Joins `client` to a new connection to the upstream until both close.
 async fn proxy(client: TcpStream, peer: SocketAddr, route: Route) {
@@ -136,6 +133,8 @@ mod cli;
 mod open_files;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
+#[path = "common/worker_listeners.rs"]
+mod worker_listeners;
 
 fn run(args: &Args) -> std::io::Result<()> {
     open_files::raise_open_files(None);
@@ -171,30 +170,11 @@ fn run(args: &Args) -> std::io::Result<()> {
             .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
         let addr = listener.local_addr()?;
         println!("listening on {addr}, forwarding to {}", route.upstream);
-        for worker in 1..workers {
-            let route = route.clone();
-            spawn_on(worker, async move {
-                match TcpListener::bind_with(addr, options) {
-                    Ok(listener) => serve(listener, route).await,
-                    Err(e) => {
-                        eprintln!("proxy: worker {worker} cannot listen on {addr}: {e}");
-                        WORKER_FAILED.store(true, Ordering::SeqCst);
-                        if let Some(runtime) = RuntimeHandle::current() {
-                            runtime.shutdown();
-                        }
-                    }
-                }
-            });
-        }
+        let serving = route.clone();
+        let serve_here = move |listener| serve(listener, serving.clone());
+        worker_listeners::listen_on_other_workers("proxy", addr, options, workers, serve_here);
         serve(listener, route).await;
         Ok::<(), std::io::Error>(())
     })?;
-    let cancelled = runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
-    if cancelled > 0 {
-        eprintln!("proxy: closed {cancelled} connections still open after the grace period");
-    }
-    if WORKER_FAILED.load(Ordering::SeqCst) {
-        return Err(std::io::Error::other("a worker failed to start"));
-    }
-    Ok(())
+    worker_listeners::finish("proxy", runtime, Duration::from_millis(args.grace_ms))
 }

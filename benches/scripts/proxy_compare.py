@@ -20,12 +20,12 @@ Run:          python3 benches/scripts/proxy_compare.py [--rounds 3] [--secs 3] [
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
-import time
+
+from cpu_window import TICK_NS, measure
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
@@ -38,12 +38,6 @@ PROXIES = {
 }
 ECHO = os.path.join(REL, "examples", "echo_server")
 CLIENT = os.path.join(REL, "examples", "load")
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
 
 
 def start(command, what):
@@ -60,24 +54,16 @@ def one_run(name, upstream, a):
     proxy, addr = start(["taskset", "-c", a.proxy_cpu] + PROXIES[name]
                         + ["--addr", "127.0.0.1:0", "--upstream", upstream], name)
     try:
-        client = subprocess.Popen(
+        result, (user, system) = measure(
+            proxy.pid,
             ["taskset", "-c", a.client_cpu, CLIENT, "--addr", addr, "--connections",
              str(a.connections), "--size", str(a.size), "--warmup", f"{a.warmup}s",
-             "--duration", f"{a.secs}s", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(a.warmup + 0.05)
-        u0, s0 = cpu_ticks(proxy.pid)
-        out, err = client.communicate()
-        u1, s1 = cpu_ticks(proxy.pid)
-        if client.returncode != 0:
-            raise RuntimeError(f"the client failed through {name}: {out} {err}")
-        result = json.loads(out)
+             "--duration", f"{a.secs}s", "--json"], a.warmup, f"through {name}")
     finally:
         proxy.terminate()
         proxy.wait()
     n = result["msgs"]
-    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
-    return (result["msgs_per_sec"], (u1 - u0) * tick_us / n, (s1 - s0) * tick_us / n,
+    return (result["msgs_per_sec"], user * TICK_NS / 1e3 / n, system * TICK_NS / 1e3 / n,
             result["p99_us"])
 
 

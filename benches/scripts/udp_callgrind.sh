@@ -13,32 +13,21 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 server="$root/target/release/examples/udp_echo_server"
 client="$root/target/release/mio_udp_load"
 api=${1:-futures} short=${2:-1} long=${3:-3} port=${4:-7671}
-for bin in "$server" "$client"; do
-    [[ -x $bin ]] || { echo "udp_callgrind: $bin not built (see the header)" >&2; exit 2; }
-done
-command -v valgrind >/dev/null || { echo "udp_callgrind: valgrind not installed" >&2; exit 2; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+name=udp_callgrind
+# shellcheck source=callgrind_common.sh
+source "$root/benches/scripts/callgrind_common.sh"
+require_built "$server" "$client"
 
 # Prints "INSTRUCTIONS DATAGRAMS" for one run of SECS seconds on PORT.
 run() {
     local secs=$1 port=$2
-    rm -f "$work"/cg.out.*
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.out.%p" \
-        "$server" --addr "127.0.0.1:$port" --api "$api" >"$work/server.txt" 2>&1 &
-    local pid=$!
+    start_under_callgrind "$server" --addr "127.0.0.1:$port" --api "$api"
     for _ in $(seq 1 100); do grep -q listening "$work/server.txt" && break; sleep 0.1; done
     local out
     out=$("$client" --addr "127.0.0.1:$port" --sockets 10 --warmup 0 --duration "$secs" | tail -n 1)
-    kill -TERM "$pid"
-    wait "$pid" || true
-    local ir
-    ir=$(grep -h '^summary:' "$work"/cg.out.* | awk '{ print $2 }')
-    echo "$ir $(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["datagrams"])' "$out")"
+    stop_and_count
+    echo "$instructions $(json_field "$out" datagrams)"
 }
 read -r ir1 n1 < <(run "$short" "$port")
 read -r ir2 n2 < <(run "$long" $((port + 1)))
-python3 -c "
-ir1, n1, ir2, n2 = map(int, '$ir1 $n1 $ir2 $n2'.split())
-print(f'--api $api: {(ir2 - ir1) / (n2 - n1):.1f} instructions per datagram '
-      f'({ir1} for {n1} datagrams in ${short} s, {ir2} for {n2} in ${long} s)')"
+per_unit "$ir1" "$n1" "$ir2" "$n2" "--api $api" datagram "$short" "$long"

@@ -28,7 +28,8 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
+
+from cpu_window import TICK_NS, cpu_ticks
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
@@ -42,12 +43,6 @@ SERVERS = {
 # Extra server flags: cellio-io serves through a UdpIo, cellio-batch on batches.
 FLAGS = {"cellio-io": ["--api", "poll"], "cellio-batch": ["--api", "batch"]}
 CLIENT = os.path.join(REL, "mio_udp_load")
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
 
 
 def start_syscall_count(pid):
@@ -94,7 +89,7 @@ def one_run(name, port, a, count_syscalls=False):
         server.terminate()
         server.wait()
     n = result["datagrams"]
-    tick_ns = 1e9 / os.sysconf("SC_CLK_TCK")
+    tick_ns = TICK_NS
     if count_syscalls:
         return syscalls / n
     return n / result["secs"], (u1 - u0) * tick_ns / n, (s1 - s0) * tick_ns / n

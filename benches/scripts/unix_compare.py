@@ -29,7 +29,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from cpu_window import TICK_NS, measure
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
@@ -46,12 +47,6 @@ TCP_SERVER = "cellio-tcp"
 TCP_COMMAND = [os.path.join(REL, "examples", "echo_server"), "--addr"]
 
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
-
-
 def one_run(name, path, a):
     if name == TCP_SERVER:
         # The "path" is then a loopback address.
@@ -64,25 +59,16 @@ def one_run(name, path, a):
         line = server.stdout.readline()
         if not line.startswith("listening on"):
             raise RuntimeError(f"{name} did not start: {line!r} {server.stderr.read()}")
-        client = subprocess.Popen(
+        result, (user, system) = measure(
+            server.pid,
             ["taskset", "-c", a.client_cpu, CLIENT] + target + ["--connections",
              str(a.connections), "--size", str(a.size), "--warmup", f"{a.warmup}s",
-             "--duration", f"{a.secs}s", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(a.warmup + 0.05)
-        u0, s0 = cpu_ticks(server.pid)
-        out, err = client.communicate()
-        u1, s1 = cpu_ticks(server.pid)
-        if client.returncode != 0:
-            raise RuntimeError(f"the client failed against {name}: {out} {err}")
-        result = json.loads(out)
+             "--duration", f"{a.secs}s", "--json"], a.warmup, name)
     finally:
         server.terminate()
         server.wait()
     n = result["msgs"]
-    tick_ns = 1e9 / os.sysconf("SC_CLK_TCK")
-    return (result["msgs_per_sec"], (u1 - u0) * tick_ns / n, (s1 - s0) * tick_ns / n,
-            result["p99_us"])
+    return (result["msgs_per_sec"], user * TICK_NS / n, system * TICK_NS / n, result["p99_us"])
 
 
 def callgrind_run(name, path, requests):

@@ -9,12 +9,12 @@ mod util;
 
 use std::io::{self, Write};
 
-use cellio_net::unix::{UnixIo, UnixStream};
+use cellio_net::unix::UnixIo;
 use cellio_net::{copy, copy_bidirectional, copy_bidirectional_with_buffers, TcpIo, TcpStream};
 use cellio_runtime::spawn_local;
 use futures_util::io::AsyncReadExt;
 use util::proxying::{self, Joined};
-use util::{cellio_pair, pattern, run, spawn_echo_server, std_peer};
+use util::{cellio_pair, pattern, run, std_peer};
 
 /// `copy_bidirectional` through two `TcpIo`s, as a joining function.
 fn copying(a: TcpStream, b: TcpStream) -> Joined {
@@ -41,25 +41,20 @@ fn a_reset_side_ends_the_copy_with_an_error() {
 
 #[test]
 fn tcp_to_unix_with_buffers_of_one_and_seven_bytes() {
-    run(|| async {
-        let upstream = spawn_echo_server()?;
-        let (client, proxy_in) = cellio_pair().await?;
-        // TCP client → proxy → Unix pair → a forwarder → TCP echo server.
-        let (unix_a, unix_b) = UnixStream::pair()?;
-        let forwarder = spawn_local(async move {
-            let out = TcpStream::connect(upstream).await?;
-            let (mut a, mut b) = (UnixIo::new(unix_b), TcpIo::new(out));
-            copy_bidirectional(&mut a, &mut b).await
-        });
-        let proxy = spawn_local(async move {
-            let (mut a, mut b) = (TcpIo::new(proxy_in), UnixIo::new(unix_a));
+    let first = |tcp, unix| -> Joined {
+        Box::pin(async move {
+            let (mut a, mut b) = (TcpIo::new(tcp), UnixIo::new(unix));
             let (mut one, mut seven) = ([0u8; 1], [0u8; 7]);
             copy_bidirectional_with_buffers(&mut a, &mut b, &mut one, &mut seven).await
-        });
-        proxying::exchange_then_close(&client, &[64 * 1024 + 3], vec![proxy, forwarder]).await?;
-        Ok::<_, io::Error>(())
-    })
-    .unwrap();
+        })
+    };
+    let second = |unix, tcp| -> Joined {
+        Box::pin(async move {
+            let (mut a, mut b) = (UnixIo::new(unix), TcpIo::new(tcp));
+            copy_bidirectional(&mut a, &mut b).await
+        })
+    };
+    run(move || proxying::echoes_through_a_unix_pair(first, second, 64 * 1024 + 3)).unwrap();
 }
 
 #[test]

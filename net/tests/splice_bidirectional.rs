@@ -12,9 +12,8 @@ use std::io;
 
 use cellio_net::unix::UnixStream;
 use cellio_net::{splice_bidirectional, splice_bidirectional_auto, TcpStream};
-use cellio_runtime::spawn_local;
 use util::proxying::{self, Joined};
-use util::{cellio_pair, pattern, run, spawn_echo_server};
+use util::{cellio_pair, pattern, run};
 
 /// `splice_bidirectional`, as a joining function.
 fn splicing(a: TcpStream, b: TcpStream) -> Joined {
@@ -45,19 +44,13 @@ fn a_reset_side_ends_the_splice_with_an_error() {
 
 #[test]
 fn tcp_to_unix_and_back() {
-    run(|| async {
-        let upstream = spawn_echo_server()?;
-        let (client, proxy_in) = cellio_pair().await?;
-        let (unix_a, unix_b) = UnixStream::pair()?;
-        let forwarder = spawn_local(async move {
-            let out = TcpStream::connect(upstream).await?;
-            splice_bidirectional(&unix_b, &out).await
-        });
-        let proxy = spawn_local(async move { splice_bidirectional(&proxy_in, &unix_a).await });
-        proxying::exchange_then_close(&client, &[1 << 20], vec![proxy, forwarder]).await?;
-        Ok::<_, io::Error>(())
-    })
-    .unwrap();
+    let first = |tcp: TcpStream, unix: UnixStream| -> Joined {
+        Box::pin(async move { splice_bidirectional(&tcp, &unix).await })
+    };
+    let second = |unix: UnixStream, tcp: TcpStream| -> Joined {
+        Box::pin(async move { splice_bidirectional_auto(&unix, &tcp).await })
+    };
+    run(move || proxying::echoes_through_a_unix_pair(first, second, 1 << 20)).unwrap();
 }
 
 #[test]

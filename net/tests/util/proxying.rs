@@ -9,6 +9,7 @@ use std::net::Shutdown;
 use std::pin::Pin;
 use std::time::Duration;
 
+use cellio_net::unix::UnixStream;
 use cellio_net::TcpStream;
 use cellio_runtime::{spawn_local, JoinHandle};
 
@@ -65,6 +66,25 @@ pub async fn echoes_every_byte(
         join(proxy_in, out).await
     });
     exchange_then_close(&client, lens, vec![proxy]).await
+}
+
+/// Client → `first` (TCP to Unix) → a Unix pair → `second` (Unix to TCP)
+/// → the echo server: `len` bytes both ways, then both ends; each proxy
+/// counted every byte.
+pub async fn echoes_through_a_unix_pair(
+    first: impl FnOnce(TcpStream, UnixStream) -> Joined + 'static,
+    second: impl FnOnce(UnixStream, TcpStream) -> Joined + 'static,
+    len: usize,
+) -> io::Result<()> {
+    let upstream = spawn_echo_server()?;
+    let (client, proxy_in) = cellio_pair().await?;
+    let (unix_a, unix_b) = UnixStream::pair()?;
+    let forwarder = spawn_local(async move {
+        let out = TcpStream::connect(upstream).await?;
+        second(unix_b, out).await
+    });
+    let proxy = spawn_local(first(proxy_in, unix_a));
+    exchange_then_close(&client, &[len], vec![proxy, forwarder]).await
 }
 
 /// The exchanges of `lens` bytes through `proxies` (chained), then the
