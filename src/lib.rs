@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 pub use cellio_net as net;
+pub use cellio_net::process;
 pub use cellio_net::signal;
 pub use cellio_net::unix;
 pub use cellio_reactor as reactor;

@@ -27,6 +27,12 @@
 //!   slot is freed after (`inner` is declared before `registration`);
 //!   [`into_inner`](AsyncFd::into_inner) deregisters and hands it back
 //!   open.
+//! * The poll methods ([`poll_read_with`](AsyncFd::poll_read_with),
+//!   [`poll_write_with`](AsyncFd::poll_write_with), and the `futures-io`
+//!   traits built on them) keep their operation's state in the `AsyncFd`,
+//!   one per direction: a poll that returns `Pending` holds the
+//!   direction's cell until a later poll completes it or the `AsyncFd`
+//!   is dropped, so a `read_with` meanwhile gets `ResourceBusy`.
 
 use std::fmt;
 use std::future::Future;
@@ -75,6 +81,10 @@ pub struct AsyncFd<T: AsRawFd> {
     /// `Some` until `into_inner` takes it.
     inner: Option<T>,
     registration: Registration,
+    /// The read in progress through `poll_read_with`.
+    polled_read: OpState,
+    /// The write in progress through `poll_write_with`.
+    polled_write: OpState,
 }
 
 impl<T: AsRawFd> AsyncFd<T> {
@@ -114,6 +124,8 @@ impl<T: AsRawFd> AsyncFd<T> {
         Ok(Self {
             inner: Some(inner),
             registration,
+            polled_read: OpState::new(),
+            polled_write: OpState::new(),
         })
     }
 
@@ -170,11 +182,100 @@ impl<T: AsRawFd> AsyncFd<T> {
         }
     }
 
+    /// [`read_with`](Self::read_with) as a poll method, for a hand-written
+    /// `Future` or an `AsyncRead`: runs `read` now and returns what it
+    /// returned, or `Pending` with the task to be woken when the
+    /// descriptor becomes readable (`read` said `WouldBlock`).
+    ///
+    /// A read left pending continues at the next call (from any task; the
+    /// latest waker is woken) and holds the receive cell until then, so a
+    /// [`read_with`](Self::read_with) in between gets `ResourceBusy`.
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::io::Read;
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// use cellio_net::AsyncFd;
+    ///
+    /// # cellio_runtime::Runtime::new()?.block_on(async {
+    /// let (a, b) = UnixStream::pair()?;
+    /// a.set_nonblocking(true)?;
+    /// let mut a = AsyncFd::new(a)?;
+    /// std::thread::spawn(move || std::io::Write::write_all(&mut &b, b"hi"));
+    /// let mut buf = [0u8; 2];
+    /// let n = poll_fn(|cx| a.poll_read_with(cx, |mut s| s.read(&mut buf))).await?;
+    /// assert_eq!(&buf[..n], &b"hi"[..n]);
+    /// # Ok::<(), std::io::Error>(())
+    /// # })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poll_read_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        read: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let inner = self.inner.as_ref().expect("present until into_inner");
+        let polled = poll_io::<T, R, false>(
+            &mut self.polled_read,
+            inner,
+            &self.registration,
+            Some(cx.waker()),
+            read,
+        );
+        if polled.is_ready() {
+            self.polled_read = OpState::new();
+        }
+        polled
+    }
+
+    /// [`write_with`](Self::write_with) as a poll method: runs `write`
+    /// now, or returns `Pending` with the task to be woken when the
+    /// descriptor becomes writable; as
+    /// [`poll_read_with`](Self::poll_read_with) for reads.
+    pub fn poll_write_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let inner = self.inner.as_ref().expect("present until into_inner");
+        let polled = poll_io::<T, R, true>(
+            &mut self.polled_write,
+            inner,
+            &self.registration,
+            Some(cx.waker()),
+            write,
+        );
+        if polled.is_ready() {
+            self.polled_write = OpState::new();
+        }
+        polled
+    }
+
+    /// Gives back the receive cell held by a read `poll_read_with` left
+    /// pending (it did nothing yet, so nothing is lost), for an API that
+    /// mixes the two styles behind `&mut self`.
+    pub(crate) fn cancel_polled_read(&mut self) {
+        let registration = &self.registration;
+        self.polled_read.cancel(|| registration.rx());
+        self.polled_read = OpState::new();
+    }
+
+    /// As [`cancel_polled_read`](Self::cancel_polled_read), for writes.
+    pub(crate) fn cancel_polled_write(&mut self) {
+        let registration = &self.registration;
+        self.polled_write.cancel(|| registration.tx());
+        self.polled_write = OpState::new();
+    }
+
     fn raw_fd(&self) -> RawFd {
         self.get_ref().as_raw_fd()
     }
 
     fn deregister(&mut self) {
+        // Poll methods left pending give their reservations back.
+        self.cancel_polled_read();
+        self.cancel_polled_write();
         if let Some(inner) = &self.inner {
             let fd = inner.as_raw_fd();
             if let Err(e) = self.registration.deregister(&mut mio::unix::SourceFd(&fd)) {
@@ -215,6 +316,82 @@ fn is_nonblocking(fd: RawFd) -> io::Result<bool> {
     Ok(flags & libc::O_NONBLOCK != 0)
 }
 
+/// One poll of an operation on `inner`, a read (`WRITE` false) or a
+/// write: `io` runs, and the operation parks on the direction's cell when
+/// it says `WouldBlock`.
+fn poll_io<T: AsRawFd, R, const WRITE: bool>(
+    op: &mut OpState,
+    inner: &T,
+    registration: &Registration,
+    waker: Option<&Waker>,
+    mut io: impl FnMut(&T) -> io::Result<R>,
+) -> Poll<io::Result<R>> {
+    let side = if WRITE {
+        Side::tx(registration)
+    } else {
+        Side::rx(registration)
+    };
+    op.poll(side, waker, || -> Attempt<R> {
+        match io(inner) {
+            Ok(value) => Ok((value, false)),
+            Err(e) if WRITE && e.kind() == io::ErrorKind::WouldBlock => {
+                // Before parking: the edge that wakes a write needs write
+                // interest (module invariants).
+                let raw = inner.as_raw_fd();
+                registration.arm_writable(&mut mio::unix::SourceFd(&raw))?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    })
+}
+
+// `Unpin` whatever `T` is: the object is never pinned (the poll methods
+// take `&mut self`).
+impl<T: AsRawFd> Unpin for AsyncFd<T> {}
+
+/// Reads through `&T`'s `Read` (a `File`, a `UnixStream`, a pipe end):
+/// [`AsyncFd::poll_read_with`] with `read`.
+impl<T: AsRawFd> futures_io::AsyncRead for AsyncFd<T>
+where
+    for<'a> &'a T: io::Read,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_read_with(cx, |mut inner| io::Read::read(&mut inner, buf))
+    }
+}
+
+/// Writes through `&T`'s `Write`: [`AsyncFd::poll_write_with`] with
+/// `write`. `poll_flush` flushes `&T`; `poll_close` flushes too and leaves
+/// the descriptor open (drop the `AsyncFd` to close it).
+impl<T: AsRawFd> futures_io::AsyncWrite for AsyncFd<T>
+where
+    for<'a> &'a T: io::Write,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_with(cx, |mut inner| io::Write::write(&mut inner, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .poll_write_with(cx, |mut inner| io::Write::flush(&mut inner))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
 /// Future of [`AsyncFd::read_with`] (`WRITE` false) and
 /// [`AsyncFd::write_with`] (`WRITE` true): what the closure returned.
 #[must_use = "futures do nothing unless polled"]
@@ -235,27 +412,14 @@ where
     F: FnMut(&T) -> io::Result<R>,
 {
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<R>> {
-        let (fd, io) = (self.fd, &mut self.io);
-        let inner = fd.get_ref();
-        let side = if WRITE {
-            Side::tx(&fd.registration)
-        } else {
-            Side::rx(&fd.registration)
-        };
-        self.op.poll(side, waker, || -> Attempt<R> {
-            match io(inner) {
-                Ok(value) => Ok((value, false)),
-                Err(e) if WRITE && e.kind() == io::ErrorKind::WouldBlock => {
-                    // Before parking: the edge that wakes a write needs
-                    // write interest (module invariants).
-                    let raw = inner.as_raw_fd();
-                    fd.registration
-                        .arm_writable(&mut mio::unix::SourceFd(&raw))?;
-                    Err(e)
-                }
-                Err(e) => Err(e),
-            }
-        })
+        let fd = self.fd;
+        poll_io::<T, R, WRITE>(
+            &mut self.op,
+            fd.get_ref(),
+            &fd.registration,
+            waker,
+            &mut self.io,
+        )
     }
 
     /// Runs the closure now, without waiting: `Some(result)` if it

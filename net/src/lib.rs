@@ -24,6 +24,9 @@
 //!   same operations and cells as TCP's, for peers on the same machine.
 //! * [`AsyncFd`] — any other non-blocking descriptor (a pipe, an
 //!   `eventfd`, another library's socket) driven by the reactor.
+//! * [`process`] — child processes ([`process::Command`],
+//!   [`process::Child`]): exits and piped standard streams awaited on the
+//!   reactor.
 //! * [`signal`] — Unix signals as futures ([`signal::ctrl_c`],
 //!   [`signal::Signal`]), driven by the reactor: no signal thread.
 //!
@@ -55,6 +58,7 @@ mod copy;
 pub mod datagram;
 mod held;
 mod op;
+pub mod process;
 mod raw_addr;
 mod registered;
 mod resolve;

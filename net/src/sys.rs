@@ -652,6 +652,40 @@ fn os_error(errno: isize) -> io::Error {
     io::Error::from_raw_os_error(errno as i32)
 }
 
+/// Sets `O_NONBLOCK` on `fd` (a pipe end handed over by `std::process`).
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: `F_GETFL` and `F_SETFL` read and write the descriptor's
+    // flags and touch no memory; a bad descriptor is an error.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A descriptor that becomes readable when process `pid` (a child not yet
+/// reaped, so the number is still its own) exits: `pidfd_open`, Linux 5.3
+/// and later. `ENOSYS` on older kernels, `EPERM` where a seccomp filter
+/// refuses it.
+#[cfg(target_os = "linux")]
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `pidfd_open` takes a pid and flags (none) and touches no
+    // memory of ours; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is new (close-on-exec, as pidfds always are)
+    // and owned by nothing else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;

@@ -2,7 +2,8 @@
 //! writer waits for room in a full pipe, a dropped wait runs nothing, the
 //! descriptor comes back registered-free from `into_inner`, and misuse (a
 //! blocking descriptor, a regular file, no runtime, two readers at once)
-//! is a clear error.
+//! is a clear error. The poll methods and the `futures-io` traits keep
+//! their state in the `AsyncFd`.
 
 mod util;
 
@@ -10,10 +11,12 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use cellio_net::AsyncFd;
-use util::{pattern, poll_once, run};
+use cellio_runtime::Builder;
+use util::{pattern, poll_once, run, run_with};
 
 /// A pipe `(read end, write end)`, both non-blocking unless `blocking`.
 fn pipe(blocking: bool) -> (File, File) {
@@ -149,6 +152,64 @@ fn a_dropped_wait_runs_nothing_and_the_next_read_gets_the_data() {
         let mut other = [0u8; 4];
         let error = reader.read_with(read_into(&mut other)).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::ResourceBusy, "{error}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn the_futures_io_traits_move_every_byte_through_a_full_pipe_on_one_worker() {
+    use futures_util::{AsyncReadExt, AsyncWriteExt};
+    run_with(Builder::new().workers(1), || async {
+        let (reader, writer) = pipe(false);
+        let (mut reader, mut writer) = (AsyncFd::new(reader)?, AsyncFd::new(writer)?);
+        let len = 512 * 1024;
+        // Writer and reader on one worker: each parks through the poll
+        // methods until the other makes room or data.
+        let write = cellio_runtime::spawn(async move {
+            let data: Vec<u8> = (0..len).map(pattern).collect();
+            for chunk in data.chunks(3000) {
+                writer.write_all(chunk).await?;
+            }
+            writer.close().await // flushes; the descriptor closes on drop
+        });
+        let mut got = vec![0u8; len];
+        reader.read_exact(&mut got).await?;
+        write.await.unwrap()?;
+        for (i, &byte) in got.iter().enumerate() {
+            assert_eq!(byte, pattern(i), "byte {i}");
+        }
+        // The writer is gone: end of file.
+        assert_eq!(reader.read(&mut [0u8; 8]).await?, 0);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_read_left_pending_by_a_poll_holds_the_cell_until_a_poll_completes_it() {
+    run(|| async {
+        let (reader, mut writer) = pipe(false);
+        let mut reader = AsyncFd::new(reader)?;
+        let mut buf = [0u8; 16];
+        let polled = std::future::poll_fn(|cx| {
+            Poll::Ready(reader.poll_read_with(cx, |mut file| file.read(&mut buf)))
+        })
+        .await;
+        assert!(polled.is_pending(), "nothing written yet");
+        // The pending poll holds the receive cell.
+        let mut other = [0u8; 16];
+        let error = reader.read_with(read_into(&mut other)).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ResourceBusy, "{error}");
+        // Data comes; the next poll completes the read and frees the cell.
+        writer.write_all(b"polled")?;
+        let n =
+            std::future::poll_fn(|cx| reader.poll_read_with(cx, |mut file| file.read(&mut buf)))
+                .await?;
+        assert_eq!(&buf[..n], b"polled");
+        writer.write_all(b"then")?;
+        let n = reader.read_with(read_into(&mut other)).await?;
+        assert_eq!(&other[..n], b"then");
         io::Result::Ok(())
     })
     .unwrap();

@@ -1,0 +1,283 @@
+//! The parent's ends of a child's standard streams: [`ChildStdin`],
+//! [`ChildStdout`], [`ChildStderr`], each a pipe end on the reactor
+//! ([`AsyncFd`]).
+//!
+//! # Invariants
+//!
+//! * The parent's end is made non-blocking; the child's end is another
+//!   open file description, so the child still sees a blocking pipe.
+//! * Reads use the pipe's receive cell and writes its send cell (an end
+//!   only ever does one of the two), with the protocol of
+//!   [`AsyncFd`]'s poll methods: a `poll_read` left pending is given up
+//!   by the next `read`, losing nothing (it had read nothing).
+
+use std::fs::File;
+use std::future::{poll_fn, Future};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::AsyncFd;
+
+/// How much a read into a `Vec` (`read_to_end`) asks for at a time.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// A pipe end handed over by `std::process`, made non-blocking and
+/// registered with the current worker's reactor.
+fn register(end: impl Into<OwnedFd>) -> io::Result<AsyncFd<File>> {
+    let file = File::from(end.into());
+    crate::sys::set_nonblocking(file.as_raw_fd())?;
+    AsyncFd::new(file)
+}
+
+macro_rules! output_pipe {
+    ($(#[$doc:meta])* $name:ident, $std:ty, $stream:literal) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            pipe: AsyncFd<File>,
+        }
+
+        impl $name {
+            pub(crate) fn new(end: $std) -> io::Result<Self> {
+                Ok(Self { pipe: register(end)? })
+            }
+
+            #[doc = concat!("Reads what the child wrote to its ", $stream, " into `buf`: the")]
+            /// number of bytes read, waiting until there is at least one;
+            /// `0` once the child has closed it (exited) and everything
+            /// was read. Cancel-safe: a dropped read has read nothing.
+            pub fn read<'a>(
+                &'a mut self,
+                buf: &'a mut [u8],
+            ) -> impl Future<Output = io::Result<usize>> + 'a {
+                self.pipe.cancel_polled_read();
+                self.pipe.read_with(move |mut pipe| pipe.read(buf))
+            }
+
+            #[doc = concat!("Reads all the child writes to its ", $stream, ", until it closes it,")]
+            /// appending to `buf`; resolves to the number of bytes read.
+            /// If the future is dropped, what was read so far stays in
+            /// `buf`.
+            pub async fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+                let start = buf.len();
+                poll_fn(|cx| self.poll_read_to_end(cx, buf)).await?;
+                Ok(buf.len() - start)
+            }
+
+            /// [`read`](Self::read) as a poll method (what `AsyncRead`
+            /// calls): a read left pending continues at the next call, and
+            /// gives way to a later `read`.
+            pub fn poll_read(
+                &mut self,
+                cx: &mut Context<'_>,
+                buf: &mut [u8],
+            ) -> Poll<io::Result<usize>> {
+                self.pipe.poll_read_with(cx, |mut pipe| pipe.read(buf))
+            }
+
+            /// Appends to `buf` until the pipe says end of file
+            /// (`Ready(Ok(()))`) or would block (`Pending`).
+            pub(crate) fn poll_read_to_end(
+                &mut self,
+                cx: &mut Context<'_>,
+                buf: &mut Vec<u8>,
+            ) -> Poll<io::Result<()>> {
+                loop {
+                    let len = buf.len();
+                    buf.resize(len + READ_CHUNK, 0);
+                    let polled = self.poll_read(cx, &mut buf[len..]);
+                    let n = match &polled {
+                        Poll::Ready(Ok(n)) => *n,
+                        _ => 0,
+                    };
+                    buf.truncate(len + n);
+                    match polled {
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            }
+
+            /// Leaves the reactor and returns the pipe end as an owned
+            /// descriptor (still non-blocking), to give to another
+            /// child as its standard input, say.
+            pub fn into_owned_fd(self) -> OwnedFd {
+                self.pipe.into_inner().into()
+            }
+        }
+
+        impl futures_io::AsyncRead for $name {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut [u8],
+            ) -> Poll<io::Result<usize>> {
+                $name::poll_read(self.get_mut(), cx, buf)
+            }
+        }
+
+        impl AsRawFd for $name {
+            fn as_raw_fd(&self) -> RawFd {
+                self.pipe.as_raw_fd()
+            }
+        }
+
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.pipe.get_ref().as_fd()
+            }
+        }
+    };
+}
+
+output_pipe!(
+    /// The parent's end of a child's standard output (tokio's
+    /// `process::ChildStdout`): [`Child::stdout`](super::Child::stdout)
+    /// when the command's stdout was [`Stdio::piped`](std::process::Stdio::piped).
+    /// Implements `futures-io`'s `AsyncRead`.
+    ///
+    /// ```no_run
+    /// use std::process::Stdio;
+    /// use cellio_net::process::Command;
+    ///
+    /// # async fn f() -> std::io::Result<()> {
+    /// let mut child = Command::new("ls").stdout(Stdio::piped()).spawn()?;
+    /// let mut listing = Vec::new();
+    /// child.stdout.take().unwrap().read_to_end(&mut listing).await?;
+    /// child.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    ChildStdout,
+    std::process::ChildStdout,
+    "standard output"
+);
+
+output_pipe!(
+    /// The parent's end of a child's standard error (tokio's
+    /// `process::ChildStderr`): [`Child::stderr`](super::Child::stderr)
+    /// when the command's stderr was [`Stdio::piped`](std::process::Stdio::piped).
+    /// Implements `futures-io`'s `AsyncRead`.
+    ChildStderr,
+    std::process::ChildStderr,
+    "standard error"
+);
+
+/// The parent's end of a child's standard input (tokio's
+/// `process::ChildStdin`): [`Child::stdin`](super::Child::stdin) when the
+/// command's stdin was [`Stdio::piped`](std::process::Stdio::piped).
+/// Dropping it (or [`close`](Self::close)) closes the pipe: the child
+/// reads end of file. Implements `futures-io`'s `AsyncWrite`, whose
+/// `poll_close` closes it too, so [`copy`](crate::copy) into it ends the
+/// child's input.
+///
+/// ```no_run
+/// use std::process::Stdio;
+/// use cellio_net::process::Command;
+///
+/// # async fn f() -> std::io::Result<()> {
+/// let mut child = Command::new("wc").arg("-c").stdin(Stdio::piped()).spawn()?;
+/// let mut stdin = child.stdin.take().unwrap();
+/// stdin.write_all(b"twelve bytes").await?;
+/// drop(stdin); // end of file: `wc` prints 12 and exits
+/// child.wait().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ChildStdin {
+    /// `None` once closed.
+    pipe: Option<AsyncFd<File>>,
+}
+
+impl ChildStdin {
+    pub(crate) fn new(end: std::process::ChildStdin) -> io::Result<Self> {
+        Ok(Self {
+            pipe: Some(register(end)?),
+        })
+    }
+
+    fn open_pipe(&mut self) -> io::Result<&mut AsyncFd<File>> {
+        self.pipe.as_mut().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "cellio: the child's stdin was closed",
+            )
+        })
+    }
+
+    /// Writes some of `buf` to the child's standard input: the number of
+    /// bytes written, waiting while the pipe is full (the child has not
+    /// read yet). `BrokenPipe` once the child closed its end (exited);
+    /// as for any pipe, the kernel also raises `SIGPIPE` then, which Rust
+    /// programs ignore unless they restore its default (which ends the
+    /// process).
+    /// Cancel-safe: a dropped write has written nothing.
+    pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let pipe = self.open_pipe()?;
+        pipe.cancel_polled_write();
+        pipe.write_with(|mut pipe| pipe.write(buf)).await
+    }
+
+    /// Writes all of `buf`, waiting for room as needed. If the future is
+    /// dropped, a prefix of `buf` may have been written.
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => buf = &buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// [`write`](Self::write) as a poll method (what `AsyncWrite` calls).
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.open_pipe() {
+            Ok(pipe) => pipe.poll_write_with(cx, |mut pipe| pipe.write(buf)),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Closes the pipe: the child reads end of file once it has read what
+    /// was written. Later writes fail with `BrokenPipe`.
+    pub fn close(&mut self) {
+        self.pipe = None;
+    }
+
+    /// Leaves the reactor and returns the pipe end as an owned descriptor
+    /// (still non-blocking); `None` if it was closed.
+    pub fn into_owned_fd(mut self) -> Option<OwnedFd> {
+        self.pipe.take().map(|pipe| pipe.into_inner().into())
+    }
+}
+
+impl futures_io::AsyncWrite for ChildStdin {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ChildStdin::poll_write(self.get_mut(), cx, buf)
+    }
+
+    /// A pipe has nothing to flush.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Closes the pipe ([`close`](ChildStdin::close)).
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsRawFd for ChildStdin {
+    /// The pipe's descriptor; `-1` once closed.
+    fn as_raw_fd(&self) -> RawFd {
+        self.pipe.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+}

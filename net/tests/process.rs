@@ -1,0 +1,294 @@
+//! `process::Command` and `Child`: statuses and output come back whole,
+//! bytes cross the pipes in order with back-pressure both ways, a wait
+//! never blocks the worker and can be dropped and taken up again, kills
+//! and drops end processes and leave no zombie, and misuse (no runtime, no
+//! such program, a write to a child that exited) is a clear error.
+
+mod util;
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::pin::pin;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use cellio_net::process::Command;
+use cellio_runtime::Builder;
+use util::{pattern, poll_once, run, run_with};
+
+fn sh(script: &str) -> Command {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(script);
+    command
+}
+
+/// A process that runs until killed (for a minute at most), its streams
+/// closed: one a failing test leaves behind holds no pipe of the harness.
+fn sleeper() -> Command {
+    let mut command = Command::new("sleep");
+    command
+        .arg("60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// The state letter of process `pid` in `/proc` (`'Z'` for a zombie), or
+/// `None` once it is gone (reaped).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Waits (up to 5 s) until `pid`'s state satisfies `done`.
+fn wait_for_state(pid: u32, done: impl Fn(Option<char>) -> bool) -> Option<char> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = proc_state(pid);
+        if done(state) || Instant::now() > deadline {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn output_collects_stdout_stderr_and_the_exit_code() {
+    run(|| async {
+        let output = sh("echo out; echo err >&2; exit 3").output().await?;
+        assert_eq!(output.status.code(), Some(3));
+        assert_eq!(output.stdout, b"out\n");
+        assert_eq!(output.stderr, b"err\n");
+        // `status` inherits the streams and reports the code.
+        let status = sh("exit 5").stdout(Stdio::null()).status().await?;
+        assert_eq!(status.code(), Some(5));
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn output_larger_than_a_pipe_on_both_streams_is_read_whole() {
+    run(|| async {
+        // 1 MiB on each stream: the child blocks on whichever pipe is full
+        // unless both are read while it runs.
+        let output = sh("head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2")
+            .output()
+            .await?;
+        assert!(output.status.success());
+        assert_eq!(output.stdout.len(), 1 << 20);
+        assert_eq!(output.stderr.len(), 1 << 20);
+        assert!(output.stdout.iter().chain(&output.stderr).all(|&b| b == 0));
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_megabyte_through_cat_comes_back_byte_for_byte() {
+    run_with(Builder::new().workers(1), || async {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().unwrap();
+        let len = 1 << 20;
+        // On the same worker as the reader: each side waits for the other
+        // through a full pipe, many times.
+        let writer = cellio_runtime::spawn(async move {
+            let data: Vec<u8> = (0..len).map(pattern).collect();
+            for chunk in data.chunks(10_000) {
+                stdin.write_all(chunk).await?;
+            }
+            io::Result::Ok(()) // dropping `stdin` ends cat's input
+        });
+        let mut got = Vec::new();
+        let n = child.stdout.as_mut().unwrap().read_to_end(&mut got).await?;
+        writer.await.unwrap()?;
+        assert_eq!(n, len);
+        for (i, &byte) in got.iter().enumerate() {
+            assert_eq!(byte, pattern(i), "byte {i}");
+        }
+        assert!(child.wait().await?.success());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn one_childs_output_copied_into_anothers_input() {
+    run(|| async {
+        let mut numbers = Command::new("seq")
+            .args(["1", "100000"])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut counter = Command::new("wc")
+            .arg("-l")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut from = numbers.stdout.take().unwrap();
+        let mut into = counter.stdin.take().unwrap();
+        // `copy` closes `into` at the end (`poll_close`): wc sees the end.
+        let copied = cellio_net::copy(&mut from, &mut into).await?;
+        assert_eq!(
+            copied,
+            (1..=100_000u64)
+                .map(|n| n.to_string().len() as u64 + 1)
+                .sum()
+        );
+        let output = counter.wait_with_output().await?;
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "100000");
+        assert!(numbers.wait().await?.success());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn waiting_does_not_block_the_worker() {
+    run_with(Builder::new().workers(1), || async {
+        let mut child = sleeper().spawn()?;
+        let pid = child.id().unwrap() as libc::pid_t;
+        // Runs only if the wait below lets the worker go: a blocking
+        // `waitpid` would never return.
+        cellio_runtime::spawn(async move {
+            // SAFETY: `kill` sends a signal and touches no memory; `pid` is
+            // our unreaped child, so the number is still its own.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        });
+        let status = child.wait().await?;
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_dropped_wait_loses_nothing_and_try_wait_never_waits() {
+    run(|| async {
+        let mut child = sleeper().spawn()?;
+        assert!(child.try_wait()?.is_none());
+        {
+            let wait = pin!(child.wait());
+            assert!(poll_once(wait).await.is_pending());
+        }
+        let pid = child.id().expect("running");
+        child.start_kill()?;
+        let status = child.wait().await?;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        // Collected: the status is kept, the pid is no longer ours.
+        assert_eq!(child.try_wait()?, Some(status));
+        assert_eq!(child.wait().await?, status);
+        assert_eq!(child.id(), None);
+        assert_eq!(proc_state(pid), None, "reaped");
+        // Killing a collected child does nothing.
+        child.start_kill()?;
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn kill_ends_the_process_and_collects_it() {
+    run(|| async {
+        let mut child = sleeper().spawn()?;
+        child.kill().await?;
+        let status = child.try_wait()?.expect("collected by kill");
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn kill_on_drop_kills_and_the_next_spawn_reaps() {
+    let pid = run(|| async {
+        let child = sleeper().kill_on_drop(true).spawn()?;
+        let pid = child.id().unwrap();
+        drop(child);
+        io::Result::Ok(pid)
+    })
+    .unwrap();
+    // Killed: a zombie (or already reaped by another test's spawn).
+    let state = wait_for_state(pid, |s| matches!(s, Some('Z') | None));
+    assert!(matches!(state, Some('Z') | None), "state {state:?}");
+    run(|| async { Command::new("true").status().await }).unwrap();
+    assert_eq!(proc_state(pid), None, "the orphan was reaped");
+}
+
+#[test]
+fn a_dropped_child_keeps_running_and_is_reaped_after_it_exits() {
+    let pid = run(|| async {
+        let child = sleeper().spawn()?;
+        let pid = child.id().unwrap();
+        drop(child);
+        io::Result::Ok(pid)
+    })
+    .unwrap();
+    let state = proc_state(pid);
+    assert!(matches!(state, Some('S' | 'R')), "still running: {state:?}");
+    // SAFETY: `kill` touches no memory; the process is our orphan, not
+    // reaped, so the number is still its own.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    let state = wait_for_state(pid, |s| matches!(s, Some('Z') | None));
+    assert!(matches!(state, Some('Z') | None), "state {state:?}");
+    run(|| async { Command::new("true").status().await }).unwrap();
+    assert_eq!(proc_state(pid), None, "the orphan was reaped");
+}
+
+#[test]
+fn many_children_waited_at_once_on_both_workers() {
+    run(|| async {
+        let mut waits = Vec::new();
+        for i in 0..64 {
+            let mut child = sh(&format!("exit {}", i % 7)).spawn()?;
+            // Half are waited on the other worker than the one that
+            // spawned them.
+            waits.push(cellio_runtime::spawn_on(i % 2, async move {
+                child.wait().await.map(|status| (i, status))
+            }));
+        }
+        for wait in waits {
+            let (i, status) = wait.await.unwrap()?;
+            assert_eq!(status.code(), Some(i as i32 % 7));
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn writing_to_a_child_that_exited_is_broken_pipe() {
+    run(|| async {
+        let mut child = Command::new("true").stdin(Stdio::piped()).spawn()?;
+        let mut stdin = child.stdin.take().unwrap();
+        assert!(child.wait().await?.success());
+        let err = stdin.write_all(&[1u8; 1 << 16]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        // A closed stdin says so.
+        stdin.close();
+        let err = stdin.write(b"x").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert!(err.to_string().contains("closed"), "{err}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn misuse_is_a_clear_error() {
+    // Outside a runtime: refused before anything starts.
+    let err = Command::new("true").spawn().unwrap_err();
+    assert!(err.to_string().contains("runtime"), "{err}");
+    run(|| async {
+        let err = Command::new("/nonexistent/cellio-test-program")
+            .spawn()
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
