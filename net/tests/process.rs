@@ -283,6 +283,12 @@ fn misuse_is_a_clear_error() {
     // Outside a runtime: refused before anything starts.
     let err = Command::new("true").spawn().unwrap_err();
     assert!(err.to_string().contains("runtime"), "{err}");
+}
+
+#[test]
+fn a_program_that_does_not_exist_is_not_found() {
+    // (Under valgrind `spawn` succeeds and the child exits 127: it runs
+    // glibc's `posix_spawn` as a plain fork, which loses the error.)
     run(|| async {
         let err = Command::new("/nonexistent/cellio-test-program")
             .spawn()
