@@ -37,6 +37,9 @@
 //!   same to a receiver with receive offload on (`UDP_GRO`: it takes each
 //!   message as one buffer and the batch splits it); segment offload off
 //!   (64 messages in one `sendmmsg`); and 64 `send_to`s.
+//! * `process/true/{cellio,tokio,std}` — start `/bin/true` and wait for
+//!   its exit: cellio's `Command::status` (a `pidfd` on the reactor),
+//!   tokio's on `current_thread`, and `std`'s (a blocking `waitpid`).
 //!
 //! ```text
 //! cargo bench -p cellio-benches --bench hot_paths
@@ -450,6 +453,35 @@ fn udp_bulk(c: &mut Criterion) {
     });
 }
 
+fn process(c: &mut Criterion) {
+    let rt = one_worker(true);
+    let mut group = c.benchmark_group("process/true");
+    group.sample_size(30);
+    group.bench_function("cellio", |b| {
+        b.iter(|| {
+            rt.block_on(cellio::process::Command::new("/bin/true").status())
+                .unwrap()
+        })
+    });
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    group.bench_function("tokio", |b| {
+        b.iter(|| {
+            tokio_rt
+                // In a block: tokio's `status` starts the process when
+                // called, which needs the runtime's context.
+                .block_on(async { tokio::process::Command::new("/bin/true").status().await })
+                .unwrap()
+        })
+    });
+    group.bench_function("std", |b| {
+        b.iter(|| std::process::Command::new("/bin/true").status().unwrap())
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     cell_park_notify,
@@ -460,6 +492,7 @@ criterion_group!(
     spawn_blocking,
     send_file,
     channel,
-    udp_bulk
+    udp_bulk,
+    process
 );
 criterion_main!(benches);

@@ -70,6 +70,17 @@ fn output_collects_stdout_stderr_and_the_exit_code() {
 }
 
 #[test]
+fn status_and_output_made_outside_the_runtime_start_when_polled_inside() {
+    let runtime = Builder::new().workers(1).build().unwrap();
+    let (mut a, mut b) = (sh("exit 4"), sh("echo late"));
+    // The futures exist before the runtime runs them: nothing starts yet.
+    let status = a.status();
+    let output = b.output();
+    assert_eq!(runtime.block_on(status).unwrap().code(), Some(4));
+    assert_eq!(runtime.block_on(output).unwrap().stdout, b"late\n");
+}
+
+#[test]
 fn output_larger_than_a_pipe_on_both_streams_is_read_whole() {
     run(|| async {
         // 1 MiB on each stream: the child blocks on whichever pipe is full

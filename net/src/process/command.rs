@@ -2,7 +2,6 @@
 //! reactor.
 
 use std::ffi::OsStr;
-use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Output, Stdio};
@@ -174,10 +173,10 @@ impl Command {
     }
 
     /// Starts the process and waits for it to exit: its status. Its
-    /// standard streams are inherited unless set.
-    pub fn status(&mut self) -> impl Future<Output = io::Result<ExitStatus>> {
-        let child = self.spawn();
-        async move { child?.wait().await }
+    /// standard streams are inherited unless set. The process starts at
+    /// the future's first poll (inside the runtime).
+    pub async fn status(&mut self) -> io::Result<ExitStatus> {
+        self.spawn()?.wait().await
     }
 
     /// Starts the process, collects all of its standard output and error
@@ -185,31 +184,30 @@ impl Command {
     /// stderr are piped and stdin is [`Stdio::null`] (as
     /// `std::process::Command::output` does). Set the streams through
     /// this builder (not [`as_std_mut`](Self::as_std_mut)) for `output`
-    /// to see them.
-    pub fn output(&mut self) -> impl Future<Output = io::Result<Output>> {
-        let defaults = [Stdio::null, Stdio::piped, Stdio::piped];
-        let saved = self.stdio_set;
-        for (i, default) in defaults.into_iter().enumerate() {
-            if !self.stdio_set[i] {
-                match i {
-                    0 => self.std.stdin(default()),
-                    1 => self.std.stdout(default()),
-                    _ => self.std.stderr(default()),
-                };
-            }
+    /// to see them. The process starts at the future's first poll.
+    pub async fn output(&mut self) -> io::Result<Output> {
+        let unset = self.stdio_set.map(|set| !set);
+        if unset[0] {
+            self.std.stdin(Stdio::null());
+        }
+        if unset[1] {
+            self.std.stdout(Stdio::piped());
+        }
+        if unset[2] {
+            self.std.stderr(Stdio::piped());
         }
         let child = self.spawn();
         // The defaults were for this call only.
-        for (i, set) in saved.into_iter().enumerate() {
-            if !set {
-                match i {
-                    0 => self.std.stdin(Stdio::inherit()),
-                    1 => self.std.stdout(Stdio::inherit()),
-                    _ => self.std.stderr(Stdio::inherit()),
-                };
-            }
+        if unset[0] {
+            self.std.stdin(Stdio::inherit());
         }
-        async move { child?.wait_with_output().await }
+        if unset[1] {
+            self.std.stdout(Stdio::inherit());
+        }
+        if unset[2] {
+            self.std.stderr(Stdio::inherit());
+        }
+        child?.wait_with_output().await
     }
 }
 
