@@ -40,6 +40,10 @@
 //! * `process/true/{cellio,tokio,std}` — start `/bin/true` and wait for
 //!   its exit: cellio's `Command::status` (a `pidfd` on the reactor),
 //!   tokio's on `current_thread`, and `std`'s (a blocking `waitpid`).
+//! * `file/4KiB_round/{cellio,tokio}` — on an open file: seek to the
+//!   start, write 4 KiB, flush, seek back, read it (four blocking-pool
+//!   hand-overs each way), cellio's `fs::File` against tokio's on
+//!   `current_thread`.
 //!
 //! ```text
 //! cargo bench -p cellio-benches --bench hot_paths
@@ -482,6 +486,64 @@ fn process(c: &mut Criterion) {
     group.finish();
 }
 
+fn file(c: &mut Criterion) {
+    use std::io::SeekFrom;
+    let path = std::env::temp_dir().join(format!("cellio-bench-file-{}", std::process::id()));
+    let mut group = c.benchmark_group("file/4KiB_round");
+    let rt = one_worker(true);
+    let mut file = rt
+        .block_on(
+            cellio::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path),
+        )
+        .expect("open");
+    let out = [7u8; 4096];
+    let mut back = [0u8; 4096];
+    group.bench_function("cellio", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                file.seek(SeekFrom::Start(0)).await.unwrap();
+                file.write_all(&out).await.unwrap();
+                file.flush().await.unwrap();
+                file.seek(SeekFrom::Start(0)).await.unwrap();
+                let mut got = 0;
+                while got < back.len() {
+                    got += file.read(&mut back[got..]).await.unwrap();
+                }
+            })
+        })
+    });
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let mut file = tokio_rt
+        .block_on(
+            tokio::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path),
+        )
+        .expect("open");
+    group.bench_function("tokio", |b| {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+        b.iter(|| {
+            tokio_rt.block_on(async {
+                file.seek(SeekFrom::Start(0)).await.unwrap();
+                file.write_all(&out).await.unwrap();
+                file.flush().await.unwrap();
+                file.seek(SeekFrom::Start(0)).await.unwrap();
+                file.read_exact(&mut back).await.unwrap();
+            })
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_file(&path);
+}
+
 criterion_group!(
     benches,
     cell_park_notify,
@@ -493,6 +555,7 @@ criterion_group!(
     send_file,
     channel,
     udp_bulk,
-    process
+    process,
+    file
 );
 criterion_main!(benches);

@@ -11,30 +11,11 @@ mod util;
 
 use std::future::Future;
 use std::io::ErrorKind;
-use std::path::PathBuf;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use cellio_runtime::{fs, spawn, yield_now};
-use util::run;
-
-/// A fresh directory, removed with everything in it when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("cellio-fs-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use util::{run, TempDir};
 
 #[test]
 fn files_are_written_read_copied_renamed_and_removed() {

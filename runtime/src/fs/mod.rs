@@ -15,8 +15,12 @@
 //! already running on its blocking thread (as in tokio): a dropped `write`
 //! may still happen.
 //!
-//! For reading and writing a file piece by piece, open a `std::fs::File`
-//! inside [`spawn_blocking`] and do the whole piece of work there.
+//! For reading and writing a file piece by piece, [`File`] (tokio's
+//! `fs::File`) runs each read, write and seek on the blocking pool, one at
+//! a time, with one reusable buffer; [`OpenOptions`] opens one. For many
+//! small operations, opening a `std::fs::File` inside [`spawn_blocking`]
+//! and doing the whole piece of work there costs one hand-over instead of
+//! one per operation.
 //!
 //! # Examples
 //!
@@ -40,6 +44,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::RuntimeHandle;
+
+mod file;
+mod open_options;
+
+pub use file::{File, MAX_BUF};
+pub use open_options::OpenOptions;
 
 /// Runs `call` on the current runtime's blocking pool.
 async fn blocking<T, F>(call: F) -> io::Result<T>

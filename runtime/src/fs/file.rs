@@ -1,0 +1,545 @@
+//! [`File`]: an open file whose reads, writes and seeks run on the
+//! blocking pool, one at a time, with one buffer that travels between the
+//! file and its job (tokio's `fs::File`).
+//!
+//! # How it works
+//!
+//! A file is `Idle` (it holds its buffer) or `Busy` (one blocking job owns
+//! the buffer and returns it with the operation's result). A read starts a
+//! job that reads into the buffer, then copies out; a write copies into
+//! the buffer, starts a job that writes it all, and returns at once
+//! (write-behind, as tokio's does): the next operation, or
+//! [`flush`](File::flush), waits for it and reports its error.
+//!
+//! # Invariants
+//!
+//! * At most one job per file at a time, so operations happen in the order
+//!   they were made, and the file position moves as if they had run in
+//!   place.
+//! * The buffer's unread bytes are read ahead of the logical position: a
+//!   write, a seek or `set_len` first moves the file position back by them
+//!   (in its job) and drops them.
+//! * The buffer is reused (its capacity kept, up to [`MAX_BUF`]) and a
+//!   job's block comes from the worker's task pool: once warm, reading and
+//!   writing allocate nothing.
+//! * Dropping a `File` (or an operation's future) does not stop a job
+//!   already running: a write already accepted still happens, and its
+//!   error is lost unless [`flush`](File::flush) was awaited.
+
+use std::fmt;
+use std::fs::{Metadata, Permissions};
+use std::future::{poll_fn, Future};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use super::OpenOptions;
+use crate::{JoinHandle, RuntimeHandle};
+
+/// The most one read or write job moves at a time (tokio's default, 2 MiB):
+/// a larger read returns less, a larger write is taken in part.
+pub const MAX_BUF: usize = 2 * 1024 * 1024;
+
+/// An open file, read and written without blocking the worker (tokio's
+/// `fs::File`): each operation runs on the runtime's blocking pool.
+///
+/// Implements `futures-io`'s `AsyncRead`, `AsyncWrite` and `AsyncSeek`;
+/// the inherent methods cover the common cases.
+///
+/// Writes are accepted into the file's buffer and completed in the
+/// background: call [`flush`](Self::flush) (or [`sync_all`](Self::sync_all))
+/// before dropping the file to learn whether the last write succeeded.
+///
+/// # Examples
+///
+/// ```
+/// use cellio_runtime::fs::File;
+///
+/// # cellio_runtime::Runtime::new()?.block_on(async {
+/// let path = std::env::temp_dir().join(format!("cellio-file-doc-{}", std::process::id()));
+/// let mut file = File::create(&path).await?;
+/// file.write_all(b"hello, file").await?;
+/// file.flush().await?; // the write's result
+///
+/// let mut file = File::open(&path).await?;
+/// let mut contents = Vec::new();
+/// file.read_to_end(&mut contents).await?;
+/// assert_eq!(contents, b"hello, file");
+/// # cellio_runtime::fs::remove_file(&path).await
+/// # })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct File {
+    std: Arc<std::fs::File>,
+    state: State,
+}
+
+/// What the file is doing.
+enum State {
+    /// No job runs; the buffer may hold bytes read ahead.
+    Idle(Buf),
+    /// A job owns the buffer and gives it back with its result.
+    Busy(JoinHandle<(Done, Buf)>),
+    /// A job panicked or was lost with the buffer (the runtime shut down):
+    /// the file is unusable.
+    Broken,
+}
+
+/// What a finished job did.
+enum Done {
+    Read(io::Result<()>),
+    Write(io::Result<()>),
+    Seek(io::Result<u64>),
+}
+
+/// The buffer: `data[pos..]` are bytes read and not yet taken, or the
+/// bytes a write job is to write.
+#[derive(Default)]
+struct Buf {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl Buf {
+    fn unread(&self) -> &[u8] {
+        &self.data[self.pos..]
+    }
+
+    /// Copies unread bytes into `dst`: how many.
+    fn take_into(&mut self, dst: &mut [u8]) -> usize {
+        let n = self.unread().len().min(dst.len());
+        dst[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        n
+    }
+
+    /// Drops the unread bytes: the (non-positive) move that puts the file
+    /// position back where the reader is.
+    fn discard_unread(&mut self) -> i64 {
+        let back = -(self.unread().len() as i64);
+        self.data.clear();
+        self.pos = 0;
+        back
+    }
+
+    /// Reads up to `len` bytes from `file` into the emptied buffer.
+    fn read_from(&mut self, mut file: &std::fs::File, len: usize) -> io::Result<()> {
+        self.data.clear();
+        self.data.reserve_exact(len);
+        self.data.resize(len, 0);
+        self.pos = 0;
+        let read = loop {
+            match file.read(&mut self.data) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                read => break read,
+            }
+        };
+        self.data.truncate(*read.as_ref().unwrap_or(&0));
+        read.map(drop)
+    }
+
+    /// Writes the whole buffer to `file` and empties it.
+    fn write_to(&mut self, mut file: &std::fs::File) -> io::Result<()> {
+        let written = file.write_all(&self.data);
+        self.data.clear();
+        self.pos = 0;
+        written
+    }
+
+    /// Keeps the buffer's memory for reuse, up to `MAX_BUF`.
+    fn shrink(&mut self) {
+        if self.data.capacity() > MAX_BUF {
+            self.data = Vec::new();
+        }
+    }
+}
+
+impl File {
+    /// Opens `path` for reading: [`std::fs::File::open`].
+    pub async fn open(path: impl AsRef<Path>) -> io::Result<File> {
+        OpenOptions::new().read(true).open(path).await
+    }
+
+    /// Creates `path` for writing, truncating it if it exists:
+    /// [`std::fs::File::create`].
+    pub async fn create(path: impl AsRef<Path>) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .await
+    }
+
+    /// Creates `path` for reading and writing, failing if it exists:
+    /// [`std::fs::File::create_new`].
+    pub async fn create_new(path: impl AsRef<Path>) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .await
+    }
+
+    /// An [`OpenOptions`] to open a file with: `File::options().append(true)`.
+    pub fn options() -> OpenOptions {
+        OpenOptions::new()
+    }
+
+    /// Wraps a `std` file (its position is where this file starts).
+    pub fn from_std(std: std::fs::File) -> File {
+        File {
+            std: Arc::new(std),
+            state: State::Idle(Buf::default()),
+        }
+    }
+
+    /// Reads into `buf`: the number of bytes read, `0` at end of file. One
+    /// job reads up to `buf.len()` bytes (at most [`MAX_BUF`]).
+    ///
+    /// Cancel-safe in the sense that nothing is lost: bytes a dropped read
+    /// had fetched stay in the file's buffer for the next read.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_read(cx, buf)).await
+    }
+
+    /// Reads to the end of the file, appending to `buf`: the number of
+    /// bytes read.
+    pub async fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        const CHUNK: usize = 64 * 1024;
+        let start = buf.len();
+        loop {
+            let len = buf.len();
+            buf.resize(len + CHUNK, 0);
+            let read = self.read(&mut buf[len..]).await;
+            buf.truncate(len + *read.as_ref().unwrap_or(&0));
+            if read? == 0 {
+                return Ok(buf.len() - start);
+            }
+        }
+    }
+
+    /// Accepts up to [`MAX_BUF`] bytes of `buf` for writing and returns
+    /// how many; the write itself completes in the background (see
+    /// [`flush`](Self::flush)). Waits for the previous operation first,
+    /// and returns its error if it failed.
+    pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_write(cx, buf)).await
+    }
+
+    /// Writes all of `buf` (in jobs of up to [`MAX_BUF`] bytes); the last
+    /// job completes in the background (see [`flush`](Self::flush)).
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.write(buf).await?;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Waits for the write in progress, if any, and returns its result.
+    /// (Nothing is synced to the disk: see [`sync_all`](Self::sync_all).)
+    pub async fn flush(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Moves the file position: the new position from the start, as
+    /// [`std::io::Seek::seek`]. Bytes read ahead are accounted for.
+    pub async fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        poll_fn(|cx| self.poll_seek(cx, pos)).await
+    }
+
+    /// Flushes, then syncs the file's data and metadata to the disk:
+    /// [`std::fs::File::sync_all`].
+    pub async fn sync_all(&mut self) -> io::Result<()> {
+        self.run(|file| file.sync_all()).await
+    }
+
+    /// Flushes, then syncs the file's data (not all of its metadata) to
+    /// the disk: [`std::fs::File::sync_data`].
+    pub async fn sync_data(&mut self) -> io::Result<()> {
+        self.run(|file| file.sync_data()).await
+    }
+
+    /// Flushes, then truncates or extends the file to `size` bytes:
+    /// [`std::fs::File::set_len`]. The position does not move.
+    pub async fn set_len(&mut self, size: u64) -> io::Result<()> {
+        self.run(move |file| file.set_len(size)).await
+    }
+
+    /// Flushes, then reads the file's metadata: [`std::fs::File::metadata`].
+    pub async fn metadata(&mut self) -> io::Result<Metadata> {
+        self.run(|file| file.metadata()).await
+    }
+
+    /// Flushes, then sets the file's permissions:
+    /// [`std::fs::File::set_permissions`].
+    pub async fn set_permissions(&mut self, permissions: Permissions) -> io::Result<()> {
+        self.run(move |file| file.set_permissions(permissions))
+            .await
+    }
+
+    /// Flushes, then returns the `std` file, its position where this
+    /// file's reader is (bytes read ahead are given back).
+    pub async fn into_std(mut self) -> io::Result<std::fs::File> {
+        self.settle().await?;
+        Arc::try_unwrap(self.std).map_err(|_| io::Error::other("cellio: File still shared"))
+    }
+
+    /// Flushes, then a second `File` for the same open file (sharing its
+    /// position): [`std::fs::File::try_clone`].
+    pub async fn try_clone(&mut self) -> io::Result<File> {
+        let std = self.run(|file| file.try_clone()).await?;
+        Ok(File::from_std(std))
+    }
+
+    /// [`read`](Self::read) as a poll method (what `AsyncRead` calls).
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            match &mut self.state {
+                State::Idle(buf) => {
+                    if !buf.unread().is_empty() || dst.is_empty() {
+                        return Poll::Ready(Ok(buf.take_into(dst)));
+                    }
+                    let len = dst.len().min(MAX_BUF);
+                    if let Err(e) =
+                        self.start(move |file, buf| Done::Read(buf.read_from(file, len)))
+                    {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                State::Busy(_) => match ready!(self.poll_job(cx))? {
+                    Done::Read(Ok(())) => {
+                        // Copied out at once, or `0`: the end of the file.
+                        let State::Idle(buf) = &mut self.state else {
+                            unreachable!("poll_job leaves the file idle")
+                        };
+                        return Poll::Ready(Ok(buf.take_into(dst)));
+                    }
+                    Done::Read(Err(e)) | Done::Write(Err(e)) => return Poll::Ready(Err(e)),
+                    // A write or seek before this read finished: now read.
+                    Done::Write(Ok(())) | Done::Seek(_) => {}
+                },
+                State::Broken => return Poll::Ready(Err(broken())),
+            }
+        }
+    }
+
+    /// [`write`](Self::write) as a poll method (what `AsyncWrite` calls).
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, src: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            match &mut self.state {
+                State::Idle(buf) => {
+                    if src.is_empty() {
+                        return Poll::Ready(Ok(0));
+                    }
+                    let back = buf.discard_unread();
+                    let n = src.len().min(MAX_BUF);
+                    buf.data.reserve_exact(n);
+                    buf.data.extend_from_slice(&src[..n]);
+                    let started = self.start(move |mut file, buf| {
+                        Done::Write(seek_back(&mut file, back).and_then(|()| buf.write_to(file)))
+                    });
+                    return Poll::Ready(started.map(|()| n));
+                }
+                State::Busy(_) => match ready!(self.poll_job(cx))? {
+                    Done::Write(Err(e)) => return Poll::Ready(Err(e)),
+                    // A read's bytes are dropped (and the position moved
+                    // back) by this write's job.
+                    Done::Write(Ok(())) | Done::Read(_) | Done::Seek(_) => {}
+                },
+                State::Broken => return Poll::Ready(Err(broken())),
+            }
+        }
+    }
+
+    /// [`flush`](Self::flush) as a poll method.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.state {
+            State::Idle(_) => Poll::Ready(Ok(())),
+            State::Busy(_) => match ready!(self.poll_job(cx))? {
+                Done::Write(Err(e)) => Poll::Ready(Err(e)),
+                _ => Poll::Ready(Ok(())),
+            },
+            State::Broken => Poll::Ready(Err(broken())),
+        }
+    }
+
+    /// [`seek`](Self::seek) as a poll method (what `AsyncSeek` calls):
+    /// call it with the same `pos` until it is ready.
+    pub fn poll_seek(&mut self, cx: &mut Context<'_>, pos: SeekFrom) -> Poll<io::Result<u64>> {
+        loop {
+            match &mut self.state {
+                State::Idle(buf) => {
+                    let pos = match pos {
+                        // From where the reader is, not the read-ahead.
+                        SeekFrom::Current(offset) => {
+                            SeekFrom::Current(offset + buf.discard_unread())
+                        }
+                        other => {
+                            buf.discard_unread();
+                            other
+                        }
+                    };
+                    if let Err(e) = self.start(move |mut file, _| Done::Seek(file.seek(pos))) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                State::Busy(_) => match ready!(self.poll_job(cx))? {
+                    Done::Seek(result) => return Poll::Ready(result),
+                    Done::Write(Err(e)) => return Poll::Ready(Err(e)),
+                    Done::Write(Ok(())) | Done::Read(_) => {}
+                },
+                State::Broken => return Poll::Ready(Err(broken())),
+            }
+        }
+    }
+
+    /// Waits for the job in progress; then the file is idle, its read-ahead
+    /// given back (the position is where the reader is).
+    async fn settle(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        if matches!(&self.state, State::Idle(buf) if !buf.unread().is_empty()) {
+            // The seek drops the bytes read ahead and moves back over them.
+            self.seek(SeekFrom::Current(0)).await?;
+        }
+        Ok(())
+    }
+
+    /// Settles the file, then runs `call` on it on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &mut self,
+        call: impl FnOnce(&std::fs::File) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        self.settle().await?;
+        let file = Arc::clone(&self.std);
+        blocking_pool()?.spawn_blocking(move || call(&file)).await?
+    }
+
+    /// Starts a job that runs `job` with the file and the buffer: the file
+    /// becomes busy.
+    fn start(
+        &mut self,
+        job: impl FnOnce(&std::fs::File, &mut Buf) -> Done + Send + 'static,
+    ) -> io::Result<()> {
+        let runtime = blocking_pool()?;
+        let State::Idle(buf) = std::mem::replace(&mut self.state, State::Broken) else {
+            unreachable!("jobs start on an idle file")
+        };
+        let (file, mut buf) = (Arc::clone(&self.std), buf);
+        self.state = State::Busy(runtime.spawn_blocking(move || {
+            let done = job(&file, &mut buf);
+            (done, buf)
+        }));
+        Ok(())
+    }
+
+    /// Polls the job in progress; when it is done the file is idle again
+    /// (or broken, if the job was lost).
+    fn poll_job(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Done>> {
+        let State::Busy(job) = &mut self.state else {
+            unreachable!("polled only while busy")
+        };
+        let finished = ready!(Pin::new(job).poll(cx));
+        Poll::Ready(match finished {
+            Ok((done, mut buf)) => {
+                buf.shrink();
+                self.state = State::Idle(buf);
+                Ok(done)
+            }
+            Err(e) => {
+                self.state = State::Broken;
+                Err(io::Error::other(format!(
+                    "cellio: a file operation was lost: {e}"
+                )))
+            }
+        })
+    }
+}
+
+/// Moves `file`'s position by `back` (bytes read ahead), if any.
+fn seek_back(file: &mut &std::fs::File, back: i64) -> io::Result<()> {
+    if back != 0 {
+        file.seek(SeekFrom::Current(back))?;
+    }
+    Ok(())
+}
+
+/// The current runtime, whose blocking pool runs file operations.
+fn blocking_pool() -> io::Result<RuntimeHandle> {
+    RuntimeHandle::current().ok_or_else(|| {
+        io::Error::other("cellio::fs::File used outside a cellio runtime (it runs on the runtime's blocking pool)")
+    })
+}
+
+fn broken() -> io::Error {
+    io::Error::other("cellio: the file is unusable: an earlier operation was lost")
+}
+
+impl futures_io::AsyncRead for File {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        File::poll_read(self.get_mut(), cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for File {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        File::poll_write(self.get_mut(), cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        File::poll_flush(self.get_mut(), cx)
+    }
+
+    /// Flushes; the file closes when dropped.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        File::poll_flush(self.get_mut(), cx)
+    }
+}
+
+impl futures_io::AsyncSeek for File {
+    fn poll_seek(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        pos: SeekFrom,
+    ) -> Poll<io::Result<u64>> {
+        File::poll_seek(self.get_mut(), cx, pos)
+    }
+}
+
+impl From<std::fs::File> for File {
+    fn from(std: std::fs::File) -> Self {
+        File::from_std(std)
+    }
+}
+
+impl std::os::fd::AsRawFd for File {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.std.as_raw_fd()
+    }
+}
+
+impl fmt::Debug for File {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Idle(_) => "idle",
+            State::Busy(_) => "busy",
+            State::Broken => "broken",
+        };
+        f.debug_struct("File")
+            .field("std", &self.std)
+            .field("state", &state)
+            .finish()
+    }
+}

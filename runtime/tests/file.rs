@@ -1,0 +1,273 @@
+//! `fs::File`: every byte written comes back, in jobs larger and smaller
+//! than its buffer; reads, writes and seeks keep the position exact even
+//! with bytes read ahead; a write's error reaches `flush`; `into_std`
+//! hands the position back; `OpenOptions` opens as `std`'s does; the
+//! `futures-io` traits work; and outside a runtime it is an error, not a
+//! panic.
+//!
+//! Not under Miri: its isolation has no file system.
+#![cfg(not(miri))]
+
+mod util;
+
+use std::future::Future;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use cellio_runtime::fs::{File, OpenOptions, MAX_BUF};
+use util::{run, TempDir};
+
+/// Byte `i` of the test pattern (period 251, so no power of two lines up).
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len).map(pattern).collect()
+}
+
+/// Leaves `len` bytes read ahead in `file`'s buffer: a read of `len` is
+/// started and dropped before its job can run (the pool's one thread is
+/// held until then), so the job's bytes stay in the buffer. Needs a
+/// runtime with one blocking thread ([`run_one_blocking_thread`]).
+async fn read_ahead(file: &mut File, len: usize) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let holder = cellio_runtime::spawn_blocking(move || held.recv());
+    let mut big = vec![0u8; len];
+    {
+        let mut read = Box::pin(file.read(&mut big));
+        assert!(
+            util::poll_once(&mut read).await.is_pending(),
+            "the job waits"
+        );
+    }
+    release.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+}
+
+/// [`run`] on a runtime of one worker and one blocking thread.
+fn run_one_blocking_thread<M, Fut>(make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    util::with_timeout(util::LIMIT, move || {
+        let runtime = cellio_runtime::Builder::new()
+            .workers(1)
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(make())
+    })
+}
+
+#[test]
+fn bytes_written_in_jobs_larger_than_the_buffer_come_back_whole() {
+    let dir = TempDir::new("file-whole");
+    let path = dir.0.join("data");
+    run(move || async move {
+        let data = patterned(2 * MAX_BUF + 12_345);
+        let mut file = File::create(&path).await?;
+        file.write_all(&data).await?;
+        file.flush().await?;
+        assert_eq!(std::fs::read(&path)?, data, "as std reads it");
+        let mut file = File::open(&path).await?;
+        let mut back = Vec::new();
+        assert_eq!(file.read_to_end(&mut back).await?, data.len());
+        assert_eq!(back, data);
+        // At the end: end of file.
+        assert_eq!(file.read(&mut [0u8; 16]).await?, 0);
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn bytes_read_ahead_do_not_move_the_position_seen_by_writes_and_seeks() {
+    let dir = TempDir::new("file-ahead");
+    let path = dir.0.join("data");
+    std::fs::write(&path, patterned(100_000)).unwrap();
+    run_one_blocking_thread(move || async move {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .await?;
+        // A read of 4 096 bytes starts its job and is dropped: the bytes
+        // it fetches stay in the file's buffer, read ahead.
+        read_ahead(&mut file, 4096).await;
+        let mut small = [0u8; 10];
+        assert_eq!(file.read(&mut small).await?, 10);
+        assert_eq!(small.to_vec(), patterned(10));
+        // The write lands where the reader is (10), not after the read-ahead.
+        file.write_all(b"XYZ").await?;
+        file.flush().await?;
+        assert_eq!(file.seek(SeekFrom::Current(0)).await?, 13);
+        let mut next = [0u8; 5];
+        file.read(&mut next).await?;
+        assert_eq!(next.to_vec(), (13..18).map(pattern).collect::<Vec<_>>());
+        // Another read-ahead, then a relative seek from the reader.
+        read_ahead(&mut file, 4096).await;
+        assert_eq!(file.read(&mut next).await?, 5); // 18..23
+        assert_eq!(file.seek(SeekFrom::Current(-3)).await?, 20);
+        assert_eq!(file.seek(SeekFrom::End(-5)).await?, 99_995);
+        assert_eq!(file.seek(SeekFrom::Start(7)).await?, 7);
+        let mut one = [0u8; 1];
+        file.read(&mut one).await?;
+        assert_eq!(one[0], pattern(7));
+        let on_disk = std::fs::read(&path)?;
+        assert_eq!(&on_disk[..10], &patterned(10)[..]);
+        assert_eq!(&on_disk[10..13], b"XYZ");
+        assert_eq!(&on_disk[13..], &patterned(100_000)[13..]);
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn into_std_gives_back_the_readers_position_and_metadata_and_set_len_settle_first() {
+    let dir = TempDir::new("file-std");
+    let path = dir.0.join("data");
+    std::fs::write(&path, patterned(50_000)).unwrap();
+    run_one_blocking_thread(move || async move {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .await?;
+        read_ahead(&mut file, 8192).await;
+        let mut three = [0u8; 3];
+        assert_eq!(file.read(&mut three).await?, 3);
+        file.write_all(&[0xEE; 1000]).await?;
+        // metadata waits for the write.
+        assert_eq!(file.metadata().await?.len(), 50_000);
+        file.set_len(2_000).await?;
+        assert_eq!(file.metadata().await?.len(), 2_000);
+        file.sync_all().await?;
+        let mut std_file = file.into_std().await?;
+        assert_eq!(std_file.stream_position()?, 1_003, "the reader's position");
+        let mut rest = Vec::new();
+        std_file.read_to_end(&mut rest)?;
+        assert_eq!(rest, patterned(2_000)[1_003..].to_vec());
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn into_std_after_a_read_ahead_is_at_the_readers_position() {
+    let dir = TempDir::new("file-std-ahead");
+    let path = dir.0.join("data");
+    std::fs::write(&path, patterned(20_000)).unwrap();
+    run_one_blocking_thread(move || async move {
+        let mut file = File::open(&path).await?;
+        read_ahead(&mut file, 8192).await;
+        let mut three = [0u8; 3];
+        assert_eq!(file.read(&mut three).await?, 3);
+        let mut std_file = file.into_std().await?;
+        assert_eq!(std_file.stream_position()?, 3, "not 8 192");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_failed_write_is_reported_by_flush_or_the_next_read() {
+    let dir = TempDir::new("file-error");
+    let path = dir.0.join("read-only");
+    std::fs::write(&path, b"x").unwrap();
+    run(move || async move {
+        // Opened for reading only: the write is accepted into the buffer,
+        // and its job's EBADF comes back from `flush`.
+        let mut file = File::open(&path).await?;
+        assert_eq!(file.write(b"lost?").await?, 5);
+        let error = file.flush().await.unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc_ebadf()), "{error}");
+        // Reported once; the file is usable after.
+        file.flush().await?;
+        // The next read reports a failed write too.
+        assert_eq!(file.write(b"again").await?, 5);
+        let mut byte = [0u8; 1];
+        let error = file.read(&mut byte).await.unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc_ebadf()), "{error}");
+        assert_eq!(file.read(&mut byte).await?, 1);
+        assert_eq!(&byte, b"x");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn open_options_append_and_create_new_behave_as_std() {
+    let dir = TempDir::new("file-options");
+    let path = dir.0.join("log");
+    run(move || async move {
+        for line in ["one\n", "two\n"] {
+            let mut log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .await?;
+            log.write_all(line.as_bytes()).await?;
+            log.flush().await?;
+        }
+        assert_eq!(std::fs::read(&path)?, b"one\ntwo\n");
+        let error = File::create_new(&path).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+        let error = File::open(path.with_extension("missing"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NotFound);
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn the_futures_io_traits_read_write_and_seek() {
+    use futures_util::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    let dir = TempDir::new("file-traits");
+    let path = dir.0.join("data");
+    run(move || async move {
+        let data = patterned(300_000);
+        let mut file = File::create_new(&path).await?;
+        for chunk in data.chunks(7_000) {
+            AsyncWriteExt::write_all(&mut file, chunk).await?;
+        }
+        AsyncWriteExt::close(&mut file).await?;
+        assert_eq!(
+            AsyncSeekExt::seek(&mut file, SeekFrom::Start(1_000)).await?,
+            1_000
+        );
+        let mut back = Vec::new();
+        AsyncReadExt::read_to_end(&mut file, &mut back).await?;
+        assert_eq!(back, data[1_000..].to_vec());
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn outside_a_runtime_an_operation_is_an_error() {
+    let file = std::fs::File::open("/proc/self/stat").unwrap();
+    let mut file = File::from_std(file);
+    let mut buf = [0u8; 16];
+    let mut read = pin!(file.read(&mut buf));
+    let mut cx = Context::from_waker(Waker::noop());
+    match read.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(error)) => {
+            assert!(
+                error.to_string().contains("outside a cellio runtime"),
+                "{error}"
+            )
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// `EBADF`, without a libc dependency.
+fn libc_ebadf() -> i32 {
+    9
+}
