@@ -309,3 +309,36 @@ fn a_program_that_does_not_exist_is_not_found() {
     })
     .unwrap();
 }
+
+/// With the `tokio-io` feature, the pipes implement tokio's traits too:
+/// `tokio::io::BufReader` and its lines over a child's output, tokio's
+/// `write_all` and `shutdown` into its input.
+#[cfg(feature = "tokio-io")]
+#[test]
+fn tokio_io_traits_on_the_pipes() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    run(|| async {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = cellio_runtime::spawn(async move {
+            for n in 1..=1000 {
+                stdin.write_all(format!("{n}\n").as_bytes()).await?;
+            }
+            stdin.shutdown().await // cat's end of input
+        });
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut expected = 1;
+        while let Some(line) = lines.next_line().await? {
+            assert_eq!(line, expected.to_string());
+            expected += 1;
+        }
+        assert_eq!(expected, 1001);
+        writer.await.unwrap()?;
+        assert!(child.wait().await?.success());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

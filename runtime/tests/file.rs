@@ -249,6 +249,37 @@ fn the_futures_io_traits_read_write_and_seek() {
     .unwrap();
 }
 
+/// With the `tokio-io` feature, tokio's traits: `write_all`, `shutdown`,
+/// `seek`, `read_to_end` and a `BufReader`'s lines.
+#[cfg(feature = "tokio-io")]
+#[test]
+fn the_tokio_io_traits_read_write_and_seek() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
+    let dir = TempDir::new("file-tokio");
+    let path = dir.0.join("lines");
+    run(move || async move {
+        let mut file = File::create_new(&path).await?;
+        for n in 0..2_000 {
+            AsyncWriteExt::write_all(&mut file, format!("line {n}\n").as_bytes()).await?;
+        }
+        AsyncWriteExt::shutdown(&mut file).await?;
+        assert_eq!(AsyncSeekExt::seek(&mut file, SeekFrom::Start(5)).await?, 5);
+        let mut rest = Vec::new();
+        AsyncReadExt::read_to_end(&mut file, &mut rest).await?;
+        assert!(rest.starts_with(b"0\nline 1\n"));
+        AsyncSeekExt::rewind(&mut file).await?;
+        let mut lines = BufReader::new(file).lines();
+        let mut n = 0;
+        while let Some(line) = lines.next_line().await? {
+            assert_eq!(line, format!("line {n}"));
+            n += 1;
+        }
+        assert_eq!(n, 2_000);
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn outside_a_runtime_an_operation_is_an_error() {
     let file = std::fs::File::open("/proc/self/stat").unwrap();

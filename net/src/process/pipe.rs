@@ -120,6 +120,20 @@ macro_rules! output_pipe {
             }
         }
 
+        /// With the `tokio-io` feature: tokio's `AsyncRead` (for
+        /// `tokio-util` codecs, `tokio::io::BufReader`, ...).
+        #[cfg(feature = "tokio-io")]
+        impl tokio::io::AsyncRead for $name {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let this = self.get_mut();
+                crate::stream::io_traits::tokio_poll_read(buf, |buf| this.poll_read(cx, buf))
+            }
+        }
+
         impl AsRawFd for $name {
             fn as_raw_fd(&self) -> RawFd {
                 self.pipe.as_raw_fd()
@@ -270,6 +284,28 @@ impl futures_io::AsyncWrite for ChildStdin {
 
     /// Closes the pipe ([`close`](ChildStdin::close)).
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// With the `tokio-io` feature: tokio's `AsyncWrite`, whose
+/// `poll_shutdown` closes the pipe, as `poll_close` does.
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncWrite for ChildStdin {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ChildStdin::poll_write(self.get_mut(), cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().close();
         Poll::Ready(Ok(()))
     }

@@ -74,6 +74,10 @@ pub const MAX_BUF: usize = 2 * 1024 * 1024;
 pub struct File {
     std: Arc<std::fs::File>,
     state: State,
+    /// The seek tokio's `start_seek` asked for, until `poll_complete`
+    /// finishes it.
+    #[cfg(feature = "tokio-io")]
+    tokio_seek: Option<SeekFrom>,
 }
 
 /// What the file is doing.
@@ -194,6 +198,8 @@ impl File {
         File {
             std: Arc::new(std),
             state: State::Idle(Buf::default()),
+            #[cfg(feature = "tokio-io")]
+            tokio_seek: None,
         }
     }
 
@@ -515,6 +521,73 @@ impl futures_io::AsyncSeek for File {
         pos: SeekFrom,
     ) -> Poll<io::Result<u64>> {
         File::poll_seek(self.get_mut(), cx, pos)
+    }
+}
+
+/// With the `tokio-io` feature: tokio's `AsyncRead` (the unfilled part of
+/// the `ReadBuf` is zeroed first, up to the length read, as tokio's rule
+/// asks before memory is written).
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncRead for File {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let len = buf.remaining().min(MAX_BUF);
+        let n = ready!(File::poll_read(
+            self.get_mut(),
+            cx,
+            buf.initialize_unfilled_to(len)
+        ))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// With the `tokio-io` feature: tokio's `AsyncWrite` (`poll_shutdown`
+/// flushes; the file closes when dropped).
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncWrite for File {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        File::poll_write(self.get_mut(), cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        File::poll_flush(self.get_mut(), cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        File::poll_flush(self.get_mut(), cx)
+    }
+}
+
+/// With the `tokio-io` feature: tokio's `AsyncSeek`. `start_seek` records
+/// the seek and `poll_complete` runs it (without one, `poll_complete`
+/// waits for the operation in progress and returns the position).
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncSeek for File {
+    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
+        let this = self.get_mut();
+        if this.tokio_seek.is_some() {
+            return Err(io::Error::other(
+                "cellio: a seek is in progress: call poll_complete before start_seek",
+            ));
+        }
+        this.tokio_seek = Some(position);
+        Ok(())
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let this = self.get_mut();
+        let position = this.tokio_seek.unwrap_or(SeekFrom::Current(0));
+        let done = ready!(this.poll_seek(cx, position));
+        this.tokio_seek = None;
+        Poll::Ready(done)
     }
 }
 
