@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""http_compare: requests/s, p99 and server CPU per request of hyper's HTTP/1.1 server on
+cellio (the `http_server` example) and on tokio current_thread (`tokio_http`), under the same
+keep-alive load from `wrk` (`GET /`, 18-byte body).
+
+The server runs pinned to CPU 0 and wrk (one thread) to CPU 1. Each run: a warm-up wrk of
+`--warmup` seconds, then the measured wrk of `--secs`; the server's user and system CPU come
+from /proc/PID/stat across the measured wrk only, divided by the requests wrk completed. The
+servers are interleaved, the order reversed every other round, and the table gives medians.
+Figures come from clock ticks (CLK_TCK, usually 100 per second): use several rounds.
+
+Needs wrk (apt-get install wrk).
+Build first:  cargo build --release -p cellio-benches --bin tokio_http &&
+              cargo build --release --example http_server
+Run:          python3 benches/scripts/http_compare.py [--rounds 3] [--secs 5] [--connections 50]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+from cpu_window import TICK_NS, cpu_ticks
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REL = os.path.join(ROOT, "target", "release")
+SERVERS = {
+    "tokio-current": [os.path.join(REL, "tokio_http")],
+    "cellio": [os.path.join(REL, "examples", "http_server")],
+}
+
+
+def start(command, what):
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    line = process.stdout.readline()
+    if not line.startswith("listening on"):
+        process.kill()
+        raise RuntimeError(f"{what} did not start: {line!r} {process.stderr.read()}")
+    return process, line.split()[2].rstrip(",")
+
+
+def wrk(a, addr, secs):
+    """Runs wrk against `addr` for `secs`; returns (requests, requests/s, p99 µs)."""
+    out = subprocess.run(
+        ["taskset", "-c", a.client_cpu, "wrk", "-t1", f"-c{a.connections}", f"-d{secs}s",
+         "--latency", f"http://{addr}/"], capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if re.search(r"Non-2xx or 3xx responses|Socket errors", out):
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
+    p99 = float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+    return requests, rate, p99
+
+
+def one_run(name, a):
+    server, addr = start(["taskset", "-c", a.server_cpu] + SERVERS[name]
+                         + ["--addr", "127.0.0.1:0"], name)
+    try:
+        wrk(a, addr, a.warmup)
+        u0, s0 = cpu_ticks(server.pid)
+        requests, rate, p99 = wrk(a, addr, a.secs)
+        u1, s1 = cpu_ticks(server.pid)
+    finally:
+        server.terminate()
+        server.wait()
+    return (rate, (u1 - u0) * TICK_NS / 1e3 / requests, (s1 - s0) * TICK_NS / 1e3 / requests,
+            p99)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--secs", type=int, default=5, help="measured window per run")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--server-cpu", default="0")
+    ap.add_argument("--client-cpu", default="1")
+    a = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("http_compare: wrk not found (apt-get install wrk)")
+    for command in SERVERS.values():
+        if not os.path.exists(command[0]):
+            sys.exit(f"http_compare: {command[0]} not built (see --help)")
+    results = {name: [] for name in SERVERS}
+    names = list(SERVERS)
+    for r in range(a.rounds):
+        for name in (names if r % 2 == 0 else list(reversed(names))):
+            row = one_run(name, a)
+            results[name].append(row)
+            print(f"round {r + 1} {name:14s} {row[0]:9.0f} req/s  user {row[1]:6.2f}  "
+                  f"sys {row[2]:6.2f} us/req  p99 {row[3]:8.1f} us", flush=True)
+    med = {name: [statistics.median(v[i] for v in rows) for i in range(4)]
+           for name, rows in results.items()}
+    print(f"\nwrk -t1 -c{a.connections}, GET /, keep-alive; medians of {a.rounds} rounds x "
+          f"{a.secs} s; server on CPU {a.server_cpu}, wrk on CPU {a.client_cpu}")
+    print(f"{'server':14s} {'req/s':>9s} {'user us':>8s} {'sys us':>8s} {'cpu us':>8s} "
+          f"{'p99 us':>8s}")
+    for name, (rate, user, system, p99) in med.items():
+        print(f"{name:14s} {rate:9.0f} {user:8.2f} {system:8.2f} {user + system:8.2f} "
+              f"{p99:8.1f}")
+    t, c = med["tokio-current"], med["cellio"]
+    print(f"cellio: {c[0] / t[0]:.2f}x tokio current_thread's requests/s; server CPU per "
+          f"request {(c[1] + c[2]) / (t[1] + t[2]):.2f}x (user {c[1] / t[1]:.2f}x, system "
+          f"{c[2] / t[2]:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

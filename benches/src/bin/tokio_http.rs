@@ -1,0 +1,79 @@
+//! `tokio_http`: hyper's HTTP/1.1 server on tokio, the comparison for cellio's `http_server`
+//! example: the same service (`GET /`, `POST /echo`, else 404), one task per connection
+//! serving it with `hyper::server::conn::http1`, on `Builder::new_current_thread()` with
+//! `enable_all()` (`#[tokio::main(flavor = "current_thread")]`). `TCP_NODELAY` on each
+//! connection, as in cellio's example.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use cellio_benches::{announce_listening, parse_args, raise_fd_limit, run_main};
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::net::TcpListener;
+
+const PROG: &str = "tokio_http";
+
+/// hyper's HTTP/1.1 server on tokio's current_thread runtime.
+#[derive(Parser, Debug)]
+#[command(name = PROG, version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    addr: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let args: Args = parse_args(PROG);
+    run_main(PROG, || {
+        raise_fd_limit();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot build runtime: {e}"))?;
+        rt.block_on(serve(args.addr))
+    })
+}
+
+/// The service of cellio's `http_server` example.
+async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => Response::new(Full::new(Bytes::from_static(b"hello from cellio\n"))),
+        (&Method::POST, "/echo") => {
+            let body = request.into_body().collect().await?.to_bytes();
+            Response::new(Full::new(body))
+        }
+        _ => {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
+    };
+    Ok(response)
+}
+
+async fn serve(addr: SocketAddr) -> Result<(), String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    announce_listening(listener.local_addr().map_err(|e| e.to_string())?);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, hyper::service::service_fn(handle))
+                        .await;
+                });
+            }
+            Err(e) => {
+                eprintln!("{PROG}: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

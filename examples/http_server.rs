@@ -1,0 +1,129 @@
+//! An HTTP/1.1 server: hyper's, on cellio. Each connection is a `TcpIo`
+//! (through its tokio traits, the `tokio-io` feature, and hyper-util's
+//! `TokioIo` adapter) served by `hyper::server::conn::http1`, one task per
+//! connection.
+//!
+//! ```text
+//! cargo run --release --example http_server                  # 127.0.0.1:8080
+//! curl http://127.0.0.1:8080/                                # hello
+//! curl --data-binary @file http://127.0.0.1:8080/echo        # the body back
+//! wrk -t1 -c50 -d5s http://127.0.0.1:8080/                   # load
+//! ```
+//!
+//! * `GET /` answers `hello from cellio`; `POST /echo` answers with the
+//!   request's body; anything else is 404.
+//! * Keep-alive and pipelining are hyper's; `--workers N`: thread-per-core,
+//!   one `SO_REUSEPORT` listener per worker.
+//! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms`,
+//!   then exit 0.
+//!
+//! A connection's error (a peer that sends garbage or resets) ends that
+//! connection only.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use accept_backoff::accept_until_shutdown;
+use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
+use clap::Parser;
+use cli::context;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+
+#[derive(Parser, Debug)]
+#[command(about = "hyper's HTTP/1.1 server on cellio")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Worker threads, each with its own listener on the port.
+    #[arg(long, default_value_t = NonZeroU16::MIN)]
+    workers: NonZeroU16,
+    /// On SIGINT/SIGTERM, how long open connections get to finish.
+    #[arg(long, default_value_t = 5000)]
+    grace_ms: u64,
+}
+
+/// The one service: `GET /`, `POST /echo`, else 404.
+async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => Response::new(Full::new(Bytes::from_static(b"hello from cellio\n"))),
+        (&Method::POST, "/echo") => {
+            let body = request.into_body().collect().await?.to_bytes();
+            Response::new(Full::new(body))
+        }
+        _ => {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
+    };
+    Ok(response)
+}
+
+/// Serves one connection until the client closes it.
+async fn connection(stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let io = hyper_util::rt::TokioIo::new(TcpIo::new(stream));
+    let service = hyper::service::service_fn(handle);
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Accepts until shutdown begins, one task per connection.
+async fn serve(listener: TcpListener) {
+    accept_until_shutdown(
+        "http_server",
+        || listener.accept(),
+        |(stream, peer)| {
+            spawn_local(connection(stream, peer));
+        },
+    )
+    .await;
+}
+
+fn main() -> ExitCode {
+    cli::exit_code("http_server", run(&Args::parse()))
+}
+
+#[path = "common/accept_backoff.rs"]
+mod accept_backoff;
+#[path = "common/cli.rs"]
+mod cli;
+#[path = "common/open_files.rs"]
+mod open_files;
+#[path = "common/shutdown_signals.rs"]
+mod shutdown_signals;
+#[path = "common/worker_listeners.rs"]
+mod worker_listeners;
+
+fn run(args: &Args) -> std::io::Result<()> {
+    open_files::raise_open_files(None);
+    let workers = usize::from(args.workers.get());
+    let runtime = Builder::new()
+        .workers(workers)
+        .build()
+        .map_err(|e| context("cannot start the cellio runtime", e))?;
+    runtime.block_on(async {
+        spawn(shutdown_signals::shut_down_on_signals()?);
+        let options = ListenOptions {
+            reuse_port: workers > 1,
+            ..ListenOptions::default()
+        };
+        let listener = TcpListener::bind_with(args.addr, options)
+            .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
+        let addr = listener.local_addr()?;
+        println!("listening on {addr}");
+        worker_listeners::listen_on_other_workers("http_server", addr, options, workers, serve);
+        serve(listener).await;
+        Ok::<(), std::io::Error>(())
+    })?;
+    worker_listeners::finish("http_server", runtime, Duration::from_millis(args.grace_ms))
+}
