@@ -12,6 +12,7 @@ mod util;
 
 use std::future::Future;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
@@ -25,6 +26,18 @@ fn pattern(i: usize) -> u8 {
 
 fn patterned(len: usize) -> Vec<u8> {
     (0..len).map(pattern).collect()
+}
+
+/// A fresh directory holding `data`: `len` bytes of the pattern.
+fn patterned_file(name: &str, len: usize) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
+    let path = dir.0.join("data");
+    std::fs::write(&path, patterned(len)).unwrap();
+    (dir, path)
+}
+
+async fn open_read_write(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path).await
 }
 
 /// Leaves `len` bytes read ahead in `file`'s buffer: a read of `len` is
@@ -86,15 +99,9 @@ fn bytes_written_in_jobs_larger_than_the_buffer_come_back_whole() {
 
 #[test]
 fn bytes_read_ahead_do_not_move_the_position_seen_by_writes_and_seeks() {
-    let dir = TempDir::new("file-ahead");
-    let path = dir.0.join("data");
-    std::fs::write(&path, patterned(100_000)).unwrap();
+    let (_dir, path) = patterned_file("file-ahead", 100_000);
     run_one_blocking_thread(move || async move {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .await?;
+        let mut file = open_read_write(&path).await?;
         // A read of 4 096 bytes starts its job and is dropped: the bytes
         // it fetches stay in the file's buffer, read ahead.
         read_ahead(&mut file, 4096).await;
@@ -128,15 +135,9 @@ fn bytes_read_ahead_do_not_move_the_position_seen_by_writes_and_seeks() {
 
 #[test]
 fn into_std_gives_back_the_readers_position_and_metadata_and_set_len_settle_first() {
-    let dir = TempDir::new("file-std");
-    let path = dir.0.join("data");
-    std::fs::write(&path, patterned(50_000)).unwrap();
+    let (_dir, path) = patterned_file("file-std", 50_000);
     run_one_blocking_thread(move || async move {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .await?;
+        let mut file = open_read_write(&path).await?;
         read_ahead(&mut file, 8192).await;
         let mut three = [0u8; 3];
         assert_eq!(file.read(&mut three).await?, 3);
@@ -158,9 +159,7 @@ fn into_std_gives_back_the_readers_position_and_metadata_and_set_len_settle_firs
 
 #[test]
 fn into_std_after_a_read_ahead_is_at_the_readers_position() {
-    let dir = TempDir::new("file-std-ahead");
-    let path = dir.0.join("data");
-    std::fs::write(&path, patterned(20_000)).unwrap();
+    let (_dir, path) = patterned_file("file-std-ahead", 20_000);
     run_one_blocking_thread(move || async move {
         let mut file = File::open(&path).await?;
         read_ahead(&mut file, 8192).await;
