@@ -64,6 +64,13 @@ fn output_collects_stdout_stderr_and_the_exit_code() {
         // `status` inherits the streams and reports the code.
         let status = sh("exit 5").stdout(Stdio::null()).status().await?;
         assert_eq!(status.code(), Some(5));
+        // Piped streams are closed, not left to fill: a child writing a
+        // megabyte into one ends (on its broken pipe) instead of blocking.
+        let status = sh("head -c 1048576 /dev/zero; exit 6")
+            .stdout(Stdio::piped())
+            .status()
+            .await?;
+        assert_eq!(status.code(), Some(6));
         io::Result::Ok(())
     })
     .unwrap();

@@ -173,10 +173,15 @@ impl Command {
     }
 
     /// Starts the process and waits for it to exit: its status. Its
-    /// standard streams are inherited unless set. The process starts at
-    /// the future's first poll (inside the runtime).
+    /// standard streams are inherited unless set; any set to
+    /// [`Stdio::piped`] are closed at once (as `std`'s `status` does), so a
+    /// child that writes to a full pipe cannot stall the wait. The process
+    /// starts at the future's first poll (inside the runtime).
     pub async fn status(&mut self) -> io::Result<ExitStatus> {
-        self.spawn()?.wait().await
+        let mut child = self.spawn()?;
+        child.stdout = None;
+        child.stderr = None;
+        child.wait().await
     }
 
     /// Starts the process, collects all of its standard output and error
