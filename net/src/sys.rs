@@ -652,16 +652,22 @@ fn os_error(errno: isize) -> io::Error {
     io::Error::from_raw_os_error(errno as i32)
 }
 
-/// Sets `O_NONBLOCK` on `fd` (a pipe end handed over by `std::process`).
-pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+/// Sets or clears `O_NONBLOCK` on `fd` (a pipe end handed over by
+/// `std::process`, or handed back).
+pub(crate) fn set_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {
     // SAFETY: `F_GETFL` and `F_SETFL` read and write the descriptor's
     // flags and touch no memory; a bad descriptor is an error.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     if flags < 0 {
         return Err(io::Error::last_os_error());
     }
+    let flags = if nonblocking {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
     // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -166,6 +166,30 @@ fn one_childs_output_copied_into_anothers_input() {
 }
 
 #[test]
+fn a_childs_stdout_handed_to_another_as_its_stdin_is_a_blocking_pipe() {
+    run(|| async {
+        let mut numbers = Command::new("seq")
+            .args(["1", "50000"])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let pipe = numbers.stdout.take().unwrap().into_owned_fd()?;
+        // SAFETY: `F_GETFL` reads the descriptor's flags, no memory.
+        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&pipe), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_NONBLOCK, 0, "blocking again");
+        // The kernel joins the two: `wc` reads `seq`'s output directly.
+        let output = Command::new("wc")
+            .arg("-l")
+            .stdin(Stdio::from(pipe))
+            .output()
+            .await?;
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "50000");
+        assert!(numbers.wait().await?.success());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn waiting_does_not_block_the_worker() {
     run_with(Builder::new().workers(1), || async {
         let mut child = sleeper().spawn()?;

@@ -43,7 +43,7 @@ impl ExitWatch {
             match crate::sys::pidfd_open(child.id()) {
                 Ok(fd) => {
                     let fd = File::from(fd);
-                    crate::sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+                    crate::sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&fd), true)?;
                     return Ok(ExitWatch::Pidfd(AsyncFd::new(fd)?));
                 }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {

@@ -27,8 +27,17 @@ const READ_CHUNK: usize = 8 * 1024;
 /// registered with the current worker's reactor.
 fn register(end: impl Into<OwnedFd>) -> io::Result<AsyncFd<File>> {
     let file = File::from(end.into());
-    crate::sys::set_nonblocking(file.as_raw_fd())?;
+    crate::sys::set_nonblocking(file.as_raw_fd(), true)?;
     AsyncFd::new(file)
+}
+
+/// The pipe end out of the reactor, in blocking mode again: the open file
+/// description is shared with whoever gets it next (another child), which
+/// expects a blocking pipe.
+fn into_blocking_fd(pipe: AsyncFd<File>) -> io::Result<OwnedFd> {
+    let fd = OwnedFd::from(pipe.into_inner());
+    crate::sys::set_nonblocking(fd.as_raw_fd(), false)?;
+    Ok(fd)
 }
 
 macro_rules! output_pipe {
@@ -103,10 +112,12 @@ macro_rules! output_pipe {
             }
 
             /// Leaves the reactor and returns the pipe end as an owned
-            /// descriptor (still non-blocking), to give to another
-            /// child as its standard input, say.
-            pub fn into_owned_fd(self) -> OwnedFd {
-                self.pipe.into_inner().into()
+            /// descriptor in blocking mode again, for `std` or for
+            /// another child: `Stdio::from(fd)` makes it that child's
+            /// standard input (the kernel then joins the two children;
+            /// nothing passes through this process).
+            pub fn into_owned_fd(self) -> io::Result<OwnedFd> {
+                into_blocking_fd(self.pipe)
             }
         }
 
@@ -262,9 +273,10 @@ impl ChildStdin {
     }
 
     /// Leaves the reactor and returns the pipe end as an owned descriptor
-    /// (still non-blocking); `None` if it was closed.
-    pub fn into_owned_fd(mut self) -> Option<OwnedFd> {
-        self.pipe.take().map(|pipe| pipe.into_inner().into())
+    /// in blocking mode again (for `std`, or another child's stdout);
+    /// `None` if it was closed.
+    pub fn into_owned_fd(mut self) -> io::Result<Option<OwnedFd>> {
+        self.pipe.take().map(into_blocking_fd).transpose()
     }
 }
 
