@@ -37,27 +37,63 @@ const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const SEND_FLAGS: libc::c_int = 0;
 
+/// Memory a receive writes into: initialized bytes (`[u8]`), or memory
+/// not initialized yet (`[MaybeUninit<u8>]`, a tokio `ReadBuf`'s unfilled
+/// part), which the kernel fills with initialized bytes without it being
+/// zeroed first. Only ever written by the kernel, never de-initialized.
+pub trait RecvBuf {
+    /// The first byte, valid for writes of [`len`](Self::len) bytes.
+    fn start(&mut self) -> *mut u8;
+    /// How many bytes it holds.
+    fn len(&self) -> usize;
+}
+
+impl RecvBuf for [u8] {
+    #[inline(always)]
+    fn start(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+}
+
+impl RecvBuf for [std::mem::MaybeUninit<u8>] {
+    #[inline(always)]
+    fn start(&mut self) -> *mut u8 {
+        self.as_mut_ptr().cast()
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        <[std::mem::MaybeUninit<u8>]>::len(self)
+    }
+}
+
 /// `recv(fd, buf, 0)`.
 #[inline]
-pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn recv<B: ?Sized + RecvBuf>(fd: RawFd, buf: &mut B) -> io::Result<usize> {
     recv_with(fd, buf, 0)
 }
 
 /// `recv(fd, buf, MSG_PEEK)`: the bytes stay queued for the next receive.
 #[inline]
-pub(crate) fn peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn peek<B: ?Sized + RecvBuf>(fd: RawFd, buf: &mut B) -> io::Result<usize> {
     recv_with(fd, buf, libc::MSG_PEEK)
 }
 
 #[inline(always)]
-fn recv_with(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+fn recv_with<B: ?Sized + RecvBuf>(fd: RawFd, buf: &mut B, flags: libc::c_int) -> io::Result<usize> {
+    let (start, len) = (buf.start(), buf.len());
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole
-    // call (`recvfrom` with no address to report).
-    let n = unsafe { transfer(libc::SYS_recvfrom, fd, buf.as_mut_ptr(), buf.len(), flags) };
+    // SAFETY: `start` is valid for writes of `len` bytes for the whole call
+    // (`RecvBuf`; the kernel writes initialized bytes), no address asked.
+    let n = unsafe { transfer(libc::SYS_recvfrom, fd, start, len, flags) };
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+    // SAFETY: as above.
+    let n = unsafe { libc::recv(fd, start.cast(), len, flags) };
     check(n)
 }
 

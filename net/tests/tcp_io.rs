@@ -365,6 +365,37 @@ fn tokio_io_read_write_and_shutdown() {
     .unwrap();
 }
 
+/// tokio's read into a fresh `ReadBuf` over memory never initialized (as
+/// hyper-util's `TokioIo` hands one at every read): the bytes land in it,
+/// exactly as many are marked filled and initialized, and nothing beyond
+/// them is touched.
+#[cfg(feature = "tokio-io")]
+#[test]
+fn tokio_read_into_uninitialized_memory_fills_exactly_what_came() {
+    use std::future::poll_fn;
+    use std::mem::MaybeUninit;
+    use std::pin::Pin;
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    run(|| async {
+        let (client, server) = cellio_pair().await?;
+        let mut io = TcpIo::new(server);
+        client.send_all(b"hello, uninit").await?;
+        let mut memory = [MaybeUninit::<u8>::uninit(); 64];
+        let mut buf = ReadBuf::uninit(&mut memory);
+        poll_fn(|cx| Pin::new(&mut io).poll_read(cx, &mut buf)).await?;
+        assert_eq!(buf.filled(), b"hello, uninit");
+        assert_eq!(buf.initialized().len(), 13, "initialized: what came, no more");
+        assert_eq!(buf.remaining(), 64 - 13);
+        // A second read appends after the first.
+        client.send_all(b"!").await?;
+        poll_fn(|cx| Pin::new(&mut io).poll_read(cx, &mut buf)).await?;
+        assert_eq!(buf.filled(), b"hello, uninit!");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 /// `peek` waits for data, copies it without taking it (the next receive
 /// gets the same bytes), and reads 0 at the end of the stream; the
 /// receiving half of a split peeks the same way.

@@ -14,6 +14,7 @@ use crate::stream::ops::{peek_attempt, recv_attempt};
 use crate::stream::{
     io_traits, Outgoing, OwnedRecvHalf, OwnedSendHalf, RecvHalf, SendHalf, StreamSocket,
 };
+use crate::sys::RecvBuf;
 
 /// A stream used through poll methods, named [`TcpIo`](crate::TcpIo) for a
 /// [`TcpStream`](crate::TcpStream) and [`UnixIo`](crate::unix::UnixIo) for a
@@ -164,6 +165,19 @@ impl<S: StreamSocket> StreamIo<S> {
     /// futures is in flight.
     #[inline(always)]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        poll_recv_on(&self.stream, &mut self.rx, cx, buf)
+    }
+
+    /// [`poll_recv`](Self::poll_recv) into memory not initialized yet
+    /// (tokio's `ReadBuf`), which the kernel fills without it being zeroed
+    /// first.
+    #[cfg(feature = "tokio-io")]
+    #[inline(always)]
+    pub(crate) fn poll_recv_uninit(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
         poll_recv_on(&self.stream, &mut self.rx, cx, buf)
     }
 
@@ -362,13 +376,13 @@ impl<S: StreamSocket> StreamIo<S> {
 /// [`TcpIo::poll_recv`] on a stream and its receive reservation: shared
 /// with [`RecvHalf`](crate::tcp::RecvHalf).
 #[inline(always)]
-pub(crate) fn poll_recv_on<S: StreamSocket>(
+pub(crate) fn poll_recv_on<S: StreamSocket, B: ?Sized + RecvBuf>(
     stream: &S,
     rx: &mut HeldCell,
     cx: &mut Context<'_>,
-    buf: &mut [u8],
+    buf: &mut B,
 ) -> Poll<io::Result<usize>> {
-    poll_rx_on::<S, false>(stream, rx, cx, buf)
+    poll_rx_on::<S, B, false>(stream, rx, cx, buf)
 }
 
 /// [`TcpIo::poll_peek`] on a stream and its receive reservation: shared
@@ -381,18 +395,18 @@ pub(crate) fn poll_peek_on<S: StreamSocket>(
     cx: &mut Context<'_>,
     buf: &mut [u8],
 ) -> Poll<io::Result<usize>> {
-    poll_rx_on::<S, true>(stream, rx, cx, buf)
+    poll_rx_on::<S, [u8], true>(stream, rx, cx, buf)
 }
 
 /// A receive (`PEEK`: a peek) through the held receive cell.
 #[inline(always)]
-fn poll_rx_on<S: StreamSocket, const PEEK: bool>(
+fn poll_rx_on<S: StreamSocket, B: ?Sized + RecvBuf, const PEEK: bool>(
     stream: &S,
     rx: &mut HeldCell,
     cx: &mut Context<'_>,
-    buf: &mut [u8],
+    buf: &mut B,
 ) -> Poll<io::Result<usize>> {
-    if buf.is_empty() {
+    if buf.len() == 0 {
         return Poll::Ready(Ok(0));
     }
     let registration = stream.registration();

@@ -40,6 +40,19 @@ macro_rules! recv_half_methods {
             poll_recv_on(&*self.stream, rx, cx, buf)
         }
 
+        /// `poll_recv` into memory not initialized yet (tokio's
+        /// `ReadBuf`), which the kernel fills without it being zeroed.
+        #[cfg(feature = "tokio-io")]
+        #[inline(always)]
+        pub(crate) fn poll_recv_uninit(
+            &mut self,
+            cx: &mut Context<'_>,
+            buf: &mut [std::mem::MaybeUninit<u8>],
+        ) -> Poll<io::Result<usize>> {
+            let rx = std::borrow::BorrowMut::borrow_mut(&mut self.rx);
+            poll_recv_on(&*self.stream, rx, cx, buf)
+        }
+
         /// [`TcpIo::poll_peek`](crate::TcpIo::poll_peek).
         #[inline]
         pub fn poll_peek(

@@ -176,6 +176,9 @@ pub(crate) mod sealed {
 
         /// One receive into `buf`: the bytes, and whether the socket is
         /// now known to be drained (`ops::recv_attempt`).
-        fn recv_once(&self, buf: &mut [u8]) -> std_io::Result<(usize, bool)>;
+        fn recv_once<B: ?Sized + crate::sys::RecvBuf>(
+            &self,
+            buf: &mut B,
+        ) -> std_io::Result<(usize, bool)>;
     }
 }

@@ -16,15 +16,15 @@ use cellio_reactor::CellError;
 
 use crate::op::{fast_path, future_and_drop, OpState, Side};
 use crate::stream::{Outgoing, StreamSocket};
-use crate::sys;
+use crate::sys::{self, RecvBuf};
 
 /// One receive: the bytes, and whether the socket is drained, so that the
 /// next receive can park without a syscall that would only say `EAGAIN`.
 /// Each stream type says when that holds (`Sealed::recv_once`).
 #[inline(always)]
-pub(crate) fn recv_attempt<S: StreamSocket>(
+pub(crate) fn recv_attempt<S: StreamSocket, B: ?Sized + RecvBuf>(
     stream: &S,
-    buf: &mut [u8],
+    buf: &mut B,
 ) -> io::Result<(usize, bool)> {
     stream.recv_once(buf)
 }
@@ -33,7 +33,10 @@ pub(crate) fn recv_attempt<S: StreamSocket>(
 /// up to the buffer's size (TCP): a short read leaves it drained. (0 is
 /// the end of the stream.)
 #[inline(always)]
-pub(crate) fn recv_whole(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+pub(crate) fn recv_whole<B: ?Sized + RecvBuf>(
+    fd: std::os::fd::RawFd,
+    buf: &mut B,
+) -> io::Result<(usize, bool)> {
     let n = sys::recv(fd, buf)?;
     Ok((n, n > 0 && n < buf.len()))
 }
@@ -41,9 +44,9 @@ pub(crate) fn recv_whole(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(
 /// A peek: the bytes stay queued, so however few came, the socket is not
 /// drained (marking it would park the next receive on data that is there).
 #[inline]
-pub(crate) fn peek_attempt<S: StreamSocket>(
+pub(crate) fn peek_attempt<S: StreamSocket, B: ?Sized + RecvBuf>(
     stream: &S,
-    buf: &mut [u8],
+    buf: &mut B,
 ) -> io::Result<(usize, bool)> {
     Ok((sys::peek(stream.as_raw_fd(), buf)?, false))
 }

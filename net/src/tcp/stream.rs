@@ -399,7 +399,7 @@ impl sealed::Sealed for TcpStream {
     }
 
     #[inline(always)]
-    fn recv_once(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    fn recv_once<B: ?Sized + crate::sys::RecvBuf>(&self, buf: &mut B) -> io::Result<(usize, bool)> {
         crate::stream::recv_whole(self.io.as_raw_fd(), buf)
     }
 }

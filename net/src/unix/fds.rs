@@ -157,9 +157,12 @@ fn one_buffer(iovec: &mut libc::iovec) -> libc::msghdr {
 /// then it stopped at the end of the bytes that came with it, and more may
 /// be queued.
 #[inline]
-pub(crate) fn recv_plain(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+pub(crate) fn recv_plain<B: ?Sized + crate::sys::RecvBuf>(
+    fd: RawFd,
+    buf: &mut B,
+) -> io::Result<(usize, bool)> {
     let mut iovec = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
+        iov_base: buf.start().cast(),
         iov_len: buf.len(),
     };
     let mut msg = one_buffer(&mut iovec);

@@ -390,7 +390,7 @@ impl sealed::Sealed for UnixStream {
     }
 
     #[inline(always)]
-    fn recv_once(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    fn recv_once<B: ?Sized + crate::sys::RecvBuf>(&self, buf: &mut B) -> io::Result<(usize, bool)> {
         crate::unix::fds::recv_plain(self.io.as_raw_fd(), buf)
     }
 }
