@@ -385,7 +385,11 @@ fn tokio_read_into_uninitialized_memory_fills_exactly_what_came() {
         let mut buf = ReadBuf::uninit(&mut memory);
         poll_fn(|cx| Pin::new(&mut io).poll_read(cx, &mut buf)).await?;
         assert_eq!(buf.filled(), b"hello, uninit");
-        assert_eq!(buf.initialized().len(), 13, "initialized: what came, no more");
+        assert_eq!(
+            buf.initialized().len(),
+            13,
+            "initialized: what came, no more"
+        );
         assert_eq!(buf.remaining(), 64 - 13);
         // A second read appends after the first.
         client.send_all(b"!").await?;
