@@ -25,15 +25,7 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the http server");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("read the server's first line");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-            .to_string();
+        let addr = example_bin::listening_addr(&mut child);
         Server { child, addr }
     }
 

@@ -4,7 +4,7 @@
 //! client with a line on stderr, a bad `--upstream` is a clear error and
 //! SIGTERM ends it cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -37,15 +37,7 @@ impl Proxy {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the proxy");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("read the proxy's first line");
-        let addr = first
-            .strip_prefix("listening on ")
-            .and_then(|rest| rest.split(',').next())
-            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-            .to_string();
+        let addr = example_bin::listening_addr(&mut child);
         let lines = lines_of(child.stderr.take().expect("stderr"));
         Proxy { child, addr, lines }
     }

@@ -1,5 +1,6 @@
 """cpu_window: a server's CPU over a client's measured window, for the compare scripts
-(`proxy_compare.py`, `unix_compare.py`, `udp_compare.py`; imported from this directory).
+(`proxy_compare.py`, `http_compare.py`, `unix_compare.py`, `udp_compare.py`; imported from this
+directory), and `start_server`, which starts a server that announces its address.
 
 A closed-loop client runs a warm-up and then its measured window and prints one JSON object;
 the server's user and system clock ticks (/proc/PID/stat) are read at the end of the warm-up
@@ -35,3 +36,15 @@ def measure(server_pid, client_command, warmup, what):
     if client.returncode != 0:
         raise RuntimeError(f"the client failed against {what}: {out} {err}")
     return json.loads(out), (u1 - u0, s1 - s0)
+
+
+def start_server(command, what):
+    """Starts `command`, a server whose first line on stdout is `listening on ADDR` (maybe
+    followed by `,` and more), and returns the process and ADDR."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    line = process.stdout.readline()
+    if not line.startswith("listening on"):
+        process.kill()
+        raise RuntimeError(f"{what} did not start: {line!r} {process.stderr.read()}")
+    return process, line.split()[2].rstrip(",")

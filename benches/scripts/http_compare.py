@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 
-from cpu_window import TICK_NS, cpu_ticks
+from cpu_window import TICK_NS, cpu_ticks, start_server
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
@@ -31,16 +31,6 @@ SERVERS = {
     "tokio-current": [os.path.join(REL, "tokio_http")],
     "cellio": [os.path.join(REL, "examples", "http_server")],
 }
-
-
-def start(command, what):
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    line = process.stdout.readline()
-    if not line.startswith("listening on"):
-        process.kill()
-        raise RuntimeError(f"{what} did not start: {line!r} {process.stderr.read()}")
-    return process, line.split()[2].rstrip(",")
 
 
 def wrk(a, addr, secs):
@@ -58,7 +48,7 @@ def wrk(a, addr, secs):
 
 
 def one_run(name, a):
-    server, addr = start(["taskset", "-c", a.server_cpu] + SERVERS[name]
+    server, addr = start_server(["taskset", "-c", a.server_cpu] + SERVERS[name]
                          + ["--addr", "127.0.0.1:0"], name)
     try:
         wrk(a, addr, a.warmup)

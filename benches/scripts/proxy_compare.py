@@ -22,10 +22,9 @@ Run:          python3 benches/scripts/proxy_compare.py [--rounds 3] [--secs 3] [
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 
-from cpu_window import TICK_NS, measure
+from cpu_window import TICK_NS, measure, start_server
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
@@ -40,18 +39,8 @@ ECHO = os.path.join(REL, "examples", "echo_server")
 CLIENT = os.path.join(REL, "examples", "load")
 
 
-def start(command, what):
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    line = process.stdout.readline()
-    if not line.startswith("listening on"):
-        process.kill()
-        raise RuntimeError(f"{what} did not start: {line!r} {process.stderr.read()}")
-    return process, line.split()[2].rstrip(",")
-
-
 def one_run(name, upstream, a):
-    proxy, addr = start(["taskset", "-c", a.proxy_cpu] + PROXIES[name]
+    proxy, addr = start_server(["taskset", "-c", a.proxy_cpu] + PROXIES[name]
                         + ["--addr", "127.0.0.1:0", "--upstream", upstream], name)
     try:
         result, (user, system) = measure(
@@ -80,7 +69,7 @@ def main():
     for path in [c[0] for c in PROXIES.values()] + [ECHO, CLIENT]:
         if not os.path.exists(path):
             sys.exit(f"proxy_compare: {path} not built (see --help)")
-    echo, upstream = start(["taskset", "-c", a.client_cpu, ECHO, "--addr", "127.0.0.1:0"],
+    echo, upstream = start_server(["taskset", "-c", a.client_cpu, ECHO, "--addr", "127.0.0.1:0"],
                            "the echo server")
     results = {name: [] for name in PROXIES}
     try:

@@ -2,7 +2,6 @@
 //! integration tests of its behaviour: built like the test
 //! (`example_bin.rs`), listening on an ephemeral port, killed when dropped.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 
@@ -30,15 +29,7 @@ impl EchoServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the echo server");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("read the server's first line");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-            .to_string();
+        let addr = example_bin::listening_addr(&mut child);
         let lines = server_lines::lines_of(child.stderr.take().expect("stderr"));
         EchoServer { child, addr, lines }
     }

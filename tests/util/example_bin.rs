@@ -36,3 +36,21 @@ pub fn build_example(name: &str) -> PathBuf {
     assert!(bin.exists(), "{} not found", bin.display());
     bin
 }
+
+/// The address an example server announces on its first line of stdout
+/// (`listening on ADDR`, maybe followed by `, ...`), read from `child`,
+/// whose stdout is taken (it must have been piped).
+#[allow(dead_code)] // not every test starts a server
+pub fn listening_addr(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut first)
+        .expect("read the server's first line");
+    first
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+        .to_string()
+}
