@@ -14,16 +14,22 @@
 //!   request's body; anything else is 404.
 //! * Keep-alive and pipelining are hyper's; `--workers N`: thread-per-core,
 //!   one `SO_REUSEPORT` listener per worker.
+//! * A client gets `--header-timeout-ms` (hyper's default, 30 s) to send a
+//!   request's headers, or its connection is closed: hyper's timers run on
+//!   cellio's (`CellioTimer`, below). `0`: no limit.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms`,
 //!   then exit 0.
 //!
 //! A connection's error (a peer that sends garbage or resets) ends that
 //! connection only.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
+use std::pin::Pin;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use accept_backoff::accept_until_shutdown;
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
@@ -45,7 +51,38 @@ struct Args {
     /// On SIGINT/SIGTERM, how long open connections get to finish.
     #[arg(long, default_value_t = 5000)]
     grace_ms: u64,
+    /// How long a client may take to send a request's headers (0: no limit).
+    #[arg(long, default_value_t = 30_000)]
+    header_timeout_ms: u64,
 }
+
+/// hyper's timers on cellio's: `hyper::rt::Timer` over
+/// `cellio::runtime::sleep_until` (boxed, as the trait asks).
+#[derive(Clone, Copy, Debug)]
+struct CellioTimer;
+
+impl hyper::rt::Timer for CellioTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(CellioSleep(cellio::runtime::sleep(duration)))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(CellioSleep(cellio::runtime::sleep_until(deadline)))
+    }
+}
+
+/// A cellio `Sleep` as a `hyper::rt::Sleep`.
+struct CellioSleep(cellio::runtime::Sleep);
+
+impl Future for CellioSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl hyper::rt::Sleep for CellioSleep {}
 
 /// The one service: `GET /`, `POST /echo`, else 404.
 async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
@@ -64,26 +101,30 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyp
     Ok(response)
 }
 
-/// Serves one connection until the client closes it.
-async fn connection(stream: TcpStream, peer: SocketAddr) {
+/// Serves one connection until the client closes it (or takes longer than
+/// `header_timeout` to send a request's headers).
+async fn connection(stream: TcpStream, peer: SocketAddr, header_timeout: Option<Duration>) {
     let _ = stream.set_nodelay(true);
     let io = hyper_util::rt::TokioIo::new(TcpIo::new(stream));
     let service = hyper::service::service_fn(handle);
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
-        .await
-    {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    if let Some(limit) = header_timeout {
+        http1.timer(CellioTimer).header_read_timeout(limit);
+    } else {
+        http1.header_read_timeout(None);
+    }
+    if let Err(e) = http1.serve_connection(io, service).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
 /// Accepts until shutdown begins, one task per connection.
-async fn serve(listener: TcpListener) {
+async fn serve(listener: TcpListener, header_timeout: Option<Duration>) {
     accept_until_shutdown(
         "http_server",
         || listener.accept(),
         |(stream, peer)| {
-            spawn_local(connection(stream, peer));
+            spawn_local(connection(stream, peer, header_timeout));
         },
     )
     .await;
@@ -121,8 +162,17 @@ fn run(args: &Args) -> std::io::Result<()> {
             .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
         let addr = listener.local_addr()?;
         println!("listening on {addr}");
-        worker_listeners::listen_on_other_workers("http_server", addr, options, workers, serve);
-        serve(listener).await;
+        let header_timeout =
+            Some(Duration::from_millis(args.header_timeout_ms)).filter(|limit| !limit.is_zero());
+        let serve_here = move |listener| serve(listener, header_timeout);
+        worker_listeners::listen_on_other_workers(
+            "http_server",
+            addr,
+            options,
+            workers,
+            serve_here,
+        );
+        serve(listener, header_timeout).await;
         Ok::<(), std::io::Error>(())
     })?;
     worker_listeners::finish("http_server", runtime, Duration::from_millis(args.grace_ms))

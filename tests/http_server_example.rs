@@ -2,7 +2,9 @@
 //! process, driven by a hand-written HTTP/1.1 client over `std` sockets:
 //! keep-alive and pipelined requests are answered in order, a 1 MiB body
 //! comes back byte for byte, unknown paths are 404, a client that sends
-//! garbage does not disturb the others, and SIGTERM ends it cleanly.
+//! garbage does not disturb the others, one that never finishes its
+//! headers is closed after the timeout (hyper's timer on cellio's), and
+//! SIGTERM ends it cleanly.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -20,8 +22,13 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Server {
         let mut child = Command::new(example_bin::build_example("http_server"))
             .args(["--addr", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the http server");
@@ -138,6 +145,29 @@ fn a_client_sending_garbage_disturbs_no_one_else() {
         "{:?}",
         String::from_utf8_lossy(&rest)
     );
+    good.get_mut().write_all(get("/").as_bytes()).unwrap();
+    assert_eq!(read_response(&mut good).0, 200);
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_closed_after_the_timeout() {
+    let server = Server::start_with(&["--header-timeout-ms", "200"]);
+    let mut slow = server.connect();
+    slow.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: te")
+        .unwrap();
+    // The server closes it (hyper may answer 408 first); without a timer
+    // this read would wait for its 10 s limit and fail.
+    let mut rest = Vec::new();
+    slow.read_to_end(&mut rest)
+        .expect("closed by the server, not timed out here");
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    // Others are served.
+    let mut good = server.connect();
     good.get_mut().write_all(get("/").as_bytes()).unwrap();
     assert_eq!(read_response(&mut good).0, 200);
 }

@@ -2,7 +2,8 @@
 //! example: the same service (`GET /`, `POST /echo`, else 404), one task per connection
 //! serving it with `hyper::server::conn::http1`, on `Builder::new_current_thread()` with
 //! `enable_all()` (`#[tokio::main(flavor = "current_thread")]`). `TCP_NODELAY` on each
-//! connection, as in cellio's example.
+//! connection and hyper's header read timeout on tokio's timers (hyper-util's `TokioTimer`,
+//! `--header-timeout-ms`, 30 s by default), as in cellio's example.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,6 +24,9 @@ struct Args {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8081")]
     addr: SocketAddr,
+    /// How long a client may take to send a request's headers (0: no limit).
+    #[arg(long, default_value_t = 30_000)]
+    header_timeout_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -33,7 +37,9 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot build runtime: {e}"))?;
-        rt.block_on(serve(args.addr))
+        let header_timeout = Some(std::time::Duration::from_millis(args.header_timeout_ms))
+            .filter(|limit| !limit.is_zero());
+        rt.block_on(serve(args.addr, header_timeout))
     })
 }
 
@@ -54,7 +60,10 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyp
     Ok(response)
 }
 
-async fn serve(addr: SocketAddr) -> Result<(), String> {
+async fn serve(
+    addr: SocketAddr,
+    header_timeout: Option<std::time::Duration>,
+) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot bind {addr}: {e}"))?;
@@ -65,7 +74,15 @@ async fn serve(addr: SocketAddr) -> Result<(), String> {
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
                     let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let mut http1 = hyper::server::conn::http1::Builder::new();
+                    if let Some(limit) = header_timeout {
+                        http1
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(limit);
+                    } else {
+                        http1.header_read_timeout(None);
+                    }
+                    let _ = http1
                         .serve_connection(io, hyper::service::service_fn(handle))
                         .await;
                 });
