@@ -52,6 +52,7 @@ pub use cellio_net::unix;
 pub use cellio_reactor as reactor;
 pub use cellio_runtime as runtime;
 pub use cellio_runtime::fs;
+pub use cellio_runtime::io;
 /// Task-local values ([`task_local!`](macro@task_local), `LocalKey`): tokio's.
 pub use cellio_runtime::task_local;
 

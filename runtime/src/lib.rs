@@ -1,7 +1,8 @@
 //! cellio's runtime: [`Runtime`] and [`Builder`], [`Runtime::block_on`],
 //! [`spawn`] (and [`spawn_local`], [`spawn_on`], [`spawn_local_on`]) with
 //! [`JoinHandle`] and [`AbortHandle`], [`JoinSet`], [`spawn_blocking`] (and
-//! [`fs`], `std::fs` on the blocking pool), [`local_channel`] (messages
+//! [`fs`], `std::fs` on the blocking pool, and [`io`], the standard
+//! streams), [`local_channel`] (messages
 //! between tasks of one worker), [`task_local!`] values, and [`yield_now`].
 //!
 //! A runtime is one worker thread's executor plus the reactor that drives
@@ -39,6 +40,7 @@ mod affinity;
 mod blocking;
 mod builder;
 pub mod fs;
+pub mod io;
 mod join;
 mod join_set;
 pub mod local_channel;

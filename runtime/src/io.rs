@@ -1,0 +1,185 @@
+//! The process's standard streams, async (tokio's `io::{stdin, stdout,
+//! stderr}`): [`stdin`], [`stdout`], [`stderr`], each a [`fs::File`]
+//! over its own duplicate of descriptor 0, 1 or 2, so its reads and writes
+//! run on the blocking pool (a terminal or a pipe cannot be made
+//! non-blocking without changing it for every process that shares it).
+//!
+//! # Caveats (tokio's too)
+//!
+//! * **A read of stdin that waits keeps a blocking thread until input or
+//!   end of file comes**, even if its future is dropped (the thread cannot
+//!   be interrupted). Dropping the runtime waits for its blocking threads,
+//!   so it waits for that input too: end a program that may leave a read
+//!   of stdin pending with [`Runtime::shutdown_timeout`] or
+//!   [`Runtime::shutdown_background`].
+//! * Writes are accepted into a buffer and completed in the background, in
+//!   order: [`Stdout::flush`] returns the last write's result. What was
+//!   written reaches the descriptor before the runtime's drop returns.
+//! * Each handle writes through its own buffer: interleaving two handles
+//!   (or a handle and `println!`) interleaves whole writes, in no set order.
+//!
+//! [`fs::File`]: crate::fs::File
+//! [`Runtime::shutdown_timeout`]: crate::Runtime::shutdown_timeout
+//! [`Runtime::shutdown_background`]: crate::Runtime::shutdown_background
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::fs::File;
+
+/// A file over a duplicate of `stream`'s descriptor.
+fn duplicate(stream: impl AsFd) -> io::Result<File> {
+    let fd: OwnedFd = stream.as_fd().try_clone_to_owned()?;
+    Ok(File::from_std(std::fs::File::from(fd)))
+}
+
+/// The process's standard input, read on the blocking pool: [`stdin`].
+#[derive(Debug)]
+pub struct Stdin(File);
+
+/// The process's standard output, written on the blocking pool: [`stdout`].
+#[derive(Debug)]
+pub struct Stdout(File);
+
+/// The process's standard error, written on the blocking pool: [`stderr`].
+#[derive(Debug)]
+pub struct Stderr(File);
+
+/// A handle to the process's standard input (tokio's `io::stdin`). Fails
+/// only if the descriptor cannot be duplicated (out of descriptors).
+///
+/// ```no_run
+/// # cellio_runtime::Runtime::new()?.block_on(async {
+/// let mut input = Vec::new();
+/// cellio_runtime::io::stdin()?.read_to_end(&mut input).await?;
+/// # Ok::<(), std::io::Error>(())
+/// # })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn stdin() -> io::Result<Stdin> {
+    duplicate(io::stdin()).map(Stdin)
+}
+
+/// A handle to the process's standard output (tokio's `io::stdout`).
+/// Fails only if the descriptor cannot be duplicated.
+///
+/// ```
+/// # cellio_runtime::Runtime::new()?.block_on(async {
+/// let mut out = cellio_runtime::io::stdout()?;
+/// out.write_all(b"hello\n").await?;
+/// out.flush().await?; // the write's result
+/// # Ok::<(), std::io::Error>(())
+/// # })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn stdout() -> io::Result<Stdout> {
+    duplicate(io::stdout()).map(Stdout)
+}
+
+/// A handle to the process's standard error (tokio's `io::stderr`).
+/// Fails only if the descriptor cannot be duplicated.
+pub fn stderr() -> io::Result<Stderr> {
+    duplicate(io::stderr()).map(Stderr)
+}
+
+impl Stdin {
+    /// Reads into `buf`: the bytes read (a terminal gives a line at a
+    /// time), `0` at end of input. See [`File::read`](crate::fs::File::read).
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).await
+    }
+
+    /// Reads to the end of input, appending to `buf`: the bytes read.
+    pub async fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.0.read_to_end(buf).await
+    }
+}
+
+macro_rules! output_methods {
+    ($name:ident) => {
+        impl $name {
+            /// Accepts up to [`MAX_BUF`](crate::fs::MAX_BUF) bytes of `buf`
+            /// for writing, completed in the background: see
+            /// [`flush`](Self::flush).
+            pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.write(buf).await
+            }
+
+            /// Writes all of `buf` (the last part completes in the
+            /// background).
+            pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+                self.0.write_all(buf).await
+            }
+
+            /// Waits for the write in progress and returns its result.
+            pub async fn flush(&mut self) -> io::Result<()> {
+                self.0.flush().await
+            }
+        }
+
+        impl futures_io::AsyncWrite for $name {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().0.poll_write(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().0.poll_flush(cx)
+            }
+
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().0.poll_flush(cx)
+            }
+        }
+
+        /// With the `tokio-io` feature: tokio's `AsyncWrite`.
+        #[cfg(feature = "tokio-io")]
+        impl tokio::io::AsyncWrite for $name {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().0.poll_write(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().0.poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().0.poll_flush(cx)
+            }
+        }
+    };
+}
+
+output_methods!(Stdout);
+output_methods!(Stderr);
+
+impl futures_io::AsyncRead for Stdin {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().0.poll_read(cx, buf)
+    }
+}
+
+/// With the `tokio-io` feature: tokio's `AsyncRead`.
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncRead for Stdin {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        tokio::io::AsyncRead::poll_read(Pin::new(&mut self.get_mut().0), cx, buf)
+    }
+}

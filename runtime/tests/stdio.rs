@@ -1,0 +1,96 @@
+//! `io::{stdin, stdout}`: with the process's descriptors 0 and 1 pointed
+//! at pipes for the length of the test, 200 KiB read from stdin come back
+//! whole, and what is written to stdout (and flushed) reaches the pipe in
+//! order. One test in this file: it borrows descriptors 0 and 1 of the
+//! whole test process.
+//!
+//! Not under Miri: its isolation has no descriptors to redirect.
+#![cfg(not(miri))]
+
+mod util;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+use cellio_runtime::io::{stdin, stdout};
+
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// A pipe: (read end, write end).
+fn pipe() -> (File, File) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors `pipe2` writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors are new and owned by nothing else.
+    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+}
+
+/// Points descriptor `target` at `with`'s file; returns a saved copy of
+/// what `target` was.
+fn redirect(target: RawFd, with: &File) -> RawFd {
+    // SAFETY: `dup` and `dup2` take descriptors and touch no memory.
+    let saved = unsafe { libc::dup(target) };
+    assert!(saved >= 0);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::dup2(with.as_raw_fd(), target) }, target);
+    saved
+}
+
+/// Puts descriptor `target` back as it was (`saved`, then closed).
+fn restore(target: RawFd, saved: RawFd) {
+    // SAFETY: as in `redirect`; `saved` is ours to close.
+    unsafe {
+        assert_eq!(libc::dup2(saved, target), target);
+        libc::close(saved);
+    }
+}
+
+#[test]
+fn stdin_is_read_whole_and_stdout_written_in_order() {
+    let len = 200 * 1024;
+    let (in_read, mut in_write) = pipe();
+    let (mut out_read, out_write) = pipe();
+    let saved_in = redirect(0, &in_read);
+    let saved_out = redirect(1, &out_write);
+    drop((in_read, out_write));
+    let feeder = std::thread::spawn(move || {
+        let data: Vec<u8> = (0..len).map(pattern).collect();
+        in_write.write_all(&data)
+        // Dropped here: end of input (descriptor 0 is the only read end
+        // left besides the handle's duplicate).
+    });
+    let collector = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        out_read.read_to_end(&mut all).map(|_| all)
+    });
+    let result = util::run(move || async move {
+        let mut input = Vec::new();
+        let n = stdin()?.read_to_end(&mut input).await?;
+        let mut out = stdout()?;
+        // Written back in pieces, reversed in each 1 000-byte chunk.
+        for chunk in input.chunks(1000) {
+            let reversed: Vec<u8> = chunk.iter().rev().copied().collect();
+            out.write_all(&reversed).await?;
+        }
+        out.flush().await?;
+        std::io::Result::Ok(n)
+    });
+    // Descriptors 0 and 1 back before anything can fail: the collector
+    // sees the end once the last write end (descriptor 1) is gone.
+    restore(0, saved_in);
+    restore(1, saved_out);
+    feeder.join().unwrap().unwrap();
+    let written = collector.join().unwrap().unwrap();
+    assert_eq!(result.unwrap(), len);
+    let expected: Vec<u8> = (0..len)
+        .map(pattern)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .flat_map(|chunk| chunk.iter().rev().copied().collect::<Vec<_>>())
+        .collect();
+    assert_eq!(written.len(), len);
+    assert!(written == expected, "stdout's bytes differ");
+}
