@@ -215,18 +215,7 @@ impl<T: AsRawFd> AsyncFd<T> {
         cx: &mut Context<'_>,
         read: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        let inner = self.inner.as_ref().expect("present until into_inner");
-        let polled = poll_io::<T, R, false>(
-            &mut self.polled_read,
-            inner,
-            &self.registration,
-            Some(cx.waker()),
-            read,
-        );
-        if polled.is_ready() {
-            self.polled_read = OpState::new();
-        }
-        polled
+        self.poll_polled::<R, false>(cx, read)
     }
 
     /// [`write_with`](Self::write_with) as a poll method: runs `write`
@@ -238,16 +227,25 @@ impl<T: AsRawFd> AsyncFd<T> {
         cx: &mut Context<'_>,
         write: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
+        self.poll_polled::<R, true>(cx, write)
+    }
+
+    /// One poll of the read (`WRITE` false) or write kept in the `AsyncFd`;
+    /// its state starts afresh once it is done.
+    fn poll_polled<R, const WRITE: bool>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
         let inner = self.inner.as_ref().expect("present until into_inner");
-        let polled = poll_io::<T, R, true>(
-            &mut self.polled_write,
-            inner,
-            &self.registration,
-            Some(cx.waker()),
-            write,
-        );
+        let op = if WRITE {
+            &mut self.polled_write
+        } else {
+            &mut self.polled_read
+        };
+        let polled = poll_io::<T, R, WRITE>(op, inner, &self.registration, Some(cx.waker()), io);
         if polled.is_ready() {
-            self.polled_write = OpState::new();
+            *op = OpState::new();
         }
         polled
     }
