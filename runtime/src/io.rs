@@ -24,8 +24,6 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use crate::fs::File;
 
@@ -119,67 +117,11 @@ macro_rules! output_methods {
             }
         }
 
-        impl futures_io::AsyncWrite for $name {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                self.get_mut().0.poll_write(cx, buf)
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.get_mut().0.poll_flush(cx)
-            }
-
-            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.get_mut().0.poll_flush(cx)
-            }
-        }
-
-        /// With the `tokio-io` feature: tokio's `AsyncWrite`.
-        #[cfg(feature = "tokio-io")]
-        impl tokio::io::AsyncWrite for $name {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                self.get_mut().0.poll_write(cx, buf)
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.get_mut().0.poll_flush(cx)
-            }
-
-            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.get_mut().0.poll_flush(cx)
-            }
-        }
+        crate::fs::traits::file_write_traits!($name, |stream| &mut stream.0);
     };
 }
 
 output_methods!(Stdout);
 output_methods!(Stderr);
 
-impl futures_io::AsyncRead for Stdin {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().0.poll_read(cx, buf)
-    }
-}
-
-/// With the `tokio-io` feature: tokio's `AsyncRead`.
-#[cfg(feature = "tokio-io")]
-impl tokio::io::AsyncRead for Stdin {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        tokio::io::AsyncRead::poll_read(Pin::new(&mut self.get_mut().0), cx, buf)
-    }
-}
+crate::fs::traits::file_read_traits!(Stdin, |stream| &mut stream.0);

@@ -485,34 +485,8 @@ fn broken() -> io::Error {
     io::Error::other("cellio: the file is unusable: an earlier operation was lost")
 }
 
-impl futures_io::AsyncRead for File {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        File::poll_read(self.get_mut(), cx, buf)
-    }
-}
-
-impl futures_io::AsyncWrite for File {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        File::poll_write(self.get_mut(), cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        File::poll_flush(self.get_mut(), cx)
-    }
-
-    /// Flushes; the file closes when dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        File::poll_flush(self.get_mut(), cx)
-    }
-}
+super::traits::file_read_traits!(File, |file| file);
+super::traits::file_write_traits!(File, |file| file);
 
 impl futures_io::AsyncSeek for File {
     fn poll_seek(
@@ -521,48 +495,6 @@ impl futures_io::AsyncSeek for File {
         pos: SeekFrom,
     ) -> Poll<io::Result<u64>> {
         File::poll_seek(self.get_mut(), cx, pos)
-    }
-}
-
-/// With the `tokio-io` feature: tokio's `AsyncRead` (the unfilled part of
-/// the `ReadBuf` is zeroed first, up to the length read, as tokio's rule
-/// asks before memory is written).
-#[cfg(feature = "tokio-io")]
-impl tokio::io::AsyncRead for File {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let len = buf.remaining().min(MAX_BUF);
-        let n = ready!(File::poll_read(
-            self.get_mut(),
-            cx,
-            buf.initialize_unfilled_to(len)
-        ))?;
-        buf.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// With the `tokio-io` feature: tokio's `AsyncWrite` (`poll_shutdown`
-/// flushes; the file closes when dropped).
-#[cfg(feature = "tokio-io")]
-impl tokio::io::AsyncWrite for File {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        File::poll_write(self.get_mut(), cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        File::poll_flush(self.get_mut(), cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        File::poll_flush(self.get_mut(), cx)
     }
 }
 

@@ -47,6 +47,7 @@ use crate::RuntimeHandle;
 
 mod file;
 mod open_options;
+pub(crate) mod traits;
 
 pub use file::{File, MAX_BUF};
 pub use open_options::OpenOptions;
