@@ -41,11 +41,11 @@ fn files_are_written_read_copied_renamed_and_removed() {
         fs::write(&a, "changed").await?;
         assert_eq!(fs::read_to_string(&link).await?, "changed");
 
-        let mut names: Vec<String> = fs::read_dir(&base)
-            .await?
-            .into_iter()
-            .map(|entry| entry.file_name().into_string().unwrap())
-            .collect();
+        let mut names = Vec::new();
+        let mut entries = fs::read_dir(&base).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            names.push(entry.file_name().into_string().unwrap());
+        }
         names.sort();
         assert_eq!(names, ["a.txt", "c.txt", "hard"]);
 

@@ -15,6 +15,9 @@
 //! already running on its blocking thread (as in tokio): a dropped `write`
 //! may still happen.
 //!
+//! [`read_dir`] returns a [`ReadDir`] whose entries are read [`READ_DIR_BATCH`] at
+//! a time on the blocking pool, as tokio's are.
+//!
 //! For reading and writing a file piece by piece, [`File`] (tokio's
 //! `fs::File`) runs each read, write and seek on the blocking pool, one at
 //! a time, with one reusable buffer; [`OpenOptions`] opens one. For many
@@ -47,10 +50,12 @@ use crate::RuntimeHandle;
 
 mod file;
 mod open_options;
+mod read_dir;
 pub(crate) mod traits;
 
 pub use file::{File, MAX_BUF};
 pub use open_options::OpenOptions;
+pub use read_dir::{read_dir, DirEntry, ReadDir, READ_DIR_BATCH};
 
 /// Runs `call` on the current runtime's blocking pool.
 async fn blocking<T, F>(call: F) -> io::Result<T>
@@ -175,12 +180,4 @@ pub async fn read_link(path: impl AsRef<Path>) -> io::Result<PathBuf> {
 pub async fn try_exists(path: impl AsRef<Path>) -> io::Result<bool> {
     let path = path.as_ref().to_owned();
     blocking(move || path.try_exists()).await
-}
-
-/// The entries of the directory `path` (not `.` and `..`), in the order the
-/// file system gives them: [`std::fs::read_dir`], collected. (tokio's
-/// `read_dir` returns a stream of entries instead.)
-pub async fn read_dir(path: impl AsRef<Path>) -> io::Result<Vec<std::fs::DirEntry>> {
-    let path = path.as_ref().to_owned();
-    blocking(move || std::fs::read_dir(path)?.collect()).await
 }
