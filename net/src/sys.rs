@@ -78,6 +78,21 @@ pub(crate) fn recv<B: ?Sized + RecvBuf>(fd: RawFd, buf: &mut B) -> io::Result<us
     recv_with(fd, buf, 0)
 }
 
+/// `read(fd, buf)`: for descriptors that are not sockets (pipes).
+#[inline]
+pub(crate) fn read<B: ?Sized + RecvBuf>(fd: RawFd, buf: &mut B) -> io::Result<usize> {
+    let (start, len) = (buf.start(), buf.len());
+    // SAFETY: `start` is valid for writes of `len` bytes for the whole call
+    // (`RecvBuf`; the kernel writes initialized bytes).
+    let n = unsafe { libc::read(fd, start.cast(), len) };
+    // libc's convention on every system: `-1` and `errno`.
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// `recv(fd, buf, MSG_PEEK)`: the bytes stay queued for the next receive.
 #[inline]
 pub(crate) fn peek<B: ?Sized + RecvBuf>(fd: RawFd, buf: &mut B) -> io::Result<usize> {

@@ -373,3 +373,38 @@ fn tokio_io_traits_on_the_pipes() {
     })
     .unwrap();
 }
+
+/// A tokio read of a pipe into a fresh, uninitialized `ReadBuf`: the
+/// bytes land in it, and exactly as many are marked filled and
+/// initialized (the pipe is read into the memory as it is, not zeroed
+/// first).
+#[cfg(feature = "tokio-io")]
+#[test]
+fn tokio_read_of_a_pipe_into_uninitialized_memory_fills_exactly_what_came() {
+    use std::future::poll_fn;
+    use std::mem::MaybeUninit;
+    use std::pin::Pin;
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    run(|| async {
+        let mut child = Command::new("printf")
+            .arg("hello, pipe")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut stdout = child.stdout.take().unwrap();
+        let mut memory = [MaybeUninit::<u8>::uninit(); 64];
+        let mut buf = ReadBuf::uninit(&mut memory);
+        while buf.filled().len() < 11 {
+            let before = buf.filled().len();
+            poll_fn(|cx| Pin::new(&mut stdout).poll_read(cx, &mut buf)).await?;
+            assert!(buf.filled().len() > before, "end of file too early");
+        }
+        assert_eq!(buf.filled(), b"hello, pipe");
+        assert_eq!(buf.initialized().len(), 11, "initialized: what came");
+        poll_fn(|cx| Pin::new(&mut stdout).poll_read(cx, &mut buf)).await?;
+        assert_eq!(buf.filled().len(), 11, "then end of file");
+        assert!(child.wait().await?.success());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

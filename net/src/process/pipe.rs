@@ -94,14 +94,17 @@ macro_rules! output_pipe {
                 buf: &mut Vec<u8>,
             ) -> Poll<io::Result<()>> {
                 loop {
-                    let len = buf.len();
-                    buf.resize(len + READ_CHUNK, 0);
-                    let polled = self.poll_read(cx, &mut buf[len..]);
-                    let n = match &polled {
-                        Poll::Ready(Ok(n)) => *n,
-                        _ => 0,
-                    };
-                    buf.truncate(len + n);
+                    // Into the spare capacity as it is (not zeroed first).
+                    buf.reserve(READ_CHUNK);
+                    let spare = buf.spare_capacity_mut();
+                    let polled = self
+                        .pipe
+                        .poll_read_with(cx, |pipe| crate::sys::read(pipe.as_raw_fd(), &mut *spare));
+                    if let Poll::Ready(Ok(n)) = polled {
+                        // SAFETY: `read` initialized the first `n` bytes
+                        // of the spare capacity.
+                        unsafe { buf.set_len(buf.len() + n) };
+                    }
                     match polled {
                         Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
                         Poll::Ready(Ok(_)) => {}
@@ -141,7 +144,12 @@ macro_rules! output_pipe {
                 buf: &mut tokio::io::ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
                 let this = self.get_mut();
-                crate::stream::io_traits::tokio_poll_read(buf, |buf| this.poll_read(cx, buf))
+                // Into the unfilled part as it is: the kernel fills it, no
+                // zeroing first.
+                crate::stream::io_traits::tokio_poll_read_uninit(buf, |buf| {
+                    this.pipe
+                        .poll_read_with(cx, |pipe| crate::sys::read(pipe.as_raw_fd(), &mut *buf))
+                })
             }
         }
 

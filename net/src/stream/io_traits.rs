@@ -8,34 +8,13 @@
 //! zeroes it first, as tokio's own `TcpStream` does), which matters when
 //! the caller hands a fresh `ReadBuf` over its buffer at every read, as
 //! hyper-util's `TokioIo` does: zeroing 8 KiB per read was 1.9% of a hyper
-//! server's CPU. [`tokio_poll_read`], for readers that take an initialized
-//! slice (the process pipes), zeroes the unfilled part first, at most
-//! [`TOKIO_READ_MAX`] per read.
+//! server's CPU. The process pipes read the same way
+//! ([`sys::read`](crate::sys::read) into a `RecvBuf`).
 
 #[cfg(feature = "tokio-io")]
 use std::io;
 #[cfg(feature = "tokio-io")]
 use std::task::Poll;
-
-/// The most a tokio `poll_read` receives (and zeroes first) in one call.
-#[cfg(feature = "tokio-io")]
-const TOKIO_READ_MAX: usize = 64 * 1024;
-
-/// tokio's `poll_read` through a `poll_recv`.
-#[cfg(feature = "tokio-io")]
-pub(crate) fn tokio_poll_read(
-    buf: &mut tokio::io::ReadBuf<'_>,
-    poll_recv: impl FnOnce(&mut [u8]) -> Poll<io::Result<usize>>,
-) -> Poll<io::Result<()>> {
-    let len = buf.remaining().min(TOKIO_READ_MAX);
-    let n = match poll_recv(buf.initialize_unfilled_to(len)) {
-        Poll::Ready(Ok(n)) => n,
-        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-        Poll::Pending => return Poll::Pending,
-    };
-    buf.advance(n);
-    Poll::Ready(Ok(()))
-}
 
 /// tokio's `poll_read` through a `poll_recv_uninit` into the unfilled,
 /// possibly uninitialized part of `buf`.
