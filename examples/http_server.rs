@@ -1,14 +1,23 @@
-//! An HTTP/1.1 server: hyper's, on cellio. Each connection is a `TcpIo`
-//! (through its tokio traits, the `tokio-io` feature, and hyper-util's
-//! `TokioIo` adapter) served by `hyper::server::conn::http1`, one task per
-//! connection.
+//! An HTTP/1.1 and HTTP/2 server: hyper's, on cellio. Each connection is a
+//! `TcpIo` (through its tokio traits, the `tokio-io` feature, and
+//! hyper-util's `TokioIo` adapter) served by hyper, one task per connection
+//! (and, for HTTP/2, one per request stream: hyper spawns them through
+//! `CellioExecutor`, below).
 //!
 //! ```text
 //! cargo run --release --example http_server                  # 127.0.0.1:8080
 //! curl http://127.0.0.1:8080/                                # hello
 //! curl --data-binary @file http://127.0.0.1:8080/echo        # the body back
 //! wrk -t1 -c50 -d5s http://127.0.0.1:8080/                   # load
+//! cargo run --release --example http_server -- --protocol auto
+//! curl --http2-prior-knowledge http://127.0.0.1:8080/        # HTTP/2, cleartext
 //! ```
+//!
+//! * `--protocol http1` (the default): HTTP/1.1 only
+//!   (`hyper::server::conn::http1`); `http2`: HTTP/2 only, cleartext with
+//!   prior knowledge (h2c; `hyper::server::conn::http2`); `auto`: either,
+//!   told apart by the first bytes (hyper-util's `conn::auto`). No TLS, so
+//!   no ALPN: browsers speak HTTP/2 only over TLS.
 //!
 //! * `GET /` answers `hello from cellio`; `POST /echo` answers with the
 //!   request's body; anything else is 404.
@@ -33,14 +42,14 @@ use std::time::{Duration, Instant};
 
 use accept_backoff::accept_until_shutdown;
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use cli::context;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 
 #[derive(Parser, Debug)]
-#[command(about = "hyper's HTTP/1.1 server on cellio")]
+#[command(about = "hyper's HTTP/1.1 and HTTP/2 server on cellio")]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -52,8 +61,35 @@ struct Args {
     #[arg(long, default_value_t = 5000)]
     grace_ms: u64,
     /// How long a client may take to send a request's headers (0: no limit).
+    /// HTTP/1.1 only: an HTTP/2 connection's requests are streams on it.
     #[arg(long, default_value_t = 30_000)]
     header_timeout_ms: u64,
+    /// The HTTP versions served.
+    #[arg(long, value_enum, default_value_t = Protocol::Http1)]
+    protocol: Protocol,
+}
+
+/// Which HTTP a connection speaks.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only, cleartext with prior knowledge (h2c).
+    Http2,
+    /// Either: HTTP/2 if the connection starts with its preface.
+    Auto,
+}
+
+/// hyper's executor on cellio's: an HTTP/2 connection runs each request
+/// stream as a task of its own, on the connection's worker
+/// (`spawn_local`: hyper's futures over a `TcpIo` stay on its worker).
+#[derive(Clone, Copy, Debug)]
+struct CellioExecutor;
+
+impl<F: Future + 'static> hyper::rt::Executor<F> for CellioExecutor {
+    fn execute(&self, future: F) {
+        spawn_local(future);
+    }
 }
 
 /// hyper's timers on cellio's: `hyper::rt::Timer` over
@@ -101,30 +137,52 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyp
     Ok(response)
 }
 
-/// Serves one connection until the client closes it (or takes longer than
-/// `header_timeout` to send a request's headers).
-async fn connection(stream: TcpStream, peer: SocketAddr, header_timeout: Option<Duration>) {
+/// Serves one connection until the client closes it (or, on HTTP/1.1,
+/// takes longer than `header_timeout` to send a request's headers).
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    protocol: Protocol,
+    header_timeout: Option<Duration>,
+) {
     let _ = stream.set_nodelay(true);
     let io = hyper_util::rt::TokioIo::new(TcpIo::new(stream));
     let service = hyper::service::service_fn(handle);
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    if let Some(limit) = header_timeout {
-        http1.timer(CellioTimer).header_read_timeout(limit);
-    } else {
-        http1.header_read_timeout(None);
-    }
-    if let Err(e) = http1.serve_connection(io, service).await {
+    let served: Result<(), Box<dyn std::error::Error + Send + Sync>> = match protocol {
+        Protocol::Http1 => {
+            let mut http1 = hyper::server::conn::http1::Builder::new();
+            http1.timer(CellioTimer).header_read_timeout(header_timeout);
+            http1
+                .serve_connection(io, service)
+                .await
+                .map_err(Into::into)
+        }
+        Protocol::Http2 => hyper::server::conn::http2::Builder::new(CellioExecutor)
+            .timer(CellioTimer)
+            .serve_connection(io, service)
+            .await
+            .map_err(Into::into),
+        Protocol::Auto => {
+            let mut auto = hyper_util::server::conn::auto::Builder::new(CellioExecutor);
+            auto.http1()
+                .timer(CellioTimer)
+                .header_read_timeout(header_timeout);
+            auto.http2().timer(CellioTimer);
+            auto.serve_connection(io, service).await
+        }
+    };
+    if let Err(e) = served {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
 /// Accepts until shutdown begins, one task per connection.
-async fn serve(listener: TcpListener, header_timeout: Option<Duration>) {
+async fn serve(listener: TcpListener, protocol: Protocol, header_timeout: Option<Duration>) {
     accept_until_shutdown(
         "http_server",
         || listener.accept(),
         |(stream, peer)| {
-            spawn_local(connection(stream, peer, header_timeout));
+            spawn_local(connection(stream, peer, protocol, header_timeout));
         },
     )
     .await;
@@ -164,7 +222,8 @@ fn run(args: &Args) -> std::io::Result<()> {
         println!("listening on {addr}");
         let header_timeout =
             Some(Duration::from_millis(args.header_timeout_ms)).filter(|limit| !limit.is_zero());
-        let serve_here = move |listener| serve(listener, header_timeout);
+        let protocol = args.protocol;
+        let serve_here = move |listener| serve(listener, protocol, header_timeout);
         worker_listeners::listen_on_other_workers(
             "http_server",
             addr,
@@ -172,7 +231,7 @@ fn run(args: &Args) -> std::io::Result<()> {
             workers,
             serve_here,
         );
-        serve(listener, header_timeout).await;
+        serve(listener, protocol, header_timeout).await;
         Ok::<(), std::io::Error>(())
     })?;
     worker_listeners::finish("http_server", runtime, Duration::from_millis(args.grace_ms))

@@ -185,3 +185,132 @@ fn sigterm_ends_it_cleanly() {
     let status = server.child.wait().expect("wait for the server");
     assert!(status.success(), "{status:?}");
 }
+
+/// hyper's executor on cellio for the HTTP/2 client below: the
+/// connection's task and its streams on the test's worker.
+#[derive(Clone, Copy)]
+struct LocalExecutor;
+
+impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExecutor {
+    fn execute(&self, future: F) {
+        cellio::spawn_local(future);
+    }
+}
+
+/// An HTTP/2 client (hyper's, on a cellio runtime of its own) connected
+/// to `addr` with prior knowledge; runs `requests` on it within 10 s.
+fn with_http2_client<F, Fut>(addr: &str, requests: F)
+where
+    F: FnOnce(
+            hyper::client::conn::http2::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+        ) -> Fut
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let addr = addr.to_string();
+    let runtime = cellio::Builder::new().workers(1).build().unwrap();
+    runtime
+        .block_on(cellio::runtime::timeout(
+            Duration::from_secs(10),
+            async move {
+                let stream = cellio::TcpStream::connect(addr.as_str()).await.unwrap();
+                let io = hyper_util::rt::TokioIo::new(cellio::TcpIo::new(stream));
+                let (sender, connection) = hyper::client::conn::http2::handshake(LocalExecutor, io)
+                    .await
+                    .expect("an HTTP/2 handshake");
+                cellio::spawn_local(connection);
+                requests(sender).await;
+            },
+        ))
+        .expect("the HTTP/2 requests took over 10 s");
+}
+
+/// One HTTP/2 request: its status and whole body.
+async fn h2_request(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
+    use http_body_util::BodyExt;
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://test{path}"))
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.expect("a response");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.expect("a body");
+    (status, body.to_bytes().to_vec())
+}
+
+#[test]
+fn http2_streams_on_one_connection_are_served_at_once() {
+    let server = Server::start_with(&["--protocol", "http2"]);
+    with_http2_client(&server.addr, |sender| async move {
+        // 40 streams at once: 20 GETs (half to an unknown path) and 20
+        // 100 KiB bodies to /echo, each different, more than HTTP/2's
+        // initial 64 KiB window (so the server's flow control runs too).
+        let tasks: Vec<_> = (0..40u8)
+            .map(|i| {
+                let mut sender = sender.clone();
+                cellio::spawn_local(async move {
+                    if i % 2 == 0 {
+                        let path = if i % 4 == 0 { "/" } else { "/missing" };
+                        let (status, body) = h2_request(&mut sender, "GET", path, Vec::new()).await;
+                        if i % 4 == 0 {
+                            assert_eq!((status, body), (200, b"hello from cellio\n".to_vec()));
+                        } else {
+                            assert_eq!(status, 404);
+                        }
+                    } else {
+                        let sent: Vec<u8> = (0..100 * 1024)
+                            .map(|j: usize| (j % 251) as u8 ^ i)
+                            .collect();
+                        let (status, echoed) =
+                            h2_request(&mut sender, "POST", "/echo", sent.clone()).await;
+                        assert_eq!(status, 200);
+                        assert!(echoed == sent, "stream {i}: the echoed body differs");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("a stream's task");
+        }
+    });
+}
+
+#[test]
+fn auto_serves_http1_and_http2_on_one_port() {
+    let server = Server::start_with(&["--protocol", "auto"]);
+    let mut http1 = server.connect();
+    http1.get_mut().write_all(get("/").as_bytes()).unwrap();
+    assert_eq!(
+        read_response(&mut http1),
+        (200, b"hello from cellio\n".to_vec())
+    );
+    with_http2_client(&server.addr, |mut sender| async move {
+        let (status, body) = h2_request(&mut sender, "GET", "/", Vec::new()).await;
+        assert_eq!((status, body), (200, b"hello from cellio\n".to_vec()));
+    });
+    // The HTTP/1.1 connection still works after.
+    http1
+        .get_mut()
+        .write_all(get("/missing").as_bytes())
+        .unwrap();
+    assert_eq!(read_response(&mut http1).0, 404);
+}
+
+#[test]
+fn an_unknown_protocol_is_a_clear_error() {
+    let output = Command::new(example_bin::build_example("http_server"))
+        .args(["--addr", "127.0.0.1:0", "--protocol", "http3"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the http server");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid value 'http3'"), "{stderr}");
+}
