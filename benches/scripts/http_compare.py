@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """http_compare: requests/s, p99 and server CPU per request of hyper's HTTP/1.1 server on
 cellio (the `http_server` example) and on tokio current_thread (`tokio_http`), under the same
-keep-alive load from `wrk` (`GET /`, 18-byte body).
+keep-alive load from `wrk` (`GET /`, 18-byte body). `--protocol http2`: the same over HTTP/2
+(cleartext, prior knowledge), loaded by `h2load` with `--streams` requests in flight per
+connection; its p99 comes from h2load's per-request log.
 
-The server runs pinned to CPU 0 and wrk (one thread) to CPU 1. Each run: a warm-up wrk of
+The server runs pinned to CPU 0 and the client (one thread) to CPU 1. Each run: a warm-up of
 `--warmup` seconds, then the measured wrk of `--secs`; the server's user and system CPU come
 from /proc/PID/stat across the measured wrk only, divided by the requests wrk completed. The
 servers are interleaved, the order reversed every other round, and the table gives medians.
 Figures come from clock ticks (CLK_TCK, usually 100 per second): use several rounds.
 
-Needs wrk (apt-get install wrk).
+Needs wrk (apt-get install wrk), for HTTP/2 h2load (apt-get install nghttp2-client).
 Build first:  cargo build --release -p cellio-benches --bin tokio_http &&
               cargo build --release --example http_server
 Run:          python3 benches/scripts/http_compare.py [--rounds 3] [--secs 5] [--connections 50]
+                  [--protocol http2 --streams 10]
 """
 
 import argparse
@@ -22,6 +25,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 
 from cpu_window import TICK_NS, cpu_ticks, start_server
 
@@ -47,13 +51,34 @@ def wrk(a, addr, secs):
     return requests, rate, p99
 
 
+def h2load(a, addr, secs):
+    """Runs h2load against `addr` for `secs`; returns (requests, requests/s, p99 µs)."""
+    with tempfile.NamedTemporaryFile(mode="r", suffix=".log") as log:
+        out = subprocess.run(
+            ["taskset", "-c", a.client_cpu, "h2load", "-t1", f"-c{a.connections}",
+             f"-m{a.streams}", f"-D{secs}", f"--log-file={log.name}", f"http://{addr}/"],
+            capture_output=True, text=True, check=True).stdout
+        # One line per request: start time, status, duration in µs.
+        durations = sorted(int(line.split()[2]) for line in log if line.strip())
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, "
+                     r"(\d+) failed, (\d+) errored", out)
+    if done is None or int(done.group(3)) or int(done.group(4)) \
+            or done.group(1) != done.group(2):
+        raise RuntimeError(f"h2load saw errors:\n{out}")
+    requests = int(done.group(2))
+    rate = float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out).group(1))
+    p99 = durations[min(len(durations) - 1, int(len(durations) * 0.99))]
+    return requests, rate, p99
+
+
 def one_run(name, a):
     server, addr = start_server(["taskset", "-c", a.server_cpu] + SERVERS[name]
-                         + ["--addr", "127.0.0.1:0"], name)
+                         + ["--addr", "127.0.0.1:0", "--protocol", a.protocol], name)
+    load = wrk if a.protocol == "http1" else h2load
     try:
-        wrk(a, addr, a.warmup)
+        load(a, addr, a.warmup)
         u0, s0 = cpu_ticks(server.pid)
-        requests, rate, p99 = wrk(a, addr, a.secs)
+        requests, rate, p99 = load(a, addr, a.secs)
         u1, s1 = cpu_ticks(server.pid)
     finally:
         server.terminate()
@@ -70,9 +95,14 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--server-cpu", default="0")
     ap.add_argument("--client-cpu", default="1")
+    ap.add_argument("--protocol", choices=["http1", "http2"], default="http1")
+    ap.add_argument("--streams", type=int, default=10,
+                    help="HTTP/2: requests in flight per connection (h2load -m)")
     a = ap.parse_args()
-    if shutil.which("wrk") is None:
+    if a.protocol == "http1" and shutil.which("wrk") is None:
         sys.exit("http_compare: wrk not found (apt-get install wrk)")
+    if a.protocol == "http2" and shutil.which("h2load") is None:
+        sys.exit("http_compare: h2load not found (apt-get install nghttp2-client)")
     for command in SERVERS.values():
         if not os.path.exists(command[0]):
             sys.exit(f"http_compare: {command[0]} not built (see --help)")
@@ -86,8 +116,10 @@ def main():
                   f"sys {row[2]:6.2f} us/req  p99 {row[3]:8.1f} us", flush=True)
     med = {name: [statistics.median(v[i] for v in rows) for i in range(4)]
            for name, rows in results.items()}
-    print(f"\nwrk -t1 -c{a.connections}, GET /, keep-alive; medians of {a.rounds} rounds x "
-          f"{a.secs} s; server on CPU {a.server_cpu}, wrk on CPU {a.client_cpu}")
+    client = (f"wrk -t1 -c{a.connections}, GET /, keep-alive" if a.protocol == "http1" else
+              f"h2load -t1 -c{a.connections} -m{a.streams}, GET /, HTTP/2")
+    print(f"\n{client}; medians of {a.rounds} rounds x "
+          f"{a.secs} s; server on CPU {a.server_cpu}, client on CPU {a.client_cpu}")
     print(f"{'server':14s} {'req/s':>9s} {'user us':>8s} {'sys us':>8s} {'cpu us':>8s} "
           f"{'p99 us':>8s}")
     for name, (rate, user, system, p99) in med.items():

@@ -3,7 +3,9 @@
 //! serving it with `hyper::server::conn::http1`, on `Builder::new_current_thread()` with
 //! `enable_all()` (`#[tokio::main(flavor = "current_thread")]`). `TCP_NODELAY` on each
 //! connection and hyper's header read timeout on tokio's timers (hyper-util's `TokioTimer`,
-//! `--header-timeout-ms`, 30 s by default), as in cellio's example.
+//! `--header-timeout-ms`, 30 s by default), as in cellio's example. `--protocol http2`: HTTP/2
+//! with prior knowledge (`hyper::server::conn::http2`, streams spawned on hyper-util's
+//! `TokioExecutor`), as the example's `--protocol http2`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -27,6 +29,18 @@ struct Args {
     /// How long a client may take to send a request's headers (0: no limit).
     #[arg(long, default_value_t = 30_000)]
     header_timeout_ms: u64,
+    /// HTTP/1.1 or HTTP/2 (cleartext, prior knowledge).
+    #[arg(long, value_enum, default_value_t = Protocol::Http1)]
+    protocol: Protocol,
+}
+
+/// Which HTTP a connection speaks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Protocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2, cleartext with prior knowledge.
+    Http2,
 }
 
 fn main() -> ExitCode {
@@ -39,7 +53,7 @@ fn main() -> ExitCode {
             .map_err(|e| format!("cannot build runtime: {e}"))?;
         let header_timeout = Some(std::time::Duration::from_millis(args.header_timeout_ms))
             .filter(|limit| !limit.is_zero());
-        rt.block_on(serve(args.addr, header_timeout))
+        rt.block_on(serve(args.addr, args.protocol, header_timeout))
     })
 }
 
@@ -62,6 +76,7 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyp
 
 async fn serve(
     addr: SocketAddr,
+    protocol: Protocol,
     header_timeout: Option<std::time::Duration>,
 ) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
@@ -74,17 +89,23 @@ async fn serve(
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
                     let io = hyper_util::rt::TokioIo::new(stream);
-                    let mut http1 = hyper::server::conn::http1::Builder::new();
-                    if let Some(limit) = header_timeout {
-                        http1
-                            .timer(hyper_util::rt::TokioTimer::new())
-                            .header_read_timeout(limit);
-                    } else {
-                        http1.header_read_timeout(None);
+                    let service = hyper::service::service_fn(handle);
+                    match protocol {
+                        Protocol::Http1 => {
+                            let mut http1 = hyper::server::conn::http1::Builder::new();
+                            http1
+                                .timer(hyper_util::rt::TokioTimer::new())
+                                .header_read_timeout(header_timeout);
+                            let _ = http1.serve_connection(io, service).await;
+                        }
+                        Protocol::Http2 => {
+                            let executor = hyper_util::rt::TokioExecutor::new();
+                            let _ = hyper::server::conn::http2::Builder::new(executor)
+                                .timer(hyper_util::rt::TokioTimer::new())
+                                .serve_connection(io, service)
+                                .await;
+                        }
                     }
-                    let _ = http1
-                        .serve_connection(io, hyper::service::service_fn(handle))
-                        .await;
                 });
             }
             Err(e) => {
