@@ -93,7 +93,12 @@ impl<F: Future + 'static> hyper::rt::Executor<F> for CellioExecutor {
 }
 
 /// hyper's timers on cellio's: `hyper::rt::Timer` over
-/// `cellio::runtime::sleep_until` (boxed, as the trait asks).
+/// `cellio::runtime::sleep_until` (boxed, as the trait asks). `reset`
+/// moves the deadline of a sleep hyper keeps (as hyper-util's `TokioTimer`
+/// does) instead of boxing a new one; `now` is cellio's clock, which a
+/// paused test clock drives. (hyper 1's HTTP/1.1 drops its header-timeout
+/// sleep after each request's head and boxes a new one for the next, on
+/// any runtime.)
 #[derive(Clone, Copy, Debug)]
 struct CellioTimer;
 
@@ -104,6 +109,17 @@ impl hyper::rt::Timer for CellioTimer {
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         Box::pin(CellioSleep(cellio::runtime::sleep_until(deadline)))
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: Instant) {
+        match sleep.as_mut().downcast_mut_pin::<CellioSleep>() {
+            Some(ours) => ours.get_mut().0.reset(new_deadline),
+            None => *sleep = self.sleep_until(new_deadline),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        cellio::runtime::time::now()
     }
 }
 

@@ -172,6 +172,40 @@ fn a_client_that_never_finishes_its_headers_is_closed_after_the_timeout() {
     assert_eq!(read_response(&mut good).0, 200);
 }
 
+/// The header timeout restarts at each request of a keep-alive
+/// connection, on cellio's clock (`CellioTimer::now`): a connection whose
+/// first requests were answered, each within the timeout of the last but
+/// all together beyond it, and whose next one stops halfway through its
+/// headers, is closed after the timeout, not before.
+#[test]
+fn the_header_timeout_restarts_at_each_request_of_a_connection() {
+    let server = Server::start_with(&["--header-timeout-ms", "300"]);
+    let mut conn = server.connect();
+    for _ in 0..3 {
+        // Each request within the timeout of the last: all answered.
+        std::thread::sleep(Duration::from_millis(150));
+        conn.get_mut().write_all(get("/").as_bytes()).unwrap();
+        assert_eq!(read_response(&mut conn).0, 200);
+    }
+    let started = std::time::Instant::now();
+    conn.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: te")
+        .unwrap();
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest)
+        .expect("closed by the server, not timed out here");
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed before the restarted timeout: after {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn sigterm_ends_it_cleanly() {
     let mut server = Server::start();
