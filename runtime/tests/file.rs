@@ -279,6 +279,46 @@ fn the_tokio_io_traits_read_write_and_seek() {
     .unwrap();
 }
 
+/// A tokio read into a fresh, uninitialized `ReadBuf` (as `read_buf` on a
+/// `BytesMut`'s spare capacity gives): the bytes land in it, and exactly
+/// as many are marked filled and initialized (copied in, not zeroed
+/// first); a buffer smaller than what the job read gets the rest next.
+#[cfg(feature = "tokio-io")]
+#[test]
+fn a_tokio_read_into_uninitialized_memory_fills_exactly_what_came() {
+    use std::future::poll_fn;
+    use std::mem::MaybeUninit;
+    use std::pin::Pin;
+    use tokio::io::{AsyncRead, ReadBuf};
+    let dir = TempDir::new("file-tokio-uninit");
+    let path = dir.0.join("data");
+    std::fs::write(&path, b"hello, uninitialized file").unwrap();
+    run(move || async move {
+        let mut file = File::open(&path).await?;
+        let mut memory = [MaybeUninit::<u8>::uninit(); 64];
+        let mut buf = ReadBuf::uninit(&mut memory);
+        poll_fn(|cx| Pin::new(&mut file).poll_read(cx, &mut buf)).await?;
+        assert_eq!(buf.filled(), b"hello, uninitialized file");
+        assert_eq!(buf.initialized().len(), 25, "initialized: what came");
+        // Read ahead by a larger read, taken by a smaller buffer in parts.
+        std::fs::write(&path, b"0123456789")?;
+        let mut file = File::open(&path).await?;
+        let mut small = [MaybeUninit::<u8>::uninit(); 4];
+        let mut parts = Vec::new();
+        loop {
+            let mut buf = ReadBuf::uninit(&mut small);
+            poll_fn(|cx| Pin::new(&mut file).poll_read(cx, &mut buf)).await?;
+            if buf.filled().is_empty() {
+                break;
+            }
+            parts.push(buf.filled().to_vec());
+        }
+        assert_eq!(parts, [&b"0123"[..], b"4567", b"89"]);
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn outside_a_runtime_an_operation_is_an_error() {
     let file = std::fs::File::open("/proc/self/stat").unwrap();

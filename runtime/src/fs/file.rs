@@ -304,13 +304,29 @@ impl File {
 
     /// [`read`](Self::read) as a poll method (what `AsyncRead` calls).
     pub fn poll_read(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<io::Result<usize>> {
+        ready!(self.poll_buffered(cx, dst.len()))?;
+        let State::Idle(buf) = &mut self.state else {
+            unreachable!("poll_buffered leaves the file idle")
+        };
+        Poll::Ready(Ok(buf.take_into(dst)))
+    }
+
+    /// Waits until the buffer holds unread bytes, read by a job that asked
+    /// for up to `want` (at most [`MAX_BUF`]), or holds none because the
+    /// file ended (or `want` is 0). `Ready(Ok(()))` leaves the file idle:
+    /// the caller copies out what it takes.
+    pub(crate) fn poll_buffered(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<io::Result<()>> {
         loop {
             match &mut self.state {
                 State::Idle(buf) => {
-                    if !buf.unread().is_empty() || dst.is_empty() {
-                        return Poll::Ready(Ok(buf.take_into(dst)));
+                    if !buf.unread().is_empty() || want == 0 {
+                        return Poll::Ready(Ok(()));
                     }
-                    let len = dst.len().min(MAX_BUF);
+                    let len = want.min(MAX_BUF);
                     if let Err(e) =
                         self.start(move |file, buf| Done::Read(buf.read_from(file, len)))
                     {
@@ -318,13 +334,9 @@ impl File {
                     }
                 }
                 State::Busy(_) => match ready!(self.poll_job(cx))? {
-                    Done::Read(Ok(())) => {
-                        // Copied out at once, or `0`: the end of the file.
-                        let State::Idle(buf) = &mut self.state else {
-                            unreachable!("poll_job leaves the file idle")
-                        };
-                        return Poll::Ready(Ok(buf.take_into(dst)));
-                    }
+                    // Read (or `0`: the end of the file); copied out by
+                    // the caller at once.
+                    Done::Read(Ok(())) => return Poll::Ready(Ok(())),
                     Done::Read(Err(e)) | Done::Write(Err(e)) => return Poll::Ready(Err(e)),
                     // A write or seek before this read finished: now read.
                     Done::Write(Ok(())) | Done::Seek(_) => {}
@@ -332,6 +344,19 @@ impl File {
                 State::Broken => return Poll::Ready(Err(broken())),
             }
         }
+    }
+
+    /// Takes up to `max` unread bytes out of the buffer through `copy`
+    /// (after [`poll_buffered`](Self::poll_buffered)): how many.
+    #[cfg(feature = "tokio-io")]
+    pub(crate) fn take_buffered(&mut self, max: usize, copy: impl FnOnce(&[u8])) -> usize {
+        let State::Idle(buf) = &mut self.state else {
+            unreachable!("taken only from an idle file")
+        };
+        let n = buf.unread().len().min(max);
+        copy(&buf.unread()[..n]);
+        buf.pos += n;
+        n
     }
 
     /// [`write`](Self::write) as a poll method (what `AsyncWrite` calls).

@@ -10,7 +10,7 @@ use std::io;
 use std::task::{ready, Context, Poll};
 
 #[cfg(feature = "tokio-io")]
-use super::{File, MAX_BUF};
+use super::File;
 
 /// `futures-io`'s `AsyncRead` (and tokio's) for `$type`, whose `$file`
 /// (an expression of `$this: &mut $type`) is its `&mut File`.
@@ -108,16 +108,16 @@ macro_rules! file_write_traits {
 
 pub(crate) use {file_read_traits, file_write_traits};
 
-/// tokio's `poll_read` through [`File::poll_read`], into the zeroed
-/// unfilled part of `buf` (at most [`MAX_BUF`]).
+/// tokio's `poll_read` on a [`File`]: the bytes copied from the file's
+/// buffer straight into the unfilled part of `buf` (initialized or not:
+/// nothing zeroes it first), up to what it has room for.
 #[cfg(feature = "tokio-io")]
 pub(crate) fn tokio_poll_read(
     file: &mut File,
     cx: &mut Context<'_>,
     buf: &mut tokio::io::ReadBuf<'_>,
 ) -> Poll<io::Result<()>> {
-    let len = buf.remaining().min(MAX_BUF);
-    let n = ready!(file.poll_read(cx, buf.initialize_unfilled_to(len)))?;
-    buf.advance(n);
+    ready!(file.poll_buffered(cx, buf.remaining()))?;
+    file.take_buffered(buf.remaining(), |bytes| buf.put_slice(bytes));
     Poll::Ready(Ok(()))
 }
