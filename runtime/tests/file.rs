@@ -319,6 +319,35 @@ fn a_tokio_read_into_uninitialized_memory_fills_exactly_what_came() {
     .unwrap();
 }
 
+/// `set_max_buf_size` bounds each job: a write accepts at most that
+/// many bytes, a read returns at most that many; `write_all` and
+/// `read_to_end` still move everything, in order.
+#[test]
+fn max_buf_size_bounds_each_read_and_write() {
+    let dir = TempDir::new("file-max-buf");
+    let path = dir.0.join("data");
+    run(move || async move {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let mut file = File::create_new(&path).await?;
+        assert_eq!(file.max_buf_size(), MAX_BUF);
+        file.set_max_buf_size(4096);
+        assert_eq!(file.write(&data).await?, 4096);
+        file.write_all(&data[4096..]).await?;
+        file.flush().await?;
+        file.seek(SeekFrom::Start(0)).await?;
+        let mut first = vec![0u8; 10_000];
+        assert_eq!(file.read(&mut first).await?, 4096);
+        assert_eq!(first[..4096], data[..4096]);
+        let mut rest = Vec::new();
+        assert_eq!(file.read_to_end(&mut rest).await?, 10_000 - 4096);
+        assert!(rest == data[4096..], "the rest differs");
+        file.set_max_buf_size(0);
+        assert_eq!(file.max_buf_size(), 1, "0 counts as 1");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn outside_a_runtime_an_operation_is_an_error() {
     let file = std::fs::File::open("/proc/self/stat").unwrap();

@@ -76,7 +76,7 @@ fn directories_links_and_permissions() {
 
         let target = deep.join("f");
         let symlink = base.join("link");
-        std::os::unix::fs::symlink(&target, &symlink)?;
+        fs::symlink(&target, &symlink).await?;
         assert_eq!(fs::read_link(&symlink).await?, target);
         assert!(fs::symlink_metadata(&symlink).await?.is_symlink());
         assert!(fs::metadata(&symlink).await?.is_file());

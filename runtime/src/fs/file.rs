@@ -19,7 +19,8 @@
 //! * The buffer's unread bytes are read ahead of the logical position: a
 //!   write, a seek or `set_len` first moves the file position back by them
 //!   (in its job) and drops them.
-//! * The buffer is reused (its capacity kept, up to [`MAX_BUF`]) and a
+//! * The buffer is reused (its capacity kept, up to the file's
+//!   [`max_buf_size`](File::max_buf_size)) and a
 //!   job's block comes from the worker's task pool: once warm, reading and
 //!   writing allocate nothing.
 //! * Dropping a `File` (or an operation's future) does not stop a job
@@ -38,8 +39,9 @@ use std::task::{ready, Context, Poll};
 use super::OpenOptions;
 use crate::{JoinHandle, RuntimeHandle};
 
-/// The most one read or write job moves at a time (tokio's default, 2 MiB):
-/// a larger read returns less, a larger write is taken in part.
+/// The most one read or write job moves at a time by default (tokio's, 2
+/// MiB): a larger read returns less, a larger write is taken in part.
+/// [`File::set_max_buf_size`] changes it for one file.
 pub const MAX_BUF: usize = 2 * 1024 * 1024;
 
 /// An open file, read and written without blocking the worker (tokio's
@@ -74,6 +76,8 @@ pub const MAX_BUF: usize = 2 * 1024 * 1024;
 pub struct File {
     std: Arc<std::fs::File>,
     state: State,
+    /// The most one job reads or writes ([`MAX_BUF`] unless set).
+    max_buf: usize,
     /// The seek tokio's `start_seek` asked for, until `poll_complete`
     /// finishes it.
     #[cfg(feature = "tokio-io")]
@@ -152,9 +156,9 @@ impl Buf {
         written
     }
 
-    /// Keeps the buffer's memory for reuse, up to `MAX_BUF`.
-    fn shrink(&mut self) {
-        if self.data.capacity() > MAX_BUF {
+    /// Keeps the buffer's memory for reuse, up to `max` bytes.
+    fn shrink(&mut self, max: usize) {
+        if self.data.capacity() > max {
             self.data = Vec::new();
         }
     }
@@ -198,13 +202,29 @@ impl File {
         File {
             std: Arc::new(std),
             state: State::Idle(Buf::default()),
+            max_buf: MAX_BUF,
             #[cfg(feature = "tokio-io")]
             tokio_seek: None,
         }
     }
 
+    /// Sets the most one job reads or writes, [`MAX_BUF`] (2 MiB) by
+    /// default (tokio's `set_max_buf_size`): a read returns at most this
+    /// many bytes, a write accepts at most this many, and the file keeps a
+    /// buffer of up to this size between operations. `0` counts as 1.
+    pub fn set_max_buf_size(&mut self, max_buf_size: usize) {
+        self.max_buf = max_buf_size.max(1);
+    }
+
+    /// The most one job reads or writes
+    /// ([`set_max_buf_size`](Self::set_max_buf_size)).
+    pub fn max_buf_size(&self) -> usize {
+        self.max_buf
+    }
+
     /// Reads into `buf`: the number of bytes read, `0` at end of file. One
-    /// job reads up to `buf.len()` bytes (at most [`MAX_BUF`]).
+    /// job reads up to `buf.len()` bytes (at most
+    /// [`max_buf_size`](Self::max_buf_size)).
     ///
     /// Cancel-safe in the sense that nothing is lost: bytes a dropped read
     /// had fetched stay in the file's buffer for the next read.
@@ -214,21 +234,24 @@ impl File {
 
     /// Reads to the end of the file, appending to `buf`: the number of
     /// bytes read.
+    ///
+    /// The bytes are appended straight from the file's buffer (`buf` is
+    /// not zeroed first); if the future is dropped, what was appended so
+    /// far stays in `buf`.
     pub async fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         const CHUNK: usize = 64 * 1024;
         let start = buf.len();
         loop {
-            let len = buf.len();
-            buf.resize(len + CHUNK, 0);
-            let read = self.read(&mut buf[len..]).await;
-            buf.truncate(len + *read.as_ref().unwrap_or(&0));
-            if read? == 0 {
+            poll_fn(|cx| self.poll_buffered(cx, CHUNK)).await?;
+            let taken = self.take_buffered(usize::MAX, |bytes| buf.extend_from_slice(bytes));
+            if taken == 0 {
                 return Ok(buf.len() - start);
             }
         }
     }
 
-    /// Accepts up to [`MAX_BUF`] bytes of `buf` for writing and returns
+    /// Accepts up to [`max_buf_size`](Self::max_buf_size) bytes of `buf`
+    /// for writing and returns
     /// how many; the write itself completes in the background (see
     /// [`flush`](Self::flush)). Waits for the previous operation first,
     /// and returns its error if it failed.
@@ -236,7 +259,8 @@ impl File {
         poll_fn(|cx| self.poll_write(cx, buf)).await
     }
 
-    /// Writes all of `buf` (in jobs of up to [`MAX_BUF`] bytes); the last
+    /// Writes all of `buf` (in jobs of up to
+    /// [`max_buf_size`](Self::max_buf_size) bytes); the last
     /// job completes in the background (see [`flush`](Self::flush)).
     pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
@@ -312,7 +336,7 @@ impl File {
     }
 
     /// Waits until the buffer holds unread bytes, read by a job that asked
-    /// for up to `want` (at most [`MAX_BUF`]), or holds none because the
+    /// for up to `want` (at most `max_buf`), or holds none because the
     /// file ended (or `want` is 0). `Ready(Ok(()))` leaves the file idle:
     /// the caller copies out what it takes.
     pub(crate) fn poll_buffered(
@@ -326,7 +350,7 @@ impl File {
                     if !buf.unread().is_empty() || want == 0 {
                         return Poll::Ready(Ok(()));
                     }
-                    let len = want.min(MAX_BUF);
+                    let len = want.min(self.max_buf);
                     if let Err(e) =
                         self.start(move |file, buf| Done::Read(buf.read_from(file, len)))
                     {
@@ -348,7 +372,6 @@ impl File {
 
     /// Takes up to `max` unread bytes out of the buffer through `copy`
     /// (after [`poll_buffered`](Self::poll_buffered)): how many.
-    #[cfg(feature = "tokio-io")]
     pub(crate) fn take_buffered(&mut self, max: usize, copy: impl FnOnce(&[u8])) -> usize {
         let State::Idle(buf) = &mut self.state else {
             unreachable!("taken only from an idle file")
@@ -368,7 +391,7 @@ impl File {
                         return Poll::Ready(Ok(0));
                     }
                     let back = buf.discard_unread();
-                    let n = src.len().min(MAX_BUF);
+                    let n = src.len().min(self.max_buf);
                     buf.data.reserve_exact(n);
                     buf.data.extend_from_slice(&src[..n]);
                     let started = self.start(move |mut file, buf| {
@@ -477,7 +500,7 @@ impl File {
         let finished = ready!(Pin::new(job).poll(cx));
         Poll::Ready(match finished {
             Ok((done, mut buf)) => {
-                buf.shrink();
+                buf.shrink(self.max_buf);
                 self.state = State::Idle(buf);
                 Ok(done)
             }

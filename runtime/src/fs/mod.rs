@@ -48,11 +48,13 @@ use std::path::{Path, PathBuf};
 
 use crate::RuntimeHandle;
 
+mod dir_builder;
 mod file;
 mod open_options;
 mod read_dir;
 pub(crate) mod traits;
 
+pub use dir_builder::DirBuilder;
 pub use file::{File, MAX_BUF};
 pub use open_options::OpenOptions;
 pub use read_dir::{read_dir, DirEntry, ReadDir, READ_DIR_BATCH};
@@ -172,6 +174,14 @@ pub async fn canonicalize(path: impl AsRef<Path>) -> io::Result<PathBuf> {
 pub async fn read_link(path: impl AsRef<Path>) -> io::Result<PathBuf> {
     let path = path.as_ref().to_owned();
     blocking(move || std::fs::read_link(path)).await
+}
+
+/// Creates a symbolic link at `link` pointing at `original`:
+/// [`std::os::unix::fs::symlink`].
+#[cfg(unix)]
+pub async fn symlink(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+    let (original, link) = (original.as_ref().to_owned(), link.as_ref().to_owned());
+    blocking(move || std::os::unix::fs::symlink(original, link)).await
 }
 
 /// Whether `path` exists (`Ok(false)` when it does not, an error when that
