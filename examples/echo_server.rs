@@ -21,6 +21,11 @@
 //! * `--api poll`: serve connections through `TcpIo` (poll methods that keep
 //!   the socket's cells reserved between operations) instead of the
 //!   stream's `recv`/`send_all` futures (`--api futures`, the default).
+//! * `--restart-socket PATH`: a successor started with `--take-over PATH`
+//!   takes this server's listening sockets (over the Unix socket at
+//!   `PATH`), and this server then stops accepting and lets its
+//!   connections finish within `--grace-ms`: a restart (a new binary, new
+//!   flags) that refuses no connection (`common/restart.rs`).
 //! * `--metrics-ms MS`: every `MS` milliseconds, a line per worker on
 //!   stderr from the runtime's metrics (`RuntimeMetrics`, read by a thread
 //!   of its own): live tasks, queued tasks, and polls, loop turns, sleeps
@@ -39,6 +44,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 
@@ -85,6 +91,15 @@ struct Args {
     /// milliseconds (0: never).
     #[arg(long, default_value_t = 0)]
     metrics_ms: u64,
+    /// Offer this server's listening sockets to a successor at this Unix
+    /// socket path (started with `--take-over PATH`); once it serves them,
+    /// stop accepting and finish within the grace period.
+    #[arg(long, value_name = "PATH")]
+    restart_socket: Option<PathBuf>,
+    /// Serve the listening sockets of the server offering them at this
+    /// path (its `--restart-socket`) instead of binding `--addr`.
+    #[arg(long, value_name = "PATH")]
+    take_over: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,6 +358,8 @@ mod accept_backoff;
 mod cli;
 #[path = "common/open_files.rs"]
 mod open_files;
+#[path = "common/restart.rs"]
+mod restart;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
 #[path = "common/worker_listeners.rs"]
@@ -378,19 +395,98 @@ fn run(args: &Args) -> std::io::Result<()> {
             reuse_port: workers > 1 && !handoff,
             ..ListenOptions::default()
         };
-        let listener = TcpListener::bind_with(args.addr, options)
-            .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
-        let addr = listener.local_addr()?;
-        println!("listening on {addr}");
         let listening = if handoff { 1 } else { workers };
-        let serve_here = move |listener| serve(listener, serving, 1);
-        worker_listeners::listen_on_other_workers(
-            "echo_server",
-            addr,
-            options,
-            listening,
-            serve_here,
-        );
+        let offering = args.restart_socket.is_some();
+        let keep = move |listener: &TcpListener| {
+            if offering {
+                if let Err(e) = restart::keep(listener) {
+                    eprintln!("echo_server: a listener cannot be offered for restarts: {e}");
+                }
+            }
+        };
+        let serve_here = move |listener: TcpListener| {
+            keep(&listener);
+            serve(listener, serving, 1)
+        };
+        let (listener, predecessor, offered) = match &args.take_over {
+            None => {
+                let listener = TcpListener::bind_with(args.addr, options)
+                    .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
+                let addr = listener.local_addr()?;
+                worker_listeners::listen_on_other_workers(
+                    "echo_server",
+                    addr,
+                    options,
+                    listening,
+                    serve_here,
+                );
+                (listener, None, listening)
+            }
+            Some(path) => {
+                let (taken, predecessor) = restart::take(path).await.map_err(|e| {
+                    context(&format!("cannot take over from {}", path.display()), e)
+                })?;
+                let count = taken.len();
+                let mut taken = taken.into_iter();
+                let listener = TcpListener::from_std(taken.next().expect("at least one"))?;
+                // The others round-robin over the workers (worker 0 has the first).
+                for (i, std) in taken.enumerate() {
+                    spawn_local_on((i + 1) % workers, move || async move {
+                        match TcpListener::from_std(std) {
+                            Ok(listener) => serve_here(listener).await,
+                            Err(e) => eprintln!("echo_server: a listener taken over: {e}"),
+                        }
+                    });
+                }
+                eprintln!(
+                    "echo_server: took over {count} listener(s) from {}",
+                    path.display()
+                );
+                if count < listening {
+                    eprintln!(
+                        "echo_server: workers {count} to {} have no listener (the predecessor \
+                         offered {count})",
+                        listening - 1
+                    );
+                }
+                (listener, Some(predecessor), count)
+            }
+        };
+        keep(&listener);
+        // The restart socket: at once, or (taking over) once the
+        // predecessor has given up the path.
+        let restart_socket = match (&args.restart_socket, &predecessor) {
+            (Some(path), None) => Some(restart::listen(path).map_err(|e| {
+                context(&format!("cannot offer restarts at {}", path.display()), e)
+            })?),
+            _ => None,
+        };
+        println!("listening on {}", listener.local_addr()?);
+        let restart_path = args.restart_socket.clone();
+        spawn_local(async move {
+            let restart_socket = match predecessor {
+                None => restart_socket,
+                Some(predecessor) => {
+                    // It stops accepting when told, and closes once its
+                    // restart socket's path is free.
+                    if let Err(e) = restart::serving(predecessor).await {
+                        eprintln!("echo_server: the predecessor did not finish the hand-over: {e}");
+                    }
+                    let path = restart_path.as_deref()?;
+                    restart::listen(path)
+                        .map_err(|e| {
+                            eprintln!(
+                                "echo_server: cannot offer restarts at {}: {e}",
+                                path.display()
+                            )
+                        })
+                        .ok()
+                }
+            };
+            let (socket, path) = (restart_socket?, restart_path?);
+            restart::offer("echo_server", socket, path, offered).await;
+            Some(())
+        });
         serve(listener, serving, if handoff { workers } else { 1 }).await;
         Ok::<(), std::io::Error>(())
     })?;

@@ -1,0 +1,187 @@
+//! The echo server example's restart (`--restart-socket PATH` and
+//! `--take-over PATH`, `examples/common/restart.rs`): a successor takes
+//! the listening sockets over a Unix socket, no connection attempt is
+//! refused meanwhile, the old server's open connections finish before it
+//! exits, and the successor can be replaced the same way. A successor that
+//! fails leaves the old server serving; bad paths are clear errors.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+#[path = "util/echo_server_process.rs"]
+mod echo_server_process;
+
+use echo_server_process::{command, EchoServer};
+
+/// A restart socket path of this test's own.
+fn socket_path(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("cellio-restart-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Sends `message` on `stream` and reads its echo back.
+fn echo(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).expect("send");
+    let mut back = vec![0u8; message.len()];
+    stream.read_exact(&mut back).expect("echo");
+    assert_eq!(back, message);
+}
+
+fn connect(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// A client that opens a connection, echoes one message and closes, over
+/// and over, until stopped: how many succeeded, and every failure.
+fn churn(addr: String, stop: Arc<AtomicBool>) -> thread::JoinHandle<(usize, Vec<String>)> {
+    thread::spawn(move || {
+        let (mut ok, mut failures) = (0, Vec::new());
+        while !stop.load(Ordering::SeqCst) {
+            let attempt = (|| -> std::io::Result<()> {
+                let mut stream = TcpStream::connect(&addr)?;
+                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                let message = format!("message {ok:08}");
+                stream.write_all(message.as_bytes())?;
+                let mut back = vec![0u8; message.len()];
+                stream.read_exact(&mut back)?;
+                if back != message.as_bytes() {
+                    return Err(std::io::Error::other("a corrupted echo"));
+                }
+                Ok(())
+            })();
+            match attempt {
+                Ok(()) => ok += 1,
+                Err(e) => failures.push(e.to_string()),
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        (ok, failures)
+    })
+}
+
+#[test]
+fn a_restart_refuses_no_connection_and_lets_open_ones_finish() {
+    let path = socket_path("twice");
+    let path_arg = path.to_str().unwrap();
+    let mut first = EchoServer::start(
+        &[
+            "--workers",
+            "2",
+            "--restart-socket",
+            path_arg,
+            "--grace-ms",
+            "10000",
+        ],
+        None,
+    );
+    let mut open = connect(&first.addr);
+    echo(&mut open, b"before the restart");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = churn(first.addr.clone(), Arc::clone(&stop));
+    thread::sleep(Duration::from_millis(200));
+
+    // The successor serves the same listening sockets.
+    let mut second = EchoServer::start(
+        &[
+            "--workers",
+            "2",
+            "--take-over",
+            path_arg,
+            "--restart-socket",
+            path_arg,
+        ],
+        None,
+    );
+    assert_eq!(second.addr, first.addr);
+    // The first server stops accepting but serves its open connection
+    // until the client closes it (the grace period is 10 s).
+    thread::sleep(Duration::from_millis(300));
+    assert!(first.wait_exit(Duration::ZERO).is_none(), "exited early");
+    echo(&mut open, b"after the restart");
+    drop(open);
+    let status = first
+        .wait_exit(Duration::from_secs(10))
+        .expect("the first server exits");
+    assert!(status.success(), "{status:?}");
+
+    // And once more: the successor offers its sockets at the same path.
+    thread::sleep(Duration::from_millis(200));
+    let third = EchoServer::start(&["--take-over", path_arg], None);
+    assert_eq!(third.addr, second.addr);
+    let status = second
+        .wait_exit(Duration::from_secs(10))
+        .expect("the second server exits");
+    assert!(status.success(), "{status:?}");
+    thread::sleep(Duration::from_millis(200));
+
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failures) = client.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} attempts failed: {failures:?}",
+        failures.len(),
+        ok + failures.len()
+    );
+    assert!(ok >= 100, "only {ok} connections in the whole run");
+    echo(&mut connect(&third.addr), b"served by the third");
+}
+
+#[test]
+fn a_successor_that_fails_leaves_the_server_serving_and_offering() {
+    let path = socket_path("failed");
+    let path_arg = path.to_str().unwrap();
+    let server = EchoServer::start(&["--restart-socket", path_arg], None);
+    // A "successor" that takes the offer and declines it (a plain read:
+    // the kernel closes the descriptors it has no room for).
+    let mut fake = UnixStream::connect(&path).expect("connect to the restart socket");
+    let mut header = [0u8; 64];
+    let n = fake.read(&mut header).unwrap();
+    assert_eq!(&header[..n], b"cellio-listeners 1");
+    fake.write_all(b"not today").unwrap();
+    drop(fake);
+    let said = server
+        .lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server says so");
+    assert!(
+        said.contains("failed to take over") && said.contains("still serving"),
+        "{said}"
+    );
+    echo(&mut connect(&server.addr), b"still here");
+    // A real successor then takes over.
+    let successor = EchoServer::start(&["--take-over", path_arg], None);
+    assert_eq!(successor.addr, server.addr);
+    echo(&mut connect(&successor.addr), b"the successor");
+}
+
+#[test]
+fn taking_over_from_nothing_and_a_busy_restart_path_are_clear_errors() {
+    let path = socket_path("nothing");
+    let output = command(&["--take-over", path.to_str().unwrap()], None)
+        .output()
+        .expect("run the echo server");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot take over from"), "{stderr}");
+
+    let busy = socket_path("busy");
+    let _server = EchoServer::start(&["--restart-socket", busy.to_str().unwrap()], None);
+    let output = command(&["--restart-socket", busy.to_str().unwrap()], None)
+        .output()
+        .expect("run the echo server");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot offer restarts at"), "{stderr}");
+}
