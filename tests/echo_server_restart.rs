@@ -167,7 +167,7 @@ fn a_successor_that_fails_leaves_the_server_serving_and_offering() {
 }
 
 #[test]
-fn taking_over_from_nothing_and_a_busy_restart_path_are_clear_errors() {
+fn taking_over_from_nothing_and_a_busy_or_foreign_restart_path_are_clear_errors() {
     let path = socket_path("nothing");
     let output = command(&["--take-over", path.to_str().unwrap()], None)
         .output()
@@ -184,4 +184,16 @@ fn taking_over_from_nothing_and_a_busy_restart_path_are_clear_errors() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot offer restarts at"), "{stderr}");
+
+    // A file that is not a socket is left alone.
+    let file = socket_path("a-file");
+    std::fs::write(&file, "keep me").unwrap();
+    let output = command(&["--restart-socket", file.to_str().unwrap()], None)
+        .output()
+        .expect("run the echo server");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a socket"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    std::fs::remove_file(&file).unwrap();
 }

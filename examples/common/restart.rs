@@ -48,9 +48,17 @@ pub fn keep(listener: &TcpListener) -> io::Result<()> {
 }
 
 /// Listens at `path` for a successor (a stale socket file left by a server
-/// that is gone is replaced; a live one is an error).
+/// that is gone is replaced; a live one, or anything but a socket, is an
+/// error).
 pub fn listen(path: &Path) -> io::Result<UnixListener> {
-    if path.exists() {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if !metadata.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "something that is not a socket is there",
+            ));
+        }
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => {
                 return Err(io::Error::new(

@@ -28,6 +28,15 @@ fn populate(dir: &std::path::Path, files: usize) {
     std::os::unix::fs::symlink(dir.join("f0000"), dir.join("link")).unwrap();
 }
 
+/// `ReadDir` and `DirEntry` can be held across an `await` in a task that
+/// may move (`spawn` needs `Send`), as tokio's can.
+#[test]
+fn read_dir_and_its_entries_are_send() {
+    fn is_send<T: Send>() {}
+    is_send::<fs::ReadDir>();
+    is_send::<fs::DirEntry>();
+}
+
 #[test]
 fn every_entry_comes_once_with_its_type_metadata_and_inode() {
     let dir = TempDir::new("read-dir-all");
