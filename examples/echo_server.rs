@@ -396,97 +396,22 @@ fn run(args: &Args) -> std::io::Result<()> {
             ..ListenOptions::default()
         };
         let listening = if handoff { 1 } else { workers };
-        let offering = args.restart_socket.is_some();
-        let keep = move |listener: &TcpListener| {
-            if offering {
-                if let Err(e) = restart::keep(listener) {
-                    eprintln!("echo_server: a listener cannot be offered for restarts: {e}");
-                }
-            }
+        let restart = restart::Restart {
+            restart_socket: args.restart_socket.clone(),
+            take_over: args.take_over.clone(),
         };
-        let serve_here = move |listener: TcpListener| {
-            keep(&listener);
-            serve(listener, serving, 1)
-        };
-        let (listener, predecessor, offered) = match &args.take_over {
-            None => {
-                let listener = TcpListener::bind_with(args.addr, options)
-                    .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
-                let addr = listener.local_addr()?;
-                worker_listeners::listen_on_other_workers(
-                    "echo_server",
-                    addr,
-                    options,
-                    listening,
-                    serve_here,
-                );
-                (listener, None, listening)
-            }
-            Some(path) => {
-                let (taken, predecessor) = restart::take(path).await.map_err(|e| {
-                    context(&format!("cannot take over from {}", path.display()), e)
-                })?;
-                let count = taken.len();
-                let mut taken = taken.into_iter();
-                let listener = TcpListener::from_std(taken.next().expect("at least one"))?;
-                // The others round-robin over the workers (worker 0 has the first).
-                for (i, std) in taken.enumerate() {
-                    spawn_local_on((i + 1) % workers, move || async move {
-                        match TcpListener::from_std(std) {
-                            Ok(listener) => serve_here(listener).await,
-                            Err(e) => eprintln!("echo_server: a listener taken over: {e}"),
-                        }
-                    });
-                }
-                eprintln!(
-                    "echo_server: took over {count} listener(s) from {}",
-                    path.display()
-                );
-                if count < listening {
-                    eprintln!(
-                        "echo_server: workers {count} to {} have no listener (the predecessor \
-                         offered {count})",
-                        listening - 1
-                    );
-                }
-                (listener, Some(predecessor), count)
-            }
-        };
-        keep(&listener);
-        // The restart socket: at once, or (taking over) once the
-        // predecessor has given up the path.
-        let restart_socket = match (&args.restart_socket, &predecessor) {
-            (Some(path), None) => Some(restart::listen(path).map_err(|e| {
-                context(&format!("cannot offer restarts at {}", path.display()), e)
-            })?),
-            _ => None,
-        };
+        let serve_there = move |listener| serve(listener, serving, 1);
+        let listener = restart::listeners(
+            "echo_server",
+            &restart,
+            args.addr,
+            options,
+            listening,
+            workers,
+            serve_there,
+        )
+        .await?;
         println!("listening on {}", listener.local_addr()?);
-        let restart_path = args.restart_socket.clone();
-        spawn_local(async move {
-            let restart_socket = match predecessor {
-                None => restart_socket,
-                Some(predecessor) => {
-                    // It stops accepting when told, and closes once its
-                    // restart socket's path is free.
-                    if let Err(e) = restart::serving(predecessor).await {
-                        eprintln!("echo_server: the predecessor did not finish the hand-over: {e}");
-                    }
-                    let path = restart_path.as_deref()?;
-                    restart::listen(path)
-                        .map_err(|e| {
-                            eprintln!(
-                                "echo_server: cannot offer restarts at {}: {e}",
-                                path.display()
-                            )
-                        })
-                        .ok()
-                }
-            };
-            let (socket, path) = (restart_socket?, restart_path?);
-            restart::offer("echo_server", socket, path, offered).await;
-            Some(())
-        });
         serve(listener, serving, if handoff { workers } else { 1 }).await;
         Ok::<(), std::io::Error>(())
     })?;

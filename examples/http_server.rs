@@ -26,21 +26,25 @@
 //! * A client gets `--header-timeout-ms` (hyper's default, 30 s) to send a
 //!   request's headers, or its connection is closed: hyper's timers run on
 //!   cellio's (`CellioTimer`, below). `0`: no limit.
-//! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms`,
-//!   then exit 0.
+//! * SIGINT/SIGTERM: stop accepting, close idle keep-alive connections,
+//!   let requests in flight finish within `--grace-ms`, then exit 0.
+//! * `--restart-socket PATH` / `--take-over PATH`: a restart that refuses
+//!   no connection, as the echo server's (`common/restart.rs`).
 //!
 //! A connection's error (a peer that sends garbage or resets) ends that
 //! connection only.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
-use std::pin::Pin;
+use std::path::PathBuf;
+use std::pin::{pin, Pin};
 use std::process::ExitCode;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use accept_backoff::accept_until_shutdown;
+use cellio::runtime::shutdown_requested;
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::{Parser, ValueEnum};
 use cli::context;
@@ -67,6 +71,15 @@ struct Args {
     /// The HTTP versions served.
     #[arg(long, value_enum, default_value_t = Protocol::Http1)]
     protocol: Protocol,
+    /// Offer this server's listening sockets to a successor at this Unix
+    /// socket path (started with `--take-over PATH`); once it serves them,
+    /// stop accepting and finish within the grace period.
+    #[arg(long, value_name = "PATH")]
+    restart_socket: Option<PathBuf>,
+    /// Serve the listening sockets of the server offering them at this
+    /// path (its `--restart-socket`) instead of binding `--addr`.
+    #[arg(long, value_name = "PATH")]
+    take_over: Option<PathBuf>,
 }
 
 /// Which HTTP a connection speaks.
@@ -168,28 +181,52 @@ async fn connection(
         Protocol::Http1 => {
             let mut http1 = hyper::server::conn::http1::Builder::new();
             http1.timer(CellioTimer).header_read_timeout(header_timeout);
-            http1
-                .serve_connection(io, service)
+            let connection = http1.serve_connection(io, service);
+            until_drained(connection, |c| c.graceful_shutdown())
                 .await
                 .map_err(Into::into)
         }
-        Protocol::Http2 => hyper::server::conn::http2::Builder::new(CellioExecutor)
-            .timer(CellioTimer)
-            .serve_connection(io, service)
-            .await
-            .map_err(Into::into),
+        Protocol::Http2 => {
+            let mut http2 = hyper::server::conn::http2::Builder::new(CellioExecutor);
+            http2.timer(CellioTimer);
+            let connection = http2.serve_connection(io, service);
+            until_drained(connection, |c| c.graceful_shutdown())
+                .await
+                .map_err(Into::into)
+        }
         Protocol::Auto => {
             let mut auto = hyper_util::server::conn::auto::Builder::new(CellioExecutor);
             auto.http1()
                 .timer(CellioTimer)
                 .header_read_timeout(header_timeout);
             auto.http2().timer(CellioTimer);
-            auto.serve_connection(io, service).await
+            let connection = auto.serve_connection(io, service);
+            until_drained(connection, |c| c.graceful_shutdown()).await
         }
     };
     if let Err(e) = served {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Runs `connection` to its end; once the runtime's shutdown begins (a
+/// signal, or a successor took over), asks it to finish gracefully
+/// (`drain`: hyper's `graceful_shutdown`): an idle keep-alive connection
+/// closes at once, one with a request in flight closes after answering it
+/// (HTTP/2: after a GOAWAY), instead of holding on until the grace period
+/// cuts it.
+async fn until_drained<C: Future>(connection: C, drain: fn(Pin<&mut C>)) -> C::Output {
+    let mut connection = pin!(connection);
+    let mut shutdown = pin!(shutdown_requested());
+    let mut draining = false;
+    poll_fn(|cx| {
+        if !draining && shutdown.as_mut().poll(cx).is_ready() {
+            drain(connection.as_mut());
+            draining = true;
+        }
+        connection.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// Accepts until shutdown begins, one task per connection.
@@ -214,6 +251,8 @@ mod accept_backoff;
 mod cli;
 #[path = "common/open_files.rs"]
 mod open_files;
+#[path = "common/restart.rs"]
+mod restart;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
 #[path = "common/worker_listeners.rs"]
@@ -232,21 +271,25 @@ fn run(args: &Args) -> std::io::Result<()> {
             reuse_port: workers > 1,
             ..ListenOptions::default()
         };
-        let listener = TcpListener::bind_with(args.addr, options)
-            .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
-        let addr = listener.local_addr()?;
-        println!("listening on {addr}");
         let header_timeout =
             Some(Duration::from_millis(args.header_timeout_ms)).filter(|limit| !limit.is_zero());
         let protocol = args.protocol;
-        let serve_here = move |listener| serve(listener, protocol, header_timeout);
-        worker_listeners::listen_on_other_workers(
+        let serve_there = move |listener| serve(listener, protocol, header_timeout);
+        let restart = restart::Restart {
+            restart_socket: args.restart_socket.clone(),
+            take_over: args.take_over.clone(),
+        };
+        let listener = restart::listeners(
             "http_server",
-            addr,
+            &restart,
+            args.addr,
             options,
             workers,
-            serve_here,
-        );
+            workers,
+            serve_there,
+        )
+        .await?;
+        println!("listening on {}", listener.local_addr()?);
         serve(listener, protocol, header_timeout).await;
         Ok::<(), std::io::Error>(())
     })?;

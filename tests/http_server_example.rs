@@ -348,3 +348,66 @@ fn an_unknown_protocol_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid value 'http3'"), "{stderr}");
 }
+
+/// `--restart-socket` / `--take-over` (the echo server's restart, shared):
+/// the successor serves the same port; the old server closes its idle
+/// keep-alive connection at once (hyper's graceful shutdown) and exits 0,
+/// long before its grace period (60 s) would have cut it.
+#[test]
+fn a_restart_hands_the_port_over_and_closes_idle_connections() {
+    let path = std::env::temp_dir().join(format!("cellio-http-restart-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let path_arg = path.to_str().unwrap();
+    let mut old = Server::start_with(&["--restart-socket", path_arg, "--grace-ms", "60000"]);
+    let mut kept = old.connect();
+    kept.get_mut().write_all(get("/").as_bytes()).unwrap();
+    assert_eq!(read_response(&mut kept).0, 200);
+
+    let new = Server::start_with(&["--take-over", path_arg]);
+    assert_eq!(new.addr, old.addr);
+    // The old server closes the idle connection (within the read timeout
+    // of 10 s: without the graceful shutdown it would hold it 60 s).
+    let mut rest = Vec::new();
+    kept.read_to_end(&mut rest)
+        .expect("closed by the old server, not timed out here");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = old.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old server did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut fresh = new.connect();
+    fresh.get_mut().write_all(get("/").as_bytes()).unwrap();
+    assert_eq!(
+        read_response(&mut fresh),
+        (200, b"hello from cellio\n".to_vec())
+    );
+}
+
+/// On SIGTERM an idle HTTP/2 connection is told to go away (GOAWAY) and
+/// closed, and the server exits long before its grace period (60 s).
+#[test]
+fn sigterm_closes_an_idle_http2_connection_at_once() {
+    let mut server = Server::start_with(&["--protocol", "http2", "--grace-ms", "60000"]);
+    let pid = server.child.id() as libc::pid_t;
+    // Within the client's 10 s: without the graceful shutdown the
+    // connection would stay open for the whole grace period.
+    with_http2_client(&server.addr, move |mut sender| async move {
+        let (status, _) = h2_request(&mut sender, "GET", "/", Vec::new()).await;
+        assert_eq!(status, 200);
+        // SAFETY: `kill` sends a signal to the child this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        while !sender.is_closed() {
+            cellio::runtime::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let status = server.child.wait().expect("wait for the server");
+    assert!(status.success(), "{status:?}");
+}

@@ -20,16 +20,144 @@
 //! a connection waiting in their backlog is accepted by one or the other,
 //! never refused. If the successor fails before step 3 (it exits, or says
 //! anything else), the old server keeps serving and keeps offering.
+//!
+//! A server calls [`listeners`] in place of binding: it binds (or takes
+//! over) every worker's listener and runs the restart socket. The includer
+//! also includes `worker_listeners.rs` (as `worker_listeners`) and
+//! `cli.rs` (as `cli`).
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use cellio::runtime::{sleep, timeout, until_shutdown, RuntimeHandle};
+use cellio::runtime::{sleep, spawn_local_on, timeout, until_shutdown, RuntimeHandle};
 use cellio::unix::{UnixListener, UnixStream};
-use cellio::TcpListener;
+use cellio::{spawn_local, ListenOptions, TcpListener};
+
+use super::cli::context;
+use super::worker_listeners;
+
+/// Where a server's listeners come from and go to (its flags).
+#[derive(Clone, Debug, Default)]
+pub struct Restart {
+    /// Offer the listeners to a successor at this path.
+    pub restart_socket: Option<PathBuf>,
+    /// Take the listeners of the server offering them at this path,
+    /// instead of binding.
+    pub take_over: Option<PathBuf>,
+}
+
+/// Binds `addr` with `options` on worker 0 and on each of workers
+/// `1..listening` (or, with `take_over`, takes the predecessor's
+/// listeners: the first for worker 0, the others round-robin over
+/// `workers`), runs `serve` on each listener but worker 0's, which is
+/// returned; and with `restart_socket`, offers them all to a successor.
+pub async fn listeners<S, F>(
+    program: &'static str,
+    restart: &Restart,
+    addr: SocketAddr,
+    options: ListenOptions,
+    listening: usize,
+    workers: usize,
+    serve: S,
+) -> io::Result<TcpListener>
+where
+    S: Fn(TcpListener) -> F + Copy + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let offering = restart.restart_socket.is_some();
+    let keep = move |listener: &TcpListener| {
+        if offering {
+            if let Err(e) = keep(listener) {
+                eprintln!("{program}: a listener cannot be offered for restarts: {e}");
+            }
+        }
+    };
+    let serve_kept = move |listener: TcpListener| {
+        keep(&listener);
+        serve(listener)
+    };
+    let (listener, predecessor, offered) = match &restart.take_over {
+        None => {
+            let listener = TcpListener::bind_with(addr, options)
+                .map_err(|e| context(&format!("cannot listen on {addr}"), e))?;
+            let addr = listener.local_addr()?;
+            worker_listeners::listen_on_other_workers(
+                program, addr, options, listening, serve_kept,
+            );
+            (listener, None, listening)
+        }
+        Some(path) => {
+            let (taken, predecessor) = take(path)
+                .await
+                .map_err(|e| context(&format!("cannot take over from {}", path.display()), e))?;
+            let count = taken.len();
+            let mut taken = taken.into_iter();
+            let listener = TcpListener::from_std(taken.next().expect("at least one"))?;
+            // The others round-robin over the workers (worker 0 has the first).
+            for (i, std) in taken.enumerate() {
+                spawn_local_on((i + 1) % workers, move || async move {
+                    match TcpListener::from_std(std) {
+                        Ok(listener) => serve_kept(listener).await,
+                        Err(e) => eprintln!("{program}: a listener taken over: {e}"),
+                    }
+                });
+            }
+            eprintln!(
+                "{program}: took over {count} listener(s) from {}",
+                path.display()
+            );
+            if count < listening {
+                eprintln!(
+                    "{program}: workers {count} to {} have no listener (the predecessor \
+                     offered {count})",
+                    listening - 1
+                );
+            }
+            (listener, Some(predecessor), count)
+        }
+    };
+    keep(&listener);
+    // The restart socket: at once, or (taking over) once the predecessor
+    // has given up the path.
+    let restart_socket = match (&restart.restart_socket, &predecessor) {
+        (Some(path), None) => Some(
+            listen(path)
+                .map_err(|e| context(&format!("cannot offer restarts at {}", path.display()), e))?,
+        ),
+        _ => None,
+    };
+    let restart_path = restart.restart_socket.clone();
+    spawn_local(async move {
+        let restart_socket = match predecessor {
+            None => restart_socket,
+            Some(predecessor) => {
+                // It stops accepting when told, and closes once its
+                // restart socket's path is free.
+                if let Err(e) = serving(predecessor).await {
+                    eprintln!("{program}: the predecessor did not finish the hand-over: {e}");
+                }
+                let path = restart_path.as_deref()?;
+                listen(path)
+                    .map_err(|e| {
+                        eprintln!(
+                            "{program}: cannot offer restarts at {}: {e}",
+                            path.display()
+                        )
+                    })
+                    .ok()
+            }
+        };
+        let (socket, path) = (restart_socket?, restart_path?);
+        offer(program, socket, path, offered).await;
+        Some(())
+    });
+    Ok(listener)
+}
 
 /// Duplicates of this process's listening sockets, offered to a successor.
 static LISTENERS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
@@ -38,7 +166,7 @@ static LISTENERS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 const MAX_LISTENERS: usize = 64;
 
 /// Keeps a duplicate of `listener`'s descriptor to offer a successor.
-pub fn keep(listener: &TcpListener) -> io::Result<()> {
+fn keep(listener: &TcpListener) -> io::Result<()> {
     let fd = listener.as_fd().try_clone_to_owned()?;
     LISTENERS
         .lock()
@@ -50,7 +178,7 @@ pub fn keep(listener: &TcpListener) -> io::Result<()> {
 /// Listens at `path` for a successor (a stale socket file left by a server
 /// that is gone is replaced; a live one, or anything but a socket, is an
 /// error).
-pub fn listen(path: &Path) -> io::Result<UnixListener> {
+fn listen(path: &Path) -> io::Result<UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(metadata) = std::fs::symlink_metadata(path) {
         if !metadata.file_type().is_socket() {
@@ -76,7 +204,7 @@ pub fn listen(path: &Path) -> io::Result<UnixListener> {
 /// (then shuts the runtime down) or the runtime shuts down otherwise.
 /// `listeners` is how many the server has: a successor that comes before
 /// all of them are kept waits for them.
-pub async fn offer(program: &'static str, restart: UnixListener, path: PathBuf, listeners: usize) {
+async fn offer(program: &'static str, restart: UnixListener, path: PathBuf, listeners: usize) {
     while let Some(accepted) = until_shutdown(restart.accept()).await {
         let successor = match accepted {
             Ok((stream, _)) => stream,
@@ -152,7 +280,7 @@ async fn send_and_hear(successor: &UnixStream, kept: &[OwnedFd]) -> io::Result<O
 /// Step 2 from the successor's side: connects to the server at `path` and
 /// takes its listening sockets. Confirm with [`serving`] once they are
 /// registered and accepting.
-pub async fn take(path: &Path) -> io::Result<(Vec<std::net::TcpListener>, UnixStream)> {
+async fn take(path: &Path) -> io::Result<(Vec<std::net::TcpListener>, UnixStream)> {
     let predecessor = UnixStream::connect(path).await?;
     let mut header = [0u8; 64];
     let mut fds = Vec::with_capacity(MAX_LISTENERS);
@@ -179,7 +307,7 @@ pub async fn take(path: &Path) -> io::Result<(Vec<std::net::TcpListener>, UnixSt
 
 /// Step 3: tells the predecessor this process is accepting, then waits for
 /// it to close the connection (it has removed its restart socket by then).
-pub async fn serving(predecessor: UnixStream) -> io::Result<()> {
+async fn serving(predecessor: UnixStream) -> io::Result<()> {
     predecessor.send_all(b"serving").await?;
     let mut rest = [0u8; 16];
     while predecessor.recv(&mut rest).await? > 0 {}
