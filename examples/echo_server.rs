@@ -44,7 +44,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 
@@ -91,15 +90,8 @@ struct Args {
     /// milliseconds (0: never).
     #[arg(long, default_value_t = 0)]
     metrics_ms: u64,
-    /// Offer this server's listening sockets to a successor at this Unix
-    /// socket path (started with `--take-over PATH`); once it serves them,
-    /// stop accepting and finish within the grace period.
-    #[arg(long, value_name = "PATH")]
-    restart_socket: Option<PathBuf>,
-    /// Serve the listening sockets of the server offering them at this
-    /// path (its `--restart-socket`) instead of binding `--addr`.
-    #[arg(long, value_name = "PATH")]
-    take_over: Option<PathBuf>,
+    #[command(flatten)]
+    restart: restart::Restart,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -396,14 +388,10 @@ fn run(args: &Args) -> std::io::Result<()> {
             ..ListenOptions::default()
         };
         let listening = if handoff { 1 } else { workers };
-        let restart = restart::Restart {
-            restart_socket: args.restart_socket.clone(),
-            take_over: args.take_over.clone(),
-        };
         let serve_there = move |listener| serve(listener, serving, 1);
         let listener = restart::listeners(
             "echo_server",
-            &restart,
+            &args.restart,
             args.addr,
             options,
             listening,

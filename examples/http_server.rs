@@ -37,7 +37,6 @@
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
-use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::process::ExitCode;
 use std::task::{Context, Poll};
@@ -71,15 +70,8 @@ struct Args {
     /// The HTTP versions served.
     #[arg(long, value_enum, default_value_t = Protocol::Http1)]
     protocol: Protocol,
-    /// Offer this server's listening sockets to a successor at this Unix
-    /// socket path (started with `--take-over PATH`); once it serves them,
-    /// stop accepting and finish within the grace period.
-    #[arg(long, value_name = "PATH")]
-    restart_socket: Option<PathBuf>,
-    /// Serve the listening sockets of the server offering them at this
-    /// path (its `--restart-socket`) instead of binding `--addr`.
-    #[arg(long, value_name = "PATH")]
-    take_over: Option<PathBuf>,
+    #[command(flatten)]
+    restart: restart::Restart,
 }
 
 /// Which HTTP a connection speaks.
@@ -275,13 +267,9 @@ fn run(args: &Args) -> std::io::Result<()> {
             Some(Duration::from_millis(args.header_timeout_ms)).filter(|limit| !limit.is_zero());
         let protocol = args.protocol;
         let serve_there = move |listener| serve(listener, protocol, header_timeout);
-        let restart = restart::Restart {
-            restart_socket: args.restart_socket.clone(),
-            take_over: args.take_over.clone(),
-        };
         let listener = restart::listeners(
             "http_server",
-            &restart,
+            &args.restart,
             args.addr,
             options,
             workers,

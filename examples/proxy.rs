@@ -26,6 +26,8 @@
 //! * `--workers N`: thread-per-core, one `SO_REUSEPORT` listener per worker.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
 //!   finish, then exit 0.
+//! * `--restart-socket PATH` / `--take-over PATH`: a restart that refuses
+//!   no connection, as the echo server's (`common/restart.rs`).
 //!
 //! A connection's error ends that connection only. At start the soft limit
 //! on open files is raised to the hard limit (each connection holds two);
@@ -68,6 +70,8 @@ struct Args {
     /// Copy small reads and splice large ones, per direction (Linux).
     #[arg(long)]
     splice_auto: bool,
+    #[command(flatten)]
+    restart: restart::Restart,
 }
 
 /// What every connection task needs.
@@ -131,6 +135,8 @@ mod accept_backoff;
 mod cli;
 #[path = "common/open_files.rs"]
 mod open_files;
+#[path = "common/restart.rs"]
+mod restart;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
 #[path = "common/worker_listeners.rs"]
@@ -166,13 +172,20 @@ fn run(args: &Args) -> std::io::Result<()> {
             reuse_port: workers > 1,
             ..ListenOptions::default()
         };
-        let listener = TcpListener::bind_with(args.addr, options)
-            .map_err(|e| context(&format!("cannot listen on {}", args.addr), e))?;
+        let serving = route.clone();
+        let serve_there = move |listener| serve(listener, serving.clone());
+        let listener = restart::listeners(
+            "proxy",
+            &args.restart,
+            args.addr,
+            options,
+            workers,
+            workers,
+            serve_there,
+        )
+        .await?;
         let addr = listener.local_addr()?;
         println!("listening on {addr}, forwarding to {}", route.upstream);
-        let serving = route.clone();
-        let serve_here = move |listener| serve(listener, serving.clone());
-        worker_listeners::listen_on_other_workers("proxy", addr, options, workers, serve_here);
         serve(listener, route).await;
         Ok::<(), std::io::Error>(())
     })?;

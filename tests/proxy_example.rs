@@ -146,3 +146,47 @@ fn sigterm_ends_it_cleanly() {
     let status = proxy.child.wait().expect("wait for the proxy");
     assert!(status.success(), "{status:?}");
 }
+
+/// `--restart-socket` / `--take-over` (the echo server's restart, shared):
+/// the successor proxies on the same port; a connection through the old
+/// proxy keeps working until its client closes it, then the old proxy
+/// exits 0.
+#[test]
+fn a_restart_hands_the_port_over_and_finishes_open_connections() {
+    let upstream = EchoServer::start(&[], None);
+    let path = std::env::temp_dir().join(format!("cellio-proxy-restart-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let path_arg = path.to_str().unwrap();
+    let mut old = Proxy::start_with(
+        &upstream.addr,
+        &["--restart-socket", path_arg, "--grace-ms", "60000"],
+    );
+    let mut open = connect(&old.addr);
+    let mut back = [0u8; 6];
+    open.write_all(b"before").unwrap();
+    open.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"before");
+
+    let new = Proxy::start_with(&upstream.addr, &["--take-over", path_arg]);
+    assert_eq!(new.addr, old.addr);
+    open.write_all(b"during").unwrap();
+    open.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"during");
+    drop(open);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = old.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old proxy did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut fresh = connect(&new.addr);
+    fresh.write_all(b"after!").unwrap();
+    fresh.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"after!");
+}

@@ -1,5 +1,5 @@
 //! Restarting a server without refusing a connection (`#[path]`-included:
-//! `echo_server`): the running server hands its listening sockets to its
+//! `echo_server`, `http_server`, `proxy`): the running server hands its listening sockets to its
 //! successor over a Unix socket (`SCM_RIGHTS`), the successor serves them,
 //! and the old server stops accepting and lets its connections finish.
 //!
@@ -41,13 +41,18 @@ use cellio::{spawn_local, ListenOptions, TcpListener};
 use super::cli::context;
 use super::worker_listeners;
 
-/// Where a server's listeners come from and go to (its flags).
-#[derive(Clone, Debug, Default)]
+/// Where a server's listeners come from and go to: its flags
+/// (`#[command(flatten)]` into the server's own).
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct Restart {
-    /// Offer the listeners to a successor at this path.
+    /// Offer this server's listening sockets to a successor at this Unix
+    /// socket path (started with `--take-over PATH`); once it serves them,
+    /// stop accepting and finish within the grace period.
+    #[arg(long, value_name = "PATH")]
     pub restart_socket: Option<PathBuf>,
-    /// Take the listeners of the server offering them at this path,
-    /// instead of binding.
+    /// Serve the listening sockets of the server offering them at this
+    /// path (its `--restart-socket`) instead of binding `--addr`.
+    #[arg(long, value_name = "PATH")]
     pub take_over: Option<PathBuf>,
 }
 
@@ -66,7 +71,7 @@ pub async fn listeners<S, F>(
     serve: S,
 ) -> io::Result<TcpListener>
 where
-    S: Fn(TcpListener) -> F + Copy + Send + 'static,
+    S: Fn(TcpListener) -> F + Clone + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let offering = restart.restart_socket.is_some();
@@ -87,7 +92,11 @@ where
                 .map_err(|e| context(&format!("cannot listen on {addr}"), e))?;
             let addr = listener.local_addr()?;
             worker_listeners::listen_on_other_workers(
-                program, addr, options, listening, serve_kept,
+                program,
+                addr,
+                options,
+                listening,
+                serve_kept.clone(),
             );
             (listener, None, listening)
         }
@@ -100,6 +109,7 @@ where
             let listener = TcpListener::from_std(taken.next().expect("at least one"))?;
             // The others round-robin over the workers (worker 0 has the first).
             for (i, std) in taken.enumerate() {
+                let serve_kept = serve_kept.clone();
                 spawn_local_on((i + 1) % workers, move || async move {
                     match TcpListener::from_std(std) {
                         Ok(listener) => serve_kept(listener).await,
