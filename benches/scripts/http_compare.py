@@ -11,11 +11,15 @@ from /proc/PID/stat across the measured wrk only, divided by the requests wrk co
 servers are interleaved, the order reversed every other round, and the table gives medians.
 Figures come from clock ticks (CLK_TCK, usually 100 per second): use several rounds.
 
-Needs wrk (apt-get install wrk), for HTTP/2 h2load (apt-get install nghttp2-client).
+`--allocs`: instead, each server's heap allocations per request, counted from outside the
+process (tests/outside/malloc_count.c preloaded; needs cc): `--allocs-requests` requests by
+h2load (`--h1` for HTTP/1.1) after as many of warm-up, the count read before and after.
+
+Needs wrk (apt-get install wrk), for HTTP/2 and --allocs h2load (apt-get install nghttp2-client).
 Build first:  cargo build --release -p cellio-benches --bin tokio_http &&
               cargo build --release --example http_server
 Run:          python3 benches/scripts/http_compare.py [--rounds 3] [--secs 5] [--connections 50]
-                  [--protocol http2 --streams 10]
+                  [--protocol http2 --streams 10] [--allocs]
 """
 
 import argparse
@@ -25,7 +29,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import signal
 import tempfile
+import time
 
 from cpu_window import TICK_NS, cpu_ticks, start_server
 
@@ -87,6 +93,62 @@ def one_run(name, a):
             p99)
 
 
+def allocs_per_request(name, a, shim, work):
+    """`name`'s heap allocations per request under h2load: (allocations, requests)."""
+    counts = os.path.join(work, f"counts-{name}")
+    env = dict(os.environ, LD_PRELOAD=shim, MALLOC_COUNT_FILE=counts)
+    server = subprocess.Popen(SERVERS[name] + ["--addr", "127.0.0.1:0", "--protocol", a.protocol],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        if not line.startswith("listening on"):
+            raise RuntimeError(f"{name} did not start: {line!r}")
+        addr = line.split()[2].rstrip(",")
+        h1 = ["--h1"] if a.protocol == "http1" else []
+
+        def load():
+            out = subprocess.run(["h2load", *h1, "-t1", f"-c{a.connections}", f"-m{a.streams}",
+                                  f"-n{a.allocs_requests}", f"http://{addr}/"],
+                                 capture_output=True, text=True, check=True).stdout
+            if f"{a.allocs_requests} succeeded" not in out:
+                raise RuntimeError(f"h2load saw failures against {name}:\n{out}")
+
+        def count():
+            time.sleep(0.3)  # the last responses' teardown
+            before = len(open(counts).read().splitlines()) if os.path.exists(counts) else 0
+            server.send_signal(signal.SIGUSR2)
+            for _ in range(500):
+                lines = open(counts).read().splitlines() if os.path.exists(counts) else []
+                if len(lines) > before:
+                    return int(lines[-1].split()[0])
+                time.sleep(0.01)
+            raise RuntimeError(f"{name} did not report its allocations")
+
+        load()  # warm-up: connections, buffers, task pools
+        c0 = count()
+        load()
+        return count() - c0, a.allocs_requests
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def main_allocs(a):
+    if shutil.which("h2load") is None or shutil.which("cc") is None:
+        sys.exit("http_compare: --allocs needs h2load (apt-get install nghttp2-client) and cc")
+    work = tempfile.mkdtemp(prefix="cellio-http-allocs-")
+    shim = os.path.join(work, "malloc_count.so")
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", shim,
+                    os.path.join(ROOT, "tests", "outside", "malloc_count.c")], check=True)
+    print(f"h2load{' --h1' if a.protocol == 'http1' else ''} -t1 -c{a.connections} "
+          f"-m{a.streams} -n{a.allocs_requests}, GET /, after as many of warm-up")
+    for name in SERVERS:
+        allocations, requests = allocs_per_request(name, a, shim, work)
+        print(f"{name:14s} {allocations / requests:8.2f} allocations per request "
+              f"({allocations} in {requests})")
+    shutil.rmtree(work)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -98,7 +160,12 @@ def main():
     ap.add_argument("--protocol", choices=["http1", "http2"], default="http1")
     ap.add_argument("--streams", type=int, default=10,
                     help="HTTP/2: requests in flight per connection (h2load -m)")
+    ap.add_argument("--allocs", action="store_true",
+                    help="count heap allocations per request instead (see the top)")
+    ap.add_argument("--allocs-requests", type=int, default=100000)
     a = ap.parse_args()
+    if a.allocs:
+        return main_allocs(a)
     if a.protocol == "http1" and shutil.which("wrk") is None:
         sys.exit("http_compare: wrk not found (apt-get install wrk)")
     if a.protocol == "http2" and shutil.which("h2load") is None:
