@@ -22,7 +22,9 @@
 //! anything else), the old server keeps serving and keeps offering.
 //!
 //! A server calls [`listeners`] in place of binding: it binds (or takes
-//! over) every worker's listener and runs the restart socket. The includer
+//! over) every worker's listener and runs the restart socket. Started by
+//! systemd socket activation (`LISTEN_FDS`, read by the `listenfd` crate),
+//! it serves the sockets systemd passed instead of binding. The includer
 //! also includes `worker_listeners.rs` (as `worker_listeners`) and
 //! `cli.rs` (as `cli`).
 
@@ -58,9 +60,10 @@ pub struct Restart {
 
 /// Binds `addr` with `options` on worker 0 and on each of workers
 /// `1..listening` (or, with `take_over`, takes the predecessor's
-/// listeners: the first for worker 0, the others round-robin over
-/// `workers`), runs `serve` on each listener but worker 0's, which is
-/// returned; and with `restart_socket`, offers them all to a successor.
+/// listeners, or those systemd passed: the first for worker 0, the others
+/// round-robin over `workers`), runs `serve` on each listener but worker
+/// 0's, which is returned; and with `restart_socket`, offers them all to a
+/// successor.
 pub async fn listeners<S, F>(
     program: &'static str,
     restart: &Restart,
@@ -86,8 +89,21 @@ where
         keep(&listener);
         serve(listener)
     };
-    let (listener, predecessor, offered) = match &restart.take_over {
+    let (inherited, predecessor, from) = match &restart.take_over {
+        Some(path) => {
+            let (taken, predecessor) = take(path)
+                .await
+                .map_err(|e| context(&format!("cannot take over from {}", path.display()), e))?;
+            (taken, Some(predecessor), path.display().to_string())
+        }
         None => {
+            let passed = systemd_listeners()
+                .map_err(|e| context("cannot use the sockets systemd passed (LISTEN_FDS)", e))?;
+            (passed, None, "systemd (LISTEN_FDS)".to_string())
+        }
+    };
+    let (listener, offered) = match inherited.len() {
+        0 => {
             let listener = TcpListener::bind_with(addr, options)
                 .map_err(|e| context(&format!("cannot listen on {addr}"), e))?;
             let addr = listener.local_addr()?;
@@ -98,14 +114,10 @@ where
                 listening,
                 serve_kept.clone(),
             );
-            (listener, None, listening)
+            (listener, listening)
         }
-        Some(path) => {
-            let (taken, predecessor) = take(path)
-                .await
-                .map_err(|e| context(&format!("cannot take over from {}", path.display()), e))?;
-            let count = taken.len();
-            let mut taken = taken.into_iter();
+        count => {
+            let mut taken = inherited.into_iter();
             let listener = TcpListener::from_std(taken.next().expect("at least one"))?;
             // The others round-robin over the workers (worker 0 has the first).
             for (i, std) in taken.enumerate() {
@@ -117,18 +129,15 @@ where
                     }
                 });
             }
-            eprintln!(
-                "{program}: took over {count} listener(s) from {}",
-                path.display()
-            );
+            eprintln!("{program}: took over {count} listener(s) from {from}");
             if count < listening {
                 eprintln!(
-                    "{program}: workers {count} to {} have no listener (the predecessor \
-                     offered {count})",
+                    "{program}: workers {count} to {} have no listener (only {count} came \
+                     from {from})",
                     listening - 1
                 );
             }
-            (listener, Some(predecessor), count)
+            (listener, count)
         }
     };
     keep(&listener);
@@ -167,6 +176,16 @@ where
         Some(())
     });
     Ok(listener)
+}
+
+/// The TCP listening sockets systemd passed (`LISTEN_FDS`, for this
+/// process: `LISTEN_PID`), in order; none if it passed none. Anything
+/// else among them is an error.
+fn systemd_listeners() -> io::Result<Vec<std::net::TcpListener>> {
+    let mut passed = listenfd::ListenFd::from_env();
+    (0..passed.len())
+        .filter_map(|i| passed.take_tcp_listener(i).transpose())
+        .collect()
 }
 
 /// Duplicates of this process's listening sockets, offered to a successor.
