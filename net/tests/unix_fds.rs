@@ -1,14 +1,17 @@
 //! Passing descriptors over a `UnixStream` (`SCM_RIGHTS`): a descriptor
 //! sent arrives as a working duplicate, with the bytes it was sent with;
 //! several go in order; a receive ends where those bytes end and the next
-//! one reads on (no hang); bad input is an error.
+//! one reads on (no hang); bad input is an error. Over a `UnixDatagram`:
+//! each datagram brings its own descriptors; a datagram too long for the
+//! buffer is an error that still hands over its descriptors; a receive
+//! parked on an empty socket is woken by one.
 
 mod util;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
-use cellio_net::unix::{UnixStream, MAX_FDS};
+use cellio_net::unix::{UnixDatagram, UnixStream, MAX_FDS};
 use util::run;
 
 /// A connected pair of plain blocking sockets standing in for a pipe:
@@ -139,5 +142,90 @@ fn a_plain_receive_after_descriptors_reads_on() {
         assert_eq!(&buf[..n], b"first");
         let n = b.recv(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"second");
+    });
+}
+
+#[test]
+fn each_datagram_brings_its_own_descriptors() {
+    run(|| async {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let (mut reader_one, writer_one) = pipe();
+        let (mut reader_two, writer_two) = pipe();
+        assert_eq!(
+            a.send_with_fds(b"one", &[writer_one.as_fd()])
+                .await
+                .unwrap(),
+            3
+        );
+        a.send(b"plain").await.unwrap();
+        assert_eq!(
+            a.send_with_fds(b"two", &[writer_two.as_fd()])
+                .await
+                .unwrap(),
+            3
+        );
+        drop((writer_one, writer_two));
+
+        let (mut buf, mut fds) = ([0u8; 16], Vec::with_capacity(2));
+        let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+        assert_eq!((&buf[..got.bytes], got.fds), (&b"one"[..], 1));
+        let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+        assert_eq!((&buf[..got.bytes], got.fds), (&b"plain"[..], 0));
+        let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+        assert_eq!((&buf[..got.bytes], got.fds), (&b"two"[..], 1));
+        for (fd, reader, text) in [
+            (fds.remove(0), &mut reader_one, "to one"),
+            (fds.remove(0), &mut reader_two, "to two"),
+        ] {
+            let mut duplicate = std::fs::File::from(fd);
+            duplicate.write_all(text.as_bytes()).unwrap();
+            drop(duplicate);
+            let mut read = String::new();
+            reader.read_to_string(&mut read).unwrap();
+            assert_eq!(read, text);
+        }
+    });
+}
+
+#[test]
+fn a_datagram_too_long_is_an_error_that_still_hands_over_its_descriptors() {
+    run(|| async {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let (_reader, writer) = pipe();
+        a.send_with_fds(b"longer than four", &[writer.as_fd()])
+            .await
+            .unwrap();
+        a.send(b"next").await.unwrap();
+        let (mut small, mut fds) = ([0u8; 4], Vec::new());
+        let error = b.recv_with_fds(&mut small, &mut fds).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(fds.len(), 1, "the descriptor is the caller's, not lost");
+        // The next datagram is whole.
+        let got = b.recv_with_fds(&mut small, &mut fds).await.unwrap();
+        assert_eq!((&small[..got.bytes], got.fds), (&b"next"[..], 0));
+    });
+}
+
+#[test]
+fn a_datagram_receive_parked_on_an_empty_socket_is_woken_by_one() {
+    run(|| async {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let sender = cellio_runtime::spawn_local(async move {
+            // After the receive below has parked.
+            cellio_runtime::yield_now().await;
+            let (_reader, writer) = pipe();
+            a.send_with_fds(b"late", &[writer.as_fd()]).await.unwrap();
+        });
+        let (mut buf, mut fds) = ([0u8; 16], Vec::new());
+        let got = b.recv_with_fds(&mut buf, &mut fds).await.unwrap();
+        assert_eq!((&buf[..got.bytes], got.fds), (&b"late"[..], 1));
+        sender.await.unwrap();
+        // Bad input: no bytes, or too many descriptors.
+        let (_reader, writer) = pipe();
+        let none = b.send_with_fds(b"", &[writer.as_fd()]).await.unwrap_err();
+        assert_eq!(none.kind(), std::io::ErrorKind::InvalidInput);
+        let many = vec![writer.as_fd(); MAX_FDS + 1];
+        let too_many = b.send_with_fds(b"x", &many).await.unwrap_err();
+        assert_eq!(too_many.kind(), std::io::ErrorKind::InvalidInput);
     });
 }

@@ -169,6 +169,75 @@ impl UnixDatagram {
         Send::new(self, buf)
     }
 
+    /// Sends `buf` as one datagram to the connected peer with the
+    /// descriptors `fds` attached (`SCM_RIGHTS`): the peer's
+    /// [`recv_with_fds`](Self::recv_with_fds) gets a duplicate of each, in
+    /// its own process, with this datagram. Resolves to its length.
+    /// Cancel-safe: a dropped call sent nothing.
+    ///
+    /// Fails with `InvalidInput` for an empty `buf` or more than
+    /// [`MAX_FDS`](crate::unix::MAX_FDS) descriptors, `NotConnected`
+    /// without a peer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, Write};
+    /// use std::os::fd::AsFd;
+    /// use cellio_net::unix::UnixDatagram;
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// cellio_runtime::Runtime::new()?.block_on(async {
+    ///     let (a, b) = UnixDatagram::pair()?;
+    ///     let path = std::env::temp_dir().join(format!("cellio-dgram-fd-{}", std::process::id()));
+    ///     let mut file = std::fs::File::options()
+    ///         .read(true)
+    ///         .write(true)
+    ///         .create(true)
+    ///         .truncate(true)
+    ///         .open(&path)?;
+    ///     file.write_all(b"shared")?;
+    ///     a.send_with_fds(b"a file", &[file.as_fd()]).await?;
+    ///
+    ///     let (mut buf, mut fds) = ([0u8; 16], Vec::with_capacity(1));
+    ///     let got = b.recv_with_fds(&mut buf, &mut fds).await?;
+    ///     assert_eq!((&buf[..got.bytes], got.fds), (&b"a file"[..], 1));
+    ///     let mut received = std::fs::File::from(fds.pop().unwrap());
+    ///     received.rewind()?; // the same open file: its position is shared
+    ///     let mut contents = String::new();
+    ///     received.read_to_string(&mut contents)?;
+    ///     assert_eq!(contents, "shared");
+    ///     std::fs::remove_file(&path)
+    /// })
+    /// # }
+    /// ```
+    pub fn send_with_fds<'a>(
+        &'a self,
+        buf: &'a [u8],
+        fds: &'a [std::os::fd::BorrowedFd<'a>],
+    ) -> crate::unix::SendWithFds<'a, UnixDatagram> {
+        crate::unix::SendWithFds::new(self, buf, fds)
+    }
+
+    /// Receives one datagram into `buf`, and pushes the descriptors that
+    /// came with it onto `fds`, owned and close-on-exec (`SCM_RIGHTS`).
+    /// Resolves to a [`FdsReceived`](crate::unix::FdsReceived): the
+    /// datagram's length, how many descriptors were pushed, and whether
+    /// the kernel had to drop some. A datagram longer than `buf` is an
+    /// error (`InvalidData`), as for [`recv`](Self::recv); its descriptors
+    /// are pushed all the same. Cancel-safe.
+    ///
+    /// Descriptors that arrive with a datagram taken by a plain receive
+    /// are closed by the kernel. Reserve room in `fds` to keep the receive
+    /// from allocating.
+    pub fn recv_with_fds<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+        fds: &'a mut Vec<std::os::fd::OwnedFd>,
+    ) -> crate::unix::RecvWithFds<'a, UnixDatagram> {
+        crate::unix::RecvWithFds::new(self, buf, fds)
+    }
+
     /// [`recv_from`](Self::recv_from) without waiting: `WouldBlock` if no
     /// datagram is queued.
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {

@@ -1,5 +1,8 @@
 //! Passing file descriptors over a [`UnixStream`] (`SCM_RIGHTS`):
-//! [`UnixStream::send_with_fds`] and [`UnixStream::recv_with_fds`].
+//! [`UnixStream::send_with_fds`] and [`UnixStream::recv_with_fds`], and
+//! over a [`UnixDatagram`](crate::unix::UnixDatagram): its
+//! [`send_with_fds`](crate::unix::UnixDatagram::send_with_fds) and
+//! [`recv_with_fds`](crate::unix::UnixDatagram::recv_with_fds).
 //!
 //! A descriptor sent is duplicated into the receiving process by the
 //! kernel, attached to the bytes of the same `sendmsg`: the receiver gets
@@ -22,6 +25,10 @@
 //!   read out of the control message, and are close-on-exec
 //!   (`MSG_CMSG_CLOEXEC`, or `FD_CLOEXEC` set at once where that flag does
 //!   not exist).
+//! * On a datagram socket the descriptors ride on one datagram. One longer
+//!   than the buffer is an error (`InvalidData`), as for a plain receive;
+//!   the descriptors that came with it are pushed all the same, owned, so
+//!   none leaks.
 //! * A receive that carries descriptors ends at the end of the bytes they
 //!   came with, so a short receive does not mean the socket is drained:
 //!   the next receive always asks the kernel. A plain receive
@@ -38,9 +45,57 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::task::{Poll, Waker};
 
+use cellio_reactor::Registration;
+
 use crate::op::{fast_path, future_and_drop, OpState, Side};
 use crate::stream::StreamSocket;
-use crate::unix::UnixStream;
+use crate::unix::{UnixDatagram, UnixStream};
+
+/// A socket descriptors can be passed over: every Unix stream type, and
+/// [`UnixDatagram`]. Sealed: the futures below need its reactor slot.
+pub trait FdSocket: AsRawFd + std::fmt::Debug + carrier::Carrier {}
+
+impl<S: AsRawFd + std::fmt::Debug + carrier::Carrier> FdSocket for S {}
+
+mod carrier {
+    use super::*;
+
+    /// What [`FdSocket`](super::FdSocket)'s futures need of a socket.
+    pub trait Carrier {
+        /// One message is one datagram (a longer one is an error).
+        const DATAGRAM: bool;
+        /// The socket's reactor slot.
+        fn registration(&self) -> &Registration;
+        /// Adds write interest: a send is about to park.
+        fn fd_arm_writable(&self) -> io::Result<()>;
+    }
+
+    impl<S: StreamSocket> Carrier for S {
+        const DATAGRAM: bool = false;
+
+        #[inline(always)]
+        fn registration(&self) -> &Registration {
+            crate::stream::sealed::Sealed::registration(self)
+        }
+
+        fn fd_arm_writable(&self) -> io::Result<()> {
+            crate::stream::sealed::Sealed::arm_writable(self)
+        }
+    }
+
+    impl Carrier for UnixDatagram {
+        const DATAGRAM: bool = true;
+
+        #[inline(always)]
+        fn registration(&self) -> &Registration {
+            crate::datagram::sealed::Sealed::registration(self)
+        }
+
+        fn fd_arm_writable(&self) -> io::Result<()> {
+            crate::datagram::sealed::Sealed::arm_writable(self)
+        }
+    }
+}
 
 /// Most descriptors one send may carry: Linux's `SCM_MAX_FD`.
 pub const MAX_FDS: usize = 253;
@@ -202,8 +257,14 @@ fn send_with_fds_now(fd: RawFd, buf: &[u8], fds: &[RawFd]) -> io::Result<usize> 
 }
 
 /// One `recvmsg` into `buf`; the descriptors that came are pushed onto
-/// `fds`, owned.
-fn recv_with_fds_now(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<FdsReceived> {
+/// `fds`, owned. On a `datagram` socket, one longer than `buf` is an
+/// error (after its descriptors are pushed).
+fn recv_with_fds_now(
+    fd: RawFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    datagram: bool,
+) -> io::Result<FdsReceived> {
     let mut space = ControlSpace::new();
     let mut iovec = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -231,6 +292,18 @@ fn recv_with_fds_now(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::R
         set_cloexec(&owned);
         fds.push(owned);
     });
+    if datagram && msg.msg_flags & libc::MSG_TRUNC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "a datagram longer than the {}-byte receive buffer arrived: its first bytes \
+                 are in the buffer, the rest was discarded; the {} descriptors that came with \
+                 it were pushed",
+                buf.len(),
+                fds.len() - before
+            ),
+        ));
+    }
     Ok(FdsReceived {
         bytes: received,
         fds: fds.len() - before,
@@ -254,14 +327,14 @@ fn set_cloexec(fd: &OwnedFd) {
 /// bytes sent (the descriptors went with them).
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct SendWithFds<'a, S: StreamSocket = UnixStream> {
+pub struct SendWithFds<'a, S: FdSocket = UnixStream> {
     stream: &'a S,
     buf: &'a [u8],
     fds: &'a [BorrowedFd<'a>],
     op: OpState,
 }
 
-impl<'a, S: StreamSocket> SendWithFds<'a, S> {
+impl<'a, S: FdSocket> SendWithFds<'a, S> {
     pub(crate) fn new(stream: &'a S, buf: &'a [u8], fds: &'a [BorrowedFd<'a>]) -> Self {
         Self {
             stream,
@@ -292,7 +365,7 @@ impl<'a, S: StreamSocket> SendWithFds<'a, S> {
                 Ok(n) => Ok((n, false)),
                 Err(e) => {
                     if e.kind() == io::ErrorKind::WouldBlock {
-                        stream.arm_writable()?;
+                        stream.fd_arm_writable()?;
                     }
                     Err(e)
                 }
@@ -303,19 +376,19 @@ impl<'a, S: StreamSocket> SendWithFds<'a, S> {
     fast_path!(usize);
 }
 
-future_and_drop!(SendWithFds<S: StreamSocket>, stream, usize, tx);
+future_and_drop!(SendWithFds<S: FdSocket>, stream, usize, tx);
 
 /// Future of [`UnixStream::recv_with_fds`]: resolves to what arrived.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct RecvWithFds<'a, S: StreamSocket = UnixStream> {
+pub struct RecvWithFds<'a, S: FdSocket = UnixStream> {
     stream: &'a S,
     buf: &'a mut [u8],
     fds: &'a mut Vec<OwnedFd>,
     op: OpState,
 }
 
-impl<'a, S: StreamSocket> RecvWithFds<'a, S> {
+impl<'a, S: FdSocket> RecvWithFds<'a, S> {
     pub(crate) fn new(stream: &'a S, buf: &'a mut [u8], fds: &'a mut Vec<OwnedFd>) -> Self {
         Self {
             stream,
@@ -329,15 +402,16 @@ impl<'a, S: StreamSocket> RecvWithFds<'a, S> {
         let (stream, buf, fds) = (self.stream, &mut *self.buf, &mut *self.fds);
         self.op.poll(Side::rx(stream.registration()), waker, || {
             // Never called drained: a receive that carries descriptors
-            // ends where their bytes end (module invariants).
-            recv_with_fds_now(stream.as_raw_fd(), buf, fds).map(|got| (got, false))
+            // ends where their bytes end (module invariants), and a
+            // datagram says nothing of the next.
+            recv_with_fds_now(stream.as_raw_fd(), buf, fds, S::DATAGRAM).map(|got| (got, false))
         })
     }
 
     fast_path!(FdsReceived);
 }
 
-future_and_drop!(RecvWithFds<S: StreamSocket>, stream, FdsReceived, rx);
+future_and_drop!(RecvWithFds<S: FdSocket>, stream, FdsReceived, rx);
 
 #[cfg(test)]
 mod tests {

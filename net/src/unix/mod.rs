@@ -28,7 +28,7 @@ mod stream;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use cred::UCred;
 pub use datagram::UnixDatagram;
-pub use fds::{FdsReceived, RecvWithFds, SendWithFds, MAX_FDS};
+pub use fds::{FdSocket, FdsReceived, RecvWithFds, SendWithFds, MAX_FDS};
 pub use listener::{Accept, UnixListener};
 pub use stream::UnixStream;
 
