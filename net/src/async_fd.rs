@@ -182,6 +182,46 @@ impl<T: AsRawFd> AsyncFd<T> {
         }
     }
 
+    /// Waits until the descriptor is readable (tokio's
+    /// `AsyncFd::readable`, without a guard to clear): for code that does
+    /// its own reads, such as a C library's "consume input" call that does
+    /// not report `WouldBlock`. Each try asks the kernel (`poll(2)` with no
+    /// wait), so it never reports a readiness that is gone: after it, a
+    /// read that says `WouldBlock` only means another reader came first.
+    /// An error condition or a hang-up counts as readable (the read then
+    /// meets it). Prefer [`read_with`](Self::read_with) when the read
+    /// itself says `WouldBlock`: it saves the extra system call.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// use cellio_net::AsyncFd;
+    ///
+    /// # cellio_runtime::Runtime::new()?.block_on(async {
+    /// let (a, mut b) = UnixStream::pair()?;
+    /// a.set_nonblocking(true)?;
+    /// let a = AsyncFd::new(a)?;
+    /// std::thread::spawn(move || b.write_all(b"hi"));
+    /// a.readable().await?;
+    /// let mut buf = [0u8; 2];
+    /// let n = a.get_ref().read(&mut buf)?; // something is there
+    /// assert!(n > 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// # })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn readable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        self.read_with(|inner| crate::sys::ready_now(inner.as_raw_fd(), libc::POLLIN))
+    }
+
+    /// Waits until the descriptor is writable (tokio's
+    /// `AsyncFd::writable`), as [`readable`](Self::readable) does for
+    /// reads.
+    pub fn writable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        self.write_with(|inner| crate::sys::ready_now(inner.as_raw_fd(), libc::POLLOUT))
+    }
+
     /// [`read_with`](Self::read_with) as a poll method, for a hand-written
     /// `Future` or an `AsyncRead`: runs `read` now and returns what it
     /// returned, or `Pending` with the task to be woken when the

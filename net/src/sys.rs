@@ -703,6 +703,31 @@ fn os_error(errno: isize) -> io::Error {
     io::Error::from_raw_os_error(errno as i32)
 }
 
+/// Whether `fd` is ready for `events` (`POLLIN`, `POLLOUT`) now, by
+/// `poll(2)` with no wait: `Ok(())` if it is (or has an error or a hang-up
+/// to report, which the caller's I/O then meets), `WouldBlock` if not.
+pub(crate) fn ready_now(fd: RawFd, events: libc::c_short) -> io::Result<()> {
+    let mut entry = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: `entry` is one valid `pollfd`, borrowed mutably for the
+    // call; a zero timeout returns at once.
+    let n = unsafe { libc::poll(&mut entry, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if entry.revents & libc::POLLNVAL != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    if entry.revents & (events | libc::POLLERR | libc::POLLHUP) != 0 {
+        Ok(())
+    } else {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
 /// Sets or clears `O_NONBLOCK` on `fd` (a pipe end handed over by
 /// `std::process`, or handed back).
 pub(crate) fn set_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {

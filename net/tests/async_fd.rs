@@ -265,3 +265,61 @@ impl NonBlocking for std::fs::OpenOptions {
         std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK)
     }
 }
+
+/// `readable` waits until there is something to read, and waits again once
+/// it is read; a hang-up counts as readable (the read then sees the end).
+#[test]
+fn readable_waits_for_data_and_again_after_it_is_read() {
+    run(|| async {
+        let (reader, mut writer) = pipe(false);
+        let reader = AsyncFd::new(reader)?;
+        {
+            let mut waiting = pin!(reader.readable());
+            assert!(
+                poll_once(waiting.as_mut()).await.is_pending(),
+                "an empty pipe is not readable"
+            );
+            writer.write_all(b"one")?;
+            waiting.await?;
+        }
+        let mut buf = [0u8; 8];
+        assert_eq!((&*reader.get_ref()).read(&mut buf)?, 3);
+        // Drained: it waits again (the kernel is asked, no stale readiness).
+        let mut again = pin!(reader.readable());
+        assert!(
+            poll_once(again.as_mut()).await.is_pending(),
+            "readable after a drain"
+        );
+        drop(writer);
+        again.await?;
+        assert_eq!(
+            (&*reader.get_ref()).read(&mut buf)?,
+            0,
+            "the end of the pipe"
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// `writable` waits until a full pipe has room again.
+#[test]
+fn writable_waits_for_room_in_a_full_pipe() {
+    run(|| async {
+        let (mut reader, writer) = pipe(false);
+        let writer = AsyncFd::new(writer)?;
+        writer.writable().await?; // an empty pipe has room
+        let chunk = [7u8; 4096];
+        while (&*writer.get_ref()).write(&chunk).is_ok() {}
+        let mut waiting = pin!(writer.writable());
+        assert!(
+            poll_once(waiting.as_mut()).await.is_pending(),
+            "a full pipe is not writable"
+        );
+        let mut drained = vec![0u8; 1 << 20];
+        while reader.read(&mut drained).is_ok() {}
+        waiting.await?;
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
