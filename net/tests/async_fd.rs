@@ -283,7 +283,7 @@ fn readable_waits_for_data_and_again_after_it_is_read() {
             waiting.await?;
         }
         let mut buf = [0u8; 8];
-        assert_eq!((&*reader.get_ref()).read(&mut buf)?, 3);
+        assert_eq!(reader.get_ref().read(&mut buf)?, 3);
         // Drained: it waits again (the kernel is asked, no stale readiness).
         let mut again = pin!(reader.readable());
         assert!(
@@ -292,11 +292,7 @@ fn readable_waits_for_data_and_again_after_it_is_read() {
         );
         drop(writer);
         again.await?;
-        assert_eq!(
-            (&*reader.get_ref()).read(&mut buf)?,
-            0,
-            "the end of the pipe"
-        );
+        assert_eq!(reader.get_ref().read(&mut buf)?, 0, "the end of the pipe");
         io::Result::Ok(())
     })
     .unwrap();
@@ -310,7 +306,7 @@ fn writable_waits_for_room_in_a_full_pipe() {
         let writer = AsyncFd::new(writer)?;
         writer.writable().await?; // an empty pipe has room
         let chunk = [7u8; 4096];
-        while (&*writer.get_ref()).write(&chunk).is_ok() {}
+        while writer.get_ref().write(&chunk).is_ok() {}
         let mut waiting = pin!(writer.writable());
         assert!(
             poll_once(waiting.as_mut()).await.is_pending(),
