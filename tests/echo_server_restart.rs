@@ -197,3 +197,48 @@ fn taking_over_from_nothing_and_a_busy_or_foreign_restart_path_are_clear_errors(
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
     std::fs::remove_file(&file).unwrap();
 }
+
+/// A successor must run as the server's user (or root): one of another
+/// user that can connect (the socket file made writable for everyone
+/// here) gets nothing, and the server keeps serving and offering. Needs
+/// root, to run the other user's client (`setpriv`); otherwise it says so
+/// and checks nothing.
+#[test]
+fn a_successor_of_another_user_is_refused() {
+    // SAFETY: `geteuid` reads this process's credentials.
+    if unsafe { libc::geteuid() } != 0 || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to act as another user");
+        return;
+    }
+    let path = socket_path("other-user");
+    let path_arg = path.to_str().unwrap();
+    let server = EchoServer::start(&["--restart-socket", path_arg], None);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // As user `nobody`: connect and read what the server sends.
+    let script = format!(
+        "import socket; s = socket.socket(socket.AF_UNIX); s.connect({path_arg:?}); \
+         print(repr(s.recv(64)))"
+    );
+    let output = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["/usr/bin/python3", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a client as nobody");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "b''", "the other user got something");
+    let said = server
+        .lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server says so");
+    assert!(said.contains("refused a successor of user 65534"), "{said}");
+    echo(&mut connect(&server.addr), b"still here");
+    let successor = EchoServer::start(&["--take-over", path_arg], None);
+    assert_eq!(successor.addr, server.addr);
+}

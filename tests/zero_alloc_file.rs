@@ -57,9 +57,23 @@ fn file_operations_allocate_nothing_after_warm_up() {
             .await
             .unwrap();
         rounds(&runtime, &mut file, 20).await;
-        start_counting();
-        rounds(&runtime, &mut file, 200).await;
-        let allocations = stop_counting();
+        // The blocking pool may start a second thread during a count (a
+        // job queued before the thread that ran the last one is back
+        // waiting: the pool's module docs), and a thread start allocates:
+        // such a count says nothing of the file's own and is taken again,
+        // up to three times.
+        let mut clean = None;
+        for _ in 0..3 {
+            let threads = runtime.blocking_pool_stats().0;
+            start_counting();
+            rounds(&runtime, &mut file, 200).await;
+            let allocations = stop_counting();
+            if runtime.blocking_pool_stats().0 == threads {
+                clean = Some(allocations);
+                break;
+            }
+        }
+        let allocations = clean.expect("the pool started a thread during each of three counts");
         assert_eq!(
             allocations,
             0,

@@ -39,15 +39,28 @@ fn blocking_jobs_allocate_nothing_after_warm_up() {
     let runtime = Builder::new().workers(1).build().unwrap();
     runtime.block_on(async {
         jobs(&runtime, 50).await;
-        start_counting();
-        jobs(&runtime, 300).await;
-        let allocations = stop_counting();
+        // The pool may start a second thread during a count (a job queued
+        // before the thread that ran the last one is back waiting: the
+        // pool's module docs), and a thread start allocates: such a count
+        // says nothing of the jobs' own and is taken again, up to three
+        // times. A clean count is one the pool's threads did alone.
+        let mut clean = None;
+        for _ in 0..3 {
+            let threads = runtime.blocking_pool_stats().0;
+            start_counting();
+            jobs(&runtime, 300).await;
+            let allocations = stop_counting();
+            if runtime.blocking_pool_stats().0 == threads {
+                clean = Some(allocations);
+                break;
+            }
+        }
+        let allocations = clean.expect("the pool started a thread during each of three counts");
         assert_eq!(
             allocations,
             0,
             "300 blocking jobs allocated (sizes {:?})",
             recorded_sizes()
         );
-        assert_eq!(runtime.blocking_pool_stats().0, 1, "one thread did it all");
     });
 }

@@ -21,6 +21,11 @@
 //! never refused. If the successor fails before step 3 (it exits, or says
 //! anything else), the old server keeps serving and keeps offering.
 //!
+//! Whoever can connect to the restart socket can take the listening
+//! sockets: its file's permissions (the umask's: with `022`, only the
+//! server's user may connect) are the first gate, and the peer's
+//! credentials (`SO_PEERCRED`: the server's user, or root) the second.
+//!
 //! A server calls [`listeners`] in place of binding: it binds (or takes
 //! over) every worker's listener and runs the restart socket. Started by
 //! systemd socket activation (`LISTEN_FDS`, read by the `listenfd` crate),
@@ -242,6 +247,24 @@ async fn offer(program: &'static str, restart: UnixListener, path: PathBuf, list
                 continue;
             }
         };
+        // The socket file's permissions decide who may connect; a
+        // successor must also run as this server's user (or root).
+        match successor.peer_cred() {
+            Ok(cred) if cred.uid == 0 || cred.uid == euid() => {}
+            Ok(cred) => {
+                eprintln!(
+                    "{program}: refused a successor of user {} (this server runs as {}); \
+                     still serving",
+                    cred.uid,
+                    euid()
+                );
+                continue;
+            }
+            Err(e) => {
+                eprintln!("{program}: restart socket: no peer credentials ({e}); refused");
+                continue;
+            }
+        }
         match hand_over(&successor, listeners).await {
             Ok(n) => {
                 // Only now: the successor accepts on every listener.
@@ -257,6 +280,12 @@ async fn offer(program: &'static str, restart: UnixListener, path: PathBuf, list
         }
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// This process's effective user id.
+fn euid() -> u32 {
+    // SAFETY: `geteuid` reads the process's credentials; it cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Steps 2 and 3 with one successor: how many listeners it took.

@@ -17,6 +17,12 @@
 //!   in the same hold of the lock in which it found the queue empty. So a
 //!   job never waits in the queue while a thread could take it, unless the
 //!   pool is at its maximum, when a running thread takes it next.
+//! * A thread counts as idle only once it is back waiting. A job queued
+//!   between the moment the last job's result reached its task and the
+//!   moment its thread is back (a task that awaits one job and queues the
+//!   next at once, say) finds no idle thread and starts another, if the
+//!   pool is below its maximum: a chain of jobs one at a time may run on
+//!   two threads. tokio's pool has the same window.
 //! * After `shutdown` the queue stays empty: jobs submitted later are
 //!   cancelled at once.
 //! * A thread leaves by decrementing `threads` (and counting itself in
