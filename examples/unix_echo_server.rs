@@ -27,8 +27,7 @@
 //!   `tracing` debug level, as the TCP echo server does).
 
 use std::io;
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -46,6 +45,8 @@ mod cli;
 mod open_files;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
+#[path = "common/stale_socket.rs"]
+mod stale_socket;
 
 /// Command-line flags.
 #[derive(Parser, Debug)]
@@ -93,46 +94,10 @@ async fn connection_io(stream: UnixStream) -> io::Result<()> {
     }
 }
 
-/// Makes `path` free to bind: nothing there, or a socket file nobody
-/// listens on any more (removed). A live server or a file that is not a
-/// socket is an error.
-fn clear_stale_socket(path: &Path) -> io::Result<()> {
-    let metadata = match std::fs::symlink_metadata(path) {
-        Ok(metadata) => metadata,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if !metadata.file_type().is_socket() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket", path.display()),
-        ));
-    }
-    // A non-blocking probe: a live server whose accept queue is full makes
-    // a blocking connect wait, and this one say `WouldBlock`.
-    let probe = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
-    probe.set_nonblocking(true)?;
-    match probe.connect(&socket2::SockAddr::unix(path)?) {
-        Ok(()) => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("another server is listening on {}", path.display()),
-        )),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!(
-                "another server is listening on {} (its queue is full)",
-                path.display()
-            ),
-        )),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
-        Err(e) => Err(e),
-    }
-}
-
 fn run(args: &Args) -> io::Result<()> {
     // Every connection is an open file: take what the hard limit allows.
     open_files::raise_open_files(None);
-    clear_stale_socket(&args.path)
+    stale_socket::clear_stale_socket(&args.path)
         .map_err(|e| context(&format!("cannot use {}", args.path.display()), e))?;
     let runtime = Runtime::builder()
         .workers(1)

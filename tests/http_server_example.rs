@@ -371,17 +371,8 @@ fn a_restart_hands_the_port_over_and_closes_idle_connections() {
     kept.read_to_end(&mut rest)
         .expect("closed by the old server, not timed out here");
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = old.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the old server did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = example_bin::wait_exit(&mut old.child, Duration::from_secs(10))
+        .expect("the old server exits");
     assert!(status.success(), "{status:?}");
     let mut fresh = new.connect();
     fresh.get_mut().write_all(get("/").as_bytes()).unwrap();

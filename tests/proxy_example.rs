@@ -173,17 +173,8 @@ fn a_restart_hands_the_port_over_and_finishes_open_connections() {
     open.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"during");
     drop(open);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = old.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the old proxy did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = example_bin::wait_exit(&mut old.child, Duration::from_secs(10))
+        .expect("the old proxy exits");
     assert!(status.success(), "{status:?}");
     let mut fresh = connect(&new.addr);
     fresh.write_all(b"after!").unwrap();

@@ -19,7 +19,7 @@ mod blocks_home;
 mod counting_alloc;
 
 use blocks_home::blocks_home;
-use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_counting};
+use counting_alloc::{assert_counter_works, count_while_the_pool_stays, recorded_sizes};
 
 /// `n` rounds of: write 4 KiB, flush, seek back, read it again, check it.
 async fn rounds(runtime: &Runtime, file: &mut File, n: usize) {
@@ -57,23 +57,9 @@ fn file_operations_allocate_nothing_after_warm_up() {
             .await
             .unwrap();
         rounds(&runtime, &mut file, 20).await;
-        // The blocking pool may start a second thread during a count (a
-        // job queued before the thread that ran the last one is back
-        // waiting: the pool's module docs), and a thread start allocates:
-        // such a count says nothing of the file's own and is taken again,
-        // up to three times.
-        let mut clean = None;
-        for _ in 0..3 {
-            let threads = runtime.blocking_pool_stats().0;
-            start_counting();
-            rounds(&runtime, &mut file, 200).await;
-            let allocations = stop_counting();
-            if runtime.blocking_pool_stats().0 == threads {
-                clean = Some(allocations);
-                break;
-            }
-        }
-        let allocations = clean.expect("the pool started a thread during each of three counts");
+        // Taken again if the blocking pool started a thread meanwhile.
+        let allocations =
+            count_while_the_pool_stays!(runtime, rounds(&runtime, &mut file, 200).await);
         assert_eq!(
             allocations,
             0,

@@ -19,7 +19,7 @@ mod blocks_home;
 mod counting_alloc;
 
 use blocks_home::blocks_home;
-use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_counting};
+use counting_alloc::{assert_counter_works, count_while_the_pool_stays, recorded_sizes};
 
 /// `n` jobs, each awaited, with a buffer of their own.
 async fn jobs(runtime: &Runtime, n: usize) {
@@ -39,23 +39,8 @@ fn blocking_jobs_allocate_nothing_after_warm_up() {
     let runtime = Builder::new().workers(1).build().unwrap();
     runtime.block_on(async {
         jobs(&runtime, 50).await;
-        // The pool may start a second thread during a count (a job queued
-        // before the thread that ran the last one is back waiting: the
-        // pool's module docs), and a thread start allocates: such a count
-        // says nothing of the jobs' own and is taken again, up to three
-        // times. A clean count is one the pool's threads did alone.
-        let mut clean = None;
-        for _ in 0..3 {
-            let threads = runtime.blocking_pool_stats().0;
-            start_counting();
-            jobs(&runtime, 300).await;
-            let allocations = stop_counting();
-            if runtime.blocking_pool_stats().0 == threads {
-                clean = Some(allocations);
-                break;
-            }
-        }
-        let allocations = clean.expect("the pool started a thread during each of three counts");
+        // Taken again if the blocking pool started a thread meanwhile.
+        let allocations = count_while_the_pool_stays!(runtime, jobs(&runtime, 300).await);
         assert_eq!(
             allocations,
             0,

@@ -48,6 +48,9 @@ use cellio::{spawn_local, ListenOptions, TcpListener};
 use super::cli::context;
 use super::worker_listeners;
 
+#[path = "stale_socket.rs"]
+mod stale_socket;
+
 /// Where a server's listeners come from and go to: its flags
 /// (`#[command(flatten)]` into the server's own).
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -211,26 +214,9 @@ fn keep(listener: &TcpListener) -> io::Result<()> {
 
 /// Listens at `path` for a successor (a stale socket file left by a server
 /// that is gone is replaced; a live one, or anything but a socket, is an
-/// error).
+/// error: `stale_socket.rs`).
 fn listen(path: &Path) -> io::Result<UnixListener> {
-    use std::os::unix::fs::FileTypeExt;
-    if let Ok(metadata) = std::fs::symlink_metadata(path) {
-        if !metadata.file_type().is_socket() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "something that is not a socket is there",
-            ));
-        }
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another server is listening there",
-                ))
-            }
-            Err(_) => std::fs::remove_file(path)?,
-        }
-    }
+    stale_socket::clear_stale_socket(path)?;
     UnixListener::bind(path)
 }
 

@@ -38,16 +38,7 @@ impl EchoServer {
     /// if it is still running.
     #[allow(dead_code)] // not every test waits for an exit
     pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if std::time::Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        example_bin::wait_exit(&mut self.child, limit)
     }
 }
 

@@ -54,3 +54,22 @@ pub fn listening_addr(child: &mut std::process::Child) -> String {
         .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
         .to_string()
 }
+
+/// Waits up to `limit` for `child` to exit: its status, or `None` if it is
+/// still running.
+#[allow(dead_code)] // not every test waits for an exit
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

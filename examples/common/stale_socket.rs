@@ -1,0 +1,44 @@
+//! Freeing a Unix socket path for `bind` (`#[path]`-included:
+//! `unix_echo_server`, and `restart.rs` for the restart socket): a socket
+//! file left by a server that is gone is removed; a live server there, or
+//! a file that is not a socket, is an error (never removed).
+
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+/// Makes `path` free to bind: nothing there, or a socket file nobody
+/// listens on any more (removed). A live server or a file that is not a
+/// socket is an error.
+pub fn clear_stale_socket(path: &Path) -> io::Result<()> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !metadata.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    // A non-blocking probe: a live server whose accept queue is full makes
+    // a blocking connect wait, and this one say `WouldBlock`.
+    let probe = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&socket2::SockAddr::unix(path)?) {
+        Ok(()) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another server is listening on {}", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another server is listening on {} (its queue is full)",
+                path.display()
+            ),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
