@@ -47,9 +47,8 @@ use cellio::runtime::shutdown_requested;
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::{Parser, ValueEnum};
 use cli::context;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+
+use http_service::handle;
 
 #[derive(Parser, Debug)]
 #[command(about = "hyper's HTTP/1.1 and HTTP/2 server on cellio")]
@@ -141,23 +140,6 @@ impl Future for CellioSleep {
 
 impl hyper::rt::Sleep for CellioSleep {}
 
-/// The one service: `GET /`, `POST /echo`, else 404.
-async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let response = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/") => Response::new(Full::new(Bytes::from_static(b"hello from cellio\n"))),
-        (&Method::POST, "/echo") => {
-            let body = request.into_body().collect().await?.to_bytes();
-            Response::new(Full::new(body))
-        }
-        _ => {
-            let mut response = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-            *response.status_mut() = StatusCode::NOT_FOUND;
-            response
-        }
-    };
-    Ok(response)
-}
-
 /// Serves one connection until the client closes it (or, on HTTP/1.1,
 /// takes longer than `header_timeout` to send a request's headers).
 async fn connection(
@@ -241,6 +223,8 @@ fn main() -> ExitCode {
 mod accept_backoff;
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/http_service.rs"]
+mod http_service;
 #[path = "common/open_files.rs"]
 mod open_files;
 #[path = "common/restart.rs"]

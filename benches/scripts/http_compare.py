@@ -137,9 +137,10 @@ def main_allocs(a):
     if shutil.which("h2load") is None or shutil.which("cc") is None:
         sys.exit("http_compare: --allocs needs h2load (apt-get install nghttp2-client) and cc")
     work = tempfile.mkdtemp(prefix="cellio-http-allocs-")
-    shim = os.path.join(work, "malloc_count.so")
-    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", shim,
-                    os.path.join(ROOT, "tests", "outside", "malloc_count.c")], check=True)
+    # The shim and its build are tests/outside/count_allocs.py's.
+    sys.path.insert(0, os.path.join(ROOT, "tests", "outside"))
+    from count_allocs import build_shim
+    shim = build_shim(work)
     print(f"h2load{' --h1' if a.protocol == 'http1' else ''} -t1 -c{a.connections} "
           f"-m{a.streams} -n{a.allocs_requests}, GET /, after as many of warm-up")
     for name in SERVERS:

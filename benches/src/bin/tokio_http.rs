@@ -12,10 +12,11 @@ use std::process::ExitCode;
 
 use cellio_benches::{announce_listening, parse_args, raise_fd_limit, run_main};
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
+
+#[path = "../../../examples/common/http_service.rs"]
+mod http_service;
+use http_service::handle;
 
 const PROG: &str = "tokio_http";
 
@@ -55,23 +56,6 @@ fn main() -> ExitCode {
             .filter(|limit| !limit.is_zero());
         rt.block_on(serve(args.addr, args.protocol, header_timeout))
     })
-}
-
-/// The service of cellio's `http_server` example.
-async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let response = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/") => Response::new(Full::new(Bytes::from_static(b"hello from cellio\n"))),
-        (&Method::POST, "/echo") => {
-            let body = request.into_body().collect().await?.to_bytes();
-            Response::new(Full::new(body))
-        }
-        _ => {
-            let mut response = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-            *response.status_mut() = StatusCode::NOT_FOUND;
-            response
-        }
-    };
-    Ok(response)
 }
 
 async fn serve(
