@@ -106,29 +106,3 @@ pub fn recorded_sizes() -> Vec<usize> {
         .take_while(|&n| n != 0)
         .collect()
 }
-
-/// The allocations counted while `$work` (an expression, `.await`ed
-/// inside if it is a future's) runs on `$runtime`, taken again, up to three
-/// times, when the runtime's blocking pool started a thread meanwhile: a
-/// job queued before the thread that ran the last one is back waiting can
-/// start a second thread (the pool's module docs), and a thread start
-/// allocates, which says nothing of the work's own allocations.
-#[allow(unused_macros)] // only the tests that use the blocking pool
-macro_rules! count_while_the_pool_stays {
-    ($runtime:expr, $work:expr) => {{
-        let mut clean = None;
-        for _ in 0..3 {
-            let threads = $runtime.blocking_pool_stats().0;
-            counting_alloc::start_counting();
-            $work;
-            let allocations = counting_alloc::stop_counting();
-            if $runtime.blocking_pool_stats().0 == threads {
-                clean = Some(allocations);
-                break;
-            }
-        }
-        clean.expect("the blocking pool started a thread during each of three counts")
-    }};
-}
-#[allow(unused_imports)]
-pub(crate) use count_while_the_pool_stays;
