@@ -1,8 +1,7 @@
 //! `spawn_blocking`: jobs run on the blocking pool's threads, never on a
 //! worker, and the worker runs on while they block; the pool starts
 //! threads on demand up to its maximum (further jobs queue), reuses idle
-//! ones (and one whose job is handing its result over, so a chain of jobs
-//! runs on one thread), and lets them go after the keep-alive; a panic, an abort before
+//! ones, and lets them go after the keep-alive; a panic, an abort before
 //! the start and a runtime dropped with jobs queued each reach the
 //! `JoinHandle` as tokio's do; dropping the runtime waits for running jobs
 //! (after cancelling its tasks), `shutdown_timeout` within its grace, and
@@ -136,31 +135,6 @@ fn an_idle_thread_takes_the_next_job() {
             assert_eq!(first, second, "the idle thread took the job");
             assert_eq!(rt.blocking_pool_stats().0, 1);
         });
-    });
-}
-
-/// A chain of jobs, each queued the moment the last one's result is out
-/// (its handle polled in a busy loop on a plain thread, which sees the
-/// result sooner than the pool thread, after handing it over, is back
-/// under the pool's lock): one thread runs them all. A pool that counted
-/// that thread busy until it is back would start a second one for some
-/// next job.
-#[test]
-fn a_chain_of_jobs_each_queued_as_the_last_ends_runs_on_one_thread() {
-    with_timeout(LIMIT, || {
-        let rt = runtime(8, Duration::from_secs(10));
-        let first = await_outside(rt.spawn_blocking(|| std::thread::current().id())).unwrap();
-        for i in 0..util::scaled(2_000) {
-            let mut job = rt.spawn_blocking(|| std::thread::current().id());
-            let thread = loop {
-                if let Poll::Ready(thread) = poll_outside(&mut job) {
-                    break thread.unwrap();
-                }
-                std::hint::spin_loop();
-            };
-            assert_eq!(thread, first, "job {i} ran on another thread");
-        }
-        assert_eq!(rt.blocking_pool_stats().0, 1);
     });
 }
 

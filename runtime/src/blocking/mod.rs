@@ -86,15 +86,11 @@ where
 {
     type Output = R;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<R> {
         // `None` only if the closure panicked, after which the task is
         // finished and never polled again.
         let job = self.0.take().expect("a blocking job runs once");
-        let output = job();
-        // The pool thread's `result_next` (`pool::PoolJob::run`): the
-        // result goes to the task now, and this thread is free right after.
-        cx.waker().wake_by_ref();
-        Poll::Ready(output)
+        Poll::Ready(job())
     }
 }
 
@@ -102,12 +98,12 @@ where
 /// its type (`run::<F>`), so nothing polls it through the block's vtable.
 pub(crate) struct Job {
     task: RawTask,
-    run: fn(RawTask, &Waker),
+    run: fn(RawTask),
 }
 
 impl PoolJob for Job {
-    fn run(self, result_next: &Waker) {
-        (self.run)(self.task, result_next);
+    fn run(self) {
+        (self.run)(self.task);
     }
 
     fn cancel(self) {
@@ -115,13 +111,13 @@ impl PoolJob for Job {
     }
 }
 
-/// Runs a job whose future is a `BlockingJob<F>`: its one poll, with the
-/// pool thread's `result_next` as its waker, then its reference goes.
-fn run<F, R>(task: RawTask, result_next: &Waker)
+/// Runs a job whose future is a `BlockingJob<F>`: its one poll, then its
+/// reference goes.
+fn run<F, R>(task: RawTask)
 where
     F: FnOnce() -> R,
 {
-    let mut cx = Context::from_waker(result_next);
+    let mut cx = Context::from_waker(Waker::noop());
     RUNNING_JOB.with(|job| job.set(Some(task.id())));
     let running = JobIdGuard;
     // This thread took the job out of the queue: it is the task's only

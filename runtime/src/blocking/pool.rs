@@ -9,34 +9,22 @@
 //! * A queued job is owned by the queue: whoever takes it out (a pool
 //!   thread, or `shutdown`) runs or cancels it, once.
 //! * `idle` counts threads waiting for work and `wakeups` the wake-ups
-//!   sent to them and not yet taken, both under the lock; a new job
-//!   wakes an idle thread only if `idle > wakeups` (otherwise every
-//!   idle thread is already on its way to a job), else goes to a
-//!   returning thread (below), else starts a thread. A woken thread
-//!   takes a wake-up even when its wait also timed out (a timed wait
-//!   may consume a notification), and a thread leaves, decrementing
-//!   `threads`, in the same hold of the lock in which it found the
-//!   queue empty. So a job never waits in the queue while a thread
-//!   could take it, unless the pool is at its maximum, when a running
-//!   thread takes it next.
-//! * A thread whose job is about to hand over its result (the job wakes
-//!   the waker it runs with, just before: `PoolJob::run`) counts in
-//!   `returning` until it is back under the lock, and `claimed` counts
-//!   the jobs queued for such threads, both under the lock. A new job
-//!   that finds no idle thread to wake goes to a returning thread if
-//!   there are more of them than claims, before a thread is started for
-//!   it: a task that awaits one job and queues the next at once finds the
-//!   last job's thread returning, not idle yet, and without this count
-//!   would start a second thread (tokio's pool does). An idle thread
-//!   comes first: a returning thread may be preempted before it is back.
-//!   A returning thread gives up one claim when it is back and then pops
-//!   a job if one is queued, so each claimed job is taken by its thread
-//!   unless another thread took it first; `claimed <= returning` always.
-//!   A job that signals nothing (one that panicked) leaves its thread
-//!   counted as busy until it is back.
-//! * A thread's signal counts only while its job runs: the waker's phase
-//!   (`RUNNING`, `RETURNING`, `OFF`) changes under the lock, so a late
-//!   wake (a job that kept a clone of the waker) counts nothing.
+//!   sent to them and not yet taken, both under the lock; a new job wakes
+//!   an idle thread only if `idle > wakeups` (otherwise every idle thread
+//!   is already on its way to a job), else starts a thread. A woken thread
+//!   takes a wake-up even when its wait also timed out (a timed wait may
+//!   consume a notification), and a thread leaves, decrementing `threads`,
+//!   in the same hold of the lock in which it found the queue empty. So a
+//!   job never waits in the queue while a thread could take it, unless the
+//!   pool is at its maximum, when a running thread takes it next.
+//! * A thread counts as idle only once it is back waiting. A job queued
+//!   between the moment the last job's result reached its task and the
+//!   moment its thread is back (a task that awaits one job and queues the
+//!   next at once, say) finds no idle thread and starts another, if the
+//!   pool is below its maximum: a chain of jobs one at a time may run on
+//!   two threads or more. tokio's pool has the same window. Closing it
+//!   (counting such a thread as "returning" and giving it the next job)
+//!   was tried and measured slower: docs/design.md, "The blocking pool".
 //! * After `shutdown` the queue stays empty: jobs submitted later are
 //!   cancelled at once.
 //! * A thread leaves by decrementing `threads` (and counting itself in
@@ -48,9 +36,7 @@
 //!   `stopping` is 0 too, every stop hook has run.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::sync::{thread, Condvar, Mutex, MutexGuard};
@@ -58,11 +44,8 @@ use crate::thread_hooks::ThreadHooks;
 
 /// What the pool runs.
 pub(crate) trait PoolJob: Send + 'static {
-    /// Runs the job, on a pool thread. `result_next` is woken, if at all,
-    /// right before the job hands its result over (to a task that may
-    /// queue the next job at once): from then on the pool counts this
-    /// thread as about to be free.
-    fn run(self, result_next: &Waker);
+    /// Runs the job, on a pool thread.
+    fn run(self);
     /// Drops the job unrun (the pool shut down, or has no thread for it).
     fn cancel(self);
 }
@@ -84,11 +67,6 @@ struct PoolState<J> {
     threads: usize,
     idle: usize,
     wakeups: usize,
-    /// Threads whose job signalled that its result is next, not yet back
-    /// under the lock.
-    returning: usize,
-    /// Jobs queued for returning threads (`<= returning`).
-    claimed: usize,
     /// Threads that left `threads` and are running their stop hook.
     stopping: usize,
     shut_down: bool,
@@ -104,8 +82,6 @@ impl<J: PoolJob> BlockingPool<J> {
                 threads: 0,
                 idle: 0,
                 wakeups: 0,
-                returning: 0,
-                claimed: 0,
                 stopping: 0,
                 shut_down: false,
                 started: 0,
@@ -138,10 +114,6 @@ impl<J: PoolJob> BlockingPool<J> {
             self.work.notify_one();
             return;
         }
-        if state.returning > state.claimed {
-            state.claimed += 1;
-            return; // a returning thread takes it when it is back
-        }
         if state.threads == self.max_threads {
             return; // a thread takes it when one is free
         }
@@ -172,24 +144,14 @@ impl<J: PoolJob> BlockingPool<J> {
 
     /// A pool thread: runs jobs until none came for `keep_alive`, or the
     /// pool shut down.
-    fn run_thread(self: Arc<Self>) {
+    fn run_thread(&self) {
         self.hooks.run_start();
-        let signal = Arc::new(ResultSignal {
-            pool: Arc::clone(&self),
-            phase: AtomicU8::new(OFF),
-        });
-        let result_next = Waker::from(Arc::clone(&signal));
         let mut state = self.lock();
         loop {
             if let Some(job) = state.queue.pop_front() {
-                signal.phase.store(RUNNING, Ordering::Relaxed);
                 drop(state);
-                job.run(&result_next);
+                job.run();
                 state = self.lock();
-                if signal.phase.swap(OFF, Ordering::Relaxed) == RETURNING {
-                    state.returning -= 1;
-                    state.claimed = state.claimed.saturating_sub(1);
-                }
                 continue;
             }
             if state.shut_down {
@@ -278,35 +240,6 @@ impl<J: PoolJob> std::fmt::Debug for BlockingPool<J> {
     }
 }
 
-/// `ResultSignal::phase`: no job running.
-const OFF: u8 = 0;
-/// A job is running and has not signalled.
-const RUNNING: u8 = 1;
-/// The job signalled: its result is next, the thread counts in `returning`.
-const RETURNING: u8 = 2;
-
-/// The waker a pool thread runs its jobs with (`PoolJob::run`'s
-/// `result_next`), one per thread. Its phase changes only under the pool's
-/// lock (so a plain atomic with no ordering of its own does).
-struct ResultSignal<J> {
-    pool: Arc<BlockingPool<J>>,
-    phase: AtomicU8,
-}
-
-impl<J: PoolJob> Wake for ResultSignal<J> {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let mut state = self.pool.lock();
-        if self.phase.load(Ordering::Relaxed) == RUNNING {
-            self.phase.store(RETURNING, Ordering::Relaxed);
-            state.returning += 1;
-        }
-    }
-}
-
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -339,20 +272,13 @@ mod loom_tests {
         }
     }
 
-    /// A job that, as the runtime's do, signals `result_next` just
-    /// before its outcome is recorded (the result handed over), unless
-    /// `silent` (a job that panicked).
     struct TestJob {
         id: u32,
         log: Arc<Log>,
-        silent: bool,
     }
 
     impl PoolJob for TestJob {
-        fn run(self, result_next: &Waker) {
-            if !self.silent {
-                result_next.wake_by_ref();
-            }
+        fn run(self) {
             self.log.record(self.id, true);
         }
 
@@ -383,12 +309,6 @@ mod loom_tests {
             state.wakeups,
             state.idle
         );
-        assert!(
-            state.claimed <= state.returning,
-            "{} jobs claimed for {} returning threads",
-            state.claimed,
-            state.returning
-        );
         drop(state);
         pool.shutdown()
     }
@@ -397,7 +317,6 @@ mod loom_tests {
         TestJob {
             id,
             log: Arc::clone(log),
-            silent: false,
         }
     }
 
@@ -428,55 +347,6 @@ mod loom_tests {
                 assert_eq!(check_and_shut_down(&pool), 0);
             });
         }
-    }
-
-    /// A chain of jobs, each queued as soon as the last one's outcome is
-    /// out: one thread runs them all (the next job goes to the returning
-    /// thread, never to a thread started for it), and no count is left
-    /// behind.
-    #[test]
-    fn a_chain_of_jobs_runs_on_one_thread() {
-        loom::model(|| {
-            let (pool, log) = pool(2);
-            pool.submit(job(&log, 1));
-            log.wait_for(1);
-            pool.submit(job(&log, 2));
-            log.wait_for(2);
-            pool.submit(job(&log, 3));
-            assert_eq!(log.wait_for(3), [(1, true), (2, true), (3, true)]);
-            assert_eq!(pool.lock().started, 1, "the chain started a second thread");
-            assert_eq!(check_and_shut_down(&pool), 0);
-            assert_eq!(pool.wait_for_threads(None), 0);
-            let state = pool.lock();
-            assert_eq!((state.returning, state.claimed), (0, 0));
-        });
-    }
-
-    /// A job from another thread while the pool's thread may be starting,
-    /// running job 1, returning from it or idle, and a job that signals
-    /// nothing: both run (a claimed job left in the queue would leave
-    /// every thread blocked, a deadlock to loom), and the counts end at 0.
-    #[test]
-    fn claimed_jobs_are_taken() {
-        loom::model(|| {
-            let (pool, log) = pool(2);
-            pool.submit(job(&log, 1));
-            let (other_pool, silent) = (
-                Arc::clone(&pool),
-                TestJob {
-                    silent: true,
-                    ..job(&log, 2)
-                },
-            );
-            let other = thread::spawn(move || other_pool.submit(silent));
-            thread::yield_now();
-            assert_eq!(log.wait_for(2), [(1, true), (2, true)]);
-            other.join().unwrap();
-            assert_eq!(check_and_shut_down(&pool), 0);
-            assert_eq!(pool.wait_for_threads(None), 0);
-            let state = pool.lock();
-            assert_eq!((state.returning, state.claimed), (0, 0));
-        });
     }
 
     /// A pool whose one thread has run job 1 (and is going idle), and a
