@@ -28,8 +28,9 @@
 //!   flags) that refuses no connection (`common/restart.rs`).
 //! * `--metrics-ms MS`: every `MS` milliseconds, a line per worker on
 //!   stderr from the runtime's metrics (`RuntimeMetrics`, read by a thread
-//!   of its own): live tasks, queued tasks, and polls, loop turns, sleeps
-//!   and reactor events per second.
+//!   of its own): live tasks, queued tasks, the share of the interval the
+//!   worker was busy, and polls, loop turns, sleeps and reactor events per
+//!   second.
 //!
 //! With `--workers` above 1 the listeners use `SO_REUSEPORT`, so another
 //! process of the same user listening on the port with `SO_REUSEPORT` too
@@ -419,11 +420,13 @@ fn report_metrics(runtime: &RuntimeHandle, every: Duration) {
         let seconds = now.duration_since(last_time).as_secs_f64().max(1e-9);
         let per_second = |to: u64, from: u64| (to - from) as f64 / seconds;
         for (worker, (figures, before)) in metrics.each_worker().zip(&mut last).enumerate() {
+            let busy = figures.busy_time.saturating_sub(before.busy_time);
             eprintln!(
-                "metrics: worker {worker}: {} tasks alive, {} queued; per second: {:.0} polls, \
-                 {:.0} turns, {:.0} sleeps, {:.0} reactor events",
+                "metrics: worker {worker}: {} tasks alive, {} queued; {:.2}% busy; per second: \
+                 {:.0} polls, {:.0} turns, {:.0} sleeps, {:.0} reactor events",
                 figures.alive_tasks,
                 figures.queued_tasks,
+                100.0 * busy.as_secs_f64() / seconds,
                 per_second(figures.polls, before.polls),
                 per_second(figures.turns, before.turns),
                 per_second(figures.sleeps, before.sleeps),

@@ -1,6 +1,6 @@
 //! The echo server example's `--metrics-ms`: a line per worker on stderr
-//! at every interval, from the runtime's metrics, whose rates show the
-//! echoes a client makes.
+//! at every interval, from the runtime's metrics, whose rates and busy
+//! share show the echoes a client makes.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -31,12 +31,14 @@ fn every_worker_reports_and_the_echoes_show_as_polls() {
     let start = Instant::now();
     let mut seen = [false; 2];
     let mut busiest = 0.0f64;
+    let mut most_busy = 0.0f64;
     // Echo until both workers reported and one reported polls at the
-    // rate of the echoes (each echo is at least one poll).
-    while !(seen[0] && seen[1] && busiest >= 100.0) {
+    // rate of the echoes (each echo is at least one poll), and time busy.
+    while !(seen[0] && seen[1] && busiest >= 100.0 && most_busy > 0.0) {
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "no such metrics lines in 10 s (workers seen: {seen:?}, most polls/s: {busiest})"
+            "no such metrics lines in 10 s (workers seen: {seen:?}, most polls/s: {busiest}, \
+             most busy: {most_busy}%)"
         );
         for _ in 0..50 {
             client.write_all(&[7u8; 64]).unwrap();
@@ -51,6 +53,11 @@ fn every_worker_reports_and_the_echoes_show_as_polls() {
             let worker: usize = rest[..1].parse().expect("a worker number");
             seen[worker] = true;
             busiest = busiest.max(figure(&line, " polls"));
+            let busy = figure(&line, "% busy");
+            // At most the whole interval, give or take the last turns'
+            // time, published late (`WorkerMetrics::busy_time`).
+            assert!((0.0..=150.0).contains(&busy), "{line}");
+            most_busy = most_busy.max(busy);
             assert!(figure(&line, " tasks alive") >= 1.0, "{line}");
         }
     }

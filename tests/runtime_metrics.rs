@@ -1,5 +1,6 @@
 //! `RuntimeMetrics` and `WorkerMetrics`: each worker's spawns, polls,
-//! live and queued tasks, turns, sleeps, I/O events and task blocks, and
+//! live and queued tasks, turns, sleeps, I/O events, task blocks and time
+//! busy, and
 //! the blocking pool's threads, as a program reads them from its own
 //! tasks, from the runtime's owner and from another thread.
 //!
@@ -217,4 +218,62 @@ fn figures_outlive_the_runtime() {
     assert_eq!(last.spawned_tasks, 2);
     assert_eq!(metrics.cancelled_tasks(), 1);
     assert!(format!("{metrics:?}").contains("workers: 1"));
+}
+
+#[test]
+fn busy_time_counts_running_and_not_sleeping() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    let metrics = rt.metrics();
+    let spun = rt.block_on(async {
+        // A task that holds the worker, without yielding, for 30 ms.
+        spawn(async {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(30) {
+                std::hint::spin_loop();
+            }
+            start.elapsed()
+        })
+        .await
+        .unwrap()
+    });
+    let after_spin = metrics.worker(0).unwrap().busy_time;
+    assert!(after_spin >= spun, "busy {after_spin:?}, spun {spun:?}");
+    // 200 ms asleep on a timer: the worker blocks in its reactor, and only
+    // its loop around the sleep counts (microseconds; half the sleep would
+    // take a preemption of 100 ms right at the wake-up).
+    rt.block_on(cellio::runtime::sleep(Duration::from_millis(200)));
+    let slept = metrics.worker(0).unwrap().busy_time - after_spin;
+    assert!(
+        slept < Duration::from_millis(100),
+        "busy {slept:?} of a 200 ms sleep"
+    );
+}
+
+#[test]
+fn a_worker_that_never_sleeps_shows_its_busy_time_as_it_runs() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let metrics = rt.metrics();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinner = {
+        let stop = std::sync::Arc::clone(&stop);
+        rt.handle().spawn_on(1, async move {
+            // Yields at every turn: worker 1 always has a task to run.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                yield_now().await;
+            }
+        })
+    };
+    wait_for_worker(&metrics, 1, |w| w.polls > 1_000);
+    let before = metrics.worker(1).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let after = metrics.worker(1).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rt.block_on(spinner).unwrap();
+    assert_eq!(after.sleeps, before.sleeps, "worker 1 slept: {after:?}");
+    // Published every 64 turns: all of the 50 ms but the last turns'.
+    let busy = after.busy_time - before.busy_time;
+    assert!(
+        busy >= Duration::from_millis(25),
+        "busy {busy:?} of 50 ms spinning"
+    );
 }

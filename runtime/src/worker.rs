@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 use cellio_reactor::{budget, Reactor};
 
 use crate::join::JoinHandle;
-use crate::metrics::{Gauges, Published};
+use crate::metrics::{BusyClock, Gauges, Published, BUSY_FLUSH_TURNS};
 use crate::shutdown::{Shared, ShutdownWaiters};
 use crate::task::pool::Pool;
 use crate::task::queue::RunQueue;
@@ -362,8 +362,10 @@ impl Executor {
     /// was polled by it).
     pub(crate) fn run(&self, reactor: &mut Reactor, mut done: impl FnMut() -> bool) {
         let metrics = self.shared.metrics.of(self.index);
+        let mut busy = BusyClock::start(self.shared.metrics.clock());
         loop {
             if done() {
+                busy.flush(metrics);
                 self.publish_to(metrics);
                 return;
             }
@@ -377,6 +379,7 @@ impl Executor {
             // The batch may have finished what `done` waits for: never go
             // to sleep without asking again.
             if idle && done() {
+                busy.flush(metrics);
                 self.publish_to(metrics);
                 return;
             }
@@ -386,7 +389,10 @@ impl Executor {
             } else {
                 Some(Duration::ZERO)
             };
-            metrics.count_turn(sleep);
+            let turns = metrics.count_turn(sleep);
+            if sleep || turns % BUSY_FLUSH_TURNS == 0 {
+                busy.flush(metrics);
+            }
             self.publish_to(metrics);
             match reactor.turn(timeout) {
                 Ok(events) => metrics.count_io_events(events),
@@ -394,6 +400,7 @@ impl Executor {
             }
             if sleep {
                 self.inbox.woke_up();
+                busy.woke_up();
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Runtime metrics: what each worker has done (tasks spawned and polled,
-//! loop turns, sleeps, I/O events) and holds (live tasks, queued tasks,
+//! loop turns, sleeps, I/O events, time busy) and holds (live tasks, queued tasks,
 //! task blocks), and the blocking pool's threads and queue, readable from
 //! any thread without stopping anything: tokio's `RuntimeMetrics`.
 //!
@@ -12,7 +12,11 @@
 //! * spawns and live and queued tasks are copied into it once per turn,
 //!   just before the worker turns its reactor (and so before it sleeps),
 //!   and whenever the worker itself is asked;
-//! * the task blocks allocated, when the task pool allocates one.
+//! * the task blocks allocated, when the task pool allocates one;
+//! * the time busy (`busy`), as the worker goes to sleep, when its loop
+//!   ends, and every 64 turns without a sleep, in the ticks of the
+//!   cheapest clock the machine has (`busy::TickClock`): it is read there
+//!   only, never per task or per message.
 //!
 //! Nothing here is touched per message: a turn serves every task its
 //! events and wakes queued, and a poll is counted with its batch.
@@ -30,8 +34,14 @@
 //!   shares a cache line (or the adjacent line a prefetcher pairs with it)
 //!   with another's.
 
+mod busy;
+
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+use busy::TickClock;
+pub(crate) use busy::{BusyClock, FLUSH_TURNS as BUSY_FLUSH_TURNS};
 
 use crate::shutdown::Shared;
 use crate::sync::{AtomicU64, Ordering};
@@ -48,6 +58,8 @@ pub(crate) struct Published {
     alive: AtomicU64,
     queued: AtomicU64,
     blocks_allocated: AtomicU64,
+    /// In the runtime's `TickClock`'s ticks.
+    busy_ticks: AtomicU64,
 }
 
 /// What a worker copies into its slot every turn (see [`Published::copy`]).
@@ -77,12 +89,22 @@ impl Published {
     /// Counts a reactor turn about to start; `sleep` if the worker will
     /// block in it. Called by the slot's worker only, before
     /// [`copy`](Self::copy) (which publishes it).
+    /// Returns the turns counted so far.
     #[inline]
-    pub(crate) fn count_turn(&self, sleep: bool) {
-        add(&self.turns, 1);
+    pub(crate) fn count_turn(&self, sleep: bool) -> u64 {
+        let turns = self.turns.load(Ordering::Relaxed).wrapping_add(1);
+        self.turns.store(turns, Ordering::Relaxed);
         if sleep {
             add(&self.sleeps, 1);
         }
+        turns
+    }
+
+    /// Adds `ticks` (of the runtime's `TickClock`) to the time busy.
+    /// Called by the slot's worker only.
+    #[inline]
+    fn add_busy(&self, ticks: u64) {
+        add(&self.busy_ticks, ticks);
     }
 
     /// Counts the events a reactor turn delivered. Called by the slot's
@@ -111,7 +133,7 @@ impl Published {
         self.queued.store(gauges.queued as u64, Ordering::Release);
     }
 
-    fn read(&self) -> WorkerMetrics {
+    fn read(&self, clock: &TickClock) -> WorkerMetrics {
         // First, and an acquire: see `copy`.
         let queued_tasks = self.queued.load(Ordering::Acquire);
         let load = |from: &AtomicU64| from.load(Ordering::Relaxed);
@@ -124,16 +146,30 @@ impl Published {
             sleeps: load(&self.sleeps),
             io_events: load(&self.io_events),
             task_blocks_allocated: load(&self.blocks_allocated),
+            busy_time: clock.duration(load(&self.busy_ticks)),
         }
     }
 }
 
-/// Every worker's slot, by index.
-pub(crate) struct WorkerSlots(Box<[Published]>);
+/// Every worker's slot, by index, and the clock their busy time is
+/// counted with.
+pub(crate) struct WorkerSlots {
+    slots: Box<[Published]>,
+    clock: TickClock,
+}
 
 impl WorkerSlots {
     pub(crate) fn new(workers: usize) -> Self {
-        Self((0..workers).map(|_| Published::default()).collect())
+        Self {
+            slots: (0..workers).map(|_| Published::default()).collect(),
+            clock: TickClock::new(),
+        }
+    }
+
+    /// The clock the workers count their busy time with.
+    #[inline]
+    pub(crate) fn clock(&self) -> &TickClock {
+        &self.clock
     }
 
     /// Worker `index`'s slot.
@@ -143,14 +179,14 @@ impl WorkerSlots {
     /// If there is no such worker (an executor's index always names one).
     #[inline]
     pub(crate) fn of(&self, index: usize) -> &Published {
-        &self.0[index]
+        &self.slots[index]
     }
 }
 
 impl fmt::Debug for WorkerSlots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkerSlots")
-            .field("workers", &self.0.len())
+            .field("workers", &self.slots.len())
             .finish()
     }
 }
@@ -209,13 +245,19 @@ impl RuntimeMetrics {
             return None;
         }
         crate::worker::publish_current(&self.shared);
-        Some(self.shared.metrics.of(index).read())
+        Some(
+            self.shared
+                .metrics
+                .of(index)
+                .read(self.shared.metrics.clock()),
+        )
     }
 
     /// Every worker's figures, by index.
     pub fn each_worker(&self) -> impl Iterator<Item = WorkerMetrics> + '_ {
         crate::worker::publish_current(&self.shared);
-        (0..self.workers()).map(|index| self.shared.metrics.of(index).read())
+        let slots = &self.shared.metrics;
+        (0..self.workers()).map(move |index| slots.of(index).read(slots.clock()))
     }
 
     /// The workers' figures added up.
@@ -263,7 +305,7 @@ impl fmt::Debug for RuntimeMetrics {
 /// theirs added up): a copy, taken when it was read.
 ///
 /// The counts (`spawned_tasks`, `polls`, `turns`, `sleeps`, `io_events`,
-/// `task_blocks_allocated`) only grow; subtract two snapshots for a rate. The rest
+/// `task_blocks_allocated`, `busy_time`) only grow; subtract two snapshots for a rate. The rest
 /// are levels at the worker's last turn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -295,6 +337,15 @@ pub struct WorkerMetrics {
     /// from the pool: a reused one, or a fresh one). Flat under a steady
     /// load: once warm, spawning allocates nothing.
     pub task_blocks_allocated: u64,
+    /// Time this worker was busy so far: running its loop (polling tasks,
+    /// firing timers, turning its reactor without blocking), from each
+    /// start of the loop or wake-up to the next sleep or end of the loop:
+    /// tokio's `worker_total_busy_duration`. Worker 0's loop runs only
+    /// inside `block_on`. Added up as the worker goes to sleep, and every
+    /// 64 turns while it does not, so a reader may miss the last few
+    /// turns' time. Busy time over wall time, from two snapshots, is the
+    /// share of a core the worker used.
+    pub busy_time: Duration,
 }
 
 impl std::ops::Add for WorkerMetrics {
@@ -310,6 +361,7 @@ impl std::ops::Add for WorkerMetrics {
             sleeps: self.sleeps + other.sleeps,
             io_events: self.io_events + other.io_events,
             task_blocks_allocated: self.task_blocks_allocated + other.task_blocks_allocated,
+            busy_time: self.busy_time + other.busy_time,
         }
     }
 }
