@@ -15,11 +15,12 @@
 //! * the task blocks allocated, when the task pool allocates one;
 //! * the time busy (`busy`), as the worker goes to sleep, when its loop
 //!   ends, and every 64 turns without a sleep, in the ticks of the
-//!   cheapest clock the machine has (`busy::TickClock`): it is read there
-//!   only, never per task or per message.
+//!   cheapest clock the machine has (`busy::TickClock`).
 //!
-//! Nothing here is touched per message: a turn serves every task its
-//! events and wakes queued, and a poll is counted with its batch.
+//! Nothing here is touched per message or per task: a turn serves every
+//! task its events and wakes queued, and a poll is counted with its batch.
+//! (At a low load a worker sleeps between messages, so its turns, sleeps
+//! and clock reads come once per message or so: `busy` has their cost.)
 //!
 //! # Invariants
 //!
@@ -69,13 +70,12 @@ pub(crate) struct Gauges {
     pub(crate) queued: usize,
 }
 
-/// Adds `by` to a counter only one thread writes.
+/// Adds `by` to a counter only one thread writes; returns the new count.
 #[inline(always)]
-fn add(counter: &AtomicU64, by: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(by),
-        Ordering::Relaxed,
-    );
+fn add(counter: &AtomicU64, by: u64) -> u64 {
+    let count = counter.load(Ordering::Relaxed).wrapping_add(by);
+    counter.store(count, Ordering::Relaxed);
+    count
 }
 
 impl Published {
@@ -86,14 +86,13 @@ impl Published {
         add(&self.polls, polls);
     }
 
-    /// Counts a reactor turn about to start; `sleep` if the worker will
-    /// block in it. Called by the slot's worker only, before
-    /// [`copy`](Self::copy) (which publishes it).
-    /// Returns the turns counted so far.
+    /// Counts a reactor turn about to start, and returns the turns counted
+    /// so far; `sleep` if the worker will block in it. Called by the
+    /// slot's worker only, before [`copy`](Self::copy) (which publishes
+    /// it).
     #[inline]
     pub(crate) fn count_turn(&self, sleep: bool) -> u64 {
-        let turns = self.turns.load(Ordering::Relaxed).wrapping_add(1);
-        self.turns.store(turns, Ordering::Relaxed);
+        let turns = add(&self.turns, 1);
         if sleep {
             add(&self.sleeps, 1);
         }
