@@ -9,9 +9,9 @@
 //! each: 484.2 and 486.3 against 458.0 and 459.1 on the futures path,
 //! 444.8 and 442.8 against 422.7 and 429.7 through `TcpIo`),
 //! with the time-stamp counter (`rdtsc`) and the flush counted with the
-//! worker's turns, none that four runs of each could tell from their
-//! spread (medians 458.6 against 457.8, and 434.7 against 431.7 through
-//! `TcpIo`; single runs read 452 to 461).
+//! worker's turns, about 2 to 4 (medians of seven runs each: 460.6
+//! against 458.3 on the futures path, 434.2 against 429.8 through `TcpIo`;
+//! the runs of one build spread over 9 to 15).
 //!
 //! # Invariants
 //!
