@@ -131,14 +131,18 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// `true` where the time-stamp counter is read (see the module's invariants).
+/// `true` where the time-stamp counter is read (see the module's
+/// invariants). Asked of the kernel once per process (a file read and its
+/// buffer), not once per runtime.
 fn kernel_keeps_time_with_tsc() -> bool {
-    if cfg!(all(target_arch = "x86_64", target_os = "linux", not(miri))) {
-        std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+    static TSC: OnceLock<bool> = OnceLock::new();
+    *TSC.get_or_init(|| {
+        cfg!(all(target_arch = "x86_64", target_os = "linux", not(miri)))
+            && std::fs::read_to_string(
+                "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+            )
             .is_ok_and(|source| source.trim() == "tsc")
-    } else {
-        false
-    }
+    })
 }
 
 #[cfg(all(target_arch = "x86_64", not(miri)))]
