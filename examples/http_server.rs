@@ -11,13 +11,28 @@
 //! wrk -t1 -c50 -d5s http://127.0.0.1:8080/                   # load
 //! cargo run --release --example http_server -- --protocol auto
 //! curl --http2-prior-knowledge http://127.0.0.1:8080/        # HTTP/2, cleartext
+//!
+//! # HTTPS: a certificate and its key (here a throwaway one for 127.0.0.1)
+//! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+//!     -keyout key.pem -out cert.pem -days 30 -subj /CN=localhost \
+//!     -addext subjectAltName=DNS:localhost,IP:127.0.0.1
+//! cargo run --release --example http_server -- --protocol auto \
+//!     --tls-cert cert.pem --tls-key key.pem
+//! curl --cacert cert.pem https://127.0.0.1:8080/               # HTTP/2 (ALPN h2)
+//! curl --cacert cert.pem --http1.1 https://127.0.0.1:8080/     # HTTP/1.1
 //! ```
 //!
 //! * `--protocol http1` (the default): HTTP/1.1 only
-//!   (`hyper::server::conn::http1`); `http2`: HTTP/2 only, cleartext with
-//!   prior knowledge (h2c; `hyper::server::conn::http2`); `auto`: either,
-//!   told apart by the first bytes (hyper-util's `conn::auto`). No TLS, so
-//!   no ALPN: browsers speak HTTP/2 only over TLS.
+//!   (`hyper::server::conn::http1`); `http2`: HTTP/2 only
+//!   (`hyper::server::conn::http2`; in cleartext, with prior knowledge:
+//!   h2c); `auto`: either, told apart by the first bytes (hyper-util's
+//!   `conn::auto`).
+//! * `--tls-cert PEM --tls-key PEM`: HTTPS (rustls, through tokio-rustls
+//!   on `TcpIo`; `common/tls.rs`). The server offers by ALPN what
+//!   `--protocol` serves (`auto`: `h2`, then `http/1.1`), which is how
+//!   browsers come to speak HTTP/2. A client gets `--handshake-timeout-ms`
+//!   (10 s) to finish its handshake; a failed handshake ends that
+//!   connection only.
 //!
 //! * `GET /` answers `hello from cellio`; `POST /echo` answers with the
 //!   request's body; anything else is 404.
@@ -37,18 +52,20 @@
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
+use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::process::ExitCode;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use accept_backoff::accept_until_shutdown;
-use cellio::runtime::shutdown_requested;
+use cellio::runtime::{shutdown_requested, until_shutdown};
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::{Parser, ValueEnum};
 use cli::context;
 
 use http_service::handle;
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Parser, Debug)]
 #[command(about = "hyper's HTTP/1.1 and HTTP/2 server on cellio")]
@@ -69,6 +86,15 @@ struct Args {
     /// The HTTP versions served.
     #[arg(long, value_enum, default_value_t = Protocol::Http1)]
     protocol: Protocol,
+    /// Serve HTTPS with this certificate chain (PEM, the server's first).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long a TLS client may take to finish its handshake (0: no limit).
+    #[arg(long, default_value_t = 10_000)]
+    handshake_timeout_ms: u64,
     #[command(flatten)]
     restart: restart::Restart,
 }
@@ -82,6 +108,26 @@ enum Protocol {
     Http2,
     /// Either: HTTP/2 if the connection starts with its preface.
     Auto,
+}
+
+impl Protocol {
+    /// What a TLS server offers by ALPN, most preferred first.
+    fn alpn(self) -> &'static [&'static [u8]] {
+        match self {
+            Protocol::Http1 => &[b"http/1.1"],
+            Protocol::Http2 => &[b"h2"],
+            Protocol::Auto => &[b"h2", b"http/1.1"],
+        }
+    }
+}
+
+/// How every connection of the server is served: the same on each worker.
+#[derive(Clone)]
+struct Serving {
+    protocol: Protocol,
+    header_timeout: Option<Duration>,
+    /// `Some` for HTTPS, with its handshake's time limit.
+    tls: Option<(TlsAcceptor, Option<Duration>)>,
 }
 
 /// hyper's executor on cellio's: an HTTP/2 connection runs each request
@@ -141,15 +187,49 @@ impl Future for CellioSleep {
 impl hyper::rt::Sleep for CellioSleep {}
 
 /// Serves one connection until the client closes it (or, on HTTP/1.1,
-/// takes longer than `header_timeout` to send a request's headers).
-async fn connection(
-    stream: TcpStream,
+/// takes longer than `header_timeout` to send a request's headers), after
+/// its TLS handshake for HTTPS. A handshake still going when shutdown
+/// begins is dropped: it has no request to finish.
+async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving) {
+    let _ = stream.set_nodelay(true);
+    let io = TcpIo::new(stream);
+    let Some((acceptor, limit)) = &serving.tls else {
+        return serve_http(io, peer, serving.protocol, serving.header_timeout).await;
+    };
+    match until_shutdown(handshake(acceptor, io, *limit)).await {
+        Some(Ok(tls)) => serve_http(tls, peer, serving.protocol, serving.header_timeout).await,
+        Some(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        None => tracing::debug!(%peer, "TLS handshake dropped: shutting down"),
+    }
+}
+
+/// The TLS handshake of a new connection, ended with a `TimedOut` error if
+/// it takes longer than `limit` (`None`: no limit), so a client that
+/// connects and says nothing does not hold its connection forever.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    io: TcpIo,
+    limit: Option<Duration>,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpIo>> {
+    let accept = acceptor.accept(io);
+    match limit {
+        Some(limit) => cellio::runtime::timeout(limit, accept).await.map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+        })?,
+        None => accept.await,
+    }
+}
+
+/// Serves HTTP on `io`, a `TcpIo` or a TLS stream over one.
+async fn serve_http<I>(
+    io: I,
     peer: SocketAddr,
     protocol: Protocol,
     header_timeout: Option<Duration>,
-) {
-    let _ = stream.set_nodelay(true);
-    let io = hyper_util::rt::TokioIo::new(TcpIo::new(stream));
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
     let service = hyper::service::service_fn(handle);
     let served: Result<(), Box<dyn std::error::Error + Send + Sync>> = match protocol {
         Protocol::Http1 => {
@@ -204,12 +284,12 @@ async fn until_drained<C: Future>(connection: C, drain: fn(Pin<&mut C>)) -> C::O
 }
 
 /// Accepts until shutdown begins, one task per connection.
-async fn serve(listener: TcpListener, protocol: Protocol, header_timeout: Option<Duration>) {
+async fn serve(listener: TcpListener, serving: Serving) {
     accept_until_shutdown(
         "http_server",
         || listener.accept(),
         |(stream, peer)| {
-            spawn_local(connection(stream, peer, protocol, header_timeout));
+            spawn_local(connection(stream, peer, serving.clone()));
         },
     )
     .await;
@@ -231,10 +311,25 @@ mod open_files;
 mod restart;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
+#[path = "common/tls.rs"]
+mod tls;
 #[path = "common/worker_listeners.rs"]
 mod worker_listeners;
 
 fn run(args: &Args) -> std::io::Result<()> {
+    let limit = |ms| Some(Duration::from_millis(ms)).filter(|limit: &Duration| !limit.is_zero());
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((
+            tls::acceptor(cert, key, args.protocol.alpn())?,
+            limit(args.handshake_timeout_ms),
+        )),
+        _ => None,
+    };
+    let serving = Serving {
+        protocol: args.protocol,
+        header_timeout: limit(args.header_timeout_ms),
+        tls,
+    };
     open_files::raise_open_files(None);
     let workers = usize::from(args.workers.get());
     let runtime = Builder::new()
@@ -247,10 +342,8 @@ fn run(args: &Args) -> std::io::Result<()> {
             reuse_port: workers > 1,
             ..ListenOptions::default()
         };
-        let header_timeout =
-            Some(Duration::from_millis(args.header_timeout_ms)).filter(|limit| !limit.is_zero());
-        let protocol = args.protocol;
-        let serve_there = move |listener| serve(listener, protocol, header_timeout);
+        let serving_there = serving.clone();
+        let serve_there = move |listener| serve(listener, serving_there.clone());
         let listener = restart::listeners(
             "http_server",
             &args.restart,
@@ -262,7 +355,7 @@ fn run(args: &Args) -> std::io::Result<()> {
         )
         .await?;
         println!("listening on {}", listener.local_addr()?);
-        serve(listener, protocol, header_timeout).await;
+        serve(listener, serving).await;
         Ok::<(), std::io::Error>(())
     })?;
     worker_listeners::finish("http_server", runtime, Duration::from_millis(args.grace_ms))

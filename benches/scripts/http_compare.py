@@ -11,6 +11,10 @@ from /proc/PID/stat across the measured wrk only, divided by the requests wrk co
 servers are interleaved, the order reversed every other round, and the table gives medians.
 Figures come from clock ticks (CLK_TCK, usually 100 per second): use several rounds.
 
+`--tls`: HTTPS, both servers with the same throwaway certificate (made with `openssl`) and
+rustls (cellio's example and tokio_http share `examples/common/tls.rs`); keep-alive
+connections, so a run measures the records' encryption more than handshakes.
+
 `--allocs`: instead, each server's heap allocations per request, counted from outside the
 process (tests/outside/malloc_count.c preloaded; needs cc): `--allocs-requests` requests by
 h2load (`--h1` for HTTP/1.1) after as many of warm-up, the count read before and after.
@@ -47,7 +51,7 @@ def wrk(a, addr, secs):
     """Runs wrk against `addr` for `secs`; returns (requests, requests/s, p99 µs)."""
     out = subprocess.run(
         ["taskset", "-c", a.client_cpu, "wrk", "-t1", f"-c{a.connections}", f"-d{secs}s",
-         "--latency", f"http://{addr}/"], capture_output=True, text=True, check=True).stdout
+         "--latency", f"{a.scheme}://{addr}/"], capture_output=True, text=True, check=True).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     if re.search(r"Non-2xx or 3xx responses|Socket errors", out):
@@ -62,7 +66,7 @@ def h2load(a, addr, secs):
     with tempfile.NamedTemporaryFile(mode="r", suffix=".log") as log:
         out = subprocess.run(
             ["taskset", "-c", a.client_cpu, "h2load", "-t1", f"-c{a.connections}",
-             f"-m{a.streams}", f"-D{secs}", f"--log-file={log.name}", f"http://{addr}/"],
+             f"-m{a.streams}", f"-D{secs}", f"--log-file={log.name}", f"{a.scheme}://{addr}/"],
             capture_output=True, text=True, check=True).stdout
         # One line per request: start time, status, duration in µs.
         durations = sorted(int(line.split()[2]) for line in log if line.strip())
@@ -77,9 +81,24 @@ def h2load(a, addr, secs):
     return requests, rate, p99
 
 
+def make_certificate():
+    """A throwaway certificate for 127.0.0.1 in a new directory: the servers' TLS flags."""
+    if shutil.which("openssl") is None:
+        sys.exit("http_compare: --tls needs openssl (apt-get install openssl)")
+    work = tempfile.mkdtemp(prefix="cellio-http-tls-")
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return ["--tls-cert", cert, "--tls-key", key]
+
+
 def one_run(name, a):
     server, addr = start_server(["taskset", "-c", a.server_cpu] + SERVERS[name]
-                         + ["--addr", "127.0.0.1:0", "--protocol", a.protocol], name)
+                         + ["--addr", "127.0.0.1:0", "--protocol", a.protocol] + a.tls_args,
+                         name)
     load = wrk if a.protocol == "http1" else h2load
     try:
         load(a, addr, a.warmup)
@@ -97,7 +116,8 @@ def allocs_per_request(name, a, shim, work):
     """`name`'s heap allocations per request under h2load: (allocations, requests)."""
     counts = os.path.join(work, f"counts-{name}")
     env = dict(os.environ, LD_PRELOAD=shim, MALLOC_COUNT_FILE=counts)
-    server = subprocess.Popen(SERVERS[name] + ["--addr", "127.0.0.1:0", "--protocol", a.protocol],
+    server = subprocess.Popen(SERVERS[name] + ["--addr", "127.0.0.1:0", "--protocol", a.protocol]
+                              + a.tls_args,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()
@@ -108,7 +128,7 @@ def allocs_per_request(name, a, shim, work):
 
         def load():
             out = subprocess.run(["h2load", *h1, "-t1", f"-c{a.connections}", f"-m{a.streams}",
-                                  f"-n{a.allocs_requests}", f"http://{addr}/"],
+                                  f"-n{a.allocs_requests}", f"{a.scheme}://{addr}/"],
                                  capture_output=True, text=True, check=True).stdout
             if f"{a.allocs_requests} succeeded" not in out:
                 raise RuntimeError(f"h2load saw failures against {name}:\n{out}")
@@ -164,7 +184,11 @@ def main():
     ap.add_argument("--allocs", action="store_true",
                     help="count heap allocations per request instead (see the top)")
     ap.add_argument("--allocs-requests", type=int, default=100000)
+    ap.add_argument("--tls", action="store_true", help="HTTPS (see the top; needs openssl)")
     a = ap.parse_args()
+    a.scheme, a.tls_args = "http", []
+    if a.tls:
+        a.scheme, a.tls_args = "https", make_certificate()
     if a.allocs:
         return main_allocs(a)
     if a.protocol == "http1" and shutil.which("wrk") is None:
@@ -186,6 +210,8 @@ def main():
            for name, rows in results.items()}
     client = (f"wrk -t1 -c{a.connections}, GET /, keep-alive" if a.protocol == "http1" else
               f"h2load -t1 -c{a.connections} -m{a.streams}, GET /, HTTP/2")
+    if a.tls:
+        client += ", over TLS"
     print(f"\n{client}; medians of {a.rounds} rounds x "
           f"{a.secs} s; server on CPU {a.server_cpu}, client on CPU {a.client_cpu}")
     print(f"{'server':14s} {'req/s':>9s} {'user us':>8s} {'sys us':>8s} {'cpu us':>8s} "
