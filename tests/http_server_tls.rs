@@ -81,7 +81,10 @@ struct Server {
 
 impl Server {
     fn start_with(args: &[&str]) -> Server {
-        let cert = Certificate::new();
+        Self::start_with_certificate(Certificate::new(), args)
+    }
+
+    fn start_with_certificate(cert: Certificate, args: &[&str]) -> Server {
         let mut child = Command::new(example_bin::build_example("http_server"))
             .args(["--addr", "127.0.0.1:0"])
             .args(["--tls-cert", &cert.path("cert.pem")])
@@ -374,4 +377,46 @@ fn bad_certificate_files_are_clear_errors() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{args:?}: it listened");
     }
+}
+
+/// A restart (`--restart-socket` / `--take-over`) is how a renewed
+/// certificate comes into service without refusing a connection: the
+/// successor loads its own files, and clients that trust only the new
+/// certificate are served once the old server has handed the port over.
+#[test]
+fn a_restart_serves_the_successors_certificate() {
+    let path = std::env::temp_dir().join(format!("cellio-tls-restart-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let path_arg = path.to_str().unwrap();
+    let mut old = Server::start_with(&["--restart-socket", path_arg]);
+    let mut before = old.connect(&[]);
+    before.get_mut().write_all(get("/").as_bytes()).unwrap();
+    assert_eq!(read_response(&mut before).0, 200);
+    drop(before);
+
+    let new = Server::start_with_certificate(Certificate::new(), &["--take-over", path_arg]);
+    assert_eq!(new.addr, old.addr);
+    let status = example_bin::wait_exit(&mut old.child, Duration::from_secs(10))
+        .expect("the old server exits");
+    assert!(status.success(), "{status:?}");
+    // The new certificate is served: a client that trusts it alone is
+    // served, one that trusts the old one alone is refused by its own
+    // verification.
+    let mut after = new.connect(&[]);
+    after.get_mut().write_all(get("/").as_bytes()).unwrap();
+    assert_eq!(read_response(&mut after).0, 200);
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut stale = ClientConnection::new(old.cert.client_config(&[]), name).unwrap();
+    let mut sock = new.connect_tcp();
+    let refused = loop {
+        match stale.complete_io(&mut sock) {
+            Err(e) => break e,
+            Ok(_) if !stale.is_handshaking() => panic!("the old certificate was accepted"),
+            Ok(_) => {}
+        }
+    };
+    assert!(
+        refused.to_string().contains("certificate"),
+        "not a certificate error: {refused}"
+    );
 }
