@@ -26,6 +26,10 @@
 //!   (docs/guide.md).
 //! * SIGINT/SIGTERM: stop and exit 0. A bad flag or an address that cannot
 //!   be bound: a one-line error and a non-zero exit.
+//! * `--restart-socket PATH` / `--take-over PATH`: a restart that loses no
+//!   datagram: the running server hands its sockets to the new one, which
+//!   receives whatever is queued on them (`common/restart_udp.rs`), as the
+//!   TCP servers hand over their listeners.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -33,7 +37,7 @@ use std::process::ExitCode;
 use cellio::net::udp::{
     BindOptions, RecvBatch, SendBatch, UdpIo, UdpSocket, MAX_BATCH, MAX_DATAGRAM,
 };
-use cellio::runtime::{spawn_local_on, until_shutdown};
+use cellio::runtime::until_shutdown;
 use cellio::Runtime;
 use clap::Parser;
 use cli::context;
@@ -61,6 +65,8 @@ struct Args {
     /// system's, `net.core.rmem_default`].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
     recv_buffer: Option<u32>,
+    #[command(flatten)]
+    restart: restart_udp::Restart,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,21 +151,10 @@ async fn serve_with(socket: UdpSocket, api: Api, batch: u16) -> std::io::Result<
     }
 }
 
-/// Binds one worker's socket, with `--recv-buffer` applied.
-fn bind(
-    addr: SocketAddr,
-    options: BindOptions,
-    recv_buffer: Option<u32>,
-) -> std::io::Result<UdpSocket> {
-    let socket = UdpSocket::bind_with(addr, options)?;
-    if let Some(bytes) = recv_buffer {
-        socket.set_recv_buffer_size(bytes as usize)?;
-    }
-    Ok(socket)
-}
-
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/restart_udp.rs"]
+mod restart_udp;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
 
@@ -176,33 +171,30 @@ fn run(args: &Args) -> std::io::Result<()> {
             reuse_port: workers > 1,
             ..BindOptions::default()
         };
-        let socket = bind(args.addr, options, recv_buffer)
-            .map_err(|e| context(&format!("cannot bind {}", args.addr), e))?;
-        let addr = socket.local_addr()?;
-        println!("listening on {addr}");
-        // Each other worker binds its own socket there, so that its
-        // reactor owns it (and a `UdpIo` is confined).
-        let others: Vec<_> = (1..workers)
-            .map(|worker| {
-                spawn_local_on(worker, move || async move {
-                    let socket = bind(addr, options, recv_buffer).map_err(|e| {
-                        std::io::Error::new(
-                            e.kind(),
-                            format!("worker {worker} cannot bind {addr}: {e}"),
-                        )
-                    })?;
-                    serve_with(socket, api, batch).await
-                })
-            })
-            .collect();
-        let served = serve_with(socket, api, batch).await;
-        for other in others {
-            other
-                .await
-                .map_err(|e| std::io::Error::other(format!("a worker's task failed: {e}")))??;
-        }
-        served
-    })
+        // `--recv-buffer` on each worker's socket.
+        let prepare = move |socket: &UdpSocket| match recv_buffer {
+            Some(bytes) => socket.set_recv_buffer_size(bytes as usize),
+            None => Ok(()),
+        };
+        let serve_there = move |socket| async move {
+            if let Err(e) = serve_with(socket, api, batch).await {
+                eprintln!("udp_echo_server: {e}");
+            }
+        };
+        let socket = restart_udp::sockets(
+            "udp_echo_server",
+            &args.restart,
+            args.addr,
+            options,
+            prepare,
+            workers,
+            serve_there,
+        )
+        .await?;
+        println!("listening on {}", socket.local_addr()?);
+        serve_with(socket, api, batch).await
+    })?;
+    restart_udp::failed()
 }
 
 fn main() -> ExitCode {

@@ -277,9 +277,12 @@ fn a_client_that_does_not_speak_tls_disturbs_no_one_else() {
     assert_eq!(read_response(&mut good).0, 200);
 }
 
+/// The limit is 1.5 s, not less: every handshake gets it, the good
+/// client's too, and a server starved of CPU for 300 ms (a loaded machine,
+/// a `nice`d test run) once timed that one out.
 #[test]
 fn a_client_that_never_finishes_its_handshake_is_closed_after_the_timeout() {
-    let server = Server::start_with(&["--handshake-timeout-ms", "300"]);
+    let server = Server::start_with(&["--handshake-timeout-ms", "1500"]);
     let mut silent = server.connect_tcp();
     let started = Instant::now();
     // Others are served meanwhile.
@@ -292,7 +295,7 @@ fn a_client_that_never_finishes_its_handshake_is_closed_after_the_timeout() {
         .expect("closed by the server, not timed out here");
     assert!(rest.is_empty(), "{rest:?}");
     assert!(
-        started.elapsed() >= Duration::from_millis(250),
+        started.elapsed() >= Duration::from_millis(1400),
         "closed before the timeout: after {:?}",
         started.elapsed()
     );
@@ -357,7 +360,7 @@ fn bad_certificate_files_are_clear_errors() {
                 &other.path("key.pem"),
             ],
             1,
-            "do not go together",
+            "cannot serve the TLS certificate",
         ),
         (
             &["--tls-cert", &cert.path("cert.pem")],

@@ -27,6 +27,7 @@ Run:          python3 benches/scripts/http_compare.py [--rounds 3] [--secs 5] [-
 """
 
 import argparse
+import atexit
 import os
 import re
 import shutil
@@ -86,6 +87,7 @@ def make_certificate():
     if shutil.which("openssl") is None:
         sys.exit("http_compare: --tls needs openssl (apt-get install openssl)")
     work = tempfile.mkdtemp(prefix="cellio-http-tls-")
+    atexit.register(shutil.rmtree, work, True)
     cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,

@@ -15,10 +15,10 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-/// A server configuration with the certificate chain in `cert` (PEM, the
-/// server's certificate first) and its private key in `key` (PEM: PKCS#8,
-/// PKCS#1 or SEC1), offering the application protocols `alpn` (most
-/// preferred first) to clients that ask.
+/// An acceptor of TLS connections that presents the certificate chain in
+/// `cert` (PEM, the server's certificate first), holds its private key
+/// from `key` (PEM: PKCS#8, PKCS#1 or SEC1), and offers the application
+/// protocols `alpn` (most preferred first) to clients that ask.
 pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> io::Result<TlsAcceptor> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -40,7 +40,7 @@ pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> io::Result<TlsAccept
         .map_err(|e| {
             tls_error(
                 &format!(
-                    "the TLS certificate {} and key {} do not go together",
+                    "cannot serve the TLS certificate {} with the key {}",
                     cert.display(),
                     key.display()
                 ),

@@ -1,0 +1,309 @@
+//! The hand-over of a server's sockets to its successor (`#[path]`-included
+//! by `restart.rs`, for TCP listeners, and `restart_udp.rs`, for UDP
+//! sockets): the protocol on the restart socket, and the flags that ask
+//! for it.
+//!
+//! The protocol, on a Unix stream socket at a path both are given:
+//!
+//! 1. the old server (`--restart-socket PATH`) listens at `PATH`; the new
+//!    one (`--take-over PATH`) connects;
+//! 2. the old one sends `cellio-listeners N` (TCP listeners) or
+//!    `cellio-udp-sockets N` with its `N` sockets attached; a successor
+//!    that serves the other kind refuses them with an error that says so;
+//! 3. the new one registers them with its workers, starts serving them,
+//!    and sends `serving`;
+//! 4. the old one removes `PATH`, closes the connection and shuts down:
+//!    no more accepts or receives, open connections get the grace period.
+//!    The new one sees the close and may now listen at `PATH` itself, for
+//!    the next restart.
+//!
+//! The sockets are the same kernel sockets in both processes, so a
+//! connection waiting in a listener's backlog, or a datagram waiting in a
+//! UDP socket's queue, is taken by one or the other, never lost. If the
+//! successor fails before step 3 (it exits, or says anything else), the
+//! old server keeps serving and keeps offering.
+//!
+//! Whoever can connect to the restart socket can take the sockets: its
+//! file's permissions (the umask's: with `022`, only the server's user may
+//! connect) are the first gate, and the peer's credentials (`SO_PEERCRED`:
+//! the server's user, or root) the second.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use cellio::runtime::{sleep, timeout, until_shutdown, RuntimeHandle};
+use cellio::spawn_local;
+use cellio::unix::{UnixListener, UnixStream};
+
+#[path = "stale_socket.rs"]
+mod stale_socket;
+
+/// Where a server's sockets come from and go to: its flags
+/// (`#[command(flatten)]` into the server's own).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Restart {
+    /// Offer this server's listening sockets to a successor at this Unix
+    /// socket path (started with `--take-over PATH`); once it serves them,
+    /// stop accepting and finish within the grace period.
+    #[arg(long, value_name = "PATH")]
+    pub restart_socket: Option<PathBuf>,
+    /// Serve the listening sockets of the server offering them at this
+    /// path (its `--restart-socket`) instead of binding `--addr`.
+    #[arg(long, value_name = "PATH")]
+    pub take_over: Option<PathBuf>,
+}
+
+/// What a server hands over: the first word of step 2's message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// TCP listening sockets.
+    TcpListeners,
+    /// UDP sockets.
+    UdpSockets,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::TcpListeners => "cellio-listeners",
+            Kind::UdpSockets => "cellio-udp-sockets",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Kind::TcpListeners => "TCP listeners",
+            Kind::UdpSockets => "UDP sockets",
+        }
+    }
+}
+
+/// Duplicates of this process's sockets, offered to a successor.
+static KEPT: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// The most sockets one hand-over carries (one per worker).
+const MAX_SOCKETS: usize = 64;
+
+/// Keeps a duplicate of `socket`'s descriptor to offer a successor.
+pub fn keep(socket: BorrowedFd<'_>) -> io::Result<()> {
+    let fd = socket.try_clone_to_owned()?;
+    KEPT.lock().unwrap_or_else(PoisonError::into_inner).push(fd);
+    Ok(())
+}
+
+/// Runs the restart socket of a server that has `count` sockets of `kind`
+/// (kept with [`keep`] as its workers start): at `restart_path` at once,
+/// or, for a successor (`predecessor`: the connection it took them over),
+/// once the predecessor has given the path up. A successor first confirms
+/// that it serves ([`serving`]): call this once every socket is served.
+pub fn run(
+    program: &'static str,
+    restart_path: Option<PathBuf>,
+    predecessor: Option<UnixStream>,
+    kind: Kind,
+    count: usize,
+) -> io::Result<()> {
+    let restart_socket = match (&restart_path, &predecessor) {
+        (Some(path), None) => Some(listen(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot offer restarts at {}: {e}", path.display()),
+            )
+        })?),
+        _ => None,
+    };
+    spawn_local(async move {
+        let restart_socket = match predecessor {
+            None => restart_socket,
+            Some(predecessor) => {
+                // It stops serving when told, and closes once its restart
+                // socket's path is free.
+                if let Err(e) = serving(predecessor).await {
+                    eprintln!("{program}: the predecessor did not finish the hand-over: {e}");
+                }
+                let path = restart_path.as_deref()?;
+                listen(path)
+                    .map_err(|e| {
+                        eprintln!(
+                            "{program}: cannot offer restarts at {}: {e}",
+                            path.display()
+                        )
+                    })
+                    .ok()
+            }
+        };
+        let (socket, path) = (restart_socket?, restart_path?);
+        offer(program, socket, path, kind, count).await;
+        Some(())
+    });
+    Ok(())
+}
+
+/// Listens at `path` for a successor (a stale socket file left by a server
+/// that is gone is replaced; a live one, or anything but a socket, is an
+/// error: `stale_socket.rs`).
+fn listen(path: &Path) -> io::Result<UnixListener> {
+    stale_socket::clear_stale_socket(path)?;
+    UnixListener::bind(path)
+}
+
+/// Serves the restart socket until a successor has taken the sockets
+/// (then shuts the runtime down) or the runtime shuts down otherwise.
+/// `count` is how many the server has: a successor that comes before all
+/// of them are kept waits for them.
+async fn offer(
+    program: &'static str,
+    restart: UnixListener,
+    path: PathBuf,
+    kind: Kind,
+    count: usize,
+) {
+    while let Some(accepted) = until_shutdown(restart.accept()).await {
+        let successor = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("{program}: restart socket: accept failed: {e}");
+                continue;
+            }
+        };
+        // The socket file's permissions decide who may connect; a
+        // successor must also run as this server's user (or root).
+        match successor.peer_cred() {
+            Ok(cred) if cred.uid == 0 || cred.uid == euid() => {}
+            Ok(cred) => {
+                eprintln!(
+                    "{program}: refused a successor of user {} (this server runs as {}); \
+                     still serving",
+                    cred.uid,
+                    euid()
+                );
+                continue;
+            }
+            Err(e) => {
+                eprintln!("{program}: restart socket: no peer credentials ({e}); refused");
+                continue;
+            }
+        }
+        match hand_over(&successor, kind, count).await {
+            Ok(n) => {
+                // Only now: the successor serves every socket.
+                let _ = std::fs::remove_file(&path);
+                drop(successor);
+                eprintln!(
+                    "{program}: a successor took over {n} {}; no longer serving them",
+                    kind.what()
+                );
+                if let Some(runtime) = RuntimeHandle::current() {
+                    runtime.shutdown();
+                }
+                return;
+            }
+            Err(e) => eprintln!("{program}: a successor failed to take over ({e}); still serving"),
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// This process's effective user id.
+fn euid() -> u32 {
+    // SAFETY: `geteuid` reads the process's credentials; it cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Steps 2 and 3 with one successor: how many sockets it took.
+async fn hand_over(successor: &UnixStream, kind: Kind, count: usize) -> io::Result<usize> {
+    // The other workers bind theirs as they start: wait for them (briefly).
+    for _ in 0..1000 {
+        if KEPT.lock().unwrap_or_else(PoisonError::into_inner).len() >= count {
+            break;
+        }
+        sleep(Duration::from_millis(1)).await;
+    }
+    // Out of the lock while they are sent (and back if this successor
+    // fails, for the next).
+    let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(PoisonError::into_inner));
+    let answered = send_and_hear(successor, kind, &kept).await;
+    let n = kept.len();
+    KEPT.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .extend(kept);
+    match answered? {
+        Some(answer) if answer == "serving" => Ok(n),
+        Some(answer) => Err(io::Error::other(format!("it answered {answer:?}"))),
+        None => Err(io::Error::other("it closed the connection")),
+    }
+}
+
+/// Sends the sockets in one message with their kind and count, and returns
+/// the successor's answer (`None`: it closed the connection). A successor
+/// that does not answer within `ANSWER_WITHIN` fails.
+async fn send_and_hear(
+    successor: &UnixStream,
+    kind: Kind,
+    kept: &[OwnedFd],
+) -> io::Result<Option<String>> {
+    const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+    let fds: Vec<BorrowedFd<'_>> = kept.iter().map(|fd| fd.as_fd()).collect();
+    let header = format!("{} {}", kind.word(), fds.len());
+    // One message: the successor receives header and descriptors together.
+    let sent = successor.send_with_fds(header.as_bytes(), &fds).await?;
+    if sent != header.len() {
+        return Err(io::Error::other("the hand-over message went out in part"));
+    }
+    let mut answer = [0u8; 16];
+    let got = timeout(ANSWER_WITHIN, successor.recv(&mut answer)).await??;
+    Ok((got > 0).then(|| String::from_utf8_lossy(&answer[..got]).into_owned()))
+}
+
+/// Step 2 from the successor's side: connects to the server at `path` and
+/// takes its sockets, which must be of `kind`. Confirm with [`run`] once
+/// they are registered and served.
+pub async fn take(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStream)> {
+    let predecessor = UnixStream::connect(path).await?;
+    let mut header = [0u8; 64];
+    let mut fds = Vec::with_capacity(MAX_SOCKETS);
+    let got = predecessor.recv_with_fds(&mut header, &mut fds).await?;
+    let text = std::str::from_utf8(&header[..got.bytes]).unwrap_or("");
+    let (word, count) = text.split_once(' ').unwrap_or((text, ""));
+    let other = [Kind::TcpListeners, Kind::UdpSockets]
+        .into_iter()
+        .find(|other| *other != kind && other.word() == word);
+    if let Some(other) = other {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "that server hands over {}, and this one serves {}",
+                other.what(),
+                kind.what()
+            ),
+        ));
+    }
+    let count = (word == kind.word())
+        .then(|| count.parse::<usize>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a cellio server's restart socket (it sent {text:?})"),
+            )
+        })?;
+    if got.truncated || got.fds != count || count == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected {count} {}, received {}", kind.what(), got.fds),
+        ));
+    }
+    Ok((fds, predecessor))
+}
+
+/// Step 3: tells the predecessor this process is serving, then waits for
+/// it to close the connection (it has removed its restart socket by then).
+async fn serving(predecessor: UnixStream) -> io::Result<()> {
+    predecessor.send_all(b"serving").await?;
+    let mut rest = [0u8; 16];
+    while predecessor.recv(&mut rest).await? > 0 {}
+    Ok(())
+}

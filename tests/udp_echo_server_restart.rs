@@ -1,0 +1,191 @@
+//! The UDP echo server's restart (`--restart-socket PATH` and
+//! `--take-over PATH`, `examples/common/restart_udp.rs`): a successor takes
+//! the sockets over while clients keep sending, and every datagram is
+//! answered once, byte for byte, by one server or the other; the old one
+//! exits 0. A UDP server cannot take over a TCP server's listeners: a
+//! clear error, and the TCP server keeps serving.
+
+use std::collections::HashSet;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[path = "util/example_bin.rs"]
+mod example_bin;
+
+/// A restart socket path of this test's own.
+fn socket_path(name: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("cellio-udp-restart-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// A running example, killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(example: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(example_bin::build_example(example))
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let addr = example_bin::listening_addr(&mut child);
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The datagram numbered `n`: its number, then bytes that depend on it, of
+/// a length that varies (12 to 1 011 bytes).
+fn datagram(n: u32) -> Vec<u8> {
+    let len = 12 + (n as usize * 37) % 1000;
+    let mut bytes = n.to_be_bytes().to_vec();
+    bytes.extend((4..len).map(|i| (i as u32).wrapping_mul(n | 1) as u8));
+    bytes
+}
+
+/// Datagrams a client has in flight at most: the kernel queues (the
+/// servers' and the client's) never overflow, however long a loaded
+/// machine starves a process, so a datagram missing at the end was lost by
+/// the restart, not dropped for want of room.
+const WINDOW: u32 = 16;
+
+/// A client on its own socket: sends numbered datagrams, one every 200 µs
+/// while fewer than [`WINDOW`] await their echo, until `stop`, while a
+/// second thread takes the echoes. Returns how many it sent and the
+/// numbers echoed (each checked byte for byte; a number echoed twice or a
+/// corrupted echo fails the test).
+fn client(addr: String, first: u32, stop: Arc<AtomicBool>) -> thread::JoinHandle<(u32, Vec<u32>)> {
+    thread::spawn(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(&addr).unwrap();
+        let receiver = socket.try_clone().unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let echoed = Arc::new(AtomicU32::new(0));
+        let echoes = {
+            let (done, echoed) = (done.clone(), echoed.clone());
+            thread::spawn(move || {
+                let (mut seen, mut buf) = (Vec::new(), vec![0u8; 2048]);
+                loop {
+                    match receiver.recv(&mut buf) {
+                        Ok(got) => {
+                            let n = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                            assert_eq!(&buf[..got], &datagram(n)[..], "datagram {n}");
+                            seen.push(n);
+                            echoed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // Quiet for 500 ms after the sender stopped: done.
+                        Err(_) if done.load(Ordering::SeqCst) => return seen,
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        let mut n = first;
+        while !stop.load(Ordering::SeqCst) {
+            if n - first - echoed.load(Ordering::SeqCst) < WINDOW {
+                socket.send(&datagram(n)).unwrap();
+                n += 1;
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+        done.store(true, Ordering::SeqCst);
+        (n - first, echoes.join().unwrap())
+    })
+}
+
+#[test]
+fn a_restart_loses_no_datagram() {
+    let path = socket_path("lossless");
+    let path_arg = path.to_str().unwrap();
+    // Two workers each side: four clients spread over both sockets.
+    let mut old = Server::start(
+        "udp_echo_server",
+        &["--workers", "2", "--restart-socket", path_arg],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|i| client(old.addr.clone(), i * 1_000_000, stop.clone()))
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+
+    let new = Server::start(
+        "udp_echo_server",
+        &["--workers", "2", "--take-over", path_arg],
+    );
+    assert_eq!(new.addr, old.addr);
+    let status = example_bin::wait_exit(&mut old.child, Duration::from_secs(10))
+        .expect("the old server exits");
+    assert!(status.success(), "{status:?}");
+    // The new one alone, for a while.
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    for (i, client) in clients.into_iter().enumerate() {
+        let (sent, echoed) = client.join().expect("a client");
+        let first = i as u32 * 1_000_000;
+        let unique: HashSet<u32> = echoed.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            echoed.len(),
+            "client {i}: a datagram echoed twice"
+        );
+        let missing: Vec<u32> = (first..first + sent)
+            .filter(|n| !unique.contains(n))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "client {i}: {} of {sent} datagrams unanswered, the first {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        assert!(sent > 200, "client {i} sent only {sent}");
+    }
+}
+
+#[test]
+fn a_udp_server_cannot_take_over_tcp_listeners() {
+    let path = socket_path("kinds");
+    let path_arg = path.to_str().unwrap();
+    let tcp = Server::start("echo_server", &["--restart-socket", path_arg]);
+    let started = Instant::now();
+    let output = Command::new(example_bin::build_example("udp_echo_server"))
+        .args(["--addr", "127.0.0.1:0", "--take-over", path_arg])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the udp server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot take over from")
+            && stderr
+                .contains("that server hands over TCP listeners, and this one serves UDP sockets"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The TCP server still serves, and still offers its listeners.
+    let mut stream = std::net::TcpStream::connect(&tcp.addr).expect("connect");
+    std::io::Write::write_all(&mut stream, b"still here").unwrap();
+    let mut back = [0u8; 10];
+    std::io::Read::read_exact(&mut stream, &mut back).unwrap();
+    assert_eq!(&back, b"still here");
+    assert!(path.exists(), "the TCP server stopped offering");
+}
