@@ -6,13 +6,17 @@
 //! headers is closed after the timeout (hyper's timer on cellio's), and
 //! SIGTERM ends it cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 #[path = "util/example_bin.rs"]
 mod example_bin;
+#[path = "util/http_client.rs"]
+mod http_client;
+
+use http_client::{get, read_response, LocalExecutor};
 
 /// The running example, killed when dropped.
 struct Server {
@@ -50,38 +54,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One response: its status code and body (read by `Content-Length`).
-fn read_response(conn: &mut BufReader<TcpStream>) -> (u16, Vec<u8>) {
-    let mut status_line = String::new();
-    conn.read_line(&mut status_line).expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let mut length = None;
-    loop {
-        let mut header = String::new();
-        conn.read_line(&mut header).expect("header");
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.trim().parse::<usize>().expect("a length"));
-            }
-        }
-    }
-    let mut body = vec![0u8; length.expect("a Content-Length")];
-    conn.read_exact(&mut body).expect("body");
-    (status, body)
-}
-
-fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
 }
 
 #[test]
@@ -218,17 +190,6 @@ fn sigterm_ends_it_cleanly() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let status = server.child.wait().expect("wait for the server");
     assert!(status.success(), "{status:?}");
-}
-
-/// hyper's executor on cellio for the HTTP/2 client below: the
-/// connection's task and its streams on the test's worker.
-#[derive(Clone, Copy)]
-struct LocalExecutor;
-
-impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExecutor {
-    fn execute(&self, future: F) {
-        cellio::spawn_local(future);
-    }
 }
 
 /// An HTTP/2 client (hyper's, on a cellio runtime of its own) connected

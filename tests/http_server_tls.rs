@@ -6,7 +6,7 @@
 //! handshake disturbs no one and is closed, SIGTERM ends a handshake in
 //! progress, and bad certificate files are one-line errors.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +19,10 @@ use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, 
 
 #[path = "util/example_bin.rs"]
 mod example_bin;
+#[path = "util/http_client.rs"]
+mod http_client;
+
+use http_client::{get, read_response, LocalExecutor};
 
 /// A certificate for `localhost` and its key, written as PEM files into a
 /// directory of their own (removed when dropped).
@@ -128,38 +132,6 @@ impl Drop for Server {
     }
 }
 
-/// One response: its status code and body (read by `Content-Length`).
-fn read_response(conn: &mut impl BufRead) -> (u16, Vec<u8>) {
-    let mut status_line = String::new();
-    conn.read_line(&mut status_line).expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let mut length = None;
-    loop {
-        let mut header = String::new();
-        conn.read_line(&mut header).expect("header");
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.trim().parse::<usize>().expect("a length"));
-            }
-        }
-    }
-    let mut body = vec![0u8; length.expect("a Content-Length")];
-    conn.read_exact(&mut body).expect("body");
-    (status, body)
-}
-
-fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
-}
-
 #[test]
 fn https_keep_alive_requests_and_a_megabyte_echo() {
     let server = Server::start_with(&[]);
@@ -190,16 +162,6 @@ fn https_keep_alive_requests_and_a_megabyte_echo() {
     let (status, echoed) = read_response(&mut conn);
     assert_eq!(status, 200);
     assert!(echoed == body, "the echoed body differs");
-}
-
-/// hyper's executor on cellio for the HTTP/2 client below.
-#[derive(Clone, Copy)]
-struct LocalExecutor;
-
-impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExecutor {
-    fn execute(&self, future: F) {
-        cellio::spawn_local(future);
-    }
 }
 
 #[test]

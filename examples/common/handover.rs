@@ -88,10 +88,27 @@ static KEPT: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 const MAX_SOCKETS: usize = 64;
 
 /// Keeps a duplicate of `socket`'s descriptor to offer a successor.
-pub fn keep(socket: BorrowedFd<'_>) -> io::Result<()> {
+fn keep(socket: BorrowedFd<'_>) -> io::Result<()> {
     let fd = socket.try_clone_to_owned()?;
     KEPT.lock().unwrap_or_else(PoisonError::into_inner).push(fd);
     Ok(())
+}
+
+/// What a server calls with each of its sockets as it starts serving it:
+/// keeps it for a successor if the flags offer restarts, and says so if it
+/// cannot (the socket is served all the same).
+pub fn keeper<T: AsFd + 'static>(
+    program: &'static str,
+    restart: &Restart,
+) -> impl Fn(&T) + Copy + Send + 'static {
+    let offering = restart.restart_socket.is_some();
+    move |socket: &T| {
+        if offering {
+            if let Err(e) = keep(socket.as_fd()) {
+                eprintln!("{program}: a socket cannot be offered for restarts: {e}");
+            }
+        }
+    }
 }
 
 /// Runs the restart socket of a server that has `count` sockets of `kind`
@@ -260,8 +277,18 @@ async fn send_and_hear(
 
 /// Step 2 from the successor's side: connects to the server at `path` and
 /// takes its sockets, which must be of `kind`. Confirm with [`run`] once
-/// they are registered and served.
+/// they are registered and served. Errors say `cannot take over from
+/// PATH: ...`.
 pub async fn take(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStream)> {
+    take_from(path, kind).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot take over from {}: {e}", path.display()),
+        )
+    })
+}
+
+async fn take_from(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStream)> {
     let predecessor = UnixStream::connect(path).await?;
     let mut header = [0u8; 64];
     let mut fds = Vec::with_capacity(MAX_SOCKETS);

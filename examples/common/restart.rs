@@ -18,7 +18,6 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 
 use cellio::runtime::spawn_local_on;
 use cellio::{ListenOptions, TcpListener};
@@ -50,23 +49,14 @@ where
     S: Fn(TcpListener) -> F + Clone + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let offering = restart.restart_socket.is_some();
-    let keep = move |listener: &TcpListener| {
-        if offering {
-            if let Err(e) = handover::keep(listener.as_fd()) {
-                eprintln!("{program}: a listener cannot be offered for restarts: {e}");
-            }
-        }
-    };
+    let keep = handover::keeper::<TcpListener>(program, restart);
     let serve_kept = move |listener: TcpListener| {
         keep(&listener);
         serve(listener)
     };
     let (inherited, predecessor, from) = match &restart.take_over {
         Some(path) => {
-            let (taken, predecessor) = handover::take(path, Kind::TcpListeners)
-                .await
-                .map_err(|e| context(&format!("cannot take over from {}", path.display()), e))?;
+            let (taken, predecessor) = handover::take(path, Kind::TcpListeners).await?;
             let taken = taken.into_iter().map(std::net::TcpListener::from).collect();
             (taken, Some(predecessor), path.display().to_string())
         }

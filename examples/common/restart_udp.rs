@@ -15,7 +15,6 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cellio::net::udp::{BindOptions, UdpSocket};
@@ -52,23 +51,14 @@ where
     S: Fn(UdpSocket) -> F + Clone + Send + 'static,
     F: Future<Output = ()> + 'static,
 {
-    let offering = restart.restart_socket.is_some();
-    let keep = move |socket: &UdpSocket| {
-        if offering {
-            if let Err(e) = handover::keep(socket.as_fd()) {
-                eprintln!("{program}: a socket cannot be offered for restarts: {e}");
-            }
-        }
-    };
+    let keep = handover::keeper::<UdpSocket>(program, restart);
     let serve_kept = move |socket: UdpSocket| {
         keep(&socket);
         serve(socket)
     };
     let (socket, predecessor, offered) = match &restart.take_over {
         Some(path) => {
-            let (taken, predecessor) = handover::take(path, Kind::UdpSockets)
-                .await
-                .map_err(|e| context(&format!("cannot take over from {}", path.display()), e))?;
+            let (taken, predecessor) = handover::take(path, Kind::UdpSockets).await?;
             let count = taken.len();
             let mut taken = taken.into_iter().map(std::net::UdpSocket::from);
             let socket = UdpSocket::from_std(taken.next().expect("at least one"))?;
