@@ -302,13 +302,19 @@ fn many_children_waited_at_once_on_both_workers() {
     .unwrap();
 }
 
+/// The write is 1 MiB, more than a pipe holds: a child another test forks
+/// at the same moment holds a copy of the read end until it execs (the
+/// descriptor is close-on-exec, not close-on-fork), and a write that fits
+/// the pipe's 64 KiB then succeeds; this one waits for room until that
+/// copy closes too, then fails. (With 64 KiB it passed in 59 of 60 runs
+/// under load.)
 #[test]
 fn writing_to_a_child_that_exited_is_broken_pipe() {
     run(|| async {
         let mut child = Command::new("true").stdin(Stdio::piped()).spawn()?;
         let mut stdin = child.stdin.take().unwrap();
         assert!(child.wait().await?.success());
-        let err = stdin.write_all(&[1u8; 1 << 16]).await.unwrap_err();
+        let err = stdin.write_all(&vec![1u8; 1 << 20]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
         // A closed stdin says so.
         stdin.close();
