@@ -8,20 +8,32 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[path = "util/example_bin.rs"]
 mod example_bin;
+use example_bin::RunningExample;
 #[path = "util/http_client.rs"]
 mod http_client;
 
 use http_client::{get, read_response, LocalExecutor};
 
-/// The running example, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
+/// The running example.
+struct Server(RunningExample);
+
+impl std::ops::Deref for Server {
+    type Target = RunningExample;
+
+    fn deref(&self) -> &RunningExample {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut RunningExample {
+        &mut self.0
+    }
 }
 
 impl Server {
@@ -30,14 +42,7 @@ impl Server {
     }
 
     fn start_with(args: &[&str]) -> Server {
-        let mut child = Command::new(example_bin::build_example("http_server"))
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the http server");
-        let addr = example_bin::listening_addr(&mut child);
-        Server { child, addr }
+        Server(RunningExample::start("http_server", args))
     }
 
     fn connect(&self) -> BufReader<TcpStream> {
@@ -46,13 +51,6 @@ impl Server {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         BufReader::new(stream)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -185,9 +183,8 @@ fn sigterm_ends_it_cleanly() {
     conn.get_mut().write_all(get("/").as_bytes()).unwrap();
     assert_eq!(read_response(&mut conn).0, 200);
     drop(conn);
-    let pid = server.child.id() as libc::pid_t;
-    // SAFETY: `kill` sends a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let pid = server.child.id();
+    example_bin::sigterm(pid);
     let status = server.child.wait().expect("wait for the server");
     assert!(status.success(), "{status:?}");
 }
@@ -348,14 +345,13 @@ fn a_restart_hands_the_port_over_and_closes_idle_connections() {
 #[test]
 fn sigterm_closes_an_idle_http2_connection_at_once() {
     let mut server = Server::start_with(&["--protocol", "http2", "--grace-ms", "60000"]);
-    let pid = server.child.id() as libc::pid_t;
+    let pid = server.child.id();
     // Within the client's 10 s: without the graceful shutdown the
     // connection would stay open for the whole grace period.
     with_http2_client(&server.addr, move |mut sender| async move {
         let (status, _) = h2_request(&mut sender, "GET", "/", Vec::new()).await;
         assert_eq!(status, 200);
-        // SAFETY: `kill` sends a signal to the child this test started.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        example_bin::sigterm(pid);
         while !sender.is_closed() {
             cellio::runtime::sleep(Duration::from_millis(10)).await;
         }

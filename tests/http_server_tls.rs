@@ -9,7 +9,7 @@
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, 
 
 #[path = "util/example_bin.rs"]
 mod example_bin;
+use example_bin::RunningExample;
 #[path = "util/http_client.rs"]
 mod http_client;
 
@@ -76,11 +77,24 @@ impl Drop for Certificate {
     }
 }
 
-/// The running example serving HTTPS, killed when dropped.
+/// The running example serving HTTPS, with its certificate.
 struct Server {
-    child: Child,
-    addr: String,
+    running: RunningExample,
     cert: Certificate,
+}
+
+impl std::ops::Deref for Server {
+    type Target = RunningExample;
+
+    fn deref(&self) -> &RunningExample {
+        &self.running
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut RunningExample {
+        &mut self.running
+    }
 }
 
 impl Server {
@@ -89,16 +103,11 @@ impl Server {
     }
 
     fn start_with_certificate(cert: Certificate, args: &[&str]) -> Server {
-        let mut child = Command::new(example_bin::build_example("http_server"))
-            .args(["--addr", "127.0.0.1:0"])
-            .args(["--tls-cert", &cert.path("cert.pem")])
-            .args(["--tls-key", &cert.path("key.pem")])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the http server");
-        let addr = example_bin::listening_addr(&mut child);
-        Server { child, addr, cert }
+        let (cert_path, key_path) = (cert.path("cert.pem"), cert.path("key.pem"));
+        let tls = ["--tls-cert", &cert_path, "--tls-key", &key_path];
+        let args: Vec<&str> = tls.iter().chain(args).copied().collect();
+        let running = RunningExample::start("http_server", &args);
+        Server { running, cert }
     }
 
     /// A TCP connection with a 10 s read limit, no TLS yet.
@@ -122,13 +131,6 @@ impl Server {
                 .expect("a TLS handshake");
         }
         BufReader::new(tls)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -276,9 +278,8 @@ fn sigterm_ends_a_handshake_in_progress_and_the_server() {
     good.get_mut().write_all(get("/").as_bytes()).unwrap();
     assert_eq!(read_response(&mut good).0, 200);
     drop(good);
-    let pid = server.child.id() as libc::pid_t;
-    // SAFETY: `kill` sends a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let pid = server.child.id();
+    example_bin::sigterm(pid);
     let mut rest = Vec::new();
     silent
         .read_to_end(&mut rest)

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 #[path = "util/example_bin.rs"]
 mod example_bin;
+use example_bin::RunningExample;
 
 /// A restart socket path of this test's own.
 fn socket_path(name: &str) -> PathBuf {
@@ -23,32 +24,6 @@ fn socket_path(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("cellio-udp-restart-{name}-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
     path
-}
-
-/// A running example, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(example: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(example_bin::build_example(example))
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let addr = example_bin::listening_addr(&mut child);
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The datagram numbered `n`: its number, then bytes that depend on it, of
@@ -118,7 +93,7 @@ fn a_restart_loses_no_datagram() {
     let path = socket_path("lossless");
     let path_arg = path.to_str().unwrap();
     // Two workers each side: four clients spread over both sockets.
-    let mut old = Server::start(
+    let mut old = RunningExample::start(
         "udp_echo_server",
         &["--workers", "2", "--restart-socket", path_arg],
     );
@@ -128,7 +103,7 @@ fn a_restart_loses_no_datagram() {
         .collect();
     thread::sleep(Duration::from_millis(300));
 
-    let new = Server::start(
+    let new = RunningExample::start(
         "udp_echo_server",
         &["--workers", "2", "--take-over", path_arg],
     );
@@ -165,7 +140,7 @@ fn a_restart_loses_no_datagram() {
 fn a_udp_server_cannot_take_over_tcp_listeners() {
     let path = socket_path("kinds");
     let path_arg = path.to_str().unwrap();
-    let tcp = Server::start("echo_server", &["--restart-socket", path_arg]);
+    let tcp = RunningExample::start("echo_server", &["--restart-socket", path_arg]);
     let started = Instant::now();
     let output = Command::new(example_bin::build_example("udp_echo_server"))
         .args(["--addr", "127.0.0.1:0", "--take-over", path_arg])

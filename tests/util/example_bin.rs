@@ -73,3 +73,45 @@ pub fn wait_exit(
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// An example server running as a process, listening on an ephemeral port
+/// (`--addr 127.0.0.1:0`, its address read from its first line of
+/// stdout), killed when dropped. Its stderr is the test's.
+#[allow(dead_code)] // not every test starts a server
+pub struct RunningExample {
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub addr: String,
+}
+
+#[allow(dead_code)]
+impl RunningExample {
+    /// Builds and starts example `name` with `args` after `--addr
+    /// 127.0.0.1:0`.
+    pub fn start(name: &str, args: &[&str]) -> RunningExample {
+        let mut child = Command::new(build_example(name))
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let addr = listening_addr(&mut child);
+        RunningExample { child, addr }
+    }
+}
+
+impl Drop for RunningExample {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGTERM to process `pid` (a child the test started).
+#[allow(dead_code)] // not every test stops a server
+pub fn sigterm(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid");
+    // SAFETY: `kill` only sends a signal; `pid` is a child this test
+    // started and has not waited for, so it names no other process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill {pid}");
+}
