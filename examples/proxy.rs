@@ -33,6 +33,7 @@
 //! on open files is raised to the hard limit (each connection holds two);
 //! out of descriptors, the accept loop backs off instead of spinning.
 
+use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::process::ExitCode;
@@ -99,10 +100,8 @@ async fn proxy(client: TcpStream, peer: SocketAddr, route: Route) {
     // Small messages go out at once both ways (no Nagle delay).
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    let moved = if route.splice {
-        cellio::net::splice_bidirectional(&client, &upstream).await
-    } else if route.splice_auto {
-        cellio::net::splice_bidirectional_auto(&client, &upstream).await
+    let moved = if route.splice || route.splice_auto {
+        splice(&client, &upstream, route.splice_auto).await
     } else {
         let (mut client, mut upstream) = (TcpIo::new(client), TcpIo::new(upstream));
         copy_bidirectional(&mut client, &mut upstream).await
@@ -111,6 +110,33 @@ async fn proxy(client: TcpStream, peer: SocketAddr, route: Route) {
         // A reset from either side is ordinary for a proxy: say so quietly.
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Moves the bytes both ways through the kernel (splice(2)), splicing
+/// only large reads if `auto`.
+#[cfg(target_os = "linux")]
+async fn splice(client: &TcpStream, upstream: &TcpStream, auto: bool) -> io::Result<(u64, u64)> {
+    if auto {
+        cellio::net::splice_bidirectional_auto(client, upstream).await
+    } else {
+        cellio::net::splice_bidirectional(client, upstream).await
+    }
+}
+
+/// No splice(2) here: [`run`] refuses `--splice` and `--splice-auto`
+/// before it serves, so no connection comes this way.
+#[cfg(not(target_os = "linux"))]
+async fn splice(_: &TcpStream, _: &TcpStream, _: bool) -> io::Result<(u64, u64)> {
+    Err(no_splice())
+}
+
+/// The error for `--splice` where the system has no splice(2).
+#[cfg(not(target_os = "linux"))]
+fn no_splice() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "--splice and --splice-auto need Linux's splice(2); copy instead (leave them out)",
+    )
 }
 
 /// Accepts until shutdown begins, one task per connection.
@@ -143,6 +169,10 @@ mod shutdown_signals;
 mod worker_listeners;
 
 fn run(args: &Args) -> std::io::Result<()> {
+    #[cfg(not(target_os = "linux"))]
+    if args.splice || args.splice_auto {
+        return Err(no_splice());
+    }
     open_files::raise_open_files(None);
     let workers = usize::from(args.workers.get());
     let route = Route {

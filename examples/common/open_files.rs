@@ -6,10 +6,13 @@
 /// `ulimit -n` would; an unprivileged process may). Returns the soft and
 /// hard limits afterwards (`None` for a limit that is unlimited), or `None`
 /// if they cannot be read (or off Unix).
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is u64 here, i64 on FreeBSD
 pub fn raise_open_files(wanted: Option<u64>) -> Option<(Option<u64>, Option<u64>)> {
     #[cfg(unix)]
     {
-        let finite = |l: libc::rlim_t| (l != libc::RLIM_INFINITY).then_some(l);
+        // `rlim_t` is a u64 on Linux and macOS and an i64 on FreeBSD (whose
+        // limits are never negative): the arithmetic is done in u64.
+        let finite = |l: libc::rlim_t| (l != libc::RLIM_INFINITY).then_some(l as u64);
         let mut limit = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -18,7 +21,6 @@ pub fn raise_open_files(wanted: Option<u64>) -> Option<(Option<u64>, Option<u64>
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
             return None;
         }
-        // `rlim_t` is a u64 on the systems this runs on.
         let target = match (wanted, finite(limit.rlim_max)) {
             (Some(w), Some(hard)) => w.min(hard),
             (Some(w), None) => w,
@@ -27,13 +29,15 @@ pub fn raise_open_files(wanted: Option<u64>) -> Option<(Option<u64>, Option<u64>
         };
         if finite(limit.rlim_cur).is_some_and(|soft| soft < target) {
             let raised = libc::rlimit {
-                rlim_cur: target,
+                // At most the hard limit; a `wanted` past what `rlim_t` holds
+                // (FreeBSD's i64) wraps, setrlimit refuses it, and the limit stays.
+                rlim_cur: target as libc::rlim_t,
                 rlim_max: limit.rlim_max,
             };
             // SAFETY: `raised` is a valid `rlimit` whose soft limit is
             // within the hard one; the call changes only this process.
             if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-                limit.rlim_cur = target;
+                limit.rlim_cur = raised.rlim_cur;
             }
         }
         Some((finite(limit.rlim_cur), finite(limit.rlim_max)))

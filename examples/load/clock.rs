@@ -25,6 +25,7 @@
 use std::time::{Duration, Instant};
 
 /// How long the time-stamp counter's rate is measured against `Instant`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 const CALIBRATION: Duration = Duration::from_millis(10);
 
 /// A point in time: nanoseconds since its [`Clock`]'s epoch.

@@ -10,7 +10,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// A non-blocking socket of `kind` bound to `addr`, with `SO_REUSEADDR`
-/// and `SO_REUSEPORT` set first where asked.
+/// and `SO_REUSEPORT` (on FreeBSD also `SO_REUSEPORT_LB`) set first where
+/// asked.
 pub(crate) fn bound_socket(
     addr: SocketAddr,
     kind: Type,
@@ -25,6 +26,10 @@ pub(crate) fn bound_socket(
     }
     if reuse_port {
         socket.set_reuse_port(true)?;
+        // FreeBSD spreads connections among the sockets of a port only
+        // with its load-balancing variant (macOS has none).
+        #[cfg(target_os = "freebsd")]
+        socket.set_reuse_port_lb(true)?;
     }
     socket.bind(&addr.into())?;
     Ok(socket)

@@ -16,8 +16,10 @@
 //! (libc's, cancellation-point brackets included: it is not on the echo
 //! path).
 //!
-//! Sends always pass `MSG_NOSIGNAL` where it exists (Apple platforms use
-//! `SO_NOSIGPIPE`, which mio sets), so a reset peer never raises `SIGPIPE`.
+//! Sends always pass `MSG_NOSIGNAL` where it exists; Apple's systems lack
+//! it, and there every stream socket has `SO_NOSIGPIPE` instead (mio and
+//! socket2 set it on the sockets they create; [`no_sigpipe`] on the others,
+//! accepted ones included), so a reset peer never raises `SIGPIPE`.
 //!
 //! A datagram receive reports whether the datagram was longer than the
 //! buffer (the kernel discarded the rest). On Linux that is `recvfrom` with
@@ -32,10 +34,22 @@ use socket2::SockAddr;
 
 use crate::raw_addr::RawSockAddr;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const SEND_FLAGS: libc::c_int = 0;
+#[cfg(not(target_vendor = "apple"))]
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(target_vendor = "apple")]
+pub(crate) const SEND_FLAGS: libc::c_int = 0;
+
+/// Sets `SO_NOSIGPIPE` on Apple's systems, which have no `MSG_NOSIGNAL`
+/// (an accepted socket or a socket pair does not get it from mio); a
+/// no-op elsewhere.
+#[inline]
+pub(crate) fn no_sigpipe(socket: &impl AsFd) -> io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    socket2::SockRef::from(socket).set_nosigpipe(true)?;
+    #[cfg(not(target_vendor = "apple"))]
+    let _ = socket;
+    Ok(())
+}
 
 /// Memory a receive writes into: initialized bytes (`[u8]`), or memory
 /// not initialized yet (`[MaybeUninit<u8>]`, a tokio `ReadBuf`'s unfilled

@@ -9,7 +9,7 @@ mod util;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -19,13 +19,23 @@ use cellio_runtime::Builder;
 use util::{pattern, poll_once, run, run_with};
 
 /// A pipe `(read end, write end)`, both non-blocking unless `blocking`.
+#[allow(clippy::incompatible_msrv)] // tests build with a current toolchain; the libraries keep to the MSRV
 fn pipe(blocking: bool) -> (File, File) {
-    let mut fds = [0; 2];
-    let flags = libc::O_CLOEXEC | if blocking { 0 } else { libc::O_NONBLOCK };
-    // SAFETY: `fds` has room for the two descriptors `pipe2` writes.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) }, 0);
-    // SAFETY: both descriptors are new and owned by nothing else.
-    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+    let (read, write) = std::io::pipe().expect("pipe");
+    let (read, write) = (
+        File::from(OwnedFd::from(read)),
+        File::from(OwnedFd::from(write)),
+    );
+    if !blocking {
+        for end in [&read, &write] {
+            // SAFETY: F_SETFL with flags on a descriptor `end` owns; no memory is touched.
+            assert_eq!(
+                unsafe { libc::fcntl(end.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) },
+                0
+            );
+        }
+    }
+    (read, write)
 }
 
 /// A non-blocking read on `file`, as an `AsyncFd` closure.

@@ -15,11 +15,11 @@ const CLIENTS: usize = 1_000;
 const MESSAGES: usize = 20;
 /// Two sockets per connection, a listener, and headroom for the runtime,
 /// the test harness and stdio.
-const FDS_NEEDED: u64 = 2 * CLIENTS as u64 + 200;
+const FDS_NEEDED: libc::rlim_t = 2 * CLIENTS as libc::rlim_t + 200;
 
 /// Raises the soft `RLIMIT_NOFILE` to at least `need`. Returns `false` if
 /// the hard limit does not allow it.
-fn ensure_fd_limit(need: u64) -> bool {
+fn ensure_fd_limit(need: libc::rlim_t) -> bool {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

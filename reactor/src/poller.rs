@@ -173,7 +173,7 @@ impl Poller {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, target_os = "linux"))]
     fn poll(&self) -> &mio::Poll {
         &self.poll
     }

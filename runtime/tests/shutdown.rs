@@ -482,6 +482,7 @@ fn spawn_on_a_stopped_runtime_reports_cancelled() {
 }
 
 /// Open file descriptors of this process.
+#[cfg(target_os = "linux")]
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
 }

@@ -11,7 +11,7 @@ mod util;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use cellio_runtime::io::{stdin, stdout};
 
@@ -20,12 +20,10 @@ fn pattern(i: usize) -> u8 {
 }
 
 /// A pipe: (read end, write end).
+#[allow(clippy::incompatible_msrv)] // tests build with a current toolchain; the libraries keep to the MSRV
 fn pipe() -> (File, File) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors `pipe2` writes.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both descriptors are new and owned by nothing else.
-    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+    let (read, write) = std::io::pipe().expect("pipe");
+    (OwnedFd::from(read).into(), OwnedFd::from(write).into())
 }
 
 /// Points descriptor `target` at `with`'s file; returns a saved copy of

@@ -38,9 +38,17 @@ pub fn assert_counter_works() {
 static SIZES: [AtomicUsize; 32] = [const { AtomicUsize::new(0) }; 32];
 
 /// `true` on the process's main thread (its thread id is the process id).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn on_main_thread() -> bool {
     // SAFETY: two system calls without arguments or memory.
     unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t == libc::getpid() }
+}
+
+/// `true` on the process's main thread (the BSDs and macOS ask libc).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn on_main_thread() -> bool {
+    // SAFETY: a libc call without arguments that reads no caller memory.
+    unsafe { libc::pthread_main_np() == 1 }
 }
 
 fn record(layout: &Layout) {

@@ -18,18 +18,21 @@
 //!   `try_wait`, and one after it by a delivery; a `pidfd` stays readable
 //!   once its process has exited.
 
+#[cfg(target_os = "linux")]
 use std::fs::File;
 use std::io;
 use std::process::ExitStatus;
 use std::task::{Context, Poll};
 
 use crate::signal::Signal;
+#[cfg(target_os = "linux")]
 use crate::AsyncFd;
 
 /// Watches one child process for its exit.
 #[derive(Debug)]
 pub(crate) enum ExitWatch {
     /// The child's `pidfd` on the reactor.
+    #[cfg(target_os = "linux")]
     Pidfd(AsyncFd<File>),
     /// `SIGCHLD` deliveries, where there is no `pidfd`.
     Sigchld(Signal),
@@ -60,7 +63,10 @@ impl ExitWatch {
     /// `true` if this watch uses a `pidfd`.
     #[cfg(test)]
     pub(crate) fn is_pidfd(&self) -> bool {
-        matches!(self, ExitWatch::Pidfd(_))
+        #[cfg(target_os = "linux")]
+        return matches!(self, ExitWatch::Pidfd(_));
+        #[cfg(not(target_os = "linux"))]
+        false
     }
 
     /// The child's exit status once it has exited (reaping it), else
@@ -71,6 +77,7 @@ impl ExitWatch {
         child: &mut std::process::Child,
     ) -> Poll<io::Result<ExitStatus>> {
         match self {
+            #[cfg(target_os = "linux")]
             ExitWatch::Pidfd(pidfd) => pidfd.poll_read_with(cx, |_| match child.try_wait()? {
                 Some(status) => Ok(status),
                 None => Err(io::ErrorKind::WouldBlock.into()),

@@ -33,8 +33,9 @@ pub struct ListenOptions {
     /// in `TIME_WAIT`. Default: `true`.
     pub reuse_address: bool,
     /// `SO_REUSEPORT`: let several listeners (one per worker thread) bind
-    /// the same port; the kernel spreads connections among them. Default:
-    /// `false`.
+    /// the same port; the kernel spreads connections among them (on
+    /// FreeBSD through `SO_REUSEPORT_LB`, set with it; macOS does not
+    /// spread them, so one listener gets them all). Default: `false`.
     pub reuse_port: bool,
 }
 

@@ -48,6 +48,8 @@ use crate::tcp::{TcpListener, TcpStream};
 /// ```
 pub struct TcpSocket {
     socket: Socket,
+    /// The family it was made for (kept: only Linux can ask the kernel).
+    domain: Domain,
 }
 
 impl TcpSocket {
@@ -70,7 +72,7 @@ impl TcpSocket {
     fn new(domain: Domain) -> io::Result<TcpSocket> {
         let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
         socket.set_nonblocking(true)?;
-        Ok(TcpSocket { socket })
+        Ok(TcpSocket { socket, domain })
     }
 
     /// `SO_REUSEADDR`: bind while old connections on the address linger in
@@ -204,7 +206,7 @@ impl TcpSocket {
     /// An address of the other family is refused here with a message,
     /// rather than by the kernel with `EAFNOSUPPORT` or `EINVAL`.
     fn check_family(&self, addr: SocketAddr, what: &str) -> io::Result<()> {
-        let ours = self.socket.domain()?;
+        let ours = self.domain;
         if ours == Domain::for_address(addr) {
             return Ok(());
         }

@@ -114,6 +114,7 @@ impl TcpStream {
     /// Registers a connected stream: for reading only, until a send first
     /// has to wait (see [`arm_writable`](Self::arm_writable)).
     pub(crate) fn register(mut io: mio::net::TcpStream, handle: &Handle) -> io::Result<Self> {
+        crate::sys::no_sigpipe(&io)?;
         let registration = handle.register_readable(&mut io)?;
         Ok(Self { io, registration })
     }

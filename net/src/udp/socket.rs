@@ -82,7 +82,8 @@ impl UdpSocket {
     /// Like [`bind`](Self::bind), with socket options set before binding:
     /// with `reuse_port`, one socket per worker can bind the same port and
     /// the kernel spreads datagrams over them (by their sender's address
-    /// and port, so one sender's datagrams stay together).
+    /// and port, so one sender's datagrams stay together; on FreeBSD
+    /// through `SO_REUSEPORT_LB`, set with it; macOS does not spread them).
     ///
     /// ```
     /// use cellio_net::udp::{BindOptions, UdpSocket};

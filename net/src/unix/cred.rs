@@ -1,4 +1,5 @@
-//! [`UCred`]: who is at the other end of a Unix stream (`SO_PEERCRED`).
+//! [`UCred`]: who is at the other end of a Unix stream (`SO_PEERCRED` on
+//! Linux, `getpeereid` and on macOS `LOCAL_PEERPID` elsewhere).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -8,8 +9,9 @@ use std::os::fd::RawFd;
 /// [`UnixStream::peer_cred`](crate::unix::UnixStream::peer_cred).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UCred {
-    /// The peer's process id (0 if it was in another PID namespace the
-    /// kernel could not map).
+    /// The peer's process id: 0 where the kernel does not say (on Linux a
+    /// peer in another PID namespace it could not map; the BSDs but macOS
+    /// do not report it).
     pub pid: i32,
     /// The peer's effective user id.
     pub uid: u32,
@@ -18,6 +20,7 @@ pub struct UCred {
 }
 
 /// `getsockopt(fd, SOL_SOCKET, SO_PEERCRED)`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn peer_cred(fd: RawFd) -> io::Result<UCred> {
     let mut cred = libc::ucred {
         pid: 0,
@@ -44,4 +47,53 @@ pub(crate) fn peer_cred(fd: RawFd) -> io::Result<UCred> {
         uid: cred.uid,
         gid: cred.gid,
     })
+}
+
+/// `getpeereid(fd)`, and on macOS the pid from
+/// `getsockopt(fd, SOL_LOCAL, LOCAL_PEERPID)`.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn peer_cred(fd: RawFd) -> io::Result<UCred> {
+    let (mut uid, mut gid) = (0, 0);
+    // SAFETY: `uid` and `gid` are valid for writes for the whole call.
+    if unsafe { libc::getpeereid(fd, &mut uid, &mut gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(UCred {
+        pid: peer_pid(fd)?,
+        uid,
+        gid,
+    })
+}
+
+/// The peer's pid (`LOCAL_PEERPID`).
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+fn peer_pid(fd: RawFd) -> io::Result<i32> {
+    let mut pid: libc::pid_t = 0;
+    let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
+    // SAFETY: `pid` and `len` are valid for writes for the whole call and
+    // `len` holds `pid`'s size, which bounds what the kernel writes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_LOCAL,
+            libc::LOCAL_PEERPID,
+            (&mut pid as *mut libc::pid_t).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid)
+}
+
+/// Not reported here: 0, as [`UCred::pid`] says.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios"
+)))]
+fn peer_pid(_: RawFd) -> io::Result<i32> {
+    Ok(0)
 }

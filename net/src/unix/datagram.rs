@@ -1,12 +1,10 @@
 //! [`UnixDatagram`]: a Unix-domain datagram socket with one receive cell and
 //! one send cell.
 
-use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -98,6 +96,7 @@ impl UnixDatagram {
 
     /// Registers a socket: for reading only, until a send first has to wait.
     fn register(mut io: mio::net::UnixDatagram, handle: &Handle) -> io::Result<Self> {
+        crate::sys::no_sigpipe(&io)?;
         let registration = handle.register_readable(&mut io)?;
         Ok(Self { io, registration })
     }
@@ -320,7 +319,9 @@ fn target_of(addr: &SocketAddr) -> Option<SockAddr> {
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
+        use std::ffi::OsStr;
         use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
         if let Some(name) = addr.as_abstract_name() {
             let mut bytes = [0u8; 108];
             let len = name.len() + 1;

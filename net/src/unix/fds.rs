@@ -241,11 +241,7 @@ fn send_with_fds_now(fd: RawFd, buf: &[u8], fds: &[RawFd]) -> io::Result<usize> 
         msg.msg_control = space.0.as_mut_ptr().cast();
         msg.msg_controllen = len as _;
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let flags = libc::MSG_NOSIGNAL;
-    // Elsewhere mio set `SO_NOSIGPIPE`.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let flags = 0;
+    let flags = crate::sys::SEND_FLAGS;
     // SAFETY: `msg` points at `iovec` (which points at `buf`'s bytes) and,
     // with descriptors, at the control message built in `space`; all live
     // until the call returns, and the kernel only reads them.

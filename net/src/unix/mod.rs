@@ -1,8 +1,7 @@
 //! Unix-domain sockets: [`UnixListener`], [`UnixStream`] and their
 //! operation futures, [`UnixIo`] (a stream behind poll methods and the
 //! `AsyncRead`/`AsyncWrite` traits) with its halves, [`UnixDatagram`] (and
-//! [`UnixDatagramIo`]), and
-//! on Linux a stream peer's credentials ([`UCred`]).
+//! [`UnixDatagramIo`]), and a stream peer's credentials ([`UCred`]).
 //!
 //! A Unix stream runs exactly as a TCP stream does: the same cells, the same
 //! generic futures and `StreamIo` of [`crate::stream`], named here for a
@@ -18,14 +17,12 @@
 //! ([`UnixStream::send_with_fds`], [`UnixStream::recv_with_fds`]:
 //! `SCM_RIGHTS`).
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
 mod cred;
 mod datagram;
 pub(crate) mod fds;
 mod listener;
 mod stream;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub use cred::UCred;
 pub use datagram::UnixDatagram;
 pub use fds::{FdSocket, FdsReceived, RecvWithFds, SendWithFds, MAX_FDS};

@@ -103,6 +103,7 @@ impl UnixStream {
     /// Registers a connected stream: for reading only, until a send first
     /// has to wait (`arm_writable`).
     pub(crate) fn register(mut io: mio::net::UnixStream, handle: &Handle) -> io::Result<Self> {
+        crate::sys::no_sigpipe(&io)?;
         let registration = handle.register_readable(&mut io)?;
         Ok(Self { io, registration })
     }
@@ -329,8 +330,9 @@ impl UnixStream {
     }
 
     /// The process, user and group of the peer, as the kernel recorded them
-    /// when the connection was made (`SO_PEERCRED`): a server's way to know
-    /// who connected, without trusting anything the peer sends.
+    /// when the connection was made (`SO_PEERCRED` on Linux, `getpeereid`
+    /// elsewhere, where only macOS also gives the process): a server's way
+    /// to know who connected, without trusting anything the peer sends.
     ///
     /// ```no_run
     /// # async fn f(stream: &cellio_net::unix::UnixStream) -> std::io::Result<()> {
@@ -340,7 +342,6 @@ impl UnixStream {
     /// }
     /// # Ok(()) }
     /// ```
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     pub fn peer_cred(&self) -> io::Result<crate::unix::UCred> {
         crate::unix::cred::peer_cred(self.io.as_raw_fd())
     }

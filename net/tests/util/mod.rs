@@ -216,27 +216,59 @@ pub fn wait_buffered(stream: &TcpStream, n: usize) {
     }
 }
 
-/// Blocks (briefly, with `poll(2)` and `POLLRDHUP`, which does not touch
-/// the reactor's edge-triggered registration) until the peer's FIN has
-/// arrived on `stream`. Panics after 5 s.
+/// Blocks (briefly) until the peer's FIN has arrived on `stream`, through
+/// a probe that does not touch the reactor's edge-triggered registration.
+/// Panics after 5 s.
 pub fn wait_read_closed(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut fd = libc::pollfd {
-            fd: stream.as_raw_fd(),
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        let rc = unsafe { libc::poll(&mut fd, 1, 0) };
-        assert!(rc >= 0, "poll: {}", io::Error::last_os_error());
-        if fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
-            return;
-        }
+    while !read_closed(stream) {
         assert!(Instant::now() < deadline, "the peer's FIN never arrived");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// `poll(2)` with `POLLRDHUP`: set once the FIN (or a reset) has arrived,
+/// whatever data is still buffered before it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn read_closed(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let rc = unsafe { libc::poll(&mut fd, 1, 0) };
+    assert!(rc >= 0, "poll: {}", io::Error::last_os_error());
+    fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// A kqueue of its own (registrations are per queue, so the reactor's is
+/// untouched) asked whether the read filter carries `EV_EOF`: set once the
+/// FIN (or a reset) has arrived, whatever data is still buffered before it.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn read_closed(stream: &TcpStream) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: kqueue takes no arguments; the new descriptor is owned below.
+    let kq = unsafe { libc::kqueue() };
+    assert!(kq >= 0, "kqueue: {}", io::Error::last_os_error());
+    // SAFETY: `kq` is a new descriptor that nothing else owns.
+    let _kq = unsafe { OwnedFd::from_raw_fd(kq) };
+    // SAFETY: kevent is a plain C struct; all zeros is a valid value.
+    let mut change: libc::kevent = unsafe { std::mem::zeroed() };
+    change.ident = stream.as_raw_fd() as _;
+    change.filter = libc::EVFILT_READ;
+    change.flags = libc::EV_ADD;
+    // SAFETY: as above.
+    let mut event: libc::kevent = unsafe { std::mem::zeroed() };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: one change and room for one event, both valid for the call.
+    let n = unsafe { libc::kevent(kq, &change, 1, &mut event, 1, &zero) };
+    assert!(n >= 0, "kevent: {}", io::Error::last_os_error());
+    n == 1 && event.flags & libc::EV_EOF != 0
 }
 
 /// Bytes available to read on `stream` right now (`FIONREAD`).
