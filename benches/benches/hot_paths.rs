@@ -5,6 +5,8 @@
 //! * `recv/park_wake` — a message whose `recv` parks and is woken by the
 //!   reactor: write on one end, the receiving task parks, the reactor turn
 //!   notifies the cell, the task runs again;
+//! * `readable_try_recv/sync` and `readable_try_recv/park_wake` — the same
+//!   two receives as a `readable()` wait and a `try_recv`;
 //! * `cell/park_notify` — the op cell alone: reserve, park, notify,
 //!   release (no syscalls);
 //! * `spawn/pooled` and `spawn/unpooled` — spawning and finishing a task,
@@ -94,6 +96,54 @@ fn recv_sync(c: &mut Criterion) {
                     Some(n) => black_box(n.unwrap()),
                     None => black_box(op.await.unwrap()),
                 }
+            })
+        })
+    });
+}
+
+/// `recv/sync`'s receive as a wait and a `try_recv` (the guide's "Many
+/// idle connections"): the wait completes at once, the bytes are there.
+fn readable_sync(c: &mut Criterion) {
+    let rt = one_worker(true);
+    let (client, server) = pair(&rt);
+    let mut buf = [0u8; 64];
+    c.bench_function("readable_try_recv/sync", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                client.try_send(&[7u8; 64]).unwrap();
+                server.readable().await.unwrap();
+                black_box(server.try_recv(&mut buf).unwrap())
+            })
+        })
+    });
+}
+
+/// `recv/park_wake` as a wait and a `try_recv`: the wait completes at
+/// once (a full 64-byte read proved nothing), `try_recv` says `WouldBlock`
+/// and marks the socket, the next wait parks and the send wakes it: the
+/// same two receive syscalls as `recv/park_wake`'s `recv`.
+fn readable_park_wake(c: &mut Criterion) {
+    let rt = one_worker(true);
+    let (client, server) = pair(&rt);
+    c.bench_function("readable_try_recv/park_wake", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut buf = [0u8; 64];
+                let receiver = async {
+                    loop {
+                        server.readable().await.unwrap();
+                        match server.try_recv(&mut buf) {
+                            Ok(n) => break black_box(n),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(e) => panic!("try_recv: {e}"),
+                        }
+                    }
+                };
+                let sender = async {
+                    cellio::yield_now().await;
+                    client.send_all(&[1u8; 64]).await.unwrap();
+                };
+                join(receiver, sender).await
             })
         })
     });
@@ -549,6 +599,8 @@ criterion_group!(
     cell_park_notify,
     recv_sync,
     recv_park_wake,
+    readable_sync,
+    readable_park_wake,
     spawn,
     join_set,
     spawn_blocking,

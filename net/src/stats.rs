@@ -10,13 +10,17 @@ use cellio_reactor::Registration;
 /// mostly `recv_sync` means data is usually already buffered when it asks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpStats {
-    /// Receives (or accepts) that completed on the first attempt.
+    /// Receives (or accepts, or `readable()` waits) that completed on the
+    /// first attempt.
     pub recv_sync: u64,
-    /// Receives (or accepts) that completed after parking.
+    /// Receives (or accepts, or `readable()` waits) that completed after
+    /// parking.
     pub recv_parked: u64,
-    /// Sends (or connects) that completed on the first attempt.
+    /// Sends (or connects, or `writable()` waits) that completed on the
+    /// first attempt.
     pub send_sync: u64,
-    /// Sends (or connects) that completed after parking.
+    /// Sends (or connects, or `writable()` waits) that completed after
+    /// parking.
     pub send_parked: u64,
 }
 

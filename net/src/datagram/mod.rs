@@ -75,18 +75,30 @@ macro_rules! peek_methods {
         /// [`peek_from`](Self::peek_from) without waiting: `WouldBlock` if no
         /// datagram is queued.
         pub fn try_peek_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, $addr)> {
-            $crate::datagram::peek_from(self, buf)
+            $crate::datagram::try_now_rx(self, || $crate::datagram::peek_from(self, buf))
         }
 
         /// [`peek_sender`](Self::peek_sender) without waiting: `WouldBlock` if
         /// no datagram is queued.
         pub fn try_peek_sender(&self) -> std::io::Result<$addr> {
-            $crate::datagram::peek_sender(self)
+            $crate::datagram::try_now_rx(self, || $crate::datagram::peek_sender(self))
         }
     };
 }
 
 pub(crate) use peek_methods;
+
+/// A `try_` method's receive or peek, through `ready::try_now`, so that
+/// an empty socket is recorded for `readable()`. A datagram receive never
+/// reports the socket drained (see the module docs).
+pub(crate) fn try_now_rx<S: DatagramSocket, R>(
+    socket: &S,
+    attempt: impl FnOnce() -> std_io::Result<R>,
+) -> std_io::Result<R> {
+    crate::ready::try_now(socket.registration().rx(), || {
+        attempt().map(|value| (value, false))
+    })
+}
 
 /// The batch methods of a datagram socket type (`UdpSocket`,
 /// `UnixDatagram`), written once.

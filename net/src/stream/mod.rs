@@ -42,6 +42,7 @@ pub use io_halves::{RecvHalf, SendHalf};
 pub use io_owned_halves::{OwnedRecvHalf, OwnedSendHalf, ReuniteError};
 pub(crate) use ops::recv_whole;
 pub(crate) use ops::try_send_file;
+pub(crate) use ops::{peek_attempt, recv_attempt, send_attempt, send_vectored_attempt};
 pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendFile, SendVectored};
 #[cfg(target_os = "linux")]
 pub use splice::{splice_bidirectional, splice_bidirectional_auto, SpliceBidirectional};

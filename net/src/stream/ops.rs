@@ -100,7 +100,9 @@ pub(crate) fn try_send_file<S: StreamSocket>(
     offset: u64,
     len: usize,
 ) -> io::Result<usize> {
-    sys::send_file(stream.as_raw_fd(), file.as_raw_fd(), offset, len)
+    crate::ready::try_now(stream.registration().tx(), || {
+        send_file_attempt(stream, file, offset, len)
+    })
 }
 
 /// A send that did not take the whole buffer: a partial write (the send

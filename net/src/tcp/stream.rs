@@ -243,7 +243,9 @@ impl TcpStream {
 
     /// Receives without waiting: `WouldBlock` if nothing is buffered.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::sys::recv(self.io.as_raw_fd(), buf)
+        crate::ready::try_now(self.registration.rx(), || {
+            crate::stream::recv_attempt(self, buf)
+        })
     }
 
     /// Copies what has arrived into `buf` without taking it: the next
@@ -268,19 +270,27 @@ impl TcpStream {
     /// [`peek`](Self::peek) without waiting: `WouldBlock` if nothing is
     /// buffered.
     pub fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::sys::peek(self.io.as_raw_fd(), buf)
+        crate::ready::try_now(self.registration.rx(), || {
+            crate::stream::peek_attempt(self, buf)
+        })
     }
 
     /// Sends without waiting: `WouldBlock` if the send buffer is full.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::sys::send(self.io.as_raw_fd(), buf)
+        crate::ready::try_now(self.registration.tx(), || {
+            crate::stream::send_attempt(self, buf)
+        })
     }
 
     /// [`send_vectored`](Self::send_vectored) without waiting:
     /// `WouldBlock` if the send buffer is full.
     pub fn try_send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        crate::sys::send_vectored(self, bufs)
+        crate::ready::try_now(self.registration.tx(), || {
+            crate::stream::send_vectored_attempt(self, bufs)
+        })
     }
+
+    crate::ready::readiness_methods!("try_recv", "try_send");
 
     crate::stream::send_file_methods!();
 

@@ -240,7 +240,9 @@ impl UnixDatagram {
     /// [`recv_from`](Self::recv_from) without waiting: `WouldBlock` if no
     /// datagram is queued.
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        ops::recv_from(self, buf)
+        crate::ready::try_now(self.registration.rx(), || {
+            ops::recv_from(self, buf).map(|received| (received, false))
+        })
     }
 
     crate::datagram::peek_methods!(SocketAddr);
@@ -250,18 +252,27 @@ impl UnixDatagram {
     /// [`send_to`](Self::send_to) without waiting: `WouldBlock` if the
     /// datagram cannot be queued now.
     pub fn try_send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
-        ops::send_to(self, buf, &SockAddr::unix(path).ok())
+        let target = SockAddr::unix(path).ok();
+        crate::ready::try_now(self.registration.tx(), || {
+            ops::after_send(self, ops::send_to(self, buf, &target))
+        })
     }
 
     /// [`recv`](Self::recv) without waiting.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        ops::recv(self, buf)
+        crate::ready::try_now(self.registration.rx(), || {
+            ops::recv(self, buf).map(|n| (n, false))
+        })
     }
 
     /// [`send`](Self::send) without waiting.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        ops::send(self, buf)
+        crate::ready::try_now(self.registration.tx(), || {
+            ops::after_send(self, ops::send(self, buf))
+        })
     }
+
+    crate::ready::readiness_methods!("try_recv_from", "try_send_to");
 
     /// This socket's address (unnamed if it is not bound).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

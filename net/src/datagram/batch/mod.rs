@@ -758,7 +758,9 @@ pub(crate) fn try_recv_many<S: DatagramSocket>(
     socket: &S,
     batch: &mut RecvBatch<S>,
 ) -> io::Result<usize> {
-    batch.receive(socket)
+    crate::ready::try_now(socket.registration().rx(), || {
+        batch.receive(socket).map(|n| (n, false))
+    })
 }
 
 /// Sends from `batch` without waiting: the count sent (all, or as many as
@@ -768,13 +770,22 @@ pub(crate) fn try_send_many<S: DatagramSocket>(
     batch: &mut SendBatch<S>,
 ) -> io::Result<usize> {
     let before = batch.len();
-    match send_queued(socket, batch) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && batch.len() < before => {
-            Ok(before - batch.len())
+    // A full buffer arms write interest (as a send future's does) before
+    // `try_now` records it, so that `writable()` is woken when room comes.
+    crate::ready::try_now(socket.registration().tx(), || {
+        match send_queued(socket, batch) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                socket.arm_writable()?;
+                if batch.len() < before {
+                    Ok((before - batch.len(), true))
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok((before, false)),
         }
-        Err(e) => Err(e),
-        Ok(()) => Ok(before),
-    }
+    })
 }
 
 /// One attempt of a batch send: sends until the batch is empty (`Ok`), the

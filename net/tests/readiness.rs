@@ -1,0 +1,263 @@
+//! `readable()` and `writable()`: waiting for a socket without holding a
+//! buffer, then moving the bytes with the `try_` methods (tokio's pattern).
+//! A wait completes when the reactor reports readiness, not before, once a
+//! `try_` method has found the socket empty (or full); it moves no data;
+//! it sees the end of the stream; and a loop of waits and `try_` calls does
+//! not spin: each `WouldBlock` is followed by a wait that parks.
+
+mod util;
+
+use std::io::{self, Read, Write};
+use std::pin::pin;
+use std::time::Duration;
+
+use cellio_net::unix::{UnixDatagram, UnixStream};
+use cellio_net::UdpSocket;
+use util::{fill_send_buffer, pattern, poll_once, run, std_peer};
+
+/// Once `try_recv` has found the socket empty, the wait parks until data
+/// comes, and it takes none of it.
+#[test]
+fn readable_waits_for_data_and_takes_none_of_it() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            ours.try_recv(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        // The socket was found empty: the wait parks.
+        {
+            let mut readable = pin!(ours.readable());
+            assert!(poll_once(readable.as_mut()).await.is_pending());
+            peer.write_all(b"hello")?;
+            readable.await?;
+        }
+        // It took nothing: a peek and the receive both see the bytes.
+        let mut first = [0u8; 1];
+        assert_eq!(ours.try_peek(&mut first)?, 1);
+        assert_eq!(&first, b"h");
+        // Data is there, so the next wait completes at once.
+        assert!(poll_once(pin!(ours.readable())).await.is_ready());
+        let n = ours.try_recv(&mut buf)?;
+        assert_eq!(&buf[..n], b"hello");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// The read loop of tokio's docs, over 200 messages sent 1 ms apart: every
+/// byte arrives in order, and the loop sees at most one `WouldBlock` per
+/// message sent (plus one): a wait after `WouldBlock` parks until data
+/// comes. Without the mark a `WouldBlock` leaves, the wait would complete
+/// at once and the loop would spin through thousands of them.
+#[test]
+fn a_wait_and_try_loop_does_not_spin() {
+    const MESSAGES: usize = 200;
+    const SIZE: usize = 37;
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let writer = std::thread::spawn(move || -> io::Result<()> {
+            for m in 0..MESSAGES {
+                let bytes: Vec<u8> = (m * SIZE..(m + 1) * SIZE).map(pattern).collect();
+                peer.write_all(&bytes)?;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        });
+        let mut buf = [0u8; 4096];
+        let (mut received, mut would_block) = (0usize, 0usize);
+        loop {
+            ours.readable().await?;
+            match ours.try_recv(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    for (i, byte) in buf[..n].iter().enumerate() {
+                        assert_eq!(*byte, pattern(received + i), "byte {}", received + i);
+                    }
+                    received += n;
+                    if received == MESSAGES * SIZE {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => would_block += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        writer.join().unwrap()?;
+        assert_eq!(received, MESSAGES * SIZE);
+        assert!(
+            would_block <= MESSAGES + 1,
+            "{would_block} WouldBlocks for {MESSAGES} messages: the waits did not park"
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// The end of the stream is readiness too, and stays so: every later wait
+/// completes at once and the receive says 0.
+#[test]
+fn readable_sees_the_end_of_the_stream() {
+    run(|| async {
+        let (ours, peer) = std_peer().await?;
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            ours.try_recv(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let mut readable = pin!(ours.readable());
+        assert!(poll_once(readable.as_mut()).await.is_pending());
+        drop(peer);
+        readable.await?;
+        for _ in 0..3 {
+            ours.readable().await?;
+            assert_eq!(ours.try_recv(&mut buf)?, 0);
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A full send buffer: `try_send` says `WouldBlock`, the wait parks, and
+/// it completes once the peer has read enough for the sends to go on;
+/// every byte arrives in order. (Without write interest armed by the
+/// `try_send` that found the buffer full, the wait would never be woken.)
+#[test]
+fn writable_waits_for_room_after_a_full_send_buffer() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let filled = fill_send_buffer(&ours);
+        {
+            let mut writable = pin!(ours.writable());
+            assert!(poll_once(writable.as_mut()).await.is_pending());
+            let reader = std::thread::spawn(move || -> io::Result<(usize, std::net::TcpStream)> {
+                let mut got = vec![0u8; filled];
+                peer.read_exact(&mut got)?;
+                for (i, byte) in got.iter().enumerate() {
+                    assert_eq!(*byte, pattern(i), "byte {i}");
+                }
+                Ok((filled, peer))
+            });
+            writable.await?;
+            let (read, returned) = reader.join().unwrap()?;
+            assert_eq!(read, filled);
+            peer = returned;
+        }
+        // Room came: the rest of the pattern goes on from where it stopped.
+        let more: Vec<u8> = (filled..filled + 1000).map(pattern).collect();
+        let mut sent = 0;
+        while sent < more.len() {
+            ours.writable().await?;
+            match ours.try_send(&more[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        ours.shutdown(std::net::Shutdown::Write)?;
+        peer.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let tail = std::thread::spawn(move || drain_checking_from(&mut peer, filled))
+            .join()
+            .unwrap()?;
+        assert_eq!(tail, 1000);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// Reads to the end of the stream, checking each byte against the pattern
+/// from offset `from`; returns how many came.
+fn drain_checking_from(peer: &mut std::net::TcpStream, from: usize) -> io::Result<usize> {
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    loop {
+        let n = peer.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        for (i, byte) in buf[..n].iter().enumerate() {
+            assert_eq!(
+                *byte,
+                pattern(from + total + i),
+                "byte {}",
+                from + total + i
+            );
+        }
+        total += n;
+    }
+}
+
+/// A wait moves no data, so dropping it loses nothing: a parked wait
+/// dropped, then the data comes, and the next receive gets it all.
+#[test]
+fn a_dropped_wait_loses_nothing() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut buf = [0u8; 64];
+        assert!(ours.try_recv(&mut buf).is_err());
+        {
+            let mut readable = pin!(ours.readable());
+            assert!(poll_once(readable.as_mut()).await.is_pending());
+        }
+        peer.write_all(b"after the drop")?;
+        let n = ours.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"after the drop");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// UDP: an empty socket's wait parks until a datagram comes, which the
+/// wait leaves queued for `try_recv_from`, sender and all.
+#[test]
+fn udp_readable_waits_for_a_datagram() {
+    run(|| async {
+        let ours = UdpSocket::bind("127.0.0.1:0")?;
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            ours.try_recv_from(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let mut readable = pin!(ours.readable());
+        assert!(poll_once(readable.as_mut()).await.is_pending());
+        peer.send_to(b"datagram", ours.local_addr()?)?;
+        readable.await?;
+        let (n, from) = ours.try_recv_from(&mut buf)?;
+        assert_eq!((&buf[..n], from), (&b"datagram"[..], peer.local_addr()?));
+        // A send has room at once.
+        ours.writable().await?;
+        assert_eq!(ours.try_send_to(b"back", from)?, 4);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// Unix streams and datagram sockets have the same waits.
+#[test]
+fn unix_sockets_wait_the_same_way() {
+    run(|| async {
+        let (a, b) = UnixStream::pair()?;
+        let mut buf = [0u8; 16];
+        assert!(a.try_recv(&mut buf).is_err());
+        let mut readable = pin!(a.readable());
+        assert!(poll_once(readable.as_mut()).await.is_pending());
+        b.writable().await?;
+        assert_eq!(b.try_send(b"stream")?, 6);
+        readable.await?;
+        let n = a.try_recv(&mut buf)?;
+        assert_eq!(&buf[..n], b"stream");
+
+        let (c, d) = UnixDatagram::pair()?;
+        assert!(c.try_recv(&mut buf).is_err());
+        let mut readable = pin!(c.readable());
+        assert!(poll_once(readable.as_mut()).await.is_pending());
+        d.try_send(b"datagram")?;
+        readable.await?;
+        let n = c.try_recv(&mut buf)?;
+        assert_eq!(&buf[..n], b"datagram");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
