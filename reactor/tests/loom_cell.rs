@@ -290,6 +290,34 @@ fn release_exhausted_vs_notify_never_hides_readiness() {
     });
 }
 
+/// A `try_` method finds the socket empty (cellio-net's `ready::try_now`:
+/// a snapshot, the syscall's `WouldBlock`, then `mark_exhausted` from the
+/// snapshot, holding no reservation) while the reactor notifies: the mark
+/// stands only if the notification came before the snapshot. One after it
+/// leaves the cell unmarked, so the `readable()` that follows completes
+/// instead of parking through readiness that already came.
+#[test]
+fn mark_exhausted_vs_notify_never_hides_readiness() {
+    model(|cell, _counter, _waker| {
+        let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
+
+        let seen = cell.observe().unwrap();
+        // ... the syscall said WouldBlock ...
+        cell.mark_exhausted(seen);
+        notifier.join().unwrap();
+
+        let after = cell.observe().unwrap();
+        assert_eq!(after.sequence(), 1, "the notification is counted");
+        let notified_after_snapshot = seen.sequence() == 0;
+        assert_eq!(
+            after.is_exhausted(),
+            !notified_after_snapshot,
+            "EXHAUSTED must be set only when nothing arrived after the snapshot"
+        );
+    });
+}
+
 /// A parked operation is dropped (`release_abandoned`, which leaves the
 /// cell `EXHAUSTED` when nothing arrived since the park) while the reactor
 /// notifies: whichever comes first, the notification is counted and the
