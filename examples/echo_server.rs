@@ -21,6 +21,10 @@
 //! * `--api poll`: serve connections through `TcpIo` (poll methods that keep
 //!   the socket's cells reserved between operations) instead of the
 //!   stream's `recv`/`send_all` futures (`--api futures`, the default).
+//!   `--api readiness`: wait with `readable()` and receive with `try_recv`
+//!   into one buffer per worker, so a connection holds no buffer while it
+//!   waits (a few hundred bytes of task instead of 16 KiB: for many idle
+//!   connections; the guide's "Many idle connections").
 //! * `--restart-socket PATH`: a successor started with `--take-over PATH`
 //!   takes this server's listening sockets (over the Unix socket at
 //!   `PATH`), and this server then stops accepting and lets its
@@ -43,6 +47,7 @@
 //! 1 s, instead of spinning, and says so at most once a second; the waiting
 //! connections are accepted as soon as some close.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -83,8 +88,9 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Accept::Reuseport)]
     accept: Accept,
     /// How connections are served: `futures` (the stream's `recv` and
-    /// `send_all` futures) or `poll` (through `TcpIo`, which keeps its
-    /// cells reserved between operations).
+    /// `send_all` futures), `poll` (through `TcpIo`, which keeps its cells
+    /// reserved between operations) or `readiness` (`readable()` and
+    /// `try_recv` into one buffer per worker: no buffer per connection).
     #[arg(long, value_enum, default_value_t = Api::Futures)]
     api: Api,
     /// Print each worker's runtime metrics on stderr every this many
@@ -99,6 +105,7 @@ struct Args {
 enum Api {
     Futures,
     Poll,
+    Readiness,
 }
 
 /// How every connection is served.
@@ -147,6 +154,7 @@ fn start(incoming: Incoming, serving: Serving, worker: Option<usize>) {
     // loop keeps its own small state machine.
     match serving.api {
         Api::Futures => spawn_there(worker, connection(incoming, serving.idle)),
+        Api::Readiness => spawn_there(worker, connection_by_readiness(incoming, serving.idle)),
         // A `TcpIo` never leaves its thread (that is what lets its cells
         // skip the locked instructions), so its task is built where it
         // runs: on a hand-off, `spawn_local_on` sends the makings there.
@@ -318,6 +326,97 @@ async fn io_until_idle(io: &mut TcpIo, buf: &mut [u8], idle: Duration) -> std::i
             return Ok(()); // the peer stopped reading: close
         };
         sent?;
+    }
+}
+
+thread_local! {
+    /// `--api readiness`: the worker's one receive buffer, lent to a
+    /// connection between two awaits.
+    static SHARED: RefCell<[u8; BUFFER]> = const { RefCell::new([0; BUFFER]) };
+}
+
+/// What one turn of [`connection_by_readiness`] found.
+enum Turn {
+    /// The peer closed its side.
+    Closed,
+    /// Nothing to receive after all (the next `readable()` waits).
+    Nothing,
+    /// Received and sent back whole.
+    Echoed,
+    /// Received, but the send buffer took only part: the rest, to be sent
+    /// when there is room (a copy that lives only while the peer is not
+    /// reading).
+    Unsent(Vec<u8>),
+}
+
+/// [`connection`] with no buffer of its own (`--api readiness`): it waits
+/// with `readable()`, receives with `try_recv` into the worker's buffer and
+/// sends back with `try_send` before the next await. Only an echo the send
+/// buffer cannot take at once is copied out, until the peer reads it.
+async fn connection_by_readiness(incoming: Incoming, idle: Option<Duration>) {
+    let stream = match incoming.into_stream() {
+        Ok(stream) => stream,
+        Err(e) => return eprintln!("echo_server: hand-off failed: {e}"),
+    };
+    let _ = stream.set_nodelay(true);
+    let mut timer = idle.map(|idle| (sleep(idle), idle));
+    let mut last_data = Instant::now();
+    let ended = loop {
+        let Some(ready) = maybe_unless_idle(stream.readable(), &mut timer, last_data).await else {
+            break Ok(()); // idle too long: close
+        };
+        if let Err(e) = ready {
+            break Err(e);
+        }
+        let turn = SHARED.with_borrow_mut(|buf| -> std::io::Result<Turn> {
+            let n = match stream.try_recv(buf) {
+                Ok(0) => return Ok(Turn::Closed),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Turn::Nothing),
+                Err(e) => return Err(e),
+            };
+            let sent = match stream.try_send(&buf[..n]) {
+                Ok(sent) => sent,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            };
+            if sent == n {
+                Ok(Turn::Echoed)
+            } else {
+                Ok(Turn::Unsent(buf[sent..n].to_vec()))
+            }
+        });
+        match turn {
+            Ok(Turn::Closed) => break Ok(()),
+            Ok(Turn::Nothing) => {}
+            Ok(Turn::Echoed) if timer.is_some() => last_data = Instant::now(),
+            Ok(Turn::Echoed) => {}
+            Ok(Turn::Unsent(rest)) => {
+                last_data = Instant::now();
+                match maybe_unless_idle(stream.send_all(&rest), &mut timer, last_data).await {
+                    None => break Ok(()), // the peer stopped reading: close
+                    Some(Err(e)) => break Err(e),
+                    Some(Ok(())) => {}
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// [`unless_idle`] where there is an idle limit (`timer`: the connection's
+/// timer and the limit), else `op`'s output.
+async fn maybe_unless_idle<F: Future>(
+    op: F,
+    timer: &mut Option<(Sleep, Duration)>,
+    last_data: Instant,
+) -> Option<F::Output> {
+    match timer {
+        Some((timer, idle)) => unless_idle(op, timer, last_data, *idle).await,
+        None => Some(op.await),
     }
 }
 

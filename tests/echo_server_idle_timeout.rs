@@ -62,7 +62,7 @@ fn flood(stream: &mut TcpStream) {
 
 #[test]
 fn a_peer_that_never_reads_is_closed_after_the_idle_timeout() {
-    for api in ["futures", "poll"] {
+    for api in ["futures", "poll", "readiness"] {
         let server = EchoServer::start(&["--idle-timeout-ms", "300", "--api", api], None);
         let mut peer = TcpStream::connect(&server.addr).expect("connect");
         flood(&mut peer);
@@ -82,22 +82,28 @@ fn a_peer_that_never_reads_is_closed_after_the_idle_timeout() {
 
 #[test]
 fn a_silent_peer_is_closed_and_a_busy_one_is_not() {
-    let server = EchoServer::start(&["--idle-timeout-ms", "300"], None);
-    let mut silent = TcpStream::connect(&server.addr).expect("connect");
-    let mut busy = TcpStream::connect(&server.addr).expect("connect");
-    busy.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    // The busy peer echoes a message every 100 ms for 1.5 s: never idle.
-    for i in 0..15u8 {
-        busy.write_all(&[i; 16]).expect("send");
-        let mut echo = [0u8; 16];
+    for api in ["futures", "readiness"] {
+        let server = EchoServer::start(&["--idle-timeout-ms", "300", "--api", api], None);
+        let mut silent = TcpStream::connect(&server.addr).expect("connect");
+        let mut busy = TcpStream::connect(&server.addr).expect("connect");
+        busy.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        // The busy peer echoes a message every 100 ms for 1.5 s: never idle.
+        for i in 0..15u8 {
+            busy.write_all(&[i; 16]).expect("send");
+            let mut echo = [0u8; 16];
+            busy.read_exact(&mut echo).expect("echo");
+            assert_eq!(echo, [i; 16], "--api {api}");
+            thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            drain(&mut silent, Duration::from_secs(3)),
+            Ended::Closed,
+            "--api {api}"
+        );
+        busy.write_all(b"still here").expect("send");
+        let mut echo = [0u8; 10];
         busy.read_exact(&mut echo).expect("echo");
-        assert_eq!(echo, [i; 16]);
-        thread::sleep(Duration::from_millis(100));
+        assert_eq!(&echo, b"still here", "--api {api}");
     }
-    assert_eq!(drain(&mut silent, Duration::from_secs(3)), Ended::Closed);
-    busy.write_all(b"still here").expect("send");
-    let mut echo = [0u8; 10];
-    busy.read_exact(&mut echo).expect("echo");
-    assert_eq!(&echo, b"still here");
 }
