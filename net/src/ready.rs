@@ -126,7 +126,7 @@ macro_rules! readiness_methods {
         /// Waits until there may be something to receive (data, the end of
         /// the stream, an error), without receiving it: then take it with
         #[doc = concat!("[`", $recv, "`](Self::", $recv, ").")]
-        /// Nothing is borrowed while it waits, so a server with many idle
+        /// No buffer is lent while it waits, so a server with many idle
         /// connections need not keep a buffer for each (tokio's
         /// `readable`).
         ///

@@ -53,8 +53,8 @@ pub(crate) fn peek_attempt<S: StreamSocket, B: ?Sized + RecvBuf>(
 
 #[inline(always)]
 pub(crate) fn send_attempt<S: StreamSocket>(stream: &S, buf: &[u8]) -> io::Result<(usize, bool)> {
-    // MSG_NOSIGNAL (Linux) / SO_NOSIGPIPE (Apple, set by mio): a reset peer
-    // never raises SIGPIPE.
+    // MSG_NOSIGNAL, or SO_NOSIGPIPE on Apple's systems (`sys::no_sigpipe`):
+    // a reset peer never raises SIGPIPE.
     match sys::send(stream.as_raw_fd(), buf) {
         Ok(n) if n == buf.len() => Ok((n, false)),
         short_or_failed => send_fell_short(stream, short_or_failed),
