@@ -463,8 +463,9 @@ impl<'a> Report<'a> {
             n.push(format!(
                 "instr/msg: user-space instructions per echoed message under valgrind \
                  --tool=callgrind, (run with {} x {} messages - run with {} x {}) / extra \
-                 messages, {} B, built-in lock-step client; exact and repeatable, but it counts \
-                 instructions, not time (no cache or branch effects).",
+                 messages, {} B, built-in lock-step client; exact for the run, but runs of one \
+                 binary differ by a few percent (449 to 469 on the futures echo, 2026-12-07), \
+                 and it counts instructions, not time (no cache or branch effects).",
                 extras::CG_CONNS,
                 extras::CG_MSGS.1,
                 extras::CG_CONNS,
