@@ -389,8 +389,12 @@ async fn connection_by_readiness(incoming: Incoming, idle: Option<Duration>) {
         match turn {
             Ok(Turn::Closed) => break Ok(()),
             Ok(Turn::Nothing) => {}
-            Ok(Turn::Echoed) if timer.is_some() => last_data = Instant::now(),
-            Ok(Turn::Echoed) => {}
+            Ok(Turn::Echoed) => {
+                // A clock read only where the idle limit needs it.
+                if timer.is_some() {
+                    last_data = Instant::now();
+                }
+            }
             Ok(Turn::Unsent(rest)) => {
                 last_data = Instant::now();
                 match maybe_unless_idle(stream.send_all(&rest), &mut timer, last_data).await {

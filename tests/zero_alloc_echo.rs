@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use cellio::{spawn, OpStats, Runtime, TcpListener, TcpStream};
+use cellio::{OpStats, Runtime, TcpListener, TcpStream};
 
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
@@ -19,7 +19,7 @@ use counting_alloc::{assert_counter_works, start_counting, stop_counting};
 #[path = "util/echo_rounds.rs"]
 mod echo_rounds;
 
-use echo_rounds::{all_clients, connections, echo, CONNECTIONS};
+use echo_rounds::{all_clients, echo, spawn_servers, Served, CONNECTIONS};
 
 fn total(servers: &[Arc<TcpStream>]) -> OpStats {
     servers.iter().fold(OpStats::default(), |sum, s| {
@@ -42,15 +42,11 @@ fn echo_steady_state_allocates_nothing() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 
         // Set-up allocates (tasks, sockets, table pages): not counted.
-        let mut clients = Vec::new();
-        let mut servers = Vec::new();
-        let mut tasks = Vec::new();
-        for (client, server) in connections(&listener).await {
-            let server = Arc::new(server);
-            tasks.push(spawn(echo(server.clone())));
-            servers.push(server);
-            clients.push(client);
-        }
+        let Served {
+            clients,
+            servers,
+            tasks,
+        } = spawn_servers(&listener, echo).await;
 
         // Warm-up: queues and buffers reach their steady size.
         all_clients(&clients, 20).await;

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
 
-use cellio::{spawn, Runtime, TcpListener, TcpStream};
+use cellio::{Runtime, TcpListener, TcpStream};
 
 #[path = "util/counting_alloc.rs"]
 mod counting_alloc;
@@ -22,7 +22,7 @@ use counting_alloc::{assert_counter_works, recorded_sizes, start_counting, stop_
 #[path = "util/echo_rounds.rs"]
 mod echo_rounds;
 
-use echo_rounds::{all_clients, connections, CONNECTIONS, MESSAGE};
+use echo_rounds::{all_clients, spawn_servers, Served, CONNECTIONS, MESSAGE};
 
 /// The worker's receive buffer, lent to one connection between awaits.
 const SHARED: usize = 4 * MESSAGE;
@@ -66,15 +66,11 @@ fn echo_by_readiness_allocates_nothing() {
     let runtime = Runtime::new().unwrap();
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut clients = Vec::new();
-        let mut servers = Vec::new();
-        let mut tasks = Vec::new();
-        for (client, server) in connections(&listener).await {
-            let server = Arc::new(server);
-            tasks.push(spawn(echo_by_readiness(server.clone())));
-            servers.push(server);
-            clients.push(client);
-        }
+        let Served {
+            clients,
+            servers,
+            tasks,
+        } = spawn_servers(&listener, echo_by_readiness).await;
 
         // Warm-up: queues and buffers reach their steady size.
         all_clients(&clients, 20).await;

@@ -357,14 +357,38 @@ pub(crate) fn udp_segmentation(fd: RawFd) -> bool {
     not(cellio_portable_datagrams)
 ))]
 fn udp_int_option(fd: RawFd, name: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are valid for writes of an int and a
-    // `socklen_t`, and `len` says how long `value` is.
+    // SAFETY: the UDP options read here are C ints.
+    unsafe { socket_option(fd, libc::SOL_UDP, name, 0) }
+}
+
+/// `getsockopt(fd, level, name)` for an option whose value is a `T`,
+/// starting from `value` (what a shorter answer leaves in place).
+///
+/// # Safety
+///
+/// `T` must be the plain C type (an integer, or a struct of integers) the
+/// kernel writes for this option, so that whatever bytes it writes make a
+/// valid `T`.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios"
+))]
+pub(crate) unsafe fn socket_option<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    mut value: T,
+) -> io::Result<T> {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes for the whole call,
+    // and `len` holds `value`'s size, which bounds what the kernel writes;
+    // the caller promises those bytes make a valid `T`.
     let answer = unsafe {
         libc::getsockopt(
             fd,
-            libc::SOL_UDP,
+            level,
             name,
             std::ptr::from_mut(&mut value).cast(),
             &mut len,

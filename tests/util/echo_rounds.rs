@@ -99,6 +99,37 @@ pub async fn connections(listener: &TcpListener) -> Vec<(TcpStream, TcpStream)> 
     pairs
 }
 
+/// The server sides an echo test serves, shared with the test (which
+/// reads their `stats()`), and the clients that drive them.
+#[allow(dead_code)] // Only for the tests that serve with spawned `Arc` tasks.
+pub struct Served {
+    pub clients: Vec<TcpStream>,
+    pub servers: Vec<std::sync::Arc<TcpStream>>,
+    pub tasks: Vec<cellio::JoinHandle<io::Result<()>>>,
+}
+
+/// Opens [`CONNECTIONS`] connections to `listener` and spawns `serve` on
+/// each server side, which the test keeps a handle to.
+#[allow(dead_code)]
+pub async fn spawn_servers<F, Fut>(listener: &TcpListener, serve: F) -> Served
+where
+    F: Fn(std::sync::Arc<TcpStream>) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
+    let mut served = Served {
+        clients: Vec::new(),
+        servers: Vec::new(),
+        tasks: Vec::new(),
+    };
+    for (client, server) in connections(listener).await {
+        let server = std::sync::Arc::new(server);
+        served.tasks.push(cellio::spawn(serve(server.clone())));
+        served.servers.push(server);
+        served.clients.push(client);
+    }
+    served
+}
+
 /// [`client`]'s `rounds` on every client in turn, each with its own seed.
 pub async fn all_clients(clients: &[impl EchoStream], rounds: usize) {
     for (i, stream) in clients.iter().enumerate() {

@@ -100,6 +100,16 @@ pub(crate) fn try_now_rx<S: DatagramSocket, R>(
     })
 }
 
+/// A `try_` method's send, through `ready::try_now`: a full buffer arms
+/// write interest first ([`after_send`]), so the `writable()` that follows
+/// is woken when room comes.
+pub(crate) fn try_now_tx<S: DatagramSocket>(
+    socket: &S,
+    attempt: impl FnOnce() -> std_io::Result<usize>,
+) -> std_io::Result<usize> {
+    crate::ready::try_now(socket.registration().tx(), || after_send(socket, attempt()))
+}
+
 /// The batch methods of a datagram socket type (`UdpSocket`,
 /// `UnixDatagram`), written once.
 macro_rules! batch_methods {

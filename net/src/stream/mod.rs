@@ -47,6 +47,48 @@ pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendFile, SendVectored};
 #[cfg(target_os = "linux")]
 pub use splice::{splice_bidirectional, splice_bidirectional_auto, SpliceBidirectional};
 
+/// The `try_` methods of a stream type (`TcpStream`, `UnixStream`) with a
+/// `registration` field, written once: each is one attempt through
+/// `ready::try_now`, which records an empty or full socket for
+/// `readable()` and `writable()`.
+macro_rules! try_methods {
+    () => {
+        /// Receives without waiting: `WouldBlock` if nothing is buffered.
+        pub fn try_recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+            $crate::ready::try_now(self.registration.rx(), || {
+                $crate::stream::recv_attempt(self, buf)
+            })
+        }
+
+        /// [`peek`](Self::peek) without waiting: `WouldBlock` if nothing is
+        /// buffered.
+        pub fn try_peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+            $crate::ready::try_now(self.registration.rx(), || {
+                $crate::stream::peek_attempt(self, buf)
+            })
+        }
+
+        /// Sends without waiting: `WouldBlock` if the send buffer is full.
+        pub fn try_send(&self, buf: &[u8]) -> std::io::Result<usize> {
+            $crate::ready::try_now(self.registration.tx(), || {
+                $crate::stream::send_attempt(self, buf)
+            })
+        }
+
+        /// [`send_vectored`](Self::send_vectored) without waiting:
+        /// `WouldBlock` if the send buffer is full.
+        pub fn try_send_vectored(&self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            $crate::ready::try_now(self.registration.tx(), || {
+                $crate::stream::send_vectored_attempt(self, bufs)
+            })
+        }
+
+        $crate::ready::readiness_methods!("try_recv", "try_send");
+    };
+}
+
+pub(crate) use try_methods;
+
 /// The file-sending methods of a stream type (`TcpStream`, `UnixStream`),
 /// written once.
 macro_rules! send_file_methods {

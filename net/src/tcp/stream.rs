@@ -241,13 +241,6 @@ impl TcpStream {
         self.recv_exact(buf)
     }
 
-    /// Receives without waiting: `WouldBlock` if nothing is buffered.
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::ready::try_now(self.registration.rx(), || {
-            crate::stream::recv_attempt(self, buf)
-        })
-    }
-
     /// Copies what has arrived into `buf` without taking it: the next
     /// receive gets the same bytes (`MSG_PEEK`). Waits, like
     /// [`recv`](Self::recv), until something has arrived; 0 at end of
@@ -267,30 +260,7 @@ impl TcpStream {
         Peek::new(self, buf)
     }
 
-    /// [`peek`](Self::peek) without waiting: `WouldBlock` if nothing is
-    /// buffered.
-    pub fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::ready::try_now(self.registration.rx(), || {
-            crate::stream::peek_attempt(self, buf)
-        })
-    }
-
-    /// Sends without waiting: `WouldBlock` if the send buffer is full.
-    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::ready::try_now(self.registration.tx(), || {
-            crate::stream::send_attempt(self, buf)
-        })
-    }
-
-    /// [`send_vectored`](Self::send_vectored) without waiting:
-    /// `WouldBlock` if the send buffer is full.
-    pub fn try_send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        crate::ready::try_now(self.registration.tx(), || {
-            crate::stream::send_vectored_attempt(self, bufs)
-        })
-    }
-
-    crate::ready::readiness_methods!("try_recv", "try_send");
+    crate::stream::try_methods!();
 
     crate::stream::send_file_methods!();
 

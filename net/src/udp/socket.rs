@@ -261,9 +261,7 @@ impl UdpSocket {
     /// Receives one datagram without waiting: `WouldBlock` if none is
     /// queued. As [`recv_from`](Self::recv_from) otherwise.
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        crate::ready::try_now(self.registration.rx(), || {
-            ops::recv_from(self, buf).map(|received| (received, false))
-        })
+        crate::datagram::try_now_rx(self, || ops::recv_from(self, buf))
     }
 
     crate::datagram::peek_methods!(SocketAddr);
@@ -273,23 +271,17 @@ impl UdpSocket {
     /// Sends one datagram without waiting: `WouldBlock` if the socket's
     /// buffer is full.
     pub fn try_send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        crate::ready::try_now(self.registration.tx(), || {
-            ops::after_send(self, ops::send_to(self, buf, &target))
-        })
+        crate::datagram::try_now_tx(self, || ops::send_to(self, buf, &target))
     }
 
     /// Receives one datagram from the connected peer without waiting.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::ready::try_now(self.registration.rx(), || {
-            ops::recv(self, buf).map(|n| (n, false))
-        })
+        crate::datagram::try_now_rx(self, || ops::recv(self, buf))
     }
 
     /// Sends one datagram to the connected peer without waiting.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::ready::try_now(self.registration.tx(), || {
-            ops::after_send(self, ops::send(self, buf))
-        })
+        crate::datagram::try_now_tx(self, || ops::send(self, buf))
     }
 
     crate::ready::readiness_methods!("try_recv_from", "try_send_to");

@@ -22,26 +22,14 @@ pub struct UCred {
 /// `getsockopt(fd, SOL_SOCKET, SO_PEERCRED)`.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn peer_cred(fd: RawFd) -> io::Result<UCred> {
-    let mut cred = libc::ucred {
+    let empty = libc::ucred {
         pid: 0,
         uid: 0,
         gid: 0,
     };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes for the whole call and
-    // `len` holds `cred`'s size, which bounds what the kernel writes.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: `SO_PEERCRED`'s value is a `ucred`, a struct of integers.
+    let cred =
+        unsafe { crate::sys::socket_option(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, empty) }?;
     Ok(UCred {
         pid: cred.pid,
         uid: cred.uid,
@@ -68,23 +56,8 @@ pub(crate) fn peer_cred(fd: RawFd) -> io::Result<UCred> {
 /// The peer's pid (`LOCAL_PEERPID`).
 #[cfg(any(target_os = "macos", target_os = "ios"))]
 fn peer_pid(fd: RawFd) -> io::Result<i32> {
-    let mut pid: libc::pid_t = 0;
-    let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
-    // SAFETY: `pid` and `len` are valid for writes for the whole call and
-    // `len` holds `pid`'s size, which bounds what the kernel writes.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_LOCAL,
-            libc::LOCAL_PEERPID,
-            (&mut pid as *mut libc::pid_t).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(pid)
+    // SAFETY: `LOCAL_PEERPID`'s value is a `pid_t`, an integer.
+    unsafe { crate::sys::socket_option(fd, libc::SOL_LOCAL, libc::LOCAL_PEERPID, 0) }
 }
 
 /// Not reported here: 0, as [`UCred::pid`] says.

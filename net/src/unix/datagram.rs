@@ -240,9 +240,7 @@ impl UnixDatagram {
     /// [`recv_from`](Self::recv_from) without waiting: `WouldBlock` if no
     /// datagram is queued.
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        crate::ready::try_now(self.registration.rx(), || {
-            ops::recv_from(self, buf).map(|received| (received, false))
-        })
+        crate::datagram::try_now_rx(self, || ops::recv_from(self, buf))
     }
 
     crate::datagram::peek_methods!(SocketAddr);
@@ -253,23 +251,17 @@ impl UnixDatagram {
     /// datagram cannot be queued now.
     pub fn try_send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
         let target = SockAddr::unix(path).ok();
-        crate::ready::try_now(self.registration.tx(), || {
-            ops::after_send(self, ops::send_to(self, buf, &target))
-        })
+        crate::datagram::try_now_tx(self, || ops::send_to(self, buf, &target))
     }
 
     /// [`recv`](Self::recv) without waiting.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::ready::try_now(self.registration.rx(), || {
-            ops::recv(self, buf).map(|n| (n, false))
-        })
+        crate::datagram::try_now_rx(self, || ops::recv(self, buf))
     }
 
     /// [`send`](Self::send) without waiting.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::ready::try_now(self.registration.tx(), || {
-            ops::after_send(self, ops::send(self, buf))
-        })
+        crate::datagram::try_now_tx(self, || ops::send(self, buf))
     }
 
     crate::ready::readiness_methods!("try_recv_from", "try_send_to");

@@ -367,6 +367,12 @@ pub const PERIOD: usize = 251 * 7;
 /// Reads from the std peer until EOF, checking every byte against
 /// [`pattern`] from offset 0, and returns the count.
 pub fn drain_checking(peer: &mut std::net::TcpStream) -> io::Result<usize> {
+    drain_checking_from(peer, 0)
+}
+
+/// [`drain_checking`] for a stream whose bytes continue [`pattern`] from
+/// offset `from`; returns the count read.
+pub fn drain_checking_from(peer: &mut std::net::TcpStream, from: usize) -> io::Result<usize> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0usize;
     loop {
@@ -375,7 +381,8 @@ pub fn drain_checking(peer: &mut std::net::TcpStream) -> io::Result<usize> {
             return Ok(total);
         }
         for (k, &byte) in buf[..n].iter().enumerate() {
-            assert_eq!(byte, pattern(total + k), "byte {} corrupted", total + k);
+            let at = from + total + k;
+            assert_eq!(byte, pattern(at), "byte {at} corrupted");
         }
         total += n;
     }
