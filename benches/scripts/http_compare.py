@@ -12,7 +12,7 @@ servers are interleaved, the order reversed every other round, and the table giv
 Figures come from clock ticks (CLK_TCK, usually 100 per second): use several rounds.
 
 `--tls`: HTTPS, both servers with the same throwaway certificate (made with `openssl`) and
-rustls (cellio's example and tokio_http share `examples/common/tls.rs`); keep-alive
+rustls (cellio's example and tokio_http share `examples/http/src/tls.rs`); keep-alive
 connections, so a run measures the records' encryption more than handshakes.
 
 `--allocs`: instead, each server's heap allocations per request, counted from outside the
@@ -21,7 +21,7 @@ h2load (`--h1` for HTTP/1.1) after as many of warm-up, the count read before and
 
 Needs wrk (apt-get install wrk), for HTTP/2 and --allocs h2load (apt-get install nghttp2-client).
 Build first:  cargo build --release -p cellio-benches --bin tokio_http &&
-              cargo build --release --example http_server
+              cargo build --release -p cellio-http-example
 Run:          python3 benches/scripts/http_compare.py [--rounds 3] [--secs 5] [--connections 50]
                   [--protocol http2 --streams 10] [--allocs]
 """
@@ -44,7 +44,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REL = os.path.join(ROOT, "target", "release")
 SERVERS = {
     "tokio-current": [os.path.join(REL, "tokio_http")],
-    "cellio": [os.path.join(REL, "examples", "http_server")],
+    "cellio": [os.path.join(REL, "http_server")],
 }
 
 

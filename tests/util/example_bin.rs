@@ -8,6 +8,7 @@ use std::process::Command;
 
 /// Runs `cargo build --example name` with this test's profile and target
 /// directory, and returns the example's path.
+#[allow(dead_code)] // the HTTP example's tests run a binary cargo built
 pub fn build_example(name: &str) -> PathBuf {
     // This test runs as target/<profile>/deps/TEST-HASH.
     let exe = std::env::current_exe().expect("current_exe");
@@ -89,12 +90,19 @@ impl RunningExample {
     /// Builds and starts example `name` with `args` after `--addr
     /// 127.0.0.1:0`.
     pub fn start(name: &str, args: &[&str]) -> RunningExample {
-        let mut child = Command::new(build_example(name))
+        Self::start_program(build_example(name), args)
+    }
+
+    /// Starts `program` (a server binary) with `args` after `--addr
+    /// 127.0.0.1:0`.
+    pub fn start_program(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> RunningExample {
+        let program = program.as_ref();
+        let mut child = Command::new(program)
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.to_string_lossy()));
         let addr = listening_addr(&mut child);
         RunningExample { child, addr }
     }

@@ -6,7 +6,7 @@
 //! `--header-timeout-ms`, 30 s by default), as in cellio's example. `--protocol http2`: HTTP/2
 //! with prior knowledge (`hyper::server::conn::http2`, streams spawned on hyper-util's
 //! `TokioExecutor`), as the example's `--protocol http2`. `--tls-cert PEM --tls-key PEM`:
-//! HTTPS through tokio-rustls with the example's configuration (`examples/common/tls.rs`: the
+//! HTTPS through tokio-rustls with the example's configuration (`examples/http/src/tls.rs`: the
 //! same ALPN offer, rustls' default cryptography), no handshake time limit.
 
 use std::net::SocketAddr;
@@ -17,10 +17,10 @@ use cellio_benches::{announce_listening, parse_args, raise_fd_limit, run_main};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-#[path = "../../../examples/common/http_service.rs"]
+#[path = "../../../examples/http/src/http_service.rs"]
 mod http_service;
 use http_service::handle;
-#[path = "../../../examples/common/tls.rs"]
+#[path = "../../../examples/http/src/tls.rs"]
 mod tls;
 
 const PROG: &str = "tokio_http";

@@ -5,18 +5,18 @@
 //! `CellioExecutor`, below).
 //!
 //! ```text
-//! cargo run --release --example http_server                  # 127.0.0.1:8080
+//! cargo run --release -p cellio-http-example                 # 127.0.0.1:8080
 //! curl http://127.0.0.1:8080/                                # hello
 //! curl --data-binary @file http://127.0.0.1:8080/echo        # the body back
 //! wrk -t1 -c50 -d5s http://127.0.0.1:8080/                   # load
-//! cargo run --release --example http_server -- --protocol auto
+//! cargo run --release -p cellio-http-example -- --protocol auto
 //! curl --http2-prior-knowledge http://127.0.0.1:8080/        # HTTP/2, cleartext
 //!
 //! # HTTPS: a certificate and its key (here a throwaway one for 127.0.0.1)
 //! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 //!     -keyout key.pem -out cert.pem -days 30 -subj /CN=localhost \
 //!     -addext subjectAltName=DNS:localhost,IP:127.0.0.1
-//! cargo run --release --example http_server -- --protocol auto \
+//! cargo run --release -p cellio-http-example -- --protocol auto \
 //!     --tls-cert cert.pem --tls-key key.pem
 //! curl --cacert cert.pem https://127.0.0.1:8080/               # HTTP/2 (ALPN h2)
 //! curl --cacert cert.pem --http1.1 https://127.0.0.1:8080/     # HTTP/1.1
@@ -28,7 +28,7 @@
 //!   h2c); `auto`: either, told apart by the first bytes (hyper-util's
 //!   `conn::auto`).
 //! * `--tls-cert PEM --tls-key PEM`: HTTPS (rustls, through tokio-rustls
-//!   on `TcpIo`; `common/tls.rs`). The server offers by ALPN what
+//!   on `TcpIo`; `tls.rs`). The server offers by ALPN what
 //!   `--protocol` serves (`auto`: `h2`, then `http/1.1`), which is how
 //!   browsers come to speak HTTP/2. A client gets `--handshake-timeout-ms`
 //!   (10 s) to finish its handshake; a failed handshake ends that
@@ -299,21 +299,19 @@ fn main() -> ExitCode {
     cli::exit_code("http_server", run(&Args::parse()))
 }
 
-#[path = "common/accept_backoff.rs"]
+#[path = "../../common/accept_backoff.rs"]
 mod accept_backoff;
-#[path = "common/cli.rs"]
+#[path = "../../common/cli.rs"]
 mod cli;
-#[path = "common/http_service.rs"]
 mod http_service;
-#[path = "common/open_files.rs"]
+#[path = "../../common/open_files.rs"]
 mod open_files;
-#[path = "common/restart.rs"]
+#[path = "../../common/restart.rs"]
 mod restart;
-#[path = "common/shutdown_signals.rs"]
+#[path = "../../common/shutdown_signals.rs"]
 mod shutdown_signals;
-#[path = "common/tls.rs"]
 mod tls;
-#[path = "common/worker_listeners.rs"]
+#[path = "../../common/worker_listeners.rs"]
 mod worker_listeners;
 
 fn run(args: &Args) -> std::io::Result<()> {

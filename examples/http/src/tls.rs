@@ -1,5 +1,5 @@
-//! TLS for the HTTP servers (`#[path]`-included by the example and by the
-//! benchmarks' tokio comparison): a tokio-rustls acceptor from PEM files,
+//! TLS for the HTTP servers (the `http_server` example's, `#[path]`-included
+//! by the benchmarks' tokio comparison): a tokio-rustls acceptor from PEM files,
 //! with rustls' default cryptography (aws-lc-rs). Nothing here depends on
 //! the runtime: the acceptor runs over any tokio-trait stream (`TcpIo`).
 //!

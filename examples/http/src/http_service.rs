@@ -1,6 +1,6 @@
-//! The one HTTP service of the HTTP comparison (`#[path]`-included: the
-//! `http_server` example and `benches`' `tokio_http`, so both serve exactly
-//! the same): `GET /` answers `hello from cellio`, `POST /echo` the
+//! The one HTTP service of the HTTP comparison (the `http_server`
+//! example's, `#[path]`-included by `benches`' `tokio_http`, so both serve
+//! exactly the same): `GET /` answers `hello from cellio`, `POST /echo` the
 //! request's body, anything else is 404.
 
 use http_body_util::{BodyExt, Full};

@@ -1,4 +1,4 @@
-//! The HTTP example over TLS (`examples/http_server.rs --tls-cert --tls-key`)
+//! The HTTP example over TLS (`examples/http/src/main.rs --tls-cert --tls-key`)
 //! as a process, with a throwaway certificate for `localhost` (rcgen):
 //! HTTP/1.1 keep-alive and a 1 MiB body through a blocking rustls client,
 //! HTTP/2 chosen by ALPN under `--protocol auto` (hyper's client over
@@ -17,13 +17,16 @@ use std::time::{Duration, Instant};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-#[path = "util/example_bin.rs"]
+#[path = "../../../tests/util/example_bin.rs"]
 mod example_bin;
 use example_bin::RunningExample;
 #[path = "util/http_client.rs"]
 mod http_client;
 
 use http_client::{get, read_response, LocalExecutor};
+
+/// The example, built by `cargo test` with this test.
+const HTTP_SERVER: &str = env!("CARGO_BIN_EXE_http_server");
 
 /// A certificate for `localhost` and its key, written as PEM files into a
 /// directory of their own (removed when dropped).
@@ -106,7 +109,7 @@ impl Server {
         let (cert_path, key_path) = (cert.path("cert.pem"), cert.path("key.pem"));
         let tls = ["--tls-cert", &cert_path, "--tls-key", &key_path];
         let args: Vec<&str> = tls.iter().chain(args).copied().collect();
-        let running = RunningExample::start("http_server", &args);
+        let running = RunningExample::start_program(HTTP_SERVER, &args);
         Server { running, cert }
     }
 
@@ -332,7 +335,7 @@ fn bad_certificate_files_are_clear_errors() {
         ),
     ];
     for (args, code, message) in cases {
-        let output = Command::new(example_bin::build_example("http_server"))
+        let output = Command::new(HTTP_SERVER)
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())

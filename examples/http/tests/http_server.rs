@@ -1,4 +1,4 @@
-//! The HTTP example (`examples/http_server.rs`: hyper on cellio) as a
+//! The HTTP example (`examples/http/src/main.rs`: hyper on cellio) as a
 //! process, driven by a hand-written HTTP/1.1 client over `std` sockets:
 //! keep-alive and pipelined requests are answered in order, a 1 MiB body
 //! comes back byte for byte, unknown paths are 404, a client that sends
@@ -11,13 +11,16 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-#[path = "util/example_bin.rs"]
+#[path = "../../../tests/util/example_bin.rs"]
 mod example_bin;
 use example_bin::RunningExample;
 #[path = "util/http_client.rs"]
 mod http_client;
 
 use http_client::{get, read_response, LocalExecutor};
+
+/// The example, built by `cargo test` with this test.
+const HTTP_SERVER: &str = env!("CARGO_BIN_EXE_http_server");
 
 /// The running example.
 struct Server(RunningExample);
@@ -42,7 +45,7 @@ impl Server {
     }
 
     fn start_with(args: &[&str]) -> Server {
-        Server(RunningExample::start("http_server", args))
+        Server(RunningExample::start_program(HTTP_SERVER, args))
     }
 
     fn connect(&self) -> BufReader<TcpStream> {
@@ -297,7 +300,7 @@ fn auto_serves_http1_and_http2_on_one_port() {
 
 #[test]
 fn an_unknown_protocol_is_a_clear_error() {
-    let output = Command::new(example_bin::build_example("http_server"))
+    let output = Command::new(HTTP_SERVER)
         .args(["--addr", "127.0.0.1:0", "--protocol", "http3"])
         .stdin(Stdio::null())
         .output()
