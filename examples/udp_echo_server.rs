@@ -30,6 +30,10 @@
 //!   datagram: the running server hands its sockets to the new one, which
 //!   receives whatever is queued on them (`common/restart_udp.rs`), as the
 //!   TCP servers hand over their listeners.
+//! * Started by systemd socket activation (`LISTEN_FDS`, e.g. a `.socket`
+//!   unit with `ListenDatagram=`), it serves the UDP sockets systemd
+//!   passed instead of binding `--addr` (`--recv-buffer` applies to them);
+//!   a passed descriptor that is not a UDP socket is a one-line error.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

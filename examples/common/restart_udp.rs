@@ -9,8 +9,11 @@
 //! not halfway through a datagram). Only what the kernel drops for want
 //! of buffer room is lost, as at any other time.
 //!
-//! A server calls [`sockets`] in place of binding. The includer also
-//! includes `cli.rs` (as `cli`).
+//! A server calls [`sockets`] in place of binding. Started by systemd
+//! socket activation (`LISTEN_FDS`, read by the `listenfd` crate), it
+//! serves the sockets systemd passed instead of binding, as the TCP
+//! servers do (`restart.rs`). The includer also includes `cli.rs` (as
+//! `cli`).
 
 use std::future::Future;
 use std::io;
@@ -33,8 +36,8 @@ static WORKER_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Binds `addr` with `options` (then `prepare`: socket options) on worker
 /// 0 and on each of workers `1..workers`, or, with `take_over`, takes the
-/// predecessor's sockets (the first for worker 0, the others round-robin
-/// over the workers); runs `serve` on each socket but worker 0's, which is
+/// predecessor's sockets, or those systemd passed (then `prepare`s them;
+/// the first for worker 0, the others round-robin over the workers); runs `serve` on each socket but worker 0's, which is
 /// returned; and with `restart_socket`, offers them all to a successor. A
 /// worker that cannot bind says so and shuts the runtime down.
 pub async fn sockets<P, S, F>(
@@ -56,28 +59,20 @@ where
         keep(&socket);
         serve(socket)
     };
-    let (socket, predecessor, offered) = match &restart.take_over {
+    let (inherited, predecessor, from) = match &restart.take_over {
         Some(path) => {
             let (taken, predecessor) = handover::take(path, Kind::UdpSockets).await?;
-            let count = taken.len();
-            let mut taken = taken.into_iter().map(std::net::UdpSocket::from);
-            let socket = UdpSocket::from_std(taken.next().expect("at least one"))?;
-            for (i, std) in taken.enumerate() {
-                let serve_kept = serve_kept.clone();
-                spawn_local_on((i + 1) % workers, move || async move {
-                    match UdpSocket::from_std(std) {
-                        Ok(socket) => serve_kept(socket).await,
-                        Err(e) => eprintln!("{program}: a socket taken over: {e}"),
-                    }
-                });
-            }
-            eprintln!(
-                "{program}: took over {count} UDP socket(s) from {}",
-                path.display()
-            );
-            (socket, Some(predecessor), count)
+            let taken = taken.into_iter().map(std::net::UdpSocket::from).collect();
+            (taken, Some(predecessor), path.display().to_string())
         }
         None => {
+            let passed = systemd_sockets()
+                .map_err(|e| context("cannot use the sockets systemd passed (LISTEN_FDS)", e))?;
+            (passed, None, "systemd (LISTEN_FDS)".to_string())
+        }
+    };
+    let (socket, offered) = match inherited.len() {
+        0 => {
             let bind = move |addr| {
                 let socket = UdpSocket::bind_with(addr, options)?;
                 prepare(&socket)?;
@@ -103,7 +98,41 @@ where
                     }
                 });
             }
-            (socket, None, workers)
+            (socket, workers)
+        }
+        count => {
+            // systemd's sockets are fresh: their options are this server's
+            // to set. A predecessor's keep the options it set.
+            let fresh = predecessor.is_none();
+            let adopt = move |std| {
+                let socket = UdpSocket::from_std(std)?;
+                if fresh {
+                    prepare(&socket)?;
+                }
+                Ok::<_, io::Error>(socket)
+            };
+            let mut taken = inherited.into_iter();
+            let socket = adopt(taken.next().expect("at least one"))
+                .map_err(|e| context(&format!("cannot serve a socket from {from}"), e))?;
+            // The others round-robin over the workers (worker 0 has the first).
+            for (i, std) in taken.enumerate() {
+                let (adopt, serve_kept) = (adopt.clone(), serve_kept.clone());
+                spawn_local_on((i + 1) % workers, move || async move {
+                    match adopt(std) {
+                        Ok(socket) => serve_kept(socket).await,
+                        Err(e) => eprintln!("{program}: a socket taken over: {e}"),
+                    }
+                });
+            }
+            eprintln!("{program}: took over {count} UDP socket(s) from {from}");
+            if count < workers {
+                eprintln!(
+                    "{program}: workers {count} to {} have no socket (only {count} came from \
+                     {from})",
+                    workers - 1
+                );
+            }
+            (socket, count)
         }
     };
     keep(&socket);
@@ -124,4 +153,14 @@ pub fn failed() -> io::Result<()> {
         return Err(io::Error::other("a worker failed to start"));
     }
     Ok(())
+}
+
+/// The UDP sockets systemd passed (`LISTEN_FDS`, for this process:
+/// `LISTEN_PID`), in order; none if it passed none. Anything else among
+/// them is an error.
+fn systemd_sockets() -> io::Result<Vec<std::net::UdpSocket>> {
+    let mut passed = listenfd::ListenFd::from_env();
+    (0..passed.len())
+        .filter_map(|i| passed.take_udp_socket(i).transpose())
+        .collect()
 }

@@ -1,0 +1,109 @@
+//! The UDP echo server example started by socket activation (systemd's
+//! `LISTEN_FDS`, `examples/common/restart_udp.rs`): it serves the UDP
+//! socket it was given as descriptor 3 instead of binding `--addr`, with
+//! `--recv-buffer` set on it, and a descriptor that is not a UDP socket is
+//! a clear error.
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[path = "util/example_bin.rs"]
+mod example_bin;
+
+/// The UDP echo server with `args`, started by `sh` with descriptor `fd` of
+/// this process as its descriptor 3 and `LISTEN_FDS=1`, `LISTEN_PID` its
+/// own pid (as systemd starts a socket-activated service).
+fn activated(fd: i32, args: &str) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "exec 3<&{fd}; LISTEN_FDS=1 LISTEN_PID=$$ exec \"$0\" --addr 127.0.0.1:1 {args}"
+        ))
+        .arg(example_bin::build_example("udp_echo_server"))
+        .stdin(Stdio::null());
+    command
+}
+
+/// Lets `fd` pass into a child process (clears close-on-exec).
+fn inheritable(fd: i32) {
+    // SAFETY: `fcntl(F_SETFD)` on a descriptor this test owns and keeps
+    // open while the child starts.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+}
+
+/// The kernel receive buffer of `socket` (`SO_RCVBUF`, which Linux reports
+/// doubled).
+fn recv_buffer(socket: &UdpSocket) -> usize {
+    let mut size: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `getsockopt` writes at most `len` bytes into `size`, an
+    // integer that lives across the call, on a descriptor `socket` owns.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut size as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt(SO_RCVBUF)");
+    usize::try_from(size).expect("a size")
+}
+
+#[test]
+fn the_socket_systemd_passes_is_served_with_the_servers_options() {
+    let passed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = passed.local_addr().unwrap();
+    let before = recv_buffer(&passed);
+    inheritable(passed.as_raw_fd());
+    let mut server = activated(passed.as_raw_fd(), "--recv-buffer 400000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the UDP echo server");
+    let announced = example_bin::listening_addr(&mut server);
+    // Not 127.0.0.1:1 (`--addr`): the socket it was given.
+    assert_eq!(announced, addr.to_string());
+    // `--recv-buffer` reached the passed socket (this process holds the
+    // same kernel socket).
+    let after = recv_buffer(&passed);
+    assert_ne!(
+        after, before,
+        "--recv-buffer was not set on the passed socket"
+    );
+    assert!(after >= 400_000, "SO_RCVBUF {after}");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for n in 0..20u32 {
+        let datagram = format!("activated {n}");
+        client.send_to(datagram.as_bytes(), addr).unwrap();
+        let mut back = [0u8; 64];
+        let (len, from) = client.recv_from(&mut back).expect("the echo");
+        assert_eq!(from, addr);
+        assert_eq!(&back[..len], datagram.as_bytes());
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn a_passed_descriptor_that_is_not_a_udp_socket_is_a_clear_error() {
+    // A TCP listener: what a `.socket` unit with `ListenStream=` passes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    inheritable(listener.as_raw_fd());
+    let output = activated(listener.as_raw_fd(), "")
+        .output()
+        .expect("run the UDP echo server");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot use the sockets systemd passed"),
+        "{stderr}"
+    );
+}
