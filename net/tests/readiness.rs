@@ -165,6 +165,73 @@ fn writable_waits_for_room_after_a_full_send_buffer() {
     .unwrap();
 }
 
+/// Both directions from one task, as tokio's `ready(Interest::READABLE |
+/// Interest::WRITABLE)`: a `select` over `readable()` and `writable()`
+/// (each holds its own cell, and the one that loses is dropped, which
+/// moves nothing). The peer writes 4 MiB before it reads anything, so a
+/// task that waited only to send would wait forever once the buffers
+/// fill: this one receives all of the peer's bytes while it sends its own,
+/// and every byte arrives in order both ways.
+#[test]
+fn one_task_waits_for_both_directions_with_select() {
+    const EACH_WAY: usize = 4 << 20;
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        peer.set_read_timeout(Some(Duration::from_secs(20)))?;
+        peer.set_write_timeout(Some(Duration::from_secs(20)))?;
+        let peer = std::thread::spawn(move || -> io::Result<usize> {
+            let ours: Vec<u8> = (0..EACH_WAY).map(pattern).collect();
+            peer.write_all(&ours)?;
+            peer.shutdown(std::net::Shutdown::Write)?;
+            drain_checking_from(&mut peer, 0)
+        });
+        let outgoing: Vec<u8> = (0..EACH_WAY).map(pattern).collect();
+        let (mut sent, mut received, mut peer_done) = (0usize, 0usize, false);
+        let mut buf = vec![0u8; 64 * 1024];
+        while sent < outgoing.len() || !peer_done {
+            if sent < outgoing.len() && !peer_done {
+                let readable = pin!(ours.readable());
+                let writable = pin!(ours.writable());
+                match futures_util::future::select(readable, writable).await {
+                    futures_util::future::Either::Left((ready, _)) => ready?,
+                    futures_util::future::Either::Right((ready, _)) => ready?,
+                }
+            } else if sent < outgoing.len() {
+                ours.writable().await?;
+            } else {
+                ours.readable().await?;
+            }
+            if !peer_done {
+                match ours.try_recv(&mut buf) {
+                    Ok(0) => peer_done = true,
+                    Ok(n) => {
+                        for (i, byte) in buf[..n].iter().enumerate() {
+                            assert_eq!(*byte, pattern(received + i), "byte {}", received + i);
+                        }
+                        received += n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if sent < outgoing.len() {
+                match ours.try_send(&outgoing[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                if sent == outgoing.len() {
+                    ours.shutdown(std::net::Shutdown::Write)?;
+                }
+            }
+        }
+        assert_eq!(received, EACH_WAY);
+        assert_eq!(peer.join().unwrap()?, EACH_WAY);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 /// A wait moves no data, so dropping it loses nothing: a parked wait
 /// dropped, then the data comes, and the next receive gets it all.
 #[test]
