@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use cellio_benches::fill_message;
 use serde_json::{json, Value};
 
+use crate::gate::Gate;
 use crate::{
     client_argv, finish_client, free_port, spawn_client, start_server, Args, ClientRun, Guard,
     Sample, ServerSpec,
@@ -359,9 +360,10 @@ impl CacheResult {
 }
 
 /// L1 misses per echoed message under callgrind's cache simulation: two lock-step runs over
-/// [`CACHE_CONNS`] connections that differ only in messages, like [`callgrind`]. Exact and
-/// repeatable; it models the process alone (the kernel's own evictions come on top in real
-/// runs, for every server alike).
+/// [`CACHE_CONNS`] connections that differ only in messages, like [`callgrind`]. Exact for
+/// the run, not quite repeatable (two runs of one `TcpIo` binary read 4.87 and 5.06 on
+/// 2026-12-07, where its instruction count repeated exactly); it models the process alone
+/// (the kernel's own evictions come on top in real runs, for every server alike).
 pub fn cache_misses(spec: &ServerSpec) -> Result<CacheResult, String> {
     let short = callgrind_once(spec, CACHE_CONNS, CACHE_MSGS.0, true)?;
     let long = callgrind_once(spec, CACHE_CONNS, CACHE_MSGS.1, true)?;
@@ -425,7 +427,9 @@ fn callgrind_once(
     let mut guard = Guard(child);
     let result = (|| {
         wait_accepting(&mut guard, addr, Duration::from_secs(60))?;
-        echo_lockstep(addr, conns, msgs)?;
+        // valgrind runs the server in its own process: the gate stops that.
+        let gate = Gate::new(guard.0.id())?;
+        echo_lockstep(addr, conns, msgs, &gate)?;
         // Let the server see the closes before stopping it.
         thread::sleep(Duration::from_millis(300));
         crate::stop_child_with(guard, libc::SIGTERM, Duration::from_secs(60), "valgrind")?;
@@ -455,8 +459,10 @@ fn wait_accepting(server: &mut Guard, addr: SocketAddr, limit: Duration) -> Resu
     }
 }
 
-/// The built-in callgrind client: byte-checked lock-step echo on `conns` connections.
-fn echo_lockstep(addr: SocketAddr, conns: u32, msgs: u64) -> Result<(), String> {
+/// The built-in callgrind client: byte-checked lock-step echo on `conns` connections, each
+/// round written while `gate` holds the server still, so that it arrives as one batch
+/// (`gate.rs`).
+fn echo_lockstep(addr: SocketAddr, conns: u32, msgs: u64, gate: &Gate) -> Result<(), String> {
     let mut socks = Vec::new();
     for _ in 0..conns {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
@@ -469,10 +475,12 @@ fn echo_lockstep(addr: SocketAddr, conns: u32, msgs: u64) -> Result<(), String> 
     let mut sent = [0u8; CG_SIZE];
     let mut got = [0u8; CG_SIZE];
     for seq in 0..msgs {
+        let held = gate.hold(Duration::from_secs(30))?;
         for (c, s) in socks.iter_mut().enumerate() {
             fill_message(&mut sent, c as u64, seq);
             s.write_all(&sent).map_err(|e| format!("send: {e}"))?;
         }
+        drop(held);
         for (c, s) in socks.iter_mut().enumerate() {
             s.read_exact(&mut got)
                 .map_err(|e| format!("receive: {e}"))?;

@@ -51,8 +51,9 @@
 //!   syscalls (`--cfg cellio_user_time_hooks`);
 //! * with `--callgrind`, user-space instructions per message: the server runs under valgrind's
 //!   callgrind twice with a fixed workload (20 connections x 200 and x 800 messages, built-in
-//!   lock-step client); the difference over the extra messages cancels start-up and connection
-//!   setup. Deterministic, unlike the tick-sampled user time.
+//!   lock-step client, each round written while the server is stopped: `gate.rs`); the
+//!   difference over the extra messages cancels start-up and connection setup. Repeats to the
+//!   instruction, unlike the tick-sampled user time.
 //!
 //! The server binaries are the siblings of this executable (`mio_echo`, `tokio_echo`,
 //! `mio_load` in the same target directory); a cellio server is given with `--cellio-bin`
@@ -62,6 +63,7 @@
 
 mod client_check;
 mod extras;
+mod gate;
 mod machine;
 mod paired;
 mod perf;

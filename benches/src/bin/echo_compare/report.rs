@@ -463,9 +463,10 @@ impl<'a> Report<'a> {
             n.push(format!(
                 "instr/msg: user-space instructions per echoed message under valgrind \
                  --tool=callgrind, (run with {} x {} messages - run with {} x {}) / extra \
-                 messages, {} B, built-in lock-step client; exact for the run, but runs of one \
-                 binary differ by a few percent (449 to 469 on the futures echo, 2026-12-07), \
-                 and it counts instructions, not time (no cache or branch effects).",
+                 messages, {} B, built-in lock-step client that writes each round while the \
+                 server is stopped, so it arrives as one batch (one binary's count repeats to \
+                 the instruction); it counts instructions, not time (no cache or branch \
+                 effects).",
                 extras::CG_CONNS,
                 extras::CG_MSGS.1,
                 extras::CG_CONNS,
@@ -479,7 +480,8 @@ impl<'a> Report<'a> {
                  message in callgrind's cache model (--cache-sim, 32 KiB 8-way L1s, 64-byte \
                  lines): (run with {} x {} messages - run with {} x {}) / extra messages, \
                  lock-step, so each message finds its connection's lines evicted by the other \
-                 connections' as under load. Exact and repeatable; it models the server \
+                 connections' as under load. Exact for the run (two runs of one binary have \
+                 differed by 4%: 4.87 and 5.06 through TcpIo); it models the server \
                  process alone (in real runs the kernel's work on every message evicts more, \
                  for every server alike).",
                 extras::CACHE_CONNS,
