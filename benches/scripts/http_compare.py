@@ -20,8 +20,7 @@ process (tests/outside/malloc_count.c preloaded; needs cc): `--allocs-requests` 
 h2load (`--h1` for HTTP/1.1) after as many of warm-up, the count read before and after.
 
 Needs wrk (apt-get install wrk), for HTTP/2 and --allocs h2load (apt-get install nghttp2-client).
-Build first:  cargo build --release -p cellio-benches --bin tokio_http &&
-              cargo build --release -p cellio-http-example
+Build first:  cargo build --release -p cellio-benches-http -p cellio-http-example
 Run:          python3 benches/scripts/http_compare.py [--rounds 3] [--secs 5] [--connections 50]
                   [--protocol http2 --streams 10] [--allocs]
 """

@@ -1,5 +1,5 @@
 //! The one HTTP service of the HTTP comparison (the `http_server`
-//! example's, `#[path]`-included by `benches`' `tokio_http`, so both serve
+//! example's, `#[path]`-included by `benches/http`'s `tokio_http`, so both serve
 //! exactly the same): `GET /` answers `hello from cellio`, `POST /echo` the
 //! request's body, anything else is 404.
 
