@@ -101,18 +101,23 @@ impl<const TX: bool> Drop for Ready<'_, TX> {
 
 /// Runs a `try_` method's `attempt` once, outside any future. If it says
 /// `WouldBlock`, or reports the socket drained, `cell` is marked
-/// `EXHAUSTED` (unless readiness moved since the snapshot taken first), so
-/// that the next `readable()` or `writable()` waits for the reactor.
+/// `EXHAUSTED` (unless readiness moved since the snapshot taken first; a
+/// short read also not after a hang-up), so that the next `readable()` or
+/// `writable()` waits for the reactor.
 #[inline]
 pub(crate) fn try_now<R>(cell: &OpCell, attempt: impl FnOnce() -> Attempt<R>) -> io::Result<R> {
     let seen = cell.observe();
     let result = attempt();
-    let drained = match &result {
-        Ok((_, drained)) => *drained,
-        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-    };
-    if let (true, Ok(seen)) = (drained, seen) {
-        cell.mark_exhausted(seen);
+    if let Ok(seen) = seen {
+        match &result {
+            // A short read: unless the socket hung up (a FIN or an error may
+            // wait behind the data).
+            Ok((_, true)) => cell.mark_exhausted(seen),
+            // EAGAIN: nothing at all is pending, even after a hang-up event
+            // (a UDP socket's ICMP error, already read).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => cell.mark_would_block(seen),
+            _ => {}
+        }
     }
     result.map(|(value, _)| value)
 }

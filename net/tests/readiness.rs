@@ -275,6 +275,52 @@ fn udp_readable_waits_for_a_datagram() {
     .unwrap();
 }
 
+/// A connected UDP socket whose datagram met a closed port gets an ICMP
+/// error, which the reactor reports as a hang-up (`EPOLLERR`); once the
+/// error is read the socket goes on, and a `WouldBlock` from `try_recv`
+/// must still make the next wait park. (It did not: after the hang-up the
+/// wait completed at once for ever, and the loop of waits and `try_recv`
+/// calls spun on an empty socket.)
+#[test]
+fn udp_waits_park_again_after_an_icmp_error_is_read() {
+    run(|| async {
+        // A port with nobody on it, to connect to.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let closed_addr = closed.local_addr()?;
+        drop(closed);
+        let ours = UdpSocket::bind("127.0.0.1:0")?;
+        ours.connect(closed_addr)?;
+        let mut buf = [0u8; 64];
+        assert_would_block(ours.try_recv(&mut buf));
+        {
+            let mut readable = pin!(ours.readable());
+            assert!(poll_once(readable.as_mut()).await.is_pending());
+            // Port unreachable: the error wakes the wait.
+            ours.try_send(b"to nobody")?;
+            readable.await?;
+        }
+        assert_eq!(
+            ours.try_recv(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::ConnectionRefused
+        );
+        // The error is read; the socket is empty and the wait parks.
+        assert_would_block(ours.try_recv(&mut buf));
+        let mut readable = pin!(ours.readable());
+        assert!(
+            poll_once(readable.as_mut()).await.is_pending(),
+            "the wait completed on an empty socket after the error was read"
+        );
+        // Somebody is there now: its datagram completes the wait.
+        let peer = std::net::UdpSocket::bind(closed_addr)?;
+        peer.send_to(b"hello", ours.local_addr()?)?;
+        readable.await?;
+        assert_eq!(ours.try_recv(&mut buf)?, 5);
+        assert_eq!(&buf[..5], b"hello");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 /// Unix streams and datagram sockets have the same waits.
 #[test]
 fn unix_sockets_wait_the_same_way() {

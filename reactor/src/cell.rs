@@ -42,10 +42,14 @@
 //!   write). Until the next notification clears it, an operation may park
 //!   without a syscall that would only return `EAGAIN`.
 //! * **HUP** (sticky until reset): the reactor reported end-of-stream or an
-//!   error for this direction. Such a state never produces another edge, so
-//!   from then on `EXHAUSTED` is never set: a short read that leaves only
+//!   error for this direction. A stream's end produces no further edge, so
+//!   from then on a short read never sets `EXHAUSTED`: one that leaves only
 //!   the FIN (or the RST) behind must not let the next receive park — it
-//!   must read the 0 or the error.
+//!   must read the 0 or the error. An attempt that said `EAGAIN` still sets
+//!   it ([`mark_would_block`](OpCell::mark_would_block)): the kernel reports
+//!   a pending end or error before `EAGAIN`, and a socket that goes on after
+//!   an error event (a UDP socket's ICMP error, once read) raises a new
+//!   event for whatever comes next.
 //! * **CLOSED**: the reactor is gone; parking would sleep forever, so `park`
 //!   fails with [`CellError::Closed`].
 //! * **CONFINED**: the holder reserved the cell with
@@ -900,6 +904,25 @@ impl OpCell {
         );
     }
 
+    /// Records that an attempt at `seen`, made without holding the cell,
+    /// said `EAGAIN`. Like [`mark_exhausted`](Self::mark_exhausted), but it
+    /// holds after a hang-up too: the kernel reports a pending end-of-stream
+    /// (0) or error before it says `EAGAIN`, so `EAGAIN` proves there is
+    /// nothing of either to read, and a socket that can still say it after a
+    /// hang-up event (a UDP socket whose ICMP error was read; a socket whose
+    /// error queue raised `EPOLLERR`) reports whatever comes next as a new
+    /// event, which clears the mark. Without it, `readable()` after such an
+    /// event completed at once for ever, and a wait-and-`try_recv` loop spun.
+    #[inline]
+    pub fn mark_would_block(&self, seen: Readiness) {
+        let _ = self.word.compare_exchange(
+            seen.0,
+            seen.0 | EXHAUSTED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
     /// The reactor's side: readiness arrived for this direction. Bumps the
     /// sequence, clears `EXHAUSTED`, and wakes the parked waker if there is
     /// one. The wake happens after the cell is consistent again, never inside
@@ -1007,7 +1030,8 @@ impl OpCell {
 
     /// Like [`notify`](Self::notify), for readiness that is final: the peer
     /// closed this direction or the socket failed. Records `HUP`, after
-    /// which the exhausted shortcut is off for good.
+    /// which a short read no longer marks the cell exhausted (an `EAGAIN`
+    /// still does: [`mark_would_block`](Self::mark_would_block)).
     pub fn notify_hangup(&self) {
         if let Some(waker) = self.advance(HUP) {
             if tracing::level_enabled!(tracing::Level::TRACE) {
@@ -1196,6 +1220,20 @@ mod tests {
         let seen = cell.observe().unwrap();
         cell.mark_exhausted(seen);
         assert!(cell.observe().unwrap().is_exhausted());
+    }
+
+    #[test]
+    fn a_would_block_marks_the_cell_exhausted_even_after_a_hang_up() {
+        let cell = OpCell::new();
+        cell.notify_hangup(); // a UDP socket's ICMP error, since read
+        let seen = cell.observe().unwrap();
+        cell.mark_would_block(seen); // then EAGAIN: nothing is pending
+        assert!(cell.observe().unwrap().is_exhausted());
+        cell.notify(); // the next datagram
+        assert!(!cell.observe().unwrap().is_exhausted());
+        // From a snapshot the notification has overtaken: no mark.
+        cell.mark_would_block(seen);
+        assert!(!cell.observe().unwrap().is_exhausted());
     }
 
     #[test]

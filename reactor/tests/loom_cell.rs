@@ -318,6 +318,33 @@ fn mark_exhausted_vs_notify_never_hides_readiness() {
     });
 }
 
+/// The same for an attempt that said `EAGAIN` on a cell that has hung up
+/// (a UDP socket whose ICMP error was read): its mark holds after the
+/// hang-up, and still never hides a notification that came after the
+/// snapshot.
+#[test]
+fn mark_would_block_after_a_hang_up_vs_notify_never_hides_readiness() {
+    model(|cell, _counter, _waker| {
+        cell.notify_hangup();
+        let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
+
+        let seen = cell.observe().unwrap();
+        // ... the syscall said WouldBlock ...
+        cell.mark_would_block(seen);
+        notifier.join().unwrap();
+
+        let after = cell.observe().unwrap();
+        assert_eq!(after.sequence(), 2, "the hang-up and the notification");
+        let notified_after_snapshot = seen.sequence() == 1;
+        assert_eq!(
+            after.is_exhausted(),
+            !notified_after_snapshot,
+            "EXHAUSTED must be set exactly when nothing arrived after the snapshot"
+        );
+    });
+}
+
 /// A parked operation is dropped (`release_abandoned`, which leaves the
 /// cell `EXHAUSTED` when nothing arrived since the park) while the reactor
 /// notifies: whichever comes first, the notification is counted and the
