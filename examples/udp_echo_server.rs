@@ -32,8 +32,9 @@
 //!   TCP servers hand over their listeners.
 //! * Started by systemd socket activation (`LISTEN_FDS`, e.g. a `.socket`
 //!   unit with `ListenDatagram=`), it serves the UDP sockets systemd
-//!   passed instead of binding `--addr` (`--recv-buffer` applies to them);
-//!   a passed descriptor that is not a UDP socket is a one-line error.
+//!   passed instead of binding `--addr`; a passed descriptor that is not a
+//!   UDP socket is a one-line error. `--recv-buffer` applies to every socket
+//!   served, passed or taken over.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -162,6 +163,10 @@ mod restart_udp;
 #[path = "common/shutdown_signals.rs"]
 mod shutdown_signals;
 
+/// How long the workers may take to finish the echoes they are sending
+/// when the server stops.
+const SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn run(args: &Args) -> std::io::Result<()> {
     let workers = usize::from(args.workers);
     let runtime = Runtime::builder()
@@ -198,6 +203,13 @@ fn run(args: &Args) -> std::io::Result<()> {
         println!("listening on {}", socket.local_addr()?);
         serve_with(socket, api, batch).await
     })?;
+    // The other workers' loops stop at their next receive: let one that
+    // is still sending an echo (a send the socket could not take at once
+    // waits for room) finish it rather than cancel it.
+    let cancelled = runtime.shutdown_timeout(SEND_GRACE);
+    if cancelled > 0 {
+        eprintln!("udp_echo_server: {cancelled} task(s) cancelled after {SEND_GRACE:?}");
+    }
     restart_udp::failed()
 }
 

@@ -198,6 +198,63 @@ fn taking_over_from_nothing_and_a_busy_or_foreign_restart_path_are_clear_errors(
     std::fs::remove_file(&file).unwrap();
 }
 
+/// A successor whose predecessor says nothing (stopped, wedged, or another
+/// program at the path) does not wait for ever: a signal ends its wait, and
+/// without one it gives up after 10 s, each with an error that says so.
+/// (It used to wait for ever and swallow SIGTERM.)
+#[test]
+fn a_successor_facing_a_silent_restart_socket_gives_up() {
+    let path = socket_path("silent");
+    let silent = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let successor = |stderr: std::process::Stdio| {
+        command(&["--take-over", path.to_str().unwrap()], None)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the successor")
+    };
+    let output_of = |mut child: std::process::Child, limit: Duration| {
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the successor still waits after {limit:?}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        child.wait_with_output().unwrap()
+    };
+
+    let signalled = successor(std::process::Stdio::piped());
+    // Connected: it waits for the hand-over message (its signal handlers
+    // are in place by then).
+    let (_first, _) = silent.accept().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &signalled.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = output_of(signalled, Duration::from_secs(5));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot take over from") && stderr.contains("stopped by a signal"),
+        "{stderr}"
+    );
+
+    let waiting = successor(std::process::Stdio::piped());
+    let (_second, _) = silent.accept().unwrap();
+    let output = output_of(waiting, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no hand-over message within 10 s"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
 /// A successor must run as the server's user (or root): one of another
 /// user that can connect (the socket file made writable for everyone
 /// here) gets nothing, and the server keeps serving and offering. Needs

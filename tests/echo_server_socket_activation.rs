@@ -1,7 +1,9 @@
 //! The echo server example started by socket activation (systemd's
 //! `LISTEN_FDS`, `examples/common/restart.rs`): it serves the listening
-//! socket it was given as descriptor 3 instead of binding `--addr`, and a
-//! descriptor that is not a TCP listener is a clear error.
+//! socket it was given as descriptor 3 instead of binding `--addr`; a
+//! descriptor that is not a TCP listener, or a TCP socket that does not
+//! listen, is a clear error; and descriptors passed without `LISTEN_PID`
+//! naming the server are not its to use.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,11 +18,17 @@ mod example_bin;
 /// as its descriptor 3 and `LISTEN_FDS=1`, `LISTEN_PID` its own pid (as
 /// systemd starts a socket-activated service).
 fn activated(fd: i32) -> Command {
+    started_with(fd, "LISTEN_PID=$$", "--addr 127.0.0.1:1")
+}
+
+/// The echo server with descriptor `fd` as its descriptor 3, `LISTEN_FDS=1`
+/// and `env` (`LISTEN_PID=...`, or nothing), and `args`.
+fn started_with(fd: i32, env: &str, args: &str) -> Command {
     let mut command = Command::new("sh");
     command
         .arg("-c")
         .arg(format!(
-            "exec 3<&{fd}; LISTEN_FDS=1 LISTEN_PID=$$ exec \"$0\" --addr 127.0.0.1:1"
+            "exec 3<&{fd}; LISTEN_FDS=1 {env} exec \"$0\" {args}"
         ))
         .arg(example_bin::build_example("echo_server"))
         .stdin(Stdio::null());
@@ -72,4 +80,67 @@ fn a_passed_descriptor_that_is_not_a_tcp_listener_is_a_clear_error() {
         stderr.contains("cannot use the sockets systemd passed"),
         "{stderr}"
     );
+}
+
+/// A TCP socket that is bound but does not listen (a `.socket` unit with
+/// `Accept=yes` passes connections, which do not either): every accept
+/// would fail with `EINVAL`, and the server spun printing so. It refuses
+/// the socket instead.
+#[test]
+fn a_passed_tcp_socket_that_does_not_listen_is_a_clear_error() {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    inheritable(socket.as_raw_fd());
+    let mut server = activated(socket.as_raw_fd())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the echo server");
+    let status = example_bin::wait_exit(&mut server, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = server.kill();
+        let _ = server.wait();
+        panic!("the server kept running on a socket that does not listen");
+    }
+    let mut stderr = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.unwrap().code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("fd 3 is a TCP socket that is not listening"),
+        "{stderr}"
+    );
+}
+
+/// Without `LISTEN_PID`, or with another process's, the descriptors are
+/// not this server's (systemd's `sd_listen_fds` rule): it binds `--addr`.
+#[test]
+fn descriptors_passed_without_listen_pid_are_left_alone() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let passed = listener.local_addr().unwrap().to_string();
+    inheritable(listener.as_raw_fd());
+    for env in ["", "LISTEN_PID=1"] {
+        let mut server = started_with(listener.as_raw_fd(), env, "--addr 127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the echo server");
+        let announced = example_bin::listening_addr(&mut server);
+        let _ = server.kill();
+        let _ = server.wait();
+        assert_ne!(
+            announced, passed,
+            "it served the passed socket with {env:?}"
+        );
+    }
 }

@@ -164,3 +164,33 @@ fn a_udp_server_cannot_take_over_tcp_listeners() {
     assert_eq!(&back, b"still here");
     assert!(path.exists(), "the TCP server stopped offering");
 }
+
+/// One message carries at most 253 descriptors (Linux's `SCM_MAX_FD`): a
+/// server with more sockets than that refuses `--restart-socket` at start,
+/// where it used to serve and then fail every hand-over.
+#[test]
+fn more_sockets_than_one_hand_over_carries_is_refused_at_start() {
+    let path = socket_path("many");
+    let mut server = Command::new(example_bin::build_example("udp_echo_server"))
+        .args(["--addr", "127.0.0.1:0", "--workers", "254"])
+        .args(["--restart-socket", path.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the udp server");
+    if example_bin::wait_exit(&mut server, Duration::from_secs(20)).is_none() {
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_file(&path);
+        panic!("it started serving with 254 sockets and --restart-socket");
+    }
+    let output = server.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--restart-socket hands over at most 253 UDP sockets"),
+        "{stderr}"
+    );
+    assert!(!path.exists(), "it offered restarts all the same");
+}

@@ -1,8 +1,9 @@
 //! The UDP echo server example started by socket activation (systemd's
 //! `LISTEN_FDS`, `examples/common/restart_udp.rs`): it serves the UDP
 //! socket it was given as descriptor 3 instead of binding `--addr`, with
-//! `--recv-buffer` set on it, and a descriptor that is not a UDP socket is
-//! a clear error.
+//! `--recv-buffer` set on it (and on it again by a successor that takes it
+//! over with a `--recv-buffer` of its own), and a descriptor that is not a
+//! UDP socket is a clear error.
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -106,4 +107,42 @@ fn a_passed_descriptor_that_is_not_a_udp_socket_is_a_clear_error() {
         stderr.contains("cannot use the sockets systemd passed"),
         "{stderr}"
     );
+}
+
+/// A restart is how new flags take effect: a successor's `--recv-buffer`
+/// is set on the sockets it takes over (it used to keep the
+/// predecessor's).
+#[test]
+fn a_successor_sets_its_recv_buffer_on_the_sockets_it_takes_over() {
+    let passed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = passed.local_addr().unwrap();
+    let path = std::env::temp_dir().join(format!("cellio-udp-activated-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let path_arg = path.to_str().unwrap();
+    inheritable(passed.as_raw_fd());
+    let mut first = activated(passed.as_raw_fd(), &format!("--restart-socket {path_arg}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the UDP echo server");
+    assert_eq!(example_bin::listening_addr(&mut first), addr.to_string());
+    let before = recv_buffer(&passed);
+    let mut successor = Command::new(example_bin::build_example("udp_echo_server"))
+        .args(["--addr", "127.0.0.1:1", "--take-over", path_arg])
+        .args(["--recv-buffer", "400000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the successor");
+    assert_eq!(
+        example_bin::listening_addr(&mut successor),
+        addr.to_string()
+    );
+    let after = recv_buffer(&passed);
+    let _ = successor.kill();
+    let _ = successor.wait();
+    let _ = first.kill();
+    let _ = first.wait();
+    let _ = std::fs::remove_file(&path);
+    assert_ne!(after, before, "the successor's --recv-buffer was not set");
+    assert!(after >= 400_000, "SO_RCVBUF {after}");
 }

@@ -81,11 +81,36 @@ impl Kind {
     }
 }
 
+/// The descriptors systemd passed this process (`LISTEN_FDS`), or none:
+/// as systemd's own `sd_listen_fds`, only if `LISTEN_PID` names this
+/// process (the `listenfd` crate alone also takes them without it).
+pub fn systemd_passed() -> listenfd::ListenFd {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    if for_us {
+        listenfd::ListenFd::from_env()
+    } else {
+        listenfd::ListenFd::empty()
+    }
+}
+
 /// Duplicates of this process's sockets, offered to a successor.
 static KEPT: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 
-/// The most sockets one hand-over carries (one per worker).
-const MAX_SOCKETS: usize = 64;
+/// Room reserved for the received descriptors (one per worker, usually);
+/// more grow the vector.
+const USUAL_SOCKETS: usize = 64;
+
+/// The most descriptors one message can carry on Linux (`SCM_MAX_FD`): a
+/// server with more sockets cannot hand them over in one message, so it
+/// refuses `--restart-socket` at start.
+const MAX_HANDED_OVER: usize = 253;
+
+/// How long a successor waits for the predecessor's message, and a
+/// predecessor for the successor's answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// Keeps a duplicate of `socket`'s descriptor to offer a successor.
 fn keep(socket: BorrowedFd<'_>) -> io::Result<()> {
@@ -123,6 +148,16 @@ pub fn run(
     kind: Kind,
     count: usize,
 ) -> io::Result<()> {
+    if restart_path.is_some() && count > MAX_HANDED_OVER {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "--restart-socket hands over at most {MAX_HANDED_OVER} {} in one message, \
+                 and this server has {count} (fewer --workers)",
+                kind.what()
+            ),
+        ));
+    }
     let restart_socket = match (&restart_path, &predecessor) {
         (Some(path), None) => Some(listen(path).map_err(|e| {
             io::Error::new(
@@ -262,7 +297,6 @@ async fn send_and_hear(
     kind: Kind,
     kept: &[OwnedFd],
 ) -> io::Result<Option<String>> {
-    const ANSWER_WITHIN: Duration = Duration::from_secs(10);
     let fds: Vec<BorrowedFd<'_>> = kept.iter().map(|fd| fd.as_fd()).collect();
     let header = format!("{} {}", kind.word(), fds.len());
     // One message: the successor receives header and descriptors together.
@@ -278,9 +312,26 @@ async fn send_and_hear(
 /// Step 2 from the successor's side: connects to the server at `path` and
 /// takes its sockets, which must be of `kind`. Confirm with [`run`] once
 /// they are registered and served. Errors say `cannot take over from
-/// PATH: ...`.
+/// PATH: ...`; a predecessor that sends nothing within `ANSWER_WITHIN`
+/// (stopped, wedged, or not a cellio server) is one, and a shutdown signal
+/// ends the wait.
 pub async fn take(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStream)> {
-    take_from(path, kind).await.map_err(|e| {
+    let taken = match until_shutdown(timeout(ANSWER_WITHIN, take_from(path, kind))).await {
+        Some(Ok(taken)) => taken,
+        Some(Err(_elapsed)) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no hand-over message within {} s (is the server there stopped, or not \
+                 a cellio server?)",
+                ANSWER_WITHIN.as_secs()
+            ),
+        )),
+        None => Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "stopped by a signal before the hand-over",
+        )),
+    };
+    taken.map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot take over from {}: {e}", path.display()),
@@ -291,8 +342,14 @@ pub async fn take(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStre
 async fn take_from(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStream)> {
     let predecessor = UnixStream::connect(path).await?;
     let mut header = [0u8; 64];
-    let mut fds = Vec::with_capacity(MAX_SOCKETS);
+    let mut fds = Vec::with_capacity(USUAL_SOCKETS);
     let got = predecessor.recv_with_fds(&mut header, &mut fds).await?;
+    if got.bytes == 0 && got.fds == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server there closed the connection without handing over (its log says why)",
+        ));
+    }
     let text = std::str::from_utf8(&header[..got.bytes]).unwrap_or("");
     let (word, count) = text.split_once(' ').unwrap_or((text, ""));
     let other = [Kind::TcpListeners, Kind::UdpSockets]

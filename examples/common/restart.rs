@@ -117,10 +117,34 @@ where
 
 /// The TCP listening sockets systemd passed (`LISTEN_FDS`, for this
 /// process: `LISTEN_PID`), in order; none if it passed none. Anything
-/// else among them is an error.
+/// else among them is an error, a TCP socket that is not listening too.
 fn systemd_listeners() -> io::Result<Vec<std::net::TcpListener>> {
-    let mut passed = listenfd::ListenFd::from_env();
-    (0..passed.len())
-        .filter_map(|i| passed.take_tcp_listener(i).transpose())
-        .collect()
+    let mut passed = handover::systemd_passed();
+    let mut listeners = Vec::new();
+    for i in 0..passed.len() {
+        if let Some(listener) = passed.take_tcp_listener(i)? {
+            ensure_listening(&listener, 3 + i)?;
+            listeners.push(listener);
+        }
+    }
+    Ok(listeners)
+}
+
+/// An error unless the TCP socket passed as descriptor `fd` listens
+/// (`SO_ACCEPTCONN`): an accept on a connected or only bound socket fails
+/// every time (`EINVAL`), and the server would spin saying so. (Not
+/// checked where socket2 cannot ask: macOS.)
+fn ensure_listening(socket: &std::net::TcpListener, fd: usize) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    if !socket2::SockRef::from(socket).is_listener()? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "fd {fd} is a TCP socket that is not listening (a .socket unit with \
+                 Accept=yes passes connections; this server needs Accept=no)"
+            ),
+        ));
+    }
+    let _ = (socket, fd);
+    Ok(())
 }

@@ -36,9 +36,9 @@ static WORKER_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Binds `addr` with `options` (then `prepare`: socket options) on worker
 /// 0 and on each of workers `1..workers`, or, with `take_over`, takes the
-/// predecessor's sockets, or those systemd passed (then `prepare`s them;
-/// the first for worker 0, the others round-robin over the workers); runs `serve` on each socket but worker 0's, which is
-/// returned; and with `restart_socket`, offers them all to a successor. A
+/// predecessor's sockets, or those systemd passed (then `prepare`s them
+/// too; the first for worker 0, the others round-robin over the workers);
+/// runs `serve` on each socket but worker 0's, which is returned; and with `restart_socket`, offers them all to a successor. A
 /// worker that cannot bind says so and shuts the runtime down.
 pub async fn sockets<P, S, F>(
     program: &'static str,
@@ -101,14 +101,12 @@ where
             (socket, workers)
         }
         count => {
-            // systemd's sockets are fresh: their options are this server's
-            // to set. A predecessor's keep the options it set.
-            let fresh = predecessor.is_none();
+            // This server's flags apply to every socket it serves, a
+            // predecessor's too (a restart is how new flags take effect);
+            // `prepare` leaves alone what they do not set.
             let adopt = move |std| {
                 let socket = UdpSocket::from_std(std)?;
-                if fresh {
-                    prepare(&socket)?;
-                }
+                prepare(&socket)?;
                 Ok::<_, io::Error>(socket)
             };
             let mut taken = inherited.into_iter();
@@ -159,7 +157,7 @@ pub fn failed() -> io::Result<()> {
 /// `LISTEN_PID`), in order; none if it passed none. Anything else among
 /// them is an error.
 fn systemd_sockets() -> io::Result<Vec<std::net::UdpSocket>> {
-    let mut passed = listenfd::ListenFd::from_env();
+    let mut passed = handover::systemd_passed();
     (0..passed.len())
         .filter_map(|i| passed.take_udp_socket(i).transpose())
         .collect()
