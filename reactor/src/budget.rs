@@ -72,6 +72,14 @@ pub fn current_tag() -> Option<u32> {
     (units != UNLIMITED && tag != NO_TAG).then_some(tag)
 }
 
+/// `true` unless the budget of the poll running on this thread is spent
+/// (always `true` outside a budgeted poll). For a combinator that must
+/// tell whether the future it wraps spent the last unit (`timeout`).
+#[inline]
+pub fn has_remaining() -> bool {
+    WORDS.with(|w| w.budget.get() != 0)
+}
+
 /// Spends one unit: `Ready` if the operation may proceed, otherwise wakes
 /// `waker` (so the task is polled again soon) and returns `Pending`.
 #[inline]

@@ -138,6 +138,29 @@ fn resume_runs_on_from_the_virtual_time_reached() {
     });
 }
 
+/// "Practically never" (a duration too long for an `Instant`) counts from
+/// the virtual clock: after the clock has been moved decades ahead,
+/// `sleep(Duration::MAX)` still does not complete, and a second advance too
+/// long to fit still moves the clock. (Both counted from real time before,
+/// and the sleep completed at once.)
+#[test]
+fn never_stays_ahead_of_a_clock_moved_decades_on() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            time::advance(Duration::from_secs(40 * 365 * 86_400)).await;
+            let before = time::now();
+            assert!(timeout(SECOND, sleep(Duration::MAX)).await.is_err());
+            assert_eq!(time::now() - before, SECOND);
+            time::advance(Duration::MAX).await;
+            let far = time::now();
+            assert!(far > before + SECOND);
+            time::advance(Duration::MAX).await;
+            assert!(time::now() > far, "a second long advance did not move it");
+            assert!(timeout(SECOND, sleep(Duration::MAX)).await.is_err());
+        })
+    });
+}
+
 #[test]
 fn misuse_says_why() {
     let error = Builder::new()

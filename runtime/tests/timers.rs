@@ -486,6 +486,28 @@ fn timeout_at_shares_one_deadline_between_steps() {
     });
 }
 
+/// A deadline already past when the wrapped future has spent the task's
+/// whole budget (here sleeps that are already over, as a flooded socket's
+/// operations would): the timeout still fires, checked without spending.
+/// (It used to find the budget empty on every poll and never fire, as
+/// tokio's does not.)
+#[test]
+fn a_past_deadline_fires_even_when_the_future_spends_the_budget() {
+    async fn busy() {
+        loop {
+            sleep(Duration::ZERO).await;
+        }
+    }
+    let elapsed = elapsed_value();
+    run(move || async move {
+        assert_eq!(timeout(Duration::ZERO, busy()).await, Err(elapsed));
+        // One deadline for several steps, passed during the first.
+        let deadline = Instant::now() + Duration::from_millis(5);
+        sleep(Duration::from_millis(10)).await;
+        assert_eq!(timeout_at(deadline, busy()).await, Err(elapsed));
+    });
+}
+
 #[test]
 fn elapsed_converts_to_timed_out() {
     let err = elapsed_value();

@@ -91,7 +91,12 @@ impl Clock {
     pub(crate) fn advance(&self, by: Duration) -> bool {
         match self.paused_at() {
             Some(at) => {
-                let to = at.checked_add(by).unwrap_or_else(super::far_future);
+                // A duration that does not fit moves it "practically
+                // for ever" (`FAR`) from where it stands.
+                let to = at
+                    .checked_add(by)
+                    .or_else(|| at.checked_add(super::FAR))
+                    .unwrap_or(at);
                 self.mode.set(Mode::Paused(to.max(at)));
                 true
             }

@@ -210,9 +210,17 @@ fn with_paused_clock(what: &str, f: impl FnOnce(&Clock)) {
     }
 }
 
+/// How far "practically never" is: about 30 years, far enough, and safe to
+/// add small durations to.
+const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// "Practically never", for a duration that does not fit an `Instant`:
+/// [`FAR`] from [`now`], so that on a paused clock moved decades ahead it
+/// is still ahead (from `Instant::now()` it was in the past then, and
+/// `sleep(Duration::MAX)` completed at once).
 fn far_future() -> Instant {
-    // About 30 years: far enough, and safe to add small durations to.
-    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+    let now = now();
+    now.checked_add(FAR).unwrap_or(now)
 }
 
 impl Sleep {
@@ -265,6 +273,14 @@ impl Sleep {
     /// returns `Pending`; everything else goes out of line.
     #[inline]
     fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_sleep_spending(cx, true)
+    }
+
+    /// [`poll_sleep`](Self::poll_sleep), where `spend` says whether a
+    /// deadline found over before the sleep was armed spends a unit of the
+    /// task's budget (see `poll_sleep_slow`).
+    #[inline]
+    fn poll_sleep_spending(&mut self, cx: &mut Context<'_>, spend: bool) -> Poll<()> {
         if let Some(armed) = self.armed {
             let pending = with_executor(|executor| {
                 executor.is(armed.worker, armed.epoch)
@@ -275,11 +291,11 @@ impl Sleep {
                 return Poll::Pending;
             }
         }
-        self.poll_sleep_slow(cx)
+        self.poll_sleep_slow(cx, spend)
     }
 
     #[inline(never)]
-    fn poll_sleep_slow(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_sleep_slow(&mut self, cx: &mut Context<'_>, spend: bool) -> Poll<()> {
         if let Some(armed) = self.armed {
             let polled = with_executor(|executor| {
                 executor
@@ -303,6 +319,9 @@ impl Sleep {
             // sleeps already over (a deadline in the past, a thread
             // descheduled past a short one) yields now and then instead of
             // holding the worker (tokio's timers are budgeted the same way).
+            if !spend {
+                return Poll::Ready(());
+            }
             return cellio_reactor::budget::poll_proceed(cx.waker());
         }
         let deadline = self.deadline;
@@ -428,10 +447,17 @@ impl<F: Future> Future for Timeout<F> {
         let this = unsafe { self.get_unchecked_mut() };
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        let had_budget = cellio_reactor::budget::has_remaining();
         if let Poll::Ready(output) = future.poll(cx) {
             return Poll::Ready(Ok(output));
         }
-        match this.sleep.poll_sleep(cx) {
+        // If the future spent the last of the budget, the deadline is
+        // checked without spending (tokio's rule): a deadline already past
+        // would otherwise find the budget empty on every poll, and a
+        // future that always has work (a flooded socket) would never time
+        // out.
+        let spend = !had_budget || cellio_reactor::budget::has_remaining();
+        match this.sleep.poll_sleep_spending(cx, spend) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
             Poll::Pending => Poll::Pending,
         }
