@@ -122,6 +122,44 @@ fn counts_every_request_against_an_echo_server() {
     assert_no_allocations(&v);
 }
 
+/// A message larger than the socket buffers at `--pipeline 1`: its echo is
+/// read while it is sent. (Sent whole first, it deadlocked against an echo
+/// server, which stops reading once it cannot write, and the run failed
+/// with a timeout that blamed the server.) Corruption is still caught.
+#[test]
+fn a_message_larger_than_the_socket_buffers_completes_in_a_closed_loop() {
+    const SIZE: usize = 16 << 20;
+    let size = SIZE.to_string();
+    let args = |addr: &str| {
+        run_load(&[
+            "--addr",
+            addr,
+            "--json",
+            "--requests",
+            "2",
+            "--connections",
+            "1",
+            "--size",
+            &size,
+            "--timeout",
+            "5s",
+        ])
+    };
+    let out = args(&echo_server(SIZE, None));
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(
+        (v["msgs"].as_u64(), v["mismatches"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["pipeline"], 1);
+    let out = args(&echo_server(SIZE, Some(2)));
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(v["mismatches"], 1, "{v}");
+}
+
 #[test]
 fn pipelined_workers_count_every_request() {
     let addr = echo_server(100, None);

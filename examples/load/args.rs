@@ -57,7 +57,8 @@ pub struct Args {
     pub spin: bool,
 
     /// Messages in flight per connection (1 = closed loop: send, wait for
-    /// the echo, send the next).
+    /// the echo, send the next; a message over 64 KiB is received while it
+    /// is sent, or a large one would deadlock an echo server).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub pipeline: u32,
 

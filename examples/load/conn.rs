@@ -5,6 +5,14 @@
 //! pipelined sender ([`send_window`]) and the join of the two halves
 //! ([`join`], over a [`Flight`]).
 //!
+//! A message larger than [`CLOSED_LOOP_MAX_SIZE`] goes through the
+//! pipelined loop even at `--pipeline 1` (a window of one): the closed loop
+//! sends the whole message before it reads any of the echo, and an echo
+//! server that writes back what it reads stops reading once its send
+//! buffer and the client's receive buffer are full, so a message larger
+//! than those deadlocked both until `--timeout` (16 MiB over TCP, 512 KiB
+//! over a Unix socket on the test VM).
+//!
 //! All reuse their buffers: after a connection's task has started, sending,
 //! receiving, checking and recording a message allocates nothing.
 
@@ -530,6 +538,12 @@ pub async fn join(
         });
     }
 }
+
+/// The largest message the closed loop sends whole before reading its echo
+/// (see the module docs); larger ones take the pipelined loop, which
+/// receives while it sends. 64 KiB: far below what the kernel's socket
+/// buffers hold on a loopback connection (TCP or Unix).
+pub const CLOSED_LOOP_MAX_SIZE: usize = 64 * 1024;
 
 /// `--pipeline K > 1`: a sender keeps up to K messages outstanding while a
 /// receiver checks the echoes as they stream back; both run inside this

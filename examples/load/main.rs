@@ -632,7 +632,8 @@ fn worker(
                     timeout: wait_limit,
                 };
                 let stats = stats[(id % targets) as usize].clone();
-                let pipelined = plan.pipeline > 1;
+                // A large message needs its echo read while it is sent.
+                let pipelined = plan.pipeline > 1 || plan.size > conn::CLOSED_LOOP_MAX_SIZE;
                 let watches = watches.clone();
                 spawn_local(async move {
                     let watch = watches.watch(slot);
