@@ -24,7 +24,7 @@
 //!   spurious poll, which the `Future` contract allows.)
 
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
@@ -255,6 +255,11 @@ pub(crate) struct Inbox {
 struct InboxState {
     /// The epoch of the worker that owns the inbox now.
     epoch: u8,
+    /// Which claim of this worker number the owner is, unique in the
+    /// process (the epoch, 8 bits in every waker, repeats after 256
+    /// claims): what a message that must never reach a later owner (a
+    /// timer's cancellation) is checked against.
+    incarnation: u64,
     woken: Vec<TaskAddr>,
     /// Timers dropped on other threads, to remove from the table.
     cancelled_timers: Vec<TimerKey>,
@@ -283,6 +288,8 @@ static INBOXES: [AtomicPtr<Inbox>; MAX_WORKERS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; MAX_WORKERS];
 static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
 static FREE_WORKERS: Mutex<Vec<(u16, u8)>> = Mutex::new(Vec::new());
+/// The next [`InboxState::incarnation`].
+static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
 
 impl Inbox {
     fn get(worker: u16) -> &'static Inbox {
@@ -313,6 +320,7 @@ impl Inbox {
                 let inbox = Box::leak(Box::new(Inbox {
                     mailbox: Mailbox::new(InboxState {
                         epoch: 0,
+                        incarnation: 0,
                         woken: Vec::with_capacity(INBOX_CAPACITY),
                         cancelled_timers: Vec::with_capacity(INBOX_CAPACITY),
                         spawned: Vec::with_capacity(INBOX_CAPACITY),
@@ -330,6 +338,7 @@ impl Inbox {
         let mut state = inbox.lock();
         state.reactor = Some(reactor);
         state.epoch = epoch;
+        state.incarnation = NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed);
         drop(state);
         Ok(WorkerClaim {
             worker,
@@ -380,9 +389,22 @@ impl Inbox {
         self.post(addr.epoch, |state| state.woken.push(addr));
     }
 
-    /// Asks worker `(worker, epoch)` to remove a timer dropped elsewhere.
-    pub(crate) fn cancel_timer(worker: u16, epoch: u8, key: TimerKey) {
-        Inbox::get(worker).post(epoch, |state| state.cancelled_timers.push(key));
+    /// The [`InboxState::incarnation`] of the worker that owns this inbox
+    /// (read once, when its executor is built).
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.lock().incarnation
+    }
+
+    /// Asks worker `worker`, if it is still `incarnation`, to remove a
+    /// timer dropped elsewhere. (Checked by the full incarnation, not the
+    /// epoch: a key is a slot and a generation of that worker's timer
+    /// table, and a later owner's table reuses them, so a cancellation that
+    /// reached it would remove another task's live timer.)
+    pub(crate) fn cancel_timer(worker: u16, incarnation: u64, key: TimerKey) {
+        Inbox::get(worker).post_if(
+            |state| state.incarnation == incarnation,
+            |state| state.cancelled_timers.push(key),
+        );
     }
 
     /// Sends a task spawned elsewhere to worker `(worker, epoch)`; gives it
@@ -455,9 +477,20 @@ impl Inbox {
     /// Leaves a message for the worker `epoch` (not called if that worker
     /// is gone) and wakes it if it sleeps.
     fn post(&self, epoch: u8, message: impl FnOnce(&mut InboxState)) {
+        self.post_if(|state| state.epoch == epoch, message);
+    }
+
+    /// Leaves a message for the worker that owns the inbox if `is_it`
+    /// recognises it (not called if no worker does), and wakes it if it
+    /// sleeps.
+    fn post_if(
+        &self,
+        is_it: impl FnOnce(&InboxState) -> bool,
+        message: impl FnOnce(&mut InboxState),
+    ) {
         let reactor = self.mailbox.post(
             |state| {
-                if state.reactor.is_none() || state.epoch != epoch {
+                if state.reactor.is_none() || !is_it(state) {
                     return false; // that worker is gone
                 }
                 message(state);

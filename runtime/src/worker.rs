@@ -123,6 +123,9 @@ pub(crate) struct Executor {
     // --- cold ---
     worker: u16,
     epoch: u8,
+    /// Which claim of the worker number this is, unique in the process
+    /// (`Inbox`'s incarnation): what timers are checked against.
+    incarnation: u64,
     /// This worker's position in its runtime (0 = the `block_on` thread).
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
@@ -320,6 +323,7 @@ impl Executor {
             }),
             worker,
             epoch,
+            incarnation: inbox.incarnation(),
             index,
             shared,
             timers: RefCell::new(Timers::default()),
@@ -347,6 +351,12 @@ impl Executor {
     /// `true` if this executor is the worker `(worker, epoch)`.
     pub(crate) fn is(&self, worker: u16, epoch: u8) -> bool {
         self.worker == worker && self.epoch == epoch
+    }
+
+    /// Which claim of its worker number this executor is, unique in the
+    /// process (an epoch repeats after 256).
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// Makes this executor the thread's current worker until the guard

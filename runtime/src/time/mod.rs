@@ -36,11 +36,14 @@ pub(crate) use timers::{TimerKey, Timers};
 use crate::waker::Inbox;
 use crate::worker::with_current as with_executor;
 
-/// Where a timer is armed.
+/// Where a timer is armed: the key in the table of worker `worker` in its
+/// `incarnation` (not its epoch, which repeats after 256 runtimes: a sleep
+/// that outlives its runtime must never reach a later owner's table, whose
+/// keys name other tasks' timers).
 #[derive(Clone, Copy, Debug)]
 struct Armed {
     worker: u16,
-    epoch: u8,
+    incarnation: u64,
     key: TimerKey,
 }
 
@@ -241,7 +244,7 @@ impl Sleep {
         self.deadline = deadline;
         if let Some(armed) = self.armed {
             let moved = with_executor(|executor| {
-                executor.is(armed.worker, armed.epoch)
+                executor.incarnation() == armed.incarnation
                     && executor.with_timers(|timers| timers.reset(armed.key, deadline))
             });
             if moved != Some(true) {
@@ -255,7 +258,7 @@ impl Sleep {
             return;
         };
         let local = with_executor(|executor| {
-            if executor.is(armed.worker, armed.epoch) {
+            if executor.incarnation() == armed.incarnation {
                 executor.with_timers(|timers| timers.remove(armed.key));
                 true
             } else {
@@ -263,7 +266,7 @@ impl Sleep {
             }
         });
         if local != Some(true) {
-            Inbox::cancel_timer(armed.worker, armed.epoch, armed.key);
+            Inbox::cancel_timer(armed.worker, armed.incarnation, armed.key);
         }
     }
 
@@ -283,7 +286,7 @@ impl Sleep {
     fn poll_sleep_spending(&mut self, cx: &mut Context<'_>, spend: bool) -> Poll<()> {
         if let Some(armed) = self.armed {
             let pending = with_executor(|executor| {
-                executor.is(armed.worker, armed.epoch)
+                executor.incarnation() == armed.incarnation
                     && executor
                         .with_timers_ref(|timers| timers.is_pending_for(armed.key, cx.waker()))
             });
@@ -299,7 +302,8 @@ impl Sleep {
         if let Some(armed) = self.armed {
             let polled = with_executor(|executor| {
                 executor
-                    .is(armed.worker, armed.epoch)
+                    .incarnation()
+                    .eq(&armed.incarnation)
                     .then(|| executor.with_timers(|timers| timers.poll(armed.key, cx.waker())))
             })
             .flatten();
@@ -327,7 +331,7 @@ impl Sleep {
         let deadline = self.deadline;
         let armed = with_executor(|executor| Armed {
             worker: executor.worker(),
-            epoch: executor.epoch(),
+            incarnation: executor.incarnation(),
             key: executor.with_timers(|timers| timers.insert(deadline, cx.waker())),
         });
         match armed {
