@@ -308,6 +308,28 @@ fn a_duplicated_echo_is_late() {
     );
 }
 
+/// The same with datagrams too short (4 bytes) to carry their number:
+/// the copy is matched against the datagrams already echoed and is late.
+/// (It was taken for the next datagram's echo, corrupted, and every echo
+/// after it for the one before: a mismatch each, closed loop or pipelined.)
+#[test]
+fn a_duplicated_short_echo_is_late() {
+    for pipeline in ["1", "4"] {
+        let addr = udp_server(|n, datagram, _| {
+            let copies = if n > 1 && (n - 1) % 10 == 0 { 2 } else { 1 };
+            Reply::Send(vec![datagram.to_vec(); copies])
+        });
+        let (code, v) = run_udp(&addr, "50", "2", &["--size", "4", "--pipeline", pipeline]);
+        let context = format!("--pipeline {pipeline}");
+        assert_eq!(code, Some(0), "{context}: {v}");
+        assert_counts(
+            &v,
+            &[("late", 4), ("msgs", 50), ("lost", 0), ("mismatches", 0)],
+            &context,
+        );
+    }
+}
+
 /// Pipelined, the server swaps each pair of message datagrams (2 and 3,
 /// 4 and 5, …): the overtaken one is given up at once and its echo is
 /// late. 2 connections × 50 messages: 25 overtaken each, and 24 late

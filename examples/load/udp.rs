@@ -20,7 +20,8 @@
 //!   one's (late) or the probe's (late, not counted). Otherwise it is the
 //!   oldest outstanding datagram's, corrupted: a mismatch. Datagrams under
 //!   8 bytes are compared with every outstanding one, the last
-//!   [`REMEMBERED`] given-up ones and the probe instead.
+//!   [`REMEMBERED`] settled ones (echoed or given up) and the probe
+//!   instead.
 //!
 //! Invariants:
 //! - A connection's buffers are made before its first message: the common
@@ -51,9 +52,9 @@ use crate::watch::{Stop, Watch};
 
 /// The probe's sequence number: no message has it.
 const PROBE: u64 = u64::MAX;
-/// Given-up datagrams each connection remembers, to tell their late echoes
-/// from corrupted ones when datagrams are too short (under 8 bytes) to say
-/// which they are.
+/// Settled datagrams (echoed or given up) each connection remembers, to
+/// tell their late or duplicated echoes from corrupted ones when datagrams
+/// are too short (under 8 bytes) to say which they are.
 pub const REMEMBERED: usize = 32;
 /// The largest UDP payload over IPv4.
 const MAX_DATAGRAM_V4: usize = 65_507;
@@ -171,9 +172,13 @@ pub struct Echoes {
     /// times grow with the sequence number).
     measured_from: Option<u64>,
     /// Datagrams under 8 bytes carry no readable sequence number: the last
-    /// given-up ones are remembered instead (`PROBE`: unused).
-    given_up: [u64; REMEMBERED],
+    /// settled ones are remembered instead (`PROBE`: unused). Echoed ones
+    /// too, or a duplicated echo was taken for the next datagram's,
+    /// corrupted, and every echo after it for the one after its own.
+    settled: [u64; REMEMBERED],
     next: usize,
+    /// Datagrams are under 8 bytes: `settled` is kept.
+    short: bool,
 }
 
 impl Echoes {
@@ -185,8 +190,9 @@ impl Echoes {
             expect_seq: PROBE,
             scratch: vec![0; size],
             measured_from: None,
-            given_up: [PROBE; REMEMBERED],
+            settled: [PROBE; REMEMBERED],
             next: 0,
+            short: size < 8,
         }
     }
 
@@ -199,10 +205,7 @@ impl Echoes {
             self.expect_seq = first;
         }
         if got == &self.expect[..] {
-            return Echo::Of {
-                seq: first,
-                bad: false,
-            };
+            return self.echoed(first);
         }
         self.classify_unexpected(got, first, sent)
     }
@@ -212,7 +215,7 @@ impl Echoes {
     #[inline]
     pub fn classify_one(&mut self, got: &[u8], sent: &[u8], seq: u64) -> Echo {
         if got == sent {
-            return Echo::Of { seq, bad: false };
+            return self.echoed(seq);
         }
         self.classify_unexpected(got, seq, seq + 1)
     }
@@ -229,7 +232,7 @@ impl Echoes {
                 }
             } else {
                 let outstanding = first + 1..sent;
-                let remembered = self.given_up.into_iter().filter(|&s| s != PROBE);
+                let remembered = self.settled.into_iter().filter(|&s| s != PROBE);
                 for seq in outstanding.chain(remembered).chain([PROBE]) {
                     if self.is_of(got, seq) {
                         return self.echo_of(seq, first);
@@ -244,7 +247,7 @@ impl Echoes {
     }
 
     /// The echo of datagram `seq` (one this connection sent, or the probe).
-    fn echo_of(&self, seq: u64, first: u64) -> Echo {
+    fn echo_of(&mut self, seq: u64, first: u64) -> Echo {
         if seq == PROBE {
             Echo::Late { measured: false }
         } else if seq < first {
@@ -252,8 +255,24 @@ impl Echoes {
                 measured: self.measured_from.is_some_and(|from| seq >= from),
             }
         } else {
-            Echo::Of { seq, bad: false }
+            self.echoed(seq)
         }
+    }
+
+    /// Datagram `seq`'s echo, good: settled (remembered if short).
+    #[inline]
+    fn echoed(&mut self, seq: u64) -> Echo {
+        if self.short {
+            self.remember(seq);
+        }
+        Echo::Of { seq, bad: false }
+    }
+
+    /// Remembers settled datagram `seq` (the oldest remembered is
+    /// forgotten).
+    fn remember(&mut self, seq: u64) {
+        self.settled[self.next] = seq;
+        self.next = (self.next + 1) % REMEMBERED;
     }
 
     fn is_of(&mut self, got: &[u8], seq: u64) -> bool {
@@ -276,8 +295,7 @@ impl Echoes {
             self.measured(seq);
             stats.lost();
         }
-        self.given_up[self.next] = seq;
-        self.next = (self.next + 1) % REMEMBERED;
+        self.remember(seq);
     }
 
     /// Reports how `got`, taken for datagram `seq`'s echo, differs from it.
