@@ -38,8 +38,9 @@ static WORKER_FAILED: AtomicBool = AtomicBool::new(false);
 /// 0 and on each of workers `1..workers`, or, with `take_over`, takes the
 /// predecessor's sockets, or those systemd passed (then `prepare`s them
 /// too; the first for worker 0, the others round-robin over the workers);
-/// runs `serve` on each socket but worker 0's, which is returned; and with `restart_socket`, offers them all to a successor. A
-/// worker that cannot bind says so and shuts the runtime down.
+/// runs `serve` on each socket but worker 0's, which is returned; and with
+/// `restart_socket`, offers them all to a successor. A worker that cannot
+/// bind says so and shuts the runtime down.
 pub async fn sockets<P, S, F>(
     program: &'static str,
     restart: &Restart,
