@@ -12,27 +12,21 @@ use std::time::Duration;
 
 #[path = "util/example_bin.rs"]
 mod example_bin;
+#[path = "util/socket_activation.rs"]
+mod socket_activation;
 
-/// The UDP echo server with `args`, started by `sh` with descriptor `fd` of
-/// this process as its descriptor 3 and `LISTEN_FDS=1`, `LISTEN_PID` its
-/// own pid (as systemd starts a socket-activated service).
+use socket_activation::inheritable;
+
+/// The UDP echo server with `args`, with descriptor `fd` of this process as
+/// its descriptor 3, `LISTEN_FDS=1` and `LISTEN_PID` its own pid (as
+/// systemd starts a socket-activated service).
 fn activated(fd: i32, args: &str) -> Command {
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(format!(
-            "exec 3<&{fd}; LISTEN_FDS=1 LISTEN_PID=$$ exec \"$0\" --addr 127.0.0.1:1 {args}"
-        ))
-        .arg(example_bin::build_example("udp_echo_server"))
-        .stdin(Stdio::null());
-    command
-}
-
-/// Lets `fd` pass into a child process (clears close-on-exec).
-fn inheritable(fd: i32) {
-    // SAFETY: `fcntl(F_SETFD)` on a descriptor this test owns and keeps
-    // open while the child starts.
-    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    socket_activation::started_with(
+        &example_bin::build_example("udp_echo_server"),
+        fd,
+        "LISTEN_PID=$$",
+        &format!("--addr 127.0.0.1:1 {args}"),
+    )
 }
 
 /// The kernel receive buffer of `socket` (`SO_RCVBUF`, which Linux reports
