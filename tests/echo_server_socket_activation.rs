@@ -16,7 +16,7 @@ mod example_bin;
 #[path = "util/socket_activation.rs"]
 mod socket_activation;
 
-use socket_activation::inheritable;
+use socket_activation::{inheritable, refusal};
 
 /// The echo server with descriptor `fd` of this process as its descriptor
 /// 3, `LISTEN_FDS=1` and `LISTEN_PID` its own pid (as systemd starts a
@@ -60,11 +60,7 @@ fn the_listener_systemd_passes_is_served() {
 fn a_passed_descriptor_that_is_not_a_tcp_listener_is_a_clear_error() {
     let file = std::fs::File::open("Cargo.toml").unwrap();
     inheritable(file.as_raw_fd());
-    let output = activated(file.as_raw_fd())
-        .output()
-        .expect("run the echo server");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refusal(activated(file.as_raw_fd()));
     assert!(
         stderr.contains("cannot use the sockets systemd passed"),
         "{stderr}"
@@ -87,25 +83,7 @@ fn a_passed_tcp_socket_that_does_not_listen_is_a_clear_error() {
         )
         .unwrap();
     inheritable(socket.as_raw_fd());
-    let mut server = activated(socket.as_raw_fd())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the echo server");
-    let status = example_bin::wait_exit(&mut server, Duration::from_secs(10));
-    if status.is_none() {
-        let _ = server.kill();
-        let _ = server.wait();
-        panic!("the server kept running on a socket that does not listen");
-    }
-    let mut stderr = String::new();
-    server
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.unwrap().code(), Some(1), "{stderr}");
+    let stderr = refusal(activated(socket.as_raw_fd()));
     assert!(
         stderr.contains("fd 3 is a TCP socket that is not listening"),
         "{stderr}"

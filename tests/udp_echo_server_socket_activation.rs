@@ -15,7 +15,7 @@ mod example_bin;
 #[path = "util/socket_activation.rs"]
 mod socket_activation;
 
-use socket_activation::inheritable;
+use socket_activation::{inheritable, refusal};
 
 /// The UDP echo server with `args`, with descriptor `fd` of this process as
 /// its descriptor 3, `LISTEN_FDS=1` and `LISTEN_PID` its own pid (as
@@ -92,11 +92,7 @@ fn a_passed_descriptor_that_is_not_a_udp_socket_is_a_clear_error() {
     // A TCP listener: what a `.socket` unit with `ListenStream=` passes.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     inheritable(listener.as_raw_fd());
-    let output = activated(listener.as_raw_fd(), "")
-        .output()
-        .expect("run the UDP echo server");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refusal(activated(listener.as_raw_fd(), ""));
     assert!(
         stderr.contains("cannot use the sockets systemd passed"),
         "{stderr}"

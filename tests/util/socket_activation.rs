@@ -1,9 +1,12 @@
 //! Starting an example server as systemd starts a socket-activated service
 //! (`LISTEN_FDS`): a descriptor of the test becomes the server's
-//! descriptor 3.
+//! descriptor 3. Its includer also includes `example_bin.rs` (as
+//! `example_bin`).
 
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// `program`, started by `sh` with descriptor `fd` of this process as its
 /// descriptor 3, `LISTEN_FDS=1` and `env` (`LISTEN_PID=$$` names the server
@@ -26,4 +29,31 @@ pub fn inheritable(fd: i32) {
     // SAFETY: `fcntl(F_SETFD)` on a descriptor the test owns and keeps
     // open while the child starts.
     assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+}
+
+/// Runs `command`, a server expected to refuse what it was passed: it must
+/// exit with status 1 within 10 s (one still running then is killed and
+/// the test fails). Returns its stderr, for the caller to check the
+/// message.
+pub fn refusal(mut command: Command) -> String {
+    let mut server = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let status = crate::example_bin::wait_exit(&mut server, Duration::from_secs(10));
+    let Some(status) = status else {
+        let _ = server.kill();
+        let _ = server.wait();
+        panic!("the server kept running on what it should have refused");
+    };
+    let mut stderr = String::new();
+    server
+        .stderr
+        .take()
+        .expect("stderr piped")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    stderr
 }
