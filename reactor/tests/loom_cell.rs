@@ -298,24 +298,7 @@ fn release_exhausted_vs_notify_never_hides_readiness() {
 /// instead of parking through readiness that already came.
 #[test]
 fn mark_exhausted_vs_notify_never_hides_readiness() {
-    model(|cell, _counter, _waker| {
-        let notifier = spawn_notifier(&cell);
-        let_the_other_thread_run_first();
-
-        let seen = cell.observe().unwrap();
-        // ... the syscall said WouldBlock ...
-        cell.mark_exhausted(seen);
-        notifier.join().unwrap();
-
-        let after = cell.observe().unwrap();
-        assert_eq!(after.sequence(), 1, "the notification is counted");
-        let notified_after_snapshot = seen.sequence() == 0;
-        assert_eq!(
-            after.is_exhausted(),
-            !notified_after_snapshot,
-            "EXHAUSTED must be set only when nothing arrived after the snapshot"
-        );
-    });
+    model(|cell, _counter, _waker| mark_vs_notify(&cell, OpCell::mark_exhausted));
 }
 
 /// The same for an attempt that said `EAGAIN` on a cell that has hung up
@@ -326,23 +309,31 @@ fn mark_exhausted_vs_notify_never_hides_readiness() {
 fn mark_would_block_after_a_hang_up_vs_notify_never_hides_readiness() {
     model(|cell, _counter, _waker| {
         cell.notify_hangup();
-        let notifier = spawn_notifier(&cell);
-        let_the_other_thread_run_first();
-
-        let seen = cell.observe().unwrap();
-        // ... the syscall said WouldBlock ...
-        cell.mark_would_block(seen);
-        notifier.join().unwrap();
-
-        let after = cell.observe().unwrap();
-        assert_eq!(after.sequence(), 2, "the hang-up and the notification");
-        let notified_after_snapshot = seen.sequence() == 1;
-        assert_eq!(
-            after.is_exhausted(),
-            !notified_after_snapshot,
-            "EXHAUSTED must be set exactly when nothing arrived after the snapshot"
-        );
+        mark_vs_notify(&cell, OpCell::mark_would_block);
     });
+}
+
+/// One notification on another thread races a snapshot of `cell` and
+/// `mark` from it (an attempt that found the socket drained): the mark
+/// stands exactly when the notification came before the snapshot.
+fn mark_vs_notify(cell: &Arc<OpCell>, mark: fn(&OpCell, Readiness)) {
+    let before = cell.observe().unwrap().sequence();
+    let notifier = spawn_notifier(cell);
+    let_the_other_thread_run_first();
+
+    let seen = cell.observe().unwrap();
+    // ... the syscall said WouldBlock ...
+    mark(cell, seen);
+    notifier.join().unwrap();
+
+    let after = cell.observe().unwrap();
+    assert_eq!(after.sequence(), before + 1, "the notification is counted");
+    let notified_after_snapshot = seen.sequence() == before;
+    assert_eq!(
+        after.is_exhausted(),
+        !notified_after_snapshot,
+        "EXHAUSTED must be set exactly when nothing arrived after the snapshot"
+    );
 }
 
 /// A parked operation is dropped (`release_abandoned`, which leaves the
