@@ -8,22 +8,23 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
+
+#[path = "util/restart_path.rs"]
+mod restart_path;
+use restart_path::RestartPath;
 
 #[path = "util/echo_server_process.rs"]
 mod echo_server_process;
 
 use echo_server_process::{command, EchoServer};
 
-/// A restart socket path of this test's own.
-fn socket_path(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("cellio-restart-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
+/// A restart socket path of this test's own, removed when it ends.
+fn socket_path(name: &str) -> RestartPath {
+    RestartPath::new("cellio-restart", name)
 }
 
 /// Sends `message` on `stream` and reads its echo back.
@@ -252,7 +253,6 @@ fn a_successor_facing_a_silent_restart_socket_gives_up() {
         stderr.contains("no hand-over message within 10 s"),
         "{stderr}"
     );
-    let _ = std::fs::remove_file(&path);
 }
 
 /// A successor must run as the server's user (or root): one of another

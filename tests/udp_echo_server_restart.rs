@@ -7,23 +7,23 @@
 
 use std::collections::HashSet;
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "util/restart_path.rs"]
+mod restart_path;
+use restart_path::RestartPath;
+
 #[path = "util/example_bin.rs"]
 mod example_bin;
 use example_bin::RunningExample;
 
-/// A restart socket path of this test's own.
-fn socket_path(name: &str) -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("cellio-udp-restart-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
+/// A restart socket path of this test's own, removed when it ends.
+fn socket_path(name: &str) -> RestartPath {
+    RestartPath::new("cellio-udp-restart", name)
 }
 
 /// The datagram numbered `n`: its number, then bytes that depend on it, of
@@ -182,7 +182,6 @@ fn more_sockets_than_one_hand_over_carries_is_refused_at_start() {
     if example_bin::wait_exit(&mut server, Duration::from_secs(20)).is_none() {
         let _ = server.kill();
         let _ = server.wait();
-        let _ = std::fs::remove_file(&path);
         panic!("it started serving with 254 sockets and --restart-socket");
     }
     let output = server.wait_with_output().unwrap();
