@@ -462,6 +462,8 @@ mod shutdown_signals;
 mod worker_listeners;
 
 fn run(args: &Args) -> std::io::Result<()> {
+    // Before anything opens a descriptor: one systemd says it passed must be open.
+    restart::check_systemd_passed()?;
     // Every connection is an open file: take what the hard limit allows
     // (a common soft limit, 1024, is far below it).
     open_files::raise_open_files(None);

@@ -169,6 +169,8 @@ mod shutdown_signals;
 mod worker_listeners;
 
 fn run(args: &Args) -> std::io::Result<()> {
+    // Before anything opens a descriptor: one systemd says it passed must be open.
+    restart::check_systemd_passed()?;
     #[cfg(not(target_os = "linux"))]
     if args.splice || args.splice_auto {
         return Err(no_splice());

@@ -168,6 +168,8 @@ mod shutdown_signals;
 const SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn run(args: &Args) -> std::io::Result<()> {
+    // Before anything opens a descriptor: one systemd says it passed must be open.
+    restart_udp::check_systemd_passed()?;
     let workers = usize::from(args.workers);
     let runtime = Runtime::builder()
         .workers(workers)

@@ -1,8 +1,8 @@
 //! The echo server example started by socket activation (systemd's
 //! `LISTEN_FDS`, `examples/common/restart.rs`): it serves the listening
 //! socket it was given as descriptor 3 instead of binding `--addr`; a
-//! descriptor that is not a TCP listener, or a TCP socket that does not
-//! listen, is a clear error; and descriptors passed without `LISTEN_PID`
+//! descriptor that is not a TCP listener, a TCP socket that does not
+//! listen, or a descriptor not open, is a clear error; and descriptors passed without `LISTEN_PID`
 //! naming the server are not its to use.
 
 use std::io::{Read, Write};
@@ -86,6 +86,19 @@ fn a_passed_tcp_socket_that_does_not_listen_is_a_clear_error() {
     let stderr = refusal(activated(socket.as_raw_fd()));
     assert!(
         stderr.contains("fd 3 is a TCP socket that is not listening"),
+        "{stderr}"
+    );
+}
+
+/// `LISTEN_FDS` naming a descriptor that is not open: an error that says
+/// so. (The runtime's epoll took the free number 3, and the server called
+/// it "not a socket".)
+#[test]
+fn a_passed_descriptor_that_is_not_open_is_a_clear_error() {
+    let program = example_bin::build_example("echo_server");
+    let stderr = refusal(socket_activation::started_with_3_closed(&program));
+    assert!(
+        stderr.contains("LISTEN_FDS=1 passes descriptors 3 to 3, but fd 3 is not open"),
         "{stderr}"
     );
 }

@@ -3,7 +3,7 @@
 //! socket it was given as descriptor 3 instead of binding `--addr`, with
 //! `--recv-buffer` set on it (and on it again by a successor that takes it
 //! over with a `--recv-buffer` of its own), and a descriptor that is not a
-//! UDP socket is a clear error.
+//! UDP socket, or one not open, is a clear error.
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -102,6 +102,18 @@ fn a_passed_descriptor_that_is_not_a_udp_socket_is_a_clear_error() {
 /// A restart is how new flags take effect: a successor's `--recv-buffer`
 /// is set on the sockets it takes over (it used to keep the
 /// predecessor's).
+/// `LISTEN_FDS` naming a descriptor that is not open: an error that says
+/// so, not "not a socket" about the runtime's own descriptor.
+#[test]
+fn a_passed_descriptor_that_is_not_open_is_a_clear_error() {
+    let program = example_bin::build_example("udp_echo_server");
+    let stderr = refusal(socket_activation::started_with_3_closed(&program));
+    assert!(
+        stderr.contains("LISTEN_FDS=1 passes descriptors 3 to 3, but fd 3 is not open"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_successor_sets_its_recv_buffer_on_the_sockets_it_takes_over() {
     let passed = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -85,15 +85,46 @@ impl Kind {
 /// as systemd's own `sd_listen_fds`, only if `LISTEN_PID` names this
 /// process (the `listenfd` crate alone also takes them without it).
 pub fn systemd_passed() -> listenfd::ListenFd {
-    let for_us = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
-        == Some(std::process::id());
-    if for_us {
+    if passed_to_us() {
         listenfd::ListenFd::from_env()
     } else {
         listenfd::ListenFd::empty()
     }
+}
+
+/// Whether `LISTEN_PID` names this process.
+fn passed_to_us() -> bool {
+    std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        == Some(std::process::id())
+}
+
+/// An error if a descriptor systemd says it passed (`LISTEN_FDS`, from 3)
+/// is not open. Call it before the server opens anything: a closed one's
+/// number goes to the next descriptor opened (the runtime's epoll), which
+/// would then be taken for the passed socket ("not a socket").
+pub fn check_systemd_passed() -> io::Result<()> {
+    // Read without `listenfd`, which takes the variables out of the
+    // environment.
+    let passed = match std::env::var("LISTEN_FDS") {
+        Ok(fds) if passed_to_us() => fds.trim().parse::<i32>().unwrap_or(0).max(0),
+        _ => 0,
+    };
+    for fd in 3..passed.saturating_add(3) {
+        // SAFETY: `F_GETFD` only reads the descriptor's flags; an unopened
+        // number is an `EBADF` error, not undefined behaviour.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "LISTEN_FDS={passed} passes descriptors 3 to {}, but fd {fd} is not open",
+                    passed.saturating_add(2)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Duplicates of this process's sockets, offered to a successor.

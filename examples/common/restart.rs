@@ -28,7 +28,7 @@ use super::worker_listeners;
 #[path = "handover.rs"]
 mod handover;
 use handover::Kind;
-pub use handover::Restart;
+pub use handover::{check_systemd_passed, Restart};
 
 /// Binds `addr` with `options` on worker 0 and on each of workers
 /// `1..listening` (or, with `take_over`, takes the predecessor's

@@ -28,7 +28,7 @@ use super::cli::context;
 #[path = "handover.rs"]
 mod handover;
 use handover::Kind;
-pub use handover::Restart;
+pub use handover::{check_systemd_passed, Restart};
 
 /// Set when a worker could not bind: the server shuts down and [`failed`]
 /// says so.

@@ -24,6 +24,19 @@ pub fn started_with(program: &Path, fd: i32, env: &str, args: &str) -> Command {
     command
 }
 
+/// `program` started with `LISTEN_FDS=1` and `LISTEN_PID` its own, but
+/// descriptor 3 closed: what it was said to be passed is not there.
+#[allow(dead_code)] // not every includer checks it
+pub fn started_with_3_closed(program: &Path) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("exec 3<&-; LISTEN_FDS=1 LISTEN_PID=$$ exec \"$0\" --addr 127.0.0.1:1")
+        .arg(program)
+        .stdin(Stdio::null());
+    command
+}
+
 /// Lets `fd` pass into a child process (clears close-on-exec).
 pub fn inheritable(fd: i32) {
     // SAFETY: `fcntl(F_SETFD)` on a descriptor the test owns and keeps

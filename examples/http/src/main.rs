@@ -315,6 +315,8 @@ mod tls;
 mod worker_listeners;
 
 fn run(args: &Args) -> std::io::Result<()> {
+    // Before anything opens a descriptor: one systemd says it passed must be open.
+    restart::check_systemd_passed()?;
     let limit = |ms| Some(Duration::from_millis(ms)).filter(|limit: &Duration| !limit.is_zero());
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some((

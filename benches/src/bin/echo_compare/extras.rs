@@ -320,15 +320,21 @@ impl CallgrindResult {
 
 /// Instructions per echoed message: (long run − short run) / extra messages, which cancels
 /// start-up, connection setup and teardown.
-pub fn callgrind(spec: &ServerSpec) -> Result<CallgrindResult, String> {
+pub fn callgrind(spec: &ServerSpec, keep: Option<&Path>) -> Result<CallgrindResult, String> {
     let event = |events: &Events, name: &str| {
         events
             .get(name)
             .copied()
             .ok_or_else(|| format!("callgrind reported no `{name}` event"))
     };
-    let short_instr = event(&callgrind_once(spec, CG_CONNS, CG_MSGS.0, false)?, "Ir")?;
-    let long_instr = event(&callgrind_once(spec, CG_CONNS, CG_MSGS.1, false)?, "Ir")?;
+    let short_instr = event(
+        &callgrind_once(spec, CG_CONNS, CG_MSGS.0, false, keep)?,
+        "Ir",
+    )?;
+    let long_instr = event(
+        &callgrind_once(spec, CG_CONNS, CG_MSGS.1, false, keep)?,
+        "Ir",
+    )?;
     let extra = (CG_MSGS.1 - CG_MSGS.0) * u64::from(CG_CONNS);
     Ok(CallgrindResult {
         short_instr,
@@ -364,9 +370,9 @@ impl CacheResult {
 /// the run, not quite repeatable (two runs of one `TcpIo` binary read 4.87 and 5.06 on
 /// 2026-12-07, where its instruction count repeated exactly); it models the process alone
 /// (the kernel's own evictions come on top in real runs, for every server alike).
-pub fn cache_misses(spec: &ServerSpec) -> Result<CacheResult, String> {
-    let short = callgrind_once(spec, CACHE_CONNS, CACHE_MSGS.0, true)?;
-    let long = callgrind_once(spec, CACHE_CONNS, CACHE_MSGS.1, true)?;
+pub fn cache_misses(spec: &ServerSpec, keep: Option<&Path>) -> Result<CacheResult, String> {
+    let short = callgrind_once(spec, CACHE_CONNS, CACHE_MSGS.0, true, keep)?;
+    let long = callgrind_once(spec, CACHE_CONNS, CACHE_MSGS.1, true, keep)?;
     let extra = ((CACHE_MSGS.1 - CACHE_MSGS.0) * u64::from(CACHE_CONNS)) as f64;
     let per_msg = |names: &[&str]| -> Result<f64, String> {
         let mut sum = 0.0;
@@ -397,6 +403,7 @@ fn callgrind_once(
     conns: u32,
     msgs: u64,
     cache_sim: bool,
+    keep: Option<&Path>,
 ) -> Result<Events, String> {
     let addr = free_port()?;
     let tmp = std::env::temp_dir();
@@ -438,6 +445,16 @@ fn callgrind_once(
         parse_callgrind_events(&text)
             .ok_or_else(|| format!("no `Events` / `Collected` lines in {}", log.display()))
     })();
+    if let Some(dir) = keep {
+        let kept = dir.join(format!(
+            "{}.{msgs}{}.callgrind.out",
+            spec.name,
+            if cache_sim { ".cache" } else { "" }
+        ));
+        if let Err(e) = std::fs::copy(&out, &kept) {
+            eprintln!("  callgrind: cannot keep {}: {e}", kept.display());
+        }
+    }
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(&log);
     result

@@ -196,6 +196,10 @@ struct Args {
     /// runs per server; deterministic, unlike tick-sampled user time).
     #[arg(long)]
     callgrind: bool,
+    /// Keep the profiles of the `--callgrind` and `--cache-misses` runs in this directory
+    /// (`SERVER.MSGS.callgrind.out`, for `callgrind_annotate`) instead of deleting them.
+    #[arg(long, value_name = "DIR")]
+    callgrind_keep: Option<PathBuf>,
     /// Also count first-level cache misses per message in callgrind's cache model (32 KiB,
     /// 8-way L1s; two lock-step runs over 100 connections per server): the lines a message
     /// touches that the other connections evicted, exactly and repeatably.
@@ -969,7 +973,7 @@ fn run(args: &Args) -> Result<(), String> {
 
     if args.callgrind {
         for (i, spec) in specs.iter().enumerate() {
-            let c = extras::callgrind(spec);
+            let c = extras::callgrind(spec, args.callgrind_keep.as_deref());
             match &c {
                 Ok(c) => eprintln!(
                     "  callgrind {:<11} {:.1} user instructions/msg ({} - {} instructions)",
@@ -983,7 +987,7 @@ fn run(args: &Args) -> Result<(), String> {
 
     if args.cache_misses {
         for (i, spec) in specs.iter().enumerate() {
-            let c = extras::cache_misses(spec);
+            let c = extras::cache_misses(spec, args.callgrind_keep.as_deref());
             match &c {
                 Ok(c) => eprintln!(
                     "  cache model {:<9} {:.2} L1d misses/msg, {:.2} L1i misses/msg",
