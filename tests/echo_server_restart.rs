@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,10 @@ use std::time::Duration;
 #[path = "util/restart_path.rs"]
 mod restart_path;
 use restart_path::RestartPath;
+
+#[path = "util/fake_predecessor.rs"]
+mod fake_predecessor;
+use fake_predecessor::FakePredecessor;
 
 #[path = "util/echo_server_process.rs"]
 mod echo_server_process;
@@ -251,6 +256,40 @@ fn a_successor_facing_a_silent_restart_socket_gives_up() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("no hand-over message within 10 s"),
+        "{stderr}"
+    );
+}
+
+/// A successor that cannot register one of the sockets it was given (here
+/// a file among the listeners, which epoll refuses; in a real hand-over a
+/// failed `epoll_ctl`) exits with an error before it says `serving`, so its
+/// predecessor keeps serving. (It used to log the failure, say `serving`,
+/// and leave that socket to nobody.)
+#[test]
+fn a_successor_that_cannot_serve_a_socket_does_not_say_serving() {
+    let path = socket_path("unservable");
+    let predecessor = FakePredecessor::listen(&path);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let file = std::fs::File::open("Cargo.toml").unwrap();
+    let mut successor = command(
+        &["--workers", "2", "--take-over", path.to_str().unwrap()],
+        None,
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("start the successor");
+    let offered = [listener.as_fd(), file.as_fd()];
+    let answer = predecessor.hand_over(b"cellio-listeners 2", &offered);
+    assert_eq!(answer, "", "the successor answered instead of closing");
+    let status =
+        echo_server_process::example_bin::wait_exit(&mut successor, Duration::from_secs(10));
+    let _ = successor.kill();
+    let output = successor.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot serve a socket from {}", path.display())),
         "{stderr}"
     );
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::UdpSocket;
+use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,10 @@ use std::time::{Duration, Instant};
 #[path = "util/restart_path.rs"]
 mod restart_path;
 use restart_path::RestartPath;
+
+#[path = "util/fake_predecessor.rs"]
+mod fake_predecessor;
+use fake_predecessor::FakePredecessor;
 
 #[path = "util/example_bin.rs"]
 mod example_bin;
@@ -163,6 +168,37 @@ fn a_udp_server_cannot_take_over_tcp_listeners() {
     std::io::Read::read_exact(&mut stream, &mut back).unwrap();
     assert_eq!(&back, b"still here");
     assert!(path.exists(), "the TCP server stopped offering");
+}
+
+/// A successor that cannot register one of the sockets it was given (a
+/// file among them, which epoll refuses) exits with an error before it
+/// says `serving`, so its predecessor keeps serving.
+#[test]
+fn a_successor_that_cannot_serve_a_socket_does_not_say_serving() {
+    let path = socket_path("unservable");
+    let predecessor = FakePredecessor::listen(&path);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let file = std::fs::File::open("Cargo.toml").unwrap();
+    let mut successor = Command::new(example_bin::build_example("udp_echo_server"))
+        .args(["--addr", "127.0.0.1:0", "--workers", "2", "--take-over"])
+        .arg(&*path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the successor");
+    let offered = [socket.as_fd(), file.as_fd()];
+    let answer = predecessor.hand_over(b"cellio-udp-sockets 2", &offered);
+    assert_eq!(answer, "", "the successor answered instead of closing");
+    let status = example_bin::wait_exit(&mut successor, Duration::from_secs(10));
+    let _ = successor.kill();
+    let output = successor.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot serve a socket from {}", path.display())),
+        "{stderr}"
+    );
 }
 
 /// One message carries at most 253 descriptors (Linux's `SCM_MAX_FD`): a

@@ -11,7 +11,8 @@
 //!    `cellio-udp-sockets N` with its `N` sockets attached; a successor
 //!    that serves the other kind refuses them with an error that says so;
 //! 3. the new one registers them with its workers, starts serving them,
-//!    and sends `serving`;
+//!    and once every one is registered sends `serving` (if one cannot be,
+//!    it exits with an error instead);
 //! 4. the old one removes `PATH`, closes the connection and shuts down:
 //!    no more accepts or receives, open connections get the grace period.
 //!    The new one sees the close and may now listen at `PATH` itself, for
@@ -34,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use cellio::runtime::{sleep, timeout, until_shutdown, RuntimeHandle};
+use cellio::runtime::{sleep, timeout, until_shutdown, JoinHandle, RuntimeHandle};
 use cellio::spawn_local;
 use cellio::unix::{UnixListener, UnixStream};
 
@@ -123,6 +124,23 @@ pub fn check_systemd_passed() -> io::Result<()> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Waits until each socket given to another worker is registered there
+/// (`registered`: the tasks that adopt one each and start serving it);
+/// an error names the first that could not be. A server awaits this
+/// before it announces anything, so that a successor never says `serving`
+/// (and its predecessor never stops) while a socket is served by nobody.
+pub async fn all_registered(
+    registered: Vec<JoinHandle<io::Result<()>>>,
+    from: &str,
+) -> io::Result<()> {
+    for adopted in registered {
+        adopted.await.map_err(io::Error::from)?.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot serve a socket from {from}: {e}"))
+        })?;
     }
     Ok(())
 }

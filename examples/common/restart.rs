@@ -19,7 +19,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use cellio::runtime::spawn_local_on;
+use cellio::runtime::{spawn_local, spawn_local_on};
 use cellio::{ListenOptions, TcpListener};
 
 use super::cli::context;
@@ -83,16 +83,19 @@ where
         count => {
             let mut taken = inherited.into_iter();
             let listener = TcpListener::from_std(taken.next().expect("at least one"))?;
-            // The others round-robin over the workers (worker 0 has the first).
-            for (i, std) in taken.enumerate() {
-                let serve_kept = serve_kept.clone();
-                spawn_local_on((i + 1) % workers, move || async move {
-                    match TcpListener::from_std(std) {
-                        Ok(listener) => serve_kept(listener).await,
-                        Err(e) => eprintln!("{program}: a listener taken over: {e}"),
-                    }
-                });
-            }
+            // The others round-robin over the workers (worker 0 has the
+            // first), each registered there before anything is announced.
+            let registered = taken
+                .enumerate()
+                .map(|(i, std)| {
+                    let serve_kept = serve_kept.clone();
+                    spawn_local_on((i + 1) % workers, move || async move {
+                        spawn_local(serve_kept(TcpListener::from_std(std)?));
+                        Ok(())
+                    })
+                })
+                .collect();
+            handover::all_registered(registered, &from).await?;
             eprintln!("{program}: took over {count} listener(s) from {from}");
             if count < listening {
                 eprintln!(

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cellio::net::udp::{BindOptions, UdpSocket};
-use cellio::runtime::{spawn_local_on, RuntimeHandle};
+use cellio::runtime::{spawn_local, spawn_local_on, RuntimeHandle};
 
 use super::cli::context;
 
@@ -113,16 +113,19 @@ where
             let mut taken = inherited.into_iter();
             let socket = adopt(taken.next().expect("at least one"))
                 .map_err(|e| context(&format!("cannot serve a socket from {from}"), e))?;
-            // The others round-robin over the workers (worker 0 has the first).
-            for (i, std) in taken.enumerate() {
-                let (adopt, serve_kept) = (adopt.clone(), serve_kept.clone());
-                spawn_local_on((i + 1) % workers, move || async move {
-                    match adopt(std) {
-                        Ok(socket) => serve_kept(socket).await,
-                        Err(e) => eprintln!("{program}: a socket taken over: {e}"),
-                    }
-                });
-            }
+            // The others round-robin over the workers (worker 0 has the
+            // first), each registered there before anything is announced.
+            let registered = taken
+                .enumerate()
+                .map(|(i, std)| {
+                    let (adopt, serve_kept) = (adopt.clone(), serve_kept.clone());
+                    spawn_local_on((i + 1) % workers, move || async move {
+                        spawn_local(serve_kept(adopt(std)?));
+                        Ok(())
+                    })
+                })
+                .collect();
+            handover::all_registered(registered, &from).await?;
             eprintln!("{program}: took over {count} UDP socket(s) from {from}");
             if count < workers {
                 eprintln!(

@@ -1,0 +1,51 @@
+//! A stand-in for a server that hands its sockets over (the predecessor's
+//! side of `examples/common/handover.rs`), to give a successor what no
+//! real server would.
+
+use std::os::fd::BorrowedFd;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Listening at a restart path, for one successor.
+pub struct FakePredecessor(UnixListener);
+
+impl FakePredecessor {
+    /// Listens at `path` (start the successor after this).
+    pub fn listen(path: &Path) -> FakePredecessor {
+        let listener = UnixListener::bind(path).expect("listen at the restart path");
+        listener.set_nonblocking(true).unwrap();
+        FakePredecessor(listener)
+    }
+
+    /// Waits up to 10 s for the successor, sends it `header` with `fds`
+    /// attached, and returns its answer: what it sends within 10 s before
+    /// it closes the connection (`""` if it closes at once).
+    pub fn hand_over(&self, header: &[u8], fds: &[BorrowedFd<'_>]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let connection = loop {
+            match self.0.accept() {
+                Ok((connection, _)) => break connection,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no successor came");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        connection.set_nonblocking(true).unwrap();
+        // Descriptors go with a message through cellio's own `send_with_fds`.
+        let answer = cellio::Runtime::new()
+            .unwrap()
+            .block_on(async {
+                let connection = cellio::unix::UnixStream::from_std(connection)?;
+                connection.send_with_fds(header, fds).await?;
+                let mut answer = [0u8; 64];
+                let limit = Duration::from_secs(10);
+                let n = cellio::runtime::timeout(limit, connection.recv(&mut answer)).await??;
+                Ok::<_, std::io::Error>(answer[..n].to_vec())
+            })
+            .expect("hand over");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+}
