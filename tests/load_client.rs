@@ -66,6 +66,24 @@ fn slow_server(delay: Duration) -> String {
     })
 }
 
+/// An echo server that stops answering `after` its connection was
+/// accepted, keeping the connection open.
+fn stalling_server(after: Duration) -> String {
+    serve_each(move |mut stream| {
+        let stop = Instant::now() + after;
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if Instant::now() >= stop {
+                thread::sleep(Duration::from_secs(30));
+                return;
+            }
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
 /// Accepts connections and never answers.
 fn silent_server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -472,6 +490,128 @@ fn a_silent_server_times_out_when_pipelined() {
     let v = times_out_against_a_silent_server("40", &["--pipeline", "4"]);
     assert_eq!(v["errors"], 2);
     assert_eq!(v["msgs"], 0);
+}
+
+/// A server that stops answering half a second before the end of a 2 s
+/// run, less than `--timeout 1s` before it: the messages in flight at the
+/// end are still waited for, time out, and fail the run. (The end used to
+/// stop the waits: `unfinished`, exit 0, whenever a server stopped within
+/// `--timeout` of the end; with the defaults, 10 s each, at any time.)
+fn stops_answering_before_the_end(extra: &[&str]) -> serde_json::Value {
+    let addr = stalling_server(Duration::from_millis(1500));
+    load_bin(); // a cold build of the example must not count against the bound
+    let start = Instant::now();
+    let mut args = vec![
+        "--addr",
+        &addr,
+        "--json",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--timeout",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    let out = run_load(&args);
+    let took = start.elapsed();
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(v["timeouts"], 2, "{v}");
+    assert!(count(&v, "msgs") > 0, "{v}");
+    // The end, then at most the timeout and an eighth of it.
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    v
+}
+
+#[test]
+fn a_server_that_stops_answering_just_before_the_end_fails_the_run() {
+    stops_answering_before_the_end(&[]);
+}
+
+#[test]
+fn a_server_that_stops_answering_just_before_the_end_fails_a_pipelined_run() {
+    stops_answering_before_the_end(&["--pipeline", "4"]);
+}
+
+/// An echo that comes back after the end is still checked: a server that,
+/// 1.8 s into a 2 s run, holds a read 700 ms and then corrupts it (and
+/// answers nothing more) fails the run with a mismatch. (The end used to
+/// stop the wait unchecked.) Closed loop, and pipelined, where the other
+/// messages of the window then time out.
+#[test]
+fn an_echo_drained_after_the_end_is_checked() {
+    let addr = serve_each(|mut stream| {
+        let hold_from = Instant::now() + Duration::from_millis(1800);
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if Instant::now() >= hold_from {
+                thread::sleep(Duration::from_millis(700));
+                buf[0] ^= 0x01;
+                let _ = stream.write_all(&buf[..n]);
+                thread::sleep(Duration::from_secs(5));
+                return;
+            }
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    for pipeline in ["1", "4"] {
+        let out = run_load(&[
+            "--addr",
+            &addr,
+            "--json",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "1",
+            "--pipeline",
+            pipeline,
+            "--timeout",
+            "2s",
+        ]);
+        let v = json(&out);
+        assert_eq!(out.status.code(), Some(1), "{v}");
+        assert_eq!(v["mismatches"], 1, "{v}");
+        if pipeline == "1" {
+            assert_eq!(v["unfinished"], 1, "{v}");
+            assert_eq!(v["errors"], 0, "{v}");
+        }
+    }
+}
+
+/// A healthy server's echoes in flight at the end come back after it:
+/// checked, counted as unfinished, and no error.
+#[test]
+fn echoes_in_flight_at_the_end_are_drained_without_error() {
+    let addr = echo_server(64, None);
+    for pipeline in ["1", "8"] {
+        let out = run_load(&[
+            "--addr",
+            &addr,
+            "--json",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--connections",
+            "4",
+            "--pipeline",
+            pipeline,
+        ]);
+        let v = json(&out);
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        assert_eq!(v["errors"], 0, "{v}");
+        assert!(
+            count(&v, "unfinished") <= 4 * pipeline.parse::<u64>().unwrap(),
+            "{v}"
+        );
+    }
 }
 
 /// The timeout bounds each wait for an echo, not a connection's whole run:

@@ -72,9 +72,10 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     pub warmup: Option<Duration>,
 
-    /// A message whose echo makes no progress for this long is an error;
-    /// also bounds each connect (with `--udp`: the probe's echo; a
-    /// datagram's wait is `--loss-after`).
+    /// A message whose echo makes no progress for this long is an error,
+    /// also after the end of a `--duration` run (a message in flight then
+    /// is waited for); also bounds each connect (with `--udp`: the probe's
+    /// echo; a datagram's wait is `--loss-after`).
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 

@@ -312,15 +312,18 @@ pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch
         }
         watch.disarm();
         now = clock.now();
-        if tl.ended(now) {
-            break Some(intended);
-        }
         if got > size {
             return overrun(&stats, c.id, seq, got - size);
         }
         let bad = rx[..size] != msg[..];
         if bad {
             report_mismatch(&stats, c.id, seq, 0, &rx[..size], &msg);
+        }
+        if tl.ended(now) {
+            // Echoed after the end (the watch drains): checked, not
+            // recorded; `unfinished` below.
+            stats.complete(false, bad, intended, now);
+            break Some(intended);
         }
         stats.complete(recorded, bad, intended, now);
         seq += 1;
@@ -348,6 +351,9 @@ pub struct Flight {
     pub intended: Vec<Cell<Stamp>>,
     /// Per in-flight slot: when it was sent.
     pub sent_at: Vec<Cell<Stamp>>,
+    /// Messages settled when the run ended, if a stream's receiver went on
+    /// draining echoes after it (counted as unfinished, not `done`'s).
+    pub settled_at_end: Cell<Option<u64>>,
 }
 
 impl Flight {
@@ -360,6 +366,7 @@ impl Flight {
             yielding: Cell::new(false),
             intended: vec![Cell::new(start); k],
             sent_at: vec![Cell::new(start); k],
+            settled_at_end: Cell::new(None),
         }
     }
 
@@ -532,7 +539,8 @@ pub async fn join(
     })
     .await;
     if ok {
-        let (settled, sent) = (flight.done.get(), flight.sent.get());
+        let settled = flight.settled_at_end.get().unwrap_or(flight.done.get());
+        let sent = flight.sent.get();
         count_unfinished(c, stats, settled, sent, |seq| {
             flight.intended[flight.slot(seq)].get()
         });
@@ -638,11 +646,18 @@ async fn receive_stream(
             off += take;
             if off == size {
                 let t = *now.get_or_insert_with(|| clock.now());
-                if tl.ended(t) {
-                    return true;
-                }
                 let due = flight.intended[flight.slot(seq)].get();
-                stats.complete(due >= tl.warm_end, bad, due, t);
+                if tl.ended(t) {
+                    // Echoed after the end (the watch drains until the
+                    // sender's last message is back): checked, not
+                    // recorded; `unfinished` in `join`.
+                    if flight.settled_at_end.get().is_none() {
+                        flight.settled_at_end.set(Some(seq));
+                    }
+                    stats.complete(false, bad, due, t);
+                } else {
+                    stats.complete(due >= tl.warm_end, bad, due, t);
+                }
                 last_progress = t;
                 seq += 1;
                 flight.done.set(seq);

@@ -61,7 +61,13 @@
 //! echoed by then, in flight or (with `--rate`, on a connection behind its
 //! schedule) never sent, counts in `unfinished`, and in the latencies (and
 //! its `--window`; if never sent, in the send lag too) at its age at the
-//! end, a lower bound of what it would have taken. So on a connection
+//! end, a lower bound of what it would have taken. Over a stream (TCP or
+//! `--unix`) the echoes of messages in flight at the end are still waited
+//! for, each up to `--timeout`, and checked: a server that stops answering
+//! fails the run (a timeout) however near the end it stopped, and a
+//! corrupted late echo is a mismatch; they stay `unfinished`, and the
+//! figures cover the measured period only. With `--udp` the end stops
+//! the waits. So on a connection
 //! that did not fail, every measured message is in exactly one of `msgs`,
 //! `unfinished` and (`--udp`) `lost`, and an open loop the server cannot
 //! keep up with reports the backlog it built (in the latencies' tail)
@@ -602,9 +608,13 @@ fn worker(
     let stats: Vec<Rc<Stats>> = (0..targets as u32)
         .map(|target| Rc::new(Stats::new(tally.clone(), target)))
         .collect();
-    // With `--udp` a wait that runs out is a lost datagram, not an error.
+    // With `--udp` a wait that runs out is a lost datagram, not an error,
+    // and the run's end stops the waits; a stream's echo is still waited
+    // for after the end (up to `--timeout`), so that a server that stops
+    // answering fails the run even in its last seconds.
     let wait_limit = plan.udp.unwrap_or(plan.timeout);
-    let watches = Watchlist::new(streams.len(), wait_limit, clock, timeline.end);
+    let drain = plan.udp.is_none();
+    let watches = Watchlist::new(streams.len(), wait_limit, clock, timeline.end, drain);
     rt.block_on(async {
         // Bounds every connection's waits for the server; ends by itself
         // once they have all ended (and is dropped with the runtime if a

@@ -9,7 +9,11 @@
 //! waker there. The worker's [`reap`] task wakes every `timeout / 8` (and at
 //! the run's end), gives every armed watch whose wait is older than
 //! `timeout` the verdict [`Stop::Timeout`], every live watch [`Stop::End`]
-//! once the run is over, and wakes their tasks.
+//! once the run is over, and wakes their tasks. A list that *drains*
+//! (stream connections) gives no `End`: a wait for an echo still going at
+//! the run's end goes on until the echo is back or the timeout, so a
+//! server that stops answering fails the run however near its end it
+//! stopped; the connections stop sending at the end by themselves.
 //!
 //! Invariants:
 //! - A message costs a store to arm, a load and a store to disarm, and,
@@ -17,7 +21,7 @@
 //!   comparison: no timer operation, no clock read.
 //! - A wait that makes no progress ends between `timeout` and
 //!   `timeout * 9 / 8` after it began; a wait still going at the run's end
-//!   ends then (duration mode).
+//!   ends then (duration mode), unless the list drains.
 //! - Data that is ready wins over a verdict given in the same turn: a
 //!   guarded operation polls the socket first, and disarming clears a
 //!   timeout verdict. `End` stays: the run is over.
@@ -135,18 +139,28 @@ pub struct Watchlist {
     timeout: Duration,
     /// The clock of the watches' stamps.
     clock: Clock,
-    /// Duration mode: every wait ends here.
+    /// Duration mode: every wait ends here, unless `drain`.
     end: Option<Stamp>,
+    /// Waits go on past `end`, each until its echo or its timeout.
+    drain: bool,
 }
 
 impl Watchlist {
-    /// `count` watches (connection `i` of the worker takes watch `i`).
-    pub fn new(count: usize, timeout: Duration, clock: Clock, end: Option<Stamp>) -> Rc<Self> {
+    /// `count` watches (connection `i` of the worker takes watch `i`);
+    /// with `drain`, the run's `end` stops no wait.
+    pub fn new(
+        count: usize,
+        timeout: Duration,
+        clock: Clock,
+        end: Option<Stamp>,
+        drain: bool,
+    ) -> Rc<Self> {
         Rc::new(Watchlist {
             watches: (0..count).map(|_| Watch::new()).collect(),
             timeout,
             clock,
             end,
+            drain,
         })
     }
 
@@ -161,17 +175,20 @@ impl Watchlist {
 const LOOKS_PER_TIMEOUT: u32 = 8;
 
 /// The worker's reaper: runs until every connection has retired (or the
-/// run has ended and every live wait has been told).
+/// run has ended and every live wait has been told, if the list does not
+/// drain).
 pub async fn reap(list: Rc<Watchlist>) {
     let period = (list.timeout / LOOKS_PER_TIMEOUT).max(Duration::from_millis(1));
     let mut sleep = sleep_until(Instant::now());
     loop {
         let now = list.clock.now();
         let ended = list.end.is_some_and(|end| now >= end);
+        // The run's end stops every wait, unless the list drains.
+        let stopped = ended && !list.drain;
         let mut live = 0;
         for watch in list.watches.iter().filter(|w| w.live.get()) {
             live += 1;
-            if ended {
+            if stopped {
                 watch.give(Stop::End);
             } else if watch
                 .since
@@ -182,14 +199,15 @@ pub async fn reap(list: Rc<Watchlist>) {
                 watch.give(Stop::Timeout);
             }
         }
-        if live == 0 || ended {
+        if live == 0 || stopped {
             return;
         }
         let next = now.add(period);
-        sleep.reset(
-            list.clock
-                .instant_of(list.end.map_or(next, |end| next.min(end))),
-        );
+        let next = match list.end {
+            Some(end) if !ended => next.min(end),
+            _ => next,
+        };
+        sleep.reset(list.clock.instant_of(next));
         (&mut sleep).await;
     }
 }
@@ -213,7 +231,7 @@ mod tests {
         rt.block_on(async {
             let timeout = Duration::from_millis(80);
             let clock = Clock::fastest();
-            let list = Watchlist::new(1, timeout, clock, None);
+            let list = Watchlist::new(1, timeout, clock, None, false);
             spawn_local(reap(list.clone()));
             let start = Instant::now();
             list.watch(0).arm(clock.now());
@@ -229,7 +247,13 @@ mod tests {
     fn a_disarmed_watch_is_not_timed_out_and_ready_data_wins() {
         let rt = Runtime::new().unwrap();
         rt.block_on(async {
-            let list = Watchlist::new(1, Duration::from_millis(8), Clock::on_instant(), None);
+            let list = Watchlist::new(
+                1,
+                Duration::from_millis(8),
+                Clock::on_instant(),
+                None,
+                false,
+            );
             let watch = list.watch(0);
             // Not armed: the reaper's looks give no verdict.
             spawn_local(reap(list.clone()));
@@ -255,13 +279,40 @@ mod tests {
         rt.block_on(async {
             let clock = Clock::fastest();
             let end = clock.now().add(Duration::from_millis(40));
-            let list = Watchlist::new(2, Duration::from_secs(60), clock, Some(end));
+            let list = Watchlist::new(2, Duration::from_secs(60), clock, Some(end), false);
             let reaper = spawn_local(reap(list.clone()));
             // One connection waiting for the server, one pacing (not armed).
             list.watch(0).arm(clock.now());
             assert_eq!(list.watch(0).guard(never()).await, Err(Stop::End));
             assert!(clock.now() >= end);
             assert_eq!(list.watch(1).guard(never()).await, Err(Stop::End));
+            reaper.await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_draining_list_lets_a_wait_run_past_the_end_to_its_timeout() {
+        let rt = Runtime::new().unwrap();
+        rt.block_on(async {
+            let clock = Clock::fastest();
+            let start = clock.now();
+            let end = start.add(Duration::from_millis(20));
+            let timeout = Duration::from_millis(100);
+            let list = Watchlist::new(2, timeout, clock, Some(end), true);
+            let reaper = spawn_local(reap(list.clone()));
+            // A wait that gets its answer after the end: no verdict.
+            list.watch(1).arm(start);
+            cellio::runtime::sleep(Duration::from_millis(40)).await;
+            assert!(clock.now() >= end);
+            assert_eq!(list.watch(1).verdict.get(), None);
+            assert_eq!(list.watch(1).guard(std::future::ready(1)).await, Ok(1));
+            list.watch(1).disarm();
+            list.watch(1).retire();
+            // One that never gets it: its timeout, not the end.
+            list.watch(0).arm(start);
+            assert_eq!(list.watch(0).guard(never()).await, Err(Stop::Timeout));
+            assert!(clock.now() >= start.add(timeout));
+            list.watch(0).retire();
             reaper.await.unwrap();
         });
     }
