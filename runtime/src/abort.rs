@@ -1,11 +1,13 @@
 //! [`AbortHandle`]: stopping a spawned task without owning its output.
 //!
 //! An `AbortHandle` is one more counted reference to the task's block (see
-//! `task::raw`): it keeps the header alive, and only the header is ever
-//! touched through it — the abort flag, the address to wake, and a
-//! read-only look at the join cell for [`is_finished`]. The task's future
-//! and output stay with the worker and the `JoinHandle`, so a handle may
-//! live on any thread, outlive the `JoinHandle`, and be cloned freely.
+//! `task::raw`), which owns nothing: it keeps the header alive, and only
+//! the header is ever touched through it — the abort flag, the address to
+//! wake, and a read-only look at the join cell for [`is_finished`] — even
+//! when it is the last reference (the owners dropped the payload as they
+//! left). The task's future and output stay with the worker and the
+//! `JoinHandle`, so a handle may live on any thread, outlive the
+//! `JoinHandle`, and be cloned freely.
 //!
 //! [`is_finished`]: AbortHandle::is_finished
 
@@ -101,7 +103,7 @@ impl Drop for AbortHandle {
         // The reference goes back as any task reference does: into the
         // block's home pool if it was the last one.
         if let Some(raw) = self.raw.take() {
-            crate::worker::release_task(raw);
+            crate::worker::release_extra_task(raw);
         }
     }
 }

@@ -638,8 +638,13 @@ impl Executor {
     /// this was the last reference, returns to this worker's pool, or to
     /// its home's (a task sent here with `spawn_on`).
     pub(crate) fn release(&self, task: RawTask) {
-        let home = task.header().home;
-        if let Some(block) = task.release() {
+        self.free_if_last(task.header().home, task.release());
+    }
+
+    /// Frees `block`, the memory of a task from `home` whose last reference
+    /// was given up on this worker, if there is one.
+    fn free_if_last(&self, home: (u16, u8), block: Option<FreeBlock>) {
+        if let Some(block) = block {
             if home == self.id() {
                 block.free(Some(&mut self.pool.borrow_mut()));
             } else {
@@ -784,19 +789,28 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
     Some(f(unsafe { &*executor }))
 }
 
-/// Gives up a task reference from wherever it is dropped. The last one
-/// frees the block: into its home worker's pool on that worker's thread,
-/// through the home's inbox from any other thread, and to the system
-/// allocator if it has no home or the home is gone.
+/// Gives up an owner's task reference (a `JoinHandle`'s) from wherever it
+/// is dropped. The last one frees the block: into its home worker's pool
+/// on that worker's thread, through the home's inbox from any other
+/// thread, and to the system allocator if it has no home or the home is
+/// gone.
 pub(crate) fn release_task(task: RawTask) {
-    let mut task = Some(task);
-    // On a worker: as that worker releases its own references.
-    with_current(|executor| task.take().map(|task| executor.release(task)));
-    if let Some(task) = task {
-        let home = task.header().home;
-        if let Some(block) = task.release() {
-            send_home(home, block);
-        }
+    release_from_anywhere(task, RawTask::release);
+}
+
+/// Gives up an `AbortHandle`'s reference from wherever it is dropped, as
+/// [`release_task`] (it never drops the payload: `task::raw`).
+pub(crate) fn release_extra_task(task: RawTask) {
+    release_from_anywhere(task, RawTask::release_extra);
+}
+
+fn release_from_anywhere(task: RawTask, release: fn(RawTask) -> Option<FreeBlock>) {
+    let home = task.header().home;
+    let mut block = Some(release(task));
+    // On a worker: as that worker frees its own blocks.
+    with_current(|executor| executor.free_if_last(home, block.take().flatten()));
+    if let Some(block) = block.flatten() {
+        send_home(home, block);
     }
 }
 

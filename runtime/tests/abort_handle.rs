@@ -160,3 +160,58 @@ fn abort_handles_are_send_sync_and_debug() {
         );
     });
 }
+
+/// A value that is not `Send` (like an `Rc`) and records the thread that
+/// drops it.
+struct NotSend {
+    dropped_on: Arc<std::sync::Mutex<Option<std::thread::ThreadId>>>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for NotSend {
+    fn drop(&mut self) {
+        *self.dropped_on.lock().unwrap() = Some(std::thread::current().id());
+    }
+}
+
+/// `spawn_local`'s output need not be `Send`, so only its worker (or its
+/// `JoinHandle`, which is then not `Send`) may drop it. A detached task's
+/// output is dropped on the worker when the task ends, not by the
+/// `AbortHandle` that outlives it, which may be dropped on any thread.
+/// (The block's last reference dropped the output: an `AbortHandle` moved
+/// to another thread dropped a `!Send` value there. Found by a review.)
+#[test]
+fn an_abort_handle_never_drops_a_non_send_output() {
+    with_timeout(LIMIT, an_abort_handle_never_drops_a_non_send_output_body);
+}
+
+fn an_abort_handle_never_drops_a_non_send_output_body() {
+    let dropped_on = Arc::new(std::sync::Mutex::new(None));
+    let worker_thread = std::thread::current().id();
+    let rt = Runtime::new().unwrap();
+    let abort = rt.block_on({
+        let dropped_on = dropped_on.clone();
+        async move {
+            let handle = cellio_runtime::spawn_local(async move {
+                NotSend {
+                    dropped_on,
+                    _not_send: std::marker::PhantomData,
+                }
+            });
+            let abort = handle.abort_handle();
+            drop(handle); // detached: nobody takes the output
+            while !abort.is_finished() {
+                yield_now().await;
+            }
+            abort
+        }
+    });
+    assert_eq!(
+        *dropped_on.lock().unwrap(),
+        Some(worker_thread),
+        "the worker drops the output when the task ends"
+    );
+    // The `AbortHandle` is `Send`: its drop elsewhere touches no payload.
+    std::thread::spawn(move || drop(abort)).join().unwrap();
+    assert_eq!(*dropped_on.lock().unwrap(), Some(worker_thread));
+}

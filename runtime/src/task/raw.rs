@@ -22,11 +22,19 @@
 //! # Invariants
 //!
 //! * **Two references** at spawn: the worker's task table and the
-//!   `JoinHandle`; each `AbortHandle` holds one more. Whoever drops the
-//!   count to zero drops the stage and frees the block (Release on every
-//!   decrement, Acquire before freeing: the `Arc` protocol). An
-//!   `AbortHandle` touches only the header (the flags, the address, the
-//!   join cell's word), never the payload.
+//!   `JoinHandle`, the block's two *owners*; each `AbortHandle` holds one
+//!   more, which owns nothing. Whoever drops the count to zero frees the
+//!   block (Release on every decrement, Acquire before freeing: the `Arc`
+//!   protocol). An `AbortHandle` touches only the header (the flags, the
+//!   address, the join cell's word), never the payload.
+//! * **The payload is dropped by the second owner to leave**, before it
+//!   gives up its reference (the word counts owners as well as
+//!   references): the worker, on its thread, if the task ends
+//!   after its `JoinHandle` was dropped; the `JoinHandle`, on its thread,
+//!   if it is dropped after the task ended without taking the output.
+//!   Never an `AbortHandle`: a `spawn_local` task's output need not be
+//!   `Send` (its `JoinHandle` is then not `Send` either, and stays on the
+//!   worker's thread), and an `AbortHandle` may be dropped on any thread.
 //! * **The future is touched only by the owning worker**: polled there,
 //!   dropped there (when it completes, or by `cancel` when the runtime shuts
 //!   down). The task's reference is released only after the stage left
@@ -83,10 +91,16 @@ const NOT_POOLED: u8 = u8::MAX;
 const ABORT: u16 = 1;
 /// `control`: `address` holds the task's waker word.
 const PUBLISHED: u16 = 1 << 1;
+/// `control`: one owner (module invariants) still holding its reference:
+/// two at spawn, the task table and the `JoinHandle`.
+const OWNER: u16 = 1 << 2;
+/// `control`: the bits that count owners.
+const OWNERS: u16 = 3 * OWNER;
 /// `control`: one counted reference. Two at spawn (the task table's and
 /// the `JoinHandle`'s), one more per `AbortHandle`.
-const REF: u16 = 1 << 2;
-/// `control`: the bits that count references (all above the flags).
+const REF: u16 = 1 << 4;
+/// `control`: the bits that count references (all above the flags and
+/// the owners).
 const REFS: u16 = !(REF - 1);
 /// More references than this and [`RawTask::clone_ref`] aborts the
 /// process, as `Arc` does on overflow: the count must never wrap into a
@@ -108,8 +122,8 @@ pub(crate) const NO_HOME: (u16, u8) = (u16::MAX, 0);
 /// is joined.
 #[repr(C)]
 pub(crate) struct Header {
-    /// The reference count (`REFS`) and the `ABORT` and `PUBLISHED` flags
-    /// (module invariants).
+    /// The reference count (`REFS`), the owner count (`OWNERS`) and the
+    /// `ABORT` and `PUBLISHED` flags (module invariants).
     control: AtomicU16,
     class: u8,
     /// Which payload is live (module invariants). Written by the worker
@@ -157,6 +171,7 @@ struct VTable {
     poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
     cancel: unsafe fn(NonNull<Header>),
     take_output: unsafe fn(NonNull<Header>, *mut ()),
+    drop_payload: unsafe fn(NonNull<Header>),
     drop_contents: unsafe fn(NonNull<Header>),
     layout: Layout,
 }
@@ -170,6 +185,7 @@ impl<F: Future> VTableOf<F> {
         poll: poll::<F>,
         cancel: cancel::<F>,
         take_output: take_output::<F>,
+        drop_payload: drop_payload::<F>,
         drop_contents: drop_contents::<F>,
         layout: Layout::new::<Block<F>>(),
     };
@@ -303,7 +319,7 @@ impl RawTask {
         unsafe {
             let block = block.as_ptr();
             (&raw mut (*block).header).write(Header {
-                control: AtomicU16::new(2 * REF),
+                control: AtomicU16::new(2 * REF + 2 * OWNER),
                 class,
                 stage: TrackedUnsafeCell::new(Stage::Running),
                 home,
@@ -385,18 +401,68 @@ impl RawTask {
         unsafe { (self.header().vtable.take_output)(self.ptr, out) }
     }
 
-    /// Gives up this reference. The last one drops the payload (an output,
-    /// or nothing) and returns the block's memory, to be freed with
-    /// [`FreeBlock::free`] — after the drop, so that user destructors run
-    /// while no pool is borrowed.
+    /// Gives up an owner's reference (the task table's or the
+    /// `JoinHandle`'s). The second owner to leave drops the payload (an
+    /// output, or nothing) on this thread; the last reference returns the
+    /// block's memory, to be freed with [`FreeBlock::free`] — after the
+    /// drop, so that user destructors run while no pool is borrowed.
     #[must_use = "the last reference must free the block"]
     pub(crate) fn release(self) -> Option<FreeBlock> {
+        let control = &self.header().control;
+        let mut seen = control.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(seen & OWNERS != 0, "an owner released twice");
+            if seen & OWNERS == OWNER && seen & REFS != REF {
+                // The other owner has left and an `AbortHandle` is out:
+                // the payload is dropped here, not wherever that handle
+                // goes, while our reference still keeps the block.
+                // Acquire: the other owner's uses of the payload (before
+                // its Release below) happen before the drop.
+                control.fetch_sub(OWNER, Ordering::Acquire);
+                // SAFETY: both owners have left, and nobody else touches
+                // the payload; the stage is not `Running` (the task table
+                // leaves only after the task ended).
+                unsafe { (self.header().vtable.drop_payload)(self.ptr) };
+                // Release: the drop happens before whoever frees the block.
+                let before = control.fetch_sub(REF, Ordering::Release);
+                return self.last_reference(before);
+            }
+            // Release: our uses of the block happen before whoever drops
+            // the payload or frees it.
+            match control.compare_exchange_weak(
+                seen,
+                seen - REF - OWNER,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(before) => return self.last_reference(before),
+                Err(now) => seen = now,
+            }
+        }
+    }
+
+    /// Gives up an `AbortHandle`'s reference, which owns nothing: if it was
+    /// the last, the owners have dropped the payload, and only the memory
+    /// is returned, as by [`release`](Self::release).
+    #[must_use = "the last reference must free the block"]
+    pub(crate) fn release_extra(self) -> Option<FreeBlock> {
+        // Release: as in `release`.
+        let before = self.header().control.fetch_sub(REF, Ordering::Release);
+        debug_assert!(
+            before & REFS != REF || before & OWNERS == 0,
+            "an owner outlived every reference"
+        );
+        self.last_reference(before)
+    }
+
+    /// After a decrement from `before`: frees the block if that was the
+    /// last reference.
+    fn last_reference(self, before: u16) -> Option<FreeBlock> {
         let ptr = self.ptr;
-        // Release: our uses of the block happen before whoever frees it.
-        if self.header().control.fetch_sub(REF, Ordering::Release) & REFS != REF {
+        if before & REFS != REF {
             return None;
         }
-        // Acquire: everything the other reference did happens before this.
+        // Acquire: everything the other references did happens before this.
         fence(Ordering::Acquire);
         // SAFETY: we held the last reference: nobody else can reach the
         // block. The stage is not `Running` (invariant 2), so dropping the
@@ -685,8 +751,24 @@ unsafe fn take_output<F: Future>(ptr: NonNull<Header>, out: *mut ()) {
 unsafe fn drop_contents<F: Future>(ptr: NonNull<Header>) {
     let block = ptr.cast::<Block<F>>().as_ptr();
     // SAFETY: the caller's contract: exclusive access, and this runs once:
-    // the stage names the live member (`Taken` before each drop), then the
-    // header (its join cell may hold a waker) is dropped.
+    // the payload, then the header (its join cell may hold a waker).
+    unsafe {
+        drop_payload::<F>(ptr);
+        std::ptr::drop_in_place(&raw mut (*block).header);
+    }
+}
+
+/// Drops whatever payload is live, leaving the stage `Taken`.
+///
+/// # Safety
+///
+/// The caller may touch the payload: it holds the last reference to a
+/// `Block<F>` at `ptr`, or it is the second owner to leave (module
+/// invariants).
+unsafe fn drop_payload<F: Future>(ptr: NonNull<Header>) {
+    let block = ptr.cast::<Block<F>>().as_ptr();
+    // SAFETY: the caller's contract: nobody else touches the payload, and
+    // the stage names the live member (`Taken` before each drop).
     unsafe {
         let header = &(*block).header;
         let payload = &mut *(*block).payload.get();
@@ -704,7 +786,6 @@ unsafe fn drop_contents<F: Future>(ptr: NonNull<Header>) {
             }
             Stage::Taken => {}
         }
-        std::ptr::drop_in_place(&raw mut (*block).header);
     }
 }
 
@@ -937,22 +1018,39 @@ mod tests {
     }
 
     #[test]
-    fn a_third_reference_keeps_the_block_until_it_goes() {
-        let output_drops = counter();
-        let output = Dropped(output_drops.clone());
-        let (task, handle) = RawTask::new(async move { output }, (0, 0), None);
-        let extra = handle.clone_ref();
-        let another = extra.clone_ref();
-        // SAFETY: the table's reference (`task`) is held.
-        unsafe { task.by_ref().publish_address(7) };
-        assert_eq!(poll_once(&task), Poll::Ready(()));
-        assert!(task.release().is_none());
-        assert!(handle.release().is_none());
-        assert!(extra.release().is_none(), "one reference is left");
-        assert_eq!(drops(&output_drops), 0, "the block still holds the output");
-        assert_eq!(another.request_abort(), Some(7), "flags are not references");
-        another.release().expect("the last reference").free(None);
-        assert_eq!(drops(&output_drops), 1);
+    fn the_second_owner_drops_the_output_and_the_last_reference_frees_the_block() {
+        for handle_first in [false, true] {
+            let output_drops = counter();
+            let output = Dropped(output_drops.clone());
+            let (task, handle) = RawTask::new(async move { output }, (0, 0), None);
+            let extra = handle.clone_ref();
+            let another = extra.clone_ref();
+            // SAFETY: the table's reference (`task`) is held.
+            unsafe { task.by_ref().publish_address(7) };
+            let (first, second) = if handle_first {
+                // The handle goes before the task ends: the worker drops
+                // the output.
+                assert!(handle.release().is_none());
+                assert_eq!(poll_once(&task), Poll::Ready(()));
+                (None, task)
+            } else {
+                assert_eq!(poll_once(&task), Poll::Ready(()));
+                (Some(task), handle)
+            };
+            if let Some(first) = first {
+                assert!(first.release().is_none());
+            }
+            assert_eq!(drops(&output_drops), 0, "an owner holds the output");
+            assert!(second.release().is_none(), "two abort handles are left");
+            assert_eq!(drops(&output_drops), 1, "the second owner dropped it");
+            assert!(extra.release_extra().is_none(), "one reference is left");
+            assert_eq!(another.request_abort(), Some(7), "flags are not references");
+            another
+                .release_extra()
+                .expect("the last reference")
+                .free(None);
+            assert_eq!(drops(&output_drops), 1);
+        }
     }
 
     #[test]
@@ -985,8 +1083,17 @@ mod loom_tests {
 
     struct Payload(Arc<AtomicUsize>);
 
+    loom::thread_local! {
+        /// Set on the thread that drops an `AbortHandle`.
+        static ABORTER: std::cell::Cell<bool> = std::cell::Cell::new(false);
+    }
+
     impl Drop for Payload {
         fn drop(&mut self) {
+            assert!(
+                !ABORTER.with(|aborter| aborter.get()),
+                "an AbortHandle's release dropped the output on its thread"
+            );
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -1062,9 +1169,10 @@ mod loom_tests {
                 }
             });
             let aborter = thread::spawn(move || {
+                ABORTER.with(|aborter| aborter.set(true));
                 // Never published here: no address to wake.
                 assert_eq!(abort.request_abort(), None);
-                if let Some(block) = abort.release() {
+                if let Some(block) = abort.release_extra() {
                     block.free(None);
                 }
             });
@@ -1085,6 +1193,46 @@ mod loom_tests {
             if let Some(block) = handle.release() {
                 block.free(None);
             }
+            assert_eq!(drops.load(Ordering::SeqCst), 1, "output dropped once");
+        });
+    }
+
+    /// The `JoinHandle` dropped without taking the output while the worker
+    /// finishes the task, and an `AbortHandle` released last on a third
+    /// thread: the output is dropped exactly once, by the worker or by the
+    /// handle (the second owner to leave), never on the `AbortHandle`'s
+    /// thread, which a `spawn_local` task's output (not `Send`) must not
+    /// reach. (It was dropped with the block by whichever reference went
+    /// last.)
+    #[test]
+    fn join_handle_dropped_while_the_task_finishes_with_an_abort_handle_left() {
+        loom::model(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let payload = Payload(drops.clone());
+            let (task, handle) = RawTask::new(async move { payload }, (0, 0), None);
+            let abort = handle.clone_ref();
+
+            let worker = thread::spawn(move || {
+                let mut cx = Context::from_waker(Waker::noop());
+                // SAFETY: this thread is the task's only worker, and
+                // `task` (the counted reference) is released after the poll.
+                assert_eq!(unsafe { task.by_ref().poll(&mut cx) }, Poll::Ready(()));
+                if let Some(block) = task.release() {
+                    block.free(None);
+                }
+            });
+            let aborter = thread::spawn(move || {
+                ABORTER.with(|aborter| aborter.set(true));
+                if let Some(block) = abort.release_extra() {
+                    block.free(None);
+                }
+            });
+            thread::yield_now(); // as in `finish_vs_join_and_release`
+            if let Some(block) = handle.release() {
+                block.free(None);
+            }
+            worker.join().unwrap();
+            aborter.join().unwrap();
             assert_eq!(drops.load(Ordering::SeqCst), 1, "output dropped once");
         });
     }
