@@ -271,7 +271,7 @@ fn a_successor_that_cannot_serve_a_socket_does_not_say_serving() {
     let predecessor = FakePredecessor::listen(&path);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let file = std::fs::File::open("Cargo.toml").unwrap();
-    let mut successor = command(
+    let successor = command(
         &["--workers", "2", "--take-over", path.to_str().unwrap()],
         None,
     )
@@ -280,18 +280,7 @@ fn a_successor_that_cannot_serve_a_socket_does_not_say_serving() {
     .spawn()
     .expect("start the successor");
     let offered = [listener.as_fd(), file.as_fd()];
-    let answer = predecessor.hand_over(b"cellio-listeners 2", &offered);
-    assert_eq!(answer, "", "the successor answered instead of closing");
-    let status =
-        echo_server_process::example_bin::wait_exit(&mut successor, Duration::from_secs(10));
-    let _ = successor.kill();
-    let output = successor.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot serve a socket from {}", path.display())),
-        "{stderr}"
-    );
+    predecessor.expect_refused(successor, b"cellio-listeners 2", &offered, &path);
 }
 
 /// A successor must run as the server's user (or root): one of another

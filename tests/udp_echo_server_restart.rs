@@ -179,7 +179,7 @@ fn a_successor_that_cannot_serve_a_socket_does_not_say_serving() {
     let predecessor = FakePredecessor::listen(&path);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let file = std::fs::File::open("Cargo.toml").unwrap();
-    let mut successor = Command::new(example_bin::build_example("udp_echo_server"))
+    let successor = Command::new(example_bin::build_example("udp_echo_server"))
         .args(["--addr", "127.0.0.1:0", "--workers", "2", "--take-over"])
         .arg(&*path)
         .stdin(Stdio::null())
@@ -188,17 +188,7 @@ fn a_successor_that_cannot_serve_a_socket_does_not_say_serving() {
         .spawn()
         .expect("start the successor");
     let offered = [socket.as_fd(), file.as_fd()];
-    let answer = predecessor.hand_over(b"cellio-udp-sockets 2", &offered);
-    assert_eq!(answer, "", "the successor answered instead of closing");
-    let status = example_bin::wait_exit(&mut successor, Duration::from_secs(10));
-    let _ = successor.kill();
-    let output = successor.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot serve a socket from {}", path.display())),
-        "{stderr}"
-    );
+    predecessor.expect_refused(successor, b"cellio-udp-sockets 2", &offered, &path);
 }
 
 /// One message carries at most 253 descriptors (Linux's `SCM_MAX_FD`): a

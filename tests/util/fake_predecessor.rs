@@ -2,9 +2,11 @@
 //! side of `examples/common/handover.rs`), to give a successor what no
 //! real server would.
 
+use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Listening at a restart path, for one successor.
@@ -47,5 +49,45 @@ impl FakePredecessor {
             })
             .expect("hand over");
         String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// Hands `successor` (started with `--take-over` this path and its
+    /// stderr piped) `header` with `fds`, among which one it cannot serve,
+    /// and checks that it refuses: no `serving`, exit 1 within 10 s, and
+    /// "cannot serve a socket from PATH" on stderr.
+    #[allow(dead_code)] // not every includer checks it
+    pub fn expect_refused(
+        &self,
+        mut successor: Child,
+        header: &[u8],
+        fds: &[BorrowedFd<'_>],
+        path: &Path,
+    ) {
+        let answer = self.hand_over(header, fds);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match successor.try_wait().unwrap() {
+                Some(status) => break Some(status),
+                None if Instant::now() >= deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let _ = successor.kill();
+        let _ = successor.wait();
+        let mut stderr = String::new();
+        let _ = successor
+            .stderr
+            .take()
+            .expect("stderr piped")
+            .read_to_string(&mut stderr);
+        assert_eq!(
+            answer, "",
+            "the successor answered instead of closing: {stderr}"
+        );
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot serve a socket from {}", path.display())),
+            "{stderr}"
+        );
     }
 }

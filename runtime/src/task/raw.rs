@@ -1098,6 +1098,27 @@ mod loom_tests {
         }
     }
 
+    /// The worker's side: polls the task to its end, then gives up the
+    /// table's reference.
+    fn finish_and_release(task: RawTask) {
+        let mut cx = Context::from_waker(Waker::noop());
+        // SAFETY: this thread is the task's only worker, and `task` (the
+        // counted reference) is released after the poll.
+        assert_eq!(unsafe { task.by_ref().poll(&mut cx) }, Poll::Ready(()));
+        if let Some(block) = task.release() {
+            block.free(None);
+        }
+    }
+
+    /// Gives up an `AbortHandle`'s reference on this thread, marked as the
+    /// aborter's (where no output may be dropped).
+    fn release_as_aborter(abort: RawTask) {
+        ABORTER.with(|aborter| aborter.set(true));
+        if let Some(block) = abort.release_extra() {
+            block.free(None);
+        }
+    }
+
     /// The handle reads the output exactly once, or the output is dropped
     /// exactly once with the block, whoever releases last.
     #[test]
@@ -1108,15 +1129,7 @@ mod loom_tests {
             let (task, handle) = RawTask::new(async move { payload }, (0, 0), None);
             let token = handle.header().join.reserve().unwrap();
 
-            let worker = thread::spawn(move || {
-                let mut cx = Context::from_waker(Waker::noop());
-                // SAFETY: this thread is the task's only worker, and
-                // `task` (the counted reference) is released after the poll.
-                assert_eq!(unsafe { task.by_ref().poll(&mut cx) }, Poll::Ready(()));
-                if let Some(block) = task.release() {
-                    block.free(None);
-                }
-            });
+            let worker = thread::spawn(move || finish_and_release(task));
 
             // A scheduling point so that loom also runs the worker first
             // (see `let_the_other_thread_run_first` in
@@ -1159,22 +1172,11 @@ mod loom_tests {
             let token = handle.header().join.reserve().unwrap();
             let abort = handle.clone_ref();
 
-            let worker = thread::spawn(move || {
-                let mut cx = Context::from_waker(Waker::noop());
-                // SAFETY: this thread is the task's only worker, and
-                // `task` (the counted reference) is released after the poll.
-                assert_eq!(unsafe { task.by_ref().poll(&mut cx) }, Poll::Ready(()));
-                if let Some(block) = task.release() {
-                    block.free(None);
-                }
-            });
+            let worker = thread::spawn(move || finish_and_release(task));
             let aborter = thread::spawn(move || {
-                ABORTER.with(|aborter| aborter.set(true));
                 // Never published here: no address to wake.
                 assert_eq!(abort.request_abort(), None);
-                if let Some(block) = abort.release_extra() {
-                    block.free(None);
-                }
+                release_as_aborter(abort);
             });
 
             thread::yield_now(); // as in `finish_vs_join_and_release`
@@ -1212,21 +1214,8 @@ mod loom_tests {
             let (task, handle) = RawTask::new(async move { payload }, (0, 0), None);
             let abort = handle.clone_ref();
 
-            let worker = thread::spawn(move || {
-                let mut cx = Context::from_waker(Waker::noop());
-                // SAFETY: this thread is the task's only worker, and
-                // `task` (the counted reference) is released after the poll.
-                assert_eq!(unsafe { task.by_ref().poll(&mut cx) }, Poll::Ready(()));
-                if let Some(block) = task.release() {
-                    block.free(None);
-                }
-            });
-            let aborter = thread::spawn(move || {
-                ABORTER.with(|aborter| aborter.set(true));
-                if let Some(block) = abort.release_extra() {
-                    block.free(None);
-                }
-            });
+            let worker = thread::spawn(move || finish_and_release(task));
+            let aborter = thread::spawn(move || release_as_aborter(abort));
             thread::yield_now(); // as in `finish_vs_join_and_release`
             if let Some(block) = handle.release() {
                 block.free(None);
