@@ -320,3 +320,71 @@ fn reuse_port_listeners_on_two_workers_share_the_connections_and_stop_together()
         assert_eq!(rt.shutdown_timeout(Duration::from_secs(2)), 0);
     });
 }
+
+/// A connection accepted on worker 1 and served on worker 0 keeps working
+/// through the grace period, after worker 1's accept loop stopped: the
+/// stream stays registered with worker 1's reactor, which must run on.
+/// (It used to get `NotConnected` in the middle of the grace period:
+/// worker 1, with no task of its own left, exited and dropped its
+/// reactor, which closed the stream; found by a review.)
+#[test]
+fn a_stream_moved_to_another_worker_keeps_working_during_the_grace_period() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
+        let echoed_once = Arc::new(AtomicBool::new(false));
+        let flag = echoed_once.clone();
+        let _accept = rt.handle().spawn_on(1, async move {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            while let Some(accepted) = until_shutdown(listener.accept()).await {
+                let (stream, _) = accepted.unwrap();
+                let (flag, failed_tx) = (flag.clone(), failed_tx.clone());
+                // Served on worker 0; registered with worker 1's reactor.
+                drop(cellio_runtime::spawn_on(0, async move {
+                    let mut buf = [0u8; 64];
+                    loop {
+                        match stream.recv(&mut buf).await {
+                            Ok(0) => return,
+                            Ok(n) => stream.send_all(&buf[..n]).await.unwrap(),
+                            Err(e) => {
+                                let _ = failed_tx.send(format!("{e} ({:?})", e.kind()));
+                                return;
+                            }
+                        }
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                }));
+            }
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        client.write_all(b"before").unwrap();
+        rt.block_on(wait_flag(&echoed_once, "the first echo"));
+        let mut back = [0u8; 6];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"before");
+        // Once the grace period has begun (and the accept loop stopped),
+        // the client sends again.
+        let talker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            client.write_all(b"during").unwrap();
+            let mut back = [0u8; 6];
+            let got = client.read_exact(&mut back).map(|()| back);
+            drop(client); // the connection task ends
+            got
+        });
+        let cancelled = rt.shutdown_timeout(Duration::from_secs(5));
+        let got = talker.join().unwrap();
+        let server_side = failed_rx.try_recv().unwrap_or_default();
+        assert!(
+            matches!(got, Ok(ref b) if b == b"during"),
+            "echo during the grace period: {got:?}; server: {server_side}; cancelled {cancelled}"
+        );
+        assert_eq!(cancelled, 0);
+    });
+}

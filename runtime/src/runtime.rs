@@ -345,7 +345,10 @@ impl Runtime {
     ///
     /// Returns how many tasks were cancelled (0: everything finished in
     /// time), counting tasks sent to a worker (`spawn_on`) that it had not
-    /// started yet. Such tasks get the grace period like the others.
+    /// started yet. Such tasks get the grace period like the others, also
+    /// those sent during it: every worker, and its reactor (which serves
+    /// the sockets made on that worker, wherever they are used), runs on
+    /// until every worker's tasks are done or the grace period is over.
     ///
     /// Blocking jobs ([`spawn_blocking`](crate::spawn_blocking)) still
     /// queued when the tasks are cancelled are cancelled too; running ones
@@ -369,13 +372,39 @@ impl Runtime {
         let deadline = Instant::now().checked_add(grace);
         let threads = std::mem::take(&mut self.threads);
         let executor: &Executor = &self.executor;
+        // `Some(tasks taken in so far, all workers)` if no worker has a
+        // live task or a message (a task sent to it and not yet taken in
+        // counts as unfinished: it gets the grace period too).
+        let quiet = || -> Option<u64> {
+            if executor.live_tasks() != 0 || executor.inbox.has_pending() {
+                return None;
+            }
+            let mut spawned = executor.spawned();
+            for (index, &(worker, _)) in shared.workers.iter().enumerate().skip(1) {
+                // A worker whose loop panicked has cancelled its tasks
+                // and refuses new ones.
+                if threads[index - 1].is_finished() {
+                    continue;
+                }
+                if !Inbox::quiet(worker) {
+                    return None;
+                }
+                let idle = shared.metrics.of(index).spawned_if_idle()?;
+                spawned = spawned.wrapping_add(idle);
+            }
+            Some(spawned)
+        };
         self.block_on(async {
+            let mut before = None;
             loop {
-                // Tasks sent to worker 0 and not yet taken in count as
-                // unfinished: they get the grace period too.
-                let finished = executor.live_tasks() == 0
-                    && !executor.inbox.has_pending()
-                    && threads.iter().all(|thread| thread.is_finished());
+                // Background workers run on meanwhile, so one look may see
+                // a task's sender already done and its receiver not yet
+                // started. Two looks a step apart that find every worker
+                // quiet and no task taken in between mean that no task was
+                // left anywhere in between.
+                let now = quiet();
+                let finished = now.is_some() && now == before;
+                before = now;
                 if finished || deadline.is_some_and(|d| Instant::now() >= d) {
                     return;
                 }
@@ -625,10 +654,10 @@ impl RuntimeHandle {
     }
 
     /// Begins a graceful shutdown (see [`Runtime::shutdown_timeout`]):
-    /// tasks waiting for shutdown are woken, background workers exit once
-    /// their tasks finish. Returns at once; callable from any thread (a
-    /// signal-handling thread, say). Worker 0's tasks finish in the owner's
-    /// `shutdown_timeout`.
+    /// tasks waiting for shutdown are woken, and the other tasks run on.
+    /// Returns at once; callable from any thread (a signal-handling
+    /// thread, say). The workers stop in the owner's `shutdown_timeout`
+    /// (or drop of the [`Runtime`]), which also runs worker 0's tasks.
     pub fn shutdown(&self) {
         self.shared.begin_drain();
     }

@@ -6,7 +6,11 @@
 //! * **Draining** ([`RuntimeHandle::shutdown`](crate::RuntimeHandle::shutdown)):
 //!   every task waiting in [`shutdown_requested`] or [`until_shutdown`] is
 //!   woken, so accept loops stop accepting; other tasks run on and finish.
-//!   A background worker whose tasks have all finished exits.
+//!   Every worker keeps running, even with no task of its own left: its
+//!   reactor drives the sockets made on it, which tasks on other workers
+//!   may still use, and tasks may still be sent to it.
+//!   [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout) ends
+//!   the grace period early once no worker has a task or a message left.
 //! * **Stopping** (the grace period is over, or the runtime is dropped):
 //!   every worker drops its remaining tasks (their `JoinHandle`s report
 //!   `Cancelled`) and exits.

@@ -250,6 +250,11 @@ pub(crate) struct Inbox {
     /// the lock when nothing came back. Only a hint (set and cleared under
     /// the lock): a worker that misses a block allocates a fresh one.
     returned_any: AtomicBool,
+    /// `true` from the moment the worker takes spawned tasks out of the
+    /// inbox (under the lock) until it has put them in its table and
+    /// published its gauges: meanwhile neither the inbox nor the gauges
+    /// show those tasks (see [`quiet`](Self::quiet)).
+    adopting: AtomicBool,
 }
 
 struct InboxState {
@@ -329,6 +334,7 @@ impl Inbox {
                         reactor: None,
                     }),
                     returned_any: AtomicBool::new(false),
+                    adopting: AtomicBool::new(false),
                 }));
                 INBOXES[worker].store(inbox, Ordering::Release);
                 (worker as u16, 0)
@@ -357,6 +363,7 @@ impl Inbox {
             state.state_changed = false;
             state.reactor = None;
             self.returned_any.store(false, Ordering::Relaxed);
+            self.adopting.store(false, Ordering::Relaxed);
             let returned = std::mem::take(&mut state.returned);
             (std::mem::take(&mut state.spawned), returned)
         };
@@ -511,6 +518,18 @@ impl Inbox {
         self.mailbox.has_pending()
     }
 
+    /// `true` if worker `worker`'s inbox holds no message and the worker
+    /// is not taking spawned tasks in: every task sent there so far is
+    /// then counted in the worker's published gauges, which the caller
+    /// reads after this. From any thread; takes the lock.
+    pub(crate) fn quiet(worker: u16) -> bool {
+        let inbox = Inbox::get(worker);
+        // Under the lock: the worker lowers `pending` and raises
+        // `adopting` in one critical section.
+        let _state = inbox.lock();
+        !inbox.mailbox.has_pending() && !inbox.adopting.load(Ordering::Acquire)
+    }
+
     /// Hands every message left by other threads to `executor`.
     #[inline]
     pub(crate) fn drain(&self, executor: &Executor) {
@@ -521,11 +540,20 @@ impl Inbox {
 
     #[cold]
     fn drain_slow(&self, executor: &Executor) {
-        let (mut arrivals, state_changed) = self
-            .mailbox
-            .take(|state| Self::take_messages(state, executor));
-        for task in arrivals.drain(..) {
-            executor.adopt(task, HandleOut::Maybe);
+        let (mut arrivals, state_changed) = self.mailbox.take(|state| {
+            let taken = Self::take_messages(state, executor);
+            if !taken.0.is_empty() {
+                self.adopting.store(true, Ordering::Relaxed);
+            }
+            taken
+        });
+        if !arrivals.is_empty() {
+            for task in arrivals.drain(..) {
+                executor.adopt(task, HandleOut::Maybe);
+            }
+            // The tasks are in the gauges before `quiet` can say so.
+            executor.publish();
+            self.adopting.store(false, Ordering::Release);
         }
         *executor.arrivals.borrow_mut() = arrivals;
         if state_changed && executor.shared.draining() {

@@ -740,6 +740,12 @@ impl Executor {
         }
     }
 
+    /// Number of tasks taken into the table so far (spawned here or sent
+    /// here), finished or not.
+    pub(crate) fn spawned(&self) -> u64 {
+        self.spawned.get()
+    }
+
     /// Number of spawned tasks that have not finished.
     pub(crate) fn live_tasks(&self) -> usize {
         // SAFETY: `live` only reads a counter.
@@ -826,8 +832,11 @@ fn send_home((worker, epoch): (u16, u8), block: FreeBlock) {
     }
 }
 
-/// A background worker thread's life: run until the runtime stops it (or
-/// it drains during a graceful shutdown), then cancel what is left.
+/// A background worker thread's life: run until the runtime stops, then
+/// cancel what is left. Not before, even while a graceful shutdown drains
+/// and this worker has no task left: its reactor drives the sockets made
+/// here, which tasks on other workers may still be using, and tasks sent
+/// here during the grace period must run.
 ///
 /// `started` is called once the worker is set up and about to enter its
 /// loop: from then on the thread allocates nothing until its tasks do.
@@ -848,10 +857,7 @@ pub(crate) fn run_background(
     let _exit = BackgroundExit(&executor);
     started();
     let shared = executor.shared.clone();
-    executor.run(&mut reactor, || {
-        shared.stopping()
-            || (shared.draining() && executor.live_tasks() == 0 && !executor.inbox.has_pending())
-    });
+    executor.run(&mut reactor, || shared.stopping());
     Ok(())
 }
 

@@ -132,6 +132,17 @@ impl Published {
         self.queued.store(gauges.queued as u64, Ordering::Release);
     }
 
+    /// The worker's count of tasks taken in so far, if it had no live
+    /// task when it last published (`None` if it had). Its gauges are
+    /// published once a loop turn, and also right after it takes in tasks
+    /// sent from other threads (see `Inbox::quiet`).
+    pub(crate) fn spawned_if_idle(&self) -> Option<u64> {
+        // First, and an acquire: see `copy`.
+        let _ = self.queued.load(Ordering::Acquire);
+        let spawned = self.spawned.load(Ordering::Relaxed);
+        (self.alive.load(Ordering::Relaxed) == 0).then_some(spawned)
+    }
+
     fn read(&self, clock: &TickClock) -> WorkerMetrics {
         // First, and an acquire: see `copy`.
         let queued_tasks = self.queued.load(Ordering::Acquire);
