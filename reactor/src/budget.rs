@@ -46,7 +46,7 @@ pub const NO_TAG: u32 = u32::MAX;
 /// `None` whatever the tag word holds (so `units` must be below
 /// `u32::MAX`, the budget outside polls). Tags do not nest: an inner
 /// `run_with` (the runtime never nests polls) leaves its tag for the rest
-/// of the outer one.
+/// of the outer one. If `f` unwinds, nothing is restored: see [`reset`].
 #[inline]
 pub fn run_with<R>(units: u32, tag: u32, f: impl FnOnce() -> R) -> (R, bool) {
     debug_assert!(
@@ -60,6 +60,17 @@ pub fn run_with<R>(units: u32, tag: u32, f: impl FnOnce() -> R) -> (R, bool) {
     let result = f();
     let left = WORDS.with(|w| w.budget.replace(previous));
     (result, left == 0)
+}
+
+/// Puts this thread back outside every budgeted poll: an unlimited
+/// budget, and so no tag. [`run_with`] restores the previous budget only
+/// when `f` returns (a guard would put an unwinding path into every task
+/// poll, and the runtime catches task panics inside `f`); a caller whose
+/// `f` can unwind, and that runs outside every poll, calls this on the
+/// way out (the runtime's `block_on` does).
+#[cold]
+pub fn reset() {
+    let _ = WORDS.try_with(|w| w.budget.set(UNLIMITED));
 }
 
 /// The tag of the budgeted poll running on this thread (see

@@ -529,9 +529,27 @@ fn poll_main<F: Future>(
     cx: &mut Context<'_>,
 ) -> Option<F::Output> {
     executor.main_woken.set(false);
-    match budget::run_with(executor.budget, budget::NO_TAG, || future.poll(cx)).0 {
+    // The one poll here whose panic is not caught inside `run_with`: it
+    // reaches `block_on`'s caller, which is outside every poll, and must
+    // not leave this thread's budget spent (every budgeted operation
+    // polled here afterwards would return `Pending` forever). Forgotten
+    // when the poll returns, so it costs nothing then.
+    let unwinding = ResetBudget;
+    let polled = budget::run_with(executor.budget, budget::NO_TAG, || future.poll(cx)).0;
+    std::mem::forget(unwinding);
+    match polled {
         Poll::Ready(value) => Some(value),
         Poll::Pending => None,
+    }
+}
+
+/// Puts the thread's budget back to the unlimited one outside every poll
+/// when dropped: while the `block_on` future's poll unwinds.
+struct ResetBudget;
+
+impl Drop for ResetBudget {
+    fn drop(&mut self) {
+        budget::reset();
     }
 }
 

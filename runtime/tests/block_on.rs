@@ -107,6 +107,34 @@ fn a_panic_in_the_main_future_propagates_and_the_runtime_survives() {
     });
 }
 
+/// A panic in the `block_on` future leaves no spent budget behind: outside
+/// every poll, a budgeted operation on this thread proceeds. (It used to
+/// stay at what the future left, here 0, so every socket operation polled
+/// on this thread outside the runtime returned `Pending` forever; found by
+/// a review.)
+#[test]
+fn a_panic_in_the_main_future_leaves_no_budget_behind() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(1).budget(3).build().unwrap();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            rt.block_on(async {
+                for _ in 0..3 {
+                    // Each spends a unit.
+                    cellio_runtime::sleep(Duration::ZERO).await;
+                }
+                panic!("main future failed");
+            })
+        }));
+        assert_eq!(panic_text(&*result.unwrap_err()), "main future failed");
+        assert!(
+            cellio_reactor::budget::has_remaining(),
+            "outside every poll, this thread's budget is spent"
+        );
+        rt.block_on(yield_now());
+        assert!(cellio_reactor::budget::has_remaining());
+    });
+}
+
 #[test]
 fn block_on_drives_spawned_tasks_it_does_not_await() {
     run(|| async {
