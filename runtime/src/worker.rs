@@ -719,10 +719,15 @@ impl Executor {
     /// sent here by `spawn_on` that the worker had not taken in yet.
     pub(crate) fn cancel_all(&self) {
         self.drain_inbox();
+        // Each search starts past the slot just cancelled, so n tasks cost
+        // one pass over the table, not n (a task spawned by a destructor
+        // meanwhile may take a lower slot: the search comes back to it).
+        let mut cursor = 0;
         loop {
-            // SAFETY: only the table's `first_live` runs.
-            let next = unsafe { self.run.with(|run| run.tasks.first_live()) };
+            // SAFETY: only the table's `first_live_from` runs.
+            let next = unsafe { self.run.with(|run| run.tasks.first_live_from(cursor)) };
             let Some((slot, task)) = next else { return };
+            cursor = slot + 1;
             // Tagged with the slot as a poll is, so the future's drop sees
             // its own `TaskId::try_current`; the task stays in its slot
             // (and its reference in the table) until it is finished below.

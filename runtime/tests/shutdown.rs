@@ -418,6 +418,27 @@ fn dropping_a_runtime_with_live_tasks_on_two_workers_cancels_them() {
     });
 }
 
+/// Dropping a runtime with many live tasks takes time in proportion to
+/// them. (Cancelling them was quadratic: each cancellation searched the
+/// task table from its first slot, past every slot freed before it, so a
+/// drop with 200 000 idle tasks took minutes in a debug build; found by a
+/// review.)
+#[test]
+fn dropping_a_runtime_with_many_live_tasks_does_not_stall() {
+    const TASKS: usize = if cfg!(miri) { 100 } else { 200_000 };
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(1).build().unwrap();
+        for _ in 0..TASKS {
+            drop(rt.spawn(pending::<()>()));
+        }
+        rt.block_on(yield_now()); // every task polled once
+        assert_eq!(rt.live_tasks(), TASKS);
+        let start = Instant::now();
+        drop(rt);
+        eprintln!("dropping {TASKS} tasks took {:?}", start.elapsed());
+    });
+}
+
 /// The stop message can arrive while a background worker is between its
 /// loop's stop check and its sleep; it must not be lost (the drop would
 /// then wait forever for a worker asleep in its reactor).

@@ -157,11 +157,21 @@ impl Tasks {
         self.live
     }
 
-    /// The slot of the first live task and a reference to it (to cancel
-    /// it outside the table's borrow, then [`finish`](Self::finish) it);
-    /// `None` when none is left.
-    pub(crate) fn first_live(&self) -> Option<(u32, TaskRef)> {
-        let index = self.slots.iter().position(|slot| slot.state & LIVE != 0)?;
+    /// The slot of the first live task at or after slot `from`, or else
+    /// before it (a task spawned meanwhile may have taken a lower slot),
+    /// and a reference to it (to cancel it outside the table's borrow,
+    /// then [`finish`](Self::finish) it); `None` when none is left.
+    pub(crate) fn first_live_from(&self, from: u32) -> Option<(u32, TaskRef)> {
+        let from = (from as usize).min(self.slots.len());
+        let index = match self.slots[from..]
+            .iter()
+            .position(|slot| slot.state & LIVE != 0)
+        {
+            Some(index) => from + index,
+            None => self.slots[..from]
+                .iter()
+                .position(|slot| slot.state & LIVE != 0)?,
+        };
         let task = self.slots[index].task.as_ref()?;
         Some((index as u32, task.by_ref()))
     }
@@ -195,6 +205,12 @@ mod tests {
         // SAFETY: this test thread is the task's only worker.
         unsafe { task.cancel() };
         task.release().expect("last reference").free(None);
+    }
+
+    impl Tasks {
+        fn first_live(&self) -> Option<(u32, TaskRef)> {
+            self.first_live_from(0)
+        }
     }
 
     /// Ends the first live task and returns its reference, as the
@@ -242,6 +258,25 @@ mod tests {
         assert_eq!(tasks.first_live().map(|(index, _)| index), Some(b));
         release(pop_live(&mut tasks));
         assert!(tasks.first_live().is_none());
+    }
+
+    /// `cancel_all`'s search from a cursor: it goes on past the cursor,
+    /// and comes back to a task that took a lower slot meanwhile.
+    #[test]
+    fn the_search_from_a_cursor_wraps_around() {
+        let mut tasks = Tasks::default();
+        let slots: Vec<u32> = (0..4)
+            .map(|_| tasks.insert(task(), 10).ok().unwrap().0)
+            .collect();
+        release(tasks.finish(slots[0]));
+        release(tasks.finish(slots[2]));
+        let first = |tasks: &Tasks, from| tasks.first_live_from(from).map(|(index, _)| index);
+        assert_eq!(first(&tasks, slots[1] + 1), Some(slots[3]));
+        assert_eq!(first(&tasks, slots[3] + 1), Some(slots[1]), "wraps");
+        assert_eq!(first(&tasks, 99), Some(slots[1]), "past the table");
+        release(tasks.finish(slots[1]));
+        release(tasks.finish(slots[3]));
+        assert_eq!(first(&tasks, 2), None);
     }
 
     #[test]
