@@ -26,7 +26,7 @@ use crate::join::JoinHandle;
 use crate::metrics::RuntimeMetrics;
 use crate::shutdown::Shared;
 use crate::spawn::MadeThere;
-use crate::waker::{Inbox, LocalGuard, TaskAddr, MAIN_SLOT};
+use crate::waker::{Inbox, LocalGuard, TaskAddr, WorkerClaim, MAIN_SLOT};
 use crate::worker::{run_background, with_current, Executor, WorkerConfig};
 
 /// A cellio runtime. Not `Send`: it belongs to the thread that built it,
@@ -118,13 +118,7 @@ impl Runtime {
             reactors.push(reactor);
         }
         let shared = Arc::new(Shared::new(
-            claims
-                .iter()
-                .map(|claim| {
-                    let (worker, epoch, _) = claim.parts();
-                    (worker, epoch)
-                })
-                .collect(),
+            claims.iter().map(WorkerClaim::address).collect(),
             BlockingPool::new(
                 builder.max_blocking_threads,
                 builder.blocking_keep_alive,

@@ -41,8 +41,10 @@ const STOPPING: u8 = 2;
 /// State shared by every worker of one runtime.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// `(worker, epoch)` of each worker's inbox, by index.
-    pub(crate) workers: Vec<(u16, u8)>,
+    /// `(worker number, incarnation)` of each worker's inbox, by index
+    /// (the incarnation, unlike the epoch, is never reused: a handle that
+    /// outlives the runtime never reaches a later owner of the number).
+    pub(crate) workers: Vec<(u16, u64)>,
     state: AtomicU8,
     cancelled: AtomicUsize,
     /// The runtime's `spawn_blocking` threads (their own reference: they
@@ -53,7 +55,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(workers: Vec<(u16, u8)>, blocking: BlockingPool<Job>) -> Self {
+    pub(crate) fn new(workers: Vec<(u16, u64)>, blocking: BlockingPool<Job>) -> Self {
         Self {
             metrics: WorkerSlots::new(workers.len()),
             workers,
@@ -74,8 +76,8 @@ impl Shared {
     /// Moves to `state` (if that is forward) and tells every worker.
     fn advance(&self, state: u8) {
         if self.state.fetch_max(state, Ordering::AcqRel) < state {
-            for &(worker, epoch) in &self.workers {
-                Inbox::state_changed(worker, epoch);
+            for &(worker, incarnation) in &self.workers {
+                Inbox::state_changed(worker, incarnation);
             }
         }
     }
@@ -150,8 +152,9 @@ impl ShutdownWaiters {
 /// Where a [`ShutdownRequested`] future is registered.
 #[derive(Clone, Copy, Debug)]
 struct Registered {
-    worker: u16,
-    epoch: u8,
+    /// The worker's incarnation (unique in the process, unlike its
+    /// `(worker, epoch)`).
+    incarnation: u64,
     key: usize,
 }
 
@@ -188,14 +191,15 @@ impl Future for ShutdownRequested {
             }
             let mut waiters = executor.shutdown_waiters.borrow_mut();
             match this.registered {
-                Some(r) if executor.is(r.worker, r.epoch) => waiters.update(r.key, cx.waker()),
+                Some(r) if executor.incarnation() == r.incarnation => {
+                    waiters.update(r.key, cx.waker())
+                }
                 // Not registered, or registered on another worker (the
                 // future moved): register here. A stale entry elsewhere
                 // only causes one spurious wake at shutdown.
                 _ => {
                     this.registered = Some(Registered {
-                        worker: executor.worker(),
-                        epoch: executor.epoch(),
+                        incarnation: executor.incarnation(),
                         key: waiters.register(cx.waker()),
                     });
                 }
@@ -212,7 +216,7 @@ impl Drop for ShutdownRequested {
             return;
         };
         with_current(|executor| {
-            if executor.is(r.worker, r.epoch) && !executor.shared.draining() {
+            if executor.incarnation() == r.incarnation && !executor.shared.draining() {
                 executor.shutdown_waiters.borrow_mut().remove(r.key);
             }
         });

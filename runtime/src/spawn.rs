@@ -92,19 +92,19 @@ where
     F::Output: Send + 'static,
 {
     let (current, shared) = sender(shared, what);
-    let Some(&(worker, epoch)) = shared.workers.get(index) else {
+    let Some(&(worker, incarnation)) = shared.workers.get(index) else {
         panic!(
             "cellio: {what}({index}) on a runtime with {} workers",
             shared.workers.len()
         );
     };
-    if let Some(executor) = current.filter(|executor| executor.is(worker, epoch)) {
+    if let Some(executor) = current.filter(|executor| executor.incarnation() == incarnation) {
         let memory = executor.allocate_block::<F>();
         return executor.start(memory, future);
     }
     let (memory, home) = block_to_send::<F>(current);
     let (task, join) = RawTask::init(memory, future, home);
-    if let Err(task) = Inbox::spawn(worker, epoch, task) {
+    if let Err(task) = Inbox::spawn(worker, incarnation, task) {
         // SAFETY: the task was never polled and its future is `Send`, so
         // dropping it on this thread is what its worker would do.
         unsafe { task.cancel() };

@@ -217,6 +217,7 @@ impl Drop for LocalGuard {
 pub(crate) struct WorkerClaim {
     worker: u16,
     epoch: u8,
+    incarnation: u64,
     inbox: &'static Inbox,
 }
 
@@ -224,6 +225,12 @@ impl WorkerClaim {
     /// Worker number, epoch and inbox, to build an executor from.
     pub(crate) fn parts(&self) -> (u16, u8, &'static Inbox) {
         (self.worker, self.epoch, self.inbox)
+    }
+
+    /// Worker number and incarnation: how other threads address the
+    /// worker (see [`InboxState::incarnation`]).
+    pub(crate) fn address(&self) -> (u16, u64) {
+        (self.worker, self.incarnation)
     }
 
     /// The executor built from [`parts`](Self::parts) owns the claim now;
@@ -263,7 +270,8 @@ struct InboxState {
     /// Which claim of this worker number the owner is, unique in the
     /// process (the epoch, 8 bits in every waker, repeats after 256
     /// claims): what a message that must never reach a later owner (a
-    /// timer's cancellation) is checked against.
+    /// timer's cancellation, a spawned task, a shutdown state change) is
+    /// checked against.
     incarnation: u64,
     woken: Vec<TaskAddr>,
     /// Timers dropped on other threads, to remove from the table.
@@ -344,11 +352,13 @@ impl Inbox {
         let mut state = inbox.lock();
         state.reactor = Some(reactor);
         state.epoch = epoch;
-        state.incarnation = NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed);
+        let incarnation = NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed);
+        state.incarnation = incarnation;
         drop(state);
         Ok(WorkerClaim {
             worker,
             epoch,
+            incarnation,
             inbox,
         })
     }
@@ -414,11 +424,17 @@ impl Inbox {
         );
     }
 
-    /// Sends a task spawned elsewhere to worker `(worker, epoch)`; gives it
-    /// back if that worker is gone.
-    pub(crate) fn spawn(worker: u16, epoch: u8, task: RawTask) -> Result<(), RawTask> {
+    /// Sends a task spawned elsewhere to worker `worker` if it is still
+    /// `incarnation`; gives it back if that worker is gone. (By the full
+    /// incarnation, as timer cancellations: a handle of a dropped runtime
+    /// must not spawn into a later owner of the number whose epoch came
+    /// round to the same value.)
+    pub(crate) fn spawn(worker: u16, incarnation: u64, task: RawTask) -> Result<(), RawTask> {
         let mut task = Some(task);
-        Inbox::get(worker).post(epoch, |state| state.spawned.extend(task.take()));
+        Inbox::get(worker).post_if(
+            |state| state.incarnation == incarnation,
+            |state| state.spawned.extend(task.take()),
+        );
         match task {
             None => Ok(()),
             Some(task) => Err(task),
@@ -475,10 +491,13 @@ impl Inbox {
         }
     }
 
-    /// Tells worker `(worker, epoch)` that its runtime's shutdown state
-    /// moved.
-    pub(crate) fn state_changed(worker: u16, epoch: u8) {
-        Inbox::get(worker).post(epoch, |state| state.state_changed = true);
+    /// Tells worker `worker`, if it is still `incarnation`, that its
+    /// runtime's shutdown state moved.
+    pub(crate) fn state_changed(worker: u16, incarnation: u64) {
+        Inbox::get(worker).post_if(
+            |state| state.incarnation == incarnation,
+            |state| state.state_changed = true,
+        );
     }
 
     /// Leaves a message for the worker `epoch` (not called if that worker

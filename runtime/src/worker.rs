@@ -348,11 +348,6 @@ impl Executor {
         self.epoch
     }
 
-    /// `true` if this executor is the worker `(worker, epoch)`.
-    pub(crate) fn is(&self, worker: u16, epoch: u8) -> bool {
-        self.worker == worker && self.epoch == epoch
-    }
-
     /// Which claim of its worker number this executor is, unique in the
     /// process (an epoch repeats after 256).
     pub(crate) fn incarnation(&self) -> u64 {
