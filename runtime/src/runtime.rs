@@ -13,6 +13,7 @@ use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle as ThreadHandle;
@@ -390,6 +391,8 @@ impl Runtime {
         };
         self.block_on(async {
             let mut before = None;
+            // Started at the first step on a paused clock.
+            let mut ticks: Option<RealTimeTicks> = None;
             loop {
                 // Background workers run on meanwhile, so one look may see
                 // a task's sender already done and its receiver not yet
@@ -403,7 +406,19 @@ impl Runtime {
                     return;
                 }
                 // Shutdown-only polling: 1 ms steps bound the extra wait.
-                crate::time::sleep(Duration::from_millis(1)).await;
+                // The grace is real time, and so are the steps: on a paused
+                // clock a 1 ms sleep is over at once (the clock jumps to
+                // it), and the loop kept the thread busy for all of it.
+                if executor.clock().paused_at().is_none() {
+                    crate::time::sleep(Duration::from_millis(1)).await;
+                } else {
+                    if ticks.is_none() {
+                        ticks = Some(RealTimeTicks::start(Duration::from_millis(1)).await);
+                    }
+                    if let Some(ticks) = &ticks {
+                        ticks.next().await;
+                    }
+                }
                 // And one turn of the loop at least, even when the sleep
                 // was over before it was first polled (a thread descheduled
                 // that long, or Miri's clock, which counts instructions):
@@ -534,6 +549,72 @@ fn poll_main<F: Future>(
     match polled {
         Poll::Ready(value) => Some(value),
         Poll::Pending => None,
+    }
+}
+
+/// Wakes the `block_on` future every `period` of real time, from a thread
+/// of its own, until dropped: `shutdown_timeout`'s steps on a paused clock,
+/// where the worker's timers take no real time. (The worker still jumps
+/// its clock to the tasks' timers when it has nothing else to do.)
+struct RealTimeTicks {
+    ticked: Arc<AtomicBool>,
+    /// Dropping it ends the thread.
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<ThreadHandle<()>>,
+}
+
+impl RealTimeTicks {
+    /// Starts ticking for the future awaiting this.
+    async fn start(period: Duration) -> Self {
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let ticked = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("cellio-shutdown-ticks".into())
+            .spawn({
+                let ticked = ticked.clone();
+                move || {
+                    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                        ticked.store(true, Ordering::Release);
+                        waker.wake_by_ref();
+                    }
+                }
+            });
+        let thread = match thread {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                // Steps that do not wait: busy, but the grace still ends.
+                tracing::warn!(error = %e, "cellio: no thread to time the shutdown's grace");
+                ticked.store(true, Ordering::Relaxed);
+                None
+            }
+        };
+        Self {
+            ticked,
+            stop: Some(stop),
+            thread,
+        }
+    }
+
+    /// Completes at the next tick.
+    async fn next(&self) {
+        std::future::poll_fn(|_| {
+            if self.ticked.swap(self.thread.is_none(), Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for RealTimeTicks {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

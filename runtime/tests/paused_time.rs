@@ -201,3 +201,27 @@ fn misuse_says_why() {
     let before = std::time::Instant::now();
     assert!(time::now() >= before);
 }
+
+/// `shutdown_timeout` on a paused clock waits out its grace, which is real
+/// time, without keeping the thread busy: a few loop turns per 1 ms step.
+/// Tasks' timers still jump: one sleeping an hour finishes in the grace.
+/// (Its steps were 1 ms sleeps on the paused clock, which jumped to each
+/// at once: the loop turned without a pause for the whole grace, hundreds
+/// of thousands of times a second; found by a review.)
+#[test]
+fn shutdown_timeout_on_a_paused_clock_waits_without_spinning() {
+    with_timeout(LIMIT, || {
+        let rt = paused();
+        let metrics = rt.metrics();
+        drop(rt.spawn(std::future::pending::<()>()));
+        let sleeper = rt.spawn(sleep(3600 * SECOND));
+        let grace = Duration::from_millis(200);
+        let start = std::time::Instant::now();
+        assert_eq!(rt.shutdown_timeout(grace), 1);
+        assert!(start.elapsed() >= grace, "the grace is real time");
+        assert!(sleeper.is_finished());
+        let turns = metrics.worker(0).unwrap().turns;
+        eprintln!("{turns} loop turns in a grace of {grace:?}");
+        assert!(turns < 4_000, "{turns} loop turns in a grace of {grace:?}");
+    });
+}
