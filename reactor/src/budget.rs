@@ -62,6 +62,21 @@ pub fn run_with<R>(units: u32, tag: u32, f: impl FnOnce() -> R) -> (R, bool) {
     (result, left == 0)
 }
 
+/// The tag word as [`run_with`] last set it, meaningful or not: for a
+/// caller that runs tagged work inside a poll (the runtime cancelling the
+/// tasks of a runtime dropped inside another's task) and puts the outer
+/// poll's tag back with [`set_tag`] afterwards.
+#[cold]
+pub fn tag() -> u32 {
+    WORDS.try_with(|w| w.tag.get()).unwrap_or(NO_TAG)
+}
+
+/// Sets the tag word (see [`tag`]).
+#[cold]
+pub fn set_tag(tag: u32) {
+    let _ = WORDS.try_with(|w| w.tag.set(tag));
+}
+
 /// Puts this thread back outside every budgeted poll: an unlimited
 /// budget, and so no tag. [`run_with`] restores the previous budget only
 /// when `f` returns (a guard would put an unwinding path into every task

@@ -718,10 +718,13 @@ impl Executor {
         // one pass over the table, not n (a task spawned by a destructor
         // meanwhile may take a lower slot: the search comes back to it).
         let mut cursor = 0;
+        // Tags do not nest: this may run inside another runtime's task
+        // (that runtime dropped in it), whose tag is put back at the end.
+        let tag = budget::tag();
         loop {
             // SAFETY: only the table's `first_live_from` runs.
             let next = unsafe { self.run.with(|run| run.tasks.first_live_from(cursor)) };
-            let Some((slot, task)) = next else { return };
+            let Some((slot, task)) = next else { break };
             cursor = slot + 1;
             // Tagged with the slot as a poll is, so the future's drop sees
             // its own `TaskId::try_current`; the task stays in its slot
@@ -738,6 +741,7 @@ impl Executor {
             }
             self.shared.count_cancelled();
         }
+        budget::set_tag(tag);
     }
 
     /// Number of tasks taken into the table so far (spawned here or sent

@@ -235,3 +235,31 @@ fn a_future_dropped_by_its_end_its_abort_or_the_shutdown_sees_its_id() {
     expected[2..].sort();
     assert_eq!(seen, expected, "the shutdown cancelled the last two");
 }
+
+/// A task that drops another runtime (which cancels that runtime's tasks,
+/// each tagged with its own slot) still sees its own id afterwards. (It
+/// used to see the id of whatever task of its own runtime sat in the slot
+/// the other runtime cancelled last; found by a review.)
+#[test]
+fn a_task_that_drops_another_runtime_keeps_its_id() {
+    run(|| async {
+        let others: Vec<_> = (0..3).map(|_| spawn(pending::<()>())).collect();
+        let task = spawn(async {
+            let before = TaskId::current();
+            let inner = cellio_runtime::Builder::new().workers(1).build().unwrap();
+            for _ in 0..3 {
+                drop(inner.spawn(pending::<()>())); // slots 0, 1 and 2
+            }
+            drop(inner);
+            (before, TaskId::current())
+        });
+        let own = task.id();
+        let (before, after) = task.await.unwrap();
+        drop(others);
+        assert_eq!(before, own);
+        assert_eq!(
+            after, own,
+            "another task's id after the other runtime's drop"
+        );
+    });
+}
