@@ -430,3 +430,33 @@ fn batches_and_their_futures_are_send_and_debug() {
         .unwrap();
     assert_eq!(format!("{batch:?}"), "SendBatch { len: 1, bytes: 3 }");
 }
+
+/// A batch that is never quite empty when a send returns (a producer a
+/// little ahead of a slow reader: one datagram left over each round) holds
+/// about what is pending, not everything it ever sent. (It used to drop
+/// what was sent only once all of it was, so its bytes and entries grew
+/// with every datagram while `len()` stayed 1; found by a review.)
+#[test]
+fn a_batch_that_never_empties_does_not_keep_what_it_sent() {
+    run(|| async {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let payload = [7u8; 1024];
+        while a.try_send(&payload).is_ok() {} // b's queue is full
+        let mut batch = unix::SendBatch::new();
+        let mut buf = [0u8; 2048];
+        batch.push_to_peer(&payload);
+        for _ in 0..2_000 {
+            b.recv(&mut buf).await.unwrap(); // room for one
+            batch.push_to_peer(&payload);
+            assert_eq!(a.try_send_many(&mut batch).unwrap(), 1, "one goes");
+            assert_eq!(batch.len(), 1, "one stays");
+        }
+        let debug = format!("{batch:?}");
+        let held: usize = debug
+            .strip_prefix("SendBatch { len: 1, bytes: ")
+            .and_then(|rest| rest.strip_suffix(" }"))
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or_else(|| panic!("{debug}"));
+        assert!(held <= 2 * payload.len(), "one datagram queued: {debug}");
+    });
+}

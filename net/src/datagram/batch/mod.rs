@@ -18,8 +18,10 @@
 //!   (one datagram at least); a datagram longer than the batch's
 //!   datagram size is reported as an error for that datagram alone
 //!   (`RecvBatch::iter`), the others are whole.
-//! * A `SendBatch` keeps the datagrams not yet sent. A send removes those
-//!   the kernel took, in order, and nothing else: after an error the
+//! * A `SendBatch` keeps the datagrams not yet sent, and fewer entries
+//!   already sent than pending ones (so one that never empties does not
+//!   grow). A send removes those the kernel took, in order, and nothing
+//!   else: after an error the
 //!   datagram it belongs to is still the first one queued
 //!   ([`SendBatch::skip_next`] drops it). Its headers are rebuilt for
 //!   every `sendmmsg` (a push may have moved the bytes), in vectors that
@@ -630,11 +632,27 @@ impl<S: DatagramSocket> SendBatch<S> {
         self.segmented = false;
     }
 
-    /// Drops what was sent, once everything was (after each send and
-    /// skip, so a batch never holds bytes only of datagrams gone).
+    /// Drops what was sent (after each send and skip): all of it once
+    /// everything was; else, once the sent entries are at least half of
+    /// the queue, by moving the pending ones (whose bytes follow every
+    /// sent one's, also after `unsegment`) to the front. So a batch that
+    /// never quite empties holds fewer sent entries than pending ones, and
+    /// the moves cost, amortised, a constant per entry sent; nothing is
+    /// allocated.
     fn compact(&mut self) {
-        if self.next > 0 && self.next == self.queued.len() {
+        if self.next == 0 {
+            return;
+        }
+        if self.next == self.queued.len() {
             self.clear();
+        } else if self.next * 2 >= self.queued.len() {
+            let base = self.queued[self.next].start;
+            self.bytes.drain(..base);
+            self.queued.drain(..self.next);
+            for queued in &mut self.queued {
+                queued.start -= base;
+            }
+            self.next = 0;
         }
     }
 
