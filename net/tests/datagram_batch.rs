@@ -12,10 +12,11 @@ mod util;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::time::Duration;
 
 use cellio_net::udp::{self, UdpIo, UdpSocket, MAX_BATCH};
 use cellio_net::unix::{self, UnixDatagram, UnixDatagramIo};
-use cellio_runtime::spawn_local;
+use cellio_runtime::{spawn_local, timeout};
 use util::{poll_once, run};
 
 fn udp_pair() -> (UdpSocket, UdpSocket) {
@@ -458,5 +459,41 @@ fn a_batch_that_never_empties_does_not_keep_what_it_sent() {
             .and_then(|bytes| bytes.parse().ok())
             .unwrap_or_else(|| panic!("{debug}"));
         assert!(held <= 2 * payload.len(), "one datagram queued: {debug}");
+    });
+}
+
+/// An ICMP report for an earlier datagram (the peer was down for a moment)
+/// is not the error of the batch's first datagram, which the kernel did not
+/// send: following the docs (`skip_next` after an error) loses nothing.
+/// (`send_many` used to return the report as the first datagram's error,
+/// and the documented loop then dropped that datagram, never sent; found by
+/// a review.)
+#[test]
+fn an_earlier_datagrams_icmp_report_is_not_the_first_ones_error() {
+    run(|| async {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(addr).unwrap();
+        drop(server); // a restart: down for a moment
+        client.send(b"lost").await.unwrap(); // refused: an ICMP report comes back
+        cellio_runtime::sleep(Duration::from_millis(50)).await;
+        let server = UdpSocket::bind(addr).unwrap(); // back up
+        let mut batch = udp::SendBatch::new();
+        batch.push_to_peer(&datagram(0, 8));
+        batch.push_to_peer(&datagram(1, 8));
+        let mut errors = Vec::new();
+        while let Err(e) = client.send_many(&mut batch).await {
+            errors.push(e); // what the guide does
+            batch.skip_next();
+        }
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut received = udp::RecvBatch::new(4, 16);
+        timeout(
+            Duration::from_secs(5),
+            expect_udp(&server, &mut received, 2, 8, client.local_addr().unwrap()),
+        )
+        .await
+        .expect("both datagrams arrive");
     });
 }

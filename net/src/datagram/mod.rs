@@ -135,7 +135,10 @@ macro_rules! batch_methods {
         /// is full. On an error, the datagrams sent so far are gone from the
         /// batch and the one the error belongs to is its first:
         /// [`SendBatch::skip_next`]($crate::datagram::SendBatch::skip_next)
-        /// drops it, another `send_many` goes on with the rest.
+        /// drops it, another `send_many` goes on with the rest. An error
+        /// the kernel held for an earlier send and reports on the next one
+        /// (an ICMP report on a connected UDP socket: `ConnectionRefused`)
+        /// is not returned for the first datagram: the send goes on.
         /// Cancel-safe: a dropped call leaves the batch with exactly the
         /// datagrams not sent.
         pub fn send_many<'a>(

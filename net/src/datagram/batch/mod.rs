@@ -21,11 +21,14 @@
 //! * A `SendBatch` keeps the datagrams not yet sent, and fewer entries
 //!   already sent than pending ones (so one that never empties does not
 //!   grow). A send removes those the kernel took, in order, and nothing
-//!   else: after an error the
-//!   datagram it belongs to is still the first one queued
-//!   ([`SendBatch::skip_next`] drops it). Its headers are rebuilt for
-//!   every `sendmmsg` (a push may have moved the bytes), in vectors that
-//!   grow only when a round is larger than any before.
+//!   else: after an error the datagram it belongs to is still the first
+//!   one queued ([`SendBatch::skip_next`] drops it). An error the kernel
+//!   held for an earlier send (an ICMP report) and reports on the next
+//!   one, which it then did not send, is not the first datagram's: the
+//!   send is made again, and only an error that comes back is returned.
+//!   Its headers are rebuilt for every `sendmmsg` (a push may have moved
+//!   the bytes), in vectors that grow only when a round is larger than any
+//!   before.
 //! * A queued entry is one datagram, or (`push_segmented`, UDP on Linux)
 //!   a run of datagrams of one length, end to end, the last possibly
 //!   shorter, at most [`MAX_SEGMENTS`] of them and [`MAX_SEGMENTED_BYTES`]
@@ -711,7 +714,8 @@ impl<S: DatagramSocket> SendBatch<S> {
 
     /// Sends what the kernel takes now, in order: how many went (at least
     /// one), or the error of the first (`WouldBlock` if the socket's
-    /// buffer is full). An empty batch sends nothing and returns 0.
+    /// buffer is full), never one the kernel held for an earlier send. An
+    /// empty batch sends nothing and returns 0.
     fn send_some(&mut self, socket: &S) -> io::Result<usize> {
         if self.is_empty() {
             return Ok(0);
@@ -726,7 +730,22 @@ impl<S: DatagramSocket> SendBatch<S> {
             }
         }
         let pending = &self.queued[self.next..];
-        let entries = match self.calls.send(fd, &self.bytes, pending, self.segmented) {
+        let mut entries = self.calls.send(fd, &self.bytes, pending, self.segmented);
+        if let Err(e) = &entries {
+            if may_be_held_for_an_earlier_send(e) {
+                // The kernel reports (and clears) an error it held for the
+                // socket (an ICMP report on a connected UDP socket, a
+                // Unix peer gone) before it sends anything: the first
+                // datagram was not sent, and the error need not be its
+                // own. Asked again, the kernel says whether it is.
+                let again = self.calls.send(fd, &self.bytes, pending, self.segmented);
+                if again.as_ref().err().and_then(io::Error::raw_os_error) != e.raw_os_error() {
+                    tracing::debug!(error = %e, "a send reported an error held for an earlier one; sending on");
+                }
+                entries = again;
+            }
+        }
+        let entries = match entries {
             Err(e) if pending[0].segment != 0 && segmenting_refused(&e) => {
                 tracing::debug!(error = %e, "the kernel refused a segmented UDP send; sending datagram by datagram from now on");
                 self.segment_offload = false;
@@ -748,6 +767,29 @@ impl<S: DatagramSocket> SendBatch<S> {
         self.compact();
         Ok(sent)
     }
+}
+
+/// Whether `error`, for a batch's first datagram, may be one the kernel
+/// held for the socket (`sk_err`, which the next send reports and clears
+/// before sending anything): what an ICMP report leaves on a connected UDP
+/// socket (`icmp_err_convert`, and `EMSGSIZE` for "fragmentation needed"),
+/// or `ECONNRESET` on a Unix one whose peer closed. Each can also be the
+/// datagram's own, so the send is asked again.
+fn may_be_held_for_an_earlier_send(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::ECONNRESET
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENOPROTOOPT
+                | libc::EPROTO
+                | libc::EOPNOTSUPP
+                | libc::EMSGSIZE
+        )
+    )
 }
 
 /// Whether `error`, for a segmented message, is the kernel refusing to
