@@ -81,6 +81,54 @@ fn an_unbound_sender_is_unnamed_and_cannot_be_answered_by_address() {
     .unwrap();
 }
 
+/// A sender bound to a path of all 108 bytes of `sun_path` (Linux takes it
+/// with no NUL after it, and C or Python clients bind one): its datagrams
+/// are delivered, by `recv_from`, `peek_sender` and a batch, its address
+/// reported unnamed (`std`'s type cannot hold the path). (The receive used
+/// to fail with `InvalidInput`, "path must be shorter than SUN_LEN", after
+/// the kernel had dequeued the datagram: each one was lost; found by a
+/// review.)
+#[test]
+fn a_sender_bound_to_a_108_byte_path_is_received() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = SocketDir::new();
+    let server_path = dir.path("s.sock");
+    let fill = 108 - dir.path("").as_os_str().len();
+    let long = dir.path(&"c".repeat(fill));
+    assert_eq!(long.as_os_str().len(), 108);
+    run(move || async move {
+        let server = UnixDatagram::bind(&server_path)?;
+        let client = std::os::unix::net::UnixDatagram::unbound()?;
+        // SAFETY: all-zero is a valid `sockaddr_un`.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (to, from) in addr.sun_path.iter_mut().zip(long.as_os_str().as_bytes()) {
+            *to = *from as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        // SAFETY: `addr` is a valid `sockaddr_un` of `len` bytes.
+        let bound =
+            unsafe { libc::bind(client.as_raw_fd(), std::ptr::from_ref(&addr).cast(), len) };
+        assert_eq!(bound, 0, "{}", io::Error::last_os_error());
+        for round in 0..3u8 {
+            client.send_to(&[round; 5], &server_path)?;
+        }
+        let mut buf = [0u8; 16];
+        assert!(server.peek_sender().await?.is_unnamed());
+        let (n, from) = server.recv_from(&mut buf).await?;
+        assert_eq!((&buf[..n], from.is_unnamed()), (&[0u8; 5][..], true));
+        let mut batch = cellio_net::unix::RecvBatch::new(4, 16);
+        assert_eq!(server.recv_many(&mut batch).await?, 2);
+        for (round, got) in (1u8..).zip(batch.iter()) {
+            let (bytes, from) = got?;
+            assert_eq!((bytes, from.is_unnamed()), (&[round; 5][..], true));
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_datagram_longer_than_the_buffer_is_an_error_and_the_next_arrives_whole() {
     run(|| async {

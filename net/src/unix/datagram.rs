@@ -33,7 +33,10 @@ use crate::unix::{RecvDatagram as Recv, RecvFrom, SendDatagram as Send, SendTo};
 ///   to a peer whose receive queue is full waits (parks) until it has room.
 /// * A socket must be bound to a path (or an abstract name) to receive
 ///   replies from an unconnected peer; an [`unbound`](Self::unbound) one
-///   can send, and its peers see it as an unnamed address.
+///   can send, and its peers see it as an unnamed address. So does a
+///   receive see a sender bound to a path of all 108 bytes of `sun_path`
+///   (which `std`'s address type cannot be made of): its datagrams are
+///   delivered, and it cannot be replied to by address.
 ///
 /// # Examples
 ///
@@ -343,10 +346,20 @@ fn not_a_destination() -> io::Error {
     )
 }
 
-/// The kernel's address of a datagram's sender as `std`'s type.
+/// The kernel's address of a datagram's sender as `std`'s type. The
+/// datagram was taken already: a sender that `std`'s type cannot be made of
+/// is reported unnamed, never as the receive's error (which would lose the
+/// datagram).
 fn sender_of(from: &SockAddr) -> io::Result<SocketAddr> {
     if let Some(path) = from.as_pathname() {
-        return SocketAddr::from_pathname(path);
+        return SocketAddr::from_pathname(path).or_else(|e| {
+            // A path that fills all of `sun_path`, with no NUL after it
+            // (Linux binds one; C and Python clients can): `std` builds one
+            // only from the kernel's own bytes, and has no constructor for
+            // it (nor could `socket2` send to it).
+            tracing::debug!(path = %path.display(), error = %e, "a sender whose path std cannot represent: reported unnamed");
+            unnamed()
+        });
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Some(name) = from.as_abstract_namespace() {
