@@ -22,7 +22,9 @@
 //!   holds [`MAX_FDS`] descriptors and credentials besides, so only a
 //!   socket asked through libc for more ancillary data could see that.
 //! * Received descriptors are owned (`OwnedFd`) from the moment they are
-//!   read out of the control message, and are close-on-exec
+//!   read out of the control message (and a pidfd the kernel installs
+//!   for a socket asked through libc for `SO_PASSPIDFD` is closed, not
+//!   leaked), and are close-on-exec
 //!   (`MSG_CMSG_CLOEXEC`, or `FD_CLOEXEC` set at once where that flag does
 //!   not exist).
 //! * On a datagram socket the descriptors ride on one datagram. One longer
@@ -164,7 +166,25 @@ fn build_rights(space: &mut ControlSpace, fds: &[RawFd]) -> usize {
 
 /// Calls `each` with every descriptor of the `SCM_RIGHTS` messages among
 /// the first `len` bytes of `space` (as the kernel wrote them).
-fn each_right(space: &ControlSpace, len: usize, mut each: impl FnMut(RawFd)) {
+fn each_right(space: &ControlSpace, len: usize, each: impl FnMut(RawFd)) {
+    each_fd_of(space, len, libc::SCM_RIGHTS, each);
+}
+
+/// `SCM_PIDFD` (Linux 6.5; not in `libc` yet): with `SO_PASSPIDFD`, a
+/// receive that passes control space gets the sender's pidfd, installed in
+/// this process.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SCM_PIDFD: libc::c_int = 4;
+
+/// Calls `each` with every descriptor of the `SOL_SOCKET` messages of type
+/// `cmsg_type` among the first `len` bytes of `space` (as the kernel wrote
+/// them).
+fn each_fd_of(
+    space: &ControlSpace,
+    len: usize,
+    cmsg_type: libc::c_int,
+    mut each: impl FnMut(RawFd),
+) {
     // SAFETY: all-zero is a valid `msghdr`.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     let len = len.min(space.0.len());
@@ -184,7 +204,7 @@ fn each_right(space: &ControlSpace, len: usize, mut each: impl FnMut(RawFd)) {
             let data_len = ((*header).cmsg_len as usize)
                 .saturating_sub(libc::CMSG_LEN(0) as usize)
                 .min(end.offset_from(data).max(0) as usize);
-            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == cmsg_type {
                 let fds = data.cast::<RawFd>();
                 for index in 0..data_len / size_of::<RawFd>() {
                     each(fds.add(index).read_unaligned());
@@ -287,6 +307,15 @@ fn recv_with_fds_now(
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         set_cloexec(&owned);
         fds.push(owned);
+    });
+    // A socket asked through libc for the sender's pidfd (`SO_PASSPIDFD`)
+    // gets one installed with every message a control space is passed
+    // for: not one the caller asked for here, so it is closed.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    each_fd_of(&space, control_len, SCM_PIDFD, |raw| {
+        // SAFETY: the kernel has just installed `raw` in this process for
+        // this receive, and nothing else knows it: it is ours to close.
+        drop(unsafe { OwnedFd::from_raw_fd(raw) });
     });
     if datagram && msg.msg_flags & libc::MSG_TRUNC != 0 {
         return Err(io::Error::new(
