@@ -100,6 +100,9 @@ impl UnixDatagram {
     /// Registers a socket: for reading only, until a send first has to wait.
     fn register(mut io: mio::net::UnixDatagram, handle: &Handle) -> io::Result<Self> {
         crate::sys::no_sigpipe(&io)?;
+        // The unnamed address a receive may report, made now, not at the
+        // receive (see `unnamed`); if it cannot be, a receive tries again.
+        let _ = unnamed();
         let registration = handle.register_readable(&mut io)?;
         Ok(Self { io, registration })
     }
@@ -376,14 +379,21 @@ fn sender_of(from: &SockAddr) -> io::Result<SocketAddr> {
     ))
 }
 
-/// `std` has no constructor for an unnamed address: one is taken, once,
-/// from an unbound socket, and cloned for every unnamed sender after.
+/// `std` has no constructor for an unnamed address: one is made once and
+/// cloned for every unnamed sender after. `std` makes the empty path one
+/// (no byte of `sun_path`), which needs no descriptor; where it does not,
+/// it is taken from an unbound socket, when the first `UnixDatagram` is
+/// registered: made at a receive, it would need a descriptor after the
+/// datagram was taken, and out of descriptors (`EMFILE`) lose it.
 fn unnamed() -> io::Result<SocketAddr> {
     static UNNAMED: OnceLock<SocketAddr> = OnceLock::new();
     if let Some(addr) = UNNAMED.get() {
         return Ok(addr.clone());
     }
-    let addr = std::os::unix::net::UnixDatagram::unbound()?.local_addr()?;
+    let addr = match SocketAddr::from_pathname("") {
+        Ok(addr) if addr.is_unnamed() => addr,
+        _ => std::os::unix::net::UnixDatagram::unbound()?.local_addr()?,
+    };
     Ok(UNNAMED.get_or_init(|| addr).clone())
 }
 
