@@ -276,6 +276,38 @@ fn skip_next_drops_a_whole_run() {
     });
 }
 
+/// `EINVAL` for a reason of the destination's (port 0), not the kernel
+/// refusing to segment: offload stays on, the error belongs to the whole
+/// run, and `skip_next` drops all of it; the next run is still segmented.
+/// (Any `EINVAL` used to be taken for a refusal: offload went off for the
+/// batch, the run was split, and the error, returned for its first
+/// datagram alone, left `skip_next` dropping one datagram of three; found
+/// by a review.)
+#[test]
+fn a_bad_destination_does_not_turn_segment_offload_off() {
+    if !SEGMENTS {
+        return; // every run goes datagram by datagram there
+    }
+    run(|| async {
+        let (sender, gro, to, mut batch) = sender_to_a_gro_receiver();
+        let mut port_0 = sender.local_addr().unwrap();
+        port_0.set_port(0);
+        batch.push_segmented(&[1u8; 3000], 1000, port_0).unwrap();
+        let (_, bytes) = run_of(0, 3, 1000, 1000);
+        batch.push_segmented(&bytes, 1000, to).unwrap();
+        assert_eq!(batch.len(), 6);
+        let error = sender.send_many(&mut batch).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+        assert!(batch.segment_offload(), "offload stays on");
+        assert!(batch.skip_next());
+        assert_eq!(batch.len(), 3, "the whole run is dropped");
+        assert_eq!(sender.send_many(&mut batch).await.unwrap(), 3);
+        let mut buf = vec![0u8; 65_536];
+        let n = gro.recv(&mut buf).unwrap();
+        assert!(buf[..n] == bytes[..], "the next run went as one message");
+    });
+}
+
 #[test]
 fn a_segment_size_of_zero_is_refused() {
     let mut batch = udp::SendBatch::new();

@@ -692,7 +692,10 @@ impl<S: DatagramSocket> SendBatch<S> {
     /// the path's MTU, which the kernel would otherwise fragment; the
     /// socket's `SO_NO_CHECK`), the batch splits the runs it holds into
     /// single datagrams, sends them that way, and stops segmenting: this
-    /// method then returns false. Nothing is lost or merged either way.
+    /// method then returns false. Nothing is lost or merged either way. An
+    /// error that a run's first datagram, sent alone, gets as well (a
+    /// destination with port 0) is the run's own, not a refusal: segmenting
+    /// stays on, and the error belongs to all the run's datagrams.
     pub fn segment_offload(&self) -> bool {
         self.segment_offload
     }
@@ -730,28 +733,30 @@ impl<S: DatagramSocket> SendBatch<S> {
             }
         }
         let pending = &self.queued[self.next..];
-        let mut entries = self.calls.send(fd, &self.bytes, pending, self.segmented);
-        if let Err(e) = &entries {
-            if may_be_held_for_an_earlier_send(e) {
-                // The kernel reports (and clears) an error it held for the
-                // socket (an ICMP report on a connected UDP socket, a
-                // Unix peer gone) before it sends anything: the first
-                // datagram was not sent, and the error need not be its
-                // own. Asked again, the kernel says whether it is.
-                let again = self.calls.send(fd, &self.bytes, pending, self.segmented);
-                if again.as_ref().err().and_then(io::Error::raw_os_error) != e.raw_os_error() {
-                    tracing::debug!(error = %e, "a send reported an error held for an earlier one; sending on");
-                }
-                entries = again;
-            }
-        }
-        let entries = match entries {
+        let entries = match send_checked(&mut self.calls, fd, &self.bytes, pending, self.segmented)
+        {
             Err(e) if pending[0].segment != 0 && segmenting_refused(&e) => {
-                tracing::debug!(error = %e, "the kernel refused a segmented UDP send; sending datagram by datagram from now on");
-                self.segment_offload = false;
-                self.unsegment();
-                let pending = &self.queued[self.next..];
-                self.calls.send(fd, &self.bytes, pending, false)
+                // The error may be the run's own (a destination that
+                // refuses any datagram: port 0), not the kernel refusing to
+                // segment: its first datagram, sent alone, tells.
+                let first = &pending[0];
+                let alone = [Queued {
+                    start: first.start,
+                    len: first.segment.min(first.len),
+                    to: first.to.clone(),
+                    segment: 0,
+                }];
+                match send_checked(&mut self.calls, fd, &self.bytes, &alone, false) {
+                    Ok(_) => {
+                        tracing::debug!(error = %e, "the kernel refused a segmented UDP send; sending datagram by datagram from now on");
+                        self.segment_offload = false;
+                        self.unsegment();
+                        // The run's first datagram went, alone.
+                        Ok(1)
+                    }
+                    Err(again) if again.raw_os_error() == e.raw_os_error() => Err(e),
+                    Err(again) => Err(again),
+                }
             }
             sent => sent,
         };
@@ -766,6 +771,31 @@ impl<S: DatagramSocket> SendBatch<S> {
         self.datagrams -= sent;
         self.compact();
         Ok(sent)
+    }
+}
+
+/// One send of `pending` ([`SendCalls::send`]), asked again if its error
+/// may be one the kernel held for an earlier send: the kernel reports (and
+/// clears) such an error (an ICMP report on a connected UDP socket, a Unix
+/// peer gone) before it sends anything, so the first datagram was not
+/// sent, and the error need not be its own; asked again, the kernel says
+/// whether it is.
+fn send_checked<T: crate::raw_addr::RawSockAddr>(
+    calls: &mut SendCalls,
+    fd: std::os::fd::RawFd,
+    bytes: &[u8],
+    pending: &[Queued<T>],
+    segmented: bool,
+) -> io::Result<usize> {
+    match calls.send(fd, bytes, pending, segmented) {
+        Err(e) if may_be_held_for_an_earlier_send(&e) => {
+            let again = calls.send(fd, bytes, pending, segmented);
+            if again.as_ref().err().and_then(io::Error::raw_os_error) != e.raw_os_error() {
+                tracing::debug!(error = %e, "a send reported an error held for an earlier one; sending on");
+            }
+            again
+        }
+        sent => sent,
     }
 }
 
