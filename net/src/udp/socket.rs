@@ -178,8 +178,17 @@ impl UdpSocket {
     /// # }
     /// ```
     pub fn enable_receive_offload(&self) -> io::Result<()> {
-        enable_receive_offload_of(self.io.as_raw_fd())?;
-        self.merged.store(true, Ordering::Relaxed);
+        // The flag first: a receive that tests it from now on refuses,
+        // before the kernel can merge anything (set after the option, a
+        // receive on another thread could test it in between and take a
+        // merged buffer as one datagram). A receive already past its test
+        // is not stopped either way: enable offload before sharing the
+        // socket between receivers.
+        let was = self.merged.swap(true, Ordering::SeqCst);
+        if let Err(e) = enable_receive_offload_of(self.io.as_raw_fd()) {
+            self.merged.store(was, Ordering::Relaxed);
+            return Err(e);
+        }
         Ok(())
     }
 
