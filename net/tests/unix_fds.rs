@@ -113,6 +113,23 @@ fn bad_input_is_an_error_and_sends_nothing() {
     });
 }
 
+/// An empty datagram with descriptors is refused as an empty stream send
+/// is, and the error does not give a stream's reason. (It said
+/// "descriptors ride on bytes", which a datagram socket does not need: a
+/// zero-length datagram carries `SCM_RIGHTS`; found by a review.)
+#[test]
+fn an_empty_datagram_with_descriptors_is_refused_for_what_it_is() {
+    run(|| async {
+        let (a, _b) = UnixDatagram::pair().unwrap();
+        let (_reader, writer) = pipe();
+        let error = a.send_with_fds(b"", &[writer.as_fd()]).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        let text = error.to_string();
+        assert!(text.contains("empty datagram"), "{text}");
+        assert!(!text.starts_with("descriptors ride on bytes"), "{text}");
+    });
+}
+
 #[test]
 fn the_end_of_the_stream_reads_as_zero_bytes() {
     run(|| async {

@@ -13,8 +13,11 @@
 //!
 //! # Invariants
 //!
-//! * A send carries at least one byte: descriptors ride on bytes, and a
-//!   send of none would send no descriptor. An empty `buf` is refused.
+//! * A send carries at least one byte: on a stream descriptors ride on
+//!   bytes, and a send of none would send no descriptor. An empty `buf`
+//!   is refused, on a datagram socket too (where an empty datagram could
+//!   carry them), so that one rule holds for every socket; the error says
+//!   which.
 //! * A receive never loses bytes to report descriptors: the kernel's
 //!   answer is delivered whole, bytes and descriptors, and if the kernel
 //!   had to drop descriptors (its control message cut), the result says
@@ -373,7 +376,10 @@ impl<'a, S: FdSocket> SendWithFds<'a, S> {
         if self.buf.is_empty() || self.fds.len() > MAX_FDS {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                if self.buf.is_empty() {
+                if self.buf.is_empty() && S::DATAGRAM {
+                    "send_with_fds refuses an empty datagram (as it refuses an empty send on a \
+                     stream, where descriptors ride on bytes): send at least one byte"
+                } else if self.buf.is_empty() {
                     "descriptors ride on bytes: send_with_fds needs at least one byte to send"
                 } else {
                     "send_with_fds: at most 253 descriptors (SCM_MAX_FD) go in one send"
