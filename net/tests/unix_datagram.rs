@@ -129,6 +129,88 @@ fn a_sender_bound_to_a_108_byte_path_is_received() {
     .unwrap();
 }
 
+/// CPU time the calling thread has used so far.
+fn thread_cpu() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid `timespec` for the call to write.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) },
+        0
+    );
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// A send by address to a bound peer whose queue is full waits without
+/// spinning, through `send_to`, a batch's `send_many` and a
+/// `UnixDatagramIo`, and completes once the peer drains. Linux gives no
+/// wake-up for that case (only for a connected peer), so it retries on a
+/// delay. (Each failed send raised a write-space event on the sender, the
+/// send took it for room, failed again, and so on: 100% of the worker's
+/// CPU while it waited; found by a review.)
+#[test]
+fn a_send_by_address_to_a_full_peer_waits_without_spinning() {
+    use cellio_net::unix::{SendBatch, UnixDatagramIo};
+    use cellio_runtime::{sleep, spawn_local, timeout};
+    use std::time::Duration;
+    let dir = SocketDir::new();
+    let path = dir.path("server.sock");
+    // One worker: the waiting send runs on this thread, whose CPU time is
+    // measured.
+    run_with(Builder::new().workers(1), move || async move {
+        let server = UnixDatagram::bind(&path)?;
+        let filler = UnixDatagram::unbound()?;
+        filler.connect(&path)?;
+        let mut buf = [0u8; 8];
+        let mut used = Vec::new();
+        for way in ["send_to", "send_many", "UnixDatagramIo::send_to"] {
+            let filled = fill_datagram_queue(&filler)?;
+            let client = UnixDatagram::unbound()?;
+            let to = path.clone();
+            let sender = spawn_local(async move {
+                match way {
+                    "send_to" => client.send_to(b"mine", &to).await.map(drop),
+                    "send_many" => {
+                        let mut batch = SendBatch::new();
+                        batch.push(b"mine", std::os::unix::net::SocketAddr::from_pathname(&to)?)?;
+                        client.send_many(&mut batch).await.map(drop)
+                    }
+                    _ => UnixDatagramIo::new(client)
+                        .send_to(b"mine", &to)
+                        .await
+                        .map(drop),
+                }
+            });
+            let before = thread_cpu();
+            sleep(Duration::from_millis(300)).await;
+            let busy = thread_cpu() - before;
+            assert!(
+                !sender.is_finished(),
+                "{way}: the queue is full: the send waits"
+            );
+            for _ in 0..filled {
+                server.recv(&mut buf).await?;
+            }
+            timeout(Duration::from_secs(5), sender)
+                .await
+                .expect("the send completes once the peer drained")
+                .unwrap()?;
+            let n = timeout(Duration::from_secs(5), server.recv(&mut buf)).await??;
+            assert_eq!(&buf[..n], b"mine", "{way}");
+            used.push((way, busy));
+        }
+        assert!(
+            used.iter()
+                .all(|(_, busy)| *busy < Duration::from_millis(50)),
+            "CPU the worker used while each send waited 300 ms: {used:?}"
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_datagram_longer_than_the_buffer_is_an_error_and_the_next_arrives_whole() {
     run(|| async {

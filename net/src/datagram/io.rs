@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use socket2::SockAddr;
 
+use crate::datagram::backoff::{is_no_room_event, Backoff};
 use crate::datagram::{
     after_send, recv, recv_from, send, send_queued, send_to, try_recv_many, DatagramSocket,
     RecvBatch, SendBatch,
@@ -71,6 +72,8 @@ pub struct DatagramIo<S: DatagramSocket> {
     socket: S,
     rx: HeldCell,
     tx: HeldCell,
+    /// When a send that found its peer full tries again (see `backoff`).
+    backoff: Backoff,
     /// Neither `Send` nor `Sync`: confined reservations must not leave this
     /// thread.
     _confined: PhantomData<*const ()>,
@@ -84,6 +87,7 @@ impl<S: DatagramSocket> DatagramIo<S> {
             socket,
             rx: HeldCell::default(),
             tx: HeldCell::default(),
+            backoff: Backoff::new(),
             _confined: PhantomData,
         }
     }
@@ -183,7 +187,9 @@ impl<S: DatagramSocket> DatagramIo<S> {
     }
 
     /// One send through the held send cell; a full buffer arms write
-    /// interest before the send parks.
+    /// interest before the send parks. A send to a full peer that no event
+    /// will announce room in tries again after a delay, the cell still
+    /// held (see `backoff`).
     #[inline(always)]
     fn poll_tx(
         &mut self,
@@ -192,13 +198,34 @@ impl<S: DatagramSocket> DatagramIo<S> {
     ) -> Poll<io::Result<usize>> {
         let socket = &self.socket;
         let registration = socket.registration();
-        self.tx.poll(
-            registration.tx(),
-            registration.tx_completions(),
-            cx.waker(),
-            || registration.is_bound_here(),
-            || after_send(socket, attempt(socket)),
-        )
+        if !S::ROOM_MAY_GO_UNANNOUNCED {
+            return self.tx.poll(
+                registration.tx(),
+                registration.tx_completions(),
+                cx.waker(),
+                || registration.is_bound_here(),
+                || after_send(socket, attempt(socket)),
+            );
+        }
+        loop {
+            if self.backoff.poll(Some(cx.waker())).is_pending() {
+                return Poll::Pending;
+            }
+            match self.tx.poll(
+                registration.tx(),
+                registration.tx_completions(),
+                cx.waker(),
+                || registration.is_bound_here(),
+                || after_send(socket, attempt(socket)),
+            ) {
+                Poll::Ready(Err(e)) if is_no_room_event(&e) => self.backoff.wait(),
+                Poll::Ready(Ok(n)) => {
+                    self.backoff.reset();
+                    return Poll::Ready(Ok(n));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// [`poll_recv_from`](Self::poll_recv_from) as a future.

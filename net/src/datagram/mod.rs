@@ -29,9 +29,13 @@
 //! * Sends never split a datagram: one either goes whole or fails
 //!   (`EMSGSIZE`). Write interest is armed only when a send first finds the
 //!   socket's buffer full, as for a stream.
+//! * A send parks only for room an event will announce. A Unix datagram
+//!   sent by address to a full peer gets none (see `backoff`): it tries
+//!   again after a delay instead.
 //! * Generic code is monomorphised per socket type: a UDP echo runs the same
 //!   instructions as before Unix datagrams existed.
 
+mod backoff;
 mod batch;
 mod io;
 mod ops;
@@ -108,6 +112,7 @@ pub(crate) fn try_now_tx<S: DatagramSocket>(
     attempt: impl FnOnce() -> std_io::Result<usize>,
 ) -> std_io::Result<usize> {
     crate::ready::try_now(socket.registration().tx(), || after_send(socket, attempt()))
+        .map_err(backoff::would_block_if_no_room_event)
 }
 
 /// The batch methods of a datagram socket type (`UdpSocket`,
@@ -215,6 +220,18 @@ pub(crate) mod sealed {
         /// Adds write interest, if not there yet: a send found the socket
         /// full and is about to park on the send cell.
         fn arm_writable(&self) -> std_io::Result<()>;
+
+        /// Whether a send may wait for room that no event announces (a
+        /// Unix peer full for a send by address: see `backoff`). False for
+        /// UDP, whose sends then skip the backoff's checks altogether.
+        const ROOM_MAY_GO_UNANNOUNCED: bool = false;
+
+        /// Whether a send that just got `EAGAIN` waits for room that no
+        /// event will announce, so it must not park. Asked only with
+        /// [`ROOM_MAY_GO_UNANNOUNCED`](Self::ROOM_MAY_GO_UNANNOUNCED).
+        fn room_raises_no_event(&self) -> bool {
+            false
+        }
 
         /// A received datagram's sender, from the kernel's address.
         fn sender(from: SockAddr) -> std_io::Result<Self::Addr>;

@@ -3,7 +3,7 @@
 //! methods, and `UdpIo`) make.
 //!
 //! Each future is a plain struct holding borrows and an [`OpState`] (two
-//! words), as the stream ones are: creating one does nothing, polling it
+//! words; a send's also a `Backoff`, see `backoff`), as the stream ones are: creating one does nothing, polling it
 //! runs the cell protocol of `crate::op`, dropping it mid-flight releases
 //! its cell. No attempt ever reports the socket drained (see the
 //! [module docs](crate::datagram)).
@@ -16,6 +16,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use crate::datagram::backoff::{is_no_room_event, no_room_event, Backoff};
 use crate::datagram::DatagramSocket;
 use crate::op::{fast_path, future_and_drop, Attempt, OpState, Side};
 use crate::sys;
@@ -141,7 +142,9 @@ pub(crate) fn not_connected_if_no_peer(result: io::Result<usize>) -> io::Result<
 }
 
 /// A send that found the buffer full arms write interest before it
-/// parks, as a stream's send does.
+/// parks, as a stream's send does; one that waits for room no event will
+/// announce ends with [`no_room_event`] instead, for its future to try
+/// again after a delay (see `backoff`).
 pub(crate) fn after_send<S: DatagramSocket>(
     socket: &S,
     result: io::Result<usize>,
@@ -149,10 +152,43 @@ pub(crate) fn after_send<S: DatagramSocket>(
     match result {
         Ok(n) => Ok((n, false)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            if S::ROOM_MAY_GO_UNANNOUNCED && socket.room_raises_no_event() {
+                return Err(no_room_event());
+            }
             socket.arm_writable()?;
             Err(e)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Drives a send future's operation (`poll`), which ends with
+/// [`no_room_event`] when its peer is full and no event will say when it
+/// has room: the operation then starts afresh after the backoff's delay,
+/// for which the task sleeps (see `backoff`). On a socket of type `S`
+/// whose room is always announced (UDP), just `poll`.
+#[inline(always)]
+pub(crate) fn poll_backing_off<S: DatagramSocket, R>(
+    op: &mut OpState,
+    backoff: &mut Backoff,
+    waker: Option<&Waker>,
+    mut poll: impl FnMut(&mut OpState) -> Poll<io::Result<R>>,
+) -> Poll<io::Result<R>> {
+    if !S::ROOM_MAY_GO_UNANNOUNCED {
+        return poll(op);
+    }
+    loop {
+        if backoff.poll(waker).is_pending() {
+            return Poll::Pending;
+        }
+        match poll(op) {
+            Poll::Ready(Err(e)) if is_no_room_event(&e) => {
+                // The operation failed, so it holds no reservation.
+                *op = OpState::new();
+                backoff.wait();
+            }
+            other => return other,
+        }
     }
 }
 
@@ -279,6 +315,7 @@ pub struct SendTo<'a, S: DatagramSocket> {
     buf: &'a [u8],
     target: S::Target,
     op: OpState,
+    backoff: Backoff,
 }
 
 impl<'a, S: DatagramSocket> SendTo<'a, S> {
@@ -288,13 +325,16 @@ impl<'a, S: DatagramSocket> SendTo<'a, S> {
             buf,
             target,
             op: OpState::new(),
+            backoff: Backoff::new(),
         }
     }
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (socket, buf, target) = (self.socket, self.buf, &self.target);
-        self.op.poll(Side::tx(socket.registration()), waker, || {
-            after_send(socket, send_to(socket, buf, target))
+        poll_backing_off::<S, _>(&mut self.op, &mut self.backoff, waker, |op| {
+            op.poll(Side::tx(socket.registration()), waker, || {
+                after_send(socket, send_to(socket, buf, target))
+            })
         })
     }
 
@@ -309,6 +349,7 @@ pub struct Send<'a, S: DatagramSocket> {
     socket: &'a S,
     buf: &'a [u8],
     op: OpState,
+    backoff: Backoff,
 }
 
 impl<'a, S: DatagramSocket> Send<'a, S> {
@@ -317,13 +358,16 @@ impl<'a, S: DatagramSocket> Send<'a, S> {
             socket,
             buf,
             op: OpState::new(),
+            backoff: Backoff::new(),
         }
     }
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (socket, buf) = (self.socket, self.buf);
-        self.op.poll(Side::tx(socket.registration()), waker, || {
-            after_send(socket, send(socket, buf))
+        poll_backing_off::<S, _>(&mut self.op, &mut self.backoff, waker, |op| {
+            op.poll(Side::tx(socket.registration()), waker, || {
+                after_send(socket, send(socket, buf))
+            })
         })
     }
 

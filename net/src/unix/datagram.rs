@@ -30,7 +30,13 @@ use crate::unix::{RecvDatagram as Recv, RecvFrom, SendDatagram as Send, SendTo};
 ///   largest datagram a sender may send is bounded by its `SO_SNDBUF`
 ///   (about 208 KiB by default on Linux).
 /// * Unlike UDP, a Unix datagram is never dropped for lack of room: a send
-///   to a peer whose receive queue is full waits (parks) until it has room.
+///   to a peer whose receive queue is full waits until it has room. A
+///   connected send parks until the kernel says so. Linux says nothing to
+///   a send by address (`send_to`, a batch's `push`), so that one tries
+///   again after a delay, 1 ms doubling to 50 ms: little CPU, at most
+///   50 ms late; connect to the peer to wait for its room exactly. (The
+///   `try_` methods return `WouldBlock`, and `writable()` does not wait
+///   for a peer's room.)
 /// * A socket must be bound to a path (or an abstract name) to receive
 ///   replies from an unconnected peer; an [`unbound`](Self::unbound) one
 ///   can send, and its peers see it as an unnamed address. So does a
@@ -416,6 +422,16 @@ impl sealed::Sealed for UnixDatagram {
         let fd = self.io.as_raw_fd();
         self.registration
             .arm_writable(&mut mio::unix::SourceFd(&fd))
+    }
+
+    const ROOM_MAY_GO_UNANNOUNCED: bool = true;
+
+    /// `EAGAIN` while this socket is writable (its own buffer has room):
+    /// the peer's queue is full, for a send by address, for which Linux
+    /// registers no wake-up (only for the connected peer, whose fullness
+    /// `poll` reports as not writable).
+    fn room_raises_no_event(&self) -> bool {
+        crate::sys::ready_now(self.io.as_raw_fd(), libc::POLLOUT).is_ok()
     }
 
     fn sender(from: SockAddr) -> io::Result<SocketAddr> {

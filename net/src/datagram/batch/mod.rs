@@ -46,7 +46,8 @@ use std::io;
 use std::marker::PhantomData;
 use std::task::{Poll, Waker};
 
-use crate::datagram::ops::{after_send, not_connected_if_no_peer, truncated};
+use crate::datagram::backoff::Backoff;
+use crate::datagram::ops::{after_send, not_connected_if_no_peer, poll_backing_off, truncated};
 use crate::datagram::DatagramSocket;
 use crate::op::{fast_path, future_and_drop, OpState, Side};
 use raw_slice::RawSlice;
@@ -930,6 +931,7 @@ pub struct SendMany<'a, S: DatagramSocket> {
     /// batch is empty.
     queued: usize,
     op: OpState,
+    backoff: Backoff,
 }
 
 impl<'a, S: DatagramSocket> SendMany<'a, S> {
@@ -939,14 +941,17 @@ impl<'a, S: DatagramSocket> SendMany<'a, S> {
             queued: batch.len(),
             batch,
             op: OpState::new(),
+            backoff: Backoff::new(),
         }
     }
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (socket, batch, queued) = (self.socket, &mut *self.batch, self.queued);
-        self.op.poll(Side::tx(socket.registration()), waker, || {
-            let sent = send_queued(socket, batch).map(|()| queued);
-            after_send(socket, sent)
+        poll_backing_off::<S, _>(&mut self.op, &mut self.backoff, waker, |op| {
+            op.poll(Side::tx(socket.registration()), waker, || {
+                let sent = send_queued(socket, batch).map(|()| queued);
+                after_send(socket, sent)
+            })
         })
     }
 

@@ -1,0 +1,222 @@
+//! The one send that cannot park: a Unix datagram sent by address to a
+//! peer whose receive queue is full.
+//!
+//! Linux answers such a send with `EAGAIN` and registers the "peer has
+//! room" wake-up only for a socket's *connected* peer. The failed send
+//! frees the buffer it had allocated, which raises a write-space event on
+//! the sender (its own buffer has room), so a send parked for `EPOLLOUT`
+//! is woken at once, fails again and raises the next event: a busy loop
+//! at 100% of a worker's CPU until the peer reads, with no event that
+//! would ever say it did. So a send that gets `EAGAIN` while its own
+//! socket is writable (`poll`: the room it waits for is another socket's)
+//! does not park: it tries again after a delay, 1 ms doubling to 50 ms
+//! (the [`Backoff`] in each send future and in `DatagramIo`). A connected
+//! send, and one that found its own buffer full, parks as ever.
+//!
+//! # Invariants
+//!
+//! * The delay runs on one thread of this crate (started at first use,
+//!   one per process), not on the runtime's timers: this crate needs only
+//!   a reactor. It holds a waker per waiting send and wakes each at its
+//!   deadline; a send dropped meanwhile costs at most one spurious wake.
+//! * A future waiting out its delay holds no reservation of the send cell
+//!   (its operation ended with the internal [`no_room_event`] error and
+//!   starts afresh); a `DatagramIo` keeps its held cell throughout.
+//! * Where the thread cannot be started, the waker is woken at once: the
+//!   send retries as it did before (busily), it never hangs.
+
+use std::fmt;
+use std::io;
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// The first delay after a send found a peer full.
+const FIRST: Duration = Duration::from_millis(1);
+/// The longest delay: a send completes at most this long after the peer
+/// made room.
+const LONGEST: Duration = Duration::from_millis(50);
+
+/// When a send that found its peer full tries again.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    /// The deadline of the delay under way, if one is.
+    until: Option<Instant>,
+    /// The next delay.
+    delay: Duration,
+}
+
+impl Backoff {
+    pub(crate) const fn new() -> Self {
+        Self {
+            until: None,
+            delay: FIRST,
+        }
+    }
+
+    /// Ready when no delay is under way or its deadline passed; else
+    /// `Pending`, with `waker` (if any) to be woken at the deadline.
+    #[inline(always)]
+    pub(crate) fn poll(&mut self, waker: Option<&Waker>) -> Poll<()> {
+        match self.until {
+            None => Poll::Ready(()),
+            Some(until) => self.poll_delay(until, waker),
+        }
+    }
+
+    #[cold]
+    fn poll_delay(&mut self, until: Instant, waker: Option<&Waker>) -> Poll<()> {
+        if Instant::now() >= until {
+            self.until = None;
+            return Poll::Ready(());
+        }
+        if let Some(waker) = waker {
+            wake_at(until, waker);
+        }
+        Poll::Pending
+    }
+
+    /// A send found its peer full, with no event to come: the next attempt
+    /// waits for the next delay, each twice the one before up to
+    /// [`LONGEST`].
+    #[cold]
+    pub(crate) fn wait(&mut self) {
+        self.until = Some(Instant::now() + self.delay);
+        self.delay = (self.delay * 2).min(LONGEST);
+    }
+
+    /// A send went: the next wait starts from the shortest delay again.
+    #[inline(always)]
+    pub(crate) fn reset(&mut self) {
+        self.delay = FIRST;
+    }
+}
+
+/// What a send's attempt returns, instead of `WouldBlock`, when it found
+/// its peer full and no event will say when the peer has room: the
+/// operation ends, and its future waits on a [`Backoff`]. Never returned
+/// to a caller (the `try_` methods turn it back into `WouldBlock`).
+#[cold]
+pub(crate) fn no_room_event() -> io::Error {
+    io::Error::other(NoRoomEvent)
+}
+
+/// Whether `error` is [`no_room_event`]'s.
+#[inline]
+pub(crate) fn is_no_room_event(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::Other
+        && error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<NoRoomEvent>())
+}
+
+/// `error`, or `WouldBlock` for [`no_room_event`]'s (a `try_` method's
+/// result).
+pub(crate) fn would_block_if_no_room_event(error: io::Error) -> io::Error {
+    if is_no_room_event(&error) {
+        io::Error::new(io::ErrorKind::WouldBlock, NoRoomEvent)
+    } else {
+        error
+    }
+}
+
+#[derive(Debug)]
+struct NoRoomEvent;
+
+impl fmt::Display for NoRoomEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the peer's receive queue is full, and Linux raises no event when it has room for a \
+             send by address (connect to the peer to wait for one)",
+        )
+    }
+}
+
+impl std::error::Error for NoRoomEvent {}
+
+/// The wakers of sends waiting out a delay, and their deadlines.
+struct Delays {
+    due: Mutex<Vec<(Instant, Waker)>>,
+    changed: Condvar,
+}
+
+/// Has `waker` woken at `until` (once, however often it is asked for with
+/// the same deadline).
+fn wake_at(until: Instant, waker: &Waker) {
+    let Some(delays) = delays() else {
+        waker.wake_by_ref();
+        return;
+    };
+    let mut due = delays.due.lock().unwrap_or_else(PoisonError::into_inner);
+    if due
+        .iter()
+        .any(|(at, queued)| *at == until && queued.will_wake(waker))
+    {
+        return;
+    }
+    let earliest = due.iter().all(|(at, _)| until < *at);
+    due.push((until, waker.clone()));
+    drop(due);
+    if earliest {
+        delays.changed.notify_one();
+    }
+}
+
+/// The delay thread's state, the thread started on first use; `None` if
+/// it could not be.
+fn delays() -> Option<&'static Delays> {
+    static DELAYS: OnceLock<Option<&'static Delays>> = OnceLock::new();
+    *DELAYS.get_or_init(|| {
+        let delays: &'static Delays = Box::leak(Box::new(Delays {
+            due: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+        }));
+        match std::thread::Builder::new()
+            .name("cellio-send-retry".into())
+            .spawn(move || run(delays))
+        {
+            Ok(_) => Some(delays),
+            Err(error) => {
+                tracing::warn!(%error, "cellio: no thread for send retries: a send to a full Unix datagram peer retries at once");
+                None
+            }
+        }
+    })
+}
+
+/// The delay thread: wakes each waker at its deadline.
+fn run(delays: &Delays) -> ! {
+    let mut ready = Vec::new();
+    let mut due = delays.due.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let now = Instant::now();
+        let mut index = 0;
+        while index < due.len() {
+            if due[index].0 <= now {
+                ready.push(due.swap_remove(index).1);
+            } else {
+                index += 1;
+            }
+        }
+        if !ready.is_empty() {
+            // Woken without the lock: a wake may run a task's code.
+            drop(due);
+            ready.drain(..).for_each(Waker::wake);
+            due = delays.due.lock().unwrap_or_else(PoisonError::into_inner);
+            continue;
+        }
+        due = match due.iter().map(|(at, _)| *at).min() {
+            None => delays
+                .changed
+                .wait(due)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(at) => {
+                delays
+                    .changed
+                    .wait_timeout(due, at.saturating_duration_since(now))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+    }
+}
