@@ -370,3 +370,68 @@ fn outside_a_runtime_an_operation_is_an_error() {
 fn libc_ebadf() -> i32 {
     9
 }
+
+/// A write after a `set_len` whose future was dropped (its job started)
+/// waits for that job and lands after it: the file holds the write.
+/// (It used to start its own job at once, beside a truncation the file
+/// did not track, so on a pool of several threads the truncation now and
+/// then ran after the write and emptied the file after `flush` had said
+/// `Ok`; found by a review.)
+#[test]
+fn a_write_after_a_dropped_set_len_waits_for_it() {
+    let dir = TempDir::new("file-dropped-set-len");
+    let path = dir.0.join("data");
+    run_one_blocking_thread(move || async move {
+        std::fs::write(&path, [b'a'; 8192])?;
+        let mut file = open_read_write(&path).await?;
+        // The pool's one thread is held: the truncation's job waits.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = cellio_runtime::spawn_blocking(move || held.recv());
+        {
+            let mut truncate = Box::pin(file.set_len(0));
+            assert!(
+                util::poll_once(&mut truncate).await.is_pending(),
+                "its job waits"
+            );
+        }
+        let mut write = Box::pin(file.write_all(b"new"));
+        let early = util::poll_once(&mut write).await.is_ready();
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        assert!(!early, "the write did not wait for the truncation");
+        write.await?;
+        file.flush().await?;
+        assert_eq!(std::fs::read(&path)?, b"new", "truncated, then written");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// `into_std` after a `metadata` whose future was dropped (its job
+/// waiting) waits for that job and gives the file back. (It used to find
+/// the untracked job still holding the file and fail with "File still
+/// shared", having consumed the `File`; found by a review.)
+#[test]
+fn into_std_after_a_dropped_metadata_gives_the_file_back() {
+    let (_dir, path) = patterned_file("file-into-std-dropped-run", 1000);
+    run_one_blocking_thread(move || async move {
+        let mut file = open_read_write(&path).await?;
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = cellio_runtime::spawn_blocking(move || held.recv());
+        {
+            let mut metadata = Box::pin(file.metadata());
+            assert!(
+                util::poll_once(&mut metadata).await.is_pending(),
+                "its job waits"
+            );
+        }
+        let mut into_std = Box::pin(file.into_std());
+        assert!(util::poll_once(&mut into_std).await.is_pending());
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let mut std = into_std.await?;
+        assert_eq!(std.stream_position()?, 0);
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}

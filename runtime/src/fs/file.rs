@@ -15,7 +15,9 @@
 //!
 //! * At most one job per file at a time, so operations happen in the order
 //!   they were made, and the file position moves as if they had run in
-//!   place.
+//!   place. Every job (`set_len`, `metadata`, `sync_all`, ... too) is the
+//!   file's `Busy` state, so one whose future was dropped still comes
+//!   before the next operation.
 //! * The buffer's unread bytes are read ahead of the logical position: a
 //!   write, a seek or `set_len` first moves the file position back by them
 //!   (in its job) and drops them.
@@ -100,6 +102,11 @@ enum Done {
     Read(io::Result<()>),
     Write(io::Result<()>),
     Seek(io::Result<u64>),
+    /// A [`File::run`] job: `sync_all`, `sync_data`, `set_len` or
+    /// `set_permissions`.
+    Other(io::Result<()>),
+    Metadata(io::Result<Metadata>),
+    Clone(io::Result<std::fs::File>),
 }
 
 /// The buffer: `data[pos..]` are bytes read and not yet taken, or the
@@ -285,30 +292,33 @@ impl File {
     /// Flushes, then syncs the file's data and metadata to the disk:
     /// [`std::fs::File::sync_all`].
     pub async fn sync_all(&mut self) -> io::Result<()> {
-        self.run(|file| file.sync_all()).await
+        self.run_other(|file| file.sync_all()).await
     }
 
     /// Flushes, then syncs the file's data (not all of its metadata) to
     /// the disk: [`std::fs::File::sync_data`].
     pub async fn sync_data(&mut self) -> io::Result<()> {
-        self.run(|file| file.sync_data()).await
+        self.run_other(|file| file.sync_data()).await
     }
 
     /// Flushes, then truncates or extends the file to `size` bytes:
     /// [`std::fs::File::set_len`]. The position does not move.
     pub async fn set_len(&mut self, size: u64) -> io::Result<()> {
-        self.run(move |file| file.set_len(size)).await
+        self.run_other(move |file| file.set_len(size)).await
     }
 
     /// Flushes, then reads the file's metadata: [`std::fs::File::metadata`].
     pub async fn metadata(&mut self) -> io::Result<Metadata> {
-        self.run(|file| file.metadata()).await
+        match self.run(|file| Done::Metadata(file.metadata())).await? {
+            Done::Metadata(metadata) => metadata,
+            _ => unreachable!("a metadata job"),
+        }
     }
 
     /// Flushes, then sets the file's permissions:
     /// [`std::fs::File::set_permissions`].
     pub async fn set_permissions(&mut self, permissions: Permissions) -> io::Result<()> {
-        self.run(move |file| file.set_permissions(permissions))
+        self.run_other(move |file| file.set_permissions(permissions))
             .await
     }
 
@@ -322,8 +332,10 @@ impl File {
     /// Flushes, then a second `File` for the same open file (sharing its
     /// position): [`std::fs::File::try_clone`].
     pub async fn try_clone(&mut self) -> io::Result<File> {
-        let std = self.run(|file| file.try_clone()).await?;
-        Ok(File::from_std(std))
+        match self.run(|file| Done::Clone(file.try_clone())).await? {
+            Done::Clone(std) => Ok(File::from_std(std?)),
+            _ => unreachable!("a try_clone job"),
+        }
     }
 
     /// [`read`](Self::read) as a poll method (what `AsyncRead` calls).
@@ -362,8 +374,13 @@ impl File {
                     // the caller at once.
                     Done::Read(Ok(())) => return Poll::Ready(Ok(())),
                     Done::Read(Err(e)) | Done::Write(Err(e)) => return Poll::Ready(Err(e)),
-                    // A write or seek before this read finished: now read.
-                    Done::Write(Ok(())) | Done::Seek(_) => {}
+                    // A write, seek or other job before this read
+                    // finished: now read.
+                    Done::Write(Ok(()))
+                    | Done::Seek(_)
+                    | Done::Other(_)
+                    | Done::Metadata(_)
+                    | Done::Clone(_) => {}
                 },
                 State::Broken => return Poll::Ready(Err(broken())),
             }
@@ -403,7 +420,12 @@ impl File {
                     Done::Write(Err(e)) => return Poll::Ready(Err(e)),
                     // A read's bytes are dropped (and the position moved
                     // back) by this write's job.
-                    Done::Write(Ok(())) | Done::Read(_) | Done::Seek(_) => {}
+                    Done::Write(Ok(()))
+                    | Done::Read(_)
+                    | Done::Seek(_)
+                    | Done::Other(_)
+                    | Done::Metadata(_)
+                    | Done::Clone(_) => {}
                 },
                 State::Broken => return Poll::Ready(Err(broken())),
             }
@@ -445,7 +467,11 @@ impl File {
                 State::Busy(_) => match ready!(self.poll_job(cx))? {
                     Done::Seek(result) => return Poll::Ready(result),
                     Done::Write(Err(e)) => return Poll::Ready(Err(e)),
-                    Done::Write(Ok(())) | Done::Read(_) => {}
+                    Done::Write(Ok(()))
+                    | Done::Read(_)
+                    | Done::Other(_)
+                    | Done::Metadata(_)
+                    | Done::Clone(_) => {}
                 },
                 State::Broken => return Poll::Ready(Err(broken())),
             }
@@ -463,14 +489,27 @@ impl File {
         Ok(())
     }
 
-    /// Settles the file, then runs `call` on it on the blocking pool.
-    async fn run<T: Send + 'static>(
+    /// Settles the file, then runs `call` on it on the blocking pool, as
+    /// the file's job: if this future is dropped, the next operation still
+    /// waits for it (and drops its result).
+    async fn run(
         &mut self,
-        call: impl FnOnce(&std::fs::File) -> io::Result<T> + Send + 'static,
-    ) -> io::Result<T> {
+        call: impl FnOnce(&std::fs::File) -> Done + Send + 'static,
+    ) -> io::Result<Done> {
         self.settle().await?;
-        let file = Arc::clone(&self.std);
-        blocking_pool()?.spawn_blocking(move || call(&file)).await?
+        self.start(move |file, _| call(file))?;
+        poll_fn(|cx| self.poll_job(cx)).await
+    }
+
+    /// [`run`](Self::run) for a call that returns `()`.
+    async fn run_other(
+        &mut self,
+        call: impl FnOnce(&std::fs::File) -> io::Result<()> + Send + 'static,
+    ) -> io::Result<()> {
+        match self.run(move |file| Done::Other(call(file))).await? {
+            Done::Other(result) => result,
+            _ => unreachable!("a run job"),
+        }
     }
 
     /// Starts a job that runs `job` with the file and the buffer: the file
