@@ -435,3 +435,28 @@ fn into_std_after_a_dropped_metadata_gives_the_file_back() {
     })
     .unwrap();
 }
+
+/// After `set_max_buf_size` is lowered below the buffer's size, the next
+/// read returns the bytes its job read, and the rest of the file follows.
+/// (The shrink that followed the job dropped the buffer with them, so the
+/// read returned `0`, a false end of file, and the position had moved
+/// past them; found by a review.)
+#[test]
+fn a_read_after_lowering_max_buf_size_returns_its_bytes() {
+    let (_dir, path) = patterned_file("file-lowered-max-buf", 100_000);
+    run(move || async move {
+        let mut file = open_read_write(&path).await?;
+        // A 64 KiB read: the buffer's capacity is now 64 KiB.
+        let mut big = vec![0u8; 65_536];
+        assert_eq!(file.read(&mut big).await?, 65_536);
+        file.set_max_buf_size(4096);
+        let mut next = vec![0u8; 4096];
+        assert_eq!(file.read(&mut next).await?, 4096, "not the end of file");
+        assert_eq!(next, (65_536..69_632).map(pattern).collect::<Vec<_>>());
+        let mut rest = Vec::new();
+        assert_eq!(file.read_to_end(&mut rest).await?, 100_000 - 69_632);
+        assert!(rest == patterned(100_000)[69_632..], "the rest differs");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}

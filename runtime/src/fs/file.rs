@@ -163,10 +163,17 @@ impl Buf {
         written
     }
 
-    /// Keeps the buffer's memory for reuse, up to `max` bytes.
+    /// Keeps the buffer's memory for reuse, up to `max` bytes (or as many
+    /// as it holds unread: a read's result is never dropped).
     fn shrink(&mut self, max: usize) {
         if self.data.capacity() > max {
-            self.data = Vec::new();
+            self.data.drain(..self.pos);
+            self.pos = 0;
+            if self.data.is_empty() {
+                self.data = Vec::new();
+            } else {
+                self.data.shrink_to(max);
+            }
         }
     }
 }
