@@ -460,3 +460,68 @@ fn a_read_after_lowering_max_buf_size_returns_its_bytes() {
     })
     .unwrap();
 }
+
+/// A seek after a seek whose future was dropped (its job waiting) goes
+/// where it was asked, after the dropped one, and the next read reads
+/// there; two equal relative seeks both move. (It used to take the
+/// dropped seek's result for its own and not move; found by a review.)
+#[test]
+fn a_seek_after_a_dropped_seek_goes_where_it_was_asked() {
+    let (_dir, path) = patterned_file("file-dropped-seek", 10_000);
+    run_one_blocking_thread(move || async move {
+        let mut file = open_read_write(&path).await?;
+        // (dropped, then, where it ends); each read moves on by 1.
+        let rounds = [
+            (SeekFrom::Start(5_000), SeekFrom::Start(7), 7),
+            (SeekFrom::Current(100), SeekFrom::Current(100), 208),
+        ];
+        for (dropped, then, at) in rounds {
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let holder = cellio_runtime::spawn_blocking(move || held.recv());
+            {
+                let mut seek = Box::pin(file.seek(dropped));
+                assert!(
+                    util::poll_once(&mut seek).await.is_pending(),
+                    "the job waits"
+                );
+            }
+            release.send(()).unwrap();
+            holder.await.unwrap().unwrap();
+            assert_eq!(file.seek(then).await?, at, "after {dropped:?}, {then:?}");
+            let mut one = [0u8; 1];
+            file.read(&mut one).await?;
+            assert_eq!(one[0], pattern(at as usize), "read there");
+        }
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// The same through `futures-io`'s `AsyncSeek`: a seek with another
+/// position than one whose future was dropped is not given that one's
+/// result. (It used to be; found by a review.)
+#[test]
+fn a_futures_io_seek_after_a_dropped_one_elsewhere_goes_where_it_was_asked() {
+    use futures_util::AsyncSeekExt;
+    let (_dir, path) = patterned_file("file-dropped-seek-futures-io", 10_000);
+    run_one_blocking_thread(move || async move {
+        let mut file = open_read_write(&path).await?;
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = cellio_runtime::spawn_blocking(move || held.recv());
+        {
+            let mut seek = AsyncSeekExt::seek(&mut file, SeekFrom::Start(5_000));
+            assert!(
+                util::poll_once(&mut seek).await.is_pending(),
+                "the job waits"
+            );
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        assert_eq!(AsyncSeekExt::seek(&mut file, SeekFrom::Start(7)).await?, 7);
+        let mut one = [0u8; 1];
+        file.read(&mut one).await?;
+        assert_eq!(one[0], pattern(7), "read there");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}

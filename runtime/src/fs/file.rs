@@ -80,6 +80,10 @@ pub struct File {
     state: State,
     /// The most one job reads or writes ([`MAX_BUF`] unless set).
     max_buf: usize,
+    /// The `pos` of the [`poll_seek`](File::poll_seek) call that started
+    /// the seek job in progress (or last started one): a later call with
+    /// another `pos` does not take that job's result for its own.
+    seeking: Option<SeekFrom>,
     /// The seek tokio's `start_seek` asked for, until `poll_complete`
     /// finishes it.
     #[cfg(feature = "tokio-io")]
@@ -217,6 +221,7 @@ impl File {
             std: Arc::new(std),
             state: State::Idle(Buf::default()),
             max_buf: MAX_BUF,
+            seeking: None,
             #[cfg(feature = "tokio-io")]
             tokio_seek: None,
         }
@@ -291,8 +296,11 @@ impl File {
     }
 
     /// Moves the file position: the new position from the start, as
-    /// [`std::io::Seek::seek`]. Bytes read ahead are accounted for.
+    /// [`std::io::Seek::seek`]. Bytes read ahead are accounted for. Waits
+    /// for the operation in progress first (a seek whose future was
+    /// dropped still happens, before this one).
     pub async fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.flush().await?;
         poll_fn(|cx| self.poll_seek(cx, pos)).await
     }
 
@@ -452,12 +460,16 @@ impl File {
     }
 
     /// [`seek`](Self::seek) as a poll method (what `AsyncSeek` calls):
-    /// call it with the same `pos` until it is ready.
+    /// call it with the same `pos` until it is ready. A seek left in
+    /// progress by a call with another `pos` (its future dropped) finishes
+    /// first, then this one runs; one left with the same `pos` cannot be
+    /// told from this call's own, and its result is taken (the inherent
+    /// [`seek`](Self::seek) waits for it first and has no such case).
     pub fn poll_seek(&mut self, cx: &mut Context<'_>, pos: SeekFrom) -> Poll<io::Result<u64>> {
         loop {
             match &mut self.state {
                 State::Idle(buf) => {
-                    let pos = match pos {
+                    let target = match pos {
                         // From where the reader is, not the read-ahead.
                         SeekFrom::Current(offset) => {
                             SeekFrom::Current(offset + buf.discard_unread())
@@ -467,12 +479,17 @@ impl File {
                             other
                         }
                     };
-                    if let Err(e) = self.start(move |mut file, _| Done::Seek(file.seek(pos))) {
+                    if let Err(e) = self.start(move |mut file, _| Done::Seek(file.seek(target))) {
                         return Poll::Ready(Err(e));
                     }
+                    self.seeking = Some(pos);
                 }
                 State::Busy(_) => match ready!(self.poll_job(cx))? {
-                    Done::Seek(result) => return Poll::Ready(result),
+                    Done::Seek(result) if self.seeking.take() == Some(pos) => {
+                        return Poll::Ready(result)
+                    }
+                    // A seek elsewhere, given up: it happened; now this one.
+                    Done::Seek(_) => {}
                     Done::Write(Err(e)) => return Poll::Ready(Err(e)),
                     Done::Write(Ok(()))
                     | Done::Read(_)
