@@ -525,3 +525,26 @@ fn a_futures_io_seek_after_a_dropped_one_elsewhere_goes_where_it_was_asked() {
     })
     .unwrap();
 }
+
+/// A relative seek whose offset, taken back over the bytes read ahead,
+/// would overflow `i64` is an `InvalidInput` error, and the position and
+/// the bytes read ahead stay. (It used to panic with an overflow in debug
+/// builds, and pass a wrapped offset to `lseek` in release; found by a
+/// review.)
+#[test]
+fn a_relative_seek_near_i64_min_with_bytes_read_ahead_is_an_error_not_a_panic() {
+    let (_dir, path) = patterned_file("file-seek-min", 10_000);
+    run_one_blocking_thread(move || async move {
+        let mut file = open_read_write(&path).await?;
+        read_ahead(&mut file, 4096).await;
+        let mut small = [0u8; 10];
+        assert_eq!(file.read(&mut small).await?, 10);
+        let err = file.seek(SeekFrom::Current(i64::MIN)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert_eq!(file.read(&mut small).await?, 10);
+        assert_eq!(small.to_vec(), (10..20).map(pattern).collect::<Vec<_>>());
+        assert_eq!(file.seek(SeekFrom::Current(0)).await?, 20, "the position");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}

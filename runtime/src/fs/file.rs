@@ -472,7 +472,14 @@ impl File {
                     let target = match pos {
                         // From where the reader is, not the read-ahead.
                         SeekFrom::Current(offset) => {
-                            SeekFrom::Current(offset + buf.discard_unread())
+                            let Some(offset) = offset.checked_sub(buf.unread().len() as i64) else {
+                                return Poll::Ready(Err(io::Error::new(
+                                    io::ErrorKind::InvalidInput,
+                                    "invalid seek to a negative or overflowing position",
+                                )));
+                            };
+                            buf.discard_unread();
+                            SeekFrom::Current(offset)
                         }
                         other => {
                             buf.discard_unread();
