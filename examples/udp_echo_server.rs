@@ -156,6 +156,9 @@ async fn serve_with(socket: UdpSocket, api: Api, batch: u16) -> std::io::Result<
     }
 }
 
+#[path = "common/accept_backoff.rs"]
+#[allow(dead_code)] // the restart socket's backoff (`handover.rs`) only
+mod accept_backoff;
 #[path = "common/cli.rs"]
 mod cli;
 #[path = "common/restart_udp.rs"]

@@ -2,18 +2,23 @@
 //! arrive faster than it has file descriptors: its accept loop backs off
 //! instead of retrying at once (which spun, printing each failure: some
 //! 375 000 lines in four seconds), keeps serving the connections it holds,
-//! and takes the waiting ones once descriptors are free.
+//! and takes the waiting ones once descriptors are free; so does the
+//! accept loop of its restart socket.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
 #[path = "util/echo_server_process.rs"]
 mod echo_server_process;
+#[path = "util/restart_path.rs"]
+mod restart_path;
 
 use echo_server_process::server_lines::{assert_backoff_reported_rarely, says_within};
 use echo_server_process::{command, EchoServer};
+use restart_path::RestartPath;
 
 /// The server's file-descriptor limit: room for its own (the standard
 /// streams, the poller, the listener, ...) and a couple of dozen
@@ -82,4 +87,46 @@ fn too_few_descriptors_to_start_is_one_clear_line() {
         stderr.trim(),
         "echo_server: cannot start the cellio runtime: Too many open files (os error 24)"
     );
+}
+
+/// Out of descriptors, a successor waiting on the restart socket does not
+/// make its accept loop spin: it backs off as the listener's does, says so
+/// at most about once a second, and takes the successor once descriptors
+/// are free. (It retried at once, printing a line each time: some 415 000
+/// in two seconds, at 100% CPU; found by a review.)
+#[test]
+fn out_of_descriptors_the_restart_socket_backs_off_too() {
+    let path = RestartPath::new("cellio-echo-fds", "restart-backoff");
+    let restart = path.to_str().expect("a UTF-8 path");
+    let server = EchoServer::start(
+        &["--restart-socket", restart],
+        Some(&format!("-n {FD_LIMIT}")),
+    );
+    let (addr, lines) = (&server.addr, &server.lines);
+    let clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| TcpStream::connect(addr).expect("connect (into the backlog)"))
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let mut successor = UnixStream::connect(&*path).expect("connect to the restart socket");
+    thread::sleep(Duration::from_millis(1500));
+    let failures = lines
+        .try_iter()
+        .filter(|l| l.contains("restart socket: accept failed"))
+        .count() as u64;
+    let bound = 2 + start.elapsed().as_secs();
+    assert!(
+        (1..=bound).contains(&failures),
+        "{failures} failed accepts on the restart socket reported in {:?}",
+        start.elapsed()
+    );
+    // With the descriptors back, the successor is taken and offered the
+    // listener.
+    drop(clients);
+    successor
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut offer = [0u8; 16];
+    successor.read_exact(&mut offer).expect("the offer");
+    assert_eq!(&offer, b"cellio-listeners");
 }

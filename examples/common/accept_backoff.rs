@@ -1,6 +1,8 @@
 //! An accept loop's backoff while the process is out of descriptors (or
 //! another resource every accept needs), shared by the stream echo servers
-//! (`#[path]`-included: `echo_server`, `unix_echo_server`).
+//! (`#[path]`-included: `echo_server`, `unix_echo_server`, `proxy`) and the
+//! restart socket's accept loop (`handover.rs`, so every server that
+//! offers restarts includes it, `udp_echo_server` too).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,9 @@ pub fn out_of_resources(e: &std::io::Error) -> bool {
 pub struct Starved {
     /// The program's name, at the start of what it says.
     program: &'static str,
+    /// The listener, after it: `""` for the server's own, or `"restart
+    /// socket: "`.
+    listener: &'static str,
     /// Failed accepts since the last success.
     failures: u64,
     /// This streak of failures was reported.
@@ -38,8 +43,15 @@ impl Starved {
 
     /// No failure yet; `program` names the server in what it says.
     pub fn new(program: &'static str) -> Self {
+        Self::of(program, "")
+    }
+
+    /// [`new`](Self::new) for a listener that is not the server's own:
+    /// `listener` (such as `"restart socket: "`) follows the program's name.
+    pub fn of(program: &'static str, listener: &'static str) -> Self {
         Self {
             program,
+            listener,
             failures: 0,
             told: false,
             last_told: None,
@@ -59,9 +71,10 @@ impl Starved {
                 n => format!(" ({n} more since the last report)"),
             };
             eprintln!(
-                "{}: accept failed: {e}{more}; backing off ({:?} to {:?}) while the \
+                "{}: {}accept failed: {e}{more}; backing off ({:?} to {:?}) while the \
                  connections wait in the listen backlog",
                 self.program,
+                self.listener,
                 Self::FIRST_PAUSE,
                 Self::LONGEST_PAUSE
             );
@@ -78,8 +91,8 @@ impl Starved {
     pub fn recovered(&mut self) {
         if self.told {
             eprintln!(
-                "{}: accepting again after {} failed accepts",
-                self.program, self.failures
+                "{}: {}accepting again after {} failed accepts",
+                self.program, self.listener, self.failures
             );
         }
         (self.failures, self.told) = (0, false);

@@ -39,6 +39,9 @@ use cellio::runtime::{sleep, timeout, until_shutdown, JoinHandle, RuntimeHandle}
 use cellio::spawn_local;
 use cellio::unix::{UnixListener, UnixStream};
 
+// The including server's (`#[path]`-included at its root).
+use crate::accept_backoff;
+
 #[path = "stale_socket.rs"]
 mod stale_socket;
 
@@ -262,9 +265,22 @@ async fn offer(
     kind: Kind,
     count: usize,
 ) {
+    let mut starved = accept_backoff::Starved::of(program, "restart socket: ");
     while let Some(accepted) = until_shutdown(restart.accept()).await {
         let successor = match accepted {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                starved.recovered();
+                stream
+            }
+            // Out of descriptors, the successor waits in the backlog and
+            // the next accept would fail at once: pause, as the servers'
+            // own accept loops do.
+            Err(e) if accept_backoff::out_of_resources(&e) => {
+                if until_shutdown(sleep(starved.failed(&e))).await.is_none() {
+                    break;
+                }
+                continue;
+            }
             Err(e) => {
                 eprintln!("{program}: restart socket: accept failed: {e}");
                 continue;
