@@ -652,6 +652,29 @@ fn unreachable_address_exits_2_with_one_line() {
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
 }
 
+/// With nothing listening, a connection the kernel connected to itself
+/// (its ephemeral port is the server's) is a failed connect, so the run is
+/// exit 2 as for any server that is not there. (It used to be taken for
+/// the server: every echo matched; found by a review.)
+#[test]
+fn a_connection_to_itself_is_a_failed_connect() {
+    let args = [
+        "--addr",
+        "127.0.0.1:40000",
+        "--requests",
+        "10",
+        "--timeout",
+        "5s",
+    ];
+    let Some(out) = load_process::run_load_with_one_ephemeral_port(40000, &args) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
+    assert!(stderr.contains("connected to itself"), "stderr: {stderr}");
+}
+
 /// `load` under `ulimit ULIMIT 64` (e.g. `-n`: soft and hard, `-S -n`: the
 /// soft limit only) with 100 connections against `addr`.
 fn under_file_limit(ulimit: &str, addr: &str) -> std::process::Output {

@@ -404,6 +404,30 @@ fn a_closed_port_is_refused() {
     assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
 }
 
+/// With nothing listening, a socket the kernel gave the server's address
+/// (its ephemeral port is the server's) hears its own probe: that is a
+/// failed connect, exit 2, not a server. (It used to be taken for one:
+/// every echo matched; found by a review.)
+#[test]
+fn a_socket_connected_to_itself_is_a_failed_connect() {
+    let args = [
+        "--udp",
+        "--addr",
+        "127.0.0.1:40000",
+        "--requests",
+        "10",
+        "--timeout",
+        "2s",
+    ];
+    let Some(out) = load_process::run_load_with_one_ephemeral_port(40000, &args) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("connected to itself"), "{stderr}");
+}
+
 /// A server that echoes the probe and nothing after: every datagram is
 /// lost, no message completes, and the run ends on its own with exit 1.
 #[test]

@@ -44,7 +44,8 @@
 //! * `--udp`: each connection is a UDP socket connected to its address and
 //!   a message is one datagram; a connection starts with a probe datagram
 //!   that must come back (so a server that is not there is exit 2, as over
-//!   TCP); a datagram whose echo has not come back after `--loss-after`
+//!   TCP, even when the kernel connects a socket to itself: see
+//!   `not_itself`); a datagram whose echo has not come back after `--loss-after`
 //!   counts in `lost`, an echo that comes after that in `late`, and
 //!   neither fails the run (see `udp.rs`).
 //! * `--unix PATH` (instead of `--addr`, and also repeatable): each
@@ -177,6 +178,21 @@ struct Plan {
     udp: Option<Duration>,
     /// The run's clock, shared by every worker (see `clock.rs`).
     clock: Clock,
+}
+
+/// A socket connected to `peer` from `local`: an error if that is itself.
+/// With nothing listening at a port in the ephemeral range, the kernel
+/// may pick that very port for the socket, and a TCP connect then
+/// completes with itself (a simultaneous open), or a UDP socket receives
+/// its own datagrams: every "echo" would match.
+pub fn not_itself(local: SocketAddr, peer: SocketAddr) -> std::io::Result<()> {
+    if local == peer {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("connected to itself: nothing listens at {peer}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A worker's connect phase, reported to the main thread.
@@ -555,6 +571,7 @@ fn worker(
                     let stream = timeout(connect_timeout, TcpStream::connect(&addrs[..]))
                         .await
                         .map_err(std::io::Error::from)??;
+                    not_itself(stream.local_addr()?, stream.peer_addr()?)?;
                     stream.set_nodelay(true)?;
                     Ok(Link::Tcp(stream))
                 })

@@ -5,7 +5,9 @@
 //! - **Connecting** is a probe: a datagram of the message size (contents
 //!   no message has) is sent every `--loss-after` until its echo comes
 //!   back, for at most `--timeout`. A refused probe (ICMP port
-//!   unreachable), a wrong echo or no echo at all is a failed connect.
+//!   unreachable), a wrong echo or no echo at all is a failed connect; so
+//!   is a socket the kernel gave the server's own address (nothing listens
+//!   there, and it would hear its own datagrams: [`crate::not_itself`]).
 //! - **Loss** is the transport's right, not an error: a datagram whose echo
 //!   has not come back `--loss-after` after it was sent is given up
 //!   (counted in `lost` if it was measured) and the connection goes on. An
@@ -103,6 +105,7 @@ async fn probe(
     };
     let socket = UdpSocket::bind(local)?;
     socket.connect(addr)?;
+    crate::not_itself(socket.local_addr()?, addr)?;
     let mut probe = vec![0u8; size];
     fill(&mut probe, id, PROBE);
     let mut rx = vec![0u8; size + 1];

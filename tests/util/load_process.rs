@@ -64,3 +64,38 @@ pub fn assert_no_allocations(v: &serde_json::Value) {
     assert!(msgs > 0, "no message in the allocation window: {v}");
     assert_eq!(v["allocs_per_msg"], 0.0, "{v}");
 }
+
+/// Runs the load client with `args` in a network namespace of its own
+/// (`unshare -rn`: an unprivileged user namespace) whose loopback is up and
+/// whose only ephemeral port is `port`: a socket it connects to
+/// `127.0.0.1:{port}` without binding gets that very port, so with nothing
+/// listening there it is connected to itself. `None` (the test then checks
+/// nothing) where such namespaces cannot be made.
+#[allow(dead_code)] // not every test file needs it
+pub fn run_load_with_one_ephemeral_port(port: u16, args: &[&str]) -> Option<Output> {
+    let setup = format!(
+        "ip link set lo up && echo '{port} {port}' > /proc/sys/net/ipv4/ip_local_port_range"
+    );
+    let works = Command::new("unshare")
+        .args(["-rn", "sh", "-c", &setup])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !works {
+        eprintln!("skipped: needs unshare -rn (user and network namespaces) and ip");
+        return None;
+    }
+    let out = Command::new("unshare")
+        .args(["-rn", "sh", "-c", &format!("{setup} && exec \"$0\" \"$@\"")])
+        .arg(load_bin())
+        .args(args)
+        .output()
+        .expect("run the load example in a namespace");
+    eprintln!(
+        "load {} (ephemeral port {port}) -> {:?}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out)
+}
