@@ -16,7 +16,9 @@
 //!   over several listeners.
 //! * The socket file: a file left at `--path` by a server that is gone (a
 //!   socket nobody listens on) is removed before binding; a live server
-//!   there, or a file that is not a socket, is an error, never touched. On
+//!   there, or a file that is not a socket, is an error, never touched (so
+//!   is the file of a server that bound the path after that check: this
+//!   one then fails to bind, and removes only a file it bound). On
 //!   SIGINT/SIGTERM the server stops accepting, gives open connections
 //!   `--grace-ms` to finish, removes its socket file and exits 0.
 //! * Out of descriptors, the accept loop backs off (10 ms doubling to 1 s)
@@ -104,10 +106,14 @@ fn run(args: &Args) -> io::Result<()> {
         .build()
         .map_err(|e| context("cannot start the cellio runtime", e))?;
     let api = args.api;
+    // Only a socket file this server bound is its own to remove: another
+    // server may have bound the path since `clear_stale_socket`.
+    let mut bound = false;
     let served = runtime.block_on(async {
         spawn(shutdown_signals::shut_down_on_signals()?);
         let listener = UnixListener::bind(&args.path)
             .map_err(|e| context(&format!("cannot bind {}", args.path.display()), e))?;
+        bound = true;
         println!("listening on {}", args.path.display());
         // A peer that goes away mid-echo (a reset, a broken pipe) is the
         // peer's business: not worth a line each.
@@ -126,7 +132,10 @@ fn run(args: &Args) -> io::Result<()> {
         io::Result::Ok(())
     });
     runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
-    let removed = std::fs::remove_file(&args.path);
+    let removed = match bound {
+        true => std::fs::remove_file(&args.path),
+        false => Ok(()),
+    };
     served?;
     removed.map_err(|e| context(&format!("cannot remove {}", args.path.display()), e))
 }

@@ -1,8 +1,8 @@
 //! The load client over Unix-domain streams (`--unix PATH`), against the
 //! Unix echo server example and against a server that corrupts echoes; and
 //! the example's handling of its socket file (a stale one is cleared, a
-//! live server's or a plain file is left alone, its own is removed when a
-//! signal stops it) and of running out of descriptors (it backs off, says
+//! live server's or a plain file is left alone, and so is one another
+//! server bound first; its own is removed when a signal stops it) and of running out of descriptors (it backs off, says
 //! so rarely, and recovers).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -210,6 +210,63 @@ fn the_server_clears_a_stale_socket_but_never_a_live_one_or_a_plain_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
     assert_eq!(std::fs::read(&plain).unwrap(), b"keep me");
+}
+
+/// A server that lost the race for its path to another (both found it
+/// free; the other bound it first) fails to bind and leaves the other's
+/// socket file alone. (It removed it on its way out, whether it had bound
+/// it or not: the live server became unreachable; found by a review.)
+///
+/// The race is made exact: once the server has an epoll descriptor it has
+/// checked the path and is starting its runtime; it is stopped there
+/// (SIGSTOP), the test binds the path, and the server goes on.
+#[test]
+fn a_server_that_loses_the_race_for_its_path_leaves_the_winners_socket_file() {
+    let dir = Dir::new("unix-echo-race");
+    let path = dir.path("race.sock");
+    for _round in 0..100 {
+        let mut loser = server_command(&path, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = loser.id() as libc::pid_t;
+        let started = Instant::now();
+        while !has_epoll(pid) && started.elapsed() < Duration::from_secs(10) {
+            std::hint::spin_loop();
+        }
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let winner = UnixListener::bind(&path);
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        let Ok(winner) = winner else {
+            // Too late: the server had bound it. Again.
+            let _ = loser.kill();
+            let _ = loser.wait();
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        let out = loser.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("cannot bind"), "{stderr}");
+        assert!(path.exists(), "the winner's socket file was removed");
+        drop(UnixStream::connect(&path).expect("the winner is reachable"));
+        drop(winner);
+        return;
+    }
+    panic!("the server bound its path before it could be stopped, 100 times");
+}
+
+/// Whether process `pid` has an epoll descriptor open.
+fn has_epoll(pid: libc::pid_t) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().contains("eventpoll"))
+    })
 }
 
 /// As the TCP echo server's test (`echo_server_out_of_descriptors.rs`):
