@@ -25,8 +25,12 @@
 //! * Each side prints one line: datagrams, bytes, datagrams per second, and
 //!   the process's CPU time per datagram (user and system, from
 //!   `getrusage`; in `loopback` both sides' together).
-//! * A bad flag, a size too large for UDP, an address that cannot be bound:
-//!   a one-line error and a non-zero exit.
+//! * A bad flag, a size too large for UDP (over IPv4, 65 507 bytes; `loopback`
+//!   is IPv4), a `--to` of port 0: a one-line error and exit 2. An address
+//!   that cannot be bound, a send the kernel refuses (other than an ICMP
+//!   report of an earlier datagram, or a full device queue: that datagram
+//!   is dropped, not counted, and the sending goes on): a one-line error
+//!   and exit 1.
 
 use std::io;
 use std::net::SocketAddr;
@@ -91,8 +95,15 @@ struct Common {
     recv_buffer: usize,
 }
 
+/// The largest UDP payload over IPv4 (IPv6's is [`MAX_DATAGRAM`]).
+const MAX_DATAGRAM_V4: usize = 65_507;
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = check(&args.mode) {
+        eprintln!("udp_bulk: {e}");
+        return ExitCode::from(2);
+    }
     match run(args.mode) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -100,6 +111,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What the flags cannot do together: a `--size` the destination's
+/// address family cannot carry, a `--to` of port 0.
+fn check(mode: &Mode) -> Result<(), String> {
+    let (to, common) = match mode {
+        Mode::Recv { .. } => return Ok(()),
+        Mode::Send { to, common } => (*to, common),
+        Mode::Loopback { common } => (SocketAddr::from(([127, 0, 0, 1], 1)), common),
+    };
+    if to.port() == 0 {
+        return Err(format!("--to {to}: port 0 cannot be sent to"));
+    }
+    let (max, family) = match to {
+        SocketAddr::V4(_) => (MAX_DATAGRAM_V4, "IPv4"),
+        SocketAddr::V6(_) => (MAX_DATAGRAM, "IPv6"),
+    };
+    if common.size as usize > max {
+        return Err(format!(
+            "--size {}: a UDP datagram over {family} carries at most {max} bytes",
+            common.size
+        ));
+    }
+    Ok(())
 }
 
 fn run(mode: Mode) -> io::Result<()> {
@@ -199,13 +234,20 @@ async fn send(to: SocketAddr, common: &Common) -> io::Result<Report> {
                 queued.push(datagram, to)?;
             }
         }
+        let (before, mut dropped) = (queued.len(), 0);
         while let Err(e) = socket.send_many(&mut queued).await {
-            // An ICMP report of an earlier datagram (no receiver yet, say):
-            // the one it is charged to is dropped, the rest go on.
+            if !transient(&e) {
+                return Err(context(e, format!("sending to {to}")));
+            }
+            // An ICMP report of an earlier datagram (no receiver yet, say)
+            // or a full queue: the datagram it is charged to is dropped,
+            // the rest go on.
             eprintln!("udp_bulk: send: {e}");
+            let left = queued.len();
             queued.skip_next();
+            dropped += left - queued.len();
         }
-        sent += batch as u64;
+        sent += (before - dropped) as u64;
     }
     Ok(Report {
         datagrams: sent,
@@ -213,6 +255,17 @@ async fn send(to: SocketAddr, common: &Common) -> io::Result<Report> {
         gaps: 0,
         elapsed: start.elapsed(),
     })
+}
+
+/// A send error that drops one datagram and says nothing of the next: an
+/// ICMP report of an earlier datagram, or the device's queue full.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    ) || e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
 /// Receives until `--duration` after the first datagram, or a second
