@@ -20,7 +20,9 @@
 //!   (`splice_bidirectional_auto`; a pipe only for a direction that needs
 //!   one).
 //! * `--upstream` may be a host name: it is resolved off the worker, once
-//!   per connection (so a changed DNS answer is picked up).
+//!   per connection (so a changed DNS answer is picked up). Resolved at
+//!   start too: one that names no address, or the proxy's own `--addr`
+//!   (each connection would loop back to the proxy), is an error.
 //! * `--connect-timeout-ms MS`: an upstream that does not answer in time
 //!   closes the client's connection, with one line on stderr.
 //! * `--workers N`: thread-per-core, one `SO_REUSEPORT` listener per worker.
@@ -151,6 +153,24 @@ async fn serve(listener: TcpListener, route: Route) {
     .await;
 }
 
+/// Whether connecting to `upstream` reaches the listener at `listen`: the
+/// same port, and the same address, or a local one where either is
+/// unspecified (an IPv6 listener also takes IPv4). Port 0 listens on a
+/// port nobody can name yet.
+fn is_own(listen: SocketAddr, upstream: SocketAddr) -> bool {
+    let same_family = listen.is_ipv4() == upstream.is_ipv4();
+    let local = |ip: std::net::IpAddr| {
+        ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+    };
+    listen.port() != 0
+        && listen.port() == upstream.port()
+        && (listen.ip() == upstream.ip()
+            || (listen.ip().is_unspecified()
+                && (same_family || listen.is_ipv6())
+                && local(upstream.ip()))
+            || (upstream.ip().is_unspecified() && same_family && local(listen.ip())))
+}
+
 fn main() -> ExitCode {
     cli::exit_code("proxy", run(&Args::parse()))
 }
@@ -190,14 +210,25 @@ fn run(args: &Args) -> std::io::Result<()> {
     runtime.block_on(async {
         spawn(shutdown_signals::shut_down_on_signals()?);
         // A bad upstream is an error now, not at the first connection.
-        let resolved = cellio::net::lookup_host(&*route.upstream)
+        let resolved: Vec<SocketAddr> = cellio::net::lookup_host(&*route.upstream)
             .await
             .map_err(|e| context(&format!("bad --upstream {}", route.upstream), e))?
-            .next();
-        if resolved.is_none() {
+            .collect();
+        if resolved.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("bad --upstream {}: it names no address", route.upstream),
+            ));
+        }
+        // So would every connection to itself: each client's connection
+        // to the upstream is another client, until descriptors run out.
+        if let Some(own) = resolved.iter().find(|up| is_own(args.addr, **up)) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "bad --upstream {}: {own} is this proxy's own --addr {}",
+                    route.upstream, args.addr
+                ),
             ));
         }
         let options = ListenOptions {

@@ -1,8 +1,8 @@
 //! The proxy example (`examples/proxy.rs`) as a process, between a client
 //! and the echo server example: every byte comes back through it, a
 //! client's half-close passes through, an unreachable upstream closes the
-//! client with a line on stderr, a bad `--upstream` is a clear error and
-//! SIGTERM ends it cleanly.
+//! client with a line on stderr, a bad `--upstream` (or the proxy's own
+//! address) is a clear error and SIGTERM ends it cleanly.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -134,6 +134,34 @@ fn a_bad_upstream_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad --upstream no-port-here"), "{stderr}");
+}
+
+/// An `--upstream` that is the proxy's own `--addr` (the same address, or
+/// a local one under an unspecified listening address) is a clear error at
+/// start. (It was accepted: one client's connection then looped through
+/// the proxy until it ran out of descriptors and served no one; found by a
+/// review.)
+#[test]
+fn an_upstream_that_is_the_proxy_itself_is_a_clear_error() {
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let upstream = format!("127.0.0.1:{port}");
+    for addr in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
+        let output = Command::new("timeout")
+            .arg("10")
+            .arg(example_bin::build_example("proxy"))
+            .args(["--addr", &addr, "--upstream", &upstream])
+            .output()
+            .expect("run the proxy");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "--addr {addr}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("own --addr"), "{stderr}");
+    }
 }
 
 #[test]
