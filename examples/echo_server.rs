@@ -11,7 +11,8 @@
 //!   same port (`SO_REUSEPORT`), and the kernel spreads connections. With
 //!   `--accept handoff`, worker 0 accepts and deals connections round-robin
 //!   (each hand-off costs a `dup(2)`; the task's block comes back to worker
-//!   0's pool, so it allocates nothing either).
+//!   0's pool, so it allocates nothing either). Out of descriptors for the
+//!   `dup`, worker 0 serves the connection itself.
 //! * `--idle-timeout-ms MS`: a connection that makes no progress that long
 //!   (nothing received, or an echo the peer does not read) is closed.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
@@ -50,6 +51,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::process::ExitCode;
 
@@ -435,9 +437,18 @@ async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
         if next == 0 {
             return start(Incoming::Accepted(stream), serving, None);
         }
-        // Leave this reactor; the chosen worker registers it with its own.
-        match stream.into_std() {
-            Ok(stream) => start(Incoming::HandedOff(stream), serving, Some(next)),
+        // Leave this reactor (`into_std`'s `dup`, the stream kept if it
+        // fails); the chosen worker registers it with its own. Accepted
+        // with the last descriptor, it has none to be handed off with: it
+        // is served here instead of closed.
+        match stream.as_fd().try_clone_to_owned() {
+            Ok(duplicate) => {
+                drop(stream);
+                start(Incoming::HandedOff(duplicate.into()), serving, Some(next))
+            }
+            Err(e) if accept_backoff::out_of_resources(&e) => {
+                start(Incoming::Accepted(stream), serving, None)
+            }
             Err(e) => eprintln!("echo_server: hand-off failed: {e}"),
         }
     };

@@ -130,3 +130,44 @@ fn out_of_descriptors_the_restart_socket_backs_off_too() {
     successor.read_exact(&mut offer).expect("the offer");
     assert_eq!(&offer, b"cellio-listeners");
 }
+
+/// In hand-off mode (worker 0 accepts and deals connections to the other
+/// workers, a `dup(2)` each), out of descriptors no client is closed: one
+/// accepted with the last descriptor, which a hand-off cannot duplicate,
+/// is served on worker 0, and the others wait in the backlog. (The failed
+/// hand-off closed it, and the next one the same way; found by a review.)
+#[test]
+fn out_of_descriptors_a_hand_off_closes_no_client() {
+    let server = EchoServer::start(
+        &["--workers", "2", "--accept", "handoff"],
+        Some(&format!("-n {FD_LIMIT}")),
+    );
+    let mut clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| TcpStream::connect(&server.addr).expect("connect (into the backlog)"))
+        .collect();
+    for client in &mut clients {
+        client.write_all(b"ping").expect("send");
+    }
+    thread::sleep(Duration::from_millis(1500));
+    // Each one was echoed or waits; none was closed or reset.
+    let (mut echoed, mut waiting) = (0, 0);
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.set_nonblocking(true).expect("nonblocking");
+        let mut reply = [0u8; 4];
+        match client.read(&mut reply) {
+            Ok(4) => echoed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => waiting += 1,
+            other => panic!("client {i} was closed: {other:?}"),
+        }
+    }
+    assert!(
+        echoed > 0 && waiting > 0,
+        "{echoed} echoed, {waiting} waiting"
+    );
+    let failed: Vec<String> = server
+        .lines
+        .try_iter()
+        .filter(|l| l.contains("hand-off failed"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}
