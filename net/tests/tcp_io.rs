@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::pin::pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use cellio_net::{TcpIo, TcpStream};
 use cellio_reactor::CellError;
@@ -221,7 +222,7 @@ async fn last_words_then_end_of_stream(reactor_first: bool) -> io::Result<()> {
     peer.shutdown(Shutdown::Write)?;
     util::wait_read_closed(io.get_ref());
     if reactor_first {
-        cellio_runtime::sleep(std::time::Duration::from_millis(50)).await;
+        cellio_runtime::sleep(Duration::from_millis(50)).await;
     }
     let n = io.recv(&mut buf).await?;
     assert_eq!(&buf[..n], b"last words");
@@ -254,6 +255,29 @@ fn empty_buffers_complete_at_once_even_after_a_draining_receive() {
         assert_eq!(io.recv(&mut []).await?, 0);
         io.send_all(&[]).await?;
         assert_eq!(poll_fn(|cx| io.poll_send(cx, &[])).await?, 0);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A peer's urgent byte ends a receive short with data queued behind it:
+/// the short read must not park the next receive early. (It used to: that
+/// receive waited for another event; found by a review.)
+#[test]
+fn a_peers_urgent_byte_does_not_hang_the_next_receive() {
+    run(|| async {
+        let (ours, peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        assert!(util::send_around_an_urgent_byte(&peer)?);
+        // Let the reactor see the arrivals before the receives.
+        cellio_runtime::time::sleep(Duration::from_millis(50)).await;
+        let mut buf = [0u8; 64];
+        let n = io.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"abc", "a receive stops at the urgent mark");
+        let n = cellio_runtime::time::timeout(Duration::from_secs(2), io.recv(&mut buf))
+            .await
+            .expect("the bytes after the urgent one are queued: the receive must not wait")?;
+        assert_eq!(&buf[..n], b"def");
         io::Result::Ok(())
     })
     .unwrap();
@@ -329,7 +353,7 @@ fn a_reset_peer_is_an_error_not_a_hang() {
         let (ours, peer) = std_peer().await?;
         let mut io = TcpIo::new(ours);
         // SO_LINGER 0: close sends a reset.
-        socket2::SockRef::from(&peer).set_linger(Some(std::time::Duration::ZERO))?;
+        socket2::SockRef::from(&peer).set_linger(Some(Duration::ZERO))?;
         drop(peer);
         util::wait_read_closed(io.get_ref());
         let mut buf = [0u8; 16];

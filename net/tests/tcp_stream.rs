@@ -286,3 +286,27 @@ fn streams_moved_into_spawned_tasks_work() {
     })
     .unwrap();
 }
+
+/// A peer's urgent byte (`MSG_OOB`) ends a receive short with more data
+/// queued behind it: the receive after it must get that data. (It used to
+/// wait for another event: the short read was taken for a drained socket,
+/// and the next receive parked without a syscall on data already there;
+/// found by a review.)
+#[test]
+fn a_peers_urgent_byte_does_not_hang_the_next_receive() {
+    run(|| async {
+        let (ours, peer) = std_peer().await?;
+        assert!(util::send_around_an_urgent_byte(&peer)?);
+        // Let the reactor see the arrivals before the receives.
+        cellio_runtime::time::sleep(Duration::from_millis(50)).await;
+        let mut buf = [0u8; 64];
+        let n = ours.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"abc", "a receive stops at the urgent mark");
+        let n = cellio_runtime::time::timeout(Duration::from_secs(2), ours.recv(&mut buf))
+            .await
+            .expect("the bytes after the urgent one are queued: the receive must not wait")?;
+        assert_eq!(&buf[..n], b"def");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

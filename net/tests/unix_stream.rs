@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::pin::pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use cellio_net::unix::{UnixListener, UnixStream};
 use cellio_reactor::CellError;
@@ -289,6 +290,32 @@ fn a_stream_moves_to_another_worker_without_losing_bytes() {
     .unwrap();
 }
 
+/// A peer's out-of-band byte (`MSG_OOB`, Linux 5.15+) ends a receive
+/// short with data queued behind it: the receive after it must get that
+/// data. (It used to wait for another event, the short read taken for a
+/// drained socket; found by a review.)
+#[test]
+fn a_peers_out_of_band_byte_does_not_hang_the_next_receive() {
+    run(|| async {
+        let (ours, peer) = UnixStream::pair()?;
+        if !util::send_around_an_urgent_byte(&peer)? {
+            eprintln!("skipped: this kernel has no MSG_OOB on Unix streams");
+            return Ok(());
+        }
+        // Let the reactor see the arrivals before the receives.
+        cellio_runtime::time::sleep(Duration::from_millis(50)).await;
+        let mut buf = [0u8; 64];
+        let n = ours.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"abc", "a receive stops at the out-of-band byte");
+        let n = cellio_runtime::time::timeout(Duration::from_secs(2), ours.recv(&mut buf))
+            .await
+            .expect("the bytes after the out-of-band one are queued: the receive must not wait")?;
+        assert_eq!(&buf[..n], b"def");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn try_calls_do_not_wait() {
     run(|| async {
@@ -355,8 +382,8 @@ fn a_large_transfer_both_ways_at_once_is_byte_exact() {
         let (ours, peer) = std::os::unix::net::UnixStream::pair()?;
         let ours = UnixStream::from_std(ours)?;
         ours.set_send_buffer_size(16 * 1024)?;
-        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-        peer.set_write_timeout(Some(std::time::Duration::from_secs(5)))?;
+        peer.set_read_timeout(Some(Duration::from_secs(5)))?;
+        peer.set_write_timeout(Some(Duration::from_secs(5)))?;
         let mut peer_reader = peer.try_clone()?;
         let mut peer_writer = peer;
         let writer = std::thread::spawn(move || -> io::Result<()> {

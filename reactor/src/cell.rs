@@ -42,7 +42,9 @@
 //!   write). Until the next notification clears it, an operation may park
 //!   without a syscall that would only return `EAGAIN`.
 //! * **HUP** (sticky until reset): the reactor reported end-of-stream or an
-//!   error for this direction. A stream's end produces no further edge, so
+//!   error for this direction (or, for a stream's receive direction, urgent
+//!   data, at which a read stops short with more queued: the reactor
+//!   reports it the same way). A stream's end produces no further edge, so
 //!   from then on a short read never sets `EXHAUSTED`: one that leaves only
 //!   the FIN (or the RST) behind must not let the next receive park — it
 //!   must read the 0 or the error. An attempt that said `EAGAIN` still sets
@@ -271,10 +273,11 @@ impl Readiness {
         self.0 & EXHAUSTED != 0
     }
 
-    /// `true` when the reactor had reported a hang-up (end of stream or an
-    /// error) for this direction when the snapshot was taken. From then on
-    /// no further notification will come, so nothing may be concluded from
-    /// a short read: the operation must read the 0 or the error.
+    /// `true` when the reactor had reported a hang-up (end of stream, an
+    /// error, or a stream's urgent data) for this direction when the
+    /// snapshot was taken. From then on nothing may be concluded from a
+    /// short read: no further notification will come for the 0 or the
+    /// error, and a read stops short at urgent data with more queued.
     #[inline]
     pub fn is_hung_up(self) -> bool {
         self.0 & HUP != 0

@@ -7,6 +7,10 @@
 //!   and never re-armed. Readiness changes arrive as events exactly once, so
 //!   each one is recorded in the cell's readiness sequence (see
 //!   [`crate::cell`]) and cannot be lost to a racing `EAGAIN`.
+//! * Stream sockets ([`Handle::register_stream`]) also ask for urgent data
+//!   (`EPOLLPRI`, Linux), which the turn reports to the receive cell as a
+//!   hang-up: a receive stops short at it, so short reads prove nothing
+//!   from then on.
 //! * An event is delivered only if the generation in its token equals the
 //!   slot's current generation: events for a closed socket die here.
 //! * A turn never polls a task inline: [`OpCell::notify`](crate::OpCell::notify)
@@ -283,13 +287,17 @@ fn token_of(generation: u32, locator: Locator) -> Token {
 /// Dispatches an event that reports an error or a closed direction.
 ///
 /// End-of-stream and errors are final states that no later edge will report
-/// again: they switch the exhausted shortcut off (`notify_hangup`). Out of
-/// line: it happens once per connection, not once per message.
+/// again: they switch the exhausted shortcut off (`notify_hangup`). So does
+/// urgent (out-of-band) data, which only [stream
+/// registrations](Handle::register_stream) ask for: a receive stops short
+/// at it with more bytes queued behind, so from then on a short read proves
+/// nothing (it is rare, and the shortcut stays off for the socket's life).
+/// Out of line: it happens once per connection, not once per message.
 #[cold]
 #[inline(never)]
 fn final_event(slot: &Slot, event: Event) {
     let error = event.is_error();
-    if error || event.is_read_closed() {
+    if error || event.is_read_closed() || event.is_priority() {
         slot.rx.notify_hangup();
     } else if event.is_readable() {
         slot.rx.notify();
@@ -376,7 +384,7 @@ impl Handle {
     /// Fails with `ErrorKind::NotConnected` once the reactor has been
     /// dropped.
     pub fn register<S: Source + ?Sized>(&self, source: &mut S) -> io::Result<Registration> {
-        self.register_with(source, true)
+        self.register_with(source, true, false)
     }
 
     /// Like [`register`](Self::register), but for reading only, until the
@@ -388,24 +396,41 @@ impl Handle {
         &self,
         source: &mut S,
     ) -> io::Result<Registration> {
-        self.register_with(source, false)
+        self.register_with(source, false, false)
+    }
+
+    /// Registers a stream socket (TCP, Unix stream): like
+    /// [`register`](Self::register) when `writable`, else like
+    /// [`register_readable`](Self::register_readable), and on Linux also
+    /// for urgent data (`EPOLLPRI`: TCP's urgent byte, a Unix stream's
+    /// out-of-band one).
+    ///
+    /// A receive stops short at such a byte with more data queued behind
+    /// it, so a short read no longer proves the socket drained: the reactor
+    /// reports urgent data like a hang-up of the receive direction
+    /// ([`OpCell::notify_hangup`]), which turns the exhausted shortcut off
+    /// for good. Other sockets do not ask: on a device (an `AsyncFd`)
+    /// `EPOLLPRI` means something else.
+    pub fn register_stream<S: Source + ?Sized>(
+        &self,
+        source: &mut S,
+        writable: bool,
+    ) -> io::Result<Registration> {
+        self.register_with(source, writable, true)
     }
 
     fn register_with<S: Source + ?Sized>(
         &self,
         source: &mut S,
         writable: bool,
+        stream: bool,
     ) -> io::Result<Registration> {
         if self.shared.shut_down.load(Ordering::Acquire) {
             return Err(io::Error::from(crate::CellError::Closed));
         }
         let (index, locator, generation, slot) = self.shared.table.insert()?;
         let token = token_of(generation, locator);
-        let interest = if writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
+        let interest = interest(writable, stream);
         if let Err(e) = self.shared.registry.register(source, token, interest) {
             self.shared.table.remove(index);
             tracing::debug!(error = %e, "registration failed");
@@ -426,6 +451,7 @@ impl Handle {
             shared: self.shared.clone(),
             index: index as u32,
             writable: AtomicBool::new(writable),
+            stream,
         })
     }
 
@@ -433,6 +459,23 @@ impl Handle {
     pub fn registrations(&self) -> usize {
         self.shared.table.len()
     }
+}
+
+/// The poller interest of a registration: readable, writable if asked, and
+/// on Linux urgent data for a stream (see [`Handle::register_stream`]).
+fn interest(writable: bool, stream: bool) -> Interest {
+    let interest = if writable {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::READABLE
+    };
+    #[cfg(target_os = "linux")]
+    if stream {
+        return interest | Interest::PRIORITY;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+    interest
 }
 
 /// Restores the previous current reactor when dropped. See [`Handle::enter`].
@@ -471,6 +514,9 @@ pub struct Registration {
     /// The source is registered for writing too (see
     /// [`Handle::register_readable`]). Only ever goes from `false` to `true`.
     writable: AtomicBool,
+    /// Registered as a stream, with urgent data (see
+    /// [`Handle::register_stream`]); kept when write interest is armed.
+    stream: bool,
 }
 
 /// How one direction's operations completed: on their first attempt
@@ -590,7 +636,7 @@ impl Registration {
         let token = token_of(generation, locator(self.index as usize));
         self.shared
             .registry
-            .reregister(source, token, Interest::READABLE | Interest::WRITABLE)?;
+            .reregister(source, token, interest(true, self.stream))?;
         // Two sends racing here both reregister, which is harmless.
         self.writable.store(true, Ordering::Release);
         tracing::trace!(index = self.index, "write interest armed");

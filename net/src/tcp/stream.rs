@@ -105,7 +105,7 @@ impl TcpStream {
         handle: &Handle,
     ) -> io::Result<TcpStream> {
         // Connecting waits for writability: write interest from the start.
-        let registration = handle.register(&mut io)?;
+        let registration = handle.register_stream(&mut io, true)?;
         let stream = Self { io, registration };
         wait_connected(&stream).await?;
         Ok(stream)
@@ -115,7 +115,7 @@ impl TcpStream {
     /// has to wait (see [`arm_writable`](Self::arm_writable)).
     pub(crate) fn register(mut io: mio::net::TcpStream, handle: &Handle) -> io::Result<Self> {
         crate::sys::no_sigpipe(&io)?;
-        let registration = handle.register_readable(&mut io)?;
+        let registration = handle.register_stream(&mut io, false)?;
         Ok(Self { io, registration })
     }
 

@@ -84,7 +84,7 @@ impl UnixStream {
         let mut io = mio::net::UnixStream::connect_addr(addr).map_err(explain_connect_error)?;
         // A connect that has to wait (where the platform lets it) waits for
         // writability: write interest from the start.
-        let registration = handle.register(&mut io)?;
+        let registration = handle.register_stream(&mut io, true)?;
         let stream = Self { io, registration };
         wait_connected(&stream).await?;
         Ok(stream)
@@ -104,7 +104,7 @@ impl UnixStream {
     /// has to wait (`arm_writable`).
     pub(crate) fn register(mut io: mio::net::UnixStream, handle: &Handle) -> io::Result<Self> {
         crate::sys::no_sigpipe(&io)?;
-        let registration = handle.register_readable(&mut io)?;
+        let registration = handle.register_stream(&mut io, false)?;
         Ok(Self { io, registration })
     }
 

@@ -388,6 +388,28 @@ pub fn drain_checking_from(peer: &mut std::net::TcpStream, from: usize) -> io::R
     }
 }
 
+/// Has `peer` send `"abc"`, then `"X"` as urgent (TCP) or out-of-band
+/// (Unix stream) data, then `"def"`. A receive stops short at the urgent
+/// byte: the first one gets `"abc"` although `"def"` is queued behind it.
+///
+/// `Ok(false)` when the socket refuses `MSG_OOB` (a Unix stream on a kernel
+/// built without `CONFIG_AF_UNIX_OOB`): nothing was sent.
+pub fn send_around_an_urgent_byte(peer: &impl std::os::fd::AsRawFd) -> io::Result<bool> {
+    for (bytes, flags) in [(&b"abc"[..], 0), (b"X", libc::MSG_OOB), (b"def", 0)] {
+        // SAFETY: `bytes` is valid for reads of its length.
+        let n = unsafe { libc::send(peer.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), flags) };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            if flags != 0 && error.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                return Ok(false);
+            }
+            return Err(error);
+        }
+        assert_eq!(n as usize, bytes.len(), "a short send of {bytes:?}");
+    }
+    Ok(true)
+}
+
 /// Sets `SIGPIPE` back to its default action (terminate). Rust programs
 /// ignore it by default, which would hide a write that raises it.
 pub fn default_sigpipe() {
