@@ -117,6 +117,21 @@ impl OpState {
         self.done
     }
 
+    /// The result of an operation with nothing to move (an empty buffer):
+    /// `Ok(0)` at once, without the cell. The cell cannot answer for it: an
+    /// exhausted one parks it, and so does the syscall's `EAGAIN` (Linux
+    /// says `EAGAIN` to an empty read of an empty socket), until data
+    /// comes that it would not even take.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn nothing_to_move(&mut self) -> Poll<io::Result<usize>> {
+        if self.done {
+            return consumed();
+        }
+        self.done = true;
+        Poll::Ready(Ok(0))
+    }
+
     /// Drives the operation. With `waker: None` it never parks: it returns
     /// `Pending` where it would have slept (the `try_complete` fast path).
     ///

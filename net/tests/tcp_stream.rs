@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use cellio_net::{TcpListener, TcpStream};
-use util::{cellio_pair, join2, pattern, run, spawn_echo_server, std_peer};
+use util::{cellio_pair, fill_send_buffer, join2, pattern, run, spawn_echo_server, std_peer};
 
 #[test]
 fn connect_and_round_trip_through_an_echo_server() {
@@ -306,6 +306,72 @@ fn a_peers_urgent_byte_does_not_hang_the_next_receive() {
             .await
             .expect("the bytes after the urgent one are queued: the receive must not wait")?;
         assert_eq!(&buf[..n], b"def");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A receive or peek into an empty buffer completes with 0 at once, as
+/// `recv` documents: on an idle socket, and after a short read marked the
+/// socket drained. (Both used to wait for data: the drained mark parked
+/// them, and on an idle socket the kernel answers an empty read with
+/// `EAGAIN`; found by a review.)
+#[test]
+fn a_receive_into_an_empty_buffer_returns_zero_at_once() {
+    run(|| async {
+        let (client, server) = cellio_pair().await?;
+        let wait = Duration::from_secs(2);
+        let idle = cellio_runtime::time::timeout(wait, server.recv(&mut [])).await;
+        assert!(
+            matches!(idle, Ok(Ok(0))),
+            "recv(&mut []) on an idle socket: {idle:?}"
+        );
+        client.send_all(b"hello").await?;
+        let mut buf = [0u8; 64];
+        assert_eq!(server.recv(&mut buf).await?, 5); // short: drained
+        let drained = cellio_runtime::time::timeout(wait, server.recv(&mut [])).await;
+        assert!(
+            matches!(drained, Ok(Ok(0))),
+            "recv(&mut []) once drained: {drained:?}"
+        );
+        let peeked = cellio_runtime::time::timeout(wait, server.peek(&mut [])).await;
+        assert!(
+            matches!(peeked, Ok(Ok(0))),
+            "peek(&mut []) once drained: {peeked:?}"
+        );
+        // The receive after them gets what comes next.
+        client.send_all(b"more").await?;
+        let n = server.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"more");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A send of nothing (an empty buffer, empty slices, a file range of 0
+/// bytes) completes with 0 at once, even when the send buffer was found
+/// full. (It used to wait for the peer to make room; found by a review.)
+#[test]
+fn a_send_of_nothing_returns_zero_at_once_on_a_full_socket() {
+    run(|| async {
+        let (client, _server) = cellio_pair().await?;
+        fill_send_buffer(&client);
+        // Let late ACKs land (each a writable event), then find the socket
+        // full again: that WouldBlock marks the send cell.
+        std::thread::sleep(Duration::from_millis(100));
+        fill_send_buffer(&client);
+        let wait = Duration::from_secs(2);
+        let sent = cellio_runtime::time::timeout(wait, client.send(&[])).await;
+        assert!(matches!(sent, Ok(Ok(0))), "send(&[]): {sent:?}");
+        let slices = [io::IoSlice::new(&[]), io::IoSlice::new(&[])];
+        let sent = cellio_runtime::time::timeout(wait, client.send_vectored(&slices)).await;
+        assert!(
+            matches!(sent, Ok(Ok(0))),
+            "send_vectored of empty slices: {sent:?}"
+        );
+        let file = std::fs::File::open("/proc/self/exe")?;
+        let sent = cellio_runtime::time::timeout(wait, client.send_file(&file, 0, 0)).await;
+        assert!(matches!(sent, Ok(Ok(0))), "send_file of 0 bytes: {sent:?}");
         io::Result::Ok(())
     })
     .unwrap();

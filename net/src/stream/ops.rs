@@ -160,6 +160,9 @@ impl<'a, S: StreamSocket, const PEEK: bool> Recv<'a, S, PEEK> {
 
     #[inline(always)]
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
+        if self.buf.is_empty() {
+            return self.op.nothing_to_move();
+        }
         let (stream, buf) = (self.stream, &mut *self.buf);
         self.op.poll(Side::rx(stream.registration()), waker, || {
             if PEEK {
@@ -247,6 +250,9 @@ impl<'a, S: StreamSocket, B: ?Sized + Outgoing> Send<'a, S, B> {
     }
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
+        if self.buf.is_empty() {
+            return self.op.nothing_to_move();
+        }
         let (stream, buf) = (self.stream, self.buf);
         self.op.poll(Side::tx(stream.registration()), waker, || {
             buf.attempt(stream)
@@ -296,6 +302,9 @@ impl<'a, S: StreamSocket> SendFile<'a, S> {
     }
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
+        if self.len == 0 {
+            return self.op.nothing_to_move();
+        }
         let (stream, file, offset, len) = (self.stream, self.file, self.offset, self.len);
         self.op.poll(Side::tx(stream.registration()), waker, || {
             send_file_attempt(stream, file, offset, len)

@@ -178,7 +178,8 @@ impl TcpStream {
         Recv::new(self, buf)
     }
 
-    /// Sends some of `buf`, returning how many bytes the kernel took.
+    /// Sends some of `buf`, returning how many bytes the kernel took (0 at
+    /// once for an empty `buf`).
     ///
     /// # Notes
     ///
@@ -201,8 +202,9 @@ impl TcpStream {
     /// Sends from several buffers at once, in order, in one `sendmsg`
     /// (a header and a body without copying them together); resolves to
     /// the bytes the kernel took, which may end part-way through any
-    /// slice. At most 1024 slices go in one call (`IOV_MAX`); the count
-    /// says how far it got. Cancel-safe, like [`send`](Self::send).
+    /// slice (0 at once if every slice is empty). At most 1024 slices go in
+    /// one call (`IOV_MAX`); the count says how far it got. Cancel-safe,
+    /// like [`send`](Self::send).
     ///
     /// ```no_run
     /// use std::io::IoSlice;
@@ -244,8 +246,9 @@ impl TcpStream {
     /// Copies what has arrived into `buf` without taking it: the next
     /// receive gets the same bytes (`MSG_PEEK`). Waits, like
     /// [`recv`](Self::recv), until something has arrived; 0 at end of
-    /// stream. For looking at a connection's first bytes before deciding
-    /// how to serve it (which protocol, TLS or not). Cancel-safe.
+    /// stream (and at once for an empty `buf`). For looking at a
+    /// connection's first bytes before deciding how to serve it (which
+    /// protocol, TLS or not). Cancel-safe.
     ///
     /// ```no_run
     /// # async fn f(stream: &cellio_net::TcpStream) -> std::io::Result<()> {

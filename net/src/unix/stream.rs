@@ -133,9 +133,9 @@ impl UnixStream {
         Recv::new(self, buf)
     }
 
-    /// Sends some of `buf`, returning how many bytes the kernel took. Never
-    /// raises `SIGPIPE`: a send to a closed peer fails with `BrokenPipe`.
-    /// Cancel-safe.
+    /// Sends some of `buf`, returning how many bytes the kernel took (0 at
+    /// once for an empty `buf`). Never raises `SIGPIPE`: a send to a closed
+    /// peer fails with `BrokenPipe`. Cancel-safe.
     pub fn send<'a>(&'a self, buf: &'a [u8]) -> Send<'a> {
         Send::new(self, buf)
     }
@@ -187,8 +187,9 @@ impl UnixStream {
     /// Copies what has arrived into `buf` without taking it: the next
     /// receive gets the same bytes (`MSG_PEEK`). Waits, like
     /// [`recv`](Self::recv), until something has arrived; 0 at end of
-    /// stream. For looking at a connection's first bytes before deciding
-    /// how to serve it (which protocol, TLS or not). Cancel-safe.
+    /// stream (and at once for an empty `buf`). For looking at a
+    /// connection's first bytes before deciding how to serve it (which
+    /// protocol, TLS or not). Cancel-safe.
     ///
     /// ```no_run
     /// # async fn f(stream: &cellio_net::unix::UnixStream) -> std::io::Result<()> {
