@@ -10,7 +10,15 @@
 //!   freed (when `registration` drops), so the reactor never sees an event
 //!   for a slot that a newer socket could already hold.
 //! * `Drop` deregisters first; a failure there is only logged (the
-//!   descriptor closes right after, which removes it from epoll anyway).
+//!   descriptor closes right after, which removes it from epoll unless a
+//!   duplicate keeps its open file alive; either way the freed slot's new
+//!   generation turns away any event still reported for it).
+//! * `into_io` (for `into_std`) hands over the descriptor itself, never a
+//!   `dup`: at the descriptor limit a `dup` fails, and the socket, already
+//!   consumed, would close with it. It deregisters (a failure only logged,
+//!   as in `Drop`), frees the slot and returns `io` without closing it.
+//!   Any other field of the socket type must need no drop (it is not
+//!   dropped).
 
 /// Implements `Drop`, `AsRawFd` and `AsFd` for a socket type whose fields
 /// are `io` and `registration` (see the module docs).
@@ -38,4 +46,35 @@ macro_rules! registered_socket {
     };
 }
 
+/// [`registered_socket!`] plus `into_io`, for a socket type that can leave
+/// its reactor (`into_std`): `$io` is the type of its `io` field.
+macro_rules! registered_socket_with_into_io {
+    ($type:ty, $io:ty) => {
+        crate::registered::registered_socket!($type);
+
+        impl $type {
+            /// Leaves the reactor and returns the socket itself, descriptor
+            /// and all: deregistered, its slot freed, nothing closed and
+            /// no descriptor needed (see the module docs).
+            fn into_io(self) -> $io {
+                let mut this = std::mem::ManuallyDrop::new(self);
+                let this: &mut Self = &mut this;
+                if let Err(e) = this.registration.deregister(&mut this.io) {
+                    tracing::debug!(error = %e, "deregister failed");
+                }
+                // SAFETY: `this` is never dropped (`ManuallyDrop`) nor used
+                // again after these reads, so `io` and `registration` are
+                // each moved out exactly once: `registration` is dropped
+                // here (freeing the slot), `io` returned. The type's other
+                // fields need no drop (module invariant).
+                unsafe {
+                    drop(std::ptr::read(&this.registration));
+                    std::ptr::read(&this.io)
+                }
+            }
+        }
+    };
+}
+
 pub(crate) use registered_socket;
+pub(crate) use registered_socket_with_into_io;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use cellio_reactor::{Handle, Registration};
@@ -135,8 +135,9 @@ impl TcpStream {
     ///
     /// # Notes
     ///
-    /// Costs one `dup(2)`: the stream is deregistered and its descriptor
-    /// closed, and the duplicate (non-blocking still) is returned.
+    /// The stream is deregistered and its own descriptor (non-blocking
+    /// still) is returned: no `dup(2)`, so it works at the descriptor limit
+    /// too. It does not fail; the `Result` is kept for compatibility.
     ///
     /// ```no_run
     /// # async fn f(stream: cellio_net::TcpStream) -> std::io::Result<()> {
@@ -150,9 +151,7 @@ impl TcpStream {
     /// # Ok(()) }
     /// ```
     pub fn into_std(self) -> io::Result<std::net::TcpStream> {
-        let duplicate = socket2::SockRef::from(&self.io).try_clone()?;
-        drop(self);
-        Ok(duplicate.into())
+        Ok(std::net::TcpStream::from(OwnedFd::from(self.into_io())))
     }
 
     /// Receives into `buf`, returning how many bytes arrived; `0` means the
@@ -388,7 +387,7 @@ impl sealed::Sealed for TcpStream {
     }
 }
 
-crate::registered::registered_socket!(TcpStream);
+crate::registered::registered_socket_with_into_io!(TcpStream, mio::net::TcpStream);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cellio_reactor::{Handle, Registration};
@@ -200,16 +200,14 @@ impl UdpSocket {
 
     /// Turns this socket back into a `std` socket (still non-blocking),
     /// leaving this reactor: to hand it to another worker, which wraps it
-    /// again with [`from_std`](Self::from_std). Costs one `dup(2)`, as
-    /// [`TcpStream::into_std`](crate::TcpStream::into_std) does.
+    /// again with [`from_std`](Self::from_std). Its own descriptor, no
+    /// `dup(2)`, as [`TcpStream::into_std`](crate::TcpStream::into_std).
     ///
     /// A socket with [receive offload](Self::enable_receive_offload) keeps
     /// `UDP_GRO`: `std`'s receives would return merged datagrams as one;
     /// `from_std` sees it and receives with `recv_many` only again.
     pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
-        let duplicate = socket2::SockRef::from(&self.io).try_clone()?;
-        drop(self);
-        Ok(duplicate.into())
+        Ok(std::net::UdpSocket::from(OwnedFd::from(self.into_io())))
     }
 
     /// Sets the socket's default peer to the first address of `addr` that
@@ -477,7 +475,7 @@ pub struct BindOptions {
     pub reuse_port: bool,
 }
 
-crate::registered::registered_socket!(UdpSocket);
+crate::registered::registered_socket_with_into_io!(UdpSocket, mio::net::UdpSocket);
 
 impl fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -124,12 +124,13 @@ impl UnixDatagram {
     }
 
     /// Leaves this reactor: the socket as a `std` socket (non-blocking
-    /// still), for another worker's [`from_std`](Self::from_std). Costs one
-    /// `dup(2)`.
+    /// still), for another worker's [`from_std`](Self::from_std). Its own
+    /// descriptor, no `dup(2)`, as
+    /// [`TcpStream::into_std`](crate::TcpStream::into_std).
     pub fn into_std(self) -> io::Result<std::os::unix::net::UnixDatagram> {
-        let duplicate = socket2::SockRef::from(&self.io).try_clone()?;
-        drop(self);
-        Ok(duplicate.into())
+        Ok(std::os::unix::net::UnixDatagram::from(OwnedFd::from(
+            self.into_io(),
+        )))
     }
 
     /// Sets the default peer: [`send`](Self::send) goes to it, and only its
@@ -450,7 +451,7 @@ impl sealed::Sealed for UnixDatagram {
     }
 }
 
-crate::registered::registered_socket!(UnixDatagram);
+crate::registered::registered_socket_with_into_io!(UnixDatagram, mio::net::UnixDatagram);
 
 impl fmt::Debug for UnixDatagram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 
@@ -118,12 +118,13 @@ impl UnixStream {
     }
 
     /// Leaves this reactor: the stream as a `std` stream (non-blocking
-    /// still), for another worker's [`from_std`](Self::from_std). Costs one
-    /// `dup(2)`, as [`TcpStream::into_std`](crate::TcpStream::into_std).
+    /// still), for another worker's [`from_std`](Self::from_std). Its own
+    /// descriptor, no `dup(2)`, as
+    /// [`TcpStream::into_std`](crate::TcpStream::into_std).
     pub fn into_std(self) -> io::Result<std::os::unix::net::UnixStream> {
-        let duplicate = socket2::SockRef::from(&self.io).try_clone()?;
-        drop(self);
-        Ok(duplicate.into())
+        Ok(std::os::unix::net::UnixStream::from(OwnedFd::from(
+            self.into_io(),
+        )))
     }
 
     /// Receives into `buf`, returning how many bytes arrived; `0` means the
@@ -377,7 +378,7 @@ impl sealed::Sealed for UnixStream {
     }
 }
 
-crate::registered::registered_socket!(UnixStream);
+crate::registered::registered_socket_with_into_io!(UnixStream, mio::net::UnixStream);
 
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
