@@ -161,8 +161,16 @@ impl OpState {
                 // A holder polled again while it is still parked with this
                 // task's waker and nothing has arrived (its task was woken
                 // for something else): it keeps sleeping, with no syscall
-                // and no budget spent.
-                if waker.is_some_and(|waker| cell.still_parked(token, waker)) {
+                // and no budget spent. Without a waker (`try_complete`),
+                // parked with any waker: taking the cell back would unpark
+                // the waker its last poll left, and the next notification
+                // would wake nobody; nothing has arrived, so there is
+                // nothing to try either.
+                let parked = match waker {
+                    Some(waker) => cell.still_parked(token, waker),
+                    None => cell.is_parked(token),
+                };
+                if parked {
                     return Poll::Pending;
                 }
                 cell.observe_reserved(token)

@@ -6,7 +6,12 @@
 
 mod util;
 
+use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use cellio_net::OpStats;
@@ -171,6 +176,58 @@ fn try_complete_is_none_when_empty_and_the_future_still_awaits_later_data() {
         );
         // try_complete never reserved the cell: the next operation is free.
         ours.send_all(b"x").await?;
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// `try_complete` on a receive that already parked leaves it parked: the
+/// data that arrives next wakes the waker the receive parked with. (It
+/// used to take the cell back from that waker and leave it so: the data's
+/// notification woke nobody, and only the timeout's timer woke the task;
+/// found by a review.)
+#[test]
+fn try_complete_after_a_park_keeps_the_task_waiting_for_the_data() {
+    /// Records a wake before passing it on to the task.
+    struct Recording(AtomicBool, Waker);
+    impl Wake for Recording {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+            self.1.wake_by_ref();
+        }
+    }
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut buf = [0u8; 32];
+        let mut op = pin!(ours.recv(&mut buf));
+        let mut recording: Option<Arc<Recording>> = None;
+        let got = cellio_runtime::time::timeout(
+            Duration::from_secs(2),
+            poll_fn(|cx| {
+                let first = recording.is_none();
+                let recording = recording
+                    .get_or_insert_with(|| {
+                        Arc::new(Recording(AtomicBool::new(false), cx.waker().clone()))
+                    })
+                    .clone();
+                let waker = Waker::from(recording);
+                let polled = op.as_mut().poll(&mut Context::from_waker(&waker));
+                if first {
+                    // Parked, with the recording waker in the cell.
+                    assert!(polled.is_pending());
+                    assert!(op.try_complete().is_none(), "nothing was sent yet");
+                    // The data comes after: its notification must wake it.
+                    peer.write_all(b"wake up").unwrap();
+                }
+                polled
+            }),
+        )
+        .await;
+        let woken = recording.is_some_and(|r| r.0.load(Ordering::SeqCst));
+        assert!(
+            woken && matches!(got, Ok(Ok(7))),
+            "not woken by the data (woken: {woken}): {got:?}"
+        );
         io::Result::Ok(())
     })
     .unwrap();

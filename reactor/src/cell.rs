@@ -1180,6 +1180,38 @@ impl OpCell {
         word & (GEN_MASK | PHASE_MASK) == token.bits() | PARKED && self.waker.holds(waker)
     }
 
+    /// `true` while the holder of `token` is parked (with whatever waker):
+    /// no notification has come since it parked. One load; unlike
+    /// [`observe_reserved`](Self::observe_reserved) it takes nothing back,
+    /// so a check that must not park (`try_complete`) leaves the parked
+    /// waker to be woken.
+    ///
+    /// ```
+    /// use cellio_reactor::{OpCell, Park};
+    /// use std::sync::Arc;
+    /// use std::task::{Wake, Waker};
+    ///
+    /// struct Task;
+    /// impl Wake for Task {
+    ///     fn wake(self: Arc<Self>) {}
+    /// }
+    ///
+    /// let waker = Waker::from(Arc::new(Task));
+    /// let cell = OpCell::new();
+    /// let token = cell.reserve().unwrap();
+    /// assert!(!cell.is_parked(token)); // reserved, not parked
+    /// let seen = cell.observe_reserved(token).unwrap();
+    /// assert_eq!(cell.park(token, seen, &waker).unwrap(), Park::Parked);
+    /// assert!(cell.is_parked(token));
+    /// cell.notify();
+    /// assert!(!cell.is_parked(token)); // woken
+    /// ```
+    #[inline]
+    pub fn is_parked(&self, token: Token) -> bool {
+        let word = self.word.load(Ordering::Acquire);
+        word & (GEN_MASK | PHASE_MASK) == token.bits() | PARKED
+    }
+
     /// Reads the readiness without changing anything — unlike
     /// [`observe_reserved`](Self::observe_reserved), it does not take a
     /// parked holder's waker back, so a parked operation stays parked.
