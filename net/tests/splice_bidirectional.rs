@@ -8,7 +8,7 @@
 
 mod util;
 
-use std::io;
+use std::io::{self, Write};
 
 use cellio_net::unix::UnixStream;
 use cellio_net::{splice_bidirectional, splice_bidirectional_auto, TcpStream};
@@ -144,4 +144,50 @@ fn auto_splices_large_reads_and_copies_small_ones() {
 #[test]
 fn auto_passes_every_byte_of_mixed_sizes_both_ways() {
     run(|| proxying::echoes_every_byte(auto, &[64, 3, 1 << 20, 100, 70_000, 5])).unwrap();
+}
+
+/// A client's urgent byte (`MSG_OOB`) does not stall a spliced proxy: the
+/// bytes after it, and those sent later, reach the server (the urgent byte
+/// itself is dropped, as a copying proxy's `recv` drops it). (`splice(2)`
+/// from TCP stops at the urgent mark and says `EAGAIN` there for good: the
+/// direction used to stall for ever, however much the client sent after
+/// it; found by a review.)
+#[test]
+fn a_clients_urgent_byte_does_not_stall_the_splice() {
+    use std::io::Read;
+    run(|| async {
+        let (proxy_in, client) = util::std_peer().await?;
+        let (proxy_out, mut server) = util::std_peer().await?;
+        let _proxy = cellio_runtime::spawn_local(async move {
+            splice_bidirectional(&proxy_in, &proxy_out).await
+        });
+        assert!(util::send_around_an_urgent_byte(&client)?);
+        cellio_runtime::time::sleep(std::time::Duration::from_millis(50)).await;
+        (&client).write_all(b"ghi")?; // a new arrival, after the mark
+        let reader = std::thread::spawn(move || {
+            server
+                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            while got.len() < 9 {
+                match server.read(&mut buf) {
+                    Ok(0) | Err(_) => break, // the end, or 2 s without a byte
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            got
+        });
+        while !reader.is_finished() {
+            cellio_runtime::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let got = reader.join().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "abcdefghi",
+            "what reached the server"
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
 }

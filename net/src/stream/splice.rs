@@ -17,7 +17,10 @@
 //!   known without asking. Nothing is read while it is not empty, so an
 //!   `EAGAIN` from the splice in means the source is drained (the pipe has
 //!   room), and one from the splice out means the destination is full (the
-//!   pipe has bytes): each waits on the right cell.
+//!   pipe has bytes): each waits on the right cell. Except at TCP's urgent
+//!   mark, where a splice in says `EAGAIN` for good: once the reactor has
+//!   reported urgent data, an `EAGAIN` asks `SIOCATMARK`, and at the mark
+//!   one `recv` steps over it (`past_urgent_mark`).
 //! * A direction has at most one read in flight (a receive or a splice in,
 //!   on the source's receive cell) and one write (a send or a splice out,
 //!   on the destination's send cell), never both at once; the two
@@ -86,6 +89,57 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     } else {
         Ok(moved as usize)
     }
+}
+
+/// `SIOCATMARK` (not in `libc`): whether a socket's next byte is TCP's
+/// urgent mark. `asm-generic/sockios.h`; MIPS has `_IOR('s', 7, int)`.
+#[cfg(not(any(target_arch = "mips", target_arch = "mips64")))]
+const SIOCATMARK: u32 = 0x8905;
+#[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+const SIOCATMARK: u32 = 0x4004_7307;
+
+/// A splice in that said `EAGAIN`: does the source really have nothing?
+///
+/// Not at TCP's urgent mark: `splice(2)` from TCP (`tcp_read_sock`) stops
+/// before the urgent byte and never passes it, so at the mark it says
+/// `EAGAIN` for good, however much arrives behind it. Only `recv` steps
+/// over the mark: one `recv` into `scratch`, written into the direction's
+/// pipe (empty: invariants), moves the bytes after it as a splice would
+/// have (the urgent byte itself is dropped, as a `recv` drops it for
+/// `copy_bidirectional`).
+///
+/// Only after the reactor reported urgent data (`HUP` in the receive cell,
+/// which a stream's urgent data sets) does it cost the `ioctl`: an `EAGAIN`
+/// otherwise costs one load more.
+#[cold]
+#[inline(never)]
+fn past_urgent_mark<S: StreamSocket>(
+    source: &S,
+    pipe_write: RawFd,
+    would_block: io::Error,
+) -> io::Result<usize> {
+    if !source.registration().rx().peek().is_hung_up() {
+        return Err(would_block);
+    }
+    let from = source.as_raw_fd();
+    let mut at_mark: libc::c_int = 0;
+    // SAFETY: `SIOCATMARK` writes one `c_int` through the pointer, which
+    // points at one; on a socket without urgent data (a Unix stream) it
+    // fails, which means "not at a mark".
+    if unsafe { libc::ioctl(from, SIOCATMARK as _, &mut at_mark) } != 0 || at_mark == 0 {
+        return Err(would_block);
+    }
+    let mut scratch = [0u8; 4096];
+    // EAGAIN here (only the urgent byte was queued, and the recv dropped
+    // it): nothing after the mark yet, and the next arrival is an event.
+    let n = crate::sys::recv(from, &mut scratch[..])?;
+    // SAFETY: `scratch[..n]` is initialized memory the write only reads.
+    let written = unsafe { libc::write(pipe_write, scratch.as_ptr().cast(), n) };
+    // The pipe is empty and `n` is at most `PIPE_BUF`: all or an error.
+    if written != n as isize {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n)
 }
 
 /// Where one direction is.
@@ -256,7 +310,15 @@ impl<B: AsMut<[u8]>> Direction<B> {
             let spliced = ready!(self.reading.poll(
                 Side::rx(source.registration()),
                 waker,
-                || -> Attempt<usize> { splice(from, pipe_write, CHUNK).map(|n| (n, false)) },
+                || -> Attempt<usize> {
+                    match splice(from, pipe_write, CHUNK) {
+                        Ok(n) => Ok((n, false)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            past_urgent_mark(source, pipe_write, e).map(|n| (n, false))
+                        }
+                        Err(e) => Err(e),
+                    }
+                },
             ));
             self.reading = OpState::new();
             match spliced? {
