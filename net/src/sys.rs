@@ -19,7 +19,11 @@
 //! Sends always pass `MSG_NOSIGNAL` where it exists; Apple's systems lack
 //! it, and there every stream socket has `SO_NOSIGPIPE` instead (mio and
 //! socket2 set it on the sockets they create; [`no_sigpipe`] on the others,
-//! accepted ones included), so a reset peer never raises `SIGPIPE`.
+//! accepted ones included), so a reset peer never raises `SIGPIPE`. Linux's
+//! `sendfile(2)` ([`send_file`]) and `splice(2)` take no such flag: a call
+//! that fails with `EPIPE` also raises `SIGPIPE` (documented on `send_file`
+//! and `splice_bidirectional`; blocking it around each call would cost two
+//! `rt_sigprocmask` calls, see the guide, "Errors you can get").
 //!
 //! A datagram receive reports whether the datagram was longer than the
 //! buffer (the kernel discarded the rest). On Linux that is `recvfrom` with

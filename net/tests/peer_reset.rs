@@ -1,6 +1,7 @@
 //! A peer that resets the connection: operations fail (or see end of
-//! stream) instead of hanging, writes never raise `SIGPIPE`, and the
-//! runtime keeps serving other connections.
+//! stream) instead of hanging, writes never raise `SIGPIPE` (`send_file`
+//! and the splices can: see their docs), and the runtime keeps serving
+//! other connections.
 //!
 //! Every test first restores `SIGPIPE`'s default action (terminate): Rust
 //! binaries ignore it, which would hide a write that raises it. If any

@@ -95,13 +95,21 @@ macro_rules! send_file_methods {
     () => {
         /// Sends up to `len` bytes of `file`, from byte `offset` of it, and
         /// returns how many went (0 when `offset` is at or past the file's
-        /// end; at once when `len` is 0); like [`send`](Self::send), it may send
-        /// fewer than asked. On Linux this is `sendfile(2)`: the kernel
-        /// copies from the page cache to the socket and the bytes never
-        /// pass through user space (elsewhere a positioned read into a 16
-        /// KiB buffer, then a send). The file's own position is not used or
-        /// moved. Waits while the socket's send buffer is full; cancel-safe
-        /// (a dropped call has sent nothing).
+        /// end; at once when `len` is 0); like [`send`](Self::send), it may
+        /// send fewer than asked. On Linux this is `sendfile(2)`: the
+        /// kernel copies from the page cache to the socket and the bytes
+        /// never pass through user space (elsewhere a positioned read into
+        /// a 16 KiB buffer, then a send). The file's own position is not
+        /// used or moved. Waits while the socket's send buffer is full;
+        /// cancel-safe (a dropped call has sent nothing).
+        ///
+        /// Unlike `send`, on Linux it can raise `SIGPIPE`: `sendfile(2)`
+        /// takes no `MSG_NOSIGNAL`, so when it fails with `BrokenPipe` (the
+        /// connection can no longer send: reset, or shut down for writing;
+        /// a Unix stream's peer closed) the kernel also sends `SIGPIPE` to
+        /// the calling thread. Rust programs ignore it; one that restores
+        /// its default action is ended by it (the guide, "Errors you can
+        /// get").
         ///
         /// Reading a file can block the thread (a cold page cache, a slow
         /// disk): for files that may not be cached, prefer

@@ -409,6 +409,13 @@ impl<B> Direction<B> {
 /// Not cancel-safe: bytes already in a pipe when the future is dropped are
 /// lost.
 ///
+/// Unlike a `send`, a splice into a stream can raise `SIGPIPE`: `splice(2)`
+/// takes no `MSG_NOSIGNAL`, so when one fails with `BrokenPipe` (the
+/// destination can no longer send: reset, or shut down for writing; a Unix
+/// stream's peer closed) the kernel also sends `SIGPIPE` to the calling
+/// thread. Rust programs ignore it; one that restores its default action
+/// is ended by it (the guide, "Errors you can get").
+///
 /// # Examples
 ///
 /// ```no_run
@@ -446,7 +453,9 @@ pub fn splice_bidirectional<'a, A: StreamSocket, B: StreamSocket>(
 /// it keeps the copy's cost on small messages and the splice's on large
 /// ones (docs/benchmarks.md, "Proxying"). Linux only.
 ///
-/// A direction that never reads a full buffer never makes its pipe.
+/// A direction that never reads a full buffer never makes its pipe. While
+/// a direction splices, a failed write can raise `SIGPIPE`, as with
+/// [`splice_bidirectional`] (its copies never do).
 ///
 /// # Examples
 ///
