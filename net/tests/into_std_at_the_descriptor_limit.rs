@@ -2,7 +2,9 @@
 //! descriptor, so leaving the reactor needs no free one.
 //!
 //! Its own binary: it lowers the process's descriptor limit, which would
-//! fail any test running beside it.
+//! fail any test running beside it. Linux: it finds the open descriptors
+//! in `/proc/self/fd`.
+#![cfg(any(target_os = "linux", target_os = "android"))]
 
 mod util;
 
@@ -37,7 +39,14 @@ fn set_nofile(limit: libc::rlimit) {
 fn with_no_descriptor_left<T>(f: impl FnOnce() -> T) -> T {
     let highest = std::fs::read_dir("/proc/self/fd")
         .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .to_str()?
+                .parse::<libc::rlim_t>()
+                .ok()
+        })
         .max()
         .unwrap();
     let saved = nofile();

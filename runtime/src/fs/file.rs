@@ -102,6 +102,11 @@ enum State {
 }
 
 /// What a finished job did.
+///
+/// `Metadata` makes it large on some systems (232 bytes on macOS), and
+/// boxing it would allocate per `metadata()` call: the job's output lives
+/// in its pooled task block instead.
+#[allow(clippy::large_enum_variant)]
 enum Done {
     Read(io::Result<()>),
     Write(io::Result<()>),
