@@ -28,8 +28,8 @@
 //!   protocol). An `AbortHandle` touches only the header (the flags, the
 //!   address, the join cell's word), never the payload.
 //! * **The payload is dropped by the second owner to leave**, before it
-//!   gives up its reference (the word counts owners as well as
-//!   references): the worker, on its thread, if the task ends
+//!   gives up its reference (one bit of the word says that one owner has
+//!   left): the worker, on its thread, if the task ends
 //!   after its `JoinHandle` was dropped; the `JoinHandle`, on its thread,
 //!   if it is dropped after the task ended without taking the output.
 //!   Never an `AbortHandle`: a `spawn_local` task's output need not be
@@ -91,21 +91,21 @@ const NOT_POOLED: u8 = u8::MAX;
 const ABORT: u16 = 1;
 /// `control`: `address` holds the task's waker word.
 const PUBLISHED: u16 = 1 << 1;
-/// `control`: one owner (module invariants) still holding its reference:
-/// two at spawn, the task table and the `JoinHandle`.
-const OWNER: u16 = 1 << 2;
-/// `control`: the bits that count owners.
-const OWNERS: u16 = 3 * OWNER;
+/// `control`: one of the two owners (module invariants: the task table
+/// and the `JoinHandle`) has given up its reference, so the other's
+/// release is the second. One bit, not a count, so that the references
+/// keep 13 bits.
+const OWNER_LEFT: u16 = 1 << 2;
 /// `control`: one counted reference. Two at spawn (the task table's and
 /// the `JoinHandle`'s), one more per `AbortHandle`.
-const REF: u16 = 1 << 4;
+const REF: u16 = 1 << 3;
 /// `control`: the bits that count references (all above the flags and
 /// the owners).
 const REFS: u16 = !(REF - 1);
-/// More references than this and [`RawTask::clone_ref`] aborts the
+/// More references than this (4 095) and [`RawTask::clone_ref`] aborts the
 /// process, as `Arc` does on overflow: the count must never wrap into a
 /// block freed under its holders. Far above any real use (each is an
-/// `AbortHandle` kept alive).
+/// `AbortHandle` of one task kept alive at once).
 const MAX_REFS: u16 = REFS / REF / 2;
 
 /// The `home` of a block allocated off any worker (`spawn_on` from a plain
@@ -122,8 +122,8 @@ pub(crate) const NO_HOME: (u16, u8) = (u16::MAX, 0);
 /// is joined.
 #[repr(C)]
 pub(crate) struct Header {
-    /// The reference count (`REFS`), the owner count (`OWNERS`) and the
-    /// `ABORT` and `PUBLISHED` flags (module invariants).
+    /// The reference count (`REFS`), `OWNER_LEFT` and the `ABORT` and
+    /// `PUBLISHED` flags (module invariants).
     control: AtomicU16,
     class: u8,
     /// Which payload is live (module invariants). Written by the worker
@@ -319,7 +319,7 @@ impl RawTask {
         unsafe {
             let block = block.as_ptr();
             (&raw mut (*block).header).write(Header {
-                control: AtomicU16::new(2 * REF + 2 * OWNER),
+                control: AtomicU16::new(2 * REF),
                 class,
                 stage: TrackedUnsafeCell::new(Stage::Running),
                 home,
@@ -411,27 +411,31 @@ impl RawTask {
         let control = &self.header().control;
         let mut seen = control.load(Ordering::Relaxed);
         loop {
-            debug_assert!(seen & OWNERS != 0, "an owner released twice");
-            if seen & OWNERS == OWNER && seen & REFS != REF {
-                // The other owner has left and an `AbortHandle` is out:
-                // the payload is dropped here, not wherever that handle
-                // goes, while our reference still keeps the block.
-                // Acquire: the other owner's uses of the payload (before
-                // its Release below) happen before the drop.
-                control.fetch_sub(OWNER, Ordering::Acquire);
-                // SAFETY: both owners have left, and nobody else touches
-                // the payload; the stage is not `Running` (the task table
-                // leaves only after the task ended).
-                unsafe { (self.header().vtable.drop_payload)(self.ptr) };
+            if seen & OWNER_LEFT != 0 {
+                // The second owner to leave. With an `AbortHandle` still
+                // out, the payload is dropped here, not wherever that
+                // handle goes, while our reference keeps the block. (With
+                // none, no reference can be made any more, and the last
+                // reference's release below drops it.)
+                if seen & REFS != REF {
+                    // Acquire: the other owner's uses of the payload
+                    // (before its Release below) happen before the drop.
+                    fence(Ordering::Acquire);
+                    // SAFETY: both owners have left, and nobody else
+                    // touches the payload; the stage is not `Running` (the
+                    // task table leaves only after the task ended).
+                    unsafe { (self.header().vtable.drop_payload)(self.ptr) };
+                }
                 // Release: the drop happens before whoever frees the block.
                 let before = control.fetch_sub(REF, Ordering::Release);
                 return self.last_reference(before);
             }
-            // Release: our uses of the block happen before whoever drops
-            // the payload or frees it.
+            // The first owner to leave (the other still holds a reference,
+            // so this is not the last). Release: our uses of the block
+            // happen before whoever drops the payload or frees it.
             match control.compare_exchange_weak(
                 seen,
-                seen - REF - OWNER,
+                (seen | OWNER_LEFT) - REF,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -449,7 +453,7 @@ impl RawTask {
         // Release: as in `release`.
         let before = self.header().control.fetch_sub(REF, Ordering::Release);
         debug_assert!(
-            before & REFS != REF || before & OWNERS == 0,
+            before & REFS != REF || before & OWNER_LEFT != 0,
             "an owner outlived every reference"
         );
         self.last_reference(before)
