@@ -191,3 +191,53 @@ fn a_clients_urgent_byte_does_not_stall_the_splice() {
     })
     .unwrap();
 }
+
+/// The same with the client's end (FIN) queued behind it all before the
+/// proxy reads: at the urgent mark `splice(2)` then says 0, which is not
+/// the end, and everything after the mark, then the end, reach the server.
+/// (The direction took that 0 for the end and shut the server's side down:
+/// "abc" arrived, "defghi" was lost; found by a review of the first fix.)
+#[test]
+fn a_clients_urgent_byte_then_its_end_do_not_cut_the_splice_short() {
+    use std::io::Read;
+    run(|| async {
+        let (proxy_in, client) = util::std_peer().await?;
+        let (proxy_out, mut server) = util::std_peer().await?;
+        assert!(util::send_around_an_urgent_byte(&client)?);
+        (&client).write_all(b"ghi")?;
+        client.shutdown(std::net::Shutdown::Write)?;
+        cellio_runtime::time::sleep(std::time::Duration::from_millis(50)).await;
+        let _proxy = cellio_runtime::spawn_local(async move {
+            splice_bidirectional(&proxy_in, &proxy_out).await
+        });
+        let reader = std::thread::spawn(move || {
+            server
+                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            loop {
+                match server.read(&mut buf) {
+                    Ok(0) => break,
+                    Err(e) => {
+                        got.extend_from_slice(format!(" <{e}>").as_bytes());
+                        break;
+                    }
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            got
+        });
+        while !reader.is_finished() {
+            cellio_runtime::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let got = reader.join().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "abcdefghi",
+            "what reached the server before its end"
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

@@ -98,11 +98,14 @@ const SIOCATMARK: u32 = 0x8905;
 #[cfg(any(target_arch = "mips", target_arch = "mips64"))]
 const SIOCATMARK: u32 = 0x4004_7307;
 
-/// A splice in that said `EAGAIN`: does the source really have nothing?
+/// A splice in that said `EAGAIN` or 0: does the source really have
+/// nothing, or has it ended? `None` if so; else the bytes moved.
 ///
 /// Not at TCP's urgent mark: `splice(2)` from TCP (`tcp_read_sock`) stops
 /// before the urgent byte and never passes it, so at the mark it says
-/// `EAGAIN` for good, however much arrives behind it. Only `recv` steps
+/// `EAGAIN` for good, however much arrives behind it, and 0 once the FIN
+/// is queued too (which is not the end: the bytes after the mark are
+/// still there). Only `recv` steps
 /// over the mark: one `recv` into `scratch`, written into the direction's
 /// pipe (empty: invariants), moves the bytes after it as a splice would
 /// have (the urgent byte itself is dropped, as a `recv` drops it for
@@ -113,13 +116,9 @@ const SIOCATMARK: u32 = 0x4004_7307;
 /// otherwise costs one load more.
 #[cold]
 #[inline(never)]
-fn past_urgent_mark<S: StreamSocket>(
-    source: &S,
-    pipe_write: RawFd,
-    would_block: io::Error,
-) -> io::Result<usize> {
+fn past_urgent_mark<S: StreamSocket>(source: &S, pipe_write: RawFd) -> io::Result<Option<usize>> {
     if !source.registration().rx().peek().is_hung_up() {
-        return Err(would_block);
+        return Ok(None);
     }
     let from = source.as_raw_fd();
     let mut at_mark: libc::c_int = 0;
@@ -127,11 +126,12 @@ fn past_urgent_mark<S: StreamSocket>(
     // points at one; on a socket without urgent data (a Unix stream) it
     // fails, which means "not at a mark".
     if unsafe { libc::ioctl(from, SIOCATMARK as _, &mut at_mark) } != 0 || at_mark == 0 {
-        return Err(would_block);
+        return Ok(None);
     }
     let mut scratch = [0u8; 4096];
     // EAGAIN here (only the urgent byte was queued, and the recv dropped
     // it): nothing after the mark yet, and the next arrival is an event.
+    // 0: the FIN came right after the urgent byte.
     let n = crate::sys::recv(from, &mut scratch[..])?;
     // SAFETY: `scratch[..n]` is initialized memory the write only reads.
     let written = unsafe { libc::write(pipe_write, scratch.as_ptr().cast(), n) };
@@ -139,7 +139,7 @@ fn past_urgent_mark<S: StreamSocket>(
     if written != n as isize {
         return Err(io::Error::last_os_error());
     }
-    Ok(n)
+    Ok(Some(n))
 }
 
 /// Where one direction is.
@@ -312,9 +312,15 @@ impl<B: AsMut<[u8]>> Direction<B> {
                 waker,
                 || -> Attempt<usize> {
                     match splice(from, pipe_write, CHUNK) {
+                        // 0 at the urgent mark with the FIN queued is not
+                        // yet the end (`past_urgent_mark`).
+                        Ok(0) => Ok((past_urgent_mark(source, pipe_write)?.unwrap_or(0), false)),
                         Ok(n) => Ok((n, false)),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            past_urgent_mark(source, pipe_write, e).map(|n| (n, false))
+                            match past_urgent_mark(source, pipe_write)? {
+                                Some(n) => Ok((n, false)),
+                                None => Err(e),
+                            }
                         }
                         Err(e) => Err(e),
                     }
