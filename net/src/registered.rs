@@ -62,11 +62,11 @@ macro_rules! registered_socket_with_into_io {
                 if let Err(e) = this.registration.deregister(&mut this.io) {
                     tracing::debug!(error = %e, "deregister failed");
                 }
+                // `registration` is dropped here (freeing the slot), `io`
+                // returned; the type's other fields need no drop (module
+                // invariant).
                 // SAFETY: `this` is never dropped (`ManuallyDrop`) nor used
-                // again after these reads, so `io` and `registration` are
-                // each moved out exactly once: `registration` is dropped
-                // here (freeing the slot), `io` returned. The type's other
-                // fields need no drop (module invariant).
+                // again: each field is moved out exactly once.
                 unsafe {
                     drop(std::ptr::read(&this.registration));
                     std::ptr::read(&this.io)

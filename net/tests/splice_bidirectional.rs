@@ -146,6 +146,35 @@ fn auto_passes_every_byte_of_mixed_sizes_both_ways() {
     run(|| proxying::echoes_every_byte(auto, &[64, 3, 1 << 20, 100, 70_000, 5])).unwrap();
 }
 
+/// What `server` receives, read on a thread of its own (the proxy runs on
+/// this one) until `enough` bytes, its end, or 2 s without a byte; a read
+/// error is appended as ` <error>`.
+async fn received_by(mut server: std::net::TcpStream, enough: usize) -> String {
+    use std::io::Read;
+    let reader = std::thread::spawn(move || {
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < enough {
+            match server.read(&mut buf) {
+                Ok(0) => break,
+                Err(e) => {
+                    got.extend_from_slice(format!(" <{e}>").as_bytes());
+                    break;
+                }
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    });
+    while !reader.is_finished() {
+        cellio_runtime::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
+}
+
 /// A client's urgent byte (`MSG_OOB`) does not stall a spliced proxy: the
 /// bytes after it, and those sent later, reach the server (the urgent byte
 /// itself is dropped, as a copying proxy's `recv` drops it). (`splice(2)`
@@ -154,39 +183,17 @@ fn auto_passes_every_byte_of_mixed_sizes_both_ways() {
 /// it; found by a review.)
 #[test]
 fn a_clients_urgent_byte_does_not_stall_the_splice() {
-    use std::io::Read;
     run(|| async {
         let (proxy_in, client) = util::std_peer().await?;
-        let (proxy_out, mut server) = util::std_peer().await?;
+        let (proxy_out, server) = util::std_peer().await?;
         let _proxy = cellio_runtime::spawn_local(async move {
             splice_bidirectional(&proxy_in, &proxy_out).await
         });
         assert!(util::send_around_an_urgent_byte(&client)?);
         cellio_runtime::time::sleep(std::time::Duration::from_millis(50)).await;
         (&client).write_all(b"ghi")?; // a new arrival, after the mark
-        let reader = std::thread::spawn(move || {
-            server
-                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
-                .unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 64];
-            while got.len() < 9 {
-                match server.read(&mut buf) {
-                    Ok(0) | Err(_) => break, // the end, or 2 s without a byte
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            got
-        });
-        while !reader.is_finished() {
-            cellio_runtime::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        let got = reader.join().unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            "abcdefghi",
-            "what reached the server"
-        );
+        let got = received_by(server, 9).await;
+        assert_eq!(got, "abcdefghi", "what reached the server");
         io::Result::Ok(())
     })
     .unwrap();
@@ -199,10 +206,9 @@ fn a_clients_urgent_byte_does_not_stall_the_splice() {
 /// "abc" arrived, "defghi" was lost; found by a review of the first fix.)
 #[test]
 fn a_clients_urgent_byte_then_its_end_do_not_cut_the_splice_short() {
-    use std::io::Read;
     run(|| async {
         let (proxy_in, client) = util::std_peer().await?;
-        let (proxy_out, mut server) = util::std_peer().await?;
+        let (proxy_out, server) = util::std_peer().await?;
         assert!(util::send_around_an_urgent_byte(&client)?);
         (&client).write_all(b"ghi")?;
         client.shutdown(std::net::Shutdown::Write)?;
@@ -210,33 +216,8 @@ fn a_clients_urgent_byte_then_its_end_do_not_cut_the_splice_short() {
         let _proxy = cellio_runtime::spawn_local(async move {
             splice_bidirectional(&proxy_in, &proxy_out).await
         });
-        let reader = std::thread::spawn(move || {
-            server
-                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
-                .unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 64];
-            loop {
-                match server.read(&mut buf) {
-                    Ok(0) => break,
-                    Err(e) => {
-                        got.extend_from_slice(format!(" <{e}>").as_bytes());
-                        break;
-                    }
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            got
-        });
-        while !reader.is_finished() {
-            cellio_runtime::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        let got = reader.join().unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            "abcdefghi",
-            "what reached the server before its end"
-        );
+        let got = received_by(server, usize::MAX).await;
+        assert_eq!(got, "abcdefghi", "what reached the server before its end");
         io::Result::Ok(())
     })
     .unwrap();
