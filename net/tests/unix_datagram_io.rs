@@ -1,6 +1,7 @@
 //! `UnixDatagramIo`: a `UnixDatagram` one task drives alone, as `UdpIo`
 //! is for UDP: an echo through a path with the cells held and confined, a
-//! parked receive, a send that waits for a full peer, the socket's own
+//! parked receive, a send that waits for a full peer (and one given up
+//! there, which delays no send elsewhere), the socket's own
 //! futures refused while a direction is held, and `into_inner`.
 
 mod util;
@@ -85,6 +86,45 @@ fn a_send_to_a_full_peer_waits_and_nothing_is_lost() {
         assert_eq!(sent_late?, 4);
         received?;
         assert_eq!(a.get_ref().stats().send_parked, 1);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A send to a full peer given up while it waited out its retry delay
+/// leaves no delay behind for a send to another peer: that one goes at the
+/// first poll. (The delay belonged to the Io, whatever the destination, and
+/// the next send anywhere waited out what was left of it, up to 50 ms;
+/// found by a review.)
+#[test]
+fn a_given_up_send_to_a_full_peer_does_not_delay_a_send_elsewhere() {
+    let dir = SocketDir::new();
+    let (full_path, free_path) = (dir.path("full.sock"), dir.path("free.sock"));
+    run(move || async move {
+        let full = UnixDatagram::bind(&full_path)?;
+        let free = UnixDatagram::bind(&free_path)?;
+        let filler = UnixDatagram::unbound()?;
+        filler.connect(&full_path)?;
+        fill_datagram_queue(&filler)?;
+        let mut io = UnixDatagramIo::new(UnixDatagram::unbound()?);
+        // Attempts at the full peer, each after the last one's delay
+        // (1, 2, 4, ... ms), until a delay of 32 ms or more is under way;
+        // then the caller gives that datagram up.
+        for round in 0..7 {
+            if round > 0 {
+                cellio_runtime::time::sleep(std::time::Duration::from_millis(60)).await;
+            }
+            let polled = poll_fn(|cx| Poll::Ready(io.poll_send_to(cx, b"late", &full_path))).await;
+            assert!(polled.is_pending(), "round {round}: {polled:?}");
+        }
+        let now = poll_fn(|cx| Poll::Ready(io.poll_send_to(cx, b"now", &free_path))).await;
+        assert!(
+            matches!(now, Poll::Ready(Ok(3))),
+            "a send to a peer with room, after the given-up one: {now:?}"
+        );
+        let mut buf = [0u8; 8];
+        assert_eq!(free.try_recv(&mut buf)?, 3);
+        drop(full);
         io::Result::Ok(())
     })
     .unwrap();

@@ -21,7 +21,9 @@
 //!   deadline; a send dropped meanwhile costs at most one spurious wake.
 //! * A future waiting out its delay holds no reservation of the send cell
 //!   (its operation ended with the internal [`no_room_event`] error and
-//!   starts afresh); a `DatagramIo` keeps its held cell throughout.
+//!   starts afresh); a `DatagramIo` keeps its held cell throughout, and its
+//!   one backoff knows which destination its delay is for: a send
+//!   elsewhere (after one given up while it waited) goes at once.
 //! * Where the thread cannot be started, the waker is woken at once: the
 //!   send retries as it did before (busily), it never hangs.
 
@@ -44,6 +46,9 @@ pub(crate) struct Backoff {
     until: Option<Instant>,
     /// The next delay.
     delay: Duration,
+    /// Which destination the delay is for ([`target_key`]), where one
+    /// backoff serves every send (`DatagramIo`'s).
+    target: u64,
 }
 
 impl Backoff {
@@ -51,7 +56,32 @@ impl Backoff {
         Self {
             until: None,
             delay: FIRST,
+            target: 0,
         }
+    }
+
+    /// [`poll`](Self::poll) for a send to the destination `target()`
+    /// names: a delay under way for another one (a send given up while it
+    /// waited) is forgotten, and this send goes at once. `target` is asked
+    /// only while a delay is under way.
+    #[inline(always)]
+    pub(crate) fn poll_for(
+        &mut self,
+        waker: Option<&Waker>,
+        target: impl FnOnce() -> u64,
+    ) -> Poll<()> {
+        if self.until.is_some() && target() != self.target {
+            self.until = None;
+            self.delay = FIRST;
+        }
+        self.poll(waker)
+    }
+
+    /// [`wait`](Self::wait), for the destination `target` names.
+    #[cold]
+    pub(crate) fn wait_for(&mut self, target: u64) {
+        self.target = target;
+        self.wait();
     }
 
     /// Ready when no delay is under way or its deadline passed; else
@@ -90,6 +120,15 @@ impl Backoff {
     pub(crate) fn reset(&mut self) {
         self.delay = FIRST;
     }
+}
+
+/// A destination's key for [`Backoff::poll_for`]: its hash (the keys of
+/// two destinations differ but by a 2^-64 chance, which costs at most one
+/// early retry).
+#[cold]
+pub(crate) fn target_key<T: std::hash::Hash + ?Sized>(target: &T) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(target)
 }
 
 /// What a send's attempt returns, instead of `WouldBlock`, when it found

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use socket2::SockAddr;
 
-use crate::datagram::backoff::{is_no_room_event, Backoff};
+use crate::datagram::backoff::{is_no_room_event, target_key, Backoff};
 use crate::datagram::{
     after_send, recv, recv_from, send, send_queued, send_to, try_recv_many, DatagramSocket,
     RecvBatch, SendBatch,
@@ -129,14 +129,19 @@ impl<S: DatagramSocket> DatagramIo<S> {
         buf: &[u8],
         target: &S::Target,
     ) -> Poll<io::Result<usize>> {
-        self.poll_tx(cx, |socket| send_to(socket, buf, target))
+        self.poll_tx(
+            cx,
+            || target_key(target),
+            |socket| send_to(socket, buf, target),
+        )
     }
 
     /// Sends `buf` as one datagram to the connected peer; as
     /// [`poll_send_to`](Self::poll_send_to) otherwise.
     #[inline(always)]
     pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_tx(cx, |socket| send(socket, buf))
+        // The connected peer: key 0.
+        self.poll_tx(cx, || 0, |socket| send(socket, buf))
     }
 
     /// Receives as many datagrams as are queued, up to the batch's
@@ -163,8 +168,15 @@ impl<S: DatagramSocket> DatagramIo<S> {
         cx: &mut Context<'_>,
         batch: &mut SendBatch<S>,
     ) -> Poll<io::Result<()>> {
-        self.poll_tx(cx, |socket| send_queued(socket, batch).map(|()| 0))
-            .map_ok(drop)
+        // A batch keeps what it has not sent, so its next send begins where
+        // the given-up one stopped: the batch is the key.
+        let key = std::ptr::from_ref(batch).addr() as u64;
+        self.poll_tx(
+            cx,
+            move || key,
+            |socket| send_queued(socket, batch).map(|()| 0),
+        )
+        .map_ok(drop)
     }
 
     /// One receive through the held receive cell. A datagram never proves
@@ -194,6 +206,7 @@ impl<S: DatagramSocket> DatagramIo<S> {
     fn poll_tx(
         &mut self,
         cx: &mut Context<'_>,
+        target: impl Fn() -> u64,
         mut attempt: impl FnMut(&S) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let socket = &self.socket;
@@ -208,7 +221,11 @@ impl<S: DatagramSocket> DatagramIo<S> {
             );
         }
         loop {
-            if self.backoff.poll(Some(cx.waker())).is_pending() {
+            if self
+                .backoff
+                .poll_for(Some(cx.waker()), &target)
+                .is_pending()
+            {
                 return Poll::Pending;
             }
             match self.tx.poll(
@@ -218,7 +235,7 @@ impl<S: DatagramSocket> DatagramIo<S> {
                 || registration.is_bound_here(),
                 || after_send(socket, attempt(socket)),
             ) {
-                Poll::Ready(Err(e)) if is_no_room_event(&e) => self.backoff.wait(),
+                Poll::Ready(Err(e)) if is_no_room_event(&e) => self.backoff.wait_for(target()),
                 Poll::Ready(Ok(n)) => {
                     self.backoff.reset();
                     return Poll::Ready(Ok(n));

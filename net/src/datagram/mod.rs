@@ -196,7 +196,7 @@ pub(crate) mod sealed {
         /// A sender's address, as `recv_from` reports it.
         type Addr: Debug;
         /// A destination, as a `send_to` future keeps it.
-        type Target: Debug + Unpin;
+        type Target: Debug + Unpin + std::hash::Hash;
         /// A destination, as a `SendBatch` keeps it for each datagram.
         type BatchTarget: crate::raw_addr::RawSockAddr + Clone;
         /// What buffer never truncates, for the error that says a datagram
