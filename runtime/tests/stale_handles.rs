@@ -13,12 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cellio_runtime::{Builder, JoinError, Runtime};
-use util::{with_timeout, LIMIT};
-
-fn one_worker() -> Runtime {
-    Builder::new().workers(1).build().unwrap()
-}
+use cellio_runtime::JoinError;
+use util::{one_worker, one_worker_after, with_timeout, LIMIT};
 
 /// 256 runtimes later the worker's 8-bit epoch is the first runtime's
 /// again. (A `spawn_on` through the first runtime's handle, checked by
@@ -34,10 +30,7 @@ fn spawn_on_through_the_handle_of_a_runtime_256_claims_ago_is_cancelled() {
         let next = one_worker();
         assert!(matches!(next.block_on(refused), Err(JoinError::Cancelled)));
         drop(next);
-        for _ in 0..254 {
-            drop(one_worker());
-        }
-        let last = one_worker();
+        let last = one_worker_after(254);
         let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
         let task = stale.spawn_on(0, async move { flag.store(true, Ordering::SeqCst) });

@@ -12,12 +12,8 @@ mod util;
 
 use std::time::Duration;
 
-use cellio_runtime::{sleep, spawn, yield_now, Builder, Runtime};
-use util::{poll_once, with_timeout, LIMIT};
-
-fn one_worker() -> Runtime {
-    Builder::new().workers(1).build().unwrap()
-}
+use cellio_runtime::{sleep, spawn, yield_now};
+use util::{one_worker, one_worker_after, poll_once, with_timeout, LIMIT};
 
 /// 256 runtimes later the worker's 8-bit epoch is the first runtime's
 /// again, and a new timer gets the stale sleep's slot and generation: a
@@ -31,10 +27,7 @@ fn a_sleep_from_a_runtime_256_claims_ago_leaves_the_new_timers_alone() {
         let mut stale = sleep(Duration::from_secs(3600));
         first.block_on(async { assert!(poll_once(&mut stale).await.is_pending()) });
         drop(first);
-        for _ in 0..255 {
-            drop(one_worker());
-        }
-        let last = one_worker();
+        let last = one_worker_after(255);
         last.block_on(async move {
             // Slot 0, generation 0 again, in the last runtime's table.
             let woken = spawn(sleep(Duration::from_millis(50)));

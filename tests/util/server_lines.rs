@@ -27,14 +27,17 @@ pub fn lines_of(stderr: impl Read + Send + 'static) -> Receiver<String> {
 /// `start`, the accept loop reported failing at least once and at most about
 /// once a second.
 pub fn assert_backoff_reported_rarely(lines: &Receiver<String>, start: Instant) {
-    let failures = lines
-        .try_iter()
-        .filter(|l| l.contains("accept failed"))
-        .count() as u64;
+    assert_reported_rarely(lines, start, "accept failed");
+}
+
+/// Since `start`, lines containing `needle` came at least once and at most
+/// about once a second (an accept loop's backoff reports).
+pub fn assert_reported_rarely(lines: &Receiver<String>, start: Instant, needle: &str) {
+    let failures = lines.try_iter().filter(|l| l.contains(needle)).count() as u64;
     let bound = 2 + start.elapsed().as_secs();
     assert!(
         (1..=bound).contains(&failures),
-        "{failures} accept failures reported in {:?}",
+        "{failures} lines with {needle:?} in {:?}",
         start.elapsed()
     );
 }

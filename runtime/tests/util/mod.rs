@@ -187,3 +187,19 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A runtime of one worker (worker 0, claimed anew: the stale-handle tests
+/// count its claims).
+pub fn one_worker() -> Runtime {
+    cellio_runtime::Builder::new().workers(1).build().unwrap()
+}
+
+/// [`one_worker`] after `claims` more runtimes of one worker were made and
+/// dropped: 256 claims after a runtime, worker 0's 8-bit epoch is that
+/// runtime's again.
+pub fn one_worker_after(claims: usize) -> Runtime {
+    for _ in 0..claims {
+        drop(one_worker());
+    }
+    one_worker()
+}
