@@ -32,8 +32,13 @@
 //!   no connection, as the echo server's (`common/restart.rs`).
 //!
 //! A connection's error ends that connection only. At start the soft limit
-//! on open files is raised to the hard limit (each connection holds two);
-//! out of descriptors, the accept loop backs off instead of spinning.
+//! on open files is raised to the hard limit (each connection holds two).
+//! The accept loop opens a connection's upstream socket before it accepts
+//! the client, so out of descriptors the clients wait in the listen
+//! backlog (the loop backs off instead of spinning) rather than being
+//! accepted and closed for want of an upstream connection. (`--splice`
+//! opens its pipes later: out of descriptors for those, the connection
+//! ends.)
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,7 +50,9 @@ use std::time::Duration;
 use accept_backoff::accept_until_shutdown;
 use cellio::net::copy_bidirectional;
 use cellio::runtime::timeout;
-use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
+use cellio::{
+    spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpSocket, TcpStream,
+};
 use clap::Parser;
 use cli::context;
 
@@ -81,15 +88,21 @@ struct Args {
 #[derive(Clone)]
 struct Route {
     upstream: std::sync::Arc<str>,
+    /// `--upstream` as an address, if it is one (not a host name): no
+    /// lookup per connection.
+    literal: Option<SocketAddr>,
+    /// An address `--upstream` named at start: the family of the socket
+    /// opened before each accept.
+    family: SocketAddr,
     connect_timeout: Duration,
     splice: bool,
     splice_auto: bool,
 }
 
-/// Joins `client` to a new connection to the upstream until both close.
-async fn proxy(client: TcpStream, peer: SocketAddr, route: Route) {
-    let upstream = match timeout(route.connect_timeout, TcpStream::connect(&*route.upstream)).await
-    {
+/// Joins `client` to a new connection to the upstream, made on `socket`
+/// (opened before the client was accepted), until both close.
+async fn proxy(client: TcpStream, peer: SocketAddr, socket: TcpSocket, route: Route) {
+    let upstream = match timeout(route.connect_timeout, connect(socket, &route)).await {
         Ok(Ok(upstream)) => upstream,
         Ok(Err(e)) => return eprintln!("proxy: {peer}: cannot reach {}: {e}", route.upstream),
         Err(_) => {
@@ -141,13 +154,66 @@ fn no_splice() -> io::Error {
     )
 }
 
-/// Accepts until shutdown begins, one task per connection.
+/// Connects to the upstream: on `socket` if `--upstream` is an address;
+/// a host name is looked up, and its addresses tried in turn (`socket` for
+/// the first of its family, a new socket for any other).
+async fn connect(socket: TcpSocket, route: &Route) -> io::Result<TcpStream> {
+    let upstream = match route.literal {
+        Some(addr) => socket.connect(addr).await?,
+        None => {
+            let (mut socket, mut last) = (Some(socket), None);
+            let mut connected = None;
+            for addr in cellio::net::lookup_host(&*route.upstream).await? {
+                let same_family = addr.is_ipv4() == route.family.is_ipv4();
+                let socket = match socket.take_if(|_| same_family) {
+                    Some(socket) => socket,
+                    None => TcpSocket::new_for(addr)?,
+                };
+                match socket.connect(addr).await {
+                    Ok(stream) => {
+                        connected = Some(stream);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            match (connected, last) {
+                (Some(stream), _) => stream,
+                (None, Some(e)) => return Err(e),
+                (None, None) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "it names no address now",
+                    ))
+                }
+            }
+        }
+    };
+    // Nothing listening on a local port in the ephemeral range: the kernel
+    // can connect a socket to itself, which would echo the client.
+    if upstream.local_addr()? == upstream.peer_addr()? {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "nothing listens there (the connection reached itself)",
+        ));
+    }
+    Ok(upstream)
+}
+
+/// Accepts until shutdown begins, one task per connection. Each
+/// connection's upstream socket is opened first: out of descriptors, that
+/// fails and the loop backs off with the client still in the backlog.
 async fn serve(listener: TcpListener, route: Route) {
+    let (listener, family) = (&listener, route.family);
     accept_until_shutdown(
         "proxy",
-        || listener.accept(),
-        |(client, peer)| {
-            spawn_local(proxy(client, peer, route.clone()));
+        move || async move {
+            let socket = TcpSocket::new_for(family)?;
+            let (client, peer) = listener.accept().await?;
+            Ok((client, peer, socket))
+        },
+        |(client, peer, socket)| {
+            spawn_local(proxy(client, peer, socket, route.clone()));
         },
     )
     .await;
@@ -197,12 +263,6 @@ fn run(args: &Args) -> std::io::Result<()> {
     }
     open_files::raise_open_files(None);
     let workers = usize::from(args.workers.get());
-    let route = Route {
-        upstream: args.upstream.as_str().into(),
-        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
-        splice: args.splice,
-        splice_auto: args.splice_auto,
-    };
     let runtime = Builder::new()
         .workers(workers)
         .build()
@@ -210,16 +270,25 @@ fn run(args: &Args) -> std::io::Result<()> {
     runtime.block_on(async {
         spawn(shutdown_signals::shut_down_on_signals()?);
         // A bad upstream is an error now, not at the first connection.
-        let resolved: Vec<SocketAddr> = cellio::net::lookup_host(&*route.upstream)
+        let upstream = args.upstream.as_str();
+        let resolved: Vec<SocketAddr> = cellio::net::lookup_host(upstream)
             .await
-            .map_err(|e| context(&format!("bad --upstream {}", route.upstream), e))?
+            .map_err(|e| context(&format!("bad --upstream {upstream}"), e))?
             .collect();
-        if resolved.is_empty() {
+        let Some(&family) = resolved.first() else {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("bad --upstream {}: it names no address", route.upstream),
+                format!("bad --upstream {upstream}: it names no address"),
             ));
-        }
+        };
+        let route = Route {
+            upstream: upstream.into(),
+            literal: upstream.parse().ok(),
+            family,
+            connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+            splice: args.splice,
+            splice_auto: args.splice_auto,
+        };
         // So would every connection to itself: each client's connection
         // to the upstream is another client, until descriptors run out.
         if let Some(own) = resolved.iter().find(|up| is_own(args.addr, **up)) {
