@@ -37,8 +37,8 @@
 //! the client, so out of descriptors the clients wait in the listen
 //! backlog (the loop backs off instead of spinning) rather than being
 //! accepted and closed for want of an upstream connection. (`--splice`
-//! opens its pipes later: out of descriptors for those, the connection
-//! ends.)
+//! opens its pipes later, and a connection that cannot have them ends;
+//! `--splice-auto` copies instead.)
 
 use std::io;
 use std::net::SocketAddr;

@@ -44,6 +44,12 @@ use crate::stream::StreamSocket;
 /// The most one splice moves into a pipe: a default pipe's capacity.
 const CHUNK: usize = 64 * 1024;
 
+/// An error opening a pipe that says the process (`EMFILE`) or the system
+/// (`ENFILE`) has no descriptor left.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// A pipe's two ends, non-blocking and close-on-exec.
 #[derive(Debug)]
 struct Pipe {
@@ -297,7 +303,17 @@ impl<B: AsMut<[u8]>> Direction<B> {
         destination: &D,
     ) -> Poll<io::Result<()>> {
         if self.pipe.is_none() {
-            self.pipe = Some(Pipe::new()?);
+            match Pipe::new() {
+                Ok(pipe) => self.pipe = Some(pipe),
+                // Out of descriptors, an adapting direction (nothing held:
+                // it switches only then) copies on, and tries again at its
+                // next full read; one that only splices has no other way.
+                Err(e) if !self.buf.as_mut().is_empty() && out_of_descriptors(&e) => {
+                    self.stage = Stage::Copying;
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
         let (pipe_read, pipe_write) = match &self.pipe {
             Some(pipe) => (pipe.read.as_raw_fd(), pipe.write.as_raw_fd()),
@@ -459,7 +475,9 @@ pub fn splice_bidirectional<'a, A: StreamSocket, B: StreamSocket>(
 /// it keeps the copy's cost on small messages and the splice's on large
 /// ones (docs/benchmarks.md, "Proxying"). Linux only.
 ///
-/// A direction that never reads a full buffer never makes its pipe. While
+/// A direction that never reads a full buffer never makes its pipe, and
+/// one that cannot make it (the process or the system is out of
+/// descriptors) keeps copying, trying again at its next full read. While
 /// a direction splices, a failed write can raise `SIGPIPE`, as with
 /// [`splice_bidirectional`] (its copies never do).
 ///
