@@ -11,6 +11,8 @@
 //!   slot in it.
 //! * [`budget`] and [`thread_words`] — the per-task cooperative budget, in
 //!   one per-thread cache line with the runtime's current-worker words.
+//! * [`sigpipe`] — `SIGPIPE` blocked on a thread while the calls that
+//!   cannot be told not to raise it (`splice`, `sendfile`) run there.
 //! * [`sys`] (Linux) — the raw syscall the reactor's wait and `cellio-net`'s
 //!   `recv`/`send` use instead of glibc's cancellation-point wrappers.
 //!
@@ -38,6 +40,8 @@ pub mod budget;
 pub mod cell;
 mod poller;
 mod reactor;
+#[cfg(unix)]
+pub mod sigpipe;
 mod sync;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod sys;

@@ -243,15 +243,14 @@ impl ChildStdin {
 
     /// Writes some of `buf` to the child's standard input: the number of
     /// bytes written, waiting while the pipe is full (the child has not
-    /// read yet). `BrokenPipe` once the child closed its end (exited);
-    /// as for any pipe, the kernel also raises `SIGPIPE` then, which Rust
-    /// programs ignore unless they restore its default (which ends the
-    /// process).
+    /// read yet). `BrokenPipe` once the child closed its end (exited), and
+    /// no `SIGPIPE` (it is blocked on the writing thread: the guide,
+    /// "Errors you can get").
     /// Cancel-safe: a dropped write has written nothing.
     pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let pipe = self.open_pipe()?;
         pipe.cancel_polled_write();
-        pipe.write_with(|mut pipe| pipe.write(buf)).await
+        pipe.write_with(|pipe| write_to_child(pipe, buf)).await
     }
 
     /// Writes all of `buf`, waiting for room as needed. If the future is
@@ -269,7 +268,7 @@ impl ChildStdin {
     /// [`write`](Self::write) as a poll method (what `AsyncWrite` calls).
     pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.open_pipe() {
-            Ok(pipe) => pipe.poll_write_with(cx, |mut pipe| pipe.write(buf)),
+            Ok(pipe) => pipe.poll_write_with(cx, |pipe| write_to_child(pipe, buf)),
             Err(e) => Poll::Ready(Err(e)),
         }
     }
@@ -336,4 +335,12 @@ impl AsRawFd for ChildStdin {
     fn as_raw_fd(&self) -> RawFd {
         self.pipe.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
+}
+
+/// One `write(2)` to the child's standard input. Once the child closed its
+/// end it fails with `BrokenPipe` and the kernel raises `SIGPIPE`, which
+/// stays pending on this thread (`cellio_reactor::sigpipe`).
+fn write_to_child(mut pipe: &File, buf: &[u8]) -> io::Result<usize> {
+    cellio_reactor::sigpipe::block_here();
+    pipe.write(buf)
 }

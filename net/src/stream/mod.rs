@@ -103,13 +103,11 @@ macro_rules! send_file_methods {
         /// used or moved. Waits while the socket's send buffer is full;
         /// cancel-safe (a dropped call has sent nothing).
         ///
-        /// Unlike `send`, on Linux it can raise `SIGPIPE`: `sendfile(2)`
-        /// takes no `MSG_NOSIGNAL`, so when it fails with `BrokenPipe` (the
-        /// connection can no longer send: reset, or shut down for writing;
-        /// a Unix stream's peer closed) the kernel also sends `SIGPIPE` to
-        /// the calling thread. Rust programs ignore it; one that restores
-        /// its default action is ended by it (the guide, "Errors you can
-        /// get").
+        /// Like `send`, it fails with `BrokenPipe` and raises no `SIGPIPE`
+        /// when the connection can no longer send (reset, or shut down for
+        /// writing; a Unix stream's peer closed): `sendfile(2)` takes no
+        /// `MSG_NOSIGNAL`, so the signal is blocked on the calling thread
+        /// (the guide, "Errors you can get").
         ///
         /// Reading a file can block the thread (a cold page cache, a slow
         /// disk): for files that may not be cached, prefer

@@ -76,6 +76,9 @@ impl Pipe {
 /// `splice(2)` of up to `len` bytes from `from` to `to`, without blocking
 /// on the pipe (the socket's own `O_NONBLOCK` covers the socket).
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // splice(2) takes no MSG_NOSIGNAL: a closed destination raises SIGPIPE,
+    // which stays pending on this thread (`cellio_reactor::sigpipe`).
+    cellio_reactor::sigpipe::block_here();
     let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
     // Null offsets: pipes and sockets have no position to read from.
     // SAFETY: no memory is passed, only descriptors, which the caller
@@ -431,12 +434,11 @@ impl<B> Direction<B> {
 /// Not cancel-safe: bytes already in a pipe when the future is dropped are
 /// lost.
 ///
-/// Unlike a `send`, a splice into a stream can raise `SIGPIPE`: `splice(2)`
-/// takes no `MSG_NOSIGNAL`, so when one fails with `BrokenPipe` (the
-/// destination can no longer send: reset, or shut down for writing; a Unix
-/// stream's peer closed) the kernel also sends `SIGPIPE` to the calling
-/// thread. Rust programs ignore it; one that restores its default action
-/// is ended by it (the guide, "Errors you can get").
+/// A splice into a stream that can no longer send (reset, or shut down for
+/// writing; a Unix stream's peer closed) fails with `BrokenPipe`, and like a
+/// `send` raises no `SIGPIPE`: `splice(2)` takes no `MSG_NOSIGNAL`, so the
+/// signal is blocked on the thread that splices (the guide, "Errors you can
+/// get").
 ///
 /// # Examples
 ///
@@ -477,9 +479,8 @@ pub fn splice_bidirectional<'a, A: StreamSocket, B: StreamSocket>(
 ///
 /// A direction that never reads a full buffer never makes its pipe, and
 /// one that cannot make it (the process or the system is out of
-/// descriptors) keeps copying, trying again at its next full read. While
-/// a direction splices, a failed write can raise `SIGPIPE`, as with
-/// [`splice_bidirectional`] (its copies never do).
+/// descriptors) keeps copying, trying again at its next full read. No
+/// `SIGPIPE`, as with [`splice_bidirectional`].
 ///
 /// # Examples
 ///
