@@ -140,3 +140,29 @@ fn a_write_to_an_exited_childs_stdin_is_an_error_not_a_signal() {
         assert_eq!(sigpipe_blocked_and_pending(), (false, false));
     });
 }
+
+/// A process started after a splice blocked `SIGPIPE` on the thread does
+/// not inherit the blocked signal (std's spawn clears the child's mask):
+/// `yes | head` in it still ends quietly.
+#[test]
+fn a_child_started_after_a_splice_does_not_inherit_the_blocked_signal() {
+    restore_sigpipe_default();
+    util::with_timeout(util::LIMIT, || {
+        let rt = Builder::new().build().expect("runtime");
+        let blocked = rt.block_on(async {
+            let e = splice_into_a_closed_stream().await;
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+            assert!(sigpipe_blocked_and_pending().0, "blocked while in block_on");
+            let out = Command::new("sh")
+                .args(["-c", "grep SigBlk /proc/self/status"])
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .expect("run sh");
+            String::from_utf8(out.stdout).expect("utf-8")
+        });
+        let mask = blocked.trim().trim_start_matches("SigBlk:").trim();
+        let mask = u64::from_str_radix(mask, 16).expect("a hex mask");
+        assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "{blocked}");
+    });
+}
