@@ -17,7 +17,11 @@
 //!   cannot start a thread each). Threads start on demand and leave after
 //!   [`LOOKUP_KEEP_ALIVE`] without work.
 //! * A job, once queued, runs: a dropped wait leaves it to finish, and
-//!   its answer unread.
+//!   its answer unread. Only when no lookup thread is alive and none can
+//!   be started are the queued jobs dropped unrun, every one of them (not
+//!   only the submitter's own, which may be another's by then), and a job
+//!   dropped unrun answers its waiter with an error ([`Answerer`]): no
+//!   lookup waits for ever, nor sits queued with no thread to take it.
 //!
 //! [`ToSocketAddrs`] is sealed: it covers what `std`'s trait of the same
 //! name covers for `connect` (`SocketAddr`s, IPs with ports, `"host:port"`,
@@ -234,6 +238,9 @@ type Job = Box<dyn FnOnce() + Send>;
 struct LookupPool {
     state: Mutex<PoolState>,
     work: Condvar,
+    /// Starts a thread that runs [`run_thread`](Self::run_thread):
+    /// [`start_lookup_thread`], or in tests one that fails.
+    start_thread: fn(&'static LookupPool) -> io::Result<()>,
 }
 
 struct PoolState {
@@ -251,7 +258,15 @@ static POOL: LookupPool = LookupPool {
         idle: 0,
     }),
     work: Condvar::new(),
+    start_thread: start_lookup_thread,
 };
+
+fn start_lookup_thread(pool: &'static LookupPool) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("cellio-lookup".into())
+        .spawn(move || pool.run_thread())
+        .map(drop)
+}
 
 impl LookupPool {
     fn lock(&self) -> MutexGuard<'_, PoolState> {
@@ -276,15 +291,18 @@ impl LookupPool {
         }
         state.threads += 1;
         drop(state);
-        let started = std::thread::Builder::new()
-            .name("cellio-lookup".into())
-            .spawn(move || self.run_thread());
-        if let Err(e) = started {
+        if let Err(e) = (self.start_thread)(self) {
             let mut state = self.lock();
             state.threads -= 1;
             if state.threads == 0 {
-                // No thread would ever take it: take it back.
-                state.queue.pop_back();
+                // No thread would ever take them: every queued job, this
+                // one and any other submitter left while its own thread
+                // was starting (the last one queued need not be ours), is
+                // dropped unrun, outside the lock, which answers its
+                // waiter with an error (`Answerer`).
+                let unrun = std::mem::take(&mut state.queue);
+                drop(state);
+                drop(unrun);
                 return Err(io::Error::new(
                     e.kind(),
                     format!("cannot start a thread for a DNS lookup: {e}"),
@@ -319,6 +337,61 @@ impl LookupPool {
     }
 }
 
+/// A job's end of its [`Answer`]: [`answer`](Self::answer) gives it once;
+/// a job dropped unrun (no thread could be started to run it) answers with
+/// an error instead, so its waiter does not wait for ever.
+struct Answerer(Option<Arc<Mutex<Answer>>>);
+
+impl Answerer {
+    fn answer(mut self, addresses: io::Result<Addresses>) {
+        if let Some(answer) = self.0.take() {
+            Self::give(&answer, addresses);
+        }
+    }
+
+    fn give(answer: &Mutex<Answer>, addresses: io::Result<Addresses>) {
+        let waiter = {
+            let mut answer = answer.lock().unwrap_or_else(PoisonError::into_inner);
+            answer.addresses = Some(addresses);
+            answer.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
+}
+
+impl Drop for Answerer {
+    fn drop(&mut self) {
+        if let Some(answer) = self.0.take() {
+            Self::give(
+                &answer,
+                Err(io::Error::other(
+                    "cellio: no thread could be started for the host-name lookup",
+                )),
+            );
+        }
+    }
+}
+
+/// A job that runs `query` and answers with what it found, and the answer.
+fn lookup_job<I, Q>(query: Q) -> (Job, Arc<Mutex<Answer>>)
+where
+    I: Iterator<Item = SocketAddr>,
+    Q: FnOnce() -> io::Result<I> + Send + 'static,
+{
+    let answer = Arc::new(Mutex::new(Answer::default()));
+    let theirs = Answerer(Some(Arc::clone(&answer)));
+    let job = Box::new(move || {
+        // A panicking lookup must still answer (its waiter would wait for
+        // ever) and must not end the thread (the pool would count it).
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(query))
+            .unwrap_or_else(|_| Err(io::Error::other("cellio: the host-name lookup panicked")));
+        theirs.answer(found.map(|found| Addresses::many(found.collect())));
+    });
+    (job, answer)
+}
+
 /// Runs `query` (a blocking `std` lookup) on a lookup thread and waits for
 /// its answer. A dropped wait leaves the job to finish and its answer
 /// unread.
@@ -327,23 +400,8 @@ where
     I: Iterator<Item = SocketAddr>,
     Q: FnOnce() -> io::Result<I> + Send + 'static,
 {
-    let answer = Arc::new(Mutex::new(Answer::default()));
-    let theirs = Arc::clone(&answer);
-    POOL.submit(Box::new(move || {
-        // A panicking lookup must still answer (its waiter would wait for
-        // ever) and must not end the thread (the pool would count it).
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(query))
-            .unwrap_or_else(|_| Err(io::Error::other("cellio: the host-name lookup panicked")));
-        let addresses = found.map(|found| Addresses::many(found.collect()));
-        let waiter = {
-            let mut answer = theirs.lock().unwrap_or_else(PoisonError::into_inner);
-            answer.addresses = Some(addresses);
-            answer.waiter.take()
-        };
-        if let Some(waiter) = waiter {
-            waiter.wake();
-        }
-    }))?;
+    let (job, answer) = lookup_job(query);
+    POOL.submit(job)?;
     poll_fn(|cx| {
         let mut answer = answer.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(addresses) = answer.addresses.take() {
@@ -448,6 +506,67 @@ mod tests {
             Ok(vec![SocketAddr::from(([127, 0, 0, 1], 1))].into_iter())
         }));
         assert_eq!(after.unwrap().count(), 1);
+    }
+
+    /// Two lookups submitted while no lookup thread is alive, whose
+    /// threads both fail to start, the later one's failure first: both
+    /// are answered with an error, and none stays queued. (The first
+    /// submitter used to take back the last job queued as its own: it
+    /// dropped the other's unrun, whose lookup then waited for ever, and
+    /// left its own queued with no thread to take it; found by a review.)
+    #[test]
+    fn when_no_lookup_thread_can_start_every_queued_lookup_is_answered() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        /// The second submit's result, and its lookup's answer.
+        type Submitted = (io::Result<()>, Arc<Mutex<Answer>>);
+        static SECOND: Mutex<Option<Submitted>> = Mutex::new(None);
+        static FAILING: LookupPool = LookupPool {
+            state: Mutex::new(PoolState {
+                queue: VecDeque::new(),
+                threads: 0,
+                idle: 0,
+            }),
+            work: Condvar::new(),
+            start_thread: start_after_a_second_submit,
+        };
+        fn one_address() -> io::Result<std::vec::IntoIter<SocketAddr>> {
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], 1))].into_iter())
+        }
+        /// Fails every start; the first lets a second submitter queue its
+        /// job, and see its own start fail, before failing.
+        fn start_after_a_second_submit(pool: &'static LookupPool) -> io::Result<()> {
+            if STARTS.fetch_add(1, Ordering::SeqCst) == 0 {
+                let (job, answer) = lookup_job(one_address);
+                let submitted = pool.submit(job);
+                *SECOND.lock().unwrap() = Some((submitted, answer));
+            }
+            Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "no threads (test)",
+            ))
+        }
+        fn answered(answer: &Mutex<Answer>) -> Option<String> {
+            let addresses = answer.lock().unwrap().addresses.take()?;
+            Some(addresses.err().map_or("Ok".into(), |e| e.to_string()))
+        }
+
+        let (job, first) = lookup_job(one_address);
+        let error = FAILING.submit(job).expect_err("no thread, so an error");
+        assert!(error.to_string().contains("no threads (test)"), "{error}");
+        assert_eq!(STARTS.load(Ordering::SeqCst), 2);
+        let (submitted, second) = SECOND.lock().unwrap().take().unwrap();
+        // The second submitter saw the first's thread still starting.
+        submitted.expect("queued for the first's thread");
+        let unrun = "cellio: no thread could be started for the host-name lookup";
+        assert_eq!(
+            answered(&second).as_deref(),
+            Some(unrun),
+            "the second lookup"
+        );
+        assert_eq!(answered(&first).as_deref(), Some(unrun), "the first lookup");
+        let state = FAILING.lock();
+        assert_eq!((state.queue.len(), state.threads), (0, 0));
     }
 
     #[test]
