@@ -76,6 +76,37 @@ fn output_collects_stdout_stderr_and_the_exit_code() {
     .unwrap();
 }
 
+/// A stream set on the `std` builder is one `output` cannot see (`std`
+/// gives no way to read it back): as `output`'s docs say, it is replaced,
+/// and inherited for every later start of the command. (The docs used not
+/// to say that the setting is lost for later starts; found by a review.)
+#[test]
+fn output_leaves_a_stream_set_on_the_std_builder_inherited() {
+    run(|| async {
+        // Both collected, though the std builder sends stderr to /dev/null.
+        let mut std_command = std::process::Command::new("sh");
+        std_command
+            .args(["-c", "echo out; echo err >&2"])
+            .stderr(Stdio::null());
+        let output = Command::from(std_command).output().await?;
+        assert_eq!(output.stdout, b"out\n");
+        assert_eq!(output.stderr, b"err\n");
+        // Piped on the std builder, inherited after output().
+        let mut command = Command::new("true");
+        command.as_std_mut().stdout(Stdio::piped());
+        let mut child = command.spawn()?;
+        assert!(child.stdout.is_some(), "piped, as the std builder says");
+        child.wait().await?;
+        command.output().await?;
+        let mut child = command.spawn()?;
+        let piped = child.stdout.is_some();
+        child.wait().await?;
+        assert!(!piped, "inherited after output(), as documented");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn status_and_output_made_outside_the_runtime_start_when_polled_inside() {
     let runtime = Builder::new().workers(1).build().unwrap();

@@ -145,6 +145,12 @@ impl Command {
     /// The `std` builder, for what this one does not wrap
     /// (`std::os::unix::process::CommandExt`: `process_group`, `uid`,
     /// `gid`, `arg0`, `pre_exec`).
+    ///
+    /// Set the standard streams through this builder
+    /// ([`stdin`](Self::stdin), [`stdout`](Self::stdout),
+    /// [`stderr`](Self::stderr)), not here: [`output`](Self::output)
+    /// cannot see a stream set here, replaces it, and leaves it inherited
+    /// for every later start of this command.
     pub fn as_std_mut(&mut self) -> &mut std::process::Command {
         &mut self.std
     }
@@ -187,9 +193,17 @@ impl Command {
     /// Starts the process, collects all of its standard output and error
     /// and waits for it to exit. Unless set on this builder, stdout and
     /// stderr are piped and stdin is [`Stdio::null`] (as
-    /// `std::process::Command::output` does). Set the streams through
-    /// this builder (not [`as_std_mut`](Self::as_std_mut)) for `output`
-    /// to see them. The process starts at the future's first poll.
+    /// `std::process::Command::output` does), for this call only: after
+    /// it they are inherited again. The process starts at the future's
+    /// first poll.
+    ///
+    /// Set the streams through this builder, not on the `std` one (before
+    /// `From`, or through [`as_std_mut`](Self::as_std_mut)): `std` gives
+    /// no way to read a stream setting back, so `output` counts such a
+    /// stream as unset. It replaces it, and afterwards the stream is
+    /// inherited, for every later [`spawn`](Self::spawn),
+    /// [`status`](Self::status) or `output` of this command, not what the
+    /// `std` builder had.
     pub async fn output(&mut self) -> io::Result<Output> {
         let unset = self.stdio_set.map(|set| !set);
         if unset[0] {
@@ -202,7 +216,8 @@ impl Command {
             self.std.stderr(Stdio::piped());
         }
         let child = self.spawn();
-        // The defaults were for this call only.
+        // The defaults were for this call only. (A stream the std builder
+        // had set is lost: std gives no way to read it back.)
         if unset[0] {
             self.std.stdin(Stdio::inherit());
         }
@@ -216,6 +231,9 @@ impl Command {
     }
 }
 
+/// A command from `std`'s builder. Streams set on it count as unset for
+/// [`Command::output`], which replaces them and leaves them inherited
+/// (see there): set them through [`Command::stdin`] and its siblings.
 impl From<std::process::Command> for Command {
     fn from(std: std::process::Command) -> Self {
         Self {
