@@ -107,6 +107,26 @@ fn output_leaves_a_stream_set_on_the_std_builder_inherited() {
     .unwrap();
 }
 
+/// `status` closes a piped stdout at once, as its docs say (as tokio's
+/// does; `std`'s keeps it open while it waits): a child that writes to it
+/// gets `SIGPIPE` (here it writes until a write fails), and the wait
+/// does not stall. (The docs used to say "as `std`'s `status` does";
+/// found by a review.)
+#[test]
+fn status_closes_a_piped_stdout_so_a_child_writing_to_it_gets_sigpipe() {
+    run(|| async {
+        // Writes a line at a time until a write fails; the shell's echo
+        // is a builtin, so the shell itself gets the signal.
+        let status = sh("while echo hi; do :; done; exit 5")
+            .stdout(Stdio::piped())
+            .status()
+            .await?;
+        assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn status_and_output_made_outside_the_runtime_start_when_polled_inside() {
     let runtime = Builder::new().workers(1).build().unwrap();

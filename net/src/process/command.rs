@@ -180,9 +180,12 @@ impl Command {
 
     /// Starts the process and waits for it to exit: its status. Its
     /// standard streams are inherited unless set; any set to
-    /// [`Stdio::piped`] are closed at once (as `std`'s `status` does), so a
-    /// child that writes to a full pipe cannot stall the wait. The process
-    /// starts at the future's first poll (inside the runtime).
+    /// [`Stdio::piped`] are closed at once, as tokio's `status` does
+    /// (`std`'s keeps a piped stdout and stderr open while it waits), so a
+    /// child that writes to one gets `SIGPIPE` (`EPIPE` if it ignores the
+    /// signal), even for a line, rather than stalling the wait on a full
+    /// pipe. The process starts at the future's first poll (inside the
+    /// runtime).
     pub async fn status(&mut self) -> io::Result<ExitStatus> {
         let mut child = self.spawn()?;
         child.stdout = None;
