@@ -50,8 +50,8 @@ pub struct Child {
 impl Child {
     /// Watches `process`, just started: its exit and its piped streams on
     /// the current worker's reactor. If that fails (out of descriptors),
-    /// the process is killed (and reaped later) and the error returned:
-    /// it must not run on unseen.
+    /// the process is killed (and reaped later), its pipes closed, and the
+    /// error returned: it must not run on unseen.
     pub(crate) fn watch(
         mut process: std::process::Child,
         force_sigchld: bool,
@@ -76,6 +76,11 @@ impl Child {
             }),
             Err(e) => {
                 let _ = process.kill();
+                // The pipes not yet taken close now, not when a later
+                // spawn reaps the orphan (if one ever comes).
+                process.stdin = None;
+                process.stdout = None;
+                process.stderr = None;
                 orphans::adopt(process);
                 Err(e)
             }

@@ -1,6 +1,7 @@
 //! The `SIGCHLD` fallback (where there is no `pidfd`), forced on a system
 //! that has them: the same waits as `net/tests/process.rs` exercises on
-//! `pidfd`s.
+//! `pidfd`s. And a watch that fails, through the crate's own
+//! `Child::watch`.
 
 use std::process::Stdio;
 
@@ -59,4 +60,40 @@ fn without_a_pidfd_output_collects_both_streams() {
         assert_eq!(output.stderr, b"err\n");
         Ok(())
     });
+}
+
+/// A child whose watch fails (here outside a runtime: the pidfd or the
+/// `SIGCHLD` listener cannot be registered) is killed and its three
+/// parent-side pipe ends are closed at once. (They used to go with the
+/// killed process into the orphan list, open until a later spawn reaped
+/// it; found by a review.)
+#[test]
+fn a_child_whose_watch_fails_has_its_pipes_closed_at_once() {
+    use std::os::fd::AsRawFd;
+
+    /// What descriptor `fd` is now (`pipe:[inode]` for a pipe).
+    fn what(fd: i32) -> Option<std::path::PathBuf> {
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
+    }
+
+    let process = std::process::Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A pipe's inode is its own while it is open: a number reused since
+    // names another.
+    let pipes = [
+        process.stdin.as_ref().unwrap().as_raw_fd(),
+        process.stdout.as_ref().unwrap().as_raw_fd(),
+        process.stderr.as_ref().unwrap().as_raw_fd(),
+    ]
+    .map(|fd| (fd, what(fd).unwrap()));
+    let error = super::Child::watch(process, false, false).expect_err("no runtime to watch it");
+    assert!(error.to_string().contains("no cellio reactor"), "{error}");
+    for (fd, pipe) in pipes {
+        assert_ne!(what(fd), Some(pipe.clone()), "{fd} still {pipe:?}");
+    }
 }
