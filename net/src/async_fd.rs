@@ -97,7 +97,8 @@ impl<T: AsRawFd> AsyncFd<T> {
     ///   `EFD_NONBLOCK`, `O_NONBLOCK` in `open`), since a closure that
     ///   blocks would stop the whole worker;
     /// * `Unsupported` for a descriptor the poller cannot watch (a regular
-    ///   file or a directory: they are always ready, so read them with
+    ///   file, a directory, or a device that cannot be polled, such as
+    ///   `/dev/null` or `/dev/zero`: they are always ready, so read them with
     ///   `spawn_blocking` or `cellio::fs` instead);
     /// * an error outside a cellio runtime.
     pub fn new(inner: T) -> io::Result<Self> {
@@ -115,8 +116,9 @@ impl<T: AsRawFd> AsyncFd<T> {
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
-                    "cellio: the poller cannot watch this descriptor (a regular file or \
-                     directory is always ready): use spawn_blocking or cellio::fs",
+                    "cellio: the poller cannot watch this descriptor (a regular file, a \
+                     directory or a device such as /dev/null is always ready): use \
+                     spawn_blocking or cellio::fs",
                 ))
             }
             Err(e) => return Err(e),

@@ -257,6 +257,16 @@ fn misuse_is_a_clear_error() {
         let error = AsyncFd::new(file).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::Unsupported, "{error}");
         assert!(error.to_string().contains("spawn_blocking"), "{error}");
+        // A device that cannot be polled: the message names such devices
+        // too. (It used to name only regular files and directories; found
+        // by a review.)
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags_nonblocking()
+            .open("/dev/null")?;
+        let error = AsyncFd::new(null).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::Unsupported, "{error}");
+        assert!(error.to_string().contains("/dev/null"), "{error}");
         io::Result::Ok(())
     })
     .unwrap();
