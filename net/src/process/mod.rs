@@ -24,8 +24,8 @@
 //!   then kept), or, for a `Child` dropped first, by the process's orphan
 //!   list: each [`Command::spawn`] reaps the orphans that have exited, so
 //!   zombies do not pile up in a program that keeps starting processes.
-//!   (One that drops a running child and never starts another leaves one
-//!   zombie when the child exits, until the program ends.)
+//!   (One that drops running children and never starts another leaves a
+//!   zombie for each when it exits, until the program ends.)
 //! * [`Command::spawn`] outside a runtime fails before starting anything.
 //!
 //! # Examples
