@@ -35,7 +35,8 @@
 //!   connection only.
 //!
 //! * `GET /` answers `hello from cellio`; `POST /echo` answers with the
-//!   request's body; anything else is 404.
+//!   request's body, up to 16 MiB (it is held whole: a longer one is
+//!   answered 413 as soon as it goes over); anything else is 404.
 //! * Keep-alive and pipelining are hyper's; `--workers N`: thread-per-core,
 //!   one `SO_REUSEPORT` listener per worker.
 //! * A client gets `--header-timeout-ms` (hyper's default, 30 s) to send a

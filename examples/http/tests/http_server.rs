@@ -1,7 +1,8 @@
 //! The HTTP example (`examples/http/src/main.rs`: hyper on cellio) as a
 //! process, driven by a hand-written HTTP/1.1 client over `std` sockets:
 //! keep-alive and pipelined requests are answered in order, a 1 MiB body
-//! comes back byte for byte, unknown paths are 404, a client that sends
+//! comes back byte for byte and one over 16 MiB is refused (413), unknown
+//! paths are 404, a client that sends
 //! garbage does not disturb the others, one that never finishes its
 //! headers is closed after the timeout (hyper's timer on cellio's), and
 //! SIGTERM ends it cleanly.
@@ -100,6 +101,37 @@ fn a_megabyte_posted_to_echo_comes_back_byte_for_byte() {
     writer.join().unwrap().unwrap();
     assert_eq!(status, 200);
     assert!(echoed == body, "the echoed body differs");
+}
+
+/// `POST /echo` holds a body whole, so it takes up to 16 MiB: a body of
+/// exactly that comes back, one a byte longer is answered 413 and not
+/// held. (It used to collect any body the client sent, whatever its
+/// length, so one client could make the server hold any amount of memory;
+/// found by a review.)
+#[test]
+fn an_echo_body_over_16_mib_is_answered_413() {
+    const LIMIT: usize = 16 << 20;
+    let server = Server::start();
+    for (length, expected) in [(LIMIT, 200), (LIMIT + 1, 413)] {
+        let mut conn = server.connect();
+        let head = format!("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: {length}\r\n\r\n");
+        let writer = {
+            let mut stream = conn.get_ref().try_clone().unwrap();
+            stream
+                .set_write_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            std::thread::spawn(move || {
+                stream.write_all(head.as_bytes())?;
+                stream.write_all(&vec![b'x'; length])
+            })
+        };
+        let (status, echoed) = read_response(&mut conn);
+        writer.join().unwrap().unwrap();
+        assert_eq!(status, expected, "a body of {length} bytes");
+        if status == 200 {
+            assert!(echoed.len() == length && echoed.iter().all(|&b| b == b'x'));
+        }
+    }
 }
 
 #[test]
