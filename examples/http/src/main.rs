@@ -41,7 +41,12 @@
 //!   one `SO_REUSEPORT` listener per worker.
 //! * A client gets `--header-timeout-ms` (hyper's default, 30 s) to send a
 //!   request's headers, or its connection is closed: hyper's timers run on
-//!   cellio's (`CellioTimer`, below). `0`: no limit.
+//!   cellio's (`CellioTimer`, below). `0`: no limit. The same limit holds
+//!   for a new connection's first bytes where they choose the protocol
+//!   (`auto`, in cleartext or over TLS without ALPN) and for HTTP/2's
+//!   connection preface (`opening.rs`): hyper has no timer on those.
+//!   Over TLS, the protocol ALPN chose is served (`auto`: `h2` is HTTP/2,
+//!   `http/1.1` HTTP/1.1 with its header timeout).
 //! * SIGINT/SIGTERM: stop accepting, close idle keep-alive connections,
 //!   let requests in flight finish within `--grace-ms`, then exit 0.
 //! * `--restart-socket PATH` / `--take-over PATH`: a restart that refuses
@@ -66,6 +71,7 @@ use clap::{Parser, ValueEnum};
 use cli::context;
 
 use http_service::handle;
+use opening::{Opening, Watched};
 use tokio_rustls::TlsAcceptor;
 
 #[derive(Parser, Debug)]
@@ -80,8 +86,10 @@ struct Args {
     /// On SIGINT/SIGTERM, how long open connections get to finish.
     #[arg(long, default_value_t = 5000)]
     grace_ms: u64,
-    /// How long a client may take to send a request's headers (0: no limit).
-    /// HTTP/1.1 only: an HTTP/2 connection's requests are streams on it.
+    /// How long a client may take to send a request's headers, or to open
+    /// its connection: HTTP/2's preface, or the first bytes that tell the
+    /// protocol under `auto` (0: no limit). An HTTP/2 connection's later
+    /// requests are streams on it: only its opening has this limit.
     #[arg(long, default_value_t = 30_000)]
     header_timeout_ms: u64,
     /// The HTTP versions served.
@@ -187,10 +195,10 @@ impl Future for CellioSleep {
 
 impl hyper::rt::Sleep for CellioSleep {}
 
-/// Serves one connection until the client closes it (or, on HTTP/1.1,
-/// takes longer than `header_timeout` to send a request's headers), after
-/// its TLS handshake for HTTPS. A handshake still going when shutdown
-/// begins is dropped: it has no request to finish.
+/// Serves one connection until the client closes it (or takes longer than
+/// `header_timeout` to open it, or on HTTP/1.1 to send a request's
+/// headers), after its TLS handshake for HTTPS. A handshake still going
+/// when shutdown begins is dropped: it has no request to finish.
 async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving) {
     let _ = stream.set_nodelay(true);
     let io = TcpIo::new(stream);
@@ -198,7 +206,17 @@ async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving) {
         return serve_http(io, peer, serving.protocol, serving.header_timeout).await;
     };
     match until_shutdown(handshake(acceptor, io, *limit)).await {
-        Some(Ok(tls)) => serve_http(tls, peer, serving.protocol, serving.header_timeout).await,
+        Some(Ok(tls)) => {
+            // ALPN told which HTTP the client speaks: HTTP/1.1 then gets
+            // its header timeout from the start, as hyper-util's `auto`
+            // would give it only once the first bytes had come.
+            let protocol = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                Some(b"http/1.1") => Protocol::Http1,
+                _ => serving.protocol,
+            };
+            serve_http(tls, peer, protocol, serving.header_timeout).await
+        }
         Some(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         None => tracing::debug!(%peer, "TLS handshake dropped: shutting down"),
     }
@@ -230,24 +248,35 @@ async fn serve_http<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let io = hyper_util::rt::TokioIo::new(io);
+    let opening = Opening::new(protocol == Protocol::Http1);
+    let io = hyper_util::rt::TokioIo::new(Watched::new(io, opening.clone()));
     let service = hyper::service::service_fn(handle);
-    let served: Result<(), Box<dyn std::error::Error + Send + Sync>> = match protocol {
+    let served: Option<Result<(), Box<dyn std::error::Error + Send + Sync>>> = match protocol {
         Protocol::Http1 => {
             let mut http1 = hyper::server::conn::http1::Builder::new();
             http1.timer(CellioTimer).header_read_timeout(header_timeout);
             let connection = http1.serve_connection(io, service);
-            until_drained(connection, |c| c.graceful_shutdown())
-                .await
-                .map_err(Into::into)
+            until_drained(
+                connection,
+                |c| c.graceful_shutdown(),
+                &opening,
+                header_timeout,
+            )
+            .await
+            .map(|served| served.map_err(Into::into))
         }
         Protocol::Http2 => {
             let mut http2 = hyper::server::conn::http2::Builder::new(CellioExecutor);
             http2.timer(CellioTimer);
             let connection = http2.serve_connection(io, service);
-            until_drained(connection, |c| c.graceful_shutdown())
-                .await
-                .map_err(Into::into)
+            until_drained(
+                connection,
+                |c| c.graceful_shutdown(),
+                &opening,
+                header_timeout,
+            )
+            .await
+            .map(|served| served.map_err(Into::into))
         }
         Protocol::Auto => {
             let mut auto = hyper_util::server::conn::auto::Builder::new(CellioExecutor);
@@ -256,11 +285,19 @@ async fn serve_http<I>(
                 .header_read_timeout(header_timeout);
             auto.http2().timer(CellioTimer);
             let connection = auto.serve_connection(io, service);
-            until_drained(connection, |c| c.graceful_shutdown()).await
+            until_drained(
+                connection,
+                |c| c.graceful_shutdown(),
+                &opening,
+                header_timeout,
+            )
+            .await
         }
     };
-    if let Err(e) = served {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    match served {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+        None => tracing::debug!(%peer, "connection closed: not opened within the header timeout"),
     }
 }
 
@@ -270,16 +307,37 @@ async fn serve_http<I>(
 /// closes at once, one with a request in flight closes after answering it
 /// (HTTP/2: after a GOAWAY), instead of holding on until the grace period
 /// cuts it.
-async fn until_drained<C: Future>(connection: C, drain: fn(Pin<&mut C>)) -> C::Output {
+///
+/// `None`: the connection was dropped because its `opening` was not over
+/// within `header_timeout`, a limit hyper does not keep (`opening.rs`).
+async fn until_drained<C: Future>(
+    connection: C,
+    drain: fn(Pin<&mut C>),
+    opening: &Opening,
+    header_timeout: Option<Duration>,
+) -> Option<C::Output> {
     let mut connection = pin!(connection);
     let mut shutdown = pin!(shutdown_requested());
     let mut draining = false;
+    let mut opening_limit = header_timeout
+        .filter(|_| !opening.is_over())
+        .map(cellio::runtime::sleep);
     poll_fn(|cx| {
         if !draining && shutdown.as_mut().poll(cx).is_ready() {
             drain(connection.as_mut());
             draining = true;
         }
-        connection.as_mut().poll(cx)
+        if let Poll::Ready(output) = connection.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if let Some(limit) = &mut opening_limit {
+            if opening.is_over() {
+                opening_limit = None;
+            } else if Pin::new(limit).poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Pending
     })
     .await
 }
@@ -307,6 +365,7 @@ mod cli;
 mod http_service;
 #[path = "../../common/open_files.rs"]
 mod open_files;
+mod opening;
 #[path = "../../common/restart.rs"]
 mod restart;
 #[path = "../../common/shutdown_signals.rs"]

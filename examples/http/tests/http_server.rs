@@ -2,10 +2,10 @@
 //! process, driven by a hand-written HTTP/1.1 client over `std` sockets:
 //! keep-alive and pipelined requests are answered in order, a 1 MiB body
 //! comes back byte for byte and one over 16 MiB is refused (413), unknown
-//! paths are 404, a client that sends
-//! garbage does not disturb the others, one that never finishes its
-//! headers is closed after the timeout (hyper's timer on cellio's), and
-//! SIGTERM ends it cleanly.
+//! paths are 404, a client that sends garbage does not disturb the others,
+//! one that never finishes its headers (or under `auto` and `http2` its
+//! connection's first bytes) is closed after the timeout (hyper's timer on
+//! cellio's), and SIGTERM ends it cleanly.
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
@@ -175,6 +175,46 @@ fn a_client_that_never_finishes_its_headers_is_closed_after_the_timeout() {
     let mut good = server.connect();
     good.get_mut().write_all(get("/").as_bytes()).unwrap();
     assert_eq!(read_response(&mut good).0, 200);
+}
+
+/// A connection whose first bytes have not told its protocol, or not
+/// brought HTTP/2's whole preface, within `--header-timeout-ms` is closed
+/// under `--protocol auto` and `http2`: one that sends nothing, the first
+/// byte of the preface, or the preface without its SETTINGS frame. (hyper
+/// has no timer there: under `auto` such a client held its connection for
+/// good while `http1` closed it; found by a review.)
+#[test]
+fn a_client_that_does_not_open_its_connection_is_closed_after_the_header_timeout() {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    for protocol in ["auto", "http2"] {
+        let server = Server::start_with(&["--protocol", protocol, "--header-timeout-ms", "200"]);
+        let starts = [&b""[..], b"P", PREFACE];
+        let mut conns: Vec<_> = starts.iter().map(|_| server.connect()).collect();
+        for (conn, start) in conns.iter_mut().zip(starts) {
+            conn.get_mut().write_all(start).unwrap();
+        }
+        for (conn, start) in conns.iter_mut().zip(starts) {
+            // Within the read timeout (10 s).
+            let mut rest = Vec::new();
+            let closed = conn.get_mut().read_to_end(&mut rest);
+            assert!(
+                closed.is_ok(),
+                "--protocol {protocol}, {:?} sent: still open ({closed:?})",
+                String::from_utf8_lossy(start)
+            );
+        }
+        // Others are served.
+        if protocol == "auto" {
+            let mut good = server.connect();
+            good.get_mut().write_all(get("/").as_bytes()).unwrap();
+            assert_eq!(read_response(&mut good).0, 200);
+        } else {
+            with_http2_client(&server.addr, |mut sender| async move {
+                let (status, _) = h2_request(&mut sender, "GET", "/", Vec::new()).await;
+                assert_eq!(status, 200);
+            });
+        }
+    }
 }
 
 /// The header timeout restarts at each request of a keep-alive

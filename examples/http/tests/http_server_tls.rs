@@ -3,7 +3,7 @@
 //! HTTP/1.1 keep-alive and a 1 MiB body through a blocking rustls client,
 //! HTTP/2 chosen by ALPN under `--protocol auto` (hyper's client over
 //! tokio-rustls on cellio), a client that is not TLS or never finishes its
-//! handshake disturbs no one and is closed, SIGTERM ends a handshake in
+//! handshake disturbs no one and is closed, as is one silent after it, SIGTERM ends a handshake in
 //! progress, and bad certificate files are one-line errors.
 
 use std::io::{BufReader, Read, Write};
@@ -266,6 +266,29 @@ fn a_client_that_never_finishes_its_handshake_is_closed_after_the_timeout() {
         "closed before the timeout: after {:?}",
         started.elapsed()
     );
+}
+
+/// Under `--protocol auto`, a client that finishes its TLS handshake and
+/// then sends nothing is closed after `--header-timeout-ms`, whether ALPN
+/// chose HTTP/1.1, HTTP/2, or nothing (then the first bytes would tell).
+/// (ALPN's choice was not used: hyper-util's `auto` waited for the first
+/// bytes with no limit, so a silent client held its connection for good;
+/// found by a review.)
+#[test]
+fn auto_closes_a_client_silent_after_its_handshake_after_the_header_timeout() {
+    let server = Server::start_with(&["--protocol", "auto", "--header-timeout-ms", "200"]);
+    for alpn in [&[&b"http/1.1"[..]][..], &[b"h2"], &[]] {
+        let mut silent = server.connect(alpn);
+        // Within the read timeout (10 s); the raw bytes under TLS, as the
+        // server may close without a close_notify.
+        let mut rest = Vec::new();
+        let closed = silent.get_mut().sock.read_to_end(&mut rest);
+        let alpn: Vec<_> = alpn.iter().map(|p| String::from_utf8_lossy(p)).collect();
+        assert!(closed.is_ok(), "ALPN {alpn:?}: still open ({closed:?})");
+    }
+    let mut good = server.connect(&[b"http/1.1"]);
+    good.get_mut().write_all(get("/").as_bytes()).unwrap();
+    assert_eq!(read_response(&mut good).0, 200);
 }
 
 /// A handshake in progress is no request to finish: SIGTERM closes it and
