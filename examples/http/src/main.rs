@@ -47,8 +47,9 @@
 //!   connection preface (`opening.rs`): hyper has no timer on those.
 //!   Over TLS, the protocol ALPN chose is served (`auto`: `h2` is HTTP/2,
 //!   `http/1.1` HTTP/1.1 with its header timeout).
-//! * SIGINT/SIGTERM: stop accepting, close idle keep-alive connections,
-//!   let requests in flight finish within `--grace-ms`, then exit 0.
+//! * SIGINT/SIGTERM: stop accepting, close idle keep-alive connections
+//!   and those still opening (see the header timeout), let requests in
+//!   flight finish within `--grace-ms`, then exit 0.
 //! * `--restart-socket PATH` / `--take-over PATH`: a restart that refuses
 //!   no connection, as the echo server's (`common/restart.rs`).
 //!
@@ -251,7 +252,7 @@ async fn serve_http<I>(
     let opening = Opening::new(protocol == Protocol::Http1);
     let io = hyper_util::rt::TokioIo::new(Watched::new(io, opening.clone()));
     let service = hyper::service::service_fn(handle);
-    let served: Option<Result<(), Box<dyn std::error::Error + Send + Sync>>> = match protocol {
+    let served: Result<Result<(), Box<dyn std::error::Error + Send + Sync>>, Cut> = match protocol {
         Protocol::Http1 => {
             let mut http1 = hyper::server::conn::http1::Builder::new();
             http1.timer(CellioTimer).header_read_timeout(header_timeout);
@@ -295,9 +296,9 @@ async fn serve_http<I>(
         }
     };
     match served {
-        Some(Ok(())) => {}
-        Some(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
-        None => tracing::debug!(%peer, "connection closed: not opened within the header timeout"),
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+        Err(cut) => tracing::debug!(%peer, ?cut, "connection closed"),
     }
 }
 
@@ -306,16 +307,18 @@ async fn serve_http<I>(
 /// (`drain`: hyper's `graceful_shutdown`): an idle keep-alive connection
 /// closes at once, one with a request in flight closes after answering it
 /// (HTTP/2: after a GOAWAY), instead of holding on until the grace period
-/// cuts it.
+/// cuts it. One still in its `opening` is dropped instead: it has no
+/// request to finish, and hyper's HTTP/2 would wait for the end of its
+/// handshake, which the client may never send, before it went away.
 ///
-/// `None`: the connection was dropped because its `opening` was not over
-/// within `header_timeout`, a limit hyper does not keep (`opening.rs`).
+/// A connection whose `opening` is not over within `header_timeout` is
+/// dropped too: a limit hyper does not keep (`opening.rs`).
 async fn until_drained<C: Future>(
     connection: C,
     drain: fn(Pin<&mut C>),
     opening: &Opening,
     header_timeout: Option<Duration>,
-) -> Option<C::Output> {
+) -> Result<C::Output, Cut> {
     let mut connection = pin!(connection);
     let mut shutdown = pin!(shutdown_requested());
     let mut draining = false;
@@ -324,22 +327,34 @@ async fn until_drained<C: Future>(
         .map(cellio::runtime::sleep);
     poll_fn(|cx| {
         if !draining && shutdown.as_mut().poll(cx).is_ready() {
+            if !opening.is_over() {
+                return Poll::Ready(Err(Cut::OpeningAtShutdown));
+            }
             drain(connection.as_mut());
             draining = true;
         }
         if let Poll::Ready(output) = connection.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
+            return Poll::Ready(Ok(output));
         }
         if let Some(limit) = &mut opening_limit {
             if opening.is_over() {
                 opening_limit = None;
             } else if Pin::new(limit).poll(cx).is_ready() {
-                return Poll::Ready(None);
+                return Poll::Ready(Err(Cut::NotOpened));
             }
         }
         Poll::Pending
     })
     .await
+}
+
+/// Why [`until_drained`] dropped a connection.
+#[derive(Debug)]
+enum Cut {
+    /// Its opening was not over within the header timeout.
+    NotOpened,
+    /// Shutdown began while it was opening.
+    OpeningAtShutdown,
 }
 
 /// Accepts until shutdown begins, one task per connection.

@@ -434,3 +434,44 @@ fn sigterm_closes_an_idle_http2_connection_at_once() {
     let status = server.child.wait().expect("wait for the server");
     assert!(status.success(), "{status:?}");
 }
+
+/// On SIGTERM a connection still opening (here with the header timeout at
+/// 60 s) is closed at once, as an idle one is, and the server exits long
+/// before its grace period (60 s): an HTTP/2 one that has sent nothing,
+/// and under `auto` one that has sent HTTP/2's first 24 bytes but not its
+/// SETTINGS frame. (hyper's HTTP/2 goes away only once its handshake is
+/// done, so the server waited out its grace period; found by a review.)
+#[test]
+fn sigterm_closes_a_connection_still_opening_at_once() {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    for (protocol, start) in [("http2", &b""[..]), ("auto", PREFACE)] {
+        let mut server = Server::start_with(&[
+            "--protocol",
+            protocol,
+            "--grace-ms",
+            "60000",
+            "--header-timeout-ms",
+            "60000",
+        ]);
+        let mut opening = server.connect();
+        opening.get_mut().write_all(start).unwrap();
+        // The server has accepted it once it answers another.
+        if protocol == "auto" {
+            let mut good = server.connect();
+            good.get_mut().write_all(get("/").as_bytes()).unwrap();
+            assert_eq!(read_response(&mut good).0, 200);
+        } else {
+            with_http2_client(&server.addr, |mut sender| async move {
+                assert_eq!(h2_request(&mut sender, "GET", "/", Vec::new()).await.0, 200);
+            });
+        }
+        example_bin::sigterm(server.child.id());
+        let mut rest = Vec::new();
+        opening
+            .read_to_end(&mut rest)
+            .expect("closed by the server, not timed out here");
+        let status = example_bin::wait_exit(&mut server.child, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("--protocol {protocol}: still running 10 s after SIGTERM"));
+        assert!(status.success(), "{status:?}");
+    }
+}
