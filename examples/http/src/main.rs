@@ -44,9 +44,13 @@
 //!   cellio's (`CellioTimer`, below). `0`: no limit. The same limit holds
 //!   for a new connection's first bytes where they choose the protocol
 //!   (`auto`, in cleartext or over TLS without ALPN) and for HTTP/2's
-//!   connection preface (`opening.rs`): hyper has no timer on those.
+//!   connection preface (`watch.rs`): hyper has no timer on those.
 //!   Over TLS, the protocol ALPN chose is served (`auto`: `h2` is HTTP/2,
 //!   `http/1.1` HTTP/1.1 with its header timeout).
+//! * `--idle-timeout-ms` (60 s): a connection on which no data moves that
+//!   long is closed: a client stalled partway through a request's body, one
+//!   that does not take its response, or an idle keep-alive one. `0`: no
+//!   limit.
 //! * SIGINT/SIGTERM: stop accepting, close idle keep-alive connections
 //!   and those still opening (see the header timeout), let requests in
 //!   flight finish within `--grace-ms`, then exit 0.
@@ -72,8 +76,8 @@ use clap::{Parser, ValueEnum};
 use cli::context;
 
 use http_service::handle;
-use opening::{Opening, Watched};
 use tokio_rustls::TlsAcceptor;
+use watch::{Watch, Watched};
 
 #[derive(Parser, Debug)]
 #[command(about = "hyper's HTTP/1.1 and HTTP/2 server on cellio")]
@@ -93,6 +97,11 @@ struct Args {
     /// requests are streams on it: only its opening has this limit.
     #[arg(long, default_value_t = 30_000)]
     header_timeout_ms: u64,
+    /// Close a connection on which no data moves this long: nothing
+    /// received (a client stalled in a request's body, or idle between
+    /// requests), nor a response taken by the client (0: no limit).
+    #[arg(long, default_value_t = 60_000)]
+    idle_timeout_ms: u64,
     /// The HTTP versions served.
     #[arg(long, value_enum, default_value_t = Protocol::Http1)]
     protocol: Protocol,
@@ -135,9 +144,36 @@ impl Protocol {
 #[derive(Clone)]
 struct Serving {
     protocol: Protocol,
-    header_timeout: Option<Duration>,
+    limits: Limits,
     /// `Some` for HTTPS, with its handshake's time limit.
     tls: Option<(TlsAcceptor, Option<Duration>)>,
+}
+
+/// A connection's time limits (`None`: no limit).
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// To send a request's headers (HTTP/1.1, hyper's), or to open the
+    /// connection (`watch.rs`).
+    header: Option<Duration>,
+    /// With no data moving either way.
+    idle: Option<Duration>,
+}
+
+impl Limits {
+    /// The connection's next deadline, `opened` when it began, and what
+    /// passing it means.
+    fn next(&self, watch: &Watch, opened: Instant) -> Option<(Instant, Cut)> {
+        let opening = (self.header)
+            .filter(|_| !watch.is_opened())
+            .map(|limit| (opened + limit, Cut::NotOpened));
+        let idle = (self.idle)
+            .zip(watch.moved())
+            .map(|(limit, moved)| (moved + limit, Cut::Idle));
+        match (opening, idle) {
+            (Some(opening), Some(idle)) => Some(if opening.0 <= idle.0 { opening } else { idle }),
+            (opening, idle) => opening.or(idle),
+        }
+    }
 }
 
 /// hyper's executor on cellio's: an HTTP/2 connection runs each request
@@ -196,15 +232,14 @@ impl Future for CellioSleep {
 
 impl hyper::rt::Sleep for CellioSleep {}
 
-/// Serves one connection until the client closes it (or takes longer than
-/// `header_timeout` to open it, or on HTTP/1.1 to send a request's
-/// headers), after its TLS handshake for HTTPS. A handshake still going
+/// Serves one connection until the client closes it (or outlasts one of
+/// its `limits`), after its TLS handshake for HTTPS. A handshake still going
 /// when shutdown begins is dropped: it has no request to finish.
 async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving) {
     let _ = stream.set_nodelay(true);
     let io = TcpIo::new(stream);
     let Some((acceptor, limit)) = &serving.tls else {
-        return serve_http(io, peer, serving.protocol, serving.header_timeout).await;
+        return serve_http(io, peer, serving.protocol, serving.limits).await;
     };
     match until_shutdown(handshake(acceptor, io, *limit)).await {
         Some(Ok(tls)) => {
@@ -216,7 +251,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving) {
                 Some(b"http/1.1") => Protocol::Http1,
                 _ => serving.protocol,
             };
-            serve_http(tls, peer, protocol, serving.header_timeout).await
+            serve_http(tls, peer, protocol, serving.limits).await
         }
         Some(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         None => tracing::debug!(%peer, "TLS handshake dropped: shutting down"),
@@ -241,58 +276,38 @@ async fn handshake(
 }
 
 /// Serves HTTP on `io`, a `TcpIo` or a TLS stream over one.
-async fn serve_http<I>(
-    io: I,
-    peer: SocketAddr,
-    protocol: Protocol,
-    header_timeout: Option<Duration>,
-) where
+async fn serve_http<I>(io: I, peer: SocketAddr, protocol: Protocol, limits: Limits)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let opening = Opening::new(protocol == Protocol::Http1);
-    let io = hyper_util::rt::TokioIo::new(Watched::new(io, opening.clone()));
+    let watch = Watch::new(protocol == Protocol::Http1, limits.idle.is_some());
+    let io = hyper_util::rt::TokioIo::new(Watched::new(io, watch.clone()));
     let service = hyper::service::service_fn(handle);
     let served: Result<Result<(), Box<dyn std::error::Error + Send + Sync>>, Cut> = match protocol {
         Protocol::Http1 => {
             let mut http1 = hyper::server::conn::http1::Builder::new();
-            http1.timer(CellioTimer).header_read_timeout(header_timeout);
+            http1.timer(CellioTimer).header_read_timeout(limits.header);
             let connection = http1.serve_connection(io, service);
-            until_drained(
-                connection,
-                |c| c.graceful_shutdown(),
-                &opening,
-                header_timeout,
-            )
-            .await
-            .map(|served| served.map_err(Into::into))
+            until_drained(connection, |c| c.graceful_shutdown(), &watch, limits)
+                .await
+                .map(|served| served.map_err(Into::into))
         }
         Protocol::Http2 => {
             let mut http2 = hyper::server::conn::http2::Builder::new(CellioExecutor);
             http2.timer(CellioTimer);
             let connection = http2.serve_connection(io, service);
-            until_drained(
-                connection,
-                |c| c.graceful_shutdown(),
-                &opening,
-                header_timeout,
-            )
-            .await
-            .map(|served| served.map_err(Into::into))
+            until_drained(connection, |c| c.graceful_shutdown(), &watch, limits)
+                .await
+                .map(|served| served.map_err(Into::into))
         }
         Protocol::Auto => {
             let mut auto = hyper_util::server::conn::auto::Builder::new(CellioExecutor);
             auto.http1()
                 .timer(CellioTimer)
-                .header_read_timeout(header_timeout);
+                .header_read_timeout(limits.header);
             auto.http2().timer(CellioTimer);
             let connection = auto.serve_connection(io, service);
-            until_drained(
-                connection,
-                |c| c.graceful_shutdown(),
-                &opening,
-                header_timeout,
-            )
-            .await
+            until_drained(connection, |c| c.graceful_shutdown(), &watch, limits).await
         }
     };
     match served {
@@ -307,27 +322,30 @@ async fn serve_http<I>(
 /// (`drain`: hyper's `graceful_shutdown`): an idle keep-alive connection
 /// closes at once, one with a request in flight closes after answering it
 /// (HTTP/2: after a GOAWAY), instead of holding on until the grace period
-/// cuts it. One still in its `opening` is dropped instead: it has no
+/// cuts it. One still opening (`watch`) is dropped instead: it has no
 /// request to finish, and hyper's HTTP/2 would wait for the end of its
 /// handshake, which the client may never send, before it went away.
 ///
-/// A connection whose `opening` is not over within `header_timeout` is
-/// dropped too: a limit hyper does not keep (`opening.rs`).
+/// A connection that outlasts one of `limits` hyper does not keep is
+/// dropped too: not opened within the header timeout, or no data moving
+/// for the idle one (`watch.rs`). One timer keeps both, moved only when it
+/// fires: data moving costs no timer update.
 async fn until_drained<C: Future>(
     connection: C,
     drain: fn(Pin<&mut C>),
-    opening: &Opening,
-    header_timeout: Option<Duration>,
+    watch: &Watch,
+    limits: Limits,
 ) -> Result<C::Output, Cut> {
     let mut connection = pin!(connection);
     let mut shutdown = pin!(shutdown_requested());
     let mut draining = false;
-    let mut opening_limit = header_timeout
-        .filter(|_| !opening.is_over())
-        .map(cellio::runtime::sleep);
+    let opened = cellio::runtime::time::now();
+    let mut timer = limits
+        .next(watch, opened)
+        .map(|(deadline, _)| cellio::runtime::sleep_until(deadline));
     poll_fn(|cx| {
         if !draining && shutdown.as_mut().poll(cx).is_ready() {
-            if !opening.is_over() {
+            if !watch.is_opened() {
                 return Poll::Ready(Err(Cut::OpeningAtShutdown));
             }
             drain(connection.as_mut());
@@ -336,11 +354,16 @@ async fn until_drained<C: Future>(
         if let Poll::Ready(output) = connection.as_mut().poll(cx) {
             return Poll::Ready(Ok(output));
         }
-        if let Some(limit) = &mut opening_limit {
-            if opening.is_over() {
-                opening_limit = None;
-            } else if Pin::new(limit).poll(cx).is_ready() {
-                return Poll::Ready(Err(Cut::NotOpened));
+        while let Some(sleep) = &mut timer {
+            if Pin::new(&mut *sleep).poll(cx).is_pending() {
+                break;
+            }
+            match limits.next(watch, opened) {
+                None => timer = None,
+                Some((deadline, cut)) if deadline <= cellio::runtime::time::now() => {
+                    return Poll::Ready(Err(cut));
+                }
+                Some((deadline, _)) => sleep.reset(deadline),
             }
         }
         Poll::Pending
@@ -355,6 +378,8 @@ enum Cut {
     NotOpened,
     /// Shutdown began while it was opening.
     OpeningAtShutdown,
+    /// No data moved for the idle limit.
+    Idle,
 }
 
 /// Accepts until shutdown begins, one task per connection.
@@ -380,12 +405,12 @@ mod cli;
 mod http_service;
 #[path = "../../common/open_files.rs"]
 mod open_files;
-mod opening;
 #[path = "../../common/restart.rs"]
 mod restart;
 #[path = "../../common/shutdown_signals.rs"]
 mod shutdown_signals;
 mod tls;
+mod watch;
 #[path = "../../common/worker_listeners.rs"]
 mod worker_listeners;
 
@@ -402,7 +427,10 @@ fn run(args: &Args) -> std::io::Result<()> {
     };
     let serving = Serving {
         protocol: args.protocol,
-        header_timeout: limit(args.header_timeout_ms),
+        limits: Limits {
+            header: limit(args.header_timeout_ms),
+            idle: limit(args.idle_timeout_ms),
+        },
         tls,
     };
     open_files::raise_open_files(None);

@@ -475,3 +475,45 @@ fn sigterm_closes_a_connection_still_opening_at_once() {
         assert!(status.success(), "{status:?}");
     }
 }
+
+/// `--idle-timeout-ms`: a client that stops partway through a request's
+/// body is closed once no data has moved that long, under HTTP/1.1 and
+/// HTTP/2 (`auto`), while one that sends its body slowly, each piece
+/// within the limit of the last but all together beyond it, is answered.
+/// (No limit applied after a request's headers, so a stalled client held
+/// its connection and descriptor for good; found by a review.)
+#[test]
+fn a_client_stalled_in_a_body_is_closed_after_the_idle_timeout() {
+    let server = Server::start_with(&["--protocol", "auto", "--idle-timeout-ms", "1000"]);
+    let mut stalled = server.connect();
+    stalled
+        .get_mut()
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nab")
+        .unwrap();
+    // HTTP/2: the preface, an empty SETTINGS frame, and a stream's HEADERS
+    // (POST /echo, literal fields) without its DATA.
+    let mut stalled_h2 = server.connect();
+    let mut h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0".to_vec();
+    let fields = b"\x83\x86\x44\x05/echo\x41\x04test";
+    h2.extend_from_slice(&[0, 0, fields.len() as u8, 1, 4, 0, 0, 0, 1]);
+    h2.extend_from_slice(fields);
+    stalled_h2.get_mut().write_all(&h2).unwrap();
+
+    let mut slow = server.connect();
+    let body = b"0123456789";
+    slow.get_mut()
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n")
+        .unwrap();
+    for piece in body.chunks(2) {
+        std::thread::sleep(Duration::from_millis(300));
+        slow.get_mut().write_all(piece).unwrap();
+    }
+    assert_eq!(read_response(&mut slow), (200, body.to_vec()));
+
+    for (name, conn) in [("HTTP/1.1", &mut stalled), ("HTTP/2", &mut stalled_h2)] {
+        // Within the read timeout (10 s).
+        let mut rest = Vec::new();
+        let closed = conn.get_mut().read_to_end(&mut rest);
+        assert!(closed.is_ok(), "{name}: still open ({closed:?})");
+    }
+}

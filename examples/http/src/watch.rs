@@ -1,6 +1,6 @@
 //! A connection's stream, watched for what its time limits need
 //! (`main.rs`'s `until_drained`): whether the client's first bytes have
-//! settled how the connection opens.
+//! settled how the connection opens, and when data last moved.
 //!
 //! Under `--protocol auto`, hyper-util reads up to 24 bytes to tell
 //! HTTP/1.1 from HTTP/2, and hyper's HTTP/2 server then waits for the
@@ -16,13 +16,17 @@
 //!   and the SETTINGS frame after them (RFC 9113, 3.4);
 //! * at the end of the stream.
 //!
-//! Once the opening is over a read costs one check of a `Cell`.
+//! Once the opening is over a read costs one check of a `Cell`, and with
+//! an idle limit (`--idle-timeout-ms`) a read or write that moves data a
+//! clock read: hyper has no timer on a request's body, nor on a response
+//! the client does not take.
 
 use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -33,10 +37,15 @@ const FRAME_HEADER: usize = 9;
 /// The type of the frame that ends the preface.
 const SETTINGS: u8 = 4;
 
-/// How far a connection's opening is: shared by its [`Watched`] stream and
-/// the task that keeps its time limits.
+/// How far a connection's opening is, and when data last moved: shared by
+/// its [`Watched`] stream and the task that keeps its time limits.
 #[derive(Debug)]
-pub struct Opening(Cell<State>);
+pub struct Watch {
+    opening: Cell<State>,
+    /// When a read or write last moved data (from the start: when the
+    /// connection began); `None` if not kept (no idle limit).
+    moved: Cell<Option<Instant>>,
+}
 
 #[derive(Clone, Copy, Debug)]
 enum State {
@@ -47,24 +56,41 @@ enum State {
     Settled,
 }
 
-impl Opening {
-    /// A connection's opening, before its first byte: `over` for one
-    /// whose protocol needs no telling (HTTP/1.1 only, or chosen by ALPN
-    /// as HTTP/1.1).
-    pub fn new(over: bool) -> Rc<Opening> {
-        Rc::new(Opening(Cell::new(if over {
+impl Watch {
+    /// A connection's watch, before its first byte: `opened` for one whose
+    /// protocol needs no telling (HTTP/1.1 only, or chosen by ALPN as
+    /// HTTP/1.1); `idle`: whether to keep when data last moved.
+    pub fn new(opened: bool, idle: bool) -> Rc<Watch> {
+        let opening = if opened {
             State::Settled
         } else {
             State::Preface {
                 received: 0,
                 settings: 0,
             }
-        })))
+        };
+        Rc::new(Watch {
+            opening: Cell::new(opening),
+            moved: Cell::new(idle.then(cellio::runtime::time::now)),
+        })
     }
 
     /// Whether the first bytes have settled how the connection opens.
-    pub fn is_over(&self) -> bool {
-        matches!(self.0.get(), State::Settled)
+    pub fn is_opened(&self) -> bool {
+        matches!(self.opening.get(), State::Settled)
+    }
+
+    /// When a read or write last moved data (or the connection began);
+    /// `None` unless made with `idle`.
+    pub fn moved(&self) -> Option<Instant> {
+        self.moved.get()
+    }
+
+    /// Notes that `n` bytes were read or written.
+    fn moving(&self, n: usize) {
+        if n > 0 && self.moved.get().is_some() {
+            self.moved.set(Some(cellio::runtime::time::now()));
+        }
     }
 
     /// Takes `bytes`, the next ones received (none: the end of the stream).
@@ -72,12 +98,12 @@ impl Opening {
         let State::Preface {
             mut received,
             mut settings,
-        } = self.0.get()
+        } = self.opening.get()
         else {
             return;
         };
         if bytes.is_empty() {
-            return self.0.set(State::Settled);
+            return self.opening.set(State::Settled);
         }
         for &byte in bytes {
             let of_preface = match received {
@@ -91,23 +117,24 @@ impl Opening {
             };
             received += 1;
             if !of_preface || received == PREFACE.len() + FRAME_HEADER + settings {
-                return self.0.set(State::Settled);
+                return self.opening.set(State::Settled);
             }
         }
-        self.0.set(State::Preface { received, settings });
+        self.opening.set(State::Preface { received, settings });
     }
 }
 
-/// A stream that tells its connection's [`Opening`] what it reads.
+/// A stream that tells its connection's [`Watch`] what it reads and
+/// writes.
 #[derive(Debug)]
 pub struct Watched<I> {
     io: I,
-    opening: Rc<Opening>,
+    watch: Rc<Watch>,
 }
 
 impl<I> Watched<I> {
-    pub fn new(io: I, opening: Rc<Opening>) -> Watched<I> {
-        Watched { io, opening }
+    pub fn new(io: I, watch: Rc<Watch>) -> Watched<I> {
+        Watched { io, watch }
     }
 }
 
@@ -119,8 +146,12 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && !self.opening.is_over() {
-            self.opening.received(&buf.filled()[before..]);
+        if let Poll::Ready(Ok(())) = polled {
+            let received = &buf.filled()[before..];
+            if !self.watch.is_opened() {
+                self.watch.received(received);
+            }
+            self.watch.moving(received.len());
         }
         polled
     }
@@ -132,7 +163,11 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.watch.moving(n);
+        }
+        polled
     }
 
     fn poll_write_vectored(
@@ -140,7 +175,11 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.watch.moving(n);
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -169,32 +208,32 @@ mod tests {
     fn http2_opens_with_its_settings_frame() {
         let settings_end = PREFACE.len() + FRAME_HEADER;
         for split in 1..settings_end + 3 {
-            let opening = Opening::new(false);
+            let opening = Watch::new(false, false);
             let mut received = 0;
             for chunk in H2_START.chunks(split) {
                 assert_eq!(
-                    opening.is_over(),
+                    opening.is_opened(),
                     received >= settings_end,
                     "{received} bytes in chunks of {split}"
                 );
                 opening.received(chunk);
                 received += chunk.len();
             }
-            assert!(opening.is_over(), "chunks of {split}");
+            assert!(opening.is_opened(), "chunks of {split}");
         }
         for received in 1..settings_end {
-            let opening = Opening::new(false);
+            let opening = Watch::new(false, false);
             opening.received(&H2_START[..received]);
-            assert!(!opening.is_over(), "{received} bytes");
+            assert!(!opening.is_opened(), "{received} bytes");
         }
         // A SETTINGS frame with a payload (two settings: 12 bytes).
-        let opening = Opening::new(false);
+        let opening = Watch::new(false, false);
         opening.received(&PREFACE[..]);
         opening.received(b"\0\0\x0c\x04\0\0\0\0\0");
         opening.received(&[0; 11]);
-        assert!(!opening.is_over());
+        assert!(!opening.is_opened());
         opening.received(&[0]);
-        assert!(opening.is_over());
+        assert!(opening.is_opened());
     }
 
     /// Any byte off HTTP/2's preface ends the opening (HTTP/1.1, or a
@@ -206,14 +245,14 @@ mod tests {
             b"PRI * HTTP/1.1",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x01",
         ] {
-            let opening = Opening::new(false);
+            let opening = Watch::new(false, false);
             opening.received(start);
-            assert!(opening.is_over(), "{start:?}");
+            assert!(opening.is_opened(), "{start:?}");
         }
-        let opening = Opening::new(false);
+        let opening = Watch::new(false, false);
         opening.received(b"PRI");
         opening.received(b"");
-        assert!(opening.is_over());
-        assert!(Opening::new(true).is_over());
+        assert!(opening.is_opened());
+        assert!(Watch::new(true, false).is_opened());
     }
 }
