@@ -92,15 +92,18 @@ pub struct Args {
     /// bytes, 65 527 when every address is IPv6). A connection starts with
     /// a probe datagram whose echo must come back within `--timeout`, so
     /// that a server that is not there fails the run (exit 2) as over TCP.
-    /// Echoes are checked byte for byte; one that does not come back
-    /// within `--loss-after` is counted as lost (not an error) and the
-    /// connection goes on.
+    /// Echoes are checked byte for byte; a datagram whose echo does not
+    /// come back within `--loss-after` (or, pipelined, before a later
+    /// one's) is counted as lost (not an error) and the connection goes on.
     #[arg(long)]
     pub udp: bool,
 
     /// With `--udp`: a datagram whose echo has not come back this long
     /// after its send is counted as lost, and an echo of it that comes
-    /// later as late [default: 200ms].
+    /// later as late [default: 200ms]. With `--pipeline` above 1 echoes are
+    /// expected in order: a datagram is also counted as lost as soon as a
+    /// later one's echo comes first (its own, if it comes, is then late),
+    /// so on a path that reorders datagrams `lost` counts them too.
     #[arg(long, value_parser = parse_positive_duration, requires = "udp")]
     pub loss_after: Option<Duration>,
 

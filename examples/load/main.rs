@@ -46,8 +46,9 @@
 //!   that must come back (so a server that is not there is exit 2, as over
 //!   TCP, even when the kernel connects a socket to itself: see
 //!   `not_itself`); a datagram whose echo has not come back after `--loss-after`
-//!   counts in `lost`, an echo that comes after that in `late`, and
-//!   neither fails the run (see `udp.rs`).
+//!   (or, with `--pipeline` above 1, before a later datagram's echo: a
+//!   reordered one too) counts in `lost`, an echo that comes after that in
+//!   `late`, and neither fails the run (see `udp.rs`).
 //! * `--unix PATH` (instead of `--addr`, and also repeatable): each
 //!   connection is a Unix-domain stream to the socket at PATH, driven
 //!   exactly as a TCP one (`cargo run --release --example
