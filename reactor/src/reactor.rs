@@ -19,6 +19,9 @@
 //!   busy socket cannot run inside another's event.
 //! * When the [`Reactor`] is dropped, every live cell is closed: parked
 //!   operations wake and fail with `NotConnected` instead of sleeping forever.
+//!   A registration racing the drop on another thread is either refused or
+//!   among the closed: `register` checks `shut_down` again after its slot is
+//!   in the table.
 //! * No readiness is lost to a waker that panics: a turn cut short that way
 //!   leaves `cut_short` set, and the next turn notifies every live cell
 //!   before it waits (without blocking). Spurious notifications are
@@ -429,6 +432,15 @@ impl Handle {
             return Err(io::Error::from(crate::CellError::Closed));
         }
         let (index, locator, generation, slot) = self.shared.table.insert()?;
+        // A drop that began after the check above may have listed the live
+        // slots before this insert, and would never close this one: ask
+        // again. The drop stores the flag before it takes the table's lock,
+        // and the insert took that lock, so either the drop's list holds
+        // the slot or this load sees the flag.
+        if self.shared.shut_down.load(Ordering::Acquire) {
+            self.shared.table.remove(index);
+            return Err(io::Error::from(crate::CellError::Closed));
+        }
         let token = token_of(generation, locator);
         let interest = interest(writable, stream);
         if let Err(e) = self.shared.registry.register(source, token, interest) {
