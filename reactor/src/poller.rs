@@ -11,9 +11,11 @@
 //!   wrapper's own 24), which a ping-pong server pays on every message;
 //! * `epoll_wait` takes whole milliseconds, so mio rounds a timer's timeout
 //!   up and a 100 µs sleep lasts a millisecond. `epoll_pwait2` (Linux 5.11)
-//!   takes nanoseconds. On an older kernel (`ENOSYS`) the poller falls back
-//!   to `epoll_pwait` with the timeout rounded up to a millisecond, as mio
-//!   does.
+//!   takes nanoseconds. On an older kernel (`ENOSYS`), or in a sandbox whose
+//!   seccomp profile predates the call and refuses it (`EPERM`, which
+//!   `epoll_pwait2` never returns itself: Docker before 20.10, systemd's
+//!   `SystemCallFilter=`), the poller falls back to `epoll_pwait` with the
+//!   timeout rounded up to a millisecond, as mio does.
 //!
 //! Elsewhere the wait is mio's `Poll::poll`.
 //!
@@ -165,7 +167,8 @@ pub(crate) struct Poller {
     poll: mio::Poll,
     #[cfg(target_os = "linux")]
     events: Vec<libc::epoll_event>,
-    /// `false` once the kernel said `epoll_pwait2` does not exist.
+    /// `false` once the kernel said `epoll_pwait2` does not exist, or a
+    /// seccomp filter refused it.
     #[cfg(target_os = "linux")]
     #[cfg_attr(miri, allow(dead_code))]
     precise: bool,
@@ -274,7 +277,9 @@ impl Poller {
                     0,
                 )
             };
-            if n == -(libc::ENOSYS as isize) {
+            // `EPERM` is a seccomp filter's refusal: the call itself has
+            // no such error.
+            if n == -(libc::ENOSYS as isize) || n == -(libc::EPERM as isize) {
                 return self.fall_back(timeout);
             }
             n
@@ -304,8 +309,8 @@ impl Poller {
         Ok(())
     }
 
-    /// The kernel has no `epoll_pwait2` (before Linux 5.11): millisecond
-    /// timeouts from now on.
+    /// The kernel has no `epoll_pwait2` (before Linux 5.11), or a seccomp
+    /// filter refuses it: millisecond timeouts from now on.
     #[cfg(target_os = "linux")]
     #[cfg_attr(miri, allow(dead_code))]
     #[cold]

@@ -183,3 +183,95 @@ fn a_registration_racing_the_reactors_drop_is_refused_or_closed() {
          drop unclosed: an operation parked on one sleeps for ever"
     );
 }
+
+/// Installs, on the calling thread only, a seccomp filter under which
+/// `epoll_pwait2` fails with `EPERM`, as sandbox profiles that predate the
+/// call (Linux 5.11) make it (Docker before 20.10, systemd's
+/// `SystemCallFilter=`). Says why where it cannot (a kernel without seccomp
+/// filters, a sandbox that refuses `prctl`).
+#[cfg(target_os = "linux")]
+fn deny_epoll_pwait2_with_eperm() -> io::Result<()> {
+    // `seccomp_data.nr`, the syscall number, is the struct's first field.
+    let (load, jump, ret) = (
+        (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        (libc::BPF_RET | libc::BPF_K) as u16,
+    );
+    let nr = libc::SYS_epoll_pwait2 as u32;
+    let refuse = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    let filter = [
+        libc::sock_filter {
+            code: load,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: jump,
+            jt: 0,
+            jf: 1,
+            k: nr,
+        },
+        libc::sock_filter {
+            code: ret,
+            jt: 0,
+            jf: 0,
+            k: refuse,
+        },
+        libc::sock_filter {
+            code: ret,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: plain prctl calls with valid arguments: `program` points at
+    // `filter`, which outlives the call (the kernel copies it). Both apply
+    // to the calling thread only (no `SECCOMP_FILTER_FLAG_TSYNC`).
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &program as *const libc::sock_fprog,
+            ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Where a seccomp profile refuses `epoll_pwait2` with `EPERM` (not
+/// `ENOSYS`), the reactor turns through `epoll_pwait`, as on a kernel
+/// without the call. (It used to fail every turn with "Operation not
+/// permitted", and the runtime's workers panicked; found by a review.) The
+/// filter is installed on a thread of its own, which ends with the test;
+/// where seccomp is unavailable the test says so and passes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_reactor_turns_where_a_sandbox_refuses_epoll_pwait2() {
+    std::thread::spawn(|| {
+        if let Err(e) = deny_epoll_pwait2_with_eperm() {
+            eprintln!("skipped: cannot install a seccomp filter here: {e}");
+            return;
+        }
+        let mut reactor = Reactor::new().unwrap();
+        let handle = reactor.handle();
+        for _ in 0..2 {
+            handle.wake().unwrap();
+            let turned = reactor.turn(Some(Duration::from_secs(5)));
+            assert!(matches!(turned, Ok(1)), "the turn failed: {turned:?}");
+        }
+        let started = Instant::now();
+        let turned = reactor.turn(Some(Duration::from_millis(1)));
+        assert!(matches!(turned, Ok(0)), "the turn failed: {turned:?}");
+        assert!(started.elapsed() < Duration::from_secs(4), "the turn hung");
+    })
+    .join()
+    .unwrap();
+}
