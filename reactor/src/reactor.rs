@@ -22,6 +22,8 @@
 //!   A registration racing the drop on another thread is either refused or
 //!   among the closed: `register` checks `shut_down` again after its slot is
 //!   in the table.
+//!   A waker that panics in the drop does not stop it: every cell is
+//!   closed, then the first panic goes on.
 //! * No readiness is lost to a waker that panics: a turn cut short that way
 //!   leaves `cut_short` set, and the next turn notifies every live cell
 //!   before it waits (without blocking). Spurious notifications are
@@ -35,6 +37,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -73,6 +76,11 @@ struct Shared {
 /// A runtime worker owns one reactor and calls [`turn`](Reactor::turn) when
 /// it has nothing else to do. Sockets reach the reactor through a
 /// [`Handle`].
+///
+/// Dropping the reactor closes the cells of every registered socket: their
+/// parked operations wake and fail with `NotConnected`, and so does every
+/// later registration. A waker that panics as it is woken then does not stop
+/// the others: the drop closes every cell, then unwinds with the first panic.
 ///
 /// # Examples
 ///
@@ -325,10 +333,21 @@ impl Drop for Reactor {
         // Parked operations would otherwise wait for events that can no
         // longer come; new registrations are refused from now on.
         self.shared.shut_down.store(true, Ordering::Release);
+        // A waker that panics must not leave the cells after its own open:
+        // close them all, then let the first panic go on. (`close` stores
+        // the closed word before it wakes, so the panicking cell is closed
+        // too.)
+        let mut panicked = None;
         self.shared.table.for_each_live(|slot| {
-            slot.rx.close();
-            slot.tx.close();
+            for cell in [&slot.rx, &slot.tx] {
+                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| cell.close())) {
+                    panicked.get_or_insert(panic);
+                }
+            }
         });
+        if let Some(panic) = panicked {
+            std::panic::resume_unwind(panic);
+        }
     }
 }
 

@@ -12,10 +12,10 @@ use std::sync::{Arc, Barrier};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
-use cellio_reactor::{CellError, Park, Reactor, Registration};
+use cellio_reactor::{CellError, Park, Reactor, Registration, Token};
 use mio::event::Source;
 use mio::net::UdpSocket;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 
 /// Counts its wakes.
 struct CountingWaker(AtomicUsize);
@@ -34,12 +34,14 @@ impl Wake for PanickingWaker {
     }
 }
 
-/// Parks an operation on `registration`'s receive cell with `waker`.
-fn park_receive(registration: &Registration, waker: &Waker) {
+/// Parks an operation on `registration`'s receive cell with `waker`, and
+/// returns its token.
+fn park_receive(registration: &Registration, waker: &Waker) -> Token {
     let cell = registration.rx();
     let seen = cell.observe().unwrap();
     let token = cell.reserve().unwrap();
     assert!(matches!(cell.park(token, seen, waker), Ok(Park::Parked)));
+    token
 }
 
 fn bound() -> (UdpSocket, SocketAddr) {
@@ -115,10 +117,10 @@ fn a_turn_cut_short_by_a_panicking_waker_loses_no_readiness() {
 struct Nothing;
 
 impl Source for Nothing {
-    fn register(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+    fn register(&mut self, _: &Registry, _: mio::Token, _: Interest) -> io::Result<()> {
         Ok(())
     }
-    fn reregister(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+    fn reregister(&mut self, _: &Registry, _: mio::Token, _: Interest) -> io::Result<()> {
         Ok(())
     }
     fn deregister(&mut self, _: &Registry) -> io::Result<()> {
@@ -274,4 +276,54 @@ fn a_reactor_turns_where_a_sandbox_refuses_epoll_pwait2() {
     })
     .join()
     .unwrap();
+}
+
+/// A waker that panics as the reactor's drop closes its cell does not leave
+/// the cells after it open: every parked operation is woken and refused, and
+/// the first panic unwinds out of the drop. (The panic used to stop the
+/// drop, and the later operations slept for ever: neither woken nor
+/// refused; found by a review.)
+#[test]
+fn a_waker_that_panics_in_the_reactors_drop_leaves_no_cell_open() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let on_purpose = info
+            .payload()
+            .downcast_ref::<&str>()
+            .is_some_and(|text| text.ends_with("on purpose"));
+        if !on_purpose {
+            previous(info);
+        }
+    }));
+    let reactor = Reactor::new().unwrap();
+    let handle = reactor.handle();
+    let first = handle.register(&mut Nothing).unwrap();
+    let second = handle.register(&mut Nothing).unwrap();
+    let first_token = park_receive(&first, &Waker::from(Arc::new(PanickingWaker)));
+    let woken = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(woken.clone());
+    let token = park_receive(&second, &waker);
+
+    let dropped = catch_unwind(AssertUnwindSafe(|| drop(reactor)));
+    assert!(
+        dropped.is_err(),
+        "the first waker's panic unwinds out of the drop"
+    );
+    for (which, registration, token) in [("first", &first, first_token), ("second", &second, token)]
+    {
+        let cell = registration.rx();
+        let seen = cell.observe_reserved(token).unwrap();
+        let parked_again = cell.park(token, seen, &waker);
+        assert_eq!(
+            parked_again,
+            Err(CellError::Closed),
+            "the {which} operation parked again after the drop"
+        );
+        cell.release(token).unwrap();
+    }
+    assert_eq!(
+        woken.0.load(Ordering::SeqCst),
+        1,
+        "the second operation's wakes"
+    );
 }
