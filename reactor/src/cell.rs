@@ -28,8 +28,10 @@
 //!   owns the slot. `PARKED`: the holder published a waker (Release) and the
 //!   notifier may take it. `NOTIFYING`: the notifier won the `PARKED →
 //!   NOTIFYING` CAS and owns the slot until it stores `RESERVED`; everyone
-//!   else waits (a bounded spin: the window holds no user code, only a copy
-//!   of the waker out of the slot).
+//!   else waits (a bounded spin: the window holds only a clone of the waker
+//!   out of the slot, and the `RESERVED` store is a drop guard's, so a clone
+//!   that panics ends the window too, as a notification whose wake was lost
+//!   to the panic).
 //! * **readiness seq** counts the reactor's notifications for this direction.
 //!   An operation snapshots it ([`Readiness`]) *before* its syscall; `park`
 //!   refuses to sleep if the sequence moved since, because the readiness that
@@ -228,6 +230,23 @@ fn trace_event(generation: u32, what: &'static str) {
 #[inline]
 fn notified(word: u64) -> u64 {
     word.wrapping_add(SEQ_ONE) & !EXHAUSTED
+}
+
+/// Ends a notifier's exclusive `NOTIFYING` window when dropped, by storing
+/// `.1`, the word with phase `RESERVED`: after the waker's clone, or while
+/// the clone (user code) unwinds, which would otherwise leave every later
+/// user of the cell spinning for ever. The notification is counted then,
+/// but its wake is lost to the panic, like a wake that panics.
+///
+/// Invariant 2: nobody else changes the word while `NOTIFYING`, so a plain
+/// store is exact. Release hands the slot back to the holder.
+struct EndWindow<'a>(&'a AtomicU64, u64);
+
+impl Drop for EndWindow<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.store(self.1, Ordering::Release);
+    }
 }
 
 /// The generation an operation holds the cell under.
@@ -1018,12 +1037,12 @@ impl OpCell {
     #[inline]
     fn wake_parked(&self, notifying: u64) {
         let reserved = with_phase(notifying, RESERVED);
-        // SAFETY: the caller won PARKED -> NOTIFYING, so by invariant 1 the
-        // slot is ours until we store RESERVED below.
-        let waker = unsafe { self.waker.clone_waker() };
-        // Invariant 2: nobody else changes the word while NOTIFYING, so a
-        // plain store is exact. Release hands the slot back to the holder.
-        self.word.store(reserved, Ordering::Release);
+        let waker = {
+            let _window = EndWindow(&self.word, reserved);
+            // SAFETY: the caller won PARKED -> NOTIFYING, so by invariant 1
+            // the slot is ours until `_window` drops and stores RESERVED.
+            unsafe { self.waker.clone_waker() }
+        };
         waker.wake();
         // After the wake: nothing needs to stay alive across it but `reserved`.
         if tracing::level_enabled!(tracing::Level::TRACE) {
@@ -1076,16 +1095,11 @@ impl OpCell {
                         Ordering::Acquire,
                     ) {
                         Ok(_) => {
+                            let _window = EndWindow(&self.word, with_phase(next, RESERVED));
                             // SAFETY: we won PARKED -> NOTIFYING, so by
-                            // invariant 1 the slot is ours until we store
-                            // RESERVED below.
-                            let waker = unsafe { self.waker.clone_waker() };
-                            // Invariant 2: nobody else changes the word while
-                            // NOTIFYING, so a plain store is exact. Release
-                            // hands the slot back to the holder.
-                            self.word
-                                .store(with_phase(next, RESERVED), Ordering::Release);
-                            return Some(waker);
+                            // invariant 1 the slot is ours until `_window`
+                            // drops and stores RESERVED.
+                            return Some(unsafe { self.waker.clone_waker() });
                         }
                         Err(actual) => word = actual,
                     }
@@ -1451,6 +1465,71 @@ mod tests {
             generation(cell.word.load(Ordering::Relaxed)),
             generation(before) + 1
         );
+    }
+
+    /// A waker whose first clone succeeds and whose later clones panic,
+    /// until the next call makes a new one (only the test below uses it).
+    fn waker_whose_second_clone_panics() -> Waker {
+        use std::sync::atomic::AtomicUsize;
+        use std::task::{RawWaker, RawWakerVTable};
+
+        static CLONES: AtomicUsize = AtomicUsize::new(0);
+        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+        unsafe fn clone(_: *const ()) -> RawWaker {
+            if CLONES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 1 {
+                panic!("a waker clone that panics, on purpose");
+            }
+            RawWaker::new(std::ptr::null(), &VTABLE)
+        }
+        unsafe fn noop(_: *const ()) {}
+        CLONES.store(0, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the vtable's functions ignore the data pointer.
+        unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) }
+    }
+
+    /// A notifier whose copy of the parked waker panics (the waker's clone
+    /// is user code) ends its `NOTIFYING` window all the same: the holder
+    /// can look at the cell again, release it, and the socket's slot can be
+    /// reset, on every notifier's path. (The cell used to stay `NOTIFYING`
+    /// for ever, and each of those spun at 100% CPU without end; found by a
+    /// review.)
+    #[test]
+    fn a_waker_clone_that_panics_in_a_notification_does_not_wedge_the_cell() {
+        type Notifier = fn(&OpCell);
+        let notifiers: [(&str, Notifier); 4] = [
+            ("notify", OpCell::notify),
+            ("notify_contended", OpCell::notify_contended),
+            ("notify_hangup", OpCell::notify_hangup),
+            ("close", OpCell::close),
+        ];
+        for (name, notifier) in notifiers {
+            let cell = std::sync::Arc::new(OpCell::new());
+            let seen = cell.observe().unwrap();
+            let token = cell.reserve().unwrap();
+            let waker = waker_whose_second_clone_panics();
+            assert_eq!(cell.park(token, seen, &waker), Ok(Park::Parked));
+            let notified =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| notifier(&cell)));
+            assert!(notified.is_err(), "{name}: the clone's panic unwinds");
+            // On a thread of its own: a wedged cell would spin for ever.
+            let (done, checked) = std::sync::mpsc::channel();
+            std::thread::spawn({
+                let cell = cell.clone();
+                move || {
+                    let again = cell.observe_reserved(token).map(|now| now.sequence());
+                    let released = cell.release(token);
+                    cell.reset();
+                    done.send((again, released)).unwrap();
+                }
+            });
+            let result = checked.recv_timeout(std::time::Duration::from_secs(5));
+            assert_eq!(
+                result,
+                Ok((Ok(1), Ok(()))),
+                "{name}: the cell after the panic (the notification counted, \
+                 the holder's release done): {cell:?}"
+            );
+        }
     }
 
     #[test]
