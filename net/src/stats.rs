@@ -6,6 +6,13 @@ use cellio_reactor::Registration;
 /// reactor (`*_sync`), or after parking on the socket's cell and being woken
 /// (`*_parked`). Failed operations are not counted.
 ///
+/// The counts are exact when one task at a time uses each direction (the
+/// usual case: a task that awaits its receives, another its sends). They
+/// are approximate when two threads complete operations of one direction at
+/// once (say two sends on one shared stream): each count is a plain load and
+/// store, not a locked instruction on every operation, so one of two
+/// simultaneous counts may be lost.
+///
 /// A server whose receives are mostly `recv_parked` is waiting on its peers;
 /// mostly `recv_sync` means data is usually already buffered when it asks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

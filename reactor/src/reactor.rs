@@ -553,9 +553,13 @@ pub struct Registration {
 /// How one direction's operations completed: on their first attempt
 /// (`sync`) or after parking on the cell and being woken (`parked`).
 ///
-/// Only the operation in flight records (one per direction, as the cell
-/// enforces for parked ones and the socket types for the rest), so a
-/// relaxed load and store cannot lose counts in correct use.
+/// Counted with a relaxed load and store, not a read-modify-write (a locked
+/// instruction on every operation, for statistics): exact when one
+/// operation at a time completes in each direction, as when one task uses
+/// it. Nothing enforces that for operations that complete on their first
+/// attempt (they never reserve the cell), so when two threads complete
+/// operations of one direction at once, a count may be lost: the figures
+/// are then approximate.
 ///
 /// ```
 /// let done = cellio_reactor::Completions::default();
