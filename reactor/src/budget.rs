@@ -167,4 +167,43 @@ mod tests {
             "the tag word is stale, but no poll runs"
         );
     }
+
+    /// A socket future polled from another thread-local's destructor, as
+    /// its thread ends, may spend budget: the thread words are never torn
+    /// down (they need no destructor), so `WORDS.with` does not panic there.
+    /// (A review feared it did; it does not, on targets with native
+    /// thread-locals.)
+    #[test]
+    fn the_budget_works_in_a_thread_locals_destructor() {
+        struct PollsAsItDrops(std::sync::mpsc::Sender<(Poll<()>, bool, u64)>);
+        impl Drop for PollsAsItDrops {
+            fn drop(&mut self) {
+                let seen = (
+                    poll_proceed(Waker::noop()),
+                    has_remaining(),
+                    crate::thread_words::worker_owner(),
+                );
+                let _ = self.0.send(seen);
+            }
+        }
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<PollsAsItDrops>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let (done, seen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Registered before the words are first used: destroyed after
+            // them, if they had a destructor (the last registered goes
+            // first).
+            LAST.with(|last| *last.borrow_mut() = Some(PollsAsItDrops(done)));
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+        })
+        .join()
+        .unwrap();
+        let seen = seen.recv_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(
+            seen,
+            Ok((Poll::Ready(()), true, crate::thread_words::NO_WORKER))
+        );
+    }
 }

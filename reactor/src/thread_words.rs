@@ -23,6 +23,11 @@
 //!   [`worker_ptr`] is null.
 //! * The words are plain [`Cell`]s: only the owning thread reads or writes
 //!   them.
+//! * `ThreadWords` needs no destructor (checked at compile time), so on
+//!   targets with native thread-locals (Linux, the BSDs, macOS) the
+//!   thread-local is never torn down: `WORDS.with` works even in another
+//!   thread-local's destructor, during thread teardown, and the hot paths
+//!   (the budget's, the worker words') use it without a `try_with` check.
 
 use std::cell::Cell;
 use std::ptr;
@@ -48,6 +53,10 @@ pub(crate) struct ThreadWords {
 }
 
 const _: () = assert!(std::mem::size_of::<ThreadWords>() <= 32);
+// A `const`-initialised thread-local whose type needs no drop has no
+// destructor and no "destroyed" state: `with` never panics (see the module
+// invariants).
+const _: () = assert!(!std::mem::needs_drop::<ThreadWords>());
 
 thread_local! {
     pub(crate) static WORDS: ThreadWords = const {
@@ -64,8 +73,9 @@ thread_local! {
 /// A number naming the calling thread, unique for the life of the process
 /// and never 0. (Unlike a thread-local's address or an OS thread id, it is
 /// never reused by a later thread, so a stale binding can never match.)
-/// During thread teardown, once the thread-local is gone, every call hands
-/// out a fresh number, which matches no binding.
+/// Should the thread-local be gone during thread teardown (only where
+/// thread-locals are not native: see the module invariants), every call
+/// hands out a fresh number, which matches no binding.
 ///
 /// ```
 /// use cellio_reactor::thread_words::thread_id;
