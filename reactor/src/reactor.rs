@@ -12,7 +12,13 @@
 //!   hang-up: a receive stops short at it, so short reads prove nothing
 //!   from then on.
 //! * An event is delivered only if the generation in its token equals the
-//!   slot's current generation: events for a closed socket die here.
+//!   slot's current generation: events for a closed socket die here. (The
+//!   check and the notification are two steps: a socket dropped on another
+//!   thread between them, its slot reused at once, gets the old socket's
+//!   event. That is a spurious notification, which is harmless; a final
+//!   one sets the new socket's sticky `HUP`, which only turns its exhausted
+//!   shortcut off for its life: a cost, never a lost wake-up. Left so: the
+//!   window is a few instructions, and closing it would cost the turn.)
 //! * A turn never polls a task inline: [`OpCell::notify`](crate::OpCell::notify)
 //!   calls `Waker::wake`, and the runtime's waker only *schedules* the task
 //!   (.NET's `RunContinuationsAsynchronously`), so stacks stay flat and one
@@ -245,6 +251,9 @@ impl Reactor {
             let Some(slot) = table.get(locator) else {
                 continue;
             };
+            // Not atomic with the notification below (see the module
+            // invariants): a slot freed and reused in between gets a
+            // spurious notification, never a lost one.
             if slot.generation.load(Ordering::Acquire) != generation {
                 stale_event(locator, generation);
                 continue;
