@@ -36,7 +36,10 @@
 //! The accept loop opens a connection's upstream socket before it accepts
 //! the client, so out of descriptors the clients wait in the listen
 //! backlog (the loop backs off instead of spinning) rather than being
-//! accepted and closed for want of an upstream connection. (`--splice`
+//! accepted and closed for want of an upstream connection (another error
+//! opening it, such as a disabled IPv6, is the connection's: one line).
+//! A host name's lookup needs descriptors too: when it fails, the
+//! addresses named at start are used. (`--splice`
 //! opens its pipes later, and a connection that cannot have them ends;
 //! `--splice-auto` copies instead.)
 
@@ -94,6 +97,8 @@ struct Route {
     /// An address `--upstream` named at start: the family of the socket
     /// opened before each accept.
     family: SocketAddr,
+    /// The addresses `--upstream` named at start: used when a lookup fails.
+    resolved: std::sync::Arc<[SocketAddr]>,
     connect_timeout: Duration,
     splice: bool,
     splice_auto: bool,
@@ -101,7 +106,7 @@ struct Route {
 
 /// Joins `client` to a new connection to the upstream, made on `socket`
 /// (opened before the client was accepted), until both close.
-async fn proxy(client: TcpStream, peer: SocketAddr, socket: TcpSocket, route: Route) {
+async fn proxy(client: TcpStream, peer: SocketAddr, socket: Option<TcpSocket>, route: Route) {
     let upstream = match timeout(route.connect_timeout, connect(socket, &route)).await {
         Ok(Ok(upstream)) => upstream,
         Ok(Err(e)) => return eprintln!("proxy: {peer}: cannot reach {}: {e}", route.upstream),
@@ -157,13 +162,22 @@ fn no_splice() -> io::Error {
 /// Connects to the upstream: on `socket` if `--upstream` is an address;
 /// a host name is looked up, and its addresses tried in turn (`socket` for
 /// the first of its family, a new socket for any other).
-async fn connect(socket: TcpSocket, route: &Route) -> io::Result<TcpStream> {
+async fn connect(socket: Option<TcpSocket>, route: &Route) -> io::Result<TcpStream> {
     let upstream = match route.literal {
-        Some(addr) => socket.connect(addr).await?,
+        Some(addr) => match socket {
+            Some(socket) => socket.connect(addr).await?,
+            None => TcpSocket::new_for(addr)?.connect(addr).await?,
+        },
         None => {
-            let (mut socket, mut last) = (Some(socket), None);
+            let (mut socket, mut last) = (socket, None);
             let mut connected = None;
-            for addr in cellio::net::lookup_host(&*route.upstream).await? {
+            // A failed lookup (out of descriptors, say) falls back to the
+            // addresses named at start: the client is accepted already.
+            let addrs: Vec<SocketAddr> = match cellio::net::lookup_host(&*route.upstream).await {
+                Ok(addrs) => addrs.collect(),
+                Err(_) => route.resolved.to_vec(),
+            };
+            for addr in addrs {
                 let same_family = addr.is_ipv4() == route.family.is_ipv4();
                 let socket = match socket.take_if(|_| same_family) {
                     Some(socket) => socket,
@@ -191,7 +205,9 @@ async fn connect(socket: TcpSocket, route: &Route) -> io::Result<TcpStream> {
     };
     // Nothing listening on a local port in the ephemeral range: the kernel
     // can connect a socket to itself, which would echo the client.
-    if upstream.local_addr()? == upstream.peer_addr()? {
+    // (An address not to be had, say after a reset, is no proof either way.)
+    let (local, peer) = (upstream.local_addr(), upstream.peer_addr());
+    if matches!((&local, &peer), (Ok(l), Ok(p)) if l == p) {
         return Err(io::Error::new(
             io::ErrorKind::ConnectionRefused,
             "nothing listens there (the connection reached itself)",
@@ -208,7 +224,13 @@ async fn serve(listener: TcpListener, route: Route) {
     accept_until_shutdown(
         "proxy",
         move || async move {
-            let socket = TcpSocket::new_for(family)?;
+            // Only running out of descriptors keeps the client in the
+            // backlog; another error (no IPv6, say) is the connection's.
+            let socket = match TcpSocket::new_for(family) {
+                Ok(socket) => Some(socket),
+                Err(e) if accept_backoff::out_of_resources(&e) => return Err(e),
+                Err(_) => None,
+            };
             let (client, peer) = listener.accept().await?;
             Ok((client, peer, socket))
         },
@@ -285,6 +307,7 @@ fn run(args: &Args) -> std::io::Result<()> {
             upstream: upstream.into(),
             literal: upstream.parse().ok(),
             family,
+            resolved: resolved.clone().into(),
             connect_timeout: Duration::from_millis(args.connect_timeout_ms),
             splice: args.splice,
             splice_auto: args.splice_auto,
