@@ -418,8 +418,11 @@ where
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_with(cx, |mut inner| io::Write::write(&mut inner, buf))
+        self.get_mut().poll_write_with(cx, |mut inner| {
+            // write(2) takes no MSG_NOSIGNAL: into a pipe whose reader
+            // closed it raises SIGPIPE (`cellio_reactor::sigpipe`).
+            cellio_reactor::sigpipe::around(|| io::Write::write(&mut inner, buf))
+        })
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -21,9 +21,8 @@
 //! socket2 set it on the sockets they create; [`no_sigpipe`] on the others,
 //! accepted ones included), so a reset peer never raises `SIGPIPE`. Linux's
 //! `sendfile(2)` ([`send_file`]) and `splice(2)` take no such flag: a call
-//! that fails with `EPIPE` also raises `SIGPIPE`, so `SIGPIPE` is blocked
-//! on the calling thread first (`cellio_reactor::sigpipe`), where it then
-//! stays pending.
+//! that fails with `EPIPE` also raises `SIGPIPE`, so those calls go
+//! through `cellio_reactor::sigpipe::around`, which keeps it blocked.
 //!
 //! A datagram receive reports whether the datagram was longer than the
 //! buffer (the kernel discarded the rest). On Linux that is `recvfrom` with
@@ -491,21 +490,22 @@ const MAX_SENDFILE: usize = 0x7fff_f000;
 ))]
 pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
     let mut offset = file_offset(offset)?;
-    // sendfile(2) takes no MSG_NOSIGNAL: a closed destination raises
-    // SIGPIPE, which stays pending on this thread (`cellio_reactor::sigpipe`).
-    cellio_reactor::sigpipe::block_here();
-    // SAFETY: `offset` is valid for the kernel's read and write of a
-    // 64-bit offset for the whole call; the descriptors are the caller's.
-    check(unsafe {
-        cellio_reactor::sys::syscall6(
-            libc::SYS_sendfile,
-            socket as usize,
-            file as usize,
-            std::ptr::from_mut(&mut offset) as usize,
-            len.min(MAX_SENDFILE),
-            0,
-            0,
-        )
+    // sendfile(2) takes no MSG_NOSIGNAL: into a socket that can no longer
+    // send it raises SIGPIPE (`cellio_reactor::sigpipe`).
+    cellio_reactor::sigpipe::around(|| {
+        // SAFETY: `offset` is valid for the kernel's read and write of a
+        // 64-bit offset for the whole call; the descriptors are the caller's.
+        check(unsafe {
+            cellio_reactor::sys::syscall6(
+                libc::SYS_sendfile,
+                socket as usize,
+                file as usize,
+                std::ptr::from_mut(&mut offset) as usize,
+                len.min(MAX_SENDFILE),
+                0,
+                0,
+            )
+        })
     })
 }
 

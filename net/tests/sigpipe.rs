@@ -1,11 +1,14 @@
-//! cellio never raises `SIGPIPE`, even in a program that restored its
-//! default action (which ends the process): a `splice` or a `send_file`
-//! into a stream that can no longer send, or a write to an exited child's
-//! standard input, fails with `BrokenPipe` and nothing else, on `block_on`'s thread and on a
-//! background worker; and `block_on` gives its caller's thread back as it
-//! found it (`SIGPIPE` not blocked, none pending). The test sets
-//! `SIGPIPE`'s default action for its whole process, so it has a binary
-//! of its own.
+//! cellio never raises `SIGPIPE` from its own calls, even in a program
+//! that restored its default action (which ends the process): a `splice`
+//! or a `send_file` into a stream that can no longer send, a write to an
+//! exited child's standard input, or `AsyncFd`'s `AsyncWrite` into a pipe
+//! whose reader closed, fails with `BrokenPipe` and nothing else, on
+//! `block_on`'s thread, on a background worker and on a thread of the
+//! program's own; every thread but a background worker is given back as
+//! it was (`SIGPIPE` not blocked, none pending), a thread started from one
+//! does not inherit a block, and the blocking pool's threads unblock it.
+//! The test sets `SIGPIPE`'s default action for its whole process, so it
+//! has a binary of its own.
 #![cfg(target_os = "linux")]
 
 mod util;
@@ -14,8 +17,10 @@ use std::io::{self, Write};
 use std::process::Stdio;
 
 use cellio_net::process::Command;
-use cellio_net::splice_bidirectional;
+use std::os::fd::{FromRawFd, OwnedFd};
+
 use cellio_net::unix::UnixStream;
+use cellio_net::{splice_bidirectional, AsyncFd};
 use cellio_runtime::Builder;
 
 /// `SIGPIPE`'s default action, which ends the process, as a program that
@@ -141,28 +146,133 @@ fn a_write_to_an_exited_childs_stdin_is_an_error_not_a_signal() {
     });
 }
 
-/// A process started after a splice blocked `SIGPIPE` on the thread does
-/// not inherit the blocked signal (std's spawn clears the child's mask):
-/// `yes | head` in it still ends quietly.
+/// A process started from a background worker (which keeps `SIGPIPE`
+/// blocked for its life) does not inherit the blocked signal (std's spawn
+/// clears the child's mask): `yes | head` in it still ends quietly.
 #[test]
-fn a_child_started_after_a_splice_does_not_inherit_the_blocked_signal() {
+fn a_child_started_from_a_worker_does_not_inherit_the_blocked_signal() {
+    restore_sigpipe_default();
+    util::with_timeout(util::LIMIT, || {
+        let rt = Builder::new().workers(2).build().expect("runtime");
+        let (on_worker, child_mask) = rt.block_on(async {
+            cellio_runtime::spawn_on(1, async {
+                let on_worker = sigpipe_blocked_and_pending();
+                let out = Command::new("sh")
+                    .args(["-c", "grep SigBlk /proc/self/status"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .await
+                    .expect("run sh");
+                (on_worker, String::from_utf8(out.stdout).expect("utf-8"))
+            })
+            .await
+            .expect("the task")
+        });
+        assert_eq!(on_worker, (true, false), "a background worker blocks it");
+        let mask = child_mask.trim().trim_start_matches("SigBlk:").trim();
+        let mask = u64::from_str_radix(mask, 16).expect("a hex mask");
+        assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "{child_mask}");
+    });
+}
+
+/// A thread started from `block_on`'s thread after a splice there, and a
+/// blocking-pool thread started from a background worker, have `SIGPIPE`
+/// unblocked: a thread of the program meets it as it set it. (The first
+/// version blocked it on `block_on`'s thread until `block_on` returned,
+/// and both inherited the block; found by a review.)
+#[test]
+fn threads_started_after_a_splice_do_not_inherit_a_block() {
+    restore_sigpipe_default();
+    util::with_timeout(util::LIMIT, || {
+        let rt = Builder::new().workers(2).build().expect("runtime");
+        let (on_thread, on_pool) = rt.block_on(async {
+            let e = splice_into_a_closed_stream().await;
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+            let on_thread = std::thread::spawn(sigpipe_blocked_and_pending)
+                .join()
+                .expect("thread");
+            let on_pool = cellio_runtime::spawn_on(1, async {
+                cellio_runtime::spawn_blocking(sigpipe_blocked_and_pending).await
+            })
+            .await
+            .expect("the task")
+            .expect("the job");
+            (on_thread, on_pool)
+        });
+        assert_eq!(
+            on_thread,
+            (false, false),
+            "a thread started from block_on's"
+        );
+        assert_eq!(on_pool, (false, false), "a blocking-pool thread");
+    });
+}
+
+/// A splice polled on a thread of the program's own (another executor,
+/// or a plain poll): an error, and the thread is given back as it was.
+/// (The first version left `SIGPIPE` blocked and pending there for good;
+/// found by a review.)
+#[test]
+fn a_splice_polled_on_a_thread_of_the_programs_own_leaves_it_as_it_was() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
     restore_sigpipe_default();
     util::with_timeout(util::LIMIT, || {
         let rt = Builder::new().build().expect("runtime");
-        let blocked = rt.block_on(async {
-            let e = splice_into_a_closed_stream().await;
-            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
-            assert!(sigpipe_blocked_and_pending().0, "blocked while in block_on");
-            let out = Command::new("sh")
-                .args(["-c", "grep SigBlk /proc/self/status"])
-                .stdin(Stdio::null())
-                .output()
-                .await
-                .expect("run sh");
-            String::from_utf8(out.stdout).expect("utf-8")
+        let streams = rt.block_on(async {
+            let (client, source) = UnixStream::pair().expect("pair");
+            let (destination, peer) = UnixStream::pair().expect("pair");
+            destination
+                .shutdown(std::net::Shutdown::Write)
+                .expect("shutdown");
+            client.send_all(b"to nowhere").await.expect("send");
+            (client, source, destination, peer)
         });
-        let mask = blocked.trim().trim_start_matches("SigBlk:").trim();
-        let mask = u64::from_str_radix(mask, 16).expect("a hex mask");
-        assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "{blocked}");
+        let (polled, after) = std::thread::spawn(move || {
+            let (_client, source, destination, _peer) = &streams;
+            let mut splice = std::pin::pin!(splice_bidirectional(source, destination));
+            let polled = splice
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
+            let polled = match polled {
+                Poll::Ready(Err(e)) => e.kind(),
+                other => panic!("{other:?}"),
+            };
+            (polled, sigpipe_blocked_and_pending())
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(polled, io::ErrorKind::BrokenPipe);
+        assert_eq!(after, (false, false));
+    });
+}
+
+/// `AsyncFd`'s `AsyncWrite` is cellio's `write(2)`: into a pipe whose
+/// reader closed, `BrokenPipe` and no signal. (It raised one; found by a
+/// review.)
+#[test]
+fn async_fd_write_into_a_closed_pipe_is_an_error_not_a_signal() {
+    use futures_util::AsyncWriteExt;
+    restore_sigpipe_default();
+    util::with_timeout(util::LIMIT, || {
+        let rt = Builder::new().build().expect("runtime");
+        let e = rt.block_on(async {
+            let mut fds = [0; 2];
+            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+            let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+            assert_eq!(made, 0, "pipe2");
+            // SAFETY: both descriptors are new, and each gets one owner.
+            let (reader, writer) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            drop(reader);
+            let writer = std::fs::File::from(writer);
+            let mut writer = AsyncFd::new(writer).expect("AsyncFd");
+            writer
+                .write(b"nobody reads this")
+                .await
+                .expect_err("closed")
+        });
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+        assert_eq!(sigpipe_blocked_and_pending(), (false, false));
     });
 }

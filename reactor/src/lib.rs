@@ -11,8 +11,8 @@
 //!   slot in it.
 //! * [`budget`] and [`thread_words`] — the per-task cooperative budget, in
 //!   one per-thread cache line with the runtime's current-worker words.
-//! * [`sigpipe`] — `SIGPIPE` blocked on a thread while the calls that
-//!   cannot be told not to raise it (`splice`, `sendfile`) run there.
+//! * [`sigpipe`] — `SIGPIPE` kept from the calls that cannot be told not
+//!   to raise it (`splice`, `sendfile`, a pipe's `write`).
 //! * [`sys`] (Linux) — the raw syscall the reactor's wait and `cellio-net`'s
 //!   `recv`/`send` use instead of glibc's cancellation-point wrappers.
 //!

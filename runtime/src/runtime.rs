@@ -174,6 +174,11 @@ impl Runtime {
                             return Ok(());
                         }
                     }
+                    // SIGPIPE blocked for the worker's life: a task's
+                    // splice or sendfile then costs no mask change
+                    // (`cellio_reactor::sigpipe`).
+                    #[cfg(unix)]
+                    cellio_reactor::sigpipe::block_for_thread();
                     // On the pinned thread; its stop hook runs last.
                     let _started = hooks.started();
                     // A panic here drops `claim`, which releases the inbox.
@@ -259,9 +264,6 @@ impl Runtime {
         let executor: &Executor = &self.executor;
         let _reactor_context = self.reactor_handle.enter();
         let _local = executor.enter();
-        // A task's splice may have blocked SIGPIPE on this thread, the
-        // caller's: unblocked as this returns or unwinds.
-        let _sigpipe = SigpipeBack;
         let main_waker = TaskAddr::new(executor.worker(), executor.epoch(), MAIN_SLOT, 0).waker();
         let mut cx = Context::from_waker(&main_waker);
         let mut future = pin!(future);
@@ -513,17 +515,6 @@ impl Runtime {
         let _reactor_context = self.reactor_handle.enter();
         let _local = self.executor.enter();
         self.executor.cancel_all();
-    }
-}
-
-/// Undoes, on dropping, what a task's `splice`, `sendfile` or pipe write
-/// did to `SIGPIPE` on `block_on`'s thread (`cellio_reactor::sigpipe`).
-struct SigpipeBack;
-
-impl Drop for SigpipeBack {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        cellio_reactor::sigpipe::unblock_here();
     }
 }
 

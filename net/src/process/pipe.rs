@@ -244,7 +244,7 @@ impl ChildStdin {
     /// Writes some of `buf` to the child's standard input: the number of
     /// bytes written, waiting while the pipe is full (the child has not
     /// read yet). `BrokenPipe` once the child closed its end (exited), and
-    /// no `SIGPIPE` (it is blocked on the writing thread: the guide,
+    /// no `SIGPIPE` (it is kept blocked around the write: the guide,
     /// "Errors you can get").
     /// Cancel-safe: a dropped write has written nothing.
     pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -338,9 +338,8 @@ impl AsRawFd for ChildStdin {
 }
 
 /// One `write(2)` to the child's standard input. Once the child closed its
-/// end it fails with `BrokenPipe` and the kernel raises `SIGPIPE`, which
-/// stays pending on this thread (`cellio_reactor::sigpipe`).
+/// end it fails with `BrokenPipe` and the kernel raises `SIGPIPE`, kept
+/// blocked around the write (`cellio_reactor::sigpipe`).
 fn write_to_child(mut pipe: &File, buf: &[u8]) -> io::Result<usize> {
-    cellio_reactor::sigpipe::block_here();
-    pipe.write(buf)
+    cellio_reactor::sigpipe::around(|| pipe.write(buf))
 }

@@ -106,8 +106,8 @@ macro_rules! send_file_methods {
         /// Like `send`, it fails with `BrokenPipe` and raises no `SIGPIPE`
         /// when the connection can no longer send (reset, or shut down for
         /// writing; a Unix stream's peer closed): `sendfile(2)` takes no
-        /// `MSG_NOSIGNAL`, so the signal is blocked on the calling thread
-        /// (the guide, "Errors you can get").
+        /// `MSG_NOSIGNAL`, so the signal is kept blocked around it (the
+        /// guide, "Errors you can get").
         ///
         /// Reading a file can block the thread (a cold page cache, a slow
         /// disk): for files that may not be cached, prefer

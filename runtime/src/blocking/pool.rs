@@ -145,6 +145,10 @@ impl<J: PoolJob> BlockingPool<J> {
     /// A pool thread: runs jobs until none came for `keep_alive`, or the
     /// pool shut down.
     fn run_thread(&self) {
+        // Started from a worker, it inherited SIGPIPE blocked; the
+        // program's blocking code meets it as on any of its threads.
+        #[cfg(unix)]
+        cellio_reactor::sigpipe::unblock_for_thread();
         self.hooks.run_start();
         let mut state = self.lock();
         loop {
