@@ -36,7 +36,8 @@ use crate::worker::{run_background, with_current, Executor, WorkerConfig};
 /// Dropping it cancels every task (dropping their futures) and the
 /// blocking jobs still queued, stops and joins the worker threads, and
 /// then waits for the blocking jobs that are running, as tokio's drop
-/// does. [`Runtime::shutdown_timeout`] lets tasks and jobs finish within a
+/// does (the writes `fs::File` and `io::stdout` accepted are not
+/// cancelled: they run before the drop returns). [`Runtime::shutdown_timeout`] lets tasks and jobs finish within a
 /// grace period first; [`Runtime::shutdown_background`] does not wait for
 /// running jobs.
 ///
@@ -501,9 +502,10 @@ impl Runtime {
     fn stop(&mut self) {
         let shared = self.executor.shared.clone();
         shared.stop();
-        // Jobs that never started are cancelled; the drop waits for the
-        // running ones (`wait_for_blocking_jobs`) once the tasks are gone,
-        // so a job waiting on something a task held sees it dropped.
+        // Jobs that never started are cancelled, but for mandatory ones (a
+        // file's writes), which the pool's threads run; the drop waits for
+        // the running ones (`wait_for_blocking_jobs`) once the tasks are
+        // gone, so a job waiting on something a task held sees it dropped.
         shared.count_cancelled_n(shared.blocking.shutdown());
         for thread in self.threads.drain(..) {
             match thread.join() {
@@ -744,6 +746,15 @@ impl RuntimeHandle {
         R: Send + 'static,
     {
         crate::blocking::spawn_blocking_in(Some(&self.shared), job)
+    }
+
+    /// A job the shutdown runs rather than cancels (a file's write).
+    pub(crate) fn spawn_mandatory_blocking<F, R>(&self, job: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        crate::blocking::spawn_mandatory_blocking_in(Some(&self.shared), job)
     }
 
     /// The blocking pool now: `(threads, idle threads, queued jobs)`.

@@ -29,6 +29,11 @@
 //!   an abort never wakes anything.
 //! * While a pool thread runs a job, its thread-local `RUNNING_JOB` is
 //!   that job's id (for `TaskId::try_current`), and `None` otherwise.
+//! * A *mandatory* job (a write `fs::File` accepted, and so `io::stdout`'s
+//!   and `io::stderr`'s) is not cancelled by the runtime's shutdown once
+//!   queued: the pool's threads run it before they leave, and the drop
+//!   waits for them. Only writes are: a mandatory read of stdin would make
+//!   the drop wait for input.
 
 mod pool;
 
@@ -99,6 +104,8 @@ where
 pub(crate) struct Job {
     task: RawTask,
     run: fn(RawTask),
+    /// Run, not cancelled, by the shutdown (module invariants).
+    mandatory: bool,
 }
 
 impl PoolJob for Job {
@@ -108,6 +115,10 @@ impl PoolJob for Job {
 
     fn cancel(self) {
         cancel(self.task);
+    }
+
+    fn mandatory(&self) -> bool {
+        self.mandatory
     }
 }
 
@@ -145,6 +156,25 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
+    spawn_job_in(shared, job, false)
+}
+
+/// As [`spawn_blocking_in`], for a job the shutdown runs rather than
+/// cancels once queued: a write a file accepted (module invariants).
+pub(crate) fn spawn_mandatory_blocking_in<F, R>(shared: Option<&Shared>, job: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    spawn_job_in(shared, job, true)
+}
+
+/// [`spawn_blocking_in`], the job mandatory or not.
+fn spawn_job_in<F, R>(shared: Option<&Shared>, job: F, mandatory: bool) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
     let (current, shared) = spawn::sender(shared, "spawn_blocking");
     // As a `spawn_on` task's block: the job leaves this thread.
     let (memory, home) = spawn::block_to_send::<BlockingJob<F>>(current);
@@ -153,6 +183,7 @@ where
     shared.blocking.submit(Job {
         task,
         run: run::<F, R>,
+        mandatory,
     });
     handle
 }
@@ -175,7 +206,10 @@ where
 /// * When the runtime is dropped, jobs still queued are cancelled (their
 ///   handles return `Cancelled`) and the drop waits for the running ones
 ///   to finish, as tokio's does, so a job's write is not cut off by the
-///   program's exit. [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout)
+///   program's exit. (The writes that [`fs::File`](crate::fs::File) and
+///   [`io::stdout`](crate::io::stdout) accepted are not cancelled: they
+///   run before the drop returns, as tokio's.)
+///   [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout)
 ///   bounds that wait and
 ///   [`Runtime::shutdown_background`](crate::Runtime::shutdown_background)
 ///   skips it, for a job that may block for good.

@@ -25,8 +25,11 @@
 //!   two threads or more. tokio's pool has the same window. Closing it
 //!   (counting such a thread as "returning" and giving it the next job)
 //!   was tried and measured slower: docs/design.md, "The blocking pool".
-//! * After `shutdown` the queue stays empty: jobs submitted later are
-//!   cancelled at once.
+//! * After `shutdown` the queue holds only the mandatory jobs
+//!   ([`PoolJob::mandatory`]) queued before it, and only while a thread is
+//!   left: a thread takes a queued job before it looks at `shut_down`, so
+//!   they run before the last thread leaves. Jobs submitted later, mandatory
+//!   or not, are cancelled at once.
 //! * A thread leaves by decrementing `threads` (and counting itself in
 //!   `stopping` while its stop hook runs) under the lock and then
 //!   notifying `exited`, so `wait_for_threads` (which checks both under
@@ -48,6 +51,11 @@ pub(crate) trait PoolJob: Send + 'static {
     fn run(self);
     /// Drops the job unrun (the pool shut down, or has no thread for it).
     fn cancel(self);
+    /// `true` if `shutdown` leaves the job queued, for a thread to run,
+    /// rather than cancel it (a write a file accepted).
+    fn mandatory(&self) -> bool {
+        false
+    }
 }
 
 /// Threads that run jobs, and their queue.
@@ -183,12 +191,20 @@ impl<J: PoolJob> BlockingPool<J> {
         self.exited.notify_all();
     }
 
-    /// Cancels the queued jobs and lets the idle threads exit; running
-    /// jobs finish on their threads. Returns how many jobs were cancelled.
+    /// Cancels the queued jobs but the mandatory ones, which the threads
+    /// run before they leave, and lets the idle threads exit; running jobs
+    /// finish on their threads. Returns how many jobs were cancelled.
     pub(crate) fn shutdown(&self) -> usize {
         let mut state = self.lock();
         state.shut_down = true;
-        let queued: Vec<J> = state.queue.drain(..).collect();
+        // The mandatory jobs stay, for the threads left to run (with none
+        // left, which `submit` never leaves with a job queued, nothing
+        // would).
+        let threads = state.threads;
+        let (kept, queued): (VecDeque<J>, VecDeque<J>) = std::mem::take(&mut state.queue)
+            .into_iter()
+            .partition(|job| job.mandatory() && threads > 0);
+        state.queue = kept;
         drop(state);
         self.work.notify_all();
         let cancelled = queued.len();
@@ -279,6 +295,7 @@ mod loom_tests {
     struct TestJob {
         id: u32,
         log: Arc<Log>,
+        mandatory: bool,
     }
 
     impl PoolJob for TestJob {
@@ -288,6 +305,10 @@ mod loom_tests {
 
         fn cancel(self) {
             self.log.record(self.id, false);
+        }
+
+        fn mandatory(&self) -> bool {
+            self.mandatory
         }
     }
 
@@ -321,6 +342,7 @@ mod loom_tests {
         TestJob {
             id,
             log: Arc::clone(log),
+            mandatory: false,
         }
     }
 
@@ -457,6 +479,29 @@ mod loom_tests {
                     "job {id} ran after the wait for the threads: {outcomes:?}"
                 );
             }
+            assert_eq!(pool.stats(), (0, 0, 0));
+        });
+    }
+
+    /// A mandatory job and a plain one queued as the pool shuts down, its
+    /// one thread starting, running or idle: the mandatory job has run
+    /// when the wait for the threads returns (the plain one ran or was
+    /// cancelled). A shutdown that cancelled it, or a thread that looked
+    /// at `shut_down` before the queue, fails this.
+    #[test]
+    fn a_mandatory_job_queued_at_the_shutdown_runs() {
+        loom::model(|| {
+            let (pool, log) = pool(1);
+            pool.submit(TestJob {
+                mandatory: true,
+                ..job(&log, 1)
+            });
+            pool.submit(job(&log, 2));
+            pool.shutdown();
+            assert_eq!(pool.wait_for_threads(None), 0);
+            let outcomes = log.outcomes.lock().unwrap().clone();
+            assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+            assert!(outcomes.contains(&(1, true)), "{outcomes:?}");
             assert_eq!(pool.stats(), (0, 0, 0));
         });
     }

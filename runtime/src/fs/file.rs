@@ -27,7 +27,9 @@
 //!   writing allocate nothing.
 //! * Dropping a `File` (or an operation's future) does not stop a job
 //!   already running: a write already accepted still happens, and its
-//!   error is lost unless [`flush`](File::flush) was awaited.
+//!   error is lost unless [`flush`](File::flush) was awaited. Nor does
+//!   the runtime's drop: a write's job is *mandatory* (see `blocking`),
+//!   run by the pool before the drop returns even if it was still queued.
 
 use std::fmt;
 use std::fs::{Metadata, Permissions};
@@ -431,9 +433,14 @@ impl File {
                     let n = src.len().min(self.max_buf);
                     buf.data.reserve_exact(n);
                     buf.data.extend_from_slice(&src[..n]);
-                    let started = self.start(move |mut file, buf| {
-                        Done::Write(seek_back(&mut file, back).and_then(|()| buf.write_to(file)))
-                    });
+                    let started = self.start_job(
+                        move |mut file, buf| {
+                            Done::Write(
+                                seek_back(&mut file, back).and_then(|()| buf.write_to(file)),
+                            )
+                        },
+                        true,
+                    );
                     return Poll::Ready(started.map(|()| n));
                 }
                 State::Busy(_) => match ready!(self.poll_job(cx))? {
@@ -554,15 +561,30 @@ impl File {
         &mut self,
         job: impl FnOnce(&std::fs::File, &mut Buf) -> Done + Send + 'static,
     ) -> io::Result<()> {
+        self.start_job(job, false)
+    }
+
+    /// [`start`](Self::start), the job mandatory (a write: the runtime's
+    /// shutdown runs it rather than cancel it) or not.
+    fn start_job(
+        &mut self,
+        job: impl FnOnce(&std::fs::File, &mut Buf) -> Done + Send + 'static,
+        mandatory: bool,
+    ) -> io::Result<()> {
         let runtime = blocking_pool()?;
         let State::Idle(buf) = std::mem::replace(&mut self.state, State::Broken) else {
             unreachable!("jobs start on an idle file")
         };
         let (file, mut buf) = (Arc::clone(&self.std), buf);
-        self.state = State::Busy(runtime.spawn_blocking(move || {
+        let job = move || {
             let done = job(&file, &mut buf);
             (done, buf)
-        }));
+        };
+        self.state = State::Busy(if mandatory {
+            runtime.spawn_mandatory_blocking(job)
+        } else {
+            runtime.spawn_blocking(job)
+        });
         Ok(())
     }
 
