@@ -18,7 +18,8 @@
 //! `send` waits while the ring is full; `recv` waits while it is empty and
 //! returns `None` once every sender is gone and the ring is drained. A
 //! sender gets its message back in a [`SendError`] when the receiver is
-//! gone (or [closed](Receiver::close)).
+//! gone (or [closed](Receiver::close)). Dropping the receiver drops the
+//! messages still queued, as tokio's `mpsc` does.
 //!
 //! # Invariants
 //!
@@ -41,6 +42,10 @@
 //!   more sends wait at once than ever before.
 //! * No borrow of the shared state is held across a wake: wakers are
 //!   taken out under the borrow and woken after it.
+//! * The receiver's drop drops the messages still in the ring, one at a
+//!   time and with no borrow held (a message's drop may drop a sender of
+//!   this channel). A message that holds a sender of its own channel
+//!   would otherwise keep the `Rc` alive for good.
 //!
 //! # Examples
 //!
@@ -424,6 +429,17 @@ impl<T> Receiver<T> {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.close();
+        // The messages left go with the receiver (as tokio's do): nobody
+        // can receive them. One at a time with no borrow held, since a
+        // message may hold a sender of this very channel, whose drop
+        // borrows the state.
+        loop {
+            let message = self.shared.borrow_mut().ring.pop_front();
+            match message {
+                Some(message) => drop(message),
+                None => break,
+            }
+        }
     }
 }
 

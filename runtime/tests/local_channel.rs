@@ -3,7 +3,9 @@
 //! while it is empty; the end of the senders ends the stream after what is
 //! queued; a gone or closed receiver fails sends with the value back; a
 //! sender future dropped while waiting strands no other sender. A freed
-//! slot wakes one waiting send, the oldest, and is kept for it.
+//! slot wakes one waiting send, the oldest, and is kept for it. The
+//! messages still queued go with the receiver. A capacity too large to
+//! allocate panics naming the channel.
 
 mod util;
 
@@ -11,7 +13,7 @@ use std::cell::Cell;
 use std::pin::pin;
 use std::rc::Rc;
 
-use cellio_runtime::local_channel::{channel, SendError, TryRecvError, TrySendError};
+use cellio_runtime::local_channel::{channel, SendError, Sender, TryRecvError, TrySendError};
 use cellio_runtime::{spawn_local, yield_now};
 use util::{poll_once, run};
 
@@ -256,4 +258,52 @@ fn debug_output() {
         "Receiver { queued: 1, capacity: 3, senders: 1 }"
     );
     assert_eq!(format!("{:?}", TrySendError::Full(1)), "Full(..)");
+}
+
+/// Counts its drops.
+struct Counted(Rc<Cell<u32>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// The messages still queued when the receiver drops are dropped with it,
+/// while a sender lives on (as tokio's `mpsc`): nobody can receive them.
+/// (They stayed in the ring until the last sender went; found by a
+/// review.)
+#[test]
+fn messages_queued_when_the_receiver_drops_are_dropped_with_it() {
+    let drops = Rc::new(Cell::new(0));
+    let (tx, rx) = channel::<Counted>(4);
+    tx.try_send(Counted(drops.clone())).unwrap();
+    tx.try_send(Counted(drops.clone())).unwrap();
+    drop(rx);
+    assert!(tx.is_closed());
+    assert_eq!(drops.get(), 2, "the queued messages outlive the receiver");
+    drop(tx);
+    assert_eq!(drops.get(), 2);
+}
+
+/// Queued messages that hold a sender of their own channel (a reply
+/// path, a handle back to a hub): dropping the receiver drops them, their
+/// senders included, so the channel goes with the last sender. (The ring
+/// and the messages' senders kept each other alive for good; found by a
+/// review.)
+#[test]
+fn queued_messages_holding_a_sender_of_their_channel_are_not_leaked() {
+    struct Message(
+        #[allow(dead_code)] Sender<Message>,
+        #[allow(dead_code)] Counted,
+    );
+    let drops = Rc::new(Cell::new(0));
+    let (tx, rx) = channel::<Message>(4);
+    for _ in 0..2 {
+        let message = Message(tx.clone(), Counted(drops.clone()));
+        assert!(tx.try_send(message).is_ok());
+    }
+    drop(rx);
+    assert_eq!(drops.get(), 2, "the messages (and the channel) leaked");
+    drop(tx);
 }
