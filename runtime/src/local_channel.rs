@@ -86,10 +86,19 @@ use slab::Slab;
 
 /// A channel for up to `capacity` messages in flight (at least 1): its
 /// sending and receiving ends. The ring is allocated here, once.
+///
+/// # Panics
+///
+/// If the ring cannot be allocated: `capacity` messages of `T` are more
+/// than the address space or the allocator can give (`usize::MAX`, say).
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let capacity = capacity.max(1);
+    let mut ring = VecDeque::new();
+    if let Err(error) = ring.try_reserve_exact(capacity) {
+        panic!("local_channel::channel: no room for a ring of {capacity} messages: {error}");
+    }
     let shared = Rc::new(RefCell::new(State {
-        ring: VecDeque::with_capacity(capacity),
+        ring,
         capacity,
         receiver_waker: None,
         waiters: Slab::new(),

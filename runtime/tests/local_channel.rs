@@ -307,3 +307,12 @@ fn queued_messages_holding_a_sender_of_their_channel_are_not_leaked() {
     assert_eq!(drops.get(), 2, "the messages (and the channel) leaked");
     drop(tx);
 }
+
+/// A capacity whose ring cannot be allocated panics with a message that
+/// names the channel. (It said only "capacity overflow", from `VecDeque`;
+/// found by a review.)
+#[test]
+#[should_panic(expected = "local_channel::channel: no room for a ring of")]
+fn a_capacity_too_large_to_allocate_panics_naming_the_channel() {
+    let _ = channel::<u64>(usize::MAX);
+}
