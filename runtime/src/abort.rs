@@ -81,6 +81,11 @@ impl AbortHandle {
     ///
     /// A handle made after the `JoinHandle` returned the output has
     /// nothing to stop: `abort` does nothing and `is_finished` is `true`.
+    ///
+    /// A queued [`spawn_blocking`](crate::spawn_blocking) job is stopped
+    /// only when a pool thread takes it out of the queue (see
+    /// [`JoinHandle::abort`](crate::JoinHandle::abort)): its handle waits
+    /// for a free thread.
     pub fn abort(&self) {
         if let Some(raw) = &self.raw {
             abort_task(raw);

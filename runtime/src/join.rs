@@ -210,6 +210,14 @@ impl<T> JoinHandle<T> {
     /// its cell back and loses no byte, a timer is disarmed. After the
     /// handle returned the output, `abort` does nothing.
     ///
+    /// A [`spawn_blocking`](crate::spawn_blocking) job that has not started
+    /// is dropped when a pool thread takes it out of the queue, and only
+    /// then does the handle return `Aborted`: while every thread of the
+    /// pool is busy (at
+    /// [`max_blocking_threads`](crate::Builder::max_blocking_threads)), the
+    /// handle waits for one to free. A job already running runs to its
+    /// end.
+    ///
     /// # Examples
     ///
     /// ```

@@ -202,7 +202,9 @@ where
 /// * A panic in `job` is the task's: the handle returns
 ///   [`JoinError::Panicked`](crate::JoinError::Panicked).
 /// * [`JoinHandle::abort`] stops a job that has not started (the handle
-///   returns `Aborted`); one that is running runs to its end.
+///   returns `Aborted`, once a pool thread takes the job out of the
+///   queue: with every thread busy, it waits for one); one that is
+///   running runs to its end.
 /// * When the runtime is dropped, jobs still queued are cancelled (their
 ///   handles return `Cancelled`) and the drop waits for the running ones
 ///   to finish, as tokio's does, so a job's write is not cut off by the

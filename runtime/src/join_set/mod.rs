@@ -366,7 +366,11 @@ impl<T> JoinSet<T> {
 
     /// Aborts every member and waits until each has stopped (its future
     /// dropped) or finished; the set is empty afterwards. Outputs that
-    /// were ready are dropped.
+    /// were ready are dropped. A blocking member still queued stops only
+    /// once a pool thread takes it (see
+    /// [`JoinHandle::abort`](crate::JoinHandle::abort)), and one running
+    /// runs to its end: with the pool's threads all busy, this waits for
+    /// them.
     pub async fn shutdown(&mut self) {
         self.abort_all();
         while self.join_next().await.is_some() {}
