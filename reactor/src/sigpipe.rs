@@ -18,31 +18,52 @@
 //!   runtime's blocking pool unblocks it as its threads start
 //!   ([`unblock_for_thread`]): they run the program's blocking code, which
 //!   meets `SIGPIPE` as on any thread of the program.
-//! * On any other thread (`block_on`'s caller, which is worker 0; a future
-//!   polled by another executor), [`around`] blocks it for the one call
-//!   and unblocks it after, first taking the `SIGPIPE` the call raised if
-//!   it failed with `EPIPE`: two `pthread_sigmask` calls per call (0.26 µs
-//!   a pair on the benchmark VM), three syscalls when it failed.
+//! * On `block_on`'s thread (worker 0, the caller's), which `block_on`
+//!   marks with an [`InBlockOn`] guard, the first such call blocks it, and
+//!   it stays blocked until `block_on` returns (or unwinds), when the guard
+//!   takes a `SIGPIPE` a call raised and unblocks it: one thread-local read
+//!   per call, a syscall or two per `block_on` that made one. A thread
+//!   started from a task there after that first call inherits the block,
+//!   as from a worker.
+//! * On any other thread (a future polled by another executor), [`around`]
+//!   blocks it for the one call and unblocks it after, first taking the
+//!   `SIGPIPE` the call raised if it failed with `EPIPE`: two
+//!   `pthread_sigmask` calls per call. (Measured on worker 0 of the
+//!   splicing proxy, that cost 6% of its CPU per message at 16 KiB and 15%
+//!   at 64 B, 2026-12-07: hence the two cases above.)
 //!
 //! # Invariants
 //!
-//! * After [`around`], the thread's mask is as it was before: only
-//!   `SIGPIPE`'s bit is touched, and unblocked again only if it was not
-//!   blocked already (a thread that blocked it keeps it, and any signal
-//!   pending: its owner blocked it to see them).
-//! * A pending `SIGPIPE` is taken only right after a call that [`around`]
-//!   blocked it for failed with `EPIPE`: the one that call raised. (One
-//!   another process sent in that window is taken too; rare.)
-//! * [`block_for_thread`] is for a runtime's own worker threads only:
-//!   [`around`] then trusts the mask for the thread's life.
+//! * Only `SIGPIPE`'s bit of a thread's mask is touched, and it is
+//!   unblocked again (after [`around`] on another thread, as `block_on`
+//!   returns) only if cellio blocked it: a thread that had it blocked
+//!   keeps it, and any signal pending (its owner blocked it to see them).
+//! * A pending `SIGPIPE` is taken only after a call that cellio blocked it
+//!   for failed with `EPIPE`: the one that call raised. (One another
+//!   process sent meanwhile is taken too; rare.)
+//! * The thread-local state trusts the mask: code that changes `SIGPIPE`'s
+//!   bit on a worker, or in `block_on` after cellio blocked it, is on its
+//!   own.
 
 use std::cell::Cell;
 use std::io;
 
+/// What cellio knows of `SIGPIPE` on this thread.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Here {
+    /// Nothing: each call blocks it around itself.
+    Other,
+    /// In `block_on`, no call made yet.
+    InBlockOn,
+    /// In `block_on`, after the first call: blocked until it returns,
+    /// unblocked then unless it `was_blocked` already; a call `raised` it.
+    BlockedInBlockOn { was_blocked: bool, raised: bool },
+    /// A background worker: blocked for the thread's life.
+    Worker,
+}
+
 thread_local! {
-    /// `SIGPIPE` is blocked on this thread for its life
-    /// ([`block_for_thread`]).
-    static BLOCKED_FOR_LIFE: Cell<bool> = const { Cell::new(false) };
+    static HERE: Cell<Here> = const { Cell::new(Here::Other) };
 }
 
 /// A signal set holding `SIGPIPE` only.
@@ -71,13 +92,18 @@ fn change_mask(how: libc::c_int) -> bool {
     failed == 0 && unsafe { libc::sigismember(before.as_ptr(), libc::SIGPIPE) } == 1
 }
 
+/// Whether `result` is the `EPIPE` that comes with a raised `SIGPIPE`.
+fn raised<T>(result: &io::Result<T>) -> bool {
+    matches!(result, Err(e) if e.raw_os_error() == Some(libc::EPIPE))
+}
+
 /// Blocks `SIGPIPE` on this thread for its life: for a runtime's
 /// background worker as it starts (threads it starts inherit it).
 pub fn block_for_thread() {
     // Miri runs no signals (and has no pthread_sigmask).
     #[cfg(not(miri))]
     change_mask(libc::SIG_BLOCK);
-    BLOCKED_FOR_LIFE.with(|b| b.set(true));
+    HERE.with(|h| h.set(Here::Worker));
 }
 
 /// Unblocks `SIGPIPE` on this thread, whatever mask it inherited: for a
@@ -85,12 +111,58 @@ pub fn block_for_thread() {
 pub fn unblock_for_thread() {
     #[cfg(not(miri))]
     change_mask(libc::SIG_UNBLOCK);
-    BLOCKED_FOR_LIFE.with(|b| b.set(false));
+    HERE.with(|h| h.set(Here::Other));
+}
+
+/// `block_on` on this thread: a call that can raise `SIGPIPE` blocks it
+/// until the guard drops, which takes a `SIGPIPE` such a call raised and
+/// unblocks it (unless it was blocked before). Costs a thread-local write
+/// each way when no such call is made.
+#[derive(Debug)]
+pub struct InBlockOn(());
+
+impl InBlockOn {
+    /// Marks this thread as in `block_on` until the guard drops.
+    #[inline]
+    pub fn enter() -> InBlockOn {
+        HERE.with(|h| {
+            if h.get() == Here::Other {
+                h.set(Here::InBlockOn);
+            }
+        });
+        InBlockOn(())
+    }
+}
+
+impl Drop for InBlockOn {
+    #[inline]
+    fn drop(&mut self) {
+        match HERE.with(|h| h.replace(Here::Other)) {
+            Here::BlockedInBlockOn {
+                was_blocked,
+                raised,
+            } => leave_block_on(was_blocked, raised),
+            // Not a state `enter` leaves: a worker stays one.
+            Here::Worker => HERE.with(|h| h.set(Here::Worker)),
+            Here::Other | Here::InBlockOn => {}
+        }
+    }
+}
+
+/// `block_on` returns after a call blocked `SIGPIPE`.
+#[cold]
+fn leave_block_on(was_blocked: bool, raised: bool) {
+    if !was_blocked {
+        if raised {
+            take_pending(&sigpipe_only());
+        }
+        change_mask(libc::SIG_UNBLOCK);
+    }
 }
 
 /// Runs `call`, a syscall that can raise `SIGPIPE` when it fails with
-/// `EPIPE`, so that it raises none: on a worker that blocked `SIGPIPE` for
-/// its life, just calls; elsewhere blocks it around the call.
+/// `EPIPE`, so that it raises none (see the module docs for where it is
+/// blocked, and for how long).
 ///
 /// ```
 /// use std::io::Write;
@@ -103,19 +175,54 @@ pub fn unblock_for_thread() {
 /// ```
 #[inline]
 pub fn around<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    if BLOCKED_FOR_LIFE.with(Cell::get) {
-        return call();
+    match HERE.with(Cell::get) {
+        Here::Worker => call(),
+        Here::BlockedInBlockOn {
+            was_blocked,
+            raised: false,
+        } => {
+            let result = call();
+            if raised(&result) {
+                let raised = true;
+                HERE.with(|h| {
+                    h.set(Here::BlockedInBlockOn {
+                        was_blocked,
+                        raised,
+                    })
+                });
+            }
+            result
+        }
+        Here::BlockedInBlockOn { raised: true, .. } => call(),
+        Here::InBlockOn => first_in_block_on(call),
+        Here::Other => around_blocking(call),
     }
-    around_blocking(call)
 }
 
-/// [`around`] on a thread that does not block `SIGPIPE` for its life.
+/// [`around`]'s first call in a `block_on`: blocks `SIGPIPE` until it
+/// returns.
+#[cold]
+fn first_in_block_on<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let was_blocked = change_mask(libc::SIG_BLOCK);
+    let result = call();
+    let raised = raised(&result);
+    HERE.with(|h| {
+        h.set(Here::BlockedInBlockOn {
+            was_blocked,
+            raised,
+        })
+    });
+    result
+}
+
+/// [`around`] on a thread cellio knows nothing of: blocks `SIGPIPE` for
+/// the one call.
 #[cold]
 fn around_blocking<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     let was_blocked = change_mask(libc::SIG_BLOCK);
     let result = call();
     if !was_blocked {
-        if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
+        if raised(&result) {
             take_pending(&sigpipe_only());
         }
         change_mask(libc::SIG_UNBLOCK);
@@ -212,6 +319,28 @@ mod tests {
             change_mask(libc::SIG_BLOCK);
             assert!(around(raise).is_err());
             assert_eq!(blocked_and_pending(), (true, true));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn in_block_on_blocked_from_the_first_call_until_it_returns() {
+        std::thread::spawn(|| {
+            let guard = InBlockOn::enter();
+            assert_eq!(
+                blocked_and_pending(),
+                (false, false),
+                "nothing before a call"
+            );
+            assert!(around(raise).is_err());
+            assert_eq!(blocked_and_pending(), (true, true));
+            assert!(around(|| Ok(())).is_ok());
+            drop(guard);
+            assert_eq!(blocked_and_pending(), (false, false));
+            // And a block_on that made no such call changes nothing.
+            drop(InBlockOn::enter());
+            assert_eq!(blocked_and_pending(), (false, false));
         })
         .join()
         .unwrap();

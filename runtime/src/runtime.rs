@@ -265,6 +265,10 @@ impl Runtime {
         let executor: &Executor = &self.executor;
         let _reactor_context = self.reactor_handle.enter();
         let _local = executor.enter();
+        // A task's splice, sendfile or pipe write blocks SIGPIPE on this
+        // thread until this returns (`cellio_reactor::sigpipe`).
+        #[cfg(unix)]
+        let _sigpipe = cellio_reactor::sigpipe::InBlockOn::enter();
         let main_waker = TaskAddr::new(executor.worker(), executor.epoch(), MAIN_SLOT, 0).waker();
         let mut cx = Context::from_waker(&main_waker);
         let mut future = pin!(future);

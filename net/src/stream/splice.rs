@@ -436,9 +436,8 @@ impl<B> Direction<B> {
 /// A splice into a stream that can no longer send (reset, or shut down for
 /// writing; a Unix stream's peer closed) fails with `BrokenPipe`, and like a
 /// `send` raises no `SIGPIPE`: `splice(2)` takes no `MSG_NOSIGNAL`, so the
-/// signal is kept blocked while it splices (the guide, "Errors you can
-/// get": on `block_on`'s thread that costs two `pthread_sigmask` calls
-/// per splice out).
+/// signal is kept blocked on a runtime's threads (the guide, "Errors you
+/// can get").
 ///
 /// # Examples
 ///
