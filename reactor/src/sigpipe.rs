@@ -29,8 +29,8 @@
 //!   blocks it for the one call and unblocks it after, first taking the
 //!   `SIGPIPE` the call raised if it failed with `EPIPE`: two
 //!   `pthread_sigmask` calls per call. (Measured on worker 0 of the
-//!   splicing proxy, that cost 6% of its CPU per message at 16 KiB and 15%
-//!   at 64 B, 2026-12-07: hence the two cases above.)
+//!   splicing proxy, that cost 4.5–6% of its CPU per message at 16 KiB,
+//!   up to 15% at 64 B, 2026-12-07: hence the two cases above.)
 //!
 //! # Invariants
 //!
