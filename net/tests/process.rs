@@ -435,7 +435,7 @@ fn tokio_io_traits_on_the_pipes() {
 /// size: 256 KiB in one read, from a pipe enlarged to 1 MiB. (The guide
 /// used to say that it reads at most 64 KiB at a time, zeroing the buffer
 /// first; found by a review.)
-#[cfg(feature = "tokio-io")]
+#[cfg(all(feature = "tokio-io", target_os = "linux"))] // F_SETPIPE_SZ
 #[test]
 fn a_tokio_read_of_a_pipe_takes_all_it_holds() {
     use std::future::poll_fn;
