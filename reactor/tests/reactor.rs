@@ -50,18 +50,27 @@ fn bound() -> (UdpSocket, SocketAddr) {
     (socket, addr)
 }
 
+/// Panics whose message ends "on purpose" (the tests' panicking wakers)
+/// print nothing; others print as before. Installed once per process.
+fn quiet_about_panics_on_purpose() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let on_purpose = info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|text| text.ends_with("on purpose"));
+            if !on_purpose {
+                previous(info);
+            }
+        }));
+    });
+}
+
 #[test]
 fn a_turn_cut_short_by_a_panicking_waker_loses_no_readiness() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let on_purpose = info
-            .payload()
-            .downcast_ref::<&str>()
-            .is_some_and(|text| text.ends_with("on purpose"));
-        if !on_purpose {
-            previous(info);
-        }
-    }));
+    quiet_about_panics_on_purpose();
     let mut reactor = Reactor::new().unwrap();
     let handle = reactor.handle();
     let ((mut first, first_addr), (mut second, second_addr)) = (bound(), bound());
@@ -285,16 +294,7 @@ fn a_reactor_turns_where_a_sandbox_refuses_epoll_pwait2() {
 /// refused; found by a review.)
 #[test]
 fn a_waker_that_panics_in_the_reactors_drop_leaves_no_cell_open() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let on_purpose = info
-            .payload()
-            .downcast_ref::<&str>()
-            .is_some_and(|text| text.ends_with("on purpose"));
-        if !on_purpose {
-            previous(info);
-        }
-    }));
+    quiet_about_panics_on_purpose();
     let reactor = Reactor::new().unwrap();
     let handle = reactor.handle();
     let first = handle.register(&mut Nothing).unwrap();

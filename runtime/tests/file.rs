@@ -66,14 +66,16 @@ where
     Fut: Future,
     Fut::Output: Send + 'static,
 {
-    util::with_timeout(util::LIMIT, move || {
-        let runtime = cellio_runtime::Builder::new()
-            .workers(1)
-            .max_blocking_threads(1)
-            .build()
-            .unwrap();
-        runtime.block_on(make())
-    })
+    util::with_timeout(util::LIMIT, move || one_blocking_thread().block_on(make()))
+}
+
+/// A runtime of one worker and one blocking thread.
+fn one_blocking_thread() -> cellio_runtime::Runtime {
+    cellio_runtime::Builder::new()
+        .workers(1)
+        .max_blocking_threads(1)
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -560,11 +562,7 @@ fn a_write_queued_when_the_runtime_drops_reaches_the_file() {
     let path = dir.0.join("data");
     let std_file = std::fs::File::create(&path).unwrap();
     util::with_timeout(util::LIMIT, move || {
-        let runtime = cellio_runtime::Builder::new()
-            .workers(1)
-            .max_blocking_threads(1)
-            .build()
-            .unwrap();
+        let runtime = one_blocking_thread();
         runtime.block_on(async move {
             // The pool's one thread is busy until after the drop began.
             let (started, started_rx) = std::sync::mpsc::channel();
