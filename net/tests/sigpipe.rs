@@ -271,3 +271,108 @@ fn async_fd_write_into_a_closed_pipe_is_an_error_not_a_signal() {
         assert_eq!(sigpipe_blocked_and_pending(), (false, false));
     });
 }
+
+/// An `AsyncFd` whose `&T: Write` panics (a program's own type), written
+/// from a task on `block_on`'s thread: the task's panic is caught by the
+/// runtime, and once `block_on` returns the caller's thread must be as it
+/// was (the module docs: "every thread but a background worker is given
+/// back as it was").
+#[test]
+fn a_write_that_panics_leaves_block_ons_thread_as_it_was() {
+    use futures_util::AsyncWriteExt;
+    use std::os::fd::{AsRawFd, RawFd};
+    struct Panicky(std::fs::File);
+    impl AsRawFd for Panicky {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0.as_raw_fd()
+        }
+    }
+    impl Write for &Panicky {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            panic!("a program's own writer panics");
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    restore_sigpipe_default();
+    let (before, after) = util::with_timeout(util::LIMIT, || {
+        let rt = Builder::new().workers(1).build().expect("runtime");
+        let before = sigpipe_blocked_and_pending();
+        let joined = rt.block_on(async {
+            cellio_runtime::spawn(async {
+                let mut fds = [0; 2];
+                // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+                let made =
+                    unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+                assert_eq!(made, 0, "pipe2");
+                // SAFETY: both descriptors are new, and each gets one owner.
+                let (_reader, writer) =
+                    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+                let mut writer =
+                    AsyncFd::new(Panicky(std::fs::File::from(writer))).expect("AsyncFd");
+                let _ = writer.write(b"x").await;
+            })
+            .await
+        });
+        assert!(joined.is_err(), "the task panicked");
+        (before, sigpipe_blocked_and_pending())
+    });
+    assert_eq!(before, (false, false));
+    assert_eq!(
+        after,
+        (false, false),
+        "SIGPIPE left blocked on block_on's thread"
+    );
+}
+
+/// The same on a thread of the program's own, which polls the write
+/// itself and catches the panic: given back as it was.
+#[test]
+fn a_write_that_panics_leaves_a_programs_own_thread_as_it_was() {
+    use futures_util::AsyncWriteExt;
+    use std::future::Future;
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::task::{Context, Waker};
+    struct Panicky(std::fs::File);
+    impl AsRawFd for Panicky {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0.as_raw_fd()
+        }
+    }
+    impl Write for &Panicky {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            panic!("a program's own writer panics");
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    restore_sigpipe_default();
+    util::with_timeout(util::LIMIT, || {
+        let rt = Builder::new().build().expect("runtime");
+        let (writer, _reader) = rt.block_on(async {
+            let mut fds = [0; 2];
+            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+            let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+            assert_eq!(made, 0, "pipe2");
+            // SAFETY: both descriptors are new, and each gets one owner.
+            let (reader, writer) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let writer = AsyncFd::new(Panicky(std::fs::File::from(writer))).expect("AsyncFd");
+            (writer, reader)
+        });
+        let after = std::thread::spawn(move || {
+            let mut writer = writer;
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut write = std::pin::pin!(writer.write(b"x"));
+                let _ = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+            }));
+            assert!(caught.is_err());
+            sigpipe_blocked_and_pending()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(after, (false, false), "SIGPIPE left blocked on the thread");
+    });
+}

@@ -22,15 +22,15 @@
 //!   marks with an [`InBlockOn`] guard, the first such call blocks it, and
 //!   it stays blocked until `block_on` returns (or unwinds), when the guard
 //!   takes a `SIGPIPE` a call raised and unblocks it: one thread-local read
-//!   per call, a syscall or two per `block_on` that made one. A thread
+//!   per call, three syscalls per `block_on` that made one. A thread
 //!   started from a task there after that first call inherits the block,
 //!   as from a worker.
 //! * On any other thread (a future polled by another executor), [`around`]
-//!   blocks it for the one call and unblocks it after, first taking the
-//!   `SIGPIPE` the call raised if it failed with `EPIPE`: two
-//!   `pthread_sigmask` calls per call. (Measured on worker 0 of the
-//!   splicing proxy, that cost 4.5–6% of its CPU per message at 16 KiB,
-//!   up to 15% at 64 B, 2026-12-07: hence the two cases above.)
+//!   blocks it for the one call and unblocks it after, first taking a
+//!   `SIGPIPE` the call raised: three syscalls per call. (On worker 0 of
+//!   the splicing proxy, the two `pthread_sigmask` calls alone cost
+//!   4.5–6% of its CPU per message at 16 KiB, up to 15% at 64 B,
+//!   2026-12-07: hence the two cases above.)
 //!
 //! # Invariants
 //!
@@ -38,9 +38,11 @@
 //!   unblocked again (after [`around`] on another thread, as `block_on`
 //!   returns) only if cellio blocked it: a thread that had it blocked
 //!   keeps it, and any signal pending (its owner blocked it to see them).
-//! * A pending `SIGPIPE` is taken only after a call that cellio blocked it
-//!   for failed with `EPIPE`: the one that call raised. (One another
-//!   process sent meanwhile is taken too; rare.)
+//! * A pending `SIGPIPE` is taken only where cellio blocked it, after a
+//!   call (on a thread cellio knows nothing of) or as `block_on` returns:
+//!   any call may have raised it, a splice even when it returns a count
+//!   (a later send inside it failed). One the program or another process
+//!   raised there meanwhile is taken too.
 //! * The thread-local state trusts the mask: code that changes `SIGPIPE`'s
 //!   bit on a worker, or in `block_on` after cellio blocked it, is on its
 //!   own.
@@ -56,8 +58,8 @@ enum Here {
     /// In `block_on`, no call made yet.
     InBlockOn,
     /// In `block_on`, after the first call: blocked until it returns,
-    /// unblocked then unless it `was_blocked` already; a call `raised` it.
-    BlockedInBlockOn { was_blocked: bool, raised: bool },
+    /// unblocked then unless it `was_blocked` already.
+    BlockedInBlockOn { was_blocked: bool },
     /// A background worker: blocked for the thread's life.
     Worker,
 }
@@ -90,11 +92,6 @@ fn change_mask(how: libc::c_int) -> bool {
     debug_assert_eq!(failed, 0, "pthread_sigmask");
     // SAFETY: the call succeeded, so it wrote the previous mask.
     failed == 0 && unsafe { libc::sigismember(before.as_ptr(), libc::SIGPIPE) } == 1
-}
-
-/// Whether `result` is the `EPIPE` that comes with a raised `SIGPIPE`.
-fn raised<T>(result: &io::Result<T>) -> bool {
-    matches!(result, Err(e) if e.raw_os_error() == Some(libc::EPIPE))
 }
 
 /// Blocks `SIGPIPE` on this thread for its life: for a runtime's
@@ -138,10 +135,7 @@ impl Drop for InBlockOn {
     #[inline]
     fn drop(&mut self) {
         match HERE.with(|h| h.replace(Here::Other)) {
-            Here::BlockedInBlockOn {
-                was_blocked,
-                raised,
-            } => leave_block_on(was_blocked, raised),
+            Here::BlockedInBlockOn { was_blocked } => leave_block_on(was_blocked),
             // Not a state `enter` leaves: a worker stays one.
             Here::Worker => HERE.with(|h| h.set(Here::Worker)),
             Here::Other | Here::InBlockOn => {}
@@ -149,13 +143,13 @@ impl Drop for InBlockOn {
     }
 }
 
-/// `block_on` returns after a call blocked `SIGPIPE`.
+/// `block_on` returns after a call blocked `SIGPIPE`: takes one a call
+/// raised (any call: a splice can raise it and still return a count, when
+/// a later send inside it failed) and unblocks it.
 #[cold]
-fn leave_block_on(was_blocked: bool, raised: bool) {
+fn leave_block_on(was_blocked: bool) {
     if !was_blocked {
-        if raised {
-            take_pending(&sigpipe_only());
-        }
+        take_pending(&sigpipe_only());
         change_mask(libc::SIG_UNBLOCK);
     }
 }
@@ -176,58 +170,40 @@ fn leave_block_on(was_blocked: bool, raised: bool) {
 #[inline]
 pub fn around<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     match HERE.with(Cell::get) {
-        Here::Worker => call(),
-        Here::BlockedInBlockOn {
-            was_blocked,
-            raised: false,
-        } => {
-            let result = call();
-            if raised(&result) {
-                let raised = true;
-                HERE.with(|h| {
-                    h.set(Here::BlockedInBlockOn {
-                        was_blocked,
-                        raised,
-                    })
-                });
-            }
-            result
-        }
-        Here::BlockedInBlockOn { raised: true, .. } => call(),
+        Here::Worker | Here::BlockedInBlockOn { .. } => call(),
         Here::InBlockOn => first_in_block_on(call),
         Here::Other => around_blocking(call),
     }
 }
 
 /// [`around`]'s first call in a `block_on`: blocks `SIGPIPE` until it
-/// returns.
+/// returns. The state is set before the call, so that the guard unblocks
+/// it also if the call unwinds.
 #[cold]
 fn first_in_block_on<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     let was_blocked = change_mask(libc::SIG_BLOCK);
-    let result = call();
-    let raised = raised(&result);
-    HERE.with(|h| {
-        h.set(Here::BlockedInBlockOn {
-            was_blocked,
-            raised,
-        })
-    });
-    result
+    HERE.with(|h| h.set(Here::BlockedInBlockOn { was_blocked }));
+    call()
 }
 
 /// [`around`] on a thread cellio knows nothing of: blocks `SIGPIPE` for
-/// the one call.
+/// the one call, then takes one it raised (whatever it returned: a splice
+/// can raise it and still return a count) and unblocks it, also if the
+/// call unwinds.
 #[cold]
 fn around_blocking<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    let was_blocked = change_mask(libc::SIG_BLOCK);
-    let result = call();
-    if !was_blocked {
-        if raised(&result) {
+    /// Takes a raised `SIGPIPE` and unblocks it as it drops.
+    struct Unblock;
+    impl Drop for Unblock {
+        fn drop(&mut self) {
             take_pending(&sigpipe_only());
+            change_mask(libc::SIG_UNBLOCK);
         }
-        change_mask(libc::SIG_UNBLOCK);
     }
-    result
+    let was_blocked = change_mask(libc::SIG_BLOCK);
+    // Made only if needed: dropping an `Unblock` unblocks.
+    let _unblock = (!was_blocked).then(|| Unblock);
+    call()
 }
 
 /// Takes a pending `SIGPIPE` without waiting (`sigtimedwait` with a zero

@@ -442,13 +442,12 @@ impl<T> Drop for Receiver<T> {
         // can receive them. One at a time with no borrow held, since a
         // message may hold a sender of this very channel, whose drop
         // borrows the state.
-        loop {
-            let message = self.shared.borrow_mut().ring.pop_front();
-            match message {
-                Some(message) => drop(message),
-                None => break,
-            }
-        }
+        // Taken out whole and dropped with no borrow held: a message whose
+        // drop panics does not stop the rest being dropped (as a
+        // `VecDeque`'s own drop goes on), and the channel is closed, so
+        // a message's drop cannot queue another.
+        let ring = std::mem::take(&mut self.shared.borrow_mut().ring);
+        drop(ring);
     }
 }
 

@@ -753,7 +753,7 @@ impl RuntimeHandle {
     }
 
     /// A job the shutdown runs rather than cancels (a file's write).
-    pub(crate) fn spawn_mandatory_blocking<F, R>(&self, job: F) -> JoinHandle<R>
+    pub(crate) fn spawn_mandatory_blocking<F, R>(&self, job: F) -> (JoinHandle<R>, bool)
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,

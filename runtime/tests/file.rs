@@ -607,3 +607,72 @@ fn a_last_write_before_the_runtime_drops_reaches_the_file() {
     });
     assert_eq!(lost, 0, "{lost} of {rounds} last writes lost");
 }
+
+/// A write a task on a background worker makes while the runtime's drop
+/// is under way (the drop has shut the blocking pool down but not yet
+/// stopped that worker) reaches the file or is refused with an error, as
+/// tokio's `File` refuses it. (It was accepted, `Ok`, and then dropped:
+/// the pool cancels a job submitted after its shutdown; found by a
+/// review.)
+#[test]
+fn a_write_accepted_while_the_runtime_drops_reaches_the_file_or_fails() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = TempDir::new("file-write-during-drop");
+    let path = dir.0.join("data");
+    let std_file = std::fs::File::create(&path).unwrap();
+    let dropping = Arc::new(AtomicBool::new(false));
+    let result: Arc<Mutex<Option<std::io::Result<()>>>> = Arc::new(Mutex::new(None));
+    let (dropping2, result2) = (Arc::clone(&dropping), Arc::clone(&result));
+    util::with_timeout(util::LIMIT, move || {
+        let runtime = cellio_runtime::Builder::new().workers(2).build().unwrap();
+        runtime.block_on(async move {
+            let (ready, ready_rx) = std::sync::mpsc::channel();
+            drop(cellio_runtime::spawn_on(1, async move {
+                let mut file = File::from_std(std_file);
+                ready.send(()).unwrap();
+                // Block this worker until the drop has begun, then write.
+                while !dropping2.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let r = file.write_all(b"accepted").await;
+                *result2.lock().unwrap() = Some(r);
+            }));
+            ready_rx.recv_timeout(util::LIMIT).unwrap();
+        });
+        dropping.store(true, Ordering::SeqCst);
+        drop(runtime);
+    });
+    let written = std::fs::read(&path).unwrap();
+    let result = result.lock().unwrap().take();
+    eprintln!(
+        "write returned {result:?}; file holds {:?}",
+        String::from_utf8_lossy(&written)
+    );
+    match result {
+        Some(Ok(())) => assert_eq!(written, b"accepted", "an accepted write was lost"),
+        Some(Err(e)) => assert!(e.to_string().contains("shutting down"), "{e}"),
+        None => panic!("the write was never made"),
+    }
+}
+
+/// A write into a full pipe nobody reads: shutdown_timeout returns within
+/// its grace (the drop would wait for good, as documented).
+#[test]
+fn shutdown_timeout_bounds_a_blocked_mandatory_write() {
+    let (_reader, writer) = std::io::pipe().unwrap();
+    let elapsed = util::with_timeout(util::LIMIT, move || {
+        let runtime = cellio_runtime::Builder::new().workers(1).build().unwrap();
+        runtime.block_on(async move {
+            let mut file = File::from_std(std::fs::File::from(std::os::fd::OwnedFd::from(writer)));
+            // Larger than the pipe's 64 KiB: the job blocks.
+            let _ = file.write_all(&vec![b'x'; 256 * 1024]).await;
+        });
+        let start = std::time::Instant::now();
+        runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+        start.elapsed()
+    });
+    eprintln!("shutdown_timeout took {elapsed:?}");
+    assert!(elapsed < std::time::Duration::from_secs(2));
+}

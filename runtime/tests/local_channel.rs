@@ -316,3 +316,38 @@ fn queued_messages_holding_a_sender_of_their_channel_are_not_leaked() {
 fn a_capacity_too_large_to_allocate_panics_naming_the_channel() {
     let _ = channel::<u64>(usize::MAX);
 }
+
+/// A queued message whose drop panics, ahead of one that holds a sender
+/// of its own channel: dropping the receiver unwinds with the first
+/// panic, and the rest of the ring must still go (or the second message
+/// and its sender keep the channel, and whatever the message owns, alive
+/// for good: the leak d55473e fixed).
+#[test]
+fn a_message_whose_drop_panics_does_not_strand_the_rest() {
+    enum Msg {
+        Panics,
+        // The sender is held only to be dropped with the message.
+        Holds(#[allow(dead_code)] Sender<Msg>, Rc<Cell<bool>>),
+    }
+    impl Drop for Msg {
+        fn drop(&mut self) {
+            match self {
+                Msg::Panics => panic!("a message's drop panics"),
+                Msg::Holds(_, dropped) => dropped.set(true),
+            }
+        }
+    }
+    let (tx, rx) = channel::<Msg>(4);
+    let dropped = Rc::new(Cell::new(false));
+    assert!(tx.try_send(Msg::Panics).is_ok());
+    assert!(tx
+        .try_send(Msg::Holds(tx.clone(), Rc::clone(&dropped)))
+        .is_ok());
+    drop(tx);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(rx)));
+    assert!(unwound.is_err(), "the first message's panic");
+    assert!(
+        dropped.get(),
+        "the second message was never dropped (leaked with its channel)"
+    );
+}

@@ -156,12 +156,15 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    spawn_job_in(shared, job, false)
+    spawn_job_in(shared, job, false).0
 }
 
 /// As [`spawn_blocking_in`], for a job the shutdown runs rather than
 /// cancels once queued: a write a file accepted (module invariants).
-pub(crate) fn spawn_mandatory_blocking_in<F, R>(shared: Option<&Shared>, job: F) -> JoinHandle<R>
+pub(crate) fn spawn_mandatory_blocking_in<F, R>(
+    shared: Option<&Shared>,
+    job: F,
+) -> (JoinHandle<R>, bool)
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
@@ -170,7 +173,7 @@ where
 }
 
 /// [`spawn_blocking_in`], the job mandatory or not.
-fn spawn_job_in<F, R>(shared: Option<&Shared>, job: F, mandatory: bool) -> JoinHandle<R>
+fn spawn_job_in<F, R>(shared: Option<&Shared>, job: F, mandatory: bool) -> (JoinHandle<R>, bool)
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
@@ -180,12 +183,12 @@ where
     let (memory, home) = spawn::block_to_send::<BlockingJob<F>>(current);
     let (task, join) = RawTask::init(memory, BlockingJob(Some(job)), home);
     let handle = JoinHandle::new(join);
-    shared.blocking.submit(Job {
+    let queued = shared.blocking.submit(Job {
         task,
         run: run::<F, R>,
         mandatory,
     });
-    handle
+    (handle, queued)
 }
 
 /// Runs `job`, which may block, on the runtime's blocking pool, and returns

@@ -109,21 +109,22 @@ impl<J: PoolJob> BlockingPool<J> {
     }
 
     /// Queues a job and finds it a thread.
-    pub(crate) fn submit(self: &Arc<Self>, job: J) {
+    pub(crate) fn submit(self: &Arc<Self>, job: J) -> bool {
         let mut state = self.lock();
         if state.shut_down {
             drop(state);
-            return job.cancel();
+            job.cancel();
+            return false;
         }
         state.queue.push_back(job);
         if state.idle > state.wakeups {
             state.wakeups += 1;
             drop(state);
             self.work.notify_one();
-            return;
+            return true;
         }
         if state.threads == self.max_threads {
-            return; // a thread takes it when one is free
+            return true; // a thread takes it when one is free
         }
         state.threads += 1;
         state.started += 1;
@@ -148,6 +149,7 @@ impl<J: PoolJob> BlockingPool<J> {
             tracing::error!(%error, "cellio: could not start a blocking thread");
             orphans.into_iter().for_each(J::cancel);
         }
+        true
     }
 
     /// A pool thread: runs jobs until none came for `keep_alive`, or the

@@ -580,11 +580,17 @@ impl File {
             let done = job(&file, &mut buf);
             (done, buf)
         };
-        self.state = State::Busy(if mandatory {
-            runtime.spawn_mandatory_blocking(job)
+        if mandatory {
+            let (handle, queued) = runtime.spawn_mandatory_blocking(job);
+            self.state = State::Busy(handle);
+            if !queued {
+                return Err(io::Error::other(
+                    "cellio::fs::File: the runtime is shutting down; the write was not made",
+                ));
+            }
         } else {
-            runtime.spawn_blocking(job)
-        });
+            self.state = State::Busy(runtime.spawn_blocking(job));
+        }
         Ok(())
     }
 
