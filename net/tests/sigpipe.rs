@@ -53,6 +53,34 @@ fn sigpipe_blocked_and_pending() -> (bool, bool) {
     }
 }
 
+/// A pipe, both ends non-blocking: (read end, write end).
+fn nonblocking_pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    assert_eq!(made, 0, "pipe2");
+    // SAFETY: both descriptors are new, and each gets one owner.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// A program's own writer whose every write panics.
+struct Panicky(std::fs::File);
+
+impl std::os::fd::AsRawFd for Panicky {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Write for &Panicky {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        panic!("a program's own writer panics");
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A splice from a stream with bytes waiting into one shut down for
 /// writing (`EPIPE` every time; a closed peer can also be a reset).
 async fn splice_into_a_closed_stream() -> io::Error {
@@ -252,13 +280,7 @@ fn async_fd_write_into_a_closed_pipe_is_an_error_not_a_signal() {
     util::with_timeout(util::LIMIT, || {
         let rt = Builder::new().build().expect("runtime");
         let e = rt.block_on(async {
-            let mut fds = [0; 2];
-            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-            let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-            assert_eq!(made, 0, "pipe2");
-            // SAFETY: both descriptors are new, and each gets one owner.
-            let (reader, writer) =
-                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let (reader, writer) = nonblocking_pipe();
             drop(reader);
             let writer = std::fs::File::from(writer);
             let mut writer = AsyncFd::new(writer).expect("AsyncFd");
@@ -280,35 +302,13 @@ fn async_fd_write_into_a_closed_pipe_is_an_error_not_a_signal() {
 #[test]
 fn a_write_that_panics_leaves_block_ons_thread_as_it_was() {
     use futures_util::AsyncWriteExt;
-    use std::os::fd::{AsRawFd, RawFd};
-    struct Panicky(std::fs::File);
-    impl AsRawFd for Panicky {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0.as_raw_fd()
-        }
-    }
-    impl Write for &Panicky {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            panic!("a program's own writer panics");
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
     restore_sigpipe_default();
     let (before, after) = util::with_timeout(util::LIMIT, || {
         let rt = Builder::new().workers(1).build().expect("runtime");
         let before = sigpipe_blocked_and_pending();
         let joined = rt.block_on(async {
             cellio_runtime::spawn(async {
-                let mut fds = [0; 2];
-                // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-                let made =
-                    unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-                assert_eq!(made, 0, "pipe2");
-                // SAFETY: both descriptors are new, and each gets one owner.
-                let (_reader, writer) =
-                    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+                let (_reader, writer) = nonblocking_pipe();
                 let mut writer =
                     AsyncFd::new(Panicky(std::fs::File::from(writer))).expect("AsyncFd");
                 let _ = writer.write(b"x").await;
@@ -332,33 +332,12 @@ fn a_write_that_panics_leaves_block_ons_thread_as_it_was() {
 fn a_write_that_panics_leaves_a_programs_own_thread_as_it_was() {
     use futures_util::AsyncWriteExt;
     use std::future::Future;
-    use std::os::fd::{AsRawFd, RawFd};
     use std::task::{Context, Waker};
-    struct Panicky(std::fs::File);
-    impl AsRawFd for Panicky {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0.as_raw_fd()
-        }
-    }
-    impl Write for &Panicky {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            panic!("a program's own writer panics");
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
     restore_sigpipe_default();
     util::with_timeout(util::LIMIT, || {
         let rt = Builder::new().build().expect("runtime");
         let (writer, _reader) = rt.block_on(async {
-            let mut fds = [0; 2];
-            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-            let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-            assert_eq!(made, 0, "pipe2");
-            // SAFETY: both descriptors are new, and each gets one owner.
-            let (reader, writer) =
-                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let (reader, writer) = nonblocking_pipe();
             let writer = AsyncFd::new(Panicky(std::fs::File::from(writer))).expect("AsyncFd");
             (writer, reader)
         });
