@@ -224,10 +224,9 @@ fn take_pending(set: &libc::sigset_t) {
     {
         let mut pending = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         let mut taken: libc::c_int = 0;
+        // With SIGPIPE blocked and pending here, `sigwait` returns at once.
         // SAFETY: `pending` is read only after `sigpending` filled it;
-        // `set` is initialised and `taken` has room for the number. With
-        // SIGPIPE blocked and pending on this thread, `sigwait` returns
-        // at once.
+        // `set` is initialised and `taken` has room for the number.
         unsafe {
             if libc::sigpending(pending.as_mut_ptr()) == 0
                 && libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1
@@ -266,10 +265,8 @@ mod tests {
     /// splice does.
     fn raise() -> io::Result<()> {
         // SAFETY: raising a signal on this thread; `around` blocked it.
-        assert_eq!(
-            unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE) },
-            0
-        );
+        let sent = unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE) };
+        assert_eq!(sent, 0);
         Err(io::Error::from_raw_os_error(libc::EPIPE))
     }
 
