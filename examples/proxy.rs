@@ -94,10 +94,9 @@ struct Route {
     /// `--upstream` as an address, if it is one (not a host name): no
     /// lookup per connection.
     literal: Option<SocketAddr>,
-    /// An address `--upstream` named at start: the family of the socket
-    /// opened before each accept.
-    family: SocketAddr,
-    /// The addresses `--upstream` named at start: used when a lookup fails.
+    /// The addresses `--upstream` named at start (at least one): the
+    /// first's family is that of the socket opened before each accept;
+    /// all are used when a lookup fails.
     resolved: std::sync::Arc<[SocketAddr]>,
     connect_timeout: Duration,
     splice: bool,
@@ -178,7 +177,7 @@ async fn connect(socket: Option<TcpSocket>, route: &Route) -> io::Result<TcpStre
                 Err(_) => route.resolved.to_vec(),
             };
             for addr in addrs {
-                let same_family = addr.is_ipv4() == route.family.is_ipv4();
+                let same_family = addr.is_ipv4() == route.resolved[0].is_ipv4();
                 let socket = match socket.take_if(|_| same_family) {
                     Some(socket) => socket,
                     None => TcpSocket::new_for(addr)?,
@@ -220,7 +219,7 @@ async fn connect(socket: Option<TcpSocket>, route: &Route) -> io::Result<TcpStre
 /// connection's upstream socket is opened first: out of descriptors, that
 /// fails and the loop backs off with the client still in the backlog.
 async fn serve(listener: TcpListener, route: Route) {
-    let (listener, family) = (&listener, route.family);
+    let (listener, family) = (&listener, route.resolved[0]);
     accept_until_shutdown(
         "proxy",
         move || async move {
@@ -297,16 +296,15 @@ fn run(args: &Args) -> std::io::Result<()> {
             .await
             .map_err(|e| context(&format!("bad --upstream {upstream}"), e))?
             .collect();
-        let Some(&family) = resolved.first() else {
+        if resolved.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("bad --upstream {upstream}: it names no address"),
             ));
-        };
+        }
         let route = Route {
             upstream: upstream.into(),
             literal: upstream.parse().ok(),
-            family,
             resolved: resolved.clone().into(),
             connect_timeout: Duration::from_millis(args.connect_timeout_ms),
             splice: args.splice,
