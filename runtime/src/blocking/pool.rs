@@ -354,7 +354,9 @@ mod loom_tests {
     /// reactor/tests/loom_cell.rs).
     fn submit_from_thread(pool: &Arc<Pool>, log: &Arc<Log>, id: u32) -> thread::JoinHandle<()> {
         let (pool, job) = (Arc::clone(pool), job(log, id));
-        let submitter = thread::spawn(move || pool.submit(job));
+        let submitter = thread::spawn(move || {
+            pool.submit(job);
+        });
         thread::yield_now();
         submitter
     }
