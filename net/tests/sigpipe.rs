@@ -21,6 +21,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use cellio_net::unix::UnixStream;
 use cellio_net::{splice_bidirectional, AsyncFd};
+use cellio_reactor::sigpipe::blocked_and_pending_here;
 use cellio_runtime::Builder;
 
 /// `SIGPIPE`'s default action, which ends the process, as a program that
@@ -31,26 +32,6 @@ fn restore_sigpipe_default() {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) },
         libc::SIG_ERR
     );
-}
-
-/// Whether `SIGPIPE` is blocked on this thread, and whether one is
-/// pending.
-fn sigpipe_blocked_and_pending() -> (bool, bool) {
-    let mut mask = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    let mut pending = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: a null new set only reads the mask; `sigpending` fills
-    // `pending`; both are read only after the calls succeeded.
-    unsafe {
-        assert_eq!(
-            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr()),
-            0
-        );
-        assert_eq!(libc::sigpending(pending.as_mut_ptr()), 0);
-        (
-            libc::sigismember(mask.as_ptr(), libc::SIGPIPE) == 1,
-            libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1,
-        )
-    }
 }
 
 /// A pipe, both ends non-blocking: (read end, write end).
@@ -132,7 +113,7 @@ fn a_splice_into_a_closed_stream_is_an_error_not_a_signal() {
         let e = rt.block_on(splice_into_a_closed_stream());
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
         // The caller's thread is as it was.
-        assert_eq!(sigpipe_blocked_and_pending(), (false, false));
+        assert_eq!(blocked_and_pending_here(), (false, false));
     });
 }
 
@@ -149,7 +130,7 @@ fn send_file_on_a_background_worker_is_an_error_not_a_signal() {
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
         let e = rt.block_on(send_file_into_a_closed_stream());
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
-        assert_eq!(sigpipe_blocked_and_pending(), (false, false));
+        assert_eq!(blocked_and_pending_here(), (false, false));
     });
 }
 
@@ -170,7 +151,7 @@ fn a_write_to_an_exited_childs_stdin_is_an_error_not_a_signal() {
             stdin.write(b"nobody reads this").await.expect_err("exited")
         });
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
-        assert_eq!(sigpipe_blocked_and_pending(), (false, false));
+        assert_eq!(blocked_and_pending_here(), (false, false));
     });
 }
 
@@ -184,7 +165,7 @@ fn a_child_started_from_a_worker_does_not_inherit_the_blocked_signal() {
         let rt = Builder::new().workers(2).build().expect("runtime");
         let (on_worker, child_mask) = rt.block_on(async {
             cellio_runtime::spawn_on(1, async {
-                let on_worker = sigpipe_blocked_and_pending();
+                let on_worker = blocked_and_pending_here();
                 let out = Command::new("sh")
                     .args(["-c", "grep SigBlk /proc/self/status"])
                     .stdin(Stdio::null())
@@ -217,17 +198,17 @@ fn threads_started_after_a_splice_and_the_blocking_pool() {
         let (on_thread, on_pool) = rt.block_on(async {
             let e = splice_into_a_closed_stream().await;
             assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
-            let on_thread = std::thread::spawn(sigpipe_blocked_and_pending)
+            let on_thread = std::thread::spawn(blocked_and_pending_here)
                 .join()
                 .expect("thread");
-            let on_pool = cellio_runtime::spawn_blocking(sigpipe_blocked_and_pending)
+            let on_pool = cellio_runtime::spawn_blocking(blocked_and_pending_here)
                 .await
                 .expect("the job");
             (on_thread, on_pool)
         });
         assert_eq!(on_thread, (true, false), "a thread started in block_on");
         assert_eq!(on_pool, (false, false), "a blocking-pool thread");
-        assert_eq!(sigpipe_blocked_and_pending(), (false, false), "block_on's");
+        assert_eq!(blocked_and_pending_here(), (false, false), "block_on's");
     });
 }
 
@@ -261,7 +242,7 @@ fn a_splice_polled_on_a_thread_of_the_programs_own_leaves_it_as_it_was() {
                 Poll::Ready(Err(e)) => e.kind(),
                 other => panic!("{other:?}"),
             };
-            (polled, sigpipe_blocked_and_pending())
+            (polled, blocked_and_pending_here())
         })
         .join()
         .expect("thread");
@@ -290,7 +271,7 @@ fn async_fd_write_into_a_closed_pipe_is_an_error_not_a_signal() {
                 .expect_err("closed")
         });
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
-        assert_eq!(sigpipe_blocked_and_pending(), (false, false));
+        assert_eq!(blocked_and_pending_here(), (false, false));
     });
 }
 
@@ -305,7 +286,7 @@ fn a_write_that_panics_leaves_block_ons_thread_as_it_was() {
     restore_sigpipe_default();
     let (before, after) = util::with_timeout(util::LIMIT, || {
         let rt = Builder::new().workers(1).build().expect("runtime");
-        let before = sigpipe_blocked_and_pending();
+        let before = blocked_and_pending_here();
         let joined = rt.block_on(async {
             cellio_runtime::spawn(async {
                 let (_reader, writer) = nonblocking_pipe();
@@ -316,7 +297,7 @@ fn a_write_that_panics_leaves_block_ons_thread_as_it_was() {
             .await
         });
         assert!(joined.is_err(), "the task panicked");
-        (before, sigpipe_blocked_and_pending())
+        (before, blocked_and_pending_here())
     });
     assert_eq!(before, (false, false));
     assert_eq!(
@@ -348,7 +329,7 @@ fn a_write_that_panics_leaves_a_programs_own_thread_as_it_was() {
                 let _ = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
             }));
             assert!(caught.is_err());
-            sigpipe_blocked_and_pending()
+            blocked_and_pending_here()
         })
         .join()
         .expect("thread");

@@ -206,6 +206,29 @@ fn around_blocking<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     call()
 }
 
+/// Whether `SIGPIPE` is blocked on this thread, and whether one is
+/// pending (on it or the process): for tests and diagnostics.
+///
+/// ```
+/// let (blocked, _pending) = cellio_reactor::sigpipe::blocked_and_pending_here();
+/// assert!(!blocked, "a plain thread has it unblocked");
+/// ```
+pub fn blocked_and_pending_here() -> (bool, bool) {
+    let mut mask = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let mut pending = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: a null new set only reads the mask into `mask`; `sigpending`
+    // fills `pending`; each is read only after its call succeeded.
+    unsafe {
+        let read = libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr()) == 0
+            && libc::sigpending(pending.as_mut_ptr()) == 0;
+        assert!(read, "pthread_sigmask or sigpending failed");
+        (
+            libc::sigismember(mask.as_ptr(), libc::SIGPIPE) == 1,
+            libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1,
+        )
+    }
+}
+
 /// Takes a pending `SIGPIPE` without waiting (`sigtimedwait` with a zero
 /// timeout; where that is missing, `sigwait` once `sigpending` shows one,
 /// so it does not wait either).
@@ -242,26 +265,6 @@ fn take_pending(set: &libc::sigset_t) {
 mod tests {
     use super::*;
 
-    /// Whether `SIGPIPE` is blocked on this thread, and whether one is
-    /// pending.
-    fn blocked_and_pending() -> (bool, bool) {
-        let mut mask = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        let mut pending = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: a null new set only reads the mask into `mask`;
-        // `sigpending` fills `pending`; both read after success.
-        unsafe {
-            assert_eq!(
-                libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr()),
-                0
-            );
-            assert_eq!(libc::sigpending(pending.as_mut_ptr()), 0);
-            (
-                libc::sigismember(mask.as_ptr(), libc::SIGPIPE) == 1,
-                libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1,
-            )
-        }
-    }
-
     /// Raises `SIGPIPE` on this thread and fails with `EPIPE`, as a failed
     /// splice does.
     fn raise() -> io::Result<()> {
@@ -274,14 +277,17 @@ mod tests {
     #[test]
     fn around_a_call_that_raised_it_takes_the_signal_and_unblocks() {
         std::thread::spawn(|| {
-            assert_eq!(blocked_and_pending(), (false, false));
+            assert_eq!(blocked_and_pending_here(), (false, false));
             let during = around(|| {
-                let during = blocked_and_pending();
+                let during = blocked_and_pending_here();
                 raise().map(|()| during)
             });
             assert_eq!(during.unwrap_err().raw_os_error(), Some(libc::EPIPE));
-            assert_eq!(blocked_and_pending(), (false, false));
-            assert_eq!(around(|| Ok(blocked_and_pending())).unwrap(), (true, false));
+            assert_eq!(blocked_and_pending_here(), (false, false));
+            assert_eq!(
+                around(|| Ok(blocked_and_pending_here())).unwrap(),
+                (true, false)
+            );
         })
         .join()
         .unwrap();
@@ -292,7 +298,7 @@ mod tests {
         std::thread::spawn(|| {
             change_mask(libc::SIG_BLOCK);
             assert!(around(raise).is_err());
-            assert_eq!(blocked_and_pending(), (true, true));
+            assert_eq!(blocked_and_pending_here(), (true, true));
         })
         .join()
         .unwrap();
@@ -303,18 +309,18 @@ mod tests {
         std::thread::spawn(|| {
             let guard = InBlockOn::enter();
             assert_eq!(
-                blocked_and_pending(),
+                blocked_and_pending_here(),
                 (false, false),
                 "nothing before a call"
             );
             assert!(around(raise).is_err());
-            assert_eq!(blocked_and_pending(), (true, true));
+            assert_eq!(blocked_and_pending_here(), (true, true));
             assert!(around(|| Ok(())).is_ok());
             drop(guard);
-            assert_eq!(blocked_and_pending(), (false, false));
+            assert_eq!(blocked_and_pending_here(), (false, false));
             // And a block_on that made no such call changes nothing.
             drop(InBlockOn::enter());
-            assert_eq!(blocked_and_pending(), (false, false));
+            assert_eq!(blocked_and_pending_here(), (false, false));
         })
         .join()
         .unwrap();
@@ -325,11 +331,11 @@ mod tests {
         std::thread::spawn(|| {
             block_for_thread();
             assert!(around(raise).is_err());
-            assert_eq!(blocked_and_pending(), (true, true));
+            assert_eq!(blocked_and_pending_here(), (true, true));
             std::thread::spawn(|| {
-                assert_eq!(blocked_and_pending(), (true, false), "inherited");
+                assert_eq!(blocked_and_pending_here(), (true, false), "inherited");
                 unblock_for_thread();
-                assert_eq!(blocked_and_pending(), (false, false));
+                assert_eq!(blocked_and_pending_here(), (false, false));
             })
             .join()
             .unwrap();

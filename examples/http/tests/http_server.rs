@@ -204,16 +204,21 @@ fn a_client_that_does_not_open_its_connection_is_closed_after_the_header_timeout
             );
         }
         // Others are served.
-        if protocol == "auto" {
-            let mut good = server.connect();
-            good.get_mut().write_all(get("/").as_bytes()).unwrap();
-            assert_eq!(read_response(&mut good).0, 200);
-        } else {
-            with_http2_client(&server.addr, |mut sender| async move {
-                let (status, _) = h2_request(&mut sender, "GET", "/", Vec::new()).await;
-                assert_eq!(status, 200);
-            });
-        }
+        serves_a_get(&server, protocol);
+    }
+}
+
+/// `server` (started with `--protocol protocol`, `auto` or `http2`)
+/// answers a `GET /` on a new connection with 200.
+fn serves_a_get(server: &Server, protocol: &str) {
+    if protocol == "auto" {
+        let mut good = server.connect();
+        good.get_mut().write_all(get("/").as_bytes()).unwrap();
+        assert_eq!(read_response(&mut good).0, 200);
+    } else {
+        with_http2_client(&server.addr, |mut sender| async move {
+            assert_eq!(h2_request(&mut sender, "GET", "/", Vec::new()).await.0, 200);
+        });
     }
 }
 
@@ -456,15 +461,7 @@ fn sigterm_closes_a_connection_still_opening_at_once() {
         let mut opening = server.connect();
         opening.get_mut().write_all(start).unwrap();
         // The server has accepted it once it answers another.
-        if protocol == "auto" {
-            let mut good = server.connect();
-            good.get_mut().write_all(get("/").as_bytes()).unwrap();
-            assert_eq!(read_response(&mut good).0, 200);
-        } else {
-            with_http2_client(&server.addr, |mut sender| async move {
-                assert_eq!(h2_request(&mut sender, "GET", "/", Vec::new()).await.0, 200);
-            });
-        }
+        serves_a_get(&server, protocol);
         example_bin::sigterm(server.child.id());
         let mut rest = Vec::new();
         opening
