@@ -71,17 +71,19 @@ pub async fn ctrl_c() -> io::Result<()> {
 ///
 /// ```no_run
 /// use cellio_net::signal::{Signal, SIGINT, SIGTERM};
-/// use cellio_runtime::{spawn, RuntimeHandle};
+/// use cellio_runtime::{spawn, until_shutdown, RuntimeHandle};
 ///
 /// let rt = cellio_runtime::Runtime::new()?;
 /// rt.block_on(async {
 ///     // Listening starts here, before the server is up.
 ///     let (mut term, mut int) = (Signal::new(SIGTERM)?, Signal::new(SIGINT)?);
-///     spawn(async move {
+///     // `until_shutdown`: if the shutdown starts for another reason, this
+///     // task ends with it instead of holding the grace period up.
+///     spawn(until_shutdown(async move {
 ///         let either = std::pin::pin!(term.recv());
 ///         let _ = futures_util::future::select(either, std::pin::pin!(int.recv())).await;
 ///         RuntimeHandle::current().expect("in the runtime").shutdown();
-///     });
+///     }));
 ///     // ... accept connections until `shutdown_requested()` completes ...
 ///     std::io::Result::Ok(())
 /// })?;
