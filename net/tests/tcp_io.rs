@@ -117,6 +117,8 @@ fn a_stream_of_another_threads_reactor_is_served_without_confinement() {
         // Both streams belong to worker 0's reactor; the server side is
         // served on worker 1, whose reactor does not own it.
         let (client, server) = cellio_pair().await?;
+        let parked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let parked_seen = parked.clone();
         let served = cellio_runtime::spawn_on(1, async move {
             spawn_local(async move {
                 let mut io = TcpIo::new(server);
@@ -124,8 +126,10 @@ fn a_stream_of_another_threads_reactor_is_served_without_confinement() {
                 let mut confined = false;
                 loop {
                     let n = io.recv(&mut buf).await?;
+                    let stats = io.get_ref().stats();
+                    parked.store(stats.recv_parked > 0, std::sync::atomic::Ordering::Relaxed);
                     if n == 0 {
-                        return io::Result::Ok((confined, io.get_ref().stats()));
+                        return io::Result::Ok((confined, stats));
                     }
                     confined |= io.is_confined();
                     io.send_all(&buf[..n]).await?;
@@ -133,7 +137,17 @@ fn a_stream_of_another_threads_reactor_is_served_without_confinement() {
             })
             .await
         });
-        for round in 0..50 {
+        // 50 rounds back to back, then (a loaded machine can run worker 0's
+        // next send between worker 1's echo and its next receive every
+        // time: none parks) rounds that wait 10 ms before sending, until
+        // worker 1 reports a receive that parked.
+        for round in 0..250 {
+            if round >= 50 {
+                if parked_seen.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                cellio_runtime::time::sleep(Duration::from_millis(10)).await;
+            }
             let message = [pattern(round); 16];
             client.send_all(&message).await?;
             let mut back = [0u8; 16];
