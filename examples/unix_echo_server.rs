@@ -18,9 +18,14 @@
 //!   socket nobody listens on) is removed before binding; a live server
 //!   there, or a file that is not a socket, is an error, never touched (so
 //!   is the file of a server that bound the path after that check: this
-//!   one then fails to bind, and removes only a file it bound). On
-//!   SIGINT/SIGTERM the server stops accepting, gives open connections
-//!   `--grace-ms` to finish, removes its socket file and exits 0.
+//!   one then fails to bind). On SIGINT/SIGTERM the server stops
+//!   accepting, removes its socket file, gives open connections
+//!   `--grace-ms` to finish and exits 0.
+//! * Its socket file is the one it bound, told by the file's device and
+//!   inode, taken right after `bind`: once its listener is closed, another
+//!   server may find the file stale, remove it and bind the path (the
+//!   usual stop-then-start restart); this one then leaves the new file
+//!   alone.
 //! * Out of descriptors, the accept loop backs off (10 ms doubling to 1 s)
 //!   and says so at most once a second, as the TCP echo server does
 //!   (`examples/common/accept_backoff.rs`); the soft limit on open files is
@@ -29,7 +34,8 @@
 //!   `tracing` debug level, as the TCP echo server does).
 
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -107,13 +113,19 @@ fn run(args: &Args) -> io::Result<()> {
         .map_err(|e| context("cannot start the cellio runtime", e))?;
     let api = args.api;
     // Only a socket file this server bound is its own to remove: another
-    // server may have bound the path since `clear_stale_socket`.
-    let mut bound = false;
+    // server may have bound the path since `clear_stale_socket`, or since
+    // this one closed its listener.
+    let mut bound = None;
     let served = runtime.block_on(async {
         spawn(shutdown_signals::shut_down_on_signals()?);
         let listener = UnixListener::bind(&args.path)
             .map_err(|e| context(&format!("cannot bind {}", args.path.display()), e))?;
-        bound = true;
+        // Live from here: nobody else finds the file stale until the
+        // listener closes.
+        bound = Some(
+            SocketFile::of(&args.path)
+                .map_err(|e| context(&format!("cannot use {}", args.path.display()), e))?,
+        );
         println!("listening on {}", args.path.display());
         // A peer that goes away mid-echo (a reset, a broken pipe) is the
         // peer's business: not worth a line each.
@@ -131,13 +143,44 @@ fn run(args: &Args) -> io::Result<()> {
         accept_until_shutdown("unix_echo_server", || listener.accept(), serve).await;
         io::Result::Ok(())
     });
-    runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
+    // The listener is closed (dropped with `block_on`'s future): the file
+    // leads nowhere now, so it goes before the grace period.
     let removed = match bound {
-        true => std::fs::remove_file(&args.path),
-        false => Ok(()),
+        Some(file) => file.remove_if_ours(&args.path),
+        None => Ok(()),
     };
+    runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
     served?;
     removed.map_err(|e| context(&format!("cannot remove {}", args.path.display()), e))
+}
+
+/// The socket file a server bound: its device and inode, which no other
+/// file at the path has (a file removed and bound again is a new inode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SocketFile {
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// The file at `path` now (take it right after `bind`).
+    fn of(path: &Path) -> io::Result<SocketFile> {
+        let metadata = std::fs::symlink_metadata(path)?;
+        Ok(SocketFile {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+        })
+    }
+
+    /// Removes the file at `path` if it is still this one; a file of
+    /// another server's is left alone.
+    fn remove_if_ours(self, path: &Path) -> io::Result<()> {
+        match SocketFile::of(path) {
+            Ok(now) if now == self => std::fs::remove_file(path),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -2,8 +2,9 @@
 //! Unix echo server example and against a server that corrupts echoes; and
 //! the example's handling of its socket file (a stale one is cleared, a
 //! live server's or a plain file is left alone, and so is one another
-//! server bound first; its own is removed when a signal stops it) and of running out of descriptors (it backs off, says
-//! so rarely, and recovers).
+//! server bound first, or after it stopped listening; its own is removed
+//! when a signal stops it) and of running out of descriptors (it backs
+//! off, says so rarely, and recovers).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -257,6 +258,46 @@ fn a_server_that_loses_the_race_for_its_path_leaves_the_winners_socket_file() {
         return;
     }
     panic!("the server bound its path before it could be stopped, 100 times");
+}
+
+/// The usual restart, stop then start: the old server, in its grace
+/// period (an open connection), has closed its listener; the new one finds
+/// the path free (or the file stale), binds it and serves. The old server,
+/// when it exits, leaves the new server's socket file alone. (It removed
+/// the file at the path after its grace period, whoever's it was: the new
+/// server ran on, unreachable; found by a review.)
+#[test]
+fn a_stopping_server_leaves_the_socket_file_of_the_server_started_after_it() {
+    let dir = Dir::new("unix-echo-successor");
+    let path = dir.path("echo.sock");
+    let mut old = UnixEchoServer::start(&path, &["--grace-ms", "2000"]);
+    // An open connection holds the old server in its grace period.
+    let _open = UnixStream::connect(&path).expect("connect to the old server");
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(
+        unsafe { libc::kill(old.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    // Its shutdown has begun once its listener no longer accepts.
+    let started = Instant::now();
+    while UnixStream::connect(&path).is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still accepting"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let new = UnixEchoServer::start(&path, &[]);
+    let status = old.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut client = UnixStream::connect(&path).expect("the new server is reachable");
+    client.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    drop(client);
+    assert_eq!(new.terminate(), Some(0));
+    assert!(!path.exists(), "the new server removed its socket file");
 }
 
 /// Whether process `pid` has an epoll descriptor open.
