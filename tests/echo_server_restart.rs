@@ -3,7 +3,8 @@
 //! the listening sockets over a Unix socket, no connection attempt is
 //! refused meanwhile, the old server's open connections finish before it
 //! exits, and the successor can be replaced the same way. A successor that
-//! fails leaves the old server serving; bad paths are clear errors.
+//! fails leaves the old server serving; bad paths are clear errors. A
+//! server stopped by a signal stops listening at once.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[path = "util/restart_path.rs"]
 mod restart_path;
@@ -170,6 +171,61 @@ fn a_successor_that_fails_leaves_the_server_serving_and_offering() {
     let successor = EchoServer::start(&["--take-over", path_arg], None);
     assert_eq!(successor.addr, server.addr);
     echo(&mut connect(&successor.addr), b"the successor");
+}
+
+/// A server offering restarts that a signal stops (no successor) stops
+/// listening when its shutdown begins, as one without `--restart-socket`
+/// does: a connection attempt during its grace period is refused, not
+/// queued where nobody accepts it (and reset when the server exits). Its
+/// open connections are served on. (It kept the duplicates of its
+/// listeners it holds for a successor open until it exited; found by a
+/// review.)
+#[test]
+fn a_server_stopped_by_a_signal_stops_listening_though_it_offered_restarts() {
+    let path = socket_path("signalled");
+    let path_arg = path.to_str().unwrap();
+    let mut server = EchoServer::start(
+        &[
+            "--workers",
+            "2",
+            "--restart-socket",
+            path_arg,
+            "--grace-ms",
+            "10000",
+        ],
+        None,
+    );
+    let mut open = connect(&server.addr);
+    echo(&mut open, b"before the signal");
+    server.sigterm();
+    // Its shutdown has begun once it no longer offers restarts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while path.exists() {
+        assert!(Instant::now() < deadline, "it still offers restarts");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Its accept loops stop at once; the grace period is 10 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpStream::connect(&server.addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            Err(e) => panic!("connect: {e}"),
+            Ok(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "still listening 5 s into its shutdown"
+                );
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    assert!(server.wait_exit(Duration::ZERO).is_none(), "exited early");
+    echo(&mut open, b"in the grace period");
+    drop(open);
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server exits");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

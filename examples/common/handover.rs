@@ -18,6 +18,14 @@
 //!    The new one sees the close and may now listen at `PATH` itself, for
 //!    the next restart.
 //!
+//! A server offering restarts keeps a duplicate of each of its sockets to
+//! send (`KEPT`). When its shutdown begins otherwise (a signal, with no
+//! hand-over under way; one under way finishes first), or when it cannot
+//! listen at `PATH`, it closes them: its sockets then close with its
+//! workers' loops, as without `--restart-socket` (a connection attempt
+//! during the grace period is refused, not queued for nobody, and the port
+//! is free for the next server).
+//!
 //! The sockets are the same kernel sockets in both processes, so a
 //! connection waiting in a listener's backlog, or a datagram waiting in a
 //! UDP socket's queue, is taken by one or the other, never lost. If the
@@ -148,8 +156,10 @@ pub async fn all_registered(
     Ok(())
 }
 
-/// Duplicates of this process's sockets, offered to a successor.
-static KEPT: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+/// Duplicates of this process's sockets, offered to a successor; `None`
+/// once it no longer offers them ([`stop_offering`]), when a socket's
+/// duplicate is closed at once.
+static KEPT: Mutex<Option<Vec<OwnedFd>>> = Mutex::new(Some(Vec::new()));
 
 /// Room reserved for the received descriptors (one per worker, usually);
 /// more grow the vector.
@@ -164,11 +174,29 @@ const MAX_HANDED_OVER: usize = 253;
 /// predecessor for the successor's answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-/// Keeps a duplicate of `socket`'s descriptor to offer a successor.
+/// Keeps a duplicate of `socket`'s descriptor to offer a successor (none
+/// once the server no longer offers them).
 fn keep(socket: BorrowedFd<'_>) -> io::Result<()> {
     let fd = socket.try_clone_to_owned()?;
-    KEPT.lock().unwrap_or_else(PoisonError::into_inner).push(fd);
+    if let Some(kept) = KEPT.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        kept.push(fd);
+    }
     Ok(())
+}
+
+/// Closes the duplicates kept for a successor, and those kept from now
+/// on: the server's sockets close when its own loops drop them.
+fn stop_offering() {
+    let kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner).take();
+    drop(kept);
+}
+
+/// How many duplicates are kept for a successor.
+fn kept_count() -> usize {
+    KEPT.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map_or(0, Vec::len)
 }
 
 /// What a server calls with each of its sockets as it starts serving it:
@@ -239,7 +267,11 @@ pub fn run(
                     .ok()
             }
         };
-        let (socket, path) = (restart_socket?, restart_path?);
+        let Some(socket) = restart_socket else {
+            stop_offering();
+            return None;
+        };
+        let path = restart_path?;
         offer(program, socket, path, kind, count).await;
         Some(())
     });
@@ -321,6 +353,9 @@ async fn offer(
             Err(e) => eprintln!("{program}: a successor failed to take over ({e}); still serving"),
         }
     }
+    // The shutdown began, and no hand-over is under way: the sockets close
+    // with the loops that serve them.
+    stop_offering();
     let _ = std::fs::remove_file(&path);
 }
 
@@ -334,19 +369,24 @@ fn euid() -> u32 {
 async fn hand_over(successor: &UnixStream, kind: Kind, count: usize) -> io::Result<usize> {
     // The other workers bind theirs as they start: wait for them (briefly).
     for _ in 0..1000 {
-        if KEPT.lock().unwrap_or_else(PoisonError::into_inner).len() >= count {
+        if kept_count() >= count {
             break;
         }
         sleep(Duration::from_millis(1)).await;
     }
     // Out of the lock while they are sent (and back if this successor
     // fails, for the next).
-    let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(PoisonError::into_inner));
+    let kept = KEPT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
     let answered = send_and_hear(successor, kind, &kept).await;
     let n = kept.len();
-    KEPT.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .extend(kept);
+    if let Some(kept_now) = KEPT.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        kept_now.extend(kept);
+    }
     match answered? {
         Some(answer) if answer == "serving" => Ok(n),
         Some(answer) => Err(io::Error::other(format!("it answered {answer:?}"))),

@@ -34,6 +34,12 @@ impl EchoServer {
         EchoServer { child, addr, lines }
     }
 
+    /// Sends the server SIGTERM (`sh` `exec`s it: the child is the server).
+    #[allow(dead_code)] // not every test stops a server
+    pub fn sigterm(&self) {
+        example_bin::sigterm(self.child.id());
+    }
+
     /// Waits up to `limit` for the server to exit: its status, or `None`
     /// if it is still running.
     #[allow(dead_code)] // not every test waits for an exit
