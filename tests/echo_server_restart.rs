@@ -339,6 +339,49 @@ fn a_successor_that_cannot_serve_a_socket_does_not_say_serving() {
     predecessor.expect_refused(successor, b"cellio-listeners 2", &offered, &path);
 }
 
+/// A successor that cannot register one of its sockets serves none of
+/// them, not even those registered already: a connection waiting in
+/// another listener's backlog stays there for the predecessor, which
+/// serves on. (The successor used to start accepting on each listener as
+/// soon as it was registered: it accepted the waiting connection, and
+/// closed it when it exited; found by a review.)
+#[test]
+fn a_successor_that_cannot_serve_a_socket_takes_no_connection() {
+    let path = socket_path("partly-unservable");
+    let predecessor = FakePredecessor::listen(&path);
+    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let file = std::fs::File::open("Cargo.toml").unwrap();
+    // A client waiting in the second listener's backlog, its request sent.
+    let mut waiting = connect(&second.local_addr().unwrap().to_string());
+    waiting.write_all(b"hello").unwrap();
+    // `first` goes to worker 0, `second` to worker 1, the file (which
+    // epoll refuses) to worker 0.
+    let successor = command(
+        &["--workers", "2", "--take-over", path.to_str().unwrap()],
+        None,
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("start the successor");
+    let offered = [first.as_fd(), second.as_fd(), file.as_fd()];
+    predecessor.expect_refused(successor, b"cellio-listeners 3", &offered, &path);
+    // The successor has exited: the connection is still the predecessor's.
+    second.set_nonblocking(true).unwrap();
+    let (mut accepted, _) = second
+        .accept()
+        .expect("the waiting connection is still in the backlog");
+    accepted.set_nonblocking(false).unwrap();
+    let mut request = [0u8; 5];
+    accepted.read_exact(&mut request).unwrap();
+    assert_eq!(&request, b"hello");
+    accepted.write_all(b"world").unwrap();
+    let mut reply = [0u8; 5];
+    waiting.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"world");
+}
+
 /// A successor must run as the server's user (or root): one of another
 /// user that can connect (the socket file made writable for everyone
 /// here) gets nothing, and the server keeps serving and offering. Needs

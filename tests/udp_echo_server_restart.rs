@@ -191,6 +191,45 @@ fn a_successor_that_cannot_serve_a_socket_does_not_say_serving() {
     predecessor.expect_refused(successor, b"cellio-udp-sockets 2", &offered, &path);
 }
 
+/// A successor that cannot register one of its sockets serves none of
+/// them, not even those registered already: a datagram waiting in another
+/// socket's queue stays there for the predecessor. (The successor used to
+/// start receiving on each socket as soon as it was registered: it took
+/// the datagram, and the predecessor never saw it; found by a review.)
+#[test]
+fn a_successor_that_cannot_serve_a_socket_takes_no_datagram() {
+    let path = socket_path("partly-unservable");
+    let predecessor = FakePredecessor::listen(&path);
+    let first = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let second = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let file = std::fs::File::open("Cargo.toml").unwrap();
+    // A datagram waiting in the second socket's queue.
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender
+        .send_to(b"waiting", second.local_addr().unwrap())
+        .unwrap();
+    // `first` goes to worker 0, `second` to worker 1, the file (which
+    // epoll refuses) to worker 0.
+    let successor = Command::new(example_bin::build_example("udp_echo_server"))
+        .args(["--addr", "127.0.0.1:0", "--workers", "2", "--take-over"])
+        .arg(&*path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the successor");
+    let offered = [first.as_fd(), second.as_fd(), file.as_fd()];
+    predecessor.expect_refused(successor, b"cellio-udp-sockets 3", &offered, &path);
+    // The successor has exited: the datagram is still the predecessor's.
+    second.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = second
+        .recv_from(&mut buf)
+        .expect("the waiting datagram is still queued");
+    assert_eq!(&buf[..n], b"waiting");
+    assert_eq!(from, sender.local_addr().unwrap());
+}
+
 /// One message carries at most 253 descriptors (Linux's `SCM_MAX_FD`): a
 /// server with more sockets than that refuses `--restart-socket` at start,
 /// where it used to serve and then fail every hand-over.

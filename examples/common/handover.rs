@@ -10,9 +10,10 @@
 //! 2. the old one sends `cellio-listeners N` (TCP listeners) or
 //!    `cellio-udp-sockets N` with its `N` sockets attached; a successor
 //!    that serves the other kind refuses them with an error that says so;
-//! 3. the new one registers them with its workers, starts serving them,
-//!    and once every one is registered sends `serving` (if one cannot be,
-//!    it exits with an error instead);
+//! 3. the new one registers them with its workers, and once every one is
+//!    registered starts serving them and sends `serving` (if one cannot
+//!    be, it exits with an error instead, having served none: a connection
+//!    or datagram waiting for them is left to the old server);
 //! 4. the old one removes `PATH`, closes the connection and shuts down:
 //!    no more accepts or receives, open connections get the grace period.
 //!    The new one sees the close and may now listen at `PATH` itself, for
@@ -37,15 +38,17 @@
 //! connect) are the first gate, and the peer's credentials (`SO_PEERCRED`:
 //! the server's user, or root) the second.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use cellio::runtime::{sleep, timeout, until_shutdown, JoinHandle, RuntimeHandle};
+use cellio::runtime::{sleep, spawn_local_on, timeout, until_shutdown, JoinHandle, RuntimeHandle};
 use cellio::spawn_local;
 use cellio::unix::{UnixListener, UnixStream};
+use futures_channel::oneshot;
 
 // The including server's (`#[path]`-included at its root).
 use crate::accept_backoff;
@@ -139,19 +142,54 @@ pub fn check_systemd_passed() -> io::Result<()> {
     Ok(())
 }
 
-/// Waits until each socket given to another worker is registered there
-/// (`registered`: the tasks that adopt one each and start serving it);
-/// an error names the first that could not be. A server awaits this
-/// before it announces anything, so that a successor never says `serving`
-/// (and its predecessor never stops) while a socket is served by nobody.
-pub async fn all_registered(
-    registered: Vec<JoinHandle<io::Result<()>>>,
+/// Registers each of `taken` with a worker (`register`, round-robin from
+/// worker 1: worker 0 has the server's first socket), and once every one
+/// is registered, runs `serve` on each there; an error names the first
+/// that could not be registered, and then none is served (each is closed,
+/// unserved, on its worker). A server awaits this before
+/// it announces anything, so that a successor never says `serving` (and
+/// its predecessor never stops) while a socket is served by nobody, and a
+/// successor that fails has taken nothing from the sockets' queues.
+pub async fn register_then_serve<Std, Socket, R, S, F>(
+    taken: impl Iterator<Item = Std>,
+    workers: usize,
+    register: R,
+    serve: S,
     from: &str,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    Std: Send + 'static,
+    Socket: 'static,
+    R: Fn(Std) -> io::Result<Socket> + Clone + Send + 'static,
+    S: Fn(Socket) -> F + Clone + Send + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    let (registered, go): (Vec<JoinHandle<io::Result<()>>>, Vec<oneshot::Sender<()>>) = taken
+        .enumerate()
+        .map(|(i, std)| {
+            let (register, serve) = (register.clone(), serve.clone());
+            let (go, told) = oneshot::channel();
+            let registered = spawn_local_on((i + 1) % workers, move || async move {
+                let socket = register(std)?;
+                // Dropped unserved if the sender is (a socket failed).
+                spawn_local(async move {
+                    if told.await.is_ok() {
+                        serve(socket).await;
+                    }
+                });
+                Ok(())
+            });
+            (registered, go)
+        })
+        .unzip();
     for adopted in registered {
         adopted.await.map_err(io::Error::from)?.map_err(|e| {
             io::Error::new(e.kind(), format!("cannot serve a socket from {from}: {e}"))
         })?;
+    }
+    for go in go {
+        // A worker whose task is gone (the runtime stopping) serves nothing.
+        let _ = go.send(());
     }
     Ok(())
 }

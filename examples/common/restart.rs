@@ -19,7 +19,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use cellio::runtime::{spawn_local, spawn_local_on};
 use cellio::{ListenOptions, TcpListener};
 
 use super::cli::context;
@@ -84,18 +83,15 @@ where
             let mut taken = inherited.into_iter();
             let listener = TcpListener::from_std(taken.next().expect("at least one"))?;
             // The others round-robin over the workers (worker 0 has the
-            // first), each registered there before anything is announced.
-            let registered = taken
-                .enumerate()
-                .map(|(i, std)| {
-                    let serve_kept = serve_kept.clone();
-                    spawn_local_on((i + 1) % workers, move || async move {
-                        spawn_local(serve_kept(TcpListener::from_std(std)?));
-                        Ok(())
-                    })
-                })
-                .collect();
-            handover::all_registered(registered, &from).await?;
+            // first), each registered there before any is served.
+            handover::register_then_serve(
+                taken,
+                workers,
+                TcpListener::from_std,
+                serve_kept.clone(),
+                &from,
+            )
+            .await?;
             eprintln!("{program}: took over {count} listener(s) from {from}");
             if count < listening {
                 eprintln!(

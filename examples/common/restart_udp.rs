@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cellio::net::udp::{BindOptions, UdpSocket};
-use cellio::runtime::{spawn_local, spawn_local_on, RuntimeHandle};
+use cellio::runtime::{spawn_local_on, RuntimeHandle};
 
 use super::cli::context;
 
@@ -114,18 +114,8 @@ where
             let socket = adopt(taken.next().expect("at least one"))
                 .map_err(|e| context(&format!("cannot serve a socket from {from}"), e))?;
             // The others round-robin over the workers (worker 0 has the
-            // first), each registered there before anything is announced.
-            let registered = taken
-                .enumerate()
-                .map(|(i, std)| {
-                    let (adopt, serve_kept) = (adopt.clone(), serve_kept.clone());
-                    spawn_local_on((i + 1) % workers, move || async move {
-                        spawn_local(serve_kept(adopt(std)?));
-                        Ok(())
-                    })
-                })
-                .collect();
-            handover::all_registered(registered, &from).await?;
+            // first), each registered there before any is served.
+            handover::register_then_serve(taken, workers, adopt, serve_kept.clone(), &from).await?;
             eprintln!("{program}: took over {count} UDP socket(s) from {from}");
             if count < workers {
                 eprintln!(
