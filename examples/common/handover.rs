@@ -19,6 +19,11 @@
 //!    The new one sees the close and may now listen at `PATH` itself, for
 //!    the next restart.
 //!
+//! A server claims its restart socket (a live server's there refuses the
+//! start) before it binds or serves any socket: a refused start has then
+//! joined no other server's `SO_REUSEPORT` group, where it would have
+//! taken connections or datagrams only to drop them as it exits.
+//!
 //! A server offering restarts keeps a duplicate of each of its sockets to
 //! send (`KEPT`). When its shutdown begins otherwise (a signal, with no
 //! hand-over under way; one under way finishes first), or when it cannot
@@ -254,18 +259,36 @@ pub fn keeper<T: AsFd + 'static>(
     }
 }
 
-/// Runs the restart socket of a server that has `count` sockets of `kind`
-/// (kept with [`keep`] as its workers start): at `restart_path` at once,
-/// or, for a successor (`predecessor`: the connection it took them over),
-/// once the predecessor has given the path up. A successor first confirms
-/// that it serves ([`serving`]): call this once every socket is served.
-pub fn run(
+/// A server's restart socket, claimed before the server binds or serves
+/// anything ([`claim`]) and run once every socket is served
+/// ([`RestartSocket::run`]). Dropped without running (the server failed
+/// to start), it removes the file it bound.
+pub struct RestartSocket {
+    program: &'static str,
+    /// `--restart-socket`, if given.
+    path: Option<PathBuf>,
+    /// Listening at `path` already: a server that takes over from nobody.
+    listener: Option<UnixListener>,
+    /// The connection a successor took its sockets over.
+    predecessor: Option<UnixStream>,
+    kind: Kind,
+    count: usize,
+}
+
+/// Claims the restart socket of a server that has `count` sockets of
+/// `kind`: listens at `restart_path` at once or, for a successor
+/// (`predecessor`: the connection it took them over), checks only what it
+/// can before its predecessor gives the path up. An error (a live server
+/// at the path, more sockets than one message carries) refuses the start:
+/// call this before binding anything, so that a refused start never joins
+/// another server's `SO_REUSEPORT` group.
+pub fn claim(
     program: &'static str,
     restart_path: Option<PathBuf>,
     predecessor: Option<UnixStream>,
     kind: Kind,
     count: usize,
-) -> io::Result<()> {
+) -> io::Result<RestartSocket> {
     if restart_path.is_some() && count > MAX_HANDED_OVER {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -276,7 +299,7 @@ pub fn run(
             ),
         ));
     }
-    let restart_socket = match (&restart_path, &predecessor) {
+    let listener = match (&restart_path, &predecessor) {
         (Some(path), None) => Some(listen(path).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -285,35 +308,65 @@ pub fn run(
         })?),
         _ => None,
     };
-    spawn_local(async move {
-        let restart_socket = match predecessor {
-            None => restart_socket,
-            Some(predecessor) => {
-                // It stops serving when told, and closes once its restart
-                // socket's path is free.
-                if let Err(e) = serving(predecessor).await {
-                    eprintln!("{program}: the predecessor did not finish the hand-over: {e}");
+    Ok(RestartSocket {
+        program,
+        path: restart_path,
+        listener,
+        predecessor,
+        kind,
+        count,
+    })
+}
+
+impl RestartSocket {
+    /// Runs the restart socket (its sockets kept with [`keep`] as the
+    /// server's workers start): at once, or, for a successor, once the
+    /// predecessor has given the path up. A successor first confirms that
+    /// it serves ([`serving`]): call this once every socket is served.
+    pub fn run(mut self) {
+        let (program, kind, count) = (self.program, self.kind, self.count);
+        let (restart_path, predecessor) = (self.path.take(), self.predecessor.take());
+        let restart_socket = self.listener.take();
+        spawn_local(async move {
+            let restart_socket = match predecessor {
+                None => restart_socket,
+                Some(predecessor) => {
+                    // It stops serving when told, and closes once its
+                    // restart socket's path is free.
+                    if let Err(e) = serving(predecessor).await {
+                        eprintln!("{program}: the predecessor did not finish the hand-over: {e}");
+                    }
+                    match restart_path.as_deref() {
+                        None => None,
+                        Some(path) => listen(path)
+                            .map_err(|e| {
+                                eprintln!(
+                                    "{program}: cannot offer restarts at {}: {e}",
+                                    path.display()
+                                )
+                            })
+                            .ok(),
+                    }
                 }
-                let path = restart_path.as_deref()?;
-                listen(path)
-                    .map_err(|e| {
-                        eprintln!(
-                            "{program}: cannot offer restarts at {}: {e}",
-                            path.display()
-                        )
-                    })
-                    .ok()
-            }
-        };
-        let Some(socket) = restart_socket else {
-            stop_offering();
-            return None;
-        };
-        let path = restart_path?;
-        offer(program, socket, path, kind, count).await;
-        Some(())
-    });
-    Ok(())
+            };
+            let (Some(socket), Some(path)) = (restart_socket, restart_path) else {
+                stop_offering();
+                return;
+            };
+            offer(program, socket, path, kind, count).await;
+        });
+    }
+}
+
+impl Drop for RestartSocket {
+    fn drop(&mut self) {
+        // Not run: the file is this server's (its listener still holds
+        // it), and nobody will serve it.
+        if let (Some(listener), Some(path)) = (self.listener.take(), &self.path) {
+            let _ = std::fs::remove_file(path);
+            drop(listener);
+        }
+    }
 }
 
 /// Listens at `path` for a successor (a stale socket file left by a server
@@ -453,9 +506,10 @@ async fn send_and_hear(
 }
 
 /// Step 2 from the successor's side: connects to the server at `path` and
-/// takes its sockets, which must be of `kind`. Confirm with [`run`] once
-/// they are registered and served. Errors say `cannot take over from
-/// PATH: ...`; a predecessor that sends nothing within `ANSWER_WITHIN`
+/// takes its sockets, which must be of `kind`; pass the connection to
+/// [`claim`], and run its [`RestartSocket`] once they are registered and
+/// served (which confirms it). Errors say `cannot take over from PATH:
+/// ...`; a predecessor that sends nothing within `ANSWER_WITHIN`
 /// (stopped, wedged, or not a cellio server) is one, and a shutdown signal
 /// ends the wait.
 pub async fn take(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStream)> {

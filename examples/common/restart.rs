@@ -34,7 +34,8 @@ pub use handover::{check_systemd_passed, Restart};
 /// listeners, or those systemd passed: the first for worker 0, the others
 /// round-robin over `workers`), runs `serve` on each listener but worker
 /// 0's, which is returned; and with `restart_socket`, offers them all to a
-/// successor.
+/// successor (claiming that socket first: a start refused for it binds
+/// nothing).
 pub async fn listeners<S, F>(
     program: &'static str,
     restart: &Restart,
@@ -65,7 +66,20 @@ where
             (passed, None, "systemd (LISTEN_FDS)".to_string())
         }
     };
-    let (listener, offered) = match inherited.len() {
+    let count = match inherited.len() {
+        0 => listening,
+        taken => taken,
+    };
+    // Before binding anything: a start refused here (a live server's
+    // restart socket) must not join that server's `SO_REUSEPORT` group.
+    let restart_socket = handover::claim(
+        program,
+        restart.restart_socket.clone(),
+        predecessor,
+        Kind::TcpListeners,
+        count,
+    )?;
+    let listener = match inherited.len() {
         0 => {
             let listener = TcpListener::bind_with(addr, options)
                 .map_err(|e| context(&format!("cannot listen on {addr}"), e))?;
@@ -77,7 +91,7 @@ where
                 listening,
                 serve_kept.clone(),
             );
-            (listener, listening)
+            listener
         }
         count => {
             let mut taken = inherited.into_iter();
@@ -100,17 +114,11 @@ where
                     listening - 1
                 );
             }
-            (listener, count)
+            listener
         }
     };
     keep(&listener);
-    handover::run(
-        program,
-        restart.restart_socket.clone(),
-        predecessor,
-        Kind::TcpListeners,
-        offered,
-    )?;
+    restart_socket.run();
     Ok(listener)
 }
 

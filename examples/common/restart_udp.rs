@@ -39,7 +39,8 @@ static WORKER_FAILED: AtomicBool = AtomicBool::new(false);
 /// predecessor's sockets, or those systemd passed (then `prepare`s them
 /// too; the first for worker 0, the others round-robin over the workers);
 /// runs `serve` on each socket but worker 0's, which is returned; and with
-/// `restart_socket`, offers them all to a successor. A worker that cannot
+/// `restart_socket`, offers them all to a successor (claiming that socket
+/// first: a start refused for it binds nothing). A worker that cannot
 /// bind says so and shuts the runtime down.
 pub async fn sockets<P, S, F>(
     program: &'static str,
@@ -72,7 +73,20 @@ where
             (passed, None, "systemd (LISTEN_FDS)".to_string())
         }
     };
-    let (socket, offered) = match inherited.len() {
+    let count = match inherited.len() {
+        0 => workers,
+        taken => taken,
+    };
+    // Before binding anything: a start refused here (a live server's
+    // restart socket) must not join that server's `SO_REUSEPORT` group.
+    let restart_socket = handover::claim(
+        program,
+        restart.restart_socket.clone(),
+        predecessor,
+        Kind::UdpSockets,
+        count,
+    )?;
+    let socket = match inherited.len() {
         0 => {
             let bind = move |addr| {
                 let socket = UdpSocket::bind_with(addr, options)?;
@@ -99,7 +113,7 @@ where
                     }
                 });
             }
-            (socket, workers)
+            socket
         }
         count => {
             // This server's flags apply to every socket it serves, a
@@ -124,17 +138,11 @@ where
                     workers - 1
                 );
             }
-            (socket, count)
+            socket
         }
     };
     keep(&socket);
-    handover::run(
-        program,
-        restart.restart_socket.clone(),
-        predecessor,
-        Kind::UdpSockets,
-        offered,
-    )?;
+    restart_socket.run();
     Ok(socket)
 }
 
