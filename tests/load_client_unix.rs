@@ -1,7 +1,7 @@
 //! The load client over Unix-domain streams (`--unix PATH`), against the
 //! Unix echo server example and against a server that corrupts echoes; and
-//! the example's handling of its socket file (a stale one is cleared, a
-//! live server's or a plain file is left alone, and so is one another
+//! the example's handling of its socket file (a stale one is cleared, by
+//! two servers at once too; a live server's or a plain file is left alone, and so is one another
 //! server bound first, or after it stopped listening; its own is removed
 //! when a signal stops it) and of running out of descriptors (it backs
 //! off, says so rarely, and recovers).
@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 mod load_process;
 #[path = "util/server_lines.rs"]
 mod server_lines;
+// The example's check of its socket file, run here in-process.
+#[path = "../examples/common/stale_socket.rs"]
+mod stale_socket;
 
 use load_process::{assert_no_allocations, count, json, run_load};
 use server_lines::{assert_backoff_reported_rarely, says_within};
@@ -298,6 +301,36 @@ fn a_stopping_server_leaves_the_socket_file_of_the_server_started_after_it() {
     drop(client);
     assert_eq!(new.terminate(), Some(0));
     assert!(!path.exists(), "the new server removed its socket file");
+}
+
+/// Two servers started together on a stale socket file both clear it:
+/// whichever removes it second finds it gone, and the path is free for it
+/// all the same (its bind then succeeds, or fails with `AddrInUse` if the
+/// other bound first). (A removal that found nothing failed the start with
+/// "No such file or directory"; found by a review.) The two checks race in
+/// threads here, as two processes would, many times over.
+#[test]
+fn two_checks_clearing_the_same_stale_socket_both_find_the_path_free() {
+    let dir = Dir::new("unix-echo-stale-race");
+    let path = dir.path("stale.sock");
+    let start = std::sync::Barrier::new(2);
+    let check = || {
+        start.wait();
+        stale_socket::clear_stale_socket(&path)
+    };
+    for round in 0..2000 {
+        drop(UnixListener::bind(&path).unwrap());
+        let (first, second) = thread::scope(|s| {
+            let first = s.spawn(check);
+            let second = s.spawn(check);
+            (first.join().unwrap(), second.join().unwrap())
+        });
+        assert!(
+            first.is_ok() && second.is_ok(),
+            "round {round}: {first:?}, {second:?}"
+        );
+        assert!(!path.exists());
+    }
 }
 
 /// Whether process `pid` has an epoll descriptor open.

@@ -1,15 +1,17 @@
 //! Freeing a Unix socket path for `bind` (`#[path]`-included:
 //! `unix_echo_server`, and `restart.rs` for the restart socket): a socket
 //! file left by a server that is gone is removed; a live server there, or
-//! a file that is not a socket, is an error (never removed).
+//! a file that is not a socket, is an error (never removed). A file that
+//! vanishes during the check (another process cleared the same stale file
+//! first) leaves the path free: no error; whoever binds first has it.
 
 use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 /// Makes `path` free to bind: nothing there, or a socket file nobody
-/// listens on any more (removed). A live server or a file that is not a
-/// socket is an error.
+/// listens on any more (removed, by this call or by another process
+/// meanwhile). A live server or a file that is not a socket is an error.
 pub fn clear_stale_socket(path: &Path) -> io::Result<()> {
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
@@ -38,7 +40,16 @@ pub fn clear_stale_socket(path: &Path) -> io::Result<()> {
                 path.display()
             ),
         )),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            match std::fs::remove_file(path) {
+                // Another process cleared it first (a server started with
+                // this one): the path is free all the same.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                removed => removed,
+            }
+        }
+        // Removed since it was looked at: free.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
 }
