@@ -26,6 +26,10 @@ use fake_predecessor::FakePredecessor;
 #[path = "util/echo_server_process.rs"]
 mod echo_server_process;
 
+// The examples' rule for who may hand sockets over, or take them.
+#[path = "../examples/common/peer_user.rs"]
+mod peer_user;
+
 use echo_server_process::{command, example_bin, EchoServer};
 
 /// A restart socket path of this test's own, removed when it ends.
@@ -465,4 +469,88 @@ fn a_successor_of_another_user_is_refused() {
     echo(&mut connect(&server.addr), b"still here");
     let successor = EchoServer::start(&["--take-over", path_arg], None);
     assert_eq!(successor.addr, server.addr);
+}
+
+/// Who may be the other end of a hand-over, either way: a process of the
+/// server's own user, or root.
+#[test]
+fn only_the_same_user_or_root_may_hand_over_or_take_sockets() {
+    assert!(peer_user::trusted(1000, 1000));
+    assert!(peer_user::trusted(0, 1000), "root");
+    assert!(peer_user::trusted(0, 0));
+    assert!(!peer_user::trusted(65534, 1000));
+    assert!(!peer_user::trusted(1000, 0), "root trusts only root");
+    assert!(!peer_user::trusted(1001, 1000));
+}
+
+/// A successor takes sockets only from a predecessor of its own user (or
+/// root): another user's process listening at the restart path (free
+/// whenever no server offers restarts, maybe in a directory every user
+/// may write to) is refused before anything is taken, with an error that
+/// says so. (The successor served whatever it was handed, a listener that
+/// user kept accepting on, stealing its connections; found by a review.)
+/// Needs root, to run the other user's predecessor (`setpriv`); otherwise
+/// it says so and checks nothing.
+#[test]
+fn a_predecessor_of_another_user_is_refused() {
+    if peer_user::euid() != 0 || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to act as another user");
+        return;
+    }
+    let path = socket_path("other-user-predecessor");
+    let path_arg = path.to_str().unwrap();
+    // As user `nobody`: listen at the path, hand over a listener of its
+    // own, and print the successor's answer (`b''`: it closed).
+    let script = format!(
+        "import os, socket\n\
+         listener = socket.socket(); listener.bind(('127.0.0.1', 0)); listener.listen(16)\n\
+         restart = socket.socket(socket.AF_UNIX); restart.bind({path_arg:?})\n\
+         os.chmod({path_arg:?}, 0o777); restart.listen(1); restart.settimeout(10)\n\
+         print('ready', flush=True)\n\
+         successor, _ = restart.accept(); successor.settimeout(10)\n\
+         try:\n\
+         \x20   socket.send_fds(successor, [b'cellio-listeners 1'], [listener.fileno()])\n\
+         \x20   answer = successor.recv(16)\n\
+         except OSError:\n\
+         \x20   answer = b''\n\
+         print(repr(answer), flush=True)\n"
+    );
+    let mut predecessor = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["/usr/bin/python3", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run a predecessor as nobody");
+    let mut said = std::io::BufReader::new(predecessor.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut successor = command(&["--take-over", path_arg], None)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the successor");
+    let status = example_bin::wait_exit(&mut successor, Duration::from_secs(10));
+    let _ = successor.kill();
+    let _ = successor.wait();
+    let mut stderr = String::new();
+    successor
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    line.clear();
+    std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+    let _ = predecessor.kill();
+    let _ = predecessor.wait();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot take over from")
+            && stderr.contains("runs as user 65534")
+            && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert_eq!(line.trim(), "b''", "the successor answered");
 }

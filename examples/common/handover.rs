@@ -41,7 +41,11 @@
 //! Whoever can connect to the restart socket can take the sockets: its
 //! file's permissions (the umask's: with `022`, only the server's user may
 //! connect) are the first gate, and the peer's credentials (`SO_PEERCRED`:
-//! the server's user, or root) the second.
+//! the server's user, or root) the second. A successor checks its
+//! predecessor the same way before it takes anything: whoever listens at
+//! `PATH` (free whenever no server offers restarts, and maybe in a
+//! directory every user may write to) could otherwise hand it a listener
+//! that process keeps accepting on (`peer_user.rs`).
 
 use std::future::Future;
 use std::io;
@@ -58,6 +62,8 @@ use futures_channel::oneshot;
 // The including server's (`#[path]`-included at its root).
 use crate::accept_backoff;
 
+#[path = "peer_user.rs"]
+mod peer_user;
 #[path = "stale_socket.rs"]
 mod stale_socket;
 
@@ -412,13 +418,13 @@ async fn offer(
         // The socket file's permissions decide who may connect; a
         // successor must also run as this server's user (or root).
         match successor.peer_cred() {
-            Ok(cred) if cred.uid == 0 || cred.uid == euid() => {}
+            Ok(cred) if peer_user::trusted(cred.uid, peer_user::euid()) => {}
             Ok(cred) => {
                 eprintln!(
                     "{program}: refused a successor of user {} (this server runs as {}); \
                      still serving",
                     cred.uid,
-                    euid()
+                    peer_user::euid()
                 );
                 continue;
             }
@@ -448,12 +454,6 @@ async fn offer(
     // with the loops that serve them.
     stop_offering();
     let _ = std::fs::remove_file(&path);
-}
-
-/// This process's effective user id.
-fn euid() -> u32 {
-    // SAFETY: `geteuid` reads the process's credentials; it cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 /// Steps 2 and 3 with one successor: how many sockets it took.
@@ -506,7 +506,8 @@ async fn send_and_hear(
 }
 
 /// Step 2 from the successor's side: connects to the server at `path` and
-/// takes its sockets, which must be of `kind`; pass the connection to
+/// takes its sockets, which must be of `kind`, if the server there runs
+/// as this process's user or as root; pass the connection to
 /// [`claim`], and run its [`RestartSocket`] once they are registered and
 /// served (which confirms it). Errors say `cannot take over from PATH:
 /// ...`; a predecessor that sends nothing within `ANSWER_WITHIN`
@@ -538,6 +539,24 @@ pub async fn take(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStre
 
 async fn take_from(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStream)> {
     let predecessor = UnixStream::connect(path).await?;
+    // Before anything is received: another user's sockets are never ours.
+    let cred = predecessor.peer_cred().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("no credentials for the server there ({e}); refused"),
+        )
+    })?;
+    if !peer_user::trusted(cred.uid, peer_user::euid()) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the server there runs as user {} and this one as {}: refused (only a \
+                 server of the same user, or root, may hand over its sockets)",
+                cred.uid,
+                peer_user::euid()
+            ),
+        ));
+    }
     let mut header = [0u8; 64];
     let mut fds = Vec::with_capacity(USUAL_SOCKETS);
     let got = predecessor.recv_with_fds(&mut header, &mut fds).await?;
