@@ -19,8 +19,8 @@
 //!   there, or a file that is not a socket, is an error, never touched (so
 //!   is the file of a server that bound the path after that check: this
 //!   one then fails to bind). On SIGINT/SIGTERM the server stops
-//!   accepting, removes its socket file, gives open connections
-//!   `--grace-ms` to finish and exits 0.
+//!   accepting, removes its socket file (if it is still there), gives
+//!   open connections `--grace-ms` to finish and exits 0.
 //! * Its socket file is the one it bound, told by the file's device and
 //!   inode, taken right after `bind`: once its listener is closed, another
 //!   server may find the file stale, remove it and bind the path (the
@@ -173,12 +173,17 @@ impl SocketFile {
     }
 
     /// Removes the file at `path` if it is still this one; a file of
-    /// another server's is left alone.
+    /// another server's is left alone, and no file at all is no error
+    /// (removed already: by an operator, a temporary-files cleaner).
     fn remove_if_ours(self, path: &Path) -> io::Result<()> {
-        match SocketFile::of(path) {
+        let removed = match SocketFile::of(path) {
             Ok(now) if now == self => std::fs::remove_file(path),
             Ok(_) => Ok(()),
             Err(e) => Err(e),
+        };
+        match removed {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            removed => removed,
         }
     }
 }

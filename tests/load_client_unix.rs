@@ -303,6 +303,19 @@ fn a_stopping_server_leaves_the_socket_file_of_the_server_started_after_it() {
     assert!(!path.exists(), "the new server removed its socket file");
 }
 
+/// A server whose socket file is already gone when a signal stops it (an
+/// operator or a temporary-files cleaner removed it) exits 0 all the
+/// same: the file is gone, as it would have made it. (It exited 1, "cannot
+/// remove ...: No such file or directory"; found by a review.)
+#[test]
+fn a_server_whose_socket_file_is_gone_still_exits_0() {
+    let dir = Dir::new("unix-echo-gone");
+    let path = dir.path("gone.sock");
+    let server = UnixEchoServer::start(&path, &[]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(server.terminate(), Some(0));
+}
+
 /// Two servers started together on a stale socket file both clear it:
 /// whichever removes it second finds it gone, and the path is free for it
 /// all the same (its bind then succeeds, or fails with `AddrInUse` if the
