@@ -304,6 +304,40 @@ fn a_start_refused_for_a_live_restart_socket_binds_nothing() {
     assert!(!path.exists(), "it left its restart socket's file");
 }
 
+/// A start refused because a server offers restarts at its path probes
+/// the path (connects, says it only probes, and closes): the live server
+/// takes that for no successor, says nothing of a failed hand-over, and a
+/// real successor takes over afterwards. (It handed its sockets to each probe and logged
+/// "a successor failed to take over (Broken pipe)"; found by a review.)
+#[test]
+fn a_start_probing_the_restart_socket_is_not_taken_for_a_successor() {
+    let path = socket_path("probed");
+    let path_arg = path.to_str().unwrap();
+    let server = EchoServer::start(&["--restart-socket", path_arg], None);
+    for _ in 0..10 {
+        let output = command(&["--restart-socket", path_arg], None)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the echo server");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("another server is listening"), "{stderr}");
+    }
+    let successor = EchoServer::start(&["--take-over", path_arg], None);
+    assert_eq!(successor.addr, server.addr);
+    // Every line the server wrote before the hand-over.
+    loop {
+        let said = server
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the server says it was taken over");
+        assert!(!said.contains("failed to take over"), "{said}");
+        if said.contains("a successor took over") {
+            break;
+        }
+    }
+}
+
 /// A successor whose predecessor says nothing (stopped, wedged, or another
 /// program at the path) does not wait for ever: a signal ends its wait, and
 /// without one it gives up after 10 s, each with an error that says so.

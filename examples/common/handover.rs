@@ -6,7 +6,7 @@
 //! The protocol, on a Unix stream socket at a path both are given:
 //!
 //! 1. the old server (`--restart-socket PATH`) listens at `PATH`; the new
-//!    one (`--take-over PATH`) connects;
+//!    one (`--take-over PATH`) connects, and says nothing;
 //! 2. the old one sends `cellio-listeners N` (TCP listeners) or
 //!    `cellio-udp-sockets N` with its `N` sockets attached; a successor
 //!    that serves the other kind refuses them with an error that says so;
@@ -37,6 +37,14 @@
 //! UDP socket's queue, is taken by one or the other, never lost. If the
 //! successor fails before step 3 (it exits, or says anything else), the
 //! old server keeps serving and keeps offering.
+//!
+//! A start that checks whether a server listens at `PATH` (the stale-file
+//! check, `stale_socket.rs`: every server offering restarts makes it, and
+//! finds this one there when it is refused) connects too, says
+//! `cellio-probe` and closes. The old server tells it from a successor by
+//! those words, before step 2 or in place of step 3's answer, and lets it
+//! go without a word; a peer that speaks before step 2, or has closed, is
+//! no successor either.
 //!
 //! Whoever can connect to the restart socket can take the sockets: its
 //! file's permissions (the umask's: with `022`, only the server's user may
@@ -433,6 +441,11 @@ async fn offer(
                 continue;
             }
         }
+        // A successor says nothing before the hand-over message.
+        if !silent(&successor) {
+            tracing::debug!("restart socket: a peer that spoke first, or closed: no successor");
+            continue;
+        }
         match hand_over(&successor, kind, count).await {
             Ok(n) => {
                 // Only now: the successor serves every socket.
@@ -447,7 +460,12 @@ async fn offer(
                 }
                 return;
             }
-            Err(e) => eprintln!("{program}: a successor failed to take over ({e}); still serving"),
+            Err(NotTaken::Probe) => {
+                tracing::debug!("restart socket: a start's probe of the path, no successor");
+            }
+            Err(NotTaken::Failed(e)) => {
+                eprintln!("{program}: a successor failed to take over ({e}); still serving")
+            }
         }
     }
     // The shutdown began, and no hand-over is under way: the sockets close
@@ -456,8 +474,29 @@ async fn offer(
     let _ = std::fs::remove_file(&path);
 }
 
+/// Why the peer on the restart socket did not take the sockets.
+enum NotTaken {
+    /// It was a start's probe of the path (`stale_socket.rs`), no successor.
+    Probe,
+    /// A successor that failed (it says why in its own log), or a peer
+    /// that did not follow the protocol.
+    Failed(io::Error),
+}
+
+/// Whether `peer` has neither said anything nor closed: a successor waits
+/// for the hand-over message.
+fn silent(peer: &UnixStream) -> bool {
+    matches!(peer.try_peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Whether `peer` said [`stale_socket::PROBE`] (and left it unread here).
+fn probed(peer: &UnixStream) -> bool {
+    let mut said = [0u8; stale_socket::PROBE.len()];
+    matches!(peer.try_peek(&mut said), Ok(n) if said[..n] == *stale_socket::PROBE)
+}
+
 /// Steps 2 and 3 with one successor: how many sockets it took.
-async fn hand_over(successor: &UnixStream, kind: Kind, count: usize) -> io::Result<usize> {
+async fn hand_over(successor: &UnixStream, kind: Kind, count: usize) -> Result<usize, NotTaken> {
     // The other workers bind theirs as they start: wait for them (briefly).
     for _ in 0..1000 {
         if kept_count() >= count {
@@ -478,10 +517,19 @@ async fn hand_over(successor: &UnixStream, kind: Kind, count: usize) -> io::Resu
     if let Some(kept_now) = KEPT.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
         kept_now.extend(kept);
     }
-    match answered? {
-        Some(answer) if answer == "serving" => Ok(n),
-        Some(answer) => Err(io::Error::other(format!("it answered {answer:?}"))),
-        None => Err(io::Error::other("it closed the connection")),
+    // A probe that spoke after the check in `offer` has its words read as
+    // the answer, or, if it closed before the message went, waiting.
+    match answered {
+        Ok(Some(answer)) if answer == "serving" => Ok(n),
+        Ok(Some(answer)) if answer.as_bytes() == stale_socket::PROBE => Err(NotTaken::Probe),
+        Ok(Some(answer)) => Err(NotTaken::Failed(io::Error::other(format!(
+            "it answered {answer:?}"
+        )))),
+        Ok(None) => Err(NotTaken::Failed(io::Error::other(
+            "it closed the connection",
+        ))),
+        Err(_) if probed(successor) => Err(NotTaken::Probe),
+        Err(e) => Err(NotTaken::Failed(e)),
     }
 }
 
