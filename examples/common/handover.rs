@@ -165,9 +165,9 @@ pub fn check_systemd_passed() -> io::Result<()> {
 /// worker 1: worker 0 has the server's first socket), and once every one
 /// is registered, runs `serve` on each there; an error names the first
 /// that could not be registered, and then none is served (each is closed,
-/// unserved, on its worker). A server awaits this before
-/// it announces anything, so that a successor never says `serving` (and
-/// its predecessor never stops) while a socket is served by nobody, and a
+/// unserved, on its worker). A server awaits this before it announces
+/// anything, so that a successor never says `serving` (and its
+/// predecessor never stops) while a socket is served by nobody, and a
 /// successor that fails has taken nothing from the sockets' queues.
 pub async fn register_then_serve<Std, Socket, R, S, F>(
     taken: impl Iterator<Item = Std>,
