@@ -18,8 +18,9 @@
 //!   reader back (nothing queues without bound).
 //! * When a direction reads end of stream, it writes what it holds, flushes
 //!   and closes its writer (for a cellio stream: shuts down its sending
-//!   side, so the peer reads end of stream) once, and is done; the other
-//!   direction goes on until it is done too.
+//!   side, so the peer reads end of stream; one the peer already reset
+//!   counts as shut down) once, and is done; the other direction goes on
+//!   until it is done too (or reads that reset).
 //! * An error in either direction ends the copy with that error; what a
 //!   direction held then is not written (the caller learns of it through
 //!   the error, as with tokio's).

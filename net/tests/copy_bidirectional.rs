@@ -40,6 +40,11 @@ fn a_reset_side_ends_the_copy_with_an_error() {
 }
 
 #[test]
+fn an_answer_queued_before_a_reset_reaches_the_client() {
+    run(|| proxying::delivers_the_answer_queued_before_a_reset(copying)).unwrap();
+}
+
+#[test]
 fn tcp_to_unix_with_buffers_of_one_and_seven_bytes() {
     let first = |tcp, unix| -> Joined {
         Box::pin(async move {

@@ -43,6 +43,12 @@ fn a_reset_side_ends_the_splice_with_an_error() {
 }
 
 #[test]
+fn an_answer_queued_before_a_reset_reaches_the_client() {
+    run(|| proxying::delivers_the_answer_queued_before_a_reset(splicing)).unwrap();
+    run(|| proxying::delivers_the_answer_queued_before_a_reset(auto)).unwrap();
+}
+
+#[test]
 fn tcp_to_unix_and_back() {
     let first = |tcp: TcpStream, unix: UnixStream| -> Joined {
         Box::pin(async move { splice_bidirectional(&tcp, &unix).await })

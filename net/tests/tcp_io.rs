@@ -378,6 +378,34 @@ fn a_reset_peer_is_an_error_not_a_hang() {
     .unwrap();
 }
 
+/// Closing the sending side of a connection the peer reset is done, not
+/// `NotConnected` (Linux's `ENOTCONN` to the `shutdown`), as with tokio's
+/// streams: the reset is the next receive's error, after the bytes that
+/// came before it. (`copy_bidirectional` closes a side when the other
+/// ends: an error there ended the copy before it read those bytes.)
+#[test]
+fn closing_a_connection_the_peer_reset_is_done_and_its_bytes_still_arrive() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        peer.write_all(b"last words")?;
+        // SO_LINGER 0: close sends a reset.
+        socket2::SockRef::from(&peer).set_linger(Some(Duration::ZERO))?;
+        drop(peer);
+        util::wait_read_closed(io.get_ref());
+        io.close().await?;
+        #[cfg(feature = "tokio-io")]
+        tokio::io::AsyncWriteExt::shutdown(&mut io).await?;
+        let mut buf = [0u8; 16];
+        let n = io.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"last words");
+        let err = io.recv(&mut buf).await.expect_err("the peer reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[cfg(feature = "tokio-io")]
 #[test]
 fn tokio_io_read_write_and_shutdown() {

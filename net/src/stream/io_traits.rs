@@ -70,7 +70,8 @@ macro_rules! async_read {
 /// `AsyncWrite` for a type with `poll_send(&mut self, cx, buf)`,
 /// `poll_send_vectored(&mut self, cx, bufs)` and a `stream` field: flushing has nothing to do (every byte a send reports
 /// has gone to the kernel); closing shuts down the sending side (the peer
-/// reads end of stream).
+/// reads end of stream; a connection the peer already reset counts as
+/// shut down: `shut_down`).
 macro_rules! async_write {
     ($type:ty) => {
         impl<S: StreamSocket> futures_io::AsyncWrite for $type {
@@ -95,7 +96,7 @@ macro_rules! async_write {
             }
 
             fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(self.stream.shutdown_socket(std::net::Shutdown::Write))
+                Poll::Ready(self.stream.shut_down(std::net::Shutdown::Write))
             }
         }
 
@@ -128,7 +129,7 @@ macro_rules! async_write {
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(self.stream.shutdown_socket(std::net::Shutdown::Write))
+                Poll::Ready(self.stream.shut_down(std::net::Shutdown::Write))
             }
         }
     };

@@ -220,8 +220,28 @@ pub(crate) mod sealed {
         /// full and is about to park on the send cell.
         fn arm_writable(&self) -> std_io::Result<()>;
 
-        /// `shutdown(2)`.
+        /// `shutdown(2)`, as is: the joins and the streams' `poll_close`
+        /// and `poll_shutdown` call it through
+        /// [`shut_down`](Self::shut_down).
         fn shutdown_socket(&self, how: Shutdown) -> std_io::Result<()>;
+
+        /// `shutdown(2)` as the joins (`copy_bidirectional` through
+        /// `poll_close`, `splice_bidirectional`) and the streams'
+        /// `poll_close` and `poll_shutdown` make it: `NotConnected` counts
+        /// as done, as with tokio's streams (tokio-rs/tokio#4665). Linux
+        /// says `ENOTCONN` to the shutdown of a connection its peer reset
+        /// (and to one of a socket that never connected, which a stream
+        /// here never is): there is nothing left to shut down, and the
+        /// reset is the error of the next receive, which still delivers
+        /// the bytes that arrived before it. Reported here instead, it
+        /// ended a proxy's join before the other direction had read the
+        /// upstream's last bytes, with the wrong error.
+        fn shut_down(&self, how: Shutdown) -> std_io::Result<()> {
+            match self.shutdown_socket(how) {
+                Err(e) if e.kind() == std_io::ErrorKind::NotConnected => Ok(()),
+                result => result,
+            }
+        }
 
         /// One receive into `buf`: the bytes, and whether the socket is
         /// now known to be drained (`ops::recv_attempt`).

@@ -28,7 +28,9 @@
 //! * A direction switches between copying and splicing only with its
 //!   buffer and its pipe empty, so bytes keep their order.
 //! * At the source's end of stream, with nothing held, the destination's
-//!   sending side is shut down once, and the direction is done.
+//!   sending side is shut down once (a destination its peer already reset
+//!   counts as shut down: the other direction reads the reset), and the
+//!   direction is done.
 
 use std::future::Future;
 use std::io;
@@ -403,7 +405,10 @@ impl<B: AsMut<[u8]>> Direction<B> {
     /// End of stream with nothing held: passes it on, once.
     fn finish<D: StreamSocket>(&mut self, destination: &D) -> io::Result<()> {
         self.stage = Stage::Done;
-        destination.shutdown_socket(Shutdown::Write)
+        // A destination its peer already reset counts as shut down
+        // (`shut_down`): the other direction reads what the kernel holds
+        // and then the reset, which is the error the join reports.
+        destination.shut_down(Shutdown::Write)
     }
 }
 

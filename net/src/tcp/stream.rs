@@ -268,6 +268,9 @@ impl TcpStream {
 
     /// Shuts down the read, write, or both halves. `Shutdown::Write` sends
     /// FIN: the peer's next read returns 0 while this side can still read.
+    /// On a connection the peer has reset it fails with `NotConnected`, as
+    /// std's does (`TcpIo`'s `poll_close` and `poll_shutdown`, and the
+    /// joins, count that as done, as tokio's streams do).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.io.shutdown(how)
     }

@@ -13,7 +13,7 @@ use cellio_net::unix::UnixStream;
 use cellio_net::TcpStream;
 use cellio_runtime::{spawn_local, JoinHandle};
 
-use super::{cellio_pair, join2, pattern, spawn_echo_server, std_peer};
+use super::{cellio_pair, join2, pattern, spawn_echo_server, std_peer, wait_read_closed};
 
 /// What a joining function makes of two streams: the future of its end.
 pub type Joined = Pin<Box<dyn Future<Output = io::Result<(u64, u64)>>>>;
@@ -156,5 +156,37 @@ pub async fn ends_with_a_reset(
     drop(server);
     let error = proxy.await.unwrap().unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
+    Ok(())
+}
+
+/// The client sends its request and half-closes; the server answers and
+/// resets (a close with unread input does); all of it is queued on the
+/// proxy's two sockets before the join first polls (two events in one
+/// reactor turn, in a busy proxy). The client-to-server direction, polled
+/// first, reads the client's end and shuts down the reset socket's
+/// sending side: that is no error (Linux says `ENOTCONN`), so the other
+/// direction still delivers the answer, then ends the join with the reset.
+pub async fn delivers_the_answer_queued_before_a_reset(
+    join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+) -> io::Result<()> {
+    let (proxy_in, mut client) = std_peer().await?;
+    let (proxy_out, mut server) = std_peer().await?;
+    client.shutdown(Shutdown::Write)?;
+    server.write_all(b"answer")?;
+    // A zero linger makes the close send RST.
+    socket2::SockRef::from(&server).set_linger(Some(Duration::ZERO))?;
+    drop(server);
+    wait_read_closed(&proxy_in);
+    wait_read_closed(&proxy_out);
+    let error = spawn_local(join(proxy_in, proxy_out))
+        .await
+        .unwrap()
+        .expect_err("the server reset");
+    assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
+    // The join dropped the streams: the client reads the answer, then end
+    // of stream.
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer)?;
+    assert_eq!(answer, b"answer");
     Ok(())
 }
