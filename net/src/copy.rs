@@ -258,8 +258,20 @@ where
 /// buffers, of [`COPY_BUFFER_SIZE`] bytes each, are part of the future:
 /// nothing is allocated.
 ///
-/// An error on either side ends both directions with it. With cellio
-/// streams the copy yields to the worker's other tasks as any socket
+/// An error on either side ends both directions with it, when a direction
+/// meets it: a read or a write of that side. A side that nothing reads any
+/// more (its end has passed, or the bytes read from it wait for room on
+/// the other side) is not watched: the copy sees only `AsyncRead` and
+/// `AsyncWrite`, which have no way to ask for an error without reading.
+/// So a client that half-closes and then is reset, or that gives up
+/// (reset) while the upstream does not read, leaves the copy waiting on
+/// the upstream until it sends, reads or closes; tokio's
+/// `copy_bidirectional` waits the same way. Bound such a proxy with an
+/// idle timeout, or, for two cellio streams on Linux, join them with
+/// `splice_bidirectional_auto`, which watches such a side and ends with
+/// `ConnectionReset`.
+///
+/// With cellio streams the copy yields to the worker's other tasks as any socket
 /// operation does (the cooperative budget); a pair of other streams that
 /// are always ready would keep it busy.
 ///

@@ -49,6 +49,19 @@ fn an_answer_queued_before_a_reset_reaches_the_client() {
 }
 
 #[test]
+fn a_half_closed_client_that_resets_ends_the_splice() {
+    run(|| proxying::ends_when_a_half_closed_client_resets(splicing)).unwrap();
+    run(|| proxying::ends_when_a_half_closed_client_resets(auto)).unwrap();
+}
+
+#[test]
+fn a_client_that_resets_while_the_server_does_not_read_ends_the_splice() {
+    use proxying::ends_when_a_client_resets_while_the_server_does_not_read as scenario;
+    run(|| scenario(splicing)).unwrap();
+    run(|| scenario(auto)).unwrap();
+}
+
+#[test]
 fn tcp_to_unix_and_back() {
     let first = |tcp: TcpStream, unix: UnixStream| -> Joined {
         Box::pin(async move { splice_bidirectional(&tcp, &unix).await })
@@ -79,6 +92,50 @@ fn a_stream_being_spliced_refuses_a_second_reader_and_is_free_again_after() {
         Ok::<_, io::Error>(())
     })
     .unwrap();
+}
+
+/// A join that waits to write what it read watches its source for a
+/// reset, on the source's receive cell; dropped then, it gives the cell
+/// back without marking the socket drained (it is not: the client's other
+/// bytes wait there), so a receive after it gets them at once instead of
+/// waiting for a notification that will not come.
+#[test]
+fn a_join_dropped_while_it_waits_to_write_leaves_the_rest_readable() {
+    for adapting in [false, true] {
+        run(move || async move {
+            let (client, proxy_in) = cellio_pair().await?;
+            let (proxy_out, _server) = cellio_pair().await?;
+            util::fill_send_buffer(&proxy_out);
+            let sent = vec![7u8; 100 * 1024];
+            client.send_all(&sent).await?;
+            util::wait_buffered(&proxy_in, sent.len());
+            // The reactor turns and records the arrival: nothing arrives
+            // after the join's first poll.
+            cellio_runtime::yield_now().await;
+            cellio_runtime::yield_now().await;
+            {
+                let mut join = if adapting {
+                    Box::pin(splice_bidirectional_auto(&proxy_in, &proxy_out))
+                        as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>
+                } else {
+                    Box::pin(splice_bidirectional(&proxy_in, &proxy_out))
+                };
+                assert!(util::poll_once(join.as_mut()).await.is_pending());
+            }
+            let mut buf = [0u8; 16];
+            let rest = cellio_runtime::time::timeout(
+                std::time::Duration::from_secs(2),
+                proxy_in.recv(&mut buf),
+            )
+            .await;
+            assert!(
+                matches!(rest, Ok(Ok(16))),
+                "adapting {adapting}: the rest is there, got {rest:?}"
+            );
+            Ok::<_, io::Error>(())
+        })
+        .unwrap();
+    }
 }
 
 /// Polls `proxy` (in the same task) while `client` sends `data` and

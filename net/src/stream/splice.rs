@@ -25,6 +25,16 @@
 //!   on the source's receive cell) and one write (a send or a splice out,
 //!   on the destination's send cell), never both at once; the two
 //!   directions use the other two cells, so they never meet on one.
+//! * While the join waits and a direction does not read its source (it is
+//!   done, or waits to write what it holds), the direction holds the
+//!   source's receive cell itself, as a watch (`watch_source`): a reset
+//!   there (a client that half-closed and then gave up, or one whose bytes
+//!   wait for room on the other side) is no read's error, and without the
+//!   watch nothing would wake the join for it. A wake-up of the watch
+//!   costs a load; only after a hang-up (`HUP`) does it ask `SO_ERROR`. It
+//!   gives the cell back before the direction reads again, and when the
+//!   join ends or is dropped, with a plain release: the watch proves
+//!   nothing about what is queued, so it must not mark the socket drained.
 //! * A direction switches between copying and splicing only with its
 //!   buffer and its pipe empty, so bytes keep their order.
 //! * At the source's end of stream, with nothing held, the destination's
@@ -37,7 +47,9 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
+
+use cellio_reactor::{Park, Token};
 
 use crate::op::{Attempt, OpState, Side};
 use crate::stream::ops::{recv_attempt, send_attempt};
@@ -198,6 +210,10 @@ struct Direction<B> {
     reading: OpState,
     /// The write (a send or a splice out), on the destination's send cell.
     writing: OpState,
+    /// While the direction does not read its source (it is done, or waits
+    /// to write what it holds): its reservation of the source's receive
+    /// cell, where it waits for an error (`watch_source`).
+    watch: Option<Token>,
     stage: Stage,
 }
 
@@ -230,6 +246,7 @@ impl<B: AsMut<[u8]>> Direction<B> {
             small_splices: 0,
             reading: OpState::new(),
             writing: OpState::new(),
+            watch: None,
             stage,
         }
     }
@@ -260,6 +277,7 @@ impl<B: AsMut<[u8]>> Direction<B> {
     ) -> Poll<io::Result<()>> {
         let waker = Some(cx.waker());
         if self.written == self.filled {
+            self.unwatch(source);
             let buf = self.buf.as_mut();
             let received =
                 ready!(self
@@ -325,6 +343,7 @@ impl<B: AsMut<[u8]>> Direction<B> {
         let waker = Some(cx.waker());
         let mut spliced_in = None;
         if self.in_pipe == 0 {
+            self.unwatch(source);
             let spliced = ready!(self.reading.poll(
                 Side::rx(source.registration()),
                 waker,
@@ -413,10 +432,95 @@ impl<B: AsMut<[u8]>> Direction<B> {
 }
 
 impl<B> Direction<B> {
-    /// Releases the reservation of an operation dropped in flight.
+    /// Releases the reservation of an operation dropped in flight, and the
+    /// watch.
     fn cancel<S: StreamSocket, D: StreamSocket>(&mut self, source: &S, destination: &D) {
         self.reading.cancel(|| source.registration().rx());
         self.writing.cancel(|| destination.registration().tx());
+        self.unwatch(source);
+    }
+
+    /// While the join waits: if this direction does not read its source
+    /// (it is done, or waits to write what it holds), watches the source
+    /// for an error, which nothing else would see (module invariants).
+    fn poll_source_error<S: StreamSocket>(&mut self, waker: &Waker, source: &S) -> io::Result<()> {
+        let holds = self.written < self.filled || self.in_pipe > 0;
+        if self.stage == Stage::Done || holds {
+            watch_source(&mut self.watch, source, waker)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Gives the source's receive cell back (before a read, and at the
+    /// end): a plain release, which records nothing about the socket (the
+    /// watch proved nothing drained).
+    #[inline]
+    fn unwatch<S: StreamSocket>(&mut self, source: &S) {
+        if let Some(token) = self.watch.take() {
+            let _ = source.registration().rx().release(token);
+        }
+    }
+}
+
+/// Waits, with `waker` parked on `source`'s receive cell (reserved into
+/// `watch` the first time), for an error on a source that nobody reads: a
+/// reset of a client that had half-closed, or one that gives up while its
+/// bytes wait for room on the other side. Each wake-up costs a load; only
+/// once the reactor has reported a hang-up (`HUP`: the end, an error, or
+/// urgent data) does it ask the socket (`SO_ERROR`, which takes the
+/// error). A plain end (a half-close) is no error: the watch goes on.
+///
+/// If another operation holds the cell (the caller reads the source
+/// elsewhere at the same time), there is no watch: that operation meets
+/// the error.
+#[inline(never)]
+fn watch_source<S: StreamSocket>(
+    watch: &mut Option<Token>,
+    source: &S,
+    waker: &Waker,
+) -> io::Result<()> {
+    let cell = source.registration().rx();
+    let token = match *watch {
+        // Woken for something else, and nothing has arrived: sleep on.
+        Some(token) if cell.still_parked(token, waker) => return Ok(()),
+        Some(token) => token,
+        None => match cell.reserve() {
+            Ok(token) => *watch.insert(token),
+            Err(_) => return Ok(()),
+        },
+    };
+    let watched = watch_until_parked(source, token, waker);
+    if watched.is_err() {
+        *watch = None;
+        let _ = cell.release(token);
+    }
+    watched
+}
+
+/// [`watch_source`]'s loop, under its reservation `token`: snapshot, look
+/// for an error if the source hung up, park unless readiness moved since
+/// the snapshot.
+fn watch_until_parked<S: StreamSocket>(source: &S, token: Token, waker: &Waker) -> io::Result<()> {
+    let cell = source.registration().rx();
+    loop {
+        let seen = cell.observe_reserved(token)?;
+        if seen.is_hung_up() {
+            match socket2::SockRef::from(source).take_error()? {
+                // A TCP reset after the peer's end (this side in
+                // `CLOSE_WAIT`) is `EPIPE` to Linux (`tcp_reset`): that of
+                // a client that half-closed and then gave up. Said as what
+                // it is, as a receive says a reset.
+                Some(error) if error.raw_os_error() == Some(libc::EPIPE) => {
+                    return Err(io::Error::from_raw_os_error(libc::ECONNRESET));
+                }
+                Some(error) => return Err(error),
+                None => {}
+            }
+        }
+        if cell.park(token, seen, waker)? == Park::Parked {
+            return Ok(());
+        }
     }
 }
 
@@ -434,6 +538,17 @@ impl<B> Direction<B> {
 /// uses each stream's receive and send cells, as a `recv` and a `send`
 /// would: other operations of the same direction on the streams meanwhile
 /// fail with `ResourceBusy`.
+///
+/// An error on either side ends both directions with it. That includes a
+/// reset of a side that nothing reads any more: one whose end has passed
+/// (a client that half-closed, then was killed), or one whose bytes wait
+/// for room on the other side (a client that gives up on an upstream that
+/// does not read). While it waits, the join watches such a side's receive
+/// cell, and ends with `ConnectionReset` when the reactor reports the
+/// reset (a plain end is no error: a half-close passes through, and the
+/// other direction goes on). tokio's `copy_bidirectional` (and
+/// [`copy_bidirectional`](crate::copy_bidirectional) here, over the traits)
+/// would wait for the other side instead.
 ///
 /// Not cancel-safe: bytes already in a pipe when the future is dropped are
 /// lost.
@@ -535,12 +650,28 @@ impl<A: StreamSocket, B: StreamSocket, Buf: AsMut<[u8]> + Unpin> Future
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let a_to_b = this.a_to_b.poll_transfer(cx, this.a, this.b)?;
-        let b_to_a = this.b_to_a.poll_transfer(cx, this.b, this.a)?;
-        match (a_to_b, b_to_a) {
-            (Poll::Ready(a_to_b), Poll::Ready(b_to_a)) => Poll::Ready(Ok((a_to_b, b_to_a))),
-            _ => Poll::Pending,
+        let result = this.poll_both(cx);
+        if result.is_ready() {
+            // Ended: the source cells are the caller's again.
+            this.a_to_b.unwatch(this.a);
+            this.b_to_a.unwatch(this.b);
         }
+        result
+    }
+}
+
+impl<A: StreamSocket, B: StreamSocket, Buf: AsMut<[u8]>> SpliceBidirectional<'_, A, B, Buf> {
+    /// Both directions, then, while the join waits, the watch of each
+    /// source that its direction does not read.
+    fn poll_both(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(u64, u64)>> {
+        let a_to_b = self.a_to_b.poll_transfer(cx, self.a, self.b)?;
+        let b_to_a = self.b_to_a.poll_transfer(cx, self.b, self.a)?;
+        if let (Poll::Ready(a_to_b), Poll::Ready(b_to_a)) = (a_to_b, b_to_a) {
+            return Poll::Ready(Ok((a_to_b, b_to_a)));
+        }
+        self.a_to_b.poll_source_error(cx.waker(), self.a)?;
+        self.b_to_a.poll_source_error(cx.waker(), self.b)?;
+        Poll::Pending
     }
 }
 

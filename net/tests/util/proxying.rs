@@ -190,3 +190,80 @@ pub async fn delivers_the_answer_queued_before_a_reset(
     assert_eq!(answer, b"answer");
     Ok(())
 }
+
+/// Waits, without blocking the runtime's thread, for a thread's end: its
+/// result.
+async fn finished<T>(thread: std::thread::JoinHandle<T>) -> T {
+    while !thread.is_finished() {
+        cellio_runtime::time::sleep(Duration::from_millis(5)).await;
+    }
+    thread.join().unwrap()
+}
+
+/// The proxy's end after the client's reset: its error's kind, or a note
+/// that it still runs 5 s later.
+async fn after_the_clients_reset(
+    proxy: JoinHandle<io::Result<(u64, u64)>>,
+) -> Result<(u64, u64), String> {
+    match cellio_runtime::time::timeout(Duration::from_secs(5), proxy).await {
+        Ok(ended) => ended.unwrap().map_err(|e| format!("{:?}", e.kind())),
+        Err(_) => Err("still running 5 s after the client's reset".into()),
+    }
+}
+
+/// The client half-closes (its end reaches the idle server through the
+/// proxy), then is reset (killed: a close with a zero linger): the proxy
+/// ends with `ConnectionReset`, though the client's direction is done and
+/// the other one waits on the server, which says nothing. (Before, the
+/// proxy waited on the server for ever, holding both connections.)
+pub async fn ends_when_a_half_closed_client_resets(
+    join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+) -> io::Result<()> {
+    let (proxy_in, client) = std_peer().await?;
+    let (proxy_out, mut server) = std_peer().await?;
+    let proxy = spawn_local(join(proxy_in, proxy_out));
+    client.shutdown(Shutdown::Write)?;
+    let server = finished(std::thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        let n = server.read(&mut buf)?;
+        io::Result::Ok((n, server))
+    }));
+    let (n, _server) = server.await?;
+    assert_eq!(n, 0, "the client's end reached the server");
+    socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO))?;
+    drop(client);
+    assert_eq!(
+        after_the_clients_reset(proxy).await,
+        Err("ConnectionReset".into())
+    );
+    Ok(())
+}
+
+/// The client sends more than the server (alive, not reading) takes, so
+/// the proxy holds bytes it waits to write; then the client gives up and
+/// is reset: the proxy ends with `ConnectionReset`, though its client
+/// direction waits on the server and the other direction too. (Before, it
+/// waited for room on the server for ever.)
+pub async fn ends_when_a_client_resets_while_the_server_does_not_read(
+    join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+) -> io::Result<()> {
+    let (proxy_in, mut client) = std_peer().await?;
+    let (proxy_out, _server) = std_peer().await?;
+    let proxy = spawn_local(join(proxy_in, proxy_out));
+    let client = finished(std::thread::spawn(move || {
+        // Until the proxy's, the server's and the client's own buffers
+        // are full and a write makes no progress for 300 ms.
+        client.set_write_timeout(Some(Duration::from_millis(300)))?;
+        let chunk = [7u8; 64 * 1024];
+        while client.write_all(&chunk).is_ok() {}
+        io::Result::Ok(client)
+    }))
+    .await?;
+    socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO))?;
+    drop(client);
+    assert_eq!(
+        after_the_clients_reset(proxy).await,
+        Err("ConnectionReset".into())
+    );
+    Ok(())
+}
