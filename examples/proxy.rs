@@ -12,7 +12,10 @@
 //!   by the next connection): the bytes it moves allocate nothing. (A host
 //!   name as `--upstream` is looked up per connection, which allocates.)
 //! * A client's half-close passes through (the upstream reads end of
-//!   stream and may still answer), and so does the upstream's.
+//!   stream and may still answer), and so does the upstream's. So does an
+//!   abort: a connection that ends with an error (a reset, from either
+//!   side) is reset on both sides, so a client does not take a response
+//!   cut by the upstream's reset for a whole one.
 //! * `--splice` (Linux): move the bytes through the kernel instead
 //!   (`splice_bidirectional`: socket → pipe → socket, no copy through user
 //!   memory; two pipes, four more descriptors, per connection);
@@ -119,13 +122,21 @@ async fn proxy(client: TcpStream, peer: SocketAddr, socket: Option<TcpSocket>, r
     // Small messages go out at once both ways (no Nagle delay).
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    let moved = if route.splice || route.splice_auto {
-        splice(&client, &upstream, route.splice_auto).await
+    let (client, upstream, moved) = if route.splice || route.splice_auto {
+        let moved = splice(&client, &upstream, route.splice_auto).await;
+        (client, upstream, moved)
     } else {
         let (mut client, mut upstream) = (TcpIo::new(client), TcpIo::new(upstream));
-        copy_bidirectional(&mut client, &mut upstream).await
+        let moved = copy_bidirectional(&mut client, &mut upstream).await;
+        (client.into_inner(), upstream.into_inner(), moved)
     };
     if let Err(e) = moved {
+        // An abort passes through: both connections are reset (a zero
+        // linger makes the close send RST), not closed. Closed, a client
+        // would read a clean end of stream after an upstream's reset, and
+        // take a cut response for a whole one.
+        let _ = client.set_linger(Some(Duration::ZERO));
+        let _ = upstream.set_linger(Some(Duration::ZERO));
         // A reset from either side is ordinary for a proxy: say so quietly.
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }

@@ -117,6 +117,35 @@ fn echo_through(args: &[&str]) {
     assert!(complaints.is_empty(), "the echo server said {complaints:?}");
 }
 
+/// An upstream that aborts mid-response (a reset) resets the client's
+/// connection too: the client reads what came before it, then
+/// `ConnectionReset`, not a clean end of stream, with each way of moving
+/// the bytes. (Closed with a FIN, a cut response looked whole; found by a
+/// review.)
+#[test]
+fn an_upstreams_reset_reaches_the_client_as_a_reset() {
+    for args in [&[][..], &["--splice"], &["--splice-auto"]] {
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = Proxy::start_with(&upstream.local_addr().unwrap().to_string(), args);
+        let mut client = connect(&proxy.addr);
+        let (mut server, _) = upstream.accept().unwrap();
+        server.write_all(b"partial response").unwrap();
+        let mut got = [0u8; 16];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"partial response", "{args:?}");
+        // A zero linger makes the close send RST.
+        socket2::SockRef::from(&server)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(server);
+        let end = client.read(&mut got);
+        assert!(
+            matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{args:?}: the client read {end:?} after the upstream's reset"
+        );
+    }
+}
+
 #[test]
 fn an_unreachable_upstream_closes_the_client_and_says_so() {
     // A port nothing listens on: bind, note it, close.
