@@ -253,20 +253,23 @@ async fn serve(listener: TcpListener, route: Route) {
 
 /// Whether connecting to `upstream` reaches the listener at `listen`: the
 /// same port, and the same address, or a local one where either is
-/// unspecified (an IPv6 listener also takes IPv4). Port 0 listens on a
-/// port nobody can name yet.
+/// unspecified (an IPv6 listener also takes IPv4). Addresses are compared
+/// in their canonical form: an IPv4-mapped IPv6 address
+/// (`[::ffff:127.0.0.1]`) is the IPv4 one, which an IPv6 socket connecting
+/// to it reaches. Port 0 listens on a port nobody can name yet.
 fn is_own(listen: SocketAddr, upstream: SocketAddr) -> bool {
-    let same_family = listen.is_ipv4() == upstream.is_ipv4();
+    let (listen_ip, upstream_ip) = (listen.ip().to_canonical(), upstream.ip().to_canonical());
+    let same_family = listen_ip.is_ipv4() == upstream_ip.is_ipv4();
     let local = |ip: std::net::IpAddr| {
         ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
     };
     listen.port() != 0
         && listen.port() == upstream.port()
-        && (listen.ip() == upstream.ip()
-            || (listen.ip().is_unspecified()
-                && (same_family || listen.is_ipv6())
-                && local(upstream.ip()))
-            || (upstream.ip().is_unspecified() && same_family && local(listen.ip())))
+        && (listen_ip == upstream_ip
+            || (listen_ip.is_unspecified()
+                && (same_family || listen_ip.is_ipv6())
+                && local(upstream_ip))
+            || (upstream_ip.is_unspecified() && same_family && local(listen_ip)))
 }
 
 fn main() -> ExitCode {

@@ -246,11 +246,13 @@ fn a_bad_upstream_is_a_clear_error() {
     assert!(stderr.contains("bad --upstream no-port-here"), "{stderr}");
 }
 
-/// An `--upstream` that is the proxy's own `--addr` (the same address, or
-/// a local one under an unspecified listening address) is a clear error at
-/// start. (It was accepted: one client's connection then looped through
-/// the proxy until it ran out of descriptors and served no one; found by a
-/// review.)
+/// An `--upstream` that is the proxy's own `--addr` (the same address,
+/// also written IPv4-mapped, or a local one under an unspecified listening
+/// address) is a clear error at start. (It was accepted: one client's
+/// connection then looped through the proxy until it ran out of
+/// descriptors and served no one; found by a review, and again for
+/// `[::ffff:127.0.0.1]`, which an IPv6 socket reaches the IPv4 listener
+/// through.)
 #[test]
 fn an_upstream_that_is_the_proxy_itself_is_a_clear_error() {
     // A port nothing listens on: bind, note it, close.
@@ -259,18 +261,30 @@ fn an_upstream_that_is_the_proxy_itself_is_a_clear_error() {
         .local_addr()
         .unwrap()
         .port();
-    let upstream = format!("127.0.0.1:{port}");
-    for addr in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
+    let plain = format!("127.0.0.1:{port}");
+    let mapped = format!("[::ffff:127.0.0.1]:{port}");
+    let any_v4 = format!("0.0.0.0:{port}");
+    let any_v6 = format!("[::]:{port}");
+    for (addr, upstream) in [
+        (&plain, &plain),
+        (&any_v4, &plain),
+        (&any_v6, &plain),
+        (&plain, &mapped),
+        (&any_v4, &mapped),
+        (&any_v6, &mapped),
+        (&mapped, &plain),
+    ] {
         let output = Command::new("timeout")
             .arg("10")
             .arg(example_bin::build_example("proxy"))
-            .args(["--addr", &addr, "--upstream", &upstream])
+            .args(["--addr", addr, "--upstream", upstream])
             .output()
             .expect("run the proxy");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "--addr {addr}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.contains("own --addr"), "{stderr}");
+        let case = format!("--addr {addr} --upstream {upstream}");
+        assert_eq!(output.status.code(), Some(1), "{case}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{case}: {stderr}");
+        assert!(stderr.contains("own --addr"), "{case}: {stderr}");
     }
 }
 
