@@ -482,31 +482,63 @@ unsafe fn many(
 const MAX_SENDFILE: usize = 0x7fff_f000;
 
 /// Up to `len` bytes of `file` from `offset` to the stream `socket`: the
-/// bytes sent, 0 at the file's end. On Linux one `sendfile(2)` (the kernel
-/// copies from the page cache, nothing passes through user space).
+/// bytes sent, 0 at or past the file's end. On Linux one `sendfile(2)` (the
+/// kernel copies from the page cache, nothing passes through user space).
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
     not(cellio_portable_sendfile)
 ))]
 pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
-    let mut offset = file_offset(offset)?;
+    let mut position = file_offset(offset)?;
     // sendfile(2) takes no MSG_NOSIGNAL: into a socket that can no longer
     // send it raises SIGPIPE (`cellio_reactor::sigpipe`).
-    cellio_reactor::sigpipe::around(|| {
-        // SAFETY: `offset` is valid for the kernel's read and write of a
+    let sent = cellio_reactor::sigpipe::around(|| {
+        // SAFETY: `position` is valid for the kernel's read and write of a
         // 64-bit offset for the whole call; the descriptors are the caller's.
         check(unsafe {
             cellio_reactor::sys::syscall6(
                 libc::SYS_sendfile,
                 socket as usize,
                 file as usize,
-                std::ptr::from_mut(&mut offset) as usize,
+                std::ptr::from_mut(&mut position) as usize,
                 len.min(MAX_SENDFILE),
                 0,
                 0,
             )
         })
-    })
+    });
+    match sent {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOVERFLOW | libc::EINVAL)) => {
+            past_the_end(file, offset, e)
+        }
+        sent => sent,
+    }
+}
+
+/// A file send whose `sendfile(2)` or `pread(2)` failed with `EOVERFLOW`
+/// or `EINVAL`: 0 if `offset` is at or past the end of `file`, a regular
+/// file, else `error`. Past the end, Linux's `sendfile` says 0 only up to
+/// the file system's largest file size (ext4: 16 TiB): beyond it
+/// `EOVERFLOW`; and both calls say `EINVAL` where `offset` plus the
+/// length overflows a file offset. The docs promise 0 for all of them.
+/// Only on those errors: one `fstat`.
+#[cold]
+#[inline(never)]
+fn past_the_end(file: RawFd, offset: u64, error: io::Error) -> io::Result<usize> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fstat` writes one `stat` through the pointer, which points
+    // at room for one; a bad descriptor is an error, not undefined
+    // behaviour.
+    if unsafe { libc::fstat(file, stat.as_mut_ptr()) } != 0 {
+        return Err(error);
+    }
+    // SAFETY: `fstat` succeeded, so it filled the whole `stat`.
+    let stat = unsafe { stat.assume_init() };
+    let regular = stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+    match u64::try_from(stat.st_size) {
+        Ok(size) if regular && offset >= size => Ok(0),
+        _ => Err(error),
+    }
 }
 
 /// Where there is no Linux `sendfile` (and with `--cfg
@@ -524,7 +556,11 @@ pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> 
     // SAFETY: `buf` is valid for writes of `want` bytes for the whole call.
     let read = unsafe { libc::pread(file, buf.as_mut_ptr().cast(), want, offset as libc::off_t) };
     if read < 0 {
-        return Err(io::Error::last_os_error());
+        let error = io::Error::last_os_error();
+        if matches!(error.raw_os_error(), Some(libc::EOVERFLOW | libc::EINVAL)) {
+            return past_the_end(file, offset as u64, error);
+        }
+        return Err(error);
     }
     match read as usize {
         0 => Ok(0),

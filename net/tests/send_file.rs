@@ -1,6 +1,7 @@
 //! `send_file` on TCP and Unix streams: a file's bytes arrive intact and in
 //! order from any offset, including through a full send buffer (the send
-//! parks until the reader makes room); past the file's end it sends 0; the
+//! parks until the reader makes room); past the file's end, however far, it
+//! sends 0; the
 //! file's own position does not move; a descriptor that is not a file is an
 //! error.
 
@@ -112,6 +113,19 @@ fn from_an_offset_to_the_end_and_past_it() {
         recv_checking(&b, 9_000, 1_000).await;
         assert_eq!(a.send_file(&file.file, 10_000, 10).await.unwrap(), 0);
         assert_eq!(a.send_file(&file.file, 50_000, 10).await.unwrap(), 0);
+        // However far past it: beyond the file system's largest file
+        // (ext4: 16 TiB), Linux's sendfile(2) says EOVERFLOW, and EINVAL
+        // where the offset plus the length overflows; both are 0 here.
+        for far in [
+            1 << 40,
+            1 << 50,
+            1 << 62,
+            i64::MAX as u64 - 5,
+            i64::MAX as u64,
+        ] {
+            assert_eq!(a.send_file(&file.file, far, 10).await.unwrap(), 0, "{far}");
+            assert_eq!(a.try_send_file(&file.file, far, 10).unwrap(), 0, "{far}");
+        }
         assert_eq!(a.send_file(&file.file, 0, 0).await.unwrap(), 0);
         assert_eq!(a.try_send_file(&file.file, 0, 10).unwrap(), 10);
         recv_checking(&b, 0, 10).await;

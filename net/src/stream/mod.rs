@@ -95,7 +95,9 @@ macro_rules! send_file_methods {
     () => {
         /// Sends up to `len` bytes of `file`, from byte `offset` of it, and
         /// returns how many went (0 when `offset` is at or past the file's
-        /// end; at once when `len` is 0); like [`send`](Self::send), it may
+        /// end, however far; at once when `len` is 0; an `offset` beyond
+        /// `i64::MAX`, which no file offset reaches, is `InvalidInput`);
+        /// like [`send`](Self::send), it may
         /// send fewer than asked. On Linux this is `sendfile(2)`: the
         /// kernel copies from the page cache to the socket and the bytes
         /// never pass through user space (elsewhere a positioned read into
