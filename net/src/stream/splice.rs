@@ -550,8 +550,8 @@ fn watch_until_parked<S: StreamSocket>(source: &S, token: Token, waker: &Waker) 
 /// [`copy_bidirectional`](crate::copy_bidirectional) here, over the traits)
 /// would wait for the other side instead.
 ///
-/// Not cancel-safe: bytes already in a pipe when the future is dropped are
-/// lost.
+/// Not cancel-safe: bytes already in a pipe when the future is dropped
+/// (read, not yet written: up to 64 KiB per direction) are lost.
 ///
 /// A splice into a stream that can no longer send (reset, or shut down for
 /// writing; a Unix stream's peer closed) fails with `BrokenPipe`, and like a
@@ -599,7 +599,11 @@ pub fn splice_bidirectional<'a, A: StreamSocket, B: StreamSocket>(
 /// A direction that never reads a full buffer never makes its pipe, and
 /// one that cannot make it (the process or the system is out of
 /// descriptors) keeps copying, trying again at its next full read. No
-/// `SIGPIPE`, as with [`splice_bidirectional`].
+/// `SIGPIPE`, and a reset of a side nothing reads any more ends it, as
+/// with [`splice_bidirectional`].
+///
+/// Not cancel-safe: bytes in a direction's copy buffer or its pipe when
+/// the future is dropped (read, not yet written) are lost.
 ///
 /// # Examples
 ///
