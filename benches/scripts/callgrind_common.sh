@@ -1,7 +1,10 @@
 # callgrind_common.sh: what udp_callgrind.sh and unix_callgrind.sh share (sourced, not run):
 # the checks before a run, the work directory, one server run under callgrind, and the
 # per-message figure from two runs of different lengths (their difference cancels start-up and
-# shutdown).
+# shutdown). That holds only if each run's count covers every message the server echoed after
+# its start-up: the clients run with no warm-up (`--warmup 0`), whose uncounted messages would
+# not cancel (their number varies from run to run under valgrind). echo_compare's --callgrind
+# has none either: its built-in client echoes a fixed number of messages.
 #
 # The sourcing script sets `name` (for messages) and passes its binaries to `require_built`.
 
