@@ -18,11 +18,28 @@ require_built() {
 }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+server_pid=
+
+# On exit (of the script, or of the subshell a run is in, which `set -e` ends when the client
+# fails): stops a server still running, which under callgrind never exits by itself, and shows
+# its output; the script itself also removes the work directory.
+on_exit() {
+    local status=$?
+    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null
+        wait "$server_pid" 2>/dev/null || true
+        echo "$name: a run failed (exit status $status); the server's output:" >&2
+        cat "$work/server.txt" >&2
+    fi
+    if [[ $BASHPID == "$$" ]]; then rm -rf "$work"; fi
+}
+trap on_exit EXIT
 
 # Starts `"$@"` (a server command) under callgrind in the background; its output goes to
-# $work/server.txt and its pid to $server_pid.
+# $work/server.txt and its pid to $server_pid. (A subshell does not inherit the EXIT trap, so
+# this sets it again.)
 start_under_callgrind() {
+    trap on_exit EXIT
     rm -f "$work"/cg.out.*
     valgrind --tool=callgrind --callgrind-out-file="$work/cg.out.%p" "$@" \
         >"$work/server.txt" 2>&1 &
@@ -30,10 +47,17 @@ start_under_callgrind() {
 }
 
 # Stops the server started last and sets $instructions to what it ran. (Not for `$(..)`: a
-# subshell cannot wait for the server, which is its parent's child.)
+# subshell cannot wait for the server, which is its parent's child.) Fails with the server's
+# output if the server had already exited (e.g. it could not bind).
 stop_and_count() {
-    kill -TERM "$server_pid"
+    if ! kill -TERM "$server_pid" 2>/dev/null; then
+        echo "$name: the server exited before the run ended; its output:" >&2
+        cat "$work/server.txt" >&2
+        server_pid=
+        return 1
+    fi
     wait "$server_pid" || true
+    server_pid=
     instructions=$(grep -h '^summary:' "$work"/cg.out.* | awk '{ print $2 }')
 }
 
