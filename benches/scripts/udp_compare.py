@@ -15,7 +15,13 @@ server spending ~5% of its time in user space holds ~30 ticks, so single rounds 
 
 With --syscalls, one more run per server counts its syscalls over the client's window with
 `perf stat -e raw_syscalls:sys_enter` (Linux, perf installed, root or a low
-perf_event_paranoid), reported per datagram.
+perf_event_paranoid), reported per datagram. perf is attached to the server before the client
+starts, with counting off (`--delay -1`), and switched on at the client's `# warmup-done` and
+off at its `# window-done` through a control FIFO (`--control`), each switch acknowledged before
+the script goes on (as echo_compare's perf.rs): the syscalls and the datagrams are counted over
+the same window. (Attaching perf at the warm-up mark instead missed the syscalls of the window's
+first tens of milliseconds, perf's start-up, while counting all its datagrams: the raw mio loop
+read 1.77-2.02 where it makes at least 2 per datagram.)
 
 Build first:  cargo build --release -p cellio-benches && cargo build --release --example udp_echo_server
 Run:          python3 benches/scripts/udp_compare.py [--rounds 6] [--secs 6] [--syscalls]
@@ -24,10 +30,13 @@ Run:          python3 benches/scripts/udp_compare.py [--rounds 6] [--secs 6] [--
 import argparse
 import json
 import os
+import select
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 
 from cpu_window import TICK_NS, cpu_ticks
 
@@ -45,20 +54,64 @@ FLAGS = {"cellio-io": ["--api", "poll"], "cellio-batch": ["--api", "batch"]}
 CLIENT = os.path.join(REL, "mio_udp_load")
 
 
-def start_syscall_count(pid):
-    return subprocess.Popen(["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter",
-                             "-p", str(pid)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+class SyscallCount:
+    """A `perf stat -e raw_syscalls:sys_enter` attached to a process, counting only while
+    enabled. Attached (and acknowledged on its control FIFO) before the constructor returns,
+    so that the caller can start the load after it."""
 
+    ACK_TIMEOUT_S = 10
 
-def stop_syscall_count(perf):
-    perf.send_signal(signal.SIGINT)
-    _, err = perf.communicate()
-    for line in err.splitlines():
-        fields = line.split(",")
-        if len(fields) > 2 and fields[2] == "raw_syscalls:sys_enter":
-            return int(fields[0])
-    raise RuntimeError(f"perf stat gave no syscall count: {err!r}")
+    def __init__(self, pid):
+        self.dir = tempfile.mkdtemp(prefix="udp_compare.perf.")
+        ctl, ack, self.out = (os.path.join(self.dir, n) for n in ("ctl", "ack", "out"))
+        os.mkfifo(ctl)
+        os.mkfifo(ack)
+        # Read-write opens of a FIFO do not wait for the other end (Linux).
+        self.ctl = os.open(ctl, os.O_RDWR)
+        self.ack = os.open(ack, os.O_RDWR)
+        self.perf = subprocess.Popen(
+            ["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "--delay", "-1",
+             "--control", f"fifo:{ctl},{ack}", "-p", str(pid), "-o", self.out],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            # A no-op command as a ping: perf answers once it is attached and listening.
+            self.command("disable")
+        except BaseException:
+            self.close()
+            raise
+
+    def command(self, what):
+        os.write(self.ctl, f"{what}\n".encode())
+        poll = select.poll()
+        poll.register(self.ack, select.POLLIN)
+        if not poll.poll(self.ACK_TIMEOUT_S * 1000):
+            err = self.perf.stderr.read() if self.perf.poll() is not None else ""
+            raise RuntimeError(f"perf did not acknowledge `{what}` within "
+                               f"{self.ACK_TIMEOUT_S} s {err!r}")
+        answer = os.read(self.ack, 64)
+        if not answer.startswith(b"ack"):
+            raise RuntimeError(f"perf answered {answer!r} to `{what}`")
+
+    def finish(self):
+        """Detaches perf and returns the syscalls counted while enabled."""
+        self.perf.send_signal(signal.SIGINT)
+        _, err = self.perf.communicate()
+        with open(self.out) as f:
+            text = f.read()
+        for line in text.splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and fields[2] == "raw_syscalls:sys_enter":
+                return int(fields[0])
+        raise RuntimeError(f"perf stat gave no syscall count: {text!r} {err!r}")
+
+    def close(self):
+        if self.perf.poll() is None:
+            self.perf.kill()
+            self.perf.wait()
+        os.close(self.ctl)
+        os.close(self.ack)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def one_run(name, port, a, count_syscalls=False):
@@ -66,26 +119,34 @@ def one_run(name, port, a, count_syscalls=False):
     command = [SERVERS[name], "--addr", addr] + FLAGS.get(name, [])
     server = subprocess.Popen(["taskset", "-c", a.server_cpu] + command,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    perf = None
     try:
         line = server.stdout.readline()
         if not line.startswith("listening on"):
             raise RuntimeError(f"{name} did not start: {line!r} {server.stderr.read()}")
+        if count_syscalls:
+            perf = SyscallCount(server.pid)
         client = subprocess.Popen(
             ["taskset", "-c", a.client_cpu, CLIENT, "--addr", addr, "--sockets", str(a.sockets),
              "--size", str(a.size), "--warmup", "1", "--duration", str(a.secs)],
             stdout=subprocess.PIPE, text=True)
         if client.stdout.readline().strip() != "# warmup-done":
             raise RuntimeError("the client did not finish its warm-up")
-        perf = start_syscall_count(server.pid) if count_syscalls else None
+        if perf:
+            perf.command("enable")
         u0, s0 = cpu_ticks(server.pid)
         if client.stdout.readline().strip() != "# window-done":
             raise RuntimeError("the client did not finish its window")
         u1, s1 = cpu_ticks(server.pid)
-        syscalls = stop_syscall_count(perf) if perf else None
+        if perf:
+            perf.command("disable")
+            syscalls = perf.finish()
         result = json.loads(client.stdout.readline())
         if client.wait() != 0:
             raise RuntimeError(f"the client failed against {name}: {result}")
     finally:
+        if perf:
+            perf.close()
         server.terminate()
         server.wait()
     n = result["datagrams"]
