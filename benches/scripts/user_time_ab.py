@@ -20,10 +20,16 @@ that names the shim's hooks has the hooks' floor taken off, any other the wrappe
 `--shims libc` builds the shim with wrappers that call on into libc (one frame deeper than the
 program's own call: for comparison). Needs cc, taskset, x86-64 with a constant TSC, and the
 release build of cellio-benches (for mio_load).
+
+Each server runs on a free port (`--port 0`, the default) read from its `listening on ADDR` line;
+a run fails (exit status 1, with the child's last error lines) when the server exits or does not
+listen, or the client exits non-zero or counts a mismatched, failed, lost or unconnected
+message.
 """
 import argparse
 import json
 import os
+import select
 import signal
 import statistics
 import struct
@@ -101,15 +107,76 @@ def uses_hooks(binary):
         return b"user_time_enter\0" in f.read()
 
 
+def fail(what, log=None):
+    """Exits non-zero with `what` and, if given, the tail of the file `log` (a child's stderr)."""
+    text = ""
+    if log:
+        with open(log, errors="replace") as f:
+            text = "".join(f.readlines()[-10:])
+    sys.exit(f"user_time_ab: {what}" + (f"\n{text.rstrip()}" if text.strip() else ""))
+
+
+def wait_listening(server, what, log, timeout=30.0):
+    """The address from the server's `listening on ADDR` line; fails if the server exits or
+    says nothing of the kind within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    fd, seen = server.stdout.fileno(), b""
+    while True:
+        *lines, seen = seen.split(b"\n")
+        for line in lines:
+            if line.startswith(b"listening on "):
+                return line.split()[2].decode().rstrip(",")
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            fail(f"{what}: the server did not say `listening on` within {timeout:g} s", log)
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            server.wait()
+            fail(f"{what}: the server exited (status {server.returncode}) before listening", log)
+        seen += chunk
+
+
+def check_client(what, status, result, log):
+    """Fails unless the client exited 0 and its JSON reports no mismatched, failed, lost or
+    unconnected message (a mismatch also drops its connection: the rest of the run would be
+    at another load)."""
+    if result is None:
+        fail(f"{what}: the client (exit status {status}) printed no JSON", log)
+    bad = {k: result[k] for k in ("mismatches", "errors", "lost", "connect_errors")
+           if result.get(k)}
+    if status != 0 or bad:
+        fail(f"{what}: the client failed (exit status {status}, {bad or 'no failure counted'})",
+             log)
+
+
 def run_once(shim, tsc, floor, binary, variant, secs, tmp, port, rate=None, udp=False):
     ctr = os.path.join(tmp, "run.ctr")
+    # The shim creates the file when the server starts: a previous run's must not be read.
+    if os.path.exists(ctr):
+        os.remove(ctr)
     env = dict(os.environ, LD_PRELOAD=shim, USER_TIME_FILE=ctr)
     name = os.path.basename(binary)
+    what = f"{binary} {variant}"
     extra = (([] if udp else ["--flavor", "current"]) if name.startswith("tokio")
              else [] if name.startswith("mio") else ["--api", variant])
-    server = subprocess.Popen(["taskset", "-c", "0", binary] + extra + ["--addr", f"127.0.0.1:{port}"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    server_log, client_log = os.path.join(tmp, "server.err"), os.path.join(tmp, "client.err")
+    with open(server_log, "w") as err:
+        server = subprocess.Popen(["taskset", "-c", "0", binary] + extra
+                                  + ["--addr", f"127.0.0.1:{port}"],
+                                  env=env, stdout=subprocess.PIPE, stderr=err)
+    try:
+        return measure(server, what, server_log, client_log, ctr, tsc, floor, secs, rate, udp)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def measure(server, what, server_log, client_log, ctr, tsc, floor, secs, rate, udp):
+    """The rest of `run_once`, with the server started."""
+    addr = wait_listening(server, what, server_log)
+    if not os.path.exists(ctr):
+        fail(f"{what}: the shim wrote no counters ({ctr}): was it preloaded?", server_log)
     marks, cpu_marks, result = [], [], None
 
     def mark():
@@ -123,52 +190,70 @@ def run_once(shim, tsc, floor, binary, variant, secs, tmp, port, rate=None, udp=
         else:
             cmd = [os.path.join(ROOT, "target", "release", "mio_load"), "--connections", "100",
                    "--phase-marks", "--json"]
-        client = subprocess.Popen(["taskset", "-c", "1"] + cmd
-                                  + ["--addr", f"127.0.0.1:{port}", "--size", "64",
-                                     "--duration", str(secs), "--warmup", "1"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        for line in client.stdout:
-            if line.startswith("#"):
-                mark()
-            elif line.startswith("{"):
-                result = json.loads(line)
-        client.wait()
-        if udp and result:
+        with open(client_log, "w") as err:
+            client = subprocess.Popen(["taskset", "-c", "1"] + cmd
+                                      + ["--addr", addr, "--size", "64",
+                                         "--duration", str(secs), "--warmup", "1"],
+                                      stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            for line in client.stdout:
+                if line.startswith("#"):
+                    mark()
+                elif line.startswith("{"):
+                    result = json.loads(line)
+        except BaseException:
+            client.kill()
+            raise
+        finally:
+            client.wait()
+        check_client(what, client.returncode, result, client_log)
+        if udp:
             result = {"msgs": result["datagrams"],
                       "msgs_per_sec": result["datagrams"] / result["secs"]}
     else:
         # Open loop: cellio's load client paced at `rate`; the window is timed here (the
         # client prints no marks), 0.25 s inside its measured period at each end.
         load = os.path.join(ROOT, "target", "release", "examples", "load")
-        client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", f"127.0.0.1:{port}",
-                                   "--connections", "100", "--size", "64", "--rate", str(rate),
-                                   "--spin", "--warmup", "1s", "--duration", f"{secs + 0.5}s",
-                                   "--json"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        time.sleep(1.25)
-        mark()
-        time.sleep(secs)
-        mark()
-        for line in client.stdout:
-            if line.startswith("{"):
-                result = json.loads(line)
-        client.wait()
+        with open(client_log, "w") as err:
+            client = subprocess.Popen(["taskset", "-c", "1", load, "--addr", addr,
+                                       "--connections", "100", "--size", "64", "--rate",
+                                       str(rate), "--spin", "--warmup", "1s", "--duration",
+                                       f"{secs + 0.5}s", "--json"],
+                                      stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            time.sleep(1.25)
+            mark()
+            time.sleep(secs)
+            mark()
+            for line in client.stdout:
+                if line.startswith("{"):
+                    result = json.loads(line)
+        except BaseException:
+            client.kill()
+            raise
+        finally:
+            client.wait()
+        check_client(what, client.returncode, result, client_log)
+    if server.poll() is not None:
+        fail(f"{what}: the server exited (status {server.returncode}) during the run",
+             server_log)
     server.send_signal(signal.SIGTERM)
     server.wait()
-    if len(marks) != 2 or not result or not result["msgs"]:
-        sys.exit(f"{binary} {variant}: the run gave no window")
+    if len(marks) != 2 or not result["msgs"]:
+        fail(f"{what}: the run gave no window")
     d = [b - a for a, b in zip(*marks)]
     # Closed loop: the client's count of the window's messages. Open loop: each echoed message
     # has exactly one receive→send segment, counted by the shim over the same window.
     msgs = result["msgs"] if rate is None else pair(d, PAIR_SEGMENTS, RECEIVE, SEND)
     if not msgs:
-        sys.exit(f"{binary} {variant}: no message in the window")
+        fail(f"{what}: no message in the window")
+    calls = d[3] / msgs
     user = d[1] / tsc / msgs
     (t0, w0), (t1, w1) = cpu_marks
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = ((t1[0] - t0[0]) / ticks * 1e9 / msgs, (t1[1] - t0[1]) / ticks * 1e9 / msgs,
            100.0 * (sum(t1) - sum(t0)) / ticks / (w1 - w0))
-    return (result["msgs_per_sec"], user, user - floor * d[2] / msgs, d[5], d[3] / msgs,
+    return (result["msgs_per_sec"], user, user - floor * d[2] / msgs, d[5], calls,
             segments(d, tsc, msgs), cpu)
 
 
@@ -205,7 +290,8 @@ def main():
     ap.add_argument("--variants", default="futures", help="comma-separated --api values for cellio")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--secs", type=float, default=4.0, help="measured window per run")
-    ap.add_argument("--port", type=int, default=7591)
+    ap.add_argument("--port", type=int, default=0,
+                    help="the servers' port (default 0: a free one each run, as the server reports)")
     ap.add_argument("--shims", default="raw",
                     help="comma-separated shim builds: raw (the wrappers make the syscalls, the "
                          "default), libc (they call libc's functions: one frame deeper)")
