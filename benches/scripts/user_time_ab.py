@@ -23,8 +23,9 @@ release build of cellio-benches (for mio_load).
 
 Each server runs on a free port (`--port 0`, the default) read from its `listening on ADDR` line;
 a run fails (exit status 1, with the child's last error lines) when the server exits or does not
-listen, or the client exits non-zero or counts a mismatched, failed, lost or unconnected
-message.
+listen, or the client exits non-zero or counts a mismatched, failed, lost or unconnected message,
+and also when the shim saw fewer calls than one per message (an echo makes at least a receive
+and a send for each): the server then makes its syscalls out of the shim's sight.
 """
 import argparse
 import json
@@ -247,7 +248,13 @@ def measure(server, what, server_log, client_log, ctr, tsc, floor, secs, rate, u
     msgs = result["msgs"] if rate is None else pair(d, PAIR_SEGMENTS, RECEIVE, SEND)
     if not msgs:
         fail(f"{what}: no message in the window")
+    # An echo makes at least a receive and a send per message: fewer calls seen mean the
+    # server makes its syscalls out of the shim's sight (as echo_compare refuses).
     calls = d[3] / msgs
+    if calls < 1.0:
+        fail(f"{what}: the user-time shim saw {calls:.3f} calls per message: the server makes "
+             "its syscalls without libc (for cellio's servers, a build with "
+             "RUSTFLAGS=\"--cfg cellio_user_time_hooks\")")
     user = d[1] / tsc / msgs
     (t0, w0), (t1, w1) = cpu_marks
     ticks = os.sysconf("SC_CLK_TCK")
