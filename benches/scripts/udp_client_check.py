@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Does `load --udp` keep up with a minimal mio UDP client?
 
-Each round starts a fresh `examples/udp_echo_server` on CPU 0 and runs, on
+Each round starts a fresh `examples/udp_echo_server` on CPU 0 (on a free
+port, read from its `listening on` line) and runs, on
 CPU 1 and in alternating order, the bundled load client
 (`load --udp --connections 100`) and `mio_udp_load --sockets 100` (a raw mio
 loop, one 64-byte datagram in flight per socket, every echo checked, no
@@ -32,6 +33,7 @@ import argparse
 import json
 import os
 import resource
+import select
 import statistics
 import subprocess
 import sys
@@ -75,6 +77,9 @@ class UserTime:
               f"{self.floors['wrappers']:.1f} ns (wrappers), {self.floors['hooks']:.1f} ns (hooks)")
 
     def run(self, cmd):
+        # The shim creates the file as the client starts: a previous run's must not be read.
+        if os.path.exists(self.counters):
+            os.remove(self.counters)
         env = dict(os.environ, LD_PRELOAD=self.shim, USER_TIME_FILE=self.counters)
         out = run_checked(cmd, env)
         words = user_time_ab.words(self.counters)
@@ -97,10 +102,44 @@ def run_checked(cmd, env):
     return out
 
 
-def run_load(cpu, load, port, secs):
+def start_server(port, log):
+    """Starts the UDP echo server on CPU 0 and returns it and the address from its
+    `listening on ADDR` line; exits with its stderr if it exits first (e.g. the port is taken:
+    the clients would measure whatever holds it) or says nothing within 30 s."""
+    with open(log, "w") as err:
+        server = subprocess.Popen(
+            ["taskset", "-c", "0", str(RELEASE / "examples" / "udp_echo_server"),
+             "--addr", f"127.0.0.1:{port}"],
+            stdout=subprocess.PIPE, stderr=err)
+    deadline = time.monotonic() + 30
+    fd, seen = server.stdout.fileno(), b""
+    while True:
+        *lines, seen = seen.split(b"\n")
+        for line in lines:
+            if line.startswith(b"listening on "):
+                return server, line.split()[2].decode()
+        left = deadline - time.monotonic()
+        chunk = os.read(fd, 4096) if left > 0 and select.select([fd], [], [], left)[0] else None
+        if not chunk:
+            if chunk is None:
+                server.kill()
+            server.wait()
+            sys.exit(f"udp_client_check: udp_echo_server did not start (exit status "
+                     f"{server.returncode}): {Path(log).read_text().strip()}")
+        seen += chunk
+
+
+def check_server(server, log):
+    """Exits if the server has exited (it serves until stopped)."""
+    if server.poll() is not None:
+        sys.exit(f"udp_client_check: udp_echo_server exited during the round (status "
+                 f"{server.returncode}): {Path(log).read_text().strip()}")
+
+
+def run_load(cpu, load, addr, secs):
     out, used = cpu.run([
         "taskset", "-c", "1", str(load), "--udp",
-        "--addr", f"127.0.0.1:{port}", "--connections", "100", "--size", "64",
+        "--addr", addr, "--connections", "100", "--size", "64",
         "--duration", f"{secs}s", "--warmup", "1s", "--json",
     ])
     v = json.loads(out.stdout.strip().splitlines()[-1])
@@ -108,9 +147,9 @@ def run_load(cpu, load, port, secs):
     return (rate, v["lost"]) + cpu.describe(used, rate, v["secs"], 1.0)
 
 
-def run_mio(cpu, port, secs):
+def run_mio(cpu, addr, secs):
     out, used = cpu.run([
-        "taskset", "-c", "1", str(RELEASE / "mio_udp_load"), "--addr", f"127.0.0.1:{port}",
+        "taskset", "-c", "1", str(RELEASE / "mio_udp_load"), "--addr", addr,
         "--sockets", "100", "--size", "64", "--duration", str(secs), "--warmup", "1",
     ])
     v = json.loads(out.stdout.strip().splitlines()[-1])
@@ -122,7 +161,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=8, help="server restarts, one pair each")
     ap.add_argument("--secs", type=float, default=3.0, help="each client's measured window")
-    ap.add_argument("--port", type=int, default=7411)
+    ap.add_argument("--port", type=int, default=0,
+                    help="the server's port (default 0: a free one, as the server reports)")
     ap.add_argument("--user-time", action="store_true",
                     help="exact user time between syscalls from the preloaded shim (needs cc, "
                          "x86-64 and load's hooks build)")
@@ -133,22 +173,23 @@ def main():
     for bin_ in [load, RELEASE / "examples" / "udp_echo_server", RELEASE / "mio_udp_load"]:
         if not bin_.exists():
             sys.exit(f"udp_client_check: {bin_} is missing (see --help for the builds)")
+    if args.user_time and not user_time_ab.uses_hooks(load):
+        sys.exit(f"udp_client_check: {load} is not a hooks build (its syscalls would be out of "
+                 "the shim's sight; see --help for the build)")
     with tempfile.TemporaryDirectory() as tmp:
         cpu = UserTime(tmp) if args.user_time else Rusage()
         ratios, loads, mios = [], [], []
         for r in range(args.rounds):
-            server = subprocess.Popen(
-                ["taskset", "-c", "0", str(RELEASE / "examples" / "udp_echo_server"),
-                 "--addr", f"127.0.0.1:{args.port}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.3)
+            log = os.path.join(tmp, "server.err")
+            server, addr = start_server(args.port, log)
             try:
                 if r % 2 == 0:
-                    a = run_load(cpu, load, args.port, args.secs)
-                    b = run_mio(cpu, args.port, args.secs)
+                    a = run_load(cpu, load, addr, args.secs)
+                    b = run_mio(cpu, addr, args.secs)
                 else:
-                    b = run_mio(cpu, args.port, args.secs)
-                    a = run_load(cpu, load, args.port, args.secs)
+                    b = run_mio(cpu, addr, args.secs)
+                    a = run_load(cpu, load, addr, args.secs)
+                check_server(server, log)
             finally:
                 server.terminate()
                 server.wait()
