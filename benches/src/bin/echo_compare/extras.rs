@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use cellio_benches::fill_message;
 use serde_json::{json, Value};
 
+use crate::children;
 use crate::gate::Gate;
 use crate::{
     client_argv, finish_client, free_port, spawn_client, start_server, Args, ClientRun, Guard,
@@ -235,12 +236,12 @@ pub fn count_allocs(script: &Path, spec: &ServerSpec) -> Result<AllocResult, Str
         // `=` keeps argparse from taking a value like `--flavor` for an option of its own.
         cmd.arg(format!("--server-arg={a}"));
     }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start python3 {}: {e}", script.display()))?;
+    let child = children::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(|e| format!("cannot start python3 {}: {e}", script.display()))?;
     let (status, out, err) = wait_output(child, Duration::from_secs(180), "count_allocs.py")?;
     // Exit 1 means "allocated on the message path" (the script's own pass/fail), which is
     // still a measurement; only a missing result is a failure here.
@@ -419,19 +420,19 @@ fn callgrind_once(
             format!("--I1={CACHE_L1}"),
         ]);
     }
-    let child = valgrind
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(format!("--log-file={}", log.display()))
-        .arg(&spec.program)
-        .args(&spec.args)
-        .arg("--addr")
-        .arg(addr.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start valgrind: {e}"))?;
-    let mut guard = Guard(child);
+    let mut guard = children::spawn(
+        valgrind
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(format!("--log-file={}", log.display()))
+            .arg(&spec.program)
+            .args(&spec.args)
+            .arg("--addr")
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .map_err(|e| format!("cannot start valgrind: {e}"))?;
     let result = (|| {
         wait_accepting(&mut guard, addr, Duration::from_secs(60))?;
         // valgrind runs the server in its own process: the gate stops that.
@@ -536,12 +537,12 @@ pub fn parse_callgrind_events(text: &str) -> Option<Events> {
 
 /// Waits for `child` to exit within `limit`, collecting its stdout and stderr.
 fn wait_output(
-    mut child: std::process::Child,
+    mut guard: Guard,
     limit: Duration,
     what: &str,
 ) -> Result<(std::process::ExitStatus, String, String), String> {
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut stdout = guard.0.stdout.take().ok_or("no stdout")?;
+    let mut stderr = guard.0.stderr.take().ok_or("no stderr")?;
     let out = thread::spawn(move || {
         let mut s = String::new();
         let _ = stdout.read_to_string(&mut s);
@@ -552,7 +553,6 @@ fn wait_output(
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let mut guard = Guard(child);
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = guard.0.try_wait().map_err(|e| format!("wait: {e}"))? {

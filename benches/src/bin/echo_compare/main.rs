@@ -60,7 +60,12 @@
 //! and runs as `cellio` (its defaults), `cellio-io` (`--api poll`: the same echo through
 //! `TcpIo`), `cellio-nopool` (`--no-task-pool`) and `cellio-2w` (`--workers 2`, on the same
 //! single pinned core).
+//!
+//! Stopped by SIGINT, SIGTERM or SIGHUP, the driver kills every server, client and tool it
+//! started (each in a process group of its own) and exits with 128 + the signal
+//! (`children.rs`).
 
+mod children;
 mod client_check;
 mod extras;
 mod gate;
@@ -76,11 +81,12 @@ mod window_stats;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::children::Guard;
 use crate::perf::{PerfPerMsg, PerfSession};
 use crate::user_time::{Mechanism, Shim, UserTimePerMsg};
 use cellio_benches::{
@@ -440,19 +446,11 @@ struct StraceResult {
     calls: Vec<(String, u64)>,
 }
 
-/// Kills and reaps a child process when dropped, so no server or client outlives the driver's
-/// error paths.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() -> ExitCode {
     let args: Args = parse_args(PROG);
+    // Before any thread or child starts: a SIGTERM (a harness's timeout), SIGHUP or SIGINT
+    // kills the children, which a signal's default action would leave running.
+    children::stop_children_on_signals(PROG);
     if args.latency_rate > 0.0 && args.latency_window > 0.0 {
         // The load client's own checks, made here so that a bad pair fails at once, not in
         // every latency run.
@@ -1272,21 +1270,21 @@ fn start_server_with(
     env: &[(String, String)],
 ) -> Result<(Guard, SocketAddr), String> {
     let addr = free_port()?;
-    let child = Command::new("taskset")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .arg("-c")
-        .arg(args.server_core.to_string())
-        .arg(&spec.program)
-        .args(&spec.args)
-        .arg("--addr")
-        .arg(addr.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", spec.program.display()))?;
     // taskset execs the server, so the child's pid is the server's pid.
-    let mut guard = Guard(child);
+    let mut guard = children::spawn(
+        Command::new("taskset")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .arg("-c")
+            .arg(args.server_core.to_string())
+            .arg(&spec.program)
+            .args(&spec.args)
+            .arg("--addr")
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
+    .map_err(|e| format!("cannot start {}: {e}", spec.program.display()))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = guard.0.try_wait().map_err(|e| format!("wait: {e}"))? {
@@ -1339,18 +1337,19 @@ fn start_client(
 
 /// Starts `program argv...` pinned to the client core.
 fn spawn_client(args: &Args, program: &Path, argv: &[String]) -> Result<ClientRun, String> {
-    let mut child = Command::new("taskset")
-        .arg("-c")
-        .arg(args.client_core.to_string())
-        .arg(program)
-        .args(argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    let stdout = child.stdout.take().ok_or("no client stdout")?;
-    let mut stderr = child.stderr.take().ok_or("no client stderr")?;
+    let mut child = children::spawn(
+        Command::new("taskset")
+            .arg("-c")
+            .arg(args.client_core.to_string())
+            .arg(program)
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let stdout = child.0.stdout.take().ok_or("no client stdout")?;
+    let mut stderr = child.0.stderr.take().ok_or("no client stderr")?;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -1365,7 +1364,7 @@ fn spawn_client(args: &Args, program: &Path, argv: &[String]) -> Result<ClientRu
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    Ok((Guard(child), rx, err))
+    Ok((child, rx, err))
 }
 
 /// Waits for the client to exit (it is bounded in time itself; this is the backstop).
@@ -1569,16 +1568,16 @@ fn strace_run(args: &Args, spec: &ServerSpec, load_bin: &Path) -> Result<StraceR
     let pid = server.0.id();
     let out =
         std::env::temp_dir().join(format!("echo_compare.strace.{}.{pid}", std::process::id()));
-    let mut strace = Command::new("strace")
-        .args(["-c", "-f", "-p", &pid.to_string(), "-o"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start strace: {e}"))?;
-    let strace_err = strace.stderr.take().ok_or("no strace stderr")?;
-    let strace = Guard(strace);
+    let mut strace = children::spawn(
+        Command::new("strace")
+            .args(["-c", "-f", "-p", &pid.to_string(), "-o"])
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(|e| format!("cannot start strace: {e}"))?;
+    let strace_err = strace.0.stderr.take().ok_or("no strace stderr")?;
     // strace reports "Process N attached" on stderr once tracing is in place.
     let (tx, rx) = mpsc::channel();
     let err_thread = thread::spawn(move || {

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::{stop_child, Guard};
+use crate::children::{self, Guard};
+use crate::stop_child;
 
 /// The events counted: user and kernel cycles and instructions.
 const EVENTS: &str = "cycles:u,instructions:u,cycles:k,instructions:k";
@@ -84,30 +85,30 @@ impl PerfSession {
                 .map_err(|e| format!("open {}: {e}", p.display()))
         };
         let (ctl, ack) = (open(&ctl_path)?, open(&ack_path)?);
-        let child = Command::new("perf")
-            .args([
-                "stat",
-                "-x",
-                ",",
-                "-e",
-                EVENTS,
-                "--delay",
-                "-1",
-                "--control",
-            ])
-            .arg(format!(
-                "fifo:{},{}",
-                ctl_path.display(),
-                ack_path.display()
-            ))
-            .args(["-p", &pid.to_string(), "-o"])
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(Guard)
-            .map_err(|e| format!("cannot start perf: {e}"))?;
+        let child = children::spawn(
+            Command::new("perf")
+                .args([
+                    "stat",
+                    "-x",
+                    ",",
+                    "-e",
+                    EVENTS,
+                    "--delay",
+                    "-1",
+                    "--control",
+                ])
+                .arg(format!(
+                    "fifo:{},{}",
+                    ctl_path.display(),
+                    ack_path.display()
+                ))
+                .args(["-p", &pid.to_string(), "-o"])
+                .arg(&out)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .map_err(|e| format!("cannot start perf: {e}"))?;
         let mut session = Self {
             child: Some(child),
             ctl,
