@@ -33,7 +33,7 @@ use cellio_reactor::{thread_words, Handle};
 use crate::mailbox::Mailbox;
 use crate::task::pool::Pool;
 use crate::task::{FreeBlock, RawTask};
-use crate::time::TimerKey;
+use crate::time::{TimerChange, TimerKey};
 use crate::worker::{Executor, HandleOut};
 
 /// Maximum number of workers alive at once in one process.
@@ -274,8 +274,8 @@ struct InboxState {
     /// checked against.
     incarnation: u64,
     woken: Vec<TaskAddr>,
-    /// Timers dropped on other threads, to remove from the table.
-    cancelled_timers: Vec<TimerKey>,
+    /// Timers dropped or reset on other threads, in the order they were.
+    timer_changes: Vec<TimerChange>,
     /// Tasks spawned onto this worker from other threads.
     spawned: Vec<RawTask>,
     /// Blocks from this worker's task pool whose tasks ended on other
@@ -335,7 +335,7 @@ impl Inbox {
                         epoch: 0,
                         incarnation: 0,
                         woken: Vec::with_capacity(INBOX_CAPACITY),
-                        cancelled_timers: Vec::with_capacity(INBOX_CAPACITY),
+                        timer_changes: Vec::with_capacity(INBOX_CAPACITY),
                         spawned: Vec::with_capacity(INBOX_CAPACITY),
                         returned: Vec::with_capacity(INBOX_CAPACITY),
                         state_changed: false,
@@ -369,7 +369,7 @@ impl Inbox {
         let (orphans, returned) = {
             let mut state = self.lock();
             state.woken.clear();
-            state.cancelled_timers.clear();
+            state.timer_changes.clear();
             state.state_changed = false;
             state.reactor = None;
             self.returned_any.store(false, Ordering::Relaxed);
@@ -420,7 +420,20 @@ impl Inbox {
     pub(crate) fn cancel_timer(worker: u16, incarnation: u64, key: TimerKey) {
         Inbox::get(worker).post_if(
             |state| state.incarnation == incarnation,
-            |state| state.cancelled_timers.push(key),
+            |state| state.timer_changes.push(TimerChange::Cancel(key)),
+        );
+    }
+
+    /// Tells worker `worker`, if it is still `incarnation`, that the sleep
+    /// whose timer `key` names was reset on another thread: the worker
+    /// fires the timer at once, and the task waiting for it polls the
+    /// sleep, which arms itself again for its new deadline (the deadline
+    /// travels with the sleep, not in the message, so that a later reset
+    /// on the owner always wins).
+    pub(crate) fn timer_moved(worker: u16, incarnation: u64, key: TimerKey) {
+        Inbox::get(worker).post_if(
+            |state| state.incarnation == incarnation,
+            |state| state.timer_changes.push(TimerChange::Moved(key)),
         );
     }
 
@@ -559,13 +572,19 @@ impl Inbox {
 
     #[cold]
     fn drain_slow(&self, executor: &Executor) {
-        let (mut arrivals, state_changed) = self.mailbox.take(|state| {
+        let (mut arrivals, mut timer_changes, state_changed) = self.mailbox.take(|state| {
             let taken = Self::take_messages(state, executor);
             if !taken.0.is_empty() {
                 self.adopting.store(true, Ordering::Relaxed);
             }
             taken
         });
+        if !timer_changes.is_empty() {
+            // Out of the lock: waking a timer's waker may run any code
+            // (another executor's), which may post to this inbox.
+            executor.apply_timer_changes(&mut timer_changes);
+        }
+        *executor.timer_changes.borrow_mut() = timer_changes;
         if !arrivals.is_empty() {
             for task in arrivals.drain(..) {
                 executor.adopt(task, HandleOut::Maybe);
@@ -580,20 +599,23 @@ impl Inbox {
         }
     }
 
-    /// Under the lock: schedules the woken tasks, removes the cancelled
-    /// timers, and hands back the spawned tasks (taken in after the lock is
-    /// released) and whether the shutdown state moved.
-    fn take_messages(state: &mut InboxState, executor: &Executor) -> (Vec<RawTask>, bool) {
+    /// Under the lock: schedules the woken tasks, and hands back the
+    /// spawned tasks and the timer changes (both taken in after the lock
+    /// is released) and whether the shutdown state moved.
+    fn take_messages(
+        state: &mut InboxState,
+        executor: &Executor,
+    ) -> (Vec<RawTask>, Vec<TimerChange>, bool) {
         for addr in state.woken.drain(..) {
             executor.schedule(addr);
         }
-        {
-            let cancelled = &mut state.cancelled_timers;
-            executor.with_timers(|timers| {
-                for key in cancelled.drain(..) {
-                    timers.remove(key);
-                }
-            });
+        // As the spawned tasks below: the lists trade places, and the one
+        // left here gets room for as many as came, so neither allocates
+        // but at a new peak.
+        let mut timer_changes = std::mem::take(&mut *executor.timer_changes.borrow_mut());
+        std::mem::swap(&mut state.timer_changes, &mut timer_changes);
+        if state.timer_changes.capacity() < timer_changes.len() {
+            state.timer_changes.reserve(timer_changes.len());
         }
         // Taken in after the lock is released (see `Executor::arrivals`);
         // the two vectors trade places, so neither allocates.
@@ -606,7 +628,11 @@ impl Inbox {
         if state.spawned.capacity() < arrivals.len() {
             state.spawned.reserve(arrivals.len());
         }
-        (arrivals, std::mem::take(&mut state.state_changed))
+        (
+            arrivals,
+            timer_changes,
+            std::mem::take(&mut state.state_changed),
+        )
     }
 
     /// Declares that the worker is about to block in its reactor. Returns

@@ -79,7 +79,7 @@ use crate::shutdown::{Shared, ShutdownWaiters};
 use crate::task::pool::Pool;
 use crate::task::queue::RunQueue;
 use crate::task::{BlockMemory, FreeBlock, RawTask, TaskRef, Tasks, NO_HOME};
-use crate::time::{Clock, Timers};
+use crate::time::{Clock, TimerChange, Timers};
 use crate::waker::{self, Inbox, LocalGuard, TaskAddr, MAIN_SLOT, MAX_TASKS};
 
 /// What a worker is configured with.
@@ -137,6 +137,10 @@ pub(crate) struct Executor {
     /// which runs its destructor, and free its block to another worker's
     /// inbox). Empty between drains; its capacity is kept.
     pub(crate) arrivals: RefCell<Vec<RawTask>>,
+    /// Timer changes other threads sent, taken out of the inbox to be
+    /// applied after its lock is released: trades places with the inbox's
+    /// list, as [`arrivals`](Self::arrivals) does (empty between drains).
+    pub(crate) timer_changes: RefCell<Vec<TimerChange>>,
     /// Tasks taken into the table so far (for the metrics).
     spawned: Cell<u64>,
     /// The time this worker's timers run on (real, or paused by a test).
@@ -330,6 +334,7 @@ impl Executor {
             pool: RefCell::new(Pool::new(config.task_pooling, config.task_pool_cap)),
             shutdown_waiters: RefCell::new(ShutdownWaiters::default()),
             arrivals: RefCell::new(Vec::with_capacity(waker::INBOX_CAPACITY)),
+            timer_changes: RefCell::new(Vec::with_capacity(waker::INBOX_CAPACITY)),
             spawned: Cell::new(0),
             clock: Clock::new(),
         }
@@ -492,6 +497,24 @@ impl Executor {
             self.clock.advance_to(next);
         }
         Duration::ZERO
+    }
+
+    /// Applies the timer changes other threads sent (see
+    /// [`TimerChange`]), in order, and leaves `changes` empty. Every waker
+    /// is woken outside the table's borrow.
+    #[cold]
+    pub(crate) fn apply_timer_changes(&self, changes: &mut Vec<TimerChange>) {
+        for change in changes.drain(..) {
+            match change {
+                TimerChange::Cancel(key) => self.with_timers(|timers| timers.remove(key)),
+                TimerChange::Moved(key) => {
+                    let now = self.clock.now();
+                    if let Some(waker) = self.with_timers(|timers| timers.fire(key, now)) {
+                        waker.wake();
+                    }
+                }
+            }
+        }
     }
 
     /// Reads the timer table (no timer changes, so the armed flag stands).

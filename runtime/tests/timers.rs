@@ -716,6 +716,67 @@ fn a_sleep_reset_on_another_worker_moves_there() {
     });
 }
 
+/// A sleep awaited by a task on worker 1 and reset (earlier) from worker 0,
+/// as a watchdog shared between tasks (`Arc<Mutex<Sleep>>`) is pushed
+/// around: the waiting task wakes at the new deadline (tokio keeps its
+/// waker across a reset from any thread).
+#[test]
+fn a_sleep_reset_from_another_worker_still_wakes_its_waiting_task() {
+    run_on(2, || async {
+        let shared = Arc::new(Mutex::new(sleep(Duration::from_secs(3600))));
+        let armed = Signal::new();
+        let waiter = spawn_on(1, {
+            let (shared, armed) = (shared.clone(), armed.clone());
+            async move {
+                poll_fn(|cx| {
+                    let polled = Pin::new(&mut *shared.lock().unwrap()).poll(cx);
+                    armed.fire();
+                    polled
+                })
+                .await;
+                Instant::now()
+            }
+        });
+        armed.wait().await; // armed on worker 1
+        let deadline = Instant::now() + Duration::from_millis(10);
+        shared.lock().unwrap().reset(deadline);
+        let woke = timeout(Duration::from_secs(5), waiter).await;
+        let woke = woke.expect("the waiting task was not woken 5 s after its new deadline");
+        assert!(woke.unwrap() >= deadline, "woken before its new deadline");
+    });
+}
+
+/// The same from a plain thread, the sleep moved later, past its first
+/// deadline: the task wakes at the new deadline, not at the old one.
+#[test]
+fn a_sleep_reset_later_from_a_plain_thread_wakes_its_waiting_task_then() {
+    run(|| async {
+        let shared = Arc::new(Mutex::new(sleep(Duration::from_millis(30))));
+        let waiter = cellio_runtime::spawn_local({
+            let shared = shared.clone();
+            async move {
+                poll_fn(|cx| Pin::new(&mut *shared.lock().unwrap()).poll(cx)).await;
+                Instant::now()
+            }
+        });
+        cellio_runtime::yield_now().await; // the waiter armed it
+        let moved = shared.clone();
+        // Joined on the worker, which blocks meanwhile: the old deadline
+        // passes with the entry still armed at it.
+        let deadline = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(40));
+            let deadline = Instant::now() + Duration::from_millis(60);
+            moved.lock().unwrap().reset(deadline);
+            deadline
+        })
+        .join()
+        .unwrap();
+        let woke = timeout(Duration::from_secs(5), waiter).await;
+        let woke = woke.expect("the waiting task was not woken 5 s after its new deadline");
+        assert!(woke.unwrap() >= deadline, "woken at its old deadline");
+    });
+}
+
 /// A sleep armed by the `block_on` future on worker 0, then dropped by a
 /// task on worker 1: worker 0's timer is cancelled through its inbox and
 /// never wakes the `block_on` future.

@@ -11,7 +11,19 @@
 //!
 //! Timer futures are `Send`. If one is polled on another worker than the
 //! one it registered on, it moves: the old entry is cancelled through that
-//! worker's inbox and a new one is armed here.
+//! worker's inbox and a new one is armed here. Reset on another thread than
+//! the worker it is armed on ([`Sleep::reset`]), it asks that worker
+//! (through its inbox) to fire its entry at once: the task waiting for it
+//! polls it, finds its deadline not reached and arms it again, for the
+//! deadline it holds now.
+//!
+//! # Invariants
+//!
+//! * A [`Sleep`]'s `deadline` is the truth; its entry's deadline may lag
+//!   behind it after a reset on another thread (until the entry fires). A
+//!   fired entry's deadline is the instant it fired for, at or before the
+//!   time it fired, so a sleep whose deadline is not after it is over
+//!   without reading the clock, and one whose deadline is re-arms.
 //!
 //! Resolution: a timer fires at or after its deadline. On Linux 5.11+ the
 //! reactor's wait takes nanoseconds (`epoll_pwait2`), so it wakes within
@@ -32,6 +44,18 @@ use std::time::{Duration, Instant};
 pub(crate) use clock::Clock;
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub(crate) use timers::{TimerKey, Timers};
+
+/// A change to a worker's timer, made on another thread and sent through
+/// the worker's inbox; applied in the order sent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TimerChange {
+    /// The timer's future was dropped (or moved to another worker): remove
+    /// its entry.
+    Cancel(TimerKey),
+    /// The timer's future was reset: fire its entry now, so that the task
+    /// waiting for it polls it and arms it for its new deadline.
+    Moved(TimerKey),
+}
 
 use crate::waker::Inbox;
 use crate::worker::with_current as with_executor;
@@ -240,15 +264,25 @@ impl Sleep {
     /// Moves the deadline (earlier or later) without allocating; a sleep
     /// that already completed can be reset and awaited again. This is how
     /// idle timeouts are pushed back on every message.
+    ///
+    /// From any thread: a task waiting for the sleep wakes at the new
+    /// deadline (on the worker the timer is armed on, its entry moves; from
+    /// elsewhere, that worker wakes the task, whose next poll arms the
+    /// timer again for the new deadline).
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
         if let Some(armed) = self.armed {
-            let moved = with_executor(|executor| {
-                executor.incarnation() == armed.incarnation
-                    && executor.with_timers(|timers| timers.reset(armed.key, deadline))
-            });
-            if moved != Some(true) {
-                self.disarm();
+            let on_owner = with_executor(|executor| {
+                (executor.incarnation() == armed.incarnation)
+                    .then(|| executor.with_timers(|timers| timers.reset(armed.key, deadline)))
+            })
+            .flatten();
+            match on_owner {
+                Some(true) => {}
+                // Its entry is gone (nothing to cancel): armed at next poll.
+                Some(false) => self.armed = None,
+                // Another thread: the owner wakes the waiting task.
+                None => Inbox::timer_moved(armed.worker, armed.incarnation, armed.key),
             }
         }
     }
@@ -308,9 +342,13 @@ impl Sleep {
             })
             .flatten();
             match polled {
-                Some(Poll::Ready(())) => {
+                Some(Poll::Ready(fired_for)) => {
                     self.armed = None;
-                    return Poll::Ready(());
+                    if fired_for.is_some_and(|fired_for| self.deadline <= fired_for) {
+                        return Poll::Ready(());
+                    }
+                    // Reset on another thread after its entry was armed:
+                    // over if the new deadline passed, else armed again.
                 }
                 Some(Poll::Pending) => return Poll::Pending,
                 // Polled on another worker (or none): move the timer.

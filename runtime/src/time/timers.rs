@@ -100,15 +100,18 @@ impl Timers {
         })
     }
 
-    /// `Ready` (and the entry freed) once the timer fired; otherwise
-    /// remembers `waker` and stays `Pending`. A stale key is `Ready`.
-    pub(crate) fn poll(&mut self, key: TimerKey, waker: &Waker) -> Poll<()> {
+    /// `Ready` (and the entry freed) once the timer fired, with the
+    /// instant it fired for (its deadline, or the time [`fire`](Self::fire)
+    /// fired it early); otherwise remembers `waker` and stays `Pending`. A
+    /// stale key is `Ready(None)`.
+    pub(crate) fn poll(&mut self, key: TimerKey, waker: &Waker) -> Poll<Option<Instant>> {
         let Some(entry) = self.entry(key) else {
-            return Poll::Ready(());
+            return Poll::Ready(None);
         };
         if entry.heap_pos == NOT_IN_HEAP {
+            let fired_for = entry.deadline;
             self.free_entry(key.slot);
-            return Poll::Ready(());
+            return Poll::Ready(Some(fired_for));
         }
         set_waker(&mut entry.waker, waker);
         Poll::Pending
@@ -130,6 +133,24 @@ impl Timers {
             self.sift_down(pos as usize);
         }
         true
+    }
+
+    /// Fires an armed timer now, whatever its deadline (its future was
+    /// reset on another thread, which cannot reach this table: the waiting
+    /// task polls it and arms it again for the deadline it holds now).
+    /// Its deadline becomes `now` if that is earlier, so that the entry
+    /// says when it fired. Returns the waker to wake; `None` for a stale
+    /// key or a timer that already fired (its task was woken then).
+    pub(crate) fn fire(&mut self, key: TimerKey, now: Instant) -> Option<Waker> {
+        let entry = self.entry(key)?;
+        let pos = entry.heap_pos;
+        if pos == NOT_IN_HEAP {
+            return None;
+        }
+        entry.deadline = entry.deadline.min(now);
+        let waker = entry.waker.clone();
+        self.remove_heap(pos as usize);
+        waker
     }
 
     /// Cancels and frees a timer. A stale key is ignored.
@@ -338,7 +359,7 @@ mod tests {
         let key = timers.insert(t0, Waker::noop());
         assert_eq!(timers.poll(key, Waker::noop()), Poll::Pending);
         assert_eq!(fire_all(&mut timers, t0), 1);
-        assert_eq!(timers.poll(key, Waker::noop()), Poll::Ready(()));
+        assert_eq!(timers.poll(key, Waker::noop()), Poll::Ready(Some(t0)));
         // The slot is reused under a new generation; the old key is stale.
         let again = timers.insert(t0, Waker::noop());
         assert_eq!(again.slot, key.slot);
