@@ -22,6 +22,11 @@
 //!   only the submitter's own, which may be another's by then), and a job
 //!   dropped unrun answers its waiter with an error ([`Answerer`]): no
 //!   lookup waits for ever, nor sits queued with no thread to take it.
+//! * A lookup started on a reactor's thread is that reactor's
+//!   [`OutsideWork`] from its submission until its job has answered (or
+//!   was dropped unrun): a runtime's paused clock does not jump to a
+//!   timeout while the lookup runs, as tokio's does not while its
+//!   blocking pool resolves.
 //!
 //! [`ToSocketAddrs`] is sealed: it covers what `std`'s trait of the same
 //! name covers for `connect` (`SocketAddr`s, IPs with ports, `"host:port"`,
@@ -34,6 +39,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Duration;
+
+use cellio_reactor::{Handle, OutsideWork};
 
 /// The most host-name lookups that run at once in a process.
 pub const MAX_LOOKUP_THREADS: usize = 16;
@@ -339,12 +346,18 @@ impl LookupPool {
 
 /// A job's end of its [`Answer`]: [`answer`](Self::answer) gives it once;
 /// a job dropped unrun (no thread could be started to run it) answers with
-/// an error instead, so its waiter does not wait for ever.
-struct Answerer(Option<Arc<Mutex<Answer>>>);
+/// an error instead, so its waiter does not wait for ever. Holds the
+/// waiting task's reactor's [`OutsideWork`] (a paused clock does not jump
+/// while the lookup runs) until it has answered.
+struct Answerer {
+    answer: Option<Arc<Mutex<Answer>>>,
+    /// Only held: dropped after the answer was given.
+    _outside_work: Option<OutsideWork>,
+}
 
 impl Answerer {
     fn answer(mut self, addresses: io::Result<Addresses>) {
-        if let Some(answer) = self.0.take() {
+        if let Some(answer) = self.answer.take() {
             Self::give(&answer, addresses);
         }
     }
@@ -363,7 +376,7 @@ impl Answerer {
 
 impl Drop for Answerer {
     fn drop(&mut self) {
-        if let Some(answer) = self.0.take() {
+        if let Some(answer) = self.answer.take() {
             Self::give(
                 &answer,
                 Err(io::Error::other(
@@ -374,14 +387,18 @@ impl Drop for Answerer {
     }
 }
 
-/// A job that runs `query` and answers with what it found, and the answer.
-fn lookup_job<I, Q>(query: Q) -> (Job, Arc<Mutex<Answer>>)
+/// A job that runs `query` and answers with what it found, and the answer;
+/// `outside_work` is dropped once it has answered.
+fn lookup_job<I, Q>(query: Q, outside_work: Option<OutsideWork>) -> (Job, Arc<Mutex<Answer>>)
 where
     I: Iterator<Item = SocketAddr>,
     Q: FnOnce() -> io::Result<I> + Send + 'static,
 {
     let answer = Arc::new(Mutex::new(Answer::default()));
-    let theirs = Answerer(Some(Arc::clone(&answer)));
+    let theirs = Answerer {
+        answer: Some(Arc::clone(&answer)),
+        _outside_work: outside_work,
+    };
     let job = Box::new(move || {
         // A panicking lookup must still answer (its waiter would wait for
         // ever) and must not end the thread (the pool would count it).
@@ -394,13 +411,16 @@ where
 
 /// Runs `query` (a blocking `std` lookup) on a lookup thread and waits for
 /// its answer. A dropped wait leaves the job to finish and its answer
-/// unread.
+/// unread. On a thread with a reactor (a runtime's worker), the lookup is
+/// that reactor's [`OutsideWork`] until it has answered: a paused clock
+/// does not jump past a timeout meanwhile.
 async fn look_up<I, Q>(query: Q) -> io::Result<Addresses>
 where
     I: Iterator<Item = SocketAddr>,
     Q: FnOnce() -> io::Result<I> + Send + 'static,
 {
-    let (job, answer) = lookup_job(query);
+    let outside_work = Handle::current().ok().map(|reactor| reactor.outside_work());
+    let (job, answer) = lookup_job(query, outside_work);
     POOL.submit(job)?;
     poll_fn(|cx| {
         let mut answer = answer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -422,6 +442,29 @@ mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
     use std::time::Duration;
+
+    /// On a paused clock, a lookup that takes 50 ms of real time is not
+    /// timed out by the clock's jump to its 10 s timeout: the lookup holds
+    /// the jump back while it runs.
+    #[test]
+    fn a_paused_clock_does_not_jump_past_a_running_lookup() {
+        let rt = cellio_runtime::Builder::new()
+            .workers(1)
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let slow = look_up(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                Ok(vec![SocketAddr::from(([127, 0, 0, 1], 9))].into_iter())
+            });
+            let got = cellio_runtime::time::timeout(Duration::from_secs(10), slow).await;
+            assert!(
+                got.is_ok(),
+                "the clock jumped to the timeout while the lookup ran"
+            );
+        });
+    }
 
     /// A lookup that blocks for 100 ms does so on its own thread: a task
     /// on the same worker runs meanwhile (on the worker, it could not run
@@ -537,7 +580,7 @@ mod tests {
         /// job, and see its own start fail, before failing.
         fn start_after_a_second_submit(pool: &'static LookupPool) -> io::Result<()> {
             if STARTS.fetch_add(1, Ordering::SeqCst) == 0 {
-                let (job, answer) = lookup_job(one_address);
+                let (job, answer) = lookup_job(one_address, None);
                 let submitted = pool.submit(job);
                 *SECOND.lock().unwrap() = Some((submitted, answer));
             }
@@ -551,7 +594,7 @@ mod tests {
             Some(addresses.err().map_or("Ok".into(), |e| e.to_string()))
         }
 
-        let (job, first) = lookup_job(one_address);
+        let (job, first) = lookup_job(one_address, None);
         let error = FAILING.submit(job).expect_err("no thread, so an error");
         assert!(error.to_string().contains("no threads (test)"), "{error}");
         assert_eq!(STARTS.load(Ordering::SeqCst), 2);

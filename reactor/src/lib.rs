@@ -52,4 +52,6 @@ pub mod thread_words;
 mod waker_slot;
 
 pub use cell::{CellError, OpCell, Park, Readiness, Token};
-pub use reactor::{Completions, EnterGuard, Handle, Reactor, Registration, DEFAULT_EVENT_CAPACITY};
+pub use reactor::{
+    Completions, EnterGuard, Handle, OutsideWork, Reactor, Registration, DEFAULT_EVENT_CAPACITY,
+};

@@ -46,7 +46,7 @@ use std::io;
 use std::panic::AssertUnwindSafe;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mio::event::Source;
@@ -74,6 +74,27 @@ struct Shared {
     shut_down: AtomicBool,
     /// The [`thread_id`] of the thread the reactor is bound to, or 0.
     bound_thread: AtomicU64,
+    /// The [`OutsideWork`] guards taken through a handle of this reactor
+    /// that are alive (rare traffic: a lookup, a retry delay; read by a
+    /// runtime only while its clock is paused and it has nothing to run).
+    outside_work: Mutex<OutsideWorkCount>,
+}
+
+/// What [`Reactor::has_outside_work`] counts.
+///
+/// Invariant: `retries_before_move` is the number of live retry guards
+/// whose `moves` is less than `moves` here (taken before the clock's last
+/// move), `retries` the number of all live retry guards.
+#[derive(Debug, Default)]
+struct OutsideWorkCount {
+    /// Live [`Handle::outside_work`] guards.
+    answers: usize,
+    /// Live [`Handle::outside_retry`] guards.
+    retries: usize,
+    /// Of those, the ones taken before the clock last moved.
+    retries_before_move: usize,
+    /// How often [`Reactor::note_time_moved`] was called.
+    moves: u64,
 }
 
 /// An epoll/kqueue reactor: owns the poller and dispatches readiness to the
@@ -138,9 +159,28 @@ impl Reactor {
                 table: Table::new(),
                 shut_down: AtomicBool::new(false),
                 bound_thread: AtomicU64::new(0),
+                outside_work: Mutex::new(OutsideWorkCount::default()),
             }),
             cut_short: false,
         })
+    }
+
+    /// `true` while work on another thread that a task of this reactor's
+    /// thread waits for is under way, and the task may be woken by it at
+    /// any moment: a [`Handle::outside_work`] guard is alive, or a
+    /// [`Handle::outside_retry`] guard taken before the last
+    /// [`note_time_moved`](Self::note_time_moved). A runtime whose clock is
+    /// paused does not move it meanwhile.
+    pub fn has_outside_work(&self) -> bool {
+        let count = self.shared.outside_work_count();
+        count.answers != 0 || count.retries_before_move != 0
+    }
+
+    /// Tells the reactor that the runtime's (paused) clock moved: the
+    /// [`Handle::outside_retry`] guards alive now hold it from now on,
+    /// until each retry has been made.
+    pub fn note_time_moved(&self) {
+        self.handle().note_time_moved();
     }
 
     /// Binds the reactor to the calling thread for the rest of its life.
@@ -403,6 +443,61 @@ impl Handle {
         EnterGuard { previous }
     }
 
+    /// Declares work under way on another thread whose end a task of this
+    /// reactor's thread waits for (a host-name lookup on a thread of its
+    /// own, a delay kept in real time by another thread), until the guard
+    /// drops. [`Reactor::has_outside_work`] says so meanwhile: a runtime
+    /// whose clock is paused does not jump it to the next timer while such
+    /// work runs (as it does not while `spawn_blocking` jobs run), since
+    /// the work's answer, not a timeout, is what should come first.
+    ///
+    /// Take it on the task's thread when the work starts and drop it once
+    /// the work has woken the task (or was abandoned); a guard kept beyond
+    /// that holds a paused clock back for as long.
+    ///
+    /// ```
+    /// let reactor = cellio_reactor::Reactor::new()?;
+    /// let work = reactor.handle().outside_work();
+    /// assert!(reactor.has_outside_work());
+    /// drop(work);
+    /// assert!(!reactor.has_outside_work());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn outside_work(&self) -> OutsideWork {
+        self.shared.outside_work_count().answers += 1;
+        OutsideWork {
+            shared: Arc::clone(&self.shared),
+            retry_after: None,
+        }
+    }
+
+    /// Declares a delay under way on another thread after which a task of
+    /// this reactor's thread tries something again (a send to a peer
+    /// that had no room), until the guard drops. Unlike
+    /// [`outside_work`](Self::outside_work), the retry may fail and wait
+    /// again, for as long as what it waits for needs the clock to move (a
+    /// peer that reads when a timer fires): so it holds a paused clock
+    /// only once the clock has moved since the delay began
+    /// ([`Reactor::note_time_moved`]). The retry is then made before the
+    /// clock moves again, and a clock that never moved while the delay ran
+    /// may move once.
+    pub fn outside_retry(&self) -> OutsideWork {
+        let mut count = self.shared.outside_work_count();
+        count.retries += 1;
+        OutsideWork {
+            shared: Arc::clone(&self.shared),
+            retry_after: Some(count.moves),
+        }
+    }
+
+    /// [`Reactor::note_time_moved`], from a handle (a runtime's
+    /// `time::advance`, which runs on the reactor's thread).
+    pub fn note_time_moved(&self) {
+        let mut count = self.shared.outside_work_count();
+        count.moves += 1;
+        count.retries_before_move = count.retries;
+    }
+
     /// Wakes the reactor from a blocking [`Reactor::turn`]. Callable from any
     /// thread.
     pub fn wake(&self) -> io::Result<()> {
@@ -516,6 +611,45 @@ fn interest(writable: bool, stream: bool) -> Interest {
     #[cfg(not(target_os = "linux"))]
     let _ = stream;
     interest
+}
+
+/// Work on another thread that a task of a reactor's thread waits for, while
+/// alive: see [`Handle::outside_work`] and [`Handle::outside_retry`].
+/// `Send`: the thread doing the work may hold it and drop it once it has
+/// woken the task.
+pub struct OutsideWork {
+    shared: Arc<Shared>,
+    /// For a retry delay: the count of clock moves when it began.
+    retry_after: Option<u64>,
+}
+
+impl fmt::Debug for OutsideWork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutsideWork").finish_non_exhaustive()
+    }
+}
+
+impl Drop for OutsideWork {
+    fn drop(&mut self) {
+        let mut count = self.shared.outside_work_count();
+        match self.retry_after {
+            None => count.answers -= 1,
+            Some(moves) => {
+                count.retries -= 1;
+                if moves < count.moves {
+                    count.retries_before_move -= 1;
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn outside_work_count(&self) -> std::sync::MutexGuard<'_, OutsideWorkCount> {
+        self.outside_work
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Restores the previous current reactor when dropped. See [`Handle::enter`].

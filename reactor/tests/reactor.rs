@@ -2,7 +2,8 @@
 //! same turn after the panicking one are not lost: the edge-triggered
 //! poller reports each readiness change once, so a dropped event could
 //! leave an operation parked forever), and the drop, which closes every
-//! live cell and refuses later registrations.
+//! live cell and refuses later registrations; the count of work off the
+//! reactor's thread that a paused clock waits for.
 
 use std::io;
 use std::net::SocketAddr;
@@ -326,4 +327,33 @@ fn a_waker_that_panics_in_the_reactors_drop_leaves_no_cell_open() {
         1,
         "the second operation's wakes"
     );
+}
+
+/// `outside_work` holds while its guard lives, from any thread;
+/// `outside_retry` holds only once the clock moved since it was taken,
+/// until it drops.
+#[test]
+fn outside_work_is_counted_until_its_guard_drops() {
+    let reactor = Reactor::new().unwrap();
+    let handle = reactor.handle();
+    assert!(!reactor.has_outside_work());
+    let work = handle.outside_work();
+    assert!(reactor.has_outside_work());
+    std::thread::spawn(move || drop(work)).join().unwrap();
+    assert!(!reactor.has_outside_work());
+
+    let retry = handle.outside_retry();
+    assert!(!reactor.has_outside_work(), "the clock has not moved since");
+    reactor.note_time_moved();
+    assert!(
+        reactor.has_outside_work(),
+        "the clock moved: the retry first"
+    );
+    let next = handle.outside_retry();
+    drop(retry);
+    assert!(!reactor.has_outside_work(), "the retry after the move");
+    reactor.note_time_moved();
+    assert!(reactor.has_outside_work());
+    drop(next);
+    assert!(!reactor.has_outside_work());
 }

@@ -476,15 +476,18 @@ impl Executor {
     /// with nothing to run and `next` the earliest deadline: the reactor
     /// is turned without blocking first, and only if that wakes nothing
     /// does the clock jump to `next` (I/O that is ready wins over a timer,
-    /// as in tokio). Not while blocking jobs are in flight (their results
-    /// may be what the tasks wait for): then the worker looks again after
-    /// a millisecond of real time. Out of the loop's way: a worker whose
+    /// as in tokio). Not while blocking jobs are in flight, nor while other
+    /// work a task waits for runs off the worker
+    /// ([`Reactor::has_outside_work`]: `cellio-net`'s host-name lookups,
+    /// and its send retry delays once the clock moved since they began):
+    /// their results may be what the tasks wait for, so the worker looks
+    /// again after a millisecond of real time. Out of the loop's way: a worker whose
     /// clock was never paused does not come here.
     #[cold]
     #[inline(never)]
     fn paused_wait(&self, next: Instant, reactor: &mut Reactor, metrics: &Published) -> Duration {
         let (threads, idle, queued) = self.shared.blocking.stats();
-        if threads > idle || queued > 0 {
+        if threads > idle || queued > 0 || reactor.has_outside_work() {
             return Duration::from_millis(1);
         }
         match reactor.turn(Some(Duration::ZERO)) {
@@ -495,6 +498,7 @@ impl Executor {
         let queue_empty = unsafe { self.run.with(|run| run.queue.is_empty()) };
         if queue_empty && !self.main_woken.get() && !self.inbox.has_pending() {
             self.clock.advance_to(next);
+            reactor.note_time_moved();
         }
         Duration::ZERO
     }

@@ -26,12 +26,23 @@
 //!   elsewhere (after one given up while it waited) goes at once.
 //! * Where the thread cannot be started, the waker is woken at once: the
 //!   send retries as it did before (busily), it never hangs.
+//! * A delay asked for on a reactor's thread is that reactor's
+//!   [`OutsideWork`] retry ([`Handle::outside_retry`]) until the thread
+//!   has woken its waker: a runtime's paused clock that moved while the
+//!   delay ran (a reader's timer fired and it read) does not move again
+//!   (to the send's timeout, say) before the retry is made; one that did
+//!   not may move once (the peer may be waiting for it). The guard goes
+//!   with the waker, not with the [`Backoff`], so a send given up while
+//!   it waited holds the clock back for no longer than its delay (50 ms
+//!   at most).
 
 use std::fmt;
 use std::io;
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+
+use cellio_reactor::{Handle, OutsideWork};
 
 /// The first delay after a send found a peer full.
 const FIRST: Duration = Duration::from_millis(1);
@@ -173,9 +184,13 @@ impl fmt::Display for NoRoomEvent {
 
 impl std::error::Error for NoRoomEvent {}
 
+/// A waiting send's deadline, its waker, and its reactor's
+/// [`OutsideWork`] (dropped after the waker is woken).
+type Due = (Instant, Waker, Option<OutsideWork>);
+
 /// The wakers of sends waiting out a delay, and their deadlines.
 struct Delays {
-    due: Mutex<Vec<(Instant, Waker)>>,
+    due: Mutex<Vec<Due>>,
     changed: Condvar,
 }
 
@@ -189,12 +204,15 @@ fn wake_at(until: Instant, waker: &Waker) {
     let mut due = delays.due.lock().unwrap_or_else(PoisonError::into_inner);
     if due
         .iter()
-        .any(|(at, queued)| *at == until && queued.will_wake(waker))
+        .any(|(at, queued, _)| *at == until && queued.will_wake(waker))
     {
         return;
     }
-    let earliest = due.iter().all(|(at, _)| until < *at);
-    due.push((until, waker.clone()));
+    let earliest = due.iter().all(|(at, _, _)| until < *at);
+    let outside_work = Handle::current()
+        .ok()
+        .map(|reactor| reactor.outside_retry());
+    due.push((until, waker.clone(), outside_work));
     drop(due);
     if earliest {
         delays.changed.notify_one();
@@ -232,7 +250,8 @@ fn run(delays: &Delays) -> ! {
         let mut index = 0;
         while index < due.len() {
             if due[index].0 <= now {
-                ready.push(due.swap_remove(index).1);
+                let (_, waker, outside_work) = due.swap_remove(index);
+                ready.push((waker, outside_work));
             } else {
                 index += 1;
             }
@@ -240,11 +259,16 @@ fn run(delays: &Delays) -> ! {
         if !ready.is_empty() {
             // Woken without the lock: a wake may run a task's code.
             drop(due);
-            ready.drain(..).for_each(Waker::wake);
+            // Each guard after its wake: the task is queued before the
+            // paused clock may move.
+            for (waker, outside_work) in ready.drain(..) {
+                waker.wake();
+                drop(outside_work);
+            }
             due = delays.due.lock().unwrap_or_else(PoisonError::into_inner);
             continue;
         }
-        due = match due.iter().map(|(at, _)| *at).min() {
+        due = match due.iter().map(|(at, _, _)| *at).min() {
             None => delays
                 .changed
                 .wait(due)

@@ -124,7 +124,14 @@ pub fn now() -> Instant {
 /// time moves only by [`advance`], or by itself when the worker has
 /// nothing to do but wait for a timer, which then fires at once (the
 /// clock jumps to its deadline; not while `spawn_blocking` jobs are
-/// running). A test of a 30-second timeout runs in microseconds, and its
+/// running, nor while other work off the worker that a task waits for is
+/// under way: `cellio-net`'s host-name lookups, or work of your own
+/// declared with
+/// [`Handle::outside_work`](cellio_reactor::Handle::outside_work); and
+/// not twice while a Unix datagram send to a full peer waits to try again:
+/// the retry is made before the clock moves again, see
+/// [`Handle::outside_retry`](cellio_reactor::Handle::outside_retry)). A
+/// test of a 30-second timeout runs in microseconds, and its
 /// timers fire in deadline order, every run alike. Pausing a paused clock
 /// does nothing. Or build the runtime paused:
 /// [`Builder::start_paused`](crate::Builder::start_paused).
@@ -203,6 +210,9 @@ pub async fn advance(by: Duration) {
     let moved = with_executor(|executor| {
         let moved = executor.clock().advance(by);
         if moved {
+            if let Ok(reactor) = cellio_reactor::Handle::current() {
+                reactor.note_time_moved();
+            }
             executor.fire_expired_timers();
         }
         moved
