@@ -1,6 +1,7 @@
 //! A paused clock (`time::pause`, `Builder::start_paused`): long sleeps,
 //! timeouts and intervals complete at exactly their virtual deadlines, in
-//! deadline order, without waiting in real time; `advance` fires exactly
+//! deadline order, without waiting in real time (made inside the runtime
+//! or outside it, for `block_on`); `advance` fires exactly
 //! what falls due; the clock does not jump while a blocking job runs;
 //! `resume` continues from the virtual time; misuse says why.
 
@@ -98,6 +99,35 @@ fn a_timeout_and_an_interval_keep_exact_virtual_time() {
                 assert_eq!(ticks.tick().await - first, k * SECOND);
             }
         })
+    });
+}
+
+/// `rt.block_on(sleep(d))`, `timeout(d, f)` and `interval(p)` made outside
+/// the runtime (before `block_on` enters it) count from their first poll
+/// on the runtime's paused clock, not from the real clock when made: with
+/// the clock an hour ahead, a sleep made from real time was long over and
+/// completed at once, and a timeout elapsed at once.
+#[test]
+fn timers_made_outside_block_on_count_on_the_paused_clock() {
+    with_timeout(LIMIT, || {
+        let rt = paused();
+        rt.block_on(time::advance(3600 * SECOND));
+        let before = rt.block_on(async { time::now() });
+        rt.block_on(sleep(5 * SECOND));
+        let after = rt.block_on(async { time::now() });
+        assert_eq!(after - before, 5 * SECOND, "sleep(5 s) took that long");
+
+        let got = rt.block_on(timeout(5 * SECOND, async { sleep(SECOND).await }));
+        assert!(got.is_ok(), "timeout(5 s) of a 1 s wait elapsed");
+        let got = rt.block_on(timeout(SECOND, async { sleep(5 * SECOND).await }));
+        assert!(got.is_err(), "timeout(1 s) of a 5 s wait did not elapse");
+
+        let mut ticks = interval(SECOND);
+        let start = rt.block_on(async { time::now() });
+        let first = rt.block_on(ticks.tick());
+        assert_eq!(first, start, "the first tick is at the first poll");
+        let second = rt.block_on(ticks.tick());
+        assert_eq!(second, start + SECOND);
     });
 }
 

@@ -48,7 +48,9 @@ impl MissedTickBehavior {
     }
 }
 
-/// A stream of ticks, one every `period`; the first completes at once.
+/// A stream of ticks, one every `period`; the first completes at once
+/// (made outside a runtime: at its first poll, on the polling worker's
+/// clock).
 ///
 /// If ticks are missed (the task was busy for longer than a period), the
 /// next tick completes at once and, by default, the schedule skips ahead:
@@ -71,7 +73,11 @@ impl MissedTickBehavior {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn interval(period: Duration) -> Interval {
-    interval_at(super::now(), period)
+    // Outside a runtime the first tick is "at once" from its first poll,
+    // on the polling worker's clock, as `sleep` counts its duration.
+    let mut ticks = interval_at(super::now(), period);
+    ticks.sleep = super::sleep(Duration::ZERO);
+    ticks
 }
 
 /// An [`interval`] whose first tick is at `start` (at once if `start` has

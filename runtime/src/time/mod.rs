@@ -73,6 +73,12 @@ struct Armed {
 
 /// Future of [`sleep`] and [`sleep_until`]: completes at its deadline.
 ///
+/// A sleep made by [`sleep`] outside a runtime (`rt.block_on(sleep(d))`,
+/// `rt.block_on(timeout(d, f))`) counts its duration from the clock of the
+/// worker that first polls it, so that it follows that runtime's clock,
+/// paused or not; until then its [`deadline`](Self::deadline) is the
+/// duration from [`now`] when asked.
+///
 /// # Panics
 ///
 /// Polling it outside a cellio runtime panics (there is no worker to keep
@@ -80,7 +86,12 @@ struct Armed {
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct Sleep {
+    /// The deadline; a placeholder while `unstarted` is `Some`.
     deadline: Instant,
+    /// Made by [`sleep`] outside a runtime and not polled yet: the
+    /// duration to count from the polling worker's clock (then `None`).
+    /// Never `Some` while `armed` is.
+    unstarted: Option<Duration>,
     armed: Option<Armed>,
 }
 
@@ -95,18 +106,33 @@ pub struct Sleep {
 /// });
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// Made outside a runtime (`rt.block_on(sleep(d))`), the sleep counts `d`
+/// from its first poll, on the polling worker's clock (see [`Sleep`]).
 pub fn sleep(duration: Duration) -> Sleep {
-    // A duration too large to add saturates to "practically never".
-    let deadline = now().checked_add(duration).unwrap_or_else(far_future);
-    sleep_until(deadline)
+    match with_executor(|executor| executor.clock().now()) {
+        Some(now) => sleep_until(deadline_after(now, duration)),
+        None => Sleep {
+            deadline: Instant::now(),
+            unstarted: Some(duration),
+            armed: None,
+        },
+    }
 }
 
 /// Waits until `deadline`.
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
+        unstarted: None,
         armed: None,
     }
+}
+
+/// `duration` after `now`; a duration too large to add saturates to
+/// "practically never" ([`far_future`]).
+fn deadline_after(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration).unwrap_or_else(far_future)
 }
 
 /// The current time on the clock of the worker running this code:
@@ -261,14 +287,23 @@ fn far_future() -> Instant {
 }
 
 impl Sleep {
-    /// The instant this sleep completes at.
+    /// The instant this sleep completes at (for a sleep made outside a
+    /// runtime and not polled yet, its duration from [`now`]: it starts
+    /// counting at its first poll).
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        match self.unstarted {
+            Some(duration) => deadline_after(now(), duration),
+            None => self.deadline,
+        }
     }
 
-    /// `true` if the deadline has passed.
+    /// `true` if the deadline has passed (for a sleep made outside a
+    /// runtime and not polled yet: if its duration is zero).
     pub fn is_elapsed(&self) -> bool {
-        now() >= self.deadline
+        match self.unstarted {
+            Some(duration) => duration.is_zero(),
+            None => now() >= self.deadline,
+        }
     }
 
     /// Moves the deadline (earlier or later) without allocating; a sleep
@@ -281,6 +316,7 @@ impl Sleep {
     /// timer again for the new deadline).
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
+        self.unstarted = None;
         if let Some(armed) = self.armed {
             let on_owner = with_executor(|executor| {
                 (executor.incarnation() == armed.incarnation)
@@ -365,6 +401,10 @@ impl Sleep {
                 None => self.disarm(),
             }
         }
+        if let Some(duration) = self.unstarted.take() {
+            // Made outside a runtime: counted from here, on this clock.
+            self.deadline = deadline_after(now(), duration);
+        }
         if now() >= self.deadline {
             // Over before it was armed: complete, but spend a unit of the
             // task's budget as a socket operation does, so that a loop of
@@ -427,7 +467,9 @@ impl From<Elapsed> for std::io::Error {
 }
 
 /// Runs `future` with a deadline: its output, or [`Elapsed`] if `duration`
-/// passes first (the future is then dropped, which cancels it).
+/// passes first (the future is then dropped, which cancels it). Made
+/// outside a runtime (`rt.block_on(timeout(d, f))`), it counts `duration`
+/// from its first poll, as [`sleep`] does.
 ///
 /// ```
 /// use std::time::Duration;
@@ -476,9 +518,9 @@ pub struct Timeout<F> {
 }
 
 impl<F> Timeout<F> {
-    /// The deadline.
+    /// The deadline (see [`Sleep::deadline`]).
     pub fn deadline(&self) -> Instant {
-        self.sleep.deadline
+        self.sleep.deadline()
     }
 
     /// Moves the deadline; see [`Sleep::reset`].
