@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use cellio_runtime::time::{self, interval, sleep, timeout};
+use cellio_runtime::time::{self, interval, sleep, timeout, MissedTickBehavior};
 use cellio_runtime::{spawn, spawn_blocking, spawn_local, Builder, Runtime};
 use util::{panic_text, with_timeout, LIMIT};
 
@@ -128,6 +128,31 @@ fn timers_made_outside_block_on_count_on_the_paused_clock() {
         assert_eq!(first, start, "the first tick is at the first poll");
         let second = rt.block_on(ticks.tick());
         assert_eq!(second, start + SECOND);
+    });
+}
+
+/// `MissedTickBehavior::Delay`: after a tick late by less than a period
+/// (60 ms on a 100 ms grid), the next tick is one period after the late
+/// one (tokio's `Delay`), not the grid's next (40 ms after it).
+#[test]
+fn a_delaying_interval_moves_its_grid_after_a_tick_late_by_less_than_a_period() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            let ms = Duration::from_millis;
+            let start = time::now();
+            let mut ticks = interval(ms(100));
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            assert_eq!(ticks.tick().await, start);
+            time::advance(ms(160)).await; // busy: the tick at 100 ms comes 60 ms late
+            assert_eq!(ticks.tick().await, start + ms(100));
+            assert_eq!(time::now() - start, ms(160), "the late tick at once");
+            assert_eq!(ticks.tick().await, start + ms(260));
+            assert_eq!(
+                time::now() - start,
+                ms(260),
+                "the next tick one period after the late one"
+            );
+        })
     });
 }
 

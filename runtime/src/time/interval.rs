@@ -22,13 +22,22 @@ pub enum MissedTickBehavior {
     /// a burst.
     Burst,
     /// The late tick completes at once, and the grid moves: the next tick
-    /// is one period after it.
+    /// is one period after it, however late it was (tokio's `Delay`): ticks
+    /// are never closer than a period. A tick up to 5 ms late counts as
+    /// on time (tokio's tolerance: a timer's usual lateness does not move
+    /// the grid).
     Delay,
     /// The late tick completes at once, and the missed ones are dropped:
     /// the next tick is the grid's first one still ahead.
     #[default]
     Skip,
 }
+
+/// How late a tick may complete and still count as on time for
+/// [`MissedTickBehavior::Delay`] (tokio's 5 ms): a timer fires a little
+/// after its deadline, and a grid moved by that much at every tick would
+/// drift.
+const DELAY_TOLERANCE: Duration = Duration::from_millis(5);
 
 impl MissedTickBehavior {
     /// The deadline after a tick scheduled for `scheduled` that completed
@@ -37,6 +46,12 @@ impl MissedTickBehavior {
         let Some(next) = scheduled.checked_add(period) else {
             return far_future();
         };
+        if self == MissedTickBehavior::Delay
+            && now.saturating_duration_since(scheduled) > DELAY_TOLERANCE
+        {
+            // Late, by less than a period or more: the grid moves.
+            return now.checked_add(period).unwrap_or_else(far_future);
+        }
         if next > now {
             return next; // on time: the grid's next tick
         }
@@ -249,6 +264,21 @@ mod tests {
         assert_eq!(Burst.next(t0 + P * 3, P, now), t0 + P * 4);
         // Delay: one period after the late tick completed.
         assert_eq!(Delay.next(t0, P, now), now + P);
+    }
+
+    #[test]
+    fn a_delay_moves_the_grid_after_a_tick_late_by_less_than_a_period() {
+        let t0 = Instant::now();
+        let p = Duration::from_millis(100);
+        // 60 ms late: the next tick is a period after the late one.
+        let late = t0 + Duration::from_millis(60);
+        assert_eq!(Delay.next(t0, p, late), late + p);
+        // Within the tolerance: on time, the grid stays.
+        let slightly = t0 + DELAY_TOLERANCE;
+        assert_eq!(Delay.next(t0, p, slightly), t0 + p);
+        // Skip and Burst keep the grid for a tick less than a period late.
+        assert_eq!(Skip.next(t0, p, late), t0 + p);
+        assert_eq!(Burst.next(t0, p, late), t0 + p);
     }
 
     #[test]
