@@ -510,7 +510,10 @@ impl Executor {
     pub(crate) fn apply_timer_changes(&self, changes: &mut Vec<TimerChange>) {
         for change in changes.drain(..) {
             match change {
-                TimerChange::Cancel(key) => self.with_timers(|timers| timers.remove(key)),
+                TimerChange::Cancel(key) => {
+                    let released = self.with_timers(|timers| timers.remove(key));
+                    drop(released);
+                }
                 TimerChange::Moved(key) => {
                     let now = self.clock.now();
                     if let Some(waker) = self.with_timers(|timers| timers.fire(key, now)) {

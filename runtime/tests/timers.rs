@@ -291,6 +291,41 @@ fn a_sleep_repolled_with_another_waker_wakes_the_last_one() {
     });
 }
 
+/// A timer that ended (completed, dropped here, or dropped on another
+/// thread) lets go of the waker it was last polled with: the table kept a
+/// clone in the freed entry until the slot was reused, and with it
+/// whatever the waker owns (another executor's task, a channel's sender).
+#[test]
+fn an_ended_timer_lets_go_of_its_waker() {
+    run(|| async {
+        let count = Arc::new(WakeCount(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        // Dropped while armed.
+        let mut s = sleep(Duration::from_secs(3600));
+        assert!(Pin::new(&mut s).poll(&mut cx).is_pending());
+        drop(s);
+        // Completed.
+        let mut s = sleep(Duration::from_millis(5));
+        assert!(Pin::new(&mut s).poll(&mut cx).is_pending());
+        sleep(Duration::from_millis(20)).await; // `s` fired meanwhile
+        assert!(Pin::new(&mut s).poll(&mut cx).is_ready());
+        drop(s);
+        // Dropped on a plain thread: cancelled through the inbox.
+        let mut s = sleep(Duration::from_secs(3600));
+        assert!(Pin::new(&mut s).poll(&mut cx).is_pending());
+        std::thread::spawn(move || drop(s)).join().unwrap();
+        cellio_runtime::yield_now().await; // the worker takes the message
+        drop(waker);
+        assert_eq!(
+            Arc::strong_count(&count),
+            1,
+            "the timer table still holds {} clone(s) of a waker whose timers ended",
+            Arc::strong_count(&count) - 1
+        );
+    });
+}
+
 /// Arming, resetting and cancelling timers reuses their table entries: once
 /// the table has grown to the peak number of live timers, nothing allocates.
 #[test]

@@ -338,15 +338,13 @@ impl Sleep {
             return;
         };
         let local = with_executor(|executor| {
-            if executor.incarnation() == armed.incarnation {
-                executor.with_timers(|timers| timers.remove(armed.key));
-                true
-            } else {
-                false
-            }
+            (executor.incarnation() == armed.incarnation)
+                .then(|| executor.with_timers(|timers| timers.remove(armed.key)))
         });
-        if local != Some(true) {
-            Inbox::cancel_timer(armed.worker, armed.incarnation, armed.key);
+        match local {
+            // Dropped here, after the table's borrow (see `timers`).
+            Some(Some(released)) => drop(released),
+            _ => Inbox::cancel_timer(armed.worker, armed.incarnation, armed.key),
         }
     }
 
@@ -386,7 +384,10 @@ impl Sleep {
                     .eq(&armed.incarnation)
                     .then(|| executor.with_timers(|timers| timers.poll(armed.key, cx.waker())))
             })
-            .flatten();
+            .flatten()
+            // A waker the entry let go of is dropped here, after the
+            // table's borrow (see `timers`).
+            .map(|(polled, _released)| polled);
             match polled {
                 Some(Poll::Ready(fired_for)) => {
                     self.armed = None;

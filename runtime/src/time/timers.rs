@@ -15,6 +15,14 @@
 //!   behind (no lazy deletion, no growth from timeouts that never fire).
 //! * A `(slot, generation)` key is honoured only while the entry's
 //!   generation equals it; freeing an entry moves the generation on.
+//! * An entry holds a waker only while its timer is armed and its future
+//!   has not seen it end: firing takes the waker out (to wake it), and
+//!   freeing an entry takes it out too, so a free entry holds none (a
+//!   waker owns what its task owns: nothing outlives the timer in here).
+//! * No waker is dropped inside the table: every one taken out is handed
+//!   back to the caller, which drops (or wakes) it after the table's
+//!   borrow has ended, since a waker's drop may run any code, even code
+//!   that reaches this table again.
 
 use std::task::{Poll, Waker};
 use std::time::Instant;
@@ -76,7 +84,8 @@ impl Timers {
         let entry = &mut self.entries[slot as usize];
         entry.deadline = deadline;
         entry.live = true;
-        set_waker(&mut entry.waker, waker);
+        debug_assert!(entry.waker.is_none(), "a free entry holds no waker");
+        entry.waker = Some(waker.clone());
         let generation = entry.generation;
         self.push_heap(slot);
         TimerKey { slot, generation }
@@ -103,18 +112,23 @@ impl Timers {
     /// `Ready` (and the entry freed) once the timer fired, with the
     /// instant it fired for (its deadline, or the time [`fire`](Self::fire)
     /// fired it early); otherwise remembers `waker` and stays `Pending`. A
-    /// stale key is `Ready(None)`.
-    pub(crate) fn poll(&mut self, key: TimerKey, waker: &Waker) -> Poll<Option<Instant>> {
+    /// stale key is `Ready(None)`. Also returns the waker the entry let go
+    /// of, if any, for the caller to drop after the table's borrow.
+    pub(crate) fn poll(
+        &mut self,
+        key: TimerKey,
+        waker: &Waker,
+    ) -> (Poll<Option<Instant>>, Option<Waker>) {
         let Some(entry) = self.entry(key) else {
-            return Poll::Ready(None);
+            return (Poll::Ready(None), None);
         };
         if entry.heap_pos == NOT_IN_HEAP {
             let fired_for = entry.deadline;
-            self.free_entry(key.slot);
-            return Poll::Ready(Some(fired_for));
+            let released = self.free_entry(key.slot);
+            return (Poll::Ready(Some(fired_for)), released);
         }
         set_waker(&mut entry.waker, waker);
-        Poll::Pending
+        (Poll::Pending, None)
     }
 
     /// Moves an armed (or fired) timer to a new deadline and re-arms it.
@@ -148,21 +162,21 @@ impl Timers {
             return None;
         }
         entry.deadline = entry.deadline.min(now);
-        let waker = entry.waker.clone();
+        let waker = entry.waker.take();
         self.remove_heap(pos as usize);
         waker
     }
 
-    /// Cancels and frees a timer. A stale key is ignored.
-    pub(crate) fn remove(&mut self, key: TimerKey) {
-        let Some(entry) = self.entry(key) else {
-            return;
-        };
+    /// Cancels and frees a timer, and returns its waker (to be dropped
+    /// after the table's borrow). A stale key is ignored.
+    #[must_use = "the waker is to be dropped outside the table's borrow"]
+    pub(crate) fn remove(&mut self, key: TimerKey) -> Option<Waker> {
+        let entry = self.entry(key)?;
         let pos = entry.heap_pos;
         if pos != NOT_IN_HEAP {
             self.remove_heap(pos as usize);
         }
-        self.free_entry(key.slot);
+        self.free_entry(key.slot)
     }
 
     /// The earliest armed deadline.
@@ -179,21 +193,25 @@ impl Timers {
 
     /// Fires the earliest timer if its deadline is at or before `now`:
     /// takes it out of the heap (its entry stays until its future sees it)
-    /// and returns the waker to wake. Call until `None`.
+    /// and returns its waker, taken out, to wake. Call until `None`. (The
+    /// woken task polls its future, which gives the entry its waker again
+    /// if the timer was re-armed meanwhile.)
     pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Option<Waker>> {
         let &slot = self.heap.first()?;
         if self.entries[slot as usize].deadline > now {
             return None;
         }
         self.remove_heap(0);
-        Some(self.entries[slot as usize].waker.clone())
+        Some(self.entries[slot as usize].waker.take())
     }
 
-    fn free_entry(&mut self, slot: u32) {
+    /// Frees an entry; returns its waker, if it still held one.
+    fn free_entry(&mut self, slot: u32) -> Option<Waker> {
         let entry = &mut self.entries[slot as usize];
         entry.live = false;
         entry.generation = entry.generation.wrapping_add(1);
         self.free.push(slot);
+        entry.waker.take()
     }
 
     fn push_heap(&mut self, slot: u32) {
@@ -298,11 +316,11 @@ mod tests {
         // without growing it.
         let (free_cap, heap_cap) = (timers.free.capacity(), timers.heap.capacity());
         for key in &keys[..50] {
-            timers.remove(*key);
+            let _ = timers.remove(*key);
         }
         assert_eq!(fire_all(&mut timers, t0 + Duration::from_secs(1)), 50);
         for key in &keys[50..] {
-            timers.remove(*key);
+            let _ = timers.remove(*key);
         }
         assert_eq!(timers.free.len(), 100);
         assert_eq!(
@@ -325,7 +343,7 @@ mod tests {
             .collect();
         // Remove every third.
         for (_, key) in keys.iter().step_by(3) {
-            timers.remove(*key);
+            let _ = timers.remove(*key);
         }
         let mut last = t0;
         let mut count = 0;
@@ -357,14 +375,14 @@ mod tests {
         let mut timers = Timers::default();
         let t0 = Instant::now();
         let key = timers.insert(t0, Waker::noop());
-        assert_eq!(timers.poll(key, Waker::noop()), Poll::Pending);
+        assert_eq!(timers.poll(key, Waker::noop()).0, Poll::Pending);
         assert_eq!(fire_all(&mut timers, t0), 1);
-        assert_eq!(timers.poll(key, Waker::noop()), Poll::Ready(Some(t0)));
+        assert_eq!(timers.poll(key, Waker::noop()).0, Poll::Ready(Some(t0)));
         // The slot is reused under a new generation; the old key is stale.
         let again = timers.insert(t0, Waker::noop());
         assert_eq!(again.slot, key.slot);
         assert!(!timers.reset(key, t0));
-        timers.remove(key); // ignored
+        assert!(timers.remove(key).is_none()); // ignored
         assert_eq!(timers.armed(), 1);
     }
 
@@ -409,7 +427,7 @@ mod tests {
                     }
                     2 if !live.is_empty() => {
                         let i = pick(next(live.len() as u64));
-                        timers.remove(model[i].0);
+                        let _ = timers.remove(model[i].0);
                         model[i].1 = State::Gone;
                     }
                     3 if !live.is_empty() => {
@@ -421,7 +439,7 @@ mod tests {
                     4 if !live.is_empty() => {
                         let i = pick(next(live.len() as u64));
                         let fired = model[i].1 == State::Fired;
-                        assert_eq!(timers.poll(model[i].0, Waker::noop()).is_ready(), fired);
+                        assert_eq!(timers.poll(model[i].0, Waker::noop()).0.is_ready(), fired);
                         if fired {
                             model[i].1 = State::Gone;
                         }
