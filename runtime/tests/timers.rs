@@ -326,6 +326,42 @@ fn an_ended_timer_lets_go_of_its_waker() {
     });
 }
 
+/// A waker whose drop drops a sleep armed on the same worker (the last
+/// reference to another executor's task, whose future holds a timer).
+struct DropsASleep(Mutex<Option<Sleep>>);
+
+impl std::task::Wake for DropsASleep {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for DropsASleep {
+    fn drop(&mut self) {
+        drop(self.0.lock().unwrap().take());
+    }
+}
+
+/// A sleep re-polled with another waker replaces the stored one; if that
+/// was the last clone of a waker whose drop drops a sleep, the drop must
+/// not find the timer table borrowed (it panicked "RefCell already
+/// borrowed" out of the poll).
+#[test]
+fn a_replaced_waker_whose_drop_drops_a_sleep_does_not_panic_the_poll() {
+    run(|| async {
+        // Armed here, owned by the waker below.
+        let mut inner = sleep(Duration::from_secs(3600));
+        assert!(poll_once(&mut inner).await.is_pending());
+        let owner = Waker::from(Arc::new(DropsASleep(Mutex::new(Some(inner)))));
+        let mut s = sleep(Duration::from_secs(3600));
+        assert!(Pin::new(&mut s)
+            .poll(&mut Context::from_waker(&owner))
+            .is_pending());
+        drop(owner); // the table holds the last clone now
+                     // Re-polled with the task's own waker: the stored one is replaced,
+                     // and its drop drops `inner`.
+        assert!(poll_once(&mut s).await.is_pending());
+    });
+}
+
 /// Arming, resetting and cancelling timers reuses their table entries: once
 /// the table has grown to the peak number of live timers, nothing allocates.
 #[test]

@@ -127,8 +127,8 @@ impl Timers {
             let released = self.free_entry(key.slot);
             return (Poll::Ready(Some(fired_for)), released);
         }
-        set_waker(&mut entry.waker, waker);
-        (Poll::Pending, None)
+        let replaced = set_waker(&mut entry.waker, waker);
+        (Poll::Pending, replaced)
     }
 
     /// Moves an armed (or fired) timer to a new deadline and re-arms it.
@@ -277,10 +277,14 @@ impl Timers {
     }
 }
 
-fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
+/// Stores `waker` unless the stored one wakes the same task; returns the
+/// one it replaced, to be dropped after the table's borrow (see the
+/// invariants).
+#[must_use = "the replaced waker is to be dropped outside the table's borrow"]
+fn set_waker(slot: &mut Option<Waker>, waker: &Waker) -> Option<Waker> {
     match slot {
-        Some(stored) if stored.will_wake(waker) => {}
-        other => *other = Some(waker.clone()),
+        Some(stored) if stored.will_wake(waker) => None,
+        other => other.replace(waker.clone()),
     }
 }
 
