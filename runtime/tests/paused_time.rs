@@ -3,7 +3,8 @@
 //! deadline order, without waiting in real time (made inside the runtime
 //! or outside it, for `block_on`); `advance` fires exactly
 //! what falls due; the clock does not jump while a blocking job runs;
-//! `resume` continues from the virtual time; misuse says why.
+//! `resume` continues from the virtual time; at the end of what an
+//! `Instant` holds, deadlines saturate; misuse says why.
 
 mod util;
 
@@ -214,6 +215,72 @@ fn never_stays_ahead_of_a_clock_moved_decades_on() {
             assert!(timeout(SECOND, sleep(Duration::MAX)).await.is_err());
         })
     });
+}
+
+/// How far `from` is from the latest instant an `Instant` can represent,
+/// in whole seconds (rounded down).
+fn seconds_to_the_end_of_instant(from: std::time::Instant) -> Duration {
+    let (mut lo, mut hi) = (0u64, u64::MAX);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if from.checked_add(Duration::from_secs(mid)).is_some() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Duration::from_secs(lo)
+}
+
+/// A paused clock moved to within a second of the end of what an `Instant`
+/// holds: a deadline that does not fit saturates to that end, so a sleep
+/// still waits (every sleep completed at once there: its deadline became
+/// `now`), and a resumed clock stops at the end (every clock read
+/// panicked on the overflow).
+#[test]
+fn at_the_end_of_instant_sleeps_still_wait_and_a_resumed_clock_stops() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            time::advance(seconds_to_the_end_of_instant(time::now())).await;
+            let at = time::now();
+            let mut one_second = std::pin::pin!(sleep(SECOND));
+            let polled = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(one_second.as_mut(), cx))
+            })
+            .await;
+            assert!(
+                polled.is_pending(),
+                "sleep(1 s) completed at once at {at:?}"
+            );
+            one_second.await; // at the end: the clock jumps there
+            assert!(time::now() > at);
+            time::resume();
+            std::thread::sleep(Duration::from_millis(1200));
+            assert!(time::now() >= at, "a clock read after resume");
+        })
+    });
+}
+
+/// `advance` past the end of what an `Instant` holds is refused, saying
+/// why.
+#[test]
+fn an_advance_past_the_end_of_instant_panics_saying_why() {
+    util::quiet_panics_ending_with(util::ON_PURPOSE);
+    let error = paused()
+        .block_on(async {
+            spawn(async {
+                time::advance(seconds_to_the_end_of_instant(time::now())).await;
+                time::advance(Duration::MAX).await;
+                panic!("{}", util::ON_PURPOSE)
+            })
+            .await
+        })
+        .unwrap_err();
+    let text = panic_text(&*error.into_panic());
+    assert!(
+        text.contains("past the latest instant std::time::Instant can represent"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -17,9 +17,56 @@
 //!   clock); `pause` refuses others.
 //! * The clock is the worker's own (`Cell`s, read and written on its
 //!   thread only).
+//! * It never passes [`latest_instant`], the end of what an `Instant`
+//!   holds: a resumed clock stops there, and `advance` refuses to move
+//!   beyond it (a programming error, which panics saying so).
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// The latest instant `std::time::Instant` can represent here (found once,
+/// by bisection on `checked_add`): what deadlines too far to add saturate
+/// to.
+pub(crate) fn latest_instant() -> Instant {
+    static LATEST: OnceLock<Instant> = OnceLock::new();
+    *LATEST.get_or_init(|| {
+        let base = Instant::now();
+        let fits = |d: Duration| base.checked_add(d).is_some();
+        // The most whole seconds that fit, then the most nanoseconds.
+        let (mut lo, mut hi) = (0u64, u64::MAX);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if fits(Duration::from_secs(mid)) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        let secs = lo;
+        let (mut lo, mut hi) = (0u32, 999_999_999u32);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if fits(Duration::new(secs, mid)) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        base + Duration::new(secs, lo)
+    })
+}
+
+/// What [`Clock::advance`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Advanced {
+    /// The clock moved.
+    Moved,
+    /// The clock is not paused: it did not move.
+    NotPaused,
+    /// The move would pass [`latest_instant`]: the clock did not move.
+    OutOfRange,
+}
 
 /// Where the clock's time comes from.
 #[derive(Clone, Copy, Debug)]
@@ -54,10 +101,13 @@ impl Clock {
         match self.mode.get() {
             Mode::Real => Instant::now(),
             Mode::Paused(at) => at,
+            // At the end of what an `Instant` holds, it stops.
             Mode::Shifted {
                 real_at,
                 virtual_at,
-            } => virtual_at + real_at.elapsed(),
+            } => virtual_at
+                .checked_add(real_at.elapsed())
+                .unwrap_or_else(latest_instant),
         }
     }
 
@@ -87,20 +137,20 @@ impl Clock {
         }
     }
 
-    /// Moves a paused clock forward by `by`; `false` if it is not paused.
-    pub(crate) fn advance(&self, by: Duration) -> bool {
-        match self.paused_at() {
-            Some(at) => {
-                // A duration that does not fit moves it "practically
-                // for ever" (`FAR`) from where it stands.
-                let to = at
-                    .checked_add(by)
-                    .or_else(|| at.checked_add(super::FAR))
-                    .unwrap_or(at);
-                self.mode.set(Mode::Paused(to.max(at)));
-                true
+    /// Moves a paused clock forward by `by`. A duration that does not fit
+    /// an `Instant` moves it "practically for ever" (`FAR`) from where it
+    /// stands; if even that does not fit, the clock does not move
+    /// ([`Advanced::OutOfRange`]).
+    pub(crate) fn advance(&self, by: Duration) -> Advanced {
+        let Some(at) = self.paused_at() else {
+            return Advanced::NotPaused;
+        };
+        match at.checked_add(by).or_else(|| at.checked_add(super::FAR)) {
+            Some(to) => {
+                self.mode.set(Mode::Paused(to));
+                Advanced::Moved
             }
-            None => false,
+            None => Advanced::OutOfRange,
         }
     }
 
@@ -120,12 +170,12 @@ mod tests {
     fn a_paused_clock_stands_still_moves_by_hand_and_never_goes_back() {
         let clock = Clock::new();
         assert!(clock.paused_at().is_none());
-        assert!(!clock.advance(Duration::from_secs(1)), "not paused");
+        assert_eq!(clock.advance(Duration::from_secs(1)), Advanced::NotPaused);
         clock.pause();
         let at = clock.now();
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(clock.now(), at, "stands still");
-        assert!(clock.advance(Duration::from_secs(30)));
+        assert_eq!(clock.advance(Duration::from_secs(30)), Advanced::Moved);
         assert_eq!(clock.now(), at + Duration::from_secs(30));
         clock.advance_to(at);
         assert_eq!(clock.now(), at + Duration::from_secs(30), "not backwards");
@@ -144,5 +194,23 @@ mod tests {
             clock.paused_at().unwrap() >= resumed,
             "paused where it ran to"
         );
+    }
+
+    #[test]
+    fn the_clock_stops_at_the_latest_instant() {
+        let latest = latest_instant();
+        assert!(latest.checked_add(Duration::from_nanos(1)).is_none());
+        let clock = Clock::new();
+        clock.pause();
+        let room = latest - clock.now() - Duration::from_millis(500);
+        assert_eq!(clock.advance(room), Advanced::Moved);
+        // Neither a second nor "for ever" fits any more.
+        assert_eq!(clock.advance(Duration::from_secs(1)), Advanced::OutOfRange);
+        assert_eq!(clock.advance(Duration::MAX), Advanced::OutOfRange);
+        assert_eq!(clock.now(), latest - Duration::from_millis(500));
+        // Resumed, it runs to the end and stays there.
+        clock.resume();
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(clock.now(), latest);
     }
 }

@@ -42,6 +42,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 pub(crate) use clock::Clock;
+use clock::{latest_instant, Advanced};
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub(crate) use timers::{TimerKey, Timers};
 
@@ -204,11 +205,14 @@ pub fn resume() {
 
 /// Moves a paused clock forward by `by`, fires the timers that fall due,
 /// and yields once, so that the tasks they wake run before this returns
-/// (tokio's `time::advance`).
+/// (tokio's `time::advance`). A `by` too long to add to an `Instant`
+/// (`Duration::MAX`) moves it about 30 years, "practically for ever".
 ///
 /// # Panics
 ///
-/// If the clock is not paused, and as [`pause`].
+/// If the clock is not paused; if even 30 years would move it past the
+/// latest instant an `Instant` can represent (some 292 billion years from
+/// boot: a programming error); and as [`pause`].
 ///
 /// # Examples
 ///
@@ -235,19 +239,23 @@ pub fn resume() {
 pub async fn advance(by: Duration) {
     let moved = with_executor(|executor| {
         let moved = executor.clock().advance(by);
-        if moved {
+        if moved == Advanced::Moved {
             if let Ok(reactor) = cellio_reactor::Handle::current() {
                 reactor.note_time_moved();
             }
             executor.fire_expired_timers();
         }
-        moved
+        (moved, executor.clock().now())
     });
     match moved {
-        Some(true) => crate::yield_now().await,
-        Some(false) => {
+        Some((Advanced::Moved, _)) => crate::yield_now().await,
+        Some((Advanced::NotPaused, _)) => {
             panic!("cellio: time::advance needs a paused clock: call time::pause() first")
         }
+        Some((Advanced::OutOfRange, at)) => panic!(
+            "cellio: time::advance({by:?}) would move the paused clock (at {at:?}) past the \
+             latest instant std::time::Instant can represent; a test moves it less far"
+        ),
         None => panic!("cellio: time::advance was called outside a cellio runtime"),
     }
 }
@@ -280,10 +288,11 @@ const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 /// "Practically never", for a duration that does not fit an `Instant`:
 /// [`FAR`] from [`now`], so that on a paused clock moved decades ahead it
 /// is still ahead (from `Instant::now()` it was in the past then, and
-/// `sleep(Duration::MAX)` completed at once).
+/// `sleep(Duration::MAX)` completed at once). On a clock within `FAR` of
+/// the end of what an `Instant` holds, that end (it was `now`, and every
+/// sleep there completed at once).
 fn far_future() -> Instant {
-    let now = now();
-    now.checked_add(FAR).unwrap_or(now)
+    now().checked_add(FAR).unwrap_or_else(latest_instant)
 }
 
 impl Sleep {
