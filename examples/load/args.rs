@@ -33,6 +33,13 @@ pub struct Args {
     pub size: u32,
 
     /// Measured run length, e.g. `10s`, `500ms`, `2m` [default: 10s].
+    /// Nothing is sent at or after the end, with or without `--rate` and
+    /// whatever `--pipeline`. A measured message not echoed in full by the
+    /// end counts as `unfinished`, and in the latencies at its age at the
+    /// end (a lower bound): one in flight then (its echo is still waited
+    /// for and checked, see `--timeout`), or, with `--rate` on a
+    /// connection behind its schedule, one due before the end and not sent
+    /// by then (also in the send lag at that age).
     #[arg(long, value_parser = parse_positive_duration, conflicts_with = "requests")]
     pub duration: Option<Duration>,
 

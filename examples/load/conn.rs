@@ -140,6 +140,14 @@ impl Schedule {
     /// loop), the clock's reading and whether it is measured (due after
     /// the warm-up); `None` once the quota is sent or the run has ended.
     /// `now` is the clock's latest reading.
+    ///
+    /// Nothing goes at or after the run's end, by the clock, however far
+    /// behind its schedule the connection is: a message due before the
+    /// end that has not gone by then is left to [`count_unfinished`]
+    /// (never sent, at its age at the end), on every path alike (closed,
+    /// pipelined, UDP). So a run ends at its end (plus the drain of the
+    /// messages in flight), and a sender never has more than its window
+    /// outstanding past it.
     pub async fn next(
         &mut self,
         c: &Conn,
@@ -154,11 +162,15 @@ impl Schedule {
         let (intended, now) = match &c.pace {
             Some(pace) => {
                 let due = pace.due(seq);
-                if tl.ended(due) {
+                if tl.ended(due) || tl.ended(now) {
                     return None;
                 }
                 wait_due(&mut self.sleep, &tl.clock, due, pace.spin).await;
                 let now = tl.clock.now();
+                if tl.ended(now) {
+                    // The wait (a late timer) ran past the end: not sent.
+                    return None;
+                }
                 if due >= tl.warm_end {
                     stats.send_lag(now.nanos_since(due));
                 }
@@ -347,7 +359,12 @@ pub struct Flight {
     pub sender_finished: Cell<bool>,
     /// The receiver has queued the task again (`yield_now`).
     pub yielding: Cell<bool>,
-    /// Per in-flight slot (message seq % K): when it was due.
+    /// Per in-flight slot (message seq % K): when it was due (sent, in a
+    /// closed loop). A slot holds its message's times from its send until
+    /// it settles: the window keeps at most K messages outstanding, and
+    /// nothing is sent at or after the end ([`Schedule::next`]), so the
+    /// messages [`join`] counts as unfinished (at most K) each still have
+    /// their own slot.
     pub intended: Vec<Cell<Stamp>>,
     /// Per in-flight slot: when it was sent.
     pub sent_at: Vec<Cell<Stamp>>,
@@ -541,8 +558,15 @@ pub async fn join(
     if ok {
         let settled = flight.settled_at_end.get().unwrap_or(flight.done.get());
         let sent = flight.sent.get();
-        count_unfinished(c, stats, settled, sent, |seq| {
-            flight.intended[flight.slot(seq)].get()
+        debug_assert!(
+            sent - settled <= flight.intended.len() as u64,
+            "{sent} sent, {settled} settled: more than the window outstanding at the end"
+        );
+        // A paced message's due time from the schedule itself; a closed
+        // loop's send time from its slot (see `Flight::intended`).
+        count_unfinished(c, stats, settled, sent, |seq| match &c.pace {
+            Some(pace) => pace.due(seq),
+            None => flight.intended[flight.slot(seq)].get(),
         });
     }
 }

@@ -14,8 +14,9 @@
 //!   measured from when a message was *due*, so a slow server's queueing
 //!   delay is counted (no coordinated omission). `--pipeline` still caps the
 //!   messages in flight per connection. A connection that falls behind
-//!   its schedule sends its messages late, one after another; the ones
-//!   still unsent when the run ends are counted too (`unfinished`, below).
+//!   its schedule sends its messages late, one after another, but none at
+//!   or after the end of the run (whatever `--pipeline`); the ones still
+//!   unsent then are counted too (`unfinished`, below).
 //! * Every echoed byte is checked: message contents depend on the
 //!   connection and the message number.
 //! * `--window 100ms` also reports latency percentiles per consecutive
