@@ -748,6 +748,54 @@ fn a_slow_server_within_the_timeout_is_not_timed_out() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// An echo server that echoes everything, but `chunk` bytes at a time with
+/// `gap` between chunks: it never stops making progress.
+fn trickling_server(chunk: usize, gap: Duration) -> String {
+    serve_each(move |mut stream| {
+        let _ = stream.set_nodelay(true);
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            for piece in buf[..n].chunks(chunk) {
+                thread::sleep(gap);
+                if stream.write_all(piece).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// `--timeout` bounds a wait without progress, not a whole echo: 4 KiB
+/// messages echoed 256 bytes every 100 ms take 1.6 s each, yet bytes come
+/// back ten times a second, so `--timeout 1s` never fires, in a closed
+/// loop as pipelined. (Only a whole message's echo used to count as
+/// progress: both runs failed with a timeout.)
+#[test]
+fn a_slow_but_progressing_echo_is_not_timed_out() {
+    let addr = trickling_server(256, Duration::from_millis(100));
+    for pipeline in ["1", "2"] {
+        let out = run_load(&[
+            "--addr",
+            &addr,
+            "--json",
+            "--connections",
+            "1",
+            "--size",
+            "4096",
+            "--requests",
+            "2",
+            "--pipeline",
+            pipeline,
+            "--timeout",
+            "1s",
+        ]);
+        let v = json(&out);
+        assert_eq!(count(&v, "timeouts"), 0, "pipeline {pipeline}: {v}");
+        assert_eq!(count(&v, "msgs"), 2, "pipeline {pipeline}: {v}");
+        assert_eq!(out.status.code(), Some(0), "pipeline {pipeline}: {v}");
+    }
+}
+
 #[test]
 fn unreachable_address_exits_2_with_one_line() {
     // A port nothing listens on: bind one, then close it.

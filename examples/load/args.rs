@@ -81,8 +81,11 @@ pub struct Args {
 
     /// A message whose echo makes no progress for this long is an error,
     /// also after the end of a `--duration` run (a message in flight then
-    /// is waited for); also bounds each connect (with `--udp`: the probe's
-    /// echo; a datagram's wait is `--loss-after`).
+    /// is waited for): timed from its send, and again from every read of
+    /// part of the echo, so a large or trickling echo that keeps coming
+    /// back is never timed out however long it takes in all. Also bounds
+    /// each connect (with `--udp`: the probe's echo; a datagram's wait is
+    /// `--loss-after`).
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 

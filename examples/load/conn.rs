@@ -316,7 +316,14 @@ pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch
                         format_args!("message {seq}: unexpected EOF after {got} of {size} bytes"),
                     )
                 }
-                Ok(Ok(n)) => got += n,
+                Ok(Ok(n)) => {
+                    got += n;
+                    if got < size {
+                        // Part of the echo: progress, so `--timeout` counts
+                        // from now (a clock read only for a partial echo).
+                        watch.progress(clock.now());
+                    }
+                }
                 Ok(Err(e)) => return stats.error(c.id, format_args!("receive: {e}")),
                 Err(Stop::End) => break 'run Some(intended),
                 Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
@@ -645,6 +652,11 @@ async fn receive_stream(
             }
         };
         watch.disarm();
+        // Any bytes are progress: `--timeout` counts from the last read
+        // (one clock read per read, which also stamps the messages it
+        // completes).
+        let t = clock.now();
+        last_progress = t;
         // (`sent` may have grown while we waited.)
         let outstanding = ((flight.sent.get() - seq) as usize).saturating_mul(size) - off;
         if n > outstanding {
@@ -652,7 +664,6 @@ async fn receive_stream(
             return false;
         }
         let mut pos = 0;
-        let mut now = None;
         while pos < n {
             if expect_seq != seq {
                 fill(&mut expect, c.id, seq);
@@ -669,7 +680,6 @@ async fn receive_stream(
             pos += take;
             off += take;
             if off == size {
-                let t = *now.get_or_insert_with(|| clock.now());
                 let due = flight.intended[flight.slot(seq)].get();
                 if tl.ended(t) {
                     // Echoed after the end (the watch drains until the
@@ -682,7 +692,6 @@ async fn receive_stream(
                 } else {
                     stats.complete(due >= tl.warm_end, bad, due, t);
                 }
-                last_progress = t;
                 seq += 1;
                 flight.done.set(seq);
                 off = 0;

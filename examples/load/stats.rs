@@ -493,7 +493,7 @@ impl Stats {
         self.timeouts.set(self.timeouts.get() + 1);
         self.error(
             conn,
-            format_args!("message {seq}: no echo for {timeout:?} (timed out)"),
+            format_args!("message {seq}: no echo progress for {timeout:?} (timed out)"),
         );
     }
 

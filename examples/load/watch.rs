@@ -3,7 +3,8 @@
 //!
 //! Each connection owns a [`Watch`] in its worker's [`Watchlist`]. Before it
 //! waits for the server it *arms* the watch with the moment its wait began
-//! (the send of the message it waits for); once the echo is back it
+//! (the send of the message it waits for, or the last bytes of an echo that
+//! came back: any progress starts the wait again); once the echo is back it
 //! *disarms* it. A [`Guarded`] operation polls the socket future and, only
 //! when that is pending, reads the watch's verdict and leaves the task's
 //! waker there. The worker's [`reap`] task wakes every `timeout / 8` (and at
@@ -75,6 +76,15 @@ impl Watch {
     #[inline]
     pub fn arm(&self, since: Stamp) {
         self.since.set(Some(since));
+    }
+
+    /// The server made progress (part of an echo) at `at`: the wait goes
+    /// on, timed from then. A timeout given meanwhile no longer applies
+    /// (data that was ready wins); the run's end still does.
+    #[inline]
+    pub fn progress(&self, at: Stamp) {
+        self.disarm();
+        self.arm(at);
     }
 
     /// The wait is over: the server answered. A timeout given meanwhile no
