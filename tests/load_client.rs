@@ -932,3 +932,29 @@ fn a_rate_too_slow_to_schedule_is_a_usage_error() {
     assert!(stderr.contains("--rate"), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
 }
+
+/// The text report goes to stdout whole, and a reader that has gone
+/// (`load ... | head -1`) ends it quietly: no panic (it used to be exit 101,
+/// "failed printing to stdout: Broken pipe"), and the run's exit code.
+#[test]
+fn a_closed_stdout_ends_the_report_quietly() {
+    let addr = echo_server(64, None);
+    let args = ["--addr", &addr, "--requests", "10", "--connections", "1"];
+    let out = run_load(&args);
+    assert_eq!(out.status.code(), Some(0));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("10 msgs"), "{report}");
+    assert!(report.contains("errors 0 (timeouts 0)"), "{report}");
+
+    let mut child = std::process::Command::new(load_bin())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn load");
+    drop(child.stdout.take()); // the reader is gone before the report
+    let out = child.wait_with_output().expect("wait for load");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -78,6 +78,10 @@
 //! JSON counts what went into its latencies: echoed and unfinished.
 //! `bytes_per_sec` is echoed payload per second in one direction.
 //!
+//! The report goes to stdout; a write error there (a reader that went
+//! away: `load ... | head -1`) cuts it short quietly, and the exit code is
+//! still the run's.
+//!
 //! Exit code: 0 if all went well; 1 on any mismatch, error (I/O error,
 //! unexpected EOF, timeout), failed connect, or if no measured message
 //! came back (with `--rate`, a run still working through the warm-up's
@@ -95,6 +99,7 @@ mod stats;
 mod udp;
 mod watch;
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
@@ -886,12 +891,32 @@ fn report(
         let _ = out.flush();
         return;
     }
+    let mut text = String::new();
+    text_report(&mut text, plan, workers, secs, t, by_target)
+        .expect("formatting into a String cannot fail");
+    // A reader that has gone (`load ... | head -1`) ends the report quietly:
+    // a write error on stdout is no panic, and the exit status stays the
+    // run's.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// The human-readable report, appended to `out`.
+fn text_report(
+    out: &mut String,
+    plan: &Plan,
+    workers: u64,
+    secs: f64,
+    t: &Totals,
+    by_target: &[Totals],
+) -> std::fmt::Result {
     let mode = match plan.rate {
         Some(r) if plan.spin => format!("open loop at {r} msg/s (spin pacing)"),
         Some(r) => format!("open loop at {r} msg/s"),
         None => "closed loop".to_string(),
     };
-    println!(
+    writeln!(
+        out,
         "load: {} — {} {}, {} B messages, pipeline {}, {mode}, {workers} worker(s)",
         names(plan, ", "),
         plan.connections,
@@ -902,44 +927,55 @@ fn report(
         },
         plan.size,
         plan.pipeline
-    );
-    print_results(plan, secs, t, "  ");
+    )?;
+    print_results(out, plan, secs, t, "  ")?;
     if by_target.len() > 1 {
         for (i, (target, totals)) in plan.targets.iter().zip(by_target).enumerate() {
-            println!(
+            writeln!(
+                out,
                 "  {} ({} connections):",
                 target.name,
                 connections_of(plan, i)
-            );
-            print_results(plan, secs, totals, "    ");
+            )?;
+            print_results(out, plan, secs, totals, "    ")?;
         }
     }
+    Ok(())
 }
 
 /// The human-readable lines for one set of results, each line indented.
-fn print_results(plan: &Plan, secs: f64, t: &Totals, indent: &str) {
+fn print_results(
+    out: &mut String,
+    plan: &Plan,
+    secs: f64,
+    t: &Totals,
+    indent: &str,
+) -> std::fmt::Result {
     let per_sec = |x: f64| if secs > 0.0 { x / secs } else { 0.0 };
     let h = &t.hist;
     let q = |q: f64| quantile_us(h, q);
     let (p50, p90, p99, p999, max) = (q(0.5), q(0.9), q(0.99), q(0.999), us(h.max()));
-    println!(
+    writeln!(
+        out,
         "{indent}{secs:.3} s: {} msgs, {:.0} msg/s, {:.2} MB/s echoed",
         t.msgs,
         per_sec(t.msgs as f64),
         per_sec((t.msgs * plan.size as u64) as f64) / 1e6
-    );
-    println!(
+    )?;
+    writeln!(
+            out,
         "{indent}latency µs: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}"
-    );
+    )?;
     let lag = &t.lag;
     if plan.rate.is_some() && !lag.is_empty() {
         let lq = |q: f64| us(lag.value_at_quantile(q));
-        println!(
+        writeln!(
+            out,
             "{indent}send lag µs (sent after due; included in latency): p50 {:.1}  p99 {:.1}  max {:.1}",
             lq(0.5),
             lq(0.99),
             lq(1.0)
-        );
+        )?;
     }
     if let Some(w) = &t.windows {
         let mut p99: Vec<f64> = w
@@ -952,28 +988,33 @@ fn print_results(plan: &Plan, secs: f64, t: &Totals, indent: &str) {
         if let (Some(lo), Some(hi)) = (p99.first(), p99.last()) {
             let n = p99.len();
             let median = (p99[(n - 1) / 2] + p99[n / 2]) / 2.0;
-            println!(
+            writeln!(
+            out,
                 "{indent}p99 µs by {:?} window: median {median:.1}  min {lo:.1}  max {hi:.1}  ({n} windows with messages)",
                 w.len,
-            );
+            )?;
         }
     }
     if t.unfinished > 0 {
-        println!(
+        writeln!(
+            out,
             "{indent}unfinished {}: due before the end, not echoed by then (in the latencies at their age at the end)",
             t.unfinished
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "{indent}errors {} (timeouts {}), mismatches {}, connect errors {}",
         t.errors, t.timeouts, t.mismatches, t.connect_errors
-    );
+    )?;
     if plan.udp.is_some() {
-        println!(
+        writeln!(
+            out,
             "{indent}datagrams lost {} (no echo within {:?}), late echoes {}",
             t.lost,
             plan.udp.unwrap_or_default(),
             t.late
-        );
+        )?;
     }
+    Ok(())
 }
