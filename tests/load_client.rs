@@ -958,3 +958,34 @@ fn a_closed_stdout_ends_the_report_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// `--requests N --rate R`: the throughput is over the span of the N
+/// messages' schedule (N / R) at least, so a server that keeps up shows
+/// the offered rate, not more. (It used to be over the end of the warm-up
+/// to the last echo, N - 1 gaps: 11.1 msg/s at `--requests 10 --rate 10`,
+/// 26.6 at `--requests 4 --rate 20` over 4 connections.)
+#[test]
+fn an_open_loop_with_requests_reports_no_more_than_its_rate() {
+    let addr = echo_server(64, None);
+    for (requests, rate, connections) in [("10", 10.0, "1"), ("4", 20.0, "4")] {
+        let out = run_load(&[
+            "--addr",
+            &addr,
+            "--json",
+            "--requests",
+            requests,
+            "--rate",
+            &rate.to_string(),
+            "--connections",
+            connections,
+        ]);
+        let v = json(&out);
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        assert_eq!(count(&v, "msgs"), requests.parse::<u64>().unwrap(), "{v}");
+        let per_sec = v["msgs_per_sec"].as_f64().expect("msgs_per_sec");
+        assert!(
+            per_sec <= rate * (1.0 + 1e-9),
+            "{per_sec} msg/s at --rate {rate}: {v}"
+        );
+    }
+}

@@ -76,7 +76,12 @@
 //! keep up with reports the backlog it built (in the latencies' tail)
 //! instead of leaving its slowest messages out. A window's `msgs` in the
 //! JSON counts what went into its latencies: echoed and unfinished.
-//! `bytes_per_sec` is echoed payload per second in one direction.
+//! `bytes_per_sec` is echoed payload per second in one direction. Both are
+//! over `secs`, the measured period: `--duration`; with `--requests`, from
+//! the end of the warm-up to the last echo, and with `--rate R` at least
+//! `N / R`, the span of the N measured messages' schedule (each has its
+//! `1/R` of it, as in a duration run), so an open loop never reports more
+//! than it offered.
 //!
 //! The report goes to stdout; a write error there (a reader that went
 //! away: `load ... | head -1`) cuts it short quietly, and the exit code is
@@ -355,11 +360,20 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
         totals.merge(t);
     }
     let warm_end = t0 + plan.warmup;
+    // The measured period the rates are over (see the module docs).
     let secs = match plan.duration {
         Some(d) => d.as_secs_f64(),
-        None => totals.last_done.map_or(0.0, |t| {
-            t.nanos_since(plan.clock.stamp(warm_end)) as f64 / 1e9
-        }),
+        None => {
+            let to_last_echo = totals.last_done.map_or(0.0, |t| {
+                t.nanos_since(plan.clock.stamp(warm_end)) as f64 / 1e9
+            });
+            match (plan.rate, plan.requests) {
+                // The N measured messages' schedule spans N / R: each has
+                // its 1/R of it, as in a duration run.
+                (Some(rate), Some(n)) => to_last_echo.max(n as f64 / rate),
+                _ => to_last_echo,
+            }
+        }
     };
     report(args, &plan, workers, secs, &totals, &by_target, allocs);
 
