@@ -748,7 +748,7 @@ mod tests {
         use std::sync::atomic::AtomicU64;
         use std::sync::Arc;
 
-        use crate::stats::{Recorder, Tally, Totals, Windows};
+        use crate::stats::{latency_bound, Recorder, Tally, Totals, Windows};
 
         let t0 = Stamp::default().add(Duration::from_secs(5));
         let p = Pace {
@@ -773,13 +773,14 @@ mod tests {
             },
             timeout: Duration::from_secs(1),
         };
-        let mut windows = Windows::new(Duration::from_millis(300), 7);
+        let bound = latency_bound(&[]);
+        let mut windows = Windows::new(Duration::from_millis(300), 7, bound);
         windows.begin(warm_end);
         let tally = Rc::new(Tally::new(
             Arc::new(AtomicU64::new(0)),
-            vec![Recorder::new(Some(windows))],
+            vec![Recorder::new(Some(windows), bound)],
         ));
-        let stats = Stats::new(tally.clone(), 0);
+        let stats = Stats::new(tally.clone(), 0, bound);
         // Messages 4000 and 4001 were sent; none after them.
         count_unfinished(&c, &stats, 4000, 4002, |seq| p.due(seq));
 
@@ -789,7 +790,7 @@ mod tests {
             .take_while(|&d| d < end)
             .filter(|&d| d >= warm_end)
             .collect();
-        let mut total = Totals::empty();
+        let mut total = Totals::empty(bound);
         stats.move_into(&mut total);
         assert_eq!(total.unfinished, due.len() as u64);
         assert_eq!(total.lag.len(), due.len() as u64 - 2); // the unsent ones

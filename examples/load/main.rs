@@ -76,6 +76,11 @@
 //! keep up with reports the backlog it built (in the latencies' tail)
 //! instead of leaving its slowest messages out. A window's `msgs` in the
 //! JSON counts what went into its latencies: echoed and unfinished.
+//! Latencies and send lags are tracked up to an hour, or the run's
+//! `--duration` or `--timeout` if longer (a `--duration` run records none
+//! longer than its duration); one longer than that (a `--requests` run)
+//! counts at the bound and in `latencies_clipped` / `send_lags_clipped`
+//! (the text report says so): never clipped silently.
 //! `bytes_per_sec` is echoed payload per second in one direction. Both are
 //! over `secs`, the measured period: `--duration`; with `--requests`, from
 //! the end of the warm-up to the last echo, and with `--rate R` at least
@@ -132,9 +137,11 @@ static ALLOC: stats::Counting = stats::Counting;
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
 const DEFAULT_LOSS_AFTER: Duration = Duration::from_millis(200);
-/// Most `--window`s a run may have (each costs a 36 KiB histogram per worker).
+/// Most `--window`s a run may have (each costs a 36 KiB histogram per
+/// worker, 1 KiB more per doubling of a `--duration` over an hour).
 const MAX_WINDOWS: u128 = 1000;
-/// Most window histograms over all workers (about 150 MB).
+/// Most window histograms over all workers (about 150 MB; 225 MB at the
+/// longest `--duration`, 1e9 s).
 const MAX_WINDOW_HISTOGRAMS: u128 = 4096;
 
 /// Prints `load: error: MSG` and exits with code 2.
@@ -190,6 +197,9 @@ struct Plan {
     udp: Option<Duration>,
     /// The run's clock, shared by every worker (see `clock.rs`).
     clock: Clock,
+    /// The largest latency or send lag the histograms track, in ns
+    /// (`stats::latency_bound`): larger ones are counted as clipped.
+    latency_bound: u64,
 }
 
 /// A socket connected to `peer` from `local`: an error if that is itself.
@@ -323,6 +333,7 @@ fn main() -> ExitCode {
         } else {
             Clock::fastest()
         },
+        latency_bound: stats::latency_bound(&[duration.unwrap_or_default(), args.timeout]),
     });
     run(&args, plan)
 }
@@ -355,7 +366,7 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
             Err(code) => return code,
         }
     };
-    let mut totals = Totals::empty();
+    let mut totals = Totals::empty(plan.latency_bound);
     for t in &by_target {
         totals.merge(t);
     }
@@ -480,7 +491,11 @@ fn run_threads(plan: &Arc<Plan>, workers: u64) -> Result<RunOutput, ExitCode> {
 
     progress(plan, t0, &threads, &published);
 
-    let mut by_target: Vec<Totals> = plan.targets.iter().map(|_| Totals::empty()).collect();
+    let mut by_target: Vec<Totals> = plan
+        .targets
+        .iter()
+        .map(|_| Totals::empty(plan.latency_bound))
+        .collect();
     let mut allocs = (0, 0);
     for t in threads {
         match t.join() {
@@ -541,7 +556,11 @@ fn worker(
 ) -> WorkerTotals {
     let targets = plan.targets.len() as u64;
     // Each target's totals, so far its connections that could not be opened.
-    let mut by_target: Vec<Totals> = plan.targets.iter().map(|_| Totals::empty()).collect();
+    let mut by_target: Vec<Totals> = plan
+        .targets
+        .iter()
+        .map(|_| Totals::empty(plan.latency_bound))
+        .collect();
     let mut unopened = |id: u64| by_target[(id % targets) as usize].connect_errors += 1;
     // One worker per runtime: the connections are this thread's.
     let rt = match Builder::new().workers(1).build() {
@@ -564,7 +583,7 @@ fn worker(
         .iter()
         .map(|_| {
             plan.window
-                .map(|(len, count)| stats::Windows::new(len, count))
+                .map(|(len, count)| stats::Windows::new(len, count, plan.latency_bound))
         })
         .collect();
 
@@ -636,15 +655,18 @@ fn worker(
     let recorders = windows
         .into_iter()
         .map(|windows| {
-            Recorder::new(windows.map(|mut w| {
-                w.begin(warm_end);
-                w
-            }))
+            Recorder::new(
+                windows.map(|mut w| {
+                    w.begin(warm_end);
+                    w
+                }),
+                plan.latency_bound,
+            )
         })
         .collect();
     let tally = Rc::new(Tally::new(published, recorders));
     let stats: Vec<Rc<Stats>> = (0..targets as u32)
-        .map(|target| Rc::new(Stats::new(tally.clone(), target)))
+        .map(|target| Rc::new(Stats::new(tally.clone(), target, plan.latency_bound)))
         .collect();
     // With `--udp` a wait that runs out is a lost datagram, not an error,
     // and the run's end stops the waits; a stream's echo is still waited
@@ -825,6 +847,8 @@ fn results_json(plan: &Plan, secs: f64, t: &Totals) -> serde_json::Value {
         "lost": t.lost,
         "late": t.late,
         "unfinished": t.unfinished,
+        "latencies_clipped": t.clipped,
+        "send_lags_clipped": t.lag_clipped,
         "mismatches": t.mismatches,
         "connect_errors": t.connect_errors,
         "window_secs": t.windows.as_ref().map(|w| w.len.as_secs_f64()),
@@ -1014,6 +1038,14 @@ fn print_results(
             out,
             "{indent}unfinished {}: due before the end, not echoed by then (in the latencies at their age at the end)",
             t.unfinished
+        )?;
+    }
+    if t.clipped > 0 || t.lag_clipped > 0 {
+        let bound = Duration::from_nanos(plan.latency_bound);
+        writeln!(
+            out,
+            "{indent}clipped: {} latencies and {} send lags over {bound:?} (the histograms' bound), counted as {bound:?}",
+            t.clipped, t.lag_clipped
         )?;
     }
     writeln!(

@@ -18,6 +18,13 @@
 //!   exactly the messages flushed after its first sample and up to its last.
 //! - Nothing here allocates after the run has started: the batch and every
 //!   histogram are allocated before.
+//! - Every histogram of a run tracks values up to the same bound,
+//!   [`latency_bound`] of the plan: in a `--duration` run no latency or
+//!   send lag can exceed it (a measured message is due after the warm-up
+//!   and is recorded by the end, or at its age at the end). A value above
+//!   it (possible with `--requests`) is recorded at the bound and counted
+//!   in [`Totals::clipped`] or [`Totals::lag_clipped`], which the report
+//!   shows: never clipped silently.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
@@ -31,8 +38,11 @@ use hdrhistogram::Histogram;
 
 use crate::clock::Stamp;
 
-/// Longest latency the histogram tracks exactly (larger values saturate).
-const MAX_LATENCY_NS: u64 = 3_600 * 1_000_000_000;
+/// The least bound of a run's histograms: one hour.
+const MIN_LATENCY_BOUND: Duration = Duration::from_secs(3_600);
+/// The greatest bound a histogram takes (hdrhistogram's limit is half of
+/// `u64::MAX`): some 146 years, beyond any run `--duration` allows.
+const MAX_LATENCY_BOUND_NS: u64 = 1 << 62;
 /// Error/mismatch details printed per worker and target; the rest are only
 /// counted.
 const MAX_REPORTS: u32 = 5;
@@ -75,16 +85,43 @@ pub fn thread_allocs() -> u64 {
     ALLOCS.with(Cell::get)
 }
 
-/// A fresh latency histogram (nanoseconds, 3 significant digits).
-pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid histogram bounds")
+/// The largest latency (and send lag), in nanoseconds, a run's histograms
+/// track: an hour, or `longest` (the run's `--duration`, or `--timeout`)
+/// if that is longer. A duration run records nothing longer than its
+/// `--duration` (see the module docs); each doubling above an hour costs
+/// a run histogram 8 KiB and a window's 1 KiB.
+pub fn latency_bound(longest: &[Duration]) -> u64 {
+    let longest = longest
+        .iter()
+        .copied()
+        .fold(MIN_LATENCY_BOUND, Duration::max);
+    u64::try_from(longest.as_nanos())
+        .map_or(MAX_LATENCY_BOUND_NS, |ns| ns.min(MAX_LATENCY_BOUND_NS))
+}
+
+/// A fresh latency histogram (nanoseconds, 3 significant digits) up to
+/// `bound_ns` ([`latency_bound`]).
+pub fn histogram(bound_ns: u64) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, bound_ns.max(2), 3).expect("valid histogram bounds")
 }
 
 /// A window's latency histogram: 2 significant digits (1%), enough for a
-/// window's percentiles: 4608 counters (36 KiB) instead of the run
-/// histogram's 33 792 (264 KiB), as a test checks.
-fn window_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("valid histogram bounds")
+/// window's percentiles: up to an hour, 4608 counters (36 KiB) instead of
+/// the run histogram's 33 792 (264 KiB), as a test checks.
+fn window_histogram(bound_ns: u64) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, bound_ns.max(2), 2).expect("valid histogram bounds")
+}
+
+/// Records `n` values `ns` into `h`; a value above its bound is recorded
+/// at the bound, and the count of such values returned (0 otherwise).
+#[inline]
+fn record_counting_clipped(h: &mut Histogram<u64>, ns: u64, n: u64) -> u64 {
+    h.saturating_record_n(ns, n);
+    if ns > h.high() {
+        n
+    } else {
+        0
+    }
 }
 
 /// `--window`: consecutive windows of the measured period, each with its
@@ -100,12 +137,13 @@ pub struct Windows {
 }
 
 impl Windows {
-    /// `count` windows of `len`, allocated now (before the run).
-    pub fn new(len: Duration, count: usize) -> Self {
+    /// `count` windows of `len`, allocated now (before the run), each
+    /// histogram up to `bound_ns` ([`latency_bound`]).
+    pub fn new(len: Duration, count: usize, bound_ns: u64) -> Self {
         Windows {
             start: Stamp::default(),
             len,
-            hists: (0..count).map(|_| window_histogram()).collect(),
+            hists: (0..count).map(|_| window_histogram(bound_ns)).collect(),
         }
     }
 
@@ -161,6 +199,8 @@ pub struct Stats {
     target: u32,
     /// Open loop: how late messages were sent compared with their schedule.
     lag: RefCell<Histogram<u64>>,
+    /// Send lags above `lag`'s bound, recorded at the bound.
+    lag_clipped: Cell<u64>,
     mismatches: Cell<u64>,
     errors: Cell<u64>,
     timeouts: Cell<u64>,
@@ -192,23 +232,26 @@ pub struct Recorder {
     windows: Option<Windows>,
     msgs: u64,
     last_done: Option<Stamp>,
+    /// Latencies above `hist`'s bound, recorded at the bound.
+    clipped: u64,
 }
 
 impl Recorder {
-    /// An empty recorder (the histograms allocated now); `windows` already
-    /// begun.
-    pub fn new(windows: Option<Windows>) -> Self {
+    /// An empty recorder (the histograms allocated now, up to `bound_ns`:
+    /// [`latency_bound`]); `windows` already begun.
+    pub fn new(windows: Option<Windows>, bound_ns: u64) -> Self {
         Recorder {
-            hist: histogram(),
+            hist: histogram(bound_ns),
             windows,
             msgs: 0,
             last_done: None,
+            clipped: 0,
         }
     }
 
     fn record(&mut self, done: &Done) {
         let ns = done.at.nanos_since(done.intended).max(1);
-        self.hist.saturating_record(ns);
+        self.clipped += record_counting_clipped(&mut self.hist, ns, 1);
         if let Some(windows) = self.windows.as_mut() {
             windows.record(done.intended, ns);
         }
@@ -220,7 +263,7 @@ impl Recorder {
     /// `ns` old then: in the latencies, not in `msgs`.
     fn record_unfinished(&mut self, intended: Stamp, ns: u64, n: u64) {
         let ns = ns.max(1);
-        self.hist.saturating_record_n(ns, n);
+        self.clipped += record_counting_clipped(&mut self.hist, ns, n);
         if let Some(windows) = self.windows.as_mut() {
             windows.record_n(intended, ns, n);
         }
@@ -283,13 +326,19 @@ pub struct Totals {
     pub unfinished: u64,
     pub connect_errors: u64,
     pub last_done: Option<Stamp>,
+    /// Latencies above `hist`'s bound ([`latency_bound`]), in it at the
+    /// bound.
+    pub clipped: u64,
+    /// Send lags above `lag`'s bound, in it at the bound.
+    pub lag_clipped: u64,
 }
 
 impl Totals {
-    pub fn empty() -> Self {
+    /// No results yet; histograms up to `bound_ns` ([`latency_bound`]).
+    pub fn empty(bound_ns: u64) -> Self {
         Totals {
-            hist: histogram(),
-            lag: histogram(),
+            hist: histogram(bound_ns),
+            lag: histogram(bound_ns),
             windows: None,
             msgs: 0,
             mismatches: 0,
@@ -300,6 +349,8 @@ impl Totals {
             unfinished: 0,
             connect_errors: 0,
             last_done: None,
+            clipped: 0,
+            lag_clipped: 0,
         }
     }
 
@@ -313,7 +364,8 @@ impl Totals {
         match (&mut self.windows, &other.windows) {
             (Some(mine), Some(theirs)) => mine.merge(theirs),
             (mine @ None, Some(theirs)) => {
-                let mut w = Windows::new(theirs.len, theirs.hists.len());
+                let bound = theirs.hists.first().map_or(2, Histogram::high);
+                let mut w = Windows::new(theirs.len, theirs.hists.len(), bound);
                 w.merge(theirs);
                 *mine = Some(w);
             }
@@ -328,6 +380,8 @@ impl Totals {
         self.unfinished += other.unfinished;
         self.connect_errors += other.connect_errors;
         self.last_done = self.last_done.max(other.last_done);
+        self.clipped += other.clipped;
+        self.lag_clipped += other.lag_clipped;
     }
 }
 
@@ -415,6 +469,7 @@ impl Tally {
             total.windows = r.windows;
             total.msgs = r.msgs;
             total.last_done = r.last_done;
+            total.clipped = r.clipped;
         }
         let first = self.first_allocs.get();
         WorkerTotals {
@@ -426,11 +481,13 @@ impl Tally {
 }
 
 impl Stats {
-    /// Target `target`'s counters on a worker whose tally is `tally`.
-    pub fn new(tally: Rc<Tally>, target: u32) -> Self {
+    /// Target `target`'s counters on a worker whose tally is `tally`; the
+    /// send lag's histogram up to `bound_ns` ([`latency_bound`]).
+    pub fn new(tally: Rc<Tally>, target: u32, bound_ns: u64) -> Self {
         Stats {
             target,
-            lag: RefCell::new(histogram()),
+            lag: RefCell::new(histogram(bound_ns)),
+            lag_clipped: Cell::new(0),
             mismatches: Cell::new(0),
             errors: Cell::new(0),
             timeouts: Cell::new(0),
@@ -467,7 +524,16 @@ impl Stats {
     /// Open loop: a measured message was sent `lag_ns` after it was due.
     #[inline]
     pub fn send_lag(&self, lag_ns: u64) {
-        self.lag.borrow_mut().saturating_record(lag_ns.max(1));
+        self.record_lag(lag_ns, 1);
+    }
+
+    /// `n` send lags of `lag_ns`, clipped ones counted.
+    #[inline]
+    fn record_lag(&self, lag_ns: u64, n: u64) {
+        let clipped = record_counting_clipped(&mut self.lag.borrow_mut(), lag_ns.max(1), n);
+        if clipped > 0 {
+            self.lag_clipped.set(self.lag_clipped.get() + clipped);
+        }
     }
 
     /// Prints the first few problems of this worker on stderr.
@@ -523,7 +589,7 @@ impl Stats {
     pub fn unfinished(&self, intended: Stamp, age_ns: u64, n: u64, never_sent: bool) {
         self.unfinished.set(self.unfinished.get() + n);
         if never_sent {
-            self.lag.borrow_mut().saturating_record_n(age_ns.max(1), n);
+            self.record_lag(age_ns, n);
         }
         let mut recorders = self.tally.recorders.borrow_mut();
         if let Some(r) = recorders.get_mut(self.target as usize) {
@@ -541,6 +607,7 @@ impl Stats {
     /// its latencies come from the tally ([`Tally::into_worker_totals`]).
     pub fn move_into(self, total: &mut Totals) {
         total.lag = self.lag.into_inner();
+        total.lag_clipped = self.lag_clipped.get();
         total.mismatches = self.mismatches.get();
         total.errors = self.errors.get();
         total.timeouts = self.timeouts.get();
@@ -554,18 +621,21 @@ impl Stats {
 mod tests {
     use super::*;
 
+    /// The least bound: what a run of an hour or less gets.
+    const HOUR: u64 = 3_600 * 1_000_000_000;
+
     /// The sizes the docs quote: 4608 counters (36 KiB) per window,
     /// 33 792 (264 KiB) for the run's histogram.
     #[test]
     fn window_histograms_are_small() {
-        assert_eq!(window_histogram().distinct_values(), 4608);
-        assert_eq!(histogram().distinct_values(), 33_792);
+        assert_eq!(window_histogram(HOUR).distinct_values(), 4608);
+        assert_eq!(histogram(HOUR).distinct_values(), 33_792);
     }
 
     #[test]
     fn windows_take_messages_by_intended_time() {
         let t0 = Stamp::default().add(Duration::from_secs(7));
-        let mut w = Windows::new(Duration::from_millis(100), 3);
+        let mut w = Windows::new(Duration::from_millis(100), 3, HOUR);
         w.begin(t0);
         for ms in [0, 99, 100, 250, 300, 400] {
             w.record(t0.add(Duration::from_millis(ms)), 1_000);
@@ -581,7 +651,7 @@ mod tests {
 
     /// The worker's totals once its tasks (here: `stats`) are done.
     fn finish(tally: Rc<Tally>, stats: Vec<Stats>) -> WorkerTotals {
-        let mut totals: Vec<Totals> = stats.iter().map(|_| Totals::empty()).collect();
+        let mut totals: Vec<Totals> = stats.iter().map(|_| Totals::empty(HOUR)).collect();
         for (stats, total) in stats.into_iter().zip(&mut totals) {
             stats.move_into(total);
         }
@@ -597,12 +667,15 @@ mod tests {
     #[test]
     fn batched_messages_are_each_recorded_once() {
         let n = 3 * BATCH as u64 + 17;
-        let window = Windows::new(Duration::from_secs(1), 2);
+        let window = Windows::new(Duration::from_secs(1), 2, HOUR);
         let tally = Rc::new(Tally::new(
             Arc::new(AtomicU64::new(0)),
-            vec![Recorder::new(Some(window)), Recorder::new(None)],
+            vec![Recorder::new(Some(window), HOUR), Recorder::new(None, HOUR)],
         ));
-        let stats = [Stats::new(tally.clone(), 0), Stats::new(tally.clone(), 1)];
+        let stats = [
+            Stats::new(tally.clone(), 0, HOUR),
+            Stats::new(tally.clone(), 1, HOUR),
+        ];
         for i in 0..n {
             // Target i % 2; message i took (i + 1) µs; not recorded: every 10th.
             let start = at(i * 1_000_000);
@@ -639,15 +712,57 @@ mod tests {
         assert_eq!(out.window_allocs, 0);
     }
 
+    /// The bound is the run's (an hour, or a longer `--duration` or
+    /// `--timeout`), and a value above it is recorded at the bound and
+    /// counted as clipped, latency and send lag alike, never silently:
+    /// a 2 h latency used to read back as 1 h with nothing saying so.
+    #[test]
+    fn latencies_over_the_bound_are_counted_as_clipped() {
+        assert_eq!(latency_bound(&[]), HOUR);
+        assert_eq!(latency_bound(&[Duration::from_secs(60)]), HOUR);
+        let three_hours = Duration::from_secs(3 * 3_600);
+        let bound = latency_bound(&[Duration::from_secs(60), three_hours]);
+        assert_eq!(bound, 3 * HOUR);
+        assert_eq!(latency_bound(&[Duration::MAX]), MAX_LATENCY_BOUND_NS);
+        let two_hours = 2 * HOUR;
+        for (bound, clipped) in [(HOUR, 1), (3 * HOUR, 0)] {
+            let tally = Rc::new(Tally::new(
+                Arc::new(AtomicU64::new(0)),
+                vec![Recorder::new(None, bound)],
+            ));
+            let stats = Stats::new(tally.clone(), 0, bound);
+            stats.complete(true, false, at(0), at(two_hours));
+            stats.complete(true, false, at(0), at(1_000));
+            stats.unfinished(at(0), two_hours, 3, true);
+            stats.send_lag(two_hours);
+            let out = finish(tally, vec![stats]);
+            let t = &out.targets[0];
+            assert_eq!(t.clipped, 4 * clipped, "bound {bound}");
+            assert_eq!(t.lag_clipped, 4 * clipped, "bound {bound}");
+            let want = two_hours.min(bound);
+            assert!(
+                t.hist.equivalent(t.hist.max(), want),
+                "max {}",
+                t.hist.max()
+            );
+            assert!(t.lag.equivalent(t.lag.max(), want), "lag {}", t.lag.max());
+            // And merged totals keep the counts.
+            let mut all = Totals::empty(bound);
+            all.merge(t);
+            all.merge(t);
+            assert_eq!((all.clipped, all.lag_clipped), (8 * clipped, 8 * clipped));
+        }
+    }
+
     /// Once a connection has ended, later batches no longer count in the
     /// allocation window (its teardown is not the hot loop).
     #[test]
     fn a_connection_ending_closes_the_allocation_window() {
         let tally = Rc::new(Tally::new(
             Arc::new(AtomicU64::new(0)),
-            vec![Recorder::new(None)],
+            vec![Recorder::new(None, HOUR)],
         ));
-        let stats = Stats::new(tally.clone(), 0);
+        let stats = Stats::new(tally.clone(), 0, HOUR);
         for i in 0..3 * BATCH as u64 {
             stats.complete(true, false, at(i), at(i + 5));
         }

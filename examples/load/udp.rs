@@ -518,7 +518,7 @@ mod tests {
 
     fn stats() -> Stats {
         let tally = Tally::new(Arc::new(AtomicU64::new(0)), Vec::new());
-        Stats::new(Rc::new(tally), 0)
+        Stats::new(Rc::new(tally), 0, crate::stats::latency_bound(&[]))
     }
 
     fn datagram(id: u64, seq: u64) -> Vec<u8> {
