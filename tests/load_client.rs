@@ -923,6 +923,30 @@ fn bad_flags_exit_2() {
 /// Against a live server, so that the run would start if the flag passed:
 /// a rate this slow made every connection task panic (its first due time
 /// overflowed a `Duration`) before the flag had a lower bound.
+/// 100 000 connections of 64 MiB messages need some 19 TiB of buffers,
+/// more than any test machine's memory: refused before connecting, exit 2
+/// with one line that says so (it used to be accepted, to end in an
+/// out-of-memory kill or an allocation failure's abort).
+#[test]
+fn a_run_larger_than_memory_is_a_usage_error() {
+    let addr = echo_server(64, None);
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "100000",
+        "--size",
+        "67108864",
+        "--requests",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("GiB of memory"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn a_rate_too_slow_to_schedule_is_a_usage_error() {
     let addr = echo_server(64, None);

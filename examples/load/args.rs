@@ -28,7 +28,9 @@ pub struct Args {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub connections: u32,
 
-    /// Message size in bytes.
+    /// Message size in bytes. Each connection holds up to three messages'
+    /// worth of buffers: a run whose `--connections` × `--size` × 3 is more
+    /// than the machine's memory is refused (exit 2).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
     pub size: u32,
 

@@ -1,8 +1,11 @@
-//! The open-file limit a run needs: a descriptor per connection, and a few
-//! for the process and each worker's runtime. Checked before connecting,
-//! so that a run too large for the limit is a usage error (exit 2) rather
-//! than thousands of failed connects ("Too many open files") and a run on
-//! the rest.
+//! What a run needs of the machine, checked before connecting so that a
+//! run too large is a usage error (exit 2) with one line that says why:
+//! - the open-file limit: a descriptor per connection, and a few for the
+//!   process and each worker's runtime (rather than thousands of failed
+//!   connects, "Too many open files", and a run on the rest);
+//! - memory: each connection's message buffers, a few times `--size`
+//!   (rather than an out-of-memory kill or an allocation failure's abort
+//!   part way through the run).
 
 #[path = "../common/open_files.rs"]
 mod open_files;
@@ -30,6 +33,41 @@ pub fn ensure_open_files(connections: u64, workers: u64) -> Result<(), String> {
             ))
         }
         // Enough, unlimited, or unknown (then the connects will tell).
+        _ => Ok(()),
+    }
+}
+
+/// Message buffers a connection fills, at most, each of `--size` bytes:
+/// the message, the receive buffer and (pipelined) the expected echo.
+const BUFFERS_PER_CONNECTION: u64 = 3;
+
+/// This machine's memory in bytes (`MemTotal` in /proc/meminfo), if known.
+fn memory_total() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Makes sure `connections` connections of `size`-byte messages fit in this
+/// machine's memory: [`BUFFERS_PER_CONNECTION`] buffers of `size` each,
+/// against its total memory (where that is unknown, nothing is checked).
+/// The error says what is needed and what there is.
+pub fn ensure_memory(connections: u64, size: u64) -> Result<(), String> {
+    let needed = connections
+        .saturating_mul(size)
+        .saturating_mul(BUFFERS_PER_CONNECTION);
+    match memory_total() {
+        Some(total) if needed > total => {
+            let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+            Err(format!(
+                "{connections} connections of {size}-byte messages need about {:.1} GiB of \
+                 buffers ({BUFFERS_PER_CONNECTION} messages each), more than this machine's \
+                 {:.1} GiB of memory: use fewer connections or smaller messages",
+                gib(needed),
+                gib(total)
+            ))
+        }
         _ => Ok(()),
     }
 }

@@ -96,9 +96,10 @@
 //! unexpected EOF, timeout), failed connect, or if no measured message
 //! came back (with `--rate`, a run still working through the warm-up's
 //! backlog at the end says so); 2 on bad flags, when no connection could
-//! be opened, or when `--connections` needs more open files than the hard
-//! limit allows (a soft limit below what is needed is raised first; see
-//! `limits.rs`).
+//! be opened, when `--connections` needs more open files than the hard
+//! limit allows (a soft limit below what is needed is raised first), or
+//! when `--connections` × `--size` × 3 (each connection's message buffers)
+//! is more than the machine's memory (see `limits.rs`).
 
 mod args;
 mod clock;
@@ -247,6 +248,9 @@ fn main() -> ExitCode {
     }
     // Each worker needs a connection: never more workers than connections.
     let workers = u64::from(args.workers).min(u64::from(args.connections));
+    if let Err(e) = limits::ensure_memory(u64::from(args.connections), u64::from(args.size)) {
+        fail_usage(&e);
+    }
     if let Err(e) = limits::ensure_open_files(u64::from(args.connections), workers) {
         fail_usage(&e);
     }
