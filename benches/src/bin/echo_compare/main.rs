@@ -24,7 +24,7 @@
 //!    ns/msg and sys ns/msg; the server is then killed.
 //!
 //! Ticks are 10 ms, so the window must be long: at 100% CPU a 5 s window is 500 ticks
-//! (±0.2%). A warning is printed when a window holds fewer than 100 ticks.
+//! (±0.2%). A warning is printed when a window holds fewer than 30 user ticks.
 //!
 //! With `--strace`, each server gets one extra run with `strace -c -f -p PID` attached before
 //! the client connects and detached after it finished, giving syscalls per echoed message.
