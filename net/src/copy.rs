@@ -268,8 +268,10 @@ where
 /// the upstream until it sends, reads or closes; tokio's
 /// `copy_bidirectional` waits the same way. Bound such a proxy with an
 /// idle timeout, or, for two cellio streams on Linux, join them with
-/// `splice_bidirectional_auto`, which watches such a side and ends with
-/// `ConnectionReset`.
+/// `splice_bidirectional_auto`, which watches a side whose end has passed
+/// and ends with `ConnectionReset` when it is reset. (A side reset while
+/// its bytes wait for room is left to wait by both joins: what it sent
+/// before the reset is delivered first.)
 ///
 /// With cellio streams the copy yields to the worker's other tasks as any socket
 /// operation does (the cooperative budget); a pair of other streams that

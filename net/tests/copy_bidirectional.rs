@@ -45,6 +45,14 @@ fn an_answer_queued_before_a_reset_reaches_the_client() {
 }
 
 #[test]
+fn bytes_a_client_sent_before_its_reset_reach_a_server_that_reads_late() {
+    use proxying::delivers_what_a_client_sent_before_its_reset as scenario;
+    for killed in [true, false] {
+        run(move || scenario(copying, killed)).unwrap();
+    }
+}
+
+#[test]
 fn tcp_to_unix_with_buffers_of_one_and_seven_bytes() {
     let first = |tcp, unix| -> Joined {
         Box::pin(async move {

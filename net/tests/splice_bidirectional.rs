@@ -55,10 +55,12 @@ fn a_half_closed_client_that_resets_ends_the_splice() {
 }
 
 #[test]
-fn a_client_that_resets_while_the_server_does_not_read_ends_the_splice() {
-    use proxying::ends_when_a_client_resets_while_the_server_does_not_read as scenario;
-    run(|| scenario(splicing)).unwrap();
-    run(|| scenario(auto)).unwrap();
+fn bytes_a_client_sent_before_its_reset_reach_a_server_that_reads_late() {
+    use proxying::delivers_what_a_client_sent_before_its_reset as scenario;
+    for killed in [true, false] {
+        run(move || scenario(splicing, killed)).unwrap();
+        run(move || scenario(auto, killed)).unwrap();
+    }
 }
 
 #[test]
@@ -94,11 +96,10 @@ fn a_stream_being_spliced_refuses_a_second_reader_and_is_free_again_after() {
     .unwrap();
 }
 
-/// A join that waits to write what it read watches its source for a
-/// reset, on the source's receive cell; dropped then, it gives the cell
-/// back without marking the socket drained (it is not: the client's other
-/// bytes wait there), so a receive after it gets them at once instead of
-/// waiting for a notification that will not come.
+/// A join dropped while it waits to write what it read gives the source's
+/// receive cell back without marking the socket drained (it is not: the
+/// client's other bytes wait there), so a receive after it gets them at
+/// once instead of waiting for a notification that will not come.
 #[test]
 fn a_join_dropped_while_it_waits_to_write_leaves_the_rest_readable() {
     for adapting in [false, true] {

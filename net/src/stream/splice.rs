@@ -25,16 +25,20 @@
 //!   on the source's receive cell) and one write (a send or a splice out,
 //!   on the destination's send cell), never both at once; the two
 //!   directions use the other two cells, so they never meet on one.
-//! * While the join waits and a direction does not read its source (it is
-//!   done, or waits to write what it holds), the direction holds the
-//!   source's receive cell itself, as a watch (`watch_source`): a reset
-//!   there (a client that half-closed and then gave up, or one whose bytes
-//!   wait for room on the other side) is no read's error, and without the
-//!   watch nothing would wake the join for it. A wake-up of the watch
-//!   costs a load; only after a hang-up (`HUP`) does it ask `SO_ERROR`. It
-//!   gives the cell back before the direction reads again, and when the
-//!   join ends or is dropped, with a plain release: the watch proves
-//!   nothing about what is queued, so it must not mark the socket drained.
+//! * While the join waits and a direction is done (its source's end has
+//!   passed), the direction holds the source's receive cell itself, as a
+//!   watch (`watch_source`): a reset there (a client that half-closed and
+//!   then gave up) is no read's error, and without the watch nothing would
+//!   wake the join for it. Nothing can be queued behind an end, so the
+//!   watch's report loses no byte. A direction that waits to write what it
+//!   holds does not watch: its source may still hold bytes received before
+//!   a reset, which must be delivered first (as `copy_bidirectional`
+//!   delivers them), and its next read, once the destination took what it
+//!   holds, reports the reset after them. A wake-up of the watch costs a
+//!   load; only after a hang-up (`HUP`) does it ask `SO_ERROR`. It gives
+//!   the cell back when the join ends or is dropped, with a plain release:
+//!   the watch proves nothing about what is queued, so it must not mark
+//!   the socket drained.
 //! * A direction switches between copying and splicing only with its
 //!   buffer and its pipe empty, so bytes keep their order.
 //! * At the source's end of stream, with nothing held, the destination's
@@ -210,9 +214,8 @@ struct Direction<B> {
     reading: OpState,
     /// The write (a send or a splice out), on the destination's send cell.
     writing: OpState,
-    /// While the direction does not read its source (it is done, or waits
-    /// to write what it holds): its reservation of the source's receive
-    /// cell, where it waits for an error (`watch_source`).
+    /// While the direction is done: its reservation of the source's
+    /// receive cell, where it waits for an error (`watch_source`).
     watch: Option<Token>,
     stage: Stage,
 }
@@ -440,12 +443,14 @@ impl<B> Direction<B> {
         self.unwatch(source);
     }
 
-    /// While the join waits: if this direction does not read its source
-    /// (it is done, or waits to write what it holds), watches the source
-    /// for an error, which nothing else would see (module invariants).
+    /// While the join waits: if this direction is done (its source's end
+    /// has passed, so nothing is queued there), watches the source for an
+    /// error, which nothing else would see (module invariants). Not while
+    /// it waits to write what it holds: the source may hold bytes received
+    /// before a reset, and the direction's next read delivers them, then
+    /// reports the reset.
     fn poll_source_error<S: StreamSocket>(&mut self, waker: &Waker, source: &S) -> io::Result<()> {
-        let holds = self.written < self.filled || self.in_pipe > 0;
-        if self.stage == Stage::Done || holds {
+        if self.stage == Stage::Done {
             watch_source(&mut self.watch, source, waker)
         } else {
             Ok(())
@@ -464,9 +469,9 @@ impl<B> Direction<B> {
 }
 
 /// Waits, with `waker` parked on `source`'s receive cell (reserved into
-/// `watch` the first time), for an error on a source that nobody reads: a
-/// reset of a client that had half-closed, or one that gives up while its
-/// bytes wait for room on the other side. Each wake-up costs a load; only
+/// `watch` the first time), for an error on a source that nobody reads
+/// any more, its end having passed: the reset of a client that had
+/// half-closed. Each wake-up costs a load; only
 /// once the reactor has reported a hang-up (`HUP`: the end, an error, or
 /// urgent data) does it ask the socket (`SO_ERROR`, which takes the
 /// error). A plain end (a half-close) is no error: the watch goes on.
@@ -540,15 +545,18 @@ fn watch_until_parked<S: StreamSocket>(source: &S, token: Token, waker: &Waker) 
 /// fail with `ResourceBusy`.
 ///
 /// An error on either side ends both directions with it. That includes a
-/// reset of a side that nothing reads any more: one whose end has passed
-/// (a client that half-closed, then was killed), or one whose bytes wait
-/// for room on the other side (a client that gives up on an upstream that
-/// does not read). While it waits, the join watches such a side's receive
-/// cell, and ends with `ConnectionReset` when the reactor reports the
-/// reset (a plain end is no error: a half-close passes through, and the
-/// other direction goes on). tokio's `copy_bidirectional` (and
-/// [`copy_bidirectional`](crate::copy_bidirectional) here, over the traits)
-/// would wait for the other side instead.
+/// reset of a side that nothing reads any more, its end having passed (a
+/// client that half-closed, then was killed): while it waits, the join
+/// watches such a side's receive cell, and ends with `ConnectionReset`
+/// when the reactor reports the reset (a plain end is no error: a
+/// half-close passes through, and the other direction goes on). tokio's
+/// `copy_bidirectional` (and [`copy_bidirectional`](crate::copy_bidirectional)
+/// here, over the traits) would wait for the other side instead. A side
+/// reset while the bytes it sent before wait for room on the other side
+/// is not cut short: those bytes are delivered first (as by
+/// `copy_bidirectional`), then the join ends with the reset; so while the
+/// other side does not read, the join waits on it (give such a proxy an
+/// idle timeout).
 ///
 /// Not cancel-safe: bytes already in a pipe when the future is dropped
 /// (read, not yet written: up to 64 KiB per direction) are lost.
@@ -666,7 +674,7 @@ impl<A: StreamSocket, B: StreamSocket, Buf: AsMut<[u8]> + Unpin> Future
 
 impl<A: StreamSocket, B: StreamSocket, Buf: AsMut<[u8]>> SpliceBidirectional<'_, A, B, Buf> {
     /// Both directions, then, while the join waits, the watch of each
-    /// source that its direction does not read.
+    /// source whose direction is done.
     fn poll_both(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(u64, u64)>> {
         let a_to_b = self.a_to_b.poll_transfer(cx, self.a, self.b)?;
         let b_to_a = self.b_to_a.poll_transfer(cx, self.b, self.a)?;

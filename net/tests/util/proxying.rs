@@ -239,31 +239,73 @@ pub async fn ends_when_a_half_closed_client_resets(
     Ok(())
 }
 
-/// The client sends more than the server (alive, not reading) takes, so
-/// the proxy holds bytes it waits to write; then the client gives up and
-/// is reset: the proxy ends with `ConnectionReset`, though its client
-/// direction waits on the server and the other direction too. (Before, it
-/// waited for room on the server for ever.)
-pub async fn ends_when_a_client_resets_while_the_server_does_not_read(
+/// `SIOCOUTQ`: the bytes in `stream`'s send queue not yet acknowledged.
+fn unacknowledged(stream: &std::net::TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: `SIOCOUTQ` (`TIOCOUTQ`) writes one `c_int` through the
+    // pointer, which points at one.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+    n as usize
+}
+
+/// The client uploads more than the server (alive, busy: not reading yet)
+/// takes, until nothing moves, so the proxy holds bytes it waits to write
+/// and its socket holds more; then the client is reset (`killed`: a close
+/// with a zero linger; else the server answered early and the client
+/// closes without reading the answer, which Linux sends as a reset too).
+/// Then the server reads: every byte the proxy's kernel acknowledged to
+/// the client before the reset reaches it, in order, and the proxy ends
+/// with `ConnectionReset`. (Before, the splice joins ended at the reset
+/// and dropped what their client's socket still held.)
+pub async fn delivers_what_a_client_sent_before_its_reset(
     join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+    killed: bool,
 ) -> io::Result<()> {
-    let (proxy_in, mut client) = std_peer().await?;
-    let (proxy_out, _server) = std_peer().await?;
+    let (proxy_in, client) = std_peer().await?;
+    let (proxy_out, mut server) = std_peer().await?;
+    socket2::SockRef::from(&server).set_recv_buffer_size(16 * 1024)?;
     let proxy = spawn_local(join(proxy_in, proxy_out));
-    let client = finished(std::thread::spawn(move || {
-        // Until the proxy's, the server's and the client's own buffers
-        // are full and a write makes no progress for 300 ms.
-        client.set_write_timeout(Some(Duration::from_millis(300)))?;
-        let chunk = [7u8; 64 * 1024];
-        while client.write_all(&chunk).is_ok() {}
-        io::Result::Ok(client)
-    }))
-    .await?;
-    socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO))?;
+    if !killed {
+        server.write_all(b"HTTP/1.1 413 Payload Too Large\r\n\r\n")?;
+    }
+    client.set_nonblocking(true)?;
+    let (mut written, mut idle) = (0, 0);
+    let mut chunk = [0u8; 16 * 1024];
+    while idle < 20 {
+        for (i, byte) in chunk.iter_mut().enumerate() {
+            *byte = pattern(written + i);
+        }
+        match (&client).write(&chunk) {
+            Ok(n) => (written, idle) = (written + n, 0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                idle += 1;
+                cellio_runtime::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let acknowledged = written - unacknowledged(&client);
+    if killed {
+        socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO))?;
+    }
     drop(client);
+    // The reset reaches the proxy while the server is still busy.
+    cellio_runtime::time::sleep(Duration::from_millis(100)).await;
+    let server = std::thread::spawn(move || super::drain_checking(&mut server));
+    let ended = cellio_runtime::time::timeout(Duration::from_secs(10), proxy)
+        .await
+        .map(|ended| ended.unwrap().map_err(|e| e.kind()));
+    let delivered = finished(server).await?;
+    assert!(
+        delivered >= acknowledged,
+        "killed {killed}: {acknowledged} bytes acknowledged to the client, {delivered} delivered"
+    );
     assert_eq!(
-        after_the_clients_reset(proxy).await,
-        Err("ConnectionReset".into())
+        ended,
+        Ok(Err(io::ErrorKind::ConnectionReset)),
+        "killed {killed}"
     );
     Ok(())
 }
