@@ -19,8 +19,9 @@
 //! * When a direction reads end of stream, it writes what it holds, flushes
 //!   and closes its writer (for a cellio stream: shuts down its sending
 //!   side, so the peer reads end of stream; one the peer already reset
-//!   counts as shut down) once, and is done; the other direction goes on
-//!   until it is done too (or reads that reset).
+//!   counts as shut down while bytes from before the reset wait to be
+//!   read, and is the reset's error when none do) once, and is done; the
+//!   other direction goes on until it is done too (or reads that reset).
 //! * An error in either direction ends the copy with that error; what a
 //!   direction held then is not written (the caller learns of it through
 //!   the error, as with tokio's).

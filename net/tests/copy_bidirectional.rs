@@ -45,6 +45,11 @@ fn an_answer_queued_before_a_reset_reaches_the_client() {
 }
 
 #[test]
+fn an_upstream_reset_after_its_answer_and_end_is_the_copys_error() {
+    run(|| proxying::reports_a_reset_after_the_other_direction_is_done(copying)).unwrap();
+}
+
+#[test]
 fn bytes_a_client_sent_before_its_reset_reach_a_server_that_reads_late() {
     use proxying::delivers_what_a_client_sent_before_its_reset as scenario;
     for killed in [true, false] {

@@ -55,6 +55,12 @@ fn a_half_closed_client_that_resets_ends_the_splice() {
 }
 
 #[test]
+fn an_upstream_reset_after_its_answer_and_end_is_the_splices_error() {
+    run(|| proxying::reports_a_reset_after_the_other_direction_is_done(splicing)).unwrap();
+    run(|| proxying::reports_a_reset_after_the_other_direction_is_done(auto)).unwrap();
+}
+
+#[test]
 fn bytes_a_client_sent_before_its_reset_reach_a_server_that_reads_late() {
     use proxying::delivers_what_a_client_sent_before_its_reset as scenario;
     for killed in [true, false] {

@@ -406,6 +406,32 @@ fn closing_a_connection_the_peer_reset_is_done_and_its_bytes_still_arrive() {
     .unwrap();
 }
 
+/// A writer that never reads: it sends a response, and the peer closes
+/// without reading it (a reset). Nothing is queued to read, so no receive
+/// would report the reset: closing the sending side does, with
+/// `ConnectionReset` (Linux's `ENOTCONN` to the `shutdown`, the reset
+/// taken from `SO_ERROR`). (Before, `close` said `Ok` and the reset stayed
+/// unread.)
+#[test]
+fn closing_after_the_peer_reset_an_unread_response_reports_the_reset() {
+    run(|| async {
+        let (ours, peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        io.write_all(b"response").await?;
+        let mut first = [0u8; 1];
+        peer.peek(&mut first)?;
+        // The response arrived, unread: the peer's close sends a reset.
+        drop(peer);
+        util::wait_read_closed(io.get_ref());
+        let err = io.close().await.expect_err("the peer reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err:?}");
+        // The error is taken: closing again is done.
+        io.close().await?;
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[cfg(feature = "tokio-io")]
 #[test]
 fn tokio_io_read_write_and_shutdown() {

@@ -70,8 +70,9 @@ macro_rules! async_read {
 /// `AsyncWrite` for a type with `poll_send(&mut self, cx, buf)`,
 /// `poll_send_vectored(&mut self, cx, bufs)` and a `stream` field: flushing has nothing to do (every byte a send reports
 /// has gone to the kernel); closing shuts down the sending side (the peer
-/// reads end of stream; a connection the peer already reset counts as
-/// shut down: `shut_down`).
+/// reads end of stream; on a connection the peer already reset, done while
+/// bytes from before the reset wait to be read, else `ConnectionReset`:
+/// `shut_down`).
 macro_rules! async_write {
     ($type:ty) => {
         impl<S: StreamSocket> futures_io::AsyncWrite for $type {

@@ -229,18 +229,31 @@ pub(crate) mod sealed {
 
         /// `shutdown(2)` as the joins (`copy_bidirectional` through
         /// `poll_close`, `splice_bidirectional`) and the streams'
-        /// `poll_close` and `poll_shutdown` make it: `NotConnected` counts
-        /// as done, as with tokio's streams (tokio-rs/tokio#4665). Linux
-        /// says `ENOTCONN` to the shutdown of a connection its peer reset
-        /// (and to one of a socket that never connected, which a stream
-        /// here never is): there is nothing left to shut down, and the
-        /// reset is the error of the next receive, which still delivers
-        /// the bytes that arrived before it. Reported here instead, it
-        /// ended a proxy's join before the other direction had read the
-        /// upstream's last bytes, with the wrong error.
-        fn shut_down(&self, how: Shutdown) -> std_io::Result<()> {
+        /// `poll_close` and `poll_shutdown` make it. Linux says `ENOTCONN`
+        /// to the shutdown of a connection its peer reset (and to one of a
+        /// socket that never connected, which a stream here never is); then
+        /// ([`after_not_connected`]):
+        ///
+        /// * if bytes that arrived before the reset are still queued for
+        ///   reading, the shutdown counts as done: the next receive
+        ///   delivers them and then reports the reset (reported here, it
+        ///   ended a proxy's join before the other direction had read the
+        ///   upstream's last bytes);
+        /// * else the reset, taken from `SO_ERROR`, is the error (as
+        ///   `ConnectionReset`): nothing would read it otherwise (a writer
+        ///   that never reads, or a join whose other direction has already
+        ///   read its end), and the bytes sent were thrown away;
+        /// * else (no error pending: it was taken already, by a receive or
+        ///   the splice's watch) the shutdown counts as done, as with
+        ///   tokio's streams (tokio-rs/tokio#4665).
+        fn shut_down(&self, how: Shutdown) -> std_io::Result<()>
+        where
+            Self: AsFd + Sized,
+        {
             match self.shutdown_socket(how) {
-                Err(e) if e.kind() == std_io::ErrorKind::NotConnected => Ok(()),
+                Err(e) if e.kind() == std_io::ErrorKind::NotConnected => {
+                    after_not_connected(self, e)
+                }
                 result => result,
             }
         }
@@ -252,4 +265,41 @@ pub(crate) mod sealed {
             buf: &mut B,
         ) -> std_io::Result<(usize, bool)>;
     }
+}
+
+/// [`shut_down`](sealed::Sealed::shut_down) after `ENOTCONN` (`not_connected`)
+/// on `socket`: `Ok` while bytes wait to be read (the next receive reports the
+/// reset after them) or when no error is pending; else the pending error
+/// ([`take_reset`]). If the queue cannot be asked, the `ENOTCONN` itself.
+#[cold]
+#[inline(never)]
+fn after_not_connected(socket: &impl AsFd, not_connected: std_io::Error) -> std_io::Result<()> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: `FIONREAD` (`SIOCINQ`) writes one `c_int` through the
+    // pointer, which points at one; the descriptor is borrowed, so open.
+    let asked = unsafe { libc::ioctl(socket.as_fd().as_raw_fd(), libc::FIONREAD, &mut queued) };
+    if asked != 0 {
+        return Err(not_connected);
+    }
+    if queued > 0 {
+        return Ok(());
+    }
+    match take_reset(socket)? {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Takes `socket`'s pending error (`SO_ERROR`, which clears it). Linux's
+/// `EPIPE` there is a TCP reset received after the peer's end (this side
+/// in `CLOSE_WAIT`, `tcp_reset`): said as what it is, `ConnectionReset`,
+/// as a receive says a reset.
+pub(crate) fn take_reset(socket: &impl AsFd) -> std_io::Result<Option<std_io::Error>> {
+    Ok(socket2::SockRef::from(socket).take_error()?.map(|error| {
+        if error.raw_os_error() == Some(libc::EPIPE) {
+            std_io::Error::from_raw_os_error(libc::ECONNRESET)
+        } else {
+            error
+        }
+    }))
 }

@@ -43,8 +43,9 @@
 //!   buffer and its pipe empty, so bytes keep their order.
 //! * At the source's end of stream, with nothing held, the destination's
 //!   sending side is shut down once (a destination its peer already reset
-//!   counts as shut down: the other direction reads the reset), and the
-//!   direction is done.
+//!   counts as shut down while bytes from before the reset wait there: the
+//!   other direction reads them and the reset; with none, the reset is the
+//!   shutdown's error), and the direction is done.
 
 use std::future::Future;
 use std::io;
@@ -427,9 +428,10 @@ impl<B: AsMut<[u8]>> Direction<B> {
     /// End of stream with nothing held: passes it on, once.
     fn finish<D: StreamSocket>(&mut self, destination: &D) -> io::Result<()> {
         self.stage = Stage::Done;
-        // A destination its peer already reset counts as shut down
-        // (`shut_down`): the other direction reads what the kernel holds
-        // and then the reset, which is the error the join reports.
+        // A destination its peer already reset counts as shut down while
+        // bytes wait to be read from it (`shut_down`): the other direction
+        // reads them and then the reset, which is the error the join
+        // reports; with nothing queued the reset is this error.
         destination.shut_down(Shutdown::Write)
     }
 }
@@ -511,16 +513,10 @@ fn watch_until_parked<S: StreamSocket>(source: &S, token: Token, waker: &Waker) 
     loop {
         let seen = cell.observe_reserved(token)?;
         if seen.is_hung_up() {
-            match socket2::SockRef::from(source).take_error()? {
-                // A TCP reset after the peer's end (this side in
-                // `CLOSE_WAIT`) is `EPIPE` to Linux (`tcp_reset`): that of
-                // a client that half-closed and then gave up. Said as what
-                // it is, as a receive says a reset.
-                Some(error) if error.raw_os_error() == Some(libc::EPIPE) => {
-                    return Err(io::Error::from_raw_os_error(libc::ECONNRESET));
-                }
-                Some(error) => return Err(error),
-                None => {}
+            // A client that half-closed and then gave up: its reset
+            // (`EPIPE` to Linux in `CLOSE_WAIT`) is `ConnectionReset`.
+            if let Some(error) = crate::stream::take_reset(source)? {
+                return Err(error);
             }
         }
         if cell.park(token, seen, waker)? == Park::Parked {

@@ -309,3 +309,77 @@ pub async fn delivers_what_a_client_sent_before_its_reset(
     );
     Ok(())
 }
+
+/// Blocks (briefly) until `poll(2)` reports one of `events` on `fd` (a
+/// duplicate of a stream the join owns), without turning the reactor.
+/// Panics after 5 s.
+fn wait_polled(fd: &std::os::fd::OwnedFd, events: libc::c_short) {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut polled = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid `pollfd`, zero timeout.
+        let ready = unsafe { libc::poll(&mut polled, 1, 0) };
+        if ready > 0 && polled.revents & events != 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{events:#x} never came"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The client sends a request; the server, without reading it, answers
+/// and half-closes (the proxy's server-to-client direction is done, and
+/// the client reads the whole answer and its end); then the server is
+/// reset, the request unread, and the client half-closes, both before the
+/// join next runs (one reactor turn, as in a busy proxy). The upstream
+/// threw the request away: the join ends with `ConnectionReset`, not
+/// `Ok`. (Before, the shutdown's `ENOTCONN` counted as done and the reset
+/// was left unread in `SO_ERROR`, with no receive to come.)
+pub async fn reports_a_reset_after_the_other_direction_is_done(
+    join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let (proxy_in, mut client) = std_peer().await?;
+    let (proxy_out, mut server) = std_peer().await?;
+    let (proxy_in_dup, proxy_out_dup) = (
+        proxy_in.as_fd().try_clone_to_owned()?,
+        proxy_out.as_fd().try_clone_to_owned()?,
+    );
+    let proxy = spawn_local(join(proxy_in, proxy_out));
+    client.write_all(b"req")?;
+    let server = finished(std::thread::spawn(move || {
+        let mut peek = [0u8; 3];
+        while server.peek(&mut peek)? < 3 {}
+        server.write_all(b"answer")?;
+        server.shutdown(Shutdown::Write)?;
+        io::Result::Ok(server)
+    }))
+    .await?;
+    let client = finished(std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer)?;
+        io::Result::Ok((answer, client))
+    }));
+    let (answer, client) = client.await?;
+    assert_eq!(answer, b"answer");
+    // From here no await until both have arrived: the join sees them in
+    // one turn.
+    socket2::SockRef::from(&server).set_linger(Some(Duration::ZERO))?;
+    drop(server);
+    wait_polled(&proxy_out_dup, libc::POLLERR);
+    client.shutdown(Shutdown::Write)?;
+    wait_polled(&proxy_in_dup, libc::POLLRDHUP);
+    let ended = cellio_runtime::time::timeout(Duration::from_secs(5), proxy)
+        .await
+        .map(|ended| ended.unwrap().map_err(|e| e.kind()));
+    assert_eq!(ended, Ok(Err(io::ErrorKind::ConnectionReset)));
+    Ok(())
+}
