@@ -508,20 +508,36 @@ pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> 
         })
     });
     match sent {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EOVERFLOW | libc::EINVAL)) => {
+        Err(e) if past_the_end_kind(&e, position, len.min(MAX_SENDFILE)) => {
             past_the_end(file, offset, e)
         }
         sent => sent,
     }
 }
 
-/// A file send whose `sendfile(2)` or `pread(2)` failed with `EOVERFLOW`
-/// or `EINVAL`: 0 if `offset` is at or past the end of `file`, a regular
-/// file, else `error`. Past the end, Linux's `sendfile` says 0 only up to
-/// the file system's largest file size (ext4: 16 TiB): beyond it
-/// `EOVERFLOW`; and both calls say `EINVAL` where `offset` plus the
-/// length overflows a file offset. The docs promise 0 for all of them.
-/// Only on those errors: one `fstat`.
+/// Whether `error`, from a `sendfile(2)` or `pread(2)` of `len` bytes at
+/// `offset`, is one an offset past the end can give: `EOVERFLOW` (at or
+/// beyond the file system's largest file size), or `EINVAL` where
+/// `offset + len` overflows a file offset. Any other `EINVAL` is the
+/// call's refusal (a file `sendfile` cannot read, such as procfs' and
+/// sysfs', whose size says 0 whatever they hold), and is returned.
+fn past_the_end_kind(error: &io::Error, offset: i64, len: usize) -> bool {
+    match error.raw_os_error() {
+        Some(libc::EOVERFLOW) => true,
+        Some(libc::EINVAL) => {
+            i64::try_from(len).map_or(true, |len| offset.checked_add(len).is_none())
+        }
+        _ => false,
+    }
+}
+
+/// A file send whose `sendfile(2)` or `pread(2)` failed with an error an
+/// offset past the end can give ([`past_the_end_kind`]): 0 if `offset` is
+/// at or past the end of `file`, a regular file, else `error`. Past the
+/// end, Linux's `sendfile` says 0 only up to the file system's largest
+/// file size (ext4: 16 TiB): beyond it `EOVERFLOW`; and both calls say
+/// `EINVAL` where `offset` plus the length overflows a file offset. The
+/// docs promise 0 for all of them. Only on those errors: one `fstat`.
 #[cold]
 #[inline(never)]
 fn past_the_end(file: RawFd, offset: u64, error: io::Error) -> io::Result<usize> {
@@ -557,7 +573,7 @@ pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> 
     let read = unsafe { libc::pread(file, buf.as_mut_ptr().cast(), want, offset as libc::off_t) };
     if read < 0 {
         let error = io::Error::last_os_error();
-        if matches!(error.raw_os_error(), Some(libc::EOVERFLOW | libc::EINVAL)) {
+        if past_the_end_kind(&error, offset, want) {
             return past_the_end(file, offset as u64, error);
         }
         return Err(error);

@@ -156,6 +156,28 @@ fn what_is_not_a_file_is_an_error() {
     });
 }
 
+/// A regular file that `sendfile(2)` cannot read (procfs: no
+/// `splice_read`) is refused with `EINVAL`, and its size says 0 whatever
+/// it holds: the error is returned, not taken for the file's end (an empty
+/// body). (The portable path reads it with `pread`, and sends it.)
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(cellio_portable_sendfile)
+))]
+#[test]
+fn a_file_sendfile_cannot_read_is_an_error_not_its_end() {
+    let path = "/proc/self/status";
+    let holds = std::fs::read(path).unwrap().len();
+    assert!(holds > 0);
+    run(move || async move {
+        let (a, _b) = cellio_pair().await.unwrap();
+        let file = std::fs::File::open(path).unwrap();
+        let sent = a.send_file(&file, 0, 4096).await;
+        let error = sent.expect_err("sendfile(2) refuses procfs: not an end");
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
+    });
+}
+
 #[test]
 fn unix_streams_send_files_too() {
     let file = TempFile::new("unix", 100_000);

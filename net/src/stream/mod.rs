@@ -103,7 +103,10 @@ macro_rules! send_file_methods {
         /// never pass through user space (elsewhere a positioned read into
         /// a 16 KiB buffer, then a send). The file's own position is not
         /// used or moved. Waits while the socket's send buffer is full;
-        /// cancel-safe (a dropped call has sent nothing).
+        /// cancel-safe (a dropped call has sent nothing). A file that
+        /// `sendfile(2)` cannot read (procfs' and sysfs', whose size says
+        /// 0 whatever they hold) is its error, `EINVAL`, not an end: read
+        /// such a file and [`send`](Self::send) its bytes.
         ///
         /// Like `send`, it fails with `BrokenPipe` and raises no `SIGPIPE`
         /// when the connection can no longer send (reset, or shut down for
