@@ -490,6 +490,11 @@ const MAX_SENDFILE: usize = 0x7fff_f000;
 ))]
 pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
     let mut position = file_offset(offset)?;
+    let len = within_file_offsets(position, len).min(MAX_SENDFILE);
+    if len == 0 {
+        // At `i64::MAX`: past every file's end.
+        return Ok(0);
+    }
     // sendfile(2) takes no MSG_NOSIGNAL: into a socket that can no longer
     // send it raises SIGPIPE (`cellio_reactor::sigpipe`).
     let sent = cellio_reactor::sigpipe::around(|| {
@@ -501,43 +506,36 @@ pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> 
                 socket as usize,
                 file as usize,
                 std::ptr::from_mut(&mut position) as usize,
-                len.min(MAX_SENDFILE),
+                len,
                 0,
                 0,
             )
         })
     });
     match sent {
-        Err(e) if past_the_end_kind(&e, position, len.min(MAX_SENDFILE)) => {
-            past_the_end(file, offset, e)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EOVERFLOW) => past_the_end(file, offset, e),
         sent => sent,
     }
 }
 
-/// Whether `error`, from a `sendfile(2)` or `pread(2)` of `len` bytes at
-/// `offset`, is one an offset past the end can give: `EOVERFLOW` (at or
-/// beyond the file system's largest file size), or `EINVAL` where
-/// `offset + len` overflows a file offset. Any other `EINVAL` is the
-/// call's refusal (a file `sendfile` cannot read, such as procfs' and
-/// sysfs', whose size says 0 whatever they hold), and is returned.
-fn past_the_end_kind(error: &io::Error, offset: i64, len: usize) -> bool {
-    match error.raw_os_error() {
-        Some(libc::EOVERFLOW) => true,
-        Some(libc::EINVAL) => {
-            i64::try_from(len).map_or(true, |len| offset.checked_add(len).is_none())
-        }
-        _ => false,
-    }
+/// `len` cut so that `offset + len` is a file offset (at most
+/// `i64::MAX`): past it, `sendfile(2)` and `pread(2)` refuse the whole call
+/// with `EINVAL`, although the bytes up to the file's end are there to
+/// send. 0 only at `i64::MAX`, where no file has a byte.
+fn within_file_offsets(offset: i64, len: usize) -> usize {
+    // `offset` is not negative (`file_offset`): no overflow.
+    let room = (i64::MAX - offset) as u64;
+    (len as u64).min(room) as usize
 }
 
-/// A file send whose `sendfile(2)` or `pread(2)` failed with an error an
-/// offset past the end can give ([`past_the_end_kind`]): 0 if `offset` is
-/// at or past the end of `file`, a regular file, else `error`. Past the
-/// end, Linux's `sendfile` says 0 only up to the file system's largest
-/// file size (ext4: 16 TiB): beyond it `EOVERFLOW`; and both calls say
-/// `EINVAL` where `offset` plus the length overflows a file offset. The
-/// docs promise 0 for all of them. Only on those errors: one `fstat`.
+/// A file send whose `sendfile(2)` or `pread(2)` failed with `EOVERFLOW`:
+/// 0 if `offset` is at or past the end of `file`, a regular file, else
+/// `error`. Past the end, Linux's `sendfile` says 0 only up to the file
+/// system's largest file size (ext4: 16 TiB): beyond it `EOVERFLOW`, which
+/// the docs promise as 0 too. Only on that error: one `fstat`. (`EINVAL`
+/// is never the end: the length is cut so that `offset + len` cannot
+/// overflow, `within_file_offsets`, and otherwise it is the call's refusal,
+/// as for a procfs file, whose size says 0 whatever it holds.)
 #[cold]
 #[inline(never)]
 fn past_the_end(file: RawFd, offset: u64, error: io::Error) -> io::Result<usize> {
@@ -568,12 +566,12 @@ fn past_the_end(file: RawFd, offset: u64, error: io::Error) -> io::Result<usize>
 pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
     let offset = file_offset(offset)?;
     let mut buf = [0u8; 16 * 1024];
-    let want = len.min(buf.len());
+    let want = within_file_offsets(offset, len).min(buf.len());
     // SAFETY: `buf` is valid for writes of `want` bytes for the whole call.
     let read = unsafe { libc::pread(file, buf.as_mut_ptr().cast(), want, offset as libc::off_t) };
     if read < 0 {
         let error = io::Error::last_os_error();
-        if past_the_end_kind(&error, offset, want) {
+        if error.raw_os_error() == Some(libc::EOVERFLOW) {
             return past_the_end(file, offset as u64, error);
         }
         return Err(error);
