@@ -19,13 +19,16 @@
 //!   there, or a file that is not a socket, is an error, never touched (so
 //!   is the file of a server that bound the path after that check: this
 //!   one then fails to bind). On SIGINT/SIGTERM the server stops
-//!   accepting, removes its socket file (if it is still there), gives
-//!   open connections `--grace-ms` to finish and exits 0.
+//!   accepting, removes its socket file (if it is still there) and only
+//!   then closes its listener, gives open connections `--grace-ms` to
+//!   finish and exits 0.
 //! * Its socket file is the one it bound, told by the file's device and
-//!   inode, taken right after `bind`: once its listener is closed, another
-//!   server may find the file stale, remove it and bind the path (the
-//!   usual stop-then-start restart); this one then leaves the new file
-//!   alone.
+//!   inode, taken right after `bind`, and removed while the listener still
+//!   listens: until then another server finds it live and refuses to
+//!   start, so the file is this server's (the usual stop-then-start
+//!   restart binds the path only after it is gone). Checked all the same,
+//!   while the inode cannot be reused: a file someone put there by hand is
+//!   left alone (`stale_socket::stop_listening`).
 //! * Out of descriptors, the accept loop backs off (10 ms doubling to 1 s)
 //!   and says so at most once a second, as the TCP echo server does
 //!   (`examples/common/accept_backoff.rs`); the soft limit on open files is
@@ -34,8 +37,7 @@
 //!   `tracing` debug level, as the TCP echo server does).
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ use cellio::unix::{UnixIo, UnixListener, UnixStream};
 use cellio::{spawn, spawn_local, Runtime};
 use clap::Parser;
 use cli::context;
+use stale_socket::SocketFile;
 
 #[path = "common/accept_backoff.rs"]
 mod accept_backoff;
@@ -112,20 +115,14 @@ fn run(args: &Args) -> io::Result<()> {
         .build()
         .map_err(|e| context("cannot start the cellio runtime", e))?;
     let api = args.api;
-    // Only a socket file this server bound is its own to remove: another
-    // server may have bound the path since `clear_stale_socket`, or since
-    // this one closed its listener.
-    let mut bound = None;
     let served = runtime.block_on(async {
         spawn(shutdown_signals::shut_down_on_signals()?);
         let listener = UnixListener::bind(&args.path)
             .map_err(|e| context(&format!("cannot bind {}", args.path.display()), e))?;
         // Live from here: nobody else finds the file stale until the
         // listener closes.
-        bound = Some(
-            SocketFile::of(&args.path)
-                .map_err(|e| context(&format!("cannot use {}", args.path.display()), e))?,
-        );
+        let file = SocketFile::of(&args.path)
+            .map_err(|e| context(&format!("cannot use {}", args.path.display()), e))?;
         println!("listening on {}", args.path.display());
         // A peer that goes away mid-echo (a reset, a broken pipe) is the
         // peer's business: not worth a line each.
@@ -141,51 +138,13 @@ fn run(args: &Args) -> io::Result<()> {
             )),
         };
         accept_until_shutdown("unix_echo_server", || listener.accept(), serve).await;
-        io::Result::Ok(())
+        // The file goes before the grace period, and before the listener
+        // closes: while it listens, the file is surely this server's.
+        let removed = stale_socket::stop_listening(&args.path, file, listener);
+        io::Result::Ok(removed)
     });
-    // The listener is closed (dropped with `block_on`'s future): the file
-    // leads nowhere now, so it goes before the grace period.
-    let removed = match bound {
-        Some(file) => file.remove_if_ours(&args.path),
-        None => Ok(()),
-    };
     runtime.shutdown_timeout(Duration::from_millis(args.grace_ms));
-    served?;
-    removed.map_err(|e| context(&format!("cannot remove {}", args.path.display()), e))
-}
-
-/// The socket file a server bound: its device and inode, which no other
-/// file at the path has (a file removed and bound again is a new inode).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct SocketFile {
-    dev: u64,
-    ino: u64,
-}
-
-impl SocketFile {
-    /// The file at `path` now (take it right after `bind`).
-    fn of(path: &Path) -> io::Result<SocketFile> {
-        let metadata = std::fs::symlink_metadata(path)?;
-        Ok(SocketFile {
-            dev: metadata.dev(),
-            ino: metadata.ino(),
-        })
-    }
-
-    /// Removes the file at `path` if it is still this one; a file of
-    /// another server's is left alone, and no file at all is no error
-    /// (removed already: by an operator, a temporary-files cleaner).
-    fn remove_if_ours(self, path: &Path) -> io::Result<()> {
-        let removed = match SocketFile::of(path) {
-            Ok(now) if now == self => std::fs::remove_file(path),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        match removed {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            removed => removed,
-        }
-    }
+    served?.map_err(|e| context(&format!("cannot remove {}", args.path.display()), e))
 }
 
 fn main() -> ExitCode {

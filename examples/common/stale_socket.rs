@@ -5,9 +5,16 @@
 //! server is told it was only probed: [`PROBE`]). A file that vanishes
 //! during the check (another process cleared the same stale file first)
 //! leaves the path free: no error; whoever binds first has it.
+//!
+//! A server removes its own socket file when it stops
+//! ([`stop_listening`]), while its listener still listens: until then
+//! every other start's check finds it live and refuses, so no other server
+//! can have taken the path, and a file there that is not the one it bound
+//! ([`SocketFile`]: its inode cannot be reused while the listener holds
+//! it) is left alone.
 
 use std::io;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 /// What the check says to a live server it finds before it closes the
@@ -64,4 +71,58 @@ pub fn clear_stale_socket(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The socket file a server bound: its device and inode, taken right after
+/// `bind`. While the server's listener is open the inode is the listener's
+/// and no other file at the path can have it; once closed, a new file may
+/// get the same number at once (ext4 does), so compare only while
+/// listening ([`stop_listening`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // Not every includer removes its file this way (`handover.rs`).
+pub struct SocketFile {
+    dev: u64,
+    ino: u64,
+}
+
+#[allow(dead_code)] // As for `SocketFile`.
+impl SocketFile {
+    /// The file at `path` now (take it right after `bind`).
+    pub fn of(path: &Path) -> io::Result<SocketFile> {
+        let metadata = std::fs::symlink_metadata(path)?;
+        Ok(SocketFile {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+        })
+    }
+
+    /// Removes the file at `path` if it is still this one; a file of
+    /// another server's (the path was cleared by hand and bound again) is
+    /// left alone, and no file at all is no error (removed already: by an
+    /// operator, a temporary-files cleaner).
+    fn remove_if_ours(self, path: &Path) -> io::Result<()> {
+        let removed = match SocketFile::of(path) {
+            Ok(now) if now == self => std::fs::remove_file(path),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            removed => removed,
+        }
+    }
+}
+
+/// A server stops serving `path`: removes its socket `file` (if it is still
+/// there) while `listener` still listens, then closes the listener. In
+/// that order, the file removed is certainly this server's: another start
+/// finds it live until the listener closes, and by then it is gone. (The
+/// other order let a start clear the closed listener's file and bind the
+/// path in between; its new file could have the inode number just freed,
+/// so the check took it for this server's and removed it.)
+#[allow(dead_code)] // As for `SocketFile`.
+pub fn stop_listening<L>(path: &Path, file: SocketFile, listener: L) -> io::Result<()> {
+    let removed = file.remove_if_ours(path);
+    drop(listener);
+    removed
 }
