@@ -18,7 +18,10 @@
 //!   socket nobody listens on) is removed before binding; a live server
 //!   there, or a file that is not a socket, is an error, never touched (so
 //!   is the file of a server that bound the path after that check: this
-//!   one then fails to bind). On SIGINT/SIGTERM the server stops
+//!   one then fails to bind). Two starts on one path take turns for the
+//!   check and the bind (a lock on `PATH.lock`, a file left in place:
+//!   `common/stale_socket.rs`), so two that find the same stale file never
+//!   both start. On SIGINT/SIGTERM the server stops
 //!   accepting, removes its socket file (if it is still there) and only
 //!   then closes its listener, gives open connections `--grace-ms` to
 //!   finish and exits 0.
@@ -108,6 +111,12 @@ async fn connection_io(stream: UnixStream) -> io::Result<()> {
 fn run(args: &Args) -> io::Result<()> {
     // Every connection is an open file: take what the hard limit allows.
     open_files::raise_open_files(None);
+    // From the stale-file check until `bind` returns, no other start on
+    // the path (that takes the lock) checks or binds.
+    let mut start_lock = Some(
+        stale_socket::PathLock::acquire(&args.path)
+            .map_err(|e| context(&format!("cannot lock {}", args.path.display()), e))?,
+    );
     stale_socket::clear_stale_socket(&args.path)
         .map_err(|e| context(&format!("cannot use {}", args.path.display()), e))?;
     let runtime = Runtime::builder()
@@ -119,6 +128,7 @@ fn run(args: &Args) -> io::Result<()> {
         spawn(shutdown_signals::shut_down_on_signals()?);
         let listener = UnixListener::bind(&args.path)
             .map_err(|e| context(&format!("cannot bind {}", args.path.display()), e))?;
+        drop(start_lock.take());
         // Live from here: nobody else finds the file stale until the
         // listener closes.
         let file = SocketFile::of(&args.path)

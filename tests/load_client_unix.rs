@@ -3,7 +3,8 @@
 //! the example's handling of its socket file (a stale one is cleared, by
 //! two servers at once too; a live server's or a plain file is left alone, and so is one another
 //! server bound first, or after it stopped listening; its own is removed
-//! when a signal stops it, before its listener closes) and of running out of descriptors (it backs
+//! when a signal stops it, before its listener closes; two starting
+//! together on a stale one: one starts) and of running out of descriptors (it backs
 //! off, says so rarely, and recovers).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -394,6 +395,46 @@ fn two_checks_clearing_the_same_stale_socket_both_find_the_path_free() {
             "round {round}: {first:?}, {second:?}"
         );
         assert!(!path.exists());
+    }
+}
+
+/// Two servers started together on a stale socket file: one starts, the
+/// other is refused (`AddrInUse`: it finds the first live, or its bind
+/// fails), and the file is the one that started. Each start checks and
+/// binds under the path's lock (`PATH.lock`); without it, a start whose
+/// check found the file stale could remove it after the other had bound
+/// the path anew, and both ran, one serving nobody (found by a review,
+/// widening the window with strace). The two starts race in threads here,
+/// as two processes would, many times over.
+#[test]
+fn two_servers_starting_on_the_same_stale_socket_one_starts_and_it_is_reached() {
+    let dir = Dir::new("unix-echo-two-starts");
+    let path = dir.path("stale.sock");
+    let start = std::sync::Barrier::new(2);
+    let bind = || {
+        start.wait();
+        stale_socket::bind_clearing_stale(&path, |path| UnixListener::bind(path))
+    };
+    for round in 0..2000 {
+        drop(UnixListener::bind(&path).unwrap());
+        let (first, second) = thread::scope(|s| {
+            let first = s.spawn(bind);
+            let second = s.spawn(bind);
+            (first.join().unwrap(), second.join().unwrap())
+        });
+        let (winner, refused) = match (first, second) {
+            (Ok(winner), Err(refused)) | (Err(refused), Ok(winner)) => (winner, refused),
+            (first, second) => panic!("round {round}: {first:?}, {second:?}"),
+        };
+        assert_eq!(refused.kind(), std::io::ErrorKind::AddrInUse, "{refused}");
+        let _client = UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("round {round}: nobody at the path: {e}"));
+        winner.set_nonblocking(true).unwrap();
+        winner
+            .accept()
+            .unwrap_or_else(|e| panic!("round {round}: the started server is not reached: {e}"));
+        drop(winner);
+        std::fs::remove_file(&path).unwrap();
     }
 }
 

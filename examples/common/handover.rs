@@ -385,10 +385,11 @@ impl Drop for RestartSocket {
 
 /// Listens at `path` for a successor (a stale socket file left by a server
 /// that is gone is replaced; a live one, or anything but a socket, is an
-/// error: `stale_socket.rs`).
+/// error; two starts on one path are serialized by `PATH.lock`, which
+/// blocks the thread for another start's check and bind:
+/// `stale_socket.rs`).
 fn listen(path: &Path) -> io::Result<UnixListener> {
-    stale_socket::clear_stale_socket(path)?;
-    UnixListener::bind(path)
+    stale_socket::bind_clearing_stale(path, |path| UnixListener::bind(path))
 }
 
 /// Serves the restart socket until a successor has taken the sockets
