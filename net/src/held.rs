@@ -40,6 +40,11 @@
 //!   aside could match again after the 26-bit sequence wrapped.)
 //! * A parked waker that is not awaited any more gets at most one spurious
 //!   wake: the notification that ends `PARKED`.
+//! * The keep-sleeping shortcut assumes the parked operation's wait is the
+//!   next one's too. Where it is not (a Unix datagram send to another
+//!   peer than the one whose full queue parked the last, given-up send),
+//!   the holder calls [`HeldCell::poll_attempting`], which takes the cell
+//!   back and attempts.
 //! * Each poll that may make a syscall first spends one unit of the task's
 //!   cooperative budget; staying parked spends nothing.
 //! * A reservation taken on the thread the socket's reactor is bound to is
@@ -83,6 +88,40 @@ impl HeldCell {
         done: &Completions,
         waker: &Waker,
         confine: impl FnOnce() -> bool,
+        attempt: impl FnMut() -> Attempt<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_with(cell, done, waker, confine, true, attempt)
+    }
+
+    /// [`poll`](Self::poll), except that a cell still parked by the last
+    /// operation does not keep this one asleep: it attempts at once. For a
+    /// send whose full buffer is its destination's (a Unix datagram
+    /// socket's peer), made to another destination than the send that
+    /// parked (which was given up): that one's wait says nothing about
+    /// this one's room.
+    #[inline(always)]
+    pub(crate) fn poll_attempting<R>(
+        &mut self,
+        cell: &OpCell,
+        done: &Completions,
+        waker: &Waker,
+        confine: impl FnOnce() -> bool,
+        attempt: impl FnMut() -> Attempt<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_with(cell, done, waker, confine, false, attempt)
+    }
+
+    /// [`poll`](Self::poll), with the keep-sleeping shortcut only if
+    /// `may_stay_parked` (a constant at each call site, so the branch
+    /// folds away).
+    #[inline(always)]
+    fn poll_with<R>(
+        &mut self,
+        cell: &OpCell,
+        done: &Completions,
+        waker: &Waker,
+        confine: impl FnOnce() -> bool,
+        may_stay_parked: bool,
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
         let token = match self.token {
@@ -94,7 +133,7 @@ impl HeldCell {
         };
         // Parked by the last operation (which found the socket drained), and
         // nothing has arrived since: keep sleeping.
-        if cell.still_parked(token, waker) {
+        if may_stay_parked && cell.still_parked(token, waker) {
             self.parked = true;
             return Poll::Pending;
         }

@@ -1,7 +1,8 @@
 //! `UnixDatagramIo`: a `UnixDatagram` one task drives alone, as `UdpIo`
 //! is for UDP: an echo through a path with the cells held and confined, a
 //! parked receive, a send that waits for a full peer (and one given up
-//! there, which delays no send elsewhere), the socket's own
+//! there, waiting out a delay or parked, which holds back no send
+//! elsewhere), the socket's own
 //! futures refused while a direction is held, and `into_inner`.
 
 mod util;
@@ -125,6 +126,46 @@ fn a_given_up_send_to_a_full_peer_does_not_delay_a_send_elsewhere() {
         let mut buf = [0u8; 8];
         assert_eq!(free.try_recv(&mut buf)?, 3);
         drop(full);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A send to the connected peer that found its queue full parks the held
+/// send cell (that peer's room raises an event); given up, it must not
+/// keep a send by address to another peer, which has room, asleep: that
+/// one goes at its first poll, and so does the next. (The held cell
+/// stayed parked and every later send kept sleeping on it, until the full
+/// peer read; found by a review.) A send to the full peer again still
+/// waits, and goes once that peer reads.
+#[test]
+fn a_given_up_connected_send_does_not_hold_back_a_send_elsewhere() {
+    let dir = SocketDir::new();
+    let (full_path, free_path) = (dir.path("full.sock"), dir.path("free.sock"));
+    run(move || async move {
+        let full = UnixDatagram::bind(&full_path)?;
+        let free = UnixDatagram::bind(&free_path)?;
+        let client = UnixDatagram::unbound()?;
+        client.connect(&full_path)?;
+        let queued = fill_datagram_queue(&client)?;
+        let mut io = UnixDatagramIo::new(client);
+        let late = poll_fn(|cx| Poll::Ready(io.poll_send(cx, b"late"))).await;
+        assert!(late.is_pending(), "the connected peer is full: {late:?}");
+        // "late" is given up.
+        let now = poll_fn(|cx| Poll::Ready(io.poll_send_to(cx, b"now", &free_path))).await;
+        assert!(
+            matches!(now, Poll::Ready(Ok(3))),
+            "a send to a peer with room, after the given-up one: {now:?}"
+        );
+        assert_eq!(io.send_to(b"next", &free_path).await?, 4);
+        let mut buf = [0u8; 8];
+        assert_eq!(free.try_recv(&mut buf)?, 3);
+        assert_eq!(free.try_recv(&mut buf)?, 4);
+        // The full peer is still full; it reads, and the send goes.
+        let number = queued.to_le_bytes();
+        let (sent, received) = join2(io.send(&number), recv_numbered(&full, queued)).await;
+        assert_eq!(sent?, 4);
+        received?;
         io::Result::Ok(())
     })
     .unwrap();

@@ -74,6 +74,14 @@ pub struct DatagramIo<S: DatagramSocket> {
     tx: HeldCell,
     /// When a send that found its peer full tries again (see `backoff`).
     backoff: Backoff,
+    /// Where the send cell may be parked ([`ROOM_MAY_GO_UNANNOUNCED`]
+    /// sockets only): the destination key ([`target_key`]) of the last
+    /// send that returned `Pending` from the cell, `None` once a send
+    /// completed. A send to another key does not keep sleeping on that
+    /// wait (a Unix peer's full queue is that peer's, not the socket's).
+    ///
+    /// [`ROOM_MAY_GO_UNANNOUNCED`]: DatagramSocket::ROOM_MAY_GO_UNANNOUNCED
+    parked_for: Option<u64>,
     /// Neither `Send` nor `Sync`: confined reservations must not leave this
     /// thread.
     _confined: PhantomData<*const ()>,
@@ -88,6 +96,7 @@ impl<S: DatagramSocket> DatagramIo<S> {
             rx: HeldCell::default(),
             tx: HeldCell::default(),
             backoff: Backoff::new(),
+            parked_for: None,
             _confined: PhantomData,
         }
     }
@@ -201,7 +210,9 @@ impl<S: DatagramSocket> DatagramIo<S> {
     /// One send through the held send cell; a full buffer arms write
     /// interest before the send parks. A send to a full peer that no event
     /// will announce room in tries again after a delay, the cell still
-    /// held (see `backoff`).
+    /// held (see `backoff`). On such a socket, a send parked for one
+    /// destination (then given up) does not hold back a send to another:
+    /// that one attempts at once (`parked_for`).
     #[inline(always)]
     fn poll_tx(
         &mut self,
@@ -228,19 +239,40 @@ impl<S: DatagramSocket> DatagramIo<S> {
             {
                 return Poll::Pending;
             }
-            match self.tx.poll(
-                registration.tx(),
-                registration.tx_completions(),
-                cx.waker(),
-                || registration.is_bound_here(),
-                || after_send(socket, attempt(socket)),
-            ) {
-                Poll::Ready(Err(e)) if is_no_room_event(&e) => self.backoff.wait_for(target()),
+            let polled = match self.parked_for {
+                Some(key) if key != target() => self.tx.poll_attempting(
+                    registration.tx(),
+                    registration.tx_completions(),
+                    cx.waker(),
+                    || registration.is_bound_here(),
+                    || after_send(socket, attempt(socket)),
+                ),
+                _ => self.tx.poll(
+                    registration.tx(),
+                    registration.tx_completions(),
+                    cx.waker(),
+                    || registration.is_bound_here(),
+                    || after_send(socket, attempt(socket)),
+                ),
+            };
+            match polled {
+                Poll::Ready(Err(e)) if is_no_room_event(&e) => {
+                    self.parked_for = None;
+                    self.backoff.wait_for(target());
+                }
                 Poll::Ready(Ok(n)) => {
+                    self.parked_for = None;
                     self.backoff.reset();
                     return Poll::Ready(Ok(n));
                 }
-                other => return other,
+                Poll::Ready(Err(e)) => {
+                    self.parked_for = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => {
+                    self.parked_for = Some(target());
+                    return Poll::Pending;
+                }
             }
         }
     }
