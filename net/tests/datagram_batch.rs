@@ -423,7 +423,7 @@ fn batches_and_their_futures_are_send_and_debug() {
     let batch = udp::RecvBatch::new(3, 10);
     assert_eq!(
         format!("{batch:?}"),
-        "RecvBatch { capacity: 3, datagram_size: 10, len: 0 }"
+        "RecvBatch { capacity: 3, datagram_size: 10, len: 0, slots_filled: 0 }"
     );
     let mut batch = udp::SendBatch::default();
     batch

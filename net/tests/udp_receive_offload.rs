@@ -1,7 +1,8 @@
 //! Receive offload (`UDP_GRO`, `UdpSocket::enable_receive_offload`): the
 //! kernel hands several datagrams of one sender over as one buffer, and a
 //! `RecvBatch` splits it back into those datagrams, each whole, in order,
-//! with its sender; single receives on such a socket are refused before
+//! with its sender (and its `Debug` counts datagrams as `len`, the slots
+//! apart); single receives on such a socket are refused before
 //! they take anything, and so are batches whose slots are too small;
 //! `from_std` notices a socket that already has it on. (It cannot be
 //! turned off: the kernel gives a merged buffer's datagram length only
@@ -64,6 +65,31 @@ mod merged {
             assert_eq!(receiver.recv_many(&mut batch).await.unwrap(), 5);
             let got: Vec<Vec<u8>> = batch.iter().map(|d| d.unwrap().0.to_vec()).collect();
             assert_eq!(got, last);
+        });
+    }
+
+    /// A batch's `Debug` says `len` for `len()` (datagrams), and how many
+    /// slots the kernel filled apart. (It showed the slots as `len`: 1 for
+    /// a merged buffer of 3 datagrams; found by a review.)
+    #[test]
+    fn a_batch_debug_shows_its_datagrams_as_len() {
+        run(|| async {
+            let receiver = merging_receiver();
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let (_, bytes) = run_of(0, 3, 1000, 1000);
+            let mut out = udp::SendBatch::new();
+            out.push_segmented(&bytes, 1000, receiver.local_addr().unwrap())
+                .unwrap();
+            sender.send_many(&mut out).await.unwrap();
+            let mut batch = udp::RecvBatch::new(4, MAX_MERGED);
+            assert_eq!(receiver.recv_many(&mut batch).await.unwrap(), 3);
+            assert_eq!(
+                format!("{batch:?}"),
+                format!(
+                    "RecvBatch {{ capacity: 4, datagram_size: {MAX_MERGED}, len: 3, \
+                     slots_filled: 1 }}"
+                )
+            );
         });
     }
 

@@ -425,7 +425,10 @@ impl<S: DatagramSocket> fmt::Debug for RecvBatch<S> {
         f.debug_struct("RecvBatch")
             .field("capacity", &self.capacity())
             .field("datagram_size", &self.datagram_size)
-            .field("len", &self.filled)
+            // `len()`: datagrams, more than the slots filled when the
+            // kernel merged some (receive offload).
+            .field("len", &self.datagrams)
+            .field("slots_filled", &self.filled)
             .finish()
     }
 }
