@@ -18,7 +18,19 @@
 //!   replies in one `sendmmsg`.
 //! * A datagram longer than the buffer (which holds the largest UDP
 //!   payload) cannot happen; a sender that is gone (an ICMP report) is
-//!   logged and skipped, never fatal.
+//!   logged and skipped, never fatal. Receive errors that keep coming (the
+//!   socket's own, which no datagram ends) do not spin: after a few in a
+//!   row each worker waits before receiving again (10 ms, doubling to 1 s,
+//!   until a receive succeeds), and logs at most one line a second
+//!   (with how many it left out).
+//! * A socket given to it (passed by systemd, or taken over) with receive
+//!   offload (`UDP_GRO`) on is served through `recv_many` with slots of
+//!   `MAX_MERGED` bytes, whatever `--api` says (one line on stderr tells):
+//!   the kernel may hand it several datagrams merged in one buffer, which
+//!   only `recv_many` splits (a single receive is refused). Turning the
+//!   option off instead would lose datagrams: buffers merged before that
+//!   would come out as one datagram, their lengths gone. Each datagram is
+//!   echoed on its own.
 //! * `--recv-buffer BYTES` sets each socket's kernel receive buffer. The
 //!   default (208 KiB on most Linux systems) queued 256 datagrams of 64
 //!   bytes on the benchmark VM; with 200 in flight and the server starved
@@ -36,13 +48,15 @@
 //!   UDP socket is a one-line error. `--recv-buffer` applies to every socket
 //!   served, passed or taken over.
 
+use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use cellio::net::udp::{
-    BindOptions, RecvBatch, SendBatch, UdpIo, UdpSocket, MAX_BATCH, MAX_DATAGRAM,
+    BindOptions, RecvBatch, SendBatch, UdpIo, UdpSocket, MAX_BATCH, MAX_DATAGRAM, MAX_MERGED,
 };
-use cellio::runtime::until_shutdown;
+use cellio::runtime::{sleep, until_shutdown};
 use cellio::Runtime;
 use clap::Parser;
 use cli::context;
@@ -81,22 +95,106 @@ enum Api {
     Batch,
 }
 
+/// Receive errors in a row, for one receive loop.
+///
+/// A peer's error (an ICMP report for an earlier reply) is the socket's
+/// pending error: one receive returns it, and the next one gets a datagram
+/// or waits. One that comes back at once, receive after receive, is the
+/// socket's own and no datagram will end it; without a pause the loop
+/// would spin at 100% of a core and flood stderr. So: the first
+/// [`ReceiveErrors::QUIET`] errors in a row pass at once, each further one
+/// waits (10 ms, doubling to 1 s), and a received datagram ends the run.
+/// Every error is counted; at most one line a second is logged.
+struct ReceiveErrors {
+    /// Errors since the last received datagram.
+    in_row: u32,
+    /// The next wait, once past [`QUIET`](Self::QUIET) (stale while
+    /// `in_row` is 0).
+    wait: Duration,
+    /// When the last line was logged.
+    logged_at: Option<Instant>,
+    /// Errors since then that were not logged.
+    unlogged: u64,
+}
+
+impl ReceiveErrors {
+    /// Errors in a row that pass without a wait.
+    const QUIET: u32 = 8;
+    const FIRST_WAIT: Duration = Duration::from_millis(10);
+    const LONGEST_WAIT: Duration = Duration::from_secs(1);
+    /// The least time between two logged lines.
+    const LOG_EVERY: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self {
+            in_row: 0,
+            wait: Self::FIRST_WAIT,
+            logged_at: None,
+            unlogged: 0,
+        }
+    }
+
+    /// A datagram arrived: the run of errors, if any, is over. (One store
+    /// per datagram: the next run's first error resets the wait.)
+    #[inline(always)]
+    fn received(&mut self) {
+        self.in_row = 0;
+    }
+
+    /// Logs `e` (unless a line went out less than a second ago), then
+    /// waits if the errors keep coming. `None`: a shutdown began.
+    async fn failed(&mut self, e: &io::Error) -> Option<()> {
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_none_or(|at| now.duration_since(at) >= Self::LOG_EVERY)
+        {
+            match std::mem::take(&mut self.unlogged) {
+                0 => eprintln!("udp_echo_server: receive: {e}"),
+                left_out => eprintln!(
+                    "udp_echo_server: receive: {e} ({left_out} more receive error(s) since the \
+                     last line)"
+                ),
+            }
+            self.logged_at = Some(now);
+        } else {
+            self.unlogged += 1;
+        }
+        if self.in_row == 0 {
+            self.wait = Self::FIRST_WAIT;
+        }
+        self.in_row = self.in_row.saturating_add(1);
+        if self.in_row <= Self::QUIET {
+            return Some(());
+        }
+        let wait = self.wait;
+        self.wait = (wait * 2).min(Self::LONGEST_WAIT);
+        until_shutdown(sleep(wait)).await
+    }
+}
+
 /// Echoes until a shutdown begins.
 async fn serve(socket: UdpSocket) -> std::io::Result<()> {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut errors = ReceiveErrors::new();
     loop {
         let Some(received) = until_shutdown(socket.recv_from(&mut buf)).await else {
             return Ok(()); // shutting down
         };
         match received {
             Ok((n, from)) => {
+                errors.received();
                 if let Err(e) = socket.send_to(&buf[..n], from).await {
                     eprintln!("udp_echo_server: reply to {from}: {e}");
                 }
             }
             // A peer's behaviour (an earlier reply refused by its host,
             // say) never stops the server.
-            Err(e) => eprintln!("udp_echo_server: receive: {e}"),
+            Err(e) => {
+                if errors.failed(&e).await.is_none() {
+                    return Ok(());
+                }
+            }
         }
     }
 }
@@ -105,34 +203,44 @@ async fn serve(socket: UdpSocket) -> std::io::Result<()> {
 async fn serve_io(socket: UdpSocket) -> std::io::Result<()> {
     let mut io = UdpIo::new(socket);
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut errors = ReceiveErrors::new();
     loop {
         let Some(received) = until_shutdown(io.recv_from(&mut buf)).await else {
             return Ok(());
         };
         match received {
             Ok((n, from)) => {
+                errors.received();
                 if let Err(e) = io.send_to(&buf[..n], from).await {
                     eprintln!("udp_echo_server: reply to {from}: {e}");
                 }
             }
-            Err(e) => eprintln!("udp_echo_server: receive: {e}"),
+            Err(e) => {
+                if errors.failed(&e).await.is_none() {
+                    return Ok(());
+                }
+            }
         }
     }
 }
 
 /// [`serve`] on batches: each receive takes every datagram queued (up to
-/// `batch`), and the replies go out together.
-async fn serve_batch(socket: UdpSocket, batch: u16) -> std::io::Result<()> {
-    let mut received = RecvBatch::new(usize::from(batch), MAX_DATAGRAM);
+/// `batch` buffers of `slot_size` bytes), and the replies go out together.
+async fn serve_batch(socket: UdpSocket, batch: u16, slot_size: usize) -> std::io::Result<()> {
+    let mut received = RecvBatch::new(usize::from(batch), slot_size);
     let mut replies = SendBatch::new();
+    let mut errors = ReceiveErrors::new();
     loop {
         let Some(got) = until_shutdown(socket.recv_many(&mut received)).await else {
             return Ok(());
         };
         if let Err(e) = got {
-            eprintln!("udp_echo_server: receive: {e}");
+            if errors.failed(&e).await.is_none() {
+                return Ok(());
+            }
             continue;
         }
+        errors.received();
         for datagram in received.iter() {
             match datagram {
                 Ok((bytes, from)) => replies.push(bytes, from)?,
@@ -147,12 +255,24 @@ async fn serve_batch(socket: UdpSocket, batch: u16) -> std::io::Result<()> {
     }
 }
 
-/// Serves `socket` through the API the flags chose.
+/// Serves `socket` through the API the flags chose; one with receive
+/// offload on (a socket given to the server) through `recv_many` with
+/// slots that hold a merged buffer, whatever the API (see the module docs).
 async fn serve_with(socket: UdpSocket, api: Api, batch: u16) -> std::io::Result<()> {
+    if socket.receive_offload() {
+        if api != Api::Batch {
+            eprintln!(
+                "udp_echo_server: receive offload (UDP_GRO) is on on {}: served through \
+                 recv_many, whatever --api says",
+                socket.local_addr()?
+            );
+        }
+        return serve_batch(socket, batch, MAX_MERGED).await;
+    }
     match api {
         Api::Futures => serve(socket).await,
         Api::Poll => serve_io(socket).await,
-        Api::Batch => serve_batch(socket, batch).await,
+        Api::Batch => serve_batch(socket, batch, MAX_DATAGRAM).await,
     }
 }
 
