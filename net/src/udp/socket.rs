@@ -211,10 +211,33 @@ impl UdpSocket {
     }
 
     /// Sets the socket's default peer to the first address of `addr` that
-    /// it can connect to: [`send`](Self::send) sends there, and the kernel
-    /// then delivers only that peer's datagrams to this socket
-    /// ([`recv`](Self::recv)). Nothing goes over the network. Calling it
-    /// again changes the peer.
+    /// it can connect to: [`send`](Self::send) sends there, and from then
+    /// on the kernel drops datagrams that arrive from anyone else. Nothing
+    /// goes over the network. Calling it again changes the peer.
+    ///
+    /// Datagrams already queued when it is called stay queued, and the
+    /// receives ([`recv`](Self::recv) too) return them: a stranger's sent
+    /// before the first `connect`, the old peer's after a second (as with
+    /// `std` and tokio: it is the kernel's filter, on arrival). Where the
+    /// sender matters, receive with [`recv_from`](Self::recv_from) and
+    /// compare it with the peer, or drain the queue right after
+    /// connecting:
+    ///
+    /// ```no_run
+    /// # fn f(socket: &cellio_net::UdpSocket) -> std::io::Result<()> {
+    /// socket.connect("127.0.0.1:5353")?;
+    /// let peer = socket.peer_addr()?;
+    /// let mut buf = [0u8; 1500];
+    /// loop {
+    ///     match socket.try_recv_from(&mut buf) {
+    ///         Ok((_, from)) if from == peer => { /* the peer's: keep it */ }
+    ///         Ok(_) => {} // queued before connect, from someone else
+    ///         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
         each_address(addr, |addr| self.io.connect(addr))
     }

@@ -133,9 +133,34 @@ impl UnixDatagram {
         )))
     }
 
-    /// Sets the default peer: [`send`](Self::send) goes to it, and only its
-    /// datagrams are received. `NotFound` if nothing is bound at `path`,
-    /// `ConnectionRefused` if the socket there is gone.
+    /// Sets the default peer: [`send`](Self::send) goes to it, and from
+    /// then on another socket's send to this one fails (`EPERM`, Linux).
+    /// `NotFound` if nothing is bound at `path`, `ConnectionRefused` if the
+    /// socket there is gone.
+    ///
+    /// Datagrams already queued when it is called are the kernel's to
+    /// keep or drop, not filtered by sender (as with `std` and tokio): the
+    /// first `connect` keeps them, and the receives ([`recv`](Self::recv)
+    /// too) return them, whoever sent them; connecting again to another
+    /// peer discards everything queued (Linux). Where that matters, drain
+    /// the queue right after the first `connect` (what arrives after it is
+    /// the peer's), or receive with [`recv_from`](Self::recv_from) and
+    /// compare the sender (an [`unbound`](Self::unbound) sender has no
+    /// address to compare):
+    ///
+    /// ```no_run
+    /// # fn f(socket: &cellio_net::unix::UnixDatagram) -> std::io::Result<()> {
+    /// socket.connect("/run/peer.sock")?;
+    /// let mut buf = [0u8; 1500];
+    /// loop {
+    ///     match socket.try_recv(&mut buf) {
+    ///         Ok(_) => {} // queued before connect, from anyone
+    ///         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn connect<P: AsRef<Path>>(&self, path: P) -> io::Result<()> {
         self.io.connect(path)
     }
