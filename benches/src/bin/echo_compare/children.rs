@@ -11,6 +11,16 @@
 //! the servers still stop on the SIGTERM and perf and strace on the SIGINT the driver sends
 //! them.
 //!
+//! A signal that cannot be caught (SIGKILL: `timeout -s KILL`, `timeout -k`'s second step,
+//! `kill -9 -- -PGID`, a CI runner's hard kill) runs nothing in the driver, and a group kill
+//! misses the children's own groups; so on Linux [`spawn`] also sets each child's parent-death
+//! signal to SIGKILL (`PR_SET_PDEATHSIG`), and the child checks its parent is still the driver
+//! once that is set (it exits if the driver died first). The kernel sends that signal when the
+//! thread that forked the child exits, so every child is spawned from the main thread, which
+//! lives as long as the driver (checked in [`spawn`]). What a child starts in turn (the server
+//! `count_allocs.py` runs) is not covered by this: it is killed with its group on a catchable
+//! signal only. Elsewhere than Linux a SIGKILL'd driver leaves its children running.
+//!
 //! Invariant: a child is in the [`LIVE`] registry from before [`spawn`] returns until its
 //! group has been killed (or it has exited and been reaped) in [`Guard`]'s `Drop`; the
 //! registry's lock is held across the spawn and by the signal thread from its kill to the
@@ -51,14 +61,41 @@ impl Drop for Guard {
 }
 
 /// Spawns `command` in a process group of its own, with the signals the driver blocks
-/// unblocked, and registers it until its [`Guard`] is dropped.
+/// unblocked, and registers it until its [`Guard`] is dropped. On Linux the child is also
+/// killed (SIGKILL) when the driver dies, however it dies.
+///
+/// Call it from the driver's main thread only (it panics otherwise): the kernel sends the
+/// parent-death signal when the *thread* that forked the child exits, and only the main
+/// thread lives as long as the driver.
 pub fn spawn(command: &mut Command) -> std::io::Result<Guard> {
+    assert_eq!(
+        std::thread::current().name(),
+        Some("main"),
+        "children::spawn called off the main thread: its children would be killed when that \
+         thread exits (PR_SET_PDEATHSIG follows the forking thread)"
+    );
     let stop_signals = stop_signals();
+    // Taken before the fork: the child compares its parent with it to see whether the driver
+    // died before the parent-death signal was set up.
+    #[cfg(target_os = "linux")]
+    let driver = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before its exec and only calls
-    // sigprocmask(2), which is async-signal-safe, on a signal set it owns a copy of.
+    // sigprocmask(2), prctl(2) and getppid(2), which are async-signal-safe, on values it owns
+    // copies of, and builds an `io::Error` from an errno, which does not allocate.
     unsafe {
         command.pre_exec(move || {
             libc::sigprocmask(libc::SIG_UNBLOCK, &stop_signals, std::ptr::null_mut());
+            #[cfg(target_os = "linux")]
+            {
+                // A SIGKILL'd driver runs no code: the kernel must stop the child for it.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The driver died between the fork and the prctl: the signal was not sent.
+                if libc::getppid() != driver {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+            }
             Ok(())
         });
     }
