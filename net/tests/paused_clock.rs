@@ -1,7 +1,8 @@
 //! Sockets on a paused clock (`Builder::start_paused`): I/O that is ready
 //! wins over the clock's jump to the next timer, work off the worker that
-//! a task waits for (a host-name lookup, a send's retry delay) holds the
-//! jump back, and an idle timeout with no I/O at all fires at its exact
+//! a task waits for (a host-name lookup) holds the jump back, a send's
+//! retry delay is cut short by a jump (never waited out in real time, nor
+//! jumped over), and an idle timeout with no I/O at all fires at its exact
 //! virtual deadline.
 
 mod util;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use cellio_net::unix::UnixDatagram;
 use cellio_net::{lookup_host, TcpListener, TcpStream};
-use cellio_runtime::time::{self, sleep, timeout};
+use cellio_runtime::time::{self, interval, sleep, timeout};
 use cellio_runtime::{spawn_local, yield_now, Builder};
 use futures_util::future::{select, Either};
 use util::{cellio_pair, run_with, SocketDir};
@@ -147,5 +148,56 @@ fn a_datagram_send_waiting_out_its_retry_delay_is_not_timed_out_by_the_clocks_ju
                  the peer had room from 100 ms on"
             );
         }
+    });
+}
+
+/// A send waiting for a full peer beside a 1 ms heartbeat (an `interval`),
+/// the peer reading at 1 s of virtual time: each jump of the clock (one
+/// heartbeat) ends the send's retry delay at once, so the retry never
+/// waits out its real-time delay (up to 50 ms) and the clock is not held
+/// meanwhile. Before the fix the clock moved one heartbeat per retry delay:
+/// 1 s of virtual time took ~50 s of real time, and `run_with`'s 10 s
+/// watchdog failed the test (100 ms of virtual time took 4.8 s).
+#[test]
+fn a_send_waiting_for_a_full_peer_does_not_slow_a_paused_clock_with_a_heartbeat() {
+    let dir = SocketDir::new();
+    let path = dir.path("peer.sock");
+    run_with(paused(), move || async move {
+        let peer = UnixDatagram::bind(&path).unwrap();
+        let filler = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        filler.set_nonblocking(true).unwrap();
+        let mut queued = 0;
+        while filler.send_to(b"fill", &path).is_ok() {
+            queued += 1;
+        }
+        assert!(queued > 0);
+        let heartbeat = spawn_local(async {
+            let mut beats = interval(Duration::from_millis(1));
+            loop {
+                beats.tick().await;
+            }
+        });
+        let reader = spawn_local(async move {
+            sleep(Duration::from_secs(1)).await;
+            let mut buf = [0u8; 16];
+            for _ in 0..queued {
+                peer.recv(&mut buf).await.unwrap();
+            }
+            peer
+        });
+        let sender = UnixDatagram::unbound().unwrap();
+        let start = time::now();
+        let sent = timeout(Duration::from_secs(10), sender.send_to(b"late", &path)).await;
+        let moved = time::now() - start;
+        let _peer = reader.await.unwrap();
+        heartbeat.abort();
+        assert!(
+            sent.is_ok(),
+            "the send timed out after {moved:?} of virtual time; the peer had room from 1 s on"
+        );
+        assert!(
+            moved >= Duration::from_secs(1),
+            "the send went at {moved:?}, before the peer read"
+        );
     });
 }

@@ -47,6 +47,7 @@ use std::panic::AssertUnwindSafe;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Waker;
 use std::time::Duration;
 
 use mio::event::Source;
@@ -80,21 +81,35 @@ struct Shared {
     outside_work: Mutex<OutsideWorkCount>,
 }
 
-/// What [`Reactor::has_outside_work`] counts.
+/// What [`Reactor::has_outside_work`] counts, and the retry delays
+/// [`Reactor::wake_retries_after_move`] ends.
 ///
-/// Invariant: `retries_before_move` is the number of live retry guards
-/// whose `moves` is less than `moves` here (taken before the clock's last
-/// move), `retries` the number of all live retry guards.
+/// Invariant: `retries` holds one entry per live [`Handle::outside_retry`]
+/// guard whose task has not been woken by
+/// [`wake_retries_after_move`](Reactor::wake_retries_after_move) (that
+/// takes the entry out; the guard's drop then finds none), with the count
+/// of `moves` when it was taken; ids are never reused.
 #[derive(Debug, Default)]
 struct OutsideWorkCount {
     /// Live [`Handle::outside_work`] guards.
     answers: usize,
-    /// Live [`Handle::outside_retry`] guards.
-    retries: usize,
-    /// Of those, the ones taken before the clock last moved.
-    retries_before_move: usize,
+    /// The retry delays under way, each with its task's waker.
+    retries: Vec<Retry>,
+    /// The id of the next [`Handle::outside_retry`] guard.
+    next_retry: u64,
     /// How often [`Reactor::note_time_moved`] was called.
     moves: u64,
+}
+
+/// A retry delay under way ([`Handle::outside_retry`]).
+#[derive(Debug)]
+struct Retry {
+    /// Its guard's [`OutsideWork::retry`].
+    id: u64,
+    /// [`OutsideWorkCount::moves`] when it was taken.
+    moves: u64,
+    /// Wakes the task that makes the retry.
+    waker: Waker,
 }
 
 /// An epoll/kqueue reactor: owns the poller and dispatches readiness to the
@@ -167,20 +182,52 @@ impl Reactor {
 
     /// `true` while work on another thread that a task of this reactor's
     /// thread waits for is under way, and the task may be woken by it at
-    /// any moment: a [`Handle::outside_work`] guard is alive, or a
-    /// [`Handle::outside_retry`] guard taken before the last
-    /// [`note_time_moved`](Self::note_time_moved). A runtime whose clock is
-    /// paused does not move it meanwhile.
+    /// any moment: a [`Handle::outside_work`] guard is alive. A runtime
+    /// whose clock is paused does not move it meanwhile. (Retry delays,
+    /// [`Handle::outside_retry`], do not count here: see
+    /// [`wake_retries_after_move`](Self::wake_retries_after_move).)
     pub fn has_outside_work(&self) -> bool {
-        let count = self.shared.outside_work_count();
-        count.answers != 0 || count.retries_before_move != 0
+        self.shared.outside_work_count().answers != 0
     }
 
     /// Tells the reactor that the runtime's (paused) clock moved: the
-    /// [`Handle::outside_retry`] guards alive now hold it from now on,
-    /// until each retry has been made.
+    /// retry delays ([`Handle::outside_retry`]) under way now end at the
+    /// next [`wake_retries_after_move`](Self::wake_retries_after_move).
     pub fn note_time_moved(&self) {
         self.handle().note_time_moved();
+    }
+
+    /// Ends every retry delay ([`Handle::outside_retry`]) that began before
+    /// the clock's last move ([`note_time_moved`](Self::note_time_moved)):
+    /// wakes its task, at once, instead of at the end of its real-time
+    /// delay, and returns whether it woke any. A runtime whose paused clock
+    /// would move next (it has nothing else to run) calls this first, and
+    /// moves the clock only if it returns `false`: the retries are made
+    /// before the clock moves again, after what the last move woke has run
+    /// (a reader's timer fired and it read), and a paused clock never waits
+    /// for a real-time delay. A delay whose clock has not moved since it
+    /// began lets it move once: what the retry waits for may need it to.
+    pub fn wake_retries_after_move(&self) -> bool {
+        let due: Vec<Waker> = {
+            let mut count = self.shared.outside_work_count();
+            let moves = count.moves;
+            let mut due = Vec::new();
+            let mut index = 0;
+            while index < count.retries.len() {
+                if count.retries[index].moves < moves {
+                    due.push(count.retries.swap_remove(index).waker);
+                } else {
+                    index += 1;
+                }
+            }
+            due
+        };
+        // Woken without the lock: a waker may be anything.
+        let woke = !due.is_empty();
+        for waker in due {
+            waker.wake();
+        }
+        woke
     }
 
     /// Binds the reactor to the calling thread for the rest of its life.
@@ -467,35 +514,53 @@ impl Handle {
         self.shared.outside_work_count().answers += 1;
         OutsideWork {
             shared: Arc::clone(&self.shared),
-            retry_after: None,
+            retry: None,
         }
     }
 
-    /// Declares a delay under way on another thread after which a task of
-    /// this reactor's thread tries something again (a send to a peer
-    /// that had no room), until the guard drops. Unlike
-    /// [`outside_work`](Self::outside_work), the retry may fail and wait
-    /// again, for as long as what it waits for needs the clock to move (a
-    /// peer that reads when a timer fires): so it holds a paused clock
-    /// only once the clock has moved since the delay began
-    /// ([`Reactor::note_time_moved`]). The retry is then made before the
-    /// clock moves again, and a clock that never moved while the delay ran
-    /// may move once.
-    pub fn outside_retry(&self) -> OutsideWork {
+    /// Declares a delay under way on another thread (in real time) after
+    /// which the task `waker` wakes, on this reactor's thread, tries
+    /// something again (a send to a peer that had no room), until the
+    /// guard drops. Unlike [`outside_work`](Self::outside_work), the retry
+    /// may fail and wait again, for as long as what it waits for needs the
+    /// clock to move (a peer that reads when a timer fires): so it does not
+    /// hold a paused clock. Once that clock has moved since the delay began
+    /// ([`Reactor::note_time_moved`]), the runtime ends the delay before it
+    /// moves the clock again
+    /// ([`Reactor::wake_retries_after_move`]: `waker` is woken then, and
+    /// the task should retry at once, which
+    /// [`clock_moves`](Self::clock_moves) tells it); a clock that never
+    /// moved while the delay ran may move once. So a paused clock never
+    /// waits for the delay, and the retry still comes before a jump to,
+    /// say, the retry's timeout.
+    pub fn outside_retry(&self, waker: &Waker) -> OutsideWork {
         let mut count = self.shared.outside_work_count();
-        count.retries += 1;
+        let id = count.next_retry;
+        count.next_retry += 1;
+        let moves = count.moves;
+        count.retries.push(Retry {
+            id,
+            moves,
+            waker: waker.clone(),
+        });
         OutsideWork {
             shared: Arc::clone(&self.shared),
-            retry_after: Some(count.moves),
+            retry: Some(id),
         }
+    }
+
+    /// How often this reactor's runtime's paused clock has moved
+    /// ([`Reactor::note_time_moved`]); 0 on a clock never paused. A task
+    /// woken during an [`outside_retry`](Self::outside_retry) delay whose
+    /// count changed since the delay began should retry at once.
+    pub fn clock_moves(&self) -> u64 {
+        self.shared.outside_work_count().moves
     }
 
     /// [`Reactor::note_time_moved`], from a handle (a runtime's
     /// `time::advance`, which runs on the reactor's thread).
     pub fn note_time_moved(&self) {
-        let mut count = self.shared.outside_work_count();
-        count.moves += 1;
-        count.retries_before_move = count.retries;
+        self.shared.outside_work_count().moves += 1;
     }
 
     /// Wakes the reactor from a blocking [`Reactor::turn`]. Callable from any
@@ -619,8 +684,8 @@ fn interest(writable: bool, stream: bool) -> Interest {
 /// woken the task.
 pub struct OutsideWork {
     shared: Arc<Shared>,
-    /// For a retry delay: the count of clock moves when it began.
-    retry_after: Option<u64>,
+    /// For a retry delay: its id in [`OutsideWorkCount::retries`].
+    retry: Option<u64>,
 }
 
 impl fmt::Debug for OutsideWork {
@@ -632,12 +697,15 @@ impl fmt::Debug for OutsideWork {
 impl Drop for OutsideWork {
     fn drop(&mut self) {
         let mut count = self.shared.outside_work_count();
-        match self.retry_after {
+        match self.retry {
             None => count.answers -= 1,
-            Some(moves) => {
-                count.retries -= 1;
-                if moves < count.moves {
-                    count.retries_before_move -= 1;
+            // Gone already if its task was woken by `wake_retries_after_move`.
+            Some(id) => {
+                if let Some(index) = count.retries.iter().position(|retry| retry.id == id) {
+                    let retry = count.retries.swap_remove(index);
+                    // Dropped after the lock: a waker's drop may be anything.
+                    drop(count);
+                    drop(retry);
                 }
             }
         }

@@ -330,8 +330,9 @@ fn a_waker_that_panics_in_the_reactors_drop_leaves_no_cell_open() {
 }
 
 /// `outside_work` holds while its guard lives, from any thread;
-/// `outside_retry` holds only once the clock moved since it was taken,
-/// until it drops.
+/// `outside_retry` never holds: once the clock moved since it was taken,
+/// `wake_retries_after_move` wakes its task (once) instead, and
+/// `clock_moves` tells the task the clock moved.
 #[test]
 fn outside_work_is_counted_until_its_guard_drops() {
     let reactor = Reactor::new().unwrap();
@@ -342,18 +343,39 @@ fn outside_work_is_counted_until_its_guard_drops() {
     std::thread::spawn(move || drop(work)).join().unwrap();
     assert!(!reactor.has_outside_work());
 
-    let retry = handle.outside_retry();
-    assert!(!reactor.has_outside_work(), "the clock has not moved since");
-    reactor.note_time_moved();
+    let woken = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&woken));
+    let retry = handle.outside_retry(&waker);
+    assert!(!reactor.has_outside_work(), "a retry never holds the clock");
     assert!(
-        reactor.has_outside_work(),
+        !reactor.wake_retries_after_move(),
+        "the clock has not moved since: it may move once"
+    );
+    assert_eq!(woken.0.load(Ordering::SeqCst), 0);
+    let moves = handle.clock_moves();
+    reactor.note_time_moved();
+    assert_eq!(handle.clock_moves(), moves + 1);
+    let next = handle.outside_retry(&waker);
+    assert!(
+        reactor.wake_retries_after_move(),
         "the clock moved: the retry first"
     );
-    let next = handle.outside_retry();
+    assert_eq!(woken.0.load(Ordering::SeqCst), 1, "woken once, at once");
+    assert!(!reactor.wake_retries_after_move(), "only once");
     drop(retry);
-    assert!(!reactor.has_outside_work(), "the retry after the move");
     reactor.note_time_moved();
-    assert!(reactor.has_outside_work());
+    assert!(
+        reactor.wake_retries_after_move(),
+        "the retry after the move"
+    );
+    assert_eq!(woken.0.load(Ordering::SeqCst), 2);
     drop(next);
-    assert!(!reactor.has_outside_work());
+    let dropped = handle.outside_retry(&waker);
+    drop(dropped);
+    reactor.note_time_moved();
+    assert!(
+        !reactor.wake_retries_after_move(),
+        "a retry given up is not woken"
+    );
+    assert_eq!(woken.0.load(Ordering::SeqCst), 2);
 }

@@ -478,11 +478,13 @@ impl Executor {
     /// does the clock jump to `next` (I/O that is ready wins over a timer,
     /// as in tokio). Not while blocking jobs are in flight, nor while other
     /// work a task waits for runs off the worker
-    /// ([`Reactor::has_outside_work`]: `cellio-net`'s host-name lookups,
-    /// and its send retry delays once the clock moved since they began):
+    /// ([`Reactor::has_outside_work`]: `cellio-net`'s host-name lookups):
     /// their results may be what the tasks wait for, so the worker looks
-    /// again after a millisecond of real time. Out of the loop's way: a worker whose
-    /// clock was never paused does not come here.
+    /// again after a millisecond of real time. Nor before the send retries
+    /// whose delay began before the clock's last move are made: those are
+    /// woken at once instead ([`Reactor::wake_retries_after_move`]), so
+    /// the clock never waits out a real-time delay. Out of the loop's way:
+    /// a worker whose clock was never paused does not come here.
     #[cold]
     #[inline(never)]
     fn paused_wait(&self, next: Instant, reactor: &mut Reactor, metrics: &Published) -> Duration {
@@ -497,6 +499,12 @@ impl Executor {
         // SAFETY: `is_empty` only reads two counters.
         let queue_empty = unsafe { self.run.with(|run| run.queue.is_empty()) };
         if queue_empty && !self.main_woken.get() && !self.inbox.has_pending() {
+            // A send retry whose delay began before the clock's last move
+            // is made now, before the clock moves again, rather than after
+            // its real-time delay (the clock would wait for it).
+            if reactor.wake_retries_after_move() {
+                return Duration::ZERO;
+            }
             self.clock.advance_to(next);
             reactor.note_time_moved();
         }

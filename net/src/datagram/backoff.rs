@@ -28,13 +28,16 @@
 //!   send retries as it did before (busily), it never hangs.
 //! * A delay asked for on a reactor's thread is that reactor's
 //!   [`OutsideWork`] retry ([`Handle::outside_retry`]) until the thread
-//!   has woken its waker: a runtime's paused clock that moved while the
-//!   delay ran (a reader's timer fired and it read) does not move again
-//!   (to the send's timeout, say) before the retry is made; one that did
-//!   not may move once (the peer may be waiting for it). The guard goes
-//!   with the waker, not with the [`Backoff`], so a send given up while
-//!   it waited holds the clock back for no longer than its delay (50 ms
-//!   at most).
+//!   has woken its waker. A runtime's paused clock that moved while the
+//!   delay ran (a reader's timer fired and it read) ends the delay before
+//!   it moves again (to the send's timeout, say): it wakes the send at
+//!   once, and the [`Backoff`], seeing the reactor's
+//!   [`clock_moves`](Handle::clock_moves) changed since its delay began,
+//!   is ready: the retry is made then, never after a real-time wait, so a
+//!   paused clock is not slowed down by it. One that did not move may move
+//!   once (the peer may be waiting for it). The guard goes with the
+//!   waker, not with the [`Backoff`], so a send given up while it waited
+//!   has its entry for no longer than its delay (50 ms at most).
 
 use std::fmt;
 use std::io;
@@ -60,6 +63,9 @@ pub(crate) struct Backoff {
     /// Which destination the delay is for ([`target_key`]), where one
     /// backoff serves every send (`DatagramIo`'s).
     target: u64,
+    /// The reactor's [`Handle::clock_moves`] when the delay began (`None`
+    /// off a reactor's thread): if it changed, the delay is over.
+    clock_moves: Option<u64>,
 }
 
 impl Backoff {
@@ -68,6 +74,7 @@ impl Backoff {
             until: None,
             delay: FIRST,
             target: 0,
+            clock_moves: None,
         }
     }
 
@@ -107,7 +114,12 @@ impl Backoff {
 
     #[cold]
     fn poll_delay(&mut self, until: Instant, waker: Option<&Waker>) -> Poll<()> {
-        if Instant::now() >= until {
+        // A paused clock that moved meanwhile ends the delay at once (see
+        // the module's invariants).
+        let clock_moved = self.clock_moves.is_some_and(|moves| {
+            Handle::current().is_ok_and(|reactor| reactor.clock_moves() != moves)
+        });
+        if clock_moved || Instant::now() >= until {
             self.until = None;
             return Poll::Ready(());
         }
@@ -123,6 +135,7 @@ impl Backoff {
     #[cold]
     pub(crate) fn wait(&mut self) {
         self.until = Some(Instant::now() + self.delay);
+        self.clock_moves = Handle::current().ok().map(|reactor| reactor.clock_moves());
         self.delay = (self.delay * 2).min(LONGEST);
     }
 
@@ -211,7 +224,7 @@ fn wake_at(until: Instant, waker: &Waker) {
     let earliest = due.iter().all(|(at, _, _)| until < *at);
     let outside_work = Handle::current()
         .ok()
-        .map(|reactor| reactor.outside_retry());
+        .map(|reactor| reactor.outside_retry(waker));
     due.push((until, waker.clone(), outside_work));
     drop(due);
     if earliest {

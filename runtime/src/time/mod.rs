@@ -156,7 +156,7 @@ pub fn now() -> Instant {
 /// declared with
 /// [`Handle::outside_work`](cellio_reactor::Handle::outside_work); and
 /// not twice while a Unix datagram send to a full peer waits to try again:
-/// the retry is made before the clock moves again, see
+/// the retry is made at once, before the clock moves again, see
 /// [`Handle::outside_retry`](cellio_reactor::Handle::outside_retry)). A
 /// test of a 30-second timeout runs in microseconds, and its
 /// timers fire in deadline order, every run alike. Pausing a paused clock
