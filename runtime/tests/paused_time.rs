@@ -157,6 +157,35 @@ fn a_delaying_interval_moves_its_grid_after_a_tick_late_by_less_than_a_period() 
     });
 }
 
+/// A tick at most 5 ms late counts as on time whatever the period (tokio's
+/// `poll_tick` applies its tolerance before the behaviour): on a 2 ms grid,
+/// the tick due at 2 ms polled at 5 ms keeps the grid, for `Delay` (which
+/// moved it to 7 ms) and `Skip` (which skipped to 6 ms): the next tick is
+/// the grid's, at 4 ms, due at once.
+#[test]
+fn a_tick_late_by_less_than_the_tolerance_keeps_the_grid_with_a_short_period() {
+    for behavior in [MissedTickBehavior::Delay, MissedTickBehavior::Skip] {
+        with_timeout(LIMIT, move || {
+            paused().block_on(async move {
+                let ms = Duration::from_millis;
+                let start = time::now();
+                let mut ticks = interval(ms(2));
+                ticks.set_missed_tick_behavior(behavior);
+                assert_eq!(ticks.tick().await, start);
+                time::advance(ms(5)).await; // the tick due at 2 ms is 3 ms late
+                assert_eq!(ticks.tick().await, start + ms(2));
+                assert_eq!(
+                    ticks.tick().await - start,
+                    ms(4),
+                    "{behavior:?}: a tick 3 ms late (within the 5 ms tolerance) moved the grid"
+                );
+                assert_eq!(time::now() - start, ms(5), "{behavior:?}: due at once");
+                assert_eq!(ticks.tick().await - start, ms(6), "{behavior:?}");
+            })
+        });
+    }
+}
+
 #[test]
 fn the_clock_does_not_jump_while_a_blocking_job_runs() {
     with_timeout(LIMIT, || {

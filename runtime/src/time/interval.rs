@@ -10,9 +10,17 @@ use std::time::{Duration, Instant};
 
 use crate::time::{far_future, sleep_until, Sleep};
 
-/// What an [`Interval`] does when ticks were missed: the task came back
-/// later than a tick (it was busy, or the worker was), so one or more
-/// ticks are past due at once.
+/// What an [`Interval`] does when a tick is late: the task came back
+/// later than the tick (it was busy, or the worker was), so the tick, and
+/// maybe more, are past due at once.
+///
+/// Whatever the behaviour, a tick completed at most 5 ms after it was
+/// scheduled counts as on time (tokio's tolerance: a timer's usual
+/// lateness does not count): the next tick is the grid's next one,
+/// `scheduled + period`, even if that is due already (which, with a
+/// period under 5 ms, it may be: it then completes at once). Only a tick
+/// more than 5 ms late is handled as each behaviour says. This is tokio's
+/// order (`Interval::poll_tick`), so each behaviour ticks as tokio's does.
 ///
 /// `Skip` by default, unlike tokio, whose default is `Burst`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -22,41 +30,35 @@ pub enum MissedTickBehavior {
     /// a burst.
     Burst,
     /// The late tick completes at once, and the grid moves: the next tick
-    /// is one period after it, however late it was (tokio's `Delay`): ticks
-    /// are never closer than a period. A tick up to 5 ms late counts as
-    /// on time (tokio's tolerance: a timer's usual lateness does not move
-    /// the grid).
+    /// is one period after it (tokio's `Delay`), so ticks after a late one
+    /// are never closer than a period. Within the 5 ms tolerance the grid
+    /// stays, whatever the period.
     Delay,
     /// The late tick completes at once, and the missed ones are dropped:
-    /// the next tick is the grid's first one still ahead.
+    /// the next tick is the grid's first one after now (tokio's `Skip`; a
+    /// tick exactly at now counts as missed). Within the 5 ms tolerance the
+    /// grid's next tick comes even if it is due already: with a period under
+    /// 5 ms, ticks missed by at most 5 ms still come, at once.
     #[default]
     Skip,
 }
 
-/// How late a tick may complete and still count as on time for
-/// [`MissedTickBehavior::Delay`] (tokio's 5 ms): a timer fires a little
-/// after its deadline, and a grid moved by that much at every tick would
-/// drift.
-const DELAY_TOLERANCE: Duration = Duration::from_millis(5);
+/// How late a tick may complete and still count as on time, for every
+/// [`MissedTickBehavior`] (tokio's 5 ms): a timer fires a little after its
+/// deadline, and a grid moved by that much at every tick would drift.
+const LATE_TOLERANCE: Duration = Duration::from_millis(5);
 
 impl MissedTickBehavior {
     /// The deadline after a tick scheduled for `scheduled` that completed
-    /// at `now`.
+    /// at `now` (tokio's `Interval::poll_tick` and `next_timeout`).
     fn next(self, scheduled: Instant, period: Duration, now: Instant) -> Instant {
-        let Some(next) = scheduled.checked_add(period) else {
-            return far_future();
-        };
-        if self == MissedTickBehavior::Delay
-            && now.saturating_duration_since(scheduled) > DELAY_TOLERANCE
-        {
-            // Late, by less than a period or more: the grid moves.
-            return now.checked_add(period).unwrap_or_else(far_future);
-        }
-        if next > now {
-            return next; // on time: the grid's next tick
+        let late = now.saturating_duration_since(scheduled);
+        if late <= LATE_TOLERANCE || self == MissedTickBehavior::Burst {
+            // On time (or bursting): the grid's next tick, due or not.
+            return scheduled.checked_add(period).unwrap_or_else(far_future);
         }
         match self {
-            MissedTickBehavior::Burst => next,
+            MissedTickBehavior::Burst => unreachable!("handled above"),
             MissedTickBehavior::Delay => now.checked_add(period).unwrap_or_else(far_future),
             MissedTickBehavior::Skip => first_tick_after(scheduled, period, now),
         }
@@ -69,7 +71,9 @@ impl MissedTickBehavior {
 ///
 /// If ticks are missed (the task was busy for longer than a period), the
 /// next tick completes at once and, by default, the schedule skips ahead:
-/// ticks never pile up (see [`MissedTickBehavior`] for the other choices).
+/// ticks do not pile up, beyond those a tick at most 5 ms late finds due
+/// (tokio's tolerance; see [`MissedTickBehavior`], also for the other
+/// choices).
 /// A period too long to add to an `Instant` (`Duration::MAX`) ticks once,
 /// then practically never (after some 30 years).
 ///
@@ -274,11 +278,32 @@ mod tests {
         let late = t0 + Duration::from_millis(60);
         assert_eq!(Delay.next(t0, p, late), late + p);
         // Within the tolerance: on time, the grid stays.
-        let slightly = t0 + DELAY_TOLERANCE;
+        let slightly = t0 + LATE_TOLERANCE;
         assert_eq!(Delay.next(t0, p, slightly), t0 + p);
         // Skip and Burst keep the grid for a tick less than a period late.
         assert_eq!(Skip.next(t0, p, late), t0 + p);
         assert_eq!(Burst.next(t0, p, late), t0 + p);
+    }
+
+    /// tokio's order: the tolerance first, whatever the period. With a
+    /// 2 ms period, a tick 3 ms late keeps the grid (the next tick, at
+    /// 4 ms, is due already), for every behaviour; 6 ms late is late.
+    #[test]
+    fn a_tick_within_the_tolerance_keeps_the_grid_whatever_the_period() {
+        let t0 = Instant::now();
+        let p = Duration::from_millis(2);
+        let now = t0 + Duration::from_millis(3);
+        for behavior in [Burst, Delay, Skip] {
+            assert_eq!(behavior.next(t0, p, now), t0 + p, "{behavior:?}");
+        }
+        let late = t0 + Duration::from_millis(6);
+        assert_eq!(Burst.next(t0, p, late), t0 + p);
+        assert_eq!(Delay.next(t0, p, late), late + p);
+        assert_eq!(
+            Skip.next(t0, p, late),
+            t0 + p * 4,
+            "6 ms is on a tick: missed"
+        );
     }
 
     #[test]
