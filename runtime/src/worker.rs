@@ -79,7 +79,7 @@ use crate::shutdown::{Shared, ShutdownWaiters};
 use crate::task::pool::Pool;
 use crate::task::queue::RunQueue;
 use crate::task::{BlockMemory, FreeBlock, RawTask, TaskRef, Tasks, NO_HOME};
-use crate::time::{Clock, TimerChange, Timers};
+use crate::time::{Advanced, Clock, TimerChange, Timers};
 use crate::waker::{self, Inbox, LocalGuard, TaskAddr, MAIN_SLOT, MAX_TASKS};
 
 /// What a worker is configured with.
@@ -505,8 +505,20 @@ impl Executor {
             if reactor.wake_retries_after_move() {
                 return Duration::ZERO;
             }
-            self.clock.advance_to(next);
-            reactor.note_time_moved();
+            match self.clock.advance_to(next) {
+                Advanced::Moved => reactor.note_time_moved(),
+                Advanced::OutOfRange => panic!(
+                    "cellio: the paused clock (at {:?}) would jump to the next timer's deadline, \
+                     {next:?}, the latest instant std::time::Instant can represent: that timer's \
+                     sleep, timeout or interval was too long to represent from the clock's time \
+                     (its deadline saturated there), and at that instant every sleep would \
+                     complete at once; the clock does not go there: a test moves it less close \
+                     to the end of Instant's range",
+                    self.clock.now()
+                ),
+                // Due already (fired at the loop's top), or not paused.
+                Advanced::Stayed | Advanced::NotPaused => {}
+            }
         }
         Duration::ZERO
     }

@@ -281,13 +281,110 @@ fn at_the_end_of_instant_sleeps_still_wait_and_a_resumed_clock_stops() {
                 polled.is_pending(),
                 "sleep(1 s) completed at once at {at:?}"
             );
-            one_second.await; // at the end: the clock jumps there
-            assert!(time::now() > at);
+            // Its deadline saturated to the end, which a paused clock never
+            // reaches (see the next test); a resumed one stops there.
             time::resume();
             std::thread::sleep(Duration::from_millis(1200));
             assert!(time::now() >= at, "a clock read after resume");
         })
     });
+}
+
+/// The end of what the paused clock refuses to reach, in its panics.
+const AT_THE_END: &str = "a test moves it less close to the end of Instant's range";
+
+/// Runs `body` on a paused runtime advanced to within a second of the end
+/// of what an `Instant` holds, and returns the text of the panic it ends
+/// with.
+fn panic_near_the_end_of_instant<F>(body: impl FnOnce() -> F + Send + 'static) -> String
+where
+    F: std::future::Future<Output = ()>,
+{
+    util::quiet_panics_ending_with(AT_THE_END);
+    with_timeout(LIMIT, move || {
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            paused().block_on(async move {
+                time::advance(seconds_to_the_end_of_instant(time::now())).await;
+                body().await;
+            })
+        }))
+        .expect_err("the runtime went on at the end of Instant");
+        panic_text(&*panic)
+    })
+}
+
+/// Within a second of the end of what an `Instant` holds, `sleep(1 s)`'s
+/// deadline saturates to that end: the paused clock does not jump there
+/// (every later sleep would complete at once and every interval spin),
+/// it panics naming the cause; so a saturated sleep never completes early.
+#[test]
+fn at_the_end_of_instant_the_clock_does_not_jump_to_a_saturated_deadline() {
+    let text = panic_near_the_end_of_instant(|| async {
+        let at = time::now();
+        sleep(SECOND).await;
+        panic!(
+            "sleep(1 s) completed at {:?}, the clock was at {at:?}",
+            time::now()
+        );
+    });
+    assert!(
+        text.contains("latest instant std::time::Instant can represent")
+            && text.contains("saturated")
+            && text.ends_with(AT_THE_END),
+        "{text}"
+    );
+}
+
+/// The same end: an interval's second tick saturates there, and does not
+/// come (it came at once, without end: a busy loop).
+#[test]
+fn at_the_end_of_instant_an_interval_does_not_spin() {
+    let text = panic_near_the_end_of_instant(|| async {
+        let at = time::now();
+        let mut ticks = interval(SECOND);
+        for _ in 0..1000 {
+            ticks.tick().await;
+        }
+        panic!(
+            "1000 ticks of a 1 s interval completed, the clock at {:?} (from {at:?})",
+            time::now()
+        );
+    });
+    assert!(text.ends_with(AT_THE_END), "{text}");
+}
+
+/// `advance` to the very end is refused as well as past it.
+#[test]
+fn an_advance_to_the_end_of_instant_panics_saying_why() {
+    util::quiet_panics_ending_with(util::ON_PURPOSE);
+    let error = paused()
+        .block_on(async {
+            spawn(async {
+                time::advance(seconds_to_the_end_of_instant(time::now())).await;
+                let now = time::now();
+                // The largest step that fits, in nanoseconds: to the end itself.
+                let (mut lo, mut hi) = (0u64, 1_000_000_000u64);
+                while lo < hi {
+                    let mid = lo + (hi - lo).div_ceil(2);
+                    if now.checked_add(Duration::from_nanos(mid)).is_some() {
+                        lo = mid;
+                    } else {
+                        hi = mid - 1;
+                    }
+                }
+                let to_end = Duration::from_nanos(lo);
+                assert!(now.checked_add(to_end + Duration::from_nanos(1)).is_none());
+                time::advance(to_end).await;
+                panic!("{}", util::ON_PURPOSE)
+            })
+            .await
+        })
+        .unwrap_err();
+    let text = panic_text(&*error.into_panic());
+    assert!(
+        text.contains("to or past the latest instant std::time::Instant can represent"),
+        "{text}"
+    );
 }
 
 /// `advance` past the end of what an `Instant` holds is refused, saying
@@ -307,7 +404,7 @@ fn an_advance_past_the_end_of_instant_panics_saying_why() {
         .unwrap_err();
     let text = panic_text(&*error.into_panic());
     assert!(
-        text.contains("past the latest instant std::time::Instant can represent"),
+        text.contains("to or past the latest instant std::time::Instant can represent"),
         "{text}"
     );
 }

@@ -18,8 +18,13 @@
 //! * The clock is the worker's own (`Cell`s, read and written on its
 //!   thread only).
 //! * It never passes [`latest_instant`], the end of what an `Instant`
-//!   holds: a resumed clock stops there, and `advance` refuses to move
-//!   beyond it (a programming error, which panics saying so).
+//!   holds: a resumed clock stops there. A *paused* clock never reaches
+//!   it: a deadline too far to represent saturates to it, so a clock there
+//!   would complete every sleep at once and spin every interval; instead
+//!   `advance` refuses to move the clock to it or beyond, and so does the
+//!   worker's jump to the next timer (each a programming error, which
+//!   panics saying so). A saturated deadline therefore never completes on
+//!   a paused clock: no sleep completes before its time.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -64,8 +69,12 @@ pub(crate) enum Advanced {
     Moved,
     /// The clock is not paused: it did not move.
     NotPaused,
-    /// The move would pass [`latest_instant`]: the clock did not move.
+    /// The move would reach [`latest_instant`] or pass it: the clock did
+    /// not move.
     OutOfRange,
+    /// The clock is paused at or after the deadline
+    /// ([`Clock::advance_to`]): it did not move.
+    Stayed,
 }
 
 /// Where the clock's time comes from.
@@ -139,25 +148,35 @@ impl Clock {
 
     /// Moves a paused clock forward by `by`. A duration that does not fit
     /// an `Instant` moves it "practically for ever" (`FAR`) from where it
-    /// stands; if even that does not fit, the clock does not move
-    /// ([`Advanced::OutOfRange`]).
+    /// stands; if even that would reach [`latest_instant`], the clock does
+    /// not move ([`Advanced::OutOfRange`]).
     pub(crate) fn advance(&self, by: Duration) -> Advanced {
         let Some(at) = self.paused_at() else {
             return Advanced::NotPaused;
         };
         match at.checked_add(by).or_else(|| at.checked_add(super::FAR)) {
-            Some(to) => {
+            Some(to) if to < latest_instant() => {
                 self.mode.set(Mode::Paused(to));
                 Advanced::Moved
             }
-            None => Advanced::OutOfRange,
+            _ => Advanced::OutOfRange,
         }
     }
 
-    /// Moves a paused clock forward to `deadline`, if that is later.
-    pub(crate) fn advance_to(&self, deadline: Instant) {
-        if let Some(at) = self.paused_at() {
-            self.mode.set(Mode::Paused(at.max(deadline)));
+    /// Moves a paused clock forward to `deadline`, if that is later
+    /// ([`Advanced::Stayed`] if not) and before [`latest_instant`]
+    /// ([`Advanced::OutOfRange`] if not: the clock does not move).
+    pub(crate) fn advance_to(&self, deadline: Instant) -> Advanced {
+        let Some(at) = self.paused_at() else {
+            return Advanced::NotPaused;
+        };
+        if deadline <= at {
+            Advanced::Stayed
+        } else if deadline >= latest_instant() {
+            Advanced::OutOfRange
+        } else {
+            self.mode.set(Mode::Paused(deadline));
+            Advanced::Moved
         }
     }
 }
@@ -177,9 +196,12 @@ mod tests {
         assert_eq!(clock.now(), at, "stands still");
         assert_eq!(clock.advance(Duration::from_secs(30)), Advanced::Moved);
         assert_eq!(clock.now(), at + Duration::from_secs(30));
-        clock.advance_to(at);
+        assert_eq!(clock.advance_to(at), Advanced::Stayed);
         assert_eq!(clock.now(), at + Duration::from_secs(30), "not backwards");
-        clock.advance_to(at + Duration::from_secs(31));
+        assert_eq!(
+            clock.advance_to(at + Duration::from_secs(31)),
+            Advanced::Moved
+        );
         assert_eq!(clock.now(), at + Duration::from_secs(31));
         clock.resume();
         let resumed = clock.now();
@@ -207,7 +229,17 @@ mod tests {
         // Neither a second nor "for ever" fits any more.
         assert_eq!(clock.advance(Duration::from_secs(1)), Advanced::OutOfRange);
         assert_eq!(clock.advance(Duration::MAX), Advanced::OutOfRange);
+        // Nor the end itself (where every sleep would complete at once), by
+        // hand or by the jump to a saturated deadline; just before it does.
+        assert_eq!(
+            clock.advance(Duration::from_millis(500)),
+            Advanced::OutOfRange
+        );
+        assert_eq!(clock.advance_to(latest), Advanced::OutOfRange);
         assert_eq!(clock.now(), latest - Duration::from_millis(500));
+        let just_before = latest - Duration::from_nanos(1);
+        assert_eq!(clock.advance_to(just_before), Advanced::Moved);
+        assert_eq!(clock.now(), just_before);
         // Resumed, it runs to the end and stays there.
         clock.resume();
         std::thread::sleep(Duration::from_millis(600));

@@ -41,8 +41,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-pub(crate) use clock::Clock;
-use clock::{latest_instant, Advanced};
+use clock::latest_instant;
+pub(crate) use clock::{Advanced, Clock};
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub(crate) use timers::{TimerKey, Timers};
 
@@ -166,6 +166,12 @@ pub fn now() -> Instant {
 /// Code under test should take its deadlines from [`now`], not from
 /// `Instant::now()`, which keeps real time.
 ///
+/// Near the end of what an `Instant` holds (a clock advanced some 292
+/// billion years), a deadline too far to represent saturates to that end;
+/// the paused clock never goes there, so such a sleep never completes: when
+/// the worker would jump the clock to it (nothing else to run), the
+/// runtime's `block_on` panics saying so.
+///
 /// # Panics
 ///
 /// Outside a cellio runtime, or in a runtime with more than one worker
@@ -210,9 +216,10 @@ pub fn resume() {
 ///
 /// # Panics
 ///
-/// If the clock is not paused; if even 30 years would move it past the
-/// latest instant an `Instant` can represent (some 292 billion years from
-/// boot: a programming error); and as [`pause`].
+/// If the clock is not paused; if the move (even 30 years, for a `by`
+/// that does not fit) would reach the latest instant an `Instant` can
+/// represent (some 292 billion years from boot: a programming error),
+/// where every sleep would complete at once; and as [`pause`].
 ///
 /// # Examples
 ///
@@ -248,13 +255,15 @@ pub async fn advance(by: Duration) {
         (moved, executor.clock().now())
     });
     match moved {
-        Some((Advanced::Moved, _)) => crate::yield_now().await,
+        // `advance` does not answer `Stayed`; a zero advance is a move.
+        Some((Advanced::Moved | Advanced::Stayed, _)) => crate::yield_now().await,
         Some((Advanced::NotPaused, _)) => {
             panic!("cellio: time::advance needs a paused clock: call time::pause() first")
         }
         Some((Advanced::OutOfRange, at)) => panic!(
-            "cellio: time::advance({by:?}) would move the paused clock (at {at:?}) past the \
-             latest instant std::time::Instant can represent; a test moves it less far"
+            "cellio: time::advance({by:?}) would move the paused clock (at {at:?}) to or past the \
+             latest instant std::time::Instant can represent, where every sleep would complete \
+             at once (a deadline past it saturates to it); a test moves it less far"
         ),
         None => panic!("cellio: time::advance was called outside a cellio runtime"),
     }
@@ -290,7 +299,8 @@ const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 /// is still ahead (from `Instant::now()` it was in the past then, and
 /// `sleep(Duration::MAX)` completed at once). On a clock within `FAR` of
 /// the end of what an `Instant` holds, that end (it was `now`, and every
-/// sleep there completed at once).
+/// sleep there completed at once), which a paused clock never reaches
+/// (see `Clock::advance_to`).
 fn far_future() -> Instant {
     now().checked_add(FAR).unwrap_or_else(latest_instant)
 }
