@@ -1,14 +1,17 @@
 //! `TcpIo::into_split`: owned halves in two tasks of their own (tokio's
 //! `into_split`), every byte through intact both ways; `reunite` gives the
 //! `TcpIo` back and refuses halves of two streams; dropping a half gives
-//! its direction back to the stream's futures; the `AsyncRead` and
-//! `AsyncWrite` traits, tokio's with the `tokio-io` feature; Unix streams.
+//! its direction back to the stream's futures, and dropping the send half
+//! shuts down the sending side (as tokio's does) unless it is reunited or
+//! forgotten; the `AsyncRead` and `AsyncWrite` traits, tokio's with the
+//! `tokio-io` feature; Unix streams.
 
 mod util;
 
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 
+use cellio_net::stream::{OwnedRecvHalf, OwnedSendHalf, StreamIo, StreamSocket};
 use cellio_net::unix::{UnixIo, UnixStream};
 use cellio_net::TcpIo;
 use cellio_runtime::spawn_local;
@@ -152,6 +155,70 @@ fn unix_streams_split_too() {
         b.recv_exact(&mut buf).await?;
         assert_eq!(&buf, b"unix");
         assert!(echo.await.unwrap()?);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A request-reply client written as with tokio: a writer task sends the
+/// request and ends, dropping its half; the peer reads to the end of the
+/// stream, answers, and the receive half, still alive, reads the answer.
+async fn writer_task_ends_and_the_reply_comes_back<S: StreamSocket + 'static, P: StreamSocket>(
+    (mut rx, mut tx): (OwnedRecvHalf<S>, OwnedSendHalf<S>),
+    mut peer: StreamIo<P>,
+) -> io::Result<()> {
+    let writer = spawn_local(async move { tx.write_all(b"request").await });
+    writer.await.unwrap()?;
+    let mut request = Vec::new();
+    peer.read_to_end(&mut request).await?; // hangs unless the drop shut down
+    assert_eq!(request, b"request");
+    peer.write_all(b"reply").await?;
+    peer.close().await?;
+    let mut reply = Vec::new();
+    rx.read_to_end(&mut reply).await?;
+    assert_eq!(reply, b"reply");
+    Ok(())
+}
+
+#[test]
+fn dropping_the_send_half_shuts_down_the_sending_side() {
+    run(|| async {
+        let (a, b) = cellio_pair().await?;
+        writer_task_ends_and_the_reply_comes_back(TcpIo::new(a).into_split(), TcpIo::new(b))
+            .await?;
+        let (a, b) = UnixStream::pair()?;
+        writer_task_ends_and_the_reply_comes_back(UnixIo::new(a).into_split(), UnixIo::new(b)).await
+    })
+    .unwrap();
+}
+
+/// Reunited, or forgotten, the send half shuts nothing down: the stream
+/// sends on, and the peer reads what it sends after.
+#[test]
+fn a_reunited_or_forgotten_send_half_does_not_shut_down() {
+    run(|| async {
+        let (a, b) = UnixStream::pair()?;
+        let (rx, tx) = UnixIo::new(a).into_split();
+        let mut io = rx.reunite(tx).unwrap();
+        io.send_all(b"after reunite").await?;
+        let mut buf = [0u8; 13];
+        b.recv_exact(&mut buf).await?;
+        assert_eq!(&buf, b"after reunite");
+
+        let (rx, tx) = io.into_split();
+        tx.forget();
+        rx.get_ref().send_all(b"after forget").await?;
+        let mut buf = [0u8; 12];
+        b.recv_exact(&mut buf).await?;
+        assert_eq!(&buf, b"after forget");
+
+        let (a, b) = cellio_pair().await?;
+        let (rx, tx) = TcpIo::new(a).into_split();
+        tx.forget();
+        rx.get_ref().send_all(b"tcp").await?;
+        let mut buf = [0u8; 3];
+        b.recv_exact(&mut buf).await?;
+        assert_eq!(&buf, b"tcp");
         io::Result::Ok(())
     })
     .unwrap();

@@ -322,6 +322,10 @@ impl<S: StreamSocket> StreamIo<S> {
     /// [`OwnedSendHalf`], sharing the stream, each with its direction's
     /// reservation. They stay on this thread (spawn their tasks with
     /// `spawn_local`); [`OwnedRecvHalf::reunite`] makes the `TcpIo` again.
+    /// As with tokio's, dropping the [`OwnedSendHalf`] shuts down the
+    /// sending side (the peer reads the end of the stream; the receive half
+    /// goes on), unless it is reunited or
+    /// [`forget`](OwnedSendHalf::forget)-ten.
     ///
     /// ```no_run
     /// use cellio_runtime::spawn_local;

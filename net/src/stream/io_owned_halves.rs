@@ -15,6 +15,15 @@
 //!   (through the other half's `get_ref`) can use that direction again;
 //!   [`OwnedRecvHalf::reunite`] hands both reservations back to a `TcpIo`
 //!   instead, which goes on where the halves stopped.
+//! * Dropping the send half also shuts down the sending side
+//!   (`shutdown(Write)`, errors ignored), as tokio's `OwnedWriteHalf` does,
+//!   so that the peer reads the end of the stream while the receive half
+//!   lives on; not when it is reunited ([`OwnedRecvHalf::reunite`]) or
+//!   [`forget`](OwnedSendHalf::forget)-ten, nor when it holds the last
+//!   reference to the stream (the drop closes the socket then). The raw
+//!   `shutdown(2)` is made, not the joins' `shut_down`, which on `ENOTCONN`
+//!   takes the pending error (`SO_ERROR`) that the receive half is yet to
+//!   report.
 
 use std::fmt;
 use std::future::Future;
@@ -50,9 +59,18 @@ pub struct OwnedRecvHalf<S: StreamSocket> {
 /// [`TcpIo::into_split`](crate::TcpIo::into_split): [`poll_send`](Self::poll_send),
 /// [`send_all`](Self::send_all) and `AsyncWrite` (whose close shuts down
 /// the sending side), as on the `TcpIo`.
+///
+/// Dropping it shuts down the sending side (`shutdown(Write)`, errors
+/// ignored), as dropping tokio's `OwnedWriteHalf` does: the peer reads the
+/// end of the stream, and the [`OwnedRecvHalf`] goes on receiving (its
+/// reply, say). [`reunite`](Self::reunite) does not shut anything down;
+/// [`forget`](Self::forget) drops the half without the shutdown.
 pub struct OwnedSendHalf<S: StreamSocket> {
     stream: Rc<S>,
     tx: HeldCell,
+    /// Whether the drop shuts down the sending side: `false` once
+    /// reunited or forgotten.
+    shut_down_on_drop: bool,
 }
 
 /// Splits `io` into its owned halves.
@@ -62,6 +80,7 @@ pub(crate) fn split<S: StreamSocket>(io: StreamIo<S>) -> (OwnedRecvHalf<S>, Owne
     let send = OwnedSendHalf {
         stream: Rc::clone(&stream),
         tx,
+        shut_down_on_drop: true,
     };
     (OwnedRecvHalf { stream, rx }, send)
 }
@@ -76,6 +95,7 @@ impl<S: StreamSocket> OwnedRecvHalf<S> {
             return Err(ReuniteError(self, send));
         }
         let (rx, tx) = (std::mem::take(&mut self.rx), std::mem::take(&mut send.tx));
+        send.shut_down_on_drop = false; // the TcpIo goes on sending
         let stream = Rc::clone(&self.stream);
         drop((self, send)); // holding no cell now: their drops release nothing
         let stream = Rc::into_inner(stream).expect("the two halves held the only references");
@@ -90,6 +110,14 @@ impl<S: StreamSocket> OwnedSendHalf<S> {
     pub fn reunite(self, recv: OwnedRecvHalf<S>) -> Result<StreamIo<S>, ReuniteError<S>> {
         recv.reunite(self)
     }
+
+    /// Drops the half without shutting down the sending side (tokio's
+    /// `OwnedWriteHalf::forget`): the direction goes back to the stream's
+    /// futures, through the [`OwnedRecvHalf`]'s `get_ref`, and the socket
+    /// closes when the receive half is dropped.
+    pub fn forget(mut self) {
+        self.shut_down_on_drop = false;
+    }
 }
 
 impl<S: StreamSocket> Drop for OwnedRecvHalf<S> {
@@ -101,6 +129,13 @@ impl<S: StreamSocket> Drop for OwnedRecvHalf<S> {
 impl<S: StreamSocket> Drop for OwnedSendHalf<S> {
     fn drop(&mut self) {
         self.tx.release(self.stream.registration().tx());
+        // The last reference closes the socket as it goes: no shutdown
+        // needed then.
+        if self.shut_down_on_drop && Rc::strong_count(&self.stream) > 1 {
+            // As tokio's `OwnedWriteHalf`: an error (the peer reset it, or
+            // it was shut down already) has nothing to tell a drop.
+            let _ = self.stream.shutdown_socket(std::net::Shutdown::Write);
+        }
     }
 }
 
