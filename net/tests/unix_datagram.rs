@@ -1,7 +1,8 @@
 //! `UnixDatagram`: pairs, bound and unbound sockets and their addresses,
 //! abstract names, a datagram too long for the buffer (an error, and the
 //! next one whole), a receive that parks, a send that waits for a full peer
-//! (Unix datagrams are never dropped), the errors of a bad destination, and
+//! (Unix datagrams are never dropped), the errors of a bad destination (and
+//! of an empty path to bind), and
 //! moving a socket to another worker.
 
 mod util;
@@ -299,6 +300,21 @@ fn bad_destinations_and_no_peer_are_clear_errors() {
         UnixDatagram::unbound().is_err(),
         "outside a runtime: an error"
     );
+}
+
+/// Binding an empty path is an error that says so, not a random autobound
+/// abstract name nobody can send to.
+#[test]
+fn binding_an_empty_path_is_refused_not_autobound() {
+    run(|| async {
+        let err = UnixDatagram::bind("").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("empty Unix socket path"), "{message}");
+        assert!(message.contains("UnixDatagram::bind_addr"), "{message}");
+        io::Result::Ok(())
+    })
+    .unwrap();
 }
 
 #[cfg(target_os = "linux")]

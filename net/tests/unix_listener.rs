@@ -1,5 +1,5 @@
-//! `UnixListener`: binding (and the errors of a path in use, too long, or
-//! in a missing directory), accepting many clients, an accept that parks
+//! `UnixListener`: binding (and the errors of a path in use, too long,
+//! empty, or in a missing directory; autobind only when asked for), accepting many clients, an accept that parks
 //! and one dropped while parked, `from_std`, and the socket file a dropped
 //! listener leaves.
 
@@ -125,6 +125,34 @@ fn binding_errors_say_what_is_wrong() {
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
         let err = UnixListener::bind(&no_dir).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// An empty path (a setting left unset) is an error that says so: the
+/// kernel would take its address as a request to autobind a random abstract
+/// name, and the listener would listen where nobody can find it. Asked for
+/// through `bind_addr` with an unnamed address, autobind still happens.
+#[test]
+fn an_empty_path_is_refused_not_autobound() {
+    run(|| async {
+        let err = UnixListener::bind("").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("empty Unix socket path"), "{message}");
+        assert!(message.contains("UnixListener::bind_addr"), "{message}");
+
+        let unnamed = std::os::unix::net::UnixDatagram::unbound()?.local_addr()?;
+        assert!(unnamed.is_unnamed());
+        let autobound = UnixListener::bind_addr(&unnamed)?;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            let name = autobound.local_addr()?;
+            assert!(name.as_abstract_name().is_some(), "{name:?}");
+        }
+        drop(autobound);
         io::Result::Ok(())
     })
     .unwrap();

@@ -1,7 +1,7 @@
 //! `UnixStream`: pairs and connections through a path or an abstract name,
 //! round trips, a receive that parks, end of stream, a closed peer (no
 //! `SIGPIPE`), the connect errors (nothing there, nobody listening, a full
-//! accept queue), moving a stream to another worker, options, addresses and
+//! accept queue, an empty path), moving a stream to another worker, options, addresses and
 //! the peer's credentials, and a large two-way transfer.
 
 mod util;
@@ -193,6 +193,21 @@ fn connect_errors_say_what_is_wrong() {
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
         let err = UnixStream::connect(&too_long).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// An empty path is an error that says so, and where an abstract name goes
+/// (`connect(2)` itself would say only "Invalid argument").
+#[test]
+fn connecting_to_an_empty_path_says_so() {
+    run(|| async {
+        let err = UnixStream::connect("").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("empty Unix socket path"), "{message}");
+        assert!(message.contains("UnixStream::connect_addr"), "{message}");
         io::Result::Ok(())
     })
     .unwrap();

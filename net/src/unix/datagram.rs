@@ -73,15 +73,23 @@ impl UnixDatagram {
     ///
     /// `AddrInUse` if a file exists at `path` (binding creates it, and
     /// dropping the socket leaves it, as for a
-    /// [`UnixListener`](crate::unix::UnixListener)); `InvalidInput` for a
-    /// path too long for a socket address. Must be called inside a cellio
-    /// runtime.
+    /// [`UnixListener`](crate::unix::UnixListener)); `InvalidInput` for an
+    /// empty path (which the kernel would take as a request for a random
+    /// abstract name: an abstract name is given to
+    /// [`bind_addr`](Self::bind_addr)) or one too long for a socket
+    /// address. Must be called inside a cellio runtime.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixDatagram> {
-        Self::bind_addr(&SocketAddr::from_pathname(path)?)
+        Self::bind_addr(&super::path_address(
+            path.as_ref(),
+            "UnixDatagram::bind_addr",
+        )?)
     }
 
     /// A socket bound to `addr`: a path's address, or on Linux an abstract
-    /// one (`std::os::linux::net::SocketAddrExt::from_abstract_name`).
+    /// one (`std::os::linux::net::SocketAddrExt::from_abstract_name`). An
+    /// unnamed address asks Linux to *autobind*: the kernel picks a random
+    /// abstract name of five hex digits, which
+    /// [`local_addr`](Self::local_addr) then reports.
     pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixDatagram> {
         let handle = Handle::current()?;
         Self::register(mio::net::UnixDatagram::bind_addr(addr)?, &handle)

@@ -59,16 +59,24 @@ impl UnixListener {
     /// # Errors
     ///
     /// `AddrInUse` if a file exists at `path` (see the type's docs);
-    /// `InvalidInput` if the path is too long for a socket address (about
-    /// 100 bytes); `NotFound` or `PermissionDenied` for its directory. Must
-    /// be called inside a cellio runtime.
+    /// `InvalidInput` if the path is empty (which the kernel would take as
+    /// a request for a random abstract name: an abstract name is given to
+    /// [`bind_addr`](Self::bind_addr)) or too long for a socket address
+    /// (about 100 bytes); `NotFound` or `PermissionDenied` for its
+    /// directory. Must be called inside a cellio runtime.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
-        Self::bind_addr(&SocketAddr::from_pathname(path)?)
+        Self::bind_addr(&super::path_address(
+            path.as_ref(),
+            "UnixListener::bind_addr",
+        )?)
     }
 
     /// Binds to `addr`: a path's address, or on Linux an abstract one
     /// (`std::os::linux::net::SocketAddrExt::from_abstract_name`), which
-    /// has no file and vanishes with the socket.
+    /// has no file and vanishes with the socket. An unnamed address (the
+    /// address of an empty path, say) asks Linux to *autobind*: the kernel
+    /// picks a random abstract name of five hex digits, which
+    /// [`local_addr`](Self::local_addr) then reports.
     pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixListener> {
         let handle = Handle::current()?;
         Self::register(mio::net::UnixListener::bind_addr(addr)?, &handle)

@@ -17,6 +17,10 @@
 //! ([`UnixStream::send_with_fds`], [`UnixStream::recv_with_fds`]:
 //! `SCM_RIGHTS`).
 
+use std::io;
+use std::os::unix::net::SocketAddr;
+use std::path::Path;
+
 mod cred;
 mod datagram;
 pub(crate) mod fds;
@@ -128,3 +132,23 @@ pub type SendBatch = crate::datagram::SendBatch<UnixDatagram>;
 pub type RecvMany<'a> = crate::datagram::RecvMany<'a, UnixDatagram>;
 /// Future of [`UnixDatagram::send_many`]: every queued datagram sent.
 pub type SendMany<'a> = crate::datagram::SendMany<'a, UnixDatagram>;
+
+/// The socket address of `path`, for a bind or a connect by path. An
+/// empty path is refused with `InvalidInput`: its address holds no byte of
+/// a name, which Linux's `bind(2)` takes as a request to *autobind* (a
+/// random five-hex-digit abstract name that nobody can find, and no file),
+/// and which `connect(2)` refuses with an unhelpful `EINVAL`. An empty path
+/// is most likely a setting left unset. `with_abstract` names the method
+/// that takes an abstract name instead, for the message.
+pub(crate) fn path_address(path: &Path, with_abstract: &str) -> io::Result<SocketAddr> {
+    if path.as_os_str().is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "empty Unix socket path (an abstract name, on Linux, is given as an address: \
+                 `{with_abstract}` with `std::os::linux::net::SocketAddrExt::from_abstract_name`)"
+            ),
+        ));
+    }
+    SocketAddr::from_pathname(path)
+}

@@ -59,6 +59,9 @@ impl UnixStream {
     /// * `NotFound`: nothing at `path`; `ConnectionRefused`: a socket file
     ///   nobody listens on any more (a server that exited without removing
     ///   it), or a path that is not a socket.
+    /// * `InvalidInput`: an empty path (an abstract name is given to
+    ///   [`connect_addr`](Self::connect_addr)), or one too long for a
+    ///   socket address.
     /// * `WouldBlock`, on Linux: the listener's queue of connections not yet
     ///   accepted is full. A blocking `connect(2)` would wait for room, but
     ///   the kernel gives a non-blocking one no readiness event to wait
@@ -73,7 +76,11 @@ impl UnixStream {
     /// # Ok::<(), std::io::Error>(()) }).unwrap();
     /// ```
     pub async fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
-        Self::connect_addr(&SocketAddr::from_pathname(path)?).await
+        Self::connect_addr(&super::path_address(
+            path.as_ref(),
+            "UnixStream::connect_addr",
+        )?)
+        .await
     }
 
     /// Connects to `addr`: a path's address, or on Linux an abstract one
