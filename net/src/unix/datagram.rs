@@ -273,8 +273,10 @@ impl UnixDatagram {
     /// are pushed all the same. Cancel-safe.
     ///
     /// Descriptors that arrive with a datagram taken by a plain receive
-    /// are closed by the kernel. Reserve room in `fds` to keep the receive
-    /// from allocating.
+    /// are closed by the kernel; so are those this process has no room for
+    /// (out of descriptors, `EMFILE`), the receive then succeeding with
+    /// [`truncated`](crate::unix::FdsReceived::truncated) set. Reserve
+    /// room in `fds` to keep the receive from allocating.
     pub fn recv_with_fds<'a>(
         &'a self,
         buf: &'a mut [u8],

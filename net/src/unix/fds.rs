@@ -22,8 +22,13 @@
 //!   answer is delivered whole, bytes and descriptors, and if the kernel
 //!   had to drop descriptors (its control message cut), the result says
 //!   so ([`FdsReceived::truncated`]) beside the bytes. The control space
-//!   holds [`MAX_FDS`] descriptors and credentials besides, so only a
-//!   socket asked through libc for more ancillary data could see that.
+//!   holds [`MAX_FDS`] descriptors and credentials besides, so room is not
+//!   what cuts it, short of a socket asked through libc for more
+//!   ancillary data: a receiving process out of descriptors is
+//!   (`RLIMIT_NOFILE`, `EMFILE`). Linux then installs those that fit under
+//!   the limit (often none), closes the rest and sets `MSG_CTRUNC`; the
+//!   receive succeeds with its bytes, and the descriptors dropped are lost
+//!   for good (the peer's copies are not touched, but nothing tells it).
 //! * Received descriptors are owned (`OwnedFd`) from the moment they are
 //!   read out of the control message (and a pidfd the kernel installs
 //!   for a socket asked through libc for `SO_PASSPIDFD` is closed, not
@@ -126,8 +131,14 @@ pub struct FdsReceived {
     pub bytes: usize,
     /// Descriptors added to the vector.
     pub fds: usize,
-    /// The kernel dropped descriptors that came with these bytes: its
-    /// control message did not fit (see the module's invariants).
+    /// The kernel dropped descriptors that came with these bytes, and
+    /// closed them: they are lost, and will not come with a later
+    /// receive. Mostly because this process was out of descriptors
+    /// (`EMFILE` at `RLIMIT_NOFILE`: Linux then delivers the bytes with
+    /// only the descriptors that fit under the limit, often none); also if
+    /// the control message was cut for want of room (see the module's
+    /// invariants). A protocol that waits for a descriptor should check it
+    /// and fail (or ask the peer again) rather than wait.
     pub truncated: bool,
 }
 

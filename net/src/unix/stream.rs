@@ -268,8 +268,11 @@ impl UnixStream {
     ///
     /// Descriptors that arrive during a plain [`recv`](Self::recv) are
     /// closed by the kernel: receive with this method on a stream whose
-    /// peer sends them. Reserve room in `fds` to keep the receive from
-    /// allocating.
+    /// peer sends them. So are those this process has no room for (out of
+    /// descriptors, `EMFILE`): the receive still succeeds, with
+    /// [`truncated`](crate::unix::FdsReceived::truncated) set and fewer
+    /// descriptors (often none) than the peer sent. Reserve room in `fds`
+    /// to keep the receive from allocating.
     pub fn recv_with_fds<'a>(
         &'a self,
         buf: &'a mut [u8],
