@@ -1,12 +1,28 @@
-//! [`UCred`]: who is at the other end of a Unix stream (`SO_PEERCRED` on
-//! Linux, `getpeereid` and on macOS `LOCAL_PEERPID` elsewhere).
+//! [`UCred`]: the credentials the kernel recorded for the other end of a
+//! Unix stream (`SO_PEERCRED` on Linux, `getpeereid` and on macOS
+//! `LOCAL_PEERPID` elsewhere): on the accepting side the client that
+//! called `connect(2)`, on the connecting side the process that called
+//! `listen(2)` (not necessarily the one serving).
 
 use std::io;
 use std::os::fd::RawFd;
 
-/// The credentials of a Unix stream's peer, as the kernel recorded them when
-/// the connection was made (`connect(2)`, or `socketpair(2)`): from
-/// [`UnixStream::peer_cred`](crate::unix::UnixStream::peer_cred).
+/// The credentials of a Unix stream's peer, as the kernel recorded them:
+/// from [`UnixStream::peer_cred`](crate::unix::UnixStream::peer_cred).
+///
+/// Which process they name depends on the side:
+///
+/// * on a stream from [`accept`](crate::unix::UnixListener::accept): the
+///   client, as it was when it called `connect(2)`;
+/// * on a stream from [`connect`](crate::unix::UnixStream::connect): the
+///   process that called `listen(2)` on the listening socket, as it was
+///   then, which need not be the one that accepts and serves. After a
+///   listener is handed to another process (descriptor passing, socket
+///   activation, a restart that keeps the socket), it is the old one,
+///   perhaps exited and its pid reused (under systemd's socket activation,
+///   systemd);
+/// * on a [`pair`](crate::unix::UnixStream::pair): the process that called
+///   `socketpair(2)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UCred {
     /// The peer's process id: 0 where the kernel does not say (on Linux a

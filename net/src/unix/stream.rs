@@ -322,9 +322,17 @@ impl UnixStream {
     }
 
     /// The process, user and group of the peer, as the kernel recorded them
-    /// when the connection was made (`SO_PEERCRED` on Linux, `getpeereid`
-    /// elsewhere, where only macOS also gives the process): a server's way
-    /// to know who connected, without trusting anything the peer sends.
+    /// (`SO_PEERCRED` on Linux, `getpeereid` elsewhere, where only macOS
+    /// also gives the process): a server's way to know who connected,
+    /// without trusting anything the peer sends.
+    ///
+    /// On an accepted stream they are the client's, when it called
+    /// `connect(2)`. On the connecting side they are those of the process
+    /// that called `listen(2)` on the listening socket, which is not
+    /// necessarily the one serving: after the listener was handed over
+    /// (descriptor passing, socket activation), the old server's, perhaps
+    /// exited (under systemd's socket activation, systemd's).
+    /// See [`UCred`](crate::unix::UCred).
     ///
     /// ```no_run
     /// # async fn f(stream: &cellio_net::unix::UnixStream) -> std::io::Result<()> {
