@@ -65,7 +65,7 @@ impl UnixStream {
     /// * `WouldBlock`, on Linux: the listener's queue of connections not yet
     ///   accepted is full. A blocking `connect(2)` would wait for room, but
     ///   the kernel gives a non-blocking one no readiness event to wait
-    ///   for; retry after a pause (e.g. `cellio::time::sleep`).
+    ///   for; retry after a pause (e.g. `cellio::runtime::sleep`).
     ///
     /// # Examples
     ///
