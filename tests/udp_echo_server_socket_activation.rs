@@ -90,6 +90,7 @@ fn the_socket_systemd_passes_is_served_with_the_servers_options() {
 }
 
 /// Sets the integer option `name` at `level` on `socket`.
+#[cfg(target_os = "linux")]
 fn set_int_option(socket: &UdpSocket, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
     // SAFETY: `setsockopt` reads `size_of::<c_int>()` bytes from `value`,
     // an integer that lives across the call, on a descriptor `socket` owns.
@@ -113,6 +114,7 @@ fn set_int_option(socket: &UdpSocket, level: libc::c_int, name: libc::c_int, val
 /// `InvalidInput` and the loop logged and tried again: 100% of a core, a
 /// flood of log and no echo; found by a review.)
 #[test]
+#[cfg(target_os = "linux")] // UDP_GRO and UDP_SEGMENT are Linux's
 fn a_passed_socket_with_receive_offload_on_is_served() {
     for api in ["futures", "poll", "batch"] {
         let passed = UdpSocket::bind("127.0.0.1:0").unwrap();
