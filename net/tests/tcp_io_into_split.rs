@@ -122,6 +122,44 @@ fn the_halves_read_and_write_through_the_futures_io_traits() {
     .unwrap();
 }
 
+/// The peer sends part of a response and resets. The reading half reads
+/// what came; the writing half closes, which takes the reset (Linux's
+/// `ENOTCONN` to the shutdown, the error read from `SO_ERROR`, which
+/// clears it). The reading half's next read must still say
+/// `ConnectionReset`, not a clean end that makes the cut-off response look
+/// complete: the stream keeps the error the close took for it.
+#[test]
+fn a_reset_taken_by_the_writing_halfs_close_is_still_the_reading_halfs_error() {
+    run(|| async {
+        let (ours, mut peer) = util::std_peer().await?;
+        let (mut rx, mut tx) = TcpIo::new(ours).into_split();
+        std::io::Write::write_all(&mut peer, b"partial")?;
+        // SO_LINGER 0: close sends a reset after the bytes.
+        socket2::SockRef::from(&peer).set_linger(Some(std::time::Duration::ZERO))?;
+        drop(peer);
+        let mut got = [0u8; 7];
+        rx.read_exact(&mut got).await?;
+        util::wait_read_closed(tx.get_ref());
+        let closed = tx.close().await.map_err(|e| e.kind());
+        assert_eq!(
+            closed,
+            Err(ErrorKind::ConnectionReset),
+            "the writer's close"
+        );
+        let mut more = [0u8; 16];
+        let read = rx.read(&mut more).await.map_err(|e| e.kind());
+        assert_eq!(
+            read,
+            Err(ErrorKind::ConnectionReset),
+            "the reader after the close"
+        );
+        // Reported once, as the kernel reports an error: then the end.
+        assert_eq!(rx.read(&mut more).await?, 0);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[cfg(feature = "tokio-io")]
 #[test]
 fn the_halves_read_and_write_through_tokios_traits() {

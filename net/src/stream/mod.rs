@@ -33,6 +33,7 @@ mod splice;
 use std::io as std_io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use cellio_reactor::Registration;
 
@@ -44,6 +45,7 @@ pub(crate) use ops::recv_whole;
 pub(crate) use ops::try_send_file;
 pub(crate) use ops::{peek_attempt, recv_attempt, send_attempt, send_vectored_attempt};
 pub use ops::{Peek, Recv, RecvExact, Send, SendAll, SendFile, SendVectored};
+pub(crate) use sealed::TakenError;
 #[cfg(target_os = "linux")]
 pub use splice::{splice_bidirectional, splice_bidirectional_auto, SpliceBidirectional};
 
@@ -180,6 +182,56 @@ impl Outgoing for [std_io::IoSlice<'_>] {}
 pub(crate) mod sealed {
     use super::*;
 
+    /// The error cellio took out of a stream's socket (`SO_ERROR`, by a
+    /// shutdown after `ENOTCONN` or by the splice's watch: [`take_error`](super::take_error)) and
+    /// that the socket's receive would have reported: kept here, shared by
+    /// everything that uses the stream (its halves, `TcpIo`, the joins), until
+    /// a receive reaches the end of the stream.
+    ///
+    /// # Invariants
+    ///
+    /// * Linux clears `SO_ERROR` when it is read, and a receive with nothing
+    ///   queued then says a clean end of stream (0) where it would have said
+    ///   the error: so every end of stream a receive meets (a `recv`, a read,
+    ///   a splice in) asks this first, and reports a kept error instead, once
+    ///   (as the kernel reports one), then 0. A peek reports it and keeps it.
+    /// * It is asked only when a receive returns 0, the cold end of a stream:
+    ///   receives that deliver bytes never touch it.
+    /// * 0 is "none"; otherwise an errno.
+    /// * A Unix stream's shutdown never says `ENOTCONN`, so only the
+    ///   splice's watch takes a Unix stream's error (and its join reports
+    ///   it); `recv_with_fds` does not ask.
+    #[derive(Debug, Default)]
+    pub struct TakenError(AtomicI32);
+
+    impl TakenError {
+        /// Keeps `code` (an errno) for the receive side.
+        pub(super) fn keep(&self, code: i32) {
+            self.0.store(code, Ordering::Release);
+        }
+
+        /// The kept error, now given to a receive: the next end of stream is
+        /// a plain one.
+        #[cold]
+        #[inline(never)]
+        pub fn report(&self) -> std_io::Result<()> {
+            match self.0.swap(0, Ordering::AcqRel) {
+                0 => Ok(()),
+                code => Err(std_io::Error::from_raw_os_error(code)),
+            }
+        }
+
+        /// The kept error, left for the next receive (for a peek).
+        #[cold]
+        #[inline(never)]
+        pub fn peek(&self) -> std_io::Result<()> {
+            match self.0.load(Ordering::Acquire) {
+                0 => Ok(()),
+                code => Err(std_io::Error::from_raw_os_error(code)),
+            }
+        }
+    }
+
     /// The method of [`Outgoing`](super::Outgoing).
     pub trait SealedOutgoing {
         /// `true` if there is nothing to send (a send then completes with
@@ -230,25 +282,34 @@ pub(crate) mod sealed {
         /// [`shut_down`](Self::shut_down).
         fn shutdown_socket(&self, how: Shutdown) -> std_io::Result<()>;
 
+        /// The error [`take_error`] took out of the socket for the receive
+        /// side to report at its end of stream.
+        fn taken_error(&self) -> &TakenError;
+
         /// `shutdown(2)` as the joins (`copy_bidirectional` through
         /// `poll_close`, `splice_bidirectional`) and the streams'
         /// `poll_close` and `poll_shutdown` make it. Linux says `ENOTCONN`
-        /// to the shutdown of a connection its peer reset (and to one of a
-        /// socket that never connected, which a stream here never is); then
-        /// ([`after_not_connected`]):
+        /// to the shutdown of a TCP connection its peer reset (and to one
+        /// of a socket that never connected, which a stream here never is;
+        /// never to a Unix stream's, whose shutdown succeeds whatever the
+        /// peer did); then ([`after_not_connected`]) the pending error is
+        /// taken from `SO_ERROR` ([`take_error`], which keeps it for the
+        /// receive side: see [`TakenError`]), and:
         ///
         /// * if bytes that arrived before the reset are still queued for
-        ///   reading, the shutdown counts as done: the next receive
-        ///   delivers them and then reports the reset (reported here, it
-        ///   ended a proxy's join before the other direction had read the
-        ///   upstream's last bytes);
-        /// * else the reset, taken from `SO_ERROR`, is the error (as
-        ///   `ConnectionReset`): nothing would read it otherwise (a writer
+        ///   reading, the shutdown counts as done: the receives deliver
+        ///   them, then report the reset (reported here, it ended a proxy's
+        ///   join before the other direction had read the upstream's last
+        ///   bytes) — also when the peer's end (FIN) came before its reset,
+        ///   where Linux's own receive would say a clean end of stream;
+        /// * else the reset (as `ConnectionReset`) is the error: a writer
         ///   that never reads, or a join whose other direction has already
-        ///   read its end), and the bytes sent were thrown away;
-        /// * else (no error pending: it was taken already, by a receive or
-        ///   the splice's watch) the shutdown counts as done, as with
-        ///   tokio's streams (tokio-rs/tokio#4665).
+        ///   read its end, would not hear of it otherwise, and the bytes
+        ///   sent were thrown away (the receive side, if it reads again,
+        ///   reports it too);
+        /// * else (no error pending: it was taken already, by a receive,
+        ///   the splice's watch or an earlier shutdown) the shutdown counts
+        ///   as done, as with tokio's streams (tokio-rs/tokio#4665).
         fn shut_down(&self, how: Shutdown) -> std_io::Result<()>
         where
             Self: AsFd + Sized,
@@ -271,38 +332,48 @@ pub(crate) mod sealed {
 }
 
 /// [`shut_down`](sealed::Sealed::shut_down) after `ENOTCONN` (`not_connected`)
-/// on `socket`: `Ok` while bytes wait to be read (the next receive reports the
-/// reset after them) or when no error is pending; else the pending error
-/// ([`take_reset`]). If the queue cannot be asked, the `ENOTCONN` itself.
+/// on `stream`: takes the pending error ([`take_error`], kept for the
+/// receive side); `Ok` while bytes wait to be read (the receives report the
+/// error after them) or when no error is pending, else the error. If the
+/// queue cannot be asked, the `ENOTCONN` itself.
 #[cold]
 #[inline(never)]
-fn after_not_connected(socket: &impl AsFd, not_connected: std_io::Error) -> std_io::Result<()> {
+fn after_not_connected<S: sealed::Sealed + AsFd>(
+    stream: &S,
+    not_connected: std_io::Error,
+) -> std_io::Result<()> {
     let mut queued: libc::c_int = 0;
     // SAFETY: `FIONREAD` (`SIOCINQ`) writes one `c_int` through the
     // pointer, which points at one; the descriptor is borrowed, so open.
-    let asked = unsafe { libc::ioctl(socket.as_fd().as_raw_fd(), libc::FIONREAD, &mut queued) };
+    let asked = unsafe { libc::ioctl(stream.as_fd().as_raw_fd(), libc::FIONREAD, &mut queued) };
     if asked != 0 {
         return Err(not_connected);
     }
     if queued > 0 {
         return Ok(());
     }
-    match take_reset(socket)? {
+    match take_error(stream)? {
         Some(error) => Err(error),
         None => Ok(()),
     }
 }
 
-/// Takes `socket`'s pending error (`SO_ERROR`, which clears it). Linux's
-/// `EPIPE` there is a TCP reset received after the peer's end (this side
-/// in `CLOSE_WAIT`, `tcp_reset`): said as what it is, `ConnectionReset`,
-/// as a receive says a reset.
-pub(crate) fn take_reset(socket: &impl AsFd) -> std_io::Result<Option<std_io::Error>> {
-    Ok(socket2::SockRef::from(socket).take_error()?.map(|error| {
-        if error.raw_os_error() == Some(libc::EPIPE) {
-            std_io::Error::from_raw_os_error(libc::ECONNRESET)
-        } else {
-            error
-        }
+/// Takes `stream`'s pending error (`SO_ERROR`, which clears it: the
+/// kernel's receive would no longer report it) and keeps it in the
+/// stream's [`TakenError`], for the receive side to report at its end of
+/// stream. Linux's `EPIPE` there is a TCP reset received after the peer's
+/// end (this side in `CLOSE_WAIT`, `tcp_reset`): said as what it is,
+/// `ConnectionReset`, as a receive says a reset.
+pub(crate) fn take_error<S: sealed::Sealed + AsFd>(
+    stream: &S,
+) -> std_io::Result<Option<std_io::Error>> {
+    let taken = socket2::SockRef::from(stream).take_error()?;
+    Ok(taken.map(|error| {
+        let code = match error.raw_os_error() {
+            Some(libc::EPIPE) | None => libc::ECONNRESET,
+            Some(code) => code,
+        };
+        stream.taken_error().keep(code);
+        std_io::Error::from_raw_os_error(code)
     }))
 }

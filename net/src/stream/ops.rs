@@ -15,12 +15,14 @@ use std::task::{Context, Poll, Waker};
 use cellio_reactor::CellError;
 
 use crate::op::{fast_path, future_and_drop, OpState, Side};
-use crate::stream::{Outgoing, StreamSocket};
+use crate::stream::{Outgoing, StreamSocket, TakenError};
 use crate::sys::{self, RecvBuf};
 
 /// One receive: the bytes, and whether the socket is drained, so that the
 /// next receive can park without a syscall that would only say `EAGAIN`.
-/// Each stream type says when that holds (`Sealed::recv_once`).
+/// Each stream type says when that holds (`Sealed::recv_once`), and, at
+/// the end of the stream (0), reports instead the error a shutdown took
+/// out of the socket, once (`TakenError`).
 #[inline(always)]
 pub(crate) fn recv_attempt<S: StreamSocket, B: ?Sized + RecvBuf>(
     stream: &S,
@@ -30,25 +32,37 @@ pub(crate) fn recv_attempt<S: StreamSocket, B: ?Sized + RecvBuf>(
 }
 
 /// [`recv_attempt`] for a stream whose receives return all that is queued
-/// up to the buffer's size (TCP): a short read leaves it drained. (0 is
-/// the end of the stream.)
+/// up to the buffer's size (TCP): a short read leaves it drained. 0 is
+/// the end of the stream, or the error `taken` keeps for it (a branch in
+/// place of the drained test's `n > 0`).
 #[inline(always)]
 pub(crate) fn recv_whole<B: ?Sized + RecvBuf>(
     fd: std::os::fd::RawFd,
     buf: &mut B,
+    taken: &TakenError,
 ) -> io::Result<(usize, bool)> {
     let n = sys::recv(fd, buf)?;
-    Ok((n, n > 0 && n < buf.len()))
+    if n == 0 {
+        return taken.report().map(|()| (0, false));
+    }
+    Ok((n, n < buf.len()))
 }
 
 /// A peek: the bytes stay queued, so however few came, the socket is not
 /// drained (marking it would park the next receive on data that is there).
+/// At the end, like a receive, it says a kept error (`TakenError`), which
+/// stays for the receive.
 #[inline]
 pub(crate) fn peek_attempt<S: StreamSocket, B: ?Sized + RecvBuf>(
     stream: &S,
     buf: &mut B,
 ) -> io::Result<(usize, bool)> {
-    Ok((sys::peek(stream.as_raw_fd(), buf)?, false))
+    match sys::peek(stream.as_raw_fd(), buf)? {
+        // The end: a kept error (`TakenError`) is said, and stays for the
+        // next receive.
+        0 => stream.taken_error().peek().map(|()| (0, false)),
+        n => Ok((n, false)),
+    }
 }
 
 #[inline(always)]

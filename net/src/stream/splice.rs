@@ -369,7 +369,11 @@ impl<B: AsMut<[u8]>> Direction<B> {
             ));
             self.reading = OpState::new();
             match spliced? {
-                0 => return Poll::Ready(self.finish(destination)),
+                // The end, or the error a shutdown took (`TakenError`).
+                0 => {
+                    let end = source.taken_error().report();
+                    return Poll::Ready(end.and_then(|()| self.finish(destination)));
+                }
                 n => {
                     self.in_pipe = n;
                     spliced_in = Some(n);
@@ -515,7 +519,7 @@ fn watch_until_parked<S: StreamSocket>(source: &S, token: Token, waker: &Waker) 
         if seen.is_hung_up() {
             // A client that half-closed and then gave up: its reset
             // (`EPIPE` to Linux in `CLOSE_WAIT`) is `ConnectionReset`.
-            if let Some(error) = crate::stream::take_reset(source)? {
+            if let Some(error) = crate::stream::take_error(source)? {
                 return Err(error);
             }
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use cellio_reactor::{Handle, Registration};
 
 use crate::stats::OpStats;
-use crate::stream::{sealed, wait_connected, StreamSocket};
+use crate::stream::{sealed, wait_connected, StreamSocket, TakenError};
 use crate::tcp::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 
 /// A TCP connection driven by a cellio reactor.
@@ -48,12 +48,18 @@ use crate::tcp::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 pub struct TcpStream {
     // Field order matters: the fd closes before the slot is freed.
     io: mio::net::TcpStream,
+    /// An error a shutdown took out of the socket, for the receive side's
+    /// end of stream to report (`crate::stream::TakenError`). Next to
+    /// `io`, it fills what would be padding: the stream is no larger.
+    taken_error: TakenError,
     registration: Registration,
 }
 
 // With mio's 4-byte stream (release builds; debug builds add a selector id)
 // a stream fits in one cache line.
 const _: () = assert!(std::mem::size_of::<Registration>() == 56);
+#[cfg(not(debug_assertions))]
+const _: () = assert!(std::mem::size_of::<TcpStream>() == 64);
 
 impl TcpStream {
     /// Opens a connection to the first address of `addr` that accepts.
@@ -106,7 +112,11 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         // Connecting waits for writability: write interest from the start.
         let registration = handle.register_stream(&mut io, true)?;
-        let stream = Self { io, registration };
+        let stream = Self {
+            io,
+            taken_error: TakenError::default(),
+            registration,
+        };
         wait_connected(&stream).await?;
         Ok(stream)
     }
@@ -116,7 +126,11 @@ impl TcpStream {
     pub(crate) fn register(mut io: mio::net::TcpStream, handle: &Handle) -> io::Result<Self> {
         crate::sys::no_sigpipe(&io)?;
         let registration = handle.register_stream(&mut io, false)?;
-        Ok(Self { io, registration })
+        Ok(Self {
+            io,
+            taken_error: TakenError::default(),
+            registration,
+        })
     }
 
     /// Wraps a connected `std` stream, registering it with the current
@@ -385,8 +399,13 @@ impl sealed::Sealed for TcpStream {
     }
 
     #[inline(always)]
+    fn taken_error(&self) -> &TakenError {
+        &self.taken_error
+    }
+
+    #[inline(always)]
     fn recv_once<B: ?Sized + crate::sys::RecvBuf>(&self, buf: &mut B) -> io::Result<(usize, bool)> {
-        crate::stream::recv_whole(self.io.as_raw_fd(), buf)
+        crate::stream::recv_whole(self.io.as_raw_fd(), buf, &self.taken_error)
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use cellio_reactor::{Handle, Registration};
 
 use crate::stats::OpStats;
-use crate::stream::{sealed, wait_connected, StreamSocket};
+use crate::stream::{sealed, wait_connected, StreamSocket, TakenError};
 use crate::unix::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 
 /// A Unix-domain stream connection (`AF_UNIX`, `SOCK_STREAM`) driven by a
@@ -48,6 +48,10 @@ use crate::unix::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 pub struct UnixStream {
     // Field order matters: the fd closes before the slot is freed.
     io: mio::net::UnixStream,
+    /// An error a shutdown took out of the socket, for the receive side's
+    /// end of stream to report (`crate::stream::TakenError`). Next to
+    /// `io`, it fills what would be padding: the stream is no larger.
+    taken_error: TakenError,
     registration: Registration,
 }
 
@@ -92,7 +96,11 @@ impl UnixStream {
         // A connect that has to wait (where the platform lets it) waits for
         // writability: write interest from the start.
         let registration = handle.register_stream(&mut io, true)?;
-        let stream = Self { io, registration };
+        let stream = Self {
+            io,
+            taken_error: TakenError::default(),
+            registration,
+        };
         wait_connected(&stream).await?;
         Ok(stream)
     }
@@ -112,7 +120,11 @@ impl UnixStream {
     pub(crate) fn register(mut io: mio::net::UnixStream, handle: &Handle) -> io::Result<Self> {
         crate::sys::no_sigpipe(&io)?;
         let registration = handle.register_stream(&mut io, false)?;
-        Ok(Self { io, registration })
+        Ok(Self {
+            io,
+            taken_error: TakenError::default(),
+            registration,
+        })
     }
 
     /// Wraps a connected `std` stream, registering it with the current
@@ -391,8 +403,17 @@ impl sealed::Sealed for UnixStream {
     }
 
     #[inline(always)]
+    fn taken_error(&self) -> &TakenError {
+        &self.taken_error
+    }
+
+    #[inline(always)]
     fn recv_once<B: ?Sized + crate::sys::RecvBuf>(&self, buf: &mut B) -> io::Result<(usize, bool)> {
-        crate::unix::fds::recv_plain(self.io.as_raw_fd(), buf)
+        match crate::unix::fds::recv_plain(self.io.as_raw_fd(), buf) {
+            // The end, or the error a shutdown took (`TakenError`).
+            Ok((0, _)) => self.taken_error.report().map(|()| (0, false)),
+            received => received,
+        }
     }
 }
 
