@@ -18,10 +18,15 @@
 //!   reader back (nothing queues without bound).
 //! * When a direction reads end of stream, it writes what it holds, flushes
 //!   and closes its writer (for a cellio stream: shuts down its sending
-//!   side, so the peer reads end of stream; one the peer already reset
-//!   counts as shut down while bytes from before the reset wait to be
-//!   read, and is the reset's error when none do) once, and is done; the
-//!   other direction goes on until it is done too (or reads that reset).
+//!   side, so the peer reads end of stream; a TCP side the peer already
+//!   reset counts as shut down while bytes from before the reset wait to
+//!   be read, and is the reset's error when none do) once, and is done; the
+//!   other direction goes on until it is done too, or reads those bytes and
+//!   then the reset (also when the peer's end came before its reset, where
+//!   Linux's receive alone would say a clean end: the stream keeps the
+//!   error the shutdown took, `TakenError`). So whichever side is `a`, an
+//!   upstream that threw away bytes sent to it ends the copy with
+//!   `ConnectionReset`, after the bytes it sent.
 //! * An error in either direction ends the copy with that error; what a
 //!   direction held then is not written (the caller learns of it through
 //!   the error, as with tokio's).
@@ -273,6 +278,16 @@ where
 /// and ends with `ConnectionReset` when it is reset. (A side reset while
 /// its bytes wait for room is left to wait by both joins: what it sent
 /// before the reset is delivered first.)
+///
+/// With cellio's TCP streams, an upstream that answers, half-closes and
+/// then resets (it closed with bytes the copy sent it unread) ends the
+/// copy with `ConnectionReset` after its answer is delivered, whichever
+/// side is `a`: the close of its sending side takes the reset and the
+/// stream keeps it for the read that meets the answer's end (Linux's read
+/// alone says a clean end there; tokio's copy ends `Ok`). A Unix stream's
+/// close never reports a reset: a Unix side's reset is reported only by a
+/// read of it, so one that comes after its end has passed goes unreported
+/// here.
 ///
 /// With cellio streams the copy yields to the worker's other tasks as any socket
 /// operation does (the cooperative budget); a pair of other streams that

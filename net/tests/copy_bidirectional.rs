@@ -50,6 +50,14 @@ fn an_upstream_reset_after_its_answer_and_end_is_the_copys_error() {
 }
 
 #[test]
+fn an_upstream_reset_after_its_end_with_its_answer_queued_is_the_copys_error() {
+    use proxying::reports_a_reset_after_the_upstreams_end_with_its_answer_queued as scenario;
+    for upstream_first in [false, true] {
+        run(move || scenario(copying, upstream_first)).unwrap();
+    }
+}
+
+#[test]
 fn bytes_a_client_sent_before_its_reset_reach_a_server_that_reads_late() {
     use proxying::delivers_what_a_client_sent_before_its_reset as scenario;
     for killed in [true, false] {

@@ -432,6 +432,51 @@ fn closing_after_the_peer_reset_an_unread_response_reports_the_reset() {
     .unwrap();
 }
 
+/// The peer sends "hi" and half-closes, then closes with our response
+/// unread: a reset after its FIN (`EPIPE` in `CLOSE_WAIT`), which Linux's
+/// receive never reports (after "hi" it says a clean end). `close` is done
+/// while "hi" waits, and takes the reset for the reads: they deliver "hi",
+/// then `ConnectionReset`. (Before, the close left the error in
+/// `SO_ERROR`, and the reads said "hi" and a clean end: the lost response
+/// was reported nowhere.)
+#[test]
+fn closing_after_the_peers_end_and_reset_leaves_the_reset_to_the_read() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        peer.write_all(b"hi")?;
+        peer.shutdown(std::net::Shutdown::Write)?;
+        util::wait_read_closed(io.get_ref());
+        io.write_all(b"response").await?;
+        let mut first = [0u8; 1];
+        peer.peek(&mut first)?;
+        drop(peer); // "response" unread: a reset
+                    // The reset's arrival (POLLERR), without touching the reactor.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            use std::os::fd::AsRawFd;
+            let mut polled = libc::pollfd {
+                fd: io.get_ref().as_raw_fd(),
+                events: 0,
+                revents: 0,
+            };
+            // SAFETY: one valid `pollfd`, zero timeout.
+            if unsafe { libc::poll(&mut polled, 1, 0) } > 0 && polled.revents & libc::POLLERR != 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no reset");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        io.close().await?;
+        let mut got = Vec::new();
+        let read = io.read_to_end(&mut got).await.map_err(|e| e.kind());
+        assert_eq!(got, b"hi");
+        assert_eq!(read, Err(io::ErrorKind::ConnectionReset));
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[cfg(feature = "tokio-io")]
 #[test]
 fn tokio_io_read_write_and_shutdown() {

@@ -70,9 +70,11 @@ macro_rules! async_read {
 /// `AsyncWrite` for a type with `poll_send(&mut self, cx, buf)`,
 /// `poll_send_vectored(&mut self, cx, bufs)` and a `stream` field: flushing has nothing to do (every byte a send reports
 /// has gone to the kernel); closing shuts down the sending side (the peer
-/// reads end of stream; on a connection the peer already reset, done while
-/// bytes from before the reset wait to be read, else `ConnectionReset`:
-/// `shut_down`).
+/// reads end of stream; on a TCP connection the peer already reset, done
+/// while bytes from before the reset wait to be read, which the reads then
+/// deliver before the reset, even when the peer's end (FIN) came before
+/// its reset; else `ConnectionReset`: `shut_down`. A Unix stream's close
+/// succeeds whatever the peer did: its reset is the next read's error).
 macro_rules! async_write {
     ($type:ty) => {
         impl<S: StreamSocket> futures_io::AsyncWrite for $type {

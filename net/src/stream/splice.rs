@@ -44,8 +44,10 @@
 //! * At the source's end of stream, with nothing held, the destination's
 //!   sending side is shut down once (a destination its peer already reset
 //!   counts as shut down while bytes from before the reset wait there: the
-//!   other direction reads them and the reset; with none, the reset is the
-//!   shutdown's error), and the direction is done.
+//!   other direction reads them and the reset, kept by the stream when the
+//!   shutdown took it, so also after a FIN, where Linux's receive alone
+//!   says a clean end; with none, the reset is the shutdown's error), and
+//!   the direction is done.
 
 use std::future::Future;
 use std::io;
@@ -556,7 +558,11 @@ fn watch_until_parked<S: StreamSocket>(source: &S, token: Token, waker: &Waker) 
 /// is not cut short: those bytes are delivered first (as by
 /// `copy_bidirectional`), then the join ends with the reset; so while the
 /// other side does not read, the join waits on it (give such a proxy an
-/// idle timeout).
+/// idle timeout). A TCP side that sent its end, then reset (it threw away
+/// bytes sent to it), ends the join with `ConnectionReset` after what it
+/// sent, whichever side it is (the shutdown that took the reset keeps it
+/// for the direction reading that side); a Unix side's shutdown never
+/// reports a reset, which is seen only by a read of that side or the watch.
 ///
 /// Not cancel-safe: bytes already in a pipe when the future is dropped
 /// (read, not yet written: up to 64 KiB per direction) are lost.

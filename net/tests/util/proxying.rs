@@ -391,3 +391,55 @@ pub async fn reports_a_reset_after_the_other_direction_is_done(
     assert_eq!(ended, Ok(Err(io::ErrorKind::ConnectionReset)));
     Ok(())
 }
+
+/// The upstream answers and half-closes (FIN); the proxy's request reaches
+/// it and it closes without reading it: a reset in `CLOSE_WAIT` (`EPIPE`),
+/// its answer still queued in the proxy's socket; the client half-closes.
+/// All before the join runs, which gets the upstream as `a` when
+/// `upstream_first`, else as `b`. The upstream threw the request away:
+/// either way the join ends with `ConnectionReset`, and the client has
+/// the whole answer. (Linux's receive says a clean end after the answer
+/// here, the reset after a FIN being only in `SO_ERROR`: the shutdown of
+/// the upstream's side, done while the answer was queued, left it there,
+/// and the join ended `Ok` or `ConnectionReset` by argument order.)
+pub async fn reports_a_reset_after_the_upstreams_end_with_its_answer_queued(
+    join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+    upstream_first: bool,
+) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let (proxy_in, mut client) = std_peer().await?;
+    let (proxy_out, mut server) = std_peer().await?;
+    let (proxy_in_dup, proxy_out_dup) = (
+        proxy_in.as_fd().try_clone_to_owned()?,
+        proxy_out.as_fd().try_clone_to_owned()?,
+    );
+    server.write_all(b"answer")?;
+    server.shutdown(Shutdown::Write)?;
+    wait_polled(&proxy_out_dup, libc::POLLRDHUP);
+    // The request the proxy forwarded, written before the join runs.
+    std::net::TcpStream::from(proxy_out_dup.try_clone()?).write_all(b"req")?;
+    let mut peek = [0u8; 3];
+    while server.peek(&mut peek)? < 3 {}
+    drop(server); // the request unread: a reset
+    wait_polled(&proxy_out_dup, libc::POLLERR);
+    client.shutdown(Shutdown::Write)?;
+    wait_polled(&proxy_in_dup, libc::POLLRDHUP);
+    drop((proxy_in_dup, proxy_out_dup));
+    let proxy = if upstream_first {
+        spawn_local(join(proxy_out, proxy_in))
+    } else {
+        spawn_local(join(proxy_in, proxy_out))
+    };
+    let ended = cellio_runtime::time::timeout(Duration::from_secs(5), proxy)
+        .await
+        .map(|ended| ended.unwrap().map_err(|e| e.kind()));
+    assert_eq!(
+        ended,
+        Ok(Err(io::ErrorKind::ConnectionReset)),
+        "upstream first: {upstream_first}"
+    );
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer)?;
+    assert_eq!(answer, b"answer");
+    Ok(())
+}
