@@ -285,9 +285,10 @@ where
 /// side is `a`: the close of its sending side takes the reset and the
 /// stream keeps it for the read that meets the answer's end (Linux's read
 /// alone says a clean end there; tokio's copy ends `Ok`). A Unix stream's
-/// close never reports a reset: a Unix side's reset is reported only by a
-/// read of it, so one that comes after its end has passed goes unreported
-/// here.
+/// close never reports a reset (Linux's shutdown of a Unix stream always
+/// succeeds): a Unix side's reset is reported only by a read of it, so one
+/// that comes after its end has passed goes unreported: the copy ends
+/// `Ok`.
 ///
 /// With cellio streams the copy yields to the worker's other tasks as any socket
 /// operation does (the cooperative budget); a pair of other streams that

@@ -561,8 +561,10 @@ fn watch_until_parked<S: StreamSocket>(source: &S, token: Token, waker: &Waker) 
 /// idle timeout). A TCP side that sent its end, then reset (it threw away
 /// bytes sent to it), ends the join with `ConnectionReset` after what it
 /// sent, whichever side it is (the shutdown that took the reset keeps it
-/// for the direction reading that side); a Unix side's shutdown never
-/// reports a reset, which is seen only by a read of that side or the watch.
+/// for the direction reading that side). A Unix side's shutdown never
+/// reports a reset (Linux's shutdown of a Unix stream always succeeds): a
+/// Unix upstream that answers, half-closes, then closes with the request
+/// unread leaves the join ending `Ok` once the client ends.
 ///
 /// Not cancel-safe: bytes already in a pipe when the future is dropped
 /// (read, not yet written: up to 64 KiB per direction) are lost.

@@ -54,6 +54,12 @@ pub type RecvExact<'a> = crate::stream::RecvExact<'a, UnixStream>;
 /// traits, keeping its cells reserved between operations; see
 /// [`StreamIo`](crate::stream::StreamIo).
 ///
+/// Closing (`poll_close`, tokio's `poll_shutdown`) is `Ok` whatever the
+/// peer did: Linux's shutdown of a Unix stream always succeeds, so unlike
+/// a [`TcpIo`](crate::TcpIo)'s it never reports the peer's reset. A peer
+/// that closed with bytes unread is reported by reads (what is queued,
+/// then `ConnectionReset`) and by sends (`BrokenPipe`).
+///
 /// ```
 /// use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 /// use cellio_net::unix::{UnixIo, UnixStream};
