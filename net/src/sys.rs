@@ -492,8 +492,9 @@ pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> 
     let mut position = file_offset(offset)?;
     let len = within_file_offsets(position, len).min(MAX_SENDFILE);
     if len == 0 {
-        // At `i64::MAX`: past every file's end.
-        return Ok(0);
+        // At `i64::MAX`: past every regular file's end; what is not one
+        // is `sendfile(2)`'s error for it (`past_the_end`'s `fstat`).
+        return past_the_end(file, offset, io::Error::from_raw_os_error(libc::EINVAL));
     }
     // sendfile(2) takes no MSG_NOSIGNAL: into a socket that can no longer
     // send it raises SIGPIPE (`cellio_reactor::sigpipe`).
@@ -528,7 +529,9 @@ fn within_file_offsets(offset: i64, len: usize) -> usize {
     (len as u64).min(room) as usize
 }
 
-/// A file send whose `sendfile(2)` or `pread(2)` failed with `EOVERFLOW`:
+/// A file send whose `sendfile(2)` or `pread(2)` failed with `EOVERFLOW`,
+/// or that would start at `i64::MAX` (no call made; `error` is then
+/// `EINVAL`, `sendfile(2)`'s answer for what it cannot read):
 /// 0 if `offset` is at or past the end of `file`, a regular file, else
 /// `error`. Past the end, Linux's `sendfile` says 0 only up to the file
 /// system's largest file size (ext4: 16 TiB): beyond it `EOVERFLOW`, which

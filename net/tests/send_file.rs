@@ -154,6 +154,16 @@ fn what_is_not_a_file_is_an_error() {
         );
         let error = a.send_file(&c, u64::MAX, 10).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+        // At i64::MAX too, where a file is past its end (0), not an empty
+        // body.
+        let error = a.send_file(&c, i64::MAX as u64, 10).await.unwrap_err();
+        assert!(
+            matches!(
+                error.raw_os_error(),
+                Some(libc::EINVAL | libc::ESPIPE | libc::ENOTSUP)
+            ),
+            "{error}"
+        );
     });
 }
 
