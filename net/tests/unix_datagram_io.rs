@@ -12,7 +12,7 @@ use std::io;
 use std::pin::pin;
 use std::task::Poll;
 
-use cellio_net::unix::{UnixDatagram, UnixDatagramIo};
+use cellio_net::unix::{SendBatch, UnixDatagram, UnixDatagramIo};
 use cellio_reactor::CellError;
 use util::{fill_datagram_queue, join2, poll_once, recv_numbered, run, SocketDir};
 
@@ -169,4 +169,50 @@ fn a_given_up_connected_send_does_not_hold_back_a_send_elsewhere() {
         io::Result::Ok(())
     })
     .unwrap();
+}
+
+/// A `send_many` to the connected peer, whose queue is full, parks and is
+/// given up; the application drops the stuck datagram (`clear`, or
+/// `skip_next`) and queues one to another peer, which has room, in the
+/// same batch. That send goes at its first poll. (The wait was keyed by
+/// the batch, not its next datagram's destination, so the refilled batch
+/// kept sleeping on the full peer's wait; found by a review.)
+#[test]
+fn a_batch_refilled_for_another_peer_after_a_given_up_send_goes_at_once() {
+    use std::os::unix::net::SocketAddr;
+    let dir = SocketDir::new();
+    let (full_path, free_path) = (dir.path("full.sock"), dir.path("free.sock"));
+    for skip in [false, true] {
+        let (full_path, free_path) = (full_path.clone(), free_path.clone());
+        let _ = std::fs::remove_file(&full_path);
+        let _ = std::fs::remove_file(&free_path);
+        run(move || async move {
+            let _full = UnixDatagram::bind(&full_path)?;
+            let free = UnixDatagram::bind(&free_path)?;
+            let client = UnixDatagram::unbound()?;
+            client.connect(&full_path)?;
+            fill_datagram_queue(&client)?;
+            let mut io = UnixDatagramIo::new(client);
+            let mut batch = SendBatch::new();
+            batch.push(b"late", SocketAddr::from_pathname(&full_path)?)?;
+            let late = poll_fn(|cx| Poll::Ready(io.poll_send_many(cx, &mut batch))).await;
+            assert!(late.is_pending(), "the connected peer is full: {late:?}");
+            // Given up: the stuck datagram goes, one for `free` comes.
+            if skip {
+                assert!(batch.skip_next());
+            } else {
+                batch.clear();
+            }
+            batch.push(b"now", SocketAddr::from_pathname(&free_path)?)?;
+            let now = poll_fn(|cx| Poll::Ready(io.poll_send_many(cx, &mut batch))).await;
+            assert!(
+                matches!(now, Poll::Ready(Ok(()))),
+                "skip {skip}: a send to a peer with room: {now:?}"
+            );
+            let mut buf = [0u8; 8];
+            assert_eq!(free.try_recv(&mut buf)?, 3);
+            io::Result::Ok(())
+        })
+        .unwrap();
+    }
 }

@@ -177,9 +177,17 @@ impl<S: DatagramSocket> DatagramIo<S> {
         cx: &mut Context<'_>,
         batch: &mut SendBatch<S>,
     ) -> Poll<io::Result<()>> {
-        // A batch keeps what it has not sent, so its next send begins where
-        // the given-up one stopped: the batch is the key.
-        let key = std::ptr::from_ref(batch).addr() as u64;
+        // The destination of the batch's next datagram is the key (only
+        // where a wait is a peer's: `poll_tx`): a batch refilled for
+        // another peer after a given-up send (`clear`, `skip_next`) is
+        // another destination, and tries at once. Taken as the call
+        // begins: if a part goes before the send parks, the next call's
+        // key differs, which costs one attempt, never a wait.
+        let key = if S::ROOM_MAY_GO_UNANNOUNCED {
+            batch.next_target_key()
+        } else {
+            0
+        };
         self.poll_tx(
             cx,
             move || key,

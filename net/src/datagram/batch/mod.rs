@@ -710,6 +710,28 @@ impl<S: DatagramSocket> SendBatch<S> {
         self.segment_offload = on && S::SEGMENTS && SendCalls::SEGMENTS;
     }
 
+    /// The key ([`target_key`](crate::datagram::backoff::target_key)) of
+    /// the destination of the first datagram not yet sent: a hash of its
+    /// address's bytes, or 0 for the connected peer (as a plain send's) or
+    /// an empty batch. What a given-up send's wait belongs to
+    /// (`DatagramIo::poll_send_many`): the same batch, refilled for
+    /// another peer, is another destination.
+    pub(crate) fn next_target_key(&self) -> u64 {
+        use crate::raw_addr::RawSockAddr;
+        match self.queued.get(self.next) {
+            Some(Queued { to: Some(to), .. }) => {
+                // SAFETY: a `RawSockAddr` points at `len()` bytes of
+                // address, which the kernel reads; `to` is borrowed for
+                // as long as the slice lives.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(to.as_ptr().cast::<u8>(), to.len() as usize)
+                };
+                crate::datagram::backoff::target_key(bytes)
+            }
+            _ => 0,
+        }
+    }
+
     /// Drops every queued datagram (the memory stays).
     pub fn clear(&mut self) {
         self.bytes.clear();
