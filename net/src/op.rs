@@ -217,6 +217,36 @@ impl OpState {
         }
     }
 
+    /// [`poll`](Self::poll) for a send whose `EAGAIN` is its destination's,
+    /// not the socket's (a Unix datagram sent by address): a fresh
+    /// operation attempts even on a cell marked exhausted, since that mark
+    /// may be a send elsewhere's (the connected peer's full queue); an
+    /// `EAGAIN` then parks it as usual. Everything else as `poll`.
+    pub(crate) fn poll_attempting<R>(
+        &mut self,
+        side: Side<'_>,
+        waker: Option<&Waker>,
+        mut attempt: impl FnMut() -> Attempt<R>,
+    ) -> Poll<io::Result<R>> {
+        if !self.done && self.token.is_none() {
+            if let Ok(seen) = side.cell().observe() {
+                if seen.is_exhausted() {
+                    if spend_budget(waker).is_pending() {
+                        return Poll::Pending;
+                    }
+                    return match attempt() {
+                        Ok((value, exhausted)) => {
+                            self.complete(side, exhausted.then_some(seen));
+                            Poll::Ready(Ok(value))
+                        }
+                        Err(e) => self.after_failed_attempt(side, waker, seen, e, attempt),
+                    };
+                }
+            }
+        }
+        self.poll(side, waker, attempt)
+    }
+
     /// The whole protocol, for every case the inline path leaves: snapshot,
     /// attempt, reserve, park or retry, until the operation completes, fails
     /// or sleeps. `would_block_at`: the caller already attempted at this

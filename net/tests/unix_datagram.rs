@@ -361,3 +361,66 @@ fn a_socket_moves_to_another_worker() {
     })
     .unwrap();
 }
+
+/// A socket connected to a peer X whose queue is full sends by address
+/// to another peer Y, full too, which drains 100 ms later (X never reads):
+/// through `send_to`, a batch's `send_many` and a `UnixDatagramIo`, the
+/// send goes once Y has room. (Linux's `POLLOUT` on a connected socket is
+/// X's room, so the send took "not writable" for "room will be
+/// announced", parked on write interest, which only X's room raises, and
+/// waited for X for ever; now a send by address on a connected socket
+/// retries on the backoff, as an unconnected one does; found by a review.)
+#[test]
+fn a_send_by_address_from_a_socket_connected_to_a_full_peer_waits_for_its_own_peer() {
+    use cellio_net::unix::{SendBatch, UnixDatagramIo};
+    use cellio_runtime::{sleep, spawn_local, timeout};
+    use std::time::Duration;
+    let dir = SocketDir::new();
+    let (x_path, y_path) = (dir.path("x.sock"), dir.path("y.sock"));
+    for way in ["send_to", "send_many", "UnixDatagramIo::send_to"] {
+        let (x_path, y_path) = (x_path.clone(), y_path.clone());
+        let _ = std::fs::remove_file(&x_path);
+        let _ = std::fs::remove_file(&y_path);
+        run(move || async move {
+            let _x = UnixDatagram::bind(&x_path)?;
+            let y = UnixDatagram::bind(&y_path)?;
+            let filler = UnixDatagram::unbound()?;
+            filler.connect(&y_path)?;
+            fill_datagram_queue(&filler)?;
+            let client = UnixDatagram::unbound()?;
+            client.connect(&x_path)?;
+            fill_datagram_queue(&client)?;
+            let drain = spawn_local(async move {
+                sleep(Duration::from_millis(100)).await;
+                let mut buf = [0u8; 16];
+                while y.try_recv(&mut buf).is_ok() {}
+                y
+            });
+            let send = async {
+                match way {
+                    "send_to" => client.send_to(b"to y", &y_path).await.map(drop),
+                    "send_many" => {
+                        let mut batch = SendBatch::new();
+                        let to = std::os::unix::net::SocketAddr::from_pathname(&y_path)?;
+                        batch.push(b"to y", to)?;
+                        client.send_many(&mut batch).await.map(drop)
+                    }
+                    _ => {
+                        let mut io = UnixDatagramIo::new(client);
+                        io.send_to(b"to y", &y_path).await.map(drop)
+                    }
+                }
+            };
+            let sent = timeout(Duration::from_secs(3), send).await;
+            let y = drain.await.unwrap();
+            assert!(
+                matches!(sent, Ok(Ok(()))),
+                "{way}: after Y drained: {sent:?}"
+            );
+            let mut buf = [0u8; 16];
+            assert_eq!(y.try_recv(&mut buf)?, 4, "{way}");
+            io::Result::Ok(())
+        })
+        .unwrap();
+    }
+}

@@ -21,6 +21,7 @@ use crate::datagram::{
     RecvBatch, SendBatch,
 };
 use crate::held::HeldCell;
+use crate::op::Attempt;
 use crate::unix::UnixDatagram;
 use crate::UdpSocket;
 
@@ -141,7 +142,7 @@ impl<S: DatagramSocket> DatagramIo<S> {
         self.poll_tx(
             cx,
             || target_key(target),
-            |socket| send_to(socket, buf, target),
+            |socket| after_send(socket, send_to(socket, buf, target), true),
         )
     }
 
@@ -150,7 +151,11 @@ impl<S: DatagramSocket> DatagramIo<S> {
     #[inline(always)]
     pub fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         // The connected peer: key 0.
-        self.poll_tx(cx, || 0, |socket| send(socket, buf))
+        self.poll_tx(
+            cx,
+            || 0,
+            |socket| after_send(socket, send(socket, buf), false),
+        )
     }
 
     /// Receives as many datagrams as are queued, up to the batch's
@@ -191,7 +196,11 @@ impl<S: DatagramSocket> DatagramIo<S> {
         self.poll_tx(
             cx,
             move || key,
-            |socket| send_queued(socket, batch).map(|()| 0),
+            |socket| {
+                let sent = send_queued(socket, batch).map(|()| 0);
+                // What failed, if anything, is the batch's next datagram.
+                after_send(socket, sent, batch.next_has_address())
+            },
         )
         .map_ok(drop)
     }
@@ -226,7 +235,7 @@ impl<S: DatagramSocket> DatagramIo<S> {
         &mut self,
         cx: &mut Context<'_>,
         target: impl Fn() -> u64,
-        mut attempt: impl FnMut(&S) -> io::Result<usize>,
+        mut attempt: impl FnMut(&S) -> Attempt<usize>,
     ) -> Poll<io::Result<usize>> {
         let socket = &self.socket;
         let registration = socket.registration();
@@ -236,7 +245,7 @@ impl<S: DatagramSocket> DatagramIo<S> {
                 registration.tx_completions(),
                 cx.waker(),
                 || registration.is_bound_here(),
-                || after_send(socket, attempt(socket)),
+                || attempt(socket),
             );
         }
         loop {
@@ -253,14 +262,14 @@ impl<S: DatagramSocket> DatagramIo<S> {
                     registration.tx_completions(),
                     cx.waker(),
                     || registration.is_bound_here(),
-                    || after_send(socket, attempt(socket)),
+                    || attempt(socket),
                 ),
                 _ => self.tx.poll(
                     registration.tx(),
                     registration.tx_completions(),
                     cx.waker(),
                     || registration.is_bound_here(),
-                    || after_send(socket, attempt(socket)),
+                    || attempt(socket),
                 ),
             };
             match polled {

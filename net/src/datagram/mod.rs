@@ -109,10 +109,13 @@ pub(crate) fn try_now_rx<S: DatagramSocket, R>(
 /// is woken when room comes.
 pub(crate) fn try_now_tx<S: DatagramSocket>(
     socket: &S,
+    by_address: bool,
     attempt: impl FnOnce() -> std_io::Result<usize>,
 ) -> std_io::Result<usize> {
-    crate::ready::try_now(socket.registration().tx(), || after_send(socket, attempt()))
-        .map_err(backoff::would_block_if_no_room_event)
+    crate::ready::try_now(socket.registration().tx(), || {
+        after_send(socket, attempt(), by_address)
+    })
+    .map_err(backoff::would_block_if_no_room_event)
 }
 
 /// The batch methods of a datagram socket type (`UdpSocket`,
@@ -227,9 +230,12 @@ pub(crate) mod sealed {
         const ROOM_MAY_GO_UNANNOUNCED: bool = false;
 
         /// Whether a send that just got `EAGAIN` waits for room that no
-        /// event will announce, so it must not park. Asked only with
-        /// [`ROOM_MAY_GO_UNANNOUNCED`](Self::ROOM_MAY_GO_UNANNOUNCED).
-        fn room_raises_no_event(&self) -> bool {
+        /// event will announce, so it must not park; `by_address`: the
+        /// send named its destination (`send_to`, a batch's datagram with
+        /// an address), else it went to the connected peer. Asked only
+        /// with [`ROOM_MAY_GO_UNANNOUNCED`](Self::ROOM_MAY_GO_UNANNOUNCED).
+        fn room_raises_no_event(&self, by_address: bool) -> bool {
+            let _ = by_address;
             false
         }
 

@@ -144,15 +144,17 @@ pub(crate) fn not_connected_if_no_peer(result: io::Result<usize>) -> io::Result<
 /// A send that found the buffer full arms write interest before it
 /// parks, as a stream's send does; one that waits for room no event will
 /// announce ends with [`no_room_event`] instead, for its future to try
-/// again after a delay (see `backoff`).
+/// again after a delay (see `backoff`). `by_address`: the send named its
+/// destination (`room_raises_no_event`).
 pub(crate) fn after_send<S: DatagramSocket>(
     socket: &S,
     result: io::Result<usize>,
+    by_address: bool,
 ) -> Attempt<usize> {
     match result {
         Ok(n) => Ok((n, false)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            if S::ROOM_MAY_GO_UNANNOUNCED && socket.room_raises_no_event() {
+            if S::ROOM_MAY_GO_UNANNOUNCED && socket.room_raises_no_event(by_address) {
                 return Err(no_room_event());
             }
             socket.arm_writable()?;
@@ -332,9 +334,14 @@ impl<'a, S: DatagramSocket> SendTo<'a, S> {
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (socket, buf, target) = (self.socket, self.buf, &self.target);
         poll_backing_off::<S, _>(&mut self.op, &mut self.backoff, waker, |op| {
-            op.poll(Side::tx(socket.registration()), waker, || {
-                after_send(socket, send_to(socket, buf, target))
-            })
+            let side = Side::tx(socket.registration());
+            let attempt = || after_send(socket, send_to(socket, buf, target), true);
+            if S::ROOM_MAY_GO_UNANNOUNCED {
+                // A Unix socket's full cell may be another peer's.
+                op.poll_attempting(side, waker, attempt)
+            } else {
+                op.poll(side, waker, attempt)
+            }
         })
     }
 
@@ -366,7 +373,7 @@ impl<'a, S: DatagramSocket> Send<'a, S> {
         let (socket, buf) = (self.socket, self.buf);
         poll_backing_off::<S, _>(&mut self.op, &mut self.backoff, waker, |op| {
             op.poll(Side::tx(socket.registration()), waker, || {
-                after_send(socket, send(socket, buf))
+                after_send(socket, send(socket, buf), false)
             })
         })
     }

@@ -301,7 +301,7 @@ impl UdpSocket {
     /// Sends one datagram without waiting: `WouldBlock` if the socket's
     /// buffer is full.
     pub fn try_send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        crate::datagram::try_now_tx(self, || ops::send_to(self, buf, &target))
+        crate::datagram::try_now_tx(self, true, || ops::send_to(self, buf, &target))
     }
 
     /// Receives one datagram from the connected peer without waiting.
@@ -311,7 +311,7 @@ impl UdpSocket {
 
     /// Sends one datagram to the connected peer without waiting.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::datagram::try_now_tx(self, || ops::send(self, buf))
+        crate::datagram::try_now_tx(self, false, || ops::send(self, buf))
     }
 
     crate::ready::readiness_methods!("try_recv_from", "try_send_to");

@@ -299,7 +299,7 @@ impl UnixDatagram {
     /// datagram cannot be queued now.
     pub fn try_send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
         let target = SockAddr::unix(path).ok();
-        crate::datagram::try_now_tx(self, || ops::send_to(self, buf, &target))
+        crate::datagram::try_now_tx(self, true, || ops::send_to(self, buf, &target))
     }
 
     /// [`recv`](Self::recv) without waiting.
@@ -309,7 +309,7 @@ impl UnixDatagram {
 
     /// [`send`](Self::send) without waiting.
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::datagram::try_now_tx(self, || ops::send(self, buf))
+        crate::datagram::try_now_tx(self, false, || ops::send(self, buf))
     }
 
     crate::ready::readiness_methods!("try_recv_from", "try_send_to");
@@ -462,12 +462,16 @@ impl sealed::Sealed for UnixDatagram {
 
     const ROOM_MAY_GO_UNANNOUNCED: bool = true;
 
+    /// Linux registers a wake-up for the room of the connected peer only
+    /// (whose fullness `poll` reports as not writable). So a send by
+    /// address on a connected socket never waits for an event: its
+    /// destination's room would raise none, and `POLLOUT` is the connected
+    /// peer's, not its own (one `getpeername`, on this cold path). Else
     /// `EAGAIN` while this socket is writable (its own buffer has room):
-    /// the peer's queue is full, for a send by address, for which Linux
-    /// registers no wake-up (only for the connected peer, whose fullness
-    /// `poll` reports as not writable).
-    fn room_raises_no_event(&self) -> bool {
-        crate::sys::ready_now(self.io.as_raw_fd(), libc::POLLOUT).is_ok()
+    /// the peer's queue is full, for a send by address, unannounced.
+    fn room_raises_no_event(&self, by_address: bool) -> bool {
+        (by_address && self.io.peer_addr().is_ok())
+            || crate::sys::ready_now(self.io.as_raw_fd(), libc::POLLOUT).is_ok()
     }
 
     fn sender(from: SockAddr) -> io::Result<SocketAddr> {

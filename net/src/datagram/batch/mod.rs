@@ -732,6 +732,14 @@ impl<S: DatagramSocket> SendBatch<S> {
         }
     }
 
+    /// Whether the first datagram not yet sent names its destination
+    /// (else it goes to the connected peer, or nothing is queued).
+    pub(crate) fn next_has_address(&self) -> bool {
+        self.queued
+            .get(self.next)
+            .is_some_and(|next| next.to.is_some())
+    }
+
     /// Drops every queued datagram (the memory stays).
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -973,10 +981,20 @@ impl<'a, S: DatagramSocket> SendMany<'a, S> {
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (socket, batch, queued) = (self.socket, &mut *self.batch, self.queued);
         poll_backing_off::<S, _>(&mut self.op, &mut self.backoff, waker, |op| {
-            op.poll(Side::tx(socket.registration()), waker, || {
+            let side = Side::tx(socket.registration());
+            // A Unix socket's full cell may be another peer's than the
+            // batch's next datagram's.
+            let by_address = S::ROOM_MAY_GO_UNANNOUNCED && batch.next_has_address();
+            let attempt = || {
                 let sent = send_queued(socket, batch).map(|()| queued);
-                after_send(socket, sent)
-            })
+                // What failed, if anything, is the batch's next datagram.
+                after_send(socket, sent, batch.next_has_address())
+            };
+            if by_address {
+                op.poll_attempting(side, waker, attempt)
+            } else {
+                op.poll(side, waker, attempt)
+            }
         })
     }
 
