@@ -201,6 +201,9 @@ pub(crate) mod sealed {
     /// * A Unix stream's shutdown never says `ENOTCONN`, so only the
     ///   splice's watch takes a Unix stream's error (and its join reports
     ///   it); `recv_with_fds` does not ask.
+    /// * It lives in the stream: `into_std` gives the
+    ///   descriptor back without it, and a `std` read there says the
+    ///   clean end Linux says.
     #[derive(Debug, Default)]
     pub struct TakenError(AtomicI32);
 
