@@ -228,20 +228,20 @@ impl OpState {
         waker: Option<&Waker>,
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<io::Result<R>> {
+        // A fresh operation: `poll`'s inline path without its shortcut
+        // (one snapshot, the attempt); the rest is `poll`'s.
         if !self.done && self.token.is_none() {
             if let Ok(seen) = side.cell().observe() {
-                if seen.is_exhausted() {
-                    if spend_budget(waker).is_pending() {
-                        return Poll::Pending;
-                    }
-                    return match attempt() {
-                        Ok((value, exhausted)) => {
-                            self.complete(side, exhausted.then_some(seen));
-                            Poll::Ready(Ok(value))
-                        }
-                        Err(e) => self.after_failed_attempt(side, waker, seen, e, attempt),
-                    };
+                if spend_budget(waker).is_pending() {
+                    return Poll::Pending;
                 }
+                return match attempt() {
+                    Ok((value, exhausted)) => {
+                        self.complete(side, exhausted.then_some(seen));
+                        Poll::Ready(Ok(value))
+                    }
+                    Err(e) => self.after_failed_attempt(side, waker, seen, e, attempt),
+                };
             }
         }
         self.poll(side, waker, attempt)
