@@ -415,7 +415,7 @@ pub async fn reports_a_reset_after_the_upstreams_end_with_its_answer_queued(
     );
     server.write_all(b"answer")?;
     server.shutdown(Shutdown::Write)?;
-    wait_polled(&proxy_out_dup, libc::POLLRDHUP);
+    wait_polled(&proxy_out_dup, PEER_CLOSED);
     // The request the proxy forwarded, written before the join runs.
     std::net::TcpStream::from(proxy_out_dup.try_clone()?).write_all(b"req")?;
     let mut peek = [0u8; 3];
@@ -423,7 +423,7 @@ pub async fn reports_a_reset_after_the_upstreams_end_with_its_answer_queued(
     drop(server); // the request unread: a reset
     wait_polled(&proxy_out_dup, libc::POLLERR);
     client.shutdown(Shutdown::Write)?;
-    wait_polled(&proxy_in_dup, libc::POLLRDHUP);
+    wait_polled(&proxy_in_dup, PEER_CLOSED);
     drop((proxy_in_dup, proxy_out_dup));
     let proxy = if upstream_first {
         spawn_local(join(proxy_out, proxy_in))
