@@ -490,8 +490,9 @@ const MAX_SENDFILE: usize = 0x7fff_f000;
 ))]
 pub(crate) fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
     let mut position = file_offset(offset)?;
+    let asked = len;
     let len = within_file_offsets(position, len).min(MAX_SENDFILE);
-    if len == 0 {
+    if len == 0 && asked != 0 {
         // At `i64::MAX`: past every regular file's end; what is not one
         // is `sendfile(2)`'s error for it (`past_the_end`'s `fstat`).
         return past_the_end(file, offset, io::Error::from_raw_os_error(libc::EINVAL));

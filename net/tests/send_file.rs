@@ -254,3 +254,18 @@ fn unix_streams_send_files_too() {
         assert!(got.iter().enumerate().all(|(i, byte)| *byte == pattern(i)));
     });
 }
+
+/// `try_send_file` of 0 bytes inside a regular file is `Ok(0)`, as
+/// `send_file`'s (its future short-cuts `len == 0`). (The check for the
+/// offset `i64::MAX` took every zero length for it, and `past_the_end`
+/// said EINVAL; found by a review.)
+#[test]
+fn zero_bytes_from_inside_a_file_are_ok_0_also_through_try_send_file() {
+    run(|| async {
+        let file = TempFile::new("review-zero-len", 100);
+        let (a, _b) = cellio_pair().await.unwrap();
+        assert_eq!(a.send_file(&file.file, 0, 0).await.unwrap(), 0);
+        assert_eq!(a.try_send_file(&file.file, 0, 0).unwrap(), 0);
+        assert_eq!(a.try_send_file(&file.file, 50, 0).unwrap(), 0);
+    });
+}

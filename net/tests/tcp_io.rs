@@ -592,3 +592,56 @@ impl RecvPeeked for cellio_net::tcp::RecvHalf<'_> {
         })
     }
 }
+
+/// As the test above, but a zero-length `try_recv` (a probe;
+/// `recv(&mut []).await` is `Ok(0)` without a syscall) comes before the
+/// reads: the kernel's 0 for an empty buffer is not the end of the stream,
+/// so it must not take the kept reset while "hi" is still queued (it did:
+/// the probe said `ConnectionReset` and the reads a clean end; found by a
+/// review).
+#[test]
+fn a_zero_length_try_recv_does_not_take_the_kept_reset() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        peer.write_all(b"hi")?;
+        peer.shutdown(std::net::Shutdown::Write)?;
+        util::wait_read_closed(io.get_ref());
+        io.write_all(b"response").await?;
+        let mut first = [0u8; 1];
+        peer.peek(&mut first)?;
+        drop(peer);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            use std::os::fd::AsRawFd;
+            let mut polled = libc::pollfd {
+                fd: io.get_ref().as_raw_fd(),
+                events: 0,
+                revents: 0,
+            };
+            // SAFETY: one valid `pollfd`, zero timeout.
+            if unsafe { libc::poll(&mut polled, 1, 0) } > 0 && polled.revents & libc::POLLERR != 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no reset");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        io.close().await?;
+        assert_eq!(
+            io.get_ref().recv(&mut []).await?,
+            0,
+            "the future's shortcut"
+        );
+        let probe = io.get_ref().try_recv(&mut []).map_err(|e| e.kind());
+        let mut got = Vec::new();
+        let read = io.read_to_end(&mut got).await.map_err(|e| e.kind());
+        assert_eq!(got, b"hi");
+        assert_eq!(
+            (probe, read),
+            (Ok(0), Err(io::ErrorKind::ConnectionReset)),
+            "(zero-length try_recv, read_to_end)"
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

@@ -43,7 +43,12 @@ pub(crate) fn recv_whole<B: ?Sized + RecvBuf>(
 ) -> io::Result<(usize, bool)> {
     let n = sys::recv(fd, buf)?;
     if n == 0 {
-        return taken.report().map(|()| (0, false));
+        // Only a buffer with room says the end: an empty one's 0 says
+        // nothing (and must not take the kept error before queued bytes).
+        return match buf.len() {
+            0 => Ok((0, false)),
+            _ => taken.report().map(|()| (0, false)),
+        };
     }
     Ok((n, n < buf.len()))
 }
@@ -60,6 +65,7 @@ pub(crate) fn peek_attempt<S: StreamSocket, B: ?Sized + RecvBuf>(
     match sys::peek(stream.as_raw_fd(), buf)? {
         // The end: a kept error (`TakenError`) is said, and stays for the
         // next receive.
+        0 if buf.len() == 0 => Ok((0, false)),
         0 => stream.taken_error().peek().map(|()| (0, false)),
         n => Ok((n, false)),
     }

@@ -410,7 +410,9 @@ impl sealed::Sealed for UnixStream {
     #[inline(always)]
     fn recv_once<B: ?Sized + crate::sys::RecvBuf>(&self, buf: &mut B) -> io::Result<(usize, bool)> {
         match crate::unix::fds::recv_plain(self.io.as_raw_fd(), buf) {
-            // The end, or the error a shutdown took (`TakenError`).
+            // The end, or the error a shutdown took (`TakenError`); an
+            // empty buffer's 0 says neither.
+            Ok((0, _)) if buf.len() == 0 => Ok((0, false)),
             Ok((0, _)) => self.taken_error.report().map(|()| (0, false)),
             received => received,
         }
