@@ -432,6 +432,25 @@ fn closing_after_the_peer_reset_an_unread_response_reports_the_reset() {
     .unwrap();
 }
 
+/// The scenario of the two tests below: the peer sends "hi" and
+/// half-closes, then closes with our "response" unread (a reset after its
+/// FIN); once the reset has arrived (`POLLERR`, seen without turning the
+/// reactor), we close our sending side, which is done while "hi" waits.
+async fn closed_after_the_peers_end_and_reset() -> io::Result<TcpIo> {
+    let (ours, mut peer) = std_peer().await?;
+    let mut io = TcpIo::new(ours);
+    peer.write_all(b"hi")?;
+    peer.shutdown(std::net::Shutdown::Write)?;
+    util::wait_read_closed(io.get_ref());
+    io.write_all(b"response").await?;
+    let mut first = [0u8; 1];
+    peer.peek(&mut first)?;
+    drop(peer); // "response" unread: a reset
+    util::wait_polled(io.get_ref(), libc::POLLERR);
+    io.close().await?;
+    Ok(io)
+}
+
 /// The peer sends "hi" and half-closes, then closes with our response
 /// unread: a reset after its FIN (`EPIPE` in `CLOSE_WAIT`), which Linux's
 /// receive never reports (after "hi" it says a clean end). `close` is done
@@ -442,32 +461,7 @@ fn closing_after_the_peer_reset_an_unread_response_reports_the_reset() {
 #[test]
 fn closing_after_the_peers_end_and_reset_leaves_the_reset_to_the_read() {
     run(|| async {
-        let (ours, mut peer) = std_peer().await?;
-        let mut io = TcpIo::new(ours);
-        peer.write_all(b"hi")?;
-        peer.shutdown(std::net::Shutdown::Write)?;
-        util::wait_read_closed(io.get_ref());
-        io.write_all(b"response").await?;
-        let mut first = [0u8; 1];
-        peer.peek(&mut first)?;
-        drop(peer); // "response" unread: a reset
-                    // The reset's arrival (POLLERR), without touching the reactor.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            use std::os::fd::AsRawFd;
-            let mut polled = libc::pollfd {
-                fd: io.get_ref().as_raw_fd(),
-                events: 0,
-                revents: 0,
-            };
-            // SAFETY: one valid `pollfd`, zero timeout.
-            if unsafe { libc::poll(&mut polled, 1, 0) } > 0 && polled.revents & libc::POLLERR != 0 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "no reset");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        io.close().await?;
+        let mut io = closed_after_the_peers_end_and_reset().await?;
         let mut got = Vec::new();
         let read = io.read_to_end(&mut got).await.map_err(|e| e.kind());
         assert_eq!(got, b"hi");
@@ -602,31 +596,7 @@ impl RecvPeeked for cellio_net::tcp::RecvHalf<'_> {
 #[test]
 fn a_zero_length_try_recv_does_not_take_the_kept_reset() {
     run(|| async {
-        let (ours, mut peer) = std_peer().await?;
-        let mut io = TcpIo::new(ours);
-        peer.write_all(b"hi")?;
-        peer.shutdown(std::net::Shutdown::Write)?;
-        util::wait_read_closed(io.get_ref());
-        io.write_all(b"response").await?;
-        let mut first = [0u8; 1];
-        peer.peek(&mut first)?;
-        drop(peer);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            use std::os::fd::AsRawFd;
-            let mut polled = libc::pollfd {
-                fd: io.get_ref().as_raw_fd(),
-                events: 0,
-                revents: 0,
-            };
-            // SAFETY: one valid `pollfd`, zero timeout.
-            if unsafe { libc::poll(&mut polled, 1, 0) } > 0 && polled.revents & libc::POLLERR != 0 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "no reset");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        io.close().await?;
+        let mut io = closed_after_the_peers_end_and_reset().await?;
         assert_eq!(
             io.get_ref().recv(&mut []).await?,
             0,

@@ -227,6 +227,28 @@ pub fn wait_read_closed(stream: &TcpStream) {
     }
 }
 
+/// Blocks (briefly) until `poll(2)` reports one of `events` on `fd` (a
+/// stream, or a duplicate of one a join owns), without turning the reactor:
+/// e.g. `POLLERR` once a reset has arrived. Panics after 5 s.
+pub fn wait_polled(fd: impl std::os::fd::AsFd, events: libc::c_short) {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut polled = libc::pollfd {
+            fd: fd.as_fd().as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid `pollfd`, zero timeout.
+        let ready = unsafe { libc::poll(&mut polled, 1, 0) };
+        if ready > 0 && polled.revents & events != 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{events:#x} never came");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// `poll(2)` with `POLLRDHUP`: set once the FIN (or a reset) has arrived,
 /// whatever data is still buffered before it.
 #[cfg(any(target_os = "linux", target_os = "android"))]

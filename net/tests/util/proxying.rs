@@ -13,7 +13,9 @@ use cellio_net::unix::UnixStream;
 use cellio_net::TcpStream;
 use cellio_runtime::{spawn_local, JoinHandle};
 
-use super::{cellio_pair, join2, pattern, spawn_echo_server, std_peer, wait_read_closed};
+use super::{
+    cellio_pair, join2, pattern, spawn_echo_server, std_peer, wait_polled, wait_read_closed,
+};
 
 /// What a joining function makes of two streams: the future of its end.
 pub type Joined = Pin<Box<dyn Future<Output = io::Result<(u64, u64)>>>>;
@@ -317,31 +319,6 @@ pub async fn delivers_what_a_client_sent_before_its_reset(
 const PEER_CLOSED: libc::c_short = libc::POLLRDHUP;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const PEER_CLOSED: libc::c_short = libc::POLLIN;
-
-/// Blocks (briefly) until `poll(2)` reports one of `events` on `fd` (a
-/// duplicate of a stream the join owns), without turning the reactor.
-/// Panics after 5 s.
-fn wait_polled(fd: &std::os::fd::OwnedFd, events: libc::c_short) {
-    use std::os::fd::AsRawFd;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut polled = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid `pollfd`, zero timeout.
-        let ready = unsafe { libc::poll(&mut polled, 1, 0) };
-        if ready > 0 && polled.revents & events != 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{events:#x} never came"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// The client sends a request; the server, without reading it, answers
 /// and half-closes (the proxy's server-to-client direction is done, and
