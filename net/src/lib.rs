@@ -12,7 +12,7 @@
 //! * [`TcpIo`] — a stream behind poll methods and the `futures-io`
 //!   `AsyncRead`/`AsyncWrite` traits, keeping its cells reserved between
 //!   operations.
-//! * [`copy_bidirectional`] and [`copy`] — a proxy's core: bytes from
+//! * [`copy_bidirectional`] and [`copy()`] — a proxy's core: bytes from
 //!   stream to stream (any `futures-io` pair: `TcpIo`, `UnixIo`), with
 //!   the buffers inside the future, so nothing is allocated; on Linux,
 //!   [`splice_bidirectional`] moves a stream pair's bytes through the

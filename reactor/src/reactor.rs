@@ -901,7 +901,7 @@ impl Registration {
         self.shared.bound_thread.load(Ordering::Acquire) == thread_id()
     }
 
-    /// The [`thread_id`](crate::thread_words::thread_id) of the thread the
+    /// The [`thread_id`] of the thread the
     /// socket's reactor was [bound](Reactor::bind_to_current_thread) to
     /// when the socket was registered, or 0 if it was not bound then (or
     /// the number does not fit 32 bits). On that thread, and only there,

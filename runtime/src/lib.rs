@@ -1,5 +1,5 @@
 //! cellio's runtime: [`Runtime`] and [`Builder`], [`Runtime::block_on`],
-//! [`spawn`] (and [`spawn_local`], [`spawn_on`], [`spawn_local_on`]) with
+//! [`spawn()`] (and [`spawn_local`], [`spawn_on`], [`spawn_local_on`]) with
 //! [`JoinHandle`] and [`AbortHandle`], [`JoinSet`], [`spawn_blocking`] (and
 //! [`fs`], `std::fs` on the blocking pool, and [`io`], the standard
 //! streams), [`local_channel`] (messages

@@ -694,7 +694,7 @@ impl RuntimeHandle {
     /// # Notes
     ///
     /// The task's block comes from the current worker's pool, like
-    /// [`spawn`](crate::spawn)'s, and goes back to it when the task ends
+    /// [`spawn`](fn@crate::spawn)'s, and goes back to it when the task ends
     /// on the other worker (through this worker's inbox), so handing tasks
     /// from one worker to others allocates nothing in steady state. Called
     /// off any worker, it allocates the block. If the runtime has stopped,
@@ -714,9 +714,9 @@ impl RuntimeHandle {
     /// Spawns a future that need not be `Send` on worker `index`: `make`
     /// (which is `Send`) travels there and builds the future on that
     /// worker's thread, where it stays, as with
-    /// [`spawn_local`](crate::spawn_local). This is the way to start a
+    /// [`spawn_local`]. This is the way to start a
     /// task that owns a thread-bound value (a `TcpIo`, an `Rc`) on another
-    /// worker. See [`spawn_local_on`](crate::spawn_local_on) for an example.
+    /// worker. See [`spawn_local_on`] for an example.
     ///
     /// Otherwise as [`spawn_on`](Self::spawn_on): the task's block comes
     /// from the current worker's pool; if the runtime has stopped, `make`

@@ -81,7 +81,7 @@ pub struct DatagramIo<S: DatagramSocket> {
     /// completed. A send to another key does not keep sleeping on that
     /// wait (a Unix peer's full queue is that peer's, not the socket's).
     ///
-    /// [`ROOM_MAY_GO_UNANNOUNCED`]: DatagramSocket::ROOM_MAY_GO_UNANNOUNCED
+    /// [`ROOM_MAY_GO_UNANNOUNCED`]: super::sealed::Sealed::ROOM_MAY_GO_UNANNOUNCED
     parked_for: Option<u64>,
     /// Neither `Send` nor `Sync`: confined reservations must not leave this
     /// thread.

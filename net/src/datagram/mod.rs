@@ -193,7 +193,7 @@ pub trait DatagramSocket: AsRawFd + Debug + sealed::Sealed {}
 pub(crate) mod sealed {
     use super::*;
 
-    /// The methods of [`DatagramSocket`](super::DatagramSocket), out of the
+    /// The methods of [`DatagramSocket`], out of the
     /// public API's reach.
     pub trait Sealed {
         /// A sender's address, as `recv_from` reports it.
@@ -207,7 +207,7 @@ pub(crate) mod sealed {
         const FITS_ANY: &'static str;
         /// Whether the kernel can segment one large send into datagrams
         /// of a size it is told (`UDP_SEGMENT`: UDP on Linux), which a
-        /// [`SendBatch`](crate::datagram::SendBatch) uses for the runs
+        /// [`SendBatch`] uses for the runs
         /// pushed with `push_segmented`.
         const SEGMENTS: bool = false;
 

@@ -204,7 +204,7 @@ output_pipe!(
 /// command's stdin was [`Stdio::piped`](std::process::Stdio::piped).
 /// Dropping it (or [`close`](Self::close)) closes the pipe: the child
 /// reads end of file. Implements `futures-io`'s `AsyncWrite`, whose
-/// `poll_close` closes it too, so [`copy`](crate::copy) into it ends the
+/// `poll_close` closes it too, so [`copy`](fn@crate::copy) into it ends the
 /// child's input.
 ///
 /// ```no_run

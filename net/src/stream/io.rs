@@ -377,7 +377,7 @@ impl<S: StreamSocket> StreamIo<S> {
     }
 }
 
-/// [`TcpIo::poll_recv`] on a stream and its receive reservation: shared
+/// [`TcpIo::poll_recv`](StreamIo::poll_recv) on a stream and its receive reservation: shared
 /// with [`RecvHalf`](crate::tcp::RecvHalf).
 #[inline(always)]
 pub(crate) fn poll_recv_on<S: StreamSocket, B: ?Sized + RecvBuf>(
@@ -389,7 +389,7 @@ pub(crate) fn poll_recv_on<S: StreamSocket, B: ?Sized + RecvBuf>(
     poll_rx_on::<S, B, false>(stream, rx, cx, buf)
 }
 
-/// [`TcpIo::poll_peek`] on a stream and its receive reservation: shared
+/// [`TcpIo::poll_peek`](StreamIo::poll_peek) on a stream and its receive reservation: shared
 /// with the receiving halves. A peek never leaves the socket drained (the
 /// bytes stay queued).
 #[inline]
@@ -429,7 +429,8 @@ fn poll_rx_on<S: StreamSocket, B: ?Sized + RecvBuf, const PEEK: bool>(
     )
 }
 
-/// [`TcpIo::poll_send`] (and [`TcpIo::poll_send_vectored`]) on a stream
+/// [`TcpIo::poll_send`](StreamIo::poll_send) (and
+/// [`TcpIo::poll_send_vectored`](StreamIo::poll_send_vectored)) on a stream
 /// and its send reservation: shared with [`SendHalf`](crate::tcp::SendHalf).
 #[inline(always)]
 pub(crate) fn poll_send_on<S: StreamSocket, B: ?Sized + Outgoing>(
@@ -451,13 +452,13 @@ pub(crate) fn poll_send_on<S: StreamSocket, B: ?Sized + Outgoing>(
     )
 }
 
-/// What can receive as [`TcpIo::poll_recv`] does: a `TcpIo` or its
+/// What can receive as [`TcpIo::poll_recv`](StreamIo::poll_recv) does: a `TcpIo` or its
 /// [`RecvHalf`].
 pub(crate) trait PollRecv {
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
 }
 
-/// What can send as [`TcpIo::poll_send`] does: a `TcpIo` or its
+/// What can send as [`TcpIo::poll_send`](StreamIo::poll_send) does: a `TcpIo` or its
 /// [`SendHalf`].
 pub(crate) trait PollSend {
     fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;

@@ -183,7 +183,7 @@ pub(crate) mod sealed {
     use super::*;
 
     /// The error cellio took out of a stream's socket (`SO_ERROR`, by a
-    /// shutdown after `ENOTCONN` or by the splice's watch: [`take_error`](super::take_error)) and
+    /// shutdown after `ENOTCONN` or by the splice's watch: [`take_error`]) and
     /// that the socket's receive would have reported: kept here, shared by
     /// everything that uses the stream (its halves, `TcpIo`, the joins), until
     /// a receive reaches the end of the stream.
@@ -235,7 +235,7 @@ pub(crate) mod sealed {
         }
     }
 
-    /// The method of [`Outgoing`](super::Outgoing).
+    /// The method of [`Outgoing`].
     pub trait SealedOutgoing {
         /// `true` if there is nothing to send (a send then completes with
         /// 0 at once, where a poll method is concerned).
@@ -270,7 +270,7 @@ pub(crate) mod sealed {
         }
     }
 
-    /// The methods of [`StreamSocket`](super::StreamSocket), out of the
+    /// The methods of [`StreamSocket`], out of the
     /// public API's reach.
     pub trait Sealed {
         /// The socket's reactor slot: its two cells and their counters.

@@ -122,7 +122,7 @@ impl TcpStream {
     }
 
     /// Registers a connected stream: for reading only, until a send first
-    /// has to wait (see [`arm_writable`](Self::arm_writable)).
+    /// has to wait (see [`arm_writable`](crate::stream::sealed::Sealed::arm_writable)).
     pub(crate) fn register(mut io: mio::net::TcpStream, handle: &Handle) -> io::Result<Self> {
         crate::sys::no_sigpipe(&io)?;
         let registration = handle.register_stream(&mut io, false)?;

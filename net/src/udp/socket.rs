@@ -111,7 +111,7 @@ impl UdpSocket {
     }
 
     /// Registers a bound socket: for reading only, until a send first has
-    /// to wait (see [`arm_writable`](Self::arm_writable)).
+    /// to wait (see [`arm_writable`](crate::datagram::sealed::Sealed::arm_writable)).
     fn register(mut io: mio::net::UdpSocket, handle: &Handle) -> io::Result<Self> {
         let registration = handle.register_readable(&mut io)?;
         Ok(Self {

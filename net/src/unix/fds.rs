@@ -1,6 +1,6 @@
 //! Passing file descriptors over a [`UnixStream`] (`SCM_RIGHTS`):
 //! [`UnixStream::send_with_fds`] and [`UnixStream::recv_with_fds`], and
-//! over a [`UnixDatagram`](crate::unix::UnixDatagram): its
+//! over a [`UnixDatagram`]: its
 //! [`send_with_fds`](crate::unix::UnixDatagram::send_with_fds) and
 //! [`recv_with_fds`](crate::unix::UnixDatagram::recv_with_fds).
 //!
@@ -70,7 +70,7 @@ impl<S: AsRawFd + std::fmt::Debug + carrier::Carrier> FdSocket for S {}
 mod carrier {
     use super::*;
 
-    /// What [`FdSocket`](super::FdSocket)'s futures need of a socket.
+    /// What [`FdSocket`]'s futures need of a socket.
     pub trait Carrier {
         /// One message is one datagram (a longer one is an error).
         const DATAGRAM: bool;

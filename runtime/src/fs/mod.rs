@@ -15,7 +15,7 @@
 //! already running on its blocking thread (as in tokio): a dropped `write`
 //! may still happen.
 //!
-//! [`read_dir`] returns a [`ReadDir`] whose entries are read [`READ_DIR_BATCH`] at
+//! [`read_dir()`] returns a [`ReadDir`] whose entries are read [`READ_DIR_BATCH`] at
 //! a time on the blocking pool, as tokio's are.
 //!
 //! For reading and writing a file piece by piece, [`File`] (tokio's

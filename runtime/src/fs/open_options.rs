@@ -1,4 +1,4 @@
-//! [`OpenOptions`]: how to open a [`File`](super::File) (tokio's
+//! [`OpenOptions`]: how to open a [`File`] (tokio's
 //! `fs::OpenOptions`): `std`'s builder, opened on the blocking pool.
 
 use std::io;

@@ -1,5 +1,5 @@
 //! The `futures-io` read and write traits (and tokio's, with the `tokio-io`
-//! feature) of [`File`] and of the standard streams built on it
+//! feature) of [`File`](super::File) and of the standard streams built on it
 //! (`crate::io`), written once: each type says how to reach its `File`,
 //! and every method forwards to the file's poll methods. Closing (tokio:
 //! shutting down) flushes; the file closes when dropped.

@@ -100,7 +100,7 @@ impl<T> JoinSet<T> {
         self.tasks.is_empty()
     }
 
-    /// Spawns `future` on this worker, as [`spawn`](crate::spawn) does, as
+    /// Spawns `future` on this worker, as [`spawn`](fn@crate::spawn) does, as
     /// a member of the set.
     ///
     /// # Panics

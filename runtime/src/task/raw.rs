@@ -358,7 +358,7 @@ impl RawTask {
     ///
     /// # Safety
     ///
-    /// As for [`TaskRef::poll`].
+    /// As for [`TaskRef::poll_as`].
     pub(crate) unsafe fn cancel(&self) {
         // SAFETY: forwarded contract.
         unsafe { (self.header().vtable.cancel)(self.ptr) }

@@ -1,4 +1,4 @@
-//! Timers: [`sleep`], [`sleep_until`], [`timeout`], and [`interval`] (with
+//! Timers: [`sleep`], [`sleep_until`], [`timeout`], and [`interval()`] (with
 //! [`interval_at`] and [`MissedTickBehavior`]); the worker's clock,
 //! [`now`], which tests can [`pause`], [`advance`] and [`resume`].
 //!
