@@ -63,6 +63,10 @@ impl UnixStream {
     /// * `NotFound`: nothing at `path`; `ConnectionRefused`: a socket file
     ///   nobody listens on any more (a server that exited without removing
     ///   it), or a path that is not a socket.
+    /// * An error whose `raw_os_error()` is `EPROTOTYPE` ("Protocol wrong
+    ///   type for socket"; std gives it no `ErrorKind` of its own): the
+    ///   socket at `path` is a datagram socket (a `UnixDatagram` bound
+    ///   there), not a stream listener.
     /// * `InvalidInput`: an empty path (an abstract name is given to
     ///   [`connect_addr`](Self::connect_addr)), or one too long for a
     ///   socket address.
