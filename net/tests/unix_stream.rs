@@ -184,6 +184,8 @@ fn connect_errors_say_what_is_wrong() {
     let stale = dir.path("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap()); // the file stays
     let too_long = dir.path(&"x".repeat(200));
+    let datagram = dir.path("datagram.sock");
+    let _datagram = std::os::unix::net::UnixDatagram::bind(&datagram).unwrap();
     run(move || async move {
         let err = UnixStream::connect(&missing).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err:?}");
@@ -193,6 +195,8 @@ fn connect_errors_say_what_is_wrong() {
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
         let err = UnixStream::connect(&too_long).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        let err = UnixStream::connect(&datagram).await.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPROTOTYPE), "{err:?}");
         io::Result::Ok(())
     })
     .unwrap();
