@@ -46,7 +46,9 @@
 //!   the holder calls [`HeldCell::poll_attempting`], which takes the cell
 //!   back and attempts.
 //! * Each poll that may make a syscall first spends one unit of the task's
-//!   cooperative budget; staying parked spends nothing.
+//!   cooperative budget; staying parked spends nothing. A first
+//!   reservation refused with `ResourceBusy` spends one too (as in
+//!   `crate::op`).
 //! * A reservation taken on the thread the socket's reactor is bound to is
 //!   *confined* ([`OpCell::reserve_confined`]): the early park and the
 //!   reactor's notifications are then plain stores, not compare-and-swaps.
@@ -128,7 +130,7 @@ impl HeldCell {
             Some(token) => token,
             None => match reserve(cell, confine) {
                 Ok(token) => *self.token.insert(token),
-                Err(e) => return Poll::Ready(Err(e.into())),
+                Err(e) => return refused(waker, e),
             },
         };
         // Parked by the last operation (which found the socket drained), and
@@ -197,6 +199,19 @@ impl HeldCell {
             let _ = cell.release(token);
         }
     }
+}
+
+/// The cell refused the first reservation. `Busy` (an operation future
+/// holds the direction) spends one unit of the task's budget first, as an
+/// attempt does, so that a loop retrying it yields (see `crate::op`); with
+/// the budget spent it yields instead, and the next poll reserves again.
+#[cold]
+#[inline(never)]
+fn refused<R>(waker: &Waker, error: CellError) -> Poll<io::Result<R>> {
+    if error == CellError::Busy && budget::poll_proceed(waker).is_pending() {
+        return Poll::Pending;
+    }
+    Poll::Ready(Err(error.into()))
 }
 
 /// The first reservation: confined when `confine` says this thread may.

@@ -31,6 +31,11 @@
 //!   as its budget would spend it all on them at every wake-up, and the
 //!   operations it polls after them would yield for ever: a spin, not a
 //!   wait.
+//! * An operation refused with `ResourceBusy` (another one holds the
+//!   direction) spends one unit too, though it made no syscall: the error
+//!   comes at once, so a loop that retries it would otherwise never yield
+//!   and would starve every other task of its worker, the holder's
+//!   included.
 
 use std::io;
 use std::task::{Poll, Waker};
@@ -273,7 +278,7 @@ impl OpState {
                     };
                     match seen {
                         Ok(seen) => (seen, false),
-                        Err(e) => return self.fail(cell, e.into()),
+                        Err(e) => return self.refused(cell, waker, e),
                     }
                 }
             };
@@ -307,7 +312,7 @@ impl OpState {
                 Some(token) => token,
                 None => match cell.reserve() {
                     Ok(token) => *self.token.insert(token),
-                    Err(e) => return self.fail(cell, e.into()),
+                    Err(e) => return self.refused(cell, Some(waker), e),
                 },
             };
             match cell.park(token, seen, waker) {
@@ -383,6 +388,27 @@ impl OpState {
             }
         }
         side.done().record(self.parked);
+    }
+
+    /// The cell refused the operation. `Busy` (another operation holds
+    /// the direction) first spends one unit of the task's budget, as an
+    /// attempt does: a loop that retries it at once (an accept loop that
+    /// logs the error and accepts again) then yields every budget's worth
+    /// of failures, not never. With the budget spent it yields instead of
+    /// failing; the next poll asks the cell again. Only this failing path
+    /// pays: a ready operation spends its unit once, before its attempt.
+    #[cold]
+    #[inline(never)]
+    fn refused<R>(
+        &mut self,
+        cell: &OpCell,
+        waker: Option<&Waker>,
+        error: CellError,
+    ) -> Poll<io::Result<R>> {
+        if error == CellError::Busy && spend_budget(waker).is_pending() {
+            return Poll::Pending;
+        }
+        self.fail(cell, error.into())
     }
 
     /// Delivers an error: the cell is released, nothing is counted.

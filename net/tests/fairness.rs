@@ -3,13 +3,18 @@
 //! must not starve the other tasks of its worker; a budget as small as
 //! one operation per poll still moves every byte exactly; and operations
 //! that wait (parked, with nothing to do) spend no budget, so they cannot
-//! starve the operations polled after them in the same task.
+//! starve the operations polled after them in the same task. An operation
+//! refused with `ResourceBusy` spends budget too, so that a loop retrying
+//! it yields.
 
 mod util;
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
+use std::io;
 use std::io::{Read, Write};
 use std::pin::pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle as ThreadHandle;
@@ -17,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use cellio_net::TcpStream;
 use cellio_runtime::{spawn, yield_now, Builder};
-use util::{cellio_pair, echo, pattern, run_with, spawn_echo_server, std_peer};
+use util::{cellio_pair, echo, pattern, poll_once, run_with, spawn_echo_server, std_peer};
 
 /// The peer of a hog: one thread writes the test pattern as fast as it can
 /// until `stop`, then half-closes; another reads back whatever comes and
@@ -449,4 +454,83 @@ fn a_receive_behind_a_parked_one_gets_a_budget_of_one() {
 fn a_receive_behind_more_parked_operations_than_the_budget_is_not_starved() {
     let budget = cellio_reactor::budget::DEFAULT_BUDGET as usize;
     a_receive_behind_parked_operations_is_not_starved(Builder::new().workers(1), budget + 1);
+}
+
+/// A task of the current worker that counts how often it runs: one tick
+/// per poll, yielding after each.
+fn ticker() -> (Rc<Cell<u64>>, cellio_runtime::JoinHandle<()>) {
+    let ticks = Rc::new(Cell::new(0u64));
+    let handle = cellio_runtime::spawn_local({
+        let ticks = Rc::clone(&ticks);
+        async move {
+            loop {
+                ticks.set(ticks.get() + 1);
+                yield_now().await;
+            }
+        }
+    });
+    (ticks, handle)
+}
+
+/// How many `ResourceBusy` failures in a row the loops below retry: a few
+/// budgets' worth, so that even a small budget must have yielded.
+const BUSY_RETRIES: u32 = 16 * cellio_reactor::budget::DEFAULT_BUDGET;
+
+/// A second accept on one listener while the first waits is refused with
+/// `ResourceBusy` at once. A server loop that logs the error and accepts
+/// again (tokio's examples do) must still yield: each refusal spends
+/// budget, so the worker's other tasks run meanwhile. Before, a refusal
+/// spent nothing, and the loop never yielded: the worker ran nothing else,
+/// and the waiting accept was never polled again.
+#[test]
+fn an_accept_retried_while_busy_yields_to_the_other_tasks() {
+    run_with(Builder::new().workers(1), || async {
+        let listener = cellio_net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut waiting = pin!(listener.accept());
+        assert!(poll_once(waiting.as_mut()).await.is_pending());
+        let (ticks, ticker) = ticker();
+        for _ in 0..BUSY_RETRIES {
+            let refused = listener.accept().await.map(drop).unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::ResourceBusy);
+        }
+        assert!(
+            ticks.get() > 0,
+            "{BUSY_RETRIES} accepts refused in a row and no other task ran"
+        );
+        ticker.abort();
+        // The waiting accept still takes its connection.
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_, from) = waiting.await.unwrap();
+        assert_eq!(from, client.local_addr().unwrap());
+    });
+}
+
+/// The same for a `TcpIo` whose receive direction a future holds (made
+/// through the send half's `get_ref`): its receive is refused at once, and
+/// a loop retrying it yields.
+#[test]
+fn a_tcp_io_receive_retried_while_busy_yields_to_the_other_tasks() {
+    run_with(Builder::new().workers(1), || async {
+        let (ours, mut peer) = std_peer().await.unwrap();
+        let mut io = cellio_net::TcpIo::new(ours);
+        let (mut rx, tx) = cellio_net::TcpIo::split(&mut io);
+        let mut held_buf = [0u8; 16];
+        let mut holder = Box::pin(tx.get_ref().recv(&mut held_buf));
+        assert!(poll_once(holder.as_mut()).await.is_pending());
+        let (ticks, ticker) = ticker();
+        let mut buf = [0u8; 16];
+        for _ in 0..BUSY_RETRIES {
+            let refused = rx.recv(&mut buf).await.unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::ResourceBusy);
+        }
+        assert!(
+            ticks.get() > 0,
+            "{BUSY_RETRIES} receives refused in a row and no other task ran"
+        );
+        ticker.abort();
+        peer.write_all(b"hi").unwrap();
+        let n = holder.as_mut().await.unwrap();
+        drop(holder);
+        assert_eq!(&held_buf[..n], b"hi");
+    });
 }

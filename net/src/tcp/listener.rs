@@ -118,6 +118,18 @@ impl TcpListener {
     /// Cancel-safe: a dropped `Accept` leaves pending connections queued.
     /// Errors such as `EMFILE` (too many open files) are returned as they
     /// are; the listener stays usable.
+    ///
+    /// One accept may wait at a time per listener (it parks on the
+    /// listener's one receive cell): a second `accept` while one waits, from
+    /// another task or worker through an `Arc<TcpListener>`, fails at once
+    /// with `ErrorKind::ResourceBusy`, and does not queue. tokio lets any
+    /// number of tasks await `accept` on one listener; here, run one accept
+    /// loop and hand each connection out (`spawn`, or `spawn_on` another
+    /// worker), or give each worker a listener of its own bound with
+    /// [`ListenOptions::reuse_port`] (the guide's "Using every core"). Do
+    /// not retry `ResourceBusy` in a loop: each refusal spends a unit of the
+    /// task's cooperative budget, so such a loop does let the worker's other
+    /// tasks run, but it spins until the waiting accept ends.
     pub fn accept(&self) -> Accept<'_> {
         Accept {
             listener: self,

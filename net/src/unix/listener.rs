@@ -105,6 +105,11 @@ impl UnixListener {
     /// Cancel-safe: a dropped `Accept` leaves pending connections queued.
     /// Errors such as `EMFILE` are returned as they are; the listener stays
     /// usable.
+    ///
+    /// One accept may wait at a time per listener: a second `accept` while
+    /// one waits fails at once with `ErrorKind::ResourceBusy` (tokio queues
+    /// them). Run one accept loop that hands the connections out, as for
+    /// [`TcpListener::accept`](crate::TcpListener::accept).
     pub fn accept(&self) -> Accept<'_> {
         Accept {
             listener: self,
