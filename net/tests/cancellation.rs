@@ -99,6 +99,47 @@ fn a_task_aborted_while_its_recv_is_parked_loses_no_byte() {
     .unwrap();
 }
 
+/// `abort` only asks: until the aborted task's future is dropped, the recv
+/// it was parked in still holds the receive direction, so a recv made
+/// right after `abort` is refused with `ResourceBusy`, and the error says
+/// why (an aborted task) and what to do (await its handle). Once the
+/// handle has been awaited, the stream receives. (tokio has no such wait:
+/// there "abort the reader, then read" reads at once; found by a review.)
+#[test]
+fn a_recv_right_after_aborting_the_reader_is_busy_until_the_handle_is_awaited() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let ours = std::rc::Rc::new(ours);
+        let reader = cellio_runtime::spawn_local({
+            let stream = ours.clone();
+            async move {
+                let mut buf = [0u8; 16];
+                stream.recv(&mut buf).await
+            }
+        });
+        yield_now().await;
+        assert!(!reader.is_finished(), "nothing was sent yet");
+        reader.abort();
+        let mut buf = [0u8; 16];
+        let refused = ours.recv(&mut buf).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ResourceBusy);
+        let message = refused.to_string();
+        assert!(
+            message.contains("aborted task") && message.contains("JoinHandle"),
+            "the error does not name the cause: {message}"
+        );
+        assert!(matches!(
+            reader.await,
+            Err(cellio_runtime::JoinError::Aborted)
+        ));
+        peer.write_all(b"hi")?;
+        let n = ours.recv(&mut buf).await?;
+        assert_eq!(&buf[..n], b"hi");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 /// The data arrives and the reactor notifies the parked recv, but the
 /// future is dropped before it is polled again: the data must still be
 /// there for the next recv.

@@ -328,7 +328,7 @@ pub enum Park {
 ///
 /// | variant | `io::ErrorKind` | when |
 /// |---|---|---|
-/// | `Busy` | `ResourceBusy` | a second operation in the same direction while one is in flight |
+/// | `Busy` | `ResourceBusy` | a second operation in the same direction while one is in flight (also one left by an aborted task until its future is dropped) |
 /// | `Stale` | `InvalidInput` | a token whose operation was already released, reused or reset |
 /// | `Consumed` | `InvalidInput` | a future polled again after it returned its result |
 /// | `Closed` | `NotConnected` | the reactor that drives the socket has shut down |
@@ -371,8 +371,10 @@ impl fmt::Display for CellError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             CellError::Busy => {
-                "another operation in the same direction is already in flight on this socket \
-                 (or a TcpIo holds this direction)"
+                "another operation holds this direction of the socket (one receive, one send \
+                 and one accept may wait at a time): another task's or future's, a TcpIo's, \
+                 or one of an aborted task whose future is not dropped yet (await its \
+                 JoinHandle before reusing the socket)"
             }
             CellError::Stale => "stale operation: its cell was released and reused",
             CellError::Consumed => "operation polled again after it completed",

@@ -79,6 +79,12 @@ impl AbortHandle {
     /// already finished keeps its output. Callable from any thread, any
     /// number of times.
     ///
+    /// It does not wait for the future to be dropped: until then, a socket
+    /// operation the task was parked in still holds its direction, and
+    /// the same operation on that socket fails with `ResourceBusy` (see
+    /// [`JoinHandle::abort`](crate::JoinHandle::abort); await the task's
+    /// `JoinHandle` before reusing the socket).
+    ///
     /// A handle made after the `JoinHandle` returned the output has
     /// nothing to stop: `abort` does nothing and `is_finished` is `true`.
     ///

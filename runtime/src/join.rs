@@ -210,6 +210,13 @@ impl<T> JoinHandle<T> {
     /// its cell back and loses no byte, a timer is disarmed. After the
     /// handle returned the output, `abort` does nothing.
     ///
+    /// Until the future is dropped, what it was awaiting stays in flight:
+    /// a receive (send, accept) the task was parked in still holds that
+    /// direction of its socket, so one made on the same socket right after
+    /// `abort` fails with `ErrorKind::ResourceBusy`. To take a socket over
+    /// from an aborted task (tokio's "abort the reader, then read"), await
+    /// the handle first: it returns once the future has been dropped.
+    ///
     /// A [`spawn_blocking`](crate::spawn_blocking) job that has not started
     /// is dropped when a pool thread takes it out of the queue, and only
     /// then does the handle return `Aborted`: while every thread of the

@@ -24,7 +24,9 @@ use crate::tcp::{Peek, Recv, RecvExact, Send, SendAll, SendVectored};
 /// One receive and one send may be in flight at the same time (from the
 /// same task, e.g. with a join, or from two). A second operation in the same
 /// direction while one is in flight fails with `ErrorKind::ResourceBusy`
-/// (see [`CellError`](cellio_reactor::CellError)).
+/// (see [`CellError`](cellio_reactor::CellError)). That includes an
+/// operation of a task that was aborted but not yet dropped: await the
+/// aborted task's `JoinHandle` before using the stream in its place.
 ///
 /// # Examples
 ///
