@@ -285,8 +285,17 @@ impl TcpStream {
     /// Shuts down the read, write, or both halves. `Shutdown::Write` sends
     /// FIN: the peer's next read returns 0 while this side can still read.
     /// On a connection the peer has reset it fails with `NotConnected`, as
-    /// std's does (`TcpIo`'s `poll_close` and `poll_shutdown`, and the
-    /// joins, count that as done, as tokio's streams do).
+    /// std's does.
+    ///
+    /// [`TcpIo`](crate::TcpIo)'s `poll_close` and `poll_shutdown`, and the
+    /// joins, go further: they count that as done while bytes that came
+    /// before the reset wait to be read (the receives report the reset
+    /// after them) or when no error is pending (a receive took it
+    /// already), and otherwise fail with the reset, `ConnectionReset`: with
+    /// nothing left to read, no receive would report it, and the bytes sent
+    /// were thrown away. tokio's `poll_shutdown` returns `Ok` to every
+    /// `NotConnected`, that last case included (the guide's "Poll methods
+    /// and `AsyncRead`/`AsyncWrite`", `poll_close`).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.io.shutdown(how)
     }
