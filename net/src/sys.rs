@@ -37,6 +37,15 @@ use socket2::SockAddr;
 
 use crate::raw_addr::RawSockAddr;
 
+/// A size for `SO_RCVBUF` or `SO_SNDBUF`, whose value is a C `int`:
+/// socket2 converts with `as`, which keeps only the low 32 bits of a size
+/// of 4 GiB or more (asking for 4 GiB set the kernel's minimum buffer).
+/// Beyond `i32::MAX` it is `i32::MAX`, which the kernel caps at
+/// `net.core.rmem_max` / `wmem_max` like any other large size.
+pub(crate) fn buffer_size_option(bytes: usize) -> usize {
+    bytes.min(i32::MAX as usize)
+}
+
 #[cfg(not(target_vendor = "apple"))]
 pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(target_vendor = "apple")]

@@ -376,3 +376,25 @@ fn a_send_of_nothing_returns_zero_at_once_on_a_full_socket() {
     })
     .unwrap();
 }
+
+/// A buffer size of 4 GiB or more gets the kernel's cap, as `usize::MAX`
+/// does: the option is a C `int`, and socket2's `as` kept the low 32 bits
+/// (4 GiB set the minimum buffer; found by a review).
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_huge_buffer_size_gets_the_cap_not_its_low_bits() {
+    run(|| async {
+        let (ours, _peer) = cellio_pair().await?;
+        util::assert_huge_buffer_sizes_capped(
+            "SO_RCVBUF",
+            |bytes| ours.set_recv_buffer_size(bytes),
+            || ours.recv_buffer_size(),
+        )?;
+        util::assert_huge_buffer_sizes_capped(
+            "SO_SNDBUF",
+            |bytes| ours.set_send_buffer_size(bytes),
+            || ours.send_buffer_size(),
+        )
+    })
+    .unwrap();
+}

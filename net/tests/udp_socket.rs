@@ -352,3 +352,25 @@ fn reuse_port_lets_sockets_share_a_port_and_spreads_senders_over_them() {
     })
     .unwrap();
 }
+
+/// A buffer size of 4 GiB or more gets the kernel's cap, as `usize::MAX`
+/// does: the option is a C `int`, and socket2's `as` kept the low 32 bits
+/// (4 GiB set the minimum buffer; found by a review).
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_huge_buffer_size_gets_the_cap_not_its_low_bits() {
+    run(|| async {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        util::assert_huge_buffer_sizes_capped(
+            "SO_RCVBUF",
+            |bytes| socket.set_recv_buffer_size(bytes),
+            || socket.recv_buffer_size(),
+        )?;
+        util::assert_huge_buffer_sizes_capped(
+            "SO_SNDBUF",
+            |bytes| socket.set_send_buffer_size(bytes),
+            || socket.send_buffer_size(),
+        )
+    })
+    .unwrap();
+}

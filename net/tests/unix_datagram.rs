@@ -424,3 +424,25 @@ fn a_send_by_address_from_a_socket_connected_to_a_full_peer_waits_for_its_own_pe
         .unwrap();
     }
 }
+
+/// A buffer size of 4 GiB or more gets the kernel's cap, as `usize::MAX`
+/// does: the option is a C `int`, and socket2's `as` kept the low 32 bits
+/// (4 GiB set the minimum buffer; found by a review).
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_huge_buffer_size_gets_the_cap_not_its_low_bits() {
+    run(|| async {
+        let (a, _b) = UnixDatagram::pair()?;
+        util::assert_huge_buffer_sizes_capped(
+            "SO_RCVBUF",
+            |bytes| a.set_recv_buffer_size(bytes),
+            || a.recv_buffer_size(),
+        )?;
+        util::assert_huge_buffer_sizes_capped(
+            "SO_SNDBUF",
+            |bytes| a.set_send_buffer_size(bytes),
+            || a.send_buffer_size(),
+        )
+    })
+    .unwrap();
+}

@@ -97,10 +97,12 @@ impl TcpSocket {
     }
 
     /// `SO_RCVBUF`, in bytes (the kernel doubles it and caps it at
-    /// `net.core.rmem_max`). Set before `connect` or `listen`, it also
-    /// decides the window scale offered in the handshake.
+    /// `net.core.rmem_max`; a size beyond `i32::MAX`, the option being a C
+    /// `int`, counts as `i32::MAX`). Set before `connect` or `listen`, it
+    /// also decides the window scale offered in the handshake.
     pub fn set_recv_buffer_size(&self, bytes: u32) -> io::Result<()> {
-        self.socket.set_recv_buffer_size(bytes as usize)
+        self.socket
+            .set_recv_buffer_size(crate::sys::buffer_size_option(bytes as usize))
     }
 
     /// `SO_RCVBUF`'s value, as the kernel reports it.
@@ -109,9 +111,11 @@ impl TcpSocket {
     }
 
     /// `SO_SNDBUF`, in bytes (the kernel doubles it and caps it at
-    /// `net.core.wmem_max`).
+    /// `net.core.wmem_max`; a size beyond `i32::MAX` counts as
+    /// `i32::MAX`).
     pub fn set_send_buffer_size(&self, bytes: u32) -> io::Result<()> {
-        self.socket.set_send_buffer_size(bytes as usize)
+        self.socket
+            .set_send_buffer_size(crate::sys::buffer_size_option(bytes as usize))
     }
 
     /// `SO_SNDBUF`'s value, as the kernel reports it.

@@ -339,9 +339,11 @@ impl TcpStream {
     /// window this side advertises. Linux doubles the value and caps it at
     /// `net.core.rmem_max`, and setting it turns off the kernel's receive
     /// buffer auto-tuning for this socket; read the result back with
-    /// [`recv_buffer_size`](Self::recv_buffer_size).
+    /// [`recv_buffer_size`](Self::recv_buffer_size). A size beyond
+    /// `i32::MAX` (the option is a C `int`) counts as `i32::MAX`, so it
+    /// gets the cap too.
     pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        socket2::SockRef::from(&self.io).set_recv_buffer_size(bytes)
+        socket2::SockRef::from(&self.io).set_recv_buffer_size(crate::sys::buffer_size_option(bytes))
     }
 
     /// `SO_RCVBUF`: the kernel's receive buffer size in bytes.
@@ -351,9 +353,11 @@ impl TcpStream {
 
     /// Sets `SO_SNDBUF`: how many bytes of unacknowledged and unsent data
     /// the kernel may hold (doubled and capped at `net.core.wmem_max` on
-    /// Linux; setting it turns off send buffer auto-tuning).
+    /// Linux; setting it turns off send buffer auto-tuning). A size beyond
+    /// `i32::MAX` counts as `i32::MAX`, as for
+    /// [`set_recv_buffer_size`](Self::set_recv_buffer_size).
     pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        socket2::SockRef::from(&self.io).set_send_buffer_size(bytes)
+        socket2::SockRef::from(&self.io).set_send_buffer_size(crate::sys::buffer_size_option(bytes))
     }
 
     /// `SO_SNDBUF`: the kernel's send buffer size in bytes.

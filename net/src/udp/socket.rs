@@ -353,7 +353,9 @@ impl UdpSocket {
     /// A server that may fall behind a burst of senders wants more than the
     /// default (`net.core.rmem_default`, 208 KiB on most Linux systems, in
     /// which the benchmark VM queues 256 datagrams of 64 bytes, or 92 of
-    /// 1 400, for a reader that is not reading).
+    /// 1 400, for a reader that is not reading). A size beyond `i32::MAX`
+    /// (the option is a C `int`) counts as `i32::MAX`, so it gets the cap
+    /// too.
     ///
     /// ```
     /// # cellio_runtime::Runtime::new().unwrap().block_on(async {
@@ -363,7 +365,7 @@ impl UdpSocket {
     /// # std::io::Result::Ok(()) }).unwrap();
     /// ```
     pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        socket2::SockRef::from(&self.io).set_recv_buffer_size(bytes)
+        socket2::SockRef::from(&self.io).set_recv_buffer_size(crate::sys::buffer_size_option(bytes))
     }
 
     /// `SO_RCVBUF`: the kernel's receive buffer size in bytes.
@@ -373,9 +375,9 @@ impl UdpSocket {
 
     /// Sets `SO_SNDBUF`: how many bytes of outgoing datagrams the kernel
     /// may hold for this socket (doubled and capped at `net.core.wmem_max`
-    /// on Linux).
+    /// on Linux; a size beyond `i32::MAX` counts as `i32::MAX`).
     pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        socket2::SockRef::from(&self.io).set_send_buffer_size(bytes)
+        socket2::SockRef::from(&self.io).set_send_buffer_size(crate::sys::buffer_size_option(bytes))
     }
 
     /// `SO_SNDBUF`: the kernel's send buffer size in bytes.

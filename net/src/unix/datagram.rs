@@ -330,9 +330,11 @@ impl UnixDatagram {
     }
 
     /// Sets `SO_SNDBUF`, which also bounds the largest datagram this socket
-    /// can send (Linux doubles the value).
+    /// can send (Linux doubles the value and caps it at
+    /// `net.core.wmem_max`; a size beyond `i32::MAX`, the option being a C
+    /// `int`, counts as `i32::MAX`).
     pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        socket2::SockRef::from(&self.io).set_send_buffer_size(bytes)
+        socket2::SockRef::from(&self.io).set_send_buffer_size(crate::sys::buffer_size_option(bytes))
     }
 
     /// `SO_SNDBUF` in bytes.
@@ -340,9 +342,11 @@ impl UnixDatagram {
         socket2::SockRef::from(&self.io).send_buffer_size()
     }
 
-    /// Sets `SO_RCVBUF`.
+    /// Sets `SO_RCVBUF` (Linux doubles the value and caps it at
+    /// `net.core.rmem_max`; a size beyond `i32::MAX` counts as
+    /// `i32::MAX`).
     pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        socket2::SockRef::from(&self.io).set_recv_buffer_size(bytes)
+        socket2::SockRef::from(&self.io).set_recv_buffer_size(crate::sys::buffer_size_option(bytes))
     }
 
     /// `SO_RCVBUF` in bytes.

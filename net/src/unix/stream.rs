@@ -305,8 +305,10 @@ impl UnixStream {
 
     /// Sets `SO_RCVBUF`. For a Unix stream the receiver's buffer matters
     /// little: a sender's data is charged to the sender's `SO_SNDBUF`.
+    /// Linux doubles the value and caps it at `net.core.rmem_max`; a size
+    /// beyond `i32::MAX` (the option is a C `int`) counts as `i32::MAX`.
     pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        socket2::SockRef::from(&self.io).set_recv_buffer_size(bytes)
+        socket2::SockRef::from(&self.io).set_recv_buffer_size(crate::sys::buffer_size_option(bytes))
     }
 
     /// `SO_RCVBUF` in bytes.
@@ -315,9 +317,10 @@ impl UnixStream {
     }
 
     /// Sets `SO_SNDBUF`: how many bytes this side may have queued towards
-    /// the peer before a send waits (Linux doubles the value).
+    /// the peer before a send waits (Linux doubles the value and caps it at
+    /// `net.core.wmem_max`; a size beyond `i32::MAX` counts as `i32::MAX`).
     pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        socket2::SockRef::from(&self.io).set_send_buffer_size(bytes)
+        socket2::SockRef::from(&self.io).set_send_buffer_size(crate::sys::buffer_size_option(bytes))
     }
 
     /// `SO_SNDBUF` in bytes.

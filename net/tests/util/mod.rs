@@ -491,3 +491,26 @@ pub async fn recv_numbered(socket: &cellio_net::unix::UnixDatagram, last: u32) -
     }
     Ok(())
 }
+
+/// Asks `set` for sizes of 2^32 and more, which the option's C `int`
+/// cannot hold, and checks that each gives the kernel's cap (what
+/// `usize::MAX` gives), not what their low 32 bits say (2^32: the
+/// minimum). `name` names the option in the failure message.
+#[cfg(target_pointer_width = "64")]
+pub fn assert_huge_buffer_sizes_capped(
+    name: &str,
+    set: impl Fn(usize) -> io::Result<()>,
+    get: impl Fn() -> io::Result<usize>,
+) -> io::Result<()> {
+    set(usize::MAX)?;
+    let cap = get()?;
+    for asked in [1usize << 32, (1 << 32) + (1 << 20), i32::MAX as usize + 1] {
+        set(asked)?;
+        let got = get()?;
+        assert_eq!(
+            got, cap,
+            "{name}: asked for {asked}, got {got} (the cap is {cap})"
+        );
+    }
+    Ok(())
+}
