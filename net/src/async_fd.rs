@@ -391,7 +391,8 @@ fn poll_io<T: AsRawFd, R, const WRITE: bool>(
 impl<T: AsRawFd> Unpin for AsyncFd<T> {}
 
 /// Reads through `&T`'s `Read` (a `File`, a `UnixStream`, a pipe end):
-/// [`AsyncFd::poll_read_with`] with `read`.
+/// [`AsyncFd::poll_read_with`] with `read`. An empty `buf` is `Ok(0)` at
+/// once, without waiting for data it could not take (as a socket's).
 impl<T: AsRawFd> futures_io::AsyncRead for AsyncFd<T>
 where
     for<'a> &'a T: io::Read,
@@ -401,14 +402,20 @@ where
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         self.get_mut()
             .poll_read_with(cx, |mut inner| io::Read::read(&mut inner, buf))
     }
 }
 
 /// Writes through `&T`'s `Write`: [`AsyncFd::poll_write_with`] with
-/// `write`. `poll_flush` flushes `&T`; `poll_close` flushes too and leaves
-/// the descriptor open (drop the `AsyncFd` to close it).
+/// `write`; an empty `buf` is `Ok(0)` at once. `poll_flush` flushes `&T`
+/// (a `File`'s flush does nothing), waiting for room only if the flush
+/// itself says `WouldBlock`, so it never waits behind a write given up
+/// while the descriptor was full; `poll_close` flushes too and leaves the
+/// descriptor open (drop the `AsyncFd` to close it).
 impl<T: AsRawFd> futures_io::AsyncWrite for AsyncFd<T>
 where
     for<'a> &'a T: io::Write,
@@ -418,6 +425,9 @@ where
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         self.get_mut().poll_write_with(cx, |mut inner| {
             // write(2) takes no MSG_NOSIGNAL: into a pipe whose reader
             // closed it raises SIGPIPE (`cellio_reactor::sigpipe`).
@@ -426,8 +436,16 @@ where
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut()
-            .poll_write_with(cx, |mut inner| io::Write::flush(&mut inner))
+        let this = self.get_mut();
+        // Not through the write's state: a write left pending (or a cell
+        // left drained by one given up) would make a flush with nothing to
+        // do wait for room. Only a flush that itself would block waits.
+        match io::Write::flush(&mut this.get_ref()) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                this.poll_write_with(cx, |mut inner| io::Write::flush(&mut inner))
+            }
+            flushed => Poll::Ready(flushed),
+        }
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -339,3 +339,73 @@ fn writable_waits_for_room_in_a_full_pipe() {
     })
     .unwrap();
 }
+
+/// Fills `writer`'s pipe until a write says `WouldBlock`.
+fn fill(writer: &File) {
+    let chunk = [0u8; 65536];
+    loop {
+        match (&mut &*writer).write(&chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A flush or close with nothing to flush, an empty write and an empty
+/// read (`futures-io`) complete at once even after a wait in their
+/// direction was given up (the cell then says drained) or a `poll_write`
+/// was left pending (its state is kept): nothing to wait for. (They waited
+/// for the reader to make room, or for data; found by a review.)
+#[test]
+fn flush_close_and_empty_operations_do_not_wait_after_a_wait_given_up() {
+    use futures_util::io::{AsyncRead as _, AsyncWrite as _};
+    use std::future::poll_fn;
+    use std::pin::Pin;
+    run(|| async {
+        let (reader, writer) = pipe(false);
+        let (mut reader, mut writer) = (AsyncFd::new(reader)?, AsyncFd::new(writer)?);
+        fill(writer.get_ref());
+        let chunk = [0u8; 65536];
+        // A write that waits for room, given up.
+        {
+            let mut write = pin!(writer.write_with(|mut f| f.write(&chunk)));
+            assert!(poll_once(write.as_mut()).await.is_pending());
+        }
+        let flushed = poll_once(pin!(poll_fn(|cx| Pin::new(&mut writer).poll_flush(cx)))).await;
+        assert!(matches!(flushed, Poll::Ready(Ok(()))), "{flushed:?}");
+        let empty = poll_once(pin!(
+            poll_fn(|cx| Pin::new(&mut writer).poll_write(cx, &[]))
+        ))
+        .await;
+        assert!(matches!(empty, Poll::Ready(Ok(0))), "{empty:?}");
+        // A poll_write left pending, its state kept in the AsyncFd.
+        let pending = poll_once(pin!(poll_fn(
+            |cx| Pin::new(&mut writer).poll_write(cx, &chunk)
+        )))
+        .await;
+        assert!(pending.is_pending());
+        let empty = poll_once(pin!(
+            poll_fn(|cx| Pin::new(&mut writer).poll_write(cx, &[]))
+        ))
+        .await;
+        assert!(matches!(empty, Poll::Ready(Ok(0))), "{empty:?}");
+        let closed = poll_once(pin!(poll_fn(|cx| Pin::new(&mut writer).poll_close(cx)))).await;
+        assert!(matches!(closed, Poll::Ready(Ok(()))), "{closed:?}");
+        // Reads: the pipe drained, a read that waits for data given up.
+        let mut sink = vec![0u8; 1 << 20];
+        while reader.get_ref().read(&mut sink).is_ok() {}
+        {
+            let mut buf = [0u8; 8];
+            let mut read = pin!(reader.read_with(|mut f| f.read(&mut buf)));
+            assert!(poll_once(read.as_mut()).await.is_pending());
+        }
+        let empty = poll_once(pin!(poll_fn(
+            |cx| Pin::new(&mut reader).poll_read(cx, &mut [])
+        )))
+        .await;
+        assert!(matches!(empty, Poll::Ready(Ok(0))), "{empty:?}");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

@@ -10,6 +10,7 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::pin::pin;
 use std::process::Stdio;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cellio_net::process::Command;
@@ -495,6 +496,57 @@ fn tokio_read_of_a_pipe_into_uninitialized_memory_fills_exactly_what_came() {
         poll_fn(|cx| Pin::new(&mut stdout).poll_read(cx, &mut buf)).await?;
         assert_eq!(buf.filled().len(), 11, "then end of file");
         assert!(child.wait().await?.success());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// Empty reads and writes on the pipes complete at once, even after a wait
+/// in their direction was given up (the pipe's cell then says drained):
+/// `write(&[])` to a child that does not read, `read(&mut [])` and tokio's
+/// `poll_read` with a full `ReadBuf` from one that does not write. (They
+/// waited for the child; found by a review.)
+#[test]
+fn empty_reads_and_writes_on_the_pipes_do_not_wait_for_the_child() {
+    use std::future::poll_fn;
+    run(|| async {
+        let mut child = Command::new("sleep")
+            .arg("60")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let big = vec![0u8; 1 << 20];
+        assert!(stdin.write(&big).await? > 0); // fills the pipe
+        assert!(poll_once(pin!(stdin.write(&big))).await.is_pending()); // given up
+        assert!(matches!(
+            poll_once(pin!(stdin.write(&[]))).await,
+            Poll::Ready(Ok(0))
+        ));
+        let empty = poll_once(pin!(poll_fn(|cx| stdin.poll_write(cx, &[])))).await;
+        assert!(matches!(empty, Poll::Ready(Ok(0))), "{empty:?}");
+        let mut buf = [0u8; 8];
+        assert!(poll_once(pin!(stdout.read(&mut buf))).await.is_pending()); // given up
+        assert!(matches!(
+            poll_once(pin!(stdout.read(&mut []))).await,
+            Poll::Ready(Ok(0))
+        ));
+        let empty = poll_once(pin!(poll_fn(|cx| stdout.poll_read(cx, &mut [])))).await;
+        assert!(matches!(empty, Poll::Ready(Ok(0))), "{empty:?}");
+        #[cfg(feature = "tokio-io")]
+        {
+            use std::pin::Pin;
+            use tokio::io::{AsyncRead, ReadBuf};
+            let mut full = ReadBuf::new(&mut []);
+            let polled = poll_once(pin!(poll_fn(
+                |cx| Pin::new(&mut stdout).poll_read(cx, &mut full)
+            )))
+            .await;
+            assert!(matches!(polled, Poll::Ready(Ok(()))), "{polled:?}");
+        }
         io::Result::Ok(())
     })
     .unwrap();

@@ -56,13 +56,25 @@ macro_rules! output_pipe {
             #[doc = concat!("Reads what the child wrote to its ", $stream, " into `buf`: the")]
             /// number of bytes read, waiting until there is at least one;
             /// `0` once the child has closed it (exited) and everything
-            /// was read. Cancel-safe: a dropped read has read nothing.
+            /// was read; `0` at once for an empty `buf`. Cancel-safe: a
+            /// dropped read has read nothing.
             pub fn read<'a>(
                 &'a mut self,
                 buf: &'a mut [u8],
             ) -> impl Future<Output = io::Result<usize>> + 'a {
-                self.pipe.cancel_polled_read();
-                self.pipe.read_with(move |mut pipe| pipe.read(buf))
+                let empty = buf.is_empty();
+                if !empty {
+                    self.pipe.cancel_polled_read();
+                }
+                let read = self.pipe.read_with(move |mut pipe| pipe.read(buf));
+                async move {
+                    if empty {
+                        // Nothing to wait for: a drained pipe would park
+                        // it until data came that it could not take.
+                        return Ok(0);
+                    }
+                    read.await
+                }
             }
 
             #[doc = concat!("Reads all the child writes to its ", $stream, ", until it closes it,")]
@@ -77,12 +89,16 @@ macro_rules! output_pipe {
 
             /// [`read`](Self::read) as a poll method (what `AsyncRead`
             /// calls): a read left pending continues at the next call, and
-            /// gives way to a later `read`.
+            /// gives way to a later `read`. An empty `buf` is `Ok(0)` at
+            /// once.
             pub fn poll_read(
                 &mut self,
                 cx: &mut Context<'_>,
                 buf: &mut [u8],
             ) -> Poll<io::Result<usize>> {
+                if buf.is_empty() {
+                    return Poll::Ready(Ok(0));
+                }
                 self.pipe.poll_read_with(cx, |mut pipe| pipe.read(buf))
             }
 
@@ -135,7 +151,8 @@ macro_rules! output_pipe {
         }
 
         /// With the `tokio-io` feature: tokio's `AsyncRead` (for
-        /// `tokio-util` codecs, `tokio::io::BufReader`, ...).
+        /// `tokio-util` codecs, `tokio::io::BufReader`, ...). A `ReadBuf`
+        /// with no room left is `Ready(Ok(()))` at once.
         #[cfg(feature = "tokio-io")]
         impl tokio::io::AsyncRead for $name {
             fn poll_read(
@@ -143,6 +160,9 @@ macro_rules! output_pipe {
                 cx: &mut Context<'_>,
                 buf: &mut tokio::io::ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
                 let this = self.get_mut();
                 // Into the unfilled part as it is: the kernel fills it, no
                 // zeroing first.
@@ -246,9 +266,15 @@ impl ChildStdin {
     /// read yet). `BrokenPipe` once the child closed its end (exited), and
     /// no `SIGPIPE` (it is kept blocked around the write: the guide,
     /// "Errors you can get").
+    /// An empty `buf` is `Ok(0)` at once (`BrokenPipe` once closed).
     /// Cancel-safe: a dropped write has written nothing.
     pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let pipe = self.open_pipe()?;
+        if buf.is_empty() {
+            // Nothing to wait for: a full pipe would park it until the
+            // child read.
+            return Ok(0);
+        }
         pipe.cancel_polled_write();
         pipe.write_with(|pipe| write_to_child(pipe, buf)).await
     }
@@ -268,6 +294,7 @@ impl ChildStdin {
     /// [`write`](Self::write) as a poll method (what `AsyncWrite` calls).
     pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.open_pipe() {
+            Ok(_) if buf.is_empty() => Poll::Ready(Ok(0)),
             Ok(pipe) => pipe.poll_write_with(cx, |pipe| write_to_child(pipe, buf)),
             Err(e) => Poll::Ready(Err(e)),
         }
