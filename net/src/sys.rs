@@ -165,8 +165,28 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 pub(crate) const MAX_SLICES: usize = 1024;
 
 /// The slices of `bufs` one vectored send passes: at most [`MAX_SLICES`].
+/// A longer list loses its leading empty slices first (as `std`'s
+/// `write_all_vectored` does), so that a list with data somewhere sends
+/// some: `MAX_SLICES` empty ones would send 0, which callers read as "the
+/// stream takes nothing more" (`WriteZero`). A list that fits is passed
+/// as it is.
 #[inline]
 pub(crate) fn sendable_slices<'a, 'b>(bufs: &'a [IoSlice<'b>]) -> &'a [IoSlice<'b>] {
+    if bufs.len() <= MAX_SLICES {
+        return bufs;
+    }
+    more_slices_than_one_send(bufs)
+}
+
+/// [`sendable_slices`] of a list too long for one send, out of line.
+#[cold]
+#[inline(never)]
+fn more_slices_than_one_send<'a, 'b>(bufs: &'a [IoSlice<'b>]) -> &'a [IoSlice<'b>] {
+    let first = bufs
+        .iter()
+        .position(|buf| !buf.is_empty())
+        .unwrap_or(bufs.len());
+    let bufs = &bufs[first..];
     &bufs[..bufs.len().min(MAX_SLICES)]
 }
 

@@ -211,3 +211,33 @@ fn a_blocking_read_of_what_was_sent() {
             .unwrap();
     });
 }
+
+/// A list longer than one call takes whose first 1024 slices are empty
+/// still sends its data: the empty ones are skipped, so a count of 0
+/// means every slice was empty. On every vectored send: the futures, the
+/// `try_` methods, `TcpIo`'s `poll_write_vectored`, and Unix streams.
+/// (They sent the first 1024 empty slices and returned 0, which writers
+/// read as `WriteZero`; found by a review.)
+#[test]
+fn a_long_list_whose_first_slices_are_empty_still_sends_its_data() {
+    run(|| async {
+        let mut slices = vec![IoSlice::new(&[]); 1100];
+        slices.push(IoSlice::new(b"data"));
+        let (client, server) = cellio_pair().await.unwrap();
+        assert_eq!(client.send_vectored(&slices).await.unwrap(), 4);
+        assert_eq!(client.try_send_vectored(&slices).unwrap(), 4);
+        let mut io = TcpIo::new(client);
+        assert_eq!(io.write_vectored(&slices).await.unwrap(), 4);
+        let mut got = [0u8; 12];
+        server.recv_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"datadatadata");
+        let (a, b) = UnixStream::pair().unwrap();
+        assert_eq!(a.send_vectored(&slices).await.unwrap(), 4);
+        assert_eq!(a.try_send_vectored(&slices).unwrap(), 4);
+        let mut got = [0u8; 8];
+        b.recv_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"datadata");
+        // Only empty slices, however many: 0.
+        assert_eq!(b.send_vectored(&slices[..1100]).await.unwrap(), 0);
+    });
+}

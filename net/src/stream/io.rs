@@ -236,8 +236,9 @@ impl<S: StreamSocket> StreamIo<S> {
     /// [`poll_send`](Self::poll_send) from several buffers at once, in
     /// order, in one `sendmsg`: `Ready(Ok(n))` with the bytes the kernel
     /// took (which may end part-way through any slice), or `Pending`. At
-    /// most 1024 slices go in one call. What the `AsyncWrite` traits'
-    /// `poll_write_vectored` calls.
+    /// most 1024 slices go in one call, empty ones at the start of a longer
+    /// list skipped: `Ok(0)` only when every slice is empty. What the
+    /// `AsyncWrite` traits' `poll_write_vectored` calls.
     #[inline]
     pub fn poll_send_vectored(
         &mut self,

@@ -173,8 +173,10 @@ impl UnixStream {
     /// Sends from several buffers at once, in order, in one `sendmsg`
     /// (a header and a body without copying them together); resolves to
     /// the bytes the kernel took, which may end part-way through any
-    /// slice. At most 1024 slices go in one call (`IOV_MAX`); the count
-    /// says how far it got. Cancel-safe, like [`send`](Self::send).
+    /// slice (0 at once if every slice is empty). At most 1024 slices go
+    /// in one call (`IOV_MAX`), empty ones at the start of a longer list
+    /// skipped (so 0 always means nothing to send); the count says how far
+    /// it got. Cancel-safe, like [`send`](Self::send).
     ///
     /// ```no_run
     /// use std::io::IoSlice;
