@@ -27,9 +27,9 @@ macro_rules! file_read_traits {
             }
         }
 
-        /// With the `tokio-io` feature: tokio's `AsyncRead` (the unfilled
-        /// part of the `ReadBuf` is zeroed first, up to the length read,
-        /// as tokio's rule asks: the bytes are copied in, not received).
+        /// With the `tokio-io` feature: tokio's `AsyncRead` (the bytes are
+        /// copied from the file's buffer into the unfilled part of the
+        /// `ReadBuf`, initialized or not: nothing zeroes it first).
         #[cfg(feature = "tokio-io")]
         impl tokio::io::AsyncRead for $type {
             fn poll_read(
