@@ -23,6 +23,9 @@
 //! * Write interest is added only when a write first returns
 //!   `WouldBlock` (`Registration::arm_writable`), which reports the
 //!   descriptor at once if it became writable meanwhile: no edge is lost.
+//! * The descriptor stays open and the same while the `AsyncFd` lives: a
+//!   documented requirement on the caller (the type's docs), not checked;
+//!   the registration and the deregistration go by its number.
 //! * The descriptor leaves the poller before it closes, and the reactor
 //!   slot is freed after (`inner` is declared before `registration`);
 //!   [`into_inner`](AsyncFd::into_inner) deregisters and hands it back
@@ -49,6 +52,24 @@ use crate::op::{Attempt, OpState, Side};
 /// reactor: `T` owns it (a `File`, an `OwnedFd`, another crate's socket),
 /// and [`read_with`](Self::read_with) / [`write_with`](Self::write_with)
 /// run I/O on it, waiting for readiness when it would block.
+///
+/// # The descriptor must stay open and the same
+///
+/// While the `AsyncFd` lives, the descriptor `T` reports must stay open
+/// and name the same open file: close it only after dropping the
+/// `AsyncFd` or taking the object back with
+/// [`into_inner`](Self::into_inner), and do not swap the object for
+/// another (through [`get_mut`](Self::get_mut)) or `dup2` over its number.
+/// Let `T` own the descriptor (`OwnedFd`, `File`, a socket type) rather
+/// than passing a bare `RawFd` whose owner may close it. As with tokio's
+/// `AsyncFd`, nothing checks this, and breaking it harms more than the
+/// `AsyncFd`: the registration goes by number, so once the number is
+/// reused by another descriptor (a file opened meanwhile, a new socket,
+/// cellio's or not) the closures run on that descriptor, and dropping the
+/// `AsyncFd` takes *it* off the poller (`EPOLL_CTL_DEL`): a cellio socket
+/// that reused the number then never gets another event, and its
+/// operations wait for ever. (Before the number is reused, the closures
+/// fail with `EBADF`, and a wait already in progress is never woken.)
 ///
 /// # Examples
 ///
@@ -89,6 +110,9 @@ pub struct AsyncFd<T: AsRawFd> {
 
 impl<T: AsRawFd> AsyncFd<T> {
     /// Registers `inner`'s descriptor with the current worker's reactor.
+    /// It must stay open and the same until the `AsyncFd` is dropped or
+    /// [`into_inner`](Self::into_inner)-ed (see [the type's
+    /// docs](Self#the-descriptor-must-stay-open-and-the-same)).
     ///
     /// # Errors
     ///
@@ -137,7 +161,10 @@ impl<T: AsRawFd> AsyncFd<T> {
     }
 
     /// The wrapped object, mutably (no operation can be in flight: they
-    /// borrow the `AsyncFd`).
+    /// borrow the `AsyncFd`). The descriptor must stay open and the same:
+    /// do not replace the object, close its descriptor or change its
+    /// number through this reference (see [the type's
+    /// docs](Self#the-descriptor-must-stay-open-and-the-same)).
     pub fn get_mut(&mut self) -> &mut T {
         self.inner.as_mut().expect("present until into_inner")
     }
