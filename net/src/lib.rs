@@ -76,7 +76,7 @@ pub use copy::{
     copy, copy_bidirectional, copy_bidirectional_with_buffers, copy_with_buffer, OneWayCopy,
     TwoWayCopy, COPY_BUFFER_SIZE,
 };
-pub use ready::{Readable, Ready, Writable};
+pub use ready::{Interest, Readable, Ready, Writable};
 pub use resolve::{lookup_host, ToSocketAddrs, LOOKUP_KEEP_ALIVE, MAX_LOOKUP_THREADS};
 pub use stats::OpStats;
 #[cfg(target_os = "linux")]

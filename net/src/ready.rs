@@ -9,7 +9,8 @@
 //! `EXHAUSTED`, and then parks until the reactor notifies the cell. What
 //! makes the wait mean something is who marks the cell: a receive that
 //! came back short, an operation that parked and was dropped, and (through
-//! [`try_now`]) a `try_` method that found nothing.
+//! [`try_now`]) a `try_` method that found nothing, or the caller's own
+//! I/O run through a socket's `try_io` that said `WouldBlock`.
 //!
 //! # Invariants
 //!
@@ -23,9 +24,14 @@
 //! * [`try_now`] marks only from the snapshot it took before its syscall,
 //!   and only an idle cell (`OpCell::mark_exhausted`): a notification in
 //!   between, or another operation holding the cell, leaves it unmarked.
+//! * [`try_io`] is [`try_now`] around the caller's closure, and arms write
+//!   interest before it lets a `WouldBlock` mark the send cell, as a send
+//!   does (the invariant above). It adds nothing to the receive and send
+//!   paths: they never call it.
 
 use std::future::Future;
 use std::io;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -122,12 +128,70 @@ pub(crate) fn try_now<R>(cell: &OpCell, attempt: impl FnOnce() -> Attempt<R>) ->
     result.map(|(value, _)| value)
 }
 
-/// The `readable` and `writable` methods of a socket type with a
+/// The direction of a socket that the caller's own I/O moves data in, for
+/// `try_io` ([`TcpStream::try_io`](crate::TcpStream::try_io) and the other
+/// sockets'): tokio's `io::Interest`, with its two directions. tokio's
+/// other interests (`PRIORITY`, `ERROR`) and combinations (`READABLE |
+/// WRITABLE`) have no counterpart: do the I/O of each direction in a
+/// `try_io` of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Interest {
+    writable: bool,
+}
+
+impl Interest {
+    /// Receiving: a `WouldBlock` means the socket has nothing to receive,
+    /// and the next `readable()` waits.
+    pub const READABLE: Interest = Interest { writable: false };
+
+    /// Sending: a `WouldBlock` means the send buffer is full, and the next
+    /// `writable()` waits.
+    pub const WRITABLE: Interest = Interest { writable: true };
+
+    /// `true` for [`READABLE`](Self::READABLE).
+    pub const fn is_readable(self) -> bool {
+        !self.writable
+    }
+
+    /// `true` for [`WRITABLE`](Self::WRITABLE).
+    pub const fn is_writable(self) -> bool {
+        self.writable
+    }
+}
+
+/// A socket's `try_io`: runs `io` once, outside any future, through
+/// [`try_now`] on the cell of `interest`'s direction, so that its
+/// `WouldBlock` marks the cell and the next `readable()` or `writable()`
+/// waits. A send's `WouldBlock` arms write interest on `fd` first (the
+/// module invariants); if that fails, its error is returned and nothing
+/// is marked.
+#[inline]
+pub(crate) fn try_io<R>(
+    registration: &Registration,
+    fd: RawFd,
+    interest: Interest,
+    io: impl FnOnce() -> io::Result<R>,
+) -> io::Result<R> {
+    if interest.is_readable() {
+        return try_now(registration.rx(), || io().map(|value| (value, false)));
+    }
+    try_now(registration.tx(), || match io() {
+        Ok(value) => Ok((value, false)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            registration.arm_writable(&mut mio::unix::SourceFd(&fd))?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    })
+}
+
+/// The `readable`, `writable` and `try_io` methods of a socket type with a
 /// `registration` field (`TcpStream`, `UnixStream`, `UdpSocket`,
 /// `UnixDatagram`), written once. `$recv` and `$send` name its `try_`
-/// methods for the docs.
+/// methods for the docs; `$setup` is the doc example's code that makes two
+/// connected sockets of the type, `a` and `b`.
 macro_rules! readiness_methods {
-    ($recv:literal, $send:literal) => {
+    ($recv:literal, $send:literal, $setup:literal) => {
         /// Waits until there may be something to receive (data, the end of
         /// the stream, an error), without receiving it: then take it with
         #[doc = concat!("[`", $recv, "`](Self::", $recv, ").")]
@@ -139,9 +203,13 @@ macro_rules! readiness_methods {
         /// has found the socket empty, or after a wake-up whose data went
         /// to another receive): the `try_` method then says `WouldBlock`,
         /// which records that the socket is empty, and the next
-        /// `readable()` waits for the reactor. Cancel-safe: it moves no
-        /// data. It holds the receive cell while it waits, as a receive
-        /// does, so another receive at the same moment is refused.
+        /// `readable()` waits for the reactor. For a receive of your own
+        /// (a `recvmsg`), run it through [`try_io`](Self::try_io), which
+        /// records its `WouldBlock` the same way: without it, `readable()`
+        /// never learns that the socket is empty, and completes at once.
+        /// Cancel-safe: it moves no data. It holds the receive cell while
+        /// it waits, as a receive does, so another receive at the same
+        /// moment is refused.
         pub fn readable(&self) -> $crate::Readable<'_> {
             $crate::Readable::new(&self.registration)
         }
@@ -150,11 +218,80 @@ macro_rules! readiness_methods {
         /// send with
         #[doc = concat!("[`", $send, "`](Self::", $send, ").")]
         /// As [`readable`](Self::readable), it may complete when there is
-        /// no room after all: `WouldBlock` from the `try_` method records
-        /// it, and the next `writable()` waits for the reactor.
+        /// no room after all: `WouldBlock` from the `try_` method (or from
+        /// your own send run through [`try_io`](Self::try_io)) records it,
+        /// and the next `writable()` waits for the reactor.
         /// Cancel-safe. It holds the send cell while it waits.
         pub fn writable(&self) -> $crate::Writable<'_> {
             $crate::Writable::new(&self.registration)
+        }
+
+        /// Runs `f`, your own I/O on this socket in `interest`'s direction
+        /// (a `recvmsg` for ancillary data such as ECN or packet info, a
+        /// send with flags of your own, a C library's call), once, and
+        /// returns what it returned (tokio's `try_io`). If it returns
+        /// `WouldBlock`, the socket is recorded as empty (or full), as a
+        /// `try_` method's `WouldBlock` records it, so the next
+        /// [`readable`](Self::readable) (or [`writable`](Self::writable))
+        /// waits for the reactor. Without it, nothing tells the socket that
+        /// your syscall found nothing, and a loop of `readable()` and your
+        /// own receive spins instead of waiting.
+        ///
+        /// `f` must return `WouldBlock` only when the socket said `EAGAIN`
+        /// in that direction: any other `WouldBlock` makes the next wait
+        /// last until new data (or room) comes. The socket is
+        /// non-blocking, so `f`'s syscall never blocks the worker. Unlike
+        /// tokio's, `f` always runs (tokio's says `WouldBlock` without
+        /// calling it when it knows the socket is not ready); nothing is
+        /// reserved or waited for, so it may run while a receive or send
+        /// of the socket waits.
+        ///
+        /// ```
+        /// use std::io;
+        /// use std::os::fd::AsRawFd;
+        ///
+        /// use cellio_net::Interest;
+        ///
+        /// # cellio_runtime::Runtime::new()?.block_on(async {
+        #[doc = $setup]
+        /// b.try_send(b"hi")?;
+        /// let fd = a.as_raw_fd();
+        /// let mut buf = [0u8; 16];
+        /// let n = loop {
+        ///     a.readable().await?;
+        ///     // Your own receive: `recv` here, `recvmsg` for ancillary data.
+        ///     let received = a.try_io(Interest::READABLE, || {
+        ///         // SAFETY: `buf` is valid for writes of its length, and
+        ///         // `fd` is `a`'s descriptor, open while `a` lives.
+        ///         let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        ///         if n < 0 {
+        ///             return Err(io::Error::last_os_error());
+        ///         }
+        ///         Ok(n as usize)
+        ///     });
+        ///     match received {
+        ///         Ok(n) => break n,
+        ///         // Recorded: the next `readable()` waits for the reactor.
+        ///         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+        ///         Err(e) => return Err(e),
+        ///     }
+        /// };
+        /// assert_eq!(&buf[..n], b"hi");
+        /// # Ok::<(), io::Error>(())
+        /// # })?;
+        /// # Ok::<(), std::io::Error>(())
+        /// ```
+        pub fn try_io<R>(
+            &self,
+            interest: $crate::Interest,
+            f: impl FnOnce() -> std::io::Result<R>,
+        ) -> std::io::Result<R> {
+            $crate::ready::try_io(
+                &self.registration,
+                std::os::fd::AsRawFd::as_raw_fd(self),
+                interest,
+                f,
+            )
         }
     };
 }

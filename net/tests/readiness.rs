@@ -8,11 +8,12 @@
 mod util;
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::pin;
 use std::time::Duration;
 
 use cellio_net::unix::{UnixDatagram, UnixStream};
-use cellio_net::UdpSocket;
+use cellio_net::{Interest, UdpSocket};
 use util::{drain_checking_from, fill_send_buffer, pattern, poll_once, run, std_peer};
 
 /// `result` is `WouldBlock`: a `try_` call found the socket empty.
@@ -344,6 +345,138 @@ fn unix_sockets_wait_the_same_way() {
         readable.await?;
         let n = c.try_recv(&mut buf)?;
         assert_eq!(&buf[..n], b"datagram");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// One `recv(2)` of the caller's own on `fd` (what a `recvmsg` for
+/// ancillary data would be), as a `try_io` closure's body.
+fn own_recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length; `fd` is the open
+    // descriptor of a socket the test holds.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// One `send(2)` of the caller's own on `fd`, as a `try_io` closure's body.
+fn own_send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of its length; `fd` is the open
+    // descriptor of a socket the test holds.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Once the caller's own receive, run through `try_io`, has said
+/// `WouldBlock`, `readable()` parks until data comes, on every socket type
+/// (tokio's `try_io`: quinn-udp's `recvmsg`, a C library's read). (There
+/// was no `try_io`: nothing recorded that the caller's own syscall found
+/// nothing, so `readable()` completed at once for ever and the loop spun;
+/// found by a review.)
+#[test]
+fn readable_waits_after_the_callers_own_receive_said_would_block() {
+    /// `try_io` found `a` empty, then `readable()` parks until `send`
+    /// (from `b`) has run, and the next `try_io` receives what it sent.
+    async fn check<S: AsRawFd>(
+        a: &S,
+        readable: impl std::future::Future<Output = io::Result<()>>,
+        try_io: impl Fn(&mut dyn FnMut() -> io::Result<usize>) -> io::Result<usize>,
+        send: impl FnOnce() -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let fd = a.as_raw_fd();
+        let mut buf = [0u8; 16];
+        assert_would_block(try_io(&mut || own_recv(fd, &mut buf)));
+        let mut readable = pin!(readable);
+        assert!(poll_once(readable.as_mut()).await.is_pending());
+        assert_eq!(send()?, 4);
+        readable.await?;
+        let n = try_io(&mut || own_recv(fd, &mut buf))?;
+        assert_eq!(&buf[..n], b"data");
+        Ok(())
+    }
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        check(
+            &ours,
+            ours.readable(),
+            |f| ours.try_io(Interest::READABLE, f),
+            || peer.write(b"data"),
+        )
+        .await?;
+
+        let (a, b) = UnixStream::pair()?;
+        check(
+            &a,
+            a.readable(),
+            |f| a.try_io(Interest::READABLE, f),
+            || b.try_send(b"data"),
+        )
+        .await?;
+
+        let a = UdpSocket::bind("127.0.0.1:0")?;
+        let b = UdpSocket::bind("127.0.0.1:0")?;
+        let to = a.local_addr()?;
+        check(
+            &a,
+            a.readable(),
+            |f| a.try_io(Interest::READABLE, f),
+            || b.try_send_to(b"data", to),
+        )
+        .await?;
+
+        let (a, b) = UnixDatagram::pair()?;
+        check(
+            &a,
+            a.readable(),
+            |f| a.try_io(Interest::READABLE, f),
+            || b.try_send(b"data"),
+        )
+        .await?;
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// Once the caller's own send, run through `try_io`, has found the send
+/// buffer full, `writable()` parks until the peer makes room, and is woken
+/// then (`try_io` armed write interest, as a send that finds the buffer
+/// full does).
+#[test]
+fn writable_waits_after_the_callers_own_send_said_would_block() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let fd = ours.as_raw_fd();
+        socket2::SockRef::from(&ours).set_send_buffer_size(64 * 1024)?;
+        let chunk = [7u8; 64 * 1024];
+        let mut sent = 0;
+        loop {
+            match ours.try_io(Interest::WRITABLE, || own_send(fd, &chunk)) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut writable = pin!(ours.writable());
+        assert!(poll_once(writable.as_mut()).await.is_pending());
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut read = 0;
+            while read < sent {
+                read += peer.read(&mut buf)?;
+            }
+            io::Result::Ok(peer)
+        });
+        cellio_runtime::timeout(Duration::from_secs(5), writable)
+            .await
+            .expect("writable() is woken when the peer makes room")?;
+        reader.join().unwrap()?;
+        assert!(ours.try_io(Interest::WRITABLE, || own_send(fd, b"more"))? > 0);
         io::Result::Ok(())
     })
     .unwrap();

@@ -54,7 +54,7 @@ pub use splice::{splice_bidirectional, splice_bidirectional_auto, SpliceBidirect
 /// `ready::try_now`, which records an empty or full socket for
 /// `readable()` and `writable()`.
 macro_rules! try_methods {
-    () => {
+    ($setup:literal) => {
         /// Receives without waiting: `WouldBlock` if nothing is buffered.
         pub fn try_recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
             $crate::ready::try_now(self.registration.rx(), || {
@@ -85,7 +85,7 @@ macro_rules! try_methods {
             })
         }
 
-        $crate::ready::readiness_methods!("try_recv", "try_send");
+        $crate::ready::readiness_methods!("try_recv", "try_send", $setup);
     };
 }
 

@@ -314,7 +314,13 @@ impl UdpSocket {
         crate::datagram::try_now_tx(self, false, || ops::send(self, buf))
     }
 
-    crate::ready::readiness_methods!("try_recv_from", "try_send_to");
+    crate::ready::readiness_methods!(
+        "try_recv_from",
+        "try_send_to",
+        "let a = cellio_net::UdpSocket::bind(\"127.0.0.1:0\")?;
+let b = cellio_net::UdpSocket::bind(\"127.0.0.1:0\")?;
+b.connect(a.local_addr()?)?;"
+    );
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

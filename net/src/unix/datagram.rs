@@ -312,7 +312,11 @@ impl UnixDatagram {
         crate::datagram::try_now_tx(self, false, || ops::send(self, buf))
     }
 
-    crate::ready::readiness_methods!("try_recv_from", "try_send_to");
+    crate::ready::readiness_methods!(
+        "try_recv_from",
+        "try_send_to",
+        "let (a, b) = cellio_net::unix::UnixDatagram::pair()?;"
+    );
 
     /// This socket's address (unnamed if it is not bound).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -229,7 +229,7 @@ impl UnixStream {
         Peek::new(self, buf)
     }
 
-    crate::stream::try_methods!();
+    crate::stream::try_methods!("let (a, b) = cellio_net::unix::UnixStream::pair()?;");
 
     crate::stream::send_file_methods!();
 
