@@ -76,8 +76,12 @@ pub use cellio_runtime::{
 ///
 /// Arguments:
 ///
-/// * `workers = N`: `N` workers (`workers = 1` is tokio's
-///   `current_thread`: everything on the calling thread);
+/// * `workers = N`: `N` workers (a positive integer, or any `usize`
+///   expression such as a constant). `workers = 1` is tokio's
+///   `current_thread`: everything on the calling thread; `workers = N` is
+///   its `multi_thread` with `worker_threads = N`. tokio's `flavor` and
+///   `worker_threads` are refused with an error that names the `workers`
+///   to write;
 /// * `start_paused = true`: the clock starts paused
 ///   ([`Builder::start_paused`], [`runtime::time::pause`]); one worker;
 /// * `crate = "path"`: where the `cellio` crate is, if it was renamed.
@@ -114,6 +118,11 @@ pub use cellio_runtime::{
 ///
 /// ```compile_fail
 /// #[cellio::main(threads = 2)] // unknown argument
+/// async fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[cellio::main(flavor = "current_thread")] // tokio's: `workers = 1` here
 /// async fn main() {}
 /// ```
 #[cfg(feature = "macros")]

@@ -16,15 +16,16 @@
 //! Arguments: `workers = N` (default: one per core for `main`, 1 for
 //! `test`), `start_paused = true` (the clock starts paused; one worker),
 //! and `crate = "path"` for a `cellio` dependency renamed or reached
-//! through another crate.
+//! through another crate. tokio's `flavor` and `worker_threads` are
+//! refused with an error that names the `workers` to write instead.
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, ItemFn, Lit, Meta, Token};
+use syn::{Expr, ExprLit, ExprUnary, ItemFn, Lit, Meta, Token, UnOp};
 
 /// Runs `async fn main` on a cellio runtime. See `cellio::main`.
 #[proc_macro_attribute]
@@ -79,14 +80,17 @@ struct Options {
 /// The arguments, for error messages.
 const ARGUMENTS: &str = "`workers = N`, `start_paused = true` and `crate = \"path\"`";
 
-fn parse_options(args: TokenStream, kind: Kind) -> syn::Result<Options> {
+fn parse_options(args: proc_macro2::TokenStream, kind: Kind) -> syn::Result<Options> {
     let mut options = Options {
         workers: None,
         start_paused: false,
         krate: syn::parse_quote!(::cellio),
     };
-    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse(args)?;
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
     for meta in metas {
+        if let Some(error) = tokio_argument(&meta, kind) {
+            return Err(error);
+        }
         let Meta::NameValue(pair) = &meta else {
             return Err(syn::Error::new(
                 meta.span(),
@@ -97,17 +101,7 @@ fn parse_options(args: TokenStream, kind: Kind) -> syn::Result<Options> {
             if options.workers.replace(pair.value.clone()).is_some() {
                 return Err(syn::Error::new(pair.span(), "`workers` given twice"));
             }
-            if let Expr::Lit(ExprLit {
-                lit: Lit::Int(n), ..
-            }) = &pair.value
-            {
-                if n.base10_parse::<usize>()? == 0 {
-                    return Err(syn::Error::new(
-                        n.span(),
-                        "a runtime needs at least one worker",
-                    ));
-                }
-            }
+            check_workers(&pair.value)?;
         } else if pair.path.is_ident("start_paused") {
             let Expr::Lit(ExprLit {
                 lit: Lit::Bool(paused),
@@ -155,8 +149,84 @@ fn parse_options(args: TokenStream, kind: Kind) -> syn::Result<Options> {
     Ok(options)
 }
 
+/// A literal `workers` must be a positive integer that fits a `usize`
+/// (other expressions, such as a `const`, are left to the compiler and to
+/// `Builder::workers`).
+fn check_workers(value: &Expr) -> syn::Result<()> {
+    const POSITIVE: &str = "`workers` takes a positive integer, the number of worker threads: \
+                            workers = 4";
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(n), ..
+        }) => match n.base10_parse::<usize>() {
+            Ok(0) => Err(syn::Error::new(
+                n.span(),
+                "a runtime needs at least one worker",
+            )),
+            Ok(_) if matches!(n.suffix(), "" | "usize") => Ok(()),
+            // Negative (`-1`), too large, or with another type's suffix.
+            _ => Err(syn::Error::new(n.span(), POSITIVE)),
+        },
+        Expr::Lit(_)
+        | Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_), ..
+        }) => Err(syn::Error::new_spanned(value, POSITIVE)),
+        _ => Ok(()),
+    }
+}
+
+/// An error for tokio's `flavor` and `worker_threads` arguments that names
+/// cellio's equivalent; `None` for any other argument.
+fn tokio_argument(meta: &Meta, kind: Kind) -> Option<syn::Error> {
+    let path = meta.path();
+    let value = match meta {
+        Meta::NameValue(pair) => Some(&pair.value),
+        _ => None,
+    };
+    if path.is_ident("worker_threads") {
+        let n = value.map_or_else(|| "N".to_owned(), |v| v.to_token_stream().to_string());
+        return Some(syn::Error::new_spanned(
+            meta,
+            format!(
+                "`worker_threads` is tokio's: #[{}] takes `workers = {n}`",
+                kind.name()
+            ),
+        ));
+    }
+    if !path.is_ident("flavor") {
+        return None;
+    }
+    let flavor = match value {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Str(flavor),
+            ..
+        })) => flavor.value(),
+        _ => String::new(),
+    };
+    let name = kind.name();
+    let (one, many) = match kind {
+        Kind::Main => ("`workers = 1`", "runs one worker per core by default"),
+        Kind::Test => ("the default, `workers = 1`", "runs one worker by default"),
+    };
+    let message = match flavor.as_str() {
+        "current_thread" | "local" => format!(
+            "`flavor` is tokio's: its \"{flavor}\" is {one} here: one worker, the calling \
+             thread (`cellio::spawn_local` works on any worker)"
+        ),
+        "multi_thread" => format!(
+            "`flavor` is tokio's: #[{name}] {many}, and `workers = N` runs N (tokio's \
+             \"multi_thread\" with `worker_threads = N`)"
+        ),
+        _ => format!(
+            "`flavor` is tokio's: #[{name}] takes `workers = N` (tokio's \"current_thread\" \
+             is `workers = 1`; its \"multi_thread\" with `worker_threads = N` is `workers = N`)"
+        ),
+    };
+    Some(syn::Error::new_spanned(meta, message))
+}
+
 fn expand(args: TokenStream, item: TokenStream, kind: Kind) -> syn::Result<TokenStream> {
-    let options = parse_options(args, kind)?;
+    let options = parse_options(args.into(), kind)?;
     let mut function: ItemFn = syn::parse(item)?;
     let signature = &function.sig;
     if signature.asyncness.is_none() {
@@ -217,4 +287,102 @@ fn expand(args: TokenStream, item: TokenStream, kind: Kind) -> syn::Result<Token
         #function
     }
     .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_options, Kind, ARGUMENTS};
+    use quote::quote;
+
+    /// The error `parse_options` gives for `args`.
+    fn error(args: proc_macro2::TokenStream, kind: Kind) -> String {
+        match parse_options(args, kind) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_literal_worker_count_that_is_not_a_positive_integer_says_what_workers_takes() {
+        let positive = "`workers` takes a positive integer, the number of worker threads: \
+                        workers = 4";
+        for args in [
+            quote!(workers = -1),
+            quote!(workers = -1, start_paused = true),
+            quote!(workers = 99999999999999999999999),
+            quote!(workers = 2u8),
+            quote!(workers = "2"),
+            quote!(workers = 2.5),
+        ] {
+            assert_eq!(error(args.clone(), Kind::Main), positive, "{args}");
+        }
+        assert_eq!(
+            error(quote!(workers = 0), Kind::Test),
+            "a runtime needs at least one worker"
+        );
+    }
+
+    #[test]
+    fn a_worker_count_that_is_a_positive_integer_or_an_expression_is_accepted() {
+        for args in [
+            quote!(workers = 1),
+            quote!(workers = 4usize),
+            quote!(workers = WORKERS),
+            quote!(workers = count()),
+        ] {
+            assert!(parse_options(args.clone(), Kind::Main).is_ok(), "{args}");
+        }
+    }
+
+    #[test]
+    fn tokio_flavors_name_the_workers_to_write_instead() {
+        assert_eq!(
+            error(quote!(flavor = "current_thread"), Kind::Main),
+            "`flavor` is tokio's: its \"current_thread\" is `workers = 1` here: one worker, the \
+             calling thread (`cellio::spawn_local` works on any worker)"
+        );
+        let local = error(quote!(flavor = "local"), Kind::Test);
+        assert!(
+            local.contains("is the default, `workers = 1` here"),
+            "{local}"
+        );
+        assert_eq!(
+            error(
+                quote!(flavor = "multi_thread", worker_threads = 4),
+                Kind::Main
+            ),
+            "`flavor` is tokio's: #[cellio::main] runs one worker per core by default, and \
+             `workers = N` runs N (tokio's \"multi_thread\" with `worker_threads = N`)"
+        );
+        let multi = error(quote!(flavor = "multi_thread"), Kind::Test);
+        assert!(
+            multi.contains("#[cellio::test] runs one worker by default"),
+            "{multi}"
+        );
+        let other = error(quote!(flavor = "something_else"), Kind::Test);
+        assert!(
+            other.contains("takes `workers = N` (tokio's \"current_thread\" is `workers = 1`"),
+            "{other}"
+        );
+    }
+
+    #[test]
+    fn tokio_worker_threads_names_workers() {
+        assert_eq!(
+            error(quote!(worker_threads = 4), Kind::Main),
+            "`worker_threads` is tokio's: #[cellio::main] takes `workers = 4`"
+        );
+        assert_eq!(
+            error(quote!(start_paused = true, worker_threads = 2), Kind::Test),
+            "`worker_threads` is tokio's: #[cellio::test] takes `workers = 2`"
+        );
+    }
+
+    #[test]
+    fn other_unknown_arguments_list_the_arguments() {
+        assert_eq!(
+            error(quote!(threads = 2), Kind::Main),
+            format!("unknown argument: #[cellio::main] takes {ARGUMENTS}")
+        );
+    }
 }
