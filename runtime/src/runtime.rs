@@ -30,8 +30,10 @@ use crate::spawn::MadeThere;
 use crate::waker::{Inbox, LocalGuard, TaskAddr, WorkerClaim, MAIN_SLOT};
 use crate::worker::{run_background, with_current, Executor, WorkerConfig};
 
-/// A cellio runtime. Not `Send`: it belongs to the thread that built it,
-/// which is its worker 0.
+/// A cellio runtime. Neither `Send` nor `Sync` (tokio's is both): it
+/// belongs to the thread that built it, which is its worker 0 and the only
+/// thread that runs its [`block_on`](Runtime::block_on). Other threads use
+/// a [`RuntimeHandle`] ([`Runtime::handle`]), which is `Send + Sync`.
 ///
 /// Dropping it cancels every task (dropping their futures) and the
 /// blocking jobs still queued, stops and joins the worker threads, and

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use cellio_runtime::{spawn, yield_now, Runtime};
+use cellio_runtime::{spawn, yield_now, Builder, Runtime};
 use util::{run, scaled, with_timeout, Signal, LIMIT};
 
 #[test]
@@ -225,6 +225,54 @@ fn a_join_handle_awaited_on_another_threads_runtime_is_woken() {
             }
         });
         assert_eq!(waiter.join().unwrap().unwrap(), "from the other runtime");
+    });
+}
+
+/// tokio's `Handle::block_on` from a thread of the program's own: spawn
+/// through a `RuntimeHandle` and wait for the `JoinHandle` with any
+/// executor (here a minimal one that parks the thread), while the
+/// runtime's own thread is not in `block_on` (worker 1 runs the task).
+#[test]
+fn a_join_handle_waited_for_by_a_plain_threads_executor_completes() {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let handle = rt.handle();
+        let signal = Signal::new();
+        let (parked_tx, parked_rx) = mpsc::channel();
+        let waiter = std::thread::spawn({
+            let signal = signal.clone();
+            move || {
+                let mut task = std::pin::pin!(handle.spawn_on(1, async move {
+                    signal.wait().await;
+                    cellio_runtime::current_worker()
+                }));
+                let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+                let mut cx = std::task::Context::from_waker(&waker);
+                let mut polls = 0;
+                loop {
+                    if let Poll::Ready(out) = task.as_mut().poll(&mut cx) {
+                        return (out, polls);
+                    }
+                    polls += 1;
+                    if polls == 1 {
+                        parked_tx.send(()).unwrap();
+                    }
+                    std::thread::park();
+                }
+            }
+        });
+        parked_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        signal.fire();
+        let (out, polls) = waiter.join().unwrap();
+        assert_eq!(out.unwrap(), Some(1));
+        assert!(polls >= 1, "the waiter waited");
+        drop(rt);
     });
 }
 
