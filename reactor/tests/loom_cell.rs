@@ -734,3 +734,76 @@ fn a_release_on_the_reactor_thread_loses_nothing_to_other_threads() {
         cell.release(token).unwrap();
     });
 }
+
+// ---- review-unsafe: the waker slot handed from one holder to a holder on
+// another thread (the models above reuse a cell only on the thread that
+// released it, or after a `join`, so they never test the Release/Acquire
+// pair of `release` and `reserve` that orders the two holders' slot
+// accesses).
+
+/// A holder on another thread parks (writing the slot) and releases; this
+/// thread then reserves the cell and parks with its own waker (replacing,
+/// so reading and dropping, the first waker). Only `release`'s Release and
+/// `reserve`'s Acquire order the two holders' slot accesses.
+#[test]
+fn a_holder_on_another_thread_hands_the_slot_over() {
+    loom::model(|| {
+        let cell = Arc::new(OpCell::new());
+        let (_c1, first) = counting_waker();
+        let (_c2, second) = counting_waker();
+        let other = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                let Ok(seen) = cell.observe() else { return };
+                let Ok(token) = cell.reserve() else { return };
+                assert_eq!(cell.park(token, seen, &first).unwrap(), Park::Parked);
+                let _ = cell.observe_reserved(token).unwrap();
+                cell.release(token).unwrap();
+            })
+        };
+        let_the_other_thread_run_first();
+        if let Ok(seen) = cell.observe() {
+            if let Ok(token) = cell.reserve() {
+                let _ = cell.park(token, seen, &second);
+                let _ = cell.observe_reserved(token);
+                cell.release(token).unwrap();
+            }
+        }
+        other.join().unwrap();
+    });
+}
+
+/// As above, but the first holder's park loses its CAS to a notification
+/// from a third thread after it stored its waker (`Retry`), so the only
+/// Release after its slot write is the fast-path `release` from RESERVED.
+#[test]
+fn a_retried_park_then_release_hands_the_slot_over() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let cell = Arc::new(OpCell::new());
+        let (_c1, first) = counting_waker();
+        let (_c2, second) = counting_waker();
+        let other = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                let Ok(seen) = cell.observe() else { return };
+                let Ok(token) = cell.reserve() else { return };
+                let _ = cell.park(token, seen, &first).unwrap();
+                let _ = cell.observe_reserved(token).unwrap();
+                cell.release(token).unwrap();
+            })
+        };
+        let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
+        if let Ok(seen) = cell.observe() {
+            if let Ok(token) = cell.reserve() {
+                let _ = cell.park(token, seen, &second);
+                let _ = cell.observe_reserved(token);
+                cell.release(token).unwrap();
+            }
+        }
+        other.join().unwrap();
+        notifier.join().unwrap();
+    });
+}
