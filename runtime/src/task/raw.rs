@@ -703,7 +703,26 @@ unsafe fn finish<F: Future>(block: &Block<F>, output: Result<F::Output, JoinErro
     payload.output = ManuallyDrop::new(output);
     // SAFETY: as above; the output is now the live member.
     unsafe { block.header.set_stage(Stage::Finished) };
-    block.header.join.notify();
+    notify_joiner(&block.header);
+}
+
+/// Wakes the `JoinHandle` parked on the task's join cell, if any,
+/// swallowing a panic from its waker (as tokio does): the task is finished
+/// and its output stored, so there is nobody to tell, and a panic let out
+/// here would unwind through the worker before it freed the task's slot
+/// (the task stayed counted live, a graceful shutdown waited out its grace
+/// for it, and a runtime's drop stopped cancelling the tasks after it).
+#[inline]
+fn notify_joiner(header: &Header) {
+    if catch_unwind(AssertUnwindSafe(|| header.join.notify())).is_err() {
+        join_waker_panicked();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn join_waker_panicked() {
+    tracing::warn!("a JoinHandle's waker panicked when its task finished; the panic is ignored");
 }
 
 /// Drops `value`, swallowing a panic from its destructor: for payloads
