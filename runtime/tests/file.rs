@@ -2,8 +2,9 @@
 //! than its buffer; reads, writes and seeks keep the position exact even
 //! with bytes read ahead; a write's error reaches `flush`; `into_std`
 //! hands the position back; `OpenOptions` opens as `std`'s does; the
-//! `futures-io` traits work; outside a runtime it is an error, not a
-//! panic; and a write accepted before the runtime's drop reaches the file.
+//! `futures-io` traits work; outside a runtime it is an error that changes
+//! nothing, not a panic; and a write accepted before the runtime's drop
+//! reaches the file.
 //!
 //! Not under Miri: its isolation has no file system.
 #![cfg(not(miri))]
@@ -366,6 +367,60 @@ fn outside_a_runtime_an_operation_is_an_error() {
         }
         other => panic!("expected an error, got {other:?}"),
     }
+}
+
+/// Polls `fut` once with a no-op waker, on this thread outside any
+/// `block_on`.
+fn poll_outside<F: Future>(fut: F) -> Poll<F::Output> {
+    pin!(fut)
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// A write or a seek refused outside a runtime leaves the file as it was:
+/// the bytes read ahead stay, and the next read (back in the runtime) gets
+/// the bytes after the reader's position. (The write used to drop the
+/// read-ahead and leave its own bytes in the buffer, as if read.)
+#[test]
+fn a_write_or_seek_refused_outside_a_runtime_leaves_the_file_as_it_was() {
+    let (_dir, path) = patterned_file("file-refused-outside", 20);
+    let rt = one_blocking_thread();
+    let mut file = rt.block_on(async {
+        let mut file = open_read_write(&path).await.unwrap();
+        read_ahead(&mut file, 20).await;
+        let mut two = [0u8; 2];
+        assert_eq!(file.read(&mut two).await.unwrap(), 2);
+        file
+    });
+    let refused = |polled: Poll<std::io::Result<u64>>| match polled {
+        Poll::Ready(Err(error)) => {
+            assert!(
+                error.to_string().contains("outside a cellio runtime"),
+                "{error}"
+            )
+        }
+        other => panic!("expected the error, got {other:?}"),
+    };
+    refused(poll_outside(async {
+        file.write(b"XY").await.map(|n| n as u64)
+    }));
+    refused(poll_outside(file.seek(SeekFrom::Start(15))));
+    refused(poll_outside(file.seek(SeekFrom::Current(5))));
+    let (next, at) = rt.block_on(async move {
+        let mut two = [0u8; 2];
+        let n = file.read(&mut two).await.unwrap();
+        (
+            two[..n].to_vec(),
+            file.seek(SeekFrom::Current(0)).await.unwrap(),
+        )
+    });
+    assert_eq!(next, [pattern(2), pattern(3)], "the bytes after the reader");
+    assert_eq!(at, 4, "the position after that read");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        patterned(20),
+        "nothing written"
+    );
 }
 
 /// `EBADF`, without a libc dependency.

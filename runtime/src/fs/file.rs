@@ -429,11 +429,18 @@ impl File {
                     if src.is_empty() {
                         return Poll::Ready(Ok(0));
                     }
+                    // Found before the buffer changes: a write refused
+                    // here leaves the file as it was.
+                    let runtime = match blocking_pool() {
+                        Ok(runtime) => runtime,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
                     let back = buf.discard_unread();
                     let n = src.len().min(self.max_buf);
                     buf.data.reserve_exact(n);
                     buf.data.extend_from_slice(&src[..n]);
                     let started = self.start_job(
+                        runtime,
                         move |mut file, buf| {
                             Done::Write(
                                 seek_back(&mut file, back).and_then(|()| buf.write_to(file)),
@@ -481,6 +488,11 @@ impl File {
         loop {
             match &mut self.state {
                 State::Idle(buf) => {
+                    // Found before the buffer changes, as in `poll_write`.
+                    let runtime = match blocking_pool() {
+                        Ok(runtime) => runtime,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
                     let target = match pos {
                         // From where the reader is, not the read-ahead.
                         SeekFrom::Current(offset) => {
@@ -498,7 +510,9 @@ impl File {
                             other
                         }
                     };
-                    if let Err(e) = self.start(move |mut file, _| Done::Seek(file.seek(target))) {
+                    let seek =
+                        move |mut file: &std::fs::File, _: &mut Buf| Done::Seek(file.seek(target));
+                    if let Err(e) = self.start_job(runtime, seek, false) {
                         return Poll::Ready(Err(e));
                     }
                     self.seeking = Some(pos);
@@ -561,17 +575,18 @@ impl File {
         &mut self,
         job: impl FnOnce(&std::fs::File, &mut Buf) -> Done + Send + 'static,
     ) -> io::Result<()> {
-        self.start_job(job, false)
+        self.start_job(blocking_pool()?, job, false)
     }
 
-    /// [`start`](Self::start), the job mandatory (a write: the runtime's
+    /// [`start`](Self::start) on `runtime`'s pool (found before the caller
+    /// changed the buffer), the job mandatory (a write: the runtime's
     /// shutdown runs it rather than cancel it) or not.
     fn start_job(
         &mut self,
+        runtime: RuntimeHandle,
         job: impl FnOnce(&std::fs::File, &mut Buf) -> Done + Send + 'static,
         mandatory: bool,
     ) -> io::Result<()> {
-        let runtime = blocking_pool()?;
         let State::Idle(buf) = std::mem::replace(&mut self.state, State::Broken) else {
             unreachable!("jobs start on an idle file")
         };
