@@ -464,6 +464,38 @@ fn a_write_after_a_dropped_set_len_waits_for_it() {
     .unwrap();
 }
 
+/// A `set_len` that fails, its future dropped while its job waited: the
+/// next write waits for the job and succeeds, the `set_len`'s error lost
+/// (as with tokio's `File`, and as `write`'s docs say: only a write's
+/// error is reported by the next operation).
+#[test]
+fn the_error_of_a_dropped_set_len_is_lost_as_in_tokio() {
+    let dir = TempDir::new("file-dropped-set-len-error");
+    let path = dir.0.join("data");
+    run_one_blocking_thread(move || async move {
+        std::fs::write(&path, b"0123456789")?;
+        let mut file = open_read_write(&path).await?;
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = cellio_runtime::spawn_blocking(move || held.recv());
+        {
+            // Above i64::MAX: std's `set_len` fails with `InvalidInput`.
+            let mut set_len = Box::pin(file.set_len(u64::MAX));
+            assert!(util::poll_once(&mut set_len).await.is_pending());
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        assert_eq!(file.write(b"x").await?, 1);
+        file.flush().await?;
+        assert_eq!(
+            std::fs::read(&path)?,
+            b"x123456789",
+            "unchanged but the write"
+        );
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 /// `into_std` after a `metadata` whose future was dropped (its job
 /// waiting) waits for that job and gives the file back. (It used to find
 /// the untracked job still holding the file and fail with "File still

@@ -30,6 +30,9 @@
 //!   error is lost unless [`flush`](File::flush) was awaited. Nor does
 //!   the runtime's drop: a write's job is *mandatory* (see `blocking`),
 //!   run by the pool before the drop returns even if it was still queued.
+//! * The next operation waits for a job whose future was dropped and
+//!   reports only a write's error: that of a `set_len`, `sync_all`, seek
+//!   (or any other job) is lost with its future, as in tokio's `File`.
 
 use std::fmt;
 use std::fs::{Metadata, Permissions};
@@ -277,10 +280,13 @@ impl File {
     }
 
     /// Accepts up to [`max_buf_size`](Self::max_buf_size) bytes of `buf`
-    /// for writing and returns
-    /// how many; the write itself completes in the background (see
-    /// [`flush`](Self::flush)). Waits for the previous operation first,
-    /// and returns its error if it failed.
+    /// for writing and returns how many; the write itself completes in
+    /// the background (see [`flush`](Self::flush)). Waits for the
+    /// operation in progress first, and returns its error if it is a
+    /// write that failed. (As with tokio's `File`, the error of another
+    /// operation whose future was dropped while its job ran, a `set_len`,
+    /// `sync_all` or seek, is lost: its job still runs, before this
+    /// write.)
     pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         poll_fn(|cx| self.poll_write(cx, buf)).await
     }
