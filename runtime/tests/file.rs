@@ -282,6 +282,101 @@ fn the_tokio_io_traits_read_write_and_seek() {
     .unwrap();
 }
 
+/// Leaves a tokio `seek(target)` future dropped with its seek's job
+/// started and not yet run (the pool's one thread held), as a `select!`
+/// with a timeout may. tokio's `Seek` future calls `poll_complete` (here a
+/// `Current(0)` job of its own), then `start_seek`, then `poll_complete`
+/// again; the future is dropped in that last wait.
+#[cfg(feature = "tokio-io")]
+async fn drop_a_tokio_seek_in_flight(file: &mut File, target: SeekFrom) {
+    use tokio::io::AsyncSeekExt;
+    let (release1, held1) = std::sync::mpsc::channel::<()>();
+    let holder1 = cellio_runtime::spawn_blocking(move || held1.recv());
+    let mut seek = Box::pin(AsyncSeekExt::seek(file, target));
+    assert!(
+        util::poll_once(&mut seek).await.is_pending(),
+        "poll_complete waits"
+    );
+    // A second holder, queued behind the first `poll_complete`'s job.
+    let (started, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release2, held2) = std::sync::mpsc::channel::<()>();
+    let holder2 = cellio_runtime::spawn_blocking(move || {
+        started.send(()).unwrap();
+        held2.recv()
+    });
+    release1.send(()).unwrap();
+    holder1.await.unwrap().unwrap();
+    started_rx.recv_timeout(util::LIMIT).unwrap(); // the `Current(0)` job ran
+    assert!(
+        util::poll_once(&mut seek).await.is_pending(),
+        "the seek waits"
+    );
+    drop(seek);
+    release2.send(()).unwrap();
+    holder2.await.unwrap().unwrap();
+}
+
+/// A tokio `seek` dropped while its job waited still happens, once: the
+/// next read reads at its target, and the next seeks start from where
+/// that read left the reader. (`poll_complete` used to run the dropped
+/// seek again, moving the position back to its target; found by a
+/// review.)
+#[cfg(feature = "tokio-io")]
+#[test]
+fn a_dropped_tokio_seek_happens_once() {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let (_dir, path) = patterned_file("file-tokio-dropped-seek", 100);
+    run_one_blocking_thread(move || async move {
+        let mut file = File::open(&path).await?;
+        drop_a_tokio_seek_in_flight(&mut file, SeekFrom::Start(10)).await;
+        let mut five = [0u8; 5];
+        AsyncReadExt::read_exact(&mut file, &mut five).await?;
+        assert_eq!(five[..], patterned(15)[10..], "read at the seek's target");
+        assert_eq!(AsyncSeekExt::stream_position(&mut file).await?, 15);
+        assert_eq!(
+            AsyncSeekExt::seek(&mut file, SeekFrom::Current(5)).await?,
+            20
+        );
+        assert_eq!(AsyncReadExt::read_u8(&mut file).await?, pattern(20));
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// tokio's `start_seek` starts the seek, as tokio's `File` does: a read
+/// made next (without `poll_complete`) reads at the new position, and
+/// `poll_complete` then returns the position. While another operation is
+/// in progress (a write completing in the background) it is an error, as
+/// in tokio. (The seek used to wait for `poll_complete`, so the read read
+/// at the old position; found by a review.)
+#[cfg(feature = "tokio-io")]
+#[test]
+fn tokio_start_seek_starts_the_seek() {
+    use std::future::poll_fn;
+    use std::pin::Pin;
+    use tokio::io::{AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWriteExt};
+    let (_dir, path) = patterned_file("file-tokio-start-seek", 100);
+    run(move || async move {
+        let mut file = open_read_write(&path).await?;
+        Pin::new(&mut file).start_seek(SeekFrom::Start(10))?;
+        let mut five = [0u8; 5];
+        AsyncReadExt::read_exact(&mut file, &mut five).await?;
+        assert_eq!(five[..], patterned(15)[10..], "read at the new position");
+        let at = poll_fn(|cx| Pin::new(&mut file).poll_complete(cx)).await?;
+        assert_eq!(at, 15);
+        AsyncWriteExt::write_all(&mut file, b"xy").await?;
+        let busy = Pin::new(&mut file).start_seek(SeekFrom::Start(0));
+        assert!(busy.is_err(), "start_seek while the write completes");
+        assert_eq!(
+            AsyncSeekExt::seek(&mut file, SeekFrom::Start(15)).await?,
+            15
+        );
+        assert_eq!(AsyncReadExt::read_u8(&mut file).await?, b'x');
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 /// A tokio read into a fresh, uninitialized `ReadBuf` (as `read_buf` on a
 /// `BytesMut`'s spare capacity gives): the bytes land in it, and exactly
 /// as many are marked filled and initialized (copied in, not zeroed

@@ -85,14 +85,11 @@ pub struct File {
     state: State,
     /// The most one job reads or writes ([`MAX_BUF`] unless set).
     max_buf: usize,
-    /// The `pos` of the [`poll_seek`](File::poll_seek) call that started
-    /// the seek job in progress (or last started one): a later call with
-    /// another `pos` does not take that job's result for its own.
+    /// The `pos` of the [`poll_seek`](File::poll_seek) call (or tokio's
+    /// `start_seek`) that started the seek job in progress (or last
+    /// started one): a later call with another `pos` does not take that
+    /// job's result for its own.
     seeking: Option<SeekFrom>,
-    /// The seek tokio's `start_seek` asked for, until `poll_complete`
-    /// finishes it.
-    #[cfg(feature = "tokio-io")]
-    tokio_seek: Option<SeekFrom>,
 }
 
 /// What the file is doing.
@@ -232,8 +229,6 @@ impl File {
             state: State::Idle(Buf::default()),
             max_buf: MAX_BUF,
             seeking: None,
-            #[cfg(feature = "tokio-io")]
-            tokio_seek: None,
         }
     }
 
@@ -493,35 +488,10 @@ impl File {
     pub fn poll_seek(&mut self, cx: &mut Context<'_>, pos: SeekFrom) -> Poll<io::Result<u64>> {
         loop {
             match &mut self.state {
-                State::Idle(buf) => {
-                    // Found before the buffer changes, as in `poll_write`.
-                    let runtime = match blocking_pool() {
-                        Ok(runtime) => runtime,
-                        Err(e) => return Poll::Ready(Err(e)),
-                    };
-                    let target = match pos {
-                        // From where the reader is, not the read-ahead.
-                        SeekFrom::Current(offset) => {
-                            let Some(offset) = offset.checked_sub(buf.unread().len() as i64) else {
-                                return Poll::Ready(Err(io::Error::new(
-                                    io::ErrorKind::InvalidInput,
-                                    "invalid seek to a negative or overflowing position",
-                                )));
-                            };
-                            buf.discard_unread();
-                            SeekFrom::Current(offset)
-                        }
-                        other => {
-                            buf.discard_unread();
-                            other
-                        }
-                    };
-                    let seek =
-                        move |mut file: &std::fs::File, _: &mut Buf| Done::Seek(file.seek(target));
-                    if let Err(e) = self.start_job(runtime, seek, false) {
+                State::Idle(_) => {
+                    if let Err(e) = self.start_seek_job(pos) {
                         return Poll::Ready(Err(e));
                     }
-                    self.seeking = Some(pos);
                 }
                 State::Busy(_) => match ready!(self.poll_job(cx))? {
                     Done::Seek(result) if self.seeking.take() == Some(pos) => {
@@ -539,6 +509,38 @@ impl File {
                 State::Broken => return Poll::Ready(Err(broken())),
             }
         }
+    }
+
+    /// Starts the job of a seek to `pos` on the idle file (the read-ahead
+    /// accounted for) and records `pos` in `seeking`. An error leaves the
+    /// file as it was.
+    fn start_seek_job(&mut self, pos: SeekFrom) -> io::Result<()> {
+        // Found before the buffer changes, as in `poll_write`.
+        let runtime = blocking_pool()?;
+        let State::Idle(buf) = &mut self.state else {
+            unreachable!("a seek starts on an idle file")
+        };
+        let target = match pos {
+            // From where the reader is, not the read-ahead.
+            SeekFrom::Current(offset) => {
+                let Some(offset) = offset.checked_sub(buf.unread().len() as i64) else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "invalid seek to a negative or overflowing position",
+                    ));
+                };
+                buf.discard_unread();
+                SeekFrom::Current(offset)
+            }
+            other => {
+                buf.discard_unread();
+                other
+            }
+        };
+        let seek = move |mut file: &std::fs::File, _: &mut Buf| Done::Seek(file.seek(target));
+        self.start_job(runtime, seek, false)?;
+        self.seeking = Some(pos);
+        Ok(())
     }
 
     /// Waits for the job in progress; then the file is idle, its read-ahead
@@ -670,28 +672,48 @@ impl futures_io::AsyncSeek for File {
     }
 }
 
-/// With the `tokio-io` feature: tokio's `AsyncSeek`. `start_seek` records
-/// the seek and `poll_complete` runs it (without one, `poll_complete`
-/// waits for the operation in progress and returns the position).
+/// With the `tokio-io` feature: tokio's `AsyncSeek`, as tokio's `File`
+/// does it: `start_seek` starts the seek's job at once (an operation made
+/// next, a read say, comes after it) and is an error while another
+/// operation is in progress (call `poll_complete` first, as tokio's
+/// `AsyncSeekExt::seek` does); `poll_complete` waits for the operation in
+/// progress and returns a seek's result, or, with no seek in progress,
+/// the position (from a seek to `Current(0)` of its own). A seek whose
+/// future was dropped still happens, once.
 #[cfg(feature = "tokio-io")]
 impl tokio::io::AsyncSeek for File {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
         let this = self.get_mut();
-        if this.tokio_seek.is_some() {
-            return Err(io::Error::other(
-                "cellio: a seek is in progress: call poll_complete before start_seek",
-            ));
+        match this.state {
+            State::Idle(_) => this.start_seek_job(position),
+            State::Busy(_) => Err(io::Error::other(
+                "cellio: another file operation is in progress: call poll_complete before start_seek",
+            )),
+            State::Broken => Err(broken()),
         }
-        this.tokio_seek = Some(position);
-        Ok(())
     }
 
     fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         let this = self.get_mut();
-        let position = this.tokio_seek.unwrap_or(SeekFrom::Current(0));
-        let done = ready!(this.poll_seek(cx, position));
-        this.tokio_seek = None;
-        Poll::Ready(done)
+        loop {
+            match &this.state {
+                State::Busy(_) => match ready!(this.poll_job(cx))? {
+                    Done::Seek(result) => {
+                        this.seeking = None;
+                        return Poll::Ready(result);
+                    }
+                    Done::Write(Err(e)) => return Poll::Ready(Err(e)),
+                    Done::Write(Ok(()))
+                    | Done::Read(_)
+                    | Done::Other(_)
+                    | Done::Metadata(_)
+                    | Done::Clone(_) => {}
+                },
+                // No seek in progress: the position, by a seek of its own.
+                State::Idle(_) => return this.poll_seek(cx, SeekFrom::Current(0)),
+                State::Broken => return Poll::Ready(Err(broken())),
+            }
+        }
     }
 }
 
