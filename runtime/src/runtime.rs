@@ -265,6 +265,8 @@ impl Runtime {
             );
         }
         let executor: &Executor = &self.executor;
+        // In a blocking job, the future is no task all the same.
+        let _no_job = crate::blocking::NoJobInBlockOn::enter();
         let _reactor_context = self.reactor_handle.enter();
         let _local = executor.enter();
         // A task's splice, sendfile or pipe write blocks SIGPIPE on this

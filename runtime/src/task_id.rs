@@ -58,7 +58,7 @@ impl TaskId {
     /// one its [`JoinHandle::id`](crate::JoinHandle::id) returns. `None`
     /// anywhere else: in the future given to
     /// [`Runtime::block_on`](crate::Runtime::block_on) (which is no
-    /// spawned task), on a thread of no runtime, in a waker called from
+    /// spawned task, also when a blocking job runs it), on a thread of no runtime, in a waker called from
     /// outside a poll.
     ///
     /// A call costs a thread-local read and, inside a task, a look-up in

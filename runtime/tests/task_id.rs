@@ -195,6 +195,30 @@ fn a_blocking_job_sees_its_own_id_and_its_thread_forgets_it() {
     }
 }
 
+/// A blocking job that runs a runtime's `block_on`: its future is no
+/// task (`None`), a task spawned there sees its own id, and the job sees
+/// its id again once `block_on` returns. (The future used to see the
+/// job's id; found by a review.)
+#[test]
+fn a_block_on_inside_a_blocking_job_has_no_current_task() {
+    let (job, (in_block_on, task, spawned, after)) = run(|| async {
+        let handle = spawn_blocking(|| {
+            let inner = cellio_runtime::Builder::new().workers(1).build().unwrap();
+            let (in_block_on, task, spawned) = inner.block_on(async {
+                let task = spawn(async { TaskId::try_current() });
+                let spawned = task.id();
+                (TaskId::try_current(), task.await.unwrap(), spawned)
+            });
+            (in_block_on, task, spawned, TaskId::try_current())
+        });
+        let job = handle.id();
+        (job, handle.await.unwrap())
+    });
+    assert_eq!(in_block_on, None, "block_on's future (the job is {job:?})");
+    assert_eq!(task, Some(spawned), "a task in that block_on");
+    assert_eq!(after, Some(job), "the job, after block_on");
+}
+
 #[test]
 fn a_future_dropped_by_its_end_its_abort_or_the_shutdown_sees_its_id() {
     let log = Arc::new(Mutex::new(Vec::new()));

@@ -28,7 +28,9 @@
 //!   the end, as in tokio. Nothing publishes a waker address for a job, so
 //!   an abort never wakes anything.
 //! * While a pool thread runs a job, its thread-local `RUNNING_JOB` is
-//!   that job's id (for `TaskId::try_current`), and `None` otherwise.
+//!   that job's id (for `TaskId::try_current`), and `None` otherwise,
+//!   also while the job runs a `Runtime::block_on` (whose future is no
+//!   task: [`NoJobInBlockOn`]).
 //! * A *mandatory* job (a write `fs::File` accepted, and so `io::stdout`'s
 //!   and `io::stderr`'s) is not cancelled by the runtime's shutdown once
 //!   queued: the pool's threads run it before they leave, and the drop
@@ -69,6 +71,25 @@ struct JobIdGuard;
 impl Drop for JobIdGuard {
     fn drop(&mut self) {
         let _ = RUNNING_JOB.try_with(|job| job.set(None));
+    }
+}
+
+/// Clears `RUNNING_JOB` while a `Runtime::block_on` runs on this thread
+/// (in a blocking job, its future is still no task), and puts it back
+/// when dropped.
+pub(crate) struct NoJobInBlockOn(Option<TaskId>);
+
+impl NoJobInBlockOn {
+    pub(crate) fn enter() -> Self {
+        Self(RUNNING_JOB.try_with(Cell::take).ok().flatten())
+    }
+}
+
+impl Drop for NoJobInBlockOn {
+    fn drop(&mut self) {
+        if let Some(job) = self.0 {
+            let _ = RUNNING_JOB.try_with(|running| running.set(Some(job)));
+        }
     }
 }
 
