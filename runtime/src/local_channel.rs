@@ -26,8 +26,10 @@
 //! * The ring holds at most `capacity` messages; it is allocated with room
 //!   for them in [`channel`] and never grows.
 //! * A send that finds no room registers in `waiters` (a slab: its key
-//!   stays with the future) and joins the back of `queue`, first in, first
-//!   out. When a slot frees, one waiter leaves the front of the queue,
+//!   stays with the future) and joins the back of the queue, first in,
+//!   first out: a list linked through the slab's entries (`head`, `tail`,
+//!   each waiter's `prev` and `next`), so a send dropped from anywhere in
+//!   it leaves in O(1). When a slot frees, one waiter leaves the front of the queue,
 //!   *notified*: the slot is promised to it (`promised` counts such
 //!   slots), and only it is woken. So a freed slot wakes one task, not
 //!   every waiting one, and a send that comes later cannot take it:
@@ -36,10 +38,12 @@
 //! * A notified send takes its slot at its next poll. A send dropped
 //!   while notified gives its promise back and notifies the next waiter
 //!   in its place, so a cancelled send never strands the others; one
-//!   dropped while waiting leaves the queue.
+//!   dropped while waiting leaves the queue. A waiter is `queued` exactly
+//!   while it is linked in the queue; it leaves the slab only unlinked
+//!   (`remove_waiter`).
 //! * Closing wakes every waiter (each then fails with its value).
-//! * `waiters` and `queue` keep their memory, so they allocate only when
-//!   more sends wait at once than ever before.
+//! * `waiters` keeps its memory (the queue has none of its own), so it
+//!   allocates only when more sends wait at once than ever before.
 //! * No borrow of the shared state is held across a wake: wakers are
 //!   taken out under the borrow and woken after it.
 //! * The receiver's drop drops the messages still in the ring, one at a
@@ -102,7 +106,8 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         capacity,
         receiver_waker: None,
         waiters: Slab::new(),
-        queue: VecDeque::new(),
+        head: NIL,
+        tail: NIL,
         promised: 0,
         senders: 1,
         open: true,
@@ -122,8 +127,11 @@ struct State<T> {
     /// Sends waiting for a slot, or notified of one (see the module
     /// invariants); each future keeps its key.
     waiters: Slab<Waiter>,
-    /// Keys of the waiting (not yet notified) sends, oldest first.
-    queue: VecDeque<usize>,
+    /// The queue of waiting (not yet notified) sends, linked through
+    /// `waiters`: the key of the oldest and of the newest ([`NIL`] when
+    /// empty).
+    head: usize,
+    tail: usize,
     /// Free slots promised to notified sends.
     promised: usize,
     /// Live `Sender`s.
@@ -134,11 +142,21 @@ struct State<T> {
 
 type Shared<T> = Rc<RefCell<State<T>>>;
 
-/// A send waiting for a slot: its waker (taken when it is woken), and
-/// whether a slot is promised to it.
+/// No waiter: the end of the queue.
+const NIL: usize = usize::MAX;
+
+/// A send waiting for a slot: its waker (taken when it is woken), whether
+/// a slot is promised to it, and its place in the queue.
 struct Waiter {
     waker: Option<Waker>,
     notified: bool,
+    /// Linked in the queue (waiting: neither notified nor woken by a
+    /// close).
+    queued: bool,
+    /// The keys of its neighbours in the queue, older and newer ([`NIL`]
+    /// for none), while `queued`.
+    prev: usize,
+    next: usize,
 }
 
 impl<T> State<T> {
@@ -154,11 +172,64 @@ impl<T> State<T> {
         if !self.has_free_slot() {
             return None;
         }
-        let key = self.queue.pop_front()?;
+        let key = self.pop_front()?;
         let waiter = &mut self.waiters[key];
         waiter.notified = true;
         self.promised += 1;
         waiter.waker.take()
+    }
+
+    /// Registers a waiting send at the back of the queue: its key.
+    fn enqueue(&mut self, waker: Waker) -> usize {
+        let tail = self.tail;
+        let key = self.waiters.insert(Waiter {
+            waker: Some(waker),
+            notified: false,
+            queued: true,
+            prev: tail,
+            next: NIL,
+        });
+        match tail {
+            NIL => self.head = key,
+            tail => self.waiters[tail].next = key,
+        }
+        self.tail = key;
+        key
+    }
+
+    /// Takes waiter `key` out of the queue, if it is in it: O(1).
+    fn unlink(&mut self, key: usize) {
+        let waiter = &mut self.waiters[key];
+        if !waiter.queued {
+            return;
+        }
+        waiter.queued = false;
+        let (prev, next) = (waiter.prev, waiter.next);
+        match prev {
+            NIL => self.head = next,
+            prev => self.waiters[prev].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            next => self.waiters[next].prev = prev,
+        }
+    }
+
+    /// Takes the oldest waiting send out of the queue: its key.
+    fn pop_front(&mut self) -> Option<usize> {
+        let key = self.head;
+        if key == NIL {
+            return None;
+        }
+        self.unlink(key);
+        Some(key)
+    }
+
+    /// Forgets waiter `key` (its send completed or was dropped), out of
+    /// the queue first if it is in it.
+    fn remove_waiter(&mut self, key: usize) -> Waiter {
+        self.unlink(key);
+        self.waiters.remove(key)
     }
 }
 
@@ -176,7 +247,7 @@ fn wake_all_senders<T>(shared: &Shared<T>) {
     loop {
         let waker = {
             let mut state = shared.borrow_mut();
-            let Some(key) = state.queue.pop_front() else {
+            let Some(key) = state.pop_front() else {
                 return;
             };
             state.waiters[key].waker.take()
@@ -306,7 +377,7 @@ impl<T> Future for Send<'_, T> {
         let mut state = this.sender.shared.borrow_mut();
         if !state.open {
             if let Some(key) = this.key.take() {
-                if state.waiters.remove(key).notified {
+                if state.remove_waiter(key).notified {
                     state.promised -= 1;
                 }
             }
@@ -315,7 +386,7 @@ impl<T> Future for Send<'_, T> {
         let sends = match this.key {
             // A slot was promised to this send: it is free.
             Some(key) if state.waiters[key].notified => {
-                state.waiters.remove(key);
+                state.remove_waiter(key);
                 state.promised -= 1;
                 this.key = None;
                 true
@@ -330,12 +401,7 @@ impl<T> Future for Send<'_, T> {
             }
             None if state.has_free_slot() => true,
             None => {
-                let key = state.waiters.insert(Waiter {
-                    waker: Some(cx.waker().clone()),
-                    notified: false,
-                });
-                state.queue.push_back(key);
-                this.key = Some(key);
+                this.key = Some(state.enqueue(cx.waker().clone()));
                 false
             }
         };
@@ -354,13 +420,12 @@ impl<T> Drop for Send<'_, T> {
     fn drop(&mut self) {
         let Some(key) = self.key else { return };
         let mut state = self.sender.shared.borrow_mut();
-        if state.waiters.remove(key).notified {
+        // Out of the queue, if it waited there, in O(1).
+        if state.remove_waiter(key).notified {
             // Its promised slot goes to the next waiting send.
             state.promised -= 1;
             drop(state);
             wake_next_sender(&self.sender.shared);
-        } else if let Some(place) = state.queue.iter().position(|&k| k == key) {
-            state.queue.remove(place);
         }
     }
 }

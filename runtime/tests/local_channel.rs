@@ -2,7 +2,8 @@
 //! in order per sender; a send waits while the ring is full and a receive
 //! while it is empty; the end of the senders ends the stream after what is
 //! queued; a gone or closed receiver fails sends with the value back; a
-//! sender future dropped while waiting strands no other sender. A freed
+//! sender future dropped while waiting strands no other sender, and many
+//! dropped in any order leave the rest in order, in linear time. A freed
 //! slot wakes one waiting send, the oldest, and is kept for it. The
 //! messages still queued go with the receiver. A capacity too large to
 //! allocate panics naming the channel.
@@ -152,6 +153,57 @@ fn a_dropped_waiting_send_strands_no_other_sender() {
         second.await.unwrap();
         assert!(sent.get());
         assert_eq!(rx.recv().await, Some(2));
+    });
+}
+
+/// Waiting sends dropped from the middle, the back and the front of the
+/// queue: the others still get the slots in the order they began to wait.
+#[test]
+fn waiting_sends_dropped_in_any_order_leave_the_rest_in_order() {
+    run(|| async {
+        let (tx, mut rx) = channel::<u32>(1);
+        tx.try_send(0).unwrap();
+        let mut sends: Vec<_> = (1..=8).map(|i| Some(Box::pin(tx.send(i)))).collect();
+        for send in sends.iter_mut().flatten() {
+            assert!(poll_once(send).await.is_pending());
+        }
+        for dropped in [4, 7, 0, 5] {
+            sends[dropped] = None; // sends 5, 8, 1 and 6
+        }
+        let mut got = vec![rx.recv().await.unwrap()];
+        for send in sends.into_iter().flatten() {
+            send.await.unwrap();
+            got.push(rx.recv().await.unwrap());
+        }
+        assert_eq!(got, [0, 2, 3, 4, 7]);
+        assert_eq!(tx.capacity(), 1, "no slot left promised");
+    });
+}
+
+/// Half a million sends waiting on a full channel (connections feeding a
+/// hub) are dropped newest first, as a timeout or a dropped `JoinSet` may:
+/// each leaves the queue in O(1), so this takes well under the limit.
+/// (Each drop used to scan and shift the queue: O(n²), minutes in a debug
+/// build; found by a review.)
+#[test]
+#[cfg_attr(miri, ignore)] // a measure of scale, not of soundness: slow under Miri
+fn many_waiting_sends_dropped_newest_first_leave_in_linear_time() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Waker};
+    const SENDS: usize = 500_000;
+    util::with_timeout(util::LIMIT, || {
+        let (tx, _rx) = channel::<usize>(1);
+        tx.try_send(0).unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut sends: Vec<_> = (0..SENDS).map(|i| tx.send(i)).collect();
+        for send in &mut sends {
+            assert!(Pin::new(send).poll(&mut cx).is_pending());
+        }
+        while let Some(send) = sends.pop() {
+            drop(send);
+        }
+        assert_eq!(tx.capacity(), 0, "still full, nothing promised");
     });
 }
 
