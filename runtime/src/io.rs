@@ -15,8 +15,14 @@
 //! * Writes are accepted into a buffer and completed in the background, in
 //!   order: [`Stdout::flush`] returns the last write's result. What was
 //!   written reaches the descriptor before the runtime's drop returns.
-//! * Each handle writes through its own buffer: interleaving two handles
-//!   (or a handle and `println!`) interleaves whole writes, in no set order.
+//! * Each handle writes through its own buffer, each write (up to
+//!   [`max_buf_size`](crate::fs::File::max_buf_size), 2 MiB) in one job
+//!   on a blocking thread, so two handles' writes (or a handle's and
+//!   `println!`'s) may reach the descriptor at once, in no set order. A
+//!   write then stays whole only as far as the descriptor keeps a
+//!   `write(2)` whole: on a pipe, one of up to `PIPE_BUF` bytes (4 KiB on
+//!   Linux); larger ones may be cut into each other. To keep longer
+//!   messages apart, write them through one handle.
 //!
 //! [`fs::File`]: crate::fs::File
 //! [`Runtime::shutdown_timeout`]: crate::Runtime::shutdown_timeout

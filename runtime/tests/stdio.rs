@@ -1,7 +1,8 @@
 //! `io::{stdin, stdout}`: with the process's descriptors 0 and 1 pointed
 //! at pipes for the length of the test, 200 KiB read from stdin come back
 //! whole, and what is written to stdout (and flushed) reaches the pipe in
-//! order. One test in this file: it borrows descriptors 0 and 1 of the
+//! order; two handles writing at once interleave writes of up to
+//! `PIPE_BUF` bytes whole, as `io`'s docs say. One test in this file: it borrows descriptors 0 and 1 of the
 //! whole test process.
 //!
 //! Not under Miri: its isolation has no descriptors to redirect.
@@ -20,6 +21,11 @@ use cellio_runtime::io::{stdin, stdout};
 fn pattern(i: usize) -> u8 {
     (i % 251) as u8
 }
+
+/// What each of the two handles writing at once writes: `MESSAGES`
+/// messages of `MESSAGE` bytes (at most `PIPE_BUF`, 4 KiB on Linux).
+const MESSAGE: usize = 4096;
+const MESSAGES: usize = 64;
 
 #[test]
 fn stdin_is_read_whole_and_stdout_written_in_order() {
@@ -49,6 +55,19 @@ fn stdin_is_read_whole_and_stdout_written_in_order() {
             out.write_all(&reversed).await?;
         }
         out.flush().await?;
+        // Two more handles write at once, on two blocking threads.
+        let writers = [b'a', b'b'].map(|byte| {
+            cellio_runtime::spawn(async move {
+                let (mut out, message) = (stdout()?, vec![byte; MESSAGE]);
+                for _ in 0..MESSAGES {
+                    out.write_all(&message).await?;
+                }
+                out.flush().await
+            })
+        });
+        for writer in writers {
+            writer.await.unwrap()?;
+        }
         std::io::Result::Ok(n)
     });
     // Descriptors 0 and 1 back before anything can fail: the collector
@@ -64,6 +83,17 @@ fn stdin_is_read_whole_and_stdout_written_in_order() {
         .chunks(1000)
         .flat_map(|chunk| chunk.iter().rev().copied().collect::<Vec<_>>())
         .collect();
-    assert_eq!(written.len(), len);
-    assert!(written == expected, "stdout's bytes differ");
+    assert_eq!(written.len(), len + 2 * MESSAGES * MESSAGE);
+    assert!(written[..len] == expected, "stdout's bytes differ");
+    // Cut into each other only between messages: each is whole.
+    let mut counts = [0, 0];
+    for message in written[len..].chunks(MESSAGE) {
+        let byte = message[0];
+        assert!(
+            message.iter().all(|&b| b == byte) && (byte == b'a' || byte == b'b'),
+            "a message of up to PIPE_BUF bytes was cut"
+        );
+        counts[usize::from(byte == b'b')] += 1;
+    }
+    assert_eq!(counts, [MESSAGES, MESSAGES]);
 }
