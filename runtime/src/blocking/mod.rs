@@ -45,6 +45,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+#[cfg(all(test, not(loom)))]
+pub(crate) use pool::fail_thread_starts;
 pub(crate) use pool::BlockingPool;
 use pool::PoolJob;
 
@@ -130,6 +132,12 @@ pub(crate) struct Job {
 }
 
 impl PoolJob for Job {
+    type Key = TaskId;
+
+    fn key(&self) -> TaskId {
+        self.task.id()
+    }
+
     fn run(self) {
         (self.run)(self.task);
     }

@@ -47,6 +47,10 @@ use crate::thread_hooks::ThreadHooks;
 
 /// What the pool runs.
 pub(crate) trait PoolJob: Send + 'static {
+    /// What tells queued jobs apart (a task's id).
+    type Key: PartialEq;
+    /// This job's key: no other queued job has it.
+    fn key(&self) -> Self::Key;
     /// Runs the job, on a pool thread.
     fn run(self);
     /// Drops the job unrun (the pool shut down, or has no thread for it).
@@ -56,6 +60,30 @@ pub(crate) trait PoolJob: Send + 'static {
     fn mandatory(&self) -> bool {
         false
     }
+}
+
+#[cfg(all(test, not(loom)))]
+thread_local! {
+    /// Set by [`fail_thread_starts`]: thread starts from this thread fail.
+    static FAIL_THREAD_STARTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// For tests: makes the pool threads that `submit` would start from this
+/// thread fail to start (`true`), or start again (`false`), as when the
+/// system is out of threads or memory.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn fail_thread_starts(fail: bool) {
+    FAIL_THREAD_STARTS.with(|cell| cell.set(fail));
+}
+
+/// The error a thread start gets for a test ([`fail_thread_starts`]), if
+/// one is to fail.
+fn fail_thread_start_for_tests() -> Option<std::io::Error> {
+    #[cfg(all(test, not(loom)))]
+    if FAIL_THREAD_STARTS.with(std::cell::Cell::get) {
+        return Some(std::io::Error::from(std::io::ErrorKind::OutOfMemory));
+    }
+    None
 }
 
 /// Threads that run jobs, and their queue.
@@ -108,7 +136,12 @@ impl<J: PoolJob> BlockingPool<J> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a job and finds it a thread.
+    /// Queues a job and finds it a thread: `false` if the job was
+    /// cancelled instead (the pool shut down, or no thread was left and
+    /// none could be started). A job queued for a thread that could not
+    /// be started while no other thread was left is cancelled, with every
+    /// other queued job, by the `submit` that tried to start it: a job
+    /// whose own `submit` returned `true` may still be cancelled so.
     pub(crate) fn submit(self: &Arc<Self>, job: J) -> bool {
         let mut state = self.lock();
         if state.shut_down {
@@ -116,6 +149,7 @@ impl<J: PoolJob> BlockingPool<J> {
             job.cancel();
             return false;
         }
+        let key = job.key();
         state.queue.push_back(job);
         if state.idle > state.wakeups {
             state.wakeups += 1;
@@ -131,9 +165,13 @@ impl<J: PoolJob> BlockingPool<J> {
         let name = format!("cellio-blocking-{}", state.started);
         drop(state);
         let pool = Arc::clone(self);
-        let started = thread::Builder::new()
-            .name(name)
-            .spawn(move || pool.run_thread());
+        let started = match fail_thread_start_for_tests() {
+            Some(error) => Err(error),
+            None => thread::Builder::new()
+                .name(name)
+                .spawn(move || pool.run_thread())
+                .map(drop),
+        };
         if let Err(error) = started {
             let mut state = self.lock();
             state.threads -= 1;
@@ -147,7 +185,9 @@ impl<J: PoolJob> BlockingPool<J> {
             };
             drop(state);
             tracing::error!(%error, "cellio: could not start a blocking thread");
+            let cancelled = orphans.iter().any(|orphan| orphan.key() == key);
             orphans.into_iter().for_each(J::cancel);
+            return !cancelled;
         }
         true
     }
@@ -301,6 +341,12 @@ mod loom_tests {
     }
 
     impl PoolJob for TestJob {
+        type Key = u32;
+
+        fn key(&self) -> u32 {
+            self.id
+        }
+
         fn run(self) {
             self.log.record(self.id, true);
         }

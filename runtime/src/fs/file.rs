@@ -281,7 +281,8 @@ impl File {
     /// write that failed. (As with tokio's `File`, the error of another
     /// operation whose future was dropped while its job ran, a `set_len`,
     /// `sync_all` or seek, is lost: its job still runs, before this
-    /// write.)
+    /// write.) Fails without writing outside a runtime, and when the
+    /// runtime is shutting down or cannot start a blocking thread for it.
     pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         poll_fn(|cx| self.poll_write(cx, buf)).await
     }
@@ -608,7 +609,8 @@ impl File {
             self.state = State::Busy(handle);
             if !queued {
                 return Err(io::Error::other(
-                    "cellio::fs::File: the runtime is shutting down; the write was not made",
+                    "cellio::fs::File: the write was not made: the runtime is shutting down, \
+                     or no blocking thread could be started",
                 ));
             }
         } else {
@@ -740,5 +742,38 @@ impl fmt::Debug for File {
             .field("std", &self.std)
             .field("state", &state)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom), not(miri)))]
+mod tests {
+    use super::*;
+
+    /// A write whose job is cancelled because no pool thread can be
+    /// started (out of threads or memory) returns an error: the write was
+    /// not made. (It returned `Ok`, the loss showing only at the next
+    /// operation; found by a review.)
+    #[test]
+    fn a_write_no_thread_can_run_is_an_error() {
+        let path =
+            std::env::temp_dir().join(format!("cellio-file-no-thread-{}", std::process::id()));
+        std::fs::write(&path, b"before").unwrap();
+        let runtime = crate::Builder::new().workers(1).build().unwrap();
+        let (written, flushed) = runtime.block_on(async {
+            let std = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            // No job has run: the pool has no thread, and cannot start one.
+            let mut file = File::from_std(std);
+            crate::blocking::fail_thread_starts(true);
+            let written = file.write(b"after").await;
+            crate::blocking::fail_thread_starts(false);
+            (written, file.flush().await)
+        });
+        drop(runtime);
+        let contents = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let error = written.expect_err("the write was not made");
+        assert!(error.to_string().contains("not made"), "{error}");
+        assert!(flushed.is_err(), "the file lost an operation");
+        assert_eq!(contents, b"before");
     }
 }
