@@ -21,6 +21,12 @@ pub const DEFAULT_EVENT_INTERVAL: usize = 128;
 /// trying to allocate it (which aborts the process once it fails).
 pub const MAX_EVENT_CAPACITY: usize = 1 << 20;
 
+/// The most workers one runtime may have ([`Builder::workers`]), and the
+/// most alive at once in the process: 4096 (a waker carries its worker's
+/// number in 12 bits). [`Builder::build`] refuses more with an error before
+/// it allocates anything for them.
+pub const MAX_WORKERS: usize = crate::waker::MAX_WORKERS;
+
 /// Configures and builds a [`Runtime`].
 ///
 /// ```
@@ -81,7 +87,8 @@ impl Builder {
     /// Number of workers (at least 1): thread-per-core, each with its own
     /// reactor, run queue, timers and task pool. Worker 0 runs on the
     /// thread that calls [`Runtime::block_on`]; the others get threads of
-    /// their own (`cellio-worker-N`).
+    /// their own (`cellio-worker-N`). More than [`MAX_WORKERS`] make
+    /// [`build`](Self::build) fail.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
         self
@@ -257,7 +264,8 @@ impl Builder {
     /// If the system refuses a reactor or a thread, or a worker thread
     /// fails while starting up; the workers already started are stopped.
     /// An [`event_capacity`](Self::event_capacity) above
-    /// [`MAX_EVENT_CAPACITY`] is an [`io::ErrorKind::InvalidInput`] error,
+    /// [`MAX_EVENT_CAPACITY`] or more [`workers`](Self::workers) than
+    /// [`MAX_WORKERS`] is an [`io::ErrorKind::InvalidInput`] error,
     /// and so are [`start_paused`](Self::start_paused) with more than one
     /// worker and fewer [`worker_cores`](Self::worker_cores) than workers.
     ///
@@ -269,6 +277,18 @@ impl Builder {
     /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     /// ```
     pub fn build(self) -> io::Result<Runtime> {
+        // First: `from_builder` sizes its lists by the worker count, and a
+        // count no process can have would fail that allocation (a panic,
+        // or an abort of the process).
+        if self.workers > MAX_WORKERS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cellio: {} workers is above the maximum, {MAX_WORKERS}",
+                    self.workers
+                ),
+            ));
+        }
         if let Some(cores) = &self.worker_cores {
             if cores.len() < self.workers {
                 return Err(io::Error::new(

@@ -61,7 +61,7 @@ mod worker;
 
 pub use abort::AbortHandle;
 pub use blocking::{spawn_blocking, DEFAULT_BLOCKING_KEEP_ALIVE, DEFAULT_MAX_BLOCKING_THREADS};
-pub use builder::{Builder, DEFAULT_EVENT_INTERVAL, MAX_EVENT_CAPACITY};
+pub use builder::{Builder, DEFAULT_EVENT_INTERVAL, MAX_EVENT_CAPACITY, MAX_WORKERS};
 pub use join::{JoinError, JoinHandle};
 pub use join_set::JoinSet;
 pub use metrics::{RuntimeMetrics, WorkerMetrics};

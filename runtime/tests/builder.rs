@@ -4,7 +4,7 @@
 
 use std::io::ErrorKind;
 
-use cellio_runtime::{Builder, MAX_EVENT_CAPACITY};
+use cellio_runtime::{Builder, MAX_EVENT_CAPACITY, MAX_WORKERS};
 
 #[test]
 fn an_event_capacity_above_the_maximum_is_an_invalid_input_error() {
@@ -40,4 +40,23 @@ fn the_maximum_event_capacity_itself_builds_and_runs() {
 fn an_event_capacity_of_zero_is_raised_to_one() {
     let rt = Builder::new().workers(1).event_capacity(0).build().unwrap();
     assert_eq!(rt.block_on(async { 7 }), 7);
+}
+
+#[test]
+fn more_workers_than_the_maximum_is_an_invalid_input_error() {
+    // Before the check, usize::MAX panicked (capacity overflow) and 2^40
+    // aborted the process (the worker list's allocation failed), before
+    // any worker was counted against the limit.
+    for workers in [MAX_WORKERS + 1, 1 << 40, usize::MAX] {
+        let err = Builder::new()
+            .workers(workers)
+            .build()
+            .err()
+            .unwrap_or_else(|| panic!("workers({workers}) built a runtime"));
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{workers}: {err}");
+        assert!(
+            err.to_string().contains(&workers.to_string()),
+            "the error names the value: {err}"
+        );
+    }
 }
