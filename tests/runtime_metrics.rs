@@ -221,6 +221,36 @@ fn figures_outlive_the_runtime() {
 }
 
 #[test]
+fn no_task_is_alive_once_the_shutdown_cancelled_them() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    let metrics = rt.metrics();
+    rt.block_on(async {
+        spawn(std::future::pending::<()>());
+        spawn_on(1, std::future::pending::<()>());
+        yield_now().await;
+    });
+    wait_for_worker(&metrics, 1, |w| w.alive_tasks == 1);
+    assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 2);
+    let alive: Vec<u64> = metrics.each_worker().map(|w| w.alive_tasks).collect();
+    assert_eq!(alive, [0, 0], "cancelled tasks counted alive");
+    assert_eq!(metrics.cancelled_tasks(), 2);
+
+    // And after a plain drop.
+    let rt = Builder::new().workers(2).build().unwrap();
+    let metrics = rt.metrics();
+    rt.spawn(std::future::pending::<()>());
+    rt.handle().spawn_on(1, std::future::pending::<()>());
+    wait_for_worker(&metrics, 1, |w| w.alive_tasks == 1);
+    drop(rt);
+    let alive: Vec<u64> = metrics.each_worker().map(|w| w.alive_tasks).collect();
+    assert_eq!(
+        alive,
+        [0, 0],
+        "cancelled tasks counted alive after the drop"
+    );
+}
+
+#[test]
 fn busy_time_counts_running_and_not_sleeping() {
     let rt = Builder::new().workers(1).build().unwrap();
     let metrics = rt.metrics();

@@ -761,7 +761,8 @@ impl Executor {
 
     /// Cancels every unfinished task (dropping its future) and releases it,
     /// counting each in [`Shared::cancelled`]: those in the table and those
-    /// sent here by `spawn_on` that the worker had not taken in yet.
+    /// sent here by `spawn_on` that the worker had not taken in yet. Then
+    /// publishes the gauges, which show no task alive from then on.
     pub(crate) fn cancel_all(&self) {
         self.drain_inbox();
         // Each search starts past the slot just cancelled, so n tasks cost
@@ -792,6 +793,9 @@ impl Executor {
             self.shared.count_cancelled();
         }
         budget::set_tag(tag);
+        // The gauges outlive the runtime (`RuntimeMetrics`): they must not
+        // go on counting the cancelled tasks alive.
+        self.publish();
     }
 
     /// Number of tasks taken into the table so far (spawned here or sent

@@ -321,7 +321,8 @@ impl fmt::Debug for RuntimeMetrics {
 #[non_exhaustive]
 pub struct WorkerMetrics {
     /// Tasks on this worker spawned (or sent here with `spawn_on`) and not
-    /// finished: tokio's `num_alive_tasks`, per worker.
+    /// finished: tokio's `num_alive_tasks`, per worker. 0 once the runtime
+    /// has shut down (its tasks finished or were cancelled).
     pub alive_tasks: u64,
     /// Tasks started on this worker so far, spawned here or sent here.
     pub spawned_tasks: u64,
