@@ -786,6 +786,47 @@ impl OpCell {
         self.release_inner(token, None)
     }
 
+    /// Releases like [`release`](Self::release), for a holder that goes
+    /// away for good and will not come back to the cell: the waker it left
+    /// in the slot (parked or not) is dropped first, where a plain release
+    /// leaves it for the next holder, so that it does not keep whatever it
+    /// owns alive until one comes or the cell drops. A slot that already
+    /// holds [`Waker::noop`] costs no store.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::task::{Wake, Waker};
+    /// use cellio_reactor::OpCell;
+    ///
+    /// struct Task;
+    /// impl Wake for Task {
+    ///     fn wake(self: Arc<Self>) {}
+    /// }
+    ///
+    /// let task = Arc::new(Task);
+    /// let cell = OpCell::new();
+    /// let seen = cell.observe().unwrap();
+    /// let token = cell.reserve().unwrap();
+    /// cell.park(token, seen, &Waker::from(task.clone())).unwrap();
+    /// assert_eq!(Arc::strong_count(&task), 2); // the slot's clone
+    /// cell.release_dropping_waker(token).unwrap();
+    /// assert_eq!(Arc::strong_count(&task), 1);
+    /// ```
+    pub fn release_dropping_waker(&self, token: Token) -> Result<(), CellError> {
+        // Takes a parked holder back to RESERVED, waiting out a notifier's
+        // window: from then on the slot is the holder's.
+        self.observe_reserved(token)?;
+        if !self.waker.holds(Waker::noop()) {
+            // SAFETY: the phase is RESERVED under our token (just checked
+            // or restored), and nothing but our own release takes it out
+            // of RESERVED (a notifier takes the slot only from PARKED;
+            // `reset` is for a cell whose holders are gone), so by
+            // invariant 1 the slot is ours until that release.
+            unsafe { self.waker.clear() };
+        }
+        self.release(token)
+    }
+
     /// Releases like [`release`](Self::release) or, with a snapshot,
     /// [`release_exhausted`](Self::release_exhausted), with a plain load
     /// and store instead of a compare-and-swap: for a holder on the thread

@@ -362,6 +362,30 @@ fn release_abandoned_vs_notify_never_hides_readiness() {
     });
 }
 
+/// A parked holder goes away for good (`release_dropping_waker`, a task's
+/// `JoinHandle` dropped) while the reactor notifies: the slot's clone of
+/// the waker is dropped whichever comes first (the notifier's window is
+/// waited out, never raced), the waker is woken at most once, and the cell
+/// ends idle with the next generation.
+#[test]
+fn release_dropping_waker_vs_notify_drops_the_slots_waker() {
+    model(|cell, counter, waker| {
+        let (_, token) = park_fresh(&cell, &waker);
+        let notifier = spawn_notifier(&cell);
+        let_the_other_thread_run_first();
+
+        cell.release_dropping_waker(token).unwrap();
+        notifier.join().unwrap();
+
+        // `counter` and `waker`: the slot holds no clone any more.
+        assert_eq!(Arc::strong_count(&counter), 2);
+        assert!(wakes(&counter) <= 1, "woken at most once");
+        assert_eq!(cell.observe().unwrap().sequence(), 1);
+        assert_eq!(cell.release_dropping_waker(token), Err(CellError::Stale));
+        assert_eq!(cell.reserve().map(|t| t.generation()), Ok(1));
+    });
+}
+
 /// Without a notification, an abandoned park leaves the cell exhausted, and
 /// a release of the same token again is refused as stale.
 #[test]

@@ -295,6 +295,14 @@ impl<T> Future for JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        self.release();
+        // Dropped before it returned the output: the task may run on for a
+        // long while, and the join cell would keep the waker of the
+        // handle's last poll (and whatever it owns: a `JoinSet`'s entry
+        // waker keeps the set's ready list) until the block goes. Nothing
+        // will park there again, so drop it now, as tokio does.
+        if let Some(raw) = self.raw.take() {
+            let _ = raw.header().join.release_dropping_waker(self.token);
+            crate::worker::release_task(raw);
+        }
     }
 }

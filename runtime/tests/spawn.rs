@@ -139,6 +139,34 @@ fn a_dropped_join_handle_detaches_the_task() {
     });
 }
 
+/// A `JoinHandle` polled (its waker parked in the task) and then dropped
+/// while the task runs on lets go of that waker at once, as tokio's does:
+/// it may own much (a `JoinSet`'s ready list, a `select`'s state), and the
+/// detached task may run for ever.
+#[test]
+fn a_dropped_join_handle_lets_go_of_its_waker() {
+    struct Owner;
+    impl std::task::Wake for Owner {
+        fn wake(self: Arc<Self>) {}
+    }
+    with_timeout(LIMIT, || {
+        let rt = Runtime::new().unwrap();
+        let owner = Arc::new(Owner);
+        let mut handle = rt.spawn(pending::<()>());
+        let waker = std::task::Waker::from(owner.clone());
+        let polled = Pin::new(&mut handle).poll(&mut std::task::Context::from_waker(&waker));
+        assert!(polled.is_pending());
+        drop(waker);
+        assert_eq!(Arc::strong_count(&owner), 2, "the task holds the waker");
+        drop(handle);
+        assert_eq!(
+            Arc::strong_count(&owner),
+            1,
+            "the detached task still holds the dropped handle's waker"
+        );
+    });
+}
+
 /// A future whose drop is observable.
 struct DropCounter(Arc<AtomicUsize>);
 
