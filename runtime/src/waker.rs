@@ -9,7 +9,10 @@
 //!   local run queue;
 //! * **another thread**: the task goes into the worker's [`Inbox`] (a
 //!   [`Mailbox`]: under a mutex), and the reactor is woken if the worker
-//!   sleeps in it.
+//!   sleeps in it. A task woken again before the worker took the first
+//!   wake in is listed once ([`InboxState::push_woken`]): wakes from other
+//!   threads never pile up, however many come while the worker is away
+//!   (worker 0 outside `block_on`, a long poll).
 //!
 //! # Invariants
 //!
@@ -273,6 +276,8 @@ struct InboxState {
     /// timer's cancellation, a spawned task, a shutdown state change) is
     /// checked against.
     incarnation: u64,
+    /// Tasks woken from other threads, each listed once
+    /// ([`push_woken`](Self::push_woken)).
     woken: Vec<TaskAddr>,
     /// Timers dropped or reset on other threads, in the order they were.
     timer_changes: Vec<TimerChange>,
@@ -296,6 +301,51 @@ struct InboxState {
 /// [`arrivals`](crate::worker::Executor::arrivals) list, which trades
 /// places with `spawned`, starts with as much.)
 pub(crate) const INBOX_CAPACITY: usize = 64;
+
+/// A drain gives the memory of the woken list back once its capacity is
+/// above this many entries and four times what the drain took: a burst of
+/// distinct wakes far above the usual leaves no peak allocated for good.
+const WOKEN_SHRINK_ABOVE: usize = 16 * INBOX_CAPACITY;
+
+impl InboxState {
+    /// Lists a task woken from another thread, unless it is listed already
+    /// (the worker has not taken the earlier wake in): the same task woken
+    /// a million times while its worker is away takes one entry, not a
+    /// million. (The worker schedules a task once however many times it is
+    /// listed, so a repeat is only memory.)
+    ///
+    /// A repeat of the last entry (one waker fired again and again) costs
+    /// one compare. Others (several tasks woken in turn) are removed when
+    /// the list is full, before it would grow: sorted and deduplicated, and
+    /// grown only if that freed less than half of it, so a sort comes at
+    /// most every half-capacity pushes (amortised O(log n) a wake) and the
+    /// list holds at most twice as many entries as distinct tasks were
+    /// woken. The sort reorders the list, which only changes the order in
+    /// which the worker queues those tasks.
+    fn push_woken(&mut self, addr: TaskAddr) {
+        let woken = &mut self.woken;
+        if woken.last() == Some(&addr) {
+            return;
+        }
+        if woken.len() == woken.capacity() {
+            woken.sort_unstable_by_key(|addr| addr.pack());
+            woken.dedup();
+            let free = woken.capacity() - woken.len();
+            if free < woken.capacity() / 2 {
+                // Distinct tasks mostly: grow now, to twice the size at
+                // least, so that the next sort is as far away.
+                woken.reserve(woken.capacity());
+            }
+            if woken
+                .binary_search_by_key(&addr.pack(), |a| a.pack())
+                .is_ok()
+            {
+                return;
+            }
+        }
+        woken.push(addr);
+    }
+}
 
 static INBOXES: [AtomicPtr<Inbox>; MAX_WORKERS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; MAX_WORKERS];
@@ -370,6 +420,10 @@ impl Inbox {
             let mut state = self.lock();
             state.woken.clear();
             state.timer_changes.clear();
+            // The inbox is kept for the next worker of this number: a peak
+            // of this one's is not kept with it.
+            state.woken.shrink_to(INBOX_CAPACITY);
+            state.timer_changes.shrink_to(INBOX_CAPACITY);
             state.state_changed = false;
             state.reactor = None;
             self.returned_any.store(false, Ordering::Relaxed);
@@ -403,7 +457,7 @@ impl Inbox {
     }
 
     fn push(&self, addr: TaskAddr) {
-        self.post(addr.epoch, |state| state.woken.push(addr));
+        self.post(addr.epoch, |state| state.push_woken(addr));
     }
 
     /// The [`InboxState::incarnation`] of the worker that owns this inbox
@@ -606,8 +660,13 @@ impl Inbox {
         state: &mut InboxState,
         executor: &Executor,
     ) -> (Vec<RawTask>, Vec<TimerChange>, bool) {
+        let woken = state.woken.len();
         for addr in state.woken.drain(..) {
             executor.schedule(addr);
+        }
+        let capacity = state.woken.capacity();
+        if capacity > WOKEN_SHRINK_ABOVE && capacity > 4 * woken {
+            state.woken.shrink_to((2 * woken).max(INBOX_CAPACITY));
         }
         // As the spawned tasks below: the lists trade places, and the one
         // left here gets room for as many as came, so neither allocates
@@ -683,6 +742,42 @@ mod tests {
         assert!(addr.names_generation(5));
         assert!(addr.names_generation(5 + (1 << GEN_BITS)));
         assert!(!addr.names_generation(6));
+    }
+
+    #[test]
+    fn woken_lists_each_task_once_and_stays_bounded() {
+        let mut state = InboxState {
+            epoch: 0,
+            incarnation: 0,
+            woken: Vec::with_capacity(INBOX_CAPACITY),
+            timer_changes: Vec::new(),
+            spawned: Vec::new(),
+            returned: Vec::new(),
+            state_changed: false,
+            reactor: None,
+        };
+        let addr = |slot| TaskAddr::new(0, 0, slot, 1);
+        // 200 distinct tasks woken in turn, 50 times over.
+        for _ in 0..50 {
+            for slot in 0..200 {
+                state.push_woken(addr(slot));
+                state.push_woken(addr(slot));
+            }
+        }
+        assert!(
+            state.woken.capacity() <= 2 * 512,
+            "{}",
+            state.woken.capacity()
+        );
+        let mut listed: Vec<u32> = state.woken.iter().map(|a| a.slot).collect();
+        listed.sort_unstable();
+        listed.dedup();
+        assert_eq!(listed, (0..200).collect::<Vec<_>>(), "none lost");
+        // Another generation of a slot is another wake: kept.
+        state.woken.clear();
+        state.push_woken(addr(7));
+        state.push_woken(TaskAddr::new(0, 0, 7, 2));
+        assert_eq!(state.woken.len(), 2);
     }
 
     /// Whether worker number `worker` at `epoch` was released: it is on the

@@ -1,8 +1,15 @@
 //! Wakes that come from other threads: a stored waker fired later, many
 //! round trips in a row (each needing the worker to wake from its reactor),
-//! and tasks woken through `JoinHandle`s.
+//! tasks woken through `JoinHandle`s, and many wakes of the same tasks
+//! while their worker is away, which take no memory.
+//!
+//! The binary's allocator counts the allocations of the thread that asks,
+//! so tests running in parallel do not disturb each other's counts.
 
 mod util;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 
 use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +20,52 @@ use std::time::{Duration, Instant};
 
 use cellio_runtime::{spawn, yield_now, Builder, Runtime};
 use util::{run, scaled, with_timeout, Signal, LIMIT};
+
+struct ThreadCounting;
+
+thread_local! {
+    // Const-initialised and without a destructor: touching it from inside
+    // the allocator never allocates or registers anything.
+    static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_allocation() {
+    let _ = THREAD_ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counting touches only a const thread-local `Cell`.
+unsafe impl GlobalAlloc for ThreadCounting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_allocation();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: ThreadCounting = ThreadCounting;
+
+fn thread_allocations() -> u64 {
+    THREAD_ALLOCATIONS.with(Cell::get)
+}
 
 #[test]
 fn a_future_woken_from_another_thread_completes() {
@@ -325,5 +378,53 @@ fn wakes_after_completion_or_after_the_runtime_is_gone_are_harmless() {
         // A new runtime on this thread is unaffected.
         let rt = Runtime::new().unwrap();
         assert_eq!(rt.block_on(async { spawn(async { 9 }).await.unwrap() }), 9);
+    });
+}
+
+/// Worker 0 does not run outside `block_on`, so wakes from other threads
+/// wait in its inbox meanwhile. Waking the same tasks again and again
+/// there (a hand-written waker fired on every event) lists each once: the
+/// waking thread allocates nothing however many wakes it sends (the list
+/// grew by one entry a wake, for ever), and each task is polled once when
+/// the worker runs again.
+#[test]
+fn repeated_wakes_while_the_worker_is_away_take_no_memory() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(1).build().unwrap();
+        // Fewer than the inbox's room (its lists start with 64 entries):
+        // the wakes need no allocation at all.
+        let tasks = 20;
+        let wakers: Arc<Mutex<Vec<Waker>>> = Arc::default();
+        let polls = Arc::new(AtomicUsize::new(0));
+        rt.block_on(async {
+            for _ in 0..tasks {
+                let (wakers, polls) = (wakers.clone(), polls.clone());
+                spawn(poll_fn(move |cx| {
+                    if polls.fetch_add(1, Ordering::SeqCst) < tasks {
+                        wakers.lock().unwrap().push(cx.waker().clone());
+                    }
+                    Poll::<()>::Pending
+                }));
+            }
+            yield_now().await;
+        });
+        assert_eq!(polls.load(Ordering::SeqCst), tasks);
+        let wakers = std::mem::take(&mut *wakers.lock().unwrap());
+        let allocated = std::thread::spawn(move || {
+            let before = thread_allocations();
+            // One task woken again and again, then all of them in turn.
+            for _ in 0..scaled(200_000) {
+                wakers[0].wake_by_ref();
+            }
+            for _ in 0..scaled(20_000) {
+                wakers.iter().for_each(Waker::wake_by_ref);
+            }
+            thread_allocations() - before
+        })
+        .join()
+        .unwrap();
+        assert_eq!(allocated, 0, "the wakes piled up in the worker's inbox");
+        rt.block_on(yield_now());
+        assert_eq!(polls.load(Ordering::SeqCst), 2 * tasks, "each polled once");
     });
 }
