@@ -2,13 +2,14 @@
 //! given (worker 0, the building thread, included), checked with
 //! `sched_getaffinity` from inside each worker; cores the process cannot
 //! use, or too few of them, make `build` fail with an error that says so,
-//! leaving the building thread as it was.
+//! leaving the building thread as it was. The blocking pool's threads are
+//! not pinned, though started from pinned workers.
 
 #![cfg(target_os = "linux")]
 
 use std::io;
 
-use cellio::runtime::{spawn_on, RuntimeHandle};
+use cellio::runtime::{spawn_blocking, spawn_on, RuntimeHandle};
 use cellio::Builder;
 
 /// The cores the calling thread may run on.
@@ -50,6 +51,33 @@ fn each_worker_runs_on_its_core() {
         (on_zero, on_one)
     });
     assert_eq!(seen, (vec![zero], vec![one]));
+}
+
+#[test]
+fn blocking_jobs_run_on_the_cores_the_process_had_not_on_their_workers() {
+    let process = allowed_cores();
+    if process.len() < 2 {
+        eprintln!("needs two cores to tell them apart");
+        return;
+    }
+    let (zero, one) = (process[0], process[1]);
+    let seen = on_a_thread(move || {
+        let rt = Builder::new()
+            .workers(2)
+            .worker_cores([zero, one])
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // The pool's thread is started from worker 1, pinned to `one`,
+            // then reused by a job from worker 0.
+            let from_one = spawn_on(1, async { spawn_blocking(allowed_cores).await.unwrap() })
+                .await
+                .unwrap();
+            let from_zero = spawn_blocking(allowed_cores).await.unwrap();
+            (from_one, from_zero)
+        })
+    });
+    assert_eq!(seen, (process.clone(), process), "a job ran pinned");
 }
 
 #[test]

@@ -9,6 +9,65 @@
 
 use std::io;
 
+/// A thread's CPU mask, saved to give it back later: `build` saves the
+/// building thread's before it pins anything, and each blocking-pool
+/// thread puts it back first thing (a thread inherits its creator's mask,
+/// and pool threads are started from pinned workers).
+#[derive(Clone, Copy)]
+pub(crate) struct Mask {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    set: libc::cpu_set_t,
+}
+
+impl Mask {
+    /// The calling thread's mask.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn of_current_thread() -> io::Result<Mask> {
+        // SAFETY: all-zero is an empty `cpu_set_t` (a bit array).
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid `cpu_set_t` of the size given; pid 0 is
+        // the calling thread.
+        let result =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mask { set })
+    }
+
+    /// Elsewhere nothing is pinned (`pin_current_thread` is an error), so
+    /// there is nothing to save.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn of_current_thread() -> io::Result<Mask> {
+        Ok(Mask {})
+    }
+
+    /// Gives the calling thread this mask.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn apply_to_current_thread(&self) -> io::Result<()> {
+        // SAFETY: `self.set` is a valid `cpu_set_t` of the size given; pid
+        // 0 is the calling thread.
+        let result = unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.set)
+        };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn apply_to_current_thread(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Mask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mask")
+    }
+}
+
 /// Pins the calling thread, worker `worker`, to core `core`.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn pin_current_thread(worker: usize, core: usize) -> io::Result<()> {

@@ -167,7 +167,13 @@ impl Builder {
     ///
     /// Worker 0 is the thread that calls [`build`](Self::build) (and later
     /// [`Runtime::block_on`]): `build` pins that thread too, for good. The
-    /// blocking pool's threads are not pinned.
+    /// blocking pool's threads are not pinned: each takes, as it starts,
+    /// the CPU mask the building thread had before `build` pinned it
+    /// (a new thread inherits its creator's mask, and pool threads are
+    /// started from workers). Threads that your tasks start
+    /// (`std::thread::spawn`) do inherit their worker's core: give them
+    /// another mask yourself, or start them before `build` or from a
+    /// blocking job.
     ///
     /// `build` fails with `InvalidInput` if fewer cores than workers are
     /// given, and with the system's error (and the worker and core named)

@@ -112,6 +112,13 @@ impl Runtime {
 
     pub(crate) fn from_builder(builder: Builder) -> io::Result<Runtime> {
         let core_of = |worker: usize| builder.worker_cores.as_ref().map(|cores| cores[worker]);
+        // The building thread's mask, before anything is pinned: the
+        // blocking pool's threads take it back (they inherit a pinned
+        // worker's otherwise).
+        let unpinned = match builder.worker_cores {
+            Some(_) => Some(crate::affinity::Mask::of_current_thread()?),
+            None => None,
+        };
         let mut reactors = Vec::with_capacity(builder.workers);
         let mut claims = Vec::with_capacity(builder.workers);
         for _ in 0..builder.workers {
@@ -127,7 +134,8 @@ impl Runtime {
                 builder.max_blocking_threads,
                 builder.blocking_keep_alive,
                 builder.thread_hooks.clone(),
-            ),
+            )
+            .unpin_threads_to(unpinned),
         ));
         let mut reactors = reactors.into_iter();
         let mut claims = claims.into_iter();

@@ -42,6 +42,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::affinity::Mask;
 use crate::sync::{thread, Condvar, Mutex, MutexGuard};
 use crate::thread_hooks::ThreadHooks;
 
@@ -96,6 +97,10 @@ pub(crate) struct BlockingPool<J> {
     keep_alive: Duration,
     /// What each pool thread runs as it starts and ends.
     hooks: ThreadHooks,
+    /// The CPU mask each pool thread takes first thing, when the workers
+    /// are pinned: a thread inherits its creator's, which is usually a
+    /// pinned worker's.
+    unpinned: Option<Mask>,
 }
 
 struct PoolState<J> {
@@ -127,7 +132,15 @@ impl<J: PoolJob> BlockingPool<J> {
             max_threads: max_threads.max(1),
             keep_alive,
             hooks,
+            unpinned: None,
         }
+    }
+
+    /// Makes each thread the pool starts from now on take `mask` (the
+    /// process's, saved before the workers were pinned) first thing.
+    pub(crate) fn unpin_threads_to(mut self, mask: Option<Mask>) -> Self {
+        self.unpinned = mask;
+        self
     }
 
     /// The lock; a poisoned one is taken anyway (no job runs under it, so
@@ -195,6 +208,13 @@ impl<J: PoolJob> BlockingPool<J> {
     /// A pool thread: runs jobs until none came for `keep_alive`, or the
     /// pool shut down.
     fn run_thread(&self) {
+        // Started from a pinned worker, it inherited that worker's core:
+        // every job would compete with the worker for it.
+        if let Some(mask) = &self.unpinned {
+            if let Err(error) = mask.apply_to_current_thread() {
+                tracing::warn!(%error, "cellio: a blocking thread stays on its worker's cores");
+            }
+        }
         // Started from a worker, it inherited SIGPIPE blocked; the
         // program's blocking code meets it as on any of its threads.
         #[cfg(unix)]
