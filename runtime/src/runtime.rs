@@ -669,11 +669,13 @@ impl fmt::Debug for RuntimeHandle {
 }
 
 impl RuntimeHandle {
-    /// The runtime running the current task, if any.
+    /// The runtime running the current task or
+    /// [`spawn_blocking`](crate::spawn_blocking) job, if any.
     pub fn current() -> Option<RuntimeHandle> {
         with_current(|executor| RuntimeHandle {
             shared: executor.shared.clone(),
         })
+        .or_else(|| crate::blocking::current_job_runtime().map(|shared| RuntimeHandle { shared }))
     }
 
     /// Number of workers.
@@ -797,7 +799,9 @@ impl RuntimeHandle {
 ///
 /// # Panics
 ///
-/// If called outside a cellio runtime (outside `block_on` and its tasks).
+/// If called outside a cellio runtime (outside `block_on` and its tasks),
+/// and in a [`spawn_blocking`](crate::spawn_blocking) job, whose thread is
+/// no worker: use [`spawn_on`] there.
 ///
 /// # Examples
 ///
@@ -823,7 +827,8 @@ where
 ///
 /// # Panics
 ///
-/// If called outside a cellio runtime.
+/// If called outside a cellio runtime, and in a
+/// [`spawn_blocking`](crate::spawn_blocking) job.
 pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
@@ -833,7 +838,8 @@ where
     crate::spawn::spawn_here(future)
 }
 
-/// Spawns `future` on worker `index` of the runtime running this task. See
+/// Spawns `future` on worker `index` of the runtime running this task (or
+/// this [`spawn_blocking`](crate::spawn_blocking) job). See
 /// [`RuntimeHandle::spawn_on`].
 ///
 /// # Panics

@@ -41,7 +41,9 @@
 
 use std::future::Future;
 use std::mem::MaybeUninit;
+use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::join::JoinHandle;
@@ -62,7 +64,7 @@ where
     F: Future + 'static,
 {
     let Some(executor) = LocalGuard::current() else {
-        outside_runtime("spawn")
+        not_on_a_worker("spawn")
     };
     // SAFETY: `LocalGuard::enter`'s contract keeps the executor valid while
     // it is this thread's current worker, which it is for this whole call.
@@ -82,7 +84,7 @@ where
 // Inlined: see the module doc.
 #[inline(always)]
 pub(crate) fn spawn_on_worker<F>(
-    shared: Option<&Shared>,
+    shared: Option<&Arc<Shared>>,
     index: usize,
     future: F,
     what: &'static str,
@@ -115,7 +117,7 @@ where
 
 /// Who sends a task away from this thread (`spawn_on`, `spawn_blocking`):
 /// the worker running here, if any, and the runtime the task goes to
-/// (`shared`, or the current worker's).
+/// (`shared`, or the current worker's, or, in a blocking job, the job's).
 ///
 /// # Panics
 ///
@@ -123,19 +125,64 @@ where
 /// function).
 #[inline(always)]
 pub(crate) fn sender<'a>(
-    shared: Option<&'a Shared>,
+    shared: Option<&'a Arc<Shared>>,
     what: &'static str,
-) -> (Option<&'a Executor>, &'a Shared) {
+) -> (Option<&'a Executor>, Target<'a>) {
     let current = LocalGuard::current();
     // SAFETY: as in `spawn_here`: the executor stays valid while it is
     // this thread's worker, which it is for the whole spawn calling this.
     let current = current.map(|executor| unsafe { &*executor });
     let shared = match (shared, current) {
-        (Some(shared), _) => shared,
-        (None, Some(executor)) => &*executor.shared,
-        (None, None) => outside_runtime(what),
+        (Some(shared), _) => Target::Given(shared),
+        (None, Some(executor)) => Target::Given(&executor.shared),
+        (None, None) => Target::OfTheJob(job_runtime(what)),
     };
     (current, shared)
+}
+
+/// The runtime a task or a job is sent to (see [`sender`]).
+pub(crate) enum Target<'a> {
+    /// The caller's, or the current worker's.
+    Given(&'a Arc<Shared>),
+    /// Off any worker, in a blocking job: the job's runtime.
+    OfTheJob(Arc<Shared>),
+}
+
+impl Deref for Target<'_> {
+    type Target = Arc<Shared>;
+
+    #[inline(always)]
+    fn deref(&self) -> &Arc<Shared> {
+        match self {
+            Target::Given(shared) => shared,
+            Target::OfTheJob(shared) => shared,
+        }
+    }
+}
+
+/// The runtime of the blocking job running on this thread; panics if none
+/// is (`what` names the public function).
+#[cold]
+#[inline(never)]
+fn job_runtime(what: &str) -> Arc<Shared> {
+    crate::blocking::current_job_runtime().unwrap_or_else(|| outside_runtime(what))
+}
+
+/// The panic of a spawn that needs a worker on this thread (`spawn`,
+/// `spawn_local`): in a blocking job there is none, but there is a runtime,
+/// and the message says what works there.
+#[cold]
+#[inline(never)]
+pub(crate) fn not_on_a_worker(what: &str) -> ! {
+    if crate::blocking::current_job_runtime().is_some() {
+        panic!(
+            "cellio: {what} called in a spawn_blocking job: it runs on a blocking thread, where \
+             no worker runs tasks; start the task on a worker with spawn_on(index, ..) (or \
+             RuntimeHandle::current().unwrap().spawn_on), or spawn it from the task that awaits \
+             the job"
+        )
+    }
+    outside_runtime(what)
 }
 
 /// Memory for a task block that leaves this thread, and its home: from

@@ -439,6 +439,73 @@ fn from_a_plain_thread_through_a_runtime_handle() {
     });
 }
 
+/// Inside a job, as in tokio's: `RuntimeHandle::current()` is the job's
+/// runtime, `spawn_blocking` and `spawn_on` work; `spawn`, which needs a
+/// worker on this thread, panics saying what to use instead. (A job's
+/// thread had no runtime at all: all of them panicked "outside a runtime",
+/// and `current()` was `None`.)
+#[test]
+fn inside_a_job_its_runtime_is_current() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let handle = rt.handle();
+        let (workers, nested, on_one, spawn_panic) = rt.block_on(async {
+            spawn_blocking(|| {
+                let workers = RuntimeHandle::current().map(|current| current.workers());
+                let nested = spawn_blocking(|| 6);
+                let on_one =
+                    cellio_runtime::spawn_on(1, async { cellio_runtime::current_worker() });
+                let spawned = std::panic::catch_unwind(|| drop(cellio_runtime::spawn(async {})));
+                let spawn_panic = util::panic_text(spawned.unwrap_err().as_ref());
+                (workers, nested, on_one, spawn_panic)
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(workers, Some(2));
+        assert_eq!(rt.block_on(nested).unwrap(), 6);
+        assert_eq!(rt.block_on(on_one).unwrap(), Some(1));
+        assert!(
+            spawn_panic.contains("spawn called in a spawn_blocking job")
+                && spawn_panic.contains("spawn_on"),
+            "{spawn_panic}"
+        );
+        // A job spawned from a plain thread has its runtime too.
+        let job = std::thread::spawn(move || {
+            handle.spawn_blocking(|| RuntimeHandle::current().is_some())
+        })
+        .join()
+        .unwrap();
+        assert!(rt.block_on(job).unwrap());
+    });
+}
+
+/// The job's runtime is current only while the job runs: a value the job
+/// leaves in a thread-local, dropped as its pool thread leaves after the
+/// keep-alive, finds none.
+#[test]
+fn after_a_job_its_thread_has_no_runtime() {
+    struct LookOnDrop(mpsc::Sender<bool>);
+    impl Drop for LookOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(RuntimeHandle::current().is_some());
+        }
+    }
+    thread_local! {
+        static LEFT: std::cell::RefCell<Option<LookOnDrop>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    with_timeout(LIMIT, || {
+        let rt = runtime(1, Duration::from_millis(10));
+        let (look, seen) = mpsc::channel();
+        let look = LookOnDrop(look);
+        let job = rt.spawn_blocking(move || LEFT.with(|left| *left.borrow_mut() = Some(look)));
+        rt.block_on(job).unwrap();
+        let current = seen.recv_timeout(LIMIT).expect("the pool thread left");
+        assert!(!current, "a pool thread kept its job's runtime current");
+    });
+}
+
 #[test]
 fn outside_a_runtime_it_panics_with_a_clear_message() {
     let payload = std::panic::catch_unwind(|| spawn_blocking(|| 1)).unwrap_err();

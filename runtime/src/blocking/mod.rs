@@ -30,7 +30,12 @@
 //! * While a pool thread runs a job, its thread-local `RUNNING_JOB` is
 //!   that job's id (for `TaskId::try_current`), and `None` otherwise,
 //!   also while the job runs a `Runtime::block_on` (whose future is no
-//!   task: [`NoJobInBlockOn`]).
+//!   task: [`NoJobInBlockOn`]); and `JOB_RUNTIME` holds the job's runtime
+//!   (for `RuntimeHandle::current`, `spawn_on` and `spawn_blocking` inside
+//!   the job, as tokio's blocking threads enter their runtime's context).
+//!   Each queued job holds its runtime's `Shared` for that: a reference
+//!   cycle (the pool is in `Shared`) only until the job runs or the
+//!   shutdown cancels it.
 //! * A *mandatory* job (a write `fs::File` accepted, and so `io::stdout`'s
 //!   and `io::stderr`'s) is not cancelled by the runtime's shutdown once
 //!   queued: the pool's threads run it before they leave, and the drop
@@ -39,9 +44,10 @@
 
 mod pool;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -60,6 +66,39 @@ use crate::TaskId;
 thread_local! {
     /// The id of the job this pool thread is running, if any.
     static RUNNING_JOB: Cell<Option<TaskId>> = const { Cell::new(None) };
+    /// The runtime of the job this pool thread is running, if any.
+    static JOB_RUNTIME: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+}
+
+/// The runtime of the blocking job running on this thread, if any.
+pub(crate) fn current_job_runtime() -> Option<Arc<Shared>> {
+    JOB_RUNTIME
+        .try_with(|runtime| runtime.borrow().clone())
+        .ok()
+        .flatten()
+}
+
+/// Makes `JOB_RUNTIME` a job's runtime until dropped (also if the job
+/// panics).
+struct JobRuntime;
+
+impl JobRuntime {
+    fn enter(runtime: Arc<Shared>) -> Self {
+        let _ = JOB_RUNTIME.try_with(|current| *current.borrow_mut() = Some(runtime));
+        JobRuntime
+    }
+}
+
+impl Drop for JobRuntime {
+    fn drop(&mut self) {
+        // Taken out before it drops: the last reference's drop runs the
+        // runtime's, which must not find the cell borrowed.
+        let runtime = JOB_RUNTIME
+            .try_with(|current| current.borrow_mut().take())
+            .ok()
+            .flatten();
+        drop(runtime);
+    }
 }
 
 /// The id of the blocking job running on this thread, if any.
@@ -129,6 +168,9 @@ pub(crate) struct Job {
     run: fn(RawTask),
     /// Run, not cancelled, by the shutdown (module invariants).
     mandatory: bool,
+    /// The runtime whose pool runs it: the job's context (module
+    /// invariants).
+    runtime: Arc<Shared>,
 }
 
 impl PoolJob for Job {
@@ -139,6 +181,7 @@ impl PoolJob for Job {
     }
 
     fn run(self) {
+        let _context = JobRuntime::enter(self.runtime);
         (self.run)(self.task);
     }
 
@@ -180,7 +223,7 @@ fn cancel(task: RawTask) {
 
 /// Spawns `job` on `shared`'s blocking pool (the current runtime's when
 /// `None`).
-pub(crate) fn spawn_blocking_in<F, R>(shared: Option<&Shared>, job: F) -> JoinHandle<R>
+pub(crate) fn spawn_blocking_in<F, R>(shared: Option<&Arc<Shared>>, job: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
@@ -191,7 +234,7 @@ where
 /// As [`spawn_blocking_in`], for a job the shutdown runs rather than
 /// cancels once queued: a write a file accepted (module invariants).
 pub(crate) fn spawn_mandatory_blocking_in<F, R>(
-    shared: Option<&Shared>,
+    shared: Option<&Arc<Shared>>,
     job: F,
 ) -> (JoinHandle<R>, bool)
 where
@@ -202,7 +245,11 @@ where
 }
 
 /// [`spawn_blocking_in`], the job mandatory or not.
-fn spawn_job_in<F, R>(shared: Option<&Shared>, job: F, mandatory: bool) -> (JoinHandle<R>, bool)
+fn spawn_job_in<F, R>(
+    shared: Option<&Arc<Shared>>,
+    job: F,
+    mandatory: bool,
+) -> (JoinHandle<R>, bool)
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
@@ -216,6 +263,7 @@ where
         task,
         run: run::<F, R>,
         mandatory,
+        runtime: Arc::clone(&shared),
     });
     (handle, queued)
 }
@@ -247,6 +295,12 @@ where
 ///   bounds that wait and
 ///   [`Runtime::shutdown_background`](crate::Runtime::shutdown_background)
 ///   skips it, for a job that may block for good.
+///
+/// Inside a job, [`RuntimeHandle::current`](crate::RuntimeHandle::current)
+/// is the job's runtime, and `spawn_blocking` and
+/// [`spawn_on`](crate::spawn_on) work as in a task; [`spawn`](crate::spawn)
+/// and [`spawn_local`](crate::spawn_local), which start a task on the
+/// current worker, panic there (a job's thread is no worker).
 ///
 /// # Panics
 ///
