@@ -63,6 +63,10 @@ pub struct Runtime {
     reactor: RefCell<Reactor>,
     reactor_handle: Handle,
     threads: Vec<ThreadHandle<io::Result<()>>>,
+    /// Each background worker's thread sends its index here as it ends
+    /// (from a guard, also if it panics): `shutdown_timeout` waits for
+    /// them with a deadline, which a join cannot.
+    stopped: mpsc::Receiver<usize>,
     /// How long the drop waits for blocking jobs still running.
     blocking_wait: BlockingWait,
     _not_send: PhantomData<*const ()>,
@@ -80,6 +84,13 @@ enum BlockingWait {
     /// Not at all: [`Runtime::shutdown_background`].
     No,
 }
+
+/// How long `shutdown_timeout` waits, at least, for the worker threads
+/// once it has told them to stop (the rest of the grace, if longer): a
+/// worker that is not stuck in a poll cancels its tasks and ends within a
+/// loop turn, once the system schedules it; one still running after this
+/// is left behind.
+const STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a plain drop waits for blocking jobs before it logs a warning
 /// (and goes on waiting).
@@ -155,11 +166,13 @@ impl Runtime {
         }
         // `Runtime`'s drop releases worker 0's inbox from here on.
         claim.hand_over();
+        let (stopped_tx, stopped) = mpsc::channel::<usize>();
         let mut runtime = Runtime {
             executor,
             reactor_handle: reactor.handle(),
             reactor: RefCell::new(reactor),
             threads: Vec::new(),
+            stopped,
             blocking_wait: BlockingWait::ToTheEnd,
             _not_send: PhantomData,
         };
@@ -174,9 +187,14 @@ impl Runtime {
             let started = started_tx.clone();
             let core = core_of(index);
             let hooks = builder.thread_hooks.clone();
+            let stopped = stopped_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("cellio-worker-{index}"))
                 .spawn(move || {
+                    // First, so that it drops last: the thread has done
+                    // all its work (its tasks cancelled, its stop hook
+                    // run) when it reports.
+                    let _stopped = ReportStop(stopped, index);
                     if let Some(core) = core {
                         if let Err(e) = crate::affinity::pin_current_thread(index, core) {
                             // Dropping `claim` releases the inbox; the
@@ -208,6 +226,7 @@ impl Runtime {
             }
         }
         drop(started_tx);
+        drop(stopped_tx);
         for _ in 0..runtime.threads.len() {
             match started_rx.recv() {
                 Ok(Ok(())) => {}
@@ -373,6 +392,17 @@ impl Runtime {
     /// finish on their threads after this returns (a thread cannot be
     /// stopped), as with tokio's `shutdown_timeout`.
     ///
+    /// A worker thread stuck in a task's poll (a task that blocks its
+    /// thread: a bug, or a blocking call that belongs in `spawn_blocking`)
+    /// cannot stop either. The call waits for the worker threads until the
+    /// end of `grace`, or for one second after the tasks were told to stop
+    /// if that is later (a worker's time to cancel its tasks), and then
+    /// leaves such a thread behind, as tokio does: the worker cancels its
+    /// tasks itself once the poll returns, and they count as cancelled in
+    /// the result (but the one in the stuck poll, which may yet end). A
+    /// plain drop and
+    /// [`shutdown_background`](Self::shutdown_background) wait for it.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let rt = cellio_runtime::Runtime::new()?;
@@ -449,11 +479,11 @@ impl Runtime {
             }
         });
         self.threads = threads;
-        self.stop();
+        let left_behind = self.stop(deadline);
         self.blocking_wait = BlockingWait::Until(deadline);
         self.wait_for_blocking_jobs();
         self.blocking_wait = BlockingWait::No; // the drop need not wait again
-        shared.cancelled()
+        shared.cancelled() + left_behind
     }
 
     /// Drops the runtime without waiting for its blocking jobs: its tasks
@@ -514,8 +544,24 @@ impl Runtime {
         }
     }
 
-    /// Stops every worker now: cancels their tasks and joins the threads.
-    fn stop(&mut self) {
+    /// Stops every worker now: cancels their tasks and joins the threads,
+    /// those that end by `deadline` or within [`STOP_WAIT`] from now,
+    /// whichever is later (`None`: all of them, however long they take).
+    /// A thread still running then is stuck in a task's poll
+    /// (a task that blocks its worker): it is left behind, detached, as
+    /// tokio's `shutdown_timeout` leaves it, and cancels its tasks itself
+    /// once the poll returns. Returns how many tasks the workers left
+    /// behind will cancel then: those they last published alive, but the
+    /// one stuck in its poll (which may still end), and those waiting in
+    /// their inboxes. (An estimate: a task polled in the stuck poll's
+    /// batch may end first.)
+    ///
+    /// Nothing such a thread uses is freed under it: it owns its executor
+    /// and its reactor, holds the runtime's `Shared` by an `Arc`, and
+    /// reaches the other workers only through their inboxes (leaked, and
+    /// checked by epoch or incarnation) and their reactors' handles (which
+    /// outlive the reactors: a dropped reactor's cells report it closed).
+    fn stop(&mut self, deadline: Option<Instant>) -> usize {
         let shared = self.executor.shared.clone();
         shared.stop();
         // Jobs that never started are cancelled, but for mandatory ones (a
@@ -523,7 +569,48 @@ impl Runtime {
         // the running ones (`wait_for_blocking_jobs`) once the tasks are
         // gone, so a job waiting on something a task held sees it dropped.
         shared.count_cancelled_n(shared.blocking.shutdown());
-        for thread in self.threads.drain(..) {
+        let threads = std::mem::take(&mut self.threads);
+        let mut stopped = vec![deadline.is_none(); threads.len()];
+        let now = Instant::now();
+        let deadline = deadline.map(|deadline| match now.checked_add(STOP_WAIT) {
+            Some(least) => deadline.max(least),
+            None => deadline,
+        });
+        if let Some(deadline) = deadline {
+            let mut waiting = threads.len();
+            while waiting > 0 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.stopped.recv_timeout(left) {
+                    Ok(index) => {
+                        if !std::mem::replace(&mut stopped[index - 1], true) {
+                            waiting -= 1;
+                        }
+                    }
+                    // Every thread has ended (each held a sender).
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        stopped.fill(true);
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                }
+            }
+        }
+        let mut left_behind = 0;
+        for (position, (thread, stopped)) in threads.into_iter().zip(stopped).enumerate() {
+            if !stopped && !thread.is_finished() {
+                let index = position + 1;
+                let alive = shared.metrics.of(index).alive().saturating_sub(1) as usize;
+                let tasks = alive + Inbox::spawned_waiting(shared.workers[index].0);
+                tracing::warn!(
+                    worker = index,
+                    tasks,
+                    "cellio: a worker is still in a task's poll after the shutdown's grace \
+                     (a task blocks its thread); its thread is left behind and cancels its \
+                     tasks when the poll returns"
+                );
+                left_behind += tasks;
+                continue; // dropping the handle detaches the thread
+            }
             match thread.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "cellio worker failed"),
@@ -533,18 +620,30 @@ impl Runtime {
         let _reactor_context = self.reactor_handle.enter();
         let _local = self.executor.enter();
         self.executor.cancel_all();
+        left_behind
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.stop();
+        self.stop(None);
         let orphans = self
             .executor
             .inbox
             .release(self.executor.worker(), self.executor.epoch());
         self.executor.shared.count_cancelled_n(orphans);
         self.wait_for_blocking_jobs();
+    }
+}
+
+/// Sends a background worker's index on [`Runtime::stopped`] when its
+/// thread is done.
+struct ReportStop(mpsc::Sender<usize>, usize);
+
+impl Drop for ReportStop {
+    fn drop(&mut self) {
+        // The receiver is gone only with the runtime: nobody waits.
+        let _ = self.0.send(self.1);
     }
 }
 

@@ -604,6 +604,12 @@ impl Inbox {
         self.mailbox.has_pending()
     }
 
+    /// How many tasks sent to worker `worker` wait in its inbox, not taken
+    /// in yet. From any thread; takes the lock.
+    pub(crate) fn spawned_waiting(worker: u16) -> usize {
+        Inbox::get(worker).lock().spawned.len()
+    }
+
     /// `true` if worker `worker`'s inbox holds no message and the worker
     /// is not taking spawned tasks in: every task sent there so far is
     /// then counted in the worker's published gauges, which the caller

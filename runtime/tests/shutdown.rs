@@ -165,28 +165,67 @@ fn a_task_that_never_ends_is_cancelled_after_the_grace_period() {
 }
 
 /// Tasks sent to a worker (`spawn_on`) while it is stuck in a task that
-/// blocks its thread for the whole grace period never start; they are
-/// cancelled and counted like any other unfinished task.
+/// blocks its thread past the grace period never start; they are counted
+/// as cancelled when `shutdown_timeout` returns, and cancelled when the
+/// worker gets free (its thread is left behind meanwhile).
 #[test]
 fn tasks_sent_to_a_blocked_worker_are_cancelled_and_counted() {
     with_timeout(LIMIT, || {
         let rt = Builder::new().workers(2).build().unwrap();
         let handle = rt.handle();
         let (busy_tx, busy_rx) = std::sync::mpsc::channel();
-        // Worker 1 is blocked (no await) until well after the grace period.
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
+        // Worker 1 is blocked (no await) until the shutdown has returned.
         let blocker = handle.spawn_on(1, async move {
             busy_tx.send(()).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
+            free_rx.recv().unwrap();
         });
         busy_rx.recv().unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..5).map(|_| spawn_stubborn(&handle, 1, &drops)).collect();
         assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 5);
-        assert_eq!(drops.load(Ordering::SeqCst), 5);
+        free_tx.send(()).unwrap();
         for h in handles {
             assert!(is_cancelled(&join_elsewhere(h)));
         }
+        assert_eq!(drops.load(Ordering::SeqCst), 5);
         // The blocking task itself ran to its end: not cancelled.
+        assert!(join_elsewhere(blocker).is_ok());
+    });
+}
+
+/// `shutdown_timeout(grace)` returns after about `grace` even while a task
+/// blocks its worker's thread for good, as tokio's does: the thread is
+/// left behind (it waited for the thread, for ever), and the worker's
+/// other tasks, counted as cancelled, are cancelled when it gets free.
+#[test]
+fn shutdown_timeout_does_not_wait_for_a_worker_stuck_in_a_poll() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(3).build().unwrap();
+        let handle = rt.handle();
+        let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
+        let drops = Arc::new(AtomicUsize::new(0));
+        // A task on worker 1 that waits, then one that blocks the thread.
+        let waiting = spawn_stubborn(&handle, 1, &drops);
+        let blocker = handle.spawn_on(1, async move {
+            yield_now().await;
+            busy_tx.send(()).unwrap();
+            free_rx.recv().unwrap(); // until the shutdown has returned
+        });
+        let elsewhere = spawn_stubborn(&handle, 2, &drops);
+        busy_rx.recv().unwrap();
+        // Without the bound this never returns: `with_timeout` fails.
+        assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 2);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "worker 2's task is dropped"
+        );
+        assert!(is_cancelled(&join_elsewhere(elsewhere)));
+        free_tx.send(()).unwrap();
+        assert!(is_cancelled(&join_elsewhere(waiting)));
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
         assert!(join_elsewhere(blocker).is_ok());
     });
 }

@@ -143,6 +143,11 @@ impl Published {
         (self.alive.load(Ordering::Relaxed) == 0).then_some(spawned)
     }
 
+    /// The live tasks the worker last published.
+    pub(crate) fn alive(&self) -> u64 {
+        self.alive.load(Ordering::Relaxed)
+    }
+
     fn read(&self, clock: &TickClock) -> WorkerMetrics {
         // First, and an acquire: see `copy`.
         let queued_tasks = self.queued.load(Ordering::Acquire);
