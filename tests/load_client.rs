@@ -870,6 +870,22 @@ fn the_open_file_limit_is_checked_and_raised() {
     assert_eq!(count(&v, "connect_errors"), 0, "{v}");
 }
 
+/// `--help` opens with what the load client is (`Args`' doc comment), not
+/// the cellio package's description, which a bare `#[command(about)]`
+/// takes.
+#[test]
+fn help_says_what_the_load_client_is() {
+    let out = run_load(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    let first = help.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("load client"),
+        "first line of --help: {first:?}"
+    );
+    assert!(!help.contains("async socket runtime"), "{help}");
+}
+
 #[test]
 fn bad_flags_exit_2() {
     for args in [

@@ -8,7 +8,7 @@ use clap::Parser;
 /// checks every echoed byte, and reports throughput and latency
 /// percentiles.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "load", version, about, long_about = None)]
+#[command(name = "load", version, long_about = None)]
 pub struct Args {
     /// Server address (HOST:PORT). Given more than once, the connections are
     /// spread over the addresses (connection i goes to the i-th modulo their
