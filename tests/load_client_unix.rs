@@ -1,5 +1,7 @@
 //! The load client over Unix-domain streams (`--unix PATH`), against the
-//! Unix echo server example and against a server that corrupts echoes; and
+//! Unix echo server example, against a server that corrupts echoes and
+//! against listeners whose queue of connections not yet accepted is full
+//! (the connects wait for room until `--timeout`); and
 //! the example's handling of its socket file (a stale one is cleared, by
 //! two servers at once too; a live server's or a plain file is left alone, and so is one another
 //! server bound first, or after it stopped listening; its own is removed
@@ -179,6 +181,83 @@ fn a_missing_socket_exits_2_with_one_line() {
     assert!(stderr.contains("No such file"), "{stderr}");
     let out = run_load(&["--unix", "/tmp/x.sock", "--addr", "127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(2), "--unix and --addr conflict");
+}
+
+/// A listener whose queue of connections not yet accepted holds one (Linux
+/// allows backlog + 1), bound at `path`.
+fn listener_with_backlog_1(path: &Path) -> UnixListener {
+    let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&socket2::SockAddr::unix(path).unwrap())
+        .unwrap();
+    socket.listen(1).unwrap();
+    std::os::fd::OwnedFd::from(socket).into()
+}
+
+/// On Linux a non-blocking Unix connect that finds the listener's queue
+/// full fails at once (`WouldBlock`) where a TCP connect waits: the load
+/// client's connects, all made at once, are retried after a pause until
+/// `--timeout`, so a listener with a short queue that starts accepting
+/// late still gets every connection (18 of these 20 used to fail).
+#[test]
+fn connects_that_find_the_listeners_queue_full_are_retried() {
+    let dir = Dir::new("load-unix-backlog");
+    let path = dir.path("echo.sock");
+    let listener = listener_with_backlog_1(&path);
+    thread::spawn(move || {
+        // Not accepting yet: the connects beyond the queue find it full.
+        thread::sleep(Duration::from_millis(200));
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (out, v) = unix_load(
+        &path,
+        &[
+            "--connections",
+            "20",
+            "--requests",
+            "200",
+            "--timeout",
+            "5s",
+        ],
+    );
+    assert_eq!(count(&v, "connect_errors"), 0, "{v}");
+    assert_eq!(count(&v, "msgs"), 200, "{v}");
+    assert_eq!(out.status.code(), Some(0), "{v}");
+}
+
+/// A queue that stays full until `--timeout`: those connects fail, and
+/// say why.
+#[test]
+fn connects_to_a_listener_whose_queue_stays_full_fail_at_the_timeout() {
+    let dir = Dir::new("load-unix-full");
+    let path = dir.path("full.sock");
+    // Never accepts: two connections fit in its queue, the other two never.
+    let _listener = listener_with_backlog_1(&path);
+    let (out, v) = unix_load(
+        &path,
+        &[
+            "--connections",
+            "4",
+            "--requests",
+            "4",
+            "--timeout",
+            "300ms",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(count(&v, "connect_errors"), 2, "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stayed full for 300ms"), "{stderr}");
 }
 
 #[test]

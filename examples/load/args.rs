@@ -20,7 +20,10 @@ pub struct Args {
 
     /// A Unix-domain stream server's socket path, instead of `--addr`.
     /// Given more than once, the connections are spread over the paths as
-    /// over several `--addr`s.
+    /// over several `--addr`s. A connect that finds the listener's queue of
+    /// connections not yet accepted full (which on Linux fails at once,
+    /// where a TCP connect waits) is made again after a pause of 1 to 10 ms,
+    /// until `--timeout`.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["addr", "udp"])]
     pub unix: Vec<std::path::PathBuf>,
 

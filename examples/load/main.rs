@@ -218,6 +218,44 @@ pub fn not_itself(local: SocketAddr, peer: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The first pause before a Unix connect that found the listener's queue
+/// full is made again; each pause after it doubles, up to
+/// [`UNIX_RETRY_MAX`].
+const UNIX_RETRY_FIRST: Duration = Duration::from_millis(1);
+const UNIX_RETRY_MAX: Duration = Duration::from_millis(10);
+
+/// Connects to the Unix stream listener at `path` within `limit`. On Linux
+/// a connect that finds the listener's queue of connections not yet
+/// accepted full fails at once (`WouldBlock`: a non-blocking connect has
+/// nothing to wait for) where a TCP connect would wait: it is made again
+/// after a short pause, as `UnixStream::connect` advises, until `limit`.
+async fn connect_unix(path: &std::path::Path, limit: Duration) -> std::io::Result<UnixStream> {
+    let deadline = Instant::now() + limit;
+    let mut pause = UNIX_RETRY_FIRST;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let e = match timeout(left, UnixStream::connect(path)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => e,
+            Ok(result) => return result,
+            Err(elapsed) => return Err(elapsed.into()),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "the listener's queue of connections not yet accepted stayed full \
+                     for {limit:?} (retried every {}-{} ms)",
+                    UNIX_RETRY_FIRST.as_millis(),
+                    UNIX_RETRY_MAX.as_millis()
+                ),
+            ));
+        }
+        cellio::runtime::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(UNIX_RETRY_MAX);
+    }
+}
+
 /// A worker's connect phase, reported to the main thread.
 struct Connected {
     ok: u64,
@@ -602,9 +640,7 @@ fn worker(
                     let addrs = match endpoint {
                         Endpoint::Inet(addrs) => addrs,
                         Endpoint::Unix(path) => {
-                            let stream = timeout(connect_timeout, UnixStream::connect(&path))
-                                .await
-                                .map_err(std::io::Error::from)??;
+                            let stream = connect_unix(&path, connect_timeout).await?;
                             return Ok(Link::Unix(stream));
                         }
                     };
