@@ -452,6 +452,44 @@ fn a_server_that_stops_answering_ends_the_run_with_nothing_completed() {
     assert_eq!(count(&v, "lost"), 6);
 }
 
+/// The same server in a `--duration` run: the line that says why the run
+/// failed names the lost datagrams, not throughput (it said "did not keep
+/// up", counting only the few datagrams in flight at the end).
+#[test]
+fn a_duration_run_with_every_datagram_lost_says_they_were_lost() {
+    let addr = udp_server(|n, datagram, _| {
+        Reply::Send(if n == 1 {
+            vec![datagram.to_vec()]
+        } else {
+            Vec::new()
+        })
+    });
+    for pipeline in ["1", "4"] {
+        let out = run_load(&[
+            "--udp",
+            "--addr",
+            &addr,
+            "--connections",
+            "2",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "100ms",
+            "--loss-after",
+            "50ms",
+            "--pipeline",
+            pipeline,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "--pipeline {pipeline}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr.lines().last().unwrap_or_default();
+        assert!(
+            why.contains("lost") && !why.contains("keep up"),
+            "--pipeline {pipeline}: the reason given: {why:?}"
+        );
+    }
+}
+
 #[test]
 fn loss_after_needs_udp() {
     let out = run_load(&["--loss-after", "1s"]);

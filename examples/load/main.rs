@@ -431,7 +431,23 @@ fn run(args: &Args, plan: Arc<Plan>) -> ExitCode {
     report(args, &plan, workers, secs, &totals, &by_target, allocs);
 
     if totals.msgs == 0 {
-        if totals.unfinished > 0 {
+        if totals.lost > 0 {
+            // `--udp`: the echoes did not come back; the few datagrams in
+            // flight at the end (`unfinished`) say nothing about keeping up.
+            let late = if totals.late > 0 {
+                format!(
+                    "; {} echoes came back later than that (a longer --loss-after?)",
+                    totals.late
+                )
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "load: error: no datagram due in the measured window was echoed: {} lost ({}){late}",
+                totals.lost,
+                loss_rule(&plan)
+            );
+        } else if totals.unfinished > 0 {
             let pace = plan
                 .rate
                 .map(|r| format!(" at --rate {r}"))
@@ -1021,6 +1037,11 @@ fn text_report(
     Ok(())
 }
 
+/// `--udp`: what makes a datagram count as lost, for the report.
+fn loss_rule(plan: &Plan) -> String {
+    format!("no echo within {:?}", plan.udp.unwrap_or_default())
+}
+
 /// The human-readable lines for one set of results, each line indented.
 fn print_results(
     out: &mut String,
@@ -1096,9 +1117,9 @@ fn print_results(
     if plan.udp.is_some() {
         writeln!(
             out,
-            "{indent}datagrams lost {} (no echo within {:?}), late echoes {}",
+            "{indent}datagrams lost {} ({}), late echoes {}",
             t.lost,
-            plan.udp.unwrap_or_default(),
+            loss_rule(plan),
             t.late
         )?;
     }
