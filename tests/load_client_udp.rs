@@ -357,6 +357,49 @@ fn an_overtaken_datagram_is_lost_then_late_when_pipelined() {
     );
 }
 
+/// The report's line on lost datagrams and late echoes says what they
+/// count: with `--pipeline` above 1 `lost` includes the overtaken ones,
+/// and `late` counts duplicated echoes too (this server echoes every
+/// datagram twice: nothing is late, every second copy is a duplicate).
+#[test]
+fn the_report_says_what_lost_and_late_count() {
+    let addr = udp_server(|_, datagram, _| Reply::Send(vec![datagram.to_vec(); 2]));
+    for pipeline in ["1", "4"] {
+        let out = run_load(&[
+            "--udp",
+            "--addr",
+            &addr,
+            "--requests",
+            "20",
+            "--connections",
+            "1",
+            "--pipeline",
+            pipeline,
+            "--loss-after",
+            "10s",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "--pipeline {pipeline}: {stdout}"
+        );
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("datagrams lost"))
+            .unwrap_or_default();
+        assert!(
+            line.contains("duplicates"),
+            "--pipeline {pipeline}: {line:?}"
+        );
+        assert_eq!(
+            line.contains("overtaken"),
+            pipeline != "1",
+            "--pipeline {pipeline}: {line:?}"
+        );
+    }
+}
+
 /// A socket that never answers: the probe finds nobody within `--timeout`,
 /// and the run fails like an unreachable TCP server (exit 2, one line),
 /// well within the bound.

@@ -109,16 +109,20 @@ pub struct Args {
     /// that a server that is not there fails the run (exit 2) as over TCP.
     /// Echoes are checked byte for byte; a datagram whose echo does not
     /// come back within `--loss-after` (or, pipelined, before a later
-    /// one's) is counted as lost (not an error) and the connection goes on.
+    /// one's) is counted as lost (not an error) and the connection goes on;
+    /// an echo of a datagram already settled (lost, or echoed before: a
+    /// duplicate) is counted as late.
     #[arg(long)]
     pub udp: bool,
 
     /// With `--udp`: a datagram whose echo has not come back this long
     /// after its send is counted as lost, and an echo of it that comes
-    /// later as late [default: 200ms]. With `--pipeline` above 1 echoes are
-    /// expected in order: a datagram is also counted as lost as soon as a
-    /// later one's echo comes first (its own, if it comes, is then late),
-    /// so on a path that reorders datagrams `lost` counts them too.
+    /// later as late [default: 200ms]. `late` also counts duplicated
+    /// echoes (of a datagram echoed before). With `--pipeline` above 1
+    /// echoes are expected in order: a datagram is also counted as lost as
+    /// soon as a later one's echo comes first, however soon that is (its
+    /// own, if it comes, is then late), so on a path that reorders
+    /// datagrams `lost` counts them too ("or overtaken" in the report).
     #[arg(long, value_parser = parse_positive_duration, requires = "udp")]
     pub loss_after: Option<Duration>,
 

@@ -49,7 +49,8 @@
 //!   `not_itself`); a datagram whose echo has not come back after `--loss-after`
 //!   (or, with `--pipeline` above 1, before a later datagram's echo: a
 //!   reordered one too) counts in `lost`, an echo that comes after that in
-//!   `late`, and neither fails the run (see `udp.rs`).
+//!   `late`, and so does a duplicated echo; neither fails the run (see
+//!   `udp.rs`).
 //! * `--unix PATH` (instead of `--addr`, and also repeatable): each
 //!   connection is a Unix-domain stream to the socket at PATH, driven
 //!   exactly as a TCP one (`cargo run --release --example
@@ -1037,9 +1038,18 @@ fn text_report(
     Ok(())
 }
 
-/// `--udp`: what makes a datagram count as lost, for the report.
+/// `--udp`: what makes a datagram count as lost, for the report: with
+/// `--pipeline` above 1 also a later datagram's echo coming first.
 fn loss_rule(plan: &Plan) -> String {
-    format!("no echo within {:?}", plan.udp.unwrap_or_default())
+    let overtaken = if plan.pipeline > 1 {
+        ", or overtaken"
+    } else {
+        ""
+    };
+    format!(
+        "no echo within {:?}{overtaken}",
+        plan.udp.unwrap_or_default()
+    )
 }
 
 /// The human-readable lines for one set of results, each line indented.
@@ -1117,7 +1127,7 @@ fn print_results(
     if plan.udp.is_some() {
         writeln!(
             out,
-            "{indent}datagrams lost {} ({}), late echoes {}",
+            "{indent}datagrams lost {} ({}), late echoes {} (of datagrams already lost, or duplicates)",
             t.lost,
             loss_rule(plan),
             t.late

@@ -206,7 +206,8 @@ pub struct Stats {
     timeouts: Cell<u64>,
     /// `--udp`: measured datagrams given up after `--loss-after`.
     lost: Cell<u64>,
-    /// `--udp`: echoes of lost datagrams that came back later.
+    /// `--udp`: echoes of datagrams already settled: given up (lost, or
+    /// overtaken) and echoed later, or echoed before (duplicates).
     late: Cell<u64>,
     /// Measured messages the run's end cut off (see [`Stats::unfinished`]).
     unfinished: Cell<u64>,
@@ -319,7 +320,8 @@ pub struct Totals {
     pub timeouts: u64,
     /// `--udp`: measured datagrams whose echo did not come back in time.
     pub lost: u64,
-    /// `--udp`: echoes that came back after their datagram was given up.
+    /// `--udp`: echoes of datagrams already settled: given up (lost, or
+    /// overtaken) and echoed later, or echoed before (duplicates).
     pub late: u64,
     /// Measured messages whose echo was not back at the run's end (in the
     /// latencies at their age then, not in `msgs`).
