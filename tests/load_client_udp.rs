@@ -330,6 +330,84 @@ fn a_duplicated_short_echo_is_late() {
     }
 }
 
+/// With datagrams too short (4 bytes) to carry their number, a late echo
+/// of a datagram given up 49 datagrams earlier is still late: one lost,
+/// one late, no mismatch. (Settled datagrams were remembered 32 deep: the
+/// late echo was taken for the next datagram's, corrupted, settling it,
+/// so that datagram's own echo was taken for the one after it, and so on:
+/// a mismatch for every later echo of the connection.)
+#[test]
+fn a_late_short_echo_is_late_not_a_chain_of_mismatches() {
+    for pipeline in ["1", "4"] {
+        let addr = udp_server(|n, datagram, held| {
+            // n 1 is the probe; message seq s is the peer's datagram s + 2.
+            if n == 11 {
+                return Reply::Hold;
+            }
+            let mut out: Vec<Vec<u8>> = if n == 60 {
+                held.take().into_iter().collect()
+            } else {
+                Vec::new()
+            };
+            out.push(datagram.to_vec());
+            Reply::Send(out)
+        });
+        let (code, v) = run_udp(
+            &addr,
+            "100",
+            "1",
+            &[
+                "--size",
+                "4",
+                "--pipeline",
+                pipeline,
+                "--loss-after",
+                "50ms",
+            ],
+        );
+        let context = format!("--pipeline {pipeline}");
+        assert_counts(
+            &v,
+            &[("mismatches", 0), ("lost", 1), ("late", 1), ("msgs", 99)],
+            &context,
+        );
+        assert_eq!(code, Some(0), "{context}: {v}");
+    }
+}
+
+/// A short echo that is no datagram's (a corrupted one): one mismatch,
+/// its datagram lost, and the echoes after it are matched as before.
+#[test]
+fn a_corrupted_short_echo_is_one_mismatch() {
+    for pipeline in ["1", "4"] {
+        let addr = changing_echo(|n, echo| {
+            if n == 11 {
+                echo[1] ^= 0x5a;
+            }
+        });
+        let (code, v) = run_udp(
+            &addr,
+            "100",
+            "1",
+            &[
+                "--size",
+                "4",
+                "--pipeline",
+                pipeline,
+                "--loss-after",
+                "50ms",
+            ],
+        );
+        let context = format!("--pipeline {pipeline}");
+        assert_counts(
+            &v,
+            &[("mismatches", 1), ("lost", 1), ("late", 0), ("msgs", 99)],
+            &context,
+        );
+        assert_eq!(code, Some(1), "{context}: {v}");
+    }
+}
+
 /// Pipelined, the server swaps each pair of message datagrams (2 and 3,
 /// 4 and 5, …): the overtaken one is given up at once and its echo is
 /// late. 2 connections × 50 messages: 25 overtaken each, and 24 late

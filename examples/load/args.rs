@@ -33,7 +33,13 @@ pub struct Args {
 
     /// Message size in bytes. Each connection holds up to three messages'
     /// worth of buffers: a run whose `--connections` × `--size` × 3 is more
-    /// than the machine's memory is refused (exit 2).
+    /// than the machine's memory is refused (exit 2). With `--udp` a
+    /// datagram under 8 bytes cannot carry its sequence number: an echo
+    /// other than the expected one is recognised only among the outstanding
+    /// datagrams and the last 32 (1 or 2 bytes), 4096 (3 bytes) or 65 536
+    /// (4 to 7 bytes) settled ones; any other is a mismatch (corrupted, or
+    /// later than that), and a corrupted 1- or 2-byte echo may pass for a
+    /// late one.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
     pub size: u32,
 

@@ -20,10 +20,21 @@
 //!   echo is that datagram's, byte for byte, it is a later outstanding
 //!   one's (those before it are then given up: overtaken), a settled
 //!   one's (late) or the probe's (late, not counted). Otherwise it is the
-//!   oldest outstanding datagram's, corrupted: a mismatch. Datagrams under
-//!   8 bytes are compared with every outstanding one, the last
-//!   [`REMEMBERED`] settled ones (echoed or given up) and the probe
-//!   instead.
+//!   oldest outstanding datagram's, corrupted: a mismatch.
+//! - **Datagrams under 8 bytes** carry no readable sequence number: an
+//!   unexpected echo is compared with every outstanding datagram, the
+//!   settled ones (echoed or given up) up to [`lookback`] sequence numbers
+//!   back, nearest first, and the probe. One that matches none of them is
+//!   a mismatch that settles no datagram ([`Echo::Stray`]): it cannot say
+//!   whose echo it is, and taking it for the oldest outstanding
+//!   datagram's, as above, made that datagram's own echo, when it came,
+//!   unrecognisable in turn, and so on for every later echo of the
+//!   connection. A corrupted echo is then a mismatch and its datagram
+//!   lost; an echo later (or a duplicate older) than the look-back is a
+//!   mismatch too. The look-back is short enough that a corrupted echo
+//!   passes for a late one with a chance of about
+//!   (outstanding + look-back) / 256^size: under 1 in 4000 from 3 bytes
+//!   up, but a 1- or 2-byte echo cannot be checked much.
 //!
 //! Invariants:
 //! - A connection's buffers are made before its first message: the common
@@ -54,10 +65,23 @@ use crate::watch::{Stop, Watch};
 
 /// The probe's sequence number: no message has it.
 const PROBE: u64 = u64::MAX;
-/// Settled datagrams (echoed or given up) each connection remembers, to
-/// tell their late or duplicated echoes from corrupted ones when datagrams
-/// are too short (under 8 bytes) to say which they are.
-pub const REMEMBERED: usize = 32;
+/// The fewest and the most settled datagrams an unexpected echo of a
+/// datagram under 8 bytes is compared with ([`lookback`]).
+const MIN_LOOKBACK: u64 = 32;
+const MAX_LOOKBACK: u64 = 65_536;
+
+/// How many sequence numbers back an unexpected echo of a `size`-byte
+/// datagram (under 8 bytes: it cannot say which it is) is looked for
+/// among the settled ones, to tell late and duplicated echoes from
+/// corrupted ones: 1/4096 of the values such a datagram can take (a
+/// corrupted echo passes for one of them with that chance), between
+/// [`MIN_LOOKBACK`] and [`MAX_LOOKBACK`]: 32 for 1 and 2 bytes, 4096 for
+/// 3, 65 536 from 4 bytes up. The comparisons cost some 100 µs at most,
+/// for the rare echo that is none of them.
+pub fn lookback(size: usize) -> u64 {
+    debug_assert!(size < 8);
+    ((1u64 << (8 * size)) >> 12).clamp(MIN_LOOKBACK, MAX_LOOKBACK)
+}
 /// The largest UDP payload over IPv4.
 const MAX_DATAGRAM_V4: usize = 65_507;
 
@@ -161,6 +185,10 @@ pub enum Echo {
     /// a duplicate), or of a probe sent again. `measured`: the datagram
     /// was due after the warm-up.
     Late { measured: bool },
+    /// Datagrams under 8 bytes: an echo of the right length that is none
+    /// of the datagrams it is compared with ([module docs](self)). A
+    /// mismatch that settles no datagram.
+    Stray,
 }
 
 /// Tells one connection's echoes apart ([module docs](self)).
@@ -174,14 +202,9 @@ pub struct Echoes {
     /// The first measured datagram: the later ones are measured too (due
     /// times grow with the sequence number).
     measured_from: Option<u64>,
-    /// Datagrams under 8 bytes carry no readable sequence number: the last
-    /// settled ones are remembered instead (`PROBE`: unused). Echoed ones
-    /// too, or a duplicated echo was taken for the next datagram's,
-    /// corrupted, and every echo after it for the one after its own.
-    settled: [u64; REMEMBERED],
-    next: usize,
-    /// Datagrams are under 8 bytes: `settled` is kept.
-    short: bool,
+    /// Datagrams under 8 bytes: how far back an unexpected echo is looked
+    /// for among the settled ones ([`lookback`]).
+    lookback: u64,
 }
 
 impl Echoes {
@@ -193,9 +216,7 @@ impl Echoes {
             expect_seq: PROBE,
             scratch: vec![0; size],
             measured_from: None,
-            settled: [PROBE; REMEMBERED],
-            next: 0,
-            short: size < 8,
+            lookback: if size < 8 { lookback(size) } else { 0 },
         }
     }
 
@@ -234,13 +255,17 @@ impl Echoes {
                     return self.echo_of(seq, first);
                 }
             } else {
+                // Too short to say which it is: compared with the
+                // outstanding datagrams, the settled ones nearest first (a
+                // duplicate is most often of the last one), the probe.
                 let outstanding = first + 1..sent;
-                let remembered = self.settled.into_iter().filter(|&s| s != PROBE);
-                for seq in outstanding.chain(remembered).chain([PROBE]) {
+                let settled = (first.saturating_sub(self.lookback)..first).rev();
+                for seq in outstanding.chain(settled).chain([PROBE]) {
                     if self.is_of(got, seq) {
                         return self.echo_of(seq, first);
                     }
                 }
+                return Echo::Stray;
             }
         }
         Echo::Of {
@@ -262,20 +287,10 @@ impl Echoes {
         }
     }
 
-    /// Datagram `seq`'s echo, good: settled (remembered if short).
+    /// Datagram `seq`'s echo, good.
     #[inline]
     fn echoed(&mut self, seq: u64) -> Echo {
-        if self.short {
-            self.remember(seq);
-        }
         Echo::Of { seq, bad: false }
-    }
-
-    /// Remembers settled datagram `seq` (the oldest remembered is
-    /// forgotten).
-    fn remember(&mut self, seq: u64) {
-        self.settled[self.next] = seq;
-        self.next = (self.next + 1) % REMEMBERED;
     }
 
     fn is_of(&mut self, got: &[u8], seq: u64) -> bool {
@@ -298,7 +313,18 @@ impl Echoes {
             self.measured(seq);
             stats.lost();
         }
-        self.remember(seq);
+    }
+
+    /// Counts and reports `got`, an [`Echo::Stray`]: a mismatch.
+    #[cold]
+    pub fn stray(&self, stats: &Stats, got: &[u8]) {
+        stats.complete(false, true, Default::default(), Default::default());
+        stats.report(format_args!(
+            "connection {}: an echo ({:02x?}) that is none of the datagrams sent \
+             (outstanding, or settled within the last {}): corrupted, or later than \
+             that (a datagram under 8 bytes cannot say which; 8 bytes can)",
+            self.id, got, self.lookback
+        ));
     }
 
     /// Reports how `got`, taken for datagram `seq`'s echo, differs from it.
@@ -378,6 +404,8 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
                         stats.late();
                     }
                 }
+                // Still waiting for datagram `seq`'s echo.
+                Echo::Stray => echoes.stray(&stats, &rx[..n]),
             }
         };
         watch.disarm();
@@ -478,6 +506,7 @@ async fn receive_datagrams(
                     stats.late();
                 }
             }
+            Echo::Stray => echoes.stray(stats, &rx[..n]),
             Echo::Of { seq: echoed, bad } => {
                 let t = clock.now();
                 if tl.ended(t) {
@@ -633,36 +662,66 @@ mod tests {
     }
 
     /// Under 8 bytes a datagram cannot say which it is: only the
-    /// outstanding ones, the last given-up ones and the probe are known.
+    /// outstanding ones, the settled ones within the look-back and the
+    /// probe are known, and an echo that is none of them settles no
+    /// datagram.
     #[test]
-    fn short_datagrams_are_compared_with_the_ones_remembered() {
+    fn short_datagrams_are_compared_with_the_ones_looked_back_at() {
         const SHORT: usize = 5;
         let short = |seq: u64| {
             let mut d = vec![0; SHORT];
             fill(&mut d, 1, seq);
             d
         };
-        let stats = stats();
+        let back = lookback(SHORT);
+        assert_eq!(back, 65_536);
         let mut e = Echoes::new(1, SHORT);
+        e.measured(0);
         assert_eq!(e.classify(&short(7), 2, 9), Echo::Of { seq: 7, bad: false });
-        for seq in 0..REMEMBERED as u64 + 1 {
-            e.give_up(seq, true, &stats);
+        let first = 100_000;
+        // A late echo (or a duplicate) from as far back as the look-back.
+        for seq in [first - 1, first - back] {
+            assert_eq!(
+                e.classify(&short(seq), first, first + 1),
+                Echo::Late { measured: true },
+                "{seq}"
+            );
         }
         assert_eq!(
-            e.classify(&short(0), 100, 101),
+            e.classify(&short(PROBE), first, first + 1),
+            Echo::Late { measured: false }
+        );
+        // Further back, or not a datagram at all: a stray echo, and the
+        // oldest outstanding datagram's own echo is still recognised.
+        let mut flipped = short(first);
+        flipped[2] ^= 1;
+        for stray in [short(first - back - 1), flipped] {
+            assert_eq!(e.classify(&stray, first, first + 1), Echo::Stray);
+            assert_eq!(
+                e.classify(&short(first), first, first + 1),
+                Echo::Of {
+                    seq: first,
+                    bad: false
+                }
+            );
+        }
+        // A wrong length is still taken for the oldest's, corrupted.
+        assert_eq!(
+            e.classify(&short(first)[..SHORT - 1], first, first + 1),
             Echo::Of {
-                seq: 100,
+                seq: first,
                 bad: true
             }
         );
-        assert_eq!(
-            e.classify(&short(1), 100, 101),
-            Echo::Late { measured: true }
-        );
-        assert_eq!(
-            e.classify(&short(PROBE), 100, 101),
-            Echo::Late { measured: false }
-        );
+    }
+
+    #[test]
+    fn the_look_back_depends_on_the_size() {
+        assert_eq!(lookback(1), 32);
+        assert_eq!(lookback(2), 32);
+        assert_eq!(lookback(3), 4096);
+        assert_eq!(lookback(4), 65_536);
+        assert_eq!(lookback(7), 65_536);
     }
 
     #[test]
