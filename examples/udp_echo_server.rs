@@ -5,6 +5,13 @@
 //! ```
 //!
 //! * Prints `listening on ADDR` once bound (port 0 picks a free port).
+//! * Bind the address clients send to, not a wildcard (`0.0.0.0`, `[::]`):
+//!   the server does not read the address a datagram was sent to
+//!   (`IP_PKTINFO`), so a reply from a wildcard-bound socket goes out from
+//!   the address the kernel picks for the sender's route. On a host with
+//!   several addresses that may not be the one the sender sent to, and a
+//!   connected client (`load --udp`) drops the reply. A wildcard address
+//!   is served, with a warning on stderr at start.
 //! * One socket per worker (`--workers`, default 1; with more, each binds
 //!   the port with `SO_REUSEPORT` and the kernel spreads senders over
 //!   them). A receive that finds a datagram queued completes at once;
@@ -65,7 +72,10 @@ use cli::context;
 #[derive(Parser, Debug)]
 #[command(about = "A cellio UDP echo server")]
 struct Args {
-    /// Address to bind.
+    /// Address to bind: the one clients send to. A wildcard address
+    /// (`0.0.0.0`, `[::]`) is served with a warning: replies then go out
+    /// from the address the kernel picks for each sender, maybe not the one
+    /// it sent to, and a connected client drops those.
     #[arg(long, default_value = "127.0.0.1:7001")]
     addr: SocketAddr,
     /// `futures`: the socket's futures; `poll`: a `UdpIo` (cells held and
@@ -325,7 +335,11 @@ fn run(args: &Args) -> std::io::Result<()> {
             serve_there,
         )
         .await?;
-        println!("listening on {}", socket.local_addr()?);
+        let local = socket.local_addr()?;
+        println!("listening on {local}");
+        if local.ip().is_unspecified() {
+            warn_wildcard(local);
+        }
         serve_with(socket, api, batch).await
     })?;
     // The other workers' loops stop at their next receive: let one that
@@ -336,6 +350,21 @@ fn run(args: &Args) -> std::io::Result<()> {
         eprintln!("udp_echo_server: {cancelled} task(s) cancelled after {SEND_GRACE:?}");
     }
     restart_udp::failed()
+}
+
+/// A socket bound to a wildcard address receives datagrams sent to any of
+/// the host's addresses, but this server does not read which one a
+/// datagram was sent to (`IP_PKTINFO`), so its reply goes out from the
+/// address the kernel picks for the sender's route: on a host with several
+/// addresses, maybe not the one the sender sent to, and a connected client
+/// (`load --udp`) drops such a reply. Said once, at start.
+fn warn_wildcard(local: SocketAddr) {
+    eprintln!(
+        "udp_echo_server: warning: bound to the wildcard address {local}: a reply goes out \
+         from the address the kernel picks for its sender, not necessarily the one the \
+         datagram was sent to, and a connected client (load --udp) drops a reply from \
+         another address; bind the address clients send to"
+    );
 }
 
 fn main() -> ExitCode {

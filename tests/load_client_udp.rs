@@ -478,6 +478,53 @@ fn the_report_says_what_lost_and_late_count() {
     }
 }
 
+/// `udp_echo_server` bound to a wildcard address answers a datagram sent to
+/// 127.0.0.2 from 127.0.0.1 (the kernel's choice: it does not read the
+/// address a datagram was sent to). It says so at start, and the load
+/// client, whose connected socket never hears such an echo, names that as
+/// a possible cause instead of only "no echo".
+#[test]
+fn a_wildcard_udp_echo_server_warns_and_the_load_client_names_the_cause() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let bin = load_process::example_bin::build_example("udp_echo_server");
+    let mut child = Command::new(bin)
+        .args(["--addr", "0.0.0.0:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start udp_echo_server");
+    let listening = load_process::example_bin::listening_addr(&mut child);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stderr).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let warning = rx.recv_timeout(Duration::from_secs(10));
+    let port: u16 = listening.rsplit(':').next().unwrap().parse().unwrap();
+    let target = format!("127.0.0.2:{port}");
+    let out = run_load(&[
+        "--udp",
+        "--addr",
+        &target,
+        "--requests",
+        "10",
+        "--connections",
+        "1",
+        "--timeout",
+        "500ms",
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let warning = warning.expect("a line on the server's stderr at start");
+    assert!(warning.contains("wildcard"), "{warning}");
+    assert_eq!(out.status.code(), Some(2));
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(why.contains("another address"), "{why}");
+}
+
 /// A socket that never answers: the probe finds nobody within `--timeout`,
 /// and the run fails like an unreachable TCP server (exit 2, one line),
 /// well within the bound.

@@ -153,7 +153,10 @@ async fn probe(
             }
             Ok(Err(e)) => return Err(e),
             Err(_) if Instant::now() >= deadline => {
-                let why = format!("no echo of a probe datagram within {limit:?}");
+                let why = format!(
+                    "no echo of a probe datagram within {limit:?} (or echoes come from \
+                     another address than {addr}: this socket is connected, and hears only it)"
+                );
                 return Err(io::Error::new(io::ErrorKind::TimedOut, why));
             }
             Err(_) => {} // probe again
