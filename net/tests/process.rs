@@ -551,3 +551,41 @@ fn empty_reads_and_writes_on_the_pipes_do_not_wait_for_the_child() {
     })
     .unwrap();
 }
+
+/// The pipes' `read` futures are `Unpin` (for `futures::future::select`,
+/// `poll_unpin`, `select!` without `pin!`): polled here through
+/// `Pin::new`, unpinned, which does not compile otherwise. (An empty `buf`
+/// handled in an `async` block had made them `!Unpin`; found by a review.)
+#[test]
+fn the_pipes_read_futures_are_unpin() {
+    use std::future::{poll_fn, Future};
+    use std::pin::Pin;
+    run(|| async {
+        let mut child = sh("printf out; printf err >&2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let mut buf = [0u8; 8];
+        {
+            let mut read = stdout.read(&mut buf);
+            let n = poll_fn(|cx| Pin::new(&mut read).poll(cx)).await?;
+            drop(read);
+            assert_eq!(&buf[..n], b"out");
+        }
+        {
+            let mut read = stderr.read(&mut buf);
+            let n = poll_fn(|cx| Pin::new(&mut read).poll(cx)).await?;
+            drop(read);
+            assert_eq!(&buf[..n], b"err");
+        }
+        let mut read = stdout.read(&mut []);
+        assert_eq!(poll_fn(|cx| Pin::new(&mut read).poll(cx)).await?, 0);
+        drop(read);
+        child.wait().await?;
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

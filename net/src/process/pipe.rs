@@ -40,6 +40,25 @@ fn into_blocking_fd(pipe: AsyncFd<File>) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Future of an output pipe's `read`: `Ok(0)` at once for an empty
+/// buffer, else the pipe's read. `Unpin` as the read is (an `async` block
+/// would not be).
+enum EmptyOr<F> {
+    Empty,
+    Read(F),
+}
+
+impl<F: Future<Output = io::Result<usize>> + Unpin> Future for EmptyOr<F> {
+    type Output = io::Result<usize>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            EmptyOr::Empty => Poll::Ready(Ok(0)),
+            EmptyOr::Read(read) => Pin::new(read).poll(cx),
+        }
+    }
+}
+
 macro_rules! output_pipe {
     ($(#[$doc:meta])* $name:ident, $std:ty, $stream:literal) => {
         $(#[$doc])*
@@ -61,19 +80,18 @@ macro_rules! output_pipe {
             pub fn read<'a>(
                 &'a mut self,
                 buf: &'a mut [u8],
-            ) -> impl Future<Output = io::Result<usize>> + 'a {
+            ) -> impl Future<Output = io::Result<usize>> + Unpin + 'a {
                 let empty = buf.is_empty();
                 if !empty {
                     self.pipe.cancel_polled_read();
                 }
                 let read = self.pipe.read_with(move |mut pipe| pipe.read(buf));
-                async move {
-                    if empty {
-                        // Nothing to wait for: a drained pipe would park
-                        // it until data came that it could not take.
-                        return Ok(0);
-                    }
-                    read.await
+                if empty {
+                    // Nothing to wait for: a drained pipe would park it
+                    // until data came that it could not take.
+                    EmptyOr::Empty
+                } else {
+                    EmptyOr::Read(read)
                 }
             }
 
