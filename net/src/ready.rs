@@ -26,8 +26,11 @@
 //!   between, or another operation holding the cell, leaves it unmarked.
 //! * [`try_io`] is [`try_now`] around the caller's closure, and arms write
 //!   interest before it lets a `WouldBlock` mark the send cell, as a send
-//!   does (the invariant above). It adds nothing to the receive and send
-//!   paths: they never call it.
+//!   does (the invariant above). A send's `WouldBlock` whose room may go
+//!   unannounced (a Unix datagram's, which may be a send by address to a
+//!   full peer: the datagram module's invariants) marks nothing, as the
+//!   `try_send_to` of that socket does not. It adds nothing to the receive
+//!   and send paths: they never call it.
 
 use std::future::Future;
 use std::io;
@@ -145,7 +148,9 @@ impl Interest {
     pub const READABLE: Interest = Interest { writable: false };
 
     /// Sending: a `WouldBlock` means the send buffer is full, and the next
-    /// `writable()` waits.
+    /// `writable()` waits (on a `UnixDatagram`, only when an event will
+    /// announce the room: see
+    /// [`UnixDatagram::try_io`](crate::unix::UnixDatagram::try_io)).
     pub const WRITABLE: Interest = Interest { writable: true };
 
     /// `true` for [`READABLE`](Self::READABLE).
@@ -164,25 +169,45 @@ impl Interest {
 /// `WouldBlock` marks the cell and the next `readable()` or `writable()`
 /// waits. A send's `WouldBlock` arms write interest on `fd` first (the
 /// module invariants); if that fails, its error is returned and nothing
-/// is marked.
+/// is marked. If `unannounced()` says no event may announce the room the
+/// send waits for, its `WouldBlock` is returned and nothing is marked
+/// either (a `UnixDatagram`'s; `never` for the others).
 #[inline]
 pub(crate) fn try_io<R>(
     registration: &Registration,
     fd: RawFd,
     interest: Interest,
+    unannounced: impl FnOnce() -> bool,
     io: impl FnOnce() -> io::Result<R>,
 ) -> io::Result<R> {
     if interest.is_readable() {
         return try_now(registration.rx(), || io().map(|value| (value, false)));
     }
-    try_now(registration.tx(), || match io() {
+    let mut unmarked = None;
+    let result = try_now(registration.tx(), || match io() {
         Ok(value) => Ok((value, false)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            if unannounced() {
+                // Any error but `WouldBlock`, so that `try_now` marks
+                // nothing; the caller gets `e` back below.
+                unmarked = Some(e);
+                return Err(io::ErrorKind::Other.into());
+            }
             registration.arm_writable(&mut mio::unix::SourceFd(&fd))?;
             Err(e)
         }
         Err(e) => Err(e),
-    })
+    });
+    match unmarked {
+        Some(e) => Err(e),
+        None => result,
+    }
+}
+
+/// `try_io`'s `unannounced` for a socket whose room is always announced.
+#[inline(always)]
+pub(crate) fn never<T: ?Sized>(_: &T) -> bool {
+    false
 }
 
 /// The `readable`, `writable` and `try_io` methods of a socket type with a
@@ -190,8 +215,23 @@ pub(crate) fn try_io<R>(
 /// `UnixDatagram`), written once. `$recv` and `$send` name its `try_`
 /// methods for the docs; `$setup` is the doc example's code that makes two
 /// connected sockets of the type, `a` and `b`.
+///
+/// A type whose send may wait for room no event announces (`UnixDatagram`)
+/// adds `$unannounced`, the path of a `fn(&Self) -> bool` that says so for
+/// `try_io` (`ready::never` by default), and the docs of that difference
+/// for `writable` (`$writable_note`) and `try_io` (`$try_io_note`).
 macro_rules! readiness_methods {
     ($recv:literal, $send:literal, $setup:literal) => {
+        $crate::ready::readiness_methods!($recv, $send, $setup, $crate::ready::never, "", "");
+    };
+    (
+        $recv:literal,
+        $send:literal,
+        $setup:literal,
+        $unannounced:path,
+        $writable_note:literal,
+        $try_io_note:literal
+    ) => {
         /// Waits until there may be something to receive (data, the end of
         /// the stream, an error), without receiving it: then take it with
         #[doc = concat!("[`", $recv, "`](Self::", $recv, ").")]
@@ -222,6 +262,7 @@ macro_rules! readiness_methods {
         /// your own send run through [`try_io`](Self::try_io)) records it,
         /// and the next `writable()` waits for the reactor.
         /// Cancel-safe. It holds the send cell while it waits.
+        #[doc = $writable_note]
         pub fn writable(&self) -> $crate::Writable<'_> {
             $crate::Writable::new(&self.registration)
         }
@@ -245,6 +286,7 @@ macro_rules! readiness_methods {
         /// calling it when it knows the socket is not ready); nothing is
         /// reserved or waited for, so it may run while a receive or send
         /// of the socket waits.
+        #[doc = $try_io_note]
         ///
         /// ```
         /// use std::io;
@@ -290,6 +332,7 @@ macro_rules! readiness_methods {
                 &self.registration,
                 std::os::fd::AsRawFd::as_raw_fd(self),
                 interest,
+                || $unannounced(self),
                 f,
             )
         }

@@ -446,3 +446,78 @@ fn a_huge_buffer_size_gets_the_cap_not_its_low_bits() {
     })
     .unwrap();
 }
+
+/// The caller's own send by address (`sendto` through
+/// `try_io(Interest::WRITABLE, ..)`) that found its destination `q` full
+/// records nothing, as `try_send_to`'s `WouldBlock` does not: no event
+/// would announce `q`'s room. So `writable()` completes at once (the docs:
+/// a loop backs off itself), and a `send()` to the connected peer `p`,
+/// which has room, goes at once. (`try_io` marked the send cell full, and
+/// the send waited until `q` read; found by a review.)
+#[test]
+fn a_connected_send_is_not_held_up_by_try_io_sending_by_address_to_a_full_peer() {
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::time::Duration;
+
+    use cellio_net::Interest;
+
+    fn own_send_to(fd: RawFd, buf: &[u8], to: &socket2::SockAddr) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for reads of its length, `to` is a valid
+        // address of `to.len()` bytes, and `fd` is open while the caller's
+        // socket lives.
+        let n = unsafe {
+            libc::sendto(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+                to.as_ptr().cast(),
+                to.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    run(|| async {
+        let dir = SocketDir::new();
+        let (p_path, q_path) = (dir.path("p"), dir.path("q"));
+        let p = UnixDatagram::bind(&p_path)?;
+        let _q = UnixDatagram::bind(&q_path)?;
+        let q_addr = socket2::SockAddr::unix(&q_path)?;
+        let ours = UnixDatagram::unbound()?;
+        ours.connect(&p_path)?;
+        let fd = ours.as_raw_fd();
+        // Datagrams large enough that `q`'s full queue holds more than a
+        // quarter of our send buffer (so the kernel says we are not
+        // writable), small enough that our own buffer does not fill first.
+        let qlen: usize = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")?
+            .trim()
+            .parse()
+            .unwrap();
+        let big = vec![1u8; ours.send_buffer_size()? / (2 * (qlen + 1))];
+        let mut sent = 0;
+        loop {
+            match ours.try_io(Interest::WRITABLE, || own_send_to(fd, &big, &q_addr)) {
+                Ok(_) => sent += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        assert!(sent > 0);
+        assert!(
+            poll_once(pin!(ours.writable())).await.is_ready(),
+            "writable() waits for q's room, which no event announces"
+        );
+        let sent_to_p = cellio_runtime::timeout(Duration::from_secs(5), ours.send(b"to p"))
+            .await
+            .expect("send() to the connected peer, which has room, goes at once")?;
+        assert_eq!(sent_to_p, 4);
+        let mut buf = [0u8; 8];
+        assert_eq!(p.recv(&mut buf).await?, 4);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

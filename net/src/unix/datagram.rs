@@ -315,7 +315,27 @@ impl UnixDatagram {
     crate::ready::readiness_methods!(
         "try_recv_from",
         "try_send_to",
-        "let (a, b) = cellio_net::unix::UnixDatagram::pair()?;"
+        "let (a, b) = cellio_net::unix::UnixDatagram::pair()?;",
+        room_may_go_unannounced,
+        "
+Linux announces room only to a sender connected to the peer that had
+none: after a `WouldBlock` from a send by address to a full peer (from
+[`try_send_to`](Self::try_send_to), or your own through
+[`try_io`](Self::try_io)), `writable()` does not wait for that peer's room
+and completes at once, so a loop of the two must back off itself (a delay
+before it tries again), or `connect` and use
+[`try_send`](Self::try_send).",
+        "
+On a `UnixDatagram`, a send's `WouldBlock` is recorded only when an event
+will announce the room: `try_io` cannot tell where `f` sent, and a send by
+address to a full peer gets no event, so, as after
+[`try_send_to`](Self::try_send_to)'s, nothing is recorded whenever `f`'s
+`WouldBlock` may be one (on a connected socket always, on an unconnected
+one while its own buffer has room). The next
+[`writable`](Self::writable) then completes at once: a loop of
+`writable()` and your own send must back off itself (a delay before it
+tries again), or `connect` and send to the connected peer with
+[`try_send`](Self::try_send), whose `WouldBlock` `writable()` waits out."
     );
 
     /// This socket's address (unnamed if it is not bound).
@@ -496,6 +516,14 @@ impl sealed::Sealed for UnixDatagram {
             None => Err(not_a_destination()),
         }
     }
+}
+
+/// `try_io`'s `unannounced` (`ready::try_io`): a send's `WouldBlock` may
+/// wait for room no event will announce. `f` may have sent by address, so
+/// this asks as for one (`room_raises_no_event`, conservative: it never
+/// says announced when the room may not be), as `try_send_to` does.
+fn room_may_go_unannounced(socket: &UnixDatagram) -> bool {
+    sealed::Sealed::room_raises_no_event(socket, true)
 }
 
 crate::registered::registered_socket_with_into_io!(UnixDatagram, mio::net::UnixDatagram);
