@@ -41,7 +41,7 @@ use crate::worker::{run_background, with_current, Executor, WorkerConfig};
 /// does (the writes `fs::File` and `io::stdout` accepted are not
 /// cancelled: they run before the drop returns). [`Runtime::shutdown_timeout`] lets tasks and jobs finish within a
 /// grace period first; [`Runtime::shutdown_background`] does not wait for
-/// running jobs.
+/// running jobs, nor for a worker a task blocks.
 ///
 /// # Examples
 ///
@@ -399,9 +399,9 @@ impl Runtime {
     /// if that is later (a worker's time to cancel its tasks), and then
     /// leaves such a thread behind, as tokio does: the worker cancels its
     /// tasks itself once the poll returns, and they count as cancelled in
-    /// the result (but the one in the stuck poll, which may yet end). A
-    /// plain drop and
-    /// [`shutdown_background`](Self::shutdown_background) wait for it.
+    /// the result (but the one in the stuck poll, which may yet end).
+    /// [`shutdown_background`](Self::shutdown_background) leaves it behind
+    /// too; a plain drop waits for it.
     ///
     /// ```
     /// use std::time::Duration;
@@ -486,14 +486,21 @@ impl Runtime {
         shared.cancelled() + left_behind
     }
 
-    /// Drops the runtime without waiting for its blocking jobs: its tasks
-    /// and queued jobs are cancelled and its workers stopped and joined,
-    /// as in a plain drop, but jobs running on the blocking pool finish
-    /// on their threads after this returns. tokio's
-    /// `shutdown_background`.
+    /// Drops the runtime without waiting for its blocking jobs or for a
+    /// worker stuck in a task's poll: its tasks and queued jobs are
+    /// cancelled and its workers stopped, as in a plain drop, but jobs
+    /// running on the blocking pool finish on their threads after this
+    /// returns, and a worker thread that a task blocks (one still in a
+    /// poll a second after the workers were told to stop) is left behind
+    /// and cancels its tasks when the poll returns, as
+    /// [`shutdown_timeout`](Self::shutdown_timeout) leaves it. tokio's
+    /// `shutdown_background` (its `shutdown_timeout` with no grace), but
+    /// for that second: a worker that is not stuck cancels its tasks
+    /// before this returns. Worker 0's tasks are dropped on the calling
+    /// thread, so a future whose drop blocks holds this call.
     ///
-    /// Use it when a job may block for good (a read of the terminal, say)
-    /// and the program should not wait for it.
+    /// Use it when a job or a task may block for good (a read of the
+    /// terminal, say) and the program should not wait for it.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
@@ -511,6 +518,10 @@ impl Runtime {
     /// ```
     pub fn shutdown_background(mut self) {
         self.blocking_wait = BlockingWait::No;
+        // Bounded as `shutdown_timeout(0)`'s: a worker still in a poll
+        // `STOP_WAIT` from now is left behind (the drop's `stop` then finds
+        // no thread to join).
+        self.stop(Some(Instant::now()));
     }
 
     /// Waits for the blocking pool's running jobs as `blocking_wait` says

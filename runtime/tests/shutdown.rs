@@ -230,6 +230,42 @@ fn shutdown_timeout_does_not_wait_for_a_worker_stuck_in_a_poll() {
     });
 }
 
+/// `shutdown_background` returns while a task blocks its worker's thread
+/// for good, as tokio's does: the thread is left behind (it joined the
+/// thread, for ever; found by a review), the other workers' tasks are
+/// cancelled before it returns, and the stuck worker's other tasks when
+/// it gets free.
+#[test]
+fn shutdown_background_does_not_wait_for_a_worker_stuck_in_a_poll() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(3).build().unwrap();
+        let handle = rt.handle();
+        let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let waiting = spawn_stubborn(&handle, 1, &drops);
+        let blocker = handle.spawn_on(1, async move {
+            yield_now().await;
+            busy_tx.send(()).unwrap();
+            free_rx.recv().unwrap(); // until the shutdown has returned
+        });
+        let elsewhere = spawn_stubborn(&handle, 2, &drops);
+        busy_rx.recv().unwrap();
+        // Without the bound this never returns: `with_timeout` fails.
+        rt.shutdown_background();
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "worker 2's task is dropped"
+        );
+        assert!(is_cancelled(&join_elsewhere(elsewhere)));
+        free_tx.send(()).unwrap();
+        assert!(is_cancelled(&join_elsewhere(waiting)));
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert!(join_elsewhere(blocker).is_ok());
+    });
+}
+
 /// Tasks sent to worker 0 from outside just before a graceful shutdown are
 /// still taken in: those that can finish within the grace period do, and
 /// the rest are cancelled and counted.
