@@ -562,10 +562,12 @@ impl Runtime {
     /// (a task that blocks its worker): it is left behind, detached, as
     /// tokio's `shutdown_timeout` leaves it, and cancels its tasks itself
     /// once the poll returns. Returns how many tasks the workers left
-    /// behind will cancel then: those they last published alive, but the
-    /// one stuck in its poll (which may still end), and those waiting in
-    /// their inboxes. (An estimate: a task polled in the stuck poll's
-    /// batch may end first.)
+    /// behind will cancel then: those they last published alive (at a loop
+    /// turn, or after each task they cancelled), but the one stuck in its
+    /// poll or drop (which may still end), and those waiting in their
+    /// inboxes. (An estimate: a task polled in the stuck poll's batch may
+    /// end first, and tasks spawned there since the worker last published
+    /// are left out; see `shutdown_timeout`.)
     ///
     /// Nothing such a thread uses is freed under it: it owns its executor
     /// and its reactor, holds the runtime's `Shared` by an `Arc`, and

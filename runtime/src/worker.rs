@@ -761,10 +761,15 @@ impl Executor {
 
     /// Cancels every unfinished task (dropping its future) and releases it,
     /// counting each in [`Shared::cancelled`]: those in the table and those
-    /// sent here by `spawn_on` that the worker had not taken in yet. Then
-    /// publishes the gauges, which show no task alive from then on.
+    /// sent here by `spawn_on` that the worker had not taken in yet. The
+    /// gauges are published after each task is counted, so they show no
+    /// task alive once it is done, and a `shutdown_timeout` that leaves
+    /// this thread behind stuck in a future's drop adds only the tasks not
+    /// counted yet to the count.
     pub(crate) fn cancel_all(&self) {
         self.drain_inbox();
+        // The tasks just taken in left the inbox's count: alive now.
+        self.publish();
         // Each search starts past the slot just cancelled, so n tasks cost
         // one pass over the table, not n (a task spawned by a destructor
         // meanwhile may take a lower slot: the search comes back to it).
@@ -791,6 +796,9 @@ impl Executor {
                 self.release(task);
             }
             self.shared.count_cancelled();
+            // Counted: no longer alive for `shutdown_timeout`'s estimate of
+            // a stuck worker's tasks (`Runtime::stop`). Not a hot path.
+            self.publish();
         }
         budget::set_tag(tag);
         // The gauges outlive the runtime (`RuntimeMetrics`): they must not

@@ -266,6 +266,62 @@ fn shutdown_background_does_not_wait_for_a_worker_stuck_in_a_poll() {
     });
 }
 
+/// A future whose drop blocks its thread until told to go on.
+struct BlockingDrop(std::sync::mpsc::Receiver<()>, Arc<AtomicUsize>);
+
+impl Drop for BlockingDrop {
+    fn drop(&mut self) {
+        let _ = self.0.recv();
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A worker left behind stuck in a cancelled future's drop: the tasks it
+/// cancelled before are counted once, and the one it is stuck in is left
+/// out, as a task stuck in its poll is. (Those it had cancelled were
+/// counted, and counted again among the tasks it last published alive: 8
+/// for 5 tasks; found by a review.)
+#[test]
+fn a_worker_stuck_in_a_cancelled_futures_drop_has_its_tasks_counted_once() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let handle = rt.handle();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (polled_tx, polled_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel();
+        let mut blocker = Some(BlockingDrop(go_rx, drops.clone()));
+        // The last one's drop blocks: the worker cancels the others first
+        // (in the order it took them in).
+        let handles: Vec<_> = (0..5)
+            .map(|index| {
+                let guard = DropGuard(drops.clone());
+                let blocker = if index == 4 { blocker.take() } else { None };
+                let polled = polled_tx.clone();
+                handle.spawn_on(1, async move {
+                    let _held = (guard, blocker);
+                    polled.send(()).unwrap();
+                    pending::<()>().await;
+                })
+            })
+            .collect();
+        // Worker 1 has them all in its table (and publishes them alive).
+        for _ in 0..5 {
+            polled_rx.recv().unwrap();
+        }
+        let count = rt.shutdown_timeout(Duration::from_millis(20));
+        go_tx.send(()).unwrap();
+        for h in handles {
+            assert!(is_cancelled(&join_elsewhere(h)));
+        }
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            6,
+            "five guards and the blocker"
+        );
+        assert_eq!(count, 4, "5 cancelled, the stuck one left out");
+    });
+}
+
 /// Tasks sent to worker 0 from outside just before a graceful shutdown are
 /// still taken in: those that can finish within the grace period do, and
 /// the rest are cancelled and counted.
