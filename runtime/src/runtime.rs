@@ -398,8 +398,15 @@ impl Runtime {
     /// end of `grace`, or for one second after the tasks were told to stop
     /// if that is later (a worker's time to cancel its tasks), and then
     /// leaves such a thread behind, as tokio does: the worker cancels its
-    /// tasks itself once the poll returns, and they count as cancelled in
-    /// the result (but the one in the stuck poll, which may yet end).
+    /// tasks itself once the poll returns. For such a worker the result
+    /// counts an estimate, as its tasks cannot be counted while its thread
+    /// runs a task's code: the tasks it had at its last loop turn (or has
+    /// not cancelled yet, if it is stuck in a cancelled future's drop), but
+    /// the one it is stuck in, and those sent to it (`spawn_on`) that it
+    /// has not taken in. Tasks spawned on it since its last loop turn (by
+    /// the stuck task, say) or after this returns are cancelled all the
+    /// same, but not counted; a task that ends in the stuck poll's batch
+    /// is counted although it is not cancelled.
     /// [`shutdown_background`](Self::shutdown_background) leaves it behind
     /// too; a plain drop waits for it.
     ///
