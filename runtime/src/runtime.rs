@@ -407,6 +407,12 @@ impl Runtime {
     /// the stuck task, say) or after this returns are cancelled all the
     /// same, but not counted; a task that ends in the stuck poll's batch
     /// is counted although it is not cancelled.
+    ///
+    /// That bound on the wait covers the background workers only. Worker
+    /// 0's tasks run on the calling thread, in this call, during the
+    /// grace: one that blocks the thread holds the call for as long as it
+    /// blocks, whatever `grace` is (tokio's `current_thread` runtime polls
+    /// no task in its `shutdown_timeout`).
     /// [`shutdown_background`](Self::shutdown_background) leaves it behind
     /// too; a plain drop waits for it.
     ///
