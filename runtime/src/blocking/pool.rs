@@ -25,21 +25,6 @@
 //!   two threads or more. tokio's pool has the same window. Closing it
 //!   (counting such a thread as "returning" and giving it the next job)
 //!   was tried and measured slower: docs/design.md, "The blocking pool".
-//! * A `submit` returns `true` ("queued") only when its job will run unless
-//!   `shutdown` cancels it (never a mandatory one): an idle thread was
-//!   woken for it, its own thread started, a thread *running* (counted in
-//!   `threads` and not in `starting`) was there, which takes every queued
-//!   job before it leaves, or a thread took it already. Threads only
-//!   counted as starting may still fail to start, so they are no such
-//!   promise: a submit that finds only those waits (on `starts`) until
-//!   their starts end, and a submit that finds no thread running or
-//!   starting, its own start failed, takes its own job out and cancels it
-//!   (returning `false`). No submit cancels another's job: a job left
-//!   queued with no thread is always its submit's, still deciding. (Two
-//!   failing submits once left a job queued for the other's thread, which
-//!   then failed too and cancelled both: a file's write returned `Ok` and
-//!   was never made.) A failing submit keeps the lock from its failure to
-//!   its decision, so `shutdown` never sees its job queued with no thread.
 //! * After `shutdown` the queue holds only the mandatory jobs
 //!   ([`PoolJob::mandatory`]) queued before it, and only while a thread is
 //!   left: a thread takes a queued job before it looks at `shut_down`, so
@@ -108,9 +93,6 @@ pub(crate) struct BlockingPool<J> {
     work: Condvar,
     /// Notified whenever a thread leaves (see `wait_for_threads`).
     exited: Condvar,
-    /// Notified whenever a thread start ends, started or failed (see
-    /// `submit`).
-    starts: Condvar,
     max_threads: usize,
     keep_alive: Duration,
     /// What each pool thread runs as it starts and ends.
@@ -119,20 +101,11 @@ pub(crate) struct BlockingPool<J> {
     /// are pinned: a thread inherits its creator's, which is usually a
     /// pinned worker's.
     unpinned: Option<Mask>,
-    /// For the loom models: bit `n` set makes the `n`th thread start fail.
-    #[cfg(all(test, loom))]
-    failing_starts: u64,
 }
 
 struct PoolState<J> {
     queue: VecDeque<J>,
-    /// Threads running or starting.
     threads: usize,
-    /// Of `threads`, those starting: counted by a `submit` that has not
-    /// seen its start (`thread::Builder::spawn`) fail, and not yet in
-    /// their loop (a started thread leaves it as it first takes the lock).
-    /// They may still fail to start.
-    starting: usize,
     idle: usize,
     wakeups: usize,
     /// Threads that left `threads` and are running their stop hook.
@@ -148,7 +121,6 @@ impl<J: PoolJob> BlockingPool<J> {
             state: Mutex::new(PoolState {
                 queue: VecDeque::new(),
                 threads: 0,
-                starting: 0,
                 idle: 0,
                 wakeups: 0,
                 stopping: 0,
@@ -157,26 +129,11 @@ impl<J: PoolJob> BlockingPool<J> {
             }),
             work: Condvar::new(),
             exited: Condvar::new(),
-            starts: Condvar::new(),
             max_threads: max_threads.max(1),
             keep_alive,
             hooks,
             unpinned: None,
-            #[cfg(all(test, loom))]
-            failing_starts: 0,
         }
-    }
-
-    /// The error thread start number `number` (from 1) gets for a test
-    /// ([`fail_thread_starts`], or `failing_starts` under loom), if it is
-    /// to fail.
-    fn fail_thread_start_for_tests(&self, number: u64) -> Option<std::io::Error> {
-        #[cfg(all(test, loom))]
-        if number < 64 && self.failing_starts & (1 << number) != 0 {
-            return Some(std::io::Error::from(std::io::ErrorKind::OutOfMemory));
-        }
-        let _ = number;
-        fail_thread_start_for_tests()
     }
 
     /// Makes each thread the pool starts from now on take `mask` (the
@@ -194,14 +151,10 @@ impl<J: PoolJob> BlockingPool<J> {
 
     /// Queues a job and finds it a thread: `false` if the job was
     /// cancelled instead (the pool shut down, or no thread was left and
-    /// none could be started). `true` means the job runs, unless
-    /// `shutdown` cancels it (which it never does to a mandatory job): a
-    /// started thread takes it, or has taken it, before that thread leaves.
-    ///
-    /// When its own thread cannot be started while other starts are in
-    /// progress and no thread is running, it waits for those starts to end
-    /// (a thread start is a system call: the wait is short) and decides
-    /// then. It never cancels another submit's job.
+    /// none could be started). A job queued for a thread that could not
+    /// be started while no other thread was left is cancelled, with every
+    /// other queued job, by the `submit` that tried to start it: a job
+    /// whose own `submit` returned `true` may still be cancelled so.
     pub(crate) fn submit(self: &Arc<Self>, job: J) -> bool {
         let mut state = self.lock();
         if state.shut_down {
@@ -211,72 +164,45 @@ impl<J: PoolJob> BlockingPool<J> {
         }
         let key = job.key();
         state.queue.push_back(job);
-        // Once this submit's own start failed, or the pool shut down, it
-        // starts no other thread.
-        let mut start_failed = None;
-        let queued = loop {
-            if state.idle > state.wakeups {
-                state.wakeups += 1;
-                drop(state);
-                self.work.notify_one();
-                break true;
-            }
-            if start_failed.is_none() && !state.shut_down && state.threads < self.max_threads {
-                state.threads += 1;
-                state.starting += 1;
-                state.started += 1;
-                let (number, name) = (state.started, format!("cellio-blocking-{}", state.started));
-                drop(state);
-                let pool = Arc::clone(self);
-                let started = match self.fail_thread_start_for_tests(number) {
-                    Some(error) => Err(error),
-                    None => thread::Builder::new()
-                        .name(name)
-                        .spawn(move || pool.run_thread())
-                        .map(drop),
-                };
-                // A started thread leaves `starting` itself, as it first
-                // takes the lock (one hold of the lock less here).
-                let Err(error) = started else {
-                    break true;
-                };
-                state = self.lock();
-                // Not unlocked from here to the decision below: a
-                // `shutdown` seeing no thread would cancel the job.
-                state.starting -= 1;
-                state.threads -= 1;
-                self.starts.notify_all();
-                self.exited.notify_all();
-                start_failed = Some(error);
-                continue;
-            }
-            if state.threads > state.starting {
-                // A running thread takes every queued job before it leaves.
-                drop(state);
-                break true;
-            }
-            let position = state.queue.iter().position(|queued| queued.key() == key);
-            let Some(position) = position else {
-                // A thread started meanwhile took it (or `shutdown`
-                // cancelled it, not being mandatory).
-                drop(state);
-                break true;
-            };
-            if state.starting == 0 {
-                // No thread, and none coming: nothing would ever take it.
-                let job = state.queue.remove(position);
-                drop(state);
-                job.into_iter().for_each(J::cancel);
-                break false;
-            }
-            // Threads are starting, none is running: whether one comes for
-            // the job is known once their starts end.
-            state = self.starts.wait(state);
-        };
-        if let Some(error) = start_failed {
-            tracing::error!(%error, "cellio: could not start a blocking thread");
+        if state.idle > state.wakeups {
+            state.wakeups += 1;
+            drop(state);
+            self.work.notify_one();
+            return true;
         }
-        queued
+        if state.threads == self.max_threads {
+            return true; // a thread takes it when one is free
+        }
+        state.threads += 1;
+        state.started += 1;
+        let name = format!("cellio-blocking-{}", state.started);
+        drop(state);
+        let pool = Arc::clone(self);
+        let started = match fail_thread_start_for_tests() {
+            Some(error) => Err(error),
+            None => thread::Builder::new()
+                .name(name)
+                .spawn(move || pool.run_thread())
+                .map(drop),
+        };
+        if let Err(error) = started {
+            let mut state = self.lock();
+            state.threads -= 1;
+            self.exited.notify_all();
+            // With no thread at all, nothing would ever take the job: the
+            // jobs queued are cancelled rather than wait forever.
+            let orphans: Vec<J> = if state.threads == 0 {
+                state.queue.drain(..).collect()
+            } else {
+                Vec::new()
+            };
+            drop(state);
+            tracing::error!(%error, "cellio: could not start a blocking thread");
+            let cancelled = orphans.iter().any(|orphan| orphan.key() == key);
+            orphans.into_iter().for_each(J::cancel);
+            return !cancelled;
+        }
+        true
     }
 
     /// A pool thread: runs jobs until none came for `keep_alive`, or the
@@ -295,9 +221,6 @@ impl<J: PoolJob> BlockingPool<J> {
         cellio_reactor::sigpipe::unblock_for_thread();
         self.hooks.run_start();
         let mut state = self.lock();
-        // Running now: a `submit` waiting for the starts may count on it.
-        state.starting -= 1;
-        self.starts.notify_all();
         loop {
             if let Some(job) = state.queue.pop_front() {
                 drop(state);
@@ -338,8 +261,7 @@ impl<J: PoolJob> BlockingPool<J> {
         state.shut_down = true;
         // The mandatory jobs stay, for the threads left to run (with none
         // left, which `submit` never leaves with a job queued, nothing
-        // would; a thread still starting that fails leaves its job's
-        // `submit` to cancel it, and report so).
+        // would).
         let threads = state.threads;
         let (kept, queued): (VecDeque<J>, VecDeque<J>) = std::mem::take(&mut state.queue)
             .into_iter()
@@ -397,64 +319,6 @@ impl<J: PoolJob> std::fmt::Debug for BlockingPool<J> {
             .field("queued", &queued)
             .field("max_threads", &self.max_threads)
             .finish()
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Barrier;
-
-    /// A job that counts its cancel.
-    struct Counted(u32, Arc<AtomicUsize>);
-
-    impl PoolJob for Counted {
-        type Key = u32;
-        fn key(&self) -> u32 {
-            self.0
-        }
-        fn run(self) {}
-        fn cancel(self) {
-            self.1.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Two submits at once while no thread can be started (the system out
-    /// of threads: every start fails): each that says queued has its job
-    /// left uncancelled. (The first to fail left its job queued for the
-    /// other's thread, still counted, and said queued; the other's start
-    /// failed too and it cancelled both jobs: a file's write returned `Ok`
-    /// and was never made. Found by a review.)
-    #[test]
-    fn a_job_its_submit_says_queued_is_not_cancelled_by_another_submit() {
-        for round in 0..10_000 {
-            let pool = Arc::new(BlockingPool::<Counted>::new(
-                512,
-                Duration::from_secs(10),
-                ThreadHooks::default(),
-            ));
-            let cancelled = Arc::new(AtomicUsize::new(0));
-            let barrier = Arc::new(Barrier::new(2));
-            let submitters: Vec<_> = (0..2)
-                .map(|id| {
-                    let (pool, cancelled, barrier) =
-                        (pool.clone(), cancelled.clone(), barrier.clone());
-                    std::thread::spawn(move || {
-                        fail_thread_starts(true);
-                        barrier.wait();
-                        pool.submit(Counted(id, cancelled))
-                    })
-                })
-                .collect();
-            let said: Vec<bool> = submitters.into_iter().map(|s| s.join().unwrap()).collect();
-            let cancelled = cancelled.load(Ordering::SeqCst);
-            // No thread ever started: every job is cancelled, and no submit
-            // may have said queued.
-            assert_eq!(cancelled, 2, "round {round}");
-            assert_eq!(said, [false, false], "round {round}: {cancelled} cancelled");
-            assert_eq!(pool.stats(), (0, 0, 0), "round {round}");
-        }
     }
 }
 
@@ -710,37 +574,5 @@ mod loom_tests {
             assert!(outcomes.contains(&(1, true)), "{outcomes:?}");
             assert_eq!(pool.stats(), (0, 0, 0));
         });
-    }
-    /// Two submits from two threads while some thread starts fail (a bit
-    /// per start number in `failing`): a submit that says queued has its
-    /// job run, one that says cancelled has it cancelled, and no job is
-    /// left queued with no thread (nothing would record it: loom calls
-    /// that a deadlock). A submit that left its job for another's thread,
-    /// still starting, and said queued fails this when that start fails
-    /// too and the other submit cancels both jobs.
-    #[test]
-    fn a_submit_says_queued_only_for_a_job_that_runs() {
-        for max_threads in [1, 2] {
-            for failing in [0b1110, 0b0010, 0b0100] {
-                loom::model(move || {
-                    let pool = Arc::new(Pool {
-                        failing_starts: failing,
-                        ..Pool::new(max_threads, Duration::from_secs(10), ThreadHooks::default())
-                    });
-                    let log = Arc::new(Log::default());
-                    let other = {
-                        let (pool, job) = (Arc::clone(&pool), job(&log, 2));
-                        let other = thread::spawn(move || pool.submit(job));
-                        thread::yield_now();
-                        other
-                    };
-                    let first = pool.submit(job(&log, 1));
-                    let second = other.join().unwrap();
-                    assert_eq!(log.wait_for(2), [(1, first), (2, second)]);
-                    check_and_shut_down(&pool);
-                    assert_eq!(pool.wait_for_threads(None), 0);
-                });
-            }
-        }
     }
 }
