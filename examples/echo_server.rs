@@ -14,7 +14,13 @@
 //!   0's pool, so it allocates nothing either). Out of descriptors for the
 //!   `dup`, worker 0 serves the connection itself.
 //! * `--idle-timeout-ms MS`: a connection that makes no progress that long
-//!   (nothing received, or an echo the peer does not read) is closed.
+//!   (nothing received, and no echo taken by the peer) is closed. A peer
+//!   that reads its echoes, however slowly, makes progress: when the timer
+//!   fires with nothing received, the kernel's send queue is asked whether
+//!   it moved since the last such look (`SIOCOUTQ` on Linux, `FIONWRITE`
+//!   on FreeBSD, `SO_NWRITE` on macOS; elsewhere an echo must be taken
+//!   whole within `MS`). A peer that stops reading is closed `MS` to twice
+//!   `MS` after its last progress.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
 //!   finish, then exit 0.
 //! * `--no-task-pool`: allocate each connection's task afresh (to measure
@@ -51,7 +57,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::pin::Pin;
 use std::process::ExitCode;
 
@@ -74,7 +80,8 @@ struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: u16,
     /// Close a connection after this many milliseconds without progress:
-    /// nothing received, or an echo the peer does not take (0: never).
+    /// nothing received, and none of the echoes taken by the peer (0:
+    /// never). A peer that stops reading is closed within twice that.
     #[arg(long, default_value_t = 0)]
     idle_timeout_ms: u64,
     /// On SIGINT/SIGTERM, how long open connections may take to finish.
@@ -220,9 +227,8 @@ async fn connection(incoming: Incoming, idle: Option<Duration>) {
 }
 
 /// The echo loop of a connection that closes once it has made no progress
-/// for `idle`: nothing received while it waits for data, or an echo not
-/// taken by the peer (a peer that sends but never reads) within `idle` of
-/// the data it echoes.
+/// for `idle`: nothing received, and none of its echoes taken by the peer
+/// (a peer that sends but never reads).
 async fn echo_until_idle(
     stream: &TcpStream,
     buf: &mut [u8],
@@ -230,10 +236,11 @@ async fn echo_until_idle(
 ) -> std::io::Result<()> {
     // One timer per connection, re-armed only when it fires: a message
     // costs a clock read, not a timer update.
+    let socket = stream.as_fd().as_raw_fd();
     let mut last_data = Instant::now();
-    let mut timer = sleep(idle);
+    let mut limit = IdleLimit::new(idle);
     loop {
-        let Some(received) = unless_idle(stream.recv(buf), &mut timer, last_data, idle).await
+        let Some(received) = unless_idle(stream.recv(buf), &mut limit, last_data, socket).await
         else {
             return Ok(()); // idle too long: close
         };
@@ -243,32 +250,132 @@ async fn echo_until_idle(
         }
         last_data = Instant::now();
         let echo = stream.send_all(&buf[..n]);
-        let Some(sent) = unless_idle(echo, &mut timer, last_data, idle).await else {
+        let Some(sent) = unless_idle(echo, &mut limit, last_data, socket).await else {
             return Ok(()); // the peer stopped reading: close
         };
         sent?;
     }
 }
 
-/// `op`'s output, or `None` once `idle` has passed since `last_data` with
-/// `op` still pending (it is then dropped, which cancels it). `timer` is
-/// the connection's one timer, re-armed only when it fires early.
+/// A connection's idle limit: its one timer, re-armed only when it fires,
+/// and what the last look at its send queue found.
+///
+/// Data received is progress, and so is an echo the peer takes. The loop
+/// notes only the first (a clock read per message); the second is looked
+/// for only when the timer finds no data for `idle`: a send queue that
+/// changed since the last look means the peer took bytes (the queue holds
+/// what was sent but not yet acknowledged, and what waits to be sent; a
+/// send adds to it only where the peer made room). A pending send's own
+/// wake-up is no measure: the kernel reports room only once a third or
+/// more of the send buffer (autotuned, up to megabytes) has drained, which
+/// a peer reading steadily but slowly can take longer than `idle` to do.
+struct IdleLimit {
+    timer: Sleep,
+    idle: Duration,
+    /// The send queue's length at the last look.
+    queued: usize,
+    /// When a look last found the send queue changed (the start, before).
+    queue_moved: Instant,
+}
+
+impl IdleLimit {
+    fn new(idle: Duration) -> Self {
+        IdleLimit {
+            timer: sleep(idle),
+            idle,
+            queued: 0,
+            queue_moved: Instant::now(),
+        }
+    }
+
+    /// The timer fired: `true` if the connection has made no progress for
+    /// `idle`, else the timer is re-armed for the end of the new period.
+    /// Called only when the timer fires, never per message.
+    fn expired(&mut self, last_data: Instant, socket: RawFd) -> bool {
+        let progress = last_data.max(self.queue_moved);
+        if progress.elapsed() < self.idle {
+            self.timer.reset(progress + self.idle);
+            return false;
+        }
+        match send_queue(socket) {
+            Some(queued) if queued != self.queued => {
+                let now = Instant::now();
+                (self.queued, self.queue_moved) = (queued, now);
+                self.timer.reset(now + self.idle);
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Bytes in `socket`'s send queue (sent but not yet acknowledged by the
+/// peer, or not sent yet), where the system tells: `SIOCOUTQ` (Linux),
+/// `FIONWRITE` (FreeBSD), `SO_NWRITE` (macOS, iOS).
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn send_queue(socket: RawFd) -> Option<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let request = libc::TIOCOUTQ; // = SIOCOUTQ
+    #[cfg(target_os = "freebsd")]
+    let request = libc::FIONWRITE;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: the request writes one `c_int`, to `queued`, which outlives
+    // the call; `socket` is a descriptor number (the connection's, whose
+    // stream the caller borrows), not memory.
+    let done = unsafe { libc::ioctl(socket, request, &mut queued) };
+    (done == 0).then(|| usize::try_from(queued).unwrap_or(0))
+}
+
+/// [`send_queue`] through `SO_NWRITE`.
+#[cfg(target_vendor = "apple")]
+fn send_queue(socket: RawFd) -> Option<usize> {
+    let mut queued: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `queued` and `len` outlive the call, and `len` is `queued`'s
+    // size; `socket` is a descriptor number, not memory.
+    let done = unsafe {
+        libc::getsockopt(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_NWRITE,
+            (&mut queued as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (done == 0).then(|| usize::try_from(queued).unwrap_or(0))
+}
+
+/// [`send_queue`] where the system does not tell: an echo must then be
+/// taken whole within the idle limit.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_vendor = "apple"
+)))]
+fn send_queue(_socket: RawFd) -> Option<usize> {
+    None
+}
+
+/// `op`'s output, or `None` once the connection has made no progress for
+/// its idle limit with `op` still pending (`op` is then dropped, which
+/// cancels it). `last_data`: when data last came; `socket`: the
+/// connection's, whose send queue [`IdleLimit::expired`] looks at.
 async fn unless_idle<F: Future>(
     op: F,
-    timer: &mut Sleep,
+    limit: &mut IdleLimit,
     last_data: Instant,
-    idle: Duration,
+    socket: RawFd,
 ) -> Option<F::Output> {
     let mut op = std::pin::pin!(op);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = op.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
-        while Pin::new(&mut *timer).poll(cx).is_ready() {
-            if last_data.elapsed() >= idle {
+        while Pin::new(&mut limit.timer).poll(cx).is_ready() {
+            if limit.expired(last_data, socket) {
                 return Poll::Ready(None);
             }
-            timer.reset(last_data + idle);
         }
         Poll::Pending
     })
@@ -312,10 +419,11 @@ async fn connection_io(incoming: Incoming, idle: Option<Duration>) {
 
 /// [`echo_until_idle`] through [`TcpIo`].
 async fn io_until_idle(io: &mut TcpIo, buf: &mut [u8], idle: Duration) -> std::io::Result<()> {
+    let socket = io.get_ref().as_fd().as_raw_fd();
     let mut last_data = Instant::now();
-    let mut timer = sleep(idle);
+    let mut limit = IdleLimit::new(idle);
     loop {
-        let Some(received) = unless_idle(io.recv(buf), &mut timer, last_data, idle).await else {
+        let Some(received) = unless_idle(io.recv(buf), &mut limit, last_data, socket).await else {
             return Ok(()); // idle too long: close
         };
         let n = received?;
@@ -323,7 +431,7 @@ async fn io_until_idle(io: &mut TcpIo, buf: &mut [u8], idle: Duration) -> std::i
             return Ok(());
         }
         last_data = Instant::now();
-        let Some(sent) = unless_idle(io.send_all(&buf[..n]), &mut timer, last_data, idle).await
+        let Some(sent) = unless_idle(io.send_all(&buf[..n]), &mut limit, last_data, socket).await
         else {
             return Ok(()); // the peer stopped reading: close
         };
@@ -361,10 +469,12 @@ async fn connection_by_readiness(incoming: Incoming, idle: Option<Duration>) {
         Err(e) => return eprintln!("echo_server: hand-off failed: {e}"),
     };
     let _ = stream.set_nodelay(true);
-    let mut timer = idle.map(|idle| (sleep(idle), idle));
+    let mut limit = idle.map(IdleLimit::new);
     let mut last_data = Instant::now();
     let ended = loop {
-        let Some(ready) = maybe_unless_idle(stream.readable(), &mut timer, last_data).await else {
+        let Some(ready) =
+            maybe_unless_idle(stream.readable(), &mut limit, last_data, &stream).await
+        else {
             break Ok(()); // idle too long: close
         };
         if let Err(e) = ready {
@@ -393,13 +503,14 @@ async fn connection_by_readiness(incoming: Incoming, idle: Option<Duration>) {
             Ok(Turn::Nothing) => {}
             Ok(Turn::Echoed) => {
                 // A clock read only where the idle limit needs it.
-                if timer.is_some() {
+                if limit.is_some() {
                     last_data = Instant::now();
                 }
             }
             Ok(Turn::Unsent(rest)) => {
                 last_data = Instant::now();
-                match maybe_unless_idle(stream.send_all(&rest), &mut timer, last_data).await {
+                let echo = stream.send_all(&rest);
+                match maybe_unless_idle(echo, &mut limit, last_data, &stream).await {
                     None => break Ok(()), // the peer stopped reading: close
                     Some(Err(e)) => break Err(e),
                     Some(Ok(())) => {}
@@ -413,15 +524,15 @@ async fn connection_by_readiness(incoming: Incoming, idle: Option<Duration>) {
     }
 }
 
-/// [`unless_idle`] where there is an idle limit (`timer`: the connection's
-/// timer and the limit), else `op`'s output.
+/// [`unless_idle`] where there is an idle limit, else `op`'s output.
 async fn maybe_unless_idle<F: Future>(
     op: F,
-    timer: &mut Option<(Sleep, Duration)>,
+    limit: &mut Option<IdleLimit>,
     last_data: Instant,
+    stream: &TcpStream,
 ) -> Option<F::Output> {
-    match timer {
-        Some((timer, idle)) => unless_idle(op, timer, last_data, *idle).await,
+    match limit {
+        Some(limit) => unless_idle(op, limit, last_data, stream.as_fd().as_raw_fd()).await,
         None => Some(op.await),
     }
 }

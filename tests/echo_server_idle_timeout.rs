@@ -1,7 +1,8 @@
 //! The echo server example's `--idle-timeout-ms`: a connection that makes
 //! no progress for that long is closed, whether it is silent or sends
 //! without ever reading its echoes (which used to hold its task and its
-//! descriptor for good, the echo's send waiting forever).
+//! descriptor for good, the echo's send waiting forever); one that reads
+//! its echoes, however slowly, is not.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -105,5 +106,44 @@ fn a_silent_peer_is_closed_and_a_busy_one_is_not() {
         let mut echo = [0u8; 10];
         busy.read_exact(&mut echo).expect("echo");
         assert_eq!(&echo, b"still here", "--api {api}");
+    }
+}
+
+/// A peer that sent a lot and then reads its echoes steadily but slowly
+/// (64 KiB every 50 ms) makes progress all the time: three idle periods of
+/// it are not idle. (It was cut, with a reset, within the first: only data
+/// received counted as progress, and a send waiting for room woke only
+/// once a third of a send buffer of megabytes had drained, which took the
+/// peer longer than the limit; found by a review.)
+#[test]
+fn a_peer_that_reads_its_echoes_slowly_is_not_closed() {
+    for api in ["futures", "poll", "readiness"] {
+        let server = EchoServer::start(&["--idle-timeout-ms", "1000", "--api", api], None);
+        let mut peer = TcpStream::connect(&server.addr).expect("connect");
+        flood(&mut peer);
+        peer.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        let mut buf = vec![0u8; 64 * 1024];
+        let start = std::time::Instant::now();
+        let mut read = 0usize;
+        while start.elapsed() < Duration::from_secs(3) {
+            thread::sleep(Duration::from_millis(50));
+            match peer.read(&mut buf) {
+                Ok(0) => panic!(
+                    "--api {api}: closed after {:?}, the peer having read {read} bytes",
+                    start.elapsed()
+                ),
+                Ok(n) => {
+                    assert!(buf[..n].iter().all(|&b| b == 7), "--api {api}: the echo");
+                    read += n;
+                }
+                Err(e) => panic!(
+                    "--api {api}: {e} after {:?}, the peer having read {read} bytes",
+                    start.elapsed()
+                ),
+            }
+        }
+        let said: Vec<String> = server.lines.try_iter().collect();
+        assert!(said.is_empty(), "--api {api}: {said:?}");
     }
 }
