@@ -25,11 +25,13 @@
 //!   replies in one `sendmmsg`.
 //! * A datagram longer than the buffer (which holds the largest UDP
 //!   payload) cannot happen; a sender that is gone (an ICMP report) is
-//!   logged and skipped, never fatal. Receive errors that keep coming (the
+//!   logged and skipped, never fatal, and so is a reply the kernel refuses
+//!   (to a source address nobody can answer, such as port 0: UDP source
+//!   addresses cost nothing to forge). Receive errors that keep coming (the
 //!   socket's own, which no datagram ends) do not spin: after a few in a
 //!   row each worker waits before receiving again (10 ms, doubling to 1 s,
-//!   until a receive succeeds), and logs at most one line a second
-//!   (with how many it left out).
+//!   until a receive succeeds). Each worker logs at most one line a second
+//!   of receive errors and one of reply errors, with how many it left out.
 //! * A socket given to it (passed by systemd, or taken over) with receive
 //!   offload (`UDP_GRO`) on is served through `recv_many` with slots of
 //!   `MAX_MERGED` bytes, whatever `--api` says (one line on stderr tells):
@@ -105,6 +107,57 @@ enum Api {
     Batch,
 }
 
+/// One kind of error, logged at most once a second, with how many were
+/// left out since the last line: a flood of them (a peer sending datagrams
+/// that cannot be answered, say) is a line a second, not a line each.
+struct Lines {
+    /// What failed: `receive` or `reply`.
+    what: &'static str,
+    /// When the last line was logged.
+    logged_at: Option<Instant>,
+    /// Errors since then that were not logged.
+    unlogged: u64,
+}
+
+impl Lines {
+    /// The least time between two lines.
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            logged_at: None,
+            unlogged: 0,
+        }
+    }
+
+    /// Logs `e` (`peer`: the address a reply was for) unless a line went
+    /// out less than a second ago; counts it otherwise.
+    #[cold]
+    fn log(&mut self, e: &io::Error, peer: Option<SocketAddr>) {
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let what = match peer {
+            Some(peer) => format!("{} to {peer}", self.what),
+            None => self.what.to_string(),
+        };
+        match std::mem::take(&mut self.unlogged) {
+            0 => eprintln!("udp_echo_server: {what}: {e}"),
+            left_out => eprintln!(
+                "udp_echo_server: {what}: {e} ({left_out} more {} error(s) since the last line)",
+                self.what
+            ),
+        }
+        self.logged_at = Some(now);
+    }
+}
+
 /// Receive errors in a row, for one receive loop.
 ///
 /// A peer's error (an ICMP report for an earlier reply) is the socket's
@@ -121,10 +174,7 @@ struct ReceiveErrors {
     /// The next wait, once past [`QUIET`](Self::QUIET) (stale while
     /// `in_row` is 0).
     wait: Duration,
-    /// When the last line was logged.
-    logged_at: Option<Instant>,
-    /// Errors since then that were not logged.
-    unlogged: u64,
+    lines: Lines,
 }
 
 impl ReceiveErrors {
@@ -132,15 +182,12 @@ impl ReceiveErrors {
     const QUIET: u32 = 8;
     const FIRST_WAIT: Duration = Duration::from_millis(10);
     const LONGEST_WAIT: Duration = Duration::from_secs(1);
-    /// The least time between two logged lines.
-    const LOG_EVERY: Duration = Duration::from_secs(1);
 
     fn new() -> Self {
         Self {
             in_row: 0,
             wait: Self::FIRST_WAIT,
-            logged_at: None,
-            unlogged: 0,
+            lines: Lines::new("receive"),
         }
     }
 
@@ -154,22 +201,7 @@ impl ReceiveErrors {
     /// Logs `e` (unless a line went out less than a second ago), then
     /// waits if the errors keep coming. `None`: a shutdown began.
     async fn failed(&mut self, e: &io::Error) -> Option<()> {
-        let now = Instant::now();
-        if self
-            .logged_at
-            .is_none_or(|at| now.duration_since(at) >= Self::LOG_EVERY)
-        {
-            match std::mem::take(&mut self.unlogged) {
-                0 => eprintln!("udp_echo_server: receive: {e}"),
-                left_out => eprintln!(
-                    "udp_echo_server: receive: {e} ({left_out} more receive error(s) since the \
-                     last line)"
-                ),
-            }
-            self.logged_at = Some(now);
-        } else {
-            self.unlogged += 1;
-        }
+        self.lines.log(e, None);
         if self.in_row == 0 {
             self.wait = Self::FIRST_WAIT;
         }
@@ -187,6 +219,7 @@ impl ReceiveErrors {
 async fn serve(socket: UdpSocket) -> std::io::Result<()> {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut errors = ReceiveErrors::new();
+    let mut reply_errors = Lines::new("reply");
     loop {
         let Some(received) = until_shutdown(socket.recv_from(&mut buf)).await else {
             return Ok(()); // shutting down
@@ -195,7 +228,7 @@ async fn serve(socket: UdpSocket) -> std::io::Result<()> {
             Ok((n, from)) => {
                 errors.received();
                 if let Err(e) = socket.send_to(&buf[..n], from).await {
-                    eprintln!("udp_echo_server: reply to {from}: {e}");
+                    reply_errors.log(&e, Some(from));
                 }
             }
             // A peer's behaviour (an earlier reply refused by its host,
@@ -214,6 +247,7 @@ async fn serve_io(socket: UdpSocket) -> std::io::Result<()> {
     let mut io = UdpIo::new(socket);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut errors = ReceiveErrors::new();
+    let mut reply_errors = Lines::new("reply");
     loop {
         let Some(received) = until_shutdown(io.recv_from(&mut buf)).await else {
             return Ok(());
@@ -222,7 +256,7 @@ async fn serve_io(socket: UdpSocket) -> std::io::Result<()> {
             Ok((n, from)) => {
                 errors.received();
                 if let Err(e) = io.send_to(&buf[..n], from).await {
-                    eprintln!("udp_echo_server: reply to {from}: {e}");
+                    reply_errors.log(&e, Some(from));
                 }
             }
             Err(e) => {
@@ -240,6 +274,7 @@ async fn serve_batch(socket: UdpSocket, batch: u16, slot_size: usize) -> std::io
     let mut received = RecvBatch::new(usize::from(batch), slot_size);
     let mut replies = SendBatch::new();
     let mut errors = ReceiveErrors::new();
+    let mut reply_errors = Lines::new("reply");
     loop {
         let Some(got) = until_shutdown(socket.recv_many(&mut received)).await else {
             return Ok(());
@@ -254,12 +289,12 @@ async fn serve_batch(socket: UdpSocket, batch: u16, slot_size: usize) -> std::io
         for datagram in received.iter() {
             match datagram {
                 Ok((bytes, from)) => replies.push(bytes, from)?,
-                Err(e) => eprintln!("udp_echo_server: receive: {e}"),
+                Err(e) => errors.lines.log(&e, None),
             }
         }
         // A reply refused (its sender gone, say) is skipped, never fatal.
         while let Err(e) = socket.send_many(&mut replies).await {
-            eprintln!("udp_echo_server: reply: {e}");
+            reply_errors.log(&e, None);
             replies.skip_next();
         }
     }
