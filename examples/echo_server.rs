@@ -22,7 +22,9 @@
 //!   whole within `MS`). A peer that stops reading is closed `MS` to twice
 //!   `MS` after its last progress.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
-//!   finish, then exit 0.
+//!   finish, then exit 0. A second signal during the grace period ends the
+//!   process at once, as the signal's default action would (a shell sees
+//!   status 130 or 143), closing the connections still open.
 //! * `--no-task-pool`: allocate each connection's task afresh (to measure
 //!   what pooling buys).
 //! * `--api poll`: serve connections through `TcpIo` (poll methods that keep
@@ -84,7 +86,8 @@ struct Args {
     /// never). A peer that stops reading is closed within twice that.
     #[arg(long, default_value_t = 0)]
     idle_timeout_ms: u64,
-    /// On SIGINT/SIGTERM, how long open connections may take to finish.
+    /// On SIGINT/SIGTERM, how long open connections may take to finish (a
+    /// second signal ends the process at once).
     #[arg(long, default_value_t = 1000)]
     grace_ms: u64,
     /// Allocate every connection's task afresh instead of reusing finished

@@ -30,7 +30,8 @@
 //!   closes the client's connection, with one line on stderr.
 //! * `--workers N`: thread-per-core, one `SO_REUSEPORT` listener per worker.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
-//!   finish, then exit 0.
+//!   finish, then exit 0. A second signal during the grace period ends the
+//!   process at once, as the signal's default action would.
 //! * `--restart-socket PATH` / `--take-over PATH`: a restart that refuses
 //!   no connection, as the echo server's (`common/restart.rs`).
 //!
@@ -77,7 +78,8 @@ struct Args {
     /// How long a connection to the upstream may take (milliseconds).
     #[arg(long, default_value_t = 5000)]
     connect_timeout_ms: u64,
-    /// On SIGINT/SIGTERM, how long open connections get to finish.
+    /// On SIGINT/SIGTERM, how long open connections get to finish (a second
+    /// signal ends the process at once).
     #[arg(long, default_value_t = 5000)]
     grace_ms: u64,
     /// Move bytes with splice(2) through a pipe per direction (Linux).

@@ -45,8 +45,10 @@
 //!   bytes on the benchmark VM; with 200 in flight and the server starved
 //!   of CPU, the kernel dropped some (`RcvbufErrors`), and with 1 MiB none
 //!   (docs/guide.md).
-//! * SIGINT/SIGTERM: stop and exit 0. A bad flag or an address that cannot
-//!   be bound: a one-line error and a non-zero exit.
+//! * SIGINT/SIGTERM: stop and exit 0 (the workers get a second to finish
+//!   the echoes they are sending; a second signal meanwhile ends the
+//!   process at once, as the signal's default action would). A bad flag or
+//!   an address that cannot be bound: a one-line error and a non-zero exit.
 //! * `--restart-socket PATH` / `--take-over PATH`: a restart that loses no
 //!   datagram: the running server hands its sockets to the new one, which
 //!   receives whatever is queued on them (`common/restart_udp.rs`), as the

@@ -40,6 +40,16 @@ impl EchoServer {
         example_bin::sigterm(self.child.id());
     }
 
+    /// Sends the server `signal` (such as `libc::SIGINT`).
+    #[allow(dead_code)] // not every test stops a server
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: `kill` only sends a signal; `pid` is the child this
+        // value started and has not waited for (it is reaped only in
+        // `wait_exit` or `drop`), so it names no other process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+    }
+
     /// Waits up to `limit` for the server to exit: its status, or `None`
     /// if it is still running.
     #[allow(dead_code)] // not every test waits for an exit

@@ -53,7 +53,9 @@
 //!   limit.
 //! * SIGINT/SIGTERM: stop accepting, close idle keep-alive connections
 //!   and those still opening (see the header timeout), let requests in
-//!   flight finish within `--grace-ms`, then exit 0.
+//!   flight finish within `--grace-ms`, then exit 0. A second signal during
+//!   the grace period ends the process at once, as the signal's default
+//!   action would.
 //! * `--restart-socket PATH` / `--take-over PATH`: a restart that refuses
 //!   no connection, as the echo server's (`common/restart.rs`).
 //!
@@ -88,7 +90,8 @@ struct Args {
     /// Worker threads, each with its own listener on the port.
     #[arg(long, default_value_t = NonZeroU16::MIN)]
     workers: NonZeroU16,
-    /// On SIGINT/SIGTERM, how long open connections get to finish.
+    /// On SIGINT/SIGTERM, how long open connections get to finish (a second
+    /// signal ends the process at once).
     #[arg(long, default_value_t = 5000)]
     grace_ms: u64,
     /// How long a client may take to send a request's headers, or to open
