@@ -71,6 +71,7 @@ use cellio::runtime::{sleep, spawn_local_on, spawn_on, RuntimeHandle, Sleep, Wor
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::Parser;
 use cli::context;
+use worker_listeners::Open;
 
 #[derive(Parser, Debug)]
 #[command(about = "cellio echo server: echoes every byte back to its sender")]
@@ -162,20 +163,25 @@ fn start(incoming: Incoming, serving: Serving, worker: Option<usize>) {
             Some(worker) => drop(spawn_on(worker, task)),
         }
     }
+    // Counted as closed by the shutdown if its task is cancelled.
+    let open = Open::new();
     // Two separate tasks rather than one `async fn` with a branch: each
     // loop keeps its own small state machine.
     match serving.api {
-        Api::Futures => spawn_there(worker, connection(incoming, serving.idle)),
-        Api::Readiness => spawn_there(worker, connection_by_readiness(incoming, serving.idle)),
+        Api::Futures => spawn_there(worker, connection(incoming, serving.idle, open)),
+        Api::Readiness => spawn_there(
+            worker,
+            connection_by_readiness(incoming, serving.idle, open),
+        ),
         // A `TcpIo` never leaves its thread (that is what lets its cells
         // skip the locked instructions), so its task is built where it
         // runs: on a hand-off, `spawn_local_on` sends the makings there.
         Api::Poll => match worker {
-            None => drop(spawn_local(connection_io(incoming, serving.idle))),
+            None => drop(spawn_local(connection_io(incoming, serving.idle, open))),
             Some(worker) => {
                 let idle = serving.idle;
                 drop(spawn_local_on(worker, move || {
-                    connection_io(incoming, idle)
+                    connection_io(incoming, idle, open)
                 }));
             }
         },
@@ -194,6 +200,8 @@ const BUFFER: usize = 16 * 1024;
 
 /// Serves one connection to its end: echoes until the peer closes, an
 /// error, or `idle` passes without data. Errors end only this connection.
+/// `_open` (no bytes) tells [`worker_listeners::finish`] whether the
+/// shutdown cancelled it.
 ///
 /// The plain loop is written out here rather than in a nested `async fn`:
 /// every message resumes the task's state machine, and each level of
@@ -203,7 +211,7 @@ const BUFFER: usize = 16 * 1024;
 /// the stream's, and the loop state's, which the compiler puts after the
 /// 16 KiB buffer (callgrind's cache model, `echo_compare --cache-misses`,
 /// 100 connections: 2.3–2.5 L1 data misses per echoed message in all).
-async fn connection(incoming: Incoming, idle: Option<Duration>) {
+async fn connection(incoming: Incoming, idle: Option<Duration>, _open: Open) {
     let stream = match incoming.into_stream() {
         Ok(stream) => stream,
         Err(e) => return eprintln!("echo_server: hand-off failed: {e}"),
@@ -395,7 +403,7 @@ async fn unless_idle<F: Future>(
 /// made inside), but one future type spawned from every place (see
 /// [`Incoming`]) is worth more in time than that layout. Measure after
 /// changing this.
-async fn connection_io(incoming: Incoming, idle: Option<Duration>) {
+async fn connection_io(incoming: Incoming, idle: Option<Duration>, _open: Open) {
     let mut io = match incoming.into_stream() {
         Ok(stream) => TcpIo::new(stream),
         Err(e) => return eprintln!("echo_server: hand-off failed: {e}"),
@@ -466,7 +474,7 @@ enum Turn {
 /// with `readable()`, receives with `try_recv` into the worker's buffer and
 /// sends back with `try_send` before the next await. Only an echo the send
 /// buffer cannot take at once is copied out, until the peer reads it.
-async fn connection_by_readiness(incoming: Incoming, idle: Option<Duration>) {
+async fn connection_by_readiness(incoming: Incoming, idle: Option<Duration>, _open: Open) {
     let stream = match incoming.into_stream() {
         Ok(stream) => stream,
         Err(e) => return eprintln!("echo_server: hand-off failed: {e}"),

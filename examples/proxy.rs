@@ -62,6 +62,7 @@ use cellio::{
 };
 use clap::Parser;
 use cli::context;
+use worker_listeners::Open;
 
 #[derive(Parser, Debug)]
 #[command(about = "cellio TCP proxy: joins each client to a connection to the upstream")]
@@ -109,8 +110,15 @@ struct Route {
 }
 
 /// Joins `client` to a new connection to the upstream, made on `socket`
-/// (opened before the client was accepted), until both close.
-async fn proxy(client: TcpStream, peer: SocketAddr, socket: Option<TcpSocket>, route: Route) {
+/// (opened before the client was accepted), until both close. `_open`
+/// tells `worker_listeners::finish` whether the shutdown cancelled it.
+async fn proxy(
+    client: TcpStream,
+    peer: SocketAddr,
+    socket: Option<TcpSocket>,
+    route: Route,
+    _open: Open,
+) {
     let upstream = match timeout(route.connect_timeout, connect(socket, &route)).await {
         Ok(Ok(upstream)) => upstream,
         Ok(Err(e)) => return eprintln!("proxy: {peer}: cannot reach {}: {e}", route.upstream),
@@ -247,7 +255,7 @@ async fn serve(listener: TcpListener, route: Route) {
             Ok((client, peer, socket))
         },
         |(client, peer, socket)| {
-            spawn_local(proxy(client, peer, socket, route.clone()));
+            spawn_local(proxy(client, peer, socket, route.clone(), Open::new()));
         },
     )
     .await;

@@ -76,6 +76,7 @@ use cellio::runtime::{shutdown_requested, until_shutdown};
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::{Parser, ValueEnum};
 use cli::context;
+use worker_listeners::Open;
 
 use http_service::handle;
 use tokio_rustls::TlsAcceptor;
@@ -237,8 +238,9 @@ impl hyper::rt::Sleep for CellioSleep {}
 
 /// Serves one connection until the client closes it (or outlasts one of
 /// its `limits`), after its TLS handshake for HTTPS. A handshake still going
-/// when shutdown begins is dropped: it has no request to finish.
-async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving) {
+/// when shutdown begins is dropped: it has no request to finish. `_open`
+/// tells `worker_listeners::finish` whether the shutdown cancelled it.
+async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving, _open: Open) {
     let _ = stream.set_nodelay(true);
     let io = TcpIo::new(stream);
     let Some((acceptor, limit)) = &serving.tls else {
@@ -391,7 +393,7 @@ async fn serve(listener: TcpListener, serving: Serving) {
         "http_server",
         || listener.accept(),
         |(stream, peer)| {
-            spawn_local(connection(stream, peer, serving.clone()));
+            spawn_local(connection(stream, peer, serving.clone(), Open::new()));
         },
     )
     .await;
