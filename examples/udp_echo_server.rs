@@ -86,16 +86,18 @@ struct Args {
     /// confined between datagrams); `batch`: `recv_many`/`send_many`.
     #[arg(long, value_enum, default_value_t = Api::Futures)]
     api: Api,
-    /// With `--api batch`: the most datagrams one receive takes. Each slot
-    /// holds the largest datagram (64 KiB): 32 take 2 MiB per worker.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=MAX_BATCH as i64))]
-    batch: u16,
+    /// With `--api batch` (an error with another): the most datagrams one
+    /// receive takes. Each slot holds the largest datagram (64 KiB): 32
+    /// take 2 MiB per worker [default: 32].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=MAX_BATCH as i64))]
+    batch: Option<u16>,
     /// Worker threads, each with its own socket on the port.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: u16,
     /// Each socket's kernel receive buffer (`SO_RCVBUF`), in bytes: how much
-    /// a burst may queue before the kernel drops datagrams [default: the
-    /// system's, `net.core.rmem_default`].
+    /// a burst may queue before the kernel drops datagrams (capped by the
+    /// system, `net.core.rmem_max` on Linux: one line on stderr tells what
+    /// the socket got then) [default: the system's, `net.core.rmem_default`].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
     recv_buffer: Option<u32>,
     #[command(flatten)]
@@ -345,7 +347,8 @@ fn run(args: &Args) -> std::io::Result<()> {
         .workers(workers)
         .build()
         .map_err(|e| context("cannot start the cellio runtime", e))?;
-    let (api, batch, recv_buffer) = (args.api, args.batch, args.recv_buffer);
+    let (api, recv_buffer) = (args.api, args.recv_buffer);
+    let batch = args.batch.unwrap_or(32);
     runtime.block_on(async {
         cellio::spawn(shutdown_signals::shut_down_on_signals()?);
         let options = BindOptions {
@@ -354,7 +357,11 @@ fn run(args: &Args) -> std::io::Result<()> {
         };
         // `--recv-buffer` on each worker's socket.
         let prepare = move |socket: &UdpSocket| match recv_buffer {
-            Some(bytes) => socket.set_recv_buffer_size(bytes as usize),
+            Some(bytes) => {
+                socket.set_recv_buffer_size(bytes as usize)?;
+                tell_if_capped(socket, bytes as usize);
+                Ok(())
+            }
             None => Ok(()),
         };
         let serve_there = move |socket| async move {
@@ -404,6 +411,41 @@ fn warn_wildcard(local: SocketAddr) {
     );
 }
 
+/// Says once (the cap is the system's: every socket gets the same) what
+/// the socket's receive buffer is when the kernel gave less than
+/// `--recv-buffer` asked for. Linux reports twice the size set (the rest
+/// is its bookkeeping), so there the figure compared is half the report.
+fn tell_if_capped(socket: &UdpSocket, asked: usize) {
+    static TOLD: std::sync::Once = std::sync::Once::new();
+    let Ok(reported) = socket.recv_buffer_size() else {
+        return;
+    };
+    let got = if cfg!(any(target_os = "linux", target_os = "android")) {
+        reported / 2
+    } else {
+        reported
+    };
+    if got < asked {
+        TOLD.call_once(|| {
+            eprintln!(
+                "udp_echo_server: --recv-buffer {asked}: the system capped each socket's \
+                 receive buffer at {got} bytes (SO_RCVBUF reads {reported}; on Linux raise \
+                 net.core.rmem_max for more)"
+            )
+        });
+    }
+}
+
 fn main() -> ExitCode {
-    cli::exit_code("udp_echo_server", run(&Args::parse()))
+    let args = Args::parse();
+    if args.batch.is_some() && args.api != Api::Batch {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--batch applies to --api batch only",
+            )
+            .exit();
+    }
+    cli::exit_code("udp_echo_server", run(&args))
 }

@@ -1,6 +1,8 @@
 //! The UDP echo server example's errors (`examples/udp_echo_server.rs`):
 //! a datagram it cannot answer is skipped, never fatal, and however many
-//! come, what it says about them is a line a second with a count.
+//! come, what it says about them is a line a second with a count; a flag
+//! that would do nothing is an error, and a receive buffer the system
+//! capped is told.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -137,4 +139,56 @@ fn reply_errors_are_a_line_a_second_with_a_count() {
             "--api {api}: {left_out} left out"
         );
     }
+}
+
+/// `--batch` does something with `--api batch` only: with another API it
+/// is a flag error, exit 2, before anything binds. (It was accepted and
+/// ignored; found by a review.)
+#[test]
+fn batch_without_api_batch_is_a_flag_error() {
+    let bin = example_bin::build_example("udp_echo_server");
+    for api in ["futures", "poll"] {
+        // Killed (exit 124) if it starts after all.
+        let out = Command::new("timeout")
+            .arg("10")
+            .arg(&bin)
+            .args(["--addr", "127.0.0.1:0", "--api", api, "--batch", "7"])
+            .output()
+            .expect("run udp_echo_server");
+        assert_eq!(out.status.code(), Some(2), "--api {api}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--batch"), "--api {api}: {stderr}");
+        assert!(out.stdout.is_empty(), "--api {api}: it started");
+    }
+}
+
+/// A `--recv-buffer` beyond what the system allows (Linux caps it at
+/// `net.core.rmem_max`) is capped, and the server says so, once, with what
+/// each socket got. (It was capped silently; found by a review.)
+#[test]
+fn a_capped_recv_buffer_is_told_once() {
+    let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max");
+    if cap.is_ok_and(|cap| cap.trim().parse::<u64>().is_ok_and(|cap| cap >= 1 << 30)) {
+        eprintln!("net.core.rmem_max allows 1 GiB: skipped");
+        return;
+    }
+    let bin = example_bin::build_example("udp_echo_server");
+    let mut child = Command::new(&bin)
+        .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+        .args(["--recv-buffer", "1073741824"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start udp_echo_server");
+    example_bin::listening_addr(&mut child);
+    let lines = server_lines::lines_of(child.stderr.take().unwrap());
+    example_bin::sigterm(child.id());
+    let status = example_bin::wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status}");
+    let said: Vec<String> = lines.iter().collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("--recv-buffer 1073741824") && said[0].contains("capped"),
+        "{said:?}"
+    );
 }
