@@ -97,7 +97,8 @@ struct Args {
     no_task_pool: bool,
     /// How connections reach the workers: `reuseport` (a listener per
     /// worker, the kernel spreads connections) or `handoff` (worker 0
-    /// accepts and deals connections round-robin to every worker).
+    /// accepts and deals connections round-robin to every worker: with
+    /// `--workers` 2 or more, an error with one).
     #[arg(long, value_enum, default_value_t = Accept::Reuseport)]
     accept: Accept,
     /// How connections are served: `futures` (the stream's `recv` and
@@ -578,7 +579,17 @@ async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
 }
 
 fn main() -> ExitCode {
-    cli::exit_code("echo_server", run(&Args::parse()))
+    let args = Args::parse();
+    if args.accept == Accept::Handoff && args.workers < 2 {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--accept handoff needs --workers 2 or more (one worker has no one to hand off to)",
+            )
+            .exit();
+    }
+    cli::exit_code("echo_server", run(&args))
 }
 
 #[path = "common/accept_backoff.rs"]
