@@ -19,8 +19,12 @@
 //!   and checks that each one's sequence number is the next (a datagram the
 //!   kernel dropped shows as a gap: UDP has no flow control, and a sender
 //!   flat out outruns most receivers; the count of gaps is reported, not an
-//!   error). It stops `--duration` seconds after its first datagram, or
-//!   after a second without one.
+//!   error). It waits up to 60 s for its first datagram (then reports
+//!   none, exit 0), and stops `--duration` seconds after it, or after a
+//!   second without one. Its batch is fixed (64 slots, or 8 of 64 KiB with
+//!   `--offload`).
+//! * Each side takes only the flags it uses (`recv`: no `--size` or
+//!   `--batch`; `send`: no `--recv-buffer`): another is a flag error.
 //! * `loopback` runs both in one process, each on its own worker thread.
 //! * Each side prints one line: datagrams, bytes, datagrams per second, and
 //!   the process's CPU time per datagram (user and system, from
@@ -52,13 +56,17 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Mode {
-    /// Receive on `--addr` and report.
+    /// Receive on `--addr` and report: waits up to 60 s for the first
+    /// datagram, then stops `--duration` s after it, or after a second
+    /// without one.
     Recv {
         /// Address to bind.
         #[arg(long, default_value = "127.0.0.1:7002")]
         addr: SocketAddr,
         #[command(flatten)]
-        common: Common,
+        both: Both,
+        #[command(flatten)]
+        receiving: Receiving,
     },
     /// Send to `--to` and report.
     Send {
@@ -66,33 +74,79 @@ enum Mode {
         #[arg(long)]
         to: SocketAddr,
         #[command(flatten)]
-        common: Common,
+        both: Both,
+        #[command(flatten)]
+        sending: Sending,
     },
     /// Both, in this process, over 127.0.0.1.
     Loopback {
         #[command(flatten)]
-        common: Common,
+        both: Both,
+        #[command(flatten)]
+        sending: Sending,
+        #[command(flatten)]
+        receiving: Receiving,
     },
 }
 
 /// Flags both sides take.
 #[derive(ClapArgs, Debug, Clone, Copy)]
-struct Common {
-    /// Bytes per datagram (at least 8, for the sequence number).
-    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(8..=MAX_DATAGRAM as i64))]
-    size: u32,
-    /// Datagrams per `send_many`.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    batch: u32,
+struct Both {
     /// Seconds to send (the receiver: after its first datagram).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     duration: u64,
     /// Segment offload on the sender, receive offload on the receiver.
     #[arg(long)]
     offload: bool,
+}
+
+/// The sender's flags.
+#[derive(ClapArgs, Debug, Clone, Copy)]
+struct Sending {
+    /// Bytes per datagram (at least 8, for the sequence number).
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(8..=MAX_DATAGRAM as i64))]
+    size: u32,
+    /// Datagrams per `send_many`.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: u32,
+}
+
+/// The receiver's flags.
+#[derive(ClapArgs, Debug, Clone, Copy)]
+struct Receiving {
     /// The receiver's kernel buffer (`SO_RCVBUF`), in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     recv_buffer: usize,
+}
+
+/// What each side is given: every flag, those of the other side at their
+/// defaults (which it does not read).
+#[derive(Debug, Clone, Copy)]
+struct Common {
+    size: u32,
+    batch: u32,
+    duration: u64,
+    offload: bool,
+    recv_buffer: usize,
+}
+
+impl Common {
+    fn of(both: Both, sending: Option<Sending>, receiving: Option<Receiving>) -> Common {
+        let sending = sending.unwrap_or(Sending {
+            size: 1200,
+            batch: 64,
+        });
+        let receiving = receiving.unwrap_or(Receiving {
+            recv_buffer: 4 << 20,
+        });
+        Common {
+            size: sending.size,
+            batch: sending.batch,
+            duration: both.duration,
+            offload: both.offload,
+            recv_buffer: receiving.recv_buffer,
+        }
+    }
 }
 
 /// The largest UDP payload over IPv4 (IPv6's is [`MAX_DATAGRAM`]).
@@ -118,8 +172,8 @@ fn main() -> ExitCode {
 fn check(mode: &Mode) -> Result<(), String> {
     let (to, common) = match mode {
         Mode::Recv { .. } => return Ok(()),
-        Mode::Send { to, common } => (*to, common),
-        Mode::Loopback { common } => (SocketAddr::from(([127, 0, 0, 1], 1)), common),
+        Mode::Send { to, sending, .. } => (*to, sending),
+        Mode::Loopback { sending, .. } => (SocketAddr::from(([127, 0, 0, 1], 1)), sending),
     };
     if to.port() == 0 {
         return Err(format!("--to {to}: port 0 cannot be sent to"));
@@ -139,19 +193,30 @@ fn check(mode: &Mode) -> Result<(), String> {
 
 fn run(mode: Mode) -> io::Result<()> {
     match mode {
-        Mode::Recv { addr, common } => Runtime::new()?.block_on(async move {
+        Mode::Recv {
+            addr,
+            both,
+            receiving,
+        } => Runtime::new()?.block_on(async move {
+            let common = Common::of(both, None, Some(receiving));
             let socket = receiver(addr, &common)?;
             println!("receiving on {}", socket.local_addr()?);
             let report = receive(&socket, &common).await?;
             report.print("recv", cpu_time());
             Ok(())
         }),
-        Mode::Send { to, common } => Runtime::new()?.block_on(async move {
+        Mode::Send { to, both, sending } => Runtime::new()?.block_on(async move {
+            let common = Common::of(both, Some(sending), None);
             let report = send(to, &common).await?;
             report.print("send", cpu_time());
             Ok(())
         }),
-        Mode::Loopback { common } => {
+        Mode::Loopback {
+            both,
+            sending,
+            receiving,
+        } => {
+            let common = Common::of(both, Some(sending), Some(receiving));
             let runtime = Builder::new().workers(2).build()?;
             runtime.block_on(async move {
                 let socket = receiver("127.0.0.1:0".parse().unwrap(), &common)?;
