@@ -298,7 +298,7 @@ where
 ///
 /// Inside a job, [`RuntimeHandle::current`](crate::RuntimeHandle::current)
 /// is the job's runtime, and `spawn_blocking` and
-/// [`spawn_on`](crate::spawn_on) work as in a task; [`spawn`](crate::spawn)
+/// [`spawn_on`](crate::spawn_on) work as in a task; [`spawn`](fn@crate::spawn)
 /// and [`spawn_local`](crate::spawn_local), which start a task on the
 /// current worker, panic there (a job's thread is no worker).
 ///

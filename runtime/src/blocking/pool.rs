@@ -77,7 +77,7 @@ pub(crate) fn fail_thread_starts(fail: bool) {
     FAIL_THREAD_STARTS.with(|cell| cell.set(fail));
 }
 
-/// The error a thread start gets for a test ([`fail_thread_starts`]), if
+/// The error a thread start gets for a test (`fail_thread_starts`, in test builds), if
 /// one is to fail.
 fn fail_thread_start_for_tests() -> Option<std::io::Error> {
     #[cfg(all(test, not(loom)))]
