@@ -2,17 +2,24 @@
 //! (`examples/common/shutdown_signals.rs`): the first signal stops the
 //! accepting and gives open connections `--grace-ms` to finish, then says
 //! how many it closed (`examples/common/worker_listeners.rs`); a second
-//! one, during that grace period, ends the process at once.
+//! one, during that grace period and 500 ms or more after the first, ends
+//! the process at once.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "util/echo_server_process.rs"]
 mod echo_server_process;
 
-use echo_server_process::EchoServer;
+use echo_server_process::{example_bin, EchoServer};
+
+/// Longer than the time after the first signal before which a second is
+/// ignored (`SECOND_SIGNAL_AFTER`, 500 ms, in
+/// `examples/common/shutdown_signals.rs`).
+const PAST_THE_SECOND_SIGNAL_DEBOUNCE: Duration = Duration::from_millis(1000);
 
 /// A connection to `server`, served: one byte echoed.
 fn served(server: &EchoServer) -> TcpStream {
@@ -38,10 +45,11 @@ fn refuses_connections(server: &EchoServer) {
     }
 }
 
-/// The second SIGTERM (or Ctrl-C) during the grace period ends the server
-/// at once, by the signal's default action, closing the connection that
-/// held the grace period up. (It was ignored: the server stayed until the
-/// grace period ended, for good with a long enough one; found by a review.)
+/// The second SIGTERM (or Ctrl-C) during the grace period, 500 ms or more
+/// after the first, ends the server at once, by the signal's default
+/// action, closing the connection that held the grace period up. (It was
+/// ignored: the server stayed until the grace period ended, for good with
+/// a long enough one; found by a review.)
 #[test]
 fn a_second_signal_during_the_grace_period_ends_the_server_at_once() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
@@ -54,6 +62,9 @@ fn a_second_signal_during_the_grace_period_ends_the_server_at_once() {
             server.wait_exit(Duration::ZERO).is_none(),
             "signal {signal}: exited with a connection open"
         );
+        // Not a timing assertion: one sooner is ignored by design (see
+        // `one_ctrl_c_to_a_server_under_a_forwarding_wrapper_is_graceful`).
+        std::thread::sleep(PAST_THE_SECOND_SIGNAL_DEBOUNCE);
         server.signal(signal);
         let status = server
             .wait_exit(Duration::from_secs(10))
@@ -67,6 +78,61 @@ fn a_second_signal_during_the_grace_period_ends_the_server_at_once() {
         let said: Vec<String> = server.lines.try_iter().collect();
         assert!(said.is_empty(), "signal {signal}: {said:?}");
     }
+}
+
+/// One Ctrl-C to a server run under a wrapper that forwards the signals it
+/// gets (`timeout --foreground`, like `tini` or a supervisor's script)
+/// begins a graceful shutdown: the terminal sends SIGINT to the whole
+/// foreground group, so the server gets it twice, microseconds apart, and
+/// the second is not an operator's second Ctrl-C. (It ended the server at
+/// once, closing the connections the grace period was for; found by a
+/// review.)
+#[test]
+fn one_ctrl_c_to_a_server_under_a_forwarding_wrapper_is_graceful() {
+    let bin = example_bin::build_example("echo_server");
+    let mut child = Command::new("timeout")
+        .arg("--foreground")
+        .arg("120")
+        .arg(&bin)
+        .args(["--addr", "127.0.0.1:0", "--grace-ms", "600000"])
+        .process_group(0) // the "foreground group": timeout and the server
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start timeout echo_server");
+    let addr = example_bin::listening_addr(&mut child);
+    let mut held = TcpStream::connect(&addr).expect("connect");
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    held.write_all(b"x").unwrap();
+    held.read_exact(&mut [0u8; 1]).unwrap();
+
+    // One Ctrl-C: SIGINT to the process group.
+    let pgid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: kill only sends a signal, to the group this test created.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
+    // The server has begun its shutdown...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting 10 s after the Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ...and is still there, for the held connection (the grace period is
+    // 600 s): it still echoes on it.
+    let exited = example_bin::wait_exit(&mut child, Duration::from_millis(300));
+    let still_echoes = held.write_all(b"y").is_ok() && matches!(held.read(&mut [0u8; 1]), Ok(1));
+    let _ = child.kill();
+    let _ = child.wait();
+    // SAFETY: as above; ends the server if timeout is gone.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    assert!(
+        exited.is_none() && still_echoes,
+        "one Ctrl-C ended the server at once ({exited:?}); the held connection \
+         echoes: {still_echoes}"
+    );
 }
 
 /// The line on the connections the grace period's end closed counts
