@@ -15,12 +15,21 @@
 //!   `dup`, worker 0 serves the connection itself.
 //! * `--idle-timeout-ms MS`: a connection that makes no progress that long
 //!   (nothing received, and no echo taken by the peer) is closed. A peer
-//!   that reads its echoes, however slowly, makes progress: when the timer
-//!   fires with nothing received, the kernel's send queue is asked whether
-//!   it moved since the last such look (`SIOCOUTQ` on Linux, `FIONWRITE`
-//!   on FreeBSD, `SO_NWRITE` on macOS; elsewhere an echo must be taken
-//!   whole within `MS`). A peer that stops reading is closed `MS` to twice
-//!   `MS` after its last progress.
+//!   that reads its echoes makes progress as its kernel acknowledges them:
+//!   when the timer fires with nothing received, the kernel is asked
+//!   whether the peer took bytes since the last such look (on Linux the
+//!   count of bytes it acknowledged, `TCP_INFO`'s `tcpi_bytes_acked`,
+//!   which only grows; elsewhere whether the send queue's length changed:
+//!   `FIONWRITE` on FreeBSD, `SO_NWRITE` on macOS; elsewhere an echo must
+//!   be taken whole within `MS`). What the peer's application reads is not
+//!   seen: once its receive buffer is full, its kernel reopens the window
+//!   (and acknowledges more) only when the room is worth announcing, on
+//!   Linux a sixteenth or more of that buffer, which autotunes up to
+//!   megabytes: on loopback a peer reading 100 KB every 300 ms can show no
+//!   progress for over 700 ms. Pick `MS` above the longest such pause for
+//!   the slowest reader to keep. A peer that stops reading is closed `MS`
+//!   to twice `MS` after its last progress (later where its kernel still
+//!   acknowledges into its receive buffer).
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
 //!   finish, then exit 0. A second signal during the grace period ends the
 //!   process at once, as the signal's default action would (a shell sees
@@ -270,24 +279,29 @@ async fn echo_until_idle(
 }
 
 /// A connection's idle limit: its one timer, re-armed only when it fires,
-/// and what the last look at its send queue found.
+/// and what the last look at the peer's progress found.
 ///
 /// Data received is progress, and so is an echo the peer takes. The loop
 /// notes only the first (a clock read per message); the second is looked
-/// for only when the timer finds no data for `idle`: a send queue that
-/// changed since the last look means the peer took bytes (the queue holds
-/// what was sent but not yet acknowledged, and what waits to be sent; a
-/// send adds to it only where the peer made room). A pending send's own
+/// for only when the timer finds no data for `idle` ([`peer_progress`]):
+/// on Linux, bytes the peer acknowledged since the last look (a count
+/// that only grows); elsewhere a send queue that changed since the last
+/// look (the queue holds what was sent but not yet acknowledged, and what
+/// waits to be sent; a send adds to it only where the peer made room). The
+/// queue alone misses a peer that reads: its kernel reopens its window
+/// only once the room is worth announcing, and a refill can bring the
+/// queue back to the same length, so two looks an idle period apart can
+/// find the same length while the peer read hundreds of kilobytes. A pending send's own
 /// wake-up is no measure: the kernel reports room only once a third or
 /// more of the send buffer (autotuned, up to megabytes) has drained, which
 /// a peer reading steadily but slowly can take longer than `idle` to do.
 struct IdleLimit {
     timer: Sleep,
     idle: Duration,
-    /// The send queue's length at the last look.
-    queued: usize,
-    /// When a look last found the send queue changed (the start, before).
-    queue_moved: Instant,
+    /// [`peer_progress`] at the last look.
+    progress: u64,
+    /// When a look last found [`peer_progress`] changed (the start, before).
+    peer_moved: Instant,
 }
 
 impl IdleLimit {
@@ -295,8 +309,8 @@ impl IdleLimit {
         IdleLimit {
             timer: sleep(idle),
             idle,
-            queued: 0,
-            queue_moved: Instant::now(),
+            progress: 0,
+            peer_moved: Instant::now(),
         }
     }
 
@@ -304,21 +318,57 @@ impl IdleLimit {
     /// `idle`, else the timer is re-armed for the end of the new period.
     /// Called only when the timer fires, never per message.
     fn expired(&mut self, last_data: Instant, socket: RawFd) -> bool {
-        let progress = last_data.max(self.queue_moved);
+        let progress = last_data.max(self.peer_moved);
         if progress.elapsed() < self.idle {
             self.timer.reset(progress + self.idle);
             return false;
         }
-        match send_queue(socket) {
-            Some(queued) if queued != self.queued => {
+        match peer_progress(socket) {
+            Some(progress) if progress != self.progress => {
                 let now = Instant::now();
-                (self.queued, self.queue_moved) = (queued, now);
+                (self.progress, self.peer_moved) = (progress, now);
                 self.timer.reset(now + self.idle);
                 false
             }
             _ => true,
         }
     }
+}
+
+/// A number that changes when the peer takes bytes: on Linux the bytes it
+/// has acknowledged (`TCP_INFO`'s `tcpi_bytes_acked`, Linux 4.1 and
+/// later), which only grow; elsewhere, or on an older kernel,
+/// [`send_queue`]'s length.
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+fn peer_progress(socket: RawFd) -> Option<u64> {
+    // SAFETY: `tcp_info` is plain integers, for which all zeroes is valid.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` outlive the call, and `len` is `info`'s
+    // size (the kernel writes at most that); `socket` is a descriptor
+    // number, not memory.
+    let done = unsafe {
+        libc::getsockopt(
+            socket,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    let acked_end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
+    if done == 0 && len as usize >= acked_end {
+        Some(info.tcpi_bytes_acked)
+    } else {
+        send_queue(socket).map(|queued| queued as u64)
+    }
+}
+
+/// [`peer_progress`] where `TCP_INFO`'s byte counts are not at hand: the
+/// send queue's length.
+#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+fn peer_progress(socket: RawFd) -> Option<u64> {
+    send_queue(socket).map(|queued| queued as u64)
 }
 
 /// Bytes in `socket`'s send queue (sent but not yet acknowledged by the
@@ -372,7 +422,7 @@ fn send_queue(_socket: RawFd) -> Option<usize> {
 /// `op`'s output, or `None` once the connection has made no progress for
 /// its idle limit with `op` still pending (`op` is then dropped, which
 /// cancels it). `last_data`: when data last came; `socket`: the
-/// connection's, whose send queue [`IdleLimit::expired`] looks at.
+/// connection's, whose progress [`IdleLimit::expired`] looks at.
 async fn unless_idle<F: Future>(
     op: F,
     limit: &mut IdleLimit,

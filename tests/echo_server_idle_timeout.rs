@@ -7,7 +7,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[path = "util/echo_server_process.rs"]
 mod echo_server_process;
@@ -145,5 +145,80 @@ fn a_peer_that_reads_its_echoes_slowly_is_not_closed() {
         }
         let said: Vec<String> = server.lines.try_iter().collect();
         assert!(said.is_empty(), "--api {api}: {said:?}");
+    }
+}
+
+/// Sends without pause and reads `burst` bytes every `gap`, for `run`:
+/// `Err` with when the server closed the connection.
+fn burst_reader(addr: &str, burst: usize, gap: Duration, run: Duration) -> Result<(), String> {
+    let mut peer = TcpStream::connect(addr).expect("connect");
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut writer = peer.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let chunk = vec![7u8; 65536];
+        while writer.write_all(&chunk).is_ok() {}
+    });
+    let start = Instant::now();
+    let mut buf = vec![0u8; burst];
+    let mut read = 0usize;
+    let mut ended = Ok(());
+    'run: while start.elapsed() < run {
+        let mut want = burst;
+        while want > 0 {
+            match peer.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => {
+                    ended = Err(format!(
+                        "closed after {:?}, the peer having read {read} bytes",
+                        start.elapsed()
+                    ));
+                    break 'run;
+                }
+                Ok(n) => {
+                    want -= n;
+                    read += n;
+                }
+            }
+        }
+        thread::sleep(gap);
+    }
+    let _ = peer.shutdown(std::net::Shutdown::Both);
+    sender.join().expect("the sending thread");
+    ended
+}
+
+/// Peers that send without pause and read 100 KB of echoes every 300 ms
+/// are not closed by a 1.5 s idle limit: their kernels acknowledge the
+/// echoes they read (`tcpi_bytes_acked`, a count that only grows, where a
+/// refill can bring the send queue back to the same length). With a
+/// 500 ms limit they are (found by a review): the peer's kernel, its
+/// receive buffer full, reopens its window only once the room is worth
+/// announcing, and nothing on the connection moves for over 700 ms while
+/// its application reads; documented on `--idle-timeout-ms`.
+#[test]
+fn peers_reading_their_echoes_in_steady_bursts_are_not_closed() {
+    for api in ["futures", "poll", "readiness"] {
+        let server = EchoServer::start(&["--idle-timeout-ms", "1500", "--api", api], None);
+        let peers: Vec<_> = (0..8)
+            .map(|_| {
+                let addr = server.addr.clone();
+                thread::spawn(move || {
+                    burst_reader(
+                        &addr,
+                        100_000,
+                        Duration::from_millis(300),
+                        Duration::from_secs(4),
+                    )
+                })
+            })
+            .collect();
+        let closed: Vec<String> = peers
+            .into_iter()
+            .filter_map(|p| p.join().unwrap().err())
+            .collect();
+        assert!(
+            closed.is_empty(),
+            "--api {api}: {} of 8 closed: {closed:?}",
+            closed.len()
+        );
     }
 }
