@@ -25,6 +25,9 @@ fn handoff_with_one_worker_is_a_flag_error() {
         assert_eq!(out.status.code(), Some(2), "--workers {workers:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("--accept handoff"), "{stderr}");
+        // Named as in clap's own flag errors. (The usage line read
+        // `Usage: cellio [OPTIONS]`, the package's name; found by a review.)
+        assert!(stderr.contains("\nUsage: echo_server "), "{stderr}");
         assert!(out.stdout.is_empty(), "it started");
     }
 }

@@ -158,6 +158,12 @@ fn batch_without_api_batch_is_a_flag_error() {
         assert_eq!(out.status.code(), Some(2), "--api {api}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("--batch"), "--api {api}: {stderr}");
+        // Named as in clap's own flag errors. (The usage line read
+        // `Usage: cellio [OPTIONS]`, the package's name; found by a review.)
+        assert!(
+            stderr.contains("\nUsage: udp_echo_server "),
+            "--api {api}: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "--api {api}: it started");
     }
 }
