@@ -31,9 +31,15 @@
 //!   to twice `MS` after its last progress (later where its kernel still
 //!   acknowledges into its receive buffer).
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
-//!   finish, then exit 0. A second signal during the grace period ends the
-//!   process at once, as the signal's default action would (a shell sees
-//!   status 130 or 143), closing the connections still open.
+//!   finish, then exit 0. A second signal during the grace period, 500 ms
+//!   or more after the first, ends the process at once, as the signal's
+//!   default action would (a shell sees status 130 or 143), closing the
+//!   connections still open; one sooner is taken for the same one
+//!   delivered twice (a Ctrl-C reaches a forwarding wrapper such as
+//!   `timeout --foreground` and the server both). After a hand-over
+//!   (`--take-over`), the predecessor finishing its connections began its
+//!   grace period without a signal: the first signal it gets then does
+//!   nothing visible, and a second, 500 ms or more later, ends it.
 //! * `--no-task-pool`: allocate each connection's task afresh (to measure
 //!   what pooling buys).
 //! * `--api poll`: serve connections through `TcpIo` (poll methods that keep
@@ -97,7 +103,8 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     idle_timeout_ms: u64,
     /// On SIGINT/SIGTERM, how long open connections may take to finish (a
-    /// second signal ends the process at once).
+    /// second signal, 500 ms or more after the first, ends the process at
+    /// once).
     #[arg(long, default_value_t = 1000)]
     grace_ms: u64,
     /// Allocate every connection's task afresh instead of reusing finished

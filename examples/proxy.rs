@@ -30,8 +30,13 @@
 //!   closes the client's connection, with one line on stderr.
 //! * `--workers N`: thread-per-core, one `SO_REUSEPORT` listener per worker.
 //! * SIGINT/SIGTERM: stop accepting, give open connections `--grace-ms` to
-//!   finish, then exit 0. A second signal during the grace period ends the
-//!   process at once, as the signal's default action would.
+//!   finish, then exit 0. A second signal during the grace period, 500 ms
+//!   or more after the first (one sooner is taken for the same one
+//!   delivered twice, as through a forwarding wrapper), ends the process
+//!   at once, as the signal's default action would. After a hand-over
+//!   (`--take-over`), the predecessor began its grace period without a
+//!   signal: the first signal it gets does nothing visible, the second
+//!   ends it.
 //! * `--restart-socket PATH` / `--take-over PATH`: a restart that refuses
 //!   no connection, as the echo server's (`common/restart.rs`).
 //!

@@ -46,8 +46,11 @@
 //!   of CPU, the kernel dropped some (`RcvbufErrors`), and with 1 MiB none
 //!   (docs/guide.md).
 //! * SIGINT/SIGTERM: stop and exit 0 (the workers get a second to finish
-//!   the echoes they are sending; a second signal meanwhile ends the
-//!   process at once, as the signal's default action would). A bad flag or
+//!   the echoes they are sending; a second signal meanwhile, 500 ms or
+//!   more after the first, ends the process at once, as the signal's
+//!   default action would; after a hand-over to `--take-over`, begun by
+//!   no signal, the first signal does nothing visible and the second ends
+//!   it). A bad flag or
 //!   an address that cannot be bound: a one-line error and a non-zero exit.
 //! * `--restart-socket PATH` / `--take-over PATH`: a restart that loses no
 //!   datagram: the running server hands its sockets to the new one, which

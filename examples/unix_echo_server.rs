@@ -24,9 +24,11 @@
 //!   both start. On SIGINT/SIGTERM the server stops
 //!   accepting, removes its socket file (if it is still there) and only
 //!   then closes its listener, gives open connections `--grace-ms` to
-//!   finish and exits 0. A second signal during the grace period ends the
-//!   process at once, as the signal's default action would (a shell sees
-//!   status 130 or 143), closing the connections still open.
+//!   finish and exits 0. A second signal during the grace period, 500 ms
+//!   or more after the first (one sooner is taken for the same one
+//!   delivered twice, as through a forwarding wrapper), ends the process
+//!   at once, as the signal's default action would (a shell sees status
+//!   130 or 143), closing the connections still open.
 //! * Its socket file is the one it bound, told by the file's device and
 //!   inode, taken right after `bind`, and removed while the listener still
 //!   listens: until then another server finds it live and refuses to
@@ -76,7 +78,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Api::Futures)]
     api: Api,
     /// On SIGINT/SIGTERM, how long open connections may take to finish (a
-    /// second signal ends the process at once).
+    /// second signal, 500 ms or more after the first, ends the process at
+    /// once).
     #[arg(long, default_value_t = 1000)]
     grace_ms: u64,
 }
