@@ -33,14 +33,11 @@ impl Unanswerable {
         packet[2..4].copy_from_slice(&to.port().to_be_bytes());
         packet[4..6].copy_from_slice(&13u16.to_be_bytes());
         packet[8..].copy_from_slice(b"hello");
-        let address = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-            },
-            sin_zero: [0; 8],
-        };
+        // SAFETY: `sockaddr_in` is plain data, valid all zeros (so any
+        // field some systems add, such as the BSDs' `sin_len`, is 0).
+        let mut address: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        address.sin_family = libc::AF_INET as libc::sa_family_t;
+        address.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
         // SAFETY: `packet` and `address` are valid for the call, and the
         // length given is `address`'s.
         let sent = unsafe {
