@@ -200,33 +200,8 @@ fn tasks_sent_to_a_blocked_worker_are_cancelled_and_counted() {
 /// other tasks, counted as cancelled, are cancelled when it gets free.
 #[test]
 fn shutdown_timeout_does_not_wait_for_a_worker_stuck_in_a_poll() {
-    with_timeout(LIMIT, || {
-        let rt = Builder::new().workers(3).build().unwrap();
-        let handle = rt.handle();
-        let (busy_tx, busy_rx) = std::sync::mpsc::channel();
-        let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
-        let drops = Arc::new(AtomicUsize::new(0));
-        // A task on worker 1 that waits, then one that blocks the thread.
-        let waiting = spawn_stubborn(&handle, 1, &drops);
-        let blocker = handle.spawn_on(1, async move {
-            yield_now().await;
-            busy_tx.send(()).unwrap();
-            free_rx.recv().unwrap(); // until the shutdown has returned
-        });
-        let elsewhere = spawn_stubborn(&handle, 2, &drops);
-        busy_rx.recv().unwrap();
-        // Without the bound this never returns: `with_timeout` fails.
+    with_a_worker_stuck_in_a_poll(|rt| {
         assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 2);
-        assert_eq!(
-            drops.load(Ordering::SeqCst),
-            1,
-            "worker 2's task is dropped"
-        );
-        assert!(is_cancelled(&join_elsewhere(elsewhere)));
-        free_tx.send(()).unwrap();
-        assert!(is_cancelled(&join_elsewhere(waiting)));
-        assert_eq!(drops.load(Ordering::SeqCst), 2);
-        assert!(join_elsewhere(blocker).is_ok());
     });
 }
 
@@ -237,6 +212,15 @@ fn shutdown_timeout_does_not_wait_for_a_worker_stuck_in_a_poll() {
 /// it gets free.
 #[test]
 fn shutdown_background_does_not_wait_for_a_worker_stuck_in_a_poll() {
+    with_a_worker_stuck_in_a_poll(Runtime::shutdown_background);
+}
+
+/// Three workers: worker 1 with a waiting task and one that blocks its
+/// thread until `shut_down(rt)` has returned, worker 2 with a waiting task.
+/// Without the bound `shut_down` never returns (`with_timeout` fails);
+/// with it, worker 2's task is cancelled before it returns, and worker 1's
+/// waiting one once the blocker lets its thread go.
+fn with_a_worker_stuck_in_a_poll(shut_down: impl FnOnce(Runtime) + Send + 'static) {
     with_timeout(LIMIT, || {
         let rt = Builder::new().workers(3).build().unwrap();
         let handle = rt.handle();
@@ -251,8 +235,7 @@ fn shutdown_background_does_not_wait_for_a_worker_stuck_in_a_poll() {
         });
         let elsewhere = spawn_stubborn(&handle, 2, &drops);
         busy_rx.recv().unwrap();
-        // Without the bound this never returns: `with_timeout` fails.
-        rt.shutdown_background();
+        shut_down(rt);
         assert_eq!(
             drops.load(Ordering::SeqCst),
             1,

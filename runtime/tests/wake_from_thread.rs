@@ -6,10 +6,9 @@
 //! The binary's allocator counts the allocations of the thread that asks,
 //! so tests running in parallel do not disturb each other's counts.
 
+#[path = "util/thread_allocations.rs"]
+mod thread_allocations;
 mod util;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
 use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,53 +18,8 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use cellio_runtime::{spawn, yield_now, Builder, Runtime};
+use thread_allocations::thread_allocations;
 use util::{run, scaled, with_timeout, Signal, LIMIT};
-
-struct ThreadCounting;
-
-thread_local! {
-    // Const-initialised and without a destructor: touching it from inside
-    // the allocator never allocates or registers anything.
-    static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_allocation() {
-    let _ = THREAD_ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counting touches only a const thread-local `Cell`.
-unsafe impl GlobalAlloc for ThreadCounting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_allocation();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_allocation();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_allocation();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: ThreadCounting = ThreadCounting;
-
-fn thread_allocations() -> u64 {
-    THREAD_ALLOCATIONS.with(Cell::get)
-}
 
 #[test]
 fn a_future_woken_from_another_thread_completes() {
