@@ -352,20 +352,7 @@ fn a_late_short_echo_is_late_not_a_chain_of_mismatches() {
             out.push(datagram.to_vec());
             Reply::Send(out)
         });
-        let (code, v) = run_udp(
-            &addr,
-            "100",
-            "1",
-            &[
-                "--size",
-                "4",
-                "--pipeline",
-                pipeline,
-                "--loss-after",
-                "50ms",
-            ],
-        );
-        let context = format!("--pipeline {pipeline}");
+        let (code, v, context) = run_short_udp(&addr, pipeline);
         assert_counts(
             &v,
             &[("mismatches", 0), ("lost", 1), ("late", 1), ("msgs", 99)],
@@ -373,6 +360,26 @@ fn a_late_short_echo_is_late_not_a_chain_of_mismatches() {
         );
         assert_eq!(code, Some(0), "{context}: {v}");
     }
+}
+
+/// `load --udp` against `addr`: 100 datagrams of 4 bytes on one
+/// connection with `--pipeline pipeline` and `--loss-after 50ms`; its exit
+/// code, report and a context line for the assertions.
+fn run_short_udp(addr: &str, pipeline: &str) -> (Option<i32>, serde_json::Value, String) {
+    let (code, v) = run_udp(
+        addr,
+        "100",
+        "1",
+        &[
+            "--size",
+            "4",
+            "--pipeline",
+            pipeline,
+            "--loss-after",
+            "50ms",
+        ],
+    );
+    (code, v, format!("--pipeline {pipeline}"))
 }
 
 /// A short echo that is no datagram's (a corrupted one): one mismatch,
@@ -385,20 +392,7 @@ fn a_corrupted_short_echo_is_one_mismatch() {
                 echo[1] ^= 0x5a;
             }
         });
-        let (code, v) = run_udp(
-            &addr,
-            "100",
-            "1",
-            &[
-                "--size",
-                "4",
-                "--pipeline",
-                pipeline,
-                "--loss-after",
-                "50ms",
-            ],
-        );
-        let context = format!("--pipeline {pipeline}");
+        let (code, v, context) = run_short_udp(&addr, pipeline);
         assert_counts(
             &v,
             &[("mismatches", 1), ("lost", 1), ("late", 0), ("msgs", 99)],
