@@ -638,23 +638,10 @@ async fn serve(listener: TcpListener, serving: Serving, deal_to: usize) {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.accept == Accept::Handoff && args.workers < 2 {
-        use clap::CommandFactory;
-        // Named as clap names the program in its own errors: argv[0]'s
-        // file name (the command's own name is the package's, `cellio`).
-        let program = std::env::args_os()
-            .next()
-            .and_then(|arg0| {
-                let name = std::path::Path::new(&arg0).file_name()?.to_str()?;
-                Some(name.to_owned())
-            })
-            .unwrap_or_else(|| "echo_server".to_owned());
-        Args::command()
-            .bin_name(program)
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--accept handoff needs --workers 2 or more (one worker has no one to hand off to)",
-            )
-            .exit();
+        cli::flag_conflict::<Args>(
+            "echo_server",
+            "--accept handoff needs --workers 2 or more (one worker has no one to hand off to)",
+        );
     }
     cli::exit_code("echo_server", run(&args))
 }

@@ -442,23 +442,7 @@ fn tell_if_capped(socket: &UdpSocket, asked: usize) {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.batch.is_some() && args.api != Api::Batch {
-        use clap::CommandFactory;
-        // Named as clap names the program in its own errors: argv[0]'s
-        // file name (the command's own name is the package's, `cellio`).
-        let program = std::env::args_os()
-            .next()
-            .and_then(|arg0| {
-                let name = std::path::Path::new(&arg0).file_name()?.to_str()?;
-                Some(name.to_owned())
-            })
-            .unwrap_or_else(|| "udp_echo_server".to_owned());
-        Args::command()
-            .bin_name(program)
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--batch applies to --api batch only",
-            )
-            .exit();
+        cli::flag_conflict::<Args>("udp_echo_server", "--batch applies to --api batch only");
     }
     cli::exit_code("udp_echo_server", run(&args))
 }
