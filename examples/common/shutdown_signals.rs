@@ -86,10 +86,10 @@ pub fn shut_down_on_signals() -> std::io::Result<impl Future<Output = Option<()>
                 Err(_) => {} // The same request delivered twice.
             }
         };
-        // SAFETY: the action is async-signal-safe: clock_gettime, an
-        // atomic compare-exchange on a lock-free AtomicU64 (no allocation,
-        // no lock), and signal_hook's emulate_default_handler, which is
-        // made to be called from a signal handler.
+        // The action makes only async-signal-safe calls: clock_gettime,
+        // a compare-exchange on a lock-free AtomicU64 (no allocation, no
+        // lock), and signal_hook's emulate_default_handler (made for it).
+        // SAFETY: the action is async-signal-safe, as said just above.
         unsafe { signal_hook::low_level::register(signal, action) }
             .map_err(|e| context(name, e))?;
     }

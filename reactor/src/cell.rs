@@ -817,11 +817,11 @@ impl OpCell {
         // window: from then on the slot is the holder's.
         self.observe_reserved(token)?;
         if !self.waker.holds(Waker::noop()) {
-            // SAFETY: the phase is RESERVED under our token (just checked
-            // or restored), and nothing but our own release takes it out
-            // of RESERVED (a notifier takes the slot only from PARKED;
-            // `reset` is for a cell whose holders are gone), so by
-            // invariant 1 the slot is ours until that release.
+            // The phase is RESERVED under our token (just checked or
+            // restored), and nothing but our own release takes it out of
+            // RESERVED (a notifier takes the slot only from PARKED; `reset`
+            // is for a cell whose holders are gone).
+            // SAFETY: so by invariant 1 the slot is ours until that release.
             unsafe { self.waker.clear() };
         }
         self.release(token)
