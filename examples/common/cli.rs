@@ -24,7 +24,7 @@ pub fn exit_code(program: &str, result: std::io::Result<()>) -> ExitCode {
 /// Ends the process as clap ends it for a flag error (the usage, exit
 /// status 2) with `message`, for a conflict between flags that clap's
 /// attributes cannot express. The program is named as clap names it in
-/// its own errors: argv[0]'s file name (the command's own name is the
+/// its own errors: `argv[0]`'s file name (the command's own name is the
 /// package's, `cellio`); `program` if there is none.
 #[allow(dead_code)] // not every example that includes this has such flags
 pub fn flag_conflict<A: clap::CommandFactory>(program: &str, message: &str) -> ! {
