@@ -319,8 +319,16 @@ fn a_recv_cancelled_while_sending_keeps_both_directions_working() {
 
 /// Sockets of this machine in `SYN_SENT` towards 127.0.0.1:`port` (from
 /// `/proc/net/tcp`: state `02`, remote address `0100007F:PORT` in hex).
-fn syn_sent_to(port: u16) -> usize {
-    let remote = format!("0100007F:{port:04X}");
+fn syn_sent_to(addr: std::net::SocketAddr) -> usize {
+    let std::net::SocketAddr::V4(addr) = addr else {
+        panic!("an IPv4 address: {addr}");
+    };
+    // /proc/net/tcp writes the address as the 32-bit word in host order.
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(addr.ip().octets()),
+        addr.port()
+    );
     std::fs::read_to_string("/proc/net/tcp")
         .expect("/proc/net/tcp")
         .lines()
@@ -340,8 +348,11 @@ fn syn_sent_to(port: u16) -> usize {
 #[cfg_attr(miri, ignore = "no TCP under Miri")]
 fn a_pending_connect_dropped_closes_its_socket() {
     run(|| async {
+        // An address of its own in 127/8 (Linux's loopback takes them all):
+        // another test's stale connect to a port this one reused (tests run
+        // in parallel) cannot reach it and count as a SYN_SENT here.
         let listener = cellio_net::TcpListener::bind_with(
-            "127.0.0.1:0",
+            "127.13.37.1:0",
             cellio_net::ListenOptions {
                 backlog: 1,
                 ..Default::default()
@@ -359,7 +370,7 @@ fn a_pending_connect_dropped_closes_its_socket() {
         }
         assert!(queued.len() < 16, "the listener's queue never filled");
         // The timed-out std connect's socket is closed already.
-        assert_eq!(syn_sent_to(addr.port()), 0);
+        assert_eq!(syn_sent_to(addr), 0);
         {
             let mut connect = pin!(cellio_net::TcpStream::connect(addr));
             assert!(
@@ -367,14 +378,14 @@ fn a_pending_connect_dropped_closes_its_socket() {
                 "the connect completed"
             );
             assert_eq!(
-                syn_sent_to(addr.port()),
+                syn_sent_to(addr),
                 1,
                 "the pending connect is not in SYN_SENT"
             );
             // Dropped while pending.
         }
         assert_eq!(
-            syn_sent_to(addr.port()),
+            syn_sent_to(addr),
             0,
             "the abandoned connect's socket is still open"
         );
