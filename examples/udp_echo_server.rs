@@ -31,7 +31,8 @@
 //!   socket's own, which no datagram ends) do not spin: after a few in a
 //!   row each worker waits before receiving again (10 ms, doubling to 1 s,
 //!   until a receive succeeds). Each worker logs at most one line a second
-//!   of receive errors and one of reply errors, with how many it left out.
+//!   of receive errors and one of reply errors, with how many it left out
+//!   (those left out in its last second are told when it stops).
 //! * A socket given to it (passed by systemd, or taken over) with receive
 //!   offload (`UDP_GRO`) on is served through `recv_many` with slots of
 //!   `MAX_MERGED` bytes, whatever `--api` says (one line on stderr tells):
@@ -162,6 +163,19 @@ impl Lines {
             ),
         }
         self.logged_at = Some(now);
+    }
+}
+
+impl Drop for Lines {
+    /// The errors left out since the last line are told when the loop
+    /// ends, so a shutdown within a second of a flood does not hide them.
+    fn drop(&mut self) {
+        if self.unlogged > 0 {
+            eprintln!(
+                "udp_echo_server: {} more {} error(s) since the last line, not logged",
+                self.unlogged, self.what
+            );
+        }
     }
 }
 
