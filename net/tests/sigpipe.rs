@@ -6,7 +6,7 @@
 //! `block_on`'s thread, on a background worker and on a thread of the
 //! program's own; every thread but a background worker is given back as
 //! it was (`SIGPIPE` not blocked, none pending), and the blocking pool's
-//! threads unblock it.
+//! threads undo cellio's block (but keep one the program set).
 //! The test sets `SIGPIPE`'s default action for its whole process, so it
 //! has a binary of its own.
 #![cfg(target_os = "linux")]
@@ -32,6 +32,21 @@ fn restore_sigpipe_default() {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) },
         libc::SIG_ERR
     );
+}
+
+/// Blocks `SIGPIPE` on this thread, as a program that handles its
+/// signals on one thread of its own (or with a `signalfd`) does before it
+/// starts any other.
+fn block_sigpipe_here() {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `sigemptyset` initialises the set, `sigaddset` adds a valid
+    // signal to it, and `pthread_sigmask` reads it (no old mask asked for).
+    let blocked = unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut())
+    };
+    assert_eq!(blocked, 0, "pthread_sigmask");
 }
 
 /// A pipe, both ends non-blocking: (read end, write end).
@@ -187,7 +202,7 @@ fn a_child_started_from_a_worker_does_not_inherit_the_blocked_signal() {
 /// `block_on`'s thread keeps `SIGPIPE` blocked from its first splice
 /// until `block_on` returns, so a thread started from it meanwhile
 /// inherits the block, as from a worker (documented); a blocking-pool
-/// thread started then unblocks it: the program's blocking code meets
+/// thread started then undoes it: the program's blocking code meets
 /// `SIGPIPE` as it set it. (The blocking pool inherited the block; found
 /// by a review.)
 #[test]
@@ -209,6 +224,97 @@ fn threads_started_after_a_splice_and_the_blocking_pool() {
         assert_eq!(on_thread, (true, false), "a thread started in block_on");
         assert_eq!(on_pool, (false, false), "a blocking-pool thread");
         assert_eq!(blocked_and_pending_here(), (false, false), "block_on's");
+    });
+}
+
+/// Where the blocking pool's threads are started from (`block_on`'s
+/// thread before and after cellio blocked `SIGPIPE` there, a background
+/// worker), they meet `SIGPIPE` as the program set it on the thread that
+/// built the runtime: blocked if it blocked it, else not. (The pool
+/// unblocked it whatever the program had set; found by a review.)
+#[test]
+fn the_blocking_pool_keeps_a_block_the_program_set_and_only_that() {
+    restore_sigpipe_default();
+    for program_blocked in [false, true] {
+        let seen = util::with_timeout(util::LIMIT, move || {
+            if program_blocked {
+                block_sigpipe_here();
+            }
+            // A runtime for each, so that each job starts a pool thread
+            // of its own (an idle one would be reused).
+            let runtime = || Builder::new().workers(2).build().expect("runtime");
+            let from_block_on = runtime().block_on(async {
+                cellio_runtime::spawn_blocking(blocked_and_pending_here)
+                    .await
+                    .expect("the job")
+            });
+            let from_block_on_after_a_splice = runtime().block_on(async {
+                let e = splice_into_a_closed_stream().await;
+                assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+                cellio_runtime::spawn_blocking(blocked_and_pending_here)
+                    .await
+                    .expect("the job")
+            });
+            let from_a_worker = runtime().block_on(async {
+                cellio_runtime::spawn_on(1, async {
+                    cellio_runtime::spawn_blocking(blocked_and_pending_here).await
+                })
+                .await
+                .expect("the task")
+                .expect("the job")
+            });
+            [from_block_on, from_block_on_after_a_splice, from_a_worker]
+        });
+        assert_eq!(
+            seen,
+            [(program_blocked, false); 3],
+            "started from block_on, from it after a splice, from a worker; \
+             the program blocked it: {program_blocked}"
+        );
+    }
+}
+
+/// What that block is for: with `SIGPIPE`'s default action and the signal
+/// blocked by the program, a blocking job's write into a closed pipe fails
+/// with `BrokenPipe`, as on the program's own threads. Run in a process of
+/// its own (this binary again, the ignored test below): the signal would
+/// end it. (It was ended by the signal; found by a review.)
+#[test]
+fn a_blocking_jobs_write_into_a_closed_pipe_keeps_a_block_the_program_set() {
+    let status = std::process::Command::new(std::env::current_exe().expect("this binary"))
+        .args([
+            "--exact",
+            "blocking_job_writes_into_a_closed_pipe_with_sigpipe_blocked",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("CELLIO_SIGPIPE_INNER", "1")
+        .stdout(Stdio::null())
+        .status()
+        .expect("run this binary");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+#[ignore = "run in a process of its own by the test above"]
+fn blocking_job_writes_into_a_closed_pipe_with_sigpipe_blocked() {
+    if std::env::var_os("CELLIO_SIGPIPE_INNER").is_none() {
+        return;
+    }
+    restore_sigpipe_default();
+    util::with_timeout(util::LIMIT, || {
+        block_sigpipe_here();
+        let rt = Builder::new().build().expect("runtime");
+        let written = rt.block_on(async {
+            cellio_runtime::spawn_blocking(|| {
+                let (reader, mut writer) = io::pipe()?;
+                drop(reader);
+                writer.write(b"to nowhere")
+            })
+            .await
+            .expect("the job")
+        });
+        assert_eq!(written.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     });
 }
 

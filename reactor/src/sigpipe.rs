@@ -15,16 +15,18 @@
 //!   thread-local read. A raised signal stays pending there, never
 //!   delivered. A thread started from a task on such a worker inherits the
 //!   blocked signal, as any thread inherits its creator's mask; the
-//!   runtime's blocking pool unblocks it as its threads start
-//!   ([`unblock_for_thread`]): they run the program's blocking code, which
-//!   meets `SIGPIPE` as on any thread of the program.
+//!   runtime's blocking pool undoes cellio's block as its threads start
+//!   ([`Inherited`]): they run the program's blocking code, which meets
+//!   `SIGPIPE` as on any thread of the program (still blocked if the
+//!   program had blocked it where the worker was started).
 //! * On `block_on`'s thread (worker 0, the caller's), which `block_on`
 //!   marks with an [`InBlockOn`] guard, the first such call blocks it, and
 //!   it stays blocked until `block_on` returns (or unwinds), when the guard
 //!   takes a `SIGPIPE` a call raised and unblocks it: one thread-local read
 //!   per call, three syscalls per `block_on` that made one. A thread
 //!   started from a task there after that first call inherits the block,
-//!   as from a worker.
+//!   as from a worker (and the blocking pool's threads undo it the same
+//!   way).
 //! * On any other thread (a future polled by another executor), [`around`]
 //!   blocks it for the one call and unblocks it after, first taking a
 //!   `SIGPIPE` the call raised: three syscalls per call. (On worker 0 of
@@ -36,8 +38,12 @@
 //!
 //! * Only `SIGPIPE`'s bit of a thread's mask is touched, and it is
 //!   unblocked again (after [`around`] on another thread, as `block_on`
-//!   returns) only if cellio blocked it: a thread that had it blocked
-//!   keeps it, and any signal pending (its owner blocked it to see them).
+//!   returns, on a blocking-pool thread started where cellio had blocked
+//!   it) only if cellio blocked it: a thread that had it blocked keeps
+//!   it, and any signal pending (its owner blocked it to see them). So
+//!   where cellio blocks it, it notes whether it was blocked already
+//!   (`was_blocked`), and a thread started there learns it through
+//!   [`Inherited`].
 //! * A pending `SIGPIPE` is taken only where cellio blocked it, after a
 //!   call (on a thread cellio knows nothing of) or as `block_on` returns:
 //!   any call may have raised it, a splice even when it returns a count
@@ -60,8 +66,9 @@ enum Here {
     /// In `block_on`, after the first call: blocked until it returns,
     /// unblocked then unless it `was_blocked` already.
     BlockedInBlockOn { was_blocked: bool },
-    /// A background worker: blocked for the thread's life.
-    Worker,
+    /// A background worker: blocked for the thread's life; `was_blocked`
+    /// if the mask it inherited had it blocked already (the program's).
+    Worker { was_blocked: bool },
 }
 
 thread_local! {
@@ -97,18 +104,58 @@ fn change_mask(how: libc::c_int) -> bool {
 /// Blocks `SIGPIPE` on this thread for its life: for a runtime's
 /// background worker as it starts (threads it starts inherit it).
 pub fn block_for_thread() {
-    // Miri runs no signals (and has no pthread_sigmask).
-    #[cfg(not(miri))]
-    change_mask(libc::SIG_BLOCK);
-    HERE.with(|h| h.set(Here::Worker));
+    // Miri runs no signals (and has no pthread_sigmask): as if the
+    // program had blocked it, so that nothing unblocks it either.
+    let was_blocked = cfg!(miri) || change_mask(libc::SIG_BLOCK);
+    HERE.with(|h| h.set(Here::Worker { was_blocked }));
 }
 
-/// Unblocks `SIGPIPE` on this thread, whatever mask it inherited: for a
-/// runtime's helper threads that run the program's own blocking code.
-pub fn unblock_for_thread() {
-    #[cfg(not(miri))]
-    change_mask(libc::SIG_UNBLOCK);
-    HERE.with(|h| h.set(Here::Other));
+/// What a thread started from this one inherits of a `SIGPIPE` block
+/// cellio added here: taken with [`Inherited::here`] on the starting
+/// thread, and given to the new thread, whose [`Inherited::undo`] then
+/// unblocks it only if cellio (not the program) blocked it. For a
+/// runtime's helper threads that run the program's own blocking code, so
+/// that it meets `SIGPIPE` as the program set it.
+///
+/// ```
+/// use cellio_reactor::sigpipe::{blocked_and_pending_here, Inherited};
+///
+/// // A plain thread: cellio blocked nothing here, so nothing is undone.
+/// let inherited = Inherited::here();
+/// std::thread::spawn(move || {
+///     inherited.undo();
+///     assert_eq!(blocked_and_pending_here(), (false, false));
+/// })
+/// .join()
+/// .unwrap();
+/// ```
+#[derive(Clone, Copy, Debug)]
+#[must_use = "give it to the new thread, which calls `undo`"]
+pub struct Inherited {
+    /// `SIGPIPE` is blocked on the starting thread by cellio, and was not
+    /// before.
+    blocked_by_cellio: bool,
+}
+
+impl Inherited {
+    /// What cellio blocked on this thread, for a thread it is about to
+    /// start. One thread-local read.
+    pub fn here() -> Inherited {
+        let blocked_by_cellio = matches!(
+            HERE.with(Cell::get),
+            Here::Worker { was_blocked: false } | Here::BlockedInBlockOn { was_blocked: false }
+        );
+        Inherited { blocked_by_cellio }
+    }
+
+    /// On the new thread: unblocks `SIGPIPE` if it inherited cellio's
+    /// block; a block the program set stays.
+    pub fn undo(self) {
+        if self.blocked_by_cellio {
+            change_mask(libc::SIG_UNBLOCK);
+        }
+        HERE.with(|h| h.set(Here::Other));
+    }
 }
 
 /// `block_on` on this thread: a call that can raise `SIGPIPE` blocks it
@@ -137,7 +184,7 @@ impl Drop for InBlockOn {
         match HERE.with(|h| h.replace(Here::Other)) {
             Here::BlockedInBlockOn { was_blocked } => leave_block_on(was_blocked),
             // Not a state `enter` leaves: a worker stays one.
-            Here::Worker => HERE.with(|h| h.set(Here::Worker)),
+            worker @ Here::Worker { .. } => HERE.with(|h| h.set(worker)),
             Here::Other | Here::InBlockOn => {}
         }
     }
@@ -170,7 +217,7 @@ fn leave_block_on(was_blocked: bool) {
 #[inline]
 pub fn around<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     match HERE.with(Cell::get) {
-        Here::Worker | Here::BlockedInBlockOn { .. } => call(),
+        Here::Worker { .. } | Here::BlockedInBlockOn { .. } => call(),
         Here::InBlockOn => first_in_block_on(call),
         Here::Other => around_blocking(call),
     }
@@ -332,9 +379,10 @@ mod tests {
             block_for_thread();
             assert!(around(raise).is_err());
             assert_eq!(blocked_and_pending_here(), (true, true));
-            std::thread::spawn(|| {
+            let inherited = Inherited::here();
+            std::thread::spawn(move || {
                 assert_eq!(blocked_and_pending_here(), (true, false), "inherited");
-                unblock_for_thread();
+                inherited.undo();
                 assert_eq!(blocked_and_pending_here(), (false, false));
             })
             .join()
@@ -342,5 +390,50 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// A thread that had `SIGPIPE` blocked before cellio blocked it (the
+    /// program's): a thread started from it keeps the block after
+    /// [`Inherited::undo`]. (It was unblocked whatever the program had
+    /// set; found by a review.)
+    #[test]
+    fn a_block_the_program_set_stays_in_a_thread_started_from_a_worker() {
+        std::thread::spawn(|| {
+            change_mask(libc::SIG_BLOCK);
+            block_for_thread();
+            let inherited = Inherited::here();
+            std::thread::spawn(move || {
+                inherited.undo();
+                assert_eq!(blocked_and_pending_here(), (true, false));
+            })
+            .join()
+            .unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The same from `block_on`'s thread: undone only if cellio blocked it
+    /// at its first call.
+    #[test]
+    fn in_block_on_a_thread_started_inherits_only_cellios_block_undone() {
+        for program_blocked in [false, true] {
+            std::thread::spawn(move || {
+                if program_blocked {
+                    change_mask(libc::SIG_BLOCK);
+                }
+                let _guard = InBlockOn::enter();
+                assert!(around(|| Ok(())).is_ok());
+                let inherited = Inherited::here();
+                std::thread::spawn(move || {
+                    inherited.undo();
+                    assert_eq!(blocked_and_pending_here(), (program_blocked, false));
+                })
+                .join()
+                .unwrap();
+            })
+            .join()
+            .unwrap();
+        }
     }
 }

@@ -178,11 +178,23 @@ impl<J: PoolJob> BlockingPool<J> {
         let name = format!("cellio-blocking-{}", state.started);
         drop(state);
         let pool = Arc::clone(self);
+        // Whether the new thread inherits a SIGPIPE block cellio added
+        // here (on a worker, in `block_on`), which it undoes.
+        #[cfg(unix)]
+        let sigpipe = cellio_reactor::sigpipe::Inherited::here();
         let started = match fail_thread_start_for_tests() {
             Some(error) => Err(error),
             None => thread::Builder::new()
                 .name(name)
-                .spawn(move || pool.run_thread())
+                .spawn(move || {
+                    // Started from a worker (or `block_on` after a splice),
+                    // it inherited SIGPIPE blocked by cellio: unblocked, so
+                    // that the program's blocking code meets it as the
+                    // program set it (a block the program set stays).
+                    #[cfg(unix)]
+                    sigpipe.undo();
+                    pool.run_thread()
+                })
                 .map(drop),
         };
         if let Err(error) = started {
@@ -215,10 +227,6 @@ impl<J: PoolJob> BlockingPool<J> {
                 tracing::warn!(%error, "cellio: a blocking thread stays on its worker's cores");
             }
         }
-        // Started from a worker, it inherited SIGPIPE blocked; the
-        // program's blocking code meets it as on any of its threads.
-        #[cfg(unix)]
-        cellio_reactor::sigpipe::unblock_for_thread();
         self.hooks.run_start();
         let mut state = self.lock();
         loop {
