@@ -354,6 +354,29 @@ fn many_children_waited_at_once_on_both_workers() {
     .unwrap();
 }
 
+/// A `Child` belongs to the worker that spawned it (`Child`'s docs,
+/// "Which worker"): one spawned in a task on worker 1 and waited there
+/// sees its exit while the runtime's thread is out of `block_on`, as the
+/// docs advise. (One spawned in `block_on` and waited on worker 1 after it
+/// returned does not: documented after a review.)
+#[test]
+fn a_child_spawned_on_the_worker_that_waits_is_seen_out_of_block_on() {
+    let code = util::with_timeout(util::LIMIT, || {
+        let rt = Builder::new().workers(2).build().expect("runtime");
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.handle().spawn_on(1, async move {
+            let status = async {
+                let mut child = sh("sleep 0.1; exit 6").stdin(Stdio::null()).spawn()?;
+                child.wait().await
+            };
+            let _ = tx.send(status.await.map(|status| status.code()));
+        });
+        // The runtime's thread waits here, out of `block_on`.
+        rx.recv_timeout(util::LIMIT).expect("the wait completes")
+    });
+    assert_eq!(code.expect("spawn and wait"), Some(6));
+}
+
 /// The write is 1 MiB, more than a pipe holds: a child another test forks
 /// at the same moment holds a copy of the read end until it execs (the
 /// descriptor is close-on-exec, not close-on-fork), and a write that fits

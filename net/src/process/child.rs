@@ -19,6 +19,19 @@ use super::pipe::{ChildStderr, ChildStdin, ChildStdout};
 /// [`kill_on_drop`](super::Command::kill_on_drop); either way cellio reaps
 /// it once it exits (at the next `spawn`), so it does not stay a zombie.
 ///
+/// # Which worker
+///
+/// Its exit and its pipes are watched by the reactor of the worker that
+/// spawned it, as a socket's readiness is. It may be moved to and awaited
+/// on another worker, but the wake-up comes through that first worker's
+/// reactor. Worker 0's runs only inside `Runtime::block_on`: a `Child`
+/// spawned in `block_on`'s future and awaited in a task on another worker
+/// after `block_on` returned sees an exit that came before (the status is
+/// tried first), but not one that comes later, nor its pipes' data, until
+/// `block_on` runs again (unlike tokio, whose workers share one driver).
+/// Spawn it in a task on the worker that waits for it
+/// (`cellio_runtime::spawn_on`), or wait for it inside `block_on`.
+///
 /// # Examples
 ///
 /// ```no_run

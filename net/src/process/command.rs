@@ -156,7 +156,9 @@ impl Command {
     }
 
     /// Starts the process. Its exit ([`Child::wait`]) and piped streams
-    /// are watched by the current worker's reactor.
+    /// are watched by the current worker's reactor: the [`Child`] belongs
+    /// to that worker, as a socket or a `Signal` made there does (see
+    /// [`Child`], "Which worker").
     ///
     /// # Errors
     ///

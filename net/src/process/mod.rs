@@ -27,6 +27,8 @@
 //!   (One that drops running children and never starts another leaves a
 //!   zombie for each when it exits, until the program ends.)
 //! * [`Command::spawn`] outside a runtime fails before starting anything.
+//! * A [`Child`] and its pipes belong to the reactor of the worker that
+//!   spawned it, as a socket does ([`Child`], "Which worker").
 //!
 //! # Examples
 //!
