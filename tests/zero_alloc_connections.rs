@@ -1,5 +1,6 @@
 //! After a warm-up, whole connection lives — connect (to a `SocketAddr`,
-//! or to the same address as text, which is parsed, not looked up), a few echoed
+//! to the same address as text, which is parsed, not looked up, or to a
+//! slice of addresses, which is borrowed, not copied), a few echoed
 //! messages, close on the client; accept, `spawn` a task, echo, close on
 //! the server — make exactly zero heap allocations in the whole process.
 //!
@@ -35,6 +36,9 @@ const WARM_UP: usize = 200;
 const MEASURED: usize = 500;
 const MESSAGES: usize = 4;
 const MESSAGE: usize = 64;
+/// An address nothing listens on (port 1 of loopback): a connect to it is
+/// refused at once.
+const REFUSED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
 
 /// Connections served to the end, per worker.
 static SERVED: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
@@ -90,13 +94,15 @@ fn fill(buf: &mut [u8; MESSAGE], life: usize, message: usize) {
     }
 }
 
-/// One whole connection life, client side: every other one connects to
-/// `addr` given as text (`"127.0.0.1:port"`: parsed, never looked up).
+/// One whole connection life, client side: one in three connects to
+/// `addr`, one to `addr` given as text (`"127.0.0.1:port"`: parsed, never
+/// looked up), and one to a slice of addresses whose first refuses (the
+/// slice was copied into a `Vec` at each connect; found by a review).
 async fn life(addr: SocketAddr, text: &str, n: usize) {
-    let stream = if n % 2 == 0 {
-        TcpStream::connect(addr).await
-    } else {
-        TcpStream::connect(text).await
+    let stream = match n % 3 {
+        0 => TcpStream::connect(addr).await,
+        1 => TcpStream::connect(text).await,
+        _ => TcpStream::connect(&[REFUSED, addr][..]).await,
     }
     .expect("connect");
     let mut out = [0u8; MESSAGE];

@@ -5,10 +5,12 @@
 //! worker, every task would wait with it. So host names resolve on the
 //! process's lookup threads, and the future waits for the answer as for
 //! any other event; addresses given as such (a `SocketAddr`, an IP and a
-//! port, `"127.0.0.1:80"`) are used at once, with no thread and no
-//! allocation. tokio resolves on its blocking pool for the same reason;
-//! this crate has no runtime pool (it needs only a reactor), so it keeps
-//! a small one of its own.
+//! port, `"127.0.0.1:80"`, a slice of `SocketAddr`s, which `connect`
+//! borrows while it tries them) are used at once, with no thread and no
+//! allocation (`lookup_host` copies a slice into the iterator it returns).
+//! tokio resolves on its blocking pool for the same reason; this crate has
+//! no runtime pool (it needs only a reactor), so it keeps a small one of
+//! its own.
 //!
 //! # Invariants
 //!
@@ -80,47 +82,67 @@ mod sealed {
 
     /// The addresses, or what to look up.
     pub trait Sealed {
-        fn target(&self) -> Target;
+        fn target(&self) -> Target<'_>;
     }
 }
 
 /// Addresses given as such, or a name to resolve.
 #[derive(Debug)]
-pub enum Target {
-    /// Addresses known without a lookup.
-    Ready(Addresses),
+pub enum Target<'a> {
+    /// Addresses known without a lookup (a slice of them borrowed).
+    Ready(Addresses<'a>),
     /// `"host:port"` to resolve.
     Name(String),
     /// `(host, port)` to resolve.
     HostPort(String, u16),
 }
 
-/// The addresses a target stands for, in order.
+/// The addresses a target stands for, in order. A slice of addresses is
+/// borrowed, not copied: `connect` holds its argument for as long as it
+/// tries them, so no address it is given costs an allocation.
 #[derive(Debug)]
-pub struct Addresses(AddressesInner);
+pub struct Addresses<'a>(AddressesInner<'a>);
 
 #[derive(Debug)]
-enum AddressesInner {
+enum AddressesInner<'a> {
     One(Option<SocketAddr>),
+    Borrowed(std::slice::Iter<'a, SocketAddr>),
     Many(std::vec::IntoIter<SocketAddr>),
 }
 
-impl Addresses {
+impl<'a> Addresses<'a> {
     fn one(address: SocketAddr) -> Self {
         Self(AddressesInner::One(Some(address)))
+    }
+
+    fn borrowed(addresses: &'a [SocketAddr]) -> Self {
+        Self(AddressesInner::Borrowed(addresses.iter()))
     }
 
     fn many(addresses: Vec<SocketAddr>) -> Self {
         Self(AddressesInner::Many(addresses.into_iter()))
     }
+
+    /// The same addresses, owned (a borrowed slice is copied), to outlive
+    /// what they were borrowed from.
+    fn into_owned(self) -> Addresses<'static> {
+        Addresses(match self.0 {
+            AddressesInner::One(address) => AddressesInner::One(address),
+            AddressesInner::Borrowed(addresses) => {
+                AddressesInner::Many(addresses.as_slice().to_vec().into_iter())
+            }
+            AddressesInner::Many(addresses) => AddressesInner::Many(addresses),
+        })
+    }
 }
 
-impl Iterator for Addresses {
+impl Iterator for Addresses<'_> {
     type Item = SocketAddr;
 
     fn next(&mut self) -> Option<SocketAddr> {
         match &mut self.0 {
             AddressesInner::One(address) => address.take(),
+            AddressesInner::Borrowed(addresses) => addresses.next().copied(),
             AddressesInner::Many(addresses) => addresses.next(),
         }
     }
@@ -130,7 +152,7 @@ macro_rules! one_address {
     ($($type:ty),* $(,)?) => {$(
         impl ToSocketAddrs for $type {}
         impl sealed::Sealed for $type {
-            fn target(&self) -> Target {
+            fn target(&self) -> Target<'_> {
                 Target::Ready(Addresses::one(SocketAddr::from(*self)))
             }
         }
@@ -148,14 +170,14 @@ one_address!(
 
 impl ToSocketAddrs for [SocketAddr] {}
 impl sealed::Sealed for [SocketAddr] {
-    fn target(&self) -> Target {
-        Target::Ready(Addresses::many(self.to_vec()))
+    fn target(&self) -> Target<'_> {
+        Target::Ready(Addresses::borrowed(self))
     }
 }
 
 impl ToSocketAddrs for str {}
 impl sealed::Sealed for str {
-    fn target(&self) -> Target {
+    fn target(&self) -> Target<'_> {
         match self.parse::<SocketAddr>() {
             Ok(address) => Target::Ready(Addresses::one(address)),
             Err(_) => Target::Name(self.to_owned()),
@@ -165,39 +187,44 @@ impl sealed::Sealed for str {
 
 impl ToSocketAddrs for String {}
 impl sealed::Sealed for String {
-    fn target(&self) -> Target {
+    fn target(&self) -> Target<'_> {
         self.as_str().target()
+    }
+}
+
+/// `(host, port)`: an IP used as it is, else a name to resolve.
+fn host_port(host: &str, port: u16) -> Target<'static> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Target::Ready(Addresses::one(SocketAddr::new(ip, port))),
+        Err(_) => Target::HostPort(host.to_owned(), port),
     }
 }
 
 impl ToSocketAddrs for (&str, u16) {}
 impl sealed::Sealed for (&str, u16) {
-    fn target(&self) -> Target {
-        let (host, port) = *self;
-        match host.parse::<IpAddr>() {
-            Ok(ip) => Target::Ready(Addresses::one(SocketAddr::new(ip, port))),
-            Err(_) => Target::HostPort(host.to_owned(), port),
-        }
+    fn target(&self) -> Target<'_> {
+        host_port(self.0, self.1)
     }
 }
 
 impl ToSocketAddrs for (String, u16) {}
 impl sealed::Sealed for (String, u16) {
-    fn target(&self) -> Target {
-        (self.0.as_str(), self.1).target()
+    fn target(&self) -> Target<'_> {
+        host_port(&self.0, self.1)
     }
 }
 
 impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {}
 impl<T: ToSocketAddrs + ?Sized> sealed::Sealed for &T {
-    fn target(&self) -> Target {
+    fn target(&self) -> Target<'_> {
         (**self).target()
     }
 }
 
 /// The addresses `addr` stands for: at once if it names them, else
 /// resolved on a thread of its own while the caller's task waits.
-pub(crate) async fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<Addresses> {
+/// A slice of addresses is borrowed from `addr`, not copied.
+pub(crate) async fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<Addresses<'_>> {
     match sealed::Sealed::target(addr) {
         Target::Ready(addresses) => Ok(addresses),
         Target::Name(name) => {
@@ -228,13 +255,13 @@ pub(crate) async fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<A
 pub async fn lookup_host<A: ToSocketAddrs>(
     host: A,
 ) -> io::Result<impl Iterator<Item = SocketAddr>> {
-    resolve(&host).await
+    Ok(resolve(&host).await?.into_owned())
 }
 
 /// The answer a lookup thread leaves, and the task waiting for it.
 #[derive(Default)]
 struct Answer {
-    addresses: Option<io::Result<Addresses>>,
+    addresses: Option<io::Result<Addresses<'static>>>,
     waiter: Option<Waker>,
 }
 
@@ -356,13 +383,13 @@ struct Answerer {
 }
 
 impl Answerer {
-    fn answer(mut self, addresses: io::Result<Addresses>) {
+    fn answer(mut self, addresses: io::Result<Addresses<'static>>) {
         if let Some(answer) = self.answer.take() {
             Self::give(&answer, addresses);
         }
     }
 
-    fn give(answer: &Mutex<Answer>, addresses: io::Result<Addresses>) {
+    fn give(answer: &Mutex<Answer>, addresses: io::Result<Addresses<'static>>) {
         let waiter = {
             let mut answer = answer.lock().unwrap_or_else(PoisonError::into_inner);
             answer.addresses = Some(addresses);
@@ -414,7 +441,7 @@ where
 /// unread. On a thread with a reactor (a runtime's worker), the lookup is
 /// that reactor's [`OutsideWork`] until it has answered: a paused clock
 /// does not jump past a timeout meanwhile.
-async fn look_up<I, Q>(query: Q) -> io::Result<Addresses>
+async fn look_up<I, Q>(query: Q) -> io::Result<Addresses<'static>>
 where
     I: Iterator<Item = SocketAddr>,
     Q: FnOnce() -> io::Result<I> + Send + 'static,
