@@ -72,12 +72,14 @@ pub use cellio_runtime::{
 /// [`Runtime::block_on`]; what the body returns, `main` returns, so
 /// `async fn main() -> std::io::Result<()>` works with `?` as usual.
 /// Building the runtime fails only if the system refuses its threads or
-/// its `epoll` instance; `main` then panics with the error.
+/// its `epoll` instance, or if `workers` is an expression worth more than
+/// [`MAX_WORKERS`](runtime::MAX_WORKERS); `main` then panics with the error.
 ///
 /// Arguments:
 ///
-/// * `workers = N`: `N` workers (a positive integer, or any `usize`
-///   expression such as a constant). `workers = 1` is tokio's
+/// * `workers = N`: `N` workers (an integer from 1 to
+///   [`MAX_WORKERS`](runtime::MAX_WORKERS), 4096, or any `usize` expression
+///   such as a constant). `workers = 1` is tokio's
 ///   `current_thread`: everything on the calling thread; `workers = N` is
 ///   its `multi_thread` with `worker_threads = N`. tokio's `flavor` and
 ///   `worker_threads` are refused with an error that names the `workers`
@@ -113,6 +115,11 @@ pub use cellio_runtime::{
 ///
 /// ```compile_fail
 /// #[cellio::main(workers = 0)] // a runtime needs a worker
+/// async fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[cellio::main(workers = 5000)] // more than `MAX_WORKERS`, 4096
 /// async fn main() {}
 /// ```
 ///

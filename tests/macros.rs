@@ -21,6 +21,15 @@ async fn workers_can_be_asked_for() {
     assert_eq!(there.await.unwrap(), Some(2));
 }
 
+/// The macros refuse a literal `workers` above 4096 at compile time
+/// (cellio-macros cannot name the runtime's constant, so it keeps its own):
+/// that must be the runtime's limit, or they would refuse a count that
+/// works, or let through one that panics at start.
+#[test]
+fn the_macros_worker_limit_is_the_runtimes() {
+    assert_eq!(cellio::runtime::MAX_WORKERS, 4096);
+}
+
 #[cellio::test]
 async fn a_test_may_return_a_result() -> io::Result<()> {
     let listener = cellio::TcpListener::bind("127.0.0.1:0")?;

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Arguments: `workers = N` (default: one per core for `main`, 1 for
-//! `test`), `start_paused = true` (the clock starts paused; one worker),
+//! `test`; a literal `N` from 1 to `MAX_WORKERS`, 4096, else an error),
+//! `start_paused = true` (the clock starts paused; one worker),
 //! and `crate = "path"` for a `cellio` dependency renamed or reached
 //! through another crate. tokio's `flavor` and `worker_threads` are
 //! refused with an error that names the `workers` to write instead.
@@ -149,9 +150,14 @@ fn parse_options(args: proc_macro2::TokenStream, kind: Kind) -> syn::Result<Opti
     Ok(options)
 }
 
-/// A literal `workers` must be a positive integer that fits a `usize`
+/// `cellio_runtime::MAX_WORKERS`: the most workers a runtime may have
+/// (this crate cannot name the runtime's constant; tests/macros.rs checks
+/// that the two are equal).
+const MAX_WORKERS: usize = 4096;
+
+/// A literal `workers` must be a positive integer up to [`MAX_WORKERS`]
 /// (other expressions, such as a `const`, are left to the compiler and to
-/// `Builder::workers`).
+/// `Builder::build`).
 fn check_workers(value: &Expr) -> syn::Result<()> {
     const POSITIVE: &str = "`workers` takes a positive integer, the number of worker threads: \
                             workers = 4";
@@ -163,6 +169,15 @@ fn check_workers(value: &Expr) -> syn::Result<()> {
                 n.span(),
                 "a runtime needs at least one worker",
             )),
+            Ok(workers) if workers > MAX_WORKERS && matches!(n.suffix(), "" | "usize") => {
+                Err(syn::Error::new(
+                    n.span(),
+                    format!(
+                        "{workers} workers is above the maximum, {MAX_WORKERS} \
+                         (`cellio::runtime::MAX_WORKERS`)"
+                    ),
+                ))
+            }
             Ok(_) if matches!(n.suffix(), "" | "usize") => Ok(()),
             // Negative (`-1`), too large, or with another type's suffix.
             _ => Err(syn::Error::new(n.span(), POSITIVE)),
@@ -291,7 +306,7 @@ fn expand(args: TokenStream, item: TokenStream, kind: Kind) -> syn::Result<Token
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_options, Kind, ARGUMENTS};
+    use super::{parse_options, Kind, ARGUMENTS, MAX_WORKERS};
     use quote::quote;
 
     /// The error `parse_options` gives for `args`.
@@ -320,6 +335,26 @@ mod tests {
             error(quote!(workers = 0), Kind::Test),
             "a runtime needs at least one worker"
         );
+    }
+
+    /// A literal above `MAX_WORKERS` is a compile error that names the
+    /// limit (it compiled, and `main` panicked at start with `build`'s
+    /// error; found by a review); `MAX_WORKERS` itself is accepted.
+    #[test]
+    fn a_literal_worker_count_above_max_workers_names_the_limit() {
+        for (args, kind, n) in [
+            (quote!(workers = 4097), Kind::Main, 4097),
+            (quote!(workers = 5000), Kind::Test, 5000),
+            (quote!(workers = 5000usize), Kind::Main, 5000),
+        ] {
+            assert_eq!(
+                error(args.clone(), kind),
+                format!("{n} workers is above the maximum, 4096 (`cellio::runtime::MAX_WORKERS`)"),
+                "{args}"
+            );
+        }
+        assert_eq!(MAX_WORKERS, 4096);
+        assert!(parse_options(quote!(workers = 4096), Kind::Main).is_ok());
     }
 
     #[test]
