@@ -85,7 +85,7 @@ struct Args {
     #[arg(long, default_value_t = 5000)]
     connect_timeout_ms: u64,
     /// On SIGINT/SIGTERM, how long open connections get to finish (a second
-    /// signal ends the process at once).
+    /// signal, 500 ms or more after the first, ends the process at once).
     #[arg(long, default_value_t = 5000)]
     grace_ms: u64,
     /// Move bytes with splice(2) through a pipe per direction (Linux).

@@ -288,6 +288,32 @@ fn an_upstream_that_is_the_proxy_itself_is_a_clear_error() {
     }
 }
 
+/// `--help` says of `--grace-ms` that a second signal ends the process
+/// only 500 ms or more after the first, as the handler does. (It said a
+/// second signal ended it at once; found by a review.)
+#[test]
+fn grace_ms_help_says_when_a_second_signal_counts() {
+    let output = Command::new(example_bin::build_example("proxy"))
+        .arg("--help")
+        .output()
+        .expect("run proxy --help");
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8_lossy(&output.stdout);
+    // The flag's line, and its description up to the next flag's line.
+    let grace = help
+        .lines()
+        .skip_while(|line| !line.trim_start().starts_with("--grace-ms"))
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with('-'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let grace = grace.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        grace.contains("a second signal, 500 ms or more after the first, ends the process"),
+        "{grace}"
+    );
+}
+
 #[test]
 fn sigterm_ends_it_cleanly() {
     let echo = EchoServer::start(&[], None);

@@ -96,7 +96,7 @@ struct Args {
     #[arg(long, default_value_t = NonZeroU16::MIN)]
     workers: NonZeroU16,
     /// On SIGINT/SIGTERM, how long open connections get to finish (a second
-    /// signal ends the process at once).
+    /// signal, 500 ms or more after the first, ends the process at once).
     #[arg(long, default_value_t = 5000)]
     grace_ms: u64,
     /// How long a client may take to send a request's headers, or to open
