@@ -5,11 +5,11 @@
 //! streams), [`local_channel`] (messages
 //! between tasks of one worker), [`task_local!`] values, and [`yield_now`].
 //!
-//! A runtime is one worker thread's executor plus the reactor that drives
-//! its sockets. Tasks are polled only by the worker loop, never inline in a
-//! wake; wakers are plain integers naming `(worker, slot, generation)`, so
-//! cloning one costs nothing and a stale one cannot reach a task that reused
-//! its slot.
+//! A runtime is a set of workers (one per core by default), each a thread
+//! with its own executor and the reactor that drives its sockets. Tasks
+//! are polled only by their worker's loop, never inline in a wake; wakers
+//! are plain integers naming `(worker, slot, generation)`, so cloning one
+//! costs nothing and a stale one cannot reach a task that reused its slot.
 //!
 //! # Example
 //!
