@@ -1,5 +1,7 @@
 //! The load client's clock: a message's times as nanoseconds since the
-//! run's epoch, in a plain `u64` ([`Stamp`]), read once per message.
+//! run's epoch, in a plain `u64` ([`Stamp`]), read once per message (a
+//! closed loop reads it once more every 64 messages, after its yield to
+//! the worker's other tasks: `conn::yield_then_now`).
 //!
 //! Two sources:
 //! - **the time-stamp counter** (x86-64 Linux, when the kernel itself keeps

@@ -36,6 +36,18 @@ use crate::watch::{Stop, Watch};
 
 /// A task yields to the others after this many messages in a row.
 pub const BUDGET: u32 = 64;
+
+/// A closed loop's yield to the worker's other tasks, after [`BUDGET`]
+/// messages in a row: returns the clock's reading after it. The loop's
+/// next message is sent only then, so it is timed from this reading, not
+/// from the arrival of the echo before the yield (which would count the
+/// other tasks' turn, client time with nothing on the wire, in its
+/// latency). One more clock read per `BUDGET` messages; every other send is
+/// still timed by the echo's arrival before it.
+pub async fn yield_then_now(clock: &Clock) -> Stamp {
+    yield_now().await;
+    clock.now()
+}
 /// Smallest receive buffer of a pipelined connection.
 const MIN_RX: usize = 16 * 1024;
 
@@ -289,7 +301,8 @@ pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch
     let mut rx = vec![0u8; size + MIN_RX];
     let clock = tl.clock;
     let mut schedule = Schedule::new();
-    // One clock read per message: the echo's arrival is the next send.
+    // One clock read per message: the echo's arrival is the next send
+    // (read again after a yield, see `yield_then_now`).
     let mut now = clock.now();
     let mut seq = 0u64;
     let mut run = 0u32;
@@ -349,7 +362,7 @@ pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch
         run += 1;
         if run == BUDGET {
             run = 0;
-            yield_now().await;
+            now = yield_then_now(&clock).await;
         }
     };
     let sent = seq + u64::from(in_flight.is_some());
@@ -716,6 +729,37 @@ mod tests {
             stride: 10,
             spin: false,
         }
+    }
+
+    /// The stamp a closed loop sends its next message with after its
+    /// yield is read after the other tasks' turn, not before it.
+    #[test]
+    fn the_send_after_a_yield_is_timed_from_after_the_yield() {
+        use cellio::{spawn_local, Runtime};
+
+        let rt = Runtime::new().unwrap();
+        rt.block_on(async {
+            let clock = Clock::on_instant();
+            let before = clock.now();
+            // Another ready task: it runs during the yield and holds the
+            // worker until the clock has moved on.
+            let other = spawn_local(async move {
+                let start = clock.now();
+                while clock.now() <= start {
+                    std::hint::spin_loop();
+                }
+                clock.now()
+            });
+            let after = yield_then_now(&clock).await;
+            let other_ended = other.await.unwrap();
+            assert!(
+                before < other_ended && other_ended <= after,
+                "the send is stamped {} ns after the last echo, but the other \
+                 task ran until {} ns after it",
+                after.nanos_since(before),
+                other_ended.nanos_since(before)
+            );
+        });
     }
 
     #[test]

@@ -35,12 +35,15 @@
 //!   window by window. In the JSON, `addr` is then the addresses joined by
 //!   commas, and `targets` has one object per address (in `--addr` order,
 //!   with its `addr`, `connections` and the totals' figures and windows).
-//! * Each message reads the clock once (its echo's arrival is also the next
-//!   send's time): the CPU's time-stamp counter where the kernel keeps time
-//!   with it, `Instant` otherwise and for `--rate` (`clock` in the JSON says
-//!   which; see `clock.rs`). Completed messages are recorded in batches of
-//!   256, so a message touches one line of the batch rather than the
-//!   histograms'.
+//! * Each message reads the clock once: the CPU's time-stamp counter where
+//!   the kernel keeps time with it, `Instant` otherwise and for `--rate`
+//!   (`clock` in the JSON says which; see `clock.rs`). In a closed loop the
+//!   echo's arrival is also the next send's time, except after the
+//!   connection's yield to the worker's other tasks (every 64 messages):
+//!   the next message is sent after the yield and timed from a reading
+//!   then, so the other tasks' turn is not in its latency. Completed
+//!   messages are recorded in batches of 256, so a message touches one
+//!   line of the batch rather than the histograms'.
 //!
 //! * `--udp`: each connection is a UDP socket connected to its address and
 //!   a message is one datagram; a connection starts with a probe datagram

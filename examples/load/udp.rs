@@ -56,8 +56,8 @@ use cellio::runtime::timeout;
 use cellio::{UdpIo, UdpSocket};
 
 use crate::conn::{
-    count_unfinished, join, report_mismatch, send_window, Conn, Flight, Schedule, SendMessage,
-    BUDGET,
+    count_unfinished, join, report_mismatch, send_window, yield_then_now, Conn, Flight, Schedule,
+    SendMessage, BUDGET,
 };
 use crate::pattern::{fill, seq_of};
 use crate::stats::Stats;
@@ -432,7 +432,7 @@ pub async fn closed(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Watch)
         run += 1;
         if run == BUDGET {
             run = 0;
-            cellio::yield_now().await;
+            now = yield_then_now(&clock).await;
         }
     };
     let sent = seq + u64::from(in_flight.is_some());
