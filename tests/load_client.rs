@@ -476,6 +476,106 @@ fn corrupted_echoes_are_mismatches_when_pipelined() {
     assert_eq!(v["mismatches"], 50);
 }
 
+/// A server that echoes every read twice, the copy 5 ms later, so that it
+/// arrives after the client has read the first echo in full.
+fn echoing_twice_server() -> String {
+    serve_each(|mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// An echo server that, once it has read the end of the stream, sends
+/// `tail` and then either closes the connection or (`hold`) keeps it open
+/// for 30 s.
+fn echo_then_at_the_end(tail: &'static [u8], hold: bool) -> String {
+    serve_each(move |mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+        if stream.write_all(tail).is_ok() && hold {
+            thread::sleep(Duration::from_secs(30));
+        }
+    })
+}
+
+/// Bytes the server sends after a connection's last echo are more than it
+/// was sent: a mismatch, as before a later message's echo. A duplicated
+/// echo in a `--requests` run where each connection sends one message,
+/// and trailing bytes after the last echo of a duration run (each
+/// connection shuts down its sending side at its end and reads until the
+/// server closes).
+#[test]
+fn bytes_after_the_last_echo_are_mismatches() {
+    let twice = echoing_twice_server();
+    let trailing = echo_then_at_the_end(b"bye", false);
+    for pipeline in ["1", "4"] {
+        let runs = [
+            (&twice, &["--requests", "3"][..]),
+            (&trailing, &["--warmup", "0.1", "--duration", "0.3"][..]),
+        ];
+        for (addr, extra) in runs {
+            let mut args = vec!["--addr", addr, "--json", "--connections", "3"];
+            args.extend(["--pipeline", pipeline]);
+            args.extend(extra);
+            let out = run_load(&args);
+            let v = json(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            // One per connection.
+            assert_eq!(count(&v, "mismatches"), 3, "{args:?}");
+            assert_eq!(count(&v, "errors"), 0, "{args:?}");
+            assert!(count(&v, "msgs") > 0, "{args:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("after the echo of its last message"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}
+
+/// A server that keeps the connection open after the client's end of
+/// stream: the client waits for more bytes up to `--timeout`, not for the
+/// server, and that is not an error.
+#[test]
+fn a_server_that_stays_open_after_the_last_echo_does_not_fail_the_run() {
+    let addr = echo_then_at_the_end(b"", true);
+    for pipeline in ["1", "4"] {
+        let start = Instant::now();
+        let out = run_load(&[
+            "--addr",
+            &addr,
+            "--json",
+            "--requests",
+            "20",
+            "--connections",
+            "2",
+            "--pipeline",
+            pipeline,
+            "--timeout",
+            "500ms",
+        ]);
+        let v = json(&out);
+        assert_eq!(out.status.code(), Some(0), "pipeline {pipeline}");
+        assert_eq!(count(&v, "msgs"), 20);
+        assert_eq!(count(&v, "mismatches"), 0);
+        assert_eq!(count(&v, "errors"), 0);
+        // Not the server's 30 s.
+        assert!(start.elapsed() < Duration::from_secs(20));
+    }
+}
+
 /// `--addr` twice: connections alternate between the servers, and each one
 /// is reported on its own beside the totals, mismatches included.
 #[test]

@@ -96,7 +96,11 @@ pub struct Args {
     /// part of the echo, so a large or trickling echo that keeps coming
     /// back is never timed out however long it takes in all. Also bounds
     /// each connect (with `--udp`: the probe's echo; a datagram's wait is
-    /// `--loss-after`).
+    /// `--loss-after`), and the wait at a TCP or Unix connection's end:
+    /// once its echoes are in, it shuts down its sending side and reads
+    /// until the server closes its own. Any byte that comes then is a
+    /// mismatch; a server still open after this long is taken to have
+    /// sent nothing more (not an error, but the run ends that much later).
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 

@@ -13,12 +13,19 @@
 //! than those deadlocked both until `--timeout` (16 MiB over TCP, 512 KiB
 //! over a Unix socket on the test VM).
 //!
+//! When a connection ends with every echo in, it shuts down its sending
+//! side and reads until the server closes its own ([`expect_close`]): a
+//! byte that comes then (a duplicated last echo, trailing bytes) is one
+//! more than the server was sent, a mismatch, as it is before a later
+//! message's echo.
+//!
 //! All reuse their buffers: after a connection's task has started, sending,
 //! receiving, checking and recording a message allocates nothing.
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::net::Shutdown;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -285,12 +292,60 @@ fn overrun(stats: &Stats, id: u64, seq: u64, extra: usize) {
     ));
 }
 
+/// The end of a stream connection whose every echo is in (`sent`
+/// messages): shuts down its sending side and reads until the server
+/// closes its own, as an echo server does once it has read the end of the
+/// stream. A byte that comes first is more than the server was sent (a
+/// duplicated last echo, trailing bytes): a mismatch, reported; a receive
+/// error is an error, as anywhere. The wait is the watch's, `--timeout`
+/// from the shutdown: a server that keeps the connection open that long
+/// is taken to have sent nothing more (not an error), so the run's end
+/// waits for it once, up to `--timeout` and an eighth. Otherwise it costs
+/// a round trip per connection, after the last echo (outside what is
+/// measured).
+pub async fn expect_close(
+    stream: &impl RecvBytes,
+    c: &Conn,
+    stats: &Stats,
+    watch: &Watch,
+    rx: &mut [u8],
+    sent: u64,
+) {
+    // A shutdown that fails (a connection the server has reset) leaves the
+    // receive to say what is left.
+    let _ = stream.shutdown_write();
+    watch.arm(c.timeline.clock.now());
+    let got = watch.guard(stream.recv_bytes(rx)).await;
+    watch.disarm();
+    match got {
+        Ok(Ok(0)) | Err(Stop::Timeout | Stop::End) => {}
+        Ok(Ok(n)) => {
+            stats.complete(false, true, Stamp::default(), Stamp::default());
+            stats.report(format_args!(
+                "connection {}: after the echo of its last message ({sent} sent) the server \
+                 sent {n} more bytes than it was sent",
+                c.id
+            ));
+        }
+        Ok(Err(e)) => stats.error(
+            c.id,
+            format_args!("receive after the last echo ({sent} messages): {e}"),
+        ),
+    }
+}
+
 /// Closed loop (or paced with one message in flight): send a message, wait
 /// for its whole echo, check it, record it, repeat. Through a [`StreamIo`]
 /// (`TcpIo` for TCP): the
 /// connection keeps its receive and send cells reserved for its whole life
-/// instead of taking and returning them at every operation.
-pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch: &Watch) {
+/// instead of taking and returning them at every operation. Its end:
+/// [`expect_close`].
+pub async fn closed<S: StreamSocket + RecvBytes>(
+    stream: S,
+    c: Conn,
+    stats: Rc<Stats>,
+    watch: &Watch,
+) {
     let mut io = StreamIo::new(stream);
     let size = c.size;
     let tl = c.timeline;
@@ -306,18 +361,18 @@ pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch
     let mut now = clock.now();
     let mut seq = 0u64;
     let mut run = 0u32;
-    // The message in flight when the run's end stopped the loop: when it
-    // was due.
-    let in_flight = 'run: loop {
+    // The message in flight when the run's end stopped the loop (when it
+    // was due), and whether every message sent was echoed in full.
+    let (in_flight, echoed_all) = 'run: loop {
         let Some((intended, since, recorded)) = schedule.next(&c, seq, now, &stats).await else {
-            break None;
+            break (None, true);
         };
         fill(&mut msg, c.id, seq);
         watch.arm(since);
         match watch.guard(io.send_all(&msg)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return stats.error(c.id, format_args!("send: {e}")),
-            Err(Stop::End) => break Some(intended),
+            Err(Stop::End) => break (Some(intended), false),
             Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
         }
         let mut got = 0;
@@ -338,7 +393,7 @@ pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch
                     }
                 }
                 Ok(Err(e)) => return stats.error(c.id, format_args!("receive: {e}")),
-                Err(Stop::End) => break 'run Some(intended),
+                Err(Stop::End) => break 'run (Some(intended), false),
                 Err(Stop::Timeout) => return stats.timeout(c.id, seq, c.timeout),
             }
         }
@@ -355,7 +410,7 @@ pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch
             // Echoed after the end (the watch drains): checked, not
             // recorded; `unfinished` below.
             stats.complete(false, bad, intended, now);
-            break Some(intended);
+            break (Some(intended), true);
         }
         stats.complete(recorded, bad, intended, now);
         seq += 1;
@@ -367,6 +422,10 @@ pub async fn closed<S: StreamSocket>(stream: S, c: Conn, stats: Rc<Stats>, watch
     };
     let sent = seq + u64::from(in_flight.is_some());
     count_unfinished(&c, &stats, seq, sent, |_| in_flight.unwrap_or_default());
+    if echoed_all {
+        // (The stream's own receive: the `StreamIo` holds its cells.)
+        expect_close(&io.into_inner(), &c, &stats, watch, &mut rx, sent).await;
+    }
 }
 
 /// What the two halves of a pipelined connection share: they run inside
@@ -459,13 +518,18 @@ impl SendMessage for UnixStream {
     }
 }
 
-/// A stream a pipelined receiver reads echoes from: a TCP or a Unix one.
+/// A stream a pipelined receiver reads echoes from, and whose sending side
+/// a connection shuts down at its end ([`expect_close`]): a TCP or a Unix
+/// one.
 pub trait RecvBytes {
     /// Receives into `buf`: the bytes received, 0 at end of stream.
     fn recv_bytes<'a>(
         &'a self,
         buf: &'a mut [u8],
     ) -> impl Future<Output = io::Result<usize>> + Unpin + 'a;
+
+    /// Shuts down the sending side: the server reads the end of the stream.
+    fn shutdown_write(&self) -> io::Result<()>;
 }
 
 impl RecvBytes for TcpStream {
@@ -475,6 +539,10 @@ impl RecvBytes for TcpStream {
     ) -> impl Future<Output = io::Result<usize>> + Unpin + 'a {
         self.recv(buf)
     }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
 }
 
 impl RecvBytes for UnixStream {
@@ -483,6 +551,10 @@ impl RecvBytes for UnixStream {
         buf: &'a mut [u8],
     ) -> impl Future<Output = io::Result<usize>> + Unpin + 'a {
         self.recv(buf)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
     }
 }
 
@@ -532,14 +604,14 @@ pub async fn send_window(
 /// Runs a pipelined connection's sender and receiver inside the calling
 /// task until the receiver ends or a send fails. Each half returns false
 /// if it failed (reported). If neither did, [`count_unfinished`] then
-/// takes what the run's end cut off.
+/// takes what the run's end cut off, and it returns true.
 pub async fn join(
     c: &Conn,
     stats: &Stats,
     flight: &Flight,
     sender: impl Future<Output = bool>,
     receiver: impl Future<Output = bool>,
-) {
+) -> bool {
     let mut sender = pin!(sender);
     let mut receiver = pin!(receiver);
     let mut sender_live = true;
@@ -589,6 +661,7 @@ pub async fn join(
             None => flight.intended[flight.slot(seq)].get(),
         });
     }
+    ok
 }
 
 /// The largest message the closed loop sends whole before reading its echo
@@ -599,7 +672,7 @@ pub const CLOSED_LOOP_MAX_SIZE: usize = 64 * 1024;
 
 /// `--pipeline K > 1`: a sender keeps up to K messages outstanding while a
 /// receiver checks the echoes as they stream back; both run inside this
-/// task ([`join`]).
+/// task ([`join`]). Its end, once every echo is in: [`expect_close`].
 pub async fn pipelined<S: SendMessage + RecvBytes>(
     stream: S,
     c: Conn,
@@ -607,25 +680,33 @@ pub async fn pipelined<S: SendMessage + RecvBytes>(
     watch: &Watch,
 ) {
     let flight = Flight::new(c.pipeline, c.timeline.clock.now());
+    let size = c.size;
+    let rx_len = size.saturating_mul(c.pipeline).clamp(MIN_RX, 1 << 20);
+    let mut rx = vec![0u8; rx_len.max(size)];
     let sender = send_window(&stream, &c, &stats, &flight);
-    let receiver = receive_stream(&stream, &c, &stats, watch, &flight);
-    join(&c, &stats, &flight, sender, receiver).await
+    let receiver = receive_stream(&stream, &c, &stats, watch, &flight, &mut rx);
+    let ok = join(&c, &stats, &flight, sender, receiver).await;
+    // (A receiver that the run's end stopped, were that to happen over a
+    // stream, would leave echoes outstanding.)
+    let sent = flight.sent.get();
+    if ok && flight.done.get() == sent {
+        expect_close(&stream, &c, &stats, watch, &mut rx, sent).await;
+    }
 }
 
 /// The receiving half of a pipelined stream connection: checks the echoes
-/// as they stream back, whatever the reads' boundaries.
+/// as they stream back, whatever the reads' boundaries, reading into `rx`.
 async fn receive_stream(
     stream: &impl RecvBytes,
     c: &Conn,
     stats: &Stats,
     watch: &Watch,
     flight: &Flight,
+    rx: &mut [u8],
 ) -> bool {
     let size = c.size;
-    let k = c.pipeline;
     let tl = c.timeline;
     let clock = tl.clock;
-    let mut rx = vec![0u8; size.saturating_mul(k).clamp(MIN_RX, 1 << 20).max(size)];
     let mut expect = vec![0u8; size];
     let mut seq = 0u64; // message being received
     let mut off = 0usize; // its bytes received so far
@@ -645,7 +726,7 @@ async fn receive_stream(
         // read tells cellio the socket is drained (no EAGAIN syscall
         // before the next wait).
         watch.arm(last_progress.max(flight.sent_at[flight.slot(seq)].get()));
-        let n = match watch.guard(stream.recv_bytes(&mut rx)).await {
+        let n = match watch.guard(stream.recv_bytes(rx)).await {
             Ok(Ok(0)) => {
                 stats.error(
                     c.id,

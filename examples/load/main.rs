@@ -18,7 +18,15 @@
 //!   or after the end of the run (whatever `--pipeline`); the ones still
 //!   unsent then are counted too (`unfinished`, below).
 //! * Every echoed byte is checked: message contents depend on the
-//!   connection and the message number.
+//!   connection and the message number. Over a stream (TCP or `--unix`)
+//!   a connection whose echoes are all in also shuts down its sending side
+//!   at its end and reads until the server closes its own: a byte that
+//!   comes then (a duplicated last echo, trailing bytes) is a mismatch, as
+//!   one before a later message's echo is. That costs a round trip per
+//!   connection after the measured period; a server that keeps the
+//!   connection open after the client's end of stream is waited for up to
+//!   `--timeout` and is then taken to have sent nothing more (not an
+//!   error).
 //! * `--window 100ms` also reports latency percentiles per consecutive
 //!   window of the measured period (a message counts in the window of its
 //!   intended send time): on a machine with scheduling stalls, the typical

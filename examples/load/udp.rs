@@ -445,7 +445,7 @@ pub async fn pipelined(socket: UdpSocket, c: Conn, stats: Rc<Stats>, watch: &Wat
     let flight = Flight::new(c.pipeline, c.timeline.clock.now());
     let sender = send_window(&socket, &c, &stats, &flight);
     let receiver = receive_datagrams(&socket, &c, &stats, watch, &flight);
-    join(&c, &stats, &flight, sender, receiver).await
+    join(&c, &stats, &flight, sender, receiver).await;
 }
 
 /// The receiving half of a pipelined UDP connection.
