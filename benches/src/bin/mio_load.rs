@@ -10,6 +10,11 @@
 //!   message in flight per connection);
 //! - message contents differ per connection and per message ([`fill_message`]), so stale,
 //!   misrouted or reordered bytes are caught; bytes beyond what was sent are a mismatch too;
+//! - after the window each connection shuts down its sending side and reads until the server
+//!   closes its own ([`expect_close`]), checking the echo of what it had sent so far: a byte
+//!   beyond that (a duplicated echo, trailing bytes) is a mismatch, as in the window. It waits
+//!   [`CLOSE_WAIT`] at most; a connection still open then is taken to have nothing more (not an
+//!   error). Nothing of this phase is counted in the window (`msgs`, `secs`, the marks);
 //! - the run is `--warmup` seconds (not counted) followed by `--duration` seconds (counted);
 //!   it is always bounded in time. With `--messages N` the measured window also ends as soon
 //!   as N messages have completed in it (so that runs of servers of different speeds see the
@@ -29,7 +34,7 @@
 //! completed.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -45,6 +50,9 @@ const PROG: &str = "mio_load";
 const RX_BUF: usize = 64 * 1024;
 /// At most this many mismatch/error details are printed.
 const MAX_REPORTS: u64 = 5;
+/// How long the end of a run waits for the servers to close the connections after the client's
+/// end of stream ([`expect_close`]): an echo server closes at once, a round trip later.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Minimal closed-loop mio echo load client that checks every byte.
 #[derive(Parser, Debug)]
@@ -271,6 +279,7 @@ fn drive_all(
             } else {
                 0.0
             };
+            expect_close(&mut poll, &mut events, conns, &mut rx, &mut totals)?;
             return Ok((totals, secs));
         }
         let next = if measuring { end } else { warm_end };
@@ -294,22 +303,8 @@ fn drive_all(
                     Ok(done) if measuring => totals.msgs += done,
                     Ok(done) => totals.warmup_msgs += done,
                     Err(failure) => {
-                        let (what, count) = match failure {
-                            Failure::Mismatch(m) => {
-                                totals.mismatches += 1;
-                                (format!("mismatch: {m}"), totals.mismatches)
-                            }
-                            Failure::Error(m) => {
-                                totals.errors += 1;
-                                (format!("error: {m}"), totals.errors)
-                            }
-                        };
-                        if count <= MAX_REPORTS {
-                            eprintln!("{PROG}: connection {key}: {what}");
-                        }
-                        if let Some(mut c) = conns[key].take() {
-                            let _ = poll.registry().deregister(&mut c.stream);
-                        }
+                        totals.count(key, failure);
+                        close(&poll, &mut conns[key]);
                         alive -= 1;
                     }
                 }
@@ -323,6 +318,110 @@ fn drive_all(
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => events.clear(),
             Err(e) => return Err(format!("epoll_wait: {e}")),
+        }
+    }
+}
+
+impl Totals {
+    /// Counts a connection's failure, and reports the first few.
+    fn count(&mut self, key: usize, failure: Failure) {
+        let (what, count) = match failure {
+            Failure::Mismatch(m) => {
+                self.mismatches += 1;
+                (format!("mismatch: {m}"), self.mismatches)
+            }
+            Failure::Error(m) => {
+                self.errors += 1;
+                (format!("error: {m}"), self.errors)
+            }
+        };
+        if count <= MAX_REPORTS {
+            eprintln!("{PROG}: connection {key}: {what}");
+        }
+    }
+}
+
+/// Drops the connection in `slot`, if any.
+fn close(poll: &Poll, slot: &mut Option<Conn>) {
+    if let Some(mut c) = slot.take() {
+        let _ = poll.registry().deregister(&mut c.stream);
+    }
+}
+
+/// The end of the run, after the window: every live connection shuts down its sending side
+/// (after the bytes of its message in flight written so far) and reads until the server closes
+/// its own, checking what comes against what it sent, for [`CLOSE_WAIT`] at most. A byte beyond
+/// what was sent is a mismatch; an end of stream before the echo of all of it, or a read error,
+/// an error. A connection the server keeps open that long is taken to have nothing more.
+fn expect_close(
+    poll: &mut Poll,
+    events: &mut Events,
+    conns: &mut [Option<Conn>],
+    rx: &mut [u8],
+    totals: &mut Totals,
+) -> Result<(), String> {
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let mut open = 0;
+    for (key, slot) in conns.iter_mut().enumerate() {
+        let Some(c) = slot.as_mut() else { continue };
+        // A shutdown that fails (a connection the server reset) leaves the reads to say what is
+        // left. Then read once now: an edge that came before may have gone unread.
+        let _ = c.stream.shutdown(Shutdown::Write);
+        match read_to_end(c, rx) {
+            Ok(false) => open += 1,
+            Ok(true) => close(poll, slot),
+            Err(failure) => {
+                totals.count(key, failure);
+                close(poll, slot);
+            }
+        }
+    }
+    while open > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match poll.poll(events, Some(left)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("epoll_wait: {e}")),
+        }
+        for event in events.iter() {
+            let key = event.token().0;
+            let Some(c) = conns[key].as_mut() else {
+                continue;
+            };
+            match read_to_end(c, rx) {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(failure) => totals.count(key, failure),
+            }
+            close(poll, &mut conns[key]);
+            open -= 1;
+        }
+    }
+    Ok(())
+}
+
+/// Reads what the server sends on a connection whose sending side is shut down, checking it:
+/// `Ok(true)` at the end of the stream, `Ok(false)` when there is nothing more to read yet.
+fn read_to_end(c: &mut Conn, rx: &mut [u8]) -> Result<bool, Failure> {
+    loop {
+        match c.stream.read(rx) {
+            Ok(0) if c.received < c.written => {
+                return Err(Failure::Error(format!(
+                    "message {}: the server closed the connection after echoing {} of {} bytes",
+                    c.seq, c.received, c.written
+                )))
+            }
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                check(c, &rx[..n])?;
+                c.received += n;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(Failure::Error(format!("read: {e}"))),
         }
     }
 }
