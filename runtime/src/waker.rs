@@ -10,9 +10,11 @@
 //! * **another thread**: the task goes into the worker's [`Inbox`] (a
 //!   [`Mailbox`]: under a mutex), and the reactor is woken if the worker
 //!   sleeps in it. A task woken again before the worker took the first
-//!   wake in is listed once ([`InboxState::push_woken`]): wakes from other
-//!   threads never pile up, however many come while the worker is away
-//!   (worker 0 outside `block_on`, a long poll).
+//!   wake in is listed once ([`InboxState::push_woken`]), and so is a
+//!   timer reset again before the worker took the first reset in
+//!   ([`InboxState::push_moved`]): wakes and resets from other threads
+//!   never pile up, however many come while the worker is away (worker 0
+//!   outside `block_on`, a long poll).
 //!
 //! # Invariants
 //!
@@ -279,7 +281,9 @@ struct InboxState {
     /// Tasks woken from other threads, each listed once
     /// ([`push_woken`](Self::push_woken)).
     woken: Vec<TaskAddr>,
-    /// Timers dropped or reset on other threads, in the order they were.
+    /// Timers dropped or reset on other threads, each timer's in the order
+    /// they were, and a `Moved` listed once
+    /// ([`push_moved`](Self::push_moved)).
     timer_changes: Vec<TimerChange>,
     /// Tasks spawned onto this worker from other threads.
     spawned: Vec<RawTask>,
@@ -302,10 +306,22 @@ struct InboxState {
 /// places with `spawned`, starts with as much.)
 pub(crate) const INBOX_CAPACITY: usize = 64;
 
-/// A drain gives the memory of the woken list back once its capacity is
-/// above this many entries and four times what the drain took: a burst of
-/// distinct wakes far above the usual leaves no peak allocated for good.
-const WOKEN_SHRINK_ABOVE: usize = 16 * INBOX_CAPACITY;
+/// A drain gives the memory of the woken list, and of the timer changes'
+/// lists, back once its capacity is above this many entries and four
+/// times what the drain took ([`shrink_after_drain`]): a burst of distinct
+/// wakes or timer changes far above the usual leaves no peak allocated for
+/// good.
+const SHRINK_ABOVE: usize = 16 * INBOX_CAPACITY;
+
+/// Gives back the memory of a list a drain emptied (or left empty), if its
+/// capacity is above [`SHRINK_ABOVE`] and four times the `taken` entries
+/// the drain took: it keeps room for twice as many, or [`INBOX_CAPACITY`].
+fn shrink_after_drain<T>(list: &mut Vec<T>, taken: usize) {
+    let capacity = list.capacity();
+    if capacity > SHRINK_ABOVE && capacity > 4 * taken {
+        list.shrink_to((2 * taken).max(INBOX_CAPACITY));
+    }
+}
 
 impl InboxState {
     /// Lists a task woken from another thread, unless it is listed already
@@ -344,6 +360,43 @@ impl InboxState {
             }
         }
         woken.push(addr);
+    }
+
+    /// Lists a timer reset on another thread, unless a `Moved` for it is
+    /// listed already (the worker has not taken it in): a watchdog pushed
+    /// back a million times while its worker is away takes one entry, not
+    /// a million. (The first `Moved` fires the entry and wakes the task,
+    /// whose poll reads the sleep's deadline as it is then, so a repeat
+    /// does nothing but take memory.)
+    ///
+    /// As [`push_woken`](Self::push_woken): a repeat of the last entry
+    /// costs one compare; otherwise a full list is sorted by timer and
+    /// deduplicated before it may grow, and grown only if that freed less
+    /// than half of it. Sorting keeps each timer's own changes in their
+    /// order (a timer gets `Moved`s, then at most one `Cancel`, which ends
+    /// it: [`TimerChange::order`]) and only reorders different timers'
+    /// changes, which touch different entries.
+    fn push_moved(&mut self, key: TimerKey) {
+        let moved = TimerChange::Moved(key);
+        let changes = &mut self.timer_changes;
+        if changes.last() == Some(&moved) {
+            return;
+        }
+        if changes.len() == changes.capacity() {
+            changes.sort_unstable_by_key(TimerChange::order);
+            changes.dedup();
+            let free = changes.capacity() - changes.len();
+            if free < changes.capacity() / 2 {
+                changes.reserve(changes.capacity());
+            }
+            if changes
+                .binary_search_by_key(&moved.order(), TimerChange::order)
+                .is_ok()
+            {
+                return;
+            }
+        }
+        changes.push(moved);
     }
 }
 
@@ -487,7 +540,7 @@ impl Inbox {
     pub(crate) fn timer_moved(worker: u16, incarnation: u64, key: TimerKey) {
         Inbox::get(worker).post_if(
             |state| state.incarnation == incarnation,
-            |state| state.timer_changes.push(TimerChange::Moved(key)),
+            |state| state.push_moved(key),
         );
     }
 
@@ -640,9 +693,11 @@ impl Inbox {
             taken
         });
         if !timer_changes.is_empty() {
+            let taken = timer_changes.len();
             // Out of the lock: waking a timer's waker may run any code
             // (another executor's), which may post to this inbox.
             executor.apply_timer_changes(&mut timer_changes);
+            shrink_after_drain(&mut timer_changes, taken);
         }
         *executor.timer_changes.borrow_mut() = timer_changes;
         if !arrivals.is_empty() {
@@ -670,17 +725,18 @@ impl Inbox {
         for addr in state.woken.drain(..) {
             executor.schedule(addr);
         }
-        let capacity = state.woken.capacity();
-        if capacity > WOKEN_SHRINK_ABOVE && capacity > 4 * woken {
-            state.woken.shrink_to((2 * woken).max(INBOX_CAPACITY));
-        }
+        shrink_after_drain(&mut state.woken, woken);
         // As the spawned tasks below: the lists trade places, and the one
         // left here gets room for as many as came, so neither allocates
-        // but at a new peak.
+        // but at a new peak; or, far larger than that (it took a burst
+        // before), gives its memory back (the other one does once it has
+        // been applied, in `drain_slow`).
         let mut timer_changes = std::mem::take(&mut *executor.timer_changes.borrow_mut());
         std::mem::swap(&mut state.timer_changes, &mut timer_changes);
         if state.timer_changes.capacity() < timer_changes.len() {
             state.timer_changes.reserve(timer_changes.len());
+        } else {
+            shrink_after_drain(&mut state.timer_changes, timer_changes.len());
         }
         // Taken in after the lock is released (see `Executor::arrivals`);
         // the two vectors trade places, so neither allocates.
@@ -784,6 +840,84 @@ mod tests {
         state.push_woken(addr(7));
         state.push_woken(TaskAddr::new(0, 0, 7, 2));
         assert_eq!(state.woken.len(), 2);
+    }
+
+    #[test]
+    fn timer_changes_list_each_moved_timer_once_and_keep_each_timers_order() {
+        let mut state = InboxState {
+            epoch: 0,
+            incarnation: 0,
+            woken: Vec::new(),
+            timer_changes: Vec::with_capacity(INBOX_CAPACITY),
+            spawned: Vec::new(),
+            returned: Vec::new(),
+            state_changed: false,
+            reactor: None,
+        };
+        let key = |slot| TimerKey {
+            slot,
+            generation: 1,
+        };
+        // One watchdog pushed back again and again: one entry.
+        for _ in 0..10_000 {
+            state.push_moved(key(0));
+        }
+        assert_eq!(state.timer_changes, [TimerChange::Moved(key(0))]);
+        // 200 timers moved in turn, 50 times over, and then 100 of them
+        // dropped (each cancelled once).
+        for _ in 0..50 {
+            for slot in 0..200 {
+                state.push_moved(key(slot));
+            }
+        }
+        for slot in 0..100 {
+            state.timer_changes.push(TimerChange::Cancel(key(slot)));
+        }
+        state.push_moved(key(150));
+        assert!(
+            state.timer_changes.capacity() <= 2 * 512,
+            "{}",
+            state.timer_changes.capacity()
+        );
+        // Each timer's changes, in order: its `Moved` (once or more, none
+        // lost), then its `Cancel`.
+        for slot in 0..200 {
+            let of_it: Vec<_> = state
+                .timer_changes
+                .iter()
+                .filter(|c| c.order().0 == slot)
+                .copied()
+                .collect();
+            let moved = TimerChange::Moved(key(slot));
+            assert_eq!(of_it.first(), Some(&moved), "timer {slot}");
+            let mut rest = of_it.iter().skip_while(|&&c| c == moved);
+            if slot < 100 {
+                assert_eq!(rest.next(), Some(&TimerChange::Cancel(key(slot))));
+            }
+            assert_eq!(rest.next(), None, "timer {slot}: {of_it:?}");
+        }
+        // Another generation of a slot is another timer: kept.
+        state.timer_changes.clear();
+        state.push_moved(key(7));
+        state.push_moved(TimerKey {
+            slot: 7,
+            generation: 2,
+        });
+        assert_eq!(state.timer_changes.len(), 2);
+    }
+
+    #[test]
+    fn a_drained_list_far_above_what_it_took_gives_its_memory_back() {
+        let mut list: Vec<u64> = Vec::with_capacity(100_000);
+        shrink_after_drain(&mut list, 10);
+        assert!(list.capacity() >= INBOX_CAPACITY && list.capacity() < 100_000);
+        // Near what it took, or small: kept.
+        let mut list: Vec<u64> = Vec::with_capacity(100_000);
+        shrink_after_drain(&mut list, 40_000);
+        assert_eq!(list.capacity(), 100_000);
+        let mut list: Vec<u64> = Vec::with_capacity(SHRINK_ABOVE);
+        shrink_after_drain(&mut list, 0);
+        assert_eq!(list.capacity(), SHRINK_ABOVE);
     }
 
     /// Whether worker number `worker` at `epoch` was released: it is on the

@@ -800,6 +800,74 @@ fn a_sleep_reset_later_from_a_plain_thread_wakes_its_waiting_task_then() {
     });
 }
 
+/// Watchdogs (`Arc<Mutex<Sleep>>`) pushed back again and again from a
+/// plain thread while the worker they are armed on is away (worker 0
+/// outside `block_on`; a busy worker alike): each reset of a timer
+/// already reset there is not queued again, so the resetting thread
+/// allocates nothing however many resets it makes (each queued one more
+/// message in the worker's inbox, kept for the runtime's life: 47 MiB
+/// after 2 000 000 resets of one sleep), and each waiting task is polled
+/// once, for its last deadline, when the worker runs again.
+#[test]
+fn repeated_resets_from_another_thread_while_the_worker_is_away_take_no_memory() {
+    with_timeout(LIMIT, || {
+        let rt = Builder::new().workers(1).build().unwrap();
+        // Fewer than the inbox's room (its lists start with 64 entries):
+        // the resets need no allocation at all.
+        let watchdogs: Vec<Arc<Mutex<Sleep>>> = (0..20)
+            .map(|_| Arc::new(Mutex::new(sleep(Duration::from_secs(3600)))))
+            .collect();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let waiters = rt.block_on(async {
+            let waiters: Vec<_> = watchdogs
+                .iter()
+                .map(|watchdog| {
+                    let (watchdog, polls) = (watchdog.clone(), polls.clone());
+                    spawn(poll_fn(move |cx| {
+                        polls.fetch_add(1, Ordering::SeqCst);
+                        Pin::new(&mut *watchdog.lock().unwrap()).poll(cx)
+                    }))
+                })
+                .collect();
+            cellio_runtime::yield_now().await; // each armed its watchdog
+            waiters
+        });
+        assert_eq!(polls.load(Ordering::SeqCst), 20);
+        let resetting = watchdogs.clone();
+        let allocated = std::thread::spawn(move || {
+            let before = thread_allocations();
+            let later = || Instant::now() + Duration::from_secs(3600);
+            // One watchdog pushed back again and again, then all of them
+            // in turn.
+            for _ in 0..scaled(200_000) {
+                resetting[0].lock().unwrap().reset(later());
+            }
+            for _ in 0..scaled(10_000) {
+                for watchdog in &resetting {
+                    watchdog.lock().unwrap().reset(later());
+                }
+            }
+            // The last reset of each: due when the worker takes it in.
+            for watchdog in &resetting {
+                watchdog.lock().unwrap().reset(Instant::now());
+            }
+            thread_allocations() - before
+        })
+        .join()
+        .unwrap();
+        assert_eq!(allocated, 0, "the resets piled up in the worker's inbox");
+        rt.block_on(async {
+            for waiter in waiters {
+                timeout(Duration::from_secs(5), waiter)
+                    .await
+                    .expect("a watchdog reset into the past did not wake its task")
+                    .unwrap();
+            }
+        });
+        assert_eq!(polls.load(Ordering::SeqCst), 40, "each polled once more");
+    });
+}
+
 /// A sleep armed by the `block_on` future on worker 0, then dropped by a
 /// task on worker 1: worker 0's timer is cancelled through its inbox and
 /// never wakes the `block_on` future.

@@ -47,8 +47,10 @@ pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub(crate) use timers::{TimerKey, Timers};
 
 /// A change to a worker's timer, made on another thread and sent through
-/// the worker's inbox; applied in the order sent.
-#[derive(Clone, Copy, Debug)]
+/// the worker's inbox; each timer's changes are applied in the order sent
+/// (a timer gets `Moved`s, then at most one `Cancel`: its sleep lets go of
+/// the key when it sends that).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TimerChange {
     /// The timer's future was dropped (or moved to another worker): remove
     /// its entry.
@@ -56,6 +58,18 @@ pub(crate) enum TimerChange {
     /// The timer's future was reset: fire its entry now, so that the task
     /// waiting for it polls it and arms it for its new deadline.
     Moved(TimerKey),
+}
+
+impl TimerChange {
+    /// Sorts changes by timer, a timer's `Moved` before its `Cancel` (the
+    /// order it sends them in), so that sorting a list of changes keeps
+    /// each timer's in order and brings its repeats together.
+    pub(crate) fn order(&self) -> (u32, u32, bool) {
+        match *self {
+            TimerChange::Moved(key) => (key.slot, key.generation, false),
+            TimerChange::Cancel(key) => (key.slot, key.generation, true),
+        }
+    }
 }
 
 use crate::waker::Inbox;
