@@ -493,6 +493,24 @@ fn timeout_returns_elapsed_and_drops_the_future_when_the_deadline_wins() {
     });
 }
 
+/// A timeout gives its future out (tokio's `get_ref`, `get_mut` and
+/// `into_inner`): to look at, to change, and back for good, after which
+/// the timeout's deadline no longer cuts it short.
+#[test]
+fn a_timeout_gives_its_future_out_to_look_at_change_and_keep() {
+    run(|| async {
+        let start = Instant::now();
+        let mut t = timeout(Duration::from_millis(10), sleep(Duration::from_secs(3600)));
+        let inner_deadline = start + Duration::from_millis(40);
+        t.get_mut().reset(inner_deadline);
+        assert_eq!(t.get_ref().deadline(), inner_deadline);
+        assert!(poll_once(&mut t).await.is_pending(), "both armed");
+        let inner: Sleep = t.into_inner();
+        inner.await; // past the timeout's 10 ms, to the inner deadline
+        assert!(Instant::now() >= inner_deadline);
+    });
+}
+
 /// `timeout_at`: one deadline for two steps; the second runs out of it.
 #[test]
 fn timeout_at_shares_one_deadline_between_steps() {

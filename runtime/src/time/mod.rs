@@ -552,6 +552,40 @@ pub struct Timeout<F> {
 }
 
 impl<F> Timeout<F> {
+    /// The future it runs, to look at (tokio's `Timeout::get_ref`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let guarded = cellio_runtime::timeout(Duration::from_secs(1), std::future::ready(7));
+    /// assert!(matches!(guarded.get_ref(), std::future::Ready { .. }));
+    /// ```
+    pub fn get_ref(&self) -> &F {
+        &self.future
+    }
+
+    /// The future it runs, to change (tokio's `Timeout::get_mut`). Takes
+    /// the `Timeout` unpinned: a pinned one gives its future out only if
+    /// that future is `Unpin` (then `Pin::get_mut` gives the `Timeout`).
+    pub fn get_mut(&mut self) -> &mut F {
+        &mut self.future
+    }
+
+    /// The future it runs, given back; the deadline is dropped (its timer
+    /// cancelled) with the `Timeout` (tokio's `Timeout::into_inner`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// cellio_runtime::Runtime::new()?.block_on(async {
+    ///     let guarded = cellio_runtime::timeout(Duration::from_millis(1), async { 7 });
+    ///     // No deadline after all: the future runs to its end.
+    ///     assert_eq!(guarded.into_inner().await, 7);
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn into_inner(self) -> F {
+        self.future
+    }
+
     /// The deadline (see [`Sleep::deadline`]).
     pub fn deadline(&self) -> Instant {
         self.sleep.deadline()
