@@ -31,6 +31,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::blocking::{BlockingPool, Job};
 use crate::metrics::WorkerSlots;
+use crate::time::SharedClock;
 use crate::waker::Inbox;
 use crate::worker::with_current;
 
@@ -52,6 +53,9 @@ pub(crate) struct Shared {
     pub(crate) blocking: Arc<BlockingPool<Job>>,
     /// Each worker's published figures, by index.
     pub(crate) metrics: WorkerSlots,
+    /// Worker 0's clock, for the runtime's blocking jobs (see
+    /// `crate::time::clock`).
+    pub(crate) clock: Arc<SharedClock>,
 }
 
 impl Shared {
@@ -62,6 +66,7 @@ impl Shared {
             state: AtomicU8::new(RUNNING),
             cancelled: AtomicUsize::new(0),
             blocking: Arc::new(blocking),
+            clock: Arc::new(SharedClock::new()),
         }
     }
 

@@ -314,6 +314,11 @@ impl Executor {
         shared: Arc<Shared>,
         config: WorkerConfig,
     ) -> Self {
+        // Worker 0's clock is the runtime's, which its blocking jobs read.
+        let clock = match index {
+            0 => Clock::published(shared.clock.clone()),
+            _ => Clock::new(),
+        };
         Self {
             inbox,
             budget: config.budget,
@@ -336,7 +341,7 @@ impl Executor {
             arrivals: RefCell::new(Vec::with_capacity(waker::INBOX_CAPACITY)),
             timer_changes: RefCell::new(Vec::with_capacity(waker::INBOX_CAPACITY)),
             spawned: Cell::new(0),
-            clock: Clock::new(),
+            clock,
         }
     }
 

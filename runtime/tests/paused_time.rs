@@ -3,7 +3,8 @@
 //! deadline order, without waiting in real time (made inside the runtime
 //! or outside it, for `block_on`); `advance` fires exactly
 //! what falls due; the clock does not jump while a blocking job runs;
-//! `resume` continues from the virtual time; at the end of what an
+//! `resume` continues from the virtual time; a blocking job reads the
+//! same clock; at the end of what an
 //! `Instant` holds, deadlines saturate; misuse says why.
 
 mod util;
@@ -198,6 +199,43 @@ fn the_clock_does_not_jump_while_a_blocking_job_runs() {
             });
             let answer = timeout(10 * SECOND, job).await;
             assert_eq!(answer.expect("no jump while the job ran").unwrap(), 7);
+        })
+    });
+}
+
+/// `time::now()` in a blocking job reads the runtime's clock, paused and
+/// moved by hand: the same instant as the worker's (it read the real
+/// clock, an hour behind here, so a deadline a job computed from it was
+/// in the runtime's past; tokio's reads the paused clock), and a sleep
+/// the job makes for a virtual hour is not over there. Resumed, the clock
+/// runs on for the job from the virtual time reached. Moving the clock
+/// from a job panics, saying where it is moved from.
+#[test]
+fn time_now_in_a_blocking_job_reads_the_runtimes_paused_clock() {
+    with_timeout(LIMIT, || {
+        paused().block_on(async {
+            time::advance(3600 * SECOND).await;
+            let on_worker = time::now();
+            let (in_job, elapsed) = spawn_blocking(|| {
+                let watchdog = sleep(3600 * SECOND);
+                (time::now(), watchdog.is_elapsed())
+            })
+            .await
+            .unwrap();
+            assert_eq!(in_job, on_worker, "the job read another clock");
+            assert!(!elapsed, "an hour's sleep made in the job was over");
+            let moved = spawn_blocking(|| std::panic::catch_unwind(time::pause))
+                .await
+                .unwrap()
+                .expect_err("pause in a job");
+            assert!(
+                panic_text(&*moved).contains("in a spawn_blocking job"),
+                "{}",
+                panic_text(&*moved)
+            );
+            time::resume();
+            let in_job = spawn_blocking(time::now).await.unwrap();
+            assert!(in_job >= on_worker, "the resumed clock went back");
         })
     });
 }

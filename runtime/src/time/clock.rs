@@ -16,7 +16,13 @@
 //! * Only one-worker runtimes pause (their timers all live on the one
 //!   clock); `pause` refuses others.
 //! * The clock is the worker's own (`Cell`s, read and written on its
-//!   thread only).
+//!   thread only). Worker 0's also writes each change of its mode (a
+//!   pause, a move, a resume: all rare, none on the loop's path while the
+//!   clock runs) to its runtime's [`SharedClock`], which the runtime's
+//!   `spawn_blocking` jobs read ([`now`](super::now) there): the same time
+//!   as the worker's, as tokio's blocking tasks read its paused clock. A
+//!   paused clock exists only on one-worker runtimes, so worker 0's is
+//!   the runtime's.
 //! * It never passes [`latest_instant`], the end of what an `Instant`
 //!   holds: a resumed clock stops there. A *paused* clock never reaches
 //!   it: a deadline too far to represent saturates to it, so a clock there
@@ -27,7 +33,7 @@
 //!   a paused clock: no sleep completes before its time.
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The latest instant `std::time::Instant` can represent here (found once,
@@ -91,23 +97,11 @@ enum Mode {
     },
 }
 
-/// One worker's clock.
-#[derive(Debug)]
-pub(crate) struct Clock {
-    mode: Cell<Mode>,
-}
-
-impl Clock {
-    pub(crate) const fn new() -> Self {
-        Self {
-            mode: Cell::new(Mode::Real),
-        }
-    }
-
-    /// The current time on this clock.
+impl Mode {
+    /// The current time on a clock in this mode.
     #[inline]
-    pub(crate) fn now(&self) -> Instant {
-        match self.mode.get() {
+    fn now(self) -> Instant {
+        match self {
             Mode::Real => Instant::now(),
             Mode::Paused(at) => at,
             // At the end of what an `Instant` holds, it stops.
@@ -117,6 +111,64 @@ impl Clock {
             } => virtual_at
                 .checked_add(real_at.elapsed())
                 .unwrap_or_else(latest_instant),
+        }
+    }
+}
+
+/// A runtime's clock as its other threads see it: worker 0's mode, copied
+/// there at each change (see the invariants), for `time::now()` in the
+/// runtime's `spawn_blocking` jobs.
+#[derive(Debug)]
+pub(crate) struct SharedClock(Mutex<Mode>);
+
+impl SharedClock {
+    pub(crate) const fn new() -> Self {
+        Self(Mutex::new(Mode::Real))
+    }
+
+    /// The current time on the runtime's clock.
+    pub(crate) fn now(&self) -> Instant {
+        let mode = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        mode.now()
+    }
+}
+
+/// One worker's clock.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    mode: Cell<Mode>,
+    /// Where the mode is published, on worker 0 (see the invariants).
+    shared: Option<Arc<SharedClock>>,
+}
+
+impl Clock {
+    /// A clock of its own, published nowhere.
+    pub(crate) const fn new() -> Self {
+        Self {
+            mode: Cell::new(Mode::Real),
+            shared: None,
+        }
+    }
+
+    /// A clock that publishes its mode to `shared` (worker 0's).
+    pub(crate) fn published(shared: Arc<SharedClock>) -> Self {
+        Self {
+            mode: Cell::new(Mode::Real),
+            shared: Some(shared),
+        }
+    }
+
+    /// The current time on this clock.
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        self.mode.get().now()
+    }
+
+    /// Changes the mode, and publishes the change.
+    fn set(&self, mode: Mode) {
+        self.mode.set(mode);
+        if let Some(shared) = &self.shared {
+            *shared.0.lock().unwrap_or_else(PoisonError::into_inner) = mode;
         }
     }
 
@@ -132,14 +184,14 @@ impl Clock {
     /// Stops the clock at the current time (nothing if it is paused).
     pub(crate) fn pause(&self) {
         if self.paused_at().is_none() {
-            self.mode.set(Mode::Paused(self.now()));
+            self.set(Mode::Paused(self.now()));
         }
     }
 
     /// Lets a paused clock run again, from where it stands.
     pub(crate) fn resume(&self) {
         if let Some(at) = self.paused_at() {
-            self.mode.set(Mode::Shifted {
+            self.set(Mode::Shifted {
                 real_at: Instant::now(),
                 virtual_at: at,
             });
@@ -156,7 +208,7 @@ impl Clock {
         };
         match at.checked_add(by).or_else(|| at.checked_add(super::FAR)) {
             Some(to) if to < latest_instant() => {
-                self.mode.set(Mode::Paused(to));
+                self.set(Mode::Paused(to));
                 Advanced::Moved
             }
             _ => Advanced::OutOfRange,
@@ -175,7 +227,7 @@ impl Clock {
         } else if deadline >= latest_instant() {
             Advanced::OutOfRange
         } else {
-            self.mode.set(Mode::Paused(deadline));
+            self.set(Mode::Paused(deadline));
             Advanced::Moved
         }
     }

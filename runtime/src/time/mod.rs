@@ -17,6 +17,10 @@
 //! polls it, finds its deadline not reached and arms it again, for the
 //! deadline it holds now.
 //!
+//! A `spawn_blocking` job reads its runtime's clock through [`now`] (the
+//! worker's, paused or not), as tokio's blocking tasks do; it cannot move
+//! it ([`pause`], [`advance`] and [`resume`] need the worker).
+//!
 //! # Invariants
 //!
 //! * A [`Sleep`]'s `deadline` is the truth; its entry's deadline may lag
@@ -42,7 +46,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use clock::latest_instant;
-pub(crate) use clock::{Advanced, Clock};
+pub(crate) use clock::{Advanced, Clock, SharedClock};
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub(crate) use timers::{TimerKey, Timers};
 
@@ -151,14 +155,27 @@ fn deadline_after(now: Instant, duration: Duration) -> Instant {
 }
 
 /// The current time on the clock of the worker running this code:
-/// `Instant::now()`, unless a test [`pause`]d it. Outside a runtime,
+/// `Instant::now()`, unless a test [`pause`]d it. In a
+/// [`spawn_blocking`](crate::spawn_blocking) job, its runtime's clock
+/// (paused or not: a paused clock is a one-worker runtime's, its worker's),
+/// as tokio's blocking tasks read its paused clock. Outside a runtime,
 /// `Instant::now()`.
 ///
 /// Deadlines for [`sleep_until`], [`timeout_at`] and [`Sleep::reset`]
 /// should come from here rather than from `Instant::now()` in code that
 /// tests run on a paused clock (tokio's `time::Instant::now()`).
 pub fn now() -> Instant {
-    with_executor(|executor| executor.clock().now()).unwrap_or_else(Instant::now)
+    with_executor(|executor| executor.clock().now()).unwrap_or_else(now_off_worker)
+}
+
+/// [`now`] on a thread that is no worker: a blocking job's runtime's
+/// clock, or the real one.
+#[cold]
+fn now_off_worker() -> Instant {
+    match crate::blocking::current_job_runtime() {
+        Some(runtime) => runtime.clock.now(),
+        None => Instant::now(),
+    }
 }
 
 /// Stops the clock of this runtime (tokio's `time::pause`): from now on
@@ -188,8 +205,10 @@ pub fn now() -> Instant {
 ///
 /// # Panics
 ///
-/// Outside a cellio runtime, or in a runtime with more than one worker
-/// (each worker has its own timers; a test pauses a one-worker runtime).
+/// Outside a cellio runtime, in a `spawn_blocking` job (its thread is no
+/// worker: pause from a task, or the `block_on` future), or in a runtime
+/// with more than one worker (each worker has its own timers; a test
+/// pauses a one-worker runtime).
 ///
 /// # Examples
 ///
@@ -279,7 +298,18 @@ pub async fn advance(by: Duration) {
              latest instant std::time::Instant can represent, where every sleep would complete \
              at once (a deadline past it saturates to it); a test moves it less far"
         ),
-        None => panic!("cellio: time::advance was called outside a cellio runtime"),
+        None => panic!("cellio: time::advance was called {}", off_worker()),
+    }
+}
+
+/// Where a clock change was asked for that no worker runs: in a blocking
+/// job, or outside a runtime.
+fn off_worker() -> &'static str {
+    if crate::blocking::current_job_runtime().is_some() {
+        "in a spawn_blocking job: the clock is moved from its worker (in a task or the \
+         block_on future), though time::now() in a job reads it"
+    } else {
+        "outside a cellio runtime"
     }
 }
 
@@ -300,7 +330,7 @@ fn with_paused_clock(what: &str, f: impl FnOnce(&Clock)) {
             "cellio: time::{what} needs a one-worker runtime (this one has {workers}): \
              each worker keeps its own timers; build the test's runtime with workers(1)"
         ),
-        None => panic!("cellio: time::{what} was called outside a cellio runtime"),
+        None => panic!("cellio: time::{what} was called {}", off_worker()),
     }
 }
 
