@@ -408,6 +408,36 @@ fn reset_moves_a_sleep_earlier() {
     });
 }
 
+/// A sleep reset on its own worker to a deadline already passed, or to
+/// now, is over at its very next poll, as tokio's (it was `Pending` there,
+/// and completed a loop turn later); and another task waiting for it is
+/// woken.
+#[test]
+fn a_sleep_reset_into_the_past_or_to_now_is_ready_at_its_next_poll() {
+    run(|| async {
+        let mut s = sleep(Duration::from_secs(10));
+        assert!(poll_once(&mut s).await.is_pending());
+        s.reset(cellio_runtime::time::now() - Duration::from_millis(1));
+        assert!(poll_once(&mut s).await.is_ready(), "reset into the past");
+        let mut s = sleep(Duration::from_secs(10));
+        assert!(poll_once(&mut s).await.is_pending());
+        s.reset(cellio_runtime::time::now());
+        assert!(poll_once(&mut s).await.is_ready(), "reset to now");
+
+        let shared = Arc::new(Mutex::new(sleep(Duration::from_secs(3600))));
+        let waiter = spawn({
+            let shared = shared.clone();
+            poll_fn(move |cx| Pin::new(&mut *shared.lock().unwrap()).poll(cx))
+        });
+        cellio_runtime::yield_now().await; // the waiter armed it
+        shared.lock().unwrap().reset(cellio_runtime::time::now());
+        timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiting task was not woken")
+            .unwrap();
+    });
+}
+
 #[test]
 fn a_completed_or_unpolled_sleep_can_be_reset_and_awaited_again() {
     run(|| async {

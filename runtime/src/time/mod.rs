@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use clock::latest_instant;
 pub(crate) use clock::{Advanced, Clock, SharedClock};
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
-pub(crate) use timers::{TimerKey, Timers};
+pub(crate) use timers::{Reset, TimerKey, Timers};
 
 /// A change to a worker's timer, made on another thread and sent through
 /// the worker's inbox; each timer's changes are applied in the order sent
@@ -377,19 +377,37 @@ impl Sleep {
     /// deadline (on the worker the timer is armed on, its entry moves; from
     /// elsewhere, that worker wakes the task, whose next poll arms the
     /// timer again for the new deadline).
+    ///
+    /// Reset to a deadline already passed (or to [`now`]), the sleep is
+    /// over at its next poll, as tokio's, and a task waiting for it is
+    /// woken. (From another thread than the worker it is armed on, the
+    /// task is woken once that worker takes the reset in.)
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
         self.unstarted = None;
         if let Some(armed) = self.armed {
             let on_owner = with_executor(|executor| {
-                (executor.incarnation() == armed.incarnation)
-                    .then(|| executor.with_timers(|timers| timers.reset(armed.key, deadline)))
+                (executor.incarnation() == armed.incarnation).then(|| {
+                    executor.with_timers(|timers| {
+                        // The clock is read only for a deadline moved
+                        // earlier (or an entry fired already): a timeout
+                        // pushed back reads none.
+                        timers.reset(armed.key, deadline, || executor.clock().now())
+                    })
+                })
             })
             .flatten();
             match on_owner {
-                Some(true) => {}
+                Some(Reset::Moved) => {}
+                // Over already: its waiting task (if another) polls it
+                // now. Woken after the table's borrow.
+                Some(Reset::Fired(waker)) => {
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                }
                 // Its entry is gone (nothing to cancel): armed at next poll.
-                Some(false) => self.armed = None,
+                Some(Reset::Stale) => self.armed = None,
                 // Another thread: the owner wakes the waiting task.
                 None => Inbox::timer_moved(armed.worker, armed.incarnation, armed.key),
             }

@@ -46,6 +46,19 @@ impl Entry {
     }
 }
 
+/// What [`Timers::reset`] did.
+#[derive(Debug)]
+#[must_use = "a fired timer's waker is to be woken after the table's borrow"]
+pub(crate) enum Reset {
+    /// The key is stale: nothing.
+    Stale,
+    /// The timer is armed for its new deadline.
+    Moved,
+    /// The new deadline has passed: the timer fired; its waker, if it held
+    /// one, to wake after the table's borrow.
+    Fired(Option<Waker>),
+}
+
 /// Identifies a live timer in its table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerKey {
@@ -131,14 +144,33 @@ impl Timers {
         (Poll::Pending, replaced)
     }
 
-    /// Moves an armed (or fired) timer to a new deadline and re-arms it.
-    /// Returns `false` for a stale key.
-    pub(crate) fn reset(&mut self, key: TimerKey, deadline: Instant) -> bool {
+    /// Moves an armed (or fired) timer to a new deadline and re-arms it;
+    /// or, if the deadline is not after `now()`, fires it (or leaves it
+    /// fired) at once, so that the next poll of its future finds it over
+    /// rather than a loop turn later (tokio's reset does the same). The
+    /// clock is read only for a deadline moved earlier or a timer fired
+    /// already: a timeout pushed back reads none.
+    pub(crate) fn reset(
+        &mut self,
+        key: TimerKey,
+        deadline: Instant,
+        now: impl FnOnce() -> Instant,
+    ) -> Reset {
         let Some(entry) = self.entry(key) else {
-            return false;
+            return Reset::Stale;
         };
-        entry.deadline = deadline;
         let pos = entry.heap_pos;
+        let due = (deadline < entry.deadline || pos == NOT_IN_HEAP) && deadline <= now();
+        entry.deadline = deadline;
+        if due {
+            // Its deadline is the instant it fired for (not after now).
+            if pos == NOT_IN_HEAP {
+                return Reset::Fired(None); // fired already, its task woken then
+            }
+            let waker = entry.waker.take();
+            self.remove_heap(pos as usize);
+            return Reset::Fired(waker);
+        }
         if pos == NOT_IN_HEAP {
             self.push_heap(key.slot);
         } else {
@@ -146,7 +178,7 @@ impl Timers {
             let pos = self.entries[key.slot as usize].heap_pos;
             self.sift_down(pos as usize);
         }
-        true
+        Reset::Moved
     }
 
     /// Fires an armed timer now, whatever its deadline (its future was
@@ -367,11 +399,40 @@ mod tests {
         let t0 = Instant::now();
         let a = timers.insert(t0 + Duration::from_millis(10), Waker::noop());
         let _b = timers.insert(t0 + Duration::from_millis(20), Waker::noop());
-        assert!(timers.reset(a, t0 + Duration::from_millis(30)));
+        let now = || t0;
+        let moved = |r| matches!(r, Reset::Moved);
+        assert!(moved(timers.reset(a, t0 + Duration::from_millis(30), now)));
         assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_millis(20)));
-        assert!(timers.reset(a, t0 + Duration::from_millis(5)));
+        assert!(moved(timers.reset(a, t0 + Duration::from_millis(5), now)));
         assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_millis(5)));
         assert_eq!(fire_all(&mut timers, t0 + Duration::from_millis(25)), 2);
+    }
+
+    #[test]
+    fn a_reset_earlier_to_a_deadline_passed_fires_the_timer_at_once() {
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        let a = timers.insert(t0 + Duration::from_millis(10), Waker::noop());
+        let b = timers.insert(t0 + Duration::from_millis(20), Waker::noop());
+        let now = || t0 + Duration::from_millis(3);
+        // To a deadline passed, or to now: fired, its waker handed back.
+        let at = t0 + Duration::from_millis(1);
+        assert!(matches!(timers.reset(a, at, now), Reset::Fired(Some(_))));
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_millis(20)));
+        assert_eq!(timers.poll(a, Waker::noop()).0, Poll::Ready(Some(at)));
+        assert!(matches!(timers.reset(b, now(), now), Reset::Fired(Some(_))));
+        assert_eq!(timers.armed(), 0);
+        // Fired already: stays fired, nothing to wake; the poll sees the
+        // deadline it was reset to (earlier or later, if passed).
+        assert!(matches!(timers.reset(b, at, now), Reset::Fired(None)));
+        assert!(matches!(timers.reset(b, now(), now), Reset::Fired(None)));
+        assert_eq!(timers.poll(b, Waker::noop()).0, Poll::Ready(Some(now())));
+        // Later than it was: the clock is not read, and the timer waits.
+        let c = timers.insert(t0, Waker::noop());
+        let later = t0 + Duration::from_millis(1);
+        let unread = || -> Instant { panic!("the clock was read") };
+        assert!(matches!(timers.reset(c, later, unread), Reset::Moved));
+        assert_eq!(timers.next_deadline(), Some(later));
     }
 
     #[test]
@@ -385,7 +446,7 @@ mod tests {
         // The slot is reused under a new generation; the old key is stale.
         let again = timers.insert(t0, Waker::noop());
         assert_eq!(again.slot, key.slot);
-        assert!(!timers.reset(key, t0));
+        assert!(matches!(timers.reset(key, t0, || t0), Reset::Stale));
         assert!(timers.remove(key).is_none()); // ignored
         assert_eq!(timers.armed(), 1);
     }
@@ -418,6 +479,8 @@ mod tests {
         for round in 0..rounds {
             let mut timers = Timers::default();
             let mut model: Vec<(TimerKey, State)> = Vec::new();
+            // The deadline each timer fired for, while it is `Fired`.
+            let mut fired_for: Vec<u64> = Vec::new();
             let mut now = 0u64;
             for step in 0..steps {
                 let live: Vec<usize> = (0..model.len())
@@ -428,6 +491,7 @@ mod tests {
                     0 | 1 => {
                         let ms = now + next(50);
                         model.push((timers.insert(at(ms), Waker::noop()), State::Armed(ms)));
+                        fired_for.push(0);
                     }
                     2 if !live.is_empty() => {
                         let i = pick(next(live.len() as u64));
@@ -437,14 +501,32 @@ mod tests {
                     3 if !live.is_empty() => {
                         let i = pick(next(live.len() as u64));
                         let ms = now + next(50);
-                        assert!(timers.reset(model[i].0, at(ms)));
-                        model[i].1 = State::Armed(ms);
+                        let was = model[i].1;
+                        let reset = timers.reset(model[i].0, at(ms), || at(now));
+                        // Moved earlier to a deadline passed: fired at once.
+                        let earlier = match was {
+                            State::Armed(old) => ms < old,
+                            _ => true, // fired already
+                        };
+                        if earlier && ms <= now {
+                            assert!(
+                                matches!(reset, Reset::Fired(_)),
+                                "round {round} step {step}"
+                            );
+                            model[i].1 = State::Fired;
+                            fired_for[i] = ms;
+                        } else {
+                            assert!(matches!(reset, Reset::Moved), "round {round} step {step}");
+                            model[i].1 = State::Armed(ms);
+                        }
                     }
                     4 if !live.is_empty() => {
                         let i = pick(next(live.len() as u64));
                         let fired = model[i].1 == State::Fired;
-                        assert_eq!(timers.poll(model[i].0, Waker::noop()).0.is_ready(), fired);
+                        let polled = timers.poll(model[i].0, Waker::noop()).0;
+                        assert_eq!(polled.is_ready(), fired);
                         if fired {
+                            assert_eq!(polled, Poll::Ready(Some(at(fired_for[i]))));
                             model[i].1 = State::Gone;
                         }
                     }
@@ -469,6 +551,7 @@ mod tests {
                             assert!(ms >= last, "round {round} step {step}: fired out of order");
                             last = ms;
                             model[i].1 = State::Fired;
+                            fired_for[i] = ms;
                         }
                         assert!(
                             !model
