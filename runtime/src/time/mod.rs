@@ -7,7 +7,8 @@
 //! worker blocks in its reactor. A timer future registers on the worker that
 //! first polls it; arming, re-arming ([`Sleep::reset`]) and cancelling
 //! (dropping) allocate nothing once the table has grown to the peak number
-//! of live timers.
+//! of live timers. Once a large peak has ended (at most a quarter of the
+//! entries live), the table gives back the free entries at its end.
 //!
 //! Timer futures are `Send`. If one is polled on another worker than the
 //! one it registered on, it moves: the old entry is cancelled through that
