@@ -15,7 +15,8 @@
 //!   stream and may still answer), and so does the upstream's. So does an
 //!   abort: a connection that ends with an error (a reset, from either
 //!   side) is reset on both sides, so a client does not take a response
-//!   cut by the upstream's reset for a whole one.
+//!   cut by the upstream's reset for a whole one. A connection still open
+//!   when the shutdown's grace period ends is reset on both sides too.
 //! * `--splice` (Linux): move the bytes through the kernel instead
 //!   (`splice_bidirectional`: socket → pipe → socket, no copy through user
 //!   memory; two pipes, four more descriptors, per connection);
@@ -137,23 +138,70 @@ async fn proxy(
     // Small messages go out at once both ways (no Nagle delay).
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    let (client, upstream, moved) = if route.splice || route.splice_auto {
-        let moved = splice(&client, &upstream, route.splice_auto).await;
-        (client, upstream, moved)
+    let moved = if route.splice || route.splice_auto {
+        let mut pair = ResetUnlessEnded::new([client, upstream]);
+        let [client, upstream] = &pair.streams;
+        let moved = splice(client, upstream, route.splice_auto).await;
+        pair.ended = moved.is_ok();
+        moved
     } else {
-        let (mut client, mut upstream) = (TcpIo::new(client), TcpIo::new(upstream));
-        let moved = copy_bidirectional(&mut client, &mut upstream).await;
-        (client.into_inner(), upstream.into_inner(), moved)
+        let mut pair = ResetUnlessEnded::new([TcpIo::new(client), TcpIo::new(upstream)]);
+        let [client, upstream] = &mut pair.streams;
+        let moved = copy_bidirectional(client, upstream).await;
+        pair.ended = moved.is_ok();
+        moved
     };
     if let Err(e) = moved {
-        // An abort passes through: both connections are reset (a zero
-        // linger makes the close send RST), not closed. Closed, a client
-        // would read a clean end of stream after an upstream's reset, and
-        // take a cut response for a whole one.
-        let _ = client.set_linger(Some(Duration::ZERO));
-        let _ = upstream.set_linger(Some(Duration::ZERO));
         // A reset from either side is ordinary for a proxy: say so quietly.
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// A joined connection's two streams, reset (a zero linger makes the
+/// close send RST) when dropped unless the join `ended` `Ok`: an abort
+/// passes through (an error, such as either side's reset), and so does a
+/// connection the proxy abandons (the shutdown cancels its task after the
+/// grace period). Closed instead, the peers would read a clean end of
+/// stream and take a cut response, or a cut upload, for a whole one.
+struct ResetUnlessEnded<S: AsStream> {
+    streams: [S; 2],
+    ended: bool,
+}
+
+impl<S: AsStream> ResetUnlessEnded<S> {
+    fn new(streams: [S; 2]) -> Self {
+        Self {
+            streams,
+            ended: false,
+        }
+    }
+}
+
+impl<S: AsStream> Drop for ResetUnlessEnded<S> {
+    fn drop(&mut self) {
+        if !self.ended {
+            for stream in &self.streams {
+                let _ = stream.as_stream().set_linger(Some(Duration::ZERO));
+            }
+        }
+    }
+}
+
+/// The stream under a join's side: a [`TcpStream`] itself, or a
+/// [`TcpIo`]'s.
+trait AsStream {
+    fn as_stream(&self) -> &TcpStream;
+}
+
+impl AsStream for TcpStream {
+    fn as_stream(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl AsStream for TcpIo {
+    fn as_stream(&self) -> &TcpStream {
+        self.get_ref()
     }
 }
 

@@ -359,3 +359,44 @@ fn a_restart_hands_the_port_over_and_finishes_open_connections() {
     fresh.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"after!");
 }
+
+/// A transfer still going when the shutdown's grace period ends reaches
+/// both peers as a reset, as an upstream's reset does, with each way of
+/// moving the bytes. (Both read a clean end of stream, so a client took a
+/// response delimited by the end of the connection, cut short, for a whole
+/// one, and the upstream a cut upload; found by a review.)
+#[test]
+fn a_transfer_the_shutdown_cuts_is_reset_not_ended() {
+    for args in [&[][..], &["--splice"], &["--splice-auto"]] {
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut all = vec!["--grace-ms", "200"];
+        all.extend_from_slice(args);
+        let mut proxy = Proxy::start_with(&upstream.local_addr().unwrap().to_string(), &all);
+        let mut client = connect(&proxy.addr);
+        let (mut server, _) = upstream.accept().unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client.write_all(b"upload, first part").unwrap();
+        let mut got = [0u8; 18];
+        server.read_exact(&mut got).unwrap();
+        server.write_all(b"download, first part").unwrap();
+        let mut got = [0u8; 20];
+        client.read_exact(&mut got).unwrap();
+        let pid = proxy.child.id() as libc::pid_t;
+        // SAFETY: `kill` sends a signal to the child this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = example_bin::wait_exit(&mut proxy.child, Duration::from_secs(10));
+        assert!(status.is_some(), "{args:?}: the proxy exits");
+        let client_end = client.read(&mut got).map_err(|e| e.kind());
+        let server_end = server.read(&mut got).map_err(|e| e.kind());
+        assert_eq!(
+            (client_end, server_end),
+            (
+                Err(std::io::ErrorKind::ConnectionReset),
+                Err(std::io::ErrorKind::ConnectionReset)
+            ),
+            "{args:?}: what the client and the upstream read after the shutdown"
+        );
+    }
+}
