@@ -292,7 +292,10 @@ where
 ///
 /// With cellio streams the copy yields to the worker's other tasks as any socket
 /// operation does (the cooperative budget); a pair of other streams that
-/// are always ready would keep it busy.
+/// are always ready would keep it busy. The two directions take turns
+/// going first at each poll, so with both busy neither takes the whole
+/// budget: each gets a fair share of the throughput (tokio's polls `a`
+/// to `b` first every time, which then takes most of it).
 ///
 /// Not cancel-safe: if the future is dropped, bytes it had read and not
 /// written yet are lost.
@@ -357,6 +360,8 @@ pub struct TwoWayCopy<'a, A: ?Sized, B: ?Sized, Buf = [u8; COPY_BUFFER_SIZE]> {
     b: &'a mut B,
     a_to_b: Direction<Buf>,
     b_to_a: Direction<Buf>,
+    /// `b_to_a` goes first at the next poll (flipped at each poll).
+    b_first: bool,
 }
 
 impl<'a, A: ?Sized, B: ?Sized, Buf: AsMut<[u8]>> TwoWayCopy<'a, A, B, Buf> {
@@ -366,6 +371,7 @@ impl<'a, A: ?Sized, B: ?Sized, Buf: AsMut<[u8]>> TwoWayCopy<'a, A, B, Buf> {
             b,
             a_to_b: Direction::new(a_to_b),
             b_to_a: Direction::new(b_to_a),
+            b_first: false,
         }
     }
 }
@@ -380,12 +386,24 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let a_to_b =
-            this.a_to_b
-                .poll_transfer(cx, Pin::new(&mut *this.a), Pin::new(&mut *this.b))?;
-        let b_to_a =
-            this.b_to_a
-                .poll_transfer(cx, Pin::new(&mut *this.b), Pin::new(&mut *this.a))?;
+        // The direction polled first can use up the task's cooperative
+        // budget and leave the other nothing: each goes first in turn.
+        let b_first = this.b_first;
+        this.b_first = !b_first;
+        let (a, b) = (&mut *this.a, &mut *this.b);
+        let (a_to_b, b_to_a) = if b_first {
+            let b_to_a = this
+                .b_to_a
+                .poll_transfer(cx, Pin::new(&mut *b), Pin::new(&mut *a))?;
+            let a_to_b = this.a_to_b.poll_transfer(cx, Pin::new(a), Pin::new(b))?;
+            (a_to_b, b_to_a)
+        } else {
+            let a_to_b = this
+                .a_to_b
+                .poll_transfer(cx, Pin::new(&mut *a), Pin::new(&mut *b))?;
+            let b_to_a = this.b_to_a.poll_transfer(cx, Pin::new(b), Pin::new(a))?;
+            (a_to_b, b_to_a)
+        };
         match (a_to_b, b_to_a) {
             (Poll::Ready(a_to_b), Poll::Ready(b_to_a)) => Poll::Ready(Ok((a_to_b, b_to_a))),
             _ => Poll::Pending,

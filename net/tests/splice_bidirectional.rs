@@ -9,11 +9,12 @@
 mod util;
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use cellio_net::unix::UnixStream;
 use cellio_net::{splice_bidirectional, splice_bidirectional_auto, TcpStream};
 use util::proxying::{self, Joined};
-use util::{cellio_pair, pattern, run};
+use util::{cellio_pair, pattern, run, run_within};
 
 /// `splice_bidirectional`, as a joining function.
 fn splicing(a: TcpStream, b: TcpStream) -> Joined {
@@ -75,6 +76,20 @@ fn bytes_a_client_sent_before_its_reset_reach_a_server_that_reads_late() {
     for killed in [true, false] {
         run(move || scenario(splicing, killed)).unwrap();
         run(move || scenario(auto, killed)).unwrap();
+    }
+}
+
+/// Both directions busy at once: each gets a fair share, spliced or
+/// adapting. (The direction polled first used up the task's budget at
+/// every poll: 2337 MB one way against 232 MB the other in 2 s; found by
+/// a review.)
+#[test]
+fn both_directions_busy_share_the_throughput() {
+    for join in [splicing, auto] {
+        run_within(Duration::from_secs(60), move || {
+            proxying::shares_the_throughput_when_both_ways_are_busy(join, 256 << 20)
+        })
+        .unwrap();
     }
 }
 

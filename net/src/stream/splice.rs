@@ -566,6 +566,10 @@ fn watch_until_parked<S: StreamSocket>(source: &S, token: Token, waker: &Waker) 
 /// Unix upstream that answers, half-closes, then closes with the request
 /// unread leaves the join ending `Ok` once the client ends.
 ///
+/// The two directions take turns going first at each poll, so with both
+/// busy neither takes the whole cooperative budget: each gets a fair
+/// share of the throughput.
+///
 /// Not cancel-safe: bytes already in a pipe when the future is dropped
 /// (read, not yet written: up to 64 KiB per direction) are lost.
 ///
@@ -599,6 +603,7 @@ pub fn splice_bidirectional<'a, A: StreamSocket, B: StreamSocket>(
         b,
         a_to_b: Direction::new([]),
         b_to_a: Direction::new([]),
+        b_first: false,
     }
 }
 
@@ -639,6 +644,7 @@ pub fn splice_bidirectional_auto<'a, A: StreamSocket, B: StreamSocket>(
         b,
         a_to_b: Direction::new([0; COPY_BUFFER]),
         b_to_a: Direction::new([0; COPY_BUFFER]),
+        b_first: false,
     }
 }
 
@@ -651,6 +657,8 @@ pub struct SpliceBidirectional<'a, A: StreamSocket, B: StreamSocket, Buf = [u8; 
     b: &'a B,
     a_to_b: Direction<Buf>,
     b_to_a: Direction<Buf>,
+    /// `b_to_a` goes first at the next poll (flipped at each poll).
+    b_first: bool,
 }
 
 impl<A: StreamSocket, B: StreamSocket, Buf> SpliceBidirectional<'_, A, B, Buf> {
@@ -684,8 +692,17 @@ impl<A: StreamSocket, B: StreamSocket, Buf: AsMut<[u8]>> SpliceBidirectional<'_,
     /// Both directions, then, while the join waits, the watch of each
     /// source whose direction is done.
     fn poll_both(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(u64, u64)>> {
-        let a_to_b = self.a_to_b.poll_transfer(cx, self.a, self.b)?;
-        let b_to_a = self.b_to_a.poll_transfer(cx, self.b, self.a)?;
+        // The direction polled first can use up the task's cooperative
+        // budget and leave the other nothing: each goes first in turn.
+        let b_first = self.b_first;
+        self.b_first = !b_first;
+        let (a_to_b, b_to_a) = if b_first {
+            let b_to_a = self.b_to_a.poll_transfer(cx, self.b, self.a)?;
+            (self.a_to_b.poll_transfer(cx, self.a, self.b)?, b_to_a)
+        } else {
+            let a_to_b = self.a_to_b.poll_transfer(cx, self.a, self.b)?;
+            (a_to_b, self.b_to_a.poll_transfer(cx, self.b, self.a)?)
+        };
         if let (Poll::Ready(a_to_b), Poll::Ready(b_to_a)) = (a_to_b, b_to_a) {
             return Poll::Ready(Ok((a_to_b, b_to_a)));
         }

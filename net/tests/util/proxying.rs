@@ -420,3 +420,86 @@ pub async fn reports_a_reset_after_the_upstreams_end_with_its_answer_queued(
     assert_eq!(answer, b"answer");
     Ok(())
 }
+
+/// The client and the server each flood the proxy (`join`) and read as
+/// fast as they can (threads of their own): both directions move bytes,
+/// neither taking nearly all of them. Once `enough / 4` bytes have passed
+/// (the sockets' buffers have grown), and until one direction has
+/// delivered `enough` more, the other must deliver at least a quarter as
+/// many; then both stop and the join ends `Ok` with every byte counted.
+/// (The join must be what limits the throughput, not the peers: a join
+/// that waits for its peers serves both directions whatever its order.)
+pub async fn shares_the_throughput_when_both_ways_are_busy(
+    join: impl FnOnce(TcpStream, TcpStream) -> Joined + 'static,
+    enough: u64,
+) -> io::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::{mpsc, Arc, OnceLock};
+    let warm = enough / 4;
+    let (proxy_in, client) = std_peer().await?;
+    let (proxy_out, server) = std_peer().await?;
+    for peer in [&client, &server] {
+        // Bounded by the test's own limit instead.
+        peer.set_read_timeout(None)?;
+        peer.set_write_timeout(None)?;
+    }
+    let proxy = spawn_local(join(proxy_in, proxy_out));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Delivered to the server (client to server) and to the client; both
+    // when the sum reached `WARM`.
+    let delivered = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let warmed = Arc::new(OnceLock::new());
+    let (counts_tx, counts) = mpsc::channel();
+    let mut threads = Vec::new();
+    for (way, (from, to)) in [(&client, &server), (&server, &client)]
+        .into_iter()
+        .enumerate()
+    {
+        let (from, mut to) = (from.try_clone()?, to.try_clone()?);
+        let flooding = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let chunk = vec![5u8; 256 * 1024];
+            while !flooding.load(Relaxed) && (&from).write_all(&chunk).is_ok() {}
+            let _ = from.shutdown(Shutdown::Write);
+        }));
+        let (stop, delivered, warmed, counts_tx) = (
+            stop.clone(),
+            delivered.clone(),
+            warmed.clone(),
+            counts_tx.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            while let Ok(n @ 1..) = to.read(&mut buf) {
+                delivered[way].fetch_add(n as u64, Relaxed);
+                let now = [delivered[0].load(Relaxed), delivered[1].load(Relaxed)];
+                let Some(from) = warmed.get() else {
+                    if now[0] + now[1] >= warm {
+                        let _ = warmed.set(now);
+                    }
+                    continue;
+                };
+                if now[way] - from[way] >= enough && !stop.swap(true, Relaxed) {
+                    let _ = counts_tx.send([now[0] - from[0], now[1] - from[1]]);
+                }
+            }
+        }));
+    }
+    drop((client, server, counts_tx));
+    let moved = proxy.await.unwrap()?;
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let [to_server, to_client]: [u64; 2] = counts
+        .recv_timeout(Duration::from_secs(10))
+        .expect("one direction delivered enough");
+    assert!(
+        to_server.min(to_client) >= to_server.max(to_client) / 4,
+        "after the first {warm} bytes: client to server {to_server} bytes, server to client {to_client}"
+    );
+    assert_eq!(
+        moved,
+        (delivered[0].load(Relaxed), delivered[1].load(Relaxed))
+    );
+    Ok(())
+}
