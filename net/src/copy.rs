@@ -172,6 +172,18 @@ impl<Buf: AsMut<[u8]>> Direction<Buf> {
 /// [`COPY_BUFFER_SIZE`] bytes, is part of the future: nothing is
 /// allocated.
 ///
+/// Unlike tokio's `io::copy` (and `futures::io::copy`), which only flush
+/// the writer at the end and leave it open: after this copy nothing more
+/// can be written to `writer` (a write, or a second copy, fails with
+/// `BrokenPipe`), so `copy` of a header then `copy` of a body into one
+/// stream sends only the header, and the peer reads end of stream. The
+/// close is what passes the end on: `copy(&mut stdout, &mut stdin)`
+/// between two child processes ends the second one's input. To copy and
+/// then keep writing, cellio has no copy of its own: use
+/// `futures_util::io::copy` (it allocates its buffer) on the same
+/// `TcpIo` or `UnixIo`, tokio's `io::copy` with the `tokio-io` feature,
+/// or a loop of reads and `write_all`.
+///
 /// Not cancel-safe: if the future is dropped, bytes it had read and not
 /// written yet are lost.
 ///

@@ -7,7 +7,7 @@
 
 mod util;
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use cellio_net::unix::UnixIo;
@@ -121,6 +121,35 @@ fn copy_moves_a_stream_one_way_and_closes_the_writer() {
         assert_eq!(got.len(), len);
         assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i)));
         assert_eq!(copier.await.unwrap()?, len as u64);
+        Ok::<_, io::Error>(())
+    })
+    .unwrap();
+}
+
+/// `copy` closes its writer, unlike tokio's `io::copy` (documented): a
+/// second copy into the same stream fails with `BrokenPipe` and the peer
+/// reads only the first, then end of stream. `futures_util::io::copy`,
+/// which the docs name for copying and then writing on, leaves it open.
+#[test]
+fn copy_closes_the_writer_where_futures_util_copy_leaves_it_open() {
+    run(|| async {
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        copy(&mut &b"header "[..], &mut io).await?;
+        let second = copy(&mut &b"body"[..], &mut io).await;
+        assert_eq!(second.map_err(|e| e.kind()), Err(io::ErrorKind::BrokenPipe));
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got)?;
+        assert_eq!(got, b"header ", "end of stream after the first copy");
+
+        let (ours, mut peer) = std_peer().await?;
+        let mut io = TcpIo::new(ours);
+        futures_util::io::copy(&mut &b"header "[..], &mut io).await?;
+        futures_util::io::copy(&mut &b"body"[..], &mut io).await?;
+        drop(io);
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got)?;
+        assert_eq!(got, b"header body");
         Ok::<_, io::Error>(())
     })
     .unwrap();
