@@ -49,16 +49,19 @@
 //! accepted and closed for want of an upstream connection (another error
 //! opening it, such as a disabled IPv6, is the connection's: one line).
 //! A host name's lookup needs descriptors too: when it fails, the
-//! addresses named at start are used. (`--splice`
-//! opens its pipes later, and a connection that cannot have them ends;
-//! `--splice-auto` copies instead.)
+//! addresses named at start are used. `--splice` opens its pipes later,
+//! and a connection that cannot have them is reset; `--splice-auto`
+//! copies instead. Such an error, the proxy's own (out of descriptors or
+//! memory), is told on stderr: at most a line a second, the next one
+//! saying how many were left out since (and a last line, when the proxy
+//! stops, for those of its last second). A peer's reset is not told.
 
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::process::ExitCode;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use accept_backoff::accept_until_shutdown;
 use cellio::net::copy_bidirectional;
@@ -152,8 +155,68 @@ async fn proxy(
         moved
     };
     if let Err(e) = moved {
-        // A reset from either side is ordinary for a proxy: say so quietly.
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        if accept_backoff::out_of_resources(&e) {
+            // The proxy's own: a pipe `--splice` could not make, say.
+            OWN_ERRORS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .tell(peer, &e);
+        } else {
+            // A reset from either side is ordinary for a proxy: say so quietly.
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// The connection errors that are the proxy's own (out of descriptors or
+/// memory), told on stderr: one line a second at most, the next with how
+/// many were left out since.
+static OWN_ERRORS: std::sync::Mutex<OwnErrors> = std::sync::Mutex::new(OwnErrors {
+    told_at: None,
+    untold: 0,
+});
+
+struct OwnErrors {
+    /// When the last line went out.
+    told_at: Option<Instant>,
+    /// Errors since then that were not told.
+    untold: u64,
+}
+
+impl OwnErrors {
+    /// The least time between two lines.
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Tells `e`, which ended the connection of `peer`, unless a line went
+    /// out less than a second ago; counts it otherwise.
+    #[cold]
+    fn tell(&mut self, peer: SocketAddr, e: &io::Error) {
+        let now = Instant::now();
+        if self
+            .told_at
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            self.untold += 1;
+            return;
+        }
+        match std::mem::take(&mut self.untold) {
+            0 => eprintln!("proxy: {peer}: connection reset: {e}"),
+            left_out => eprintln!(
+                "proxy: {peer}: connection reset: {e} ({left_out} more reset so since the last line)"
+            ),
+        }
+        self.told_at = Some(now);
+    }
+
+    /// At the end: the errors left out since the last line, so a shutdown
+    /// within a second of them does not hide them.
+    fn tell_the_rest(&mut self) {
+        match std::mem::take(&mut self.untold) {
+            0 => {}
+            left_out => eprintln!(
+                "proxy: {left_out} more connection(s) reset for want of resources since the last line"
+            ),
+        }
     }
 }
 
@@ -419,5 +482,10 @@ fn run(args: &Args) -> std::io::Result<()> {
         serve(listener, route).await;
         Ok::<(), std::io::Error>(())
     })?;
-    worker_listeners::finish("proxy", runtime, Duration::from_millis(args.grace_ms))
+    let finished = worker_listeners::finish("proxy", runtime, Duration::from_millis(args.grace_ms));
+    OWN_ERRORS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .tell_the_rest();
+    finished
 }

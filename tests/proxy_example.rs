@@ -235,6 +235,63 @@ fn out_of_descriptors_no_client_is_closed(upstream: &str) {
     assert!(refused.is_empty(), "{refused:?}");
 }
 
+/// Out of descriptors, the splicing proxy resets the clients it cannot
+/// give pipes to (documented), and says so on stderr: at most a line a
+/// second, and the counts it gives add up to the clients reset. (It said
+/// nothing: the error went to a `tracing` line no subscriber ever showed;
+/// found by a review.)
+#[test]
+fn out_of_descriptors_the_splicing_proxy_tells_the_resets() {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    const CLIENTS: usize = 12;
+    let echo = EchoServer::start(&[], None);
+    let start = std::time::Instant::now();
+    let mut proxy = Proxy::start_limited(
+        &echo.addr,
+        &["--splice", "--grace-ms", "100"],
+        Some("-n 24"),
+    );
+    let (mut reset, mut held) = (0, Vec::new());
+    for i in 0..CLIENTS {
+        let mut client = connect(&proxy.addr);
+        let mut reply = [0u8; 4];
+        let served = client
+            .write_all(b"ping")
+            .and_then(|()| client.read_exact(&mut reply));
+        match served {
+            Ok(()) => assert_eq!(&reply, b"ping", "client {i}"),
+            Err(e) if matches!(e.kind(), ConnectionReset | BrokenPipe) => reset += 1,
+            Err(e) => panic!("client {i}: {e}"),
+        }
+        // Held open, so the next client finds fewer descriptors.
+        held.push(client);
+    }
+    assert!(reset > 0, "no client was reset: no limit hit");
+    example_bin::sigterm(proxy.child.id());
+    let status = example_bin::wait_exit(&mut proxy.child, Duration::from_secs(10));
+    assert!(status.is_some(), "the proxy exits");
+    let lines: Vec<String> = proxy.lines.iter().collect();
+    let told: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("Too many open files"))
+        .collect();
+    let bound = 2 + start.elapsed().as_secs() as usize;
+    assert!((1..=bound).contains(&told.len()), "{lines:?}");
+    // Each line tells one reset, and the ones left out before it.
+    let left_out: usize = lines
+        .iter()
+        .filter_map(|l| {
+            l.split(" more ")
+                .next()?
+                .rsplit(['(', ' '])
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(told.len() + left_out, reset, "{lines:?}");
+}
+
 #[test]
 fn a_bad_upstream_is_a_clear_error() {
     let output = Command::new(example_bin::build_example("proxy"))
