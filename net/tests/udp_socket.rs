@@ -353,6 +353,47 @@ fn reuse_port_lets_sockets_share_a_port_and_spreads_senders_over_them() {
     .unwrap();
 }
 
+/// `BindOptions::reuse_address` on Linux, as its docs say: a second socket
+/// with the option binds the same unicast address (a socket without it
+/// still gets `AddrInUse`), and it is not shared: every datagram, from
+/// whichever sender, goes to one socket, the one bound last, and the first
+/// gets none (so a server started twice takes the running one's traffic).
+#[cfg(target_os = "linux")]
+#[test]
+fn reuse_address_lets_a_second_socket_take_a_unicast_address() {
+    use cellio_net::udp::BindOptions;
+
+    run(|| async {
+        let options = BindOptions {
+            reuse_address: true,
+            ..BindOptions::default()
+        };
+        let first = UdpSocket::bind_with("127.0.0.1:0", options)?;
+        let addr = first.local_addr()?;
+        let err = UdpSocket::bind(addr).expect_err("the address is taken");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        let second = UdpSocket::bind_with(addr, options)?;
+        let senders: Vec<UdpSocket> = (0..10)
+            .map(|_| UdpSocket::bind("127.0.0.1:0"))
+            .collect::<io::Result<_>>()?;
+        for sender in &senders {
+            sender.send_to(b"taken", addr).await?;
+        }
+        // Loopback delivers within the send.
+        let mut buf = [0u8; 16];
+        let mut counts = [0usize; 2];
+        for (i, socket) in [&first, &second].into_iter().enumerate() {
+            while let Ok((n, _)) = socket.try_recv_from(&mut buf) {
+                assert_eq!(&buf[..n], b"taken");
+                counts[i] += 1;
+            }
+        }
+        assert_eq!(counts, [0, 10], "[first, second]");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 /// A buffer size of 4 GiB or more gets the kernel's cap, as `usize::MAX`
 /// does: the option is a C `int`, and socket2's `as` kept the low 32 bits
 /// (4 GiB set the minimum buffer; found by a review).

@@ -498,8 +498,18 @@ fn not_ip() -> io::Error {
 /// by default, as they are for [`UdpSocket::bind`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BindOptions {
-    /// `SO_REUSEADDR`. For UDP it lets several sockets bind one address
-    /// only where the system allows it for multicast; see `socket(7)`.
+    /// `SO_REUSEADDR`. On Linux it lets any number of UDP sockets that all
+    /// set it bind the same address and port, a unicast address included
+    /// (a socket without it still gets `AddrInUse`). That is what several
+    /// receivers of one multicast group and port need: each gets every
+    /// datagram sent to the group. A unicast datagram, though, goes to one
+    /// of the sockets alone (in practice the one bound last), and the
+    /// others get nothing, with no error anywhere: a second server started
+    /// by mistake on the address of a running one, both with this option,
+    /// silently takes all its traffic. To spread a unicast address's
+    /// datagrams over several sockets use
+    /// [`reuse_port`](Self::reuse_port); keep this one for multicast
+    /// receivers. Other systems differ; see their `socket(7)`.
     pub reuse_address: bool,
     /// `SO_REUSEPORT`: several sockets (one per worker) bind the same
     /// port, and the kernel spreads incoming datagrams over them.
