@@ -1,5 +1,6 @@
 //! UDP multicast: a socket that joined a group on the loopback interface
-//! receives what is sent to the group, and stops when it leaves; the
+//! receives what is sent to the group, and stops when it leaves (unless,
+//! on Linux, another socket of the host is still a member); the
 //! sender's options (loop, TTL, interface) read back what was set (what
 //! loop does cannot be seen through loopback); joining
 //! something that is not a group, or a group twice, is an error.
@@ -47,6 +48,8 @@ fn a_member_receives_what_is_sent_to_the_group_until_it_leaves() {
             .unwrap();
         sender.send_to(b"after leaving", target).await.unwrap();
         // Loopback delivers within the send: nothing is queued for it.
+        // (Only because no other socket of the host is a member of this
+        // group: see the next test.)
         assert_eq!(
             member.try_recv_from(&mut buf).unwrap_err().kind(),
             ErrorKind::WouldBlock
@@ -55,6 +58,51 @@ fn a_member_receives_what_is_sent_to_the_group_until_it_leaves() {
         assert!(member
             .leave_multicast_v4(group, Ipv4Addr::LOCALHOST)
             .is_err());
+    });
+}
+
+/// On Linux membership is the host's: while any socket of the host is a
+/// member of a group on an interface, a socket bound to the port receives
+/// the group's datagrams there though it never joined, or left
+/// (`IP_MULTICAST_ALL`, on by default), as the module docs say. With the
+/// option off it receives only what it joined itself.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_socket_receives_a_groups_datagrams_while_any_socket_of_the_host_is_a_member() {
+    run(|| async {
+        let group = group(4);
+        // Another socket of the host (another program's, say), on another
+        // port, joins.
+        let other = UdpSocket::bind("0.0.0.0:0").unwrap();
+        other.join_multicast_v4(group, Ipv4Addr::LOCALHOST).unwrap();
+        let (left, sender, _) = member_and_sender(group);
+        left.leave_multicast_v4(group, Ipv4Addr::LOCALHOST).unwrap();
+        let never_joined = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let mut buf = [0u8; 64];
+        for socket in [&left, &never_joined] {
+            let target = SocketAddr::from((group, socket.local_addr().unwrap().port()));
+            sender.send_to(b"to the group", target).await.unwrap();
+            // Loopback delivers within the send.
+            let (n, _) = socket.try_recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"to the group");
+        }
+
+        // IP_MULTICAST_ALL off: only the socket's own groups.
+        socket2::SockRef::from(&never_joined)
+            .set_multicast_all_v4(false)
+            .unwrap();
+        let target = SocketAddr::from((group, never_joined.local_addr().unwrap().port()));
+        sender.send_to(b"to the group", target).await.unwrap();
+        assert_eq!(
+            never_joined.try_recv_from(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+        never_joined
+            .join_multicast_v4(group, Ipv4Addr::LOCALHOST)
+            .unwrap();
+        sender.send_to(b"joined now", target).await.unwrap();
+        let (n, _) = never_joined.try_recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"joined now");
     });
 }
 

@@ -6,6 +6,9 @@
 //! A socket receives a group's datagrams once it has joined the group on
 //! an interface and is bound to the group's port (bound to the wildcard
 //! address, or to the group address itself on Linux).
+//!
+//! On Linux it may receive them without having joined: membership is the
+//! host's (`IP_MULTICAST_ALL`), which `join_multicast_v4`'s docs explain.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -41,6 +44,28 @@ impl UdpSocket {
     /// assert_eq!(&buf[..n], b"to the group");
     /// # std::io::Result::Ok(()) }).unwrap();
     /// ```
+    ///
+    /// # On Linux, membership is the host's
+    ///
+    /// While any socket of the host (another program's too) is a member of
+    /// a group on an interface, every socket bound to the port receives the
+    /// group's datagrams that arrive there, joined or not
+    /// (`IP_MULTICAST_ALL`, on by default; `IPV6_MULTICAST_ALL` for IPv6,
+    /// since Linux 4.20). So a socket bound to the wildcard address gets
+    /// the datagrams sent to its port for every group any socket of the
+    /// host joined; binding to the group address narrows that to one
+    /// group, but still needs no membership; and
+    /// [`leave_multicast_v4`](Self::leave_multicast_v4) stops the group's
+    /// datagrams only once no socket of the host is a member there any
+    /// more. To receive only the groups a socket joined itself, turn the
+    /// option off through `socket2` (with its `all` feature):
+    ///
+    /// ```
+    /// # cellio_runtime::Runtime::new().unwrap().block_on(async {
+    /// let socket = cellio_net::UdpSocket::bind("0.0.0.0:0")?;
+    /// socket2::SockRef::from(&socket).set_multicast_all_v4(false)?;
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
     pub fn join_multicast_v4(&self, group: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
         SockRef::from(self).join_multicast_v4(&group, &interface)
     }
@@ -48,12 +73,21 @@ impl UdpSocket {
     /// Leaves an IPv4 group joined with
     /// [`join_multicast_v4`](Self::join_multicast_v4) on `interface`
     /// (`IP_DROP_MEMBERSHIP`). Closing the socket leaves every group.
+    ///
+    /// On Linux the socket still receives the group's datagrams while
+    /// another socket of the host is a member on that interface, unless
+    /// it turned `IP_MULTICAST_ALL` off (see
+    /// [`join_multicast_v4`](Self::join_multicast_v4)).
     pub fn leave_multicast_v4(&self, group: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
         SockRef::from(self).leave_multicast_v4(&group, &interface)
     }
 
     /// Joins the IPv6 multicast group `group` on the interface with index
     /// `interface` (0: the kernel picks one) (`IPV6_ADD_MEMBERSHIP`).
+    ///
+    /// On Linux the membership is the host's, as for IPv4 (see
+    /// [`join_multicast_v4`](Self::join_multicast_v4)): the option is
+    /// `IPV6_MULTICAST_ALL`, socket2's `set_multicast_all_v6`.
     pub fn join_multicast_v6(&self, group: &Ipv6Addr, interface: u32) -> io::Result<()> {
         SockRef::from(self).join_multicast_v6(group, interface)
     }
