@@ -25,6 +25,9 @@
 //!   syscall.
 //! * Each syscall attempt spends one unit of the task's cooperative budget
 //!   first; with the budget spent the operation yields before the syscall.
+//!   (A batch send's attempt may make several `sendmmsg` calls: it pays
+//!   for each one after the first itself, and stops early when the budget
+//!   is spent; see `datagram::batch::send_queued`.)
 //!   A poll that parks (again) without a syscall, because the socket is
 //!   known to be exhausted and nothing has arrived since, does no work and
 //!   spends nothing. Otherwise a task waiting on as many parked operations

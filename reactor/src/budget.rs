@@ -11,7 +11,9 @@
 //! (without touching the socket), so the worker moves on to the others. An
 //! operation that only parks (again) spends nothing: work is what the
 //! budget bounds, and a task waiting on many parked operations must still
-//! reach the ones it polls after them.
+//! reach the ones it polls after them. An operation that does much more
+//! than one syscall's work in one attempt (a batch send of several
+//! `sendmmsg` calls) charges the rest with [`consume`] as it goes.
 //!
 //! Outside a budgeted poll (a future polled by some other executor) there is
 //! no limit.
@@ -106,6 +108,24 @@ pub fn has_remaining() -> bool {
     WORDS.with(|w| w.budget.get() != 0)
 }
 
+/// Charges `units` for work an operation has already done beyond the one
+/// unit it spent before its syscall (a batch send whose `sendmmsg` sent
+/// many datagrams, and which would make another call): the budget goes
+/// down by that much, never below zero, so that the [`poll_proceed`]
+/// before the next syscall yields if nothing is left. Outside a budgeted
+/// poll the count is, as for [`poll_proceed`], too large to run out (and
+/// left alone while no operation spent from it).
+#[inline]
+pub fn consume(units: u32) {
+    WORDS.with(|w| {
+        let b = &w.budget;
+        let left = b.get();
+        if left != UNLIMITED {
+            b.set(left.saturating_sub(units));
+        }
+    })
+}
+
 /// Spends one unit: `Ready` if the operation may proceed, otherwise wakes
 /// `waker` (so the task is polled again soon) and returns `Pending`.
 #[inline]
@@ -142,6 +162,30 @@ mod tests {
         });
         assert!(exhausted);
         assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()), "restored");
+    }
+
+    #[test]
+    fn consume_charges_what_was_done_and_never_goes_below_zero() {
+        consume(1000);
+        assert_eq!(
+            poll_proceed(Waker::noop()),
+            Poll::Ready(()),
+            "unlimited outside"
+        );
+        let ((), exhausted) = run_with(5, NO_TAG, || {
+            consume(3);
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Pending, "5 - 3 - 2");
+        });
+        assert!(exhausted);
+        let ((), exhausted) = run_with(2, NO_TAG, || {
+            consume(1000);
+            assert!(!has_remaining());
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Pending);
+        });
+        assert!(exhausted);
+        assert!(has_remaining(), "restored");
     }
 
     #[test]

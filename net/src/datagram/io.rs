@@ -174,7 +174,10 @@ impl<S: DatagramSocket> DatagramIo<S> {
     /// Sends the datagrams queued in `batch` (`sendmmsg` on Linux) until
     /// it is empty, or `Pending` with the task to be woken when the
     /// socket's buffer has room; what went is gone from the batch. On an
-    /// error, the datagram it belongs to is the batch's first. See
+    /// error, the datagram it belongs to is the batch's first. A batch
+    /// that takes several calls may also return `Pending` with part of it
+    /// sent, when it spent the task's budget, with the task woken at once:
+    /// call again with the same batch. See
     /// [`UdpSocket::send_many`](crate::UdpSocket::send_many).
     #[inline]
     pub fn poll_send_many(
@@ -193,16 +196,23 @@ impl<S: DatagramSocket> DatagramIo<S> {
         } else {
             0
         };
-        self.poll_tx(
+        let waker = cx.waker();
+        let polled = self.poll_tx(
             cx,
             move || key,
             |socket| {
-                let sent = send_queued(socket, batch).map(|()| 0);
+                let sent = send_queued(socket, batch, Some(waker)).map(|()| 0);
                 // What failed, if anything, is the batch's next datagram.
                 after_send(socket, sent, batch.next_has_address())
             },
-        )
-        .map_ok(drop)
+        );
+        match polled {
+            // Datagrams still queued after a success: the attempt stopped
+            // for the budget, the task is woken, and the next call sends
+            // on (see `send_queued`).
+            Poll::Ready(Ok(_)) if !batch.is_empty() => Poll::Pending,
+            polled => polled.map_ok(drop),
+        }
     }
 
     /// One receive through the held receive cell. A datagram never proves
@@ -233,7 +243,7 @@ impl<S: DatagramSocket> DatagramIo<S> {
     #[inline(always)]
     fn poll_tx(
         &mut self,
-        cx: &mut Context<'_>,
+        cx: &Context<'_>,
         target: impl Fn() -> u64,
         mut attempt: impl FnMut(&S) -> Attempt<usize>,
     ) -> Poll<io::Result<usize>> {

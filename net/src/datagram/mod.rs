@@ -149,6 +149,16 @@ macro_rules! batch_methods {
         /// is not returned for the first datagram: the send goes on.
         /// Cancel-safe: a dropped call leaves the batch with exactly the
         /// datagrams not sent.
+        ///
+        /// A batch that takes several calls spends the task's cooperative
+        /// budget as it goes: each call after the first is charged a unit
+        /// per datagram the call before it sent, as that many sends would
+        /// be, and with the budget spent the send yields (one call of
+        /// `MAX_BATCH` spends a default budget), so the worker's other
+        /// tasks run between its calls; another send on this socket may
+        /// then go between them too. Each such part counts as one send in
+        /// the socket's `stats()`. A batch that one call takes costs one
+        /// unit, as a [`recv_many`](Self::recv_many) does.
         pub fn send_many<'a>(
             &'a self,
             batch: &'a mut $crate::datagram::SendBatch<Self>,
@@ -169,7 +179,9 @@ macro_rules! batch_methods {
         /// socket's buffer takes now and returns how many; `WouldBlock` if
         /// it took none. The rest stay queued. Another error is returned as
         /// it comes, with what went before it gone from the batch and its
-        /// own datagram first.
+        /// own datagram first. It sends all the socket takes in this one
+        /// call, however long the batch: unlike `send_many`, it never
+        /// stops for the task's budget.
         pub fn try_send_many(
             &self,
             batch: &mut $crate::datagram::SendBatch<Self>,

@@ -5,7 +5,8 @@
 //! [`MAX_BATCH`] datagrams for one kernel entry, where `recv_from` and
 //! `send_to` make one each. Elsewhere (and with `--cfg
 //! cellio_portable_datagrams`) it is a loop of single receives or sends
-//! inside one poll: the same results, without the saving.
+//! (up to `MAX_BATCH` in the place of one call): the same results, without
+//! the saving.
 //!
 //! # Invariants
 //!
@@ -50,6 +51,7 @@ use crate::datagram::backoff::Backoff;
 use crate::datagram::ops::{after_send, not_connected_if_no_peer, poll_backing_off, truncated};
 use crate::datagram::DatagramSocket;
 use crate::op::{fast_path, future_and_drop, OpState, Side};
+use cellio_reactor::budget;
 use raw_slice::RawSlice;
 
 #[cfg(all(
@@ -897,7 +899,7 @@ pub(crate) fn try_send_many<S: DatagramSocket>(
     // A full buffer arms write interest (as a send future's does) before
     // `try_now` records it, so that `writable()` is woken when room comes.
     crate::ready::try_now(socket.registration().tx(), || {
-        match send_queued(socket, batch) {
+        match send_queued(socket, batch, None) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 socket.arm_writable()?;
                 if batch.len() < before {
@@ -915,14 +917,46 @@ pub(crate) fn try_send_many<S: DatagramSocket>(
 /// One attempt of a batch send: sends until the batch is empty (`Ok`), the
 /// socket's buffer is full (`WouldBlock`) or the kernel refuses a datagram
 /// (its error). What went is gone from the batch either way.
+///
+/// With a `waker` (a task's send, whose attempt spent one unit of the
+/// budget before it, as every operation's does), each call after the first
+/// is paid for first: one unit for each datagram the call before it sent
+/// (that one's own unit included), then one for itself. With the budget
+/// spent, the attempt stops there, `Ok` with the rest of the batch still
+/// queued and the waker woken: its future (or `DatagramIo::poll_send_many`)
+/// returns `Pending` and sends on at the task's next poll, after the
+/// worker's other tasks. So a long batch sends about a budget's worth of
+/// datagrams per poll (at least one call's: one `sendmmsg` of
+/// [`MAX_BATCH`] spends a default budget), as that many `send_to` would,
+/// where it held its worker until the last one went. A batch that one call
+/// takes whole costs one unit, as a `recv_many` does: the charge is made
+/// only before a second call. Without a waker (`try_send_many`,
+/// `try_complete`) it sends everything the socket takes.
 pub(crate) fn send_queued<S: DatagramSocket>(
     socket: &S,
     batch: &mut SendBatch<S>,
+    waker: Option<&Waker>,
 ) -> io::Result<()> {
+    let mut sent = batch.send_some(socket)?;
     while !batch.is_empty() {
-        batch.send_some(socket)?;
+        if let Some(waker) = waker {
+            if !pay_for_another_call(sent, waker) {
+                return Ok(());
+            }
+        }
+        sent = batch.send_some(socket)?;
     }
     Ok(())
+}
+
+/// Before another call of one batch send: charges the `sent` datagrams of
+/// the call before (less the unit it spent), then spends one unit for the
+/// next call. `false` (with `waker` woken) if none was left for it.
+#[cold]
+#[inline(never)]
+fn pay_for_another_call(sent: usize, waker: &Waker) -> bool {
+    budget::consume(u32::try_from(sent).unwrap_or(u32::MAX).saturating_sub(1));
+    budget::poll_proceed(waker).is_ready()
 }
 
 /// Future of [`UdpSocket::recv_many`](crate::UdpSocket::recv_many) (and
@@ -980,13 +1014,13 @@ impl<'a, S: DatagramSocket> SendMany<'a, S> {
 
     fn poll_with(&mut self, waker: Option<&Waker>) -> Poll<io::Result<usize>> {
         let (socket, batch, queued) = (self.socket, &mut *self.batch, self.queued);
-        poll_backing_off::<S, _>(&mut self.op, &mut self.backoff, waker, |op| {
+        let polled = poll_backing_off::<S, _>(&mut self.op, &mut self.backoff, waker, |op| {
             let side = Side::tx(socket.registration());
             // A Unix socket's full cell may be another peer's than the
             // batch's next datagram's.
             let by_address = S::ROOM_MAY_GO_UNANNOUNCED && batch.next_has_address();
             let attempt = || {
-                let sent = send_queued(socket, batch).map(|()| queued);
+                let sent = send_queued(socket, batch, waker).map(|()| queued);
                 // What failed, if anything, is the batch's next datagram.
                 after_send(socket, sent, batch.next_has_address())
             };
@@ -995,7 +1029,26 @@ impl<'a, S: DatagramSocket> SendMany<'a, S> {
             } else {
                 op.poll(side, waker, attempt)
             }
-        })
+        });
+        match polled {
+            // Datagrams still queued after a success: the attempt stopped
+            // for the budget (see `send_queued`).
+            Poll::Ready(Ok(_)) if !batch.is_empty() => self.yielded(),
+            polled => polled,
+        }
+    }
+
+    /// Part of the batch went and the budget is spent (`send_queued`): the
+    /// operation completed (and released the cell, if it held it), the
+    /// task is woken; the next poll starts a fresh one on the rest.
+    #[cold]
+    #[inline(never)]
+    fn yielded(&mut self) -> Poll<io::Result<usize>> {
+        self.op = OpState::new();
+        // Datagrams went: a wait for a full peer starts from the shortest
+        // delay again.
+        self.backoff.reset();
+        Poll::Pending
     }
 
     fast_path!(usize);

@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 use super::raw_slice::RawSlice;
-use super::{Queued, Slot};
+use super::{Queued, Slot, MAX_BATCH};
 use crate::raw_addr::RawSockAddr;
 use crate::sys;
 
@@ -66,8 +66,10 @@ impl SendCalls {
         false
     }
 
-    /// One send per datagram of `pending` (bytes in `bytes`), until the
-    /// kernel refuses one: how many it took.
+    /// One send per datagram of the first [`MAX_BATCH`] of `pending`
+    /// (bytes in `bytes`), until the kernel refuses one: how many it took.
+    /// At most `MAX_BATCH`, as one `sendmmsg`, so that a long batch pays
+    /// its budget as it goes (see `send_queued`).
     pub(super) fn send<T: RawSockAddr>(
         &mut self,
         fd: RawFd,
@@ -75,6 +77,7 @@ impl SendCalls {
         pending: &[Queued<T>],
         _segmented: bool,
     ) -> io::Result<usize> {
+        let pending = &pending[..pending.len().min(MAX_BATCH)];
         for (index, queued) in pending.iter().enumerate() {
             let data = &bytes[queued.start..queued.start + queued.len];
             let sent = match &queued.to {
