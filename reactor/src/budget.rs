@@ -33,6 +33,14 @@ pub const DEFAULT_BUDGET: u32 = 128;
 /// The budget outside any budgeted poll: so large it never runs out.
 pub(crate) const UNLIMITED: u32 = u32::MAX;
 
+/// The largest budget a poll may have (half of `u32::MAX`, more than any
+/// poll will spend). A count above it means no budgeted poll is running:
+/// operations outside a poll spend from [`UNLIMITED`] (nothing resets it
+/// between them), so "outside" is a range, not one value; a count that
+/// equalled `UNLIMITED` only until the first operation made a stale tag
+/// look current (see [`current_tag`]).
+pub const MAX_BUDGET: u32 = u32::MAX / 2;
+
 /// The tag of a poll that has none (see [`run_with`]).
 pub const NO_TAG: u32 = u32::MAX;
 
@@ -45,15 +53,15 @@ pub const NO_TAG: u32 = u32::MAX;
 /// reads it back inside the poll (for `TaskId::try_current`). It costs the
 /// poll one store: it is not restored afterwards, since outside every
 /// budgeted poll the budget is unlimited again and [`current_tag`] says
-/// `None` whatever the tag word holds (so `units` must be below
-/// `u32::MAX`, the budget outside polls). Tags do not nest: an inner
+/// `None` whatever the tag word holds (so `units` must be at most
+/// [`MAX_BUDGET`]: the counts above it are the budget outside polls). Tags do not nest: an inner
 /// `run_with` (the runtime never nests polls) leaves its tag for the rest
 /// of the outer one. If `f` unwinds, nothing is restored: see [`reset`].
 #[inline]
 pub fn run_with<R>(units: u32, tag: u32, f: impl FnOnce() -> R) -> (R, bool) {
     debug_assert!(
-        units < UNLIMITED,
-        "a poll's budget is below the unlimited one"
+        units <= MAX_BUDGET,
+        "a poll's budget is at most MAX_BUDGET, below the unlimited one"
     );
     let previous = WORDS.with(|w| {
         w.tag.set(tag);
@@ -97,7 +105,7 @@ pub fn current_tag() -> Option<u32> {
     let (units, tag) = WORDS
         .try_with(|w| (w.budget.get(), w.tag.get()))
         .unwrap_or((UNLIMITED, NO_TAG));
-    (units != UNLIMITED && tag != NO_TAG).then_some(tag)
+    (units <= MAX_BUDGET && tag != NO_TAG).then_some(tag)
 }
 
 /// `true` unless the budget of the poll running on this thread is spent
@@ -120,7 +128,7 @@ pub fn consume(units: u32) {
     WORDS.with(|w| {
         let b = &w.budget;
         let left = b.get();
-        if left != UNLIMITED {
+        if left <= MAX_BUDGET {
             b.set(left.saturating_sub(units));
         }
     })
@@ -133,7 +141,8 @@ pub fn poll_proceed(waker: &Waker) -> Poll<()> {
     WORDS.with(|w| {
         let b = &w.budget;
         // Outside a budgeted poll the count starts at u32::MAX: it would
-        // take four billion operations in one poll to run out.
+        // take four billion operations to run out (and two billion to
+        // come down to a poll's budget, `MAX_BUDGET`).
         let left = b.get();
         if left == 0 {
             waker.wake_by_ref();
@@ -147,6 +156,26 @@ pub fn poll_proceed(waker: &Waker) -> Poll<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Operations outside any poll (on a worker between polls, say) spend
+    /// from the unlimited count: the last poll's tag must not look current
+    /// then. (The first such operation made `current_tag` return the last
+    /// poll's tag, so `TaskId::try_current` could name a task that was
+    /// not running; noticed in a review.)
+    #[test]
+    fn an_operation_outside_a_poll_does_not_bring_back_the_last_polls_tag() {
+        let ((), _) = run_with(DEFAULT_BUDGET, 7, || {
+            assert_eq!(current_tag(), Some(7));
+        });
+        assert_eq!(current_tag(), None);
+        assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+        consume(3);
+        assert_eq!(current_tag(), None, "outside a poll after an operation");
+        let ((), _) = run_with(MAX_BUDGET, 9, || {
+            assert_eq!(current_tag(), Some(9), "the largest budget is a poll's");
+        });
+        reset();
+    }
 
     #[test]
     fn the_budget_runs_out_and_is_restored() {

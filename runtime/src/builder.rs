@@ -115,10 +115,12 @@ impl Builder {
     /// yields to the others (see `cellio_reactor::budget`). The future
     /// given to [`Runtime::block_on`](crate::Runtime::block_on) gets the
     /// same budget: it shares worker 0 with that worker's tasks. Values
-    /// below 1 are raised to 1, and `u32::MAX` (the unlimited budget of
-    /// code outside any poll) is lowered by one.
+    /// below 1 are raised to 1, and those above
+    /// [`MAX_BUDGET`](cellio_reactor::budget::MAX_BUDGET) (half of
+    /// `u32::MAX`: the larger counts mean "outside any poll") are lowered to
+    /// it.
     pub fn budget(mut self, operations: u32) -> Self {
-        self.worker.budget = operations.clamp(1, u32::MAX - 1);
+        self.worker.budget = operations.clamp(1, cellio_reactor::budget::MAX_BUDGET);
         self
     }
 
