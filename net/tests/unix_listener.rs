@@ -1,7 +1,8 @@
 //! `UnixListener`: binding (and the errors of a path in use, too long,
 //! empty, or in a missing directory; autobind only when asked for), accepting many clients, an accept that parks
-//! and one dropped while parked, `from_std`, and the socket file a dropped
-//! listener leaves.
+//! and one dropped while parked, `from_std`, the socket file a dropped
+//! listener leaves, and the peer address an accept reports (unnamed, a
+//! path, a path of all of `sun_path`, an abstract name).
 
 mod util;
 
@@ -180,6 +181,119 @@ fn a_std_listener_is_adopted() {
         client.recv_exact(&mut buf).await?;
         assert_eq!(&buf, b"adopted");
         assert!(listener.take_error()?.is_none());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A raw `sockaddr_un` holding `bytes` in `sun_path` as a C client fills
+/// it (no NUL after a path that fills it, none after an abstract name),
+/// and its length.
+fn raw_unix_addr(bytes: &[u8]) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: all-zero is a valid `sockaddr_un`.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    assert!(bytes.len() <= addr.sun_path.len());
+    for (to, from) in addr.sun_path.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    let nul = usize::from(bytes.len() < addr.sun_path.len() && bytes.first() != Some(&0));
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + nul;
+    (addr, len as libc::socklen_t)
+}
+
+/// A blocking Unix stream socket bound to the raw `sun_path` bytes `bind`
+/// (as a C or Python client may bind them) and connected to `to`.
+fn raw_client_bound_to(bind: &[u8], to: &std::path::Path) -> std::os::unix::net::UnixStream {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: a new socket, which we own at once.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "{}", io::Error::last_os_error());
+    // SAFETY: `fd` is a new descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (addr, len) = raw_unix_addr(bind);
+    // SAFETY: `addr` is a valid `sockaddr_un` of at least `len` bytes.
+    let bound = unsafe { libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&addr).cast(), len) };
+    assert_eq!(bound, 0, "bind: {}", io::Error::last_os_error());
+    let (addr, len) = raw_unix_addr(to.as_os_str().as_bytes());
+    // SAFETY: as above.
+    let connected = unsafe { libc::connect(fd.as_raw_fd(), std::ptr::from_ref(&addr).cast(), len) };
+    assert_eq!(connected, 0, "connect: {}", io::Error::last_os_error());
+    fd.into()
+}
+
+/// A local client bound to a path of all 108 bytes of `sun_path` (Linux
+/// binds one with no NUL after it; C and Python clients can): its
+/// connection is accepted, its peer reported by that path, as the stream's
+/// `peer_addr` reports it. (mio's accept, which cellio's used to be,
+/// panicked on it, `sun_path[..109]` for the length 111 the kernel
+/// reports: any local client could end the accepting task, and with it
+/// `unix_echo_server`; found by a review.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn a_client_bound_to_a_path_of_all_of_sun_path_is_accepted_by_that_path() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = SocketDir::new();
+    let server_path = dir.path("s.sock");
+    let fill = 108 - dir.path("").as_os_str().len();
+    let long = dir.path(&"c".repeat(fill));
+    assert_eq!(long.as_os_str().len(), 108);
+    run(move || async move {
+        let listener = UnixListener::bind(&server_path)?;
+        let mut client = raw_client_bound_to(long.as_os_str().as_bytes(), &server_path);
+        let (server, peer) = listener.accept().await?;
+        assert_eq!(peer.as_pathname(), Some(long.as_path()), "{peer:?}");
+        assert_eq!(format!("{peer:?}"), format!("{:?}", server.peer_addr()?));
+        client.write_all(b"hi")?;
+        let mut buf = [0u8; 2];
+        server.recv_exact(&mut buf).await?;
+        assert_eq!(&buf, b"hi");
+        // The listener goes on accepting.
+        let _next = UnixStream::connect(&server_path).await?;
+        assert!(listener.accept().await?.1.is_unnamed());
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// An accept reports the client's address as the accepted stream's
+/// `peer_addr` does: unnamed for a client that bound nothing, its path,
+/// and on Linux its abstract name (NUL bytes in it included). (An
+/// abstract name was reported unnamed, mio's accept taking any address
+/// that starts with NUL for one; found by a review.)
+#[test]
+fn accept_reports_each_client_by_its_address_as_peer_addr_does() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = SocketDir::new();
+    let server_path = dir.path("s.sock");
+    let client_path = dir.path("client.sock");
+    run(move || async move {
+        let listener = UnixListener::bind(&server_path)?;
+        let mut clients = vec![
+            std::os::unix::net::UnixStream::connect(&server_path)?,
+            raw_client_bound_to(client_path.as_os_str().as_bytes(), &server_path),
+        ];
+        let abstract_name = format!("\0cellio-accept-{}\0x", std::process::id());
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            clients.push(raw_client_bound_to(abstract_name.as_bytes(), &server_path));
+        }
+        let mut reported = Vec::new();
+        for _ in &clients {
+            let (server, peer) = listener.accept().await?;
+            assert_eq!(format!("{peer:?}"), format!("{:?}", server.peer_addr()?));
+            reported.push(peer);
+        }
+        assert!(reported[0].is_unnamed(), "{:?}", reported[0]);
+        assert_eq!(reported[1].as_pathname(), Some(client_path.as_path()));
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            assert_eq!(
+                reported[2].as_abstract_name(),
+                Some(&abstract_name.as_bytes()[1..])
+            );
+        }
         io::Result::Ok(())
     })
     .unwrap();

@@ -7,14 +7,13 @@ use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use cellio_reactor::{Handle, Registration};
 use socket2::SockAddr;
 
 use crate::datagram::{self as ops, sealed, DatagramSocket};
 use crate::stats::OpStats;
-use crate::unix::{RecvDatagram as Recv, RecvFrom, SendDatagram as Send, SendTo};
+use crate::unix::{unnamed, RecvDatagram as Recv, RecvFrom, SendDatagram as Send, SendTo};
 
 /// A Unix-domain datagram socket (`AF_UNIX`, `SOCK_DGRAM`) driven by a
 /// cellio reactor: a [`UdpSocket`](crate::UdpSocket) for peers on the same
@@ -419,52 +418,27 @@ fn not_a_destination() -> io::Error {
     )
 }
 
-/// The kernel's address of a datagram's sender as `std`'s type. The
-/// datagram was taken already: a sender that `std`'s type cannot be made of
-/// is reported unnamed, never as the receive's error (which would lose the
-/// datagram).
+/// The kernel's address of a datagram's sender as `std`'s type
+/// ([`reported_address`](super::reported_address)). The datagram was taken
+/// already: a sender that `std`'s type cannot be made of is reported
+/// unnamed, never as the receive's error (which would lose the datagram).
 fn sender_of(from: &SockAddr) -> io::Result<SocketAddr> {
-    if let Some(path) = from.as_pathname() {
-        return SocketAddr::from_pathname(path).or_else(|e| {
+    // SAFETY: a `SockAddr` holds a `sockaddr_storage`, larger than a
+    // `sockaddr_un` and aligned for one; its first `len()` bytes are the
+    // address the kernel wrote, the rest zeroed.
+    let addr = unsafe { &*from.as_ptr().cast::<libc::sockaddr_un>() };
+    match super::reported_address(addr, from.len())? {
+        Some(sender) => Ok(sender),
+        None => {
             // A path that fills all of `sun_path`, with no NUL after it
             // (Linux binds one; C and Python clients can): `std` builds one
-            // only from the kernel's own bytes, and has no constructor for
-            // it (nor could `socket2` send to it).
-            tracing::debug!(path = %path.display(), error = %e, "a sender whose path std cannot represent: reported unnamed");
+            // only from the kernel's own answer to `getsockname` or
+            // `getpeername`, which a datagram's sender cannot be asked (nor
+            // could `socket2` send to it).
+            tracing::debug!("a sender bound to a path of all of sun_path: reported unnamed");
             unnamed()
-        });
+        }
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Some(name) = from.as_abstract_namespace() {
-        use std::os::linux::net::SocketAddrExt;
-        return SocketAddr::from_abstract_name(name);
-    }
-    // A sender that never bound an address: the kernel reports just the
-    // family, or (a socket-pair peer) no address at all.
-    if from.is_unnamed() || from.len() == 0 {
-        return unnamed();
-    }
-    Err(io::Error::other(
-        "a datagram from a sender that is not a Unix socket address",
-    ))
-}
-
-/// `std` has no constructor for an unnamed address: one is made once and
-/// cloned for every unnamed sender after. `std` makes the empty path one
-/// (no byte of `sun_path`), which needs no descriptor; where it does not,
-/// it is taken from an unbound socket, when the first `UnixDatagram` is
-/// registered: made at a receive, it would need a descriptor after the
-/// datagram was taken, and out of descriptors (`EMFILE`) lose it.
-fn unnamed() -> io::Result<SocketAddr> {
-    static UNNAMED: OnceLock<SocketAddr> = OnceLock::new();
-    if let Some(addr) = UNNAMED.get() {
-        return Ok(addr.clone());
-    }
-    let addr = match SocketAddr::from_pathname("") {
-        Ok(addr) if addr.is_unnamed() => addr,
-        _ => std::os::unix::net::UnixDatagram::unbound()?.local_addr()?,
-    };
-    Ok(UNNAMED.get_or_init(|| addr).clone())
 }
 
 impl DatagramSocket for UnixDatagram {}

@@ -129,7 +129,9 @@ impl UnixListener {
 }
 
 /// Future of [`UnixListener::accept`]: the new stream and its peer's
-/// address (usually unnamed: clients rarely bind one).
+/// address, as the stream's [`peer_addr`](UnixStream::peer_addr) reports it:
+/// usually unnamed (clients rarely bind one), else the client's path (one
+/// that fills all of `sun_path` included) or abstract name.
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct Accept<'a> {
@@ -147,10 +149,80 @@ impl Future for Accept<'_> {
             &mut this.op,
             &listener.registration,
             cx,
-            || listener.io.accept(),
+            || accept(&listener.io),
             UnixStream::register,
         )
     }
+}
+
+/// One non-blocking `accept(2)`: the new stream (non-blocking,
+/// close-on-exec) and its peer's address, decoded by cellio
+/// ([`reported_address`](super::reported_address)) rather than by mio,
+/// whose accept panics on a peer bound to a path of all 108 bytes of
+/// `sun_path` (Linux reports a length of 111 for it) and reports an
+/// abstract-named peer as unnamed.
+fn accept(listener: &mio::net::UnixListener) -> io::Result<(mio::net::UnixStream, SocketAddr)> {
+    // SAFETY: all-zero is a valid `sockaddr_un`.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    let stream = accept_raw(listener.as_raw_fd(), &mut addr, &mut len)?;
+    let peer = match super::reported_address(&addr, len)? {
+        Some(peer) => peer,
+        // A path of all 108 bytes of `sun_path`: `std`'s type is made of
+        // one only from the kernel's own `getpeername` (one more syscall,
+        // for such a peer only). Should that fail, the connection is still
+        // handed over, its peer unnamed.
+        None => stream.peer_addr().or_else(|_| super::unnamed())?,
+    };
+    Ok((mio::net::UnixStream::from_std(stream), peer))
+}
+
+/// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`: one syscall.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn accept_raw(
+    listener: std::os::fd::RawFd,
+    addr: &mut libc::sockaddr_un,
+    len: &mut libc::socklen_t,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `addr` is valid for writes of `*len` bytes, its size.
+    let fd = unsafe {
+        libc::accept4(
+            listener,
+            std::ptr::from_mut(addr).cast(),
+            len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `accept4` returned a new descriptor, which nothing else owns.
+    Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
+}
+
+/// `accept(2)` and close-on-exec (macOS has no `accept4`; the new socket
+/// inherits the listener's `O_NONBLOCK` there, as on every BSD).
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn accept_raw(
+    listener: std::os::fd::RawFd,
+    addr: &mut libc::sockaddr_un,
+    len: &mut libc::socklen_t,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `addr` is valid for writes of `*len` bytes, its size.
+    let fd = unsafe { libc::accept(listener, std::ptr::from_mut(addr).cast(), len) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `accept` returned a new descriptor, which nothing else owns
+    // (owned at once: closed if `fcntl` fails).
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    // SAFETY: a plain `fcntl` on the descriptor we own.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stream)
 }
 
 impl Drop for Accept<'_> {

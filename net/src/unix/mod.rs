@@ -17,9 +17,12 @@
 //! ([`UnixStream::send_with_fds`], [`UnixStream::recv_with_fds`]:
 //! `SCM_RIGHTS`).
 
+use std::ffi::OsStr;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
+use std::sync::OnceLock;
 
 mod cred;
 mod datagram;
@@ -157,4 +160,78 @@ pub(crate) fn path_address(path: &Path, with_abstract: &str) -> io::Result<Socke
         ));
     }
     SocketAddr::from_pathname(path)
+}
+
+/// A Unix socket address the kernel wrote (`accept`, `recvfrom`,
+/// `recvmmsg`): the first `len` bytes of `addr`, decoded without trusting
+/// `sun_path` to end with a NUL, as `std`'s type; `Ok(None)` for a path
+/// that type cannot be made of, one that fills all 108 bytes of
+/// `sun_path` (Linux binds it with no NUL after it, and reports a length
+/// of 111 for it, counting a NUL beyond `sun_path`).
+///
+/// * No byte of `sun_path` (`len` 0, as a socket-pair peer's, or just the
+///   family): unnamed.
+/// * A first byte NUL: on Linux an abstract name, the `len` bytes after it
+///   (NULs included: they are part of the name); elsewhere, where the
+///   kernel reports an unnamed address as a zeroed `sun_path` of any
+///   length (macOS, FreeBSD), unnamed.
+/// * Otherwise a path, up to its first NUL (which macOS counts in `len`,
+///   with the rest of `sun_path` zeroed) or to the end of `sun_path`.
+///
+/// Any other family is an error.
+pub(crate) fn reported_address(
+    addr: &libc::sockaddr_un,
+    len: libc::socklen_t,
+) -> io::Result<Option<SocketAddr>> {
+    let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+    let path_len = (len as usize)
+        .saturating_sub(offset)
+        .min(addr.sun_path.len());
+    if path_len == 0 {
+        return unnamed().map(Some);
+    }
+    if addr.sun_family != libc::AF_UNIX as libc::sa_family_t {
+        return Err(io::Error::other(
+            "an address that is not a Unix socket address",
+        ));
+    }
+    // SAFETY: `sun_path` holds `c_char`s, of the size and alignment of
+    // `u8`; `path_len` is at most its length.
+    let bytes: &[u8] =
+        unsafe { std::slice::from_raw_parts(addr.sun_path.as_ptr().cast::<u8>(), path_len) };
+    if bytes[0] == 0 {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            return SocketAddr::from_abstract_name(&bytes[1..]).map(Some);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        return unnamed().map(Some);
+    }
+    let path = match bytes.iter().position(|&b| b == 0) {
+        Some(end) => &bytes[..end],
+        None => bytes,
+    };
+    if path.len() == addr.sun_path.len() {
+        return Ok(None);
+    }
+    SocketAddr::from_pathname(Path::new(OsStr::from_bytes(path))).map(Some)
+}
+
+/// `std` has no constructor for an unnamed address: one is made once and
+/// cloned for every unnamed peer or sender after. `std` makes the empty path
+/// one (no byte of `sun_path`), which needs no descriptor; where it does not,
+/// it is taken from an unbound socket, when the first `UnixDatagram` is
+/// registered: made at a receive, it would need a descriptor after the
+/// datagram was taken, and out of descriptors (`EMFILE`) lose it.
+pub(crate) fn unnamed() -> io::Result<SocketAddr> {
+    static UNNAMED: OnceLock<SocketAddr> = OnceLock::new();
+    if let Some(addr) = UNNAMED.get() {
+        return Ok(addr.clone());
+    }
+    let addr = match SocketAddr::from_pathname("") {
+        Ok(addr) if addr.is_unnamed() => addr,
+        _ => std::os::unix::net::UnixDatagram::unbound()?.local_addr()?,
+    };
+    Ok(UNNAMED.get_or_init(|| addr).clone())
 }
