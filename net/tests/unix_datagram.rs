@@ -1,8 +1,8 @@
 //! `UnixDatagram`: pairs, bound and unbound sockets and their addresses,
 //! abstract names, a datagram too long for the buffer (an error, and the
 //! next one whole), a receive that parks, a send that waits for a full peer
-//! (Unix datagrams are never dropped), the errors of a bad destination (and
-//! of an empty path to bind), and
+//! (Unix datagrams are never dropped), the errors of a bad destination (a
+//! path with a NUL byte among them; and of an empty path to bind), and
 //! moving a socket to another worker.
 
 mod util;
@@ -300,6 +300,71 @@ fn bad_destinations_and_no_peer_are_clear_errors() {
         UnixDatagram::unbound().is_err(),
         "outside a runtime: an error"
     );
+}
+
+/// A path with a NUL byte is refused by `send_to` and `try_send_to` with
+/// `InvalidInput`, as `bind`, `connect` and `std` refuse it: the kernel
+/// reads a path only up to its first NUL, so `dir/a\0b` would go to the
+/// socket at `dir/a`, and on Linux `\0name` to the abstract name `name`.
+/// (Both were sent there; found by a review.)
+#[test]
+fn a_path_with_a_nul_byte_is_refused_not_sent_to_another_socket() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = SocketDir::new();
+    let a = dir.path("a");
+    let mut with_nul = a.clone().into_os_string();
+    with_nul.push(OsStr::from_bytes(b"\0b"));
+    run(move || async move {
+        let server = UnixDatagram::bind(&a)?;
+        let client = UnixDatagram::unbound()?;
+        let std_client = std::os::unix::net::UnixDatagram::unbound()?;
+        #[cfg_attr(
+            not(any(target_os = "linux", target_os = "android")),
+            allow(unused_mut)
+        )]
+        let mut paths = vec![std::path::PathBuf::from(with_nul)];
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _abstract_server = {
+            use std::os::linux::net::SocketAddrExt;
+            let name = format!("cellio-nul-{}", std::process::id());
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name)?;
+            paths.push(OsStr::from_bytes(format!("\0{name}").as_bytes()).into());
+            UnixDatagram::bind_addr(&addr)?
+        };
+        for path in &paths {
+            let std_err = std_client.send_to(b"std", path).unwrap_err();
+            assert_eq!(std_err.kind(), io::ErrorKind::InvalidInput);
+            assert_eq!(
+                client.connect(path).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
+            let sent = client.send_to(b"future", path).await;
+            assert!(
+                matches!(&sent, Err(e) if e.kind() == io::ErrorKind::InvalidInput),
+                "send_to {path:?}: {sent:?}"
+            );
+            let tried = client.try_send_to(b"try", path);
+            assert!(
+                matches!(&tried, Err(e) if e.kind() == io::ErrorKind::InvalidInput),
+                "try_send_to {path:?}: {tried:?}"
+            );
+        }
+        assert_eq!(
+            server.try_recv(&mut [0u8; 16]).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(
+            _abstract_server
+                .try_recv(&mut [0u8; 16])
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::WouldBlock
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
 }
 
 /// Binding an empty path is an error that says so, not a random autobound

@@ -3,7 +3,8 @@
 //! parked receive, a send that waits for a full peer (and one given up
 //! there, waiting out a delay or parked, which holds back no send
 //! elsewhere), the socket's own
-//! futures refused while a direction is held, and `into_inner`.
+//! futures refused while a direction is held, `into_inner`, and a path
+//! with a NUL byte refused.
 
 mod util;
 
@@ -215,4 +216,38 @@ fn a_batch_refilled_for_another_peer_after_a_given_up_send_goes_at_once() {
         })
         .unwrap();
     }
+}
+
+/// `send_to` a path with a NUL byte is refused with `InvalidInput`, as
+/// `UnixDatagram::send_to` refuses it: the kernel would read the path up
+/// to the NUL and send to the socket there. (It was sent there; found by a
+/// review.)
+#[test]
+fn send_to_a_path_with_a_nul_byte_is_refused_not_sent_to_another_socket() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = SocketDir::new();
+    let a = dir.path("a");
+    let mut with_nul = a.clone().into_os_string();
+    with_nul.push(std::ffi::OsStr::from_bytes(b"\0b"));
+    run(move || async move {
+        let server = UnixDatagram::bind(&a)?;
+        let mut io = UnixDatagramIo::new(UnixDatagram::unbound()?);
+        let sent = io.send_to(b"future", &with_nul).await;
+        assert!(
+            matches!(&sent, Err(e) if e.kind() == io::ErrorKind::InvalidInput),
+            "{sent:?}"
+        );
+        let polled =
+            poll_fn(|cx| Poll::Ready(io.poll_send_to(cx, b"poll", with_nul.as_ref()))).await;
+        assert!(
+            matches!(&polled, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidInput),
+            "{polled:?}"
+        );
+        assert_eq!(
+            server.try_recv(&mut [0u8; 16]).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
 }

@@ -13,8 +13,6 @@ use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use socket2::SockAddr;
-
 use crate::datagram::backoff::{is_no_room_event, target_key, Backoff};
 use crate::datagram::{
     after_send, recv, recv_from, send, send_queued, send_to, try_recv_many, DatagramSocket,
@@ -389,14 +387,15 @@ impl DatagramIo<UnixDatagram> {
     /// Sends `buf` as one datagram to the socket bound at `path`, or
     /// `Pending` with the task to be woken when there is room (a Unix
     /// datagram is never dropped: a full peer makes the send wait). A path
-    /// that cannot be a socket address fails with `InvalidInput`.
+    /// that cannot be a socket address (too long, or with a NUL byte) fails
+    /// with `InvalidInput`.
     pub fn poll_send_to(
         &mut self,
         cx: &mut Context<'_>,
         buf: &[u8],
         path: &Path,
     ) -> Poll<io::Result<usize>> {
-        self.poll_send_to_target(cx, buf, &SockAddr::unix(path).ok())
+        self.poll_send_to_target(cx, buf, &crate::unix::path_target(path))
     }
 
     /// [`poll_send_to`](Self::poll_send_to) as a future; the path is made
@@ -406,7 +405,7 @@ impl DatagramIo<UnixDatagram> {
         buf: &'a [u8],
         path: P,
     ) -> impl Future<Output = io::Result<usize>> + 'a {
-        let target = SockAddr::unix(path).ok();
+        let target = crate::unix::path_target(path.as_ref());
         IoOp::new(self, move |io, cx| io.poll_send_to_target(cx, buf, &target))
     }
 }

@@ -189,10 +189,12 @@ impl UnixDatagram {
     }
 
     /// Sends `buf` as one datagram to the socket bound at `path`. A path
-    /// that cannot be a socket address (too long, say) fails the future with
-    /// `InvalidInput`.
+    /// that cannot be a socket address (too long, or with a NUL byte, which
+    /// the kernel would end the path at) fails the future with
+    /// `InvalidInput`, as `bind` and `connect` refuse it; an abstract name
+    /// is given to [`send_to_addr`](Self::send_to_addr).
     pub fn send_to<'a, P: AsRef<Path>>(&'a self, buf: &'a [u8], path: P) -> SendTo<'a> {
-        SendTo::new(self, buf, SockAddr::unix(path).ok())
+        SendTo::new(self, buf, path_target(path.as_ref()))
     }
 
     /// Sends `buf` as one datagram to `addr` (a path's, or on Linux an
@@ -297,7 +299,7 @@ impl UnixDatagram {
     /// [`send_to`](Self::send_to) without waiting: `WouldBlock` if the
     /// datagram cannot be queued now.
     pub fn try_send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
-        let target = SockAddr::unix(path).ok();
+        let target = path_target(path.as_ref());
         crate::datagram::try_now_tx(self, true, || ops::send_to(self, buf, &target))
     }
 
@@ -410,11 +412,26 @@ fn target_of(addr: &SocketAddr) -> Option<SockAddr> {
     None
 }
 
-/// A destination that [`target_of`] could not make an address of.
+/// The address of `path` to send to; `None` (refused with `InvalidInput`)
+/// for a path too long for a socket address or one with a NUL byte, as
+/// `bind` and `connect` refuse them (`std`'s rule): the kernel reads a path
+/// only up to its first NUL, so `dir/a\0b` would send to `dir/a`, and
+/// `\0name` to the abstract name `name`.
+pub(crate) fn path_target(path: &Path) -> Option<SockAddr> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.as_os_str().as_bytes().contains(&0) {
+        return None;
+    }
+    SockAddr::unix(path).ok()
+}
+
+/// A destination that [`target_of`] or [`path_target`] could not make an
+/// address of.
 fn not_a_destination() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        "not a Unix socket address to send to (a path too long, or an unnamed address)",
+        "not a Unix socket address to send to (a path too long or with a NUL byte, or an \
+         unnamed address)",
     )
 }
 

@@ -31,6 +31,7 @@ mod listener;
 mod stream;
 
 pub use cred::UCred;
+pub(crate) use datagram::path_target;
 pub use datagram::UnixDatagram;
 pub use fds::{FdSocket, FdsReceived, RecvWithFds, SendWithFds, MAX_FDS};
 pub use listener::{Accept, UnixListener};
