@@ -377,7 +377,9 @@ impl OpState {
                     // there (`turn` refuses other threads) and dropped
                     // (close) there (the runtime drops each worker's
                     // reactor on its thread); nothing else notifies the
-                    // cell (the registration is private to this crate).
+                    // cell (the registration is private to this crate)
+                    // but a Unix socket's shutdown, which does so only
+                    // there too (`unix::wake_send_after_shutdown`).
                     // SAFETY: this is the cell's only notifying thread, and
                     // this operation borrows the socket, so the registration
                     // (whose drop resets the cell) outlives the call.

@@ -586,3 +586,42 @@ fn a_connected_send_is_not_held_up_by_try_io_sending_by_address_to_a_full_peer()
     })
     .unwrap();
 }
+
+/// One task's send is parked on a socket connected to a full peer;
+/// another task shuts the socket's writing side down. The parked send ends
+/// with `BrokenPipe`, as a send made now would. (It stayed parked until the
+/// peer read: Linux raises no event for a socket's own shutdown; found by a
+/// review.)
+#[test]
+fn a_parked_send_ends_with_broken_pipe_when_its_socket_shuts_down_writing() {
+    use std::cell::Cell;
+    use std::net::Shutdown;
+    use std::rc::Rc;
+    use std::time::Duration;
+    let dir = SocketDir::new();
+    let path = dir.path("full.sock");
+    run(move || async move {
+        let _full = UnixDatagram::bind(&path)?;
+        let a = Rc::new(UnixDatagram::unbound()?);
+        a.connect(&path)?;
+        assert!(fill_datagram_queue(&a)? > 0);
+        let parked = Rc::new(Cell::new(false));
+        let (sender, told) = (a.clone(), parked.clone());
+        let send = cellio_runtime::spawn_local(async move {
+            let mut send = pin!(sender.send(b"one more"));
+            assert!(poll_once(send.as_mut()).await.is_pending(), "not full");
+            told.set(true);
+            send.await
+        });
+        while !parked.get() {
+            cellio_runtime::yield_now().await;
+        }
+        a.shutdown(Shutdown::Write)?;
+        match cellio_runtime::timeout(Duration::from_secs(5), send).await {
+            Ok(Ok(Err(e))) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            other => panic!("the parked send after shutdown(Write): {other:?}"),
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

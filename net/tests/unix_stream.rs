@@ -2,7 +2,8 @@
 //! round trips, a receive that parks, end of stream, a closed peer (no
 //! `SIGPIPE`), the connect errors (nothing there, nobody listening, a full
 //! accept queue, an empty path), moving a stream to another worker, options, addresses and
-//! the peer's credentials, and a large two-way transfer.
+//! the peer's credentials, a large two-way transfer, and a parked send ended by the stream's
+//! own shutdown.
 
 mod util;
 
@@ -496,6 +497,48 @@ fn a_huge_buffer_size_gets_the_cap_not_its_low_bits() {
             |bytes| a.set_send_buffer_size(bytes),
             || a.send_buffer_size(),
         )
+    })
+    .unwrap();
+}
+
+/// One task's send is parked on a full stream whose peer reads nothing;
+/// another task shuts the stream's writing side down (`shutdown` takes
+/// `&self`). The parked send ends with `BrokenPipe`, as on a `TcpStream`.
+/// (It stayed parked until the peer read, for ever here: Linux raises no
+/// event on a Unix stream for its own shutdown, where TCP reports it
+/// writable; found by a review.)
+#[test]
+fn a_parked_send_ends_with_broken_pipe_when_its_stream_shuts_down_writing() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    run(|| async {
+        let (a, _b) = UnixStream::pair()?;
+        let a = Rc::new(a);
+        let chunk = vec![7u8; 64 * 1024];
+        loop {
+            match a.try_send(&chunk) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let parked = Rc::new(Cell::new(false));
+        let (sender, told) = (a.clone(), parked.clone());
+        let send = cellio_runtime::spawn_local(async move {
+            let mut send = pin!(sender.send(&[1u8; 4096]));
+            assert!(poll_once(send.as_mut()).await.is_pending(), "not full");
+            told.set(true);
+            send.await
+        });
+        while !parked.get() {
+            cellio_runtime::yield_now().await;
+        }
+        a.shutdown(Shutdown::Write)?;
+        match cellio_runtime::timeout(Duration::from_secs(5), send).await {
+            Ok(Ok(Err(e))) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            other => panic!("the parked send after shutdown(Write): {other:?}"),
+        }
+        io::Result::Ok(())
     })
     .unwrap();
 }

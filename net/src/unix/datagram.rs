@@ -350,8 +350,17 @@ tries again), or `connect` and send to the connected peer with
     }
 
     /// Shuts down the receiving, sending or both directions.
+    ///
+    /// A send parked on this socket (another task's, waiting for its
+    /// connected peer's room) then ends with `BrokenPipe`. Linux raises no
+    /// event for it, so cellio wakes the send itself, which it can do from
+    /// the socket's own worker (the thread whose reactor it is registered
+    /// with) only: shut it down from a task there. Called on another
+    /// worker's thread, the parked send waits until the peer reads.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.io.shutdown(how)
+        self.io.shutdown(how)?;
+        super::wake_send_after_shutdown(&self.registration, how);
+        Ok(())
     }
 
     /// Sets `SO_SNDBUF`, which also bounds the largest datagram this socket

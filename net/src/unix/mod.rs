@@ -19,6 +19,7 @@
 
 use std::ffi::OsStr;
 use std::io;
+use std::net::Shutdown;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
@@ -161,6 +162,24 @@ pub(crate) fn path_address(path: &Path, with_abstract: &str) -> io::Result<Socke
         ));
     }
     SocketAddr::from_pathname(path)
+}
+
+/// After a `shutdown(2)` of a Unix socket (stream or datagram) that shut
+/// its sending side: wakes a send parked on it, whose retry then fails with
+/// `BrokenPipe`. Linux raises no event for it (TCP's poll reports the
+/// socket writable once it is shut for writing; a Unix socket's reports
+/// only room), so the send would wait for the peer to read, perhaps for
+/// ever.
+///
+/// Only on the thread the socket's reactor is bound to: the cells'
+/// notifications come from there alone (`OpCell::reserve_confined`,
+/// `OpCell::release_on_reactor_thread`), and this one is a notification
+/// like the reactor's. Called elsewhere (a task of another worker), it
+/// wakes nothing, as documented on the `shutdown` methods.
+pub(crate) fn wake_send_after_shutdown(registration: &cellio_reactor::Registration, how: Shutdown) {
+    if how != Shutdown::Read && registration.is_bound_here() {
+        registration.tx().notify();
+    }
 }
 
 /// A Unix socket address the kernel wrote (`accept`, `recvfrom`,

@@ -301,8 +301,18 @@ impl UnixStream {
 
     /// Shuts down the read, write, or both halves. `Shutdown::Write`: the
     /// peer's next receive returns 0, while this side can still receive.
+    ///
+    /// A send parked on this stream (another task's, waiting for room)
+    /// then ends with `BrokenPipe`, as on a [`TcpStream`](crate::TcpStream).
+    /// Linux raises no event for it on a Unix stream, so cellio wakes the
+    /// send itself, which it can do from the stream's own worker (the
+    /// thread whose reactor it is registered with) only: shut it down from
+    /// a task there. Called on another worker's thread, the parked send
+    /// waits until the peer reads.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.io.shutdown(how)
+        self.io.shutdown(how)?;
+        super::wake_send_after_shutdown(&self.registration, how);
+        Ok(())
     }
 
     /// Sets `SO_RCVBUF`. For a Unix stream the receiver's buffer matters
@@ -408,7 +418,7 @@ impl sealed::Sealed for UnixStream {
     }
 
     fn shutdown_socket(&self, how: Shutdown) -> io::Result<()> {
-        self.io.shutdown(how)
+        UnixStream::shutdown(self, how)
     }
 
     #[inline(always)]
