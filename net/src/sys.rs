@@ -856,6 +856,21 @@ pub(crate) fn ready_now(fd: RawFd, events: libc::c_short) -> io::Result<()> {
     }
 }
 
+/// Whether `fd`'s receiving side is shut down (`POLLRDHUP`, by `poll(2)`
+/// with no wait).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn reading_shut_down(fd: RawFd) -> bool {
+    let mut entry = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `entry` is one valid `pollfd`, borrowed mutably for the
+    // call; a zero timeout returns at once.
+    let n = unsafe { libc::poll(&mut entry, 1, 0) };
+    n > 0 && entry.revents & libc::POLLRDHUP != 0
+}
+
 /// Sets or clears `O_NONBLOCK` on `fd` (a pipe end handed over by
 /// `std::process`, or handed back).
 pub(crate) fn set_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {

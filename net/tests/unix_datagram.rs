@@ -625,3 +625,71 @@ fn a_parked_send_ends_with_broken_pipe_when_its_socket_shuts_down_writing() {
     })
     .unwrap();
 }
+
+/// One task's receive is parked; another task shuts the socket's receiving
+/// side down. The receive ends with 0, as `std`'s blocking receive returns
+/// at once on such a socket (checked first), and so does every receive
+/// after it, once what was queued before the shutdown is taken: `recv`,
+/// `recv_from` and `peek_sender` (an unnamed sender), `recv_with_fds`, and
+/// `recv_many` (no datagram). (The receive stayed parked for ever: Linux's
+/// non-blocking receive says `EAGAIN` there, and no event follows the
+/// shutdown's; found by a review.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn a_parked_receive_ends_with_0_when_its_socket_shuts_down_reading() {
+    use std::cell::Cell;
+    use std::net::Shutdown;
+    use std::rc::Rc;
+    use std::time::Duration;
+    let (s, _t) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    s.shutdown(Shutdown::Read).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(s.recv(&mut [0u8; 8]).unwrap(), 0, "std's blocking recv");
+    run(|| async {
+        let limit = Duration::from_secs(5);
+        let (a, _b) = UnixDatagram::pair()?;
+        let a = Rc::new(a);
+        let parked = Rc::new(Cell::new(false));
+        let (receiver, told) = (a.clone(), parked.clone());
+        let recv = cellio_runtime::spawn_local(async move {
+            let mut buf = [0u8; 8];
+            let mut recv = pin!(receiver.recv(&mut buf));
+            assert!(poll_once(recv.as_mut()).await.is_pending());
+            told.set(true);
+            recv.await
+        });
+        while !parked.get() {
+            cellio_runtime::yield_now().await;
+        }
+        a.shutdown(Shutdown::Read)?;
+        match cellio_runtime::timeout(limit, recv).await {
+            Ok(Ok(Ok(0))) => {}
+            other => panic!("the parked recv after shutdown(Read): {other:?}"),
+        }
+
+        // A datagram queued before the shutdown comes first.
+        let (c, d) = UnixDatagram::pair()?;
+        d.send(b"before").await?;
+        c.shutdown(Shutdown::Read)?;
+        let mut buf = [0u8; 8];
+        let n = cellio_runtime::timeout(limit, c.recv(&mut buf)).await??;
+        assert_eq!(&buf[..n], b"before");
+        for socket in [&*a, &c] {
+            let n = cellio_runtime::timeout(limit, socket.recv(&mut buf)).await??;
+            assert_eq!(n, 0);
+            let (n, from) = cellio_runtime::timeout(limit, socket.recv_from(&mut buf)).await??;
+            assert_eq!((n, from.is_unnamed()), (0, true));
+            let from = cellio_runtime::timeout(limit, socket.peek_sender()).await??;
+            assert!(from.is_unnamed());
+            let mut fds = Vec::new();
+            let got =
+                cellio_runtime::timeout(limit, socket.recv_with_fds(&mut buf, &mut fds)).await??;
+            assert_eq!((got.bytes, got.fds), (0, 0));
+            let mut batch = cellio_net::unix::RecvBatch::new(4, 16);
+            let n = cellio_runtime::timeout(limit, socket.recv_many(&mut batch)).await??;
+            assert_eq!((n, batch.iter().count()), (0, 0));
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

@@ -193,6 +193,31 @@ macro_rules! batch_methods {
 
 pub(crate) use batch_methods;
 
+/// A receive's result, its `EAGAIN` taken for the end of reading (`end`:
+/// 0 bytes, as a blocking receive returns) when the socket's receiving
+/// side is shut down. Linux's non-blocking receive on a Unix datagram
+/// socket says `EAGAIN` there, not 0 (only a blocking one ends at the
+/// shutdown), and no event follows the one the shutdown raised: taken for
+/// a wait, the receive would park for ever. Checked on `EAGAIN` only, and
+/// compiled out for a socket type whose `EAGAIN` never means that (UDP).
+#[inline(always)]
+pub(crate) fn or_end_of_reading<S: DatagramSocket, T>(
+    socket: &S,
+    got: std_io::Result<T>,
+    end: impl FnOnce() -> std_io::Result<T>,
+) -> std_io::Result<T> {
+    match got {
+        Err(e)
+            if S::EAGAIN_MAY_END_READING
+                && e.kind() == std_io::ErrorKind::WouldBlock
+                && socket.reading_shut_down() =>
+        {
+            end()
+        }
+        got => got,
+    }
+}
+
 /// A datagram socket that cellio's datagram futures run on:
 /// [`UdpSocket`](crate::UdpSocket) and
 /// [`UnixDatagram`](crate::unix::UnixDatagram).
@@ -249,6 +274,25 @@ pub(crate) mod sealed {
         fn room_raises_no_event(&self, by_address: bool) -> bool {
             let _ = by_address;
             false
+        }
+
+        /// Whether a receive's `EAGAIN` may come from a socket whose
+        /// receiving side is shut down, where it would wait for ever (see
+        /// [`or_end_of_reading`]). False for UDP, whose receives then skip
+        /// the check altogether.
+        const EAGAIN_MAY_END_READING: bool = false;
+
+        /// After a receive's `EAGAIN`, asked only with
+        /// [`EAGAIN_MAY_END_READING`](Self::EAGAIN_MAY_END_READING): whether
+        /// the socket's receiving side is shut down.
+        fn reading_shut_down(&self) -> bool {
+            false
+        }
+
+        /// The sender a receive reports at the end of reading (see
+        /// [`or_end_of_reading`]).
+        fn no_sender() -> std_io::Result<Self::Addr> {
+            Err(std_io::ErrorKind::WouldBlock.into())
         }
 
         /// A received datagram's sender, from the kernel's address.

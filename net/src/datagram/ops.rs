@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use crate::datagram::backoff::{is_no_room_event, no_room_event, Backoff};
-use crate::datagram::DatagramSocket;
+use crate::datagram::{or_end_of_reading, DatagramSocket};
 use crate::op::{fast_path, future_and_drop, Attempt, OpState, Side};
 use crate::sys;
 
@@ -27,7 +27,8 @@ pub(crate) fn recv<S: DatagramSocket>(socket: &S, buf: &mut [u8]) -> io::Result<
     if socket.receives_merged() {
         return Err(merged_refused());
     }
-    match sys::recv_datagram(socket.as_raw_fd(), buf)? {
+    let got = sys::recv_datagram(socket.as_raw_fd(), buf);
+    match or_end_of_reading(socket, got, || Ok((0, false)))? {
         (n, false) => Ok(n),
         (_, true) => Err(truncated::<S>(buf.len())),
     }
@@ -42,7 +43,10 @@ pub(crate) fn recv_from<S: DatagramSocket>(
     if socket.receives_merged() {
         return Err(merged_refused());
     }
-    let (n, cut, from) = sys::recv_datagram_from(socket.as_raw_fd(), buf)?;
+    let (n, cut, from) = match sys::recv_datagram_from(socket.as_raw_fd(), buf) {
+        Ok(got) => got,
+        Err(e) => return or_end_of_reading(socket, Err(e), || Ok((0, S::no_sender()?))),
+    };
     if cut {
         return Err(truncated::<S>(buf.len()));
     }
@@ -60,7 +64,10 @@ pub(crate) fn peek_from<S: DatagramSocket>(
     if socket.receives_merged() {
         return Err(merged_refused());
     }
-    let (n, cut, from) = sys::peek_datagram_from(socket.as_raw_fd(), buf)?;
+    let (n, cut, from) = match sys::peek_datagram_from(socket.as_raw_fd(), buf) {
+        Ok(got) => got,
+        Err(e) => return or_end_of_reading(socket, Err(e), || Ok((0, S::no_sender()?))),
+    };
     if cut {
         return Err(peeked_too_long::<S>(buf.len()));
     }
@@ -70,8 +77,10 @@ pub(crate) fn peek_from<S: DatagramSocket>(
 /// The sender of the next datagram, which stays queued.
 #[inline]
 pub(crate) fn peek_sender<S: DatagramSocket>(socket: &S) -> io::Result<S::Addr> {
-    let (_, _, from) = sys::peek_datagram_from(socket.as_raw_fd(), &mut [])?;
-    S::sender(from)
+    match sys::peek_datagram_from(socket.as_raw_fd(), &mut []) {
+        Ok((_, _, from)) => S::sender(from),
+        Err(e) => or_end_of_reading(socket, Err(e), S::no_sender),
+    }
 }
 
 /// A single receive on a socket whose datagrams the kernel may merge.

@@ -204,7 +204,8 @@ impl UnixDatagram {
     }
 
     /// Receives one datagram from the connected peer (or anyone, if the
-    /// socket is bound and not connected): its length.
+    /// socket is bound and not connected): its length (0 once the socket's
+    /// receiving side is [shut down](Self::shutdown)).
     pub fn recv<'a>(&'a self, buf: &'a mut [u8]) -> Recv<'a> {
         Recv::new(self, buf)
     }
@@ -350,6 +351,14 @@ tries again), or `connect` and send to the connected peer with
     }
 
     /// Shuts down the receiving, sending or both directions.
+    ///
+    /// `Shutdown::Read`: once the datagrams queued before it are taken,
+    /// every receive ends at once with 0 bytes (a receive parked at the
+    /// time included), as Linux's blocking receive does, where its
+    /// non-blocking one says `EAGAIN`: `recv` returns 0, `recv_from` and
+    /// `peek_sender` report an unnamed sender, `recv_with_fds` no bytes and
+    /// no descriptors, `recv_many` no datagram (0). tokio's `recv` retries
+    /// without end there.
     ///
     /// A send parked on this socket (another task's, waiting for its
     /// connected peer's room) then ends with `BrokenPipe`. Linux raises no
@@ -500,6 +509,25 @@ impl sealed::Sealed for UnixDatagram {
     fn room_raises_no_event(&self, by_address: bool) -> bool {
         (by_address && self.io.peer_addr().is_ok())
             || crate::sys::ready_now(self.io.as_raw_fd(), libc::POLLOUT).is_ok()
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const EAGAIN_MAY_END_READING: bool = true;
+
+    /// The receive cell's hang-up mark first (one load: the shutdown
+    /// raised `EPOLLRDHUP` before the receive woken by it tried again),
+    /// then `poll(2)`'s `POLLRDHUP`, which only the socket's own
+    /// `shutdown(Read)` raises on a Unix datagram socket (the mark also
+    /// follows an error). (macOS and FreeBSD return 0 themselves.)
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn reading_shut_down(&self) -> bool {
+        self.registration.rx().peek().is_hung_up()
+            && crate::sys::reading_shut_down(self.io.as_raw_fd())
+    }
+
+    /// Unnamed, as Linux's blocking receive reports it.
+    fn no_sender() -> io::Result<SocketAddr> {
+        unnamed()
     }
 
     fn sender(from: SockAddr) -> io::Result<SocketAddr> {

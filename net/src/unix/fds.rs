@@ -78,6 +78,11 @@ mod carrier {
         fn registration(&self) -> &Registration;
         /// Adds write interest: a send is about to park.
         fn fd_arm_writable(&self) -> io::Result<()>;
+        /// A datagram receive's result, its `EAGAIN` taken for the end
+        /// at the end of reading (`crate::datagram::or_end_of_reading`).
+        fn or_end_of_reading(&self, got: io::Result<FdsReceived>) -> io::Result<FdsReceived> {
+            got
+        }
     }
 
     impl<S: StreamSocket> Carrier for S {
@@ -103,6 +108,17 @@ mod carrier {
 
         fn fd_arm_writable(&self) -> io::Result<()> {
             crate::datagram::sealed::Sealed::arm_writable(self)
+        }
+
+        #[inline(always)]
+        fn or_end_of_reading(&self, got: io::Result<FdsReceived>) -> io::Result<FdsReceived> {
+            crate::datagram::or_end_of_reading(self, got, || {
+                Ok(FdsReceived {
+                    bytes: 0,
+                    fds: 0,
+                    truncated: false,
+                })
+            })
         }
     }
 }
@@ -446,7 +462,8 @@ impl<'a, S: FdSocket> RecvWithFds<'a, S> {
             // Never called drained: a receive that carries descriptors
             // ends where their bytes end (module invariants), and a
             // datagram says nothing of the next.
-            recv_with_fds_now(stream.as_raw_fd(), buf, fds, S::DATAGRAM).map(|got| (got, false))
+            let got = recv_with_fds_now(stream.as_raw_fd(), buf, fds, S::DATAGRAM);
+            stream.or_end_of_reading(got).map(|got| (got, false))
         })
     }
 

@@ -296,7 +296,8 @@ impl<S: DatagramSocket> RecvBatch<S> {
         );
         let Ok(filled) = got else {
             self.clear();
-            return got;
+            // Empty at the end of reading (see `or_end_of_reading`).
+            return crate::datagram::or_end_of_reading(socket, got, || Ok(0));
         };
         self.filled = filled;
         self.datagrams = filled;
