@@ -74,9 +74,18 @@ fn an_unbound_sender_is_unnamed_and_cannot_be_answered_by_address() {
             let err = server.send_to_addr(b"reply", &from).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
         }
-        // Connected, the unbound client can receive its peer's datagrams.
+        // Connected, the unbound client stays unnamed: its peer still has
+        // no address to answer it at (the docs of `unbound` said it could
+        // receive from the peer it connected to; found by a review).
         client.connect(&path)?;
         assert_eq!(client.peer_addr()?.as_pathname(), Some(path.as_path()));
+        assert!(client.local_addr()?.is_unnamed());
+        client.send(b"ping").await?;
+        let mut buf = [0u8; 8];
+        let (n, from) = server.recv_from(&mut buf).await?;
+        assert_eq!((&buf[..n], from.is_unnamed()), (&b"ping"[..], true));
+        let err = server.send_to_addr(b"pong", &from).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
         io::Result::Ok(())
     })
     .unwrap();

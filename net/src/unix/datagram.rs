@@ -36,9 +36,12 @@ use crate::unix::{unnamed, RecvDatagram as Recv, RecvFrom, SendDatagram as Send,
 ///   50 ms late; connect to the peer to wait for its room exactly. (The
 ///   `try_` methods return `WouldBlock`, and `writable()` does not wait
 ///   for a peer's room.)
-/// * A socket must be bound to a path (or an abstract name) to receive
-///   replies from an unconnected peer; an [`unbound`](Self::unbound) one
-///   can send, and its peers see it as an unnamed address. So does a
+/// * A socket must be bound (to a path, an abstract name, or on Linux
+///   autobound: [`bind_addr`](Self::bind_addr) with an unnamed address) to
+///   receive replies, connected or not: an [`unbound`](Self::unbound) one
+///   can send, but its peers see it as an unnamed address, which nothing
+///   can send or connect to (only a [`pair`](Self::pair)'s two sockets,
+///   unbound, receive each other's datagrams). So does a
 ///   receive see a sender bound to a path of all 108 bytes of `sun_path`
 ///   (which `std`'s address type cannot be made of): its datagrams are
 ///   delivered, and it cannot be replied to by address.
@@ -95,8 +98,15 @@ impl UnixDatagram {
     }
 
     /// A socket bound to no address: it can send (to paths, or once
-    /// [`connect`](Self::connect)ed), and receive from the peer it connected
-    /// to.
+    /// [`connect`](Self::connect)ed), but receives nothing, connected or
+    /// not. Its peers see it as an unnamed address, which they can neither
+    /// send to nor connect to, and connecting does not give it an address
+    /// (Linux autobinds one only with `SO_PASSCRED` set). To receive
+    /// replies, [`bind`](Self::bind) a path, or
+    /// [`bind_addr`](Self::bind_addr) an abstract name (or, on Linux, an
+    /// unnamed address: the kernel then picks an abstract name).
+    /// [`pair`](Self::pair)'s sockets are unbound and receive each other's
+    /// datagrams.
     pub fn unbound() -> io::Result<UnixDatagram> {
         let handle = Handle::current()?;
         Self::register(mio::net::UnixDatagram::unbound()?, &handle)
