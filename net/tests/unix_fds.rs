@@ -5,7 +5,8 @@
 //! each datagram brings its own descriptors; a datagram too long for the
 //! buffer is an error that still hands over its descriptors; a receive
 //! parked on an empty socket is woken by one. A pidfd the kernel adds
-//! (`SO_PASSPIDFD`) is closed, not leaked.
+//! (`SO_PASSPIDFD`) is closed, not leaked. A stream receive into an empty
+//! buffer waits, then takes only the descriptors.
 
 mod util;
 
@@ -302,4 +303,32 @@ fn recv_with_fds_leaks_no_pidfd() {
         } // every received descriptor dropped
         assert_eq!(open_pidfds(), before, "pidfds left open by 20 receives");
     });
+}
+
+/// A stream's `recv_with_fds` into an empty buffer waits, unlike `recv`'s
+/// (0 at once), until something arrives, then takes the descriptors that
+/// came with the next bytes and leaves the bytes queued (as documented
+/// since a review asked whether it was meant).
+#[test]
+fn an_empty_buffer_waits_then_takes_only_the_descriptors() {
+    use std::pin::pin;
+    run(|| async {
+        let (a, b) = UnixStream::pair()?;
+        let (_reader, writer) = pipe();
+        let mut fds = Vec::new();
+        let mut empty = [0u8; 0];
+        {
+            let mut recv = pin!(b.recv_with_fds(&mut empty, &mut fds));
+            assert!(util::poll_once(recv.as_mut()).await.is_pending(), "idle");
+            a.send_with_fds(b"x", &[writer.as_fd()]).await?;
+            let got = recv.await?;
+            assert_eq!((got.bytes, got.fds, got.truncated), (0, 1, false));
+        }
+        assert_eq!(fds.len(), 1);
+        let mut buf = [0u8; 4];
+        assert_eq!(b.recv(&mut buf).await?, 1);
+        assert_eq!(buf[0], b'x');
+        std::io::Result::Ok(())
+    })
+    .unwrap();
 }

@@ -143,7 +143,9 @@ impl ControlSpace {
 #[non_exhaustive]
 pub struct FdsReceived {
     /// Bytes received into the buffer (0: the peer closed its side, or the
-    /// buffer was empty).
+    /// buffer was empty, in which case the receive still waited for
+    /// something to arrive: see
+    /// [`UnixStream::recv_with_fds`](crate::unix::UnixStream::recv_with_fds)).
     pub bytes: usize,
     /// Descriptors added to the vector.
     pub fds: usize,

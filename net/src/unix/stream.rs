@@ -284,6 +284,12 @@ impl UnixStream {
     /// sent with descriptors end, so it may return fewer bytes than are
     /// queued. Cancel-safe.
     ///
+    /// An empty `buf` waits, unlike [`recv`](Self::recv)'s (which returns
+    /// 0 at once), until something arrives (bytes, descriptors, or the
+    /// end), then takes only the descriptors that came with the next bytes
+    /// (none, if those bytes came without), leaving the bytes queued:
+    /// `bytes` is 0 whatever arrived, so look at `fds`.
+    ///
     /// Descriptors that arrive during a plain [`recv`](Self::recv) are
     /// closed by the kernel: receive with this method on a stream whose
     /// peer sends them. So are those this process has no room for (out of
