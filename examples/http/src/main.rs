@@ -52,16 +52,23 @@
 //!   that does not take its response, or an idle keep-alive one. `0`: no
 //!   limit.
 //! * SIGINT/SIGTERM: stop accepting, close idle keep-alive connections
-//!   and those still opening (see the header timeout), let requests in
-//!   flight finish within `--grace-ms`, then exit 0. A second signal during
-//!   the grace period, 500 ms or more after the first (one sooner is taken
-//!   for the same one delivered twice, as through a forwarding wrapper),
-//!   ends the process at once, as the signal's default action would. After
-//!   a hand-over (`--take-over`), the predecessor began its grace period
-//!   without a signal: the first signal it gets does nothing visible, the
-//!   second ends it.
+//!   between requests, let requests in flight finish within `--grace-ms`,
+//!   then exit 0. A connection accepted whose client has not yet begun its
+//!   first request (nothing received, HTTP/2's preface not whole, or its
+//!   TLS handshake under way) gets until 5 s after its accept to begin it,
+//!   as clients send theirs at once: then that request is answered and
+//!   the connection closed. One still silent then is closed. A second
+//!   signal during the grace period, 500 ms or more after the first (one
+//!   sooner is taken for the same one delivered twice, as through a
+//!   forwarding wrapper), ends the process at once, as the signal's default
+//!   action would. After a hand-over (`--take-over`), the predecessor began
+//!   its grace period without a signal: the first signal it gets does
+//!   nothing visible, the second ends it.
 //! * `--restart-socket PATH` / `--take-over PATH`: a restart that refuses
-//!   no connection, as the echo server's (`common/restart.rs`).
+//!   no connection, as the echo server's (`common/restart.rs`): the old
+//!   server finishes, as above, every connection it accepted (their
+//!   requests sent before the hand-over or just after it are answered), and
+//!   the successor accepts the rest.
 //!
 //! A connection's error (a peer that sends garbage or resets) ends that
 //! connection only.
@@ -76,7 +83,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use accept_backoff::accept_until_shutdown;
-use cellio::runtime::{shutdown_requested, until_shutdown};
+use cellio::runtime::shutdown_requested;
 use cellio::{spawn, spawn_local, Builder, ListenOptions, TcpIo, TcpListener, TcpStream};
 use clap::{Parser, ValueEnum};
 use cli::context;
@@ -169,20 +176,37 @@ struct Limits {
 
 impl Limits {
     /// The connection's next deadline, `opened` when it began, and what
-    /// passing it means.
-    fn next(&self, watch: &Watch, opened: Instant) -> Option<(Instant, Cut)> {
+    /// passing it means; `silent_until`, once the shutdown has begun: when
+    /// a connection whose client has begun no request is closed.
+    fn next(
+        &self,
+        watch: &Watch,
+        opened: Instant,
+        silent_until: Option<Instant>,
+    ) -> Option<(Instant, Cut)> {
         let opening = (self.header)
-            .filter(|_| !watch.is_opened())
+            .filter(|_| watch.is_telling())
             .map(|limit| (opened + limit, Cut::NotOpened));
         let idle = (self.idle)
             .zip(watch.moved())
             .map(|(limit, moved)| (moved + limit, Cut::Idle));
-        match (opening, idle) {
-            (Some(opening), Some(idle)) => Some(if opening.0 <= idle.0 { opening } else { idle }),
-            (opening, idle) => opening.or(idle),
-        }
+        let silent = silent_until
+            .filter(|_| !watch.is_opened())
+            .map(|deadline| (deadline, Cut::SilentAtShutdown));
+        [opening, idle, silent]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(deadline, _)| *deadline)
     }
 }
+
+/// How long after its accept a connection may take to begin its first
+/// request (its TLS handshake included) once the shutdown has begun: a
+/// client sends its request as soon as it has connected, so one accepted
+/// just before a hand-over or a signal is answered, and one that stays
+/// silent does not hold the server for the whole grace period. (Go's
+/// `http.Server.Shutdown` gives a new connection the same 5 s.)
+const FIRST_REQUEST_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// hyper's executor on cellio's: an HTTP/2 connection runs each request
 /// stream as a task of its own, on the connection's worker
@@ -241,16 +265,18 @@ impl Future for CellioSleep {
 impl hyper::rt::Sleep for CellioSleep {}
 
 /// Serves one connection until the client closes it (or outlasts one of
-/// its `limits`), after its TLS handshake for HTTPS. A handshake still going
-/// when shutdown begins is dropped: it has no request to finish. `_open`
-/// tells `worker_listeners::finish` whether the shutdown cancelled it.
+/// its `limits`), after its TLS handshake for HTTPS. Once the shutdown has
+/// begun, a handshake still going [`FIRST_REQUEST_AT_SHUTDOWN`] after the
+/// accept is dropped. `_open` tells `worker_listeners::finish` whether the
+/// shutdown cancelled it.
 async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving, _open: Open) {
+    let accepted = cellio::runtime::time::now();
     let _ = stream.set_nodelay(true);
     let io = TcpIo::new(stream);
     let Some((acceptor, limit)) = &serving.tls else {
-        return serve_http(io, peer, serving.protocol, serving.limits).await;
+        return serve_http(io, peer, serving.protocol, serving.limits, accepted).await;
     };
-    match until_shutdown(handshake(acceptor, io, *limit)).await {
+    match unless_silent_at_shutdown(handshake(acceptor, io, *limit), accepted).await {
         Some(Ok(tls)) => {
             // ALPN told which HTTP the client speaks: HTTP/1.1 then gets
             // its header timeout from the start, as hyper-util's `auto`
@@ -260,11 +286,29 @@ async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving, _open
                 Some(b"http/1.1") => Protocol::Http1,
                 _ => serving.protocol,
             };
-            serve_http(tls, peer, protocol, serving.limits).await
+            serve_http(tls, peer, protocol, serving.limits, accepted).await
         }
         Some(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         None => tracing::debug!(%peer, "TLS handshake dropped: shutting down"),
     }
+}
+
+/// Runs `future` (a connection's opening) to its end (`Some`), unless the
+/// shutdown begins and the connection, accepted at `accepted`, is still in
+/// it [`FIRST_REQUEST_AT_SHUTDOWN`] after its accept (`None`).
+async fn unless_silent_at_shutdown<F: Future>(future: F, accepted: Instant) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut silent = pin!(async {
+        shutdown_requested().await;
+        cellio::runtime::sleep_until(accepted + FIRST_REQUEST_AT_SHUTDOWN).await;
+    });
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        silent.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 /// The TLS handshake of a new connection, ended with a `TimedOut` error if
@@ -284,9 +328,15 @@ async fn handshake(
     }
 }
 
-/// Serves HTTP on `io`, a `TcpIo` or a TLS stream over one.
-async fn serve_http<I>(io: I, peer: SocketAddr, protocol: Protocol, limits: Limits)
-where
+/// Serves HTTP on `io`, a `TcpIo` or a TLS stream over one, of a
+/// connection accepted at `accepted`.
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    protocol: Protocol,
+    limits: Limits,
+    accepted: Instant,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
     let watch = Watch::new(protocol == Protocol::Http1, limits.idle.is_some());
@@ -297,17 +347,29 @@ where
             let mut http1 = hyper::server::conn::http1::Builder::new();
             http1.timer(CellioTimer).header_read_timeout(limits.header);
             let connection = http1.serve_connection(io, service);
-            until_drained(connection, |c| c.graceful_shutdown(), &watch, limits)
-                .await
-                .map(|served| served.map_err(Into::into))
+            until_drained(
+                connection,
+                |c| c.graceful_shutdown(),
+                &watch,
+                limits,
+                accepted,
+            )
+            .await
+            .map(|served| served.map_err(Into::into))
         }
         Protocol::Http2 => {
             let mut http2 = hyper::server::conn::http2::Builder::new(CellioExecutor);
             http2.timer(CellioTimer);
             let connection = http2.serve_connection(io, service);
-            until_drained(connection, |c| c.graceful_shutdown(), &watch, limits)
-                .await
-                .map(|served| served.map_err(Into::into))
+            until_drained(
+                connection,
+                |c| c.graceful_shutdown(),
+                &watch,
+                limits,
+                accepted,
+            )
+            .await
+            .map(|served| served.map_err(Into::into))
         }
         Protocol::Auto => {
             let mut auto = hyper_util::server::conn::auto::Builder::new(CellioExecutor);
@@ -316,7 +378,14 @@ where
                 .header_read_timeout(limits.header);
             auto.http2().timer(CellioTimer);
             let connection = auto.serve_connection(io, service);
-            until_drained(connection, |c| c.graceful_shutdown(), &watch, limits).await
+            until_drained(
+                connection,
+                |c| c.graceful_shutdown(),
+                &watch,
+                limits,
+                accepted,
+            )
+            .await
         }
     };
     match served {
@@ -330,44 +399,69 @@ where
 /// signal, or a successor took over), asks it to finish gracefully
 /// (`drain`: hyper's `graceful_shutdown`): an idle keep-alive connection
 /// closes at once, one with a request in flight closes after answering it
-/// (HTTP/2: after a GOAWAY), instead of holding on until the grace period
-/// cuts it. One still opening (`watch`) is dropped instead: it has no
-/// request to finish, and hyper's HTTP/2 would wait for the end of its
-/// handshake, which the client may never send, before it went away.
+/// (HTTP/2: after a GOAWAY, which still lets the streams the client sent
+/// before it be answered), instead of holding on until the grace period
+/// cuts it.
+///
+/// A connection whose client has begun no request yet (`watch`: nothing
+/// received, or HTTP/2's preface not whole) is asked only once it has:
+/// asked before, hyper's HTTP/1.1 would close it with the request unread
+/// (it takes a connection that has read nothing for an idle one), and
+/// hyper's HTTP/2 would wait for the end of its handshake. It gets until
+/// [`FIRST_REQUEST_AT_SHUTDOWN`] after `accepted`, and is dropped if it
+/// has not begun one by then.
 ///
 /// A connection that outlasts one of `limits` hyper does not keep is
 /// dropped too: not opened within the header timeout, or no data moving
-/// for the idle one (`watch.rs`). One timer keeps both, moved only when it
-/// fires: data moving costs no timer update.
+/// for the idle one (`watch.rs`). One timer keeps them all, moved only
+/// when it fires (or the shutdown begins): data moving costs no timer
+/// update.
 async fn until_drained<C: Future>(
     connection: C,
     drain: fn(Pin<&mut C>),
     watch: &Watch,
     limits: Limits,
+    accepted: Instant,
 ) -> Result<C::Output, Cut> {
     let mut connection = pin!(connection);
     let mut shutdown = pin!(shutdown_requested());
+    // Once the shutdown has begun: when a connection still silent is cut.
+    let mut silent_until = None;
     let mut draining = false;
     let opened = cellio::runtime::time::now();
     let mut timer = limits
-        .next(watch, opened)
+        .next(watch, opened, None)
         .map(|(deadline, _)| cellio::runtime::sleep_until(deadline));
     poll_fn(|cx| {
-        if !draining && shutdown.as_mut().poll(cx).is_ready() {
+        if silent_until.is_none() && shutdown.as_mut().poll(cx).is_ready() {
+            let deadline = accepted + FIRST_REQUEST_AT_SHUTDOWN;
+            silent_until = Some(deadline);
             if !watch.is_opened() {
-                return Poll::Ready(Err(Cut::OpeningAtShutdown));
+                match &mut timer {
+                    Some(sleep) if sleep.deadline() <= deadline => {}
+                    Some(sleep) => sleep.reset(deadline),
+                    None => timer = Some(cellio::runtime::sleep_until(deadline)),
+                }
             }
-            drain(connection.as_mut());
-            draining = true;
         }
-        if let Poll::Ready(output) = connection.as_mut().poll(cx) {
-            return Poll::Ready(Ok(output));
+        loop {
+            if silent_until.is_some() && !draining && watch.is_opened() {
+                drain(connection.as_mut());
+                draining = true;
+            }
+            if let Poll::Ready(output) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
+            }
+            // Opened by this poll: ask it to finish, and let it act on that.
+            if silent_until.is_none() || draining || !watch.is_opened() {
+                break;
+            }
         }
         while let Some(sleep) = &mut timer {
             if Pin::new(&mut *sleep).poll(cx).is_pending() {
                 break;
             }
-            match limits.next(watch, opened) {
+            match limits.next(watch, opened, silent_until) {
                 None => timer = None,
                 Some((deadline, cut)) if deadline <= cellio::runtime::time::now() => {
                     return Poll::Ready(Err(cut));
@@ -385,8 +479,9 @@ async fn until_drained<C: Future>(
 enum Cut {
     /// Its opening was not over within the header timeout.
     NotOpened,
-    /// Shutdown began while it was opening.
-    OpeningAtShutdown,
+    /// Its client had begun no request [`FIRST_REQUEST_AT_SHUTDOWN`]
+    /// after its accept, the shutdown having begun.
+    SilentAtShutdown,
     /// No data moved for the idle limit.
     Idle,
 }

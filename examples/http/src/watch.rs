@@ -1,6 +1,7 @@
-//! A connection's stream, watched for what its time limits need
-//! (`main.rs`'s `until_drained`): whether the client's first bytes have
-//! settled how the connection opens, and when data last moved.
+//! A connection's stream, watched for what its time limits and its
+//! shutdown need (`main.rs`'s `until_drained`): whether the client's first
+//! bytes have come and settled how the connection opens, and when data
+//! last moved.
 //!
 //! Under `--protocol auto`, hyper-util reads up to 24 bytes to tell
 //! HTTP/1.1 from HTTP/2, and hyper's HTTP/2 server then waits for the
@@ -15,6 +16,11 @@
 //! * once HTTP/2's client connection preface has come whole: its 24 bytes
 //!   and the SETTINGS frame after them (RFC 9113, 3.4);
 //! * at the end of the stream.
+//!
+//! A connection whose protocol needs no telling (HTTP/1.1) is opened by
+//! its first byte, or the end of the stream: until then its client has
+//! begun no request, which a shutdown needs to know (a connection accepted
+//! just before it gets a few seconds to send its first request: `main.rs`).
 //!
 //! Once the opening is over a read costs one check of a `Cell`, and with
 //! an idle limit (`--idle-timeout-ms`) a read or write that moves data a
@@ -49,6 +55,9 @@ pub struct Watch {
 
 #[derive(Clone, Copy, Debug)]
 enum State {
+    /// Nothing received yet, on a connection whose protocol needs no
+    /// telling.
+    Silent,
     /// Every byte so far is HTTP/2's preface: `received` of them, and the
     /// SETTINGS frame's payload length as far as its header has come.
     Preface { received: usize, settings: usize },
@@ -57,12 +66,12 @@ enum State {
 }
 
 impl Watch {
-    /// A connection's watch, before its first byte: `opened` for one whose
+    /// A connection's watch, before its first byte: `known` for one whose
     /// protocol needs no telling (HTTP/1.1 only, or chosen by ALPN as
     /// HTTP/1.1); `idle`: whether to keep when data last moved.
-    pub fn new(opened: bool, idle: bool) -> Rc<Watch> {
-        let opening = if opened {
-            State::Settled
+    pub fn new(known: bool, idle: bool) -> Rc<Watch> {
+        let opening = if known {
+            State::Silent
         } else {
             State::Preface {
                 received: 0,
@@ -75,9 +84,18 @@ impl Watch {
         })
     }
 
-    /// Whether the first bytes have settled how the connection opens.
+    /// Whether the connection is open: its first bytes have come and, if
+    /// they tell its protocol, settled it (or the stream ended). Until
+    /// then its client has begun no request.
     pub fn is_opened(&self) -> bool {
         matches!(self.opening.get(), State::Settled)
+    }
+
+    /// Whether the first bytes are still telling the protocol: some of
+    /// HTTP/2's preface, or none yet where they will tell (the opening
+    /// hyper has no timer on).
+    pub fn is_telling(&self) -> bool {
+        matches!(self.opening.get(), State::Preface { .. })
     }
 
     /// When a read or write last moved data (or the connection began);
@@ -95,12 +113,10 @@ impl Watch {
 
     /// Takes `bytes`, the next ones received (none: the end of the stream).
     fn received(&self, bytes: &[u8]) {
-        let State::Preface {
-            mut received,
-            mut settings,
-        } = self.opening.get()
-        else {
-            return;
+        let (mut received, mut settings) = match self.opening.get() {
+            State::Preface { received, settings } => (received, settings),
+            State::Silent => return self.opening.set(State::Settled),
+            State::Settled => return,
         };
         if bytes.is_empty() {
             return self.opening.set(State::Settled);
@@ -253,6 +269,21 @@ mod tests {
         opening.received(b"PRI");
         opening.received(b"");
         assert!(opening.is_opened());
-        assert!(Watch::new(true, false).is_opened());
+    }
+
+    /// A connection whose protocol needs no telling opens at its first
+    /// byte, or the end of the stream, and is never telling.
+    #[test]
+    fn a_known_protocol_opens_at_the_first_byte_or_the_end() {
+        for first in [&b"G"[..], b""] {
+            let opening = Watch::new(true, false);
+            assert!(!opening.is_opened() && !opening.is_telling());
+            opening.received(first);
+            assert!(opening.is_opened() && !opening.is_telling(), "{first:?}");
+        }
+        let telling = Watch::new(false, false);
+        assert!(telling.is_telling());
+        telling.received(b"G");
+        assert!(!telling.is_telling());
     }
 }
