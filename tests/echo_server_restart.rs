@@ -4,7 +4,8 @@
 //! refused meanwhile, the old server's open connections finish before it
 //! exits, and the successor can be replaced the same way. A successor that
 //! fails leaves the old server serving; bad paths are clear errors. A
-//! server stopped by a signal stops listening at once.
+//! server stopped by a signal stops listening at once, and one that handed
+//! its sockets over holds none of them while it drains.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -175,6 +176,88 @@ fn a_successor_that_fails_leaves_the_server_serving_and_offering() {
     let successor = EchoServer::start(&["--take-over", path_arg], None);
     assert_eq!(successor.addr, server.addr);
     echo(&mut connect(&successor.addr), b"the successor");
+}
+
+/// After a hand-over, the old server, draining its open connections, no
+/// longer holds the listening sockets: once its successor stops (a signal,
+/// or a new build that crashes), a connection attempt is refused rather
+/// than queued where nobody accepts it, and a replacement can listen on the
+/// port, while the old server's open connection is still served. (It kept
+/// the duplicates of its listeners it had held for a successor until it
+/// exited: connects were accepted by nobody, and a replacement failed with
+/// "Address already in use"; found by a review.)
+#[test]
+fn once_its_successor_stops_a_draining_server_no_longer_listens() {
+    let path = socket_path("successor-stops");
+    let path_arg = path.to_str().unwrap();
+    let mut old = EchoServer::start(
+        &[
+            "--workers",
+            "2",
+            "--restart-socket",
+            path_arg,
+            "--grace-ms",
+            "30000",
+        ],
+        None,
+    );
+    // It keeps the old server draining after the hand-over.
+    let mut open = connect(&old.addr);
+    echo(&mut open, b"before");
+    let mut new = EchoServer::start(&["--workers", "2", "--take-over", path_arg], None);
+    assert_eq!(new.addr, old.addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let said = old
+            .lines
+            .recv_timeout(left)
+            .expect("the old server's hand-over");
+        if said.contains("a successor took over") {
+            break;
+        }
+    }
+    new.sigterm();
+    let status = new
+        .wait_exit(Duration::from_secs(10))
+        .expect("the successor exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        old.wait_exit(Duration::ZERO).is_none(),
+        "the old one drains"
+    );
+
+    match TcpStream::connect(&old.addr) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        other => panic!("nobody serves the port, yet a connect gave {other:?}"),
+    }
+    // A replacement (one listener, without SO_REUSEPORT) listens there.
+    let port = old.addr.rsplit(':').next().unwrap();
+    let mut replacement = std::process::Command::new(example_bin::build_example("echo_server"))
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the replacement");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(replacement.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let _ = replacement.kill();
+    let output = replacement.wait_with_output().unwrap();
+    assert!(
+        first.starts_with("listening on"),
+        "the replacement on port {port}: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    echo(&mut open, b"still draining");
+    drop(open);
+    let status = old
+        .wait_exit(Duration::from_secs(10))
+        .expect("the old server exits");
+    assert!(status.success(), "{status:?}");
 }
 
 /// A server offering restarts that a signal stops (no successor) stops

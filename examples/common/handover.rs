@@ -25,12 +25,14 @@
 //! taken connections or datagrams only to drop them as it exits.
 //!
 //! A server offering restarts keeps a duplicate of each of its sockets to
-//! send (`KEPT`). When its shutdown begins otherwise (a signal, with no
-//! hand-over under way; one under way finishes first), or when it cannot
-//! listen at `PATH`, it closes them: its sockets then close with its
-//! workers' loops, as without `--restart-socket` (a connection attempt
-//! during the grace period is refused, not queued for nobody, and the port
-//! is free for the next server).
+//! send (`KEPT`). Once a successor has taken them (step 4), when its
+//! shutdown begins otherwise (a signal, with no hand-over under way; one
+//! under way finishes first), or when it cannot listen at `PATH`, it
+//! closes them: its sockets then close with its workers' loops, as without
+//! `--restart-socket`. A connection attempt during the grace period is
+//! then refused, not queued for nobody, and the port is free for the next
+//! server; after a hand-over, the successor holds the sockets, and once it
+//! stops, the old server draining its connections holds none.
 //!
 //! The sockets are the same kernel sockets in both processes, so a
 //! connection waiting in a listener's backlog, or a datagram waiting in a
@@ -449,7 +451,9 @@ async fn offer(
         }
         match hand_over(&successor, kind, count).await {
             Ok(n) => {
-                // Only now: the successor serves every socket.
+                // Only now: the successor serves every socket. It holds
+                // its own copies: this server's close with its loops.
+                stop_offering();
                 let _ = std::fs::remove_file(&path);
                 drop(successor);
                 eprintln!(
