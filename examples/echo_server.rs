@@ -643,6 +643,14 @@ fn main() -> ExitCode {
             "--accept handoff needs --workers 2 or more (one worker has no one to hand off to)",
         );
     }
+    let listening = if args.accept == Accept::Handoff {
+        1
+    } else {
+        usize::from(args.workers)
+    };
+    if let Some(message) = restart::too_many_to_offer(&args.restart, listening) {
+        cli::flag_conflict::<Args>("echo_server", &message);
+    }
     cli::exit_code("echo_server", run(&args))
 }
 

@@ -399,7 +399,11 @@ fn is_own(listen: SocketAddr, upstream: SocketAddr) -> bool {
 }
 
 fn main() -> ExitCode {
-    cli::exit_code("proxy", run(&Args::parse()))
+    let args = Args::parse();
+    if let Some(message) = restart::too_many_to_offer(&args.restart, args.workers.get().into()) {
+        cli::flag_conflict::<Args>("proxy", &message);
+    }
+    cli::exit_code("proxy", run(&args))
 }
 
 #[path = "common/accept_backoff.rs"]

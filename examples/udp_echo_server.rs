@@ -458,5 +458,8 @@ fn main() -> ExitCode {
     if args.batch.is_some() && args.api != Api::Batch {
         cli::flag_conflict::<Args>("udp_echo_server", "--batch applies to --api batch only");
     }
+    if let Some(message) = restart_udp::too_many_to_offer(&args.restart, args.workers.into()) {
+        cli::flag_conflict::<Args>("udp_echo_server", &message);
+    }
     cli::exit_code("udp_echo_server", run(&args))
 }

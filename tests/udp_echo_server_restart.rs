@@ -272,7 +272,9 @@ fn a_start_refused_for_a_live_restart_socket_binds_nothing() {
 
 /// One message carries at most 253 descriptors (Linux's `SCM_MAX_FD`): a
 /// server with more sockets than that refuses `--restart-socket` at start,
-/// where it used to serve and then fail every hand-over.
+/// where it used to serve and then fail every hand-over, as a flag error
+/// (exit status 2) before its runtime starts (it was refused with exit
+/// status 1 once every worker had started; found by a review).
 #[test]
 fn more_sockets_than_one_hand_over_carries_is_refused_at_start() {
     let path = socket_path("many");
@@ -291,10 +293,11 @@ fn more_sockets_than_one_hand_over_carries_is_refused_at_start() {
     }
     let output = server.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("--restart-socket hands over at most 253 UDP sockets"),
         "{stderr}"
     );
+    assert!(stderr.contains("\nUsage: udp_echo_server "), "{stderr}");
     assert!(!path.exists(), "it offered restarts all the same");
 }

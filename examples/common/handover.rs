@@ -275,6 +275,26 @@ pub fn keeper<T: AsFd + 'static>(
     }
 }
 
+/// The flag error of a server whose flags have it offer `count` sockets of
+/// `kind` of its own, more than one message carries, with
+/// `--restart-socket` (a successor offers those it takes, which fit): for
+/// `main`, before the runtime starts (`cli::flag_conflict`, exit status
+/// 2). [`claim`] refuses the same with what it counts at start (the
+/// sockets systemd passed, say).
+pub fn too_many_to_offer(restart: &Restart, kind: Kind, count: usize) -> Option<String> {
+    (restart.restart_socket.is_some() && restart.take_over.is_none() && count > MAX_HANDED_OVER)
+        .then(|| too_many(kind, count))
+}
+
+/// Why a server with `count` sockets of `kind` cannot offer restarts.
+fn too_many(kind: Kind, count: usize) -> String {
+    format!(
+        "--restart-socket hands over at most {MAX_HANDED_OVER} {} in one message, and this \
+         server has {count} (fewer --workers)",
+        kind.what()
+    )
+}
+
 /// A server's restart socket, claimed before the server binds or serves
 /// anything ([`claim`]) and run once every socket is served
 /// ([`RestartSocket::run`]). Dropped without running (the server failed
@@ -308,11 +328,7 @@ pub fn claim(
     if restart_path.is_some() && count > MAX_HANDED_OVER {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "--restart-socket hands over at most {MAX_HANDED_OVER} {} in one message, \
-                 and this server has {count} (fewer --workers)",
-                kind.what()
-            ),
+            too_many(kind, count),
         ));
     }
     let listener = match (&restart_path, &predecessor) {

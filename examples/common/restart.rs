@@ -29,6 +29,13 @@ mod handover;
 use handover::Kind;
 pub use handover::{check_systemd_passed, Restart};
 
+/// The flag error of a server with `listening` listeners that offers
+/// restarts: more than one hand-over message carries (see
+/// `handover::too_many_to_offer`). Check it in `main`.
+pub fn too_many_to_offer(restart: &Restart, listening: usize) -> Option<String> {
+    handover::too_many_to_offer(restart, Kind::TcpListeners, listening)
+}
+
 /// Binds `addr` with `options` on worker 0 and on each of workers
 /// `1..listening` (or, with `take_over`, takes the predecessor's
 /// listeners, or those systemd passed: the first for worker 0, the others

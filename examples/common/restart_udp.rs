@@ -34,6 +34,13 @@ pub use handover::{check_systemd_passed, Restart};
 /// says so.
 static WORKER_FAILED: AtomicBool = AtomicBool::new(false);
 
+/// The flag error of a server with `workers` sockets that offers
+/// restarts: more than one hand-over message carries (see
+/// `handover::too_many_to_offer`). Check it in `main`.
+pub fn too_many_to_offer(restart: &Restart, workers: usize) -> Option<String> {
+    handover::too_many_to_offer(restart, Kind::UdpSockets, workers)
+}
+
 /// Binds `addr` with `options` (then `prepare`: socket options) on worker
 /// 0 and on each of workers `1..workers`, or, with `take_over`, takes the
 /// predecessor's sockets, or those systemd passed (then `prepare`s them

@@ -499,7 +499,11 @@ async fn serve(listener: TcpListener, serving: Serving) {
 }
 
 fn main() -> ExitCode {
-    cli::exit_code("http_server", run(&Args::parse()))
+    let args = Args::parse();
+    if let Some(message) = restart::too_many_to_offer(&args.restart, args.workers.get().into()) {
+        cli::flag_conflict::<Args>("http_server", &message);
+    }
+    cli::exit_code("http_server", run(&args))
 }
 
 #[path = "../../common/accept_backoff.rs"]

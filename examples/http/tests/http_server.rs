@@ -414,6 +414,27 @@ fn an_unknown_protocol_is_a_clear_error() {
     assert!(stderr.contains("invalid value 'http3'"), "{stderr}");
 }
 
+/// `--restart-socket` with more workers (each a listener) than one
+/// hand-over message carries (253) is a flag error before anything starts.
+/// (It was refused from inside the runtime, all the workers started, with
+/// exit status 1; found by a review.)
+#[test]
+fn restart_socket_with_more_than_253_workers_is_a_flag_error() {
+    let path = std::env::temp_dir().join(format!("cellio-http-flags-{}", std::process::id()));
+    let output = Command::new(HTTP_SERVER)
+        .args(["--addr", "127.0.0.1:0", "--workers", "254"])
+        .args(["--restart-socket", path.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the http server");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at most 253"), "{stderr}");
+    assert!(stderr.contains("\nUsage: http_server "), "{stderr}");
+    assert!(output.stdout.is_empty(), "it started");
+    assert!(!path.exists(), "it offered restarts");
+}
+
 /// On SIGTERM an idle HTTP/2 connection is told to go away (GOAWAY) and
 /// closed, and the server exits long before its grace period (60 s).
 #[test]
