@@ -716,7 +716,8 @@ fn run(args: &Args) -> std::io::Result<()> {
         Ok::<(), std::io::Error>(())
     })?;
 
-    worker_listeners::finish("echo_server", runtime, Duration::from_millis(args.grace_ms))
+    worker_listeners::finish("echo_server", runtime, Duration::from_millis(args.grace_ms))?;
+    restart::handed_over()
 }
 
 /// Prints a line per worker every `every` until the runtime shuts down:

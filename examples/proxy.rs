@@ -491,5 +491,6 @@ fn run(args: &Args) -> std::io::Result<()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .tell_the_rest();
-    finished
+    finished?;
+    restart::handed_over()
 }

@@ -260,6 +260,70 @@ fn once_its_successor_stops_a_draining_server_no_longer_listens() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A successor whose `serving` its predecessor did not take (it had given
+/// up waiting, and serves on) stops and exits 1 saying so, serving nothing
+/// more: one server serves the port, not two. (Both served it for good;
+/// found by a review.) One whose predecessor is gone by then (it died)
+/// serves on.
+#[test]
+fn a_successor_whose_predecessor_gave_up_on_it_stops() {
+    for predecessor_lives in [true, false] {
+        let path = socket_path(if predecessor_lives { "gave-up" } else { "died" });
+        let predecessor = FakePredecessor::listen(&path);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut successor = command(&["--take-over", path.to_str().unwrap()], None)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the successor");
+        let connection =
+            predecessor.hand_over_unanswered(b"cellio-listeners 1", &[listener.as_fd()]);
+        assert_eq!(example_bin::listening_addr(&mut successor), addr);
+        if predecessor_lives {
+            // Given up: closed, its restart socket still listening.
+            drop(connection);
+            let status = example_bin::wait_exit(&mut successor, Duration::from_secs(10))
+                .expect("the successor exits");
+            let mut stderr = String::new();
+            successor
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains("did not take this server's `serving`"),
+                "{stderr}"
+            );
+            // A connection now waits for the predecessor, which still has
+            // the listener.
+            let mut client = connect(&addr);
+            client.write_all(b"hello").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let (mut accepted, _) = listener.accept().expect("in the predecessor's backlog");
+            accepted.set_nonblocking(false).unwrap();
+            let mut request = [0u8; 5];
+            accepted.read_exact(&mut request).unwrap();
+            assert_eq!(&request, b"hello");
+        } else {
+            // Gone: its restart socket first, then the connection.
+            drop(predecessor);
+            drop(connection);
+            drop(listener);
+            let mut client = connect(&addr);
+            echo(&mut client, b"served on");
+            assert!(
+                example_bin::wait_exit(&mut successor, Duration::ZERO).is_none(),
+                "the successor exited"
+            );
+            let _ = successor.kill();
+            let _ = successor.wait();
+        }
+    }
+}
+
 /// A server offering restarts that a signal stops (no successor) stops
 /// listening when its shutdown begins, as one without `--restart-socket`
 /// does: a connection attempt during its grace period is refused, not

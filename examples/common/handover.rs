@@ -37,8 +37,14 @@
 //! The sockets are the same kernel sockets in both processes, so a
 //! connection waiting in a listener's backlog, or a datagram waiting in a
 //! UDP socket's queue, is taken by one or the other, never lost. If the
-//! successor fails before step 3 (it exits, or says anything else), the
-//! old server keeps serving and keeps offering.
+//! successor fails before step 3 (it exits, or says anything else, or
+//! does not answer within 10 s), the old server keeps serving and keeps
+//! offering. A successor whose `serving` the old server did not take (it
+//! had given up on it: the connection closed with the word unread, or
+//! before it went) and that then still finds it listening at `PATH` stops
+//! as it would for a signal (no more accepts; its connections get the
+//! grace period) and exits with an error: exactly one server serves. One
+//! that finds nobody there (the old server died) serves on.
 //!
 //! A start that checks whether a server listens at `PATH` (the stale-file
 //! check, `stale_socket.rs`: every server offering restarts makes it, and
@@ -305,8 +311,9 @@ pub struct RestartSocket {
     path: Option<PathBuf>,
     /// Listening at `path` already: a server that takes over from nobody.
     listener: Option<UnixListener>,
-    /// The connection a successor took its sockets over.
-    predecessor: Option<UnixStream>,
+    /// The connection a successor took its sockets over, and the path it
+    /// took them from (its `--take-over`).
+    predecessor: Option<(UnixStream, PathBuf)>,
     kind: Kind,
     count: usize,
 }
@@ -321,7 +328,7 @@ pub struct RestartSocket {
 pub fn claim(
     program: &'static str,
     restart_path: Option<PathBuf>,
-    predecessor: Option<UnixStream>,
+    predecessor: Option<(UnixStream, PathBuf)>,
     kind: Kind,
     count: usize,
 ) -> io::Result<RestartSocket> {
@@ -362,11 +369,36 @@ impl RestartSocket {
         spawn_local(async move {
             let restart_socket = match predecessor {
                 None => restart_socket,
-                Some(predecessor) => {
+                Some((predecessor, from)) => {
                     // It stops serving when told, and closes once its
                     // restart socket's path is free.
-                    if let Err(e) = serving(predecessor).await {
-                        eprintln!("{program}: the predecessor did not finish the hand-over: {e}");
+                    match serving(predecessor).await {
+                        Ok(()) => {}
+                        // It gave up on this server before it took the
+                        // word, and serves on: this one must not.
+                        Err(e) if still_offered(&from) => {
+                            eprintln!(
+                                "{program}: the predecessor at {} did not take this server's \
+                                 `serving` ({e}) and serves on: stopping",
+                                from.display()
+                            );
+                            *NOT_HANDED_OVER
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner) = Some(format!(
+                                "the predecessor at {} kept its sockets: this server stopped",
+                                from.display()
+                            ));
+                            stop_offering();
+                            if let Some(runtime) = RuntimeHandle::current() {
+                                runtime.shutdown();
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            eprintln!(
+                                "{program}: the predecessor did not finish the hand-over: {e}"
+                            )
+                        }
                     }
                     match restart_path.as_deref() {
                         None => None,
@@ -668,8 +700,41 @@ async fn take_from(path: &Path, kind: Kind) -> io::Result<(Vec<OwnedFd>, UnixStr
     Ok((fds, predecessor))
 }
 
+/// Why this successor stopped: its predecessor did not take its `serving`
+/// and serves on ([`RestartSocket::run`]).
+static NOT_HANDED_OVER: Mutex<Option<String>> = Mutex::new(None);
+
+/// An error if this server, a successor, stopped because its predecessor
+/// did not take its `serving` and serves on: for the end of `main`, so
+/// that it exits with a failing status.
+pub fn handed_over() -> io::Result<()> {
+    match NOT_HANDED_OVER
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        Some(why) => Err(io::Error::other(why)),
+        None => Ok(()),
+    }
+}
+
+/// Whether a live server listens at `path` (a predecessor that gave up on
+/// a hand-over offers restarts there still; one that died left nothing
+/// there, or a stale file, removed here), checked under the path's lock
+/// as a start checks it (`stale_socket.rs`).
+fn still_offered(path: &Path) -> bool {
+    let _lock = stale_socket::PathLock::acquire(path);
+    matches!(
+        stale_socket::clear_stale_socket(path),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse
+    )
+}
+
 /// Step 3: tells the predecessor this process is serving, then waits for
 /// it to close the connection (it has removed its restart socket by then).
+/// An error if it closed without taking the word (`ECONNRESET`: closed
+/// with it unread; `EPIPE`: closed before it went): it gave up on this
+/// server.
 async fn serving(predecessor: UnixStream) -> io::Result<()> {
     predecessor.send_all(b"serving").await?;
     let mut rest = [0u8; 16];

@@ -27,7 +27,7 @@ use super::worker_listeners;
 #[path = "handover.rs"]
 mod handover;
 use handover::Kind;
-pub use handover::{check_systemd_passed, Restart};
+pub use handover::{check_systemd_passed, handed_over, Restart};
 
 /// The flag error of a server with `listening` listeners that offers
 /// restarts: more than one hand-over message carries (see
@@ -65,7 +65,11 @@ where
         Some(path) => {
             let (taken, predecessor) = handover::take(path, Kind::TcpListeners).await?;
             let taken = taken.into_iter().map(std::net::TcpListener::from).collect();
-            (taken, Some(predecessor), path.display().to_string())
+            (
+                taken,
+                Some((predecessor, path.clone())),
+                path.display().to_string(),
+            )
         }
         None => {
             let passed = systemd_listeners()

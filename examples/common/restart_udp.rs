@@ -72,7 +72,11 @@ where
         Some(path) => {
             let (taken, predecessor) = handover::take(path, Kind::UdpSockets).await?;
             let taken = taken.into_iter().map(std::net::UdpSocket::from).collect();
-            (taken, Some(predecessor), path.display().to_string())
+            (
+                taken,
+                Some((predecessor, path.clone())),
+                path.display().to_string(),
+            )
         }
         None => {
             let passed = systemd_sockets()
@@ -154,12 +158,13 @@ where
 }
 
 /// An error if a worker could not bind its socket (the runtime was shut
-/// down then): for the end of `main`.
+/// down then), or if this server, a successor, stopped because its
+/// predecessor serves on (`handover::handed_over`): for the end of `main`.
 pub fn failed() -> io::Result<()> {
     if WORKER_FAILED.load(Ordering::SeqCst) {
         return Err(io::Error::other("a worker failed to start"));
     }
-    Ok(())
+    handover::handed_over()
 }
 
 /// The UDP sockets systemd passed (`LISTEN_FDS`, for this process:

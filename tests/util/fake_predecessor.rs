@@ -24,18 +24,7 @@ impl FakePredecessor {
     /// attached, and returns its answer: what it sends within 10 s before
     /// it closes the connection (`""` if it closes at once).
     pub fn hand_over(&self, header: &[u8], fds: &[BorrowedFd<'_>]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let connection = loop {
-            match self.0.accept() {
-                Ok((connection, _)) => break connection,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "no successor came");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        connection.set_nonblocking(true).unwrap();
+        let connection = self.successor();
         // Descriptors go with a message through cellio's own `send_with_fds`.
         let answer = cellio::Runtime::new()
             .unwrap()
@@ -49,6 +38,43 @@ impl FakePredecessor {
             })
             .expect("hand over");
         String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// As [`FakePredecessor::hand_over`], but returns the connection
+    /// without reading the answer: dropped, it gives up on the successor
+    /// as a predecessor whose wait ran out does.
+    #[allow(dead_code)] // not every includer gives up
+    pub fn hand_over_unanswered(
+        &self,
+        header: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> std::os::unix::net::UnixStream {
+        let connection = self.successor();
+        cellio::Runtime::new()
+            .unwrap()
+            .block_on(async {
+                let connection = cellio::unix::UnixStream::from_std(connection)?;
+                connection.send_with_fds(header, fds).await?;
+                connection.into_std()
+            })
+            .expect("hand over")
+    }
+
+    /// Waits up to 10 s for the successor's connection (non-blocking).
+    fn successor(&self) -> std::os::unix::net::UnixStream {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let connection = loop {
+            match self.0.accept() {
+                Ok((connection, _)) => break connection,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no successor came");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        connection.set_nonblocking(true).unwrap();
+        connection
     }
 
     /// Hands `successor` (started with `--take-over` this path and its

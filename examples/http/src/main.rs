@@ -569,5 +569,6 @@ fn run(args: &Args) -> std::io::Result<()> {
         serve(listener, serving).await;
         Ok::<(), std::io::Error>(())
     })?;
-    worker_listeners::finish("http_server", runtime, Duration::from_millis(args.grace_ms))
+    worker_listeners::finish("http_server", runtime, Duration::from_millis(args.grace_ms))?;
+    restart::handed_over()
 }
