@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 #[path = "../../../examples/http/src/http_service.rs"]
 mod http_service;
-use http_service::handle;
+use http_service::Echoes;
 #[path = "../../../examples/http/src/tls.rs"]
 mod tls;
 
@@ -119,7 +119,8 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let io = hyper_util::rt::TokioIo::new(io);
-    let service = hyper::service::service_fn(handle);
+    let echoes = Echoes::default();
+    let service = hyper::service::service_fn(move |request| echoes.handle(request));
     match protocol {
         Protocol::Http1 => {
             let mut http1 = hyper::server::conn::http1::Builder::new();

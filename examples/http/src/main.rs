@@ -35,8 +35,11 @@
 //!   connection only.
 //!
 //! * `GET /` answers `hello from cellio`; `POST /echo` answers with the
-//!   request's body, up to 16 MiB (it is held whole: a longer one is
-//!   answered 413 as soon as it goes over); anything else is 404.
+//!   request's body, held whole: the echoes of one connection hold up to
+//!   16 MiB together (over HTTP/2, its streams share them), and a body
+//!   that would take them over is answered 413 as soon as it does
+//!   (`http_service.rs`, which gives the bound of what one connection
+//!   holds); anything else is 404.
 //! * Keep-alive and pipelining are hyper's; `--workers N`: thread-per-core,
 //!   one `SO_REUSEPORT` listener per worker.
 //! * A client gets `--header-timeout-ms` (hyper's default, 30 s) to send a
@@ -89,7 +92,7 @@ use clap::{Parser, ValueEnum};
 use cli::context;
 use worker_listeners::Open;
 
-use http_service::handle;
+use http_service::Echoes;
 use tokio_rustls::TlsAcceptor;
 use watch::{Watch, Watched};
 
@@ -341,7 +344,8 @@ async fn serve_http<I>(
 {
     let watch = Watch::new(protocol == Protocol::Http1, limits.idle.is_some());
     let io = hyper_util::rt::TokioIo::new(Watched::new(io, watch.clone()));
-    let service = hyper::service::service_fn(handle);
+    let echoes = Echoes::default();
+    let service = hyper::service::service_fn(move |request| echoes.handle(request));
     let served: Result<Result<(), Box<dyn std::error::Error + Send + Sync>>, Cut> = match protocol {
         Protocol::Http1 => {
             let mut http1 = hyper::server::conn::http1::Builder::new();
