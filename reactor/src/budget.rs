@@ -35,9 +35,9 @@ pub(crate) const UNLIMITED: u32 = u32::MAX;
 
 /// The largest budget a poll may have (half of `u32::MAX`, more than any
 /// poll will spend). A count above it means no budgeted poll is running:
-/// operations outside a poll spend from [`UNLIMITED`] (nothing resets it
+/// operations outside a poll spend from `u32::MAX` (nothing resets it
 /// between them), so "outside" is a range, not one value; a count that
-/// equalled `UNLIMITED` only until the first operation made a stale tag
+/// equalled `u32::MAX` only until the first operation made a stale tag
 /// look current (see [`current_tag`]).
 pub const MAX_BUDGET: u32 = u32::MAX / 2;
 
