@@ -1,5 +1,5 @@
-//! The cooperative budget: how many socket operations a task may complete
-//! in one poll before it must yield.
+//! The cooperative budget: how many operations (socket operations first of
+//! all) a task may complete in one poll before it must yield.
 //!
 //! Without it, a task whose socket is always ready (a fast peer, a full
 //! receive buffer) would loop `recv → send → recv …` inside one poll
@@ -14,6 +14,10 @@
 //! reach the ones it polls after them. An operation that does much more
 //! than one syscall's work in one attempt (a batch send of several
 //! `sendmmsg` calls) charges the rest with [`consume`] as it goes.
+//!
+//! The runtime spends it the same way for work that completes without a
+//! syscall but can be looped over: a sleep already over, a
+//! `local_channel` receive that finds a message or send that finds room.
 //!
 //! Outside a budgeted poll (a future polled by some other executor) there is
 //! no limit.

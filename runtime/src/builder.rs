@@ -111,8 +111,14 @@ impl Builder {
         self
     }
 
-    /// How many socket operations a task may complete in one poll before it
-    /// yields to the others (see `cellio_reactor::budget`). The future
+    /// How many operations a task may complete in one poll before it
+    /// yields to the others (see `cellio_reactor::budget`): socket and
+    /// descriptor operations, sleeps already over when polled, and
+    /// [`local_channel`](crate::local_channel) receives that find a
+    /// message and sends that find room. Channels from other crates
+    /// (tokio's `sync`, `futures-channel`) spend none: a loop over one
+    /// that is always ready needs a [`yield_now`](crate::yield_now) now
+    /// and then. The future
     /// given to [`Runtime::block_on`](crate::Runtime::block_on) gets the
     /// same budget: it shares worker 0 with that worker's tasks. Values
     /// below 1 are raised to 1, and those above

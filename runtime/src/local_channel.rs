@@ -21,6 +21,20 @@
 //! gone (or [closed](Receiver::close)). Dropping the receiver drops the
 //! messages still queued, as tokio's `mpsc` does.
 //!
+//! # Fairness
+//!
+//! A `recv` that finds a message, and a `send` that finds room, spend one
+//! unit of the task's cooperative budget, as a socket operation does (see
+//! [`Builder::budget`](crate::Builder::budget)); one that waits spends
+//! nothing. Once the budget is spent the call returns `Pending` with its
+//! task already woken, taking or leaving nothing (the message stays first
+//! in the ring, the value stays in the send), so a task looping over a
+//! channel that always has messages ready (its senders are faster, or
+//! filled it beforehand) gives way to the other tasks of its worker every
+//! budget's worth of messages and goes on at its next poll, as it would
+//! with tokio's `mpsc`. [`try_send`](Sender::try_send) and
+//! [`try_recv`](Receiver::try_recv) spend nothing (they cannot yield).
+//!
 //! # Invariants
 //!
 //! * The ring holds at most `capacity` messages; it is allocated with room
@@ -86,6 +100,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use cellio_reactor::budget;
 use slab::Slab;
 
 /// A channel for up to `capacity` messages in flight (at least 1): its
@@ -277,7 +292,9 @@ impl<T> Sender<T> {
     /// dropped call has sent nothing (the value is dropped with it).
     ///
     /// Waiting sends get slots in the order they began to wait, and a
-    /// freed slot wakes only the send it goes to.
+    /// freed slot wakes only the send it goes to. A send that finds room
+    /// spends a unit of the task's budget (see the module's
+    /// [Fairness](self#fairness)).
     ///
     /// The future panics if polled again after it completed (it has no
     /// value left to send).
@@ -385,12 +402,7 @@ impl<T> Future for Send<'_, T> {
         }
         let sends = match this.key {
             // A slot was promised to this send: it is free.
-            Some(key) if state.waiters[key].notified => {
-                state.remove_waiter(key);
-                state.promised -= 1;
-                this.key = None;
-                true
-            }
+            Some(key) if state.waiters[key].notified => true,
             Some(key) => {
                 let waker = &mut state.waiters[key].waker;
                 match waker {
@@ -408,6 +420,21 @@ impl<T> Future for Send<'_, T> {
         if !sends {
             this.value = Some(value);
             return Poll::Pending;
+        }
+        // It can send: spend a unit of the task's budget first (see the
+        // module's "Fairness"). With the budget spent it keeps its value
+        // and its promise, if it has one, for its next poll; the wake
+        // comes after the borrow is released.
+        if budget::poll_proceed(Waker::noop()).is_pending() {
+            this.value = Some(value);
+            drop(state);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if let Some(key) = this.key.take() {
+            // The slot promised to it (the only way a waiting send sends).
+            state.remove_waiter(key);
+            state.promised -= 1;
         }
         state.ring.push_back(value);
         drop(state);
@@ -446,7 +473,9 @@ pub struct Receiver<T> {
 impl<T> Receiver<T> {
     /// The next message, waiting while the channel is empty; `None` once
     /// every sender is gone (or the channel was closed) and nothing is
-    /// left. Cancel-safe: a dropped call has taken nothing.
+    /// left. Cancel-safe: a dropped call has taken nothing. A receive that
+    /// finds a message spends a unit of the task's budget (see the
+    /// module's [Fairness](self#fairness)).
     pub async fn recv(&mut self) -> Option<T> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -454,18 +483,30 @@ impl<T> Receiver<T> {
     /// [`recv`](Self::recv) as a poll method, for hand-written futures and
     /// streams.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        match self.try_recv() {
-            Ok(value) => Poll::Ready(Some(value)),
-            Err(TryRecvError::Disconnected) => Poll::Ready(None),
-            Err(TryRecvError::Empty) => {
-                let mut state = self.shared.borrow_mut();
-                match &mut state.receiver_waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
-                }
-                Poll::Pending
+        let mut state = self.shared.borrow_mut();
+        if !state.ring.is_empty() {
+            // A message is there: spend a unit of the task's budget before
+            // taking it (see the module's "Fairness"). With the budget
+            // spent, the message stays first in the ring for the task's
+            // next poll; the wake comes after the borrow is released.
+            if budget::poll_proceed(Waker::noop()).is_pending() {
+                drop(state);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
+            let value = state.ring.pop_front();
+            drop(state);
+            wake_next_sender(&self.shared);
+            return Poll::Ready(value);
         }
+        if state.senders == 0 || !state.open {
+            return Poll::Ready(None);
+        }
+        match &mut state.receiver_waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The next message if there is one now.

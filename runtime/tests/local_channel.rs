@@ -6,17 +6,23 @@
 //! dropped in any order leave the rest in order, in linear time. A freed
 //! slot wakes one waiting send, the oldest, and is kept for it. The
 //! messages still queued go with the receiver. A capacity too large to
-//! allocate panics naming the channel.
+//! allocate panics naming the channel. A ready receive or send spends a
+//! unit of the task's budget: a loop over a channel that is always ready
+//! gives way to the worker's other tasks, and a call that yields for the
+//! budget takes nothing and keeps its value.
 
 mod util;
 
 use std::cell::Cell;
+use std::future::poll_fn;
 use std::pin::pin;
 use std::rc::Rc;
+use std::task::Poll;
 
+use cellio_reactor::budget::{self, DEFAULT_BUDGET};
 use cellio_runtime::local_channel::{channel, SendError, Sender, TryRecvError, TrySendError};
 use cellio_runtime::{spawn_local, yield_now};
-use util::{poll_once, run};
+use util::{poll_once, run, run_on};
 
 #[test]
 fn messages_arrive_once_each_in_order_per_sender() {
@@ -283,6 +289,122 @@ fn a_cancelled_notified_send_passes_its_slot_on() {
         second.await.unwrap();
         assert!(first.await.unwrap_err().is_cancelled());
         assert_eq!(tx.capacity(), 1, "no slot left promised");
+    });
+}
+
+/// How many messages a task looping over a channel that is always ready
+/// had taken when another task of its worker, spawned before the loop,
+/// first ran; and every message the loop got. `loop_over` is the loop,
+/// which counts what it has done in its `Cell`.
+fn done_before_the_other_task_ran<F, Fut>(loop_over: F) -> (Option<usize>, Vec<usize>)
+where
+    F: FnOnce(Rc<Cell<usize>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Vec<usize>> + 'static,
+{
+    run_on(1, || async {
+        spawn_local(async {
+            let done = Rc::new(Cell::new(0));
+            let seen = Rc::new(Cell::new(None));
+            spawn_local({
+                let (done, seen) = (done.clone(), seen.clone());
+                async move { seen.set(Some(done.get())) }
+            });
+            let got = loop_over(done).await;
+            (seen.get(), got)
+        })
+        .await
+        .unwrap()
+    })
+}
+
+const READY: usize = 2000;
+
+/// A task receiving in a loop from a channel whose sender filled it gives
+/// way to the other task of its one worker after a budget's worth of
+/// messages, and still gets every message once, in order. (The loop took
+/// all 2000 before the other task ran, the channel never being empty: a
+/// chat server's writer task never ran and every client was dropped as
+/// too slow; found by a review.)
+#[test]
+fn a_receive_loop_over_a_full_channel_yields_to_the_other_tasks() {
+    let (seen, got) = done_before_the_other_task_ran(|done| async move {
+        let (tx, mut rx) = channel::<usize>(READY);
+        for i in 0..READY {
+            tx.try_send(i).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < READY {
+            got.push(rx.recv().await.unwrap());
+            done.set(got.len());
+        }
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        got
+    });
+    let budget = DEFAULT_BUDGET as usize;
+    assert!(
+        seen.is_some_and(|n| (1..=2 * budget).contains(&n)),
+        "the other task ran after {seen:?} of {READY} messages"
+    );
+    assert_eq!(got, (0..READY).collect::<Vec<_>>());
+}
+
+/// The same for a task sending in a loop into a channel with room for
+/// everything: it gives way after a budget's worth of sends.
+#[test]
+fn a_send_loop_into_a_channel_with_room_yields_to_the_other_tasks() {
+    let (seen, got) = done_before_the_other_task_ran(|done| async move {
+        let (tx, mut rx) = channel::<usize>(READY);
+        for i in 0..READY {
+            tx.send(i).await.unwrap();
+            done.set(i + 1);
+        }
+        let mut got = Vec::new();
+        while let Ok(value) = rx.try_recv() {
+            got.push(value);
+        }
+        got
+    });
+    let budget = DEFAULT_BUDGET as usize;
+    assert!(
+        seen.is_some_and(|n| (1..=2 * budget).contains(&n)),
+        "the other task ran after {seen:?} of {READY} sends"
+    );
+    assert_eq!(got, (0..READY).collect::<Vec<_>>());
+}
+
+/// With the task's budget spent, a receive that has a message waiting
+/// returns `Pending` and leaves the message first in the ring; a send with
+/// room, even one a slot was promised to, returns `Pending` and keeps its
+/// value and its slot. Both complete at the task's next poll (their task
+/// is woken: awaiting them with the budget spent does not hang).
+#[test]
+fn with_the_budget_spent_a_ready_call_takes_nothing_and_keeps_its_value() {
+    run(|| async {
+        let (tx, mut rx) = channel::<u32>(1);
+        tx.try_send(0).unwrap();
+        let mut promised = pin!(tx.send(1));
+        assert!(poll_once(&mut promised).await.is_pending(), "it waits");
+        budget::consume(u32::MAX);
+        assert!(poll_fn(|cx| Poll::Ready(rx.poll_recv(cx)))
+            .await
+            .is_pending());
+        assert_eq!(rx.len(), 1, "the message is still there");
+        assert_eq!(rx.recv().await, Some(0), "taken at the next poll");
+        // The freed slot is promised to the waiting send.
+        assert_eq!(tx.capacity(), 0);
+        budget::consume(u32::MAX);
+        assert!(poll_once(&mut promised).await.is_pending());
+        assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)), "still promised");
+        assert_eq!(rx.len(), 0, "nothing sent yet");
+        promised.await.unwrap();
+        budget::consume(u32::MAX);
+        let mut unpromised = pin!(tx.send(3));
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert!(poll_once(&mut unpromised).await.is_pending());
+        assert_eq!(rx.len(), 0);
+        unpromised.await.unwrap();
+        assert_eq!(rx.try_recv(), Ok(3));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     });
 }
 
