@@ -17,7 +17,8 @@
 //!
 //! The runtime spends it the same way for work that completes without a
 //! syscall but can be looped over: a sleep already over, a
-//! `local_channel` receive that finds a message or send that finds room.
+//! `local_channel` receive that finds a message or send that finds room,
+//! the output of a finished task taken from its `JoinHandle` or `JoinSet`.
 //!
 //! Outside a budgeted poll (a future polled by some other executor) there is
 //! no limit.

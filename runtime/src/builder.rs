@@ -113,9 +113,11 @@ impl Builder {
 
     /// How many operations a task may complete in one poll before it
     /// yields to the others (see `cellio_reactor::budget`): socket and
-    /// descriptor operations, sleeps already over when polled, and
+    /// descriptor operations, sleeps already over when polled,
     /// [`local_channel`](crate::local_channel) receives that find a
-    /// message and sends that find room. Channels from other crates
+    /// message and sends that find room, and outputs taken from a
+    /// [`JoinHandle`](crate::JoinHandle) or a [`JoinSet`](crate::JoinSet)
+    /// (as tokio's do). Channels from other crates
     /// (tokio's `sync`, `futures-channel`) spend none: a loop over one
     /// that is always ready needs a [`yield_now`](crate::yield_now) now
     /// and then. The future

@@ -259,37 +259,60 @@ impl<T> JoinHandle<T> {
     }
 }
 
-impl<T> Future for JoinHandle<T> {
-    type Output = Result<T, JoinError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let Some(raw) = this.raw.as_ref() else {
+impl<T> JoinHandle<T> {
+    /// The handle's poll. With `spend`, an output that is there spends a
+    /// unit of the task's budget before it is taken, as tokio's handles
+    /// do, so a loop awaiting handles of finished tasks yields now and
+    /// then; with the budget spent it returns `Pending` (the task woken)
+    /// and leaves the output in the block. A [`JoinSet`](crate::JoinSet)
+    /// polls its members without spending (with its entries' wakers, which
+    /// must be woken only by a finish) and spends once per output itself.
+    pub(crate) fn poll_join(
+        &mut self,
+        cx: &mut Context<'_>,
+        spend: bool,
+    ) -> Poll<Result<T, JoinError>> {
+        let Some(raw) = self.raw.as_ref() else {
             return Poll::Ready(Err(JoinError::Consumed));
         };
         let cell = &raw.header().join;
         loop {
-            let Ok(seen) = cell.observe_reserved(this.token) else {
-                this.release();
+            let Ok(seen) = cell.observe_reserved(self.token) else {
+                self.release();
                 return Poll::Ready(Err(JoinError::Cancelled));
             };
             if seen.sequence() != 0 {
+                if spend && cellio_reactor::budget::poll_proceed(cx.waker()).is_pending() {
+                    return Poll::Pending;
+                }
                 // SAFETY: the snapshot (Acquire) saw the task's
                 // notification; `T` is the output type of the task this
                 // handle was created for.
                 let output = unsafe { Typed::<T>::take(raw) };
-                this.release();
+                self.release();
                 return Poll::Ready(output.unwrap_or(Err(JoinError::Cancelled)));
             }
-            match cell.park(this.token, seen, cx.waker()) {
+            match cell.park(self.token, seen, cx.waker()) {
                 Ok(Park::Parked) => return Poll::Pending,
                 Ok(Park::Retry) => continue,
                 Err(_) => {
-                    this.release();
+                    self.release();
                     return Poll::Ready(Err(JoinError::Cancelled));
                 }
             }
         }
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    /// The output once the task has finished. Taking it spends a unit of
+    /// the task's cooperative budget, as tokio's `JoinHandle` does: with
+    /// the budget spent the poll returns `Pending`, its task woken, and
+    /// the output waits for the next poll.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_join(cx, true)
     }
 }
 

@@ -1,20 +1,24 @@
 //! `JoinHandle`: what its waker may do. A waker that panics when the task
 //! it waits for finishes is ignored, as tokio ignores it: the task is
 //! freed as any finished task is, a graceful shutdown does not wait for it,
-//! and a runtime's drop cancels every other task.
+//! and a runtime's drop cancels every other task. Taking an output spends a
+//! unit of the awaiting task's budget, so a loop over the handles of
+//! finished tasks yields to the worker's other tasks.
 
 mod util;
 
-use std::future::Future;
+use std::cell::Cell;
+use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Context;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use cellio_runtime::{sleep, yield_now, JoinHandle, Runtime};
-use util::{with_timeout, LIMIT};
+use cellio_runtime::{sleep, spawn, spawn_local, yield_now, JoinHandle, Runtime};
+use util::{run, run_on, with_timeout, LIMIT};
 
 /// Polls `handle` once inside `rt`'s `block_on` with a waker that panics
 /// when woken, then lets the task run to its end.
@@ -85,5 +89,60 @@ fn a_join_waker_that_panics_at_the_runtimes_drop_leaves_no_task_undropped() {
             1,
             "the second task's future was not dropped"
         );
+    });
+}
+
+/// A loop awaiting the handles of tasks that have all finished gives way
+/// to the other tasks of its worker after a budget's worth of outputs, as
+/// tokio's does, and gets every output. (It took them all in one poll;
+/// found by a review of a port from tokio.)
+#[test]
+fn a_loop_over_handles_of_finished_tasks_yields_to_the_other_tasks() {
+    const TASKS: usize = 1000;
+    let (seen, got) = run_on(1, || async {
+        spawn_local(async {
+            let handles: Vec<_> = (0..TASKS).map(|i| spawn(async move { i })).collect();
+            while !handles.iter().all(JoinHandle::is_finished) {
+                yield_now().await;
+            }
+            // Spawned before the loop: it runs when the loop yields.
+            let done = Rc::new(Cell::new(0));
+            let seen = Rc::new(Cell::new(None));
+            spawn_local({
+                let (done, seen) = (done.clone(), seen.clone());
+                async move { seen.set(Some(done.get())) }
+            });
+            let mut got = Vec::new();
+            for handle in handles {
+                got.push(handle.await.unwrap());
+                done.set(got.len());
+            }
+            (seen.get(), got)
+        })
+        .await
+        .unwrap()
+    });
+    let budget = cellio_reactor::budget::DEFAULT_BUDGET as usize;
+    assert!(
+        seen.is_some_and(|n| (1..=2 * budget).contains(&n)),
+        "the other task ran after {seen:?} of {TASKS} outputs"
+    );
+    assert_eq!(got, (0..TASKS).collect::<Vec<_>>());
+}
+
+/// With the task's budget spent, a handle whose task has finished returns
+/// `Pending` (its task woken) and keeps the output for the next poll.
+#[test]
+fn with_the_budget_spent_a_finished_handle_waits_and_keeps_the_output() {
+    run(|| async {
+        let mut handle = spawn(async { 7 });
+        while !handle.is_finished() {
+            yield_now().await;
+        }
+        cellio_reactor::budget::consume(u32::MAX);
+        assert!(poll_fn(|cx| Poll::Ready(Pin::new(&mut handle).poll(cx)))
+            .await
+            .is_pending());
+        assert_eq!(handle.await.unwrap(), 7, "the output waited");
     });
 }

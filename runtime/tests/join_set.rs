@@ -2,12 +2,14 @@
 //! the members finish; dropping the set aborts its members; `abort_all`,
 //! `detach_all`, `shutdown`, `try_join_next` and `poll_join_next` do what
 //! tokio's do; members may run on other workers; a `join_next` dropped
-//! while it waits loses no output; and `join_all` collects every output or
-//! resumes a member's panic.
+//! while it waits loses no output; `join_all` collects every output or
+//! resumes a member's panic; and an output spends a unit of the task's
+//! budget, so a loop over finished members yields to the worker's other
+//! tasks.
 
 mod util;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::{pending, poll_fn};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -476,4 +478,74 @@ fn a_set_is_send_when_its_outputs_are() {
     is_send::<JoinSet<u64>>();
     let set: JoinSet<()> = JoinSet::default();
     assert_eq!(format!("{set:?}"), "JoinSet { len: 0 }");
+}
+
+/// A loop of `join_next` over members that have all finished gives way to
+/// the other tasks of its worker after a budget's worth of outputs, as
+/// tokio's does, and still returns every output once. (It took all 1000
+/// in one poll: only a member still running made it wait; found by a
+/// review of a port from tokio.)
+#[test]
+fn a_join_next_loop_over_finished_members_yields_to_the_other_tasks() {
+    const MEMBERS: usize = 1000;
+    let (seen, mut got) = run_on(1, || async {
+        cellio_runtime::spawn_local(async {
+            let finished = Arc::new(AtomicUsize::new(0));
+            let mut set = JoinSet::new();
+            for i in 0..MEMBERS {
+                let finished = finished.clone();
+                set.spawn(async move {
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    i
+                });
+            }
+            while finished.load(Ordering::SeqCst) < MEMBERS {
+                yield_now().await;
+            }
+            // Spawned before the loop: it runs when the loop yields.
+            let done = Rc::new(Cell::new(0));
+            let seen = Rc::new(Cell::new(None));
+            cellio_runtime::spawn_local({
+                let (done, seen) = (done.clone(), seen.clone());
+                async move { seen.set(Some(done.get())) }
+            });
+            let mut got = Vec::new();
+            while let Some(output) = set.join_next().await {
+                got.push(output.unwrap());
+                done.set(got.len());
+            }
+            (seen.get(), got)
+        })
+        .await
+        .unwrap()
+    });
+    let budget = cellio_reactor::budget::DEFAULT_BUDGET as usize;
+    assert!(
+        seen.is_some_and(|n| (1..=2 * budget).contains(&n)),
+        "the other task ran after {seen:?} of {MEMBERS} outputs"
+    );
+    got.sort_unstable();
+    assert_eq!(got, (0..MEMBERS).collect::<Vec<_>>());
+}
+
+/// With the task's budget spent, `poll_join_next` returns `Pending` (its
+/// task woken) and leaves the finished member in the set; the next poll
+/// takes its output. An empty set says `None` even then.
+#[test]
+fn with_the_budget_spent_join_next_waits_and_keeps_the_output() {
+    run(|| async {
+        let mut set = JoinSet::new();
+        let member = set.spawn(async { 7 });
+        while !member.is_finished() {
+            yield_now().await;
+        }
+        cellio_reactor::budget::consume(u32::MAX);
+        assert!(poll_fn(|cx| Poll::Ready(set.poll_join_next(cx)))
+            .await
+            .is_pending());
+        assert_eq!(set.len(), 1, "the member is still there");
+        assert_eq!(set.join_next().await.unwrap().unwrap(), 7);
+        cellio_reactor::budget::consume(u32::MAX);
+        assert!(set.join_next().await.is_none());
+    });
 }

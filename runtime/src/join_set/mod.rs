@@ -23,9 +23,9 @@ mod ready;
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use cellio_reactor::budget;
 use slab::Slab;
 
 use crate::abort::AbortHandle;
@@ -304,16 +304,29 @@ impl<T> JoinSet<T> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<(TaskId, Result<T, JoinError>)>> {
+        if self.tasks.is_empty() {
+            return Poll::Ready(None);
+        }
+        // An output spends a unit of the task's budget, as tokio's do, so
+        // a loop over a set whose members have finished yields now and
+        // then. An output is out of its member before it can be counted,
+        // so the check comes first (with the budget spent, `Pending` and
+        // the task woken whether or not a member is ready, as tokio's
+        // handles do: one spurious poll at most, once the task has spent
+        // its budget) and the unit is spent once one is taken.
+        if !budget::has_remaining() {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         loop {
             // Before looking: a member woken after the look moves this on,
             // and the park below refuses to sleep (see `ready`).
             let seen = self.ready.observe();
             if let Some(output) = self.take_finished() {
+                budget::consume(1);
                 return Poll::Ready(Some(output));
             }
-            if self.tasks.is_empty() {
-                return Poll::Ready(None);
-            }
+            // Still not empty: only a member taken out of it (above) leaves.
             if self.ready.park(seen, cx.waker()) {
                 return Poll::Pending;
             }
@@ -341,7 +354,9 @@ impl<T> JoinSet<T> {
             };
             let waker = self.ready.waker(key);
             let mut cx = Context::from_waker(&waker);
-            if let Poll::Ready(output) = Pin::new(handle).poll(&mut cx) {
+            // Without spending: the entry's waker must be woken only by
+            // the finish (see `JoinHandle::poll_join`).
+            if let Poll::Ready(output) = handle.poll_join(&mut cx, false) {
                 let handle = self.tasks.remove(key as usize);
                 return Some((handle.id(), output));
             }
