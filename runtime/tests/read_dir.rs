@@ -132,7 +132,15 @@ fn a_next_entry_dropped_while_its_batch_is_read_loses_nothing() {
                 }
             }
         }
-        assert!(dropped >= 4, "each of the 4 batches was waited for");
+        // A batch's job starts and is polled in the same poll, so a
+        // blocking thread that fills it before that poll makes the entry
+        // come at once: not every batch need be waited for (the assertion
+        // that all 4 were failed 1 run in ~17 on a busy machine), but one
+        // drop mid-read is what this test is about.
+        assert!(
+            dropped >= 1,
+            "no batch was waited for: nothing dropped mid-read"
+        );
         assert_eq!(names.len(), 102);
         names.sort();
         names.dedup();
