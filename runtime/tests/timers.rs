@@ -87,6 +87,42 @@ fn a_loop_of_sleeps_already_over_yields_to_the_other_tasks() {
     });
 }
 
+/// A task that arms its sleep (polls it once, as a `select!` beside a
+/// ready branch does), resets it to now and awaits it, in a loop: the
+/// reset fires the entry at once and nothing in the loop is ever Pending,
+/// so only the budget the completed sleep spends lets the other task run.
+/// (It never did: 200 000 turns; found by a review.)
+#[test]
+fn a_loop_that_arms_its_sleep_and_resets_it_to_now_yields_to_the_other_tasks() {
+    run(|| async {
+        let stop = Arc::new(AtomicUsize::new(0));
+        let looping = spawn({
+            let stop = stop.clone();
+            async move {
+                let mut s = pin!(sleep(Duration::from_secs(3600)));
+                let mut turns = 0u64;
+                while stop.load(Ordering::SeqCst) == 0 && turns < 200_000 {
+                    s.as_mut().reset(Instant::now() + Duration::from_secs(3600));
+                    poll_fn(|cx| {
+                        assert!(s.as_mut().poll(cx).is_pending(), "armed");
+                        Poll::Ready(())
+                    })
+                    .await;
+                    s.as_mut().reset(Instant::now());
+                    s.as_mut().await;
+                    turns += 1;
+                }
+                turns
+            }
+        });
+        let stopper = spawn(async move { stop.store(1, Ordering::SeqCst) });
+        stopper.await.unwrap();
+        let turns = looping.await.unwrap();
+        // The default budget is 128: the loop gave way after that many.
+        assert!((1..=256).contains(&turns), "{turns} turns");
+    });
+}
+
 #[test]
 fn a_sleep_completes_no_earlier_than_its_deadline() {
     run(|| async {

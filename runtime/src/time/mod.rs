@@ -440,8 +440,8 @@ impl Sleep {
     }
 
     /// [`poll_sleep`](Self::poll_sleep), where `spend` says whether a
-    /// deadline found over before the sleep was armed spends a unit of the
-    /// task's budget (see `poll_sleep_slow`).
+    /// sleep found over spends a unit of the task's budget (see
+    /// `poll_sleep_slow`).
     #[inline]
     fn poll_sleep_spending(&mut self, cx: &mut Context<'_>, spend: bool) -> Poll<()> {
         if let Some(armed) = self.armed {
@@ -455,6 +455,15 @@ impl Sleep {
             }
         }
         self.poll_sleep_slow(cx, spend)
+    }
+
+    /// A sleep found over: `Ready`, after spending a unit of the task's
+    /// budget if `spend` (`Pending`, the task woken, if it has none left).
+    fn complete(cx: &Context<'_>, spend: bool) -> Poll<()> {
+        if !spend {
+            return Poll::Ready(());
+        }
+        cellio_reactor::budget::poll_proceed(cx.waker())
     }
 
     #[inline(never)]
@@ -474,7 +483,12 @@ impl Sleep {
                 Some(Poll::Ready(fired_for)) => {
                     self.armed = None;
                     if fired_for.is_some_and(|fired_for| self.deadline <= fired_for) {
-                        return Poll::Ready(());
+                        // Over: spends a unit of the budget as below. A
+                        // fired entry is no sign that a loop turn went by
+                        // (a reset to now fires it at once), so a loop
+                        // that arms its sleep, resets it into the past and
+                        // awaits it must still yield now and then.
+                        return Self::complete(cx, spend);
                     }
                     // Reset on another thread after its entry was armed:
                     // over if the new deadline passed, else armed again.
@@ -494,10 +508,7 @@ impl Sleep {
             // sleeps already over (a deadline in the past, a thread
             // descheduled past a short one) yields now and then instead of
             // holding the worker (tokio's timers are budgeted the same way).
-            if !spend {
-                return Poll::Ready(());
-            }
-            return cellio_reactor::budget::poll_proceed(cx.waker());
+            return Self::complete(cx, spend);
         }
         let deadline = self.deadline;
         let armed = with_executor(|executor| Armed {
