@@ -379,10 +379,18 @@ impl Sleep {
     /// elsewhere, that worker wakes the task, whose next poll arms the
     /// timer again for the new deadline).
     ///
-    /// Reset to a deadline already passed (or to [`now`]), the sleep is
-    /// over at its next poll, as tokio's, and a task waiting for it is
-    /// woken. (From another thread than the worker it is armed on, the
-    /// task is woken once that worker takes the reset in.)
+    /// Reset to a deadline already passed (or to [`now`]) that is earlier
+    /// than the one it had, or while it is not armed (not polled yet, or
+    /// completed), the sleep is over at its next poll, as tokio's, and a
+    /// task waiting for it is woken. (From another thread than the worker
+    /// it is armed on, the task is woken once that worker takes the reset
+    /// in, whichever way the deadline moved.) Reset on its own worker to a
+    /// deadline *later* than the one it had, the sleep may still be
+    /// `Pending` at its next poll though the new deadline has passed too
+    /// (its task held the worker past both): it completes when the worker
+    /// next fires its timers, a loop turn later, as tokio's does. Only a
+    /// deadline moved earlier makes the reset read the clock, so a timeout
+    /// pushed back on every message reads none.
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
         self.unstarted = None;
