@@ -285,6 +285,10 @@ struct InboxState {
     /// they were, and a `Moved` listed once
     /// ([`push_moved`](Self::push_moved)).
     timer_changes: Vec<TimerChange>,
+    /// How many entries the drains of `woken` and of `timer_changes`
+    /// usually take ([`shrink_after_drain`]).
+    usual_woken: UsualDrain,
+    usual_timer_changes: UsualDrain,
     /// Tasks spawned onto this worker from other threads.
     spawned: Vec<RawTask>,
     /// Blocks from this worker's task pool whose tasks ended on other
@@ -308,18 +312,41 @@ pub(crate) const INBOX_CAPACITY: usize = 64;
 
 /// A drain gives the memory of the woken list, and of the timer changes'
 /// lists, back once its capacity is above this many entries and four
-/// times what the drain took ([`shrink_after_drain`]): a burst of distinct
-/// wakes or timer changes far above the usual leaves no peak allocated for
-/// good.
+/// times what the drains usually take ([`shrink_after_drain`]): a burst of
+/// distinct wakes or timer changes far above the usual leaves no peak
+/// allocated for good.
 const SHRINK_ABOVE: usize = 16 * INBOX_CAPACITY;
 
+/// How many entries the drains of a list usually take: the most a recent
+/// drain took, halved at each drain since. A drain that takes more than
+/// four times that is a burst.
+#[derive(Debug, Default, Clone, Copy)]
+struct UsualDrain(usize);
+
+impl UsualDrain {
+    /// Notes a drain that took `taken` entries; returns the room its list
+    /// keeps (twice the usual, or [`INBOX_CAPACITY`]) and whether it was a
+    /// burst. A burst's room is the usual *before* it: a one-off burst is
+    /// given back by the drain that took it, not by later drains (which
+    /// come only with later messages: a worker that gets none kept the
+    /// burst for good). Drains of about the same size, however large,
+    /// keep their room, so a steady flow allocates nothing.
+    fn note(&mut self, taken: usize) -> (usize, bool) {
+        let before = self.0;
+        self.0 = taken.max(before / 2);
+        let burst = taken > 4 * before.max(INBOX_CAPACITY);
+        let usual = if burst { before } else { self.0 };
+        ((2 * usual).max(INBOX_CAPACITY), burst)
+    }
+}
+
 /// Gives back the memory of a list a drain emptied (or left empty), if its
-/// capacity is above [`SHRINK_ABOVE`] and four times the `taken` entries
-/// the drain took: it keeps room for twice as many, or [`INBOX_CAPACITY`].
-fn shrink_after_drain<T>(list: &mut Vec<T>, taken: usize) {
+/// capacity is above [`SHRINK_ABOVE`] and twice `room`: it keeps `room`
+/// (from [`UsualDrain::note`]).
+fn shrink_after_drain<T>(list: &mut Vec<T>, room: usize) {
     let capacity = list.capacity();
-    if capacity > SHRINK_ABOVE && capacity > 4 * taken {
-        list.shrink_to((2 * taken).max(INBOX_CAPACITY));
+    if capacity > SHRINK_ABOVE && capacity > 2 * room {
+        list.shrink_to(room);
     }
 }
 
@@ -439,6 +466,8 @@ impl Inbox {
                         incarnation: 0,
                         woken: Vec::with_capacity(INBOX_CAPACITY),
                         timer_changes: Vec::with_capacity(INBOX_CAPACITY),
+                        usual_woken: UsualDrain::default(),
+                        usual_timer_changes: UsualDrain::default(),
                         spawned: Vec::with_capacity(INBOX_CAPACITY),
                         returned: Vec::with_capacity(INBOX_CAPACITY),
                         state_changed: false,
@@ -477,6 +506,8 @@ impl Inbox {
             // of this one's is not kept with it.
             state.woken.shrink_to(INBOX_CAPACITY);
             state.timer_changes.shrink_to(INBOX_CAPACITY);
+            state.usual_woken = UsualDrain::default();
+            state.usual_timer_changes = UsualDrain::default();
             state.state_changed = false;
             state.reactor = None;
             self.returned_any.store(false, Ordering::Relaxed);
@@ -685,7 +716,7 @@ impl Inbox {
 
     #[cold]
     fn drain_slow(&self, executor: &Executor) {
-        let (mut arrivals, mut timer_changes, state_changed) = self.mailbox.take(|state| {
+        let (mut arrivals, mut timer_changes, room, state_changed) = self.mailbox.take(|state| {
             let taken = Self::take_messages(state, executor);
             if !taken.0.is_empty() {
                 self.adopting.store(true, Ordering::Relaxed);
@@ -693,12 +724,11 @@ impl Inbox {
             taken
         });
         if !timer_changes.is_empty() {
-            let taken = timer_changes.len();
             // Out of the lock: waking a timer's waker may run any code
             // (another executor's), which may post to this inbox.
             executor.apply_timer_changes(&mut timer_changes);
-            shrink_after_drain(&mut timer_changes, taken);
         }
+        shrink_after_drain(&mut timer_changes, room);
         *executor.timer_changes.borrow_mut() = timer_changes;
         if !arrivals.is_empty() {
             for task in arrivals.drain(..) {
@@ -716,27 +746,30 @@ impl Inbox {
 
     /// Under the lock: schedules the woken tasks, and hands back the
     /// spawned tasks and the timer changes (both taken in after the lock
-    /// is released) and whether the shutdown state moved.
+    /// is released), the room the timer changes' list keeps once applied
+    /// ([`shrink_after_drain`]) and whether the shutdown state moved.
     fn take_messages(
         state: &mut InboxState,
         executor: &Executor,
-    ) -> (Vec<RawTask>, Vec<TimerChange>, bool) {
-        let woken = state.woken.len();
+    ) -> (Vec<RawTask>, Vec<TimerChange>, usize, bool) {
+        let (room, _) = state.usual_woken.note(state.woken.len());
         for addr in state.woken.drain(..) {
             executor.schedule(addr);
         }
-        shrink_after_drain(&mut state.woken, woken);
+        shrink_after_drain(&mut state.woken, room);
         // As the spawned tasks below: the lists trade places, and the one
         // left here gets room for as many as came, so neither allocates
-        // but at a new peak; or, far larger than that (it took a burst
-        // before), gives its memory back (the other one does once it has
-        // been applied, in `drain_slow`).
+        // but at a new peak; but not for a burst far above the usual
+        // (another one regrows it), and a list far larger than the usual
+        // gives its memory back (the other one does once it has been
+        // applied, in `drain_slow`).
         let mut timer_changes = std::mem::take(&mut *executor.timer_changes.borrow_mut());
         std::mem::swap(&mut state.timer_changes, &mut timer_changes);
-        if state.timer_changes.capacity() < timer_changes.len() {
+        let (room, burst) = state.usual_timer_changes.note(timer_changes.len());
+        if !burst && state.timer_changes.capacity() < timer_changes.len() {
             state.timer_changes.reserve(timer_changes.len());
         } else {
-            shrink_after_drain(&mut state.timer_changes, timer_changes.len());
+            shrink_after_drain(&mut state.timer_changes, room);
         }
         // Taken in after the lock is released (see `Executor::arrivals`);
         // the two vectors trade places, so neither allocates.
@@ -752,6 +785,7 @@ impl Inbox {
         (
             arrivals,
             timer_changes,
+            room,
             std::mem::take(&mut state.state_changed),
         )
     }
@@ -813,6 +847,8 @@ mod tests {
             incarnation: 0,
             woken: Vec::with_capacity(INBOX_CAPACITY),
             timer_changes: Vec::new(),
+            usual_woken: UsualDrain::default(),
+            usual_timer_changes: UsualDrain::default(),
             spawned: Vec::new(),
             returned: Vec::new(),
             state_changed: false,
@@ -849,6 +885,8 @@ mod tests {
             incarnation: 0,
             woken: Vec::new(),
             timer_changes: Vec::with_capacity(INBOX_CAPACITY),
+            usual_woken: UsualDrain::default(),
+            usual_timer_changes: UsualDrain::default(),
             spawned: Vec::new(),
             returned: Vec::new(),
             state_changed: false,
@@ -908,16 +946,32 @@ mod tests {
 
     #[test]
     fn a_drained_list_far_above_what_it_took_gives_its_memory_back() {
-        let mut list: Vec<u64> = Vec::with_capacity(100_000);
-        shrink_after_drain(&mut list, 10);
-        assert!(list.capacity() >= INBOX_CAPACITY && list.capacity() < 100_000);
-        // Near what it took, or small: kept.
-        let mut list: Vec<u64> = Vec::with_capacity(100_000);
-        shrink_after_drain(&mut list, 40_000);
-        assert_eq!(list.capacity(), 100_000);
-        let mut list: Vec<u64> = Vec::with_capacity(SHRINK_ABOVE);
-        shrink_after_drain(&mut list, 0);
-        assert_eq!(list.capacity(), SHRINK_ABOVE);
+        let drained = |usual: &mut UsualDrain, capacity: usize, taken: usize| {
+            let mut list: Vec<u64> = Vec::with_capacity(capacity);
+            let (room, _) = usual.note(taken);
+            shrink_after_drain(&mut list, room);
+            list.capacity()
+        };
+        // A one-off burst is given back by the drain that took it.
+        let mut usual = UsualDrain::default();
+        assert_eq!(drained(&mut usual, 128, 10), 128);
+        let kept = drained(&mut usual, 131_072, 100_000);
+        assert!((INBOX_CAPACITY..=SHRINK_ABOVE).contains(&kept), "{kept}");
+        // Drains of about the same size, however large, keep their room
+        // (a steady flow allocates nothing), as do drains of nothing in
+        // between.
+        assert_eq!(drained(&mut usual, 131_072, 100_000), 131_072);
+        assert_eq!(drained(&mut usual, 131_072, 0), 131_072);
+        assert_eq!(drained(&mut usual, 131_072, 90_000), 131_072);
+        // Far above what the recent drains took: given back.
+        for _ in 0..8 {
+            drained(&mut usual, 0, 10);
+        }
+        let kept = drained(&mut usual, 131_072, 10);
+        assert!((INBOX_CAPACITY..=SHRINK_ABOVE).contains(&kept), "{kept}");
+        // Small: kept.
+        let mut usual = UsualDrain::default();
+        assert_eq!(drained(&mut usual, SHRINK_ABOVE, 0), SHRINK_ABOVE);
     }
 
     /// Whether worker number `worker` at `epoch` was released: it is on the
