@@ -8,6 +8,8 @@
 mod util;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -108,5 +110,63 @@ fn a_burst_of_cancellations_from_another_thread_leaves_no_peak_behind() {
             kept < (n * 12 / 2) as isize,
             "{kept} bytes kept after a burst of {n} cancellations was applied"
         );
+    });
+}
+
+/// A peak of sleeps that ends, oldest first, while new ones keep being
+/// made (a server whose 100 000 connections leave while new ones arrive,
+/// each with its idle timeout): once it has ended, the worker's timer
+/// table is small again. (New timers took the slots freed last, at the
+/// table's end, and kept it at its peak for good: 7 MB with 10 timers
+/// live; found by a review.)
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "needs a table above 4096 timers, too slow under Miri; the unit test of the same name in time/timers.rs runs there"
+)]
+fn a_peak_that_ends_while_new_timers_keep_coming_gives_its_memory_back() {
+    let _serial = serial();
+    with_timeout(LIMIT * 3, || {
+        let rt = Builder::new().workers(1).build().unwrap();
+        rt.block_on(async { sleep(Duration::from_millis(1)).await });
+        let base = live();
+        rt.block_on(async {
+            let hour = Duration::from_secs(3600);
+            let mut peak: VecDeque<Pin<Box<Sleep>>> = VecDeque::new();
+            for _ in 0..100_000 {
+                let mut s = Box::pin(sleep(hour));
+                assert!(poll_once(&mut s).await.is_pending());
+                peak.push_back(s);
+            }
+            // Ten live beyond the peak at any time: a new one armed every
+            // hundred ends, then the oldest of the ten dropped.
+            let mut steady: VecDeque<Pin<Box<Sleep>>> = VecDeque::new();
+            let (mut ended, mut after) = (0, 0);
+            loop {
+                if let Some(s) = peak.pop_front() {
+                    drop(s);
+                    ended += 1;
+                    if ended % 100 != 0 {
+                        continue;
+                    }
+                } else if after == 10_000 {
+                    break;
+                } else {
+                    after += 1;
+                }
+                let mut s = Box::pin(sleep(hour));
+                assert!(poll_once(&mut s).await.is_pending());
+                steady.push_back(s);
+                if steady.len() > 10 {
+                    steady.pop_front();
+                }
+            }
+            drop(peak);
+            let kept = live() - base;
+            assert!(
+                kept < 256 * 1024,
+                "{kept} bytes kept with 10 timers live, 100 000 gone"
+            );
+        });
     });
 }

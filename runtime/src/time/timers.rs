@@ -18,6 +18,13 @@
 //!   Failed tries are spaced (the next once half of the live timers have
 //!   ended), so trimming costs `O(peak log peak)` at most per peak, all
 //!   when timers end, and one compare per freed entry otherwise.
+//! * After a failed try, and until a trim succeeds or a new peak comes,
+//!   new timers take the *lowest* free slot (`free` is then a min-heap,
+//!   `lowest_first`): otherwise, free slots being reused last freed
+//!   first, timers made while a peak ends take the slots it freed last,
+//!   near the end, and their successors the same ones again, so the end
+//!   of the table never frees while new timers keep coming. Taking and
+//!   freeing a slot cost `O(log n)` then, `O(1)` otherwise.
 //! * An entry made anew at an index a trim dropped starts at a generation
 //!   past every one the dropped entries had (`fresh_generation`), so a key
 //!   to a dropped entry (a stale `Moved` message) never names it.
@@ -99,7 +106,15 @@ pub(crate) struct Timers {
     /// The generation new entries start at: past every generation of an
     /// entry a trim dropped (see the invariants).
     fresh_generation: u32,
+    /// `free` is a min-heap of slots, so that new timers take the lowest
+    /// one (a trim failed; see the invariants).
+    lowest_first: bool,
+    /// The live entry that stopped the last failed try (scanning from the
+    /// end), or `NO_BLOCKER`: while it is live, a try fails at once.
+    blocker: u32,
 }
+
+const NO_BLOCKER: u32 = u32::MAX;
 
 impl Default for Timers {
     fn default() -> Self {
@@ -109,6 +124,8 @@ impl Default for Timers {
             heap: Vec::new(),
             trim_at: usize::MAX,
             fresh_generation: 0,
+            lowest_first: false,
+            blocker: NO_BLOCKER,
         }
     }
 }
@@ -116,9 +133,12 @@ impl Default for Timers {
 impl Timers {
     /// Arms a new timer for `deadline` that wakes `waker`.
     pub(crate) fn insert(&mut self, deadline: Instant, waker: &Waker) -> TimerKey {
-        let slot = match self.free.pop() {
+        let slot = match self.pop_free() {
             Some(slot) => slot,
             None => {
+                // A new peak: the table's end is in use, any free slot
+                // will do again.
+                self.lowest_first = false;
                 self.entries.push(Entry {
                     deadline,
                     generation: self.fresh_generation,
@@ -289,7 +309,7 @@ impl Timers {
         entry.live = false;
         entry.generation = entry.generation.wrapping_add(1);
         let waker = entry.waker.take();
-        self.free.push(slot);
+        self.push_free(slot);
         if self.free.len() >= self.trim_at {
             self.trim();
         }
@@ -305,8 +325,17 @@ impl Timers {
     #[inline(never)]
     fn trim(&mut self) {
         let len = self.entries.len();
-        let trailing = self.entries.iter().rev().take_while(|e| !e.live).count();
+        let blocked = self
+            .entries
+            .get(self.blocker as usize)
+            .is_some_and(|e| e.live);
+        let trailing = if blocked {
+            0
+        } else {
+            self.entries.iter().rev().take_while(|e| !e.live).count()
+        };
         if trailing >= len / 2 {
+            self.blocker = NO_BLOCKER;
             let keep = len - trailing;
             for dropped in &self.entries[keep..] {
                 // Generations only grow (wrapping after 2^32 uses of one
@@ -321,6 +350,25 @@ impl Timers {
             self.entries.shrink_to(room);
             self.free.shrink_to(room);
             self.heap.shrink_to(room);
+            // (`retain` kept no heap order: a plain stack again.)
+            self.lowest_first = false;
+        } else {
+            // The next try fails at once while this entry lives: a
+            // steady flow of timers that turns over does not rescan the
+            // end at each try.
+            if !blocked {
+                self.blocker = (len - 1 - trailing) as u32;
+            }
+            if !self.lowest_first {
+                // The end is held by live timers: from now on new ones
+                // take the lowest free slots, so that the end frees as
+                // they turn over. The free slots in heap order, `O(n)`,
+                // once per peak.
+                self.lowest_first = true;
+                for pos in (0..self.free.len() / 2).rev() {
+                    self.sift_down_free(pos);
+                }
+            }
         }
         let len = self.entries.len();
         let live = len - self.free.len();
@@ -329,6 +377,66 @@ impl Timers {
         } else {
             usize::MAX
         };
+    }
+
+    /// A free slot to reuse: the last freed, or the lowest while
+    /// `lowest_first`.
+    #[inline]
+    fn pop_free(&mut self) -> Option<u32> {
+        if !self.lowest_first {
+            return self.free.pop();
+        }
+        let last = self.free.pop()?;
+        // Timers ending count towards the next try, whether or not new
+        // ones took their slots (which a try counted by free slots alone
+        // would wait for for ever under a steady flow).
+        self.trim_at = self.trim_at.saturating_sub(1);
+        if self.free.is_empty() {
+            return Some(last);
+        }
+        let lowest = std::mem::replace(&mut self.free[0], last);
+        self.sift_down_free(0);
+        Some(lowest)
+    }
+
+    #[inline]
+    fn push_free(&mut self, slot: u32) {
+        self.free.push(slot);
+        if self.lowest_first {
+            self.sift_up_free(self.free.len() - 1);
+        }
+    }
+
+    fn sift_up_free(&mut self, mut pos: usize) {
+        while pos > 0 {
+            let parent = (pos - 1) / 2;
+            if self.free[parent] <= self.free[pos] {
+                break;
+            }
+            self.free.swap(parent, pos);
+            pos = parent;
+        }
+    }
+
+    fn sift_down_free(&mut self, mut pos: usize) {
+        let len = self.free.len();
+        loop {
+            let left = 2 * pos + 1;
+            if left >= len {
+                break;
+            }
+            let right = left + 1;
+            let child = if right < len && self.free[right] < self.free[left] {
+                right
+            } else {
+                left
+            };
+            if self.free[pos] <= self.free[child] {
+                break;
+            }
+            self.free.swap(pos, child);
+            pos = child;
+        }
     }
 
     fn push_heap(&mut self, slot: u32) {
@@ -491,6 +599,56 @@ mod tests {
             let key = timers.insert(t0, Waker::noop());
             assert_eq!(key.slot, 0);
             assert_eq!(fire_all(&mut timers, t0), 1);
+        }
+    }
+
+    /// A peak that ends while new timers keep coming (a server whose
+    /// connections leave while new ones arrive, each with its idle
+    /// timeout) gives its memory back: new timers take the lowest free
+    /// slots once a trim failed, so the end of the table frees. (Taking
+    /// the slot freed last, they sat at the end for good: the whole
+    /// table kept; found by a review.)
+    #[test]
+    fn a_peak_that_ends_while_new_timers_keep_coming_gives_its_memory_back() {
+        let t0 = Instant::now();
+        let far = t0 + Duration::from_secs(3600);
+        let peak = if cfg!(miri) { 400 } else { 100_000 };
+        let mut timers = Timers::default();
+        let mut ending: std::collections::VecDeque<_> = (0..peak)
+            .map(|_| timers.insert(far, Waker::noop()))
+            .collect();
+        assert!(held(&timers) >= peak * 40);
+        // Ten timers live beyond the peak at any time: a new one made
+        // every ten ends, then the oldest of them ended.
+        let mut steady = std::collections::VecDeque::new();
+        let mut ended = 0;
+        let mut after = 0;
+        loop {
+            if let Some(key) = ending.pop_front() {
+                drop(timers.remove(key));
+                ended += 1;
+                if ended % 10 != 0 {
+                    continue;
+                }
+            } else if after == 1_000 {
+                break;
+            } else {
+                after += 1;
+            }
+            steady.push_back(timers.insert(far, Waker::noop()));
+            if steady.len() > 10 {
+                drop(timers.remove(steady.pop_front().unwrap()));
+            }
+        }
+        assert!(
+            held(&timers) < 4096,
+            "{} bytes kept with {} timers live",
+            held(&timers),
+            steady.len()
+        );
+        // Every live key still names its timer (which holds its waker).
+        for key in steady {
+            assert!(timers.remove(key).is_some(), "{key:?} lost");
         }
     }
 
