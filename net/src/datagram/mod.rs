@@ -124,7 +124,8 @@ macro_rules! batch_methods {
     () => {
         /// Receives as many datagrams as are queued, up to the batch's
         /// capacity, into `batch`, in one syscall (`recvmmsg` on Linux):
-        /// how many, at least one. Waits, like
+        /// how many, at least one (none only on a `UnixDatagram` whose
+        /// receiving side was shut down). Waits, like
         /// [`recv_from`](Self::recv_from), until one is there. The batch's
         /// earlier contents are replaced; read the datagrams with
         /// [`RecvBatch::iter`]($crate::datagram::RecvBatch::iter).

@@ -177,8 +177,14 @@ fn accept(listener: &mio::net::UnixListener) -> io::Result<(mio::net::UnixStream
     Ok((mio::net::UnixStream::from_std(stream), peer))
 }
 
-/// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`: one syscall.
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+/// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`: one syscall. (Not on
+/// 32-bit x86 Android, whose seccomp policy forbids `accept4`, as mio's
+/// accept knows.)
+#[cfg(any(
+    target_os = "linux",
+    all(target_os = "android", not(target_arch = "x86")),
+    target_os = "freebsd"
+))]
 fn accept_raw(
     listener: std::os::fd::RawFd,
     addr: &mut libc::sockaddr_un,
@@ -201,9 +207,14 @@ fn accept_raw(
     Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
 }
 
-/// `accept(2)` and close-on-exec (macOS has no `accept4`; the new socket
-/// inherits the listener's `O_NONBLOCK` there, as on every BSD).
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+/// `accept(2)`, then close-on-exec and non-blocking, one `fcntl` each
+/// (macOS has no `accept4`; whether the new socket inherits the listener's
+/// `O_NONBLOCK` differs between systems, so it is set, not assumed).
+#[cfg(not(any(
+    target_os = "linux",
+    all(target_os = "android", not(target_arch = "x86")),
+    target_os = "freebsd"
+)))]
 fn accept_raw(
     listener: std::os::fd::RawFd,
     addr: &mut libc::sockaddr_un,
@@ -222,6 +233,7 @@ fn accept_raw(
     if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
         return Err(io::Error::last_os_error());
     }
+    stream.set_nonblocking(true)?;
     Ok(stream)
 }
 
