@@ -653,11 +653,14 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop(None);
-        let orphans = self
-            .executor
-            .inbox
-            .release(self.executor.worker(), self.executor.epoch());
-        self.executor.shared.count_cancelled_n(orphans);
+        {
+            // As a background worker ends (`worker::BackgroundExit`): with
+            // worker 0 current, so that a drop that spawns here puts its
+            // task where the last `cancel_all` finds it.
+            let _reactor_context = self.reactor_handle.enter();
+            let _local = self.executor.enter();
+            self.executor.cancel_all_and_release();
+        }
         self.wait_for_blocking_jobs();
     }
 }

@@ -497,7 +497,30 @@ impl Inbox {
 
     /// Returns the worker number for reuse; wakes still in flight for it
     /// are dropped, and tasks sent to it are cancelled: returns how many.
+    /// For a claim whose worker never ran (a worker that ran stops with
+    /// [`Executor::cancel_all_and_release`], which closes the inbox, cancels
+    /// what its tasks' and the orphans' drops spawned on its thread, and
+    /// only then frees the number).
     pub(crate) fn release(&'static self, worker: u16, epoch: u8) -> usize {
+        let orphans = self.close();
+        let cancelled = orphans.len();
+        for task in orphans {
+            // SAFETY: never polled; its future is `Send`, so dropping it
+            // here is what its worker would have done.
+            unsafe { task.cancel() };
+            crate::worker::release_task(task);
+        }
+        self.free_number(worker, epoch);
+        cancelled
+    }
+
+    /// Closes the inbox: from now on nothing sent to its worker from other
+    /// threads is taken (a task sent is refused, and its `JoinHandle`
+    /// reports `Cancelled`), and wakes in flight are dropped. Returns the
+    /// tasks sent before and not taken in, the orphans, for the caller to
+    /// cancel (outside the lock: their destructors may post to inboxes).
+    /// The worker number stays claimed until [`free_number`](Self::free_number).
+    pub(crate) fn close(&self) -> Vec<RawTask> {
         let (orphans, returned) = {
             let mut state = self.lock();
             state.woken.clear();
@@ -515,25 +538,21 @@ impl Inbox {
             let returned = std::mem::take(&mut state.returned);
             (std::mem::take(&mut state.spawned), returned)
         };
-        // The pool they were for is gone.
+        // Freed outside the pool, which is going.
         for block in returned {
             block.free(None);
         }
-        // Tasks sent to a worker that is gone, dropped outside the lock
-        // (their destructors may post to inboxes).
-        let cancelled = orphans.len();
-        for task in orphans {
-            // SAFETY: never polled; its future is `Send`, so dropping it
-            // here is what its worker would have done.
-            unsafe { task.cancel() };
-            crate::worker::release_task(task);
-        }
+        orphans
+    }
+
+    /// Returns the worker number of a closed inbox for reuse: a later
+    /// worker may claim it (and this inbox) from now on.
+    pub(crate) fn free_number(&self, worker: u16, epoch: u8) {
         self.mailbox.reset_gate();
         FREE_WORKERS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((worker, epoch));
-        cancelled
     }
 
     fn lock(&self) -> crate::sync::MutexGuard<'_, InboxState> {

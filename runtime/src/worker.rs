@@ -811,6 +811,32 @@ impl Executor {
         self.publish();
     }
 
+    /// A worker's last act, with it current on its thread: cancels its
+    /// tasks, closes its inbox (tasks sent here from other threads from
+    /// now on are refused: their `JoinHandle`s report `Cancelled`),
+    /// cancels the tasks sent before that and not taken in (the orphans),
+    /// then cancels again what their drops spawned on this thread (`spawn`,
+    /// `spawn_on` or `spawn_local_on` of this worker go straight into the
+    /// table, closed inbox or not), and only then frees the worker number.
+    /// A drop that spawns a task whose drop spawns... ends: each is
+    /// cancelled in turn by that last `cancel_all`, whose search comes back
+    /// to tasks spawned meanwhile. Once it returns no user code runs here
+    /// with this worker current, so the table stays empty.
+    pub(crate) fn cancel_all_and_release(&self) {
+        self.cancel_all();
+        let orphans = self.inbox.close();
+        let cancelled = orphans.len();
+        for task in orphans {
+            // SAFETY: never polled; its future is `Send`, and this is the
+            // worker it was sent to.
+            unsafe { task.cancel() };
+            self.release(task);
+        }
+        self.shared.count_cancelled_n(cancelled);
+        self.cancel_all();
+        self.inbox.free_number(self.worker, self.epoch);
+    }
+
     /// Number of tasks taken into the table so far (spawned here or sent
     /// here), finished or not.
     pub(crate) fn spawned(&self) -> u64 {
@@ -948,10 +974,6 @@ impl Drop for BackgroundExit<'_> {
                 "cellio: a worker's loop panicked; its tasks are cancelled"
             );
         }
-        executor.cancel_all();
-        // Tasks sent here after that are cancelled by `release`, and later
-        // ones are refused (their `JoinHandle`s report `Cancelled`).
-        let orphans = executor.inbox.release(executor.worker(), executor.epoch());
-        executor.shared.count_cancelled_n(orphans);
+        executor.cancel_all_and_release();
     }
 }

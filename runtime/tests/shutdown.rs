@@ -8,7 +8,7 @@ mod util;
 
 use std::future::{pending, Future};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cellio_runtime::{
@@ -645,6 +645,193 @@ fn spawn_on_a_stopped_runtime_reports_cancelled() {
                 "worker {worker}: future not dropped"
             );
         }
+    });
+}
+
+/// How the drop of a task cancelled at the stop spawns on its own worker.
+#[derive(Clone, Copy, Debug)]
+enum SpawnHere {
+    Spawn,
+    SpawnOn,
+    SpawnLocalOn,
+}
+
+/// Handles and live futures of the tasks [`Respawner`]s spawn, and the
+/// drops that found no runtime to spawn in.
+#[derive(Clone, Default)]
+struct Respawned {
+    handles: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    live: Arc<AtomicUsize>,
+    no_runtime: Arc<AtomicUsize>,
+}
+
+/// Alive while counted in `live`; when dropped, spawns on `worker` (the
+/// worker whose thread drops it) a task that never ends holding a
+/// `Respawner` one `depth` less, until `depth` is 0.
+struct Respawner {
+    handle: RuntimeHandle,
+    worker: usize,
+    how: SpawnHere,
+    depth: usize,
+    out: Respawned,
+}
+
+impl Respawner {
+    fn new(
+        handle: RuntimeHandle,
+        worker: usize,
+        how: SpawnHere,
+        depth: usize,
+        out: Respawned,
+    ) -> Self {
+        out.live.fetch_add(1, Ordering::SeqCst);
+        Respawner {
+            handle,
+            worker,
+            how,
+            depth,
+            out,
+        }
+    }
+}
+
+impl Drop for Respawner {
+    fn drop(&mut self) {
+        self.out.live.fetch_sub(1, Ordering::SeqCst);
+        if self.depth == 0 {
+            return;
+        }
+        if current_worker() != Some(self.worker) {
+            // Plain `spawn` would panic: no runtime here.
+            self.out.no_runtime.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        let child = Respawner::new(
+            self.handle.clone(),
+            self.worker,
+            self.how,
+            self.depth - 1,
+            self.out.clone(),
+        );
+        let task = async move {
+            let _child = child;
+            pending::<()>().await
+        };
+        let handle = match self.how {
+            SpawnHere::Spawn => spawn(task),
+            SpawnHere::SpawnOn => self.handle.spawn_on(self.worker, task),
+            SpawnHere::SpawnLocalOn => self.handle.spawn_local_on(self.worker, move || task),
+        };
+        self.out.handles.lock().unwrap().push(handle);
+    }
+}
+
+/// When dropped, sends a task holding `inner` to `worker` from a plain
+/// thread (through the worker's inbox) and waits until it is sent.
+struct SendFromAThreadOnDrop {
+    handle: RuntimeHandle,
+    worker: usize,
+    inner: Option<Respawner>,
+    out: Respawned,
+}
+
+impl Drop for SendFromAThreadOnDrop {
+    fn drop(&mut self) {
+        let (handle, worker, out) = (self.handle.clone(), self.worker, self.out.clone());
+        let inner = self.inner.take().unwrap();
+        std::thread::spawn(move || {
+            let sent = handle.spawn_on(worker, async move {
+                let _inner = inner;
+                pending::<()>().await
+            });
+            out.handles.lock().unwrap().push(sent);
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+/// A task sent to a worker while it cancels its tasks at the stop (here
+/// from the drop of one of them, through a plain thread) is cancelled when
+/// the worker closes its inbox, on the worker's thread. If its drop spawns
+/// on that worker (`spawn`, `spawn_on`, `spawn_local_on`), and that task's
+/// drop spawns again, every one of those tasks is dropped too and its
+/// handle reports `Cancelled`, as `spawn_on`'s docs promise for a stopped
+/// runtime, however the runtime is stopped. (They went into the table of a
+/// worker that had cancelled its tasks already: never run, never dropped,
+/// their handles pending for ever; and on worker 0 the drop ran with no
+/// runtime current, so `spawn` panicked.)
+#[test]
+fn tasks_spawned_from_the_drops_of_tasks_sent_during_the_stop_are_cancelled() {
+    with_timeout(LIMIT * 3, || {
+        let mut failures = Vec::new();
+        let ways = [
+            SpawnHere::Spawn,
+            SpawnHere::SpawnOn,
+            SpawnHere::SpawnLocalOn,
+        ];
+        for worker in 0..2 {
+            for stop in 0..3 {
+                // Under Miri, one way of spawning a stop: the same paths.
+                if cfg!(miri) && stop != 0 && worker == 0 {
+                    continue;
+                }
+                for (i, &how) in ways.iter().enumerate() {
+                    if cfg!(miri) && i != (worker * 3 + stop) % 3 {
+                        continue;
+                    }
+                    let out = Respawned::default();
+                    let rt = Builder::new().workers(2).build().unwrap();
+                    let handle = rt.handle();
+                    let sender = SendFromAThreadOnDrop {
+                        handle: handle.clone(),
+                        worker,
+                        inner: Some(Respawner::new(handle.clone(), worker, how, 2, out.clone())),
+                        out: out.clone(),
+                    };
+                    let started = Signal::new();
+                    let task_started = started.clone();
+                    rt.block_on(async {
+                        drop(spawn_on(worker, async move {
+                            let _sender = sender;
+                            task_started.fire();
+                            pending::<()>().await
+                        }));
+                        started.wait().await;
+                    });
+                    match stop {
+                        0 => drop(rt),
+                        1 => {
+                            let _ = rt.shutdown_timeout(Duration::ZERO);
+                        }
+                        _ => rt.shutdown_background(),
+                    }
+                    let handles = std::mem::take(&mut *out.handles.lock().unwrap());
+                    let spawned = handles.len();
+                    let mut pending_handles = 0;
+                    for h in handles {
+                        let result = Builder::new().workers(1).build().unwrap().block_on(async {
+                            cellio_runtime::timeout(Duration::from_secs(1), h).await
+                        });
+                        match result {
+                            Ok(result) => assert!(is_cancelled(&result)),
+                            Err(_) => pending_handles += 1,
+                        }
+                    }
+                    let live = out.live.load(Ordering::SeqCst);
+                    let no_runtime = out.no_runtime.load(Ordering::SeqCst);
+                    if (spawned, pending_handles, live, no_runtime) != (3, 0, 0, 0) {
+                        failures.push(format!(
+                            "worker {worker}, {how:?}, stopped by {}: {spawned} of 3 tasks \
+                             spawned, {pending_handles} handles never completed, {live} futures \
+                             never dropped, {no_runtime} drops found no runtime",
+                            ["drop", "shutdown_timeout(0)", "shutdown_background"][stop]
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     });
 }
 
