@@ -21,8 +21,20 @@
 //! * Inboxes are leaked once and reused by later workers (with a new
 //!   `epoch`), so the pointer a waker's worker number names is valid for the
 //!   life of the process: a waker that outlives its runtime wakes into an
-//!   inbox nobody drains, or into a later worker that drops it because the
-//!   epoch or the task generation does not match.
+//!   inbox nobody drains, or into a later worker, which drops the wake if
+//!   the epoch or the task generation does not match.
+//! * The epoch is 8 bits (the waker word has no room for more): the 256th
+//!   later claim of a worker number has the same epoch again, and every
+//!   runtime's first tasks take the same slots and generations (slot 0,
+//!   generation 0 first). So a waker that outlived its runtime by 256
+//!   runtimes or more (an ordinary test suite builds that many, one per
+//!   `#[cellio::test]`) may wake a task of a later runtime, or its
+//!   `block_on` future: one spurious poll, which the `Future` contract
+//!   allows (a future checks its own readiness when polled), never memory
+//!   unsafety (a wake is only a slot and a generation looked up in the
+//!   worker's own table). Messages that must never reach a later owner (a
+//!   spawned task, a timer's cancellation, a shutdown state change) are
+//!   checked by the full incarnation instead ([`InboxState::incarnation`]).
 //! * A wake for a slot whose generation moved on is dropped by the executor:
 //!   a stale waker cannot poll the task that reused its slot. (Both counters
 //!   wrap, so after 2^20 reuses of one slot a very old waker could cause one
