@@ -170,3 +170,34 @@ fn a_peak_that_ends_while_new_timers_keep_coming_gives_its_memory_back() {
         });
     });
 }
+
+/// A long-lived sleep (a watchdog, an interval's) armed
+/// last, at the end of a table of 5 000 timers that then end: the failed
+/// trim records it as the blocker. A later peak of 100 000 sleeps that ends
+/// in full was then kept for good while the watchdog lives, although its
+/// free end is 95% of the table (before the blocker, the trim gave it back). Found by a review.
+#[test]
+#[cfg_attr(miri, ignore = "needs a table above 4096 timers")]
+fn a_long_lived_sleep_from_before_a_peak_does_not_keep_the_peak() {
+    let _serial = serial();
+    with_timeout(LIMIT * 3, || {
+        let rt = Builder::new().workers(1).build().unwrap();
+        rt.block_on(async { sleep(Duration::from_millis(1)).await });
+        let base = live();
+        rt.block_on(async {
+            let hour = Duration::from_secs(3600);
+            let first = armed(5_000).await;
+            let mut watchdog = Box::pin(sleep(hour * 24));
+            assert!(poll_once(&mut watchdog).await.is_pending());
+            drop(first);
+            let peak = armed(100_000).await;
+            drop(peak);
+            let kept = live() - base;
+            assert!(
+                kept < 1024 * 1024,
+                "{kept} bytes kept with 1 timer live, 105 000 gone"
+            );
+            drop(watchdog);
+        });
+    });
+}

@@ -110,7 +110,8 @@ pub(crate) struct Timers {
     /// one (a trim failed; see the invariants).
     lowest_first: bool,
     /// The live entry that stopped the last failed try (scanning from the
-    /// end), or `NO_BLOCKER`: while it is live, a try fails at once.
+    /// end), or `NO_BLOCKER`: while its slot is live and in the table's
+    /// top half, a try fails at once.
     blocker: u32,
 }
 
@@ -325,10 +326,15 @@ impl Timers {
     #[inline(never)]
     fn trim(&mut self) {
         let len = self.entries.len();
-        let blocked = self
-            .entries
-            .get(self.blocker as usize)
-            .is_some_and(|e| e.live);
+        // A live entry in the table's top half makes the try fail, which
+        // ever timer holds it: the one that stopped the last try, or a
+        // later one in its slot. One below the top half (the table grew
+        // past it since) settles nothing: scan.
+        let blocked = self.blocker as usize >= len - len / 2
+            && self
+                .entries
+                .get(self.blocker as usize)
+                .is_some_and(|e| e.live);
         let trailing = if blocked {
             0
         } else {
@@ -930,5 +936,37 @@ mod tests {
                 assert_eq!(timers.armed(), armed, "round {round} step {step}");
             }
         }
+    }
+    /// A long-lived timer that stopped a trim of a small table does not
+    /// stop the trim of a far larger peak that comes later and ends: the
+    /// recorded blocker counts only while it is in the top half of the
+    /// table. (It was trusted wherever it was: a watchdog kept a later
+    /// peak for good; found by a review.)
+    #[test]
+    fn a_blocker_from_before_a_new_peak_does_not_keep_the_peak() {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut timers = Timers::default();
+        let mut keys: Vec<_> = (0..100)
+            .map(|_| timers.insert(far, Waker::noop()))
+            .collect();
+        let watchdog = keys.pop().unwrap();
+        assert_eq!(watchdog.slot, 99);
+        for key in keys.drain(..) {
+            drop(timers.remove(key));
+        }
+        let peak: Vec<_> = (0..10_000)
+            .map(|_| timers.insert(far, Waker::noop()))
+            .collect();
+        for key in peak {
+            drop(timers.remove(key));
+        }
+        assert_eq!(timers.entries.len() - timers.free.len(), 1);
+        assert!(
+            timers.entries.len() <= 200,
+            "{} entries kept for 1 live timer at slot {}",
+            timers.entries.len(),
+            watchdog.slot
+        );
+        assert!(timers.remove(watchdog).is_some());
     }
 }
