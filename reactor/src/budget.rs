@@ -39,11 +39,10 @@ pub const DEFAULT_BUDGET: u32 = 128;
 pub(crate) const UNLIMITED: u32 = u32::MAX;
 
 /// The largest budget a poll may have (half of `u32::MAX`, more than any
-/// poll will spend). A count above it means no budgeted poll is running:
-/// operations outside a poll spend from `u32::MAX` (nothing resets it
-/// between them), so "outside" is a range, not one value; a count that
-/// equalled `u32::MAX` only until the first operation made a stale tag
-/// look current (see [`current_tag`]).
+/// poll will spend): a poll's count has its top bit clear, the count
+/// outside every poll (`u32::MAX`) has it set, and [`poll_proceed`] and
+/// [`consume`] spend only from the first, so that outside a poll nothing
+/// runs out and a stale tag never looks current (see [`current_tag`]).
 pub const MAX_BUDGET: u32 = u32::MAX / 2;
 
 /// The tag of a poll that has none (see [`run_with`]).
@@ -145,15 +144,17 @@ pub fn consume(units: u32) {
 pub fn poll_proceed(waker: &Waker) -> Poll<()> {
     WORDS.with(|w| {
         let b = &w.budget;
-        // Outside a budgeted poll the count starts at u32::MAX: it would
-        // take four billion operations to run out (and two billion to
-        // come down to a poll's budget, `MAX_BUDGET`).
         let left = b.get();
         if left == 0 {
             waker.wake_by_ref();
             return Poll::Pending;
         }
-        b.set(left - 1);
+        // A poll's count (at most `MAX_BUDGET`, top bit clear) goes down
+        // by one; a count outside every poll (top bit set) stays, so that
+        // a thread no runtime ever refills (another executor polling
+        // cellio's futures) never runs out: `left >> 31` is 1 there.
+        // Branch-free: a shift and an add on top of the decrement.
+        b.set(left - 1 + (left >> 31));
         Poll::Ready(())
     })
 }
@@ -161,6 +162,29 @@ pub fn poll_proceed(waker: &Waker) -> Poll<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Operations outside every poll leave the count alone: a thread no
+    /// runtime ever refills (another executor driving cellio's futures)
+    /// must not run out after four billion of them and then say
+    /// `Pending` for ever. (Each took a unit from `u32::MAX`; found by a
+    /// review once channel and join operations spent budget too.)
+    #[test]
+    fn operations_outside_every_poll_never_spend_the_budget() {
+        reset();
+        for _ in 0..1000 {
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+        }
+        consume(5);
+        assert_eq!(WORDS.with(|w| w.budget.get()), UNLIMITED);
+        let ((), exhausted) = run_with(3, NO_TAG, || {
+            for _ in 0..3 {
+                assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+            }
+            assert_eq!(poll_proceed(Waker::noop()), Poll::Pending);
+        });
+        assert!(exhausted, "a poll's budget still runs out");
+        assert_eq!(WORDS.with(|w| w.budget.get()), UNLIMITED);
+    }
 
     /// Operations outside any poll (on a worker between polls, say) spend
     /// from the unlimited count: the last poll's tag must not look current
