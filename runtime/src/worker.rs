@@ -818,9 +818,10 @@ impl Executor {
     /// then cancels again what their drops spawned on this thread (`spawn`,
     /// `spawn_on` or `spawn_local_on` of this worker go straight into the
     /// table, closed inbox or not), and only then frees the worker number.
-    /// A drop that spawns a task whose drop spawns... ends: each is
-    /// cancelled in turn by that last `cancel_all`, whose search comes back
-    /// to tasks spawned meanwhile. Once it returns no user code runs here
+    /// A finite chain of drops that spawn ends: each is cancelled in turn
+    /// by that last `cancel_all`, whose search comes back to tasks spawned
+    /// meanwhile (a drop that always spawns keeps it going for ever: see
+    /// design.md, "Shutdown"). Once it returns no user code runs here
     /// with this worker current, so the table stays empty.
     pub(crate) fn cancel_all_and_release(&self) {
         self.cancel_all();
