@@ -138,24 +138,41 @@ pub fn consume(units: u32) {
     })
 }
 
-/// The count is spent. In a budgeted poll: wakes `waker` (so the task is
-/// polled again soon) and returns `Pending`. On a thread where no worker
-/// runs (another executor driving cellio's futures: a plain thread, a
-/// blocking job), no budgeted poll can be running, so this is the count
-/// outside every poll, run down by four billion operations: it starts
-/// again from `u32::MAX` and the operation proceeds (it said `Pending`
-/// for ever there). Budgeted polls run only where a worker runs (the
-/// runtime's threads, `block_on`'s), so the check costs the hot path
-/// nothing.
+/// [`poll_proceed`] for the runtime's operations that complete without a
+/// syscall (a `local_channel` receive or send, a finished task's output,
+/// a sleep that is over), with one difference: on a thread where no
+/// worker runs (another executor driving them: a plain thread, a blocking
+/// job), no budgeted poll can be running, so a count spent there is the
+/// count outside every poll, run down by four billion operations: it
+/// starts again from `u32::MAX` and the operation proceeds (it said
+/// `Pending` for ever there). Budgeted polls run only where a worker runs
+/// (the runtime's threads, `block_on`'s), so the check sits in the cold
+/// branch. (Socket operations keep [`poll_proceed`], whose code the echo
+/// path's instruction count is sensitive to; a thread that only drives
+/// sockets outside every runtime still runs out after four billion.)
+#[inline]
+pub fn poll_proceed_anywhere(waker: &Waker) -> Poll<()> {
+    WORDS.with(|w| {
+        let b = &w.budget;
+        let left = b.get();
+        if left == 0 {
+            if outside_every_runtime() {
+                b.set(UNLIMITED - 1);
+                return Poll::Ready(());
+            }
+            waker.wake_by_ref();
+            return Poll::Pending;
+        }
+        b.set(left - 1);
+        Poll::Ready(())
+    })
+}
+
+/// Whether no worker runs on this thread (see [`poll_proceed_anywhere`]).
 #[cold]
 #[inline(never)]
-fn exhausted(waker: &Waker) -> Poll<()> {
-    if crate::thread_words::worker_owner() == crate::thread_words::NO_WORKER {
-        WORDS.with(|w| w.budget.set(UNLIMITED - 1));
-        return Poll::Ready(());
-    }
-    waker.wake_by_ref();
-    Poll::Pending
+fn outside_every_runtime() -> bool {
+    crate::thread_words::worker_owner() == crate::thread_words::NO_WORKER
 }
 
 /// Spends one unit: `Ready` if the operation may proceed, otherwise wakes
@@ -166,7 +183,8 @@ pub fn poll_proceed(waker: &Waker) -> Poll<()> {
         let b = &w.budget;
         let left = b.get();
         if left == 0 {
-            return exhausted(waker);
+            waker.wake_by_ref();
+            return Poll::Pending;
         }
         b.set(left - 1);
         Poll::Ready(())
@@ -178,7 +196,7 @@ mod tests {
     use super::*;
 
     /// Makes this test's thread look like a worker's, as the runtime's
-    /// threads are wherever it runs budgeted polls (see `exhausted`).
+    /// threads are wherever it runs budgeted polls (see `poll_proceed_anywhere`).
     fn as_a_worker() {
         crate::thread_words::set_worker(0, std::ptr::null());
     }
@@ -195,7 +213,7 @@ mod tests {
             // As if four billion operations had run here.
             WORDS.with(|w| w.budget.set(1));
             for _ in 0..1000 {
-                assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+                assert_eq!(poll_proceed_anywhere(Waker::noop()), Poll::Ready(()));
             }
             assert!(WORDS.with(|w| w.budget.get()) > MAX_BUDGET);
             assert_eq!(current_tag(), None);
@@ -203,9 +221,9 @@ mod tests {
             as_a_worker();
             let ((), exhausted) = run_with(3, 7, || {
                 for _ in 0..3 {
-                    assert_eq!(poll_proceed(Waker::noop()), Poll::Ready(()));
+                    assert_eq!(poll_proceed_anywhere(Waker::noop()), Poll::Ready(()));
                 }
-                assert_eq!(poll_proceed(Waker::noop()), Poll::Pending);
+                assert_eq!(poll_proceed_anywhere(Waker::noop()), Poll::Pending);
             });
             assert!(exhausted);
         })

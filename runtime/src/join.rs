@@ -282,7 +282,7 @@ impl<T> JoinHandle<T> {
                 return Poll::Ready(Err(JoinError::Cancelled));
             };
             if seen.sequence() != 0 {
-                if spend && cellio_reactor::budget::poll_proceed(cx.waker()).is_pending() {
+                if spend && cellio_reactor::budget::poll_proceed_anywhere(cx.waker()).is_pending() {
                     return Poll::Pending;
                 }
                 // SAFETY: the snapshot (Acquire) saw the task's

@@ -425,7 +425,7 @@ impl<T> Future for Send<'_, T> {
         // module's "Fairness"). With the budget spent it keeps its value
         // and its promise, if it has one, for its next poll; the wake
         // comes after the borrow is released.
-        if budget::poll_proceed(Waker::noop()).is_pending() {
+        if budget::poll_proceed_anywhere(Waker::noop()).is_pending() {
             this.value = Some(value);
             drop(state);
             cx.waker().wake_by_ref();
@@ -489,7 +489,7 @@ impl<T> Receiver<T> {
             // taking it (see the module's "Fairness"). With the budget
             // spent, the message stays first in the ring for the task's
             // next poll; the wake comes after the borrow is released.
-            if budget::poll_proceed(Waker::noop()).is_pending() {
+            if budget::poll_proceed_anywhere(Waker::noop()).is_pending() {
                 drop(state);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;

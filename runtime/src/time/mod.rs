@@ -471,7 +471,7 @@ impl Sleep {
         if !spend {
             return Poll::Ready(());
         }
-        cellio_reactor::budget::poll_proceed(cx.waker())
+        cellio_reactor::budget::poll_proceed_anywhere(cx.waker())
     }
 
     #[inline(never)]
