@@ -328,9 +328,11 @@ fn a_worker_whose_loop_panics_cancels_its_tasks_and_refuses_new_ones() {
         rt.block_on(async {
             // A task on worker 1 that waits forever.
             let waiting = spawn_on(1, std::future::pending::<()>());
-            // Another one arms a timer with the panicking waker.
+            // Another one arms a timer with the panicking waker (long
+            // enough not to be over at its first poll under valgrind: a
+            // sleep found over completes there, as tokio's).
             let armed = spawn_on(1, async {
-                let mut sleep = std::pin::pin!(cellio_runtime::sleep(Duration::from_millis(5)));
+                let mut sleep = std::pin::pin!(cellio_runtime::sleep(Duration::from_millis(200)));
                 let waker = util::panicking_waker();
                 let polled = sleep
                     .as_mut()
