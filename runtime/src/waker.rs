@@ -363,6 +363,22 @@ fn shrink_after_drain<T>(list: &mut Vec<T>, room: usize) {
 }
 
 impl InboxState {
+    /// An empty inbox, each list with room for [`INBOX_CAPACITY`] entries.
+    fn new() -> Self {
+        Self {
+            epoch: 0,
+            incarnation: 0,
+            woken: Vec::with_capacity(INBOX_CAPACITY),
+            timer_changes: Vec::with_capacity(INBOX_CAPACITY),
+            usual_woken: UsualDrain::default(),
+            usual_timer_changes: UsualDrain::default(),
+            spawned: Vec::with_capacity(INBOX_CAPACITY),
+            returned: Vec::with_capacity(INBOX_CAPACITY),
+            state_changed: false,
+            reactor: None,
+        }
+    }
+
     /// Lists a task woken from another thread, unless it is listed already
     /// (the worker has not taken the earlier wake in): the same task woken
     /// a million times while its worker is away takes one entry, not a
@@ -473,18 +489,7 @@ impl Inbox {
                     )));
                 }
                 let inbox = Box::leak(Box::new(Inbox {
-                    mailbox: Mailbox::new(InboxState {
-                        epoch: 0,
-                        incarnation: 0,
-                        woken: Vec::with_capacity(INBOX_CAPACITY),
-                        timer_changes: Vec::with_capacity(INBOX_CAPACITY),
-                        usual_woken: UsualDrain::default(),
-                        usual_timer_changes: UsualDrain::default(),
-                        spawned: Vec::with_capacity(INBOX_CAPACITY),
-                        returned: Vec::with_capacity(INBOX_CAPACITY),
-                        state_changed: false,
-                        reactor: None,
-                    }),
+                    mailbox: Mailbox::new(InboxState::new()),
                     returned_any: AtomicBool::new(false),
                     adopting: AtomicBool::new(false),
                 }));
@@ -873,18 +878,7 @@ mod tests {
 
     #[test]
     fn woken_lists_each_task_once_and_stays_bounded() {
-        let mut state = InboxState {
-            epoch: 0,
-            incarnation: 0,
-            woken: Vec::with_capacity(INBOX_CAPACITY),
-            timer_changes: Vec::new(),
-            usual_woken: UsualDrain::default(),
-            usual_timer_changes: UsualDrain::default(),
-            spawned: Vec::new(),
-            returned: Vec::new(),
-            state_changed: false,
-            reactor: None,
-        };
+        let mut state = InboxState::new();
         let addr = |slot| TaskAddr::new(0, 0, slot, 1);
         // 200 distinct tasks woken in turn, 50 times over.
         for _ in 0..50 {
@@ -911,18 +905,7 @@ mod tests {
 
     #[test]
     fn timer_changes_list_each_moved_timer_once_and_keep_each_timers_order() {
-        let mut state = InboxState {
-            epoch: 0,
-            incarnation: 0,
-            woken: Vec::new(),
-            timer_changes: Vec::with_capacity(INBOX_CAPACITY),
-            usual_woken: UsualDrain::default(),
-            usual_timer_changes: UsualDrain::default(),
-            spawned: Vec::new(),
-            returned: Vec::new(),
-            state_changed: false,
-            reactor: None,
-        };
+        let mut state = InboxState::new();
         let key = |slot| TimerKey {
             slot,
             generation: 1,
