@@ -61,6 +61,32 @@ impl Drop for Unanswerable {
     }
 }
 
+/// The server (`bin`) started with `--api api` on a port of its own: the
+/// process, its address, its stderr's lines, and a client socket.
+fn serve(
+    bin: &std::path::Path,
+    api: &str,
+) -> (
+    Child,
+    SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+    UdpSocket,
+) {
+    let mut child: Child = Command::new(bin)
+        .args(["--addr", "127.0.0.1:0", "--api", api])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start udp_echo_server");
+    let server: SocketAddr = example_bin::listening_addr(&mut child).parse().unwrap();
+    let lines = server_lines::lines_of(child.stderr.take().unwrap());
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (child, server, lines, client)
+}
+
 /// `message` echoed by the server at `to` (every datagram sent before it
 /// has been handled by then: one socket, one loop, in order).
 fn echoed(client: &UdpSocket, to: SocketAddr, message: &[u8]) {
@@ -83,18 +109,7 @@ fn reply_errors_are_a_line_a_second_with_a_count() {
     };
     let bin = example_bin::build_example("udp_echo_server");
     for api in ["futures", "poll", "batch"] {
-        let mut child: Child = Command::new(&bin)
-            .args(["--addr", "127.0.0.1:0", "--api", api])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start udp_echo_server");
-        let server: SocketAddr = example_bin::listening_addr(&mut child).parse().unwrap();
-        let lines = server_lines::lines_of(child.stderr.take().unwrap());
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let (mut child, server, lines, client) = serve(&bin, api);
 
         let start = Instant::now();
         for _ in 0..200 {
@@ -150,18 +165,7 @@ fn errors_left_out_in_the_last_second_are_told_at_the_end() {
     };
     let bin = example_bin::build_example("udp_echo_server");
     for api in ["futures", "poll", "batch"] {
-        let mut child: Child = Command::new(&bin)
-            .args(["--addr", "127.0.0.1:0", "--api", api])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start udp_echo_server");
-        let server: SocketAddr = example_bin::listening_addr(&mut child).parse().unwrap();
-        let lines = server_lines::lines_of(child.stderr.take().unwrap());
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let (mut child, server, lines, client) = serve(&bin, api);
         for _ in 0..50 {
             raw.send(server);
             std::thread::sleep(Duration::from_micros(200));
