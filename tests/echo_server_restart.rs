@@ -82,21 +82,27 @@ fn churn(addr: String, stop: Arc<AtomicBool>) -> thread::JoinHandle<(usize, Vec<
     })
 }
 
-#[test]
-fn a_restart_refuses_no_connection_and_lets_open_ones_finish() {
-    let path = socket_path("twice");
-    let path_arg = path.to_str().unwrap();
-    let mut first = EchoServer::start(
+/// An echo server with two workers offering restarts at `path`, with a
+/// grace period of `grace_ms`.
+fn offering_restarts(path: &str, grace_ms: &str) -> EchoServer {
+    EchoServer::start(
         &[
             "--workers",
             "2",
             "--restart-socket",
-            path_arg,
+            path,
             "--grace-ms",
-            "10000",
+            grace_ms,
         ],
         None,
-    );
+    )
+}
+
+#[test]
+fn a_restart_refuses_no_connection_and_lets_open_ones_finish() {
+    let path = socket_path("twice");
+    let path_arg = path.to_str().unwrap();
+    let mut first = offering_restarts(path_arg, "10000");
     let mut open = connect(&first.addr);
     echo(&mut open, b"before the restart");
 
@@ -190,17 +196,7 @@ fn a_successor_that_fails_leaves_the_server_serving_and_offering() {
 fn once_its_successor_stops_a_draining_server_no_longer_listens() {
     let path = socket_path("successor-stops");
     let path_arg = path.to_str().unwrap();
-    let mut old = EchoServer::start(
-        &[
-            "--workers",
-            "2",
-            "--restart-socket",
-            path_arg,
-            "--grace-ms",
-            "30000",
-        ],
-        None,
-    );
+    let mut old = offering_restarts(path_arg, "30000");
     // It keeps the old server draining after the hand-over.
     let mut open = connect(&old.addr);
     echo(&mut open, b"before");
@@ -335,17 +331,7 @@ fn a_successor_whose_predecessor_gave_up_on_it_stops() {
 fn a_server_stopped_by_a_signal_stops_listening_though_it_offered_restarts() {
     let path = socket_path("signalled");
     let path_arg = path.to_str().unwrap();
-    let mut server = EchoServer::start(
-        &[
-            "--workers",
-            "2",
-            "--restart-socket",
-            path_arg,
-            "--grace-ms",
-            "10000",
-        ],
-        None,
-    );
+    let mut server = offering_restarts(path_arg, "10000");
     let mut open = connect(&server.addr);
     echo(&mut open, b"before the signal");
     server.sigterm();

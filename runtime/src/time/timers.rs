@@ -524,6 +524,17 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// splitmix64 from `seed`: each call a number below `n`.
+    fn splitmix64(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % n
+        }
+    }
+
     fn fire_all(timers: &mut Timers, now: Instant) -> usize {
         let mut fired = 0;
         while timers.pop_expired(now).is_some() {
@@ -806,15 +817,7 @@ mod tests {
         }
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        // splitmix64, seeded per round.
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: u64| {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (z ^ (z >> 31)) % n
-        };
+        let mut next = splitmix64(0x2545_f491_4f6c_dd1d_u64);
         // Under Miri (about 16 s per 100 steps there), one short round.
         let (rounds, steps) = if cfg!(miri) { (1, 100) } else { (200, 300) };
         for round in 0..rounds {
@@ -983,14 +986,7 @@ mod tests {
     fn free_slots_agree_with_a_model_through_peaks_and_trims() {
         use std::collections::BTreeSet;
         let t0 = Instant::now();
-        let mut seed = 0x1234_5678_9abc_def1_u64;
-        let mut next = move |n: u64| {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (z ^ (z >> 31)) % n
-        };
+        let mut next = splitmix64(0x1234_5678_9abc_def1_u64);
         let (rounds, steps) = (6, 4_000);
         let mut stats = (0usize, 0usize, 0usize);
         let mut last_len = 0;
