@@ -16,7 +16,7 @@ use cellio_net::unix::{UnixIo, UnixStream};
 use cellio_net::TcpIo;
 use cellio_runtime::spawn_local;
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
-use util::{cellio_pair, pattern, read_checking, run};
+use util::{cellio_pair, pattern, read_checking, run, std_peer, wait_buffered};
 
 /// Bytes sent: far more than the socket buffers hold, so the sender and
 /// the receiver must run at once.
@@ -226,6 +226,31 @@ fn dropping_the_send_half_shuts_down_the_sending_side() {
             .await?;
         let (a, b) = UnixStream::pair()?;
         writer_task_ends_and_the_reply_comes_back(UnixIo::new(a).into_split(), UnixIo::new(b)).await
+    })
+    .unwrap();
+}
+
+/// The receive half dropped first with a request unread, then the send
+/// half after its answer: the peer reads the answer and then a clean end,
+/// as with tokio's halves. (The send half held the last reference, and
+/// its drop skipped the shutdown: the close of a socket with unread bytes
+/// sends only a reset, which the peer read after the answer.)
+#[test]
+fn the_send_half_dropped_last_with_bytes_unread_ends_the_stream_cleanly() {
+    run(|| async {
+        use std::io::{Read, Write};
+        let (ours, mut peer) = std_peer().await?;
+        peer.write_all(b"request that nobody reads")?;
+        wait_buffered(&ours, 25);
+        let (rx, mut tx) = TcpIo::new(ours).into_split();
+        drop(rx);
+        tx.write_all(b"answer").await?;
+        drop(tx);
+        let mut got = Vec::new();
+        let end = peer.read_to_end(&mut got); // FIN or RST: no wait
+        assert_eq!(got, b"answer");
+        assert!(end.is_ok(), "the peer read the answer, then {end:?}");
+        io::Result::Ok(())
     })
     .unwrap();
 }

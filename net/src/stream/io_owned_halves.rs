@@ -19,8 +19,11 @@
 //!   (`shutdown(Write)`, errors ignored), as tokio's `OwnedWriteHalf` does,
 //!   so that the peer reads the end of the stream while the receive half
 //!   lives on; not when it is reunited ([`OwnedRecvHalf::reunite`]) or
-//!   [`forget`](OwnedSendHalf::forget)-ten, nor when it holds the last
-//!   reference to the stream (the drop closes the socket then). The raw
+//!   [`forget`](OwnedSendHalf::forget)-ten. Also when it holds the last
+//!   reference to the stream and the close follows: Linux's `close(2)` of
+//!   a TCP socket with received bytes unread sends only a reset, so
+//!   without the shutdown's FIN first the peer, after the last bytes,
+//!   would read `ConnectionReset` where tokio's gives a clean end. The raw
 //!   `shutdown(2)` is made, not the joins' `shut_down`, which on `ENOTCONN`
 //!   takes the pending error (`SO_ERROR`) that the receive half is yet to
 //!   report.
@@ -129,11 +132,12 @@ impl<S: StreamSocket> Drop for OwnedRecvHalf<S> {
 impl<S: StreamSocket> Drop for OwnedSendHalf<S> {
     fn drop(&mut self) {
         self.tx.release(self.stream.registration().tx());
-        // The last reference closes the socket as it goes: no shutdown
-        // needed then.
-        if self.shut_down_on_drop && Rc::strong_count(&self.stream) > 1 {
-            // As tokio's `OwnedWriteHalf`: an error (the peer reset it, or
-            // it was shut down already) has nothing to tell a drop.
+        // Whatever the reference count, as tokio's `OwnedWriteHalf`: the
+        // last reference's close, with received bytes unread, would send
+        // only a reset, and the FIN must go before it (module invariants).
+        if self.shut_down_on_drop {
+            // An error (the peer reset it, or it was shut down already)
+            // has nothing to tell a drop.
             let _ = self.stream.shutdown_socket(std::net::Shutdown::Write);
         }
     }
