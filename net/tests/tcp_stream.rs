@@ -132,6 +132,34 @@ fn buffer_sizes_can_be_set_and_read_back() {
     .unwrap();
 }
 
+/// A reset that `TcpIo`'s close took out of the socket (bytes that came
+/// before it waited to be read) is the pending error `take_error` gives,
+/// and takes: the receives then deliver those bytes and a plain end, as
+/// after std's and tokio's `take_error`. (It said no error while cellio
+/// kept the reset for the next receive.)
+#[test]
+fn take_error_gives_and_takes_the_reset_a_close_kept() {
+    run(|| async {
+        use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+        let (ours, mut peer) = std_peer().await?;
+        peer.write_all(b"tail")?;
+        socket2::SockRef::from(&peer).set_linger(Some(Duration::ZERO))?;
+        drop(peer); // a reset, with "tail" queued here
+        util::wait_polled(&ours, libc::POLLERR);
+        let mut io = cellio_net::TcpIo::new(ours);
+        io.close().await?; // Ok: "tail" waits; the reset is kept
+        let pending = io.get_ref().take_error()?.expect("the kept reset");
+        assert_eq!(pending.kind(), io::ErrorKind::ConnectionReset);
+        assert!(io.get_ref().take_error()?.is_none(), "taken once");
+        let mut buf = [0u8; 16];
+        let n = io.read(&mut buf).await?;
+        assert_eq!(&buf[..n], b"tail");
+        assert_eq!(io.read(&mut buf).await?, 0, "the reset was taken");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn local_and_peer_addresses_mirror_each_other() {
     run(|| async {

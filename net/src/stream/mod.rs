@@ -186,7 +186,9 @@ pub(crate) mod sealed {
     /// shutdown after `ENOTCONN` or by the splice's watch: [`take_error`]) and
     /// that the socket's receive would have reported: kept here, shared by
     /// everything that uses the stream (its halves, `TcpIo`, the joins), until
-    /// a receive reaches the end of the stream.
+    /// a receive reaches the end of the stream, or the stream's public
+    /// `take_error` takes it ([`take_pending_error`]: it is the socket's
+    /// pending error, moved here).
     ///
     /// # Invariants
     ///
@@ -358,6 +360,22 @@ fn after_not_connected<S: sealed::Sealed + AsFd>(
     match take_error(stream)? {
         Some(error) if queued == 0 => Err(error),
         _ => Ok(()),
+    }
+}
+
+/// The public `take_error` of a stream (`TcpStream`'s, `UnixStream`'s):
+/// the error cellio took out of the socket and keeps for the receive side
+/// ([`TakenError`]), which is the socket's pending error as far as the user
+/// can tell, else `SO_ERROR`. Either is cleared, as `SO_ERROR` is by std's
+/// and tokio's: the next receive then says a plain end of stream, as
+/// Linux's does once `SO_ERROR` was read.
+#[cold]
+pub(crate) fn take_pending_error<S: sealed::Sealed + AsFd>(
+    stream: &S,
+) -> std_io::Result<Option<std_io::Error>> {
+    match stream.taken_error().report() {
+        Err(kept) => Ok(Some(kept)),
+        Ok(()) => socket2::SockRef::from(stream).take_error(),
     }
 }
 

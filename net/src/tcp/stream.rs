@@ -380,9 +380,16 @@ let (a, _) = listener.accept().await?;"
         self.io.local_addr()
     }
 
-    /// Gets and clears the socket's pending error (`SO_ERROR`).
+    /// Gets and clears the socket's pending error (`SO_ERROR`), as std's
+    /// and tokio's do: the next receive then no longer reports it.
+    ///
+    /// That includes an error cellio already took out of the socket and
+    /// keeps for the next receive to report at the end of the stream (the
+    /// shutdown of a [`TcpIo`](crate::TcpIo)'s `poll_close` or of a join
+    /// takes a reset that way, when bytes that came before it wait to be
+    /// read): that one comes first, and the receive then says a plain end.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.io.take_error()
+        crate::stream::take_pending_error(self)
     }
 
     /// How this stream's operations completed so far: on the first attempt

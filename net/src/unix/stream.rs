@@ -383,9 +383,16 @@ impl UnixStream {
         crate::unix::cred::peer_cred(self.io.as_raw_fd())
     }
 
-    /// Gets and clears the socket's pending error (`SO_ERROR`).
+    /// Gets and clears the socket's pending error (`SO_ERROR`), as std's
+    /// and tokio's do: the next receive then no longer reports it.
+    ///
+    /// That includes an error cellio already took out of the socket and
+    /// keeps for the next receive to report at the end of the stream
+    /// (`splice_bidirectional`'s watch takes one that way): that one comes
+    /// first, and the receive then says a plain end. As
+    /// [`TcpStream::take_error`](crate::TcpStream::take_error).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.io.take_error()
+        crate::stream::take_pending_error(self)
     }
 
     /// How this stream's operations completed so far: on the first attempt
