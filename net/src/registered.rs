@@ -18,7 +18,8 @@
 //!   consumed, would close with it. It deregisters (a failure only logged,
 //!   as in `Drop`), frees the slot and returns `io` without closing it.
 //!   Any other field of the socket type must need no drop (it is not
-//!   dropped).
+//!   dropped), unless the macro is told its name (a listener's
+//!   `poll_accept` state): then it is dropped there too.
 
 /// Implements `Drop`, `AsRawFd` and `AsFd` for a socket type whose fields
 /// are `io` and `registration` (see the module docs).
@@ -49,7 +50,7 @@ macro_rules! registered_socket {
 /// [`registered_socket!`] plus `into_io`, for a socket type that can leave
 /// its reactor (`into_std`): `$io` is the type of its `io` field.
 macro_rules! registered_socket_with_into_io {
-    ($type:ty, $io:ty) => {
+    ($type:ty, $io:ty $(, $other:ident)*) => {
         crate::registered::registered_socket!($type);
 
         impl $type {
@@ -62,12 +63,14 @@ macro_rules! registered_socket_with_into_io {
                 if let Err(e) = this.registration.deregister(&mut this.io) {
                     tracing::debug!(error = %e, "deregister failed");
                 }
-                // `registration` is dropped here (freeing the slot), `io`
-                // returned; the type's other fields need no drop (module
-                // invariant).
+                // `registration` is dropped here (freeing the slot), and
+                // the fields named to the macro, `io` returned; the type's
+                // other fields need no drop (module invariant).
                 // SAFETY: `this` is never dropped (`ManuallyDrop`) nor used
-                // again: each field is moved out exactly once.
+                // again: each field is moved out (or dropped in place)
+                // exactly once.
                 unsafe {
+                    $(std::ptr::drop_in_place(&mut this.$other);)*
                     drop(std::ptr::read(&this.registration));
                     std::ptr::read(&this.io)
                 }

@@ -238,3 +238,101 @@ fn accept_parks_and_is_woken_by_a_later_connection() {
     })
     .unwrap();
 }
+
+#[test]
+fn ttl_is_set_and_read_back_and_accepted_streams_inherit_it() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_ttl(77)?;
+        assert_eq!(listener.ttl()?, 77);
+        let _client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (stream, _) = listener.accept().await?;
+        assert_eq!(stream.ttl()?, 77);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// `into_std` gives the descriptor back, non-blocking, with its backlog:
+/// another worker wraps it with `from_std` and accepts the connection
+/// that waited there.
+#[test]
+fn into_std_hands_the_listener_and_its_backlog_to_another_worker() {
+    util::run_with(cellio_runtime::Builder::new().workers(2), || async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let client = std::net::TcpStream::connect(addr)?; // in the backlog
+        let std_listener = listener.into_std()?;
+        assert_eq!(std_listener.local_addr()?, addr);
+        let accepted = cellio_runtime::spawn_on(1, async move {
+            let listener = TcpListener::from_std(std_listener)?;
+            let (_stream, peer) = listener.accept().await?;
+            let std_listener = listener.into_std()?;
+            // Non-blocking still: nothing waits, so `WouldBlock`, not a hang.
+            let idle = std_listener.accept().map(|(_, peer)| peer);
+            assert_eq!(idle.map_err(|e| e.kind()), Err(io::ErrorKind::WouldBlock));
+            io::Result::Ok(peer)
+        });
+        assert_eq!(accepted.await.unwrap()?, client.local_addr()?);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// `poll_accept` takes a queued connection at once, and one that comes
+/// while it waits (the accept kept in the listener between the calls).
+#[test]
+fn poll_accept_takes_a_queued_connection_and_waits_for_the_next() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let first = std::net::TcpStream::connect(addr)?;
+        let (_s, peer) = std::future::poll_fn(|cx| listener.poll_accept(cx)).await?;
+        assert_eq!(peer, first.local_addr()?);
+
+        let once = std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await;
+        assert!(once.is_pending(), "nothing queued yet");
+        let second = std::net::TcpStream::connect(addr)?;
+        let (_s, peer) = std::future::poll_fn(|cx| listener.poll_accept(cx)).await?;
+        assert_eq!(peer, second.local_addr()?);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// `poll_accept` and an `Accept` at once: whichever waits holds the
+/// listener's receive cell and the other is refused with `ResourceBusy`;
+/// the connection goes to the one that waits, and none is lost.
+#[test]
+fn poll_accept_and_an_accept_at_once_refuse_each_other_and_lose_nothing() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+
+        // A polled accept waits: `accept()` is busy.
+        let once = std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await;
+        assert!(once.is_pending());
+        let busy = listener.accept().await.map(|(_, peer)| peer);
+        assert_eq!(busy.map_err(|e| e.kind()), Err(io::ErrorKind::ResourceBusy));
+        let client = std::net::TcpStream::connect(addr)?;
+        let (_s, peer) = std::future::poll_fn(|cx| listener.poll_accept(cx)).await?;
+        assert_eq!(peer, client.local_addr()?);
+
+        // An `Accept` waits: `poll_accept` is busy, and the next call
+        // starts afresh once the `Accept` is done.
+        let mut accept = pin!(listener.accept());
+        assert!(poll_once(accept.as_mut()).await.is_pending());
+        let busy = std::future::poll_fn(|cx| listener.poll_accept(cx))
+            .await
+            .map(|(_, peer)| peer);
+        assert_eq!(busy.map_err(|e| e.kind()), Err(io::ErrorKind::ResourceBusy));
+        let client = std::net::TcpStream::connect(addr)?;
+        let (_s, peer) = accept.await?;
+        assert_eq!(peer, client.local_addr()?);
+        let client = std::net::TcpStream::connect(addr)?;
+        let (_s, peer) = std::future::poll_fn(|cx| listener.poll_accept(cx)).await?;
+        assert_eq!(peer, client.local_addr()?);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

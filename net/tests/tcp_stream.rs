@@ -160,6 +160,37 @@ fn take_error_gives_and_takes_the_reset_a_close_kept() {
     .unwrap();
 }
 
+/// `try_recv_vectored` fills its buffers in order, says `WouldBlock`
+/// with nothing buffered (and `readable()` then waits), and 0 at the end.
+#[test]
+fn try_recv_vectored_fills_the_buffers_in_order() {
+    run(|| async {
+        use std::io::IoSliceMut;
+        let (ours, mut peer) = std_peer().await?;
+        let (mut head, mut body) = ([0u8; 4], [0u8; 16]);
+        let err = ours
+            .try_recv_vectored(&mut [IoSliceMut::new(&mut head)])
+            .expect_err("nothing was sent");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        let mut readable = std::pin::pin!(ours.readable());
+        assert!(util::poll_once(readable.as_mut()).await.is_pending());
+        peer.write_all(b"headbody")?;
+        readable.await?;
+        let n =
+            ours.try_recv_vectored(&mut [IoSliceMut::new(&mut head), IoSliceMut::new(&mut body)])?;
+        assert_eq!(n, 8);
+        assert_eq!((&head, &body[..4]), (b"head", &b"body"[..]));
+        drop(peer);
+        ours.readable().await?;
+        assert_eq!(
+            ours.try_recv_vectored(&mut [IoSliceMut::new(&mut body)])?,
+            0
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn local_and_peer_addresses_mirror_each_other() {
     run(|| async {

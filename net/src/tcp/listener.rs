@@ -6,7 +6,9 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use cellio_reactor::{Handle, Registration};
@@ -70,6 +72,10 @@ impl Default for ListenOptions {
 pub struct TcpListener {
     io: mio::net::TcpListener,
     registration: Registration,
+    /// The accept that [`poll_accept`](TcpListener::poll_accept) runs
+    /// from one call to the next (its reservation of the receive cell,
+    /// while it waits). `accept()`'s futures never touch it.
+    polled_accept: Mutex<OpState>,
 }
 
 impl TcpListener {
@@ -107,7 +113,11 @@ impl TcpListener {
     fn register(mut io: mio::net::TcpListener, handle: &Handle) -> io::Result<Self> {
         // Accepting only ever waits for readability.
         let registration = handle.register_readable(&mut io)?;
-        Ok(Self { io, registration })
+        Ok(Self {
+            io,
+            registration,
+            polled_accept: Mutex::new(OpState::new()),
+        })
     }
 
     /// Accepts a connection. The new stream is registered with the reactor
@@ -137,10 +147,103 @@ impl TcpListener {
         }
     }
 
+    /// Polls for a connection (tokio's `poll_accept`), for a hand-written
+    /// future or a `Stream` of connections (tokio-stream's
+    /// `TcpListenerStream`, a server framework's `Listener`) that cannot
+    /// hold an [`Accept`], which borrows the listener. `Ready` with the
+    /// new stream, registered with the reactor of the runtime thread that
+    /// polls (as [`accept`](Self::accept)), or `Pending` with `cx`'s waker
+    /// parked on the listener's receive cell.
+    ///
+    /// # Notes
+    ///
+    /// It is one accept, kept in the listener from one call to the next:
+    /// while it waits (its last call said `Pending`) it holds the
+    /// listener's one receive cell, as an `Accept` that waits does. Only
+    /// the waker of the latest call is woken, as with tokio's. Calls from
+    /// several tasks share that one accept, so each wakes only the latest
+    /// caller: poll from one task.
+    ///
+    /// `poll_accept` and [`accept`](Self::accept) are not used at once:
+    /// while a `poll_accept` waits, an `accept()` fails with
+    /// `ErrorKind::ResourceBusy`, and while an `Accept` waits,
+    /// `poll_accept` does (that error ends the polled accept; the next
+    /// call starts a new one). No connection is lost either way: only
+    /// the accept that holds the cell takes one from the kernel's queue.
+    /// A `poll_accept` that said `Pending` and is never polled again keeps
+    /// the cell until the listener is dropped, so `accept()` stays busy:
+    /// poll it to the end, or use only one of the two.
+    ///
+    /// ```no_run
+    /// use std::future::poll_fn;
+    /// # async fn f(listener: cellio_net::TcpListener) -> std::io::Result<()> {
+    /// let (stream, peer) = poll_fn(|cx| listener.poll_accept(cx)).await?;
+    /// # drop((stream, peer)); Ok(()) }
+    /// ```
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        // Held only for this call (no await inside): a caller on another
+        // thread waits for the syscall, not for a connection.
+        let mut op = self
+            .polled_accept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let polled = poll_accept(
+            &mut op,
+            &self.registration,
+            cx,
+            || self.io.accept(),
+            TcpStream::register,
+        );
+        if polled.is_ready() {
+            // Done (its cell released): the next call is a new accept.
+            *op = OpState::new();
+        }
+        polled
+    }
+
     /// The address the listener is bound to (with the port the kernel chose
     /// if it was bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.io.local_addr()
+    }
+
+    /// Sets the IP time-to-live of the packets of the connections it
+    /// accepts (`IP_TTL`; they inherit it).
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.set_ttl(ttl)
+    }
+
+    /// The IP time-to-live (`IP_TTL`) of the listening socket.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.ttl()
+    }
+
+    /// Turns this listener back into a `std` listener, leaving this
+    /// reactor: to hand it to another worker, which wraps it again with
+    /// [`from_std`](Self::from_std) and so registers it with its own
+    /// reactor, or to another process.
+    ///
+    /// # Notes
+    ///
+    /// Its own descriptor is returned, deregistered and still
+    /// non-blocking (as tokio's): no `dup(2)`, so it works at the
+    /// descriptor limit too. Connections waiting in its backlog stay
+    /// there. It does not fail; the `Result` is kept for tokio's
+    /// signature.
+    ///
+    /// ```no_run
+    /// # async fn f(listener: cellio_net::TcpListener) -> std::io::Result<()> {
+    /// let std_listener = listener.into_std()?;
+    /// cellio_runtime::spawn_on(1, async move {
+    ///     let listener = cellio_net::TcpListener::from_std(std_listener)?;
+    ///     // ... accept on worker 1 ...
+    ///     # drop(listener);
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        Ok(std::net::TcpListener::from(OwnedFd::from(self.into_io())))
     }
 }
 
@@ -186,7 +289,11 @@ impl Drop for Accept<'_> {
     }
 }
 
-crate::registered::registered_socket!(TcpListener);
+crate::registered::registered_socket_with_into_io!(
+    TcpListener,
+    mio::net::TcpListener,
+    polled_accept
+);
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

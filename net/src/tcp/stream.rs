@@ -2,7 +2,7 @@
 //! cell.
 
 use std::fmt;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
@@ -284,6 +284,42 @@ impl TcpStream {
 let b = cellio_net::TcpStream::connect(listener.local_addr()?).await?;
 let (a, _) = listener.accept().await?;"
     );
+
+    /// [`try_recv`](Self::try_recv) into several buffers, filled in order
+    /// by one `readv(2)` (tokio's `try_read_vectored`): `WouldBlock` if
+    /// nothing is buffered; 0 at the end of the stream (or if every buffer
+    /// is empty). Like `try_recv`, a `WouldBlock` (or a read that drained
+    /// the socket) makes the next [`readable`](Self::readable) wait for
+    /// the reactor, and at the end of the stream an error a shutdown kept
+    /// for the receives ([`take_error`](Self::take_error)) is reported
+    /// first. More than `IOV_MAX` (1024) buffers is an `InvalidInput`
+    /// error from the kernel, as with tokio's.
+    ///
+    /// ```
+    /// use std::io::IoSliceMut;
+    /// # cellio_runtime::Runtime::new()?.block_on(async {
+    /// # let listener = cellio_net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let b = cellio_net::TcpStream::connect(listener.local_addr()?).await?;
+    /// # let (a, _) = listener.accept().await?;
+    /// b.send_all(b"headbody").await?;
+    /// a.readable().await?;
+    /// let (mut head, mut body) = ([0u8; 4], [0u8; 16]);
+    /// let n = a.try_recv_vectored(&mut [IoSliceMut::new(&mut head), IoSliceMut::new(&mut body)])?;
+    /// assert_eq!((&head, &body[..n - 4]), (b"head", &b"body"[..]));
+    /// # Ok::<(), std::io::Error>(())
+    /// # })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_recv_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        crate::ready::try_now(self.registration.rx(), || {
+            let room: usize = bufs.iter().map(|buf| buf.len()).sum();
+            match io::Read::read_vectored(&mut &self.io, bufs)? {
+                // As `recv_whole`: only buffers with room say the end.
+                0 if room > 0 => self.taken_error.report().map(|()| (0, false)),
+                n => Ok((n, n < room)),
+            }
+        })
+    }
 
     crate::stream::send_file_methods!();
 
