@@ -336,3 +336,31 @@ fn poll_accept_and_an_accept_at_once_refuse_each_other_and_lose_nothing() {
     })
     .unwrap();
 }
+
+/// A socket cannot be made in a `spawn_blocking` job (its thread has no
+/// reactor): the error says what to do, and doing it works: the job makes
+/// a `std` listener, the task that awaits it wraps it with `from_std`.
+#[test]
+fn a_socket_made_in_a_blocking_job_is_an_error_that_says_to_wrap_a_std_one_in_a_task() {
+    run(|| async {
+        let err = cellio_runtime::spawn_blocking(|| {
+            let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            TcpListener::from_std(std_listener).map(drop)
+        })
+        .await?
+        .expect_err("a job's thread has no reactor");
+        let message = err.to_string();
+        for says in ["no cellio reactor", "spawn_blocking", "from_std"] {
+            assert!(message.contains(says), "{says:?} not in {message:?}");
+        }
+
+        let std_listener =
+            cellio_runtime::spawn_blocking(|| std::net::TcpListener::bind("127.0.0.1:0")).await??;
+        let listener = TcpListener::from_std(std_listener)?;
+        let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (_s, peer) = listener.accept().await?;
+        assert_eq!(peer, client.local_addr()?);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

@@ -466,20 +466,25 @@ thread_local! {
     static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
 }
 
+/// [`Handle::current`]'s error: where sockets can be made, and what to do
+/// from a thread that is no worker's.
+const NO_REACTOR: &str = "no cellio reactor on this thread: create sockets inside \
+    Runtime::block_on or a task on a worker; in a spawn_blocking job or a thread of your own, \
+    make a std socket and wrap it with from_std in a task (return it from the job, or send it \
+    to a worker with spawn_on)";
+
 impl Handle {
     /// The reactor of the runtime running on this thread.
     ///
-    /// Fails with `ErrorKind::Other` and a message saying so when called
-    /// outside a cellio runtime (for example, creating a socket before
-    /// `block_on`).
+    /// Fails with `ErrorKind::Other` and a message saying so, and what to
+    /// do, when called outside a cellio runtime's workers (for example,
+    /// creating a socket before `block_on`, or in a `spawn_blocking` job,
+    /// whose thread has no reactor: a socket belongs to the reactor of the
+    /// worker that creates it).
     pub fn current() -> io::Result<Handle> {
         CURRENT
             .with(|current| current.borrow().clone())
-            .ok_or_else(|| {
-                io::Error::other(
-                    "no cellio reactor on this thread: create sockets inside Runtime::block_on or a spawned task",
-                )
-            })
+            .ok_or_else(|| io::Error::other(NO_REACTOR))
     }
 
     /// Makes this the thread's current reactor until the guard drops; the

@@ -85,7 +85,10 @@ impl TcpListener {
     /// # Notes
     ///
     /// An address already in use fails with `ErrorKind::AddrInUse`. Must be
-    /// called inside a cellio runtime.
+    /// called inside a cellio runtime, on a worker (in `block_on`'s future
+    /// or a task): in a `spawn_blocking` job, whose thread has no reactor,
+    /// it fails; bind a `std` listener there and wrap it with
+    /// [`from_std`](Self::from_std) in the task that awaits the job.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         Self::bind_with(addr, ListenOptions::default())
     }
@@ -101,7 +104,8 @@ impl TcpListener {
 
     /// Wraps a bound and listening `std` listener, registering it with the
     /// current runtime's reactor. The listener is switched to non-blocking
-    /// mode.
+    /// mode. Fails outside a runtime's workers, as [`bind`](Self::bind)
+    /// does (in a `spawn_blocking` job too).
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         listener.set_nonblocking(true)?;
         Self::register(

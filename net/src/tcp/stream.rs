@@ -138,7 +138,9 @@ impl TcpStream {
     /// Wraps a connected `std` stream, registering it with the current
     /// runtime's reactor. The stream is switched to non-blocking mode.
     ///
-    /// Fails outside a cellio runtime.
+    /// Fails outside a cellio runtime's workers, and so in a
+    /// `spawn_blocking` job too, whose thread has no reactor: return the
+    /// `std` stream from the job and wrap it in the task that awaits it.
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<Self> {
         stream.set_nonblocking(true)?;
         Self::register(mio::net::TcpStream::from_std(stream), &Handle::current()?)

@@ -302,6 +302,16 @@ where
 /// and [`spawn_local`](crate::spawn_local), which start a task on the
 /// current worker, panic there (a job's thread is no worker).
 ///
+/// No socket can be made in a job either (nor a `Signal` or a `Child`):
+/// each belongs to the reactor of the worker that creates it, and a job's
+/// thread has none, so `bind`, `connect` and `from_std` fail there with
+/// "no cellio reactor on this thread" (tokio's job may make one). Do the
+/// blocking part of the setup in the job with a `std` socket, return it,
+/// and wrap it with `from_std` in the task that awaits the job
+/// (`let listener = TcpListener::from_std(spawn_blocking(setup).await??)?;`),
+/// or send it to a task on another worker with
+/// [`spawn_on`](crate::spawn_on), which wraps it there.
+///
 /// # Panics
 ///
 /// Outside a cellio runtime (use
