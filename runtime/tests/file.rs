@@ -858,3 +858,64 @@ fn shutdown_timeout_bounds_a_blocked_mandatory_write() {
     eprintln!("shutdown_timeout took {elapsed:?}");
     assert!(elapsed < std::time::Duration::from_secs(2));
 }
+
+/// A FIFO at `dir/fifo`, opened for reading and writing (so that neither
+/// open nor a read of what it wrote waits for another process).
+async fn open_fifo(dir: &TempDir) -> std::io::Result<File> {
+    let path = dir.0.join("fifo");
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c_path` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    open_read_write(&path).await
+}
+
+/// Two `File`s over one open file (`try_clone`, sharing its position, as
+/// std's clones do): A has `0123` read ahead, B moves the shared position
+/// to 0, so A's write cannot move back over its read-ahead (`EINVAL`).
+/// The write is not made, `flush` says so, and A's next read returns the
+/// bytes it read ahead, not the write's. (They came back from the next
+/// read as file data; found by a review.)
+#[test]
+fn a_write_that_cannot_move_back_over_the_read_ahead_is_not_read_back() {
+    let (_dir, path) = patterned_file("file-refused-write", 10);
+    run_one_blocking_thread(move || async move {
+        let mut a = open_read_write(&path).await?;
+        let mut b = a.try_clone().await?;
+        read_ahead(&mut a, 4).await;
+        b.seek(SeekFrom::Start(0)).await?;
+        a.write_all(b"WXYZ").await?;
+        let error = a.flush().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+        let mut four = [0u8; 4];
+        assert_eq!(a.read(&mut four).await?, 4);
+        assert_eq!(four.to_vec(), patterned(4), "the bytes read ahead");
+        assert_eq!(std::fs::read(&path)?, patterned(10), "nothing written");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// A FIFO opened to read and write (a terminal behaves the same): a write
+/// after bytes were read ahead is made (a pipe has no position to move
+/// back), and the bytes read ahead still come first. (The write was
+/// refused with `ESPIPE` and its bytes came back from the next read as if
+/// read from the pipe; found by a review.)
+#[test]
+fn a_write_on_a_fifo_after_a_read_ahead_is_made_and_the_read_ahead_kept() {
+    let dir = TempDir::new("file-fifo-write");
+    run_one_blocking_thread(move || async move {
+        let mut file = open_fifo(&dir).await?;
+        file.write_all(b"first").await?;
+        file.flush().await?;
+        read_ahead(&mut file, 5).await; // "first" in the buffer
+        file.write_all(b"second").await?;
+        file.flush().await?;
+        let mut buf = [0u8; 16];
+        let n = file.read(&mut buf).await?;
+        assert_eq!(&buf[..n], b"first");
+        let n = file.read(&mut buf).await?;
+        assert_eq!(&buf[..n], b"second", "the write reached the pipe");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}

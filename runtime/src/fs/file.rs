@@ -20,7 +20,12 @@
 //!   before the next operation.
 //! * The buffer's unread bytes are read ahead of the logical position: a
 //!   write, a seek or `set_len` first moves the file position back by them
-//!   (in its job) and drops them.
+//!   (in its job) and drops them. A write's bytes never stay in the buffer
+//!   after its job, whatever its result, so a read never takes them for
+//!   bytes read; if the move back fails the write is not made and the
+//!   read-ahead is kept, except on a file that cannot seek (a pipe, FIFO
+//!   or terminal), where the write is made and the read-ahead kept for the
+//!   next read.
 //! * The buffer is reused (its capacity kept, up to the file's
 //!   [`max_buf_size`](File::max_buf_size)) and a
 //!   job's block comes from the worker's task pool: once warm, reading and
@@ -166,11 +171,45 @@ impl Buf {
         read.map(drop)
     }
 
-    /// Writes the whole buffer to `file` and empties it.
-    fn write_to(&mut self, mut file: &std::fs::File) -> io::Result<()> {
-        let written = file.write_all(&self.data);
-        self.data.clear();
+    /// Appends `src` (a write's bytes) after the unread bytes, which stay
+    /// read ahead until [`write_to`](Self::write_to) has moved the file
+    /// position back over them: where the write starts in `data`.
+    fn push_write(&mut self, src: &[u8]) -> usize {
+        self.data.drain(..self.pos);
         self.pos = 0;
+        let start = self.data.len();
+        self.data.reserve_exact(src.len());
+        self.data.extend_from_slice(src);
+        start
+    }
+
+    /// Writes `data[start..]` (from [`push_write`](Self::push_write)) to
+    /// `file` where the reader is: first moves the position back over the
+    /// bytes read ahead (`data[pos..start]`) and drops them. A file that
+    /// cannot seek (a pipe, FIFO or terminal: `ESPIPE`) has no position
+    /// to move back, so the write is made and the read-ahead kept for the
+    /// next read. If the move back fails otherwise, the write is not made:
+    /// its bytes are dropped (never left to be taken for bytes read) and
+    /// the read-ahead kept, consistent with the file position.
+    fn write_to(&mut self, mut file: &std::fs::File, start: usize) -> io::Result<()> {
+        let back = start - self.pos;
+        let mut keep_read_ahead = false;
+        if back != 0 {
+            if let Err(e) = file.seek(SeekFrom::Current(-(back as i64))) {
+                if e.raw_os_error() != Some(libc::ESPIPE) {
+                    self.data.truncate(start);
+                    return Err(e);
+                }
+                keep_read_ahead = true;
+            }
+        }
+        let written = file.write_all(&self.data[start..]);
+        if keep_read_ahead {
+            self.data.truncate(start);
+        } else {
+            self.data.clear();
+            self.pos = 0;
+        }
         written
     }
 
@@ -437,17 +476,11 @@ impl File {
                         Ok(runtime) => runtime,
                         Err(e) => return Poll::Ready(Err(e)),
                     };
-                    let back = buf.discard_unread();
                     let n = src.len().min(self.max_buf);
-                    buf.data.reserve_exact(n);
-                    buf.data.extend_from_slice(&src[..n]);
+                    let start = buf.push_write(&src[..n]);
                     let started = self.start_job(
                         runtime,
-                        move |mut file, buf| {
-                            Done::Write(
-                                seek_back(&mut file, back).and_then(|()| buf.write_to(file)),
-                            )
-                        },
+                        move |file, buf| Done::Write(buf.write_to(file, start)),
                         true,
                     );
                     return Poll::Ready(started.map(|()| n));
@@ -455,7 +488,7 @@ impl File {
                 State::Busy(_) => match ready!(self.poll_job(cx))? {
                     Done::Write(Err(e)) => return Poll::Ready(Err(e)),
                     // A read's bytes are dropped (and the position moved
-                    // back) by this write's job.
+                    // back) by this write's job, or kept on a pipe.
                     Done::Write(Ok(()))
                     | Done::Read(_)
                     | Done::Seek(_)
@@ -640,14 +673,6 @@ impl File {
             }
         })
     }
-}
-
-/// Moves `file`'s position by `back` (bytes read ahead), if any.
-fn seek_back(file: &mut &std::fs::File, back: i64) -> io::Result<()> {
-    if back != 0 {
-        file.seek(SeekFrom::Current(back))?;
-    }
-    Ok(())
 }
 
 /// The current runtime, whose blocking pool runs file operations.
