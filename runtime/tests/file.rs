@@ -919,3 +919,37 @@ fn a_write_on_a_fifo_after_a_read_ahead_is_made_and_the_read_ahead_kept() {
     })
     .unwrap();
 }
+
+/// A seek the kernel refuses (before the start of the file: `EINVAL`)
+/// after bytes were read ahead leaves the position and the read-ahead as
+/// they were, as std's seek does: the next read goes on where the reader
+/// was. (The refused seek dropped the read-ahead, and the next read
+/// skipped those bytes; found by a review.)
+#[test]
+fn a_seek_the_kernel_refuses_keeps_the_position_and_the_read_ahead() {
+    let (_dir, path) = patterned_file("file-refused-seek", 100);
+    run_one_blocking_thread(move || async move {
+        let mut file = File::open(&path).await?;
+        read_ahead(&mut file, 10).await;
+        let mut two = [0u8; 2];
+        assert_eq!(file.read(&mut two).await?, 2);
+        for refused in [SeekFrom::Current(-100), SeekFrom::End(-1000)] {
+            let error = file.seek(refused).await.unwrap_err();
+            assert_eq!(
+                error.kind(),
+                ErrorKind::InvalidInput,
+                "{refused:?}: {error}"
+            );
+        }
+        let mut four = [0u8; 4];
+        assert_eq!(file.read(&mut four).await?, 4);
+        assert_eq!(
+            four.to_vec(),
+            patterned(6)[2..],
+            "the bytes after the reader"
+        );
+        assert_eq!(file.seek(SeekFrom::Current(0)).await?, 6);
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}

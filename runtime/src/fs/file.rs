@@ -146,13 +146,10 @@ impl Buf {
         n
     }
 
-    /// Drops the unread bytes: the (non-positive) move that puts the file
-    /// position back where the reader is.
-    fn discard_unread(&mut self) -> i64 {
-        let back = -(self.unread().len() as i64);
+    /// Drops the unread bytes.
+    fn discard_unread(&mut self) {
         self.data.clear();
         self.pos = 0;
-        back
     }
 
     /// Reads up to `len` bytes from `file` into the emptied buffer.
@@ -346,7 +343,10 @@ impl File {
     /// Moves the file position: the new position from the start, as
     /// [`std::io::Seek::seek`]. Bytes read ahead are accounted for. Waits
     /// for the operation in progress first (a seek whose future was
-    /// dropped still happens, before this one).
+    /// dropped still happens, before this one). A seek that fails (before
+    /// the start of the file, or on a pipe) leaves the position and the
+    /// bytes read ahead as they were: the next read goes on where the
+    /// reader was, as with std.
     pub async fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         self.flush().await?;
         poll_fn(|cx| self.poll_seek(cx, pos)).await
@@ -546,8 +546,8 @@ impl File {
     }
 
     /// Starts the job of a seek to `pos` on the idle file (the read-ahead
-    /// accounted for) and records `pos` in `seeking`. An error leaves the
-    /// file as it was.
+    /// accounted for, and dropped if the seek is made) and records `pos`
+    /// in `seeking`. An error leaves the file as it was.
     fn start_seek_job(&mut self, pos: SeekFrom) -> io::Result<()> {
         // Found before the buffer changes, as in `poll_write`.
         let runtime = blocking_pool()?;
@@ -563,15 +563,20 @@ impl File {
                         "invalid seek to a negative or overflowing position",
                     ));
                 };
-                buf.discard_unread();
                 SeekFrom::Current(offset)
             }
-            other => {
-                buf.discard_unread();
-                other
-            }
+            other => other,
         };
-        let seek = move |mut file: &std::fs::File, _: &mut Buf| Done::Seek(file.seek(target));
+        // The read-ahead is dropped only once the seek is made: a seek the
+        // kernel refuses leaves the position, and so the bytes read ahead
+        // of it, as they were (std's seek does not move on an error).
+        let seek = move |mut file: &std::fs::File, buf: &mut Buf| {
+            let sought = file.seek(target);
+            if sought.is_ok() {
+                buf.discard_unread();
+            }
+            Done::Seek(sought)
+        };
         self.start_job(runtime, seek, false)?;
         self.seeking = Some(pos);
         Ok(())
