@@ -953,3 +953,56 @@ fn a_seek_the_kernel_refuses_keeps_the_position_and_the_read_ahead() {
     })
     .unwrap();
 }
+
+/// A FIFO `File` with bytes read ahead (a read whose future was dropped):
+/// `metadata`, `set_permissions`, `sync_all` and `try_clone` work and keep
+/// the bytes for the next read (a pipe has no position to give them back
+/// to); a seek fails with `ESPIPE`, as std's, and keeps them too. (Each
+/// settled the file with a seek back, which a pipe refuses: they failed
+/// with "Illegal seek" and the bytes were lost; found by a review.)
+#[test]
+fn operations_on_a_fifo_with_bytes_read_ahead_keep_them() {
+    let dir = TempDir::new("file-fifo-ops");
+    run_one_blocking_thread(move || async move {
+        use std::os::unix::fs::FileTypeExt;
+        let mut file = open_fifo(&dir).await?;
+        file.write_all(b"hello world").await?;
+        file.flush().await?;
+        read_ahead(&mut file, 11).await;
+        let metadata = file.metadata().await?;
+        assert!(metadata.file_type().is_fifo());
+        file.set_permissions(metadata.permissions()).await?;
+        let _clone = file.try_clone().await?;
+        let error = file.seek(SeekFrom::Current(0)).await.unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(29), "ESPIPE: {error}");
+        let mut buf = [0u8; 16];
+        let n = file.read(&mut buf).await?;
+        assert_eq!(&buf[..n], b"hello world");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// tokio's `poll_complete` with no seek in progress (what its
+/// `stream_position` and every `seek` call first) on a FIFO with bytes
+/// read ahead: `ESPIPE`, as std's `stream_position`, and the bytes stay.
+#[cfg(feature = "tokio-io")]
+#[test]
+fn a_tokio_stream_position_on_a_fifo_keeps_the_bytes_read_ahead() {
+    let dir = TempDir::new("file-fifo-tokio");
+    run_one_blocking_thread(move || async move {
+        let mut file = open_fifo(&dir).await?;
+        file.write_all(b"hello").await?;
+        file.flush().await?;
+        read_ahead(&mut file, 5).await;
+        let error = tokio::io::AsyncSeekExt::stream_position(&mut file)
+            .await
+            .unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(29), "ESPIPE: {error}");
+        let mut buf = [0u8; 16];
+        let n = file.read(&mut buf).await?;
+        assert_eq!(&buf[..n], b"hello");
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}

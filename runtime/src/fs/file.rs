@@ -19,8 +19,11 @@
 //!   file's `Busy` state, so one whose future was dropped still comes
 //!   before the next operation.
 //! * The buffer's unread bytes are read ahead of the logical position: a
-//!   write, a seek or `set_len` first moves the file position back by them
-//!   (in its job) and drops them. A write's bytes never stay in the buffer
+//!   write, a seek, `set_len` or `try_clone` first moves the file position
+//!   back by them (in its job) and drops them; `metadata`,
+//!   `set_permissions` and `sync_*` leave them for the next read, and so
+//!   does everything on a file that cannot seek (a pipe, FIFO or
+//!   terminal). A write's bytes never stay in the buffer
 //!   after its job, whatever its result, so a read never takes them for
 //!   bytes read; if the move back fails the write is not made and the
 //!   read-ahead is kept, except on a file that cannot seek (a pipe, FIFO
@@ -123,6 +126,17 @@ enum Done {
     Other(io::Result<()>),
     Metadata(io::Result<Metadata>),
     Clone(io::Result<std::fs::File>),
+}
+
+/// Whether a [`File::run`] job needs the position where the reader is
+/// (`set_len`, which may cut off bytes read ahead, and `try_clone`, whose
+/// file shares the position), so the bytes read ahead are given back
+/// first, or does not (`metadata`, `set_permissions`, `sync_*`), so they
+/// stay for the next read.
+#[derive(Clone, Copy)]
+enum Settle {
+    Yes,
+    No,
 }
 
 /// The buffer: `data[pos..]` are bytes read and not yet taken, or the
@@ -353,49 +367,72 @@ impl File {
     }
 
     /// Flushes, then syncs the file's data and metadata to the disk:
-    /// [`std::fs::File::sync_all`].
+    /// [`std::fs::File::sync_all`]. Bytes read ahead stay for the next
+    /// read (as with [`metadata`](Self::metadata)).
     pub async fn sync_all(&mut self) -> io::Result<()> {
-        self.run_other(|file| file.sync_all()).await
+        self.run_other(Settle::No, |file| file.sync_all()).await
     }
 
     /// Flushes, then syncs the file's data (not all of its metadata) to
-    /// the disk: [`std::fs::File::sync_data`].
+    /// the disk: [`std::fs::File::sync_data`]. Bytes read ahead stay for
+    /// the next read.
     pub async fn sync_data(&mut self) -> io::Result<()> {
-        self.run_other(|file| file.sync_data()).await
+        self.run_other(Settle::No, |file| file.sync_data()).await
     }
 
     /// Flushes, then truncates or extends the file to `size` bytes:
-    /// [`std::fs::File::set_len`]. The position does not move.
+    /// [`std::fs::File::set_len`]. The position does not move (bytes read
+    /// ahead are given back first, as they may be cut off).
     pub async fn set_len(&mut self, size: u64) -> io::Result<()> {
-        self.run_other(move |file| file.set_len(size)).await
+        self.run_other(Settle::Yes, move |file| file.set_len(size))
+            .await
     }
 
     /// Flushes, then reads the file's metadata: [`std::fs::File::metadata`].
+    /// The position does not matter to it: bytes read ahead (by a read
+    /// whose future was dropped) stay for the next read, on a pipe or
+    /// FIFO too.
     pub async fn metadata(&mut self) -> io::Result<Metadata> {
-        match self.run(|file| Done::Metadata(file.metadata())).await? {
+        match self
+            .run(Settle::No, |file| Done::Metadata(file.metadata()))
+            .await?
+        {
             Done::Metadata(metadata) => metadata,
             _ => unreachable!("a metadata job"),
         }
     }
 
     /// Flushes, then sets the file's permissions:
-    /// [`std::fs::File::set_permissions`].
+    /// [`std::fs::File::set_permissions`]. Bytes read ahead stay for the
+    /// next read.
     pub async fn set_permissions(&mut self, permissions: Permissions) -> io::Result<()> {
-        self.run_other(move |file| file.set_permissions(permissions))
+        self.run_other(Settle::No, move |file| file.set_permissions(permissions))
             .await
     }
 
     /// Flushes, then returns the `std` file, its position where this
-    /// file's reader is (bytes read ahead are given back).
+    /// file's reader is (bytes read ahead, by a read whose future was
+    /// dropped, are given back with a seek). A file that cannot seek (a
+    /// pipe, FIFO or terminal) has no position to give them back to: they
+    /// are lost with this `File`, as with std's `BufReader::into_inner`
+    /// and tokio's `into_std` (a read first returns them without waiting).
     pub async fn into_std(mut self) -> io::Result<std::fs::File> {
         self.settle().await?;
         Arc::try_unwrap(self.std).map_err(|_| io::Error::other("cellio: File still shared"))
     }
 
     /// Flushes, then a second `File` for the same open file (sharing its
-    /// position): [`std::fs::File::try_clone`].
+    /// position): [`std::fs::File::try_clone`]. Bytes read ahead (by a
+    /// read whose future was dropped) are given back first, so the clone
+    /// starts where this file's reader is; a file that cannot seek (a
+    /// pipe, FIFO or terminal) has no position to give them back to, so
+    /// they stay in this file's buffer for its next read, and the clone
+    /// reads what comes after them.
     pub async fn try_clone(&mut self) -> io::Result<File> {
-        match self.run(|file| Done::Clone(file.try_clone())).await? {
+        match self
+            .run(Settle::Yes, |file| Done::Clone(file.try_clone()))
+            .await?
+        {
             Done::Clone(std) => Ok(File::from_std(std?)),
             _ => unreachable!("a try_clone job"),
         }
@@ -583,24 +620,35 @@ impl File {
     }
 
     /// Waits for the job in progress; then the file is idle, its read-ahead
-    /// given back (the position is where the reader is).
+    /// given back (the position is where the reader is), or, on a file
+    /// that cannot seek (a pipe, FIFO or terminal: `ESPIPE`), kept for the
+    /// next read: such a file has no position to give it back to.
     async fn settle(&mut self) -> io::Result<()> {
         self.flush().await?;
         if matches!(&self.state, State::Idle(buf) if !buf.unread().is_empty()) {
-            // The seek drops the bytes read ahead and moves back over them.
-            self.seek(SeekFrom::Current(0)).await?;
+            // The seek drops the bytes read ahead and moves back over them
+            // (or, refused, leaves them).
+            match self.seek(SeekFrom::Current(0)).await {
+                Err(e) if e.raw_os_error() != Some(libc::ESPIPE) => return Err(e),
+                _ => {}
+            }
         }
         Ok(())
     }
 
-    /// Settles the file, then runs `call` on it on the blocking pool, as
-    /// the file's job: if this future is dropped, the next operation still
+    /// Waits for the job in progress (and settles the file if `settle`
+    /// says so), then runs `call` on it on the blocking pool, as the
+    /// file's job: if this future is dropped, the next operation still
     /// waits for it (and drops its result).
     async fn run(
         &mut self,
+        settle: Settle,
         call: impl FnOnce(&std::fs::File) -> Done + Send + 'static,
     ) -> io::Result<Done> {
-        self.settle().await?;
+        match settle {
+            Settle::Yes => self.settle().await?,
+            Settle::No => self.flush().await?,
+        }
         self.start(move |file, _| call(file))?;
         poll_fn(|cx| self.poll_job(cx)).await
     }
@@ -608,9 +656,13 @@ impl File {
     /// [`run`](Self::run) for a call that returns `()`.
     async fn run_other(
         &mut self,
+        settle: Settle,
         call: impl FnOnce(&std::fs::File) -> io::Result<()> + Send + 'static,
     ) -> io::Result<()> {
-        match self.run(move |file| Done::Other(call(file))).await? {
+        match self
+            .run(settle, move |file| Done::Other(call(file)))
+            .await?
+        {
             Done::Other(result) => result,
             _ => unreachable!("a run job"),
         }
@@ -710,8 +762,10 @@ impl futures_io::AsyncSeek for File {
 /// operation is in progress (call `poll_complete` first, as tokio's
 /// `AsyncSeekExt::seek` does); `poll_complete` waits for the operation in
 /// progress and returns a seek's result, or, with no seek in progress,
-/// the position (from a seek to `Current(0)` of its own). A seek whose
-/// future was dropped still happens, once.
+/// the position (from a seek to `Current(0)` of its own: on a pipe or
+/// FIFO, `ESPIPE`, as std's `stream_position`, with any bytes read ahead
+/// kept for the next read). A seek whose future was dropped still
+/// happens, once.
 #[cfg(feature = "tokio-io")]
 impl tokio::io::AsyncSeek for File {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
