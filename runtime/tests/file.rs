@@ -1006,3 +1006,22 @@ fn a_tokio_stream_position_on_a_fifo_keeps_the_bytes_read_ahead() {
     })
     .unwrap();
 }
+
+/// `into_std` after a write that failed in the background (`/dev/full`:
+/// `ENOSPC`) gives the file back, as tokio's does; the write's error is
+/// lost, as the docs say (`flush` first to learn it). (It returned the
+/// error and closed the file; found by a review.)
+#[test]
+fn into_std_after_a_failed_write_gives_the_file_back() {
+    use std::os::fd::AsRawFd;
+    run(|| async {
+        let mut file = OpenOptions::new().write(true).open("/dev/full").await?;
+        let fd = file.as_raw_fd();
+        assert_eq!(file.write(b"lost").await?, 4);
+        let std_file = file.into_std().await?;
+        assert_eq!(std_file.as_raw_fd(), fd, "the same open file");
+        assert_eq!(std_file.metadata()?.len(), 0);
+        std::io::Result::Ok(())
+    })
+    .unwrap();
+}

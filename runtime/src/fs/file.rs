@@ -410,14 +410,28 @@ impl File {
             .await
     }
 
-    /// Flushes, then returns the `std` file, its position where this
-    /// file's reader is (bytes read ahead, by a read whose future was
-    /// dropped, are given back with a seek). A file that cannot seek (a
-    /// pipe, FIFO or terminal) has no position to give them back to: they
-    /// are lost with this `File`, as with std's `BufReader::into_inner`
-    /// and tokio's `into_std` (a read first returns them without waiting).
+    /// Waits for the operation in progress, then returns the `std` file,
+    /// its position where this file's reader is (bytes read ahead, by a
+    /// read whose future was dropped, are given back with a seek).
+    ///
+    /// As tokio's `into_std`, it gives the file back whatever that
+    /// operation's result: **the error of a write that failed in the
+    /// background is lost**, so call [`flush`](Self::flush) first to learn
+    /// it. Bytes read ahead that cannot be given back are lost with this
+    /// `File` (as with std's `BufReader::into_inner` and tokio's
+    /// `into_std`, which gives none back): on a pipe, FIFO or terminal,
+    /// which have no position, or if the seek back fails; a read first
+    /// returns them without waiting.
+    ///
+    /// Fails only if the file's last operation was lost with its runtime
+    /// and still holds the file.
     pub async fn into_std(mut self) -> io::Result<std::fs::File> {
-        self.settle().await?;
+        // Errors here are dropped, as tokio's `into_std` drops them: the
+        // file is given back whatever happened.
+        let _ = self.flush().await;
+        if matches!(&self.state, State::Idle(buf) if !buf.unread().is_empty()) {
+            let _ = self.seek(SeekFrom::Current(0)).await;
+        }
         Arc::try_unwrap(self.std).map_err(|_| io::Error::other("cellio: File still shared"))
     }
 
