@@ -12,6 +12,13 @@
 //!   so it waits for that input too: end a program that may leave a read
 //!   of stdin pending with [`Runtime::shutdown_timeout`] or
 //!   [`Runtime::shutdown_background`].
+//! * **That read takes the next input even if its future is dropped.** On
+//!   the same [`Stdin`] nothing is lost: the next read waits for it and
+//!   returns its bytes (a read that timed out can be retried). But if the
+//!   handle is dropped too (a `stdin()?.read(..)` inside a `select!` with a
+//!   timeout, say), the input that read takes, a line on a terminal, is
+//!   lost with it, and a new handle reads what comes after. Keep one
+//!   `Stdin` for the program's life rather than one per read.
 //! * Writes are accepted into a buffer and completed in the background, in
 //!   order: [`Stdout::flush`] returns the last write's result. What was
 //!   written reaches the descriptor before the runtime's drop returns.
@@ -51,7 +58,10 @@ pub struct Stdout(File);
 #[derive(Debug)]
 pub struct Stderr(File);
 
-/// A handle to the process's standard input (tokio's `io::stdin`). Fails
+/// A handle to the process's standard input (tokio's `io::stdin`). Keep
+/// one for the program's life: a read whose future is dropped still
+/// takes the next input, which only this handle's next read returns (see
+/// the [module docs](self)). Fails
 /// only if the descriptor cannot be duplicated (out of descriptors).
 ///
 /// ```no_run
