@@ -36,13 +36,36 @@
 //! [`Runtime::shutdown_background`]: crate::Runtime::shutdown_background
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::fs::File;
 
-/// A file over a duplicate of `stream`'s descriptor.
-fn duplicate(stream: impl AsFd) -> io::Result<File> {
-    let fd: OwnedFd = stream.as_fd().try_clone_to_owned()?;
+/// A file over a duplicate of `stream`'s descriptor, or, if that
+/// descriptor is closed (`EBADF`: a daemon closed it, say), over
+/// `/dev/null`, opened to read if `read` and to write if not: as std's
+/// handles, which take `EBADF` on 0, 1 and 2 for success, writes then
+/// succeed and are dropped, and a read gets end of file.
+fn duplicate(stream: impl AsFd, read: bool) -> io::Result<File> {
+    let fd: OwnedFd = match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+            let null = OwnedFd::from(
+                std::fs::OpenOptions::new()
+                    .read(read)
+                    .write(!read)
+                    .open("/dev/null")?,
+            );
+            // The closed descriptor is the lowest free one, so `/dev/null`
+            // may have landed on it: moved to 3 or above (`try_clone`
+            // does), the closed one stays closed, as it was.
+            if null.as_raw_fd() <= 2 {
+                null.try_clone()?
+            } else {
+                null
+            }
+        }
+        Err(e) => return Err(e),
+    };
     Ok(File::from_std(std::fs::File::from(fd)))
 }
 
@@ -61,8 +84,10 @@ pub struct Stderr(File);
 /// A handle to the process's standard input (tokio's `io::stdin`). Keep
 /// one for the program's life: a read whose future is dropped still
 /// takes the next input, which only this handle's next read returns (see
-/// the [module docs](self)). Fails
-/// only if the descriptor cannot be duplicated (out of descriptors).
+/// the [module docs](self)). If descriptor 0 is closed, as with std's
+/// `stdin`, reads get end of file (the handle is over `/dev/null`).
+/// Fails only if the descriptor cannot be duplicated (out of
+/// descriptors).
 ///
 /// ```no_run
 /// # cellio_runtime::Runtime::new()?.block_on(async {
@@ -73,11 +98,13 @@ pub struct Stderr(File);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn stdin() -> io::Result<Stdin> {
-    duplicate(io::stdin()).map(Stdin)
+    duplicate(io::stdin(), true).map(Stdin)
 }
 
 /// A handle to the process's standard output (tokio's `io::stdout`).
-/// Fails only if the descriptor cannot be duplicated.
+/// If descriptor 1 is closed (a daemon that detached), as with std's
+/// `stdout`, writes succeed and are dropped (the handle is over
+/// `/dev/null`). Fails only if the descriptor cannot be duplicated.
 ///
 /// ```
 /// # cellio_runtime::Runtime::new()?.block_on(async {
@@ -89,13 +116,14 @@ pub fn stdin() -> io::Result<Stdin> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn stdout() -> io::Result<Stdout> {
-    duplicate(io::stdout()).map(Stdout)
+    duplicate(io::stdout(), false).map(Stdout)
 }
 
 /// A handle to the process's standard error (tokio's `io::stderr`).
-/// Fails only if the descriptor cannot be duplicated.
+/// If descriptor 2 is closed, as with std's `stderr`, writes succeed and
+/// are dropped. Fails only if the descriptor cannot be duplicated.
 pub fn stderr() -> io::Result<Stderr> {
-    duplicate(io::stderr()).map(Stderr)
+    duplicate(io::stderr(), false).map(Stderr)
 }
 
 impl Stdin {
