@@ -32,7 +32,11 @@
 //! * The buffer is reused (its capacity kept, up to the file's
 //!   [`max_buf_size`](File::max_buf_size)) and a
 //!   job's block comes from the worker's task pool: once warm, reading and
-//!   writing allocate nothing.
+//!   writing allocate nothing. Warming up includes the blocking pool's
+//!   growth to the threads the program's jobs keep busy: even a chain of
+//!   one job at a time may start a second thread (and starting one
+//!   allocates), when a job is queued before the last one's thread is
+//!   back waiting (`blocking/pool.rs`).
 //! * Dropping a `File` (or an operation's future) does not stop a job
 //!   already running: a write already accepted still happens, and its
 //!   error is lost unless [`flush`](File::flush) was awaited. Nor does
