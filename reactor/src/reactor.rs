@@ -483,15 +483,24 @@ impl Handle {
     /// worker that creates it).
     pub fn current() -> io::Result<Handle> {
         CURRENT
-            .with(|current| current.borrow().clone())
+            .try_with(|current| current.borrow().clone())
+            .ok()
+            .flatten()
             .ok_or_else(|| io::Error::other(NO_REACTOR))
     }
 
     /// Makes this the thread's current reactor until the guard drops; the
     /// previous one (if any) is restored then. Runtimes call this around
     /// everything they run.
+    ///
+    /// During the thread's teardown, once the thread-local holding the
+    /// current reactor is destroyed (a runtime kept in a `thread_local!`
+    /// and dropped by its destructor), nothing is made current and the
+    /// guard does nothing: code run meanwhile finds no current reactor.
     pub fn enter(&self) -> EnterGuard {
-        let previous = CURRENT.with(|current| current.replace(Some(self.clone())));
+        let previous = CURRENT
+            .try_with(|current| current.replace(Some(self.clone())))
+            .unwrap_or(None);
         EnterGuard { previous }
     }
 

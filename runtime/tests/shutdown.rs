@@ -888,3 +888,42 @@ fn assert_futures_are_send() {
     is_send(&until_shutdown(async {}));
     let _: &dyn Future<Output = ()> = &shutdown_requested();
 }
+
+/// A runtime kept in a `thread_local!` (one runtime per thread, as the
+/// guide suggests) is dropped by the thread's thread-local destructors, after
+/// cellio's own thread-locals may be gone. That drop stops the runtime and
+/// cancels its tasks; it must not touch a destroyed thread-local (a panic in
+/// a thread-local's destructor aborts the whole process; found by a review).
+#[test]
+fn a_runtime_in_a_thread_local_is_dropped_cleanly_when_its_thread_ends() {
+    for (workers, with_tasks) in [(1, false), (2, false), (1, true), (2, true)] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let drops_seen = drops.clone();
+        with_timeout(LIMIT, move || {
+            let thread = std::thread::spawn(move || {
+                thread_local! {
+                    static RUNTIME: std::cell::RefCell<Option<Runtime>> =
+                        const { std::cell::RefCell::new(None) };
+                }
+                // The slot is used first: thread-locals are destroyed in the
+                // reverse order of their first use, so cellio's own ones
+                // (first used by the runtime) are gone when it drops.
+                RUNTIME.with(|slot| assert!(slot.borrow().is_none()));
+                let rt = Builder::new().workers(workers).build().unwrap();
+                if with_tasks {
+                    drop(spawn_stubborn(&rt.handle(), 0, &drops));
+                    drop(spawn_stubborn(&rt.handle(), workers - 1, &drops));
+                }
+                assert_eq!(rt.block_on(async { spawn(async { 2 }).await.unwrap() }), 2);
+                RUNTIME.with(|slot| *slot.borrow_mut() = Some(rt));
+            });
+            assert!(thread.join().is_ok(), "the thread panicked");
+        });
+        let expected = if with_tasks { 2 } else { 0 };
+        assert_eq!(
+            drops_seen.load(Ordering::SeqCst),
+            expected,
+            "workers {workers}"
+        );
+    }
+}
