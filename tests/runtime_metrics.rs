@@ -307,3 +307,29 @@ fn a_worker_that_never_sleeps_shows_its_busy_time_as_it_runs() {
         "busy {busy:?} of 50 ms spinning"
     );
 }
+
+/// `busy_time` never goes down between two reads, even in a runtime's first
+/// 100 ms, while the clock has not fixed its ticks' rate yet and measures it
+/// anew at each read (the same count of ticks converted to a little less
+/// time, so that a plain `after - before` could panic; found by a review).
+#[test]
+fn busy_time_never_goes_down_between_two_reads() {
+    for _ in 0..20 {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let metrics = rt.metrics();
+        // Worker 1 runs some tasks, then sleeps: its count stays put while
+        // it is read, right after the runtime's start.
+        let worked = rt.handle().spawn_on(1, async {
+            for _ in 0..100 {
+                yield_now().await;
+            }
+        });
+        rt.block_on(worked).unwrap();
+        let mut last = metrics.worker(1).unwrap().busy_time;
+        for read in 0..2_000 {
+            let now = metrics.worker(1).unwrap().busy_time;
+            assert!(now >= last, "read {read}: {last:?} then {now:?}");
+            last = now;
+        }
+    }
+}

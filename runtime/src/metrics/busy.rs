@@ -24,7 +24,9 @@
 //!   `Instant` from the clock's start to the first read at least
 //!   [`CALIBRATION`] later (fixed from then on, so that a count that grows
 //!   converts to a time that grows; a read before then uses the rate
-//!   measured so far).
+//!   measured so far, and may convert the same count to a little less than
+//!   the read before it, so readers hand out the largest figure so far:
+//!   `WorkerSlots::busy_shown`).
 //! * A worker adds ticks to its slot only for spans it was running: from
 //!   the loop's start, a wake-up or the last addition to the next sleep,
 //!   the loop's end, or a turn whose count is a multiple of

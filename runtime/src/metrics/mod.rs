@@ -148,7 +148,9 @@ impl Published {
         self.alive.load(Ordering::Relaxed)
     }
 
-    fn read(&self, clock: &TickClock) -> WorkerMetrics {
+    /// The slot's figures; `busy_shown` is the slot's largest busy time
+    /// handed out so far (see [`WorkerSlots::busy_shown`]).
+    fn read(&self, clock: &TickClock, busy_shown: &AtomicU64) -> WorkerMetrics {
         // First, and an acquire: see `copy`.
         let queued_tasks = self.queued.load(Ordering::Acquire);
         let load = |from: &AtomicU64| from.load(Ordering::Relaxed);
@@ -161,15 +163,35 @@ impl Published {
             sleeps: load(&self.sleeps),
             io_events: load(&self.io_events),
             task_blocks_allocated: load(&self.blocks_allocated),
-            busy_time: clock.duration(load(&self.busy_ticks)),
+            busy_time: monotonic(clock.duration(load(&self.busy_ticks)), busy_shown),
         }
     }
+}
+
+/// `busy` (a conversion of a count of ticks that only grows), or the
+/// largest figure `shown` holds, in nanoseconds, if that is larger; keeps
+/// the larger one in `shown`. Until the clock has fixed its rate, each
+/// conversion measures it anew, so the same count can convert to a
+/// slightly shorter time than before: handed out as is, a reader's busy
+/// time went down between two reads (found by a review).
+fn monotonic(busy: Duration, shown: &AtomicU64) -> Duration {
+    let nanos = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
+    let before = shown.load(Ordering::Relaxed);
+    if nanos <= before {
+        return Duration::from_nanos(before);
+    }
+    let before = shown.fetch_max(nanos, Ordering::Relaxed);
+    Duration::from_nanos(before.max(nanos))
 }
 
 /// Every worker's slot, by index, and the clock their busy time is
 /// counted with.
 pub(crate) struct WorkerSlots {
     slots: Box<[Published]>,
+    /// By worker index: the largest busy time read so far, in
+    /// nanoseconds, so that no read hands out less (see [`monotonic`]).
+    /// Written by readers only, apart from the workers' slots.
+    busy_shown: Box<[AtomicU64]>,
     clock: TickClock,
 }
 
@@ -177,6 +199,7 @@ impl WorkerSlots {
     pub(crate) fn new(workers: usize) -> Self {
         Self {
             slots: (0..workers).map(|_| Published::default()).collect(),
+            busy_shown: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             clock: TickClock::new(),
         }
     }
@@ -195,6 +218,11 @@ impl WorkerSlots {
     #[inline]
     pub(crate) fn of(&self, index: usize) -> &Published {
         &self.slots[index]
+    }
+
+    /// Worker `index`'s figures, as a reader sees them.
+    fn read(&self, index: usize) -> WorkerMetrics {
+        self.slots[index].read(&self.clock, &self.busy_shown[index])
     }
 }
 
@@ -260,19 +288,14 @@ impl RuntimeMetrics {
             return None;
         }
         crate::worker::publish_current(&self.shared);
-        Some(
-            self.shared
-                .metrics
-                .of(index)
-                .read(self.shared.metrics.clock()),
-        )
+        Some(self.shared.metrics.read(index))
     }
 
     /// Every worker's figures, by index.
     pub fn each_worker(&self) -> impl Iterator<Item = WorkerMetrics> + '_ {
         crate::worker::publish_current(&self.shared);
         let slots = &self.shared.metrics;
-        (0..self.workers()).map(move |index| slots.of(index).read(slots.clock()))
+        (0..self.workers()).map(move |index| slots.read(index))
     }
 
     /// The workers' figures added up.
