@@ -250,6 +250,33 @@ fn no_task_is_alive_once_the_shutdown_cancelled_them() {
     );
 }
 
+/// Once the runtime has shut down, no task is queued either: the cancelled
+/// tasks' entries in the run queues, which no worker will reach any more,
+/// are not counted (they were, for good; found by a review).
+#[test]
+fn no_task_is_queued_once_the_shutdown_cancelled_them() {
+    for graceful in [false, true] {
+        let rt = Builder::new().workers(2).build().unwrap();
+        let metrics = rt.metrics();
+        // Worker 0: spawned, queued and never polled.
+        rt.spawn(std::future::pending::<()>());
+        // Worker 1: woken and queued again at every poll.
+        rt.handle().spawn_on(1, async {
+            loop {
+                yield_now().await;
+            }
+        });
+        wait_for_worker(&metrics, 1, |w| w.polls > 10);
+        if graceful {
+            assert_eq!(rt.shutdown_timeout(Duration::from_millis(20)), 2);
+        } else {
+            drop(rt);
+        }
+        let queued: Vec<u64> = metrics.each_worker().map(|w| w.queued_tasks).collect();
+        assert_eq!(queued, [0, 0], "graceful {graceful}: {metrics:?}");
+    }
+}
+
 #[test]
 fn busy_time_counts_running_and_not_sleeping() {
     let rt = Builder::new().workers(1).build().unwrap();

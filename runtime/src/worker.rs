@@ -806,8 +806,21 @@ impl Executor {
             self.publish();
         }
         budget::set_tag(tag);
+        // With no task left, what the run queue holds are the cancelled
+        // tasks' stale entries, which no worker will reach and skip any
+        // more: dropped, so that the queue's gauge is 0 too.
+        // SAFETY: only the table's `live` and `start_poll` and the queue's
+        // `pop` run (`next`).
+        unsafe {
+            self.run.with(|run| {
+                if run.tasks.live() == 0 {
+                    let due = run.next();
+                    debug_assert!(due.is_none(), "a queued task with none alive");
+                }
+            });
+        }
         // The gauges outlive the runtime (`RuntimeMetrics`): they must not
-        // go on counting the cancelled tasks alive.
+        // go on counting the cancelled tasks alive or queued.
         self.publish();
     }
 

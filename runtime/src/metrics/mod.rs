@@ -357,7 +357,8 @@ pub struct WorkerMetrics {
     /// Entries in the run queue: tasks woken and waiting to be polled (a
     /// backlog that stays high means the worker is saturated). An entry
     /// of a task that ended after it was woken (aborted, say) counts until
-    /// the worker reaches it and skips it.
+    /// the worker reaches it and skips it. 0 once the runtime has shut
+    /// down.
     pub queued_tasks: u64,
     /// Task polls so far (`block_on`'s own future not counted).
     pub polls: u64,
