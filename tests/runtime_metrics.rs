@@ -67,6 +67,42 @@ fn a_worker_counts_the_tasks_it_spawns_and_polls() {
     assert!(rt.metrics().worker(1).is_none());
 }
 
+/// `task_blocks_allocated` counts the blocks of tasks the pool does not
+/// take too: with pooling off, and for a task over 64 KiB, every spawn
+/// allocates one (they were not counted: such a server looked
+/// allocation-free; found by a review).
+#[test]
+fn task_blocks_allocated_counts_the_blocks_of_tasks_the_pool_does_not_take() {
+    async fn big(i: u32) -> u32 {
+        let buf = [i as u8; 70_000];
+        yield_now().await;
+        std::hint::black_box(&buf)[69_999] as u32
+    }
+    for (pooling, big_tasks) in [(false, false), (true, true), (false, true)] {
+        let rt = Builder::new()
+            .workers(1)
+            .task_pooling(pooling)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for i in 0..10u32 {
+                let out = if big_tasks {
+                    spawn(big(i)).await
+                } else {
+                    spawn(async move { i }).await
+                };
+                assert_eq!(out.unwrap(), i);
+            }
+        });
+        let worker = rt.metrics().worker(0).unwrap();
+        assert_eq!(
+            worker.task_blocks_allocated, 10,
+            "pooling {pooling}, tasks over 64 KiB {big_tasks}: {worker:?}"
+        );
+        assert_eq!(rt.task_pool_stats(), (0, 10, 0));
+    }
+}
+
 #[test]
 fn a_task_sees_its_own_worker_exactly() {
     let rt = Builder::new().workers(1).build().unwrap();

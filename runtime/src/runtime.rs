@@ -364,7 +364,8 @@ impl Runtime {
     }
 
     /// Worker 0's task-pool figures: `(blocks reused, blocks freshly
-    /// allocated, blocks pooled now)`.
+    /// allocated, blocks pooled now)`. The fresh blocks include those
+    /// allocated outside the pool (pooling off, or a task too big for it).
     pub fn task_pool_stats(&self) -> (u64, u64, usize) {
         let mut pool = self.executor.pool().borrow_mut();
         // Blocks other threads sent back count as pooled.

@@ -372,10 +372,13 @@ pub struct WorkerMetrics {
     /// Events its reactor delivered so far: readiness events (one may wake
     /// a socket's receive and its send) and wake-ups from other threads.
     pub io_events: u64,
-    /// Task blocks this worker's task pool allocated so far (each task
-    /// spawned on or from this worker, or a blocking job, takes a block
-    /// from the pool: a reused one, or a fresh one). Flat under a steady
-    /// load: once warm, spawning allocates nothing.
+    /// Task blocks this worker allocated so far (each task spawned on or
+    /// from this worker, or a blocking job, takes a block from the pool: a
+    /// reused one, or a fresh one). Flat under a steady load: once warm,
+    /// spawning allocates nothing. A task the pool does not take (with
+    /// [`task_pooling(false)`](crate::Builder::task_pooling), or bigger
+    /// than the pool's largest class, 64 KiB) allocates its block at
+    /// every spawn, and each is counted.
     pub task_blocks_allocated: u64,
     /// Time this worker was busy so far: running its loop (polling tasks,
     /// firing timers, turning its reactor without blocking), from each

@@ -172,9 +172,18 @@ impl Pool {
         self.blocks.iter().sum()
     }
 
-    /// `(reused, freshly allocated)` blocks handed out so far.
+    /// `(reused, freshly allocated)` blocks handed out so far; the fresh
+    /// ones include those allocated for this worker outside the pool
+    /// ([`count_unpooled`](Self::count_unpooled)).
     pub(crate) fn counts(&self) -> (u64, u64) {
         (self.reused, self.allocated)
+    }
+
+    /// Counts a block allocated for this worker from the system allocator
+    /// rather than the pool (pooling off, or a task too big or too
+    /// strictly aligned for any class): fresh at every spawn.
+    pub(crate) fn count_unpooled(&mut self) {
+        self.allocated += 1;
     }
 }
 

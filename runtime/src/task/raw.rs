@@ -294,7 +294,10 @@ impl RawTask {
         let (class, memory) = match pool {
             Some(pool) => match pool.class_for(layout) {
                 Some(class) => (class, pool.take(class)),
-                None => (NOT_POOLED, alloc_layout(layout)),
+                None => {
+                    pool.count_unpooled();
+                    (NOT_POOLED, alloc_layout(layout))
+                }
             },
             None => (NOT_POOLED, alloc_layout(layout)),
         };
