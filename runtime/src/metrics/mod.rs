@@ -242,7 +242,14 @@ impl fmt::Debug for WorkerSlots {
 /// Each worker publishes its figures once per loop turn (before it turns
 /// its reactor, so a sleeping worker's are complete), and on its own
 /// thread whenever it is asked: read from one of the runtime's tasks, the
-/// worker running it is exact and the others at most one turn behind.
+/// worker running it has its levels (`alive_tasks`, `queued_tasks`,
+/// `spawned_tasks`) exact, and its counts as they were when the batch of
+/// tasks it is running began: `polls` leaves out that batch's polls (a task that yields ten
+/// times in a row and reads its worker before and after may see the same
+/// count; a batch is up to `event_interval` polls), `turns`, `sleeps` and
+/// `io_events` stand until the next turn, and `busy_time` grows as the
+/// worker sleeps or every 64 turns. The other workers are at most one turn
+/// behind.
 /// Worker 0 runs only inside `block_on`: outside it, its figures are those
 /// of its last turn or of the last
 /// [`Runtime::metrics`](crate::Runtime::metrics) call, which publishes
