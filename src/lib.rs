@@ -79,7 +79,8 @@ pub use cellio_runtime::{
 ///
 /// * `workers = N`: `N` workers (an integer from 1 to
 ///   [`MAX_WORKERS`](runtime::MAX_WORKERS), 4096, or any `usize` expression
-///   such as a constant). `workers = 1` is tokio's
+///   such as a constant; a literal 0 is an error, while an expression
+///   worth 0 is raised to 1, as [`Builder::workers`] does). `workers = 1` is tokio's
 ///   `current_thread`: everything on the calling thread; `workers = N` is
 ///   its `multi_thread` with `worker_threads = N`. tokio's `flavor` and
 ///   `worker_threads` are refused with an error that names the `workers`

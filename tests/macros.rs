@@ -21,6 +21,16 @@ async fn workers_can_be_asked_for() {
     assert_eq!(there.await.unwrap(), Some(2));
 }
 
+const NO_WORKERS: usize = 0;
+
+/// A literal `workers = 0` is a compile error; an expression worth 0 goes to
+/// `Builder::workers`, which raises it to 1, as its docs say.
+#[cellio::test(workers = NO_WORKERS)]
+async fn workers_zero_through_a_constant_runs_one_worker() {
+    let handle = cellio::runtime::RuntimeHandle::current().unwrap();
+    assert_eq!(handle.workers(), 1);
+}
+
 /// The macros refuse a literal `workers` above 4096 at compile time
 /// (cellio-macros cannot name the runtime's constant, so it keeps its own):
 /// that must be the runtime's limit, or they would refuse a count that

@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Arguments: `workers = N` (default: one per core for `main`, 1 for
-//! `test`; a literal `N` from 1 to `MAX_WORKERS`, 4096, else an error),
+//! `test`; a literal `N` from 1 to `MAX_WORKERS`, 4096, else an error; an
+//! expression such as a constant is passed on to `Builder::workers`, which
+//! raises 0 to 1),
 //! `start_paused = true` (the clock starts paused; one worker),
 //! and `crate = "path"` for a `cellio` dependency renamed or reached
 //! through another crate. tokio's `flavor` and `worker_threads` are

@@ -84,11 +84,19 @@ impl Builder {
         }
     }
 
-    /// Number of workers (at least 1): thread-per-core, each with its own
-    /// reactor, run queue, timers and task pool. Worker 0 runs on the
-    /// thread that calls [`Runtime::block_on`]; the others get threads of
-    /// their own (`cellio-worker-N`). More than [`MAX_WORKERS`] make
-    /// [`build`](Self::build) fail.
+    /// Number of workers: thread-per-core, each with its own reactor, run
+    /// queue, timers and task pool. Worker 0 runs on the thread that calls
+    /// [`Runtime::block_on`]; the others get threads of their own
+    /// (`cellio-worker-N`). 0 is raised to 1, without an error (tokio's
+    /// `worker_threads(0)` panics), so that a count worked out as, say,
+    /// the cores left over still builds a runtime; more than
+    /// [`MAX_WORKERS`] make [`build`](Self::build) fail.
+    ///
+    /// ```
+    /// let rt = cellio_runtime::Builder::new().workers(0).build()?;
+    /// assert_eq!(rt.workers(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
         self
