@@ -173,6 +173,12 @@ pub use cellio_macros::main;
 /// ```
 ///
 /// ```compile_fail
+/// #[cellio::test(start_paused = true, start_paused = false)] // each argument once
+/// async fn paused() {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
 /// #[cellio::test]
 /// #[test] // added by the attribute already
 /// async fn twice() {}

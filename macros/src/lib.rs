@@ -19,8 +19,9 @@
 //! raises 0 to 1),
 //! `start_paused = true` (the clock starts paused; one worker),
 //! and `crate = "path"` for a `cellio` dependency renamed or reached
-//! through another crate. tokio's `flavor` and `worker_threads` are
-//! refused with an error that names the `workers` to write instead.
+//! through another crate, each at most once. tokio's `flavor` and
+//! `worker_threads` are refused with an error that names the `workers` to
+//! write instead.
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
@@ -90,6 +91,9 @@ fn parse_options(args: proc_macro2::TokenStream, kind: Kind) -> syn::Result<Opti
         krate: syn::parse_quote!(::cellio),
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
+    // Each argument once: a second one is refused, not taken over the
+    // first (as tokio's attributes do).
+    let (mut paused_given, mut crate_given) = (false, false);
     for meta in metas {
         if let Some(error) = tokio_argument(&meta, kind) {
             return Err(error);
@@ -106,6 +110,9 @@ fn parse_options(args: proc_macro2::TokenStream, kind: Kind) -> syn::Result<Opti
             }
             check_workers(&pair.value)?;
         } else if pair.path.is_ident("start_paused") {
+            if std::mem::replace(&mut paused_given, true) {
+                return Err(syn::Error::new(pair.span(), "`start_paused` given twice"));
+            }
             let Expr::Lit(ExprLit {
                 lit: Lit::Bool(paused),
                 ..
@@ -118,6 +125,9 @@ fn parse_options(args: proc_macro2::TokenStream, kind: Kind) -> syn::Result<Opti
             };
             options.start_paused = paused.value;
         } else if pair.path.is_ident("crate") {
+            if std::mem::replace(&mut crate_given, true) {
+                return Err(syn::Error::new(pair.span(), "`crate` given twice"));
+            }
             let Expr::Lit(ExprLit {
                 lit: Lit::Str(path),
                 ..
@@ -401,6 +411,42 @@ mod tests {
             other.contains("takes `workers = N` (tokio's \"current_thread\" is `workers = 1`"),
             "{other}"
         );
+    }
+
+    /// Every argument given twice is an error, as `workers` was (the
+    /// last `start_paused` or `crate` was taken silently; found by a
+    /// review).
+    #[test]
+    fn an_argument_given_twice_is_an_error() {
+        for (args, name) in [
+            (quote!(workers = 1, workers = 2), "workers"),
+            (
+                quote!(start_paused = true, start_paused = false),
+                "start_paused",
+            ),
+            (
+                quote!(start_paused = true, start_paused = true),
+                "start_paused",
+            ),
+            (quote!(crate = "other", crate = "cellio"), "crate"),
+            (
+                quote!(crate = "cellio", workers = 1, crate = "cellio"),
+                "crate",
+            ),
+        ] {
+            for kind in [Kind::Main, Kind::Test] {
+                assert_eq!(
+                    error(args.clone(), kind),
+                    format!("`{name}` given twice"),
+                    "{args}"
+                );
+            }
+        }
+        assert!(parse_options(
+            quote!(workers = 1, start_paused = true, crate = "cellio"),
+            Kind::Test
+        )
+        .is_ok());
     }
 
     #[test]
