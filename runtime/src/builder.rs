@@ -222,7 +222,11 @@ impl Builder {
     /// A worker runs it before it reports ready (and after it is pinned, with
     /// [`worker_cores`](Self::worker_cores)), so it has run on every worker
     /// thread when [`build`](Self::build) returns. A panic in it is caught
-    /// and logged, and the thread goes on.
+    /// and logged, and the thread goes on. While it runs,
+    /// [`RuntimeHandle::current`](crate::RuntimeHandle::current) returns
+    /// the runtime (as tokio's `Handle::current()` does in its hooks),
+    /// though the thread runs no task yet: `spawn_on` and `spawn_blocking`
+    /// work there, `spawn` does not.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -248,7 +252,10 @@ impl Builder {
     /// threads [`on_thread_start`](Self::on_thread_start)'s hook runs on:
     /// when a worker stops (the runtime is dropped or shut down), when a
     /// blocking thread leaves after its keep-alive. A panic in it is caught
-    /// and logged.
+    /// and logged. [`RuntimeHandle::current`](crate::RuntimeHandle::current)
+    /// returns the runtime while it runs, if the runtime is still there (a
+    /// blocking thread may leave after it, following
+    /// [`shutdown_background`](crate::Runtime::shutdown_background)).
     pub fn on_thread_stop<F: Fn() + Send + Sync + 'static>(mut self, hook: F) -> Self {
         self.thread_hooks.stop = Some(std::sync::Arc::new(hook));
         self

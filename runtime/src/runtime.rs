@@ -209,7 +209,7 @@ impl Runtime {
                     #[cfg(unix)]
                     cellio_reactor::sigpipe::block_for_thread();
                     // On the pinned thread; its stop hook runs last.
-                    let _started = hooks.started();
+                    let _started = hooks.started(&shared);
                     // A panic here drops `claim`, which releases the inbox.
                     let executor = Executor::new(claim.parts(), index, shared, config);
                     claim.hand_over(); // `run_background` releases it
@@ -798,8 +798,10 @@ impl fmt::Debug for RuntimeHandle {
 }
 
 impl RuntimeHandle {
-    /// The runtime running the current task or
-    /// [`spawn_blocking`](crate::spawn_blocking) job, if any.
+    /// The runtime running the current task,
+    /// [`spawn_blocking`](crate::spawn_blocking) job or thread hook
+    /// ([`Builder::on_thread_start`](crate::Builder::on_thread_start)), if
+    /// any.
     pub fn current() -> Option<RuntimeHandle> {
         with_current(|executor| RuntimeHandle {
             shared: executor.shared.clone(),

@@ -10,10 +10,16 @@
 //!   leave the pool counting a thread that is gone; a worker, its tasks).
 //! * A thread's stop hook runs only if its start hook ran, once, as the
 //!   thread ends, also when it ends by a panic ([`Started`]'s drop).
+//! * While a hook runs, its runtime is the thread's current one (as a
+//!   blocking job's is: `RuntimeHandle::current()` returns it, as tokio's
+//!   `Handle::current()` does in its hooks), when the runtime is still
+//!   there; nothing of it is made current when no hook is set.
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use crate::shutdown::Shared;
 
 /// A hook: shared by every thread it runs on.
 type Hook = Arc<dyn Fn() + Send + Sync>;
@@ -26,36 +32,41 @@ pub(crate) struct ThreadHooks {
 }
 
 impl ThreadHooks {
-    /// Runs the start hook on this thread; the stop hook runs when the
-    /// result drops.
-    pub(crate) fn started(&self) -> Started<'_> {
-        self.run_start();
-        Started(self)
+    /// Runs the start hook on this thread, with `runtime` current; the
+    /// stop hook runs when the result drops.
+    pub(crate) fn started(&self, runtime: &Arc<Shared>) -> Started<'_> {
+        let runtime = Arc::downgrade(runtime);
+        self.run_start(&runtime);
+        Started(self, runtime)
     }
 
-    /// Runs the start hook, if any, on this thread.
-    pub(crate) fn run_start(&self) {
-        run("start", self.start.as_ref());
+    /// Runs the start hook, if any, on this thread, with `runtime`
+    /// current.
+    pub(crate) fn run_start(&self, runtime: &Weak<Shared>) {
+        run("start", self.start.as_ref(), runtime);
     }
 
-    /// Runs the stop hook, if any, on this thread.
-    pub(crate) fn run_stop(&self) {
-        run("stop", self.stop.as_ref());
+    /// Runs the stop hook, if any, on this thread, with `runtime` current
+    /// if it is still there.
+    pub(crate) fn run_stop(&self, runtime: &Weak<Shared>) {
+        run("stop", self.stop.as_ref(), runtime);
     }
 }
 
 /// A thread whose start hook ran: dropping it runs the stop hook.
-pub(crate) struct Started<'a>(&'a ThreadHooks);
+pub(crate) struct Started<'a>(&'a ThreadHooks, Weak<Shared>);
 
 impl Drop for Started<'_> {
     fn drop(&mut self) {
-        self.0.run_stop();
+        self.0.run_stop(&self.1);
     }
 }
 
-/// Runs `hook`, if any, catching a panic (see the module's invariants).
-fn run(which: &str, hook: Option<&Hook>) {
+/// Runs `hook`, if any, with `runtime` current (if it is still there),
+/// catching a panic (see the module's invariants).
+fn run(which: &str, hook: Option<&Hook>, runtime: &Weak<Shared>) {
     let Some(hook) = hook else { return };
+    let _current = runtime.upgrade().map(crate::blocking::JobRuntime::enter);
     // Unwind safety: the hook is the user's, and nothing of the runtime's
     // is borrowed across it.
     if catch_unwind(AssertUnwindSafe(|| hook())).is_err() {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cellio_runtime::{spawn_blocking, spawn_on, Builder};
+use cellio_runtime::{spawn_blocking, spawn_on, Builder, RuntimeHandle};
 use util::{quiet_panics_ending_with, with_timeout, LIMIT, ON_PURPOSE};
 
 /// What the hooks saw: per thread name, `(starts, stops)`.
@@ -112,5 +112,47 @@ fn a_panicking_hook_is_caught_and_the_thread_goes_on() {
         });
         assert_eq!((on_one, job), (1, 2));
         drop(rt);
+    });
+}
+
+/// In a hook, the runtime that runs it is current, as tokio's runtime is
+/// in its `on_thread_start` and `on_thread_stop`: `RuntimeHandle::current()`
+/// returns it, on workers and on blocking threads, at start and at stop (it
+/// was `None`, so a ported hook's `current().unwrap()` panicked and was
+/// only logged; found by a review).
+#[test]
+fn a_hook_finds_its_runtime_current() {
+    with_timeout(LIMIT, || {
+        // Per thread name and hook, the workers the current runtime had.
+        type Found = Arc<Mutex<Vec<(String, &'static str, Option<usize>)>>>;
+        let found = Found::default();
+        let note = |found: &Found, hook: &'static str| {
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            let workers = RuntimeHandle::current().map(|handle| handle.workers());
+            found.lock().unwrap().push((name, hook, workers));
+        };
+        let (on_start, on_stop) = (Arc::clone(&found), Arc::clone(&found));
+        let rt = Builder::new()
+            .workers(2)
+            .on_thread_start(move || note(&on_start, "start"))
+            .on_thread_stop(move || note(&on_stop, "stop"))
+            .build()
+            .unwrap();
+        rt.block_on(rt.spawn_blocking(|| ())).unwrap();
+        drop(rt);
+        let mut found = found.lock().unwrap().clone();
+        found.sort();
+        let expected = |name: &str, hook| (name.to_string(), hook, Some(2));
+        assert_eq!(
+            found,
+            [
+                expected("cellio-blocking-1", "start"),
+                expected("cellio-blocking-1", "stop"),
+                expected("cellio-worker-1", "start"),
+                expected("cellio-worker-1", "stop"),
+            ]
+        );
+        // And none is left current on the thread once its hook is done.
+        assert!(RuntimeHandle::current().is_none());
     });
 }

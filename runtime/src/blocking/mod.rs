@@ -47,7 +47,7 @@ mod pool;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -79,11 +79,11 @@ pub(crate) fn current_job_runtime() -> Option<Arc<Shared>> {
 }
 
 /// Makes `JOB_RUNTIME` a job's runtime until dropped (also if the job
-/// panics).
-struct JobRuntime;
+/// panics); also a thread hook's (`thread_hooks`).
+pub(crate) struct JobRuntime;
 
 impl JobRuntime {
-    fn enter(runtime: Arc<Shared>) -> Self {
+    pub(crate) fn enter(runtime: Arc<Shared>) -> Self {
         let _ = JOB_RUNTIME.try_with(|current| *current.borrow_mut() = Some(runtime));
         JobRuntime
     }
@@ -191,6 +191,10 @@ impl PoolJob for Job {
 
     fn mandatory(&self) -> bool {
         self.mandatory
+    }
+
+    fn runtime(&self) -> Weak<Shared> {
+        Arc::downgrade(&self.runtime)
     }
 }
 

@@ -39,10 +39,11 @@
 //!   `stopping` is 0 too, every stop hook has run.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::affinity::Mask;
+use crate::shutdown::Shared;
 use crate::sync::{thread, Condvar, Mutex, MutexGuard};
 use crate::thread_hooks::ThreadHooks;
 
@@ -60,6 +61,11 @@ pub(crate) trait PoolJob: Send + 'static {
     /// rather than cancel it (a write a file accepted).
     fn mandatory(&self) -> bool {
         false
+    }
+    /// The runtime the job belongs to: current while the thread the job
+    /// starts runs its hooks.
+    fn runtime(&self) -> Weak<Shared> {
+        Weak::new()
     }
 }
 
@@ -176,6 +182,9 @@ impl<J: PoolJob> BlockingPool<J> {
         state.threads += 1;
         state.started += 1;
         let name = format!("cellio-blocking-{}", state.started);
+        // The job just queued: its runtime is the one the thread's hooks
+        // see (the pool's jobs are all of one runtime).
+        let runtime = state.queue.back().map_or_else(Weak::new, J::runtime);
         drop(state);
         let pool = Arc::clone(self);
         // Whether the new thread inherits a SIGPIPE block cellio added
@@ -193,7 +202,7 @@ impl<J: PoolJob> BlockingPool<J> {
                     // program set it (a block the program set stays).
                     #[cfg(unix)]
                     sigpipe.undo();
-                    pool.run_thread()
+                    pool.run_thread(&runtime)
                 })
                 .map(drop),
         };
@@ -219,7 +228,7 @@ impl<J: PoolJob> BlockingPool<J> {
 
     /// A pool thread: runs jobs until none came for `keep_alive`, or the
     /// pool shut down.
-    fn run_thread(&self) {
+    fn run_thread(&self, runtime: &Weak<Shared>) {
         // Started from a pinned worker, it inherited that worker's core:
         // every job would compete with the worker for it.
         if let Some(mask) = &self.unpinned {
@@ -227,7 +236,7 @@ impl<J: PoolJob> BlockingPool<J> {
                 tracing::warn!(%error, "cellio: a blocking thread stays on its worker's cores");
             }
         }
-        self.hooks.run_start();
+        self.hooks.run_start(runtime);
         let mut state = self.lock();
         loop {
             if let Some(job) = state.queue.pop_front() {
@@ -256,7 +265,7 @@ impl<J: PoolJob> BlockingPool<J> {
         state.threads -= 1;
         state.stopping += 1;
         drop(state);
-        self.hooks.run_stop();
+        self.hooks.run_stop(runtime);
         self.lock().stopping -= 1;
         self.exited.notify_all();
     }
