@@ -335,7 +335,10 @@ fn a_dropped_child_keeps_running_and_is_reaped_after_it_exits() {
 
 #[test]
 fn many_children_waited_at_once_on_both_workers() {
-    run(|| async {
+    // Two workers whatever the machine's CPU count (the default is the
+    // available parallelism: one on a 1-CPU runner, where `spawn_on(1)`
+    // panics).
+    run_with(Builder::new().workers(2), || async {
         let mut waits = Vec::new();
         for i in 0..64 {
             let mut child = sh(&format!("exit {}", i % 7)).spawn()?;
