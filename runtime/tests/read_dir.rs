@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 
 use cellio_runtime::fs::{self, READ_DIR_BATCH};
 use cellio_runtime::yield_now;
-use util::{run, TempDir};
+use util::{run, run_built, TempDir};
 
 /// Files `f0000`.. `f{n-1}` (file `i` holds `i` bytes), directory `sub`,
 /// and a symbolic link `link` to `f0000`.
@@ -108,39 +108,60 @@ fn a_batch_is_read_per_hand_over_to_the_pool() {
     .unwrap();
 }
 
+/// Every batch's read is held up (the runtime's only blocking thread is
+/// kept busy by a job the test releases), so each `next_entry` that starts
+/// a batch is certainly dropped mid-read, on any number of CPUs (left to
+/// the scheduler, a blocking thread that ran first filled the batch before
+/// the poll looked, 17 runs in 20 on one CPU; found by a review).
 #[test]
 fn a_next_entry_dropped_while_its_batch_is_read_loses_nothing() {
     let dir = TempDir::new("read-dir-dropped");
     populate(&dir.0, 100);
     let base = dir.0.clone();
-    run(|| async move {
+    let builder = cellio_runtime::Builder::new().max_blocking_threads(1);
+    run_built(builder, || async move {
         let mut entries = fs::read_dir(&base).await?;
         let mut names = Vec::new();
         let mut cx = Context::from_waker(Waker::noop());
         let mut dropped = 0;
+        let mut held_at = None;
         loop {
+            // The queue is empty at each multiple of the batch size: this
+            // call starts a batch's job. Hold the only blocking thread
+            // first, so that the job waits behind the holder (the pool
+            // runs its jobs in order) and the entry cannot come at once.
+            let start = names.len() % READ_DIR_BATCH == 0 && held_at != Some(names.len());
+            let held = (start && names.len() < 102).then(|| {
+                held_at = Some(names.len());
+                let (release, wait) = std::sync::mpsc::channel::<()>();
+                let holder = cellio_runtime::spawn_blocking(move || wait.recv());
+                (release, holder)
+            });
+            if let Some((release, holder)) = held {
+                for _ in 0..3 {
+                    let poll = pin!(entries.next_entry()).poll(&mut cx);
+                    assert!(
+                        poll.is_pending(),
+                        "entry {}: not held up by the busy pool: {poll:?}",
+                        names.len()
+                    );
+                    dropped += 1;
+                }
+                release.send(()).unwrap();
+                holder.await.unwrap().unwrap();
+            }
             // Poll once: an entry already queued comes at once; otherwise
-            // the read of a batch has started, and the future is dropped
+            // the batch is still being read, and the future is dropped
             // (again and again until the batch is there).
             match pin!(entries.next_entry()).poll(&mut cx) {
                 Poll::Ready(Ok(Some(entry))) => names.push(entry.file_name()),
                 Poll::Ready(Ok(None)) => break,
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => {
-                    dropped += 1;
-                    yield_now().await;
-                }
+                Poll::Pending => yield_now().await,
             }
         }
-        // A batch's job starts and is polled in the same poll, so a
-        // blocking thread that fills it before that poll makes the entry
-        // come at once: not every batch need be waited for (the assertion
-        // that all 4 were failed 1 run in ~17 on a busy machine), but one
-        // drop mid-read is what this test is about.
-        assert!(
-            dropped >= 1,
-            "no batch was waited for: nothing dropped mid-read"
-        );
+        // 102 entries: 4 batches, each dropped 3 times mid-read.
+        assert_eq!(dropped, 4 * 3);
         assert_eq!(names.len(), 102);
         names.sort();
         names.dedup();

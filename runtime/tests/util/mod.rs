@@ -105,6 +105,19 @@ where
     })
 }
 
+/// [`run`] on a runtime built from `builder` (a pool size, a budget).
+pub fn run_built<M, Fut>(builder: cellio_runtime::Builder, make: M) -> Fut::Output
+where
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    with_timeout(LIMIT, move || {
+        let rt = builder.build().expect("runtime");
+        rt.block_on(make())
+    })
+}
+
 /// Polls `fut` once with the current task's context.
 pub async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
     poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
