@@ -82,6 +82,12 @@ struct Args {
     /// once).
     #[arg(long, default_value_t = 1000)]
     grace_ms: u64,
+    /// For the tests (hidden): after the stale-file check, before `bind`,
+    /// the server stops itself (SIGSTOP) until it is continued, so that a
+    /// test can bind the path in between (the server that loses that race
+    /// must leave the winner's file alone).
+    #[arg(long, hide = true)]
+    stop_before_bind: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +131,11 @@ fn run(args: &Args) -> io::Result<()> {
     );
     stale_socket::clear_stale_socket(&args.path)
         .map_err(|e| context(&format!("cannot use {}", args.path.display()), e))?;
+    if args.stop_before_bind {
+        // SAFETY: raise(3) sends a signal to this process; no memory is
+        // involved. SIGSTOP's action cannot be changed: the process stops.
+        unsafe { libc::raise(libc::SIGSTOP) };
+    }
     let runtime = Runtime::builder()
         .workers(1)
         .build()

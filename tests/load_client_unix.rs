@@ -301,46 +301,46 @@ fn the_server_clears_a_stale_socket_but_never_a_live_one_or_a_plain_file() {
 /// socket file alone. (It removed it on its way out, whether it had bound
 /// it or not: the live server became unreachable; found by a review.)
 ///
-/// The race is made exact: once the server has an epoll descriptor it has
-/// checked the path and is starting its runtime; it is stopped there
-/// (SIGSTOP), the test binds the path, and the server goes on.
+/// The race is made exact: the server, started with the hidden
+/// `--stop-before-bind`, stops itself (SIGSTOP) between its check of the
+/// path and its `bind`; the test waits until it is stopped, binds the
+/// path, and continues it. (The test stopped the server from outside once
+/// it had an epoll descriptor: on one CPU the server always reached `bind`
+/// first; found by a review.)
 #[test]
 fn a_server_that_loses_the_race_for_its_path_leaves_the_winners_socket_file() {
     let dir = Dir::new("unix-echo-race");
     let path = dir.path("race.sock");
-    for _round in 0..100 {
-        let mut loser = server_command(&path, &[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = loser.id() as libc::pid_t;
-        let started = Instant::now();
-        while !has_epoll(pid) && started.elapsed() < Duration::from_secs(10) {
-            std::hint::spin_loop();
-        }
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-        let winner = UnixListener::bind(&path);
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-        let Ok(winner) = winner else {
-            // Too late: the server had bound it. Again.
-            let _ = loser.kill();
-            let _ = loser.wait();
-            let _ = std::fs::remove_file(&path);
-            continue;
-        };
-        let out = loser.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("cannot bind"), "{stderr}");
-        assert!(path.exists(), "the winner's socket file was removed");
-        drop(UnixStream::connect(&path).expect("the winner is reachable"));
-        drop(winner);
-        return;
-    }
-    panic!("the server bound its path before it could be stopped, 100 times");
+    let loser = server_command(&path, &["--stop-before-bind"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = loser.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waitpid(2) on our own child, writing to a local `c_int`;
+    // WUNTRACED returns once it stops, without reaping it (`loser.wait`
+    // below does).
+    let waited = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
+    assert_eq!(waited, pid, "{}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFSTOPPED(status),
+        "the server did not stop before bind: wait status {status:#x}"
+    );
+    assert!(
+        !path.exists(),
+        "the server bound the path before it stopped"
+    );
+    let winner = UnixListener::bind(&path).expect("the test binds the free path");
+    // SAFETY: kill(2) on our own stopped child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let out = loser.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot bind"), "{stderr}");
+    assert!(path.exists(), "the winner's socket file was removed");
+    drop(UnixStream::connect(&path).expect("the winner is reachable"));
+    drop(winner);
 }
 
 /// The usual restart, stop then start: the old server, in its grace
@@ -515,16 +515,6 @@ fn two_servers_starting_on_the_same_stale_socket_one_starts_and_it_is_reached() 
         drop(winner);
         std::fs::remove_file(&path).unwrap();
     }
-}
-
-/// Whether process `pid` has an epoll descriptor open.
-fn has_epoll(pid: libc::pid_t) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.flatten().any(|fd| {
-        std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().contains("eventpoll"))
-    })
 }
 
 /// As the TCP echo server's test (`echo_server_out_of_descriptors.rs`):
