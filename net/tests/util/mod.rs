@@ -355,6 +355,23 @@ fn lock_send_buffer(stream: &TcpStream, bytes: libc::c_int) {
     assert_eq!(rc, 0, "SO_SNDBUF: {}", io::Error::last_os_error());
 }
 
+/// Whether this host has an IPv6 loopback (`[::1]` can be bound). Prints
+/// why a test is skipped when it has not (Docker's default networks and
+/// many CI containers disable IPv6); any other error is a failure.
+pub fn has_ipv6_loopback() -> bool {
+    match std::net::UdpSocket::bind("[::1]:0") {
+        Ok(_) => true,
+        Err(e)
+            if e.kind() == io::ErrorKind::AddrNotAvailable
+                || e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            eprintln!("skipped: no IPv6 loopback here ([::1]: {e})");
+            false
+        }
+        Err(e) => panic!("binding [::1]: {e}"),
+    }
+}
+
 /// The test byte at stream offset `i`: not periodic at any power of two, so
 /// a lost, duplicated or reordered chunk is caught.
 pub fn pattern(i: usize) -> u8 {
