@@ -459,13 +459,26 @@ pub fn default_sigpipe() {
 
 /// A fresh directory for Unix socket files, removed with everything in it
 /// when dropped. Each call makes a new one (tests run in parallel threads).
+///
+/// Under `TMPDIR`, or under `/tmp` where `TMPDIR` is too long to leave
+/// [`SocketDir::ROOM`] bytes of a socket address's 107 for the file names
+/// (Nix builders and some CI workspaces have long ones: binds failed with
+/// "path must be shorter than SUN_LEN"; found by a review).
 pub struct SocketDir(std::path::PathBuf);
 
 impl SocketDir {
+    /// Bytes of `sun_path` (107 and its NUL) left for names in the directory.
+    pub const ROOM: usize = 48;
+
     pub fn new() -> Self {
+        use std::os::unix::ffi::OsStrExt;
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("cellio-test-{}-{n}", std::process::id()));
+        let name = format!("cellio-test-{}-{n}", std::process::id());
+        let mut dir = std::env::temp_dir().join(&name);
+        if dir.as_os_str().as_bytes().len() + Self::ROOM > 107 {
+            dir = std::path::Path::new("/tmp").join(&name);
+        }
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create a socket directory");
         Self(dir)
