@@ -38,6 +38,52 @@ fn socket_path(name: &str) -> RestartPath {
     RestartPath::new("cellio-restart", name)
 }
 
+/// A directory of the test's own in which user `nobody` (65534) may make
+/// and use socket files (mode 0777), removed with what is in it when
+/// dropped. `None`, with a line that says why, where `nobody` cannot reach
+/// it (a parent it may not search, as a TMPDIR of mode 700). (The tests
+/// used TMPDIR itself, which `nobody` may not write in unless it is /tmp's
+/// 1777; found by a review.)
+struct NobodysDir(std::path::PathBuf);
+
+impl NobodysDir {
+    fn new(name: &str) -> Option<NobodysDir> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("cellio-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("make a directory for user nobody");
+        let made = NobodysDir(dir);
+        // Not through `create_dir`'s mode: the umask would take from it.
+        std::fs::set_permissions(&made.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let reachable = std::process::Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["/usr/bin/test", "-w"])
+            .arg(&made.0)
+            .args(["-a", "-x"])
+            .arg(&made.0)
+            .status()
+            .is_ok_and(|status| status.success());
+        if !reachable {
+            eprintln!(
+                "skipped: user nobody cannot use {} (a parent directory it may not search)",
+                made.0.display()
+            );
+            return None;
+        }
+        Some(made)
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for NobodysDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Sends `message` on `stream` and reads its echo back.
 fn echo(stream: &mut TcpStream, message: &[u8]) {
     stream.write_all(message).expect("send");
@@ -605,7 +651,10 @@ fn a_successor_of_another_user_is_refused() {
         eprintln!("skipped: needs root and setpriv to act as another user");
         return;
     }
-    let path = socket_path("other-user");
+    let Some(dir) = NobodysDir::new("nobody-successor") else {
+        return;
+    };
+    let path = dir.path("restart.sock");
     let path_arg = path.to_str().unwrap();
     let server = EchoServer::start(&["--restart-socket", path_arg], None);
     use std::os::unix::fs::PermissionsExt;
@@ -664,7 +713,10 @@ fn a_predecessor_of_another_user_is_refused() {
         eprintln!("skipped: needs root and setpriv to act as another user");
         return;
     }
-    let path = socket_path("other-user-predecessor");
+    let Some(dir) = NobodysDir::new("nobody-predecessor") else {
+        return;
+    };
+    let path = dir.path("restart.sock");
     let path_arg = path.to_str().unwrap();
     // As user `nobody`: listen at the path, hand over a listener of its
     // own, and print the successor's answer (`b''`: it closed).
@@ -687,12 +739,23 @@ fn a_predecessor_of_another_user_is_refused() {
         .args(["/usr/bin/python3", "-c", &script])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run a predecessor as nobody");
     let mut said = std::io::BufReader::new(predecessor.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut said, &mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    if line.trim() != "ready" {
+        let _ = predecessor.kill();
+        let mut stderr = String::new();
+        let _ = predecessor
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr);
+        let _ = predecessor.wait();
+        panic!("the predecessor did not start: {line:?}\n{stderr}");
+    }
     let mut successor = command(&["--take-over", path_arg], None)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
