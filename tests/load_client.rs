@@ -7,6 +7,8 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "util/fd_limit.rs"]
+mod fd_limit;
 #[path = "util/load_process.rs"]
 mod load_process;
 
@@ -935,16 +937,14 @@ fn a_connection_to_itself_is_a_failed_connect() {
 }
 
 /// `load` under `ulimit ULIMIT 64` (e.g. `-n`: soft and hard, `-S -n`: the
-/// soft limit only) with 100 connections against `addr`.
+/// soft limit only), with only the standard streams open, with 100
+/// connections against `addr`.
 fn under_file_limit(ulimit: &str, addr: &str) -> std::process::Output {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit {ulimit} 64 && exec \"$0\" \"$@\""))
-        .arg(load_bin())
+    let out = fd_limit::under_ulimit(load_bin(), &format!("{ulimit} 64"))
         .args(["--addr", addr, "--connections", "100", "--requests", "1000"])
         .arg("--json")
         .output()
-        .expect("run load under sh");
+        .expect("run load under bash");
     eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
     out
 }

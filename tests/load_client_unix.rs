@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "util/fd_limit.rs"]
+mod fd_limit;
 #[path = "util/load_process.rs"]
 mod load_process;
 #[path = "util/server_lines.rs"]
@@ -525,13 +527,8 @@ fn two_servers_starting_on_the_same_stale_socket_one_starts_and_it_is_reached() 
 fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     let dir = Dir::new("unix-echo-fds");
     let path = dir.path("limited.sock");
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg("ulimit -n 40 && exec \"$0\" --path \"$1\"")
-        .arg(server_bin())
-        .arg(&path)
-        .stderr(Stdio::piped());
+    let mut command = fd_limit::under_ulimit(server_bin(), "-n 40");
+    command.arg("--path").arg(&path).stderr(Stdio::piped());
     let mut server = UnixEchoServer::spawn(command, &path);
     let lines = server_lines::lines_of(server.0.stderr.take().unwrap());
     let echoes = |stream: &mut UnixStream| {

@@ -14,9 +14,9 @@ use std::time::Duration;
 #[path = "util/echo_server_process.rs"]
 mod echo_server_process;
 
-use echo_server_process::example_bin;
 use echo_server_process::server_lines::{lines_of, says_within};
 use echo_server_process::EchoServer;
+use echo_server_process::{example_bin, fd_limit};
 
 /// A running proxy, killed when dropped.
 struct Proxy {
@@ -35,19 +35,20 @@ impl Proxy {
     }
 
     /// Started under `ulimit LIMIT` if given (`-n 40`: at most 40 open
-    /// descriptors, the soft and the hard limit).
+    /// descriptors, the soft and the hard limit), with only the standard
+    /// streams open ([`fd_limit::under_ulimit`]).
     fn start_limited(upstream: &str, args: &[&str], ulimit: Option<&str>) -> Proxy {
-        let limit = ulimit.map_or(String::new(), |l| format!("ulimit {l} && "));
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("{limit}exec \"$0\" \"$@\""))
-            .arg(example_bin::build_example("proxy"))
-            .args(["--addr", "127.0.0.1:0", "--upstream", upstream])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the proxy");
+        let bin = example_bin::build_example("proxy");
+        let mut child = match ulimit {
+            Some(limit) => fd_limit::under_ulimit(&bin, limit),
+            None => Command::new(&bin),
+        }
+        .args(["--addr", "127.0.0.1:0", "--upstream", upstream])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the proxy");
         let addr = example_bin::listening_addr(&mut child);
         let lines = lines_of(child.stderr.take().expect("stderr"));
         Proxy { child, addr, lines }

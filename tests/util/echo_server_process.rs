@@ -7,6 +7,8 @@ use std::sync::mpsc::Receiver;
 
 #[path = "example_bin.rs"]
 pub mod example_bin;
+#[path = "fd_limit.rs"]
+pub mod fd_limit;
 #[path = "server_lines.rs"]
 pub mod server_lines;
 
@@ -22,7 +24,8 @@ pub struct EchoServer {
 impl EchoServer {
     /// Starts it with `args` (after `--addr 127.0.0.1:0`), under
     /// `ulimit LIMIT` if given (e.g. `-n 40`: soft and hard, `-S -n 40`:
-    /// the soft limit only).
+    /// the soft limit only) with only the standard streams open
+    /// ([`fd_limit::under_ulimit`]).
     pub fn start(args: &[&str], ulimit: Option<&str>) -> Self {
         let mut child = command(args, ulimit)
             .stdout(Stdio::piped())
@@ -34,7 +37,8 @@ impl EchoServer {
         EchoServer { child, addr, lines }
     }
 
-    /// Sends the server SIGTERM (`sh` `exec`s it: the child is the server).
+    /// Sends the server SIGTERM (the child is the server: a shell setting a
+    /// limit `exec`s it).
     #[allow(dead_code)] // not every test stops a server
     pub fn sigterm(&self) {
         example_bin::sigterm(self.child.id());
@@ -61,13 +65,11 @@ impl EchoServer {
 /// The echo server's command line: see [`EchoServer::start`].
 pub fn command(args: &[&str], ulimit: Option<&str>) -> Command {
     let bin = example_bin::build_example("echo_server");
-    let limit = ulimit.map_or(String::new(), |l| format!("ulimit {l} && "));
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(format!("{limit}exec \"$0\" --addr 127.0.0.1:0 \"$@\""))
-        .arg(&bin)
-        .args(args);
+    let mut command = match ulimit {
+        Some(limit) => fd_limit::under_ulimit(&bin, limit),
+        None => Command::new(&bin),
+    };
+    command.args(["--addr", "127.0.0.1:0"]).args(args);
     command
 }
 
