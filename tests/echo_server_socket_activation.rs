@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ mod example_bin;
 #[path = "util/socket_activation.rs"]
 mod socket_activation;
 
-use socket_activation::{inheritable, refusal};
+use socket_activation::{inheritable, inheritable_copy_above_99, refusal};
 
 /// The echo server with descriptor `fd` of this process as its descriptor
 /// 3, `LISTEN_FDS=1` and `LISTEN_PID` its own pid (as systemd starts a
@@ -34,9 +34,26 @@ fn started_with(fd: i32, env: &str, args: &str) -> Command {
 #[test]
 fn the_listener_systemd_passes_is_served() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     inheritable(listener.as_raw_fd());
-    let mut server = activated(listener.as_raw_fd())
+    is_served(&listener, listener.as_raw_fd());
+}
+
+/// Passed from a descriptor numbered 10 or more (as a test's are when its
+/// harness passed on a few), the listener is served all the same. (`sh`
+/// put it in place: dash said "Bad fd number" and the server never ran;
+/// found by a review.)
+#[test]
+fn a_listener_passed_from_a_high_descriptor_number_is_served() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let copy = inheritable_copy_above_99(listener.as_fd());
+    is_served(&listener, copy.as_raw_fd());
+}
+
+/// The echo server started with `fd`, a copy of `listener`, as its
+/// descriptor 3 serves that listener: it says so, and echoes.
+fn is_served(listener: &TcpListener, fd: i32) {
+    let addr = listener.local_addr().unwrap();
+    let mut server = activated(fd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

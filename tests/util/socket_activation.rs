@@ -4,16 +4,20 @@
 //! `example_bin`).
 
 use std::io::Read;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// `program`, started by `sh` with descriptor `fd` of this process as its
+/// `program`, started by `bash` with descriptor `fd` of this process as its
 /// descriptor 3, `LISTEN_FDS=1` and `env` (`LISTEN_PID=$$` names the server
 /// itself, as systemd does; empty, or another pid, passes nothing to it),
-/// then `args`. `fd` must be [`inheritable`].
+/// then `args`. `fd` must be [`inheritable`]. (`bash`, not `sh`: dash takes
+/// only a single-digit descriptor in `exec 3<&FD`, and a test's descriptors
+/// are 10 or more once its harness passed on a few: "Bad fd number"; found
+/// by a review.)
 pub fn started_with(program: &Path, fd: i32, env: &str, args: &str) -> Command {
-    let mut command = Command::new("sh");
+    let mut command = Command::new("bash");
     command
         .arg("-c")
         .arg(format!(
@@ -35,6 +39,19 @@ pub fn started_with_3_closed(program: &Path) -> Command {
         .arg(program)
         .stdin(Stdio::null());
     command
+}
+
+/// An inheritable copy of `fd` numbered 100 or more: a descriptor number
+/// of more than one digit, as a test's are when its harness passed on a
+/// few.
+#[allow(dead_code)] // not every includer checks it
+pub fn inheritable_copy_above_99(fd: BorrowedFd<'_>) -> OwnedFd {
+    // SAFETY: `F_DUPFD` only duplicates `fd`, which is borrowed, so open
+    // for the call; the copy (not close-on-exec) is new.
+    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 100) };
+    assert!(copy >= 100, "F_DUPFD: {}", std::io::Error::last_os_error());
+    // SAFETY: `copy` is a descriptor just opened that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(copy) }
 }
 
 /// Lets `fd` pass into a child process (clears close-on-exec).
