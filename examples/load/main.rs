@@ -109,7 +109,8 @@
 //! came back (with `--rate`, a run still working through the warm-up's
 //! backlog at the end says so); 2 on bad flags, when no connection could
 //! be opened, when `--connections` needs more open files than the hard
-//! limit allows (a soft limit below what is needed is raised first), or
+//! limit allows, counting the descriptors it was started with (a soft
+//! limit below what is needed is raised first), or
 //! when `--connections` × `--size` × 3 (each connection's message buffers)
 //! is more than the machine's memory (see `limits.rs`).
 

@@ -24,12 +24,23 @@ const CLOSE_INHERITED: &str = "for fd in /proc/$$/fd/*; do fd=${fd##*/}; \
 /// `program` (the caller adds its arguments) started with only the
 /// standard streams open, under `ulimit LIMIT` (e.g. `-n 40`: the soft
 /// and the hard limit, `-S -n 40`: the soft limit only).
+#[allow(dead_code)] // not every includer uses it
 pub fn under_ulimit(program: impl AsRef<OsStr>, limit: &str) -> Command {
+    under_ulimit_holding(program, limit, 0)
+}
+
+/// As [`under_ulimit`], but with `held` descriptors more open than the
+/// standard streams (3 and up, `/dev/null`), as a harness may pass them
+/// on: for a program that must count the descriptors it starts with.
+#[allow(dead_code)] // not every includer uses it
+pub fn under_ulimit_holding(program: impl AsRef<OsStr>, limit: &str, held: usize) -> Command {
     let mut command = Command::new("bash");
     command
         .arg("-c")
         .arg(format!(
-            "{CLOSE_INHERITED}; ulimit {limit} && exec \"$0\" \"$@\""
+            "{CLOSE_INHERITED}; for ((fd = 3; fd < {}; fd++)); do eval \"exec $fd</dev/null\"; \
+             done; ulimit {limit} && exec \"$0\" \"$@\"",
+            held + 3
         ))
         .arg(program);
     command
