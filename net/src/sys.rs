@@ -30,7 +30,7 @@
 //! with `--cfg cellio_portable_datagrams`) `recvmsg`'s `MSG_TRUNC` output
 //! flag (through socket2), one `msghdr` more per call.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, RawFd};
 
 use socket2::SockAddr;
@@ -188,6 +188,17 @@ fn more_slices_than_one_send<'a, 'b>(bufs: &'a [IoSlice<'b>]) -> &'a [IoSlice<'b
         .unwrap_or(bufs.len());
     let bufs = &bufs[first..];
     &bufs[..bufs.len().min(MAX_SLICES)]
+}
+
+/// The buffers of `bufs` one vectored receive fills: the first
+/// [`MAX_SLICES`], as `std`'s `read_vectored` passes to `readv(2)` (and
+/// tokio's `try_read_vectored` through it). The others are left alone.
+#[inline]
+pub(crate) fn receivable_slices<'a, 'b>(
+    bufs: &'a mut [IoSliceMut<'b>],
+) -> &'a mut [IoSliceMut<'b>] {
+    let len = bufs.len().min(MAX_SLICES);
+    &mut bufs[..len]
 }
 
 /// `sendmsg` of [`sendable_slices`]`(bufs)` with [`SEND_FLAGS`] (no

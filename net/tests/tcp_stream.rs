@@ -191,6 +191,52 @@ fn try_recv_vectored_fills_the_buffers_in_order() {
     .unwrap();
 }
 
+/// With more than `IOV_MAX` (1024) buffers, `try_recv_vectored` fills the
+/// first 1024, as std's and tokio's do, and the bytes still queued keep
+/// `readable()` ready (the room of the buffers the kernel never saw made
+/// the full read look like one that drained the socket, and `readable()`
+/// then waited for ever). A call whose first 1024 buffers have no room
+/// returns 0 and leaves the bytes, and the readiness, as they were.
+#[test]
+fn try_recv_vectored_past_iov_max_fills_1024_and_stays_readable() {
+    run(|| async {
+        use std::io::IoSliceMut;
+        let (ours, mut peer) = std_peer().await?;
+        // Make the receive cell wait for the reactor, so that readable()
+        // below completes on the data's event, already consumed.
+        let err = ours.try_recv(&mut [0u8; 1]).expect_err("nothing was sent");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        peer.write_all(&[7u8; 1500])?;
+        util::wait_buffered(&ours, 1500);
+        ours.readable().await?;
+        let mut storage = vec![0u8; 2000];
+        let mut bufs: Vec<IoSliceMut<'_>> = storage.chunks_mut(1).map(IoSliceMut::new).collect();
+        assert_eq!(ours.try_recv_vectored(&mut bufs)?, 1024);
+        drop(bufs);
+        assert!(storage[..1024].iter().all(|&b| b == 7));
+        assert!(storage[1024..].iter().all(|&b| b == 0), "past the 1024th");
+        // 476 bytes are queued: readable() completes at once.
+        cellio_runtime::timeout(Duration::from_secs(5), ours.readable())
+            .await
+            .expect("readable() with 476 bytes queued")?;
+        // 1024 empty buffers, then one with room: 0, the bytes still there.
+        let mut tail = [0u8; 1000];
+        let mut empties = [[0u8; 0]; 1024];
+        let mut bufs: Vec<IoSliceMut<'_>> = empties
+            .iter_mut()
+            .map(|e| IoSliceMut::new(&mut e[..]))
+            .collect();
+        bufs.push(IoSliceMut::new(&mut tail));
+        assert_eq!(ours.try_recv_vectored(&mut bufs)?, 0);
+        cellio_runtime::timeout(Duration::from_secs(5), ours.readable())
+            .await
+            .expect("readable() after an empty vectored receive")?;
+        assert_eq!(ours.try_recv(&mut tail)?, 476);
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn local_and_peer_addresses_mirror_each_other() {
     run(|| async {

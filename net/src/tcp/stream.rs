@@ -294,8 +294,11 @@ let (a, _) = listener.accept().await?;"
     /// the socket) makes the next [`readable`](Self::readable) wait for
     /// the reactor, and at the end of the stream an error a shutdown kept
     /// for the receives ([`take_error`](Self::take_error)) is reported
-    /// first. More than `IOV_MAX` (1024) buffers is an `InvalidInput`
-    /// error from the kernel, as with tokio's.
+    /// first. Only the first `IOV_MAX` (1024) buffers are used, as by
+    /// std's `read_vectored` and tokio's: a longer list is not refused,
+    /// its buffers past the 1024th are left alone. If those first buffers
+    /// have no room, it returns 0 at once, with no syscall (the kept
+    /// error stays, and `readable()` is as it was).
     ///
     /// ```
     /// use std::io::IoSliceMut;
@@ -313,11 +316,18 @@ let (a, _) = listener.accept().await?;"
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn try_recv_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        // The buffers the kernel is given (std's `read_vectored` passes no
+        // more): the room of the others must not make a full read look
+        // short, which would mark the socket drained with bytes queued.
+        let bufs = crate::sys::receivable_slices(bufs);
+        let room: usize = bufs.iter().map(|buf| buf.len()).sum();
+        if room == 0 {
+            // As `recv_whole`: only buffers with room say the end.
+            return Ok(0);
+        }
         crate::ready::try_now(self.registration.rx(), || {
-            let room: usize = bufs.iter().map(|buf| buf.len()).sum();
             match io::Read::read_vectored(&mut &self.io, bufs)? {
-                // As `recv_whole`: only buffers with room say the end.
-                0 if room > 0 => self.taken_error.report().map(|()| (0, false)),
+                0 => self.taken_error.report().map(|()| (0, false)),
                 n => Ok((n, n < room)),
             }
         })
