@@ -4,9 +4,9 @@
 //!
 //! # Invariants
 //!
-//! * A socket type is a struct with two fields, `io` (the mio socket, which
+//! * A socket type is a struct with the fields `io` (the mio socket, which
 //!   owns the descriptor) and `registration` (its reactor slot), declared in
-//!   that order: the descriptor closes (when `io` drops) before the slot is
+//!   that order (others may come between or after them: see `into_io`): the descriptor closes (when `io` drops) before the slot is
 //!   freed (when `registration` drops), so the reactor never sees an event
 //!   for a slot that a newer socket could already hold.
 //! * `Drop` deregisters first; a failure there is only logged (the

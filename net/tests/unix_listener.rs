@@ -1,6 +1,6 @@
 //! `UnixListener`: binding (and the errors of a path in use, too long,
 //! empty, or in a missing directory; autobind only when asked for), accepting many clients, an accept that parks
-//! and one dropped while parked, `from_std`, the socket file a dropped
+//! and one dropped while parked, `poll_accept`, `from_std` and `into_std`, the socket file a dropped
 //! listener leaves, and the peer address an accept reports (unnamed, a
 //! path, a path of all of `sun_path`, an abstract name).
 
@@ -301,5 +301,77 @@ fn accept_reports_each_client_by_its_address_as_peer_addr_does() {
         }
         io::Result::Ok(())
     })
+    .unwrap();
+}
+
+/// `poll_accept` (tokio's, which tokio-stream's `UnixListenerStream`
+/// uses) takes a queued connection at once and waits for the next; while
+/// it waits, `accept()` is busy, and no connection is lost.
+#[test]
+fn poll_accept_takes_a_queued_connection_and_waits_for_the_next() {
+    let dir = SocketDir::new();
+    let path = dir.path("poll.sock");
+    run(move || async move {
+        use std::future::poll_fn;
+        use std::task::Poll;
+        let listener = UnixListener::bind(&path)?;
+        let first = UnixStream::connect(&path).await?;
+        let (server, _) = poll_fn(|cx| listener.poll_accept(cx)).await?;
+        first.send_all(b"1").await?;
+        let mut buf = [0u8; 1];
+        server.recv_exact(&mut buf).await?;
+        assert_eq!(&buf, b"1");
+
+        let once = poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await;
+        assert!(once.is_pending(), "nothing queued yet");
+        let busy = listener.accept().await.map(|(_, peer)| peer);
+        assert_eq!(
+            busy.map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::ResourceBusy)
+        );
+        let second = UnixStream::connect(&path).await?;
+        let (server, _) = poll_fn(|cx| listener.poll_accept(cx)).await?;
+        second.send_all(b"2").await?;
+        server.recv_exact(&mut buf).await?;
+        assert_eq!(&buf, b"2");
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
+/// `into_std` gives the descriptor back, non-blocking, with its backlog:
+/// another worker wraps it with `from_std` and accepts the connection
+/// that waited there.
+#[test]
+fn into_std_hands_the_listener_and_its_backlog_to_another_worker() {
+    let dir = SocketDir::new();
+    let path = dir.path("move.sock");
+    util::run_with(
+        cellio_runtime::Builder::new().workers(2),
+        move || async move {
+            let listener = UnixListener::bind(&path)?;
+            let client = std::os::unix::net::UnixStream::connect(&path)?; // in the backlog
+            let std_listener = listener.into_std()?;
+            assert_eq!(
+                std_listener.local_addr()?.as_pathname(),
+                Some(path.as_path())
+            );
+            let accepted = cellio_runtime::spawn_on(1, async move {
+                let listener = UnixListener::from_std(std_listener)?;
+                let (server, _) = listener.accept().await?;
+                server.send_all(b"moved").await?;
+                let std_listener = listener.into_std()?;
+                // Non-blocking still: nothing waits, so `WouldBlock`, not a hang.
+                let idle = std_listener.accept().map(|_| ());
+                assert_eq!(idle.map_err(|e| e.kind()), Err(io::ErrorKind::WouldBlock));
+                io::Result::Ok(())
+            });
+            accepted.await.unwrap()?;
+            let mut buf = [0u8; 5];
+            (&client).read_exact(&mut buf)?;
+            assert_eq!(&buf, b"moved");
+            io::Result::Ok(())
+        },
+    )
     .unwrap();
 }

@@ -542,3 +542,65 @@ fn a_parked_send_ends_with_broken_pipe_when_its_stream_shuts_down_writing() {
     })
     .unwrap();
 }
+
+/// `try_recv_vectored` (tokio's `try_read_vectored`) fills its buffers in
+/// order, says `WouldBlock` with nothing buffered, fills only the first
+/// `IOV_MAX` (1024) buffers of a longer list with `readable()` still ready
+/// for the rest, stops at bytes that came with descriptors (closed) with
+/// `readable()` ready for what follows them, and says 0 at the end.
+#[test]
+fn try_recv_vectored_fills_the_buffers_in_order() {
+    run(|| async {
+        use std::io::IoSliceMut;
+        let (ours, peer) = UnixStream::pair()?;
+        let (mut head, mut body) = ([0u8; 4], [0u8; 16]);
+        let err = ours
+            .try_recv_vectored(&mut [IoSliceMut::new(&mut head)])
+            .expect_err("nothing was sent");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        peer.send_all(b"headbody").await?;
+        ours.readable().await?;
+        let n =
+            ours.try_recv_vectored(&mut [IoSliceMut::new(&mut head), IoSliceMut::new(&mut body)])?;
+        assert_eq!((n, &head, &body[..4]), (8, b"head", &b"body"[..]));
+
+        // Past IOV_MAX: 1024 bytes, and readable() ready for the rest.
+        let err = ours.try_recv(&mut body).expect_err("nothing was sent");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        peer.send_all(&[7u8; 1500]).await?;
+        ours.readable().await?;
+        let mut storage = vec![0u8; 2000];
+        let mut bufs: Vec<IoSliceMut<'_>> = storage.chunks_mut(1).map(IoSliceMut::new).collect();
+        assert_eq!(ours.try_recv_vectored(&mut bufs)?, 1024);
+        cellio_runtime::timeout(Duration::from_secs(5), ours.readable())
+            .await
+            .expect("readable() with 476 bytes queued")?;
+        let mut rest = [0u8; 1000];
+        assert_eq!(ours.try_recv(&mut rest)?, 476);
+
+        // Bytes with descriptors: the receive stops after them.
+        let err = ours.try_recv(&mut body).expect_err("nothing was sent");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        let file = std::fs::File::open("/dev/null")?;
+        use std::os::fd::AsFd;
+        peer.send_with_fds(b"fds", &[file.as_fd()]).await?;
+        peer.send_all(b"after").await?;
+        ours.readable().await?;
+        let n = ours.try_recv_vectored(&mut [IoSliceMut::new(&mut body)])?;
+        assert_eq!(&body[..n], b"fds");
+        cellio_runtime::timeout(Duration::from_secs(5), ours.readable())
+            .await
+            .expect("readable() with the bytes after the descriptors queued")?;
+        let n = ours.try_recv_vectored(&mut [IoSliceMut::new(&mut body)])?;
+        assert_eq!(&body[..n], b"after");
+
+        drop(peer);
+        ours.readable().await?;
+        assert_eq!(
+            ours.try_recv_vectored(&mut [IoSliceMut::new(&mut body)])?,
+            0
+        );
+        io::Result::Ok(())
+    })
+    .unwrap();
+}

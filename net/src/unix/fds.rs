@@ -280,6 +280,27 @@ pub(crate) fn recv_plain<B: ?Sized + crate::sys::RecvBuf>(
     Ok((n, n > 0 && n < buf.len() && !cut))
 }
 
+/// [`recv_plain`] into several buffers, filled in order: `bufs` (at most
+/// `sys::MAX_SLICES` of them) hold `room` bytes in all. A receive of less
+/// than `room` drained the socket, unless ancillary data was cut.
+pub(crate) fn recv_plain_vectored(
+    fd: RawFd,
+    bufs: &mut [std::io::IoSliceMut<'_>],
+    room: usize,
+) -> io::Result<(usize, bool)> {
+    // SAFETY: all-zero is a valid `msghdr` (integers and null pointers).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSliceMut` is ABI-compatible with `iovec` on Unix (std's promise).
+    msg.msg_iov = bufs.as_mut_ptr().cast();
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: `msg` points at `bufs`, borrowed mutably, whose `iovec`s
+    // each point at a buffer valid for writes of its length; no control
+    // space, no address.
+    let n = unsafe { crate::sys::recv_msg(fd, &mut msg, 0) }?;
+    let cut = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    Ok((n, n > 0 && n < room && !cut))
+}
+
 /// One `sendmsg` of `buf` with `fds` attached.
 fn send_with_fds_now(fd: RawFd, buf: &[u8], fds: &[RawFd]) -> io::Result<usize> {
     let mut space = ControlSpace::new();

@@ -4,10 +4,11 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use cellio_reactor::{Handle, Registration};
@@ -50,6 +51,9 @@ use crate::unix::UnixStream;
 pub struct UnixListener {
     io: mio::net::UnixListener,
     registration: Registration,
+    /// The accept that [`poll_accept`](UnixListener::poll_accept) runs
+    /// from one call to the next, as `TcpListener`'s.
+    polled_accept: Mutex<OpState>,
 }
 
 impl UnixListener {
@@ -96,7 +100,11 @@ impl UnixListener {
     fn register(mut io: mio::net::UnixListener, handle: &Handle) -> io::Result<Self> {
         // Accepting only ever waits for readability.
         let registration = handle.register_readable(&mut io)?;
-        Ok(Self { io, registration })
+        Ok(Self {
+            io,
+            registration,
+            polled_accept: Mutex::new(OpState::new()),
+        })
     }
 
     /// Accepts a connection. The new stream is registered with the reactor
@@ -115,6 +123,64 @@ impl UnixListener {
             listener: self,
             op: OpState::new(),
         }
+    }
+
+    /// Polls for a connection (tokio's `poll_accept`, which tokio-stream's
+    /// `UnixListenerStream` uses): `Ready` with the new stream, registered
+    /// with the reactor of the runtime thread that polls, or `Pending`
+    /// with `cx`'s waker parked on the listener's receive cell.
+    ///
+    /// # Notes
+    ///
+    /// As [`TcpListener::poll_accept`](crate::TcpListener::poll_accept):
+    /// one accept kept in the listener from one call to the next, which
+    /// wakes only the latest caller's waker (poll from one task), and
+    /// which is not used at once with [`accept`](Self::accept): whichever
+    /// waits holds the listener's one receive cell and the other fails
+    /// with `ErrorKind::ResourceBusy`, and no connection is lost. A
+    /// `poll_accept` left `Pending` and never polled again keeps
+    /// `accept()` busy until the listener is dropped.
+    ///
+    /// ```no_run
+    /// use std::future::poll_fn;
+    /// # async fn f(listener: cellio_net::unix::UnixListener) -> std::io::Result<()> {
+    /// let (stream, peer) = poll_fn(|cx| listener.poll_accept(cx)).await?;
+    /// # drop((stream, peer)); Ok(()) }
+    /// ```
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(UnixStream, SocketAddr)>> {
+        // Held only for this call (no await inside).
+        let mut op = self
+            .polled_accept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let polled = poll_accept(
+            &mut op,
+            &self.registration,
+            cx,
+            || accept(&self.io),
+            UnixStream::register,
+        );
+        if polled.is_ready() {
+            // Done (its cell released): the next call is a new accept.
+            *op = OpState::new();
+        }
+        polled
+    }
+
+    /// Turns this listener back into a `std` listener, leaving this
+    /// reactor: to hand it to another worker, which wraps it again with
+    /// [`from_std`](Self::from_std), or to another process.
+    ///
+    /// # Notes
+    ///
+    /// As [`TcpListener::into_std`](crate::TcpListener::into_std): its own
+    /// descriptor, deregistered and still non-blocking (no `dup(2)`), with
+    /// the connections waiting in its backlog. The socket file stays. It
+    /// does not fail; the `Result` is kept for tokio's signature.
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixListener> {
+        Ok(std::os::unix::net::UnixListener::from(OwnedFd::from(
+            self.into_io(),
+        )))
     }
 
     /// The address the listener is bound to.
@@ -243,7 +309,11 @@ impl Drop for Accept<'_> {
     }
 }
 
-crate::registered::registered_socket!(UnixListener);
+crate::registered::registered_socket_with_into_io!(
+    UnixListener,
+    mio::net::UnixListener,
+    polled_accept
+);
 
 impl fmt::Debug for UnixListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -231,6 +231,45 @@ impl UnixStream {
 
     crate::stream::try_methods!("let (a, b) = cellio_net::unix::UnixStream::pair()?;");
 
+    /// [`try_recv`](Self::try_recv) into several buffers, filled in order
+    /// by one `recvmsg(2)` (tokio's `try_read_vectored`), as
+    /// [`TcpStream::try_recv_vectored`](crate::TcpStream::try_recv_vectored):
+    /// `WouldBlock` if nothing is buffered; 0 at the end of the stream; a
+    /// `WouldBlock` (or a read that drained the socket) makes the next
+    /// [`readable`](Self::readable) wait for the reactor. Only the first
+    /// `IOV_MAX` (1024) buffers are used, as by std and tokio; if those
+    /// have no room, it returns 0 at once, with no syscall. Descriptors
+    /// sent with the bytes are closed, as by [`recv`](Self::recv).
+    ///
+    /// ```
+    /// use std::io::IoSliceMut;
+    /// # cellio_runtime::Runtime::new()?.block_on(async {
+    /// let (a, b) = cellio_net::unix::UnixStream::pair()?;
+    /// b.send_all(b"headbody").await?;
+    /// a.readable().await?;
+    /// let (mut head, mut body) = ([0u8; 4], [0u8; 16]);
+    /// let n = a.try_recv_vectored(&mut [IoSliceMut::new(&mut head), IoSliceMut::new(&mut body)])?;
+    /// assert_eq!((&head, &body[..n - 4]), (b"head", &b"body"[..]));
+    /// # Ok::<(), std::io::Error>(())
+    /// # })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_recv_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        // Only the buffers the kernel is given count (as for TCP).
+        let bufs = crate::sys::receivable_slices(bufs);
+        let room: usize = bufs.iter().map(|buf| buf.len()).sum();
+        if room == 0 {
+            // Only buffers with room say the end.
+            return Ok(0);
+        }
+        crate::ready::try_now(self.registration.rx(), || {
+            match crate::unix::fds::recv_plain_vectored(self.io.as_raw_fd(), bufs, room)? {
+                (0, _) => self.taken_error.report().map(|()| (0, false)),
+                received => Ok(received),
+            }
+        })
+    }
+
     crate::stream::send_file_methods!();
 
     /// Sends some of `buf` with the descriptors `fds` attached
