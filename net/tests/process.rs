@@ -411,6 +411,25 @@ fn misuse_is_a_clear_error() {
     assert!(err.to_string().contains("runtime"), "{err}");
 }
 
+/// In a `spawn_blocking` job, whose thread has no reactor, `spawn` fails
+/// with a message that names the job and says what to do (it said only
+/// that spawn runs inside a runtime, which a job's thread is).
+#[test]
+fn spawn_in_a_blocking_job_says_why_and_what_to_do() {
+    run(|| async {
+        let err = cellio_runtime::spawn_blocking(|| Command::new("true").spawn().map(drop))
+            .await
+            .unwrap()
+            .expect_err("a job's thread has no reactor");
+        let message = err.to_string();
+        for needed in ["spawn_blocking", "from a task", "spawn_on"] {
+            assert!(message.contains(needed), "{needed:?} not in {message:?}");
+        }
+        io::Result::Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_program_that_does_not_exist_is_not_found() {
     // (Under valgrind `spawn` succeeds and the child exits 127: it runs

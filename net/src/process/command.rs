@@ -164,15 +164,20 @@ impl Command {
     ///
     /// * what `std::process::Command::spawn` returns (`NotFound` for a
     ///   program that does not exist, `PermissionDenied`, …);
-    /// * outside a cellio runtime, an error saying so, and no process is
-    ///   started.
+    /// * outside a cellio runtime's workers, an error saying so and what
+    ///   to do, and no process is started: that is outside any runtime,
+    ///   and in a `spawn_blocking` job too, whose thread has no reactor to
+    ///   watch the child. Spawn the child from a task (the one that awaits
+    ///   the job, say), or send the spawn to a worker with `spawn_on`.
     pub fn spawn(&mut self) -> io::Result<Child> {
         // Before the fork: outside a runtime, nothing is started.
         Handle::current().map_err(|e| {
             io::Error::new(
                 e.kind(),
-                "cellio: Command::spawn runs inside a cellio runtime (Runtime::block_on \
-                 or a task), whose reactor watches the child",
+                "cellio: Command::spawn runs on a cellio runtime's worker (in \
+                 Runtime::block_on or a task), whose reactor watches the child; not in a \
+                 spawn_blocking job or a thread of your own, which have no reactor: spawn \
+                 the child from a task, or send the spawn to a worker with spawn_on",
             )
         })?;
         orphans::reap();

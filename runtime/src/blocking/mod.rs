@@ -309,7 +309,8 @@ where
 /// No socket can be made in a job either (nor a `Signal` or a `Child`):
 /// each belongs to the reactor of the worker that creates it, and a job's
 /// thread has none, so `bind`, `connect` and `from_std` fail there with
-/// "no cellio reactor on this thread" (tokio's job may make one). Do the
+/// "no cellio reactor on this thread", and `Command::spawn` with a message
+/// that says to spawn the child from a task (tokio's job may make one). Do the
 /// blocking part of the setup in the job with a `std` socket, return it,
 /// and wrap it with `from_std` in the task that awaits the job
 /// (`let listener = TcpListener::from_std(spawn_blocking(setup).await??)?;`),
