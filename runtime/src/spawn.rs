@@ -169,11 +169,19 @@ fn job_runtime(what: &str) -> Arc<Shared> {
 }
 
 /// The panic of a spawn that needs a worker on this thread (`spawn`,
-/// `spawn_local`): in a blocking job there is none, but there is a runtime,
-/// and the message says what works there.
+/// `spawn_local`): in a blocking job or a thread hook there is none, but
+/// there is a runtime, and the message says what works there.
 #[cold]
 #[inline(never)]
 pub(crate) fn not_on_a_worker(what: &str) -> ! {
+    if crate::thread_hooks::in_hook() {
+        panic!(
+            "cellio: {what} called in a thread hook (on_thread_start or on_thread_stop): the \
+             hook runs outside any task, so no worker runs a task started there with {what}; \
+             start it on a worker with spawn_on(index, ..) (or \
+             RuntimeHandle::current().unwrap().spawn_on)"
+        )
+    }
     if crate::blocking::current_job_runtime().is_some() {
         panic!(
             "cellio: {what} called in a spawn_blocking job: it runs on a blocking thread, where \

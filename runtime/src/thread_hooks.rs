@@ -14,12 +14,43 @@
 //!   blocking job's is: `RuntimeHandle::current()` returns it, as tokio's
 //!   `Handle::current()` does in its hooks), when the runtime is still
 //!   there; nothing of it is made current when no hook is set.
+//! * While a hook runs, [`in_hook`] says so (a flag of the thread's, set
+//!   and cleared around the hook, also when it panics), for the panic of a
+//!   `spawn` there to name the hook rather than a blocking job.
 
+use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 
 use crate::shutdown::Shared;
+
+thread_local! {
+    /// Whether a thread hook is running on this thread.
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is running a thread hook (`on_thread_start`,
+/// `on_thread_stop`).
+pub(crate) fn in_hook() -> bool {
+    IN_HOOK.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Sets [`IN_HOOK`] until dropped.
+struct InHook;
+
+impl InHook {
+    fn enter() -> Self {
+        let _ = IN_HOOK.try_with(|flag| flag.set(true));
+        InHook
+    }
+}
+
+impl Drop for InHook {
+    fn drop(&mut self) {
+        let _ = IN_HOOK.try_with(|flag| flag.set(false));
+    }
+}
 
 /// A hook: shared by every thread it runs on.
 type Hook = Arc<dyn Fn() + Send + Sync>;
@@ -67,6 +98,7 @@ impl Drop for Started<'_> {
 fn run(which: &str, hook: Option<&Hook>, runtime: &Weak<Shared>) {
     let Some(hook) = hook else { return };
     let _current = runtime.upgrade().map(crate::blocking::JobRuntime::enter);
+    let _in_hook = InHook::enter();
     // Unwind safety: the hook is the user's, and nothing of the runtime's
     // is borrowed across it.
     if catch_unwind(AssertUnwindSafe(|| hook())).is_err() {

@@ -156,3 +156,48 @@ fn a_hook_finds_its_runtime_current() {
         assert!(RuntimeHandle::current().is_none());
     });
 }
+
+/// `spawn` in a hook panics (the thread runs no task yet) with a message
+/// that names the thread hook and says to use `spawn_on`, on workers and
+/// blocking threads, at start and at stop; in a job on the same blocking
+/// thread afterwards, the message names the job again. (The hook's said
+/// "called in a spawn_blocking job: it runs on a blocking thread", also
+/// on a worker; found by a review.)
+#[test]
+fn spawn_in_a_hook_panics_naming_the_hook() {
+    quiet_panics_ending_with("spawn_on)");
+    quiet_panics_ending_with("awaits the job");
+    let spawn_panic = || {
+        let caught = std::panic::catch_unwind(|| drop(cellio_runtime::spawn(async {})));
+        util::panic_text(&*caught.expect_err("spawn outside a task panics"))
+    };
+    with_timeout(LIMIT, move || {
+        type Found = Arc<Mutex<Vec<(String, &'static str, String)>>>;
+        let found = Found::default();
+        let note = move |found: &Found, hook: &'static str| {
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            found.lock().unwrap().push((name, hook, spawn_panic()));
+        };
+        let (on_start, on_stop) = (Arc::clone(&found), Arc::clone(&found));
+        let rt = Builder::new()
+            .workers(2)
+            .on_thread_start(move || note(&on_start, "start"))
+            .on_thread_stop(move || note(&on_stop, "stop"))
+            .build()
+            .unwrap();
+        let in_job = rt.block_on(rt.spawn_blocking(spawn_panic)).unwrap();
+        assert!(
+            in_job.contains("called in a spawn_blocking job"),
+            "{in_job}"
+        );
+        drop(rt);
+        let found = found.lock().unwrap().clone();
+        assert_eq!(found.len(), 4, "{found:?}");
+        for (name, hook, text) in found {
+            assert!(
+                text.contains("spawn called in a thread hook") && text.contains("spawn_on"),
+                "{name}, {hook}: {text:?}"
+            );
+        }
+    });
+}
