@@ -31,6 +31,22 @@
 //!   Linux); larger ones may be cut into each other. To keep longer
 //!   messages apart, write them through one handle.
 //!
+//! # A closed standard descriptor
+//!
+//! * A handle over a closed descriptor 0, 1 or 2 is over `/dev/null`
+//!   (see [`stdin`], [`stdout`], [`stderr`]), so it needs `/dev/null`:
+//!   where it cannot be opened (a chroot or container without `/dev`),
+//!   [`stdin`], [`stdout`] or [`stderr`] fails with the open's error,
+//!   `NotFound` there, where std's handle still works.
+//! * **A program that closes descriptors 0, 1 or 2 before it builds the
+//!   runtime** (a daemon that detaches first) has them reused by the next
+//!   descriptors opened, the runtime's own among them (its epoll instance
+//!   and its wake-up eventfd): [`stdout`] then writes into those, and
+//!   [`stdin`] reads from them, which breaks the runtime's wake-ups. std's
+//!   and tokio's handles share this. A daemon should not leave 0, 1 and 2
+//!   closed: open `/dev/null` on them instead (`dup2` of an open
+//!   `/dev/null` onto each), before it builds the runtime.
+//!
 //! [`fs::File`]: crate::fs::File
 //! [`Runtime::shutdown_timeout`]: crate::Runtime::shutdown_timeout
 //! [`Runtime::shutdown_background`]: crate::Runtime::shutdown_background
@@ -85,9 +101,11 @@ pub struct Stderr(File);
 /// one for the program's life: a read whose future is dropped still
 /// takes the next input, which only this handle's next read returns (see
 /// the [module docs](self)). If descriptor 0 is closed, as with std's
-/// `stdin`, reads get end of file (the handle is over `/dev/null`).
-/// Fails only if the descriptor cannot be duplicated (out of
-/// descriptors).
+/// `stdin`, reads get end of file (the handle is over `/dev/null`). Fails
+/// if the descriptor cannot be duplicated (out of descriptors), or if it
+/// is closed and `/dev/null` cannot be opened (`NotFound` in a chroot
+/// without `/dev`); descriptors closed before the runtime was built are
+/// another matter (the [module docs](self#a-closed-standard-descriptor)).
 ///
 /// ```no_run
 /// # cellio_runtime::Runtime::new()?.block_on(async {
@@ -104,7 +122,10 @@ pub fn stdin() -> io::Result<Stdin> {
 /// A handle to the process's standard output (tokio's `io::stdout`).
 /// If descriptor 1 is closed (a daemon that detached), as with std's
 /// `stdout`, writes succeed and are dropped (the handle is over
-/// `/dev/null`). Fails only if the descriptor cannot be duplicated.
+/// `/dev/null`). Fails if the descriptor cannot be duplicated, or if it
+/// is closed and `/dev/null` cannot be opened (the
+/// [module docs](self#a-closed-standard-descriptor), which also say why a
+/// daemon should open `/dev/null` on 0, 1 and 2 rather than close them).
 ///
 /// ```
 /// # cellio_runtime::Runtime::new()?.block_on(async {
@@ -121,7 +142,7 @@ pub fn stdout() -> io::Result<Stdout> {
 
 /// A handle to the process's standard error (tokio's `io::stderr`).
 /// If descriptor 2 is closed, as with std's `stderr`, writes succeed and
-/// are dropped. Fails only if the descriptor cannot be duplicated.
+/// are dropped. Fails as [`stdout`] does.
 pub fn stderr() -> io::Result<Stderr> {
     duplicate(io::stderr(), false).map(Stderr)
 }
