@@ -601,10 +601,12 @@ impl Executor {
     /// first takes in the blocks other threads sent back). Its home is
     /// [`id`](Self::id).
     ///
-    /// A fresh block (not a reused one) also makes the inbox's list of
-    /// returned blocks hold every block the pool has out, so that a task
-    /// ending on another thread never allocates to send its block home:
-    /// growth happens on the way in only.
+    /// A fresh block of the pool (not a reused one) also makes the
+    /// inbox's list of returned blocks hold every block the pool has out,
+    /// so that a task ending on another thread never allocates to send its
+    /// block home: growth happens on the way in only. A block from the
+    /// system allocator (pooling off, a task too big for the pool) never
+    /// goes home, so it takes no inbox lock; it is only counted.
     #[inline]
     pub(crate) fn allocate_block<F: Future>(&self) -> BlockMemory<F> {
         let mut pool = self.pool.borrow_mut();
@@ -612,7 +614,9 @@ impl Executor {
         let fresh = pool.counts().1;
         let memory = RawTask::allocate::<F>(Some(&mut pool));
         if pool.counts().1 != fresh {
-            self.inbox.reserve_returned(pool.outstanding());
+            if memory.is_pooled() {
+                self.inbox.reserve_returned(pool.outstanding());
+            }
             self.shared
                 .metrics
                 .of(self.index)

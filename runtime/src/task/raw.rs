@@ -253,6 +253,13 @@ impl<F> BlockMemory<F> {
             _future: PhantomData,
         }
     }
+
+    /// `true` if the block has a pool class: only such a block goes back
+    /// to its home's pool (through the home's inbox, from another thread).
+    #[inline]
+    pub(crate) fn is_pooled(&self) -> bool {
+        self.class != NOT_POOLED
+    }
 }
 
 /// One counted reference to a task block.
