@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 #[path = "util/example_bin.rs"]
 mod example_bin;
+#[path = "util/netns.rs"]
+mod netns;
 
 /// Runs it with `args`, killed (exit 124) if it takes over 30 s.
 fn run(args: &[&str]) -> Output {
@@ -119,7 +121,7 @@ fn a_refused_send_is_one_line_and_exit_1() {
 
 /// Runs it with `args` in a network namespace of its own (`unshare -rn`)
 /// with no route but those `routes` adds (`ip route add` arguments, `;`
-/// separated), killed after 30 s. `None` where such namespaces cannot be
+/// separated), killed after 60 s. `None` where such namespaces cannot be
 /// made (the test then checks nothing).
 fn run_in_a_namespace(routes: &str, args: &[&str]) -> Option<Output> {
     let setup: String = std::iter::once("ip link set lo up".to_owned())
@@ -131,34 +133,9 @@ fn run_in_a_namespace(routes: &str, args: &[&str]) -> Option<Output> {
         )
         .collect::<Vec<_>>()
         .join(" && ");
-    let works = Command::new("unshare")
-        .args(["-rn", "sh", "-c", &setup])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !works {
-        eprintln!("skipped: needs unshare -rn (user and network namespaces) and ip");
-        return None;
-    }
     let bin = example_bin::build_example("udp_bulk");
-    let out = Command::new("unshare")
-        .args([
-            "-rn",
-            "sh",
-            "-c",
-            &format!("{setup} && exec timeout 30 \"$0\" \"$@\""),
-        ])
-        .arg(bin)
-        .args(args)
-        .output()
-        .expect("run udp_bulk in a namespace");
-    eprintln!(
-        "udp_bulk {} (routes: {routes:?}) -> {:?}\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(out)
+    let label = format!("udp_bulk (routes: {routes:?})");
+    netns::run_in_a_namespace(&setup, &bin, args, &label)
 }
 
 /// With no route to the destination (a container with loopback only:

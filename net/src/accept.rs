@@ -6,6 +6,7 @@
 //! the future (or, polled outside one, with the listener's).
 
 use std::io;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use cellio_reactor::{Handle, Registration};
@@ -31,4 +32,27 @@ pub(crate) fn poll_accept<Io, Addr, Stream>(
         let handle = Handle::current().unwrap_or_else(|_| listener.handle());
         Ok((register(io, &handle)?, peer))
     })
+}
+
+/// Polls a listener's `poll_accept`: one accept kept in `polled` from one
+/// call to the next (its reservation of the receive cell while it waits),
+/// started anew once it is ready. The lock is held only for this call (no
+/// await inside): a caller on another thread waits for the syscall, not
+/// for a connection.
+pub(crate) fn poll_kept_accept<Io, Addr, Stream>(
+    polled: &Mutex<OpState>,
+    listener: &Registration,
+    cx: &mut Context<'_>,
+    accept: impl FnMut() -> io::Result<(Io, Addr)>,
+    register: impl FnOnce(Io, &Handle) -> io::Result<Stream>,
+) -> Poll<io::Result<(Stream, Addr)>> {
+    let mut op = polled
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let accepted = poll_accept(&mut op, listener, cx, accept, register);
+    if accepted.is_ready() {
+        // Done (its cell released): the next call is a new accept.
+        *op = OpState::new();
+    }
+    accepted
 }

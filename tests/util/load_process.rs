@@ -11,6 +11,8 @@ use std::time::Instant;
 
 #[path = "example_bin.rs"]
 pub mod example_bin;
+#[path = "netns.rs"]
+mod netns;
 
 /// Builds the example once (same profile as this test) and returns its path.
 pub fn load_bin() -> &'static PathBuf {
@@ -76,26 +78,6 @@ pub fn run_load_with_one_ephemeral_port(port: u16, args: &[&str]) -> Option<Outp
     let setup = format!(
         "ip link set lo up && echo '{port} {port}' > /proc/sys/net/ipv4/ip_local_port_range"
     );
-    let works = Command::new("unshare")
-        .args(["-rn", "sh", "-c", &setup])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !works {
-        eprintln!("skipped: needs unshare -rn (user and network namespaces) and ip");
-        return None;
-    }
-    let out = Command::new("unshare")
-        .args(["-rn", "sh", "-c", &format!("{setup} && exec \"$0\" \"$@\"")])
-        .arg(load_bin())
-        .args(args)
-        .output()
-        .expect("run the load example in a namespace");
-    eprintln!(
-        "load {} (ephemeral port {port}) -> {:?}\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(out)
+    let label = format!("load (ephemeral port {port})");
+    netns::run_in_a_namespace(&setup, load_bin(), args, &label)
 }

@@ -185,24 +185,13 @@ impl TcpListener {
     /// # drop((stream, peer)); Ok(()) }
     /// ```
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        // Held only for this call (no await inside): a caller on another
-        // thread waits for the syscall, not for a connection.
-        let mut op = self
-            .polled_accept
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let polled = poll_accept(
-            &mut op,
+        crate::accept::poll_kept_accept(
+            &self.polled_accept,
             &self.registration,
             cx,
             || self.io.accept(),
             TcpStream::register,
-        );
-        if polled.is_ready() {
-            // Done (its cell released): the next call is a new accept.
-            *op = OpState::new();
-        }
-        polled
+        )
     }
 
     /// The address the listener is bound to (with the port the kernel chose

@@ -148,23 +148,13 @@ impl UnixListener {
     /// # drop((stream, peer)); Ok(()) }
     /// ```
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(UnixStream, SocketAddr)>> {
-        // Held only for this call (no await inside).
-        let mut op = self
-            .polled_accept
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let polled = poll_accept(
-            &mut op,
+        crate::accept::poll_kept_accept(
+            &self.polled_accept,
             &self.registration,
             cx,
             || accept(&self.io),
             UnixStream::register,
-        );
-        if polled.is_ready() {
-            // Done (its cell released): the next call is a new accept.
-            *op = OpState::new();
-        }
-        polled
+        )
     }
 
     /// Turns this listener back into a `std` listener, leaving this
