@@ -23,10 +23,10 @@ fn is_open(fd: RawFd) -> bool {
 /// review.)
 #[test]
 fn closed_standard_descriptors_give_handles_that_swallow_writes_and_read_nothing() {
-    // SAFETY: `fcntl` and `close` take descriptors and touch no memory;
-    // the saved copies (above 2, so no closed one is reused) are ours, and
+    // The saved copies (above 2, so no closed one is reused) are ours, and
     // 0 to 2 are put back below before anything can fail.
     let saved: Vec<RawFd> = (0..3)
+        // SAFETY: `fcntl` and `close` take descriptors and touch no memory.
         .map(|fd| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) })
         .collect();
     assert!(saved.iter().all(|&copy| copy > 2));
