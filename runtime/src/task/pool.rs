@@ -29,6 +29,9 @@
 //!   come back to it (up to `cap`), reserved when a fresh block is
 //!   allocated: `give_back` never allocates, even the first time every
 //!   task of a peak ends at once.
+//! * No class holds more free blocks than it counts (`blocks`): a block
+//!   given back when all of them are free is another runtime's (its home
+//!   named by an epoch that came round again) and is freed.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ptr::NonNull;
@@ -127,18 +130,23 @@ impl Pool {
     /// `block` was allocated with `class_layout(class)`, holds no live value
     /// and is not used again by the caller.
     pub(crate) unsafe fn give_back(&mut self, class: u8, block: NonNull<u8>) {
-        let list = &mut self.free[usize::from(class)];
-        if list.len() < self.cap {
+        let c = usize::from(class);
+        let list = &mut self.free[c];
+        // With every block counted here already pooled, this one is not
+        // ours: a block of a dropped runtime's worker whose number and
+        // 8-bit epoch this worker has now (a `JoinHandle` dropped 256
+        // runtimes later; a block's header names its home by the epoch).
+        // Freed, not pooled: the counts stay true and the list within the
+        // room reserved for it.
+        let ours = list.len() < self.blocks[c];
+        if ours && list.len() < self.cap {
             list.push(block);
-        } else {
-            // SAFETY: the caller's contract: allocated with this layout.
-            unsafe { dealloc(block.as_ptr(), class_layout(class)) };
-            let c = usize::from(class);
-            debug_assert!(
-                self.blocks[c] > 0,
-                "a block of class {c} that was never counted"
-            );
-            self.blocks[c] = self.blocks[c].saturating_sub(1);
+            return;
+        }
+        // SAFETY: the caller's contract: allocated with this layout.
+        unsafe { dealloc(block.as_ptr(), class_layout(class)) };
+        if ours {
+            self.blocks[c] -= 1;
         }
     }
 
