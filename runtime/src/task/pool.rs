@@ -266,4 +266,75 @@ mod tests {
         unsafe { pool.give_back(1, out) };
         assert_eq!(pool.trim(), 1);
     }
+
+    /// A random model: own blocks taken and given back in any order,
+    /// strangers (same class, allocated elsewhere: another runtime's, see
+    /// `give_back`) given back at any time, trims in between. `give_back` never grows a list, a list never
+    /// holds more than its class counts, and under Miri every block is
+    /// freed exactly once (no leak, no double free).
+    #[test]
+    fn random_takes_give_backs_and_strangers_keep_the_counts() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let rounds = if cfg!(miri) { 20 } else { 2000 };
+        for round in 0..rounds {
+            let cap = (next() % 5) as usize;
+            let mut pool = Pool::new(true, cap);
+            let mut out: Vec<NonNull<u8>> = Vec::new();
+            for _ in 0..(if cfg!(miri) { 40 } else { 200 }) {
+                let c = 1usize;
+                match next() % 6 {
+                    0 | 1 => out.push(pool.take(1)),
+                    2 | 3 if !out.is_empty() => {
+                        let i = (next() as usize) % out.len();
+                        let block = out.swap_remove(i);
+                        let capacity = pool.free[c].capacity();
+                        // SAFETY: from `take(1)`, unused.
+                        unsafe { pool.give_back(1, block) };
+                        assert_eq!(pool.free[c].capacity(), capacity, "round {round}: grew");
+                    }
+                    4 => {
+                        let stranger = alloc_layout(class_layout(1));
+                        let capacity = pool.free[c].capacity();
+                        // SAFETY: allocated with the class layout, unused.
+                        unsafe { pool.give_back(1, stranger) };
+                        assert_eq!(pool.free[c].capacity(), capacity, "round {round}: grew");
+                    }
+                    5 if next() % 4 == 0 => {
+                        pool.trim();
+                    }
+                    _ => {}
+                }
+                assert!(pool.free[c].len() <= pool.blocks[c], "round {round}");
+                assert!(pool.free[c].len() <= cap, "round {round}");
+                assert!(
+                    pool.free[c].capacity() >= pool.blocks[c].min(cap),
+                    "round {round}: room {} for {} counted",
+                    pool.free[c].capacity(),
+                    pool.blocks[c]
+                );
+                assert!(pool.pooled() as u64 <= pool.counts().1);
+            }
+            // Half the time the remaining blocks come back before the
+            // pool goes, half the time after (the worker is gone).
+            if next() % 2 == 0 {
+                for block in out.drain(..) {
+                    // SAFETY: from `take(1)`, unused.
+                    unsafe { pool.give_back(1, block) };
+                }
+                drop(pool);
+            } else {
+                drop(pool);
+                for block in out.drain(..) {
+                    // SAFETY: allocated with the class layout, unused.
+                    unsafe { dealloc(block.as_ptr(), class_layout(1)) };
+                }
+            }
+        }
+    }
 }
