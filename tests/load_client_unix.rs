@@ -267,7 +267,7 @@ fn the_server_clears_a_stale_socket_but_never_a_live_one_or_a_plain_file() {
     let dir = Dir::new("unix-echo-files");
     // A socket file nobody listens on: cleared, and the server starts.
     let stale = dir.path("stale.sock");
-    drop(UnixListener::bind(&stale).unwrap());
+    make_stale_socket(&stale);
     assert!(stale.exists());
     let server = UnixEchoServer::start(&stale, &[]);
     let mut client = UnixStream::connect(&stale).unwrap();
@@ -465,7 +465,7 @@ fn two_checks_clearing_the_same_stale_socket_both_find_the_path_free() {
         stale_socket::clear_stale_socket(&path)
     };
     for round in 0..2000 {
-        drop(UnixListener::bind(&path).unwrap());
+        make_stale_socket(&path);
         let (first, second) = thread::scope(|s| {
             let first = s.spawn(check);
             let second = s.spawn(check);
@@ -497,7 +497,7 @@ fn two_servers_starting_on_the_same_stale_socket_one_starts_and_it_is_reached() 
         stale_socket::bind_clearing_stale(&path, |path| UnixListener::bind(path))
     };
     for round in 0..2000 {
-        drop(UnixListener::bind(&path).unwrap());
+        make_stale_socket(&path);
         let (first, second) = thread::scope(|s| {
             let first = s.spawn(bind);
             let second = s.spawn(bind);
@@ -552,4 +552,13 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     assert!(echoes(&mut late));
     let recovered = says_within(&lines, "accepting again", Duration::from_secs(10));
     assert!(recovered, "no line saying it accepts again");
+}
+
+/// A stale socket file: bound, never listening. (A listener bound and
+/// dropped here stays listening while a child that another test thread
+/// forks holds its descriptor until its exec, and a connect to it
+/// succeeds; a socket that never listened refuses it in any case.)
+fn make_stale_socket(path: &std::path::Path) {
+    let s = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    s.bind(&socket2::SockAddr::unix(path).unwrap()).unwrap();
 }

@@ -108,9 +108,13 @@ pub fn interval(period: Duration) -> Interval {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
+/// use cellio_runtime::time::MissedTickBehavior;
 /// cellio_runtime::Runtime::new()?.block_on(async {
 ///     let start = Instant::now() + Duration::from_millis(10);
 ///     let mut ticks = cellio_runtime::time::interval_at(start, Duration::from_millis(5));
+///     // Each tick on its own point, however late this task sees them (the
+///     // default, `Skip`, moves on to the next point of the grid).
+///     ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
 ///     assert_eq!(ticks.tick().await, start);
 ///     assert_eq!(ticks.tick().await, start + Duration::from_millis(5));
 /// });
