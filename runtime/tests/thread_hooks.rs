@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cellio_runtime::{spawn_blocking, spawn_on, Builder, RuntimeHandle};
+use cellio_runtime::{spawn_blocking, spawn_on, Builder, Runtime, RuntimeHandle};
 use util::{quiet_panics_ending_with, with_timeout, LIMIT, ON_PURPOSE};
 
 /// What the hooks saw: per thread name, `(starts, stops)`.
@@ -124,20 +124,8 @@ fn a_panicking_hook_is_caught_and_the_thread_goes_on() {
 fn a_hook_finds_its_runtime_current() {
     with_timeout(LIMIT, || {
         // Per thread name and hook, the workers the current runtime had.
-        type Found = Arc<Mutex<Vec<(String, &'static str, Option<usize>)>>>;
-        let found = Found::default();
-        let note = |found: &Found, hook: &'static str| {
-            let name = std::thread::current().name().unwrap_or("?").to_string();
-            let workers = RuntimeHandle::current().map(|handle| handle.workers());
-            found.lock().unwrap().push((name, hook, workers));
-        };
-        let (on_start, on_stop) = (Arc::clone(&found), Arc::clone(&found));
-        let rt = Builder::new()
-            .workers(2)
-            .on_thread_start(move || note(&on_start, "start"))
-            .on_thread_stop(move || note(&on_stop, "stop"))
-            .build()
-            .unwrap();
+        let (rt, found) =
+            runtime_noting_in_hooks(|| RuntimeHandle::current().map(|handle| handle.workers()));
         rt.block_on(rt.spawn_blocking(|| ())).unwrap();
         drop(rt);
         let mut found = found.lock().unwrap().clone();
@@ -172,19 +160,7 @@ fn spawn_in_a_hook_panics_naming_the_hook() {
         util::panic_text(&*caught.expect_err("spawn outside a task panics"))
     };
     with_timeout(LIMIT, move || {
-        type Found = Arc<Mutex<Vec<(String, &'static str, String)>>>;
-        let found = Found::default();
-        let note = move |found: &Found, hook: &'static str| {
-            let name = std::thread::current().name().unwrap_or("?").to_string();
-            found.lock().unwrap().push((name, hook, spawn_panic()));
-        };
-        let (on_start, on_stop) = (Arc::clone(&found), Arc::clone(&found));
-        let rt = Builder::new()
-            .workers(2)
-            .on_thread_start(move || note(&on_start, "start"))
-            .on_thread_stop(move || note(&on_stop, "stop"))
-            .build()
-            .unwrap();
+        let (rt, found) = runtime_noting_in_hooks(spawn_panic);
         let in_job = rt.block_on(rt.spawn_blocking(spawn_panic)).unwrap();
         assert!(
             in_job.contains("called in a spawn_blocking job"),
@@ -200,4 +176,28 @@ fn spawn_in_a_hook_panics_naming_the_hook() {
             );
         }
     });
+}
+
+/// What each thread hook saw: per thread name and hook, what `what`
+/// returned there.
+type Noted<T> = Arc<Mutex<Vec<(String, &'static str, T)>>>;
+
+/// A two-worker runtime whose thread hooks note what `what` returns in
+/// them (one blocking thread starts on the first job).
+fn runtime_noting_in_hooks<T: Send + 'static>(
+    what: impl Fn() -> T + Send + Sync + Copy + 'static,
+) -> (Runtime, Noted<T>) {
+    let noted: Noted<T> = Arc::default();
+    let note = move |noted: &Noted<T>, hook: &'static str| {
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        noted.lock().unwrap().push((name, hook, what()));
+    };
+    let (on_start, on_stop) = (Arc::clone(&noted), Arc::clone(&noted));
+    let rt = Builder::new()
+        .workers(2)
+        .on_thread_start(move || note(&on_start, "start"))
+        .on_thread_stop(move || note(&on_stop, "stop"))
+        .build()
+        .unwrap();
+    (rt, noted)
 }
