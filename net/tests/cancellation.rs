@@ -329,15 +329,22 @@ fn syn_sent_to(addr: std::net::SocketAddr) -> usize {
         u32::from_ne_bytes(addr.ip().octets()),
         addr.port()
     );
+    // Counted by local address: the file is read in several `read`s, and
+    // a socket another thread opens or closes meanwhile may make the
+    // kernel list one twice (CI once read 2 for one pending connect;
+    // that is the likely cause, not a proven one).
     std::fs::read_to_string("/proc/net/tcp")
         .expect("/proc/net/tcp")
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02")
+            let to_addr_syn_sent =
+                fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02");
+            to_addr_syn_sent.then(|| fields[1].to_owned())
         })
-        .count()
+        .collect::<std::collections::HashSet<String>>()
+        .len()
 }
 
 /// A `connect` dropped while its handshake is pending closes its socket.
